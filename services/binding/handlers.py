@@ -1,0 +1,38 @@
+"""Event handlers of the binding service: one function per consumed event, and the subscriptions."""
+
+from __future__ import annotations
+
+from services.binding import service
+from services.binding.config import BindingSettings
+from shared.consumer import Subscriptions
+from shared.events import ReviewDecided, RiskAssessed, VerificationFailed, VerificationRequested, Verified
+from shared.uow import UnitOfWork
+
+
+async def on_risk_assessed(event: RiskAssessed, uow: UnitOfWork, settings: BindingSettings) -> None:
+    await service.apply_risk_assessment(uow, event)
+
+
+async def on_review_decided(event: ReviewDecided, uow: UnitOfWork, settings: BindingSettings) -> None:
+    await service.apply_review_decision(uow, event)
+
+
+async def on_verification_requested(event: VerificationRequested, uow: UnitOfWork, settings: BindingSettings) -> None:
+    await service.record_verification_issued(uow, event)
+
+
+async def on_verified(event: Verified, uow: UnitOfWork, settings: BindingSettings) -> None:
+    await service.complete_unbind(uow, event)
+
+
+async def on_verification_failed(event: VerificationFailed, uow: UnitOfWork, settings: BindingSettings) -> None:
+    await service.fail_verification(uow, event)
+
+
+SUBSCRIPTIONS: Subscriptions = {
+    RiskAssessed: on_risk_assessed,
+    ReviewDecided: on_review_decided,
+    VerificationRequested: on_verification_requested,
+    Verified: on_verified,
+    VerificationFailed: on_verification_failed,
+}

@@ -1,0 +1,134 @@
+"""Tables of the binding service: accounts, bindings, unbind requests and their timeline."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.consumer import InboxMixin
+from shared.db import UTCDateTime, utcnow
+from shared.outbox import OutboxMixin
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class OutboxMessage(OutboxMixin, Base):
+    pass
+
+
+class InboxEntry(InboxMixin, Base):
+    pass
+
+
+class BindingStatus(StrEnum):
+    ACTIVE = "active"
+    UNBINDING = "unbinding"
+    UNBOUND = "unbound"
+
+
+class RequestStatus(StrEnum):
+    PENDING_RISK = "pending_risk"
+    UNDER_REVIEW = "under_review"
+    PENDING_VERIFICATION = "pending_verification"
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+OPEN_REQUEST_STATUSES = (RequestStatus.PENDING_RISK, RequestStatus.UNDER_REVIEW, RequestStatus.PENDING_VERIFICATION)
+
+
+class CreditAccount(Base):
+    """The Huabei-style consumer credit line."""
+
+    __tablename__ = "credit_accounts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    credit_limit: Mapped[int] = mapped_column(Integer)  # in yuan (CNY)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RepaymentAccount(Base):
+    """A mortgage repayment account held at a lender, in the customer's name."""
+
+    __tablename__ = "repayment_accounts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    lender: Mapped[str] = mapped_column(String(128))
+    # Kept in this service's database only; every API and event shows it masked.
+    account_number: Mapped[str] = mapped_column(String(32))
+    monthly_instalment: Mapped[int] = mapped_column(Integer)  # in yuan
+    due_day: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Binding(Base):
+    """Links a repayment account to a credit account; `auto_debit` is the repayment mandate."""
+
+    __tablename__ = "bindings"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    credit_account_id: Mapped[str] = mapped_column(ForeignKey("credit_accounts.id"))
+    repayment_account_id: Mapped[str] = mapped_column(ForeignKey("repayment_accounts.id"))
+    status: Mapped[str] = mapped_column(String(16), default=BindingStatus.ACTIVE)
+    auto_debit: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The part of the credit limit granted because of this binding; withdrawn on unbind.
+    credit_limit_contribution: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class UnbindRequest(Base):
+    __tablename__ = "unbind_requests"
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key", name="uq_unbind_requests_idempotency"),
+        Index("ix_unbind_requests_binding_status", "binding_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    binding_id: Mapped[str] = mapped_column(ForeignKey("bindings.id"))
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(32), default=RequestStatus.PENDING_RISK, index=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    device_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    channel: Mapped[str] = mapped_column(String(32), default="app")
+    impact_hash: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    # Fingerprint of the request body, so a reused key with a different body is refused.
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    risk_decision: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    risk_score: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    risk_reasons: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    verification_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    verification_methods: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    verification_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    outcome_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    follow_up: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class TimelineEntry(Base):
+    """One step in a request's life, for the customer's timeline and the audit trail."""
+
+    __tablename__ = "unbind_request_timeline"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("unbind_requests.id"), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    event_type: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

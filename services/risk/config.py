@@ -1,0 +1,24 @@
+"""Settings of the risk service (environment prefix `UNBIND_`; see shared.settings)."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from shared.settings import ServiceSettings
+
+
+class RiskSettings(ServiceSettings):
+    service_name = "risk"
+    default_port = 8003
+
+    database_url: str = Field("", validation_alias="UNBIND_RISK_DATABASE_URL")
+    # Score thresholds: below step_up -> allow; then step_up, review, deny.
+    threshold_step_up: int = Field(40, ge=1, le=100)
+    threshold_review: int = Field(65, ge=1, le=100)
+    threshold_deny: int = Field(85, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _ordered_thresholds(self) -> RiskSettings:
+        if not self.threshold_step_up < self.threshold_review < self.threshold_deny:
+            raise ValueError("risk thresholds must satisfy step_up < review < deny")
+        return self

@@ -1,0 +1,28 @@
+"""Event handlers of the risk service: one function per consumed event, and the subscriptions."""
+
+from __future__ import annotations
+
+from services.risk import service
+from services.risk.config import RiskSettings
+from shared.consumer import Subscriptions
+from shared.events import UnbindRejected, UnbindRequested, VerificationFailed
+from shared.uow import UnitOfWork
+
+
+async def on_unbind_requested(event: UnbindRequested, uow: UnitOfWork, settings: RiskSettings) -> None:
+    await service.assess(uow, settings, event)
+
+
+async def on_verification_failed(event: VerificationFailed, uow: UnitOfWork, settings: RiskSettings) -> None:
+    service.observe(uow, event)
+
+
+async def on_unbind_rejected(event: UnbindRejected, uow: UnitOfWork, settings: RiskSettings) -> None:
+    service.observe(uow, event)
+
+
+SUBSCRIPTIONS: Subscriptions = {
+    UnbindRequested: on_unbind_requested,
+    VerificationFailed: on_verification_failed,
+    UnbindRejected: on_unbind_rejected,
+}

@@ -1,0 +1,53 @@
+"""Tables of the risk service: what it has seen of each customer, and its assessments."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Index, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.consumer import InboxMixin
+from shared.db import UTCDateTime, utcnow
+from shared.outbox import OutboxMixin
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class OutboxMessage(OutboxMixin, Base):
+    pass
+
+
+class InboxEntry(InboxMixin, Base):
+    pass
+
+
+class ObservedEvent(Base):
+    """One event about a customer, kept as a behaviour signal (request counts, failures...)."""
+
+    __tablename__ = "observed_events"
+    __table_args__ = (Index("ix_observed_events_user_type_at", "user_id", "event_type", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(36))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Assessment(Base):
+    __tablename__ = "assessments"
+
+    request_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    binding_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    signals: Mapped[dict[str, Any]] = mapped_column(JSON)
+    score: Mapped[int] = mapped_column(Integer)
+    level: Mapped[str] = mapped_column(String(16))
+    decision: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    required_methods: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

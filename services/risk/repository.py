@@ -1,0 +1,23 @@
+"""Every query of the risk service."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.risk.models import Assessment, ObservedEvent
+
+
+async def count_events_since(session: AsyncSession, user_id: str, event_type: str, since: datetime, *, excluding_request: str | None = None) -> int:
+    query = select(func.count()).select_from(ObservedEvent).where(
+        ObservedEvent.user_id == user_id, ObservedEvent.event_type == event_type, ObservedEvent.occurred_at >= since
+    )
+    if excluding_request:
+        query = query.where(ObservedEvent.request_id != excluding_request)
+    return await session.scalar(query) or 0
+
+
+async def get_assessment(session: AsyncSession, request_id: str) -> Assessment | None:
+    return await session.get(Assessment, request_id)

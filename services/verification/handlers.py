@@ -1,0 +1,35 @@
+"""Event handlers of the verification service: one function per consumed event, and the subscriptions."""
+
+from __future__ import annotations
+
+from services.verification import repository, service
+from services.verification.service import VerificationDeps
+from shared.consumer import Subscriptions
+from shared.events import ReviewDecided, ReviewOutcome, RiskAssessed, RiskDecision, UnbindCancelled, UnbindExpired
+from shared.uow import UnitOfWork
+
+
+async def on_risk_assessed(event: RiskAssessed, uow: UnitOfWork, deps: VerificationDeps) -> None:
+    if event.decision in (RiskDecision.ALLOW, RiskDecision.STEP_UP):
+        await service.issue(uow, deps, event, event.required_methods)
+
+
+async def on_review_decided(event: ReviewDecided, uow: UnitOfWork, deps: VerificationDeps) -> None:
+    if event.decision == ReviewOutcome.APPROVE:
+        await service.issue(uow, deps, event, event.required_methods)
+
+
+async def on_unbind_cancelled(event: UnbindCancelled, uow: UnitOfWork, deps: VerificationDeps) -> None:
+    service.void(await repository.get_by_request(uow.session, event.request_id, for_update=True))
+
+
+async def on_unbind_expired(event: UnbindExpired, uow: UnitOfWork, deps: VerificationDeps) -> None:
+    service.void(await repository.get_by_request(uow.session, event.request_id, for_update=True))
+
+
+SUBSCRIPTIONS: Subscriptions = {
+    RiskAssessed: on_risk_assessed,
+    ReviewDecided: on_review_decided,
+    UnbindCancelled: on_unbind_cancelled,
+    UnbindExpired: on_unbind_expired,
+}

@@ -1,0 +1,211 @@
+"""The app factory every service builds on: database, outbox relay, consumer, health, metrics,
+problem+json errors, correlation ids and the per-request unit of work.
+
+A service's `main.create_app` reads its settings and hands its routers, tables and subscriptions
+here. Nothing is created at import time: each app owns its engine, clients and background tasks,
+which start in the lifespan and stop with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.bus import EventBus, KafkaBus
+from shared.consumer import EventConsumer, InboxMixin, Subscriptions
+from shared.db import create_engine, create_session_factory
+from shared.logging import configure_logging, correlation_id
+from shared.outbox import Outbox, OutboxMixin, OutboxRelay
+from shared.problems import install_problem_handlers, problem_response
+from shared.settings import ServiceSettings
+from shared.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+# Builds the long-lived resources (HTTP clients...) handed to event handlers; default: the settings.
+ResourcesFactory = Callable[["ServiceRuntime"], AbstractAsyncContextManager[Any]]
+Worker = Callable[["ServiceRuntime"], Any]
+
+
+@dataclass
+class ServiceRuntime:
+    """Everything one running service instance owns."""
+
+    settings: ServiceSettings
+    engine: AsyncEngine
+    session_factory: async_sessionmaker[AsyncSession]
+    outbox: Outbox
+    relay: OutboxRelay
+    consumer: EventConsumer | None
+    registry: CollectorRegistry
+    deps: Any = None
+    tasks: list[asyncio.Task] = field(default_factory=list)
+
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self.session_factory, self.outbox, on_commit=self.relay.wake)
+
+
+def runtime_of(request: Request) -> ServiceRuntime:
+    return request.app.state.runtime
+
+
+async def request_unit_of_work(request: Request) -> AsyncIterator[UnitOfWork]:
+    async with runtime_of(request).unit_of_work() as uow:
+        yield uow
+
+
+# scope="function": the transaction commits before the response is sent, so a 2xx means durable.
+RequestUnitOfWork = Annotated[UnitOfWork, Depends(request_unit_of_work, scope="function")]
+Runtime = Annotated[ServiceRuntime, Depends(runtime_of)]
+
+
+def build_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    outbox_model: type[OutboxMixin],
+    inbox_model: type[InboxMixin] | None = None,
+    subscriptions: Subscriptions | None = None,
+    resources: ResourcesFactory | None = None,
+    workers: Sequence[Worker] = (),
+    bus: EventBus | None = None,
+) -> FastAPI:
+    configure_logging(settings.service_name, settings.log_level)
+    bus = bus or KafkaBus(settings.kafka_bootstrap_servers, client_id=f"unbind-{settings.service_name}")
+    engine = create_engine(settings.database_url)
+    session_factory = create_session_factory(engine)
+    registry = CollectorRegistry()
+    relay = OutboxRelay(session_factory=session_factory, model=outbox_model, bus=bus, batch_size=settings.relay_batch_size)
+    outbox = Outbox(outbox_model, settings.topic)
+    runtime = ServiceRuntime(settings, engine, session_factory, outbox, relay, None, registry)
+    if subscriptions:
+        assert inbox_model is not None, "a consuming service needs an inbox table"
+        runtime.consumer = EventConsumer(
+            bus=bus,
+            group_id=settings.consumer_group,
+            topic=settings.topic,
+            dlq_topic=settings.dlq_topic,
+            unit_of_work=runtime.unit_of_work,
+            inbox_model=inbox_model,
+            subscriptions=subscriptions,
+            max_attempts=settings.consumer_max_attempts,
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with resources(runtime) if resources else nullcontext(settings) as deps:
+            runtime.deps = deps
+            if runtime.consumer is not None:
+                runtime.consumer.deps = deps
+            if settings.run_workers:
+                runtime.tasks.append(asyncio.create_task(relay.run(), name=f"{settings.service_name}-relay"))
+                if runtime.consumer is not None:
+                    runtime.tasks.append(asyncio.create_task(runtime.consumer.run(), name=f"{settings.service_name}-consumer"))
+                runtime.tasks.extend(asyncio.create_task(worker(runtime)) for worker in workers)
+            log.info("service started", extra={"database": engine.url.render_as_string(hide_password=True), "kafka": settings.kafka_bootstrap_servers})
+            try:
+                yield
+            finally:
+                for task in runtime.tasks:
+                    task.cancel()
+                await asyncio.gather(*runtime.tasks, return_exceptions=True)
+                runtime.tasks.clear()
+        await engine.dispose()
+
+    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.runtime = runtime
+    install_problem_handlers(app)
+    app.add_middleware(_ObservabilityMiddleware, registry=registry)
+    app.include_router(_operations_router(runtime))
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def _operations_router(runtime: ServiceRuntime) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+    outbox_pending = Gauge("unbind_outbox_pending", "Outbox rows not yet published", registry=runtime.registry)
+    handled = Gauge("unbind_events_handled", "Events handled since start", registry=runtime.registry)
+    dead_lettered = Gauge("unbind_events_dead_lettered", "Events sent to the DLQ since start", registry=runtime.registry)
+    published = Gauge("unbind_events_published", "Outbox rows published since start", registry=runtime.registry)
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: the database answers; Kafka connectivity is reported")
+    async def readyz(request: Request) -> Any:
+        try:
+            async with runtime.session_factory() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception as exc:
+            return problem_response(request, 503, "not-ready", "Not ready", f"database unreachable: {type(exc).__name__}")
+        consumer = runtime.consumer
+        return {
+            "status": "ready",
+            "database": "ok",
+            "relay_connected": runtime.relay.connected,
+            "consumer_connected": consumer.connected if consumer else None,
+        }
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        async with runtime.session_factory() as session:
+            outbox_pending.set(await runtime.outbox.pending_count(session))
+        published.set(runtime.relay.published_total)
+        if runtime.consumer is not None:
+            handled.set(runtime.consumer.handled_total)
+            dead_lettered.set(runtime.consumer.dead_lettered_total)
+        return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+class _ObservabilityMiddleware:
+    """Correlation id per request (`X-Request-ID`, generated when absent) and request metrics."""
+
+    def __init__(self, app: ASGIApp, registry: CollectorRegistry):
+        self.app = app
+        self.requests = Counter("unbind_http_requests", "HTTP requests", ["method", "route", "status"], registry=registry)
+        self.latency = Histogram("unbind_http_request_seconds", "HTTP request latency", ["method", "route"], registry=registry)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers") or ()).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if incoming and len(incoming) <= 64 and incoming.replace("-", "").isalnum() else str(uuid.uuid4())
+        token = correlation_id.set(request_id)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            self.requests.labels(scope["method"], path, str(status)).inc()
+            self.latency.labels(scope["method"], path).observe(time.perf_counter() - started)
+            correlation_id.reset(token)

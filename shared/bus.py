@@ -1,0 +1,185 @@
+"""The event bus: real Kafka through aiokafka, and an in-memory twin for fast unit tests only.
+
+Both expose the slice of aiokafka's producer/consumer API that the outbox relay and the consumer
+runner use, so the same code (and the same test bodies) run on either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from shared.cloudevents import Headers
+
+log = logging.getLogger(__name__)
+
+
+class Producer(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None) -> asyncio.Future: ...
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None) -> Any: ...
+
+
+class Consumer(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None) -> dict[TopicPartition, list[Any]]: ...
+    async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None: ...
+
+
+class EventBus(Protocol):
+    def producer(self) -> Producer: ...
+    def consumer(self, group_id: str, topics: list[str]) -> Consumer: ...
+
+
+async def stop_quietly(client: Producer | Consumer, timeout: float = 5) -> None:
+    """Stop a client without letting a dead broker hang or crash the caller's cleanup."""
+    try:
+        await asyncio.wait_for(client.stop(), timeout)
+    except (TimeoutError, Exception) as exc:
+        log.debug("client stop failed", extra={"error": repr(exc)})
+
+
+@dataclass(frozen=True)
+class KafkaBus:
+    """Real Kafka. The producer is idempotent with acks=all, so a retried send never duplicates
+    or reorders records within a partition; consumers never auto-commit."""
+
+    bootstrap_servers: str
+    client_id: str = "unbind"
+    request_timeout_ms: int = 15_000
+
+    def producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=self.client_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+            request_timeout_ms=self.request_timeout_ms,
+            retry_backoff_ms=200,
+        )
+
+    def consumer(self, group_id: str, topics: list[str]) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=self.client_id,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=500,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=2_000,
+            retry_backoff_ms=200,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
+@dataclass
+class InMemoryBus:
+    """A single-process twin of Kafka: partitioned logs, consumer groups with committed offsets.
+
+    One consumer per group is assumed (it gets every partition); that is all unit tests need.
+    """
+
+    partitions: int = 6
+    logs: dict[str, list[list[MemoryRecord]]] = field(default_factory=dict)
+    committed: dict[tuple[str, TopicPartition], int] = field(default_factory=lambda: defaultdict(int))
+
+    def _log(self, topic: str) -> list[list[MemoryRecord]]:
+        return self.logs.setdefault(topic, [[] for _ in range(self.partitions)])
+
+    def append(self, topic: str, value: bytes, key: bytes | None, headers: Headers | None) -> MemoryRecord:
+        partition = zlib.crc32(key) % self.partitions if key else 0
+        log = self._log(topic)[partition]
+        record = MemoryRecord(topic, partition, len(log), key, value, tuple(headers or ()))
+        log.append(record)
+        return record
+
+    def records(self, topic: str) -> list[MemoryRecord]:
+        """Every record of a topic, partition by partition."""
+        return [record for log in self._log(topic) for record in log]
+
+    def producer(self) -> _MemoryProducer:
+        return _MemoryProducer(self)
+
+    def consumer(self, group_id: str, topics: list[str]) -> _MemoryConsumer:
+        return _MemoryConsumer(self, group_id, topics)
+
+
+@dataclass
+class _MemoryProducer:
+    bus: InMemoryBus
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None) -> asyncio.Future:
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        future.set_result(self.bus.append(topic, value, key, headers))
+        return future
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None) -> MemoryRecord:
+        return await (await self.send(topic, value, key, headers))
+
+
+@dataclass
+class _MemoryConsumer:
+    bus: InMemoryBus
+    group_id: str
+    topics: list[str]
+    positions: dict[TopicPartition, int] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        for topic in self.topics:
+            for partition in range(self.bus.partitions):
+                tp = TopicPartition(topic, partition)
+                self.positions[tp] = self.bus.committed[(self.group_id, tp)]
+
+    async def stop(self) -> None:
+        return None
+
+    async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None) -> dict[TopicPartition, list[MemoryRecord]]:
+        batch = self._take(max_records)
+        deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
+        while not batch and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.005)
+            batch = self._take(max_records)
+        return batch
+
+    def _take(self, max_records: int | None) -> dict[TopicPartition, list[MemoryRecord]]:
+        batch: dict[TopicPartition, list[MemoryRecord]] = {}
+        budget = max_records or 500
+        for tp, position in self.positions.items():
+            records = self.bus._log(tp.topic)[tp.partition][position : position + budget]
+            if records:
+                batch[tp] = records
+                self.positions[tp] = position + len(records)
+                budget -= len(records)
+            if budget <= 0:
+                break
+        return batch
+
+    async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        for tp, offset in (offsets or self.positions).items():
+            self.bus.committed[(self.group_id, tp)] = offset

@@ -1,0 +1,178 @@
+"""The consumer runner: one consumer group per service on `unbind.events`.
+
+For each record: parse the CloudEvent; skip types the service does not subscribe to; otherwise, in
+ONE transaction, record the event id in the inbox and run the handler. A redelivered event finds
+its id in the inbox and changes nothing. Offsets are committed only after the handlers' transactions
+have committed, so a crash in between means redelivery, never loss. A handler that keeps failing is
+retried a bounded number of times, then the record goes to the dead-letter topic with the error in
+its headers and consumption goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from aiokafka import TopicPartition
+from sqlalchemy import String, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.bus import Consumer, EventBus, Producer, stop_quietly
+from shared.cloudevents import Envelope, MalformedEvent
+from shared.db import UTCDateTime, utcnow
+from shared.events import Event
+from shared.logging import correlation_id, redact
+from shared.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any, UnitOfWork, Any], Awaitable[None]]
+Subscriptions = Mapping[type[Event], Handler]
+
+
+class InboxMixin:
+    """Columns of a service's `inbox` table: ids of the events it has handled."""
+
+    __tablename__ = "inbox"
+
+    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    handled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EventConsumer:
+    """Runs a service's subscriptions against the topic until cancelled."""
+
+    def __init__(
+        self,
+        *,
+        bus: EventBus,
+        group_id: str,
+        topic: str,
+        dlq_topic: str,
+        unit_of_work: Callable[[], UnitOfWork],
+        inbox_model: type[InboxMixin],
+        subscriptions: Subscriptions,
+        deps: Any = None,
+        max_attempts: int = 3,
+        retry_backoff: float = 0.2,
+        batch_size: int = 500,
+    ):
+        self._bus = bus
+        self.group_id = group_id
+        self._topic = topic
+        self._dlq_topic = dlq_topic
+        self._unit_of_work = unit_of_work
+        self._inbox = inbox_model
+        self._subscriptions = subscriptions
+        self.deps = deps
+        self._max_attempts = max_attempts
+        self._retry_backoff = retry_backoff
+        self._batch_size = batch_size
+        self._dlq_producer: Producer | None = None
+        self.connected = False
+        self.handled_total = 0
+        self.duplicates_total = 0
+        self.dead_lettered_total = 0
+
+    async def run(self) -> None:
+        """Consume forever; a lost broker or a failed commit restarts the consumer, never skips."""
+        backoff = 0.2
+        while True:
+            consumer = self._bus.consumer(self.group_id, [self._topic])
+            try:
+                await consumer.start()
+                self.connected = True
+                backoff = 0.2
+                await self._consume(consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("consumer stopped; restarting", extra={"group": self.group_id, "error": redact(repr(exc)), "backoff_s": backoff})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                self.connected = False
+                await stop_quietly(consumer)
+                if self._dlq_producer is not None:
+                    await stop_quietly(self._dlq_producer)
+                    self._dlq_producer = None
+
+    async def _consume(self, consumer: Consumer) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=self._batch_size)
+            if not batches:
+                continue
+            offsets: dict[TopicPartition, int] = {}
+            for tp, records in batches.items():
+                for record in records:
+                    await self.handle(record)
+                offsets[tp] = records[-1].offset + 1
+            await consumer.commit(offsets)
+
+    async def handle(self, record: Any) -> None:
+        """Handle one record to the end: handled, skipped as a duplicate, or dead-lettered."""
+        try:
+            envelope = Envelope.from_record(record.value, record.headers)
+        except MalformedEvent as exc:
+            await self._dead_letter(record, exc, attempts=0)
+            return
+        handler = self._subscriptions.get(type(envelope.data))
+        if handler is None:
+            return
+        token = correlation_id.set(envelope.data.request_id)
+        try:
+            error: Exception | None = None
+            for attempt in range(1, self._max_attempts + 1):
+                try:
+                    await self._handle_once(envelope, handler)
+                    return
+                except Exception as exc:
+                    error = exc
+                    log.warning(
+                        "handler failed",
+                        extra={"event_type": envelope.type, "event_id": envelope.id, "attempt": attempt, "error": redact(repr(exc))},
+                    )
+                    if attempt < self._max_attempts:
+                        await asyncio.sleep(self._retry_backoff * 2 ** (attempt - 1))
+            assert error is not None
+            await self._dead_letter(record, error, attempts=self._max_attempts)
+        finally:
+            correlation_id.reset(token)
+
+    async def _handle_once(self, envelope: Envelope, handler: Handler) -> None:
+        async with self._unit_of_work() as uow:
+            if await uow.session.scalar(select(self._inbox.event_id).where(self._inbox.event_id == envelope.id)):
+                self.duplicates_total += 1
+                log.info("duplicate event ignored", extra={"event_type": envelope.type, "event_id": envelope.id})
+                return
+            uow.session.add(self._inbox(event_id=envelope.id, event_type=envelope.type))
+            await handler(envelope.data, uow, self.deps)
+        self.handled_total += 1
+
+    async def _dead_letter(self, record: Any, error: BaseException, *, attempts: int) -> None:
+        headers = [(name, value) for name, value in (record.headers or ()) if not name.startswith("x-dlq-")]
+        headers += [
+            ("x-dlq-error", redact(f"{type(error).__name__}: {error}")[:2000].encode()),
+            ("x-dlq-error-type", type(error).__name__.encode()),
+            ("x-dlq-original-topic", record.topic.encode()),
+            ("x-dlq-original-partition", str(record.partition).encode()),
+            ("x-dlq-original-offset", str(record.offset).encode()),
+            ("x-dlq-consumer-group", self.group_id.encode()),
+            ("x-dlq-attempts", str(attempts).encode()),
+            ("x-dlq-failed-at", utcnow().isoformat().encode()),
+        ]
+        if self._dlq_producer is None:
+            self._dlq_producer = self._bus.producer()
+            await self._dlq_producer.start()
+        # Waiting for the acknowledgement keeps the offset uncommitted until the letter is safe.
+        await self._dlq_producer.send_and_wait(self._dlq_topic, record.value or b"", key=record.key, headers=headers)
+        self.dead_lettered_total += 1
+        log.error(
+            "event dead-lettered",
+            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset, "attempts": attempts, "error": redact(str(error))},
+        )
+

@@ -1,0 +1,168 @@
+"""Every event on `unbind.events`, defined once, named in the past tense.
+
+The models are the `data` of a CloudEvent (see `shared.cloudevents`); the CloudEvent `type` is the
+class name. Consumers read tolerantly (unknown fields are ignored) so producers can add fields
+without a lock-step deploy. No model has a field for a one-time code, a full phone number or a
+full account number: what is not in the schema cannot leak onto the topic.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class UnbindReason(StrEnum):
+    RISK_CONTROL = "risk_control"
+    FUND_PLANNING = "fund_planning"
+    LENDER_CHANGE = "lender_change"
+    OTHER = "other"
+
+
+class RiskDecision(StrEnum):
+    ALLOW = "allow"
+    STEP_UP = "step_up"
+    REVIEW = "review"
+    DENY = "deny"
+
+
+class RiskLevel(StrEnum):
+    NORMAL = "normal"
+    ELEVATED = "elevated"
+    HIGHEST = "highest"
+
+
+class ReviewOutcome(StrEnum):
+    APPROVE = "approve"
+    DENY = "deny"
+
+
+class VerificationMethod(StrEnum):
+    OTP = "otp"
+    BIOMETRIC = "biometric"
+
+
+class RiskReason(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    weight: int
+    detail: str
+
+
+class Event(BaseModel):
+    """Common data of every event: which unbind request, on which binding, for which customer."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    # The CloudEvent `source` path segment of the one service allowed to emit this type.
+    emitted_by: ClassVar[str]
+
+    request_id: str
+    binding_id: str
+    user_id: str
+
+
+class UnbindRequested(Event):
+    """Emitted by binding when a customer asks to unbind a binding."""
+
+    emitted_by = "binding"
+    reason: UnbindReason
+    impact_hash: str
+    device_id: str | None = None
+    channel: str = "app"
+
+
+class RiskAssessed(Event):
+    """Emitted by risk when it has scored an unbind request."""
+
+    emitted_by = "risk"
+    score: int = Field(ge=0, le=100)
+    level: RiskLevel
+    decision: RiskDecision
+    reasons: list[RiskReason] = Field(default_factory=list)
+    required_methods: list[VerificationMethod] = Field(default_factory=list)
+
+
+class ReviewDecided(Event):
+    """Emitted by risk when ops have closed a manual review of an unbind request."""
+
+    emitted_by = "risk"
+    decision: ReviewOutcome
+    reviewer: str
+    note: str = ""
+    required_methods: list[VerificationMethod] = Field(default_factory=list)
+
+
+class VerificationRequested(Event):
+    """Emitted by verification when it has issued the identity challenge (never the code itself)."""
+
+    emitted_by = "verification"
+    verification_id: str
+    methods: list[VerificationMethod]
+    expires_at: datetime
+
+
+class Verified(Event):
+    """Emitted by verification when every required method of a verification has passed."""
+
+    emitted_by = "verification"
+    verification_id: str
+    methods: list[VerificationMethod]
+
+
+class VerificationFailed(Event):
+    """Emitted by verification when a verification is locked out or has expired."""
+
+    emitted_by = "verification"
+    verification_id: str
+    reason: str
+
+
+class UnbindCompleted(Event):
+    """Emitted by binding when the binding is unbound and its mandates are cancelled."""
+
+    emitted_by = "binding"
+    mandates_cancelled: int
+    credit_limit_before: int
+    credit_limit_after: int
+    follow_up: list[str] = Field(default_factory=list)
+
+
+class UnbindRejected(Event):
+    """Emitted by binding when risk, a reviewer or a failed verification has stopped the request."""
+
+    emitted_by = "binding"
+    reason: str
+
+
+class UnbindCancelled(Event):
+    """Emitted by binding when the customer has cancelled an open unbind request."""
+
+    emitted_by = "binding"
+
+
+class UnbindExpired(Event):
+    """Emitted by binding when an open unbind request was not verified in time."""
+
+    emitted_by = "binding"
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        UnbindRequested,
+        RiskAssessed,
+        ReviewDecided,
+        VerificationRequested,
+        Verified,
+        VerificationFailed,
+        UnbindCompleted,
+        UnbindRejected,
+        UnbindCancelled,
+        UnbindExpired,
+    )
+}

@@ -1,0 +1,184 @@
+"""Transactional outbox: events are rows written in the same transaction as the state they
+describe, and a relay publishes them to Kafka afterwards.
+
+Guarantees: an event is published if and only if its transaction committed; rows are published in
+`seq` order through an idempotent producer (acks=all), so events of one binding keep their order on
+its partition; a row is marked published only after the broker acknowledged it, so a relay that
+dies mid-batch publishes the unmarked rows again on restart, and the consumers' inbox makes that
+second copy a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Text, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+from sqlalchemy.types import JSON
+
+from shared.bus import EventBus, Producer, stop_quietly
+from shared.cloudevents import Envelope
+from shared.db import UTCDateTime, utcnow
+from shared.events import Event
+from shared.logging import redact
+
+log = logging.getLogger(__name__)
+
+
+class OutboxMixin:
+    """Columns of a service's `outbox` table (each service declares it on its own Base)."""
+
+    __tablename__ = "outbox"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    topic: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(255))
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    headers: Mapped[dict[str, str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple:
+        return (Index("ix_outbox_unpublished", "published_at", "seq"),)
+
+
+class Outbox:
+    """Stages events into the caller's session; the unit of work commits them with the state."""
+
+    def __init__(self, model: type[OutboxMixin], topic: str):
+        self.model = model
+        self.topic = topic
+
+    def add(self, session: AsyncSession, event: Event) -> Envelope:
+        envelope = Envelope.emit(event)
+        key, value, headers = envelope.to_record()
+        session.add(
+            self.model(
+                event_id=envelope.id,
+                event_type=envelope.type,
+                topic=self.topic,
+                key=key.decode(),
+                value=value,
+                headers={name: raw.decode() for name, raw in headers},
+            )
+        )
+        return envelope
+
+    async def pending_count(self, session: AsyncSession) -> int:
+        return await session.scalar(select(func.count()).select_from(self.model).where(self.model.published_at.is_(None))) or 0
+
+
+class PublishFailed(Exception):
+    """Some rows of a batch were not acknowledged by the broker; they stay unpublished."""
+
+
+class OutboxRelay:
+    """Publishes unsent outbox rows in order, many per round, waiting on the batch."""
+
+    def __init__(
+        self,
+        *,
+        session_factory: async_sessionmaker[AsyncSession],
+        model: type[OutboxMixin],
+        bus: EventBus,
+        batch_size: int = 500,
+        idle_interval: float = 1.0,
+        max_backoff: float = 5.0,
+    ):
+        self._session_factory = session_factory
+        self._model = model
+        self._bus = bus
+        self._batch_size = batch_size
+        self._idle_interval = idle_interval
+        self._max_backoff = max_backoff
+        self._wakeup = asyncio.Event()
+        self.connected = False
+        self.published_total = 0
+
+    def wake(self) -> None:
+        """Called after a unit of work commits, so new rows go out without waiting for a poll."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        producer: Producer | None = None
+        backoff = 0.2
+        try:
+            while True:
+                try:
+                    if producer is None:
+                        producer = self._bus.producer()
+                        await producer.start()
+                        self.connected = True
+                    published = await self.publish_batch(producer)
+                    backoff = 0.2
+                    if published < self._batch_size:
+                        await self._idle()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("outbox relay round failed; retrying", extra={"error": redact(str(exc)), "backoff_s": backoff})
+                    self.connected = False
+                    if producer is not None:
+                        await stop_quietly(producer)
+                        producer = None
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self._max_backoff)
+        finally:
+            self.connected = False
+            if producer is not None:
+                await stop_quietly(producer)
+
+    async def _idle(self) -> None:
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), self._idle_interval)
+        except TimeoutError:
+            pass
+        self._wakeup.clear()
+
+    async def publish_batch(self, producer: Producer) -> int:
+        """Publish one batch of unsent rows; returns how many rows were attempted."""
+        model = self._model
+        async with self._session_factory() as session:
+            rows: Sequence[OutboxMixin] = (
+                await session.scalars(select(model).where(model.published_at.is_(None)).order_by(model.seq).limit(self._batch_size))
+            ).all()
+        if not rows:
+            return 0
+
+        results: list[BaseException | None] = []
+        futures: list[asyncio.Future] = []
+        send_error: BaseException | None = None
+        for row in rows:
+            if send_error is not None:
+                break
+            try:
+                headers = [(name, value.encode()) for name, value in row.headers.items()]
+                futures.append(await producer.send(row.topic, row.value, key=row.key.encode(), headers=headers))
+            except Exception as exc:
+                send_error = exc
+        for outcome in await asyncio.gather(*futures, return_exceptions=True):
+            results.append(outcome if isinstance(outcome, BaseException) else None)
+        # Rows never handed to the producer fail with the error that stopped the loop.
+        results.extend([send_error] * (len(rows) - len(results)))
+
+        published = [row.seq for row, error in zip(rows, results, strict=True) if error is None]
+        failed = [(row.seq, error) for row, error in zip(rows, results, strict=True) if error is not None]
+        async with self._session_factory() as session, session.begin():
+            if published:
+                await session.execute(update(model).where(model.seq.in_(published)).values(published_at=utcnow(), attempts=model.attempts + 1))
+            for seq, error in failed:
+                await session.execute(update(model).where(model.seq == seq).values(attempts=model.attempts + 1, last_error=redact(repr(error))[:2000]))
+        self.published_total += len(published)
+        if failed:
+            raise PublishFailed(f"{len(failed)} of {len(rows)} outbox rows not acknowledged: {failed[0][1]!r}")
+        return len(rows)
+

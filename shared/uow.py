@@ -1,0 +1,61 @@
+"""The unit of work: one transaction at a boundary (a request or a handled event).
+
+The boundary opens it, the service layer writes state and stages events into its session through
+`emit`, and the boundary commits (or rolls back) once. Service code never commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.cloudevents import Envelope
+from shared.events import Event
+from shared.outbox import Outbox
+
+AfterCommit = Callable[[], Awaitable[None] | None]
+
+
+class UnitOfWork:
+    """One transaction at a boundary. Commits on a clean exit, rolls back on an exception.
+
+    Work that must only happen once the transaction is durable (waking the outbox relay, sending
+    an SMS whose code hash was just stored) is registered with `after_commit`.
+    """
+
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession], outbox: Outbox, on_commit: Callable[[], None] | None = None):
+        self._session_factory = session_factory
+        self._outbox = outbox
+        self._on_commit = on_commit
+        self._after_commit: list[AfterCommit] = []
+        self.session: AsyncSession
+
+    def emit(self, event: Event) -> Envelope:
+        """Stage an event in this transaction; it is published only if the transaction commits."""
+        return self._outbox.add(self.session, event)
+
+    def after_commit(self, callback: AfterCommit) -> None:
+        self._after_commit.append(callback)
+
+    async def __aenter__(self) -> UnitOfWork:
+        self.session = self._session_factory()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            if exc_type is None:
+                await self.session.commit()
+            else:
+                await self.session.rollback()
+        finally:
+            await self.session.close()
+        if exc_type is None:
+            if self._on_commit:
+                self._on_commit()
+            for callback in self._after_commit:
+                result = callback()
+                if asyncio.iscoroutine(result):
+                    await result

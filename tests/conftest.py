@@ -1,0 +1,78 @@
+"""Test infrastructure: the real Kafka broker and PostgreSQL server, started by the project's
+own code (or taken from KAFKA_BOOTSTRAP_SERVERS / UNBIND_TEST_POSTGRES_URL), and fixtures that
+run one test body on each bus and each database."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from shared.cli.kafka import create_topics, kafka_up
+from shared.cli.postgres import ensure_database, postgres_up
+from shared.migrations import SERVICES
+from tests.stack import BusTopics, make_bus_topics
+
+ROOT = Path(__file__).resolve().parent.parent
+# The test broker and server run on ports of their own, beside any `unbind up` of the developer.
+TEST_VAR = ROOT / "var" / "test"
+TEST_KAFKA_PORT = int(os.environ.get("UNBIND_TEST_KAFKA_PORT", "19092"))
+TEST_KAFKA_CONTROLLER_PORT = TEST_KAFKA_PORT + 1
+TEST_POSTGRES_PORT = int(os.environ.get("UNBIND_TEST_POSTGRES_PORT", "55433"))
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    return kafka_up(TEST_VAR, port=TEST_KAFKA_PORT, controller_port=TEST_KAFKA_CONTROLLER_PORT, topics=())
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    return os.environ.get("UNBIND_TEST_POSTGRES_URL") or postgres_up(TEST_VAR, port=TEST_POSTGRES_PORT)
+
+
+async def _drop_databases(server_url: str, names: list[str]) -> None:
+    connection = await asyncpg.connect(server_url.replace("postgresql+asyncpg://", "postgresql://").rstrip("/") + "/postgres")
+    try:
+        for name in names:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_urls(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[dict[str, str]]:
+    """One fresh database per service, on SQLite files or on the PostgreSQL server."""
+    if request.param == "sqlite":
+        yield {service: f"sqlite+aiosqlite:///{tmp_path / f'{service}.db'}" for service in SERVICES}
+        return
+    server = request.getfixturevalue("postgres_server")
+    prefix = f"t_{uuid.uuid4().hex[:10]}"
+    names = {service: f"{prefix}_{service}" for service in SERVICES}
+    urls = {service: await ensure_database(server, name) for service, name in names.items()}
+    yield urls
+    await _drop_databases(server, list(names.values()))
+
+
+async def _kafka_topics(bootstrap: str) -> BusTopics:
+    topics = make_bus_topics("kafka", bootstrap)
+    await create_topics(bootstrap, [topics.topic, topics.dlq_topic])
+    return topics
+
+
+@pytest.fixture
+async def kafka_topics(kafka_bootstrap: str) -> BusTopics:
+    """The real broker, with a pair of fresh topics for this test."""
+    return await _kafka_topics(kafka_bootstrap)
+
+
+@pytest.fixture(params=["memory", "kafka"])
+async def any_bus(request: pytest.FixtureRequest) -> BusTopics:
+    """The same test body on the in-memory twin and on the real broker."""
+    if request.param == "memory":
+        return make_bus_topics("memory", None)
+    return await _kafka_topics(request.getfixturevalue("kafka_bootstrap"))

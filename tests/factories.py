@@ -1,0 +1,61 @@
+"""Small factories for test data, written through each service's own unit of work."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from services.binding.models import Binding, BindingStatus, CreditAccount, RepaymentAccount
+from services.notification.models import Contact
+from tests.stack import Stack
+
+
+@dataclass(frozen=True)
+class Customer:
+    user_id: str
+    phone: str
+    binding_id: str
+    credit_limit: int
+    contribution: int
+
+
+async def customer_with_binding(
+    stack: Stack, *, user_id: str | None = None, credit_limit: int = 30000, contribution: int = 10000, auto_debit: bool = True, locale: str = "zh-CN"
+) -> Customer:
+    """A customer with a credit account, a mortgage repayment account and an active binding
+    (in binding's database) and contact details (in notification's, when it runs)."""
+    suffix = uuid.uuid4().hex[:8]
+    user_id = user_id or f"u-{suffix}"
+    phone = f"+86138{int(suffix, 16) % 10**8:08d}"
+    binding_id = f"b-{suffix}"
+    async with stack.runtime("binding").unit_of_work() as uow:
+        uow.session.add_all(
+            [
+                CreditAccount(id=f"ca-{suffix}", user_id=user_id, credit_limit=credit_limit),
+                RepaymentAccount(id=f"ra-{suffix}", user_id=user_id, lender="Example Bank", account_number=f"622202{int(suffix, 16) % 10**10:010d}", monthly_instalment=6500, due_day=15),
+            ]
+        )
+        await uow.session.flush()
+        uow.session.add(
+            Binding(
+                id=binding_id,
+                user_id=user_id,
+                credit_account_id=f"ca-{suffix}",
+                repayment_account_id=f"ra-{suffix}",
+                status=BindingStatus.ACTIVE,
+                auto_debit=auto_debit,
+                credit_limit_contribution=contribution,
+            )
+        )
+    if "notification" in stack.apps:
+        async with stack.runtime("notification").unit_of_work() as uow:
+            uow.session.add(Contact(user_id=user_id, phone=phone, locale=locale))
+    return Customer(user_id, phone, binding_id, credit_limit, contribution)
+
+
+def unbind_body(reason: str = "fund_planning", **extra: object) -> dict[str, object]:
+    return {"reason": reason, **extra}
+
+
+def idempotency_key() -> str:
+    return f"idem-{uuid.uuid4()}"

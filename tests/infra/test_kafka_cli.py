@@ -1,0 +1,287 @@
+"""Tests of shared.cli.kafka against a real broker.
+
+The broker under test runs from a temporary var dir on free ports (never 9092/9093),
+so the shared development broker is never disturbed. It is started once per module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from shared.cli import kafka
+from shared.cli.errors import InfraError
+
+EXTRA_TOPIC = "unbind.test.extra"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _free_ports() -> tuple[int, int]:
+    port = _free_port()
+    controller = _free_port()
+    while controller == port:
+        controller = _free_port()
+    return port, controller
+
+
+@dataclass
+class Broker:
+    var: Path
+    port: int
+    controller_port: int
+    bootstrap: str
+
+
+@pytest.fixture(autouse=True)
+def _no_external_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A developer's shell may point at a shared cluster; these tests need local mode.
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    var = tmp_path_factory.mktemp("kafka-var")
+    port, controller_port = _free_ports()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+        bootstrap = kafka.kafka_up(
+            var,
+            port=port,
+            controller_port=controller_port,
+            topics=[*kafka.DEFAULT_TOPICS, EXTRA_TOPIC],
+        )
+    try:
+        yield Broker(var, port, controller_port, bootstrap)
+    finally:
+        kafka.kafka_down(var)
+
+
+async def _partitions(bootstrap: str, topics: list[str]) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        meta = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return {t["topic"]: len(t["partitions"]) for t in meta if t["error_code"] == 0}
+
+
+def test_up_returns_bootstrap_and_status_reports_running(broker: Broker) -> None:
+    assert broker.bootstrap == f"127.0.0.1:{broker.port}"
+    status = kafka.kafka_status(broker.var)
+    assert status["running"] is True
+    assert status["external"] is False
+    assert status["bootstrap"] == broker.bootstrap
+    assert status["version"] == kafka.KAFKA_VERSION
+    pid = status["pid"]
+    assert isinstance(pid, int)
+    assert int((broker.var / "kafka" / "kafka.pid").read_text()) == pid
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert b"kafka.Kafka" in cmdline
+    assert any(arg.startswith(b"-Xmx") for arg in cmdline), "heap must be bounded"
+    # Logging through log4j-slf4j-impl really reaches the file.
+    server_log = (broker.var / "kafka" / "logs" / "server.log").read_text()
+    assert "Kafka Server started" in server_log or "started" in server_log
+
+
+def test_up_twice_is_harmless_and_keeps_pid(broker: Broker) -> None:
+    pid = kafka.kafka_status(broker.var)["pid"]
+    t0 = time.monotonic()
+    again = kafka.kafka_up(broker.var, port=broker.port, controller_port=broker.controller_port)
+    assert again == broker.bootstrap
+    assert kafka.kafka_status(broker.var)["pid"] == pid
+    assert time.monotonic() - t0 < 15, "a second up must not start a broker"
+
+
+def test_topics_exist_with_six_partitions(broker: Broker) -> None:
+    names = [*kafka.DEFAULT_TOPICS, EXTRA_TOPIC]
+    assert asyncio.run(_partitions(broker.bootstrap, names)) == {n: 6 for n in names}
+
+
+@pytest.mark.asyncio
+async def test_async_variant_and_create_topics_idempotent(broker: Broker) -> None:
+    got = await kafka.kafka_up_async(broker.var, port=broker.port, controller_port=broker.controller_port)
+    assert got == broker.bootstrap
+    await kafka.create_topics(broker.bootstrap, ["unbind.test.async"], partitions=3)
+    await kafka.create_topics(broker.bootstrap, ["unbind.test.async"], partitions=3)
+    assert await _partitions(broker.bootstrap, ["unbind.test.async"]) == {"unbind.test.async": 3}
+    # The sync API also works from inside a running event loop (runs in a worker thread).
+    assert kafka.kafka_up(broker.var, port=broker.port, controller_port=broker.controller_port) == broker.bootstrap
+
+
+def test_up_with_other_ports_on_running_var_dir_is_refused(broker: Broker) -> None:
+    other, other_controller = _free_ports()
+    with pytest.raises(InfraError, match=f"already runs with ports {broker.port}"):
+        kafka.kafka_up(broker.var, port=other, controller_port=other_controller)
+
+
+def test_external_cluster_starts_nothing(broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap)
+    got = kafka.kafka_up(tmp_path, topics=["unbind.test.external"])
+    assert got == broker.bootstrap
+    assert not (tmp_path / "kafka" / "kafka.pid").exists()
+    assert asyncio.run(_partitions(broker.bootstrap, ["unbind.test.external"])) == {"unbind.test.external": 6}
+    status = kafka.kafka_status(tmp_path)
+    assert status["external"] is True and status["running"] is True and status["pid"] is None
+
+
+def test_port_taken_is_reported_with_owner(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        with pytest.raises(InfraError) as info:
+            kafka.kafka_up(tmp_path, port=taken, controller_port=_free_port(), timeout=10)
+    message = str(info.value)
+    assert f"127.0.0.1:{taken}" in message and "already in use" in message
+    assert f"pid {os.getpid()}" in message  # names who holds it
+    assert "KAFKA_BOOTSTRAP_SERVERS" in message
+    assert not (tmp_path / "kafka" / "kafka.pid").exists()
+
+
+def test_missing_java_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(empty))
+    port, controller = _free_ports()
+    with pytest.raises(InfraError, match="Java was not found"):
+        kafka.kafka_up(tmp_path / "var", port=port, controller_port=controller)
+
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-such-jdk"))
+    with pytest.raises(InfraError, match="JAVA_HOME=.*no-such-jdk has no executable bin/java"):
+        kafka.kafka_up(tmp_path / "var", port=port, controller_port=controller)
+
+
+def test_old_java_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    jdk = tmp_path / "jdk11"
+    (jdk / "bin").mkdir(parents=True)
+    fake = jdk / "bin" / "java"
+    fake.write_text("#!/bin/sh\necho 'openjdk version \"11.0.22\" 2024-01-16' >&2\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("JAVA_HOME", str(jdk))
+    port, controller = _free_ports()
+    with pytest.raises(InfraError, match="is Java 11, too old.*Java 17"):
+        kafka.kafka_up(tmp_path / "var", port=port, controller_port=controller)
+
+
+def test_broker_dying_at_startup_shows_its_log(tmp_path: Path) -> None:
+    # A meta.properties for another node id makes the storage "formatted" (so the
+    # format step is skipped) but unusable: the broker must exit at startup.
+    data = tmp_path / "kafka" / "data"
+    data.mkdir(parents=True)
+    (data / "meta.properties").write_text("version=1\nnode.id=42\ncluster.id=AAAAAAAAAAAAAAAAAAAAAA\ndirectory.id=AAAAAAAAAAAAAAAAAAAAAQ\n")
+    port, controller = _free_ports()
+    try:
+        with pytest.raises(InfraError) as info:
+            kafka.kafka_up(tmp_path, port=port, controller_port=controller, timeout=60)
+        message = str(info.value)
+        assert "exited during startup" in message
+        assert "server.log" in message and "Stored node id 42" in message
+    finally:
+        kafka.kafka_down(tmp_path)
+
+
+def test_down_never_touches_foreign_processes(broker: Broker, tmp_path: Path) -> None:
+    foreign = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "kafka").mkdir()
+        # A pid file naming an unrelated process (e.g. a recycled pid)...
+        (tmp_path / "kafka" / "kafka.pid").write_text(f"{foreign.pid}\n")
+        assert kafka.kafka_down(tmp_path, timeout=5) is False
+        assert foreign.poll() is None
+        # ...or naming a broker started from another var dir: left alone as well.
+        broker_pid = kafka.kafka_status(broker.var)["pid"]
+        (tmp_path / "kafka" / "kafka.pid").write_text(f"{broker_pid}\n")
+        assert kafka.kafka_down(tmp_path, timeout=5) is False
+        assert kafka.kafka_status(broker.var)["running"] is True
+    finally:
+        foreign.kill()
+        foreign.wait()
+
+
+def test_cli_status_up_and_usage(broker: Broker, capsys: pytest.CaptureFixture[str]) -> None:
+    assert kafka.cli(["status"], broker.var) == 0
+    assert f"running at {broker.bootstrap}" in capsys.readouterr().out
+    argv = ["up", "--port", str(broker.port), "--controller-port", str(broker.controller_port)]
+    assert kafka.cli(argv, broker.var) == 0
+    assert "already running" in capsys.readouterr().out
+    assert kafka.cli(["frobnicate"], broker.var) == 2
+
+
+def test_cli_reports_errors_on_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    port, controller = _free_ports()
+    monkeypatch.setenv("KAFKA_PORT", str(port))
+    monkeypatch.setenv("KAFKA_CONTROLLER_PORT", str(controller))
+    assert kafka.cli(["up"], tmp_path / "var") == 1
+    assert "Java was not found" in capsys.readouterr().err
+
+
+def test_down_stops_only_our_broker_last(broker: Broker) -> None:
+    """Runs last in this module: stops the module's broker."""
+    pid = kafka.kafka_status(broker.var)["pid"]
+    assert kafka.kafka_down(broker.var) is True
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    assert kafka.kafka_status(broker.var) == {
+        "running": False,
+        "pid": None,
+        "bootstrap": broker.bootstrap,
+        "external": False,
+        "version": kafka.KAFKA_VERSION,
+    }
+    assert kafka.kafka_down(broker.var) is False
+
+
+def _fake_mvn(bin_dir: Path, script: str) -> None:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    mvn = bin_dir / "mvn"
+    mvn.write_text("#!/bin/sh\n" + script)
+    mvn.chmod(0o755)
+
+
+def test_ensure_jars_reuses_complete_cache_without_maven(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    libs = tmp_path / "cache" / f"kafka-{kafka.KAFKA_VERSION}" / "libs"
+    libs.mkdir(parents=True)
+    (libs / ".complete").write_text("done\n")
+    _fake_mvn(tmp_path / "bin", "echo mvn must not run >&2; exit 99\n")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    assert kafka.ensure_jars(tmp_path / "cache") == libs
+
+
+def test_ensure_jars_reports_unreachable_maven_central(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_mvn(
+        tmp_path / "bin",
+        "echo '[ERROR] Failed to execute goal on project unbind-kafka-runtime: Could not "
+        "resolve dependencies: Could not transfer artifact org.apache.kafka:kafka_2.13:pom'\n"
+        "exit 1\n",
+    )
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    with pytest.raises(InfraError) as info:
+        kafka.ensure_jars(tmp_path / "cache")
+    message = str(info.value)
+    assert "could not reach Maven Central" in message
+    assert "Could not transfer artifact" in message  # last lines of Maven's output
+    assert not (tmp_path / "cache" / f"kafka-{kafka.KAFKA_VERSION}" / "libs").exists()
+
+
+def test_ensure_jars_reports_missing_maven(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(InfraError, match=r"Maven \(`mvn`\) was not found"):
+        kafka.ensure_jars(tmp_path / "cache")

@@ -1,0 +1,185 @@
+"""The four services running in this test process, on a given bus and given databases.
+
+Each service keeps its own app, database, relay and consumer group, exactly as in production; only
+the processes are shared. Verification reaches notification's HTTP API through an ASGI transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from fastapi import FastAPI
+
+from services.binding.config import BindingSettings
+from services.binding.main import create_app as create_binding_app
+from services.notification.config import NotificationSettings
+from services.notification.main import create_app as create_notification_app
+from services.risk.config import RiskSettings
+from services.risk.main import create_app as create_risk_app
+from services.verification.config import VerificationSettings
+from services.verification.main import create_app as create_verification_app
+from shared.app import ServiceRuntime
+from shared.auth import issue_token
+from shared.bus import EventBus, InMemoryBus, KafkaBus
+from shared.cloudevents import Envelope
+from shared.migrations import SERVICES, upgrade_async
+from shared.settings import DEVELOPMENT_JWT_SECRET
+
+SETTINGS = {"binding": BindingSettings, "verification": VerificationSettings, "risk": RiskSettings, "notification": NotificationSettings}
+
+
+def token(subject: str, *roles: str) -> str:
+    return issue_token(DEVELOPMENT_JWT_SECRET, subject, roles or ("customer",))
+
+
+def auth(subject: str, *roles: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(subject, *roles)}"}
+
+
+@dataclass
+class BusTopics:
+    """A bus with a pair of topics of its own, so no test sees another's events."""
+
+    bus: EventBus
+    topic: str
+    dlq_topic: str
+    bootstrap: str | None = None
+
+    async def records(self, topic: str | None = None) -> list[Any]:
+        """Every record on a topic, from the beginning to the current end."""
+        topic = topic or self.topic
+        if isinstance(self.bus, InMemoryBus):
+            return self.bus.records(topic)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or await _partitions(consumer, topic))]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            end = await consumer.end_offsets(partitions)
+            records: list[Any] = []
+            while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+                for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                    records.extend(batch)
+            return records
+        finally:
+            await consumer.stop()
+
+    async def events(self) -> list[Envelope]:
+        return [Envelope.from_record(record.value, record.headers) for record in await self.records()]
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()
+    return consumer.partitions_for_topic(topic) or set()
+
+
+def make_bus_topics(kind: str, bootstrap: str | None) -> BusTopics:
+    suffix = uuid.uuid4().hex[:10]
+    if kind == "memory":
+        return BusTopics(InMemoryBus(), f"t.{suffix}.events", f"t.{suffix}.dlq")
+    assert bootstrap
+    return BusTopics(KafkaBus(bootstrap), f"t.{suffix}.events", f"t.{suffix}.dlq", bootstrap)
+
+
+def service_settings(service: str, database_url: str, topics: BusTopics, var_dir: Path, **overrides: Any) -> Any:
+    return SETTINGS[service](
+        **{f"UNBIND_{service.upper()}_DATABASE_URL": database_url},
+        kafka_bootstrap_servers=topics.bootstrap or "127.0.0.1:1",
+        topic=topics.topic,
+        dlq_topic=topics.dlq_topic,
+        var_dir=var_dir,
+        consumer_group=f"unbind-{service}-{topics.topic}",
+        **overrides,
+    )
+
+
+@dataclass
+class Stack:
+    topics: BusTopics
+    var_dir: Path
+    apps: dict[str, FastAPI] = field(default_factory=dict)
+    clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
+
+    def runtime(self, service: str) -> ServiceRuntime:
+        return self.apps[service].state.runtime
+
+    def client(self, service: str) -> httpx.AsyncClient:
+        return self.clients[service]
+
+    @property
+    def sms_sink(self) -> Path:
+        return self.var_dir / "sms.jsonl"
+
+    def sms_messages(self) -> list[dict[str, str]]:
+        if not self.sms_sink.exists():
+            return []
+        return [orjson.loads(line) for line in self.sms_sink.read_bytes().splitlines() if line.strip()]
+
+    def latest_code(self, phone: str) -> str:
+        texts = [message["text"] for message in self.sms_messages() if message["to"] == phone]
+        assert texts, f"no SMS to {phone}"
+        match = re.search(r"\b(\d{6})\b", texts[-1])
+        assert match, "the SMS holds no 6-digit code"
+        return match.group(1)
+
+    async def request_status(self, request_id: str, user_id: str) -> dict[str, Any]:
+        response = await self.client("binding").get(f"/v1/unbind-requests/{request_id}", headers=auth(user_id))
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def wait_for_request(self, request_id: str, user_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30) -> dict[str, Any]:
+        async def check() -> dict[str, Any] | None:
+            body = await self.request_status(request_id, user_id)
+            return body if predicate(body) else None
+
+        return await eventually(check, timeout, f"request {request_id} never reached the expected state")
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30, message: str = "condition not met") -> Any:
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{message} within {timeout} s (last: {result!r})")
+        await asyncio.sleep(0.1)
+
+
+async def migrate(database_urls: dict[str, str]) -> None:
+    for service, url in database_urls.items():
+        await upgrade_async(service, url)
+
+
+@asynccontextmanager
+async def running_stack(topics: BusTopics, database_urls: dict[str, str], var_dir: Path, services: tuple[str, ...] = SERVICES) -> AsyncIterator[Stack]:
+    """Migrate, build and start the given services; stop them on exit."""
+    await migrate({service: database_urls[service] for service in services})
+    stack = Stack(topics, var_dir)
+    async with AsyncExitStack() as exits:
+        factories = {"binding": create_binding_app, "risk": create_risk_app, "notification": create_notification_app}
+        # Notification first: verification's HTTP calls are wired to its app.
+        for service in sorted(services, key=lambda name: name != "notification"):
+            settings = service_settings(service, database_urls[service], topics, var_dir)
+            if service == "verification":
+                notification_app = stack.apps.get("notification")
+                transport = httpx.ASGITransport(app=notification_app) if notification_app else None
+                app = create_verification_app(settings, bus=topics.bus, notification_transport=transport)
+            else:
+                app = factories[service](settings, bus=topics.bus)
+            stack.apps[service] = app
+            await exits.enter_async_context(app.router.lifespan_context(app))
+            stack.clients[service] = await exits.enter_async_context(httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{service}"))
+        yield stack
