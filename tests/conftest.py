@@ -4,6 +4,7 @@ run one test body on each bus and each database."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from shared.cli.kafka import create_topics, kafka_up
+from shared.cli.kafka import create_topics, kafka_down, kafka_up, kafka_up_async
 from shared.cli.postgres import ensure_database, postgres_up
 from shared.migrations import SERVICES
 from tests.stack import BusTopics, make_bus_topics
@@ -76,3 +77,20 @@ async def any_bus(request: pytest.FixtureRequest) -> BusTopics:
     if request.param == "memory":
         return make_bus_topics("memory", None)
     return await _kafka_topics(request.getfixturevalue("kafka_bootstrap"))
+
+
+class Broker:
+    """Stops and restarts the test broker (same data, same ports) for outage tests."""
+
+    async def stop(self) -> None:
+        assert await asyncio.to_thread(kafka_down, TEST_VAR), "the test broker was not running"
+
+    async def start(self) -> None:
+        await kafka_up_async(TEST_VAR, port=TEST_KAFKA_PORT, controller_port=TEST_KAFKA_CONTROLLER_PORT, topics=())
+
+
+@pytest.fixture
+def broker(kafka_bootstrap: str) -> Broker:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        pytest.skip("an external cluster (KAFKA_BOOTSTRAP_SERVERS) cannot be stopped by the tests")
+    return Broker()

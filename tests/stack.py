@@ -7,6 +7,7 @@ the processes are shared. Verification reaches notification's HTTP API through a
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -74,6 +75,20 @@ class BusTopics:
             return records
         finally:
             await consumer.stop()
+
+    async def publish(self, value: bytes, *, key: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+        producer = self.bus.producer()
+        await producer.start()
+        try:
+            await producer.send_and_wait(self.topic, value, key=key, headers=headers)
+        finally:
+            await producer.stop()
+
+    async def publish_event(self, envelope: Envelope, *, times: int = 1) -> None:
+        """Put an event on the topic as a relay would; `times` > 1 simulates redelivery."""
+        key, value, headers = envelope.to_record()
+        for _ in range(times):
+            await self.publish(value, key=key, headers=headers)
 
     async def events(self) -> list[Envelope]:
         return [Envelope.from_record(record.value, record.headers) for record in await self.records()]
@@ -146,11 +161,13 @@ class Stack:
         return await eventually(check, timeout, f"request {request_id} never reached the expected state")
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30, message: str = "condition not met") -> Any:
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+async def eventually(check: Callable[[], Awaitable[Any] | Any], timeout: float = 30, message: str = "condition not met") -> Any:
+    """Poll `check` (sync or async) until it returns something truthy; fail after `timeout` seconds."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        result = await check()
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
         if result:
             return result
         if asyncio.get_running_loop().time() > deadline:
@@ -164,15 +181,17 @@ async def migrate(database_urls: dict[str, str]) -> None:
 
 
 @asynccontextmanager
-async def running_stack(topics: BusTopics, database_urls: dict[str, str], var_dir: Path, services: tuple[str, ...] = SERVICES) -> AsyncIterator[Stack]:
-    """Migrate, build and start the given services; stop them on exit."""
+async def running_stack(
+    topics: BusTopics, database_urls: dict[str, str], var_dir: Path, services: tuple[str, ...] = SERVICES, overrides: dict[str, dict[str, Any]] | None = None
+) -> AsyncIterator[Stack]:
+    """Migrate, build and start the given services (settings `overrides` per service); stop them on exit."""
     await migrate({service: database_urls[service] for service in services})
     stack = Stack(topics, var_dir)
     async with AsyncExitStack() as exits:
         factories = {"binding": create_binding_app, "risk": create_risk_app, "notification": create_notification_app}
         # Notification first: verification's HTTP calls are wired to its app.
         for service in sorted(services, key=lambda name: name != "notification"):
-            settings = service_settings(service, database_urls[service], topics, var_dir)
+            settings = service_settings(service, database_urls[service], topics, var_dir, **(overrides or {}).get(service, {}))
             if service == "verification":
                 notification_app = stack.apps.get("notification")
                 transport = httpx.ASGITransport(app=notification_app) if notification_app else None

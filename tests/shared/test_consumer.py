@@ -1,0 +1,163 @@
+"""The consumer runner: inbox de-duplication, offsets committed after the transaction, dead letters.
+
+Each test runs the notification service (its inbox handler has no business-level guard, so a
+second handling would show as a second message) against a real database, on the in-memory twin
+and on the real broker where both make sense.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from services.notification import handlers as notification_handlers
+from services.notification.models import InboxEntry, Notification
+from shared.cloudevents import Envelope, header_map
+from shared.consumer import EventConsumer
+from shared.events import UnbindCompleted
+from shared.uow import UnitOfWork
+from tests.stack import BusTopics, Stack, eventually, running_stack
+
+NOTIFICATION_ONLY = ("notification",)
+
+
+class SimulatedCrash(BaseException):
+    """Stands for the process dying: not an Exception, so nothing in the runner catches it."""
+
+
+def completed_event(user_id: str = "u-zhangsan", request_id: str = "r-1") -> Envelope:
+    return Envelope.emit(
+        UnbindCompleted(
+            request_id=request_id,
+            binding_id="b-zhangsan-mortgage",
+            user_id=user_id,
+            mandates_cancelled=1,
+            credit_limit_before=30000,
+            credit_limit_after=20000,
+            follow_up=["check_mortgage_repayment_status"],
+        )
+    )
+
+
+async def notifications_for(stack: Stack, user_id: str) -> int:
+    async with stack.runtime("notification").session_factory() as session:
+        return await session.scalar(select(func.count()).select_from(Notification).where(Notification.user_id == user_id)) or 0
+
+
+async def test_redelivered_event_changes_nothing(any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+    async with running_stack(any_bus, database_urls, tmp_path, NOTIFICATION_ONLY) as stack:
+        consumer = stack.runtime("notification").consumer
+        await any_bus.publish_event(completed_event(), times=3)
+        await any_bus.publish_event(completed_event(request_id="r-2"))
+
+        await eventually(lambda: consumer.handled_total + consumer.duplicates_total == 4, 30, "not all deliveries were consumed")
+        assert consumer.handled_total == 2
+        assert consumer.duplicates_total == 2
+        assert await notifications_for(stack, "u-zhangsan") == 2
+
+
+async def test_consumer_killed_after_handling_but_before_committing(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+    overrides = {"notification": {"run_workers": False}}
+    async with running_stack(kafka_topics, database_urls, tmp_path, NOTIFICATION_ONLY, overrides) as stack:
+        runtime = stack.runtime("notification")
+
+        def consumer(unit_of_work) -> EventConsumer:
+            return EventConsumer(
+                bus=kafka_topics.bus,
+                group_id=runtime.settings.consumer_group,
+                topic=kafka_topics.topic,
+                dlq_topic=kafka_topics.dlq_topic,
+                unit_of_work=unit_of_work,
+                inbox_model=InboxEntry,
+                subscriptions=notification_handlers.SUBSCRIPTIONS,
+                deps=runtime.settings,
+            )
+
+        def crashing_unit_of_work() -> UnitOfWork:
+            uow = runtime.unit_of_work()
+
+            def crash() -> None:
+                raise SimulatedCrash
+
+            uow.after_commit(crash)  # the handler's transaction is durable; the offset is not yet
+            return uow
+
+        await kafka_topics.publish_event(completed_event())
+        with pytest.raises(SimulatedCrash):
+            await asyncio.wait_for(consumer(crashing_unit_of_work).run(), 30)
+        assert await notifications_for(stack, "u-zhangsan") == 1
+
+        restarted = consumer(runtime.unit_of_work)
+        task = asyncio.create_task(restarted.run())
+        try:
+            await eventually(lambda: restarted.duplicates_total == 1, 30, "the uncommitted event was not delivered again")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert restarted.handled_total == 0
+        assert await notifications_for(stack, "u-zhangsan") == 1
+
+
+async def test_poison_event_goes_to_the_dlq_and_the_next_event_is_handled(any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+    async with running_stack(any_bus, database_urls, tmp_path, NOTIFICATION_ONLY) as stack:
+        good = completed_event()
+        key, _, headers = good.to_record()
+        await any_bus.publish(b'{"request_id": "r-1", "binding_id": ', key=key, headers=[(n, v) for n, v in headers if n != "ce_id"] + [("ce_id", b"poison-1")])
+        await any_bus.publish_event(good)
+
+        await eventually(lambda: notifications_for(stack, "u-zhangsan"), 30, "the event after the poison one was not handled")
+        letters = await eventually(lambda: any_bus.records(any_bus.dlq_topic), 30, "nothing reached the DLQ")
+        assert len(letters) == 1
+        attributes = header_map(letters[0].headers)
+        assert attributes["ce_id"] == "poison-1"
+        assert "MalformedEvent" in attributes["x-dlq-error"]
+        assert attributes["x-dlq-original-topic"] == any_bus.topic
+        assert attributes["x-dlq-consumer-group"] == stack.runtime("notification").settings.consumer_group
+        assert stack.runtime("notification").consumer.dead_lettered_total == 1
+
+
+async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+    overrides = {"notification": {"run_workers": False}}
+    async with running_stack(any_bus, database_urls, tmp_path, NOTIFICATION_ONLY, overrides) as stack:
+        runtime = stack.runtime("notification")
+        calls: list[str] = []
+
+        async def flaky(event: UnbindCompleted, uow: UnitOfWork, deps: object) -> None:
+            calls.append(event.request_id)
+            if event.request_id == "r-bad":
+                raise RuntimeError("lender system rejected account 6222021234564821")
+            await notification_handlers.on_unbind_completed(event, uow, deps)
+
+        consumer = EventConsumer(
+            bus=any_bus.bus,
+            group_id=runtime.settings.consumer_group,
+            topic=any_bus.topic,
+            dlq_topic=any_bus.dlq_topic,
+            unit_of_work=runtime.unit_of_work,
+            inbox_model=InboxEntry,
+            subscriptions={UnbindCompleted: flaky},
+            deps=runtime.settings,
+            max_attempts=3,
+            retry_backoff=0.01,
+        )
+        await any_bus.publish_event(completed_event(request_id="r-bad"))
+        await any_bus.publish_event(completed_event(request_id="r-good"))
+        task = asyncio.create_task(consumer.run())
+        try:
+            await eventually(lambda: notifications_for(stack, "u-zhangsan"), 30, "the good event was not handled")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        assert calls == ["r-bad", "r-bad", "r-bad", "r-good"]
+        letters = await any_bus.records(any_bus.dlq_topic)
+        assert len(letters) == 1
+        attributes = header_map(letters[0].headers)
+        assert attributes["x-dlq-attempts"] == "3"
+        assert "RuntimeError" in attributes["x-dlq-error"]
+        assert "6222021234564821" not in attributes["x-dlq-error"], "the error header is redacted"
+        async with runtime.session_factory() as session:
+            assert await session.scalar(select(func.count()).select_from(InboxEntry)) == 1, "a failed handling leaves no inbox entry"

@@ -1,0 +1,128 @@
+"""The outbox relay: publish after commit, in order per key, and a restart mid-batch has no second effect."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from services.binding.models import OutboxMessage
+from services.risk.models import Assessment
+from shared.cloudevents import Envelope
+from shared.events import UnbindCancelled
+from shared.outbox import OutboxRelay
+from tests.factories import customer_with_binding, idempotency_key, unbind_body
+from tests.stack import BusTopics, Stack, auth, eventually, running_stack
+
+BINDING_AND_RISK = ("binding", "risk")
+
+
+class CrashBeforeMarking:
+    """A session factory whose second session (the relay marking rows published) never opens:
+    the relay 'dies' after the broker acknowledged the batch and before it recorded that."""
+
+    def __init__(self, factory):
+        self._factory = factory
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        if self.calls == 2:
+            raise SystemExit("relay process killed")
+        return self._factory()
+
+
+async def request_unbinds(stack: Stack, count: int) -> list[str]:
+    request_ids = []
+    for _ in range(count):
+        customer = await customer_with_binding(stack)
+        response = await stack.client("binding").post(
+            f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(), headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
+        )
+        assert response.status_code == 202, response.text
+        request_ids.append(response.json()["id"])
+    return request_ids
+
+
+async def unpublished(stack: Stack) -> int:
+    async with stack.runtime("binding").session_factory() as session:
+        return await session.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.published_at.is_(None))) or 0
+
+
+async def test_relay_restarted_mid_batch_has_no_second_effect(any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+    # Binding's own relay stays off so the test drives it; risk consumes normally.
+    overrides = {"binding": {"run_workers": False}}
+    async with running_stack(any_bus, database_urls, tmp_path, BINDING_AND_RISK, overrides) as stack:
+        runtime = stack.runtime("binding")
+        request_ids = await request_unbinds(stack, 12)
+        assert await unpublished(stack) == 12
+
+        crashing = OutboxRelay(session_factory=CrashBeforeMarking(runtime.session_factory), model=OutboxMessage, bus=any_bus.bus, batch_size=5)
+        producer = any_bus.bus.producer()
+        await producer.start()
+        try:
+            try:
+                await crashing.publish_batch(producer)
+            except SystemExit:
+                pass
+        finally:
+            await producer.stop()
+        assert await unpublished(stack) == 12, "nothing was marked: the first 5 rows were published but not recorded"
+
+        restarted = OutboxRelay(session_factory=runtime.session_factory, model=OutboxMessage, bus=any_bus.bus, batch_size=5)
+        task = asyncio.create_task(restarted.run())
+        try:
+            await eventually(lambda: _no_unpublished(stack), 30, "the restarted relay did not drain the outbox")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        events = await any_bus.events()
+        requested = Counter(event.data.request_id for event in events if event.type == "UnbindRequested")
+        assert sorted(requested) == sorted(request_ids)
+        assert sum(requested.values()) == 12 + 5, "the first five rows went out twice"
+
+        async def assessed() -> list[Envelope] | None:
+            found = [event for event in await any_bus.events() if event.type == "RiskAssessed"]
+            return found if len(found) >= 12 else None
+
+        risk_events = await eventually(assessed, 30, "risk did not assess every request")
+        await asyncio.sleep(0.5)  # room for a wrong second assessment to show up
+        risk_events = [event for event in await any_bus.events() if event.type == "RiskAssessed"]
+        assert sorted(event.data.request_id for event in risk_events) == sorted(request_ids), "each request is assessed exactly once"
+        assert stack.runtime("risk").consumer.duplicates_total == 5
+        async with stack.runtime("risk").session_factory() as session:
+            assert await session.scalar(select(func.count()).select_from(Assessment)) == 12
+
+
+async def _no_unpublished(stack: Stack) -> bool:
+    return await unpublished(stack) == 0
+
+
+async def test_events_of_one_binding_keep_their_order(any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+    overrides = {"binding": {"run_workers": False}}
+    async with running_stack(any_bus, database_urls, tmp_path, ("binding",), overrides) as stack:
+        runtime = stack.runtime("binding")
+        async with runtime.unit_of_work() as uow:
+            for index in range(30):
+                uow.emit(UnbindCancelled(request_id=f"r-{index:02d}", binding_id=f"b-{index % 3}", user_id="u-1"))
+        relay = OutboxRelay(session_factory=runtime.session_factory, model=OutboxMessage, bus=any_bus.bus, batch_size=7)
+        producer = any_bus.bus.producer()
+        await producer.start()
+        try:
+            while await relay.publish_batch(producer):
+                pass
+        finally:
+            await producer.stop()
+
+        records = await any_bus.records()
+        by_key: dict[bytes, list[tuple[int, int, str]]] = {}
+        for record in records:
+            by_key.setdefault(record.key, []).append((record.partition, record.offset, Envelope.from_record(record.value, record.headers).data.request_id))
+        assert len(by_key) == 3
+        for key, entries in by_key.items():
+            assert len({partition for partition, _, _ in entries}) == 1, "one binding, one partition"
+            in_offset_order = [request_id for _, _, request_id in sorted(entries)]
+            assert in_offset_order == sorted(in_offset_order), f"events of {key!r} out of order"
