@@ -14,6 +14,7 @@ from tests.stack import Stack
 class Customer:
     user_id: str
     phone: str
+    account_number: str
     binding_id: str
     credit_limit: int
     contribution: int
@@ -28,11 +29,14 @@ async def customer_with_binding(
     user_id = user_id or f"u-{suffix}"
     phone = f"+86138{int(suffix, 16) % 10**8:08d}"
     binding_id = f"b-{suffix}"
+    account_number = f"622202{int(suffix, 16) % 10**10:010d}"
     async with stack.runtime("binding").unit_of_work() as uow:
         uow.session.add_all(
             [
                 CreditAccount(id=f"ca-{suffix}", user_id=user_id, credit_limit=credit_limit),
-                RepaymentAccount(id=f"ra-{suffix}", user_id=user_id, lender="Example Bank", account_number=f"622202{int(suffix, 16) % 10**10:010d}", monthly_instalment=6500, due_day=15),
+                RepaymentAccount(
+                    id=f"ra-{suffix}", user_id=user_id, lender="Example Bank", account_number=account_number, monthly_instalment=6500, due_day=15
+                ),
             ]
         )
         await uow.session.flush()
@@ -50,7 +54,7 @@ async def customer_with_binding(
     if "notification" in stack.apps:
         async with stack.runtime("notification").unit_of_work() as uow:
             uow.session.add(Contact(user_id=user_id, phone=phone, locale=locale))
-    return Customer(user_id, phone, binding_id, credit_limit, contribution)
+    return Customer(user_id, phone, account_number, binding_id, credit_limit, contribution)
 
 
 def unbind_body(reason: str = "fund_planning", **extra: object) -> dict[str, object]:

@@ -29,6 +29,7 @@ def alembic_config(service: str, database_url: str) -> Config:
         raise ValueError(f"unknown service {service!r}")
     config = Config()
     config.set_main_option("script_location", str(_HERE))
+    config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", str(_SERVICES_DIR / service / "migrations" / "versions"))
     config.set_main_option("service", service)
     config.attributes["database_url"] = database_url

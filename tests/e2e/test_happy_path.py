@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.factories import customer_with_binding, idempotency_key, unbind_body
 from tests.stack import BusTopics, auth, eventually, running_stack
 
 FLOW = ["UnbindRequested", "RiskAssessed", "VerificationRequested", "Verified", "UnbindCompleted"]
 
 
-async def test_unbind_completes_through_all_four_services(any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+async def test_unbind_completes_through_all_four_services(any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     async with running_stack(any_bus, database_urls, tmp_path) as stack:
         customer = await customer_with_binding(stack)
         headers = auth(customer.user_id)
@@ -52,13 +54,19 @@ async def test_unbind_completes_through_all_four_services(any_bus: BusTopics, da
         events = [event for event in await any_bus.events() if event.data.request_id == request_id]
         assert [event.type for event in events] == FLOW
         assert {event.subject for event in events} == {customer.binding_id}
-        assert [event.source for event in events] == ["/services/binding", "/services/risk", "/services/verification", "/services/verification", "/services/binding"]
+        sources = ["/services/binding", "/services/risk", "/services/verification", "/services/verification", "/services/binding"]
+        assert [event.source for event in events] == sources
         completion = events[-1].data
         assert (completion.credit_limit_before, completion.credit_limit_after, completion.mandates_cancelled) == (customer.credit_limit, customer.credit_limit - customer.contribution, 1)
 
         raw = b"".join(record.value + b"".join(value for _, value in record.headers) for record in await any_bus.records())
         assert code.encode() not in raw, "the one-time code must never travel on the topic"
         assert customer.phone.encode() not in raw and customer.phone[3:].encode() not in raw
+
+    logs = "".join(capfd.readouterr())
+    assert "service started" in logs, "the services' JSON logs were captured"
+    for secret in (code, customer.phone[3:], customer.account_number):
+        assert secret not in logs, "no code, phone or account number in any log line"
 
 
 async def _code_when_sent(stack, phone: str) -> str | None:

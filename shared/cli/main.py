@@ -1,0 +1,112 @@
+"""The `unbind` command: one entry point for running the system locally.
+
+    unbind up [--database-url URL] [--no-kafka] [--port-offset N]   start and supervise everything
+    unbind down | status                                            stop / inspect it
+    unbind migrate [--database-url URL] | seed                      databases only
+    unbind token --user ID [--role customer|ops|service] [--ttl S]  a development JWT
+    unbind kafka up|down|status · unbind postgres up|down|status    one piece of infrastructure
+
+Every command works on one var dir (`--var-dir`, default `$UNBIND_VAR_DIR` or `./var`), where
+the SQLite databases, logs, SMS sink, broker and pid files live; two var dirs are two independent
+stacks. The command's own output is for people; the services' JSON logs go to `<var>/logs/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from shared.auth import ROLES
+from shared.cli import kafka, postgres
+from shared.cli.errors import InfraError
+
+
+def _default_var_dir() -> str:
+    return os.environ.get("UNBIND_VAR_DIR") or "var"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # --var-dir is accepted before or after the command; SUPPRESS keeps a later one from
+    # resetting an earlier one to the default.
+    var_dir = argparse.ArgumentParser(add_help=False)
+    var_dir.add_argument("--var-dir", default=argparse.SUPPRESS, help="state folder (default: $UNBIND_VAR_DIR or ./var)")
+    parser = argparse.ArgumentParser(prog="unbind", description="Run the unbind services locally.", parents=[var_dir])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    for name, text in (("kafka", "the local Kafka broker: up|down|status"), ("postgres", "the local PostgreSQL cluster: up|down|status")):
+        sub = commands.add_parser(name, help=text, description=text, add_help=False)
+        sub.add_argument("args", nargs=argparse.REMAINDER, help="passed to the sub-command (try `unbind %(prog)s -h`)")
+
+    migrate = commands.add_parser("migrate", parents=[var_dir], help="bring every service database to the newest schema")
+    migrate.add_argument("--database-url", help="PostgreSQL server URL without a database (default: $UNBIND_DATABASE_SERVER_URL; without either, SQLite files in the var dir)")
+
+    seed = commands.add_parser("seed", parents=[var_dir], help="add the demo customers to empty service databases")
+    seed.add_argument("--database-url", help="as for migrate")
+
+    token = commands.add_parser("token", parents=[var_dir], help="print a development JWT")
+    token.add_argument("--user", help="subject (user id), e.g. u-zhangsan; an ops token defaults to ops-admin")
+    token.add_argument("--role", action="append", choices=sorted(ROLES), help="role claim, repeatable (default: customer)")
+    token.add_argument("--ttl", type=int, default=None, help="lifetime in seconds (default: UNBIND_JWT_TTL_SECONDS, 900)")
+
+    up = commands.add_parser("up", parents=[var_dir], help="start Kafka, migrate, seed, run and supervise the four services")
+    up.add_argument("--database-url", help="PostgreSQL server URL (postgresql+asyncpg://user@host:port): one database unbind_<service> each (default: $UNBIND_DATABASE_SERVER_URL, else SQLite)")
+    up.add_argument("--no-kafka", action="store_true", help="start no broker; the services use $KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092)")
+    up.add_argument("--port-offset", type=int, default=None, help="add N to every service port (default: $UNBIND_PORT_OFFSET or 0)")
+    up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for every service to be ready (default 60)")
+
+    commands.add_parser("down", parents=[var_dir], help="stop what `up` started, and this var dir's broker and PostgreSQL")
+
+    status = commands.add_parser("status", parents=[var_dir], help="show what runs")
+    status.add_argument("--port-offset", type=int, default=None, help="ports to probe when no `up` runs (default: $UNBIND_PORT_OFFSET or 0)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    var_dir = Path(getattr(args, "var_dir", None) or _default_var_dir()).resolve()
+    if args.command == "kafka":
+        return kafka.cli(args.args, var_dir)
+    if args.command == "postgres":
+        return postgres.cli(args.args, var_dir)
+
+    # Imported here: they load the services' settings, which `kafka`/`postgres` do not need.
+    from shared.cli import services, stack
+
+    if args.command == "migrate":
+        server_url = services.database_server_url(args.database_url)
+        for result in services.migrate(var_dir, server_url):
+            created = " (database ensured)" if result.created_database else ""
+            print(f"migrate: {result.service} at head on {services.display_url(result.database_url)}{created}")
+    elif args.command == "seed":
+        for service, seeded in services.seed(var_dir, services.database_server_url(args.database_url)).items():
+            print(f"seed: {service}: " + ("demo data added" if seeded else "has data already, left as is"))
+    elif args.command == "token":
+        print(services.token(var_dir, args.user, args.role or ["customer"], args.ttl))
+    elif args.command == "up":
+        return stack.up(stack.UpOptions(var_dir, database_url=args.database_url, no_kafka=args.no_kafka, port_offset=args.port_offset, timeout=args.timeout))
+    elif args.command == "down":
+        return stack.down(var_dir)
+    elif args.command == "status":
+        return stack.status(var_dir, args.port_offset)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point (`unbind`). Exit codes: 0 ok, 1 an error explained on stderr, 2 usage."""
+    # Line-buffered even when piped (`make up > up.log`), so the output is seen as it happens.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except InfraError as exc:
+        print(f"unbind {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"unbind {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The services as the `unbind` command sees them: their settings, schema migrations, demo data
+and development tokens.
+
+Everything here runs in the CLI's own process against each service's database, before (or
+without) the services themselves running, which is why it reads each service's own settings class:
+the CLI then resolves exactly the database URL, topic and JWT secret the service will use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from shared.cli.errors import InfraError
+from shared.cli.postgres import ensure_database
+from shared.migrations import SERVICES, upgrade
+from shared.settings import DevelopmentDefaultRefused, ServiceSettings
+
+# Default subject of an ops token, so `unbind token --role ops` needs no --user.
+OPS_SUBJECT = "ops-admin"
+
+
+def settings_class(service: str) -> type[ServiceSettings]:
+    """The settings class declared in `services/<service>/config.py`.
+
+    Imported lazily so the library never imports the services at import time, and found by its
+    `service_name` so a new service needs no entry here.
+    """
+    if service not in SERVICES:
+        raise InfraError(f"Unknown service {service!r}; the services are {', '.join(SERVICES)}.")
+    module = importlib.import_module(f"services.{service}.config")
+    for value in vars(module).values():
+        if isinstance(value, type) and issubclass(value, ServiceSettings) and getattr(value, "service_name", None) == service:
+            return value
+    raise InfraError(f"services/{service}/config.py declares no ServiceSettings subclass with service_name = {service!r}.")
+
+
+def load_settings(service: str, var_dir: Path, database_server_url: str | None = None) -> ServiceSettings:
+    """A service's settings from the environment, with the CLI's var dir and server URL on top.
+
+    `UNBIND_<SERVICE>_DATABASE_URL` in the environment still wins over the server URL, exactly
+    as it does inside the running service.
+    """
+    overrides: dict[str, object] = {"var_dir": var_dir}
+    if database_server_url:
+        overrides["database_server_url"] = database_server_url
+    try:
+        return settings_class(service)(**overrides)  # type: ignore[arg-type]
+    except DevelopmentDefaultRefused as exc:
+        raise InfraError(str(exc)) from None
+    except ValueError as exc:  # pydantic's ValidationError: a malformed UNBIND_* variable
+        raise InfraError(f"The settings of the {service} service are invalid:\n{exc}") from None
+
+
+def database_server_url(explicit: str | None) -> str | None:
+    """The PostgreSQL server URL chosen by `--database-url`, else `UNBIND_DATABASE_SERVER_URL`."""
+    url = explicit or os.environ.get("UNBIND_DATABASE_SERVER_URL") or None
+    if url is None:
+        return None
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises ArgumentError and ValueError here
+        raise InfraError(f"{url!r} is not a database URL ({exc}). Expected e.g. postgresql+asyncpg://postgres@127.0.0.1:55432") from None
+    if parsed.get_backend_name() != "postgresql":
+        raise InfraError(f"The database server URL must be a PostgreSQL URL (postgresql+asyncpg://user@host:port), not {parsed.render_as_string(hide_password=True)}.")
+    if parsed.database:
+        raise InfraError(
+            f"The database server URL names a database ({parsed.database!r}); give the server only "
+            f"(postgresql+asyncpg://user@host:port): each service then gets its own database unbind_<service>."
+        )
+    return url
+
+
+def display_url(url: str) -> str:
+    """A database URL fit for the terminal: the password hidden."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    service: str
+    database_url: str
+    created_database: bool
+
+
+def migrate(var_dir: Path, server_url: str | None, services: Iterable[str] = SERVICES) -> list[MigrationResult]:
+    """Bring every service's database to the newest schema.
+
+    With a server URL, each service's `unbind_<service>` database is created first (unless that
+    service has its own `UNBIND_<SERVICE>_DATABASE_URL`, which names a database someone else owns).
+    """
+    results = []
+    for service in services:
+        settings = load_settings(service, var_dir, server_url)
+        created = False
+        if server_url and not os.environ.get(f"UNBIND_{service.upper()}_DATABASE_URL"):
+            try:
+                asyncio.run(ensure_database(server_url, f"unbind_{service}"))
+            except Exception as exc:  # noqa: BLE001 - asyncpg and OSError subclasses alike: name the database
+                raise InfraError(f"Could not create database unbind_{service} on {display_url(server_url)}: {type(exc).__name__}: {exc}") from None
+            created = True
+        try:
+            upgrade(service, settings.database_url)
+        except Exception as exc:  # noqa: BLE001 - Alembic/driver errors: say which database failed
+            raise InfraError(f"Migrating the {service} database ({display_url(settings.database_url)}) failed: {type(exc).__name__}: {exc}") from None
+        results.append(MigrationResult(service, settings.database_url, created))
+    return results
+
+
+def seedable_services() -> list[str]:
+    """The services whose `service.py` defines `seed_demo_data(uow)`."""
+    return [service for service in SERVICES if hasattr(importlib.import_module(f"services.{service}.service"), "seed_demo_data")]
+
+
+async def _seed_one(service: str, settings: ServiceSettings) -> bool:
+    from shared.db import create_engine, create_session_factory
+    from shared.outbox import Outbox
+    from shared.uow import UnitOfWork
+
+    seed = importlib.import_module(f"services.{service}.service").seed_demo_data
+    models = importlib.import_module(f"services.{service}.models")
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        # The same unit of work the service uses, so seeding could emit events through the outbox.
+        async with UnitOfWork(create_session_factory(engine), Outbox(models.OutboxMessage, settings.topic)) as uow:
+            return await seed(uow)
+    finally:
+        await engine.dispose()
+
+
+def seed(var_dir: Path, server_url: str | None) -> dict[str, bool]:
+    """Seed the demo data into every empty service database; {service: seeded now}."""
+    outcome: dict[str, bool] = {}
+    for service in seedable_services():
+        settings = load_settings(service, var_dir, server_url)
+        try:
+            outcome[service] = asyncio.run(_seed_one(service, settings))
+        except Exception as exc:  # noqa: BLE001 - a missing table means "run unbind migrate first"
+            raise InfraError(
+                f"Seeding the {service} database ({display_url(settings.database_url)}) failed: {type(exc).__name__}: {exc}\nRun `unbind migrate` first if its tables do not exist yet."
+            ) from None
+    return outcome
+
+
+def token(var_dir: Path, user: str | None, roles: list[str], ttl_seconds: int | None) -> str:
+    """A JWT signed with the services' secret (the development default in development mode)."""
+    from shared.auth import issue_token
+
+    subject = user or (OPS_SUBJECT if "ops" in roles else None)
+    if not subject:
+        raise InfraError("Give --user ID (e.g. --user u-zhangsan); only an ops token has a default subject (ops-admin).")
+    # All services share UNBIND_JWT_SECRET and UNBIND_JWT_ISSUER, so any one's settings will do.
+    settings = load_settings(SERVICES[0], var_dir)
+    ttl = ttl_seconds if ttl_seconds is not None else settings.jwt_ttl_seconds
+    if ttl <= 0:
+        raise InfraError(f"--ttl must be positive, not {ttl}.")
+    return issue_token(settings.jwt_secret.get_secret_value(), subject, roles, ttl_seconds=ttl, issuer=settings.jwt_issuer)

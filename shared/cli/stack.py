@@ -1,0 +1,594 @@
+"""`unbind up|down|status`: the whole local stack — Kafka, migrations, demo data and the four
+services — started, supervised and stopped from one command.
+
+`unbind up` stays in the foreground as a supervisor. Each service is its own uvicorn process
+(`python -m uvicorn --factory services.<name>.main:create_app`) in a process group of its own, so a
+Ctrl-C reaches only the supervisor, which then stops the services in order instead of all of them
+dying at once. A service that dies is restarted (0.5 s after a crash that follows a stable run,
+doubling for a crash loop, capped at 30 s), and a service process also gets SIGTERM from the kernel
+if the supervisor itself is killed (PR_SET_PDEATHSIG), so no uvicorn outlives its supervisor.
+
+Files under the var dir:
+
+    unbind-up.pid        JSON: the supervisor's pid and command line, each service's pid and port
+    logs/<service>.log   the service's JSON log lines (stdout and stderr); the previous run's log
+                         is kept as logs/<service>.log.1
+
+The Kafka broker outlives `unbind up` unless this very invocation started it: a broker that was
+already running (from `unbind kafka up`, or an earlier `up` killed hard) is left running on exit.
+`unbind down` stops everything this var dir started, the broker and the PostgreSQL cluster included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+
+from shared.cli import kafka, postgres
+from shared.cli.errors import InfraError, port_in_use, port_taken_message, process_cmdline, tail
+from shared.cli.services import display_url, load_settings, migrate, seed
+from shared.migrations import SERVICES
+
+PID_FILE = "unbind-up.pid"
+READY_TIMEOUT = 60.0
+STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL for a service
+POLL_INTERVAL = 0.2
+# A service that ran this long before dying counts as stable: its restart is not backed off.
+STABLE_AFTER = 10.0
+RESTART_FIRST_DELAY = 0.5
+RESTART_MAX_DELAY = 30.0
+LOG_TAIL_LINES = 30
+_PR_SET_PDEATHSIG = 1
+
+
+class Shutdown(BaseException):
+    """SIGINT or SIGTERM reached the supervisor: unwind to the cleanup that stops the stack.
+
+    A BaseException, like KeyboardInterrupt, so no `except Exception` on the way swallows it.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def say(message: str) -> None:
+    """One line of the supervisor's own (human-readable) output, time-stamped."""
+    print(f"{datetime.now():%H:%M:%S} unbind: {message}", flush=True)
+
+
+def factory_path(service: str) -> str:
+    """The uvicorn app factory of a service; also how `down` recognises a service process."""
+    return f"services.{service}.main:create_app"
+
+
+def pid_alive(pid: int) -> bool:
+    """True if `pid` runs and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def port_offset(explicit: int | None) -> int:
+    """`--port-offset`, else `UNBIND_PORT_OFFSET`, else 0: shifts every service port at once."""
+    if explicit is not None:
+        return explicit
+    raw = os.environ.get("UNBIND_PORT_OFFSET", "").strip()
+    if not raw:
+        return 0
+    try:
+        return int(raw)
+    except ValueError:
+        raise InfraError(f"UNBIND_PORT_OFFSET={raw!r} is not a number.") from None
+
+
+def service_ports(offset: int) -> dict[str, int]:
+    """Each service's port: its settings class's `default_port` plus `offset`."""
+    from shared.cli.services import settings_class
+
+    ports = {service: settings_class(service).default_port + offset for service in SERVICES}
+    bad = {service: port for service, port in ports.items() if not 1024 <= port <= 65535}
+    if bad:
+        raise InfraError(f"Port offset {offset} puts services outside 1024-65535: {bad}.")
+    return ports
+
+
+def _env_port(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InfraError(f"{name}={raw!r} is not a port number.") from None
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking the kernel to SIGTERM the child when the supervisor dies (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the child must not dlopen after fork
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the supervisor died between fork and prctl
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
+# --------------------------------------------------------------------------- one service
+
+
+@dataclass
+class ServiceProcess:
+    """One supervised service: how to start it and what became of its last process."""
+
+    name: str
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    log_level: str
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    quick_failures: int = 0
+    restart_at: float | None = None
+    awaiting_ready: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            factory_path(self.name),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            # uvicorn's access and error loggers are routed into the service's JSON log.
+            "--log-level",
+            self.log_level,
+        ]
+
+    def spawn(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                process_group=0,
+                preexec_fn=_die_with_parent(),
+            )
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self) -> str:
+        return f"--- last lines of {self.log_path} ---\n{tail(self.log_path, LOG_TAIL_LINES)}"
+
+
+def _ready(client: httpx.Client, service: ServiceProcess) -> bool:
+    try:
+        return client.get(f"{service.url}/readyz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"signal {signal.Signals(-code).name}"
+        return f"signal {-code}"
+    return f"exit code {code}"
+
+
+# --------------------------------------------------------------------------- pid file
+
+
+def pid_file(var_dir: Path) -> Path:
+    return var_dir / PID_FILE
+
+
+def read_pid_file(var_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(pid_file(var_dir).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_pid_file(var_dir: Path, state: dict[str, Any]) -> None:
+    path = pid_file(var_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(state, indent=2))
+    partial.replace(path)  # atomic, so `down` never reads half a file
+
+
+def live_supervisor(var_dir: Path) -> int | None:
+    """Pid of the running `unbind up` of this var dir, if the pid file names a live one."""
+    state = read_pid_file(var_dir)
+    if not state:
+        return None
+    supervisor = state.get("supervisor", {})
+    pid = supervisor.get("pid")
+    # Compare command lines, so a recycled pid is never taken for our supervisor.
+    if isinstance(pid, int) and pid_alive(pid) and process_cmdline(pid) == supervisor.get("cmdline"):
+        return pid
+    return None
+
+
+# --------------------------------------------------------------------------- up
+
+
+@dataclass
+class UpOptions:
+    var_dir: Path
+    database_url: str | None = None
+    no_kafka: bool = False
+    port_offset: int | None = None
+    timeout: float = READY_TIMEOUT
+
+
+@dataclass
+class _Stack:
+    """What one `unbind up` started, for supervision and for the cleanup."""
+
+    var_dir: Path
+    services: list[ServiceProcess] = field(default_factory=list)
+    kafka_started: bool = False
+    kafka_bootstrap: str = ""
+    kafka_origin: str = ""
+    started_at: float = field(default_factory=time.time)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "supervisor": {"pid": os.getpid(), "cmdline": process_cmdline(os.getpid())},
+            "var_dir": str(self.var_dir),
+            "started_at": self.started_at,
+            "kafka_started": self.kafka_started,
+            "kafka_bootstrap": self.kafka_bootstrap,
+            "services": {s.name: {"pid": s.proc.pid if s.proc else None, "port": s.port, "url": s.url} for s in self.services},
+        }
+
+    def save(self) -> None:
+        _write_pid_file(self.var_dir, self.state())
+
+
+def _raise_shutdown(signum: int, _frame: FrameType | None) -> None:
+    raise Shutdown(signum)
+
+
+def _already_stopping(signum: int, _frame: FrameType | None) -> None:
+    # A second Ctrl-C must not interrupt the cleanup half-way; it escalates to SIGKILL by itself.
+    say(f"{signal.Signals(signum).name} received; already stopping")
+
+
+def _set_signal_handlers(handler: Callable[[int, FrameType | None], None]) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+
+
+def up(options: UpOptions) -> int:
+    """Start the stack and supervise it until SIGINT/SIGTERM; returns the exit code."""
+    t0 = time.monotonic()
+    var_dir = options.var_dir
+    if (running := live_supervisor(var_dir)) is not None:
+        raise InfraError(f"`unbind up` already runs for {var_dir} (pid {running}). See `unbind status`, or stop it with `unbind down`.")
+    ports = service_ports(port_offset(options.port_offset))
+    for service, port in ports.items():
+        if port_in_use(port):
+            raise InfraError(
+                port_taken_message(
+                    port,
+                    f"{service} service",
+                    "run `unbind down` if it is an earlier `unbind up`, or shift every service port with `unbind up --port-offset N` (or UNBIND_PORT_OFFSET=N).",
+                )
+            )
+    from shared.cli.services import database_server_url
+
+    server_url = database_server_url(options.database_url)
+    settings = {service: load_settings(service, var_dir, server_url) for service in SERVICES}
+    first = settings[SERVICES[0]]
+    stack = _Stack(var_dir)
+    _set_signal_handlers(_raise_shutdown)
+    try:
+        stack.save()
+        timings = _start(stack, options, ports, settings, server_url, t0)
+        _print_summary(stack, settings, server_url, first.topic, first.dlq_topic, timings)
+        _supervise(stack)
+    except Shutdown as stop:
+        say(f"{stop} received: stopping")
+    finally:
+        _set_signal_handlers(_already_stopping)
+        _stop(stack)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return 0
+
+
+def _start(stack: _Stack, options: UpOptions, ports: dict[str, int], settings: dict[str, Any], server_url: str | None, t0: float) -> dict[str, float]:
+    """Kafka, databases, migrations, seed, services, readiness; returns the phase durations."""
+    first = settings[SERVICES[0]]
+    timings: dict[str, float] = {}
+    if options.no_kafka:
+        stack.kafka_bootstrap = first.kafka_bootstrap_servers
+        stack.kafka_origin = "not started: --no-kafka"
+        say(f"kafka: not started (--no-kafka); services will use {stack.kafka_bootstrap}")
+    else:
+        before = kafka.kafka_status(stack.var_dir)
+        say("kafka: starting the broker" if not before["running"] and not before["external"] else f"kafka: using {before['bootstrap']}")
+        stack.kafka_bootstrap = kafka.kafka_up(
+            stack.var_dir,
+            port=_env_port("KAFKA_PORT", kafka.DEFAULT_PORT),
+            controller_port=_env_port("KAFKA_CONTROLLER_PORT", kafka.DEFAULT_CONTROLLER_PORT),
+            topics=[first.topic, first.dlq_topic],
+        )
+        stack.kafka_started = not before["external"] and not before["running"]
+        stack.kafka_origin = "external: KAFKA_BOOTSTRAP_SERVERS" if before["external"] else "started by this command" if stack.kafka_started else "already running"
+        stack.save()
+    timings["kafka"] = time.monotonic() - t0
+
+    phase = time.monotonic()
+    for result in migrate(stack.var_dir, server_url):
+        created = " (database ensured)" if result.created_database else ""
+        say(f"migrate: {result.service} at head on {display_url(result.database_url)}{created}")
+    for service, seeded in seed(stack.var_dir, server_url).items():
+        say(f"seed: {service}: " + ("demo data added" if seeded else "has data already, left as is"))
+    timings["databases"] = time.monotonic() - phase
+
+    phase = time.monotonic()
+    env = _service_env(stack, ports, server_url)
+    logs = stack.var_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    for service in SERVICES:
+        log_path = logs / f"{service}.log"
+        if log_path.exists():
+            log_path.replace(log_path.with_name(f"{service}.log.1"))
+        stack.services.append(ServiceProcess(service, ports[service], env, log_path, settings[service].log_level.lower()))
+    for proc in stack.services:
+        proc.spawn()
+    stack.save()
+    say("services: starting " + ", ".join(f"{s.name} (pid {s.proc.pid if s.proc else '?'})" for s in stack.services))
+    _wait_ready(stack.services, options.timeout)
+    timings["services"] = time.monotonic() - phase
+    timings["total"] = time.monotonic() - t0
+    return timings
+
+
+def _service_env(stack: _Stack, ports: dict[str, int], server_url: str | None) -> dict[str, str]:
+    """The environment of every service process: the caller's, plus where the stack lives."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "UNBIND_VAR_DIR": str(stack.var_dir),
+            "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
+            # Verification's one synchronous call goes to this stack's notification service.
+            "UNBIND_NOTIFICATION_URL": f"http://127.0.0.1:{ports['notification']}",
+            # Log lines reach the log file as they are written, not when a buffer fills.
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    if server_url:
+        env["UNBIND_DATABASE_SERVER_URL"] = server_url
+    return env
+
+
+def _wait_ready(services: list[ServiceProcess], timeout: float) -> None:
+    """Block until every service answers GET /readyz with 200; fail fast if one exits."""
+    deadline = time.monotonic() + timeout
+    pending = list(services)
+    with httpx.Client(trust_env=False) as client:
+        while pending:
+            for service in list(pending):
+                if service.proc is not None and service.proc.poll() is not None:
+                    raise InfraError(f"The {service.name} service exited during startup ({_describe_exit(service.proc.returncode)}).\n{service.log_tail()}")
+                if _ready(client, service):
+                    pending.remove(service)
+            if not pending:
+                return
+            if time.monotonic() >= deadline:
+                tails = "\n".join(service.log_tail() for service in pending)
+                names = ", ".join(f"{s.name} ({s.url}/readyz)" for s in pending)
+                raise InfraError(f"Not ready within {timeout:.0f} s: {names}.\n{tails}")
+            time.sleep(0.1)
+
+
+def _relative(path: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
+
+
+def _self_command() -> str:
+    """How the user invoked `unbind`, so the printed hints can be pasted as they are."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "unbind" and argv0.parent != Path():
+        return _relative(argv0.resolve()) if argv0.is_absolute() else str(argv0)
+    return "unbind"
+
+
+def _print_summary(stack: _Stack, settings: dict[str, Any], server_url: str | None, topic: str, dlq_topic: str, timings: dict[str, float]) -> None:
+    me = _self_command()
+    width = max(len(s.name) for s in stack.services)
+    lines = ["", f"unbind is up: all {len(stack.services)} services ready in {timings['total']:.1f} s", ""]
+    for s in stack.services:
+        lines.append(f"  {s.name:<{width}}  {s.url:<22}  docs {s.url}/docs   pid {s.proc.pid if s.proc else '-'}   log {_relative(s.log_path)}")
+    lines += ["", f"  kafka      {stack.kafka_bootstrap} ({stack.kafka_origin}); topics {topic}, {dlq_topic}"]
+    lines.append("  databases  " + ("PostgreSQL " + display_url(server_url) + ", one database per service:" if server_url else "SQLite, one file per service:"))
+    for service in SERVICES:
+        lines.append(f"               {service:<{width}}  {display_url(settings[service].database_url)}")
+    lines += [
+        f"  SMS sink   {_relative(settings['notification'].sms_sink.resolve())} (one JSON line per SMS: the one-time codes)",
+        f"  tokens     {me} token --user u-zhangsan    (customer; also u-lisi)",
+        f"             {me} token --role ops           (subject ops-admin)",
+        f"  stop       Ctrl-C here, or `{me} down` from another terminal",
+        "",
+        f"  timings    kafka {timings['kafka']:.1f} s, migrate+seed {timings['databases']:.1f} s, services {timings['services']:.1f} s",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _supervise(stack: _Stack) -> None:
+    """Restart services that die, with a capped backoff, until a signal raises Shutdown."""
+    with httpx.Client(trust_env=False) as client:
+        while True:
+            now = time.monotonic()
+            for service in stack.services:
+                if service.proc is not None and service.proc.poll() is not None:
+                    ran = now - service.started_at
+                    service.quick_failures = 0 if ran >= STABLE_AFTER else service.quick_failures + 1
+                    delay = min(RESTART_MAX_DELAY, RESTART_FIRST_DELAY * 2**service.quick_failures)
+                    say(f"{service.name} (pid {service.proc.pid}) exited with {_describe_exit(service.proc.returncode)} after {ran:.1f} s; restarting in {delay:.1f} s")
+                    service.proc = None
+                    service.restart_at = now + delay
+                if service.proc is None and service.restart_at is not None and now >= service.restart_at:
+                    if port_in_use(service.port):
+                        say(port_taken_message(service.port, f"{service.name} service", "the restart is retried in 5 s."))
+                        service.restart_at = now + 5.0
+                        continue
+                    service.spawn()
+                    service.restarts += 1
+                    service.awaiting_ready = True
+                    stack.save()
+                    say(f"{service.name} restarted (pid {service.proc.pid if service.proc else '?'}, restart #{service.restarts}); log {_relative(service.log_path)}")
+                if service.awaiting_ready and service.alive() and _ready(client, service):
+                    service.awaiting_ready = False
+                    say(f"{service.name} is ready again at {service.url}")
+            time.sleep(POLL_INTERVAL)
+
+
+def _terminate(pids: dict[str, int], grace: float = STOP_GRACE) -> None:
+    """SIGTERM each pid, wait up to `grace` seconds, then SIGKILL what is left."""
+    for pid in pids.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(pid_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for name, pid in pids.items():
+        if pid_alive(pid):
+            say(f"{name} (pid {pid}) ignored SIGTERM for {grace:.0f} s: SIGKILL")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _stop(stack: _Stack) -> None:
+    """Stop the services (and the broker if this `up` started it); remove the pid file."""
+    running = {s.name: s.proc.pid for s in stack.services if s.proc is not None and s.alive()}
+    if running:
+        say("stopping " + ", ".join(f"{name} (pid {pid})" for name, pid in running.items()))
+        _terminate(running)
+        for service in stack.services:
+            if service.proc is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    service.proc.wait(timeout=5)
+    if stack.kafka_started:
+        say("kafka: stopping the broker this `unbind up` started")
+        try:
+            kafka.kafka_down(stack.var_dir)
+        except InfraError as exc:
+            say(f"kafka: could not stop the broker: {exc}")
+    elif stack.kafka_bootstrap:
+        say(f"kafka: left running at {stack.kafka_bootstrap} (not started by this `unbind up`; `unbind down` stops a broker of this var dir)")
+    with contextlib.suppress(FileNotFoundError):
+        pid_file(stack.var_dir).unlink()
+    say("stopped")
+
+
+# --------------------------------------------------------------------------- down / status
+
+
+def down(var_dir: Path) -> int:
+    """Stop the supervisor of this var dir, any service it left behind, the broker and PostgreSQL."""
+    state = read_pid_file(var_dir) or {}
+    supervisor = live_supervisor(var_dir)
+    if supervisor is not None:
+        print(f"up: stopping the supervisor (pid {supervisor})", flush=True)
+        os.kill(supervisor, signal.SIGTERM)
+        # It stops its services (up to STOP_GRACE) and possibly the broker (kafka_down: up to 30 s).
+        deadline = time.monotonic() + STOP_GRACE + 45
+        while pid_alive(supervisor) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if pid_alive(supervisor):
+            print(f"up: the supervisor (pid {supervisor}) did not stop; SIGKILL", flush=True)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(supervisor, signal.SIGKILL)
+    elif state:
+        print("up: no supervisor running (stale pid file)", flush=True)
+    else:
+        print("up: not running", flush=True)
+    leftovers = {
+        name: info["pid"]
+        for name, info in (state.get("services") or {}).items()
+        if isinstance(info.get("pid"), int) and pid_alive(info["pid"]) and factory_path(name) in process_cmdline(info["pid"])
+    }
+    if leftovers:
+        print("up: stopping leftover services " + ", ".join(f"{name} (pid {pid})" for name, pid in leftovers.items()), flush=True)
+        _terminate(leftovers)
+    with contextlib.suppress(FileNotFoundError):
+        pid_file(var_dir).unlink()
+    code = 0
+    for cli in (kafka.cli, postgres.cli):
+        code = max(code, cli(["down"], var_dir))
+    return code
+
+
+def status(var_dir: Path, offset: int | None) -> int:
+    """Print what runs: the supervisor, each service's readiness, Kafka and PostgreSQL."""
+    state = read_pid_file(var_dir) or {}
+    supervisor = live_supervisor(var_dir)
+    if supervisor is not None:
+        started = datetime.fromtimestamp(state.get("started_at", 0)).strftime("%Y-%m-%d %H:%M:%S")
+        print(f"up: running (supervisor pid {supervisor}, since {started})")
+    else:
+        print("up: not running" + (" (stale pid file)" if state else ""))
+    recorded = state.get("services") or {}
+    ports = {name: info["port"] for name, info in recorded.items()} if supervisor is not None and recorded else service_ports(port_offset(offset))
+    width = max(len(name) for name in ports)
+    with httpx.Client(trust_env=False) as client:
+        for name, port in ports.items():
+            url = f"http://127.0.0.1:{port}"
+            try:
+                response = client.get(f"{url}/readyz", timeout=2.0)
+                body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+                if response.status_code == 200:
+                    kafka_state = "connected" if body.get("relay_connected") else "not connected yet"
+                    verdict = f"ready (kafka {kafka_state})"
+                else:
+                    verdict = f"NOT ready ({response.status_code}: {body.get('detail', response.text[:100])})"
+            except httpx.HTTPError:
+                verdict = "not answering"
+            pid = (recorded.get(name) or {}).get("pid") if supervisor is not None else None
+            print(f"{name:<{width}}  {url:<22}  {verdict}" + (f"  pid {pid}" if pid else ""))
+    kafka.cli(["status"], var_dir)
+    postgres.cli(["status"], var_dir)
+    return 0

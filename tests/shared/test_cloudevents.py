@@ -1,0 +1,100 @@
+"""CloudEvents binary mode on Kafka: every event type survives the trip, and anything else is refused."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from shared.cloudevents import Envelope, MalformedEvent, header_map
+from shared.events import (
+    EVENT_TYPES,
+    ReviewDecided,
+    RiskAssessed,
+    RiskReason,
+    UnbindCancelled,
+    UnbindCompleted,
+    UnbindExpired,
+    UnbindRejected,
+    UnbindRequested,
+    VerificationFailed,
+    VerificationRequested,
+    Verified,
+)
+
+COMMON = {"request_id": "r-1", "binding_id": "b-zhangsan-mortgage", "user_id": "u-zhangsan"}
+SAMPLES = [
+    UnbindRequested(**COMMON, reason="fund_planning", impact_hash="ab" * 32, device_id="d-1", channel="app"),
+    RiskAssessed(**COMMON, score=45, level="elevated", decision="step_up", reasons=[RiskReason(code="night_request", weight=10, detail="night")], required_methods=["otp", "biometric"]),
+    ReviewDecided(**COMMON, decision="approve", reviewer="ops-1", note="checked", required_methods=["otp"]),
+    VerificationRequested(**COMMON, verification_id="v-1", methods=["otp"], expires_at=datetime(2026, 11, 28, 12, tzinfo=UTC)),
+    Verified(**COMMON, verification_id="v-1", methods=["otp"]),
+    VerificationFailed(**COMMON, verification_id="v-1", reason="too_many_attempts"),
+    UnbindCompleted(**COMMON, mandates_cancelled=1, credit_limit_before=30000, credit_limit_after=20000, follow_up=["check_mortgage_repayment_status"]),
+    UnbindRejected(**COMMON, reason="risk_denied"),
+    UnbindCancelled(**COMMON),
+    UnbindExpired(**COMMON),
+]
+
+
+def test_every_event_type_has_a_sample_and_a_docstring() -> None:
+    assert {type(sample).__name__ for sample in SAMPLES} == set(EVENT_TYPES)
+    for name, event_type in EVENT_TYPES.items():
+        assert event_type.__doc__ and "Emitted by" in event_type.__doc__, f"{name} says when it is emitted"
+
+
+def test_the_design_contract_names_every_event_type() -> None:
+    design = Path(__file__).resolve().parents[3] / "shared" / "docs" / "design.md"
+    if design.exists():
+        for name in EVENT_TYPES:
+            assert f"`{name}`" in design.read_text(), f"{name} is not in design.md"
+
+
+@pytest.mark.parametrize("event", SAMPLES, ids=lambda event: type(event).__name__)
+def test_round_trip_in_binary_mode(event) -> None:
+    envelope = Envelope.emit(event)
+    key, value, headers = envelope.to_record()
+    attributes = header_map(headers)
+
+    assert key == b"b-zhangsan-mortgage"
+    assert attributes["ce_specversion"] == "1.0"
+    assert attributes["ce_type"] == type(event).__name__
+    assert attributes["ce_source"] == f"/services/{event.emitted_by}"
+    assert attributes["ce_subject"] == "b-zhangsan-mortgage"
+    assert attributes["content-type"] == "application/json"
+    assert orjson.loads(value)["request_id"] == "r-1", "the value is the event data itself"
+
+    parsed = Envelope.from_record(value, headers)
+    assert parsed == envelope
+
+
+def _headers(**overrides: str | None) -> list[tuple[str, bytes]]:
+    _, _, headers = Envelope.emit(SAMPLES[-1]).to_record()
+    attributes = header_map(headers) | overrides
+    return [(name, value.encode()) for name, value in attributes.items() if value is not None]
+
+
+@pytest.mark.parametrize(
+    ("value", "headers", "message"),
+    [
+        (b"{}", _headers(ce_specversion=None), "ce_specversion"),
+        (b"{}", _headers(ce_specversion="0.3"), "ce_specversion"),
+        (b"{}", _headers(ce_id=None), "ce_id"),
+        (b"{}", _headers(ce_type="UnbindApproved"), "unknown event type"),
+        (b"not json", _headers(), "invalid UnbindExpired"),
+        (b'{"request_id": "r-1"}', _headers(), "invalid UnbindExpired"),
+        (None, _headers(), "invalid UnbindExpired"),
+        (b"{}", _headers(ce_time="yesterday"), "invalid UnbindExpired"),
+    ],
+)
+def test_anything_else_is_a_malformed_event(value, headers, message) -> None:
+    with pytest.raises(MalformedEvent, match=message):
+        Envelope.from_record(value, headers)
+
+
+def test_unknown_data_fields_are_ignored_for_forward_compatibility() -> None:
+    _, value, headers = Envelope.emit(SAMPLES[-1]).to_record()
+    data = orjson.loads(value) | {"added_in_a_later_version": True}
+    assert Envelope.from_record(orjson.dumps(data), headers).data == SAMPLES[-1]

@@ -1,0 +1,41 @@
+"""JSON logs with correlation ids, and the redaction that keeps codes and numbers out of them."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+import pytest
+
+from shared.logging import JsonFormatter, correlation_id, redact
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("code 493021 sent", "code ****** sent"),
+        ("to +8613812345678", "to ***5678"),
+        ("account 6222 0212 3456 4821", "account ***4821"),
+        ("account 6222021234564821.", "account ***4821."),
+        ("port 8001, 3 attempts, year 2026", "port 8001, 3 attempts, year 2026"),
+        ("request 2f6c2b7e-1d2a-4c1b-9f0e-123456789012", "request 2f6c2b7e-1d2a-4c1b-9f0e-***9012"),
+    ],
+)
+def test_redact(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_json_line_carries_correlation_id_and_redacts_extras() -> None:
+    record = logging.LogRecord("unbind.test", logging.INFO, __file__, 1, "sent code %s", ("123456",), None)
+    record.phone = "+8613812345678"
+    token = correlation_id.set("req-1")
+    try:
+        line = JsonFormatter("binding").format(record)
+    finally:
+        correlation_id.reset(token)
+    entry = orjson.loads(line)
+    assert entry["service"] == "binding"
+    assert entry["correlation_id"] == "req-1"
+    assert entry["message"] == "sent code ******"
+    assert entry["phone"] == "***5678"
+    assert entry["level"] == "info"
