@@ -122,7 +122,9 @@ def build_service_app(
             finally:
                 for task in runtime.tasks:
                     task.cancel()
-                await asyncio.gather(*runtime.tasks, return_exceptions=True)
+                _, stuck = await asyncio.wait(runtime.tasks, timeout=10) if runtime.tasks else (set(), set())
+                for task in stuck:
+                    log.error("background task did not stop", extra={"task": task.get_name(), "stack": repr(task.get_stack(limit=5))})
                 runtime.tasks.clear()
         await engine.dispose()
 

@@ -42,8 +42,9 @@ class EventBus(Protocol):
 async def stop_quietly(client: Producer | Consumer, timeout: float = 5) -> None:
     """Stop a client without letting a dead broker hang or crash the caller's cleanup."""
     try:
-        await asyncio.wait_for(client.stop(), timeout)
-    except (TimeoutError, Exception) as exc:
+        async with asyncio.timeout(timeout):
+            await client.stop()
+    except Exception as exc:
         log.debug("client stop failed", extra={"error": repr(exc)})
 
 

@@ -138,8 +138,11 @@ class OutboxRelay:
                 await stop_quietly(producer)
 
     async def _idle(self) -> None:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that arrives
+        # as the wake-up fires, and the relay would never stop.
         try:
-            await asyncio.wait_for(self._wakeup.wait(), self._idle_interval)
+            async with asyncio.timeout(self._idle_interval):
+                await self._wakeup.wait()
         except TimeoutError:
             pass
         self._wakeup.clear()

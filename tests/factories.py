@@ -53,7 +53,10 @@ async def customer_with_binding(
         )
     if "notification" in stack.apps:
         async with stack.runtime("notification").unit_of_work() as uow:
-            uow.session.add(Contact(user_id=user_id, phone=phone, locale=locale))
+            if (existing := await uow.session.get(Contact, user_id)) is not None:
+                phone = existing.phone
+            else:
+                uow.session.add(Contact(user_id=user_id, phone=phone, locale=locale))
     return Customer(user_id, phone, account_number, binding_id, credit_limit, contribution)
 
 

@@ -205,7 +205,7 @@ def _fail(uow: UnitOfWork, verification: Verification, reason: str) -> None:
 
 def _require_pending(verification: Verification) -> None:
     if verification.status != VerificationStatus.PENDING:
-        raise conflict(f"verification-{verification.status}", f"This verification is {verification.status}.", status=verification.status)
+        raise conflict(f"verification-{verification.status}", f"This verification is {verification.status}.", verification_status=verification.status)
 
 
 async def _owned(uow: UnitOfWork, principal: Principal, verification_id: str, *, for_update: bool = False) -> Verification:

@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=None, help="lifetime in seconds (default: UNBIND_JWT_TTL_SECONDS, 900)")
 
     up = commands.add_parser("up", parents=[var_dir], help="start Kafka, migrate, seed, run and supervise the four services")
-    up.add_argument("--database-url", help="PostgreSQL server URL (postgresql+asyncpg://user@host:port): one database unbind_<service> each (default: $UNBIND_DATABASE_SERVER_URL, else SQLite)")
+    up.add_argument(
+        "--database-url", help="PostgreSQL server URL (postgresql+asyncpg://user@host:port): one database unbind_<service> each (default: $UNBIND_DATABASE_SERVER_URL, else SQLite)"
+    )
     up.add_argument("--no-kafka", action="store_true", help="start no broker; the services use $KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092)")
     up.add_argument("--port-offset", type=int, default=None, help="add N to every service port (default: $UNBIND_PORT_OFFSET or 0)")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for every service to be ready (default 60)")
@@ -97,7 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     # Line-buffered even when piped (`make up > up.log`), so the output is seen as it happens.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # `kafka`/`postgres` pass their arguments through untouched, options like `-h` included,
+    # which argparse hands back as "unknown": those go to the sub-command, elsewhere they are errors.
+    args, unknown = parser.parse_known_args(argv)
+    if args.command in ("kafka", "postgres"):
+        args.args = unknown + args.args
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return run(args)
     except InfraError as exc:

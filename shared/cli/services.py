@@ -143,7 +143,8 @@ def seed(var_dir: Path, server_url: str | None) -> dict[str, bool]:
             outcome[service] = asyncio.run(_seed_one(service, settings))
         except Exception as exc:  # noqa: BLE001 - a missing table means "run unbind migrate first"
             raise InfraError(
-                f"Seeding the {service} database ({display_url(settings.database_url)}) failed: {type(exc).__name__}: {exc}\nRun `unbind migrate` first if its tables do not exist yet."
+                f"Seeding the {service} database ({display_url(settings.database_url)}) failed: {type(exc).__name__}: {exc}\n"
+                "Run `unbind migrate` first if its tables do not exist yet."
             ) from None
     return outcome
 

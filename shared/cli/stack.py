@@ -26,6 +26,7 @@ import ctypes
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -542,6 +543,8 @@ def down(var_dir: Path) -> int:
             print(f"up: the supervisor (pid {supervisor}) did not stop; SIGKILL", flush=True)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(supervisor, signal.SIGKILL)
+        else:
+            print("up: stopped", flush=True)
     elif state:
         print("up: no supervisor running (stale pid file)", flush=True)
     else:
@@ -589,6 +592,21 @@ def status(var_dir: Path, offset: int | None) -> int:
                 verdict = "not answering"
             pid = (recorded.get(name) or {}).get("pid") if supervisor is not None else None
             print(f"{name:<{width}}  {url:<22}  {verdict}" + (f"  pid {pid}" if pid else ""))
-    kafka.cli(["status"], var_dir)
+    used = state.get("kafka_bootstrap") if supervisor is not None else None
+    if used and used != kafka.kafka_status(var_dir)["bootstrap"]:
+        # The stack runs on a cluster this shell may not name (KAFKA_BOOTSTRAP_SERVERS of `up`).
+        print(f"kafka: the services use {used}, which is " + ("reachable" if _reachable(used) else "NOT reachable"))
+    else:
+        kafka.cli(["status"], var_dir)
     postgres.cli(["status"], var_dir)
     return 0
+
+
+def _reachable(bootstrap: str) -> bool:
+    """True if the first host:port of a bootstrap list accepts TCP connections."""
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=2.0):
+            return True
+    except (OSError, ValueError):
+        return False

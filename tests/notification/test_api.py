@@ -1,0 +1,70 @@
+"""The notification API: the internal send endpoint (service role, idempotent) and the inbox."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.binding.test_api import assert_problem
+from tests.factories import customer_with_binding
+from tests.stack import Stack, auth, make_bus_topics, running_stack
+
+
+@pytest.fixture
+async def stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
+    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, ("binding", "notification")) as running:
+        yield running
+
+
+def otp_message(user_id: str, message_id: str = "v-1:otp:1") -> dict:
+    return {"message_id": message_id, "user_id": user_id, "template": "otp_code", "params": {"code": "493021", "ttl_minutes": "5"}}
+
+
+async def test_service_sends_a_code_once_per_message_id(stack: Stack) -> None:
+    customer = await customer_with_binding(stack, locale="en")
+    client = stack.client("notification")
+    first = await client.post("/internal/v1/messages", json=otp_message(customer.user_id), headers=auth("verification", "service"))
+    assert first.status_code == 202, first.text
+    assert first.json()["to"] == f"{customer.phone[3:6]}****{customer.phone[-4:]}"
+    assert "493021" not in first.text
+    again = await client.post("/internal/v1/messages", json=otp_message(customer.user_id), headers=auth("verification", "service"))
+    assert again.status_code == 202
+    messages = stack.sms_messages()
+    assert len(messages) == 1, "a retried call sends nothing new"
+    assert messages[0]["to"] == customer.phone
+    assert "493021" in messages[0]["text"] and "expires in 5 minutes" in messages[0]["text"]
+
+
+async def test_only_services_may_send(stack: Stack) -> None:
+    customer = await customer_with_binding(stack)
+    client = stack.client("notification")
+    for headers in ({}, auth(customer.user_id), auth("ops-1", "ops")):
+        response = await client.post("/internal/v1/messages", json=otp_message(customer.user_id), headers=headers)
+        assert response.status_code in (401, 403)
+    assert stack.sms_messages() == []
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"user_id": "u-nobody"}, "unknown-recipient"),
+        ({"template": "free_text"}, "validation-error"),
+        ({"params": {"code": "493021"}}, "template-parameters"),
+        ({"message_id": "x" * 200}, "validation-error"),
+        ({"extra": 1}, "validation-error"),
+    ],
+)
+async def test_bad_messages_are_422_and_send_nothing(stack: Stack, change: dict, code: str) -> None:
+    customer = await customer_with_binding(stack)
+    response = await stack.client("notification").post("/internal/v1/messages", json=otp_message(customer.user_id) | change, headers=auth("verification", "service"))
+    assert_problem(response, 422, code)
+    assert stack.sms_messages() == []
+
+
+async def test_inbox_is_per_customer(stack: Stack) -> None:
+    customer = await customer_with_binding(stack)
+    response = await stack.client("notification").get("/v1/notifications", headers=auth(customer.user_id))
+    assert response.status_code == 200 and response.json() == {"items": []}
+    assert_problem(await stack.client("notification").get("/v1/notifications?limit=0", headers=auth(customer.user_id)), 422, "validation-error")
