@@ -5,7 +5,8 @@ ONE transaction, record the event id in the inbox and run the handler. A redeliv
 its id in the inbox and changes nothing. Offsets are committed only after the handlers' transactions
 have committed, so a crash in between means redelivery, never loss. A handler that keeps failing is
 retried a bounded number of times, then the record goes to the dead-letter topic with the error in
-its headers and consumption goes on.
+its headers and consumption goes on. An unreachable database is not the event's fault: the consumer
+then backs off and reads the event again, without spending its retries or dead-lettering it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from sqlalchemy import String, select
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.bus import Consumer, EventBus, Producer, stop_quietly
@@ -31,6 +33,17 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Any, UnitOfWork, Any], Awaitable[None]]
 Subscriptions = Mapping[type[Event], Handler]
+
+
+class InfrastructureUnavailable(Exception):
+    """The database (or another dependency) is unreachable: not the event's fault, so the event is
+    neither retried to exhaustion nor dead-lettered; the consumer backs off and reads it again."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+    return isinstance(exc, (OSError, TimeoutError))
 
 
 class InboxMixin:
@@ -107,10 +120,16 @@ class EventConsumer:
             if not batches:
                 continue
             offsets: dict[TopicPartition, int] = {}
-            for tp, records in batches.items():
-                for record in records:
-                    await self.handle(record)
-                offsets[tp] = records[-1].offset + 1
+            try:
+                for tp, records in batches.items():
+                    for record in records:
+                        await self.handle(record)
+                        offsets[tp] = record.offset + 1
+            except InfrastructureUnavailable:
+                # Keep what was done; the rest is read again once the consumer restarts.
+                if offsets:
+                    await consumer.commit(offsets)
+                raise
             await consumer.commit(offsets)
 
     async def handle(self, record: Any) -> None:
@@ -131,6 +150,8 @@ class EventConsumer:
                     await self._handle_once(envelope, handler)
                     return
                 except Exception as exc:
+                    if is_transient(exc):
+                        raise InfrastructureUnavailable(f"{type(exc).__name__} while handling {envelope.type}") from exc
                     error = exc
                     log.warning(
                         "handler failed",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from services.notification import handlers as notification_handlers
 from services.notification.models import InboxEntry, Notification
@@ -161,3 +162,36 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(any_bu
         assert "6222021234564821" not in attributes["x-dlq-error"], "the error header is redacted"
         async with runtime.session_factory() as session:
             assert await session.scalar(select(func.count()).select_from(InboxEntry)) == 1, "a failed handling leaves no inbox entry"
+
+
+async def test_an_unreachable_database_is_waited_out_not_dead_lettered(any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+    overrides = {"notification": {"run_workers": False}}
+    async with running_stack(any_bus, database_urls, tmp_path, NOTIFICATION_ONLY, overrides) as stack:
+        runtime = stack.runtime("notification")
+        outages = iter(range(5))  # more failures in a row than the retry budget of 3
+
+        def flaky_database() -> UnitOfWork:
+            if next(outages, None) is not None:
+                raise OperationalError("SELECT 1", {}, ConnectionRefusedError("database is restarting"))
+            return runtime.unit_of_work()
+
+        consumer = EventConsumer(
+            bus=any_bus.bus,
+            group_id=runtime.settings.consumer_group,
+            topic=any_bus.topic,
+            dlq_topic=any_bus.dlq_topic,
+            unit_of_work=flaky_database,
+            inbox_model=InboxEntry,
+            subscriptions=notification_handlers.SUBSCRIPTIONS,
+            deps=runtime.settings,
+            retry_backoff=0.01,
+        )
+        await any_bus.publish_event(completed_event())
+        task = asyncio.create_task(consumer.run())
+        try:
+            await eventually(lambda: notifications_for(stack, "u-zhangsan"), 60, "the event was lost to the outage")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert consumer.dead_lettered_total == 0
+        assert await any_bus.records(any_bus.dlq_topic) == []
