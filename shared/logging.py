@@ -19,7 +19,8 @@ import orjson
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
 _DIGIT_RUN = re.compile(r"(?<![0-9A-Za-z])(\+?\d[\d \-]{4,}\d)(?![0-9A-Za-z])")
-_RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
+# uvicorn adds `color_message`, the same text with ANSI colours: noise in a JSON line.
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName", "color_message"}
 
 
 def redact(text: str) -> str:

@@ -24,7 +24,8 @@ class DevelopmentDefaultRefused(ValueError):
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="UNBIND_", extra="ignore")
+    # hide_input_in_errors: a refused setting must not echo the secrets it was given.
+    model_config = SettingsConfigDict(env_prefix="UNBIND_", extra="ignore", hide_input_in_errors=True)
 
     service_name: ClassVar[str]
     default_port: ClassVar[int]

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "migrate":
         server_url = services.database_server_url(args.database_url)
         for result in services.migrate(var_dir, server_url):
-            created = " (database ensured)" if result.created_database else ""
+            created = " (database created if missing)" if result.created_database else ""
             print(f"migrate: {result.service} at head on {services.display_url(result.database_url)}{created}")
     elif args.command == "seed":
         for service, seeded in services.seed(var_dir, services.database_server_url(args.database_url)).items():
@@ -115,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"unbind {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `unbind status | head`: the reader left early, which is no error worth a traceback;
+        # stdout goes to /dev/null so flushing it at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -15,12 +15,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from shared.cli.errors import InfraError
 from shared.cli.postgres import ensure_database
 from shared.migrations import SERVICES, upgrade
-from shared.settings import DevelopmentDefaultRefused, ServiceSettings
+from shared.settings import ServiceSettings
 
 # Default subject of an ops token, so `unbind token --role ops` needs no --user.
 OPS_SUBJECT = "ops-admin"
@@ -52,10 +53,10 @@ def load_settings(service: str, var_dir: Path, database_server_url: str | None =
         overrides["database_server_url"] = database_server_url
     try:
         return settings_class(service)(**overrides)  # type: ignore[arg-type]
-    except DevelopmentDefaultRefused as exc:
-        raise InfraError(str(exc)) from None
-    except ValueError as exc:  # pydantic's ValidationError: a malformed UNBIND_* variable
-        raise InfraError(f"The settings of the {service} service are invalid:\n{exc}") from None
+    except ValidationError as exc:
+        # Only the messages: pydantic's own rendering repeats the input, secrets included.
+        problems = "\n".join(f"  {'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}" for error in exc.errors())
+        raise InfraError(f"The settings of the {service} service are refused:\n{problems}") from None
 
 
 def database_server_url(explicit: str | None) -> str | None:

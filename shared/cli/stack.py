@@ -38,10 +38,11 @@ from types import FrameType
 from typing import Any
 
 import httpx
+from sqlalchemy.engine import make_url
 
 from shared.cli import kafka, postgres
 from shared.cli.errors import InfraError, port_in_use, port_taken_message, process_cmdline, tail
-from shared.cli.services import display_url, load_settings, migrate, seed
+from shared.cli.services import database_server_url, display_url, load_settings, migrate, seed, settings_class
 from shared.migrations import SERVICES
 
 PID_FILE = "unbind-up.pid"
@@ -54,6 +55,11 @@ RESTART_FIRST_DELAY = 0.5
 RESTART_MAX_DELAY = 30.0
 LOG_TAIL_LINES = 30
 _PR_SET_PDEATHSIG = 1
+# Where the stack's broker came from; decides whether stopping the stack stops the broker.
+KAFKA_STARTED = "started by this command"
+KAFKA_ALREADY_RUNNING = "already running"
+KAFKA_EXTERNAL = "external: KAFKA_BOOTSTRAP_SERVERS"
+KAFKA_NOT_STARTED = "not started: --no-kafka"
 
 
 class Shutdown(BaseException):
@@ -101,8 +107,6 @@ def port_offset(explicit: int | None) -> int:
 
 def service_ports(offset: int) -> dict[str, int]:
     """Each service's port: its settings class's `default_port` plus `offset`."""
-    from shared.cli.services import settings_class
-
     ports = {service: settings_class(service).default_port + offset for service in SERVICES}
     bad = {service: port for service, port in ports.items() if not 1024 <= port <= 65535}
     if bad:
@@ -313,8 +317,6 @@ def up(options: UpOptions) -> int:
                     "run `unbind down` if it is an earlier `unbind up`, or shift every service port with `unbind up --port-offset N` (or UNBIND_PORT_OFFSET=N).",
                 )
             )
-    from shared.cli.services import database_server_url
-
     server_url = database_server_url(options.database_url)
     settings = {service: load_settings(service, var_dir, server_url) for service in SERVICES}
     first = settings[SERVICES[0]]
@@ -341,7 +343,7 @@ def _start(stack: _Stack, options: UpOptions, ports: dict[str, int], settings: d
     timings: dict[str, float] = {}
     if options.no_kafka:
         stack.kafka_bootstrap = first.kafka_bootstrap_servers
-        stack.kafka_origin = "not started: --no-kafka"
+        stack.kafka_origin = KAFKA_NOT_STARTED
         say(f"kafka: not started (--no-kafka); services will use {stack.kafka_bootstrap}")
     else:
         before = kafka.kafka_status(stack.var_dir)
@@ -353,13 +355,13 @@ def _start(stack: _Stack, options: UpOptions, ports: dict[str, int], settings: d
             topics=[first.topic, first.dlq_topic],
         )
         stack.kafka_started = not before["external"] and not before["running"]
-        stack.kafka_origin = "external: KAFKA_BOOTSTRAP_SERVERS" if before["external"] else "started by this command" if stack.kafka_started else "already running"
+        stack.kafka_origin = KAFKA_EXTERNAL if before["external"] else KAFKA_STARTED if stack.kafka_started else KAFKA_ALREADY_RUNNING
         stack.save()
     timings["kafka"] = time.monotonic() - t0
 
     phase = time.monotonic()
     for result in migrate(stack.var_dir, server_url):
-        created = " (database ensured)" if result.created_database else ""
+        created = " (database created if missing)" if result.created_database else ""
         say(f"migrate: {result.service} at head on {display_url(result.database_url)}{created}")
     for service, seeded in seed(stack.var_dir, server_url).items():
         say(f"seed: {service}: " + ("demo data added" if seeded else "has data already, left as is"))
@@ -436,8 +438,18 @@ def _self_command() -> str:
     return "unbind"
 
 
+def _database_label(url: str) -> str:
+    """A SQLite database as its file (relative to the cwd), any other as its password-less URL."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        return _relative(Path(parsed.database).resolve())
+    return display_url(url)
+
+
 def _print_summary(stack: _Stack, settings: dict[str, Any], server_url: str | None, topic: str, dlq_topic: str, timings: dict[str, float]) -> None:
     me = _self_command()
+    default_var = Path(os.environ.get("UNBIND_VAR_DIR") or "var").resolve()
+    stop_command = f"{me} down" if stack.var_dir == default_var else f"{me} --var-dir {_relative(stack.var_dir)} down"
     width = max(len(s.name) for s in stack.services)
     lines = ["", f"unbind is up: all {len(stack.services)} services ready in {timings['total']:.1f} s", ""]
     for s in stack.services:
@@ -445,17 +457,25 @@ def _print_summary(stack: _Stack, settings: dict[str, Any], server_url: str | No
     lines += ["", f"  kafka      {stack.kafka_bootstrap} ({stack.kafka_origin}); topics {topic}, {dlq_topic}"]
     lines.append("  databases  " + ("PostgreSQL " + display_url(server_url) + ", one database per service:" if server_url else "SQLite, one file per service:"))
     for service in SERVICES:
-        lines.append(f"               {service:<{width}}  {display_url(settings[service].database_url)}")
+        lines.append(f"               {service:<{width}}  {_database_label(settings[service].database_url)}")
     lines += [
         f"  SMS sink   {_relative(settings['notification'].sms_sink.resolve())} (one JSON line per SMS: the one-time codes)",
         f"  tokens     {me} token --user u-zhangsan    (customer; also u-lisi)",
         f"             {me} token --role ops           (subject ops-admin)",
-        f"  stop       Ctrl-C here, or `{me} down` from another terminal",
+        f"  stop       Ctrl-C here, or `{stop_command}` from another terminal",
         "",
         f"  timings    kafka {timings['kafka']:.1f} s, migrate+seed {timings['databases']:.1f} s, services {timings['services']:.1f} s",
         "",
     ]
     print("\n".join(lines), flush=True)
+
+
+def restart_delay(quick_failures: int) -> float:
+    """Seconds before restarting a dead service that had died `quick_failures` times in a row
+    within STABLE_AFTER of its start: 0.5 s after a stable run, then 1, 2, 4 ... capped at 30 s,
+    so a service that cannot start does not spin the machine while one that crashed once is back
+    almost at once."""
+    return min(RESTART_MAX_DELAY, RESTART_FIRST_DELAY * 2**quick_failures)
 
 
 def _supervise(stack: _Stack) -> None:
@@ -467,7 +487,7 @@ def _supervise(stack: _Stack) -> None:
                 if service.proc is not None and service.proc.poll() is not None:
                     ran = now - service.started_at
                     service.quick_failures = 0 if ran >= STABLE_AFTER else service.quick_failures + 1
-                    delay = min(RESTART_MAX_DELAY, RESTART_FIRST_DELAY * 2**service.quick_failures)
+                    delay = restart_delay(service.quick_failures)
                     say(f"{service.name} (pid {service.proc.pid}) exited with {_describe_exit(service.proc.returncode)} after {ran:.1f} s; restarting in {delay:.1f} s")
                     service.proc = None
                     service.restart_at = now + delay
@@ -518,8 +538,10 @@ def _stop(stack: _Stack) -> None:
             kafka.kafka_down(stack.var_dir)
         except InfraError as exc:
             say(f"kafka: could not stop the broker: {exc}")
-    elif stack.kafka_bootstrap:
-        say(f"kafka: left running at {stack.kafka_bootstrap} (not started by this `unbind up`; `unbind down` stops a broker of this var dir)")
+    elif stack.kafka_origin == KAFKA_ALREADY_RUNNING:
+        say(f"kafka: left running at {stack.kafka_bootstrap}: it ran before this `unbind up` (`unbind down` stops it)")
+    elif stack.kafka_origin == KAFKA_EXTERNAL:
+        say(f"kafka: the external cluster {stack.kafka_bootstrap} is left alone")
     with contextlib.suppress(FileNotFoundError):
         pid_file(stack.var_dir).unlink()
     say("stopped")

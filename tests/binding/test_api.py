@@ -101,7 +101,8 @@ async def test_invalid_requests_are_422_and_change_nothing(stack: Stack, body: o
 async def test_malformed_json_and_missing_key_are_422(stack: Stack) -> None:
     customer = await customer_with_binding(stack)
     url = f"/v1/bindings/{customer.binding_id}/unbind-requests"
-    response = await stack.client("binding").post(url, content=b'{"reason": ', headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key(), "Content-Type": "application/json"})
+    headers = {**auth(customer.user_id), "Idempotency-Key": idempotency_key(), "Content-Type": "application/json"}
+    response = await stack.client("binding").post(url, content=b'{"reason": ', headers=headers)
     assert_problem(response, 422, "validation-error")
     response = await stack.client("binding").post(url, json=unbind_body(), headers=auth(customer.user_id))
     assert_problem(response, 422, "validation-error")

@@ -27,7 +27,14 @@ from shared.events import (
 COMMON = {"request_id": "r-1", "binding_id": "b-zhangsan-mortgage", "user_id": "u-zhangsan"}
 SAMPLES = [
     UnbindRequested(**COMMON, reason="fund_planning", impact_hash="ab" * 32, device_id="d-1", channel="app"),
-    RiskAssessed(**COMMON, score=45, level="elevated", decision="step_up", reasons=[RiskReason(code="night_request", weight=10, detail="night")], required_methods=["otp", "biometric"]),
+    RiskAssessed(
+        **COMMON,
+        score=45,
+        level="elevated",
+        decision="step_up",
+        reasons=[RiskReason(code="night_request", weight=10, detail="night")],
+        required_methods=["otp", "biometric"],
+    ),
     ReviewDecided(**COMMON, decision="approve", reviewer="ops-1", note="checked", required_methods=["otp"]),
     VerificationRequested(**COMMON, verification_id="v-1", methods=["otp"], expires_at=datetime(2026, 11, 28, 12, tzinfo=UTC)),
     Verified(**COMMON, verification_id="v-1", methods=["otp"]),

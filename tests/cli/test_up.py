@@ -1,0 +1,212 @@
+"""`unbind up` end to end: a real supervisor process, four uvicorn services, the test broker.
+
+Each test runs the stack from its own var dir, on unique topics and on service ports shifted by a
+free offset, so it never meets a developer's `unbind up` or another test's events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.cli.errors import process_cmdline
+from shared.cli.kafka import create_topics
+from shared.cli.stack import pid_alive, restart_delay, service_ports
+from tests.cli.conftest import UNBIND, cli_env, free_port_offset, run_unbind
+
+ZHANGSAN_PHONE = "+8613812345678"
+
+
+def eventually(check: Callable[[], Any], timeout: float, message: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} within {timeout} s")
+        time.sleep(0.1)
+
+
+@dataclass
+class RunningUp:
+    """An `unbind up` subprocess and what it wrote."""
+
+    proc: subprocess.Popen[bytes]
+    var_dir: Path
+    output_path: Path
+    ports: dict[str, int]
+    env: dict[str, str]
+
+    def output(self) -> str:
+        return self.output_path.read_text(errors="replace")
+
+    def state(self) -> dict[str, Any]:
+        return json.loads((self.var_dir / "unbind-up.pid").read_text())
+
+    def service_pids(self) -> dict[str, int]:
+        return {name: info["pid"] for name, info in self.state()["services"].items()}
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def ready(self, service: str) -> bool:
+        try:
+            return httpx.get(f"{self.url(service)}/readyz", timeout=1.0, trust_env=False).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+@contextmanager
+def unbind_up(bootstrap: str, tmp_path: Path) -> Iterator[RunningUp]:
+    """Start `unbind up` on fresh topics; on exit make sure nothing it started survives."""
+    suffix = uuid.uuid4().hex[:10]
+    topic, dlq_topic = f"cli.{suffix}.events", f"cli.{suffix}.dlq"
+    asyncio.run(create_topics(bootstrap, [topic, dlq_topic]))
+    offset = free_port_offset()
+    var_dir = tmp_path / "var"
+    env = cli_env(KAFKA_BOOTSTRAP_SERVERS=bootstrap, UNBIND_TOPIC=topic, UNBIND_DLQ_TOPIC=dlq_topic)
+    output_path = tmp_path / "up.out"
+    with open(output_path, "wb") as output:
+        proc = subprocess.Popen([str(UNBIND), "--var-dir", str(var_dir), "up", "--port-offset", str(offset)], stdout=output, stderr=subprocess.STDOUT, env=env)
+    running = RunningUp(proc, var_dir, output_path, service_ports(offset), env)
+    seen: set[int] = set()
+    try:
+        eventually(lambda: "unbind is up" in running.output() or proc.poll() is not None, 60, "unbind up never reported ready")
+        assert proc.poll() is None, running.output()
+        seen.update(running.service_pids().values())
+        yield running
+    finally:
+        if (var_dir / "unbind-up.pid").exists():  # gone once the supervisor stopped cleanly
+            seen.update(running.service_pids().values())
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for pid in seen:
+            if pid_alive(pid) and "services." in process_cmdline(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _latest_code(sms_sink: Path) -> str | None:
+    if not sms_sink.exists():
+        return None
+    texts = [message["text"] for message in map(json.loads, sms_sink.read_text().splitlines()) if message["to"] == ZHANGSAN_PHONE]
+    match = re.search(r"\b(\d{6})\b", texts[-1]) if texts else None
+    return match.group(1) if match else None
+
+
+@pytest.mark.kafka
+def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm(kafka_bootstrap: str, tmp_path: Path) -> None:
+    with unbind_up(kafka_bootstrap, tmp_path) as up:
+        output = up.output()
+        for service, port in up.ports.items():
+            assert f"http://127.0.0.1:{port}" in output, f"{service}'s URL is not in the summary"
+        assert re.search(r"all 4 services ready in \d+\.\d s", output)
+        assert (up.var_dir / "logs" / "binding.log").read_text().startswith("{"), "service logs are JSON lines in var/logs"
+
+        token = run_unbind("token", "--user", "u-zhangsan", env=up.env).stdout.strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(headers=headers, timeout=10, trust_env=False) as client:
+            bindings = client.get(f"{up.url('binding')}/v1/bindings").json()["items"]
+            assert [(b["id"], b["status"]) for b in bindings] == [("b-zhangsan-mortgage", "active")]
+
+            accepted = client.post(
+                f"{up.url('binding')}/v1/bindings/b-zhangsan-mortgage/unbind-requests",
+                json={"reason": "fund_planning"},
+                headers={"Idempotency-Key": f"cli-test-{uuid.uuid4()}"},
+            )
+            assert accepted.status_code == 202, accepted.text
+            request_url = f"{up.url('binding')}/v1/unbind-requests/{accepted.json()['id']}"
+
+            issued = eventually(lambda: client.get(request_url).json()["verification"], 30, "no verification was issued")
+            code = eventually(lambda: _latest_code(up.var_dir / "sms.jsonl"), 10, "no SMS code in var/sms.jsonl")
+            verified = client.post(f"{up.url('verification')}/v1/verifications/{issued['id']}/otp", json={"code": code})
+            assert verified.status_code == 200, verified.text
+
+            eventually(lambda: client.get(request_url).json()["status"] == "completed", 30, "the request never completed")
+            eventually(
+                lambda: [n for n in client.get(f"{up.url('notification')}/v1/notifications").json()["items"] if n["kind"] == "unbind_completed"],
+                15,
+                "no completion notice in the inbox",
+            )
+
+        # Supervision: a killed service comes back on its port within a few seconds.
+        killed = up.service_pids()["risk"]
+        os.kill(killed, signal.SIGKILL)
+        killed_at = time.monotonic()
+        eventually(lambda: up.service_pids()["risk"] != killed, 5, "risk was not restarted")
+        assert time.monotonic() - killed_at < 2.5, "a dead service is restarted within about 2 s"
+        eventually(lambda: up.ready("risk"), 15, "the restarted risk service never became ready")
+        assert f"risk (pid {killed}) exited with signal SIGKILL" in up.output()
+        eventually(lambda: "risk is ready again" in up.output(), 5, "the supervisor did not notice the restarted risk was ready")
+
+        children = list(up.service_pids().values())
+        up.proc.send_signal(signal.SIGTERM)
+        assert up.proc.wait(30) == 0, up.output()
+        assert not [pid for pid in children if pid_alive(pid)], "a service outlived its supervisor"
+        assert not (up.var_dir / "unbind-up.pid").exists()
+        assert f"the external cluster {kafka_bootstrap} is left alone" in up.output()
+
+
+@pytest.mark.kafka
+def test_status_and_down_from_another_terminal(kafka_bootstrap: str, tmp_path: Path) -> None:
+    with unbind_up(kafka_bootstrap, tmp_path) as up:
+        status = run_unbind("--var-dir", str(up.var_dir), "status", env=up.env)
+        assert status.returncode == 0, status.stderr
+        assert f"up: running (supervisor pid {up.proc.pid}" in status.stdout
+        assert status.stdout.count("ready (kafka") == 4, status.stdout
+        assert f"kafka: external cluster {kafka_bootstrap} is reachable" in status.stdout
+
+        children = list(up.service_pids().values())
+        down = run_unbind("--var-dir", str(up.var_dir), "down", env=up.env)
+        assert down.returncode == 0, down.stderr
+        assert up.proc.wait(5) == 0
+        assert not [pid for pid in children if pid_alive(pid)]
+        assert "up: not running" in run_unbind("--var-dir", str(up.var_dir), "status", env=up.env).stdout
+
+
+def test_a_taken_service_port_is_named_with_the_way_out(tmp_path: Path) -> None:
+    offset = free_port_offset()
+    port = service_ports(offset)["verification"]
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        result = run_unbind("--var-dir", str(tmp_path), "up", "--no-kafka", "--port-offset", str(offset))
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port} (the verification service port) is already in use by pid {os.getpid()}" in result.stderr
+    assert "--port-offset" in result.stderr
+    assert not list(tmp_path.iterdir()), "nothing is started or written when a port is taken"
+
+
+def test_a_service_that_dies_at_startup_is_reported_with_its_log(tmp_path: Path) -> None:
+    offset = free_port_offset()
+    # An invalid log level passes the CLI's settings but makes uvicorn exit at once.
+    result = run_unbind("--var-dir", str(tmp_path), "up", "--no-kafka", "--port-offset", str(offset), env=cli_env(UNBIND_LOG_LEVEL="bogus"))
+    assert result.returncode == 1
+    assert re.search(r"The \w+ service exited during startup \(exit code 2\)", result.stderr), result.stderr
+    assert "--- last lines of" in result.stderr and "bogus" in result.stderr
+    assert not (tmp_path / "unbind-up.pid").exists()
+    assert not any(f"--port {port}" in process_cmdline(pid) for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) for port in service_ports(offset).values())
+
+
+def test_restart_backoff_is_immediate_after_a_stable_run_and_capped_in_a_crash_loop() -> None:
+    assert restart_delay(0) == 0.5
+    assert [restart_delay(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
