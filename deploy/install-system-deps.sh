@@ -5,6 +5,8 @@
 #   - procps:     ps/free/top, to inspect the broker and server processes by hand
 #   - util-linux: runuser, to run PostgreSQL as the `postgres` user when we are root
 #   - make:       the project's entry point (`make test`)
+#   - fonts-wqy-microhei: the CJK TrueType font embedded in the account report PDF
+#                 (services/binding/report.py)
 # Java 17+ and Maven are expected to be on the machine already (the Kafka broker is
 # run from Maven Central jars); they are checked, not installed.
 set -euo pipefail
@@ -21,7 +23,7 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install o
 if ! compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null; then
   need_pkgs+=(postgresql)
 fi
-for pkg in procps util-linux make; do
+for pkg in procps util-linux make fonts-wqy-microhei; do
   have_pkg "$pkg" || need_pkgs+=("$pkg")
 done
 

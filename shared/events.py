@@ -66,6 +66,19 @@ class Event(BaseModel):
     user_id: str
 
 
+class BindingCreated(Event):
+    """Emitted by binding when a customer has bound a repayment account to their credit account
+    (`request_id` is the id of that bind request)."""
+
+    emitted_by = "binding"
+    lender: str
+    account_last4: str
+    monthly_instalment: int
+    auto_debit: bool
+    credit_limit_before: int
+    credit_limit_after: int
+
+
 class UnbindRequested(Event):
     """Emitted by binding when a customer asks to unbind a binding."""
 
@@ -145,6 +158,14 @@ class UnbindCancelled(Event):
     emitted_by = "binding"
 
 
+class UnbindAppealed(Event):
+    """Emitted by binding when a customer appeals a rejected unbind request (it is under review again)."""
+
+    emitted_by = "binding"
+    # The customer's words, with digit runs masked: they may have typed a phone or account number.
+    message: str
+
+
 class UnbindExpired(Event):
     """Emitted by binding when an open unbind request was not verified in time."""
 
@@ -154,6 +175,7 @@ class UnbindExpired(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
+        BindingCreated,
         UnbindRequested,
         RiskAssessed,
         ReviewDecided,
@@ -163,6 +185,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         UnbindCompleted,
         UnbindRejected,
         UnbindCancelled,
+        UnbindAppealed,
         UnbindExpired,
     )
 }

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
-from services.binding.models import Binding, BindingStatus, CreditAccount, RepaymentAccount
+from services.binding.models import Benefit, Binding, BindingStatus, CreditAccount, Instalment, Mandate, RepaymentAccount
+from services.binding.service import today
 from services.notification.models import Contact
 from tests.stack import Stack
 
@@ -21,19 +23,28 @@ class Customer:
 
 
 async def customer_with_binding(
-    stack: Stack, *, user_id: str | None = None, credit_limit: int = 30000, contribution: int = 10000, auto_debit: bool = True, locale: str = "zh-CN"
+    stack: Stack,
+    *,
+    user_id: str | None = None,
+    credit_limit: int = 30000,
+    contribution: int = 9700,
+    auto_debit: bool = True,
+    due_in_days: int = 20,
+    locale: str = "zh-CN",
 ) -> Customer:
-    """A customer with a credit account, a mortgage repayment account and an active binding
-    (in binding's database) and contact details (in notification's, when it runs)."""
+    """A customer with a credit account, a mortgage repayment account and an active binding with
+    its auto-debit mandate and current instalment, due in `due_in_days` (negative: overdue), in
+    binding's database; and contact details in notification's, when it runs."""
     suffix = uuid.uuid4().hex[:8]
     user_id = user_id or f"u-{suffix}"
     phone = f"+86138{int(suffix, 16) % 10**8:08d}"
     binding_id = f"b-{suffix}"
     account_number = f"622202{int(suffix, 16) % 10**10:010d}"
     async with stack.runtime("binding").unit_of_work() as uow:
+        if await uow.session.get(CreditAccount, f"ca-{user_id}") is None:
+            uow.session.add(CreditAccount(id=f"ca-{user_id}", user_id=user_id, credit_limit=credit_limit))
         uow.session.add_all(
             [
-                CreditAccount(id=f"ca-{suffix}", user_id=user_id, credit_limit=credit_limit),
                 RepaymentAccount(
                     id=f"ra-{suffix}", user_id=user_id, lender="Example Bank", account_number=account_number, monthly_instalment=6500, due_day=15
                 ),
@@ -44,13 +55,22 @@ async def customer_with_binding(
             Binding(
                 id=binding_id,
                 user_id=user_id,
-                credit_account_id=f"ca-{suffix}",
+                credit_account_id=f"ca-{user_id}",
                 repayment_account_id=f"ra-{suffix}",
                 status=BindingStatus.ACTIVE,
-                auto_debit=auto_debit,
                 credit_limit_contribution=contribution,
             )
         )
+        await uow.session.flush()
+        due = today() + timedelta(days=due_in_days)
+        uow.session.add_all(
+            [
+                Benefit(id=f"bn-{suffix}", binding_id=binding_id, code="limit_uplift", value=contribution),
+                Instalment(id=f"i-{suffix}", repayment_account_id=f"ra-{suffix}", period=due.strftime("%Y-%m"), amount=6500, due_date=due),
+            ]
+        )
+        if auto_debit:
+            uow.session.add(Mandate(id=f"m-{suffix}", binding_id=binding_id, kind="auto_debit"))
     if "notification" in stack.apps:
         async with stack.runtime("notification").unit_of_work() as uow:
             if (existing := await uow.session.get(Contact, user_id)) is not None:

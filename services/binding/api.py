@@ -2,22 +2,54 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
-from services.binding import service
+from services.binding import service, texts
 from services.binding.config import BindingSettings
-from services.binding.schemas import BindingList, BindingOut, UnbindRequestIn, UnbindRequestOut
+from services.binding.models import RequestStatus
+from services.binding.report import render_pdf
+from services.binding.schemas import (
+    AppealIn,
+    AuditEntryOut,
+    BindingIn,
+    BindingList,
+    BindingOut,
+    ImpactOut,
+    InstalmentOut,
+    RepaymentIn,
+    RequestPage,
+    UnbindRequestIn,
+    UnbindRequestOut,
+)
 from shared.app import RequestUnitOfWork, Runtime
-from shared.auth import Customer, Principal, require_role
+from shared.auth import Customer, Ops, Principal, require_role
+from shared.problems import Problem
 
 router = APIRouter(prefix="/v1")
 
 ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9._:-]{8,128}$"
 BindingId = Annotated[str, Path(pattern=ID_PATTERN)]
 RequestId = Annotated[str, Path(pattern=ID_PATTERN)]
+IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY_PATTERN)]
 CustomerOrOps = Annotated[Principal, Depends(require_role("customer", "ops"))]
+
+
+def locale(accept_language: Annotated[str | None, Header(alias="Accept-Language", max_length=200)] = None) -> str:
+    return texts.negotiate_locale(accept_language)
+
+
+Locale = Annotated[str, Depends(locale)]
+
+
+def _settings(runtime: Runtime) -> BindingSettings:
+    return runtime.settings  # type: ignore[return-value]
+
+
+Settings = Annotated[BindingSettings, Depends(_settings)]
 
 
 @router.get("/bindings", tags=["bindings"])
@@ -25,9 +57,47 @@ async def list_bindings(principal: Customer, uow: RequestUnitOfWork) -> BindingL
     return await service.list_bindings(uow, principal)
 
 
+@router.post("/bindings", status_code=201, tags=["bindings"])
+async def create_binding(body: BindingIn, principal: Customer, uow: RequestUnitOfWork) -> BindingOut:
+    """Bind a mortgage repayment account to the customer's credit account (credit limit raised by the rule)."""
+    return await service.create_binding(uow, principal, body)
+
+
 @router.get("/bindings/{binding_id}", tags=["bindings"])
-async def get_binding(binding_id: BindingId, principal: Customer, uow: RequestUnitOfWork) -> BindingOut:
+async def get_binding(binding_id: BindingId, principal: CustomerOrOps, uow: RequestUnitOfWork) -> BindingOut:
     return await service.get_binding(uow, principal, binding_id)
+
+
+@router.post("/bindings/{binding_id}/repayments", tags=["bindings"], responses={201: {"description": "Paid now"}, 200: {"description": "Replay"}})
+async def repay(binding_id: BindingId, body: RepaymentIn, principal: Customer, uow: RequestUnitOfWork, response: Response, idempotency_key: IdempotencyKey) -> InstalmentOut:
+    """Repay the current (oldest unpaid) instalment by hand, e.g. before unbinding."""
+    instalment, paid_now = await service.repay_current_instalment(uow, principal, binding_id, body, idempotency_key)
+    response.status_code = 201 if paid_now else 200
+    return instalment
+
+
+@router.get("/bindings/{binding_id}/impact", tags=["bindings"])
+async def get_impact(binding_id: BindingId, principal: CustomerOrOps, uow: RequestUnitOfWork, locale: Locale) -> ImpactOut:
+    """What unbinding would change, and the blockers to clear or acknowledge first."""
+    return await service.get_impact(uow, principal, binding_id, locale)
+
+
+@router.get(
+    "/bindings/{binding_id}/report",
+    tags=["bindings"],
+    responses={200: {"content": {"application/json": {}, "application/pdf": {}}, "description": "JSON, or a PDF with Accept: application/pdf"}},
+)
+async def get_report(binding_id: BindingId, principal: CustomerOrOps, uow: RequestUnitOfWork, locale: Locale, request: Request) -> Any:
+    """The account information report, to keep before unbinding."""
+    report = await service.account_report(uow, principal, binding_id, locale)
+    if "application/pdf" not in request.headers.get("accept", ""):
+        return report
+    try:
+        pdf = render_pdf(report)
+    except RuntimeError as exc:  # no CJK font installed on this host
+        raise Problem(503, "report-unavailable", "PDF rendering unavailable", str(exc)) from exc
+    filename = f"account-report-{binding_id}.pdf"
+    return Response(pdf, media_type="application/pdf", headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 @router.post("/bindings/{binding_id}/unbind-requests", status_code=202, tags=["unbind requests"])
@@ -36,14 +106,14 @@ async def request_unbind(
     body: UnbindRequestIn,
     principal: Customer,
     uow: RequestUnitOfWork,
-    runtime: Runtime,
+    settings: Settings,
     response: Response,
-    idempotency_key: Annotated[str, Header(alias="Idempotency-Key", pattern=r"^[A-Za-z0-9._:-]{8,128}$")],
+    idempotency_key: IdempotencyKey,
     channel: Annotated[str, Header(alias="X-Client-Channel", pattern=r"^[a-z_]{1,32}$")] = "app",
 ) -> UnbindRequestOut:
     """Ask to unbind. Accepted (202) once durably recorded; risk, verification and completion follow
-    as events. Repeating the call with the same Idempotency-Key returns the same request."""
-    settings: BindingSettings = runtime.settings  # type: ignore[assignment]
+    as events. Every acknowledgeable blocker of the impact must be named in `acknowledged`.
+    Repeating the call with the same Idempotency-Key returns the same request."""
     request, created = await service.request_unbind(uow, settings, principal, binding_id, body, idempotency_key, channel)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
@@ -53,3 +123,34 @@ async def request_unbind(
 @router.get("/unbind-requests/{request_id}", tags=["unbind requests"])
 async def get_unbind_request(request_id: RequestId, principal: CustomerOrOps, uow: RequestUnitOfWork) -> UnbindRequestOut:
     return await service.get_request(uow, principal, request_id)
+
+
+@router.post("/unbind-requests/{request_id}/cancel", tags=["unbind requests"])
+async def cancel_unbind_request(request_id: RequestId, principal: Customer, uow: RequestUnitOfWork) -> UnbindRequestOut:
+    return await service.cancel(uow, principal, request_id)
+
+
+@router.post("/unbind-requests/{request_id}/appeal", tags=["unbind requests"])
+async def appeal_unbind_request(request_id: RequestId, body: AppealIn, principal: Customer, uow: RequestUnitOfWork, settings: Settings) -> UnbindRequestOut:
+    """Appeal a rejected request, once: it goes back under review by ops."""
+    return await service.appeal(uow, settings, principal, request_id, body.message)
+
+
+@router.get("/unbind-requests/{request_id}/audit", tags=["unbind requests"])
+async def get_audit(request_id: RequestId, principal: CustomerOrOps, uow: RequestUnitOfWork) -> list[AuditEntryOut]:
+    return await service.audit_trail(uow, principal, request_id)
+
+
+@router.get("/ops/unbind-requests", tags=["ops"])
+async def search_unbind_requests(
+    principal: Ops,
+    uow: RequestUnitOfWork,
+    status: RequestStatus | None = None,
+    user_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    since: datetime | None = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> RequestPage:
+    if since is not None and since.tzinfo is None:
+        raise Problem(422, "naive-datetime", "Time zone required", "`since` needs a time zone, e.g. 2026-11-28T00:00:00+08:00.")
+    return await service.search_requests(uow, status=status, user_id=user_id, since=since, cursor=cursor, limit=limit)

@@ -12,5 +12,9 @@ class BindingSettings(ServiceSettings):
     default_port = 8001
 
     database_url: str = Field("", validation_alias="UNBIND_BINDING_DATABASE_URL")
-    # How long a customer has to pass verification once risk has cleared the request.
-    unbind_request_ttl_seconds: int = Field(900, ge=60)
+    # An open request not completed in this time expires (pending risk or verification)...
+    unbind_request_ttl_seconds: int = Field(900, ge=1)
+    # ...or in this time while a human reviews it.
+    review_ttl_seconds: int = Field(72 * 3600, ge=1)
+    # How often the expiry sweep looks for requests past their deadline.
+    expiry_sweep_seconds: float = Field(5.0, gt=0, le=300)

@@ -10,11 +10,11 @@ from shared.uow import UnitOfWork
 
 
 async def on_risk_assessed(event: RiskAssessed, uow: UnitOfWork, settings: BindingSettings) -> None:
-    await service.apply_risk_assessment(uow, event)
+    await service.apply_risk_assessment(uow, settings, event)
 
 
 async def on_review_decided(event: ReviewDecided, uow: UnitOfWork, settings: BindingSettings) -> None:
-    await service.apply_review_decision(uow, event)
+    await service.apply_review_decision(uow, settings, event)
 
 
 async def on_verification_requested(event: VerificationRequested, uow: UnitOfWork, settings: BindingSettings) -> None:

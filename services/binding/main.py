@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from fastapi import FastAPI
 
-from services.binding import api, handlers
+from services.binding import api, handlers, service
 from services.binding.config import BindingSettings
 from services.binding.models import InboxEntry, OutboxMessage
-from shared.app import build_service_app
+from shared.app import ServiceRuntime, build_service_app
 from shared.bus import EventBus
+
+log = logging.getLogger(__name__)
+
+
+async def expiry_sweep(runtime: ServiceRuntime) -> None:
+    """Expire open requests past their deadline. The deadline is a column, so expiry survives
+    restarts: a request that expired while the service was down is expired on the next sweep."""
+    settings: BindingSettings = runtime.settings  # type: ignore[assignment]
+    while True:
+        try:
+            async with runtime.unit_of_work() as uow:
+                expired = await service.expire_overdue(uow)
+            if expired:
+                log.info("expired open unbind requests", extra={"count": expired})
+                continue
+        except Exception:
+            log.exception("expiry sweep failed; retrying")
+        await asyncio.sleep(settings.expiry_sweep_seconds)
 
 
 def create_app(settings: BindingSettings | None = None, *, bus: EventBus | None = None) -> FastAPI:
@@ -20,5 +41,6 @@ def create_app(settings: BindingSettings | None = None, *, bus: EventBus | None 
         outbox_model=OutboxMessage,
         inbox_model=InboxEntry,
         subscriptions=handlers.SUBSCRIPTIONS,
+        workers=[expiry_sweep],
         bus=bus,
     )

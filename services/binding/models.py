@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.consumer import InboxMixin
@@ -72,7 +72,7 @@ class RepaymentAccount(Base):
 
 
 class Binding(Base):
-    """Links a repayment account to a credit account; `auto_debit` is the repayment mandate."""
+    """Links a repayment account to a credit account; its auto-debit lives in `mandates`."""
 
     __tablename__ = "bindings"
 
@@ -81,7 +81,6 @@ class Binding(Base):
     credit_account_id: Mapped[str] = mapped_column(ForeignKey("credit_accounts.id"))
     repayment_account_id: Mapped[str] = mapped_column(ForeignKey("repayment_accounts.id"))
     status: Mapped[str] = mapped_column(String(16), default=BindingStatus.ACTIVE)
-    auto_debit: Mapped[bool] = mapped_column(Boolean, default=True)
     # The part of the credit limit granted because of this binding; withdrawn on unbind.
     credit_limit_contribution: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -114,21 +113,80 @@ class UnbindRequest(Base):
     verification_methods: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     verification_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     outcome_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reviewer_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    appeal_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    appealed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     follow_up: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Open requests are expired by a background sweep once this passes (durable: it is a column).
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
-class TimelineEntry(Base):
-    """One step in a request's life, for the customer's timeline and the audit trail."""
+class ActorType(StrEnum):
+    CUSTOMER = "customer"
+    SERVICE = "service"
+    OPS = "ops"
+    SYSTEM = "system"
 
-    __tablename__ = "unbind_request_timeline"
+
+class AuditEntry(Base):
+    """One transition of an unbind request. Append-only: rows are inserted, never updated."""
+
+    __tablename__ = "unbind_request_audit"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(ForeignKey("unbind_requests.id"), index=True)
-    status: Mapped[str] = mapped_column(String(32))
-    event_type: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    from_status: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    to_status: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(64))
-    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    actor_type: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MandateStatus(StrEnum):
+    ACTIVE = "active"
+    CANCELLED = "cancelled"
+
+
+class Mandate(Base):
+    """An auto-debit mandate: the platform collects each instalment of the bound account."""
+
+    __tablename__ = "mandates"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    binding_id: Mapped[str] = mapped_column(ForeignKey("bindings.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32), default="auto_debit")
+    status: Mapped[str] = mapped_column(String(16), default=MandateStatus.ACTIVE)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Benefit(Base):
+    """A benefit the binding grants (extra interest-free days...), lost when it is unbound."""
+
+    __tablename__ = "benefits"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    binding_id: Mapped[str] = mapped_column(ForeignKey("bindings.id"), index=True)
+    code: Mapped[str] = mapped_column(String(32))
+    value: Mapped[int] = mapped_column(Integer)
+
+
+class Instalment(Base):
+    """One monthly mortgage instalment of a repayment account."""
+
+    __tablename__ = "instalments"
+    __table_args__ = (UniqueConstraint("repayment_account_id", "period", name="uq_instalments_period"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    repayment_account_id: Mapped[str] = mapped_column(ForeignKey("repayment_accounts.id"), index=True)
+    period: Mapped[str] = mapped_column(String(7))  # YYYY-MM
+    amount: Mapped[int] = mapped_column(Integer)
+    due_date: Mapped[date] = mapped_column(Date)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    paid_by: Mapped[str | None] = mapped_column(String(16), nullable=True)  # auto_debit | manual
+    # Idempotency-Key of the manual repayment that paid it, so a retried payment is not a new one.
+    payment_key: Mapped[str | None] = mapped_column(String(128), nullable=True)

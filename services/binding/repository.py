@@ -3,41 +3,43 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.binding.models import (
     OPEN_REQUEST_STATUSES,
+    AuditEntry,
+    Benefit,
     Binding,
     BindingStatus,
     CreditAccount,
+    Instalment,
+    Mandate,
+    MandateStatus,
     RepaymentAccount,
-    TimelineEntry,
     UnbindRequest,
 )
 
+BindingView = tuple[Binding, RepaymentAccount, CreditAccount]
 
-async def list_bindings(session: AsyncSession, user_id: str) -> Sequence[tuple[Binding, RepaymentAccount, CreditAccount]]:
-    rows = await session.execute(
+
+def _binding_views() -> Select:
+    return (
         select(Binding, RepaymentAccount, CreditAccount)
         .join(RepaymentAccount, Binding.repayment_account_id == RepaymentAccount.id)
         .join(CreditAccount, Binding.credit_account_id == CreditAccount.id)
-        .where(Binding.user_id == user_id)
-        .order_by(Binding.created_at, Binding.id)
     )
+
+
+async def list_bindings(session: AsyncSession, user_id: str) -> Sequence[BindingView]:
+    rows = await session.execute(_binding_views().where(Binding.user_id == user_id).order_by(Binding.created_at, Binding.id))
     return [tuple(row) for row in rows.all()]  # type: ignore[misc]
 
 
-async def get_binding_view(session: AsyncSession, binding_id: str) -> tuple[Binding, RepaymentAccount, CreditAccount] | None:
-    row = (
-        await session.execute(
-            select(Binding, RepaymentAccount, CreditAccount)
-            .join(RepaymentAccount, Binding.repayment_account_id == RepaymentAccount.id)
-            .join(CreditAccount, Binding.credit_account_id == CreditAccount.id)
-            .where(Binding.id == binding_id)
-        )
-    ).first()
+async def get_binding_view(session: AsyncSession, binding_id: str) -> BindingView | None:
+    row = (await session.execute(_binding_views().where(Binding.id == binding_id))).first()
     return tuple(row) if row else None  # type: ignore[return-value]
 
 
@@ -51,6 +53,22 @@ async def get_credit_account(session: AsyncSession, account_id: str, *, for_upda
     return await session.scalar(query.with_for_update() if for_update else query)
 
 
+async def credit_account_of(session: AsyncSession, user_id: str, *, for_update: bool = False) -> CreditAccount | None:
+    query = select(CreditAccount).where(CreditAccount.user_id == user_id).order_by(CreditAccount.created_at).limit(1)
+    return await session.scalar(query.with_for_update() if for_update else query)
+
+
+async def account_number_bound(session: AsyncSession, account_number: str) -> bool:
+    """Whether this repayment account number is in a binding that is not unbound."""
+    query = (
+        select(func.count())
+        .select_from(Binding)
+        .join(RepaymentAccount, Binding.repayment_account_id == RepaymentAccount.id)
+        .where(RepaymentAccount.account_number == account_number, Binding.status != BindingStatus.UNBOUND)
+    )
+    return bool(await session.scalar(query))
+
+
 async def claim_binding_for_unbind(session: AsyncSession, binding_id: str) -> bool:
     """Atomically move an active binding to `unbinding`; False if it was not active (at most one
     open request per binding, even under concurrent requests)."""
@@ -62,6 +80,40 @@ async def claim_binding_for_unbind(session: AsyncSession, binding_id: str) -> bo
 
 async def set_binding_status(session: AsyncSession, binding_id: str, status: BindingStatus) -> None:
     await session.execute(update(Binding).where(Binding.id == binding_id).values(status=status))
+
+
+async def active_mandates(session: AsyncSession, binding_id: str) -> Sequence[Mandate]:
+    return (await session.scalars(select(Mandate).where(Mandate.binding_id == binding_id, Mandate.status == MandateStatus.ACTIVE))).all()
+
+
+async def mandates(session: AsyncSession, binding_id: str) -> Sequence[Mandate]:
+    return (await session.scalars(select(Mandate).where(Mandate.binding_id == binding_id).order_by(Mandate.created_at, Mandate.id))).all()
+
+
+async def auto_debit_on(session: AsyncSession, binding_ids: Sequence[str]) -> set[str]:
+    """Which of these bindings have an active auto-debit mandate."""
+    rows = await session.scalars(select(Mandate.binding_id).where(Mandate.binding_id.in_(binding_ids), Mandate.status == MandateStatus.ACTIVE))
+    return set(rows.all())
+
+
+async def benefits(session: AsyncSession, binding_id: str) -> Sequence[Benefit]:
+    return (await session.scalars(select(Benefit).where(Benefit.binding_id == binding_id).order_by(Benefit.code))).all()
+
+
+async def instalments(session: AsyncSession, repayment_account_id: str, *, limit: int = 12) -> Sequence[Instalment]:
+    """Most recent first."""
+    query = select(Instalment).where(Instalment.repayment_account_id == repayment_account_id).order_by(Instalment.due_date.desc()).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+async def unpaid_instalments(session: AsyncSession, repayment_account_id: str, *, for_update: bool = False) -> Sequence[Instalment]:
+    """Oldest first."""
+    query = select(Instalment).where(Instalment.repayment_account_id == repayment_account_id, Instalment.paid_at.is_(None)).order_by(Instalment.due_date)
+    return (await session.scalars(query.with_for_update() if for_update else query)).all()
+
+
+async def instalment_paid_with_key(session: AsyncSession, repayment_account_id: str, key: str) -> Instalment | None:
+    return await session.scalar(select(Instalment).where(Instalment.repayment_account_id == repayment_account_id, Instalment.payment_key == key))
 
 
 async def get_request(session: AsyncSession, request_id: str, *, for_update: bool = False) -> UnbindRequest | None:
@@ -79,8 +131,37 @@ async def open_request_for_binding(session: AsyncSession, binding_id: str) -> Un
     )
 
 
-async def timeline(session: AsyncSession, request_id: str) -> Sequence[TimelineEntry]:
-    return (await session.scalars(select(TimelineEntry).where(TimelineEntry.request_id == request_id).order_by(TimelineEntry.id))).all()
+async def overdue_open_requests(session: AsyncSession, now: datetime, limit: int) -> Sequence[UnbindRequest]:
+    """Open requests past their expiry, locked; SKIP LOCKED lets several instances sweep at once."""
+    query = (
+        select(UnbindRequest)
+        .where(UnbindRequest.status.in_(OPEN_REQUEST_STATUSES), UnbindRequest.expires_at <= now)
+        .order_by(UnbindRequest.expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def audit_entries(session: AsyncSession, request_id: str) -> Sequence[AuditEntry]:
+    return (await session.scalars(select(AuditEntry).where(AuditEntry.request_id == request_id).order_by(AuditEntry.id))).all()
+
+
+async def search_requests(
+    session: AsyncSession, *, status: str | None, user_id: str | None, since: datetime | None, after: tuple[datetime, str] | None, limit: int
+) -> Sequence[UnbindRequest]:
+    """Newest first, keyset-paginated on (created_at, id)."""
+    query = select(UnbindRequest)
+    if status:
+        query = query.where(UnbindRequest.status == status)
+    if user_id:
+        query = query.where(UnbindRequest.user_id == user_id)
+    if since:
+        query = query.where(UnbindRequest.created_at >= since)
+    if after:
+        created_at, request_id = after
+        query = query.where(or_(UnbindRequest.created_at < created_at, (UnbindRequest.created_at == created_at) & (UnbindRequest.id < request_id)))
+    return (await session.scalars(query.order_by(UnbindRequest.created_at.desc(), UnbindRequest.id.desc()).limit(limit))).all()
 
 
 async def count_bindings(session: AsyncSession) -> int:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.events import UnbindReason, VerificationMethod
 
@@ -45,6 +45,7 @@ class UnbindRequestIn(BaseModel):
     note: str | None = Field(None, max_length=500)
     acknowledged: list[str] = Field(default_factory=list, max_length=20, description="Codes of the impact blockers the customer accepts")
     device_id: str | None = Field(None, pattern=DEVICE_ID_PATTERN)
+    impact_hash: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="The impact the customer saw; refused (409) if it has changed since")
 
 
 class RiskOut(BaseModel):
@@ -78,5 +79,114 @@ class UnbindRequestOut(BaseModel):
     risk: RiskOut | None
     verification: VerificationOut | None
     outcome_reason: str | None
+    reviewer_note: str | None
+    appealed_at: datetime | None
     follow_up: list[str]
     timeline: list[TimelineEntryOut]
+
+
+class RequestPage(BaseModel):
+    items: list[UnbindRequestOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    action: str
+    from_status: str | None
+    to_status: str
+    actor: str
+    actor_type: str
+    reason: str | None
+    at: datetime
+
+
+class AppealIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = Field(min_length=1, max_length=1000, description="Why the rejection is wrong")
+
+
+class BindingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lender: str = Field(min_length=1, max_length=128)
+    account_number: str = Field(min_length=12, max_length=23, description="12 to 19 digits; spaces allowed")
+    monthly_instalment: int = Field(gt=0, le=1_000_000, description="CNY")
+    due_day: int = Field(ge=1, le=28)
+    auto_debit: bool = True
+
+    @field_validator("account_number")
+    @classmethod
+    def _digits(cls, value: str) -> str:
+        digits = value.replace(" ", "")
+        if not digits.isdigit() or not 12 <= len(digits) <= 19:
+            raise ValueError("must be 12 to 19 digits")
+        return digits
+
+    @field_validator("lender")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value.strip() or not value.isprintable():
+            raise ValueError("must be printable text")
+        return value.strip()
+
+
+class RepaymentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: int = Field(gt=0, le=1_000_000, description="CNY; must equal the instalment due")
+
+
+class MandateOut(BaseModel):
+    id: str
+    kind: str = Field(description="auto_debit: the platform collects each instalment")
+    status: str = Field(description="active or cancelled")
+    created_at: datetime
+    cancelled_at: datetime | None
+
+
+class InstalmentOut(BaseModel):
+    period: str = Field(description="YYYY-MM")
+    amount: int = Field(description="CNY")
+    due_date: date
+    status: str = Field(description="unpaid, paid or overdue")
+    paid_at: datetime | None = None
+    paid_by: str | None = Field(None, description="auto_debit or manual")
+
+
+class BenefitOut(BaseModel):
+    code: str
+    description: str
+
+
+class BlockerOut(BaseModel):
+    code: str
+    message: str
+    acknowledgeable: bool = Field(description="True when acknowledging it in the unbind request lets the request through")
+
+
+class ImpactOut(BaseModel):
+    binding_id: str
+    locale: str
+    assessed_at: datetime
+    credit_record_effect: str
+    current_instalment: InstalmentOut | None
+    auto_debit: bool
+    benefits_lost: list[BenefitOut]
+    credit_limit_before: int
+    credit_limit_after: int
+    blockers: list[BlockerOut]
+    impact_hash: str = Field(description="SHA-256 of this snapshot; recorded with the unbind request")
+
+
+class AccountReport(BaseModel):
+    """The account information report the seed advises downloading before unbinding."""
+
+    generated_at: datetime
+    locale: str
+    user_id: str
+    binding: BindingOut
+    mandates: list[MandateOut]
+    instalments: list[InstalmentOut] = Field(description="Most recent first")
+    impact: ImpactOut

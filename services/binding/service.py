@@ -2,35 +2,59 @@
 
 Every function works inside the caller's unit of work: it writes state and stages events with
 `uow.emit`, and never commits. Transitions are guarded by the request's current status, so an
-event that arrives late or twice (from another path than the inbox) cannot move a request back.
+event that arrives late or twice (from another path than the inbox) cannot move a request back,
+and every transition is written to the append-only audit log.
+
+Credit limit rule: binding a mortgage repayment account raises the credit limit by 1.5 times the
+monthly instalment, rounded down to 100 CNY and capped at 20,000 CNY. The amount granted is kept
+on the binding and withdrawn, exactly, when the binding is unbound.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import logging
 import uuid
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy.exc import IntegrityError
 
-from services.binding import repository
+from services.binding import repository, texts
 from services.binding.config import BindingSettings
 from services.binding.models import (
     OPEN_REQUEST_STATUSES,
+    ActorType,
+    AuditEntry,
+    Benefit,
     Binding,
     BindingStatus,
     CreditAccount,
+    Instalment,
+    Mandate,
+    MandateStatus,
     RepaymentAccount,
     RequestStatus,
-    TimelineEntry,
     UnbindRequest,
 )
 from services.binding.schemas import (
+    AccountReport,
+    AuditEntryOut,
+    BenefitOut,
+    BindingIn,
     BindingList,
     BindingOut,
+    BlockerOut,
     CreditAccountOut,
+    ImpactOut,
+    InstalmentOut,
+    MandateOut,
     RepaymentAccountOut,
+    RepaymentIn,
+    RequestPage,
     RiskOut,
     TimelineEntryOut,
     UnbindRequestIn,
@@ -40,33 +64,61 @@ from services.binding.schemas import (
 from shared.auth import Principal
 from shared.db import utcnow
 from shared.events import (
+    BindingCreated,
     ReviewDecided,
     ReviewOutcome,
     RiskAssessed,
     RiskDecision,
+    UnbindAppealed,
+    UnbindCancelled,
     UnbindCompleted,
+    UnbindExpired,
     UnbindRejected,
     UnbindRequested,
     VerificationFailed,
     VerificationRequested,
     Verified,
 )
+from shared.logging import correlation_id, redact
 from shared.masking import mask_account_number
 from shared.problems import Problem, conflict, not_found
 from shared.uow import UnitOfWork
 
+log = logging.getLogger(__name__)
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+DUE_SOON_DAYS = 3
+LIMIT_UPLIFT_CAP = 20_000
 FOLLOW_UP_AFTER_UNBIND = [
-    "check_mortgage_repayment_status",
-    "repay_next_instalment_by_other_means",
-    "ask_lender_to_adjust_repayment_plan",
+    "check_repayment_status_at_lender",
+    "ask_lender_to_adjust_repayment_plan_if_needed",
+    "appeal_from_the_request_page_if_you_disagree",
 ]
+# Blockers the customer may accept by naming them in `acknowledged`; the others always refuse.
+ACKNOWLEDGEABLE = frozenset({"INSTALMENT_DUE_SOON"})
 
 
-def binding_out(binding: Binding, repayment: RepaymentAccount, credit: CreditAccount) -> BindingOut:
+def credit_limit_contribution(monthly_instalment: int) -> int:
+    """The documented rule: 1.5 x the instalment, down to 100 CNY, at most 20,000 CNY."""
+    return min(LIMIT_UPLIFT_CAP, monthly_instalment * 3 // 2 // 100 * 100)
+
+
+def today() -> date:
+    return datetime.now(SHANGHAI).date()
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+# --- bindings ------------------------------------------------------------------------------
+
+
+def binding_out(binding: Binding, repayment: RepaymentAccount, credit: CreditAccount, auto_debit: bool) -> BindingOut:
     return BindingOut(
         id=binding.id,
         status=binding.status,
-        auto_debit=binding.auto_debit,
+        auto_debit=auto_debit,
         credit_limit_contribution=binding.credit_limit_contribution,
         credit_account=CreditAccountOut(id=credit.id, credit_limit=credit.credit_limit),
         repayment_account=RepaymentAccountOut(
@@ -81,27 +133,190 @@ def binding_out(binding: Binding, repayment: RepaymentAccount, credit: CreditAcc
 
 
 async def list_bindings(uow: UnitOfWork, principal: Principal) -> BindingList:
-    return BindingList(items=[binding_out(*row) for row in await repository.list_bindings(uow.session, principal.subject)])
+    views = await repository.list_bindings(uow.session, principal.subject)
+    with_auto_debit = await repository.auto_debit_on(uow.session, [view[0].id for view in views])
+    return BindingList(items=[binding_out(*view, auto_debit=view[0].id in with_auto_debit) for view in views])
+
+
+async def _owned_view(uow: UnitOfWork, principal: Principal, binding_id: str) -> repository.BindingView:
+    """The binding if the principal may see it: its owner, or ops. Anyone else gets 404."""
+    view = await repository.get_binding_view(uow.session, binding_id)
+    if view is None or (view[0].user_id != principal.subject and not principal.has_role("ops")):
+        raise not_found("The binding")
+    return view
 
 
 async def get_binding(uow: UnitOfWork, principal: Principal, binding_id: str) -> BindingOut:
-    view = await repository.get_binding_view(uow.session, binding_id)
-    if view is None or view[0].user_id != principal.subject:
+    binding, repayment, credit = await _owned_view(uow, principal, binding_id)
+    return binding_out(binding, repayment, credit, bool(await repository.active_mandates(uow.session, binding.id)))
+
+
+def next_due_date(due_day: int, on: date) -> date:
+    """The first due date on or after `on` for an instalment due on `due_day` of each month."""
+    day = min(due_day, 28)
+    candidate = on.replace(day=day)
+    if candidate < on:
+        candidate = (candidate.replace(day=1) + timedelta(days=32)).replace(day=day)
+    return candidate
+
+
+async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn) -> BindingOut:
+    """Bind a repayment account: grant the credit limit by the rule, set up auto-debit, record the
+    current instalment, emit BindingCreated."""
+    session = uow.session
+    credit = await repository.credit_account_of(session, principal.subject, for_update=True)
+    if credit is None:
+        raise Problem(422, "no-credit-account", "No credit account", "Open a credit account before binding a repayment account.")
+    if await repository.account_number_bound(session, body.account_number):
+        raise conflict("already-bound", "This repayment account is already bound.")
+    contribution = credit_limit_contribution(body.monthly_instalment)
+    limit_before = credit.credit_limit
+    credit.credit_limit = limit_before + contribution
+    repayment = RepaymentAccount(
+        id=_new_id(), user_id=principal.subject, lender=body.lender, account_number=body.account_number, monthly_instalment=body.monthly_instalment, due_day=body.due_day
+    )
+    binding = Binding(
+        id=f"b-{uuid.uuid4().hex[:12]}",
+        user_id=principal.subject,
+        credit_account_id=credit.id,
+        repayment_account_id=repayment.id,
+        status=BindingStatus.ACTIVE,
+        credit_limit_contribution=contribution,
+    )
+    due = next_due_date(body.due_day, today())
+    session.add(repayment)
+    await session.flush()
+    session.add(binding)
+    await session.flush()
+    session.add_all(
+        [
+            Instalment(id=_new_id(), repayment_account_id=repayment.id, period=due.strftime("%Y-%m"), amount=body.monthly_instalment, due_date=due),
+            Benefit(id=_new_id(), binding_id=binding.id, code="limit_uplift", value=contribution),
+        ]
+    )
+    if body.auto_debit:
+        session.add(Mandate(id=_new_id(), binding_id=binding.id, kind="auto_debit", status=MandateStatus.ACTIVE))
+    uow.emit(
+        BindingCreated(
+            request_id=correlation_id.get() or _new_id(),
+            binding_id=binding.id,
+            user_id=principal.subject,
+            lender=body.lender,
+            account_last4=body.account_number[-4:],
+            monthly_instalment=body.monthly_instalment,
+            auto_debit=body.auto_debit,
+            credit_limit_before=limit_before,
+            credit_limit_after=credit.credit_limit,
+        )
+    )
+    return binding_out(binding, repayment, credit, body.auto_debit)
+
+
+async def repay_current_instalment(uow: UnitOfWork, principal: Principal, binding_id: str, body: RepaymentIn, idempotency_key: str) -> tuple[InstalmentOut, bool]:
+    """Repay the oldest unpaid instalment by hand; returns (instalment, paid now). The same
+    Idempotency-Key returns the instalment it paid instead of paying another."""
+    binding, repayment, _ = await _owned_view(uow, principal, binding_id)
+    if binding.user_id != principal.subject:
         raise not_found("The binding")
-    return binding_out(*view)
+    if (paid := await repository.instalment_paid_with_key(uow.session, repayment.id, idempotency_key)) is not None:
+        return instalment_out(paid), False
+    unpaid = await repository.unpaid_instalments(uow.session, repayment.id, for_update=True)
+    if not unpaid:
+        raise conflict("nothing-due", "No instalment is waiting to be paid.")
+    instalment = unpaid[0]
+    if body.amount != instalment.amount:
+        raise Problem(422, "amount-mismatch", "Amount does not match", f"The instalment for {instalment.period} is {instalment.amount} CNY.", amount_due=instalment.amount)
+    instalment.paid_at = utcnow()
+    instalment.paid_by = "manual"
+    instalment.payment_key = idempotency_key
+    return instalment_out(instalment), True
 
 
-def impact_hash(binding: Binding, repayment: RepaymentAccount, credit: CreditAccount) -> str:
-    """Fingerprint of what the customer was shown before unbinding, recorded with the request."""
+def instalment_status(instalment: Instalment, on: date) -> str:
+    if instalment.paid_at is not None:
+        return "paid"
+    return "overdue" if instalment.due_date < on else "unpaid"
+
+
+def instalment_out(instalment: Instalment, on: date | None = None) -> InstalmentOut:
+    return InstalmentOut(
+        period=instalment.period,
+        amount=instalment.amount,
+        due_date=instalment.due_date,
+        status=instalment_status(instalment, on or today()),
+        paid_at=instalment.paid_at,
+        paid_by=instalment.paid_by,
+    )
+
+
+# --- impact and report ---------------------------------------------------------------------
+
+
+async def assess_impact(uow: UnitOfWork, binding: Binding, repayment: RepaymentAccount, credit: CreditAccount, locale: str) -> ImpactOut:
+    session = uow.session
+    on = today()
+    auto_debit = bool(await repository.active_mandates(session, binding.id))
+    unpaid = await repository.unpaid_instalments(session, repayment.id)
+    recent = await repository.instalments(session, repayment.id, limit=1)
+    current = unpaid[0] if unpaid else (recent[0] if recent else None)
+    overdue = [instalment for instalment in unpaid if instalment.due_date < on]
+
+    blockers: list[tuple[str, dict[str, object]]] = []
+    if overdue:
+        blockers.append(("OVERDUE", {"amount": overdue[0].amount, "due_date": overdue[0].due_date.isoformat()}))
+    if auto_debit and current is not None and current.paid_at is None and on <= current.due_date <= on + timedelta(days=DUE_SOON_DAYS):
+        blockers.append(("INSTALMENT_DUE_SOON", {"amount": current.amount, "due_date": current.due_date.isoformat()}))
+    if binding.status == BindingStatus.UNBINDING or await repository.open_request_for_binding(session, binding.id):
+        blockers.append(("UNBIND_IN_PROGRESS", {}))
+
+    lost = [] if binding.status == BindingStatus.UNBOUND else await repository.benefits(session, binding.id)
+    limit_after = credit.credit_limit - (0 if binding.status == BindingStatus.UNBOUND else binding.credit_limit_contribution)
+    effect = texts.text("credit.effect", locale) + (" " + texts.text("credit.effect.overdue", locale) if overdue else "")
     facts = {
         "binding_id": binding.id,
-        "auto_debit": binding.auto_debit,
+        "status": binding.status,
+        "auto_debit": auto_debit,
+        "current_instalment": [current.period, current.amount, current.due_date.isoformat(), instalment_status(current, on)] if current else None,
+        "benefits": [[benefit.code, benefit.value] for benefit in lost],
         "credit_limit_before": credit.credit_limit,
-        "credit_limit_after": credit.credit_limit - binding.credit_limit_contribution,
-        "monthly_instalment": repayment.monthly_instalment,
-        "due_day": repayment.due_day,
+        "credit_limit_after": limit_after,
+        "blockers": [code for code, _ in blockers],
     }
-    return hashlib.sha256(orjson.dumps(facts, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return ImpactOut(
+        binding_id=binding.id,
+        locale=locale,
+        assessed_at=utcnow(),
+        credit_record_effect=effect,
+        current_instalment=instalment_out(current, on) if current else None,
+        auto_debit=auto_debit,
+        benefits_lost=[BenefitOut(code=b.code, description=texts.text(f"benefit.{b.code}", locale, value=b.value)) for b in lost],
+        credit_limit_before=credit.credit_limit,
+        credit_limit_after=limit_after,
+        blockers=[BlockerOut(code=code, message=texts.text(f"blocker.{code}", locale, **values), acknowledgeable=code in ACKNOWLEDGEABLE) for code, values in blockers],
+        impact_hash=hashlib.sha256(orjson.dumps(facts, option=orjson.OPT_SORT_KEYS)).hexdigest(),
+    )
+
+
+async def get_impact(uow: UnitOfWork, principal: Principal, binding_id: str, locale: str) -> ImpactOut:
+    return await assess_impact(uow, *(await _owned_view(uow, principal, binding_id)), locale)
+
+
+async def account_report(uow: UnitOfWork, principal: Principal, binding_id: str, locale: str) -> AccountReport:
+    binding, repayment, credit = await _owned_view(uow, principal, binding_id)
+    impact = await assess_impact(uow, binding, repayment, credit, locale)
+    on = today()
+    return AccountReport(
+        generated_at=utcnow(),
+        locale=locale,
+        user_id=binding.user_id,
+        binding=binding_out(binding, repayment, credit, impact.auto_debit),
+        mandates=[MandateOut.model_validate(mandate, from_attributes=True) for mandate in await repository.mandates(uow.session, binding.id)],
+        instalments=[instalment_out(instalment, on) for instalment in await repository.instalments(uow.session, repayment.id)],
+        impact=impact,
+    )
+
+
+# --- unbind requests -----------------------------------------------------------------------
 
 
 def _fingerprint(binding_id: str, body: UnbindRequestIn) -> str:
@@ -122,15 +337,20 @@ async def request_unbind(
     if view is None or view[0].user_id != principal.subject:
         raise not_found("The binding")
     binding, repayment, credit = view
+    if binding.status == BindingStatus.UNBOUND:
+        raise conflict("binding-unbound", "This binding is already unbound.")
+    impact = await assess_impact(uow, binding, repayment, credit, texts.DEFAULT_LOCALE)
+    codes = {blocker.code for blocker in impact.blockers}
+    if "UNBIND_IN_PROGRESS" in codes:
+        return await _in_progress(uow, principal, binding_id, idempotency_key, fingerprint), False
+    if "OVERDUE" in codes:
+        raise conflict("overdue", "An instalment is overdue: settle it before unbinding.", blockers=["OVERDUE"])
+    if missing := sorted(codes & ACKNOWLEDGEABLE - set(body.acknowledged)):
+        raise Problem(422, "blockers-not-acknowledged", "Blockers not acknowledged", "Acknowledge each blocker by its code in `acknowledged`.", missing=missing)
+    if body.impact_hash and body.impact_hash != impact.impact_hash:
+        raise conflict("impact-changed", "The impact changed since it was shown; review it again.", impact_hash=impact.impact_hash)
     if not await repository.claim_binding_for_unbind(session, binding_id):
-        # A concurrent request with the same key may have won the race: answer as a replay.
-        if (existing := await _replay(uow, principal, idempotency_key, fingerprint)) is not None:
-            return existing, False
-        await session.refresh(binding)
-        if binding.status == BindingStatus.UNBOUND:
-            raise conflict("binding-unbound", "This binding is already unbound.")
-        open_request = await repository.open_request_for_binding(session, binding_id)
-        raise conflict("unbind-in-progress", "An unbind request for this binding is already open.", request_id=open_request.id if open_request else None)
+        return await _in_progress(uow, principal, binding_id, idempotency_key, fingerprint), False
 
     now = utcnow()
     request = UnbindRequest(
@@ -142,7 +362,7 @@ async def request_unbind(
         note=body.note,
         device_id=body.device_id,
         channel=channel,
-        impact_hash=impact_hash(binding, repayment, credit),
+        impact_hash=impact.impact_hash,
         idempotency_key=idempotency_key,
         request_fingerprint=fingerprint,
         expires_at=now + timedelta(seconds=settings.unbind_request_ttl_seconds),
@@ -154,7 +374,8 @@ async def request_unbind(
         await session.flush()
     except IntegrityError as exc:
         raise conflict("concurrent-request", "Another request with this Idempotency-Key is being processed; retry it.") from exc
-    _record(uow, request, "UnbindRequested", actor=principal.subject, detail=f"reason: {body.reason}")
+    acknowledged = f"; acknowledged {', '.join(sorted(codes & set(body.acknowledged)))}" if codes & set(body.acknowledged) else ""
+    _audit(uow, request, None, "UnbindRequested", principal.subject, ActorType.CUSTOMER, f"reason {body.reason}{acknowledged}")
     uow.emit(
         UnbindRequested(
             request_id=request.id,
@@ -169,6 +390,15 @@ async def request_unbind(
     return await request_out(uow, request), True
 
 
+async def _in_progress(uow: UnitOfWork, principal: Principal, binding_id: str, key: str, fingerprint: str) -> UnbindRequestOut:
+    """The binding has an open request: if a concurrent call with this same key opened it, answer
+    as its replay; otherwise refuse with 409."""
+    if (existing := await _replay(uow, principal, key, fingerprint)) is not None:
+        return existing
+    open_request = await repository.open_request_for_binding(uow.session, binding_id)
+    raise conflict("unbind-in-progress", "An unbind request for this binding is already open.", request_id=open_request.id if open_request else None)
+
+
 async def _replay(uow: UnitOfWork, principal: Principal, key: str, fingerprint: str) -> UnbindRequestOut | None:
     existing = await repository.get_request_by_idempotency_key(uow.session, principal.subject, key)
     if existing is None:
@@ -178,15 +408,26 @@ async def _replay(uow: UnitOfWork, principal: Principal, key: str, fingerprint: 
     return await request_out(uow, existing)
 
 
-async def get_request(uow: UnitOfWork, principal: Principal, request_id: str) -> UnbindRequestOut:
-    request = await repository.get_request(uow.session, request_id)
+async def _visible_request(uow: UnitOfWork, principal: Principal, request_id: str, *, for_update: bool = False) -> UnbindRequest:
+    request = await repository.get_request(uow.session, request_id, for_update=for_update)
     if request is None or (request.user_id != principal.subject and not principal.has_role("ops")):
         raise not_found("The unbind request")
-    return await request_out(uow, request)
+    return request
+
+
+async def _own_request(uow: UnitOfWork, principal: Principal, request_id: str) -> UnbindRequest:
+    request = await repository.get_request(uow.session, request_id, for_update=True)
+    if request is None or request.user_id != principal.subject:
+        raise not_found("The unbind request")
+    return request
+
+
+async def get_request(uow: UnitOfWork, principal: Principal, request_id: str) -> UnbindRequestOut:
+    return await request_out(uow, await _visible_request(uow, principal, request_id))
 
 
 async def request_out(uow: UnitOfWork, request: UnbindRequest) -> UnbindRequestOut:
-    entries = await repository.timeline(uow.session, request.id)
+    entries = await repository.audit_entries(uow.session, request.id)
     return UnbindRequestOut(
         id=request.id,
         binding_id=request.binding_id,
@@ -201,12 +442,76 @@ async def request_out(uow: UnitOfWork, request: UnbindRequest) -> UnbindRequestO
         if request.verification_id
         else None,
         outcome_reason=request.outcome_reason,
+        reviewer_note=request.reviewer_note,
+        appealed_at=request.appealed_at,
         follow_up=request.follow_up or [],
-        timeline=[TimelineEntryOut(status=e.status, event_type=e.event_type, actor=e.actor, detail=e.detail, at=e.at) for e in entries],
+        timeline=[TimelineEntryOut(status=e.to_status, event_type=e.action, actor=e.actor, detail=e.reason, at=e.at) for e in entries],
     )
 
 
-async def apply_risk_assessment(uow: UnitOfWork, event: RiskAssessed) -> None:
+async def audit_trail(uow: UnitOfWork, principal: Principal, request_id: str) -> list[AuditEntryOut]:
+    request = await _visible_request(uow, principal, request_id)
+    return [AuditEntryOut.model_validate(entry, from_attributes=True) for entry in await repository.audit_entries(uow.session, request.id)]
+
+
+async def cancel(uow: UnitOfWork, principal: Principal, request_id: str) -> UnbindRequestOut:
+    request = await _own_request(uow, principal, request_id)
+    if request.status not in OPEN_REQUEST_STATUSES:
+        raise conflict("not-open", f"The request is {request.status}; only an open request can be cancelled.", request_status=request.status)
+    await _end(uow, request, RequestStatus.CANCELLED, "UnbindCancelled", principal.subject, ActorType.CUSTOMER, "cancelled by the customer")
+    uow.emit(UnbindCancelled(request_id=request.id, binding_id=request.binding_id, user_id=request.user_id))
+    return await request_out(uow, request)
+
+
+async def expire_overdue(uow: UnitOfWork, *, limit: int = 100) -> int:
+    """End open requests past their deadline; returns how many. Run by the sweep worker."""
+    expired = await repository.overdue_open_requests(uow.session, utcnow(), limit)
+    for request in expired:
+        await _end(uow, request, RequestStatus.EXPIRED, "UnbindExpired", "binding", ActorType.SYSTEM, f"not completed by {request.expires_at.isoformat()}")
+        uow.emit(UnbindExpired(request_id=request.id, binding_id=request.binding_id, user_id=request.user_id))
+    return len(expired)
+
+
+async def appeal(uow: UnitOfWork, settings: BindingSettings, principal: Principal, request_id: str, message: str) -> UnbindRequestOut:
+    request = await _own_request(uow, principal, request_id)
+    if request.status != RequestStatus.REJECTED:
+        raise conflict("not-rejected", "Only a rejected request can be appealed.", request_status=request.status)
+    if request.appealed_at is not None:
+        raise conflict("already-appealed", "This request has already been appealed once.")
+    if not await repository.claim_binding_for_unbind(uow.session, request.binding_id):
+        raise conflict("binding-busy", "The binding has another open request or is no longer bound.")
+    request.appeal_message = message
+    request.appealed_at = utcnow()
+    request.outcome_reason = None
+    request.expires_at = utcnow() + timedelta(seconds=settings.review_ttl_seconds)
+    _transition(uow, request, RequestStatus.UNDER_REVIEW, "UnbindAppealed", principal.subject, ActorType.CUSTOMER, "appealed by the customer")
+    uow.emit(UnbindAppealed(request_id=request.id, binding_id=request.binding_id, user_id=request.user_id, message=redact(message)))
+    return await request_out(uow, request)
+
+
+def _encode_cursor(request: UnbindRequest) -> str:
+    return base64.urlsafe_b64encode(f"{request.created_at.isoformat()}|{request.id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created_at, request_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(created_at), request_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem(422, "invalid-cursor", "Invalid cursor", "Pass `next_cursor` from the previous page unchanged.") from exc
+
+
+async def search_requests(uow: UnitOfWork, *, status: str | None, user_id: str | None, since: datetime | None, cursor: str | None, limit: int) -> RequestPage:
+    after = _decode_cursor(cursor) if cursor else None
+    rows = await repository.search_requests(uow.session, status=status, user_id=user_id, since=since, after=after, limit=limit + 1)
+    page: Sequence[UnbindRequest] = rows[:limit]
+    return RequestPage(items=[await request_out(uow, request) for request in page], next_cursor=_encode_cursor(page[-1]) if len(rows) > limit else None)
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+async def apply_risk_assessment(uow: UnitOfWork, settings: BindingSettings, event: RiskAssessed) -> None:
     request = await _request_in(uow, event.request_id, RequestStatus.PENDING_RISK)
     if request is None:
         return
@@ -214,21 +519,26 @@ async def apply_risk_assessment(uow: UnitOfWork, event: RiskAssessed) -> None:
     request.risk_score = event.score
     request.risk_reasons = [reason.model_dump() for reason in event.reasons]
     if event.decision == RiskDecision.DENY:
-        await _reject(uow, request, "risk_denied", actor="risk")
+        await _reject(uow, request, "risk_denied", "risk", ActorType.SERVICE)
     elif event.decision == RiskDecision.REVIEW:
-        _move(uow, request, RequestStatus.UNDER_REVIEW, "RiskAssessed", actor="risk", detail=f"score {event.score}: manual review")
+        request.expires_at = utcnow() + timedelta(seconds=settings.review_ttl_seconds)
+        _transition(uow, request, RequestStatus.UNDER_REVIEW, "RiskAssessed", "risk", ActorType.SERVICE, f"score {event.score}: manual review")
     else:
-        _move(uow, request, RequestStatus.PENDING_VERIFICATION, "RiskAssessed", actor="risk", detail=f"score {event.score}: {event.decision}")
+        _transition(uow, request, RequestStatus.PENDING_VERIFICATION, "RiskAssessed", "risk", ActorType.SERVICE, f"score {event.score}: {event.decision}")
 
 
-async def apply_review_decision(uow: UnitOfWork, event: ReviewDecided) -> None:
+async def apply_review_decision(uow: UnitOfWork, settings: BindingSettings, event: ReviewDecided) -> None:
     request = await _request_in(uow, event.request_id, RequestStatus.UNDER_REVIEW)
     if request is None:
         return
+    request.reviewer_note = event.note or None
     if event.decision == ReviewOutcome.DENY:
-        await _reject(uow, request, "review_denied", actor=event.reviewer)
+        await _reject(uow, request, "review_denied", event.reviewer, ActorType.OPS)
     else:
-        _move(uow, request, RequestStatus.PENDING_VERIFICATION, "ReviewDecided", actor=event.reviewer, detail="approved after review")
+        request.expires_at = utcnow() + timedelta(seconds=settings.unbind_request_ttl_seconds)
+        # A fresh verification follows: forget the one an earlier round may have had.
+        request.verification_id = request.verification_methods = request.verification_expires_at = None
+        _transition(uow, request, RequestStatus.PENDING_VERIFICATION, "ReviewDecided", event.reviewer, ActorType.OPS, event.note or "approved after review")
 
 
 async def record_verification_issued(uow: UnitOfWork, event: VerificationRequested) -> None:
@@ -238,30 +548,35 @@ async def record_verification_issued(uow: UnitOfWork, event: VerificationRequest
     request.verification_id = event.verification_id
     request.verification_methods = list(event.methods)
     request.verification_expires_at = event.expires_at
-    _record(uow, request, "VerificationRequested", actor="verification", detail="methods: " + ", ".join(event.methods))
+    _audit(uow, request, request.status, "VerificationRequested", "verification", ActorType.SERVICE, "methods: " + ", ".join(event.methods))
 
 
 async def complete_unbind(uow: UnitOfWork, event: Verified) -> None:
     request = await _request_in(uow, event.request_id, RequestStatus.PENDING_VERIFICATION)
     if request is None or (request.verification_id and request.verification_id != event.verification_id):
+        log.info("Verified for a request that is not waiting for it; nothing changes", extra={"request_id": event.request_id})
         return
     binding = await repository.get_binding(uow.session, request.binding_id, for_update=True)
     assert binding is not None, "a request always has its binding"
     credit = await repository.get_credit_account(uow.session, binding.credit_account_id, for_update=True)
     assert credit is not None, "a binding always has its credit account"
+    now = utcnow()
+    cancelled = 0
+    for mandate in await repository.active_mandates(uow.session, binding.id):
+        mandate.status = MandateStatus.CANCELLED
+        mandate.cancelled_at = now
+        cancelled += 1
     limit_before = credit.credit_limit
     credit.credit_limit = max(0, limit_before - binding.credit_limit_contribution)
-    mandates_cancelled = 1 if binding.auto_debit else 0
-    binding.auto_debit = False
     binding.status = BindingStatus.UNBOUND
     request.follow_up = list(FOLLOW_UP_AFTER_UNBIND)
-    _move(uow, request, RequestStatus.COMPLETED, "UnbindCompleted", actor="verification", detail=f"{mandates_cancelled} mandate(s) cancelled")
+    _transition(uow, request, RequestStatus.COMPLETED, "UnbindCompleted", "verification", ActorType.SERVICE, f"{cancelled} mandate(s) cancelled")
     uow.emit(
         UnbindCompleted(
             request_id=request.id,
             binding_id=binding.id,
             user_id=request.user_id,
-            mandates_cancelled=mandates_cancelled,
+            mandates_cancelled=cancelled,
             credit_limit_before=limit_before,
             credit_limit_after=credit.credit_limit,
             follow_up=request.follow_up,
@@ -272,7 +587,7 @@ async def complete_unbind(uow: UnitOfWork, event: Verified) -> None:
 async def fail_verification(uow: UnitOfWork, event: VerificationFailed) -> None:
     request = await _request_in(uow, event.request_id, RequestStatus.PENDING_VERIFICATION)
     if request is not None:
-        await _reject(uow, request, f"verification_failed:{event.reason}", actor="verification")
+        await _reject(uow, request, f"verification_failed:{event.reason}", "verification", ActorType.SERVICE)
 
 
 async def _request_in(uow: UnitOfWork, request_id: str, status: RequestStatus) -> UnbindRequest | None:
@@ -283,52 +598,81 @@ async def _request_in(uow: UnitOfWork, request_id: str, status: RequestStatus) -
     return request
 
 
-async def _reject(uow: UnitOfWork, request: UnbindRequest, reason: str, *, actor: str) -> None:
+async def _reject(uow: UnitOfWork, request: UnbindRequest, reason: str, actor: str, actor_type: ActorType) -> None:
     request.outcome_reason = reason
-    _move(uow, request, RequestStatus.REJECTED, "UnbindRejected", actor=actor, detail=reason)
-    await repository.set_binding_status(uow.session, request.binding_id, BindingStatus.ACTIVE)
+    await _end(uow, request, RequestStatus.REJECTED, "UnbindRejected", actor, actor_type, reason)
     uow.emit(UnbindRejected(request_id=request.id, binding_id=request.binding_id, user_id=request.user_id, reason=reason))
 
 
-def _move(uow: UnitOfWork, request: UnbindRequest, status: RequestStatus, event_type: str, *, actor: str, detail: str | None = None) -> None:
-    assert request.status in OPEN_REQUEST_STATUSES, f"request {request.id} is already {request.status}"
+async def _end(uow: UnitOfWork, request: UnbindRequest, status: RequestStatus, action: str, actor: str, actor_type: ActorType, reason: str) -> None:
+    """End an open request without completing it: the binding is active again."""
+    _transition(uow, request, status, action, actor, actor_type, reason)
+    await repository.set_binding_status(uow.session, request.binding_id, BindingStatus.ACTIVE)
+
+
+def _transition(uow: UnitOfWork, request: UnbindRequest, status: RequestStatus, action: str, actor: str, actor_type: ActorType, reason: str | None = None) -> None:
+    previous = request.status
     request.status = status
     request.updated_at = utcnow()
-    _record(uow, request, event_type, actor=actor, detail=detail)
+    _audit(uow, request, previous, action, actor, actor_type, reason)
 
 
-def _record(uow: UnitOfWork, request: UnbindRequest, event_type: str, *, actor: str, detail: str | None = None) -> None:
-    uow.session.add(TimelineEntry(request_id=request.id, status=request.status, event_type=event_type, actor=actor, detail=detail, at=utcnow()))
+def _audit(uow: UnitOfWork, request: UnbindRequest, from_status: str | None, action: str, actor: str, actor_type: ActorType, reason: str | None) -> None:
+    uow.session.add(
+        AuditEntry(request_id=request.id, action=action, from_status=from_status, to_status=request.status, actor=actor, actor_type=actor_type, reason=reason, at=utcnow())
+    )
+
+
+# --- demo data -----------------------------------------------------------------------------
 
 
 async def seed_demo_data(uow: UnitOfWork) -> bool:
-    """Zhang San and Li Si, each with one active mortgage binding; only into an empty database."""
+    """Zhang San (instalment due in 2 days under auto-debit: the INSTALMENT_DUE_SOON blocker) and
+    Li Si (an overdue instalment: the OVERDUE blocker), each with one active mortgage binding;
+    only into an empty database."""
     if await repository.count_bindings(uow.session):
         return False
-    for user_id, suffix, account_number, instalment, due_day in (
-        ("u-zhangsan", "zhangsan", "6222021234564821", 6500, 15),
-        ("u-lisi", "lisi", "6217001234567733", 4200, 5),
+    on = today()
+    for user_id, suffix, account_number, instalment, due in (
+        ("u-zhangsan", "zhangsan", "6222021234564821", 6500, on + timedelta(days=2)),
+        ("u-lisi", "lisi", "6217001234567733", 4200, on - timedelta(days=5)),
     ):
+        contribution = credit_limit_contribution(instalment)
         uow.session.add_all(
             [
-                CreditAccount(id=f"ca-{suffix}", user_id=user_id, credit_limit=30000),
-                RepaymentAccount(id=f"ra-{suffix}", user_id=user_id, lender="Example Bank", account_number=account_number, monthly_instalment=instalment, due_day=due_day),
+                CreditAccount(id=f"ca-{suffix}", user_id=user_id, credit_limit=20_000 + contribution),
+                RepaymentAccount(id=f"ra-{suffix}", user_id=user_id, lender="Example Bank", account_number=account_number, monthly_instalment=instalment, due_day=due.day),
             ]
         )
         await uow.session.flush()
+        binding_id = f"b-{suffix}-mortgage"
         uow.session.add(
             Binding(
-                id=f"b-{suffix}-mortgage",
+                id=binding_id,
                 user_id=user_id,
                 credit_account_id=f"ca-{suffix}",
                 repayment_account_id=f"ra-{suffix}",
                 status=BindingStatus.ACTIVE,
-                auto_debit=True,
-                credit_limit_contribution=10000,
+                credit_limit_contribution=contribution,
             )
         )
+        await uow.session.flush()
+        previous = (due.replace(day=1) - timedelta(days=1)).replace(day=min(due.day, 28))
+        uow.session.add_all(
+            [
+                Mandate(id=_new_id(), binding_id=binding_id, kind="auto_debit", status=MandateStatus.ACTIVE),
+                Benefit(id=_new_id(), binding_id=binding_id, code="limit_uplift", value=contribution),
+                Benefit(id=_new_id(), binding_id=binding_id, code="interest_free_days", value=10),
+                Instalment(
+                    id=_new_id(),
+                    repayment_account_id=f"ra-{suffix}",
+                    period=previous.strftime("%Y-%m"),
+                    amount=instalment,
+                    due_date=previous,
+                    paid_at=datetime.combine(previous, datetime.min.time(), SHANGHAI),
+                    paid_by="auto_debit",
+                ),
+                Instalment(id=_new_id(), repayment_account_id=f"ra-{suffix}", period=due.strftime("%Y-%m"), amount=instalment, due_date=due),
+            ]
+        )
     return True
-
-
-def _new_id() -> str:
-    return str(uuid.uuid4())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from services.risk import service
 from services.risk.config import RiskSettings
 from shared.consumer import Subscriptions
-from shared.events import UnbindRejected, UnbindRequested, VerificationFailed
+from shared.events import UnbindAppealed, UnbindRejected, UnbindRequested, VerificationFailed
 from shared.uow import UnitOfWork
 
 
@@ -21,7 +21,12 @@ async def on_unbind_rejected(event: UnbindRejected, uow: UnitOfWork, settings: R
     service.observe(uow, event)
 
 
+async def on_unbind_appealed(event: UnbindAppealed, uow: UnitOfWork, settings: RiskSettings) -> None:
+    await service.open_appeal_review(uow, event)
+
+
 SUBSCRIPTIONS: Subscriptions = {
+    UnbindAppealed: on_unbind_appealed,
     UnbindRequested: on_unbind_requested,
     VerificationFailed: on_verification_failed,
     UnbindRejected: on_unbind_rejected,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.risk.models import Assessment, ObservedEvent
+from services.risk.models import Assessment, ObservedEvent, Review
 
 
 async def count_events_since(session: AsyncSession, user_id: str, event_type: str, since: datetime, *, excluding_request: str | None = None) -> int:
@@ -21,3 +22,15 @@ async def count_events_since(session: AsyncSession, user_id: str, event_type: st
 
 async def get_assessment(session: AsyncSession, request_id: str) -> Assessment | None:
     return await session.get(Assessment, request_id)
+
+
+async def get_review(session: AsyncSession, review_id: str, *, for_update: bool = False) -> Review | None:
+    query = select(Review).where(Review.id == review_id)
+    return await session.scalar(query.with_for_update() if for_update else query)
+
+
+async def list_reviews(session: AsyncSession, status: str | None, limit: int) -> Sequence[Review]:
+    query = select(Review).order_by(Review.created_at, Review.id).limit(limit)
+    if status:
+        query = query.where(Review.status == status)
+    return (await session.scalars(query)).all()

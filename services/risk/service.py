@@ -10,16 +10,18 @@ Decision by thresholds (settings): below step_up -> allow [otp]; below review ->
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from services.risk import repository
 from services.risk.config import RiskSettings
-from services.risk.models import Assessment, ObservedEvent
-from services.risk.schemas import AssessmentOut
+from services.risk.models import Assessment, ObservedEvent, Review, ReviewStatus
+from services.risk.schemas import AssessmentOut, ReviewList, ReviewOut
+from shared.auth import Principal
 from shared.db import utcnow
-from shared.events import Event, RiskAssessed, RiskDecision, RiskLevel, RiskReason, UnbindRequested, VerificationMethod
-from shared.problems import not_found
+from shared.events import Event, ReviewDecided, ReviewOutcome, RiskAssessed, RiskDecision, RiskLevel, RiskReason, UnbindAppealed, UnbindRequested, VerificationMethod
+from shared.problems import conflict, not_found
 from shared.uow import UnitOfWork
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -92,6 +94,8 @@ async def assess(uow: UnitOfWork, settings: RiskSettings, event: UnbindRequested
             created_at=now,
         )
     )
+    if decision == RiskDecision.REVIEW:
+        open_review(uow, event, "risk")
     uow.emit(
         RiskAssessed(
             request_id=event.request_id,
@@ -111,3 +115,52 @@ async def get_assessment(uow: UnitOfWork, request_id: str) -> AssessmentOut:
     if assessment is None:
         raise not_found("The assessment")
     return AssessmentOut.model_validate(assessment, from_attributes=True)
+
+
+def open_review(uow: UnitOfWork, event: Event, origin: str, message: str | None = None) -> None:
+    uow.session.add(
+        Review(
+            id=str(uuid.uuid4()),
+            request_id=event.request_id,
+            binding_id=event.binding_id,
+            user_id=event.user_id,
+            origin=origin,
+            status=ReviewStatus.PENDING,
+            message=message,
+            created_at=utcnow(),
+        )
+    )
+
+
+async def open_appeal_review(uow: UnitOfWork, event: UnbindAppealed) -> None:
+    observe(uow, event)
+    open_review(uow, event, "appeal", event.message)
+
+
+async def list_reviews(uow: UnitOfWork, status: str | None, limit: int) -> ReviewList:
+    return ReviewList(items=[ReviewOut.model_validate(review, from_attributes=True) for review in await repository.list_reviews(uow.session, status, limit)])
+
+
+async def decide_review(uow: UnitOfWork, principal: Principal, review_id: str, decision: ReviewOutcome, note: str) -> ReviewOut:
+    """Close a pending review; an approval sends the request on to verification by SMS code."""
+    review = await repository.get_review(uow.session, review_id, for_update=True)
+    if review is None:
+        raise not_found("The review")
+    if review.status != ReviewStatus.PENDING:
+        raise conflict("review-closed", f"This review is already {review.status}.", review_status=review.status)
+    review.status = ReviewStatus.APPROVED if decision == ReviewOutcome.APPROVE else ReviewStatus.DENIED
+    review.reviewer = principal.subject
+    review.note = note or None
+    review.decided_at = utcnow()
+    uow.emit(
+        ReviewDecided(
+            request_id=review.request_id,
+            binding_id=review.binding_id,
+            user_id=review.user_id,
+            decision=decision,
+            reviewer=principal.subject,
+            note=note,
+            required_methods=[VerificationMethod.OTP] if decision == ReviewOutcome.APPROVE else [],
+        )
+    )
+    return ReviewOut.model_validate(review, from_attributes=True)

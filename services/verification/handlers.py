@@ -20,11 +20,11 @@ async def on_review_decided(event: ReviewDecided, uow: UnitOfWork, deps: Verific
 
 
 async def on_unbind_cancelled(event: UnbindCancelled, uow: UnitOfWork, deps: VerificationDeps) -> None:
-    service.void(await repository.get_by_request(uow.session, event.request_id, for_update=True))
+    service.void(await repository.live_for_request(uow.session, event.request_id, for_update=True))
 
 
 async def on_unbind_expired(event: UnbindExpired, uow: UnitOfWork, deps: VerificationDeps) -> None:
-    service.void(await repository.get_by_request(uow.session, event.request_id, for_update=True))
+    service.void(await repository.live_for_request(uow.session, event.request_id, for_update=True))
 
 
 SUBSCRIPTIONS: Subscriptions = {

@@ -44,7 +44,8 @@ class Verification(Base):
     __tablename__ = "verifications"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    request_id: Mapped[str] = mapped_column(String(36), unique=True)
+    # Not unique: an appealed request that is approved again gets a fresh verification.
+    request_id: Mapped[str] = mapped_column(String(36), index=True)
     binding_id: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[str] = mapped_column(String(64), index=True)
     methods: Mapped[list[str]] = mapped_column(JSON)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.verification.models import Verification
+from services.verification.models import Verification, VerificationStatus
 
 
 async def get(session: AsyncSession, verification_id: str, *, for_update: bool = False) -> Verification | None:
@@ -13,8 +13,11 @@ async def get(session: AsyncSession, verification_id: str, *, for_update: bool =
     return await session.scalar(query.with_for_update() if for_update else query)
 
 
-async def get_by_request(session: AsyncSession, request_id: str, *, for_update: bool = False) -> Verification | None:
-    query = select(Verification).where(Verification.request_id == request_id)
+async def live_for_request(session: AsyncSession, request_id: str, *, for_update: bool = False) -> Verification | None:
+    """The request's verification that is still pending or has passed, if any."""
+    query = select(Verification).where(
+        Verification.request_id == request_id, Verification.status.in_((VerificationStatus.PENDING, VerificationStatus.VERIFIED))
+    )
     return await session.scalar(query.with_for_update() if for_update else query)
 
 

@@ -71,8 +71,9 @@ def verification_out(settings: VerificationSettings, verification: Verification)
 
 
 async def issue(uow: UnitOfWork, deps: VerificationDeps, event: Event, methods: list[VerificationMethod]) -> None:
-    """Create the verification of a cleared request (once) and send its first code."""
-    if await repository.get_by_request(uow.session, event.request_id) is not None:
+    """Create the verification of a cleared request and send its first code, unless one is
+    already pending or passed (an approval after an appeal gets a fresh one)."""
+    if await repository.live_for_request(uow.session, event.request_id) is not None:
         return
     now = utcnow()
     verification = Verification(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,9 +12,11 @@ import pytest
 from shared.cloudevents import Envelope, MalformedEvent, header_map
 from shared.events import (
     EVENT_TYPES,
+    BindingCreated,
     ReviewDecided,
     RiskAssessed,
     RiskReason,
+    UnbindAppealed,
     UnbindCancelled,
     UnbindCompleted,
     UnbindExpired,
@@ -26,6 +29,8 @@ from shared.events import (
 
 COMMON = {"request_id": "r-1", "binding_id": "b-zhangsan-mortgage", "user_id": "u-zhangsan"}
 SAMPLES = [
+    BindingCreated(**COMMON, lender="Example Bank", account_last4="4821", monthly_instalment=6500, auto_debit=True, credit_limit_before=20300, credit_limit_after=30000),
+    UnbindAppealed(**COMMON, message="I repaid on time; account ***4821"),
     UnbindRequested(**COMMON, reason="fund_planning", impact_hash="ab" * 32, device_id="d-1", channel="app"),
     RiskAssessed(
         **COMMON,
@@ -52,11 +57,16 @@ def test_every_event_type_has_a_sample_and_a_docstring() -> None:
         assert event_type.__doc__ and "Emitted by" in event_type.__doc__, f"{name} says when it is emitted"
 
 
-def test_the_design_contract_names_every_event_type() -> None:
+# Event types this project added to the contract of design.md (see the issue notes).
+ADDED_TO_THE_CONTRACT = {"BindingCreated", "UnbindAppealed"}
+
+
+def test_the_design_contract_and_the_models_agree() -> None:
     design = Path(__file__).resolve().parents[3] / "shared" / "docs" / "design.md"
-    if design.exists():
-        for name in EVENT_TYPES:
-            assert f"`{name}`" in design.read_text(), f"{name} is not in design.md"
+    if not design.exists():
+        pytest.skip("design.md lies beside the repository, not in a plain checkout")
+    in_design = set(re.findall(r"^\| `(\w+)` \|", design.read_text(), flags=re.MULTILINE))
+    assert in_design == set(EVENT_TYPES) - ADDED_TO_THE_CONTRACT
 
 
 @pytest.mark.parametrize("event", SAMPLES, ids=lambda event: type(event).__name__)
