@@ -128,9 +128,12 @@ def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm
             bindings = client.get(f"{up.url('binding')}/v1/bindings").json()["items"]
             assert [(b["id"], b["status"]) for b in bindings] == [("b-zhangsan-mortgage", "active")]
 
+            # The demo instalment is due in two days under auto-debit: a blocker to acknowledge.
+            impact = client.get(f"{up.url('binding')}/v1/bindings/b-zhangsan-mortgage/impact").json()
+            assert [blocker["code"] for blocker in impact["blockers"]] == ["INSTALMENT_DUE_SOON"]
             accepted = client.post(
                 f"{up.url('binding')}/v1/bindings/b-zhangsan-mortgage/unbind-requests",
-                json={"reason": "fund_planning"},
+                json={"reason": "fund_planning", "acknowledged": ["INSTALMENT_DUE_SOON"]},
                 headers={"Idempotency-Key": f"cli-test-{uuid.uuid4()}"},
             )
             assert accepted.status_code == 202, accepted.text
