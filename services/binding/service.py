@@ -640,7 +640,7 @@ async def seed_demo_data(uow: UnitOfWork) -> bool:
         contribution = credit_limit_contribution(instalment)
         uow.session.add_all(
             [
-                CreditAccount(id=f"ca-{suffix}", user_id=user_id, credit_limit=20_000 + contribution),
+                CreditAccount(id=f"ca-{suffix}", user_id=user_id, credit_limit=30_000),
                 RepaymentAccount(id=f"ra-{suffix}", user_id=user_id, lender="Example Bank", account_number=account_number, monthly_instalment=instalment, due_day=due.day),
             ]
         )
