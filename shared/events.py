@@ -135,6 +135,17 @@ class VerificationFailed(Event):
     reason: str
 
 
+class BiometricCounterRegressed(Event):
+    """Emitted by verification when a device signed with a counter that did not go up (a cloned
+    key, or a replay): the attempt is refused and risk takes it as a signal."""
+
+    emitted_by = "verification"
+    verification_id: str
+    device_id: str
+    counter: int
+    last_counter: int
+
+
 class UnbindCompleted(Event):
     """Emitted by binding when the binding is unbound and its mandates are cancelled."""
 
@@ -182,6 +193,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         VerificationRequested,
         Verified,
         VerificationFailed,
+        BiometricCounterRegressed,
         UnbindCompleted,
         UnbindRejected,
         UnbindCancelled,

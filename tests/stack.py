@@ -182,9 +182,15 @@ async def migrate(database_urls: dict[str, str]) -> None:
 
 @asynccontextmanager
 async def running_stack(
-    topics: BusTopics, database_urls: dict[str, str], var_dir: Path, services: tuple[str, ...] = SERVICES, overrides: dict[str, dict[str, Any]] | None = None
+    topics: BusTopics,
+    database_urls: dict[str, str],
+    var_dir: Path,
+    services: tuple[str, ...] = SERVICES,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    notification_link: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
 ) -> AsyncIterator[Stack]:
-    """Migrate, build and start the given services (settings `overrides` per service); stop them on exit."""
+    """Migrate, build and start the given services (settings `overrides` per service); stop them
+    on exit. `notification_link` may wrap verification's line to notification (to cut it)."""
     await migrate({service: database_urls[service] for service in services})
     stack = Stack(topics, var_dir)
     async with AsyncExitStack() as exits:
@@ -195,6 +201,8 @@ async def running_stack(
             if service == "verification":
                 notification_app = stack.apps.get("notification")
                 transport = httpx.ASGITransport(app=notification_app) if notification_app else None
+                if transport is not None and notification_link is not None:
+                    transport = notification_link(transport)
                 app = create_verification_app(settings, bus=topics.bus, notification_transport=transport)
             else:
                 app = factories[service](settings, bus=topics.bus)
@@ -202,3 +210,16 @@ async def running_stack(
             await exits.enter_async_context(app.router.lifespan_context(app))
             stack.clients[service] = await exits.enter_async_context(httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{service}"))
         yield stack
+
+
+class Switchable(httpx.AsyncBaseTransport):
+    """A transport that can be cut: while `down`, every request fails to connect."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport):
+        self.inner = inner
+        self.down = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("notification is down", request=request)
+        return await self.inner.handle_async_request(request)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from services.risk import service
 from services.risk.config import RiskSettings
 from shared.consumer import Subscriptions
-from shared.events import UnbindAppealed, UnbindRejected, UnbindRequested, VerificationFailed
+from shared.events import BiometricCounterRegressed, UnbindAppealed, UnbindRejected, UnbindRequested, VerificationFailed
 from shared.uow import UnitOfWork
 
 
@@ -25,7 +25,12 @@ async def on_unbind_appealed(event: UnbindAppealed, uow: UnitOfWork, settings: R
     await service.open_appeal_review(uow, event)
 
 
+async def on_biometric_counter_regressed(event: BiometricCounterRegressed, uow: UnitOfWork, settings: RiskSettings) -> None:
+    service.observe(uow, event)
+
+
 SUBSCRIPTIONS: Subscriptions = {
+    BiometricCounterRegressed: on_biometric_counter_regressed,
     UnbindAppealed: on_unbind_appealed,
     UnbindRequested: on_unbind_requested,
     VerificationFailed: on_verification_failed,

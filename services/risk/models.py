@@ -39,6 +39,16 @@ class ObservedEvent(Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class KnownDevice(Base):
+    """A device a customer has unbound from before: a request from any other is a new device."""
+
+    __tablename__ = "known_devices"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class ReviewStatus(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"

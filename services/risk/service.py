@@ -1,6 +1,7 @@
 """Business rules of the risk service: behaviour signals, a weighted score, a decision.
 
 Score = sum of the weights of the signals present, capped at 100. Weights:
+  request from a device this customer never unbound from before: 40 ·
   prior unbind requests in 24 h: 20 each (at most 60) · failed verifications in 24 h: 15 each
   (at most 45) · rejected requests in 30 days: 10 each (at most 30) · request between 00:00 and
   06:00 Asia/Shanghai: 10.
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from services.risk import repository
 from services.risk.config import RiskSettings
-from services.risk.models import Assessment, ObservedEvent, Review, ReviewStatus
+from services.risk.models import Assessment, KnownDevice, ObservedEvent, Review, ReviewStatus
 from services.risk.schemas import AssessmentOut, ReviewList, ReviewOut
 from shared.auth import Principal
 from shared.db import utcnow
@@ -41,6 +42,7 @@ def observe(uow: UnitOfWork, event: Event, at: datetime | None = None) -> None:
 async def collect_signals(uow: UnitOfWork, event: UnbindRequested, now: datetime) -> dict[str, int | bool]:
     session = uow.session
     return {
+        "new_device": bool(event.device_id) and await session.get(KnownDevice, (event.user_id, event.device_id)) is None,
         "requests_24h": await repository.count_events_since(session, event.user_id, "UnbindRequested", now - timedelta(hours=24), excluding_request=event.request_id),
         "failed_verifications_24h": await repository.count_events_since(session, event.user_id, "VerificationFailed", now - timedelta(hours=24)),
         "rejections_30d": await repository.count_events_since(session, event.user_id, "UnbindRejected", now - timedelta(days=30)),
@@ -50,6 +52,8 @@ async def collect_signals(uow: UnitOfWork, event: UnbindRequested, now: datetime
 
 def score(signals: dict[str, int | bool]) -> tuple[int, list[RiskReason]]:
     reasons: list[RiskReason] = []
+    if signals.get("new_device"):
+        reasons.append(RiskReason(code="new_device", weight=40, detail="requested from a device not seen before for this customer"))
     if count := int(signals["requests_24h"]):
         reasons.append(RiskReason(code="repeated_requests", weight=min(60, 20 * count), detail=f"{count} earlier unbind request(s) in the last 24 hours"))
     if count := int(signals["failed_verifications_24h"]):
@@ -77,6 +81,8 @@ async def assess(uow: UnitOfWork, settings: RiskSettings, event: UnbindRequested
     now = utcnow()
     signals = await collect_signals(uow, event, now)
     observe(uow, event, now)
+    if signals["new_device"]:
+        uow.session.add(KnownDevice(user_id=event.user_id, device_id=event.device_id, first_seen_at=now))
     total, reasons = score(signals)
     decision, level = decide(settings, total)
     methods = REQUIRED_METHODS[decision]

@@ -4,42 +4,79 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 
 from services.verification import service
 from services.verification.config import VerificationSettings
-from services.verification.schemas import OtpIn, VerificationOut
+from services.verification.schemas import BiometricIn, ChallengeOut, DeviceIn, DeviceOut, OtpIn, VerificationOut
+from services.verification.service import AttemptOutcome, VerificationDeps
 from shared.app import RequestUnitOfWork, Runtime
 from shared.auth import Customer
 from shared.problems import problem_response
 
-router = APIRouter(prefix="/v1", tags=["verifications"])
+router = APIRouter(prefix="/v1")
 
 VerificationId = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$")]
+REFUSED = {422: {"description": "Refused (problem+json with the attempts left)"}, 409: {"description": "Not pending"}}
 
 
-@router.get("/verifications/{verification_id}")
-async def get_verification(verification_id: VerificationId, principal: Customer, uow: RequestUnitOfWork, runtime: Runtime) -> VerificationOut:
-    settings: VerificationSettings = runtime.settings  # type: ignore[assignment]
+def _settings(runtime: Runtime) -> VerificationSettings:
+    return runtime.settings  # type: ignore[return-value]
+
+
+def _deps(runtime: Runtime) -> VerificationDeps:
+    return runtime.deps
+
+
+Settings = Annotated[VerificationSettings, Depends(_settings)]
+Deps = Annotated[VerificationDeps, Depends(_deps)]
+
+
+def _refusal(request: Request, outcome: AttemptOutcome, attempts_left: int) -> Any:
+    # Returned, not raised: the failed attempt (and a lock-out) must be committed.
+    verification = outcome.verification
+    if verification.status != "pending":
+        detail = "The verification is locked; the unbind request will be rejected."
+        return problem_response(request, 422, "verification-locked", "Too many failed attempts", detail, attempts_remaining=0)
+    titles = {
+        "wrong-code": "The code does not match.",
+        "challenge-invalid": "The challenge is unknown, used or expired; ask for a new one.",
+        "device-unknown": "This device is not enrolled for you.",
+        "signature-invalid": "The signature does not match this challenge, verification, request and impact.",
+        "counter-not-increased": "The device counter did not go up: the signature is refused.",
+    }
+    return problem_response(request, 422, outcome.reason, "Verification refused", titles.get(outcome.reason), attempts_remaining=attempts_left)
+
+
+@router.get("/verifications/{verification_id}", tags=["verifications"])
+async def get_verification(verification_id: VerificationId, principal: Customer, uow: RequestUnitOfWork, settings: Settings) -> VerificationOut:
     return await service.get(uow, settings, principal, verification_id)
 
 
-@router.post(
-    "/verifications/{verification_id}/otp",
-    responses={422: {"description": "Wrong or expired code (problem+json with `attempts_remaining`)"}, 409: {"description": "Not pending"}},
-)
-async def check_otp(verification_id: VerificationId, body: OtpIn, principal: Customer, uow: RequestUnitOfWork, runtime: Runtime, request: Request) -> Any:
-    settings: VerificationSettings = runtime.settings  # type: ignore[assignment]
+@router.post("/verifications/{verification_id}/otp", tags=["verifications"], responses=REFUSED)
+async def check_otp(verification_id: VerificationId, body: OtpIn, principal: Customer, uow: RequestUnitOfWork, settings: Settings, request: Request) -> Any:
     outcome = await service.check_otp(uow, settings, principal, verification_id, body.code)
-    if outcome.accepted:
-        return outcome.verification
-    # Returned, not raised: the failed attempt (and a lock-out) must be committed.
-    locked = outcome.verification.status != "pending"
-    return problem_response(
-        request,
-        422,
-        "verification-locked" if locked else "wrong-code",
-        "Too many wrong codes" if locked else "Wrong code",
-        "The verification is locked; the unbind request will be rejected." if locked else "The code does not match.",
-        attempts_remaining=outcome.verification.otp_attempts_remaining,
-    )
+    return outcome.verification if outcome.accepted else _refusal(request, outcome, outcome.verification.otp_attempts_remaining)
+
+
+@router.post("/verifications/{verification_id}/otp/resend", tags=["verifications"], responses={429: {"description": "Too soon or too many: see Retry-After"}})
+async def resend_otp(verification_id: VerificationId, principal: Customer, uow: RequestUnitOfWork, deps: Deps) -> VerificationOut:
+    """A new code replaces the old one (which stops working)."""
+    return await service.resend(uow, deps, principal, verification_id)
+
+
+@router.post("/devices", status_code=201, tags=["devices"])
+async def enrol_device(body: DeviceIn, principal: Customer, uow: RequestUnitOfWork) -> DeviceOut:
+    """Enrol a device key (EC P-256 public key, PEM) for the calling customer."""
+    return await service.enrol_device(uow, principal, body)
+
+
+@router.post("/verifications/{verification_id}/biometric/challenge", status_code=201, tags=["verifications"])
+async def biometric_challenge(verification_id: VerificationId, principal: Customer, uow: RequestUnitOfWork, settings: Settings) -> ChallengeOut:
+    return await service.issue_challenge(uow, settings, principal, verification_id)
+
+
+@router.post("/verifications/{verification_id}/biometric", tags=["verifications"], responses=REFUSED)
+async def check_biometric(verification_id: VerificationId, body: BiometricIn, principal: Customer, uow: RequestUnitOfWork, settings: Settings, request: Request) -> Any:
+    outcome = await service.check_biometric(uow, settings, principal, verification_id, body)
+    return outcome.verification if outcome.accepted else _refusal(request, outcome, outcome.verification.biometric_attempts_remaining)

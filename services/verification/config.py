@@ -20,6 +20,17 @@ class VerificationSettings(ServiceSettings):
     notification_url: str = "http://127.0.0.1:8004"
     # One-time codes are stored only as HMAC-SHA256 under this key.
     otp_hmac_key: SecretStr = SecretStr(DEVELOPMENT_OTP_KEY)
-    otp_ttl_seconds: int = Field(300, ge=30, le=900)
+    otp_ttl_seconds: int = Field(300, ge=1, le=900)
     otp_max_attempts: int = Field(5, ge=1, le=10)
-    verification_ttl_seconds: int = Field(900, ge=60)
+    # Resend limits: a pause between two sends, and a cap per customer per window.
+    otp_resend_interval_seconds: int = Field(30, ge=0)
+    otp_sends_per_window: int = Field(5, ge=1)
+    otp_send_window_seconds: int = Field(600, ge=1)
+    # A code that did not reach notification is sent again (as a new code) this many times, with backoff.
+    otp_delivery_retries: int = Field(5, ge=0, le=20)
+    otp_delivery_backoff_seconds: float = Field(2.0, gt=0)
+    challenge_ttl_seconds: int = Field(120, ge=1, le=600)
+    biometric_max_failures: int = Field(5, ge=1, le=10)
+    verification_ttl_seconds: int = Field(900, ge=1)
+    # How often expired verifications and failed deliveries are looked for.
+    sweep_seconds: float = Field(1.0, gt=0, le=60)

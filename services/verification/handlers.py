@@ -5,8 +5,12 @@ from __future__ import annotations
 from services.verification import repository, service
 from services.verification.service import VerificationDeps
 from shared.consumer import Subscriptions
-from shared.events import ReviewDecided, ReviewOutcome, RiskAssessed, RiskDecision, UnbindCancelled, UnbindExpired
+from shared.events import ReviewDecided, ReviewOutcome, RiskAssessed, RiskDecision, UnbindCancelled, UnbindExpired, UnbindRequested
 from shared.uow import UnitOfWork
+
+
+async def on_unbind_requested(event: UnbindRequested, uow: UnitOfWork, deps: VerificationDeps) -> None:
+    await service.remember_request(uow, event)
 
 
 async def on_risk_assessed(event: RiskAssessed, uow: UnitOfWork, deps: VerificationDeps) -> None:
@@ -28,6 +32,7 @@ async def on_unbind_expired(event: UnbindExpired, uow: UnitOfWork, deps: Verific
 
 
 SUBSCRIPTIONS: Subscriptions = {
+    UnbindRequested: on_unbind_requested,
     RiskAssessed: on_risk_assessed,
     ReviewDecided: on_review_decided,
     UnbindCancelled: on_unbind_cancelled,

@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
 
-from services.verification import api, handlers
+from services.verification import api, handlers, service
 from services.verification.config import VerificationSettings
 from services.verification.models import InboxEntry, OutboxMessage
 from services.verification.service import VerificationDeps
 from shared.app import ServiceRuntime, build_service_app
 from shared.bus import EventBus
 from shared.http import service_client
+
+log = logging.getLogger(__name__)
+
+
+async def sweep(runtime: ServiceRuntime) -> None:
+    """Fail verifications past their deadline and re-send codes notification did not take. Both
+    are driven by columns, so they survive restarts."""
+    deps: VerificationDeps = runtime.deps
+    while True:
+        try:
+            async with runtime.unit_of_work() as uow:
+                expired = await service.expire_overdue(uow)
+                resent = await service.retry_deliveries(uow, deps)
+            if expired or resent:
+                log.info("verification sweep", extra={"expired": expired, "codes_resent": resent})
+        except Exception:
+            log.exception("verification sweep failed; retrying")
+        await asyncio.sleep(deps.settings.sweep_seconds)
 
 
 def create_app(
@@ -36,5 +56,6 @@ def create_app(
         inbox_model=InboxEntry,
         subscriptions=handlers.SUBSCRIPTIONS,
         resources=resources,
+        workers=[sweep],
         bus=bus,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Integer, String
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.consumer import InboxMixin
@@ -58,6 +58,64 @@ class Verification(Base):
     otp_attempts: Mapped[int] = mapped_column(Integer, default=0)
     otp_sends: Mapped[int] = mapped_column(Integer, default=0)
     otp_delivery: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    otp_last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Automatic re-sends after notification failed to take a code (the customer may resend too).
+    delivery_retries: Mapped[int] = mapped_column(Integer, default=0)
+    next_delivery_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    biometric_failures: Mapped[int] = mapped_column(Integer, default=0)
+    # What the customer saw before asking (from UnbindRequested); the device signs it.
+    impact_hash: Mapped[str] = mapped_column(String(64), default="")
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class UnbindContext(Base):
+    """What verification keeps of each unbind request (from UnbindRequested): the impact the
+    customer saw, which the device signature must cover."""
+
+    __tablename__ = "unbind_contexts"
+
+    request_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    impact_hash: Mapped[str] = mapped_column(String(64))
+    device_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class OtpSend(Base):
+    """One code sent at a customer's request, for the per-customer send limit."""
+
+    __tablename__ = "otp_sends"
+    __table_args__ = (Index("ix_otp_sends_user_sent", "user_id", "sent_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    verification_id: Mapped[str] = mapped_column(String(36))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Device(Base):
+    """A device key: an EC P-256 public key whose private half never leaves the phone's secure
+    hardware and is unlocked by the fingerprint."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    # The highest signature counter seen; a signature must carry a higher one.
+    counter: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Challenge(Base):
+    """32 random bytes issued for one verification; single use, short-lived."""
+
+    __tablename__ = "biometric_challenges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    verification_id: Mapped[str] = mapped_column(String(36), index=True)
+    challenge: Mapped[str] = mapped_column(String(64), unique=True)  # base64url, no padding
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.verification.models import Verification, VerificationStatus
+from services.verification.models import Challenge, DeliveryStatus, Device, OtpSend, Verification, VerificationStatus
 
 
 async def get(session: AsyncSession, verification_id: str, *, for_update: bool = False) -> Verification | None:
@@ -21,6 +24,39 @@ async def live_for_request(session: AsyncSession, request_id: str, *, for_update
     return await session.scalar(query.with_for_update() if for_update else query)
 
 
-async def set_delivery(session: AsyncSession, verification_id: str, send_number: int, delivery: str) -> None:
-    # Only the latest send's outcome counts: a slow answer for an older code must not overwrite it.
-    await session.execute(update(Verification).where(Verification.id == verification_id, Verification.otp_sends == send_number).values(otp_delivery=delivery))
+async def failed_deliveries_due(session: AsyncSession, now: datetime, max_retries: int) -> Sequence[Verification]:
+    query = (
+        select(Verification)
+        .where(
+            Verification.status == VerificationStatus.PENDING,
+            Verification.otp_delivery == DeliveryStatus.FAILED,
+            Verification.next_delivery_at <= now,
+            Verification.delivery_retries < max_retries,
+        )
+        .limit(100)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def pending_past_deadline(session: AsyncSession, now: datetime) -> Sequence[Verification]:
+    query = select(Verification).where(Verification.status == VerificationStatus.PENDING, Verification.expires_at <= now).limit(100).with_for_update(skip_locked=True)
+    return (await session.scalars(query)).all()
+
+
+async def sends_since(session: AsyncSession, user_id: str, since: datetime) -> Sequence[datetime]:
+    """When this customer asked for codes since `since`, oldest first."""
+    return (await session.scalars(select(OtpSend.sent_at).where(OtpSend.user_id == user_id, OtpSend.sent_at > since).order_by(OtpSend.sent_at))).all()
+
+
+async def challenge_for(session: AsyncSession, verification_id: str, challenge: str) -> Challenge | None:
+    return await session.scalar(select(Challenge).where(Challenge.verification_id == verification_id, Challenge.challenge == challenge).with_for_update())
+
+
+async def get_device(session: AsyncSession, device_id: str, *, for_update: bool = False) -> Device | None:
+    query = select(Device).where(Device.id == device_id)
+    return await session.scalar(query.with_for_update() if for_update else query)
+
+
+async def count_devices(session: AsyncSession) -> int:
+    return await session.scalar(select(func.count()).select_from(Device)) or 0

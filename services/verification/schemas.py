@@ -19,6 +19,7 @@ class VerificationOut(BaseModel):
     otp_expires_at: datetime | None = Field(description="When the current code stops working")
     otp_delivery: str | None = Field(description="sending, sent or failed: whether the SMS reached the gateway")
     otp_attempts_remaining: int
+    biometric_attempts_remaining: int
     failure_reason: str | None
 
 
@@ -26,3 +27,35 @@ class OtpIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(pattern=r"^[0-9]{6}$", description="The 6-digit code from the SMS")
+
+
+class DeviceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")
+    public_key: str = Field(min_length=50, max_length=4000, description="PEM SubjectPublicKeyInfo of an EC P-256 key")
+    name: str = Field(min_length=1, max_length=128)
+
+
+class DeviceOut(BaseModel):
+    id: str
+    name: str
+    counter: int
+    created_at: datetime
+
+
+class ChallengeOut(BaseModel):
+    challenge: str = Field(description="32 random bytes, base64url without padding; single use")
+    expires_at: datetime
+    verification_id: str
+    request_id: str
+    impact_hash: str = Field(description="Signed together with the challenge (see the signed bytes in the README)")
+
+
+class BiometricIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")
+    challenge: str = Field(pattern=r"^[A-Za-z0-9_-]{43}=?$")
+    signature: str = Field(pattern=r"^[A-Za-z0-9_-]{8,200}={0,2}$", description="DER ECDSA-SHA256 signature, base64url")
+    counter: int = Field(ge=0, lt=2**63)

@@ -1,10 +1,18 @@
 """Business rules of the verification service.
 
 A verification is issued when risk (or a reviewer) clears an unbind request, with the methods the
-decision requires. The SMS one-time code: 6 digits from `secrets`, valid `otp_ttl_seconds`, single
-use, at most `otp_max_attempts` checks, stored only as an HMAC-SHA256 under a server key and
-compared in constant time. It travels once, over HTTP to notification, after the verification is
-committed; it is never in an event, a log line or a response.
+decision requires; `Verified` is emitted once every method has passed.
+
+SMS one-time code: 6 digits from `secrets`, valid `otp_ttl_seconds`, single use, at most
+`otp_max_attempts` checks, stored only as an HMAC-SHA256 under a server key and compared in constant
+time. It travels once, over HTTP to notification, after the verification is committed; it is never
+in an event, a log line or a response. A resend replaces the code; sends are limited per
+verification (a pause between two) and per customer (a cap per window). A code notification did
+not take is replaced and sent again automatically, with backoff, and the customer sees the state.
+
+Biometric: see `biometric.py` for the signed bytes. Challenges are single use and short-lived; the
+device counter must go up (a regression is refused and reported as `BiometricCounterRegressed`);
+at most `biometric_max_failures` failed signatures.
 """
 
 from __future__ import annotations
@@ -19,14 +27,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
+from sqlalchemy.exc import IntegrityError
 
 from services.verification import repository
+from services.verification.biometric import CHALLENGE_BYTES, b64url, b64url_decode, load_p256_public_key, signature_valid, signed_message
 from services.verification.config import VerificationSettings
-from services.verification.models import DeliveryStatus, Verification, VerificationStatus
-from services.verification.schemas import VerificationOut
+from services.verification.device_simulator import DeviceSimulator
+from services.verification.models import Challenge, DeliveryStatus, Device, OtpSend, UnbindContext, Verification, VerificationStatus
+from services.verification.schemas import BiometricIn, ChallengeOut, DeviceIn, DeviceOut, VerificationOut
 from shared.auth import Principal
 from shared.db import utcnow
-from shared.events import Event, VerificationFailed, VerificationMethod, VerificationRequested, Verified
+from shared.events import BiometricCounterRegressed, Event, UnbindRequested, VerificationFailed, VerificationMethod, VerificationRequested, Verified
 from shared.http import post_with_retries
 from shared.problems import Problem, conflict, not_found
 from shared.uow import UnitOfWork
@@ -36,7 +47,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class VerificationDeps:
-    """What the verification handlers need beyond their unit of work."""
+    """What the verification handlers and workers need beyond their unit of work."""
 
     settings: VerificationSettings
     notifier: httpx.AsyncClient
@@ -44,9 +55,12 @@ class VerificationDeps:
 
 
 @dataclass(frozen=True)
-class OtpOutcome:
+class AttemptOutcome:
+    """A checked code or signature: accepted, or refused (the refusal is recorded, not raised)."""
+
     verification: VerificationOut
     accepted: bool
+    reason: str = ""
 
 
 def _code_digest(settings: VerificationSettings, verification_id: str, code: str) -> str:
@@ -66,8 +80,17 @@ def verification_out(settings: VerificationSettings, verification: Verification)
         otp_expires_at=verification.otp_expires_at,
         otp_delivery=verification.otp_delivery,
         otp_attempts_remaining=max(0, settings.otp_max_attempts - verification.otp_attempts),
+        biometric_attempts_remaining=max(0, settings.biometric_max_failures - verification.biometric_failures),
         failure_reason=verification.failure_reason,
     )
+
+
+# --- issuing -------------------------------------------------------------------------------
+
+
+async def remember_request(uow: UnitOfWork, event: UnbindRequested) -> None:
+    if await uow.session.get(UnbindContext, event.request_id) is None:
+        uow.session.add(UnbindContext(request_id=event.request_id, user_id=event.user_id, impact_hash=event.impact_hash, device_id=event.device_id))
 
 
 async def issue(uow: UnitOfWork, deps: VerificationDeps, event: Event, methods: list[VerificationMethod]) -> None:
@@ -75,6 +98,7 @@ async def issue(uow: UnitOfWork, deps: VerificationDeps, event: Event, methods: 
     already pending or passed (an approval after an appeal gets a fresh one)."""
     if await repository.live_for_request(uow.session, event.request_id) is not None:
         return
+    context = await uow.session.get(UnbindContext, event.request_id)
     now = utcnow()
     verification = Verification(
         id=str(uuid.uuid4()),
@@ -84,6 +108,7 @@ async def issue(uow: UnitOfWork, deps: VerificationDeps, event: Event, methods: 
         methods=list(methods),
         passed_methods=[],
         status=VerificationStatus.PENDING,
+        impact_hash=context.impact_hash if context else "",
         expires_at=now + timedelta(seconds=deps.settings.verification_ttl_seconds),
         created_at=now,
         updated_at=now,
@@ -106,11 +131,13 @@ async def issue(uow: UnitOfWork, deps: VerificationDeps, event: Event, methods: 
 def _new_code(uow: UnitOfWork, deps: VerificationDeps, verification: Verification) -> None:
     """Replace the current code with a fresh one, sent once the transaction has committed."""
     code = f"{secrets.randbelow(1_000_000):06d}"
+    now = utcnow()
     verification.otp_hash = _code_digest(deps.settings, verification.id, code)
-    verification.otp_expires_at = utcnow() + timedelta(seconds=deps.settings.otp_ttl_seconds)
-    verification.otp_attempts = 0
+    verification.otp_expires_at = now + timedelta(seconds=deps.settings.otp_ttl_seconds)
     verification.otp_sends = (verification.otp_sends or 0) + 1
+    verification.otp_last_sent_at = now
     verification.otp_delivery = DeliveryStatus.SENDING
+    verification.next_delivery_at = None
     send_number = verification.otp_sends
     verification_id, user_id = verification.id, verification.user_id
 
@@ -125,47 +152,182 @@ async def _send_code(deps: VerificationDeps, verification_id: str, user_id: str,
         "message_id": f"{verification_id}:otp:{send_number}",
         "user_id": user_id,
         "template": "otp_code",
-        "params": {"code": code, "ttl_minutes": str(deps.settings.otp_ttl_seconds // 60)},
+        "params": {"code": code, "ttl_minutes": str(max(1, deps.settings.otp_ttl_seconds // 60))},
     }
     try:
         response = await post_with_retries(deps.notifier, "/internal/v1/messages", json=message)
-        delivery = DeliveryStatus.SENT if response.is_success else DeliveryStatus.FAILED
-        if not response.is_success:
+        delivered = response.is_success
+        if not delivered:
             log.warning("code not accepted by notification", extra={"verification_id": verification_id, "status": response.status_code})
     except httpx.HTTPError as exc:
-        log.warning("notification unreachable; the customer can ask for a new code", extra={"verification_id": verification_id, "error": type(exc).__name__})
-        delivery = DeliveryStatus.FAILED
+        log.warning("notification unreachable; the code will be sent again", extra={"verification_id": verification_id, "error": type(exc).__name__})
+        delivered = False
     async with deps.unit_of_work() as uow:
-        await repository.set_delivery(uow.session, verification_id, send_number, delivery)
+        verification = await repository.get(uow.session, verification_id, for_update=True)
+        # Only the latest send's outcome counts: a slow answer for an older code must not overwrite it.
+        if verification is None or verification.otp_sends != send_number:
+            return
+        if delivered:
+            verification.otp_delivery = DeliveryStatus.SENT
+        else:
+            verification.otp_delivery = DeliveryStatus.FAILED
+            backoff = deps.settings.otp_delivery_backoff_seconds * 2**verification.delivery_retries
+            verification.next_delivery_at = utcnow() + timedelta(seconds=backoff)
+
+
+async def retry_deliveries(uow: UnitOfWork, deps: VerificationDeps) -> int:
+    """Send a new code for each pending verification whose last code notification did not take."""
+    due = await repository.failed_deliveries_due(uow.session, utcnow(), deps.settings.otp_delivery_retries)
+    for verification in due:
+        verification.delivery_retries += 1
+        _new_code(uow, deps, verification)
+    return len(due)
+
+
+async def expire_overdue(uow: UnitOfWork) -> int:
+    """Fail pending verifications past their deadline (`VerificationFailed`, reason expired)."""
+    expired = await repository.pending_past_deadline(uow.session, utcnow())
+    for verification in expired:
+        _fail(uow, verification, "expired")
+    return len(expired)
+
+
+# --- customer actions ----------------------------------------------------------------------
 
 
 async def get(uow: UnitOfWork, settings: VerificationSettings, principal: Principal, verification_id: str) -> VerificationOut:
     return verification_out(settings, await _owned(uow, principal, verification_id))
 
 
-async def check_otp(uow: UnitOfWork, settings: VerificationSettings, principal: Principal, verification_id: str, code: str) -> OtpOutcome:
-    """Check a code. A wrong code is recorded (the caller commits it) and reported, not raised."""
+async def resend(uow: UnitOfWork, deps: VerificationDeps, principal: Principal, verification_id: str) -> VerificationOut:
+    settings = deps.settings
     verification = await _owned(uow, principal, verification_id, for_update=True)
-    _require_pending(verification)
+    _require_open(verification)
     if VerificationMethod.OTP not in verification.methods or VerificationMethod.OTP in verification.passed_methods:
         raise conflict("otp-not-expected", "This verification does not expect an SMS code now.")
     now = utcnow()
-    if verification.expires_at <= now:
-        raise conflict("verification-expired", "This verification has expired.")
-    if verification.otp_hash is None or verification.otp_expires_at is None or verification.otp_expires_at <= now:
+    if verification.otp_last_sent_at and (wait := settings.otp_resend_interval_seconds - (now - verification.otp_last_sent_at).total_seconds()) > 0:
+        raise _too_many("Wait before asking for another code.", wait)
+    window_start = now - timedelta(seconds=settings.otp_send_window_seconds)
+    recent = await repository.sends_since(uow.session, verification.user_id, window_start)
+    if len(recent) >= settings.otp_sends_per_window:
+        raise _too_many("Too many codes asked for; try again later.", (recent[0] - window_start).total_seconds())
+    uow.session.add(OtpSend(user_id=verification.user_id, verification_id=verification.id, sent_at=now))
+    verification.otp_attempts = 0
+    _new_code(uow, deps, verification)
+    return verification_out(settings, verification)
+
+
+def _too_many(detail: str, retry_after: float) -> Problem:
+    seconds = max(1, int(retry_after + 0.999))
+    return Problem(429, "too-many-codes", "Too many codes", detail, headers={"Retry-After": str(seconds)}, retry_after=seconds)
+
+
+async def check_otp(uow: UnitOfWork, settings: VerificationSettings, principal: Principal, verification_id: str, code: str) -> AttemptOutcome:
+    """Check a code. A wrong code is recorded (the caller commits it) and reported, not raised."""
+    verification = await _owned(uow, principal, verification_id, for_update=True)
+    _require_open(verification)
+    if VerificationMethod.OTP not in verification.methods or VerificationMethod.OTP in verification.passed_methods:
+        raise conflict("otp-not-expected", "This verification does not expect an SMS code now.")
+    if verification.otp_hash is None or verification.otp_expires_at is None or verification.otp_expires_at <= utcnow():
         raise Problem(422, "code-expired", "Code expired", "The code has expired; ask for a new one.")
 
     verification.otp_attempts += 1
-    expected = verification.otp_hash
-    if not hmac.compare_digest(expected, _code_digest(settings, verification.id, code)):
+    if not hmac.compare_digest(verification.otp_hash, _code_digest(settings, verification.id, code)):
         if verification.otp_attempts >= settings.otp_max_attempts:
             _fail(uow, verification, "too_many_attempts")
-        return OtpOutcome(verification_out(settings, verification), accepted=False)
+        return AttemptOutcome(verification_out(settings, verification), accepted=False, reason="wrong-code")
 
     verification.otp_hash = None  # single use
     verification.passed_methods = [*verification.passed_methods, VerificationMethod.OTP]
     _complete_if_done(uow, verification)
-    return OtpOutcome(verification_out(settings, verification), accepted=True)
+    return AttemptOutcome(verification_out(settings, verification), accepted=True)
+
+
+async def enrol_device(uow: UnitOfWork, principal: Principal, body: DeviceIn) -> DeviceOut:
+    try:
+        load_p256_public_key(body.public_key)
+    except ValueError as exc:
+        raise Problem(422, "invalid-public-key", "Invalid public key", "public_key must be a PEM EC P-256 public key.") from exc
+    if await uow.session.get(Device, body.device_id) is not None:
+        raise conflict("device-enrolled", "This device id is already enrolled.")
+    device = Device(id=body.device_id, user_id=principal.subject, name=body.name, public_key_pem=body.public_key, counter=0, created_at=utcnow())
+    uow.session.add(device)
+    try:
+        await uow.session.flush()
+    except IntegrityError as exc:
+        raise conflict("device-enrolled", "This device id is already enrolled.") from exc
+    return DeviceOut.model_validate(device, from_attributes=True)
+
+
+async def issue_challenge(uow: UnitOfWork, settings: VerificationSettings, principal: Principal, verification_id: str) -> ChallengeOut:
+    verification = await _owned(uow, principal, verification_id, for_update=True)
+    _require_open(verification)
+    if VerificationMethod.BIOMETRIC not in verification.methods or VerificationMethod.BIOMETRIC in verification.passed_methods:
+        raise conflict("biometric-not-expected", "This verification does not expect a biometric now.")
+    challenge = Challenge(
+        verification_id=verification.id, challenge=b64url(secrets.token_bytes(CHALLENGE_BYTES)), expires_at=utcnow() + timedelta(seconds=settings.challenge_ttl_seconds)
+    )
+    uow.session.add(challenge)
+    return ChallengeOut(
+        challenge=challenge.challenge,
+        expires_at=challenge.expires_at,
+        verification_id=verification.id,
+        request_id=verification.request_id,
+        impact_hash=verification.impact_hash,
+    )
+
+
+async def check_biometric(uow: UnitOfWork, settings: VerificationSettings, principal: Principal, verification_id: str, body: BiometricIn) -> AttemptOutcome:
+    """Check a device signature; a refusal is recorded (and counts) and reported, not raised."""
+    verification = await _owned(uow, principal, verification_id, for_update=True)
+    _require_open(verification)
+    if VerificationMethod.BIOMETRIC not in verification.methods or VerificationMethod.BIOMETRIC in verification.passed_methods:
+        raise conflict("biometric-not-expected", "This verification does not expect a biometric now.")
+    reason = await _biometric_refusal(uow, verification, principal, body)
+    if reason:
+        verification.biometric_failures += 1
+        if verification.biometric_failures >= settings.biometric_max_failures:
+            _fail(uow, verification, "too_many_attempts")
+        log.warning("biometric refused", extra={"verification_id": verification.id, "reason": reason})
+        return AttemptOutcome(verification_out(settings, verification), accepted=False, reason=reason)
+    verification.passed_methods = [*verification.passed_methods, VerificationMethod.BIOMETRIC]
+    _complete_if_done(uow, verification)
+    return AttemptOutcome(verification_out(settings, verification), accepted=True)
+
+
+async def _biometric_refusal(uow: UnitOfWork, verification: Verification, principal: Principal, body: BiometricIn) -> str | None:
+    """Why the signature is refused, or None. Consumes the challenge either way."""
+    now = utcnow()
+    challenge = await repository.challenge_for(uow.session, verification.id, body.challenge)
+    if challenge is None or challenge.used_at is not None or challenge.expires_at <= now:
+        return "challenge-invalid"
+    challenge.used_at = now
+    device = await repository.get_device(uow.session, body.device_id, for_update=True)
+    if device is None or device.user_id != principal.subject:
+        return "device-unknown"
+    message = signed_message(b64url_decode(body.challenge), verification.id, verification.request_id, verification.impact_hash, body.counter)
+    try:
+        signature = b64url_decode(body.signature)
+    except ValueError:
+        return "signature-invalid"
+    if not signature_valid(device.public_key_pem, message, signature):
+        return "signature-invalid"
+    if body.counter <= device.counter:
+        uow.emit(
+            BiometricCounterRegressed(
+                request_id=verification.request_id,
+                binding_id=verification.binding_id,
+                user_id=verification.user_id,
+                verification_id=verification.id,
+                device_id=device.id,
+                counter=body.counter,
+                last_counter=device.counter,
+            )
+        )
+        return "counter-not-increased"
+    device.counter = body.counter
+    return None
 
 
 def void(verification: Verification | None) -> None:
@@ -173,6 +335,7 @@ def void(verification: Verification | None) -> None:
     if verification is not None and verification.status == VerificationStatus.PENDING:
         verification.status = VerificationStatus.VOIDED
         verification.otp_hash = None
+        verification.next_delivery_at = None
 
 
 def _complete_if_done(uow: UnitOfWork, verification: Verification) -> None:
@@ -193,6 +356,7 @@ def _fail(uow: UnitOfWork, verification: Verification, reason: str) -> None:
     verification.status = VerificationStatus.FAILED
     verification.failure_reason = reason
     verification.otp_hash = None
+    verification.next_delivery_at = None
     uow.emit(
         VerificationFailed(
             request_id=verification.request_id,
@@ -204,9 +368,11 @@ def _fail(uow: UnitOfWork, verification: Verification, reason: str) -> None:
     )
 
 
-def _require_pending(verification: Verification) -> None:
+def _require_open(verification: Verification) -> None:
     if verification.status != VerificationStatus.PENDING:
         raise conflict(f"verification-{verification.status}", f"This verification is {verification.status}.", verification_status=verification.status)
+    if verification.expires_at <= utcnow():
+        raise conflict("verification-expired", "This verification has expired.")
 
 
 async def _owned(uow: UnitOfWork, principal: Principal, verification_id: str, *, for_update: bool = False) -> Verification:
@@ -214,3 +380,13 @@ async def _owned(uow: UnitOfWork, principal: Principal, verification_id: str, *,
     if verification is None or verification.user_id != principal.subject:
         raise not_found("The verification")
     return verification
+
+
+async def seed_demo_data(uow: UnitOfWork) -> bool:
+    """Zhang San's enrolled phone (the demo device key, see device_simulator); only into an empty database."""
+    if await repository.count_devices(uow.session):
+        return False
+    demo = DeviceSimulator.demo()
+    uow.session.add(Device(id=demo.device_id, user_id="u-zhangsan", name="Zhang San's phone", public_key_pem=demo.public_key_pem, counter=0, created_at=utcnow()))
+    return True
+

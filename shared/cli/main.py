@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("down", parents=[var_dir], help="stop what `up` started, and this var dir's broker and PostgreSQL")
 
+    device = commands.add_parser("device", parents=[var_dir], help="the demo phone: pass the biometric step of a verification")
+    device.add_argument("action", choices=["sign"], help="sign: challenge, sign with the demo device key, submit")
+    device.add_argument("--verification", required=True, help="the verification id (from GET /v1/unbind-requests/{id})")
+    device.add_argument("--user", default="u-zhangsan", help="the device owner (default u-zhangsan, whose phone is the demo device)")
+    device.add_argument("--url", default=None, help="verification service URL (default http://127.0.0.1:8002, shifted by $UNBIND_PORT_OFFSET)")
+
     status = commands.add_parser("status", parents=[var_dir], help="show what runs")
     status.add_argument("--port-offset", type=int, default=None, help="ports to probe when no `up` runs (default: $UNBIND_PORT_OFFSET or 0)")
     return parser
@@ -89,6 +95,12 @@ def run(args: argparse.Namespace) -> int:
         return stack.up(stack.UpOptions(var_dir, database_url=args.database_url, no_kafka=args.no_kafka, port_offset=args.port_offset, timeout=args.timeout))
     elif args.command == "down":
         return stack.down(var_dir)
+    elif args.command == "device":
+        from shared.cli import device
+
+        url = args.url or f"http://127.0.0.1:{8002 + int(os.environ.get('UNBIND_PORT_OFFSET') or 0)}"
+        verification = device.sign(url, services.token(var_dir, args.user, ["customer"], None), args.verification)
+        print(f"device: biometric passed; verification {verification['id']} is {verification['status']} (passed: {', '.join(verification['passed_methods'])})")
     elif args.command == "status":
         return stack.status(var_dir, args.port_offset)
     return 0

@@ -13,13 +13,19 @@ from tests.binding.test_api import assert_problem
 from tests.factories import Customer, customer_with_binding, idempotency_key, unbind_body
 from tests.stack import Stack, auth, eventually, make_bus_topics, running_stack
 
-QUIET = {"requests_24h": 0, "failed_verifications_24h": 0, "rejections_30d": 0, "night_request": False}
+QUIET = {"new_device": False, "requests_24h": 0, "failed_verifications_24h": 0, "rejections_30d": 0, "night_request": False}
 
 
 def test_no_signal_scores_zero_and_is_allowed() -> None:
     total, reasons = score(QUIET)
     assert (total, reasons) == (0, [])
     assert decide(RiskSettings(), total) == ("allow", "normal")
+
+
+def test_a_new_device_weighs_40() -> None:
+    total, reasons = score(QUIET | {"new_device": True, "requests_24h": 1})
+    assert total == 60 and [reason.code for reason in reasons] == ["new_device", "repeated_requests"]
+    assert decide(RiskSettings(), total)[0] == "step_up"
 
 
 def test_weights_add_up_and_are_capped() -> None:
@@ -90,3 +96,17 @@ async def test_assessments_are_for_ops_only(strict_stack: Stack) -> None:
     await strict_stack.wait_for_request(request_id, customer.user_id, lambda body: body["risk"] is not None)
     assert_problem(await strict_stack.client("risk").get(f"/v1/assessments/{request_id}", headers=auth(customer.user_id)), 403, "forbidden")
     assert_problem(await strict_stack.client("risk").get("/v1/assessments/unknown", headers=auth("ops-1", "ops")), 404, "not-found")
+
+
+async def test_a_request_from_a_new_device_steps_up_to_both_methods(database_urls: dict[str, str], tmp_path: Path) -> None:
+    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path) as stack:
+        customer = await customer_with_binding(stack)
+        response = await stack.client("binding").post(
+            f"/v1/bindings/{customer.binding_id}/unbind-requests",
+            json=unbind_body(device_id="d-new-phone"),
+            headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()},
+        )
+        body = await stack.wait_for_request(response.json()["id"], customer.user_id, lambda body: body["verification"] is not None)
+        assert body["risk"]["decision"] == "step_up"
+        assert body["verification"]["methods"] == ["otp", "biometric"]
+        assert "requested from a device not seen before for this customer" in body["risk"]["reasons"]

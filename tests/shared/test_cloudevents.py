@@ -13,6 +13,7 @@ from shared.cloudevents import Envelope, MalformedEvent, header_map
 from shared.events import (
     EVENT_TYPES,
     BindingCreated,
+    BiometricCounterRegressed,
     ReviewDecided,
     RiskAssessed,
     RiskReason,
@@ -31,6 +32,7 @@ COMMON = {"request_id": "r-1", "binding_id": "b-zhangsan-mortgage", "user_id": "
 SAMPLES = [
     BindingCreated(**COMMON, lender="Example Bank", account_last4="4821", monthly_instalment=6500, auto_debit=True, credit_limit_before=20300, credit_limit_after=30000),
     UnbindAppealed(**COMMON, message="I repaid on time; account ***4821"),
+    BiometricCounterRegressed(**COMMON, verification_id="v-1", device_id="d-1", counter=3, last_counter=7),
     UnbindRequested(**COMMON, reason="fund_planning", impact_hash="ab" * 32, device_id="d-1", channel="app"),
     RiskAssessed(
         **COMMON,
@@ -58,7 +60,7 @@ def test_every_event_type_has_a_sample_and_a_docstring() -> None:
 
 
 # Event types this project added to the contract of design.md (see the issue notes).
-ADDED_TO_THE_CONTRACT = {"BindingCreated", "UnbindAppealed"}
+ADDED_TO_THE_CONTRACT = {"BindingCreated", "UnbindAppealed", "BiometricCounterRegressed"}
 
 
 def test_the_design_contract_and_the_models_agree() -> None:

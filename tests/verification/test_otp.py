@@ -1,0 +1,119 @@
+"""SMS codes beyond the basics: expiry, resend, send limits, notification outages, and no code ever
+on the topic or in a log line."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.binding.test_api import assert_problem
+from tests.factories import customer_with_binding
+from tests.stack import BusTopics, Stack, Switchable, auth, eventually, make_bus_topics, running_stack
+from tests.verification.test_api import issued_verification
+
+
+def codes_sent(stack: Stack, phone: str) -> list[str]:
+    return [re.search(r"\b(\d{6})\b", message["text"]).group(1) for message in stack.sms_messages() if message["to"] == phone]
+
+
+async def otp(stack: Stack, user_id: str, verification_id: str, code: str):
+    return await stack.client("verification").post(f"/v1/verifications/{verification_id}/otp", json={"code": code}, headers=auth(user_id))
+
+
+async def resend(stack: Stack, user_id: str, verification_id: str):
+    return await stack.client("verification").post(f"/v1/verifications/{verification_id}/otp/resend", headers=auth(user_id))
+
+
+async def test_an_expired_code_is_refused(database_urls: dict[str, str], tmp_path: Path) -> None:
+    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, overrides={"verification": {"otp_ttl_seconds": 1}}) as stack:
+        customer = await customer_with_binding(stack)
+        _, verification_id = await issued_verification(stack, customer)
+        code = stack.latest_code(customer.phone)
+        await asyncio.sleep(1.2)
+        assert_problem(await otp(stack, customer.user_id, verification_id, code), 422, "code-expired")
+
+
+async def test_resend_replaces_the_code_and_the_old_one_dies(database_urls: dict[str, str], tmp_path: Path) -> None:
+    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, overrides={"verification": {"otp_resend_interval_seconds": 0}}) as stack:
+        customer = await customer_with_binding(stack)
+        _, verification_id = await issued_verification(stack, customer)
+        old = stack.latest_code(customer.phone)
+        assert (await resend(stack, customer.user_id, verification_id)).status_code == 200
+        await eventually(lambda: len(codes_sent(stack, customer.phone)) == 2, 10, "no second SMS")
+        new = stack.latest_code(customer.phone)
+        if new != old:  # one in a million: the same six digits again
+            assert_problem(await otp(stack, customer.user_id, verification_id, old), 422, "wrong-code")
+        accepted = await otp(stack, customer.user_id, verification_id, new)
+        assert accepted.status_code == 200 and accepted.json()["status"] == "verified"
+
+
+async def test_send_flooding_gets_429_with_retry_after(database_urls: dict[str, str], tmp_path: Path) -> None:
+    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path) as stack:
+        customer = await customer_with_binding(stack)
+        _, verification_id = await issued_verification(stack, customer)
+        too_soon = await resend(stack, customer.user_id, verification_id)
+        problem = assert_problem(too_soon, 429, "too-many-codes")
+        assert 1 <= int(too_soon.headers["retry-after"]) <= 30 and problem["retry_after"] == int(too_soon.headers["retry-after"])
+
+    overrides = {"verification": {"otp_resend_interval_seconds": 0, "otp_sends_per_window": 5}}
+    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path / "window", overrides=overrides) as stack:
+        customer = await customer_with_binding(stack)
+        _, verification_id = await issued_verification(stack, customer)
+        for _ in range(5):
+            assert (await resend(stack, customer.user_id, verification_id)).status_code == 200
+        flood = await resend(stack, customer.user_id, verification_id)
+        assert_problem(flood, 429, "too-many-codes")
+        assert 590 <= int(flood.headers["retry-after"]) <= 600
+        await eventually(lambda: len(codes_sent(stack, customer.phone)) == 6, 10, "the allowed codes were not all sent")
+
+
+async def test_notification_down_then_up_the_code_arrives_after_the_retry(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+    links: list[Switchable] = []
+
+    def cut(transport):
+        links.append(Switchable(transport))
+        return links[-1]
+
+    overrides = {"verification": {"otp_delivery_backoff_seconds": 0.5, "sweep_seconds": 0.2}}
+    async with running_stack(kafka_topics, database_urls, tmp_path, overrides=overrides, notification_link=cut) as stack:
+        links[0].down = True
+        customer = await customer_with_binding(stack)
+        accepted = await stack.client("binding").post(
+            f"/v1/bindings/{customer.binding_id}/unbind-requests", json={"reason": "other"}, headers={**auth(customer.user_id), "Idempotency-Key": "outage-0001"}
+        )
+        issued = await stack.wait_for_request(accepted.json()["id"], customer.user_id, lambda body: body["verification"] is not None)
+        verification_id = issued["verification"]["id"]
+
+        async def delivery() -> str | None:
+            body = (await stack.client("verification").get(f"/v1/verifications/{verification_id}", headers=auth(customer.user_id))).json()
+            return body["otp_delivery"] if body["otp_delivery"] == "failed" else None
+
+        assert await eventually(delivery, 30, "the customer never saw the failed delivery") == "failed"
+        assert stack.sms_messages() == []
+
+        links[0].down = False
+        await eventually(lambda: codes_sent(stack, customer.phone), 30, "no code arrived after notification came back")
+        accepted = await otp(stack, customer.user_id, verification_id, stack.latest_code(customer.phone))
+        assert accepted.status_code == 200, accepted.text
+
+
+async def test_no_code_on_the_topic_or_in_the_logs(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    overrides = {"verification": {"otp_resend_interval_seconds": 0}}
+    async with running_stack(kafka_topics, database_urls, tmp_path, overrides=overrides) as stack:
+        customer = await customer_with_binding(stack)
+        request_id, verification_id = await issued_verification(stack, customer)
+        await resend(stack, customer.user_id, verification_id)
+        await eventually(lambda: len(codes_sent(stack, customer.phone)) == 2, 10, "no second SMS")
+        await otp(stack, customer.user_id, verification_id, "000000" if stack.latest_code(customer.phone) != "000000" else "111111")
+        await otp(stack, customer.user_id, verification_id, stack.latest_code(customer.phone))
+        await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "completed")
+        raw = b"".join(record.value + b"".join(value for _, value in record.headers) for record in await kafka_topics.records())
+
+    logs = "".join(capfd.readouterr())
+    assert "service started" in logs
+    for code in codes_sent(stack, customer.phone):
+        assert code.encode() not in raw, "a code reached the topic"
+        assert code not in logs, "a code reached a log line"
