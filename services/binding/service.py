@@ -459,7 +459,7 @@ async def cancel(uow: UnitOfWork, principal: Principal, request_id: str) -> Unbi
     if request.status not in OPEN_REQUEST_STATUSES:
         raise conflict("not-open", f"The request is {request.status}; only an open request can be cancelled.", request_status=request.status)
     await _end(uow, request, RequestStatus.CANCELLED, "UnbindCancelled", principal.subject, ActorType.CUSTOMER, "cancelled by the customer")
-    uow.emit(UnbindCancelled(request_id=request.id, binding_id=request.binding_id, user_id=request.user_id))
+    uow.emit(UnbindCancelled(**_about(request)))
     return await request_out(uow, request)
 
 
@@ -468,7 +468,7 @@ async def expire_overdue(uow: UnitOfWork, *, limit: int = 100) -> int:
     expired = await repository.overdue_open_requests(uow.session, utcnow(), limit)
     for request in expired:
         await _end(uow, request, RequestStatus.EXPIRED, "UnbindExpired", "binding", ActorType.SYSTEM, f"not completed by {request.expires_at.isoformat()}")
-        uow.emit(UnbindExpired(request_id=request.id, binding_id=request.binding_id, user_id=request.user_id))
+        uow.emit(UnbindExpired(**_about(request)))
     return len(expired)
 
 
@@ -485,7 +485,7 @@ async def appeal(uow: UnitOfWork, settings: BindingSettings, principal: Principa
     request.outcome_reason = None
     request.expires_at = utcnow() + timedelta(seconds=settings.review_ttl_seconds)
     _transition(uow, request, RequestStatus.UNDER_REVIEW, "UnbindAppealed", principal.subject, ActorType.CUSTOMER, "appealed by the customer")
-    uow.emit(UnbindAppealed(request_id=request.id, binding_id=request.binding_id, user_id=request.user_id, message=redact(message)))
+    uow.emit(UnbindAppealed(**_about(request), message=redact(message)))
     return await request_out(uow, request)
 
 
@@ -601,13 +601,18 @@ async def _request_in(uow: UnitOfWork, request_id: str, status: RequestStatus) -
 async def _reject(uow: UnitOfWork, request: UnbindRequest, reason: str, actor: str, actor_type: ActorType) -> None:
     request.outcome_reason = reason
     await _end(uow, request, RequestStatus.REJECTED, "UnbindRejected", actor, actor_type, reason)
-    uow.emit(UnbindRejected(request_id=request.id, binding_id=request.binding_id, user_id=request.user_id, reason=reason))
+    uow.emit(UnbindRejected(**_about(request), reason=reason))
 
 
 async def _end(uow: UnitOfWork, request: UnbindRequest, status: RequestStatus, action: str, actor: str, actor_type: ActorType, reason: str) -> None:
     """End an open request without completing it: the binding is active again."""
     _transition(uow, request, status, action, actor, actor_type, reason)
     await repository.set_binding_status(uow.session, request.binding_id, BindingStatus.ACTIVE)
+
+
+def _about(request: UnbindRequest) -> dict[str, str]:
+    """The fields every event about a request carries."""
+    return {"request_id": request.id, "binding_id": request.binding_id, "user_id": request.user_id}
 
 
 def _transition(uow: UnitOfWork, request: UnbindRequest, status: RequestStatus, action: str, actor: str, actor_type: ActorType, reason: str | None = None) -> None:

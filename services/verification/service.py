@@ -316,10 +316,7 @@ async def _biometric_refusal(uow: UnitOfWork, verification: Verification, princi
     if body.counter <= device.counter:
         uow.emit(
             BiometricCounterRegressed(
-                request_id=verification.request_id,
-                binding_id=verification.binding_id,
-                user_id=verification.user_id,
-                verification_id=verification.id,
+                **_about(verification),
                 device_id=device.id,
                 counter=body.counter,
                 last_counter=device.counter,
@@ -343,10 +340,7 @@ def _complete_if_done(uow: UnitOfWork, verification: Verification) -> None:
         verification.status = VerificationStatus.VERIFIED
         uow.emit(
             Verified(
-                request_id=verification.request_id,
-                binding_id=verification.binding_id,
-                user_id=verification.user_id,
-                verification_id=verification.id,
+                **_about(verification),
                 methods=list(verification.methods),
             )
         )
@@ -359,13 +353,15 @@ def _fail(uow: UnitOfWork, verification: Verification, reason: str) -> None:
     verification.next_delivery_at = None
     uow.emit(
         VerificationFailed(
-            request_id=verification.request_id,
-            binding_id=verification.binding_id,
-            user_id=verification.user_id,
-            verification_id=verification.id,
+            **_about(verification),
             reason=reason,
         )
     )
+
+
+def _about(verification: Verification) -> dict[str, str]:
+    """The fields every verification event carries."""
+    return {"request_id": verification.request_id, "binding_id": verification.binding_id, "user_id": verification.user_id, "verification_id": verification.id}
 
 
 def _require_open(verification: Verification) -> None:
