@@ -87,6 +87,9 @@ class UnbindRequested(Event):
     impact_hash: str
     device_id: str | None = None
     channel: str = "app"
+    # Request context for risk: the impact blockers the customer accepted, and where they called from.
+    acknowledged: list[str] = Field(default_factory=list)
+    client_ip: str | None = None
 
 
 class RiskAssessed(Event):

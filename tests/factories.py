@@ -9,7 +9,8 @@ from datetime import timedelta
 from services.binding.models import Benefit, Binding, BindingStatus, CreditAccount, Instalment, Mandate, RepaymentAccount
 from services.binding.service import today
 from services.notification.models import Contact
-from tests.stack import Stack
+from services.verification.device_simulator import DeviceSimulator
+from tests.stack import Stack, auth
 
 
 @dataclass(frozen=True)
@@ -86,3 +87,29 @@ def unbind_body(reason: str = "fund_planning", **extra: object) -> dict[str, obj
 
 def idempotency_key() -> str:
     return f"idem-{uuid.uuid4()}"
+
+
+async def pass_verification(stack: Stack, customer: Customer, request_id: str, verification_id: str, device: DeviceSimulator | None = None) -> dict:
+    """Pass every method the verification asks for: the latest SMS code, then the device's signature."""
+    client, headers = stack.client("verification"), auth(customer.user_id)
+    state = (await client.get(f"/v1/verifications/{verification_id}", headers=headers)).json()
+    if "otp" in state["methods"]:
+        response = await client.post(f"/v1/verifications/{verification_id}/otp", json={"code": stack.latest_code(customer.phone)}, headers=headers)
+        assert response.status_code == 200, response.text
+        state = response.json()
+    if "biometric" in state["methods"]:
+        assert device is not None, "a step-up verification needs the customer's device"
+        challenge = (await client.post(f"/v1/verifications/{verification_id}/biometric/challenge", headers=headers)).json()
+        signed = device.sign(challenge["challenge"], verification_id, request_id, challenge["impact_hash"])
+        response = await client.post(f"/v1/verifications/{verification_id}/biometric", json=signed, headers=headers)
+        assert response.status_code == 200, response.text
+        state = response.json()
+    assert state["status"] == "verified"
+    return state
+
+
+async def enrolled_device(stack: Stack, customer: Customer) -> DeviceSimulator:
+    device = DeviceSimulator.generate(f"d-{uuid.uuid4().hex[:8]}")
+    response = await stack.client("verification").post("/v1/devices", json=device.enrolment(), headers=auth(customer.user_id))
+    assert response.status_code == 201, response.text
+    return device

@@ -188,6 +188,7 @@ async def running_stack(
     services: tuple[str, ...] = SERVICES,
     overrides: dict[str, dict[str, Any]] | None = None,
     notification_link: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
+    app_options: dict[str, dict[str, Any]] | None = None,
 ) -> AsyncIterator[Stack]:
     """Migrate, build and start the given services (settings `overrides` per service); stop them
     on exit. `notification_link` may wrap verification's line to notification (to cut it)."""
@@ -205,7 +206,7 @@ async def running_stack(
                     transport = notification_link(transport)
                 app = create_verification_app(settings, bus=topics.bus, notification_transport=transport)
             else:
-                app = factories[service](settings, bus=topics.bus)
+                app = factories[service](settings, bus=topics.bus, **(app_options or {}).get(service, {}))
             stack.apps[service] = app
             await exits.enter_async_context(app.router.lifespan_context(app))
             stack.clients[service] = await exits.enter_async_context(httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{service}"))

@@ -108,13 +108,15 @@ async def request_unbind(
     uow: RequestUnitOfWork,
     settings: Settings,
     response: Response,
+    http_request: Request,
     idempotency_key: IdempotencyKey,
     channel: Annotated[str, Header(alias="X-Client-Channel", pattern=r"^[a-z_]{1,32}$")] = "app",
 ) -> UnbindRequestOut:
     """Ask to unbind. Accepted (202) once durably recorded; risk, verification and completion follow
     as events. Every acknowledgeable blocker of the impact must be named in `acknowledged`.
     Repeating the call with the same Idempotency-Key returns the same request."""
-    request, created = await service.request_unbind(uow, settings, principal, binding_id, body, idempotency_key, channel)
+    client_ip = http_request.client.host if http_request.client else None
+    request, created = await service.request_unbind(uow, settings, principal, binding_id, body, idempotency_key, channel, client_ip)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return request

@@ -324,7 +324,14 @@ def _fingerprint(binding_id: str, body: UnbindRequestIn) -> str:
 
 
 async def request_unbind(
-    uow: UnitOfWork, settings: BindingSettings, principal: Principal, binding_id: str, body: UnbindRequestIn, idempotency_key: str, channel: str
+    uow: UnitOfWork,
+    settings: BindingSettings,
+    principal: Principal,
+    binding_id: str,
+    body: UnbindRequestIn,
+    idempotency_key: str,
+    channel: str,
+    client_ip: str | None = None,
 ) -> tuple[UnbindRequestOut, bool]:
     """Open an unbind request; returns (request, created). A repeated Idempotency-Key with the
     same body returns the original request; with another body it is refused."""
@@ -374,7 +381,8 @@ async def request_unbind(
         await session.flush()
     except IntegrityError as exc:
         raise conflict("concurrent-request", "Another request with this Idempotency-Key is being processed; retry it.") from exc
-    acknowledged = f"; acknowledged {', '.join(sorted(codes & set(body.acknowledged)))}" if codes & set(body.acknowledged) else ""
+    accepted_blockers = sorted(codes & set(body.acknowledged))
+    acknowledged = f"; acknowledged {', '.join(accepted_blockers)}" if accepted_blockers else ""
     _audit(uow, request, None, "UnbindRequested", principal.subject, ActorType.CUSTOMER, f"reason {body.reason}{acknowledged}")
     uow.emit(
         UnbindRequested(
@@ -385,6 +393,8 @@ async def request_unbind(
             impact_hash=request.impact_hash,
             device_id=body.device_id,
             channel=channel,
+            acknowledged=accepted_blockers,
+            client_ip=client_ip,
         )
     )
     return await request_out(uow, request), True

@@ -1,33 +1,63 @@
-"""Routes of the risk service (ops API)."""
+"""Routes of the risk service: assessments, rules, the review queue and flags (ops), profiles (service)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
 from services.risk import service
 from services.risk.models import ReviewStatus
-from services.risk.schemas import AssessmentOut, ReviewDecisionIn, ReviewList, ReviewOut
+from services.risk.schemas import AssessmentOut, FlagList, ProfileIn, ReviewDecisionIn, ReviewList, ReviewOut, RuleSetOut, RulesIn
 from shared.app import RequestUnitOfWork
-from shared.auth import Ops
+from shared.auth import Ops, Service
 
-router = APIRouter(prefix="/v1")
+router = APIRouter()
 
 Id = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 
-@router.get("/assessments/{request_id}", tags=["assessments"])
+@router.get("/v1/assessments/{request_id}", tags=["assessments"])
 async def get_assessment(request_id: Id, principal: Ops, uow: RequestUnitOfWork) -> AssessmentOut:
+    """Signals, score, level, decision, reasons and the rules version used."""
     return await service.get_assessment(uow, request_id)
 
 
-@router.get("/reviews", tags=["reviews"])
+@router.get("/v1/rules", tags=["rules"])
+async def get_rules(principal: Ops, uow: RequestUnitOfWork) -> RuleSetOut:
+    return await service.get_rules(uow)
+
+
+@router.put("/v1/rules", tags=["rules"], responses={422: {"description": "A bad rule: the whole set is refused, the old one stays"}})
+async def put_rules(body: RulesIn, principal: Ops, uow: RequestUnitOfWork) -> RuleSetOut:
+    """Replace the rule set with a new version, in force at once, without a deploy."""
+    return await service.replace_rules(uow, principal, body.rules)
+
+
+@router.get("/v1/reviews", tags=["reviews"])
 async def list_reviews(principal: Ops, uow: RequestUnitOfWork, status: ReviewStatus | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 50) -> ReviewList:
-    """The review queue, oldest first."""
+    """The review queue, oldest first, with how long each case has waited."""
     return await service.list_reviews(uow, status, limit)
 
 
-@router.post("/reviews/{review_id}/decision", tags=["reviews"])
+@router.post("/v1/reviews/{review_id}/decision", tags=["reviews"])
 async def decide_review(review_id: Id, body: ReviewDecisionIn, principal: Ops, uow: RequestUnitOfWork) -> ReviewOut:
     return await service.decide_review(uow, principal, review_id, body.decision, body.note)
+
+
+@router.get("/v1/flags", tags=["flags"])
+async def list_flags(principal: Ops, uow: RequestUnitOfWork, active: bool = True) -> FlagList:
+    """Account anomaly flags (customers whose request reached review or deny)."""
+    return await service.list_flags(uow, active)
+
+
+@router.post("/v1/flags/{user_id}/clear", tags=["flags"])
+async def clear_flags(user_id: Id, principal: Ops, uow: RequestUnitOfWork) -> FlagList:
+    return await service.clear_flags(uow, principal, user_id)
+
+
+@router.put("/internal/v1/profiles/{user_id}", status_code=204, tags=["internal"])
+async def update_profile(user_id: Id, body: ProfileIn, principal: Service, uow: RequestUnitOfWork) -> Response:
+    """Profile facts from the customer system: when the account was opened, when the phone changed."""
+    await service.update_profile(uow, user_id, body)
+    return Response(status_code=204)

@@ -1,38 +1,26 @@
-"""Event handlers of the risk service: one function per consumed event, and the subscriptions."""
+"""Event handlers of the risk service and its subscriptions: every event type on the topic is
+behaviour; an UnbindRequested is scored and an UnbindAppealed opens a review."""
 
 from __future__ import annotations
 
 from services.risk import service
-from services.risk.config import RiskSettings
-from shared.consumer import Subscriptions
-from shared.events import BiometricCounterRegressed, UnbindAppealed, UnbindRejected, UnbindRequested, VerificationFailed
+from services.risk.service import RiskDeps
+from shared.consumer import Handler, Subscriptions
+from shared.events import EVENT_TYPES, Event, UnbindAppealed, UnbindRequested
 from shared.uow import UnitOfWork
 
 
-async def on_unbind_requested(event: UnbindRequested, uow: UnitOfWork, settings: RiskSettings) -> None:
-    await service.assess(uow, settings, event)
+async def on_unbind_requested(event: UnbindRequested, uow: UnitOfWork, deps: RiskDeps) -> None:
+    await service.assess(uow, deps, event)
 
 
-async def on_verification_failed(event: VerificationFailed, uow: UnitOfWork, settings: RiskSettings) -> None:
-    service.observe(uow, event)
-
-
-async def on_unbind_rejected(event: UnbindRejected, uow: UnitOfWork, settings: RiskSettings) -> None:
-    service.observe(uow, event)
-
-
-async def on_unbind_appealed(event: UnbindAppealed, uow: UnitOfWork, settings: RiskSettings) -> None:
+async def on_unbind_appealed(event: UnbindAppealed, uow: UnitOfWork, deps: RiskDeps) -> None:
     await service.open_appeal_review(uow, event)
 
 
-async def on_biometric_counter_regressed(event: BiometricCounterRegressed, uow: UnitOfWork, settings: RiskSettings) -> None:
-    service.observe(uow, event)
+async def on_any_other_event(event: Event, uow: UnitOfWork, deps: RiskDeps) -> None:
+    service.observe(uow, event, deps.clock())
 
 
-SUBSCRIPTIONS: Subscriptions = {
-    BiometricCounterRegressed: on_biometric_counter_regressed,
-    UnbindAppealed: on_unbind_appealed,
-    UnbindRequested: on_unbind_requested,
-    VerificationFailed: on_verification_failed,
-    UnbindRejected: on_unbind_rejected,
-}
+_SPECIFIC: dict[type[Event], Handler] = {UnbindRequested: on_unbind_requested, UnbindAppealed: on_unbind_appealed}
+SUBSCRIPTIONS: Subscriptions = {event_type: _SPECIFIC.get(event_type, on_any_other_event) for event_type in EVENT_TYPES.values()}

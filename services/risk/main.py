@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+
 from fastapi import FastAPI
 
 from services.risk import api, handlers
 from services.risk.config import RiskSettings
 from services.risk.models import InboxEntry, OutboxMessage
-from shared.app import build_service_app
+from services.risk.service import RiskDeps
+from shared.app import ServiceRuntime, build_service_app
 from shared.bus import EventBus
+from shared.db import utcnow
 
 
-def create_app(settings: RiskSettings | None = None, *, bus: EventBus | None = None) -> FastAPI:
+def create_app(settings: RiskSettings | None = None, *, bus: EventBus | None = None, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    """`clock` is the time signals are read at (tests pass a fixed one)."""
+    settings = settings or RiskSettings()
+
+    @asynccontextmanager
+    async def resources(runtime: ServiceRuntime) -> AsyncIterator[RiskDeps]:
+        yield RiskDeps(settings=settings, clock=clock)
+
     return build_service_app(
-        settings or RiskSettings(),
+        settings,
         title="unbind · risk",
-        description="Real-time risk scoring of unbind requests and the ops review queue.",
+        description="Real-time risk scoring of unbind requests, editable rules, the ops review queue and account flags.",
         routers=[api.router],
         outbox_model=OutboxMessage,
         inbox_model=InboxEntry,
         subscriptions=handlers.SUBSCRIPTIONS,
+        resources=resources,
         bus=bus,
     )

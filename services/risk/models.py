@@ -86,4 +86,42 @@ class Assessment(Base):
     decision: Mapped[str] = mapped_column(String(16))
     reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     required_methods: Mapped[list[str]] = mapped_column(JSON)
+    rules_version: Mapped[int] = mapped_column(Integer, default=0)
+    matched_rule: Mapped[str | None] = mapped_column(String(100), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RuleSet(Base):
+    """One version of the rules; the highest version is in force. Rows are never changed."""
+
+    __tablename__ = "rule_sets"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rules: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CustomerProfile(Base):
+    """What risk knows of a customer beyond events: from the customer system, and the last IP."""
+
+    __tablename__ = "customer_profiles"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    phone_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class AccountFlag(Base):
+    """An account anomaly flag: set when a request reached review or deny, cleared by ops."""
+
+    __tablename__ = "account_flags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    request_id: Mapped[str] = mapped_column(String(36))
+    flagged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    cleared_by: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.risk.models import Assessment, ObservedEvent, Review
+from services.risk.models import AccountFlag, Assessment, CustomerProfile, ObservedEvent, Review, RuleSet
 
 
 async def count_events_since(session: AsyncSession, user_id: str, event_type: str, since: datetime, *, excluding_request: str | None = None) -> int:
@@ -34,3 +34,26 @@ async def list_reviews(session: AsyncSession, status: str | None, limit: int) ->
     if status:
         query = query.where(Review.status == status)
     return (await session.scalars(query)).all()
+
+
+async def latest_rule_set(session: AsyncSession) -> RuleSet | None:
+    return await session.scalar(select(RuleSet).order_by(RuleSet.version.desc()).limit(1))
+
+
+async def active_flag(session: AsyncSession, user_id: str) -> AccountFlag | None:
+    return await session.scalar(select(AccountFlag).where(AccountFlag.user_id == user_id, AccountFlag.cleared_at.is_(None)).limit(1))
+
+
+async def active_flags(session: AsyncSession, user_id: str) -> Sequence[AccountFlag]:
+    return (await session.scalars(select(AccountFlag).where(AccountFlag.user_id == user_id, AccountFlag.cleared_at.is_(None)).with_for_update())).all()
+
+
+async def list_flags(session: AsyncSession, active_only: bool) -> Sequence[AccountFlag]:
+    query = select(AccountFlag).order_by(AccountFlag.flagged_at.desc(), AccountFlag.id.desc()).limit(500)
+    if active_only:
+        query = query.where(AccountFlag.cleared_at.is_(None))
+    return (await session.scalars(query)).all()
+
+
+async def count_profiles(session: AsyncSession) -> int:
+    return await session.scalar(select(func.count()).select_from(CustomerProfile)) or 0

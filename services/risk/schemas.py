@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.events import ReviewOutcome, RiskReason
 
@@ -20,6 +20,8 @@ class AssessmentOut(BaseModel):
     decision: str
     reasons: list[RiskReason]
     required_methods: list[str]
+    rules_version: int
+    matched_rule: str | None
     created_at: datetime
 
 
@@ -35,6 +37,7 @@ class ReviewOut(BaseModel):
     note: str | None
     created_at: datetime
     decided_at: datetime | None
+    waiting_seconds: int = Field(0, description="How long it waited (until decided, or until now)")
 
 
 class ReviewList(BaseModel):
@@ -46,3 +49,46 @@ class ReviewDecisionIn(BaseModel):
 
     decision: ReviewOutcome
     note: str = Field("", max_length=1000)
+
+
+class RuleSetOut(BaseModel):
+    version: int = Field(description="0: the built-in defaults, before ops saved any version")
+    rules: list[dict[str, Any]]
+    created_by: str
+    created_at: datetime | None
+
+
+class RulesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[dict[str, Any]] = Field(
+        max_length=100, description='Each {"name"?, "action": step_up|allow|deny|review, "if": "<signal> <op> <value> [and ...]"}'
+    )
+
+
+class FlagOut(BaseModel):
+    id: int
+    user_id: str
+    reason: str
+    request_id: str
+    flagged_at: datetime
+    cleared_at: datetime | None
+    cleared_by: str | None
+
+
+class FlagList(BaseModel):
+    items: list[FlagOut]
+
+
+class ProfileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    account_opened_at: datetime | None = None
+    phone_changed_at: datetime | None = None
+
+    @field_validator("account_opened_at", "phone_changed_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a time zone")
+        return value

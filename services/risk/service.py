@@ -1,28 +1,32 @@
-"""Business rules of the risk service: behaviour signals, a weighted score, a decision.
+"""Business rules of the risk service: behaviour signals, an explainable score, rules, a decision,
+the review queue and account anomaly flags.
 
-Score = sum of the weights of the signals present, capped at 100. Weights:
-  request from a device this customer never unbound from before: 40 ·
-  prior unbind requests in 24 h: 20 each (at most 60) · failed verifications in 24 h: 15 each
-  (at most 45) · rejected requests in 30 days: 10 each (at most 30) · request between 00:00 and
-  06:00 Asia/Shanghai: 10.
-Decision by thresholds (settings): below step_up -> allow [otp]; below review -> step_up
-[otp, biometric]; below deny -> review; else deny.
+Every event on the topic is kept as behaviour (`observe`); `UnbindRequested` is scored:
+score = the sum of the weights of the signals present (table `SIGNALS`), capped at 100. Rules
+(`rules.py`) decide first; without a matching rule the thresholds decide: below step_up -> allow
+[otp]; below review -> step_up [otp, biometric]; below deny -> review; else deny. The level
+follows the score: below step_up normal, below review elevated, else highest. A request that
+reaches review or deny flags the account; an open flag is itself a signal.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.risk import repository
 from services.risk.config import RiskSettings
-from services.risk.models import Assessment, KnownDevice, ObservedEvent, Review, ReviewStatus
-from services.risk.schemas import AssessmentOut, ReviewList, ReviewOut
+from services.risk.models import AccountFlag, Assessment, CustomerProfile, KnownDevice, ObservedEvent, Review, ReviewStatus, RuleSet
+from services.risk.rules import DEFAULT_RULES, InvalidRule, Rule, first_match, parse_rules
+from services.risk.schemas import AssessmentOut, FlagList, FlagOut, ProfileIn, ReviewList, ReviewOut, RuleSetOut
 from shared.auth import Principal
 from shared.db import utcnow
 from shared.events import Event, ReviewDecided, ReviewOutcome, RiskAssessed, RiskDecision, RiskLevel, RiskReason, UnbindAppealed, UnbindRequested, VerificationMethod
-from shared.problems import conflict, not_found
+from shared.problems import Problem, conflict, not_found
 from shared.uow import UnitOfWork
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -32,61 +36,129 @@ REQUIRED_METHODS = {
     RiskDecision.REVIEW: [],
     RiskDecision.DENY: [],
 }
+# A request a human has looked at still proves both factors before anything is unbound.
+APPROVED_AFTER_REVIEW = [VerificationMethod.OTP, VerificationMethod.BIOMETRIC]
+
+
+@dataclass(frozen=True)
+class Signal:
+    weight: Callable[[int], int]
+    detail: Callable[[int], str]
+
+
+# The documented weights (README "Risk signals"). Values are integers; booleans are 0 or 1.
+SIGNALS: dict[str, Signal] = {
+    "device_unknown": Signal(lambda v: 40 * bool(v), lambda v: "requested from a device not seen before for this customer"),
+    "device_recent": Signal(lambda v: 15 * bool(v), lambda v: "requested from a device first seen less than 7 days ago"),
+    "phone_changed_recently": Signal(lambda v: 25 * bool(v), lambda v: "the phone number changed in the last 30 days"),
+    "requests_24h": Signal(lambda v: min(60, 20 * v), lambda v: f"{v} earlier unbind request(s) in the last 24 hours"),
+    "failed_verifications_24h": Signal(lambda v: min(45, 15 * v), lambda v: f"{v} failed verification(s) in the last 24 hours"),
+    "counter_regressions_24h": Signal(lambda v: min(60, 30 * v), lambda v: f"{v} device counter regression(s) in the last 24 hours"),
+    "night_request": Signal(lambda v: 10 * bool(v), lambda v: "requested between 00:00 and 06:00 (Asia/Shanghai)"),
+    "instalment_due_soon": Signal(lambda v: 10 * bool(v), lambda v: "an instalment is due within 3 days"),
+    "account_age_days": Signal(lambda v: 20 if 0 <= v < 90 else 0, lambda v: f"the account is {v} day(s) old"),
+    "ip_changed": Signal(lambda v: 10 * bool(v), lambda v: "the request came from another IP address than the last one"),
+    "rejections_30d": Signal(lambda v: min(30, 10 * v), lambda v: f"{v} rejected request(s) in the last 30 days"),
+    "appeals_30d": Signal(lambda v: 15 * bool(v), lambda v: f"{v} appeal(s) in the last 30 days"),
+    "account_flagged": Signal(lambda v: 30 * bool(v), lambda v: "the account carries an anomaly flag"),
+}
+
+
+@dataclass(frozen=True)
+class RiskDeps:
+    settings: RiskSettings
+    clock: Callable[[], datetime]
 
 
 def observe(uow: UnitOfWork, event: Event, at: datetime | None = None) -> None:
-    """Keep an event about a customer as a behaviour signal."""
+    """Keep an event about a customer as behaviour."""
     uow.session.add(ObservedEvent(user_id=event.user_id, event_type=type(event).__name__, request_id=event.request_id, occurred_at=at or utcnow()))
 
 
-async def collect_signals(uow: UnitOfWork, event: UnbindRequested, now: datetime) -> dict[str, int | bool]:
+async def collect_signals(uow: UnitOfWork, event: UnbindRequested, now: datetime) -> dict[str, int]:
     session = uow.session
+
+    async def count(event_type: str, since: timedelta, **kwargs: Any) -> int:
+        return await repository.count_events_since(session, event.user_id, event_type, now - since, **kwargs)
+
+    device = await session.get(KnownDevice, (event.user_id, event.device_id)) if event.device_id else None
+    profile = await session.get(CustomerProfile, event.user_id)
+    day = timedelta(hours=24)
     return {
-        "new_device": bool(event.device_id) and await session.get(KnownDevice, (event.user_id, event.device_id)) is None,
-        "requests_24h": await repository.count_events_since(session, event.user_id, "UnbindRequested", now - timedelta(hours=24), excluding_request=event.request_id),
-        "failed_verifications_24h": await repository.count_events_since(session, event.user_id, "VerificationFailed", now - timedelta(hours=24)),
-        "rejections_30d": await repository.count_events_since(session, event.user_id, "UnbindRejected", now - timedelta(days=30)),
-        "night_request": now.astimezone(SHANGHAI).hour < 6,
+        "device_unknown": int(bool(event.device_id) and device is None),
+        "device_recent": int(device is not None and now - device.first_seen_at < timedelta(days=7)),
+        "phone_changed_recently": int(bool(profile and profile.phone_changed_at and now - profile.phone_changed_at < timedelta(days=30))),
+        "requests_24h": await count("UnbindRequested", day, excluding_request=event.request_id),
+        "failed_verifications_24h": await count("VerificationFailed", day),
+        "counter_regressions_24h": await count("BiometricCounterRegressed", day),
+        "night_request": int(now.astimezone(SHANGHAI).hour < 6),
+        "instalment_due_soon": int("INSTALMENT_DUE_SOON" in event.acknowledged),
+        "account_age_days": (now - profile.account_opened_at).days if profile and profile.account_opened_at else -1,
+        "ip_changed": int(bool(profile and profile.last_ip and event.client_ip and profile.last_ip != event.client_ip)),
+        "rejections_30d": await count("UnbindRejected", timedelta(days=30)),
+        "appeals_30d": await count("UnbindAppealed", timedelta(days=30)),
+        "account_flagged": int(await repository.active_flag(session, event.user_id) is not None),
     }
 
 
-def score(signals: dict[str, int | bool]) -> tuple[int, list[RiskReason]]:
-    reasons: list[RiskReason] = []
-    if signals.get("new_device"):
-        reasons.append(RiskReason(code="new_device", weight=40, detail="requested from a device not seen before for this customer"))
-    if count := int(signals["requests_24h"]):
-        reasons.append(RiskReason(code="repeated_requests", weight=min(60, 20 * count), detail=f"{count} earlier unbind request(s) in the last 24 hours"))
-    if count := int(signals["failed_verifications_24h"]):
-        reasons.append(RiskReason(code="failed_verifications", weight=min(45, 15 * count), detail=f"{count} failed verification(s) in the last 24 hours"))
-    if count := int(signals["rejections_30d"]):
-        reasons.append(RiskReason(code="earlier_rejections", weight=min(30, 10 * count), detail=f"{count} rejected request(s) in the last 30 days"))
-    if signals["night_request"]:
-        reasons.append(RiskReason(code="night_request", weight=10, detail="requested between 00:00 and 06:00 (Asia/Shanghai)"))
+def score(signals: dict[str, int]) -> tuple[int, list[RiskReason]]:
+    """The capped weighted sum, with a reason for every signal that contributed."""
+    reasons = []
+    for name, signal in SIGNALS.items():
+        value = int(signals.get(name, 0))
+        if weight := signal.weight(value):
+            reasons.append(RiskReason(code=name, weight=weight, detail=signal.detail(value)))
     return min(100, sum(reason.weight for reason in reasons)), reasons
 
 
-def decide(settings: RiskSettings, total: int) -> tuple[RiskDecision, RiskLevel]:
-    if total >= settings.threshold_deny:
-        return RiskDecision.DENY, RiskLevel.HIGHEST
+def level_of(settings: RiskSettings, total: int) -> RiskLevel:
     if total >= settings.threshold_review:
-        return RiskDecision.REVIEW, RiskLevel.HIGHEST
+        return RiskLevel.HIGHEST
     if total >= settings.threshold_step_up:
-        return RiskDecision.STEP_UP, RiskLevel.ELEVATED
-    return RiskDecision.ALLOW, RiskLevel.NORMAL
+        return RiskLevel.ELEVATED
+    return RiskLevel.NORMAL
 
 
-async def assess(uow: UnitOfWork, settings: RiskSettings, event: UnbindRequested) -> None:
-    if await repository.get_assessment(uow.session, event.request_id) is not None:
+def decide(settings: RiskSettings, total: int, signals: dict[str, int] | None = None, rules: list[Rule] = ()) -> tuple[RiskDecision, RiskLevel, Rule | None]:
+    """Rules first (first match in Radar's order), then the thresholds."""
+    rule = first_match(list(rules), signals or {})
+    if rule is not None:
+        return RiskDecision(rule.action), level_of(settings, total), rule
+    if total >= settings.threshold_deny:
+        decision = RiskDecision.DENY
+    elif total >= settings.threshold_review:
+        decision = RiskDecision.REVIEW
+    elif total >= settings.threshold_step_up:
+        decision = RiskDecision.STEP_UP
+    else:
+        decision = RiskDecision.ALLOW
+    return decision, level_of(settings, total), None
+
+
+async def current_rules(uow: UnitOfWork) -> tuple[int, list[Rule]]:
+    latest = await repository.latest_rule_set(uow.session)
+    raw = latest.rules if latest else DEFAULT_RULES
+    return (latest.version if latest else 0), parse_rules(raw, set(SIGNALS))
+
+
+async def assess(uow: UnitOfWork, deps: RiskDeps, event: UnbindRequested) -> None:
+    session = uow.session
+    if await repository.get_assessment(session, event.request_id) is not None:
         return
-    now = utcnow()
+    now = deps.clock()
     signals = await collect_signals(uow, event, now)
     observe(uow, event, now)
-    if signals["new_device"]:
-        uow.session.add(KnownDevice(user_id=event.user_id, device_id=event.device_id, first_seen_at=now))
+    await _remember_context(uow, event, now, new_device=bool(signals["device_unknown"]))
     total, reasons = score(signals)
-    decision, level = decide(settings, total)
+    version, rules = await current_rules(uow)
+    decision, level, rule = decide(deps.settings, total, signals, rules)
+    if decision in (RiskDecision.REVIEW, RiskDecision.DENY):
+        why = f"rule '{rule.name}'" if rule else f"score {total}"
+        session.add(AccountFlag(user_id=event.user_id, reason=f"{decision} by {why}", request_id=event.request_id, flagged_at=now))
+    if decision == RiskDecision.REVIEW:
+        open_review(uow, event, "risk", at=now)
     methods = REQUIRED_METHODS[decision]
-    uow.session.add(
+    session.add(
         Assessment(
             request_id=event.request_id,
             binding_id=event.binding_id,
@@ -97,11 +169,11 @@ async def assess(uow: UnitOfWork, settings: RiskSettings, event: UnbindRequested
             decision=decision,
             reasons=[reason.model_dump() for reason in reasons],
             required_methods=list(methods),
+            rules_version=version,
+            matched_rule=rule.name if rule else None,
             created_at=now,
         )
     )
-    if decision == RiskDecision.REVIEW:
-        open_review(uow, event, "risk")
     uow.emit(
         RiskAssessed(
             request_id=event.request_id,
@@ -116,6 +188,17 @@ async def assess(uow: UnitOfWork, settings: RiskSettings, event: UnbindRequested
     )
 
 
+async def _remember_context(uow: UnitOfWork, event: UnbindRequested, now: datetime, *, new_device: bool) -> None:
+    if new_device and event.device_id:
+        uow.session.add(KnownDevice(user_id=event.user_id, device_id=event.device_id, first_seen_at=now))
+    if event.client_ip:
+        profile = await uow.session.get(CustomerProfile, event.user_id)
+        if profile is None:
+            uow.session.add(CustomerProfile(user_id=event.user_id, last_ip=event.client_ip))
+        else:
+            profile.last_ip = event.client_ip
+
+
 async def get_assessment(uow: UnitOfWork, request_id: str) -> AssessmentOut:
     assessment = await repository.get_assessment(uow.session, request_id)
     if assessment is None:
@@ -123,7 +206,32 @@ async def get_assessment(uow: UnitOfWork, request_id: str) -> AssessmentOut:
     return AssessmentOut.model_validate(assessment, from_attributes=True)
 
 
-def open_review(uow: UnitOfWork, event: Event, origin: str, message: str | None = None) -> None:
+# --- rules ---------------------------------------------------------------------------------
+
+
+async def get_rules(uow: UnitOfWork) -> RuleSetOut:
+    latest = await repository.latest_rule_set(uow.session)
+    if latest is None:
+        return RuleSetOut(version=0, rules=DEFAULT_RULES, created_by="default", created_at=None)
+    return RuleSetOut.model_validate(latest, from_attributes=True)
+
+
+async def replace_rules(uow: UnitOfWork, principal: Principal, raw: list[dict[str, Any]]) -> RuleSetOut:
+    """Validate the whole set; on success it becomes the next version, in force at once."""
+    try:
+        parse_rules(raw, set(SIGNALS))
+    except InvalidRule as exc:
+        raise Problem(422, "invalid-rules", "Invalid rule set", f"{exc}. The rules in force are unchanged.") from exc
+    latest = await repository.latest_rule_set(uow.session)
+    rule_set = RuleSet(version=(latest.version if latest else 0) + 1, rules=raw, created_by=principal.subject, created_at=utcnow())
+    uow.session.add(rule_set)
+    return RuleSetOut.model_validate(rule_set, from_attributes=True)
+
+
+# --- reviews and flags ---------------------------------------------------------------------
+
+
+def open_review(uow: UnitOfWork, event: Event, origin: str, message: str | None = None, at: datetime | None = None) -> None:
     uow.session.add(
         Review(
             id=str(uuid.uuid4()),
@@ -133,7 +241,7 @@ def open_review(uow: UnitOfWork, event: Event, origin: str, message: str | None 
             origin=origin,
             status=ReviewStatus.PENDING,
             message=message,
-            created_at=utcnow(),
+            created_at=at or utcnow(),
         )
     )
 
@@ -143,12 +251,18 @@ async def open_appeal_review(uow: UnitOfWork, event: UnbindAppealed) -> None:
     open_review(uow, event, "appeal", event.message)
 
 
+def review_out(review: Review, now: datetime) -> ReviewOut:
+    waited = (review.decided_at or now) - review.created_at
+    return ReviewOut.model_validate(review, from_attributes=True).model_copy(update={"waiting_seconds": int(waited.total_seconds())})
+
+
 async def list_reviews(uow: UnitOfWork, status: str | None, limit: int) -> ReviewList:
-    return ReviewList(items=[ReviewOut.model_validate(review, from_attributes=True) for review in await repository.list_reviews(uow.session, status, limit)])
+    now = utcnow()
+    return ReviewList(items=[review_out(review, now) for review in await repository.list_reviews(uow.session, status, limit)])
 
 
 async def decide_review(uow: UnitOfWork, principal: Principal, review_id: str, decision: ReviewOutcome, note: str) -> ReviewOut:
-    """Close a pending review; an approval sends the request on to verification by SMS code."""
+    """Close a pending review, once; an approval goes on to verification with both methods."""
     review = await repository.get_review(uow.session, review_id, for_update=True)
     if review is None:
         raise not_found("The review")
@@ -166,7 +280,44 @@ async def decide_review(uow: UnitOfWork, principal: Principal, review_id: str, d
             decision=decision,
             reviewer=principal.subject,
             note=note,
-            required_methods=[VerificationMethod.OTP] if decision == ReviewOutcome.APPROVE else [],
+            required_methods=APPROVED_AFTER_REVIEW if decision == ReviewOutcome.APPROVE else [],
         )
     )
-    return ReviewOut.model_validate(review, from_attributes=True)
+    return review_out(review, review.decided_at)
+
+
+async def list_flags(uow: UnitOfWork, active_only: bool) -> FlagList:
+    return FlagList(items=[FlagOut.model_validate(flag, from_attributes=True) for flag in await repository.list_flags(uow.session, active_only)])
+
+
+async def clear_flags(uow: UnitOfWork, principal: Principal, user_id: str) -> FlagList:
+    flags = await repository.active_flags(uow.session, user_id)
+    if not flags:
+        raise not_found("An active flag for this customer")
+    for flag in flags:
+        flag.cleared_at = utcnow()
+        flag.cleared_by = principal.subject
+    return FlagList(items=[FlagOut.model_validate(flag, from_attributes=True) for flag in flags])
+
+
+async def update_profile(uow: UnitOfWork, user_id: str, body: ProfileIn) -> None:
+    """Profile facts pushed by the customer system (account opening, phone changes)."""
+    profile = await uow.session.get(CustomerProfile, user_id)
+    if profile is None:
+        profile = CustomerProfile(user_id=user_id)
+        uow.session.add(profile)
+    for field in body.model_fields_set:
+        setattr(profile, field, getattr(body, field))
+
+
+async def seed_demo_data(uow: UnitOfWork) -> bool:
+    """Profiles of Zhang San (a customer since 2019) and Li Si; only into an empty database."""
+    if await repository.count_profiles(uow.session):
+        return False
+    uow.session.add_all(
+        [
+            CustomerProfile(user_id="u-zhangsan", account_opened_at=datetime(2019, 3, 1, tzinfo=SHANGHAI)),
+            CustomerProfile(user_id="u-lisi", account_opened_at=datetime(2023, 9, 12, tzinfo=SHANGHAI)),
+        ]
+    )
+    return True

@@ -99,6 +99,10 @@ async def issue(uow: UnitOfWork, deps: VerificationDeps, event: Event, methods: 
     if await repository.live_for_request(uow.session, event.request_id) is not None:
         return
     context = await uow.session.get(UnbindContext, event.request_id)
+    if context is None and VerificationMethod.BIOMETRIC in methods:
+        # The device must sign the impact the customer saw; without UnbindRequested there is none
+        # to sign. Raising lets the consumer retry, then dead-letter: a contract breach, not a guess.
+        raise LookupError(f"no UnbindRequested seen for request {event.request_id}")
     now = utcnow()
     verification = Verification(
         id=str(uuid.uuid4()),

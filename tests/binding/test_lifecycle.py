@@ -10,7 +10,7 @@ from services.binding.service import credit_limit_contribution
 from shared.cloudevents import Envelope
 from shared.events import Verified
 from tests.binding.test_api import assert_problem
-from tests.factories import Customer, customer_with_binding, idempotency_key, unbind_body
+from tests.factories import Customer, customer_with_binding, enrolled_device, idempotency_key, pass_verification, unbind_body
 from tests.stack import BusTopics, Stack, auth, eventually, running_stack
 from tests.verification.test_api import issued_verification, wrong
 
@@ -126,6 +126,7 @@ async def pending_review_for(stack: Stack, request_id: str) -> dict:
 async def test_appeal_approved_goes_on_to_verification_and_completes(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
     async with running_stack(kafka_topics, database_urls, tmp_path) as stack:
         customer = await customer_with_binding(stack)
+        device = await enrolled_device(stack, customer)
         request_id = await reject_by_wrong_codes(stack, customer)
         message = {"message": "My card 6222021234564821 was lost"}
         appeal = await stack.client("binding").post(f"/v1/unbind-requests/{request_id}/appeal", json=message, headers=auth(customer.user_id))
@@ -142,10 +143,9 @@ async def test_appeal_approved_goes_on_to_verification_and_completes(kafka_topic
 
         sent_before = len(stack.sms_messages())
         reissued = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "pending_verification" and body["verification"] is not None)
+        assert reissued["verification"]["methods"] == ["otp", "biometric"], "after a review, both factors"
         await eventually(lambda: len(stack.sms_messages()) > sent_before, 15, "no new code was sent")
-        code = stack.latest_code(customer.phone)
-        ok = await stack.client("verification").post(f"/v1/verifications/{reissued['verification']['id']}/otp", json={"code": code}, headers=auth(customer.user_id))
-        assert ok.status_code == 200, ok.text
+        await pass_verification(stack, customer, request_id, reissued["verification"]["id"], device)
         done = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "completed")
         assert done["reviewer_note"] == "verified by phone"
         actions = [entry["action"] for entry in (await stack.client("binding").get(f"/v1/unbind-requests/{request_id}/audit", headers=auth("ops-9", "ops"))).json()]

@@ -1,4 +1,4 @@
-"""Risk scoring: signals, weights, thresholds, and what each decision does to the request."""
+"""Risk scoring: each signal's weight, thresholds, rules in Radar's order, and the review queue."""
 
 from __future__ import annotations
 
@@ -8,105 +8,180 @@ from pathlib import Path
 import pytest
 
 from services.risk.config import RiskSettings
-from services.risk.service import decide, score
+from services.risk.rules import parse_rules
+from services.risk.service import SIGNALS, decide, score
 from tests.binding.test_api import assert_problem
 from tests.factories import Customer, customer_with_binding, idempotency_key, unbind_body
 from tests.stack import Stack, auth, eventually, make_bus_topics, running_stack
 
-QUIET = {"new_device": False, "requests_24h": 0, "failed_verifications_24h": 0, "rejections_30d": 0, "night_request": False}
+QUIET = {name: 0 for name in SIGNALS} | {"account_age_days": 2000}
 
 
-def test_no_signal_scores_zero_and_is_allowed() -> None:
-    total, reasons = score(QUIET)
-    assert (total, reasons) == (0, [])
-    assert decide(RiskSettings(), total) == ("allow", "normal")
+@pytest.mark.parametrize(
+    ("signal", "value", "weight"),
+    [
+        ("device_unknown", 1, 40),
+        ("device_recent", 1, 15),
+        ("phone_changed_recently", 1, 25),
+        ("requests_24h", 1, 20),
+        ("requests_24h", 2, 40),
+        ("requests_24h", 5, 60),
+        ("failed_verifications_24h", 1, 15),
+        ("failed_verifications_24h", 4, 45),
+        ("counter_regressions_24h", 1, 30),
+        ("counter_regressions_24h", 3, 60),
+        ("night_request", 1, 10),
+        ("instalment_due_soon", 1, 10),
+        ("account_age_days", 30, 20),
+        ("account_age_days", 89, 20),
+        ("account_age_days", 90, 0),
+        ("account_age_days", -1, 0),
+        ("ip_changed", 1, 10),
+        ("rejections_30d", 2, 20),
+        ("rejections_30d", 5, 30),
+        ("appeals_30d", 1, 15),
+        ("account_flagged", 1, 30),
+    ],
+)
+def test_each_signal_moves_the_score_by_its_weight(signal: str, value: int, weight: int) -> None:
+    total, reasons = score(QUIET | {signal: value})
+    assert total == weight
+    assert [(reason.code, reason.weight) for reason in reasons] == ([(signal, weight)] if weight else [])
 
 
-def test_a_new_device_weighs_40() -> None:
-    total, reasons = score(QUIET | {"new_device": True, "requests_24h": 1})
-    assert total == 60 and [reason.code for reason in reasons] == ["new_device", "repeated_requests"]
-    assert decide(RiskSettings(), total)[0] == "step_up"
+def test_no_signal_scores_zero_and_the_sum_is_capped() -> None:
+    assert score(QUIET) == (0, [])
+    assert score(QUIET | {"device_unknown": 1, "requests_24h": 3, "account_flagged": 1})[0] == 100
 
 
-def test_weights_add_up_and_are_capped() -> None:
-    total, reasons = score(QUIET | {"requests_24h": 2, "night_request": True})
-    assert total == 50
-    assert {reason.code: reason.weight for reason in reasons} == {"repeated_requests": 40, "night_request": 10}
-    total, _ = score({"requests_24h": 9, "failed_verifications_24h": 9, "rejections_30d": 9, "night_request": True})
-    assert total == 100
+@pytest.mark.parametrize(
+    ("total", "decision", "level"),
+    [(39, "allow", "normal"), (40, "step_up", "elevated"), (64, "step_up", "elevated"), (65, "review", "highest"), (84, "review", "highest"), (85, "deny", "highest")],
+)
+def test_default_thresholds(total: int, decision: str, level: str) -> None:
+    assert decide(RiskSettings(), total)[:2] == (decision, level)
 
 
-@pytest.mark.parametrize(("total", "decision"), [(39, "allow"), (40, "step_up"), (64, "step_up"), (65, "review"), (84, "review"), (85, "deny"), (100, "deny")])
-def test_default_thresholds(total: int, decision: str) -> None:
-    assert decide(RiskSettings(), total)[0] == decision
+def test_rules_decide_first_in_radar_order() -> None:
+    rules = parse_rules(
+        [
+            {"name": "r-review", "action": "review", "if": "requests_24h >= 1"},
+            {"name": "r-deny", "action": "deny", "if": "requests_24h >= 1 and night_request == true"},
+            {"name": "r-allow", "action": "allow", "if": "account_age_days > 3650"},
+            {"name": "r-step", "action": "step_up", "if": "device_unknown == 1"},
+        ],
+        set(SIGNALS),
+    )
+    signals = QUIET | {"requests_24h": 1, "night_request": 1}
+    assert decide(RiskSettings(), 30, signals, rules)[0::2] == ("deny", rules[1])
+    assert decide(RiskSettings(), 30, signals | {"account_age_days": 4000}, rules)[2].name == "r-allow", "allow rules come before deny"
+    assert decide(RiskSettings(), 30, signals | {"account_age_days": 4000, "device_unknown": 1}, rules)[2].name == "r-step", "step_up rules come first"
+    assert decide(RiskSettings(), 30, QUIET | {"requests_24h": 1}, rules)[0::2] == ("review", rules[0])
+    assert decide(RiskSettings(), 90, QUIET, rules) == ("deny", "highest", None), "no rule: the thresholds decide"
 
 
 @pytest.fixture
-async def strict_stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
-    """A risk service so strict that one earlier request (20 points) means review, two mean deny."""
-    overrides = {"risk": {"threshold_step_up": 10, "threshold_review": 15, "threshold_deny": 35}}
-    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, overrides=overrides) as running:
+async def stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
+    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path) as running:
         yield running
 
 
-async def unbind(stack: Stack, customer: Customer) -> str:
+async def unbind(stack: Stack, customer: Customer, **body: object) -> str:
     response = await stack.client("binding").post(
-        f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(), headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
+        f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(**body), headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
     )
     assert response.status_code == 202, response.text
     return response.json()["id"]
 
 
-async def test_repeated_requests_go_to_review_then_are_denied(strict_stack: Stack) -> None:
-    stack = strict_stack
-    first = await customer_with_binding(stack)
-    second = await customer_with_binding(stack, user_id=first.user_id)
-    third = await customer_with_binding(stack, user_id=first.user_id)
+OPS = auth("ops-1", "ops")
 
-    allowed = await unbind(stack, first)
-    await stack.wait_for_request(allowed, first.user_id, lambda body: body["status"] == "pending_verification")
 
+async def test_a_bad_rule_set_is_refused_and_the_old_one_stays(stack: Stack) -> None:
+    client = stack.client("risk")
+    original = (await client.get("/v1/rules", headers=OPS)).json()
+    assert original["version"] == 1 and original["rules"][0]["if"] == "requests_24h >= 2"
+    for bad in (
+        [{"action": "review", "if": "requests_24h >= 2"}, {"action": "explode", "if": "requests_24h >= 1"}],
+        [{"action": "review", "if": "shoe_size >= 44"}],
+        [{"action": "review", "if": "requests_24h >= lots"}],
+        [{"action": "review"}],
+        [{"action": "review", "if": "requests_24h >= 1; DROP TABLE rule_sets"}],
+    ):
+        refused = await client.put("/v1/rules", json={"rules": bad}, headers=OPS)
+        assert_problem(refused, 422, "invalid-rules")
+        assert (await client.get("/v1/rules", headers=OPS)).json() == original
+    saved = await client.put("/v1/rules", json={"rules": [{"name": "strict", "action": "review", "if": "requests_24h >= 1"}]}, headers=OPS)
+    assert saved.status_code == 200 and saved.json()["version"] == 2 and saved.json()["created_by"] == "ops-1"
+
+    customer = await customer_with_binding(stack)
+    second = await customer_with_binding(stack, user_id=customer.user_id)
+    await unbind(stack, customer)
+    request_id = await unbind(stack, second)
+    body = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["risk"] is not None)
+    assert body["status"] == "under_review"
+    assessment = (await client.get(f"/v1/assessments/{request_id}", headers=OPS)).json()
+    assert (assessment["rules_version"], assessment["matched_rule"]) == (2, "strict")
+
+
+async def test_review_or_deny_flags_the_account_and_ops_can_clear_it(stack: Stack) -> None:
+    await stack.client("risk").put("/v1/rules", json={"rules": [{"action": "review", "if": "requests_24h >= 1"}]}, headers=OPS)
+    customer = await customer_with_binding(stack)
+    second, third = await customer_with_binding(stack, user_id=customer.user_id), await customer_with_binding(stack, user_id=customer.user_id)
+    await unbind(stack, customer)
     reviewed = await unbind(stack, second)
-    body = await stack.wait_for_request(reviewed, first.user_id, lambda body: body["status"] == "under_review")
-    assert body["risk"] == {"decision": "review", "reasons": ["1 earlier unbind request(s) in the last 24 hours"]}
+    await stack.wait_for_request(reviewed, customer.user_id, lambda body: body["status"] == "under_review")
+    flags = (await stack.client("risk").get("/v1/flags", headers=OPS)).json()["items"]
+    assert [(flag["user_id"], flag["request_id"]) for flag in flags] == [(customer.user_id, reviewed)]
 
-    denied = await unbind(stack, third)
-    body = await stack.wait_for_request(denied, first.user_id, lambda body: body["status"] == "rejected")
-    assert body["outcome_reason"] == "risk_denied"
-    binding = await stack.client("binding").get(f"/v1/bindings/{third.binding_id}", headers=auth(first.user_id))
-    assert binding.json()["status"] == "active"
+    flagged = await unbind(stack, third)
+    await stack.wait_for_request(flagged, customer.user_id, lambda body: body["risk"] is not None)
+    signals = (await stack.client("risk").get(f"/v1/assessments/{flagged}", headers=OPS)).json()["signals"]
+    assert signals["account_flagged"] == 1
 
-    async def rejection_notice() -> list[dict]:
-        items = (await stack.client("notification").get("/v1/notifications", headers=auth(first.user_id))).json()["items"]
-        return [item for item in items if item["kind"] == "unbind_rejected" and item["request_id"] == denied]
-
-    notices = await eventually(rejection_notice, 10, "no rejection notice")
-    assert "risk_denied" in notices[0]["body"]
-
-    assessment = await stack.client("risk").get(f"/v1/assessments/{denied}", headers=auth("ops-1", "ops"))
-    assert assessment.status_code == 200
-    assert assessment.json()["signals"]["requests_24h"] == 2
-    assert assessment.json()["score"] == 40 + (10 if assessment.json()["signals"]["night_request"] else 0)
-    assert assessment.json()["decision"] == "deny"
+    cleared = await stack.client("risk").post(f"/v1/flags/{customer.user_id}/clear", headers=OPS)
+    assert cleared.status_code == 200 and all(flag["cleared_by"] == "ops-1" for flag in cleared.json()["items"])
+    assert (await stack.client("risk").get("/v1/flags", headers=OPS)).json()["items"] == []
+    assert_problem(await stack.client("risk").post(f"/v1/flags/{customer.user_id}/clear", headers=OPS), 404, "not-found")
 
 
-async def test_assessments_are_for_ops_only(strict_stack: Stack) -> None:
-    customer = await customer_with_binding(strict_stack)
-    request_id = await unbind(strict_stack, customer)
-    await strict_stack.wait_for_request(request_id, customer.user_id, lambda body: body["risk"] is not None)
-    assert_problem(await strict_stack.client("risk").get(f"/v1/assessments/{request_id}", headers=auth(customer.user_id)), 403, "forbidden")
-    assert_problem(await strict_stack.client("risk").get("/v1/assessments/unknown", headers=auth("ops-1", "ops")), 404, "not-found")
+async def test_profile_signals_come_from_the_customer_system(stack: Stack) -> None:
+    customer = await customer_with_binding(stack)
+    profile = {"account_opened_at": "2026-11-01T00:00:00+08:00", "phone_changed_at": "2026-11-20T00:00:00+08:00"}
+    assert_problem(await stack.client("risk").put(f"/internal/v1/profiles/{customer.user_id}", json=profile, headers=OPS), 403, "forbidden")
+    assert (await stack.client("risk").put(f"/internal/v1/profiles/{customer.user_id}", json=profile, headers=auth("crm", "service"))).status_code == 204
+    request_id = await unbind(stack, customer)
+    await stack.wait_for_request(request_id, customer.user_id, lambda body: body["risk"] is not None)
+    assessment = (await stack.client("risk").get(f"/v1/assessments/{request_id}", headers=OPS)).json()
+    assert assessment["signals"]["phone_changed_recently"] == 1 and 0 <= assessment["signals"]["account_age_days"] < 90
+    assert {"phone_changed_recently", "account_age_days"} <= {reason["code"] for reason in assessment["reasons"]}
 
 
-async def test_a_request_from_a_new_device_steps_up_to_both_methods(database_urls: dict[str, str], tmp_path: Path) -> None:
-    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path) as stack:
-        customer = await customer_with_binding(stack)
-        response = await stack.client("binding").post(
-            f"/v1/bindings/{customer.binding_id}/unbind-requests",
-            json=unbind_body(device_id="d-new-phone"),
-            headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()},
-        )
-        body = await stack.wait_for_request(response.json()["id"], customer.user_id, lambda body: body["verification"] is not None)
-        assert body["risk"]["decision"] == "step_up"
-        assert body["verification"]["methods"] == ["otp", "biometric"]
-        assert "requested from a device not seen before for this customer" in body["risk"]["reasons"]
+async def test_non_ops_callers_get_403_on_every_ops_endpoint(stack: Stack) -> None:
+    client = stack.client("risk")
+    for headers in (auth("u-zhangsan"), auth("verification", "service")):
+        calls = [
+            client.get("/v1/assessments/r-1", headers=headers),
+            client.get("/v1/rules", headers=headers),
+            client.put("/v1/rules", json={"rules": []}, headers=headers),
+            client.get("/v1/reviews?status=pending", headers=headers),
+            client.post("/v1/reviews/x/decision", json={"decision": "approve"}, headers=headers),
+            client.get("/v1/flags", headers=headers),
+            client.post("/v1/flags/u-zhangsan/clear", headers=headers),
+        ]
+        for call in calls:
+            assert_problem(await call, 403, "forbidden")
+
+
+async def test_reviews_list_oldest_first_with_waiting_time(stack: Stack) -> None:
+    await stack.client("risk").put("/v1/rules", json={"rules": [{"action": "review", "if": "requests_24h >= 0"}]}, headers=OPS)
+    first, second = await customer_with_binding(stack), await customer_with_binding(stack)
+    ids = [await unbind(stack, first), await unbind(stack, second)]
+
+    async def queue() -> list | None:
+        items = (await stack.client("risk").get("/v1/reviews?status=pending", headers=OPS)).json()["items"]
+        return items if len(items) == 2 else None
+
+    items = await eventually(queue, 15, "the reviews were not opened")
+    assert [item["request_id"] for item in items] == ids
+    assert all(item["waiting_seconds"] >= 0 and item["origin"] == "risk" for item in items)

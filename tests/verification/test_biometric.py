@@ -33,6 +33,8 @@ async def step_up(stack: Stack, customer: Customer) -> tuple[str, str]:
         f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(device_id="d-1"), headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
     )
     request_id = accepted.json()["id"]
+    # As real risk would, decide only after UnbindRequested is on the topic.
+    await eventually(lambda: _requested(stack, request_id), 15, "UnbindRequested was not published")
     decision = RiskAssessed(
         request_id=request_id,
         binding_id=customer.binding_id,
@@ -48,6 +50,10 @@ async def step_up(stack: Stack, customer: Customer) -> tuple[str, str]:
     assert issued["verification"]["methods"] == ["otp", "biometric"]
     await eventually(lambda: any(message["to"] == customer.phone for message in stack.sms_messages()), 10, "no SMS sent")
     return request_id, issued["verification"]["id"]
+
+
+async def _requested(stack: Stack, request_id: str) -> bool:
+    return any(event.type == "UnbindRequested" and event.data.request_id == request_id for event in await stack.topics.events())
 
 
 async def enrolled(stack: Stack, customer: Customer, device_id: str | None = None) -> DeviceSimulator:

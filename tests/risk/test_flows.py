@@ -1,0 +1,99 @@
+"""Risk decisions through the whole system on the real broker, with a deterministic clock:
+normal -> allow; a new device at night -> step_up; a third request in a day -> review, then
+approve -> both methods -> completed, or deny -> rejected."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.factories import Customer, customer_with_binding, enrolled_device, idempotency_key, pass_verification, unbind_body
+from tests.stack import BusTopics, Stack, auth, eventually, running_stack
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+NOON = datetime(2026, 11, 27, 12, 0, tzinfo=SHANGHAI)
+TWO_AM = datetime(2026, 11, 27, 2, 0, tzinfo=SHANGHAI)
+OPS = auth("ops-3", "ops")
+
+
+def stack_at(moment: datetime) -> Callable[..., AsyncIterator[Stack]]:
+    @pytest.fixture
+    async def fixture(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
+        async with running_stack(kafka_topics, database_urls, tmp_path, app_options={"risk": {"clock": lambda: moment}}) as running:
+            yield running
+
+    return fixture
+
+
+at_noon = stack_at(NOON)
+at_night = stack_at(TWO_AM)
+
+
+async def request(stack: Stack, customer: Customer, **body: object) -> dict:
+    response = await stack.client("binding").post(
+        f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(**body), headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
+    )
+    assert response.status_code == 202, response.text
+    return await stack.wait_for_request(response.json()["id"], customer.user_id, lambda body: body["risk"] is not None)
+
+
+async def test_a_normal_request_is_allowed(at_noon: Stack) -> None:
+    customer = await customer_with_binding(at_noon)
+    body = await request(at_noon, customer)
+    assert body["risk"] == {"decision": "allow", "reasons": []}
+    body = await at_noon.wait_for_request(body["id"], customer.user_id, lambda body: body["verification"] is not None)
+    assert body["verification"]["methods"] == ["otp"]
+
+
+async def test_a_new_device_at_night_steps_up(at_night: Stack) -> None:
+    customer = await customer_with_binding(at_night)
+    body = await request(at_night, customer, device_id="d-unknown")
+    assert body["risk"]["decision"] == "step_up"
+    assessment = (await at_night.client("risk").get(f"/v1/assessments/{body['id']}", headers=OPS)).json()
+    assert (assessment["score"], assessment["level"]) == (50, "elevated")
+    assert {reason["code"]: reason["weight"] for reason in assessment["reasons"]} == {"device_unknown": 40, "night_request": 10}
+    body = await at_night.wait_for_request(body["id"], customer.user_id, lambda body: body["verification"] is not None)
+    assert body["verification"]["methods"] == ["otp", "biometric"]
+
+
+async def third_request_under_review(stack: Stack) -> tuple[Customer, dict, dict]:
+    first = await customer_with_binding(stack)
+    others = [await customer_with_binding(stack, user_id=first.user_id) for _ in range(2)]
+    for customer in (first, others[0]):
+        assert (await request(stack, customer))["status"] != "under_review"
+    third = await request(stack, others[1])
+    assert third["risk"]["decision"] == "review" and third["status"] == "under_review"
+
+    async def review() -> dict | None:
+        queue = (await stack.client("risk").get("/v1/reviews?status=pending", headers=OPS)).json()["items"]
+        return next((item for item in queue if item["request_id"] == third["id"]), None)
+
+    return others[1], third, await eventually(review, 15, "no review was opened")
+
+
+async def test_a_third_request_in_a_day_is_reviewed_then_approved_with_both_methods(at_noon: Stack) -> None:
+    stack = at_noon
+    customer, third, review = await third_request_under_review(stack)
+    device = await enrolled_device(stack, customer)
+    sent_before = len(stack.sms_messages())
+    decided = await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve", "note": "customer called in"}, headers=OPS)
+    assert decided.status_code == 200 and decided.json()["reviewer"] == "ops-3"
+
+    body = await stack.wait_for_request(third["id"], customer.user_id, lambda body: body["verification"] is not None)
+    assert body["verification"]["methods"] == ["otp", "biometric"]
+    await eventually(lambda: len(stack.sms_messages()) > sent_before, 15, "no code was sent")
+    await pass_verification(stack, customer, third["id"], body["verification"]["id"], device)
+    await stack.wait_for_request(third["id"], customer.user_id, lambda body: body["status"] == "completed")
+
+
+async def test_a_third_request_in_a_day_reviewed_and_denied_is_rejected(at_noon: Stack) -> None:
+    customer, third, review = await third_request_under_review(at_noon)
+    await at_noon.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny", "note": "unusual pattern"}, headers=OPS)
+    body = await at_noon.wait_for_request(third["id"], customer.user_id, lambda body: body["status"] == "rejected")
+    assert (body["outcome_reason"], body["reviewer_note"]) == ("review_denied", "unusual pattern")
+    again = await at_noon.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve"}, headers=OPS)
+    assert again.status_code == 409
