@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +33,8 @@ from shared.uow import UnitOfWork
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any, UnitOfWork, Any], Awaitable[None]]
+# The CloudEvent being handled, for handlers that key their own records by the event id.
+current_envelope: ContextVar[Envelope] = ContextVar("current_envelope")
 Subscriptions = Mapping[type[Event], Handler]
 
 
@@ -165,6 +168,13 @@ class EventConsumer:
             correlation_id.reset(token)
 
     async def _handle_once(self, envelope: Envelope, handler: Handler) -> None:
+        token = current_envelope.set(envelope)
+        try:
+            await self._handle_in_transaction(envelope, handler)
+        finally:
+            current_envelope.reset(token)
+
+    async def _handle_in_transaction(self, envelope: Envelope, handler: Handler) -> None:
         async with self._unit_of_work() as uow:
             if await uow.session.scalar(select(self._inbox.event_id).where(self._inbox.event_id == envelope.id)):
                 self.duplicates_total += 1

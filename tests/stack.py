@@ -36,6 +36,7 @@ from shared.cloudevents import Envelope
 from shared.migrations import SERVICES, upgrade_async
 from shared.settings import DEVELOPMENT_JWT_SECRET
 
+CODE_IN_SMS = re.compile(r"(?:验证码为|verification code is) (\d{6})")
 SETTINGS = {"binding": BindingSettings, "verification": VerificationSettings, "risk": RiskSettings, "notification": NotificationSettings}
 
 
@@ -141,12 +142,14 @@ class Stack:
             return []
         return [orjson.loads(line) for line in self.sms_sink.read_bytes().splitlines() if line.strip()]
 
+    def codes(self, phone: str) -> list[str]:
+        """The one-time codes sent to `phone`, oldest first (other SMS, like the risk prompt, skipped)."""
+        return [match.group(1) for message in self.sms_messages() if message["to"] == phone and (match := CODE_IN_SMS.search(message["text"]))]
+
     def latest_code(self, phone: str) -> str:
-        texts = [message["text"] for message in self.sms_messages() if message["to"] == phone]
-        assert texts, f"no SMS to {phone}"
-        match = re.search(r"\b(\d{6})\b", texts[-1])
-        assert match, "the SMS holds no 6-digit code"
-        return match.group(1)
+        codes = self.codes(phone)
+        assert codes, f"no code was sent to {phone}"
+        return codes[-1]
 
     async def request_status(self, request_id: str, user_id: str) -> dict[str, Any]:
         response = await self.client("binding").get(f"/v1/unbind-requests/{request_id}", headers=auth(user_id))

@@ -12,7 +12,6 @@ on the binding and withdrawn, exactly, when the binding is unbound.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import uuid
@@ -81,6 +80,7 @@ from shared.events import (
 )
 from shared.logging import correlation_id, redact
 from shared.masking import mask_account_number
+from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import Problem, conflict, not_found
 from shared.uow import UnitOfWork
 
@@ -499,23 +499,11 @@ async def appeal(uow: UnitOfWork, settings: BindingSettings, principal: Principa
     return await request_out(uow, request)
 
 
-def _encode_cursor(request: UnbindRequest) -> str:
-    return base64.urlsafe_b64encode(f"{request.created_at.isoformat()}|{request.id}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created_at, request_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(created_at), request_id
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Problem(422, "invalid-cursor", "Invalid cursor", "Pass `next_cursor` from the previous page unchanged.") from exc
-
-
 async def search_requests(uow: UnitOfWork, *, status: str | None, user_id: str | None, since: datetime | None, cursor: str | None, limit: int) -> RequestPage:
-    after = _decode_cursor(cursor) if cursor else None
+    after = decode_cursor(cursor) if cursor else None
     rows = await repository.search_requests(uow.session, status=status, user_id=user_id, since=since, after=after, limit=limit + 1)
     page: Sequence[UnbindRequest] = rows[:limit]
-    return RequestPage(items=[await request_out(uow, request) for request in page], next_cursor=_encode_cursor(page[-1]) if len(rows) > limit else None)
+    return RequestPage(items=[await request_out(uow, request) for request in page], next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None)
 
 
 # --- events --------------------------------------------------------------------------------

@@ -1,27 +1,51 @@
-"""Routes of the notification service: the customer's inbox and the internal send endpoint."""
+"""Routes of the notification service: the customer's inbox and preferences, and the internal send endpoint."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from services.notification import service
-from services.notification.config import NotificationSettings
-from services.notification.schemas import MessageAccepted, MessageIn, NotificationList
+from services.notification.schemas import MessageAccepted, MessageIn, NotificationList, NotificationOut, PreferencesIn, PreferencesOut
+from services.notification.service import NotificationDeps
 from shared.app import RequestUnitOfWork, Runtime
 from shared.auth import Customer, Service
 
 router = APIRouter()
 
 
+def _deps(runtime: Runtime) -> NotificationDeps:
+    return runtime.deps
+
+
+Deps = Annotated[NotificationDeps, Depends(_deps)]
+
+
 @router.get("/v1/notifications", tags=["inbox"])
-async def list_notifications(principal: Customer, uow: RequestUnitOfWork, limit: Annotated[int, Query(ge=1, le=200)] = 50) -> NotificationList:
-    return await service.list_notifications(uow, principal, limit)
+async def list_notifications(
+    principal: Customer, uow: RequestUnitOfWork, limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Annotated[str | None, Query(max_length=200)] = None
+) -> NotificationList:
+    """The customer's inbox, newest first."""
+    return await service.list_notifications(uow, principal, limit, cursor)
+
+
+@router.post("/v1/notifications/{notification_id}/read", tags=["inbox"])
+async def mark_read(notification_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$")], principal: Customer, uow: RequestUnitOfWork) -> NotificationOut:
+    return await service.mark_read(uow, principal, notification_id)
+
+
+@router.get("/v1/preferences", tags=["preferences"])
+async def get_preferences(principal: Customer, uow: RequestUnitOfWork) -> PreferencesOut:
+    return await service.get_preferences(uow, principal)
+
+
+@router.put("/v1/preferences", tags=["preferences"], responses={422: {"description": "Invalid, or turns off a security message"}})
+async def put_preferences(body: PreferencesIn, principal: Customer, uow: RequestUnitOfWork) -> PreferencesOut:
+    return await service.update_preferences(uow, principal, body)
 
 
 @router.post("/internal/v1/messages", status_code=202, tags=["internal"])
-async def send_message(message: MessageIn, principal: Service, uow: RequestUnitOfWork, runtime: Runtime) -> MessageAccepted:
-    """Send a message on another service's behalf (service role only). Idempotent per message_id."""
-    settings: NotificationSettings = runtime.settings  # type: ignore[assignment]
-    return await service.send_message(uow, service.SmsSink(settings.sms_sink), message)
+async def send_message(message: MessageIn, principal: Service, uow: RequestUnitOfWork, deps: Deps) -> MessageAccepted:
+    """Send a code SMS on another service's behalf (service role only). Idempotent per message_id."""
+    return await service.send_message(uow, deps.providers["sms"], message)

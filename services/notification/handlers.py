@@ -3,21 +3,92 @@
 from __future__ import annotations
 
 from services.notification import service
-from services.notification.config import NotificationSettings
-from shared.consumer import Subscriptions
-from shared.events import UnbindCompleted, UnbindRejected
+from services.notification.service import NotificationDeps
+from shared.consumer import Subscriptions, current_envelope
+from shared.events import (
+    BindingCreated,
+    BiometricCounterRegressed,
+    Event,
+    ReviewDecided,
+    UnbindAppealed,
+    UnbindCancelled,
+    UnbindCompleted,
+    UnbindExpired,
+    UnbindRejected,
+    UnbindRequested,
+    VerificationFailed,
+    VerificationRequested,
+    Verified,
+)
 from shared.uow import UnitOfWork
 
 
-async def on_unbind_completed(event: UnbindCompleted, uow: UnitOfWork, settings: NotificationSettings) -> None:
-    await service.notify_completed(uow, event)
+async def _notify(kind: str, event: Event, uow: UnitOfWork) -> None:
+    await service.plan(uow, current_envelope.get().id, kind, event, service.event_params(event))
 
 
-async def on_unbind_rejected(event: UnbindRejected, uow: UnitOfWork, settings: NotificationSettings) -> None:
-    await service.notify_rejected(uow, event)
+async def on_binding_created(event: BindingCreated, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("binding_created", event, uow)
+
+
+async def on_unbind_requested(event: UnbindRequested, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("unbind_requested", event, uow)
+
+
+async def on_verification_requested(event: VerificationRequested, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("verification_requested", event, uow)
+
+
+async def on_verified(event: Verified, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("verified", event, uow)
+
+
+async def on_verification_failed(event: VerificationFailed, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("verification_failed", event, uow)
+
+
+async def on_biometric_counter_regressed(event: BiometricCounterRegressed, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("biometric_counter_regressed", event, uow)
+
+
+async def on_unbind_completed(event: UnbindCompleted, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("unbind_completed", event, uow)
+    event_id = current_envelope.get().id
+    await service.notify_lender(uow, event_id, event)
+    await service.schedule_reminder(uow, deps.settings, event_id, event)
+
+
+async def on_unbind_rejected(event: UnbindRejected, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("unbind_rejected", event, uow)
+
+
+async def on_unbind_cancelled(event: UnbindCancelled, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("unbind_cancelled", event, uow)
+
+
+async def on_unbind_expired(event: UnbindExpired, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("unbind_expired", event, uow)
+
+
+async def on_unbind_appealed(event: UnbindAppealed, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("unbind_appealed", event, uow)
+
+
+async def on_review_decided(event: ReviewDecided, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("review_decided", event, uow)
 
 
 SUBSCRIPTIONS: Subscriptions = {
+    BindingCreated: on_binding_created,
+    UnbindRequested: on_unbind_requested,
+    VerificationRequested: on_verification_requested,
+    Verified: on_verified,
+    VerificationFailed: on_verification_failed,
+    BiometricCounterRegressed: on_biometric_counter_regressed,
     UnbindCompleted: on_unbind_completed,
     UnbindRejected: on_unbind_rejected,
+    UnbindCancelled: on_unbind_cancelled,
+    UnbindExpired: on_unbind_expired,
+    UnbindAppealed: on_unbind_appealed,
+    ReviewDecided: on_review_decided,
 }

@@ -2,23 +2,73 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
 from fastapi import FastAPI
 
-from services.notification import api, handlers
+from services.notification import api, handlers, service
 from services.notification.config import NotificationSettings
 from services.notification.models import InboxEntry, OutboxMessage
-from shared.app import build_service_app
+from services.notification.providers import HttpSmsGateway, InstitutionWebhook, JsonLinesProvider, Provider, SmsSinkProvider, SmtpEmail
+from services.notification.service import NotificationDeps
+from shared.app import ServiceRuntime, build_service_app
 from shared.bus import EventBus
 
+log = logging.getLogger(__name__)
 
-def create_app(settings: NotificationSettings | None = None, *, bus: EventBus | None = None) -> FastAPI:
+
+def default_providers(settings: NotificationSettings, client: httpx.AsyncClient) -> dict[str, Provider]:
+    """Real providers where configured, development sinks under the var dir otherwise."""
+    var = settings.var_dir
+    secret = settings.institution_webhook_secret.get_secret_value()
+    return {
+        "sms": HttpSmsGateway(client, settings.sms_gateway_url) if settings.sms_gateway_url else SmsSinkProvider(settings.sms_sink),
+        "push": JsonLinesProvider(var / "push.jsonl"),
+        "email": SmtpEmail(settings.smtp_host, settings.smtp_port, settings.smtp_sender) if settings.smtp_host else JsonLinesProvider(var / "email.jsonl"),
+        "institution": (
+            InstitutionWebhook(secret, settings.institution_webhook_url, client)
+            if settings.institution_webhook_url
+            else InstitutionWebhook(secret, sink=var / "institution.jsonl")
+        ),
+    }
+
+
+async def dispatcher(runtime: ServiceRuntime) -> None:
+    """Send what is due. Deliveries are rows, so a restart loses nothing (reminders included)."""
+    deps: NotificationDeps = runtime.deps
+    while True:
+        try:
+            async with runtime.unit_of_work() as uow:
+                handled = await service.dispatch_due(uow, deps)
+            if handled:
+                continue
+        except Exception:
+            log.exception("dispatch round failed; retrying")
+        await asyncio.sleep(deps.settings.dispatch_interval_seconds)
+
+
+def create_app(settings: NotificationSettings | None = None, *, bus: EventBus | None = None, providers: dict[str, Provider] | None = None) -> FastAPI:
+    """`providers` replaces channels (tests pass failing ones)."""
+    settings = settings or NotificationSettings()
+
+    @asynccontextmanager
+    async def resources(runtime: ServiceRuntime) -> AsyncIterator[NotificationDeps]:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0)) as client:
+            yield NotificationDeps(settings=settings, providers=default_providers(settings, client) | (providers or {}))
+
     return build_service_app(
-        settings or NotificationSettings(),
+        settings,
         title="unbind · notification",
-        description="Messages to customers: SMS codes, the in-app inbox, and lifecycle notices.",
+        description="Messages to customers and lenders: templates, channels with fallback, preferences and quiet hours, the inbox.",
         routers=[api.router],
         outbox_model=OutboxMessage,
         inbox_model=InboxEntry,
         subscriptions=handlers.SUBSCRIPTIONS,
+        resources=resources,
+        workers=[dispatcher],
         bus=bus,
     )

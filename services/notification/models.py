@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Index, String, Text
+from sqlalchemy import JSON, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.consumer import InboxMixin
@@ -31,7 +33,14 @@ class Contact(Base):
 
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     phone: Mapped[str] = mapped_column(String(32))
+    email: Mapped[str | None] = mapped_column(String(254), nullable=True)
     locale: Mapped[str] = mapped_column(String(8), default="zh-CN")
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    # Non-security messages are held back between these local times ("HH:MM").
+    quiet_start: Mapped[str] = mapped_column(String(5), default="22:00")
+    quiet_end: Mapped[str] = mapped_column(String(5), default="08:00")
+    # {message kind: [channels]} the customer turned off (never a security kind).
+    opt_out: Mapped[dict[str, list[str]]] = mapped_column(JSON, default=dict)
 
 
 class Notification(Base):
@@ -47,15 +56,40 @@ class Notification(Base):
     title: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
-class SmsDelivery(Base):
-    """One SMS handed to the gateway, keyed by the caller's message id so a retried call sends once."""
+class DeliveryStatus(StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
 
-    __tablename__ = "sms_deliveries"
 
-    message_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+class Delivery(Base):
+    """One message on one channel to one recipient. The unique key makes a redelivered event (or
+    a retried internal send) unable to produce a second delivery."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "channel", "recipient", name="uq_deliveries_event_channel_recipient"),
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(128))
+    channel: Mapped[str] = mapped_column(String(16))
+    recipient: Mapped[str] = mapped_column(String(254))
     user_id: Mapped[str] = mapped_column(String(64), index=True)
-    template: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    title: Mapped[str] = mapped_column(String(200))
+    # The rendered text; for a code SMS only its redacted form is kept.
+    body: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

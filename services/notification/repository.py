@@ -3,23 +3,45 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notification.models import Contact, Notification, SmsDelivery
+from services.notification.models import Contact, Delivery, DeliveryStatus, Notification
 
 
 async def get_contact(session: AsyncSession, user_id: str) -> Contact | None:
     return await session.get(Contact, user_id)
 
 
-async def get_sms_delivery(session: AsyncSession, message_id: str) -> SmsDelivery | None:
-    return await session.get(SmsDelivery, message_id)
+async def delivery_exists(session: AsyncSession, event_id: str, channel: str, recipient: str) -> bool:
+    query = select(Delivery.id).where(Delivery.event_id == event_id, Delivery.channel == channel, Delivery.recipient == recipient)
+    return await session.scalar(query) is not None
 
 
-async def list_notifications(session: AsyncSession, user_id: str, limit: int) -> Sequence[Notification]:
-    return (await session.scalars(select(Notification).where(Notification.user_id == user_id).order_by(Notification.created_at.desc(), Notification.id).limit(limit))).all()
+async def due_deliveries(session: AsyncSession, now: datetime, limit: int) -> Sequence[Delivery]:
+    query = (
+        select(Delivery)
+        .where(Delivery.status == DeliveryStatus.QUEUED, Delivery.next_attempt_at <= now)
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def deliveries_for(session: AsyncSession, user_id: str) -> Sequence[Delivery]:
+    return (await session.scalars(select(Delivery).where(Delivery.user_id == user_id).order_by(Delivery.id))).all()
+
+
+async def list_notifications(session: AsyncSession, user_id: str, limit: int, after: tuple[datetime, str] | None) -> Sequence[Notification]:
+    """Newest first, keyset-paginated on (created_at, id)."""
+    query = select(Notification).where(Notification.user_id == user_id)
+    if after:
+        created_at, notification_id = after
+        query = query.where(or_(Notification.created_at < created_at, (Notification.created_at == created_at) & (Notification.id < notification_id)))
+    return (await session.scalars(query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit))).all()
 
 
 async def count_contacts(session: AsyncSession) -> int:

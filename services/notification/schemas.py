@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from services.notification.templates import CHANNELS, KINDS, LOCALES
 
 
 class MessageIn(BaseModel):
@@ -33,7 +36,52 @@ class NotificationOut(BaseModel):
     title: str
     body: str
     created_at: datetime
+    read: bool = False
 
 
 class NotificationList(BaseModel):
     items: list[NotificationOut]
+    next_cursor: str | None = None
+
+
+class QuietHours(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["22:00"])
+    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["08:00"])
+
+
+class PreferencesOut(BaseModel):
+    locale: str
+    timezone: str
+    quiet_hours: QuietHours
+    opt_out: dict[str, list[str]] = Field(description="Message kind -> channels turned off")
+
+
+class PreferencesIn(BaseModel):
+    """Only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    locale: Literal[LOCALES] | None = None  # type: ignore[valid-type]
+    timezone: str | None = Field(None, max_length=64)
+    quiet_hours: QuietHours | None = None
+    opt_out: dict[str, list[Literal[CHANNELS]]] | None = Field(None, max_length=len(KINDS))  # type: ignore[valid-type]
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("unknown IANA time zone") from exc
+        return value
+
+    @field_validator("opt_out")
+    @classmethod
+    def _kinds(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        if value and (unknown := sorted(set(value) - set(KINDS))):
+            raise ValueError(f"unknown message kinds: {', '.join(unknown)}")
+        return value

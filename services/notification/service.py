@@ -1,121 +1,288 @@
-"""Business rules of the notification service: templates, the SMS gateway and the inbox."""
+"""Business rules of the notification service: what to send, on which channels, when; and the
+dispatcher that sends it, exactly once per (event, channel, recipient).
+
+Planning (in the handled event's transaction) writes one `Delivery` per channel: the inbox copy
+is written at once; the others are queued, due now, or at the end of the customer's quiet hours
+for non-security messages, or suppressed where the customer turned that channel off. The
+dispatcher (a worker) sends what is due; a failed send is retried with exponential backoff and
+jitter up to `delivery_max_attempts`, then marked failed; a failed push falls back to SMS.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import random
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
-from string import Formatter
-
-import orjson
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from services.notification import repository
-from services.notification.models import Contact, Notification, SmsDelivery
-from services.notification.schemas import MessageAccepted, MessageIn, NotificationList, NotificationOut
+from services.notification.config import NotificationSettings
+from services.notification.models import Contact, Delivery, DeliveryStatus, Notification
+from services.notification.providers import DeliveryError, Outgoing, Provider
+from services.notification.schemas import MessageAccepted, MessageIn, NotificationList, NotificationOut, PreferencesIn, PreferencesOut, QuietHours
+from services.notification.templates import DEFAULT_LOCALE, KINDS, SECURITY_KINDS, render
 from shared.auth import Principal
 from shared.db import utcnow
-from shared.events import UnbindCompleted, UnbindRejected
+from shared.events import (
+    BindingCreated,
+    Event,
+    UnbindCompleted,
+)
+from shared.logging import redact
 from shared.masking import mask_phone
-from shared.problems import Problem
+from shared.pagination import decode_cursor, encode_cursor
+from shared.problems import Problem, not_found
 from shared.uow import UnitOfWork
-
-DEFAULT_LOCALE = "zh-CN"
-
-# (title, body) per template and locale; `{name}` placeholders, every one required.
-TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
-    "otp_code": {
-        "zh-CN": ("验证码", "【unbind】您的解绑验证码为 {code}，{ttl_minutes} 分钟内有效。请勿泄露给任何人，工作人员不会索取验证码。"),
-        "en": ("Verification code", "[unbind] Your unbind verification code is {code}. It expires in {ttl_minutes} minutes. Never share it; staff will never ask for it."),
-    },
-    "unbind_completed": {
-        "zh-CN": (
-            "解绑完成",
-            "房贷还款账户已解绑，已取消 {mandates_cancelled} 项自动扣款，信用额度由 {credit_limit_before} 元调整为 {credit_limit_after} 元。"
-            "请立即查看房贷账户的还款状态，如有需要请联系贷款机构调整还款计划。",
-        ),
-        "en": (
-            "Unbinding complete",
-            "Your mortgage repayment account is unbound: {mandates_cancelled} auto-debit(s) cancelled, "
-            "credit limit {credit_limit_before} -> {credit_limit_after} CNY. "
-            "Check the repayment status of your mortgage now and, if needed, ask your lender to adjust the repayment plan.",
-        ),
-    },
-    "unbind_rejected": {
-        "zh-CN": ("解绑未通过", "您的解绑申请未通过（原因：{reason}）。如有疑问，可在申请详情中提交申诉。"),
-        "en": ("Unbinding rejected", "Your unbind request was rejected (reason: {reason}). If you disagree, you can appeal from the request details."),
-    },
-}
-
-
-def render(template: str, locale: str, params: dict[str, object]) -> tuple[str, str]:
-    """Render a template strictly: an unknown template or a missing parameter is an error, never a blank."""
-    variants = TEMPLATES.get(template)
-    if variants is None:
-        raise KeyError(f"no template {template!r}")
-    title, body = variants.get(locale) or variants[DEFAULT_LOCALE]
-    needed = {name for _, name, _, _ in Formatter().parse(body) if name}
-    if missing := needed - params.keys():
-        raise KeyError(f"template {template!r} lacks parameters {sorted(missing)}")
-    return title, body.format_map({name: params[name] for name in needed})
 
 
 @dataclass(frozen=True)
-class SmsSink:
-    """Development SMS gateway: appends `{to, text, at}` as one JSON line per message."""
-
-    path: Path
-
-    async def send(self, to: str, text: str) -> None:
-        line = orjson.dumps({"to": to, "text": text, "at": utcnow().isoformat()}) + b"\n"
-        await asyncio.to_thread(self._append, line)
-
-    def _append(self, line: bytes) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("ab") as sink:
-            sink.write(line)
+class NotificationDeps:
+    settings: NotificationSettings
+    providers: dict[str, Provider]
 
 
-async def send_message(uow: UnitOfWork, sink: SmsSink, message: MessageIn) -> MessageAccepted:
-    """Send a service's message by SMS, once per message id."""
+# --- planning ------------------------------------------------------------------------------
+
+
+def quiet_until(contact: Contact | None, now: datetime) -> datetime | None:
+    """The end of the customer's quiet hours if `now` falls inside them, else None."""
+    zone = ZoneInfo(contact.timezone if contact else "Asia/Shanghai")
+    start, end = (time.fromisoformat(contact.quiet_start), time.fromisoformat(contact.quiet_end)) if contact else (time(22), time(8))
+    local = now.astimezone(zone)
+    clock = local.time()
+    inside = (start <= clock or clock < end) if start > end else (start <= clock < end)
+    if not inside or start == end:
+        return None
+    end_at = datetime.combine(local.date(), end, zone)
+    return end_at if end_at > local else end_at + timedelta(days=1)
+
+
+async def plan(uow: UnitOfWork, event_id: str, kind: str, event: Event, params: dict[str, Any], *, not_before: datetime | None = None) -> int:
+    """Write the deliveries of one message; returns how many were new (a replay writes none)."""
+    session = uow.session
+    contact = await repository.get_contact(session, event.user_id)
+    locale = contact.locale if contact else DEFAULT_LOCALE
+    title, body = render(kind, locale, params)
+    now = utcnow()
+    due = not_before or now
+    if not KINDS[kind].security and (until := quiet_until(contact, due)):
+        due = until
+    opted_out = set((contact.opt_out or {}).get(kind, [])) if contact else set()
+    recipients = {"inapp": event.user_id, "push": event.user_id, "sms": contact.phone if contact else None, "email": contact.email if contact else None}
+    created = 0
+    for channel in KINDS[kind].channels + (("email",) if kind == "unbind_completed" and contact and contact.email else ()):
+        recipient = recipients[channel]
+        if recipient is None or await repository.delivery_exists(session, event_id, channel, recipient):
+            continue
+        delivery = Delivery(
+            event_id=event_id, channel=channel, recipient=recipient, user_id=event.user_id, kind=kind, request_id=event.request_id, title=title, body=body, created_at=now
+        )
+        if channel in opted_out and kind not in SECURITY_KINDS:
+            delivery.status = DeliveryStatus.SUPPRESSED
+        elif channel == "inapp" and due <= now:
+            _to_inbox(uow, delivery, now)
+        else:
+            delivery.status, delivery.next_attempt_at = DeliveryStatus.QUEUED, due
+        session.add(delivery)
+        created += 1
+    return created
+
+
+def _to_inbox(uow: UnitOfWork, delivery: Delivery, now: datetime) -> None:
+    uow.session.add(
+        Notification(id=str(uuid.uuid4()), user_id=delivery.user_id, kind=delivery.kind, request_id=delivery.request_id, title=delivery.title, body=delivery.body, created_at=now)
+    )
+    delivery.status, delivery.sent_at, delivery.attempts = DeliveryStatus.SENT, now, 1
+
+
+async def notify_lender(uow: UnitOfWork, event_id: str, event: UnbindCompleted) -> None:
+    """The lender learns the mandate is gone, through its signed webhook."""
+    if await repository.delivery_exists(uow.session, event_id, "institution", "lender"):
+        return
+    payload = {"type": "UnbindCompleted", "event_id": event_id, "binding_id": event.binding_id, "mandates_cancelled": event.mandates_cancelled, "at": utcnow().isoformat()}
+    uow.session.add(
+        Delivery(
+            event_id=event_id,
+            channel="institution",
+            recipient="lender",
+            user_id=event.user_id,
+            kind="unbind_completed",
+            request_id=event.request_id,
+            title="UnbindCompleted",
+            body="",
+            payload=payload,
+            status=DeliveryStatus.QUEUED,
+            next_attempt_at=utcnow(),
+        )
+    )
+
+
+async def schedule_reminder(uow: UnitOfWork, settings: NotificationSettings, event_id: str, event: UnbindCompleted) -> None:
+    when = utcnow() + timedelta(seconds=settings.reminder_delay_seconds)
+    await plan(uow, f"{event_id}:reminder", "follow_up_reminder", event, {}, not_before=when)
+
+
+def event_params(event: Event) -> dict[str, Any]:
+    params = event.model_dump(mode="json")
+    if isinstance(event, BindingCreated):
+        params["lender"] = event.lender
+    return params
+
+
+# --- dispatching ---------------------------------------------------------------------------
+
+
+def backoff(settings: NotificationSettings, attempts: int) -> timedelta:
+    """Exponential from the base, with +-20 % jitter so retries of many messages spread out."""
+    return timedelta(seconds=settings.delivery_backoff_seconds * 2 ** (attempts - 1) * random.uniform(0.8, 1.2))
+
+
+async def dispatch_due(uow: UnitOfWork, deps: NotificationDeps, *, limit: int = 50) -> int:
+    now = utcnow()
+    due = await repository.due_deliveries(uow.session, now, limit)
+    for delivery in due:
+        delivery.attempts += 1
+        if delivery.channel == "inapp":
+            _to_inbox(uow, delivery, now)
+            continue
+        try:
+            await deps.providers[delivery.channel].send(Outgoing(delivery.recipient, delivery.title, delivery.body, delivery.payload))
+        except DeliveryError as exc:
+            delivery.last_error = redact(str(exc))[:500]
+            if delivery.channel == "push":
+                delivery.status = DeliveryStatus.FAILED
+                await _fall_back_to_sms(uow, delivery, now)
+            elif delivery.attempts >= deps.settings.delivery_max_attempts:
+                delivery.status = DeliveryStatus.FAILED
+            else:
+                delivery.next_attempt_at = now + backoff(deps.settings, delivery.attempts)
+            continue
+        delivery.status, delivery.sent_at = DeliveryStatus.SENT, now
+    return len(due)
+
+
+async def _fall_back_to_sms(uow: UnitOfWork, push: Delivery, now: datetime) -> None:
+    contact = await repository.get_contact(uow.session, push.user_id)
+    if contact is None or await repository.delivery_exists(uow.session, push.event_id, "sms", contact.phone):
+        return
+    uow.session.add(
+        Delivery(
+            event_id=push.event_id,
+            channel="sms",
+            recipient=contact.phone,
+            user_id=push.user_id,
+            kind=push.kind,
+            request_id=push.request_id,
+            title=push.title,
+            body=push.body,
+            status=DeliveryStatus.QUEUED,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+
+
+# --- internal send (codes) -----------------------------------------------------------------
+
+
+async def send_message(uow: UnitOfWork, sms: Provider, message: MessageIn) -> MessageAccepted:
+    """Send a service's code SMS, once per message id; only its redacted text is kept."""
     contact = await repository.get_contact(uow.session, message.user_id)
     if contact is None:
         raise Problem(422, "unknown-recipient", "Unknown recipient", "No contact details are on file for this user.")
     masked = mask_phone(contact.phone)
-    if await repository.get_sms_delivery(uow.session, message.message_id) is not None:
+    if await repository.delivery_exists(uow.session, message.message_id, "sms", contact.phone):
         return MessageAccepted(message_id=message.message_id, status="sent", channel="sms", to=masked)
     try:
-        _, text = render(message.template, contact.locale, dict(message.params))
+        title, text = render(message.template, contact.locale, dict(message.params))
     except KeyError as exc:
         raise Problem(422, "template-parameters", "Template parameters missing", str(exc)) from exc
-    # Gateway first, then the record: a crash in between may send twice, never zero times.
-    await sink.send(contact.phone, text)
-    uow.session.add(SmsDelivery(message_id=message.message_id, user_id=message.user_id, template=message.template, status="sent"))
+    try:
+        # Gateway first, then the record: a crash in between may send twice, never zero times.
+        await sms.send(Outgoing(contact.phone, title, text))
+    except DeliveryError as exc:
+        raise Problem(503, "sms-unavailable", "SMS gateway unavailable", "The code was not sent; retry.", headers={"Retry-After": "2"}) from exc
+    now = utcnow()
+    uow.session.add(
+        Delivery(
+            event_id=message.message_id,
+            channel="sms",
+            recipient=contact.phone,
+            user_id=message.user_id,
+            kind=message.template,
+            title=title,
+            body=redact(text),
+            status=DeliveryStatus.SENT,
+            attempts=1,
+            created_at=now,
+            sent_at=now,
+        )
+    )
     return MessageAccepted(message_id=message.message_id, status="sent", channel="sms", to=masked)
 
 
-async def notify_completed(uow: UnitOfWork, event: UnbindCompleted) -> None:
-    await _to_inbox(uow, event.user_id, "unbind_completed", event.request_id, event.model_dump())
+# --- customer API --------------------------------------------------------------------------
 
 
-async def notify_rejected(uow: UnitOfWork, event: UnbindRejected) -> None:
-    await _to_inbox(uow, event.user_id, "unbind_rejected", event.request_id, event.model_dump())
+async def list_notifications(uow: UnitOfWork, principal: Principal, limit: int, cursor: str | None) -> NotificationList:
+    rows = await repository.list_notifications(uow.session, principal.subject, limit + 1, decode_cursor(cursor) if cursor else None)
+    page = rows[:limit]
+    return NotificationList(
+        items=[NotificationOut.model_validate(row, from_attributes=True).model_copy(update={"read": row.read_at is not None}) for row in page],
+        next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None,
+    )
 
 
-async def _to_inbox(uow: UnitOfWork, user_id: str, kind: str, request_id: str, params: dict[str, object]) -> None:
-    contact = await repository.get_contact(uow.session, user_id)
-    title, body = render(kind, contact.locale if contact else DEFAULT_LOCALE, params)
-    uow.session.add(Notification(id=str(uuid.uuid4()), user_id=user_id, kind=kind, request_id=request_id, title=title, body=body, created_at=utcnow()))
+async def mark_read(uow: UnitOfWork, principal: Principal, notification_id: str) -> NotificationOut:
+    notification = await uow.session.get(Notification, notification_id)
+    if notification is None or notification.user_id != principal.subject:
+        raise not_found("The notification")
+    notification.read_at = notification.read_at or utcnow()
+    return NotificationOut.model_validate(notification, from_attributes=True).model_copy(update={"read": True})
 
 
-async def list_notifications(uow: UnitOfWork, principal: Principal, limit: int) -> NotificationList:
-    rows = await repository.list_notifications(uow.session, principal.subject, limit)
-    return NotificationList(items=[NotificationOut.model_validate(row, from_attributes=True) for row in rows])
+def preferences_out(contact: Contact) -> PreferencesOut:
+    return PreferencesOut(
+        locale=contact.locale, timezone=contact.timezone, quiet_hours=QuietHours(start=contact.quiet_start, end=contact.quiet_end), opt_out=contact.opt_out or {}
+    )
+
+
+async def _own_contact(uow: UnitOfWork, principal: Principal) -> Contact:
+    contact = await repository.get_contact(uow.session, principal.subject)
+    if contact is None:
+        raise not_found("Contact details")
+    return contact
+
+
+async def get_preferences(uow: UnitOfWork, principal: Principal) -> PreferencesOut:
+    return preferences_out(await _own_contact(uow, principal))
+
+
+async def update_preferences(uow: UnitOfWork, principal: Principal, body: PreferencesIn) -> PreferencesOut:
+    if security := sorted(kind for kind, channels in (body.opt_out or {}).items() if channels and kind in SECURITY_KINDS):
+        raise Problem(422, "security-message", "Security messages cannot be turned off", "These messages protect your account and are always sent.", kinds=security)
+    contact = await _own_contact(uow, principal)
+    if body.locale is not None:
+        contact.locale = body.locale
+    if body.timezone is not None:
+        contact.timezone = body.timezone
+    if body.quiet_hours is not None:
+        contact.quiet_start, contact.quiet_end = body.quiet_hours.start, body.quiet_hours.end
+    if body.opt_out is not None:
+        contact.opt_out = {kind: sorted(set(channels)) for kind, channels in body.opt_out.items() if channels}
+    return preferences_out(contact)
 
 
 async def seed_demo_data(uow: UnitOfWork) -> bool:
     """Contact details of Zhang San and Li Si; only into an empty database."""
     if await repository.count_contacts(uow.session):
         return False
-    uow.session.add_all([Contact(user_id="u-zhangsan", phone="+8613812345678", locale="zh-CN"), Contact(user_id="u-lisi", phone="+8613987654321", locale="en")])
+    uow.session.add_all(
+        [
+            Contact(user_id="u-zhangsan", phone="+8613812345678", email="zhangsan@example.com", locale="zh-CN"),
+            Contact(user_id="u-lisi", phone="+8613987654321", locale="en"),
+        ]
+    )
     return True

@@ -141,10 +141,10 @@ async def test_appeal_approved_goes_on_to_verification_and_completes(kafka_topic
             await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny"}, headers=auth("ops-9", "ops")), 409, "review-closed"
         )
 
-        sent_before = len(stack.sms_messages())
+        sent_before = len(stack.codes(customer.phone))
         reissued = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "pending_verification" and body["verification"] is not None)
         assert reissued["verification"]["methods"] == ["otp", "biometric"], "after a review, both factors"
-        await eventually(lambda: len(stack.sms_messages()) > sent_before, 15, "no new code was sent")
+        await eventually(lambda: len(stack.codes(customer.phone)) > sent_before, 15, "no new code was sent")
         await pass_verification(stack, customer, request_id, reissued["verification"]["id"], device)
         done = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "completed")
         assert done["reviewer_note"] == "verified by phone"

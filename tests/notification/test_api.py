@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from services.notification.models import Delivery
 from tests.binding.test_api import assert_problem
 from tests.factories import customer_with_binding
 from tests.stack import Stack, auth, make_bus_topics, running_stack
@@ -33,6 +35,9 @@ async def test_service_sends_a_code_once_per_message_id(stack: Stack) -> None:
     assert again.status_code == 202
     messages = stack.sms_messages()
     assert len(messages) == 1, "a retried call sends nothing new"
+    async with stack.runtime("notification").session_factory() as session:
+        [stored] = (await session.scalars(select(Delivery).where(Delivery.event_id == "v-1:otp:1"))).all()
+    assert "493021" not in stored.body and "******" in stored.body, "the stored record has the code redacted"
     assert messages[0]["to"] == customer.phone
     assert "493021" in messages[0]["text"] and "expires in 5 minutes" in messages[0]["text"]
 
@@ -66,5 +71,5 @@ async def test_bad_messages_are_422_and_send_nothing(stack: Stack, change: dict,
 async def test_inbox_is_per_customer(stack: Stack) -> None:
     customer = await customer_with_binding(stack)
     response = await stack.client("notification").get("/v1/notifications", headers=auth(customer.user_id))
-    assert response.status_code == 200 and response.json() == {"items": []}
+    assert response.status_code == 200 and response.json() == {"items": [], "next_cursor": None}
     assert_problem(await stack.client("notification").get("/v1/notifications?limit=0", headers=auth(customer.user_id)), 422, "validation-error")

@@ -74,7 +74,7 @@ async def test_consumer_killed_after_handling_but_before_committing(kafka_topics
                 unit_of_work=unit_of_work,
                 inbox_model=InboxEntry,
                 subscriptions=notification_handlers.SUBSCRIPTIONS,
-                deps=runtime.settings,
+                deps=runtime.deps,
             )
 
         def crashing_unit_of_work() -> UnitOfWork:
@@ -140,7 +140,7 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(any_bu
             unit_of_work=runtime.unit_of_work,
             inbox_model=InboxEntry,
             subscriptions={UnbindCompleted: flaky},
-            deps=runtime.settings,
+            deps=runtime.deps,
             max_attempts=3,
             retry_backoff=0.01,
         )
@@ -183,7 +183,7 @@ async def test_an_unreachable_database_is_waited_out_not_dead_lettered(any_bus: 
             unit_of_work=flaky_database,
             inbox_model=InboxEntry,
             subscriptions=notification_handlers.SUBSCRIPTIONS,
-            deps=runtime.settings,
+            deps=runtime.deps,
             retry_backoff=0.01,
         )
         await any_bus.publish_event(completed_event())

@@ -25,7 +25,7 @@ async def issued_verification(stack: Stack, customer: Customer) -> tuple[str, st
     )
     request_id = accepted.json()["id"]
     issued = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["verification"] is not None)
-    await eventually(lambda: any(message["to"] == customer.phone for message in stack.sms_messages()), 10, "no SMS sent")
+    await eventually(lambda: stack.codes(customer.phone), 10, "no code sent")
     return request_id, issued["verification"]["id"]
 
 

@@ -48,7 +48,7 @@ async def step_up(stack: Stack, customer: Customer) -> tuple[str, str]:
     await stack.topics.publish_event(Envelope(data=decision, source="/services/risk"))
     issued = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["verification"] is not None)
     assert issued["verification"]["methods"] == ["otp", "biometric"]
-    await eventually(lambda: any(message["to"] == customer.phone for message in stack.sms_messages()), 10, "no SMS sent")
+    await eventually(lambda: stack.codes(customer.phone), 10, "no code sent")
     return request_id, issued["verification"]["id"]
 
 

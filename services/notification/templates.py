@@ -1,0 +1,165 @@
+"""Message kinds, their channels, and their texts in zh-CN (default) and en.
+
+Security messages (codes, and what could mean someone else is unbinding: requested, completed,
+rejected, a failed or suspicious verification) go by SMS and to the inbox, ignore quiet hours and
+cannot be turned off. The others go by push (SMS when push fails) and to the inbox, wait for the
+end of quiet hours, and can be turned off per channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from string import Formatter
+
+DEFAULT_LOCALE = "zh-CN"
+LOCALES = ("zh-CN", "en")
+CHANNELS = ("sms", "push", "email", "inapp")
+
+
+@dataclass(frozen=True)
+class Kind:
+    security: bool
+    texts: dict[str, tuple[str, str]]  # locale -> (title, body)
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return ("sms", "inapp") if self.security else ("push", "inapp")
+
+
+KINDS: dict[str, Kind] = {
+    "otp_code": Kind(
+        True,
+        {
+            "zh-CN": ("验证码", "【unbind】您的解绑验证码为 {code}，{ttl_minutes} 分钟内有效。请勿泄露给任何人，工作人员不会索取验证码。"),
+            "en": ("Verification code", "[unbind] Your unbind verification code is {code}. It expires in {ttl_minutes} minutes. Never share it; staff will never ask for it."),
+        },
+    ),
+    "binding_created": Kind(
+        False,
+        {
+            "zh-CN": ("绑定成功", "尾号 {account_last4} 的房贷还款账户（{lender}）已绑定，信用额度由 {credit_limit_before} 元调整为 {credit_limit_after} 元。"),
+            "en": ("Account bound", "Your mortgage repayment account ending {account_last4} ({lender}) is bound; credit limit {credit_limit_before} -> {credit_limit_after} CNY."),
+        },
+    ),
+    "unbind_requested": Kind(
+        True,
+        {
+            "zh-CN": (
+                "解绑申请已提交",
+                "您已申请解绑房贷还款账户。解绑后将不再自动扣款，请按时自行还款，并留意信用额度变化和绑定权益的失效。如非本人操作，请立即取消申请并联系客服。",
+            ),
+            "en": (
+                "Unbind request received",
+                "You asked to unbind your mortgage repayment account. After unbinding, instalments are no longer auto-debited: repay on time yourself, "
+                "and expect a lower credit limit and lost benefits. If this was not you, cancel the request now and contact support.",
+            ),
+        },
+    ),
+    "verification_requested": Kind(
+        False,
+        {
+            "zh-CN": ("请完成身份验证", "请在 {expires_at} 前完成身份验证（{methods}）以继续解绑。"),
+            "en": ("Verify it is you", "Complete the identity check ({methods}) before {expires_at} to go on with the unbinding."),
+        },
+    ),
+    "verified": Kind(
+        False,
+        {
+            "zh-CN": ("身份验证通过", "身份验证已通过（{methods}），正在为您解绑。"),
+            "en": ("Identity verified", "Your identity is verified ({methods}); the unbinding is under way."),
+        },
+    ),
+    "verification_failed": Kind(
+        True,
+        {
+            "zh-CN": ("身份验证未通过", "身份验证未通过（{reason}），解绑申请未能继续。如非本人操作，请尽快修改密码并联系客服。"),
+            "en": (
+                "Verification failed",
+                "The identity check failed ({reason}) and the unbind request cannot go on. If this was not you, change your password and contact support.",
+            ),
+        },
+    ),
+    "biometric_counter_regressed": Kind(
+        True,
+        {
+            "zh-CN": ("设备安全提醒", "我们拒绝了一次来自设备 {device_id} 的异常签名。如非本人操作，请立即联系客服。"),
+            "en": ("Device security alert", "We refused an unusual signature from device {device_id}. If this was not you, contact support at once."),
+        },
+    ),
+    "unbind_completed": Kind(
+        True,
+        {
+            "zh-CN": (
+                "解绑完成",
+                "房贷还款账户已解绑，已取消 {mandates_cancelled} 项自动扣款，信用额度由 {credit_limit_before} 元调整为 {credit_limit_after} 元。"
+                "接下来请：1. 立即到贷款机构查看还款状态；2. 如有需要，请贷款机构调整还款计划；3. 如有异议，可在申请详情中申诉。",
+            ),
+            "en": (
+                "Unbinding complete",
+                "Your mortgage repayment account is unbound: {mandates_cancelled} auto-debit(s) cancelled, credit limit {credit_limit_before} -> {credit_limit_after} CNY. "
+                "Next: 1. check the repayment status at your lender now; 2. if needed, ask your lender to adjust the repayment plan; 3. if you disagree, appeal from the request.",
+            ),
+        },
+    ),
+    "unbind_rejected": Kind(
+        True,
+        {
+            "zh-CN": ("解绑未通过", "您的解绑申请未通过（原因：{reason}）。如有疑问，可在申请详情中提交申诉（仅限一次）。"),
+            "en": ("Unbinding rejected", "Your unbind request was rejected (reason: {reason}). If you disagree, you can appeal once from the request details."),
+        },
+    ),
+    "unbind_cancelled": Kind(
+        False,
+        {
+            "zh-CN": ("解绑已取消", "您的解绑申请已取消，绑定与自动扣款保持不变。"),
+            "en": ("Unbinding cancelled", "Your unbind request is cancelled; the binding and its auto-debit stay as they were."),
+        },
+    ),
+    "unbind_expired": Kind(
+        False,
+        {
+            "zh-CN": ("解绑申请已过期", "您的解绑申请未在规定时间内完成，已自动关闭，绑定保持不变。如仍需解绑，请重新申请。"),
+            "en": ("Unbind request expired", "Your unbind request was not completed in time and is closed; the binding is unchanged. Ask again if you still want to unbind."),
+        },
+    ),
+    "unbind_appealed": Kind(
+        False,
+        {
+            "zh-CN": ("申诉已受理", "我们已收到您的申诉，工作人员将尽快复核。"),
+            "en": ("Appeal received", "We received your appeal; a reviewer will look at it soon."),
+        },
+    ),
+    "review_decided": Kind(
+        False,
+        {
+            "zh-CN": ("人工复核完成", "您的解绑申请已复核，结果：{decision}。"),
+            "en": ("Review finished", "Your unbind request was reviewed: {decision}."),
+        },
+    ),
+    "follow_up_reminder": Kind(
+        False,
+        {
+            "zh-CN": ("还款提醒", "解绑已完成一天。请到贷款机构确认本期还款状态，避免逾期；如需调整还款计划，请联系贷款机构。"),
+            "en": (
+                "Repayment reminder",
+                "It has been a day since the unbinding. Check this period's repayment status at your lender so nothing falls overdue, "
+                "and ask them to adjust the plan if needed.",
+            ),
+        },
+    ),
+}
+
+SECURITY_KINDS = frozenset(kind for kind, spec in KINDS.items() if spec.security)
+
+
+def render(kind: str, locale: str, params: dict[str, object]) -> tuple[str, str]:
+    """Render strictly: an unknown kind or a missing parameter is an error, never a blank."""
+    spec = KINDS.get(kind)
+    if spec is None:
+        raise KeyError(f"no template {kind!r}")
+    title, body = spec.texts.get(locale) or spec.texts[DEFAULT_LOCALE]
+    needed = {name for _, name, _, _ in Formatter().parse(body) if name}
+    if missing := needed - params.keys():
+        raise KeyError(f"template {kind!r} lacks parameters {sorted(missing)}")
+    values = {name: ", ".join(map(str, value)) if isinstance(value, list) else value for name, value in params.items() if name in needed}
+    return title, body.format_map(values)

@@ -1,0 +1,279 @@
+"""Notification delivery: templates in both locales, routing and opt-out, quiet hours, retries and
+fallback, exactly one delivery per (event, channel, recipient), the signed lender webhook, the
+durable reminder, and the inbox."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+from sqlalchemy import select
+
+from services.notification.config import DEVELOPMENT_WEBHOOK_SECRET
+from services.notification.models import Contact, Delivery
+from services.notification.providers import DeliveryError, Outgoing
+from services.notification.service import event_params, quiet_until
+from services.notification.templates import KINDS, LOCALES, SECURITY_KINDS, render
+from shared.cloudevents import Envelope
+from shared.events import UnbindCancelled, UnbindCompleted, UnbindRequested
+from tests.binding.test_api import assert_problem
+from tests.shared.test_cloudevents import SAMPLES
+from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack
+
+ONLY_NOTIFICATION = ("notification",)
+ALWAYS_AWAKE = {"start": "00:00", "end": "00:00"}  # no quiet hours
+
+
+def sample_params(kind: str) -> dict:
+    by_kind = {
+        "otp_code": {"code": "123456", "ttl_minutes": "5"},
+        "follow_up_reminder": {},
+    }
+    if kind in by_kind:
+        return by_kind[kind]
+    event_type = "".join(part.capitalize() for part in kind.split("_"))
+    [event] = [sample for sample in SAMPLES if type(sample).__name__ == event_type]
+    return event_params(event)
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_kind_renders_in_both_locales(kind: str, locale: str) -> None:
+    title, body = render(kind, locale, sample_params(kind))
+    assert title and body and "{" not in body and "}" not in body
+    assert any("\u4e00" <= char <= "\u9fff" for char in body) if locale == "zh-CN" else body.isascii()
+
+
+def test_every_customer_facing_event_has_a_kind() -> None:
+    internal = {"RiskAssessed"}  # scores are for ops, not customers
+    kinds = {kind.replace("_", "") for kind in KINDS}
+    for sample in SAMPLES:
+        name = type(sample).__name__
+        assert name in internal or name.lower() in kinds, f"{name} has no message"
+
+
+def test_a_missing_variable_is_an_error_not_a_blank() -> None:
+    with pytest.raises(KeyError, match="code"):
+        render("otp_code", "en", {"ttl_minutes": "5"})
+
+
+@pytest.mark.parametrize(
+    ("now", "quiet", "expected"),
+    [
+        ("2026-11-28T14:30:00+00:00", ("22:00", "08:00"), "2026-11-29T08:00:00+08:00"),  # 22:30 Shanghai
+        ("2026-11-28T20:00:00+00:00", ("22:00", "08:00"), "2026-11-29T08:00:00+08:00"),  # 04:00 Shanghai
+        ("2026-11-28T04:00:00+00:00", ("22:00", "08:00"), None),  # noon Shanghai
+        ("2026-11-28T04:00:00+00:00", ("11:00", "13:00"), "2026-11-28T13:00:00+08:00"),
+        ("2026-11-28T04:00:00+00:00", ("00:00", "00:00"), None),
+    ],
+)
+def test_quiet_hours_window(now: str, quiet: tuple[str, str], expected: str | None) -> None:
+    contact = Contact(user_id="u", phone="+8613800000000", timezone="Asia/Shanghai", quiet_start=quiet[0], quiet_end=quiet[1])
+    until = quiet_until(contact, datetime.fromisoformat(now))
+    assert (until.isoformat() if until else None) == (datetime.fromisoformat(expected).isoformat() if expected else None)
+
+
+class FlakyChannel:
+    """Fails the first `failures` sends, then records the rest."""
+
+    def __init__(self, failures: int):
+        self.failures = failures
+        self.sent: list[Outgoing] = []
+
+    async def send(self, message: Outgoing) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise DeliveryError("gateway timeout")
+        self.sent.append(message)
+
+
+async def with_contact(stack: Stack, user_id: str = "u-zhangsan", **fields: object) -> Contact:
+    async with stack.runtime("notification").unit_of_work() as uow:
+        contact = Contact(user_id=user_id, phone="+8613812345678", email=None, locale="zh-CN", timezone="Asia/Shanghai", quiet_start="00:00", quiet_end="00:00", opt_out={}) 
+        for name, value in fields.items():
+            setattr(contact, name, value)
+        uow.session.add(contact)
+    return contact
+
+
+async def deliveries(stack: Stack, user_id: str = "u-zhangsan") -> list[Delivery]:
+    async with stack.runtime("notification").session_factory() as session:
+        return list((await session.scalars(select(Delivery).where(Delivery.user_id == user_id).order_by(Delivery.id))).all())
+
+
+def requested(request_id: str = "r-1") -> Envelope:
+    return Envelope.emit(UnbindRequested(request_id=request_id, binding_id="b-1", user_id="u-zhangsan", reason="other", impact_hash="a" * 64))
+
+
+@pytest.fixture
+async def memory_stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
+    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, ONLY_NOTIFICATION) as running:
+        yield running
+
+
+async def test_security_messages_go_by_sms_and_inbox_and_ignore_opt_out(memory_stack: Stack) -> None:
+    await with_contact(memory_stack, opt_out={"unbind_cancelled": ["push"]})
+    refused = await memory_stack.client("notification").put("/v1/preferences", json={"opt_out": {"unbind_requested": ["sms"]}}, headers=auth("u-zhangsan"))
+    assert assert_problem(refused, 422, "security-message")["kinds"] == ["unbind_requested"]
+
+    await memory_stack.topics.publish_event(requested())
+    cancelled = Envelope.emit(UnbindCancelled(request_id="r-1", binding_id="b-1", user_id="u-zhangsan"))
+    await memory_stack.topics.publish_event(cancelled)
+
+    async def settled() -> list[Delivery] | None:
+        rows = await deliveries(memory_stack)
+        return rows if len(rows) == 4 and all(row.status != "queued" for row in rows) else None
+
+    rows = await eventually(settled, 15, "the deliveries did not settle")
+    assert sorted((row.kind, row.channel, row.status) for row in rows) == [
+        ("unbind_cancelled", "inapp", "sent"),
+        ("unbind_cancelled", "push", "suppressed"),
+        ("unbind_requested", "inapp", "sent"),
+        ("unbind_requested", "sms", "sent"),
+    ]
+    assert [message["to"] for message in memory_stack.sms_messages()] == ["+8613812345678"]
+
+
+async def test_quiet_hours_hold_non_security_messages_then_deliver(memory_stack: Stack) -> None:
+    now = datetime.now(UTC)
+    local_hour = now.astimezone(ZoneInfo("Asia/Shanghai")).hour
+    window = {"quiet_start": f"{local_hour:02d}:00", "quiet_end": f"{(local_hour + 2) % 24:02d}:00"}
+    await with_contact(memory_stack, **window)
+    await memory_stack.topics.publish_event(Envelope.emit(UnbindCancelled(request_id="r-1", binding_id="b-1", user_id="u-zhangsan")))
+    await memory_stack.topics.publish_event(requested())
+
+    async def planned() -> list[Delivery] | None:
+        rows = await deliveries(memory_stack)
+        return rows if len(rows) == 4 else None
+
+    rows = {(row.kind, row.channel): row for row in await eventually(planned, 15, "nothing planned")}
+    held = rows[("unbind_cancelled", "push")]
+    assert held.status == "queued" and held.next_attempt_at > now, "a non-security message waits for the end of the quiet hours"
+    assert rows[("unbind_cancelled", "inapp")].status == "queued"
+    await eventually(lambda: _status(memory_stack, "unbind_requested", "sms", "sent"), 15, "a security message is not held")
+
+    async with memory_stack.runtime("notification").unit_of_work() as uow:  # the quiet hours end
+        for row in (await uow.session.scalars(select(Delivery).where(Delivery.kind == "unbind_cancelled"))).all():
+            row.next_attempt_at = datetime.now(UTC)
+    await eventually(lambda: _status(memory_stack, "unbind_cancelled", "push", "sent"), 15, "the held message was not delivered")
+    inbox = (await memory_stack.client("notification").get("/v1/notifications", headers=auth("u-zhangsan"))).json()["items"]
+    assert sorted(item["kind"] for item in inbox) == ["unbind_cancelled", "unbind_requested"]
+
+
+async def _status(stack: Stack, kind: str, channel: str, status: str) -> bool:
+    return any(row.kind == kind and row.channel == channel and row.status == status for row in await deliveries(stack))
+
+
+@pytest.mark.parametrize(("failures", "status", "attempts"), [(2, "sent", 3), (10, "failed", 3)])
+async def test_a_failing_provider_is_retried_then_succeeds_or_fails(database_urls: dict[str, str], tmp_path: Path, failures: int, status: str, attempts: int) -> None:
+    sms = FlakyChannel(failures)
+    overrides = {"notification": {"delivery_max_attempts": 3, "delivery_backoff_seconds": 0.05, "dispatch_interval_seconds": 0.05}}
+    options = {"notification": {"providers": {"sms": sms}}}
+    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, ONLY_NOTIFICATION, overrides, app_options=options) as stack:
+        await with_contact(stack)
+        await stack.topics.publish_event(requested())
+        await eventually(lambda: _status(stack, "unbind_requested", "sms", status), 15, f"the SMS did not end {status}")
+        [row] = [row for row in await deliveries(stack) if row.channel == "sms"]
+        assert row.attempts == attempts and (row.last_error == "gateway timeout") == (status == "failed" or failures > 0)
+        assert len(sms.sent) == (1 if status == "sent" else 0)
+
+
+async def test_a_failed_push_falls_back_to_sms(database_urls: dict[str, str], tmp_path: Path) -> None:
+    push = FlakyChannel(1)
+    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, ONLY_NOTIFICATION, app_options={"notification": {"providers": {"push": push}}}) as stack:
+        await with_contact(stack)
+        await stack.topics.publish_event(Envelope.emit(UnbindCancelled(request_id="r-1", binding_id="b-1", user_id="u-zhangsan")))
+        await eventually(lambda: _status(stack, "unbind_cancelled", "sms", "sent"), 15, "no SMS fallback")
+        assert await _status(stack, "unbind_cancelled", "push", "failed")
+        assert "取消" in stack.sms_messages()[-1]["text"]
+
+
+async def test_the_same_event_three_times_gives_one_message_per_channel(any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+    async with running_stack(any_bus, database_urls, tmp_path, ONLY_NOTIFICATION) as stack:
+        await with_contact(stack)
+        event = requested()
+        await any_bus.publish_event(event, times=3)
+        consumer = stack.runtime("notification").consumer
+        await eventually(lambda: consumer.handled_total + consumer.duplicates_total == 3, 30, "not every copy was consumed")
+        await eventually(lambda: _status(stack, "unbind_requested", "sms", "sent"), 15, "no SMS")
+        rows = await deliveries(stack)
+        assert sorted(row.channel for row in rows) == ["inapp", "sms"] and {row.event_id for row in rows} == {event.id}
+        assert len(stack.sms_messages()) == 1
+
+
+async def test_the_lender_webhook_is_signed_and_the_reminder_survives_a_restart(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+    overrides = {"notification": {"reminder_delay_seconds": 2, "dispatch_interval_seconds": 0.1}}
+    completed = Envelope.emit(UnbindCompleted(request_id="r-9", binding_id="b-9", user_id="u-zhangsan", mandates_cancelled=1, credit_limit_before=30000, credit_limit_after=20300))
+    async with running_stack(kafka_topics, database_urls, tmp_path, ONLY_NOTIFICATION, overrides) as stack:
+        await with_contact(stack, email="zhangsan@example.com")
+        await kafka_topics.publish_event(completed)
+        await eventually(lambda: (tmp_path / "institution.jsonl").exists(), 15, "the lender was not told")
+        await eventually(lambda: (tmp_path / "email.jsonl").exists(), 15, "no email")
+    hook = orjson.loads((tmp_path / "institution.jsonl").read_bytes().splitlines()[0])
+    expected = "sha256=" + hmac.new(DEVELOPMENT_WEBHOOK_SECRET.encode(), hook["body"].encode(), hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(hook["signature"], expected)
+    assert orjson.loads(hook["body"]) | {"at": None} == {"type": "UnbindCompleted", "event_id": completed.id, "binding_id": "b-9", "mandates_cancelled": 1, "at": None}
+    assert not (tmp_path / "push.jsonl").exists(), "the reminder is not due yet"
+
+    await asyncio.sleep(2.2)  # the reminder falls due while the service is down
+    async with running_stack(kafka_topics, database_urls, tmp_path, ONLY_NOTIFICATION, overrides) as restarted:
+        await eventually(lambda: (tmp_path / "push.jsonl").exists(), 15, "the reminder did not arrive after the restart")
+        [push] = [orjson.loads(line) for line in (tmp_path / "push.jsonl").read_bytes().splitlines()]
+        assert push["title"] == "还款提醒" and push["to"] == "u-zhangsan"
+        inbox = (await restarted.client("notification").get("/v1/notifications", headers=auth("u-zhangsan"))).json()["items"]
+        assert sorted(item["kind"] for item in inbox) == ["follow_up_reminder", "unbind_completed"]
+
+
+async def test_the_inbox_is_paginated_and_private(memory_stack: Stack) -> None:
+    await with_contact(memory_stack)
+    await with_contact(memory_stack, user_id="u-lisi")
+    for index in range(3):
+        await memory_stack.topics.publish_event(requested(f"r-{index}"))
+    client = memory_stack.client("notification")
+
+    async def inbox_full() -> dict | None:
+        body = (await client.get("/v1/notifications?limit=2", headers=auth("u-zhangsan"))).json()
+        return body if body["next_cursor"] else None
+
+    first = await eventually(inbox_full, 15, "the inbox did not fill")
+    second = (await client.get(f"/v1/notifications?limit=2&cursor={first['next_cursor']}", headers=auth("u-zhangsan"))).json()
+    ids = [item["id"] for item in first["items"] + second["items"]]
+    assert len(set(ids)) == 3 and second["next_cursor"] is None and not any(item["read"] for item in first["items"])
+
+    assert_problem(await client.post(f"/v1/notifications/{ids[0]}/read", headers=auth("u-lisi")), 404, "not-found")
+    assert (await client.get("/v1/notifications", headers=auth("u-lisi"))).json()["items"] == []
+    marked = await client.post(f"/v1/notifications/{ids[0]}/read", headers=auth("u-zhangsan"))
+    assert marked.status_code == 200 and marked.json()["read"] is True
+    assert SECURITY_KINDS >= {"otp_code", "unbind_requested", "unbind_completed", "unbind_rejected"}
+
+
+async def test_preferences_round_trip_and_validation(memory_stack: Stack) -> None:
+    await with_contact(memory_stack)
+    client, headers = memory_stack.client("notification"), auth("u-zhangsan")
+    saved = await client.put(
+        "/v1/preferences", json={"locale": "en", "timezone": "Europe/Berlin", "quiet_hours": {"start": "23:00", "end": "07:00"}, "opt_out": {"verified": ["push"]}}, headers=headers
+    )
+    assert saved.status_code == 200
+    assert (await client.get("/v1/preferences", headers=headers)).json() == {
+        "locale": "en",
+        "timezone": "Europe/Berlin",
+        "quiet_hours": {"start": "23:00", "end": "07:00"},
+        "opt_out": {"verified": ["push"]},
+    }
+    bad_bodies = [
+        {"locale": "fr"},
+        {"timezone": "Mars/Olympus"},
+        {"quiet_hours": {"start": "25:00", "end": "07:00"}},
+        {"opt_out": {"verified": ["pigeon"]}},
+        {"opt_out": {"nope": ["sms"]}},
+    ]
+    for bad in bad_bodies:
+        assert_problem(await client.put("/v1/preferences", json=bad, headers=headers), 422, "validation-error")
+    assert_problem(await client.get("/v1/preferences", headers=auth("u-nobody")), 404, "not-found")
