@@ -31,10 +31,6 @@ async def due_deliveries(session: AsyncSession, now: datetime, limit: int) -> Se
     return (await session.scalars(query)).all()
 
 
-async def deliveries_for(session: AsyncSession, user_id: str) -> Sequence[Delivery]:
-    return (await session.scalars(select(Delivery).where(Delivery.user_id == user_id).order_by(Delivery.id))).all()
-
-
 async def list_notifications(session: AsyncSession, user_id: str, limit: int, after: tuple[datetime, str] | None) -> Sequence[Notification]:
     """Newest first, keyset-paginated on (created_at, id)."""
     query = select(Notification).where(Notification.user_id == user_id)
