@@ -7,6 +7,8 @@
 #   - make:       the project's entry point (`make test`)
 #   - fonts-wqy-microhei: the CJK TrueType font embedded in the account report PDF
 #                 (services/binding/report.py)
+#   - chromium:   the headless browser of the dashboard test, driven by Playwright's Python
+#                 package (Playwright's own browser download is not used)
 # Java 17+ and Maven are expected to be on the machine already (the Kafka broker is
 # run from Maven Central jars); they are checked, not installed.
 set -euo pipefail
@@ -23,7 +25,7 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install o
 if ! compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null; then
   need_pkgs+=(postgresql)
 fi
-for pkg in procps util-linux make fonts-wqy-microhei; do
+for pkg in procps util-linux make fonts-wqy-microhei chromium; do
   have_pkg "$pkg" || need_pkgs+=("$pkg")
 done
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -128,52 +128,99 @@ def build_service_app(
                 runtime.tasks.clear()
         await engine.dispose()
 
+    async def database_ready() -> dict[str, Any]:
+        try:
+            async with runtime.session_factory() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception as exc:
+            raise NotReady(f"database unreachable: {type(exc).__name__}") from exc
+        consumer = runtime.consumer
+        return {"database": "ok", "relay_connected": runtime.relay.connected, "consumer_connected": consumer.connected if consumer else None}
+
+    return build_http_app(
+        settings,
+        title=title,
+        description=description,
+        routers=routers,
+        lifespan=lifespan,
+        registry=registry,
+        readiness=database_ready,
+        refresh_metrics=_runtime_metrics(runtime),
+        state={"runtime": runtime},
+    )
+
+
+class NotReady(Exception):
+    """Raised by a readiness check: `/readyz` answers 503 with this message."""
+
+
+Readiness = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def build_http_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    registry: CollectorRegistry,
+    readiness: Readiness,
+    refresh_metrics: Callable[[], Awaitable[None]] | None = None,
+    state: dict[str, Any] | None = None,
+) -> FastAPI:
+    """The HTTP shell every service shares: problem+json errors, correlation ids, request metrics,
+    `/healthz`, `/readyz` (the service's own `readiness` check) and `/metrics`."""
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
-    app.state.runtime = runtime
+    for name, value in (state or {}).items():
+        setattr(app.state, name, value)
     install_problem_handlers(app)
     app.add_middleware(_ObservabilityMiddleware, registry=registry)
-    app.include_router(_operations_router(runtime))
+    app.include_router(_operations_router(registry, readiness, refresh_metrics))
     for router in routers:
         app.include_router(router)
     return app
 
 
-def _operations_router(runtime: ServiceRuntime) -> APIRouter:
-    router = APIRouter(tags=["operations"])
+def _runtime_metrics(runtime: ServiceRuntime) -> Callable[[], Awaitable[None]]:
+    """Gauges read from the relay, the consumer and the outbox when `/metrics` is scraped."""
     outbox_pending = Gauge("unbind_outbox_pending", "Outbox rows not yet published", registry=runtime.registry)
     handled = Gauge("unbind_events_handled", "Events handled since start", registry=runtime.registry)
     dead_lettered = Gauge("unbind_events_dead_lettered", "Events sent to the DLQ since start", registry=runtime.registry)
     published = Gauge("unbind_events_published", "Outbox rows published since start", registry=runtime.registry)
 
-    @router.get("/healthz", summary="Liveness: the process answers")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @router.get("/readyz", summary="Readiness: the database answers; Kafka connectivity is reported")
-    async def readyz(request: Request) -> Any:
-        try:
-            async with runtime.session_factory() as session:
-                await session.execute(text("SELECT 1"))
-        except Exception as exc:
-            return problem_response(request, 503, "not-ready", "Not ready", f"database unreachable: {type(exc).__name__}")
-        consumer = runtime.consumer
-        return {
-            "status": "ready",
-            "database": "ok",
-            "relay_connected": runtime.relay.connected,
-            "consumer_connected": consumer.connected if consumer else None,
-        }
-
-    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def metrics() -> Response:
+    async def refresh() -> None:
         async with runtime.session_factory() as session:
             outbox_pending.set(await runtime.outbox.pending_count(session))
         published.set(runtime.relay.published_total)
         if runtime.consumer is not None:
             handled.set(runtime.consumer.handled_total)
             dead_lettered.set(runtime.consumer.dead_lettered_total)
-        return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return refresh
+
+
+def _operations_router(registry: CollectorRegistry, readiness: Readiness, refresh_metrics: Callable[[], Awaitable[None]] | None) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: the service's dependencies answer; Kafka connectivity is reported")
+    async def readyz(request: Request) -> Any:
+        try:
+            details = await readiness()
+        except NotReady as exc:
+            return problem_response(request, 503, "not-ready", "Not ready", str(exc))
+        return {"status": "ready", **details}
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        if refresh_metrics is not None:
+            await refresh_metrics()
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return router
 

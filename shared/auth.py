@@ -26,6 +26,8 @@ _bearer = HTTPBearer(auto_error=False, description="JWT with claims sub, roles, 
 class Principal:
     subject: str
     roles: frozenset[str]
+    # The token's `exp` (Unix seconds): a long-lived connection ends when its token does.
+    expires_at: int | None = None
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
@@ -54,7 +56,7 @@ def decode_token(secret: str, token: str, *, issuer: str = "unbind") -> Principa
     subject = claims.get("sub")
     if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles) or not isinstance(subject, str) or not subject:
         raise _unauthorized("The token lacks a subject or roles.")
-    return Principal(subject=subject, roles=frozenset(roles) & ROLES)
+    return Principal(subject=subject, roles=frozenset(roles) & ROLES, expires_at=int(claims["exp"]))
 
 
 async def authenticate(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:

@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from shared.cloudevents import Headers
 
@@ -36,7 +36,7 @@ class Consumer(Protocol):
 
 class EventBus(Protocol):
     def producer(self) -> Producer: ...
-    def consumer(self, group_id: str, topics: list[str]) -> Consumer: ...
+    def consumer(self, group_id: str, topics: list[str], *, listener: ConsumerRebalanceListener | None = None) -> Consumer: ...
 
 
 async def stop_quietly(client: Producer | Consumer, timeout: float = 5) -> None:
@@ -68,9 +68,8 @@ class KafkaBus:
             retry_backoff_ms=200,
         )
 
-    def consumer(self, group_id: str, topics: list[str]) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            *topics,
+    def consumer(self, group_id: str, topics: list[str], *, listener: ConsumerRebalanceListener | None = None) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
             client_id=self.client_id,
             group_id=group_id,
@@ -81,6 +80,10 @@ class KafkaBus:
             heartbeat_interval_ms=2_000,
             retry_backoff_ms=200,
         )
+        # A listener lets a reader choose where each assigned partition starts (the dashboard
+        # rebuilds its view from the beginning); without one, the group's committed offsets rule.
+        consumer.subscribe(topics=topics, listener=listener)
+        return consumer
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +124,9 @@ class InMemoryBus:
     def producer(self) -> _MemoryProducer:
         return _MemoryProducer(self)
 
-    def consumer(self, group_id: str, topics: list[str]) -> _MemoryConsumer:
+    def consumer(self, group_id: str, topics: list[str], *, listener: ConsumerRebalanceListener | None = None) -> _MemoryConsumer:
+        # No rebalances here: one consumer gets every partition, from the committed offsets
+        # (the beginning for a group that never commits, such as the dashboard's).
         return _MemoryConsumer(self, group_id, topics)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import orjson
+import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
 
@@ -214,6 +215,23 @@ async def running_stack(
             await exits.enter_async_context(app.router.lifespan_context(app))
             stack.clients[service] = await exits.enter_async_context(httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{service}"))
         yield stack
+
+
+@asynccontextmanager
+async def served(app: FastAPI) -> AsyncIterator[str]:
+    """Serve an app over real HTTP on a free 127.0.0.1 port (for a browser, or a streamed response,
+    which the in-process ASGI transport would buffer to its end); yields the base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", timeout_graceful_shutdown=1))
+    task = asyncio.create_task(server.serve())
+    try:
+        await eventually(lambda: server.started or task.done(), 10, "the test server did not start")
+        if task.done():
+            task.result()
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 class Switchable(httpx.AsyncBaseTransport):

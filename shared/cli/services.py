@@ -25,6 +25,9 @@ from shared.settings import ServiceSettings
 
 # Default subject of an ops token, so `unbind token --role ops` needs no --user.
 OPS_SUBJECT = "ops-admin"
+# Every process `unbind up` runs: the services that own a database, then the dashboard (which
+# has none: it projects the event stream).
+APPS = (*SERVICES, "dashboard")
 
 
 def settings_class(service: str) -> type[ServiceSettings]:
@@ -33,8 +36,8 @@ def settings_class(service: str) -> type[ServiceSettings]:
     Imported lazily so the library never imports the services at import time, and found by its
     `service_name` so a new service needs no entry here.
     """
-    if service not in SERVICES:
-        raise InfraError(f"Unknown service {service!r}; the services are {', '.join(SERVICES)}.")
+    if service not in APPS:
+        raise InfraError(f"Unknown service {service!r}; the services are {', '.join(APPS)}.")
     module = importlib.import_module(f"services.{service}.config")
     for value in vars(module).values():
         if isinstance(value, type) and issubclass(value, ServiceSettings) and getattr(value, "service_name", None) == service:

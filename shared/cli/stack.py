@@ -1,5 +1,5 @@
-"""`unbind up|down|status`: the whole local stack — Kafka, migrations, demo data and the four
-services — started, supervised and stopped from one command.
+"""`unbind up|down|status`: the whole local stack — Kafka, migrations, demo data, the four
+services and the dashboard — started, supervised and stopped from one command.
 
 `unbind up` stays in the foreground as a supervisor. Each service is its own uvicorn process
 (`python -m uvicorn --factory services.<name>.main:create_app`) in a process group of its own, so a
@@ -42,7 +42,7 @@ from sqlalchemy.engine import make_url
 
 from shared.cli import kafka, postgres
 from shared.cli.errors import InfraError, port_in_use, port_taken_message, process_cmdline, tail
-from shared.cli.services import database_server_url, display_url, load_settings, migrate, seed, settings_class
+from shared.cli.services import APPS, database_server_url, display_url, load_settings, migrate, seed, settings_class
 from shared.migrations import SERVICES
 
 PID_FILE = "unbind-up.pid"
@@ -107,7 +107,7 @@ def port_offset(explicit: int | None) -> int:
 
 def service_ports(offset: int) -> dict[str, int]:
     """Each service's port: its settings class's `default_port` plus `offset`."""
-    ports = {service: settings_class(service).default_port + offset for service in SERVICES}
+    ports = {service: settings_class(service).default_port + offset for service in APPS}
     bad = {service: port for service, port in ports.items() if not 1024 <= port <= 65535}
     if bad:
         raise InfraError(f"Port offset {offset} puts services outside 1024-65535: {bad}.")
@@ -176,6 +176,9 @@ class ServiceProcess:
             # uvicorn's access and error loggers are routed into the service's JSON log.
             "--log-level",
             self.log_level,
+            # Open dashboard pages hold a server-sent event stream; a stop does not wait for them.
+            "--timeout-graceful-shutdown",
+            "3",
         ]
 
     def spawn(self) -> None:
@@ -318,7 +321,7 @@ def up(options: UpOptions) -> int:
                 )
             )
     server_url = database_server_url(options.database_url)
-    settings = {service: load_settings(service, var_dir, server_url) for service in SERVICES}
+    settings = {service: load_settings(service, var_dir, server_url) for service in APPS}
     first = settings[SERVICES[0]]
     stack = _Stack(var_dir)
     _set_signal_handlers(_raise_shutdown)
@@ -371,7 +374,7 @@ def _start(stack: _Stack, options: UpOptions, ports: dict[str, int], settings: d
     env = _service_env(stack, ports, server_url)
     logs = stack.var_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    for service in SERVICES:
+    for service in APPS:
         log_path = logs / f"{service}.log"
         if log_path.exists():
             log_path.replace(log_path.with_name(f"{service}.log.1"))
@@ -395,6 +398,8 @@ def _service_env(stack: _Stack, ports: dict[str, int], server_url: str | None) -
             "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
             # Verification's one synchronous call goes to this stack's notification service.
             "UNBIND_NOTIFICATION_URL": f"http://127.0.0.1:{ports['notification']}",
+            # The dashboard's review queue and decisions go to this stack's risk service.
+            "UNBIND_RISK_URL": f"http://127.0.0.1:{ports['risk']}",
             # Log lines reach the log file as they are written, not when a buffer fills.
             "PYTHONUNBUFFERED": "1",
         }
@@ -606,7 +611,8 @@ def status(var_dir: Path, offset: int | None) -> int:
                 response = client.get(f"{url}/readyz", timeout=2.0)
                 body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
                 if response.status_code == 200:
-                    kafka_state = "connected" if body.get("relay_connected") else "not connected yet"
+                    # The services report their relay; the dashboard, which publishes nothing, its reader.
+                    kafka_state = "connected" if body.get("relay_connected") or body.get("consumer_connected") else "not connected yet"
                     verdict = f"ready (kafka {kafka_state})"
                 else:
                     verdict = f"NOT ready ({response.status_code}: {body.get('detail', response.text[:100])})"

@@ -36,7 +36,7 @@ def run_unbind(*args: str, env: dict[str, str] | None = None, timeout: float = 6
 
 
 def free_port_offset() -> int:
-    """An offset putting all four service ports on free ports, far from a developer's 8001-8004."""
+    """An offset putting every service port on a free port, far from a developer's 8001-8005."""
     for _ in range(50):
         offset = random.randrange(20000, 40000, 10)
         if not any(port_in_use(port) for port in service_ports(offset).values()):

@@ -1,4 +1,4 @@
-"""`unbind up` end to end: a real supervisor process, four uvicorn services, the test broker.
+"""`unbind up` end to end: a real supervisor process, four uvicorn services and the dashboard, the test broker.
 
 Each test runs the stack from its own var dir, on unique topics and on service ports shifted by a
 free offset, so it never meets a developer's `unbind up` or another test's events.
@@ -119,7 +119,7 @@ def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm
         output = up.output()
         for service, port in up.ports.items():
             assert f"http://127.0.0.1:{port}" in output, f"{service}'s URL is not in the summary"
-        assert re.search(r"all 4 services ready in \d+\.\d s", output)
+        assert re.search(r"all 5 services ready in \d+\.\d s", output)
         assert (up.var_dir / "logs" / "binding.log").read_text().startswith("{"), "service logs are JSON lines in var/logs"
 
         token = run_unbind("token", "--user", "u-zhangsan", env=up.env).stdout.strip()
@@ -151,6 +151,15 @@ def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm
                 "no completion notice in the inbox",
             )
 
+        # The dashboard process follows the same topic: the whole flow is in its feed.
+        ops = {"Authorization": f"Bearer {run_unbind('token', '--role', 'ops', env=up.env).stdout.strip()}"}
+        feed_url = f"{up.url('dashboard')}/v1/events?request_id={accepted.json()['id']}"
+        eventually(
+            lambda: "UnbindCompleted" in [item["type"] for item in httpx.get(feed_url, headers=ops, trust_env=False).json()["items"]],
+            10,
+            "the completion never reached the dashboard",
+        )
+
         # Supervision: a killed service comes back on its port within a few seconds.
         killed = up.service_pids()["risk"]
         os.kill(killed, signal.SIGKILL)
@@ -175,7 +184,7 @@ def test_status_and_down_from_another_terminal(kafka_bootstrap: str, tmp_path: P
         status = run_unbind("--var-dir", str(up.var_dir), "status", env=up.env)
         assert status.returncode == 0, status.stderr
         assert f"up: running (supervisor pid {up.proc.pid}" in status.stdout
-        assert status.stdout.count("ready (kafka") == 4, status.stdout
+        assert status.stdout.count("ready (kafka connected)") == 5, status.stdout
         assert f"kafka: external cluster {kafka_bootstrap} is reachable" in status.stdout
 
         children = list(up.service_pids().values())

@@ -1,0 +1,139 @@
+"""Routes of the dashboard: the page, sign-in, the overview, the live feed and the review actions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path as FilePath
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import FileResponse, StreamingResponse
+
+from services.dashboard import service
+from services.dashboard.schemas import ReviewDecisionIn, SessionOut, SignIn
+from services.dashboard.service import DashboardDeps
+from services.dashboard.session import COOKIE, Ops, clear_session_cookie, read_token, set_session_cookie, settings_of
+from shared.auth import Principal
+from shared.events import EVENT_TYPES
+from shared.problems import Problem
+
+STATIC = FilePath(__file__).resolve().parent / "static"
+KEEP_ALIVE_SECONDS = 15.0
+
+router = APIRouter()
+
+
+def deps_of(request: Request) -> DashboardDeps:
+    return request.app.state.deps
+
+
+Deps = Annotated[DashboardDeps, Depends(deps_of)]
+ReviewId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+RequestIdFilter = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="Only this unbind request's events")]
+TypeFilter = Annotated[list[str] | None, Query(alias="type", description="Only these event types (repeat the parameter)")]
+
+
+def _types(types: list[str] | None) -> set[str] | None:
+    if not types:
+        return None
+    unknown = sorted(set(types) - set(EVENT_TYPES))
+    if unknown:
+        raise Problem(422, "unknown-event-type", "Unknown event type", f"Unknown event type(s): {', '.join(unknown)}.", known=sorted(EVENT_TYPES))
+    return set(types)
+
+
+@router.get("/", include_in_schema=False)
+async def page() -> FileResponse:
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/v1/session", tags=["session"])
+async def get_session(request: Request, deps: Deps) -> SessionOut:
+    """Whether the browser is signed in, and whether the development sign-in is offered."""
+    principal: Principal | None = None
+    token = request.cookies.get(COOKIE)
+    if token:
+        try:
+            principal = read_token(deps.settings, token)
+        except Problem:
+            principal = None
+    return service.session_out(deps.settings, principal)
+
+
+@router.post("/v1/session", tags=["session"], responses={401: {"description": "Not a valid token"}, 403: {"description": "Not an ops token"}})
+async def sign_in(body: SignIn, request: Request, response: Response) -> SessionOut:
+    settings = settings_of(request)
+    principal = read_token(settings, body.token)
+    set_session_cookie(response, settings, body.token, principal)
+    return service.session_out(settings, principal)
+
+
+@router.post("/v1/session/development", tags=["session"], responses={404: {"description": "Outside development mode"}})
+async def development_sign_in(request: Request, response: Response) -> SessionOut:
+    """One click, an ops session: development mode only."""
+    settings = settings_of(request)
+    token = service.development_token(settings)
+    principal = read_token(settings, token)
+    set_session_cookie(response, settings, token, principal)
+    return service.session_out(settings, principal)
+
+
+@router.delete("/v1/session", tags=["session"], status_code=204)
+async def sign_out(request: Request) -> Response:
+    response = Response(status_code=204)
+    clear_session_cookie(response, settings_of(request))
+    return response
+
+
+@router.get("/v1/overview", tags=["dashboard"])
+async def overview(session: Ops, deps: Deps) -> dict[str, Any]:
+    """Funnel, per-stage latency, throughput and outcomes over time, stuck requests, dead letters."""
+    return deps.hub.overview()
+
+
+@router.get("/v1/events", tags=["dashboard"])
+async def recent_events(session: Ops, deps: Deps, types: TypeFilter = None, request_id: RequestIdFilter = None, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+    """The newest events of the feed (masked one-line summaries), newest first."""
+    return {"items": deps.reader.projection.recent_feed(types=_types(types), request_id=request_id, limit=limit)}
+
+
+@router.get("/v1/stream", tags=["dashboard"], response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})
+async def stream(session: Ops, deps: Deps, types: TypeFilter = None, request_id: RequestIdFilter = None) -> StreamingResponse:
+    """Server-sent events: `overview` (at once, then whenever it changes) and `feed` (each new event
+    matching the filters, as it arrives). The stream ends when the session's token expires."""
+    subscriber = deps.hub.subscribe(_types(types), request_id)
+    expires_at = session.principal.expires_at or 0
+
+    async def messages() -> AsyncIterator[bytes]:
+        try:
+            yield b"retry: 2000\n\n"
+            while time.time() < expires_at:
+                try:
+                    async with asyncio.timeout(min(KEEP_ALIVE_SECONDS, max(expires_at - time.time(), 0.1))):
+                        message = await subscriber.queue.get()
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                if message is None:
+                    return
+                kind, data = message
+                yield b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+        finally:
+            deps.hub.unsubscribe(subscriber)
+
+    return StreamingResponse(messages(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@router.get("/v1/reviews", tags=["reviews"], responses={503: {"description": "The risk service did not answer"}})
+async def reviews(session: Ops, deps: Deps) -> dict[str, Any]:
+    """The pending review queue, from the risk service."""
+    return await service.pending_reviews(deps, session)
+
+
+@router.post("/v1/reviews/{review_id}/decision", tags=["reviews"], responses={503: {"description": "The risk service did not answer"}})
+async def decide(review_id: ReviewId, body: ReviewDecisionIn, session: Ops, deps: Deps) -> dict[str, Any]:
+    """Approve or deny a review, as the signed-in ops user, through the risk service."""
+    return await service.decide_review(deps, session, review_id, body)

@@ -1,0 +1,86 @@
+"""What the dashboard does beyond showing the projection: sign-in and the review decisions, which
+it forwards to the risk service as the signed-in ops user (so risk records the real reviewer)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from services.dashboard.config import DashboardSettings
+from services.dashboard.schemas import ReviewDecisionIn, SessionOut
+from services.dashboard.session import OpsSession
+from services.dashboard.stream import LiveHub, StreamReader
+from shared.auth import Principal, issue_token
+from shared.logging import correlation_id
+from shared.problems import Problem
+
+log = logging.getLogger(__name__)
+DEVELOPMENT_OPS_SUBJECT = "ops-dev"
+
+
+@dataclass
+class DashboardDeps:
+    settings: DashboardSettings
+    hub: LiveHub
+    reader: StreamReader
+    risk: httpx.AsyncClient
+
+
+def session_out(settings: DashboardSettings, principal: Principal | None) -> SessionOut:
+    return SessionOut(
+        signed_in=principal is not None,
+        subject=principal.subject if principal else None,
+        expires_at=datetime.fromtimestamp(principal.expires_at, UTC) if principal and principal.expires_at else None,
+        development_sign_in=settings.env == "development",
+    )
+
+
+def development_token(settings: DashboardSettings) -> str:
+    """An ops token for the one-click sign-in; refused outside development mode."""
+    if settings.env != "development":
+        raise Problem(404, "not-found", "Not found", "The development sign-in exists only in development mode.")
+    return issue_token(settings.jwt_secret.get_secret_value(), DEVELOPMENT_OPS_SUBJECT, ["ops"], ttl_seconds=settings.jwt_ttl_seconds, issuer=settings.jwt_issuer)
+
+
+async def pending_reviews(deps: DashboardDeps, session: OpsSession) -> dict[str, Any]:
+    """Risk's pending queue, each case with the score the stream showed for its request."""
+    queue = await _call_risk(deps, session, "GET", "/v1/reviews", params={"status": "pending", "limit": 200})
+    projection = deps.reader.projection
+    for review in queue.get("items", []):
+        view = projection.open.get(review.get("request_id", ""))
+        review["score"] = view.score if view else None
+    return queue
+
+
+async def decide_review(deps: DashboardDeps, session: OpsSession, review_id: str, body: ReviewDecisionIn) -> dict[str, Any]:
+    return await _call_risk(deps, session, "POST", f"/v1/reviews/{review_id}/decision", json=body.model_dump())
+
+
+async def _call_risk(deps: DashboardDeps, session: OpsSession, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {session.token}"}
+    if cid := correlation_id.get():
+        headers["X-Request-ID"] = cid
+    try:
+        response = await deps.risk.request(method, path, headers=headers, **kwargs)
+    except httpx.HTTPError as exc:
+        log.warning("risk service unreachable", extra={"path": path, "error": type(exc).__name__})
+        raise Problem(503, "risk-unavailable", "Risk service unavailable", "The risk service did not answer; try again shortly.", headers={"Retry-After": "2"}) from None
+    if response.status_code >= 500:
+        raise Problem(503, "risk-unavailable", "Risk service unavailable", f"The risk service answered {response.status_code}; try again shortly.", headers={"Retry-After": "2"})
+    if response.status_code >= 400:
+        # Risk's own problem (404 unknown review, 409 already decided...), passed on as it is.
+        body = _json_or_empty(response)
+        raise Problem(response.status_code, str(body.get("type", "")).rsplit("/", 1)[-1] or "risk-refused", body.get("title", "Refused by the risk service"), body.get("detail"))
+    return response.json()
+
+
+def _json_or_empty(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

@@ -1,0 +1,321 @@
+// The ops page: sign-in, then the overview and the feed pushed by /v1/stream (server-sent events),
+// and the review queue with its decisions. Text only ever goes in through textContent.
+"use strict";
+
+const STATE_ROWS = [
+  ["pending_risk", "pending risk", "s1"],
+  ["under_review", "under review", "s5"],
+  ["pending_verification", "pending verification", "s6"],
+  ["completed", "completed", "s2"],
+  ["rejected", "rejected", "s4"],
+  ["cancelled", "cancelled", "s3"],
+  ["expired", "expired", "s3"],
+];
+const STAGE_CLASSES = ["s1", "s5", "s6", "s3", "s2"];
+const FEED_LIMIT = 300;
+
+const $ = (selector) => document.querySelector(selector);
+const page = { source: null, reviewsTimer: null, eventTypesShown: false };
+
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text === null || text === undefined ? "–" : String(text);
+  if (className) td.className = className;
+  return td;
+}
+
+function row(...cells) {
+  const tr = document.createElement("tr");
+  tr.append(...cells);
+  return tr;
+}
+
+function duration(seconds) {
+  if (seconds < 60) return `${seconds} s`;
+  if (seconds < 3600) return seconds % 60 ? `${Math.floor(seconds / 60)} min ${seconds % 60} s` : `${seconds / 60} min`;
+  return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
+}
+
+async function call(path, options = {}) {
+  const response = await fetch(path, { credentials: "same-origin", ...options, headers: { "Content-Type": "application/json", ...(options.headers || {}) } });
+  if (response.status === 401) {
+    showSignIn();
+    throw new Error("signed out");
+  }
+  const body = response.status === 204 ? null : await response.json();
+  if (!response.ok) throw new Error(body && (body.detail || body.title) ? body.detail || body.title : `HTTP ${response.status}`);
+  return body;
+}
+
+// ------------------------------------------------------------------ session
+
+async function start() {
+  const session = await (await fetch("/v1/session", { credentials: "same-origin" })).json();
+  if (session.signed_in) showBoard(session);
+  else showSignIn(session);
+}
+
+function showSignIn(session) {
+  stopLive();
+  clearInterval(page.reviewsTimer);
+  $("#board").hidden = true;
+  $("#sign-out").hidden = true;
+  $("#who").textContent = "";
+  $("#sign-in").hidden = false;
+  if (session) $("#dev-sign-in").hidden = !session.development_sign_in;
+}
+
+async function signIn(path, body) {
+  $("#sign-in-error").textContent = "";
+  try {
+    const response = await fetch(path, { method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {}) });
+    const session = await response.json();
+    if (!response.ok) throw new Error(session.detail || session.title);
+    $("#token").value = "";
+    showBoard(session);
+  } catch (error) {
+    $("#sign-in-error").textContent = `Sign-in refused: ${error.message}`;
+  }
+}
+
+async function signOut() {
+  await fetch("/v1/session", { method: "DELETE", credentials: "same-origin" });
+  const session = await (await fetch("/v1/session", { credentials: "same-origin" })).json();
+  showSignIn(session);
+}
+
+function showBoard(session) {
+  $("#sign-in").hidden = true;
+  $("#board").hidden = false;
+  $("#sign-out").hidden = false;
+  $("#who").textContent = session.subject;
+  reloadFeed();
+  startLive();
+  loadReviews();
+  clearInterval(page.reviewsTimer);
+  page.reviewsTimer = setInterval(loadReviews, 5000);
+}
+
+// ------------------------------------------------------------------ live stream
+
+function filterQuery() {
+  const params = new URLSearchParams();
+  const type = $("#filter-type").value;
+  const requestId = $("#filter-request").value.trim();
+  if (type) params.append("type", type);
+  if (requestId) params.append("request_id", requestId);
+  return params.toString();
+}
+
+function startLive() {
+  stopLive();
+  const query = filterQuery();
+  const source = new EventSource(`/v1/stream${query ? `?${query}` : ""}`);
+  page.source = source;
+  source.addEventListener("open", () => setLive(true));
+  source.addEventListener("overview", (message) => renderOverview(JSON.parse(message.data)));
+  source.addEventListener("feed", (message) => addFeedItem(JSON.parse(message.data), true));
+  source.addEventListener("error", async () => {
+    setLive(false);
+    // The stream ends when the session does: find out which it was.
+    const session = await (await fetch("/v1/session", { credentials: "same-origin" })).json().catch(() => null);
+    if (session && !session.signed_in) showSignIn(session);
+  });
+}
+
+function stopLive() {
+  if (page.source) page.source.close();
+  page.source = null;
+  setLive(false);
+}
+
+function setLive(on) {
+  const pill = $("#live");
+  pill.textContent = on ? "live" : "offline";
+  pill.className = `pill ${on ? "on" : "off"}`;
+}
+
+// ------------------------------------------------------------------ feed
+
+async function reloadFeed() {
+  const query = filterQuery();
+  try {
+    const body = await call(`/v1/events?limit=${FEED_LIMIT}${query ? `&${query}` : ""}`);
+    $("#feed-list").replaceChildren();
+    body.items.reverse().forEach((item) => addFeedItem(item, false));
+  } catch (error) {
+    if (error.message !== "signed out") console.warn("feed", error.message);
+  }
+}
+
+function addFeedItem(item, fresh) {
+  const list = $("#feed-list");
+  const li = document.createElement("li");
+  li.dataset.requestId = item.request_id;
+  li.dataset.type = item.type;
+  li.dataset.seq = item.seq;
+  const time = document.createElement("span");
+  time.className = "mono";
+  time.textContent = new Date(item.time).toLocaleTimeString();
+  const type = document.createElement("span");
+  type.className = `type ${item.type}`;
+  type.textContent = item.type;
+  const request = document.createElement("a");
+  request.className = "request mono";
+  request.textContent = item.request_id.slice(0, 8);
+  request.title = `request ${item.request_id} · binding ${item.binding_id} · ${item.user_id}`;
+  request.addEventListener("click", () => {
+    $("#filter-request").value = item.request_id;
+    applyFilters();
+  });
+  const summary = document.createElement("span");
+  summary.textContent = `${item.user_id} · ${item.summary}`;
+  li.append(time, type, request, summary);
+  if (fresh) {
+    li.classList.add("fresh");
+    setTimeout(() => li.classList.remove("fresh"), 2000);
+  }
+  list.prepend(li);
+  while (list.children.length > FEED_LIMIT) list.lastChild.remove();
+  if (fresh && ["RiskAssessed", "ReviewDecided", "UnbindAppealed"].includes(item.type)) loadReviews();
+}
+
+function applyFilters() {
+  reloadFeed();
+  startLive();
+}
+
+// ------------------------------------------------------------------ overview
+
+function renderOverview(overview) {
+  $("#events-total").textContent = `${overview.events_total} events`;
+  if (!page.eventTypesShown && overview.event_types) {
+    const select = $("#filter-type");
+    overview.event_types.forEach((name) => select.append(new Option(name, name)));
+    page.eventTypesShown = true;
+  }
+  const now = overview.funnel.now;
+  charts.drawBars($("#funnel-bars"), STATE_ROWS.map(([key, label, cls]) => ({ key, label, cls, value: now[key] || 0 })));
+
+  const perHour = $("#per-hour tbody");
+  perHour.replaceChildren(
+    ...overview.funnel.per_hour
+      .slice()
+      .reverse()
+      .map((h) => row(cell(new Date(h.hour).toISOString().slice(0, 13).replace("T", " ") + ":00"), ...["requested", "assessed", "verification_issued", "verified", "completed", "rejected", "cancelled", "expired"].map((k) => cell(h[k], "num")))),
+  );
+
+  const windows = overview.latency.windows;
+  $("#latency-table tbody").replaceChildren(
+    ...Object.keys(windows["5m"]).map((stage) =>
+      row(cell(stage), ...["5m", "60m"].flatMap((w) => [cell(windows[w][stage].count, "num"), ...["p50", "p95", "p99"].map((q) => cell(charts.formatNumber(windows[w][stage][q]), "num"))])),
+    ),
+  );
+  const perMinute = overview.latency.per_minute_p95;
+  charts.drawLineChart(
+    $("#latency-chart"),
+    $("#latency-legend"),
+    perMinute.t,
+    Object.keys(windows["5m"]).map((stage, i) => ({ name: `p95 ${stage}`, values: perMinute[stage], cls: STAGE_CLASSES[i % STAGE_CLASSES.length] })),
+  );
+
+  const series = overview.series;
+  charts.drawLineChart($("#throughput-chart"), $("#throughput-legend"), series.t, [
+    { name: "events", values: series.events, cls: "s1" },
+    { name: "requests", values: series.requested, cls: "s5" },
+    { name: "completed", values: series.completed, cls: "s2" },
+  ]);
+  charts.drawLineChart($("#outcomes-chart"), $("#outcomes-legend"), series.t, [
+    { name: "completed", values: series.completed, cls: "s2" },
+    { name: "rejected", values: series.rejected, cls: "s4" },
+    { name: "cancelled", values: series.cancelled, cls: "s3" },
+    { name: "expired", values: series.expired, cls: "s6" },
+  ]);
+
+  $("#stuck-count").textContent = overview.stuck.count;
+  $("#stuck-count").parentElement.classList.toggle("alert", overview.stuck.count > 0);
+  $("#stuck-after").textContent = duration(overview.stuck_after_seconds);
+  $("#stuck tbody").replaceChildren(...overview.stuck.oldest.map((s) => row(cell(s.request_id, "mono"), cell(s.state), cell(s.last_event), cell(duration(s.waiting_seconds), "num"))));
+  $("#dlq-count").textContent = overview.dlq.count;
+  $("#dlq-count").parentElement.classList.toggle("alert", overview.dlq.count > 0);
+  $("#dlq tbody").replaceChildren(...overview.dlq.recent.map((d) => row(cell(d.event_type), cell(d.consumer_group), cell(d.error))));
+}
+
+// ------------------------------------------------------------------ reviews
+
+async function loadReviews() {
+  if ($("#board").hidden) return;
+  try {
+    const body = await call("/v1/reviews");
+    $("#reviews-error").textContent = "";
+    renderReviews(body.items);
+  } catch (error) {
+    if (error.message !== "signed out") $("#reviews-error").textContent = error.message;
+  }
+}
+
+function renderReviews(items) {
+  $("#review-count").textContent = items.length;
+  $("#reviews-empty").hidden = items.length > 0;
+  $("#reviews tbody").replaceChildren(
+    ...items.map((review) => {
+      const note = document.createElement("input");
+      note.type = "text";
+      note.placeholder = "note";
+      note.maxLength = 500;
+      const approve = document.createElement("button");
+      approve.type = "button";
+      approve.className = "approve";
+      approve.textContent = "Approve";
+      const deny = document.createElement("button");
+      deny.type = "button";
+      deny.className = "deny";
+      deny.textContent = "Deny";
+      const decide = (decision) => async () => {
+        approve.disabled = deny.disabled = true;
+        try {
+          await call(`/v1/reviews/${encodeURIComponent(review.id)}/decision`, { method: "POST", body: JSON.stringify({ decision, note: note.value }) });
+          $("#reviews-error").textContent = "";
+        } catch (error) {
+          $("#reviews-error").textContent = `Decision not recorded: ${error.message}`;
+        }
+        loadReviews();
+      };
+      approve.addEventListener("click", decide("approve"));
+      deny.addEventListener("click", decide("deny"));
+      const noteCell = document.createElement("td");
+      noteCell.append(note);
+      const actions = document.createElement("td");
+      actions.append(approve, document.createTextNode(" "), deny);
+      const tr = row(
+        cell(duration(review.waiting_seconds), "num"),
+        cell(review.request_id, "mono"),
+        cell(review.user_id),
+        cell(review.origin + (review.message ? `: ${review.message}` : "")),
+        cell(review.score, "num"),
+        noteCell,
+        actions,
+      );
+      tr.dataset.reviewId = review.id;
+      tr.dataset.requestId = review.request_id;
+      return tr;
+    }),
+  );
+}
+
+// ------------------------------------------------------------------ wiring
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#sign-in-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    signIn("/v1/session", { token: $("#token").value.trim() });
+  });
+  $("#dev-sign-in").addEventListener("click", () => signIn("/v1/session/development"));
+  $("#sign-out").addEventListener("click", signOut);
+  $("#feed-filters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    applyFilters();
+  });
+  $("#feed-filters").addEventListener("reset", () => setTimeout(applyFilters, 0));
+  start();
+});

@@ -1,0 +1,40 @@
+"""The dashboard beside the in-process services: its own app on the test's bus and topics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from services.dashboard.config import DashboardSettings
+from services.dashboard.main import create_app
+from shared.db import utcnow
+from tests.stack import BusTopics
+
+
+def dashboard_settings(topics: BusTopics, var_dir: Path, **overrides: Any) -> DashboardSettings:
+    return DashboardSettings(
+        kafka_bootstrap_servers=topics.bootstrap or "127.0.0.1:1",
+        topic=topics.topic,
+        dlq_topic=topics.dlq_topic,
+        var_dir=var_dir,
+        consumer_group=f"unbind-dashboard-{topics.topic}",
+        **overrides,
+    )
+
+
+@asynccontextmanager
+async def running_dashboard(
+    topics: BusTopics, var_dir: Path, *, risk_app: FastAPI | None = None, clock: Callable[[], datetime] = utcnow, **overrides: Any
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The dashboard app, started, with an in-process client; its risk calls go to `risk_app`."""
+    transport = httpx.ASGITransport(app=risk_app) if risk_app is not None else None
+    app = create_app(dashboard_settings(topics, var_dir, **overrides), bus=topics.bus, clock=clock, risk_transport=transport)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dashboard") as client:
+            yield app, client

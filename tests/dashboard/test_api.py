@@ -1,0 +1,222 @@
+"""The dashboard API beside the four services: the feed and funnel from real flows (on the in-memory
+bus and on the real broker), the review queue through risk, the live stream, sign-in and who may
+see what."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from services.dashboard.api import STATIC
+from shared.auth import issue_token
+from shared.problems import PROBLEM_JSON
+from shared.settings import DEVELOPMENT_JWT_SECRET
+from tests.dashboard.conftest import running_dashboard
+from tests.factories import customer_with_binding, idempotency_key, unbind_body
+from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack, served
+
+OPS = auth("ops-7", "ops")
+REVIEW_EVERYTHING = {"rules": [{"name": "look at every request", "action": "review", "if": "requests_24h >= 0"}]}
+
+
+def sqlite_urls(tmp_path: Path) -> dict[str, str]:
+    return {service: f"sqlite+aiosqlite:///{tmp_path / f'{service}.db'}" for service in ("binding", "verification", "risk", "notification")}
+
+
+async def request_unbind(stack: Stack) -> tuple[Any, str]:
+    customer = await customer_with_binding(stack)
+    response = await stack.client("binding").post(
+        f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(), headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
+    )
+    assert response.status_code == 202, response.text
+    return customer, response.json()["id"]
+
+
+async def feed_types(client: httpx.AsyncClient, request_id: str) -> list[str]:
+    response = await client.get("/v1/events", params={"request_id": request_id}, headers=OPS)
+    assert response.status_code == 200, response.text
+    return [item["type"] for item in reversed(response.json()["items"])]
+
+
+async def test_a_flow_reaches_the_feed_and_moves_the_funnel(any_bus: BusTopics, tmp_path: Path) -> None:
+    async with running_stack(any_bus, sqlite_urls(tmp_path), tmp_path) as stack, running_dashboard(any_bus, tmp_path, risk_app=stack.apps["risk"]) as (_, dashboard):
+        customer, request_id = await request_unbind(stack)
+
+        async def whole_flow_seen() -> bool:
+            return await feed_types(dashboard, request_id) == ["UnbindRequested", "RiskAssessed", "VerificationRequested"]
+
+        await eventually(whole_flow_seen, 20, "the flow never reached the feed")
+
+        overview = (await dashboard.get("/v1/overview", headers=OPS)).json()
+        assert overview["funnel"]["now"]["pending_verification"] == 1 and overview["funnel"]["now"]["completed"] == 0
+        assert sum(overview["series"]["requested"]) == 1
+        assert overview["latency"]["windows"]["5m"]["requested→assessed"]["count"] == 1
+
+        only = await dashboard.get("/v1/events", params={"request_id": request_id, "type": "RiskAssessed"}, headers=OPS)
+        (assessed,) = only.json()["items"]
+        assert assessed["user_id"] == customer.user_id and assessed["summary"].startswith("score ")
+        # Masked data only: nothing long enough to be the phone or account number.
+        text = (await dashboard.get("/v1/events", headers=OPS)).text
+        assert customer.phone[-8:] not in text and customer.account_number not in text
+
+
+async def test_reviews_are_listed_with_their_score_and_decided_through_risk(any_bus: BusTopics, tmp_path: Path) -> None:
+    async with running_stack(any_bus, sqlite_urls(tmp_path), tmp_path) as stack, running_dashboard(any_bus, tmp_path, risk_app=stack.apps["risk"]) as (_, dashboard):
+        assert (await stack.client("risk").put("/v1/rules", json=REVIEW_EVERYTHING, headers=OPS)).status_code == 200
+        customer, request_id = await request_unbind(stack)
+
+        async def listed() -> dict | None:
+            queue = (await dashboard.get("/v1/reviews", headers=OPS)).json()["items"]
+            return next((review for review in queue if review["request_id"] == request_id and review["score"] is not None), None)
+
+        review = await eventually(listed, 20, "the review never reached the dashboard's queue")
+        decided = await dashboard.post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve", "note": "called the customer"}, headers=OPS)
+        assert decided.status_code == 200, decided.text
+        assert (decided.json()["status"], decided.json()["reviewer"]) == ("approved", "ops-7")
+
+        body = await stack.wait_for_request(request_id, customer.user_id, lambda body: body.get("verification") is not None)
+        assert sorted(body["verification"]["methods"]) == ["biometric", "otp"]
+        again = await dashboard.post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny"}, headers=OPS)
+        assert again.status_code == 409 and again.headers["content-type"] == PROBLEM_JSON
+
+
+async def test_the_stream_pushes_the_overview_then_each_matching_event(any_bus: BusTopics, tmp_path: Path) -> None:
+    async with (
+        running_stack(any_bus, sqlite_urls(tmp_path), tmp_path) as stack,
+        running_dashboard(any_bus, tmp_path, risk_app=stack.apps["risk"], push_interval_seconds=0.2) as (app, _),
+        served(app) as url,
+    ):
+        customer = await customer_with_binding(stack)
+        other, other_id = await request_unbind(stack)
+        async with httpx.AsyncClient(base_url=url, headers=OPS, timeout=10) as client:
+            async with client.stream("GET", "/v1/stream", params={"type": ["UnbindRequested", "RiskAssessed"]}) as stream:
+                assert stream.headers["content-type"].startswith("text/event-stream")
+                messages = server_sent_events(stream)
+                first = await anext(messages)
+                assert first[0] == "overview" and "funnel" in first[1]
+                response = await stack.client("binding").post(
+                    f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(), headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
+                )
+                request_id = response.json()["id"]
+                published = time.monotonic()
+                seen: list[str] = []
+                async with asyncio.timeout(15):
+                    async for kind, data in messages:
+                        if kind == "feed" and data["request_id"] == request_id:
+                            seen.append(data["type"])
+                            if seen == ["UnbindRequested"]:
+                                first_latency = time.monotonic() - published
+                            if "RiskAssessed" in seen:
+                                break
+                        assert kind == "overview" or data["type"] in ("UnbindRequested", "RiskAssessed"), data
+                assert seen == ["UnbindRequested", "RiskAssessed"]
+                assert first_latency < 2.0
+        assert other_id != request_id
+
+
+async def server_sent_events(stream: httpx.Response) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    kind, data = "", b""
+    async for line in stream.aiter_lines():
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            data = line[6:].encode()
+        elif line == "" and kind:
+            yield kind, orjson.loads(data)
+            kind, data = "", b""
+
+
+@pytest.mark.parametrize("path", ["/v1/overview", "/v1/events", "/v1/stream", "/v1/reviews"])
+async def test_only_ops_see_the_dashboard(path: str, tmp_path: Path) -> None:
+    topics = make_bus_topics("memory", None)
+    expired = issue_token(DEVELOPMENT_JWT_SECRET, "ops-1", ["ops"], ttl_seconds=-10)
+    forged = issue_token("another-secret-of-at-least-thirty-two-chars", "ops-1", ["ops"])
+    async with running_dashboard(topics, tmp_path, risk_url=f"http://127.0.0.1:{closed_port()}") as (_, dashboard):
+        for headers, status in [
+            ({}, 401),
+            ({"Authorization": f"Bearer {expired}"}, 401),
+            ({"Authorization": f"Bearer {forged}"}, 401),
+            ({"Authorization": "Bearer not-a-jwt"}, 401),
+            (auth("u-zhangsan"), 403),
+            (auth("binding", "service"), 403),
+        ]:
+            response = await dashboard.get(path, headers=headers)
+            assert response.status_code == status, (headers, response.text)
+            assert response.headers["content-type"] == PROBLEM_JSON
+
+
+async def test_sign_in_sets_a_strict_http_only_cookie_and_cookie_changes_must_come_from_the_page(tmp_path: Path) -> None:
+    topics = make_bus_topics("memory", None)
+    async with running_dashboard(topics, tmp_path, risk_url=f"http://127.0.0.1:{closed_port()}") as (_, dashboard):
+        assert (await dashboard.get("/v1/session")).json() == {"signed_in": False, "subject": None, "expires_at": None, "development_sign_in": True}
+        for body, status in [({"token": "nope"}, 401), ({"token": auth("u-zhangsan")["Authorization"][7:]}, 403), ({}, 422), ({"token": "x", "extra": 1}, 422)]:
+            refused = await dashboard.post("/v1/session", json=body)
+            assert refused.status_code == status and refused.headers["content-type"] == PROBLEM_JSON
+            assert "set-cookie" not in refused.headers
+
+        signed = await dashboard.post("/v1/session", json={"token": OPS["Authorization"][7:]})
+        assert signed.status_code == 200 and signed.json()["subject"] == "ops-7"
+        cookie = signed.headers["set-cookie"]
+        assert re.search(r"HttpOnly", cookie, re.I) and re.search(r"SameSite=strict", cookie, re.I) and "Max-Age=" in cookie
+        assert (await dashboard.get("/v1/session")).json()["signed_in"] is True
+        assert (await dashboard.get("/v1/overview")).status_code == 200
+
+        foreign = await dashboard.post("/v1/reviews/r-1/decision", json={"decision": "approve"}, headers={"Origin": "https://evil.example"})
+        assert foreign.status_code == 403 and foreign.json()["type"].endswith("/cross-origin")
+        own = await dashboard.post("/v1/reviews/r-1/decision", json={"decision": "approve"}, headers={"Origin": "http://dashboard"})
+        assert own.status_code == 503  # past the origin check: the (closed) risk service is called
+
+        assert (await dashboard.delete("/v1/session")).status_code == 204
+        assert (await dashboard.get("/v1/overview")).status_code == 401
+
+
+async def test_the_development_sign_in_exists_only_in_development(tmp_path: Path) -> None:
+    topics = make_bus_topics("memory", None)
+    async with running_dashboard(topics, tmp_path) as (_, dashboard):
+        signed = await dashboard.post("/v1/session/development")
+        assert signed.status_code == 200 and signed.json()["subject"] == "ops-dev"
+        assert (await dashboard.get("/v1/overview")).status_code == 200
+    production = {"env": "production", "jwt_secret": "a-production-secret-of-more-than-32-characters"}
+    async with running_dashboard(topics, tmp_path, **production) as (_, dashboard):
+        assert (await dashboard.get("/v1/session")).json()["development_sign_in"] is False
+        refused = await dashboard.post("/v1/session/development")
+        assert refused.status_code == 404 and "set-cookie" not in refused.headers
+
+
+async def test_an_unreachable_risk_service_and_bad_filters_get_clear_problems(tmp_path: Path) -> None:
+    topics = make_bus_topics("memory", None)
+    async with running_dashboard(topics, tmp_path, risk_url=f"http://127.0.0.1:{closed_port()}") as (_, dashboard):
+        down = await dashboard.get("/v1/reviews", headers=OPS)
+        assert down.status_code == 503 and down.headers["content-type"] == PROBLEM_JSON and down.headers["retry-after"] == "2"
+        for params in [{"type": "NoSuchEvent"}, {"request_id": "../../etc"}, {"limit": "0"}, {"limit": "many"}]:
+            bad = await dashboard.get("/v1/events", params=params, headers=OPS)
+            assert bad.status_code == 422 and bad.headers["content-type"] == PROBLEM_JSON, (params, bad.text)
+        bad_body = await dashboard.post("/v1/reviews/r-1/decision", json={"decision": "maybe"}, headers=OPS)
+        assert bad_body.status_code == 422
+
+
+async def test_the_page_loads_nothing_from_elsewhere(tmp_path: Path) -> None:
+    async with running_dashboard(make_bus_topics("memory", None), tmp_path) as (_, dashboard):
+        page = await dashboard.get("/")
+        assert page.status_code == 200 and "default-src 'self'" in page.headers["content-security-policy"]
+        for asset in re.findall(r'(?:src|href)="([^"]+)"', page.text):
+            assert asset.startswith("/static/"), asset
+            assert (await dashboard.get(asset)).status_code == 200
+    for path in STATIC.iterdir():
+        urls = set(re.findall(r"https?://[^\s\"'`)]+", path.read_text())) - {"http://www.w3.org/2000/svg"}
+        assert not urls, (path.name, urls)
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
