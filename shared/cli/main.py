@@ -4,6 +4,7 @@
     unbind down | status                                            stop / inspect it
     unbind migrate [--database-url URL] | seed                      databases only
     unbind token --user ID [--role customer|ops|service] [--ttl S]  a development JWT
+    unbind demo [--step-up|--review] [--approve] [--repay]          Zhang San's unbind, live, on a running `up`
     unbind kafka up|down|status · unbind postgres up|down|status    one piece of infrastructure
 
 Every command works on one var dir (`--var-dir`, default `$UNBIND_VAR_DIR` or `./var`), where
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--role", action="append", choices=sorted(ROLES), help="role claim, repeatable (default: customer)")
     token.add_argument("--ttl", type=int, default=None, help="lifetime in seconds (default: UNBIND_JWT_TTL_SECONDS, 900)")
 
-    up = commands.add_parser("up", parents=[var_dir], help="start Kafka, migrate, seed, run and supervise the four services")
+    up = commands.add_parser("up", parents=[var_dir], help="start Kafka, migrate, seed, run and supervise the four services and the dashboard")
     up.add_argument(
         "--database-url", help="PostgreSQL server URL (postgresql+asyncpg://user@host:port): one database unbind_<service> each (default: $UNBIND_DATABASE_SERVER_URL, else SQLite)"
     )
@@ -65,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     device.add_argument("--verification", required=True, help="the verification id (from GET /v1/unbind-requests/{id})")
     device.add_argument("--user", default="u-zhangsan", help="the device owner (default u-zhangsan, whose phone is the demo device)")
     device.add_argument("--url", default=None, help="verification service URL (default http://127.0.0.1:8002, shifted by $UNBIND_PORT_OFFSET)")
+
+    demo = commands.add_parser(
+        "demo", parents=[var_dir], help="play Zhang San's unbind live against a running `unbind up`: every step, and each event as it arrives (development only)"
+    )
+    demo.add_argument("--step-up", action="store_true", help="request from a newly enrolled phone key: risk asks for the SMS code and the biometric")
+    demo.add_argument("--review", action="store_true", help="a new phone, and his phone number changed 3 days ago: risk sends the request to ops review")
+    demo.add_argument("--approve", action="store_true", help="if risk asks for a review, decide it as ops (approve) instead of waiting for someone to")
+    demo.add_argument("--repay", action="store_true", help="repay the due instalment by hand instead of acknowledging the blocker")
+    demo.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for an ops review decision (default 600)")
+    demo.add_argument("--port-offset", type=int, default=None, help="the stack's port offset when no `up` of this var dir says (default: $UNBIND_PORT_OFFSET or 0)")
 
     status = commands.add_parser("status", parents=[var_dir], help="show what runs")
     status.add_argument("--port-offset", type=int, default=None, help="ports to probe when no `up` runs (default: $UNBIND_PORT_OFFSET or 0)")
@@ -103,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"device: biometric passed; verification {verification['id']} is {verification['status']} (passed: {', '.join(verification['passed_methods'])})")
     elif args.command == "status":
         return stack.status(var_dir, args.port_offset)
+    elif args.command == "demo":
+        from shared.cli import demo
+
+        options = demo.DemoOptions(var_dir, args.step_up, args.review, args.approve, args.repay, args.timeout, args.port_offset)
+        return demo.run(options)
     return 0
 
 

@@ -1,0 +1,765 @@
+"""`unbind demo`: Zhang San's story, played live against a stack started by `unbind up`.
+
+It does over HTTP what the README walk-through does with curl — impact, blockers, the account
+report, the unbind request, the code from the SMS sink, the biometric with the device simulator,
+an ops decision when risk asks for one — and meanwhile prints each event of this request as it
+arrives on the topic, with the time since the request. Which path risk takes is steered only by
+honest inputs (a newly enrolled phone, a phone number that changed, the customer's own history),
+never by touching the rules, and the demo follows whatever risk actually decides.
+
+The stack is found from the var dir's `unbind-up.pid` (service URLs, Kafka bootstrap), else on the
+ports `--port-offset` names. Development only: it mints tokens with the development JWT secret and
+reads one-time codes from the development SMS sink; it refuses to run with UNBIND_ENV=production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import re
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from services.verification.device_simulator import DeviceSimulator
+from shared.cli.errors import InfraError
+from shared.cli.services import load_settings, token
+from shared.cli.stack import live_supervisor, port_offset, read_pid_file, service_ports
+from shared.cloudevents import Envelope, MalformedEvent
+from shared.events import (
+    BindingCreated,
+    BiometricCounterRegressed,
+    ReviewDecided,
+    RiskAssessed,
+    UnbindAppealed,
+    UnbindCompleted,
+    UnbindRejected,
+    UnbindRequested,
+    VerificationFailed,
+    VerificationRequested,
+    Verified,
+)
+from shared.masking import mask_account_number, mask_phone
+
+CUSTOMER = "u-zhangsan"
+DEMO_BINDING = "b-zhangsan-mortgage"
+# Zhang San's phone as the notification seed has it: the SMS sink is read for codes sent to it.
+CUSTOMER_PHONE = "+8613812345678"
+CODE_IN_SMS = re.compile(r"(?:验证码为|verification code is) (\d{6})")
+USED_SERVICES = ("binding", "verification", "risk", "notification")
+# Automatic steps (risk scoring, issuing the challenge, completion) take well under a second;
+# far longer means a service is down or not consuming.
+STEP_TIMEOUT = 30.0
+HEARTBEAT = 30.0
+# Events after which the request will not complete.
+ENDINGS = frozenset({"UnbindRejected", "UnbindExpired", "UnbindCancelled", "VerificationFailed"})
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    var_dir: Path
+    step_up: bool = False
+    review: bool = False
+    approve: bool = False
+    repay: bool = False
+    timeout: float = 600.0
+    port_offset: int | None = None
+
+    @property
+    def expected_decision(self) -> str:
+        return "review" if self.review else "step_up" if self.step_up else "allow"
+
+    @property
+    def new_phone(self) -> bool:
+        # The review path also comes from a phone risk has not seen him unbind from.
+        return self.step_up or self.review
+
+
+class RequestEnded(Exception):
+    """An event said the request will not complete (rejected, expired, cancelled, verification failed)."""
+
+    def __init__(self, seen: Seen):
+        super().__init__(seen.type)
+        self.seen = seen
+
+
+# --------------------------------------------------------------------------- terminal
+
+
+class Terminal:
+    """The demo's live view: steps as header lines, what happens indented under them; colour
+    only on a terminal (and never with NO_COLOR), so piped output stays plain text."""
+
+    STYLES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "magenta": "35", "cyan": "36"}
+    DECISION_STYLE = {"allow": "green", "step_up": "yellow", "review": "magenta", "deny": "red", "approve": "green"}
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stdout
+        self.colour = self.stream.isatty() and not os.environ.get("NO_COLOR")
+        self.steps = 0
+
+    def paint(self, text: str, style: str) -> str:
+        return f"\033[{self.STYLES[style]}m{text}\033[0m" if self.colour else text
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.stream, flush=True)
+
+    def step(self, title: str) -> None:
+        self.steps += 1
+        self.say()
+        self.say(self.paint(f"{self.steps}. {title}", "bold"))
+
+    def line(self, text: str, style: str | None = None) -> None:
+        self.say("   " + (self.paint(text, style) if style else text))
+
+    def event(self, seen: Seen) -> None:
+        self.say(f"   {self.paint(f'+{seen.elapsed:.3f}s', 'dim')}  {self.paint(seen.type, 'cyan')}  {describe(seen.envelope, self)}")
+
+    def decision(self, decision: str) -> str:
+        return self.paint(decision, self.DECISION_STYLE.get(decision, "bold"))
+
+
+def _methods(methods: list[Any]) -> str:
+    return " + ".join(str(method) for method in methods) or "nothing"
+
+
+def _clock(at: datetime) -> str:
+    """A time as the person at the terminal reads it (local time, seconds)."""
+    return at.astimezone().strftime("%H:%M:%S")
+
+
+def describe(envelope: Envelope, term: Terminal) -> str:
+    """One line of what an event says; never a code, a full phone or account number (no event holds one)."""
+    data = envelope.data
+    if isinstance(data, UnbindRequested):
+        device = f"from {data.device_id}" if data.device_id else "no device named"
+        return f"{data.reason} · {device} · acknowledged {', '.join(data.acknowledged) or 'nothing'} · channel {data.channel}"
+    if isinstance(data, RiskAssessed):
+        needs = {"review": "needs an ops review", "deny": "refused"}.get(data.decision, f"needs {_methods(data.required_methods)}")
+        reasons = " ".join(f"{reason.code}(+{reason.weight})" for reason in data.reasons) or "no signals"
+        return f"score {data.score} · {term.decision(data.decision)} · {needs} · {reasons}"
+    if isinstance(data, ReviewDecided):
+        note = f" · “{data.note}”" if data.note else ""
+        needs = f" · needs {_methods(data.required_methods)}" if data.required_methods else ""
+        return f"{term.decision(data.decision)} by {data.reviewer}{note}{needs}"
+    if isinstance(data, VerificationRequested):
+        return f"verification {data.verification_id} · {_methods(data.methods)} · expires {_clock(data.expires_at)}"
+    if isinstance(data, Verified):
+        return f"{_methods(data.methods)} passed"
+    if isinstance(data, VerificationFailed | UnbindRejected):
+        return term.paint(data.reason, "red")
+    if isinstance(data, BiometricCounterRegressed):
+        return f"device {data.device_id} signed with counter {data.counter}, not above {data.last_counter}"
+    if isinstance(data, UnbindCompleted):
+        return f"{data.mandates_cancelled} mandate(s) cancelled · credit limit {data.credit_limit_before} -> {data.credit_limit_after} CNY"
+    if isinstance(data, UnbindAppealed):
+        return data.message
+    if isinstance(data, BindingCreated):
+        return f"{data.lender} ···· {data.account_last4} · credit limit {data.credit_limit_before} -> {data.credit_limit_after} CNY"
+    return ""
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+@dataclass(frozen=True)
+class Stack:
+    urls: dict[str, str]
+    bootstrap: str
+    topic: str
+    sms_sink: Path
+    offset: int = 0
+
+
+def _development_only(var_dir: Path) -> None:
+    # Checked on the raw variable first: in production the settings themselves may be refused
+    # (development secrets), which would hide the point that the demo never runs there.
+    if os.environ.get("UNBIND_ENV", "").strip().lower() == "production" or load_settings("binding", var_dir).env == "production":
+        raise InfraError("`unbind demo` is for development only (it mints tokens and reads one-time codes from the SMS sink); UNBIND_ENV is production.")
+
+
+def find_stack(var_dir: Path, explicit_offset: int | None) -> Stack:
+    """Where the stack runs: the pid file of this var dir's `unbind up`, else the ports of the offset."""
+    binding = load_settings("binding", var_dir)
+    sms_sink = load_settings("notification", var_dir).sms_sink  # type: ignore[attr-defined]
+    state = read_pid_file(var_dir) if live_supervisor(var_dir) is not None else None
+    if state is None:
+        offset = port_offset(explicit_offset)
+        ports = service_ports(offset)
+        return Stack({name: f"http://127.0.0.1:{ports[name]}" for name in USED_SERVICES}, binding.kafka_bootstrap_servers, binding.topic, sms_sink, offset)
+    recorded = state.get("services") or {}
+    urls = {name: (recorded.get(name) or {}).get("url") for name in USED_SERVICES}
+    if not all(urls.values()):
+        raise InfraError(f"{var_dir / 'unbind-up.pid'} names no URL for {', '.join(name for name, url in urls.items() if not url)}; restart `unbind up`.")
+    if explicit_offset is not None:
+        wanted = service_ports(explicit_offset)
+        running = {name: (recorded.get(name) or {}).get("port") for name in USED_SERVICES}
+        if any(running[name] != wanted[name] for name in USED_SERVICES):
+            raise InfraError(
+                f"The `unbind up` of {var_dir} runs on ports {running}, not on those of --port-offset {explicit_offset}; drop --port-offset or give the one `up` used."
+            )
+    return Stack(urls, state.get("kafka_bootstrap") or binding.kafka_bootstrap_servers, binding.topic, sms_sink)  # type: ignore[arg-type]
+
+
+async def check_ready(client: httpx.AsyncClient, stack: Stack, var_dir: Path) -> None:
+    """Fail at once, and clearly, when the stack is not there rather than half-way through the story."""
+    down = []
+    for name in USED_SERVICES:
+        try:
+            ready = (await client.get(f"{stack.urls[name]}/readyz", timeout=3.0)).status_code == 200
+        except httpx.HTTPError:
+            ready = False
+        if not ready:
+            down.append(f"{name} ({stack.urls[name]})")
+    if not down:
+        return
+    if live_supervisor(var_dir) is None:
+        shift = f" --port-offset {stack.offset}" if stack.offset else ""
+        raise InfraError(f"No `unbind up` runs for {var_dir} and nothing is ready at {', '.join(down)}. Start the stack first: `unbind --var-dir {var_dir} up{shift}`.")
+    raise InfraError(f"Not ready: {', '.join(down)}. See `unbind --var-dir {var_dir} status` and {var_dir / 'logs'}.")
+
+
+class Api:
+    """The four services over HTTP, every failure turned into one clear line."""
+
+    def __init__(self, client: httpx.AsyncClient, stack: Stack, tokens: dict[str, str]):
+        self.client = client
+        self.stack = stack
+        self.tokens = tokens
+
+    async def call(self, service: str, method: str, path: str, *, role: str = "customer", expect: tuple[int, ...] = (200,), **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.tokens[role]}", **kwargs.pop("headers", {})}
+        url = self.stack.urls[service] + path
+        try:
+            response = await self.client.request(method, url, headers=headers, **kwargs)
+        except httpx.HTTPError as exc:
+            raise InfraError(f"The {service} service at {self.stack.urls[service]} did not answer {method} {path} ({type(exc).__name__}); is `unbind up` still running?") from None
+        if response.status_code not in expect:
+            raise InfraError(f"{method} {url} answered {response.status_code} (expected {' or '.join(map(str, expect))}): {_problem(response)}")
+        return response
+
+    async def json(self, service: str, method: str, path: str, **kwargs: Any) -> Any:
+        return (await self.call(service, method, path, **kwargs)).json()
+
+
+def _problem(response: httpx.Response) -> str:
+    """The gist of an error response: an RFC 9457 problem's detail, else the start of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200] or "(empty body)"
+    if isinstance(body, dict):
+        return str(body.get("detail") or body.get("title") or body)[:300]
+    return str(body)[:300]
+
+
+# --------------------------------------------------------------------------- live events
+
+
+@dataclass(frozen=True)
+class Seen:
+    envelope: Envelope
+    elapsed: float  # seconds from the request to the event's arrival here
+
+    @property
+    def type(self) -> str:
+        return self.envelope.type
+
+
+@dataclass
+class EventFeed:
+    """This request's events as they arrive on the topic.
+
+    No consumer group: the demo must neither move a service's offsets nor wait for a rebalance,
+    so it assigns itself every partition and starts at the end offsets taken before the request,
+    which is exactly "from now on". Records of other bindings are skipped; the binding's records
+    that arrive before the request id is known (the POST has not answered yet) are held and
+    sorted out once it is.
+    """
+
+    bootstrap: str
+    topic: str
+    binding_id: str
+    term: Terminal
+    seen: list[Seen] = field(default_factory=list)
+    request_id: str | None = None
+    started_at: float = 0.0
+    _held: list[tuple[Envelope, float]] = field(default_factory=list)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _consumer: AIOKafkaConsumer | None = None
+    _task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False, client_id="unbind-demo")
+        try:
+            await asyncio.wait_for(consumer.start(), STEP_TIMEOUT)
+            # `topics()` does not keep what it fetched; a forced update fills the metadata that
+            # `partitions_for_topic` reads (as tests/stack.py does).
+            await consumer._client.force_metadata_update()
+            numbers = consumer.partitions_for_topic(self.topic)
+            if not numbers:
+                raise InfraError(f"The topic {self.topic} does not exist on {self.bootstrap}; is this the stack's broker (and UNBIND_TOPIC the stack's)?")
+            partitions = [TopicPartition(self.topic, number) for number in sorted(numbers)]
+            consumer.assign(partitions)
+            for partition, offset in (await consumer.end_offsets(partitions)).items():
+                consumer.seek(partition, offset)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            await consumer.stop()
+            raise InfraError(f"Kafka at {self.bootstrap} is not reachable ({type(exc).__name__}: {exc}); is the stack's broker running?") from None
+        except InfraError:
+            await consumer.stop()
+            raise
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, KafkaError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    def request_made(self) -> None:
+        """The clock of the event times starts here, just before the request is sent."""
+        self.started_at = time.monotonic()
+
+    def track(self, request_id: str) -> None:
+        self.request_id = request_id
+        held, self._held = self._held, []
+        for envelope, arrived in held:
+            self._take(envelope, arrived)
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=500)
+            arrived = time.monotonic()
+            for records in batches.values():
+                for record in records:
+                    try:
+                        envelope = Envelope.from_record(record.value, record.headers)
+                    except MalformedEvent:
+                        continue  # not ours to judge: the services dead-letter it
+                    if envelope.subject == self.binding_id:
+                        self._take(envelope, arrived)
+
+    def _take(self, envelope: Envelope, arrived: float) -> None:
+        if self.request_id is None:
+            self._held.append((envelope, arrived))
+            return
+        if envelope.data.request_id != self.request_id:
+            return  # another request of the same binding (an earlier one's late event)
+        seen = Seen(envelope, arrived - self.started_at)
+        self.seen.append(seen)
+        self.term.event(seen)
+        self._changed.set()
+
+    def first(self, event_type: str) -> Seen | None:
+        return next((seen for seen in self.seen if seen.type == event_type), None)
+
+    async def wait_for(self, *types: str, timeout: float, endings: bool = True) -> Seen | None:
+        """The first event of `types`; None after `timeout`. An ending event raises RequestEnded
+        (unless `endings` is false: waiting for the rest of a story that already ended)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if found := next((seen for seen in self.seen if seen.type in types), None):
+                return found
+            if endings and (ended := next((seen for seen in self.seen if seen.type in ENDINGS), None)):
+                raise RequestEnded(ended)
+            if self._task is not None and self._task.done():
+                error = self._task.exception() if not self._task.cancelled() else None
+                raise InfraError(f"Reading {self.topic} on {self.bootstrap} stopped: " + (f"{type(error).__name__}: {error}" if error else "cancelled"))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            # Nothing else runs between the checks above and this clear, so no event is missed.
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    async def expect(self, event_type: str, who: str, var_dir: Path) -> Seen:
+        """An event an automatic step must produce within STEP_TIMEOUT, else a clear error."""
+        seen = await self.wait_for(event_type, timeout=STEP_TIMEOUT)
+        if seen is None:
+            raise InfraError(f"No {event_type} for request {self.request_id} within {STEP_TIMEOUT:.0f} s: is the {who} service working? See {var_dir / 'logs' / f'{who}.log'}.")
+        return seen
+
+
+# --------------------------------------------------------------------------- the story
+
+
+@dataclass
+class Story:
+    options: DemoOptions
+    api: Api
+    term: Terminal
+    stack: Stack
+    binding_id: str = DEMO_BINDING
+    device: DeviceSimulator | None = None  # the new phone key, with --step-up or --review
+    impact: dict[str, Any] = field(default_factory=dict)
+    acknowledged: list[str] = field(default_factory=list)
+
+
+async def choose_binding(story: Story) -> None:
+    """The seeded binding while it is active; otherwise (an earlier demo unbound it) a fresh one."""
+    response = await story.api.call("binding", "GET", f"/v1/bindings/{DEMO_BINDING}", expect=(200, 404))
+    status = response.json()["status"] if response.status_code == 200 else "missing"
+    if status == "active":
+        account = response.json()["repayment_account"]
+        story.term.line(f"{DEMO_BINDING}: {account['lender']} {account['account_number']}, {account['monthly_instalment']} CNY a month, active")
+        return
+    why = {"unbound": "already unbound (an earlier demo)", "unbinding": "busy with an open unbind request", "missing": "not in the data"}.get(status, status)
+    story.term.line(f"{DEMO_BINDING} is {why}: binding a fresh repayment account for him first", "yellow")
+    story.binding_id = await bind_fresh_account(story)
+
+
+def _due_day_not_soon(today: date) -> int:
+    """A due day about ten days ahead, so the fresh account's first instalment is not due within
+    three days: the INSTALMENT_DUE_SOON blocker (+10 in risk) belongs to the seeded story only."""
+    return (today.day - 1 + 10) % 28 + 1
+
+
+async def bind_fresh_account(story: Story) -> str:
+    number = "62220299" + "".join(random.choices("0123456789", k=8))
+    body = {"lender": "Example Bank", "account_number": number, "monthly_instalment": 8000, "due_day": _due_day_not_soon(date.today())}
+    created = await story.api.json("binding", "POST", "/v1/bindings", json=body, expect=(201,))
+    limit_before = created["credit_account"]["credit_limit"] - created["credit_limit_contribution"]
+    story.term.line(
+        f"bound {created['id']}: Example Bank {mask_account_number(number)}, 8000 CNY a month due on day {body['due_day']}; "
+        f"credit limit {limit_before} -> {created['credit_account']['credit_limit']} CNY"
+    )
+    return created["id"]
+
+
+async def enrol_new_phone(story: Story) -> None:
+    """A phone key risk has never seen him unbind from (device_unknown, +40)."""
+    device = DeviceSimulator.generate(f"d-zhangsan-phone-{uuid.uuid4().hex[:6]}")
+    await story.api.call("verification", "POST", "/v1/devices", json=device.enrolment("Zhang San's new phone"), expect=(201,))
+    story.device = device
+    story.term.line(f"enrolled a new phone key {device.device_id} (EC P-256, held by the device simulator); the request will come from it")
+
+
+async def report_phone_change(story: Story) -> None:
+    """The customer system tells risk his number changed 3 days ago (phone_changed_recently, +25)."""
+    changed = datetime.now(UTC) - timedelta(days=3)
+    await story.api.call("risk", "PUT", f"/internal/v1/profiles/{CUSTOMER}", role="service", json={"phone_changed_at": changed.isoformat()}, expect=(204,))
+    story.term.line(f"customer system -> risk: his phone number changed on {changed.astimezone():%Y-%m-%d} (3 days ago); it stays in his profile for 30 days")
+
+
+async def show_impact(story: Story) -> None:
+    impact = await story.api.json("binding", "GET", f"/v1/bindings/{story.binding_id}/impact", headers={"Accept-Language": "en"})
+    story.impact = impact
+    term = story.term
+    term.line(f"credit limit {impact['credit_limit_before']} -> {impact['credit_limit_after']} CNY")
+    if current := impact.get("current_instalment"):
+        debit = ", by auto-debit" if impact["auto_debit"] else ""
+        term.line(f"instalment {current['period']}: {current['amount']} CNY due {current['due_date']} ({current['status']}{debit})")
+    for benefit in impact["benefits_lost"]:
+        term.line(f"benefit lost: {benefit['description']}")
+    for blocker in impact["blockers"]:
+        kind = "to acknowledge" if blocker["acknowledgeable"] else "refuses unbinding"
+        term.line(f"blocker {blocker['code']} ({kind}): {blocker['message']}", "yellow")
+    if not impact["blockers"]:
+        term.line("no blockers", "green")
+
+
+async def clear_blockers(story: Story) -> None:
+    """Repay the due instalment (--repay), else acknowledge what may be acknowledged."""
+    blockers = story.impact["blockers"]
+    if not blockers:
+        story.term.line("nothing to repay or acknowledge")
+        return
+    current = story.impact.get("current_instalment")
+    if story.options.repay and current and current["status"] != "paid":
+        paid = await story.api.json(
+            "binding",
+            "POST",
+            f"/v1/bindings/{story.binding_id}/repayments",
+            json={"amount": current["amount"]},
+            headers={"Idempotency-Key": f"demo-repay-{uuid.uuid4().hex}"},
+            expect=(200, 201),
+        )
+        story.term.line(f"repaid {paid['amount']} CNY for {paid['period']} by hand ({paid['status']}, {paid['paid_by']})", "green")
+        story.impact = await story.api.json("binding", "GET", f"/v1/bindings/{story.binding_id}/impact", headers={"Accept-Language": "en"})
+        blockers = story.impact["blockers"]
+        story.term.line("blockers now: " + (", ".join(blocker["code"] for blocker in blockers) or "none"))
+    if refusing := [blocker["code"] for blocker in blockers if not blocker["acknowledgeable"]]:
+        hint = "" if story.options.repay else " (try --repay)"
+        raise InfraError(f"{story.binding_id} cannot be unbound now: {', '.join(refusing)}{hint}.")
+    story.acknowledged = [blocker["code"] for blocker in blockers]
+    for code in story.acknowledged:
+        story.term.line(f"acknowledged {code}: he repays it himself once the auto-debit stops")
+
+
+async def download_report(story: Story) -> None:
+    """The account report to keep, as the PDF (or JSON where the host has no CJK font: 503)."""
+    response = await story.api.call("binding", "GET", f"/v1/bindings/{story.binding_id}/report", headers={"Accept": "application/pdf"}, expect=(200, 503))
+    folder = story.options.var_dir / "demo"
+    if response.status_code == 200:
+        path = _save(folder / f"report-{story.binding_id}.pdf", response.content)
+        story.term.line(f"saved {_shown(path)} ({_size(len(response.content))}, {response.headers.get('content-type', '?')})")
+        return
+    story.term.line(f"no PDF on this host: {_problem(response)}", "yellow")
+    report = await story.api.call("binding", "GET", f"/v1/bindings/{story.binding_id}/report")
+    path = _save(folder / f"report-{story.binding_id}.json", report.content)
+    story.term.line(f"saved the JSON report instead: {_shown(path)} ({_size(len(report.content))})")
+
+
+def _save(path: Path, content: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+def _shown(path: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return str(path.resolve().relative_to(Path.cwd()))
+    return str(path)
+
+
+def _size(count: int) -> str:
+    return f"{count / 1024:.1f} KiB" if count >= 1024 else f"{count} bytes"
+
+
+async def request_unbind(story: Story, feed: EventFeed) -> tuple[str, datetime]:
+    body: dict[str, Any] = {"reason": "fund_planning", "note": "unbind demo", "acknowledged": story.acknowledged, "impact_hash": story.impact["impact_hash"]}
+    if story.device is not None:
+        body["device_id"] = story.device.device_id
+    sent_at = datetime.now(UTC)
+    feed.request_made()
+    request = await story.api.json(
+        "binding", "POST", f"/v1/bindings/{story.binding_id}/unbind-requests", json=body, headers={"Idempotency-Key": f"demo-{uuid.uuid4().hex}"}, expect=(202,)
+    )
+    feed.track(request["id"])
+    device = f"from {story.device.device_id}" if story.device else "from the app, no device named"
+    story.term.line(f"request {request['id']} accepted (202, {request['status']}), {device}; expires {_clock(datetime.fromisoformat(request['expires_at']))}")
+    return request["id"], sent_at
+
+
+async def follow(story: Story, feed: EventFeed, request_id: str, sent_at: datetime) -> None:
+    """From the risk decision to completion, whichever path risk takes."""
+    options = story.options
+    seen = await feed.expect("RiskAssessed", "risk", options.var_dir)
+    assessed = seen.envelope.data
+    assert isinstance(assessed, RiskAssessed)
+    await explain_decision(story, request_id, assessed)
+    if assessed.decision == "deny":
+        raise RequestEnded(await feed.wait_for("UnbindRejected", timeout=STEP_TIMEOUT) or seen)
+    if assessed.decision == "review":
+        await review(story, feed, request_id)
+    issued = (await feed.expect("VerificationRequested", "verification", options.var_dir)).envelope.data
+    assert isinstance(issued, VerificationRequested)
+    if "otp" in issued.methods:
+        await pass_otp(story, issued.verification_id, sent_at)
+    if "biometric" in issued.methods:
+        await pass_biometric(story, issued.verification_id)
+    await feed.expect("Verified", "verification", options.var_dir)
+    await feed.expect("UnbindCompleted", "binding", options.var_dir)
+
+
+async def explain_decision(story: Story, request_id: str, assessed: RiskAssessed) -> None:
+    """Which rule (or the thresholds) decided, from the ops view of the assessment; and say so
+    when that is not the path asked for (history changes scores, and rules come first)."""
+    assessment = await story.api.json("risk", "GET", f"/v1/assessments/{request_id}", role="ops")
+    by = f"rule '{assessment['matched_rule']}'" if assessment["matched_rule"] else f"the thresholds (score {assessment['score']})"
+    story.term.line(f"decided by {by}, rules version {assessment['rules_version']}")
+    if assessed.decision != story.options.expected_decision:
+        story.term.line(f"you asked for the {story.options.expected_decision} path; risk decided {assessed.decision}: following risk", "yellow")
+
+
+async def review(story: Story, feed: EventFeed, request_id: str) -> None:
+    """The request waits in the ops queue; with --approve the demo decides as ops."""
+    term = story.term
+    queue = (await story.api.json("risk", "GET", "/v1/reviews?status=pending", role="ops"))["items"]
+    mine = next((index for index, item in enumerate(queue) if item["request_id"] == request_id), None)
+    if mine is None:
+        raise InfraError(f"Risk decided review, but request {request_id} is not in {story.stack.urls['risk']}/v1/reviews?status=pending.")
+    item = queue[mine]
+    term.line(f"waiting in the ops review queue: review {item['id']}, {mine + 1} of {len(queue)} pending, waited {item['waiting_seconds']} s", "magenta")
+    if story.options.approve:
+        note = "approved by `unbind demo --approve`"
+        await story.api.call("risk", "POST", f"/v1/reviews/{item['id']}/decision", role="ops", json={"decision": "approve", "note": note})
+        term.line("decided as ops (ops-admin): approve")
+        decided = await feed.expect("ReviewDecided", "risk", story.options.var_dir)
+    else:
+        term.line(f'decide it as ops: POST {story.stack.urls["risk"]}/v1/reviews/{item["id"]}/decision {{"decision": "approve"}} (or rerun with --approve)')
+        decided = await wait_for_decision(story, feed, item["id"])
+    assert isinstance(decided.envelope.data, ReviewDecided)
+    if decided.envelope.data.decision != "approve":
+        # The binding rejects the request next: show that too, then end.
+        raise RequestEnded(await feed.wait_for("UnbindRejected", timeout=STEP_TIMEOUT) or decided)
+
+
+async def wait_for_decision(story: Story, feed: EventFeed, review_id: str) -> Seen:
+    """Someone else decides (ops, with curl or the dashboard); a line now and then shows the demo is alive."""
+    started = time.monotonic()
+    deadline = started + story.options.timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        if decided := await feed.wait_for("ReviewDecided", timeout=min(HEARTBEAT, remaining)):
+            return decided
+        if deadline > time.monotonic():
+            story.term.line(f"still waiting for an ops decision ({time.monotonic() - started:.0f} s of {story.options.timeout:.0f} s)", "dim")
+    raise InfraError(f"No ops decision on review {review_id} within {story.options.timeout:.0f} s (rerun with --approve to decide it as ops, or give a longer --timeout).")
+
+
+def latest_code(sms_sink: Path, phone: str, since: datetime) -> str | None:
+    """The code of the newest code SMS to `phone` that arrived after `since` (other SMS, like the
+    risk prompt, and unreadable lines are skipped)."""
+    try:
+        lines = sms_sink.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            message = json.loads(line)
+            at = datetime.fromisoformat(message["at"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if message.get("to") == phone and at >= since and (match := CODE_IN_SMS.search(str(message.get("text", "")))):
+            return match.group(1)
+    return None
+
+
+def mask_code(code: str) -> str:
+    """The customer's code is his own: the terminal shows only its last two digits."""
+    return "••••" + code[-2:]
+
+
+async def pass_otp(story: Story, verification_id: str, since: datetime) -> None:
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while (code := latest_code(story.stack.sms_sink, CUSTOMER_PHONE, since)) is None:
+        if time.monotonic() > deadline:
+            raise InfraError(f"No code SMS to {mask_phone(CUSTOMER_PHONE)} in {story.stack.sms_sink} within {STEP_TIMEOUT:.0f} s: see the notification and verification logs.")
+        await asyncio.sleep(0.1)
+    story.term.line(f"code from SMS to {mask_phone(CUSTOMER_PHONE)}: {mask_code(code)}")
+    result = await story.api.json("verification", "POST", f"/v1/verifications/{verification_id}/otp", json={"code": code})
+    story.term.line(f"code accepted: verification {result['status']}, passed {_methods(result['passed_methods'])}", "green")
+
+
+async def pass_biometric(story: Story, verification_id: str) -> None:
+    """Challenge, fingerprint, signature with the phone key the request came from (else the seeded demo phone)."""
+    # The demo phone's counter is the wall clock, like `unbind device sign`, so it keeps going up across runs.
+    device = story.device or DeviceSimulator.demo(counter=int(time.time()))
+    issued = await story.api.json("verification", "POST", f"/v1/verifications/{verification_id}/biometric/challenge", expect=(201,))
+    body = device.sign(issued["challenge"], verification_id, issued["request_id"], issued["impact_hash"])
+    result = await story.api.json("verification", "POST", f"/v1/verifications/{verification_id}/biometric", json=body)
+    story.term.line(f"fingerprint on {device.device_id}: challenge signed (counter {body['counter']}); verification {result['status']}", "green")
+
+
+async def show_result(story: Story, feed: EventFeed, request_id: str) -> None:
+    term = story.term
+    request = await story.api.json("binding", "GET", f"/v1/unbind-requests/{request_id}")
+    term.line(f"request {request_id}: {term.paint(request['status'], 'green' if request['status'] == 'completed' else 'red')}")
+    completed = feed.first("UnbindCompleted")
+    if completed is not None and isinstance(completed.envelope.data, UnbindCompleted):
+        data = completed.envelope.data
+        term.line(f"credit limit {data.credit_limit_before} -> {data.credit_limit_after} CNY; mandates cancelled: {data.mandates_cancelled}")
+    binding = await story.api.json("binding", "GET", f"/v1/bindings/{story.binding_id}")
+    term.line(f"binding {binding['id']} ({binding['repayment_account']['account_number']}): {binding['status']}, auto-debit {'on' if binding['auto_debit'] else 'off'}")
+    if request["follow_up"]:
+        term.line("follow-up checklist:")
+        for item in request["follow_up"]:
+            term.line(f"  [ ] {item}")
+
+
+def timings(feed: EventFeed) -> str:
+    marks = [("risk", "RiskAssessed"), ("review", "ReviewDecided"), ("challenge", "VerificationRequested"), ("verified", "Verified"), ("completed", "UnbindCompleted")]
+    parts = [f"{label} +{seen.elapsed:.3f}s" for label, event_type in marks if (seen := feed.first(event_type))]
+    return " · ".join(parts)
+
+
+async def _play(options: DemoOptions, term: Terminal) -> int:
+    _development_only(options.var_dir)
+    stack = find_stack(options.var_dir, options.port_offset)
+    # Long enough for a review that waits the whole --timeout and the steps after it.
+    ttl = int(options.timeout) + 900
+    tokens = {
+        "customer": token(options.var_dir, CUSTOMER, ["customer"], ttl),
+        "ops": token(options.var_dir, None, ["ops"], ttl),
+        "service": token(options.var_dir, "customer-system", ["service"], 300),
+    }
+    async with httpx.AsyncClient(timeout=10.0, trust_env=False) as client:
+        await check_ready(client, stack, options.var_dir)
+        story = Story(options, Api(client, stack, tokens), term, stack)
+        term.say(term.paint(f"unbind demo: Zhang San ({CUSTOMER}) unbinds his mortgage repayment account — the {options.expected_decision} path", "bold"))
+        term.line(f"stack   binding {stack.urls['binding']} · verification {stack.urls['verification']} · risk {stack.urls['risk']}")
+        term.line(f"events  topic {stack.topic} on {stack.bootstrap}, live")
+
+        term.step("His binding" + (" and his phone" if options.new_phone else ""))
+        await choose_binding(story)
+        if options.new_phone:
+            await enrol_new_phone(story)
+        if options.review:
+            await report_phone_change(story)
+        term.step(f"Impact of unbinding {story.binding_id}")
+        await show_impact(story)
+        term.step("Repay the due instalment" if options.repay else "Acknowledge the blockers")
+        await clear_blockers(story)
+        term.step("Account report")
+        await download_report(story)
+
+        feed = EventFeed(stack.bootstrap, stack.topic, story.binding_id, term)
+        await feed.start()
+        try:
+            term.step("Unbind request")
+            request_id, sent_at = await request_unbind(story, feed)
+            term.step("Risk, verification, completion (events live from the topic)")
+            try:
+                await follow(story, feed, request_id, sent_at)
+            except RequestEnded as ended:
+                return await report_ending(story, feed, request_id, ended.seen)
+            except (InfraError, asyncio.CancelledError):
+                await withdraw(story, request_id)
+                raise
+            term.step("Result")
+            await show_result(story, feed, request_id)
+        finally:
+            await feed.stop()
+    completed = feed.first("UnbindCompleted")
+    term.say()
+    term.say(term.paint(f"done: request -> completed in {completed.elapsed:.3f} s" if completed else "done", "bold") + (f"  ({timings(feed)})" if completed else ""))
+    return 0
+
+
+async def withdraw(story: Story, request_id: str) -> None:
+    """The demo stops before the end (an error, a timeout, Ctrl-C): cancel its request, best
+    effort, so the binding is free for the next run instead of waiting out the expiry."""
+    try:
+        response = await story.api.client.post(
+            f"{story.stack.urls['binding']}/v1/unbind-requests/{request_id}/cancel", headers={"Authorization": f"Bearer {story.api.tokens['customer']}"}, timeout=5.0
+        )
+    except httpx.HTTPError:
+        return
+    if response.status_code == 200:
+        story.term.line(f"the demo stopped early: cancelled request {request_id}, so {story.binding_id} is active again", "yellow")
+
+
+async def report_ending(story: Story, feed: EventFeed, request_id: str, seen: Seen) -> int:
+    """The request stopped short of completion: say how, and exit non-zero."""
+    if seen.type == "VerificationFailed":
+        # The binding turns that into UnbindRejected; show it for the whole story.
+        await feed.wait_for("UnbindRejected", "UnbindExpired", timeout=5.0, endings=False)
+    request = await story.api.json("binding", "GET", f"/v1/unbind-requests/{request_id}")
+    why = request.get("outcome_reason") or seen.type
+    story.term.step("Result")
+    story.term.line(f"request {request_id}: {request['status']} ({why}); binding {story.binding_id} stays bound", "red")
+    return 1
+
+
+def run(options: DemoOptions) -> int:
+    # aiokafka's own warnings (a metadata retry) would break the live view; real failures still raise.
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    return asyncio.run(_play(options, Terminal()))
