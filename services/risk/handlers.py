@@ -1,12 +1,13 @@
 """Event handlers of the risk service and its subscriptions: every event type on the topic is
-behaviour; an UnbindRequested is scored and an UnbindAppealed opens a review."""
+behaviour; an UnbindRequested is scored, an UnbindAppealed opens a review, and a cancelled or
+expired request withdraws its pending review."""
 
 from __future__ import annotations
 
 from services.risk import service
 from services.risk.service import RiskDeps
 from shared.consumer import Handler, Subscriptions
-from shared.events import EVENT_TYPES, Event, UnbindAppealed, UnbindRequested
+from shared.events import EVENT_TYPES, Event, UnbindAppealed, UnbindCancelled, UnbindExpired, UnbindRequested
 from shared.uow import UnitOfWork
 
 
@@ -18,9 +19,19 @@ async def on_unbind_appealed(event: UnbindAppealed, uow: UnitOfWork, deps: RiskD
     await service.open_appeal_review(uow, event)
 
 
+async def on_request_closed(event: UnbindCancelled | UnbindExpired, uow: UnitOfWork, deps: RiskDeps) -> None:
+    service.observe(uow, event, deps.clock())
+    await service.withdraw_reviews(uow, event)
+
+
 async def on_any_other_event(event: Event, uow: UnitOfWork, deps: RiskDeps) -> None:
     service.observe(uow, event, deps.clock())
 
 
-_SPECIFIC: dict[type[Event], Handler] = {UnbindRequested: on_unbind_requested, UnbindAppealed: on_unbind_appealed}
+_SPECIFIC: dict[type[Event], Handler] = {
+    UnbindRequested: on_unbind_requested,
+    UnbindAppealed: on_unbind_appealed,
+    UnbindCancelled: on_request_closed,
+    UnbindExpired: on_request_closed,
+}
 SUBSCRIPTIONS: Subscriptions = {event_type: _SPECIFIC.get(event_type, on_any_other_event) for event_type in EVENT_TYPES.values()}

@@ -53,6 +53,8 @@ class ReviewStatus(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
     DENIED = "denied"
+    # The request was cancelled or expired before anyone decided: nothing left to decide.
+    WITHDRAWN = "withdrawn"
 
 
 class Review(Base):

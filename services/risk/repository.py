@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.risk.models import AccountFlag, Assessment, CustomerProfile, ObservedEvent, Review, RuleSet
+from services.risk.models import AccountFlag, Assessment, CustomerProfile, ObservedEvent, Review, ReviewStatus, RuleSet
 
 
 async def count_events_since(session: AsyncSession, user_id: str, event_type: str, since: datetime, *, excluding_request: str | None = None) -> int:
@@ -27,6 +27,11 @@ async def get_assessment(session: AsyncSession, request_id: str) -> Assessment |
 async def get_review(session: AsyncSession, review_id: str, *, for_update: bool = False) -> Review | None:
     query = select(Review).where(Review.id == review_id)
     return await session.scalar(query.with_for_update() if for_update else query)
+
+
+async def pending_reviews_of(session: AsyncSession, request_id: str) -> Sequence[Review]:
+    query = select(Review).where(Review.request_id == request_id, Review.status == ReviewStatus.PENDING).with_for_update()
+    return (await session.scalars(query)).all()
 
 
 async def list_reviews(session: AsyncSession, status: str | None, limit: int) -> Sequence[Review]:

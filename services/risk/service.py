@@ -286,6 +286,15 @@ async def decide_review(uow: UnitOfWork, principal: Principal, review_id: str, d
     return review_out(review, review.decided_at)
 
 
+async def withdraw_reviews(uow: UnitOfWork, event: Event) -> None:
+    """A request that ended (cancelled, expired) leaves nothing to decide: its pending review is
+    withdrawn, so the queue no longer shows it and an approval can no longer be given."""
+    for review in await repository.pending_reviews_of(uow.session, event.request_id):
+        review.status = ReviewStatus.WITHDRAWN
+        review.decided_at = utcnow()
+        review.note = f"withdrawn: {type(event).__name__}"
+
+
 async def list_flags(uow: UnitOfWork, active_only: bool) -> FlagList:
     return FlagList(items=[FlagOut.model_validate(flag, from_attributes=True) for flag in await repository.list_flags(uow.session, active_only)])
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.verification import repository, service
+from services.verification import service
 from services.verification.service import VerificationDeps
 from shared.consumer import Subscriptions
 from shared.events import ReviewDecided, ReviewOutcome, RiskAssessed, RiskDecision, UnbindCancelled, UnbindExpired, UnbindRequested
@@ -24,11 +24,11 @@ async def on_review_decided(event: ReviewDecided, uow: UnitOfWork, deps: Verific
 
 
 async def on_unbind_cancelled(event: UnbindCancelled, uow: UnitOfWork, deps: VerificationDeps) -> None:
-    service.void(await repository.live_for_request(uow.session, event.request_id, for_update=True))
+    await service.close_request(uow, event)
 
 
 async def on_unbind_expired(event: UnbindExpired, uow: UnitOfWork, deps: VerificationDeps) -> None:
-    service.void(await repository.live_for_request(uow.session, event.request_id, for_update=True))
+    await service.close_request(uow, event)
 
 
 SUBSCRIPTIONS: Subscriptions = {

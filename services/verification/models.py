@@ -80,6 +80,9 @@ class UnbindContext(Base):
     user_id: Mapped[str] = mapped_column(String(64))
     impact_hash: Mapped[str] = mapped_column(String(64))
     device_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # Set when the request was cancelled or expired: no verification is issued for it any more,
+    # even if an approval crosses the cancellation on the topic.
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class OtpSend(Base):

@@ -99,6 +99,9 @@ async def issue(uow: UnitOfWork, deps: VerificationDeps, event: Event, methods: 
     if await repository.live_for_request(uow.session, event.request_id) is not None:
         return
     context = await uow.session.get(UnbindContext, event.request_id)
+    if context is not None and context.closed_at is not None:
+        log.info("no verification for a closed request", extra={"request_id": event.request_id, "after": type(event).__name__})
+        return
     if context is None and VerificationMethod.BIOMETRIC in methods:
         # The device must sign the impact the customer saw; without UnbindRequested there is none
         # to sign. Raising lets the consumer retry, then dead-letter: a contract breach, not a guess.
@@ -331,12 +334,20 @@ async def _biometric_refusal(uow: UnitOfWork, verification: Verification, princi
     return None
 
 
-def void(verification: Verification | None) -> None:
-    """The request was cancelled or expired: later attempts are refused."""
+async def close_request(uow: UnitOfWork, event: Event) -> None:
+    """The request was cancelled or expired: its verification is voided (later attempts are
+    refused) and none is issued for it again."""
+    verification = await repository.live_for_request(uow.session, event.request_id, for_update=True)
     if verification is not None and verification.status == VerificationStatus.PENDING:
         verification.status = VerificationStatus.VOIDED
         verification.otp_hash = None
         verification.next_delivery_at = None
+    context = await uow.session.get(UnbindContext, event.request_id)
+    if context is None:
+        # UnbindRequested was never seen here (retention): remember the request as closed all the same.
+        context = UnbindContext(request_id=event.request_id, user_id=event.user_id, impact_hash="")
+        uow.session.add(context)
+    context.closed_at = context.closed_at or utcnow()
 
 
 def _complete_if_done(uow: UnitOfWork, verification: Verification) -> None:

@@ -4,13 +4,18 @@ approve -> both methods -> completed, or deny -> rejected."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select
 
+from services.verification.models import InboxEntry, Verification
+from shared.cloudevents import Envelope
+from shared.events import ReviewDecided
 from tests.factories import Customer, customer_with_binding, enrolled_device, idempotency_key, pass_verification, unbind_body
 from tests.stack import BusTopics, Stack, auth, eventually, running_stack
 
@@ -97,3 +102,37 @@ async def test_a_third_request_in_a_day_reviewed_and_denied_is_rejected(at_noon:
     assert (body["outcome_reason"], body["reviewer_note"]) == ("review_denied", "unusual pattern")
     again = await at_noon.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve"}, headers=OPS)
     assert again.status_code == 409
+
+
+async def test_a_cancelled_request_withdraws_its_review_and_no_late_approval_sends_a_code(at_noon: Stack) -> None:
+    customer, third, review = await third_request_under_review(at_noon)
+    cancelled = await at_noon.client("binding").post(f"/v1/unbind-requests/{third['id']}/cancel", headers=auth(customer.user_id))
+    assert cancelled.status_code == 200, cancelled.text
+
+    async def withdrawn() -> dict | None:
+        queue = (await at_noon.client("risk").get("/v1/reviews?status=withdrawn", headers=OPS)).json()["items"]
+        return next((item for item in queue if item["id"] == review["id"]), None)
+
+    assert (await eventually(withdrawn, 15, "the review was not withdrawn"))["note"] == "withdrawn: UnbindCancelled"
+    assert all(item["id"] != review["id"] for item in (await at_noon.client("risk").get("/v1/reviews?status=pending", headers=OPS)).json()["items"])
+    late = await at_noon.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve"}, headers=OPS)
+    assert late.status_code == 409
+
+    # An approval that crossed the cancellation on the topic issues no verification and sends no code.
+    codes_before = at_noon.codes(customer.phone)
+    approval = ReviewDecided(
+        request_id=third["id"], binding_id=customer.binding_id, user_id=customer.user_id, decision="approve", reviewer="ops-3", required_methods=["otp", "biometric"]
+    )
+    crossed = Envelope.emit(approval)
+    await at_noon.topics.publish_event(crossed)
+
+    async def handled_by_verification() -> bool:
+        async with at_noon.runtime("verification").session_factory() as session:
+            return await session.get(InboxEntry, crossed.id) is not None
+
+    await eventually(handled_by_verification, 15, "verification never handled the crossed approval")
+    async with at_noon.runtime("verification").session_factory() as session:
+        assert (await session.scalars(select(Verification).where(Verification.request_id == third["id"]))).all() == []
+    await asyncio.sleep(0.5)
+    assert at_noon.codes(customer.phone) == codes_before
+    assert (await at_noon.request_status(third["id"], customer.user_id))["status"] == "cancelled"
