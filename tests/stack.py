@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -26,6 +25,7 @@ from services.binding.config import BindingSettings
 from services.binding.main import create_app as create_binding_app
 from services.notification.config import NotificationSettings
 from services.notification.main import create_app as create_notification_app
+from services.notification.templates import CODE_IN_SMS
 from services.risk.config import RiskSettings
 from services.risk.main import create_app as create_risk_app
 from services.verification.config import VerificationSettings
@@ -37,7 +37,6 @@ from shared.cloudevents import Envelope
 from shared.migrations import SERVICES, upgrade_async
 from shared.settings import DEVELOPMENT_JWT_SECRET
 
-CODE_IN_SMS = re.compile(r"(?:验证码为|verification code is) (\d{6})")
 SETTINGS = {"binding": BindingSettings, "verification": VerificationSettings, "risk": RiskSettings, "notification": NotificationSettings}
 
 

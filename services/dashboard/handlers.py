@@ -1,10 +1,5 @@
-"""What each event means for the dashboard: one function per event type, moving the request's
-view and returning the feed line.
-
-Feed lines name fields one by one, never dump the event data, so only what an ops screen should
-show reaches it: no client IP, no free text beyond what the emitter already redacted, and no
-number long enough to be a phone or account number (the projection redacts each line again).
-"""
+"""What each event means for the dashboard's view: one function per event type, moving the
+request through its states and stages. (Its feed line is `shared.describe.describe_event`.)"""
 
 from __future__ import annotations
 
@@ -17,6 +12,7 @@ from shared.events import (
     BiometricCounterRegressed,
     Event,
     ReviewDecided,
+    ReviewOutcome,
     RiskAssessed,
     RiskDecision,
     UnbindAppealed,
@@ -30,93 +26,67 @@ from shared.events import (
     Verified,
 )
 
-Handler = Callable[[Projection, Envelope], str]
+Handler = Callable[[Projection, Envelope], None]
 
 
-def _methods(methods: list) -> str:
-    return ", ".join(str(method) for method in methods) or "none"
+def on_binding_created(view: Projection, envelope: Envelope) -> None:
+    """Not an unbind request: the feed shows it, no request moves."""
 
 
-def on_binding_created(view: Projection, envelope: Envelope) -> str:
-    event: BindingCreated = envelope.data
-    return f"bound {event.lender} ····{event.account_last4} · credit limit {event.credit_limit_before} → {event.credit_limit_after}"
-
-
-def on_unbind_requested(view: Projection, envelope: Envelope) -> str:
-    event: UnbindRequested = envelope.data
+def on_unbind_requested(view: Projection, envelope: Envelope) -> None:
     view.transition(envelope, stage="requested", state="pending_risk")
-    acknowledged = f" · acknowledged {', '.join(event.acknowledged)}" if event.acknowledged else ""
-    return f"reason {event.reason} · channel {event.channel}{' · from a device' if event.device_id else ''}{acknowledged}"
 
 
-def on_risk_assessed(view: Projection, envelope: Envelope) -> str:
+def on_risk_assessed(view: Projection, envelope: Envelope) -> None:
     event: RiskAssessed = envelope.data
     # A denial stays pending_risk until binding rejects the request (UnbindRejected).
     state = {RiskDecision.REVIEW: "under_review", RiskDecision.DENY: None}.get(event.decision, "pending_verification")
     request = view.transition(envelope, stage="assessed", state=state)
     request.decision, request.score = str(event.decision), event.score
-    reasons = ", ".join(f"{reason.code}(+{reason.weight})" for reason in event.reasons) or "no signal"
-    return f"score {event.score} · {event.decision} · needs {_methods(event.required_methods)} · {reasons}"
 
 
-def on_review_decided(view: Projection, envelope: Envelope) -> str:
+def on_review_decided(view: Projection, envelope: Envelope) -> None:
     event: ReviewDecided = envelope.data
-    request = view.transition(envelope, state="pending_verification" if event.decision == "approve" else None)
+    request = view.transition(envelope, state="pending_verification" if event.decision == ReviewOutcome.APPROVE else None)
     request.reviewed = True
     request.reached.setdefault("review_decided", envelope.time)
-    return f"{event.decision} by {event.reviewer} · needs {_methods(event.required_methods)}"
 
 
-def on_verification_requested(view: Projection, envelope: Envelope) -> str:
-    event: VerificationRequested = envelope.data
+def on_verification_requested(view: Projection, envelope: Envelope) -> None:
     view.transition(envelope, stage="verification_issued", state="pending_verification")
-    return f"challenge {_methods(event.methods)} · expires {event.expires_at:%H:%M:%S} UTC"
 
 
-def on_verified(view: Projection, envelope: Envelope) -> str:
-    event: Verified = envelope.data
+def on_verified(view: Projection, envelope: Envelope) -> None:
     view.transition(envelope, stage="verified")
-    return f"passed {_methods(event.methods)}"
 
 
-def on_verification_failed(view: Projection, envelope: Envelope) -> str:
-    event: VerificationFailed = envelope.data
+def on_verification_failed(view: Projection, envelope: Envelope) -> None:
+    # Binding rejects the request next (UnbindRejected); until then it only counts as activity.
     view.transition(envelope)
-    return f"failed: {event.reason}"
 
 
-def on_biometric_counter_regressed(view: Projection, envelope: Envelope) -> str:
-    event: BiometricCounterRegressed = envelope.data
+def on_biometric_counter_regressed(view: Projection, envelope: Envelope) -> None:
     view.transition(envelope)
-    return f"device counter went from {event.last_counter} to {event.counter}: possible cloned key"
 
 
-def on_unbind_completed(view: Projection, envelope: Envelope) -> str:
-    event: UnbindCompleted = envelope.data
+def on_unbind_completed(view: Projection, envelope: Envelope) -> None:
     view.transition(envelope, stage="completed", state="completed")
-    return f"unbound · {event.mandates_cancelled} mandate(s) cancelled · credit limit {event.credit_limit_before} → {event.credit_limit_after}"
 
 
-def on_unbind_rejected(view: Projection, envelope: Envelope) -> str:
-    event: UnbindRejected = envelope.data
+def on_unbind_rejected(view: Projection, envelope: Envelope) -> None:
     view.transition(envelope, state="rejected")
-    return f"rejected: {event.reason}"
 
 
-def on_unbind_cancelled(view: Projection, envelope: Envelope) -> str:
+def on_unbind_cancelled(view: Projection, envelope: Envelope) -> None:
     view.transition(envelope, state="cancelled")
-    return "cancelled by the customer"
 
 
-def on_unbind_expired(view: Projection, envelope: Envelope) -> str:
+def on_unbind_expired(view: Projection, envelope: Envelope) -> None:
     view.transition(envelope, state="expired")
-    return "expired before it was verified"
 
 
-def on_unbind_appealed(view: Projection, envelope: Envelope) -> str:
-    event: UnbindAppealed = envelope.data
+def on_unbind_appealed(view: Projection, envelope: Envelope) -> None:
     view.transition(envelope, state="under_review")
-    return f"appealed: {event.message[:120]}"
 
 
 SUBSCRIPTIONS: dict[type[Event], Handler] = {

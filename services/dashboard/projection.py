@@ -213,7 +213,8 @@ class Projection:
     # ------------------------------------------------------------------ events
 
     def record(self, envelope: Envelope, summary: str, received_at: datetime) -> FeedItem:
-        """Count the event and add it to the feed (after its handler has run)."""
+        """Count the event and add it to the feed (after its handler has run). The line is
+        redacted once more: an appeal's text is the customer's own."""
         self.events_total += 1
         self._bucket(envelope.time).counts["events"] += 1
         if envelope.type == "UnbindRequested":

@@ -22,6 +22,7 @@ from services.dashboard.handlers import SUBSCRIPTIONS
 from services.dashboard.projection import FeedItem, Projection, matches
 from shared.bus import Consumer, EventBus, stop_quietly
 from shared.cloudevents import Envelope, MalformedEvent
+from shared.describe import describe_event
 from shared.logging import redact
 
 log = logging.getLogger(__name__)
@@ -164,5 +165,5 @@ class StreamReader:
         handler = SUBSCRIPTIONS.get(type(envelope.data))
         if handler is None:
             return
-        summary = handler(self.projection, envelope)
-        self._hub.publish(self.projection.record(envelope, summary, self._clock()))
+        handler(self.projection, envelope)
+        self._hub.publish(self.projection.record(envelope, describe_event(envelope.data), self._clock()))

@@ -8,12 +8,16 @@ end of quiet hours, and can be turned off per channel.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from string import Formatter
 
 DEFAULT_LOCALE = "zh-CN"
 LOCALES = ("zh-CN", "en")
 CHANNELS = ("sms", "push", "email", "inapp")
+# The code in an `otp_code` SMS (either locale), for the development tools that read the SMS sink
+# back (`unbind demo`, the tests); it must follow the wording of the texts below.
+CODE_IN_SMS = re.compile(r"(?:验证码为|verification code is) (\d{6})")
 
 
 @dataclass(frozen=True)

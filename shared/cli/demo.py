@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import random
-import re
 import sys
 import time
 import uuid
@@ -33,23 +32,18 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from services.notification.templates import CODE_IN_SMS
 from services.verification.device_simulator import DeviceSimulator
 from shared.cli.errors import InfraError
 from shared.cli.services import load_settings, token
 from shared.cli.stack import live_supervisor, port_offset, read_pid_file, service_ports
 from shared.cloudevents import Envelope, MalformedEvent
+from shared.describe import describe_event, methods_text
 from shared.events import (
-    BindingCreated,
-    BiometricCounterRegressed,
     ReviewDecided,
     RiskAssessed,
-    UnbindAppealed,
     UnbindCompleted,
-    UnbindRejected,
-    UnbindRequested,
-    VerificationFailed,
     VerificationRequested,
-    Verified,
 )
 from shared.masking import mask_account_number, mask_phone
 
@@ -57,7 +51,6 @@ CUSTOMER = "u-zhangsan"
 DEMO_BINDING = "b-zhangsan-mortgage"
 # Zhang San's phone as the notification seed has it: the SMS sink is read for codes sent to it.
 CUSTOMER_PHONE = "+8613812345678"
-CODE_IN_SMS = re.compile(r"(?:验证码为|verification code is) (\d{6})")
 USED_SERVICES = ("binding", "verification", "risk", "notification")
 # Automatic steps (risk scoring, issuing the challenge, completion) take well under a second;
 # far longer means a service is down or not consuming.
@@ -125,50 +118,19 @@ class Terminal:
         self.say("   " + (self.paint(text, style) if style else text))
 
     def event(self, seen: Seen) -> None:
-        self.say(f"   {self.paint(f'+{seen.elapsed:.3f}s', 'dim')}  {self.paint(seen.type, 'cyan')}  {describe(seen.envelope, self)}")
+        self.say(f"   {self.paint(f'+{seen.elapsed:.3f}s', 'dim')}  {self.paint(seen.type, 'cyan')}  {describe_event(seen.envelope.data, self.emphasize)}")
 
     def decision(self, decision: str) -> str:
         return self.paint(decision, self.DECISION_STYLE.get(decision, "bold"))
 
-
-def _methods(methods: list[Any]) -> str:
-    return " + ".join(str(method) for method in methods) or "nothing"
+    def emphasize(self, text: str, kind: str) -> str:
+        """Colours for shared.describe: decisions by their meaning, failures in red."""
+        return self.decision(text) if kind == "decision" else self.paint(text, "red")
 
 
 def _clock(at: datetime) -> str:
     """A time as the person at the terminal reads it (local time, seconds)."""
     return at.astimezone().strftime("%H:%M:%S")
-
-
-def describe(envelope: Envelope, term: Terminal) -> str:
-    """One line of what an event says; never a code, a full phone or account number (no event holds one)."""
-    data = envelope.data
-    if isinstance(data, UnbindRequested):
-        device = f"from {data.device_id}" if data.device_id else "no device named"
-        return f"{data.reason} · {device} · acknowledged {', '.join(data.acknowledged) or 'nothing'} · channel {data.channel}"
-    if isinstance(data, RiskAssessed):
-        needs = {"review": "needs an ops review", "deny": "refused"}.get(data.decision, f"needs {_methods(data.required_methods)}")
-        reasons = " ".join(f"{reason.code}(+{reason.weight})" for reason in data.reasons) or "no signals"
-        return f"score {data.score} · {term.decision(data.decision)} · {needs} · {reasons}"
-    if isinstance(data, ReviewDecided):
-        note = f" · “{data.note}”" if data.note else ""
-        needs = f" · needs {_methods(data.required_methods)}" if data.required_methods else ""
-        return f"{term.decision(data.decision)} by {data.reviewer}{note}{needs}"
-    if isinstance(data, VerificationRequested):
-        return f"verification {data.verification_id} · {_methods(data.methods)} · expires {_clock(data.expires_at)}"
-    if isinstance(data, Verified):
-        return f"{_methods(data.methods)} passed"
-    if isinstance(data, VerificationFailed | UnbindRejected):
-        return term.paint(data.reason, "red")
-    if isinstance(data, BiometricCounterRegressed):
-        return f"device {data.device_id} signed with counter {data.counter}, not above {data.last_counter}"
-    if isinstance(data, UnbindCompleted):
-        return f"{data.mandates_cancelled} mandate(s) cancelled · credit limit {data.credit_limit_before} -> {data.credit_limit_after} CNY"
-    if isinstance(data, UnbindAppealed):
-        return data.message
-    if isinstance(data, BindingCreated):
-        return f"{data.lender} ···· {data.account_last4} · credit limit {data.credit_limit_before} -> {data.credit_limit_after} CNY"
-    return ""
 
 
 # --------------------------------------------------------------------------- the stack
@@ -181,6 +143,7 @@ class Stack:
     topic: str
     sms_sink: Path
     offset: int = 0
+    dashboard_url: str | None = None
 
 
 def _development_only(var_dir: Path) -> None:
@@ -198,7 +161,8 @@ def find_stack(var_dir: Path, explicit_offset: int | None) -> Stack:
     if state is None:
         offset = port_offset(explicit_offset)
         ports = service_ports(offset)
-        return Stack({name: f"http://127.0.0.1:{ports[name]}" for name in USED_SERVICES}, binding.kafka_bootstrap_servers, binding.topic, sms_sink, offset)
+        urls = {name: f"http://127.0.0.1:{ports[name]}" for name in USED_SERVICES}
+        return Stack(urls, binding.kafka_bootstrap_servers, binding.topic, sms_sink, offset, f"http://127.0.0.1:{ports['dashboard']}")
     recorded = state.get("services") or {}
     urls = {name: (recorded.get(name) or {}).get("url") for name in USED_SERVICES}
     if not all(urls.values()):
@@ -210,7 +174,8 @@ def find_stack(var_dir: Path, explicit_offset: int | None) -> Stack:
             raise InfraError(
                 f"The `unbind up` of {var_dir} runs on ports {running}, not on those of --port-offset {explicit_offset}; drop --port-offset or give the one `up` used."
             )
-    return Stack(urls, state.get("kafka_bootstrap") or binding.kafka_bootstrap_servers, binding.topic, sms_sink)  # type: ignore[arg-type]
+    dashboard = (recorded.get("dashboard") or {}).get("url")
+    return Stack(urls, state.get("kafka_bootstrap") or binding.kafka_bootstrap_servers, binding.topic, sms_sink, dashboard_url=dashboard)  # type: ignore[arg-type]
 
 
 async def check_ready(client: httpx.AsyncClient, stack: Stack, var_dir: Path) -> None:
@@ -646,7 +611,7 @@ async def pass_otp(story: Story, verification_id: str, since: datetime) -> None:
         await asyncio.sleep(0.1)
     story.term.line(f"code from SMS to {mask_phone(CUSTOMER_PHONE)}: {mask_code(code)}")
     result = await story.api.json("verification", "POST", f"/v1/verifications/{verification_id}/otp", json={"code": code})
-    story.term.line(f"code accepted: verification {result['status']}, passed {_methods(result['passed_methods'])}", "green")
+    story.term.line(f"code accepted: verification {result['status']}, passed {methods_text(result['passed_methods'])}", "green")
 
 
 async def pass_biometric(story: Story, verification_id: str) -> None:
@@ -697,6 +662,8 @@ async def _play(options: DemoOptions, term: Terminal) -> int:
         term.say(term.paint(f"unbind demo: Zhang San ({CUSTOMER}) unbinds his mortgage repayment account — the {options.expected_decision} path", "bold"))
         term.line(f"stack   binding {stack.urls['binding']} · verification {stack.urls['verification']} · risk {stack.urls['risk']}")
         term.line(f"events  topic {stack.topic} on {stack.bootstrap}, live")
+        if stack.dashboard_url:
+            term.line(f"watch   the ops dashboard at {stack.dashboard_url}/ (development sign-in)")
 
         term.step("His binding" + (" and his phone" if options.new_phone else ""))
         await choose_binding(story)

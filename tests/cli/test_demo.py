@@ -16,9 +16,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.cli.demo import CODE_IN_SMS
-from tests.cli.conftest import cli_env, free_port_offset, run_unbind
-from tests.cli.test_up import ZHANGSAN_PHONE, RunningUp, unbind_up
+from services.notification.templates import CODE_IN_SMS
+from tests.cli.conftest import ZHANGSAN_PHONE, RunningUp, cli_env, free_port_offset, run_unbind, unbind_up
 
 EVENT_LINE = re.compile(r"^\s+\+\d+\.\d{3}s  (\w+)  (.*)$", re.MULTILINE)
 COMPLETED_FLOW = ["UnbindRequested", "RiskAssessed", "VerificationRequested", "Verified", "UnbindCompleted"]

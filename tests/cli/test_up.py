@@ -6,103 +6,21 @@ free offset, so it never meets a developer's `unbind up` or another test's event
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
 import signal
 import socket
-import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from shared.cli.errors import process_cmdline
-from shared.cli.kafka import create_topics
 from shared.cli.stack import pid_alive, restart_delay, service_ports
-from tests.cli.conftest import UNBIND, cli_env, free_port_offset, run_unbind
-
-ZHANGSAN_PHONE = "+8613812345678"
-
-
-def eventually(check: Callable[[], Any], timeout: float, message: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} within {timeout} s")
-        time.sleep(0.1)
-
-
-@dataclass
-class RunningUp:
-    """An `unbind up` subprocess and what it wrote."""
-
-    proc: subprocess.Popen[bytes]
-    var_dir: Path
-    output_path: Path
-    ports: dict[str, int]
-    env: dict[str, str]
-
-    def output(self) -> str:
-        return self.output_path.read_text(errors="replace")
-
-    def state(self) -> dict[str, Any]:
-        return json.loads((self.var_dir / "unbind-up.pid").read_text())
-
-    def service_pids(self) -> dict[str, int]:
-        return {name: info["pid"] for name, info in self.state()["services"].items()}
-
-    def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.ports[service]}"
-
-    def ready(self, service: str) -> bool:
-        try:
-            return httpx.get(f"{self.url(service)}/readyz", timeout=1.0, trust_env=False).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-
-@contextmanager
-def unbind_up(bootstrap: str, tmp_path: Path) -> Iterator[RunningUp]:
-    """Start `unbind up` on fresh topics; on exit make sure nothing it started survives."""
-    suffix = uuid.uuid4().hex[:10]
-    topic, dlq_topic = f"cli.{suffix}.events", f"cli.{suffix}.dlq"
-    asyncio.run(create_topics(bootstrap, [topic, dlq_topic]))
-    offset = free_port_offset()
-    var_dir = tmp_path / "var"
-    env = cli_env(KAFKA_BOOTSTRAP_SERVERS=bootstrap, UNBIND_TOPIC=topic, UNBIND_DLQ_TOPIC=dlq_topic)
-    output_path = tmp_path / "up.out"
-    with open(output_path, "wb") as output:
-        proc = subprocess.Popen([str(UNBIND), "--var-dir", str(var_dir), "up", "--port-offset", str(offset)], stdout=output, stderr=subprocess.STDOUT, env=env)
-    running = RunningUp(proc, var_dir, output_path, service_ports(offset), env)
-    seen: set[int] = set()
-    try:
-        eventually(lambda: "unbind is up" in running.output() or proc.poll() is not None, 60, "unbind up never reported ready")
-        assert proc.poll() is None, running.output()
-        seen.update(running.service_pids().values())
-        yield running
-    finally:
-        if (var_dir / "unbind-up.pid").exists():  # gone once the supervisor stopped cleanly
-            seen.update(running.service_pids().values())
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        for pid in seen:
-            if pid_alive(pid) and "services." in process_cmdline(pid):
-                os.kill(pid, signal.SIGKILL)
+from tests.cli.conftest import ZHANGSAN_PHONE, cli_env, eventually, free_port_offset, run_unbind, unbind_up
 
 
 def _latest_code(sms_sink: Path) -> str | None:

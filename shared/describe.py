@@ -1,0 +1,71 @@
+"""One line of what an event says, for people: the dashboard's live feed and `unbind demo`.
+
+Fields are named one by one, never dumped, so a line shows only what an ops screen or a terminal
+should: no client IP, and no one-time code, full phone or account number (no event holds one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from shared.events import (
+    BindingCreated,
+    BiometricCounterRegressed,
+    Event,
+    ReviewDecided,
+    RiskAssessed,
+    UnbindAppealed,
+    UnbindCancelled,
+    UnbindCompleted,
+    UnbindExpired,
+    UnbindRejected,
+    UnbindRequested,
+    VerificationFailed,
+    VerificationRequested,
+    Verified,
+)
+
+# `emphasize(text, kind)` may colour a word: kind is "decision" (allow, review, approve...) or "failure".
+Emphasis = Callable[[str, str], str]
+
+
+def _plain(text: str, kind: str) -> str:
+    return text
+
+
+def methods_text(methods: list[Any]) -> str:
+    return " + ".join(str(method) for method in methods) or "nothing"
+
+
+def describe_event(data: Event, emphasize: Emphasis = _plain) -> str:
+    if isinstance(data, UnbindRequested):
+        device = f"from {data.device_id}" if data.device_id else "no device named"
+        return f"{data.reason} · {device} · acknowledged {', '.join(data.acknowledged) or 'nothing'} · channel {data.channel}"
+    if isinstance(data, RiskAssessed):
+        needs = {"review": "needs an ops review", "deny": "refused"}.get(data.decision, f"needs {methods_text(data.required_methods)}")
+        reasons = " ".join(f"{reason.code}(+{reason.weight})" for reason in data.reasons) or "no signals"
+        return f"score {data.score} · {emphasize(data.decision, 'decision')} · {needs} · {reasons}"
+    if isinstance(data, ReviewDecided):
+        note = f" · “{data.note}”" if data.note else ""
+        needs = f" · needs {methods_text(data.required_methods)}" if data.required_methods else ""
+        return f"{emphasize(data.decision, 'decision')} by {data.reviewer}{note}{needs}"
+    if isinstance(data, VerificationRequested):
+        return f"verification {data.verification_id} · {methods_text(data.methods)} · expires {data.expires_at:%H:%M:%S} UTC"
+    if isinstance(data, Verified):
+        return f"{methods_text(data.methods)} passed"
+    if isinstance(data, VerificationFailed | UnbindRejected):
+        return emphasize(data.reason, "failure")
+    if isinstance(data, BiometricCounterRegressed):
+        return f"device {data.device_id} signed with counter {data.counter}, not above {data.last_counter}"
+    if isinstance(data, UnbindCompleted):
+        return f"{data.mandates_cancelled} mandate(s) cancelled · credit limit {data.credit_limit_before} -> {data.credit_limit_after} CNY"
+    if isinstance(data, UnbindAppealed):
+        return f"appeal: {data.message}"
+    if isinstance(data, BindingCreated):
+        return f"{data.lender} ···· {data.account_last4} · credit limit {data.credit_limit_before} -> {data.credit_limit_after} CNY"
+    if isinstance(data, UnbindCancelled):
+        return "cancelled by the customer"
+    if isinstance(data, UnbindExpired):
+        return "expired before it was verified"
+    return ""
