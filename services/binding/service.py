@@ -81,6 +81,7 @@ from shared.events import (
 from shared.logging import correlation_id, redact
 from shared.masking import mask_account_number
 from shared.pagination import decode_cursor, encode_cursor
+from shared.population import SyntheticCustomer
 from shared.problems import Problem, conflict, not_found
 from shared.uow import UnitOfWork
 
@@ -627,6 +628,39 @@ def _audit(uow: UnitOfWork, request: UnbindRequest, from_status: str | None, act
 
 
 # --- demo data -----------------------------------------------------------------------------
+
+
+async def seed_customers(uow: UnitOfWork, customers: Sequence[SyntheticCustomer]) -> None:
+    """Synthetic customers (load and chaos runs): a credit account and one active mortgage binding
+    each, with auto-debit and an instalment due in 20 days, so no blocker needs acknowledging."""
+    due = today() + timedelta(days=20)
+    for customer in customers:
+        contribution = credit_limit_contribution(customer.monthly_instalment)
+        suffix = customer.binding_id.removeprefix("b-")
+        uow.session.add_all(
+            [
+                CreditAccount(id=f"ca-{suffix}", user_id=customer.user_id, credit_limit=30_000),
+                RepaymentAccount(
+                    id=f"ra-{suffix}", user_id=customer.user_id, lender="Example Bank", account_number=customer.account_number,
+                    monthly_instalment=customer.monthly_instalment, due_day=due.day,
+                ),
+            ]
+        )  # fmt: skip
+        await uow.session.flush()
+        uow.session.add(
+            Binding(
+                id=customer.binding_id, user_id=customer.user_id, credit_account_id=f"ca-{suffix}", repayment_account_id=f"ra-{suffix}",
+                status=BindingStatus.ACTIVE, credit_limit_contribution=contribution,
+            )
+        )  # fmt: skip
+        await uow.session.flush()
+        uow.session.add_all(
+            [
+                Mandate(id=_new_id(), binding_id=customer.binding_id, kind="auto_debit", status=MandateStatus.ACTIVE),
+                Benefit(id=_new_id(), binding_id=customer.binding_id, code="limit_uplift", value=contribution),
+                Instalment(id=_new_id(), repayment_account_id=f"ra-{suffix}", period=due.strftime("%Y-%m"), amount=customer.monthly_instalment, due_date=due),
+            ]
+        )
 
 
 async def seed_demo_data(uow: UnitOfWork) -> bool:

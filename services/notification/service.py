@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -33,6 +34,7 @@ from shared.events import (
 from shared.logging import redact
 from shared.masking import mask_phone
 from shared.pagination import decode_cursor, encode_cursor
+from shared.population import SyntheticCustomer
 from shared.problems import Problem, not_found
 from shared.uow import UnitOfWork
 
@@ -273,6 +275,11 @@ async def update_preferences(uow: UnitOfWork, principal: Principal, body: Prefer
     if body.opt_out is not None:
         contact.opt_out = {kind: sorted(set(channels)) for kind, channels in body.opt_out.items() if channels}
     return preferences_out(contact)
+
+
+async def seed_customers(uow: UnitOfWork, customers: Sequence[SyntheticCustomer]) -> None:
+    """Contact details of synthetic customers (load and chaos runs)."""
+    uow.session.add_all([Contact(user_id=customer.user_id, phone=customer.phone, locale="zh-CN") for customer in customers])
 
 
 async def seed_demo_data(uow: UnitOfWork) -> bool:

@@ -44,7 +44,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from shared.cli.errors import InfraError, port_in_use, port_taken_message, tail
 
@@ -563,6 +563,59 @@ async def create_topics(bootstrap: str, topics: Iterable[str], partitions: int =
                 raise InfraError(f"Kafka topics {names} on {bootstrap} got no partition leaders.")
             await asyncio.sleep(0.2)
     finally:
+        await admin.close()
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of `topic`, from the beginning to the end offsets taken at the start (no
+    consumer group: nothing is committed)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="unbind-infra")
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, number) for number in sorted(await _partitions_of(consumer, topic))]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        records: list[Any] = []
+        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+            for batch in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
+                records.extend(record for record in batch if record.offset < end[TopicPartition(record.topic, record.partition)])
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def _partitions_of(consumer: Any, topic: str) -> set[int]:
+    partitions = consumer.partitions_for_topic(topic)
+    if partitions is None:
+        # The consumer has no metadata for a topic it is not subscribed to yet: ask for it.
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic)
+    return set(partitions or ())
+
+
+async def consumer_lag(bootstrap: str, topic: str, groups: Iterable[str]) -> dict[str, int]:
+    """Per consumer group, how many records of `topic` it has not committed yet."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    admin = _admin(bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="unbind-infra")
+    await admin.start()
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, number) for number in sorted(await _partitions_of(consumer, topic))]
+        end = await consumer.end_offsets(partitions) if partitions else {}
+        lag = {}
+        for group in groups:
+            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+            lag[group] = sum(max(0, end[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0)) for tp in partitions)
+        return lag
+    finally:
+        await consumer.stop()
         await admin.close()
 
 

@@ -77,6 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for an ops review decision (default 600)")
     demo.add_argument("--port-offset", type=int, default=None, help="the stack's port offset when no `up` of this var dir says (default: $UNBIND_PORT_OFFSET or 0)")
 
+    chaos = commands.add_parser(
+        "chaos", help="N unbind flows on a stack of its own while every process is SIGKILLed twice and the broker restarted; then check nothing was lost or doubled"
+    )
+    chaos.add_argument("--flows", type=int, default=300, help="unbind flows to drive (default 300; the documented full run is 10000)")
+    chaos.add_argument("--concurrency", type=int, default=40, help="flows in flight at once (default 40)")
+    chaos.add_argument("--kills-per-service", type=int, default=2, help="SIGKILLs of each service process (default 2)")
+    chaos.add_argument("--broker-restarts", type=int, default=1, help="Kafka broker restarts (default 1)")
+    chaos.add_argument("--seed", type=int, default=None, help="random seed of the path mix and the fault moments")
+    chaos.add_argument("--database-url", help="PostgreSQL server URL without a database (default: SQLite files in the run's var dir)")
+    chaos.add_argument("--chaos-dir", type=Path, default=None, help="the run's own var dir (default var/chaos/<time>)")
+    chaos.add_argument("--json", type=Path, default=None, help="also write the report as JSON to this file")
+
     status = commands.add_parser("status", parents=[var_dir], help="show what runs")
     status.add_argument("--port-offset", type=int, default=None, help="ports to probe when no `up` runs (default: $UNBIND_PORT_OFFSET or 0)")
     return parser
@@ -114,6 +126,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"device: biometric passed; verification {verification['id']} is {verification['status']} (passed: {', '.join(verification['passed_methods'])})")
     elif args.command == "status":
         return stack.status(var_dir, args.port_offset)
+    elif args.command == "chaos":
+        from shared.cli import chaos
+
+        if args.flows < 1 or args.concurrency < 1:
+            raise InfraError("--flows and --concurrency must be at least 1.")
+        options = chaos.ChaosOptions(
+            flows=args.flows,
+            concurrency=args.concurrency,
+            kills_per_service=args.kills_per_service,
+            broker_restarts=args.broker_restarts,
+            seed=args.seed,
+            var_dir=args.chaos_dir,
+            database_url=services.database_server_url(args.database_url),
+            json_path=args.json,
+        )
+        return chaos.run(options)
     elif args.command == "demo":
         from shared.cli import demo
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
@@ -21,8 +22,10 @@ from sqlalchemy.engine import make_url
 from shared.cli.errors import InfraError
 from shared.cli.postgres import ensure_database
 from shared.migrations import SERVICES, upgrade
+from shared.population import SyntheticCustomer
 from shared.settings import ServiceSettings
 
+_T = TypeVar("_T")
 # Default subject of an ops token, so `unbind token --role ops` needs no --user.
 OPS_SUBJECT = "ops-admin"
 # Every process `unbind up` runs: the services that own a database, then the dashboard (which
@@ -122,18 +125,18 @@ def seedable_services() -> list[str]:
     return [service for service in SERVICES if hasattr(importlib.import_module(f"services.{service}.service"), "seed_demo_data")]
 
 
-async def _seed_one(service: str, settings: ServiceSettings) -> bool:
+async def _in_service(service: str, settings: ServiceSettings, write: Callable[[Any], Awaitable[_T]]) -> _T:
+    """Run `write(uow)` in one unit of work on the service's database: the same unit of work the
+    service uses, so seeding could emit events through the outbox."""
     from shared.db import create_engine, create_session_factory
     from shared.outbox import Outbox
     from shared.uow import UnitOfWork
 
-    seed = importlib.import_module(f"services.{service}.service").seed_demo_data
     models = importlib.import_module(f"services.{service}.models")
     engine = create_engine(settings.database_url, pool_size=1)
     try:
-        # The same unit of work the service uses, so seeding could emit events through the outbox.
         async with UnitOfWork(create_session_factory(engine), Outbox(models.OutboxMessage, settings.topic)) as uow:
-            return await seed(uow)
+            return await write(uow)
     finally:
         await engine.dispose()
 
@@ -143,14 +146,28 @@ def seed(var_dir: Path, server_url: str | None) -> dict[str, bool]:
     outcome: dict[str, bool] = {}
     for service in seedable_services():
         settings = load_settings(service, var_dir, server_url)
+        seed_demo_data = importlib.import_module(f"services.{service}.service").seed_demo_data
         try:
-            outcome[service] = asyncio.run(_seed_one(service, settings))
+            outcome[service] = asyncio.run(_in_service(service, settings, seed_demo_data))
         except Exception as exc:  # noqa: BLE001 - a missing table means "run unbind migrate first"
             raise InfraError(
                 f"Seeding the {service} database ({display_url(settings.database_url)}) failed: {type(exc).__name__}: {exc}\n"
                 "Run `unbind migrate` first if its tables do not exist yet."
             ) from None
     return outcome
+
+
+async def seed_population(var_dir: Path, server_url: str | None, customers: Sequence[SyntheticCustomer], chunk: int = 1000) -> None:
+    """Write synthetic customers into every service that keeps something of them (`seed_customers`)."""
+    for service in SERVICES:
+        module = importlib.import_module(f"services.{service}.service")
+        if not hasattr(module, "seed_customers"):
+            continue
+        settings = load_settings(service, var_dir, server_url)
+        seed_customers = module.seed_customers
+        for start in range(0, len(customers), chunk):
+            part = customers[start : start + chunk]
+            await _in_service(service, settings, lambda uow, write=seed_customers, part=part: write(uow, part))
 
 
 def token(var_dir: Path, user: str | None, roles: list[str], ttl_seconds: int | None) -> str:

@@ -118,11 +118,21 @@ async def test_a_changed_impact_is_refused(stack: Stack) -> None:
     assert accepted.status_code == 202
 
 
-async def test_fifty_concurrent_requests_open_exactly_one(stack: Stack) -> None:
+async def test_a_hundred_concurrent_requests_with_different_keys_open_exactly_one(stack: Stack) -> None:
     customer = await customer_with_binding(stack)
-    responses = await asyncio.gather(*(post_unbind(stack, customer) for _ in range(50)))
+    responses = await asyncio.gather(*(post_unbind(stack, customer) for _ in range(100)))
     statuses = [response.status_code for response in responses]
-    assert statuses.count(202) == 1 and statuses.count(409) == 49
+    assert statuses.count(202) == 1 and statuses.count(409) == 99
+    assert await counts(stack) == (1, 1)
+
+
+async def test_a_hundred_concurrent_requests_with_one_key_all_get_the_same_answer(stack: Stack) -> None:
+    customer = await customer_with_binding(stack)
+    key = idempotency_key()
+    responses = await asyncio.gather(*(post_unbind(stack, customer, key=key) for _ in range(100)))
+    assert {response.status_code for response in responses} == {202}
+    assert len({response.json()["id"] for response in responses}) == 1
+    assert len({response.content for response in responses}) == 1, "a replay answers with the very same body"
     assert await counts(stack) == (1, 1)
 
 

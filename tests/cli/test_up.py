@@ -6,6 +6,7 @@ free offset, so it never meets a developer's `unbind up` or another test's event
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -18,7 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared.cli import pii
 from shared.cli.errors import process_cmdline
+from shared.cli.kafka import read_topic
 from shared.cli.stack import pid_alive, restart_delay, service_ports
 from tests.cli.conftest import ZHANGSAN_PHONE, cli_env, eventually, free_port_offset, run_unbind, unbind_up
 
@@ -78,12 +81,23 @@ def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm
             "the completion never reached the dashboard",
         )
 
-        # Supervision: a killed service comes back on its port within a few seconds.
+        # The PII scan: no code (from the SMS sink), full phone or account number in any event
+        # on the topic or any line of any service's log.
+        secrets = pii.Secrets()
+        secrets.add_phone(ZHANGSAN_PHONE)
+        secrets.add_account_number("6222021234564821")
+        secrets.add_codes_from_sms_sink(up.var_dir / "sms.jsonl")
+        assert secrets.codes, "the scan knows the codes that were sent"
+        records = asyncio.run(read_topic(kafka_bootstrap, up.env["UNBIND_TOPIC"]))
+        lines = [*pii.record_lines(up.env["UNBIND_TOPIC"], records), *pii.log_lines(up.var_dir / "logs")]
+        assert len(lines) > 50 and not pii.scan(lines, secrets)
+
+        # Supervision: a killed service comes back on its port within 2 s.
         killed = up.service_pids()["risk"]
         os.kill(killed, signal.SIGKILL)
         killed_at = time.monotonic()
         eventually(lambda: up.service_pids()["risk"] != killed, 5, "risk was not restarted")
-        assert time.monotonic() - killed_at < 2.5, "a dead service is restarted within about 2 s"
+        assert time.monotonic() - killed_at < 2.0, "a dead service is restarted within 2 s"
         eventually(lambda: up.ready("risk"), 15, "the restarted risk service never became ready")
         assert f"risk (pid {killed}) exited with signal SIGKILL" in up.output()
         eventually(lambda: "risk is ready again" in up.output(), 5, "the supervisor did not notice the restarted risk was ready")

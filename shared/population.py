@@ -1,0 +1,37 @@
+"""Synthetic customers for load and chaos runs: many of them, each with one active mortgage
+binding and a phone the development SMS gateway writes to. Every number is fictional.
+
+Each service writes its own part (`seed_customers` in its service.py, like `seed_demo_data`);
+`unbind chaos` and `unbind bench` create them through `shared.cli.services.seed_population`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class SyntheticCustomer:
+    user_id: str
+    phone: str
+    binding_id: str
+    account_number: str
+    monthly_instalment: int = 6500
+
+
+def synthetic_customers(count: int, run_id: str) -> list[SyntheticCustomer]:
+    """`count` customers whose ids, phones and account numbers are unique to `run_id`."""
+    base = zlib.crc32(run_id.encode()) % 10**6 * 100
+    customers = []
+    for index in range(count):
+        number = (base + index) % 10**8
+        customers.append(
+            SyntheticCustomer(
+                user_id=f"u-{run_id}-{index}",
+                phone=f"+86139{number:08d}",
+                binding_id=f"b-{run_id}-{index}",
+                account_number=f"62229{number:011d}",
+            )
+        )
+    return customers
