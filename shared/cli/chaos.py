@@ -330,13 +330,16 @@ class Driver:
         self.completed_flows += 1
 
     async def wait_for(self, request_id: str, headers: dict[str, str], deadline: float, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        # Polling backs off to 1 s: thousands of flows polling fast would be most of the load.
+        pause = 0.1
         while True:
             body = (await self.call("GET", "binding", f"/v1/unbind-requests/{request_id}", expect={200}, deadline=deadline, headers=headers)).json()
             if done(body):
                 return body
             if time.monotonic() > deadline:
                 raise FlowError(f"request {request_id} stayed {body['status']}")
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, 1.0)
 
     async def decide_review(self, request_id: str, decision: str, deadline: float) -> None:
         ops = self.auth("ops-chaos", "ops")

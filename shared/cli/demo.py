@@ -35,6 +35,7 @@ from aiokafka.errors import KafkaError
 from services.notification.templates import CODE_IN_SMS
 from services.verification.device_simulator import DeviceSimulator
 from shared.cli.errors import InfraError
+from shared.cli.kafka import partitions_of
 from shared.cli.services import load_settings, token
 from shared.cli.stack import live_supervisor, port_offset, read_pid_file, service_ports
 from shared.cloudevents import Envelope, MalformedEvent
@@ -270,10 +271,7 @@ class EventFeed:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False, client_id="unbind-demo")
         try:
             await asyncio.wait_for(consumer.start(), STEP_TIMEOUT)
-            # `topics()` does not keep what it fetched; a forced update fills the metadata that
-            # `partitions_for_topic` reads (as tests/stack.py does).
-            await consumer._client.force_metadata_update()
-            numbers = consumer.partitions_for_topic(self.topic)
+            numbers = await partitions_of(consumer, self.topic)
             if not numbers:
                 raise InfraError(f"The topic {self.topic} does not exist on {self.bootstrap}; is this the stack's broker (and UNBIND_TOPIC the stack's)?")
             partitions = [TopicPartition(self.topic, number) for number in sorted(numbers)]

@@ -574,7 +574,7 @@ async def read_topic(bootstrap: str, topic: str) -> list[Any]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="unbind-infra")
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, number) for number in sorted(await _partitions_of(consumer, topic))]
+        partitions = [TopicPartition(topic, number) for number in sorted(await partitions_of(consumer, topic))]
         if not partitions:
             return []
         consumer.assign(partitions)
@@ -589,7 +589,8 @@ async def read_topic(bootstrap: str, topic: str) -> list[Any]:
         await consumer.stop()
 
 
-async def _partitions_of(consumer: Any, topic: str) -> set[int]:
+async def partitions_of(consumer: Any, topic: str) -> set[int]:
+    """The partition numbers of `topic`, as a started consumer sees them."""
     partitions = consumer.partitions_for_topic(topic)
     if partitions is None:
         # The consumer has no metadata for a topic it is not subscribed to yet: ask for it.
@@ -607,7 +608,7 @@ async def consumer_lag(bootstrap: str, topic: str, groups: Iterable[str]) -> dic
     await admin.start()
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, number) for number in sorted(await _partitions_of(consumer, topic))]
+        partitions = [TopicPartition(topic, number) for number in sorted(await partitions_of(consumer, topic))]
         end = await consumer.end_offsets(partitions) if partitions else {}
         lag = {}
         for group in groups:
