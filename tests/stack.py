@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import orjson
 import uvicorn
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
 
 from services.binding.config import BindingSettings
@@ -33,6 +32,7 @@ from services.verification.main import create_app as create_verification_app
 from shared.app import ServiceRuntime
 from shared.auth import issue_token
 from shared.bus import EventBus, InMemoryBus, KafkaBus
+from shared.cli.kafka import read_topic
 from shared.cloudevents import Envelope
 from shared.migrations import SERVICES, upgrade_async
 from shared.settings import DEVELOPMENT_JWT_SECRET
@@ -62,20 +62,8 @@ class BusTopics:
         topic = topic or self.topic
         if isinstance(self.bus, InMemoryBus):
             return self.bus.records(topic)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or await _partitions(consumer, topic))]
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            end = await consumer.end_offsets(partitions)
-            records: list[Any] = []
-            while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
-                for batch in (await consumer.getmany(timeout_ms=1000)).values():
-                    records.extend(batch)
-            return records
-        finally:
-            await consumer.stop()
+        assert self.bootstrap
+        return await read_topic(self.bootstrap, topic)
 
     async def publish(self, value: bytes, *, key: bytes | None, headers: list[tuple[str, bytes]]) -> None:
         producer = self.bus.producer()
@@ -93,11 +81,6 @@ class BusTopics:
 
     async def events(self) -> list[Envelope]:
         return [Envelope.from_record(record.value, record.headers) for record in await self.records()]
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()
-    return consumer.partitions_for_topic(topic) or set()
 
 
 def make_bus_topics(kind: str, bootstrap: str | None) -> BusTopics:
