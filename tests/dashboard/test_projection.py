@@ -172,6 +172,13 @@ def test_dead_letters_and_malformed_records_are_counted_with_their_redacted_erro
     assert "6222021234564821" not in dlq["recent"][0]["error"] and "***4821" in dlq["recent"][0]["error"]
 
 
+def test_a_replay_marker_on_the_dlq_is_not_a_dead_letter() -> None:
+    reader, hub = make_reader()
+    reader.apply(DLQ, 0, SimpleNamespace(offset=0, value=b"{}", headers=[("ce_type", b"UnbindRequested"), ("x-dlq-error", b"RuntimeError: down")]))
+    reader.apply(DLQ, 0, SimpleNamespace(offset=1, value=b"", headers=[("x-dlq-replay-of", b"0:0"), ("x-dlq-replayed-at", b"2026-11-28T09:00:00+00:00")]))
+    assert hub.overview()["dlq"]["count"] == 1
+
+
 def test_finished_requests_beyond_the_limit_are_forgotten_but_still_counted() -> None:
     reader, hub = make_reader(finished_requests_kept=100)
     for _ in range(150):
