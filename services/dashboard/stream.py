@@ -166,7 +166,7 @@ class StreamReader:
             self.projection.record_malformed()
             return
         handler = SUBSCRIPTIONS.get(type(envelope.data))
-        if handler is None:
+        if handler is None or not self.projection.first_sighting(envelope.id):
             return
         handler(self.projection, envelope)
         self._hub.publish(self.projection.record(envelope, describe_event(envelope.data), self._clock()))

@@ -161,6 +161,19 @@ def test_a_record_offered_twice_is_applied_once() -> None:
     assert overview["events_total"] == 1 and overview["funnel"]["now"]["pending_risk"] == 1
 
 
+def test_the_same_event_at_a_new_offset_is_applied_once() -> None:
+    reader, hub = make_reader()
+    flow = Flow(reader)
+    requested = flow.emit(UnbindRequested, 0, reason="fund_planning", impact_hash="h")
+    flow.assessed(1)
+    key, value, headers = requested.to_record()
+    # Published again (a relay that died before marking it, or `unbind dlq replay`): a new offset, the same id.
+    reader.apply(TOPIC, 0, SimpleNamespace(offset=reader.projection.position(TOPIC, 0), value=value, headers=headers))
+    overview = hub.overview()
+    assert overview["events_total"] == 2 and reader.projection.duplicates_total == 1
+    assert overview["funnel"]["now"]["pending_risk"] == 0 and overview["funnel"]["now"]["pending_verification"] == 1, "the request does not move back"
+
+
 def test_dead_letters_and_malformed_records_are_counted_with_their_redacted_error() -> None:
     reader, hub = make_reader()
     headers = [("ce_type", b"UnbindRequested"), ("x-dlq-error", b"ValueError: bad account 6222021234564821"), ("x-dlq-consumer-group", b"unbind-risk")]
