@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
@@ -36,6 +36,13 @@ Handler = Callable[[Any, UnitOfWork, Any], Awaitable[None]]
 # The CloudEvent being handled, for handlers that key their own records by the event id.
 current_envelope: ContextVar[Envelope] = ContextVar("current_envelope")
 Subscriptions = Mapping[type[Event], Handler]
+# `unbind dlq replay` records each replay as a marker record on the DLQ topic itself (this header,
+# naming the dead letter, and no value): whoever reads the DLQ must not count a marker as a letter.
+REPLAY_MARKER_HEADER = "x-dlq-replay-of"
+
+
+def is_replay_marker(headers: Iterable[tuple[str, bytes]] | None) -> bool:
+    return any(name == REPLAY_MARKER_HEADER for name, _ in headers or ())
 
 
 class InfrastructureUnavailable(Exception):

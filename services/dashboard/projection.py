@@ -11,7 +11,9 @@ each event type means for a request; this module keeps the books:
 - the live feed (a ring buffer of masked one-line summaries) and the dead letters.
 
 Positions per partition make applying idempotent: after a rebalance, a record already applied is
-skipped rather than counted twice.
+skipped rather than counted twice. The same event at a new offset (a relay that published it twice,
+or `unbind dlq replay`) is skipped by its id, remembered for the last EVENT_IDS_KEPT events: the
+dashboard has no inbox, so this is its one.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ MINUTE_BUCKETS = 60 // BUCKET_SECONDS
 KEEP_BUCKETS = 3600 // BUCKET_SECONDS
 KEEP_HOURS = 24
 SERIES_BUCKETS = 60  # the throughput and outcome charts: the last 10 minutes, 10 s apart
+# Event ids remembered to skip a redelivered or replayed event (about 100 bytes each).
+EVENT_IDS_KEPT = 200_000
 # Latency histogram bins: upper edges from 1 ms growing 15 % per bin (a ±7.5 % reading) to ~40 h.
 _EDGES = [0.001 * 1.15**k for k in range(140)]
 
@@ -138,6 +142,8 @@ class Projection:
         self.malformed_total = 0
         self.events_total = 0
         self.positions: dict[tuple[str, int], int] = {}
+        self.event_ids: OrderedDict[str, None] = OrderedDict()
+        self.duplicates_total = 0
         self.version = 0
         self._seq = 0
 
@@ -153,6 +159,16 @@ class Projection:
 
     def position(self, topic: str, partition: int) -> int | None:
         return self.positions.get((topic, partition))
+
+    def first_sighting(self, event_id: str) -> bool:
+        """True the first time an event id is offered (among the last EVENT_IDS_KEPT)."""
+        if event_id in self.event_ids:
+            self.duplicates_total += 1
+            return False
+        self.event_ids[event_id] = None
+        if len(self.event_ids) > EVENT_IDS_KEPT:
+            self.event_ids.popitem(last=False)
+        return True
 
     # ------------------------------------------------------------------ requests
 

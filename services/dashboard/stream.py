@@ -22,6 +22,7 @@ from services.dashboard.handlers import SUBSCRIPTIONS
 from services.dashboard.projection import FeedItem, Projection, matches
 from shared.bus import Consumer, EventBus, stop_quietly
 from shared.cloudevents import Envelope, MalformedEvent
+from shared.consumer import is_replay_marker
 from shared.describe import describe_event
 from shared.logging import redact
 
@@ -154,7 +155,9 @@ class StreamReader:
         if not self.projection.accept(topic, partition, record.offset):
             return
         if topic == self._settings.dlq_topic:
-            self.projection.record_dead_letter(record.headers or ())
+            # `unbind dlq replay` marks each replay with a record on the DLQ: no dead letter.
+            if not is_replay_marker(record.headers):
+                self.projection.record_dead_letter(record.headers or ())
             return
         try:
             envelope = Envelope.from_record(record.value, record.headers or ())
@@ -163,7 +166,7 @@ class StreamReader:
             self.projection.record_malformed()
             return
         handler = SUBSCRIPTIONS.get(type(envelope.data))
-        if handler is None:
+        if handler is None or not self.projection.first_sighting(envelope.id):
             return
         handler(self.projection, envelope)
         self._hub.publish(self.projection.record(envelope, describe_event(envelope.data), self._clock()))

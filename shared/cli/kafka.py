@@ -566,25 +566,35 @@ async def create_topics(bootstrap: str, topics: Iterable[str], partitions: int =
         await admin.close()
 
 
-async def read_topic(bootstrap: str, topic: str) -> list[Any]:
-    """Every record of `topic`, from the beginning to the end offsets taken at the start (no
-    consumer group: nothing is committed)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+async def read_topic(bootstrap: str, topic: str, *, client_id: str = "unbind-infra", timeout: float = 30) -> list[Any]:
+    """Every record of ``topic``, partition by partition, from the beginning to the end offsets
+    taken when reading starts (records arriving meanwhile are left out: one consistent snapshot).
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="unbind-infra")
-    await consumer.start()
+    No consumer group: reading moves nobody's offsets and waits for no rebalance. Raises InfraError
+    when the cluster does not answer, the topic does not exist, or reading stalls for ``timeout`` s.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition  # imported lazily: `status` needs no aiokafka
+    from aiokafka.errors import KafkaError
+
+    # Probe TCP first: a broker that is not there is one clear line, not aiokafka's retry log.
+    if not await asyncio.to_thread(_tcp_reachable, bootstrap, 2.0):
+        raise InfraError(f"Kafka at {bootstrap} is not reachable (nothing accepts connections). Start it (`unbind kafka up` or `unbind up`) or set KAFKA_BOOTSTRAP_SERVERS.")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id=client_id, group_id=None, enable_auto_commit=False)
     try:
-        partitions = [TopicPartition(topic, number) for number in sorted(await partitions_of(consumer, topic))]
-        if not partitions:
-            return []
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
-        records: list[Any] = []
-        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
-            for batch in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
-                records.extend(record for record in batch if record.offset < end[TopicPartition(record.topic, record.partition)])
-        return records
+        async with asyncio.timeout(timeout):
+            await consumer.start()
+            numbers = await partitions_of(consumer, topic)
+            if not numbers:
+                raise InfraError(f"The topic {topic} does not exist on {bootstrap}.")
+            partitions = [TopicPartition(topic, number) for number in sorted(numbers)]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            end = await consumer.end_offsets(partitions)
+        return await _read_to(consumer, end, timeout)
+    except TimeoutError:
+        raise InfraError(f"Reading {topic} on {bootstrap} made no progress for {timeout:.0f} s; is the broker healthy?") from None
+    except KafkaError as exc:
+        raise InfraError(f"Reading {topic} on {bootstrap} failed: {type(exc).__name__}: {exc}") from None
     finally:
         await consumer.stop()
 
@@ -618,6 +628,22 @@ async def consumer_lag(bootstrap: str, topic: str, groups: Iterable[str]) -> dic
     finally:
         await consumer.stop()
         await admin.close()
+
+
+async def _read_to(consumer: Any, end: dict[Any, int], timeout: float) -> list[Any]:
+    """Records of the assigned partitions up to (not including) the ``end`` offsets."""
+    by_partition: dict[Any, list[Any]] = {tp: [] for tp in end}
+    loop = asyncio.get_running_loop()
+    last_progress = loop.time()
+    while [tp for tp in end if await consumer.position(tp) < end[tp]]:
+        batches = await consumer.getmany(timeout_ms=500)
+        for tp, records in batches.items():
+            by_partition[tp] += [record for record in records if record.offset < end[tp]]
+        if batches:
+            last_progress = loop.time()
+        elif loop.time() - last_progress > timeout:
+            raise TimeoutError
+    return [record for records in by_partition.values() for record in records]
 
 
 # --------------------------------------------------------------------------- public API

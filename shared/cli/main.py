@@ -5,6 +5,7 @@
     unbind migrate [--database-url URL] | seed                      databases only
     unbind token --user ID [--role customer|ops|service] [--ttl S]  a development JWT
     unbind demo [--step-up|--review] [--approve] [--repay]          Zhang San's unbind, live, on a running `up`
+    unbind dlq list [--json] | dlq replay --id ID|--all [--force]   dead letters: see them, publish them again
     unbind kafka up|down|status · unbind postgres up|down|status    one piece of infrastructure
 
 Every command works on one var dir (`--var-dir`, default `$UNBIND_VAR_DIR` or `./var`), where
@@ -89,9 +90,36 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--chaos-dir", type=Path, default=None, help="the run's own var dir (default var/chaos/<time>)")
     chaos.add_argument("--json", type=Path, default=None, help="also write the report as JSON to this file")
 
+    add_dlq_parser(commands, var_dir)
+
     status = commands.add_parser("status", parents=[var_dir], help="show what runs")
     status.add_argument("--port-offset", type=int, default=None, help="ports to probe when no `up` runs (default: $UNBIND_PORT_OFFSET or 0)")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def add_dlq_parser(commands: argparse._SubParsersAction, var_dir: argparse.ArgumentParser) -> None:
+    dlq = commands.add_parser("dlq", parents=[var_dir], help="dead letters: list them, replay them once their cause is fixed")
+    actions = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    group_help = "only dead letters of this consumer group (e.g. unbind-notification)"
+
+    listing = actions.add_parser("list", parents=[var_dir], help="every dead letter on the DLQ topic: when, which group, event, error, whether replayed")
+    listing.add_argument("--limit", type=_positive_int, default=None, help="only the newest N")
+    listing.add_argument("--group", default=None, help=group_help)
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    replay = actions.add_parser("replay", parents=[var_dir], help="publish dead letters again to their original topic, with their original key, value and ce_* headers")
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", dest="ids", action="append", metavar="ID", help="a dead letter's id as `unbind dlq list` shows it (<partition>:<offset>); repeatable")
+    which.add_argument("--all", action="store_true", help="every dead letter not replayed yet")
+    replay.add_argument("--group", default=None, help=group_help)
+    replay.add_argument("--force", action="store_true", help="replay dead letters that were replayed before, too")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -147,6 +175,12 @@ def run(args: argparse.Namespace) -> int:
 
         options = demo.DemoOptions(var_dir, args.step_up, args.review, args.approve, args.repay, args.timeout, args.port_offset)
         return demo.run(options)
+    elif args.command == "dlq":
+        from shared.cli import dlq
+
+        if args.dlq_command == "list":
+            return dlq.list_letters(var_dir, args.limit, args.group, args.json)
+        return dlq.replay(dlq.ReplayOptions(var_dir, tuple(args.ids or ()), args.all, args.group, args.force))
     return 0
 
 

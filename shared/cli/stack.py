@@ -253,6 +253,14 @@ def live_supervisor(var_dir: Path) -> int | None:
     return None
 
 
+def running_kafka_bootstrap(var_dir: Path) -> str | None:
+    """The Kafka cluster the running `unbind up` of this var dir uses, if one runs: it may have
+    been started with a KAFKA_BOOTSTRAP_SERVERS this shell does not set."""
+    if live_supervisor(var_dir) is None:
+        return None
+    return (read_pid_file(var_dir) or {}).get("kafka_bootstrap") or None
+
+
 # --------------------------------------------------------------------------- up
 
 

@@ -161,6 +161,19 @@ def test_a_record_offered_twice_is_applied_once() -> None:
     assert overview["events_total"] == 1 and overview["funnel"]["now"]["pending_risk"] == 1
 
 
+def test_the_same_event_at_a_new_offset_is_applied_once() -> None:
+    reader, hub = make_reader()
+    flow = Flow(reader)
+    requested = flow.emit(UnbindRequested, 0, reason="fund_planning", impact_hash="h")
+    flow.assessed(1)
+    key, value, headers = requested.to_record()
+    # Published again (a relay that died before marking it, or `unbind dlq replay`): a new offset, the same id.
+    reader.apply(TOPIC, 0, SimpleNamespace(offset=reader.projection.position(TOPIC, 0), value=value, headers=headers))
+    overview = hub.overview()
+    assert overview["events_total"] == 2 and reader.projection.duplicates_total == 1
+    assert overview["funnel"]["now"]["pending_risk"] == 0 and overview["funnel"]["now"]["pending_verification"] == 1, "the request does not move back"
+
+
 def test_dead_letters_and_malformed_records_are_counted_with_their_redacted_error() -> None:
     reader, hub = make_reader()
     headers = [("ce_type", b"UnbindRequested"), ("x-dlq-error", b"ValueError: bad account 6222021234564821"), ("x-dlq-consumer-group", b"unbind-risk")]
@@ -170,6 +183,13 @@ def test_dead_letters_and_malformed_records_are_counted_with_their_redacted_erro
     assert dlq["count"] == 1 and dlq["malformed_on_topic"] == 1
     assert dlq["recent"][0]["consumer_group"] == "unbind-risk"
     assert "6222021234564821" not in dlq["recent"][0]["error"] and "***4821" in dlq["recent"][0]["error"]
+
+
+def test_a_replay_marker_on_the_dlq_is_not_a_dead_letter() -> None:
+    reader, hub = make_reader()
+    reader.apply(DLQ, 0, SimpleNamespace(offset=0, value=b"{}", headers=[("ce_type", b"UnbindRequested"), ("x-dlq-error", b"RuntimeError: down")]))
+    reader.apply(DLQ, 0, SimpleNamespace(offset=1, value=b"", headers=[("x-dlq-replay-of", b"0:0"), ("x-dlq-replayed-at", b"2026-11-28T09:00:00+00:00")]))
+    assert hub.overview()["dlq"]["count"] == 1
 
 
 def test_finished_requests_beyond_the_limit_are_forgotten_but_still_counted() -> None:
