@@ -78,7 +78,11 @@ class Envelope:
         try:
             data = event_type.model_validate(orjson.loads(value or b""))
             time = datetime.fromisoformat(attributes["ce_time"])
-        except (orjson.JSONDecodeError, ValidationError, ValueError) as exc:
+        except ValidationError as exc:
+            # Field paths and messages only: the input may hold a customer's free text.
+            problems = "; ".join(f"{'.'.join(map(str, error['loc'])) or 'data'}: {error['msg']}" for error in exc.errors(include_input=False, include_url=False))
+            raise MalformedEvent(f"invalid {event_type.__name__} data: {problems}") from exc
+        except (orjson.JSONDecodeError, ValueError) as exc:
             raise MalformedEvent(f"invalid {event_type.__name__} data: {exc}") from exc
         return cls(data=data, source=attributes["ce_source"], id=attributes["ce_id"], time=time)
 

@@ -18,7 +18,9 @@ import orjson
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
-_DIGIT_RUN = re.compile(r"(?<![0-9A-Za-z])(\+?\d[\d \-]{4,}\d)(?![0-9A-Za-z])")
+# ISO dates and times are kept as they are: "2026-11-28" is eight digits, but not a number to hide.
+ISO_DATE_TIME = re.compile(r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])(?:[T ]\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?")
+_DIGIT_RUN = re.compile(rf"(?P<keep>{ISO_DATE_TIME.pattern})|(?<![0-9A-Za-z])(\+?\d[\d \-]{{4,}}\d)(?![0-9A-Za-z])")
 # uvicorn adds `color_message`, the same text with ANSI colours: noise in a JSON line.
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName", "color_message"}
 
@@ -28,6 +30,8 @@ def redact(text: str) -> str:
     of long numbers so an operator can still tell two accounts apart."""
 
     def mask(match: re.Match[str]) -> str:
+        if match.group("keep"):
+            return match.group(0)
         digits = re.sub(r"\D", "", match.group(0))
         if len(digits) < 6:
             return match.group(0)

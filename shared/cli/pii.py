@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.notification.templates import CODE_IN_SMS
-from shared.logging import redact
+from shared.logging import ISO_DATE_TIME, redact
 
-_ISO_TIME = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:[+-]\d\d:?\d\d|Z)?")
 _NUMBER = re.compile(r"\d(?:[ \-]?\d)*")
 
 
@@ -53,7 +52,7 @@ def scan(lines: Iterable[tuple[str, str]], secrets: Secrets) -> list[Finding]:
     long_secrets = {length: {s for s in secrets.phones | secrets.account_numbers if len(s) == length} for length in {len(s) for s in secrets.phones | secrets.account_numbers}}
     findings = []
     for source, text in lines:
-        bare = _ISO_TIME.sub(" ", text)
+        bare = ISO_DATE_TIME.sub(" ", text)
         for match in _NUMBER.finditer(bare):
             digits = re.sub(r"\D", "", match.group(0))
             kind = None

@@ -113,6 +113,13 @@ def test_anything_else_is_a_malformed_event(value, headers, message) -> None:
         Envelope.from_record(value, headers)
 
 
+def test_a_malformed_event_is_described_without_its_data() -> None:
+    # The error goes to the DLQ headers and the logs: a customer's free text must not.
+    with pytest.raises(MalformedEvent) as raised:
+        Envelope.from_record(b'{"request_id": "r-1", "binding_id": "b-1", "note": "call me, Zhang San"}', _headers())
+    assert "user_id" in str(raised.value) and "Zhang San" not in str(raised.value) and "call me" not in str(raised.value)
+
+
 def test_unknown_data_fields_are_ignored_for_forward_compatibility() -> None:
     _, value, headers = Envelope.emit(SAMPLES[-1]).to_record()
     data = orjson.loads(value) | {"added_in_a_later_version": True}

@@ -19,6 +19,10 @@ from shared.logging import JsonFormatter, correlation_id, redact
         ("account 6222021234564821.", "account ***4821."),
         ("port 8001, 3 attempts, year 2026", "port 8001, 3 attempts, year 2026"),
         ("request 2f6c2b7e-1d2a-4c1b-9f0e-123456789012", "request 2f6c2b7e-1d2a-4c1b-9f0e-***9012"),
+        # Dates and times are not numbers to hide; what follows them still is.
+        ("at 2026-11-28T13:37:08.123456+00:00 code 482913", "at 2026-11-28T13:37:08.123456+00:00 code ******"),
+        ("due 2026-12-10, 2026-12-10 08:00", "due 2026-12-10, 2026-12-10 08:00"),
+        ("not a date 2026-13-45 6789", "not a date ***6789"),
     ],
 )
 def test_redact(text: str, expected: str) -> None:
