@@ -34,7 +34,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	@touch $@
 
 venv install: $(STAMP)
@@ -49,7 +49,7 @@ status: $(STAMP)
 	$(BIN)/unbind status
 
 lint: $(STAMP)
-	$(BIN)/ruff check shared services tests
+	$(BIN)/ruff check shared services tests bench
 
 # pytest exits 5 when it collected no test; make treats that, like any failure, as an error.
 test: lint

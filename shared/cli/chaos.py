@@ -40,12 +40,12 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from services.notification.templates import CODE_IN_SMS
 from services.verification.device_simulator import DeviceSimulator
 from shared.auth import issue_token
 from shared.cli import kafka, pii
 from shared.cli.errors import InfraError
 from shared.cli.services import APPS, load_settings, seed_population
+from shared.cli.sms import SmsSink
 from shared.cli.stack import read_pid_file, service_ports
 from shared.cloudevents import Envelope, MalformedEvent
 from shared.db import create_engine, create_session_factory
@@ -237,8 +237,7 @@ class Driver:
         self.retries = 0
         self.server_errors = 0
         self.completed_flows = 0
-        self._sms_offset = 0
-        self._codes: dict[str, list[str]] = {}
+        self.sms = SmsSink(stack.var_dir / "sms.jsonl")
 
     def auth(self, subject: str, role: str = "customer") -> dict[str, str]:
         return {"Authorization": f"Bearer {issue_token(self._secret, subject, [role], ttl_seconds=3600, issuer=self._issuer)}"}
@@ -262,27 +261,11 @@ class Driver:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
-    def refresh_codes(self) -> None:
-        """Read new lines of the development SMS sink: codes per phone, oldest first."""
-        sink = self.stack.var_dir / "sms.jsonl"
-        if not sink.exists():
-            return
-        with open(sink, "rb") as file:
-            file.seek(self._sms_offset)
-            chunk = file.read()
-        complete = chunk[: chunk.rfind(b"\n") + 1]
-        self._sms_offset += len(complete)
-        for line in complete.splitlines():
-            with contextlib.suppress(ValueError, KeyError):
-                message = json.loads(line)
-                if match := CODE_IN_SMS.search(message["text"]):
-                    self._codes.setdefault(message["to"], []).append(match.group(1))
-
     async def newest_code(self, phone: str, tried: set[str], deadline: float, verification_id: str, headers: dict[str, str]) -> str:
         waited = time.monotonic()
         while True:
-            self.refresh_codes()
-            fresh = [code for code in self._codes.get(phone, []) if code not in tried]
+            self.sms.refresh()
+            fresh = [code for code in self.sms.codes(phone) if code not in tried]
             if fresh:
                 return fresh[-1]
             if time.monotonic() > deadline:

@@ -36,8 +36,8 @@ from services.notification.templates import CODE_IN_SMS
 from services.verification.device_simulator import DeviceSimulator
 from shared.cli.errors import InfraError
 from shared.cli.kafka import partitions_of
+from shared.cli.running import RunningStack, check_running, find_running_stack
 from shared.cli.services import load_settings, token
-from shared.cli.stack import live_supervisor, port_offset, read_pid_file, service_ports
 from shared.cloudevents import Envelope, MalformedEvent
 from shared.describe import describe_event, methods_text
 from shared.events import (
@@ -52,7 +52,6 @@ CUSTOMER = "u-zhangsan"
 DEMO_BINDING = "b-zhangsan-mortgage"
 # Zhang San's phone as the notification seed has it: the SMS sink is read for codes sent to it.
 CUSTOMER_PHONE = "+8613812345678"
-USED_SERVICES = ("binding", "verification", "risk", "notification")
 # Automatic steps (risk scoring, issuing the challenge, completion) take well under a second;
 # far longer means a service is down or not consuming.
 STEP_TIMEOUT = 30.0
@@ -137,16 +136,6 @@ def _clock(at: datetime) -> str:
 # --------------------------------------------------------------------------- the stack
 
 
-@dataclass(frozen=True)
-class Stack:
-    urls: dict[str, str]
-    bootstrap: str
-    topic: str
-    sms_sink: Path
-    offset: int = 0
-    dashboard_url: str | None = None
-
-
 def _development_only(var_dir: Path) -> None:
     # Checked on the raw variable first: in production the settings themselves may be refused
     # (development secrets), which would hide the point that the demo never runs there.
@@ -154,53 +143,10 @@ def _development_only(var_dir: Path) -> None:
         raise InfraError("`unbind demo` is for development only (it mints tokens and reads one-time codes from the SMS sink); UNBIND_ENV is production.")
 
 
-def find_stack(var_dir: Path, explicit_offset: int | None) -> Stack:
-    """Where the stack runs: the pid file of this var dir's `unbind up`, else the ports of the offset."""
-    binding = load_settings("binding", var_dir)
-    sms_sink = load_settings("notification", var_dir).sms_sink  # type: ignore[attr-defined]
-    state = read_pid_file(var_dir) if live_supervisor(var_dir) is not None else None
-    if state is None:
-        offset = port_offset(explicit_offset)
-        ports = service_ports(offset)
-        urls = {name: f"http://127.0.0.1:{ports[name]}" for name in USED_SERVICES}
-        return Stack(urls, binding.kafka_bootstrap_servers, binding.topic, sms_sink, offset, f"http://127.0.0.1:{ports['dashboard']}")
-    recorded = state.get("services") or {}
-    urls = {name: (recorded.get(name) or {}).get("url") for name in USED_SERVICES}
-    if not all(urls.values()):
-        raise InfraError(f"{var_dir / 'unbind-up.pid'} names no URL for {', '.join(name for name, url in urls.items() if not url)}; restart `unbind up`.")
-    if explicit_offset is not None:
-        wanted = service_ports(explicit_offset)
-        running = {name: (recorded.get(name) or {}).get("port") for name in USED_SERVICES}
-        if any(running[name] != wanted[name] for name in USED_SERVICES):
-            raise InfraError(
-                f"The `unbind up` of {var_dir} runs on ports {running}, not on those of --port-offset {explicit_offset}; drop --port-offset or give the one `up` used."
-            )
-    dashboard = (recorded.get("dashboard") or {}).get("url")
-    return Stack(urls, state.get("kafka_bootstrap") or binding.kafka_bootstrap_servers, binding.topic, sms_sink, dashboard_url=dashboard)  # type: ignore[arg-type]
-
-
-async def check_ready(client: httpx.AsyncClient, stack: Stack, var_dir: Path) -> None:
-    """Fail at once, and clearly, when the stack is not there rather than half-way through the story."""
-    down = []
-    for name in USED_SERVICES:
-        try:
-            ready = (await client.get(f"{stack.urls[name]}/readyz", timeout=3.0)).status_code == 200
-        except httpx.HTTPError:
-            ready = False
-        if not ready:
-            down.append(f"{name} ({stack.urls[name]})")
-    if not down:
-        return
-    if live_supervisor(var_dir) is None:
-        shift = f" --port-offset {stack.offset}" if stack.offset else ""
-        raise InfraError(f"No `unbind up` runs for {var_dir} and nothing is ready at {', '.join(down)}. Start the stack first: `unbind --var-dir {var_dir} up{shift}`.")
-    raise InfraError(f"Not ready: {', '.join(down)}. See `unbind --var-dir {var_dir} status` and {var_dir / 'logs'}.")
-
-
 class Api:
     """The four services over HTTP, every failure turned into one clear line."""
 
-    def __init__(self, client: httpx.AsyncClient, stack: Stack, tokens: dict[str, str]):
+    def __init__(self, client: httpx.AsyncClient, stack: RunningStack, tokens: dict[str, str]):
         self.client = client
         self.stack = stack
         self.tokens = tokens
@@ -369,7 +315,7 @@ class Story:
     options: DemoOptions
     api: Api
     term: Terminal
-    stack: Stack
+    stack: RunningStack
     binding_id: str = DEMO_BINDING
     device: DeviceSimulator | None = None  # the new phone key, with --step-up or --review
     impact: dict[str, Any] = field(default_factory=dict)
@@ -646,7 +592,7 @@ def timings(feed: EventFeed) -> str:
 
 async def _play(options: DemoOptions, term: Terminal) -> int:
     _development_only(options.var_dir)
-    stack = find_stack(options.var_dir, options.port_offset)
+    stack = find_running_stack(options.var_dir, options.port_offset)
     # Long enough for a review that waits the whole --timeout and the steps after it.
     ttl = int(options.timeout) + 900
     tokens = {
@@ -655,7 +601,7 @@ async def _play(options: DemoOptions, term: Terminal) -> int:
         "service": token(options.var_dir, "customer-system", ["service"], 300),
     }
     async with httpx.AsyncClient(timeout=10.0, trust_env=False) as client:
-        await check_ready(client, stack, options.var_dir)
+        await check_running(client, stack, options.var_dir)
         story = Story(options, Api(client, stack, tokens), term, stack)
         term.say(term.paint(f"unbind demo: Zhang San ({CUSTOMER}) unbinds his mortgage repayment account — the {options.expected_decision} path", "bold"))
         term.line(f"stack   binding {stack.urls['binding']} · verification {stack.urls['verification']} · risk {stack.urls['risk']}")

@@ -92,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_dlq_parser(commands, var_dir)
 
+    bench = commands.add_parser("bench", parents=[var_dir], help="end-to-end unbind throughput and latency of the running stack, beside the raw Kafka and database ceilings")
+    bench.add_argument("--workflows", type=int, default=1000, help="unbind workflows to drive (default 1000)")
+    bench.add_argument("--rate", type=float, default=None, help="new workflows per second (default: as fast as --concurrency allows)")
+    bench.add_argument("--concurrency", type=int, default=200, help="workflows in flight at most (default 200)")
+    bench.add_argument("--step-up", type=float, default=0.0, help="fraction of workflows on the step-up path (code and biometric), 0..1 (default 0)")
+    bench.add_argument("--json", type=Path, default=None, help="where to write the report (default bench/results/<time>.json, with a PNG chart beside it)")
+    bench.add_argument("--port-offset", type=int, default=None, help="the stack's port offset when no `up` of this var dir says")
+    bench.add_argument("--no-ceilings", action="store_true", help="skip the raw Kafka and database measurements")
+
     status = commands.add_parser("status", parents=[var_dir], help="show what runs")
     status.add_argument("--port-offset", type=int, default=None, help="ports to probe when no `up` runs (default: $UNBIND_PORT_OFFSET or 0)")
     return parser
@@ -170,6 +179,15 @@ def run(args: argparse.Namespace) -> int:
             json_path=args.json,
         )
         return chaos.run(options)
+    elif args.command == "bench":
+        from bench.run import BenchOptions
+        from bench.run import run as run_bench
+
+        if args.workflows < 1 or args.concurrency < 1 or not 0 <= args.step_up <= 1 or (args.rate is not None and args.rate <= 0):
+            raise InfraError("--workflows and --concurrency must be at least 1, --rate positive, --step-up between 0 and 1.")
+        return run_bench(
+            BenchOptions(var_dir, args.workflows, args.rate, args.concurrency, args.step_up, args.json, args.port_offset, ceilings=not args.no_ceilings)
+        )
     elif args.command == "demo":
         from shared.cli import demo
 

@@ -1,0 +1,153 @@
+"""The bench's customers: each asks to unbind over HTTP like the mobile app, reads its code from the
+SMS sink, submits it (and passes the biometric on the step-up path), and is done when its
+UnbindCompleted is on the topic. Progress comes from the topic, not from polling the API, so the
+bench adds two or three HTTP calls per workflow and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.verification.device_simulator import DeviceSimulator
+from shared.auth import issue_token
+from shared.cli.kafka import partitions_of
+from shared.cli.running import RunningStack
+from shared.cli.sms import SmsSink
+from shared.cloudevents import Envelope, MalformedEvent
+from shared.population import SyntheticCustomer
+
+
+class WorkflowFailed(Exception):
+    pass
+
+
+@dataclass
+class Timeline:
+    """What the topic said about one request: each event type's time, and the verification."""
+
+    times: dict[str, datetime] = field(default_factory=dict)
+    verification: tuple[str, list[str]] | None = None
+    issued: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    events: int = 0
+
+
+class TopicWatcher:
+    """Reads the topic from its end at start, keeping every request's timeline."""
+
+    ENDINGS = frozenset({"UnbindCompleted", "UnbindRejected", "UnbindCancelled", "UnbindExpired"})
+
+    def __init__(self, bootstrap: str, topic: str):
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self.timelines: dict[str, Timeline] = defaultdict(Timeline)
+        self.bytes_seen = 0
+        self.records_seen = 0
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False, client_id="unbind-bench")
+        await consumer.start()
+        partitions = [TopicPartition(self._topic, number) for number in sorted(await partitions_of(consumer, self._topic))]
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+        for tp in partitions:  # resolve the end offsets now, before any workflow starts
+            await consumer.position(tp)
+        self._consumer = consumer
+
+    async def run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            for records in (await self._consumer.getmany(timeout_ms=100, max_records=5000)).values():
+                for record in records:
+                    self._apply(record)
+
+    def _apply(self, record: Any) -> None:
+        self.records_seen += 1
+        self.bytes_seen += len(record.value or b"")
+        try:
+            envelope = Envelope.from_record(record.value, record.headers)
+        except MalformedEvent:
+            return
+        timeline = self.timelines[envelope.data.request_id]
+        timeline.events += 1
+        timeline.times.setdefault(envelope.type, envelope.time)
+        if envelope.type == "VerificationRequested":
+            timeline.verification = (envelope.data.verification_id, [str(method) for method in envelope.data.methods])
+            timeline.issued.set()
+        if envelope.type in self.ENDINGS:
+            timeline.ended.set()
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+
+class Customers:
+    """Plays the customers' side of each workflow."""
+
+    def __init__(self, stack: RunningStack, client: httpx.AsyncClient, watcher: TopicWatcher, secret: str, issuer: str, timeout: float):
+        self.stack = stack
+        self.client = client
+        self.watcher = watcher
+        self.sms = SmsSink(stack.sms_sink)
+        self._secret = secret
+        self._issuer = issuer
+        self.timeout = timeout
+
+    def _auth(self, user_id: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {issue_token(self._secret, user_id, ['customer'], ttl_seconds=3600, issuer=self._issuer)}"}
+
+    async def _post(self, service: str, path: str, expect: int, **kwargs: Any) -> dict[str, Any]:
+        response = await self.client.post(self.stack.urls[service] + path, **kwargs)
+        if response.status_code != expect:
+            raise WorkflowFailed(f"POST {service}{path}: {response.status_code} {response.text[:200]}")
+        return response.json()
+
+    async def enrol(self, customer: SyntheticCustomer) -> DeviceSimulator:
+        device = DeviceSimulator.generate(f"d-{customer.user_id}")
+        await self._post("verification", "/v1/devices", 201, json=device.enrolment(), headers=self._auth(customer.user_id))
+        return device
+
+    async def unbind(self, customer: SyntheticCustomer, device: DeviceSimulator | None) -> str:
+        """One workflow to UnbindCompleted; returns its request id."""
+        headers = self._auth(customer.user_id)
+        body: dict[str, Any] = {"reason": "fund_planning"}
+        if device is not None:
+            body["device_id"] = device.device_id
+        request = await self._post(
+            "binding", f"/v1/bindings/{customer.binding_id}/unbind-requests", 202, json=body, headers={**headers, "Idempotency-Key": f"bench-{customer.user_id}"}
+        )
+        timeline = self.watcher.timelines[request["id"]]
+        async with asyncio.timeout(self.timeout):
+            await timeline.issued.wait()
+            assert timeline.verification is not None
+            verification_id, methods = timeline.verification
+            path = f"/v1/verifications/{verification_id}"
+            if "otp" in methods:
+                await self._post("verification", f"{path}/otp", 200, json={"code": await self._code(customer.phone)}, headers=headers)
+            if "biometric" in methods:
+                if device is None:
+                    raise WorkflowFailed(f"risk asked {customer.user_id} for a biometric without a device")
+                challenge = await self._post("verification", f"{path}/biometric/challenge", 201, headers=headers)
+                signed = device.sign(challenge["challenge"], verification_id, request["id"], challenge["impact_hash"])
+                await self._post("verification", f"{path}/biometric", 200, json=signed, headers=headers)
+            await timeline.ended.wait()
+        if "UnbindCompleted" not in timeline.times:
+            raise WorkflowFailed(f"request {request['id']} ended with {sorted(timeline.times)}")
+        return request["id"]
+
+    async def _code(self, phone: str) -> str:
+        while True:
+            self.sms.refresh()
+            if codes := self.sms.codes(phone):
+                return codes[-1]
+            await asyncio.sleep(0.01)
+

@@ -1,0 +1,267 @@
+"""`unbind bench [--workflows N] [--rate R] [--step-up FRACTION] [--json PATH]`, against the stack
+that `unbind up` runs.
+
+1. Seeds N synthetic customers, each with one active mortgage binding (a fresh run id each time).
+2. Drives N workflows: at `--rate` new workflows per second, or as fast as `--concurrency` in
+   flight allows; a `--step-up` fraction request from a newly enrolled device and pass the
+   biometric too. A progress bar runs on stderr.
+3. Times each request from the topic: the events' own times give request -> UnbindCompleted and
+   each stage.
+4. Measures, on the same broker and database, the raw ceilings (bench/ceilings.py), and each
+   service's peak RSS (VmHWM).
+5. Prints the figures and writes bench/results/<timestamp>.json and a PNG chart beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.ceilings import commit_ceiling, kafka_ceiling
+from bench.driver import Customers, Timeline, TopicWatcher, WorkflowFailed
+from shared.cli.errors import InfraError
+from shared.cli.running import RunningStack, check_running, find_running_stack
+from shared.cli.services import load_settings, seed_population
+from shared.population import synthetic_customers
+
+RESULTS = Path(__file__).resolve().parent / "results"
+STAGES = {
+    "requested→assessed": ("UnbindRequested", "RiskAssessed"),
+    "assessed→verification_issued": ("RiskAssessed", "VerificationRequested"),
+    "verification_issued→verified": ("VerificationRequested", "Verified"),
+    "verified→completed": ("Verified", "UnbindCompleted"),
+    "requested→completed": ("UnbindRequested", "UnbindCompleted"),
+}
+
+
+@dataclass
+class BenchOptions:
+    var_dir: Path
+    workflows: int = 1000
+    rate: float | None = None
+    concurrency: int = 200
+    step_up: float = 0.0
+    json_path: Path | None = None
+    port_offset: int | None = None
+    timeout: float = 120.0
+    ceilings: bool = True
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    ordered = sorted(values)
+    if not ordered:
+        return {"p50": None, "p95": None, "p99": None}
+    return {f"p{q}": round(ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))] * 1000, 1) for q in (50, 95, 99)}
+
+
+class Progress:
+    def __init__(self, total: int):
+        self.total = total
+        self.done = 0
+        self.failed = 0
+        self.started = time.perf_counter()
+        self._tty = sys.stderr.isatty()
+        self._last = 0.0
+
+    def tick(self, failed: bool = False) -> None:
+        self.done += 1
+        self.failed += failed
+        now = time.perf_counter()
+        if now - self._last >= (0.2 if self._tty else 5.0) or self.done == self.total:
+            self._last = now
+            width = 30
+            filled = int(width * self.done / self.total)
+            rate = self.done / max(now - self.started, 1e-9)
+            line = f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} workflows, {rate:.0f}/s, {self.failed} failed"
+            print(("\r" + line) if self._tty else line, end="" if self._tty and self.done < self.total else "\n", file=sys.stderr, flush=True)
+
+
+def peak_rss_mb(pids: dict[str, int]) -> dict[str, float | None]:
+    """Each service's peak resident set (VmHWM) so far, in MB."""
+    result: dict[str, float | None] = {}
+    for service, pid in sorted(pids.items()):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            kilobytes = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+            result[service] = round(kilobytes / 1024, 1)
+        except (OSError, StopIteration, ValueError):
+            result[service] = None
+    return result
+
+
+async def drive(options: BenchOptions, stack: RunningStack) -> dict[str, Any]:
+    settings = load_settings("binding", options.var_dir)
+    run_id = uuid.uuid4().hex[:8]
+    customers = synthetic_customers(options.workflows, f"bench{run_id}")
+    server_url = None if settings.database_url.startswith("sqlite") else settings.database_server_url
+    seeded = time.perf_counter()
+    await seed_population(options.var_dir, server_url, customers)
+    print(f"bench: seeded {len(customers)} customers in {time.perf_counter() - seeded:.1f} s", file=sys.stderr)
+    watcher = TopicWatcher(stack.bootstrap, stack.topic)
+    await watcher.start()
+    watching = asyncio.create_task(watcher.run())
+    limits = httpx.Limits(max_connections=options.concurrency, max_keepalive_connections=options.concurrency)
+    failures: Counter[str] = Counter()
+    request_ids: list[str] = []
+    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0), limits=limits, trust_env=False) as client:
+        players = Customers(stack, client, watcher, settings.jwt_secret.get_secret_value(), settings.jwt_issuer, options.timeout)
+        rng = random.Random(run_id)
+        step_up = {customer.user_id for customer in customers if rng.random() < options.step_up}
+        devices = {customer.user_id: await players.enrol(customer) for customer in customers if customer.user_id in step_up}
+        progress = Progress(len(customers))
+        gate = asyncio.Semaphore(options.concurrency)
+
+        async def workflow(customer: Any) -> None:
+            try:
+                request_ids.append(await players.unbind(customer, devices.get(customer.user_id)))
+                progress.tick()
+            except (WorkflowFailed, TimeoutError, httpx.HTTPError) as exc:
+                failures[type(exc).__name__ + ": " + str(exc)[:120]] += 1
+                progress.tick(failed=True)
+            finally:
+                gate.release()
+
+        started = time.perf_counter()
+        tasks = []
+        for index, customer in enumerate(customers):
+            if options.rate:
+                await asyncio.sleep(max(0.0, started + index / options.rate - time.perf_counter()))
+            await gate.acquire()
+            tasks.append(asyncio.create_task(workflow(customer)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - started
+    watching.cancel()
+    await asyncio.gather(watching, return_exceptions=True)
+    await watcher.stop()
+    timelines = [watcher.timelines[request_id] for request_id in request_ids]
+    return {"elapsed": elapsed, "timelines": timelines, "failures": failures, "watcher": watcher, "run_id": run_id}
+
+
+def summarize(options: BenchOptions, stack: RunningStack, driven: dict[str, Any], ceilings: dict[str, Any]) -> dict[str, Any]:
+    timelines: list[Timeline] = driven["timelines"]
+    completed = [timeline for timeline in timelines if "UnbindCompleted" in timeline.times]
+    stage_seconds = {
+        name: [(t.times[end] - t.times[start]).total_seconds() for t in completed if start in t.times and end in t.times] for name, (start, end) in STAGES.items()
+    }
+    # Throughput measured on the events' clock: first request to last completion.
+    first = min((t.times["UnbindRequested"] for t in completed), default=None)
+    last = max((t.times["UnbindCompleted"] for t in completed), default=None)
+    span = (last - first).total_seconds() if first and last else driven["elapsed"]
+    events = sum(t.events for t in timelines)
+    event_rate = events / span if span else 0.0
+    kafka = ceilings.get("kafka") or {}
+    return {
+        "run_id": driven["run_id"],
+        "at": datetime.now().isoformat(timespec="seconds"),
+        "options": {"workflows": options.workflows, "rate": options.rate, "concurrency": options.concurrency, "step_up": options.step_up},
+        "database": load_settings("binding", options.var_dir).database_url.split(":", 1)[0],
+        "completed": len(completed),
+        "failed": sum(driven["failures"].values()),
+        "failures": dict(driven["failures"].most_common(5)),
+        "seconds": round(span, 2),
+        "completed_per_second": round(len(completed) / span, 1) if span else None,
+        "latency_ms": {name: percentiles(values) for name, values in stage_seconds.items()},
+        "events_per_workflow": round(events / len(timelines), 2) if timelines else None,
+        "event_rate_per_second": round(event_rate, 1),
+        "event_bytes_average": round(driven["watcher"].bytes_seen / max(driven["watcher"].records_seen, 1)),
+        "ceilings": ceilings,
+        "event_rate_vs_kafka_ceiling": round(event_rate / kafka["produce_and_consume_per_second"], 3) if kafka.get("produce_and_consume_per_second") else None,
+        "peak_rss_mb": peak_rss_mb(stack.pids),
+        "series": _series(completed),
+    }
+
+
+def _series(completed: list[Timeline]) -> dict[str, list[float]]:
+    """Per second of the run: completions, and p50/p95 request -> completed of those completions."""
+    if not completed:
+        return {"second": [], "completed": [], "p50_ms": [], "p95_ms": []}
+    origin = min(t.times["UnbindRequested"] for t in completed)
+    by_second: dict[int, list[float]] = {}
+    for t in completed:
+        second = int((t.times["UnbindCompleted"] - origin).total_seconds())
+        by_second.setdefault(second, []).append((t.times["UnbindCompleted"] - t.times["UnbindRequested"]).total_seconds())
+    seconds = list(range(max(by_second) + 1))
+    return {
+        "second": seconds,
+        "completed": [len(by_second.get(s, [])) for s in seconds],
+        "p50_ms": [percentiles(by_second[s])["p50"] if s in by_second else None for s in seconds],
+        "p95_ms": [percentiles(by_second[s])["p95"] if s in by_second else None for s in seconds],
+    }
+
+
+def chart(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = report["series"]
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    top.plot(series["second"], series["completed"], color="#15803d")
+    top.set_ylabel("completed / s")
+    top.set_title(f"unbind bench: {report['completed']} workflows, {report['completed_per_second']}/s")
+    bottom.plot(series["second"], series["p50_ms"], label="p50", color="#2563eb")
+    bottom.plot(series["second"], series["p95_ms"], label="p95", color="#b45309")
+    bottom.set_ylabel("request → completed (ms)")
+    bottom.set_xlabel("second of the run")
+    bottom.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(f"\nunbind bench: {report['completed']} workflows completed, {report['failed']} failed, in {report['seconds']} s ({report['database']})")
+    print(f"  throughput        {report['completed_per_second']} completed workflows/s")
+    for name, values in report["latency_ms"].items():
+        print(f"  {name:<30} p50 {values['p50']} ms · p95 {values['p95']} ms · p99 {values['p99']} ms")
+    print(f"  events            {report['events_per_workflow']} per workflow, {report['event_rate_per_second']}/s, {report['event_bytes_average']} bytes on average")
+    kafka, database = report["ceilings"].get("kafka"), report["ceilings"].get("database")
+    if kafka:
+        print(f"  kafka ceiling     {kafka['produce_and_consume_per_second']} msg/s produce+consume ({kafka['produce_per_second']} produce, {kafka['consume_per_second']} consume)")
+        print(f"  event rate / kafka ceiling  {report['event_rate_vs_kafka_ceiling']}")
+    if database:
+        print(f"  commit ceiling    {database}")
+    print(f"  peak RSS (MB)     {report['peak_rss_mb']}")
+    if report["failures"]:
+        print(f"  failures          {report['failures']}")
+
+
+def run(options: BenchOptions) -> int:
+    stack = find_running_stack(options.var_dir, options.port_offset)
+
+    async def main() -> dict[str, Any]:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            await check_running(client, stack, options.var_dir)
+        driven = await drive(options, stack)
+        ceilings: dict[str, Any] = {}
+        if options.ceilings:
+            print("bench: measuring the raw ceilings", file=sys.stderr)
+            size = max(64, driven["watcher"].bytes_seen // max(driven["watcher"].records_seen, 1))
+            ceilings["kafka"] = await kafka_ceiling(stack.bootstrap, size)
+            ceilings["database"] = await commit_ceiling(load_settings("binding", options.var_dir).database_url)
+        return summarize(options, stack, driven, ceilings)
+
+    try:
+        report = asyncio.run(main())
+    except OSError as exc:
+        raise InfraError(f"The bench could not reach the stack: {exc}") from None
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    json_path = options.json_path or RESULTS / f"{stamp}.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2))
+    chart(report, json_path.with_suffix(".png"))
+    print_report(report)
+    print(f"  written           {json_path} and {json_path.with_suffix('.png').name}")
+    return 0 if report["completed"] and not report["failed"] else 1
