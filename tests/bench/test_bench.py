@@ -1,0 +1,33 @@
+"""A smoke run of `unbind bench` against a real `unbind up`: it drives every workflow to the end
+and writes its report and chart. It asserts no speed: benchmarks measure, they are not timed tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import run_unbind, unbind_up
+
+WORKFLOWS = 150
+
+
+@pytest.mark.kafka
+def test_bench_drives_every_workflow_and_writes_its_report(kafka_bootstrap: str, tmp_path: Path) -> None:
+    with unbind_up(kafka_bootstrap, tmp_path) as up:
+        offset = up.ports["binding"] - 8001
+        report_path = tmp_path / "bench.json"
+        args = ("--var-dir", str(up.var_dir), "bench", "--workflows", str(WORKFLOWS), "--step-up", "0.2", "--port-offset", str(offset), "--json", str(report_path))
+        result = run_unbind(*args, env=up.env, timeout=600)
+        print(result.stdout)
+        assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(report_path.read_text())
+    assert (report["completed"], report["failed"]) == (WORKFLOWS, 0)
+    assert report["completed_per_second"] > 0 and report["events_per_workflow"] >= 5
+    assert set(report["latency_ms"]) == {"requested→assessed", "assessed→verification_issued", "verification_issued→verified", "verified→completed", "requested→completed"}
+    assert all(values["p50"] is not None for values in report["latency_ms"].values())
+    assert report["ceilings"]["kafka"]["produce_and_consume_per_second"] > 0 and report["ceilings"]["database"]["single_connection_per_second"] > 0
+    assert set(report["peak_rss_mb"]) == {"binding", "verification", "risk", "notification", "dashboard"}
+    assert sum(report["series"]["completed"]) == WORKFLOWS
+    assert report_path.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
