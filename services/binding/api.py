@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -26,6 +25,7 @@ from services.binding.schemas import (
 )
 from shared.app import RequestUnitOfWork, Runtime
 from shared.auth import Customer, Ops, Principal, require_role
+from shared.fields import Instant
 from shared.problems import Problem, problem_responses
 
 router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 422))
@@ -163,7 +163,7 @@ async def search_unbind_requests(
     uow: RequestUnitOfWork,
     status: RequestStatus | None = None,
     user_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    since: datetime | None = None,
+    since: Instant | None = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> RequestPage:
