@@ -1,6 +1,6 @@
 """All five services in this process on the in-memory bus, with data that gives each path
 parameter a real value: an owner whose request waits for verification, another customer whose
-request waits for an ops review."""
+request waits for an ops review (and whose account is flagged for it)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ class World:
     dashboard: FastAPI
     owner: Customer
     other: Customer
-    # Path parameter name -> a real value; every one but `review_id` belongs to the owner.
+    # Path parameter name -> a real value: the owner's, but `review_id` and `user_id` (the other's
+    # review, and the other's account, flagged by it).
     ids: dict[str, str]
 
     def app(self, service: str) -> FastAPI:
@@ -59,7 +60,9 @@ async def _pending_review(stack: Stack, request_id: str) -> str:
 @asynccontextmanager
 async def populated_world(database_urls: dict[str, str], var_dir: Path) -> AsyncIterator[World]:
     topics = make_bus_topics("memory", None)
-    async with running_stack(topics, database_urls, var_dir) as stack, running_dashboard(topics, var_dir, risk_app=stack.apps["risk"]) as (dashboard, _):
+    # No pause between code sends: a resend is then answered by its rules, not by the clock.
+    overrides = {"verification": {"otp_resend_interval_seconds": 0}}
+    async with running_stack(topics, database_urls, var_dir, overrides=overrides) as stack, running_dashboard(topics, var_dir, risk_app=stack.apps["risk"]) as (dashboard, _):
         owner, other = await customer_with_binding(stack), await customer_with_binding(stack)
         request_id = await _request_unbind(stack, owner)
         verification = (await stack.wait_for_request(request_id, owner.user_id, lambda body: body["verification"] is not None))["verification"]
@@ -72,6 +75,6 @@ async def populated_world(database_urls: dict[str, str], var_dir: Path) -> Async
             "verification_id": verification["id"],
             "notification_id": await _inbox_item(stack, owner),
             "review_id": review_id,
-            "user_id": owner.user_id,
+            "user_id": other.user_id,
         }
         yield World(stack, dashboard, owner, other, ids)
