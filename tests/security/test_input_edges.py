@@ -21,6 +21,10 @@ EARLIEST = "0001-01-01T00:00:00+01:00"  # 31 December of year 0 in UTC
 LATEST = "9999-12-31T23:59:59-01:00"  # year 10000 in UTC
 
 
+def code_sms(user_id: str) -> dict[str, Any]:
+    return {"message_id": "m-edge", "user_id": user_id, "template": "otp_code"}
+
+
 def cursor(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode()
 
@@ -48,6 +52,8 @@ async def edge_requests(world: World) -> list[tuple[str, str, str, dict[str, Any
         ),
         ("binding", "POST", f"/v1/unbind-requests/{ids['request_id']}/appeal", {"json": {"message": "\x00"}, "headers": owner}),
         ("verification", "POST", "/v1/devices", {"json": {**device, "name": "phone\x00"}, "headers": owner}),
+        # The SMS went out before the record failed: the caller's retry sent it again.
+        ("notification", "POST", "/internal/v1/messages", {"json": {**code_sms(ids["user_id"]), "params": {"code": "12\x003456", "ttl_minutes": "5"}}, "headers": SERVICE}),
         ("risk", "POST", f"/v1/reviews/{ids['review_id']}/decision", {"json": {"decision": "deny", "note": "\x00"}, "headers": OPS}),
         ("dashboard", "POST", f"/v1/reviews/{ids['review_id']}/decision", {"json": {"decision": "deny", "note": "\x00"}, "headers": OPS}),
         # Accepted, a NUL in a rule's name broke every assessment it matched (PostgreSQL, in the consumer).
@@ -67,7 +73,9 @@ async def test_inputs_no_column_can_hold_are_refused_up_front(database_urls: dic
                 response = await client.request(method, path, **options)
             answers.append((service, method, path, response.status_code, response.headers["content-type"]))
         assert [answer for answer in answers if answer[3:] != (422, "application/problem+json")] == []
-        # Nothing was decided or written on the way: the review still waits, the rules are the same version.
+        # Nothing was decided, written or sent on the way: the review still waits, the rules are the
+        # same version, no SMS carries the NUL.
         pending = (await risk.get("/v1/reviews", params={"status": "pending"}, headers=OPS)).json()["items"]
         assert world.ids["review_id"] in [item["id"] for item in pending]
         assert (await risk.get("/v1/rules", headers=OPS)).json() == rules_before
+        assert [message for message in world.stack.sms_messages() if "\x00" in message["text"]] == []
