@@ -10,6 +10,7 @@ Generation is derandomized (the same cases on every run) and bounded per operati
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from tests.stack import auth
 SERVICES = ("verification", "binding", "risk", "notification", "dashboard")
 # Per operation, for each generation mode (schema-valid data, schema-violating data).
 EXAMPLES = 15
+# An instant that leaves years 1-9999 once converted to UTC, as stored and compared.
+EDGE_INSTANTS = ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00")
 # An event stream ends only with its token: a request would never return (the matrix covers it).
 UNFUZZED = {("dashboard", "GET /v1/stream")}
 
@@ -102,15 +105,36 @@ def headers_for(world: World, service: str, path: str) -> dict[str, str]:
     return auth(world.owner.user_id)
 
 
+def strings_in(value: Any) -> list[tuple[Any, Any]]:
+    """(container, key) of every string in a JSON value."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return [found for key, item in items for found in ([(value, key)] if isinstance(item, str) else strings_in(item))]
+
+
+def at_the_edge(case: Any, choice: int) -> Any:
+    """The case with one of its strings at the edge of what a database column holds (generated data
+    rarely is): a NUL added (PostgreSQL's text refuses it) or, for an instant, one that does not exist in UTC."""
+    strings = strings_in(case.body) + strings_in(case.query)
+    if strings:
+        container, key = strings[choice % len(strings)]
+        try:
+            datetime.fromisoformat(container[key])
+            container[key] = EDGE_INSTANTS[choice % 2]
+        except ValueError:
+            container[key] += "\x00"
+    return case
+
+
 def fuzz_operation(operation: Any, headers: dict[str, str], ids: dict[str, str]) -> None:
     # Valid requests go to the world's real resources (a random id only meets a 404); invalid ones
     # keep their generated path.
     real = {parameter.name: ids[parameter.name] for parameter in operation.path_parameters if parameter.name in ids}
     valid = operation.as_strategy(generation_mode=GenerationMode.POSITIVE, path_parameters=real or None)
     invalid = operation.as_strategy(generation_mode=GenerationMode.NEGATIVE)
+    edge = valid.flatmap(lambda case: st.integers(0, 63).map(lambda choice: at_the_edge(case, choice)))
 
     @settings(max_examples=2 * EXAMPLES, derandomize=True, database=None, deadline=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck))
-    @given(case=st.one_of(valid, invalid))
+    @given(case=st.one_of(edge, valid, invalid))
     def run(case: Any) -> None:
         case.validate_response(case.call(headers=headers), checks=CHECKS)
 
