@@ -28,7 +28,7 @@ from shared.consumer import EventConsumer, InboxMixin, Subscriptions
 from shared.db import create_engine, create_session_factory
 from shared.logging import configure_logging, correlation_id
 from shared.outbox import Outbox, OutboxMixin, OutboxRelay
-from shared.problems import install_problem_handlers, problem_response
+from shared.problems import install_problem_handlers, problem_response, problem_responses
 from shared.settings import ServiceSettings
 from shared.uow import UnitOfWork
 
@@ -208,7 +208,7 @@ def _operations_router(registry: CollectorRegistry, readiness: Readiness, refres
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Readiness: the service's dependencies answer; Kafka connectivity is reported")
+    @router.get("/readyz", summary="Readiness: the service's dependencies answer; Kafka connectivity is reported", responses=problem_responses((503, "Not ready")))
     async def readyz(request: Request) -> Any:
         try:
             details = await readiness()

@@ -19,6 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from shared.problems import Problem
 
 ROLES = frozenset({"customer", "ops", "service"})
+MAX_SUBJECT_LENGTH = 64
 _bearer = HTTPBearer(auto_error=False, description="JWT with claims sub, roles, exp")
 
 
@@ -56,6 +57,9 @@ def decode_token(secret: str, token: str, *, issuer: str = "unbind") -> Principa
     subject = claims.get("sub")
     if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles) or not isinstance(subject, str) or not subject:
         raise _unauthorized("The token lacks a subject or roles.")
+    # The subject is recorded as a user id, reviewer or author (columns of 64 characters).
+    if len(subject) > MAX_SUBJECT_LENGTH or not subject.isprintable():
+        raise _unauthorized(f"The token's subject must be printable and at most {MAX_SUBJECT_LENGTH} characters.")
     return Principal(subject=subject, roles=frozenset(roles) & ROLES, expires_at=int(claims["exp"]))
 
 

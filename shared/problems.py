@@ -43,6 +43,40 @@ def conflict(code: str, detail: str, **extra: Any) -> Problem:
     return Problem(409, code, "Conflict with the current state", detail, **extra)
 
 
+# What every error body holds, as each route documents it (`responses=problem_responses(...)`).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+}
+_DESCRIPTIONS = {
+    400: "The body cannot be read as JSON (not UTF-8)",
+    401: "No valid bearer token",
+    403: "The token lacks the role this endpoint needs",
+    404: "Does not exist, or is not yours",
+    409: "Conflicts with the current state",
+    422: "The request is not valid",
+    429: "Too many requests: see Retry-After",
+    503: "A dependency did not answer; retry",
+}
+
+
+def problem_responses(*statuses: int | tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a router or route: each status (or (status, description)) documented as
+    problem+json, which also replaces FastAPI's default application/json 422."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for entry in statuses:
+        status, description = entry if isinstance(entry, tuple) else (entry, _DESCRIPTIONS[entry])
+        responses[status] = {"description": description, "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
+    return responses
+
+
 def problem_response(request: Request, status: int, code: str, title: str, detail: str | None = None, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     body: dict[str, Any] = {"type": TYPE_BASE + code, "title": title, "status": status, "instance": request.url.path}
     if detail:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -26,9 +25,10 @@ from services.binding.schemas import (
 )
 from shared.app import RequestUnitOfWork, Runtime
 from shared.auth import Customer, Ops, Principal, require_role
-from shared.problems import Problem
+from shared.fields import Instant
+from shared.problems import Problem, problem_responses
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 422))
 
 ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9._:-]{8,128}$"
@@ -57,18 +57,22 @@ async def list_bindings(principal: Customer, uow: RequestUnitOfWork) -> BindingL
     return await service.list_bindings(uow, principal)
 
 
-@router.post("/bindings", status_code=201, tags=["bindings"])
+@router.post("/bindings", status_code=201, tags=["bindings"], responses=problem_responses(400, (409, "This repayment account is already bound")))
 async def create_binding(body: BindingIn, principal: Customer, uow: RequestUnitOfWork) -> BindingOut:
     """Bind a mortgage repayment account to the customer's credit account (credit limit raised by the rule)."""
     return await service.create_binding(uow, principal, body)
 
 
-@router.get("/bindings/{binding_id}", tags=["bindings"])
+@router.get("/bindings/{binding_id}", tags=["bindings"], responses=problem_responses(404))
 async def get_binding(binding_id: BindingId, principal: CustomerOrOps, uow: RequestUnitOfWork) -> BindingOut:
     return await service.get_binding(uow, principal, binding_id)
 
 
-@router.post("/bindings/{binding_id}/repayments", tags=["bindings"], responses={201: {"description": "Paid now"}, 200: {"description": "Replay"}})
+@router.post(
+    "/bindings/{binding_id}/repayments",
+    tags=["bindings"],
+    responses={201: {"description": "Paid now"}, 200: {"description": "Replay"}, **problem_responses(400, 404, (409, "Nothing is due"))},
+)
 async def repay(binding_id: BindingId, body: RepaymentIn, principal: Customer, uow: RequestUnitOfWork, response: Response, idempotency_key: IdempotencyKey) -> InstalmentOut:
     """Repay the current (oldest unpaid) instalment by hand, e.g. before unbinding."""
     instalment, paid_now = await service.repay_current_instalment(uow, principal, binding_id, body, idempotency_key)
@@ -76,7 +80,7 @@ async def repay(binding_id: BindingId, body: RepaymentIn, principal: Customer, u
     return instalment
 
 
-@router.get("/bindings/{binding_id}/impact", tags=["bindings"])
+@router.get("/bindings/{binding_id}/impact", tags=["bindings"], responses=problem_responses(404))
 async def get_impact(binding_id: BindingId, principal: CustomerOrOps, uow: RequestUnitOfWork, locale: Locale) -> ImpactOut:
     """What unbinding would change, and the blockers to clear or acknowledge first."""
     return await service.get_impact(uow, principal, binding_id, locale)
@@ -85,7 +89,10 @@ async def get_impact(binding_id: BindingId, principal: CustomerOrOps, uow: Reque
 @router.get(
     "/bindings/{binding_id}/report",
     tags=["bindings"],
-    responses={200: {"content": {"application/json": {}, "application/pdf": {}}, "description": "JSON, or a PDF with Accept: application/pdf"}},
+    responses={
+        200: {"content": {"application/json": {}, "application/pdf": {}}, "description": "JSON, or a PDF with Accept: application/pdf"},
+        **problem_responses(404, (503, "No font to render the PDF on this host")),
+    },
 )
 async def get_report(binding_id: BindingId, principal: CustomerOrOps, uow: RequestUnitOfWork, locale: Locale, request: Request) -> Any:
     """The account information report, to keep before unbinding."""
@@ -100,7 +107,12 @@ async def get_report(binding_id: BindingId, principal: CustomerOrOps, uow: Reque
     return Response(pdf, media_type="application/pdf", headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-@router.post("/bindings/{binding_id}/unbind-requests", status_code=202, tags=["unbind requests"])
+@router.post(
+    "/bindings/{binding_id}/unbind-requests",
+    status_code=202,
+    tags=["unbind requests"],
+    responses=problem_responses(400, 404, (409, "Unbound, overdue, impact changed, or a request is already open")),
+)
 async def request_unbind(
     binding_id: BindingId,
     body: UnbindRequestIn,
@@ -122,23 +134,25 @@ async def request_unbind(
     return request
 
 
-@router.get("/unbind-requests/{request_id}", tags=["unbind requests"])
+@router.get("/unbind-requests/{request_id}", tags=["unbind requests"], responses=problem_responses(404))
 async def get_unbind_request(request_id: RequestId, principal: CustomerOrOps, uow: RequestUnitOfWork) -> UnbindRequestOut:
     return await service.get_request(uow, principal, request_id)
 
 
-@router.post("/unbind-requests/{request_id}/cancel", tags=["unbind requests"])
+@router.post("/unbind-requests/{request_id}/cancel", tags=["unbind requests"], responses=problem_responses(404, (409, "The request is not open")))
 async def cancel_unbind_request(request_id: RequestId, principal: Customer, uow: RequestUnitOfWork) -> UnbindRequestOut:
     return await service.cancel(uow, principal, request_id)
 
 
-@router.post("/unbind-requests/{request_id}/appeal", tags=["unbind requests"])
+@router.post(
+    "/unbind-requests/{request_id}/appeal", tags=["unbind requests"], responses=problem_responses(400, 404, (409, "Not rejected, already appealed, or the binding is busy"))
+)
 async def appeal_unbind_request(request_id: RequestId, body: AppealIn, principal: Customer, uow: RequestUnitOfWork, settings: Settings) -> UnbindRequestOut:
     """Appeal a rejected request, once: it goes back under review by ops."""
     return await service.appeal(uow, settings, principal, request_id, body.message)
 
 
-@router.get("/unbind-requests/{request_id}/audit", tags=["unbind requests"])
+@router.get("/unbind-requests/{request_id}/audit", tags=["unbind requests"], responses=problem_responses(404))
 async def get_audit(request_id: RequestId, principal: CustomerOrOps, uow: RequestUnitOfWork) -> list[AuditEntryOut]:
     return await service.audit_trail(uow, principal, request_id)
 
@@ -149,7 +163,7 @@ async def search_unbind_requests(
     uow: RequestUnitOfWork,
     status: RequestStatus | None = None,
     user_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    since: datetime | None = None,
+    since: Instant | None = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> RequestPage:

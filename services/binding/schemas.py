@@ -7,6 +7,7 @@ from datetime import date, datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.events import UnbindReason, VerificationMethod
+from shared.fields import FreeText
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
@@ -42,7 +43,7 @@ class UnbindRequestIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: UnbindReason
-    note: str | None = Field(None, max_length=500)
+    note: FreeText | None = Field(None, max_length=500)
     acknowledged: list[str] = Field(default_factory=list, max_length=20, description="Codes of the impact blockers the customer accepts")
     device_id: str | None = Field(None, pattern=DEVICE_ID_PATTERN)
     impact_hash: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="The impact the customer saw; refused (409) if it has changed since")
@@ -104,7 +105,7 @@ class AuditEntryOut(BaseModel):
 class AppealIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    message: str = Field(min_length=1, max_length=1000, description="Why the rejection is wrong")
+    message: FreeText = Field(min_length=1, max_length=1000, description="Why the rejection is wrong")
 
 
 class BindingIn(BaseModel):

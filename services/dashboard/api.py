@@ -18,12 +18,15 @@ from services.dashboard.service import DashboardDeps
 from services.dashboard.session import COOKIE, Ops, clear_session_cookie, read_token, set_session_cookie, settings_of
 from shared.auth import Principal
 from shared.events import EVENT_TYPES
-from shared.problems import Problem
+from shared.problems import Problem, problem_responses
 
 STATIC = FilePath(__file__).resolve().parent / "static"
 KEEP_ALIVE_SECONDS = 15.0
 
 router = APIRouter()
+# Everything but the page and the session needs an ops token (header or session cookie).
+OPS_ONLY = problem_responses(401, 403)
+RISK_DOWN = (503, "The risk service did not answer")
 
 
 def deps_of(request: Request) -> DashboardDeps:
@@ -63,7 +66,7 @@ async def get_session(request: Request, deps: Deps) -> SessionOut:
     return service.session_out(deps.settings, principal)
 
 
-@router.post("/v1/session", tags=["session"], responses={401: {"description": "Not a valid token"}, 403: {"description": "Not an ops token"}})
+@router.post("/v1/session", tags=["session"], responses=problem_responses(400, (401, "Not a valid token"), (403, "Not an ops token"), 422))
 async def sign_in(body: SignIn, request: Request, response: Response) -> SessionOut:
     settings = settings_of(request)
     principal = read_token(settings, body.token)
@@ -71,7 +74,7 @@ async def sign_in(body: SignIn, request: Request, response: Response) -> Session
     return service.session_out(settings, principal)
 
 
-@router.post("/v1/session/development", tags=["session"], responses={404: {"description": "Outside development mode"}})
+@router.post("/v1/session/development", tags=["session"], responses=problem_responses((404, "Outside development mode")))
 async def development_sign_in(request: Request, response: Response) -> SessionOut:
     """One click, an ops session: development mode only."""
     settings = settings_of(request)
@@ -88,19 +91,24 @@ async def sign_out(request: Request) -> Response:
     return response
 
 
-@router.get("/v1/overview", tags=["dashboard"])
+@router.get("/v1/overview", tags=["dashboard"], responses=OPS_ONLY)
 async def overview(session: Ops, deps: Deps) -> dict[str, Any]:
     """Funnel, per-stage latency, throughput and outcomes over time, stuck requests, dead letters."""
     return deps.hub.overview()
 
 
-@router.get("/v1/events", tags=["dashboard"])
+@router.get("/v1/events", tags=["dashboard"], responses={**OPS_ONLY, **problem_responses((422, "Not valid, or an unknown event type"))})
 async def recent_events(session: Ops, deps: Deps, types: TypeFilter = None, request_id: RequestIdFilter = None, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
     """The newest events of the feed (masked one-line summaries), newest first."""
     return {"items": deps.reader.projection.recent_feed(types=_types(types), request_id=request_id, limit=limit)}
 
 
-@router.get("/v1/stream", tags=["dashboard"], response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})
+@router.get(
+    "/v1/stream",
+    tags=["dashboard"],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, **OPS_ONLY, **problem_responses((422, "Not valid, or an unknown event type"))},
+)
 async def stream(session: Ops, deps: Deps, types: TypeFilter = None, request_id: RequestIdFilter = None) -> StreamingResponse:
     """Server-sent events: `overview` (at once, then whenever it changes) and `feed` (each new event
     matching the filters, as it arrives). The stream ends when the session's token expires."""
@@ -127,13 +135,18 @@ async def stream(session: Ops, deps: Deps, types: TypeFilter = None, request_id:
     return StreamingResponse(messages(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-@router.get("/v1/reviews", tags=["reviews"], responses={503: {"description": "The risk service did not answer"}})
+@router.get("/v1/reviews", tags=["reviews"], responses={**OPS_ONLY, **problem_responses(RISK_DOWN)})
 async def reviews(session: Ops, deps: Deps) -> dict[str, Any]:
     """The pending review queue, from the risk service."""
     return await service.pending_reviews(deps, session)
 
 
-@router.post("/v1/reviews/{review_id}/decision", tags=["reviews"], responses={503: {"description": "The risk service did not answer"}})
+@router.post(
+    "/v1/reviews/{review_id}/decision",
+    tags=["reviews"],
+    # Risk's own refusals are passed on as they are.
+    responses={**OPS_ONLY, **problem_responses(400, 404, (409, "Already decided, or withdrawn"), 422, RISK_DOWN)},
+)
 async def decide(review_id: ReviewId, body: ReviewDecisionIn, session: Ops, deps: Deps) -> dict[str, Any]:
     """Approve or deny a review, as the signed-in ops user, through the risk service."""
     return await service.decide_review(deps, session, review_id, body)

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.fields import FreeText
+
 
 class SignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -26,4 +28,4 @@ class ReviewDecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: Literal["approve", "deny"]
-    note: str = Field("", max_length=500)
+    note: FreeText = Field("", max_length=500)

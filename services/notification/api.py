@@ -11,8 +11,9 @@ from services.notification.schemas import MessageAccepted, MessageIn, Notificati
 from services.notification.service import NotificationDeps
 from shared.app import RequestUnitOfWork, Runtime
 from shared.auth import Customer, Service
+from shared.problems import problem_responses
 
-router = APIRouter()
+router = APIRouter(responses=problem_responses(401, 403, 422))
 
 
 def _deps(runtime: Runtime) -> NotificationDeps:
@@ -30,22 +31,22 @@ async def list_notifications(
     return await service.list_notifications(uow, principal, limit, cursor)
 
 
-@router.post("/v1/notifications/{notification_id}/read", tags=["inbox"])
+@router.post("/v1/notifications/{notification_id}/read", tags=["inbox"], responses=problem_responses(404))
 async def mark_read(notification_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$")], principal: Customer, uow: RequestUnitOfWork) -> NotificationOut:
     return await service.mark_read(uow, principal, notification_id)
 
 
-@router.get("/v1/preferences", tags=["preferences"])
+@router.get("/v1/preferences", tags=["preferences"], responses=problem_responses((404, "No contact details on file")))
 async def get_preferences(principal: Customer, uow: RequestUnitOfWork) -> PreferencesOut:
     return await service.get_preferences(uow, principal)
 
 
-@router.put("/v1/preferences", tags=["preferences"], responses={422: {"description": "Invalid, or turns off a security message"}})
+@router.put("/v1/preferences", tags=["preferences"], responses=problem_responses(400, (404, "No contact details on file"), (422, "Invalid, or turns off a security message")))
 async def put_preferences(body: PreferencesIn, principal: Customer, uow: RequestUnitOfWork) -> PreferencesOut:
     return await service.update_preferences(uow, principal, body)
 
 
-@router.post("/internal/v1/messages", status_code=202, tags=["internal"])
+@router.post("/internal/v1/messages", status_code=202, tags=["internal"], responses=problem_responses(400, (503, "The SMS gateway did not take it; retry")))
 async def send_message(message: MessageIn, principal: Service, uow: RequestUnitOfWork, deps: Deps) -> MessageAccepted:
     """Send a code SMS on another service's behalf (service role only). Idempotent per message_id."""
     return await service.send_message(uow, deps.providers["sms"], message)

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.notification.templates import CHANNELS, KINDS, LOCALES
+from shared.fields import FreeText
 
 
 class MessageIn(BaseModel):
@@ -19,7 +20,7 @@ class MessageIn(BaseModel):
     message_id: str = Field(pattern=r"^[A-Za-z0-9:._-]{1,128}$", description="Idempotency key: a repeated id sends nothing new")
     user_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
     template: Literal["otp_code"]
-    params: dict[str, str] = Field(default_factory=dict, max_length=10)
+    params: dict[str, FreeText] = Field(default_factory=dict, max_length=10)
 
 
 class MessageAccepted(BaseModel):

@@ -11,13 +11,14 @@ from services.risk.models import ReviewStatus
 from services.risk.schemas import AssessmentOut, FlagList, ProfileIn, ReviewDecisionIn, ReviewList, ReviewOut, RuleSetOut, RulesIn
 from shared.app import RequestUnitOfWork
 from shared.auth import Ops, Service
+from shared.problems import problem_responses
 
-router = APIRouter()
+router = APIRouter(responses=problem_responses(401, 403, 422))
 
 Id = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 
-@router.get("/v1/assessments/{request_id}", tags=["assessments"])
+@router.get("/v1/assessments/{request_id}", tags=["assessments"], responses=problem_responses(404))
 async def get_assessment(request_id: Id, principal: Ops, uow: RequestUnitOfWork) -> AssessmentOut:
     """Signals, score, level, decision, reasons and the rules version used."""
     return await service.get_assessment(uow, request_id)
@@ -28,7 +29,7 @@ async def get_rules(principal: Ops, uow: RequestUnitOfWork) -> RuleSetOut:
     return await service.get_rules(uow)
 
 
-@router.put("/v1/rules", tags=["rules"], responses={422: {"description": "A bad rule: the whole set is refused, the old one stays"}})
+@router.put("/v1/rules", tags=["rules"], responses=problem_responses(400, (422, "A bad rule: the whole set is refused, the old one stays")))
 async def put_rules(body: RulesIn, principal: Ops, uow: RequestUnitOfWork) -> RuleSetOut:
     """Replace the rule set with a new version, in force at once, without a deploy."""
     return await service.replace_rules(uow, principal, body.rules)
@@ -40,7 +41,7 @@ async def list_reviews(principal: Ops, uow: RequestUnitOfWork, status: ReviewSta
     return await service.list_reviews(uow, status, limit)
 
 
-@router.post("/v1/reviews/{review_id}/decision", tags=["reviews"])
+@router.post("/v1/reviews/{review_id}/decision", tags=["reviews"], responses=problem_responses(400, 404, (409, "Already decided, or withdrawn")))
 async def decide_review(review_id: Id, body: ReviewDecisionIn, principal: Ops, uow: RequestUnitOfWork) -> ReviewOut:
     return await service.decide_review(uow, principal, review_id, body.decision, body.note)
 
@@ -51,12 +52,12 @@ async def list_flags(principal: Ops, uow: RequestUnitOfWork, active: bool = True
     return await service.list_flags(uow, active)
 
 
-@router.post("/v1/flags/{user_id}/clear", tags=["flags"])
+@router.post("/v1/flags/{user_id}/clear", tags=["flags"], responses=problem_responses((404, "No active flag for this customer")))
 async def clear_flags(user_id: Id, principal: Ops, uow: RequestUnitOfWork) -> FlagList:
     return await service.clear_flags(uow, principal, user_id)
 
 
-@router.put("/internal/v1/profiles/{user_id}", status_code=204, tags=["internal"])
+@router.put("/internal/v1/profiles/{user_id}", status_code=204, tags=["internal"], responses=problem_responses(400))
 async def update_profile(user_id: Id, body: ProfileIn, principal: Service, uow: RequestUnitOfWork) -> Response:
     """Profile facts from the customer system: when the account was opened, when the phone changed."""
     await service.update_profile(uow, user_id, body)

@@ -61,8 +61,11 @@ def parse_rules(raw: list[dict], known_signals: set[str]) -> list[Rule]:
         action, text, name = item["action"], item["if"], item.get("name") or f"rule {index + 1}"
         if action not in ACTIONS:
             raise InvalidRule(f"{where}: action must be one of {', '.join(ACTIONS)}")
-        if not isinstance(text, str) or not text.strip() or len(text) > 500 or not isinstance(name, str) or len(name) > 100:
+        if not isinstance(text, str) or not text.strip() or len(text) > 500:
             raise InvalidRule(f"{where}: `if` must be a condition of at most 500 characters")
+        # The name is stored with each assessment the rule decides (a column of 100 characters).
+        if not isinstance(name, str) or len(name) > 100 or not name.isprintable():
+            raise InvalidRule(f"{where}: `name` must be printable text of at most 100 characters")
         comparisons = []
         for part in re.split(r"\s+and\s+", text.strip()):
             match = _COMPARISON.match(part)

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.events import ReviewOutcome, RiskReason
+from shared.fields import FreeText, Instant
 
 
 class AssessmentOut(BaseModel):
@@ -48,7 +49,7 @@ class ReviewDecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: ReviewOutcome
-    note: str = Field("", max_length=1000)
+    note: FreeText = Field("", max_length=1000)
 
 
 class RuleSetOut(BaseModel):
@@ -83,8 +84,8 @@ class FlagList(BaseModel):
 class ProfileIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    account_opened_at: datetime | None = None
-    phone_changed_at: datetime | None = None
+    account_opened_at: Instant | None = None
+    phone_changed_at: Instant | None = None
 
     @field_validator("account_opened_at", "phone_changed_at")
     @classmethod

@@ -12,12 +12,13 @@ from services.verification.schemas import BiometricIn, ChallengeOut, DeviceIn, D
 from services.verification.service import AttemptOutcome, VerificationDeps
 from shared.app import RequestUnitOfWork, Runtime
 from shared.auth import Customer
-from shared.problems import problem_response
+from shared.problems import problem_response, problem_responses
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 422))
 
 VerificationId = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$")]
-REFUSED = {422: {"description": "Refused (problem+json with the attempts left)"}, 409: {"description": "Not pending"}}
+NOT_PENDING = (409, "Not pending, or not expecting this method")
+REFUSED = problem_responses(400, 404, NOT_PENDING, (422, "Refused (with the attempts left), or not valid"))
 
 
 def _settings(runtime: Runtime) -> VerificationSettings:
@@ -48,7 +49,7 @@ def _refusal(request: Request, outcome: AttemptOutcome, attempts_left: int) -> A
     return problem_response(request, 422, outcome.reason, "Verification refused", titles.get(outcome.reason), attempts_remaining=attempts_left)
 
 
-@router.get("/verifications/{verification_id}", tags=["verifications"])
+@router.get("/verifications/{verification_id}", tags=["verifications"], responses=problem_responses(404))
 async def get_verification(verification_id: VerificationId, principal: Customer, uow: RequestUnitOfWork, settings: Settings) -> VerificationOut:
     return await service.get(uow, settings, principal, verification_id)
 
@@ -59,19 +60,19 @@ async def check_otp(verification_id: VerificationId, body: OtpIn, principal: Cus
     return outcome.verification if outcome.accepted else _refusal(request, outcome, outcome.verification.otp_attempts_remaining)
 
 
-@router.post("/verifications/{verification_id}/otp/resend", tags=["verifications"], responses={429: {"description": "Too soon or too many: see Retry-After"}})
+@router.post("/verifications/{verification_id}/otp/resend", tags=["verifications"], responses=problem_responses(404, NOT_PENDING, (429, "Too soon or too many: see Retry-After")))
 async def resend_otp(verification_id: VerificationId, principal: Customer, uow: RequestUnitOfWork, deps: Deps) -> VerificationOut:
     """A new code replaces the old one (which stops working)."""
     return await service.resend(uow, deps, principal, verification_id)
 
 
-@router.post("/devices", status_code=201, tags=["devices"])
+@router.post("/devices", status_code=201, tags=["devices"], responses=problem_responses(400, (409, "This device id is already enrolled")))
 async def enrol_device(body: DeviceIn, principal: Customer, uow: RequestUnitOfWork) -> DeviceOut:
     """Enrol a device key (EC P-256 public key, PEM) for the calling customer."""
     return await service.enrol_device(uow, principal, body)
 
 
-@router.post("/verifications/{verification_id}/biometric/challenge", status_code=201, tags=["verifications"])
+@router.post("/verifications/{verification_id}/biometric/challenge", status_code=201, tags=["verifications"], responses=problem_responses(404, NOT_PENDING))
 async def biometric_challenge(verification_id: VerificationId, principal: Customer, uow: RequestUnitOfWork, settings: Settings) -> ChallengeOut:
     return await service.issue_challenge(uow, settings, principal, verification_id)
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events import VerificationMethod
+from shared.fields import FreeText
 
 
 class VerificationOut(BaseModel):
@@ -34,7 +35,7 @@ class DeviceIn(BaseModel):
 
     device_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")
     public_key: str = Field(min_length=50, max_length=4000, description="PEM SubjectPublicKeyInfo of an EC P-256 key")
-    name: str = Field(min_length=1, max_length=128)
+    name: FreeText = Field(min_length=1, max_length=128)
 
 
 class DeviceOut(BaseModel):

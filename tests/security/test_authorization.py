@@ -1,0 +1,224 @@
+"""Who may call what: every route of every service against five principals, checked on the running
+apps with real data (design.md: a customer sees only their own bindings, requests,
+verifications and notifications; ops and services act through their own endpoints).
+
+A route missing from MATRIX fails the first test, so a new endpoint cannot ship without a row
+saying who may call it; a row naming no route fails it too. Bad tokens get 401 everywhere."""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import orjson
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+from starlette.routing import Mount
+
+from services.binding.main import create_app as create_binding_app
+from services.dashboard.main import create_app as create_dashboard_app
+from services.notification.main import create_app as create_notification_app
+from services.risk.main import create_app as create_risk_app
+from services.verification.device_simulator import DeviceSimulator
+from services.verification.main import create_app as create_verification_app
+from shared.auth import issue_token
+from shared.settings import DEVELOPMENT_JWT_SECRET
+from tests.dashboard.conftest import dashboard_settings
+from tests.factories import idempotency_key, unbind_body
+from tests.security.conftest import REVIEW_EVERYTHING, World, populated_world
+from tests.stack import auth, make_bus_topics, served, service_settings
+
+PRINCIPALS = ("anonymous", "other", "owner", "ops", "service")
+PUBLIC = (200, 200, 200, 200, 200)
+OPS_ONLY = (401, 403, 403, 200, 403)
+OWN = (401, 404, 200, 403, 403)  # a customer's own thing: another customer is told it does not exist
+OWN_OR_OPS = (401, 404, 200, 200, 403)
+CUSTOMER = (401, 200, 200, 403, 403)  # the caller's own list or settings
+
+# (service, "METHOD path") -> statuses for (anonymous, another customer, the owner, ops, service).
+# Rows run in this order, each route's refusals before its successes; a 409 or 422 for an allowed
+# caller means the request got past authorization and met the state of the owner's request.
+MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
+    # Probes and Prometheus carry no token: health and metrics are public by design.
+    **{(service, f"GET {path}"): PUBLIC for service in ("verification", "notification", "dashboard", "risk", "binding") for path in ("/healthz", "/readyz", "/metrics")},
+    ("verification", "GET /v1/verifications/{verification_id}"): OWN,
+    ("verification", "POST /v1/verifications/{verification_id}/otp"): (401, 404, 422, 403, 403),  # a wrong code
+    ("verification", "POST /v1/verifications/{verification_id}/otp/resend"): OWN,
+    ("verification", "POST /v1/devices"): (401, 201, 201, 403, 403),
+    ("verification", "POST /v1/verifications/{verification_id}/biometric/challenge"): (401, 404, 409, 403, 403),  # SMS code only
+    ("verification", "POST /v1/verifications/{verification_id}/biometric"): (401, 404, 409, 403, 403),
+    ("notification", "GET /v1/notifications"): CUSTOMER,
+    ("notification", "POST /v1/notifications/{notification_id}/read"): OWN,
+    ("notification", "GET /v1/preferences"): CUSTOMER,
+    ("notification", "PUT /v1/preferences"): CUSTOMER,
+    ("notification", "POST /internal/v1/messages"): (401, 403, 403, 403, 202),
+    # The page, and the session that signs in (with the token in the body: each principal's own).
+    ("dashboard", "GET /"): PUBLIC,
+    ("dashboard", "GET /v1/session"): PUBLIC,
+    ("dashboard", "POST /v1/session"): (401, 403, 403, 200, 403),
+    ("dashboard", "POST /v1/session/development"): PUBLIC,  # development mode only (404 otherwise)
+    ("dashboard", "DELETE /v1/session"): (204, 204, 204, 204, 204),
+    ("dashboard", "GET /v1/overview"): OPS_ONLY,
+    ("dashboard", "GET /v1/events"): OPS_ONLY,
+    ("dashboard", "GET /v1/stream"): OPS_ONLY,
+    ("dashboard", "GET /v1/reviews"): OPS_ONLY,
+    ("dashboard", "POST /v1/reviews/{review_id}/decision"): OPS_ONLY,
+    ("risk", "GET /v1/assessments/{request_id}"): OPS_ONLY,
+    ("risk", "GET /v1/rules"): OPS_ONLY,
+    ("risk", "PUT /v1/rules"): OPS_ONLY,
+    ("risk", "GET /v1/reviews"): OPS_ONLY,
+    ("risk", "POST /v1/reviews/{review_id}/decision"): (401, 403, 403, 409, 403),  # decided through the dashboard above
+    ("risk", "GET /v1/flags"): OPS_ONLY,
+    ("risk", "POST /v1/flags/{user_id}/clear"): OPS_ONLY,
+    ("risk", "PUT /internal/v1/profiles/{user_id}"): (401, 403, 403, 403, 204),
+    ("binding", "GET /v1/bindings"): CUSTOMER,
+    ("binding", "POST /v1/bindings"): (401, 201, 201, 403, 403),
+    ("binding", "GET /v1/bindings/{binding_id}"): OWN_OR_OPS,
+    ("binding", "POST /v1/bindings/{binding_id}/repayments"): (401, 404, 201, 403, 403),
+    ("binding", "GET /v1/bindings/{binding_id}/impact"): OWN_OR_OPS,
+    ("binding", "GET /v1/bindings/{binding_id}/report"): OWN_OR_OPS,
+    ("binding", "POST /v1/bindings/{binding_id}/unbind-requests"): (401, 404, 409, 403, 403),  # one is open already
+    ("binding", "GET /v1/unbind-requests/{request_id}"): OWN_OR_OPS,
+    ("binding", "POST /v1/unbind-requests/{request_id}/cancel"): OWN,
+    ("binding", "POST /v1/unbind-requests/{request_id}/appeal"): (401, 404, 409, 403, 403),  # cancelled, not rejected
+    ("binding", "GET /v1/unbind-requests/{request_id}/audit"): OWN_OR_OPS,
+    ("binding", "GET /v1/ops/unbind-requests"): OPS_ONLY,
+}
+SCHEMA_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+Request = Callable[[World, dict[str, str]], dict[str, Any]]
+
+
+def wrong_code(world: World) -> str:
+    return f"{(int(world.stack.latest_code(world.owner.phone)) + 1) % 10**6:06d}"
+
+
+def own_token(headers: dict[str, str]) -> str:
+    return headers.get("Authorization", "Bearer not-a-token").removeprefix("Bearer ")
+
+
+# Each a valid request, so that an allowed caller gets past validation; by default none is needed.
+REQUESTS: dict[str, Request] = {
+    "POST /v1/verifications/{verification_id}/otp": lambda world, _: {"json": {"code": wrong_code(world)}},
+    "POST /v1/devices": lambda *_: {"json": DeviceSimulator.generate(f"d-{uuid.uuid4().hex[:8]}").enrolment()},
+    "POST /v1/verifications/{verification_id}/biometric": lambda *_: {"json": {"device_id": "d-1", "challenge": "A" * 43, "signature": "A" * 64, "counter": 1}},
+    "PUT /v1/preferences": lambda *_: {"json": {"locale": "en"}},
+    "POST /internal/v1/messages": lambda world, _: {
+        "json": {"message_id": f"m-{uuid.uuid4()}", "user_id": world.owner.user_id, "template": "otp_code", "params": {"code": "123456", "ttl_minutes": "5"}}
+    },
+    "POST /v1/session": lambda _, headers: {"json": {"token": own_token(headers)}},
+    "POST /v1/reviews/{review_id}/decision": lambda *_: {"json": {"decision": "deny", "note": "authorization matrix"}},
+    "PUT /v1/rules": lambda *_: {"json": REVIEW_EVERYTHING},
+    "PUT /internal/v1/profiles/{user_id}": lambda *_: {"json": {"account_opened_at": "2020-01-01T00:00:00+08:00"}},
+    "POST /v1/bindings": lambda *_: {"json": {"lender": "Example Bank", "account_number": f"6222{uuid.uuid4().int % 10**12:012d}", "monthly_instalment": 5000, "due_day": 10}},
+    "POST /v1/bindings/{binding_id}/repayments": lambda *_: {"json": {"amount": 6500}, "headers": {"Idempotency-Key": idempotency_key()}},
+    "POST /v1/bindings/{binding_id}/unbind-requests": lambda *_: {"json": unbind_body(), "headers": {"Idempotency-Key": idempotency_key()}},
+    "POST /v1/unbind-requests/{request_id}/appeal": lambda *_: {"json": {"message": "Please look again."}},
+}
+
+
+def routes_of(app: FastAPI) -> set[str]:
+    contexts = iter_route_contexts(app.routes)
+    return {f"{method} {route.path}" for route in contexts if not isinstance(route.original_route, Mount) and route.path not in SCHEMA_ROUTES for method in route.methods or ()}
+
+
+def test_the_matrix_has_a_row_for_every_route_and_no_other(tmp_path: Path) -> None:
+    topics = make_bus_topics("memory", None)
+    factories = {"binding": create_binding_app, "verification": create_verification_app, "risk": create_risk_app, "notification": create_notification_app}
+    # Built, not started: the route table is all that is read.
+    apps = {service: factory(service_settings(service, f"sqlite+aiosqlite:///{tmp_path}/{service}.db", topics, tmp_path), bus=topics.bus) for service, factory in factories.items()}
+    apps["dashboard"] = create_dashboard_app(dashboard_settings(topics, tmp_path), bus=topics.bus)
+    routes = {(service, route) for service, app in apps.items() for route in routes_of(app)}
+    assert {"missing from the matrix": sorted(routes - set(MATRIX)), "not a route": sorted(set(MATRIX) - routes)} == {"missing from the matrix": [], "not a route": []}
+
+
+def principal_headers(world: World) -> dict[str, dict[str, str]]:
+    return {
+        "anonymous": {},
+        "other": auth(world.other.user_id),
+        "owner": auth(world.owner.user_id),
+        "ops": auth("ops-matrix", "ops"),
+        "service": auth("customer-system", "service"),
+    }
+
+
+async def call(client: httpx.AsyncClient, world: World, route: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    method, template = route.split(" ", 1)
+    options = REQUESTS.get(route, lambda *_: {})(world, headers)
+    headers = {**headers, **options.pop("headers", {})}
+    # Streamed: the status of the endless event stream is read without waiting for its end.
+    async with client.stream(method, template.format(**world.ids), headers=headers, **options) as response:
+        event_stream = response.headers.get("content-type", "").startswith("text/event-stream")
+        return response.status_code, b"" if event_stream else await response.aread()
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)  # who may call what does not depend on the backend
+async def test_each_principal_gets_the_status_of_the_matrix_on_every_route(database_urls: dict[str, str], tmp_path: Path) -> None:
+    async with populated_world(database_urls, tmp_path) as world, served(world.dashboard) as dashboard_url:
+        clients = {**world.stack.clients, "dashboard": httpx.AsyncClient(base_url=dashboard_url)}
+        owners = [world.owner.binding_id, world.owner.account_number, *(world.ids[name] for name in ("request_id", "verification_id", "notification_id"))]
+        mismatches, leaks = [], []
+        for (service, route), expected in MATRIX.items():
+            # Refusals first: a caller who may act (cancel, decide...) changes what the next one meets.
+            for principal, status in sorted(zip(PRINCIPALS, expected, strict=True), key=lambda pair: pair[1] < 400):
+                got, body = await call(clients[service], world, route, principal_headers(world)[principal])
+                if got != status:
+                    mismatches.append((service, route, principal, status, got, body[:200]))
+                if principal == "other" and got < 400:
+                    leaks.extend((service, route, value) for value in owners if value.encode() in body)
+        await clients["dashboard"].aclose()
+    assert mismatches == []
+    assert leaks == []
+
+
+def forged(claims: dict[str, Any], *, secret: str = DEVELOPMENT_JWT_SECRET, algorithm: str = "HS256") -> str:
+    return jwt.encode(claims, secret, algorithm=algorithm)
+
+
+def b64url(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(data)).rstrip(b"=").decode()
+
+
+def unsigned(claims: dict[str, Any]) -> str:
+    return f"{b64url({'alg': 'none', 'typ': 'JWT'})}.{b64url(claims)}."
+
+
+def bad_tokens() -> dict[str, str]:
+    now = int(time.time())
+    # Every role, so that the token itself is the only reason to refuse it.
+    good = {"sub": "u-intruder", "roles": ["customer", "ops", "service"], "iss": "unbind", "iat": now, "exp": now + 600}
+    def without(claim: str) -> dict[str, Any]:
+        return {name: value for name, value in good.items() if name != claim}
+
+    return {
+        "expired": issue_token(DEVELOPMENT_JWT_SECRET, "u-intruder", good["roles"], ttl_seconds=-60),
+        "wrongly signed": forged(good, secret="not-the-secret-of-this-deployment-at-all"),
+        "alg none": unsigned(good),
+        "no sub": forged(without("sub")),
+        "no exp": forged(without("exp")),
+        "no roles": forged(without("roles")),
+        "wrong issuer": forged({**good, "iss": "someone-else"}),
+        # Subjects are ids of at most 64 characters; a longer one was a 500 on PostgreSQL where it is recorded.
+        "subject over 64 characters": forged({**good, "sub": "u-" + "x" * 63}),
+    }
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_a_bad_token_gets_401_on_every_authenticated_route(database_urls: dict[str, str], tmp_path: Path) -> None:
+    authenticated = [key for key, expected in MATRIX.items() if expected[0] == 401]
+    async with populated_world(database_urls, tmp_path) as world, served(world.dashboard) as dashboard_url:
+        clients = {**world.stack.clients, "dashboard": httpx.AsyncClient(base_url=dashboard_url)}
+        answers = {}
+        for name, token in bad_tokens().items():
+            for service, route in authenticated:
+                status, _ = await call(clients[service], world, route, {"Authorization": f"Bearer {token}"})
+                answers[(name, service, route)] = status
+        await clients["dashboard"].aclose()
+    assert len(authenticated) > 30
+    assert {key: status for key, status in answers.items() if status != 401} == {}
