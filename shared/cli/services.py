@@ -172,11 +172,13 @@ async def seed_population(var_dir: Path, server_url: str | None, customers: Sequ
 
 def token(var_dir: Path, user: str | None, roles: list[str], ttl_seconds: int | None) -> str:
     """A JWT signed with the services' secret (the development default in development mode)."""
-    from shared.auth import issue_token
+    from shared.auth import MAX_SUBJECT_LENGTH, issue_token
 
     subject = user or (OPS_SUBJECT if "ops" in roles else None)
     if not subject:
         raise InfraError("Give --user ID (e.g. --user u-zhangsan); only an ops token has a default subject (ops-admin).")
+    if len(subject) > MAX_SUBJECT_LENGTH or not subject.isprintable():
+        raise InfraError(f"--user must be printable and at most {MAX_SUBJECT_LENGTH} characters: the services refuse any other subject.")
     # All services share UNBIND_JWT_SECRET and UNBIND_JWT_ISSUER, so any one's settings will do.
     settings = load_settings(SERVICES[0], var_dir)
     ttl = ttl_seconds if ttl_seconds is not None else settings.jwt_ttl_seconds
