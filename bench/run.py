@@ -101,10 +101,10 @@ def peak_rss_mb(pids: dict[str, int]) -> dict[str, float | None]:
 
 
 async def drive(options: BenchOptions, stack: RunningStack) -> dict[str, Any]:
-    settings = load_settings("binding", options.var_dir)
+    server_url = stack.database_server_url
+    settings = load_settings("binding", options.var_dir, server_url)
     run_id = uuid.uuid4().hex[:8]
     customers = synthetic_customers(options.workflows, f"bench{run_id}")
-    server_url = None if settings.database_url.startswith("sqlite") else settings.database_server_url
     seeded = time.perf_counter()
     await seed_population(options.var_dir, server_url, customers)
     print(f"bench: seeded {len(customers)} customers in {time.perf_counter() - seeded:.1f} s", file=sys.stderr)
@@ -165,7 +165,7 @@ def summarize(options: BenchOptions, stack: RunningStack, driven: dict[str, Any]
         "run_id": driven["run_id"],
         "at": datetime.now().isoformat(timespec="seconds"),
         "options": {"workflows": options.workflows, "rate": options.rate, "concurrency": options.concurrency, "step_up": options.step_up},
-        "database": load_settings("binding", options.var_dir).database_url.split(":", 1)[0],
+        "database": load_settings("binding", options.var_dir, stack.database_server_url).database_url.split(":", 1)[0],
         "completed": len(completed),
         "failed": sum(driven["failures"].values()),
         "failures": dict(driven["failures"].most_common(5)),
@@ -250,7 +250,7 @@ def run(options: BenchOptions) -> int:
             print("bench: measuring the raw ceilings", file=sys.stderr)
             size = max(64, driven["watcher"].bytes_seen // max(driven["watcher"].records_seen, 1))
             ceilings["kafka"] = await kafka_ceiling(stack.bootstrap, size)
-            ceilings["database"] = await commit_ceiling(load_settings("binding", options.var_dir).database_url)
+            ceilings["database"] = await commit_ceiling(load_settings("binding", options.var_dir, stack.database_server_url).database_url)
         return summarize(options, stack, driven, ceilings)
 
     try:

@@ -26,6 +26,8 @@ class RunningStack:
     dashboard_url: str | None = None
     # Process ids of the services, when `unbind up` of the var dir recorded them.
     pids: dict[str, int] = field(default_factory=dict)
+    # The PostgreSQL server of the services' databases (None: SQLite files in the var dir).
+    database_server_url: str | None = None
 
 
 
@@ -53,7 +55,8 @@ def find_running_stack(var_dir: Path, explicit_offset: int | None = None) -> Run
     dashboard = (recorded.get("dashboard") or {}).get("url")
     pids = {name: info["pid"] for name, info in recorded.items() if isinstance(info, dict) and isinstance(info.get("pid"), int)}
     bootstrap = state.get("kafka_bootstrap") or binding.kafka_bootstrap_servers
-    return RunningStack(urls, bootstrap, binding.topic, sms_sink, dashboard_url=dashboard, pids=pids)  # type: ignore[arg-type]
+    server_url = state.get("database_server_url")
+    return RunningStack(urls, bootstrap, binding.topic, sms_sink, dashboard_url=dashboard, pids=pids, database_server_url=server_url)  # type: ignore[arg-type]
 
 
 async def check_running(client: httpx.AsyncClient, stack: RunningStack, var_dir: Path) -> None:

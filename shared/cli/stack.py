@@ -282,6 +282,8 @@ class _Stack:
     kafka_started: bool = False
     kafka_bootstrap: str = ""
     kafka_origin: str = ""
+    # The PostgreSQL server the services use (None: SQLite files), for the tools that seed data.
+    database_server_url: str | None = None
     started_at: float = field(default_factory=time.time)
 
     def state(self) -> dict[str, Any]:
@@ -291,6 +293,7 @@ class _Stack:
             "started_at": self.started_at,
             "kafka_started": self.kafka_started,
             "kafka_bootstrap": self.kafka_bootstrap,
+            "database_server_url": self.database_server_url,
             "services": {s.name: {"pid": s.proc.pid if s.proc else None, "port": s.port, "url": s.url} for s in self.services},
         }
 
@@ -331,7 +334,7 @@ def up(options: UpOptions) -> int:
     server_url = database_server_url(options.database_url)
     settings = {service: load_settings(service, var_dir, server_url) for service in APPS}
     first = settings[SERVICES[0]]
-    stack = _Stack(var_dir)
+    stack = _Stack(var_dir, database_server_url=server_url)
     _set_signal_handlers(_raise_shutdown)
     try:
         stack.save()
