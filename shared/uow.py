@@ -55,7 +55,7 @@ class UnitOfWork:
         if exc_type is None:
             if self._on_commit:
                 self._on_commit()
-            for callback in self._after_commit:
-                result = callback()
-                if asyncio.iscoroutine(result):
-                    await result
+            # Independent follow-ups (a batch of handled events may send many codes) run together.
+            pending = [result for callback in self._after_commit if asyncio.iscoroutine(result := callback())]
+            if pending:
+                await asyncio.gather(*pending)

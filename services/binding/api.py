@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from services.binding import service, texts
 from services.binding.config import BindingSettings
 from services.binding.models import RequestStatus
-from services.binding.report import render_pdf
 from services.binding.schemas import (
     AppealIn,
     AuditEntryOut,
@@ -99,6 +98,9 @@ async def get_report(binding_id: BindingId, principal: CustomerOrOps, uow: Reque
     report = await service.account_report(uow, principal, binding_id, locale)
     if "application/pdf" not in request.headers.get("accept", ""):
         return report
+    # Imported on the first PDF: fpdf and its font tools are some 40 MB that most processes never need.
+    from services.binding.report import render_pdf
+
     try:
         pdf = render_pdf(report)
     except RuntimeError as exc:  # no CJK font installed on this host

@@ -153,7 +153,9 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(any_bu
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-        assert calls == ["r-bad", "r-bad", "r-bad", "r-good"]
+        # Fetched together, the two are first tried in one transaction (r-bad fails it), then
+        # one by one: r-bad its 3 attempts, r-good once. Fetched apart, there is no batch try.
+        assert calls in (["r-bad", "r-bad", "r-bad", "r-bad", "r-good"], ["r-bad", "r-bad", "r-bad", "r-good"]), calls
         letters = await any_bus.records(any_bus.dlq_topic)
         assert len(letters) == 1
         attributes = header_map(letters[0].headers)
