@@ -90,7 +90,8 @@ def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm
         assert secrets.codes, "the scan knows the codes that were sent"
         records = asyncio.run(read_topic(kafka_bootstrap, up.env["UNBIND_TOPIC"]))
         lines = [*pii.record_lines(up.env["UNBIND_TOPIC"], records), *pii.log_lines(up.var_dir / "logs")]
-        assert len(lines) > 50 and not pii.scan(lines, secrets)
+        assert len(records) >= 5 and len(lines) > len(records), "the scan saw the flow's events and the services' logs"
+        assert not pii.scan(lines, secrets)
 
         # Supervision: a killed service comes back on its port within 2 s.
         killed = up.service_pids()["risk"]
