@@ -111,7 +111,8 @@ async def drive(options: BenchOptions, stack: RunningStack) -> dict[str, Any]:
     watcher = TopicWatcher(stack.bootstrap, stack.topic)
     await watcher.start()
     watching = asyncio.create_task(watcher.run())
-    limits = httpx.Limits(max_connections=options.concurrency, max_keepalive_connections=options.concurrency)
+    # keepalive_expiry below uvicorn's 5 s: never reuse a connection the server is closing.
+    limits = httpx.Limits(max_connections=options.concurrency, max_keepalive_connections=options.concurrency, keepalive_expiry=2.0)
     failures: Counter[str] = Counter()
     request_ids: list[str] = []
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0), limits=limits, trust_env=False) as client:

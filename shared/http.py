@@ -38,6 +38,8 @@ def service_client(settings: ServiceSettings, base_url: str, *, transport: httpx
         base_url=base_url,
         auth=ServiceTokenAuth(settings),
         timeout=httpx.Timeout(5.0, connect=2.0),
+        # Below uvicorn's 5 s keep-alive: a connection the server is closing is never reused.
+        limits=httpx.Limits(keepalive_expiry=2.0),
         transport=transport or httpx.AsyncHTTPTransport(retries=1),
     )
 

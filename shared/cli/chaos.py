@@ -512,7 +512,7 @@ async def _drive(options: ChaosOptions, stack: ChaosStack, rng: random.Random) -
     say(f"{len(flows)} flows: " + ", ".join(f"{kind} {count}" for kind, count in Counter(flow.kind for flow in flows).most_common()))
     faults = plan_faults(options.kills_per_service, options.broker_restarts, rng)
     secret = settings["binding"].jwt_secret.get_secret_value()
-    limits = httpx.Limits(max_connections=options.concurrency * 2, max_keepalive_connections=options.concurrency)
+    limits = httpx.Limits(max_connections=options.concurrency * 2, max_keepalive_connections=options.concurrency, keepalive_expiry=2.0)
     async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0), limits=limits, trust_env=False) as client:
         driver = Driver(stack, client, secret, settings["binding"].jwt_issuer)
         gate = asyncio.Semaphore(options.concurrency)
