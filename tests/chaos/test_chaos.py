@@ -13,7 +13,7 @@ import pytest
 from shared.cli.services import APPS
 from tests.cli.conftest import UNBIND, cli_env
 
-FLOWS = 200
+FLOWS = 300
 
 
 @pytest.mark.kafka
