@@ -41,7 +41,8 @@ SETTINGS = {"binding": BindingSettings, "verification": VerificationSettings, "r
 
 
 def token(subject: str, *roles: str) -> str:
-    return issue_token(DEVELOPMENT_JWT_SECRET, subject, roles or ("customer",))
+    # A day, not the default 15 minutes: modules mint tokens at import, and a slow suite outlives them.
+    return issue_token(DEVELOPMENT_JWT_SECRET, subject, roles or ("customer",), ttl_seconds=24 * 3600)
 
 
 def auth(subject: str, *roles: str) -> dict[str, str]:
