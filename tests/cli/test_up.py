@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.notification.templates import CODE_IN_SMS
 from shared.cli import pii
 from shared.cli.errors import process_cmdline
 from shared.cli.kafka import read_topic
@@ -29,9 +30,10 @@ from tests.cli.conftest import ZHANGSAN_PHONE, cli_env, eventually, free_port_of
 def _latest_code(sms_sink: Path) -> str | None:
     if not sms_sink.exists():
         return None
+    # The newest code message: other SMS (the unbind notice) may come after it.
     texts = [message["text"] for message in map(json.loads, sms_sink.read_text().splitlines()) if message["to"] == ZHANGSAN_PHONE]
-    match = re.search(r"\b(\d{6})\b", texts[-1]) if texts else None
-    return match.group(1) if match else None
+    codes = [match.group(1) for text in texts if (match := CODE_IN_SMS.search(text))]
+    return codes[-1] if codes else None
 
 
 @pytest.mark.kafka
