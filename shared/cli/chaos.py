@@ -139,7 +139,8 @@ def _free_port_pair() -> int:
 
 def _free_offset() -> int:
     for _ in range(100):
-        offset = random.randrange(30000, 50000, 10)
+        # Below the ephemeral range (32768+), where an outgoing connection could take a port first.
+        offset = random.randrange(12000, 24000, 10)
         if all(_port_free(port) for port in service_ports(offset).values()):
             return offset
     raise InfraError("no free block of service ports found for the chaos stack")

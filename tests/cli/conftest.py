@@ -50,7 +50,9 @@ def run_unbind(*args: str, env: dict[str, str] | None = None, timeout: float = 6
 def free_port_offset() -> int:
     """An offset putting every service port on a free port, far from a developer's 8001-8005."""
     for _ in range(50):
-        offset = random.randrange(20000, 40000, 10)
+        # Ports 18001-32005: below Linux's ephemeral range (32768+), where any outgoing connection
+        # could take a port between this check and the service binding it.
+        offset = random.randrange(10000, 24000, 10)
         if not any(port_in_use(port) for port in service_ports(offset).values()):
             return offset
     raise AssertionError("no free block of service ports found")
