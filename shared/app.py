@@ -18,17 +18,19 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.bus import EventBus, KafkaBus
 from shared.consumer import EventConsumer, InboxMixin, Subscriptions
-from shared.db import create_engine, create_session_factory
+from shared.db import create_engine, create_session_factory, is_transient
 from shared.logging import configure_logging, correlation_id
 from shared.outbox import Outbox, OutboxMixin, OutboxRelay
-from shared.problems import install_problem_handlers, problem_response, problem_responses
+from shared.problems import install_problem_handlers, problem_response, problem_responses, unexpected_error
 from shared.settings import ServiceSettings
 from shared.uow import UnitOfWork
 
@@ -86,7 +88,7 @@ def build_service_app(
 ) -> FastAPI:
     configure_logging(settings.service_name, settings.log_level)
     bus = bus or KafkaBus(settings.kafka_bootstrap_servers, client_id=f"unbind-{settings.service_name}")
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     session_factory = create_session_factory(engine)
     registry = CollectorRegistry()
     relay = OutboxRelay(session_factory=session_factory, model=outbox_model, bus=bus, batch_size=settings.relay_batch_size)
@@ -137,7 +139,7 @@ def build_service_app(
         consumer = runtime.consumer
         return {"database": "ok", "relay_connected": runtime.relay.connected, "consumer_connected": consumer.connected if consumer else None}
 
-    return build_http_app(
+    app = build_http_app(
         settings,
         title=title,
         description=description,
@@ -148,6 +150,16 @@ def build_service_app(
         refresh_metrics=_runtime_metrics(runtime),
         state={"runtime": runtime},
     )
+
+    @app.exception_handler(DBAPIError)
+    async def _database_unavailable(request: Request, exc: DBAPIError) -> JSONResponse:
+        if not is_transient(exc):
+            return unexpected_error(request, exc)
+        # The unit of work rolled back and nothing changed, so the client may simply retry.
+        log.warning("database unavailable", extra={"path": request.url.path, "error": type(exc.orig).__name__})
+        return problem_response(request, 503, "service-unavailable", "Service unavailable", "The database did not answer; retry shortly.", {"Retry-After": "1"})
+
+    return app
 
 
 class NotReady(Exception):

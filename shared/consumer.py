@@ -21,12 +21,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import String, select
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.bus import Consumer, EventBus, Producer, stop_quietly
 from shared.cloudevents import Envelope, MalformedEvent
-from shared.db import UTCDateTime, utcnow
+from shared.db import UTCDateTime, is_transient, utcnow
 from shared.events import Event
 from shared.logging import correlation_id, redact
 from shared.uow import UnitOfWork
@@ -49,12 +48,6 @@ def is_replay_marker(headers: Iterable[tuple[str, bytes]] | None) -> bool:
 class InfrastructureUnavailable(Exception):
     """The database (or another dependency) is unreachable: not the event's fault, so the event is
     neither retried to exhaustion nor dead-lettered; the consumer backs off and reads it again."""
-
-
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, DBAPIError):
-        return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
-    return isinstance(exc, (OSError, TimeoutError))
 
 
 class InboxMixin:

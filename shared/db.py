@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
@@ -39,6 +40,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def is_transient(exc: BaseException) -> bool:
+    """The database (or the network to it) failed, not the work: the same work may succeed on retry."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+    return isinstance(exc, (OSError, TimeoutError))
+
+
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
@@ -52,7 +60,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30})
         _serialise_sqlite_writers(engine)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # A fixed pool: overflow connections were opened and closed under bursts, each a new TCP and
+    # TLS handshake. No pre-ping (two round trips per checkout): a connection the server dropped
+    # fails one unit of work, which the caller retries, and SQLAlchemy then discards the whole pool.
+    return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=30, pool_recycle=1800)
 
 
 def _serialise_sqlite_writers(engine: AsyncEngine) -> None:

@@ -117,5 +117,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", extra={"path": request.url.path})
-        return problem_response(request, 500, "internal-error", "Internal error", "The error was logged; retry later.")
+        return unexpected_error(request, exc)
+
+
+def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", extra={"path": request.url.path}, exc_info=exc)
+    return problem_response(request, 500, "internal-error", "Internal error", "The error was logged; retry later.")

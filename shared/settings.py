@@ -49,6 +49,8 @@ class ServiceSettings(BaseSettings):
 
     database_server_url: str | None = None
     database_url: str = ""
+    # Connections each instance keeps open; size instances x pool within the server's max_connections.
+    database_pool_size: int = Field(20, ge=1, le=200)
 
     jwt_secret: SecretStr = SecretStr(DEVELOPMENT_JWT_SECRET)
     jwt_issuer: str = "unbind"

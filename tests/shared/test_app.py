@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import APIRouter
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from tests.stack import Stack, make_bus_topics, running_stack
 
@@ -58,3 +59,25 @@ async def test_an_unexpected_error_is_an_opaque_500_problem(stack: Stack) -> Non
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
     assert "hunter2" not in response.text
+
+
+async def test_a_database_that_does_not_answer_is_a_503_to_retry(stack: Stack) -> None:
+    router = APIRouter()
+
+    @router.get("/db-gone")
+    async def db_gone() -> None:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+
+    @router.get("/db-bug")
+    async def db_bug() -> None:
+        raise ProgrammingError("SELECT nonsense", {}, ValueError("syntax error"))
+
+    app = stack.apps["binding"]
+    app.include_router(router)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://binding") as client:
+        gone = await client.get("/db-gone")
+        bug = await client.get("/db-bug")
+    assert gone.status_code == 503 and gone.headers["retry-after"] == "1"
+    assert gone.headers["content-type"] == "application/problem+json" and gone.json()["type"].endswith("/service-unavailable")
+    # A broken query is our fault, not an outage: no invitation to retry.
+    assert bug.status_code == 500 and "retry-after" not in bug.headers
