@@ -20,6 +20,12 @@ async def delivery_exists(session: AsyncSession, event_id: str, channel: str, re
     return await session.scalar(query) is not None
 
 
+async def delivered_to(session: AsyncSession, event_id: str) -> set[tuple[str, str]]:
+    """The (channel, recipient) pairs that already have a delivery of this event."""
+    rows = await session.execute(select(Delivery.channel, Delivery.recipient).where(Delivery.event_id == event_id))
+    return {(channel, recipient) for channel, recipient in rows}
+
+
 async def due_deliveries(session: AsyncSession, now: datetime, limit: int) -> Sequence[Delivery]:
     query = (
         select(Delivery)

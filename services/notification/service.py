@@ -74,10 +74,12 @@ async def plan(uow: UnitOfWork, event_id: str, kind: str, event: Event, params: 
         due = until
     opted_out = set((contact.opt_out or {}).get(kind, [])) if contact else set()
     recipients = {"inapp": event.user_id, "push": event.user_id, "sms": contact.phone if contact else None, "email": contact.email if contact else None}
+    # One query for the whole message, not one per channel: a replay finds every pair already there.
+    existing = await repository.delivered_to(session, event_id)
     created = 0
     for channel in KINDS[kind].channels + (("email",) if kind == "unbind_completed" and contact and contact.email else ()):
         recipient = recipients[channel]
-        if recipient is None or await repository.delivery_exists(session, event_id, channel, recipient):
+        if recipient is None or (channel, recipient) in existing:
             continue
         delivery = Delivery(
             event_id=event_id, channel=channel, recipient=recipient, user_id=event.user_id, kind=kind, request_id=event.request_id, title=title, body=body, created_at=now

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.risk.models import AccountFlag, Assessment, CustomerProfile, ObservedEvent, Review, ReviewStatus, RuleSet
 
 
-async def count_events_since(session: AsyncSession, user_id: str, event_type: str, since: datetime, *, excluding_request: str | None = None) -> int:
-    query = select(func.count()).select_from(ObservedEvent).where(
-        ObservedEvent.user_id == user_id, ObservedEvent.event_type == event_type, ObservedEvent.occurred_at >= since
+async def count_recent_events(session: AsyncSession, user_id: str, windows: Mapping[str, datetime], *, excluding: tuple[str, str]) -> dict[str, int]:
+    """How many events of each type in `windows` the customer had since that type's instant, in one
+    query; `excluding` = (event type, request id) leaves out the event being assessed."""
+    excluded_type, excluded_request = excluding
+
+    def in_window(event_type: str, since: datetime) -> ColumnElement[bool]:
+        condition = and_(ObservedEvent.event_type == event_type, ObservedEvent.occurred_at >= since)
+        return and_(condition, ObservedEvent.request_id != excluded_request) if event_type == excluded_type else condition
+
+    query = (
+        select(ObservedEvent.event_type, func.count())
+        .where(ObservedEvent.user_id == user_id, or_(*(in_window(event_type, since) for event_type, since in windows.items())))
+        .group_by(ObservedEvent.event_type)
     )
-    if excluding_request:
-        query = query.where(ObservedEvent.request_id != excluding_request)
-    return await session.scalar(query) or 0
+    counts = dict((await session.execute(query)).tuples().all())
+    return {event_type: counts.get(event_type, 0) for event_type in windows}
 
 
 async def get_assessment(session: AsyncSession, request_id: str) -> Assessment | None:

@@ -77,26 +77,24 @@ def observe(uow: UnitOfWork, event: Event, at: datetime | None = None) -> None:
 
 async def collect_signals(uow: UnitOfWork, event: UnbindRequested, now: datetime) -> dict[str, int]:
     session = uow.session
-
-    async def count(event_type: str, since: timedelta, **kwargs: Any) -> int:
-        return await repository.count_events_since(session, event.user_id, event_type, now - since, **kwargs)
-
     device = await session.get(KnownDevice, (event.user_id, event.device_id)) if event.device_id else None
     profile = await session.get(CustomerProfile, event.user_id)
-    day = timedelta(hours=24)
+    day, month = now - timedelta(hours=24), now - timedelta(days=30)
+    windows = {"UnbindRequested": day, "VerificationFailed": day, "BiometricCounterRegressed": day, "UnbindRejected": month, "UnbindAppealed": month}
+    counts = await repository.count_recent_events(session, event.user_id, windows, excluding=("UnbindRequested", event.request_id))
     return {
         "device_unknown": int(bool(event.device_id) and device is None),
         "device_recent": int(device is not None and now - device.first_seen_at < timedelta(days=7)),
         "phone_changed_recently": int(bool(profile and profile.phone_changed_at and now - profile.phone_changed_at < timedelta(days=30))),
-        "requests_24h": await count("UnbindRequested", day, excluding_request=event.request_id),
-        "failed_verifications_24h": await count("VerificationFailed", day),
-        "counter_regressions_24h": await count("BiometricCounterRegressed", day),
+        "requests_24h": counts["UnbindRequested"],
+        "failed_verifications_24h": counts["VerificationFailed"],
+        "counter_regressions_24h": counts["BiometricCounterRegressed"],
         "night_request": int(now.astimezone(SHANGHAI).hour < 6),
         "instalment_due_soon": int("INSTALMENT_DUE_SOON" in event.acknowledged),
         "account_age_days": (now - profile.account_opened_at).days if profile and profile.account_opened_at else -1,
         "ip_changed": int(bool(profile and profile.last_ip and event.client_ip and profile.last_ip != event.client_ip)),
-        "rejections_30d": await count("UnbindRejected", timedelta(days=30)),
-        "appeals_30d": await count("UnbindAppealed", timedelta(days=30)),
+        "rejections_30d": counts["UnbindRejected"],
+        "appeals_30d": counts["UnbindAppealed"],
         "account_flagged": int(await repository.active_flag(session, event.user_id) is not None),
     }
 
