@@ -76,6 +76,10 @@ class KafkaBus:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=500,
+            # Bounded prefetch: aiokafka's defaults (1 MB a partition, 50 MB a fetch) cost tens of
+            # MB of RSS when a reader starts from the beginning of the topic.
+            max_partition_fetch_bytes=256 * 1024,
+            fetch_max_bytes=4 * 1024 * 1024,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=2_000,
             retry_backoff_ms=200,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Generator
 from typing import Any
 
@@ -21,12 +22,24 @@ RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 class ServiceTokenAuth(httpx.Auth):
     """Signs each request with a short-lived `service` token naming the calling service."""
 
+    TTL_SECONDS = 60
+    # A token is reused for half its life, so it never expires in flight and is not signed per call.
+    REUSE_SECONDS = 30
+
     def __init__(self, settings: ServiceSettings):
         self._settings = settings
+        self._token = ""
+        self._renew_at = 0.0
+
+    def _current_token(self) -> str:
+        if time.monotonic() >= self._renew_at:
+            settings = self._settings
+            self._token = issue_token(settings.jwt_secret.get_secret_value(), settings.service_name, ["service"], ttl_seconds=self.TTL_SECONDS, issuer=settings.jwt_issuer)
+            self._renew_at = time.monotonic() + self.REUSE_SECONDS
+        return self._token
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        token = issue_token(self._settings.jwt_secret.get_secret_value(), self._settings.service_name, ["service"], ttl_seconds=60, issuer=self._settings.jwt_issuer)
-        request.headers["Authorization"] = f"Bearer {token}"
+        request.headers["Authorization"] = f"Bearer {self._current_token()}"
         if cid := correlation_id.get():
             request.headers["X-Request-ID"] = cid
         yield request
@@ -39,7 +52,7 @@ def service_client(settings: ServiceSettings, base_url: str, *, transport: httpx
         auth=ServiceTokenAuth(settings),
         timeout=httpx.Timeout(5.0, connect=2.0),
         # Below uvicorn's 5 s keep-alive: a connection the server is closing is never reused.
-        limits=httpx.Limits(keepalive_expiry=2.0),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=100, keepalive_expiry=2.0),
         transport=transport or httpx.AsyncHTTPTransport(retries=1),
     )
 

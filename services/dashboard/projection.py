@@ -19,6 +19,7 @@ dashboard has no inbox, so this is its one.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import math
 from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
@@ -47,7 +48,8 @@ MINUTE_BUCKETS = 60 // BUCKET_SECONDS
 KEEP_BUCKETS = 3600 // BUCKET_SECONDS
 KEEP_HOURS = 24
 SERIES_BUCKETS = 60  # the throughput and outcome charts: the last 10 minutes, 10 s apart
-# Event ids remembered to skip a redelivered or replayed event (about 100 bytes each).
+# Event ids remembered to skip a redelivered or replayed event, as 16-byte digests in a set with a
+# queue for eviction (about 85 bytes each; the ids themselves in an ordered dict took 175).
 EVENT_IDS_KEPT = 200_000
 # Latency histogram bins: upper edges from 1 ms growing 15 % per bin (a ±7.5 % reading) to ~40 h.
 _EDGES = [0.001 * 1.15**k for k in range(140)]
@@ -71,7 +73,7 @@ def percentile(histogram: Counter[int], q: float) -> float | None:
     return _EDGES[max(histogram)]
 
 
-@dataclass
+@dataclass(slots=True)
 class RequestView:
     request_id: str
     binding_id: str
@@ -142,7 +144,8 @@ class Projection:
         self.malformed_total = 0
         self.events_total = 0
         self.positions: dict[tuple[str, int], int] = {}
-        self.event_ids: OrderedDict[str, None] = OrderedDict()
+        self.event_ids: set[bytes] = set()
+        self._event_id_order: deque[bytes] = deque()
         self.duplicates_total = 0
         self.version = 0
         self._seq = 0
@@ -162,12 +165,14 @@ class Projection:
 
     def first_sighting(self, event_id: str) -> bool:
         """True the first time an event id is offered (among the last EVENT_IDS_KEPT)."""
-        if event_id in self.event_ids:
+        digest = hashlib.blake2b(event_id.encode(), digest_size=16).digest()
+        if digest in self.event_ids:
             self.duplicates_total += 1
             return False
-        self.event_ids[event_id] = None
-        if len(self.event_ids) > EVENT_IDS_KEPT:
-            self.event_ids.popitem(last=False)
+        self.event_ids.add(digest)
+        self._event_id_order.append(digest)
+        if len(self._event_id_order) > EVENT_IDS_KEPT:
+            self.event_ids.discard(self._event_id_order.popleft())
         return True
 
     # ------------------------------------------------------------------ requests
