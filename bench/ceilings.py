@@ -94,3 +94,16 @@ async def _commits(engine, table: str, seconds: float, workers: int, first_id: i
     started = time.perf_counter()
     await asyncio.gather(*(work(worker) for worker in range(workers)))
     return sum(counts) / (time.perf_counter() - started)
+
+
+async def committed_transactions(database_url: str) -> int | None:
+    """Transactions committed so far on the whole PostgreSQL server (None on SQLite): the difference
+    over a run, divided by its workflows, says how many commits one workflow costs."""
+    if is_sqlite(database_url):
+        return None
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            return int(await connection.scalar(text("SELECT sum(xact_commit) FROM pg_stat_database")) or 0)
+    finally:
+        await engine.dispose()

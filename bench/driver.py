@@ -23,6 +23,8 @@ from shared.cli.sms import SmsSink
 from shared.cloudevents import Envelope, MalformedEvent
 from shared.population import SyntheticCustomer
 
+TRANSPORT_RETRIES = 3
+
 
 class WorkflowFailed(Exception):
     pass
@@ -101,12 +103,23 @@ class Customers:
         self._secret = secret
         self._issuer = issuer
         self.timeout = timeout
+        self.transport_retries = 0
 
     def _auth(self, user_id: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {issue_token(self._secret, user_id, ['customer'], ttl_seconds=3600, issuer=self._issuer)}"}
 
-    async def _post(self, service: str, path: str, expect: int, **kwargs: Any) -> dict[str, Any]:
-        response = await self.client.post(self.stack.urls[service] + path, **kwargs)
+    async def _post(self, service: str, path: str, expect: int, *, idempotent: bool = False, **kwargs: Any) -> dict[str, Any]:
+        for _ in range(TRANSPORT_RETRIES):
+            try:
+                response = await self.client.post(self.stack.urls[service] + path, **kwargs)
+                break
+            except httpx.TransportError:
+                # Like the app: a request with an Idempotency-Key is sent again when the connection drops.
+                if not idempotent:
+                    raise
+                self.transport_retries += 1
+        else:
+            raise WorkflowFailed(f"POST {service}{path}: no answer after {TRANSPORT_RETRIES} attempts")
         if response.status_code != expect:
             raise WorkflowFailed(f"POST {service}{path}: {response.status_code} {response.text[:200]}")
         return response.json()
@@ -123,7 +136,7 @@ class Customers:
         if device is not None:
             body["device_id"] = device.device_id
         request = await self._post(
-            "binding", f"/v1/bindings/{customer.binding_id}/unbind-requests", 202, json=body, headers={**headers, "Idempotency-Key": f"bench-{customer.user_id}"}
+            "binding", f"/v1/bindings/{customer.binding_id}/unbind-requests", 202, json=body, headers={**headers, "Idempotency-Key": f"bench-{customer.user_id}"}, idempotent=True
         )
         timeline = self.watcher.timelines[request["id"]]
         async with asyncio.timeout(self.timeout):

@@ -7,8 +7,10 @@ that `unbind up` runs.
    biometric too. A progress bar runs on stderr.
 3. Times each request from the topic: the events' own times give request -> UnbindCompleted and
    each stage.
-4. Measures, on the same broker and database, the raw ceilings (bench/ceilings.py), and each
-   service's peak RSS (VmHWM).
+4. Measures, on the same broker and database, the raw ceilings (bench/ceilings.py), each
+   service's peak RSS (VmHWM), and where the CPU went while the workflows ran: CPU ms per
+   workflow for each service, the bench itself and the whole machine (Kafka, PostgreSQL and the
+   kernel are the rest), which shows what bounds the throughput.
 5. Prints the figures and writes bench/results/<timestamp>.json and a PNG chart beside it.
 """
 
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import resource
 import sys
 import time
 import uuid
@@ -28,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from bench.ceilings import commit_ceiling, kafka_ceiling
+from bench.ceilings import commit_ceiling, committed_transactions, kafka_ceiling
 from bench.driver import Customers, Timeline, TopicWatcher, WorkflowFailed
 from shared.cli.errors import InfraError
 from shared.cli.running import RunningStack, check_running, find_running_stack
@@ -100,6 +104,54 @@ def peak_rss_mb(pids: dict[str, int]) -> dict[str, float | None]:
     return result
 
 
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU seconds used so far by each service process, by this process and by the whole machine."""
+
+    services: dict[str, float]
+    bench: float
+    machine_busy: float
+    machine_total: float
+    at: float
+
+    @classmethod
+    def take(cls, pids: dict[str, int]) -> CpuSnapshot:
+        ticks = os.sysconf("SC_CLK_TCK")
+        services = {}
+        for service, pid in pids.items():
+            try:
+                # utime and stime are fields 14 and 15; the command name before them may hold spaces.
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                services[service] = (int(fields[11]) + int(fields[12])) / ticks
+            except (OSError, IndexError, ValueError):
+                continue
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = [int(value) / ticks for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = cpu[3] + cpu[4]  # idle and iowait
+        return cls(services, usage.ru_utime + usage.ru_stime, sum(cpu) - idle, sum(cpu), time.monotonic())
+
+
+def cpu_budget(before: CpuSnapshot, after: CpuSnapshot, workflows: int) -> dict[str, Any]:
+    """CPU ms per workflow of each part, and how busy the machine's cores were between the snapshots."""
+    if not workflows:
+        return {}
+    per_workflow = {service: round((after.services[service] - before.services[service]) * 1000 / workflows, 1) for service in after.services if service in before.services}
+    services_total = sum(per_workflow.values())
+    bench = round((after.bench - before.bench) * 1000 / workflows, 1)
+    machine = round((after.machine_busy - before.machine_busy) * 1000 / workflows, 1)
+    return {
+        "ms_per_workflow": {
+            **per_workflow,
+            "services": round(services_total, 1),
+            "bench": bench,
+            "kafka_postgres_kernel": round(machine - services_total - bench, 1),
+            "machine": machine,
+        },
+        "cores": os.cpu_count(),
+        "machine_busy": round((after.machine_busy - before.machine_busy) / max(after.machine_total - before.machine_total, 1e-9), 3),
+    }
+
+
 async def drive(options: BenchOptions, stack: RunningStack) -> dict[str, Any]:
     server_url = stack.database_server_url
     settings = load_settings("binding", options.var_dir, server_url)
@@ -133,6 +185,8 @@ async def drive(options: BenchOptions, stack: RunningStack) -> dict[str, Any]:
             finally:
                 gate.release()
 
+        commits_before = await committed_transactions(settings.database_url)
+        cpu_before = CpuSnapshot.take(stack.pids)
         started = time.perf_counter()
         tasks = []
         for index, customer in enumerate(customers):
@@ -142,11 +196,25 @@ async def drive(options: BenchOptions, stack: RunningStack) -> dict[str, Any]:
             tasks.append(asyncio.create_task(workflow(customer)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
+        cpu_after = CpuSnapshot.take(stack.pids)
     watching.cancel()
     await asyncio.gather(watching, return_exceptions=True)
     await watcher.stop()
     timelines = [watcher.timelines[request_id] for request_id in request_ids]
-    return {"elapsed": elapsed, "timelines": timelines, "failures": failures, "watcher": watcher, "run_id": run_id}
+    # PostgreSQL publishes a backend's counts within a second of its last commit.
+    await asyncio.sleep(1.5)
+    commits_after = await committed_transactions(settings.database_url)
+    commits = commits_after - commits_before if commits_before is not None and commits_after is not None else None
+    return {
+        "elapsed": elapsed,
+        "timelines": timelines,
+        "failures": failures,
+        "transport_retries": players.transport_retries,
+        "cpu": cpu_budget(cpu_before, cpu_after, len(request_ids)),
+        "commits_per_workflow": round(commits / len(request_ids), 1) if commits is not None and request_ids else None,
+        "watcher": watcher,
+        "run_id": run_id,
+    }
 
 
 def summarize(options: BenchOptions, stack: RunningStack, driven: dict[str, Any], ceilings: dict[str, Any]) -> dict[str, Any]:
@@ -170,6 +238,7 @@ def summarize(options: BenchOptions, stack: RunningStack, driven: dict[str, Any]
         "completed": len(completed),
         "failed": sum(driven["failures"].values()),
         "failures": dict(driven["failures"].most_common(5)),
+        "transport_retries": driven["transport_retries"],
         "seconds": round(span, 2),
         "completed_per_second": round(len(completed) / span, 1) if span else None,
         "latency_ms": {name: percentiles(values) for name, values in stage_seconds.items()},
@@ -179,6 +248,8 @@ def summarize(options: BenchOptions, stack: RunningStack, driven: dict[str, Any]
         "ceilings": ceilings,
         "event_rate_vs_kafka_ceiling": round(event_rate / kafka["produce_and_consume_per_second"], 3) if kafka.get("produce_and_consume_per_second") else None,
         "peak_rss_mb": peak_rss_mb(stack.pids),
+        "cpu": driven["cpu"],
+        "commits_per_workflow": driven["commits_per_workflow"],
         "series": _series(completed),
     }
 
@@ -235,6 +306,13 @@ def print_report(report: dict[str, Any]) -> None:
     if database:
         print(f"  commit ceiling    {database}")
     print(f"  peak RSS (MB)     {report['peak_rss_mb']}")
+    if report["commits_per_workflow"]:
+        print(f"  DB commits        {report['commits_per_workflow']} per workflow (all services)")
+    if cpu := report["cpu"]:
+        print(f"  CPU ms/workflow   {cpu['ms_per_workflow']}")
+        print(f"  machine busy      {cpu['machine_busy']:.0%} of {cpu['cores']} cores while the workflows ran")
+    if report["transport_retries"]:
+        print(f"  retried           {report['transport_retries']} requests whose connection dropped")
     if report["failures"]:
         print(f"  failures          {report['failures']}")
 
