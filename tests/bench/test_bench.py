@@ -30,4 +30,9 @@ def test_bench_drives_every_workflow_and_writes_its_report(kafka_bootstrap: str,
     assert report["ceilings"]["kafka"]["produce_and_consume_per_second"] > 0 and report["ceilings"]["database"]["single_connection_per_second"] > 0
     assert set(report["peak_rss_mb"]) == {"binding", "verification", "risk", "notification", "dashboard"}
     assert sum(report["series"]["completed"]) == WORKFLOWS
+    cpu = report["cpu"]["ms_per_workflow"]
+    # Every consuming service did work for the workflows, and the parts add up to the machine.
+    assert all(cpu[service] > 0 for service in ("binding", "verification", "risk", "notification"))
+    assert cpu["machine"] >= cpu["services"] + cpu["bench"] - 1 and 0 < report["cpu"]["machine_busy"] <= 1
+    assert report["commits_per_workflow"] is None  # SQLite: no server-wide commit counter
     assert report_path.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
