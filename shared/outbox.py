@@ -5,12 +5,14 @@ Guarantees: an event is published if and only if its transaction committed; rows
 `seq` order through an idempotent producer (acks=all), so events of one binding keep their order on
 its partition; a row is marked published only after the broker acknowledged it, so a relay that
 dies mid-batch publishes the unmarked rows again on restart, and the consumers' inbox makes that
-second copy a no-op.
+second copy a no-op. Several instances of a service share its outbox: on PostgreSQL they take
+turns (an advisory lock held for one round), so only one publishes at a time and `seq` order holds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -81,6 +83,10 @@ class PublishFailed(Exception):
     """Some rows of a batch were not acknowledged by the broker; they stay unpublished."""
 
 
+class RelayBusy(Exception):
+    """Another instance of the service holds the relay's turn; this one tries again shortly."""
+
+
 class OutboxRelay:
     """Publishes unsent outbox rows in order, many per round, waiting on the batch."""
 
@@ -93,6 +99,7 @@ class OutboxRelay:
         batch_size: int = 500,
         idle_interval: float = 1.0,
         max_backoff: float = 5.0,
+        busy_retry: float = 0.05,
     ):
         self._session_factory = session_factory
         self._model = model
@@ -100,6 +107,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._idle_interval = idle_interval
         self._max_backoff = max_backoff
+        self._busy_retry = busy_retry
         self._wakeup = asyncio.Event()
         self.connected = False
         self.published_total = 0
@@ -122,6 +130,9 @@ class OutboxRelay:
                     backoff = 0.2
                     if published < self._batch_size:
                         await self._idle()
+                except RelayBusy:
+                    # Not idle: the rows this instance just committed wait for whoever publishes.
+                    await asyncio.sleep(self._busy_retry)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -148,40 +159,68 @@ class OutboxRelay:
         self._wakeup.clear()
 
     async def publish_batch(self, producer: Producer) -> int:
-        """Publish one batch of unsent rows; returns how many rows were attempted."""
+        """Publish one batch of unsent rows; returns how many rows were attempted. Raises
+        RelayBusy when another instance of the service is publishing."""
         model = self._model
         async with self._session_factory() as session:
-            rows: Sequence[OutboxMixin] = (
-                await session.scalars(select(model).where(model.published_at.is_(None)).order_by(model.seq).limit(self._batch_size))
-            ).all()
-        if not rows:
-            return 0
-
-        results: list[BaseException | None] = []
-        futures: list[asyncio.Future] = []
-        send_error: BaseException | None = None
-        for row in rows:
-            if send_error is not None:
-                break
-            try:
-                headers = [(name, value.encode()) for name, value in row.headers.items()]
-                futures.append(await producer.send(row.topic, row.value, key=row.key.encode(), headers=headers))
-            except Exception as exc:
-                send_error = exc
-        for outcome in await asyncio.gather(*futures, return_exceptions=True):
-            results.append(outcome if isinstance(outcome, BaseException) else None)
-        # Rows never handed to the producer fail with the error that stopped the loop.
-        results.extend([send_error] * (len(rows) - len(results)))
-
-        published = [row.seq for row, error in zip(rows, results, strict=True) if error is None]
-        failed = [(row.seq, error) for row, error in zip(rows, results, strict=True) if error is not None]
-        async with self._session_factory() as session, session.begin():
-            if published:
-                await session.execute(update(model).where(model.seq.in_(published)).values(published_at=utcnow(), attempts=model.attempts + 1))
-            for seq, error in failed:
-                await session.execute(update(model).where(model.seq == seq).values(attempts=model.attempts + 1, last_error=redact(repr(error))[:2000]))
+            async with session.begin():
+                if not await _take_the_turn(session, model):
+                    raise RelayBusy
+                rows: Sequence[OutboxMixin] = (
+                    await session.scalars(select(model).where(model.published_at.is_(None)).order_by(model.seq).limit(self._batch_size))
+                ).all()
+                if not rows:
+                    return 0
+                results = await _send_all(producer, rows)
+                published, failed = await self._record_outcomes(session, rows, results)
         self.published_total += len(published)
         if failed:
             raise PublishFailed(f"{len(failed)} of {len(rows)} outbox rows not acknowledged: {failed[0][1]!r}")
         return len(rows)
+
+
+    async def _record_outcomes(self, session: AsyncSession, rows: Sequence[OutboxMixin], results: list[BaseException | None]) -> tuple[list[int], list[tuple[int, BaseException]]]:
+        """Mark the acknowledged rows published and count an attempt on the others."""
+        model = self._model
+        published = [row.seq for row, error in zip(rows, results, strict=True) if error is None]
+        failed = [(row.seq, error) for row, error in zip(rows, results, strict=True) if error is not None]
+        if published:
+            await session.execute(update(model).where(model.seq.in_(published)).values(published_at=utcnow(), attempts=model.attempts + 1))
+        for seq, error in failed:
+            await session.execute(update(model).where(model.seq == seq).values(attempts=model.attempts + 1, last_error=redact(repr(error))[:2000]))
+        return published, failed
+
+
+async def _take_the_turn(session: AsyncSession, model: type[OutboxMixin]) -> bool:
+    """One relay per database publishes at a time, for as long as its transaction lasts: two
+    instances publishing side by side would put rows of one binding out of `seq` order. SQLite is
+    the single-instance embedded default and needs no turn."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(await session.scalar(select(func.pg_try_advisory_xact_lock(_relay_lock_key(model.__tablename__)))))
+
+
+def _relay_lock_key(table: str) -> int:
+    """A stable signed 64-bit advisory lock key for the relay of `table`."""
+    return int.from_bytes(hashlib.blake2b(f"unbind-outbox-relay:{table}".encode(), digest_size=8).digest(), "big", signed=True)
+
+
+async def _send_all(producer: Producer, rows: Sequence[OutboxMixin]) -> list[BaseException | None]:
+    """Hand every row to the producer, then wait on the whole batch; each row's error or None."""
+    results: list[BaseException | None] = []
+    futures: list[asyncio.Future] = []
+    send_error: BaseException | None = None
+    for row in rows:
+        if send_error is not None:
+            break
+        try:
+            headers = [(name, value.encode()) for name, value in row.headers.items()]
+            futures.append(await producer.send(row.topic, row.value, key=row.key.encode(), headers=headers))
+        except Exception as exc:
+            send_error = exc
+    for outcome in await asyncio.gather(*futures, return_exceptions=True):
+        results.append(outcome if isinstance(outcome, BaseException) else None)
+    # Rows never handed to the producer fail with the error that stopped the loop.
+    results.extend([send_error] * (len(rows) - len(results)))
+    return results
 

@@ -6,32 +6,25 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from services.binding.models import OutboxMessage
 from services.risk.models import Assessment
 from shared.cloudevents import Envelope
 from shared.events import UnbindCancelled
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxRelay, RelayBusy, _take_the_turn
 from tests.factories import customer_with_binding, idempotency_key, unbind_body
 from tests.stack import BusTopics, Stack, auth, eventually, running_stack
 
 BINDING_AND_RISK = ("binding", "risk")
 
 
-class CrashBeforeMarking:
-    """A session factory whose second session (the relay marking rows published) never opens:
-    the relay 'dies' after the broker acknowledged the batch and before it recorded that."""
+class CrashBeforeMarking(OutboxRelay):
+    """A relay that 'dies' after the broker acknowledged the batch and before it recorded that."""
 
-    def __init__(self, factory):
-        self._factory = factory
-        self.calls = 0
-
-    def __call__(self):
-        self.calls += 1
-        if self.calls == 2:
-            raise SystemExit("relay process killed")
-        return self._factory()
+    async def _record_outcomes(self, session, rows, results):  # noqa: ANN001, ANN202 - the overridden signature
+        raise SystemExit("relay process killed")
 
 
 async def request_unbinds(stack: Stack, count: int) -> list[str]:
@@ -59,7 +52,7 @@ async def test_relay_restarted_mid_batch_has_no_second_effect(any_bus: BusTopics
         request_ids = await request_unbinds(stack, 12)
         assert await unpublished(stack) == 12
 
-        crashing = OutboxRelay(session_factory=CrashBeforeMarking(runtime.session_factory), model=OutboxMessage, bus=any_bus.bus, batch_size=5)
+        crashing = CrashBeforeMarking(session_factory=runtime.session_factory, model=OutboxMessage, bus=any_bus.bus, batch_size=5)
         producer = any_bus.bus.producer()
         await producer.start()
         try:
@@ -125,4 +118,46 @@ async def test_events_of_one_binding_keep_their_order(any_bus: BusTopics, databa
         for key, entries in by_key.items():
             assert len({partition for partition, _, _ in entries}) == 1, "one binding, one partition"
             in_offset_order = [request_id for _, _, request_id in sorted(entries)]
+            assert in_offset_order == sorted(in_offset_order), f"events of {key!r} out of order"
+
+
+@pytest.mark.parametrize("database_urls", ["postgresql"], indirect=True)
+async def test_two_relays_of_one_service_take_turns_and_publish_each_row_once(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+    overrides = {"binding": {"run_workers": False}}
+    async with running_stack(kafka_topics, database_urls, tmp_path, ("binding",), overrides) as stack:
+        runtime = stack.runtime("binding")
+        async with runtime.unit_of_work() as uow:
+            for index in range(200):
+                uow.emit(UnbindCancelled(request_id=f"r-{index:03d}", binding_id=f"b-{index % 4}", user_id="u-1"))
+        relays = [OutboxRelay(session_factory=runtime.session_factory, model=OutboxMessage, bus=kafka_topics.bus, batch_size=20) for _ in range(2)]
+
+        # While one instance holds the turn, the other publishes nothing.
+        async with runtime.session_factory() as holder, holder.begin():
+            assert await _take_the_turn(holder, OutboxMessage)
+            producer = kafka_topics.bus.producer()
+            await producer.start()
+            try:
+                with pytest.raises(RelayBusy):
+                    await relays[1].publish_batch(producer)
+            finally:
+                await producer.stop()
+        assert await unpublished(stack) == 200
+
+        tasks = [asyncio.create_task(relay.run()) for relay in relays]
+        try:
+            await eventually(lambda: _no_unpublished(stack), 30, "the two relays did not drain the outbox")
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        records = await kafka_topics.records()
+        request_ids = [Envelope.from_record(record.value, record.headers).data.request_id for record in records]
+        assert sorted(request_ids) == [f"r-{index:03d}" for index in range(200)], "every row published exactly once"
+        assert sum(relay.published_total for relay in relays) == 200
+        by_key: dict[bytes, list[tuple[int, str]]] = {}
+        for record, request_id in zip(records, request_ids, strict=True):
+            by_key.setdefault(record.key, []).append((record.offset, request_id))
+        for key, entries in by_key.items():
+            in_offset_order = [request_id for _, request_id in sorted(entries)]
             assert in_offset_order == sorted(in_offset_order), f"events of {key!r} out of order"
