@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.contracts import assert_records_follow_contract
 from tests.factories import customer_with_binding, idempotency_key, unbind_body
 from tests.stack import BusTopics, auth, eventually, running_stack
 
@@ -60,7 +61,9 @@ async def test_unbind_completes_through_all_four_services(any_bus: BusTopics, da
         assert completion.mandates_cancelled == 1
         assert (completion.credit_limit_before, completion.credit_limit_after) == (customer.credit_limit, customer.credit_limit - customer.contribution)
 
-        raw = b"".join(record.value + b"".join(value for _, value in record.headers) for record in await any_bus.records())
+        records = await any_bus.records()
+        assert_records_follow_contract(records)
+        raw = b"".join(record.value + b"".join(value for _, value in record.headers) for record in records)
         assert code.encode() not in raw, "the one-time code must never travel on the topic"
         assert customer.phone.encode() not in raw and customer.phone[3:].encode() not in raw
 

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from services.binding.models import OutboxMessage
 from tests.conftest import Broker
+from tests.contracts import assert_records_follow_contract
 from tests.factories import customer_with_binding, idempotency_key, unbind_body
 from tests.stack import BusTopics, auth, eventually, running_stack
 
@@ -43,3 +44,4 @@ async def test_unbind_requested_while_kafka_is_down_completes_after_it_returns(
 
         flow = [event.type for event in await kafka_topics.events() if event.data.request_id == request_id]
         assert flow == ["UnbindRequested", "RiskAssessed", "VerificationRequested", "Verified", "UnbindCompleted"]
+        assert_records_follow_contract(await kafka_topics.records())
