@@ -1,0 +1,321 @@
+"""docker-compose.yml and the Dockerfile, checked against the code.
+
+No Docker engine runs on these machines, so nothing here builds or starts a container: the
+compose file is read with PyYAML and held against what the services really read (their pydantic
+settings classes), the ports of the design and of each settings class, the app factories, and
+the Dockerfile's final stage.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import AliasChoices, TypeAdapter, ValidationError
+from setuptools import find_namespace_packages, find_packages
+
+from shared.cli.services import APPS, settings_class
+from shared.migrations import SERVICES as DATABASE_SERVICES
+from shared.settings import ServiceSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+ENV_EXAMPLE = ROOT / ".env.example"
+# The contract lives beside the repository; the ports are also checked without it.
+DESIGN = ROOT.parent / "shared" / "docs" / "design.md"
+
+INFRASTRUCTURE = ("kafka", "postgres")
+JOBS = ("migrate", "kafka-topics")
+# Settings a container leaves to the code, and why; every other field must be passed.
+NOT_PASSED = {
+    "consumer_group": "every instance of a service shares its default group unbind-<service>",
+}
+NO_DATABASE = {"database_server_url", "database_url", "database_pool_size"}
+# `${NAME}`, `${NAME:-default}`, `${NAME-default}`, `${NAME:?error}`; `$$` is a literal dollar.
+INTERPOLATION = re.compile(r"(?<!\$)\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|KEY|TOKEN")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, Any]:
+    return compose["services"]
+
+
+def env_names(cls: type[ServiceSettings]) -> dict[str, str]:
+    """{environment variable: field} as pydantic-settings reads them: the alias when a field has
+    one (the prefix then does not apply), else env_prefix + the field name."""
+    config = cls.model_config
+    prefix = config.get("env_prefix", "")
+    names = {}
+    for field_name, field in cls.model_fields.items():
+        alias = field.validation_alias or field.alias
+        if alias is None:
+            candidates = [prefix + field_name]
+        elif isinstance(alias, AliasChoices):
+            candidates = [choice for choice in alias.choices if isinstance(choice, str)]
+        else:
+            candidates = [alias]
+        for candidate in candidates:
+            names[candidate if config.get("case_sensitive") else candidate.upper()] = field_name
+    return names
+
+
+def development_secrets() -> dict[str, str]:
+    """{environment variable: development default} of every secret production refuses."""
+    secrets = {}
+    for app in APPS:
+        cls = settings_class(app)
+        names = {field: name for name, field in env_names(cls).items() if name.startswith(cls.model_config["env_prefix"].upper())}
+        secrets.update({names[field]: default for field, default in cls.development_secrets.items()})
+    return secrets
+
+
+def env_example() -> dict[str, str]:
+    """The variables .env.example sets (its uncommented lines)."""
+    lines = (line.strip() for line in ENV_EXAMPLE.read_text().splitlines())
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def resolve(value: Any) -> str:
+    """A compose value as the container gets it with a fresh `cp .env.example .env`."""
+    example = env_example()
+
+    def substitute(match: re.Match[str]) -> str:
+        name, op, arg = match["name"], match["op"], match["arg"]
+        if name in example:
+            return example[name]
+        if op in (":-", "-"):
+            return arg
+        raise AssertionError(f"${{{name}}} has no default and .env.example does not set it")
+
+    return INTERPOLATION.sub(substitute, str(value)).replace("$$", "$")
+
+
+def settings_from(environment: dict[str, Any], cls: type[ServiceSettings], monkeypatch: pytest.MonkeyPatch) -> ServiceSettings:
+    """The settings object a container with this environment builds, and nothing else."""
+    for name in list(os.environ):
+        if name.upper().startswith("UNBIND_") or name.upper() == "KAFKA_BOOTSTRAP_SERVERS":
+            monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, resolve(value))
+    return cls()
+
+
+# --------------------------------------------------------------------------- services
+
+
+def test_every_service_is_there(services: dict[str, Any]) -> None:
+    missing = {*APPS, *INFRASTRUCTURE, *JOBS} - set(services)
+    assert not missing, f"docker-compose.yml lacks {sorted(missing)}"
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_environment_keys_are_settings_of_the_service(services: dict[str, Any], app: str) -> None:
+    known = env_names(settings_class(app))
+    unknown = sorted(set(services[app]["environment"]) - set(known))
+    assert not unknown, f"{app}: {unknown} are not settings of {settings_class(app).__name__} (typo? the service would ignore them)"
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_every_setting_is_passed(services: dict[str, Any], app: str) -> None:
+    cls = settings_class(app)
+    names = env_names(cls)
+    passed = {names[key] for key in services[app]["environment"] if key in names}
+    left_to_the_code = set(NOT_PASSED) | (set() if app in DATABASE_SERVICES else NO_DATABASE)
+    missing = sorted(set(cls.model_fields) - passed - left_to_the_code)
+    assert not missing, f"{app}: settings {missing} are not passed through the environment (add them, or to NOT_PASSED with the reason)"
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_a_default_in_compose_is_the_code_default(services: dict[str, Any], app: str) -> None:
+    """`${X:-default}` hands X through from .env; without it the service must behave as it
+    does without a .env under `unbind up`, so the default must be the settings class's own."""
+    cls = settings_class(app)
+    names = env_names(cls)
+    for key, value in services[app]["environment"].items():
+        match = INTERPOLATION.fullmatch(str(value))
+        if not match or match["name"] != key or match["op"] not in (":-", "-"):
+            continue
+        field = cls.model_fields[names[key]]
+        if match["arg"] == "" and field.default in (None, ""):
+            continue
+        default = TypeAdapter(field.annotation).validate_python(match["arg"])
+        assert default == field.default, f"{app}: {key} defaults to {match['arg']!r} in compose, the code says {field.default!r}"
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_the_environment_builds_the_settings(services: dict[str, Any], app: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings_from(services[app]["environment"], settings_class(app), monkeypatch)
+    assert settings.kafka_bootstrap_servers == "kafka:19092"
+    assert settings.env == "development"
+    if app in DATABASE_SERVICES:
+        assert settings.database_url == f"postgresql+asyncpg://unbind:{env_example()['POSTGRES_PASSWORD']}@postgres:5432/unbind_{app}"
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_production_without_secrets_is_refused(services: dict[str, Any], app: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The secrets' fallbacks in compose are the development values, which production refuses."""
+    environment = {**services[app]["environment"], "UNBIND_ENV": "production"}
+    with pytest.raises(ValidationError, match="development default"):
+        settings_from(environment, settings_class(app), monkeypatch)
+
+
+def test_no_secret_has_a_committed_default() -> None:
+    allowed = development_secrets()
+    for match in INTERPOLATION.finditer(COMPOSE.read_text()):
+        name, op, arg = match["name"], match["op"], match["arg"]
+        if SECRET_NAME.search(name) and op in (":-", "-"):
+            assert allowed.get(name) == arg, f"${{{name}}} has a committed default; only a development secret that production refuses may"
+
+
+def test_every_required_variable_is_in_env_example() -> None:
+    required = {match["name"] for match in INTERPOLATION.finditer(COMPOSE.read_text()) if match["op"] in (":?", "?", None)}
+    missing = sorted(required - set(env_example()))
+    assert not missing, f"`cp .env.example .env && docker compose up` would fail: .env.example does not set {missing}"
+
+
+def test_migrate_sees_what_the_services_see(services: dict[str, Any]) -> None:
+    """`unbind migrate` loads every service's settings: it needs the same database and secrets
+    as the services, or it migrates another database (or, in production, refuses to start)."""
+    migrate = services["migrate"]["environment"]
+    known: set[str] = set()
+    for app in DATABASE_SERVICES:
+        cls = settings_class(app)
+        names = env_names(cls)
+        known |= set(names)
+        for field in ("env", "database_server_url", "database_url", *cls.development_secrets):
+            key = next(name for name, known_field in names.items() if known_field == field and name.startswith("UNBIND_"))
+            assert key in migrate, f"migrate lacks {key} ({app})"
+            assert migrate[key] == services[app]["environment"][key], f"migrate and {app} disagree on {key}"
+    unknown = sorted(set(migrate) - known)
+    assert not unknown, f"migrate: {unknown} are not settings of any service"
+
+
+# --------------------------------------------------------------------------- ports and commands
+
+
+def design_ports() -> dict[str, int]:
+    """`binding :8001`, ... as the design writes them."""
+    ports: dict[str, set[int]] = {}
+    for name, port in re.findall(r"\b([a-z]+) :(\d{4,5})\b", DESIGN.read_text()):
+        ports.setdefault(name, set()).add(int(port))
+    assert all(len(found) == 1 for found in ports.values()), f"the design gives one service several ports: {ports}"
+    return {name: found.pop() for name, found in ports.items()}
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_ports(services: dict[str, Any], app: str) -> None:
+    port = settings_class(app).default_port
+    if DESIGN.exists():
+        assert design_ports().get(app) == port, f"{app}: design.md and {settings_class(app).__name__}.default_port differ"
+    service = services[app]
+    assert service["ports"] == [f"127.0.0.1:{port}:{port}"]
+    command = service["command"]
+    assert command[command.index("--port") + 1] == str(port)
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_the_command_starts_the_app(services: dict[str, Any], app: str) -> None:
+    command = services[app]["command"]
+    factory = f"services.{app}.main:create_app"
+    assert command[:3] == ["uvicorn", "--factory", factory]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    module, name = factory.split(":")
+    assert callable(getattr(importlib.import_module(module), name))
+
+
+def test_the_jobs_run_what_they_should(services: dict[str, Any]) -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["scripts"]["unbind"] == "shared.cli.main:main"
+    migrate = " ".join(services["migrate"]["command"])
+    assert "unbind migrate" in migrate and "unbind seed" in migrate
+    topics = " ".join(services["kafka-topics"]["command"])
+    for field in ("topic", "dlq_topic"):
+        assert ServiceSettings.model_fields[field].default in topics
+
+
+def test_the_migrations_are_in_the_package() -> None:
+    """The image installs the wheel, and `unbind migrate` there needs each service's Alembic
+    history: the packages setuptools finds must include every migrations/versions folder."""
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    finder = find_namespace_packages if find.get("namespaces", True) else find_packages
+    packages = set(finder(where=str(ROOT), include=find["include"]))
+    assert {f"services.{app}.migrations.versions" for app in DATABASE_SERVICES} <= packages
+
+
+# --------------------------------------------------------------------------- health and order
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_healthcheck_asks_readyz(services: dict[str, Any], app: str) -> None:
+    test = services[app]["healthcheck"]["test"]
+    # The slim image has no curl or wget: Python asks.
+    assert test[:2] == ["CMD", "python"]
+    assert f"http://127.0.0.1:{settings_class(app).default_port}/readyz" in test[-1]
+
+
+def test_depends_on_waits_for_health_or_completion(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        for target, rule in (service.get("depends_on") or {}).items():
+            assert isinstance(rule, dict), f"{name} depends on {target} without a condition"
+            if target in JOBS:
+                assert rule["condition"] == "service_completed_successfully", f"{name} -> {target}"
+            else:
+                assert rule["condition"] == "service_healthy", f"{name} -> {target}"
+                assert "healthcheck" in services[target], f"{name} waits for {target} to be healthy, which has no healthcheck"
+    for app in APPS:
+        assert "kafka-topics" in services[app]["depends_on"], f"{app} may start before its topics exist"
+        if app in DATABASE_SERVICES:
+            assert "migrate" in services[app]["depends_on"], f"{app} may start before its database is migrated"
+    assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert services["kafka-topics"]["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+
+
+# --------------------------------------------------------------------------- the image
+
+
+def dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile's stages, each a list of (instruction, arguments); continuations joined,
+    global ARG defaults substituted in FROM."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    instructions = [line.strip().split(None, 1) for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    arguments: dict[str, str] = {}
+    stages: list[list[tuple[str, str]]] = []
+    for keyword, rest in ((parts[0].upper(), parts[1] if len(parts) > 1 else "") for parts in instructions):
+        if keyword == "ARG" and not stages and "=" in rest:
+            name, default = rest.split("=", 1)
+            arguments[name] = default
+        if keyword == "FROM":
+            rest = re.sub(r"\$\{(\w+)\}", lambda m: arguments[m[1]], rest)
+            stages.append([])
+        if stages:
+            stages[-1].append((keyword, rest))
+    return stages
+
+
+def test_dockerfile_builds_in_stages_and_runs_as_non_root() -> None:
+    stages = dockerfile_stages()
+    assert len(stages) >= 2, "a build stage and a slim runtime stage"
+    final = stages[-1]
+    assert final[0][1].split()[0] == "python:3.11-slim"
+    users = [rest for keyword, rest in final if keyword == "USER"]
+    assert users, "the runtime stage sets no USER: it would run as root"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0"), f"the runtime stage runs as {users[-1]}"
+    exposed = {int(port) for keyword, rest in final if keyword == "EXPOSE" for port in rest.split()}
+    assert {settings_class(app).default_port for app in APPS} <= exposed
+    # No setting, and so no secret, is baked in beyond where the var dir is.
+    baked = {word.split("=")[0] for keyword, rest in final if keyword == "ENV" for word in rest.split() if "=" in word}
+    assert not {name for name in baked if name.startswith("UNBIND_")} - {"UNBIND_VAR_DIR"}
