@@ -1,0 +1,479 @@
+"""deploy/k8s, checked against the Kubernetes schemas and against the code.
+
+No cluster and no `kubectl` are needed: each phase's kustomization (`setup`, then `apps`) is rendered
+here by a small loader that implements exactly the Kustomize fields the manifests use (and refuses
+any other, so it cannot silently drift), every document is validated offline with
+kubernetes-validate (strict: unknown fields fail), and the manifests are held against the services'
+settings classes: ports, probes, every environment key, the secrets production requires, and the
+partitions that bound each autoscaler. Where `kubectl` is installed, the loader is also compared
+with `kubectl kustomize`.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from pydantic import AliasChoices, SecretStr, ValidationError
+from sqlalchemy.engine import make_url
+
+from shared.cli.services import APPS, settings_class
+from shared.migrations import SERVICES as CONSUMERS
+from shared.settings import ServiceSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+# Applied in this order: the Jobs (topics, migrations), then the services.
+PHASES = ("setup", "apps")
+# The oldest Kubernetes the manifests claim to support, and the newest schema the pinned tool ships.
+KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
+NAMESPACE = "unbind"
+# Environment a container may get that is no setting: asyncpg reads the password from it when the
+# database URL has none, which keeps the password out of the ConfigMap.
+DRIVER_ENV = {"PGPASSWORD"}
+# Peak RSS measured under the bench (MiB); a memory limit must leave at least half again on top.
+MEASURED_PEAK_MIB = {"dashboard": 135}
+MEASURED_PEAK_MIB_DEFAULT = 110
+
+# --------------------------------------------------------------------------- the loader
+
+_SUPPORTED = {"apiVersion", "kind", "namespace", "resources", "components", "secretGenerator", "configMapGenerator", "generatorOptions", "images"}
+_CLUSTER_SCOPED = {"Namespace"}
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    """An env file as Kustomize reads it; a git-ignored secrets file is replaced by its committed
+    `.example`, so the rendering is the same on every machine and never reads real secrets."""
+    example = path.with_name(path.name + ".example")
+    source = example if example.is_file() else path
+    values = {}
+    for line in source.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value
+    return values
+
+
+def _generated(kustomization: dict[str, Any], directory: Path) -> list[dict[str, Any]]:
+    docs = []
+    options = kustomization.get("generatorOptions", {})
+    for kind, field in (("ConfigMap", "configMapGenerator"), ("Secret", "secretGenerator")):
+        for generator in kustomization.get(field, []):
+            assert set(generator) <= {"name", "type", "envs", "literals"}, f"{directory}: {field} uses fields the test's loader does not implement"
+            # Hash suffixes rename the object and every reference to it; the loader does not.
+            assert options.get("disableNameSuffixHash") is True, f"{directory}: generated names must be stable (generatorOptions.disableNameSuffixHash)"
+            data: dict[str, str] = {}
+            for env in generator.get("envs", []):
+                data.update(_read_env_file(directory / env))
+            for literal in generator.get("literals", []):
+                key, _, value = literal.partition("=")
+                data[key] = value
+            doc: dict[str, Any] = {"apiVersion": "v1", "kind": kind, "metadata": {"name": generator["name"]}}
+            if kind == "Secret":
+                doc["type"] = generator.get("type", "Opaque")
+                doc["data"] = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
+            else:
+                doc["data"] = data
+            docs.append(doc)
+    return docs
+
+
+def _build(directory: Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """The documents of one kustomization or component, and the image rules it brings."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    unknown = set(kustomization) - _SUPPORTED
+    assert not unknown, f"{directory}/kustomization.yaml uses {sorted(unknown)}, which the test's loader does not implement"
+    docs: list[dict[str, Any]] = []
+    images = list(kustomization.get("images", []))
+    for entry in kustomization.get("resources", []):
+        path = directory / entry
+        docs += render(path) if path.is_dir() else [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    for entry in kustomization.get("components", []):
+        component_docs, component_images = _build(directory / entry)
+        docs += component_docs
+        images += component_images
+    docs += _generated(kustomization, directory)
+    if kustomization.get("kind") == "Component":
+        return docs, images  # its rules apply to the including kustomization's documents
+    for doc in docs:
+        for container in _containers(doc):
+            _set_image(container, images)
+        if "namespace" in kustomization and doc["kind"] not in _CLUSTER_SCOPED:
+            doc["metadata"]["namespace"] = kustomization["namespace"]
+    return docs, []
+
+
+def _set_image(container: dict[str, Any], images: list[dict[str, str]]) -> None:
+    name = re.split(r"[:@]", container["image"], maxsplit=1)[0]
+    for rule in images:
+        if rule["name"] == name:
+            container["image"] = f"{rule.get('newName', name)}:{rule['newTag']}" if "newTag" in rule else rule.get("newName", name)
+
+
+def render(directory: Path) -> list[dict[str, Any]]:
+    return _build(directory)[0]
+
+
+def _pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
+    return doc["spec"]["template"]["spec"] if doc["kind"] in ("Deployment", "Job", "StatefulSet", "DaemonSet") else None
+
+
+def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = _pod_spec(doc)
+    return [*spec.get("initContainers", []), *spec["containers"]] if spec else []
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="module")
+def phases() -> dict[str, list[dict[str, Any]]]:
+    return {phase: render(K8S / phase) for phase in PHASES}
+
+
+@pytest.fixture(scope="module")
+def docs(phases: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Every object, once (the shared component is rendered by both phases)."""
+    unique: dict[tuple[str, str], dict[str, Any]] = {}
+    for phase_docs in phases.values():
+        for doc in phase_docs:
+            key = (doc["kind"], doc["metadata"]["name"])
+            assert unique.setdefault(key, doc) == doc, f"{key} differs between the phases"
+    return list(unique.values())
+
+
+def _one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [doc for doc in docs if doc["kind"] == kind and doc["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+def _by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
+
+
+def _data(doc: dict[str, Any]) -> dict[str, str]:
+    if doc["kind"] == "Secret":
+        return {key: base64.b64decode(value).decode() for key, value in doc.get("data", {}).items()} | doc.get("stringData", {})
+    return doc.get("data", {})
+
+
+def _env_names(cls: type[ServiceSettings]) -> set[str]:
+    """The environment names a settings class reads: env_prefix + field, or the field's aliases."""
+    prefix = cls.model_config.get("env_prefix", "")
+    names = set()
+    for field_name, field in cls.model_fields.items():
+        alias = field.validation_alias
+        if alias is None:
+            names.add(f"{prefix}{field_name}".upper())
+        elif isinstance(alias, str):
+            names.add(alias.upper())
+        elif isinstance(alias, AliasChoices):
+            names.update(choice.upper() for choice in alias.choices if isinstance(choice, str))
+    return names
+
+
+def _env_name(cls: type[ServiceSettings], field_name: str) -> str:
+    field = cls.model_fields[field_name]
+    alias = field.validation_alias
+    if isinstance(alias, str):
+        return alias.upper()
+    if isinstance(alias, AliasChoices):
+        return next(choice for choice in alias.choices if isinstance(choice, str)).upper()
+    return f"{cls.model_config.get('env_prefix', '')}{field_name}".upper()
+
+
+def _secret_env_names(cls: type[ServiceSettings]) -> set[str]:
+    return {_env_name(cls, name) for name, field in cls.model_fields.items() if field.annotation is SecretStr}
+
+
+def _our_image() -> str:
+    common = yaml.safe_load((K8S / "common" / "kustomization.yaml").read_text())
+    rule = next(rule for rule in common["images"] if rule["name"] == "unbind")
+    return rule.get("newName", "unbind")
+
+
+def _workloads(docs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any], list[type[ServiceSettings]]]]:
+    """(workload, container, the settings classes that read its environment) for every container
+    that runs the unbind image: a service reads its own class; a Job (`unbind migrate`) loads them all."""
+    image = _our_image()
+    for doc in docs:
+        for container in _containers(doc):
+            if container["image"].split(":")[0] != image:
+                continue
+            if doc["kind"] == "Deployment":
+                yield doc, container, [settings_class(doc["metadata"]["name"])]
+            else:
+                yield doc, container, [settings_class(service) for service in CONSUMERS]
+
+
+def _environment(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
+    """{name: (source, value)} of a container, source being "value", "configmap" or "secret"."""
+    configmaps, secrets = _by_kind(docs, "ConfigMap"), _by_kind(docs, "Secret")
+    env: dict[str, tuple[str, str | None]] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            name = source["configMapRef"]["name"]
+            assert name in configmaps, f"{container['name']}: envFrom names a ConfigMap {name} that is not in the manifests"
+            env.update({key: ("configmap", value) for key, value in _data(configmaps[name]).items()})
+        else:
+            name = source["secretRef"]["name"]
+            assert name in secrets, f"{container['name']}: envFrom names a Secret {name} that is not in the manifests"
+            env.update({key: ("secret", value) for key, value in _data(secrets[name]).items()})
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = ("value", item["value"])
+            continue
+        ref = item["valueFrom"]
+        kind, store, ref = ("configmap", configmaps, ref["configMapKeyRef"]) if "configMapKeyRef" in ref else ("secret", secrets, ref["secretKeyRef"])
+        assert ref["name"] in store, f"{container['name']}: {item['name']} refers to a missing {kind} {ref['name']}"
+        data = _data(store[ref["name"]])
+        assert ref["key"] in data, f"{container['name']}: {item['name']} refers to a key {ref['key']} that {ref['name']} does not have"
+        env[item["name"]] = (kind, data[ref["key"]])
+    return env
+
+
+def _quantity(value: str | int) -> float:
+    """A Kubernetes quantity: "250m" -> 0.25, "256Mi" -> bytes."""
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "k": 1e3, "M": 1e6, "G": 1e9}
+    match = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(value))
+    assert match, f"not a quantity: {value!r}"
+    return float(match.group(1)) * units.get(match.group(2), 1)
+
+
+def _partitions(docs: list[dict[str, Any]]) -> int:
+    job = _one(docs, "Job", "unbind-kafka-topics")
+    (container,) = _containers(job)
+    return int(next(item["value"] for item in container["env"] if item["name"] == "PARTITIONS"))
+
+
+# --------------------------------------------------------------------------- tests
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("phase", PHASES)
+def test_every_document_validates_against_the_kubernetes_schemas(phases: dict[str, list[dict[str, Any]]], phase: str, version: str) -> None:
+    assert phases[phase], f"{phase} renders nothing"
+    invalid = []
+    for doc in phases[phase]:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            # The message and where, not the schema jsonschema would print.
+            invalid.append(f"{doc['kind']} {doc['metadata']['name']}: {exc.message} at {'.'.join(map(str, exc.path)) or 'the top'}")
+    assert not invalid, f"invalid for Kubernetes {version}:\n" + "\n".join(invalid)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed; the loader is checked by the other tests")
+@pytest.mark.parametrize("phase", PHASES)
+def test_the_loader_renders_what_kustomize_renders(phases: dict[str, list[dict[str, Any]]], phase: str, tmp_path: Path) -> None:
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S, copy, ignore=shutil.ignore_patterns("secrets.env"))
+    for example in copy.rglob("*.example"):
+        shutil.copy(example, example.with_suffix(""))
+    out = subprocess.run(["kubectl", "kustomize", str(copy / phase)], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+
+    def key(doc: dict[str, Any]) -> tuple[str, str]:
+        return doc["kind"], doc["metadata"]["name"]
+
+    assert sorted((doc for doc in yaml.safe_load_all(out.stdout) if doc), key=key) == sorted(phases[phase], key=key)
+
+
+def test_every_namespaced_object_is_in_the_namespace(docs: list[dict[str, Any]]) -> None:
+    _one(docs, "Namespace", NAMESPACE)
+    for doc in docs:
+        if doc["kind"] not in _CLUSTER_SCOPED:
+            assert doc["metadata"].get("namespace") == NAMESPACE, f"{doc['kind']} {doc['metadata']['name']}"
+
+
+def test_every_service_has_a_deployment_a_service_and_a_disruption_budget(docs: list[dict[str, Any]]) -> None:
+    for app in APPS:
+        deployment = _one(docs, "Deployment", app)
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        service = _one(docs, "Service", app)
+        assert service["spec"]["selector"].items() <= labels.items(), f"Service {app} selects no pod of its Deployment"
+        pdb = _one(docs, "PodDisruptionBudget", app)
+        assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items(), f"PodDisruptionBudget {app} covers no pod of its Deployment"
+    assert set(_by_kind(docs, "Deployment")) == set(APPS), "a Deployment for something that is not a service"
+
+
+def test_ports_probes_and_command_follow_each_settings_class(docs: list[dict[str, Any]]) -> None:
+    for app in APPS:
+        port = settings_class(app).default_port
+        (container,) = _one(docs, "Deployment", app)["spec"]["template"]["spec"]["containers"]
+        named = {item["name"]: item["containerPort"] for item in container["ports"]}
+        assert list(named.values()) == [port], f"{app} listens on {port}"
+        command = container["command"]
+        assert f"services.{app}.main:create_app" in command and "--factory" in command, f"{app} runs another app: {command}"
+        assert command[command.index("--port") + 1] == str(port), f"{app}: uvicorn --port is not {port}"
+        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+            get = container[probe]["httpGet"]
+            assert get["path"] == path, f"{app} {probe} asks {get['path']}"
+            assert named.get(get["port"], get["port"]) == port, f"{app} {probe} asks port {get['port']}, not {port}"
+        (service_port,) = _one(docs, "Service", app)["spec"]["ports"]
+        assert service_port["port"] == port and named.get(service_port["targetPort"], service_port["targetPort"]) == port
+
+
+def test_consumers_autoscale_no_further_than_the_partitions(docs: list[dict[str, Any]]) -> None:
+    partitions = _partitions(docs)
+    hpas = _by_kind(docs, "HorizontalPodAutoscaler")
+    assert set(hpas) == set(CONSUMERS), "an HPA for each consuming service, and only for them"
+    for name, hpa in hpas.items():
+        spec = hpa["spec"]
+        assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        # Extra consumers in a group get no partition and sit idle.
+        assert spec["maxReplicas"] <= partitions, f"{name} scales to {spec['maxReplicas']} but the topic has {partitions} partitions"
+        # With maxUnavailable 1 in its PDB, two instances keep one consuming through a drain.
+        assert spec.get("minReplicas", 1) >= 2
+        assert "replicas" not in _one(docs, "Deployment", name)["spec"], f"{name}: an apply would reset the HPA's count"
+
+
+def test_the_dashboard_runs_once(docs: list[dict[str, Any]]) -> None:
+    deployment = _one(docs, "Deployment", "dashboard")
+    # Each instance must read every partition: replicas would share its group and see part of it.
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert "dashboard" not in _by_kind(docs, "HorizontalPodAutoscaler")
+
+
+def test_the_topic_job_creates_both_topics_with_the_partitions(docs: list[dict[str, Any]]) -> None:
+    job = _one(docs, "Job", "unbind-kafka-topics")
+    (container,) = _containers(job)
+    env = _environment(docs, container)
+    common = _data(_one(docs, "ConfigMap", "unbind-common"))
+    assert env["UNBIND_TOPIC"][1] == common["UNBIND_TOPIC"] and env["UNBIND_DLQ_TOPIC"][1] == common["UNBIND_DLQ_TOPIC"]
+    assert env["KAFKA_BOOTSTRAP_SERVERS"][1] == common["KAFKA_BOOTSTRAP_SERVERS"]
+    script = " ".join(container["args"])
+    for needed in ("kafka-topics.sh", "--create", "--if-not-exists", '"$UNBIND_TOPIC"', '"$UNBIND_DLQ_TOPIC"', '--partitions "$PARTITIONS"'):
+        assert needed in script, f"the topic Job's script lacks {needed}"
+    assert _partitions(docs) >= 2
+
+
+def test_every_environment_key_is_a_setting_the_service_reads(docs: list[dict[str, Any]]) -> None:
+    for workload, container, classes in _workloads(docs):
+        known = set().union(*(_env_names(cls) for cls in classes)) | DRIVER_ENV
+        unknown = set(_environment(docs, container)) - known
+        assert not unknown, f"{workload['kind']} {workload['metadata']['name']}: {sorted(unknown)} are read by no settings class of it"
+
+
+def test_every_configmap_and_secret_key_is_a_setting_someone_reads(docs: list[dict[str, Any]]) -> None:
+    known = set().union(*(_env_names(settings_class(app)) for app in APPS)) | DRIVER_ENV
+    used: set[tuple[str, str]] = set()
+    for doc in docs:
+        for container in _containers(doc):
+            for source in container.get("envFrom", []):
+                ref = source.get("configMapRef") or source["secretRef"]
+                store = _one(docs, "ConfigMap" if "configMapRef" in source else "Secret", ref["name"])
+                used.update((ref["name"], key) for key in _data(store))
+            for item in container.get("env", []):
+                ref = item.get("valueFrom", {})
+                ref = ref.get("configMapKeyRef") or ref.get("secretKeyRef")
+                if ref:
+                    used.add((ref["name"], ref["key"]))
+    for doc in [*_by_kind(docs, "ConfigMap").values(), *_by_kind(docs, "Secret").values()]:
+        for key in _data(doc):
+            assert key in known, f"{doc['kind']} {doc['metadata']['name']}: {key} is no setting"
+            assert (doc["metadata"]["name"], key) in used, f"{doc['kind']} {doc['metadata']['name']}: {key} reaches no container"
+
+
+def test_secrets_come_from_the_secret_and_production_accepts_the_rest(docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    for workload, container, classes in _workloads(docs):
+        env = _environment(docs, container)
+        where = f"{workload['kind']} {workload['metadata']['name']}"
+        for cls in classes:
+            secret_names = _secret_env_names(cls) | DRIVER_ENV
+            for name, (source, _) in env.items():
+                if name in secret_names:
+                    assert source == "secret", f"{where}: {name} is a secret but comes from a {source}"
+            # Production refuses to start while one of these is the development default.
+            for field_name in cls.development_secrets:
+                assert env.get(_env_name(cls, field_name), ("", None))[0] == "secret", f"{where}: {_env_name(cls, field_name)} must come from the Secret"
+            # The pod's environment, with strong secrets in place of the placeholders, is accepted.
+            for name in [name for name in os.environ if name.upper().startswith("UNBIND_") or name.upper() in {"KAFKA_BOOTSTRAP_SERVERS", *DRIVER_ENV}]:
+                monkeypatch.delenv(name)
+            for name, (source, value) in env.items():
+                monkeypatch.setenv(name, "s" * 48 if source == "secret" else str(value))
+            settings = cls()
+            assert settings.env == "production", f"{where}: UNBIND_ENV is not production"
+            if cls.service_name in CONSUMERS:
+                url = make_url(settings.database_url)
+                assert url.get_backend_name() == "postgresql" and url.database == f"unbind_{cls.service_name}", f"{where}: {cls.service_name} would not use its PostgreSQL database"
+    for configmap in _by_kind(docs, "ConfigMap").values():
+        url = _data(configmap).get("UNBIND_DATABASE_SERVER_URL")
+        if url:
+            assert make_url(url).password is None, "a database password in a ConfigMap"
+
+
+def test_the_secret_is_generated_from_a_git_ignored_file_with_a_committed_example(docs: list[dict[str, Any]]) -> None:
+    common = yaml.safe_load((K8S / "common" / "kustomization.yaml").read_text())
+    ignored = {line.strip() for line in (ROOT / ".gitignore").read_text().splitlines()}
+    for generator in common["secretGenerator"]:
+        for env in generator["envs"]:
+            path = K8S / "common" / env
+            assert str(path.relative_to(ROOT)) in ignored, f"{path} is not git-ignored"
+            assert path.with_name(path.name + ".example").is_file(), f"{path}.example is missing"
+
+
+def test_the_placeholders_are_refused_in_production() -> None:
+    """A copied, unedited secrets.env never runs: each placeholder is refused, and none is a
+    development default (which could be mistaken for a working value)."""
+    placeholders = _read_env_file(K8S / "common" / "secrets.env")
+    for app in APPS:
+        cls = settings_class(app)
+        for field_name, default in cls.development_secrets.items():
+            name = _env_name(cls, field_name)
+            assert name in placeholders, f"secrets.env.example lacks {name}, which production requires of {app}"
+            assert placeholders[name] != default, f"the placeholder of {name} is the development default"
+            strong = {other: "s" * 48 for other in cls.development_secrets}
+            with pytest.raises(ValidationError, match=field_name):
+                cls(**{**strong, field_name: placeholders[name]}, env="production")
+
+
+def test_every_container_has_requests_and_limits(docs: list[dict[str, Any]]) -> None:
+    for doc in docs:
+        for container in _containers(doc):
+            where = f"{doc['kind']} {doc['metadata']['name']} {container['name']}"
+            resources = container.get("resources", {})
+            for resource in ("cpu", "memory"):
+                request, limit = resources.get("requests", {}).get(resource), resources.get("limits", {}).get(resource)
+                assert request and limit, f"{where}: no {resource} request and limit"
+                assert _quantity(request) <= _quantity(limit), f"{where}: {resource} request above the limit"
+    for app in APPS:
+        (container,) = _one(docs, "Deployment", app)["spec"]["template"]["spec"]["containers"]
+        peak = MEASURED_PEAK_MIB.get(app, MEASURED_PEAK_MIB_DEFAULT) * 2**20
+        assert _quantity(container["resources"]["limits"]["memory"]) >= 1.5 * peak, f"{app}: the memory limit leaves too little above the measured peak"
+
+
+def test_every_pod_runs_as_non_root_with_nothing_to_escalate(docs: list[dict[str, Any]]) -> None:
+    var_dir = _data(_one(docs, "ConfigMap", "unbind-common"))["UNBIND_VAR_DIR"]
+    our_containers = {id(container) for _, container, _ in _workloads(docs)}
+    for doc in docs:
+        spec = _pod_spec(doc)
+        if spec is None:
+            continue
+        assert spec["securityContext"]["runAsNonRoot"] is True, f"{doc['kind']} {doc['metadata']['name']}: runAsNonRoot"
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        assert spec.get("automountServiceAccountToken") is False, "no pod talks to the API server"
+        empty_dirs = {volume["name"] for volume in spec.get("volumes", []) if "emptyDir" in volume}
+        for container in _containers(doc):
+            where = f"{doc['kind']} {doc['metadata']['name']} {container['name']}"
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, where
+            assert context["capabilities"]["drop"] == ["ALL"] and not context["capabilities"].get("add"), where
+            assert context["readOnlyRootFilesystem"] is True, where
+            mounts = {mount["mountPath"]: mount["name"] for mount in container.get("volumeMounts", [])}
+            assert mounts.get("/tmp") in empty_dirs, f"{where}: /tmp is not writable"
+            if id(container) in our_containers:
+                assert mounts.get(var_dir) in empty_dirs, f"{where}: the var dir {var_dir} is not writable"
