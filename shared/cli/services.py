@@ -146,6 +146,9 @@ def seed(var_dir: Path, server_url: str | None) -> dict[str, bool]:
     outcome: dict[str, bool] = {}
     for service in seedable_services():
         settings = load_settings(service, var_dir, server_url)
+        if settings.env != "development":
+            # The demo device's key comes from a public seed: in production it would be a way in.
+            raise InfraError("`unbind seed` adds demo customers and a demo device with a public key; it runs in development only (UNBIND_ENV=development).")
         seed_demo_data = importlib.import_module(f"services.{service}.service").seed_demo_data
         try:
             outcome[service] = asyncio.run(_in_service(service, settings, seed_demo_data))

@@ -121,3 +121,13 @@ def test_migrate_and_seed_on_a_postgresql_server_create_one_database_per_service
 def test_a_server_url_naming_a_database_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["migrate", "--database-url", f"postgresql+asyncpg://postgres@127.0.0.1:1/db{uuid.uuid4().hex[:6]}"]) == 1
     assert "give the server only" in capsys.readouterr().err
+
+
+def test_seed_refuses_production_where_the_demo_device_key_would_be_a_way_in(tmp_path: Path) -> None:
+    secrets = {"UNBIND_JWT_SECRET": "j" * 48, "UNBIND_OTP_HMAC_KEY": "o" * 48, "UNBIND_INSTITUTION_WEBHOOK_SECRET": "w" * 48}
+    env = cli_env(UNBIND_ENV="production", **secrets)
+    assert run_unbind("--var-dir", str(tmp_path), "migrate", env=env).returncode == 0
+    refused = run_unbind("--var-dir", str(tmp_path), "seed", env=env)
+    assert refused.returncode == 1 and "development only" in refused.stderr
+    urls = (f"sqlite+aiosqlite:///{tmp_path / 'binding.db'}", f"sqlite+aiosqlite:///{tmp_path / 'notification.db'}")
+    assert asyncio.run(_demo_rows(*urls)) == (set(), set())
