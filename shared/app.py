@@ -20,15 +20,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.bus import EventBus, KafkaBus
 from shared.consumer import EventConsumer, InboxMixin, Subscriptions
-from shared.db import create_engine, create_session_factory, is_transient
-from shared.logging import configure_logging, correlation_id
+from shared.db import create_engine, create_session_factory, is_transient, utcnow
+from shared.logging import configure_logging, correlation_id, redact
+from shared.metrics import HTTP_METHODS, ConsumerMetrics
 from shared.outbox import Outbox, OutboxMixin, OutboxRelay
 from shared.problems import install_problem_handlers, problem_response, problem_responses, unexpected_error
 from shared.settings import ServiceSettings
@@ -85,12 +86,15 @@ def build_service_app(
     resources: ResourcesFactory | None = None,
     workers: Sequence[Worker] = (),
     bus: EventBus | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> FastAPI:
+    """`registry` is the app's own metrics registry: a service that counts its own business
+    events registers them on it in `create_app` and hands it here (default: a fresh one)."""
     configure_logging(settings.service_name, settings.log_level)
     bus = bus or KafkaBus(settings.kafka_bootstrap_servers, client_id=f"unbind-{settings.service_name}")
     engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     session_factory = create_session_factory(engine)
-    registry = CollectorRegistry()
+    registry = registry or CollectorRegistry()
     relay = OutboxRelay(session_factory=session_factory, model=outbox_model, bus=bus, batch_size=settings.relay_batch_size)
     outbox = Outbox(outbox_model, settings.topic)
     runtime = ServiceRuntime(settings, engine, session_factory, outbox, relay, None, registry)
@@ -105,6 +109,7 @@ def build_service_app(
             inbox_model=inbox_model,
             subscriptions=subscriptions,
             max_attempts=settings.consumer_max_attempts,
+            metrics=ConsumerMetrics(registry),
         )
 
     @asynccontextmanager
@@ -196,21 +201,42 @@ def build_http_app(
 
 
 def _runtime_metrics(runtime: ServiceRuntime) -> Callable[[], Awaitable[None]]:
-    """Gauges read from the relay, the consumer and the outbox when `/metrics` is scraped."""
+    """Gauges read from the relay, the consumer and the outbox when `/metrics` is scraped: the
+    cost is one query and a look at the consumer client per scrape, nothing per event."""
     outbox_pending = Gauge("unbind_outbox_pending", "Outbox rows not yet published", registry=runtime.registry)
-    handled = Gauge("unbind_events_handled", "Events handled since start", registry=runtime.registry)
-    dead_lettered = Gauge("unbind_events_dead_lettered", "Events sent to the DLQ since start", registry=runtime.registry)
+    oldest_unsent = Gauge("unbind_outbox_oldest_unsent_age_seconds", "Age of the oldest outbox row not yet published (0 when none)", registry=runtime.registry)
     published = Gauge("unbind_events_published", "Outbox rows published since start", registry=runtime.registry)
+    lag = Gauge(
+        "unbind_consumer_lag",
+        "Records on the partition not yet committed by this instance's consumer group (highwater as of the last fetch minus the committed offset)",
+        ["topic", "partition"],
+        registry=runtime.registry,
+    )
+    model = runtime.outbox.model
 
     async def refresh() -> None:
         async with runtime.session_factory() as session:
-            outbox_pending.set(await runtime.outbox.pending_count(session))
+            pending, oldest = (await session.execute(select(func.count(), func.min(model.created_at)).where(model.published_at.is_(None)))).one()
+        outbox_pending.set(pending)
+        oldest_unsent.set(max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0)
         published.set(runtime.relay.published_total)
         if runtime.consumer is not None:
-            handled.set(runtime.consumer.handled_total)
-            dead_lettered.set(runtime.consumer.dead_lettered_total)
+            await _refresh_lag(lag, runtime.consumer)
 
     return refresh
+
+
+async def _refresh_lag(gauge: Gauge, consumer: EventConsumer) -> None:
+    # Partitions come and go with rebalances: only those held now are shown.
+    try:
+        async with asyncio.timeout(2):
+            lags = await consumer.lag()
+    except Exception as exc:  # a rebalance under way, a position not known yet: the scrape answers without lag
+        log.debug("consumer lag unavailable", extra={"error": redact(repr(exc))})
+        lags = {}
+    gauge.clear()
+    for tp, behind in lags.items():
+        gauge.labels(tp.topic, str(tp.partition)).set(behind)
 
 
 def _operations_router(registry: CollectorRegistry, readiness: Readiness, refresh_metrics: Callable[[], Awaitable[None]] | None) -> APIRouter:
@@ -265,8 +291,9 @@ class _ObservabilityMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            self.requests.labels(scope["method"], path, str(status)).inc()
-            self.latency.labels(scope["method"], path).observe(time.perf_counter() - started)
+            # The route template, never the raw path or a method a client made up: labels stay a closed set.
+            path = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"] if scope["method"] in HTTP_METHODS else "other"
+            self.requests.labels(method, path, str(status)).inc()
+            self.latency.labels(method, path).observe(time.perf_counter() - started)
             correlation_id.reset(token)

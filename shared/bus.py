@@ -10,6 +10,7 @@ import asyncio
 import logging
 import zlib
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,6 +33,9 @@ class Consumer(Protocol):
     async def stop(self) -> None: ...
     async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None) -> dict[TopicPartition, list[Any]]: ...
     async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None: ...
+    def assignment(self) -> set[TopicPartition]: ...
+    def highwater(self, partition: TopicPartition) -> int | None: ...
+    async def position(self, partition: TopicPartition) -> int: ...
 
 
 class EventBus(Protocol):
@@ -46,6 +50,20 @@ async def stop_quietly(client: Producer | Consumer, timeout: float = 5) -> None:
             await client.stop()
     except Exception as exc:
         log.debug("client stop failed", extra={"error": repr(exc)})
+
+
+async def partition_lag(consumer: Consumer, committed: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+    """Records behind on each assigned partition: the highwater (offset of the next record to be
+    written, as of the last fetch) minus the offset committed by this consumer, or, before its
+    first commit there, its position. Both are local to the client, so no request goes to the
+    broker; a partition not fetched from yet (no highwater known) is left out."""
+    lag = {}
+    for tp in consumer.assignment():
+        if (highwater := consumer.highwater(tp)) is None:
+            continue
+        done = committed[tp] if tp in committed else await consumer.position(tp)
+        lag[tp] = max(0, highwater - done)
+    return lag
 
 
 @dataclass(frozen=True)
@@ -193,3 +211,12 @@ class _MemoryConsumer:
     async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
         for tp, offset in (offsets or self.positions).items():
             self.bus.committed[(self.group_id, tp)] = offset
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.positions)
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        return len(self.bus._log(partition.topic)[partition.partition])
+
+    async def position(self, partition: TopicPartition) -> int:
+        return self.positions[partition]

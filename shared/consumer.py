@@ -20,14 +20,17 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from prometheus_client import CollectorRegistry
 from sqlalchemy import String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.bus import Consumer, EventBus, Producer, stop_quietly
+from shared.bus import Consumer, EventBus, Producer, partition_lag, stop_quietly
 from shared.cloudevents import Envelope, MalformedEvent
 from shared.db import UTCDateTime, is_transient, utcnow
 from shared.events import Event
 from shared.logging import correlation_id, redact
+from shared.metrics import MALFORMED, ConsumerMetrics
 from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,7 @@ class EventConsumer:
         max_attempts: int = 3,
         retry_backoff: float = 0.2,
         batch_size: int = 500,
+        metrics: ConsumerMetrics | None = None,
     ):
         self._bus = bus
         self.group_id = group_id
@@ -94,15 +98,21 @@ class EventConsumer:
         self.handled_total = 0
         self.duplicates_total = 0
         self.dead_lettered_total = 0
+        # A private registry when none is given (a consumer built alone, in a test).
+        self.metrics = metrics or ConsumerMetrics(CollectorRegistry())
+        # The running client and the offsets this instance committed, for the lag at scrape time.
+        self._client: Consumer | None = None
+        self._committed: dict[TopicPartition, int] = {}
 
     async def run(self) -> None:
         """Consume forever; a lost broker or a failed commit restarts the consumer, never skips."""
         backoff = 0.2
         while True:
-            consumer = self._bus.consumer(self.group_id, [self._topic])
+            consumer = self._bus.consumer(self.group_id, [self._topic], listener=_ForgetRevoked(self._committed))
             try:
                 await consumer.start()
                 self.connected = True
+                self._client = consumer
                 backoff = 0.2
                 await self._consume(consumer)
             except asyncio.CancelledError:
@@ -113,6 +123,8 @@ class EventConsumer:
                 backoff = min(backoff * 2, 5.0)
             finally:
                 self.connected = False
+                self._client = None
+                self._committed.clear()
                 await stop_quietly(consumer)
                 if self._dlq_producer is not None:
                     await stop_quietly(self._dlq_producer)
@@ -124,7 +136,15 @@ class EventConsumer:
             if not batches:
                 continue
             await self.handle_batch([record for records in batches.values() for record in records])
-            await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+            offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+            await consumer.commit(offsets)
+            self._committed.update(offsets)
+
+    async def lag(self) -> dict[TopicPartition, int]:
+        """Records not yet committed on each partition this instance holds (empty while it is not
+        connected); a partition it has not fetched from yet is left out."""
+        client = self._client
+        return await partition_lag(client, self._committed) if client is not None else {}
 
     async def handle_batch(self, records: list[Any]) -> None:
         """Handle a batch fetched together in ONE transaction: one commit for many events is what
@@ -158,13 +178,16 @@ class EventConsumer:
             await self.handle(record)
 
     async def _handle_together(self, todo: list[tuple[Envelope, Handler]]) -> None:
+        handled: list[str] = []
+        duplicates: list[str] = []
         async with self._unit_of_work() as uow:
+            # Registered first, so it runs as soon as the commit is durable, whatever follows.
+            uow.after_commit(lambda: self._count_committed(handled, duplicates))
             ids = [envelope.id for envelope, _ in todo]
             seen = set(await uow.session.scalars(select(self._inbox.event_id).where(self._inbox.event_id.in_(ids))))
-            handled = 0
             for envelope, handler in todo:
                 if envelope.id in seen:
-                    self.duplicates_total += 1
+                    duplicates.append(envelope.type)
                     continue
                 seen.add(envelope.id)
                 uow.session.add(self._inbox(event_id=envelope.id, event_type=envelope.type))
@@ -174,8 +197,15 @@ class EventConsumer:
                 finally:
                     current_envelope.reset(current)
                     correlation_id.reset(cid)
-                handled += 1
-        self.handled_total += handled
+                handled.append(envelope.type)
+
+    def _count_committed(self, handled: list[str], duplicates: list[str]) -> None:
+        self.handled_total += len(handled)
+        self.duplicates_total += len(duplicates)
+        for event_type in handled:
+            self.metrics.handled.labels(event_type).inc()
+        for event_type in duplicates:
+            self.metrics.duplicates.labels(event_type).inc()
 
     async def handle(self, record: Any) -> None:
         """Handle one record to the end: handled, skipped as a duplicate, or dead-lettered."""
@@ -198,6 +228,7 @@ class EventConsumer:
                     if is_transient(exc):
                         raise InfrastructureUnavailable(f"{type(exc).__name__} while handling {envelope.type}") from exc
                     error = exc
+                    self.metrics.failed.labels(envelope.type).inc()
                     log.warning(
                         "handler failed",
                         extra={"event_type": envelope.type, "event_id": envelope.id, "attempt": attempt, "error": redact(repr(exc))},
@@ -205,7 +236,7 @@ class EventConsumer:
                     if attempt < self._max_attempts:
                         await asyncio.sleep(self._retry_backoff * 2 ** (attempt - 1))
             assert error is not None
-            await self._dead_letter(record, error, attempts=self._max_attempts)
+            await self._dead_letter(record, error, attempts=self._max_attempts, event_type=envelope.type)
         finally:
             correlation_id.reset(token)
 
@@ -219,14 +250,14 @@ class EventConsumer:
     async def _handle_in_transaction(self, envelope: Envelope, handler: Handler) -> None:
         async with self._unit_of_work() as uow:
             if await uow.session.scalar(select(self._inbox.event_id).where(self._inbox.event_id == envelope.id)):
-                self.duplicates_total += 1
+                uow.after_commit(lambda: self._count_committed([], [envelope.type]))
                 log.info("duplicate event ignored", extra={"event_type": envelope.type, "event_id": envelope.id})
                 return
+            uow.after_commit(lambda: self._count_committed([envelope.type], []))
             uow.session.add(self._inbox(event_id=envelope.id, event_type=envelope.type))
             await handler(envelope.data, uow, self.deps)
-        self.handled_total += 1
 
-    async def _dead_letter(self, record: Any, error: BaseException, *, attempts: int) -> None:
+    async def _dead_letter(self, record: Any, error: BaseException, *, attempts: int, event_type: str = MALFORMED) -> None:
         headers = [(name, value) for name, value in (record.headers or ()) if not name.startswith("x-dlq-")]
         headers += [
             ("x-dlq-error", redact(f"{type(error).__name__}: {error}")[:2000].encode()),
@@ -244,8 +275,24 @@ class EventConsumer:
         # Waiting for the acknowledgement keeps the offset uncommitted until the letter is safe.
         await self._dlq_producer.send_and_wait(self._dlq_topic, record.value or b"", key=record.key, headers=headers)
         self.dead_lettered_total += 1
+        self.metrics.dead_lettered.labels(event_type).inc()
         log.error(
             "event dead-lettered",
             extra={"topic": record.topic, "partition": record.partition, "offset": record.offset, "attempts": attempts, "error": redact(str(error))},
         )
 
+
+
+class _ForgetRevoked(ConsumerRebalanceListener):
+    """Drops this instance's committed offsets of the partitions taken from it: another instance
+    commits them meanwhile, and an old offset would show a lag that is not there."""
+
+    def __init__(self, committed: dict[TopicPartition, int]):
+        self._committed = committed
+
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        for tp in revoked:
+            self._committed.pop(tp, None)
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        return None

@@ -49,4 +49,4 @@ async def put_preferences(body: PreferencesIn, principal: Customer, uow: Request
 @router.post("/internal/v1/messages", status_code=202, tags=["internal"], responses=problem_responses(400, (503, "The SMS gateway did not take it; retry")))
 async def send_message(message: MessageIn, principal: Service, uow: RequestUnitOfWork, deps: Deps) -> MessageAccepted:
     """Send a code SMS on another service's behalf (service role only). Idempotent per message_id."""
-    return await service.send_message(uow, deps.providers["sms"], message)
+    return await service.send_message(uow, deps, message)

@@ -23,59 +23,59 @@ from shared.events import (
 from shared.uow import UnitOfWork
 
 
-async def _notify(kind: str, event: Event, uow: UnitOfWork) -> None:
-    await service.plan(uow, current_envelope.get().id, kind, event, service.event_params(event))
+async def _notify(kind: str, event: Event, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await service.plan(uow, deps.metrics, current_envelope.get().id, kind, event, service.event_params(event))
 
 
 async def on_binding_created(event: BindingCreated, uow: UnitOfWork, deps: NotificationDeps) -> None:
-    await _notify("binding_created", event, uow)
+    await _notify("binding_created", event, uow, deps)
 
 
 async def on_unbind_requested(event: UnbindRequested, uow: UnitOfWork, deps: NotificationDeps) -> None:
-    await _notify("unbind_requested", event, uow)
+    await _notify("unbind_requested", event, uow, deps)
 
 
 async def on_verification_requested(event: VerificationRequested, uow: UnitOfWork, deps: NotificationDeps) -> None:
-    await _notify("verification_requested", event, uow)
+    await _notify("verification_requested", event, uow, deps)
 
 
 async def on_verified(event: Verified, uow: UnitOfWork, deps: NotificationDeps) -> None:
-    await _notify("verified", event, uow)
+    await _notify("verified", event, uow, deps)
 
 
 async def on_verification_failed(event: VerificationFailed, uow: UnitOfWork, deps: NotificationDeps) -> None:
-    await _notify("verification_failed", event, uow)
+    await _notify("verification_failed", event, uow, deps)
 
 
 async def on_biometric_counter_regressed(event: BiometricCounterRegressed, uow: UnitOfWork, deps: NotificationDeps) -> None:
-    await _notify("biometric_counter_regressed", event, uow)
+    await _notify("biometric_counter_regressed", event, uow, deps)
 
 
 async def on_unbind_completed(event: UnbindCompleted, uow: UnitOfWork, deps: NotificationDeps) -> None:
-    await _notify("unbind_completed", event, uow)
+    await _notify("unbind_completed", event, uow, deps)
     event_id = current_envelope.get().id
     await service.notify_lender(uow, event_id, event)
-    await service.schedule_reminder(uow, deps.settings, event_id, event)
+    await service.schedule_reminder(uow, deps, event_id, event)
 
 
 async def on_unbind_rejected(event: UnbindRejected, uow: UnitOfWork, deps: NotificationDeps) -> None:
-    await _notify("unbind_rejected", event, uow)
+    await _notify("unbind_rejected", event, uow, deps)
 
 
 async def on_unbind_cancelled(event: UnbindCancelled, uow: UnitOfWork, deps: NotificationDeps) -> None:
-    await _notify("unbind_cancelled", event, uow)
+    await _notify("unbind_cancelled", event, uow, deps)
 
 
 async def on_unbind_expired(event: UnbindExpired, uow: UnitOfWork, deps: NotificationDeps) -> None:
-    await _notify("unbind_expired", event, uow)
+    await _notify("unbind_expired", event, uow, deps)
 
 
 async def on_unbind_appealed(event: UnbindAppealed, uow: UnitOfWork, deps: NotificationDeps) -> None:
-    await _notify("unbind_appealed", event, uow)
+    await _notify("unbind_appealed", event, uow, deps)
 
 
 async def on_review_decided(event: ReviewDecided, uow: UnitOfWork, deps: NotificationDeps) -> None:
-    await _notify("review_decided", event, uow)
+    await _notify("review_decided", event, uow, deps)
 
 
 SUBSCRIPTIONS: Subscriptions = {

@@ -9,12 +9,13 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from services.notification import api, handlers, service
 from services.notification.config import NotificationSettings
 from services.notification.models import InboxEntry, OutboxMessage
 from services.notification.providers import HttpSmsGateway, InstitutionWebhook, JsonLinesProvider, Provider, SmsSinkProvider, SmtpEmail
-from services.notification.service import NotificationDeps
+from services.notification.service import NotificationDeps, NotificationMetrics
 from shared.app import ServiceRuntime, build_service_app
 from shared.bus import EventBus
 
@@ -54,11 +55,13 @@ async def dispatcher(runtime: ServiceRuntime) -> None:
 def create_app(settings: NotificationSettings | None = None, *, bus: EventBus | None = None, providers: dict[str, Provider] | None = None) -> FastAPI:
     """`providers` replaces channels (tests pass failing ones)."""
     settings = settings or NotificationSettings()
+    registry = CollectorRegistry()
+    metrics = NotificationMetrics(registry)
 
     @asynccontextmanager
     async def resources(runtime: ServiceRuntime) -> AsyncIterator[NotificationDeps]:
         async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0)) as client:
-            yield NotificationDeps(settings=settings, providers=default_providers(settings, client) | (providers or {}))
+            yield NotificationDeps(settings=settings, providers=default_providers(settings, client) | (providers or {}), metrics=metrics)
 
     return build_service_app(
         settings,
@@ -71,4 +74,5 @@ def create_app(settings: NotificationSettings | None = None, *, bus: EventBus | 
         resources=resources,
         workers=[dispatcher],
         bus=bus,
+        registry=registry,
     )

@@ -19,6 +19,8 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from prometheus_client import CollectorRegistry, Counter
+
 from services.notification import repository
 from services.notification.config import NotificationSettings
 from services.notification.models import Contact, Delivery, DeliveryStatus, Notification
@@ -39,11 +41,37 @@ from shared.population import SyntheticCustomer
 from shared.problems import Problem, not_found
 from shared.uow import UnitOfWork
 
+# A failed attempt that will be tried again (the delivery stays queued).
+RETRYING = "retrying"
+
+
+class NotificationMetrics:
+    """Collectors of one notification app, on its registry."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.deliveries = Counter(
+            "unbind_notification_deliveries",
+            "Deliveries by channel and outcome, counted once committed: sent, suppressed (opted out), "
+            f"failed (for good: attempts spent, a push that fell back to SMS, a code SMS the gateway refused), {RETRYING} (a failed attempt, tried again later)",
+            ["channel", "status"],
+            registry=registry,
+        )
+
+    def count_after_commit(self, uow: UnitOfWork, outcomes: list[tuple[str, str]]) -> None:
+        """Count (channel, status) pairs once the transaction that recorded them is durable."""
+        if outcomes:
+            uow.after_commit(lambda: self._count(outcomes))
+
+    def _count(self, outcomes: list[tuple[str, str]]) -> None:
+        for channel, status in outcomes:
+            self.deliveries.labels(channel, status).inc()
+
 
 @dataclass(frozen=True)
 class NotificationDeps:
     settings: NotificationSettings
     providers: dict[str, Provider]
+    metrics: NotificationMetrics
 
 
 # --- planning ------------------------------------------------------------------------------
@@ -62,7 +90,9 @@ def quiet_until(contact: Contact | None, now: datetime) -> datetime | None:
     return end_at if end_at > local else end_at + timedelta(days=1)
 
 
-async def plan(uow: UnitOfWork, event_id: str, kind: str, event: Event, params: dict[str, Any], *, not_before: datetime | None = None) -> int:
+async def plan(
+    uow: UnitOfWork, metrics: NotificationMetrics, event_id: str, kind: str, event: Event, params: dict[str, Any], *, not_before: datetime | None = None
+) -> int:
     """Write the deliveries of one message; returns how many were new (a replay writes none)."""
     session = uow.session
     contact = await repository.get_contact(session, event.user_id)
@@ -77,6 +107,7 @@ async def plan(uow: UnitOfWork, event_id: str, kind: str, event: Event, params: 
     # One query for the whole message, not one per channel: a replay finds every pair already there.
     existing = await repository.delivered_to(session, event_id)
     created = 0
+    outcomes: list[tuple[str, str]] = []
     for channel in KINDS[kind].channels + (("email",) if kind == "unbind_completed" and contact and contact.email else ()):
         recipient = recipients[channel]
         if recipient is None or (channel, recipient) in existing:
@@ -86,12 +117,15 @@ async def plan(uow: UnitOfWork, event_id: str, kind: str, event: Event, params: 
         )
         if channel in opted_out and kind not in SECURITY_KINDS:
             delivery.status = DeliveryStatus.SUPPRESSED
+            outcomes.append((channel, DeliveryStatus.SUPPRESSED))
         elif channel == "inapp" and due <= now:
             _to_inbox(uow, delivery, now)
+            outcomes.append((channel, DeliveryStatus.SENT))
         else:
             delivery.status, delivery.next_attempt_at = DeliveryStatus.QUEUED, due
         session.add(delivery)
         created += 1
+    metrics.count_after_commit(uow, outcomes)
     return created
 
 
@@ -124,9 +158,9 @@ async def notify_lender(uow: UnitOfWork, event_id: str, event: UnbindCompleted) 
     )
 
 
-async def schedule_reminder(uow: UnitOfWork, settings: NotificationSettings, event_id: str, event: UnbindCompleted) -> None:
-    when = utcnow() + timedelta(seconds=settings.reminder_delay_seconds)
-    await plan(uow, f"{event_id}:reminder", "follow_up_reminder", event, {}, not_before=when)
+async def schedule_reminder(uow: UnitOfWork, deps: NotificationDeps, event_id: str, event: UnbindCompleted) -> None:
+    when = utcnow() + timedelta(seconds=deps.settings.reminder_delay_seconds)
+    await plan(uow, deps.metrics, f"{event_id}:reminder", "follow_up_reminder", event, {}, not_before=when)
 
 
 def event_params(event: Event) -> dict[str, Any]:
@@ -167,6 +201,7 @@ async def dispatch_due(uow: UnitOfWork, deps: NotificationDeps, *, limit: int = 
             delivery.status = DeliveryStatus.FAILED
         else:
             delivery.next_attempt_at = now + backoff(deps.settings, delivery.attempts)
+    deps.metrics.count_after_commit(uow, [(delivery.channel, delivery.status if delivery.status != DeliveryStatus.QUEUED else RETRYING) for delivery in due])
     return len(due)
 
 
@@ -202,7 +237,7 @@ async def _fall_back_to_sms(uow: UnitOfWork, push: Delivery, now: datetime) -> N
 # --- internal send (codes) -----------------------------------------------------------------
 
 
-async def send_message(uow: UnitOfWork, sms: Provider, message: MessageIn) -> MessageAccepted:
+async def send_message(uow: UnitOfWork, deps: NotificationDeps, message: MessageIn) -> MessageAccepted:
     """Send a service's code SMS, once per message id; only its redacted text is kept."""
     contact = await repository.get_contact(uow.session, message.user_id)
     if contact is None:
@@ -216,8 +251,10 @@ async def send_message(uow: UnitOfWork, sms: Provider, message: MessageIn) -> Me
         raise Problem(422, "template-parameters", "Template parameters missing", str(exc)) from exc
     try:
         # Gateway first, then the record: a crash in between may send twice, never zero times.
-        await sms.send(Outgoing(contact.phone, title, text))
+        await deps.providers["sms"].send(Outgoing(contact.phone, title, text))
     except DeliveryError as exc:
+        # Counted at once: the gateway refused, and the rollback below does not undo that.
+        deps.metrics.deliveries.labels("sms", DeliveryStatus.FAILED).inc()
         raise Problem(503, "sms-unavailable", "SMS gateway unavailable", "The code was not sent; retry.", headers={"Retry-After": "2"}) from exc
     now = utcnow()
     uow.session.add(
@@ -235,6 +272,7 @@ async def send_message(uow: UnitOfWork, sms: Provider, message: MessageIn) -> Me
             sent_at=now,
         )
     )
+    deps.metrics.count_after_commit(uow, [("sms", DeliveryStatus.SENT)])
     return MessageAccepted(message_id=message.message_id, status="sent", channel="sms", to=masked)
 
 

@@ -7,11 +7,12 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from services.risk import api, handlers
 from services.risk.config import RiskSettings
 from services.risk.models import InboxEntry, OutboxMessage
-from services.risk.service import RiskDeps
+from services.risk.service import RiskDeps, RiskMetrics
 from shared.app import ServiceRuntime, build_service_app
 from shared.bus import EventBus
 from shared.db import utcnow
@@ -20,10 +21,12 @@ from shared.db import utcnow
 def create_app(settings: RiskSettings | None = None, *, bus: EventBus | None = None, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     """`clock` is the time signals are read at (tests pass a fixed one)."""
     settings = settings or RiskSettings()
+    registry = CollectorRegistry()
+    metrics = RiskMetrics(registry)
 
     @asynccontextmanager
     async def resources(runtime: ServiceRuntime) -> AsyncIterator[RiskDeps]:
-        yield RiskDeps(settings=settings, clock=clock)
+        yield RiskDeps(settings=settings, clock=clock, metrics=metrics)
 
     return build_service_app(
         settings,
@@ -35,4 +38,5 @@ def create_app(settings: RiskSettings | None = None, *, bus: EventBus | None = N
         subscriptions=handlers.SUBSCRIPTIONS,
         resources=resources,
         bus=bus,
+        registry=registry,
     )

@@ -18,6 +18,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from prometheus_client import CollectorRegistry, Counter
+
 from services.risk import repository
 from services.risk.config import RiskSettings
 from services.risk.models import AccountFlag, Assessment, CustomerProfile, KnownDevice, ObservedEvent, Review, ReviewStatus, RuleSet
@@ -64,10 +66,18 @@ SIGNALS: dict[str, Signal] = {
 }
 
 
+class RiskMetrics:
+    """Collectors of one risk app, on its registry."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.decisions = Counter("unbind_risk_decisions", "Risk assessments committed, by decision (allow, step_up, review, deny)", ["decision"], registry=registry)
+
+
 @dataclass(frozen=True)
 class RiskDeps:
     settings: RiskSettings
     clock: Callable[[], datetime]
+    metrics: RiskMetrics
 
 
 def observe(uow: UnitOfWork, event: Event, at: datetime | None = None) -> None:
@@ -156,6 +166,8 @@ async def assess(uow: UnitOfWork, deps: RiskDeps, event: UnbindRequested) -> Non
     if decision == RiskDecision.REVIEW:
         open_review(uow, event, "risk", at=now)
     methods = REQUIRED_METHODS[decision]
+    # Counted once the assessment is durable: a rolled-back (then retried) one would count twice.
+    uow.after_commit(deps.metrics.decisions.labels(decision.value).inc)
     session.add(
         Assessment(
             request_id=event.request_id,

@@ -55,8 +55,8 @@ async def get_verification(verification_id: VerificationId, principal: Customer,
 
 
 @router.post("/verifications/{verification_id}/otp", tags=["verifications"], responses=REFUSED)
-async def check_otp(verification_id: VerificationId, body: OtpIn, principal: Customer, uow: RequestUnitOfWork, settings: Settings, request: Request) -> Any:
-    outcome = await service.check_otp(uow, settings, principal, verification_id, body.code)
+async def check_otp(verification_id: VerificationId, body: OtpIn, principal: Customer, uow: RequestUnitOfWork, deps: Deps, request: Request) -> Any:
+    outcome = await service.check_otp(uow, deps, principal, verification_id, body.code)
     return outcome.verification if outcome.accepted else _refusal(request, outcome, outcome.verification.otp_attempts_remaining)
 
 

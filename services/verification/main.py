@@ -9,11 +9,12 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from services.verification import api, handlers, service
 from services.verification.config import VerificationSettings
 from services.verification.models import InboxEntry, OutboxMessage
-from services.verification.service import VerificationDeps
+from services.verification.service import VerificationDeps, VerificationMetrics
 from shared.app import ServiceRuntime, build_service_app
 from shared.bus import EventBus
 from shared.http import service_client
@@ -41,11 +42,13 @@ def create_app(
     settings: VerificationSettings | None = None, *, bus: EventBus | None = None, notification_transport: httpx.AsyncBaseTransport | None = None
 ) -> FastAPI:
     settings = settings or VerificationSettings()
+    registry = CollectorRegistry()
+    metrics = VerificationMetrics(registry)
 
     @asynccontextmanager
     async def resources(runtime: ServiceRuntime) -> AsyncIterator[VerificationDeps]:
         async with service_client(settings, settings.notification_url, transport=notification_transport) as notifier:
-            yield VerificationDeps(settings=settings, notifier=notifier, unit_of_work=runtime.unit_of_work)
+            yield VerificationDeps(settings=settings, notifier=notifier, unit_of_work=runtime.unit_of_work, metrics=metrics)
 
     return build_service_app(
         settings,
@@ -58,4 +61,5 @@ def create_app(
         resources=resources,
         workers=[sweep],
         bus=bus,
+        registry=registry,
     )

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
+from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy.exc import IntegrityError
 
 from services.verification import repository
@@ -45,6 +46,20 @@ from shared.uow import UnitOfWork
 log = logging.getLogger(__name__)
 
 
+class VerificationMetrics:
+    """Collectors of one verification app, on its registry."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.codes_sent = Counter("unbind_otp_codes_sent", "One-time codes notification accepted for sending by SMS", registry=registry)
+        self.codes_failed = Counter(
+            "unbind_otp_codes_failed",
+            "One-time codes notification did not take, by reason (rejected: it answered an error; unreachable: no answer); the code is replaced and sent again",
+            ["reason"],
+            registry=registry,
+        )
+        self.checks = Counter("unbind_otp_checks", "Codes checked and committed, by result (accepted, wrong_code)", ["result"], registry=registry)
+
+
 @dataclass(frozen=True)
 class VerificationDeps:
     """What the verification handlers and workers need beyond their unit of work."""
@@ -52,6 +67,7 @@ class VerificationDeps:
     settings: VerificationSettings
     notifier: httpx.AsyncClient
     unit_of_work: Callable[[], UnitOfWork]
+    metrics: VerificationMetrics
 
 
 @dataclass(frozen=True)
@@ -161,12 +177,17 @@ async def _send_code(deps: VerificationDeps, verification_id: str, user_id: str,
         "template": "otp_code",
         "params": {"code": code, "ttl_minutes": str(max(1, deps.settings.otp_ttl_seconds // 60))},
     }
+    # Counted here, outside any transaction: the call happened whatever becomes of the row below.
     try:
         response = await post_with_retries(deps.notifier, "/internal/v1/messages", json=message)
         delivered = response.is_success
-        if not delivered:
+        if delivered:
+            deps.metrics.codes_sent.inc()
+        else:
+            deps.metrics.codes_failed.labels("rejected").inc()
             log.warning("code not accepted by notification", extra={"verification_id": verification_id, "status": response.status_code})
     except httpx.HTTPError as exc:
+        deps.metrics.codes_failed.labels("unreachable").inc()
         log.warning("notification unreachable; the code will be sent again", extra={"verification_id": verification_id, "error": type(exc).__name__})
         delivered = False
     async with deps.unit_of_work() as uow:
@@ -230,8 +251,9 @@ def _too_many(detail: str, retry_after: float) -> Problem:
     return Problem(429, "too-many-codes", "Too many codes", detail, headers={"Retry-After": str(seconds)}, retry_after=seconds)
 
 
-async def check_otp(uow: UnitOfWork, settings: VerificationSettings, principal: Principal, verification_id: str, code: str) -> AttemptOutcome:
+async def check_otp(uow: UnitOfWork, deps: VerificationDeps, principal: Principal, verification_id: str, code: str) -> AttemptOutcome:
     """Check a code. A wrong code is recorded (the caller commits it) and reported, not raised."""
+    settings = deps.settings
     verification = await _owned(uow, principal, verification_id, for_update=True)
     _require_open(verification)
     if VerificationMethod.OTP not in verification.methods or VerificationMethod.OTP in verification.passed_methods:
@@ -241,10 +263,12 @@ async def check_otp(uow: UnitOfWork, settings: VerificationSettings, principal: 
 
     verification.otp_attempts += 1
     if not hmac.compare_digest(verification.otp_hash, _code_digest(settings, verification.id, code)):
+        uow.after_commit(deps.metrics.checks.labels("wrong_code").inc)
         if verification.otp_attempts >= settings.otp_max_attempts:
             _fail(uow, verification, "too_many_attempts")
         return AttemptOutcome(verification_out(settings, verification), accepted=False, reason="wrong-code")
 
+    uow.after_commit(deps.metrics.checks.labels("accepted").inc)
     verification.otp_hash = None  # single use
     verification.passed_methods = [*verification.passed_methods, VerificationMethod.OTP]
     _complete_if_done(uow, verification)
