@@ -140,6 +140,11 @@ class EventConsumer:
             await consumer.commit(offsets)
             self._committed.update(offsets)
 
+    def assigned_partitions(self) -> set[int]:
+        """The partitions of the topic this instance holds now (empty while it is not connected)."""
+        client = self._client
+        return {tp.partition for tp in client.assignment() if tp.topic == self._topic} if client is not None else set()
+
     async def lag(self) -> dict[TopicPartition, int]:
         """Records not yet committed on each partition this instance holds (empty while it is not
         connected); a partition it has not fetched from yet is left out."""
