@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared.cli.kafka import DEFAULT_PARTITIONS
+from tests.contracts import assert_records_follow_contract
 from tests.factories import customer_with_binding, idempotency_key, unbind_body
 from tests.stack import BusTopics, Stack, auth, eventually, running_stack
 
@@ -62,6 +63,7 @@ async def test_two_instances_of_each_service_complete_every_request_exactly_once
         request_ids = await asyncio.gather(*(unbind(index) for index in range(REQUESTS)))
         await asyncio.sleep(1.0)  # room for a wrong second event to show up
 
+        assert_records_follow_contract(await kafka_topics.records())
         events = [event for event in await kafka_topics.events() if event.data.request_id in set(request_ids)]
         for request_id in request_ids:
             assert [event.type for event in events if event.data.request_id == request_id] == FLOW, "each step once, in order"
