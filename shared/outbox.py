@@ -75,9 +75,6 @@ class Outbox:
         )
         return envelope
 
-    async def pending_count(self, session: AsyncSession) -> int:
-        return await session.scalar(select(func.count()).select_from(self.model).where(self.model.published_at.is_(None))) or 0
-
 
 class PublishFailed(Exception):
     """Some rows of a batch were not acknowledged by the broker; they stay unpublished."""
