@@ -15,8 +15,9 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
+from aiokafka import TopicPartition
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -206,12 +207,7 @@ def _runtime_metrics(runtime: ServiceRuntime) -> Callable[[], Awaitable[None]]:
     outbox_pending = Gauge("unbind_outbox_pending", "Outbox rows not yet published", registry=runtime.registry)
     oldest_unsent = Gauge("unbind_outbox_oldest_unsent_age_seconds", "Age of the oldest outbox row not yet published (0 when none)", registry=runtime.registry)
     published = Gauge("unbind_events_published", "Outbox rows published since start", registry=runtime.registry)
-    lag = Gauge(
-        "unbind_consumer_lag",
-        "Records on the partition not yet committed by this instance's consumer group (highwater as of the last fetch minus the committed offset)",
-        ["topic", "partition"],
-        registry=runtime.registry,
-    )
+    lag = consumer_lag_gauge(runtime.registry)
     model = runtime.outbox.model
 
     async def refresh() -> None:
@@ -221,16 +217,30 @@ def _runtime_metrics(runtime: ServiceRuntime) -> Callable[[], Awaitable[None]]:
         oldest_unsent.set(max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0)
         published.set(runtime.relay.published_total)
         if runtime.consumer is not None:
-            await _refresh_lag(lag, runtime.consumer)
+            await refresh_consumer_lag(lag, runtime.consumer)
 
     return refresh
 
 
-async def _refresh_lag(gauge: Gauge, consumer: EventConsumer) -> None:
+class LagSource(Protocol):
+    async def lag(self) -> dict[TopicPartition, int]: ...
+
+
+def consumer_lag_gauge(registry: CollectorRegistry) -> Gauge:
+    return Gauge(
+        "unbind_consumer_lag",
+        "Records on the partition not yet processed by this instance (highwater as of the last fetch minus the committed offset or, for the dashboard, its view's position)",
+        ["topic", "partition"],
+        registry=registry,
+    )
+
+
+async def refresh_consumer_lag(gauge: Gauge, source: LagSource) -> None:
+    """Set the lag gauge from a consumer's view, at scrape time."""
     # Partitions come and go with rebalances: only those held now are shown.
     try:
         async with asyncio.timeout(2):
-            lags = await consumer.lag()
+            lags = await source.lag()
     except Exception as exc:  # a rebalance under way, a position not known yet: the scrape answers without lag
         log.debug("consumer lag unavailable", extra={"error": redact(repr(exc))})
         lags = {}

@@ -23,7 +23,7 @@ from services.dashboard.config import DashboardSettings
 from services.dashboard.projection import Projection
 from services.dashboard.service import DashboardDeps
 from services.dashboard.stream import LiveHub, StreamReader
-from shared.app import build_http_app
+from shared.app import build_http_app, consumer_lag_gauge, refresh_consumer_lag
 from shared.bus import EventBus, KafkaBus
 from shared.db import utcnow
 from shared.logging import configure_logging
@@ -86,24 +86,26 @@ def create_app(
         lifespan=lifespan,
         registry=registry,
         readiness=readiness,
-        refresh_metrics=_metrics(registry, projection, hub),
+        refresh_metrics=_metrics(registry, projection, hub, reader),
     )
     app.mount("/static", StaticFiles(directory=api.STATIC), name="static")
     app.add_middleware(_SecurityHeaders)
     return app
 
 
-def _metrics(registry: CollectorRegistry, projection: Projection, hub: LiveHub) -> Callable[[], Any]:
+def _metrics(registry: CollectorRegistry, projection: Projection, hub: LiveHub, reader: StreamReader) -> Callable[[], Any]:
     events = Gauge("unbind_dashboard_events_applied", "Events applied to the view since start", registry=registry)
     open_requests = Gauge("unbind_dashboard_open_requests", "Unbind requests not yet finished", registry=registry)
     dead_letters = Gauge("unbind_dashboard_dead_letters", "Records seen on the dead-letter topic", registry=registry)
     pages = Gauge("unbind_dashboard_live_pages", "Pages connected to the live stream", registry=registry)
+    lag = consumer_lag_gauge(registry)
 
     async def refresh() -> None:
         events.set(projection.events_total)
         open_requests.set(len(projection.open))
         dead_letters.set(projection.dead_letter_total)
         pages.set(len(hub.subscribers))
+        await refresh_consumer_lag(lag, reader)
 
     return refresh
 

@@ -20,7 +20,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from services.dashboard.config import DashboardSettings
 from services.dashboard.handlers import SUBSCRIPTIONS
 from services.dashboard.projection import FeedItem, Projection, matches
-from shared.bus import Consumer, EventBus, stop_quietly
+from shared.bus import Consumer, EventBus, partition_lag, stop_quietly
 from shared.cloudevents import Envelope, MalformedEvent
 from shared.consumer import is_replay_marker
 from shared.describe import describe_event
@@ -150,6 +150,13 @@ class StreamReader:
                 self.connected = False
                 await stop_quietly(self.consumer)
                 self.consumer = None
+
+    async def lag(self) -> dict[TopicPartition, int]:
+        """Records on each assigned partition that the view has not applied yet."""
+        if not self.connected or self.consumer is None:
+            return {}
+        applied = {tp: position for tp in self.consumer.assignment() if (position := self.projection.position(tp.topic, tp.partition)) is not None}
+        return await partition_lag(self.consumer, applied)
 
     def apply(self, topic: str, partition: int, record: Any) -> None:
         if not self.projection.accept(topic, partition, record.offset):

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.dashboard.api import STATIC
 from shared.auth import issue_token
@@ -67,6 +68,20 @@ async def test_a_flow_reaches_the_feed_and_moves_the_funnel(any_bus: BusTopics, 
         # Masked data only: nothing long enough to be the phone or account number.
         text = (await dashboard.get("/v1/events", headers=OPS)).text
         assert customer.phone[-8:] not in text and customer.account_number not in text
+
+        # The view has caught up: every partition it holds is at lag 0, and its metrics say so.
+        async def caught_up() -> dict[str, float] | None:
+            samples = {
+                f"{sample.name}{sample.labels.get('partition', '')}": sample.value
+                for family in text_string_to_metric_families((await dashboard.get("/metrics")).text)
+                for sample in family.samples
+                if sample.name in ("unbind_consumer_lag", "unbind_dashboard_events_applied")
+            }
+            lags = [value for name, value in samples.items() if name.startswith("unbind_consumer_lag")]
+            return samples if lags and not any(lags) else None
+
+        metrics = await eventually(caught_up, 10, "the dashboard's lag never reached 0")
+        assert metrics["unbind_dashboard_events_applied"] >= 3
 
 
 async def test_reviews_are_listed_with_their_score_and_decided_through_risk(any_bus: BusTopics, tmp_path: Path) -> None:
