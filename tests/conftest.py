@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from shared.cli.kafka import create_topics, kafka_down, kafka_up, kafka_up_async
+from shared.cli.kafka import create_topics, delete_topics, kafka_down, kafka_up, kafka_up_async
 from shared.cli.postgres import ensure_database, postgres_up
 from shared.migrations import SERVICES
 from tests.stack import BusTopics, make_bus_topics
@@ -65,18 +66,33 @@ async def _kafka_topics(bootstrap: str) -> BusTopics:
     return topics
 
 
+async def _drop_topics(bootstrap: str, topics: BusTopics) -> None:
+    # Cleanup only: a broker a test left stopped must not turn a passed test into an error.
+    try:
+        await delete_topics(bootstrap, [topics.topic, topics.dlq_topic])
+    except Exception as exc:  # noqa: BLE001
+        warnings.warn(f"test topics {topics.topic} not deleted: {exc!r}", stacklevel=1)
+
+
 @pytest.fixture
-async def kafka_topics(kafka_bootstrap: str) -> BusTopics:
-    """The real broker, with a pair of fresh topics for this test."""
-    return await _kafka_topics(kafka_bootstrap)
+async def kafka_topics(kafka_bootstrap: str) -> AsyncIterator[BusTopics]:
+    """The real broker, with a pair of fresh topics for this test, deleted after it: a broker
+    holding every topic of many runs (12,000 partitions) ran out of its 512 MB heap."""
+    topics = await _kafka_topics(kafka_bootstrap)
+    yield topics
+    await _drop_topics(kafka_bootstrap, topics)
 
 
 @pytest.fixture(params=["memory", "kafka"])
-async def any_bus(request: pytest.FixtureRequest) -> BusTopics:
+async def any_bus(request: pytest.FixtureRequest) -> AsyncIterator[BusTopics]:
     """The same test body on the in-memory twin and on the real broker."""
     if request.param == "memory":
-        return make_bus_topics("memory", None)
-    return await _kafka_topics(request.getfixturevalue("kafka_bootstrap"))
+        yield make_bus_topics("memory", None)
+        return
+    bootstrap = request.getfixturevalue("kafka_bootstrap")
+    topics = await _kafka_topics(bootstrap)
+    yield topics
+    await _drop_topics(bootstrap, topics)
 
 
 class Broker:

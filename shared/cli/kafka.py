@@ -566,6 +566,23 @@ async def create_topics(bootstrap: str, topics: Iterable[str], partitions: int =
         await admin.close()
 
 
+async def delete_topics(bootstrap: str, topics: Iterable[str]) -> None:
+    """Delete ``topics`` (and their data); a topic that is already gone is no error."""
+    from aiokafka.errors import UnknownTopicOrPartitionError
+
+    admin = _admin(bootstrap, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        if names := [name for name in dict.fromkeys(topics) if name in existing]:
+            try:
+                await admin.delete_topics(names, timeout_ms=30000)
+            except UnknownTopicOrPartitionError:
+                pass  # deleted by someone else in between
+    finally:
+        await admin.close()
+
+
 async def read_topic(bootstrap: str, topic: str, *, client_id: str = "unbind-infra", timeout: float = 30) -> list[Any]:
     """Every record of ``topic``, partition by partition, from the beginning to the end offsets
     taken when reading starts (records arriving meanwhile are left out: one consistent snapshot).
