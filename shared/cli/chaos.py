@@ -44,6 +44,7 @@ from services.verification.device_simulator import DeviceSimulator
 from shared.auth import issue_token
 from shared.cli import kafka, pii
 from shared.cli.errors import InfraError
+from shared.cli.postgres import ensure_database
 from shared.cli.services import APPS, load_settings, seed_population
 from shared.cli.sms import SmsSink
 from shared.cli.stack import read_pid_file, service_ports
@@ -170,6 +171,14 @@ class ChaosStack:
         self.proc: subprocess.Popen[bytes] | None = None
         env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS" and not k.startswith("UNBIND_")}
         self.env = {**env, "KAFKA_PORT": str(self.kafka_port), "KAFKA_CONTROLLER_PORT": str(self.kafka_port + 1), "UNBIND_ENV": "development"}
+        if database_url:
+            # Databases of this run's own on the server: the checks must see only its requests,
+            # never those of an `unbind up` or an earlier run on the same server.
+            run_tag = var_dir.name.replace("-", "_").lower()
+            self.database_urls = {service: asyncio.run(ensure_database(database_url, f"chaos_{run_tag}_{service}")) for service in SERVICES}
+            for service, url in self.database_urls.items():
+                # The services read it from their environment, this process's checks from its own.
+                self.env[f"UNBIND_{service.upper()}_DATABASE_URL"] = os.environ[f"UNBIND_{service.upper()}_DATABASE_URL"] = url
         self.bootstrap = f"127.0.0.1:{self.kafka_port}"
 
     def url(self, service: str) -> str:
