@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 
 from shared.bus import KafkaBus
-from shared.cli.kafka import _admin, create_topics
+from shared.cli.kafka import create_topics, delete_topics
 from shared.db import create_engine, is_sqlite
 
 
@@ -45,12 +45,7 @@ async def kafka_ceiling(bootstrap: str, message_size: int, count: int = 50_000) 
         consume_seconds = time.perf_counter() - started
     finally:
         await consumer.stop()
-    admin = _admin(bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([topic])
-    finally:
-        await admin.close()
+    await delete_topics(bootstrap, [topic])
     return {
         "message_bytes": message_size,
         "messages": count,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import random
@@ -404,8 +405,6 @@ async def _query(service: str, settings: Any, statement: Any) -> list[Any]:
 
 
 async def outbox_backlog(settings: dict[str, Any]) -> dict[str, int]:
-    import importlib
-
     backlog = {}
     for service in SERVICES:
         model = importlib.import_module(f"services.{service}.models").OutboxMessage
