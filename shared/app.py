@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
@@ -21,6 +21,8 @@ from aiokafka import TopicPartition
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -206,7 +208,7 @@ def _runtime_metrics(runtime: ServiceRuntime) -> Callable[[], Awaitable[None]]:
     cost is one query and a look at the consumer client per scrape, nothing per event."""
     outbox_pending = Gauge("unbind_outbox_pending", "Outbox rows not yet published", registry=runtime.registry)
     oldest_unsent = Gauge("unbind_outbox_oldest_unsent_age_seconds", "Age of the oldest outbox row not yet published (0 when none)", registry=runtime.registry)
-    published = Gauge("unbind_events_published", "Outbox rows published since start", registry=runtime.registry)
+    runtime.registry.register(_PublishedCounter(runtime.relay))
     lag = consumer_lag_gauge(runtime.registry)
     model = runtime.outbox.model
 
@@ -215,11 +217,20 @@ def _runtime_metrics(runtime: ServiceRuntime) -> Callable[[], Awaitable[None]]:
             pending, oldest = (await session.execute(select(func.count(), func.min(model.created_at)).where(model.published_at.is_(None)))).one()
         outbox_pending.set(pending)
         oldest_unsent.set(max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0)
-        published.set(runtime.relay.published_total)
         if runtime.consumer is not None:
             await refresh_consumer_lag(lag, runtime.consumer)
 
     return refresh
+
+
+class _PublishedCounter(Collector):
+    """The relay's running count, read at scrape time: a counter without a hook in the relay loop."""
+
+    def __init__(self, relay: OutboxRelay):
+        self._relay = relay
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily("unbind_events_published", "Outbox rows this instance published since start", value=self._relay.published_total)
 
 
 class LagSource(Protocol):

@@ -3,6 +3,7 @@ on each bus and each database."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -102,6 +103,11 @@ async def test_metrics_count_what_one_unbind_caused(any_bus: BusTopics, database
         assert samples(text, "unbind_outbox_oldest_unsent_age_seconds") == {(): 0.0}, service
         lag = samples(text, "unbind_consumer_lag")
         assert {topic for _, topic in lag} == {any_bus.topic} and set(lag.values()) == {0.0}, service
+
+    # Each service's relay published exactly the flow's events that service emitted.
+    emitted = Counter(event.source.rsplit("/", 1)[-1] for event in await any_bus.events())
+    for service, text in texts.items():
+        assert samples(text, "unbind_events_published_total") == {(): float(emitted[service])}, service
 
     assert samples(texts["risk"], "unbind_risk_decisions_total") == {("allow",): 1.0}
     assert samples(texts["verification"], "unbind_otp_codes_sent_total") == {(): 1.0}
