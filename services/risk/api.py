@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from services.risk import service
 from services.risk.models import ReviewStatus
 from services.risk.schemas import AssessmentOut, FlagList, ProfileIn, ReviewDecisionIn, ReviewList, ReviewOut, RuleSetOut, RulesIn
-from shared.app import RequestUnitOfWork
+from services.risk.service import RiskDeps
+from shared.app import RequestUnitOfWork, Runtime
 from shared.auth import Ops, Service
 from shared.problems import problem_responses
 
 router = APIRouter(responses=problem_responses(401, 403, 422))
 
 Id = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+
+
+def _deps(runtime: Runtime) -> RiskDeps:
+    return runtime.deps
+
+
+Deps = Annotated[RiskDeps, Depends(_deps)]
 
 
 @router.get("/v1/assessments/{request_id}", tags=["assessments"], responses=problem_responses(404))
@@ -42,8 +50,8 @@ async def list_reviews(principal: Ops, uow: RequestUnitOfWork, status: ReviewSta
 
 
 @router.post("/v1/reviews/{review_id}/decision", tags=["reviews"], responses=problem_responses(400, 404, (409, "Already decided, or withdrawn")))
-async def decide_review(review_id: Id, body: ReviewDecisionIn, principal: Ops, uow: RequestUnitOfWork) -> ReviewOut:
-    return await service.decide_review(uow, principal, review_id, body.decision, body.note)
+async def decide_review(review_id: Id, body: ReviewDecisionIn, principal: Ops, uow: RequestUnitOfWork, deps: Deps) -> ReviewOut:
+    return await service.decide_review(uow, deps, principal, review_id, body.decision, body.note)
 
 
 @router.get("/v1/flags", tags=["flags"])

@@ -71,6 +71,7 @@ class RiskMetrics:
 
     def __init__(self, registry: CollectorRegistry):
         self.decisions = Counter("unbind_risk_decisions", "Risk assessments committed, by decision (allow, step_up, review, deny)", ["decision"], registry=registry)
+        self.reviews = Counter("unbind_risk_reviews", "Reviews decided by ops, committed, by outcome (approve, deny)", ["outcome"], registry=registry)
 
 
 @dataclass(frozen=True)
@@ -271,7 +272,7 @@ async def list_reviews(uow: UnitOfWork, status: str | None, limit: int) -> Revie
     return ReviewList(items=[review_out(review, now) for review in await repository.list_reviews(uow.session, status, limit)])
 
 
-async def decide_review(uow: UnitOfWork, principal: Principal, review_id: str, decision: ReviewOutcome, note: str) -> ReviewOut:
+async def decide_review(uow: UnitOfWork, deps: RiskDeps, principal: Principal, review_id: str, decision: ReviewOutcome, note: str) -> ReviewOut:
     """Close a pending review, once; an approval goes on to verification with both methods."""
     review = await repository.get_review(uow.session, review_id, for_update=True)
     if review is None:
@@ -293,6 +294,7 @@ async def decide_review(uow: UnitOfWork, principal: Principal, review_id: str, d
             required_methods=APPROVED_AFTER_REVIEW if decision == ReviewOutcome.APPROVE else [],
         )
     )
+    uow.after_commit(deps.metrics.reviews.labels(decision.value).inc)
     return review_out(review, review.decided_at)
 
 

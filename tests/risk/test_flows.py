@@ -11,6 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from services.verification.models import InboxEntry, Verification
@@ -102,6 +103,11 @@ async def test_a_third_request_in_a_day_reviewed_and_denied_is_rejected(at_noon:
     assert (body["outcome_reason"], body["reviewer_note"]) == ("review_denied", "unusual pattern")
     again = await at_noon.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve"}, headers=OPS)
     assert again.status_code == 409
+    # One decision counted; the refused second one is not.
+    metrics = (await at_noon.client("risk").get("/metrics")).text
+    families = text_string_to_metric_families(metrics)
+    reviews = {sample.labels["outcome"]: sample.value for family in families for sample in family.samples if sample.name == "unbind_risk_reviews_total"}
+    assert reviews == {"deny": 1.0}
 
 
 async def test_a_cancelled_request_withdraws_its_review_and_no_late_approval_sends_a_code(at_noon: Stack) -> None:
