@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from services.binding.models import Benefit, Binding, BindingStatus, CreditAccount, Instalment, Mandate, RepaymentAccount
 from services.binding.service import today
-from services.notification.models import Contact
+from services.notification import handlers as notification_handlers
+from services.notification.models import Contact, InboxEntry
 from services.verification.device_simulator import DeviceSimulator
-from tests.stack import Stack, auth
+from shared.consumer import EventConsumer, Subscriptions
+from shared.uow import UnitOfWork
+from tests.stack import BusTopics, Stack, auth
 
 
 @dataclass(frozen=True)
@@ -113,3 +118,28 @@ async def enrolled_device(stack: Stack, customer: Customer) -> DeviceSimulator:
     response = await stack.client("verification").post("/v1/devices", json=device.enrolment(), headers=auth(customer.user_id))
     assert response.status_code == 201, response.text
     return device
+
+
+def notification_consumer(
+    stack: Stack,
+    topics: BusTopics,
+    *,
+    subscriptions: Subscriptions | None = None,
+    unit_of_work: Callable[[], UnitOfWork] | None = None,
+    group_id: str | None = None,
+    **options: Any,
+) -> EventConsumer:
+    """A consumer on notification's database and inbox, built as the service builds its own, with
+    the test's handlers, unit of work or options (max_attempts, retry_backoff, metrics) instead."""
+    runtime = stack.runtime("notification")
+    return EventConsumer(
+        bus=topics.bus,
+        group_id=group_id or runtime.settings.consumer_group,
+        topic=topics.topic,
+        dlq_topic=topics.dlq_topic,
+        unit_of_work=unit_of_work or runtime.unit_of_work,
+        inbox_model=InboxEntry,
+        subscriptions=subscriptions or notification_handlers.SUBSCRIPTIONS,
+        deps=runtime.deps,
+        **options,
+    )

@@ -29,6 +29,7 @@ from shared.events import UnbindCompleted
 from shared.migrations import SERVICES
 from shared.uow import UnitOfWork
 from tests.cli.conftest import cli_env, run_unbind
+from tests.factories import notification_consumer
 from tests.stack import BusTopics, Stack, eventually, running_stack
 
 ACCOUNT = "6222021234564821"
@@ -108,18 +109,7 @@ async def test_a_dead_letter_is_listed_then_replayed_once_its_cause_is_fixed(kaf
                 raise RuntimeError(f"lender system unavailable for account {ACCOUNT}")
             await notification_handlers.on_unbind_completed(event, uow, deps)
 
-        consumer = EventConsumer(
-            bus=kafka_topics.bus,
-            group_id=runtime.settings.consumer_group,
-            topic=kafka_topics.topic,
-            dlq_topic=kafka_topics.dlq_topic,
-            unit_of_work=runtime.unit_of_work,
-            inbox_model=InboxEntry,
-            subscriptions={UnbindCompleted: notify_unless_lender_down},
-            deps=runtime.deps,
-            max_attempts=2,
-            retry_backoff=0.01,
-        )
+        consumer = notification_consumer(stack, kafka_topics, subscriptions={UnbindCompleted: notify_unless_lender_down}, max_attempts=2, retry_backoff=0.01)
         dlq = Dlq(kafka_topics, tmp_path / "var")
         event = completed("r-poison")
         async with consuming(consumer):

@@ -20,6 +20,7 @@ from shared.cloudevents import Envelope, header_map
 from shared.consumer import EventConsumer
 from shared.events import UnbindCompleted
 from shared.uow import UnitOfWork
+from tests.factories import notification_consumer
 from tests.stack import BusTopics, Stack, eventually, running_stack
 
 NOTIFICATION_ONLY = ("notification",)
@@ -66,16 +67,7 @@ async def test_consumer_killed_after_handling_but_before_committing(kafka_topics
         runtime = stack.runtime("notification")
 
         def consumer(unit_of_work) -> EventConsumer:
-            return EventConsumer(
-                bus=kafka_topics.bus,
-                group_id=runtime.settings.consumer_group,
-                topic=kafka_topics.topic,
-                dlq_topic=kafka_topics.dlq_topic,
-                unit_of_work=unit_of_work,
-                inbox_model=InboxEntry,
-                subscriptions=notification_handlers.SUBSCRIPTIONS,
-                deps=runtime.deps,
-            )
+            return notification_consumer(stack, kafka_topics, unit_of_work=unit_of_work)
 
         def crashing_unit_of_work() -> UnitOfWork:
             uow = runtime.unit_of_work()
@@ -132,18 +124,7 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(any_bu
                 raise RuntimeError("lender system rejected account 6222021234564821")
             await notification_handlers.on_unbind_completed(event, uow, deps)
 
-        consumer = EventConsumer(
-            bus=any_bus.bus,
-            group_id=runtime.settings.consumer_group,
-            topic=any_bus.topic,
-            dlq_topic=any_bus.dlq_topic,
-            unit_of_work=runtime.unit_of_work,
-            inbox_model=InboxEntry,
-            subscriptions={UnbindCompleted: flaky},
-            deps=runtime.deps,
-            max_attempts=3,
-            retry_backoff=0.01,
-        )
+        consumer = notification_consumer(stack, any_bus, subscriptions={UnbindCompleted: flaky}, max_attempts=3, retry_backoff=0.01)
         await any_bus.publish_event(completed_event(request_id="r-bad"))
         await any_bus.publish_event(completed_event(request_id="r-good"))
         task = asyncio.create_task(consumer.run())
@@ -177,17 +158,7 @@ async def test_an_unreachable_database_is_waited_out_not_dead_lettered(any_bus: 
                 raise OperationalError("SELECT 1", {}, ConnectionRefusedError("database is restarting"))
             return runtime.unit_of_work()
 
-        consumer = EventConsumer(
-            bus=any_bus.bus,
-            group_id=runtime.settings.consumer_group,
-            topic=any_bus.topic,
-            dlq_topic=any_bus.dlq_topic,
-            unit_of_work=flaky_database,
-            inbox_model=InboxEntry,
-            subscriptions=notification_handlers.SUBSCRIPTIONS,
-            deps=runtime.deps,
-            retry_backoff=0.01,
-        )
+        consumer = notification_consumer(stack, any_bus, unit_of_work=flaky_database, retry_backoff=0.01)
         await any_bus.publish_event(completed_event())
         task = asyncio.create_task(consumer.run())
         try:

@@ -10,13 +10,12 @@ from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry, generate_latest
 
 from services.notification import handlers as notification_handlers
-from services.notification.models import InboxEntry
 from shared.bus import InMemoryBus, partition_lag
-from shared.consumer import EventConsumer
 from shared.events import UnbindCompleted
 from shared.metrics import ConsumerMetrics
 from shared.uow import UnitOfWork
 from tests.e2e.test_metrics import samples
+from tests.factories import notification_consumer
 from tests.shared.test_consumer import completed_event
 from tests.stack import eventually, make_bus_topics, running_stack
 
@@ -25,26 +24,14 @@ async def test_consumer_counts_by_type_once_committed_and_each_failed_attempt(tm
     topics = make_bus_topics("memory", None)
     urls = {"notification": f"sqlite+aiosqlite:///{tmp_path / 'notification.db'}"}
     async with running_stack(topics, urls, tmp_path, ("notification",), {"notification": {"run_workers": False}}) as stack:
-        runtime = stack.runtime("notification")
-
         async def flaky(event: UnbindCompleted, uow: UnitOfWork, deps: object) -> None:
             if event.request_id == "r-bad":
                 raise RuntimeError("the lender system is confused")
             await notification_handlers.on_unbind_completed(event, uow, deps)
 
         registry = CollectorRegistry()
-        consumer = EventConsumer(
-            bus=topics.bus,
-            group_id="metrics",
-            topic=topics.topic,
-            dlq_topic=topics.dlq_topic,
-            unit_of_work=runtime.unit_of_work,
-            inbox_model=InboxEntry,
-            subscriptions={UnbindCompleted: flaky},
-            deps=runtime.deps,
-            max_attempts=3,
-            retry_backoff=0.01,
-            metrics=ConsumerMetrics(registry),
+        consumer = notification_consumer(
+            stack, topics, subscriptions={UnbindCompleted: flaky}, group_id="metrics", max_attempts=3, retry_backoff=0.01, metrics=ConsumerMetrics(registry)
         )
         await topics.publish_event(completed_event(request_id="r-bad"))
         await topics.publish_event(completed_event(request_id="r-good"), times=2)

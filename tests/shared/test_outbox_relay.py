@@ -44,6 +44,19 @@ async def unpublished(stack: Stack) -> int:
         return await session.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.published_at.is_(None))) or 0
 
 
+def assert_each_key_in_order(records: list, keys: int) -> None:
+    """Records of one key (one binding) share a partition, and their request ids (emitted in
+    ascending order) come out in offset order."""
+    by_key: dict[bytes, list[tuple[int, int, str]]] = {}
+    for record in records:
+        by_key.setdefault(record.key, []).append((record.partition, record.offset, Envelope.from_record(record.value, record.headers).data.request_id))
+    assert len(by_key) == keys
+    for key, entries in by_key.items():
+        assert len({partition for partition, _, _ in entries}) == 1, "one binding, one partition"
+        in_offset_order = [request_id for _, _, request_id in sorted(entries)]
+        assert in_offset_order == sorted(in_offset_order), f"events of {key!r} out of order"
+
+
 async def test_relay_restarted_mid_batch_has_no_second_effect(any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
     # Binding's own relay stays off so the test drives it; risk consumes normally.
     overrides = {"binding": {"run_workers": False}}
@@ -110,15 +123,7 @@ async def test_events_of_one_binding_keep_their_order(any_bus: BusTopics, databa
         finally:
             await producer.stop()
 
-        records = await any_bus.records()
-        by_key: dict[bytes, list[tuple[int, int, str]]] = {}
-        for record in records:
-            by_key.setdefault(record.key, []).append((record.partition, record.offset, Envelope.from_record(record.value, record.headers).data.request_id))
-        assert len(by_key) == 3
-        for key, entries in by_key.items():
-            assert len({partition for partition, _, _ in entries}) == 1, "one binding, one partition"
-            in_offset_order = [request_id for _, _, request_id in sorted(entries)]
-            assert in_offset_order == sorted(in_offset_order), f"events of {key!r} out of order"
+        assert_each_key_in_order(await any_bus.records(), keys=3)
 
 
 @pytest.mark.parametrize("database_urls", ["postgresql"], indirect=True)
@@ -155,9 +160,4 @@ async def test_two_relays_of_one_service_take_turns_and_publish_each_row_once(ka
         request_ids = [Envelope.from_record(record.value, record.headers).data.request_id for record in records]
         assert sorted(request_ids) == [f"r-{index:03d}" for index in range(200)], "every row published exactly once"
         assert sum(relay.published_total for relay in relays) == 200
-        by_key: dict[bytes, list[tuple[int, str]]] = {}
-        for record, request_id in zip(records, request_ids, strict=True):
-            by_key.setdefault(record.key, []).append((record.offset, request_id))
-        for key, entries in by_key.items():
-            in_offset_order = [request_id for _, request_id in sorted(entries)]
-            assert in_offset_order == sorted(in_offset_order), f"events of {key!r} out of order"
+        assert_each_key_in_order(records, keys=4)
