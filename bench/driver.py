@@ -16,8 +16,8 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.verification.device_simulator import DeviceSimulator
-from shared.auth import issue_token
 from shared.cli.kafka import partitions_of
+from shared.cli.keys import TokenMinter
 from shared.cli.running import RunningStack
 from shared.cli.sms import SmsSink
 from shared.cloudevents import Envelope, MalformedEvent
@@ -95,18 +95,17 @@ class TopicWatcher:
 class Customers:
     """Plays the customers' side of each workflow."""
 
-    def __init__(self, stack: RunningStack, client: httpx.AsyncClient, watcher: TopicWatcher, secret: str, issuer: str, timeout: float):
+    def __init__(self, stack: RunningStack, client: httpx.AsyncClient, watcher: TopicWatcher, tokens: TokenMinter, timeout: float):
         self.stack = stack
         self.client = client
         self.watcher = watcher
         self.sms = SmsSink(stack.sms_sink)
-        self._secret = secret
-        self._issuer = issuer
+        self._tokens = tokens
         self.timeout = timeout
         self.transport_retries = 0
 
     def _auth(self, user_id: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {issue_token(self._secret, user_id, ['customer'], ttl_seconds=3600, issuer=self._issuer)}"}
+        return self._tokens.headers(user_id)
 
     async def _post(self, service: str, path: str, expect: int, *, idempotent: bool = False, **kwargs: Any) -> dict[str, Any]:
         for _ in range(TRANSPORT_RETRIES):

@@ -35,6 +35,7 @@ import httpx
 from bench.ceilings import commit_ceiling, committed_transactions, kafka_ceiling
 from bench.driver import Customers, Timeline, TopicWatcher, WorkflowFailed
 from shared.cli.errors import InfraError
+from shared.cli.keys import TokenMinter
 from shared.cli.running import RunningStack, check_running, find_running_stack
 from shared.cli.services import load_settings, seed_population
 from shared.population import synthetic_customers
@@ -168,7 +169,7 @@ async def drive(options: BenchOptions, stack: RunningStack) -> dict[str, Any]:
     failures: Counter[str] = Counter()
     request_ids: list[str] = []
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0), limits=limits, trust_env=False) as client:
-        players = Customers(stack, client, watcher, settings.jwt_secret.get_secret_value(), settings.jwt_issuer, options.timeout)
+        players = Customers(stack, client, watcher, TokenMinter(options.var_dir), options.timeout)
         rng = random.Random(run_id)
         step_up = {customer.user_id for customer in customers if rng.random() < options.step_up}
         devices = {customer.user_id: await players.enrol(customer) for customer in customers if customer.user_id in step_up}

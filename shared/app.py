@@ -31,11 +31,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.bus import EventBus, KafkaBus
 from shared.consumer import EventConsumer, InboxMixin, Subscriptions
 from shared.db import create_engine, create_session_factory, is_transient, utcnow
+from shared.keys import KeySet
 from shared.logging import configure_logging, correlation_id, redact
 from shared.metrics import HTTP_METHODS, ConsumerMetrics
 from shared.outbox import Outbox, OutboxMixin, OutboxRelay
 from shared.problems import install_problem_handlers, problem_response, problem_responses, unexpected_error
-from shared.settings import ServiceSettings
+from shared.settings import ServiceKeys, ServiceSettings
 from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class ServiceRuntime:
     """Everything one running service instance owns."""
 
     settings: ServiceSettings
+    keys: ServiceKeys
     engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
     outbox: Outbox
@@ -94,13 +96,14 @@ def build_service_app(
     """`registry` is the app's own metrics registry: a service that counts its own business
     events registers them on it in `create_app` and hands it here (default: a fresh one)."""
     configure_logging(settings.service_name, settings.log_level)
+    keys = settings.load_keys()
     bus = bus or KafkaBus(settings.kafka_bootstrap_servers, client_id=f"unbind-{settings.service_name}")
     engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     session_factory = create_session_factory(engine)
     registry = registry or CollectorRegistry()
     relay = OutboxRelay(session_factory=session_factory, model=outbox_model, bus=bus, batch_size=settings.relay_batch_size)
-    outbox = Outbox(outbox_model, settings.topic)
-    runtime = ServiceRuntime(settings, engine, session_factory, outbox, relay, None, registry)
+    outbox = Outbox(outbox_model, settings.topic, keys.signing)
+    runtime = ServiceRuntime(settings, keys, engine, session_factory, outbox, relay, None, registry)
     if subscriptions:
         assert inbox_model is not None, "a consuming service needs an inbox table"
         runtime.consumer = EventConsumer(
@@ -111,6 +114,7 @@ def build_service_app(
             unit_of_work=runtime.unit_of_work,
             inbox_model=inbox_model,
             subscriptions=subscriptions,
+            keys=keys.trusted,
             max_attempts=settings.consumer_max_attempts,
             metrics=ConsumerMetrics(registry),
         )
@@ -153,6 +157,7 @@ def build_service_app(
         description=description,
         routers=routers,
         lifespan=lifespan,
+        keys=keys.trusted,
         registry=registry,
         readiness=database_ready,
         refresh_metrics=_runtime_metrics(runtime),
@@ -184,6 +189,7 @@ def build_http_app(
     description: str,
     routers: Sequence[APIRouter],
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    keys: KeySet,
     registry: CollectorRegistry,
     readiness: Readiness,
     refresh_metrics: Callable[[], Awaitable[None]] | None = None,
@@ -193,6 +199,8 @@ def build_http_app(
     `/healthz`, `/readyz` (the service's own `readiness` check) and `/metrics`."""
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    # The JWKS every bearer token is checked against (shared.auth).
+    app.state.keys = keys
     for name, value in (state or {}).items():
         setattr(app.state, name, value)
     install_problem_handlers(app)

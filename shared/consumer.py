@@ -9,6 +9,11 @@ have committed, so a crash in between means redelivery, never loss. A handler th
 retried a bounded number of times, then the record goes to the dead-letter topic with the error in
 its headers and consumption goes on. An unreachable database is not the event's fault: the consumer
 then backs off and reads the event again, without spending its retries or dead-lettering it.
+
+Before any handler runs, an event of a subscribed type must carry the signature of the one service
+that emits that type (`shared.cloudevents.verify_signature`); a handler may refuse an event that is
+at odds with the service's own state. Either way the event is an `EventRejected`: dead-lettered at
+once with its reason (`x-dlq-reason`), counted, and nothing changes.
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ from sqlalchemy import String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.bus import Consumer, EventBus, Producer, partition_lag, stop_quietly
-from shared.cloudevents import Envelope, MalformedEvent
+from shared.cloudevents import Envelope, EventRejected, MalformedEvent, header_map, verify_signature
 from shared.db import UTCDateTime, is_transient, utcnow
 from shared.events import Event
+from shared.keys import KeySet, KeySetUnavailable
 from shared.logging import correlation_id, redact
 from shared.metrics import MALFORMED, ConsumerMetrics
 from shared.uow import UnitOfWork
@@ -76,6 +82,7 @@ class EventConsumer:
         unit_of_work: Callable[[], UnitOfWork],
         inbox_model: type[InboxMixin],
         subscriptions: Subscriptions,
+        keys: KeySet,
         deps: Any = None,
         max_attempts: int = 3,
         retry_backoff: float = 0.2,
@@ -89,6 +96,7 @@ class EventConsumer:
         self._unit_of_work = unit_of_work
         self._inbox = inbox_model
         self._subscriptions = subscriptions
+        self._keys = keys
         self.deps = deps
         self._max_attempts = max_attempts
         self._retry_backoff = retry_backoff
@@ -160,12 +168,12 @@ class EventConsumer:
         todo: list[tuple[Envelope, Handler]] = []
         for record in records:
             try:
-                envelope = Envelope.from_record(record.value, record.headers)
-            except MalformedEvent:
+                admitted = await self._admit(record)
+            except (MalformedEvent, EventRejected):
                 todo.clear()  # the record-by-record path dead-letters it, in its place
                 break
-            if (handler := self._subscriptions.get(type(envelope.data))) is not None:
-                todo.append((envelope, handler))
+            if admitted is not None:
+                todo.append(admitted)
         else:
             if len(todo) <= 1:
                 # Nothing to gain from a batch: the record-by-record path is one transaction too.
@@ -212,22 +220,41 @@ class EventConsumer:
         for event_type in duplicates:
             self.metrics.duplicates.labels(event_type).inc()
 
+    async def _admit(self, record: Any) -> tuple[Envelope, Handler] | None:
+        """The event and its handler, or None for a type the service does not subscribe to.
+        Raises MalformedEvent, or EventRejected for an event its one legitimate source did not sign."""
+        envelope = Envelope.from_record(record.value, record.headers)
+        handler = self._subscriptions.get(type(envelope.data))
+        if handler is None:
+            return None
+        try:
+            await verify_signature(self._keys, envelope, record.value, record.headers)
+        except KeySetUnavailable as exc:
+            raise InfrastructureUnavailable(f"the keys to check {envelope.type} could not be loaded") from exc
+        return envelope, handler
+
     async def handle(self, record: Any) -> None:
         """Handle one record to the end: handled, skipped as a duplicate, or dead-lettered."""
         try:
-            envelope = Envelope.from_record(record.value, record.headers)
+            admitted = await self._admit(record)
         except MalformedEvent as exc:
             await self._dead_letter(record, exc, attempts=0)
             return
-        handler = self._subscriptions.get(type(envelope.data))
-        if handler is None:
+        except EventRejected as exc:
+            await self._reject(record, exc, header_type(record))
             return
+        if admitted is None:
+            return
+        envelope, handler = admitted
         token = correlation_id.set(envelope.data.request_id)
         try:
             error: Exception | None = None
             for attempt in range(1, self._max_attempts + 1):
                 try:
                     await self._handle_once(envelope, handler)
+                    return
+                except EventRejected as exc:
+                    await self._reject(record, exc, envelope.type)
                     return
                 except Exception as exc:
                     if is_transient(exc):
@@ -262,8 +289,15 @@ class EventConsumer:
             uow.session.add(self._inbox(event_id=envelope.id, event_type=envelope.type))
             await handler(envelope.data, uow, self.deps)
 
-    async def _dead_letter(self, record: Any, error: BaseException, *, attempts: int, event_type: str = MALFORMED) -> None:
+    async def _reject(self, record: Any, rejection: EventRejected, event_type: str) -> None:
+        self.metrics.rejected.labels(event_type, rejection.reason).inc()
+        log.warning("event rejected", extra={"event_type": event_type, "reason": rejection.reason, "error": redact(str(rejection))})
+        await self._dead_letter(record, rejection, attempts=0, event_type=event_type, reason=rejection.reason)
+
+    async def _dead_letter(self, record: Any, error: BaseException, *, attempts: int, event_type: str = MALFORMED, reason: str = "") -> None:
         headers = [(name, value) for name, value in (record.headers or ()) if not name.startswith("x-dlq-")]
+        if reason:
+            headers.append(("x-dlq-reason", reason.encode()))
         headers += [
             ("x-dlq-error", redact(f"{type(error).__name__}: {error}")[:2000].encode()),
             ("x-dlq-error-type", type(error).__name__.encode()),
@@ -286,6 +320,11 @@ class EventConsumer:
             extra={"topic": record.topic, "partition": record.partition, "offset": record.offset, "attempts": attempts, "error": redact(str(error))},
         )
 
+
+
+def header_type(record: Any) -> str:
+    """The event type of a record that parsed as a known type, as Envelope.from_record read it."""
+    return header_map(record.headers).get("ce_type", MALFORMED)
 
 
 class _ForgetRevoked(ConsumerRebalanceListener):

@@ -1,4 +1,5 @@
-"""Service-to-service HTTP: an httpx client with timeouts, retries and a service token."""
+"""Service-to-service HTTP: an httpx client with timeouts, retries and a service token signed with
+the calling service's own key, for the one service it calls (`aud`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 
 import httpx
 
-from shared.auth import issue_token
+from shared.auth import audience_of, issue_token
+from shared.keys import SigningKey
 from shared.logging import correlation_id
 from shared.settings import ServiceSettings
 
@@ -26,15 +28,19 @@ class ServiceTokenAuth(httpx.Auth):
     # A token is reused for half its life, so it never expires in flight and is not signed per call.
     REUSE_SECONDS = 30
 
-    def __init__(self, settings: ServiceSettings):
+    def __init__(self, settings: ServiceSettings, key: SigningKey, callee: str):
         self._settings = settings
+        self._key = key
+        self._audience = audience_of(callee)
         self._token = ""
         self._renew_at = 0.0
 
     def _current_token(self) -> str:
         if time.monotonic() >= self._renew_at:
             settings = self._settings
-            self._token = issue_token(settings.jwt_secret.get_secret_value(), settings.service_name, ["service"], ttl_seconds=self.TTL_SECONDS, issuer=settings.jwt_issuer)
+            self._token = issue_token(
+                self._key, settings.service_name, ["service"], audience=self._audience, ttl_seconds=self.TTL_SECONDS, issuer=settings.jwt_issuer
+            )
             self._renew_at = time.monotonic() + self.REUSE_SECONDS
         return self._token
 
@@ -45,11 +51,13 @@ class ServiceTokenAuth(httpx.Auth):
         yield request
 
 
-def service_client(settings: ServiceSettings, base_url: str, *, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    """One client per app (created in the lifespan), reusing connections."""
+def service_client(
+    settings: ServiceSettings, key: SigningKey, callee: str, base_url: str, *, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """One client per app (created in the lifespan), reusing connections, to the service `callee`."""
     return httpx.AsyncClient(
         base_url=base_url,
-        auth=ServiceTokenAuth(settings),
+        auth=ServiceTokenAuth(settings, key, callee),
         timeout=httpx.Timeout(5.0, connect=2.0),
         # Below uvicorn's 5 s keep-alive: a connection the server is closing is never reused.
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=100, keepalive_expiry=2.0),

@@ -35,6 +35,13 @@ class ConsumerMetrics:
             ["type"],
             registry=registry,
         )
+        self.rejected = Counter(
+            "unbind_events_rejected",
+            "Events refused and dead-lettered at once, by type and reason: not signed by the type's one source "
+            "(unsigned, wrong-source, unknown-key, wrong-key, bad-signature) or at odds with the service's state (state)",
+            ["type", "reason"],
+            registry=registry,
+        )
         self.dead_lettered = Counter(
             "unbind_events_dead_lettered", f"Records copied to the dead-letter topic, by type ({MALFORMED!r}: not a valid CloudEvent)", ["type"], registry=registry
         )

@@ -26,6 +26,7 @@ from shared.bus import EventBus, Producer, stop_quietly
 from shared.cloudevents import Envelope
 from shared.db import UTCDateTime, utcnow
 from shared.events import Event
+from shared.keys import SigningKey
 from shared.logging import redact
 
 log = logging.getLogger(__name__)
@@ -54,15 +55,19 @@ class OutboxMixin:
 
 
 class Outbox:
-    """Stages events into the caller's session; the unit of work commits them with the state."""
+    """Stages events into the caller's session, signed with the service's key; the unit of work
+    commits them with the state."""
 
-    def __init__(self, model: type[OutboxMixin], topic: str):
+    def __init__(self, model: type[OutboxMixin], topic: str, signer: SigningKey | None):
         self.model = model
         self.topic = topic
+        self._signer = signer
 
     def add(self, session: AsyncSession, event: Event) -> Envelope:
+        if self._signer is None:
+            raise RuntimeError(f"{type(event).__name__} cannot be emitted: this service has no signing key")
         envelope = Envelope.emit(event)
-        key, value, headers = envelope.to_record()
+        key, value, headers = envelope.to_record(self._signer)
         session.add(
             self.model(
                 event_id=envelope.id,

@@ -1,14 +1,19 @@
 """Settings common to every service, read from the environment when an app is built.
 
-Names: `UNBIND_ENV`, `UNBIND_VAR_DIR`, `UNBIND_JWT_SECRET`, `KAFKA_BOOTSTRAP_SERVERS`,
-`UNBIND_TOPIC`, `UNBIND_DLQ_TOPIC`, `UNBIND_DATABASE_SERVER_URL` (a PostgreSQL server URL without a
-database: each service then uses its own database `unbind_<service>` on it) and
-`UNBIND_<SERVICE>_DATABASE_URL` (one service's full URL, which wins). Development defaults exist
-so `unbind up` works out of the box; outside development mode they are refused.
+Names: `UNBIND_ENV`, `UNBIND_VAR_DIR`, `KAFKA_BOOTSTRAP_SERVERS`, `UNBIND_TOPIC`, `UNBIND_DLQ_TOPIC`,
+`UNBIND_DATABASE_SERVER_URL` (a PostgreSQL server URL without a database: each service then uses its
+own database `unbind_<service>` on it), `UNBIND_<SERVICE>_DATABASE_URL` (one service's full URL,
+which wins), and the keys: `UNBIND_JWKS_URL` or `UNBIND_JWKS_FILE` (the public keys the service
+trusts), `UNBIND_SIGNING_KEY_FILE` (its own private key) and each service's secrets.
+
+There is no default key and no default secret, in any mode: a service started without one refuses to
+start with one line naming the setting (`refuse_without_keys`). Reading settings alone needs none,
+so `unbind migrate` runs with database settings only.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -16,11 +21,26 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-DEVELOPMENT_JWT_SECRET = "development-only-jwt-secret-never-use-in-production"
+from shared.keys import KeySet, KeySetUnavailable, SigningKey, UnusableKey, service_of_kid
+
+MIN_SECRET_LENGTH = 32
 
 
-class DevelopmentDefaultRefused(ValueError):
-    """A development default was left in place outside development mode."""
+class RefusedToStart(SystemExit):
+    """A service cannot start as configured (a key or secret is missing or unusable). A SystemExit,
+    so the process ends with exactly this one line on stderr and exit code 1, not a traceback."""
+
+    def __init__(self, service: str, reason: str):
+        super().__init__(f"unbind {service}: refusing to start: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ServiceKeys:
+    """What a running service verifies with (the JWKS) and signs with (its own key, if it signs)."""
+
+    trusted: KeySet
+    signing: SigningKey | None
 
 
 class ServiceSettings(BaseSettings):
@@ -29,10 +49,14 @@ class ServiceSettings(BaseSettings):
 
     service_name: ClassVar[str]
     default_port: ClassVar[int]
-    # Secrets whose development defaults must be replaced outside development mode.
-    development_secrets: ClassVar[dict[str, str]] = {"jwt_secret": DEVELOPMENT_JWT_SECRET}
+    # Whether the service signs events or service tokens, so cannot start without its private key.
+    needs_signing_key: ClassVar[bool] = True
+    # Secret settings the service cannot start without (each at least MIN_SECRET_LENGTH characters),
+    # each given as `UNBIND_<NAME>` or read from the file `UNBIND_<NAME>_FILE` (a mounted secret).
+    required_secrets: ClassVar[tuple[str, ...]] = ()
 
-    env: Literal["development", "production"] = "development"
+    # Secure by default: `unbind up` sets development for the stack it runs on a laptop.
+    env: Literal["development", "production"] = "production"
     var_dir: Path = Path("var")
     log_level: str = "INFO"
 
@@ -52,25 +76,65 @@ class ServiceSettings(BaseSettings):
     # Connections each instance keeps open; size instances x pool within the server's max_connections.
     database_pool_size: int = Field(20, ge=1, le=200)
 
-    jwt_secret: SecretStr = SecretStr(DEVELOPMENT_JWT_SECRET)
+    # The public keys this service trusts (identity providers' and services'), as a JWKS.
+    jwks_url: str | None = None
+    jwks_file: Path | None = None
+    # The JWKS is loaded again after this long, and on an unknown kid at most this often.
+    jwks_max_age_seconds: float = Field(300.0, gt=0)
+    jwks_min_refresh_seconds: float = Field(5.0, ge=0)
+    # This service's private Ed25519 JWK: it signs the events it emits and its service tokens.
+    signing_key_file: Path | None = None
     jwt_issuer: str = "unbind"
-    jwt_ttl_seconds: int = 900
+    # The `aud` every token this service accepts must name. Default: unbind-<service>.
+    jwt_audience: str = ""
 
     @model_validator(mode="after")
-    def _resolve_and_guard(self) -> ServiceSettings:
+    def _resolve(self) -> ServiceSettings:
         self.consumer_group = self.consumer_group or f"unbind-{self.service_name}"
+        self.jwt_audience = self.jwt_audience or f"unbind-{self.service_name}"
         if not self.database_url:
             if self.database_server_url:
                 self.database_url = str(make_url(self.database_server_url).set(database=f"unbind_{self.service_name}").render_as_string(hide_password=False))
             else:
                 self.database_url = f"sqlite+aiosqlite:///{self.var_dir / f'{self.service_name}.db'}"
-        if self.env != "development":
-            for name, default in self.development_secrets.items():
-                value = getattr(self, name)
-                secret = value.get_secret_value() if isinstance(value, SecretStr) else value
-                if secret == default or len(secret) < 32:
-                    raise DevelopmentDefaultRefused(
-                        f"{name} is the development default (or shorter than 32 characters); set UNBIND_{name.upper()} "
-                        f"to a strong secret outside development mode (UNBIND_ENV={self.env})"
-                    )
         return self
+
+    def refuse_without_keys(self) -> None:
+        """Raise RefusedToStart, naming the setting, unless every key and secret the service needs is set."""
+        if not self.jwks_url and not self.jwks_file:
+            self._refuse("UNBIND_JWKS_URL or UNBIND_JWKS_FILE is not set (the public keys this service trusts)")
+        if self.needs_signing_key and not self.signing_key_file:
+            self._refuse("UNBIND_SIGNING_KEY_FILE is not set (this service's private signing key)")
+        for name in self.required_secrets:
+            value: SecretStr | None = getattr(self, name)
+            source: Path | None = getattr(self, f"{name}_file")
+            if value is None and source is not None:
+                try:
+                    value = SecretStr(source.read_text().strip())
+                except OSError as exc:
+                    self._refuse(f"UNBIND_{name.upper()}_FILE cannot be read: {exc.strerror or exc}")
+                setattr(self, name, value)
+            if value is None or len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+                self._refuse(f"UNBIND_{name.upper()} (or UNBIND_{name.upper()}_FILE) is not set or shorter than {MIN_SECRET_LENGTH} characters")
+
+    def load_keys(self) -> ServiceKeys:
+        """The service's keys, read at start; RefusedToStart, naming the setting, if one is missing or unusable."""
+        self.refuse_without_keys()
+        trusted = KeySet(url=self.jwks_url, file=self.jwks_file, max_age=self.jwks_max_age_seconds, min_refresh=self.jwks_min_refresh_seconds)
+        if self.jwks_file:
+            try:
+                trusted.load_now()
+            except (KeySetUnavailable, UnusableKey) as exc:
+                self._refuse(f"UNBIND_JWKS_FILE cannot be used: {exc}")
+        signing = None
+        if self.signing_key_file:
+            try:
+                signing = SigningKey.load(self.signing_key_file)
+            except UnusableKey as exc:
+                self._refuse(f"UNBIND_SIGNING_KEY_FILE cannot be used: {exc}")
+            if service_of_kid(signing.kid) != self.service_name:
+                self._refuse(f"UNBIND_SIGNING_KEY_FILE holds the key {signing.kid!r}, not one of this service (svc.{self.service_name}.*)")
+        return ServiceKeys(trusted, signing)
+
+    def _refuse(self, reason: str) -> None:
+        raise RefusedToStart(self.service_name, reason)

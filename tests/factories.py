@@ -11,8 +11,9 @@ from typing import Any
 from services.binding.models import Benefit, Binding, BindingStatus, CreditAccount, Instalment, Mandate, RepaymentAccount
 from services.binding.service import today
 from services.notification import handlers as notification_handlers
-from services.notification.models import Contact, InboxEntry
+from services.notification.models import Contact, InboxEntry, KnownRequest
 from services.verification.device_simulator import DeviceSimulator
+from shared.cloudevents import Envelope
 from shared.consumer import EventConsumer, Subscriptions
 from shared.uow import UnitOfWork
 from tests.stack import BusTopics, Stack, auth
@@ -140,6 +141,15 @@ def notification_consumer(
         unit_of_work=unit_of_work or runtime.unit_of_work,
         inbox_model=InboxEntry,
         subscriptions=subscriptions or notification_handlers.SUBSCRIPTIONS,
+        keys=runtime.keys.trusted,
         deps=runtime.deps,
         **options,
     )
+
+
+async def notification_knows(stack: Stack, *envelopes: Envelope) -> None:
+    """Notification knows the requests of these events, as if it had seen their UnbindRequested:
+    tests of the consumer's mechanics publish later events alone."""
+    async with stack.runtime("notification").unit_of_work() as uow:
+        for data in {(e.data.request_id, e.data.binding_id, e.data.user_id) for e in envelopes}:
+            uow.session.add(KnownRequest(request_id=data[0], binding_id=data[1], user_id=data[2]))

@@ -30,19 +30,15 @@ from services.risk.main import create_app as create_risk_app
 from services.verification.config import VerificationSettings
 from services.verification.main import create_app as create_verification_app
 from shared.app import ServiceRuntime
-from shared.auth import issue_token
 from shared.bus import EventBus, InMemoryBus, KafkaBus
 from shared.cli.kafka import read_topic
+from shared.cli.keys import signing_services
 from shared.cloudevents import Envelope
+from shared.keys import SigningKey
 from shared.migrations import SERVICES, upgrade_async
-from shared.settings import DEVELOPMENT_JWT_SECRET
+from tests.keys import key_settings, service_key, token
 
 SETTINGS = {"binding": BindingSettings, "verification": VerificationSettings, "risk": RiskSettings, "notification": NotificationSettings}
-
-
-def token(subject: str, *roles: str) -> str:
-    # A day, not the default 15 minutes: modules mint tokens at import, and a slow suite outlives them.
-    return issue_token(DEVELOPMENT_JWT_SECRET, subject, roles or ("customer",), ttl_seconds=24 * 3600)
 
 
 def auth(subject: str, *roles: str) -> dict[str, str]:
@@ -74,9 +70,14 @@ class BusTopics:
         finally:
             await producer.stop()
 
-    async def publish_event(self, envelope: Envelope, *, times: int = 1) -> None:
-        """Put an event on the topic as a relay would; `times` > 1 simulates redelivery."""
-        key, value, headers = envelope.to_record()
+    async def publish_event(self, envelope: Envelope, *, times: int = 1, signer: SigningKey | None | str = "source") -> None:
+        """Put an event on the topic as a relay would, signed by the key of its source service (or
+        `signer`; None: unsigned); `times` > 1 simulates redelivery."""
+        if signer == "source":
+            source = envelope.source.removeprefix("/services/")
+            signer = service_key(source) if source in signing_services() else None
+        assert not isinstance(signer, str)
+        key, value, headers = envelope.to_record(signer)
         for _ in range(times):
             await self.publish(value, key=key, headers=headers)
 
@@ -93,15 +94,16 @@ def make_bus_topics(kind: str, bootstrap: str | None) -> BusTopics:
 
 
 def service_settings(service: str, database_url: str, topics: BusTopics, var_dir: Path, **overrides: Any) -> Any:
-    return SETTINGS[service](
-        **{f"UNBIND_{service.upper()}_DATABASE_URL": database_url},
-        kafka_bootstrap_servers=topics.bootstrap or "127.0.0.1:1",
-        topic=topics.topic,
-        dlq_topic=topics.dlq_topic,
-        var_dir=var_dir,
-        consumer_group=f"unbind-{service}-{topics.topic}",
-        **overrides,
-    )
+    settings: dict[str, Any] = {
+        f"UNBIND_{service.upper()}_DATABASE_URL": database_url,
+        **key_settings(service, SETTINGS[service]),
+        "kafka_bootstrap_servers": topics.bootstrap or "127.0.0.1:1",
+        "topic": topics.topic,
+        "dlq_topic": topics.dlq_topic,
+        "var_dir": var_dir,
+        "consumer_group": f"unbind-{service}-{topics.topic}",
+    }
+    return SETTINGS[service](**(settings | overrides))
 
 
 @dataclass

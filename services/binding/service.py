@@ -61,9 +61,11 @@ from services.binding.schemas import (
     VerificationOut,
 )
 from shared.auth import Principal
+from shared.cloudevents import EventRejected
 from shared.db import utcnow
 from shared.events import (
     BindingCreated,
+    Event,
     ReviewDecided,
     ReviewOutcome,
     RiskAssessed,
@@ -511,7 +513,7 @@ async def search_requests(uow: UnitOfWork, *, status: str | None, user_id: str |
 
 
 async def apply_risk_assessment(uow: UnitOfWork, settings: BindingSettings, event: RiskAssessed) -> None:
-    request = await _request_in(uow, event.request_id, RequestStatus.PENDING_RISK)
+    request = await _request_in(uow, event, RequestStatus.PENDING_RISK)
     if request is None:
         return
     request.risk_decision = event.decision
@@ -527,7 +529,7 @@ async def apply_risk_assessment(uow: UnitOfWork, settings: BindingSettings, even
 
 
 async def apply_review_decision(uow: UnitOfWork, settings: BindingSettings, event: ReviewDecided) -> None:
-    request = await _request_in(uow, event.request_id, RequestStatus.UNDER_REVIEW)
+    request = await _request_in(uow, event, RequestStatus.UNDER_REVIEW)
     if request is None:
         return
     request.reviewer_note = event.note or None
@@ -541,7 +543,7 @@ async def apply_review_decision(uow: UnitOfWork, settings: BindingSettings, even
 
 
 async def record_verification_issued(uow: UnitOfWork, event: VerificationRequested) -> None:
-    request = await _request_in(uow, event.request_id, RequestStatus.PENDING_VERIFICATION)
+    request = await _request_in(uow, event, RequestStatus.PENDING_VERIFICATION)
     if request is None:
         return
     request.verification_id = event.verification_id
@@ -551,10 +553,20 @@ async def record_verification_issued(uow: UnitOfWork, event: VerificationRequest
 
 
 async def complete_unbind(uow: UnitOfWork, event: Verified) -> None:
-    request = await _request_in(uow, event.request_id, RequestStatus.PENDING_VERIFICATION)
-    if request is None or (request.verification_id and request.verification_id != event.verification_id):
-        log.info("Verified for a request that is not waiting for it; nothing changes", extra={"request_id": event.request_id})
-        return
+    """Complete the request once the very verification it waits for has passed every method it asked
+    for. A Verified for anything else is refused (dead-lettered, nothing changes), except a late one
+    for the request's own verification after the request ended (a cancellation or expiry crossing it)."""
+    request = await _request_of(uow, event)
+    own = request.verification_id == event.verification_id
+    if request.status != RequestStatus.PENDING_VERIFICATION:
+        if own and request.status in (RequestStatus.CANCELLED, RequestStatus.EXPIRED):
+            log.info("Verified after the request ended; nothing changes", extra={"request_id": request.id, "status": request.status})
+            return
+        raise EventRejected("state", f"Verified for a request that is {request.status}, not waiting for a verification")
+    if not own:
+        raise EventRejected("state", "Verified names another verification than the one the request waits for")
+    if not set(request.verification_methods or ()) <= set(event.methods):
+        raise EventRejected("state", "Verified does not cover every method the request's verification asked for")
     binding = await repository.get_binding(uow.session, request.binding_id, for_update=True)
     assert binding is not None, "a request always has its binding"
     credit = await repository.get_credit_account(uow.session, binding.credit_account_id, for_update=True)
@@ -584,17 +596,24 @@ async def complete_unbind(uow: UnitOfWork, event: Verified) -> None:
 
 
 async def fail_verification(uow: UnitOfWork, event: VerificationFailed) -> None:
-    request = await _request_in(uow, event.request_id, RequestStatus.PENDING_VERIFICATION)
+    request = await _request_in(uow, event, RequestStatus.PENDING_VERIFICATION)
     if request is not None:
         await _reject(uow, request, f"verification_failed:{event.reason}", "verification", ActorType.SERVICE)
 
 
-async def _request_in(uow: UnitOfWork, request_id: str, status: RequestStatus) -> UnbindRequest | None:
-    """The request, locked, if it is in `status`; None for a stale or out-of-order event."""
-    request = await repository.get_request(uow.session, request_id, for_update=True)
-    if request is None or request.status != status:
-        return None
+async def _request_of(uow: UnitOfWork, event: Event) -> UnbindRequest:
+    """The request an event is about, locked. EventRejected if this service never opened it, or the
+    event names another binding or customer than the request's."""
+    request = await repository.get_request(uow.session, event.request_id, for_update=True)
+    if request is None or request.binding_id != event.binding_id or request.user_id != event.user_id:
+        raise EventRejected("state", f"{type(event).__name__} is about a request this service never opened")
     return request
+
+
+async def _request_in(uow: UnitOfWork, event: Event, status: RequestStatus) -> UnbindRequest | None:
+    """The request of `event`, locked, if it is in `status`; None for a stale or out-of-order event."""
+    request = await _request_of(uow, event)
+    return request if request.status == status else None
 
 
 async def _reject(uow: UnitOfWork, request: UnbindRequest, reason: str, actor: str, actor_type: ActorType) -> None:

@@ -10,12 +10,12 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 
 from services.dashboard import service
 from services.dashboard.schemas import ReviewDecisionIn, SessionOut, SignIn
 from services.dashboard.service import DashboardDeps
-from services.dashboard.session import COOKIE, Ops, clear_session_cookie, read_token, set_session_cookie, settings_of
+from services.dashboard.session import COOKIE, Ops, clear_session_cookie, keys_of, read_token, set_session_cookie, settings_of
 from shared.auth import Principal
 from shared.events import EVENT_TYPES
 from shared.problems import Problem, problem_responses
@@ -55,12 +55,12 @@ async def page() -> FileResponse:
 
 @router.get("/v1/session", tags=["session"])
 async def get_session(request: Request, deps: Deps) -> SessionOut:
-    """Whether the browser is signed in, and whether the development sign-in is offered."""
+    """Whether the browser is signed in."""
     principal: Principal | None = None
     token = request.cookies.get(COOKIE)
     if token:
         try:
-            principal = read_token(deps.settings, token)
+            principal = await read_token(deps.settings, keys_of(request), token)
         except Problem:
             principal = None
     return service.session_out(deps.settings, principal)
@@ -69,19 +69,23 @@ async def get_session(request: Request, deps: Deps) -> SessionOut:
 @router.post("/v1/session", tags=["session"], responses=problem_responses(400, (401, "Not a valid token"), (403, "Not an ops token"), 422))
 async def sign_in(body: SignIn, request: Request, response: Response) -> SessionOut:
     settings = settings_of(request)
-    principal = read_token(settings, body.token)
+    principal = await read_token(settings, keys_of(request), body.token)
     set_session_cookie(response, settings, body.token, principal)
     return service.session_out(settings, principal)
 
 
-@router.post("/v1/session/development", tags=["session"], responses=problem_responses((404, "Outside development mode")))
-async def development_sign_in(request: Request, response: Response) -> SessionOut:
-    """One click, an ops session: development mode only."""
+LoginCode = Annotated[str, Query(min_length=1, max_length=128, description="The code of a one-time sign-in link")]
+
+
+@router.get("/login", tags=["session"], status_code=303, response_class=RedirectResponse, responses=problem_responses((401, "Link unknown, used or expired"), 422))
+async def sign_in_with_link(code: LoginCode, request: Request) -> RedirectResponse:
+    """Exchange a one-time sign-in link (printed by `unbind up`) for an ops session, then show the page."""
     settings = settings_of(request)
-    token = service.development_token(settings)
-    principal = read_token(settings, token)
+    token = service.login_link_token(settings, code)
+    principal = await read_token(settings, keys_of(request), token)
+    response = RedirectResponse("/", status_code=303)
     set_session_cookie(response, settings, token, principal)
-    return service.session_out(settings, principal)
+    return response
 
 
 @router.delete("/v1/session", tags=["session"], status_code=204)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import ClassVar
+
 from pydantic import Field
 
 from shared.settings import ServiceSettings
@@ -10,7 +13,11 @@ from shared.settings import ServiceSettings
 class DashboardSettings(ServiceSettings):
     service_name = "dashboard"
     default_port = 8005
+    # The dashboard signs nothing: it reads the stream and forwards the ops user's own token to risk.
+    needs_signing_key: ClassVar[bool] = False
 
+    # Where one-time sign-in links are exchanged for an ops session (shared.login_links); unset: none.
+    login_link_dir: Path | None = None
     # The review queue and its decisions go to the risk service, as the signed-in ops user.
     risk_url: str = "http://127.0.0.1:8003"
     # An open request without a transition for this long is listed as stuck.

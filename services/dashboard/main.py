@@ -51,10 +51,11 @@ def create_app(
     wire the risk service in-process."""
     settings = settings or DashboardSettings()
     configure_logging(settings.service_name, settings.log_level)
+    keys = settings.load_keys()
     bus = bus or KafkaBus(settings.kafka_bootstrap_servers, client_id="unbind-dashboard")
     projection = Projection(feed_size=settings.feed_size, finished_kept=settings.finished_requests_kept)
     hub = LiveHub(projection, settings, clock)
-    reader = StreamReader(bus, settings, projection, hub, clock)
+    reader = StreamReader(bus, settings, keys.trusted, projection, hub, clock)
     registry = CollectorRegistry()
 
     @asynccontextmanager
@@ -84,6 +85,7 @@ def create_app(
         description="The ops dashboard on the event stream: live feed, funnel, stage latency, throughput, outcomes, review queue, stuck requests and dead letters.",
         routers=[api.router],
         lifespan=lifespan,
+        keys=keys.trusted,
         registry=registry,
         readiness=readiness,
         refresh_metrics=_metrics(registry, projection, hub, reader),

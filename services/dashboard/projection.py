@@ -142,6 +142,8 @@ class Projection:
         self.dead_letters: deque[DeadLetter] = deque(maxlen=50)
         self.dead_letter_total = 0
         self.malformed_total = 0
+        # Well-formed events not signed by their type's one source: never shown, only counted.
+        self.rejected_total = 0
         self.events_total = 0
         self.positions: dict[tuple[str, int], int] = {}
         self.event_ids: set[bytes] = set()
@@ -159,6 +161,10 @@ class Projection:
             return False
         self.positions[key] = offset + 1
         return True
+
+    def rewind(self, topic: str, partition: int, offset: int) -> None:
+        """Offer the record at `offset` again: it was accepted but could not be applied yet."""
+        self.positions[(topic, partition)] = offset
 
     def position(self, topic: str, partition: int) -> int | None:
         return self.positions.get((topic, partition))
@@ -254,6 +260,10 @@ class Projection:
         self.malformed_total += 1
         self.version += 1
 
+    def record_rejected(self) -> None:
+        self.rejected_total += 1
+        self.version += 1
+
     def record_dead_letter(self, headers: Iterable[tuple[str, bytes]]) -> DeadLetter:
         attributes = header_map(headers)
         letter = DeadLetter(
@@ -318,6 +328,7 @@ class Projection:
                 "count": self.dead_letter_total,
                 "recent": [letter.__dict__ for letter in reversed(self.dead_letters)][:10],
                 "malformed_on_topic": self.malformed_total,
+                "rejected_on_topic": self.rejected_total,
             },
         }
 

@@ -20,8 +20,6 @@ class SessionOut(BaseModel):
     signed_in: bool
     subject: str | None = None
     expires_at: datetime | None = None
-    # The one-click development sign-in is offered only in development mode.
-    development_sign_in: bool
 
 
 class ReviewDecisionIn(BaseModel):

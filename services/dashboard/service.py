@@ -14,12 +14,12 @@ from services.dashboard.config import DashboardSettings
 from services.dashboard.schemas import ReviewDecisionIn, SessionOut
 from services.dashboard.session import OpsSession
 from services.dashboard.stream import LiveHub, StreamReader
-from shared.auth import Principal, issue_token
+from shared.auth import Principal
 from shared.logging import correlation_id
+from shared.login_links import claim_login_link
 from shared.problems import Problem
 
 log = logging.getLogger(__name__)
-DEVELOPMENT_OPS_SUBJECT = "ops-dev"
 
 
 @dataclass
@@ -35,15 +35,15 @@ def session_out(settings: DashboardSettings, principal: Principal | None) -> Ses
         signed_in=principal is not None,
         subject=principal.subject if principal else None,
         expires_at=datetime.fromtimestamp(principal.expires_at, UTC) if principal and principal.expires_at else None,
-        development_sign_in=settings.env == "development",
     )
 
 
-def development_token(settings: DashboardSettings) -> str:
-    """An ops token for the one-click sign-in; refused outside development mode."""
-    if settings.env != "development":
-        raise Problem(404, "not-found", "Not found", "The development sign-in exists only in development mode.")
-    return issue_token(settings.jwt_secret.get_secret_value(), DEVELOPMENT_OPS_SUBJECT, ["ops"], ttl_seconds=settings.jwt_ttl_seconds, issuer=settings.jwt_issuer)
+def login_link_token(settings: DashboardSettings, code: str) -> str:
+    """The ops token behind a one-time sign-in link, which is used up; 401 for a link unknown, used or expired."""
+    token = claim_login_link(settings.login_link_dir, code) if settings.login_link_dir else None
+    if token is None:
+        raise Problem(401, "login-link-invalid", "Sign-in link not valid", "This sign-in link is unknown, used or expired; ask for a new one (`unbind login-link`).")
+    return token
 
 
 async def pending_reviews(deps: DashboardDeps, session: OpsSession) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Who is looking at the dashboard: an ops user, signed in with an ops JWT.
+"""Who is looking at the dashboard: an ops user, signed in with an ops JWT or a one-time link.
 
 The page keeps the token in an HttpOnly, SameSite=Strict cookie (so the browser's EventSource,
 which cannot send headers, is authenticated too, and no script can read the token); API clients
@@ -17,6 +17,7 @@ from fastapi import Depends, Request, Response
 
 from services.dashboard.config import DashboardSettings
 from shared.auth import Principal, decode_token
+from shared.keys import KeySet
 from shared.problems import Problem
 
 COOKIE = "unbind_ops_session"
@@ -33,9 +34,13 @@ def settings_of(request: Request) -> DashboardSettings:
     return request.app.state.settings
 
 
-def read_token(settings: DashboardSettings, token: str) -> Principal:
+def keys_of(request: Request) -> KeySet:
+    return request.app.state.keys
+
+
+async def read_token(settings: DashboardSettings, keys: KeySet, token: str) -> Principal:
     """The principal of an ops token; 401 for a bad token, 403 for one without the ops role."""
-    principal = decode_token(settings.jwt_secret.get_secret_value(), token, issuer=settings.jwt_issuer)
+    principal = await decode_token(keys, token, audience=settings.jwt_audience, issuer=settings.jwt_issuer)
     if not principal.has_role("ops"):
         raise Problem(403, "forbidden", "Forbidden", "The dashboard is for ops: this token lacks the ops role.")
     return principal
@@ -45,7 +50,7 @@ async def ops_session(request: Request) -> OpsSession:
     settings = settings_of(request)
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
-        return OpsSession(read_token(settings, header[7:].strip()), header[7:].strip())
+        return OpsSession(await read_token(settings, keys_of(request), header[7:].strip()), header[7:].strip())
     token = request.cookies.get(COOKIE)
     if not token:
         raise Problem(401, "unauthorized", "Authentication required", "Sign in with an ops token.", headers={"WWW-Authenticate": "Bearer"})
@@ -53,7 +58,7 @@ async def ops_session(request: Request) -> OpsSession:
         origin = request.headers.get("origin")
         if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
             raise Problem(403, "cross-origin", "Forbidden", "A cookie-authenticated change must come from the dashboard's own page.")
-    return OpsSession(read_token(settings, token), token)
+    return OpsSession(await read_token(settings, keys_of(request), token), token)
 
 
 Ops = Annotated[OpsSession, Depends(ops_session)]

@@ -21,9 +21,10 @@ from services.dashboard.config import DashboardSettings
 from services.dashboard.handlers import SUBSCRIPTIONS
 from services.dashboard.projection import FeedItem, Projection, matches
 from shared.bus import Consumer, EventBus, partition_lag, stop_quietly
-from shared.cloudevents import Envelope, MalformedEvent
+from shared.cloudevents import Envelope, EventRejected, MalformedEvent, verify_signature
 from shared.consumer import is_replay_marker
 from shared.describe import describe_event
+from shared.keys import KeySet, KeySetUnavailable
 from shared.logging import redact
 
 log = logging.getLogger(__name__)
@@ -118,8 +119,9 @@ class _StartWhereTheViewStands(ConsumerRebalanceListener):
 class StreamReader:
     """Reads the event topic and the DLQ into the projection until cancelled."""
 
-    def __init__(self, bus: EventBus, settings: DashboardSettings, projection: Projection, hub: LiveHub, clock: Callable[[], datetime]):
+    def __init__(self, bus: EventBus, settings: DashboardSettings, keys: KeySet, projection: Projection, hub: LiveHub, clock: Callable[[], datetime]):
         self._bus = bus
+        self._keys = keys
         self._settings = settings
         self.projection = projection
         self._hub = hub
@@ -139,7 +141,7 @@ class StreamReader:
                     batches = await self.consumer.getmany(timeout_ms=200, max_records=2000)
                     for tp, records in batches.items():
                         for record in records:
-                            self.apply(tp.topic, tp.partition, record)
+                            await self.apply(tp.topic, tp.partition, record)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -158,7 +160,7 @@ class StreamReader:
         applied = {tp: position for tp in self.consumer.assignment() if (position := self.projection.position(tp.topic, tp.partition)) is not None}
         return await partition_lag(self.consumer, applied)
 
-    def apply(self, topic: str, partition: int, record: Any) -> None:
+    async def apply(self, topic: str, partition: int, record: Any) -> None:
         if not self.projection.accept(topic, partition, record.offset):
             return
         if topic == self._settings.dlq_topic:
@@ -173,7 +175,20 @@ class StreamReader:
             self.projection.record_malformed()
             return
         handler = SUBSCRIPTIONS.get(type(envelope.data))
-        if handler is None or not self.projection.first_sighting(envelope.id):
+        if handler is None:
+            return
+        try:
+            await verify_signature(self._keys, envelope, record.value, record.headers or ())
+        except EventRejected as exc:
+            # The services dead-letter it; ops must not see, or count, what its source never said.
+            log.warning("event rejected", extra={"event_type": envelope.type, "reason": exc.reason})
+            self.projection.record_rejected()
+            return
+        except KeySetUnavailable:
+            # The reader restarts and seeks here (the view's position), so the record is read again.
+            self.projection.rewind(topic, partition, record.offset)
+            raise
+        if not self.projection.first_sighting(envelope.id):
             return
         handler(self.projection, envelope)
         self._hub.publish(self.projection.record(envelope, describe_event(envelope.data), self._clock()))

@@ -10,7 +10,7 @@ from services.notification import service
 from services.notification.schemas import MessageAccepted, MessageIn, NotificationList, NotificationOut, PreferencesIn, PreferencesOut
 from services.notification.service import NotificationDeps
 from shared.app import RequestUnitOfWork, Runtime
-from shared.auth import Customer, Service
+from shared.auth import Customer, Principal, require_service
 from shared.problems import problem_responses
 
 router = APIRouter(responses=problem_responses(401, 403, 422))
@@ -21,6 +21,8 @@ def _deps(runtime: Runtime) -> NotificationDeps:
 
 
 Deps = Annotated[NotificationDeps, Depends(_deps)]
+# The one caller of the internal send endpoint: verification, with the one-time codes.
+Verification = Annotated[Principal, Depends(require_service("verification"))]
 
 
 @router.get("/v1/notifications", tags=["inbox"])
@@ -47,6 +49,6 @@ async def put_preferences(body: PreferencesIn, principal: Customer, uow: Request
 
 
 @router.post("/internal/v1/messages", status_code=202, tags=["internal"], responses=problem_responses(400, (503, "The SMS gateway did not take it; retry")))
-async def send_message(message: MessageIn, principal: Service, uow: RequestUnitOfWork, deps: Deps) -> MessageAccepted:
+async def send_message(message: MessageIn, principal: Verification, uow: RequestUnitOfWork, deps: Deps) -> MessageAccepted:
     """Send a code SMS on another service's behalf (service role only). Idempotent per message_id."""
     return await service.send_message(uow, deps, message)

@@ -7,15 +7,15 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr
 
-from shared.settings import DEVELOPMENT_JWT_SECRET, ServiceSettings
-
-DEVELOPMENT_WEBHOOK_SECRET = "development-only-lender-webhook-secret-never-use-in-production"
+from shared.settings import ServiceSettings
 
 
 class NotificationSettings(ServiceSettings):
     service_name = "notification"
     default_port = 8004
-    development_secrets: ClassVar[dict[str, str]] = {"jwt_secret": DEVELOPMENT_JWT_SECRET, "institution_webhook_secret": DEVELOPMENT_WEBHOOK_SECRET}
+    # Notification emits no event and calls no service: it holds no private key.
+    needs_signing_key: ClassVar[bool] = False
+    required_secrets: ClassVar[tuple[str, ...]] = ("institution_webhook_secret",)
 
     database_url: str = Field("", validation_alias="UNBIND_NOTIFICATION_DATABASE_URL")
     # Development SMS gateway: one JSON line {to, text, at} per message. Default: <var_dir>/sms.jsonl.
@@ -26,7 +26,9 @@ class NotificationSettings(ServiceSettings):
     smtp_port: int = 25
     smtp_sender: str = "unbind@localhost"
     institution_webhook_url: str | None = None
-    institution_webhook_secret: SecretStr = SecretStr(DEVELOPMENT_WEBHOOK_SECRET)
+    # HMAC key of the webhook to the lender, shared with the lender (who checks it).
+    institution_webhook_secret: SecretStr | None = None
+    institution_webhook_secret_file: Path | None = None
     # Failed sends: this many attempts in all, with exponential backoff from this base (and jitter):
     # 8 attempts from 15 s span about 30 minutes.
     delivery_max_attempts: int = Field(8, ge=1, le=20)

@@ -24,6 +24,9 @@ from shared.uow import UnitOfWork
 
 
 async def _notify(kind: str, event: Event, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    # Only BindingCreated and UnbindRequested bring new ids; every other event must be about a request they opened.
+    if not isinstance(event, BindingCreated | UnbindRequested):
+        await service.require_known_request(uow, event)
     await service.plan(uow, deps.metrics, current_envelope.get().id, kind, event, service.event_params(event))
 
 
@@ -32,6 +35,7 @@ async def on_binding_created(event: BindingCreated, uow: UnitOfWork, deps: Notif
 
 
 async def on_unbind_requested(event: UnbindRequested, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await service.remember_request(uow, event)
     await _notify("unbind_requested", event, uow, deps)
 
 

@@ -43,6 +43,19 @@ class Contact(Base):
     opt_out: Mapped[dict[str, list[str]]] = mapped_column(JSON, default=dict)
 
 
+class KnownRequest(Base):
+    """An unbind request binding opened (from its UnbindRequested): every later event about a request
+    must name one of these, with its binding and customer, or it is refused."""
+
+    __tablename__ = "known_requests"
+
+    request_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # None for the requests already open when this table was created (their binding was not recorded).
+    binding_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Notification(Base):
     """A message in the customer's in-app inbox."""
 

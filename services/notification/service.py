@@ -23,16 +23,18 @@ from prometheus_client import CollectorRegistry, Counter
 
 from services.notification import repository
 from services.notification.config import NotificationSettings
-from services.notification.models import Contact, Delivery, DeliveryStatus, Notification
+from services.notification.models import Contact, Delivery, DeliveryStatus, KnownRequest, Notification
 from services.notification.providers import DeliveryError, Outgoing, Provider
 from services.notification.schemas import MessageAccepted, MessageIn, NotificationList, NotificationOut, PreferencesIn, PreferencesOut, QuietHours
 from services.notification.templates import DEFAULT_LOCALE, KINDS, SECURITY_KINDS, render
 from shared.auth import Principal
+from shared.cloudevents import EventRejected
 from shared.db import utcnow
 from shared.events import (
     BindingCreated,
     Event,
     UnbindCompleted,
+    UnbindRequested,
 )
 from shared.logging import redact
 from shared.masking import mask_phone
@@ -134,6 +136,19 @@ def _to_inbox(uow: UnitOfWork, delivery: Delivery, now: datetime) -> None:
         Notification(id=str(uuid.uuid4()), user_id=delivery.user_id, kind=delivery.kind, request_id=delivery.request_id, title=delivery.title, body=delivery.body, created_at=now)
     )
     delivery.status, delivery.sent_at, delivery.attempts = DeliveryStatus.SENT, now, 1
+
+
+async def remember_request(uow: UnitOfWork, event: UnbindRequested) -> None:
+    if await uow.session.get(KnownRequest, event.request_id) is None:
+        uow.session.add(KnownRequest(request_id=event.request_id, binding_id=event.binding_id, user_id=event.user_id))
+
+
+async def require_known_request(uow: UnitOfWork, event: Event) -> None:
+    """EventRejected unless the event is about a request binding opened, for that binding and customer:
+    no message, no inbox row and no lender webhook for a binding or customer nobody asked about."""
+    known = await uow.session.get(KnownRequest, event.request_id)
+    if known is None or known.user_id != event.user_id or (known.binding_id is not None and known.binding_id != event.binding_id):
+        raise EventRejected("state", f"{type(event).__name__} is about an unbind request no UnbindRequested opened for this binding and customer")
 
 
 async def notify_lender(uow: UnitOfWork, event_id: str, event: UnbindCompleted) -> None:

@@ -11,7 +11,7 @@ from services.risk.models import ReviewStatus
 from services.risk.schemas import AssessmentOut, FlagList, ProfileIn, ReviewDecisionIn, ReviewList, ReviewOut, RuleSetOut, RulesIn
 from services.risk.service import RiskDeps
 from shared.app import RequestUnitOfWork, Runtime
-from shared.auth import Ops, Service
+from shared.auth import Ops, Principal, require_service
 from shared.problems import problem_responses
 
 router = APIRouter(responses=problem_responses(401, 403, 422))
@@ -24,6 +24,8 @@ def _deps(runtime: Runtime) -> RiskDeps:
 
 
 Deps = Annotated[RiskDeps, Depends(_deps)]
+# The bank's customer system tells risk of profile changes; no other service may.
+CustomerSystem = Annotated[Principal, Depends(require_service("customer-system"))]
 
 
 @router.get("/v1/assessments/{request_id}", tags=["assessments"], responses=problem_responses(404))
@@ -66,7 +68,7 @@ async def clear_flags(user_id: Id, principal: Ops, uow: RequestUnitOfWork) -> Fl
 
 
 @router.put("/internal/v1/profiles/{user_id}", status_code=204, tags=["internal"], responses=problem_responses(400))
-async def update_profile(user_id: Id, body: ProfileIn, principal: Service, uow: RequestUnitOfWork) -> Response:
+async def update_profile(user_id: Id, body: ProfileIn, principal: CustomerSystem, uow: RequestUnitOfWork) -> Response:
     """Profile facts from the customer system: when the account was opened, when the phone changed."""
     await service.update_profile(uow, user_id, body)
     return Response(status_code=204)

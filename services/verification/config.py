@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field, SecretStr
 
-from shared.settings import DEVELOPMENT_JWT_SECRET, ServiceSettings
-
-DEVELOPMENT_OTP_KEY = "development-only-otp-hmac-key-never-use-in-production"
+from shared.settings import ServiceSettings
 
 
 class VerificationSettings(ServiceSettings):
     service_name = "verification"
     default_port = 8002
-    development_secrets: ClassVar[dict[str, str]] = {"jwt_secret": DEVELOPMENT_JWT_SECRET, "otp_hmac_key": DEVELOPMENT_OTP_KEY}
+    required_secrets: ClassVar[tuple[str, ...]] = ("otp_hmac_key",)
 
     database_url: str = Field("", validation_alias="UNBIND_VERIFICATION_DATABASE_URL")
     notification_url: str = "http://127.0.0.1:8004"
     # One-time codes are stored only as HMAC-SHA256 under this key.
-    otp_hmac_key: SecretStr = SecretStr(DEVELOPMENT_OTP_KEY)
+    otp_hmac_key: SecretStr | None = None
+    otp_hmac_key_file: Path | None = None
     otp_ttl_seconds: int = Field(300, ge=1, le=900)
     otp_max_attempts: int = Field(5, ge=1, le=10)
     # Resend limits: a pause between two sends, and a cap per customer per window.

@@ -47,7 +47,8 @@ def create_app(
 
     @asynccontextmanager
     async def resources(runtime: ServiceRuntime) -> AsyncIterator[VerificationDeps]:
-        async with service_client(settings, settings.notification_url, transport=notification_transport) as notifier:
+        assert runtime.keys.signing is not None, "verification cannot start without its signing key"
+        async with service_client(settings, runtime.keys.signing, "notification", settings.notification_url, transport=notification_transport) as notifier:
             yield VerificationDeps(settings=settings, notifier=notifier, unit_of_work=runtime.unit_of_work, metrics=metrics)
 
     return build_service_app(

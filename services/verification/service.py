@@ -37,6 +37,7 @@ from services.verification.device_simulator import DeviceSimulator
 from services.verification.models import Challenge, DeliveryStatus, Device, OtpSend, UnbindContext, Verification, VerificationStatus
 from services.verification.schemas import BiometricIn, ChallengeOut, DeviceIn, DeviceOut, VerificationOut
 from shared.auth import Principal
+from shared.cloudevents import EventRejected
 from shared.db import utcnow
 from shared.events import BiometricCounterRegressed, Event, UnbindRequested, VerificationFailed, VerificationMethod, VerificationRequested, Verified
 from shared.http import post_with_retries
@@ -115,13 +116,13 @@ async def issue(uow: UnitOfWork, deps: VerificationDeps, event: Event, methods: 
     if await repository.live_for_request(uow.session, event.request_id) is not None:
         return
     context = await uow.session.get(UnbindContext, event.request_id)
-    if context is not None and context.closed_at is not None:
+    if context is None or context.user_id != event.user_id:
+        # A code goes to the customer of a request binding opened, never to one an event names
+        # alone (and the device must sign the impact that customer saw).
+        raise EventRejected("state", f"{type(event).__name__} clears a request no UnbindRequested opened for this customer")
+    if context.closed_at is not None:
         log.info("no verification for a closed request", extra={"request_id": event.request_id, "after": type(event).__name__})
         return
-    if context is None and VerificationMethod.BIOMETRIC in methods:
-        # The device must sign the impact the customer saw; without UnbindRequested there is none
-        # to sign. Raising lets the consumer retry, then dead-letter: a contract breach, not a guess.
-        raise LookupError(f"no UnbindRequested seen for request {event.request_id}")
     now = utcnow()
     verification = Verification(
         id=str(uuid.uuid4()),
@@ -131,7 +132,7 @@ async def issue(uow: UnitOfWork, deps: VerificationDeps, event: Event, methods: 
         methods=list(methods),
         passed_methods=[],
         status=VerificationStatus.PENDING,
-        impact_hash=context.impact_hash if context else "",
+        impact_hash=context.impact_hash,
         expires_at=now + timedelta(seconds=deps.settings.verification_ttl_seconds),
         created_at=now,
         updated_at=now,

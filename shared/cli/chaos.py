@@ -42,9 +42,9 @@ import httpx
 from sqlalchemy import func, select
 
 from services.verification.device_simulator import DeviceSimulator
-from shared.auth import issue_token
 from shared.cli import kafka, pii
 from shared.cli.errors import InfraError
+from shared.cli.keys import TokenMinter
 from shared.cli.postgres import ensure_database
 from shared.cli.services import APPS, load_settings, seed_population
 from shared.cli.sms import SmsSink
@@ -240,18 +240,17 @@ class FlowError(Exception):
 class Driver:
     """Drives flows over HTTP like the mobile app, retrying what a dying service refuses."""
 
-    def __init__(self, stack: ChaosStack, client: httpx.AsyncClient, secret: str, issuer: str):
+    def __init__(self, stack: ChaosStack, client: httpx.AsyncClient, tokens: TokenMinter):
         self.stack = stack
         self.client = client
-        self._secret = secret
-        self._issuer = issuer
+        self._tokens = tokens
         self.retries = 0
         self.server_errors = 0
         self.completed_flows = 0
         self.sms = SmsSink(stack.var_dir / "sms.jsonl")
 
     def auth(self, subject: str, role: str = "customer") -> dict[str, str]:
-        return {"Authorization": f"Bearer {issue_token(self._secret, subject, [role], ttl_seconds=3600, issuer=self._issuer)}"}
+        return self._tokens.headers(subject, role)
 
     async def call(self, method: str, service: str, path: str, *, expect: set[int], deadline: float, **kwargs: Any) -> httpx.Response:
         delay = 0.1
@@ -299,7 +298,7 @@ class Driver:
         if flow.kind.startswith("review"):
             changed = (datetime.now(UTC) - timedelta(days=3)).isoformat()
             profile = f"/internal/v1/profiles/{customer.user_id}"
-            await self.call("PUT", "risk", profile, expect={204}, deadline=deadline, json={"phone_changed_at": changed}, headers=self.auth("chaos", "service"))
+            await self.call("PUT", "risk", profile, expect={204}, deadline=deadline, json={"phone_changed_at": changed}, headers=self.auth("customer-system", "service"))
         body: dict[str, Any] = {"reason": "fund_planning"}
         if device is not None:
             body["device_id"] = device.device_id
@@ -520,10 +519,9 @@ async def _drive(options: ChaosOptions, stack: ChaosStack, rng: random.Random) -
     flows = [Flow(rng.choice(kinds), customer) for customer in customers]
     say(f"{len(flows)} flows: " + ", ".join(f"{kind} {count}" for kind, count in Counter(flow.kind for flow in flows).most_common()))
     faults = plan_faults(options.kills_per_service, options.broker_restarts, rng)
-    secret = settings["binding"].jwt_secret.get_secret_value()
     limits = httpx.Limits(max_connections=options.concurrency * 2, max_keepalive_connections=options.concurrency, keepalive_expiry=2.0)
     async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0), limits=limits, trust_env=False) as client:
-        driver = Driver(stack, client, secret, settings["binding"].jwt_issuer)
+        driver = Driver(stack, client, TokenMinter(stack.var_dir))
         gate = asyncio.Semaphore(options.concurrency)
 
         async def one(flow: Flow) -> None:

@@ -36,8 +36,9 @@ from services.notification.templates import CODE_IN_SMS
 from services.verification.device_simulator import DeviceSimulator
 from shared.cli.errors import InfraError
 from shared.cli.kafka import partitions_of
+from shared.cli.keys import new_login_link, token
 from shared.cli.running import RunningStack, check_running, find_running_stack
-from shared.cli.services import load_settings, token
+from shared.cli.stack import live_supervisor, read_pid_file
 from shared.cloudevents import Envelope, MalformedEvent
 from shared.describe import describe_event, methods_text
 from shared.events import (
@@ -137,9 +138,9 @@ def _clock(at: datetime) -> str:
 
 
 def _development_only(var_dir: Path) -> None:
-    # Checked on the raw variable first: in production the settings themselves may be refused
-    # (development secrets), which would hide the point that the demo never runs there.
-    if os.environ.get("UNBIND_ENV", "").strip().lower() == "production" or load_settings("binding", var_dir).env == "production":
+    # This shell's setting, and the one the running `unbind up` of the var dir recorded.
+    running = (read_pid_file(var_dir) or {}).get("env") if live_supervisor(var_dir) is not None else None
+    if os.environ.get("UNBIND_ENV", "").strip().lower() == "production" or running == "production":
         raise InfraError("`unbind demo` is for development only (it mints tokens and reads one-time codes from the SMS sink); UNBIND_ENV is production.")
 
 
@@ -595,19 +596,19 @@ async def _play(options: DemoOptions, term: Terminal) -> int:
     stack = find_running_stack(options.var_dir, options.port_offset)
     # Long enough for a review that waits the whole --timeout and the steps after it.
     ttl = int(options.timeout) + 900
-    tokens = {
-        "customer": token(options.var_dir, CUSTOMER, ["customer"], ttl),
-        "ops": token(options.var_dir, None, ["ops"], ttl),
-        "service": token(options.var_dir, "customer-system", ["service"], 300),
-    }
     async with httpx.AsyncClient(timeout=10.0, trust_env=False) as client:
         await check_running(client, stack, options.var_dir)
+        tokens = {
+            "customer": token(options.var_dir, CUSTOMER, ["customer"], ttl),
+            "ops": token(options.var_dir, None, ["ops"], ttl),
+            "service": token(options.var_dir, "customer-system", ["service"], 300),
+        }
         story = Story(options, Api(client, stack, tokens), term, stack)
         term.say(term.paint(f"unbind demo: Zhang San ({CUSTOMER}) unbinds his mortgage repayment account — the {options.expected_decision} path", "bold"))
         term.line(f"stack   binding {stack.urls['binding']} · verification {stack.urls['verification']} · risk {stack.urls['risk']}")
         term.line(f"events  topic {stack.topic} on {stack.bootstrap}, live")
         if stack.dashboard_url:
-            term.line(f"watch   the ops dashboard at {stack.dashboard_url}/ (development sign-in)")
+            term.line(f"watch   the ops dashboard: {new_login_link(options.var_dir, stack.dashboard_url, subject='ops-demo')} (one-time sign-in link)")
 
         term.step("His binding" + (" and his phone" if options.new_phone else ""))
         await choose_binding(story)

@@ -72,6 +72,17 @@ def _cloudevent_headers() -> dict[str, Any]:
         "ce_time": {"type": "string", "format": "date-time", "description": "When the event happened (RFC 3339, UTC)."},
         "ce_subject": {"type": "string", "description": "The binding id, as in the record key and `binding_id` of the data."},
         "content-type": {"const": cloudevents.CONTENT_TYPE, "description": "Media type of the record value."},
+        cloudevents.KEY_ID_HEADER: {
+            "type": "string",
+            "pattern": "^svc\\.[a-z-]+\\..+$",
+            "description": "Extension attribute `keyid`: the kid, in the JWKS, of the emitting service's key (`svc.<service>.<suffix>`).",
+        },
+        cloudevents.SIGNATURE_HEADER: {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_-]{86}$",
+            "description": "Extension attribute `signature`: Ed25519 (base64url) over the id, type, source, time, subject and the record value; "
+            "a consumer accepts a type only from its one source, signed with that source's key.",
+        },
     }
     return {
         "type": "object",
@@ -84,6 +95,11 @@ def _cloudevent_headers() -> dict[str, Any]:
 def _dead_letter_headers() -> dict[str, Any]:
     # As shared.consumer writes them when it dead-letters a record; test_docs.py scans it for the names.
     properties = {
+        "x-dlq-reason": {
+            "type": "string",
+            "enum": ["unsigned", "wrong-source", "unknown-key", "wrong-key", "bad-signature", "state"],
+            "description": "Only on a refused event: why it was refused (not signed by its type's one source, or at odds with the consumer's state).",
+        },
         "x-dlq-error": {"type": "string", "description": "The error, redacted, at most 2,000 characters."},
         "x-dlq-error-type": {"type": "string", "description": "The exception class name."},
         "x-dlq-original-topic": {"type": "string"},
@@ -93,7 +109,8 @@ def _dead_letter_headers() -> dict[str, Any]:
         "x-dlq-attempts": {"type": "string", "pattern": "^[0-9]+$"},
         "x-dlq-failed-at": {"type": "string", "format": "date-time"},
     }
-    return {"type": "object", "description": "Added by the consumer that dead-lettered the record.", "properties": properties, "required": list(properties)}
+    required = [name for name in properties if name != "x-dlq-reason"]
+    return {"type": "object", "description": "Added by the consumer that dead-lettered the record.", "properties": properties, "required": required}
 
 
 def _key_binding() -> dict[str, Any]:

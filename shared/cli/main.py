@@ -4,6 +4,8 @@
     unbind down | status                                            stop / inspect it
     unbind migrate [--database-url URL] | seed                      databases only
     unbind token --user ID [--role customer|ops|service] [--ttl S]  a development JWT
+    unbind login-link                                               a one-time sign-in link to the dashboard
+    unbind keys generate --out DIR                                  a deployment's own keys and secrets
     unbind demo [--step-up|--review] [--approve] [--repay]          Zhang San's unbind, live, on a running `up`
     unbind dlq list [--json] | dlq replay --id ID|--all [--force]   dead letters: see them, publish them again
     unbind kafka up|down|status · unbind postgres up|down|status    one piece of infrastructure
@@ -48,10 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
     seed = commands.add_parser("seed", parents=[var_dir], help="add the demo customers to empty service databases")
     seed.add_argument("--database-url", help="as for migrate")
 
-    token = commands.add_parser("token", parents=[var_dir], help="print a development JWT")
-    token.add_argument("--user", help="subject (user id), e.g. u-zhangsan; an ops token defaults to ops-admin")
+    token = commands.add_parser("token", parents=[var_dir], help="print a development JWT, signed with this installation's own keys")
+    token.add_argument("--user", help="subject (user id), e.g. u-zhangsan; an ops token defaults to ops-admin; a service token names the service")
     token.add_argument("--role", action="append", choices=sorted(ROLES), help="role claim, repeatable (default: customer)")
-    token.add_argument("--ttl", type=int, default=None, help="lifetime in seconds (default: UNBIND_JWT_TTL_SECONDS, 900)")
+    token.add_argument("--ttl", type=int, default=None, help="lifetime in seconds (default 900)")
+    token.add_argument("--audience", action="append", help="aud claim, repeatable, e.g. unbind-binding (default: every service)")
+
+    login = commands.add_parser("login-link", parents=[var_dir], help="print a one-time sign-in link to the dashboard (valid 10 minutes)")
+    login.add_argument("--user", default=None, help="the ops user it signs in (default ops-admin)")
+    login.add_argument("--port-offset", type=int, default=None, help="the stack's port offset when no `up` of this var dir says")
+
+    keys = commands.add_parser("keys", help="the keys and secrets of a deployment (compose, Kubernetes)")
+    key_actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    generate = key_actions.add_parser("generate", help="write a new JWKS, private keys and secrets.env into a folder of mode 0700")
+    generate.add_argument("--out", type=Path, required=True, metavar="DIR", help="the folder (created; keys already there are kept)")
 
     up = commands.add_parser("up", parents=[var_dir], help="start Kafka, migrate, seed, run and supervise the four services and the dashboard")
     up.add_argument(
@@ -160,7 +172,15 @@ def run(args: argparse.Namespace) -> int:
         for service, seeded in services.seed(var_dir, services.database_server_url(args.database_url)).items():
             print(f"seed: {service}: " + ("demo data added" if seeded else "has data already, left as is"))
     elif args.command == "token":
-        print(services.token(var_dir, args.user, args.role or ["customer"], args.ttl))
+        from shared.cli import keys
+
+        print(keys.token(var_dir, args.user, args.role or ["customer"], args.ttl, args.audience))
+    elif args.command == "login-link":
+        return stack.print_login_link(var_dir, args.user, args.port_offset)
+    elif args.command == "keys":
+        from shared.cli import keys
+
+        return keys.generate_for_deployment(args.out)
     elif args.command == "up":
         return stack.up(stack.UpOptions(var_dir, database_url=args.database_url, no_kafka=args.no_kafka, port_offset=args.port_offset, timeout=args.timeout))
     elif args.command == "down":

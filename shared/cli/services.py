@@ -1,9 +1,8 @@
-"""The services as the `unbind` command sees them: their settings, schema migrations, demo data
-and development tokens.
+"""The services as the `unbind` command sees them: their settings, schema migrations and demo data.
 
 Everything here runs in the CLI's own process against each service's database, before (or
 without) the services themselves running, which is why it reads each service's own settings class:
-the CLI then resolves exactly the database URL, topic and JWT secret the service will use.
+the CLI then resolves exactly the database URL and topic the service will use.
 """
 
 from __future__ import annotations
@@ -26,8 +25,6 @@ from shared.population import SyntheticCustomer
 from shared.settings import ServiceSettings
 
 _T = TypeVar("_T")
-# Default subject of an ops token, so `unbind token --role ops` needs no --user.
-OPS_SUBJECT = "ops-admin"
 # Every process `unbind up` runs: the services that own a database, then the dashboard (which
 # has none: it projects the event stream).
 APPS = (*SERVICES, "dashboard")
@@ -126,8 +123,8 @@ def seedable_services() -> list[str]:
 
 
 async def _in_service(service: str, settings: ServiceSettings, write: Callable[[Any], Awaitable[_T]]) -> _T:
-    """Run `write(uow)` in one unit of work on the service's database: the same unit of work the
-    service uses, so seeding could emit events through the outbox."""
+    """Run `write(uow)` in one unit of work on the service's database, the one the service uses
+    (seeding emits no event: the CLI holds no service's key)."""
     from shared.db import create_engine, create_session_factory
     from shared.outbox import Outbox
     from shared.uow import UnitOfWork
@@ -135,7 +132,7 @@ async def _in_service(service: str, settings: ServiceSettings, write: Callable[[
     models = importlib.import_module(f"services.{service}.models")
     engine = create_engine(settings.database_url, pool_size=1)
     try:
-        async with UnitOfWork(create_session_factory(engine), Outbox(models.OutboxMessage, settings.topic)) as uow:
+        async with UnitOfWork(create_session_factory(engine), Outbox(models.OutboxMessage, settings.topic, None)) as uow:
             return await write(uow)
     finally:
         await engine.dispose()
@@ -171,20 +168,3 @@ async def seed_population(var_dir: Path, server_url: str | None, customers: Sequ
         for start in range(0, len(customers), chunk):
             part = customers[start : start + chunk]
             await _in_service(service, settings, lambda uow, write=seed_customers, part=part: write(uow, part))
-
-
-def token(var_dir: Path, user: str | None, roles: list[str], ttl_seconds: int | None) -> str:
-    """A JWT signed with the services' secret (the development default in development mode)."""
-    from shared.auth import MAX_SUBJECT_LENGTH, issue_token
-
-    subject = user or (OPS_SUBJECT if "ops" in roles else None)
-    if not subject:
-        raise InfraError("Give --user ID (e.g. --user u-zhangsan); only an ops token has a default subject (ops-admin).")
-    if len(subject) > MAX_SUBJECT_LENGTH or not subject.isprintable():
-        raise InfraError(f"--user must be printable and at most {MAX_SUBJECT_LENGTH} characters: the services refuse any other subject.")
-    # All services share UNBIND_JWT_SECRET and UNBIND_JWT_ISSUER, so any one's settings will do.
-    settings = load_settings(SERVICES[0], var_dir)
-    ttl = ttl_seconds if ttl_seconds is not None else settings.jwt_ttl_seconds
-    if ttl <= 0:
-        raise InfraError(f"--ttl must be positive, not {ttl}.")
-    return issue_token(settings.jwt_secret.get_secret_value(), subject, roles, ttl_seconds=ttl, issuer=settings.jwt_issuer)

@@ -42,6 +42,7 @@ from sqlalchemy.engine import make_url
 
 from shared.cli import kafka, postgres
 from shared.cli.errors import InfraError, port_in_use, port_taken_message, process_cmdline, tail
+from shared.cli.keys import OPS_SUBJECT, InstallationKeys, installation_keys, login_links_dir, new_login_link
 from shared.cli.services import APPS, database_server_url, display_url, load_settings, migrate, seed, settings_class
 from shared.migrations import SERVICES
 
@@ -294,6 +295,7 @@ class _Stack:
             "kafka_started": self.kafka_started,
             "kafka_bootstrap": self.kafka_bootstrap,
             "database_server_url": self.database_server_url,
+            "env": os.environ.get("UNBIND_ENV", ""),
             "services": {s.name: {"pid": s.proc.pid if s.proc else None, "port": s.port, "url": s.url} for s in self.services},
         }
 
@@ -319,6 +321,8 @@ def up(options: UpOptions) -> int:
     """Start the stack and supervise it until SIGINT/SIGTERM; returns the exit code."""
     t0 = time.monotonic()
     var_dir = options.var_dir
+    # The stack on a laptop is a development installation (demo data, file sinks) unless the caller says otherwise.
+    os.environ.setdefault("UNBIND_ENV", "development")
     if (running := live_supervisor(var_dir)) is not None:
         raise InfraError(f"`unbind up` already runs for {var_dir} (pid {running}). See `unbind status`, or stop it with `unbind down`.")
     ports = service_ports(port_offset(options.port_offset))
@@ -382,6 +386,9 @@ def _start(stack: _Stack, options: UpOptions, ports: dict[str, int], settings: d
     timings["databases"] = time.monotonic() - phase
 
     phase = time.monotonic()
+    keys = installation_keys(stack.var_dir)
+    if created := keys.generate_missing():
+        say(f"keys: generated {', '.join(created)} in {_relative(keys.dir)} (this installation's own; mode 0600)")
     env = _service_env(stack, ports, server_url)
     logs = stack.var_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -389,7 +396,8 @@ def _start(stack: _Stack, options: UpOptions, ports: dict[str, int], settings: d
         log_path = logs / f"{service}.log"
         if log_path.exists():
             log_path.replace(log_path.with_name(f"{service}.log.1"))
-        stack.services.append(ServiceProcess(service, ports[service], env, log_path, settings[service].log_level.lower()))
+        service_env = {**env, **_key_env(stack, keys, service)}
+        stack.services.append(ServiceProcess(service, ports[service], service_env, log_path, settings[service].log_level.lower()))
     for proc in stack.services:
         proc.spawn()
     stack.save()
@@ -417,6 +425,14 @@ def _service_env(stack: _Stack, ports: dict[str, int], server_url: str | None) -
     )
     if server_url:
         env["UNBIND_DATABASE_SERVER_URL"] = server_url
+    return env
+
+
+def _key_env(stack: _Stack, keys: InstallationKeys, service: str) -> dict[str, str]:
+    """A service's own keys and secrets, and no other's."""
+    env = keys.service_env(service)
+    if service == "dashboard":
+        env["UNBIND_LOGIN_LINK_DIR"] = str(login_links_dir(stack.var_dir))
     return env
 
 
@@ -474,8 +490,13 @@ def _print_summary(stack: _Stack, settings: dict[str, Any], server_url: str | No
     lines.append("  databases  " + ("PostgreSQL " + display_url(server_url) + ", one database per service:" if server_url else "SQLite, one file per service:"))
     for service in SERVICES:
         lines.append(f"               {service:<{width}}  {_database_label(settings[service].database_url)}")
+    dashboard = next(s.url for s in stack.services if s.name == "dashboard")
+    link = new_login_link(stack.var_dir, dashboard, subject=OPS_SUBJECT)
     lines += [
         f"  SMS sink   {_relative(settings['notification'].sms_sink.resolve())} (one JSON line per SMS: the one-time codes)",
+        f"  dashboard  {link}",
+        f"             (sign-in link: works once, within 10 minutes; another: {me} login-link)",
+        f"  keys       {_relative(installation_keys(stack.var_dir).dir)} (generated for this installation; tokens are signed with them)",
         f"  tokens     {me} token --user u-zhangsan    (customer; also u-lisi)",
         f"             {me} token --role ops           (subject ops-admin)",
         f"  stop       Ctrl-C here, or `{stop_command}` from another terminal",
@@ -649,3 +670,13 @@ def _reachable(bootstrap: str) -> bool:
             return True
     except (OSError, ValueError):
         return False
+
+
+def print_login_link(var_dir: Path, user: str | None, offset: int | None) -> int:
+    """`unbind login-link`: a new one-time sign-in link to this var dir's dashboard."""
+    state = read_pid_file(var_dir) if live_supervisor(var_dir) is not None else None
+    recorded = ((state or {}).get("services") or {}).get("dashboard") or {}
+    url = recorded.get("url") or f"http://127.0.0.1:{service_ports(port_offset(offset))['dashboard']}"
+    print(new_login_link(var_dir, url, subject=user or OPS_SUBJECT))
+    print("(works once, within 10 minutes)", file=sys.stderr)
+    return 0

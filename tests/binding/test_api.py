@@ -73,7 +73,7 @@ async def test_authentication_and_roles(stack: Stack) -> None:
     assert response.headers["www-authenticate"] == "Bearer"
     assert_problem(await stack.client("binding").get("/v1/bindings", headers={"Authorization": "Bearer nope"}), 401, "unauthorized")
     assert_problem(await stack.client("binding").get("/v1/bindings", headers=auth("ops-1", "ops")), 403, "forbidden")
-    assert_problem(await post_unbind(stack, customer, **auth(customer.user_id, "service")), 403, "forbidden")
+    assert_problem(await post_unbind(stack, customer, **auth("verification", "service")), 403, "forbidden")
 
 
 @pytest.mark.parametrize(

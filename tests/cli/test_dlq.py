@@ -29,7 +29,7 @@ from shared.events import UnbindCompleted
 from shared.migrations import SERVICES
 from shared.uow import UnitOfWork
 from tests.cli.conftest import cli_env, run_unbind
-from tests.factories import notification_consumer
+from tests.factories import notification_consumer, notification_knows
 from tests.stack import BusTopics, Stack, eventually, running_stack
 
 ACCOUNT = "6222021234564821"
@@ -112,6 +112,7 @@ async def test_a_dead_letter_is_listed_then_replayed_once_its_cause_is_fixed(kaf
         consumer = notification_consumer(stack, kafka_topics, subscriptions={UnbindCompleted: notify_unless_lender_down}, max_attempts=2, retry_backoff=0.01)
         dlq = Dlq(kafka_topics, tmp_path / "var")
         event = completed("r-poison")
+        await notification_knows(stack, event)
         async with consuming(consumer):
             await kafka_topics.publish_event(event)
             await eventually(lambda: consumer.dead_lettered_total == 1, 30, "the failing event was not dead-lettered")

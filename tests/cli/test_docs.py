@@ -20,6 +20,7 @@ from shared.cloudevents import Envelope
 from shared.events import EVENT_TYPES, RiskAssessed, Verified
 from shared.settings import ServiceSettings
 from tests.contracts import DOCS, Contract
+from tests.keys import service_key
 
 ROOT = DOCS.parent
 
@@ -155,7 +156,7 @@ def test_every_event_type_is_sent_by_the_service_its_model_names(asyncapi: dict[
 
 def test_header_schemas_name_the_headers_the_code_writes(asyncapi: dict[str, Any]) -> None:
     schemas = asyncapi["components"]["schemas"]
-    _, _, headers = Envelope.emit(RiskAssessed(request_id="r-1", binding_id="b-1", user_id="u-1", score=10, level="normal", decision="allow")).to_record()
+    _, _, headers = Envelope.emit(RiskAssessed(request_id="r-1", binding_id="b-1", user_id="u-1", score=10, level="normal", decision="allow")).to_record(service_key("risk"))
     assert set(schemas["CloudEventHeaders"]["properties"]) == set(schemas["CloudEventHeaders"]["required"]) == {name for name, _ in headers}
     # shared.consumer writes the dead-letter headers as ("x-dlq-…", value) pairs.
     written = set(re.findall(r'\("(x-dlq-[a-z-]+)",', (ROOT / "shared/consumer.py").read_text()))
@@ -163,7 +164,7 @@ def test_header_schemas_name_the_headers_the_code_writes(asyncapi: dict[str, Any
 
 
 def record(envelope: Envelope, **changes: Any) -> MemoryRecord:
-    key, value, headers = envelope.to_record()
+    key, value, headers = envelope.to_record(service_key(type(envelope.data).emitted_by))
     return MemoryRecord(**({"topic": "t", "partition": 0, "offset": 0, "key": key, "value": value, "headers": tuple(headers)} | changes))
 
 

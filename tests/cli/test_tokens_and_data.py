@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import stat
 import time
 import uuid
 from pathlib import Path
@@ -14,52 +15,87 @@ from sqlalchemy import select
 
 from services.binding.models import Binding
 from services.notification.models import Contact
-from shared.auth import decode_token
+from shared.auth import audience_of, decode_token
+from shared.cli.keys import installation_keys
 from shared.cli.main import main
 from shared.db import create_engine, create_session_factory
-from shared.settings import DEVELOPMENT_JWT_SECRET
+from shared.keys import KeySet
+from shared.problems import Problem
 from tests.cli.conftest import cli_env, run_unbind
 
 DEMO_BINDINGS = {("b-zhangsan-mortgage", "u-zhangsan", "active"), ("b-lisi-mortgage", "u-lisi", "active")}
 DEMO_CONTACTS = {("u-zhangsan", "+8613812345678"), ("u-lisi", "+8613987654321")}
 
 
-def test_console_script_prints_a_customer_token_the_services_accept() -> None:
-    result = run_unbind("token", "--user", "u-zhangsan")
+def installation(tmp_path: Path) -> KeySet:
+    """A var dir with an installation's keys, as `unbind up` leaves it; the JWKS the services trust."""
+    installation_keys(tmp_path).generate_missing()
+    keys = KeySet(file=installation_keys(tmp_path).jwks_file)
+    keys.load_now()
+    return keys
+
+
+async def test_console_script_prints_a_customer_token_the_services_accept(tmp_path: Path) -> None:
+    keys = installation(tmp_path)
+    result = run_unbind("--var-dir", str(tmp_path), "token", "--user", "u-zhangsan")
     assert result.returncode == 0, result.stderr
-    principal = decode_token(DEVELOPMENT_JWT_SECRET, result.stdout.strip())
+    principal = await decode_token(keys, result.stdout.strip(), audience=audience_of("binding"))
     assert (principal.subject, principal.roles) == ("u-zhangsan", frozenset({"customer"}))
+    header = jwt.get_unverified_header(result.stdout.strip())
+    assert header["alg"] == "EdDSA" and header["kid"].startswith("idp.")
 
 
-def test_ops_token_defaults_its_subject_and_ttl_is_honoured(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["token", "--role", "ops", "--ttl", "120"]) == 0
+async def test_ops_token_defaults_its_subject_and_ttl_and_audience_are_honoured(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keys = installation(tmp_path)
+    assert main(["--var-dir", str(tmp_path), "token", "--role", "ops", "--ttl", "120", "--audience", "unbind-risk"]) == 0
     token = capsys.readouterr().out.strip()
-    principal = decode_token(DEVELOPMENT_JWT_SECRET, token)
+    principal = await decode_token(keys, token, audience=audience_of("risk"))
     assert (principal.subject, principal.roles) == ("ops-admin", frozenset({"ops"}))
-    claims = jwt.decode(token, DEVELOPMENT_JWT_SECRET, algorithms=["HS256"], issuer="unbind")
-    assert claims["exp"] - claims["iat"] == 120
-    assert claims["exp"] > time.time()
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 120 and claims["exp"] > time.time() and claims["aud"] == ["unbind-risk"]
+    with pytest.raises(Problem):
+        await decode_token(keys, token, audience=audience_of("binding"))
 
 
-def test_roles_can_be_combined(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["token", "--user", "svc", "--role", "service", "--role", "ops"]) == 0
-    assert decode_token(DEVELOPMENT_JWT_SECRET, capsys.readouterr().out.strip()).roles == frozenset({"service", "ops"})
+async def test_a_service_token_is_signed_with_that_service_s_own_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keys = installation(tmp_path)
+    assert main(["--var-dir", str(tmp_path), "token", "--user", "verification", "--role", "service"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert jwt.get_unverified_header(token)["kid"].startswith("svc.verification.")
+    assert (await decode_token(keys, token, audience=audience_of("notification"))).roles == frozenset({"service"})
+    assert main(["--var-dir", str(tmp_path), "token", "--user", "verification", "--role", "service", "--role", "ops"]) == 1
+    assert "service role alone" in capsys.readouterr().err
+    assert main(["--var-dir", str(tmp_path), "token", "--user", "mallory", "--role", "service"]) == 1
+    assert "No key of 'mallory'" in capsys.readouterr().err
 
 
-def test_customer_token_needs_a_user(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["token"]) == 1
+def test_customer_token_needs_a_user(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    installation(tmp_path)
+    assert main(["--var-dir", str(tmp_path), "token"]) == 1
     assert "--user" in capsys.readouterr().err
 
 
-def test_production_mode_refuses_the_development_secret_and_uses_a_real_one() -> None:
-    refused = run_unbind("token", "--user", "u-zhangsan", env=cli_env(UNBIND_ENV="production"))
-    assert refused.returncode == 1
-    assert "UNBIND_JWT_SECRET" in refused.stderr and not refused.stdout
+def test_without_an_installation_s_keys_no_token_is_printed(tmp_path: Path) -> None:
+    refused = run_unbind("--var-dir", str(tmp_path), "token", "--user", "u-zhangsan")
+    assert refused.returncode == 1 and not refused.stdout
+    assert "No issuer key" in refused.stderr and "identity provider" in refused.stderr
 
-    secret = "s" * 48
-    accepted = run_unbind("token", "--user", "u-zhangsan", env=cli_env(UNBIND_ENV="production", UNBIND_JWT_SECRET=secret))
-    assert accepted.returncode == 0, accepted.stderr
-    assert decode_token(secret, accepted.stdout.strip()).subject == "u-zhangsan"
+
+def test_keys_generate_writes_a_deployment_s_own_keys_and_secrets_private(tmp_path: Path) -> None:
+    out = tmp_path / "secrets"
+    assert run_unbind("keys", "generate", "--out", str(out)).returncode == 0
+    files = {path.name: path for path in out.iterdir()}
+    assert {"jwks.json", "issuer.jwk", "binding.jwk", "verification.jwk", "risk.jwk", "customer-system.jwk", "secrets.env"} <= set(files)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700 and all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in files.values())
+    env = dict(line.split("=", 1) for line in files["secrets.env"].read_text().splitlines())
+    assert set(env) == {"UNBIND_OTP_HMAC_KEY", "UNBIND_INSTITUTION_WEBHOOK_SECRET"} and all(len(value) >= 32 for value in env.values())
+    assert '"d"' not in files["jwks.json"].read_text(), "the JWKS holds public keys only"
+    before = files["binding.jwk"].read_text()
+    assert run_unbind("keys", "generate", "--out", str(out)).returncode == 0
+    assert files["binding.jwk"].read_text() == before, "keys already there are kept"
+    other = tmp_path / "other"
+    assert run_unbind("keys", "generate", "--out", str(other)).returncode == 0
+    assert (other / "binding.jwk").read_text() != before and (other / "secrets.env").read_text() != files["secrets.env"].read_text(), "each installation its own"
 
 
 async def _demo_rows(binding_url: str, notification_url: str) -> tuple[set[tuple[str, str, str]], set[tuple[str, str]]]:
@@ -75,6 +111,13 @@ async def _demo_rows(binding_url: str, notification_url: str) -> tuple[set[tuple
             await engine.dispose()
 
 
+@pytest.fixture
+def development(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo data is seeded into a development installation only (the default is production)."""
+    monkeypatch.setenv("UNBIND_ENV", "development")
+
+
+@pytest.mark.usefixtures("development")
 def test_migrate_and_seed_create_the_demo_data_once_on_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--var-dir", str(tmp_path), "migrate"]) == 0
     assert main(["--var-dir", str(tmp_path), "seed"]) == 0
@@ -100,6 +143,7 @@ async def _drop_service_databases(server_url: str) -> None:
         await connection.close()
 
 
+@pytest.mark.usefixtures("development")
 def test_migrate_and_seed_on_a_postgresql_server_create_one_database_per_service(postgres_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # The database names are fixed (unbind_<service>), so start and end with none on the test server.
     asyncio.run(_drop_service_databases(postgres_server))
@@ -123,9 +167,9 @@ def test_a_server_url_naming_a_database_is_refused(capsys: pytest.CaptureFixture
     assert "give the server only" in capsys.readouterr().err
 
 
-def test_seed_refuses_production_where_the_demo_device_key_would_be_a_way_in(tmp_path: Path) -> None:
-    secrets = {"UNBIND_JWT_SECRET": "j" * 48, "UNBIND_OTP_HMAC_KEY": "o" * 48, "UNBIND_INSTITUTION_WEBHOOK_SECRET": "w" * 48}
-    env = cli_env(UNBIND_ENV="production", **secrets)
+@pytest.mark.parametrize("mode", ["production", None], ids=["production", "the-default"])
+def test_seed_refuses_production_where_the_demo_device_key_would_be_a_way_in(tmp_path: Path, mode: str | None) -> None:
+    env = cli_env(UNBIND_ENV=mode) if mode else {name: value for name, value in cli_env().items() if name != "UNBIND_ENV"}
     assert run_unbind("--var-dir", str(tmp_path), "migrate", env=env).returncode == 0
     refused = run_unbind("--var-dir", str(tmp_path), "seed", env=env)
     assert refused.returncode == 1 and "development only" in refused.stderr

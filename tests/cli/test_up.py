@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +26,11 @@ from shared.cli.errors import process_cmdline
 from shared.cli.kafka import read_topic
 from shared.cli.stack import pid_alive, restart_delay, service_ports
 from tests.cli.conftest import ZHANGSAN_PHONE, cli_env, eventually, free_port_offset, run_unbind, unbind_up
+
+
+def _environ(pid: int) -> dict[str, str]:
+    entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(entry.decode(errors="replace").split("=", 1) for entry in entries if b"=" in entry)
 
 
 def _latest_code(sms_sink: Path) -> str | None:
@@ -45,7 +51,26 @@ def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm
         assert re.search(r"all 5 services ready in \d+\.\d s", output)
         assert (up.var_dir / "logs" / "binding.log").read_text().startswith("{"), "service logs are JSON lines in var/logs"
 
-        token = run_unbind("token", "--user", "u-zhangsan", env=up.env).stdout.strip()
+        # This installation's own keys, generated on its first start: private, and each service holds only its own.
+        keys = up.var_dir / "keys"
+        assert stat.S_IMODE(keys.stat().st_mode) == 0o700
+        assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in keys.iterdir()), "every key and secret is mode 0600"
+        assert {"jwks.json", "issuer.jwk", "binding.jwk", "verification.jwk", "risk.jwk", "otp_hmac_key.secret"} <= {path.name for path in keys.iterdir()}
+        environments = {name: _environ(pid) for name, pid in up.service_pids().items()}
+        assert environments["binding"]["UNBIND_SIGNING_KEY_FILE"].endswith("/keys/binding.jwk")
+        assert "UNBIND_OTP_HMAC_KEY" in environments["verification"] and "UNBIND_OTP_HMAC_KEY" not in environments["binding"]
+        assert "UNBIND_SIGNING_KEY_FILE" not in environments["dashboard"] and "UNBIND_SIGNING_KEY_FILE" not in environments["notification"]
+        assert not any("issuer.jwk" in value for env in environments.values() for value in env.values()), "no service holds the issuer's key"
+
+        # The one-time sign-in link the summary prints opens an ops session once.
+        link = re.search(r"(http://127\.0\.0\.1:\d+/login\?code=[A-Za-z0-9_-]+)", output)
+        assert link, output
+        with httpx.Client(trust_env=False) as browser:
+            signed = browser.get(link.group(1))
+            assert signed.status_code == 303 and "unbind_ops_session" in signed.headers["set-cookie"]
+            assert browser.get(link.group(1)).status_code == 401, "a link works once"
+
+        token = run_unbind("--var-dir", str(up.var_dir), "token", "--user", "u-zhangsan", env=up.env).stdout.strip()
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(headers=headers, timeout=10, trust_env=False) as client:
             bindings = client.get(f"{up.url('binding')}/v1/bindings").json()["items"]
@@ -75,7 +100,7 @@ def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm
             )
 
         # The dashboard process follows the same topic: the whole flow is in its feed.
-        ops = {"Authorization": f"Bearer {run_unbind('token', '--role', 'ops', env=up.env).stdout.strip()}"}
+        ops = {"Authorization": f"Bearer {run_unbind('--var-dir', str(up.var_dir), 'token', '--role', 'ops', env=up.env).stdout.strip()}"}
         feed_url = f"{up.url('dashboard')}/v1/events?request_id={accepted.json()['id']}"
         eventually(
             lambda: "UnbindCompleted" in [item["type"] for item in httpx.get(feed_url, headers=ops, trust_env=False).json()["items"]],

@@ -14,18 +14,23 @@ from fastapi import FastAPI
 from services.dashboard.config import DashboardSettings
 from services.dashboard.main import create_app
 from shared.db import utcnow
+from tests.keys import key_settings
 from tests.stack import BusTopics
 
 
 def dashboard_settings(topics: BusTopics, var_dir: Path, **overrides: Any) -> DashboardSettings:
-    return DashboardSettings(
-        kafka_bootstrap_servers=topics.bootstrap or "127.0.0.1:1",
-        topic=topics.topic,
-        dlq_topic=topics.dlq_topic,
-        var_dir=var_dir,
-        consumer_group=f"unbind-dashboard-{topics.topic}",
-        **overrides,
-    )
+    settings: dict[str, Any] = {
+        **key_settings("dashboard", DashboardSettings),
+        "kafka_bootstrap_servers": topics.bootstrap or "127.0.0.1:1",
+        "topic": topics.topic,
+        "dlq_topic": topics.dlq_topic,
+        "var_dir": var_dir,
+        "consumer_group": f"unbind-dashboard-{topics.topic}",
+        "login_link_dir": var_dir / "login-links",
+        # As under `unbind up`: served over plain HTTP, so the session cookie cannot be Secure.
+        "env": "development",
+    }
+    return DashboardSettings(**(settings | overrides))
 
 
 @asynccontextmanager

@@ -18,11 +18,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.dashboard.api import STATIC
-from shared.auth import issue_token
+from shared.keys import SigningKey, new_kid
+from shared.login_links import write_login_link
 from shared.problems import PROBLEM_JSON
-from shared.settings import DEVELOPMENT_JWT_SECRET
 from tests.dashboard.conftest import running_dashboard
 from tests.factories import customer_with_binding, idempotency_key, unbind_body
+from tests.keys import token
 from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack, served
 
 OPS = auth("ops-7", "ops")
@@ -153,8 +154,8 @@ async def server_sent_events(stream: httpx.Response) -> AsyncIterator[tuple[str,
 @pytest.mark.parametrize("path", ["/v1/overview", "/v1/events", "/v1/stream", "/v1/reviews"])
 async def test_only_ops_see_the_dashboard(path: str, tmp_path: Path) -> None:
     topics = make_bus_topics("memory", None)
-    expired = issue_token(DEVELOPMENT_JWT_SECRET, "ops-1", ["ops"], ttl_seconds=-10)
-    forged = issue_token("another-secret-of-at-least-thirty-two-chars", "ops-1", ["ops"])
+    expired = token("ops-1", "ops", ttl_seconds=-10)
+    forged = token("ops-1", "ops", key=SigningKey.generate(new_kid()))
     async with running_dashboard(topics, tmp_path, risk_url=f"http://127.0.0.1:{closed_port()}") as (_, dashboard):
         for headers, status in [
             ({}, 401),
@@ -172,7 +173,7 @@ async def test_only_ops_see_the_dashboard(path: str, tmp_path: Path) -> None:
 async def test_sign_in_sets_a_strict_http_only_cookie_and_cookie_changes_must_come_from_the_page(tmp_path: Path) -> None:
     topics = make_bus_topics("memory", None)
     async with running_dashboard(topics, tmp_path, risk_url=f"http://127.0.0.1:{closed_port()}") as (_, dashboard):
-        assert (await dashboard.get("/v1/session")).json() == {"signed_in": False, "subject": None, "expires_at": None, "development_sign_in": True}
+        assert (await dashboard.get("/v1/session")).json() == {"signed_in": False, "subject": None, "expires_at": None}
         for body, status in [({"token": "nope"}, 401), ({"token": auth("u-zhangsan")["Authorization"][7:]}, 403), ({}, 422), ({"token": "x", "extra": 1}, 422)]:
             refused = await dashboard.post("/v1/session", json=body)
             assert refused.status_code == status and refused.headers["content-type"] == PROBLEM_JSON
@@ -194,17 +195,52 @@ async def test_sign_in_sets_a_strict_http_only_cookie_and_cookie_changes_must_co
         assert (await dashboard.get("/v1/overview")).status_code == 401
 
 
-async def test_the_development_sign_in_exists_only_in_development(tmp_path: Path) -> None:
+async def test_a_sign_in_link_opens_an_ops_session_once_within_its_minutes(tmp_path: Path) -> None:
+    topics = make_bus_topics("memory", None)
+    links = tmp_path / "login-links"
+    async with running_dashboard(topics, tmp_path) as (_, dashboard):
+        code = write_login_link(links, token("ops-link", "ops"), 60)
+        signed = await dashboard.get("/login", params={"code": code})
+        assert signed.status_code == 303 and signed.headers["location"] == "/"
+        assert re.search(r"HttpOnly", signed.headers["set-cookie"], re.I)
+        assert (await dashboard.get("/v1/session")).json()["subject"] == "ops-link"
+        assert (await dashboard.get("/v1/overview")).status_code == 200
+        assert list(links.iterdir()) == [], "a used link is gone"
+
+        await dashboard.delete("/v1/session")
+        again = await dashboard.get("/login", params={"code": code})
+        assert again.status_code == 401 and again.headers["content-type"] == PROBLEM_JSON and "set-cookie" not in again.headers
+        # The code is no token: no service takes it as one.
+        assert (await dashboard.get("/v1/overview", headers={"Authorization": f"Bearer {code}"})).status_code == 401
+
+        expired = write_login_link(links, token("ops-link", "ops"), -1)
+        assert (await dashboard.get("/login", params={"code": expired})).status_code == 401
+        customer = write_login_link(links, token("u-zhangsan"), 60)
+        assert (await dashboard.get("/login", params={"code": customer})).status_code == 403, "a link opens an ops session only"
+        for bad in ("", "x" * 200, "../../etc/passwd", "A" * 43):
+            refused = await dashboard.get("/login", params={"code": bad})
+            assert refused.status_code in (401, 422) and refused.headers["content-type"] == PROBLEM_JSON
+        assert (await dashboard.get("/v1/session")).json()["signed_in"] is False
+
+
+async def test_outside_development_the_session_cookie_is_secure(tmp_path: Path) -> None:
+    async with running_dashboard(make_bus_topics("memory", None), tmp_path, env="production") as (_, dashboard):
+        signed = await dashboard.post("/v1/session", json={"token": OPS["Authorization"][7:]})
+        assert signed.status_code == 200 and re.search(r"; Secure", signed.headers["set-cookie"], re.I)
+
+
+async def test_two_racing_clicks_on_one_link_sign_in_once(tmp_path: Path) -> None:
     topics = make_bus_topics("memory", None)
     async with running_dashboard(topics, tmp_path) as (_, dashboard):
-        signed = await dashboard.post("/v1/session/development")
-        assert signed.status_code == 200 and signed.json()["subject"] == "ops-dev"
-        assert (await dashboard.get("/v1/overview")).status_code == 200
-    production = {"env": "production", "jwt_secret": "a-production-secret-of-more-than-32-characters"}
-    async with running_dashboard(topics, tmp_path, **production) as (_, dashboard):
-        assert (await dashboard.get("/v1/session")).json()["development_sign_in"] is False
-        refused = await dashboard.post("/v1/session/development")
-        assert refused.status_code == 404 and "set-cookie" not in refused.headers
+        code = write_login_link(tmp_path / "login-links", token("ops-link", "ops"), 60)
+        answers = await asyncio.gather(*(dashboard.get("/login", params={"code": code}) for _ in range(5)))
+        assert sorted(answer.status_code for answer in answers) == [303, 401, 401, 401, 401]
+
+
+async def test_without_a_link_folder_no_link_signs_in(tmp_path: Path) -> None:
+    async with running_dashboard(make_bus_topics("memory", None), tmp_path, login_link_dir=None) as (_, dashboard):
+        code = write_login_link(tmp_path / "login-links", token("ops-link", "ops"), 60)
+        assert (await dashboard.get("/login", params={"code": code})).status_code == 401
 
 
 async def test_an_unreachable_risk_service_and_bad_filters_get_clear_problems(tmp_path: Path) -> None:

@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
+from shared.login_links import write_login_link
 from tests.conftest import TEST_VAR
 from tests.dashboard.conftest import running_dashboard
 from tests.dashboard.test_api import OPS, REVIEW_EVERYTHING, sqlite_urls
 from tests.factories import customer_with_binding, enrolled_device, idempotency_key, pass_verification, unbind_body
+from tests.keys import token
 from tests.stack import BusTopics, auth, running_stack, served
 
 CHROMIUM = os.environ.get("UNBIND_CHROMIUM", "/usr/bin/chromium")
@@ -60,9 +62,13 @@ async def test_the_ops_page_follows_an_unbind_live_and_decides_its_review(browse
         page.on("requestfailed", lambda request: problems.append(f"request failed: {request.url}") if "/v1/stream" not in request.url else None)
 
         await page.goto(url)
-        await page.click("#dev-sign-in")
+        await expect(page.locator("#sign-in")).to_be_visible()
+        # The one-time link `unbind up` prints: it signs in, then the address bar no longer holds it.
+        code = write_login_link(app.state.settings.login_link_dir, token("ops-dev", "ops"), 60)
+        await page.goto(f"{url}/login?code={code}")
         await expect(page.locator("#live")).to_have_text("live", timeout=10_000)
         await expect(page.locator("#who")).to_have_text("ops-dev")
+        assert page.url == f"{url}/"
         under_review_before = await funnel_count(page, "under_review")
 
         # Every request goes to a human, so the page has a case to decide.

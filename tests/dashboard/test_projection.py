@@ -7,6 +7,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
+import pytest
+
 from services.dashboard.config import DashboardSettings
 from services.dashboard.projection import Projection
 from services.dashboard.stream import LiveHub, StreamReader
@@ -24,6 +26,8 @@ from shared.events import (
     VerificationRequested,
     Verified,
 )
+from shared.keys import KeySet
+from tests.keys import KEYS, service_key
 
 T0 = datetime(2026, 11, 28, 9, 0, 0, tzinfo=UTC)
 TOPIC, DLQ = "unbind.events", "unbind.events.dlq"
@@ -36,48 +40,50 @@ class Flow:
         self.reader = reader
         self.ids = {"request_id": request_id or str(uuid.uuid4()), "binding_id": f"b-{uuid.uuid4().hex[:6]}", "user_id": "u-test"}
 
-    def emit(self, event_type: type, at: float, *, offset: int | None = None, **data: object) -> Envelope:
+    async def emit(self, event_type: type, at: float, *, offset: int | None = None, **data: object) -> Envelope:
         """Append to partition 0 (or offer the record at `offset` again)."""
-        envelope = Envelope(data=event_type(**self.ids, **data), source="/services/test", time=T0 + timedelta(seconds=at))
-        key, value, headers = envelope.to_record()
+        envelope = Envelope(data=event_type(**self.ids, **data), source=f"/services/{event_type.emitted_by}", time=T0 + timedelta(seconds=at))
+        key, value, headers = envelope.to_record(service_key(event_type.emitted_by))
         offset = offset if offset is not None else self.reader.projection.position(TOPIC, 0) or 0
-        self.reader.apply(TOPIC, 0, SimpleNamespace(offset=offset, value=value, headers=headers))
+        await self.reader.apply(TOPIC, 0, SimpleNamespace(offset=offset, value=value, headers=headers))
         return envelope
 
-    def requested(self, at: float) -> None:
-        self.emit(UnbindRequested, at, reason="fund_planning", impact_hash="h")
+    async def requested(self, at: float) -> None:
+        await self.emit(UnbindRequested, at, reason="fund_planning", impact_hash="h")
 
-    def assessed(self, at: float, decision: str = "allow", score: int = 10) -> None:
+    async def assessed(self, at: float, decision: str = "allow", score: int = 10) -> None:
         reasons = [RiskReason(code="instalment_due_soon", weight=10, detail="due in 2 days")]
-        self.emit(RiskAssessed, at, score=score, level=RiskLevel.NORMAL, decision=decision, reasons=reasons, required_methods=["otp"] if decision == "allow" else [])
+        await self.emit(RiskAssessed, at, score=score, level=RiskLevel.NORMAL, decision=decision, reasons=reasons, required_methods=["otp"] if decision == "allow" else [])
 
-    def issued(self, at: float) -> None:
-        self.emit(VerificationRequested, at, verification_id="v1", methods=["otp"], expires_at=T0 + timedelta(minutes=15))
+    async def issued(self, at: float) -> None:
+        await self.emit(VerificationRequested, at, verification_id="v1", methods=["otp"], expires_at=T0 + timedelta(minutes=15))
 
-    def verified(self, at: float) -> None:
-        self.emit(Verified, at, verification_id="v1", methods=["otp"])
+    async def verified(self, at: float) -> None:
+        await self.emit(Verified, at, verification_id="v1", methods=["otp"])
 
-    def completed(self, at: float) -> None:
-        self.emit(UnbindCompleted, at, mandates_cancelled=1, credit_limit_before=30000, credit_limit_after=20300)
+    async def completed(self, at: float) -> None:
+        await self.emit(UnbindCompleted, at, mandates_cancelled=1, credit_limit_before=30000, credit_limit_after=20300)
 
 
 def make_reader(now: datetime = T0 + timedelta(minutes=1), **settings: object) -> tuple[StreamReader, LiveHub]:
     config = DashboardSettings(**settings)
     projection = Projection(feed_size=config.feed_size, finished_kept=config.finished_requests_kept)
     hub = LiveHub(projection, config, lambda: now)
-    return StreamReader(InMemoryBus(), config, projection, hub, lambda: now), hub
+    keys = KeySet(file=KEYS.jwks_file)
+    keys.load_now()
+    return StreamReader(InMemoryBus(), config, keys, projection, hub, lambda: now), hub
 
 
-def test_a_completed_flow_moves_the_funnel_and_times_each_stage() -> None:
+async def test_a_completed_flow_moves_the_funnel_and_times_each_stage() -> None:
     reader, hub = make_reader()
     flow = Flow(reader)
-    flow.requested(0.0)
+    await flow.requested(0.0)
     assert hub.overview()["funnel"]["now"]["pending_risk"] == 1
-    flow.assessed(0.2)
-    flow.issued(0.25)
+    await flow.assessed(0.2)
+    await flow.issued(0.25)
     assert hub.overview()["funnel"]["now"]["pending_verification"] == 1
-    flow.verified(10.25)
-    flow.completed(10.3)
+    await flow.verified(10.25)
+    await flow.completed(10.3)
 
     overview = hub.overview()
     assert overview["funnel"]["now"] == {"pending_risk": 0, "under_review": 0, "pending_verification": 0, "completed": 1, "rejected": 0, "cancelled": 0, "expired": 0}
@@ -95,16 +101,16 @@ def test_a_completed_flow_moves_the_funnel_and_times_each_stage() -> None:
     assert overview["stuck"]["count"] == 0
 
 
-def test_percentiles_over_many_requests_and_the_five_minute_window() -> None:
+async def test_percentiles_over_many_requests_and_the_five_minute_window() -> None:
     reader, hub = make_reader(now=T0 + timedelta(minutes=30))
     # 100 requests 25 minutes ago, assessed after 1..100 ms; one 2 minutes ago, after 3 s.
     for i in range(1, 101):
         flow = Flow(reader)
-        flow.requested(300.0)
-        flow.assessed(300.0 + i / 1000)
+        await flow.requested(300.0)
+        await flow.assessed(300.0 + i / 1000)
     late = Flow(reader)
-    late.requested(1680.0)
-    late.assessed(1683.0)
+    await late.requested(1680.0)
+    await late.assessed(1683.0)
 
     windows = hub.overview()["latency"]["windows"]
     assert windows["5m"]["requested→assessed"]["count"] == 1 and 3.0 <= windows["5m"]["requested→assessed"]["p50"] <= 3.45
@@ -115,25 +121,25 @@ def test_percentiles_over_many_requests_and_the_five_minute_window() -> None:
     assert 0.099 <= hour["p99"] <= 0.115
 
 
-def test_review_time_is_not_counted_as_verification_latency() -> None:
+async def test_review_time_is_not_counted_as_verification_latency() -> None:
     reader, hub = make_reader(now=T0 + timedelta(hours=1))
     flow = Flow(reader)
-    flow.requested(0)
-    flow.assessed(0.1, decision="review", score=70)
+    await flow.requested(0)
+    await flow.assessed(0.1, decision="review", score=70)
     assert hub.overview()["funnel"]["now"]["under_review"] == 1
-    flow.emit(ReviewDecided, 1800, decision="approve", reviewer="ops-1", required_methods=["otp", "biometric"])
-    flow.issued(1800.2)
+    await flow.emit(ReviewDecided, 1800, decision="approve", reviewer="ops-1", required_methods=["otp", "biometric"])
+    await flow.issued(1800.2)
     latency = hub.overview()["latency"]["windows"]["60m"]["assessed→verification_issued"]
     assert latency["count"] == 1 and latency["p50"] < 0.25
 
 
-def test_a_request_without_transition_is_stuck_and_a_rejected_one_reopens_on_appeal() -> None:
+async def test_a_request_without_transition_is_stuck_and_a_rejected_one_reopens_on_appeal() -> None:
     reader, hub = make_reader(now=T0 + timedelta(minutes=10), stuck_after_seconds=120)
     waiting = Flow(reader)
-    waiting.requested(0)
-    waiting.assessed(1)
+    await waiting.requested(0)
+    await waiting.assessed(1)
     moving = Flow(reader)
-    moving.requested(590)
+    await moving.requested(590)
     stuck = hub.overview()["stuck"]
     assert stuck["count"] == 1
     assert stuck["oldest"][0] | {"since": None} == {
@@ -142,61 +148,72 @@ def test_a_request_without_transition_is_stuck_and_a_rejected_one_reopens_on_app
     }  # fmt: skip
 
     rejected = Flow(reader)
-    rejected.requested(595)
-    rejected.emit(UnbindRejected, 596, reason="risk_denied")
+    await rejected.requested(595)
+    await rejected.emit(UnbindRejected, 596, reason="risk_denied")
     assert hub.overview()["funnel"]["now"]["rejected"] == 1
-    rejected.emit(UnbindAppealed, 597, message="please call me on 13812345678")
+    await rejected.emit(UnbindAppealed, 597, message="please call me on 13812345678")
     now = hub.overview()["funnel"]["now"]
     assert (now["rejected"], now["under_review"]) == (0, 1)
     line = reader.projection.recent_feed(request_id=rejected.ids["request_id"], limit=1)[0]
     assert line["type"] == "UnbindAppealed" and "13812345678" not in line["summary"] and "***5678" in line["summary"]
 
 
-def test_a_record_offered_twice_is_applied_once() -> None:
+async def test_a_record_offered_twice_is_applied_once() -> None:
     reader, hub = make_reader()
     flow = Flow(reader)
-    flow.requested(0)
-    flow.emit(UnbindRequested, 0, offset=0, reason="fund_planning", impact_hash="h")  # the same record again, as after a rebalance
+    await flow.requested(0)
+    await flow.emit(UnbindRequested, 0, offset=0, reason="fund_planning", impact_hash="h")  # the same record again, as after a rebalance
     overview = hub.overview()
     assert overview["events_total"] == 1 and overview["funnel"]["now"]["pending_risk"] == 1
 
 
-def test_the_same_event_at_a_new_offset_is_applied_once() -> None:
+async def test_the_same_event_at_a_new_offset_is_applied_once() -> None:
     reader, hub = make_reader()
     flow = Flow(reader)
-    requested = flow.emit(UnbindRequested, 0, reason="fund_planning", impact_hash="h")
-    flow.assessed(1)
-    key, value, headers = requested.to_record()
+    requested = await flow.emit(UnbindRequested, 0, reason="fund_planning", impact_hash="h")
+    await flow.assessed(1)
+    key, value, headers = requested.to_record(service_key("binding"))
     # Published again (a relay that died before marking it, or `unbind dlq replay`): a new offset, the same id.
-    reader.apply(TOPIC, 0, SimpleNamespace(offset=reader.projection.position(TOPIC, 0), value=value, headers=headers))
+    await reader.apply(TOPIC, 0, SimpleNamespace(offset=reader.projection.position(TOPIC, 0), value=value, headers=headers))
     overview = hub.overview()
     assert overview["events_total"] == 2 and reader.projection.duplicates_total == 1
     assert overview["funnel"]["now"]["pending_risk"] == 0 and overview["funnel"]["now"]["pending_verification"] == 1, "the request does not move back"
 
 
-def test_dead_letters_and_malformed_records_are_counted_with_their_redacted_error() -> None:
+@pytest.mark.parametrize("signer", [None, "verification", "risk"], ids=["unsigned", "another-service's-key", "a-third-service's-key"])
+async def test_an_event_not_signed_by_its_source_is_never_shown_only_counted(signer: str | None) -> None:
+    reader, hub = make_reader()
+    forged = Envelope.emit(UnbindCompleted(request_id="r-1", binding_id="b-1", user_id="u-1", mandates_cancelled=1, credit_limit_before=1, credit_limit_after=0))
+    _, value, headers = forged.to_record(service_key(signer) if signer else None)
+    await reader.apply(TOPIC, 0, SimpleNamespace(offset=0, value=value, headers=headers))
+    overview = hub.overview()
+    assert overview["dlq"]["rejected_on_topic"] == 1
+    assert overview["events_total"] == 0 and not reader.projection.recent_feed(types=None, request_id=None, limit=10)
+
+
+async def test_dead_letters_and_malformed_records_are_counted_with_their_redacted_error() -> None:
     reader, hub = make_reader()
     headers = [("ce_type", b"UnbindRequested"), ("x-dlq-error", b"ValueError: bad account 6222021234564821"), ("x-dlq-consumer-group", b"unbind-risk")]
-    reader.apply(DLQ, 0, SimpleNamespace(offset=0, value=b"{}", headers=headers))
-    reader.apply(TOPIC, 0, SimpleNamespace(offset=0, value=b"not json", headers=[("ce_specversion", b"1.0")]))
+    await reader.apply(DLQ, 0, SimpleNamespace(offset=0, value=b"{}", headers=headers))
+    await reader.apply(TOPIC, 0, SimpleNamespace(offset=0, value=b"not json", headers=[("ce_specversion", b"1.0")]))
     dlq = hub.overview()["dlq"]
     assert dlq["count"] == 1 and dlq["malformed_on_topic"] == 1
     assert dlq["recent"][0]["consumer_group"] == "unbind-risk"
     assert "6222021234564821" not in dlq["recent"][0]["error"] and "***4821" in dlq["recent"][0]["error"]
 
 
-def test_a_replay_marker_on_the_dlq_is_not_a_dead_letter() -> None:
+async def test_a_replay_marker_on_the_dlq_is_not_a_dead_letter() -> None:
     reader, hub = make_reader()
-    reader.apply(DLQ, 0, SimpleNamespace(offset=0, value=b"{}", headers=[("ce_type", b"UnbindRequested"), ("x-dlq-error", b"RuntimeError: down")]))
-    reader.apply(DLQ, 0, SimpleNamespace(offset=1, value=b"", headers=[("x-dlq-replay-of", b"0:0"), ("x-dlq-replayed-at", b"2026-11-28T09:00:00+00:00")]))
+    await reader.apply(DLQ, 0, SimpleNamespace(offset=0, value=b"{}", headers=[("ce_type", b"UnbindRequested"), ("x-dlq-error", b"RuntimeError: down")]))
+    await reader.apply(DLQ, 0, SimpleNamespace(offset=1, value=b"", headers=[("x-dlq-replay-of", b"0:0"), ("x-dlq-replayed-at", b"2026-11-28T09:00:00+00:00")]))
     assert hub.overview()["dlq"]["count"] == 1
 
 
-def test_finished_requests_beyond_the_limit_are_forgotten_but_still_counted() -> None:
+async def test_finished_requests_beyond_the_limit_are_forgotten_but_still_counted() -> None:
     reader, hub = make_reader(finished_requests_kept=100)
     for _ in range(150):
         flow = Flow(reader)
-        flow.requested(0)
-        flow.emit(UnbindRejected, 1, reason="risk_denied")
+        await flow.requested(0)
+        await flow.emit(UnbindRejected, 1, reason="risk_denied")
     assert len(reader.projection.finished) == 100
     assert hub.overview()["funnel"]["now"]["rejected"] == 150

@@ -16,7 +16,6 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from services.notification.config import DEVELOPMENT_WEBHOOK_SECRET
 from services.notification.models import Contact, Delivery
 from services.notification.providers import DeliveryError, Outgoing
 from services.notification.service import event_params, quiet_until
@@ -24,6 +23,8 @@ from services.notification.templates import KINDS, LOCALES, SECURITY_KINDS, rend
 from shared.cloudevents import Envelope
 from shared.events import UnbindCancelled, UnbindCompleted, UnbindRequested
 from tests.binding.test_api import assert_problem
+from tests.factories import notification_knows
+from tests.keys import KEYS
 from tests.shared.test_cloudevents import SAMPLES
 from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack
 
@@ -146,8 +147,8 @@ async def test_quiet_hours_hold_non_security_messages_then_deliver(memory_stack:
     local_hour = now.astimezone(ZoneInfo("Asia/Shanghai")).hour
     window = {"quiet_start": f"{local_hour:02d}:00", "quiet_end": f"{(local_hour + 2) % 24:02d}:00"}
     await with_contact(memory_stack, **window)
-    await memory_stack.topics.publish_event(Envelope.emit(UnbindCancelled(request_id="r-1", binding_id="b-1", user_id="u-zhangsan")))
     await memory_stack.topics.publish_event(requested())
+    await memory_stack.topics.publish_event(Envelope.emit(UnbindCancelled(request_id="r-1", binding_id="b-1", user_id="u-zhangsan")))
 
     async def planned() -> list[Delivery] | None:
         rows = await deliveries(memory_stack)
@@ -189,6 +190,7 @@ async def test_a_failed_push_falls_back_to_sms(database_urls: dict[str, str], tm
     push = FlakyChannel(1)
     async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, ONLY_NOTIFICATION, app_options={"notification": {"providers": {"push": push}}}) as stack:
         await with_contact(stack)
+        await notification_knows(stack, requested())
         await stack.topics.publish_event(Envelope.emit(UnbindCancelled(request_id="r-1", binding_id="b-1", user_id="u-zhangsan")))
         await eventually(lambda: _status(stack, "unbind_cancelled", "sms", "sent"), 15, "no SMS fallback")
         assert await _status(stack, "unbind_cancelled", "push", "failed")
@@ -213,11 +215,12 @@ async def test_the_lender_webhook_is_signed_and_the_reminder_survives_a_restart(
     completed = Envelope.emit(UnbindCompleted(request_id="r-9", binding_id="b-9", user_id="u-zhangsan", mandates_cancelled=1, credit_limit_before=30000, credit_limit_after=20300))
     async with running_stack(kafka_topics, database_urls, tmp_path, ONLY_NOTIFICATION, overrides) as stack:
         await with_contact(stack, email="zhangsan@example.com")
+        await notification_knows(stack, completed)
         await kafka_topics.publish_event(completed)
         await eventually(lambda: (tmp_path / "institution.jsonl").exists(), 15, "the lender was not told")
         await eventually(lambda: (tmp_path / "email.jsonl").exists(), 15, "no email")
     hook = orjson.loads((tmp_path / "institution.jsonl").read_bytes().splitlines()[0])
-    expected = "sha256=" + hmac.new(DEVELOPMENT_WEBHOOK_SECRET.encode(), hook["body"].encode(), hashlib.sha256).hexdigest()
+    expected = "sha256=" + hmac.new(KEYS.secret("institution_webhook_secret").encode(), hook["body"].encode(), hashlib.sha256).hexdigest()
     assert hmac.compare_digest(hook["signature"], expected)
     assert orjson.loads(hook["body"]) | {"at": None} == {"type": "UnbindCompleted", "event_id": completed.id, "binding_id": "b-9", "mandates_cancelled": 1, "at": None}
     assert not (tmp_path / "push.jsonl").exists(), "the reminder is not due yet"

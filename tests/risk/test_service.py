@@ -152,7 +152,7 @@ async def test_profile_signals_come_from_the_customer_system(stack: Stack) -> No
     customer = await customer_with_binding(stack)
     profile = {"account_opened_at": "2026-11-01T00:00:00+08:00", "phone_changed_at": "2026-11-20T00:00:00+08:00"}
     assert_problem(await stack.client("risk").put(f"/internal/v1/profiles/{customer.user_id}", json=profile, headers=OPS), 403, "forbidden")
-    assert (await stack.client("risk").put(f"/internal/v1/profiles/{customer.user_id}", json=profile, headers=auth("crm", "service"))).status_code == 204
+    assert (await stack.client("risk").put(f"/internal/v1/profiles/{customer.user_id}", json=profile, headers=auth("customer-system", "service"))).status_code == 204
     request_id = await unbind(stack, customer)
     await stack.wait_for_request(request_id, customer.user_id, lambda body: body["risk"] is not None)
     assessment = (await stack.client("risk").get(f"/v1/assessments/{request_id}", headers=OPS)).json()

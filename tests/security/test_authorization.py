@@ -28,14 +28,19 @@ from services.notification.main import create_app as create_notification_app
 from services.risk.main import create_app as create_risk_app
 from services.verification.device_simulator import DeviceSimulator
 from services.verification.main import create_app as create_verification_app
-from shared.auth import issue_token
-from shared.settings import DEVELOPMENT_JWT_SECRET
+from shared.auth import audience_of, issue_token
+from shared.cli.keys import signing_services
+from shared.keys import SigningKey, new_kid
+from shared.login_links import write_login_link
 from tests.dashboard.conftest import dashboard_settings
 from tests.factories import idempotency_key, unbind_body
+from tests.keys import ISSUER, service_key, token
 from tests.security.conftest import REVIEW_EVERYTHING, World, populated_world
 from tests.stack import auth, make_bus_topics, served, service_settings
 
 PRINCIPALS = ("anonymous", "other", "owner", "ops", "service")
+# The "service" principal is the one caller an internal route admits, else binding's service token.
+INTERNAL_CALLERS = {("notification", "POST /internal/v1/messages"): "verification", ("risk", "PUT /internal/v1/profiles/{user_id}"): "customer-system"}
 PUBLIC = (200, 200, 200, 200, 200)
 OPS_ONLY = (401, 403, 403, 200, 403)
 OWN = (401, 404, 200, 403, 403)  # a customer's own thing: another customer is told it does not exist
@@ -63,7 +68,7 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ("dashboard", "GET /"): PUBLIC,
     ("dashboard", "GET /v1/session"): PUBLIC,
     ("dashboard", "POST /v1/session"): (401, 403, 403, 200, 403),
-    ("dashboard", "POST /v1/session/development"): PUBLIC,  # development mode only (404 otherwise)
+    ("dashboard", "GET /login"): (303, 303, 303, 303, 303),  # a fresh one-time link each (the headers play no part)
     ("dashboard", "DELETE /v1/session"): (204, 204, 204, 204, 204),
     ("dashboard", "GET /v1/overview"): OPS_ONLY,
     ("dashboard", "GET /v1/events"): OPS_ONLY,
@@ -113,6 +118,7 @@ REQUESTS: dict[str, Request] = {
         "json": {"message_id": f"m-{uuid.uuid4()}", "user_id": world.owner.user_id, "template": "otp_code", "params": {"code": "123456", "ttl_minutes": "5"}}
     },
     "POST /v1/session": lambda _, headers: {"json": {"token": own_token(headers)}},
+    "GET /login": lambda world, _: {"params": {"code": write_login_link(world.dashboard.state.settings.login_link_dir, token("ops-matrix", "ops"), 60)}},
     "POST /v1/reviews/{review_id}/decision": lambda *_: {"json": {"decision": "deny", "note": "authorization matrix"}},
     "PUT /v1/rules": lambda *_: {"json": REVIEW_EVERYTHING},
     "PUT /internal/v1/profiles/{user_id}": lambda *_: {"json": {"account_opened_at": "2020-01-01T00:00:00+08:00"}},
@@ -138,13 +144,13 @@ def test_the_matrix_has_a_row_for_every_route_and_no_other(tmp_path: Path) -> No
     assert {"missing from the matrix": sorted(routes - set(MATRIX)), "not a route": sorted(set(MATRIX) - routes)} == {"missing from the matrix": [], "not a route": []}
 
 
-def principal_headers(world: World) -> dict[str, dict[str, str]]:
+def principal_headers(world: World, service: str = "", route: str = "") -> dict[str, dict[str, str]]:
     return {
         "anonymous": {},
         "other": auth(world.other.user_id),
         "owner": auth(world.owner.user_id),
         "ops": auth("ops-matrix", "ops"),
-        "service": auth("customer-system", "service"),
+        "service": auth(INTERNAL_CALLERS.get((service, route), "binding"), "service"),
     }
 
 
@@ -167,7 +173,7 @@ async def test_each_principal_gets_the_status_of_the_matrix_on_every_route(datab
         for (service, route), expected in MATRIX.items():
             # Refusals first: a caller who may act (cancel, decide...) changes what the next one meets.
             for principal, status in sorted(zip(PRINCIPALS, expected, strict=True), key=lambda pair: pair[1] < 400):
-                got, body = await call(clients[service], world, route, principal_headers(world)[principal])
+                got, body = await call(clients[service], world, route, principal_headers(world, service, route)[principal])
                 if got != status:
                     mismatches.append((service, route, principal, status, got, body[:200]))
                 if principal == "other" and got < 400:
@@ -177,8 +183,8 @@ async def test_each_principal_gets_the_status_of_the_matrix_on_every_route(datab
     assert leaks == []
 
 
-def forged(claims: dict[str, Any], *, secret: str = DEVELOPMENT_JWT_SECRET, algorithm: str = "HS256") -> str:
-    return jwt.encode(claims, secret, algorithm=algorithm)
+def forged(claims: dict[str, Any], *, key: SigningKey = ISSUER) -> str:
+    return jwt.encode(claims, key.private_key, algorithm="EdDSA", headers={"kid": key.kid})
 
 
 def b64url(data: dict[str, Any]) -> str:
@@ -186,22 +192,27 @@ def b64url(data: dict[str, Any]) -> str:
 
 
 def unsigned(claims: dict[str, Any]) -> str:
-    return f"{b64url({'alg': 'none', 'typ': 'JWT'})}.{b64url(claims)}."
+    return f"{b64url({'alg': 'none', 'typ': 'JWT', 'kid': ISSUER.kid})}.{b64url(claims)}."
 
 
 def bad_tokens() -> dict[str, str]:
     now = int(time.time())
-    # Every role, so that the token itself is the only reason to refuse it.
-    good = {"sub": "u-intruder", "roles": ["customer", "ops", "service"], "iss": "unbind", "iat": now, "exp": now + 600}
+    audiences = [audience_of(service) for service in ("binding", "verification", "risk", "notification", "dashboard")]
+    # Every role but service (which the issuer's key cannot sign), so that the token itself is the only reason to refuse it.
+    good = {"sub": "u-intruder", "roles": ["customer", "ops"], "iss": "unbind", "aud": audiences, "iat": now, "exp": now + 600}
+
     def without(claim: str) -> dict[str, Any]:
         return {name: value for name, value in good.items() if name != claim}
 
     return {
-        "expired": issue_token(DEVELOPMENT_JWT_SECRET, "u-intruder", good["roles"], ttl_seconds=-60),
-        "wrongly signed": forged(good, secret="not-the-secret-of-this-deployment-at-all"),
+        "expired": issue_token(ISSUER, "u-intruder", good["roles"], audience=audiences, ttl_seconds=-60),
+        "signed by a key the JWKS does not hold": forged(good, key=SigningKey.generate(new_kid())),
+        "a customer token signed by a service's key": forged(good, key=service_key("binding")),
         "alg none": unsigned(good),
         "no sub": forged(without("sub")),
         "no exp": forged(without("exp")),
+        "no aud": forged(without("aud")),
+        "meant for another deployment (aud)": forged({**good, "aud": ["unbind-elsewhere"]}),
         "no roles": forged(without("roles")),
         "wrong issuer": forged({**good, "iss": "someone-else"}),
         # Subjects are ids of at most 64 characters; a longer one was a 500 on PostgreSQL where it is recorded.
@@ -222,3 +233,15 @@ async def test_a_bad_token_gets_401_on_every_authenticated_route(database_urls: 
         await clients["dashboard"].aclose()
     assert len(authenticated) > 30
     assert {key: status for key, status in answers.items() if status != 401} == {}
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_an_internal_route_admits_its_one_caller_and_no_other_service(database_urls: dict[str, str], tmp_path: Path) -> None:
+    async with populated_world(database_urls, tmp_path) as world:
+        refused = {}
+        for (service, route), caller in INTERNAL_CALLERS.items():
+            for other in signing_services():
+                if other != caller:
+                    status, _ = await call(world.stack.clients[service], world, route, {"Authorization": f"Bearer {token(other, 'service')}"})
+                    refused[(service, route, other)] = status
+    assert refused and set(refused.values()) == {403}, refused

@@ -99,7 +99,7 @@ CHECKS = [no_server_error, problem_json, status_code_conformance, content_type_c
 def headers_for(world: World, service: str, path: str) -> dict[str, str]:
     """A token of the role the operation is for (the authorization matrix tries the others)."""
     if path.startswith("/internal/"):
-        return auth("verification", "service")
+        return auth("verification" if service == "notification" else "customer-system", "service")
     if service in ("risk", "dashboard") or path.startswith("/v1/ops/"):
         return auth("ops-fuzz", "ops")
     return auth(world.owner.user_id)

@@ -16,7 +16,8 @@ from tests.factories import customer_with_binding, idempotency_key, unbind_body
 from tests.security.conftest import OPS, World, populated_world
 from tests.stack import auth
 
-SERVICE = auth("customer-system", "service")
+CUSTOMER_SYSTEM = auth("customer-system", "service")
+VERIFICATION = auth("verification", "service")
 EARLIEST = "0001-01-01T00:00:00+01:00"  # 31 December of year 0 in UTC
 LATEST = "9999-12-31T23:59:59-01:00"  # year 10000 in UTC
 
@@ -42,8 +43,8 @@ async def edge_requests(world: World) -> list[tuple[str, str, str, dict[str, Any
         *[("binding", "GET", "/v1/ops/unbind-requests", {"params": {"since": since}, "headers": OPS}) for since in (EARLIEST, LATEST)],
         *[("binding", "GET", "/v1/ops/unbind-requests", {"params": {"cursor": forged}, "headers": OPS}) for forged in FORGED_CURSORS],
         *[("notification", "GET", "/v1/notifications", {"params": {"cursor": forged}, "headers": owner}) for forged in FORGED_CURSORS],
-        ("risk", "PUT", f"/internal/v1/profiles/{ids['user_id']}", {"json": {"account_opened_at": EARLIEST}, "headers": SERVICE}),
-        ("risk", "PUT", f"/internal/v1/profiles/{ids['user_id']}", {"json": {"phone_changed_at": LATEST}, "headers": SERVICE}),
+        ("risk", "PUT", f"/internal/v1/profiles/{ids['user_id']}", {"json": {"account_opened_at": EARLIEST}, "headers": CUSTOMER_SYSTEM}),
+        ("risk", "PUT", f"/internal/v1/profiles/{ids['user_id']}", {"json": {"phone_changed_at": LATEST}, "headers": CUSTOMER_SYSTEM}),
         (
             "binding",
             "POST",
@@ -53,7 +54,7 @@ async def edge_requests(world: World) -> list[tuple[str, str, str, dict[str, Any
         ("binding", "POST", f"/v1/unbind-requests/{ids['request_id']}/appeal", {"json": {"message": "\x00"}, "headers": owner}),
         ("verification", "POST", "/v1/devices", {"json": {**device, "name": "phone\x00"}, "headers": owner}),
         # The SMS went out before the record failed: the caller's retry sent it again.
-        ("notification", "POST", "/internal/v1/messages", {"json": {**code_sms(ids["user_id"]), "params": {"code": "12\x003456", "ttl_minutes": "5"}}, "headers": SERVICE}),
+        ("notification", "POST", "/internal/v1/messages", {"json": {**code_sms(ids["user_id"]), "params": {"code": "12\x003456", "ttl_minutes": "5"}}, "headers": VERIFICATION}),
         ("risk", "POST", f"/v1/reviews/{ids['review_id']}/decision", {"json": {"decision": "deny", "note": "\x00"}, "headers": OPS}),
         ("dashboard", "POST", f"/v1/reviews/{ids['review_id']}/decision", {"json": {"decision": "deny", "note": "\x00"}, "headers": OPS}),
         # Accepted, a NUL in a rule's name broke every assessment it matched (PostgreSQL, in the consumer).

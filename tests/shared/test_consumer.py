@@ -20,7 +20,7 @@ from shared.cloudevents import Envelope, header_map
 from shared.consumer import EventConsumer
 from shared.events import UnbindCompleted
 from shared.uow import UnitOfWork
-from tests.factories import notification_consumer
+from tests.factories import notification_consumer, notification_knows
 from tests.stack import BusTopics, Stack, eventually, running_stack
 
 NOTIFICATION_ONLY = ("notification",)
@@ -52,6 +52,7 @@ async def notifications_for(stack: Stack, user_id: str) -> int:
 async def test_redelivered_event_changes_nothing(any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
     async with running_stack(any_bus, database_urls, tmp_path, NOTIFICATION_ONLY) as stack:
         consumer = stack.runtime("notification").consumer
+        await notification_knows(stack, completed_event(), completed_event(request_id="r-2"))
         await any_bus.publish_event(completed_event(), times=3)
         await any_bus.publish_event(completed_event(request_id="r-2"))
 
@@ -78,6 +79,7 @@ async def test_consumer_killed_after_handling_but_before_committing(kafka_topics
             uow.after_commit(crash)  # the handler's transaction is durable; the offset is not yet
             return uow
 
+        await notification_knows(stack, completed_event())
         await kafka_topics.publish_event(completed_event())
         with pytest.raises(SimulatedCrash):
             await asyncio.wait_for(consumer(crashing_unit_of_work).run(), 30)
@@ -97,6 +99,7 @@ async def test_consumer_killed_after_handling_but_before_committing(kafka_topics
 async def test_poison_event_goes_to_the_dlq_and_the_next_event_is_handled(any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
     async with running_stack(any_bus, database_urls, tmp_path, NOTIFICATION_ONLY) as stack:
         good = completed_event()
+        await notification_knows(stack, good)
         key, _, headers = good.to_record()
         await any_bus.publish(b'{"request_id": "r-1", "binding_id": ', key=key, headers=[(n, v) for n, v in headers if n != "ce_id"] + [("ce_id", b"poison-1")])
         await any_bus.publish_event(good)
@@ -125,6 +128,7 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(any_bu
             await notification_handlers.on_unbind_completed(event, uow, deps)
 
         consumer = notification_consumer(stack, any_bus, subscriptions={UnbindCompleted: flaky}, max_attempts=3, retry_backoff=0.01)
+        await notification_knows(stack, completed_event(request_id="r-bad"), completed_event(request_id="r-good"))
         await any_bus.publish_event(completed_event(request_id="r-bad"))
         await any_bus.publish_event(completed_event(request_id="r-good"))
         task = asyncio.create_task(consumer.run())
@@ -159,6 +163,7 @@ async def test_an_unreachable_database_is_waited_out_not_dead_lettered(any_bus: 
             return runtime.unit_of_work()
 
         consumer = notification_consumer(stack, any_bus, unit_of_work=flaky_database, retry_backoff=0.01)
+        await notification_knows(stack, completed_event())
         await any_bus.publish_event(completed_event())
         task = asyncio.create_task(consumer.run())
         try:

@@ -15,7 +15,7 @@ from shared.events import UnbindCompleted
 from shared.metrics import ConsumerMetrics
 from shared.uow import UnitOfWork
 from tests.e2e.test_metrics import samples
-from tests.factories import notification_consumer
+from tests.factories import notification_consumer, notification_knows
 from tests.shared.test_consumer import completed_event
 from tests.stack import eventually, make_bus_topics, running_stack
 
@@ -33,6 +33,7 @@ async def test_consumer_counts_by_type_once_committed_and_each_failed_attempt(tm
         consumer = notification_consumer(
             stack, topics, subscriptions={UnbindCompleted: flaky}, group_id="metrics", max_attempts=3, retry_backoff=0.01, metrics=ConsumerMetrics(registry)
         )
+        await notification_knows(stack, completed_event(request_id="r-bad"), completed_event(request_id="r-good"))
         await topics.publish_event(completed_event(request_id="r-bad"))
         await topics.publish_event(completed_event(request_id="r-good"), times=2)
         await topics.publish(b"{not json", key=b"b-1", headers=[("ce_type", b"UnbindCompleted")])

@@ -52,23 +52,22 @@ async function call(path, options = {}) {
 async function start() {
   const session = await (await fetch("/v1/session", { credentials: "same-origin" })).json();
   if (session.signed_in) showBoard(session);
-  else showSignIn(session);
+  else showSignIn();
 }
 
-function showSignIn(session) {
+function showSignIn() {
   stopLive();
   clearInterval(page.reviewsTimer);
   $("#board").hidden = true;
   $("#sign-out").hidden = true;
   $("#who").textContent = "";
   $("#sign-in").hidden = false;
-  if (session) $("#dev-sign-in").hidden = !session.development_sign_in;
 }
 
-async function signIn(path, body) {
+async function signIn(body) {
   $("#sign-in-error").textContent = "";
   try {
-    const response = await fetch(path, { method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {}) });
+    const response = await fetch("/v1/session", { method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
     const session = await response.json();
     if (!response.ok) throw new Error(session.detail || session.title);
     $("#token").value = "";
@@ -80,8 +79,7 @@ async function signIn(path, body) {
 
 async function signOut() {
   await fetch("/v1/session", { method: "DELETE", credentials: "same-origin" });
-  const session = await (await fetch("/v1/session", { credentials: "same-origin" })).json();
-  showSignIn(session);
+  showSignIn();
 }
 
 function showBoard(session) {
@@ -119,7 +117,7 @@ function startLive() {
     setLive(false);
     // The stream ends when the session does: find out which it was.
     const session = await (await fetch("/v1/session", { credentials: "same-origin" })).json().catch(() => null);
-    if (session && !session.signed_in) showSignIn(session);
+    if (session && !session.signed_in) showSignIn();
   });
 }
 
@@ -308,9 +306,8 @@ function renderReviews(items) {
 document.addEventListener("DOMContentLoaded", () => {
   $("#sign-in-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    signIn("/v1/session", { token: $("#token").value.trim() });
+    signIn({ token: $("#token").value.trim() });
   });
-  $("#dev-sign-in").addEventListener("click", () => signIn("/v1/session/development"));
   $("#sign-out").addEventListener("click", signOut);
   $("#feed-filters").addEventListener("submit", (event) => {
     event.preventDefault();
