@@ -6,8 +6,13 @@ event that arrives late or twice (from another path than the inbox) cannot move 
 and every transition is written to the append-only audit log.
 
 Credit limit rule: binding a mortgage repayment account raises the credit limit by 1.5 times the
-monthly instalment, rounded down to 100 CNY and capped at 20,000 CNY. The amount granted is kept
-on the binding and withdrawn, exactly, when the binding is unbound.
+monthly instalment, rounded down to 100 CNY and capped at 20,000 CNY. A customer's bindings together
+raise it by at most `max_total_limit_uplift`: past that, a binding still binds (auto-debit and all)
+but grants only what is left of the cap, possibly nothing. The amount granted is kept on the
+binding and withdrawn, exactly, when the binding is unbound.
+
+One account, one binding: account numbers are normalised (shared.account_numbers) before they are
+stored or compared, and a number is held, across all customers, until its binding is unbound.
 """
 
 from __future__ import annotations
@@ -161,16 +166,22 @@ def next_due_date(due_day: int, on: date) -> date:
     return candidate
 
 
-async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn) -> BindingOut:
-    """Bind a repayment account: grant the credit limit by the rule, set up auto-debit, record the
-    current instalment, emit BindingCreated."""
+def _already_bound() -> Problem:
+    return conflict("already-bound", "This repayment account is already bound.")
+
+
+async def create_binding(uow: UnitOfWork, settings: BindingSettings, principal: Principal, body: BindingIn) -> BindingOut:
+    """Bind a repayment account (its number normalised by the schema): grant the credit limit by the
+    rule within the customer's cap, set up auto-debit, record the current instalment, emit BindingCreated."""
     session = uow.session
+    # Locked: a customer's bindings are created one at a time, so the cap below holds under races.
     credit = await repository.credit_account_of(session, principal.subject, for_update=True)
     if credit is None:
         raise Problem(422, "no-credit-account", "No credit account", "Open a credit account before binding a repayment account.")
-    if await repository.account_number_bound(session, body.account_number):
-        raise conflict("already-bound", "This repayment account is already bound.")
-    contribution = credit_limit_contribution(body.monthly_instalment)
+    if await repository.account_number_held(session, body.account_number):
+        raise _already_bound()
+    left = max(0, settings.max_total_limit_uplift - await repository.limit_uplift_held(session, principal.subject))
+    contribution = min(credit_limit_contribution(body.monthly_instalment), left)
     limit_before = credit.credit_limit
     credit.credit_limit = limit_before + contribution
     repayment = RepaymentAccount(
@@ -186,15 +197,15 @@ async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn)
     )
     due = next_due_date(body.due_day, today())
     session.add(repayment)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # another customer bound the same number since the check above
+        raise _already_bound() from exc
     session.add(binding)
     await session.flush()
-    session.add_all(
-        [
-            Instalment(id=_new_id(), repayment_account_id=repayment.id, period=due.strftime("%Y-%m"), amount=body.monthly_instalment, due_date=due),
-            Benefit(id=_new_id(), binding_id=binding.id, code="limit_uplift", value=contribution),
-        ]
-    )
+    session.add(Instalment(id=_new_id(), repayment_account_id=repayment.id, period=due.strftime("%Y-%m"), amount=body.monthly_instalment, due_date=due))
+    if contribution:
+        session.add(Benefit(id=_new_id(), binding_id=binding.id, code="limit_uplift", value=contribution))
     if body.auto_debit:
         session.add(Mandate(id=_new_id(), binding_id=binding.id, kind="auto_debit", status=MandateStatus.ACTIVE))
     uow.emit(
@@ -568,6 +579,7 @@ async def complete_unbind(uow: UnitOfWork, event: Verified) -> None:
     limit_before = credit.credit_limit
     credit.credit_limit = max(0, limit_before - binding.credit_limit_contribution)
     binding.status = BindingStatus.UNBOUND
+    await repository.release_account_number(uow.session, binding.repayment_account_id, now)
     request.follow_up = list(FOLLOW_UP_AFTER_UNBIND)
     _transition(uow, request, RequestStatus.COMPLETED, "UnbindCompleted", "verification", ActorType.SERVICE, f"{cancelled} mandate(s) cancelled")
     uow.emit(
@@ -671,8 +683,8 @@ async def seed_demo_data(uow: UnitOfWork) -> bool:
         return False
     on = today()
     for user_id, suffix, account_number, instalment, due in (
-        ("u-zhangsan", "zhangsan", "6222021234564821", 6500, on + timedelta(days=2)),
-        ("u-lisi", "lisi", "6217001234567733", 4200, on - timedelta(days=5)),
+        ("u-zhangsan", "zhangsan", "6222021234514821", 6500, on + timedelta(days=2)),
+        ("u-lisi", "lisi", "6217001234507733", 4200, on - timedelta(days=5)),
     ):
         contribution = credit_limit_contribution(instalment)
         uow.session.add_all(
