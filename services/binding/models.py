@@ -197,5 +197,7 @@ class Instalment(Base):
     due_date: Mapped[date] = mapped_column(Date)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     paid_by: Mapped[str | None] = mapped_column(String(16), nullable=True)  # auto_debit | manual
-    # Idempotency-Key of the manual repayment that paid it, so a retried payment is not a new one.
+    # Idempotency-Key of the manual repayment that paid it, so a retried payment is not a new one,
+    # and the fingerprint of that request, so the key reused for another payment is refused.
     payment_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    payment_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)

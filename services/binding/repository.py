@@ -117,8 +117,16 @@ async def unpaid_instalments(session: AsyncSession, repayment_account_id: str, *
     return (await session.scalars(query.with_for_update() if for_update else query)).all()
 
 
-async def instalment_paid_with_key(session: AsyncSession, repayment_account_id: str, key: str) -> Instalment | None:
-    return await session.scalar(select(Instalment).where(Instalment.repayment_account_id == repayment_account_id, Instalment.payment_key == key))
+async def instalment_paid_with_key(session: AsyncSession, user_id: str, key: str) -> Instalment | None:
+    """The instalment a customer's repayment with this Idempotency-Key paid, on any of their accounts."""
+    query = (
+        select(Instalment)
+        .join(RepaymentAccount, Instalment.repayment_account_id == RepaymentAccount.id)
+        .where(RepaymentAccount.user_id == user_id, Instalment.payment_key == key)
+        .order_by(Instalment.paid_at)
+        .limit(1)
+    )
+    return await session.scalar(query)
 
 
 async def get_request(session: AsyncSession, request_id: str, *, for_update: bool = False) -> UnbindRequest | None:

@@ -25,6 +25,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import orjson
+from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 
 from services.binding import repository, texts
@@ -224,15 +225,30 @@ async def create_binding(uow: UnitOfWork, settings: BindingSettings, principal: 
     return binding_out(binding, repayment, credit, body.auto_debit)
 
 
+def _fingerprint(binding_id: str, body: BaseModel) -> str:
+    """What an Idempotency-Key stands for: the binding and the request body."""
+    return hashlib.sha256(orjson.dumps({"binding_id": binding_id, **body.model_dump(mode="json")}, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _key_reused() -> Problem:
+    return Problem(422, "idempotency-key-reused", "Idempotency-Key reused", "This Idempotency-Key was used for a different request.")
+
+
 async def repay_current_instalment(uow: UnitOfWork, principal: Principal, binding_id: str, body: RepaymentIn, idempotency_key: str) -> tuple[InstalmentOut, bool]:
     """Repay the oldest unpaid instalment by hand; returns (instalment, paid now). The same
-    Idempotency-Key returns the instalment it paid instead of paying another."""
+    Idempotency-Key with the same request returns the instalment it paid instead of paying another;
+    with another request (amount, binding) it is refused."""
     binding, repayment, _ = await _owned_view(uow, principal, binding_id)
     if binding.user_id != principal.subject:
         raise not_found("The binding")
-    if (paid := await repository.instalment_paid_with_key(uow.session, repayment.id, idempotency_key)) is not None:
-        return instalment_out(paid), False
+    fingerprint = _fingerprint(binding_id, body)
+    # Locked before the key is looked up: a concurrent payment with this key has then committed,
+    # and is replayed, instead of paying the next instalment too.
     unpaid = await repository.unpaid_instalments(uow.session, repayment.id, for_update=True)
+    if (paid := await repository.instalment_paid_with_key(uow.session, principal.subject, idempotency_key)) is not None:
+        if paid.payment_fingerprint != fingerprint:
+            raise _key_reused()
+        return instalment_out(paid), False
     if not unpaid:
         raise conflict("nothing-due", "No instalment is waiting to be paid.")
     instalment = unpaid[0]
@@ -241,6 +257,7 @@ async def repay_current_instalment(uow: UnitOfWork, principal: Principal, bindin
     instalment.paid_at = utcnow()
     instalment.paid_by = "manual"
     instalment.payment_key = idempotency_key
+    instalment.payment_fingerprint = fingerprint
     return instalment_out(instalment), True
 
 
@@ -329,10 +346,6 @@ async def account_report(uow: UnitOfWork, principal: Principal, binding_id: str,
 
 
 # --- unbind requests -----------------------------------------------------------------------
-
-
-def _fingerprint(binding_id: str, body: UnbindRequestIn) -> str:
-    return hashlib.sha256(orjson.dumps({"binding_id": binding_id, **body.model_dump(mode="json")}, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 async def request_unbind(
@@ -426,7 +439,7 @@ async def _replay(uow: UnitOfWork, principal: Principal, key: str, fingerprint: 
     if existing is None:
         return None
     if existing.request_fingerprint != fingerprint:
-        raise Problem(422, "idempotency-key-reused", "Idempotency-Key reused", "This Idempotency-Key was used for a different request.")
+        raise _key_reused()
     return await request_out(uow, existing)
 
 

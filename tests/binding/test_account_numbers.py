@@ -5,18 +5,13 @@ unbound; and a cap on what a customer's bindings add to the credit limit."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.binding.models import Binding, CreditAccount, RepaymentAccount
 from shared.account_numbers import with_check_digit
-from shared.db import UTCDateTime
-from shared.migrations import upgrade_async
 from tests.binding.test_api import assert_problem
 from tests.factories import Customer, customer_with_binding, pass_verification
 from tests.stack import Stack, auth, make_bus_topics, running_stack
@@ -135,51 +130,3 @@ async def test_an_unbound_number_can_be_bound_again_by_anyone(database_urls: dic
         rebound = await bind(stack, other.user_id, spellings(owner.account_number)[0])
         assert rebound.status_code == 201, rebound.text
         assert_problem(await bind(stack, owner.user_id, owner.account_number), 409, "already-bound")
-
-
-ACCOUNTS = sa.table(
-    "repayment_accounts",
-    *(sa.column(name, sa.String) for name in ("id", "user_id", "lender", "account_number")),
-    sa.column("monthly_instalment", sa.Integer),
-    sa.column("due_day", sa.Integer),
-    sa.column("created_at", UTCDateTime()),
-)
-BINDINGS = sa.table(
-    "bindings",
-    *(sa.column(name, sa.String) for name in ("id", "user_id", "credit_account_id", "repayment_account_id", "status")),
-    sa.column("credit_limit_contribution", sa.Integer),
-    sa.column("created_at", UTCDateTime()),
-    sa.column("updated_at", UTCDateTime()),
-)
-CREDIT = sa.table("credit_accounts", sa.column("id", sa.String), sa.column("user_id", sa.String), sa.column("credit_limit", sa.Integer), sa.column("created_at", UTCDateTime()))
-
-
-async def test_the_migration_normalises_stored_numbers_and_the_oldest_binding_keeps_a_number_bound_twice(database_urls: dict[str, str], tmp_path: Path) -> None:
-    number = with_check_digit("622202998875999")
-    full_width = spellings(number)[0]
-    # Before the fix: the same account bound three times, in two spellings; one of them since unbound.
-    rows = [("ra-1", "u-1", full_width, "active", 1), ("ra-2", "u-2", number, "active", 2), ("ra-3", "u-3", number, "unbound", 0), ("ra-4", "u-4", full_width, "unbound", 3)]
-    url = database_urls["binding"]
-    await upgrade_async("binding", url, "0002")
-    engine = create_async_engine(url)
-    async with engine.begin() as connection:
-        for account_id, user_id, stored, status, day in rows:
-            at = datetime(2026, 11, 1 + day, tzinfo=UTC)
-            await connection.execute(CREDIT.insert().values(id=f"ca-{user_id}", user_id=user_id, credit_limit=30_000, created_at=at))
-            await connection.execute(
-                ACCOUNTS.insert().values(id=account_id, user_id=user_id, lender="Bank", account_number=stored, monthly_instalment=6500, due_day=10, created_at=at)
-            )
-            await connection.execute(
-                BINDINGS.insert().values(
-                    id=f"b-{account_id}", user_id=user_id, credit_account_id=f"ca-{user_id}", repayment_account_id=account_id,
-                    status=status, credit_limit_contribution=9700, created_at=at, updated_at=at,
-                )
-            )  # fmt: skip
-    await engine.dispose()
-
-    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), BINDING_ONLY) as stack:
-        async with stack.runtime("binding").session_factory() as session:
-            accounts = {account.id: account for account in (await session.scalars(select(RepaymentAccount))).all()}
-        assert {account.account_number for account in accounts.values()} == {number}
-        assert [account_id for account_id, account in sorted(accounts.items()) if account.released_at is None] == ["ra-1"]
-        assert_problem(await bind(stack, "u-2", number), 409, "already-bound")
