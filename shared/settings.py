@@ -52,6 +52,9 @@ class ServiceSettings(BaseSettings):
     # Connections each instance keeps open; size instances x pool within the server's max_connections.
     database_pool_size: int = Field(20, ge=1, le=200)
 
+    # Request bodies over this are refused (413) before they are read; headers over 16 KiB always are (431).
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+
     jwt_secret: SecretStr = SecretStr(DEVELOPMENT_JWT_SECRET)
     jwt_issuer: str = "unbind"
     jwt_ttl_seconds: int = 900
