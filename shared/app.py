@@ -32,6 +32,7 @@ from shared.bus import EventBus, KafkaBus
 from shared.consumer import EventConsumer, InboxMixin, Subscriptions
 from shared.db import create_engine, create_session_factory, is_transient, utcnow
 from shared.keys import KeySet
+from shared.limits import SizeLimitMiddleware
 from shared.logging import configure_logging, correlation_id, redact
 from shared.metrics import HTTP_METHODS, ConsumerMetrics
 from shared.outbox import Outbox, OutboxMixin, OutboxRelay
@@ -195,8 +196,8 @@ def build_http_app(
     refresh_metrics: Callable[[], Awaitable[None]] | None = None,
     state: dict[str, Any] | None = None,
 ) -> FastAPI:
-    """The HTTP shell every service shares: problem+json errors, correlation ids, request metrics,
-    `/healthz`, `/readyz` (the service's own `readiness` check) and `/metrics`."""
+    """The HTTP shell every service shares: problem+json errors, size limits, correlation ids,
+    request metrics, `/healthz`, `/readyz` (the service's own `readiness` check) and `/metrics`."""
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     # The JWKS every bearer token is checked against (shared.auth).
@@ -204,6 +205,8 @@ def build_http_app(
     for name, value in (state or {}).items():
         setattr(app.state, name, value)
     install_problem_handlers(app)
+    # Inside the observability middleware: a refused request is counted and gets its request id too.
+    app.add_middleware(SizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(_ObservabilityMiddleware, registry=registry)
     app.include_router(_operations_router(registry, readiness, refresh_metrics))
     for router in routers:

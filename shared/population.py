@@ -10,6 +10,8 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
+from shared.account_numbers import with_check_digit
+
 
 @dataclass(frozen=True, slots=True)
 class SyntheticCustomer:
@@ -22,7 +24,8 @@ class SyntheticCustomer:
 
 def synthetic_customers(count: int, run_id: str) -> list[SyntheticCustomer]:
     """`count` customers whose ids, phones and account numbers are unique to `run_id`."""
-    base = zlib.crc32(run_id.encode()) % 10**6 * 100
+    run_tag = zlib.crc32(run_id.encode())
+    base = run_tag % 10**6 * 100
     customers = []
     for index in range(count):
         number = (base + index) % 10**8
@@ -31,7 +34,8 @@ def synthetic_customers(count: int, run_id: str) -> list[SyntheticCustomer]:
                 user_id=f"u-{run_id}-{index}",
                 phone=f"+86139{number:08d}",
                 binding_id=f"b-{run_id}-{index}",
-                account_number=f"62229{number:011d}",
+                # The run's checksum and the index: unique across runs, a valid 19-digit card number.
+                account_number=with_check_digit(f"6{run_tag:010d}{index:07d}"),
             )
         )
     return customers

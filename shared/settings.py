@@ -84,6 +84,8 @@ class ServiceSettings(BaseSettings):
     jwks_min_refresh_seconds: float = Field(5.0, ge=0)
     # This service's private Ed25519 JWK: it signs the events it emits and its service tokens.
     signing_key_file: Path | None = None
+    # Request bodies over this are refused (413) before they are read; headers over 16 KiB always are (431).
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     jwt_issuer: str = "unbind"
     # The `aud` every token this service accepts must name. Default: unbind-<service>.
     jwt_audience: str = ""

@@ -13,6 +13,7 @@ from services.binding.service import today
 from services.notification import handlers as notification_handlers
 from services.notification.models import Contact, InboxEntry, KnownRequest
 from services.verification.device_simulator import DeviceSimulator
+from shared.account_numbers import with_check_digit
 from shared.cloudevents import Envelope
 from shared.consumer import EventConsumer, Subscriptions
 from shared.uow import UnitOfWork
@@ -46,7 +47,7 @@ async def customer_with_binding(
     user_id = user_id or f"u-{suffix}"
     phone = f"+86138{int(suffix, 16) % 10**8:08d}"
     binding_id = f"b-{suffix}"
-    account_number = f"622202{int(suffix, 16) % 10**10:010d}"
+    account_number = card_number()
     async with stack.runtime("binding").unit_of_work() as uow:
         if await uow.session.get(CreditAccount, f"ca-{user_id}") is None:
             uow.session.add(CreditAccount(id=f"ca-{user_id}", user_id=user_id, credit_limit=credit_limit))
@@ -85,6 +86,11 @@ async def customer_with_binding(
             else:
                 uow.session.add(Contact(user_id=user_id, phone=phone, locale=locale))
     return Customer(user_id, phone, account_number, binding_id, credit_limit, contribution)
+
+
+def card_number() -> str:
+    """A fresh, valid (Luhn) 16-digit card number."""
+    return with_check_digit(f"62220{uuid.uuid4().int % 10**10:010d}")
 
 
 def unbind_body(reason: str = "fund_planning", **extra: object) -> dict[str, object]:

@@ -57,9 +57,10 @@ async def list_bindings(principal: Customer, uow: RequestUnitOfWork) -> BindingL
 
 
 @router.post("/bindings", status_code=201, tags=["bindings"], responses=problem_responses(400, (409, "This repayment account is already bound")))
-async def create_binding(body: BindingIn, principal: Customer, uow: RequestUnitOfWork) -> BindingOut:
-    """Bind a mortgage repayment account to the customer's credit account (credit limit raised by the rule)."""
-    return await service.create_binding(uow, principal, body)
+async def create_binding(body: BindingIn, principal: Customer, uow: RequestUnitOfWork, settings: Settings) -> BindingOut:
+    """Bind a mortgage repayment account to the customer's credit account (credit limit raised by the rule,
+    within the customer's cap). One binding per account number, across all customers."""
+    return await service.create_binding(uow, settings, principal, body)
 
 
 @router.get("/bindings/{binding_id}", tags=["bindings"], responses=problem_responses(404))

@@ -18,3 +18,5 @@ class BindingSettings(ServiceSettings):
     review_ttl_seconds: int = Field(72 * 3600, ge=1)
     # How often the expiry sweep looks for requests past their deadline.
     expiry_sweep_seconds: float = Field(5.0, gt=0, le=300)
+    # What a customer's bindings together may add to the credit limit, CNY; a binding past it grants what is left.
+    max_total_limit_uplift: int = Field(40_000, ge=0)

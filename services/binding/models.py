@@ -6,7 +6,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.consumer import InboxMixin
@@ -56,16 +56,25 @@ class CreditAccount(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+_HELD = text("released_at IS NULL")
+
+
 class RepaymentAccount(Base):
     """A mortgage repayment account held at a lender, in the customer's name."""
 
     __tablename__ = "repayment_accounts"
+    # One account, one binding, across all customers: the database refuses a second binding of a
+    # number still held, so two concurrent requests cannot both bind it.
+    __table_args__ = (Index("uq_repayment_accounts_held_number", "account_number", unique=True, sqlite_where=_HELD, postgresql_where=_HELD),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(64), index=True)
     lender: Mapped[str] = mapped_column(String(128))
-    # Kept in this service's database only; every API and event shows it masked.
+    # Normalised (shared.account_numbers) before it is stored or compared. Kept in this service's
+    # database only; every API and event shows it masked.
     account_number: Mapped[str] = mapped_column(String(32))
+    # Set when its binding is unbound: the number is free to be bound again (by anyone).
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     monthly_instalment: Mapped[int] = mapped_column(Integer)  # in yuan
     due_day: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -188,5 +197,7 @@ class Instalment(Base):
     due_date: Mapped[date] = mapped_column(Date)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     paid_by: Mapped[str | None] = mapped_column(String(16), nullable=True)  # auto_debit | manual
-    # Idempotency-Key of the manual repayment that paid it, so a retried payment is not a new one.
+    # Idempotency-Key of the manual repayment that paid it, so a retried payment is not a new one,
+    # and the fingerprint of that request, so the key reused for another payment is refused.
     payment_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    payment_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)

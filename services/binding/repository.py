@@ -58,15 +58,20 @@ async def credit_account_of(session: AsyncSession, user_id: str, *, for_update: 
     return await session.scalar(query.with_for_update() if for_update else query)
 
 
-async def account_number_bound(session: AsyncSession, account_number: str) -> bool:
-    """Whether this repayment account number is in a binding that is not unbound."""
-    query = (
-        select(func.count())
-        .select_from(Binding)
-        .join(RepaymentAccount, Binding.repayment_account_id == RepaymentAccount.id)
-        .where(RepaymentAccount.account_number == account_number, Binding.status != BindingStatus.UNBOUND)
-    )
+async def account_number_held(session: AsyncSession, account_number: str) -> bool:
+    """Whether a binding (of any customer) still holds this normalised account number."""
+    query = select(func.count()).select_from(RepaymentAccount).where(RepaymentAccount.account_number == account_number, RepaymentAccount.released_at.is_(None))
     return bool(await session.scalar(query))
+
+
+async def release_account_number(session: AsyncSession, repayment_account_id: str, at: datetime) -> None:
+    await session.execute(update(RepaymentAccount).where(RepaymentAccount.id == repayment_account_id).values(released_at=at))
+
+
+async def limit_uplift_held(session: AsyncSession, user_id: str) -> int:
+    """The credit limit a customer's bindings that are not unbound have granted, CNY."""
+    query = select(func.coalesce(func.sum(Binding.credit_limit_contribution), 0)).where(Binding.user_id == user_id, Binding.status != BindingStatus.UNBOUND)
+    return int(await session.scalar(query) or 0)
 
 
 async def claim_binding_for_unbind(session: AsyncSession, binding_id: str) -> bool:
@@ -112,8 +117,16 @@ async def unpaid_instalments(session: AsyncSession, repayment_account_id: str, *
     return (await session.scalars(query.with_for_update() if for_update else query)).all()
 
 
-async def instalment_paid_with_key(session: AsyncSession, repayment_account_id: str, key: str) -> Instalment | None:
-    return await session.scalar(select(Instalment).where(Instalment.repayment_account_id == repayment_account_id, Instalment.payment_key == key))
+async def instalment_paid_with_key(session: AsyncSession, user_id: str, key: str) -> Instalment | None:
+    """The instalment a customer's repayment with this Idempotency-Key paid, on any of their accounts."""
+    query = (
+        select(Instalment)
+        .join(RepaymentAccount, Instalment.repayment_account_id == RepaymentAccount.id)
+        .where(RepaymentAccount.user_id == user_id, Instalment.payment_key == key)
+        .order_by(Instalment.paid_at)
+        .limit(1)
+    )
+    return await session.scalar(query)
 
 
 async def get_request(session: AsyncSession, request_id: str, *, for_update: bool = False) -> UnbindRequest | None:

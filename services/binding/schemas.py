@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.account_numbers import normalise_account_number
 from shared.events import UnbindReason, VerificationMethod
 from shared.fields import FreeText
 
@@ -112,18 +113,19 @@ class BindingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     lender: str = Field(min_length=1, max_length=128)
-    account_number: str = Field(min_length=12, max_length=23, description="12 to 19 digits; spaces allowed")
+    account_number: str = Field(
+        min_length=12,
+        max_length=40,
+        description="12 to 19 digits; spaces, dashes and dots allowed, full-width digits read as digits; 16 to 19 digits is a card number and must pass the Luhn check",
+    )
     monthly_instalment: int = Field(gt=0, le=1_000_000, description="CNY")
     due_day: int = Field(ge=1, le=28)
     auto_debit: bool = True
 
     @field_validator("account_number")
     @classmethod
-    def _digits(cls, value: str) -> str:
-        digits = value.replace(" ", "")
-        if not digits.isdigit() or not 12 <= len(digits) <= 19:
-            raise ValueError("must be 12 to 19 digits")
-        return digits
+    def _normalised(cls, value: str) -> str:
+        return normalise_account_number(value)
 
     @field_validator("lender")
     @classmethod

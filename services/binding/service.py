@@ -6,8 +6,13 @@ event that arrives late or twice (from another path than the inbox) cannot move 
 and every transition is written to the append-only audit log.
 
 Credit limit rule: binding a mortgage repayment account raises the credit limit by 1.5 times the
-monthly instalment, rounded down to 100 CNY and capped at 20,000 CNY. The amount granted is kept
-on the binding and withdrawn, exactly, when the binding is unbound.
+monthly instalment, rounded down to 100 CNY and capped at 20,000 CNY. A customer's bindings together
+raise it by at most `max_total_limit_uplift`: past that, a binding still binds (auto-debit and all)
+but grants only what is left of the cap, possibly nothing. The amount granted is kept on the
+binding and withdrawn, exactly, when the binding is unbound.
+
+One account, one binding: account numbers are normalised (shared.account_numbers) before they are
+stored or compared, and a number is held, across all customers, until its binding is unbound.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import orjson
+from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 
 from services.binding import repository, texts
@@ -163,16 +169,22 @@ def next_due_date(due_day: int, on: date) -> date:
     return candidate
 
 
-async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn) -> BindingOut:
-    """Bind a repayment account: grant the credit limit by the rule, set up auto-debit, record the
-    current instalment, emit BindingCreated."""
+def _already_bound() -> Problem:
+    return conflict("already-bound", "This repayment account is already bound.")
+
+
+async def create_binding(uow: UnitOfWork, settings: BindingSettings, principal: Principal, body: BindingIn) -> BindingOut:
+    """Bind a repayment account (its number normalised by the schema): grant the credit limit by the
+    rule within the customer's cap, set up auto-debit, record the current instalment, emit BindingCreated."""
     session = uow.session
+    # Locked: a customer's bindings are created one at a time, so the cap below holds under races.
     credit = await repository.credit_account_of(session, principal.subject, for_update=True)
     if credit is None:
         raise Problem(422, "no-credit-account", "No credit account", "Open a credit account before binding a repayment account.")
-    if await repository.account_number_bound(session, body.account_number):
-        raise conflict("already-bound", "This repayment account is already bound.")
-    contribution = credit_limit_contribution(body.monthly_instalment)
+    if await repository.account_number_held(session, body.account_number):
+        raise _already_bound()
+    left = max(0, settings.max_total_limit_uplift - await repository.limit_uplift_held(session, principal.subject))
+    contribution = min(credit_limit_contribution(body.monthly_instalment), left)
     limit_before = credit.credit_limit
     credit.credit_limit = limit_before + contribution
     repayment = RepaymentAccount(
@@ -188,15 +200,15 @@ async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn)
     )
     due = next_due_date(body.due_day, today())
     session.add(repayment)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # another customer bound the same number since the check above
+        raise _already_bound() from exc
     session.add(binding)
     await session.flush()
-    session.add_all(
-        [
-            Instalment(id=_new_id(), repayment_account_id=repayment.id, period=due.strftime("%Y-%m"), amount=body.monthly_instalment, due_date=due),
-            Benefit(id=_new_id(), binding_id=binding.id, code="limit_uplift", value=contribution),
-        ]
-    )
+    session.add(Instalment(id=_new_id(), repayment_account_id=repayment.id, period=due.strftime("%Y-%m"), amount=body.monthly_instalment, due_date=due))
+    if contribution:
+        session.add(Benefit(id=_new_id(), binding_id=binding.id, code="limit_uplift", value=contribution))
     if body.auto_debit:
         session.add(Mandate(id=_new_id(), binding_id=binding.id, kind="auto_debit", status=MandateStatus.ACTIVE))
     uow.emit(
@@ -215,15 +227,30 @@ async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn)
     return binding_out(binding, repayment, credit, body.auto_debit)
 
 
+def _fingerprint(binding_id: str, body: BaseModel) -> str:
+    """What an Idempotency-Key stands for: the binding and the request body."""
+    return hashlib.sha256(orjson.dumps({"binding_id": binding_id, **body.model_dump(mode="json")}, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _key_reused() -> Problem:
+    return Problem(422, "idempotency-key-reused", "Idempotency-Key reused", "This Idempotency-Key was used for a different request.")
+
+
 async def repay_current_instalment(uow: UnitOfWork, principal: Principal, binding_id: str, body: RepaymentIn, idempotency_key: str) -> tuple[InstalmentOut, bool]:
     """Repay the oldest unpaid instalment by hand; returns (instalment, paid now). The same
-    Idempotency-Key returns the instalment it paid instead of paying another."""
+    Idempotency-Key with the same request returns the instalment it paid instead of paying another;
+    with another request (amount, binding) it is refused."""
     binding, repayment, _ = await _owned_view(uow, principal, binding_id)
     if binding.user_id != principal.subject:
         raise not_found("The binding")
-    if (paid := await repository.instalment_paid_with_key(uow.session, repayment.id, idempotency_key)) is not None:
-        return instalment_out(paid), False
+    fingerprint = _fingerprint(binding_id, body)
+    # Locked before the key is looked up: a concurrent payment with this key has then committed,
+    # and is replayed, instead of paying the next instalment too.
     unpaid = await repository.unpaid_instalments(uow.session, repayment.id, for_update=True)
+    if (paid := await repository.instalment_paid_with_key(uow.session, principal.subject, idempotency_key)) is not None:
+        if paid.payment_fingerprint != fingerprint:
+            raise _key_reused()
+        return instalment_out(paid), False
     if not unpaid:
         raise conflict("nothing-due", "No instalment is waiting to be paid.")
     instalment = unpaid[0]
@@ -232,6 +259,7 @@ async def repay_current_instalment(uow: UnitOfWork, principal: Principal, bindin
     instalment.paid_at = utcnow()
     instalment.paid_by = "manual"
     instalment.payment_key = idempotency_key
+    instalment.payment_fingerprint = fingerprint
     return instalment_out(instalment), True
 
 
@@ -320,10 +348,6 @@ async def account_report(uow: UnitOfWork, principal: Principal, binding_id: str,
 
 
 # --- unbind requests -----------------------------------------------------------------------
-
-
-def _fingerprint(binding_id: str, body: UnbindRequestIn) -> str:
-    return hashlib.sha256(orjson.dumps({"binding_id": binding_id, **body.model_dump(mode="json")}, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 async def request_unbind(
@@ -417,7 +441,7 @@ async def _replay(uow: UnitOfWork, principal: Principal, key: str, fingerprint: 
     if existing is None:
         return None
     if existing.request_fingerprint != fingerprint:
-        raise Problem(422, "idempotency-key-reused", "Idempotency-Key reused", "This Idempotency-Key was used for a different request.")
+        raise _key_reused()
     return await request_out(uow, existing)
 
 
@@ -580,6 +604,7 @@ async def complete_unbind(uow: UnitOfWork, event: Verified) -> None:
     limit_before = credit.credit_limit
     credit.credit_limit = max(0, limit_before - binding.credit_limit_contribution)
     binding.status = BindingStatus.UNBOUND
+    await repository.release_account_number(uow.session, binding.repayment_account_id, now)
     request.follow_up = list(FOLLOW_UP_AFTER_UNBIND)
     _transition(uow, request, RequestStatus.COMPLETED, "UnbindCompleted", "verification", ActorType.SERVICE, f"{cancelled} mandate(s) cancelled")
     uow.emit(
@@ -690,8 +715,8 @@ async def seed_demo_data(uow: UnitOfWork) -> bool:
         return False
     on = today()
     for user_id, suffix, account_number, instalment, due in (
-        ("u-zhangsan", "zhangsan", "6222021234564821", 6500, on + timedelta(days=2)),
-        ("u-lisi", "lisi", "6217001234567733", 4200, on - timedelta(days=5)),
+        ("u-zhangsan", "zhangsan", "6222021234514821", 6500, on + timedelta(days=2)),
+        ("u-lisi", "lisi", "6217001234507733", 4200, on - timedelta(days=5)),
     ):
         contribution = credit_limit_contribution(instalment)
         uow.session.add_all(

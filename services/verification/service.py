@@ -4,9 +4,10 @@ A verification is issued when risk (or a reviewer) clears an unbind request, wit
 decision requires; `Verified` is emitted once every method has passed.
 
 SMS one-time code: 6 digits from `secrets`, valid `otp_ttl_seconds`, single use, at most
-`otp_max_attempts` checks, stored only as an HMAC-SHA256 under a server key and compared in constant
-time. It travels once, over HTTP to notification, after the verification is committed; it is never
-in an event, a log line or a response. A resend replaces the code; sends are limited per
+`otp_max_attempts` checks per verification in total (a resend does not reset them), stored only as
+an HMAC-SHA256 under a server key and compared in constant time. It travels once, over HTTP to
+notification, after the verification is committed; it is never in an event, a log line or a
+response. A resend replaces the code; sends are limited per
 verification (a pause between two) and per customer (a cap per window). A code notification did
 not take is replaced and sent again automatically, with backoff, and the customer sees the state.
 
@@ -242,7 +243,7 @@ async def resend(uow: UnitOfWork, deps: VerificationDeps, principal: Principal, 
     if len(recent) >= settings.otp_sends_per_window:
         raise _too_many("Too many codes asked for; try again later.", (recent[0] - window_start).total_seconds())
     uow.session.add(OtpSend(user_id=verification.user_id, verification_id=verification.id, sent_at=now))
-    verification.otp_attempts = 0
+    # The attempt count stays: `otp_max_attempts` checks per verification however many codes are sent.
     _new_code(uow, deps, verification)
     return verification_out(settings, verification)
 

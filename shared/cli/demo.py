@@ -34,6 +34,7 @@ from aiokafka.errors import KafkaError
 
 from services.notification.templates import CODE_IN_SMS
 from services.verification.device_simulator import DeviceSimulator
+from shared.account_numbers import with_check_digit
 from shared.cli.errors import InfraError
 from shared.cli.kafka import partitions_of
 from shared.cli.keys import new_login_link, token
@@ -343,7 +344,7 @@ def _due_day_not_soon(today: date) -> int:
 
 
 async def bind_fresh_account(story: Story) -> str:
-    number = "62220299" + "".join(random.choices("0123456789", k=8))
+    number = with_check_digit("62220299" + "".join(random.choices("0123456789", k=7)))
     body = {"lender": "Example Bank", "account_number": number, "monthly_instalment": 8000, "due_day": _due_day_not_soon(date.today())}
     created = await story.api.json("binding", "POST", "/v1/bindings", json=body, expect=(201,))
     limit_before = created["credit_account"]["credit_limit"] - created["credit_limit_contribution"]

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
 from sqlalchemy import select
 
-from services.binding.models import OutboxMessage
-from services.binding.service import credit_limit_contribution
+from services.binding.models import Instalment, OutboxMessage
+from services.binding.service import credit_limit_contribution, today
 from tests.binding.test_api import assert_problem, counts, post_unbind
 from tests.factories import Customer, customer_with_binding, idempotency_key, unbind_body
 from tests.stack import Stack, auth, make_bus_topics, running_stack
@@ -82,6 +83,36 @@ async def test_repaying_clears_the_due_soon_blocker(stack: Stack) -> None:
     assert (await post_unbind(stack, customer)).status_code == 202
 
 
+async def test_a_reused_repayment_key_with_another_request_is_422_and_pays_nothing(stack: Stack) -> None:
+    customer = await customer_with_binding(stack)
+    second = await customer_with_binding(stack, user_id=customer.user_id)
+    key = idempotency_key()
+    assert (await repay(stack, customer, key=key)).status_code == 201
+    assert_problem(await repay(stack, customer, amount=7000, key=key), 422, "idempotency-key-reused")
+    # Keys are the customer's, as for unbind requests: the same key on another binding is another request.
+    assert_problem(await repay(stack, second, key=key), 422, "idempotency-key-reused")
+    assert [instalment["status"] for instalment in await instalments(stack, second)] == ["unpaid"]
+    assert (await repay(stack, customer, key=key)).status_code == 200, "the same request is still a replay"
+
+
+async def test_concurrent_repayments_with_one_key_pay_one_instalment(stack: Stack) -> None:
+    customer = await customer_with_binding(stack, due_in_days=-20)
+    due = today() + timedelta(days=10)
+    account_id = f"ra-{customer.binding_id.removeprefix('b-')}"
+    async with stack.runtime("binding").unit_of_work() as uow:
+        uow.session.add(Instalment(id=f"i-next-{account_id}", repayment_account_id=account_id, period=due.strftime("%Y-%m"), amount=6500, due_date=due))
+    key = idempotency_key()
+    responses = await asyncio.gather(*(repay(stack, customer, key=key) for _ in range(10)))
+    assert sorted(response.status_code for response in responses) == [200] * 9 + [201], [response.text for response in responses]
+    assert len({response.content for response in responses}) == 1
+    assert [instalment["status"] for instalment in await instalments(stack, customer)] == ["unpaid", "paid"]
+
+
+async def instalments(stack: Stack, customer: Customer) -> list[dict]:
+    report = await stack.client("binding").get(f"/v1/bindings/{customer.binding_id}/report", headers=auth(customer.user_id))
+    return report.json()["instalments"]
+
+
 async def test_no_auto_debit_means_no_due_soon_blocker(stack: Stack) -> None:
     customer = await customer_with_binding(stack, due_in_days=1, auto_debit=False)
     assert codes(await impact(stack, customer)) == []
@@ -138,7 +169,7 @@ async def test_a_hundred_concurrent_requests_with_one_key_all_get_the_same_answe
 
 async def test_binding_a_repayment_account_grants_the_limit_by_the_rule(stack: Stack) -> None:
     existing = await customer_with_binding(stack, credit_limit=20000)
-    body = {"lender": "示例银行", "account_number": "6222 0299 8877 1234", "monthly_instalment": 8000, "due_day": 10}
+    body = {"lender": "示例银行", "account_number": "6222 0299 8875 1234", "monthly_instalment": 8000, "due_day": 10}
     created = await stack.client("binding").post("/v1/bindings", json=body, headers=auth(existing.user_id))
     assert created.status_code == 201, created.text
     binding = created.json()
@@ -150,7 +181,7 @@ async def test_binding_a_repayment_account_grants_the_limit_by_the_rule(stack: S
     async with stack.runtime("binding").session_factory() as session:
         [staged] = (await session.scalars(select(OutboxMessage))).all()
     assert staged.event_type == "BindingCreated"
-    assert b'"account_last4":"1234"' in staged.value and b"6222029988771234" not in staged.value
+    assert b'"account_last4":"1234"' in staged.value and b"6222029988751234" not in staged.value
 
 
 @pytest.mark.parametrize(
@@ -159,7 +190,7 @@ async def test_binding_a_repayment_account_grants_the_limit_by_the_rule(stack: S
 )
 async def test_invalid_bindings_are_422(stack: Stack, change: dict) -> None:
     existing = await customer_with_binding(stack)
-    body = {"lender": "Bank", "account_number": "6222029988771234", "monthly_instalment": 8000, "due_day": 10} | change
+    body = {"lender": "Bank", "account_number": "6222029988751234", "monthly_instalment": 8000, "due_day": 10} | change
     assert_problem(await stack.client("binding").post("/v1/bindings", json=body, headers=auth(existing.user_id)), 422, "validation-error")
 
 

@@ -68,7 +68,7 @@ async def _types_are(topics: BusTopics, request_id: str, expected: list[str]) ->
 async def test_completion_cancels_the_mandate_and_withdraws_the_limit_by_the_rule(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
     async with running_stack(kafka_topics, database_urls, tmp_path) as stack:
         holder = await customer_with_binding(stack, credit_limit=20000)
-        body = {"lender": "示例银行", "account_number": "6222029988775678", "monthly_instalment": 7000, "due_day": 10}
+        body = {"lender": "示例银行", "account_number": "6222029988795678", "monthly_instalment": 7000, "due_day": 10}
         created = (await stack.client("binding").post("/v1/bindings", json=body, headers=auth(holder.user_id))).json()
         limit, contribution = created["credit_account"]["credit_limit"], created["credit_limit_contribution"]
         customer = Customer(holder.user_id, holder.phone, body["account_number"], created["id"], limit, contribution)

@@ -112,7 +112,7 @@ def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm
         # on the topic or any line of any service's log.
         secrets = pii.Secrets()
         secrets.add_phone(ZHANGSAN_PHONE)
-        secrets.add_account_number("6222021234564821")
+        secrets.add_account_number("6222021234514821")
         secrets.add_codes_from_sms_sink(up.var_dir / "sms.jsonl")
         assert secrets.codes, "the scan knows the codes that were sent"
         records = asyncio.run(read_topic(kafka_bootstrap, up.env["UNBIND_TOPIC"]))

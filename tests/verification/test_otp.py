@@ -11,7 +11,7 @@ import pytest
 from tests.binding.test_api import assert_problem
 from tests.factories import customer_with_binding
 from tests.stack import BusTopics, Stack, Switchable, auth, eventually, make_bus_topics, running_stack
-from tests.verification.test_api import issued_verification
+from tests.verification.test_api import issued_verification, wrong
 
 
 def codes_sent(stack: Stack, phone: str) -> list[str]:
@@ -116,3 +116,23 @@ async def test_no_code_on_the_topic_or_in_the_logs(kafka_topics: BusTopics, data
     for code in codes_sent(stack, customer.phone):
         assert code.encode() not in raw, "a code reached the topic"
         assert code not in logs, "a code reached a log line"
+
+
+async def test_resends_keep_the_attempt_count_five_checks_in_total(database_urls: dict[str, str], tmp_path: Path) -> None:
+    # As Twilio Verify does: a resend replaces the code, not the budget of guesses.
+    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, overrides={"verification": {"otp_resend_interval_seconds": 0}}) as stack:
+        customer = await customer_with_binding(stack)
+        request_id, verification_id = await issued_verification(stack, customer)
+        first = stack.latest_code(customer.phone)
+        for remaining in (4, 3, 2):
+            assert assert_problem(await otp(stack, customer.user_id, verification_id, wrong(first)), 422, "wrong-code")["attempts_remaining"] == remaining
+        resent = await resend(stack, customer.user_id, verification_id)
+        assert resent.status_code == 200 and resent.json()["otp_attempts_remaining"] == 2
+        await eventually(lambda: len(codes_sent(stack, customer.phone)) == 2, 10, "no second SMS")
+        second = stack.latest_code(customer.phone)
+        assert assert_problem(await otp(stack, customer.user_id, verification_id, wrong(second)), 422, "wrong-code")["attempts_remaining"] == 1
+        assert assert_problem(await otp(stack, customer.user_id, verification_id, wrong(second)), 422, "verification-locked")["attempts_remaining"] == 0
+        assert_problem(await otp(stack, customer.user_id, verification_id, second), 409, "verification-failed")
+        assert_problem(await resend(stack, customer.user_id, verification_id), 409, "verification-failed")
+        rejected = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "rejected")
+        assert rejected["outcome_reason"] == "verification_failed:too_many_attempts"

@@ -1,0 +1,102 @@
+"""Binding's data migrations, on rows written as the previous revision left them: account numbers
+normalised, a number bound twice held by its oldest binding; repayments made before fingerprints."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from services.binding.models import RepaymentAccount
+from shared.account_numbers import with_check_digit
+from shared.db import UTCDateTime
+from shared.migrations import upgrade_async
+from tests.binding.test_account_numbers import bind, spellings
+from tests.binding.test_api import assert_problem
+from tests.stack import auth, make_bus_topics, running_stack
+
+CREDIT = sa.table("credit_accounts", sa.column("id", sa.String), sa.column("user_id", sa.String), sa.column("credit_limit", sa.Integer), sa.column("created_at", UTCDateTime()))
+ACCOUNTS = sa.table(
+    "repayment_accounts",
+    *(sa.column(name, sa.String) for name in ("id", "user_id", "lender", "account_number")),
+    sa.column("monthly_instalment", sa.Integer),
+    sa.column("due_day", sa.Integer),
+    sa.column("created_at", UTCDateTime()),
+)
+BINDINGS = sa.table(
+    "bindings",
+    *(sa.column(name, sa.String) for name in ("id", "user_id", "credit_account_id", "repayment_account_id", "status")),
+    sa.column("credit_limit_contribution", sa.Integer),
+    sa.column("created_at", UTCDateTime()),
+    sa.column("updated_at", UTCDateTime()),
+)
+INSTALMENTS = sa.table(
+    "instalments",
+    *(sa.column(name, sa.String) for name in ("id", "repayment_account_id", "period", "paid_by", "payment_key")),
+    sa.column("amount", sa.Integer),
+    sa.column("due_date", sa.Date()),
+    sa.column("paid_at", UTCDateTime()),
+)
+BINDING_ONLY = {"binding": {"run_workers": False}}
+
+
+async def at_revision(url: str, revision: str, statements: Sequence[Any]) -> None:
+    """Bring binding's database to `revision` and write rows there, as that revision's code did."""
+    await upgrade_async("binding", url, revision)
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            for statement in statements:
+                await connection.execute(statement)
+    finally:
+        await engine.dispose()
+
+
+def bound(account_id: str, user_id: str, number: str, status: str, at: datetime) -> list[Any]:
+    return [
+        CREDIT.insert().values(id=f"ca-{user_id}", user_id=user_id, credit_limit=30_000, created_at=at),
+        ACCOUNTS.insert().values(id=account_id, user_id=user_id, lender="Bank", account_number=number, monthly_instalment=6500, due_day=10, created_at=at),
+        BINDINGS.insert().values(
+            id=f"b-{account_id}", user_id=user_id, credit_account_id=f"ca-{user_id}", repayment_account_id=account_id,
+            status=status, credit_limit_contribution=9700, created_at=at, updated_at=at,
+        ),
+    ]  # fmt: skip
+
+
+async def test_stored_numbers_are_normalised_and_the_oldest_binding_keeps_a_number_bound_twice(database_urls: dict[str, str], tmp_path: Path) -> None:
+    number = with_check_digit("622202998875999")
+    full_width = spellings(number)[0]
+    # Before the fix: one account bound four times, in two spellings; two of them since unbound.
+    rows = [("ra-1", full_width, "active", 2), ("ra-2", number, "active", 3), ("ra-3", number, "unbound", 1), ("ra-4", full_width, "unbound", 4)]
+    statements = [row for account_id, stored, status, day in rows for row in bound(account_id, f"u-{account_id}", stored, status, datetime(2026, 11, day, tzinfo=UTC))]
+    await at_revision(database_urls["binding"], "0002", statements)
+
+    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), BINDING_ONLY) as stack:
+        async with stack.runtime("binding").session_factory() as session:
+            accounts = {account.id: account for account in (await session.scalars(select(RepaymentAccount))).all()}
+        assert {account.account_number for account in accounts.values()} == {number}
+        assert [account_id for account_id, account in sorted(accounts.items()) if account.released_at is None] == ["ra-1"]
+        assert_problem(await bind(stack, "u-ra-2", number), 409, "already-bound")
+
+
+async def test_a_repayment_made_before_fingerprints_replays_and_refuses_another_request_with_its_key(database_urls: dict[str, str], tmp_path: Path) -> None:
+    paid_at = datetime(2026, 11, 10, tzinfo=UTC)
+    paid = INSTALMENTS.insert().values(
+        id="i-1", repayment_account_id="ra-1", period="2026-11", amount=6500, due_date=date(2026, 11, 10), paid_at=paid_at, paid_by="manual", payment_key="pay-before-0001"
+    )
+    await at_revision(database_urls["binding"], "0003", [*bound("ra-1", "u-1", with_check_digit("622202998875888"), "active", paid_at), paid])
+
+    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), BINDING_ONLY) as stack:
+
+        async def repay(amount: int):
+            headers = {**auth("u-1"), "Idempotency-Key": "pay-before-0001"}
+            return await stack.client("binding").post("/v1/bindings/b-ra-1/repayments", json={"amount": amount}, headers=headers)
+
+        replay = await repay(6500)
+        assert replay.status_code == 200 and replay.json()["period"] == "2026-11", replay.text
+        assert_problem(await repay(7000), 422, "idempotency-key-reused")
