@@ -29,11 +29,7 @@ from services.notification.schemas import MessageAccepted, MessageIn, Notificati
 from services.notification.templates import DEFAULT_LOCALE, KINDS, SECURITY_KINDS, render
 from shared.auth import Principal
 from shared.db import utcnow
-from shared.events import (
-    BindingCreated,
-    Event,
-    UnbindCompleted,
-)
+from shared.events import Event, UnbindCompleted
 from shared.logging import redact
 from shared.masking import mask_phone
 from shared.pagination import decode_cursor, encode_cursor
@@ -164,10 +160,7 @@ async def schedule_reminder(uow: UnitOfWork, deps: NotificationDeps, event_id: s
 
 
 def event_params(event: Event) -> dict[str, Any]:
-    params = event.model_dump(mode="json")
-    if isinstance(event, BindingCreated):
-        params["lender"] = event.lender
-    return params
+    return event.model_dump(mode="json")
 
 
 # --- dispatching ---------------------------------------------------------------------------
