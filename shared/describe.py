@@ -1,7 +1,8 @@
 """One line of what an event says, for people: the dashboard's live feed and `unbind demo`.
 
 Fields are named one by one, never dumped, so a line shows only what an ops screen or a terminal
-should: no client IP, and no one-time code, full phone or account number (no event holds one).
+should: no client IP, and no one-time code, full phone or account number, nor free text (no
+event holds any).
 """
 
 from __future__ import annotations
@@ -47,9 +48,8 @@ def describe_event(data: Event, emphasize: Emphasis = _plain) -> str:
         reasons = " ".join(f"{reason.code}(+{reason.weight})" for reason in data.reasons) or "no signals"
         return f"score {data.score} · {emphasize(data.decision, 'decision')} · {needs} · {reasons}"
     if isinstance(data, ReviewDecided):
-        note = f" · “{data.note}”" if data.note else ""
         needs = f" · needs {methods_text(data.required_methods)}" if data.required_methods else ""
-        return f"{emphasize(data.decision, 'decision')} by {data.reviewer}{note}{needs}"
+        return f"{emphasize(data.decision, 'decision')} by {data.reviewer}{needs}"
     if isinstance(data, VerificationRequested):
         return f"verification {data.verification_id} · {methods_text(data.methods)} · expires {data.expires_at:%H:%M:%S} UTC"
     if isinstance(data, Verified):
@@ -61,9 +61,9 @@ def describe_event(data: Event, emphasize: Emphasis = _plain) -> str:
     if isinstance(data, UnbindCompleted):
         return f"{data.mandates_cancelled} mandate(s) cancelled · credit limit {data.credit_limit_before} -> {data.credit_limit_after} CNY"
     if isinstance(data, UnbindAppealed):
-        return f"appeal: {data.message}"
+        return "appealed by the customer: under review again"
     if isinstance(data, BindingCreated):
-        return f"{data.lender} ···· {data.account_last4} · credit limit {data.credit_limit_before} -> {data.credit_limit_after} CNY"
+        return f"account ···· {data.account_last4} · credit limit {data.credit_limit_before} -> {data.credit_limit_after} CNY"
     if isinstance(data, UnbindCancelled):
         return "cancelled by the customer"
     if isinstance(data, UnbindExpired):

@@ -3,16 +3,22 @@
 The models are the `data` of a CloudEvent (see `shared.cloudevents`); the CloudEvent `type` is the
 class name. Consumers read tolerantly (unknown fields are ignored) so producers can add fields
 without a lock-step deploy. No model has a field for a one-time code, a full phone number or a
-full account number: what is not in the schema cannot leak onto the topic.
+full account number: what is not in the schema cannot leak onto the topic. Nor has any a field
+for free text (an appeal, an ops note, a name typed by a customer): events carry ids, codes and
+amounts, and the text stays in the database of the service that took it, behind its API.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+# A machine code from a fixed vocabulary (`too_many_attempts`, `INSTALMENT_DUE_SOON`): no spaces and
+# no punctuation, so neither a sentence nor a number written the way people write one fits in it.
+Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_:]{0,63}$")]
 
 
 class UnbindReason(StrEnum):
@@ -48,8 +54,10 @@ class VerificationMethod(StrEnum):
 class RiskReason(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    code: str
+    code: Code
     weight: int
+    # Not free text: risk renders it from the code's fixed template and a count (services/risk/service.py
+    # SIGNALS); nothing a customer or ops typed reaches it.
     detail: str
 
 
@@ -71,7 +79,6 @@ class BindingCreated(Event):
     (`request_id` is the id of that bind request)."""
 
     emitted_by = "binding"
-    lender: str
     account_last4: str
     monthly_instalment: int
     auto_debit: bool
@@ -86,9 +93,9 @@ class UnbindRequested(Event):
     reason: UnbindReason
     impact_hash: str
     device_id: str | None = None
-    channel: str = "app"
+    channel: Code = "app"
     # Request context for risk: the impact blockers the customer accepted, and where they called from.
-    acknowledged: list[str] = Field(default_factory=list)
+    acknowledged: list[Code] = Field(default_factory=list)
     client_ip: str | None = None
 
 
@@ -109,7 +116,6 @@ class ReviewDecided(Event):
     emitted_by = "risk"
     decision: ReviewOutcome
     reviewer: str
-    note: str = ""
     required_methods: list[VerificationMethod] = Field(default_factory=list)
 
 
@@ -135,7 +141,7 @@ class VerificationFailed(Event):
 
     emitted_by = "verification"
     verification_id: str
-    reason: str
+    reason: Code
 
 
 class BiometricCounterRegressed(Event):
@@ -156,14 +162,14 @@ class UnbindCompleted(Event):
     mandates_cancelled: int
     credit_limit_before: int
     credit_limit_after: int
-    follow_up: list[str] = Field(default_factory=list)
+    follow_up: list[Code] = Field(default_factory=list)
 
 
 class UnbindRejected(Event):
     """Emitted by binding when risk, a reviewer or a failed verification has stopped the request."""
 
     emitted_by = "binding"
-    reason: str
+    reason: Code
 
 
 class UnbindCancelled(Event):
@@ -176,8 +182,6 @@ class UnbindAppealed(Event):
     """Emitted by binding when a customer appeals a rejected unbind request (it is under review again)."""
 
     emitted_by = "binding"
-    # The customer's words, with digit runs masked: they may have typed a phone or account number.
-    message: str
 
 
 class UnbindExpired(Event):

@@ -1,8 +1,9 @@
 """JSON logs on stdout, one object per line, with the correlation id of the request or event.
 
 Every message and every extra field passes through `redact`, a last line of defence: the code
-never logs a one-time code, a phone number or an account number, and if it ever did, any run of
-six or more digits is masked before the line is written.
+never logs a one-time code, a phone number or an account number, and if it ever did, any number of
+six or more digits is masked before the line is written, however it is spelled: grouped by spaces,
+dots, dashes, slashes or brackets (`(139) 8765-4321`), in full-width digits (`１３９８７６５４３２１`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import unicodedata
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -20,24 +22,36 @@ correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=No
 
 # ISO dates and times are kept as they are: "2026-11-28" is eight digits, but not a number to hide.
 ISO_DATE_TIME = re.compile(r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])(?:[T ]\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?")
-_DIGIT_RUN = re.compile(rf"(?P<keep>{ISO_DATE_TIME.pattern})|(?<![0-9A-Za-z])(\+?\d[\d \-]{{4,}}\d)(?![0-9A-Za-z])")
+# So are IPv4 addresses (the access log's clients): four octets of 0-255, nothing more.
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = rf"(?<![\d.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\d.])"
+# A number as people write it: `\d` is any script's digit (full-width too), between groups up to
+# three separators, ASCII or full-width: space, dot, dash, slash, brackets, `(139) 8765-4321`.
+_SEPARATOR = r"[ .\-/()\u00a0\u2010-\u2015\u3000\uff08\uff09\uff0d\uff0e\uff0f]"
+NUMBER = re.compile(rf"[+\uff0b]?[(\uff08]?\d(?:{_SEPARATOR}{{0,3}}\d)*")
+_NUMBER_IN_TEXT = re.compile(rf"(?P<keep>{ISO_DATE_TIME.pattern}|{_IPV4})|(?<![\dA-Za-z]){NUMBER.pattern}(?![\dA-Za-z])")
 # uvicorn adds `color_message`, the same text with ANSI colours: noise in a JSON line.
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName", "color_message"}
 
 
+def digits_of(text: str) -> str:
+    """The digits of `text` as ASCII digits, whatever their script: `(１３９) 8765` -> `1398765`."""
+    return "".join(str(unicodedata.decimal(char)) for char in text if char.isdecimal())
+
+
 def redact(text: str) -> str:
-    """Mask every run of 6+ digits (codes, phones, account and card numbers), keeping the last 4
+    """Mask every number of 6+ digits (codes, phones, account and card numbers), keeping the last 4
     of long numbers so an operator can still tell two accounts apart."""
 
     def mask(match: re.Match[str]) -> str:
         if match.group("keep"):
             return match.group(0)
-        digits = re.sub(r"\D", "", match.group(0))
+        digits = digits_of(match.group(0))
         if len(digits) < 6:
             return match.group(0)
         return "***" + digits[-4:] if len(digits) >= 11 else "******"
 
-    return _DIGIT_RUN.sub(mask, text)
+    return _NUMBER_IN_TEXT.sub(mask, text)
 
 
 def _redact_value(value: Any) -> Any:

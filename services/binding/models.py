@@ -122,7 +122,6 @@ class UnbindRequest(Base):
     verification_methods: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     verification_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     outcome_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    reviewer_note: Mapped[str | None] = mapped_column(Text, nullable=True)
     appeal_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     appealed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     follow_up: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)

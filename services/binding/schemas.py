@@ -81,7 +81,7 @@ class UnbindRequestOut(BaseModel):
     risk: RiskOut | None
     verification: VerificationOut | None
     outcome_reason: str | None
-    reviewer_note: str | None
+    appeal_message: str | None = Field(description="The customer's appeal, numbers masked (the owner and ops only; never on the event stream)")
     appealed_at: datetime | None
     follow_up: list[str]
     timeline: list[TimelineEntryOut]

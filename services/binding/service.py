@@ -216,7 +216,6 @@ async def create_binding(uow: UnitOfWork, settings: BindingSettings, principal: 
             request_id=correlation_id.get() or _new_id(),
             binding_id=binding.id,
             user_id=principal.subject,
-            lender=body.lender,
             account_last4=body.account_number[-4:],
             monthly_instalment=body.monthly_instalment,
             auto_debit=body.auto_debit,
@@ -479,7 +478,8 @@ async def request_out(uow: UnitOfWork, request: UnbindRequest) -> UnbindRequestO
         if request.verification_id
         else None,
         outcome_reason=request.outcome_reason,
-        reviewer_note=request.reviewer_note,
+        # Masked like every number in a response: the customer may have typed a phone or account number.
+        appeal_message=redact(request.appeal_message) if request.appeal_message else None,
         appealed_at=request.appealed_at,
         follow_up=request.follow_up or [],
         timeline=[TimelineEntryOut(status=e.to_status, event_type=e.action, actor=e.actor, detail=e.reason, at=e.at) for e in entries],
@@ -522,7 +522,8 @@ async def appeal(uow: UnitOfWork, settings: BindingSettings, principal: Principa
     request.outcome_reason = None
     request.expires_at = utcnow() + timedelta(seconds=settings.review_ttl_seconds)
     _transition(uow, request, RequestStatus.UNDER_REVIEW, "UnbindAppealed", principal.subject, ActorType.CUSTOMER, "appealed by the customer")
-    uow.emit(UnbindAppealed(**_about(request), message=redact(message)))
+    # The customer's words stay here, for them and ops (`appeal_message`); the event says only that they appealed.
+    uow.emit(UnbindAppealed(**_about(request)))
     return await request_out(uow, request)
 
 
@@ -556,14 +557,13 @@ async def apply_review_decision(uow: UnitOfWork, settings: BindingSettings, even
     request = await _request_in(uow, event, RequestStatus.UNDER_REVIEW)
     if request is None:
         return
-    request.reviewer_note = event.note or None
     if event.decision == ReviewOutcome.DENY:
         await _reject(uow, request, "review_denied", event.reviewer, ActorType.OPS)
     else:
         request.expires_at = utcnow() + timedelta(seconds=settings.unbind_request_ttl_seconds)
         # A fresh verification follows: forget the one an earlier round may have had.
         request.verification_id = request.verification_methods = request.verification_expires_at = None
-        _transition(uow, request, RequestStatus.PENDING_VERIFICATION, "ReviewDecided", event.reviewer, ActorType.OPS, event.note or "approved after review")
+        _transition(uow, request, RequestStatus.PENDING_VERIFICATION, "ReviewDecided", event.reviewer, ActorType.OPS, "approved after review")
 
 
 async def record_verification_issued(uow: UnitOfWork, event: VerificationRequested) -> None:

@@ -30,12 +30,7 @@ from services.notification.templates import DEFAULT_LOCALE, KINDS, SECURITY_KIND
 from shared.auth import Principal
 from shared.cloudevents import EventRejected
 from shared.db import utcnow
-from shared.events import (
-    BindingCreated,
-    Event,
-    UnbindCompleted,
-    UnbindRequested,
-)
+from shared.events import Event, UnbindCompleted, UnbindRequested
 from shared.logging import redact
 from shared.masking import mask_phone
 from shared.pagination import decode_cursor, encode_cursor
@@ -179,10 +174,7 @@ async def schedule_reminder(uow: UnitOfWork, deps: NotificationDeps, event_id: s
 
 
 def event_params(event: Event) -> dict[str, Any]:
-    params = event.model_dump(mode="json")
-    if isinstance(event, BindingCreated):
-        params["lender"] = event.lender
-    return params
+    return event.model_dump(mode="json")
 
 
 # --- dispatching ---------------------------------------------------------------------------

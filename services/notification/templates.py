@@ -41,8 +41,8 @@ KINDS: dict[str, Kind] = {
     "binding_created": Kind(
         False,
         {
-            "zh-CN": ("绑定成功", "尾号 {account_last4} 的房贷还款账户（{lender}）已绑定，信用额度由 {credit_limit_before} 元调整为 {credit_limit_after} 元。"),
-            "en": ("Account bound", "Your mortgage repayment account ending {account_last4} ({lender}) is bound; credit limit {credit_limit_before} -> {credit_limit_after} CNY."),
+            "zh-CN": ("绑定成功", "尾号 {account_last4} 的房贷还款账户已绑定，信用额度由 {credit_limit_before} 元调整为 {credit_limit_after} 元。"),
+            "en": ("Account bound", "Your mortgage repayment account ending {account_last4} is bound; credit limit {credit_limit_before} -> {credit_limit_after} CNY."),
         },
     ),
     "unbind_requested": Kind(

@@ -69,7 +69,6 @@ class Review(Base):
     user_id: Mapped[str] = mapped_column(String(64))
     origin: Mapped[str] = mapped_column(String(16))  # risk | appeal
     status: Mapped[str] = mapped_column(String(16), default=ReviewStatus.PENDING)
-    message: Mapped[str | None] = mapped_column(Text, nullable=True)
     reviewer: Mapped[str | None] = mapped_column(String(64), nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -33,9 +33,8 @@ class ReviewOut(BaseModel):
     user_id: str
     origin: str = Field(description="risk (the score asked for a human) or appeal (the customer disputes a rejection)")
     status: str
-    message: str | None = Field(description="The customer's appeal, digits masked")
     reviewer: str | None
-    note: str | None
+    note: str | None = Field(description="The reviewer's note: for ops only, never on the event stream")
     created_at: datetime
     decided_at: datetime | None
     waiting_seconds: int = Field(0, description="How long it waited (until decided, or until now)")

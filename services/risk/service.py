@@ -242,7 +242,7 @@ async def replace_rules(uow: UnitOfWork, principal: Principal, raw: list[dict[st
 # --- reviews and flags ---------------------------------------------------------------------
 
 
-def open_review(uow: UnitOfWork, event: Event, origin: str, message: str | None = None, at: datetime | None = None) -> None:
+def open_review(uow: UnitOfWork, event: Event, origin: str, at: datetime | None = None) -> None:
     uow.session.add(
         Review(
             id=str(uuid.uuid4()),
@@ -251,7 +251,6 @@ def open_review(uow: UnitOfWork, event: Event, origin: str, message: str | None 
             user_id=event.user_id,
             origin=origin,
             status=ReviewStatus.PENDING,
-            message=message,
             created_at=at or utcnow(),
         )
     )
@@ -259,7 +258,8 @@ def open_review(uow: UnitOfWork, event: Event, origin: str, message: str | None 
 
 async def open_appeal_review(uow: UnitOfWork, event: UnbindAppealed) -> None:
     observe(uow, event)
-    open_review(uow, event, "appeal", event.message)
+    # The appeal's text stays in binding (`appeal_message` of the request, for ops and its owner).
+    open_review(uow, event, "appeal")
 
 
 def review_out(review: Review, now: datetime) -> ReviewOut:
@@ -290,7 +290,6 @@ async def decide_review(uow: UnitOfWork, deps: RiskDeps, principal: Principal, r
             user_id=review.user_id,
             decision=decision,
             reviewer=principal.subject,
-            note=note,
             required_methods=APPROVED_AFTER_REVIEW if decision == ReviewOutcome.APPROVE else [],
         )
     )

@@ -2,8 +2,9 @@
 in any service's log.
 
 Given what must never appear (the codes taken from the SMS sink, the customers' phones and account
-numbers), every digit run of every line is checked, with separators (spaces, dashes) allowed
-inside a number. ISO timestamps are removed first: their microseconds are six digits too.
+numbers), every number of every line is checked, spelled any way people write one: grouped by
+spaces, dots, dashes, slashes or brackets (`(139) 8765-4321`), in full-width digits
+(`１３９８７６５４３２１`). ISO timestamps are removed first: their microseconds are six digits too.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.notification.templates import CODE_IN_SMS
-from shared.logging import ISO_DATE_TIME, redact
-
-_NUMBER = re.compile(r"\d(?:[ \-]?\d)*")
+from shared.logging import ISO_DATE_TIME, NUMBER, digits_of, redact
 
 
 @dataclass
@@ -28,11 +27,11 @@ class Secrets:
     codes: set[str] = field(default_factory=set)
 
     def add_phone(self, phone: str) -> None:
-        digits = re.sub(r"\D", "", phone)
+        digits = digits_of(phone)
         self.phones.add(digits[2:] if digits.startswith("86") and len(digits) == 13 else digits)
 
     def add_account_number(self, number: str) -> None:
-        self.account_numbers.add(re.sub(r"\D", "", number))
+        self.account_numbers.add(digits_of(number))
 
     def add_codes_from_sms_sink(self, sink: Path) -> None:
         if sink.exists():
@@ -53,8 +52,8 @@ def scan(lines: Iterable[tuple[str, str]], secrets: Secrets) -> list[Finding]:
     findings = []
     for source, text in lines:
         bare = ISO_DATE_TIME.sub(" ", text)
-        for match in _NUMBER.finditer(bare):
-            digits = re.sub(r"\D", "", match.group(0))
+        for match in NUMBER.finditer(bare):
+            digits = digits_of(match.group(0))
             kind = None
             if len(digits) == 6 and digits in secrets.codes and _stands_alone(bare, match):
                 kind = "one-time code"

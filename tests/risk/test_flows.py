@@ -100,7 +100,7 @@ async def test_a_third_request_in_a_day_reviewed_and_denied_is_rejected(at_noon:
     customer, third, review = await third_request_under_review(at_noon)
     await at_noon.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny", "note": "unusual pattern"}, headers=OPS)
     body = await at_noon.wait_for_request(third["id"], customer.user_id, lambda body: body["status"] == "rejected")
-    assert (body["outcome_reason"], body["reviewer_note"]) == ("review_denied", "unusual pattern")
+    assert body["outcome_reason"] == "review_denied" and "unusual pattern" not in str(body), "the ops note stays in risk"
     again = await at_noon.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve"}, headers=OPS)
     assert again.status_code == 409
     # One decision counted; the refused second one is not.

@@ -30,8 +30,8 @@ from shared.events import (
 
 COMMON = {"request_id": "r-1", "binding_id": "b-zhangsan-mortgage", "user_id": "u-zhangsan"}
 SAMPLES = [
-    BindingCreated(**COMMON, lender="Example Bank", account_last4="4821", monthly_instalment=6500, auto_debit=True, credit_limit_before=20300, credit_limit_after=30000),
-    UnbindAppealed(**COMMON, message="I repaid on time; account ***4821"),
+    BindingCreated(**COMMON, account_last4="4821", monthly_instalment=6500, auto_debit=True, credit_limit_before=20300, credit_limit_after=30000),
+    UnbindAppealed(**COMMON),
     BiometricCounterRegressed(**COMMON, verification_id="v-1", device_id="d-1", counter=3, last_counter=7),
     UnbindRequested(**COMMON, reason="fund_planning", impact_hash="ab" * 32, device_id="d-1", channel="app"),
     RiskAssessed(
@@ -42,7 +42,7 @@ SAMPLES = [
         reasons=[RiskReason(code="night_request", weight=10, detail="night")],
         required_methods=["otp", "biometric"],
     ),
-    ReviewDecided(**COMMON, decision="approve", reviewer="ops-1", note="checked", required_methods=["otp"]),
+    ReviewDecided(**COMMON, decision="approve", reviewer="ops-1", required_methods=["otp"]),
     VerificationRequested(**COMMON, verification_id="v-1", methods=["otp"], expires_at=datetime(2026, 11, 28, 12, tzinfo=UTC)),
     Verified(**COMMON, verification_id="v-1", methods=["otp"]),
     VerificationFailed(**COMMON, verification_id="v-1", reason="too_many_attempts"),

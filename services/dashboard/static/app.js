@@ -289,7 +289,7 @@ function renderReviews(items) {
         cell(duration(review.waiting_seconds), "num"),
         cell(review.request_id, "mono"),
         cell(review.user_id),
-        cell(review.origin + (review.message ? `: ${review.message}` : "")),
+        cell(review.origin),
         cell(review.score, "num"),
         noteCell,
         actions,
