@@ -3,7 +3,10 @@
 The models are the `data` of a CloudEvent (see `shared.cloudevents`); the CloudEvent `type` is the
 class name. Consumers read tolerantly (unknown fields are ignored) so producers can add fields
 without a lock-step deploy. No model has a field for a one-time code, a full phone number or a
-full account number: what is not in the schema cannot leak onto the topic.
+full account number: what is not in the schema cannot leak onto the topic. An event is about a
+customer (`user_id`); most are about a binding too (`BindingEvent`: the request and the binding, keyed
+by the binding), the others about one of the customer's device keys (`DeviceEvent`, keyed by the
+customer).
 """
 
 from __future__ import annotations
@@ -54,19 +57,49 @@ class RiskReason(BaseModel):
 
 
 class Event(BaseModel):
-    """Common data of every event: which unbind request, on which binding, for which customer."""
+    """Common data of every event: the customer it is about."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     # The CloudEvent `source` path segment of the one service allowed to emit this type.
     emitted_by: ClassVar[str]
+    # The field that is the CloudEvent `subject` and the record key (the events of one subject keep
+    # their order on one partition), and the field that correlates the events of one flow in logs.
+    subject_field: ClassVar[str] = "user_id"
+    correlation_field: ClassVar[str] = "user_id"
+
+    user_id: str
+
+    @property
+    def subject(self) -> str:
+        return getattr(self, self.subject_field)
+
+    @property
+    def correlation_id(self) -> str:
+        return getattr(self, self.correlation_field)
+
+
+class BindingEvent(Event):
+    """Common data of an event about a binding: which request (an unbind request, or the bind
+    request of `BindingCreated`), on which binding; keyed by the binding."""
+
+    subject_field = "binding_id"
+    correlation_field = "request_id"
 
     request_id: str
     binding_id: str
-    user_id: str
 
 
-class BindingCreated(Event):
+class DeviceEvent(Event):
+    """Common data of an event about one of a customer's device keys; keyed by the customer. Ids
+    only: the device's name is the customer's free text and stays in verification."""
+
+    correlation_field = "device_id"
+
+    device_id: str
+
+
+class BindingCreated(BindingEvent):
     """Emitted by binding when a customer has bound a repayment account to their credit account
     (`request_id` is the id of that bind request)."""
 
@@ -79,7 +112,7 @@ class BindingCreated(Event):
     credit_limit_after: int
 
 
-class UnbindRequested(Event):
+class UnbindRequested(BindingEvent):
     """Emitted by binding when a customer asks to unbind a binding."""
 
     emitted_by = "binding"
@@ -92,7 +125,7 @@ class UnbindRequested(Event):
     client_ip: str | None = None
 
 
-class RiskAssessed(Event):
+class RiskAssessed(BindingEvent):
     """Emitted by risk when it has scored an unbind request."""
 
     emitted_by = "risk"
@@ -103,7 +136,7 @@ class RiskAssessed(Event):
     required_methods: list[VerificationMethod] = Field(default_factory=list)
 
 
-class ReviewDecided(Event):
+class ReviewDecided(BindingEvent):
     """Emitted by risk when ops have closed a manual review of an unbind request."""
 
     emitted_by = "risk"
@@ -113,7 +146,7 @@ class ReviewDecided(Event):
     required_methods: list[VerificationMethod] = Field(default_factory=list)
 
 
-class VerificationRequested(Event):
+class VerificationRequested(BindingEvent):
     """Emitted by verification when it has issued the identity challenge (never the code itself)."""
 
     emitted_by = "verification"
@@ -122,7 +155,7 @@ class VerificationRequested(Event):
     expires_at: datetime
 
 
-class Verified(Event):
+class Verified(BindingEvent):
     """Emitted by verification when every required method of a verification has passed."""
 
     emitted_by = "verification"
@@ -130,7 +163,7 @@ class Verified(Event):
     methods: list[VerificationMethod]
 
 
-class VerificationFailed(Event):
+class VerificationFailed(BindingEvent):
     """Emitted by verification when a verification is locked out or has expired."""
 
     emitted_by = "verification"
@@ -138,7 +171,7 @@ class VerificationFailed(Event):
     reason: str
 
 
-class BiometricCounterRegressed(Event):
+class BiometricCounterRegressed(BindingEvent):
     """Emitted by verification when a device signed with a counter that did not go up (a cloned
     key, or a replay): the attempt is refused and risk takes it as a signal."""
 
@@ -149,7 +182,7 @@ class BiometricCounterRegressed(Event):
     last_counter: int
 
 
-class UnbindCompleted(Event):
+class UnbindCompleted(BindingEvent):
     """Emitted by binding when the binding is unbound and its mandates are cancelled."""
 
     emitted_by = "binding"
@@ -159,20 +192,20 @@ class UnbindCompleted(Event):
     follow_up: list[str] = Field(default_factory=list)
 
 
-class UnbindRejected(Event):
+class UnbindRejected(BindingEvent):
     """Emitted by binding when risk, a reviewer or a failed verification has stopped the request."""
 
     emitted_by = "binding"
     reason: str
 
 
-class UnbindCancelled(Event):
+class UnbindCancelled(BindingEvent):
     """Emitted by binding when the customer has cancelled an open unbind request."""
 
     emitted_by = "binding"
 
 
-class UnbindAppealed(Event):
+class UnbindAppealed(BindingEvent):
     """Emitted by binding when a customer appeals a rejected unbind request (it is under review again)."""
 
     emitted_by = "binding"
@@ -180,10 +213,22 @@ class UnbindAppealed(Event):
     message: str
 
 
-class UnbindExpired(Event):
+class UnbindExpired(BindingEvent):
     """Emitted by binding when an open unbind request was not verified in time."""
 
     emitted_by = "binding"
+
+
+class DeviceEnrolled(DeviceEvent):
+    """Emitted by verification when a customer's new device key is active: its SMS code was confirmed."""
+
+    emitted_by = "verification"
+
+
+class DeviceRevoked(DeviceEvent):
+    """Emitted by verification when a customer has revoked one of their device keys."""
+
+    emitted_by = "verification"
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -202,5 +247,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         UnbindCancelled,
         UnbindAppealed,
         UnbindExpired,
+        DeviceEnrolled,
+        DeviceRevoked,
     )
 }

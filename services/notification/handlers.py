@@ -8,6 +8,8 @@ from shared.consumer import Subscriptions, current_envelope
 from shared.events import (
     BindingCreated,
     BiometricCounterRegressed,
+    DeviceEnrolled,
+    DeviceRevoked,
     Event,
     ReviewDecided,
     UnbindAppealed,
@@ -51,6 +53,14 @@ async def on_biometric_counter_regressed(event: BiometricCounterRegressed, uow: 
     await _notify("biometric_counter_regressed", event, uow, deps)
 
 
+async def on_device_enrolled(event: DeviceEnrolled, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("device_enrolled", event, uow, deps)
+
+
+async def on_device_revoked(event: DeviceRevoked, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("device_revoked", event, uow, deps)
+
+
 async def on_unbind_completed(event: UnbindCompleted, uow: UnitOfWork, deps: NotificationDeps) -> None:
     await _notify("unbind_completed", event, uow, deps)
     event_id = current_envelope.get().id
@@ -91,4 +101,6 @@ SUBSCRIPTIONS: Subscriptions = {
     UnbindExpired: on_unbind_expired,
     UnbindAppealed: on_unbind_appealed,
     ReviewDecided: on_review_decided,
+    DeviceEnrolled: on_device_enrolled,
+    DeviceRevoked: on_device_revoked,
 }

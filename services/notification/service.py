@@ -31,6 +31,7 @@ from shared.auth import Principal
 from shared.db import utcnow
 from shared.events import (
     BindingCreated,
+    BindingEvent,
     Event,
     UnbindCompleted,
 )
@@ -106,14 +107,16 @@ async def plan(
     recipients = {"inapp": event.user_id, "push": event.user_id, "sms": contact.phone if contact else None, "email": contact.email if contact else None}
     # One query for the whole message, not one per channel: a replay finds every pair already there.
     existing = await repository.delivered_to(session, event_id)
+    # An event about a customer's device belongs to no request.
+    request_id = event.request_id if isinstance(event, BindingEvent) else None
     created = 0
     outcomes: list[tuple[str, str]] = []
-    for channel in KINDS[kind].channels + (("email",) if kind == "unbind_completed" and contact and contact.email else ()):
+    for channel in KINDS[kind].channels:
         recipient = recipients[channel]
         if recipient is None or (channel, recipient) in existing:
             continue
         delivery = Delivery(
-            event_id=event_id, channel=channel, recipient=recipient, user_id=event.user_id, kind=kind, request_id=event.request_id, title=title, body=body, created_at=now
+            event_id=event_id, channel=channel, recipient=recipient, user_id=event.user_id, kind=kind, request_id=request_id, title=title, body=body, created_at=now
         )
         if channel in opted_out and kind not in SECURITY_KINDS:
             delivery.status = DeliveryStatus.SUPPRESSED
