@@ -21,6 +21,7 @@ from shared.cli.keys import TokenMinter
 from shared.cli.running import RunningStack
 from shared.cli.sms import SmsSink
 from shared.cloudevents import Envelope, MalformedEvent
+from shared.events import BindingEvent
 from shared.population import SyntheticCustomer
 
 TRANSPORT_RETRIES = 3
@@ -78,6 +79,8 @@ class TopicWatcher:
             envelope = Envelope.from_record(record.value, record.headers)
         except MalformedEvent:
             return
+        if not isinstance(envelope.data, BindingEvent):
+            return  # about a customer's device key: part of no request's timeline
         timeline = self.timelines[envelope.data.request_id]
         timeline.events += 1
         timeline.times.setdefault(envelope.type, envelope.time)
@@ -124,8 +127,13 @@ class Customers:
         return response.json()
 
     async def enrol(self, customer: SyntheticCustomer) -> DeviceSimulator:
+        """A new device key, active once the code of its own SMS is confirmed."""
         device = DeviceSimulator.generate(f"d-{customer.user_id}")
-        await self._post("verification", "/v1/devices", 201, json=device.enrolment(), headers=self._auth(customer.user_id))
+        headers = self._auth(customer.user_id)
+        sent = self._codes_sent(customer.phone)
+        enrolment = await self._post("verification", "/v1/devices", 202, json=device.enrolment(), headers=headers)
+        code = await self._code(customer.phone, after=sent)
+        await self._post("verification", f"/v1/verifications/{enrolment['verification']['id']}/otp", 200, json={"code": code}, headers=headers)
         return device
 
     async def unbind(self, customer: SyntheticCustomer, device: DeviceSimulator | None) -> str:
@@ -134,6 +142,7 @@ class Customers:
         body: dict[str, Any] = {"reason": "fund_planning"}
         if device is not None:
             body["device_id"] = device.device_id
+        sent = self._codes_sent(customer.phone)
         request = await self._post(
             "binding", f"/v1/bindings/{customer.binding_id}/unbind-requests", 202, json=body, headers={**headers, "Idempotency-Key": f"bench-{customer.user_id}"}, idempotent=True
         )
@@ -144,7 +153,7 @@ class Customers:
             verification_id, methods = timeline.verification
             path = f"/v1/verifications/{verification_id}"
             if "otp" in methods:
-                await self._post("verification", f"{path}/otp", 200, json={"code": await self._code(customer.phone)}, headers=headers)
+                await self._post("verification", f"{path}/otp", 200, json={"code": await self._code(customer.phone, after=sent)}, headers=headers)
             if "biometric" in methods:
                 if device is None:
                     raise WorkflowFailed(f"risk asked {customer.user_id} for a biometric without a device")
@@ -156,10 +165,15 @@ class Customers:
             raise WorkflowFailed(f"request {request['id']} ended with {sorted(timeline.times)}")
         return request["id"]
 
-    async def _code(self, phone: str) -> str:
+    def _codes_sent(self, phone: str) -> int:
+        self.sms.refresh()
+        return len(self.sms.codes(phone))
+
+    async def _code(self, phone: str, *, after: int) -> str:
+        """The newest code, once more than `after` codes were sent to the phone."""
         while True:
             self.sms.refresh()
-            if codes := self.sms.codes(phone):
+            if len(codes := self.sms.codes(phone)) > after:
                 return codes[-1]
             await asyncio.sleep(0.01)
 

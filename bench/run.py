@@ -172,7 +172,8 @@ async def drive(options: BenchOptions, stack: RunningStack) -> dict[str, Any]:
         players = Customers(stack, client, watcher, TokenMinter(options.var_dir), options.timeout)
         rng = random.Random(run_id)
         step_up = {customer.user_id for customer in customers if rng.random() < options.step_up}
-        devices = {customer.user_id: await players.enrol(customer) for customer in customers if customer.user_id in step_up}
+        enrolling = [customer for customer in customers if customer.user_id in step_up]
+        devices = {customer.user_id: device for customer, device in zip(enrolling, await asyncio.gather(*map(players.enrol, enrolling)), strict=True)}
         progress = Progress(len(customers))
         gate = asyncio.Semaphore(options.concurrency)
 

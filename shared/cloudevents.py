@@ -3,7 +3,8 @@
 Binary mode (the Kafka protocol binding's default) puts the context attributes in `ce_*` record
 headers and only the event data, as JSON, in the record value. Consumers route on the `ce_type`
 header without parsing the value, and the value stays the plain event model. The record key is the
-CloudEvent `subject`, the binding id, so every event of one binding lands on one partition in order.
+CloudEvent `subject` (the binding id, or the user id for an event about a customer's device), so
+every event of one binding lands on one partition in order.
 
 Every event is signed by the service that emits it: Ed25519 over its id, type, source, time, subject
 and data as published, carried in two extension attributes, `signature` (base64url) and `keyid` (the
@@ -67,7 +68,7 @@ class Envelope:
 
     @property
     def subject(self) -> str:
-        return self.data.binding_id
+        return self.data.subject
 
     @classmethod
     def emit(cls, data: Event) -> Envelope:

@@ -204,7 +204,7 @@ class EventConsumer:
                     continue
                 seen.add(envelope.id)
                 uow.session.add(self._inbox(event_id=envelope.id, event_type=envelope.type))
-                cid, current = correlation_id.set(envelope.data.request_id), current_envelope.set(envelope)
+                cid, current = correlation_id.set(envelope.data.correlation_id), current_envelope.set(envelope)
                 try:
                     await handler(envelope.data, uow, self.deps)
                 finally:
@@ -246,7 +246,7 @@ class EventConsumer:
         if admitted is None:
             return
         envelope, handler = admitted
-        token = correlation_id.set(envelope.data.request_id)
+        token = correlation_id.set(envelope.data.correlation_id)
         try:
             error: Exception | None = None
             for attempt in range(1, self._max_attempts + 1):

@@ -13,6 +13,8 @@ from typing import Any
 from shared.events import (
     BindingCreated,
     BiometricCounterRegressed,
+    DeviceEnrolled,
+    DeviceRevoked,
     Event,
     ReviewDecided,
     RiskAssessed,
@@ -68,4 +70,8 @@ def describe_event(data: Event, emphasize: Emphasis = _plain) -> str:
         return "cancelled by the customer"
     if isinstance(data, UnbindExpired):
         return "expired before it was verified"
+    if isinstance(data, DeviceEnrolled):
+        return f"device {data.device_id} added (its SMS code confirmed)"
+    if isinstance(data, DeviceRevoked):
+        return f"device {data.device_id} revoked"
     return ""

@@ -6,6 +6,10 @@ without a lock-step deploy. No model has a field for a one-time code, a full pho
 full account number: what is not in the schema cannot leak onto the topic. Nor has any a field
 for free text (an appeal, an ops note, a name typed by a customer): events carry ids, codes and
 amounts, and the text stays in the database of the service that took it, behind its API.
+
+An event is about a customer (`user_id`); most are about a binding too (`BindingEvent`: the request
+and the binding, keyed by the binding), the others about one of the customer's device keys
+(`DeviceEvent`, keyed by the customer).
 """
 
 from __future__ import annotations
@@ -62,19 +66,49 @@ class RiskReason(BaseModel):
 
 
 class Event(BaseModel):
-    """Common data of every event: which unbind request, on which binding, for which customer."""
+    """Common data of every event: the customer it is about."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     # The CloudEvent `source` path segment of the one service allowed to emit this type.
     emitted_by: ClassVar[str]
+    # The field that is the CloudEvent `subject` and the record key (the events of one subject keep
+    # their order on one partition), and the field that correlates the events of one flow in logs.
+    subject_field: ClassVar[str] = "user_id"
+    correlation_field: ClassVar[str] = "user_id"
+
+    user_id: str
+
+    @property
+    def subject(self) -> str:
+        return getattr(self, self.subject_field)
+
+    @property
+    def correlation_id(self) -> str:
+        return getattr(self, self.correlation_field)
+
+
+class BindingEvent(Event):
+    """Common data of an event about a binding: which request (an unbind request, or the bind
+    request of `BindingCreated`), on which binding; keyed by the binding."""
+
+    subject_field = "binding_id"
+    correlation_field = "request_id"
 
     request_id: str
     binding_id: str
-    user_id: str
 
 
-class BindingCreated(Event):
+class DeviceEvent(Event):
+    """Common data of an event about one of a customer's device keys; keyed by the customer. Ids
+    only: the device's name is the customer's free text and stays in verification."""
+
+    correlation_field = "device_id"
+
+    device_id: str
+
+
+class BindingCreated(BindingEvent):
     """Emitted by binding when a customer has bound a repayment account to their credit account
     (`request_id` is the id of that bind request)."""
 
@@ -86,7 +120,7 @@ class BindingCreated(Event):
     credit_limit_after: int
 
 
-class UnbindRequested(Event):
+class UnbindRequested(BindingEvent):
     """Emitted by binding when a customer asks to unbind a binding."""
 
     emitted_by = "binding"
@@ -99,7 +133,7 @@ class UnbindRequested(Event):
     client_ip: str | None = None
 
 
-class RiskAssessed(Event):
+class RiskAssessed(BindingEvent):
     """Emitted by risk when it has scored an unbind request."""
 
     emitted_by = "risk"
@@ -110,7 +144,7 @@ class RiskAssessed(Event):
     required_methods: list[VerificationMethod] = Field(default_factory=list)
 
 
-class ReviewDecided(Event):
+class ReviewDecided(BindingEvent):
     """Emitted by risk when ops have closed a manual review of an unbind request."""
 
     emitted_by = "risk"
@@ -119,7 +153,7 @@ class ReviewDecided(Event):
     required_methods: list[VerificationMethod] = Field(default_factory=list)
 
 
-class VerificationRequested(Event):
+class VerificationRequested(BindingEvent):
     """Emitted by verification when it has issued the identity challenge (never the code itself)."""
 
     emitted_by = "verification"
@@ -128,7 +162,7 @@ class VerificationRequested(Event):
     expires_at: datetime
 
 
-class Verified(Event):
+class Verified(BindingEvent):
     """Emitted by verification when every required method of a verification has passed."""
 
     emitted_by = "verification"
@@ -136,7 +170,7 @@ class Verified(Event):
     methods: list[VerificationMethod]
 
 
-class VerificationFailed(Event):
+class VerificationFailed(BindingEvent):
     """Emitted by verification when a verification is locked out or has expired."""
 
     emitted_by = "verification"
@@ -144,7 +178,7 @@ class VerificationFailed(Event):
     reason: Code
 
 
-class BiometricCounterRegressed(Event):
+class BiometricCounterRegressed(BindingEvent):
     """Emitted by verification when a device signed with a counter that did not go up (a cloned
     key, or a replay): the attempt is refused and risk takes it as a signal."""
 
@@ -155,7 +189,7 @@ class BiometricCounterRegressed(Event):
     last_counter: int
 
 
-class UnbindCompleted(Event):
+class UnbindCompleted(BindingEvent):
     """Emitted by binding when the binding is unbound and its mandates are cancelled."""
 
     emitted_by = "binding"
@@ -165,29 +199,41 @@ class UnbindCompleted(Event):
     follow_up: list[Code] = Field(default_factory=list)
 
 
-class UnbindRejected(Event):
+class UnbindRejected(BindingEvent):
     """Emitted by binding when risk, a reviewer or a failed verification has stopped the request."""
 
     emitted_by = "binding"
     reason: Code
 
 
-class UnbindCancelled(Event):
+class UnbindCancelled(BindingEvent):
     """Emitted by binding when the customer has cancelled an open unbind request."""
 
     emitted_by = "binding"
 
 
-class UnbindAppealed(Event):
+class UnbindAppealed(BindingEvent):
     """Emitted by binding when a customer appeals a rejected unbind request (it is under review again)."""
 
     emitted_by = "binding"
 
 
-class UnbindExpired(Event):
+class UnbindExpired(BindingEvent):
     """Emitted by binding when an open unbind request was not verified in time."""
 
     emitted_by = "binding"
+
+
+class DeviceEnrolled(DeviceEvent):
+    """Emitted by verification when a customer's new device key is active: its SMS code was confirmed."""
+
+    emitted_by = "verification"
+
+
+class DeviceRevoked(DeviceEvent):
+    """Emitted by verification when a customer has revoked one of their device keys."""
+
+    emitted_by = "verification"
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -206,5 +252,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         UnbindCancelled,
         UnbindAppealed,
         UnbindExpired,
+        DeviceEnrolled,
+        DeviceRevoked,
     )
 }

@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
+from shared import events
 from shared.cli import docs
 from shared.cloudevents import header_map
 
@@ -59,10 +60,11 @@ class Contract:
         except orjson.JSONDecodeError as exc:
             return [*found, f"value is no JSON: {exc}"]
         found += [f"value: {error}" for error in self.validator(f"{message}/payload").iter_errors(value)]
-        # The Kafka key is the binding id (the message's kafka binding), like ce_subject.
-        binding_id = value.get("binding_id") if isinstance(value, dict) else None
-        if record.key is None or record.key.decode() != binding_id:
-            found.append(f"key {record.key!r} is not the binding id of the data")
+        # The Kafka key is the subject field of the data (the message's kafka binding), like ce_subject.
+        subject_field = events.EVENT_TYPES[event_type].subject_field
+        subject = value.get(subject_field) if isinstance(value, dict) else None
+        if record.key is None or record.key.decode() != subject:
+            found.append(f"key {record.key!r} is not the {subject_field} of the data")
         return found
 
 

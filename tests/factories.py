@@ -17,7 +17,7 @@ from shared.account_numbers import with_check_digit
 from shared.cloudevents import Envelope
 from shared.consumer import EventConsumer, Subscriptions
 from shared.uow import UnitOfWork
-from tests.stack import BusTopics, Stack, auth
+from tests.stack import BusTopics, Stack, auth, eventually
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ async def customer_with_binding(
     auto_debit: bool = True,
     due_in_days: int = 20,
     locale: str = "zh-CN",
+    email: str | None = None,
 ) -> Customer:
     """A customer with a credit account, a mortgage repayment account and an active binding with
     its auto-debit mandate and current instalment, due in `due_in_days` (negative: overdue), in
@@ -84,7 +85,7 @@ async def customer_with_binding(
             if (existing := await uow.session.get(Contact, user_id)) is not None:
                 phone = existing.phone
             else:
-                uow.session.add(Contact(user_id=user_id, phone=phone, locale=locale))
+                uow.session.add(Contact(user_id=user_id, phone=phone, email=email, locale=locale))
     return Customer(user_id, phone, account_number, binding_id, credit_limit, contribution)
 
 
@@ -120,10 +121,25 @@ async def pass_verification(stack: Stack, customer: Customer, request_id: str, v
     return state
 
 
-async def enrolled_device(stack: Stack, customer: Customer) -> DeviceSimulator:
-    device = DeviceSimulator.generate(f"d-{uuid.uuid4().hex[:8]}")
+async def pending_device(stack: Stack, customer: Customer, device: DeviceSimulator | None = None) -> tuple[DeviceSimulator, dict[str, Any]]:
+    """A device key enrolled with the customer's token alone: pending, its code sent by SMS.
+    Returns the device and the enrolment's verification."""
+    device = device or DeviceSimulator.generate(f"d-{uuid.uuid4().hex[:8]}")
+    sent_before = len(stack.codes(customer.phone))
     response = await stack.client("verification").post("/v1/devices", json=device.enrolment(), headers=auth(customer.user_id))
-    assert response.status_code == 201, response.text
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert (body["device"]["status"], body["verification"]["purpose"]) == ("pending", "device_enrolment"), body
+    await eventually(lambda: len(stack.codes(customer.phone)) > sent_before, 10, "no enrolment code was sent")
+    return device, body["verification"]
+
+
+async def enrolled_device(stack: Stack, customer: Customer, device: DeviceSimulator | None = None) -> DeviceSimulator:
+    """An active device key: enrolled, then its SMS code confirmed."""
+    device, verification = await pending_device(stack, customer, device)
+    code = {"code": stack.latest_code(customer.phone)}
+    response = await stack.client("verification").post(f"/v1/verifications/{verification['id']}/otp", json=code, headers=auth(customer.user_id))
+    assert response.status_code == 200 and response.json()["status"] == "verified", response.text
     return device
 
 

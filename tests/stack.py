@@ -34,6 +34,7 @@ from shared.bus import EventBus, InMemoryBus, KafkaBus
 from shared.cli.kafka import read_topic
 from shared.cli.keys import signing_services
 from shared.cloudevents import Envelope
+from shared.events import BindingEvent
 from shared.keys import SigningKey
 from shared.migrations import SERVICES, upgrade_async
 from tests.keys import key_settings, service_key, token
@@ -83,6 +84,11 @@ class BusTopics:
 
     async def events(self) -> list[Envelope]:
         return [Envelope.from_record(record.value, record.headers) for record in await self.records()]
+
+    async def request_events(self, request_id: str) -> list[Envelope]:
+        """The events of one request, in order (they share a binding, so a partition); events about
+        no request (a customer's device keys) are left out."""
+        return [event for event in await self.events() if isinstance(event.data, BindingEvent) and event.data.request_id == request_id]
 
 
 def make_bus_topics(kind: str, bootstrap: str | None) -> BusTopics:

@@ -71,7 +71,7 @@ from shared.cloudevents import EventRejected
 from shared.db import utcnow
 from shared.events import (
     BindingCreated,
-    Event,
+    BindingEvent,
     ReviewDecided,
     ReviewOutcome,
     RiskAssessed,
@@ -626,7 +626,7 @@ async def fail_verification(uow: UnitOfWork, event: VerificationFailed) -> None:
         await _reject(uow, request, f"verification_failed:{event.reason}", "verification", ActorType.SERVICE)
 
 
-async def _request_of(uow: UnitOfWork, event: Event) -> UnbindRequest:
+async def _request_of(uow: UnitOfWork, event: BindingEvent) -> UnbindRequest:
     """The request an event is about, locked. EventRejected if this service never opened it, or the
     event names another binding or customer than the request's."""
     request = await repository.get_request(uow.session, event.request_id, for_update=True)
@@ -635,7 +635,7 @@ async def _request_of(uow: UnitOfWork, event: Event) -> UnbindRequest:
     return request
 
 
-async def _request_in(uow: UnitOfWork, event: Event, status: RequestStatus) -> UnbindRequest | None:
+async def _request_in(uow: UnitOfWork, event: BindingEvent, status: RequestStatus) -> UnbindRequest | None:
     """The request of `event`, locked, if it is in `status`; None for a stale or out-of-order event."""
     request = await _request_of(uow, event)
     return request if request.status == status else None

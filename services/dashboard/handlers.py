@@ -10,6 +10,8 @@ from shared.cloudevents import Envelope
 from shared.events import (
     BindingCreated,
     BiometricCounterRegressed,
+    DeviceEnrolled,
+    DeviceRevoked,
     Event,
     ReviewDecided,
     ReviewOutcome,
@@ -31,6 +33,10 @@ Handler = Callable[[Projection, Envelope], None]
 
 def on_binding_created(view: Projection, envelope: Envelope) -> None:
     """Not an unbind request: the feed shows it, no request moves."""
+
+
+def on_device_changed(view: Projection, envelope: Envelope) -> None:
+    """About a customer's device key, not an unbind request: the feed shows it, no request moves."""
 
 
 def on_unbind_requested(view: Projection, envelope: Envelope) -> None:
@@ -103,4 +109,6 @@ SUBSCRIPTIONS: dict[type[Event], Handler] = {
     UnbindCancelled: on_unbind_cancelled,
     UnbindExpired: on_unbind_expired,
     UnbindAppealed: on_unbind_appealed,
+    DeviceEnrolled: on_device_changed,
+    DeviceRevoked: on_device_changed,
 }

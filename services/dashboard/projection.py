@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.cloudevents import Envelope, header_map
+from shared.events import BindingEvent
 from shared.logging import redact
 
 OPEN_STATES = ("pending_risk", "under_review", "pending_verification")
@@ -101,8 +102,9 @@ class FeedItem:
     time: datetime
     received_at: datetime
     source: str
-    request_id: str
-    binding_id: str
+    # None for an event that is about no binding (a customer's device keys).
+    request_id: str | None
+    binding_id: str | None
     user_id: str
     summary: str
 
@@ -185,7 +187,8 @@ class Projection:
 
     def request(self, envelope: Envelope) -> RequestView:
         """The view of the envelope's request; created when its first event is one we see later
-        (the retained stream may start after the request did)."""
+        (the retained stream may start after the request did). Only events about a binding move
+        requests (the handlers of the others call nothing here)."""
         event = envelope.data
         view = self.open.get(event.request_id) or self.finished.get(event.request_id)
         if view is None:
@@ -248,9 +251,10 @@ class Projection:
             self._bucket(envelope.time).counts["requested"] += 1
         self._seq += 1
         event = envelope.data
+        request_id, binding_id = (event.request_id, event.binding_id) if isinstance(event, BindingEvent) else (None, None)
         item = FeedItem(
             self._seq, envelope.id, envelope.type, envelope.time, received_at, envelope.source,
-            event.request_id, event.binding_id, event.user_id, redact(summary),
+            request_id, binding_id, event.user_id, redact(summary),
         )  # fmt: skip
         self.feed.append(item)
         self.version += 1

@@ -7,7 +7,10 @@ from services.notification.service import NotificationDeps
 from shared.consumer import Subscriptions, current_envelope
 from shared.events import (
     BindingCreated,
+    BindingEvent,
     BiometricCounterRegressed,
+    DeviceEnrolled,
+    DeviceRevoked,
     Event,
     ReviewDecided,
     UnbindAppealed,
@@ -24,8 +27,9 @@ from shared.uow import UnitOfWork
 
 
 async def _notify(kind: str, event: Event, uow: UnitOfWork, deps: NotificationDeps) -> None:
-    # Only BindingCreated and UnbindRequested bring new ids; every other event must be about a request they opened.
-    if not isinstance(event, BindingCreated | UnbindRequested):
+    # Only BindingCreated and UnbindRequested bring new request ids; every other event about a request
+    # must be about one they opened (a device event is about the customer alone).
+    if isinstance(event, BindingEvent) and not isinstance(event, BindingCreated | UnbindRequested):
         await service.require_known_request(uow, event)
     await service.plan(uow, deps.metrics, current_envelope.get().id, kind, event, service.event_params(event))
 
@@ -53,6 +57,14 @@ async def on_verification_failed(event: VerificationFailed, uow: UnitOfWork, dep
 
 async def on_biometric_counter_regressed(event: BiometricCounterRegressed, uow: UnitOfWork, deps: NotificationDeps) -> None:
     await _notify("biometric_counter_regressed", event, uow, deps)
+
+
+async def on_device_enrolled(event: DeviceEnrolled, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("device_enrolled", event, uow, deps)
+
+
+async def on_device_revoked(event: DeviceRevoked, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("device_revoked", event, uow, deps)
 
 
 async def on_unbind_completed(event: UnbindCompleted, uow: UnitOfWork, deps: NotificationDeps) -> None:
@@ -95,4 +107,6 @@ SUBSCRIPTIONS: Subscriptions = {
     UnbindExpired: on_unbind_expired,
     UnbindAppealed: on_unbind_appealed,
     ReviewDecided: on_review_decided,
+    DeviceEnrolled: on_device_enrolled,
+    DeviceRevoked: on_device_revoked,
 }

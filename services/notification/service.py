@@ -30,7 +30,7 @@ from services.notification.templates import DEFAULT_LOCALE, KINDS, SECURITY_KIND
 from shared.auth import Principal
 from shared.cloudevents import EventRejected
 from shared.db import utcnow
-from shared.events import Event, UnbindCompleted, UnbindRequested
+from shared.events import BindingEvent, Event, UnbindCompleted, UnbindRequested
 from shared.logging import redact
 from shared.masking import mask_phone
 from shared.pagination import decode_cursor, encode_cursor
@@ -103,14 +103,16 @@ async def plan(
     recipients = {"inapp": event.user_id, "push": event.user_id, "sms": contact.phone if contact else None, "email": contact.email if contact else None}
     # One query for the whole message, not one per channel: a replay finds every pair already there.
     existing = await repository.delivered_to(session, event_id)
+    # An event about a customer's device belongs to no request.
+    request_id = event.request_id if isinstance(event, BindingEvent) else None
     created = 0
     outcomes: list[tuple[str, str]] = []
-    for channel in KINDS[kind].channels + (("email",) if kind == "unbind_completed" and contact and contact.email else ()):
+    for channel in KINDS[kind].channels:
         recipient = recipients[channel]
         if recipient is None or (channel, recipient) in existing:
             continue
         delivery = Delivery(
-            event_id=event_id, channel=channel, recipient=recipient, user_id=event.user_id, kind=kind, request_id=event.request_id, title=title, body=body, created_at=now
+            event_id=event_id, channel=channel, recipient=recipient, user_id=event.user_id, kind=kind, request_id=request_id, title=title, body=body, created_at=now
         )
         if channel in opted_out and kind not in SECURITY_KINDS:
             delivery.status = DeliveryStatus.SUPPRESSED
@@ -138,7 +140,7 @@ async def remember_request(uow: UnitOfWork, event: UnbindRequested) -> None:
         uow.session.add(KnownRequest(request_id=event.request_id, binding_id=event.binding_id, user_id=event.user_id))
 
 
-async def require_known_request(uow: UnitOfWork, event: Event) -> None:
+async def require_known_request(uow: UnitOfWork, event: BindingEvent) -> None:
     """EventRejected unless the event is about a request binding opened, for that binding and customer:
     no message, no inbox row and no lender webhook for a binding or customer nobody asked about."""
     known = await uow.session.get(KnownRequest, event.request_id)

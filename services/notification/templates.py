@@ -1,9 +1,10 @@
 """Message kinds, their channels, and their texts in zh-CN (default) and en.
 
 Security messages (codes, and what could mean someone else is unbinding: requested, completed,
-rejected, a failed or suspicious verification) go by SMS and to the inbox, ignore quiet hours and
-cannot be turned off. The others go by push (SMS when push fails) and to the inbox, wait for the
-end of quiet hours, and can be turned off per channel.
+rejected, a failed or suspicious verification; or holds a second factor: a device key added or
+revoked) go by SMS and to the inbox (some on more channels), ignore quiet hours and cannot be turned
+off. The others go by push (SMS when push fails) and to the inbox, wait for the end of quiet hours,
+and can be turned off per channel.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from string import Formatter
 DEFAULT_LOCALE = "zh-CN"
 LOCALES = ("zh-CN", "en")
 CHANNELS = ("sms", "push", "email", "inapp")
-# The code in an `otp_code` SMS (either locale), for the development tools that read the SMS sink
-# back (`unbind demo`, the tests); it must follow the wording of the texts below.
+# The code in an `otp_code` or `device_enrolment_code` SMS (either locale), for the development tools
+# that read the SMS sink back (`unbind demo`, the tests); it must follow the wording of the texts below.
 CODE_IN_SMS = re.compile(r"(?:验证码为|verification code is) (\d{6})")
 
 
@@ -24,10 +25,12 @@ CODE_IN_SMS = re.compile(r"(?:验证码为|verification code is) (\d{6})")
 class Kind:
     security: bool
     texts: dict[str, tuple[str, str]]  # locale -> (title, body)
+    # Channels beyond the usual two (email only when the customer has an address on file).
+    extra_channels: tuple[str, ...] = ()
 
     @property
     def channels(self) -> tuple[str, ...]:
-        return ("sms", "inapp") if self.security else ("push", "inapp")
+        return (("sms", "inapp") if self.security else ("push", "inapp")) + self.extra_channels
 
 
 KINDS: dict[str, Kind] = {
@@ -37,6 +40,37 @@ KINDS: dict[str, Kind] = {
             "zh-CN": ("验证码", "【unbind】您的解绑验证码为 {code}，{ttl_minutes} 分钟内有效。请勿泄露给任何人，工作人员不会索取验证码。"),
             "en": ("Verification code", "[unbind] Your unbind verification code is {code}. It expires in {ttl_minutes} minutes. Never share it; staff will never ask for it."),
         },
+    ),
+    "device_enrolment_code": Kind(
+        True,
+        {
+            "zh-CN": ("添加设备验证码", "【unbind】您正在为账户添加新设备，验证码为 {code}，{ttl_minutes} 分钟内有效。如非本人操作，请勿提供验证码，并立即联系客服。"),
+            "en": (
+                "Code to add a device",
+                "[unbind] To add a new device to your account, your verification code is {code}. It expires in {ttl_minutes} minutes. "
+                "If this was not you, do not share it and contact support at once.",
+            ),
+        },
+    ),
+    "device_enrolled": Kind(
+        True,
+        {
+            "zh-CN": ("已添加新设备", "您的账户刚刚添加了一台新设备，可用于身份验证。如非本人操作，请立即在“我的设备”中移除该设备并联系客服。"),
+            "en": (
+                "New device added",
+                "A new device was added to your account and can now be used to verify it is you. "
+                "If this was not you, remove it under My devices and contact support at once.",
+            ),
+        },
+        extra_channels=("push", "email"),
+    ),
+    "device_revoked": Kind(
+        True,
+        {
+            "zh-CN": ("设备已移除", "您账户中的一台设备已被移除，不能再用于身份验证。如非本人操作，请立即联系客服。"),
+            "en": ("Device removed", "A device was removed from your account and can no longer be used to verify it is you. If this was not you, contact support at once."),
+        },
+        extra_channels=("push", "email"),
     ),
     "binding_created": Kind(
         False,
@@ -104,6 +138,7 @@ KINDS: dict[str, Kind] = {
                 "Next: 1. check the repayment status at your lender now; 2. if needed, ask your lender to adjust the repayment plan; 3. if you disagree, appeal from the request.",
             ),
         },
+        extra_channels=("email",),
     ),
     "unbind_rejected": Kind(
         True,

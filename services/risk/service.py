@@ -27,7 +27,7 @@ from services.risk.rules import DEFAULT_RULES, InvalidRule, Rule, first_match, p
 from services.risk.schemas import AssessmentOut, FlagList, FlagOut, ProfileIn, ReviewList, ReviewOut, RuleSetOut
 from shared.auth import Principal
 from shared.db import utcnow
-from shared.events import Event, ReviewDecided, ReviewOutcome, RiskAssessed, RiskDecision, RiskLevel, RiskReason, UnbindAppealed, UnbindRequested, VerificationMethod
+from shared.events import BindingEvent, ReviewDecided, ReviewOutcome, RiskAssessed, RiskDecision, RiskLevel, RiskReason, UnbindAppealed, UnbindRequested, VerificationMethod
 from shared.problems import Problem, conflict, not_found
 from shared.uow import UnitOfWork
 
@@ -81,7 +81,7 @@ class RiskDeps:
     metrics: RiskMetrics
 
 
-def observe(uow: UnitOfWork, event: Event, at: datetime | None = None) -> None:
+def observe(uow: UnitOfWork, event: BindingEvent, at: datetime | None = None) -> None:
     """Keep an event about a customer as behaviour."""
     uow.session.add(ObservedEvent(user_id=event.user_id, event_type=type(event).__name__, request_id=event.request_id, occurred_at=at or utcnow()))
 
@@ -242,7 +242,7 @@ async def replace_rules(uow: UnitOfWork, principal: Principal, raw: list[dict[st
 # --- reviews and flags ---------------------------------------------------------------------
 
 
-def open_review(uow: UnitOfWork, event: Event, origin: str, at: datetime | None = None) -> None:
+def open_review(uow: UnitOfWork, event: BindingEvent, origin: str, at: datetime | None = None) -> None:
     uow.session.add(
         Review(
             id=str(uuid.uuid4()),
@@ -297,7 +297,7 @@ async def decide_review(uow: UnitOfWork, deps: RiskDeps, principal: Principal, r
     return review_out(review, review.decided_at)
 
 
-async def withdraw_reviews(uow: UnitOfWork, event: Event) -> None:
+async def withdraw_reviews(uow: UnitOfWork, event: BindingEvent) -> None:
     """A request that ended (cancelled, expired) leaves nothing to decide: its pending review is
     withdrawn, so the queue no longer shows it and an approval can no longer be given."""
     for review in await repository.pending_reviews_of(uow.session, event.request_id):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Request, Response
 
 from services.verification import service
 from services.verification.config import VerificationSettings
-from services.verification.schemas import BiometricIn, ChallengeOut, DeviceIn, DeviceOut, OtpIn, VerificationOut
+from services.verification.schemas import BiometricIn, ChallengeOut, DeviceDetail, DeviceEnrolment, DeviceIn, DeviceList, OtpIn, VerificationOut
 from services.verification.service import AttemptOutcome, VerificationDeps
 from shared.app import RequestUnitOfWork, Runtime
 from shared.auth import Customer
@@ -17,6 +17,7 @@ from shared.problems import problem_response, problem_responses
 router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 422))
 
 VerificationId = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$")]
+DeviceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
 NOT_PENDING = (409, "Not pending, or not expecting this method")
 REFUSED = problem_responses(400, 404, NOT_PENDING, (422, "Refused (with the attempts left), or not valid"))
 
@@ -37,12 +38,17 @@ def _refusal(request: Request, outcome: AttemptOutcome, attempts_left: int) -> A
     # Returned, not raised: the failed attempt (and a lock-out) must be committed.
     verification = outcome.verification
     if verification.status != "pending":
-        detail = "The verification is locked; the unbind request will be rejected."
+        detail = {
+            "unbind": "The verification is locked; the unbind request will be rejected.",
+            "device_enrolment": "The verification is locked; the device will not be added (enrol it again under a new device id).",
+        }[verification.purpose]
         return problem_response(request, 422, "verification-locked", "Too many failed attempts", detail, attempts_remaining=0)
     titles = {
         "wrong-code": "The code does not match.",
         "challenge-invalid": "The challenge is unknown, used or expired; ask for a new one.",
         "device-unknown": "This device is not enrolled for you.",
+        "device-not-active": "This device is not active: its enrolment code was not confirmed, or it was revoked.",
+        "device-newer-than-request": "This device was added after the unbind request was made; use a device you had before, or the one you asked from.",
         "signature-invalid": "The signature does not match this challenge, verification, request and impact.",
         "counter-not-increased": "The device counter did not go up: the signature is refused.",
     }
@@ -66,10 +72,33 @@ async def resend_otp(verification_id: VerificationId, principal: Customer, uow: 
     return await service.resend(uow, deps, principal, verification_id)
 
 
-@router.post("/devices", status_code=201, tags=["devices"], responses=problem_responses(400, (409, "This device id is already enrolled")))
-async def enrol_device(body: DeviceIn, principal: Customer, uow: RequestUnitOfWork) -> DeviceOut:
-    """Enrol a device key (EC P-256 public key, PEM) for the calling customer."""
-    return await service.enrol_device(uow, principal, body)
+@router.post(
+    "/devices", status_code=202, tags=["devices"], responses=problem_responses(400, (409, "This device id is already enrolled"), (429, "Too many codes: see Retry-After"))
+)
+async def enrol_device(body: DeviceIn, principal: Customer, uow: RequestUnitOfWork, deps: Deps) -> DeviceEnrolment:
+    """Enrol a device key (EC P-256 public key, PEM) for the calling customer: it stays pending, and
+    cannot pass a biometric, until the code sent by SMS is confirmed on the verification returned
+    (`POST /v1/verifications/{id}/otp`). The same request again, before that, returns the same."""
+    return await service.enrol_device(uow, deps, principal, body)
+
+
+@router.get("/devices", tags=["devices"])
+async def list_devices(principal: Customer, uow: RequestUnitOfWork) -> DeviceList:
+    """The caller's device keys, in every status, oldest first."""
+    return await service.list_devices(uow, principal)
+
+
+@router.get("/devices/{device_id}", tags=["devices"], responses=problem_responses(404))
+async def get_device(device_id: DeviceId, principal: Customer, uow: RequestUnitOfWork) -> DeviceDetail:
+    """One of the caller's device keys, with its history: enrolled, activated, revoked, by whom and when."""
+    return await service.get_device(uow, principal, device_id)
+
+
+@router.delete("/devices/{device_id}", status_code=204, tags=["devices"], responses=problem_responses(404))
+async def revoke_device(device_id: DeviceId, principal: Customer, uow: RequestUnitOfWork) -> Response:
+    """Revoke one of the caller's device keys: it never passes a biometric again."""
+    await service.revoke_device(uow, principal, device_id)
+    return Response(status_code=204)
 
 
 @router.post("/verifications/{verification_id}/biometric/challenge", status_code=201, tags=["verifications"], responses=problem_responses(404, NOT_PENDING))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from services.verification import service
 from services.verification.service import VerificationDeps
-from shared.consumer import Subscriptions
+from shared.consumer import Subscriptions, current_envelope
 from shared.events import ReviewDecided, ReviewOutcome, RiskAssessed, RiskDecision, UnbindCancelled, UnbindExpired, UnbindRequested
 from shared.uow import UnitOfWork
 
 
 async def on_unbind_requested(event: UnbindRequested, uow: UnitOfWork, deps: VerificationDeps) -> None:
-    await service.remember_request(uow, event)
+    # The CloudEvent time is when binding accepted the request: keys activated later cannot sign for it.
+    await service.remember_request(uow, event, current_envelope.get().time)
 
 
 async def on_risk_assessed(event: RiskAssessed, uow: UnitOfWork, deps: VerificationDeps) -> None:

@@ -32,6 +32,13 @@ class VerificationStatus(StrEnum):
     VOIDED = "voided"
 
 
+class Purpose(StrEnum):
+    """What passing a verification does: clear an unbind request, or activate a device key."""
+
+    UNBIND = "unbind"
+    DEVICE_ENROLMENT = "device_enrolment"
+
+
 class DeliveryStatus(StrEnum):
     SENDING = "sending"
     SENT = "sent"
@@ -39,14 +46,18 @@ class DeliveryStatus(StrEnum):
 
 
 class Verification(Base):
-    """The identity challenge of one unbind request: every method in `methods` must pass."""
+    """The identity challenge of one unbind request, or of one device key's enrolment (an SMS code
+    only): every method in `methods` must pass."""
 
     __tablename__ = "verifications"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    # Not unique: an appealed request that is approved again gets a fresh verification.
-    request_id: Mapped[str] = mapped_column(String(36), index=True)
-    binding_id: Mapped[str] = mapped_column(String(64))
+    purpose: Mapped[str] = mapped_column(String(32), default=Purpose.UNBIND)
+    # Not unique: an appealed request that is approved again gets a fresh verification. Both are
+    # set for an unbind verification, neither for an enrolment (which names its device instead).
+    request_id: Mapped[str | None] = mapped_column(String(36), index=True, nullable=True)
+    binding_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    device_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     user_id: Mapped[str] = mapped_column(String(64), index=True)
     methods: Mapped[list[str]] = mapped_column(JSON)
     passed_methods: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -80,6 +91,9 @@ class UnbindContext(Base):
     user_id: Mapped[str] = mapped_column(String(64))
     impact_hash: Mapped[str] = mapped_column(String(64))
     device_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # When the request was made (the CloudEvent time of UnbindRequested): a device key activated
+    # later cannot pass its biometric, unless it is the device the request came from.
+    requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Set when the request was cancelled or expired: no verification is issued for it any more,
     # even if an approval crosses the cancellation on the topic.
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -97,9 +111,15 @@ class OtpSend(Base):
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class DeviceStatus(StrEnum):
+    PENDING = "pending"  # enrolled, waiting for its SMS code
+    ACTIVE = "active"
+    REVOKED = "revoked"  # by the customer, or its enrolment failed: never passes again
+
+
 class Device(Base):
     """A device key: an EC P-256 public key whose private half never leaves the phone's secure
-    hardware and is unlocked by the fingerprint."""
+    hardware and is unlocked by the fingerprint. Only an active one can pass a biometric."""
 
     __tablename__ = "devices"
 
@@ -107,9 +127,25 @@ class Device(Base):
     user_id: Mapped[str] = mapped_column(String(64), index=True)
     name: Mapped[str] = mapped_column(String(128))
     public_key_pem: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=DeviceStatus.PENDING)
     # The highest signature counter seen; a signature must carry a higher one.
     counter: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class DeviceAudit(Base):
+    """What happened to a device key, by whom (the customer's id, or `system`) and when."""
+
+    __tablename__ = "device_audit"
+    __table_args__ = (Index("ix_device_audit_device_at", "device_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Challenge(Base):

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.verification.models import Challenge, DeliveryStatus, Device, OtpSend, Verification, VerificationStatus
+from services.verification.models import Challenge, DeliveryStatus, Device, DeviceAudit, OtpSend, Purpose, Verification, VerificationStatus
 
 
 async def get(session: AsyncSession, verification_id: str, *, for_update: bool = False) -> Verification | None:
@@ -56,6 +56,22 @@ async def challenge_for(session: AsyncSession, verification_id: str, challenge: 
 async def get_device(session: AsyncSession, device_id: str, *, for_update: bool = False) -> Device | None:
     query = select(Device).where(Device.id == device_id)
     return await session.scalar(query.with_for_update() if for_update else query)
+
+
+async def devices_of(session: AsyncSession, user_id: str) -> Sequence[Device]:
+    return (await session.scalars(select(Device).where(Device.user_id == user_id).order_by(Device.created_at, Device.id))).all()
+
+
+async def device_history(session: AsyncSession, device_id: str) -> Sequence[DeviceAudit]:
+    return (await session.scalars(select(DeviceAudit).where(DeviceAudit.device_id == device_id).order_by(DeviceAudit.at, DeviceAudit.id))).all()
+
+
+async def pending_enrolment(session: AsyncSession, device_id: str) -> Verification | None:
+    """The device's enrolment verification still waiting for its code, if any."""
+    query = select(Verification).where(
+        Verification.purpose == Purpose.DEVICE_ENROLMENT, Verification.device_id == device_id, Verification.status == VerificationStatus.PENDING
+    )
+    return await session.scalar(query.with_for_update())
 
 
 async def count_devices(session: AsyncSession) -> int:

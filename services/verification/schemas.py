@@ -12,7 +12,9 @@ from shared.fields import FreeText
 
 class VerificationOut(BaseModel):
     id: str
-    request_id: str
+    purpose: str = Field(description="unbind (of `request_id`) or device_enrolment (of `device_id`)")
+    request_id: str | None
+    device_id: str | None
     status: str
     methods: list[VerificationMethod]
     passed_methods: list[VerificationMethod]
@@ -41,8 +43,30 @@ class DeviceIn(BaseModel):
 class DeviceOut(BaseModel):
     id: str
     name: str
+    status: str = Field(description="pending (until its SMS code is confirmed), active, or revoked")
     counter: int
     created_at: datetime
+    activated_at: datetime | None
+    revoked_at: datetime | None
+
+
+class DeviceList(BaseModel):
+    items: list[DeviceOut]
+
+
+class DeviceAuditOut(BaseModel):
+    action: str = Field(description="enrolment_requested, activated, enrolment_failed or revoked")
+    actor: str = Field(description="The customer's id, or `system`")
+    at: datetime
+
+
+class DeviceDetail(DeviceOut):
+    history: list[DeviceAuditOut]
+
+
+class DeviceEnrolment(BaseModel):
+    device: DeviceOut
+    verification: VerificationOut = Field(description="Confirm the SMS code with POST /v1/verifications/{id}/otp to activate the device")
 
 
 class ChallengeOut(BaseModel):

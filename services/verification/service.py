@@ -14,6 +14,13 @@ not take is replaced and sent again automatically, with backoff, and the custome
 Biometric: see `biometric.py` for the signed bytes. Challenges are single use and short-lived; the
 device counter must go up (a regression is refused and reported as `BiometricCounterRegressed`);
 at most `biometric_max_failures` failed signatures.
+
+Device keys are a second factor only if a stolen customer token cannot add one: enrolling a key
+takes its own SMS code (a verification of purpose `device_enrolment`, with the same code rules,
+which never emits `Verified` or `VerificationFailed`); only then is the key active and the customer
+told on every channel (`DeviceEnrolled`). A key activated after an unbind request was made cannot
+pass that request's biometric, unless it is the device the request came from. The customer lists
+and revokes keys (`DeviceRevoked`); every change of a key is in its audit trail.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter
@@ -35,17 +42,42 @@ from services.verification import repository
 from services.verification.biometric import CHALLENGE_BYTES, b64url, b64url_decode, load_p256_public_key, signature_valid, signed_message
 from services.verification.config import VerificationSettings
 from services.verification.device_simulator import DeviceSimulator
-from services.verification.models import Challenge, DeliveryStatus, Device, OtpSend, UnbindContext, Verification, VerificationStatus
-from services.verification.schemas import BiometricIn, ChallengeOut, DeviceIn, DeviceOut, VerificationOut
+from services.verification.models import (
+    Challenge,
+    DeliveryStatus,
+    Device,
+    DeviceAudit,
+    DeviceStatus,
+    OtpSend,
+    Purpose,
+    UnbindContext,
+    Verification,
+    VerificationStatus,
+)
+from services.verification.schemas import BiometricIn, ChallengeOut, DeviceAuditOut, DeviceDetail, DeviceEnrolment, DeviceIn, DeviceList, DeviceOut, VerificationOut
 from shared.auth import Principal
 from shared.cloudevents import EventRejected
 from shared.db import utcnow
-from shared.events import BiometricCounterRegressed, Event, UnbindRequested, VerificationFailed, VerificationMethod, VerificationRequested, Verified
+from shared.events import (
+    BindingEvent,
+    BiometricCounterRegressed,
+    DeviceEnrolled,
+    DeviceRevoked,
+    UnbindRequested,
+    VerificationFailed,
+    VerificationMethod,
+    VerificationRequested,
+    Verified,
+)
 from shared.http import post_with_retries
 from shared.problems import Problem, conflict, not_found
 from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
+# The notification template of each purpose's code SMS.
+CODE_TEMPLATES = {Purpose.UNBIND: "otp_code", Purpose.DEVICE_ENROLMENT: "device_enrolment_code"}
+# The actor of what the service does by itself (an enrolment that expired), in a device's audit trail.
+SYSTEM = "system"
 
 
 class VerificationMetrics:
@@ -90,7 +122,9 @@ def _code_digest(settings: VerificationSettings, verification_id: str, code: str
 def verification_out(settings: VerificationSettings, verification: Verification) -> VerificationOut:
     return VerificationOut(
         id=verification.id,
+        purpose=verification.purpose,
         request_id=verification.request_id,
+        device_id=verification.device_id,
         status=verification.status,
         methods=verification.methods,
         passed_methods=verification.passed_methods,
@@ -106,12 +140,13 @@ def verification_out(settings: VerificationSettings, verification: Verification)
 # --- issuing -------------------------------------------------------------------------------
 
 
-async def remember_request(uow: UnitOfWork, event: UnbindRequested) -> None:
+async def remember_request(uow: UnitOfWork, event: UnbindRequested, requested_at: datetime) -> None:
     if await uow.session.get(UnbindContext, event.request_id) is None:
-        uow.session.add(UnbindContext(request_id=event.request_id, user_id=event.user_id, impact_hash=event.impact_hash, device_id=event.device_id))
+        context = UnbindContext(request_id=event.request_id, user_id=event.user_id, impact_hash=event.impact_hash, device_id=event.device_id, requested_at=requested_at)
+        uow.session.add(context)
 
 
-async def issue(uow: UnitOfWork, deps: VerificationDeps, event: Event, methods: list[VerificationMethod]) -> None:
+async def issue(uow: UnitOfWork, deps: VerificationDeps, event: BindingEvent, methods: list[VerificationMethod]) -> None:
     """Create the verification of a cleared request and send its first code, unless one is
     already pending or passed (an approval after an appeal gets a fresh one)."""
     if await repository.live_for_request(uow.session, event.request_id) is not None:
@@ -127,6 +162,7 @@ async def issue(uow: UnitOfWork, deps: VerificationDeps, event: Event, methods: 
     now = utcnow()
     verification = Verification(
         id=str(uuid.uuid4()),
+        purpose=Purpose.UNBIND,
         request_id=event.request_id,
         binding_id=event.binding_id,
         user_id=event.user_id,
@@ -165,18 +201,19 @@ def _new_code(uow: UnitOfWork, deps: VerificationDeps, verification: Verificatio
     verification.next_delivery_at = None
     send_number = verification.otp_sends
     verification_id, user_id = verification.id, verification.user_id
+    template = CODE_TEMPLATES[Purpose(verification.purpose)]
 
     async def send() -> None:
-        await _send_code(deps, verification_id, user_id, send_number, code)
+        await _send_code(deps, verification_id=verification_id, user_id=user_id, template=template, send_number=send_number, code=code)
 
     uow.after_commit(send)
 
 
-async def _send_code(deps: VerificationDeps, verification_id: str, user_id: str, send_number: int, code: str) -> None:
+async def _send_code(deps: VerificationDeps, *, verification_id: str, user_id: str, template: str, send_number: int, code: str) -> None:
     message = {
         "message_id": f"{verification_id}:otp:{send_number}",
         "user_id": user_id,
-        "template": "otp_code",
+        "template": template,
         "params": {"code": code, "ttl_minutes": str(max(1, deps.settings.otp_ttl_seconds // 60))},
     }
     # Counted here, outside any transaction: the call happened whatever becomes of the row below.
@@ -218,7 +255,7 @@ async def expire_overdue(uow: UnitOfWork) -> int:
     """Fail pending verifications past their deadline (`VerificationFailed`, reason expired)."""
     expired = await repository.pending_past_deadline(uow.session, utcnow())
     for verification in expired:
-        _fail(uow, verification, "expired")
+        await _fail(uow, verification, "expired")
     return len(expired)
 
 
@@ -238,14 +275,19 @@ async def resend(uow: UnitOfWork, deps: VerificationDeps, principal: Principal, 
     now = utcnow()
     if verification.otp_last_sent_at and (wait := settings.otp_resend_interval_seconds - (now - verification.otp_last_sent_at).total_seconds()) > 0:
         raise _too_many("Wait before asking for another code.", wait)
+    await _count_send(uow, settings, verification, now)
+    # The attempt count stays: `otp_max_attempts` checks per verification however many codes are sent.
+    _new_code(uow, deps, verification)
+    return verification_out(settings, verification)
+
+
+async def _count_send(uow: UnitOfWork, settings: VerificationSettings, verification: Verification, now: datetime) -> None:
+    """Count a code the customer asked for against their cap per window: 429 beyond it."""
     window_start = now - timedelta(seconds=settings.otp_send_window_seconds)
     recent = await repository.sends_since(uow.session, verification.user_id, window_start)
     if len(recent) >= settings.otp_sends_per_window:
         raise _too_many("Too many codes asked for; try again later.", (recent[0] - window_start).total_seconds())
     uow.session.add(OtpSend(user_id=verification.user_id, verification_id=verification.id, sent_at=now))
-    # The attempt count stays: `otp_max_attempts` checks per verification however many codes are sent.
-    _new_code(uow, deps, verification)
-    return verification_out(settings, verification)
 
 
 def _too_many(detail: str, retry_after: float) -> Problem:
@@ -267,30 +309,116 @@ async def check_otp(uow: UnitOfWork, deps: VerificationDeps, principal: Principa
     if not hmac.compare_digest(verification.otp_hash, _code_digest(settings, verification.id, code)):
         uow.after_commit(deps.metrics.checks.labels("wrong_code").inc)
         if verification.otp_attempts >= settings.otp_max_attempts:
-            _fail(uow, verification, "too_many_attempts")
+            await _fail(uow, verification, "too_many_attempts")
         return AttemptOutcome(verification_out(settings, verification), accepted=False, reason="wrong-code")
 
     uow.after_commit(deps.metrics.checks.labels("accepted").inc)
     verification.otp_hash = None  # single use
     verification.passed_methods = [*verification.passed_methods, VerificationMethod.OTP]
-    _complete_if_done(uow, verification)
+    await _complete_if_done(uow, verification)
     return AttemptOutcome(verification_out(settings, verification), accepted=True)
 
 
-async def enrol_device(uow: UnitOfWork, principal: Principal, body: DeviceIn) -> DeviceOut:
+# --- devices -------------------------------------------------------------------------------
+
+
+async def enrol_device(uow: UnitOfWork, deps: VerificationDeps, principal: Principal, body: DeviceIn) -> DeviceEnrolment:
+    """A new device key, pending until the customer confirms the SMS code sent to them now."""
+    settings = deps.settings
     try:
         load_p256_public_key(body.public_key)
     except ValueError as exc:
         raise Problem(422, "invalid-public-key", "Invalid public key", "public_key must be a PEM EC P-256 public key.") from exc
-    if await uow.session.get(Device, body.device_id) is not None:
-        raise conflict("device-enrolled", "This device id is already enrolled.")
-    device = Device(id=body.device_id, user_id=principal.subject, name=body.name, public_key_pem=body.public_key, counter=0, created_at=utcnow())
-    uow.session.add(device)
+    existing = await repository.get_device(uow.session, body.device_id, for_update=True)
+    if existing is not None:
+        return await _enrolment_again(uow, settings, principal, existing, body)
+    now = utcnow()
+    device = Device(id=body.device_id, user_id=principal.subject, name=body.name, public_key_pem=body.public_key, status=DeviceStatus.PENDING, counter=0, created_at=now)
+    verification = Verification(
+        id=str(uuid.uuid4()),
+        purpose=Purpose.DEVICE_ENROLMENT,
+        device_id=device.id,
+        user_id=principal.subject,
+        methods=[VerificationMethod.OTP],
+        passed_methods=[],
+        status=VerificationStatus.PENDING,
+        expires_at=now + timedelta(seconds=settings.verification_ttl_seconds),
+        created_at=now,
+        updated_at=now,
+    )
+    # Each enrolment sends an SMS: it counts against the customer's cap, like a resend.
+    await _count_send(uow, settings, verification, now)
+    uow.session.add_all([device, verification])
+    _audit(uow, device.id, "enrolment_requested", principal.subject, now)
     try:
         await uow.session.flush()
     except IntegrityError as exc:
         raise conflict("device-enrolled", "This device id is already enrolled.") from exc
+    _new_code(uow, deps, verification)
+    return DeviceEnrolment(device=device_out(device), verification=verification_out(settings, verification))
+
+
+async def _enrolment_again(uow: UnitOfWork, settings: VerificationSettings, principal: Principal, device: Device, body: DeviceIn) -> DeviceEnrolment:
+    """A retried enrolment (the same customer and key, its code not confirmed yet) gets the same
+    answer and no new SMS; any other use of a known device id is refused."""
+    same = device.user_id == principal.subject and device.public_key_pem == body.public_key and device.status == DeviceStatus.PENDING
+    verification = await repository.pending_enrolment(uow.session, device.id) if same else None
+    if verification is None:
+        raise conflict("device-enrolled", "This device id is already enrolled.")
+    return DeviceEnrolment(device=device_out(device), verification=verification_out(settings, verification))
+
+
+def device_out(device: Device) -> DeviceOut:
     return DeviceOut.model_validate(device, from_attributes=True)
+
+
+async def list_devices(uow: UnitOfWork, principal: Principal) -> DeviceList:
+    return DeviceList(items=[device_out(device) for device in await repository.devices_of(uow.session, principal.subject)])
+
+
+async def get_device(uow: UnitOfWork, principal: Principal, device_id: str) -> DeviceDetail:
+    device = await _own_device(uow, principal, device_id)
+    history = [DeviceAuditOut.model_validate(row, from_attributes=True) for row in await repository.device_history(uow.session, device.id)]
+    return DeviceDetail(**device_out(device).model_dump(), history=history)
+
+
+async def revoke_device(uow: UnitOfWork, principal: Principal, device_id: str) -> None:
+    """Revoke a key for good (a pending one's enrolment ends too); revoking it again changes nothing."""
+    device = await _own_device(uow, principal, device_id, for_update=True)
+    if device.status == DeviceStatus.REVOKED:
+        return
+    if device.status == DeviceStatus.PENDING and (enrolment := await repository.pending_enrolment(uow.session, device.id)) is not None:
+        _close(enrolment, VerificationStatus.VOIDED)
+    now = utcnow()
+    device.status, device.revoked_at = DeviceStatus.REVOKED, now
+    _audit(uow, device.id, "revoked", principal.subject, now)
+    uow.emit(DeviceRevoked(user_id=device.user_id, device_id=device.id))
+
+
+async def _own_device(uow: UnitOfWork, principal: Principal, device_id: str, *, for_update: bool = False) -> Device:
+    device = await repository.get_device(uow.session, device_id, for_update=for_update)
+    if device is None or device.user_id != principal.subject:
+        raise not_found("The device")
+    return device
+
+
+def _audit(uow: UnitOfWork, device_id: str, action: str, actor: str, at: datetime) -> None:
+    uow.session.add(DeviceAudit(device_id=device_id, action=action, actor=actor, at=at))
+
+
+async def _end_enrolment(uow: UnitOfWork, verification: Verification) -> None:
+    """An enrolment verification has ended: its device is active if it passed, revoked if not."""
+    device = await repository.get_device(uow.session, verification.device_id or "", for_update=True)
+    if device is None or device.status != DeviceStatus.PENDING:
+        return
+    now = utcnow()
+    if verification.status == VerificationStatus.VERIFIED:
+        device.status, device.activated_at = DeviceStatus.ACTIVE, now
+        _audit(uow, device.id, "activated", verification.user_id, now)
+        uow.emit(DeviceEnrolled(user_id=device.user_id, device_id=device.id))
+    else:
+        device.status, device.revoked_at = DeviceStatus.REVOKED, now
+        _audit(uow, device.id, "enrolment_failed", SYSTEM if verification.failure_reason == "expired" else verification.user_id, now)
 
 
 async def issue_challenge(uow: UnitOfWork, settings: VerificationSettings, principal: Principal, verification_id: str) -> ChallengeOut:
@@ -321,11 +449,11 @@ async def check_biometric(uow: UnitOfWork, settings: VerificationSettings, princ
     if reason:
         verification.biometric_failures += 1
         if verification.biometric_failures >= settings.biometric_max_failures:
-            _fail(uow, verification, "too_many_attempts")
+            await _fail(uow, verification, "too_many_attempts")
         log.warning("biometric refused", extra={"verification_id": verification.id, "reason": reason})
         return AttemptOutcome(verification_out(settings, verification), accepted=False, reason=reason)
     verification.passed_methods = [*verification.passed_methods, VerificationMethod.BIOMETRIC]
-    _complete_if_done(uow, verification)
+    await _complete_if_done(uow, verification)
     return AttemptOutcome(verification_out(settings, verification), accepted=True)
 
 
@@ -339,6 +467,10 @@ async def _biometric_refusal(uow: UnitOfWork, verification: Verification, princi
     device = await repository.get_device(uow.session, body.device_id, for_update=True)
     if device is None or device.user_id != principal.subject:
         return "device-unknown"
+    if device.status != DeviceStatus.ACTIVE:
+        return "device-not-active"
+    if not await _may_sign_for(uow, verification, device):
+        return "device-newer-than-request"
     message = signed_message(b64url_decode(body.challenge), verification.id, verification.request_id, verification.impact_hash, body.counter)
     try:
         signature = b64url_decode(body.signature)
@@ -360,14 +492,23 @@ async def _biometric_refusal(uow: UnitOfWork, verification: Verification, princi
     return None
 
 
-async def close_request(uow: UnitOfWork, event: Event) -> None:
+async def _may_sign_for(uow: UnitOfWork, verification: Verification, device: Device) -> bool:
+    """A key activated after the request was made cannot pass its biometric (a stolen token plus
+    a key enrolled mid-step-up is one factor), unless it is the device the request came from."""
+    context = await uow.session.get(UnbindContext, verification.request_id)
+    if context is not None and context.device_id == device.id:
+        return True
+    # A context recorded before requests carried their time: the verification came after the request.
+    requested_at = context.requested_at if context is not None and context.requested_at is not None else verification.created_at
+    return device.activated_at is not None and device.activated_at <= requested_at
+
+
+async def close_request(uow: UnitOfWork, event: BindingEvent) -> None:
     """The request was cancelled or expired: its verification is voided (later attempts are
     refused) and none is issued for it again."""
     verification = await repository.live_for_request(uow.session, event.request_id, for_update=True)
     if verification is not None and verification.status == VerificationStatus.PENDING:
-        verification.status = VerificationStatus.VOIDED
-        verification.otp_hash = None
-        verification.next_delivery_at = None
+        _close(verification, VerificationStatus.VOIDED)
     context = await uow.session.get(UnbindContext, event.request_id)
     if context is None:
         # UnbindRequested was never seen here (retention): remember the request as closed all the same.
@@ -376,9 +517,13 @@ async def close_request(uow: UnitOfWork, event: Event) -> None:
     context.closed_at = context.closed_at or utcnow()
 
 
-def _complete_if_done(uow: UnitOfWork, verification: Verification) -> None:
-    if set(verification.methods) <= set(verification.passed_methods):
-        verification.status = VerificationStatus.VERIFIED
+async def _complete_if_done(uow: UnitOfWork, verification: Verification) -> None:
+    if not set(verification.methods) <= set(verification.passed_methods):
+        return
+    verification.status = VerificationStatus.VERIFIED
+    if verification.purpose == Purpose.DEVICE_ENROLMENT:
+        await _end_enrolment(uow, verification)
+    else:
         uow.emit(
             Verified(
                 **_about(verification),
@@ -387,11 +532,18 @@ def _complete_if_done(uow: UnitOfWork, verification: Verification) -> None:
         )
 
 
-def _fail(uow: UnitOfWork, verification: Verification, reason: str) -> None:
-    verification.status = VerificationStatus.FAILED
-    verification.failure_reason = reason
+def _close(verification: Verification, status: VerificationStatus) -> None:
+    verification.status = status
     verification.otp_hash = None
     verification.next_delivery_at = None
+
+
+async def _fail(uow: UnitOfWork, verification: Verification, reason: str) -> None:
+    _close(verification, VerificationStatus.FAILED)
+    verification.failure_reason = reason
+    if verification.purpose == Purpose.DEVICE_ENROLMENT:
+        await _end_enrolment(uow, verification)
+        return
     uow.emit(
         VerificationFailed(
             **_about(verification),
@@ -420,10 +572,21 @@ async def _owned(uow: UnitOfWork, principal: Principal, verification_id: str, *,
 
 
 async def seed_demo_data(uow: UnitOfWork) -> bool:
-    """Zhang San's enrolled phone (the demo device key, see device_simulator); only into an empty database."""
+    """Zhang San's enrolled phone (the demo device key, see device_simulator), active; only into an empty database."""
     if await repository.count_devices(uow.session):
         return False
     demo = DeviceSimulator.demo()
-    uow.session.add(Device(id=demo.device_id, user_id="u-zhangsan", name="Zhang San's phone", public_key_pem=demo.public_key_pem, counter=0, created_at=utcnow()))
+    now = utcnow()
+    phone = Device(
+        id=demo.device_id,
+        user_id="u-zhangsan",
+        name="Zhang San's phone",
+        public_key_pem=demo.public_key_pem,
+        status=DeviceStatus.ACTIVE,
+        counter=0,
+        created_at=now,
+        activated_at=now,
+    )
+    uow.session.add(phone)
     return True
 

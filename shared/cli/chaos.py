@@ -291,10 +291,11 @@ class Driver:
         deadline = started + timeout
         customer = flow.customer
         headers = self.auth(customer.user_id)
+        # The codes this flow has used: the enrolment's is not the unbind request's.
+        tried: set[str] = set()
         device = None
         if flow.kind != "allow" and flow.kind != "cancel":
-            device = DeviceSimulator.generate(f"d-{customer.user_id}")
-            await self.call("POST", "verification", "/v1/devices", expect={201, 409}, deadline=deadline, json=device.enrolment(), headers=headers)
+            device = await self.enrol(customer, headers, tried, deadline)
         if flow.kind.startswith("review"):
             changed = (datetime.now(UTC) - timedelta(days=3)).isoformat()
             profile = f"/internal/v1/profiles/{customer.user_id}"
@@ -317,7 +318,7 @@ class Driver:
             if flow.kind != "review_deny":
                 state = await self.wait_for(request_id, headers, deadline, lambda body: body.get("verification") is not None or body["status"] in TERMINAL)
                 if state["status"] not in TERMINAL:
-                    await self.verify(customer, request_id, state["verification"]["id"], device, headers, deadline)
+                    await self.verify(customer, state["verification"]["id"], headers, tried, deadline, request_id=request_id, device=device)
         await self.wait_for(request_id, headers, deadline, lambda body: body["status"] in TERMINAL)
         flow.seconds = time.monotonic() - started
         self.completed_flows += 1
@@ -346,13 +347,33 @@ class Driver:
                 raise FlowError(f"no review was opened for {request_id}")
             await asyncio.sleep(0.2)
 
-    async def verify(self, customer: SyntheticCustomer, request_id: str, verification_id: str, device: DeviceSimulator | None, headers: dict[str, str], deadline: float) -> None:
+    async def enrol(self, customer: SyntheticCustomer, headers: dict[str, str], tried: set[str], deadline: float) -> DeviceSimulator:
+        """A device key, active once the code of its own SMS is confirmed. A retried enrolment (the
+        same key) answers with the same verification, so a lost answer costs nothing."""
+        device = DeviceSimulator.generate(f"d-{customer.user_id}")
+        enrolment = (await self.call("POST", "verification", "/v1/devices", expect={202}, deadline=deadline, json=device.enrolment(), headers=headers)).json()
+        state = await self.verify(customer, enrolment["verification"]["id"], headers, tried, deadline)
+        if state["status"] != "verified":
+            raise FlowError(f"the enrolment of {device.device_id} ended {state['status']}")
+        return device
+
+    async def verify(
+        self,
+        customer: SyntheticCustomer,
+        verification_id: str,
+        headers: dict[str, str],
+        tried: set[str],
+        deadline: float,
+        *,
+        request_id: str = "",
+        device: DeviceSimulator | None = None,
+    ) -> dict[str, Any]:
+        """Pass a verification (an unbind request's, or a device enrolment's); returns its final state."""
         path = f"/v1/verifications/{verification_id}"
-        tried: set[str] = set()
         while True:
             state = (await self.call("GET", "verification", path, expect={200}, deadline=deadline, headers=headers)).json()
             if state["status"] != "pending":
-                return
+                return state
             if "otp" in state["methods"] and "otp" not in state["passed_methods"]:
                 code = await self.newest_code(customer.phone, tried, deadline, verification_id, headers)
                 tried.add(code)

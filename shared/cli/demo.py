@@ -356,11 +356,15 @@ async def bind_fresh_account(story: Story) -> str:
 
 
 async def enrol_new_phone(story: Story) -> None:
-    """A phone key risk has never seen him unbind from (device_unknown, +40)."""
+    """A phone key risk has never seen him unbind from (device_unknown, +40). It is pending until
+    he confirms the code of its own SMS; then he is told on every channel that a device was added."""
     device = DeviceSimulator.generate(f"d-zhangsan-phone-{uuid.uuid4().hex[:6]}")
-    await story.api.call("verification", "POST", "/v1/devices", json=device.enrolment("Zhang San's new phone"), expect=(201,))
+    since = datetime.now(UTC)
+    enrolment = await story.api.json("verification", "POST", "/v1/devices", json=device.enrolment("Zhang San's new phone"), expect=(202,))
+    story.term.line(f"enrolling a new phone key {device.device_id} (EC P-256, held by the device simulator): {enrolment['device']['status']} until its SMS code is confirmed")
+    await pass_otp(story, enrolment["verification"]["id"], since)
     story.device = device
-    story.term.line(f"enrolled a new phone key {device.device_id} (EC P-256, held by the device simulator); the request will come from it")
+    story.term.line(f"{device.device_id} is active (notified on every channel); the request will come from it")
 
 
 async def report_phone_change(story: Story) -> None:

@@ -70,7 +70,7 @@ def _cloudevent_headers() -> dict[str, Any]:
         "ce_source": {"type": "string", "pattern": "^/services/[a-z]+$", "description": "The emitting service, `/services/<name>`."},
         "ce_type": {"type": "string", "description": "The event type: the message name, and the name of its payload schema."},
         "ce_time": {"type": "string", "format": "date-time", "description": "When the event happened (RFC 3339, UTC)."},
-        "ce_subject": {"type": "string", "description": "The binding id, as in the record key and `binding_id` of the data."},
+        "ce_subject": {"type": "string", "description": "What the event is about, as in the record key: the binding id, or the user id for an event about a customer's device."},
         "content-type": {"const": cloudevents.CONTENT_TYPE, "description": "Media type of the record value."},
         cloudevents.KEY_ID_HEADER: {
             "type": "string",
@@ -113,12 +113,27 @@ def _dead_letter_headers() -> dict[str, Any]:
     return {"type": "object", "description": "Added by the consumer that dead-lettered the record.", "properties": properties, "required": required}
 
 
-def _key_binding() -> dict[str, Any]:
+# What each field that can be a subject or a correlation id names, for the documents' descriptions.
+_FIELD_MEANING = {"binding_id": "binding", "user_id": "customer", "request_id": "request", "device_id": "device key"}
+
+
+def _key_binding(model: type[events.Event]) -> dict[str, Any]:
+    meaning = _FIELD_MEANING[model.subject_field]
     return {
         "kafka": {
-            "key": {"type": "string", "description": "The binding id (`ce_subject`): every event of one binding lands on one partition, in order."},
+            "key": {
+                "type": "string",
+                "description": f"`{model.subject_field}` of the data (`ce_subject`): every event of one {meaning} lands on one partition, in order.",
+            },
             "bindingVersion": KAFKA_BINDING_VERSION,
         }
+    }
+
+
+def _correlation_ids() -> dict[str, Any]:
+    fields = sorted({model.correlation_field for model in events.EVENT_TYPES.values()})
+    return {
+        field: {"description": f"The {_FIELD_MEANING[field]} every event of one flow is about.", "location": f"$message.payload#/{field}"} for field in fields
     }
 
 
@@ -138,7 +153,12 @@ def _messages(model: type[events.Event]) -> dict[str, dict[str, Any]]:
             {"properties": {"ce_type": {"const": name}, "ce_source": {"const": f"/services/{model.emitted_by}"}}},
         ],
     }
-    common = {"contentType": cloudevents.CONTENT_TYPE, "payload": _ref(schema_path(name)), "correlationId": _ref("#/components/correlationIds/request"), "bindings": _key_binding()}
+    common = {
+        "contentType": cloudevents.CONTENT_TYPE,
+        "payload": _ref(schema_path(name)),
+        "correlationId": _ref(f"#/components/correlationIds/{model.correlation_field}"),
+        "bindings": _key_binding(model),
+    }
     return {
         name: {"name": name, "title": _title(name), "summary": summary, "headers": headers, **common},
         f"{name}DeadLetter": {
@@ -223,7 +243,7 @@ def asyncapi_document() -> dict[str, Any]:
             }
         },
         "channels": {
-            EVENTS_CHANNEL: channel(topic, "Every event of the system, keyed by binding id ($UNBIND_TOPIC).", types),
+            EVENTS_CHANNEL: channel(topic, "Every event of the system, keyed by its subject: the binding id, or the user id for device events ($UNBIND_TOPIC).", types),
             DLQ_CHANNEL: channel(
                 dlq_topic,
                 "Dead letters ($UNBIND_DLQ_TOPIC): a record a consumer could not handle, with its key, value and headers plus `x-dlq-*` headers."
@@ -236,7 +256,7 @@ def asyncapi_document() -> dict[str, Any]:
         "components": {
             "schemas": {"CloudEventHeaders": _cloudevent_headers(), "DeadLetterHeaders": _dead_letter_headers()},
             "messages": messages,
-            "correlationIds": {"request": {"description": "The unbind request every event of one flow is about.", "location": "$message.payload#/request_id"}},
+            "correlationIds": _correlation_ids(),
         },
     }
 

@@ -16,7 +16,7 @@ from tests.verification.test_api import issued_verification, wrong
 
 
 async def event_types(topics: BusTopics, request_id: str) -> list[str]:
-    return [event.type for event in await topics.events() if event.data.request_id == request_id]
+    return [event.type for event in await topics.request_events(request_id)]
 
 
 async def binding_status(stack: Stack, customer: Customer) -> str:

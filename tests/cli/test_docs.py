@@ -17,7 +17,7 @@ from shared.bus import MemoryRecord
 from shared.cli import docs
 from shared.cli.main import main
 from shared.cloudevents import Envelope
-from shared.events import EVENT_TYPES, RiskAssessed, Verified
+from shared.events import EVENT_TYPES, DeviceEnrolled, RiskAssessed, Verified
 from shared.settings import ServiceSettings
 from tests.contracts import DOCS, Contract
 from tests.keys import service_key
@@ -181,7 +181,11 @@ def test_the_contract_accepts_real_events_and_refuses_unknown_types_and_bad_data
 
     wrong_source = tuple((name, b"/services/binding" if name == "ce_source" else value) for name, value in record(assessed).headers)
     assert [problem.split(":")[0] for problem in contract.problems(record(assessed, headers=wrong_source))] == ["headers"]
-    assert contract.problems(record(assessed, key=b"b-2")) == ["key b'b-2' is not the binding id of the data"]
+    assert contract.problems(record(assessed, key=b"b-2")) == ["key b'b-2' is not the binding_id of the data"]
+    # An event about a customer's device is keyed by the customer.
+    enrolled = Envelope.emit(DeviceEnrolled(user_id="u-1", device_id="d-1"))
+    assert contract.problems(record(enrolled)) == []
+    assert contract.problems(record(enrolled, key=b"d-1")) == ["key b'd-1' is not the user_id of the data"]
 
     # A dead letter is the event's record plus the x-dlq-* headers, on the DLQ channel.
     assert any("x-dlq-error" in problem for problem in contract.problems(record(assessed), docs.DLQ_CHANNEL))

@@ -15,6 +15,8 @@ from services.dashboard.stream import LiveHub, StreamReader
 from shared.bus import InMemoryBus
 from shared.cloudevents import Envelope
 from shared.events import (
+    DeviceEnrolled,
+    DeviceRevoked,
     ReviewDecided,
     RiskAssessed,
     RiskLevel,
@@ -189,6 +191,24 @@ async def test_an_event_not_signed_by_its_source_is_never_shown_only_counted(sig
     overview = hub.overview()
     assert overview["dlq"]["rejected_on_topic"] == 1
     assert overview["events_total"] == 0 and not reader.projection.recent_feed(types=None, request_id=None, limit=10)
+
+
+async def test_device_events_are_in_the_feed_but_move_no_request() -> None:
+    reader, hub = make_reader()
+    flow = Flow(reader)
+    await flow.requested(0)
+    for offset, event in enumerate([DeviceEnrolled(user_id="u-test", device_id="d-new"), DeviceRevoked(user_id="u-test", device_id="d-new")], start=1):
+        key, value, headers = Envelope(data=event, source="/services/verification", time=T0 + timedelta(seconds=offset)).to_record(service_key("verification"))
+        await reader.apply(TOPIC, 1, SimpleNamespace(offset=offset, value=value, headers=headers))
+    overview = hub.overview()
+    assert overview["events_total"] == 3 and sum(overview["series"]["requested"]) == 1
+    assert sum(overview["funnel"]["now"].values()) == 1 and overview["funnel"]["now"]["pending_risk"] == 1, "no request is made of a device event"
+    feed = reader.projection.recent_feed(limit=2)
+    assert [(line["type"], line["request_id"], line["binding_id"], line["user_id"]) for line in feed] == [
+        ("DeviceRevoked", None, None, "u-test"),
+        ("DeviceEnrolled", None, None, "u-test"),
+    ]
+    assert feed[1]["summary"] == "device d-new added (its SMS code confirmed)"
 
 
 async def test_dead_letters_and_malformed_records_are_counted_with_their_redacted_error() -> None:

@@ -35,6 +35,7 @@ ALWAYS_AWAKE = {"start": "00:00", "end": "00:00"}  # no quiet hours
 def sample_params(kind: str) -> dict:
     by_kind = {
         "otp_code": {"code": "123456", "ttl_minutes": "5"},
+        "device_enrolment_code": {"code": "123456", "ttl_minutes": "5"},
         "follow_up_reminder": {},
     }
     if kind in by_kind:

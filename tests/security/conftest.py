@@ -1,5 +1,5 @@
 """All five services in this process on the in-memory bus, with data that gives each path
-parameter a real value: an owner whose request waits for verification, another customer whose
+parameter a real value: an owner with an active device key whose request waits for verification, another customer whose
 request waits for an ops review (and whose account is flagged for it)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from tests.dashboard.conftest import running_dashboard
-from tests.factories import Customer, customer_with_binding, idempotency_key, unbind_body
+from tests.factories import Customer, customer_with_binding, enrolled_device, idempotency_key, unbind_body
 from tests.stack import Stack, auth, eventually, make_bus_topics, running_stack
 
 OPS = auth("ops-security", "ops")
@@ -25,7 +25,7 @@ class World:
     dashboard: FastAPI
     owner: Customer
     other: Customer
-    # Path parameter name -> a real value: the owner's, but `review_id` and `user_id` (the other's
+    # Path parameter name -> a real value: the owner's (`device_id`: an active key), but `review_id` and `user_id` (the other's
     # review, and the other's account, flagged by it).
     ids: dict[str, str]
 
@@ -64,6 +64,7 @@ async def populated_world(database_urls: dict[str, str], var_dir: Path) -> Async
     overrides = {"verification": {"otp_resend_interval_seconds": 0}}
     async with running_stack(topics, database_urls, var_dir, overrides=overrides) as stack, running_dashboard(topics, var_dir, risk_app=stack.apps["risk"]) as (dashboard, _):
         owner, other = await customer_with_binding(stack), await customer_with_binding(stack)
+        device = await enrolled_device(stack, owner)
         request_id = await _request_unbind(stack, owner)
         verification = (await stack.wait_for_request(request_id, owner.user_id, lambda body: body["verification"] is not None))["verification"]
         # The other customer's request goes to review: the queue then holds a real case.
@@ -76,5 +77,6 @@ async def populated_world(database_urls: dict[str, str], var_dir: Path) -> Async
             "notification_id": await _inbox_item(stack, owner),
             "review_id": review_id,
             "user_id": other.user_id,
+            "device_id": device.device_id,
         }
         yield World(stack, dashboard, owner, other, ids)

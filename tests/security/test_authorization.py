@@ -56,9 +56,12 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ("verification", "GET /v1/verifications/{verification_id}"): OWN,
     ("verification", "POST /v1/verifications/{verification_id}/otp"): (401, 404, 422, 403, 403),  # a wrong code
     ("verification", "POST /v1/verifications/{verification_id}/otp/resend"): OWN,
-    ("verification", "POST /v1/devices"): (401, 201, 201, 403, 403),
     ("verification", "POST /v1/verifications/{verification_id}/biometric/challenge"): (401, 404, 409, 403, 403),  # SMS code only
     ("verification", "POST /v1/verifications/{verification_id}/biometric"): (401, 404, 409, 403, 403),
+    ("verification", "POST /v1/devices"): (401, 202, 202, 403, 403),  # pending until its own SMS code
+    ("verification", "GET /v1/devices"): CUSTOMER,
+    ("verification", "GET /v1/devices/{device_id}"): OWN,
+    ("verification", "DELETE /v1/devices/{device_id}"): (401, 404, 204, 403, 403),
     ("notification", "GET /v1/notifications"): CUSTOMER,
     ("notification", "POST /v1/notifications/{notification_id}/read"): OWN,
     ("notification", "GET /v1/preferences"): CUSTOMER,
@@ -168,7 +171,7 @@ async def call(client: httpx.AsyncClient, world: World, route: str, headers: dic
 async def test_each_principal_gets_the_status_of_the_matrix_on_every_route(database_urls: dict[str, str], tmp_path: Path) -> None:
     async with populated_world(database_urls, tmp_path) as world, served(world.dashboard) as dashboard_url:
         clients = {**world.stack.clients, "dashboard": httpx.AsyncClient(base_url=dashboard_url)}
-        owners = [world.owner.binding_id, world.owner.account_number, *(world.ids[name] for name in ("request_id", "verification_id", "notification_id"))]
+        owners = [world.owner.binding_id, world.owner.account_number, *(world.ids[name] for name in ("request_id", "verification_id", "notification_id", "device_id"))]
         mismatches, leaks = [], []
         for (service, route), expected in MATRIX.items():
             # Refusals first: a caller who may act (cancel, decide...) changes what the next one meets.

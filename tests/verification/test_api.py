@@ -19,13 +19,14 @@ async def stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[
 
 
 async def issued_verification(stack: Stack, customer: Customer) -> tuple[str, str]:
-    """Request an unbind and wait for its verification; returns (request id, verification id)."""
+    """Request an unbind and wait for its verification and code; returns (request id, verification id)."""
+    sent_before = len(stack.codes(customer.phone))
     accepted = await stack.client("binding").post(
         f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(), headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
     )
     request_id = accepted.json()["id"]
     issued = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["verification"] is not None)
-    await eventually(lambda: stack.codes(customer.phone), 10, "no code sent")
+    await eventually(lambda: len(stack.codes(customer.phone)) > sent_before, 10, "no code sent")
     return request_id, issued["verification"]["id"]
 
 

@@ -14,7 +14,7 @@ from services.verification.device_simulator import DeviceSimulator
 from shared.cloudevents import Envelope
 from shared.events import RiskAssessed
 from tests.binding.test_api import assert_problem
-from tests.factories import Customer, customer_with_binding, idempotency_key, unbind_body
+from tests.factories import Customer, customer_with_binding, enrolled_device, idempotency_key, unbind_body
 from tests.stack import BusTopics, Stack, auth, eventually, running_stack
 
 # Risk is played by the test: it decides step_up, so verification asks for both methods.
@@ -27,10 +27,11 @@ async def stack(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path
         yield running
 
 
-async def step_up(stack: Stack, customer: Customer) -> tuple[str, str]:
-    """Request an unbind, let 'risk' decide step_up; returns (request id, verification id)."""
+async def step_up(stack: Stack, customer: Customer, device_id: str = "d-1") -> tuple[str, str]:
+    """Request an unbind from `device_id`, let 'risk' decide step_up; returns (request id, verification id)."""
+    sent_before = len(stack.codes(customer.phone))
     accepted = await stack.client("binding").post(
-        f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(device_id="d-1"), headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
+        f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(device_id=device_id), headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
     )
     request_id = accepted.json()["id"]
     # As real risk would, decide only after UnbindRequested is on the topic.
@@ -48,19 +49,12 @@ async def step_up(stack: Stack, customer: Customer) -> tuple[str, str]:
     await stack.topics.publish_event(Envelope(data=decision, source="/services/risk"))
     issued = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["verification"] is not None)
     assert issued["verification"]["methods"] == ["otp", "biometric"]
-    await eventually(lambda: stack.codes(customer.phone), 10, "no code sent")
+    await eventually(lambda: len(stack.codes(customer.phone)) > sent_before, 10, "no code sent")
     return request_id, issued["verification"]["id"]
 
 
 async def _requested(stack: Stack, request_id: str) -> bool:
-    return any(event.type == "UnbindRequested" and event.data.request_id == request_id for event in await stack.topics.events())
-
-
-async def enrolled(stack: Stack, customer: Customer, device_id: str | None = None) -> DeviceSimulator:
-    device = DeviceSimulator.generate(device_id or f"d-{customer.user_id}")
-    response = await stack.client("verification").post("/v1/devices", json=device.enrolment(), headers=auth(customer.user_id))
-    assert response.status_code == 201, response.text
-    return device
+    return any(event.type == "UnbindRequested" for event in await stack.topics.request_events(request_id))
 
 
 async def challenge(stack: Stack, customer: Customer, verification_id: str) -> dict:
@@ -75,7 +69,7 @@ async def submit(stack: Stack, customer: Customer, verification_id: str, body: d
 
 async def test_step_up_needs_both_methods_and_verified_is_emitted_once(stack: Stack) -> None:
     customer = await customer_with_binding(stack)
-    device = await enrolled(stack, customer)
+    device = await enrolled_device(stack, customer)
     request_id, verification_id = await step_up(stack, customer)
 
     code = {"code": stack.latest_code(customer.phone)}
@@ -89,14 +83,14 @@ async def test_step_up_needs_both_methods_and_verified_is_emitted_once(stack: St
     assert passed.json()["status"] == "verified" and sorted(passed.json()["passed_methods"]) == ["biometric", "otp"]
 
     await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "completed")
-    flow = [event.type for event in await stack.topics.events() if event.data.request_id == request_id]
+    flow = [event.type for event in await stack.topics.request_events(request_id)]
     assert flow.count("Verified") == 1
     assert flow[-2:] == ["Verified", "UnbindCompleted"]
 
 
 async def test_forged_replayed_and_cloned_signatures_are_refused(stack: Stack) -> None:
     customer = await customer_with_binding(stack)
-    device = await enrolled(stack, customer)
+    device = await enrolled_device(stack, customer)
     request_id, verification_id = await step_up(stack, customer)
 
     # A signature from another key, under the enrolled device's id.
@@ -125,7 +119,7 @@ async def test_forged_replayed_and_cloned_signatures_are_refused(stack: Stack) -
 
 async def test_a_counter_that_does_not_go_up_is_refused_and_reported(stack: Stack) -> None:
     customer = await customer_with_binding(stack)
-    device = await enrolled(stack, customer)
+    device = await enrolled_device(stack, customer)
     first_request, first_verification = await step_up(stack, customer)
     issued = await challenge(stack, customer, first_verification)
     first = device.sign(issued["challenge"], first_verification, first_request, issued["impact_hash"], counter=7)
@@ -155,7 +149,7 @@ async def _at_least(fetch, count: int):
 
 async def test_five_failed_signatures_lock_the_verification(stack: Stack) -> None:
     customer = await customer_with_binding(stack)
-    device = await enrolled(stack, customer)
+    device = await enrolled_device(stack, customer)
     request_id, verification_id = await step_up(stack, customer)
     for _ in range(5):
         issued = await challenge(stack, customer, verification_id)
@@ -168,7 +162,7 @@ async def test_five_failed_signatures_lock_the_verification(stack: Stack) -> Non
 
 async def test_device_enrolment_rules(stack: Stack) -> None:
     customer, other = await customer_with_binding(stack), await customer_with_binding(stack)
-    device = await enrolled(stack, customer)
+    device = await enrolled_device(stack, customer)
     again = await stack.client("verification").post("/v1/devices", json=device.enrolment(), headers=auth(other.user_id))
     assert_problem(again, 409, "device-enrolled")
     rsa_like = {"device_id": "d-bad", "name": "Old phone", "public_key": "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----\n"}
@@ -196,5 +190,5 @@ async def test_expiry_fails_the_verification_even_across_a_restart(kafka_topics:
     async with running_stack(kafka_topics, database_urls, tmp_path, overrides=overrides) as restarted:
         rejected = await restarted.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "rejected", timeout=30)
         assert rejected["outcome_reason"] == "verification_failed:expired"
-        failures = [event for event in await kafka_topics.events() if event.type == "VerificationFailed" and event.data.request_id == request_id]
+        failures = [event for event in await kafka_topics.request_events(request_id) if event.type == "VerificationFailed"]
         assert [event.data.reason for event in failures] == ["expired"]

@@ -158,14 +158,20 @@ function addFeedItem(item, fresh) {
   const type = document.createElement("span");
   type.className = `type ${item.type}`;
   type.textContent = item.type;
-  const request = document.createElement("a");
+  // An event about a customer's device belongs to no request: nothing to filter by.
+  const request = document.createElement(item.request_id ? "a" : "span");
   request.className = "request mono";
-  request.textContent = item.request_id.slice(0, 8);
-  request.title = `request ${item.request_id} · binding ${item.binding_id} · ${item.user_id}`;
-  request.addEventListener("click", () => {
-    $("#filter-request").value = item.request_id;
-    applyFilters();
-  });
+  if (item.request_id) {
+    request.textContent = item.request_id.slice(0, 8);
+    request.title = `request ${item.request_id} · binding ${item.binding_id} · ${item.user_id}`;
+    request.addEventListener("click", () => {
+      $("#filter-request").value = item.request_id;
+      applyFilters();
+    });
+  } else {
+    request.textContent = "–";
+    request.title = `no request · ${item.user_id}`;
+  }
   const summary = document.createElement("span");
   summary.textContent = `${item.user_id} · ${item.summary}`;
   li.append(time, type, request, summary);
