@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.verification.device_simulator import DeviceSimulator
 from shared.auth import issue_token
-from shared.cli.kafka import partitions_of
+from shared.cli.kafka import Cluster, partitions_of
 from shared.cli.running import RunningStack
 from shared.cli.sms import SmsSink
 from shared.cloudevents import Envelope, MalformedEvent
@@ -46,8 +46,8 @@ class TopicWatcher:
 
     ENDINGS = frozenset({"UnbindCompleted", "UnbindRejected", "UnbindCancelled", "UnbindExpired"})
 
-    def __init__(self, bootstrap: str, topic: str):
-        self._bootstrap = bootstrap
+    def __init__(self, cluster: Cluster, topic: str):
+        self._cluster = cluster
         self._topic = topic
         self.timelines: dict[str, Timeline] = defaultdict(Timeline)
         self.bytes_seen = 0
@@ -55,7 +55,7 @@ class TopicWatcher:
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False, client_id="unbind-bench")
+        consumer = AIOKafkaConsumer(**self._cluster.client_options(), enable_auto_commit=False, client_id="unbind-bench")
         await consumer.start()
         partitions = [TopicPartition(self._topic, number) for number in sorted(await partitions_of(consumer, self._topic))]
         consumer.assign(partitions)

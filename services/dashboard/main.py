@@ -51,7 +51,7 @@ def create_app(
     wire the risk service in-process."""
     settings = settings or DashboardSettings()
     configure_logging(settings.service_name, settings.log_level)
-    bus = bus or KafkaBus(settings.kafka_bootstrap_servers, client_id="unbind-dashboard")
+    bus = bus or KafkaBus(settings.kafka_bootstrap_servers, settings.kafka_security(), client_id="unbind-dashboard")
     projection = Projection(feed_size=settings.feed_size, finished_kept=settings.finished_requests_kept)
     hub = LiveHub(projection, settings, clock)
     reader = StreamReader(bus, settings, projection, hub, clock)

@@ -28,7 +28,7 @@ from shared.consumer import EventConsumer
 from shared.events import UnbindCompleted
 from shared.migrations import SERVICES
 from shared.uow import UnitOfWork
-from tests.cli.conftest import cli_env, run_unbind
+from tests.cli.conftest import broker_env, cli_env, run_unbind
 from tests.factories import notification_consumer
 from tests.stack import BusTopics, Stack, eventually, running_stack
 
@@ -60,7 +60,8 @@ class Dlq:
 
     def __init__(self, topics: BusTopics, var_dir: Path):
         self.var_dir = var_dir
-        self.env = cli_env(KAFKA_BOOTSTRAP_SERVERS=topics.bootstrap or "", UNBIND_TOPIC=topics.topic, UNBIND_DLQ_TOPIC=topics.dlq_topic)
+        assert topics.cluster
+        self.env = broker_env(topics.cluster, UNBIND_TOPIC=topics.topic, UNBIND_DLQ_TOPIC=topics.dlq_topic)
 
     async def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
         result = await asyncio.to_thread(run_unbind, "--var-dir", str(self.var_dir), "dlq", *args, env=self.env)

@@ -22,7 +22,7 @@ import pytest
 from services.notification.templates import CODE_IN_SMS
 from shared.cli import pii
 from shared.cli.errors import process_cmdline
-from shared.cli.kafka import read_topic
+from shared.cli.kafka import Cluster, read_topic
 from shared.cli.stack import pid_alive, restart_delay, service_ports
 from tests.cli.conftest import ZHANGSAN_PHONE, cli_env, eventually, free_port_offset, run_unbind, unbind_up
 
@@ -37,8 +37,8 @@ def _latest_code(sms_sink: Path) -> str | None:
 
 
 @pytest.mark.kafka
-def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm(kafka_bootstrap: str, tmp_path: Path) -> None:
-    with unbind_up(kafka_bootstrap, tmp_path) as up:
+def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm(kafka_cluster: Cluster, tmp_path: Path) -> None:
+    with unbind_up(kafka_cluster, tmp_path) as up:
         output = up.output()
         for service, port in up.ports.items():
             assert f"http://127.0.0.1:{port}" in output, f"{service}'s URL is not in the summary"
@@ -90,7 +90,7 @@ def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm
         secrets.add_account_number("6222021234564821")
         secrets.add_codes_from_sms_sink(up.var_dir / "sms.jsonl")
         assert secrets.codes, "the scan knows the codes that were sent"
-        records = asyncio.run(read_topic(kafka_bootstrap, up.env["UNBIND_TOPIC"]))
+        records = asyncio.run(read_topic(kafka_cluster, up.env["UNBIND_TOPIC"]))
         lines = [*pii.record_lines(up.env["UNBIND_TOPIC"], records), *pii.log_lines(up.var_dir / "logs")]
         assert len(records) >= 5 and len(lines) > len(records), "the scan saw the flow's events and the services' logs"
         assert not pii.scan(lines, secrets)
@@ -110,17 +110,17 @@ def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm
         assert up.proc.wait(30) == 0, up.output()
         assert not [pid for pid in children if pid_alive(pid)], "a service outlived its supervisor"
         assert not (up.var_dir / "unbind-up.pid").exists()
-        assert f"the external cluster {kafka_bootstrap} is left alone" in up.output()
+        assert f"the external cluster {kafka_cluster.bootstrap} is left alone" in up.output()
 
 
 @pytest.mark.kafka
-def test_status_and_down_from_another_terminal(kafka_bootstrap: str, tmp_path: Path) -> None:
-    with unbind_up(kafka_bootstrap, tmp_path) as up:
+def test_status_and_down_from_another_terminal(kafka_cluster: Cluster, tmp_path: Path) -> None:
+    with unbind_up(kafka_cluster, tmp_path) as up:
         status = run_unbind("--var-dir", str(up.var_dir), "status", env=up.env)
         assert status.returncode == 0, status.stderr
         assert f"up: running (supervisor pid {up.proc.pid}" in status.stdout
         assert status.stdout.count("ready (kafka connected)") == 5, status.stdout
-        assert f"kafka: external cluster {kafka_bootstrap} is reachable" in status.stdout
+        assert f"kafka: external cluster {kafka_cluster.bootstrap} is reachable" in status.stdout
 
         children = list(up.service_pids().values())
         down = run_unbind("--var-dir", str(up.var_dir), "down", env=up.env)

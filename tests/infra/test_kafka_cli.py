@@ -21,8 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.cli import kafka
 from shared.cli.errors import InfraError
-
-EXTRA_TOPIC = "unbind.test.extra"
+from shared.cli.kafka_access import CREDENTIALS_ENV, create_credentials
 
 
 def _free_port() -> int:
@@ -44,7 +43,11 @@ class Broker:
     var: Path
     port: int
     controller_port: int
-    bootstrap: str
+    cluster: kafka.Cluster
+
+    @property
+    def bootstrap(self) -> str:
+        return self.cluster.bootstrap
 
 
 @pytest.fixture(autouse=True)
@@ -59,20 +62,15 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     port, controller_port = _free_ports()
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
-        bootstrap = kafka.kafka_up(
-            var,
-            port=port,
-            controller_port=controller_port,
-            topics=[*kafka.DEFAULT_TOPICS, EXTRA_TOPIC],
-        )
+        cluster = kafka.kafka_up(var, port=port, controller_port=controller_port)
     try:
-        yield Broker(var, port, controller_port, bootstrap)
+        yield Broker(var, port, controller_port, cluster)
     finally:
         kafka.kafka_down(var)
 
 
-async def _partitions(bootstrap: str, topics: list[str]) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _partitions(cluster: kafka.Cluster, topics: list[str]) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(**cluster.client_options())
     await admin.start()
     try:
         meta = await admin.describe_topics(topics)
@@ -103,25 +101,25 @@ def test_up_twice_is_harmless_and_keeps_pid(broker: Broker) -> None:
     pid = kafka.kafka_status(broker.var)["pid"]
     t0 = time.monotonic()
     again = kafka.kafka_up(broker.var, port=broker.port, controller_port=broker.controller_port)
-    assert again == broker.bootstrap
+    assert again == broker.cluster
     assert kafka.kafka_status(broker.var)["pid"] == pid
     assert time.monotonic() - t0 < 15, "a second up must not start a broker"
 
 
 def test_topics_exist_with_six_partitions(broker: Broker) -> None:
-    names = [*kafka.DEFAULT_TOPICS, EXTRA_TOPIC]
-    assert asyncio.run(_partitions(broker.bootstrap, names)) == {n: 6 for n in names}
+    names = kafka.DEFAULT_TOPICS.names
+    assert asyncio.run(_partitions(broker.cluster, names)) == {n: 6 for n in names}
 
 
 @pytest.mark.asyncio
 async def test_async_variant_and_create_topics_idempotent(broker: Broker) -> None:
     got = await kafka.kafka_up_async(broker.var, port=broker.port, controller_port=broker.controller_port)
-    assert got == broker.bootstrap
-    await kafka.create_topics(broker.bootstrap, ["unbind.test.async"], partitions=3)
-    await kafka.create_topics(broker.bootstrap, ["unbind.test.async"], partitions=3)
-    assert await _partitions(broker.bootstrap, ["unbind.test.async"]) == {"unbind.test.async": 3}
+    assert got == broker.cluster
+    await kafka.create_topics(broker.cluster, ["unbind.test.async"], partitions=3)
+    await kafka.create_topics(broker.cluster, ["unbind.test.async"], partitions=3)
+    assert await _partitions(broker.cluster, ["unbind.test.async"]) == {"unbind.test.async": 3}
     # The sync API also works from inside a running event loop (runs in a worker thread).
-    assert kafka.kafka_up(broker.var, port=broker.port, controller_port=broker.controller_port) == broker.bootstrap
+    assert kafka.kafka_up(broker.var, port=broker.port, controller_port=broker.controller_port) == broker.cluster
 
 
 def test_up_with_other_ports_on_running_var_dir_is_refused(broker: Broker) -> None:
@@ -132,10 +130,12 @@ def test_up_with_other_ports_on_running_var_dir_is_refused(broker: Broker) -> No
 
 def test_external_cluster_starts_nothing(broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap)
-    got = kafka.kafka_up(tmp_path, topics=["unbind.test.external"])
-    assert got == broker.bootstrap
+    monkeypatch.setenv(CREDENTIALS_ENV, str(broker.var / "kafka" / "credentials.json"))
+    topics = kafka.EventTopics("unbind.test.external", "unbind.test.external.dlq")
+    got = kafka.kafka_up(tmp_path, topics=topics)
+    assert got == broker.cluster
     assert not (tmp_path / "kafka" / "kafka.pid").exists()
-    assert asyncio.run(_partitions(broker.bootstrap, ["unbind.test.external"])) == {"unbind.test.external": 6}
+    assert asyncio.run(_partitions(broker.cluster, topics.names)) == dict.fromkeys(topics.names, 6)
     status = kafka.kafka_status(tmp_path)
     assert status["external"] is True and status["running"] is True and status["pid"] is None
 
@@ -185,6 +185,7 @@ def test_broker_dying_at_startup_shows_its_log(tmp_path: Path) -> None:
     # format step is skipped) but unusable: the broker must exit at startup.
     data = tmp_path / "kafka" / "data"
     data.mkdir(parents=True)
+    create_credentials(tmp_path / "kafka" / "credentials.json")  # else the storage is recreated
     (data / "meta.properties").write_text("version=1\nnode.id=42\ncluster.id=AAAAAAAAAAAAAAAAAAAAAA\ndirectory.id=AAAAAAAAAAAAAAAAAAAAAQ\n")
     port, controller = _free_ports()
     try:
