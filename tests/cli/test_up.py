@@ -154,6 +154,18 @@ def test_a_service_that_dies_at_startup_is_reported_with_its_log(tmp_path: Path)
     assert not any(f"--port {port}" in process_cmdline(pid) for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) for port in service_ports(offset).values())
 
 
+def test_a_service_without_kafka_credentials_is_reported_with_its_one_line(tmp_path: Path) -> None:
+    """`--no-kafka` and no KAFKA_SASL_PASSWORD anywhere: no service falls back to an unauthenticated
+    connection; the first to start exits, and its one line is what `unbind up` shows."""
+    offset = free_port_offset()
+    env = {name: value for name, value in cli_env().items() if not name.startswith("KAFKA_")}
+    result = run_unbind("--var-dir", str(tmp_path), "up", "--no-kafka", "--port-offset", str(offset), env=env)
+    assert result.returncode == 1
+    assert re.search(r"The \w+ service exited during startup \(exit code 1\)", result.stderr), result.stderr
+    assert re.search(r"KAFKA_SASL_PASSWORD is not set: the \w+ service \(Kafka principal '\w+'\) cannot authenticate to Kafka without it", result.stderr)
+    assert "Traceback" not in result.stderr
+
+
 def test_restart_backoff_is_immediate_after_a_stable_run_and_capped_in_a_crash_loop() -> None:
     assert restart_delay(0) == 0.5
     assert [restart_delay(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]

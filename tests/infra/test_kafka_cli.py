@@ -7,8 +7,10 @@ so the shared development broker is never disturbed. It is started once per modu
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -21,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.cli import kafka
 from shared.cli.errors import InfraError
-from shared.cli.kafka_access import CREDENTIALS_ENV, create_credentials
+from shared.cli.kafka_access import ADMIN, CREDENTIALS_ENV, create_credentials, principals, read_credentials
 
 
 def _free_port() -> int:
@@ -120,6 +122,51 @@ async def test_async_variant_and_create_topics_idempotent(broker: Broker) -> Non
     assert await _partitions(broker.cluster, ["unbind.test.async"]) == {"unbind.test.async": 3}
     # The sync API also works from inside a running event loop (runs in a worker thread).
     assert kafka.kafka_up(broker.var, port=broker.port, controller_port=broker.controller_port) == broker.cluster
+
+
+def test_every_principal_has_its_own_password_kept_private_to_the_var_dir(broker: Broker) -> None:
+    credentials = broker.var / "kafka" / "credentials.json"
+    passwords = json.loads(credentials.read_text())
+    assert set(passwords) == set(principals())
+    assert len(set(passwords.values())) == len(passwords) and min(map(len, passwords.values())) >= 40
+    props = broker.var / "kafka" / "server.properties"
+    for path in (credentials, props):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, f"{path.name} is readable by others"
+    # The broker's own config holds the admin's and the controller's passwords, no service's.
+    assert not [name for name, password in passwords.items() if password in props.read_text() and name not in (ADMIN, "controller")]
+    assert "PLAINTEXT://" not in props.read_text() and "allow.everyone.if.no.acl.found=false" in props.read_text()
+
+
+def test_an_external_cluster_needs_credentials_and_refuses_wrong_ones(broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap)
+    for name in ("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", CREDENTIALS_ENV):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(InfraError, match="KAFKA_SASL_USERNAME is not set"):
+        kafka.kafka_up(tmp_path, topics=None)
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", ADMIN)
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "a-guess")
+    with pytest.raises(InfraError, match=f"Kafka at {broker.bootstrap} refused the credentials of 'admin': .*invalid credentials"):
+        kafka.kafka_up(tmp_path, topics=None, timeout=30)
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", read_credentials(broker.var / "kafka" / "credentials.json")[ADMIN])
+    assert kafka.kafka_up(tmp_path, topics=None) == broker.cluster
+
+
+def test_storage_formatted_before_authentication_is_recreated(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A var dir of an older checkout: formatted storage, no credentials. Its users cannot be
+    added afterwards, so it is formatted again (development data only), with one line."""
+    data = tmp_path / "kafka" / "data"
+    data.mkdir(parents=True)
+    (data / "meta.properties").write_text("version=1\nnode.id=1\ncluster.id=AAAAAAAAAAAAAAAAAAAAAA\ndirectory.id=AAAAAAAAAAAAAAAAAAAAAQ\n")
+    port, controller = _free_ports()
+    try:
+        cluster = kafka.kafka_up(tmp_path, port=port, controller_port=controller, topics=None)
+        assert cluster.security.username == ADMIN
+        assert read_credentials(tmp_path / "kafka" / "credentials.json")[ADMIN] == cluster.security.password
+    finally:
+        kafka.kafka_down(tmp_path)
+    err = capfd.readouterr().err
+    assert err.count("recreating it (it held development data only)") == 1, err
 
 
 def test_up_with_other_ports_on_running_var_dir_is_refused(broker: Broker) -> None:
@@ -221,7 +268,9 @@ def test_cli_status_up_and_usage(broker: Broker, capsys: pytest.CaptureFixture[s
     assert f"running at {broker.bootstrap}" in capsys.readouterr().out
     argv = ["up", "--port", str(broker.port), "--controller-port", str(broker.controller_port)]
     assert kafka.cli(argv, broker.var) == 0
-    assert "already running" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "already running" in out and "one principal per service" in out
+    assert not [password for password in read_credentials(broker.var / "kafka" / "credentials.json").values() if password in out]
     assert kafka.cli(["frobnicate"], broker.var) == 2
 
 
