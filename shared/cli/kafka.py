@@ -919,7 +919,7 @@ def _env_port(name: str, default: int) -> int:
 
 
 def cli(argv: list[str], var_dir: Path) -> int:
-    """``unbind kafka up|down|status``. Ports default to $KAFKA_PORT / $KAFKA_CONTROLLER_PORT.
+    """``unbind kafka up|down|status|secrets``. Ports default to $KAFKA_PORT / $KAFKA_CONTROLLER_PORT.
 
     Exit codes: 0 success (``status`` also when not running), 1 InfraError, 2 usage.
     """
@@ -931,13 +931,25 @@ def cli(argv: list[str], var_dir: Path) -> int:
     up.add_argument("--timeout", type=float, default=90.0)
     sub.add_parser("down", help="stop the broker started from this var dir")
     sub.add_parser("status", help="show whether the broker runs")
+    made = sub.add_parser("secrets", help="make the Kafka passwords, CA and broker certificate of a compose (or, --k8s, Kubernetes) installation")
+    made.add_argument("--out", type=Path, default=None, help="folder (compose; default deploy/secrets/kafka) or env file (--k8s; default deploy/k8s/common/kafka.env)")
+    made.add_argument("--host", action="append", default=[], help="another name the broker is reached by (its certificate names kafka, localhost, 127.0.0.1)")
+    made.add_argument("--k8s", action="store_true", help="only the passwords, for the Secret unbind-kafka of deploy/k8s")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on -h / bad usage; a CLI handler must return
         return int(exc.code or 0)
     paths = _Paths.of(var_dir)
     try:
-        if args.command == "up":
+        if args.command == "secrets":
+            from shared.cli import kafka_secrets
+
+            if args.k8s:
+                written = kafka_secrets.write_k8s_secrets(args.out or kafka_secrets.DEFAULT_K8S_FILE)
+            else:
+                written = kafka_secrets.write_compose_secrets(args.out or kafka_secrets.DEFAULT_OUT, tuple(args.host))
+            print(f"kafka: wrote {', '.join(str(path) for path in written)} (passwords not shown)")
+        elif args.command == "up":
             port = args.port if args.port is not None else _env_port("KAFKA_PORT", DEFAULT_PORT)
             cport = args.controller_port if args.controller_port is not None else _env_port("KAFKA_CONTROLLER_PORT", DEFAULT_CONTROLLER_PORT)
             before = kafka_status(var_dir)

@@ -182,9 +182,12 @@ async def test_a_malformed_record_is_listed_but_never_replayed(kafka_topics: Bus
 
 
 def test_without_a_broker_each_command_says_so_in_one_line(tmp_path: Path) -> None:
-    env = cli_env(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1")
+    env = cli_env(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", KAFKA_SASL_USERNAME="admin", KAFKA_SASL_PASSWORD="never-sent")
     for args in (["list"], ["replay", "--all"]):
         result = run_unbind("--var-dir", str(tmp_path / "var"), "dlq", *args, env=env)
         assert "Kafka at 127.0.0.1:1 is not reachable" in one_error_line(result)
+    # Without credentials for a cluster it did not start, the one line names the setting.
+    anonymous = {name: value for name, value in env.items() if not name.startswith("KAFKA_SASL_")}
+    assert "KAFKA_SASL_USERNAME is not set" in one_error_line(run_unbind("--var-dir", str(tmp_path / "var"), "dlq", "list", env=anonymous))
     # An id that cannot be one is refused before Kafka is even asked.
     assert "'first' is not a dead-letter id" in one_error_line(run_unbind("--var-dir", str(tmp_path / "var"), "dlq", "replay", "--id", "first", env=env))
