@@ -23,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.cli import kafka
 from shared.cli.errors import InfraError
-from shared.cli.kafka_access import ADMIN, CREDENTIALS_ENV, create_credentials, principals, read_credentials
+from shared.cli.kafka_access import ADMIN, CREDENTIALS_ENV, create_credentials, principals, read_credentials, service_principals
 
 
 def _free_port() -> int:
@@ -335,3 +335,20 @@ def test_ensure_jars_reports_missing_maven(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(InfraError, match=r"Maven \(`mvn`\) was not found"):
         kafka.ensure_jars(tmp_path / "cache")
+
+
+def test_cli_secrets_writes_once_and_prints_no_password(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, k8s = tmp_path / "kafka", tmp_path / "kafka.env"
+    assert kafka.cli(["secrets", "--out", str(out), "--host", "kafka.example.internal"], tmp_path) == 0
+    assert kafka.cli(["secrets", "--k8s", "--out", str(k8s)], tmp_path) == 0
+    printed = capsys.readouterr().out
+    written = [value for path in [*out.glob("*.env"), k8s] for key, value in (line.split("=", 1) for line in path.read_text().splitlines()) if key != "KAFKA_SASL_USERNAME"]
+    assert written and not [value for value in written if value in printed]
+    assert {line.split("=", 1)[0] for line in k8s.read_text().splitlines()} == {ADMIN, *service_principals()}
+    certificate = (out / "broker.pem").read_text().split("-----END PRIVATE KEY-----\n")[1]
+    names = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName"], input=certificate, capture_output=True, text=True, check=True).stdout
+    assert "DNS:kafka.example.internal" in names and "DNS:kafka" in names and "IP Address:127.0.0.1" in names
+    before = {path: path.read_bytes() for path in out.iterdir()}
+    assert kafka.cli(["secrets", "--out", str(out)], tmp_path) == 1
+    assert "nothing was overwritten" in capsys.readouterr().err
+    assert before == {path: path.read_bytes() for path in out.iterdir()}
