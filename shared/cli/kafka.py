@@ -414,6 +414,7 @@ def _format_storage(java: str, libs: Path, paths: _Paths, passwords: dict[str, s
         "-c",
         str(paths.props),
     ]
+    # KIP-900 takes them on the command line only: visible in /proc for the seconds the format runs, once per var dir.
     scram = [arg for name in (ADMIN, *service_principals()) for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={passwords[name]}]")]
     out = subprocess.run(cmd + scram, capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL)
     if out.returncode != 0:

@@ -27,6 +27,7 @@ Passwords are made per installation (``secrets.token_urlsafe``) into ``<var>/kaf
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -234,6 +235,7 @@ def service_acls(topics: EventTopics) -> list[Acl]:
     return acls
 
 
+@functools.cache
 def _requests() -> tuple[type, type]:
     """CreateAcls v1 and DeleteAcls v1 requests carrying many entries in one round trip.
 
