@@ -12,17 +12,17 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 
 from shared.bus import KafkaBus
-from shared.cli.kafka import create_topics, delete_topics
+from shared.cli.kafka import Cluster, create_topics, delete_topics
 from shared.db import create_engine, is_sqlite
 
 
-async def kafka_ceiling(bootstrap: str, message_size: int, count: int = 50_000) -> dict[str, float]:
+async def kafka_ceiling(cluster: Cluster, message_size: int, count: int = 50_000) -> dict[str, float]:
     """Produce `count` messages of `message_size` bytes (idempotent, acks=all, as the relays do)
     to a fresh 6-partition topic, then consume them all; messages per second of each half."""
     topic = f"unbind.bench.ceiling.{uuid.uuid4().hex[:8]}"
-    await create_topics(bootstrap, [topic])
+    await create_topics(cluster, [topic])
     payload = b"x" * message_size
-    producer = KafkaBus(bootstrap, client_id="unbind-bench").producer()
+    producer = KafkaBus(cluster.bootstrap, cluster.security, client_id="unbind-bench").producer()
     await producer.start()
     try:
         started = time.perf_counter()
@@ -31,7 +31,7 @@ async def kafka_ceiling(bootstrap: str, message_size: int, count: int = 50_000) 
         produce_seconds = time.perf_counter() - started
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="unbind-bench", max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
+    consumer = AIOKafkaConsumer(**cluster.client_options(), enable_auto_commit=False, client_id="unbind-bench", max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, number) for number in range(6)]
@@ -45,7 +45,7 @@ async def kafka_ceiling(bootstrap: str, message_size: int, count: int = 50_000) 
         consume_seconds = time.perf_counter() - started
     finally:
         await consumer.stop()
-    await delete_topics(bootstrap, [topic])
+    await delete_topics(cluster, [topic])
     return {
         "message_bytes": message_size,
         "messages": count,

@@ -16,7 +16,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.verification.device_simulator import DeviceSimulator
-from shared.cli.kafka import partitions_of
+from shared.cli.kafka import Cluster, partitions_of
 from shared.cli.keys import TokenMinter
 from shared.cli.running import RunningStack
 from shared.cli.sms import SmsSink
@@ -47,8 +47,8 @@ class TopicWatcher:
 
     ENDINGS = frozenset({"UnbindCompleted", "UnbindRejected", "UnbindCancelled", "UnbindExpired"})
 
-    def __init__(self, bootstrap: str, topic: str):
-        self._bootstrap = bootstrap
+    def __init__(self, cluster: Cluster, topic: str):
+        self._cluster = cluster
         self._topic = topic
         self.timelines: dict[str, Timeline] = defaultdict(Timeline)
         self.bytes_seen = 0
@@ -56,7 +56,7 @@ class TopicWatcher:
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False, client_id="unbind-bench")
+        consumer = AIOKafkaConsumer(**self._cluster.client_options(), enable_auto_commit=False, client_id="unbind-bench")
         await consumer.start()
         partitions = [TopicPartition(self._topic, number) for number in sorted(await partitions_of(consumer, self._topic))]
         consumer.assign(partitions)

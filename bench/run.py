@@ -161,7 +161,7 @@ async def drive(options: BenchOptions, stack: RunningStack) -> dict[str, Any]:
     seeded = time.perf_counter()
     await seed_population(options.var_dir, server_url, customers)
     print(f"bench: seeded {len(customers)} customers in {time.perf_counter() - seeded:.1f} s", file=sys.stderr)
-    watcher = TopicWatcher(stack.bootstrap, stack.topic)
+    watcher = TopicWatcher(stack.cluster, stack.topic)
     await watcher.start()
     watching = asyncio.create_task(watcher.run())
     # keepalive_expiry below uvicorn's 5 s: never reuse a connection the server is closing.
@@ -330,7 +330,7 @@ def run(options: BenchOptions) -> int:
         if options.ceilings:
             print("bench: measuring the raw ceilings", file=sys.stderr)
             size = max(64, driven["watcher"].bytes_seen // max(driven["watcher"].records_seen, 1))
-            ceilings["kafka"] = await kafka_ceiling(stack.bootstrap, size)
+            ceilings["kafka"] = await kafka_ceiling(stack.cluster, size)
             ceilings["database"] = await commit_ceiling(load_settings("binding", options.var_dir, stack.database_server_url).database_url)
         return summarize(options, stack, driven, ceilings)
 

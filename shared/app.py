@@ -98,7 +98,7 @@ def build_service_app(
     events registers them on it in `create_app` and hands it here (default: a fresh one)."""
     configure_logging(settings.service_name, settings.log_level)
     keys = settings.load_keys()
-    bus = bus or KafkaBus(settings.kafka_bootstrap_servers, client_id=f"unbind-{settings.service_name}")
+    bus = bus or KafkaBus(settings.kafka_bootstrap_servers, settings.kafka_security(), client_id=f"unbind-{settings.service_name}")
     engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     session_factory = create_session_factory(engine)
     registry = registry or CollectorRegistry()

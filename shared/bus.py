@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from shared.cloudevents import Headers
+from shared.kafka_security import KafkaSecurity
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,11 @@ async def partition_lag(consumer: Consumer, committed: Mapping[TopicPartition, i
 
 @dataclass(frozen=True)
 class KafkaBus:
-    """Real Kafka. The producer is idempotent with acks=all, so a retried send never duplicates
-    or reorders records within a partition; consumers never auto-commit."""
+    """Real Kafka, as one authenticated principal. The producer is idempotent with acks=all, so a
+    retried send never duplicates or reorders records within a partition; consumers never auto-commit."""
 
     bootstrap_servers: str
+    security: KafkaSecurity
     client_id: str = "unbind"
     request_timeout_ms: int = 15_000
 
@@ -79,6 +81,7 @@ class KafkaBus:
         return AIOKafkaProducer(
             bootstrap_servers=self.bootstrap_servers,
             client_id=self.client_id,
+            **self.security.client_options(),
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
@@ -90,6 +93,7 @@ class KafkaBus:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
             client_id=self.client_id,
+            **self.security.client_options(),
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

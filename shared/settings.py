@@ -1,14 +1,16 @@
 """Settings common to every service, read from the environment when an app is built.
 
-Names: `UNBIND_ENV`, `UNBIND_VAR_DIR`, `KAFKA_BOOTSTRAP_SERVERS`, `UNBIND_TOPIC`, `UNBIND_DLQ_TOPIC`,
-`UNBIND_DATABASE_SERVER_URL` (a PostgreSQL server URL without a database: each service then uses its
-own database `unbind_<service>` on it), `UNBIND_<SERVICE>_DATABASE_URL` (one service's full URL,
-which wins), and the keys: `UNBIND_JWKS_URL` or `UNBIND_JWKS_FILE` (the public keys the service
-trusts), `UNBIND_SIGNING_KEY_FILE` (its own private key) and each service's secrets.
+Names: `UNBIND_ENV`, `UNBIND_VAR_DIR`, `KAFKA_BOOTSTRAP_SERVERS` and the Kafka client's
+`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_MECHANISM`, `KAFKA_SASL_USERNAME`, `KAFKA_SASL_PASSWORD` and
+`KAFKA_SSL_CAFILE`, `UNBIND_TOPIC`, `UNBIND_DLQ_TOPIC`, `UNBIND_DATABASE_SERVER_URL` (a PostgreSQL
+server URL without a database: each service then uses its own database `unbind_<service>` on it),
+`UNBIND_<SERVICE>_DATABASE_URL` (one service's full URL, which wins), and the keys:
+`UNBIND_JWKS_URL` and/or `UNBIND_JWKS_FILE` (the public keys the service trusts),
+`UNBIND_SIGNING_KEY_FILE` (its own private key) and each service's secrets.
 
-There is no default key and no default secret, in any mode: a service started without one refuses to
-start with one line naming the setting (`refuse_without_keys`). Reading settings alone needs none,
-so `unbind migrate` runs with database settings only.
+There is no default key, secret or Kafka password, in any mode: a service started without one refuses
+to start with one line naming the setting (`RefusedToStart`). Reading settings alone needs none, so
+`unbind migrate` runs with database settings only.
 """
 
 from __future__ import annotations
@@ -21,17 +23,19 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from shared.kafka_security import KafkaSecurity, SaslMechanism, SecurityProtocol
 from shared.keys import KeySet, KeySetUnavailable, SigningKey, UnusableKey, service_of_kid
 
 MIN_SECRET_LENGTH = 32
 
 
 class RefusedToStart(SystemExit):
-    """A service cannot start as configured (a key or secret is missing or unusable). A SystemExit,
-    so the process ends with exactly this one line on stderr and exit code 1, not a traceback."""
+    """A service (or tool) cannot start as configured: a key, secret or password is missing or unusable.
+    A SystemExit, so the process ends with exactly this one line on stderr and exit code 1, not a
+    traceback; in-process callers (tests) catch it like any error."""
 
-    def __init__(self, service: str, reason: str):
-        super().__init__(f"unbind {service}: refusing to start: {reason}")
+    def __init__(self, who: str, reason: str):
+        super().__init__(f"unbind {who}: refusing to start: {reason}")
         self.reason = reason
 
 
@@ -43,10 +47,40 @@ class ServiceKeys:
     signing: SigningKey | None
 
 
-class ServiceSettings(BaseSettings):
+class KafkaClientSettings(BaseSettings):
+    """Where Kafka is and how a client authenticates to it: SASL/SCRAM as one principal, over TLS
+    unless the broker is on loopback (`unbind up` sets SASL_PLAINTEXT for its local broker).
+    There is no default password and no unauthenticated (PLAINTEXT) protocol to fall back to."""
+
     # hide_input_in_errors: a refused setting must not echo the secrets it was given.
     model_config = SettingsConfigDict(env_prefix="UNBIND_", extra="ignore", hide_input_in_errors=True)
 
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers")
+    )
+    kafka_security_protocol: SecurityProtocol = Field("SASL_SSL", validation_alias=AliasChoices("KAFKA_SECURITY_PROTOCOL", "kafka_security_protocol"))
+    kafka_sasl_mechanism: SaslMechanism = Field("SCRAM-SHA-512", validation_alias=AliasChoices("KAFKA_SASL_MECHANISM", "kafka_sasl_mechanism"))
+    kafka_sasl_username: str = Field("", validation_alias=AliasChoices("KAFKA_SASL_USERNAME", "kafka_sasl_username"))
+    kafka_sasl_password: SecretStr = Field(SecretStr(""), validation_alias=AliasChoices("KAFKA_SASL_PASSWORD", "kafka_sasl_password"))
+    # The CA of the brokers' certificates (SASL_SSL); empty: the system's trust store.
+    kafka_ssl_cafile: str = Field("", validation_alias=AliasChoices("KAFKA_SSL_CAFILE", "kafka_ssl_cafile"))
+
+    def kafka_client(self) -> str:
+        """Who connects, as the message refusing to start names it."""
+        return "tools"
+
+    def kafka_security(self) -> KafkaSecurity:
+        """The client's Kafka credentials; without them it refuses to start, in every mode."""
+        password = self.kafka_sasl_password.get_secret_value()
+        for name, value in (("KAFKA_SASL_USERNAME", self.kafka_sasl_username), ("KAFKA_SASL_PASSWORD", password)):
+            if not value:
+                raise RefusedToStart(
+                    self.kafka_client(), f"{name} is not set: no authenticating to Kafka without it (`unbind up` sets it; compose and Kubernetes read it from a secret)"
+                )
+        return KafkaSecurity(self.kafka_sasl_username, password, self.kafka_security_protocol, self.kafka_sasl_mechanism, self.kafka_ssl_cafile or None)
+
+
+class ServiceSettings(KafkaClientSettings):
     service_name: ClassVar[str]
     default_port: ClassVar[int]
     # Whether the service signs events or service tokens, so cannot start without its private key.
@@ -60,9 +94,6 @@ class ServiceSettings(BaseSettings):
     var_dir: Path = Path("var")
     log_level: str = "INFO"
 
-    kafka_bootstrap_servers: str = Field(
-        "127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers")
-    )
     topic: str = "unbind.events"
     dlq_topic: str = "unbind.events.dlq"
     consumer_max_attempts: int = Field(3, ge=1, le=20)
@@ -94,6 +125,8 @@ class ServiceSettings(BaseSettings):
     def _resolve(self) -> ServiceSettings:
         self.consumer_group = self.consumer_group or f"unbind-{self.service_name}"
         self.jwt_audience = self.jwt_audience or f"unbind-{self.service_name}"
+        # The principal the broker's ACLs know the service by.
+        self.kafka_sasl_username = self.kafka_sasl_username or self.service_name
         if not self.database_url:
             if self.database_server_url:
                 self.database_url = str(make_url(self.database_server_url).set(database=f"unbind_{self.service_name}").render_as_string(hide_password=False))
@@ -139,4 +172,7 @@ class ServiceSettings(BaseSettings):
         return ServiceKeys(trusted, signing)
 
     def _refuse(self, reason: str) -> None:
-        raise RefusedToStart(self.service_name, reason)
+        raise RefusedToStart(self.kafka_client(), reason)
+
+    def kafka_client(self) -> str:
+        return self.service_name

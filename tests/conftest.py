@@ -14,7 +14,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from shared.cli.kafka import create_topics, delete_topics, kafka_down, kafka_up, kafka_up_async
+from shared.cli.kafka import Cluster, drop_topics, kafka_down, kafka_up, kafka_up_async, prepare_topics
+from shared.cli.kafka_access import CREDENTIALS_ENV
 from shared.cli.postgres import ensure_database, postgres_up
 from shared.migrations import SERVICES
 from tests.stack import BusTopics, make_bus_topics
@@ -25,11 +26,16 @@ TEST_VAR = ROOT / "var" / "test"
 TEST_KAFKA_PORT = int(os.environ.get("UNBIND_TEST_KAFKA_PORT", "19092"))
 TEST_KAFKA_CONTROLLER_PORT = TEST_KAFKA_PORT + 1
 TEST_POSTGRES_PORT = int(os.environ.get("UNBIND_TEST_POSTGRES_PORT", "55433"))
+# Every principal's password on the test broker, for the `unbind` processes the tests start (read
+# at import: some tests clear UNBIND_* from their environment). An external test cluster
+# (KAFKA_BOOTSTRAP_SERVERS) needs one too, as `unbind kafka up` writes it.
+KAFKA_CREDENTIALS = Path(os.environ.get(CREDENTIALS_ENV) or TEST_VAR / "kafka" / "credentials.json")
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> str:
-    return kafka_up(TEST_VAR, port=TEST_KAFKA_PORT, controller_port=TEST_KAFKA_CONTROLLER_PORT, topics=())
+def kafka_cluster() -> Cluster:
+    """The test broker, as its admin; `as_principal(service)` reaches it as a service."""
+    return kafka_up(TEST_VAR, port=TEST_KAFKA_PORT, controller_port=TEST_KAFKA_CONTROLLER_PORT, topics=None)
 
 
 @pytest.fixture(scope="session")
@@ -60,27 +66,28 @@ async def database_urls(request: pytest.FixtureRequest, tmp_path: Path) -> Async
     await _drop_databases(server, list(names.values()))
 
 
-async def _kafka_topics(bootstrap: str) -> BusTopics:
-    topics = make_bus_topics("kafka", bootstrap)
-    await create_topics(bootstrap, [topics.topic, topics.dlq_topic])
+async def _kafka_topics(cluster: Cluster) -> BusTopics:
+    """Fresh topics, with the services' ACLs on them as in production."""
+    topics = make_bus_topics("kafka", cluster)
+    await prepare_topics(cluster, topics.event_topics)
     return topics
 
 
-async def _drop_topics(bootstrap: str, topics: BusTopics) -> None:
+async def _drop_topics(cluster: Cluster, topics: BusTopics) -> None:
     # Cleanup only: a broker a test left stopped must not turn a passed test into an error.
     try:
-        await delete_topics(bootstrap, [topics.topic, topics.dlq_topic])
+        await drop_topics(cluster, topics.event_topics)
     except Exception as exc:  # noqa: BLE001
         warnings.warn(f"test topics {topics.topic} not deleted: {exc!r}", stacklevel=1)
 
 
 @pytest.fixture
-async def kafka_topics(kafka_bootstrap: str) -> AsyncIterator[BusTopics]:
-    """The real broker, with a pair of fresh topics for this test, deleted after it: a broker
-    holding every topic of many runs (12,000 partitions) ran out of its 512 MB heap."""
-    topics = await _kafka_topics(kafka_bootstrap)
+async def kafka_topics(kafka_cluster: Cluster) -> AsyncIterator[BusTopics]:
+    """The real broker, with a pair of fresh topics for this test, deleted after it (with their
+    ACLs): a broker holding every topic of many runs (12,000 partitions) ran out of its 512 MB heap."""
+    topics = await _kafka_topics(kafka_cluster)
     yield topics
-    await _drop_topics(kafka_bootstrap, topics)
+    await _drop_topics(kafka_cluster, topics)
 
 
 @pytest.fixture(params=["memory", "kafka"])
@@ -89,10 +96,10 @@ async def any_bus(request: pytest.FixtureRequest) -> AsyncIterator[BusTopics]:
     if request.param == "memory":
         yield make_bus_topics("memory", None)
         return
-    bootstrap = request.getfixturevalue("kafka_bootstrap")
-    topics = await _kafka_topics(bootstrap)
+    cluster = request.getfixturevalue("kafka_cluster")
+    topics = await _kafka_topics(cluster)
     yield topics
-    await _drop_topics(bootstrap, topics)
+    await _drop_topics(cluster, topics)
 
 
 class Broker:
@@ -102,11 +109,11 @@ class Broker:
         assert await asyncio.to_thread(kafka_down, TEST_VAR), "the test broker was not running"
 
     async def start(self) -> None:
-        await kafka_up_async(TEST_VAR, port=TEST_KAFKA_PORT, controller_port=TEST_KAFKA_CONTROLLER_PORT, topics=())
+        await kafka_up_async(TEST_VAR, port=TEST_KAFKA_PORT, controller_port=TEST_KAFKA_CONTROLLER_PORT, topics=None)
 
 
 @pytest.fixture
-def broker(kafka_bootstrap: str) -> Broker:
+def broker(kafka_cluster: Cluster) -> Broker:
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         pytest.skip("an external cluster (KAFKA_BOOTSTRAP_SERVERS) cannot be stopped by the tests")
     return Broker()

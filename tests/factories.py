@@ -156,7 +156,7 @@ def notification_consumer(
     the test's handlers, unit of work or options (max_attempts, retry_backoff, metrics) instead."""
     runtime = stack.runtime("notification")
     return EventConsumer(
-        bus=topics.bus,
+        bus=topics.bus_of("notification"),
         group_id=group_id or runtime.settings.consumer_group,
         topic=topics.topic,
         dlq_topic=topics.dlq_topic,

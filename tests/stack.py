@@ -31,7 +31,7 @@ from services.verification.config import VerificationSettings
 from services.verification.main import create_app as create_verification_app
 from shared.app import ServiceRuntime
 from shared.bus import EventBus, InMemoryBus, KafkaBus
-from shared.cli.kafka import read_topic
+from shared.cli.kafka import ADMIN, Cluster, EventTopics, read_topic
 from shared.cli.keys import signing_services
 from shared.cloudevents import Envelope
 from shared.events import BindingEvent
@@ -48,39 +48,71 @@ def auth(subject: str, *roles: str) -> dict[str, str]:
 
 @dataclass
 class BusTopics:
-    """A bus with a pair of topics of its own, so no test sees another's events."""
+    """A bus with a pair of topics of its own, so no test sees another's events.
+
+    On Kafka, `bus` is the admin's (the test's own reads and writes); each service connects as its
+    own principal (`settings_for`, `bus_of`), so the broker's ACLs hold in the tests as in production.
+    """
 
     bus: EventBus
     topic: str
     dlq_topic: str
-    bootstrap: str | None = None
+    cluster: Cluster | None = None
+
+    @property
+    def bootstrap(self) -> str | None:
+        return self.cluster.bootstrap if self.cluster else None
+
+    @property
+    def event_topics(self) -> EventTopics:
+        return EventTopics(self.topic, self.dlq_topic)
+
+    @property
+    def app_bus(self) -> EventBus | None:
+        """What an app factory is handed: the in-memory twin, or None on Kafka, so that the app
+        builds its own KafkaBus from its settings, as its own principal."""
+        return None if self.cluster else self.bus
+
+    def settings_for(self, principal: str) -> dict[str, Any]:
+        """The settings of an app on these topics that connects as `principal`."""
+        if self.cluster is None:
+            return {"kafka_bootstrap_servers": "127.0.0.1:1"}
+        return {"kafka_bootstrap_servers": self.cluster.bootstrap, **self.cluster.service_env(principal)}
+
+    def bus_of(self, principal: str) -> EventBus:
+        """The bus as one principal (the in-memory twin knows none)."""
+        if self.cluster is None:
+            return self.bus
+        return KafkaBus(self.cluster.bootstrap, self.cluster.as_principal(principal).security, client_id=f"unbind-{principal}")
 
     async def records(self, topic: str | None = None) -> list[Any]:
         """Every record on a topic, from the beginning to the current end."""
         topic = topic or self.topic
         if isinstance(self.bus, InMemoryBus):
             return self.bus.records(topic)
-        assert self.bootstrap
-        return await read_topic(self.bootstrap, topic)
+        assert self.cluster
+        return await read_topic(self.cluster, topic)
 
-    async def publish(self, value: bytes, *, key: bytes | None, headers: list[tuple[str, bytes]]) -> None:
-        producer = self.bus.producer()
+    async def publish(self, value: bytes, *, key: bytes | None, headers: list[tuple[str, bytes]], principal: str = ADMIN) -> None:
+        """Put a record on the topic as `principal` (the admin, by default: any bytes at all)."""
+        producer = self.bus_of(principal).producer()
         await producer.start()
         try:
             await producer.send_and_wait(self.topic, value, key=key, headers=headers)
         finally:
             await producer.stop()
 
-    async def publish_event(self, envelope: Envelope, *, times: int = 1, signer: SigningKey | None | str = "source") -> None:
-        """Put an event on the topic as a relay would, signed by the key of its source service (or
-        `signer`; None: unsigned); `times` > 1 simulates redelivery."""
+    async def publish_event(self, envelope: Envelope, *, times: int = 1, signer: SigningKey | None | str = "source", principal: str | None = None) -> None:
+        """Put an event on the topic as a relay would: signed by the key of its source service (or
+        `signer`; None: unsigned), as the principal of the service that emits its type (or
+        `principal`); `times` > 1 simulates redelivery."""
         if signer == "source":
             source = envelope.source.removeprefix("/services/")
             signer = service_key(source) if source in signing_services() else None
         assert not isinstance(signer, str)
         key, value, headers = envelope.to_record(signer)
         for _ in range(times):
-            await self.publish(value, key=key, headers=headers)
+            await self.publish(value, key=key, headers=headers, principal=principal or envelope.data.emitted_by)
 
     async def events(self) -> list[Envelope]:
         return [Envelope.from_record(record.value, record.headers) for record in await self.records()]
@@ -91,19 +123,19 @@ class BusTopics:
         return [event for event in await self.events() if isinstance(event.data, BindingEvent) and event.data.request_id == request_id]
 
 
-def make_bus_topics(kind: str, bootstrap: str | None) -> BusTopics:
+def make_bus_topics(kind: str, cluster: Cluster | None) -> BusTopics:
     suffix = uuid.uuid4().hex[:10]
     if kind == "memory":
         return BusTopics(InMemoryBus(), f"t.{suffix}.events", f"t.{suffix}.dlq")
-    assert bootstrap
-    return BusTopics(KafkaBus(bootstrap), f"t.{suffix}.events", f"t.{suffix}.dlq", bootstrap)
+    assert cluster
+    return BusTopics(KafkaBus(cluster.bootstrap, cluster.security, client_id="unbind-tests"), f"t.{suffix}.events", f"t.{suffix}.dlq", cluster)
 
 
 def service_settings(service: str, database_url: str, topics: BusTopics, var_dir: Path, **overrides: Any) -> Any:
     settings: dict[str, Any] = {
         f"UNBIND_{service.upper()}_DATABASE_URL": database_url,
         **key_settings(service, SETTINGS[service]),
-        "kafka_bootstrap_servers": topics.bootstrap or "127.0.0.1:1",
+        **topics.settings_for(service),
         "topic": topics.topic,
         "dlq_topic": topics.dlq_topic,
         "var_dir": var_dir,
@@ -199,9 +231,9 @@ async def running_stack(
                 transport = httpx.ASGITransport(app=notification_app) if notification_app else None
                 if transport is not None and notification_link is not None:
                     transport = notification_link(transport)
-                app = create_verification_app(settings, bus=topics.bus, notification_transport=transport)
+                app = create_verification_app(settings, bus=topics.app_bus, notification_transport=transport)
             else:
-                app = factories[service](settings, bus=topics.bus, **(app_options or {}).get(service, {}))
+                app = factories[service](settings, bus=topics.app_bus, **(app_options or {}).get(service, {}))
             stack.apps[service] = app
             await exits.enter_async_context(app.router.lifespan_context(app))
             stack.clients[service] = await exits.enter_async_context(httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{service}"))

@@ -52,7 +52,7 @@ def create_app(
     settings = settings or DashboardSettings()
     configure_logging(settings.service_name, settings.log_level)
     keys = settings.load_keys()
-    bus = bus or KafkaBus(settings.kafka_bootstrap_servers, client_id="unbind-dashboard")
+    bus = bus or KafkaBus(settings.kafka_bootstrap_servers, settings.kafka_security(), client_id="unbind-dashboard")
     projection = Projection(feed_size=settings.feed_size, finished_kept=settings.finished_requests_kept)
     hub = LiveHub(projection, settings, clock)
     reader = StreamReader(bus, settings, keys.trusted, projection, hub, clock)

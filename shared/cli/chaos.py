@@ -185,6 +185,11 @@ class ChaosStack:
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
+    @property
+    def cluster(self) -> kafka.Cluster:
+        """The run's broker, as its admin (once started: the var dir then holds its credentials)."""
+        return kafka.admin_cluster(self.var_dir, self.bootstrap)
+
     def start(self) -> None:
         self.var_dir.mkdir(parents=True, exist_ok=True)
         command = [str(UNBIND), "--var-dir", str(self.var_dir), "up", "--port-offset", str(self.offset)]
@@ -217,7 +222,7 @@ class ChaosStack:
     async def restart_broker(self) -> str:
         started = time.monotonic()
         await asyncio.to_thread(kafka.kafka_down, self.var_dir)
-        await kafka.kafka_up_async(self.var_dir, port=self.kafka_port, controller_port=self.kafka_port + 1, topics=())
+        await kafka.kafka_up_async(self.var_dir, port=self.kafka_port, controller_port=self.kafka_port + 1, topics=None)
         return f"stopped and started again in {time.monotonic() - started:.1f} s"
 
     def stop(self) -> None:
@@ -444,7 +449,7 @@ async def wait_for_quiet(flows: list[Flow], settings: dict[str, Any], stack: Cha
         open_requests = sum(count for status, count in rows if status not in TERMINAL)
         backlog = sum((await outbox_backlog(settings)).values())
         try:
-            lag = sum((await kafka.consumer_lag(stack.bootstrap, settings["binding"].topic, groups)).values())
+            lag = sum((await kafka.consumer_lag(stack.cluster, settings["binding"].topic, groups)).values())
         except Exception:  # noqa: BLE001 - the broker may still be coming back
             lag = -1
         if open_requests == 0 and backlog == 0 and lag == 0:
@@ -469,7 +474,7 @@ async def run_checks(flows: list[Flow], settings: dict[str, Any], stack: ChaosSt
     wrong = [(flow.kind, statuses.get(flow.request_id)) for flow in by_request.values() if statuses.get(flow.request_id) != EXPECTED[flow.kind]]
     checks.append(Check("every request ended as its path leads", not wrong, f"{len(wrong)} unexpected: {Counter(wrong).most_common(5)}"))
 
-    records = await kafka.read_topic(stack.bootstrap, settings["binding"].topic)
+    records = await kafka.read_topic(stack.cluster, settings["binding"].topic)
     completions: dict[str, set[str]] = {}
     malformed = 0
     for record in records:
@@ -506,8 +511,8 @@ async def run_checks(flows: list[Flow], settings: dict[str, Any], stack: ChaosSt
     checks.append(Check("no outbox row left unsent", not any(backlog.values()), ", ".join(f"{service} {count}" for service, count in backlog.items())))
 
     groups = [settings[service].consumer_group for service in SERVICES]
-    lag = await kafka.consumer_lag(stack.bootstrap, settings["binding"].topic, groups)
-    dead = await kafka.read_topic(stack.bootstrap, settings["binding"].dlq_topic)
+    lag = await kafka.consumer_lag(stack.cluster, settings["binding"].topic, groups)
+    dead = await kafka.read_topic(stack.cluster, settings["binding"].dlq_topic)
     checks.append(Check("no event stuck outside the DLQ", not any(lag.values()), f"lag per group {lag}; {len(dead)} dead letters; {malformed} malformed records on the topic"))
 
     secrets = pii.Secrets()

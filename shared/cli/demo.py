@@ -36,7 +36,7 @@ from services.notification.templates import CODE_IN_SMS
 from services.verification.device_simulator import DeviceSimulator
 from shared.account_numbers import with_check_digit
 from shared.cli.errors import InfraError
-from shared.cli.kafka import partitions_of
+from shared.cli.kafka import Cluster, partitions_of
 from shared.cli.keys import new_login_link, token
 from shared.cli.running import RunningStack, check_running, find_running_stack
 from shared.cli.stack import live_supervisor, read_pid_file
@@ -203,7 +203,7 @@ class EventFeed:
     sorted out once it is.
     """
 
-    bootstrap: str
+    cluster: Cluster
     topic: str
     binding_id: str
     term: Terminal
@@ -216,19 +216,19 @@ class EventFeed:
     _task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False, client_id="unbind-demo")
+        consumer = AIOKafkaConsumer(**self.cluster.client_options(), group_id=None, enable_auto_commit=False, client_id="unbind-demo")
         try:
             await asyncio.wait_for(consumer.start(), STEP_TIMEOUT)
             numbers = await partitions_of(consumer, self.topic)
             if not numbers:
-                raise InfraError(f"The topic {self.topic} does not exist on {self.bootstrap}; is this the stack's broker (and UNBIND_TOPIC the stack's)?")
+                raise InfraError(f"The topic {self.topic} does not exist on {self.cluster.bootstrap}; is this the stack's broker (and UNBIND_TOPIC the stack's)?")
             partitions = [TopicPartition(self.topic, number) for number in sorted(numbers)]
             consumer.assign(partitions)
             for partition, offset in (await consumer.end_offsets(partitions)).items():
                 consumer.seek(partition, offset)
         except (KafkaError, OSError, TimeoutError) as exc:
             await consumer.stop()
-            raise InfraError(f"Kafka at {self.bootstrap} is not reachable ({type(exc).__name__}: {exc}); is the stack's broker running?") from None
+            raise InfraError(f"Kafka at {self.cluster.bootstrap} is not reachable ({type(exc).__name__}: {exc}); is the stack's broker running?") from None
         except InfraError:
             await consumer.stop()
             raise
@@ -292,7 +292,7 @@ class EventFeed:
                 raise RequestEnded(ended)
             if self._task is not None and self._task.done():
                 error = self._task.exception() if not self._task.cancelled() else None
-                raise InfraError(f"Reading {self.topic} on {self.bootstrap} stopped: " + (f"{type(error).__name__}: {error}" if error else "cancelled"))
+                raise InfraError(f"Reading {self.topic} on {self.cluster.bootstrap} stopped: " + (f"{type(error).__name__}: {error}" if error else "cancelled"))
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -628,7 +628,7 @@ async def _play(options: DemoOptions, term: Terminal) -> int:
         term.step("Account report")
         await download_report(story)
 
-        feed = EventFeed(stack.bootstrap, stack.topic, story.binding_id, term)
+        feed = EventFeed(stack.cluster, stack.topic, story.binding_id, term)
         await feed.start()
         try:
             term.step("Unbind request")

@@ -36,7 +36,7 @@ from aiokafka.errors import KafkaError
 
 from shared.bus import KafkaBus, Producer, stop_quietly
 from shared.cli.errors import InfraError
-from shared.cli.kafka import read_topic
+from shared.cli.kafka import Cluster, admin_cluster, read_topic
 from shared.cli.services import load_settings
 from shared.cli.stack import running_kafka_bootstrap
 from shared.cloudevents import Envelope, Headers, MalformedEvent, header_map
@@ -56,17 +56,22 @@ TABLE_ERROR_WIDTH = 100
 
 @dataclass(frozen=True)
 class Target:
-    """The cluster and DLQ topic of the stack."""
+    """The cluster (reached as its admin) and DLQ topic of the stack."""
 
-    bootstrap: str
+    cluster: Cluster
     dlq_topic: str
+
+    @property
+    def bootstrap(self) -> str:
+        return self.cluster.bootstrap
 
 
 def find_target(var_dir: Path) -> Target:
     """The DLQ topic from the settings; the cluster of this var dir's running `unbind up`, else the settings'."""
     # Every service reads the same KAFKA_BOOTSTRAP_SERVERS and UNBIND_DLQ_TOPIC, so any one's settings will do.
     settings = load_settings("binding", var_dir)
-    return Target(running_kafka_bootstrap(var_dir) or settings.kafka_bootstrap_servers, settings.dlq_topic)
+    bootstrap = running_kafka_bootstrap(var_dir) or settings.kafka_bootstrap_servers
+    return Target(admin_cluster(var_dir, bootstrap), settings.dlq_topic)
 
 
 # --------------------------------------------------------------------------- reading
@@ -172,7 +177,7 @@ async def read_letters(target: Target) -> list[DeadLetter]:
     """Every dead letter on the DLQ topic, oldest failure first, each with the times it was replayed."""
     letters: list[DeadLetter] = []
     replays: dict[str, list[str]] = {}
-    for record in await read_topic(target.bootstrap, target.dlq_topic, client_id=CLIENT_ID):
+    for record in await read_topic(target.cluster, target.dlq_topic, client_id=CLIENT_ID):
         headers = list(record.headers or ())
         if is_replay_marker(headers):
             marker = header_map(headers)
@@ -344,7 +349,7 @@ async def replay_one(producer: Producer, target: Target, letter: DeadLetter, for
 
 
 async def _publish(target: Target, letters: list[DeadLetter], forced: bool) -> None:
-    producer = KafkaBus(target.bootstrap, client_id=CLIENT_ID).producer()
+    producer = KafkaBus(target.bootstrap, target.cluster.security, client_id=CLIENT_ID).producer()
     done = 0
     try:
         async with asyncio.timeout(30):

@@ -7,15 +7,21 @@ fresh clone reuses jars downloaded before and no Kafka tarball is needed.
 
 Everything a broker owns lives under ``<var>/kafka``::
 
-    server.properties   rendered from deploy/kafka/server.properties.template
+    server.properties   rendered from deploy/kafka/server.properties.template (mode 0600: it
+                        holds the admin's and the controller's passwords)
+    credentials.json    every principal's password, made once (mode 0600; see kafka_access)
     cluster.id          generated once, used to format the storage once
     kafka.pid           pid of the broker *we* started (never any other)
     broker.json         ports the running broker was started with
     data/               log.dirs (KRaft metadata and topic data)
     logs/server.log     log4j output; logs/kafka.out: the JVM's stdout/stderr
 
+The broker authenticates every client (SASL/SCRAM-SHA-512 on its loopback listener) and
+authorizes with ACLs: the storage is formatted with every principal's SCRAM credentials, and
+``kafka_up`` grants the services their ACLs on the topics (shared/cli/kafka_access.py).
+
 If ``KAFKA_BOOTSTRAP_SERVERS`` is set, no broker is started: ``kafka_up`` only
-waits for that cluster and creates the topics on it.
+waits for that cluster and creates the topics on it (its users and ACLs are its operators').
 
 All topics, the dead-letter topic included, get 6 partitions: the DLQ then keeps
 the same key -> partition mapping as ``unbind.events``.
@@ -47,9 +53,22 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from shared.cli.errors import InfraError, port_in_use, port_taken_message, tail
+from shared.cli.kafka_access import (
+    ADMIN,
+    CONTROLLER,
+    Cluster,
+    EventTopics,
+    create_credentials,
+    external_cluster,
+    grant_service_acls,
+    principals,
+    read_credentials,
+    revoke_topic_acls,
+    service_principals,
+)
 
 KAFKA_VERSION: str = "4.4.0"  # keep equal to <kafka.version> in deploy/kafka/pom.xml
-DEFAULT_TOPICS: tuple[str, ...] = ("unbind.events", "unbind.events.dlq")
+DEFAULT_TOPICS = EventTopics()
 DEFAULT_PARTITIONS = 6
 DEFAULT_PORT = 9092
 DEFAULT_CONTROLLER_PORT = 9093
@@ -101,6 +120,10 @@ class _Paths:
     @property
     def state_file(self) -> Path:
         return self.root / "broker.json"
+
+    @property
+    def credentials(self) -> Path:
+        return self.root / "credentials.json"
 
     @property
     def cluster_id_file(self) -> Path:
@@ -336,10 +359,29 @@ def _new_cluster_id() -> str:
             return cid
 
 
-def _render_config(paths: _Paths, port: int, controller_port: int) -> None:
+def _render_config(paths: _Paths, port: int, controller_port: int, passwords: dict[str, str]) -> None:
     template = (deploy_dir() / "server.properties.template").read_text()
-    rendered = string.Template(template).substitute(port=port, controller_port=controller_port, data_dir=paths.data)
-    paths.props.write_text(rendered)
+    rendered = string.Template(template).substitute(
+        port=port, controller_port=controller_port, data_dir=paths.data, admin_password=passwords[ADMIN], controller_password=passwords[CONTROLLER]
+    )
+    # Only the owner reads it: it holds two passwords. Rewritten in place, the mode is set anew.
+    with os.fdopen(os.open(paths.props, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)
+        fh.write(rendered)
+
+
+def _credentials(paths: _Paths) -> dict[str, str]:
+    """Every principal's password, made on first use. Storage formatted without them (a var dir
+    from before the broker authenticated clients, or one that lacks a newer principal) is deleted:
+    its users are fixed when it is formatted, and it holds development data only. Call with the
+    broker stopped."""
+    passwords = read_credentials(paths.credentials)
+    if passwords.keys() >= set(principals()):
+        return passwords
+    if paths.data.is_dir():
+        print(f"kafka: {paths.data} was formatted without SASL users for every principal; recreating it (it held development data only)", file=sys.stderr)
+        shutil.rmtree(paths.data)
+    return create_credentials(paths.credentials)
 
 
 def _jvm_logging_args(paths: _Paths) -> list[str]:
@@ -349,8 +391,10 @@ def _jvm_logging_args(paths: _Paths) -> list[str]:
     ]
 
 
-def _format_storage(java: str, libs: Path, paths: _Paths) -> None:
-    """Format log.dirs once (a KRaft broker refuses to start on unformatted storage)."""
+def _format_storage(java: str, libs: Path, paths: _Paths, passwords: dict[str, str]) -> None:
+    """Format log.dirs once (a KRaft broker refuses to start on unformatted storage), with the
+    SCRAM credentials of the admin and of every service (KIP-900: they exist before the first
+    client connects, so no client ever needs an unauthenticated door to create them)."""
     if (paths.data / "meta.properties").is_file():
         return
     if not paths.cluster_id_file.is_file():
@@ -370,11 +414,14 @@ def _format_storage(java: str, libs: Path, paths: _Paths) -> None:
         "-c",
         str(paths.props),
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL)
+    # KIP-900 takes them on the command line only: visible in /proc for the seconds the format runs, once per var dir.
+    scram = [arg for name in (ADMIN, *service_principals()) for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={passwords[name]}]")]
+    out = subprocess.run(cmd + scram, capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL)
     if out.returncode != 0:
+        # The command without its --add-scram arguments: they hold the passwords.
         raise InfraError(
             f"Formatting Kafka storage in {paths.data} failed (exit {out.returncode}).\n"
-            f"Command: {shlex.join(cmd)}\n{(out.stdout + out.stderr).strip()[-3000:]}\n"
+            f"Command: {shlex.join(cmd)} --add-scram ...\n{(out.stdout + out.stderr).strip()[-3000:]}\n"
             f"If {paths.data} holds an old or broken broker, `unbind kafka down` and delete "
             f"{paths.root} to start from scratch."
         )
@@ -427,7 +474,7 @@ def _spawn_broker(java: str, libs: Path, paths: _Paths) -> int:
 @dataclass
 class _Started:
     pid: int
-    bootstrap: str
+    cluster: Cluster
 
 
 def _start_or_reuse(var_dir: Path, port: int, controller_port: int) -> _Started:
@@ -436,6 +483,10 @@ def _start_or_reuse(var_dir: Path, port: int, controller_port: int) -> _Started:
     paths.logs.mkdir(parents=True, exist_ok=True)
     with _file_lock(paths.lock_file):
         pid = _our_live_pid(paths)
+        if pid is not None and not read_credentials(paths.credentials).keys() >= set(principals()):
+            # A broker started before clients authenticated: stopped, and its storage recreated below.
+            _stop(pid, timeout=30)
+            pid = None
         if pid is not None:
             state = _read_state(paths)
             running = (state.get("port"), state.get("controller_port"))
@@ -445,7 +496,7 @@ def _start_or_reuse(var_dir: Path, port: int, controller_port: int) -> _Started:
                     f"{running[0]}/{running[1]}, not {port}/{controller_port}. Use "
                     f"127.0.0.1:{running[0]}, or `unbind kafka down` first."
                 )
-            return _Started(pid, f"127.0.0.1:{port}")
+            return _Started(pid, Cluster.local(f"127.0.0.1:{port}", read_credentials(paths.credentials)))
         if port == controller_port:
             raise InfraError(f"Kafka port and controller port must differ (both {port}).")
         java = find_java()
@@ -455,34 +506,55 @@ def _start_or_reuse(var_dir: Path, port: int, controller_port: int) -> _Started:
         if port_in_use(controller_port):
             raise InfraError(port_taken_message(controller_port, "Kafka controller", "choose another controller port."))
         libs = ensure_jars()
-        _render_config(paths, port, controller_port)
-        _format_storage(java, libs, paths)
+        passwords = _credentials(paths)
+        _render_config(paths, port, controller_port, passwords)
+        _format_storage(java, libs, paths, passwords)
         pid = _spawn_broker(java, libs, paths)
         paths.pid_file.write_text(f"{pid}\n")
         paths.state_file.write_text(json.dumps({"pid": pid, "port": port, "controller_port": controller_port, "version": KAFKA_VERSION, "started_at": time.time()}))
-        return _Started(pid, f"127.0.0.1:{port}")
+        return _Started(pid, Cluster.local(f"127.0.0.1:{port}", passwords))
 
 
 # --------------------------------------------------------------------------- kafka protocol
 
 
-def _admin(bootstrap: str, request_timeout_ms: int = 10000):  # -> AIOKafkaAdminClient
+def _admin(cluster: Cluster, request_timeout_ms: int = 10000):  # -> AIOKafkaAdminClient
     from aiokafka.admin import AIOKafkaAdminClient  # imported lazily: `status` needs no aiokafka
 
-    return AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        client_id="unbind-infra",
-        request_timeout_ms=request_timeout_ms,
-    )
+    return AIOKafkaAdminClient(**cluster.client_options(), client_id="unbind-infra", request_timeout_ms=request_timeout_ms)
+
+
+async def _refusal(cluster: Cluster) -> str | None:
+    """Why the broker refuses the cluster's credentials (retrying will not help), or None.
+
+    aiokafka's clients log a refused handshake and raise only "unable to bootstrap"; one
+    connection of our own gets the broker's reason.
+    """
+    from aiokafka.conn import create_conn
+    from aiokafka.errors import AuthenticationFailedError, KafkaError, SaslAuthenticationFailed
+
+    host, _, port = cluster.bootstrap.split(",")[0].strip().rpartition(":")
+    options = cluster.client_options()
+    options.pop("bootstrap_servers")
+    try:
+        conn = await create_conn(host.strip("[]") or "127.0.0.1", int(port), request_timeout_ms=5000, **options)
+    except (AuthenticationFailedError, SaslAuthenticationFailed) as exc:
+        return str(exc)
+    except (OSError, KafkaError, TimeoutError, ValueError):
+        return None
+    conn.close()
+    return None
 
 
 async def _wait_for_metadata(
-    bootstrap: str,
+    cluster: Cluster,
     timeout: float,
     alive: Callable[[], bool] | None = None,
     on_death: Callable[[], str] | None = None,
 ) -> None:
-    """Retry a metadata request until it succeeds; fail fast if the broker process died."""
+    """Retry a metadata request until it succeeds; fail fast if the broker process died or
+    refuses the credentials."""
+    bootstrap = cluster.bootstrap
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     last_error: BaseException | None = None
@@ -499,14 +571,16 @@ async def _wait_for_metadata(
                 raise InfraError(f"Kafka at {bootstrap} did not accept connections within {timeout:.0f} s.\n{explain()}")
             await asyncio.sleep(0.2)
             continue
-        admin = _admin(bootstrap, request_timeout_ms=5000)
+        admin = _admin(cluster, request_timeout_ms=5000)
         try:
             remaining = max(1.0, deadline - loop.time())
             await asyncio.wait_for(admin.start(), timeout=min(10.0, remaining))
             # A successful metadata round trip is all we need; [] asks for no topics.
             await asyncio.wait_for(admin.describe_topics([]), timeout=min(10.0, remaining))
             return
-        except Exception as exc:  # noqa: BLE001 - any failure here just means "not ready yet"
+        except Exception as exc:  # noqa: BLE001 - any other failure here just means "not ready yet"
+            if refusal := await _refusal(cluster):
+                raise InfraError(f"Kafka at {bootstrap} refused the credentials of {cluster.principal!r}: {refusal}\n{explain()}") from None
             last_error = exc
         finally:
             with contextlib.suppress(Exception):
@@ -516,7 +590,7 @@ async def _wait_for_metadata(
         await asyncio.sleep(0.3)
 
 
-async def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = DEFAULT_PARTITIONS) -> None:
+async def create_topics(cluster: Cluster, topics: Iterable[str], partitions: int = DEFAULT_PARTITIONS) -> None:
     """Create the missing ``topics`` (replication factor 1) and wait until they have leaders.
 
     Idempotent: existing topics are left as they are, whatever their partition count.
@@ -529,7 +603,8 @@ async def create_topics(bootstrap: str, topics: Iterable[str], partitions: int =
         return
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60
-    admin = _admin(bootstrap, request_timeout_ms=30000)
+    bootstrap = cluster.bootstrap
+    admin = _admin(cluster, request_timeout_ms=30000)
     await admin.start()
     try:
         while True:
@@ -566,11 +641,37 @@ async def create_topics(bootstrap: str, topics: Iterable[str], partitions: int =
         await admin.close()
 
 
-async def delete_topics(bootstrap: str, topics: Iterable[str]) -> None:
+async def prepare_topics(cluster: Cluster, topics: EventTopics) -> None:
+    """Grant the services their ACLs on ``topics``, then create them (see kafka_access).
+
+    ACLs first: once a broker shows the new topics with leaders, it has applied every metadata
+    record before them, the ACLs included, so the services are never refused on fresh topics.
+    """
+    admin = _admin(cluster, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        await grant_service_acls(admin, topics)
+    finally:
+        await admin.close()
+    await create_topics(cluster, topics.names)
+
+
+async def drop_topics(cluster: Cluster, topics: EventTopics) -> None:
+    """Delete ``topics`` and the ACLs on them (a test's topics, after the test)."""
+    await delete_topics(cluster, topics.names)
+    admin = _admin(cluster, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        await revoke_topic_acls(admin, topics.names)
+    finally:
+        await admin.close()
+
+
+async def delete_topics(cluster: Cluster, topics: Iterable[str]) -> None:
     """Delete ``topics`` (and their data); a topic that is already gone is no error."""
     from aiokafka.errors import UnknownTopicOrPartitionError
 
-    admin = _admin(bootstrap, request_timeout_ms=30000)
+    admin = _admin(cluster, request_timeout_ms=30000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -583,7 +684,7 @@ async def delete_topics(bootstrap: str, topics: Iterable[str]) -> None:
         await admin.close()
 
 
-async def read_topic(bootstrap: str, topic: str, *, client_id: str = "unbind-infra", timeout: float = 30) -> list[Any]:
+async def read_topic(cluster: Cluster, topic: str, *, client_id: str = "unbind-infra", timeout: float = 30) -> list[Any]:
     """Every record of ``topic``, partition by partition, from the beginning to the end offsets
     taken when reading starts (records arriving meanwhile are left out: one consistent snapshot).
 
@@ -593,10 +694,11 @@ async def read_topic(bootstrap: str, topic: str, *, client_id: str = "unbind-inf
     from aiokafka import AIOKafkaConsumer, TopicPartition  # imported lazily: `status` needs no aiokafka
     from aiokafka.errors import KafkaError
 
+    bootstrap = cluster.bootstrap
     # Probe TCP first: a broker that is not there is one clear line, not aiokafka's retry log.
     if not await asyncio.to_thread(_tcp_reachable, bootstrap, 2.0):
         raise InfraError(f"Kafka at {bootstrap} is not reachable (nothing accepts connections). Start it (`unbind kafka up` or `unbind up`) or set KAFKA_BOOTSTRAP_SERVERS.")
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id=client_id, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**cluster.client_options(), client_id=client_id, group_id=None, enable_auto_commit=False)
     try:
         async with asyncio.timeout(timeout):
             await consumer.start()
@@ -626,12 +728,12 @@ async def partitions_of(consumer: Any, topic: str) -> set[int]:
     return set(partitions or ())
 
 
-async def consumer_lag(bootstrap: str, topic: str, groups: Iterable[str]) -> dict[str, int]:
+async def consumer_lag(cluster: Cluster, topic: str, groups: Iterable[str]) -> dict[str, int]:
     """Per consumer group, how many records of `topic` it has not committed yet."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    admin = _admin(bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="unbind-infra")
+    admin = _admin(cluster)
+    consumer = AIOKafkaConsumer(**cluster.client_options(), enable_auto_commit=False, client_id="unbind-infra")
     await admin.start()
     await consumer.start()
     try:
@@ -671,26 +773,28 @@ async def kafka_up_async(
     *,
     port: int = DEFAULT_PORT,
     controller_port: int = DEFAULT_CONTROLLER_PORT,
-    topics: Iterable[str] = DEFAULT_TOPICS,
+    topics: EventTopics | None = DEFAULT_TOPICS,
     timeout: float = 90,
-) -> str:
-    """Async ``kafka_up``: start (or reuse) the broker, create ``topics``, return bootstrap."""
-    topics = list(topics)
+) -> Cluster:
+    """Async ``kafka_up``: start (or reuse) the broker, prepare ``topics``, return the cluster."""
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     if external:
-        await _wait_for_metadata(external, timeout)
-        await create_topics(external, topics)
-        return external
+        cluster = external_cluster(external)
+        await _wait_for_metadata(cluster, timeout)
+        if topics:
+            await create_topics(cluster, topics.names)
+        return cluster
     started = await asyncio.to_thread(_start_or_reuse, Path(var_dir), port, controller_port)
     paths = _Paths.of(var_dir)
     await _wait_for_metadata(
-        started.bootstrap,
+        started.cluster,
         timeout,
         alive=lambda: _pid_alive(started.pid),
         on_death=lambda: _broker_log_tail(paths),
     )
-    await create_topics(started.bootstrap, topics)
-    return started.bootstrap
+    if topics:
+        await prepare_topics(started.cluster, topics)
+    return started.cluster
 
 
 def _run_coroutine(factory: Callable[[], Awaitable[_T]]) -> _T:
@@ -709,21 +813,22 @@ def kafka_up(
     *,
     port: int = DEFAULT_PORT,
     controller_port: int = DEFAULT_CONTROLLER_PORT,
-    topics: Iterable[str] = DEFAULT_TOPICS,
+    topics: EventTopics | None = DEFAULT_TOPICS,
     timeout: float = 90,
-) -> str:
-    """Start (or reuse) the local broker and create ``topics``; returns "127.0.0.1:<port>".
+) -> Cluster:
+    """Start (or reuse) the local broker, create ``topics`` and grant the services their ACLs on
+    them (None: no topics); returns the cluster at "127.0.0.1:<port>", reached as the admin.
 
-    With ``KAFKA_BOOTSTRAP_SERVERS`` set, starts nothing and returns that value.
-    Raises InfraError (Java missing/too old, port taken, broker died, ...).
+    With ``KAFKA_BOOTSTRAP_SERVERS`` set, starts nothing, creates the topics there (no ACLs: that
+    cluster's are its operators') and returns it (see ``kafka_access.external_cluster``).
+    Raises InfraError (Java missing/too old, port taken, broker died, credentials refused, ...).
     """
-    topic_list = list(topics)
     return _run_coroutine(
         lambda: kafka_up_async(
             var_dir,
             port=port,
             controller_port=controller_port,
-            topics=topic_list,
+            topics=topics,
             timeout=timeout,
         )
     )
@@ -742,19 +847,24 @@ def kafka_down(var_dir: Path, timeout: float = 30) -> bool:
         pid = _our_live_pid(paths)
         if pid is None:
             return False
-        os.kill(pid, signal.SIGTERM)  # Kafka shuts down cleanly on SIGTERM
-        deadline = time.monotonic() + timeout
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _pid_alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            kill_deadline = time.monotonic() + 10
-            while _pid_alive(pid) and time.monotonic() < kill_deadline:
-                time.sleep(0.1)
+        _stop(pid, timeout)
         with contextlib.suppress(FileNotFoundError):
             paths.pid_file.unlink()
         return True
+
+
+def _stop(pid: int, timeout: float) -> None:
+    """SIGTERM our broker (Kafka shuts down cleanly on it), SIGKILL after ``timeout`` s."""
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        kill_deadline = time.monotonic() + 10
+        while _pid_alive(pid) and time.monotonic() < kill_deadline:
+            time.sleep(0.1)
 
 
 def _tcp_reachable(bootstrap: str, timeout: float = 2.0) -> bool:
@@ -784,6 +894,21 @@ def kafka_status(var_dir: Path) -> dict:
     return {"running": pid is not None, "pid": pid, "bootstrap": f"127.0.0.1:{port}", "external": False, "version": KAFKA_VERSION}
 
 
+def local_cluster(var_dir: Path, bootstrap: str) -> Cluster | None:
+    """The cluster at ``bootstrap`` as its admin, if it is this var dir's broker (else None)."""
+    paths = _Paths.of(var_dir)
+    passwords = read_credentials(paths.credentials) if paths.root.is_dir() else {}
+    if ADMIN in passwords and bootstrap == f"127.0.0.1:{_read_state(paths).get('port', DEFAULT_PORT)}":
+        return Cluster.local(bootstrap, passwords)
+    return None
+
+
+def admin_cluster(var_dir: Path, bootstrap: str) -> Cluster:
+    """The cluster at ``bootstrap`` as the unbind tools reach it: as the admin of this var dir's
+    broker when it is that one, else as ``kafka_access.external_cluster`` says."""
+    return local_cluster(var_dir, bootstrap) or external_cluster(bootstrap)
+
+
 def _env_port(name: str, default: int) -> int:
     value = os.environ.get(name)
     if not value:
@@ -795,7 +920,7 @@ def _env_port(name: str, default: int) -> int:
 
 
 def cli(argv: list[str], var_dir: Path) -> int:
-    """``unbind kafka up|down|status``. Ports default to $KAFKA_PORT / $KAFKA_CONTROLLER_PORT.
+    """``unbind kafka up|down|status|secrets``. Ports default to $KAFKA_PORT / $KAFKA_CONTROLLER_PORT.
 
     Exit codes: 0 success (``status`` also when not running), 1 InfraError, 2 usage.
     """
@@ -807,18 +932,30 @@ def cli(argv: list[str], var_dir: Path) -> int:
     up.add_argument("--timeout", type=float, default=90.0)
     sub.add_parser("down", help="stop the broker started from this var dir")
     sub.add_parser("status", help="show whether the broker runs")
+    made = sub.add_parser("secrets", help="make the Kafka passwords, CA and broker certificate of a compose (or, --k8s, Kubernetes) installation")
+    made.add_argument("--out", type=Path, default=None, help="folder (compose; default deploy/secrets/kafka) or env file (--k8s; default deploy/k8s/common/kafka.env)")
+    made.add_argument("--host", action="append", default=[], help="another name the broker is reached by (its certificate names kafka, localhost, 127.0.0.1)")
+    made.add_argument("--k8s", action="store_true", help="only the passwords, for the Secret unbind-kafka of deploy/k8s")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on -h / bad usage; a CLI handler must return
         return int(exc.code or 0)
     paths = _Paths.of(var_dir)
     try:
-        if args.command == "up":
+        if args.command == "secrets":
+            from shared.cli import kafka_secrets
+
+            if args.k8s:
+                written = kafka_secrets.write_k8s_secrets(args.out or kafka_secrets.DEFAULT_K8S_FILE)
+            else:
+                written = kafka_secrets.write_compose_secrets(args.out or kafka_secrets.DEFAULT_OUT, tuple(args.host))
+            print(f"kafka: wrote {', '.join(str(path) for path in written)} (passwords not shown)")
+        elif args.command == "up":
             port = args.port if args.port is not None else _env_port("KAFKA_PORT", DEFAULT_PORT)
             cport = args.controller_port if args.controller_port is not None else _env_port("KAFKA_CONTROLLER_PORT", DEFAULT_CONTROLLER_PORT)
             before = kafka_status(var_dir)
             t0 = time.monotonic()
-            bootstrap = kafka_up(var_dir, port=port, controller_port=cport, timeout=args.timeout)
+            bootstrap = kafka_up(var_dir, port=port, controller_port=cport, timeout=args.timeout).bootstrap
             after = kafka_status(var_dir)
             if after["external"]:
                 print(f"kafka: using external cluster {bootstrap} (KAFKA_BOOTSTRAP_SERVERS)")
@@ -826,8 +963,9 @@ def cli(argv: list[str], var_dir: Path) -> int:
                 print(f"kafka: already running at {bootstrap} (pid {after['pid']})")
             else:
                 print(f"kafka: started Kafka {KAFKA_VERSION} at {bootstrap} (pid {after['pid']}) in {time.monotonic() - t0:.1f} s")
-            print(f"kafka: topics ready: {', '.join(DEFAULT_TOPICS)} ({DEFAULT_PARTITIONS} partitions each)")
+            print(f"kafka: topics ready: {', '.join(DEFAULT_TOPICS.names)} ({DEFAULT_PARTITIONS} partitions each)")
             if not after["external"]:
+                print(f"kafka: SASL/SCRAM users and ACLs: one principal per service, passwords in {paths.credentials}")
                 print(f"kafka: logs in {paths.logs}")
         elif args.command == "down":
             pid = kafka_status(var_dir)["pid"]

@@ -8,7 +8,7 @@
     unbind keys generate --out DIR                                  a deployment's own keys and secrets
     unbind demo [--step-up|--review] [--approve] [--repay]          Zhang San's unbind, live, on a running `up`
     unbind dlq list [--json] | dlq replay --id ID|--all [--force]   dead letters: see them, publish them again
-    unbind kafka up|down|status · unbind postgres up|down|status    one piece of infrastructure
+    unbind kafka up|down|status|secrets · unbind postgres up|down|status   one piece of infrastructure
     unbind docs [--out DIR] [--check]                               the AsyncAPI document and event JSON Schemas
 
 Every command works on one var dir (`--var-dir`, default `$UNBIND_VAR_DIR` or `./var`), where
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unbind", description="Run the unbind services locally.", parents=[var_dir])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for name, text in (("kafka", "the local Kafka broker: up|down|status"), ("postgres", "the local PostgreSQL cluster: up|down|status")):
+    for name, text in (("kafka", "the local Kafka broker: up|down|status, and secrets for compose or Kubernetes"), ("postgres", "the local PostgreSQL cluster: up|down|status")):
         sub = commands.add_parser(name, help=text, description=text, add_help=False)
         sub.add_argument("args", nargs=argparse.REMAINDER, help="passed to the sub-command (try `unbind %(prog)s -h`)")
 

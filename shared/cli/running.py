@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 
 from shared.cli.errors import InfraError
+from shared.cli.kafka import Cluster, admin_cluster
 from shared.cli.services import load_settings
 from shared.cli.stack import live_supervisor, port_offset, read_pid_file, service_ports
 
@@ -28,6 +29,12 @@ class RunningStack:
     pids: dict[str, int] = field(default_factory=dict)
     # The PostgreSQL server of the services' databases (None: SQLite files in the var dir).
     database_server_url: str | None = None
+    var_dir: Path = Path("var")
+
+    @property
+    def cluster(self) -> Cluster:
+        """The stack's broker as the tools reach it (the admin of the var dir's broker)."""
+        return admin_cluster(self.var_dir, self.bootstrap)
 
 
 
@@ -40,7 +47,7 @@ def find_running_stack(var_dir: Path, explicit_offset: int | None = None) -> Run
         offset = port_offset(explicit_offset)
         ports = service_ports(offset)
         urls = {name: f"http://127.0.0.1:{ports[name]}" for name in CUSTOMER_FACING}
-        return RunningStack(urls, binding.kafka_bootstrap_servers, binding.topic, sms_sink, offset, f"http://127.0.0.1:{ports['dashboard']}")
+        return RunningStack(urls, binding.kafka_bootstrap_servers, binding.topic, sms_sink, offset, f"http://127.0.0.1:{ports['dashboard']}", var_dir=var_dir)
     recorded = state.get("services") or {}
     urls = {name: (recorded.get(name) or {}).get("url") for name in CUSTOMER_FACING}
     if not all(urls.values()):
@@ -56,7 +63,7 @@ def find_running_stack(var_dir: Path, explicit_offset: int | None = None) -> Run
     pids = {name: info["pid"] for name, info in recorded.items() if isinstance(info, dict) and isinstance(info.get("pid"), int)}
     bootstrap = state.get("kafka_bootstrap") or binding.kafka_bootstrap_servers
     server_url = state.get("database_server_url")
-    return RunningStack(urls, bootstrap, binding.topic, sms_sink, dashboard_url=dashboard, pids=pids, database_server_url=server_url)  # type: ignore[arg-type]
+    return RunningStack(urls, bootstrap, binding.topic, sms_sink, dashboard_url=dashboard, pids=pids, database_server_url=server_url, var_dir=var_dir)  # type: ignore[arg-type]
 
 
 async def check_running(client: httpx.AsyncClient, stack: RunningStack, var_dir: Path) -> None:

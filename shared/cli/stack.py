@@ -283,6 +283,8 @@ class _Stack:
     kafka_started: bool = False
     kafka_bootstrap: str = ""
     kafka_origin: str = ""
+    # The cluster and the passwords of its principals, when this installation knows them.
+    kafka_cluster: kafka.Cluster | None = None
     # The PostgreSQL server the services use (None: SQLite files), for the tools that seed data.
     database_server_url: str | None = None
     started_at: float = field(default_factory=time.time)
@@ -361,17 +363,19 @@ def _start(stack: _Stack, options: UpOptions, ports: dict[str, int], settings: d
     timings: dict[str, float] = {}
     if options.no_kafka:
         stack.kafka_bootstrap = first.kafka_bootstrap_servers
+        stack.kafka_cluster = kafka.local_cluster(stack.var_dir, stack.kafka_bootstrap)
         stack.kafka_origin = KAFKA_NOT_STARTED
         say(f"kafka: not started (--no-kafka); services will use {stack.kafka_bootstrap}")
     else:
         before = kafka.kafka_status(stack.var_dir)
         say("kafka: starting the broker" if not before["running"] and not before["external"] else f"kafka: using {before['bootstrap']}")
-        stack.kafka_bootstrap = kafka.kafka_up(
+        stack.kafka_cluster = kafka.kafka_up(
             stack.var_dir,
             port=_env_port("KAFKA_PORT", kafka.DEFAULT_PORT),
             controller_port=_env_port("KAFKA_CONTROLLER_PORT", kafka.DEFAULT_CONTROLLER_PORT),
-            topics=[first.topic, first.dlq_topic],
+            topics=kafka.EventTopics(first.topic, first.dlq_topic),
         )
+        stack.kafka_bootstrap = stack.kafka_cluster.bootstrap
         stack.kafka_started = not before["external"] and not before["running"]
         stack.kafka_origin = KAFKA_EXTERNAL if before["external"] else KAFKA_STARTED if stack.kafka_started else KAFKA_ALREADY_RUNNING
         stack.save()
@@ -389,14 +393,13 @@ def _start(stack: _Stack, options: UpOptions, ports: dict[str, int], settings: d
     keys = installation_keys(stack.var_dir)
     if created := keys.generate_missing():
         say(f"keys: generated {', '.join(created)} in {_relative(keys.dir)} (this installation's own; mode 0600)")
-    env = _service_env(stack, ports, server_url)
     logs = stack.var_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     for service in APPS:
         log_path = logs / f"{service}.log"
         if log_path.exists():
             log_path.replace(log_path.with_name(f"{service}.log.1"))
-        service_env = {**env, **_key_env(stack, keys, service)}
+        service_env = {**_service_env(stack, ports, server_url, service), **_key_env(stack, keys, service)}
         stack.services.append(ServiceProcess(service, ports[service], service_env, log_path, settings[service].log_level.lower()))
     for proc in stack.services:
         proc.spawn()
@@ -408,8 +411,9 @@ def _start(stack: _Stack, options: UpOptions, ports: dict[str, int], settings: d
     return timings
 
 
-def _service_env(stack: _Stack, ports: dict[str, int], server_url: str | None) -> dict[str, str]:
-    """The environment of every service process: the caller's, plus where the stack lives."""
+def _service_env(stack: _Stack, ports: dict[str, int], server_url: str | None, service: str) -> dict[str, str]:
+    """The environment of one service process: the caller's, plus where the stack lives and the
+    service's own Kafka principal (when the stack's broker is one whose passwords it knows)."""
     env = dict(os.environ)
     env.update(
         {
@@ -425,6 +429,8 @@ def _service_env(stack: _Stack, ports: dict[str, int], server_url: str | None) -
     )
     if server_url:
         env["UNBIND_DATABASE_SERVER_URL"] = server_url
+    if stack.kafka_cluster is not None:
+        env.update(stack.kafka_cluster.service_env(service))
     return env
 
 

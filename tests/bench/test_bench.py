@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from shared.cli.kafka import Cluster
 from tests.cli.conftest import run_unbind, unbind_up
 
 WORKFLOWS = 150
 
 
 @pytest.mark.kafka
-def test_bench_drives_every_workflow_and_writes_its_report(kafka_bootstrap: str, tmp_path: Path) -> None:
-    with unbind_up(kafka_bootstrap, tmp_path) as up:
+def test_bench_drives_every_workflow_and_writes_its_report(kafka_cluster: Cluster, tmp_path: Path) -> None:
+    with unbind_up(kafka_cluster, tmp_path) as up:
         offset = up.ports["binding"] - 8001
         report_path = tmp_path / "bench.json"
         args = ("--var-dir", str(up.var_dir), "bench", "--workflows", str(WORKFLOWS), "--step-up", "0.2", "--port-offset", str(offset), "--json", str(report_path))

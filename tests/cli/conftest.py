@@ -22,8 +22,10 @@ import httpx
 import pytest
 
 from shared.cli.errors import port_in_use, process_cmdline
-from shared.cli.kafka import create_topics
+from shared.cli.kafka import Cluster, EventTopics, prepare_topics
+from shared.cli.kafka_access import CREDENTIALS_ENV
 from shared.cli.stack import pid_alive, service_ports
+from tests.conftest import KAFKA_CREDENTIALS
 
 # The console script pyproject declares, installed beside the interpreter running the tests.
 UNBIND = Path(sys.executable).with_name("unbind")
@@ -101,15 +103,22 @@ class RunningUp:
             return False
 
 
+def broker_env(cluster: Cluster, **extra: str) -> dict[str, str]:
+    """The environment of an `unbind` process on the test broker: as an external cluster whose
+    principals' passwords are in the test broker's credentials file."""
+    return cli_env(KAFKA_BOOTSTRAP_SERVERS=cluster.bootstrap, **{CREDENTIALS_ENV: str(KAFKA_CREDENTIALS)}, **extra)
+
+
 @contextmanager
-def unbind_up(bootstrap: str, tmp_path: Path) -> Iterator[RunningUp]:
-    """Start `unbind up` on fresh topics; on exit make sure nothing it started survives."""
+def unbind_up(cluster: Cluster, tmp_path: Path) -> Iterator[RunningUp]:
+    """Start `unbind up` on fresh topics (with the services' ACLs); on exit make sure nothing it
+    started survives."""
     suffix = uuid.uuid4().hex[:10]
     topic, dlq_topic = f"cli.{suffix}.events", f"cli.{suffix}.dlq"
-    asyncio.run(create_topics(bootstrap, [topic, dlq_topic]))
+    asyncio.run(prepare_topics(cluster, EventTopics(topic, dlq_topic)))
     offset = free_port_offset()
     var_dir = tmp_path / "var"
-    env = cli_env(KAFKA_BOOTSTRAP_SERVERS=bootstrap, UNBIND_TOPIC=topic, UNBIND_DLQ_TOPIC=dlq_topic)
+    env = broker_env(cluster, UNBIND_TOPIC=topic, UNBIND_DLQ_TOPIC=dlq_topic)
     output_path = tmp_path / "up.out"
     with open(output_path, "wb") as output:
         proc = subprocess.Popen([str(UNBIND), "--var-dir", str(var_dir), "up", "--port-offset", str(offset)], stdout=output, stderr=subprocess.STDOUT, env=env)

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.notification.templates import CODE_IN_SMS
+from shared.cli.kafka import Cluster
 from tests.cli.conftest import ZHANGSAN_PHONE, RunningUp, cli_env, free_port_offset, run_unbind, unbind_up
 
 EVENT_LINE = re.compile(r"^\s+\+\d+\.\d{3}s  (\w+)  (.*)$", re.MULTILINE)
@@ -46,8 +47,8 @@ def night_in_shanghai() -> bool:
 
 
 @pytest.mark.kafka
-def test_demo_plays_allow_then_step_up_then_review_on_one_stack(kafka_bootstrap: str, tmp_path) -> None:
-    with unbind_up(kafka_bootstrap, tmp_path) as up:
+def test_demo_plays_allow_then_step_up_then_review_on_one_stack(kafka_cluster: Cluster, tmp_path) -> None:
+    with unbind_up(kafka_cluster, tmp_path) as up:
         allow = demo(up)
         assert [kind for kind, _ in events(allow.stdout)] == COMPLETED_FLOW, allow.stdout
         assert re.match(r"score \d+ · allow · needs otp · .*instalment_due_soon\(\+10\)", described(allow.stdout, "RiskAssessed"))

@@ -28,7 +28,7 @@ from shared.consumer import EventConsumer
 from shared.events import UnbindCompleted
 from shared.migrations import SERVICES
 from shared.uow import UnitOfWork
-from tests.cli.conftest import cli_env, run_unbind
+from tests.cli.conftest import broker_env, cli_env, run_unbind
 from tests.factories import notification_consumer, notification_knows
 from tests.stack import BusTopics, Stack, eventually, running_stack
 
@@ -60,7 +60,8 @@ class Dlq:
 
     def __init__(self, topics: BusTopics, var_dir: Path):
         self.var_dir = var_dir
-        self.env = cli_env(KAFKA_BOOTSTRAP_SERVERS=topics.bootstrap or "", UNBIND_TOPIC=topics.topic, UNBIND_DLQ_TOPIC=topics.dlq_topic)
+        assert topics.cluster
+        self.env = broker_env(topics.cluster, UNBIND_TOPIC=topics.topic, UNBIND_DLQ_TOPIC=topics.dlq_topic)
 
     async def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
         result = await asyncio.to_thread(run_unbind, "--var-dir", str(self.var_dir), "dlq", *args, env=self.env)
@@ -182,9 +183,12 @@ async def test_a_malformed_record_is_listed_but_never_replayed(kafka_topics: Bus
 
 
 def test_without_a_broker_each_command_says_so_in_one_line(tmp_path: Path) -> None:
-    env = cli_env(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1")
+    env = cli_env(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", KAFKA_SASL_USERNAME="admin", KAFKA_SASL_PASSWORD="never-sent")
     for args in (["list"], ["replay", "--all"]):
         result = run_unbind("--var-dir", str(tmp_path / "var"), "dlq", *args, env=env)
         assert "Kafka at 127.0.0.1:1 is not reachable" in one_error_line(result)
+    # Without credentials for a cluster it did not start, the one line names the setting.
+    anonymous = {name: value for name, value in env.items() if not name.startswith("KAFKA_SASL_")}
+    assert "KAFKA_SASL_USERNAME is not set" in one_error_line(run_unbind("--var-dir", str(tmp_path / "var"), "dlq", "list", env=anonymous))
     # An id that cannot be one is refused before Kafka is even asked.
     assert "'first' is not a dead-letter id" in one_error_line(run_unbind("--var-dir", str(tmp_path / "var"), "dlq", "replay", "--id", "first", env=env))

@@ -23,7 +23,7 @@ import pytest
 from services.notification.templates import CODE_IN_SMS
 from shared.cli import pii
 from shared.cli.errors import process_cmdline
-from shared.cli.kafka import read_topic
+from shared.cli.kafka import Cluster, read_topic
 from shared.cli.stack import pid_alive, restart_delay, service_ports
 from tests.cli.conftest import ZHANGSAN_PHONE, cli_env, eventually, free_port_offset, run_unbind, unbind_up
 
@@ -43,8 +43,8 @@ def _latest_code(sms_sink: Path) -> str | None:
 
 
 @pytest.mark.kafka
-def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm(kafka_bootstrap: str, tmp_path: Path) -> None:
-    with unbind_up(kafka_bootstrap, tmp_path) as up:
+def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm(kafka_cluster: Cluster, tmp_path: Path) -> None:
+    with unbind_up(kafka_cluster, tmp_path) as up:
         output = up.output()
         for service, port in up.ports.items():
             assert f"http://127.0.0.1:{port}" in output, f"{service}'s URL is not in the summary"
@@ -115,7 +115,7 @@ def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm
         secrets.add_account_number("6222021234514821")
         secrets.add_codes_from_sms_sink(up.var_dir / "sms.jsonl")
         assert secrets.codes, "the scan knows the codes that were sent"
-        records = asyncio.run(read_topic(kafka_bootstrap, up.env["UNBIND_TOPIC"]))
+        records = asyncio.run(read_topic(kafka_cluster, up.env["UNBIND_TOPIC"]))
         lines = [*pii.record_lines(up.env["UNBIND_TOPIC"], records), *pii.log_lines(up.var_dir / "logs")]
         assert len(records) >= 5 and len(lines) > len(records), "the scan saw the flow's events and the services' logs"
         assert not pii.scan(lines, secrets)
@@ -135,17 +135,17 @@ def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm
         assert up.proc.wait(30) == 0, up.output()
         assert not [pid for pid in children if pid_alive(pid)], "a service outlived its supervisor"
         assert not (up.var_dir / "unbind-up.pid").exists()
-        assert f"the external cluster {kafka_bootstrap} is left alone" in up.output()
+        assert f"the external cluster {kafka_cluster.bootstrap} is left alone" in up.output()
 
 
 @pytest.mark.kafka
-def test_status_and_down_from_another_terminal(kafka_bootstrap: str, tmp_path: Path) -> None:
-    with unbind_up(kafka_bootstrap, tmp_path) as up:
+def test_status_and_down_from_another_terminal(kafka_cluster: Cluster, tmp_path: Path) -> None:
+    with unbind_up(kafka_cluster, tmp_path) as up:
         status = run_unbind("--var-dir", str(up.var_dir), "status", env=up.env)
         assert status.returncode == 0, status.stderr
         assert f"up: running (supervisor pid {up.proc.pid}" in status.stdout
         assert status.stdout.count("ready (kafka connected)") == 5, status.stdout
-        assert f"kafka: external cluster {kafka_bootstrap} is reachable" in status.stdout
+        assert f"kafka: external cluster {kafka_cluster.bootstrap} is reachable" in status.stdout
 
         children = list(up.service_pids().values())
         down = run_unbind("--var-dir", str(up.var_dir), "down", env=up.env)
@@ -177,6 +177,18 @@ def test_a_service_that_dies_at_startup_is_reported_with_its_log(tmp_path: Path)
     assert "--- last lines of" in result.stderr and "bogus" in result.stderr
     assert not (tmp_path / "unbind-up.pid").exists()
     assert not any(f"--port {port}" in process_cmdline(pid) for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) for port in service_ports(offset).values())
+
+
+def test_a_service_without_kafka_credentials_is_reported_with_its_one_line(tmp_path: Path) -> None:
+    """`--no-kafka` and no KAFKA_SASL_PASSWORD anywhere: no service falls back to an unauthenticated
+    connection; the first to start exits, and its one line is what `unbind up` shows."""
+    offset = free_port_offset()
+    env = {name: value for name, value in cli_env().items() if not name.startswith("KAFKA_")}
+    result = run_unbind("--var-dir", str(tmp_path), "up", "--no-kafka", "--port-offset", str(offset), env=env)
+    assert result.returncode == 1
+    assert re.search(r"The \w+ service exited during startup \(exit code 1\)", result.stderr), result.stderr
+    assert re.search(r"KAFKA_SASL_PASSWORD is not set: the \w+ service \(Kafka principal '\w+'\) cannot authenticate to Kafka without it", result.stderr)
+    assert "Traceback" not in result.stderr
 
 
 def test_restart_backoff_is_immediate_after_a_stable_run_and_capped_in_a_crash_loop() -> None:

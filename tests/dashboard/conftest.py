@@ -21,7 +21,7 @@ from tests.stack import BusTopics
 def dashboard_settings(topics: BusTopics, var_dir: Path, **overrides: Any) -> DashboardSettings:
     settings: dict[str, Any] = {
         **key_settings("dashboard", DashboardSettings),
-        "kafka_bootstrap_servers": topics.bootstrap or "127.0.0.1:1",
+        **topics.settings_for("dashboard"),
         "topic": topics.topic,
         "dlq_topic": topics.dlq_topic,
         "var_dir": var_dir,
@@ -39,7 +39,7 @@ async def running_dashboard(
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """The dashboard app, started, with an in-process client; its risk calls go to `risk_app`."""
     transport = httpx.ASGITransport(app=risk_app) if risk_app is not None else None
-    app = create_app(dashboard_settings(topics, var_dir, **overrides), bus=topics.bus, clock=clock, risk_transport=transport)
+    app = create_app(dashboard_settings(topics, var_dir, **overrides), bus=topics.app_bus, clock=clock, risk_transport=transport)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dashboard") as client:
             yield app, client

@@ -8,19 +8,29 @@ the Dockerfile's final stage.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import re
+import socket
+import subprocess
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError
 from pydantic import AliasChoices, TypeAdapter, ValidationError
 from setuptools import find_namespace_packages, find_packages
 
+from shared.cli import kafka
+from shared.cli.kafka_access import Cluster
+from shared.cli.kafka_secrets import DEFAULT_OUT, write_compose_secrets
 from shared.cli.services import APPS, settings_class
+from shared.kafka_security import KafkaSecurity
 from shared.migrations import SERVICES as DATABASE_SERVICES
 from shared.settings import ServiceSettings
 
@@ -32,7 +42,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DESIGN = ROOT.parent / "shared" / "docs" / "design.md"
 
 INFRASTRUCTURE = ("kafka", "postgres")
-JOBS = ("migrate", "kafka-topics")
+JOBS = ("migrate", "kafka-setup")
 # Settings a container leaves to the code, and why; every other field must be passed.
 NOT_PASSED = {
     "consumer_group": "every instance of a service shares its default group unbind-<service>",
@@ -51,6 +61,30 @@ def compose() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def services(compose: dict[str, Any]) -> dict[str, Any]:
     return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def kafka_secrets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What `unbind kafka secrets` writes into deploy/secrets/kafka, made afresh in a temporary folder."""
+    out = tmp_path_factory.mktemp("secrets") / "kafka"
+    write_compose_secrets(out)
+    return out
+
+
+def env_files(service: dict[str, Any], kafka_secrets: Path) -> dict[str, str]:
+    """The variables a service's env_files give it, as `unbind kafka secrets` writes them."""
+    values: dict[str, str] = {}
+    for name in service.get("env_file", []):
+        path = Path(name)
+        assert path.parent == DEFAULT_OUT, f"{name} is not a file `unbind kafka secrets` writes"
+        lines = (kafka_secrets / path.name).read_text().splitlines()
+        values.update(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    return values
+
+
+def environment(service: dict[str, Any], kafka_secrets: Path) -> dict[str, Any]:
+    """A container's whole environment: its env_files, then its `environment` (which wins)."""
+    return {**env_files(service, kafka_secrets), **service.get("environment", {})}
 
 
 def env_names(cls: type[ServiceSettings]) -> dict[str, str]:
@@ -106,7 +140,7 @@ def resolve(value: Any) -> str:
 def settings_from(environment: dict[str, Any], cls: type[ServiceSettings], monkeypatch: pytest.MonkeyPatch) -> ServiceSettings:
     """The settings object a container with this environment builds, and nothing else."""
     for name in list(os.environ):
-        if name.upper().startswith("UNBIND_") or name.upper() == "KAFKA_BOOTSTRAP_SERVERS":
+        if name.upper().startswith(("UNBIND_", "KAFKA_")):
             monkeypatch.delenv(name)
     for name, value in environment.items():
         monkeypatch.setenv(name, resolve(value))
@@ -122,17 +156,17 @@ def test_every_service_is_there(services: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("app", APPS)
-def test_environment_keys_are_settings_of_the_service(services: dict[str, Any], app: str) -> None:
+def test_environment_keys_are_settings_of_the_service(services: dict[str, Any], app: str, kafka_secrets: Path) -> None:
     known = env_names(settings_class(app))
-    unknown = sorted(set(services[app]["environment"]) - set(known))
+    unknown = sorted(set(environment(services[app], kafka_secrets)) - set(known))
     assert not unknown, f"{app}: {unknown} are not settings of {settings_class(app).__name__} (typo? the service would ignore them)"
 
 
 @pytest.mark.parametrize("app", APPS)
-def test_every_setting_is_passed(services: dict[str, Any], app: str) -> None:
+def test_every_setting_is_passed(services: dict[str, Any], app: str, kafka_secrets: Path) -> None:
     cls = settings_class(app)
     names = env_names(cls)
-    passed = {names[key] for key in services[app]["environment"] if key in names}
+    passed = {names[key] for key in environment(services[app], kafka_secrets) if key in names}
     left_to_the_code = set(NOT_PASSED) | (set() if app in DATABASE_SERVICES else NO_DATABASE)
     missing = sorted(set(cls.model_fields) - passed - left_to_the_code)
     assert not missing, f"{app}: settings {missing} are not passed through the environment (add them, or to NOT_PASSED with the reason)"
@@ -156,12 +190,24 @@ def test_a_default_in_compose_is_the_code_default(services: dict[str, Any], app:
 
 
 @pytest.mark.parametrize("app", APPS)
-def test_the_environment_builds_the_settings(services: dict[str, Any], app: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = settings_from(services[app]["environment"], settings_class(app), monkeypatch)
+def test_the_environment_builds_the_settings(services: dict[str, Any], app: str, monkeypatch: pytest.MonkeyPatch, kafka_secrets: Path) -> None:
+    settings = settings_from(environment(services[app], kafka_secrets), settings_class(app), monkeypatch)
     assert settings.kafka_bootstrap_servers == "kafka:19092"
     assert settings.env == "development"
+    # Its own principal, over TLS, checking the broker against the CA it is given.
+    security = settings.kafka_security()
+    assert (security.username, security.protocol, security.mechanism) == (app, "SASL_SSL", "SCRAM-SHA-512")
+    assert security.password == (kafka_secrets / f"{app}.env").read_text().strip().split("=", 1)[1]
+    assert security.cafile == "/run/secrets/kafka-ca" and "kafka-ca" in services[app]["secrets"]
     if app in DATABASE_SERVICES:
         assert settings.database_url == f"postgresql+asyncpg://unbind:{env_example()['POSTGRES_PASSWORD']}@postgres:5432/unbind_{app}"
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_each_service_reads_its_own_kafka_password_and_no_other(services: dict[str, Any], app: str, kafka_secrets: Path) -> None:
+    assert services[app]["env_file"] == [str(DEFAULT_OUT / f"{app}.env")]
+    assert set(env_files(services[app], kafka_secrets)) == {"KAFKA_SASL_PASSWORD"}
+    assert services[app]["environment"]["KAFKA_SASL_USERNAME"] == app
 
 
 @pytest.mark.parametrize("app", APPS)
@@ -241,9 +287,11 @@ def test_the_jobs_run_what_they_should(services: dict[str, Any]) -> None:
     assert pyproject["project"]["scripts"]["unbind"] == "shared.cli.main:main"
     migrate = " ".join(services["migrate"]["command"])
     assert "unbind migrate" in migrate and "unbind seed" in migrate
-    topics = " ".join(services["kafka-topics"]["command"])
+    setup = services["kafka-setup"]
+    assert setup["entrypoint"] == ["/bin/bash", "/etc/unbind/kafka-setup.sh"]
+    assert "./deploy/k8s/setup/kafka-setup.sh:/etc/unbind/kafka-setup.sh:ro" in setup["volumes"], "the script Kubernetes' setup Job runs"
     for field in ("topic", "dlq_topic"):
-        assert ServiceSettings.model_fields[field].default in topics
+        assert resolve(setup["environment"][f"UNBIND_{field.upper()}"]) == ServiceSettings.model_fields[field].default
 
 
 def test_the_migrations_are_in_the_package() -> None:
@@ -276,11 +324,11 @@ def test_depends_on_waits_for_health_or_completion(services: dict[str, Any]) -> 
                 assert rule["condition"] == "service_healthy", f"{name} -> {target}"
                 assert "healthcheck" in services[target], f"{name} waits for {target} to be healthy, which has no healthcheck"
     for app in APPS:
-        assert "kafka-topics" in services[app]["depends_on"], f"{app} may start before its topics exist"
+        assert "kafka-setup" in services[app]["depends_on"], f"{app} may start before its topics, user and ACLs exist"
         if app in DATABASE_SERVICES:
             assert "migrate" in services[app]["depends_on"], f"{app} may start before its database is migrated"
     assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
-    assert services["kafka-topics"]["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+    assert services["kafka-setup"]["depends_on"] == {"kafka": {"condition": "service_healthy"}}
 
 
 # --------------------------------------------------------------------------- the image
@@ -319,3 +367,121 @@ def test_dockerfile_builds_in_stages_and_runs_as_non_root() -> None:
     # No setting, and so no secret, is baked in beyond where the var dir is.
     baked = {word.split("=")[0] for keyword, rest in final if keyword == "ENV" for word in rest.split() if "=" in word}
     assert not {name for name in baked if name.startswith("UNBIND_")} - {"UNBIND_VAR_DIR"}
+
+
+# --------------------------------------------------------------------------- the broker's security
+
+BROKER_PROPERTIES = ROOT / "deploy" / "kafka" / "compose.properties"
+
+
+def broker_config() -> dict[str, str]:
+    lines = (line.strip() for line in BROKER_PROPERTIES.read_text().splitlines())
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_the_broker_authorizes_with_acls_and_has_no_unauthenticated_listener(services: dict[str, Any]) -> None:
+    kafka = services["kafka"]
+    assert f"./{BROKER_PROPERTIES.relative_to(ROOT)}:/etc/unbind/kafka/server.properties:ro" in kafka["volumes"]
+    assert "kafka-storage.sh format" in kafka["command"][0] and "kafka-server-start.sh" in kafka["command"][0]
+    config = broker_config()
+    assert config["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert config["allow.everyone.if.no.acl.found"] == "false"
+    assert config["super.users"] == "User:admin;User:controller"
+    protocols = dict(entry.split(":") for entry in config["listener.security.protocol.map"].split(","))
+    listeners = dict(re.fullmatch(r"(\w+)://(.*)", entry).groups() for entry in config["listeners"].split(","))  # type: ignore[union-attr]
+    for name, address in listeners.items():
+        assert protocols[name].startswith("SASL_"), f"{name} lets clients in without authenticating"
+        if not address.startswith("localhost:"):
+            assert protocols[name] == "SASL_SSL", f"{name} ({address}) is reachable from other hosts without TLS"
+    # The secrets the config reads are the ones compose mounts, made by `unbind kafka secrets`.
+    mounted = {f"/run/secrets/{name}" for name in kafka["secrets"]}
+    assert {config["ssl.keystore.location"], config["ssl.truststore.location"]} <= mounted
+    assert set(re.findall(r"\$\{env:(\w+)\}", BROKER_PROPERTIES.read_text())) == {"KAFKA_ADMIN_PASSWORD", "KAFKA_CONTROLLER_PASSWORD"}
+
+
+def test_every_secret_compose_reads_is_made_per_installation_and_git_ignored(compose: dict[str, Any], kafka_secrets: Path) -> None:
+    read = {Path(name) for service in compose["services"].values() for name in service.get("env_file", [])}
+    read |= {Path(secret["file"]) for secret in compose["secrets"].values()}
+    assert {path.parent for path in read} == {DEFAULT_OUT}
+    assert {path.name for path in read} == {path.name for path in kafka_secrets.iterdir()}, "a file compose reads that the command does not write, or the reverse"
+    assert "deploy/secrets/" in (ROOT / ".gitignore").read_text().splitlines()
+    for path in kafka_secrets.iterdir():
+        mode = path.stat().st_mode & 0o777
+        assert mode == (0o644 if path.suffix == ".pem" else 0o600), f"{path.name}: {oct(mode)}"
+    assert kafka_secrets.stat().st_mode & 0o777 == 0o700
+    # The passwords of one installation are all different.
+    passwords = [line.split("=", 1)[1] for path in kafka_secrets.glob("*.env") for line in path.read_text().splitlines() if "PASSWORD" in line]
+    assert len(set(passwords)) == 7, "admin, controller and five services, each its own (the admin's twice: broker.env and admin.env)"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.kafka
+def test_the_compose_broker_lets_in_only_scram_clients_over_tls(kafka_secrets: Path, tmp_path: Path) -> None:
+    """deploy/kafka/compose.properties, run as compose runs it (format with the admin's SCRAM
+    credentials, then start) on the project's Kafka jars, with files from `unbind kafka secrets`,
+    on free loopback ports; a client configured as the services are gets in, none other does."""
+    internal, external, controller = _free_port(), _free_port(), _free_port()
+    text = BROKER_PROPERTIES.read_text()
+    for old, new in {
+        "INTERNAL://:19092": f"INTERNAL://127.0.0.1:{internal}",
+        "EXTERNAL://:9092": f"EXTERNAL://127.0.0.1:{external}",
+        "kafka:19092": f"127.0.0.1:{internal}",
+        "127.0.0.1:9092": f"127.0.0.1:{external}",
+        "localhost:9093": f"localhost:{controller}",
+        "/run/secrets/kafka-broker": str(kafka_secrets / "broker.pem"),
+        "/run/secrets/kafka-ca": str(kafka_secrets / "ca.pem"),
+        "/var/lib/kafka/data": str(tmp_path / "data"),
+    }.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    config = tmp_path / "server.properties"
+    config.write_text(text)
+    broker_env = dict(line.split("=", 1) for line in (kafka_secrets / "broker.env").read_text().splitlines())
+    env = {**os.environ, **broker_env}
+    java, libs = kafka.find_java(), kafka.ensure_jars()
+    run = [java, f"-Dlog4j2.configurationFile={kafka.deploy_dir() / 'log4j2.properties'}", f"-Dkafka.logs.dir={tmp_path}", "-cp", f"{libs}/*"]
+    scram = f"SCRAM-SHA-512=[name=admin,password={broker_env['KAFKA_ADMIN_PASSWORD']}]"
+    format_storage = [*run, "kafka.tools.StorageTool", "format", "-t", "5L6g3nShT-eMCtK--X86sw", "-c", str(config), "--add-scram", scram]
+    formatted = subprocess.run(format_storage, env=env, capture_output=True, timeout=120, check=False)
+    assert formatted.returncode == 0, formatted.stderr.decode()[-2000:]
+    with open(tmp_path / "broker.out", "wb") as out:
+        broker = subprocess.Popen([*run, "-Xmx512m", "kafka.Kafka", str(config)], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        asyncio.run(_connect_as_the_services_do(internal, kafka_secrets, broker, tmp_path / "broker.out"))
+    finally:
+        broker.terminate()
+        try:
+            broker.wait(30)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+            broker.wait()
+
+
+async def _connect_as_the_services_do(port: int, kafka_secrets: Path, broker: subprocess.Popen[bytes], log: Path) -> None:
+    password = dict(line.split("=", 1) for line in (kafka_secrets / "admin.env").read_text().splitlines())["KAFKA_SASL_PASSWORD"]
+    admin = KafkaSecurity("admin", password, "SASL_SSL", cafile=str(kafka_secrets / "ca.pem"))
+    cluster = Cluster(f"127.0.0.1:{port}", admin)
+    await kafka._wait_for_metadata(cluster, 120, alive=lambda: broker.poll() is None, on_death=lambda: log.read_text()[-3000:])
+    await kafka.create_topics(cluster, ["unbind.events"])
+    # Other ways in are refused: no TLS, no SASL, the wrong password, a CA that did not sign the broker.
+    refused = {
+        "SASL without TLS": {**admin.client_options(), "security_protocol": "SASL_PLAINTEXT"},
+        "TLS without SASL": {"security_protocol": "SSL", "ssl_context": admin.client_options()["ssl_context"]},
+        "wrong password": replace(admin, password="a-guess").client_options(),
+        "another CA": replace(admin, cafile=None).client_options(),
+    }
+    for way, options in refused.items():
+        client = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap, request_timeout_ms=5000, **options)
+        try:
+            with pytest.raises(KafkaConnectionError, match="Unable to bootstrap"):
+                async with asyncio.timeout(30):
+                    await client.start()
+        except BaseException as exc:
+            raise AssertionError(f"{way}: let in") from exc
+        finally:
+            await client.close()

@@ -50,13 +50,17 @@ _SUPPORTED = {"apiVersion", "kind", "namespace", "resources", "components", "sec
 _CLUSTER_SCOPED = {"Namespace"}
 
 
-def _read_env_file(path: Path) -> dict[str, str]:
-    """An env file as Kustomize reads it; a git-ignored secrets file is replaced by its committed
-    `.example`, so the rendering is the same on every machine and never reads real secrets."""
+def _committed(path: Path) -> Path:
+    """A git-ignored file (secrets, a cluster's CA) is replaced by its committed `.example`, so the
+    rendering is the same on every machine and never reads real secrets."""
     example = path.with_name(path.name + ".example")
-    source = example if example.is_file() else path
+    return example if example.is_file() else path
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    """An env file as Kustomize reads it."""
     values = {}
-    for line in source.read_text().splitlines():
+    for line in _committed(path).read_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")
@@ -69,7 +73,7 @@ def _generated(kustomization: dict[str, Any], directory: Path) -> list[dict[str,
     options = kustomization.get("generatorOptions", {})
     for kind, field in (("ConfigMap", "configMapGenerator"), ("Secret", "secretGenerator")):
         for generator in kustomization.get(field, []):
-            assert set(generator) <= {"name", "type", "envs", "literals"}, f"{directory}: {field} uses fields the test's loader does not implement"
+            assert set(generator) <= {"name", "type", "envs", "literals", "files"}, f"{directory}: {field} uses fields the test's loader does not implement"
             # Hash suffixes rename the object and every reference to it; the loader does not.
             assert options.get("disableNameSuffixHash") is True, f"{directory}: generated names must be stable (generatorOptions.disableNameSuffixHash)"
             data: dict[str, str] = {}
@@ -78,6 +82,9 @@ def _generated(kustomization: dict[str, Any], directory: Path) -> list[dict[str,
             for literal in generator.get("literals", []):
                 key, _, value = literal.partition("=")
                 data[key] = value
+            for entry in generator.get("files", []):
+                key, _, name = entry.rpartition("=")
+                data[key or Path(name).name] = _committed(directory / name).read_text()
             doc: dict[str, Any] = {"apiVersion": "v1", "kind": kind, "metadata": {"name": generator["name"]}}
             if kind == "Secret":
                 doc["type"] = generator.get("type", "Opaque")
@@ -252,7 +259,7 @@ def _quantity(value: str | int) -> float:
 
 
 def _partitions(docs: list[dict[str, Any]]) -> int:
-    job = _one(docs, "Job", "unbind-kafka-topics")
+    job = _one(docs, "Job", "unbind-kafka-setup")
     (container,) = _containers(job)
     return int(next(item["value"] for item in container["env"] if item["name"] == "PARTITIONS"))
 
@@ -348,16 +355,22 @@ def test_the_dashboard_runs_once(docs: list[dict[str, Any]]) -> None:
     assert "dashboard" not in _by_kind(docs, "HorizontalPodAutoscaler")
 
 
-def test_the_topic_job_creates_both_topics_with_the_partitions(docs: list[dict[str, Any]]) -> None:
-    job = _one(docs, "Job", "unbind-kafka-topics")
+def test_the_setup_job_runs_the_setup_script_with_everything_it_reads(docs: list[dict[str, Any]]) -> None:
+    job = _one(docs, "Job", "unbind-kafka-setup")
     (container,) = _containers(job)
+    script = K8S / "setup" / "kafka-setup.sh"
+    assert _data(_one(docs, "ConfigMap", "unbind-kafka-setup"))["kafka-setup.sh"] == script.read_text()
+    mount = next(mount for mount in container["volumeMounts"] if mount["name"] == "setup")
+    assert container["command"] == ["/bin/bash", mount["mountPath"]]
     env = _environment(docs, container)
     common = _data(_one(docs, "ConfigMap", "unbind-common"))
-    assert env["UNBIND_TOPIC"][1] == common["UNBIND_TOPIC"] and env["UNBIND_DLQ_TOPIC"][1] == common["UNBIND_DLQ_TOPIC"]
-    assert env["KAFKA_BOOTSTRAP_SERVERS"][1] == common["KAFKA_BOOTSTRAP_SERVERS"]
-    script = " ".join(container["args"])
-    for needed in ("kafka-topics.sh", "--create", "--if-not-exists", '"$UNBIND_TOPIC"', '"$UNBIND_DLQ_TOPIC"', '--partitions "$PARTITIONS"'):
-        assert needed in script, f"the topic Job's script lacks {needed}"
+    for name in ("UNBIND_TOPIC", "UNBIND_DLQ_TOPIC", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_SSL_CAFILE"):
+        assert env[name][1] == common[name], f"the setup Job's {name} is not the services'"
+    assert env["KAFKA_SASL_PASSWORD"][0] == "secret" and all(env[f"KAFKA_PASSWORD_{app.upper()}"][0] == "secret" for app in APPS)
+    # The script reads exactly what the Job gives it (and the kafka image's own variables).
+    read = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", script.read_text())) - {"KAFKA_PASSWORD_"}
+    given = set(env) - {"KAFKA_HEAP_OPTS", "LOG_DIR"}
+    assert read == given - {f"KAFKA_PASSWORD_{app.upper()}" for app in APPS}, "the script reads a variable the Job does not set, or the reverse"
     assert _partitions(docs) >= 2
 
 
@@ -369,6 +382,9 @@ def test_every_environment_key_is_a_setting_the_service_reads(docs: list[dict[st
 
 
 def test_every_configmap_and_secret_key_is_a_setting_someone_reads(docs: list[dict[str, Any]]) -> None:
+    """A key a container takes whole (envFrom) is a setting; a key it takes by name (valueFrom) may be
+    named otherwise (each service's Kafka password is under its principal's name), the variable it
+    becomes is checked with the container; a key mounted as a file is a file. None is left unused."""
     known = set().union(*(_env_names(settings_class(app)) for app in APPS)) | DRIVER_ENV
     used: set[tuple[str, str]] = set()
     for doc in docs:
@@ -376,16 +392,39 @@ def test_every_configmap_and_secret_key_is_a_setting_someone_reads(docs: list[di
             for source in container.get("envFrom", []):
                 ref = source.get("configMapRef") or source["secretRef"]
                 store = _one(docs, "ConfigMap" if "configMapRef" in source else "Secret", ref["name"])
-                used.update((ref["name"], key) for key in _data(store))
+                for key in _data(store):
+                    assert key in known, f"{store['kind']} {ref['name']}: {key} is no setting, yet {container['name']} takes it whole"
+                    used.add((ref["name"], key))
             for item in container.get("env", []):
                 ref = item.get("valueFrom", {})
                 ref = ref.get("configMapKeyRef") or ref.get("secretKeyRef")
                 if ref:
                     used.add((ref["name"], ref["key"]))
+        for volume in (_pod_spec(doc) or {}).get("volumes", []):
+            if ref := volume.get("configMap") or volume.get("secret"):
+                name = ref.get("name") or ref["secretName"]
+                used.update((name, key) for key in _data(_one(docs, "ConfigMap" if "configMap" in volume else "Secret", name)))
     for doc in [*_by_kind(docs, "ConfigMap").values(), *_by_kind(docs, "Secret").values()]:
         for key in _data(doc):
-            assert key in known, f"{doc['kind']} {doc['metadata']['name']}: {key} is no setting"
             assert (doc["metadata"]["name"], key) in used, f"{doc['kind']} {doc['metadata']['name']}: {key} reaches no container"
+
+
+def test_every_service_connects_to_kafka_as_its_own_principal_over_tls(docs: list[dict[str, Any]]) -> None:
+    common = _data(_one(docs, "ConfigMap", "unbind-common"))
+    assert common["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and common["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    cafile = Path(common["KAFKA_SSL_CAFILE"])
+    assert cafile.name in _data(_one(docs, "ConfigMap", "unbind-kafka-ca")), "the CA file is not in the ConfigMap"
+    passwords = _data(_one(docs, "Secret", "unbind-kafka"))
+    assert set(passwords) == {"admin", *APPS}
+    for app in APPS:
+        deployment = _one(docs, "Deployment", app)
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = {item["name"]: item for item in container["env"]}
+        assert env["KAFKA_SASL_USERNAME"]["value"] == app
+        assert env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "unbind-kafka", "key": app}, f"{app} reads another principal's password"
+        mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+        volumes = {volume["name"]: volume for volume in deployment["spec"]["template"]["spec"]["volumes"]}
+        assert volumes[mounts[str(cafile.parent)]]["configMap"]["name"] == "unbind-kafka-ca", f"{app} has no CA at {cafile}"
 
 
 def test_secrets_come_from_the_secret_and_production_accepts_the_rest(docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,8 +7,10 @@ so the shared development broker is never disturbed. It is started once per modu
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -21,8 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.cli import kafka
 from shared.cli.errors import InfraError
-
-EXTRA_TOPIC = "unbind.test.extra"
+from shared.cli.kafka_access import ADMIN, CREDENTIALS_ENV, create_credentials, principals, read_credentials, service_principals
 
 
 def _free_port() -> int:
@@ -44,7 +45,11 @@ class Broker:
     var: Path
     port: int
     controller_port: int
-    bootstrap: str
+    cluster: kafka.Cluster
+
+    @property
+    def bootstrap(self) -> str:
+        return self.cluster.bootstrap
 
 
 @pytest.fixture(autouse=True)
@@ -59,20 +64,15 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     port, controller_port = _free_ports()
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
-        bootstrap = kafka.kafka_up(
-            var,
-            port=port,
-            controller_port=controller_port,
-            topics=[*kafka.DEFAULT_TOPICS, EXTRA_TOPIC],
-        )
+        cluster = kafka.kafka_up(var, port=port, controller_port=controller_port)
     try:
-        yield Broker(var, port, controller_port, bootstrap)
+        yield Broker(var, port, controller_port, cluster)
     finally:
         kafka.kafka_down(var)
 
 
-async def _partitions(bootstrap: str, topics: list[str]) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _partitions(cluster: kafka.Cluster, topics: list[str]) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(**cluster.client_options())
     await admin.start()
     try:
         meta = await admin.describe_topics(topics)
@@ -103,25 +103,70 @@ def test_up_twice_is_harmless_and_keeps_pid(broker: Broker) -> None:
     pid = kafka.kafka_status(broker.var)["pid"]
     t0 = time.monotonic()
     again = kafka.kafka_up(broker.var, port=broker.port, controller_port=broker.controller_port)
-    assert again == broker.bootstrap
+    assert again == broker.cluster
     assert kafka.kafka_status(broker.var)["pid"] == pid
     assert time.monotonic() - t0 < 15, "a second up must not start a broker"
 
 
 def test_topics_exist_with_six_partitions(broker: Broker) -> None:
-    names = [*kafka.DEFAULT_TOPICS, EXTRA_TOPIC]
-    assert asyncio.run(_partitions(broker.bootstrap, names)) == {n: 6 for n in names}
+    names = kafka.DEFAULT_TOPICS.names
+    assert asyncio.run(_partitions(broker.cluster, names)) == {n: 6 for n in names}
 
 
 @pytest.mark.asyncio
 async def test_async_variant_and_create_topics_idempotent(broker: Broker) -> None:
     got = await kafka.kafka_up_async(broker.var, port=broker.port, controller_port=broker.controller_port)
-    assert got == broker.bootstrap
-    await kafka.create_topics(broker.bootstrap, ["unbind.test.async"], partitions=3)
-    await kafka.create_topics(broker.bootstrap, ["unbind.test.async"], partitions=3)
-    assert await _partitions(broker.bootstrap, ["unbind.test.async"]) == {"unbind.test.async": 3}
+    assert got == broker.cluster
+    await kafka.create_topics(broker.cluster, ["unbind.test.async"], partitions=3)
+    await kafka.create_topics(broker.cluster, ["unbind.test.async"], partitions=3)
+    assert await _partitions(broker.cluster, ["unbind.test.async"]) == {"unbind.test.async": 3}
     # The sync API also works from inside a running event loop (runs in a worker thread).
-    assert kafka.kafka_up(broker.var, port=broker.port, controller_port=broker.controller_port) == broker.bootstrap
+    assert kafka.kafka_up(broker.var, port=broker.port, controller_port=broker.controller_port) == broker.cluster
+
+
+def test_every_principal_has_its_own_password_kept_private_to_the_var_dir(broker: Broker) -> None:
+    credentials = broker.var / "kafka" / "credentials.json"
+    passwords = json.loads(credentials.read_text())
+    assert set(passwords) == set(principals())
+    assert len(set(passwords.values())) == len(passwords) and min(map(len, passwords.values())) >= 40
+    props = broker.var / "kafka" / "server.properties"
+    for path in (credentials, props):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, f"{path.name} is readable by others"
+    # The broker's own config holds the admin's and the controller's passwords, no service's.
+    assert not [name for name, password in passwords.items() if password in props.read_text() and name not in (ADMIN, "controller")]
+    assert "PLAINTEXT://" not in props.read_text() and "allow.everyone.if.no.acl.found=false" in props.read_text()
+
+
+def test_an_external_cluster_needs_credentials_and_refuses_wrong_ones(broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap)
+    for name in ("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", CREDENTIALS_ENV):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(InfraError, match="KAFKA_SASL_USERNAME is not set"):
+        kafka.kafka_up(tmp_path, topics=None)
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", ADMIN)
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "a-guess")
+    with pytest.raises(InfraError, match=f"Kafka at {broker.bootstrap} refused the credentials of 'admin': .*invalid credentials"):
+        kafka.kafka_up(tmp_path, topics=None, timeout=30)
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", read_credentials(broker.var / "kafka" / "credentials.json")[ADMIN])
+    assert kafka.kafka_up(tmp_path, topics=None) == broker.cluster
+
+
+def test_storage_formatted_before_authentication_is_recreated(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A var dir of an older checkout: formatted storage, no credentials. Its users cannot be
+    added afterwards, so it is formatted again (development data only), with one line."""
+    data = tmp_path / "kafka" / "data"
+    data.mkdir(parents=True)
+    (data / "meta.properties").write_text("version=1\nnode.id=1\ncluster.id=AAAAAAAAAAAAAAAAAAAAAA\ndirectory.id=AAAAAAAAAAAAAAAAAAAAAQ\n")
+    port, controller = _free_ports()
+    try:
+        cluster = kafka.kafka_up(tmp_path, port=port, controller_port=controller, topics=None)
+        assert cluster.security.username == ADMIN
+        assert read_credentials(tmp_path / "kafka" / "credentials.json")[ADMIN] == cluster.security.password
+    finally:
+        kafka.kafka_down(tmp_path)
+    err = capfd.readouterr().err
+    assert err.count("recreating it (it held development data only)") == 1, err
 
 
 def test_up_with_other_ports_on_running_var_dir_is_refused(broker: Broker) -> None:
@@ -132,10 +177,12 @@ def test_up_with_other_ports_on_running_var_dir_is_refused(broker: Broker) -> No
 
 def test_external_cluster_starts_nothing(broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap)
-    got = kafka.kafka_up(tmp_path, topics=["unbind.test.external"])
-    assert got == broker.bootstrap
+    monkeypatch.setenv(CREDENTIALS_ENV, str(broker.var / "kafka" / "credentials.json"))
+    topics = kafka.EventTopics("unbind.test.external", "unbind.test.external.dlq")
+    got = kafka.kafka_up(tmp_path, topics=topics)
+    assert got == broker.cluster
     assert not (tmp_path / "kafka" / "kafka.pid").exists()
-    assert asyncio.run(_partitions(broker.bootstrap, ["unbind.test.external"])) == {"unbind.test.external": 6}
+    assert asyncio.run(_partitions(broker.cluster, topics.names)) == dict.fromkeys(topics.names, 6)
     status = kafka.kafka_status(tmp_path)
     assert status["external"] is True and status["running"] is True and status["pid"] is None
 
@@ -185,6 +232,7 @@ def test_broker_dying_at_startup_shows_its_log(tmp_path: Path) -> None:
     # format step is skipped) but unusable: the broker must exit at startup.
     data = tmp_path / "kafka" / "data"
     data.mkdir(parents=True)
+    create_credentials(tmp_path / "kafka" / "credentials.json")  # else the storage is recreated
     (data / "meta.properties").write_text("version=1\nnode.id=42\ncluster.id=AAAAAAAAAAAAAAAAAAAAAA\ndirectory.id=AAAAAAAAAAAAAAAAAAAAAQ\n")
     port, controller = _free_ports()
     try:
@@ -220,7 +268,9 @@ def test_cli_status_up_and_usage(broker: Broker, capsys: pytest.CaptureFixture[s
     assert f"running at {broker.bootstrap}" in capsys.readouterr().out
     argv = ["up", "--port", str(broker.port), "--controller-port", str(broker.controller_port)]
     assert kafka.cli(argv, broker.var) == 0
-    assert "already running" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "already running" in out and "one principal per service" in out
+    assert not [password for password in read_credentials(broker.var / "kafka" / "credentials.json").values() if password in out]
     assert kafka.cli(["frobnicate"], broker.var) == 2
 
 
@@ -285,3 +335,20 @@ def test_ensure_jars_reports_missing_maven(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(InfraError, match=r"Maven \(`mvn`\) was not found"):
         kafka.ensure_jars(tmp_path / "cache")
+
+
+def test_cli_secrets_writes_once_and_prints_no_password(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, k8s = tmp_path / "kafka", tmp_path / "kafka.env"
+    assert kafka.cli(["secrets", "--out", str(out), "--host", "kafka.example.internal"], tmp_path) == 0
+    assert kafka.cli(["secrets", "--k8s", "--out", str(k8s)], tmp_path) == 0
+    printed = capsys.readouterr().out
+    written = [value for path in [*out.glob("*.env"), k8s] for key, value in (line.split("=", 1) for line in path.read_text().splitlines()) if key != "KAFKA_SASL_USERNAME"]
+    assert written and not [value for value in written if value in printed]
+    assert {line.split("=", 1)[0] for line in k8s.read_text().splitlines()} == {ADMIN, *service_principals()}
+    certificate = (out / "broker.pem").read_text().split("-----END PRIVATE KEY-----\n")[1]
+    names = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName"], input=certificate, capture_output=True, text=True, check=True).stdout
+    assert "DNS:kafka.example.internal" in names and "DNS:kafka" in names and "IP Address:127.0.0.1" in names
+    before = {path: path.read_bytes() for path in out.iterdir()}
+    assert kafka.cli(["secrets", "--out", str(out)], tmp_path) == 1
+    assert "nothing was overwritten" in capsys.readouterr().err
+    assert before == {path: path.read_bytes() for path in out.iterdir()}

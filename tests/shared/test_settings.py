@@ -3,6 +3,7 @@ without one refuses to start, in every mode, with one line naming the setting.""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -24,6 +25,9 @@ from services.risk.main import create_app as create_risk_app
 from services.verification.config import VerificationSettings
 from services.verification.main import create_app as create_verification_app
 from shared.bus import InMemoryBus
+from shared.cli.services import APPS as ALL_APPS
+from shared.cli.services import settings_class
+from shared.kafka_security import KafkaSecurity
 from shared.keys import SigningKey, new_kid
 from shared.settings import RefusedToStart
 from tests.keys import KEYS, key_settings
@@ -113,3 +117,56 @@ def test_a_secret_is_read_from_its_file_as_mounted_secrets_are(tmp_path: Path) -
     missing = VerificationSettings(var_dir=tmp_path, otp_hmac_key_file=tmp_path / "gone", **values)
     with pytest.raises(RefusedToStart, match="UNBIND_OTP_HMAC_KEY_FILE cannot be read"):
         create_verification_app(missing, bus=InMemoryBus())
+
+
+# --------------------------------------------------------------------------- Kafka credentials
+
+
+def kafka_clean(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Kafka credentials from a developer's shell."""
+    for name in [name for name in os.environ if name.startswith("KAFKA_")]:
+        monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize("mode", ["development", "production"])
+@pytest.mark.parametrize("service", ALL_APPS)
+def test_an_app_without_its_kafka_password_refuses_to_start_in_every_mode(service: str, mode: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    kafka_clean(monkeypatch)
+    cls = settings_class(service)
+    settings = cls(env=mode, var_dir=tmp_path, **key_settings(service, cls))
+    # The secure defaults: SCRAM over TLS, as the service's own principal; no fallback to PLAINTEXT.
+    assert (settings.kafka_security_protocol, settings.kafka_sasl_mechanism, settings.kafka_sasl_username) == ("SASL_SSL", "SCRAM-SHA-512", service)
+    with pytest.raises(RefusedToStart) as refused:
+        importlib.import_module(f"services.{service}.main").create_app(settings)
+    message = str(refused.value)
+    assert message.startswith(f"unbind {service}: refusing to start: KAFKA_SASL_PASSWORD is not set") and "\n" not in message
+    assert refused.value.code == message, "as a SystemExit, the process exits 1 with this line"
+
+
+def test_a_password_gives_the_service_its_principal_over_tls(monkeypatch: pytest.MonkeyPatch) -> None:
+    kafka_clean(monkeypatch)
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "p" * 43)
+    monkeypatch.setenv("KAFKA_SSL_CAFILE", "/etc/unbind/kafka-ca.pem")
+    assert RiskSettings().kafka_security() == KafkaSecurity("risk", "p" * 43, "SASL_SSL", "SCRAM-SHA-512", "/etc/unbind/kafka-ca.pem")
+    with pytest.raises(ValidationError, match="kafka_security_protocol"):
+        RiskSettings(kafka_security_protocol="PLAINTEXT")
+
+
+def test_a_service_process_without_its_kafka_password_exits_with_one_line(tmp_path: Path) -> None:
+    """As `unbind up`, compose and Kubernetes start it: uvicorn's app factory, no traceback."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("KAFKA_", "UNBIND_"))}
+    keys = {"UNBIND_JWKS_FILE": str(KEYS.jwks_file), "UNBIND_INSTITUTION_WEBHOOK_SECRET": KEYS.secret("institution_webhook_secret")}
+    result = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "--factory", "services.notification.main:create_app", "--port", "0"],
+        cwd=ROOT,
+        env={**env, **keys, "UNBIND_VAR_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "unbind notification: refusing to start: KAFKA_SASL_PASSWORD is not set: no authenticating to Kafka without it "
+        "(`unbind up` sets it; compose and Kubernetes read it from a secret)"
+    ]
