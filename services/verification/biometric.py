@@ -17,27 +17,12 @@ customer saw, and its counter must exceed the last one the server accepted from 
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 DOMAIN = b"UNBIND-BIOMETRIC-V1"
 CHALLENGE_BYTES = 32
-
-
-def b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def b64url_decode(text: str) -> bytes:
-    """Decode base64url with or without padding; ValueError for anything else."""
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError("not base64url") from exc
 
 
 def signed_message(challenge: bytes, verification_id: str, request_id: str, impact_hash: str, counter: int) -> bytes:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from services.verification.biometric import b64url, b64url_decode, signed_message
+from services.verification.biometric import signed_message
+from shared.encoding import b64url, b64url_decode
 
 # The demo device of u-zhangsan (design.md: "one enrolled device key"). Its key is derived from a
 # public seed, like every development default: it is demo data, never a production credential.

@@ -39,7 +39,7 @@ from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy.exc import IntegrityError
 
 from services.verification import repository
-from services.verification.biometric import CHALLENGE_BYTES, b64url, b64url_decode, load_p256_public_key, signature_valid, signed_message
+from services.verification.biometric import CHALLENGE_BYTES, load_p256_public_key, signature_valid, signed_message
 from services.verification.config import VerificationSettings
 from services.verification.device_simulator import DeviceSimulator
 from services.verification.models import (
@@ -58,6 +58,7 @@ from services.verification.schemas import BiometricIn, ChallengeOut, DeviceAudit
 from shared.auth import Principal
 from shared.cloudevents import EventRejected
 from shared.db import utcnow
+from shared.encoding import b64url, b64url_decode
 from shared.events import (
     BindingEvent,
     BiometricCounterRegressed,

@@ -201,6 +201,8 @@ def summary(letter: DeadLetter) -> dict[str, Any]:
         **letter.ids(),
         "attempts": _number(attributes.get("x-dlq-attempts")),
         "error_type": _safe(attributes.get("x-dlq-error-type")),
+        # Why a well-formed event was refused (not signed by its source, or at odds with the state).
+        "reason": _safe(attributes.get("x-dlq-reason")) or None,
         # Written redacted by the consumer; redacted again, since anything can reach a DLQ.
         "error": _safe(attributes.get("x-dlq-error"), 2000),
         "original_topic": _safe(letter.original_topic) or None,
@@ -234,6 +236,8 @@ def _replayed_cell(row: dict[str, Any]) -> str:
 
 def _error_cell(row: dict[str, Any]) -> str:
     error = row["error"] or row["error_type"] or "-"
+    if row["reason"]:
+        error = f"[refused: {row['reason']}] {error}"
     return error if len(error) <= TABLE_ERROR_WIDTH else error[: TABLE_ERROR_WIDTH - 1] + "…"
 
 

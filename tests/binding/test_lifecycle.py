@@ -136,13 +136,14 @@ async def test_appeal_approved_goes_on_to_verification_and_completes(kafka_topic
         review = await pending_review_for(stack, request_id)
         assert review["origin"] == "appeal" and "message" not in review, "the appeal's text stays in binding"
         assert appeal.json()["appeal_message"] == "My card ***4821 was lost"
+        # Counted before the approval: the new code may be out before the next line runs.
+        sent_before = len(stack.codes(customer.phone))
         decided = await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve", "note": "verified by phone"}, headers=auth("ops-9", "ops"))
         assert decided.status_code == 200 and decided.json()["status"] == "approved"
         assert_problem(
             await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny"}, headers=auth("ops-9", "ops")), 409, "review-closed"
         )
 
-        sent_before = len(stack.codes(customer.phone))
         reissued = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "pending_verification" and body["verification"] is not None)
         assert reissued["verification"]["methods"] == ["otp", "biometric"], "after a review, both factors"
         await eventually(lambda: len(stack.codes(customer.phone)) > sent_before, 15, "no new code was sent")

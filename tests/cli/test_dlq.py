@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -183,7 +184,7 @@ async def test_a_malformed_record_is_listed_but_never_replayed(kafka_topics: Bus
 
 
 def test_without_a_broker_each_command_says_so_in_one_line(tmp_path: Path) -> None:
-    env = cli_env(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", KAFKA_SASL_USERNAME="admin", KAFKA_SASL_PASSWORD="never-sent")
+    env = cli_env(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", KAFKA_SASL_USERNAME="admin", KAFKA_SASL_PASSWORD=uuid.uuid4().hex)  # never sent: nothing listens
     for args in (["list"], ["replay", "--all"]):
         result = run_unbind("--var-dir", str(tmp_path / "var"), "dlq", *args, env=env)
         assert "Kafka at 127.0.0.1:1 is not reachable" in one_error_line(result)
@@ -192,3 +193,23 @@ def test_without_a_broker_each_command_says_so_in_one_line(tmp_path: Path) -> No
     assert "KAFKA_SASL_USERNAME is not set" in one_error_line(run_unbind("--var-dir", str(tmp_path / "var"), "dlq", "list", env=anonymous))
     # An id that cannot be one is refused before Kafka is even asked.
     assert "'first' is not a dead-letter id" in one_error_line(run_unbind("--var-dir", str(tmp_path / "var"), "dlq", "replay", "--id", "first", env=env))
+
+
+@pytest.mark.kafka
+async def test_a_forged_event_is_listed_with_its_reason_and_a_replay_is_refused_again(kafka_topics: BusTopics, sqlite_urls: dict[str, str], tmp_path: Path) -> None:
+    async with running_stack(kafka_topics, sqlite_urls, tmp_path, ("notification",)) as stack:
+        forged = completed("r-forged")
+        await notification_knows(stack, forged)
+        await kafka_topics.publish_event(forged, signer=None)
+        consumer = stack.runtime("notification").consumer
+        await eventually(lambda: consumer.dead_lettered_total == 1, 30, "the unsigned event was not dead-lettered")
+        dlq = Dlq(kafka_topics, tmp_path / "var")
+        [letter] = await dlq.letters()
+        assert (letter["event_id"], letter["reason"], letter["attempts"]) == (forged.id, "unsigned", 0)
+        table = await dlq("list")
+        assert "[refused: unsigned]" in table.stdout, table.stdout
+
+        # Replayed as it is, it is refused again: a replay cannot launder a forgery.
+        assert (await dlq("replay", "--id", letter["id"])).returncode == 0
+        await eventually(lambda: consumer.dead_lettered_total == 2, 30, "the replayed forgery was not refused again")
+        assert await count(stack, Notification, Notification.user_id == "u-zhangsan") == 0

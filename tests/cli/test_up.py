@@ -187,7 +187,7 @@ def test_a_service_without_kafka_credentials_is_reported_with_its_one_line(tmp_p
     result = run_unbind("--var-dir", str(tmp_path), "up", "--no-kafka", "--port-offset", str(offset), env=env)
     assert result.returncode == 1
     assert re.search(r"The \w+ service exited during startup \(exit code 1\)", result.stderr), result.stderr
-    assert re.search(r"KAFKA_SASL_PASSWORD is not set: the \w+ service \(Kafka principal '\w+'\) cannot authenticate to Kafka without it", result.stderr)
+    assert re.search(r"unbind \w+: refusing to start: KAFKA_SASL_PASSWORD is not set: no authenticating to Kafka without it", result.stderr)
     assert "Traceback" not in result.stderr
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from services.verification.biometric import b64url
 from services.verification.device_simulator import DeviceSimulator
 from shared.cloudevents import Envelope
+from shared.encoding import b64url
 from shared.events import RiskAssessed
 from tests.binding.test_api import assert_problem
 from tests.factories import Customer, customer_with_binding, enrolled_device, idempotency_key, unbind_body
