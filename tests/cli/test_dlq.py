@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 import subprocess
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
