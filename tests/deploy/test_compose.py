@@ -53,7 +53,7 @@ JOBS = ("migrate", "kafka-setup")
 # Where `unbind keys generate --out deploy/secrets/keys --compose` writes the keys compose mounts; under
 # a folder named `keys`, so `unbind --var-dir deploy/secrets token` mints the stack's tokens.
 KEYS_OUT = Path("deploy/secrets/keys")
-SECRETS_MOUNT = "/run/secrets/"
+MOUNT_DIR = "/run/secrets/"
 # Settings a container leaves to the code, and why; every other field must be passed.
 NOT_PASSED = {
     "consumer_group": "every instance of a service shares its default group unbind-<service>",
@@ -100,7 +100,7 @@ def mounts(compose: dict[str, Any], service: str, kafka_secrets: Path, keys: Ins
         path = Path(compose["secrets"][name]["file"])
         folder = {DEFAULT_OUT: kafka_secrets, KEYS_OUT: keys.dir}.get(path.parent)
         assert folder is not None, f"the secret {name} ({path}) is made by neither `unbind kafka secrets` nor `unbind keys generate`"
-        found[f"{SECRETS_MOUNT}{name}"] = folder / path.name
+        found[f"{MOUNT_DIR}{name}"] = folder / path.name
     return found
 
 
@@ -267,7 +267,7 @@ def test_each_service_is_given_its_own_keys_and_secrets_and_no_other(
     for name in cls.required_secrets:
         assert f"UNBIND_{name.upper()}" not in env, f"{app}: {name} is given as a value, not as a mounted file"
     # Every mounted secret is read by a setting; no other key setting is there.
-    read = {value for value in env.values() if str(value).startswith(SECRETS_MOUNT)}
+    read = {value for value in env.values() if str(value).startswith(MOUNT_DIR)}
     assert read == set(mounted), f"{app}: mounts {sorted(set(mounted) - read)} that nothing reads, or reads {sorted(read - set(mounted))} it does not mount"
     assert ("UNBIND_SIGNING_KEY_FILE" in env) == cls.needs_signing_key
     for path in mounted.values():
@@ -323,7 +323,7 @@ def test_no_secret_has_a_committed_default(compose: dict[str, Any]) -> None:
         cls = settings_class(app)
         for variable, value in compose["services"][app]["environment"].items():
             if variable.startswith("UNBIND_") and SECRET_NAME.search(variable):
-                assert variable in key_settings(cls) and str(value).startswith(SECRETS_MOUNT), f"{app}: {variable}={value!r}"
+                assert variable in key_settings(cls) and str(value).startswith(MOUNT_DIR), f"{app}: {variable}={value!r}"
     shared = {name: block for name, block in compose.items() if name.startswith("x-") and isinstance(block, dict)}
     assert not [(name, key) for name, block in shared.items() for key in block if SECRET_NAME.search(key)], "a shared block holds a key or secret"
 

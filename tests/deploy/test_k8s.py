@@ -40,7 +40,7 @@ K8S = ROOT / "deploy" / "k8s"
 # Where `unbind keys generate --out deploy/k8s/common/keys` writes (git-ignored): the loader reads a
 # fresh generation instead, never a real installation's keys.
 KEYS = K8S / "common" / "keys"
-KEYS_SECRET = "unbind-keys"
+UNBIND_KEYS = "unbind-keys"
 # Applied in this order: the Jobs (topics, migrations), then the services.
 PHASES = ("setup", "apps")
 # The oldest Kubernetes the manifests claim to support, and the newest schema the pinned tool ships.
@@ -510,7 +510,7 @@ def test_secrets_come_from_secrets_and_each_service_starts_in_production_with_it
                 assert url.get_backend_name() == "postgresql" and url.database == f"unbind_{cls.service_name}", f"{where}: {cls.service_name} would not use its PostgreSQL database"
             if workload["kind"] != "Deployment":
                 given = sorted(name for name in env if "JWKS" in name or "SIGNING" in name or name.endswith("_FILE") or name in _secret_env_names(cls))
-                assert not given and not [path for path in files if KEYS_SECRET in path], f"{where} needs no key, yet is given {given}"
+                assert not given and not [path for path in files if UNBIND_KEYS in path], f"{where} needs no key, yet is given {given}"
                 continue
             loaded = settings.load_keys()
             assert (loaded.signing is not None) == cls.needs_signing_key
@@ -543,7 +543,7 @@ def test_without_its_keys_a_service_refuses_to_start(docs: list[dict[str, Any]],
 def test_each_service_mounts_its_own_keys_and_no_other(docs: list[dict[str, Any]], keys: InstallationKeys) -> None:
     """Each Deployment mounts, of the Secret unbind-keys, exactly the items its key settings read: the
     JWKS, its own key if it signs, its own secrets; readable by its group (fsGroup), by no other user."""
-    stored = _data(_one(docs, "Secret", KEYS_SECRET))
+    stored = _data(_one(docs, "Secret", UNBIND_KEYS))
     for app in APPS:
         cls = settings_class(app)
         spec = _one(docs, "Deployment", app)["spec"]["template"]["spec"]
@@ -552,7 +552,7 @@ def test_each_service_mounts_its_own_keys_and_no_other(docs: list[dict[str, Any]
         secret_mounts = [(mount, volumes[mount["name"]]["secret"]) for mount in container["volumeMounts"] if "secret" in volumes[mount["name"]]]
         assert len(secret_mounts) == 1, f"{app} mounts {len(secret_mounts)} Secrets"
         ((mount, secret),) = secret_mounts
-        assert secret["secretName"] == KEYS_SECRET and mount.get("readOnly") is True and "subPath" not in mount
+        assert secret["secretName"] == UNBIND_KEYS and mount.get("readOnly") is True and "subPath" not in mount
         assert secret["defaultMode"] == 0o440 and not [item for item in secret["items"] if "mode" in item], f"{app}: the key files are 0440"
         assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsGroup"], f"{app}: the pod's user cannot read its 0440 keys"
         mounted = {f"{mount['mountPath']}/{item['path']}": item["key"] for item in secret["items"]}
@@ -573,7 +573,7 @@ def test_no_pod_can_get_the_issuer_s_or_the_customer_system_s_key(docs: list[dic
     signing = [app for app in APPS if settings_class(app).needs_signing_key]
     secrets = sorted({name for app in APPS for name in settings_class(app).required_secrets})
     wanted = {keys.jwks_file, *(keys.service_key_file(app) for app in signing), *(keys.secret_file(name) for name in secrets)}
-    assert _data(_one(docs, "Secret", KEYS_SECRET)) == {path.name: path.read_text() for path in wanted}
+    assert _data(_one(docs, "Secret", UNBIND_KEYS)) == {path.name: path.read_text() for path in wanted}
     private_kids = set()
     for secret in _by_kind(docs, "Secret").values():
         for value in _data(secret).values():
