@@ -153,7 +153,8 @@ class KeySet:
     def __init__(self, *, url: str | None = None, file: Path | None = None, max_age: float = 300.0, min_refresh: float = 5.0, transport: httpx.AsyncBaseTransport | None = None):
         if not url and not file:
             raise ValueError("a key set reads a JWKS file, a JWKS URL or both")
-        self._url = url
+        # An empty setting (compose hands one through when no identity provider is set) is no URL.
+        self._url = url or None
         self._file = Path(file) if file else None
         self._max_age = max_age
         self._min_refresh = min_refresh

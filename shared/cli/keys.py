@@ -12,7 +12,9 @@ Under `<var>/keys/` (a folder of mode 0700, every file 0600):
     <secret>.secret      a service's secret, e.g. otp_hmac_key for verification
 
 `unbind keys generate --out DIR` writes the same set for a deployment (compose, Kubernetes), plus
-`secrets.env` with the secrets as `UNBIND_<NAME>=` lines.
+`secrets.env` with the secrets as `UNBIND_<NAME>=` lines. With `--compose`, the files the services
+read (`service_files`) are 0644 inside the 0700 folder: compose bind-mounts a secret file with its
+host mode, and the containers' user (uid 10001) is not its owner.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from shared.auth import MAX_SUBJECT_LENGTH, audience_of, issue_token
 from shared.cli.errors import InfraError
+from shared.cli.kafka_secrets import MOUNTED_MODE
 from shared.cli.services import APPS, load_settings, settings_class
 from shared.keys import SigningKey, UnusableKey, jwks_document, new_kid
 from shared.login_links import write_login_link
@@ -65,6 +68,10 @@ def service_secrets(service: str) -> tuple[str, ...]:
     return settings_class(service).required_secrets
 
 
+def all_secrets() -> list[str]:
+    return sorted({name for service in APPS for name in service_secrets(service)})
+
+
 @dataclass(frozen=True)
 class InstallationKeys:
     """Where one installation's keys and secrets are."""
@@ -98,7 +105,7 @@ class InstallationKeys:
                 _write_private(path, json.dumps(SigningKey.generate(new_kid(owner)).private_jwk()))
                 created.append(path.name)
             keys.append(_load(path))
-        for name in sorted({name for service in APPS for name in service_secrets(service)}):
+        for name in all_secrets():
             if not self.secret_file(name).exists():
                 _write_private(self.secret_file(name), secrets.token_urlsafe(48))
                 created.append(self.secret_file(name).name)
@@ -110,6 +117,12 @@ class InstallationKeys:
             partial.replace(self.jwks_file)  # atomic: a service reloading it never reads half a file
             created.append(JWKS_FILE)
         return created
+
+    def service_files(self) -> list[Path]:
+        """What the services read: the JWKS, the signing services' own keys and their secrets; never the
+        issuer's key or an external caller's, which stay with whoever mints their tokens."""
+        signing = (self.service_key_file(service) for service in APPS if settings_class(service).needs_signing_key)
+        return [self.jwks_file, *signing, *(self.secret_file(name) for name in all_secrets())]
 
     def service_env(self, service: str) -> dict[str, str]:
         """What one service process is given: the JWKS, its own key, its own secrets, nothing else."""
@@ -199,17 +212,22 @@ def token(var_dir: Path, user: str | None, roles: list[str], ttl_seconds: int | 
     return TokenMinter(var_dir).token(subject, roles, ttl_seconds=ttl, audience=audience)
 
 
-def generate_for_deployment(out: Path) -> int:
-    """`unbind keys generate --out DIR`: the JWKS, the private keys and the secrets of a deployment,
-    and `secrets.env` holding the secrets as environment lines (for compose's env_file or a
-    Kubernetes secretGenerator). Keys already in the folder are kept, so running it again is safe."""
+def generate_for_deployment(out: Path, *, compose: bool = False) -> int:
+    """`unbind keys generate --out DIR [--compose]`: the JWKS, the private keys and the secrets of a
+    deployment, and `secrets.env` holding the secrets as environment lines. Keys already in the folder
+    are kept, so running it again is safe. Every file is 0600; with `compose`, the files the services
+    read are 0644 (inside the 0700 folder), since compose mounts them with their host mode."""
     keys = InstallationKeys(Path(out).resolve())
     created = keys.generate_missing()
-    names = sorted({name for service in APPS for name in service_secrets(service)})
-    lines = "".join(f"UNBIND_{name.upper()}={keys.secret(name)}\n" for name in names)
+    lines = "".join(f"UNBIND_{name.upper()}={keys.secret(name)}\n" for name in all_secrets())
     env_file = keys.dir / "secrets.env"
     env_file.unlink(missing_ok=True)
     _write_private(env_file, lines)
+    # Set on every run, so the option of the last run holds for keys made earlier too.
+    for path in keys.service_files():
+        path.chmod(MOUNTED_MODE if compose else 0o600)
     print(f"keys: {keys.dir}: " + (f"generated {', '.join(created)}" if created else "every key was there already") + "; secrets.env written")
+    if compose:
+        print(f"keys: {', '.join(path.name for path in keys.service_files())} are 0644, for compose's mounts; the folder stays 0700.")
     print("keys: the *.jwk and *.secret files and secrets.env are secret: never commit them (the .gitignore of deploy/ keeps them out).")
     return 0

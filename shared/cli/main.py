@@ -5,7 +5,7 @@
     unbind migrate [--database-url URL] | seed                      databases only
     unbind token --user ID [--role customer|ops|service] [--ttl S]  a development JWT
     unbind login-link                                               a one-time sign-in link to the dashboard
-    unbind keys generate --out DIR                                  a deployment's own keys and secrets
+    unbind keys generate --out DIR [--compose]                      a deployment's own keys and secrets
     unbind demo [--step-up|--review] [--approve] [--repay]          Zhang San's unbind, live, on a running `up`
     unbind dlq list [--json] | dlq replay --id ID|--all [--force]   dead letters: see them, publish them again
     unbind kafka up|down|status|secrets · unbind postgres up|down|status   one piece of infrastructure
@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     key_actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     generate = key_actions.add_parser("generate", help="write a new JWKS, private keys and secrets.env into a folder of mode 0700")
     generate.add_argument("--out", type=Path, required=True, metavar="DIR", help="the folder (created; keys already there are kept)")
+    generate.add_argument(
+        "--compose", action="store_true", help="make the files the services read 0644 (still in the 0700 folder): compose mounts them with their host mode"
+    )
 
     up = commands.add_parser("up", parents=[var_dir], help="start Kafka, migrate, seed, run and supervise the four services and the dashboard")
     up.add_argument(
@@ -180,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "keys":
         from shared.cli import keys
 
-        return keys.generate_for_deployment(args.out)
+        return keys.generate_for_deployment(args.out, compose=args.compose)
     elif args.command == "up":
         return stack.up(stack.UpOptions(var_dir, database_url=args.database_url, no_kafka=args.no_kafka, port_offset=args.port_offset, timeout=args.timeout))
     elif args.command == "down":

@@ -98,6 +98,21 @@ def test_keys_generate_writes_a_deployment_s_own_keys_and_secrets_private(tmp_pa
     assert (other / "binding.jwk").read_text() != before and (other / "secrets.env").read_text() != files["secrets.env"].read_text(), "each installation its own"
 
 
+def test_keys_generate_for_compose_opens_the_files_the_services_read_and_nothing_else(tmp_path: Path) -> None:
+    """Compose bind-mounts secret files with their host mode into containers running as uid 10001: the
+    files a service reads are 0644 in the 0700 folder; the issuer's and the customer system's keys, and
+    secrets.env, stay 0600. The mode follows the option of the last run."""
+    out = tmp_path / "keys"
+    mounted = {"jwks.json", "binding.jwk", "verification.jwk", "risk.jwk", "otp_hmac_key.secret", "institution_webhook_secret.secret"}
+    assert run_unbind("keys", "generate", "--out", str(out), "--compose").returncode == 0
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in out.iterdir()}
+    assert {name for name, mode in modes.items() if mode == 0o644} == mounted
+    assert all(mode == 0o600 for name, mode in modes.items() if name not in mounted) and {"issuer.jwk", "customer-system.jwk", "secrets.env"} <= set(modes)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+    assert run_unbind("keys", "generate", "--out", str(out)).returncode == 0
+    assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in out.iterdir()), "without --compose, every file is private again"
+
+
 async def _demo_rows(binding_url: str, notification_url: str) -> tuple[set[tuple[str, str, str]], set[tuple[str, str]]]:
     engines = [create_engine(binding_url, pool_size=1), create_engine(notification_url, pool_size=1)]
     try:

@@ -3,7 +3,9 @@
 No Docker engine runs on these machines, so nothing here builds or starts a container: the
 compose file is read with PyYAML and held against what the services really read (their pydantic
 settings classes), the ports of the design and of each settings class, the app factories, and
-the Dockerfile's final stage.
+the Dockerfile's final stage. The secrets compose mounts are made afresh by the commands that make
+them (`unbind kafka secrets`, `unbind keys generate --compose`), and each container's settings,
+built from its environment with its mounts, must load the keys it needs: no more, no default.
 """
 
 from __future__ import annotations
@@ -23,16 +25,21 @@ import pytest
 import yaml
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
-from pydantic import AliasChoices, TypeAdapter, ValidationError
+from pydantic import AliasChoices, TypeAdapter
 from setuptools import find_namespace_packages, find_packages
 
+from shared.auth import audience_of, decode_token
 from shared.cli import kafka
 from shared.cli.kafka_access import Cluster
 from shared.cli.kafka_secrets import DEFAULT_OUT, write_compose_secrets
+from shared.cli.keys import KEYS_DIR, InstallationKeys, generate_for_deployment
+from shared.cli.main import main
 from shared.cli.services import APPS, settings_class
 from shared.kafka_security import KafkaSecurity
+from shared.keys import SigningKey, service_of_kid
 from shared.migrations import SERVICES as DATABASE_SERVICES
-from shared.settings import ServiceSettings
+from shared.settings import RefusedToStart, ServiceSettings
+from tests.deploy.keys import key_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -43,9 +50,15 @@ DESIGN = ROOT.parent / "shared" / "docs" / "design.md"
 
 INFRASTRUCTURE = ("kafka", "postgres")
 JOBS = ("migrate", "kafka-setup")
+# Where `unbind keys generate --out deploy/secrets/keys --compose` writes the keys compose mounts; under
+# a folder named `keys`, so `unbind --var-dir deploy/secrets token` mints the stack's tokens.
+KEYS_OUT = Path("deploy/secrets/keys")
+MOUNT_DIR = "/run/secrets/"
 # Settings a container leaves to the code, and why; every other field must be passed.
 NOT_PASSED = {
     "consumer_group": "every instance of a service shares its default group unbind-<service>",
+    "jwt_audience": "each service's own default, unbind-<service>: one value for all would have each accept tokens meant for another",
+    "login_link_dir": "the one-time links are a development aid of `unbind up`; ops paste a token of their identity provider",
 }
 NO_DATABASE = {"database_server_url", "database_url", "database_pool_size"}
 # `${NAME}`, `${NAME:-default}`, `${NAME-default}`, `${NAME:?error}`; `$$` is a literal dollar.
@@ -69,6 +82,26 @@ def kafka_secrets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("secrets") / "kafka"
     write_compose_secrets(out)
     return out
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> InstallationKeys:
+    """What `unbind keys generate --out deploy/secrets/keys --compose` writes, made afresh at that path
+    under a temporary folder."""
+    out = tmp_path_factory.mktemp("checkout") / KEYS_OUT
+    generate_for_deployment(out, compose=True)
+    return InstallationKeys(out)
+
+
+def mounts(compose: dict[str, Any], service: str, kafka_secrets: Path, keys: InstallationKeys) -> dict[str, Path]:
+    """{path in the container: the generated file} of each secret a service lists."""
+    found = {}
+    for name in compose["services"][service].get("secrets", []):
+        path = Path(compose["secrets"][name]["file"])
+        folder = {DEFAULT_OUT: kafka_secrets, KEYS_OUT: keys.dir}.get(path.parent)
+        assert folder is not None, f"the secret {name} ({path}) is made by neither `unbind kafka secrets` nor `unbind keys generate`"
+        found[f"{MOUNT_DIR}{name}"] = folder / path.name
+    return found
 
 
 def env_files(service: dict[str, Any], kafka_secrets: Path) -> dict[str, str]:
@@ -106,25 +139,16 @@ def env_names(cls: type[ServiceSettings]) -> dict[str, str]:
     return names
 
 
-def development_secrets() -> dict[str, str]:
-    """{environment variable: development default} of every secret production refuses."""
-    secrets = {}
-    for app in APPS:
-        cls = settings_class(app)
-        names = {field: name for name, field in env_names(cls).items() if name.startswith(cls.model_config["env_prefix"].upper())}
-        secrets.update({names[field]: default for field, default in cls.development_secrets.items()})
-    return secrets
-
-
 def env_example() -> dict[str, str]:
     """The variables .env.example sets (its uncommented lines)."""
     lines = (line.strip() for line in ENV_EXAMPLE.read_text().splitlines())
     return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
-def resolve(value: Any) -> str:
-    """A compose value as the container gets it with a fresh `cp .env.example .env`."""
-    example = env_example()
+def resolve(value: Any, example: dict[str, str] | None = None) -> str:
+    """A compose value as the container gets it with a fresh `cp .env.example .env` (or with `example`
+    as the .env)."""
+    example = env_example() if example is None else example
 
     def substitute(match: re.Match[str]) -> str:
         name, op, arg = match["name"], match["op"], match["arg"]
@@ -137,13 +161,21 @@ def resolve(value: Any) -> str:
     return INTERPOLATION.sub(substitute, str(value)).replace("$$", "$")
 
 
-def settings_from(environment: dict[str, Any], cls: type[ServiceSettings], monkeypatch: pytest.MonkeyPatch) -> ServiceSettings:
-    """The settings object a container with this environment builds, and nothing else."""
+def settings_from(
+    environment: dict[str, Any],
+    cls: type[ServiceSettings],
+    monkeypatch: pytest.MonkeyPatch,
+    mounted: dict[str, Path] | None = None,
+    example: dict[str, str] | None = None,
+) -> ServiceSettings:
+    """The settings object a container with this environment builds, and nothing else; a path of a
+    secret it mounts is that secret's generated file (any other /run/secrets path does not exist)."""
     for name in list(os.environ):
         if name.upper().startswith(("UNBIND_", "KAFKA_")):
             monkeypatch.delenv(name)
     for name, value in environment.items():
-        monkeypatch.setenv(name, resolve(value))
+        value = resolve(value, example)
+        monkeypatch.setenv(name, str((mounted or {}).get(value, value)))
     return cls()
 
 
@@ -168,6 +200,8 @@ def test_every_setting_is_passed(services: dict[str, Any], app: str, kafka_secre
     names = env_names(cls)
     passed = {names[key] for key in environment(services[app], kafka_secrets) if key in names}
     left_to_the_code = set(NOT_PASSED) | (set() if app in DATABASE_SERVICES else NO_DATABASE)
+    # A secret comes as a mounted file (<name>_file), never as a value; only a service that signs has a key.
+    left_to_the_code |= set(cls.required_secrets) | (set() if cls.needs_signing_key else {"signing_key_file"})
     missing = sorted(set(cls.model_fields) - passed - left_to_the_code)
     assert not missing, f"{app}: settings {missing} are not passed through the environment (add them, or to NOT_PASSED with the reason)"
 
@@ -190,17 +224,85 @@ def test_a_default_in_compose_is_the_code_default(services: dict[str, Any], app:
 
 
 @pytest.mark.parametrize("app", APPS)
-def test_the_environment_builds_the_settings(services: dict[str, Any], app: str, monkeypatch: pytest.MonkeyPatch, kafka_secrets: Path) -> None:
-    settings = settings_from(environment(services[app], kafka_secrets), settings_class(app), monkeypatch)
+def test_the_environment_builds_the_settings(
+    compose: dict[str, Any], services: dict[str, Any], app: str, monkeypatch: pytest.MonkeyPatch, kafka_secrets: Path, keys: InstallationKeys
+) -> None:
+    mounted = mounts(compose, app, kafka_secrets, keys)
+    settings = settings_from(environment(services[app], kafka_secrets), settings_class(app), monkeypatch, mounted)
     assert settings.kafka_bootstrap_servers == "kafka:19092"
-    assert settings.env == "development"
+    # .env.example asks for the demo data; the compose default is the code's, production.
+    assert settings.env == env_example()["UNBIND_ENV"] == "development"
+    assert settings_from(environment(services[app], kafka_secrets), settings_class(app), monkeypatch, mounted, example={"POSTGRES_PASSWORD": "p"}).env == "production"
     # Its own principal, over TLS, checking the broker against the CA it is given.
     security = settings.kafka_security()
     assert (security.username, security.protocol, security.mechanism) == (app, "SASL_SSL", "SCRAM-SHA-512")
     assert security.password == (kafka_secrets / f"{app}.env").read_text().strip().split("=", 1)[1]
-    assert security.cafile == "/run/secrets/kafka-ca" and "kafka-ca" in services[app]["secrets"]
+    assert services[app]["environment"]["KAFKA_SSL_CAFILE"] == "/run/secrets/kafka-ca" and security.cafile == str(kafka_secrets / "ca.pem")
     if app in DATABASE_SERVICES:
         assert settings.database_url == f"postgresql+asyncpg://unbind:{env_example()['POSTGRES_PASSWORD']}@postgres:5432/unbind_{app}"
+    # It starts: the JWKS, its own key if it signs and its secrets are all there, from its mounts.
+    loaded = settings.load_keys()
+    assert settings.jwks_url in (None, "") and loaded.trusted.source == str(keys.jwks_file)
+    assert (loaded.signing is not None) == settings_class(app).needs_signing_key
+    if loaded.signing is not None:
+        assert service_of_kid(loaded.signing.kid) == app
+    for name in settings_class(app).required_secrets:
+        assert getattr(settings, name).get_secret_value() == keys.secret(name)
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_each_service_is_given_its_own_keys_and_secrets_and_no_other(
+    compose: dict[str, Any], services: dict[str, Any], app: str, kafka_secrets: Path, keys: InstallationKeys
+) -> None:
+    """Every key and secret the settings class requires comes from a secret compose mounts, as a file;
+    the service mounts nothing else: no other service's key, no secret it does not read."""
+    cls = settings_class(app)
+    mounted = mounts(compose, app, kafka_secrets, keys)
+    env = services[app]["environment"]
+    wanted = {keys.jwks_file, kafka_secrets / "ca.pem", *(keys.secret_file(name) for name in cls.required_secrets)}
+    wanted |= {keys.service_key_file(app)} if cls.needs_signing_key else set()
+    assert set(mounted.values()) == wanted, f"{app} mounts {sorted(p.name for p in mounted.values())}"
+    for variable in key_settings(cls):
+        assert env.get(variable) in mounted, f"{app}: {variable} is not the path of a secret it mounts"
+    for name in cls.required_secrets:
+        assert f"UNBIND_{name.upper()}" not in env, f"{app}: {name} is given as a value, not as a mounted file"
+    # Every mounted secret is read by a setting; no other key setting is there.
+    read = {value for value in env.values() if str(value).startswith(MOUNT_DIR)}
+    assert read == set(mounted), f"{app}: mounts {sorted(set(mounted) - read)} that nothing reads, or reads {sorted(read - set(mounted))} it does not mount"
+    assert ("UNBIND_SIGNING_KEY_FILE" in env) == cls.needs_signing_key
+    for path in mounted.values():
+        if path.suffix == ".jwk":
+            assert service_of_kid(SigningKey.load(path).kid) == app, f"{app} mounts another's key: {path.name}"
+
+
+def test_no_container_gets_the_issuer_s_or_the_customer_system_s_key(compose: dict[str, Any], kafka_secrets: Path, keys: InstallationKeys) -> None:
+    """The private keys compose mounts are exactly the signing services' own; the issuer's (customer and
+    ops tokens) and the bank's customer system's stay on the host, as does secrets.env."""
+    read = {path for name in compose["services"] for path in mounts(compose, name, kafka_secrets, keys).values() if path.parent == keys.dir}
+    signing = {keys.service_key_file(app) for app in APPS if settings_class(app).needs_signing_key}
+    secrets = {keys.secret_file(name) for app in APPS for name in settings_class(app).required_secrets}
+    assert read == {keys.jwks_file, *signing, *secrets}
+    assert {path.name for path in keys.dir.iterdir()} - {path.name for path in read} == {"issuer.jwk", "customer-system.jwk", "secrets.env"}
+    assert {SigningKey.load(keys.issuer_key_file).kid, SigningKey.load(keys.service_key_file("customer-system")).kid}.isdisjoint(
+        SigningKey.load(path).kid for path in read if path.suffix == ".jwk"
+    )
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_production_without_its_keys_refuses_to_start(
+    compose: dict[str, Any], services: dict[str, Any], app: str, monkeypatch: pytest.MonkeyPatch, kafka_secrets: Path, keys: InstallationKeys
+) -> None:
+    """No fallback anywhere: without the mounted files, or without any one key setting, the service
+    refuses to start in production, naming the setting."""
+    cls = settings_class(app)
+    env = {**environment(services[app], kafka_secrets), "UNBIND_ENV": "production"}
+    with pytest.raises(RefusedToStart):
+        settings_from(env, cls, monkeypatch).load_keys()  # `keys generate` not run: nothing to mount
+    mounted = mounts(compose, app, kafka_secrets, keys)
+    for variable in key_settings(cls):
+        without = {name: value for name, value in env.items() if name != variable}
+        with pytest.raises(RefusedToStart, match=variable.removesuffix("_FILE")):
+            settings_from(without, cls, monkeypatch, mounted).load_keys()
 
 
 @pytest.mark.parametrize("app", APPS)
@@ -210,20 +312,20 @@ def test_each_service_reads_its_own_kafka_password_and_no_other(services: dict[s
     assert services[app]["environment"]["KAFKA_SASL_USERNAME"] == app
 
 
-@pytest.mark.parametrize("app", APPS)
-def test_production_without_secrets_is_refused(services: dict[str, Any], app: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The secrets' fallbacks in compose are the development values, which production refuses."""
-    environment = {**services[app]["environment"], "UNBIND_ENV": "production"}
-    with pytest.raises(ValidationError, match="development default"):
-        settings_from(environment, settings_class(app), monkeypatch)
-
-
-def test_no_secret_has_a_committed_default() -> None:
-    allowed = development_secrets()
+def test_no_secret_has_a_committed_default(compose: dict[str, Any]) -> None:
+    """A secret-looking variable handed through from .env is required (`${X:?...}`), never defaulted; no
+    key or secret setting of a service is a literal value: each is a mounted file."""
     for match in INTERPOLATION.finditer(COMPOSE.read_text()):
-        name, op, arg = match["name"], match["op"], match["arg"]
-        if SECRET_NAME.search(name) and op in (":-", "-"):
-            assert allowed.get(name) == arg, f"${{{name}}} has a committed default; only a development secret that production refuses may"
+        name, op = match["name"], match["op"]
+        if SECRET_NAME.search(name):
+            assert op in (":?", "?", None), f"${{{name}}} has a committed default"
+    for app in APPS:
+        cls = settings_class(app)
+        for variable, value in compose["services"][app]["environment"].items():
+            if variable.startswith("UNBIND_") and SECRET_NAME.search(variable):
+                assert variable in key_settings(cls) and str(value).startswith(MOUNT_DIR), f"{app}: {variable}={value!r}"
+    shared = {name: block for name, block in compose.items() if name.startswith("x-") and isinstance(block, dict)}
+    assert not [(name, key) for name, block in shared.items() for key in block if SECRET_NAME.search(key)], "a shared block holds a key or secret"
 
 
 def test_every_required_variable_is_in_env_example() -> None:
@@ -232,21 +334,48 @@ def test_every_required_variable_is_in_env_example() -> None:
     assert not missing, f"`cp .env.example .env && docker compose up` would fail: .env.example does not set {missing}"
 
 
-def test_migrate_sees_what_the_services_see(services: dict[str, Any]) -> None:
-    """`unbind migrate` loads every service's settings: it needs the same database and secrets
-    as the services, or it migrates another database (or, in production, refuses to start)."""
+def test_migrate_sees_the_services_databases_and_no_key(services: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`unbind migrate` loads every service's settings: it needs the same mode and database as the
+    services, or it migrates another database. It needs no key or secret, and gets none."""
     migrate = services["migrate"]["environment"]
+    assert "secrets" not in services["migrate"] and "env_file" not in services["migrate"]
     known: set[str] = set()
     for app in DATABASE_SERVICES:
         cls = settings_class(app)
         names = env_names(cls)
         known |= set(names)
-        for field in ("env", "database_server_url", "database_url", *cls.development_secrets):
+        for field in ("env", "database_server_url", "database_url"):
             key = next(name for name, known_field in names.items() if known_field == field and name.startswith("UNBIND_"))
             assert key in migrate, f"migrate lacks {key} ({app})"
             assert migrate[key] == services[app]["environment"][key], f"migrate and {app} disagree on {key}"
+        settings = settings_from(migrate, cls, monkeypatch, example={**env_example(), "UNBIND_ENV": "production"})
+        assert settings.env == "production" and settings.jwks_file is None and settings.signing_key_file is None
     unknown = sorted(set(migrate) - known)
     assert not unknown, f"migrate: {unknown} are not settings of any service"
+    given = sorted(name for name in migrate if SECRET_NAME.search(name) or "JWKS" in name)
+    assert not given, f"migrate is given {given}"
+
+
+def test_the_stack_s_tokens_are_minted_from_its_keys_folder(
+    compose: dict[str, Any],
+    services: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    kafka_secrets: Path,
+    keys: InstallationKeys,
+) -> None:
+    """`unbind --var-dir deploy/secrets token` (the README's way) signs with deploy/secrets/keys/issuer.jwk,
+    and the services of the stack accept what it prints."""
+    assert KEYS_OUT.name == KEYS_DIR, "`--var-dir deploy/secrets` reads <var>/keys"
+    assert f"--var-dir {KEYS_OUT.parent} token" in (ROOT / "README.md").read_text()
+    var_dir = keys.dir.parent
+    monkeypatch.delenv("UNBIND_VAR_DIR", raising=False)
+    for role, app in (("customer", "binding"), ("ops", "dashboard")):
+        assert main(["--var-dir", str(var_dir), "token", "--user", "u-zhangsan", "--role", role]) == 0
+        token = capsys.readouterr().out.strip()
+        settings = settings_from(environment(services[app], kafka_secrets), settings_class(app), monkeypatch, mounts(compose, app, kafka_secrets, keys))
+        principal = asyncio.run(decode_token(settings.load_keys().trusted, token, audience=audience_of(app)))
+        assert (principal.subject, principal.roles) == ("u-zhangsan", frozenset({role}))
 
 
 # --------------------------------------------------------------------------- ports and commands
@@ -399,16 +528,25 @@ def test_the_broker_authorizes_with_acls_and_has_no_unauthenticated_listener(ser
     assert set(re.findall(r"\$\{env:(\w+)\}", BROKER_PROPERTIES.read_text())) == {"KAFKA_ADMIN_PASSWORD", "KAFKA_CONTROLLER_PASSWORD"}
 
 
-def test_every_secret_compose_reads_is_made_per_installation_and_git_ignored(compose: dict[str, Any], kafka_secrets: Path) -> None:
+def test_every_secret_compose_reads_is_made_per_installation_and_git_ignored(compose: dict[str, Any], kafka_secrets: Path, keys: InstallationKeys) -> None:
     read = {Path(name) for service in compose["services"].values() for name in service.get("env_file", [])}
     read |= {Path(secret["file"]) for secret in compose["secrets"].values()}
-    assert {path.parent for path in read} == {DEFAULT_OUT}
-    assert {path.name for path in read} == {path.name for path in kafka_secrets.iterdir()}, "a file compose reads that the command does not write, or the reverse"
+    assert {path.parent for path in read} == {DEFAULT_OUT, KEYS_OUT}
+    kafka_read = {path.name for path in read if path.parent == DEFAULT_OUT}
+    assert kafka_read == {path.name for path in kafka_secrets.iterdir()}, "a file compose reads that `unbind kafka secrets` does not write, or the reverse"
+    keys_read = {path.name for path in read if path.parent == KEYS_OUT}
+    assert keys_read <= {path.name for path in keys.dir.iterdir()}, "a file compose reads that `unbind keys generate` does not write"
     assert "deploy/secrets/" in (ROOT / ".gitignore").read_text().splitlines()
     for path in kafka_secrets.iterdir():
         mode = path.stat().st_mode & 0o777
         assert mode == (0o644 if path.suffix == ".pem" else 0o600), f"{path.name}: {oct(mode)}"
-    assert kafka_secrets.stat().st_mode & 0o777 == 0o700
+    # Bind-mounted with their host mode into containers running as uid 10001: what compose mounts is
+    # readable (inside the 0700 folder, so by no other host user), every other file is 0600.
+    for path in keys.dir.iterdir():
+        mode = path.stat().st_mode & 0o777
+        assert mode == (0o644 if path.name in keys_read else 0o600), f"{path.name}: {oct(mode)}"
+    for folder in (kafka_secrets, keys.dir):
+        assert folder.stat().st_mode & 0o777 == 0o700
     # The passwords of one installation are all different.
     passwords = [line.split("=", 1)[1] for path in kafka_secrets.glob("*.env") for line in path.read_text().splitlines() if "PASSWORD" in line]
     assert len(set(passwords)) == 7, "admin, controller and five services, each its own (the admin's twice: broker.env and admin.env)"

@@ -4,14 +4,16 @@ No cluster and no `kubectl` are needed: each phase's kustomization (`setup`, the
 here by a small loader that implements exactly the Kustomize fields the manifests use (and refuses
 any other, so it cannot silently drift), every document is validated offline with
 kubernetes-validate (strict: unknown fields fail), and the manifests are held against the services'
-settings classes: ports, probes, every environment key, the secrets production requires, and the
-partitions that bound each autoscaler. Where `kubectl` is installed, the loader is also compared
-with `kubectl kustomize`.
+settings classes: ports, probes, every environment key, the keys and secrets each service requires
+(mounted from the Secret `unbind-keys`, made afresh by `unbind keys generate`, and loaded here as the
+pod would), and the partitions that bound each autoscaler. Where `kubectl` is installed, the loader is
+also compared with `kubectl kustomize`.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import shutil
@@ -23,15 +25,22 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from pydantic import AliasChoices, SecretStr, ValidationError
+from pydantic import AliasChoices, SecretStr
 from sqlalchemy.engine import make_url
 
+from shared.cli.keys import InstallationKeys, generate_for_deployment
 from shared.cli.services import APPS, settings_class
+from shared.keys import SigningKey, service_of_kid
 from shared.migrations import SERVICES as CONSUMERS
-from shared.settings import ServiceSettings
+from shared.settings import RefusedToStart, ServiceSettings
+from tests.deploy.keys import key_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
+# Where `unbind keys generate --out deploy/k8s/common/keys` writes (git-ignored): the loader reads a
+# fresh generation instead, never a real installation's keys.
+KEYS = K8S / "common" / "keys"
+UNBIND_KEYS = "unbind-keys"
 # Applied in this order: the Jobs (topics, migrations), then the services.
 PHASES = ("setup", "apps")
 # The oldest Kubernetes the manifests claim to support, and the newest schema the pinned tool ships.
@@ -68,7 +77,12 @@ def _read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def _generated(kustomization: dict[str, Any], directory: Path) -> list[dict[str, Any]]:
+def _source(path: Path, keys: Path) -> Path:
+    """The file the loader reads for `path`: the test's own generated keys for one of deploy/k8s/common/keys."""
+    return keys / path.name if path.resolve().parent == KEYS else _committed(path)
+
+
+def _generated(kustomization: dict[str, Any], directory: Path, keys: Path) -> list[dict[str, Any]]:
     docs = []
     options = kustomization.get("generatorOptions", {})
     for kind, field in (("ConfigMap", "configMapGenerator"), ("Secret", "secretGenerator")):
@@ -84,7 +98,7 @@ def _generated(kustomization: dict[str, Any], directory: Path) -> list[dict[str,
                 data[key] = value
             for entry in generator.get("files", []):
                 key, _, name = entry.rpartition("=")
-                data[key or Path(name).name] = _committed(directory / name).read_text()
+                data[key or Path(name).name] = _source(directory / name, keys).read_text()
             doc: dict[str, Any] = {"apiVersion": "v1", "kind": kind, "metadata": {"name": generator["name"]}}
             if kind == "Secret":
                 doc["type"] = generator.get("type", "Opaque")
@@ -95,7 +109,7 @@ def _generated(kustomization: dict[str, Any], directory: Path) -> list[dict[str,
     return docs
 
 
-def _build(directory: Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+def _build(directory: Path, keys: Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """The documents of one kustomization or component, and the image rules it brings."""
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
     unknown = set(kustomization) - _SUPPORTED
@@ -104,12 +118,12 @@ def _build(directory: Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]
     images = list(kustomization.get("images", []))
     for entry in kustomization.get("resources", []):
         path = directory / entry
-        docs += render(path) if path.is_dir() else [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+        docs += render(path, keys) if path.is_dir() else [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
     for entry in kustomization.get("components", []):
-        component_docs, component_images = _build(directory / entry)
+        component_docs, component_images = _build(directory / entry, keys)
         docs += component_docs
         images += component_images
-    docs += _generated(kustomization, directory)
+    docs += _generated(kustomization, directory, keys)
     if kustomization.get("kind") == "Component":
         return docs, images  # its rules apply to the including kustomization's documents
     for doc in docs:
@@ -127,8 +141,8 @@ def _set_image(container: dict[str, Any], images: list[dict[str, str]]) -> None:
             container["image"] = f"{rule.get('newName', name)}:{rule['newTag']}" if "newTag" in rule else rule.get("newName", name)
 
 
-def render(directory: Path) -> list[dict[str, Any]]:
-    return _build(directory)[0]
+def render(directory: Path, keys: Path) -> list[dict[str, Any]]:
+    return _build(directory, keys)[0]
 
 
 def _pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -144,8 +158,16 @@ def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def phases() -> dict[str, list[dict[str, Any]]]:
-    return {phase: render(K8S / phase) for phase in PHASES}
+def keys(tmp_path_factory: pytest.TempPathFactory) -> InstallationKeys:
+    """What `unbind keys generate --out deploy/k8s/common/keys` writes, made afresh."""
+    out = tmp_path_factory.mktemp("k8s") / "keys"
+    generate_for_deployment(out)
+    return InstallationKeys(out)
+
+
+@pytest.fixture(scope="module")
+def phases(keys: InstallationKeys) -> dict[str, list[dict[str, Any]]]:
+    return {phase: render(K8S / phase, keys.dir) for phase in PHASES}
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +223,7 @@ def _env_name(cls: type[ServiceSettings], field_name: str) -> str:
 
 
 def _secret_env_names(cls: type[ServiceSettings]) -> set[str]:
-    return {_env_name(cls, name) for name, field in cls.model_fields.items() if field.annotation is SecretStr}
+    return {_env_name(cls, name) for name, field in cls.model_fields.items() if field.annotation in (SecretStr, SecretStr | None)}
 
 
 def _our_image() -> str:
@@ -283,18 +305,24 @@ def test_every_document_validates_against_the_kubernetes_schemas(phases: dict[st
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed; the loader is checked by the other tests")
 @pytest.mark.parametrize("phase", PHASES)
-def test_the_loader_renders_what_kustomize_renders(phases: dict[str, list[dict[str, Any]]], phase: str, tmp_path: Path) -> None:
+def test_the_loader_renders_what_kustomize_renders(phases: dict[str, list[dict[str, Any]]], phase: str, tmp_path: Path, keys: InstallationKeys) -> None:
     copy = tmp_path / "k8s"
-    shutil.copytree(K8S, copy, ignore=shutil.ignore_patterns("secrets.env"))
+    shutil.copytree(K8S, copy, ignore=shutil.ignore_patterns("secrets.env", "kafka.env", "kafka-ca.pem", "keys"))
     for example in copy.rglob("*.example"):
         shutil.copy(example, example.with_suffix(""))
+    shutil.copytree(keys.dir, copy / KEYS.relative_to(K8S))
     out = subprocess.run(["kubectl", "kustomize", str(copy / phase)], capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
 
     def key(doc: dict[str, Any]) -> tuple[str, str]:
         return doc["kind"], doc["metadata"]["name"]
 
-    assert sorted((doc for doc in yaml.safe_load_all(out.stdout) if doc), key=key) == sorted(phases[phase], key=key)
+    def decoded(doc: dict[str, Any]) -> dict[str, Any]:
+        # Kustomize wraps a long value's base64 in lines; the loader does not. The data must be the same.
+        return {**doc, "data": _data(doc)} if doc["kind"] == "Secret" else doc
+
+    rendered = [decoded(doc) for doc in yaml.safe_load_all(out.stdout) if doc]
+    assert sorted(rendered, key=key) == sorted(map(decoded, phases[phase]), key=key)
 
 
 def test_every_namespaced_object_is_in_the_namespace(docs: list[dict[str, Any]]) -> None:
@@ -384,7 +412,8 @@ def test_every_environment_key_is_a_setting_the_service_reads(docs: list[dict[st
 def test_every_configmap_and_secret_key_is_a_setting_someone_reads(docs: list[dict[str, Any]]) -> None:
     """A key a container takes whole (envFrom) is a setting; a key it takes by name (valueFrom) may be
     named otherwise (each service's Kafka password is under its principal's name), the variable it
-    becomes is checked with the container; a key mounted as a file is a file. None is left unused."""
+    becomes is checked with the container; a key mounted as a file is a file (only the volume's `items`,
+    when it lists them). None is left unused."""
     known = set().union(*(_env_names(settings_class(app)) for app in APPS)) | DRIVER_ENV
     used: set[tuple[str, str]] = set()
     for doc in docs:
@@ -403,7 +432,10 @@ def test_every_configmap_and_secret_key_is_a_setting_someone_reads(docs: list[di
         for volume in (_pod_spec(doc) or {}).get("volumes", []):
             if ref := volume.get("configMap") or volume.get("secret"):
                 name = ref.get("name") or ref["secretName"]
-                used.update((name, key) for key in _data(_one(docs, "ConfigMap" if "configMap" in volume else "Secret", name)))
+                data = _data(_one(docs, "ConfigMap" if "configMap" in volume else "Secret", name))
+                listed = [item["key"] for item in ref.get("items", [])]
+                assert set(listed) <= set(data), f"{doc['metadata']['name']} mounts items {sorted(set(listed) - set(data))} that {name} does not have"
+                used.update((name, key) for key in listed or data)
     for doc in [*_by_kind(docs, "ConfigMap").values(), *_by_kind(docs, "Secret").values()]:
         for key in _data(doc):
             assert (doc["metadata"]["name"], key) in used, f"{doc['kind']} {doc['metadata']['name']}: {key} reaches no container"
@@ -427,57 +459,148 @@ def test_every_service_connects_to_kafka_as_its_own_principal_over_tls(docs: lis
         assert volumes[mounts[str(cafile.parent)]]["configMap"]["name"] == "unbind-kafka-ca", f"{app} has no CA at {cafile}"
 
 
-def test_secrets_come_from_the_secret_and_production_accepts_the_rest(docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+def _mounted_files(docs: list[dict[str, Any]], doc: dict[str, Any], container: dict[str, Any], root: Path) -> dict[str, Path]:
+    """{path in the container: a file under root with its content} of every Secret and ConfigMap item the
+    container mounts, as the kubelet would write them (only `items` when the volume lists them)."""
+    volumes = {volume["name"]: volume for volume in _pod_spec(doc)["volumes"]}
+    files = {}
+    for mount in container.get("volumeMounts", []):
+        volume = volumes[mount["name"]]
+        ref = volume.get("secret") or volume.get("configMap")
+        if ref is None:
+            continue
+        data = _data(_one(docs, "Secret" if "secret" in volume else "ConfigMap", ref.get("secretName") or ref.get("name")))
+        for key, path in [(item["key"], item["path"]) for item in ref.get("items", [])] or [(key, key) for key in data]:
+            inside = f"{mount['mountPath']}/{path}"
+            files[inside] = root / inside.lstrip("/")
+            files[inside].parent.mkdir(parents=True, exist_ok=True)
+            files[inside].write_text(data[key])
+    return files
+
+
+def _pod_environment(monkeypatch: pytest.MonkeyPatch, env: dict[str, tuple[str, str | None]], files: dict[str, Path]) -> None:
+    """The process environment of the container alone: strong values for what comes from a Secret (the
+    committed examples hold placeholders), a mounted file's path where the pod names one."""
+    for name in [name for name in os.environ if name.upper().startswith(("UNBIND_", "KAFKA_")) or name.upper() in DRIVER_ENV]:
+        monkeypatch.delenv(name)
+    for name, (source, value) in env.items():
+        monkeypatch.setenv(name, "s" * 48 if source == "secret" else str(files.get(str(value), value)))
+
+
+def test_secrets_come_from_secrets_and_each_service_starts_in_production_with_its_keys(
+    docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, keys: InstallationKeys
+) -> None:
+    """Every pod, its environment and mounts rendered: production, its own database, and every key and
+    secret its settings class requires loads from what the Secret unbind-keys mounts; `unbind migrate`
+    needs none and gets none."""
     for workload, container, classes in _workloads(docs):
         env = _environment(docs, container)
         where = f"{workload['kind']} {workload['metadata']['name']}"
+        files = _mounted_files(docs, workload, container, tmp_path / workload["metadata"]["name"])
         for cls in classes:
             secret_names = _secret_env_names(cls) | DRIVER_ENV
             for name, (source, _) in env.items():
                 if name in secret_names:
                     assert source == "secret", f"{where}: {name} is a secret but comes from a {source}"
-            # Production refuses to start while one of these is the development default.
-            for field_name in cls.development_secrets:
-                assert env.get(_env_name(cls, field_name), ("", None))[0] == "secret", f"{where}: {_env_name(cls, field_name)} must come from the Secret"
-            # The pod's environment, with strong secrets in place of the placeholders, is accepted.
-            for name in [name for name in os.environ if name.upper().startswith("UNBIND_") or name.upper() in {"KAFKA_BOOTSTRAP_SERVERS", *DRIVER_ENV}]:
-                monkeypatch.delenv(name)
-            for name, (source, value) in env.items():
-                monkeypatch.setenv(name, "s" * 48 if source == "secret" else str(value))
+            _pod_environment(monkeypatch, env, files)
             settings = cls()
             assert settings.env == "production", f"{where}: UNBIND_ENV is not production"
             if cls.service_name in CONSUMERS:
                 url = make_url(settings.database_url)
                 assert url.get_backend_name() == "postgresql" and url.database == f"unbind_{cls.service_name}", f"{where}: {cls.service_name} would not use its PostgreSQL database"
+            if workload["kind"] != "Deployment":
+                given = sorted(name for name in env if "JWKS" in name or "SIGNING" in name or name.endswith("_FILE") or name in _secret_env_names(cls))
+                assert not given and not [path for path in files if UNBIND_KEYS in path], f"{where} needs no key, yet is given {given}"
+                continue
+            loaded = settings.load_keys()
+            assert (loaded.signing is not None) == cls.needs_signing_key
+            if loaded.signing is not None:
+                assert service_of_kid(loaded.signing.kid) == cls.service_name
+            for name in cls.required_secrets:
+                assert getattr(settings, name).get_secret_value() == keys.secret(name), f"{where}: {name} is not the generated one"
     for configmap in _by_kind(docs, "ConfigMap").values():
         url = _data(configmap).get("UNBIND_DATABASE_SERVER_URL")
         if url:
             assert make_url(url).password is None, "a database password in a ConfigMap"
 
 
-def test_the_secret_is_generated_from_a_git_ignored_file_with_a_committed_example(docs: list[dict[str, Any]]) -> None:
+def test_without_its_keys_a_service_refuses_to_start(docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No fallback: with the Secret's files absent, or any one key setting left out, production refuses."""
+    for app in APPS:
+        deployment = _one(docs, "Deployment", app)
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env, cls = _environment(docs, container), settings_class(app)
+        _pod_environment(monkeypatch, env, {})
+        with pytest.raises(RefusedToStart):
+            cls().load_keys()
+        files = _mounted_files(docs, deployment, container, tmp_path / app)
+        for variable in key_settings(cls):
+            _pod_environment(monkeypatch, {name: value for name, value in env.items() if name != variable}, files)
+            with pytest.raises(RefusedToStart, match=variable.removesuffix("_FILE")):
+                cls().load_keys()
+
+
+def test_each_service_mounts_its_own_keys_and_no_other(docs: list[dict[str, Any]], keys: InstallationKeys) -> None:
+    """Each Deployment mounts, of the Secret unbind-keys, exactly the items its key settings read: the
+    JWKS, its own key if it signs, its own secrets; readable by its group (fsGroup), by no other user."""
+    stored = _data(_one(docs, "Secret", UNBIND_KEYS))
+    for app in APPS:
+        cls = settings_class(app)
+        spec = _one(docs, "Deployment", app)["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        volumes = {volume["name"]: volume for volume in spec["volumes"]}
+        secret_mounts = [(mount, volumes[mount["name"]]["secret"]) for mount in container["volumeMounts"] if "secret" in volumes[mount["name"]]]
+        assert len(secret_mounts) == 1, f"{app} mounts {len(secret_mounts)} Secrets"
+        ((mount, secret),) = secret_mounts
+        assert secret["secretName"] == UNBIND_KEYS and mount.get("readOnly") is True and "subPath" not in mount
+        assert secret["defaultMode"] == 0o440 and not [item for item in secret["items"] if "mode" in item], f"{app}: the key files are 0440"
+        assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsGroup"], f"{app}: the pod's user cannot read its 0440 keys"
+        mounted = {f"{mount['mountPath']}/{item['path']}": item["key"] for item in secret["items"]}
+        env = {name: value for name, (source, value) in _environment(docs, container).items() if source == "value"}
+        assert {name for name, value in env.items() if value in mounted} == set(key_settings(cls)), f"{app}: its key settings and its mounts differ"
+        assert {env[name] for name in key_settings(cls)} == set(mounted), f"{app} mounts a file no setting of it reads"
+        assert not [jwk for jwk in json.loads(stored[mounted[env["UNBIND_JWKS_FILE"]]])["keys"] if "d" in jwk], "the JWKS holds a private key"
+        if cls.needs_signing_key:
+            own = SigningKey.from_jwk(json.loads(stored[mounted[env["UNBIND_SIGNING_KEY_FILE"]]]))
+            assert own.kid == keys.service_key(app).kid, f"{app} mounts another's key"
+        for name in cls.required_secrets:
+            assert stored[mounted[env[f"UNBIND_{name.upper()}_FILE"]]] == keys.secret(name)
+
+
+def test_no_pod_can_get_the_issuer_s_or_the_customer_system_s_key(docs: list[dict[str, Any]], keys: InstallationKeys) -> None:
+    """The Secret holds the JWKS, the signing services' keys and the services' secrets, nothing more: the
+    keys that sign customer, ops and customer-system tokens are in no Secret, so no pod can mount them."""
+    signing = [app for app in APPS if settings_class(app).needs_signing_key]
+    secrets = sorted({name for app in APPS for name in settings_class(app).required_secrets})
+    wanted = {keys.jwks_file, *(keys.service_key_file(app) for app in signing), *(keys.secret_file(name) for name in secrets)}
+    assert _data(_one(docs, "Secret", UNBIND_KEYS)) == {path.name: path.read_text() for path in wanted}
+    private_kids = set()
+    for secret in _by_kind(docs, "Secret").values():
+        for value in _data(secret).values():
+            try:
+                private_kids.add(SigningKey.from_jwk(json.loads(value)).kid)
+            except ValueError:
+                continue  # not a private JWK
+    assert {service_of_kid(kid) for kid in private_kids} == set(signing)
+    assert private_kids.isdisjoint({keys.issuer().kid, keys.service_key("customer-system").kid})
+
+
+def test_the_secrets_are_generated_from_git_ignored_files(docs: list[dict[str, Any]], keys: InstallationKeys) -> None:
+    """Env files have a committed example; the key files are those `unbind keys generate` writes, in a
+    git-ignored folder. No key or secret of a service is typed into an env file."""
     common = yaml.safe_load((K8S / "common" / "kustomization.yaml").read_text())
     ignored = {line.strip() for line in (ROOT / ".gitignore").read_text().splitlines()}
     for generator in common["secretGenerator"]:
-        for env in generator["envs"]:
+        for env in generator.get("envs", []):
             path = K8S / "common" / env
             assert str(path.relative_to(ROOT)) in ignored, f"{path} is not git-ignored"
             assert path.with_name(path.name + ".example").is_file(), f"{path}.example is missing"
-
-
-def test_the_placeholders_are_refused_in_production() -> None:
-    """A copied, unedited secrets.env never runs: each placeholder is refused, and none is a
-    development default (which could be mistaken for a working value)."""
-    placeholders = _read_env_file(K8S / "common" / "secrets.env")
-    for app in APPS:
-        cls = settings_class(app)
-        for field_name, default in cls.development_secrets.items():
-            name = _env_name(cls, field_name)
-            assert name in placeholders, f"secrets.env.example lacks {name}, which production requires of {app}"
-            assert placeholders[name] != default, f"the placeholder of {name} is the development default"
-            strong = {other: "s" * 48 for other in cls.development_secrets}
-            with pytest.raises(ValidationError, match=field_name):
-                cls(**{**strong, field_name: placeholders[name]}, env="production")
+        for entry in generator.get("files", []):
+            path = K8S / "common" / entry
+            assert path.parent == KEYS and f"{KEYS.relative_to(ROOT)}/" in ignored, f"{path} is not in the git-ignored {KEYS}"
+            assert (keys.dir / path.name).is_file(), f"`unbind keys generate` writes no {path.name}"
+    typed = set(_read_env_file(K8S / "common" / "secrets.env"))
+    assert typed <= DRIVER_ENV, f"secrets.env.example types {sorted(typed - DRIVER_ENV)}: keys and secrets are generated"
 
 
 def test_every_container_has_requests_and_limits(docs: list[dict[str, Any]]) -> None:

@@ -50,7 +50,8 @@ def calls(tmp_path_factory: pytest.TempPathFactory) -> list[list[str]]:
     assert result.returncode == 0, result.stderr
     assert "password" not in result.stdout + result.stderr, "the script printed a password"
     admin = (tmp / "admin.properties").read_text()
-    assert "security.protocol=SASL_SSL" in admin and 'username="admin" password="admin-password"' in admin and "ssl.truststore.location=/run/secrets/kafka-ca" in admin
+    assert "security.protocol=SASL_SSL" in admin and f'username="admin" password="{env["KAFKA_SASL_PASSWORD"]}"' in admin
+    assert "ssl.truststore.location=/run/secrets/kafka-ca" in admin
     assert (tmp / "admin.properties").stat().st_mode & 0o077 == 0, "the admin's password is readable by others"
     return [json.loads(line) for line in log.read_text().splitlines()]
 

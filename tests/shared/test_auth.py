@@ -172,3 +172,14 @@ async def test_an_identity_provider_s_jwks_never_vouches_for_a_service(tmp_path:
     with pytest.raises(Problem):
         await decode_token(keys, issue_token(impostor, "verification", ["service"], audience=audience), audience=audience)
     assert await keys.get(impostor.kid) is None
+
+
+async def test_an_empty_jwks_url_is_no_url(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Compose hands `UNBIND_JWKS_URL` through as empty when no identity provider is set: the file alone
+    is read, and nothing tries to fetch an empty URL (a warning on every refresh)."""
+    (tmp_path / "jwks.json").write_text(json.dumps(jwks_document([ISSUER])))
+    keys = KeySet(url="", file=tmp_path / "jwks.json", min_refresh=0.0)
+    keys.load_now()
+    assert await keys.get(SigningKey.generate(new_kid()).kid) is None
+    assert (await decode_token(keys, customer(), audience=AUD)).subject == "u-zhangsan"
+    assert "JWKS URL not reloaded" not in caplog.text
