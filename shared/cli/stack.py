@@ -487,7 +487,9 @@ def _database_label(url: str) -> str:
 def _print_summary(stack: _Stack, settings: dict[str, Any], server_url: str | None, topic: str, dlq_topic: str, timings: dict[str, float]) -> None:
     me = _self_command()
     default_var = Path(os.environ.get("UNBIND_VAR_DIR") or "var").resolve()
-    stop_command = f"{me} down" if stack.var_dir == default_var else f"{me} --var-dir {_relative(stack.var_dir)} down"
+    # Tokens, links and the stop are this var dir's: name it unless it is the default.
+    me = me if stack.var_dir == default_var else f"{me} --var-dir {_relative(stack.var_dir)}"
+    stop_command = f"{me} down"
     width = max(len(s.name) for s in stack.services)
     lines = ["", f"unbind is up: all {len(stack.services)} services ready in {timings['total']:.1f} s", ""]
     for s in stack.services:
