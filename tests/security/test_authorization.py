@@ -212,6 +212,8 @@ def bad_tokens() -> dict[str, str]:
         "signed by a key the JWKS does not hold": forged(good, key=SigningKey.generate(new_kid())),
         "a customer token signed by a service's key": forged(good, key=service_key("binding")),
         "alg none": unsigned(good),
+        # What an attacker tried first: HS256 with the development secret this repository once published.
+        "hs256 with the once-published secret": jwt.encode(good, "development-only-jwt-secret-never-use-in-production", algorithm="HS256", headers={"kid": ISSUER.kid}),
         "no sub": forged(without("sub")),
         "no exp": forged(without("exp")),
         "no aud": forged(without("aud")),
