@@ -9,7 +9,7 @@ signed under that lender's own secret (`POST /v1/lenders/callbacks`):
 
 - `confirmed`, the usual answer;
 - `refused` (reason `account_not_found`) for an account whose number ends in `0000`: bind such a
-  number (say `6222 0299 9999 0000`, 15 digits, no check digit needed) to see a refusal.
+  number (say `6222 0299 9990 000`: 15 digits, so no check digit) to see a refusal.
 
 Other webhooks (`UnbindCompleted`) are taken and noted. Everything it received and answered is a JSON
 line in `<var>/lender.jsonl`, so a restart answers what was still waiting; `GET /mandates` lists the
