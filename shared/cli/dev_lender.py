@@ -53,13 +53,13 @@ REFUSED_LAST4 = "0000"
 REFUSAL_REASON = "account_not_found"
 JOURNAL = "lender.jsonl"
 RETRY_MAX_SECONDS = 30.0
-WEBHOOK_SECRET = "institution_webhook_secret"
+WEBHOOK_KEY_SETTING = "institution_webhook_secret"
 
 
 def secrets_env(keys: InstallationKeys) -> dict[str, str]:
     """The secrets the development lender holds: the webhook's, to check notification's requests,
     and every lender's own, to sign its callbacks (as a real lender holds its own alone)."""
-    names = [WEBHOOK_SECRET, *(lender.secret_name for lender in LENDERS.values())]
+    names = [WEBHOOK_KEY_SETTING, *(lender.secret_name for lender in LENDERS.values())]
     return {f"UNBIND_{name.upper()}": keys.secret(name) for name in names}
 
 
@@ -82,7 +82,7 @@ class DevLenderConfig:
 
         return cls(
             binding_url=env.get("UNBIND_DEV_LENDER_BINDING_URL", "http://127.0.0.1:8001").rstrip("/"),
-            webhook_secret=required(f"UNBIND_{WEBHOOK_SECRET.upper()}"),
+            webhook_secret=required(f"UNBIND_{WEBHOOK_KEY_SETTING.upper()}"),
             lender_secrets={lender.id: required(f"UNBIND_{lender.secret_name.upper()}") for lender in LENDERS.values()},
             delay_seconds=float(env.get("UNBIND_DEV_LENDER_DELAY_SECONDS", DEFAULT_DELAY_SECONDS)),
             journal=Path(env.get("UNBIND_VAR_DIR", "var")) / JOURNAL,
