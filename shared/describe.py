@@ -12,10 +12,16 @@ from typing import Any
 
 from shared.events import (
     BindingCreated,
+    BindingRequested,
+    BindingVerificationFailed,
+    BindingVerified,
     BiometricCounterRegressed,
     DeviceEnrolled,
     DeviceRevoked,
     Event,
+    MandateConfirmed,
+    MandateRefused,
+    MandateRequested,
     ReviewDecided,
     RiskAssessed,
     UnbindAppealed,
@@ -64,8 +70,20 @@ def describe_event(data: Event, emphasize: Emphasis = _plain) -> str:
         return f"{data.mandates_cancelled} mandate(s) cancelled · credit limit {data.credit_limit_before} -> {data.credit_limit_after} CNY"
     if isinstance(data, UnbindAppealed):
         return "appealed by the customer: under review again"
+    if isinstance(data, BindingRequested):
+        return f"account ···· {data.account_last4} at {data.lender} · auto-debit {'asked' if data.auto_debit else 'not asked'} · code for verification {data.verification_id}"
+    if isinstance(data, BindingVerified):
+        return "code confirmed"
+    if isinstance(data, BindingVerificationFailed):
+        return emphasize(data.reason, "failure")
+    if isinstance(data, MandateRefused):
+        return f"mandate {data.mandate_id} refused by {data.lender} · {emphasize(data.reason, 'failure')}"
     if isinstance(data, BindingCreated):
-        return f"account ···· {data.account_last4} · credit limit {data.credit_limit_before} -> {data.credit_limit_after} CNY"
+        return f"account ···· {data.account_last4} bound · auto-debit {'awaits the lender' if data.auto_debit else 'not asked'}"
+    if isinstance(data, MandateRequested):
+        return f"mandate {data.mandate_id} sent to {data.lender} · account ···· {data.account_last4}"
+    if isinstance(data, MandateConfirmed):
+        return f"mandate {data.mandate_id} confirmed by {data.lender} · credit limit {data.credit_limit_before} -> {data.credit_limit_after} CNY"
     if isinstance(data, UnbindCancelled):
         return "cancelled by the customer"
     if isinstance(data, UnbindExpired):

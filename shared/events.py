@@ -90,7 +90,7 @@ class Event(BaseModel):
 
 class BindingEvent(Event):
     """Common data of an event about a binding: which request (an unbind request, or the bind
-    request of `BindingCreated`), on which binding; keyed by the binding."""
+    request `BindingRequested` opened), on which binding; keyed by the binding."""
 
     subject_field = "binding_id"
     correlation_field = "request_id"
@@ -108,16 +108,77 @@ class DeviceEvent(Event):
     device_id: str
 
 
+class BindingRequested(BindingEvent):
+    """Emitted by binding when a customer asks to bind a repayment account: it stays pending until
+    they confirm the SMS code of `verification_id` (`request_id` is the id of this bind request,
+    which every later event of the binding's creation and mandate carries)."""
+
+    emitted_by = "binding"
+    # Binding names the verification, so the customer sees its id at once; verification creates it.
+    verification_id: str
+    lender: Code
+    account_last4: str
+    monthly_instalment: int
+    auto_debit: bool
+
+
+class BindingVerified(BindingEvent):
+    """Emitted by verification when the customer has confirmed the SMS code of a bind request."""
+
+    emitted_by = "verification"
+    verification_id: str
+
+
+class BindingVerificationFailed(BindingEvent):
+    """Emitted by verification when the verification of a bind request is locked out or has expired."""
+
+    emitted_by = "verification"
+    verification_id: str
+    reason: Code
+
+
 class BindingCreated(BindingEvent):
-    """Emitted by binding when a customer has bound a repayment account to their credit account
-    (`request_id` is the id of that bind request)."""
+    """Emitted by binding when a customer has bound a repayment account to their credit account (its
+    SMS code confirmed); the credit limit rises only once the lender confirms the mandate."""
 
     emitted_by = "binding"
     account_last4: str
     monthly_instalment: int
     auto_debit: bool
+
+
+class MandateEvent(BindingEvent):
+    """Common data of an event about the auto-debit mandate of a binding, at its lender."""
+
+    mandate_id: str
+    lender: Code
+    account_last4: str
+
+
+class MandateRequested(MandateEvent):
+    """Emitted by binding when a new binding's auto-debit mandate awaits its lender's confirmation
+    (notification sends the lender the request)."""
+
+    emitted_by = "binding"
+    monthly_instalment: int
+    due_day: int
+
+
+class MandateConfirmed(MandateEvent):
+    """Emitted by binding when the lender has confirmed a mandate: auto-debit is on, and the credit
+    limit rose by the binding's rule within the customer's cap."""
+
+    emitted_by = "binding"
     credit_limit_before: int
     credit_limit_after: int
+
+
+class MandateRefused(MandateEvent):
+    """Emitted by binding when the lender has refused a mandate: the binding stays, without
+    auto-debit and without a higher credit limit."""
+
+    emitted_by = "binding"
+    reason: Code
 
 
 class UnbindRequested(BindingEvent):
@@ -239,7 +300,13 @@ class DeviceRevoked(DeviceEvent):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
+        BindingRequested,
+        BindingVerified,
+        BindingVerificationFailed,
         BindingCreated,
+        MandateRequested,
+        MandateConfirmed,
+        MandateRefused,
         UnbindRequested,
         RiskAssessed,
         ReviewDecided,

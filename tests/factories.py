@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import orjson
+
+from services.binding import service as binding_service
 from services.binding.models import Benefit, Binding, BindingStatus, CreditAccount, Instalment, Mandate, RepaymentAccount
 from services.binding.service import today
 from services.notification import handlers as notification_handlers
@@ -16,7 +20,10 @@ from services.verification.device_simulator import DeviceSimulator
 from shared.account_numbers import with_check_digit
 from shared.cloudevents import Envelope
 from shared.consumer import EventConsumer, Subscriptions
+from shared.events import BindingVerified
+from shared.lenders import LENDER_HEADER, LENDERS, SIGNATURE_HEADER, sign_callback
 from shared.uow import UnitOfWork
+from tests.keys import KEYS
 from tests.stack import BusTopics, Stack, auth, eventually
 
 
@@ -87,6 +94,83 @@ async def customer_with_binding(
             else:
                 uow.session.add(Contact(user_id=user_id, phone=phone, email=email, locale=locale))
     return Customer(user_id, phone, account_number, binding_id, credit_limit, contribution)
+
+
+def lender_callback(
+    mandate_id: str,
+    decision: str = "confirmed",
+    *,
+    lender: str = "example_bank",
+    reason: str | None = None,
+    callback_id: str | None = None,
+    signed_at: float | None = None,
+    secret: str | None = None,
+) -> dict[str, Any]:
+    """The keyword arguments of a lender's signed `POST /v1/lenders/callbacks` (under the lender's own
+    secret, unless `secret` says otherwise; signed now, unless `signed_at`)."""
+    body = orjson.dumps({"callback_id": callback_id or f"cb-{uuid.uuid4()}", "mandate_id": mandate_id, "decision": decision, "reason": reason})
+    signature = sign_callback(secret or KEYS.secret(LENDERS[lender].secret_name), int(signed_at or time.time()), body)
+    return {"content": body, "headers": {"Content-Type": "application/json", LENDER_HEADER: lender, SIGNATURE_HEADER: signature}}
+
+
+def lender_requests(stack: Stack) -> list[dict[str, Any]]:
+    """What notification's lender webhook delivered (the development sink of an in-process stack)."""
+    sink = stack.var_dir / "institution.jsonl"
+    return [orjson.loads(orjson.loads(line)["body"]) for line in sink.read_bytes().splitlines()] if sink.exists() else []
+
+
+async def mandate_request(stack: Stack, binding_id: str) -> dict[str, Any]:
+    """The lender's copy of a binding's mandate request, once notification delivered it."""
+
+    def find() -> dict[str, Any] | None:
+        return next((r for r in lender_requests(stack) if r["type"] == "MandateRequested" and r["binding_id"] == binding_id), None)
+
+    return await eventually(find, 30, f"no mandate request reached the lender for {binding_id}")
+
+
+async def bind_account(stack: Stack, user_id: str, phone: str, body: dict[str, Any], *, decision: str | None = "confirmed") -> dict[str, Any]:
+    """Bind as the app and the lender do: the request, its SMS code, then the lender's signed answer
+    to the mandate notification sent it (`decision` None: leave the mandate pending). Returns the
+    binding as the customer then sees it."""
+    client, headers = stack.client("binding"), auth(user_id)
+    sent_before = len(stack.codes(phone))
+    asked = await client.post("/v1/bindings", json=body, headers=headers)
+    assert asked.status_code == 202 and asked.json()["status"] == "pending", asked.text
+    binding = asked.json()
+    await eventually(lambda: len(stack.codes(phone)) > sent_before, 15, "no binding code was sent")
+    checked = await stack.client("verification").post(f"/v1/verifications/{binding['verification_id']}/otp", json={"code": stack.latest_code(phone)}, headers=headers)
+    assert checked.status_code == 200 and checked.json()["status"] == "verified", checked.text
+    if decision is None or not body.get("auto_debit", True):
+        return await wait_for_binding(stack, user_id, binding["id"], lambda view: view["status"] == "active")
+    request = await mandate_request(stack, binding["id"])
+    answered = await client.post("/v1/lenders/callbacks", **lender_callback(request["mandate_id"], decision, lender=request["lender"]))
+    assert answered.status_code == 200, answered.text
+    return await wait_for_binding(stack, user_id, binding["id"], lambda view: view["mandate_status"] != "pending")
+
+
+async def wait_for_binding(stack: Stack, user_id: str, binding_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        view = (await stack.client("binding").get(f"/v1/bindings/{binding_id}", headers=auth(user_id))).json()
+        return view if predicate(view) else None
+
+    return await eventually(check, timeout, f"binding {binding_id} never reached the expected state")
+
+
+async def code_confirmed(stack: Stack, binding_id: str) -> None:
+    """Binding handles the BindingVerified verification would send once the customer confirmed the code
+    (for tests of binding alone, with no verification service and no workers)."""
+    async with stack.runtime("binding").unit_of_work() as uow:
+        binding = await uow.session.get(Binding, binding_id)
+        assert binding is not None and binding.bind_request_id and binding.verification_id
+        verified = BindingVerified(request_id=binding.bind_request_id, binding_id=binding.id, user_id=binding.user_id, verification_id=binding.verification_id)
+        await binding_service.confirm_binding(uow, verified)
+
+
+async def mandate_of(stack: Stack, user_id: str, binding_id: str) -> dict[str, Any]:
+    """The binding's newest mandate, as its report shows it (with its id, which the lender was sent)."""
+    report = await stack.client("binding").get(f"/v1/bindings/{binding_id}/report", headers=auth(user_id))
+    assert report.status_code == 200, report.text
+    return report.json()["mandates"][-1]
 
 
 def card_number() -> str:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from services.binding import service, texts
 from services.binding.config import BindingSettings
@@ -17,6 +20,8 @@ from services.binding.schemas import (
     BindingOut,
     ImpactOut,
     InstalmentOut,
+    LenderCallbackIn,
+    LenderCallbackOut,
     RepaymentIn,
     RequestPage,
     UnbindRequestIn,
@@ -25,6 +30,7 @@ from services.binding.schemas import (
 from shared.app import RequestUnitOfWork, Runtime
 from shared.auth import Customer, Ops, Principal, require_role
 from shared.fields import Instant
+from shared.lenders import LENDER_HEADER, SIGNATURE_HEADER
 from shared.problems import Problem, problem_responses
 
 router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 422))
@@ -56,11 +62,51 @@ async def list_bindings(principal: Customer, uow: RequestUnitOfWork) -> BindingL
     return await service.list_bindings(uow, principal)
 
 
-@router.post("/bindings", status_code=201, tags=["bindings"], responses=problem_responses(400, (409, "This repayment account is already bound")))
-async def create_binding(body: BindingIn, principal: Customer, uow: RequestUnitOfWork, settings: Settings) -> BindingOut:
-    """Bind a mortgage repayment account to the customer's credit account (credit limit raised by the rule,
-    within the customer's cap). One binding per account number, across all customers."""
-    return await service.create_binding(uow, settings, principal, body)
+@router.post(
+    "/bindings",
+    status_code=202,
+    tags=["bindings"],
+    responses=problem_responses(400, (409, "This repayment account is already bound, or too many bindings wait for their code")),
+)
+async def create_binding(body: BindingIn, principal: Customer, uow: RequestUnitOfWork) -> BindingOut:
+    """Ask to bind a mortgage repayment account to the customer's credit account. Accepted (202) as
+    `pending`: it binds once the customer confirms the SMS code of `verification_id` (verification's
+    `POST /v1/verifications/{id}/otp`); its auto-debit mandate then waits for the lender, and only the
+    lender's confirmation raises the credit limit (by the rule, within the customer's cap). One binding
+    per account number, across all customers."""
+    return await service.create_binding(uow, principal, body)
+
+
+@router.post(
+    "/lenders/callbacks",
+    tags=["lenders"],
+    responses=problem_responses(400, (401, "Not signed by a lender of the directory, or signed too long ago"), 404, (409, "The mandate is no longer pending")),
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": LenderCallbackIn.model_json_schema()}}}},
+)
+async def lender_callback(
+    request: Request,
+    uow: RequestUnitOfWork,
+    settings: Settings,
+    response: Response,
+    lender: Annotated[str | None, Header(alias=LENDER_HEADER, max_length=64)] = None,
+    signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER, max_length=200)] = None,
+) -> LenderCallbackOut:
+    """A lender confirms or refuses the auto-debit mandate of a binding. Authenticated by the lender's
+    HMAC-SHA256 signature of a timestamp and the raw body (`X-Unbind-Signature: t=<unix>,v1=<hex>`,
+    under that lender's own secret; see shared/lenders.py), not by a token. The same callback again
+    (its `callback_id`) is answered as the first time was, with `Idempotent-Replayed: true`, and
+    changes nothing."""
+    body = await request.body()
+    lender_id = service.authenticate_lender(settings, lender, signature, body)
+    try:
+        callback = LenderCallbackIn.model_validate_json(body)
+    except ValidationError as exc:
+        raise RequestValidationError([{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False, include_input=False)]) from None
+    fingerprint = hashlib.sha256(body).hexdigest()
+    answer, applied = await service.apply_lender_callback(uow, settings, lender_id, callback, fingerprint)
+    if not applied:
+        response.headers["Idempotent-Replayed"] = "true"
+    return answer
 
 
 @router.get("/bindings/{binding_id}", tags=["bindings"], responses=problem_responses(404))

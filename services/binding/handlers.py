@@ -5,7 +5,7 @@ from __future__ import annotations
 from services.binding import service
 from services.binding.config import BindingSettings
 from shared.consumer import Subscriptions
-from shared.events import ReviewDecided, RiskAssessed, VerificationFailed, VerificationRequested, Verified
+from shared.events import BindingVerificationFailed, BindingVerified, ReviewDecided, RiskAssessed, VerificationFailed, VerificationRequested, Verified
 from shared.uow import UnitOfWork
 
 
@@ -29,7 +29,17 @@ async def on_verification_failed(event: VerificationFailed, uow: UnitOfWork, set
     await service.fail_verification(uow, event)
 
 
+async def on_binding_verified(event: BindingVerified, uow: UnitOfWork, settings: BindingSettings) -> None:
+    await service.confirm_binding(uow, event)
+
+
+async def on_binding_verification_failed(event: BindingVerificationFailed, uow: UnitOfWork, settings: BindingSettings) -> None:
+    await service.abandon_binding(uow, event)
+
+
 SUBSCRIPTIONS: Subscriptions = {
+    BindingVerified: on_binding_verified,
+    BindingVerificationFailed: on_binding_verification_failed,
     RiskAssessed: on_risk_assessed,
     ReviewDecided: on_review_decided,
     VerificationRequested: on_verification_requested,

@@ -27,6 +27,8 @@ class InboxEntry(InboxMixin, Base):
 
 
 class BindingStatus(StrEnum):
+    PENDING = "pending"  # asked for; waiting for the customer's SMS code
+    FAILED = "failed"  # its code was never confirmed (locked out or expired): nothing was bound
     ACTIVE = "active"
     UNBINDING = "unbinding"
     UNBOUND = "unbound"
@@ -70,6 +72,8 @@ class RepaymentAccount(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(64), index=True)
     lender: Mapped[str] = mapped_column(String(128))
+    # The lender of the directory (shared.lenders) the name stands for: it confirms the mandate.
+    lender_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # Normalised (shared.account_numbers) before it is stored or compared. Kept in this service's
     # database only; every API and event shows it masked.
     account_number: Mapped[str] = mapped_column(String(32))
@@ -90,8 +94,13 @@ class Binding(Base):
     credit_account_id: Mapped[str] = mapped_column(ForeignKey("credit_accounts.id"))
     repayment_account_id: Mapped[str] = mapped_column(ForeignKey("repayment_accounts.id"))
     status: Mapped[str] = mapped_column(String(16), default=BindingStatus.ACTIVE)
-    # The part of the credit limit granted because of this binding; withdrawn on unbind.
+    # The part of the credit limit granted because of this binding (once its lender confirmed the
+    # mandate); withdrawn on unbind.
     credit_limit_contribution: Mapped[int] = mapped_column(Integer, default=0)
+    # The bind request (the `request_id` of the events of its creation and mandate), and the
+    # verification of its SMS code; neither for bindings that predate them.
+    bind_request_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    verification_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -155,8 +164,14 @@ class AuditEntry(Base):
 
 
 class MandateStatus(StrEnum):
+    PENDING = "pending"  # waiting for the lender's confirmation
     ACTIVE = "active"
+    REFUSED = "refused"  # by the lender
     CANCELLED = "cancelled"
+
+
+# Mandates an unbind (or a binding that never came to be) cancels.
+OPEN_MANDATE_STATUSES = (MandateStatus.PENDING, MandateStatus.ACTIVE)
 
 
 class Mandate(Base):
@@ -170,6 +185,24 @@ class Mandate(Base):
     status: Mapped[str] = mapped_column(String(16), default=MandateStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When the lender confirmed or refused it, and the lender's code for a refusal (kept for ops).
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    refusal_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class LenderCallback(Base):
+    """A lender's signed callback, kept by its id: the same callback again changes nothing."""
+
+    __tablename__ = "lender_callbacks"
+    __table_args__ = (UniqueConstraint("lender_id", "callback_id", name="uq_lender_callbacks_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lender_id: Mapped[str] = mapped_column(String(64))
+    callback_id: Mapped[str] = mapped_column(String(64))
+    mandate_id: Mapped[str] = mapped_column(String(36))
+    # SHA-256 of the body: the same id with another body is refused.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Benefit(Base):

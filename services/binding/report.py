@@ -155,6 +155,9 @@ LABELS: dict[str, dict[str, str]] = {
 
 VALUES: dict[str, dict[str, str]] = {
     "zh-CN": {
+        "pending": "待确认",
+        "failed": "未绑定成功",
+        "refused": "已被拒绝",
         "active": "生效中",
         "unbinding": "解绑中",
         "unbound": "已解绑",
@@ -166,6 +169,9 @@ VALUES: dict[str, dict[str, str]] = {
         "overdue": "已逾期",
     },
     "en": {
+        "pending": "Pending",
+        "failed": "Not bound",
+        "refused": "Refused",
         "active": "Active",
         "unbinding": "Unbinding",
         "unbound": "Unbound",
@@ -211,7 +217,7 @@ class _Text:
 
     def status(self, raw: str | None) -> tuple[str, tuple[int, int, int]]:
         """A status and the colour to print it in."""
-        return self.value(raw), WARN if raw == "overdue" else MUTED if raw in ("cancelled", "unbound") else INK
+        return self.value(raw), WARN if raw == "overdue" else MUTED if raw in ("cancelled", "unbound", "failed", "refused") else INK
 
     def money(self, amount: int | None) -> str:
         return DASH if amount is None else self.labels["money"].format(amount=f"{amount:,.2f}")

@@ -9,6 +9,7 @@ from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.binding.models import (
+    OPEN_MANDATE_STATUSES,
     OPEN_REQUEST_STATUSES,
     AuditEntry,
     Benefit,
@@ -16,6 +17,7 @@ from services.binding.models import (
     BindingStatus,
     CreditAccount,
     Instalment,
+    LenderCallback,
     Mandate,
     MandateStatus,
     RepaymentAccount,
@@ -89,6 +91,35 @@ async def set_binding_status(session: AsyncSession, binding_id: str, status: Bin
 
 async def active_mandates(session: AsyncSession, binding_id: str) -> Sequence[Mandate]:
     return (await session.scalars(select(Mandate).where(Mandate.binding_id == binding_id, Mandate.status == MandateStatus.ACTIVE))).all()
+
+
+async def open_mandates(session: AsyncSession, binding_id: str) -> Sequence[Mandate]:
+    """The binding's mandates that are active or still wait for their lender."""
+    return (await session.scalars(select(Mandate).where(Mandate.binding_id == binding_id, Mandate.status.in_(OPEN_MANDATE_STATUSES)))).all()
+
+
+async def binding_of_mandate(session: AsyncSession, mandate_id: str) -> str | None:
+    return await session.scalar(select(Mandate.binding_id).where(Mandate.id == mandate_id))
+
+
+async def get_mandate(session: AsyncSession, mandate_id: str, *, for_update: bool = False) -> Mandate | None:
+    query = select(Mandate).where(Mandate.id == mandate_id)
+    return await session.scalar(query.with_for_update() if for_update else query)
+
+
+async def latest_mandate_status(session: AsyncSession, binding_ids: Sequence[str]) -> dict[str, str]:
+    """The status of each binding's newest mandate, for the bindings that have one."""
+    rows = await session.execute(select(Mandate.binding_id, Mandate.status).where(Mandate.binding_id.in_(binding_ids)).order_by(Mandate.created_at, Mandate.id))
+    return {binding_id: status for binding_id, status in rows.all()}
+
+
+async def get_lender_callback(session: AsyncSession, lender_id: str, callback_id: str) -> LenderCallback | None:
+    return await session.scalar(select(LenderCallback).where(LenderCallback.lender_id == lender_id, LenderCallback.callback_id == callback_id))
+
+
+async def count_pending_bindings(session: AsyncSession, user_id: str) -> int:
+    """A customer's bindings still waiting for their SMS code."""
+    return await session.scalar(select(func.count()).select_from(Binding).where(Binding.user_id == user_id, Binding.status == BindingStatus.PENDING)) or 0
 
 
 async def mandates(session: AsyncSession, binding_id: str) -> Sequence[Mandate]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.account_numbers import normalise_account_number
-from shared.events import UnbindReason, VerificationMethod
+from shared.events import Code, UnbindReason, VerificationMethod
 from shared.fields import FreeText
+from shared.lenders import LENDERS, find_lender
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
@@ -21,6 +23,7 @@ class CreditAccountOut(BaseModel):
 class RepaymentAccountOut(BaseModel):
     id: str
     lender: str
+    lender_id: str | None = Field(None, description="The lender of the directory that confirms the mandate (null for an account bound before lenders had ids)")
     account_number: str = Field(description="Masked, e.g. `6222 **** **** 4821`")
     monthly_instalment: int = Field(description="CNY")
     due_day: int
@@ -28,8 +31,16 @@ class RepaymentAccountOut(BaseModel):
 
 class BindingOut(BaseModel):
     id: str
-    status: str
-    auto_debit: bool
+    status: str = Field(description="pending (waiting for the SMS code), failed (the code was never confirmed), active, unbinding or unbound")
+    auto_debit: bool = Field(description="True while an auto-debit mandate is active (confirmed by the lender)")
+    mandate_status: str | None = Field(
+        None,
+        description="The binding's latest auto-debit mandate: pending (waiting for the lender), active, refused (by the lender) or cancelled; null without one"
+    )
+    verification_id: str | None = Field(
+        None,
+        description="While pending: the verification whose SMS code binds the account (`POST /v1/verifications/{id}/otp` at the verification service)"
+    )
     credit_limit_contribution: int = Field(description="Part of the credit limit granted because of this binding, CNY")
     credit_account: CreditAccountOut
     repayment_account: RepaymentAccountOut
@@ -112,7 +123,13 @@ class AppealIn(BaseModel):
 class BindingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    lender: str = Field(min_length=1, max_length=128)
+    lender: str = Field(
+        min_length=1,
+        max_length=128,
+        description="The lender holding the account: its id or one of its names in the directory (" + ", ".join(
+            f"`{lender.id}`: " + " / ".join(lender.names.values()) for lender in LENDERS.values()
+        ) + ")",
+    )
     account_number: str = Field(
         min_length=12,
         max_length=40,
@@ -129,10 +146,16 @@ class BindingIn(BaseModel):
 
     @field_validator("lender")
     @classmethod
-    def _printable(cls, value: str) -> str:
-        if not value.strip() or not value.isprintable():
-            raise ValueError("must be printable text")
+    def _in_the_directory(cls, value: str) -> str:
+        if find_lender(value) is None:
+            raise ValueError("is not a lender of the directory: " + ", ".join(lender.names["en"] for lender in LENDERS.values()))
         return value.strip()
+
+    @property
+    def lender_id(self) -> str:
+        lender = find_lender(self.lender)
+        assert lender is not None, "validated above"
+        return lender.id
 
 
 class RepaymentIn(BaseModel):
@@ -144,9 +167,27 @@ class RepaymentIn(BaseModel):
 class MandateOut(BaseModel):
     id: str
     kind: str = Field(description="auto_debit: the platform collects each instalment")
-    status: str = Field(description="active or cancelled")
+    status: str = Field(description="pending (waiting for the lender), active, refused (by the lender) or cancelled")
     created_at: datetime
     cancelled_at: datetime | None
+    decided_at: datetime | None = Field(None, description="When the lender confirmed or refused it")
+
+
+class LenderCallbackIn(BaseModel):
+    """What a lender says of a mandate; the raw body is what its signature covers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    callback_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{8,64}$", description="The lender's id of this callback: the same one again changes nothing")
+    mandate_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    decision: Literal["confirmed", "refused"]
+    reason: Code | None = Field(None, description="The lender's code for a refusal (e.g. account_closed); kept for ops, never shown to the customer")
+
+
+class LenderCallbackOut(BaseModel):
+    mandate_id: str
+    status: str = Field(description="The mandate's status now: active (confirmed), refused, or what it was when a replay came")
+    decided_at: datetime | None
 
 
 class InstalmentOut(BaseModel):

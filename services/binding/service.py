@@ -5,20 +5,28 @@ Every function works inside the caller's unit of work: it writes state and stage
 event that arrives late or twice (from another path than the inbox) cannot move a request back,
 and every transition is written to the append-only audit log.
 
-Credit limit rule: binding a mortgage repayment account raises the credit limit by 1.5 times the
-monthly instalment, rounded down to 100 CNY and capped at 20,000 CNY. A customer's bindings together
-raise it by at most `max_total_limit_uplift`: past that, a binding still binds (auto-debit and all)
-but grants only what is left of the cap, possibly nothing. The amount granted is kept on the
-binding and withdrawn, exactly, when the binding is unbound.
+Binding is no easier to abuse than unbinding: a binding asked for is `pending` until the customer
+confirms the SMS code verification sends (BindingRequested -> BindingVerified), and its auto-debit
+mandate stays `pending` until the lender confirms it through a signed callback. Only then does the
+credit limit rise.
+
+Credit limit rule: a binding whose mandate the lender confirmed raises the credit limit by 1.5 times
+the monthly instalment, rounded down to 100 CNY and capped at 20,000 CNY. A customer's bindings
+together raise it by at most `max_total_limit_uplift`: past that, the mandate still goes active but
+the binding grants only what is left of the cap, possibly nothing. A binding without auto-debit, or
+whose mandate the lender refused, grants nothing. The amount granted is kept on the binding and
+withdrawn, exactly, when the binding is unbound.
 
 One account, one binding: account numbers are normalised (shared.account_numbers) before they are
-stored or compared, and a number is held, across all customers, until its binding is unbound.
+stored or compared, and a number is held, across all customers, from the bind request until its
+binding is unbound (or its code was never confirmed).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
@@ -39,6 +47,7 @@ from services.binding.models import (
     BindingStatus,
     CreditAccount,
     Instalment,
+    LenderCallback,
     Mandate,
     MandateStatus,
     RepaymentAccount,
@@ -56,6 +65,8 @@ from services.binding.schemas import (
     CreditAccountOut,
     ImpactOut,
     InstalmentOut,
+    LenderCallbackIn,
+    LenderCallbackOut,
     MandateOut,
     RepaymentAccountOut,
     RepaymentIn,
@@ -72,6 +83,12 @@ from shared.db import utcnow
 from shared.events import (
     BindingCreated,
     BindingEvent,
+    BindingRequested,
+    BindingVerificationFailed,
+    BindingVerified,
+    MandateConfirmed,
+    MandateRefused,
+    MandateRequested,
     ReviewDecided,
     ReviewOutcome,
     RiskAssessed,
@@ -86,7 +103,8 @@ from shared.events import (
     VerificationRequested,
     Verified,
 )
-from shared.logging import correlation_id, redact
+from shared.lenders import LENDER_HEADER, SIGNATURE_HEADER, callback_signature_valid
+from shared.logging import redact
 from shared.masking import mask_account_number
 from shared.pagination import decode_cursor, encode_cursor
 from shared.population import SyntheticCustomer
@@ -98,6 +116,8 @@ log = logging.getLogger(__name__)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 DUE_SOON_DAYS = 3
 LIMIT_UPLIFT_CAP = 20_000
+# Bindings a customer may have waiting for their SMS code at once.
+MAX_PENDING_BINDINGS = 3
 FOLLOW_UP_AFTER_UNBIND = [
     "check_repayment_status_at_lender",
     "ask_lender_to_adjust_repayment_plan_if_needed",
@@ -123,16 +143,19 @@ def _new_id() -> str:
 # --- bindings ------------------------------------------------------------------------------
 
 
-def binding_out(binding: Binding, repayment: RepaymentAccount, credit: CreditAccount, auto_debit: bool) -> BindingOut:
+def binding_out(binding: Binding, repayment: RepaymentAccount, credit: CreditAccount, auto_debit: bool, mandate_status: str | None) -> BindingOut:
     return BindingOut(
         id=binding.id,
         status=binding.status,
         auto_debit=auto_debit,
+        mandate_status=mandate_status,
+        verification_id=binding.verification_id if binding.status == BindingStatus.PENDING else None,
         credit_limit_contribution=binding.credit_limit_contribution,
         credit_account=CreditAccountOut(id=credit.id, credit_limit=credit.credit_limit),
         repayment_account=RepaymentAccountOut(
             id=repayment.id,
             lender=repayment.lender,
+            lender_id=repayment.lender_id,
             account_number=mask_account_number(repayment.account_number),
             monthly_instalment=repayment.monthly_instalment,
             due_day=repayment.due_day,
@@ -143,8 +166,10 @@ def binding_out(binding: Binding, repayment: RepaymentAccount, credit: CreditAcc
 
 async def list_bindings(uow: UnitOfWork, principal: Principal) -> BindingList:
     views = await repository.list_bindings(uow.session, principal.subject)
-    with_auto_debit = await repository.auto_debit_on(uow.session, [view[0].id for view in views])
-    return BindingList(items=[binding_out(*view, auto_debit=view[0].id in with_auto_debit) for view in views])
+    ids = [view[0].id for view in views]
+    with_auto_debit = await repository.auto_debit_on(uow.session, ids)
+    mandates = await repository.latest_mandate_status(uow.session, ids)
+    return BindingList(items=[binding_out(*view, auto_debit=view[0].id in with_auto_debit, mandate_status=mandates.get(view[0].id)) for view in views])
 
 
 async def _owned_view(uow: UnitOfWork, principal: Principal, binding_id: str) -> repository.BindingView:
@@ -156,8 +181,12 @@ async def _owned_view(uow: UnitOfWork, principal: Principal, binding_id: str) ->
 
 
 async def get_binding(uow: UnitOfWork, principal: Principal, binding_id: str) -> BindingOut:
-    binding, repayment, credit = await _owned_view(uow, principal, binding_id)
-    return binding_out(binding, repayment, credit, bool(await repository.active_mandates(uow.session, binding.id)))
+    return await _binding_out(uow, *(await _owned_view(uow, principal, binding_id)))
+
+
+async def _binding_out(uow: UnitOfWork, binding: Binding, repayment: RepaymentAccount, credit: CreditAccount) -> BindingOut:
+    auto_debit = bool(await repository.active_mandates(uow.session, binding.id))
+    return binding_out(binding, repayment, credit, auto_debit, (await repository.latest_mandate_status(uow.session, [binding.id])).get(binding.id))
 
 
 def next_due_date(due_day: int, on: date) -> date:
@@ -173,30 +202,39 @@ def _already_bound() -> Problem:
     return conflict("already-bound", "This repayment account is already bound.")
 
 
-async def create_binding(uow: UnitOfWork, settings: BindingSettings, principal: Principal, body: BindingIn) -> BindingOut:
-    """Bind a repayment account (its number normalised by the schema): grant the credit limit by the
-    rule within the customer's cap, set up auto-debit, record the current instalment, emit BindingCreated."""
+async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn) -> BindingOut:
+    """Ask to bind a repayment account (its number normalised and its lender found by the schema). The
+    binding is pending, holding the number, until the customer confirms the SMS code verification sends
+    for it; its auto-debit mandate waits for the lender after that. Nothing about the credit limit
+    changes yet. Emits BindingRequested."""
     session = uow.session
-    # Locked: a customer's bindings are created one at a time, so the cap below holds under races.
+    # Locked: a customer's bindings are created one at a time, so the pending count below holds under races.
     credit = await repository.credit_account_of(session, principal.subject, for_update=True)
     if credit is None:
         raise Problem(422, "no-credit-account", "No credit account", "Open a credit account before binding a repayment account.")
     if await repository.account_number_held(session, body.account_number):
         raise _already_bound()
-    left = max(0, settings.max_total_limit_uplift - await repository.limit_uplift_held(session, principal.subject))
-    contribution = min(credit_limit_contribution(body.monthly_instalment), left)
-    limit_before = credit.credit_limit
-    credit.credit_limit = limit_before + contribution
+    # Each asks for an SMS code: a stolen token must not turn into a stream of them.
+    if await repository.count_pending_bindings(session, principal.subject) >= MAX_PENDING_BINDINGS:
+        raise conflict("too-many-pending-bindings", f"{MAX_PENDING_BINDINGS} bindings already wait for their SMS code: confirm one, or wait until they lapse.")
     repayment = RepaymentAccount(
-        id=_new_id(), user_id=principal.subject, lender=body.lender, account_number=body.account_number, monthly_instalment=body.monthly_instalment, due_day=body.due_day
+        id=_new_id(),
+        user_id=principal.subject,
+        lender=body.lender,
+        lender_id=body.lender_id,
+        account_number=body.account_number,
+        monthly_instalment=body.monthly_instalment,
+        due_day=body.due_day,
     )
     binding = Binding(
         id=f"b-{uuid.uuid4().hex[:12]}",
         user_id=principal.subject,
         credit_account_id=credit.id,
         repayment_account_id=repayment.id,
-        status=BindingStatus.ACTIVE,
-        credit_limit_contribution=contribution,
+        status=BindingStatus.PENDING,
+        credit_limit_contribution=0,
+        bind_request_id=_new_id(),
+        verification_id=_new_id(),
     )
     due = next_due_date(body.due_day, today())
     session.add(repayment)
@@ -207,23 +245,25 @@ async def create_binding(uow: UnitOfWork, settings: BindingSettings, principal: 
     session.add(binding)
     await session.flush()
     session.add(Instalment(id=_new_id(), repayment_account_id=repayment.id, period=due.strftime("%Y-%m"), amount=body.monthly_instalment, due_date=due))
-    if contribution:
-        session.add(Benefit(id=_new_id(), binding_id=binding.id, code="limit_uplift", value=contribution))
     if body.auto_debit:
-        session.add(Mandate(id=_new_id(), binding_id=binding.id, kind="auto_debit", status=MandateStatus.ACTIVE))
+        session.add(Mandate(id=_new_id(), binding_id=binding.id, kind="auto_debit", status=MandateStatus.PENDING))
     uow.emit(
-        BindingCreated(
-            request_id=correlation_id.get() or _new_id(),
-            binding_id=binding.id,
-            user_id=principal.subject,
+        BindingRequested(
+            **_about_binding(binding),
+            verification_id=binding.verification_id,
+            lender=body.lender_id,
             account_last4=body.account_number[-4:],
             monthly_instalment=body.monthly_instalment,
             auto_debit=body.auto_debit,
-            credit_limit_before=limit_before,
-            credit_limit_after=credit.credit_limit,
         )
     )
-    return binding_out(binding, repayment, credit, body.auto_debit)
+    return binding_out(binding, repayment, credit, False, MandateStatus.PENDING if body.auto_debit else None)
+
+
+def _about_binding(binding: Binding) -> dict[str, str]:
+    """The fields every event about a binding's creation and mandate carries."""
+    assert binding.bind_request_id is not None, "a binding made through the API has its bind request"
+    return {"request_id": binding.bind_request_id, "binding_id": binding.id, "user_id": binding.user_id}
 
 
 def _fingerprint(binding_id: str, body: BaseModel) -> str:
@@ -339,7 +379,7 @@ async def account_report(uow: UnitOfWork, principal: Principal, binding_id: str,
         generated_at=utcnow(),
         locale=locale,
         user_id=binding.user_id,
-        binding=binding_out(binding, repayment, credit, impact.auto_debit),
+        binding=await _binding_out(uow, binding, repayment, credit),
         mandates=[MandateOut.model_validate(mandate, from_attributes=True) for mandate in await repository.mandates(uow.session, binding.id)],
         instalments=[instalment_out(instalment, on) for instalment in await repository.instalments(uow.session, repayment.id)],
         impact=impact,
@@ -372,6 +412,8 @@ async def request_unbind(
     binding, repayment, credit = view
     if binding.status == BindingStatus.UNBOUND:
         raise conflict("binding-unbound", "This binding is already unbound.")
+    if binding.status in (BindingStatus.PENDING, BindingStatus.FAILED):
+        raise conflict("binding-not-bound", "This account was never bound: its SMS code was not confirmed.", binding_status=binding.status)
     impact = await assess_impact(uow, binding, repayment, credit, texts.DEFAULT_LOCALE)
     codes = {blocker.code for blocker in impact.blockers}
     if "UNBIND_IN_PROGRESS" in codes:
@@ -597,7 +639,8 @@ async def complete_unbind(uow: UnitOfWork, event: Verified) -> None:
     assert credit is not None, "a binding always has its credit account"
     now = utcnow()
     cancelled = 0
-    for mandate in await repository.active_mandates(uow.session, binding.id):
+    # A mandate still waiting for its lender goes too: the lender's answer then finds it cancelled.
+    for mandate in await repository.open_mandates(uow.session, binding.id):
         mandate.status = MandateStatus.CANCELLED
         mandate.cancelled_at = now
         cancelled += 1
@@ -618,6 +661,124 @@ async def complete_unbind(uow: UnitOfWork, event: Verified) -> None:
             follow_up=request.follow_up,
         )
     )
+
+
+# --- a binding's code and mandate ----------------------------------------------------------
+
+
+async def _pending_binding(uow: UnitOfWork, event: BindingVerified | BindingVerificationFailed) -> Binding | None:
+    """The binding whose bind request's verification the event is about, locked, if it still waits
+    for its code (None for a late or repeated event). EventRejected if this service never asked
+    for that verification."""
+    binding = await repository.get_binding(uow.session, event.binding_id, for_update=True)
+    if binding is None or (binding.user_id, binding.bind_request_id, binding.verification_id) != (event.user_id, event.request_id, event.verification_id):
+        raise EventRejected("state", f"{type(event).__name__} is about a verification no bind request of this binding asked for")
+    return binding if binding.status == BindingStatus.PENDING else None
+
+
+async def confirm_binding(uow: UnitOfWork, event: BindingVerified) -> None:
+    """The customer confirmed the code: the account is bound (BindingCreated), and its mandate goes
+    to the lender (MandateRequested); the credit limit waits for the lender's confirmation."""
+    binding = await _pending_binding(uow, event)
+    if binding is None:
+        return
+    repayment = await uow.session.get(RepaymentAccount, binding.repayment_account_id)
+    assert repayment is not None, "a binding always has its repayment account"
+    binding.status = BindingStatus.ACTIVE
+    mandates = await repository.open_mandates(uow.session, binding.id)
+    last4 = repayment.account_number[-4:]
+    uow.emit(BindingCreated(**_about_binding(binding), account_last4=last4, monthly_instalment=repayment.monthly_instalment, auto_debit=bool(mandates)))
+    for mandate in mandates:
+        uow.emit(MandateRequested(**_about_mandate(binding, repayment, mandate), monthly_instalment=repayment.monthly_instalment, due_day=repayment.due_day))
+
+
+async def abandon_binding(uow: UnitOfWork, event: BindingVerificationFailed) -> None:
+    """The code was never confirmed: nothing was bound. The binding fails, its mandate is cancelled
+    and the account number is free again (verification's event tells the customer)."""
+    binding = await _pending_binding(uow, event)
+    if binding is None:
+        return
+    now = utcnow()
+    binding.status = BindingStatus.FAILED
+    for mandate in await repository.open_mandates(uow.session, binding.id):
+        mandate.status, mandate.cancelled_at = MandateStatus.CANCELLED, now
+    await repository.release_account_number(uow.session, binding.repayment_account_id, now)
+
+
+def _about_mandate(binding: Binding, repayment: RepaymentAccount, mandate: Mandate) -> dict[str, str]:
+    assert repayment.lender_id is not None, "a binding made through the API names its lender"
+    return {**_about_binding(binding), "mandate_id": mandate.id, "lender": repayment.lender_id, "account_last4": repayment.account_number[-4:]}
+
+
+def authenticate_lender(settings: BindingSettings, lender_id: str | None, signature: str | None, body: bytes) -> str:
+    """The lender that signed this callback body, or 401: an unknown lender, a wrong signature and a
+    timestamp out of tolerance are refused alike, so a caller learns nothing from which it was."""
+    secret = settings.lender_secret(lender_id) if lender_id else None
+    if secret is None or not signature or not callback_signature_valid(secret, signature, body, time.time(), settings.lender_callback_tolerance_seconds):
+        detail = f"A lender callback must be signed by a lender of the directory ({LENDER_HEADER}, {SIGNATURE_HEADER}), within the allowed time."
+        raise Problem(401, "invalid-signature", "Invalid signature", detail)
+    assert lender_id is not None
+    return lender_id
+
+
+async def apply_lender_callback(uow: UnitOfWork, settings: BindingSettings, lender_id: str, callback: LenderCallbackIn, fingerprint: str) -> tuple[LenderCallbackOut, bool]:
+    """A lender confirms or refuses a pending mandate of its own; returns (the mandate now, whether
+    this callback changed it). The same callback again changes nothing and gets the same kind of
+    answer; the same id with another body, a mandate that is not the lender's (404) or is no longer
+    pending (409) is refused."""
+    session = uow.session
+    binding_id = await repository.binding_of_mandate(session, callback.mandate_id)
+    # The binding locked first, as an unbind's completion takes it (the two never wait on each other),
+    # and before anything is read, so what is read is what the last writer committed.
+    if binding_id is not None:
+        await repository.get_binding(session, binding_id, for_update=True)
+    view = await repository.get_binding_view(session, binding_id) if binding_id else None
+    mandate = await repository.get_mandate(session, callback.mandate_id, for_update=True)
+    if view is None or mandate is None or view[1].lender_id != lender_id:
+        raise not_found("The mandate")
+    binding, repayment, _ = view
+    if (seen := await repository.get_lender_callback(session, lender_id, callback.callback_id)) is not None:
+        if seen.fingerprint != fingerprint:
+            raise Problem(422, "callback-id-reused", "Callback id reused", "This callback id was used for another callback.")
+        return _callback_out(mandate), False
+    if binding.status == BindingStatus.PENDING:
+        raise conflict("mandate-not-requested", "This mandate was not sent to the lender: the customer has not confirmed the binding's code yet.")
+    if mandate.status != MandateStatus.PENDING:
+        raise conflict("mandate-decided", f"The mandate is {mandate.status}: only a pending mandate can be confirmed or refused.", mandate_status=mandate.status)
+    session.add(LenderCallback(lender_id=lender_id, callback_id=callback.callback_id, mandate_id=mandate.id, fingerprint=fingerprint, received_at=utcnow()))
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # the same callback id, for another mandate, at the same moment
+        raise conflict("callback-in-flight", "A callback with this id is being processed; retry it.") from exc
+    mandate.decided_at = utcnow()
+    if callback.decision == "confirmed":
+        await _grant_uplift(uow, settings, binding, repayment, mandate)
+    else:
+        mandate.status = MandateStatus.REFUSED
+        mandate.refusal_reason = callback.reason or "not_given"
+        uow.emit(MandateRefused(**_about_mandate(binding, repayment, mandate), reason=mandate.refusal_reason))
+    return _callback_out(mandate), True
+
+
+async def _grant_uplift(uow: UnitOfWork, settings: BindingSettings, binding: Binding, repayment: RepaymentAccount, mandate: Mandate) -> None:
+    """The lender confirmed: auto-debit is on, and the credit limit rises by the rule, within the
+    customer's cap (past it the binding grants what is left, possibly nothing)."""
+    session = uow.session
+    credit = await repository.get_credit_account(session, binding.credit_account_id, for_update=True)
+    assert credit is not None, "a binding always has its credit account"
+    left = max(0, settings.max_total_limit_uplift - await repository.limit_uplift_held(session, binding.user_id))
+    contribution = min(credit_limit_contribution(repayment.monthly_instalment), left)
+    limit_before = credit.credit_limit
+    credit.credit_limit = limit_before + contribution
+    binding.credit_limit_contribution += contribution
+    if contribution:
+        session.add(Benefit(id=_new_id(), binding_id=binding.id, code="limit_uplift", value=contribution))
+    mandate.status = MandateStatus.ACTIVE
+    uow.emit(MandateConfirmed(**_about_mandate(binding, repayment, mandate), credit_limit_before=limit_before, credit_limit_after=credit.credit_limit))
+
+
+def _callback_out(mandate: Mandate) -> LenderCallbackOut:
+    return LenderCallbackOut(mandate_id=mandate.id, status=mandate.status, decided_at=mandate.decided_at)
 
 
 async def fail_verification(uow: UnitOfWork, event: VerificationFailed) -> None:

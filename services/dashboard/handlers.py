@@ -9,10 +9,16 @@ from services.dashboard.projection import Projection
 from shared.cloudevents import Envelope
 from shared.events import (
     BindingCreated,
+    BindingRequested,
+    BindingVerificationFailed,
+    BindingVerified,
     BiometricCounterRegressed,
     DeviceEnrolled,
     DeviceRevoked,
     Event,
+    MandateConfirmed,
+    MandateRefused,
+    MandateRequested,
     ReviewDecided,
     ReviewOutcome,
     RiskAssessed,
@@ -31,8 +37,8 @@ from shared.events import (
 Handler = Callable[[Projection, Envelope], None]
 
 
-def on_binding_created(view: Projection, envelope: Envelope) -> None:
-    """Not an unbind request: the feed shows it, no request moves."""
+def on_binding_flow(view: Projection, envelope: Envelope) -> None:
+    """About binding an account or its mandate, not an unbind request: the feed shows it, no request moves."""
 
 
 def on_device_changed(view: Projection, envelope: Envelope) -> None:
@@ -96,7 +102,7 @@ def on_unbind_appealed(view: Projection, envelope: Envelope) -> None:
 
 
 SUBSCRIPTIONS: dict[type[Event], Handler] = {
-    BindingCreated: on_binding_created,
+    **dict.fromkeys((BindingRequested, BindingVerified, BindingVerificationFailed, BindingCreated, MandateRequested, MandateConfirmed, MandateRefused), on_binding_flow),
     UnbindRequested: on_unbind_requested,
     RiskAssessed: on_risk_assessed,
     ReviewDecided: on_review_decided,

@@ -8,10 +8,15 @@ from shared.consumer import Subscriptions, current_envelope
 from shared.events import (
     BindingCreated,
     BindingEvent,
+    BindingRequested,
+    BindingVerificationFailed,
     BiometricCounterRegressed,
     DeviceEnrolled,
     DeviceRevoked,
     Event,
+    MandateConfirmed,
+    MandateRefused,
+    MandateRequested,
     ReviewDecided,
     UnbindAppealed,
     UnbindCancelled,
@@ -27,15 +32,37 @@ from shared.uow import UnitOfWork
 
 
 async def _notify(kind: str, event: Event, uow: UnitOfWork, deps: NotificationDeps) -> None:
-    # Only BindingCreated and UnbindRequested bring new request ids; every other event about a request
+    # Only BindingRequested and UnbindRequested bring new request ids; every other event about a request
     # must be about one they opened (a device event is about the customer alone).
-    if isinstance(event, BindingEvent) and not isinstance(event, BindingCreated | UnbindRequested):
+    if isinstance(event, BindingEvent) and not isinstance(event, UnbindRequested):
         await service.require_known_request(uow, event)
     await service.plan(uow, deps.metrics, current_envelope.get().id, kind, event, service.event_params(event))
 
 
+async def on_binding_requested(event: BindingRequested, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    # No message: the code SMS verification sends is the customer's notice.
+    await service.remember_request(uow, event)
+
+
+async def on_binding_verification_failed(event: BindingVerificationFailed, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("binding_verification_failed", event, uow, deps)
+
+
 async def on_binding_created(event: BindingCreated, uow: UnitOfWork, deps: NotificationDeps) -> None:
     await _notify("binding_created", event, uow, deps)
+
+
+async def on_mandate_requested(event: MandateRequested, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("mandate_requested", event, uow, deps)
+    await service.notify_lender(uow, current_envelope.get().id, "mandate_requested", event)
+
+
+async def on_mandate_confirmed(event: MandateConfirmed, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("mandate_confirmed", event, uow, deps)
+
+
+async def on_mandate_refused(event: MandateRefused, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("mandate_refused", event, uow, deps)
 
 
 async def on_unbind_requested(event: UnbindRequested, uow: UnitOfWork, deps: NotificationDeps) -> None:
@@ -70,7 +97,7 @@ async def on_device_revoked(event: DeviceRevoked, uow: UnitOfWork, deps: Notific
 async def on_unbind_completed(event: UnbindCompleted, uow: UnitOfWork, deps: NotificationDeps) -> None:
     await _notify("unbind_completed", event, uow, deps)
     event_id = current_envelope.get().id
-    await service.notify_lender(uow, event_id, event)
+    await service.notify_lender(uow, event_id, "unbind_completed", event)
     await service.schedule_reminder(uow, deps, event_id, event)
 
 
@@ -95,7 +122,12 @@ async def on_review_decided(event: ReviewDecided, uow: UnitOfWork, deps: Notific
 
 
 SUBSCRIPTIONS: Subscriptions = {
+    BindingRequested: on_binding_requested,
+    BindingVerificationFailed: on_binding_verification_failed,
     BindingCreated: on_binding_created,
+    MandateRequested: on_mandate_requested,
+    MandateConfirmed: on_mandate_confirmed,
+    MandateRefused: on_mandate_refused,
     UnbindRequested: on_unbind_requested,
     VerificationRequested: on_verification_requested,
     Verified: on_verified,

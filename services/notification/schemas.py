@@ -19,7 +19,7 @@ class MessageIn(BaseModel):
 
     message_id: str = Field(pattern=r"^[A-Za-z0-9:._-]{1,128}$", description="Idempotency key: a repeated id sends nothing new")
     user_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
-    template: Literal["otp_code", "device_enrolment_code"]
+    template: Literal["otp_code", "device_enrolment_code", "binding_code"]
     params: dict[str, FreeText] = Field(default_factory=dict, max_length=10)
 
 

@@ -30,7 +30,7 @@ from services.notification.templates import DEFAULT_LOCALE, KINDS, SECURITY_KIND
 from shared.auth import Principal
 from shared.cloudevents import EventRejected
 from shared.db import utcnow
-from shared.events import BindingEvent, Event, UnbindCompleted, UnbindRequested
+from shared.events import BindingEvent, BindingRequested, Event, MandateRequested, UnbindCompleted, UnbindRequested
 from shared.logging import redact
 from shared.masking import mask_phone
 from shared.pagination import decode_cursor, encode_cursor
@@ -135,33 +135,45 @@ def _to_inbox(uow: UnitOfWork, delivery: Delivery, now: datetime) -> None:
     delivery.status, delivery.sent_at, delivery.attempts = DeliveryStatus.SENT, now, 1
 
 
-async def remember_request(uow: UnitOfWork, event: UnbindRequested) -> None:
+async def remember_request(uow: UnitOfWork, event: UnbindRequested | BindingRequested) -> None:
     if await uow.session.get(KnownRequest, event.request_id) is None:
         uow.session.add(KnownRequest(request_id=event.request_id, binding_id=event.binding_id, user_id=event.user_id))
 
 
 async def require_known_request(uow: UnitOfWork, event: BindingEvent) -> None:
-    """EventRejected unless the event is about a request binding opened, for that binding and customer:
-    no message, no inbox row and no lender webhook for a binding or customer nobody asked about."""
+    """EventRejected unless the event is about a request binding opened (an unbind or a bind request),
+    for that binding and customer: no message, no inbox row and no lender webhook for a binding or
+    customer nobody asked about."""
     known = await uow.session.get(KnownRequest, event.request_id)
     if known is None or known.user_id != event.user_id or (known.binding_id is not None and known.binding_id != event.binding_id):
-        raise EventRejected("state", f"{type(event).__name__} is about an unbind request no UnbindRequested opened for this binding and customer")
+        raise EventRejected("state", f"{type(event).__name__} is about a request no UnbindRequested or BindingRequested opened for this binding and customer")
 
 
-async def notify_lender(uow: UnitOfWork, event_id: str, event: UnbindCompleted) -> None:
-    """The lender learns the mandate is gone, through its signed webhook."""
+def lender_payload(event: UnbindCompleted | MandateRequested) -> dict[str, Any]:
+    """What the lender is told, field by field: a mandate to set up (its id, to confirm or refuse on
+    binding's `POST /v1/lenders/callbacks`), or the mandates an unbind cancelled."""
+    if isinstance(event, MandateRequested):
+        fields = ("mandate_id", "lender", "account_last4", "monthly_instalment", "due_day")
+    else:
+        fields = ("mandates_cancelled",)
+    return {name: getattr(event, name) for name in fields}
+
+
+async def notify_lender(uow: UnitOfWork, event_id: str, kind: str, event: UnbindCompleted | MandateRequested) -> None:
+    """The lender learns of a mandate to set up, or that its mandates are gone, through its signed webhook."""
     if await repository.delivery_exists(uow.session, event_id, "institution", "lender"):
         return
-    payload = {"type": "UnbindCompleted", "event_id": event_id, "binding_id": event.binding_id, "mandates_cancelled": event.mandates_cancelled, "at": utcnow().isoformat()}
+    event_type = type(event).__name__
+    payload = {"type": event_type, "event_id": event_id, "binding_id": event.binding_id, **lender_payload(event), "at": utcnow().isoformat()}
     uow.session.add(
         Delivery(
             event_id=event_id,
             channel="institution",
             recipient="lender",
             user_id=event.user_id,
-            kind="unbind_completed",
+            kind=kind,
             request_id=event.request_id,
-            title="UnbindCompleted",
+            title=event_type,
             body="",
             payload=payload,
             status=DeliveryStatus.QUEUED,

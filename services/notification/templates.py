@@ -2,7 +2,7 @@
 
 Security messages (codes, and what could mean someone else is unbinding: requested, completed,
 rejected, a failed or suspicious verification; or holds a second factor: a device key added or
-revoked) go by SMS and to the inbox (some on more channels), ignore quiet hours and cannot be turned
+revoked; or tried to bind an account and failed the code) go by SMS and to the inbox (some on more channels), ignore quiet hours and cannot be turned
 off. The others go by push (SMS when push fails) and to the inbox, wait for the end of quiet hours,
 and can be turned off per channel.
 """
@@ -16,7 +16,7 @@ from string import Formatter
 DEFAULT_LOCALE = "zh-CN"
 LOCALES = ("zh-CN", "en")
 CHANNELS = ("sms", "push", "email", "inapp")
-# The code in an `otp_code` or `device_enrolment_code` SMS (either locale), for the development tools
+# The code in an `otp_code`, `device_enrolment_code` or `binding_code` SMS (either locale), for the development tools
 # that read the SMS sink back (`unbind demo`, the tests); it must follow the wording of the texts below.
 CODE_IN_SMS = re.compile(r"(?:验证码为|verification code is) (\d{6})")
 
@@ -52,6 +52,20 @@ KINDS: dict[str, Kind] = {
             ),
         },
     ),
+    "binding_code": Kind(
+        True,
+        {
+            "zh-CN": (
+                "绑定验证码",
+                "【unbind】您正在将房贷还款账户绑定到信用账户，验证码为 {code}，{ttl_minutes} 分钟内有效。如非本人操作，请勿提供验证码，并立即联系客服。",
+            ),
+            "en": (
+                "Code to bind an account",
+                "[unbind] To bind a mortgage repayment account to your credit account, your verification code is {code}. "
+                "It expires in {ttl_minutes} minutes. If this was not you, do not share it and contact support at once.",
+            ),
+        },
+    ),
     "device_enrolled": Kind(
         True,
         {
@@ -75,8 +89,58 @@ KINDS: dict[str, Kind] = {
     "binding_created": Kind(
         False,
         {
-            "zh-CN": ("绑定成功", "尾号 {account_last4} 的房贷还款账户已绑定，信用额度由 {credit_limit_before} 元调整为 {credit_limit_after} 元。"),
-            "en": ("Account bound", "Your mortgage repayment account ending {account_last4} is bound; credit limit {credit_limit_before} -> {credit_limit_after} CNY."),
+            "zh-CN": ("绑定成功", "尾号 {account_last4} 的房贷还款账户已绑定到您的信用账户。"),
+            "en": ("Account bound", "Your mortgage repayment account ending {account_last4} is now bound to your credit account."),
+        },
+    ),
+    "binding_verification_failed": Kind(
+        True,
+        {
+            "zh-CN": (
+                "账户绑定未成功",
+                "房贷还款账户绑定未成功：验证码验证未通过或已超时，本次绑定已取消，您的账户没有任何变动。如需绑定，请重新操作；如非本人操作，请尽快修改登录密码并联系客服。",
+            ),
+            "en": (
+                "Account not bound",
+                "Your mortgage repayment account was not bound: the verification code was entered wrong too often or ran out, so the request was cancelled and nothing changed. "
+                "Start again if you still want to bind it; if this was not you, change your password and contact support.",
+            ),
+        },
+    ),
+    "mandate_requested": Kind(
+        False,
+        {
+            "zh-CN": ("等待开通自动扣款", "已向贷款机构申请为尾号 {account_last4} 的账户开通自动扣款，机构确认后我们会通知您，届时信用额度将相应提升。"),
+            "en": (
+                "Auto-debit awaiting your lender",
+                "We have asked your lender to set up auto-debit for the account ending {account_last4}. "
+                "We will let you know once they confirm; your credit limit rises then.",
+            ),
+        },
+    ),
+    "mandate_confirmed": Kind(
+        False,
+        {
+            "zh-CN": ("自动扣款已开通", "贷款机构已确认为尾号 {account_last4} 的账户开通自动扣款，此后每期房贷将按时自动扣款。您当前的信用额度为 {credit_limit_after} 元。"),
+            "en": (
+                "Auto-debit is on",
+                "Your lender confirmed auto-debit for the account ending {account_last4}: each instalment is now paid automatically. "
+                "Your credit limit is now {credit_limit_after} CNY.",
+            ),
+        },
+    ),
+    "mandate_refused": Kind(
+        False,
+        {
+            "zh-CN": (
+                "自动扣款未开通",
+                "贷款机构未同意为尾号 {account_last4} 的账户开通自动扣款。账户仍保持绑定，但信用额度不会提升。请记得每期按时自行还款，如有疑问可联系贷款机构。",
+            ),
+            "en": (
+                "Auto-debit not set up",
+                "Your lender declined auto-debit for the account ending {account_last4}. The account stays bound, but your credit limit does not rise. "
+                "Remember to pay each instalment yourself; your lender can tell you more.",
+            ),
         },
     ),
     "unbind_requested": Kind(

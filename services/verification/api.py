@@ -41,6 +41,7 @@ def _refusal(request: Request, outcome: AttemptOutcome, attempts_left: int) -> A
         detail = {
             "unbind": "The verification is locked; the unbind request will be rejected.",
             "device_enrolment": "The verification is locked; the device will not be added (enrol it again under a new device id).",
+            "binding": "The verification is locked; the account will not be bound (ask to bind it again).",
         }[verification.purpose]
         return problem_response(request, 422, "verification-locked", "Too many failed attempts", detail, attempts_remaining=0)
     titles = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from services.verification import service
 from services.verification.service import VerificationDeps
 from shared.consumer import Subscriptions, current_envelope
-from shared.events import ReviewDecided, ReviewOutcome, RiskAssessed, RiskDecision, UnbindCancelled, UnbindExpired, UnbindRequested
+from shared.events import BindingRequested, ReviewDecided, ReviewOutcome, RiskAssessed, RiskDecision, UnbindCancelled, UnbindExpired, UnbindRequested
 from shared.uow import UnitOfWork
 
 
@@ -32,7 +32,12 @@ async def on_unbind_expired(event: UnbindExpired, uow: UnitOfWork, deps: Verific
     await service.close_request(uow, event)
 
 
+async def on_binding_requested(event: BindingRequested, uow: UnitOfWork, deps: VerificationDeps) -> None:
+    await service.issue_for_binding(uow, deps, event)
+
+
 SUBSCRIPTIONS: Subscriptions = {
+    BindingRequested: on_binding_requested,
     UnbindRequested: on_unbind_requested,
     RiskAssessed: on_risk_assessed,
     ReviewDecided: on_review_decided,

@@ -33,10 +33,12 @@ class VerificationStatus(StrEnum):
 
 
 class Purpose(StrEnum):
-    """What passing a verification does: clear an unbind request, or activate a device key."""
+    """What passing a verification does: clear an unbind request, activate a device key, or bind a
+    repayment account."""
 
     UNBIND = "unbind"
     DEVICE_ENROLMENT = "device_enrolment"
+    BINDING = "binding"
 
 
 class DeliveryStatus(StrEnum):
@@ -46,15 +48,15 @@ class DeliveryStatus(StrEnum):
 
 
 class Verification(Base):
-    """The identity challenge of one unbind request, or of one device key's enrolment (an SMS code
-    only): every method in `methods` must pass."""
+    """The identity challenge of one unbind request, of one device key's enrolment or of one bind
+    request (an SMS code only, for the last two): every method in `methods` must pass."""
 
     __tablename__ = "verifications"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     purpose: Mapped[str] = mapped_column(String(32), default=Purpose.UNBIND)
     # Not unique: an appealed request that is approved again gets a fresh verification. Both are
-    # set for an unbind verification, neither for an enrolment (which names its device instead).
+    # set for an unbind or a binding verification, neither for an enrolment (which names its device).
     request_id: Mapped[str | None] = mapped_column(String(36), index=True, nullable=True)
     binding_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     device_id: Mapped[str | None] = mapped_column(String(128), nullable=True)

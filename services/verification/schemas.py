@@ -12,7 +12,7 @@ from shared.fields import FreeText
 
 class VerificationOut(BaseModel):
     id: str
-    purpose: str = Field(description="unbind (of `request_id`) or device_enrolment (of `device_id`)")
+    purpose: str = Field(description="unbind (of `request_id`), device_enrolment (of `device_id`) or binding (the bind request `request_id` of the binding)")
     request_id: str | None
     device_id: str | None
     status: str

@@ -15,6 +15,10 @@ Biometric: see `biometric.py` for the signed bytes. Challenges are single use an
 device counter must go up (a regression is refused and reported as `BiometricCounterRegressed`);
 at most `biometric_max_failures` failed signatures.
 
+Binding a repayment account takes an SMS code too (purpose `binding`, issued on BindingRequested
+under the verification id binding named): passing it emits `BindingVerified`, a lock-out or expiry
+`BindingVerificationFailed`, never `Verified` or `VerificationFailed`.
+
 Device keys are a second factor only if a stolen customer token cannot add one: enrolling a key
 takes its own SMS code (a verification of purpose `device_enrolment`, with the same code rules,
 which never emits `Verified` or `VerificationFailed`); only then is the key active and the customer
@@ -61,6 +65,9 @@ from shared.db import utcnow
 from shared.encoding import b64url, b64url_decode
 from shared.events import (
     BindingEvent,
+    BindingRequested,
+    BindingVerificationFailed,
+    BindingVerified,
     BiometricCounterRegressed,
     DeviceEnrolled,
     DeviceRevoked,
@@ -76,7 +83,7 @@ from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 # The notification template of each purpose's code SMS.
-CODE_TEMPLATES = {Purpose.UNBIND: "otp_code", Purpose.DEVICE_ENROLMENT: "device_enrolment_code"}
+CODE_TEMPLATES = {Purpose.UNBIND: "otp_code", Purpose.DEVICE_ENROLMENT: "device_enrolment_code", Purpose.BINDING: "binding_code"}
 # The actor of what the service does by itself (an enrolment that expired), in a device's audit trail.
 SYSTEM = "system"
 
@@ -188,6 +195,30 @@ async def issue(uow: UnitOfWork, deps: VerificationDeps, event: BindingEvent, me
             expires_at=verification.expires_at,
         )
     )
+
+
+async def issue_for_binding(uow: UnitOfWork, deps: VerificationDeps, event: BindingRequested) -> None:
+    """The SMS code of a bind request, under the verification id binding named (so the customer had
+    it at once). Not counted against the customer's cap, like an unbind's first code: binding limits
+    the bind requests waiting for a code instead."""
+    if await repository.get(uow.session, event.verification_id) is not None:
+        return
+    now = utcnow()
+    verification = Verification(
+        id=event.verification_id,
+        purpose=Purpose.BINDING,
+        request_id=event.request_id,
+        binding_id=event.binding_id,
+        user_id=event.user_id,
+        methods=[VerificationMethod.OTP],
+        passed_methods=[],
+        status=VerificationStatus.PENDING,
+        expires_at=now + timedelta(seconds=deps.settings.verification_ttl_seconds),
+        created_at=now,
+        updated_at=now,
+    )
+    uow.session.add(verification)
+    _new_code(uow, deps, verification)
 
 
 def _new_code(uow: UnitOfWork, deps: VerificationDeps, verification: Verification) -> None:
@@ -524,6 +555,8 @@ async def _complete_if_done(uow: UnitOfWork, verification: Verification) -> None
     verification.status = VerificationStatus.VERIFIED
     if verification.purpose == Purpose.DEVICE_ENROLMENT:
         await _end_enrolment(uow, verification)
+    elif verification.purpose == Purpose.BINDING:
+        uow.emit(BindingVerified(**_about(verification)))
     else:
         uow.emit(
             Verified(
@@ -544,13 +577,15 @@ async def _fail(uow: UnitOfWork, verification: Verification, reason: str) -> Non
     verification.failure_reason = reason
     if verification.purpose == Purpose.DEVICE_ENROLMENT:
         await _end_enrolment(uow, verification)
-        return
-    uow.emit(
-        VerificationFailed(
-            **_about(verification),
-            reason=reason,
+    elif verification.purpose == Purpose.BINDING:
+        uow.emit(BindingVerificationFailed(**_about(verification), reason=reason))
+    else:
+        uow.emit(
+            VerificationFailed(
+                **_about(verification),
+                reason=reason,
+            )
         )
-    )
 
 
 def _about(verification: Verification) -> dict[str, str]:

@@ -48,7 +48,7 @@ from shared.cli.keys import TokenMinter
 from shared.cli.postgres import ensure_database
 from shared.cli.services import APPS, load_settings, seed_population
 from shared.cli.sms import SmsSink
-from shared.cli.stack import read_pid_file, service_ports
+from shared.cli.stack import read_pid_file, service_ports, stack_ports
 from shared.cloudevents import Envelope, MalformedEvent
 from shared.db import create_engine, create_session_factory
 from shared.migrations import SERVICES
@@ -143,7 +143,7 @@ def _free_offset() -> int:
     for _ in range(100):
         # Below the ephemeral range (32768+), where an outgoing connection could take a port first.
         offset = random.randrange(12000, 24000, 10)
-        if all(_port_free(port) for port in service_ports(offset).values()):
+        if all(_port_free(port) for port in stack_ports(offset).values()):
             return offset
     raise InfraError("no free block of service ports found for the chaos stack")
 

@@ -35,6 +35,7 @@ from aiokafka.errors import KafkaError
 from services.notification.templates import CODE_IN_SMS
 from services.verification.device_simulator import DeviceSimulator
 from shared.account_numbers import with_check_digit
+from shared.cli.dev_lender import REFUSED_LAST4
 from shared.cli.errors import InfraError
 from shared.cli.kafka import Cluster, partitions_of
 from shared.cli.keys import new_login_link, token
@@ -343,16 +344,44 @@ def _due_day_not_soon(today: date) -> int:
     return (today.day - 1 + 10) % 28 + 1
 
 
+def _fresh_account_number() -> str:
+    """A valid card number the development lender confirms (it refuses those ending 0000)."""
+    while (number := with_check_digit("62220299" + "".join(random.choices("0123456789", k=7)))).endswith(REFUSED_LAST4):
+        pass
+    return number
+
+
 async def bind_fresh_account(story: Story) -> str:
-    number = with_check_digit("62220299" + "".join(random.choices("0123456789", k=7)))
+    """Bind as the app does: the request, the code of its own SMS, then the lender's confirmation of
+    the auto-debit mandate, which is what raises the credit limit."""
+    number = _fresh_account_number()
     body = {"lender": "Example Bank", "account_number": number, "monthly_instalment": 8000, "due_day": _due_day_not_soon(date.today())}
-    created = await story.api.json("binding", "POST", "/v1/bindings", json=body, expect=(201,))
-    limit_before = created["credit_account"]["credit_limit"] - created["credit_limit_contribution"]
+    since = datetime.now(UTC)
+    created = await story.api.json("binding", "POST", "/v1/bindings", json=body, expect=(202,))
     story.term.line(
-        f"bound {created['id']}: Example Bank {mask_account_number(number)}, 8000 CNY a month due on day {body['due_day']}; "
-        f"credit limit {limit_before} -> {created['credit_account']['credit_limit']} CNY"
+        f"asked to bind {created['id']}: Example Bank {mask_account_number(number)}, 8000 CNY a month due on day {body['due_day']}; "
+        f"{created['status']} until its SMS code is confirmed"
+    )
+    await pass_otp(story, created["verification_id"], since)
+    binding = await mandate_decided(story, created["id"])
+    if binding["mandate_status"] != "active":
+        raise InfraError(f"The lender did not confirm the mandate of {created['id']} (it is {binding['mandate_status']}); see {story.options.var_dir / 'logs'}.")
+    story.term.line(
+        f"the lender confirmed the auto-debit mandate: {binding['id']} is {binding['status']}; "
+        f"credit limit {created['credit_account']['credit_limit']} -> {binding['credit_account']['credit_limit']} CNY",
+        "green",
     )
     return created["id"]
+
+
+async def mandate_decided(story: Story, binding_id: str) -> dict[str, Any]:
+    """The binding once its lender answered the mandate (the development lender waits a moment first)."""
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while (binding := await story.api.json("binding", "GET", f"/v1/bindings/{binding_id}"))["mandate_status"] == "pending":
+        if time.monotonic() > deadline:
+            raise InfraError(f"No answer from the lender on the mandate of {binding_id} within {STEP_TIMEOUT:.0f} s: is the development lender running? See `unbind status`.")
+        await asyncio.sleep(0.2)
+    return binding
 
 
 async def enrol_new_phone(story: Story) -> None:

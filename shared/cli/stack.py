@@ -1,5 +1,5 @@
 """`unbind up|down|status`: the whole local stack — Kafka, migrations, demo data, the four
-services and the dashboard — started, supervised and stopped from one command.
+services, the dashboard and the development lender — started, supervised and stopped from one command.
 
 `unbind up` stays in the foreground as a supervisor. Each service is its own uvicorn process
 (`python -m uvicorn --factory services.<name>.main:create_app`) in a process group of its own, so a
@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 from sqlalchemy.engine import make_url
 
-from shared.cli import kafka, postgres
+from shared.cli import dev_lender, kafka, postgres
 from shared.cli.errors import InfraError, port_in_use, port_taken_message, process_cmdline, tail
 from shared.cli.keys import OPS_SUBJECT, InstallationKeys, installation_keys, login_links_dir, new_login_link
 from shared.cli.services import APPS, database_server_url, display_url, load_settings, migrate, seed, settings_class
@@ -80,8 +80,9 @@ def say(message: str) -> None:
 
 
 def factory_path(service: str) -> str:
-    """The uvicorn app factory of a service; also how `down` recognises a service process."""
-    return f"services.{service}.main:create_app"
+    """The uvicorn app factory of a service (or of the development lender); also how `down`
+    recognises a process of the stack."""
+    return f"{dev_lender.__name__}:create_app" if service == dev_lender.NAME else f"services.{service}.main:create_app"
 
 
 def pid_alive(pid: int) -> bool:
@@ -108,7 +109,15 @@ def port_offset(explicit: int | None) -> int:
 
 def service_ports(offset: int) -> dict[str, int]:
     """Each service's port: its settings class's `default_port` plus `offset`."""
-    ports = {service: settings_class(service).default_port + offset for service in APPS}
+    return _checked({service: settings_class(service).default_port + offset for service in APPS}, offset)
+
+
+def stack_ports(offset: int) -> dict[str, int]:
+    """Every port `unbind up` listens on: the services' and the development lender's."""
+    return {**service_ports(offset), **_checked({dev_lender.NAME: dev_lender.DEFAULT_PORT + offset}, offset)}
+
+
+def _checked(ports: dict[str, int], offset: int) -> dict[str, int]:
     bad = {service: port for service, port in ports.items() if not 1024 <= port <= 65535}
     if bad:
         raise InfraError(f"Port offset {offset} puts services outside 1024-65535: {bad}.")
@@ -327,13 +336,13 @@ def up(options: UpOptions) -> int:
     os.environ.setdefault("UNBIND_ENV", "development")
     if (running := live_supervisor(var_dir)) is not None:
         raise InfraError(f"`unbind up` already runs for {var_dir} (pid {running}). See `unbind status`, or stop it with `unbind down`.")
-    ports = service_ports(port_offset(options.port_offset))
+    ports = stack_ports(port_offset(options.port_offset))
     for service, port in ports.items():
         if port_in_use(port):
             raise InfraError(
                 port_taken_message(
                     port,
-                    f"{service} service",
+                    "development lender" if service == dev_lender.NAME else f"{service} service",
                     "run `unbind down` if it is an earlier `unbind up`, or shift every service port with `unbind up --port-offset N` (or UNBIND_PORT_OFFSET=N).",
                 )
             )
@@ -395,12 +404,15 @@ def _start(stack: _Stack, options: UpOptions, ports: dict[str, int], settings: d
         say(f"keys: generated {', '.join(created)} in {_relative(keys.dir)} (this installation's own; mode 0600)")
     logs = stack.var_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    for service in APPS:
+    for service in (*APPS, dev_lender.NAME):
         log_path = logs / f"{service}.log"
         if log_path.exists():
             log_path.replace(log_path.with_name(f"{service}.log.1"))
+    for service in APPS:
+        log_path = logs / f"{service}.log"
         service_env = {**_service_env(stack, ports, server_url, service), **_key_env(stack, keys, service)}
         stack.services.append(ServiceProcess(service, ports[service], service_env, log_path, settings[service].log_level.lower()))
+    stack.services.append(_lender_process(stack, ports, keys, first.log_level.lower()))
     for proc in stack.services:
         proc.spawn()
     stack.save()
@@ -423,6 +435,8 @@ def _service_env(stack: _Stack, ports: dict[str, int], server_url: str | None, s
             "UNBIND_NOTIFICATION_URL": f"http://127.0.0.1:{ports['notification']}",
             # The dashboard's review queue and decisions go to this stack's risk service.
             "UNBIND_RISK_URL": f"http://127.0.0.1:{ports['risk']}",
+            # The lender webhook (mandates to confirm, unbinds) goes to the development lender, unless one is named.
+            "UNBIND_INSTITUTION_WEBHOOK_URL": os.environ.get("UNBIND_INSTITUTION_WEBHOOK_URL") or f"http://127.0.0.1:{ports[dev_lender.NAME]}/webhook",
             # Log lines reach the log file as they are written, not when a buffer fills.
             "PYTHONUNBUFFERED": "1",
         }
@@ -440,6 +454,18 @@ def _key_env(stack: _Stack, keys: InstallationKeys, service: str) -> dict[str, s
     if service == "dashboard":
         env["UNBIND_LOGIN_LINK_DIR"] = str(login_links_dir(stack.var_dir))
     return env
+
+
+def _lender_process(stack: _Stack, ports: dict[str, int], keys: InstallationKeys, log_level: str) -> ServiceProcess:
+    """The development lender: notification's lender webhook goes to it, its callbacks to binding."""
+    env = {
+        **os.environ,
+        "UNBIND_VAR_DIR": str(stack.var_dir),
+        "UNBIND_DEV_LENDER_BINDING_URL": f"http://127.0.0.1:{ports['binding']}",
+        "PYTHONUNBUFFERED": "1",
+        **dev_lender.secrets_env(keys),
+    }
+    return ServiceProcess(dev_lender.NAME, ports[dev_lender.NAME], env, stack.var_dir / "logs" / f"{dev_lender.NAME}.log", log_level)
 
 
 def _wait_ready(services: list[ServiceProcess], timeout: float) -> None:
@@ -491,7 +517,8 @@ def _print_summary(stack: _Stack, settings: dict[str, Any], server_url: str | No
     me = me if stack.var_dir == default_var else f"{me} --var-dir {_relative(stack.var_dir)}"
     stop_command = f"{me} down"
     width = max(len(s.name) for s in stack.services)
-    lines = ["", f"unbind is up: all {len(stack.services)} services ready in {timings['total']:.1f} s", ""]
+    services = [s for s in stack.services if s.name != dev_lender.NAME]
+    lines = ["", f"unbind is up: all {len(services)} services and the development lender ready in {timings['total']:.1f} s", ""]
     for s in stack.services:
         lines.append(f"  {s.name:<{width}}  {s.url:<22}  docs {s.url}/docs   pid {s.proc.pid if s.proc else '-'}   log {_relative(s.log_path)}")
     lines += ["", f"  kafka      {stack.kafka_bootstrap} ({stack.kafka_origin}); topics {topic}, {dlq_topic}"]
@@ -499,9 +526,12 @@ def _print_summary(stack: _Stack, settings: dict[str, Any], server_url: str | No
     for service in SERVICES:
         lines.append(f"               {service:<{width}}  {_database_label(settings[service].database_url)}")
     dashboard = next(s.url for s in stack.services if s.name == "dashboard")
+    lender_delay = os.environ.get("UNBIND_DEV_LENDER_DELAY_SECONDS") or dev_lender.DEFAULT_DELAY_SECONDS
     link = new_login_link(stack.var_dir, dashboard, subject=OPS_SUBJECT)
     lines += [
         f"  SMS sink   {_relative(settings['notification'].sms_sink.resolve())} (one JSON line per SMS: the one-time codes)",
+        f"  lender     the development lender confirms each mandate after {lender_delay} s (UNBIND_DEV_LENDER_DELAY_SECONDS),",
+        f"             refuses accounts ending {dev_lender.REFUSED_LAST4}; what it got and answered: {_relative(stack.var_dir / dev_lender.JOURNAL)}",
         f"  dashboard  {link}",
         f"             (sign-in link: works once, within 10 minutes; another: {me} login-link)",
         f"  keys       {_relative(installation_keys(stack.var_dir).dir)} (generated for this installation; tokens are signed with them)",
@@ -642,7 +672,7 @@ def status(var_dir: Path, offset: int | None) -> int:
     else:
         print("up: not running" + (" (stale pid file)" if state else ""))
     recorded = state.get("services") or {}
-    ports = {name: info["port"] for name, info in recorded.items()} if supervisor is not None and recorded else service_ports(port_offset(offset))
+    ports = {name: info["port"] for name, info in recorded.items()} if supervisor is not None and recorded else stack_ports(port_offset(offset))
     width = max(len(name) for name in ports)
     with httpx.Client(trust_env=False) as client:
         for name, port in ports.items():
@@ -650,7 +680,9 @@ def status(var_dir: Path, offset: int | None) -> int:
             try:
                 response = client.get(f"{url}/readyz", timeout=2.0)
                 body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
-                if response.status_code == 200:
+                if response.status_code == 200 and name == dev_lender.NAME:
+                    verdict = "ready"
+                elif response.status_code == 200:
                     # The services report their relay; the dashboard, which publishes nothing, its reader.
                     kafka_state = "connected" if body.get("relay_connected") or body.get("consumer_connected") else "not connected yet"
                     verdict = f"ready (kafka {kafka_state})"

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from services.binding.models import Binding, CreditAccount, RepaymentAccount
 from shared.account_numbers import with_check_digit
 from tests.binding.test_api import assert_problem
-from tests.factories import Customer, customer_with_binding, pass_verification
+from tests.factories import Customer, code_confirmed, customer_with_binding, lender_callback, mandate_of, pass_verification
 from tests.stack import Stack, auth, make_bus_topics, running_stack
 from tests.verification.test_api import issued_verification
 
@@ -59,7 +59,7 @@ async def test_a_number_is_stored_normalised(database_urls: dict[str, str], tmp_
         customer = await customer_with_binding(stack)
         number = with_check_digit("622202998875123")
         created = await bind(stack, customer.user_id, spellings(number)[3])
-        assert created.status_code == 201, created.text
+        assert created.status_code == 202, created.text
         assert created.json()["repayment_account"]["account_number"] == f"6222 **** **** {number[-4:]}"
         async with stack.runtime("binding").session_factory() as session:
             stored = await session.scalar(select(RepaymentAccount.account_number).join(Binding).where(Binding.id == created.json()["id"]))
@@ -91,7 +91,7 @@ async def test_concurrent_bindings_of_one_number_bind_it_once(database_urls: dic
         number = with_check_digit("621700123450773")
         forms = spellings(number)
         responses = await asyncio.gather(*(bind(stack, customer.user_id, forms[i % len(forms)]) for i, customer in enumerate(customers)))
-        assert sorted(response.status_code for response in responses) == [201, 409, 409, 409, 409, 409], [r.text for r in responses]
+        assert sorted(response.status_code for response in responses) == [202, 409, 409, 409, 409, 409], [r.text for r in responses]
         for response in responses:
             if response.status_code == 409:
                 assert_problem(response, 409, "already-bound")
@@ -106,8 +106,13 @@ async def test_the_total_uplift_is_capped_and_a_binding_past_the_cap_grants_what
         granted = []
         for body, instalment in (("622202998875001", 8000), ("622202998875002", 20_000), ("622202998875003", 6500)):
             created = await bind(stack, customer.user_id, with_check_digit(body), instalment)
-            assert created.status_code == 201, created.text
-            granted.append((created.json()["credit_limit_contribution"], created.json()["credit_account"]["credit_limit"]))
+            assert created.status_code == 202, created.text
+            # The cap applies when the lender confirms: that is when the limit rises.
+            await code_confirmed(stack, created.json()["id"])
+            mandate = await mandate_of(stack, customer.user_id, created.json()["id"])
+            assert (await stack.client("binding").post("/v1/lenders/callbacks", **lender_callback(mandate["id"]))).status_code == 200
+            view = (await stack.client("binding").get(f"/v1/bindings/{created.json()['id']}", headers=auth(customer.user_id))).json()
+            granted.append((view["credit_limit_contribution"], view["credit_account"]["credit_limit"]))
         # 9,700 held: 12,000 by the rule fits; then 20,000 by the rule, 3,300 left; then nothing left.
         assert granted == [(12_000, 42_000), (3_300, 45_300), (0, 45_300)]
         impact = (await stack.client("binding").get(f"/v1/bindings/{(await _last_binding(stack, customer))}/impact", headers=auth(customer.user_id))).json()
@@ -128,5 +133,5 @@ async def test_an_unbound_number_can_be_bound_again_by_anyone(database_urls: dic
         await pass_verification(stack, owner, request_id, verification_id)
         await stack.wait_for_request(request_id, owner.user_id, lambda body: body["status"] == "completed")
         rebound = await bind(stack, other.user_id, spellings(owner.account_number)[0])
-        assert rebound.status_code == 201, rebound.text
+        assert rebound.status_code == 202, rebound.text
         assert_problem(await bind(stack, owner.user_id, owner.account_number), 409, "already-bound")

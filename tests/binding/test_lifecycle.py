@@ -10,7 +10,7 @@ from services.binding.service import credit_limit_contribution
 from shared.cloudevents import Envelope
 from shared.events import Verified
 from tests.binding.test_api import assert_problem
-from tests.factories import Customer, customer_with_binding, enrolled_device, idempotency_key, pass_verification, unbind_body
+from tests.factories import Customer, bind_account, customer_with_binding, enrolled_device, idempotency_key, pass_verification, unbind_body
 from tests.stack import BusTopics, Stack, auth, eventually, running_stack
 from tests.verification.test_api import issued_verification, wrong
 
@@ -69,7 +69,7 @@ async def test_completion_cancels_the_mandate_and_withdraws_the_limit_by_the_rul
     async with running_stack(kafka_topics, database_urls, tmp_path) as stack:
         holder = await customer_with_binding(stack, credit_limit=20000)
         body = {"lender": "示例银行", "account_number": "6222029988795678", "monthly_instalment": 7000, "due_day": 10}
-        created = (await stack.client("binding").post("/v1/bindings", json=body, headers=auth(holder.user_id))).json()
+        created = await bind_account(stack, holder.user_id, holder.phone, body)
         limit, contribution = created["credit_account"]["credit_limit"], created["credit_limit_contribution"]
         customer = Customer(holder.user_id, holder.phone, body["account_number"], created["id"], limit, contribution)
         assert customer.contribution == credit_limit_contribution(7000) == 10500

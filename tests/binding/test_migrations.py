@@ -100,3 +100,18 @@ async def test_a_repayment_made_before_fingerprints_replays_and_refuses_another_
         replay = await repay(6500)
         assert replay.status_code == 200 and replay.json()["period"] == "2026-11", replay.text
         assert_problem(await repay(7000), 422, "idempotency-key-reused")
+
+
+async def test_accounts_bound_before_lenders_had_ids_are_matched_by_name_and_stay_bound(database_urls: dict[str, str], tmp_path: Path) -> None:
+    at = datetime(2026, 11, 20, tzinfo=UTC)
+    rows = {"ra-1": "Example Bank", "ra-2": " 示例银行", "ra-3": "HARBOUR BANK", "ra-4": "Some Bank"}
+    statements = [row for account_id in rows for row in bound(account_id, f"u-{account_id}", with_check_digit(f"62220299887{account_id[-1]}000"), "active", at)]
+    statements += [ACCOUNTS.update().where(ACCOUNTS.c.id == account_id).values(lender=lender) for account_id, lender in rows.items()]
+    await at_revision(database_urls["binding"], "0005", statements)
+
+    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), BINDING_ONLY) as stack:
+        async with stack.runtime("binding").session_factory() as session:
+            lenders = dict((await session.execute(select(RepaymentAccount.id, RepaymentAccount.lender_id))).all())
+        assert lenders == {"ra-1": "example_bank", "ra-2": "example_bank", "ra-3": "harbour_bank", "ra-4": None}
+        view = (await stack.client("binding").get("/v1/bindings/b-ra-4", headers=auth("u-ra-4"))).json()
+        assert (view["status"], view["credit_limit_contribution"], view["repayment_account"]["lender_id"]) == ("active", 9700, None)

@@ -24,7 +24,7 @@ import pytest
 from shared.cli.errors import port_in_use, process_cmdline
 from shared.cli.kafka import Cluster, EventTopics, prepare_topics
 from shared.cli.kafka_access import CREDENTIALS_ENV
-from shared.cli.stack import pid_alive, service_ports
+from shared.cli.stack import factory_path, pid_alive, stack_ports
 from tests.conftest import KAFKA_CREDENTIALS
 
 # The console script pyproject declares, installed beside the interpreter running the tests.
@@ -55,7 +55,7 @@ def free_port_offset() -> int:
         # Ports 18001-32005: below Linux's ephemeral range (32768+), where any outgoing connection
         # could take a port between this check and the service binding it.
         offset = random.randrange(10000, 24000, 10)
-        if not any(port_in_use(port) for port in service_ports(offset).values()):
+        if not any(port_in_use(port) for port in stack_ports(offset).values()):
             return offset
     raise AssertionError("no free block of service ports found")
 
@@ -122,7 +122,7 @@ def unbind_up(cluster: Cluster, tmp_path: Path) -> Iterator[RunningUp]:
     output_path = tmp_path / "up.out"
     with open(output_path, "wb") as output:
         proc = subprocess.Popen([str(UNBIND), "--var-dir", str(var_dir), "up", "--port-offset", str(offset)], stdout=output, stderr=subprocess.STDOUT, env=env)
-    running = RunningUp(proc, var_dir, output_path, service_ports(offset), env)
+    running = RunningUp(proc, var_dir, output_path, stack_ports(offset), env)
     seen: set[int] = set()
     try:
         eventually(lambda: "unbind is up" in running.output() or proc.poll() is not None, 60, "unbind up never reported ready")
@@ -139,5 +139,5 @@ def unbind_up(cluster: Cluster, tmp_path: Path) -> Iterator[RunningUp]:
             except subprocess.TimeoutExpired:
                 proc.kill()
         for pid in seen:
-            if pid_alive(pid) and "services." in process_cmdline(pid):
+            if pid_alive(pid) and ("services." in process_cmdline(pid) or factory_path("lender") in process_cmdline(pid)):
                 os.kill(pid, signal.SIGKILL)

@@ -62,6 +62,9 @@ def test_demo_plays_allow_then_step_up_then_review_on_one_stack(kafka_cluster: C
         night = night_in_shanghai()
         step_up = demo(up, "--step-up", *(["--approve"] if night else []))
         assert "b-zhangsan-mortgage is already unbound (an earlier demo): binding a fresh repayment account" in step_up.stdout
+        # Binding as the app does: pending, its own SMS code, then the lender's confirmation raises the limit.
+        assert re.search(r"asked to bind b-[0-9a-f]{12}: Example Bank 6222 \*{4} \*{4} \d{4}, .*; pending until its SMS code is confirmed", step_up.stdout)
+        assert "the lender confirmed the auto-debit mandate" in step_up.stdout and "credit limit 20300 -> 32300 CNY" in step_up.stdout, step_up.stdout
         kinds = [kind for kind, _ in events(step_up.stdout)]
         risk = described(step_up.stdout, "RiskAssessed")
         if night:

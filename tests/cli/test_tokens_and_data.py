@@ -88,7 +88,9 @@ def test_keys_generate_writes_a_deployment_s_own_keys_and_secrets_private(tmp_pa
     assert {"jwks.json", "issuer.jwk", "binding.jwk", "verification.jwk", "risk.jwk", "customer-system.jwk", "secrets.env"} <= set(files)
     assert stat.S_IMODE(out.stat().st_mode) == 0o700 and all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in files.values())
     env = dict(line.split("=", 1) for line in files["secrets.env"].read_text().splitlines())
-    assert set(env) == {"UNBIND_OTP_HMAC_KEY", "UNBIND_INSTITUTION_WEBHOOK_SECRET"} and all(len(value) >= 32 for value in env.values())
+    secrets = {"UNBIND_OTP_HMAC_KEY", "UNBIND_INSTITUTION_WEBHOOK_SECRET", "UNBIND_LENDER_SECRET_EXAMPLE_BANK", "UNBIND_LENDER_SECRET_HARBOUR_BANK"}
+    assert set(env) == secrets and all(len(value) >= 32 for value in env.values())
+    assert len(set(env.values())) == len(env), "every lender its own secret"
     assert '"d"' not in files["jwks.json"].read_text(), "the JWKS holds public keys only"
     before = files["binding.jwk"].read_text()
     assert run_unbind("keys", "generate", "--out", str(out)).returncode == 0
@@ -104,6 +106,7 @@ def test_keys_generate_for_compose_opens_the_files_the_services_read_and_nothing
     secrets.env, stay 0600. The mode follows the option of the last run."""
     out = tmp_path / "keys"
     mounted = {"jwks.json", "binding.jwk", "verification.jwk", "risk.jwk", "otp_hmac_key.secret", "institution_webhook_secret.secret"}
+    mounted |= {"lender_secret_example_bank.secret", "lender_secret_harbour_bank.secret"}
     assert run_unbind("keys", "generate", "--out", str(out), "--compose").returncode == 0
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in out.iterdir()}
     assert {name for name, mode in modes.items() if mode == 0o644} == mounted

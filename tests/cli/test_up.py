@@ -48,7 +48,7 @@ def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm
         output = up.output()
         for service, port in up.ports.items():
             assert f"http://127.0.0.1:{port}" in output, f"{service}'s URL is not in the summary"
-        assert re.search(r"all 5 services ready in \d+\.\d s", output)
+        assert re.search(r"all 5 services and the development lender ready in \d+\.\d s", output)
         assert (up.var_dir / "logs" / "binding.log").read_text().startswith("{"), "service logs are JSON lines in var/logs"
 
         # This installation's own keys, generated on its first start: private, and each service holds only its own.
@@ -61,6 +61,11 @@ def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm
         assert "UNBIND_OTP_HMAC_KEY" in environments["verification"] and "UNBIND_OTP_HMAC_KEY" not in environments["binding"]
         assert "UNBIND_SIGNING_KEY_FILE" not in environments["dashboard"] and "UNBIND_SIGNING_KEY_FILE" not in environments["notification"]
         assert not any("issuer.jwk" in value for env in environments.values() for value in env.values()), "no service holds the issuer's key"
+        # Binding checks every lender's callbacks; the development lender signs them, and takes notification's webhook.
+        lender_secrets = {"UNBIND_LENDER_SECRET_EXAMPLE_BANK", "UNBIND_LENDER_SECRET_HARBOUR_BANK"}
+        assert lender_secrets <= environments["binding"].keys() and lender_secrets <= environments["lender"].keys()
+        assert not lender_secrets & environments["notification"].keys() and "UNBIND_SIGNING_KEY_FILE" not in environments["lender"]
+        assert environments["notification"]["UNBIND_INSTITUTION_WEBHOOK_URL"] == f"{up.url('lender')}/webhook"
 
         # The one-time sign-in link the summary prints opens an ops session once.
         link = re.search(r"(http://127\.0\.0\.1:\d+/login\?code=[A-Za-z0-9_-]+)", output)

@@ -36,6 +36,7 @@ def sample_params(kind: str) -> dict:
     by_kind = {
         "otp_code": {"code": "123456", "ttl_minutes": "5"},
         "device_enrolment_code": {"code": "123456", "ttl_minutes": "5"},
+        "binding_code": {"code": "123456", "ttl_minutes": "5"},
         "follow_up_reminder": {},
     }
     if kind in by_kind:
@@ -54,7 +55,8 @@ def test_every_kind_renders_in_both_locales(kind: str, locale: str) -> None:
 
 
 def test_every_customer_facing_event_has_a_kind() -> None:
-    internal = {"RiskAssessed"}  # scores are for ops, not customers
+    # Scores are for ops, not customers; a bind request's notice is its code SMS, and its code passing is told by BindingCreated.
+    internal = {"RiskAssessed", "BindingRequested", "BindingVerified"}
     kinds = {kind.replace("_", "") for kind in KINDS}
     for sample in SAMPLES:
         name = type(sample).__name__

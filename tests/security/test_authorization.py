@@ -87,7 +87,10 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ("risk", "POST /v1/flags/{user_id}/clear"): OPS_ONLY,
     ("risk", "PUT /internal/v1/profiles/{user_id}"): (401, 403, 403, 403, 204),
     ("binding", "GET /v1/bindings"): CUSTOMER,
-    ("binding", "POST /v1/bindings"): (401, 201, 201, 403, 403),
+    ("binding", "POST /v1/bindings"): (401, 202, 202, 403, 403),  # pending until its SMS code, then the lender's confirmation
+    # A lender's callback carries no token: it is authenticated by the lender's HMAC signature alone
+    # (tests/binding/test_bind.py), so every bearer, however good, is refused without one.
+    ("binding", "POST /v1/lenders/callbacks"): (401, 401, 401, 401, 401),
     ("binding", "GET /v1/bindings/{binding_id}"): OWN_OR_OPS,
     ("binding", "POST /v1/bindings/{binding_id}/repayments"): (401, 404, 201, 403, 403),
     ("binding", "GET /v1/bindings/{binding_id}/impact"): OWN_OR_OPS,
@@ -126,6 +129,8 @@ REQUESTS: dict[str, Request] = {
     "PUT /v1/rules": lambda *_: {"json": REVIEW_EVERYTHING},
     "PUT /internal/v1/profiles/{user_id}": lambda *_: {"json": {"account_opened_at": "2020-01-01T00:00:00+08:00"}},
     "POST /v1/bindings": lambda *_: {"json": {"lender": "Example Bank", "account_number": card_number(), "monthly_instalment": 5000, "due_day": 10}},
+    # A well-formed callback, so that only the missing signature refuses it.
+    "POST /v1/lenders/callbacks": lambda *_: {"json": {"callback_id": f"cb-{uuid.uuid4()}", "mandate_id": "m-1", "decision": "confirmed"}},
     "POST /v1/bindings/{binding_id}/repayments": lambda *_: {"json": {"amount": 6500}, "headers": {"Idempotency-Key": idempotency_key()}},
     "POST /v1/bindings/{binding_id}/unbind-requests": lambda *_: {"json": unbind_body(), "headers": {"Idempotency-Key": idempotency_key()}},
     "POST /v1/unbind-requests/{request_id}/appeal": lambda *_: {"json": {"message": "Please look again."}},

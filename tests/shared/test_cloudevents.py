@@ -14,9 +14,15 @@ from shared.events import (
     EVENT_TYPES,
     BindingCreated,
     BindingEvent,
+    BindingRequested,
+    BindingVerificationFailed,
+    BindingVerified,
     BiometricCounterRegressed,
     DeviceEnrolled,
     DeviceRevoked,
+    MandateConfirmed,
+    MandateRefused,
+    MandateRequested,
     ReviewDecided,
     RiskAssessed,
     RiskReason,
@@ -33,8 +39,15 @@ from shared.events import (
 
 COMMON = {"request_id": "r-1", "binding_id": "b-zhangsan-mortgage", "user_id": "u-zhangsan"}
 DEVICE = {"user_id": "u-zhangsan", "device_id": "d-zhangsan-phone"}
+MANDATE = {"mandate_id": "m-1", "lender": "example_bank", "account_last4": "4821"}
 SAMPLES = [
-    BindingCreated(**COMMON, account_last4="4821", monthly_instalment=6500, auto_debit=True, credit_limit_before=20300, credit_limit_after=30000),
+    BindingRequested(**COMMON, verification_id="v-1", lender="example_bank", account_last4="4821", monthly_instalment=6500, auto_debit=True),
+    BindingVerified(**COMMON, verification_id="v-1"),
+    BindingVerificationFailed(**COMMON, verification_id="v-1", reason="expired"),
+    BindingCreated(**COMMON, account_last4="4821", monthly_instalment=6500, auto_debit=True),
+    MandateRequested(**COMMON, **MANDATE, monthly_instalment=6500, due_day=15),
+    MandateConfirmed(**COMMON, **MANDATE, credit_limit_before=20300, credit_limit_after=30000),
+    MandateRefused(**COMMON, **MANDATE, reason="account_not_found"),
     UnbindAppealed(**COMMON),
     BiometricCounterRegressed(**COMMON, verification_id="v-1", device_id="d-1", counter=3, last_counter=7),
     DeviceEnrolled(**DEVICE),
@@ -67,6 +80,8 @@ def test_every_event_type_has_a_sample_and_a_docstring() -> None:
 
 # Event types this project added to the contract of design.md (see the issue notes).
 ADDED_TO_THE_CONTRACT = {"BindingCreated", "UnbindAppealed", "BiometricCounterRegressed", "DeviceEnrolled", "DeviceRevoked"}
+# Binding takes a code and the lender's confirmation (issue 16).
+ADDED_TO_THE_CONTRACT |= {"BindingRequested", "BindingVerified", "BindingVerificationFailed", "MandateRequested", "MandateConfirmed", "MandateRefused"}
 
 
 def test_the_design_contract_and_the_models_agree() -> None:

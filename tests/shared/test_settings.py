@@ -43,6 +43,9 @@ APPS: dict[str, tuple[Any, Any]] = {
 REQUIRED = [
     ("binding", "jwks_file", "UNBIND_JWKS_URL or UNBIND_JWKS_FILE"),
     ("binding", "signing_key_file", "UNBIND_SIGNING_KEY_FILE"),
+    # Every lender's callback secret: without one, that lender's confirmations could not be checked.
+    ("binding", "lender_secret_example_bank", "UNBIND_LENDER_SECRET_EXAMPLE_BANK"),
+    ("binding", "lender_secret_harbour_bank", "UNBIND_LENDER_SECRET_HARBOUR_BANK"),
     ("verification", "otp_hmac_key", "UNBIND_OTP_HMAC_KEY"),
     ("verification", "signing_key_file", "UNBIND_SIGNING_KEY_FILE"),
     ("notification", "institution_webhook_secret", "UNBIND_INSTITUTION_WEBHOOK_SECRET"),

@@ -4,12 +4,16 @@ on the topic or in a log line."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import pytest
 
+from services.notification.models import Contact
+from shared.cloudevents import Envelope
+from shared.events import BindingRequested
 from tests.binding.test_api import assert_problem
-from tests.factories import customer_with_binding
+from tests.factories import Customer, customer_with_binding
 from tests.stack import BusTopics, Stack, Switchable, auth, eventually, make_bus_topics, running_stack
 from tests.verification.test_api import issued_verification, wrong
 
@@ -136,3 +140,30 @@ async def test_resends_keep_the_attempt_count_five_checks_in_total(database_urls
         assert_problem(await resend(stack, customer.user_id, verification_id), 409, "verification-failed")
         rejected = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "rejected")
         assert rejected["outcome_reason"] == "verification_failed:too_many_attempts"
+
+
+async def test_a_bind_request_gets_its_own_code_under_the_id_binding_named_and_never_emits_verified(
+    kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> None:
+    overrides = {"verification": {"otp_resend_interval_seconds": 0}}
+    async with running_stack(kafka_topics, database_urls, tmp_path, ("verification", "notification"), overrides) as stack:
+        customer = Customer(f"u-{uuid.uuid4().hex[:8]}", "+8613800001234", "", "b-new", 0, 0)
+        async with stack.runtime("notification").unit_of_work() as uow:
+            uow.session.add(Contact(user_id=customer.user_id, phone=customer.phone, locale="zh-CN"))
+        asked = BindingRequested(
+            request_id=str(uuid.uuid4()), binding_id="b-new", user_id=customer.user_id, verification_id=str(uuid.uuid4()),
+            lender="example_bank", account_last4="1234", monthly_instalment=8000, auto_debit=True,
+        )  # fmt: skip
+        await kafka_topics.publish_event(Envelope.emit(asked), times=2)  # redelivered: one verification, one code
+        await eventually(lambda: codes_sent(stack, customer.phone), 15, "no binding code was sent")
+        state = (await stack.client("verification").get(f"/v1/verifications/{asked.verification_id}", headers=auth(customer.user_id))).json()
+        assert (state["purpose"], state["request_id"], state["methods"], state["status"]) == ("binding", asked.request_id, ["otp"], "pending")
+        assert "绑定到信用账户" in next(sms["text"] for sms in stack.sms_messages() if sms["to"] == customer.phone)
+        assert (await resend(stack, customer.user_id, asked.verification_id)).status_code == 200
+        await eventually(lambda: len(codes_sent(stack, customer.phone)) == 2, 10, "no second code")
+        assert (await otp(stack, customer.user_id, asked.verification_id, stack.latest_code(customer.phone))).json()["status"] == "verified"
+        await eventually(lambda: _types(kafka_topics, asked.request_id, ["BindingRequested", "BindingRequested", "BindingVerified"]), 15, "no BindingVerified")
+
+
+async def _types(topics: BusTopics, request_id: str, expected: list[str]) -> bool:
+    return [event.type for event in await topics.request_events(request_id)] == expected
