@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.account_numbers import normalise_account_number
-from shared.events import Code, UnbindReason, VerificationMethod
+from shared.events import Code, RequestKind, UnbindReason, VerificationMethod
 from shared.fields import FreeText
 from shared.lenders import LENDERS, find_lender
 
@@ -31,16 +31,19 @@ class RepaymentAccountOut(BaseModel):
 
 class BindingOut(BaseModel):
     id: str
-    status: str = Field(description="pending (waiting for the SMS code), failed (the code was never confirmed), active, unbinding or unbound")
+    status: str = Field(
+        description="pending (waiting for the SMS code), failed (the code was never confirmed), active, unbinding, changing (a pause or switch request is open) or unbound"
+    )
     auto_debit: bool = Field(description="True while an auto-debit mandate is active (confirmed by the lender)")
     mandate_status: str | None = Field(
         None,
-        description="The binding's latest auto-debit mandate: pending (waiting for the lender), active, refused (by the lender) or cancelled; null without one"
+        description="The binding's latest auto-debit mandate: pending (waiting for the lender), active, suspended (paused), refused (by the lender) or cancelled; null without one"
     )
     verification_id: str | None = Field(
         None,
         description="While pending: the verification whose SMS code binds the account (`POST /v1/verifications/{id}/otp` at the verification service)"
     )
+    auto_debit_resumes_on: date | None = Field(None, description="While the customer has paused the auto-debit: the day (Asia/Shanghai) it resumes by itself")
     credit_limit_contribution: int = Field(description="Part of the credit limit granted because of this binding, CNY")
     credit_account: CreditAccountOut
     repayment_account: RepaymentAccountOut
@@ -51,14 +54,24 @@ class BindingList(BaseModel):
     items: list[BindingOut]
 
 
-class UnbindRequestIn(BaseModel):
+class RequestIn(BaseModel):
+    """What every request on a binding (an unbind, a pause, a switch) carries: the impact's blockers
+    the customer accepts, the device it comes from and the impact the customer saw."""
+
     model_config = ConfigDict(extra="forbid")
 
-    reason: UnbindReason
-    note: FreeText | None = Field(None, max_length=500)
     acknowledged: list[str] = Field(default_factory=list, max_length=20, description="Codes of the impact blockers the customer accepts")
     device_id: str | None = Field(None, pattern=DEVICE_ID_PATTERN)
     impact_hash: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="The impact the customer saw; refused (409) if it has changed since")
+
+
+class UnbindRequestIn(RequestIn):
+    reason: UnbindReason
+    note: FreeText | None = Field(None, max_length=500)
+
+
+class PauseRequestIn(RequestIn):
+    months: int = Field(ge=1, le=3, description="How long the auto-debit stops: 1 to 3 months; it resumes by itself")
 
 
 class RiskOut(BaseModel):
@@ -83,7 +96,10 @@ class TimelineEntryOut(BaseModel):
 class UnbindRequestOut(BaseModel):
     id: str
     binding_id: str
+    kind: RequestKind = Field(description="unbind, pause (the auto-debit, for `pause_months`) or switch (to `new_repayment_account`)")
     status: str
+    pause_months: int | None = None
+    new_repayment_account: RepaymentAccountOut | None = None
     reason: UnbindReason
     note: str | None
     created_at: datetime
@@ -120,7 +136,9 @@ class AppealIn(BaseModel):
     message: FreeText = Field(min_length=1, max_length=1000, description="Why the rejection is wrong")
 
 
-class BindingIn(BaseModel):
+class RepaymentAccountIn(BaseModel):
+    """A repayment account to bind, or to switch a binding to."""
+
     model_config = ConfigDict(extra="forbid")
 
     lender: str = Field(
@@ -135,9 +153,6 @@ class BindingIn(BaseModel):
         max_length=40,
         description="12 to 19 digits; spaces, dashes and dots allowed, full-width digits read as digits; 16 to 19 digits is a card number and must pass the Luhn check",
     )
-    monthly_instalment: int = Field(gt=0, le=1_000_000, description="CNY")
-    due_day: int = Field(ge=1, le=28)
-    auto_debit: bool = True
 
     @field_validator("account_number")
     @classmethod
@@ -158,6 +173,19 @@ class BindingIn(BaseModel):
         return lender.id
 
 
+class BindingIn(RepaymentAccountIn):
+    monthly_instalment: int = Field(gt=0, le=1_000_000, description="CNY")
+    due_day: int = Field(ge=1, le=28)
+    auto_debit: bool = True
+
+
+class SwitchRequestIn(RequestIn, RepaymentAccountIn):
+    """Move the binding, its benefits and its auto-debit to another repayment account of the customer's."""
+
+    monthly_instalment: int | None = Field(None, gt=0, le=1_000_000, description="CNY; the current account's when not given")
+    due_day: int | None = Field(None, ge=1, le=28, description="The current account's when not given")
+
+
 class RepaymentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -167,9 +195,10 @@ class RepaymentIn(BaseModel):
 class MandateOut(BaseModel):
     id: str
     kind: str = Field(description="auto_debit: the platform collects each instalment")
-    status: str = Field(description="pending (waiting for the lender), active, refused (by the lender) or cancelled")
+    status: str = Field(description="pending (waiting for the lender), active, suspended (paused), refused (by the lender) or cancelled")
     created_at: datetime
     cancelled_at: datetime | None
+    resumes_at: datetime | None = Field(None, description="While suspended: when it resumes by itself")
     decided_at: datetime | None = Field(None, description="When the lender confirmed or refused it")
 
 
@@ -210,6 +239,19 @@ class BlockerOut(BaseModel):
     acknowledgeable: bool = Field(description="True when acknowledging it in the unbind request lets the request through")
 
 
+class AlternativeOut(BaseModel):
+    """A gentler way than unbinding, with what it keeps and what it gives up."""
+
+    kind: RequestKind = Field(description="pause or switch")
+    title: str
+    summary: str
+    keeps: list[str]
+    loses: list[str]
+    available: bool
+    unavailable_reason: str | None = Field(description="Why it cannot be asked for now, when it cannot")
+    request_path: str = Field(description="Where to ask for it (POST, with an Idempotency-Key, like an unbind request)")
+
+
 class ImpactOut(BaseModel):
     binding_id: str
     locale: str
@@ -221,6 +263,9 @@ class ImpactOut(BaseModel):
     credit_limit_before: int
     credit_limit_after: int
     blockers: list[BlockerOut]
+    alternatives: list[AlternativeOut] = Field(
+        default_factory=list, description="What the customer may do instead of unbinding (none once unbound); the blockers apply to them too"
+    )
     impact_hash: str = Field(description="SHA-256 of this snapshot; recorded with the unbind request")
 
 
