@@ -95,6 +95,7 @@ async def test_reviews_are_listed_with_their_score_and_decided_through_risk(any_
             return next((review for review in queue if review["request_id"] == request_id and review["score"] is not None), None)
 
         review = await eventually(listed, 20, "the review never reached the dashboard's queue")
+        assert review["kind"] == "unbind", "the reviewer sees what the request asks"
         decided = await dashboard.post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve", "note": "called the customer"}, headers=OPS)
         assert decided.status_code == 200, decided.text
         assert (decided.json()["status"], decided.json()["reviewer"]) == ("approved", "ops-7")
