@@ -40,7 +40,7 @@ async def on_binding_created(event: BindingCreated, uow: UnitOfWork, deps: Notif
 
 async def on_unbind_requested(event: UnbindRequested, uow: UnitOfWork, deps: NotificationDeps) -> None:
     await service.remember_request(uow, event)
-    await _notify("unbind_requested", event, uow, deps)
+    await _notify(service.PROMPT_KIND, event, uow, deps)
 
 
 async def on_verification_requested(event: VerificationRequested, uow: UnitOfWork, deps: NotificationDeps) -> None:

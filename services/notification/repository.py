@@ -26,6 +26,12 @@ async def delivered_to(session: AsyncSession, event_id: str) -> set[tuple[str, s
     return {(channel, recipient) for channel, recipient in rows}
 
 
+async def request_sms(session: AsyncSession, request_id: str, kind: str) -> Sequence[Delivery]:
+    """The SMS deliveries of one kind about a request, locked: the dispatcher skips them meanwhile."""
+    query = select(Delivery).where(Delivery.request_id == request_id, Delivery.kind == kind, Delivery.channel == "sms").with_for_update()
+    return (await session.scalars(query)).all()
+
+
 async def due_deliveries(session: AsyncSession, now: datetime, limit: int) -> Sequence[Delivery]:
     query = (
         select(Delivery)

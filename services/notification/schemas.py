@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.notification.templates import CHANNELS, KINDS, LOCALES
 from shared.fields import FreeText
@@ -20,7 +20,15 @@ class MessageIn(BaseModel):
     message_id: str = Field(pattern=r"^[A-Za-z0-9:._-]{1,128}$", description="Idempotency key: a repeated id sends nothing new")
     user_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
     template: Literal["otp_code", "device_enrolment_code"]
+    # The unbind request an `otp_code` is for (and only then): its risk prompt is sent before the code.
+    request_id: str | None = Field(None, pattern=r"^[A-Za-z0-9-]{1,36}$")
     params: dict[str, FreeText] = Field(default_factory=dict, max_length=10)
+
+    @model_validator(mode="after")
+    def _request_of_a_code(self) -> MessageIn:
+        if (self.template == "otp_code") != (self.request_id is not None):
+            raise ValueError("request_id names the unbind request of an otp_code, and only of one")
+        return self
 
 
 class MessageAccepted(BaseModel):

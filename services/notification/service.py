@@ -40,6 +40,8 @@ from shared.uow import UnitOfWork
 
 # A failed attempt that will be tried again (the delivery stays queued).
 RETRYING = "retrying"
+# The risk prompt: what a customer must read before the code of the request (`send_message`).
+PROMPT_KIND = "unbind_requested"
 
 
 class NotificationMetrics:
@@ -258,13 +260,15 @@ async def send_message(uow: UnitOfWork, deps: NotificationDeps, message: Message
         title, text = render(message.template, contact.locale, dict(message.params))
     except KeyError as exc:
         raise Problem(422, "template-parameters", "Template parameters missing", str(exc)) from exc
+    if message.request_id is not None:
+        await _prompt_first(uow, deps, message.request_id, message.user_id)
     try:
         # Gateway first, then the record: a crash in between may send twice, never zero times.
         await deps.providers["sms"].send(Outgoing(contact.phone, title, text))
     except DeliveryError as exc:
         # Counted at once: the gateway refused, and the rollback below does not undo that.
         deps.metrics.deliveries.labels("sms", DeliveryStatus.FAILED).inc()
-        raise Problem(503, "sms-unavailable", "SMS gateway unavailable", "The code was not sent; retry.", headers={"Retry-After": "2"}) from exc
+        raise _sms_unavailable("The code was not sent; retry.") from exc
     now = utcnow()
     uow.session.add(
         Delivery(
@@ -273,6 +277,7 @@ async def send_message(uow: UnitOfWork, deps: NotificationDeps, message: Message
             recipient=contact.phone,
             user_id=message.user_id,
             kind=message.template,
+            request_id=message.request_id,
             title=title,
             body=redact(text),
             status=DeliveryStatus.SENT,
@@ -283,6 +288,36 @@ async def send_message(uow: UnitOfWork, deps: NotificationDeps, message: Message
     )
     deps.metrics.count_after_commit(uow, [("sms", DeliveryStatus.SENT)])
     return MessageAccepted(message_id=message.message_id, status="sent", channel="sms", to=masked)
+
+
+async def _prompt_first(uow: UnitOfWork, deps: NotificationDeps, request_id: str, user_id: str) -> None:
+    """The request's risk prompt reaches the customer before its code, by construction: a code for a
+    request whose UnbindRequested was not handled yet is refused (409, verification retries), and a
+    prompt still queued is sent here, first. Its rows stay locked until the code is recorded, so the
+    dispatcher cannot send it a second time meanwhile. A prompt that failed for good holds no code back."""
+    known = await uow.session.get(KnownRequest, request_id)
+    if known is None or known.user_id != user_id:
+        raise Problem(
+            409,
+            "request-notice-pending",
+            "The request's notice has not gone out yet",
+            "A code is sent only after the notice of its unbind request; retry shortly.",
+            headers={"Retry-After": "1"},
+        )
+    now = utcnow()
+    for prompt in await repository.request_sms(uow.session, request_id, PROMPT_KIND):
+        if prompt.status != DeliveryStatus.QUEUED:
+            continue
+        if error := await _send(deps, prompt):
+            # Left queued for the dispatcher (this transaction rolls back); the code waits with it.
+            raise _sms_unavailable("The request's notice, which goes first, was not sent; retry.") from error
+        prompt.attempts += 1
+        prompt.status, prompt.sent_at = DeliveryStatus.SENT, now
+        deps.metrics.count_after_commit(uow, [("sms", DeliveryStatus.SENT)])
+
+
+def _sms_unavailable(detail: str) -> Problem:
+    return Problem(503, "sms-unavailable", "SMS gateway unavailable", detail, headers={"Retry-After": "2"})
 
 
 # --- customer API --------------------------------------------------------------------------
