@@ -27,11 +27,12 @@ from shared.uow import UnitOfWork
 
 
 async def _notify(kind: str, event: Event, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    event_id = current_envelope.get().id
     # Only BindingCreated and UnbindRequested bring new request ids; every other event about a request
     # must be about one they opened (a device event is about the customer alone).
     if isinstance(event, BindingEvent) and not isinstance(event, BindingCreated | UnbindRequested):
-        await service.require_known_request(uow, event)
-    await service.plan(uow, deps.metrics, current_envelope.get().id, kind, event, service.event_params(event))
+        await service.follow_request(uow, event_id, event)
+    await service.plan(uow, deps.metrics, event_id, kind, event, service.event_params(event))
 
 
 async def on_binding_created(event: BindingCreated, uow: UnitOfWork, deps: NotificationDeps) -> None:
@@ -39,7 +40,7 @@ async def on_binding_created(event: BindingCreated, uow: UnitOfWork, deps: Notif
 
 
 async def on_unbind_requested(event: UnbindRequested, uow: UnitOfWork, deps: NotificationDeps) -> None:
-    await service.remember_request(uow, event)
+    await service.remember_request(uow, current_envelope.get().id, event)
     await _notify(service.PROMPT_KIND, event, uow, deps)
 
 

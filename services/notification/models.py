@@ -54,6 +54,9 @@ class KnownRequest(Base):
     binding_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     user_id: Mapped[str] = mapped_column(String(64))
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The latest event that moved the request on (its stage): a queued message about an earlier
+    # stage is stale. None for the requests known before stages were recorded.
+    stage_event_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class Notification(Base):
@@ -77,6 +80,8 @@ class DeliveryStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     SUPPRESSED = "suppressed"
+    # Went stale before it could be sent: the request it was about has moved on.
+    SUPERSEDED = "superseded"
 
 
 class Delivery(Base):

@@ -3,9 +3,10 @@ dispatcher that sends it, exactly once per (event, channel, recipient).
 
 Planning (in the handled event's transaction) writes one `Delivery` per channel: the inbox copy
 is written at once; the others are queued, due now, or at the end of the customer's quiet hours
-for non-security messages, or suppressed where the customer turned that channel off. The
-dispatcher (a worker) sends what is due; a failed send is retried with exponential backoff and
-jitter up to `delivery_max_attempts`, then marked failed; a failed push falls back to SMS.
+for the kinds that can wait (templates.py), or suppressed where the customer turned that channel
+off. The dispatcher (a worker) sends what is due; a failed send is retried with exponential backoff
+and jitter up to `delivery_max_attempts`, then marked failed; a failed push falls back to SMS. A
+due message about a request's stage the request has moved on from is not sent but superseded.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from services.notification.config import NotificationSettings
 from services.notification.models import Contact, Delivery, DeliveryStatus, KnownRequest, Notification
 from services.notification.providers import DeliveryError, Outgoing, Provider
 from services.notification.schemas import MessageAccepted, MessageIn, NotificationList, NotificationOut, PreferencesIn, PreferencesOut, QuietHours
-from services.notification.templates import DEFAULT_LOCALE, KINDS, SECURITY_KINDS, render
+from services.notification.templates import DEFAULT_LOCALE, KINDS, SECURITY_KINDS, STAGE_KINDS, render
 from shared.auth import Principal
 from shared.cloudevents import EventRejected
 from shared.db import utcnow
-from shared.events import BindingEvent, Event, UnbindCompleted, UnbindRequested
+from shared.events import BindingEvent, BiometricCounterRegressed, Event, UnbindCompleted, UnbindRequested
 from shared.logging import redact
 from shared.masking import mask_phone
 from shared.pagination import decode_cursor, encode_cursor
@@ -50,7 +51,7 @@ class NotificationMetrics:
     def __init__(self, registry: CollectorRegistry):
         self.deliveries = Counter(
             "unbind_notification_deliveries",
-            "Deliveries by channel and outcome, counted once committed: sent, suppressed (opted out), "
+            "Deliveries by channel and outcome, counted once committed: sent, suppressed (opted out), superseded (stale before it could go), "
             f"failed (for good: attempts spent, a push that fell back to SMS, a code SMS the gateway refused), {RETRYING} (a failed attempt, tried again later)",
             ["channel", "status"],
             registry=registry,
@@ -89,6 +90,13 @@ def quiet_until(contact: Contact | None, now: datetime) -> datetime | None:
     return end_at if end_at > local else end_at + timedelta(days=1)
 
 
+def send_time(kind: str, contact: Contact | None, at: datetime) -> datetime:
+    """When a message of `kind` due `at` goes out (not its inbox copy): after the customer's quiet
+    hours if it can wait, else at once."""
+    held = quiet_until(contact, at) if KINDS[kind].can_wait else None
+    return held or at
+
+
 async def plan(
     uow: UnitOfWork, metrics: NotificationMetrics, event_id: str, kind: str, event: Event, params: dict[str, Any], *, not_before: datetime | None = None
 ) -> int:
@@ -99,8 +107,7 @@ async def plan(
     title, body = render(kind, locale, params)
     now = utcnow()
     due = not_before or now
-    if not KINDS[kind].security and (until := quiet_until(contact, due)):
-        due = until
+    held = send_time(kind, contact, due)
     opted_out = set((contact.opt_out or {}).get(kind, [])) if contact else set()
     recipients = {"inapp": event.user_id, "push": event.user_id, "sms": contact.phone if contact else None, "email": contact.email if contact else None}
     # One query for the whole message, not one per channel: a replay finds every pair already there.
@@ -119,11 +126,11 @@ async def plan(
         if channel in opted_out and kind not in SECURITY_KINDS:
             delivery.status = DeliveryStatus.SUPPRESSED
             outcomes.append((channel, DeliveryStatus.SUPPRESSED))
-        elif channel == "inapp" and due <= now:
+        elif channel == "inapp" and due <= now:  # the inbox never waits for the end of quiet hours
             _to_inbox(uow, delivery, now)
             outcomes.append((channel, DeliveryStatus.SENT))
         else:
-            delivery.status, delivery.next_attempt_at = DeliveryStatus.QUEUED, due
+            delivery.status, delivery.next_attempt_at = DeliveryStatus.QUEUED, due if channel == "inapp" else held
         session.add(delivery)
         created += 1
     metrics.count_after_commit(uow, outcomes)
@@ -137,17 +144,22 @@ def _to_inbox(uow: UnitOfWork, delivery: Delivery, now: datetime) -> None:
     delivery.status, delivery.sent_at, delivery.attempts = DeliveryStatus.SENT, now, 1
 
 
-async def remember_request(uow: UnitOfWork, event: UnbindRequested) -> None:
+async def remember_request(uow: UnitOfWork, event_id: str, event: UnbindRequested) -> None:
     if await uow.session.get(KnownRequest, event.request_id) is None:
-        uow.session.add(KnownRequest(request_id=event.request_id, binding_id=event.binding_id, user_id=event.user_id))
+        uow.session.add(KnownRequest(request_id=event.request_id, binding_id=event.binding_id, user_id=event.user_id, stage_event_id=event_id))
 
 
-async def require_known_request(uow: UnitOfWork, event: BindingEvent) -> None:
+async def follow_request(uow: UnitOfWork, event_id: str, event: BindingEvent) -> None:
     """EventRejected unless the event is about a request binding opened, for that binding and customer:
-    no message, no inbox row and no lender webhook for a binding or customer nobody asked about."""
+    no message, no inbox row and no lender webhook for a binding or customer nobody asked about.
+    Then the event is the request's stage, unless it says nothing of where the request stands (a
+    refused device signature): what was queued about an earlier stage is stale. The events of a
+    request share a partition, so they come here in order."""
     known = await uow.session.get(KnownRequest, event.request_id)
     if known is None or known.user_id != event.user_id or (known.binding_id is not None and known.binding_id != event.binding_id):
         raise EventRejected("state", f"{type(event).__name__} is about an unbind request no UnbindRequested opened for this binding and customer")
+    if not isinstance(event, BiometricCounterRegressed):
+        known.stage_event_id = event_id
 
 
 async def notify_lender(uow: UnitOfWork, event_id: str, event: UnbindCompleted) -> None:
@@ -193,7 +205,11 @@ async def dispatch_due(uow: UnitOfWork, deps: NotificationDeps, *, limit: int = 
     """Send the deliveries that are due. The sends of a round go out together: a gateway that
     takes 50 ms per call would otherwise cap a service at 20 messages a second."""
     now = utcnow()
-    due = await repository.due_deliveries(uow.session, now, limit)
+    claimed = await repository.due_deliveries(uow.session, now, limit)
+    stale = await _stale(uow, claimed)
+    for delivery in stale:
+        delivery.status = DeliveryStatus.SUPERSEDED
+    due = [delivery for delivery in claimed if delivery not in stale]
     outside = [delivery for delivery in due if delivery.channel != "inapp"]
     errors = await asyncio.gather(*(_send(deps, delivery) for delivery in outside))
     for delivery in due:
@@ -212,8 +228,19 @@ async def dispatch_due(uow: UnitOfWork, deps: NotificationDeps, *, limit: int = 
             delivery.status = DeliveryStatus.FAILED
         else:
             delivery.next_attempt_at = now + backoff(deps.settings, delivery.attempts)
-    deps.metrics.count_after_commit(uow, [(delivery.channel, delivery.status if delivery.status != DeliveryStatus.QUEUED else RETRYING) for delivery in due])
-    return len(due)
+    deps.metrics.count_after_commit(uow, [(delivery.channel, delivery.status if delivery.status != DeliveryStatus.QUEUED else RETRYING) for delivery in claimed])
+    return len(claimed)
+
+
+async def _stale(uow: UnitOfWork, deliveries: Sequence[Delivery]) -> list[Delivery]:
+    """The deliveries about a request's stage (STAGE_KINDS) from an event that is no longer the
+    request's stage: "verify it is you" after the request completed, expired, was cancelled or
+    rejected, or was verified. Security messages are never stale: they go whatever happened since."""
+    about_stage = [delivery for delivery in deliveries if delivery.kind in STAGE_KINDS and delivery.request_id is not None]
+    if not about_stage:
+        return []
+    stages = await repository.request_stages(uow.session, {delivery.request_id for delivery in about_stage if delivery.request_id})
+    return [delivery for delivery in about_stage if (stage := stages.get(delivery.request_id)) is not None and stage != delivery.event_id]
 
 
 async def _send(deps: NotificationDeps, delivery: Delivery) -> DeliveryError | None:

@@ -1,10 +1,15 @@
-"""Message kinds, their channels, and their texts in zh-CN (default) and en.
+"""Message kinds, their channels, their timing, and their texts in zh-CN (default) and en.
 
 Security messages (codes, and what could mean someone else is unbinding: requested, completed,
 rejected, a failed or suspicious verification; or holds a second factor: a device key added or
-revoked) go by SMS and to the inbox (some on more channels), ignore quiet hours and cannot be turned
-off. The others go by push (SMS when push fails) and to the inbox, wait for the end of quiet hours,
-and can be turned off per channel.
+revoked) go by SMS and to the inbox (some on more channels) and cannot be turned off. The others go
+by push (SMS when push fails) and to the inbox, and can be turned off per channel.
+
+When: the inbox copy is written at once, always. Quiet hours hold only the kinds that can wait
+(`can_wait`): neither security nor about a request still open (a binding made, a request cancelled
+or expired, the reminder after an unbind). Everything else goes at once. A message about an open
+request's current stage (`STAGE_KINDS`: neither security nor able to wait) goes stale once the
+request moves on: a queued one is then never sent (status `superseded`); see `service.dispatch_due`.
 """
 
 from __future__ import annotations
@@ -27,6 +32,12 @@ class Kind:
     texts: dict[str, tuple[str, str]]  # locale -> (title, body)
     # Channels beyond the usual two (email only when the customer has an address on file).
     extra_channels: tuple[str, ...] = ()
+    # Held until the end of the customer's quiet hours: nothing in it is urgent or about an open request.
+    can_wait: bool = False
+
+    def __post_init__(self) -> None:
+        if self.security and self.can_wait:
+            raise ValueError("a security message never waits")
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -78,6 +89,7 @@ KINDS: dict[str, Kind] = {
             "zh-CN": ("绑定成功", "尾号 {account_last4} 的房贷还款账户已绑定，信用额度由 {credit_limit_before} 元调整为 {credit_limit_after} 元。"),
             "en": ("Account bound", "Your mortgage repayment account ending {account_last4} is bound; credit limit {credit_limit_before} -> {credit_limit_after} CNY."),
         },
+        can_wait=True,
     ),
     "unbind_requested": Kind(
         True,
@@ -153,6 +165,7 @@ KINDS: dict[str, Kind] = {
             "zh-CN": ("解绑已取消", "您的解绑申请已取消，绑定与自动扣款保持不变。"),
             "en": ("Unbinding cancelled", "Your unbind request is cancelled; the binding and its auto-debit stay as they were."),
         },
+        can_wait=True,
     ),
     "unbind_expired": Kind(
         False,
@@ -160,6 +173,7 @@ KINDS: dict[str, Kind] = {
             "zh-CN": ("解绑申请已过期", "您的解绑申请未在规定时间内完成，已自动关闭，绑定保持不变。如仍需解绑，请重新申请。"),
             "en": ("Unbind request expired", "Your unbind request was not completed in time and is closed; the binding is unchanged. Ask again if you still want to unbind."),
         },
+        can_wait=True,
     ),
     "unbind_appealed": Kind(
         False,
@@ -185,10 +199,13 @@ KINDS: dict[str, Kind] = {
                 "and ask them to adjust the plan if needed.",
             ),
         },
+        can_wait=True,
     ),
 }
 
 SECURITY_KINDS = frozenset(kind for kind, spec in KINDS.items() if spec.security)
+# What the request is at now (to verify, verified, under review...): stale once it has moved on.
+STAGE_KINDS = frozenset(kind for kind, spec in KINDS.items() if not spec.security and not spec.can_wait)
 
 
 def render(kind: str, locale: str, params: dict[str, object]) -> tuple[str, str]:
