@@ -13,6 +13,8 @@ from shared.events import (
     DeviceRevoked,
     Event,
     ReviewDecided,
+    RiskAssessed,
+    RiskDecision,
     UnbindAppealed,
     UnbindCancelled,
     UnbindCompleted,
@@ -26,13 +28,19 @@ from shared.events import (
 from shared.uow import UnitOfWork
 
 
-async def _notify(kind: str, event: Event, uow: UnitOfWork, deps: NotificationDeps) -> None:
+async def _follow(event: Event, uow: UnitOfWork) -> str:
+    """The id of the handled event, once checked against the requests notification knows."""
     event_id = current_envelope.get().id
     # Only BindingCreated and UnbindRequested bring new request ids; every other event about a request
     # must be about one they opened (a device event is about the customer alone).
     if isinstance(event, BindingEvent) and not isinstance(event, BindingCreated | UnbindRequested):
         await service.follow_request(uow, event_id, event)
-    await service.plan(uow, deps.metrics, event_id, kind, event, service.event_params(event))
+    return event_id
+
+
+async def _notify(kind: str, event: Event, uow: UnitOfWork, deps: NotificationDeps, **params: object) -> None:
+    event_id = await _follow(event, uow)
+    await service.plan(uow, deps.metrics, event_id, kind, event, service.event_params(event) | params)
 
 
 async def on_binding_created(event: BindingCreated, uow: UnitOfWork, deps: NotificationDeps) -> None:
@@ -42,6 +50,14 @@ async def on_binding_created(event: BindingCreated, uow: UnitOfWork, deps: Notif
 async def on_unbind_requested(event: UnbindRequested, uow: UnitOfWork, deps: NotificationDeps) -> None:
     await service.remember_request(uow, current_envelope.get().id, event)
     await _notify(service.PROMPT_KIND, event, uow, deps)
+
+
+async def on_risk_assessed(event: RiskAssessed, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    # The customer hears of a review (with when to expect an answer); of a score, never.
+    if event.decision == RiskDecision.REVIEW:
+        await _notify("unbind_under_review", event, uow, deps, expected_hours=deps.settings.review_expected_hours)
+    else:
+        await _follow(event, uow)
 
 
 async def on_verification_requested(event: VerificationRequested, uow: UnitOfWork, deps: NotificationDeps) -> None:
@@ -88,7 +104,7 @@ async def on_unbind_expired(event: UnbindExpired, uow: UnitOfWork, deps: Notific
 
 
 async def on_unbind_appealed(event: UnbindAppealed, uow: UnitOfWork, deps: NotificationDeps) -> None:
-    await _notify("unbind_appealed", event, uow, deps)
+    await _notify("unbind_appealed", event, uow, deps, expected_hours=deps.settings.review_expected_hours)
 
 
 async def on_review_decided(event: ReviewDecided, uow: UnitOfWork, deps: NotificationDeps) -> None:
@@ -98,6 +114,7 @@ async def on_review_decided(event: ReviewDecided, uow: UnitOfWork, deps: Notific
 SUBSCRIPTIONS: Subscriptions = {
     BindingCreated: on_binding_created,
     UnbindRequested: on_unbind_requested,
+    RiskAssessed: on_risk_assessed,
     VerificationRequested: on_verification_requested,
     Verified: on_verified,
     VerificationFailed: on_verification_failed,

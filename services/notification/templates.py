@@ -175,11 +175,25 @@ KINDS: dict[str, Kind] = {
         },
         can_wait=True,
     ),
+    "unbind_under_review": Kind(
+        False,
+        {
+            "zh-CN": (
+                "解绑申请审核中",
+                "为保障您的资金安全，您的解绑申请需要人工审核，预计 {expected_hours} 小时内给您答复。审核期间，绑定和自动扣款保持不变，请照常按时还款。",
+            ),
+            "en": (
+                "Unbind request under review",
+                "To keep your money safe, a member of our team will review your unbind request. Expect an answer within {expected_hours} hours. "
+                "Until then the binding and its auto-debit stay as they are, so keep repaying on time.",
+            ),
+        },
+    ),
     "unbind_appealed": Kind(
         False,
         {
-            "zh-CN": ("申诉已受理", "我们已收到您的申诉，工作人员将尽快复核。"),
-            "en": ("Appeal received", "We received your appeal; a reviewer will look at it soon."),
+            "zh-CN": ("申诉已受理", "我们已收到您的申诉，将重新人工审核您的解绑申请，预计 {expected_hours} 小时内给您答复。"),
+            "en": ("Appeal received", "We received your appeal. A member of our team will look at your unbind request again; expect an answer within {expected_hours} hours."),
         },
     ),
     "review_decided": Kind(

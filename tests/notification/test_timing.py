@@ -1,6 +1,6 @@
 """The right message at the right time: the risk prompt before the code, whatever the timing; quiet
 hours hold only what can wait, never the inbox; a message about a stage the request has left is
-superseded, not sent."""
+superseded, not sent; a request sent to a person says when to expect an answer."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from shared.events import BiometricCounterRegressed, UnbindCancelled, UnbindExpi
 from tests.binding.test_api import assert_problem
 from tests.factories import customer_with_binding, idempotency_key, pass_verification, unbind_body
 from tests.notification.test_delivery import ONLY_NOTIFICATION, deliveries, requested, with_contact
+from tests.risk.test_flows import NOON, OPS, third_request_under_review
 from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack
 
 VERIFICATION = auth("verification", "service")
@@ -133,7 +134,7 @@ async def handled(stack: Stack, count: int) -> None:
 
 def test_what_can_wait_is_neither_security_nor_about_an_open_request() -> None:
     assert {kind for kind, spec in KINDS.items() if spec.can_wait} == {"binding_created", "unbind_cancelled", "unbind_expired", "follow_up_reminder"}
-    assert STAGE_KINDS == {"verification_requested", "verified", "review_decided", "unbind_appealed"}
+    assert STAGE_KINDS == {"verification_requested", "verified", "review_decided", "unbind_appealed", "unbind_under_review"}
 
 
 async def test_in_quiet_hours_only_what_can_wait_waits_and_never_the_inbox(database_urls: dict[str, str], tmp_path: Path) -> None:
@@ -212,3 +213,34 @@ async def test_a_push_still_queued_when_the_unbind_completes_is_never_sent(kafka
             ("follow_up_reminder", "push"): "queued",  # a day later
         }
         assert not (tmp_path / "push.jsonl").exists()
+
+
+async def test_a_request_sent_to_review_and_an_appeal_tell_the_customer_when_to_expect_an_answer(
+    kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> None:
+    options = {"risk": {"clock": lambda: NOON}}
+    async with running_stack(kafka_topics, database_urls, tmp_path, overrides={"notification": {"review_expected_hours": 48}}, app_options=options) as stack:
+        customer, third, review = await third_request_under_review(stack)
+        notice = await eventually(lambda: inbox_item(stack, customer.user_id, third["id"], "unbind_under_review"), 15, "no word of the review")
+        assert notice["title"] == "解绑申请审核中" and "预计 48 小时内给您答复" in notice["body"]
+
+        def pushed() -> list[str]:
+            lines = (tmp_path / "push.jsonl").read_bytes().splitlines() if (tmp_path / "push.jsonl").exists() else []
+            return [push["text"] for push in map(orjson.loads, lines) if push["to"] == customer.user_id and push["title"] == notice["title"]]
+
+        assert await eventually(pushed, 15, "no push of the review") == [notice["body"]]
+
+        denied = await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny", "note": "unusual pattern"}, headers=OPS)
+        assert denied.status_code == 200, denied.text
+        await stack.wait_for_request(third["id"], customer.user_id, lambda body: body["status"] == "rejected")
+        client, headers = stack.client("notification"), auth(customer.user_id)
+        assert (await client.put("/v1/preferences", json={"locale": "en"}, headers=headers)).status_code == 200
+        appealed = await stack.client("binding").post(f"/v1/unbind-requests/{third['id']}/appeal", json={"message": "It was me."}, headers=headers)
+        assert appealed.status_code == 200, appealed.text
+        notice = await eventually(lambda: inbox_item(stack, customer.user_id, third["id"], "unbind_appealed"), 15, "no word of the appeal")
+        assert notice["title"] == "Appeal received" and "expect an answer within 48 hours" in notice["body"]
+
+
+async def inbox_item(stack: Stack, user_id: str, request_id: str, kind: str) -> dict | None:
+    items = (await stack.client("notification").get("/v1/notifications", headers=auth(user_id))).json()["items"]
+    return next((item for item in items if item["request_id"] == request_id and item["kind"] == kind), None)
