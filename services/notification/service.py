@@ -78,7 +78,10 @@ class NotificationDeps:
 
 
 def quiet_until(contact: Contact | None, now: datetime) -> datetime | None:
-    """The end of the customer's quiet hours if `now` falls inside them, else None."""
+    """The end of the customer's quiet hours if `now` falls inside them, else None (also when the
+    customer turned them off)."""
+    if contact is not None and (contact.quiet_start is None or contact.quiet_end is None):
+        return None
     zone = ZoneInfo(contact.timezone if contact else "Asia/Shanghai")
     start, end = (time.fromisoformat(contact.quiet_start), time.fromisoformat(contact.quiet_end)) if contact else (time(22), time(8))
     local = now.astimezone(zone)
@@ -211,6 +214,7 @@ async def dispatch_due(uow: UnitOfWork, deps: NotificationDeps, *, limit: int = 
         delivery.status = DeliveryStatus.SUPERSEDED
     due = [delivery for delivery in claimed if delivery not in stale]
     outside = [delivery for delivery in due if delivery.channel != "inapp"]
+    suppressed: list[tuple[str, str]] = []
     errors = await asyncio.gather(*(_send(deps, delivery) for delivery in outside))
     for delivery in due:
         delivery.attempts += 1
@@ -223,12 +227,14 @@ async def dispatch_due(uow: UnitOfWork, deps: NotificationDeps, *, limit: int = 
         delivery.last_error = redact(str(error))[:500]
         if delivery.channel == "push":
             delivery.status = DeliveryStatus.FAILED
-            await _fall_back_to_sms(uow, delivery, now)
+            if await _fall_back_to_sms(uow, delivery, now) == DeliveryStatus.SUPPRESSED:
+                suppressed.append(("sms", DeliveryStatus.SUPPRESSED))
         elif delivery.attempts >= deps.settings.delivery_max_attempts:
             delivery.status = DeliveryStatus.FAILED
         else:
             delivery.next_attempt_at = now + backoff(deps.settings, delivery.attempts)
-    deps.metrics.count_after_commit(uow, [(delivery.channel, delivery.status if delivery.status != DeliveryStatus.QUEUED else RETRYING) for delivery in claimed])
+    outcomes = [(delivery.channel, delivery.status if delivery.status != DeliveryStatus.QUEUED else RETRYING) for delivery in claimed]
+    deps.metrics.count_after_commit(uow, outcomes + suppressed)
     return len(claimed)
 
 
@@ -251,10 +257,14 @@ async def _send(deps: NotificationDeps, delivery: Delivery) -> DeliveryError | N
     return None
 
 
-async def _fall_back_to_sms(uow: UnitOfWork, push: Delivery, now: datetime) -> None:
+async def _fall_back_to_sms(uow: UnitOfWork, push: Delivery, now: datetime) -> DeliveryStatus | None:
+    """The SMS standing in for a failed push (suppressed if the customer turned SMS off for its
+    kind); its status, or None when there is none to send."""
     contact = await repository.get_contact(uow.session, push.user_id)
     if contact is None or await repository.delivery_exists(uow.session, push.event_id, "sms", contact.phone):
-        return
+        return None
+    opted_out = "sms" in (contact.opt_out or {}).get(push.kind, [])
+    status = DeliveryStatus.SUPPRESSED if opted_out else DeliveryStatus.QUEUED
     uow.session.add(
         Delivery(
             event_id=push.event_id,
@@ -265,11 +275,12 @@ async def _fall_back_to_sms(uow: UnitOfWork, push: Delivery, now: datetime) -> N
             request_id=push.request_id,
             title=push.title,
             body=push.body,
-            status=DeliveryStatus.QUEUED,
-            next_attempt_at=now,
+            status=status,
+            next_attempt_at=None if opted_out else now,
             created_at=now,
         )
     )
+    return status
 
 
 # --- internal send (codes) -----------------------------------------------------------------
@@ -368,9 +379,8 @@ async def mark_read(uow: UnitOfWork, principal: Principal, notification_id: str)
 
 
 def preferences_out(contact: Contact) -> PreferencesOut:
-    return PreferencesOut(
-        locale=contact.locale, timezone=contact.timezone, quiet_hours=QuietHours(start=contact.quiet_start, end=contact.quiet_end), opt_out=contact.opt_out or {}
-    )
+    quiet = QuietHours(start=contact.quiet_start, end=contact.quiet_end) if contact.quiet_start is not None and contact.quiet_end is not None else None
+    return PreferencesOut(locale=contact.locale, timezone=contact.timezone, quiet_hours=quiet, opt_out=contact.opt_out or {})
 
 
 async def _own_contact(uow: UnitOfWork, principal: Principal) -> Contact:
@@ -388,13 +398,14 @@ async def update_preferences(uow: UnitOfWork, principal: Principal, body: Prefer
     if security := sorted(kind for kind, channels in (body.opt_out or {}).items() if channels and kind in SECURITY_KINDS):
         raise Problem(422, "security-message", "Security messages cannot be turned off", "These messages protect your account and are always sent.", kinds=security)
     contact = await _own_contact(uow, principal)
-    if body.locale is not None:
+    given = body.model_fields_set  # the schema refuses null for all but quiet_hours, and an empty body
+    if "locale" in given:
         contact.locale = body.locale
-    if body.timezone is not None:
+    if "timezone" in given:
         contact.timezone = body.timezone
-    if body.quiet_hours is not None:
-        contact.quiet_start, contact.quiet_end = body.quiet_hours.start, body.quiet_hours.end
-    if body.opt_out is not None:
+    if "quiet_hours" in given:
+        contact.quiet_start, contact.quiet_end = (body.quiet_hours.start, body.quiet_hours.end) if body.quiet_hours else (None, None)
+    if "opt_out" in given:
         contact.opt_out = {kind: sorted(set(channels)) for kind, channels in body.opt_out.items() if channels}
     return preferences_out(contact)
 

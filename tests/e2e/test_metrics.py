@@ -62,7 +62,7 @@ async def test_metrics_count_what_one_unbind_caused(any_bus: BusTopics, database
         customer = await customer_with_binding(stack)
         async with stack.runtime("notification").unit_of_work() as uow:
             contact = await uow.session.get(Contact, customer.user_id)
-            contact.quiet_start = contact.quiet_end = "00:00"
+            contact.quiet_start = contact.quiet_end = None
             contact.opt_out = {"verification_requested": ["push"]}
         headers = auth(customer.user_id)
 

@@ -137,8 +137,8 @@ def test_what_can_wait_is_neither_security_nor_about_an_open_request() -> None:
     assert STAGE_KINDS == {"verification_requested", "verified", "review_decided", "unbind_appealed", "unbind_under_review"}
 
 
-async def test_in_quiet_hours_only_what_can_wait_waits_and_never_the_inbox(database_urls: dict[str, str], tmp_path: Path) -> None:
-    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, ONLY_NOTIFICATION, {"notification": {"dispatch_interval_seconds": 60}}) as stack:
+async def test_in_quiet_hours_only_what_can_wait_waits_and_never_the_inbox(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+    async with running_stack(kafka_topics, database_urls, tmp_path, ONLY_NOTIFICATION, {"notification": {"dispatch_interval_seconds": 60}}) as stack:
         now = datetime.now(UTC)
         local_hour = now.astimezone(ZoneInfo("Asia/Shanghai")).hour
         await with_contact(stack, quiet_start=f"{local_hour:02d}:00", quiet_end=f"{(local_hour + 2) % 24:02d}:00")
