@@ -334,7 +334,7 @@ async def _prompt_first(uow: UnitOfWork, deps: NotificationDeps, request_id: str
     prompt still queued is sent here, first. Its rows stay locked until the code is recorded, so the
     dispatcher cannot send it a second time meanwhile. A prompt that failed for good holds no code back."""
     known = await uow.session.get(KnownRequest, request_id)
-    if known is None or known.user_id != user_id:
+    if known is None:
         raise Problem(
             409,
             "request-notice-pending",
@@ -342,6 +342,8 @@ async def _prompt_first(uow: UnitOfWork, deps: NotificationDeps, request_id: str
             "A code is sent only after the notice of its unbind request; retry shortly.",
             headers={"Retry-After": "1"},
         )
+    if known.user_id != user_id:
+        raise Problem(422, "unknown-request", "Not this customer's request", "The code names an unbind request of another customer.")
     now = utcnow()
     for prompt in await repository.request_sms(uow.session, request_id, PROMPT_KIND):
         if prompt.status != DeliveryStatus.QUEUED:

@@ -27,10 +27,13 @@ def otp_message(user_id: str, message_id: str = "v-1:otp:1") -> dict:
 
 
 async def with_request(stack: Stack, customer: Customer) -> None:
-    """Notification knows the customer's request r-1, as if it had seen its UnbindRequested (the risk
-    prompt, which a code waits for, is the business of tests/notification/test_timing.py)."""
-    requested = UnbindRequested(request_id="r-1", binding_id=customer.binding_id, user_id=customer.user_id, reason="other", impact_hash="a" * 64)
-    await notification_knows(stack, Envelope.emit(requested))
+    """Notification knows the customer's request r-1 and another's r-2, as if it had seen their
+    UnbindRequested (the risk prompt, which a code waits for, is the business of test_timing.py)."""
+    requested = [
+        UnbindRequested(request_id=request_id, binding_id=customer.binding_id, user_id=user_id, reason="other", impact_hash="a" * 64)
+        for request_id, user_id in (("r-1", customer.user_id), ("r-2", "u-other"))
+    ]
+    await notification_knows(stack, *map(Envelope.emit, requested))
 
 
 async def test_service_sends_a_code_once_per_message_id(stack: Stack) -> None:
@@ -71,6 +74,7 @@ async def test_only_services_may_send(stack: Stack) -> None:
         ({"extra": 1}, "validation-error"),
         ({"request_id": None}, "validation-error"),  # a code names its request: its prompt goes first
         ({"template": "device_enrolment_code"}, "validation-error"),  # which has none
+        ({"request_id": "r-2"}, "unknown-request"),  # another customer's
     ],
 )
 async def test_bad_messages_are_422_and_send_nothing(stack: Stack, change: dict, code: str) -> None:
