@@ -235,8 +235,10 @@ def _new_code(uow: UnitOfWork, deps: VerificationDeps, verification: Verificatio
     verification.otp_delivery = DeliveryStatus.SENDING
     verification.next_delivery_at = None
     send_number = verification.otp_sends
-    verification_id, user_id, request_id = verification.id, verification.user_id, verification.request_id
-    template = CODE_TEMPLATES[Purpose(verification.purpose)]
+    purpose = Purpose(verification.purpose)
+    # Only an unbind request has a risk prompt that must go before its code; a binding's request id is not one.
+    request_id = verification.request_id if purpose is Purpose.UNBIND else None
+    verification_id, user_id, template = verification.id, verification.user_id, CODE_TEMPLATES[purpose]
 
     async def send() -> None:
         await _send_code(deps, verification_id=verification_id, user_id=user_id, request_id=request_id, template=template, send_number=send_number, code=code)

@@ -133,8 +133,9 @@ async def handled(stack: Stack, count: int) -> None:
 
 
 def test_what_can_wait_is_neither_security_nor_about_an_open_request() -> None:
-    assert {kind for kind, spec in KINDS.items() if spec.can_wait} == {"binding_created", "unbind_cancelled", "unbind_expired", "follow_up_reminder"}
-    assert STAGE_KINDS == {"verification_requested", "verified", "review_decided", "unbind_appealed", "unbind_under_review"}
+    assert {kind for kind, spec in KINDS.items() if spec.can_wait} == {"binding_created", "mandate_confirmed", "unbind_cancelled", "unbind_expired", "follow_up_reminder"}
+    stages = {"verification_requested", "verified", "review_decided", "unbind_appealed", "unbind_under_review", "mandate_requested", "mandate_refused"}
+    assert STAGE_KINDS == stages
 
 
 async def test_in_quiet_hours_only_what_can_wait_waits_and_never_the_inbox(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
