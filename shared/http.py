@@ -65,13 +65,22 @@ def service_client(
     )
 
 
-async def post_with_retries(client: httpx.AsyncClient, url: str, *, json: Any, headers: dict[str, str] | None = None, attempts: int = 3, backoff: float = 0.2) -> httpx.Response:
+async def post_with_retries(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    json: Any,
+    headers: dict[str, str] | None = None,
+    attempts: int = 3,
+    backoff: float = 0.2,
+    retry_status: frozenset[int] = RETRYABLE_STATUS,
+) -> httpx.Response:
     """POST an idempotent request (the caller sends an Idempotency-Key), retrying transport errors
-    and 429/5xx-unavailable answers with exponential backoff. Raises the last error."""
+    and 429/5xx-unavailable answers (or `retry_status`) with exponential backoff. Raises the last error."""
     for attempt in range(1, attempts):
         try:
             response = await client.post(url, json=json, headers=headers)
-            if response.status_code not in RETRYABLE_STATUS:
+            if response.status_code not in retry_status:
                 return response
             log.warning("retrying call", extra={"url": url, "status": response.status_code, "attempt": attempt})
         except httpx.TransportError as exc:

@@ -48,7 +48,13 @@ async def put_preferences(body: PreferencesIn, principal: Customer, uow: Request
     return await service.update_preferences(uow, principal, body)
 
 
-@router.post("/internal/v1/messages", status_code=202, tags=["internal"], responses=problem_responses(400, (503, "The SMS gateway did not take it; retry")))
+@router.post(
+    "/internal/v1/messages",
+    status_code=202,
+    tags=["internal"],
+    responses=problem_responses(400, (409, "The request's risk prompt has not gone out yet; retry"), (503, "The SMS gateway did not take it; retry")),
+)
 async def send_message(message: MessageIn, principal: Verification, uow: RequestUnitOfWork, deps: Deps) -> MessageAccepted:
-    """Send a code SMS on another service's behalf (service role only). Idempotent per message_id."""
+    """Send a code SMS on another service's behalf (service role only). Idempotent per message_id.
+    The code of an unbind request goes after that request's risk prompt, never before it."""
     return await service.send_message(uow, deps, message)

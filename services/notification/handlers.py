@@ -18,6 +18,8 @@ from shared.events import (
     MandateRefused,
     MandateRequested,
     ReviewDecided,
+    RiskAssessed,
+    RiskDecision,
     UnbindAppealed,
     UnbindCancelled,
     UnbindCompleted,
@@ -31,17 +33,24 @@ from shared.events import (
 from shared.uow import UnitOfWork
 
 
-async def _notify(kind: str, event: Event, uow: UnitOfWork, deps: NotificationDeps) -> None:
+async def _follow(event: Event, uow: UnitOfWork) -> str:
+    """The id of the handled event, once checked against the requests notification knows."""
+    event_id = current_envelope.get().id
     # Only BindingRequested and UnbindRequested bring new request ids; every other event about a request
     # must be about one they opened (a device event is about the customer alone).
     if isinstance(event, BindingEvent) and not isinstance(event, UnbindRequested):
-        await service.require_known_request(uow, event)
-    await service.plan(uow, deps.metrics, current_envelope.get().id, kind, event, service.event_params(event))
+        await service.follow_request(uow, event_id, event)
+    return event_id
+
+
+async def _notify(kind: str, event: Event, uow: UnitOfWork, deps: NotificationDeps, **params: object) -> None:
+    event_id = await _follow(event, uow)
+    await service.plan(uow, deps.metrics, event_id, kind, event, service.event_params(event) | params)
 
 
 async def on_binding_requested(event: BindingRequested, uow: UnitOfWork, deps: NotificationDeps) -> None:
     # No message: the code SMS verification sends is the customer's notice.
-    await service.remember_request(uow, event)
+    await service.remember_request(uow, current_envelope.get().id, event)
 
 
 async def on_binding_verification_failed(event: BindingVerificationFailed, uow: UnitOfWork, deps: NotificationDeps) -> None:
@@ -66,8 +75,16 @@ async def on_mandate_refused(event: MandateRefused, uow: UnitOfWork, deps: Notif
 
 
 async def on_unbind_requested(event: UnbindRequested, uow: UnitOfWork, deps: NotificationDeps) -> None:
-    await service.remember_request(uow, event)
-    await _notify("unbind_requested", event, uow, deps)
+    await service.remember_request(uow, current_envelope.get().id, event)
+    await _notify(service.PROMPT_KIND, event, uow, deps)
+
+
+async def on_risk_assessed(event: RiskAssessed, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    # The customer hears of a review (with when to expect an answer); of a score, never.
+    if event.decision == RiskDecision.REVIEW:
+        await _notify("unbind_under_review", event, uow, deps, expected_hours=deps.settings.review_expected_hours)
+    else:
+        await _follow(event, uow)
 
 
 async def on_verification_requested(event: VerificationRequested, uow: UnitOfWork, deps: NotificationDeps) -> None:
@@ -114,7 +131,7 @@ async def on_unbind_expired(event: UnbindExpired, uow: UnitOfWork, deps: Notific
 
 
 async def on_unbind_appealed(event: UnbindAppealed, uow: UnitOfWork, deps: NotificationDeps) -> None:
-    await _notify("unbind_appealed", event, uow, deps)
+    await _notify("unbind_appealed", event, uow, deps, expected_hours=deps.settings.review_expected_hours)
 
 
 async def on_review_decided(event: ReviewDecided, uow: UnitOfWork, deps: NotificationDeps) -> None:
@@ -129,6 +146,7 @@ SUBSCRIPTIONS: Subscriptions = {
     MandateConfirmed: on_mandate_confirmed,
     MandateRefused: on_mandate_refused,
     UnbindRequested: on_unbind_requested,
+    RiskAssessed: on_risk_assessed,
     VerificationRequested: on_verification_requested,
     Verified: on_verified,
     VerificationFailed: on_verification_failed,

@@ -36,9 +36,9 @@ class Contact(Base):
     email: Mapped[str | None] = mapped_column(String(254), nullable=True)
     locale: Mapped[str] = mapped_column(String(8), default="zh-CN")
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
-    # Non-security messages are held back between these local times ("HH:MM").
-    quiet_start: Mapped[str] = mapped_column(String(5), default="22:00")
-    quiet_end: Mapped[str] = mapped_column(String(5), default="08:00")
+    # Messages that can wait are held back between these local times ("HH:MM"); both None: no quiet hours.
+    quiet_start: Mapped[str | None] = mapped_column(String(5), nullable=True, default="22:00")
+    quiet_end: Mapped[str | None] = mapped_column(String(5), nullable=True, default="08:00")
     # {message kind: [channels]} the customer turned off (never a security kind).
     opt_out: Mapped[dict[str, list[str]]] = mapped_column(JSON, default=dict)
 
@@ -54,6 +54,9 @@ class KnownRequest(Base):
     binding_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     user_id: Mapped[str] = mapped_column(String(64))
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The latest event that moved the request on (its stage): a queued message about an earlier
+    # stage is stale. None for the requests known before stages were recorded.
+    stage_event_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class Notification(Base):
@@ -77,6 +80,8 @@ class DeliveryStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     SUPPRESSED = "suppressed"
+    # Went stale before it could be sent: the request it was about has moved on.
+    SUPERSEDED = "superseded"
 
 
 class Delivery(Base):

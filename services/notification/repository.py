@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notification.models import Contact, Delivery, DeliveryStatus, Notification
+from services.notification.models import Contact, Delivery, DeliveryStatus, KnownRequest, Notification
 
 
 async def get_contact(session: AsyncSession, user_id: str) -> Contact | None:
@@ -26,6 +26,12 @@ async def delivered_to(session: AsyncSession, event_id: str) -> set[tuple[str, s
     return {(channel, recipient) for channel, recipient in rows}
 
 
+async def request_sms(session: AsyncSession, request_id: str, kind: str) -> Sequence[Delivery]:
+    """The SMS deliveries of one kind about a request, locked: the dispatcher skips them meanwhile."""
+    query = select(Delivery).where(Delivery.request_id == request_id, Delivery.kind == kind, Delivery.channel == "sms").with_for_update()
+    return (await session.scalars(query)).all()
+
+
 async def due_deliveries(session: AsyncSession, now: datetime, limit: int) -> Sequence[Delivery]:
     query = (
         select(Delivery)
@@ -35,6 +41,12 @@ async def due_deliveries(session: AsyncSession, now: datetime, limit: int) -> Se
         .with_for_update(skip_locked=True)
     )
     return (await session.scalars(query)).all()
+
+
+async def request_stages(session: AsyncSession, request_ids: set[str]) -> dict[str, str | None]:
+    """The current stage (the id of the event that last moved it on) of each of these requests."""
+    rows = await session.execute(select(KnownRequest.request_id, KnownRequest.stage_event_id).where(KnownRequest.request_id.in_(request_ids)))
+    return dict(rows.tuples().all())
 
 
 async def list_notifications(session: AsyncSession, user_id: str, limit: int, after: tuple[datetime, str] | None) -> Sequence[Notification]:

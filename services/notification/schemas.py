@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.notification.templates import CHANNELS, KINDS, LOCALES
 from shared.fields import FreeText
@@ -20,7 +20,15 @@ class MessageIn(BaseModel):
     message_id: str = Field(pattern=r"^[A-Za-z0-9:._-]{1,128}$", description="Idempotency key: a repeated id sends nothing new")
     user_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
     template: Literal["otp_code", "device_enrolment_code", "binding_code"]
+    # The unbind request an `otp_code` is for (and only then): its risk prompt is sent before the code.
+    request_id: str | None = Field(None, pattern=r"^[A-Za-z0-9-]{1,36}$")
     params: dict[str, FreeText] = Field(default_factory=dict, max_length=10)
+
+    @model_validator(mode="after")
+    def _request_of_a_code(self) -> MessageIn:
+        if (self.template == "otp_code") != (self.request_id is not None):
+            raise ValueError("request_id names the unbind request of an otp_code, and only of one")
+        return self
 
 
 class MessageAccepted(BaseModel):
@@ -55,34 +63,52 @@ class QuietHours(BaseModel):
 class PreferencesOut(BaseModel):
     locale: str
     timezone: str
-    quiet_hours: QuietHours
+    quiet_hours: QuietHours | None = Field(description="Local times between which messages that can wait are held; null: off")
     opt_out: dict[str, list[str]] = Field(description="Message kind -> channels turned off")
 
 
+def opt_out_channels(kind: str) -> tuple[str, ...]:
+    """The channels of a kind a customer can turn off: those it goes by, and SMS where SMS stands in for a failed push."""
+    channels = KINDS[kind].channels
+    return channels + ("sms",) if "push" in channels and "sms" not in channels else channels
+
+
 class PreferencesIn(BaseModel):
-    """Only the fields given change."""
+    """Only the fields given change, and at least one must be: every field given is applied, or the
+    whole update is refused (422). `quiet_hours: null` turns quiet hours off; `opt_out` replaces the
+    whole map (`{}` turns every message back on). Locale, time zone and opt-out cannot be null."""
 
     model_config = ConfigDict(extra="forbid")
 
-    locale: Literal[LOCALES] | None = None  # type: ignore[valid-type]
-    timezone: str | None = Field(None, max_length=64)
+    # Not nullable, though absent by default: null is refused rather than read as "no change".
+    locale: Literal[LOCALES] = None  # type: ignore[valid-type,assignment]
+    timezone: str = Field(None, max_length=64)  # type: ignore[assignment]
     quiet_hours: QuietHours | None = None
-    opt_out: dict[str, list[Literal[CHANNELS]]] | None = Field(None, max_length=len(KINDS))  # type: ignore[valid-type]
+    opt_out: dict[str, list[Literal[CHANNELS]]] = Field(None, max_length=len(KINDS))  # type: ignore[valid-type,assignment]
 
     @field_validator("timezone")
     @classmethod
-    def _zone(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
+    def _zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        # A directory of the time zone database ("Asia") is an OSError.
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
             raise ValueError("unknown IANA time zone") from exc
         return value
 
     @field_validator("opt_out")
     @classmethod
-    def _kinds(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
-        if value and (unknown := sorted(set(value) - set(KINDS))):
+    def _kinds(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        if unknown := sorted(set(value) - set(KINDS)):
             raise ValueError(f"unknown message kinds: {', '.join(unknown)}")
+        if unused := sorted(f"{kind} by {channel}" for kind, channels in value.items() for channel in set(channels) - set(opt_out_channels(kind))):
+            raise ValueError(f"never sent, so it cannot be turned off: {', '.join(unused)}")
         return value
+
+    @model_validator(mode="after")
+    def _applies(self) -> PreferencesIn:
+        if not self.model_fields_set:
+            raise ValueError("nothing to change: give locale, timezone, quiet_hours or opt_out")
+        if self.quiet_hours is not None and self.quiet_hours.start == self.quiet_hours.end:
+            raise ValueError("quiet hours that start when they end are none: send quiet_hours null to turn them off")
+        return self

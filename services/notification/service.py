@@ -3,9 +3,10 @@ dispatcher that sends it, exactly once per (event, channel, recipient).
 
 Planning (in the handled event's transaction) writes one `Delivery` per channel: the inbox copy
 is written at once; the others are queued, due now, or at the end of the customer's quiet hours
-for non-security messages, or suppressed where the customer turned that channel off. The
-dispatcher (a worker) sends what is due; a failed send is retried with exponential backoff and
-jitter up to `delivery_max_attempts`, then marked failed; a failed push falls back to SMS.
+for the kinds that can wait (templates.py), or suppressed where the customer turned that channel
+off. The dispatcher (a worker) sends what is due; a failed send is retried with exponential backoff
+and jitter up to `delivery_max_attempts`, then marked failed; a failed push falls back to SMS. A
+due message about a request's stage the request has moved on from is not sent but superseded.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from services.notification.config import NotificationSettings
 from services.notification.models import Contact, Delivery, DeliveryStatus, KnownRequest, Notification
 from services.notification.providers import DeliveryError, Outgoing, Provider
 from services.notification.schemas import MessageAccepted, MessageIn, NotificationList, NotificationOut, PreferencesIn, PreferencesOut, QuietHours
-from services.notification.templates import DEFAULT_LOCALE, KINDS, SECURITY_KINDS, render
+from services.notification.templates import DEFAULT_LOCALE, KINDS, SECURITY_KINDS, STAGE_KINDS, render
 from shared.auth import Principal
 from shared.cloudevents import EventRejected
 from shared.db import utcnow
-from shared.events import BindingEvent, BindingRequested, Event, MandateRequested, UnbindCompleted, UnbindRequested
+from shared.events import BindingEvent, BindingRequested, BiometricCounterRegressed, Event, MandateRequested, UnbindCompleted, UnbindRequested
 from shared.logging import redact
 from shared.masking import mask_phone
 from shared.pagination import decode_cursor, encode_cursor
@@ -40,6 +41,8 @@ from shared.uow import UnitOfWork
 
 # A failed attempt that will be tried again (the delivery stays queued).
 RETRYING = "retrying"
+# The risk prompt: what a customer must read before the code of the request (`send_message`).
+PROMPT_KIND = "unbind_requested"
 
 
 class NotificationMetrics:
@@ -48,7 +51,7 @@ class NotificationMetrics:
     def __init__(self, registry: CollectorRegistry):
         self.deliveries = Counter(
             "unbind_notification_deliveries",
-            "Deliveries by channel and outcome, counted once committed: sent, suppressed (opted out), "
+            "Deliveries by channel and outcome, counted once committed: sent, suppressed (opted out), superseded (stale before it could go), "
             f"failed (for good: attempts spent, a push that fell back to SMS, a code SMS the gateway refused), {RETRYING} (a failed attempt, tried again later)",
             ["channel", "status"],
             registry=registry,
@@ -75,7 +78,10 @@ class NotificationDeps:
 
 
 def quiet_until(contact: Contact | None, now: datetime) -> datetime | None:
-    """The end of the customer's quiet hours if `now` falls inside them, else None."""
+    """The end of the customer's quiet hours if `now` falls inside them, else None (also when the
+    customer turned them off)."""
+    if contact is not None and (contact.quiet_start is None or contact.quiet_end is None):
+        return None
     zone = ZoneInfo(contact.timezone if contact else "Asia/Shanghai")
     start, end = (time.fromisoformat(contact.quiet_start), time.fromisoformat(contact.quiet_end)) if contact else (time(22), time(8))
     local = now.astimezone(zone)
@@ -85,6 +91,13 @@ def quiet_until(contact: Contact | None, now: datetime) -> datetime | None:
         return None
     end_at = datetime.combine(local.date(), end, zone)
     return end_at if end_at > local else end_at + timedelta(days=1)
+
+
+def send_time(kind: str, contact: Contact | None, at: datetime) -> datetime:
+    """When a message of `kind` due `at` goes out (not its inbox copy): after the customer's quiet
+    hours if it can wait, else at once."""
+    held = quiet_until(contact, at) if KINDS[kind].can_wait else None
+    return held or at
 
 
 async def plan(
@@ -97,8 +110,7 @@ async def plan(
     title, body = render(kind, locale, params)
     now = utcnow()
     due = not_before or now
-    if not KINDS[kind].security and (until := quiet_until(contact, due)):
-        due = until
+    held = send_time(kind, contact, due)
     opted_out = set((contact.opt_out or {}).get(kind, [])) if contact else set()
     recipients = {"inapp": event.user_id, "push": event.user_id, "sms": contact.phone if contact else None, "email": contact.email if contact else None}
     # One query for the whole message, not one per channel: a replay finds every pair already there.
@@ -117,11 +129,11 @@ async def plan(
         if channel in opted_out and kind not in SECURITY_KINDS:
             delivery.status = DeliveryStatus.SUPPRESSED
             outcomes.append((channel, DeliveryStatus.SUPPRESSED))
-        elif channel == "inapp" and due <= now:
+        elif channel == "inapp" and due <= now:  # the inbox never waits for the end of quiet hours
             _to_inbox(uow, delivery, now)
             outcomes.append((channel, DeliveryStatus.SENT))
         else:
-            delivery.status, delivery.next_attempt_at = DeliveryStatus.QUEUED, due
+            delivery.status, delivery.next_attempt_at = DeliveryStatus.QUEUED, due if channel == "inapp" else held
         session.add(delivery)
         created += 1
     metrics.count_after_commit(uow, outcomes)
@@ -135,18 +147,23 @@ def _to_inbox(uow: UnitOfWork, delivery: Delivery, now: datetime) -> None:
     delivery.status, delivery.sent_at, delivery.attempts = DeliveryStatus.SENT, now, 1
 
 
-async def remember_request(uow: UnitOfWork, event: UnbindRequested | BindingRequested) -> None:
+async def remember_request(uow: UnitOfWork, event_id: str, event: UnbindRequested | BindingRequested) -> None:
     if await uow.session.get(KnownRequest, event.request_id) is None:
-        uow.session.add(KnownRequest(request_id=event.request_id, binding_id=event.binding_id, user_id=event.user_id))
+        uow.session.add(KnownRequest(request_id=event.request_id, binding_id=event.binding_id, user_id=event.user_id, stage_event_id=event_id))
 
 
-async def require_known_request(uow: UnitOfWork, event: BindingEvent) -> None:
+async def follow_request(uow: UnitOfWork, event_id: str, event: BindingEvent) -> None:
     """EventRejected unless the event is about a request binding opened (an unbind or a bind request),
     for that binding and customer: no message, no inbox row and no lender webhook for a binding or
-    customer nobody asked about."""
+    customer nobody asked about.
+    Then the event is the request's stage, unless it says nothing of where the request stands (a
+    refused device signature): what was queued about an earlier stage is stale. The events of a
+    request share a partition, so they come here in order."""
     known = await uow.session.get(KnownRequest, event.request_id)
     if known is None or known.user_id != event.user_id or (known.binding_id is not None and known.binding_id != event.binding_id):
         raise EventRejected("state", f"{type(event).__name__} is about a request no UnbindRequested or BindingRequested opened for this binding and customer")
+    if not isinstance(event, BiometricCounterRegressed):
+        known.stage_event_id = event_id
 
 
 def lender_payload(event: UnbindCompleted | MandateRequested) -> dict[str, Any]:
@@ -203,8 +220,13 @@ async def dispatch_due(uow: UnitOfWork, deps: NotificationDeps, *, limit: int = 
     """Send the deliveries that are due. The sends of a round go out together: a gateway that
     takes 50 ms per call would otherwise cap a service at 20 messages a second."""
     now = utcnow()
-    due = await repository.due_deliveries(uow.session, now, limit)
+    claimed = await repository.due_deliveries(uow.session, now, limit)
+    stale = await _stale(uow, claimed)
+    for delivery in stale:
+        delivery.status = DeliveryStatus.SUPERSEDED
+    due = [delivery for delivery in claimed if delivery not in stale]
     outside = [delivery for delivery in due if delivery.channel != "inapp"]
+    suppressed: list[tuple[str, str]] = []
     errors = await asyncio.gather(*(_send(deps, delivery) for delivery in outside))
     for delivery in due:
         delivery.attempts += 1
@@ -217,13 +239,26 @@ async def dispatch_due(uow: UnitOfWork, deps: NotificationDeps, *, limit: int = 
         delivery.last_error = redact(str(error))[:500]
         if delivery.channel == "push":
             delivery.status = DeliveryStatus.FAILED
-            await _fall_back_to_sms(uow, delivery, now)
+            if await _fall_back_to_sms(uow, delivery, now) == DeliveryStatus.SUPPRESSED:
+                suppressed.append(("sms", DeliveryStatus.SUPPRESSED))
         elif delivery.attempts >= deps.settings.delivery_max_attempts:
             delivery.status = DeliveryStatus.FAILED
         else:
             delivery.next_attempt_at = now + backoff(deps.settings, delivery.attempts)
-    deps.metrics.count_after_commit(uow, [(delivery.channel, delivery.status if delivery.status != DeliveryStatus.QUEUED else RETRYING) for delivery in due])
-    return len(due)
+    outcomes = [(delivery.channel, delivery.status if delivery.status != DeliveryStatus.QUEUED else RETRYING) for delivery in claimed]
+    deps.metrics.count_after_commit(uow, outcomes + suppressed)
+    return len(claimed)
+
+
+async def _stale(uow: UnitOfWork, deliveries: Sequence[Delivery]) -> list[Delivery]:
+    """The deliveries about a request's stage (STAGE_KINDS) from an event that is no longer the
+    request's stage: "verify it is you" after the request completed, expired, was cancelled or
+    rejected, or was verified. Security messages are never stale: they go whatever happened since."""
+    about_stage = [delivery for delivery in deliveries if delivery.kind in STAGE_KINDS and delivery.request_id is not None]
+    if not about_stage:
+        return []
+    stages = await repository.request_stages(uow.session, {delivery.request_id for delivery in about_stage if delivery.request_id})
+    return [delivery for delivery in about_stage if (stage := stages.get(delivery.request_id)) is not None and stage != delivery.event_id]
 
 
 async def _send(deps: NotificationDeps, delivery: Delivery) -> DeliveryError | None:
@@ -234,10 +269,14 @@ async def _send(deps: NotificationDeps, delivery: Delivery) -> DeliveryError | N
     return None
 
 
-async def _fall_back_to_sms(uow: UnitOfWork, push: Delivery, now: datetime) -> None:
+async def _fall_back_to_sms(uow: UnitOfWork, push: Delivery, now: datetime) -> DeliveryStatus | None:
+    """The SMS standing in for a failed push (suppressed if the customer turned SMS off for its
+    kind); its status, or None when there is none to send."""
     contact = await repository.get_contact(uow.session, push.user_id)
     if contact is None or await repository.delivery_exists(uow.session, push.event_id, "sms", contact.phone):
-        return
+        return None
+    opted_out = "sms" in (contact.opt_out or {}).get(push.kind, [])
+    status = DeliveryStatus.SUPPRESSED if opted_out else DeliveryStatus.QUEUED
     uow.session.add(
         Delivery(
             event_id=push.event_id,
@@ -248,11 +287,12 @@ async def _fall_back_to_sms(uow: UnitOfWork, push: Delivery, now: datetime) -> N
             request_id=push.request_id,
             title=push.title,
             body=push.body,
-            status=DeliveryStatus.QUEUED,
-            next_attempt_at=now,
+            status=status,
+            next_attempt_at=None if opted_out else now,
             created_at=now,
         )
     )
+    return status
 
 
 # --- internal send (codes) -----------------------------------------------------------------
@@ -270,13 +310,15 @@ async def send_message(uow: UnitOfWork, deps: NotificationDeps, message: Message
         title, text = render(message.template, contact.locale, dict(message.params))
     except KeyError as exc:
         raise Problem(422, "template-parameters", "Template parameters missing", str(exc)) from exc
+    if message.request_id is not None:
+        await _prompt_first(uow, deps, message.request_id, message.user_id)
     try:
         # Gateway first, then the record: a crash in between may send twice, never zero times.
         await deps.providers["sms"].send(Outgoing(contact.phone, title, text))
     except DeliveryError as exc:
         # Counted at once: the gateway refused, and the rollback below does not undo that.
         deps.metrics.deliveries.labels("sms", DeliveryStatus.FAILED).inc()
-        raise Problem(503, "sms-unavailable", "SMS gateway unavailable", "The code was not sent; retry.", headers={"Retry-After": "2"}) from exc
+        raise _sms_unavailable("The code was not sent; retry.") from exc
     now = utcnow()
     uow.session.add(
         Delivery(
@@ -285,6 +327,7 @@ async def send_message(uow: UnitOfWork, deps: NotificationDeps, message: Message
             recipient=contact.phone,
             user_id=message.user_id,
             kind=message.template,
+            request_id=message.request_id,
             title=title,
             body=redact(text),
             status=DeliveryStatus.SENT,
@@ -295,6 +338,38 @@ async def send_message(uow: UnitOfWork, deps: NotificationDeps, message: Message
     )
     deps.metrics.count_after_commit(uow, [("sms", DeliveryStatus.SENT)])
     return MessageAccepted(message_id=message.message_id, status="sent", channel="sms", to=masked)
+
+
+async def _prompt_first(uow: UnitOfWork, deps: NotificationDeps, request_id: str, user_id: str) -> None:
+    """The request's risk prompt reaches the customer before its code, by construction: a code for a
+    request whose UnbindRequested was not handled yet is refused (409, verification retries), and a
+    prompt still queued is sent here, first. Its rows stay locked until the code is recorded, so the
+    dispatcher cannot send it a second time meanwhile. A prompt that failed for good holds no code back."""
+    known = await uow.session.get(KnownRequest, request_id)
+    if known is None:
+        raise Problem(
+            409,
+            "request-notice-pending",
+            "The request's notice has not gone out yet",
+            "A code is sent only after the notice of its unbind request; retry shortly.",
+            headers={"Retry-After": "1"},
+        )
+    if known.user_id != user_id:
+        raise Problem(422, "unknown-request", "Not this customer's request", "The code names an unbind request of another customer.")
+    now = utcnow()
+    for prompt in await repository.request_sms(uow.session, request_id, PROMPT_KIND):
+        if prompt.status != DeliveryStatus.QUEUED:
+            continue
+        if error := await _send(deps, prompt):
+            # Left queued for the dispatcher (this transaction rolls back); the code waits with it.
+            raise _sms_unavailable("The request's notice, which goes first, was not sent; retry.") from error
+        prompt.attempts += 1
+        prompt.status, prompt.sent_at = DeliveryStatus.SENT, now
+        deps.metrics.count_after_commit(uow, [("sms", DeliveryStatus.SENT)])
+
+
+def _sms_unavailable(detail: str) -> Problem:
+    return Problem(503, "sms-unavailable", "SMS gateway unavailable", detail, headers={"Retry-After": "2"})
 
 
 # --- customer API --------------------------------------------------------------------------
@@ -318,9 +393,8 @@ async def mark_read(uow: UnitOfWork, principal: Principal, notification_id: str)
 
 
 def preferences_out(contact: Contact) -> PreferencesOut:
-    return PreferencesOut(
-        locale=contact.locale, timezone=contact.timezone, quiet_hours=QuietHours(start=contact.quiet_start, end=contact.quiet_end), opt_out=contact.opt_out or {}
-    )
+    quiet = QuietHours(start=contact.quiet_start, end=contact.quiet_end) if contact.quiet_start is not None and contact.quiet_end is not None else None
+    return PreferencesOut(locale=contact.locale, timezone=contact.timezone, quiet_hours=quiet, opt_out=contact.opt_out or {})
 
 
 async def _own_contact(uow: UnitOfWork, principal: Principal) -> Contact:
@@ -338,13 +412,14 @@ async def update_preferences(uow: UnitOfWork, principal: Principal, body: Prefer
     if security := sorted(kind for kind, channels in (body.opt_out or {}).items() if channels and kind in SECURITY_KINDS):
         raise Problem(422, "security-message", "Security messages cannot be turned off", "These messages protect your account and are always sent.", kinds=security)
     contact = await _own_contact(uow, principal)
-    if body.locale is not None:
+    given = body.model_fields_set  # the schema refuses null for all but quiet_hours, and an empty body
+    if "locale" in given:
         contact.locale = body.locale
-    if body.timezone is not None:
+    if "timezone" in given:
         contact.timezone = body.timezone
-    if body.quiet_hours is not None:
-        contact.quiet_start, contact.quiet_end = body.quiet_hours.start, body.quiet_hours.end
-    if body.opt_out is not None:
+    if "quiet_hours" in given:
+        contact.quiet_start, contact.quiet_end = (body.quiet_hours.start, body.quiet_hours.end) if body.quiet_hours else (None, None)
+    if "opt_out" in given:
         contact.opt_out = {kind: sorted(set(channels)) for kind, channels in body.opt_out.items() if channels}
     return preferences_out(contact)
 

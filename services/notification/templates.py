@@ -1,10 +1,16 @@
-"""Message kinds, their channels, and their texts in zh-CN (default) and en.
+"""Message kinds, their channels, their timing, and their texts in zh-CN (default) and en.
 
 Security messages (codes, and what could mean someone else is unbinding: requested, completed,
 rejected, a failed or suspicious verification; or holds a second factor: a device key added or
-revoked; or tried to bind an account and failed the code) go by SMS and to the inbox (some on more channels), ignore quiet hours and cannot be turned
-off. The others go by push (SMS when push fails) and to the inbox, wait for the end of quiet hours,
-and can be turned off per channel.
+revoked; or tried to bind an account and failed its code) go by SMS and to the inbox (some on more
+channels) and cannot be turned off. The others go by push (SMS when push fails) and to the inbox, and
+can be turned off per channel.
+
+When: the inbox copy is written at once, always. Quiet hours hold only the kinds that can wait
+(`can_wait`): neither security nor about a request still open (a binding made, a request cancelled
+or expired, the reminder after an unbind). Everything else goes at once. A message about an open
+request's current stage (`STAGE_KINDS`: neither security nor able to wait) goes stale once the
+request moves on: a queued one is then never sent (status `superseded`); see `service.dispatch_due`.
 """
 
 from __future__ import annotations
@@ -27,6 +33,12 @@ class Kind:
     texts: dict[str, tuple[str, str]]  # locale -> (title, body)
     # Channels beyond the usual two (email only when the customer has an address on file).
     extra_channels: tuple[str, ...] = ()
+    # Held until the end of the customer's quiet hours: nothing in it is urgent or about an open request.
+    can_wait: bool = False
+
+    def __post_init__(self) -> None:
+        if self.security and self.can_wait:
+            raise ValueError("a security message never waits")
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -92,6 +104,7 @@ KINDS: dict[str, Kind] = {
             "zh-CN": ("绑定成功", "尾号 {account_last4} 的房贷还款账户已绑定到您的信用账户。"),
             "en": ("Account bound", "Your mortgage repayment account ending {account_last4} is now bound to your credit account."),
         },
+        can_wait=True,
     ),
     "binding_verification_failed": Kind(
         True,
@@ -128,6 +141,8 @@ KINDS: dict[str, Kind] = {
                 "Your credit limit is now {credit_limit_after} CNY.",
             ),
         },
+        # The binding request is over: good news can wait for the end of quiet hours.
+        can_wait=True,
     ),
     "mandate_refused": Kind(
         False,
@@ -217,6 +232,7 @@ KINDS: dict[str, Kind] = {
             "zh-CN": ("解绑已取消", "您的解绑申请已取消，绑定与自动扣款保持不变。"),
             "en": ("Unbinding cancelled", "Your unbind request is cancelled; the binding and its auto-debit stay as they were."),
         },
+        can_wait=True,
     ),
     "unbind_expired": Kind(
         False,
@@ -224,12 +240,27 @@ KINDS: dict[str, Kind] = {
             "zh-CN": ("解绑申请已过期", "您的解绑申请未在规定时间内完成，已自动关闭，绑定保持不变。如仍需解绑，请重新申请。"),
             "en": ("Unbind request expired", "Your unbind request was not completed in time and is closed; the binding is unchanged. Ask again if you still want to unbind."),
         },
+        can_wait=True,
+    ),
+    "unbind_under_review": Kind(
+        False,
+        {
+            "zh-CN": (
+                "解绑申请审核中",
+                "为保障您的资金安全，您的解绑申请需要人工审核，预计 {expected_hours} 小时内给您答复。审核期间，绑定和自动扣款保持不变，请照常按时还款。",
+            ),
+            "en": (
+                "Unbind request under review",
+                "To keep your money safe, a member of our team will review your unbind request. Expect an answer within {expected_hours} hours. "
+                "Until then the binding and its auto-debit stay as they are, so keep repaying on time.",
+            ),
+        },
     ),
     "unbind_appealed": Kind(
         False,
         {
-            "zh-CN": ("申诉已受理", "我们已收到您的申诉，工作人员将尽快复核。"),
-            "en": ("Appeal received", "We received your appeal; a reviewer will look at it soon."),
+            "zh-CN": ("申诉已受理", "我们已收到您的申诉，将重新人工审核您的解绑申请，预计 {expected_hours} 小时内给您答复。"),
+            "en": ("Appeal received", "We received your appeal. A member of our team will look at your unbind request again; expect an answer within {expected_hours} hours."),
         },
     ),
     "review_decided": Kind(
@@ -249,10 +280,13 @@ KINDS: dict[str, Kind] = {
                 "and ask them to adjust the plan if needed.",
             ),
         },
+        can_wait=True,
     ),
 }
 
 SECURITY_KINDS = frozenset(kind for kind, spec in KINDS.items() if spec.security)
+# What the request is at now (to verify, verified, under review...): stale once it has moved on.
+STAGE_KINDS = frozenset(kind for kind, spec in KINDS.items() if not spec.security and not spec.can_wait)
 
 
 def render(kind: str, locale: str, params: dict[str, object]) -> tuple[str, str]:

@@ -77,13 +77,16 @@ from shared.events import (
     VerificationRequested,
     Verified,
 )
-from shared.http import post_with_retries
+from shared.http import RETRYABLE_STATUS, post_with_retries
 from shared.problems import Problem, conflict, not_found
 from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 # The notification template of each purpose's code SMS.
 CODE_TEMPLATES = {Purpose.UNBIND: "otp_code", Purpose.DEVICE_ENROLMENT: "device_enrolment_code", Purpose.BINDING: "binding_code"}
+# A code call notification answers with 409 is tried again soon: the request's risk prompt, which
+# goes first, is not out yet (notification has not handled its UnbindRequested).
+CODE_RETRY_STATUS = RETRYABLE_STATUS | {409}
 # The actor of what the service does by itself (an enrolment that expired), in a device's audit trail.
 SYSTEM = "system"
 
@@ -232,25 +235,30 @@ def _new_code(uow: UnitOfWork, deps: VerificationDeps, verification: Verificatio
     verification.otp_delivery = DeliveryStatus.SENDING
     verification.next_delivery_at = None
     send_number = verification.otp_sends
-    verification_id, user_id = verification.id, verification.user_id
-    template = CODE_TEMPLATES[Purpose(verification.purpose)]
+    purpose = Purpose(verification.purpose)
+    # Only an unbind request has a risk prompt that must go before its code; a binding's request id is not one.
+    request_id = verification.request_id if purpose is Purpose.UNBIND else None
+    verification_id, user_id, template = verification.id, verification.user_id, CODE_TEMPLATES[purpose]
 
     async def send() -> None:
-        await _send_code(deps, verification_id=verification_id, user_id=user_id, template=template, send_number=send_number, code=code)
+        await _send_code(deps, verification_id=verification_id, user_id=user_id, request_id=request_id, template=template, send_number=send_number, code=code)
 
     uow.after_commit(send)
 
 
-async def _send_code(deps: VerificationDeps, *, verification_id: str, user_id: str, template: str, send_number: int, code: str) -> None:
+async def _send_code(deps: VerificationDeps, *, verification_id: str, user_id: str, request_id: str | None, template: str, send_number: int, code: str) -> None:
     message = {
         "message_id": f"{verification_id}:otp:{send_number}",
         "user_id": user_id,
         "template": template,
         "params": {"code": code, "ttl_minutes": str(max(1, deps.settings.otp_ttl_seconds // 60))},
     }
+    if request_id is not None:
+        # Notification sends the request's risk prompt first; until it has seen the request, it answers 409.
+        message["request_id"] = request_id
     # Counted here, outside any transaction: the call happened whatever becomes of the row below.
     try:
-        response = await post_with_retries(deps.notifier, "/internal/v1/messages", json=message)
+        response = await post_with_retries(deps.notifier, "/internal/v1/messages", json=message, retry_status=CODE_RETRY_STATUS)
         delivered = response.is_success
         if delivered:
             deps.metrics.codes_sent.inc()

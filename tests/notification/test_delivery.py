@@ -29,7 +29,10 @@ from tests.shared.test_cloudevents import SAMPLES
 from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack
 
 ONLY_NOTIFICATION = ("notification",)
-ALWAYS_AWAKE = {"start": "00:00", "end": "00:00"}  # no quiet hours
+
+
+# The kinds not named after their event, and the event they come from.
+FROM_EVENT = {"unbind_under_review": "RiskAssessed"}
 
 
 def sample_params(kind: str) -> dict:
@@ -41,9 +44,9 @@ def sample_params(kind: str) -> dict:
     }
     if kind in by_kind:
         return by_kind[kind]
-    event_type = "".join(part.capitalize() for part in kind.split("_"))
+    event_type = FROM_EVENT.get(kind) or "".join(part.capitalize() for part in kind.split("_"))
     [event] = [sample for sample in SAMPLES if type(sample).__name__ == event_type]
-    return event_params(event)
+    return event_params(event) | {"expected_hours": 24}
 
 
 @pytest.mark.parametrize("locale", LOCALES)
@@ -55,12 +58,12 @@ def test_every_kind_renders_in_both_locales(kind: str, locale: str) -> None:
 
 
 def test_every_customer_facing_event_has_a_kind() -> None:
-    # Scores are for ops, not customers; a bind request's notice is its code SMS, and its code passing is told by BindingCreated.
-    internal = {"RiskAssessed", "BindingRequested", "BindingVerified"}
-    kinds = {kind.replace("_", "") for kind in KINDS}
+    # A bind request's notice is its code SMS, and its code passing is told by BindingCreated.
+    internal = {"BindingRequested", "BindingVerified"}
+    kinds = {kind.replace("_", "") for kind in KINDS} | set(FROM_EVENT.values())
     for sample in SAMPLES:
         name = type(sample).__name__
-        assert name in internal or name.lower() in kinds, f"{name} has no message"
+        assert name in internal or name in kinds or name.lower() in kinds, f"{name} has no message"
 
 
 def test_a_missing_variable_is_an_error_not_a_blank() -> None:
@@ -75,10 +78,10 @@ def test_a_missing_variable_is_an_error_not_a_blank() -> None:
         ("2026-11-28T20:00:00+00:00", ("22:00", "08:00"), "2026-11-29T08:00:00+08:00"),  # 04:00 Shanghai
         ("2026-11-28T04:00:00+00:00", ("22:00", "08:00"), None),  # noon Shanghai
         ("2026-11-28T04:00:00+00:00", ("11:00", "13:00"), "2026-11-28T13:00:00+08:00"),
-        ("2026-11-28T04:00:00+00:00", ("00:00", "00:00"), None),
+        ("2026-11-28T14:30:00+00:00", (None, None), None),  # turned off
     ],
 )
-def test_quiet_hours_window(now: str, quiet: tuple[str, str], expected: str | None) -> None:
+def test_quiet_hours_window(now: str, quiet: tuple[str | None, str | None], expected: str | None) -> None:
     contact = Contact(user_id="u", phone="+8613800000000", timezone="Asia/Shanghai", quiet_start=quiet[0], quiet_end=quiet[1])
     until = quiet_until(contact, datetime.fromisoformat(now))
     assert (until.isoformat() if until else None) == (datetime.fromisoformat(expected).isoformat() if expected else None)
@@ -100,7 +103,7 @@ class FlakyChannel:
 
 async def with_contact(stack: Stack, user_id: str = "u-zhangsan", **fields: object) -> Contact:
     async with stack.runtime("notification").unit_of_work() as uow:
-        contact = Contact(user_id=user_id, phone="+8613812345678", email=None, locale="zh-CN", timezone="Asia/Shanghai", quiet_start="00:00", quiet_end="00:00", opt_out={}) 
+        contact = Contact(user_id=user_id, phone="+8613812345678", email=None, locale="zh-CN", timezone="Asia/Shanghai", quiet_start=None, quiet_end=None, opt_out={})
         for name, value in fields.items():
             setattr(contact, name, value)
         uow.session.add(contact)
@@ -145,7 +148,7 @@ async def test_security_messages_go_by_sms_and_inbox_and_ignore_opt_out(memory_s
     assert [message["to"] for message in memory_stack.sms_messages()] == ["+8613812345678"]
 
 
-async def test_quiet_hours_hold_non_security_messages_then_deliver(memory_stack: Stack) -> None:
+async def test_quiet_hours_hold_what_can_wait_then_deliver(memory_stack: Stack) -> None:
     now = datetime.now(UTC)
     local_hour = now.astimezone(ZoneInfo("Asia/Shanghai")).hour
     window = {"quiet_start": f"{local_hour:02d}:00", "quiet_end": f"{(local_hour + 2) % 24:02d}:00"}
@@ -159,8 +162,8 @@ async def test_quiet_hours_hold_non_security_messages_then_deliver(memory_stack:
 
     rows = {(row.kind, row.channel): row for row in await eventually(planned, 15, "nothing planned")}
     held = rows[("unbind_cancelled", "push")]
-    assert held.status == "queued" and held.next_attempt_at > now, "a non-security message waits for the end of the quiet hours"
-    assert rows[("unbind_cancelled", "inapp")].status == "queued"
+    assert held.status == "queued" and held.next_attempt_at > now, "a message that can wait waits for the end of the quiet hours"
+    assert rows[("unbind_cancelled", "inapp")].status == "sent", "the inbox never waits"
     await eventually(lambda: _status(memory_stack, "unbind_requested", "sms", "sent"), 15, "a security message is not held")
 
     async with memory_stack.runtime("notification").unit_of_work() as uow:  # the quiet hours end
@@ -283,3 +286,53 @@ async def test_preferences_round_trip_and_validation(memory_stack: Stack) -> Non
     for bad in bad_bodies:
         assert_problem(await client.put("/v1/preferences", json=bad, headers=headers), 422, "validation-error")
     assert_problem(await client.get("/v1/preferences", headers=auth("u-nobody")), 404, "not-found")
+
+
+# Each was a 200 that changed nothing (or, for a directory of the time zone database, a 500).
+NOT_APPLIED = [
+    {},
+    {"locale": None},
+    {"timezone": None},
+    {"opt_out": None},
+    {"timezone": "Asia"},
+    {"quiet_hours": {"start": "08:00", "end": "08:00"}},
+    {"opt_out": {"verified": ["email"]}},  # verified never goes by email
+    {"locale": "en", "opt_out": {"binding_created": ["push", "email"]}},  # all or nothing
+]
+
+
+@pytest.mark.parametrize("body", NOT_APPLIED, ids=lambda body: orjson.dumps(body).decode())
+async def test_an_update_the_service_would_not_apply_is_422_and_changes_nothing(memory_stack: Stack, body: dict) -> None:
+    await with_contact(memory_stack, opt_out={"verified": ["push"]})
+    client, headers = memory_stack.client("notification"), auth("u-zhangsan")
+    before = (await client.get("/v1/preferences", headers=headers)).json()
+    assert_problem(await client.put("/v1/preferences", json=body, headers=headers), 422, "validation-error")
+    assert (await client.get("/v1/preferences", headers=headers)).json() == before
+
+
+async def test_quiet_hours_null_turns_them_off(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+    async with running_stack(kafka_topics, database_urls, tmp_path, ONLY_NOTIFICATION) as stack:
+        await with_contact(stack)
+        client, headers = stack.client("notification"), auth("u-zhangsan")
+        local_hour = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).hour
+        now_quiet = {"start": f"{local_hour:02d}:00", "end": f"{(local_hour + 2) % 24:02d}:00"}
+        assert (await client.put("/v1/preferences", json={"quiet_hours": now_quiet}, headers=headers)).json()["quiet_hours"] == now_quiet
+        off = await client.put("/v1/preferences", json={"quiet_hours": None}, headers=headers)
+        assert off.status_code == 200 and off.json()["quiet_hours"] is None
+        assert (await client.get("/v1/preferences", headers=headers)).json()["quiet_hours"] is None
+
+        await kafka_topics.publish_event(requested())
+        await kafka_topics.publish_event(Envelope.emit(UnbindCancelled(request_id="r-1", binding_id="b-1", user_id="u-zhangsan")))
+        await eventually(lambda: _status(stack, "unbind_cancelled", "push", "sent"), 15, "a message that can wait waited, with quiet hours off")
+
+
+async def test_sms_turned_off_holds_back_the_sms_that_stands_in_for_a_failed_push(database_urls: dict[str, str], tmp_path: Path) -> None:
+    options = {"notification": {"providers": {"push": FlakyChannel(1)}}}
+    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, ONLY_NOTIFICATION, app_options=options) as stack:
+        await with_contact(stack)
+        turned_off = await stack.client("notification").put("/v1/preferences", json={"opt_out": {"unbind_cancelled": ["sms"]}}, headers=auth("u-zhangsan"))
+        assert turned_off.status_code == 200, turned_off.text
+        await notification_knows(stack, requested())
+        await stack.topics.publish_event(Envelope.emit(UnbindCancelled(request_id="r-1", binding_id="b-1", user_id="u-zhangsan")))
+        await eventually(lambda: _status(stack, "unbind_cancelled", "sms", "suppressed"), 15, "the stand-in SMS was not held back")
+        assert await _status(stack, "unbind_cancelled", "push", "failed") and stack.sms_messages() == []

@@ -123,7 +123,13 @@ REQUESTS: dict[str, Request] = {
     "POST /v1/verifications/{verification_id}/biometric": lambda *_: {"json": {"device_id": "d-1", "challenge": "A" * 43, "signature": "A" * 64, "counter": 1}},
     "PUT /v1/preferences": lambda *_: {"json": {"locale": "en"}},
     "POST /internal/v1/messages": lambda world, _: {
-        "json": {"message_id": f"m-{uuid.uuid4()}", "user_id": world.owner.user_id, "template": "otp_code", "params": {"code": "123456", "ttl_minutes": "5"}}
+        "json": {
+            "message_id": f"m-{uuid.uuid4()}",
+            "user_id": world.owner.user_id,
+            "template": "otp_code",
+            "request_id": world.ids["request_id"],
+            "params": {"code": "123456", "ttl_minutes": "5"},
+        }
     },
     "POST /v1/session": lambda _, headers: {"json": {"token": own_token(headers)}},
     "GET /login": lambda world, _: {"params": {"code": write_login_link(world.dashboard.state.settings.login_link_dir, token("ops-matrix", "ops"), 60)}},

@@ -23,7 +23,7 @@ LATEST = "9999-12-31T23:59:59-01:00"  # year 10000 in UTC
 
 
 def code_sms(user_id: str) -> dict[str, Any]:
-    return {"message_id": "m-edge", "user_id": user_id, "template": "otp_code"}
+    return {"message_id": "m-edge", "user_id": user_id, "template": "device_enrolment_code"}
 
 
 def cursor(text: str) -> str:
