@@ -31,7 +31,18 @@ from services.notification.templates import DEFAULT_LOCALE, KINDS, SECURITY_KIND
 from shared.auth import Principal
 from shared.cloudevents import EventRejected
 from shared.db import utcnow
-from shared.events import BindingEvent, BindingRequested, BiometricCounterRegressed, Event, MandateRequested, UnbindCompleted, UnbindRequested
+from shared.events import (
+    AutoDebitPaused,
+    AutoDebitResumed,
+    BindingEvent,
+    BindingRequested,
+    BiometricCounterRegressed,
+    Event,
+    MandateRequested,
+    RepaymentAccountSwitched,
+    UnbindCompleted,
+    UnbindRequested,
+)
 from shared.logging import redact
 from shared.masking import mask_phone
 from shared.pagination import decode_cursor, encode_cursor
@@ -101,13 +112,22 @@ def send_time(kind: str, contact: Contact | None, at: datetime) -> datetime:
 
 
 async def plan(
-    uow: UnitOfWork, metrics: NotificationMetrics, event_id: str, kind: str, event: Event, params: dict[str, Any], *, not_before: datetime | None = None
+    uow: UnitOfWork,
+    metrics: NotificationMetrics,
+    event_id: str,
+    kind: str,
+    event: Event,
+    params: dict[str, Any],
+    *,
+    request_kind: str | None = None,
+    not_before: datetime | None = None,
 ) -> int:
-    """Write the deliveries of one message; returns how many were new (a replay writes none)."""
+    """Write the deliveries of one message (its text for a request of `request_kind`); returns how
+    many were new (a replay writes none)."""
     session = uow.session
     contact = await repository.get_contact(session, event.user_id)
     locale = contact.locale if contact else DEFAULT_LOCALE
-    title, body = render(kind, locale, params)
+    title, body = render(kind, locale, params, request_kind)
     now = utcnow()
     due = not_before or now
     held = send_time(kind, contact, due)
@@ -149,10 +169,11 @@ def _to_inbox(uow: UnitOfWork, delivery: Delivery, now: datetime) -> None:
 
 async def remember_request(uow: UnitOfWork, event_id: str, event: UnbindRequested | BindingRequested) -> None:
     if await uow.session.get(KnownRequest, event.request_id) is None:
-        uow.session.add(KnownRequest(request_id=event.request_id, binding_id=event.binding_id, user_id=event.user_id, stage_event_id=event_id))
+        kind = str(event.kind) if isinstance(event, UnbindRequested) else "bind"
+        uow.session.add(KnownRequest(request_id=event.request_id, binding_id=event.binding_id, user_id=event.user_id, stage_event_id=event_id, kind=kind))
 
 
-async def follow_request(uow: UnitOfWork, event_id: str, event: BindingEvent) -> None:
+async def follow_request(uow: UnitOfWork, event_id: str, event: BindingEvent) -> KnownRequest:
     """EventRejected unless the event is about a request binding opened (an unbind or a bind request),
     for that binding and customer: no message, no inbox row and no lender webhook for a binding or
     customer nobody asked about.
@@ -164,20 +185,29 @@ async def follow_request(uow: UnitOfWork, event_id: str, event: BindingEvent) ->
         raise EventRejected("state", f"{type(event).__name__} is about a request no UnbindRequested or BindingRequested opened for this binding and customer")
     if not isinstance(event, BiometricCounterRegressed):
         known.stage_event_id = event_id
+    return known
 
 
-def lender_payload(event: UnbindCompleted | MandateRequested) -> dict[str, Any]:
-    """What the lender is told, field by field: a mandate to set up (its id, to confirm or refuse on
-    binding's `POST /v1/lenders/callbacks`), or the mandates an unbind cancelled."""
-    if isinstance(event, MandateRequested):
-        fields = ("mandate_id", "lender", "account_last4", "monthly_instalment", "due_day")
-    else:
-        fields = ("mandates_cancelled",)
-    return {name: getattr(event, name) for name in fields}
+# What the lender is told of each event, field by field: a mandate to set up (its id, to confirm or
+# refuse on binding's `POST /v1/lenders/callbacks`), the mandates an unbind or a switch cancelled, a
+# mandate paused (until when) or resumed.
+LENDER_FIELDS: dict[type[BindingEvent], tuple[str, ...]] = {
+    MandateRequested: ("mandate_id", "lender", "account_last4", "monthly_instalment", "due_day"),
+    UnbindCompleted: ("mandates_cancelled",),
+    RepaymentAccountSwitched: ("previous_account_last4", "mandates_cancelled"),
+    AutoDebitPaused: ("mandate_id", "resumes_on"),
+    AutoDebitResumed: ("mandate_id",),
+}
 
 
-async def notify_lender(uow: UnitOfWork, event_id: str, kind: str, event: UnbindCompleted | MandateRequested) -> None:
-    """The lender learns of a mandate to set up, or that its mandates are gone, through its signed webhook."""
+def lender_payload(event: BindingEvent) -> dict[str, Any]:
+    facts = event.model_dump(mode="json")
+    return {name: facts[name] for name in LENDER_FIELDS[type(event)]}
+
+
+async def notify_lender(uow: UnitOfWork, event_id: str, kind: str, event: BindingEvent) -> None:
+    """The lender learns of a mandate to set up, paused or resumed, or that its mandates are gone,
+    through its signed webhook."""
     if await repository.delivery_exists(uow.session, event_id, "institution", "lender"):
         return
     event_type = type(event).__name__
@@ -306,12 +336,14 @@ async def send_message(uow: UnitOfWork, deps: NotificationDeps, message: Message
     masked = mask_phone(contact.phone)
     if await repository.delivery_exists(uow.session, message.message_id, "sms", contact.phone):
         return MessageAccepted(message_id=message.message_id, status="sent", channel="sms", to=masked)
+    # A request's code says what the request asks (an unbind, a pause, a switch).
+    known = await _known_request(uow, message.request_id, message.user_id) if message.request_id is not None else None
     try:
-        title, text = render(message.template, contact.locale, dict(message.params))
+        title, text = render(message.template, contact.locale, dict(message.params), known.kind if known else None)
     except KeyError as exc:
         raise Problem(422, "template-parameters", "Template parameters missing", str(exc)) from exc
-    if message.request_id is not None:
-        await _prompt_first(uow, deps, message.request_id, message.user_id)
+    if known is not None:
+        await _prompt_first(uow, deps, known)
     try:
         # Gateway first, then the record: a crash in between may send twice, never zero times.
         await deps.providers["sms"].send(Outgoing(contact.phone, title, text))
@@ -340,11 +372,10 @@ async def send_message(uow: UnitOfWork, deps: NotificationDeps, message: Message
     return MessageAccepted(message_id=message.message_id, status="sent", channel="sms", to=masked)
 
 
-async def _prompt_first(uow: UnitOfWork, deps: NotificationDeps, request_id: str, user_id: str) -> None:
-    """The request's risk prompt reaches the customer before its code, by construction: a code for a
-    request whose UnbindRequested was not handled yet is refused (409, verification retries), and a
-    prompt still queued is sent here, first. Its rows stay locked until the code is recorded, so the
-    dispatcher cannot send it a second time meanwhile. A prompt that failed for good holds no code back."""
+async def _known_request(uow: UnitOfWork, request_id: str, user_id: str) -> KnownRequest:
+    """The request a code is for. Its risk prompt reaches the customer before its code, by
+    construction: a code for a request whose UnbindRequested was not handled yet is refused (409,
+    verification retries)."""
     known = await uow.session.get(KnownRequest, request_id)
     if known is None:
         raise Problem(
@@ -356,8 +387,15 @@ async def _prompt_first(uow: UnitOfWork, deps: NotificationDeps, request_id: str
         )
     if known.user_id != user_id:
         raise Problem(422, "unknown-request", "Not this customer's request", "The code names an unbind request of another customer.")
+    return known
+
+
+async def _prompt_first(uow: UnitOfWork, deps: NotificationDeps, known: KnownRequest) -> None:
+    """A prompt still queued is sent here, before the code. Its rows stay locked until the code is
+    recorded, so the dispatcher cannot send it a second time meanwhile. A prompt that failed for good
+    holds no code back."""
     now = utcnow()
-    for prompt in await repository.request_sms(uow.session, request_id, PROMPT_KIND):
+    for prompt in await repository.request_sms(uow.session, known.request_id, PROMPT_KIND):
         if prompt.status != DeliveryStatus.QUEUED:
             continue
         if error := await _send(deps, prompt):

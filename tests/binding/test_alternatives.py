@@ -24,7 +24,7 @@ from shared.db import utcnow
 from tests.binding.test_api import assert_problem
 from tests.binding.test_bind import new_binding, stack_with_lender
 from tests.contracts import assert_records_follow_contract
-from tests.factories import Customer, card_number, customer_with_binding, idempotency_key, pass_verification, unbind_body
+from tests.factories import Customer, card_number, customer_with_binding, idempotency_key, lender_requests, pass_verification, unbind_body
 from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack
 from tests.verification.test_api import issued_verification
 
@@ -228,6 +228,20 @@ async def _types_are(topics: BusTopics, request_id: str, expected: list[str]) ->
     return await event_types(topics, request_id) == expected
 
 
+async def inbox(stack: Stack, user_id: str) -> dict[str, dict[str, Any]]:
+    """The customer's inbox by message kind (the newest of each)."""
+    items = (await stack.client("notification").get("/v1/notifications", headers=auth(user_id))).json()["items"]
+    return {item["kind"]: item for item in reversed(items)}
+
+
+async def told(stack: Stack, user_id: str, *kinds: str) -> dict[str, dict[str, Any]]:
+    async def check() -> dict[str, dict[str, Any]] | None:
+        items = await inbox(stack, user_id)
+        return items if set(kinds) <= set(items) else None
+
+    return await eventually(check, 15, f"the customer was not told {kinds}")
+
+
 async def audit_actions(stack: Stack, request_id: str) -> list[str]:
     return [entry["action"] for entry in (await stack.client("binding").get(f"/v1/unbind-requests/{request_id}/audit", headers=auth("ops-9", "ops"))).json()]
 
@@ -251,6 +265,15 @@ async def test_a_paused_auto_debit_stops_keeps_the_binding_and_resumes_by_itself
         await eventually(lambda: _types_are(kafka_topics, request_id, flow), 15, "AutoDebitPaused was not published")
         [paused] = [event.data for event in await kafka_topics.request_events(request_id) if event.type == "AutoDebitPaused"]
         assert (paused.months, paused.resumes_on) == (2, resumes_on)
+        # Every message says it is a pause, the prompt before the code; the lender hears of it too.
+        texts = [sms["text"] for sms in stack.sms_messages() if sms["to"] == customer.phone]
+        prompt = next(index for index, text in enumerate(texts) if "您已申请暂停房贷自动扣款 2 个月" in text)
+        code = next(index for index, text in enumerate(texts) if "您正在申请暂停房贷自动扣款，验证码为" in text)
+        assert prompt < code and not [text for text in texts if "解绑" in text], texts
+        notices = await told(stack, customer.user_id, "unbind_requested", "verified", "auto_debit_paused")
+        assert notices["unbind_requested"]["title"] == "暂停自动扣款申请已提交" and notices["verified"]["body"].endswith("正在为您暂停自动扣款。")
+        assert resumes_on.isoformat() in notices["auto_debit_paused"]["body"]
+        await eventually(lambda: [r for r in lender_requests(stack) if r["type"] == "AutoDebitPaused" and r["resumes_on"] == resumes_on.isoformat()], 15, "no lender notice")
 
         # The pause runs out (its deadline is moved to the past): the sweep starts the auto-debit again.
         async with stack.runtime("binding").unit_of_work() as uow:
@@ -259,6 +282,7 @@ async def test_a_paused_auto_debit_stops_keeps_the_binding_and_resumes_by_itself
         view = await binding_view(stack, customer)
         assert (view["status"], view["auto_debit"], view["mandate_status"], view["auto_debit_resumes_on"]) == ("active", True, "active", None)
         assert (await audit_actions(stack, request_id))[-2:] == ["AutoDebitPaused", "AutoDebitResumed"]
+        assert (await told(stack, customer.user_id, "auto_debit_resumed"))["auto_debit_resumed"]["title"] == "自动扣款已恢复"
         assert_records_follow_contract(await kafka_topics.records())
 
 
@@ -291,6 +315,12 @@ async def test_a_switch_moves_the_binding_and_its_benefits_and_the_lender_confir
         [switched] = [event.data for event in await kafka_topics.request_events(request_id) if event.type == "RepaymentAccountSwitched"]
         assert (switched.previous_account_last4, switched.account_last4, switched.mandates_cancelled) == (customer.account_number[-4:], number[-4:], 1)
 
+        # The customer is told, in words of a switch: the move, then the new account's auto-debit.
+        notices = await told(stack, customer.user_id, "unbind_requested", "repayment_account_switched", "mandate_requested", "mandate_confirmed")
+        assert notices["unbind_requested"]["title"] == "更换还款账户申请已提交" and number[-4:] in notices["unbind_requested"]["body"]
+        assert f"尾号 {customer.account_number[-4:]} 的账户换到尾号 {number[-4:]}" in notices["repayment_account_switched"]["body"]
+        assert notices["mandate_confirmed"]["title"] == "新账户自动扣款已开通"
+
         # The old number is free for anyone; the new one is held.
         freed = await stack.client("binding").post("/v1/bindings", json=new_binding(customer.account_number), headers=auth(other.user_id))
         assert freed.status_code == 202, freed.text
@@ -315,3 +345,5 @@ async def test_a_switch_the_new_lender_refuses_leaves_the_binding_without_auto_d
         assert view["credit_account"]["credit_limit"] == customer.credit_limit - customer.contribution
         [refused] = [event.data for event in await kafka_topics.request_events(request_id) if event.type == "MandateRefused"]
         assert (refused.credit_limit_before, refused.credit_limit_after) == (customer.credit_limit, customer.credit_limit - customer.contribution)
+        notice = (await told(stack, customer.user_id, "mandate_refused"))["mandate_refused"]
+        assert notice["title"] == "新账户自动扣款未开通" and f"{customer.credit_limit - customer.contribution} 元" in notice["body"]
