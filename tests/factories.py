@@ -55,7 +55,7 @@ async def customer_with_binding(
         uow.session.add_all(
             [
                 RepaymentAccount(
-                    id=f"ra-{suffix}", user_id=user_id, lender="Example Bank", account_number=account_number, monthly_instalment=6500, due_day=15
+                    id=f"ra-{suffix}", user_id=user_id, lender="EXAMPLE_BANK", account_number=account_number, monthly_instalment=6500, due_day=15
                 ),
             ]
         )

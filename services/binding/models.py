@@ -11,6 +11,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.consumer import InboxMixin
 from shared.db import UTCDateTime, utcnow
+from shared.i18n import CustomerLocaleMixin
 from shared.outbox import OutboxMixin
 
 
@@ -23,6 +24,10 @@ class OutboxMessage(OutboxMixin, Base):
 
 
 class InboxEntry(InboxMixin, Base):
+    pass
+
+
+class CustomerLocale(CustomerLocaleMixin, Base):
     pass
 
 
@@ -69,6 +74,7 @@ class RepaymentAccount(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(64), index=True)
+    # A code of the lender directory (shared.lenders); a name typed before there was one stays as typed.
     lender: Mapped[str] = mapped_column(String(128))
     # Normalised (shared.account_numbers) before it is stored or compared. Kept in this service's
     # database only; every API and event shows it masked.

@@ -20,7 +20,8 @@ class CreditAccountOut(BaseModel):
 
 class RepaymentAccountOut(BaseModel):
     id: str
-    lender: str
+    lender: str = Field(description="The lender's name, in the answer's language")
+    lender_code: str | None = Field(description="Its code in the lender directory (`GET /v1/lenders`); null for a name typed before there was one")
     account_number: str = Field(description="Masked, e.g. `6222 **** **** 4821`")
     monthly_instalment: int = Field(description="CNY")
     due_day: int
@@ -51,8 +52,7 @@ class UnbindRequestIn(BaseModel):
 
 
 class RiskOut(BaseModel):
-    decision: str
-    reasons: list[str] = Field(description="Human-readable reasons shown to the customer")
+    summary: str = Field(description="What the security check asks of the customer, in their language (never a score, a signal or a rule)")
 
 
 class VerificationOut(BaseModel):
@@ -65,8 +65,20 @@ class TimelineEntryOut(BaseModel):
     status: str
     event_type: str
     actor: str
-    detail: str | None
+    detail: str = Field(description="What happened, in the customer's language")
     at: datetime
+
+
+class FollowUpAction(BaseModel):
+    label: str
+    href: str = Field(description="What the app opens, e.g. `tel:4000009555`")
+
+
+class FollowUpOut(BaseModel):
+    code: str
+    title: str
+    body: str
+    action: FollowUpAction | None
 
 
 class UnbindRequestOut(BaseModel):
@@ -80,10 +92,10 @@ class UnbindRequestOut(BaseModel):
     expires_at: datetime
     risk: RiskOut | None
     verification: VerificationOut | None
-    outcome_reason: str | None
+    outcome_reason: str | None = Field(description="Why the request was declined, in the customer's language")
     appeal_message: str | None = Field(description="The customer's appeal, numbers masked (the owner and ops only; never on the event stream)")
     appealed_at: datetime | None
-    follow_up: list[str]
+    follow_up: list[FollowUpOut] = Field(description="What to do after unbinding, naming the lender and its hotline")
     timeline: list[TimelineEntryOut]
 
 
@@ -109,10 +121,20 @@ class AppealIn(BaseModel):
     message: FreeText = Field(min_length=1, max_length=1000, description="Why the rejection is wrong")
 
 
+class LenderOut(BaseModel):
+    code: str
+    name: str
+    hotline: str
+
+
+class LenderList(BaseModel):
+    items: list[LenderOut]
+
+
 class BindingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    lender: str = Field(min_length=1, max_length=128)
+    lender: str = Field(min_length=1, max_length=128, description="A lender of `GET /v1/lenders`: its code, or its name in either language")
     account_number: str = Field(
         min_length=12,
         max_length=40,

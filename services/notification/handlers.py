@@ -31,7 +31,7 @@ async def _notify(kind: str, event: Event, uow: UnitOfWork, deps: NotificationDe
     # must be about one they opened (a device event is about the customer alone).
     if isinstance(event, BindingEvent) and not isinstance(event, BindingCreated | UnbindRequested):
         await service.require_known_request(uow, event)
-    await service.plan(uow, deps.metrics, current_envelope.get().id, kind, event, service.event_params(event))
+    await service.plan(uow, deps.metrics, current_envelope.get().id, kind, event, await service.facts_of(uow, event))
 
 
 async def on_binding_created(event: BindingCreated, uow: UnitOfWork, deps: NotificationDeps) -> None:

@@ -12,6 +12,13 @@ from services.notification.templates import CHANNELS, KINDS, LOCALES
 from shared.fields import FreeText
 
 
+class DeviceRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")
+    name: FreeText = Field(min_length=1, max_length=128, description="The name the customer gave it; kept, and used by every notice about the device")
+
+
 class MessageIn(BaseModel):
     """A message another service asks to send. Only templates the caller may use are accepted."""
 
@@ -21,6 +28,8 @@ class MessageIn(BaseModel):
     user_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
     template: Literal["otp_code", "device_enrolment_code"]
     params: dict[str, FreeText] = Field(default_factory=dict, max_length=10)
+    request_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$", description="The unbind request a code is for: the SMS names its account")
+    device: DeviceRef | None = Field(None, description="The device a code enrols: the SMS names it")
 
 
 class MessageAccepted(BaseModel):

@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter
@@ -177,7 +178,7 @@ async def issue(uow: UnitOfWork, deps: VerificationDeps, event: BindingEvent, me
     )
     uow.session.add(verification)
     if VerificationMethod.OTP in methods:
-        _new_code(uow, deps, verification)
+        await _new_code(uow, deps, verification)
     uow.emit(
         VerificationRequested(
             request_id=event.request_id,
@@ -190,8 +191,12 @@ async def issue(uow: UnitOfWork, deps: VerificationDeps, event: BindingEvent, me
     )
 
 
-def _new_code(uow: UnitOfWork, deps: VerificationDeps, verification: Verification) -> None:
-    """Replace the current code with a fresh one, sent once the transaction has committed."""
+async def _new_code(uow: UnitOfWork, deps: VerificationDeps, verification: Verification, device: Device | None = None) -> None:
+    """Replace the current code with a fresh one, sent once the transaction has committed. The SMS
+    names what the code is for: the request's account (notification knows it by the request id) or
+    the device being enrolled, by the name the customer gave it (which no event carries)."""
+    if verification.purpose == Purpose.DEVICE_ENROLMENT and device is None:
+        device = await repository.get_device(uow.session, verification.device_id or "")
     code = f"{secrets.randbelow(1_000_000):06d}"
     now = utcnow()
     verification.otp_hash = _code_digest(deps.settings, verification.id, code)
@@ -200,23 +205,23 @@ def _new_code(uow: UnitOfWork, deps: VerificationDeps, verification: Verificatio
     verification.otp_last_sent_at = now
     verification.otp_delivery = DeliveryStatus.SENDING
     verification.next_delivery_at = None
-    send_number = verification.otp_sends
-    verification_id, user_id = verification.id, verification.user_id
-    template = CODE_TEMPLATES[Purpose(verification.purpose)]
+    message = {
+        "message_id": f"{verification.id}:otp:{verification.otp_sends}",
+        "user_id": verification.user_id,
+        "template": CODE_TEMPLATES[Purpose(verification.purpose)],
+        "params": {"code": code, "ttl_minutes": str(max(1, deps.settings.otp_ttl_seconds // 60))},
+        **({"request_id": verification.request_id} if verification.request_id else {}),
+        **({"device": {"id": device.id, "name": device.name}} if device is not None else {}),
+    }
+    send_number, verification_id = verification.otp_sends, verification.id
 
     async def send() -> None:
-        await _send_code(deps, verification_id=verification_id, user_id=user_id, template=template, send_number=send_number, code=code)
+        await _send_code(deps, verification_id=verification_id, send_number=send_number, message=message)
 
     uow.after_commit(send)
 
 
-async def _send_code(deps: VerificationDeps, *, verification_id: str, user_id: str, template: str, send_number: int, code: str) -> None:
-    message = {
-        "message_id": f"{verification_id}:otp:{send_number}",
-        "user_id": user_id,
-        "template": template,
-        "params": {"code": code, "ttl_minutes": str(max(1, deps.settings.otp_ttl_seconds // 60))},
-    }
+async def _send_code(deps: VerificationDeps, *, verification_id: str, send_number: int, message: dict[str, Any]) -> None:
     # Counted here, outside any transaction: the call happened whatever becomes of the row below.
     try:
         response = await post_with_retries(deps.notifier, "/internal/v1/messages", json=message)
@@ -248,7 +253,7 @@ async def retry_deliveries(uow: UnitOfWork, deps: VerificationDeps) -> int:
     due = await repository.failed_deliveries_due(uow.session, utcnow(), deps.settings.otp_delivery_retries)
     for verification in due:
         verification.delivery_retries += 1
-        _new_code(uow, deps, verification)
+        await _new_code(uow, deps, verification)
     return len(due)
 
 
@@ -278,7 +283,7 @@ async def resend(uow: UnitOfWork, deps: VerificationDeps, principal: Principal, 
         raise _too_many("Wait before asking for another code.", wait)
     await _count_send(uow, settings, verification, now)
     # The attempt count stays: `otp_max_attempts` checks per verification however many codes are sent.
-    _new_code(uow, deps, verification)
+    await _new_code(uow, deps, verification)
     return verification_out(settings, verification)
 
 
@@ -355,7 +360,7 @@ async def enrol_device(uow: UnitOfWork, deps: VerificationDeps, principal: Princ
         await uow.session.flush()
     except IntegrityError as exc:
         raise conflict("device-enrolled", "This device id is already enrolled.") from exc
-    _new_code(uow, deps, verification)
+    await _new_code(uow, deps, verification, device)
     return DeviceEnrolment(device=device_out(device), verification=verification_out(settings, verification))
 
 
@@ -581,7 +586,7 @@ async def seed_demo_data(uow: UnitOfWork) -> bool:
     phone = Device(
         id=demo.device_id,
         user_id="u-zhangsan",
-        name="Zhang San's phone",
+        name="张三的 iPhone",
         public_key_pem=demo.public_key_pem,
         status=DeviceStatus.ACTIVE,
         counter=0,

@@ -48,7 +48,7 @@ async def test_impact_of_a_quiet_binding(stack: Stack) -> None:
     assert body["auto_debit"] is True
     assert (body["credit_limit_before"], body["credit_limit_after"]) == (30000, 30000 - 9700)
     assert body["current_instalment"]["status"] == "unpaid"
-    assert body["benefits_lost"] == [{"code": "limit_uplift", "description": "信用额度提升 9700 元"}]
+    assert body["benefits_lost"] == [{"code": "limit_uplift", "description": "信用额度提升 9,700 元"}]
     assert "征信" in body["credit_record_effect"]
     assert len(body["impact_hash"]) == 64
 
