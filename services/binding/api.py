@@ -160,8 +160,8 @@ async def appeal_unbind_request(request_id: RequestId, body: AppealIn, principal
 
 
 @router.get("/unbind-requests/{request_id}/audit", tags=["unbind requests"], responses=problem_responses(404))
-async def get_audit(request_id: RequestId, principal: CustomerOrOps, uow: RequestUnitOfWork) -> list[AuditEntryOut]:
-    return await service.audit_trail(uow, principal, request_id)
+async def get_audit(request_id: RequestId, principal: CustomerOrOps, uow: RequestUnitOfWork, locale: RequestLocale) -> list[AuditEntryOut]:
+    return await service.audit_trail(uow, principal, request_id, locale)
 
 
 @router.get("/ops/unbind-requests", tags=["ops"])

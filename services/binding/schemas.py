@@ -92,7 +92,8 @@ class UnbindRequestOut(BaseModel):
     expires_at: datetime
     risk: RiskOut | None
     verification: VerificationOut | None
-    outcome_reason: str | None = Field(description="Why the request was declined, in the customer's language")
+    outcome_code: str | None = Field(description="Why the request was declined, as a code for the app: `risk_denied`, `review_denied`, `verification_failed:<why>`")
+    outcome_reason: str | None = Field(description="The same in the customer's language")
     appeal_message: str | None = Field(description="The customer's appeal, numbers masked (the owner and ops only; never on the event stream)")
     appealed_at: datetime | None
     follow_up: list[FollowUpOut] = Field(description="What to do after unbinding, naming the lender and its hotline")

@@ -513,6 +513,7 @@ async def request_out(uow: UnitOfWork, request: UnbindRequest, locale: str) -> U
         verification=VerificationOut(id=request.verification_id, methods=request.verification_methods or [], expires_at=request.verification_expires_at)
         if request.verification_id
         else None,
+        outcome_code=request.outcome_reason,
         outcome_reason=_outcome(request.outcome_reason, locale) if request.outcome_reason else None,
         # Masked like every number in a response: the customer may have typed a phone or account number.
         appeal_message=redact(request.appeal_message) if request.appeal_message else None,
@@ -528,7 +529,7 @@ def _outcome(code: str, locale: str) -> str:
     return texts.text(f"outcome.{kind}.{detail}" if f"outcome.{kind}.{detail}" in texts.TEXTS else f"outcome.{kind}", locale)
 
 
-def _timeline_detail(entry: AuditEntry, locale: str) -> str:
+def _timeline_detail(entry: AuditEntry | AuditEntryOut, locale: str) -> str:
     if entry.action == "RiskAssessed":
         return texts.text(f"timeline.RiskAssessed.{entry.to_status}", locale)
     if entry.action == "VerificationRequested":
@@ -562,9 +563,17 @@ async def _follow_up(uow: UnitOfWork, request: UnbindRequest, locale: str) -> li
     return items
 
 
-async def audit_trail(uow: UnitOfWork, principal: Principal, request_id: str) -> list[AuditEntryOut]:
+async def audit_trail(uow: UnitOfWork, principal: Principal, request_id: str, locale: str) -> list[AuditEntryOut]:
+    """Every transition. Ops read what was recorded (scores, codes, who decided); the customer reads
+    each reason in words, and a member of staff as `ops`."""
     request = await _visible_request(uow, principal, request_id)
-    return [AuditEntryOut.model_validate(entry, from_attributes=True) for entry in await repository.audit_entries(uow.session, request.id)]
+    entries = [AuditEntryOut.model_validate(entry, from_attributes=True) for entry in await repository.audit_entries(uow.session, request.id)]
+    if principal.has_role("ops"):
+        return entries
+    return [
+        entry.model_copy(update={"reason": _timeline_detail(entry, locale), "actor": ActorType.OPS if entry.actor_type == ActorType.OPS else entry.actor})
+        for entry in entries
+    ]
 
 
 async def cancel(uow: UnitOfWork, principal: Principal, request_id: str, locale: str) -> UnbindRequestOut:

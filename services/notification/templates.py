@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from shared import lenders
 from shared.i18n import DEFAULT_LOCALE, LOCALES, Catalogue, join, money
 
-__all__ = ["CHANNELS", "CODE_IN_SMS", "DEFAULT_LOCALE", "KINDS", "LOCALES", "SECURITY_KINDS", "AccountRef", "Kind", "render"]
+__all__ = ["CHANNELS", "CODE_IN_SMS", "DEFAULT_LOCALE", "KINDS", "LOCALES", "PROBLEM_TEXTS", "SECURITY_KINDS", "AccountRef", "Kind", "render"]
 
 CHANNELS = ("sms", "push", "email", "inapp")
 # The code in an `otp_code` or `device_enrolment_code` SMS (either locale), for the development tools
@@ -223,6 +223,18 @@ PHRASES = Catalogue(
         "reason.verification_failed": {"zh-CN": "身份验证未通过", "en": "the identity check failed"},
         "decision.approve": {"zh-CN": "已通过审核，请按提示完成身份验证", "en": "was approved: confirm it is you to go on"},
         "decision.deny": {"zh-CN": "未通过审核", "en": "was declined after review"},
+    }
+)
+# The problems notification answers a customer (`problem.<code>`; see shared.problems).
+PROBLEM_TEXTS = Catalogue(
+    {
+        "problem.security-message": {
+            "zh-CN": "安全类消息用于保护您的账户，无法关闭。",
+            "en": "Security messages protect your account and cannot be turned off.",
+        },
+        "problem.unknown-recipient": {"zh-CN": "未找到您的联系方式。", "en": "We have no contact details for you."},
+        "problem.template-parameters": {"zh-CN": "消息内容不完整，未发送。", "en": "The message is incomplete and was not sent."},
+        "problem.sms-unavailable": {"zh-CN": "短信暂时无法发送，请稍后重试。", "en": "We cannot send text messages right now. Please try again shortly."},
     }
 )
 # Variables that are amounts in yuan.

@@ -45,6 +45,7 @@ from services.verification.config import VerificationSettings
 from services.verification.device_simulator import DeviceSimulator
 from services.verification.models import (
     Challenge,
+    CustomerLocale,
     DeliveryStatus,
     Device,
     DeviceAudit,
@@ -593,6 +594,7 @@ async def seed_demo_data(uow: UnitOfWork) -> bool:
         created_at=now,
         activated_at=now,
     )
-    uow.session.add(phone)
+    # Li Si reads English (as notification's seed has it); Zhang San, the default.
+    uow.session.add_all([phone, CustomerLocale(user_id="u-lisi", locale="en", updated_at=now)])
     return True
 

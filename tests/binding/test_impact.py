@@ -58,14 +58,17 @@ async def test_instalment_due_soon_must_be_acknowledged_or_repaid(stack: Stack) 
     body = await impact(stack, customer, "en")
     [blocker] = body["blockers"]
     assert blocker["code"] == "INSTALMENT_DUE_SOON" and blocker["acknowledgeable"] is True
-    assert "6500 CNY" in blocker["message"]
+    assert "CNY 6,500" in blocker["message"]
 
     refused = assert_problem(await post_unbind(stack, customer), 422, "blockers-not-acknowledged")
     assert refused["missing"] == ["INSTALMENT_DUE_SOON"]
     assert await counts(stack) == (0, 0)
     accepted = await post_unbind(stack, customer, body=unbind_body(acknowledged=["INSTALMENT_DUE_SOON"]))
     assert accepted.status_code == 202
-    assert "acknowledged INSTALMENT_DUE_SOON" in accepted.json()["timeline"][0]["detail"]
+    # The audit records what was acknowledged, for ops; the customer's timeline says it in words.
+    audit = (await stack.client("binding").get(f"/v1/unbind-requests/{accepted.json()['id']}/audit", headers=auth("ops-1", "ops"))).json()
+    assert "acknowledged INSTALMENT_DUE_SOON" in audit[0]["reason"]
+    assert accepted.json()["timeline"][0]["detail"] == "您提交了解绑申请"
 
 
 async def test_repaying_clears_the_due_soon_blocker(stack: Stack) -> None:
@@ -259,4 +262,5 @@ async def test_ops_search_and_audit(stack: Stack) -> None:
             (None, "pending_risk", "customer"),
             ("pending_risk", "cancelled", "customer"),
         ]
-        assert trail[1]["actor"] == customers[0].user_id and trail[1]["reason"] == "cancelled by the customer"
+        # Ops read the reason recorded; the customer, in words.
+        assert trail[1]["actor"] == customers[0].user_id and trail[1]["reason"] == ("cancelled by the customer" if headers is ops else "您取消了申请")

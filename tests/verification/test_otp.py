@@ -135,4 +135,4 @@ async def test_resends_keep_the_attempt_count_five_checks_in_total(database_urls
         assert_problem(await otp(stack, customer.user_id, verification_id, second), 409, "verification-failed")
         assert_problem(await resend(stack, customer.user_id, verification_id), 409, "verification-failed")
         rejected = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "rejected")
-        assert rejected["outcome_reason"] == "verification_failed:too_many_attempts"
+        assert rejected["outcome_code"] == "verification_failed:too_many_attempts"
