@@ -103,6 +103,7 @@ PROBLEM_TEXTS = Catalogue(
         "problem.not-acceptable": {"zh-CN": "请求无法识别，请更新应用后重试。", "en": "We could not read this request. Update the app and try again."},
         "problem.unsupported-media-type": {"zh-CN": "请求无法识别，请更新应用后重试。", "en": "We could not read this request. Update the app and try again."},
         "problem.payload-too-large": {"zh-CN": "提交的内容过长，请精简后重试。", "en": "What you sent is too long. Shorten it and try again."},
+        "problem.request-header-fields-too-large": {"zh-CN": "请求无法识别，请更新应用后重试。", "en": "We could not read this request. Update the app and try again."},
         "problem.too-many-requests": {"zh-CN": "操作太频繁，请稍后再试。", "en": "Too many tries. Please wait a moment and try again."},
         "problem.service-unavailable": {"zh-CN": "服务暂时繁忙，请稍后重试。", "en": "The service is busy right now. Please try again shortly."},
         "problem.keys-unavailable": {"zh-CN": "服务暂时繁忙，请稍后重试。", "en": "The service is busy right now. Please try again shortly."},
@@ -114,7 +115,7 @@ PROBLEM_TEXTS = Catalogue(
 
 def _customer_detail(request: Request, code: str, values: dict[str, Any]) -> str | None:
     """The problem in words for the customer, from the app's catalogue; None when it has none for it."""
-    catalogue: Catalogue | None = getattr(request.app.state, "problem_texts", None)
+    catalogue: Catalogue | None = getattr(getattr(request.scope.get("app"), "state", None), "problem_texts", None)
     if catalogue is None:
         return None
     key = f"problem.{code}"

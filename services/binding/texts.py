@@ -64,7 +64,7 @@ TEXTS = Catalogue(
         "method.biometric": {"zh-CN": "手机指纹或面容验证", "en": "a fingerprint or face check on your phone"},
         # --- why a request was declined -------------------------------------------------------
         "outcome.risk_denied": {"zh-CN": "未通过安全校验", "en": "it did not pass our security checks"},
-        "outcome.review_denied": {"zh-CN": "人工审核未通过", "en": "our review team declined it"},
+        "outcome.review_denied": {"zh-CN": "人工审核未通过", "en": "it did not pass our review"},
         "outcome.verification_failed": {"zh-CN": "身份验证未通过", "en": "the identity check failed"},
         "outcome.verification_failed.too_many_attempts": {"zh-CN": "验证错误次数过多", "en": "too many wrong attempts to confirm it was you"},
         "outcome.verification_failed.expired": {"zh-CN": "未在规定时间内完成身份验证", "en": "the identity check was not completed in time"},

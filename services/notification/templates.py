@@ -219,7 +219,7 @@ PHRASES = Catalogue(
         "reason.too_many_attempts": {"zh-CN": "验证错误次数过多", "en": "too many wrong attempts"},
         "reason.expired": {"zh-CN": "验证超时", "en": "the time to confirm ran out"},
         "reason.risk_denied": {"zh-CN": "未通过安全校验", "en": "it did not pass our security checks"},
-        "reason.review_denied": {"zh-CN": "人工审核未通过", "en": "our review team declined it"},
+        "reason.review_denied": {"zh-CN": "人工审核未通过", "en": "it did not pass our review"},
         "reason.verification_failed": {"zh-CN": "身份验证未通过", "en": "the identity check failed"},
         "decision.approve": {"zh-CN": "已通过审核，请按提示完成身份验证", "en": "was approved: confirm it is you to go on"},
         "decision.deny": {"zh-CN": "未通过审核", "en": "was declined after review"},
