@@ -13,13 +13,13 @@ CJK = re.compile(r"[\u3400-\u9fff]")
 SNAKE = re.compile(r"\b[A-Za-z]+(?:_[A-Za-z0-9]+)+\b")
 CODE_WITH_COLON = re.compile(r"\b[a-z_]+:[a-z_]+\b")
 UPPER_CODE = re.compile(r"\b[A-Z]{2,}(?:_[A-Z0-9]+)+\b")
-INTERNAL = re.compile(r"\b(?:score|rule|flag(?:ged)?|weight|signal|none|null|true|false)\b", re.IGNORECASE)
+INTERNAL = re.compile(r"\b(?:score|rule|flag(?:ged)?|weight|signal|null|true|false)\b", re.IGNORECASE)
 ENGLISH_WORD = re.compile(r"[A-Za-z]{2,}")
 
 
 def copy_problems(text: str, locale: str, *, allowed: tuple[str, ...] = ()) -> list[str]:
     """Why `text` is not fit for a customer reading `locale`; empty when it is."""
-    for quoted in allowed:
+    for quoted in sorted(allowed, key=len, reverse=True):  # an id inside another goes with it
         text = text.replace(quoted, "")
     found = []
     if "{" in text or "}" in text:

@@ -101,7 +101,8 @@ LABELS: dict[str, dict[str, str]] = {
         "none": "无",
         "on": "已开启",
         "off": "未开启",
-        "times_note": "本报告中的时间均为北京时间（Asia/Shanghai，UTC+08:00）。本报告由系统自动生成，请妥善保管。",
+        "times_note": "本报告中的时间均为北京时间。本报告由系统自动生成，请妥善保管。",
+        "zone": "（北京时间）",
         "page": "第 {page} / {pages} 页",
         "check": "报告校验码：{hash}",
         "money": "¥{amount}",
@@ -148,7 +149,8 @@ LABELS: dict[str, dict[str, str]] = {
         "none": "None",
         "on": "On",
         "off": "Off",
-        "times_note": "All times are China Standard Time (Asia/Shanghai, UTC+08:00). This report was generated automatically; please keep it for your records.",
+        "times_note": "All times are China Standard Time (UTC+08:00). This report was generated automatically; please keep it for your records.",
+        "zone": " China Standard Time ({offset})",
         "page": "Page {page} of {pages}",
         "check": "Report check: {hash}",
         "money": "CNY {amount}",
@@ -235,7 +237,7 @@ class _Text:
 
     def generated(self, value: datetime) -> str:
         local = _aware(value).astimezone(SHANGHAI)
-        return f"{local:%Y-%m-%d %H:%M:%S} Asia/Shanghai ({_offset(local)})"
+        return f"{local:%Y-%m-%d %H:%M:%S}" + self.labels["zone"].format(offset=_offset(local))
 
     def paid(self, instalment: InstalmentOut) -> str:
         if instalment.paid_at is None and instalment.paid_by is None:

@@ -11,11 +11,13 @@ The catalogues' own coverage (every key, every locale) is checked without a flow
 from __future__ import annotations
 
 import ast
+import io
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pypdf import PdfReader
 
 from services.binding import texts as binding_texts
 from services.binding.service import FOLLOW_UP_AFTER_UNBIND
@@ -50,10 +52,15 @@ async def bind(stack: Stack, customer: Customer, lender: str) -> Customer:
 
 
 async def request_unbind(stack: Stack, customer: Customer, **body: Any) -> dict[str, Any]:
+    """Ask to unbind; returns the request once it waits for a verification whose code was sent, or for a review."""
+    sent_before = len(stack.codes(customer.phone))
     headers = {**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
     response = await stack.client("binding").post(f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(**body), headers=headers)
     assert response.status_code == 202, response.text
-    return await stack.wait_for_request(response.json()["id"], customer.user_id, lambda view: view["verification"] is not None or view["status"] in ("under_review", "rejected"))
+    view = await stack.wait_for_request(response.json()["id"], customer.user_id, lambda view: view["verification"] is not None or view["status"] == "under_review")
+    if view["verification"] is not None:
+        await eventually(lambda: len(stack.codes(customer.phone)) > sent_before, 15, "no code was sent")
+    return view
 
 
 async def walk_every_path(stack: Stack, customer: Customer, locale: str) -> list[str]:
@@ -82,9 +89,11 @@ async def walk_every_path(stack: Stack, customer: Customer, locale: str) -> list
     # code and the fingerprint.
     done = await request_unbind(stack, customer, device_id=device.device_id)
     if done["status"] == "under_review":
+        sent_before = len(stack.codes(customer.phone))
         review = await pending_review_for(stack, done["id"])
         await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve"}, headers=auth("ops-1", "ops"))
         done = await stack.wait_for_request(done["id"], customer.user_id, lambda view: view["verification"] is not None)
+        await eventually(lambda: len(stack.codes(customer.phone)) > sent_before, 15, "no code after the approval")
     await pass_verification(stack, customer, done["id"], done["verification"]["id"], device)
     await stack.wait_for_request(done["id"], customer.user_id, lambda view: view["status"] == "completed")
 
@@ -156,6 +165,7 @@ async def test_a_customer_reads_every_path_in_their_language(kafka_topics: BusTo
 
         for problem in await problems_answered(stack, customer, stranger):
             assert_customer_copy(problem["detail"], locale, where=f"problem {problem['type']}")
+        await check_report(stack, customer, locale)
 
         # Every SMS and inbox message: words in their language, the account or device named, signed.
         inbox = await eventually(lambda: _inbox_with(stack, customer, "device_revoked"), 30, "the device notice never reached the inbox")
@@ -175,6 +185,17 @@ async def test_a_customer_reads_every_path_in_their_language(kafka_topics: BusTo
             assert_customer_copy(text.removeprefix(SIGNATURE), locale, allowed=(DEVICE_NAMES[locale],), where="SMS")
         assert any(account in text and ("验证码为" in text or "verification code is" in text) for text in sms), "the code SMS names the account"
         assert any(DEVICE_NAMES[locale] in text and ("验证码为" in text or "verification code is" in text) for text in sms), "the enrolment code names the device"
+
+
+async def check_report(stack: Stack, customer: Customer, locale: str) -> None:
+    """The account report as a PDF, in the customer's language; its reference numbers aside."""
+    url, headers = f"/v1/bindings/{customer.binding_id}/report", auth(customer.user_id)
+    report = (await stack.client("binding").get(url, headers=headers)).json()
+    pdf = await stack.client("binding").get(url, headers={**headers, "Accept": "application/pdf"})
+    assert pdf.status_code == 200, pdf.text
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
+    references = (report["binding"]["id"], report["user_id"], report["binding"]["credit_account"]["id"], report["impact"]["impact_hash"][:16], "UTC")
+    assert_customer_copy(text, locale, allowed=references, where="the account report PDF")
 
 
 async def _answers_in_english(stack: Stack, customer: Customer) -> bool:
