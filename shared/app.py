@@ -85,15 +85,15 @@ RequestUnitOfWork = Annotated[UnitOfWork, Depends(request_unit_of_work, scope="f
 Runtime = Annotated[ServiceRuntime, Depends(runtime_of)]
 
 
-async def request_locale(request: Request, principal: Annotated[Principal, Depends(authenticate)]) -> str:
-    """The language to answer the caller in: Accept-Language, else the locale they saved, else zh-CN.
-    Kept on the request, so the problems it may raise later are in the same language."""
+async def request_locale(request: Request, principal: Annotated[Principal, Depends(authenticate)], uow: RequestUnitOfWork) -> str:
+    """The language to answer the caller in: Accept-Language, else the locale they saved (read in the
+    request's own unit of work), else zh-CN. Kept on the request, so the problems it may raise later
+    are in the same language."""
     runtime = runtime_of(request)
     header = request.headers.get("accept-language")
     saved = None
     if negotiate(header) is None and runtime.saved_locale is not None:
-        async with runtime.session_factory() as session:
-            saved = await runtime.saved_locale(session, principal.subject)
+        saved = await runtime.saved_locale(uow.session, principal.subject)
     request.state.locale = resolve(header, saved)
     return request.state.locale
 

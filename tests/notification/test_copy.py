@@ -33,6 +33,7 @@ SAMPLES: dict[str, list[Any]] = {
 def variations(kind: str, locale: str) -> list[dict[str, Any]]:
     spec = KINDS[kind]
     needed = sorted({name for text in spec.texts[locale] for name in variables(text)})
+    assert set(needed) <= {*SAMPLES, "device"}, f"{kind} names {sorted(set(needed) - {*SAMPLES, 'device'})}: add their values to SAMPLES"
     choices = [SAMPLES[name] if name != "device" else [DEVICE_NAMES[locale], None] for name in needed]
     return [dict(zip(needed, values, strict=True)) for values in itertools.product(*choices)]
 
