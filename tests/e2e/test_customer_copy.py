@@ -263,6 +263,21 @@ def test_every_problem_a_customer_can_get_has_words_in_every_locale(service: str
     assert not missing, f"{service} answers problems with no words for a customer: {missing}"
 
 
+def recorded_actions() -> set[str]:
+    """The actions binding writes to a request's audit (`_transition`, `_end`, `_audit`: the 4th argument)."""
+    tree = ast.parse((ROOT / "services" / "binding" / "service.py").read_text())
+    calls = (node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("_transition", "_end", "_audit"))
+    return {call.args[3].value for call in calls if len(call.args) > 3 and isinstance(call.args[3], ast.Constant)}
+
+
+def test_every_step_of_a_request_has_words_in_its_timeline() -> None:
+    actions = recorded_actions()
+    assert {"UnbindRequested", "UnbindCompleted", "UnbindExpired"} <= actions
+    keys = {f"timeline.{action}" for action in actions - {"RiskAssessed"}} | {"timeline.RiskAssessed.pending_verification", "timeline.RiskAssessed.under_review"}
+    assert not sorted(keys - set(binding_texts.TEXTS.keys()))
+    assert {f"follow_up.{code}.title" for code in FOLLOW_UP_AFTER_UNBIND} <= set(binding_texts.TEXTS.keys())
+
+
 def sample_values(locale: str) -> dict[str, object]:
     amount = money(6500, locale)
     return {"attempts_remaining": 3, "retry_after": 30, "amount_due": amount, "amount": amount, "due_date": binding_texts.day(date(2026, 12, 3), locale), "value": 10}
