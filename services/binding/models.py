@@ -11,6 +11,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.consumer import InboxMixin
 from shared.db import UTCDateTime, utcnow
+from shared.i18n import CustomerLocaleMixin
 from shared.outbox import OutboxMixin
 
 
@@ -23,6 +24,10 @@ class OutboxMessage(OutboxMixin, Base):
 
 
 class InboxEntry(InboxMixin, Base):
+    pass
+
+
+class CustomerLocale(CustomerLocaleMixin, Base):
     pass
 
 
@@ -71,6 +76,7 @@ class RepaymentAccount(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(64), index=True)
+    # A code of the lender directory (shared.lenders); a name typed before there was one stays as typed.
     lender: Mapped[str] = mapped_column(String(128))
     # The lender of the directory (shared.lenders) the name stands for: it confirms the mandate.
     lender_id: Mapped[str | None] = mapped_column(String(64), nullable=True)

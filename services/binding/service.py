@@ -46,6 +46,7 @@ from services.binding.models import (
     Binding,
     BindingStatus,
     CreditAccount,
+    CustomerLocale,
     Instalment,
     LenderCallback,
     Mandate,
@@ -63,10 +64,14 @@ from services.binding.schemas import (
     BindingOut,
     BlockerOut,
     CreditAccountOut,
+    FollowUpAction,
+    FollowUpOut,
     ImpactOut,
     InstalmentOut,
     LenderCallbackIn,
     LenderCallbackOut,
+    LenderList,
+    LenderOut,
     MandateOut,
     RepaymentAccountOut,
     RepaymentIn,
@@ -103,7 +108,8 @@ from shared.events import (
     VerificationRequested,
     Verified,
 )
-from shared.lenders import LENDER_HEADER, SIGNATURE_HEADER, callback_signature_valid
+from shared.i18n import DEFAULT_LOCALE, join, money
+from shared.lenders import LENDER_HEADER, LENDERS, SIGNATURE_HEADER, Lender, callback_signature_valid, find_lender
 from shared.logging import redact
 from shared.masking import mask_account_number
 from shared.pagination import decode_cursor, encode_cursor
@@ -118,11 +124,10 @@ DUE_SOON_DAYS = 3
 LIMIT_UPLIFT_CAP = 20_000
 # Bindings a customer may have waiting for their SMS code at once.
 MAX_PENDING_BINDINGS = 3
-FOLLOW_UP_AFTER_UNBIND = [
-    "check_repayment_status_at_lender",
-    "ask_lender_to_adjust_repayment_plan_if_needed",
-    "appeal_from_the_request_page_if_you_disagree",
-]
+# What to do after unbinding (texts `follow_up.<code>.*`, naming the lender and its hotline).
+FOLLOW_UP_AFTER_UNBIND = ["check_repayment", "repay_on_time", "adjust_plan"]
+# The audit reason of VerificationRequested names the methods after this (the timeline words them).
+METHODS_NOTE = "methods: "
 # Blockers the customer may accept by naming them in `acknowledged`; the others always refuse.
 ACKNOWLEDGEABLE = frozenset({"INSTALMENT_DUE_SOON"})
 
@@ -143,7 +148,21 @@ def _new_id() -> str:
 # --- bindings ------------------------------------------------------------------------------
 
 
-def binding_out(binding: Binding, repayment: RepaymentAccount, credit: CreditAccount, auto_debit: bool, mandate_status: str | None) -> BindingOut:
+def lender_of(repayment: RepaymentAccount) -> Lender | None:
+    """The account's lender in the directory; None for a name typed before there was one."""
+    return LENDERS.get(repayment.lender_id) if repayment.lender_id else None
+
+
+def lender_name(repayment: RepaymentAccount, locale: str) -> str:
+    lender = lender_of(repayment)
+    return lender.name(locale) if lender else repayment.lender
+
+
+def list_lenders(locale: str) -> LenderList:
+    return LenderList(items=[LenderOut(id=lender.id, name=lender.name(locale), hotline=lender.hotline) for lender in LENDERS.values()])
+
+
+def binding_out(binding: Binding, repayment: RepaymentAccount, credit: CreditAccount, *, auto_debit: bool, mandate_status: str | None, locale: str) -> BindingOut:
     return BindingOut(
         id=binding.id,
         status=binding.status,
@@ -154,7 +173,7 @@ def binding_out(binding: Binding, repayment: RepaymentAccount, credit: CreditAcc
         credit_account=CreditAccountOut(id=credit.id, credit_limit=credit.credit_limit),
         repayment_account=RepaymentAccountOut(
             id=repayment.id,
-            lender=repayment.lender,
+            lender=lender_name(repayment, locale),
             lender_id=repayment.lender_id,
             account_number=mask_account_number(repayment.account_number),
             monthly_instalment=repayment.monthly_instalment,
@@ -164,12 +183,12 @@ def binding_out(binding: Binding, repayment: RepaymentAccount, credit: CreditAcc
     )
 
 
-async def list_bindings(uow: UnitOfWork, principal: Principal) -> BindingList:
+async def list_bindings(uow: UnitOfWork, principal: Principal, locale: str) -> BindingList:
     views = await repository.list_bindings(uow.session, principal.subject)
     ids = [view[0].id for view in views]
     with_auto_debit = await repository.auto_debit_on(uow.session, ids)
     mandates = await repository.latest_mandate_status(uow.session, ids)
-    return BindingList(items=[binding_out(*view, auto_debit=view[0].id in with_auto_debit, mandate_status=mandates.get(view[0].id)) for view in views])
+    return BindingList(items=[binding_out(*view, auto_debit=view[0].id in with_auto_debit, mandate_status=mandates.get(view[0].id), locale=locale) for view in views])
 
 
 async def _owned_view(uow: UnitOfWork, principal: Principal, binding_id: str) -> repository.BindingView:
@@ -180,13 +199,14 @@ async def _owned_view(uow: UnitOfWork, principal: Principal, binding_id: str) ->
     return view
 
 
-async def get_binding(uow: UnitOfWork, principal: Principal, binding_id: str) -> BindingOut:
-    return await _binding_out(uow, *(await _owned_view(uow, principal, binding_id)))
+async def get_binding(uow: UnitOfWork, principal: Principal, binding_id: str, locale: str) -> BindingOut:
+    return await _binding_out(uow, *(await _owned_view(uow, principal, binding_id)), locale=locale)
 
 
-async def _binding_out(uow: UnitOfWork, binding: Binding, repayment: RepaymentAccount, credit: CreditAccount) -> BindingOut:
+async def _binding_out(uow: UnitOfWork, binding: Binding, repayment: RepaymentAccount, credit: CreditAccount, *, locale: str) -> BindingOut:
     auto_debit = bool(await repository.active_mandates(uow.session, binding.id))
-    return binding_out(binding, repayment, credit, auto_debit, (await repository.latest_mandate_status(uow.session, [binding.id])).get(binding.id))
+    mandate_status = (await repository.latest_mandate_status(uow.session, [binding.id])).get(binding.id)
+    return binding_out(binding, repayment, credit, auto_debit=auto_debit, mandate_status=mandate_status, locale=locale)
 
 
 def next_due_date(due_day: int, on: date) -> date:
@@ -202,12 +222,15 @@ def _already_bound() -> Problem:
     return conflict("already-bound", "This repayment account is already bound.")
 
 
-async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn) -> BindingOut:
-    """Ask to bind a repayment account (its number normalised and its lender found by the schema). The
+async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn, locale: str) -> BindingOut:
+    """Ask to bind a repayment account (its number normalised by the schema) at a lender of the directory. The
     binding is pending, holding the number, until the customer confirms the SMS code verification sends
     for it; its auto-debit mandate waits for the lender after that. Nothing about the credit limit
     changes yet. Emits BindingRequested."""
     session = uow.session
+    lender = find_lender(body.lender)
+    if lender is None:
+        raise Problem(422, "unknown-lender", "Unknown lender", "`lender` must be an id or a name of `GET /v1/lenders`.", lenders=list(LENDERS))
     # Locked: a customer's bindings are created one at a time, so the pending count below holds under races.
     credit = await repository.credit_account_of(session, principal.subject, for_update=True)
     if credit is None:
@@ -220,8 +243,8 @@ async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn)
     repayment = RepaymentAccount(
         id=_new_id(),
         user_id=principal.subject,
-        lender=body.lender,
-        lender_id=body.lender_id,
+        lender=lender.names["en"],
+        lender_id=lender.id,
         account_number=body.account_number,
         monthly_instalment=body.monthly_instalment,
         due_day=body.due_day,
@@ -251,13 +274,13 @@ async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn)
         BindingRequested(
             **_about_binding(binding),
             verification_id=binding.verification_id,
-            lender=body.lender_id,
+            lender=lender.id,
             account_last4=body.account_number[-4:],
             monthly_instalment=body.monthly_instalment,
             auto_debit=body.auto_debit,
         )
     )
-    return binding_out(binding, repayment, credit, False, MandateStatus.PENDING if body.auto_debit else None)
+    return binding_out(binding, repayment, credit, auto_debit=False, mandate_status=MandateStatus.PENDING if body.auto_debit else None, locale=locale)
 
 
 def _about_binding(binding: Binding) -> dict[str, str]:
@@ -275,7 +298,9 @@ def _key_reused() -> Problem:
     return Problem(422, "idempotency-key-reused", "Idempotency-Key reused", "This Idempotency-Key was used for a different request.")
 
 
-async def repay_current_instalment(uow: UnitOfWork, principal: Principal, binding_id: str, body: RepaymentIn, idempotency_key: str) -> tuple[InstalmentOut, bool]:
+async def repay_current_instalment(
+    uow: UnitOfWork, principal: Principal, binding_id: str, body: RepaymentIn, idempotency_key: str, locale: str
+) -> tuple[InstalmentOut, bool]:
     """Repay the oldest unpaid instalment by hand; returns (instalment, paid now). The same
     Idempotency-Key with the same request returns the instalment it paid instead of paying another;
     with another request (amount, binding) it is refused."""
@@ -294,7 +319,10 @@ async def repay_current_instalment(uow: UnitOfWork, principal: Principal, bindin
         raise conflict("nothing-due", "No instalment is waiting to be paid.")
     instalment = unpaid[0]
     if body.amount != instalment.amount:
-        raise Problem(422, "amount-mismatch", "Amount does not match", f"The instalment for {instalment.period} is {instalment.amount} CNY.", amount_due=instalment.amount)
+        raise Problem(
+            422, "amount-mismatch", "Amount does not match", f"The instalment for {instalment.period} is {instalment.amount} CNY.",
+            amount_due=instalment.amount, words={"amount_due": money(instalment.amount, locale)},
+        )  # fmt: skip
     instalment.paid_at = utcnow()
     instalment.paid_by = "manual"
     instalment.payment_key = idempotency_key
@@ -333,9 +361,9 @@ async def assess_impact(uow: UnitOfWork, binding: Binding, repayment: RepaymentA
 
     blockers: list[tuple[str, dict[str, object]]] = []
     if overdue:
-        blockers.append(("OVERDUE", {"amount": overdue[0].amount, "due_date": overdue[0].due_date.isoformat()}))
+        blockers.append(("OVERDUE", {"amount": money(overdue[0].amount, locale), "due_date": texts.day(overdue[0].due_date, locale)}))
     if auto_debit and current is not None and current.paid_at is None and on <= current.due_date <= on + timedelta(days=DUE_SOON_DAYS):
-        blockers.append(("INSTALMENT_DUE_SOON", {"amount": current.amount, "due_date": current.due_date.isoformat()}))
+        blockers.append(("INSTALMENT_DUE_SOON", {"amount": money(current.amount, locale), "due_date": texts.day(current.due_date, locale)}))
     if binding.status == BindingStatus.UNBINDING or await repository.open_request_for_binding(session, binding.id):
         blockers.append(("UNBIND_IN_PROGRESS", {}))
 
@@ -359,7 +387,7 @@ async def assess_impact(uow: UnitOfWork, binding: Binding, repayment: RepaymentA
         credit_record_effect=effect,
         current_instalment=instalment_out(current, on) if current else None,
         auto_debit=auto_debit,
-        benefits_lost=[BenefitOut(code=b.code, description=texts.text(f"benefit.{b.code}", locale, value=b.value)) for b in lost],
+        benefits_lost=[BenefitOut(code=b.code, description=texts.text(f"benefit.{b.code}", locale, value=b.value, amount=money(b.value, locale))) for b in lost],
         credit_limit_before=credit.credit_limit,
         credit_limit_after=limit_after,
         blockers=[BlockerOut(code=code, message=texts.text(f"blocker.{code}", locale, **values), acknowledgeable=code in ACKNOWLEDGEABLE) for code, values in blockers],
@@ -379,7 +407,7 @@ async def account_report(uow: UnitOfWork, principal: Principal, binding_id: str,
         generated_at=utcnow(),
         locale=locale,
         user_id=binding.user_id,
-        binding=await _binding_out(uow, binding, repayment, credit),
+        binding=await _binding_out(uow, binding, repayment, credit, locale=locale),
         mandates=[MandateOut.model_validate(mandate, from_attributes=True) for mandate in await repository.mandates(uow.session, binding.id)],
         instalments=[instalment_out(instalment, on) for instalment in await repository.instalments(uow.session, repayment.id)],
         impact=impact,
@@ -397,13 +425,14 @@ async def request_unbind(
     body: UnbindRequestIn,
     idempotency_key: str,
     channel: str,
-    client_ip: str | None = None,
+    client_ip: str | None,
+    locale: str,
 ) -> tuple[UnbindRequestOut, bool]:
     """Open an unbind request; returns (request, created). A repeated Idempotency-Key with the
     same body returns the original request; with another body it is refused."""
     session = uow.session
     fingerprint = _fingerprint(binding_id, body)
-    if (existing := await _replay(uow, principal, idempotency_key, fingerprint)) is not None:
+    if (existing := await _replay(uow, principal, idempotency_key, fingerprint, locale)) is not None:
         return existing, False
 
     view = await repository.get_binding_view(session, binding_id)
@@ -414,10 +443,10 @@ async def request_unbind(
         raise conflict("binding-unbound", "This binding is already unbound.")
     if binding.status in (BindingStatus.PENDING, BindingStatus.FAILED):
         raise conflict("binding-not-bound", "This account was never bound: its SMS code was not confirmed.", binding_status=binding.status)
-    impact = await assess_impact(uow, binding, repayment, credit, texts.DEFAULT_LOCALE)
+    impact = await assess_impact(uow, binding, repayment, credit, DEFAULT_LOCALE)
     codes = {blocker.code for blocker in impact.blockers}
     if "UNBIND_IN_PROGRESS" in codes:
-        return await _in_progress(uow, principal, binding_id, idempotency_key, fingerprint), False
+        return await _in_progress(uow, principal, binding_id, idempotency_key, fingerprint, locale), False
     if "OVERDUE" in codes:
         raise conflict("overdue", "An instalment is overdue: settle it before unbinding.", blockers=["OVERDUE"])
     if missing := sorted(codes & ACKNOWLEDGEABLE - set(body.acknowledged)):
@@ -425,7 +454,7 @@ async def request_unbind(
     if body.impact_hash and body.impact_hash != impact.impact_hash:
         raise conflict("impact-changed", "The impact changed since it was shown; review it again.", impact_hash=impact.impact_hash)
     if not await repository.claim_binding_for_unbind(session, binding_id):
-        return await _in_progress(uow, principal, binding_id, idempotency_key, fingerprint), False
+        return await _in_progress(uow, principal, binding_id, idempotency_key, fingerprint, locale), False
 
     now = utcnow()
     request = UnbindRequest(
@@ -459,31 +488,33 @@ async def request_unbind(
             user_id=principal.subject,
             reason=body.reason,
             impact_hash=request.impact_hash,
+            lender=repayment.lender_id,
+            account_last4=repayment.account_number[-4:],
             device_id=body.device_id,
             channel=channel,
             acknowledged=accepted_blockers,
             client_ip=client_ip,
         )
     )
-    return await request_out(uow, request), True
+    return await request_out(uow, request, locale), True
 
 
-async def _in_progress(uow: UnitOfWork, principal: Principal, binding_id: str, key: str, fingerprint: str) -> UnbindRequestOut:
+async def _in_progress(uow: UnitOfWork, principal: Principal, binding_id: str, key: str, fingerprint: str, locale: str) -> UnbindRequestOut:
     """The binding has an open request: if a concurrent call with this same key opened it, answer
     as its replay; otherwise refuse with 409."""
-    if (existing := await _replay(uow, principal, key, fingerprint)) is not None:
+    if (existing := await _replay(uow, principal, key, fingerprint, locale)) is not None:
         return existing
     open_request = await repository.open_request_for_binding(uow.session, binding_id)
     raise conflict("unbind-in-progress", "An unbind request for this binding is already open.", request_id=open_request.id if open_request else None)
 
 
-async def _replay(uow: UnitOfWork, principal: Principal, key: str, fingerprint: str) -> UnbindRequestOut | None:
+async def _replay(uow: UnitOfWork, principal: Principal, key: str, fingerprint: str, locale: str) -> UnbindRequestOut | None:
     existing = await repository.get_request_by_idempotency_key(uow.session, principal.subject, key)
     if existing is None:
         return None
     if existing.request_fingerprint != fingerprint:
         raise _key_reused()
-    return await request_out(uow, existing)
+    return await request_out(uow, existing, locale)
 
 
 async def _visible_request(uow: UnitOfWork, principal: Principal, request_id: str, *, for_update: bool = False) -> UnbindRequest:
@@ -500,11 +531,13 @@ async def _own_request(uow: UnitOfWork, principal: Principal, request_id: str) -
     return request
 
 
-async def get_request(uow: UnitOfWork, principal: Principal, request_id: str) -> UnbindRequestOut:
-    return await request_out(uow, await _visible_request(uow, principal, request_id))
+async def get_request(uow: UnitOfWork, principal: Principal, request_id: str, locale: str) -> UnbindRequestOut:
+    return await request_out(uow, await _visible_request(uow, principal, request_id), locale)
 
 
-async def request_out(uow: UnitOfWork, request: UnbindRequest) -> UnbindRequestOut:
+async def request_out(uow: UnitOfWork, request: UnbindRequest, locale: str) -> UnbindRequestOut:
+    """The request as its owner reads it, in `locale`: what the security check asks (never the score,
+    a signal or a rule), what happened, why it was declined, what to do next."""
     entries = await repository.audit_entries(uow.session, request.id)
     return UnbindRequestOut(
         id=request.id,
@@ -515,31 +548,80 @@ async def request_out(uow: UnitOfWork, request: UnbindRequest) -> UnbindRequestO
         created_at=request.created_at,
         updated_at=request.updated_at,
         expires_at=request.expires_at,
-        risk=RiskOut(decision=request.risk_decision, reasons=[reason["detail"] for reason in request.risk_reasons or []]) if request.risk_decision else None,
+        risk=RiskOut(summary=texts.text(f"risk.{request.risk_decision}", locale)) if request.risk_decision else None,
         verification=VerificationOut(id=request.verification_id, methods=request.verification_methods or [], expires_at=request.verification_expires_at)
         if request.verification_id
         else None,
-        outcome_reason=request.outcome_reason,
+        outcome_code=request.outcome_reason,
+        outcome_reason=_outcome(request.outcome_reason, locale) if request.outcome_reason else None,
         # Masked like every number in a response: the customer may have typed a phone or account number.
         appeal_message=redact(request.appeal_message) if request.appeal_message else None,
         appealed_at=request.appealed_at,
-        follow_up=request.follow_up or [],
-        timeline=[TimelineEntryOut(status=e.to_status, event_type=e.action, actor=e.actor, detail=e.reason, at=e.at) for e in entries],
+        follow_up=await _follow_up(uow, request, locale),
+        timeline=[TimelineEntryOut(status=e.to_status, event_type=e.action, actor=e.actor, detail=_timeline_detail(e, locale), at=e.at) for e in entries],
     )
 
 
-async def audit_trail(uow: UnitOfWork, principal: Principal, request_id: str) -> list[AuditEntryOut]:
+def _outcome(code: str, locale: str) -> str:
+    """Why a request was declined: `verification_failed:expired` in words, or its kind when that part has none."""
+    kind, _, detail = code.partition(":")
+    return texts.text(f"outcome.{kind}.{detail}" if f"outcome.{kind}.{detail}" in texts.TEXTS else f"outcome.{kind}", locale)
+
+
+def _timeline_detail(entry: AuditEntry | AuditEntryOut, locale: str) -> str:
+    if entry.action == "RiskAssessed":
+        return texts.text(f"timeline.RiskAssessed.{entry.to_status}", locale)
+    if entry.action == "VerificationRequested":
+        methods = (entry.reason or "").removeprefix(METHODS_NOTE).split(", ")
+        return texts.text("timeline.VerificationRequested", locale, methods=join([texts.text(f"method.{method}", locale) for method in methods], locale))
+    if entry.action == "UnbindRejected":
+        return texts.text("timeline.UnbindRejected", locale, outcome=_outcome(entry.reason or "", locale))
+    return texts.text(f"timeline.{entry.action}", locale)
+
+
+async def _follow_up(uow: UnitOfWork, request: UnbindRequest, locale: str) -> list[FollowUpOut]:
+    if not request.follow_up:
+        return []
+    view = await repository.get_binding_view(uow.session, request.binding_id)
+    assert view is not None, "a request always has its binding"
+    repayment = view[1]
+    lender = lender_of(repayment)
+    words = {"lender": lender_name(repayment, locale), "hotline": lender.hotline if lender else ""}
+    action = FollowUpAction(label=texts.text("follow_up.call", locale, **words), href="tel:" + words["hotline"].replace("-", "")) if lender else None
+    items = []
+    for code in request.follow_up:
+        body = f"follow_up.{code}.body" if lender or f"follow_up.{code}.body.no_hotline" not in texts.TEXTS else f"follow_up.{code}.body.no_hotline"
+        items.append(
+            FollowUpOut(
+                code=code,
+                title=texts.text(f"follow_up.{code}.title", locale),
+                body=texts.text(body, locale, **words),
+                action=action if code != "repay_on_time" else None,
+            )
+        )
+    return items
+
+
+async def audit_trail(uow: UnitOfWork, principal: Principal, request_id: str, locale: str) -> list[AuditEntryOut]:
+    """Every transition. Ops read what was recorded (scores, codes, who decided); the customer reads
+    each reason in words, and a member of staff as `ops`."""
     request = await _visible_request(uow, principal, request_id)
-    return [AuditEntryOut.model_validate(entry, from_attributes=True) for entry in await repository.audit_entries(uow.session, request.id)]
+    entries = [AuditEntryOut.model_validate(entry, from_attributes=True) for entry in await repository.audit_entries(uow.session, request.id)]
+    if principal.has_role("ops"):
+        return entries
+    return [
+        entry.model_copy(update={"reason": _timeline_detail(entry, locale), "actor": ActorType.OPS if entry.actor_type == ActorType.OPS else entry.actor})
+        for entry in entries
+    ]
 
 
-async def cancel(uow: UnitOfWork, principal: Principal, request_id: str) -> UnbindRequestOut:
+async def cancel(uow: UnitOfWork, principal: Principal, request_id: str, locale: str) -> UnbindRequestOut:
     request = await _own_request(uow, principal, request_id)
     if request.status not in OPEN_REQUEST_STATUSES:
         raise conflict("not-open", f"The request is {request.status}; only an open request can be cancelled.", request_status=request.status)
     await _end(uow, request, RequestStatus.CANCELLED, "UnbindCancelled", principal.subject, ActorType.CUSTOMER, "cancelled by the customer")
     uow.emit(UnbindCancelled(**_about(request)))
-    return await request_out(uow, request)
+    return await request_out(uow, request, locale)
 
 
 async def expire_overdue(uow: UnitOfWork, *, limit: int = 100) -> int:
@@ -551,7 +633,7 @@ async def expire_overdue(uow: UnitOfWork, *, limit: int = 100) -> int:
     return len(expired)
 
 
-async def appeal(uow: UnitOfWork, settings: BindingSettings, principal: Principal, request_id: str, message: str) -> UnbindRequestOut:
+async def appeal(uow: UnitOfWork, settings: BindingSettings, principal: Principal, request_id: str, message: str, locale: str) -> UnbindRequestOut:
     request = await _own_request(uow, principal, request_id)
     if request.status != RequestStatus.REJECTED:
         raise conflict("not-rejected", "Only a rejected request can be appealed.", request_status=request.status)
@@ -566,14 +648,17 @@ async def appeal(uow: UnitOfWork, settings: BindingSettings, principal: Principa
     _transition(uow, request, RequestStatus.UNDER_REVIEW, "UnbindAppealed", principal.subject, ActorType.CUSTOMER, "appealed by the customer")
     # The customer's words stay here, for them and ops (`appeal_message`); the event says only that they appealed.
     uow.emit(UnbindAppealed(**_about(request)))
-    return await request_out(uow, request)
+    return await request_out(uow, request, locale)
 
 
-async def search_requests(uow: UnitOfWork, *, status: str | None, user_id: str | None, since: datetime | None, cursor: str | None, limit: int) -> RequestPage:
+async def search_requests(
+    uow: UnitOfWork, *, status: str | None, user_id: str | None, since: datetime | None, cursor: str | None, limit: int, locale: str
+) -> RequestPage:
     after = decode_cursor(cursor) if cursor else None
     rows = await repository.search_requests(uow.session, status=status, user_id=user_id, since=since, after=after, limit=limit + 1)
     page: Sequence[UnbindRequest] = rows[:limit]
-    return RequestPage(items=[await request_out(uow, request) for request in page], next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None)
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    return RequestPage(items=[await request_out(uow, request, locale) for request in page], next_cursor=next_cursor)
 
 
 # --- events --------------------------------------------------------------------------------
@@ -615,7 +700,7 @@ async def record_verification_issued(uow: UnitOfWork, event: VerificationRequest
     request.verification_id = event.verification_id
     request.verification_methods = list(event.methods)
     request.verification_expires_at = event.expires_at
-    _audit(uow, request, request.status, "VerificationRequested", "verification", ActorType.SERVICE, "methods: " + ", ".join(event.methods))
+    _audit(uow, request, request.status, "VerificationRequested", "verification", ActorType.SERVICE, METHODS_NOTE + ", ".join(event.methods))
 
 
 async def complete_unbind(uow: UnitOfWork, event: Verified) -> None:
@@ -687,7 +772,7 @@ async def confirm_binding(uow: UnitOfWork, event: BindingVerified) -> None:
     binding.status = BindingStatus.ACTIVE
     mandates = await repository.open_mandates(uow.session, binding.id)
     last4 = repayment.account_number[-4:]
-    uow.emit(BindingCreated(**_about_binding(binding), account_last4=last4, monthly_instalment=repayment.monthly_instalment, auto_debit=bool(mandates)))
+    uow.emit(BindingCreated(**_about_binding(binding), lender=repayment.lender_id, account_last4=last4, monthly_instalment=repayment.monthly_instalment, auto_debit=bool(mandates)))
     for mandate in mandates:
         uow.emit(MandateRequested(**_about_mandate(binding, repayment, mandate), monthly_instalment=repayment.monthly_instalment, due_day=repayment.due_day))
 
@@ -846,7 +931,7 @@ async def seed_customers(uow: UnitOfWork, customers: Sequence[SyntheticCustomer]
             [
                 CreditAccount(id=f"ca-{suffix}", user_id=customer.user_id, credit_limit=30_000),
                 RepaymentAccount(
-                    id=f"ra-{suffix}", user_id=customer.user_id, lender="Example Bank", account_number=customer.account_number,
+                    id=f"ra-{suffix}", user_id=customer.user_id, lender="Example Bank", lender_id="example_bank", account_number=customer.account_number,
                     monthly_instalment=customer.monthly_instalment, due_day=due.day,
                 ),
             ]
@@ -883,7 +968,10 @@ async def seed_demo_data(uow: UnitOfWork) -> bool:
         uow.session.add_all(
             [
                 CreditAccount(id=f"ca-{suffix}", user_id=user_id, credit_limit=30_000),
-                RepaymentAccount(id=f"ra-{suffix}", user_id=user_id, lender="Example Bank", account_number=account_number, monthly_instalment=instalment, due_day=due.day),
+                RepaymentAccount(
+                    id=f"ra-{suffix}", user_id=user_id, lender="Example Bank", lender_id="example_bank", account_number=account_number,
+                    monthly_instalment=instalment, due_day=due.day,
+                ),
             ]
         )
         await uow.session.flush()
@@ -917,4 +1005,6 @@ async def seed_demo_data(uow: UnitOfWork) -> bool:
                 Instalment(id=_new_id(), repayment_account_id=f"ra-{suffix}", period=due.strftime("%Y-%m"), amount=instalment, due_date=due),
             ]
         )
+    # Li Si reads English (as notification's seed has it); Zhang San, the default.
+    uow.session.add(CustomerLocale(user_id="u-lisi", locale="en", updated_at=utcnow()))
     return True

@@ -45,7 +45,7 @@ async def _follow(event: Event, uow: UnitOfWork) -> str:
 
 async def _notify(kind: str, event: Event, uow: UnitOfWork, deps: NotificationDeps, **params: object) -> None:
     event_id = await _follow(event, uow)
-    await service.plan(uow, deps.metrics, event_id, kind, event, service.event_params(event) | params)
+    await service.plan(uow, deps.metrics, event_id, kind, event, await service.facts_of(uow, event) | params)
 
 
 async def on_binding_requested(event: BindingRequested, uow: UnitOfWork, deps: NotificationDeps) -> None:

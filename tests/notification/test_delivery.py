@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from services.notification.models import Contact, Delivery
 from services.notification.providers import DeliveryError, Outgoing
-from services.notification.service import event_params, quiet_until
-from services.notification.templates import KINDS, LOCALES, SECURITY_KINDS, render
+from services.notification.service import quiet_until
+from services.notification.templates import KINDS, SECURITY_KINDS
 from shared.cloudevents import Envelope
 from shared.events import UnbindCancelled, UnbindCompleted, UnbindRequested
 from tests.binding.test_api import assert_problem
@@ -35,40 +35,14 @@ ONLY_NOTIFICATION = ("notification",)
 FROM_EVENT = {"unbind_under_review": "RiskAssessed"}
 
 
-def sample_params(kind: str) -> dict:
-    by_kind = {
-        "otp_code": {"code": "123456", "ttl_minutes": "5"},
-        "device_enrolment_code": {"code": "123456", "ttl_minutes": "5"},
-        "binding_code": {"code": "123456", "ttl_minutes": "5"},
-        "follow_up_reminder": {},
-    }
-    if kind in by_kind:
-        return by_kind[kind]
-    event_type = FROM_EVENT.get(kind) or "".join(part.capitalize() for part in kind.split("_"))
-    [event] = [sample for sample in SAMPLES if type(sample).__name__ == event_type]
-    return event_params(event) | {"expected_hours": 24}
-
-
-@pytest.mark.parametrize("locale", LOCALES)
-@pytest.mark.parametrize("kind", sorted(KINDS))
-def test_every_kind_renders_in_both_locales(kind: str, locale: str) -> None:
-    title, body = render(kind, locale, sample_params(kind))
-    assert title and body and "{" not in body and "}" not in body
-    assert any("\u4e00" <= char <= "\u9fff" for char in body) if locale == "zh-CN" else body.isascii()
-
-
 def test_every_customer_facing_event_has_a_kind() -> None:
-    # A bind request's notice is its code SMS, and its code passing is told by BindingCreated.
-    internal = {"BindingRequested", "BindingVerified"}
+    # A bind request's notice is its code SMS, and its code passing is told by BindingCreated; a
+    # customer's own language change is told to no one.
+    internal = {"BindingRequested", "BindingVerified", "PreferencesChanged"}
     kinds = {kind.replace("_", "") for kind in KINDS} | set(FROM_EVENT.values())
     for sample in SAMPLES:
         name = type(sample).__name__
         assert name in internal or name in kinds or name.lower() in kinds, f"{name} has no message"
-
-
-def test_a_missing_variable_is_an_error_not_a_blank() -> None:
-    with pytest.raises(KeyError, match="code"):
-        render("otp_code", "en", {"ttl_minutes": "5"})
 
 
 @pytest.mark.parametrize(
