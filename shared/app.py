@@ -28,9 +28,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.auth import Principal, authenticate
 from shared.bus import EventBus, KafkaBus
 from shared.consumer import EventConsumer, InboxMixin, Subscriptions
 from shared.db import create_engine, create_session_factory, is_transient, utcnow
+from shared.i18n import Catalogue, negotiate, resolve
 from shared.keys import KeySet
 from shared.limits import SizeLimitMiddleware
 from shared.logging import configure_logging, correlation_id, redact
@@ -42,6 +44,8 @@ from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
+# The locale a customer saved, as the service knows it (None: not known).
+SavedLocale = Callable[[AsyncSession, str], Awaitable[str | None]]
 # Builds the long-lived resources (HTTP clients...) handed to event handlers; default: the settings.
 ResourcesFactory = Callable[["ServiceRuntime"], AbstractAsyncContextManager[Any]]
 Worker = Callable[["ServiceRuntime"], Any]
@@ -61,6 +65,7 @@ class ServiceRuntime:
     registry: CollectorRegistry
     deps: Any = None
     tasks: list[asyncio.Task] = field(default_factory=list)
+    saved_locale: SavedLocale | None = None
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.session_factory, self.outbox, on_commit=self.relay.wake)
@@ -80,6 +85,24 @@ RequestUnitOfWork = Annotated[UnitOfWork, Depends(request_unit_of_work, scope="f
 Runtime = Annotated[ServiceRuntime, Depends(runtime_of)]
 
 
+async def request_locale(request: Request, principal: Annotated[Principal, Depends(authenticate)], uow: RequestUnitOfWork) -> str:
+    """The language to answer the caller in: Accept-Language, else the locale they saved (read in the
+    request's own unit of work), else zh-CN. Kept on the request, so the problems it may raise later
+    are in the same language."""
+    runtime = runtime_of(request)
+    header = request.headers.get("accept-language")
+    saved = None
+    if negotiate(header) is None and runtime.saved_locale is not None:
+        saved = await runtime.saved_locale(uow.session, principal.subject)
+    request.state.locale = resolve(header, saved)
+    return request.state.locale
+
+
+# A router of customer routes depends on it (`dependencies=[Depends(request_locale)]`) and a route
+# that words its answer takes it as a parameter.
+RequestLocale = Annotated[str, Depends(request_locale)]
+
+
 def build_service_app(
     settings: ServiceSettings,
     *,
@@ -93,9 +116,13 @@ def build_service_app(
     workers: Sequence[Worker] = (),
     bus: EventBus | None = None,
     registry: CollectorRegistry | None = None,
+    texts: Catalogue | None = None,
+    saved_locale: SavedLocale | None = None,
 ) -> FastAPI:
     """`registry` is the app's own metrics registry: a service that counts its own business
-    events registers them on it in `create_app` and hands it here (default: a fresh one)."""
+    events registers them on it in `create_app` and hands it here (default: a fresh one).
+    A service that answers customers hands its catalogue (`texts`: the words of its problems) and
+    how it finds a customer's saved locale (`saved_locale`)."""
     configure_logging(settings.service_name, settings.log_level)
     keys = settings.load_keys()
     bus = bus or KafkaBus(settings.kafka_bootstrap_servers, settings.kafka_security(), client_id=f"unbind-{settings.service_name}")
@@ -104,7 +131,7 @@ def build_service_app(
     registry = registry or CollectorRegistry()
     relay = OutboxRelay(session_factory=session_factory, model=outbox_model, bus=bus, batch_size=settings.relay_batch_size)
     outbox = Outbox(outbox_model, settings.topic, keys.signing)
-    runtime = ServiceRuntime(settings, keys, engine, session_factory, outbox, relay, None, registry)
+    runtime = ServiceRuntime(settings, keys, engine, session_factory, outbox, relay, None, registry, saved_locale=saved_locale)
     if subscriptions:
         assert inbox_model is not None, "a consuming service needs an inbox table"
         runtime.consumer = EventConsumer(
@@ -163,6 +190,7 @@ def build_service_app(
         readiness=database_ready,
         refresh_metrics=_runtime_metrics(runtime),
         state={"runtime": runtime},
+        texts=texts,
     )
 
     @app.exception_handler(DBAPIError)
@@ -195,6 +223,7 @@ def build_http_app(
     readiness: Readiness,
     refresh_metrics: Callable[[], Awaitable[None]] | None = None,
     state: dict[str, Any] | None = None,
+    texts: Catalogue | None = None,
 ) -> FastAPI:
     """The HTTP shell every service shares: problem+json errors, size limits, correlation ids,
     request metrics, `/healthz`, `/readyz` (the service's own `readiness` check) and `/metrics`."""
@@ -204,7 +233,7 @@ def build_http_app(
     app.state.keys = keys
     for name, value in (state or {}).items():
         setattr(app.state, name, value)
-    install_problem_handlers(app)
+    install_problem_handlers(app, texts)
     # Inside the observability middleware: a refused request is counted and gets its request id too.
     app.add_middleware(SizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(_ObservabilityMiddleware, registry=registry)

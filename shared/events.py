@@ -20,6 +20,8 @@ from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from shared.i18n import Locale
+
 # A machine code from a fixed vocabulary (`too_many_attempts`, `INSTALMENT_DUE_SOON`): no spaces and
 # no punctuation, so neither a sentence nor a number written the way people write one fits in it.
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_:]{0,63}$")]
@@ -152,6 +154,9 @@ class BindingCreated(BindingEvent):
     SMS code confirmed); the credit limit rises only once the lender confirms the mandate."""
 
     emitted_by = "binding"
+    # The account as the customer knows it: its lender (a code of binding's lender directory) and
+    # the last four digits of its number.
+    lender: Code | None = None
     account_last4: str
     monthly_instalment: int
     auto_debit: bool
@@ -205,6 +210,9 @@ class UnbindRequested(BindingEvent):
     new_account_last4: Last4 | None = None
     reason: UnbindReason
     impact_hash: str
+    # Which account, for every notice about the request: the lender's code and the last four digits.
+    lender: Code | None = None
+    account_last4: str | None = Field(None, pattern=r"^[0-9]{4}$")
     device_id: str | None = None
     channel: Code = "app"
     # Request context for risk: the impact blockers the customer accepted, and where they called from.
@@ -341,6 +349,13 @@ class DeviceRevoked(DeviceEvent):
     emitted_by = "verification"
 
 
+class PreferencesChanged(Event):
+    """Emitted by notification when a customer has changed the language of their messages."""
+
+    emitted_by = "notification"
+    locale: Locale
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
@@ -368,5 +383,6 @@ EVENT_TYPES: dict[str, type[Event]] = {
         UnbindExpired,
         DeviceEnrolled,
         DeviceRevoked,
+        PreferencesChanged,
     )
 }

@@ -9,7 +9,10 @@ cannot be replayed later nor passed off as another:
     X-Unbind-Lender:    example_bank
     X-Unbind-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>
 
-Every name here is fictional.
+The directory also gives each lender's name in every locale and its customer-service hotline, for
+the notices that name the account and the follow-up after an unbind. Binding owns which lenders
+exist; notification reads the names, so the directory is here rather than copied into both. Every
+name and number here is fictional.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+
+from shared.i18n import DEFAULT_LOCALE
 
 LENDER_HEADER = "X-Unbind-Lender"
 SIGNATURE_HEADER = "X-Unbind-Signature"
@@ -27,6 +32,10 @@ class Lender:
     id: str  # a code (events carry it), also in the names of its secret's settings
     # What customers call it, per locale; any of them (or the id) names it in `POST /v1/bindings`.
     names: dict[str, str]
+    hotline: str
+
+    def name(self, locale: str) -> str:
+        return self.names.get(locale) or self.names[DEFAULT_LOCALE]
 
     @property
     def secret_name(self) -> str:
@@ -37,8 +46,8 @@ class Lender:
 LENDERS: dict[str, Lender] = {
     lender.id: lender
     for lender in (
-        Lender("example_bank", {"en": "Example Bank", "zh-CN": "示例银行"}),
-        Lender("harbour_bank", {"en": "Harbour Bank", "zh-CN": "海港银行"}),
+        Lender("example_bank", {"en": "Example Bank", "zh-CN": "示例银行"}, "400-000-9555"),
+        Lender("harbour_bank", {"en": "Harbour Bank", "zh-CN": "海港银行"}, "400-000-9566"),
     )
 }
 

@@ -47,7 +47,8 @@ class SizeLimitMiddleware:
                 await problem_response(Request(scope), 400, "bad-request", "Bad request", "Content-Length must be one decimal number.")(scope, receive, send)
                 return
             if int(lengths[0]) > self.max_body_bytes:
-                await problem_response(Request(scope), 413, "payload-too-large", "Payload too large", too_large(self.max_body_bytes))(scope, receive, send)
+                too_big = too_large(self.max_body_bytes)
+                await problem_response(Request(scope), 413, "payload-too-large", "Payload too large", too_big, max_bytes=self.max_body_bytes)(scope, receive, send)
                 return
         await self.app(scope, self._counted(receive), send)
 

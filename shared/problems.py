@@ -3,6 +3,13 @@
 Handlers cover the service's own `Problem`s, FastAPI's validation errors (malformed JSON included),
 Starlette's HTTP errors (404 for unknown routes, 405, ...) and, as a last resort, any unexpected
 exception, which is logged with its traceback and answered with an opaque 500.
+
+A service that answers customers hands its catalogue to `install_problem_handlers`: the `detail` of
+each problem whose code has a text there (`problem.<code>`, or one of `PROBLEM_TEXTS` below) is then
+that text in the request's locale (`request.state.locale` once the caller is known, else
+Accept-Language, else zh-CN), filled with the problem's fields. The `detail` given in the code is the
+developer's wording, kept for services without a catalogue; `title` stays English (RFC 9457: it names
+the problem type).
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.i18n import Catalogue, MissingText, resolve
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -25,13 +34,17 @@ TYPE_BASE = "https://unbind.example/problems/"
 class Problem(Exception):
     """An error the client can act on. `code` names the problem type (a stable, documented slug)."""
 
-    def __init__(self, status: int, code: str, title: str, detail: str | None = None, *, headers: dict[str, str] | None = None, **extra: Any):
+    def __init__(
+        self, status: int, code: str, title: str, detail: str | None = None, *, headers: dict[str, str] | None = None, words: dict[str, Any] | None = None, **extra: Any
+    ):
         super().__init__(detail or title)
         self.status = status
         self.code = code
         self.title = title
         self.detail = detail
         self.headers = headers
+        # Values the customer's text names beyond the fields of the body.
+        self.words = words or {}
         self.extra = extra
 
 
@@ -77,9 +90,51 @@ def problem_responses(*statuses: int | tuple[int, str]) -> dict[int | str, dict[
     return responses
 
 
-def problem_response(request: Request, status: int, code: str, title: str, detail: str | None = None, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+# The problems every service may answer, in words for a customer (services with a catalogue only).
+PROBLEM_TEXTS = Catalogue(
+    {
+        "problem.not-found": {"zh-CN": "没有找到相关记录，或您无权查看。", "en": "We could not find this, or it is not yours to see."},
+        "problem.validation-error": {"zh-CN": "提交的信息有误，请检查后重试。", "en": "Some of the details sent are not valid. Check them and try again."},
+        "problem.invalid-cursor": {"zh-CN": "列表已变化，请刷新后重试。", "en": "The list has changed. Refresh it and try again."},
+        "problem.unauthorized": {"zh-CN": "登录已失效，请重新登录。", "en": "Your session has ended. Please sign in again."},
+        "problem.forbidden": {"zh-CN": "您没有权限进行此操作。", "en": "You are not allowed to do this."},
+        "problem.bad-request": {"zh-CN": "请求无法识别，请更新应用后重试。", "en": "We could not read this request. Update the app and try again."},
+        "problem.method-not-allowed": {"zh-CN": "请求无法识别，请更新应用后重试。", "en": "We could not read this request. Update the app and try again."},
+        "problem.not-acceptable": {"zh-CN": "请求无法识别，请更新应用后重试。", "en": "We could not read this request. Update the app and try again."},
+        "problem.unsupported-media-type": {"zh-CN": "请求无法识别，请更新应用后重试。", "en": "We could not read this request. Update the app and try again."},
+        "problem.payload-too-large": {"zh-CN": "提交的内容过长，请精简后重试。", "en": "What you sent is too long. Shorten it and try again."},
+        "problem.request-header-fields-too-large": {"zh-CN": "请求无法识别，请更新应用后重试。", "en": "We could not read this request. Update the app and try again."},
+        "problem.too-many-requests": {"zh-CN": "操作太频繁，请稍后再试。", "en": "Too many tries. Please wait a moment and try again."},
+        "problem.service-unavailable": {"zh-CN": "服务暂时繁忙，请稍后重试。", "en": "The service is busy right now. Please try again shortly."},
+        "problem.keys-unavailable": {"zh-CN": "服务暂时繁忙，请稍后重试。", "en": "The service is busy right now. Please try again shortly."},
+        "problem.internal-error": {"zh-CN": "系统开小差了，请稍后重试。", "en": "Something went wrong on our side. Please try again later."},
+        "problem.http-error": {"zh-CN": "请求未能完成，请稍后重试。", "en": "The request could not be completed. Please try again later."},
+    }
+)
+
+
+def _customer_detail(request: Request, code: str, values: dict[str, Any]) -> str | None:
+    """The problem in words for the customer, from the app's catalogue; None when it has none for it."""
+    catalogue: Catalogue | None = getattr(getattr(request.scope.get("app"), "state", None), "problem_texts", None)
+    if catalogue is None:
+        return None
+    key = f"problem.{code}"
+    texts = catalogue if key in catalogue else PROBLEM_TEXTS if key in PROBLEM_TEXTS else None
+    if texts is None:
+        return None
+    locale = getattr(request.state, "locale", None) or resolve(request.headers.get("accept-language"), None)
+    try:
+        return texts.render(key, locale, **values)
+    except MissingText:
+        log.exception("problem text lacks a value; the developer's detail is answered", extra={"code": code})
+        return None
+
+
+def problem_response(
+    request: Request, status: int, code: str, title: str, detail: str | None = None, headers: dict[str, str] | None = None, *, words: dict[str, Any] | None = None, **extra: Any
+) -> JSONResponse:
     body: dict[str, Any] = {"type": TYPE_BASE + code, "title": title, "status": status, "instance": request.url.path}
-    if detail:
+    if detail := _customer_detail(request, code, {**extra, **(words or {})}) or detail:
         body["detail"] = detail
     body.update(extra)
     return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
@@ -98,10 +153,13 @@ _HTTP_CODES = {
 }
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def install_problem_handlers(app: FastAPI, texts: Catalogue | None = None) -> None:
+    """`texts`: the service's catalogue, when it answers customers (see the module's docstring)."""
+    app.state.problem_texts = texts
+
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(request, exc.status, exc.code, exc.title, exc.detail, exc.headers, **exc.extra)
+        return problem_response(request, exc.status, exc.code, exc.title, exc.detail, exc.headers, words=exc.words, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

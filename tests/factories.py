@@ -62,7 +62,8 @@ async def customer_with_binding(
         uow.session.add_all(
             [
                 RepaymentAccount(
-                    id=f"ra-{suffix}", user_id=user_id, lender="Example Bank", account_number=account_number, monthly_instalment=6500, due_day=15
+                    id=f"ra-{suffix}", user_id=user_id, lender="Example Bank", lender_id="example_bank", account_number=account_number,
+                    monthly_instalment=6500, due_day=15,
                 ),
             ]
         )
@@ -205,12 +206,12 @@ async def pass_verification(stack: Stack, customer: Customer, request_id: str, v
     return state
 
 
-async def pending_device(stack: Stack, customer: Customer, device: DeviceSimulator | None = None) -> tuple[DeviceSimulator, dict[str, Any]]:
+async def pending_device(stack: Stack, customer: Customer, device: DeviceSimulator | None = None, name: str = "Phone") -> tuple[DeviceSimulator, dict[str, Any]]:
     """A device key enrolled with the customer's token alone: pending, its code sent by SMS.
     Returns the device and the enrolment's verification."""
     device = device or DeviceSimulator.generate(f"d-{uuid.uuid4().hex[:8]}")
     sent_before = len(stack.codes(customer.phone))
-    response = await stack.client("verification").post("/v1/devices", json=device.enrolment(), headers=auth(customer.user_id))
+    response = await stack.client("verification").post("/v1/devices", json=device.enrolment(name), headers=auth(customer.user_id))
     assert response.status_code == 202, response.text
     body = response.json()
     assert (body["device"]["status"], body["verification"]["purpose"]) == ("pending", "device_enrolment"), body
@@ -218,9 +219,9 @@ async def pending_device(stack: Stack, customer: Customer, device: DeviceSimulat
     return device, body["verification"]
 
 
-async def enrolled_device(stack: Stack, customer: Customer, device: DeviceSimulator | None = None) -> DeviceSimulator:
+async def enrolled_device(stack: Stack, customer: Customer, device: DeviceSimulator | None = None, name: str = "Phone") -> DeviceSimulator:
     """An active device key: enrolled, then its SMS code confirmed."""
-    device, verification = await pending_device(stack, customer, device)
+    device, verification = await pending_device(stack, customer, device, name)
     code = {"code": stack.latest_code(customer.phone)}
     response = await stack.client("verification").post(f"/v1/verifications/{verification['id']}/otp", json=code, headers=auth(customer.user_id))
     assert response.status_code == 200 and response.json()["status"] == "verified", response.text

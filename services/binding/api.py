@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from services.binding import service, texts
+from services.binding import service
 from services.binding.config import BindingSettings
 from services.binding.models import RequestStatus
 from services.binding.schemas import (
@@ -23,6 +23,7 @@ from services.binding.schemas import (
     InstalmentOut,
     LenderCallbackIn,
     LenderCallbackOut,
+    LenderList,
     PauseRequestIn,
     RepaymentIn,
     RequestPage,
@@ -30,13 +31,16 @@ from services.binding.schemas import (
     UnbindRequestIn,
     UnbindRequestOut,
 )
-from shared.app import RequestUnitOfWork, Runtime
+from shared.app import RequestLocale, RequestUnitOfWork, Runtime, request_locale
 from shared.auth import Customer, Ops, Principal, require_role
 from shared.fields import Instant
 from shared.lenders import LENDER_HEADER, SIGNATURE_HEADER
 from shared.problems import Problem, problem_responses
 
-router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 422))
+# Every route answers in the caller's language (problems included): Accept-Language, else their saved locale.
+router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 422), dependencies=[Depends(request_locale)])
+# Lenders call in signed by their own secret, with no token: no customer, no customer's language.
+lender_router = APIRouter(prefix="/v1", responses=problem_responses(422))
 
 ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9._:-]{8,128}$"
@@ -46,13 +50,6 @@ IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", pattern=IDEMPOTE
 CustomerOrOps = Annotated[Principal, Depends(require_role("customer", "ops"))]
 
 
-def locale(accept_language: Annotated[str | None, Header(alias="Accept-Language", max_length=200)] = None) -> str:
-    return texts.negotiate_locale(accept_language)
-
-
-Locale = Annotated[str, Depends(locale)]
-
-
 def _settings(runtime: Runtime) -> BindingSettings:
     return runtime.settings  # type: ignore[return-value]
 
@@ -60,9 +57,15 @@ def _settings(runtime: Runtime) -> BindingSettings:
 Settings = Annotated[BindingSettings, Depends(_settings)]
 
 
+@router.get("/lenders", tags=["bindings"])
+async def list_lenders(principal: Customer, locale: RequestLocale) -> LenderList:
+    """The lenders whose mortgage repayment accounts can be bound, with their service hotlines."""
+    return service.list_lenders(locale)
+
+
 @router.get("/bindings", tags=["bindings"])
-async def list_bindings(principal: Customer, uow: RequestUnitOfWork) -> BindingList:
-    return await service.list_bindings(uow, principal)
+async def list_bindings(principal: Customer, uow: RequestUnitOfWork, locale: RequestLocale) -> BindingList:
+    return await service.list_bindings(uow, principal, locale)
 
 
 @router.post(
@@ -71,16 +74,16 @@ async def list_bindings(principal: Customer, uow: RequestUnitOfWork) -> BindingL
     tags=["bindings"],
     responses=problem_responses(400, (409, "This repayment account is already bound, or too many bindings wait for their code")),
 )
-async def create_binding(body: BindingIn, principal: Customer, uow: RequestUnitOfWork) -> BindingOut:
+async def create_binding(body: BindingIn, principal: Customer, uow: RequestUnitOfWork, locale: RequestLocale) -> BindingOut:
     """Ask to bind a mortgage repayment account to the customer's credit account. Accepted (202) as
     `pending`: it binds once the customer confirms the SMS code of `verification_id` (verification's
     `POST /v1/verifications/{id}/otp`); its auto-debit mandate then waits for the lender, and only the
     lender's confirmation raises the credit limit (by the rule, within the customer's cap). One binding
     per account number, across all customers."""
-    return await service.create_binding(uow, principal, body)
+    return await service.create_binding(uow, principal, body, locale)
 
 
-@router.post(
+@lender_router.post(
     "/lenders/callbacks",
     tags=["lenders"],
     responses=problem_responses(400, (401, "Not signed by a lender of the directory, or signed too long ago"), 404, (409, "The mandate is no longer pending")),
@@ -113,8 +116,8 @@ async def lender_callback(
 
 
 @router.get("/bindings/{binding_id}", tags=["bindings"], responses=problem_responses(404))
-async def get_binding(binding_id: BindingId, principal: CustomerOrOps, uow: RequestUnitOfWork) -> BindingOut:
-    return await service.get_binding(uow, principal, binding_id)
+async def get_binding(binding_id: BindingId, principal: CustomerOrOps, uow: RequestUnitOfWork, locale: RequestLocale) -> BindingOut:
+    return await service.get_binding(uow, principal, binding_id, locale)
 
 
 @router.post(
@@ -122,15 +125,17 @@ async def get_binding(binding_id: BindingId, principal: CustomerOrOps, uow: Requ
     tags=["bindings"],
     responses={201: {"description": "Paid now"}, 200: {"description": "Replay"}, **problem_responses(400, 404, (409, "Nothing is due"))},
 )
-async def repay(binding_id: BindingId, body: RepaymentIn, principal: Customer, uow: RequestUnitOfWork, response: Response, idempotency_key: IdempotencyKey) -> InstalmentOut:
+async def repay(
+    binding_id: BindingId, body: RepaymentIn, principal: Customer, uow: RequestUnitOfWork, response: Response, idempotency_key: IdempotencyKey, locale: RequestLocale
+) -> InstalmentOut:
     """Repay the current (oldest unpaid) instalment by hand, e.g. before unbinding."""
-    instalment, paid_now = await service.repay_current_instalment(uow, principal, binding_id, body, idempotency_key)
+    instalment, paid_now = await service.repay_current_instalment(uow, principal, binding_id, body, idempotency_key, locale)
     response.status_code = 201 if paid_now else 200
     return instalment
 
 
 @router.get("/bindings/{binding_id}/impact", tags=["bindings"], responses=problem_responses(404))
-async def get_impact(binding_id: BindingId, principal: CustomerOrOps, uow: RequestUnitOfWork, locale: Locale) -> ImpactOut:
+async def get_impact(binding_id: BindingId, principal: CustomerOrOps, uow: RequestUnitOfWork, locale: RequestLocale) -> ImpactOut:
     """What unbinding would change, and the blockers to clear or acknowledge first."""
     return await service.get_impact(uow, principal, binding_id, locale)
 
@@ -143,7 +148,7 @@ async def get_impact(binding_id: BindingId, principal: CustomerOrOps, uow: Reque
         **problem_responses(404, (503, "No font to render the PDF on this host")),
     },
 )
-async def get_report(binding_id: BindingId, principal: CustomerOrOps, uow: RequestUnitOfWork, locale: Locale, request: Request) -> Any:
+async def get_report(binding_id: BindingId, principal: CustomerOrOps, uow: RequestUnitOfWork, locale: RequestLocale, request: Request) -> Any:
     """The account information report, to keep before unbinding."""
     report = await service.account_report(uow, principal, binding_id, locale)
     if "application/pdf" not in request.headers.get("accept", ""):
@@ -165,7 +170,7 @@ Channel = Annotated[str, Header(alias="X-Client-Channel", pattern=r"^[a-z_]{1,32
 @dataclass(frozen=True)
 class Opening:
     """What opening a request on a binding (an unbind, a pause, a switch) takes besides its body: who
-    asks, from where, under which Idempotency-Key."""
+    asks, from where, under which Idempotency-Key, in which language."""
 
     principal: Principal
     uow: RequestUnitOfWork
@@ -174,19 +179,29 @@ class Opening:
     idempotency_key: str
     channel: str
     client_ip: str | None
+    locale: str
 
     async def open(self, binding_id: str, body: service.AnyRequestIn) -> UnbindRequestOut:
-        request, created = await service.open_request(self.uow, self.settings, self.principal, binding_id, body, self.idempotency_key, self.channel, self.client_ip)
+        request, created = await service.open_request(
+            self.uow, self.settings, self.principal, binding_id, body, self.idempotency_key, self.channel, self.client_ip, self.locale
+        )
         if not created:
             self.response.headers["Idempotent-Replayed"] = "true"
         return request
 
 
 def opening(
-    principal: Customer, uow: RequestUnitOfWork, settings: Settings, response: Response, http_request: Request, idempotency_key: IdempotencyKey, channel: Channel = "app"
+    principal: Customer,
+    uow: RequestUnitOfWork,
+    settings: Settings,
+    response: Response,
+    http_request: Request,
+    idempotency_key: IdempotencyKey,
+    locale: RequestLocale,
+    channel: Channel = "app",
 ) -> Opening:
     client_ip = http_request.client.host if http_request.client else None
-    return Opening(principal, uow, settings, response, idempotency_key, channel, client_ip)
+    return Opening(principal, uow, settings, response, idempotency_key, channel, client_ip, locale)
 
 
 RequestOpening = Annotated[Opening, Depends(opening)]
@@ -235,32 +250,33 @@ async def request_switch(binding_id: BindingId, body: SwitchRequestIn, opening: 
 
 
 @router.get("/unbind-requests/{request_id}", tags=["unbind requests"], responses=problem_responses(404))
-async def get_unbind_request(request_id: RequestId, principal: CustomerOrOps, uow: RequestUnitOfWork) -> UnbindRequestOut:
-    return await service.get_request(uow, principal, request_id)
+async def get_unbind_request(request_id: RequestId, principal: CustomerOrOps, uow: RequestUnitOfWork, locale: RequestLocale) -> UnbindRequestOut:
+    return await service.get_request(uow, principal, request_id, locale)
 
 
 @router.post("/unbind-requests/{request_id}/cancel", tags=["unbind requests"], responses=problem_responses(404, (409, "The request is not open")))
-async def cancel_unbind_request(request_id: RequestId, principal: Customer, uow: RequestUnitOfWork) -> UnbindRequestOut:
-    return await service.cancel(uow, principal, request_id)
+async def cancel_unbind_request(request_id: RequestId, principal: Customer, uow: RequestUnitOfWork, locale: RequestLocale) -> UnbindRequestOut:
+    return await service.cancel(uow, principal, request_id, locale)
 
 
 @router.post(
     "/unbind-requests/{request_id}/appeal", tags=["unbind requests"], responses=problem_responses(400, 404, (409, "Not rejected, already appealed, or the binding is busy"))
 )
-async def appeal_unbind_request(request_id: RequestId, body: AppealIn, principal: Customer, uow: RequestUnitOfWork, settings: Settings) -> UnbindRequestOut:
+async def appeal_unbind_request(request_id: RequestId, body: AppealIn, principal: Customer, uow: RequestUnitOfWork, settings: Settings, locale: RequestLocale) -> UnbindRequestOut:
     """Appeal a rejected request, once: it goes back under review by ops."""
-    return await service.appeal(uow, settings, principal, request_id, body.message)
+    return await service.appeal(uow, settings, principal, request_id, body.message, locale)
 
 
 @router.get("/unbind-requests/{request_id}/audit", tags=["unbind requests"], responses=problem_responses(404))
-async def get_audit(request_id: RequestId, principal: CustomerOrOps, uow: RequestUnitOfWork) -> list[AuditEntryOut]:
-    return await service.audit_trail(uow, principal, request_id)
+async def get_audit(request_id: RequestId, principal: CustomerOrOps, uow: RequestUnitOfWork, locale: RequestLocale) -> list[AuditEntryOut]:
+    return await service.audit_trail(uow, principal, request_id, locale)
 
 
 @router.get("/ops/unbind-requests", tags=["ops"])
 async def search_unbind_requests(
     principal: Ops,
     uow: RequestUnitOfWork,
+    locale: RequestLocale,
     status: RequestStatus | None = None,
     user_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     since: Instant | None = None,
@@ -269,4 +285,4 @@ async def search_unbind_requests(
 ) -> RequestPage:
     if since is not None and since.tzinfo is None:
         raise Problem(422, "naive-datetime", "Time zone required", "`since` needs a time zone, e.g. 2026-11-28T00:00:00+08:00.")
-    return await service.search_requests(uow, status=status, user_id=user_id, since=since, cursor=cursor, limit=limit)
+    return await service.search_requests(uow, status=status, user_id=user_id, since=since, cursor=cursor, limit=limit, locale=locale)

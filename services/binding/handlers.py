@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from services.binding import service
 from services.binding.config import BindingSettings
+from services.binding.models import CustomerLocale
 from shared.consumer import Subscriptions
-from shared.events import BindingVerificationFailed, BindingVerified, ReviewDecided, RiskAssessed, VerificationFailed, VerificationRequested, Verified
+from shared.events import BindingVerificationFailed, BindingVerified, PreferencesChanged, ReviewDecided, RiskAssessed, VerificationFailed, VerificationRequested, Verified
+from shared.i18n import remember_locales
 from shared.uow import UnitOfWork
 
 
@@ -45,4 +47,5 @@ SUBSCRIPTIONS: Subscriptions = {
     VerificationRequested: on_verification_requested,
     Verified: on_verified,
     VerificationFailed: on_verification_failed,
+    PreferencesChanged: remember_locales(CustomerLocale),
 }

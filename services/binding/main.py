@@ -7,11 +7,12 @@ import logging
 
 from fastapi import FastAPI
 
-from services.binding import api, handlers, service
+from services.binding import api, handlers, service, texts
 from services.binding.config import BindingSettings
-from services.binding.models import InboxEntry, OutboxMessage
+from services.binding.models import CustomerLocale, InboxEntry, OutboxMessage
 from shared.app import ServiceRuntime, build_service_app
 from shared.bus import EventBus
+from shared.i18n import saved_locales
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,12 @@ def create_app(settings: BindingSettings | None = None, *, bus: EventBus | None 
         settings or BindingSettings(),
         title="unbind · binding",
         description="Bindings between mortgage repayment accounts and credit accounts, and the requests to unbind them.",
-        routers=[api.router],
+        routers=[api.router, api.lender_router],
         outbox_model=OutboxMessage,
         inbox_model=InboxEntry,
         subscriptions=handlers.SUBSCRIPTIONS,
         workers=[expiry_sweep],
         bus=bus,
+        texts=texts.TEXTS,
+        saved_locale=saved_locales(CustomerLocale),
     )

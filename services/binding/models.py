@@ -12,6 +12,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from shared.consumer import InboxMixin
 from shared.db import UTCDateTime, utcnow
 from shared.events import RequestKind
+from shared.i18n import CustomerLocaleMixin
 from shared.outbox import OutboxMixin
 
 
@@ -24,6 +25,10 @@ class OutboxMessage(OutboxMixin, Base):
 
 
 class InboxEntry(InboxMixin, Base):
+    pass
+
+
+class CustomerLocale(CustomerLocaleMixin, Base):
     pass
 
 
@@ -73,6 +78,7 @@ class RepaymentAccount(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(64), index=True)
+    # A code of the lender directory (shared.lenders); a name typed before there was one stays as typed.
     lender: Mapped[str] = mapped_column(String(128))
     # The lender of the directory (shared.lenders) the name stands for: it confirms the mandate.
     lender_id: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -101,8 +101,10 @@ LABELS: dict[str, dict[str, str]] = {
         "none": "无",
         "on": "已开启",
         "off": "未开启",
-        "times_note": "本报告中的时间均为北京时间（Asia/Shanghai，UTC+08:00）。本报告由系统自动生成，请妥善保管。",
+        "times_note": "本报告中的时间均为北京时间。本报告由系统自动生成，请妥善保管。",
+        "zone": "（北京时间）",
         "page": "第 {page} / {pages} 页",
+        "check": "报告校验码：{hash}",
         "money": "¥{amount}",
     },
     "en": {
@@ -142,13 +144,15 @@ LABELS: dict[str, dict[str, str]] = {
         "limit_change": "Credit limit",
         "benefits_lost": "Benefits lost",
         "blockers": "Blockers",
-        "acknowledgeable": "can be acknowledged",
-        "blocking": "must be resolved first",
+        "acknowledgeable": "You can go on once you confirm it",
+        "blocking": "Resolve this first",
         "none": "None",
         "on": "On",
         "off": "Off",
-        "times_note": "All times are China Standard Time (Asia/Shanghai, UTC+08:00). This report was generated automatically; please keep it for your records.",
+        "times_note": "All times are China Standard Time (UTC+08:00). This report was generated automatically; please keep it for your records.",
+        "zone": " China Standard Time ({offset})",
         "page": "Page {page} of {pages}",
+        "check": "Report check: {hash}",
         "money": "CNY {amount}",
     },
 }
@@ -243,7 +247,7 @@ class _Text:
 
     def generated(self, value: datetime) -> str:
         local = _aware(value).astimezone(SHANGHAI)
-        return f"{local:%Y-%m-%d %H:%M:%S} Asia/Shanghai ({_offset(local)})"
+        return f"{local:%Y-%m-%d %H:%M:%S}" + self.labels["zone"].format(offset=_offset(local))
 
     def paid(self, instalment: InstalmentOut) -> str:
         if instalment.paid_at is None and instalment.paid_by is None:
@@ -278,7 +282,7 @@ class _ReportPDF(FPDF):
             self.line(MARGIN, self.get_y(), self.w - MARGIN, self.get_y())
         self.set_y(-12)
         with self.local_context(font_size_pt=8, text_color=MUTED):
-            self.cell(self.epw / 2, 5, f"impact_hash: {self._hash}", align=Align.L)
+            self.cell(self.epw / 2, 5, self._text["check"].format(hash=self._hash), align=Align.L)
             self.cell(self.epw / 2, 5, self._text["page"].format(page=self.page_no(), pages="{nb}"), align=Align.R)
 
 
@@ -362,7 +366,7 @@ def _empty(pdf: FPDF, text: _Text) -> None:
 
 
 def _items(pdf: FPDF, text: _Text, items: Sequence[tuple[str, str, tuple[int, int, int] | None]]) -> None:
-    """A list of entries: a bullet, the (wrapped) text, and a small muted note line (code, status)."""
+    """A list of entries: a bullet, the (wrapped) text, and a small note line (what to do about it), if any."""
     if not items:
         _empty(pdf, text)
         return
@@ -498,13 +502,13 @@ def render_pdf(report: AccountReport) -> bytes:
         pdf.multi_cell(pdf.epw - 2.2, 5, text.text(impact.credit_record_effect), align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
     _subheading(pdf, text["benefits_lost"])
-    _items(pdf, text, [(text.text(b.description), b.code, None) for b in impact.benefits_lost])
+    _items(pdf, text, [(text.text(b.description), "", None) for b in impact.benefits_lost])
 
     _subheading(pdf, text["blockers"])
     _items(
         pdf,
         text,
-        [(text.text(b.message), f"{b.code} · {text['acknowledgeable'] if b.acknowledgeable else text['blocking']}", OK if b.acknowledgeable else WARN) for b in impact.blockers],
+        [(text.text(b.message), text["acknowledgeable"] if b.acknowledgeable else text["blocking"], OK if b.acknowledgeable else WARN) for b in impact.blockers],
     )
 
     pdf.ln(5)

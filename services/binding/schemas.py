@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from shared.account_numbers import normalise_account_number
 from shared.events import Code, RequestKind, UnbindReason, VerificationMethod
 from shared.fields import FreeText
-from shared.lenders import LENDERS, find_lender
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
@@ -22,8 +21,8 @@ class CreditAccountOut(BaseModel):
 
 class RepaymentAccountOut(BaseModel):
     id: str
-    lender: str
-    lender_id: str | None = Field(None, description="The lender of the directory that confirms the mandate (null for an account bound before lenders had ids)")
+    lender: str = Field(description="The lender's name, in the answer's language")
+    lender_id: str | None = Field(description="The lender's id in the directory (`GET /v1/lenders`); null for an account bound before lenders had ids")
     account_number: str = Field(description="Masked, e.g. `6222 **** **** 4821`")
     monthly_instalment: int = Field(description="CNY")
     due_day: int
@@ -75,8 +74,7 @@ class PauseRequestIn(RequestIn):
 
 
 class RiskOut(BaseModel):
-    decision: str
-    reasons: list[str] = Field(description="Human-readable reasons shown to the customer")
+    summary: str = Field(description="What the security check asks of the customer, in their language (never a score, a signal or a rule)")
 
 
 class VerificationOut(BaseModel):
@@ -89,8 +87,20 @@ class TimelineEntryOut(BaseModel):
     status: str
     event_type: str
     actor: str
-    detail: str | None
+    detail: str = Field(description="What happened, in the customer's language")
     at: datetime
+
+
+class FollowUpAction(BaseModel):
+    label: str
+    href: str = Field(description="What the app opens, e.g. `tel:4000009555`")
+
+
+class FollowUpOut(BaseModel):
+    code: str
+    title: str
+    body: str
+    action: FollowUpAction | None
 
 
 class UnbindRequestOut(BaseModel):
@@ -107,10 +117,11 @@ class UnbindRequestOut(BaseModel):
     expires_at: datetime
     risk: RiskOut | None
     verification: VerificationOut | None
-    outcome_reason: str | None
+    outcome_code: str | None = Field(description="Why the request was declined, as a code for the app: `risk_denied`, `review_denied`, `verification_failed:<why>`")
+    outcome_reason: str | None = Field(description="The same in the customer's language")
     appeal_message: str | None = Field(description="The customer's appeal, numbers masked (the owner and ops only; never on the event stream)")
     appealed_at: datetime | None
-    follow_up: list[str]
+    follow_up: list[FollowUpOut] = Field(description="What to do after unbinding, naming the lender and its hotline")
     timeline: list[TimelineEntryOut]
 
 
@@ -136,18 +147,22 @@ class AppealIn(BaseModel):
     message: FreeText = Field(min_length=1, max_length=1000, description="Why the rejection is wrong")
 
 
+class LenderOut(BaseModel):
+    id: str = Field(description="What `POST /v1/bindings` and the events name the lender by")
+    name: str = Field(description="Its name, in the answer's language")
+    hotline: str = Field(description="Its customer-service hotline")
+
+
+class LenderList(BaseModel):
+    items: list[LenderOut]
+
+
 class RepaymentAccountIn(BaseModel):
     """A repayment account to bind, or to switch a binding to."""
 
     model_config = ConfigDict(extra="forbid")
 
-    lender: str = Field(
-        min_length=1,
-        max_length=128,
-        description="The lender holding the account: its id or one of its names in the directory (" + ", ".join(
-            f"`{lender.id}`: " + " / ".join(lender.names.values()) for lender in LENDERS.values()
-        ) + ")",
-    )
+    lender: FreeText = Field(min_length=1, max_length=128, description="A lender of `GET /v1/lenders`: its id, or its name in either language")
     account_number: str = Field(
         min_length=12,
         max_length=40,
@@ -158,19 +173,6 @@ class RepaymentAccountIn(BaseModel):
     @classmethod
     def _normalised(cls, value: str) -> str:
         return normalise_account_number(value)
-
-    @field_validator("lender")
-    @classmethod
-    def _in_the_directory(cls, value: str) -> str:
-        if find_lender(value) is None:
-            raise ValueError("is not a lender of the directory: " + ", ".join(lender.names["en"] for lender in LENDERS.values()))
-        return value.strip()
-
-    @property
-    def lender_id(self) -> str:
-        lender = find_lender(self.lender)
-        assert lender is not None, "validated above"
-        return lender.id
 
 
 class BindingIn(RepaymentAccountIn):

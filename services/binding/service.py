@@ -47,6 +47,7 @@ from services.binding.models import (
     Binding,
     BindingStatus,
     CreditAccount,
+    CustomerLocale,
     Instalment,
     LenderCallback,
     Mandate,
@@ -65,10 +66,14 @@ from services.binding.schemas import (
     BindingOut,
     BlockerOut,
     CreditAccountOut,
+    FollowUpAction,
+    FollowUpOut,
     ImpactOut,
     InstalmentOut,
     LenderCallbackIn,
     LenderCallbackOut,
+    LenderList,
+    LenderOut,
     MandateOut,
     PauseRequestIn,
     RepaymentAccountIn,
@@ -113,7 +118,8 @@ from shared.events import (
     VerificationRequested,
     Verified,
 )
-from shared.lenders import LENDER_HEADER, SIGNATURE_HEADER, callback_signature_valid
+from shared.i18n import DEFAULT_LOCALE, join, money
+from shared.lenders import LENDER_HEADER, LENDERS, SIGNATURE_HEADER, Lender, callback_signature_valid, find_lender
 from shared.logging import redact
 from shared.masking import mask_account_number
 from shared.pagination import decode_cursor, encode_cursor
@@ -128,11 +134,15 @@ DUE_SOON_DAYS = 3
 LIMIT_UPLIFT_CAP = 20_000
 # Bindings a customer may have waiting for their SMS code at once.
 MAX_PENDING_BINDINGS = 3
-FOLLOW_UP_AFTER_UNBIND = [
-    "check_repayment_status_at_lender",
-    "ask_lender_to_adjust_repayment_plan_if_needed",
-    "appeal_from_the_request_page_if_you_disagree",
-]
+# What to do after unbinding, pausing the auto-debit or switching the account (texts `follow_up.<code>.*`,
+# naming the lender and its hotline).
+FOLLOW_UP_AFTER_UNBIND = ["check_repayment", "repay_on_time", "adjust_plan"]
+FOLLOW_UP_AFTER_PAUSE = ["repay_during_pause"]
+FOLLOW_UP_AFTER_SWITCH = ["until_new_auto_debit"]
+# Follow-ups the customer does alone: no call to the lender offered.
+SELF_SERVICE = frozenset({"repay_on_time", "repay_during_pause"})
+# The audit reason of VerificationRequested names the methods after this (the timeline words them).
+METHODS_NOTE = "methods: "
 # Blockers the customer may accept by naming them in `acknowledged`; the others always refuse.
 ACKNOWLEDGEABLE = frozenset({"INSTALMENT_DUE_SOON"})
 # The blockers of a binding with an open request (an unbind; a pause or a switch).
@@ -158,8 +168,22 @@ def _new_id() -> str:
 # --- bindings ------------------------------------------------------------------------------
 
 
+def lender_of(repayment: RepaymentAccount) -> Lender | None:
+    """The account's lender in the directory; None for a name typed before there was one."""
+    return LENDERS.get(repayment.lender_id) if repayment.lender_id else None
+
+
+def lender_name(repayment: RepaymentAccount, locale: str) -> str:
+    lender = lender_of(repayment)
+    return lender.name(locale) if lender else repayment.lender
+
+
+def list_lenders(locale: str) -> LenderList:
+    return LenderList(items=[LenderOut(id=lender.id, name=lender.name(locale), hotline=lender.hotline) for lender in LENDERS.values()])
+
+
 def binding_out(
-    binding: Binding, repayment: RepaymentAccount, credit: CreditAccount, auto_debit: bool, mandate_status: str | None, resumes_at: datetime | None = None
+    binding: Binding, repayment: RepaymentAccount, credit: CreditAccount, *, auto_debit: bool, mandate_status: str | None, locale: str, resumes_at: datetime | None = None
 ) -> BindingOut:
     return BindingOut(
         id=binding.id,
@@ -170,15 +194,15 @@ def binding_out(
         verification_id=binding.verification_id if binding.status == BindingStatus.PENDING else None,
         credit_limit_contribution=binding.credit_limit_contribution,
         credit_account=CreditAccountOut(id=credit.id, credit_limit=credit.credit_limit),
-        repayment_account=repayment_account_out(repayment),
+        repayment_account=repayment_account_out(repayment, locale),
         created_at=binding.created_at,
     )
 
 
-def repayment_account_out(repayment: RepaymentAccount) -> RepaymentAccountOut:
+def repayment_account_out(repayment: RepaymentAccount, locale: str) -> RepaymentAccountOut:
     return RepaymentAccountOut(
         id=repayment.id,
-        lender=repayment.lender,
+        lender=lender_name(repayment, locale),
         lender_id=repayment.lender_id,
         account_number=mask_account_number(repayment.account_number),
         monthly_instalment=repayment.monthly_instalment,
@@ -186,14 +210,17 @@ def repayment_account_out(repayment: RepaymentAccount) -> RepaymentAccountOut:
     )
 
 
-async def list_bindings(uow: UnitOfWork, principal: Principal) -> BindingList:
+async def list_bindings(uow: UnitOfWork, principal: Principal, locale: str) -> BindingList:
     views = await repository.list_bindings(uow.session, principal.subject)
     ids = [view[0].id for view in views]
     with_auto_debit = await repository.auto_debit_on(uow.session, ids)
     mandates = await repository.latest_mandate_status(uow.session, ids)
     paused = await repository.paused_until(uow.session, ids)
     return BindingList(
-        items=[binding_out(*view, auto_debit=view[0].id in with_auto_debit, mandate_status=mandates.get(view[0].id), resumes_at=paused.get(view[0].id)) for view in views]
+        items=[
+            binding_out(*view, auto_debit=view[0].id in with_auto_debit, mandate_status=mandates.get(view[0].id), locale=locale, resumes_at=paused.get(view[0].id))
+            for view in views
+        ]
     )
 
 
@@ -205,15 +232,16 @@ async def _owned_view(uow: UnitOfWork, principal: Principal, binding_id: str) ->
     return view
 
 
-async def get_binding(uow: UnitOfWork, principal: Principal, binding_id: str) -> BindingOut:
-    return await _binding_out(uow, *(await _owned_view(uow, principal, binding_id)))
+async def get_binding(uow: UnitOfWork, principal: Principal, binding_id: str, locale: str) -> BindingOut:
+    return await _binding_out(uow, *(await _owned_view(uow, principal, binding_id)), locale=locale)
 
 
-async def _binding_out(uow: UnitOfWork, binding: Binding, repayment: RepaymentAccount, credit: CreditAccount) -> BindingOut:
+async def _binding_out(uow: UnitOfWork, binding: Binding, repayment: RepaymentAccount, credit: CreditAccount, *, locale: str) -> BindingOut:
     session = uow.session
     auto_debit = bool(await repository.active_mandates(session, binding.id))
     mandate_status = (await repository.latest_mandate_status(session, [binding.id])).get(binding.id)
-    return binding_out(binding, repayment, credit, auto_debit, mandate_status, (await repository.paused_until(session, [binding.id])).get(binding.id))
+    resumes_at = (await repository.paused_until(session, [binding.id])).get(binding.id)
+    return binding_out(binding, repayment, credit, auto_debit=auto_debit, mandate_status=mandate_status, locale=locale, resumes_at=resumes_at)
 
 
 def next_due_date(due_day: int, on: date) -> date:
@@ -229,12 +257,13 @@ def _already_bound() -> Problem:
     return conflict("already-bound", "This repayment account is already bound.")
 
 
-async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn) -> BindingOut:
-    """Ask to bind a repayment account (its number normalised and its lender found by the schema). The
+async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn, locale: str) -> BindingOut:
+    """Ask to bind a repayment account (its number normalised by the schema) at a lender of the directory. The
     binding is pending, holding the number, until the customer confirms the SMS code verification sends
     for it; its auto-debit mandate waits for the lender after that. Nothing about the credit limit
     changes yet. Emits BindingRequested."""
     session = uow.session
+    lender = _lender_of(body)
     # Locked: a customer's bindings are created one at a time, so the pending count below holds under races.
     credit = await repository.credit_account_of(session, principal.subject, for_update=True)
     if credit is None:
@@ -244,7 +273,7 @@ async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn)
     # Each asks for an SMS code: a stolen token must not turn into a stream of them.
     if await repository.count_pending_bindings(session, principal.subject) >= MAX_PENDING_BINDINGS:
         raise conflict("too-many-pending-bindings", f"{MAX_PENDING_BINDINGS} bindings already wait for their SMS code: confirm one, or wait until they lapse.")
-    repayment = await _hold_account(uow, principal.subject, body, monthly_instalment=body.monthly_instalment, due_day=body.due_day)
+    repayment = await _hold_account(uow, principal.subject, lender, body, monthly_instalment=body.monthly_instalment, due_day=body.due_day)
     binding = Binding(
         id=f"b-{uuid.uuid4().hex[:12]}",
         user_id=principal.subject,
@@ -264,23 +293,23 @@ async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn)
         BindingRequested(
             **_about_binding(binding),
             verification_id=binding.verification_id,
-            lender=body.lender_id,
+            lender=lender.id,
             account_last4=body.account_number[-4:],
             monthly_instalment=body.monthly_instalment,
             auto_debit=body.auto_debit,
         )
     )
-    return binding_out(binding, repayment, credit, False, MandateStatus.PENDING if body.auto_debit else None)
+    return binding_out(binding, repayment, credit, auto_debit=False, mandate_status=MandateStatus.PENDING if body.auto_debit else None, locale=locale)
 
 
-async def _hold_account(uow: UnitOfWork, user_id: str, body: RepaymentAccountIn, *, monthly_instalment: int, due_day: int) -> RepaymentAccount:
-    """A new repayment account, holding its number (a bind request's, or a switch's): 409 if it was
-    bound by someone since the caller checked (the unique index on held numbers decides)."""
+async def _hold_account(uow: UnitOfWork, user_id: str, lender: Lender, body: RepaymentAccountIn, *, monthly_instalment: int, due_day: int) -> RepaymentAccount:
+    """A new repayment account at `lender`, holding its number (a bind request's, or a switch's): 409
+    if it was bound by someone since the caller checked (the unique index on held numbers decides)."""
     repayment = RepaymentAccount(
         id=_new_id(),
         user_id=user_id,
-        lender=body.lender,
-        lender_id=body.lender_id,
+        lender=lender.names["en"],
+        lender_id=lender.id,
         account_number=body.account_number,
         monthly_instalment=monthly_instalment,
         due_day=due_day,
@@ -291,6 +320,14 @@ async def _hold_account(uow: UnitOfWork, user_id: str, body: RepaymentAccountIn,
     except IntegrityError as exc:
         raise _already_bound() from exc
     return repayment
+
+
+def _lender_of(body: RepaymentAccountIn) -> Lender:
+    """The lender of the directory the body names, or 422."""
+    lender = find_lender(body.lender)
+    if lender is None:
+        raise Problem(422, "unknown-lender", "Unknown lender", "`lender` must be an id or a name of `GET /v1/lenders`.", lenders=list(LENDERS))
+    return lender
 
 
 def _first_instalment(uow: UnitOfWork, repayment: RepaymentAccount) -> None:
@@ -314,7 +351,9 @@ def _key_reused() -> Problem:
     return Problem(422, "idempotency-key-reused", "Idempotency-Key reused", "This Idempotency-Key was used for a different request.")
 
 
-async def repay_current_instalment(uow: UnitOfWork, principal: Principal, binding_id: str, body: RepaymentIn, idempotency_key: str) -> tuple[InstalmentOut, bool]:
+async def repay_current_instalment(
+    uow: UnitOfWork, principal: Principal, binding_id: str, body: RepaymentIn, idempotency_key: str, locale: str
+) -> tuple[InstalmentOut, bool]:
     """Repay the oldest unpaid instalment by hand; returns (instalment, paid now). The same
     Idempotency-Key with the same request returns the instalment it paid instead of paying another;
     with another request (amount, binding) it is refused."""
@@ -333,7 +372,10 @@ async def repay_current_instalment(uow: UnitOfWork, principal: Principal, bindin
         raise conflict("nothing-due", "No instalment is waiting to be paid.")
     instalment = unpaid[0]
     if body.amount != instalment.amount:
-        raise Problem(422, "amount-mismatch", "Amount does not match", f"The instalment for {instalment.period} is {instalment.amount} CNY.", amount_due=instalment.amount)
+        raise Problem(
+            422, "amount-mismatch", "Amount does not match", f"The instalment for {instalment.period} is {instalment.amount} CNY.",
+            amount_due=instalment.amount, words={"amount_due": money(instalment.amount, locale)},
+        )  # fmt: skip
     instalment.paid_at = utcnow()
     instalment.paid_by = "manual"
     instalment.payment_key = idempotency_key
@@ -372,9 +414,9 @@ async def assess_impact(uow: UnitOfWork, binding: Binding, repayment: RepaymentA
 
     blockers: list[tuple[str, dict[str, object]]] = []
     if overdue:
-        blockers.append(("OVERDUE", {"amount": overdue[0].amount, "due_date": overdue[0].due_date.isoformat()}))
+        blockers.append(("OVERDUE", {"amount": money(overdue[0].amount, locale), "due_date": texts.day(overdue[0].due_date, locale)}))
     if auto_debit and current is not None and current.paid_at is None and on <= current.due_date <= on + timedelta(days=DUE_SOON_DAYS):
-        blockers.append(("INSTALMENT_DUE_SOON", {"amount": current.amount, "due_date": current.due_date.isoformat()}))
+        blockers.append(("INSTALMENT_DUE_SOON", {"amount": money(current.amount, locale), "due_date": texts.day(current.due_date, locale)}))
     open_request = await repository.open_request_for_binding(session, binding.id)
     busy = open_request is not None or binding.status in (BindingStatus.UNBINDING, BindingStatus.CHANGING)
     if busy:
@@ -401,13 +443,17 @@ async def assess_impact(uow: UnitOfWork, binding: Binding, repayment: RepaymentA
         credit_record_effect=effect,
         current_instalment=instalment_out(current, on) if current else None,
         auto_debit=auto_debit,
-        benefits_lost=[BenefitOut(code=b.code, description=texts.text(f"benefit.{b.code}", locale, value=b.value)) for b in lost],
+        benefits_lost=[BenefitOut(code=b.code, description=_benefit(b, locale)) for b in lost],
         credit_limit_before=credit.credit_limit,
         credit_limit_after=limit_after,
         blockers=[BlockerOut(code=code, message=texts.text(f"blocker.{code}", locale, **values), acknowledgeable=code in ACKNOWLEDGEABLE) for code, values in blockers],
         alternatives=await _alternatives(uow, binding, repayment, credit, lost, busy=busy, auto_debit=auto_debit, locale=locale),
         impact_hash=hashlib.sha256(orjson.dumps(facts, option=orjson.OPT_SORT_KEYS)).hexdigest(),
     )
+
+
+def _benefit(benefit: Benefit, locale: str) -> str:
+    return texts.text(f"benefit.{benefit.code}", locale, value=benefit.value, amount=money(benefit.value, locale))
 
 
 async def _alternatives(
@@ -419,21 +465,21 @@ async def _alternatives(
         return []
     keeps = [
         texts.text("alternative.keeps.binding", locale),
-        *(texts.text(f"benefit.{benefit.code}", locale, value=benefit.value) for benefit in kept),
-        texts.text("alternative.keeps.limit", locale, credit_limit=credit.credit_limit),
+        *(_benefit(benefit, locale) for benefit in kept),
+        texts.text("alternative.keeps.limit", locale, amount=money(credit.credit_limit, locale)),
     ]
     paused = (await repository.paused_until(uow.session, [binding.id])).get(binding.id)
     unavailable: dict[RequestKind, str | None] = {RequestKind.PAUSE: None, RequestKind.SWITCH: None}
     if busy:
         unavailable = dict.fromkeys(unavailable, texts.text("alternative.unavailable.in_progress", locale))
     elif paused is not None:
-        unavailable[RequestKind.PAUSE] = texts.text("alternative.unavailable.paused", locale, resumes_on=paused.astimezone(SHANGHAI).date().isoformat())
+        unavailable[RequestKind.PAUSE] = texts.text("alternative.unavailable.paused", locale, resumes_on=texts.day(paused.astimezone(SHANGHAI).date(), locale))
     elif not auto_debit:
         unavailable[RequestKind.PAUSE] = texts.text("alternative.unavailable.no_auto_debit", locale)
     loses = {
         RequestKind.PAUSE: [texts.text("alternative.pause.loses", locale)],
         RequestKind.SWITCH: [
-            texts.text("alternative.switch.loses.old_mandate", locale, account_last4=repayment.account_number[-4:]),
+            texts.text("alternative.switch.loses.old_mandate", locale, last4=repayment.account_number[-4:]),
             texts.text("alternative.switch.loses.lender", locale),
         ],
     }
@@ -464,7 +510,7 @@ async def account_report(uow: UnitOfWork, principal: Principal, binding_id: str,
         generated_at=utcnow(),
         locale=locale,
         user_id=binding.user_id,
-        binding=await _binding_out(uow, binding, repayment, credit),
+        binding=await _binding_out(uow, binding, repayment, credit, locale=locale),
         mandates=[MandateOut.model_validate(mandate, from_attributes=True) for mandate in await repository.mandates(uow.session, binding.id)],
         instalments=[instalment_out(instalment, on) for instalment in await repository.instalments(uow.session, repayment.id)],
         impact=impact,
@@ -485,7 +531,8 @@ async def open_request(
     body: AnyRequestIn,
     idempotency_key: str,
     channel: str,
-    client_ip: str | None = None,
+    client_ip: str | None,
+    locale: str,
 ) -> tuple[UnbindRequestOut, bool]:
     """Open a request on a binding: an unbind, or one of its gentler alternatives (a pause of the
     auto-debit, a switch of the repayment account), whose kind the body says. Each goes through
@@ -494,7 +541,7 @@ async def open_request(
     another body it is refused."""
     session = uow.session
     fingerprint = _fingerprint(binding_id, body)
-    if (existing := await _replay(uow, principal, idempotency_key, fingerprint)) is not None:
+    if (existing := await _replay(uow, principal, idempotency_key, fingerprint, locale)) is not None:
         return existing, False
 
     view = await repository.get_binding_view(session, binding_id)
@@ -505,10 +552,10 @@ async def open_request(
         raise conflict("binding-unbound", "This binding is already unbound.")
     if binding.status in (BindingStatus.PENDING, BindingStatus.FAILED):
         raise conflict("binding-not-bound", "This account was never bound: its SMS code was not confirmed.", binding_status=binding.status)
-    impact = await assess_impact(uow, binding, repayment, credit, texts.DEFAULT_LOCALE)
+    impact = await assess_impact(uow, binding, repayment, credit, DEFAULT_LOCALE)
     codes = {blocker.code for blocker in impact.blockers}
     if codes & IN_PROGRESS:
-        return await _in_progress(uow, principal, binding_id, idempotency_key, fingerprint), False
+        return await _in_progress(uow, principal, binding_id, idempotency_key, fingerprint, locale), False
     if "OVERDUE" in codes:
         raise conflict("overdue", "An instalment is overdue: settle it before unbinding, pausing the auto-debit or switching the account.", blockers=["OVERDUE"])
     if missing := sorted(codes & ACKNOWLEDGEABLE - set(body.acknowledged)):
@@ -517,9 +564,9 @@ async def open_request(
         raise conflict("impact-changed", "The impact changed since it was shown; review it again.", impact_hash=impact.impact_hash)
     kind = REQUEST_KINDS[type(body)]
     if isinstance(body, PauseRequestIn):
-        await _check_pause(uow, binding)
+        await _check_pause(uow, binding, locale)
     if not await repository.claim_binding(session, binding_id, BindingStatus.UNBINDING if kind == RequestKind.UNBIND else BindingStatus.CHANGING):
-        return await _in_progress(uow, principal, binding_id, idempotency_key, fingerprint), False
+        return await _in_progress(uow, principal, binding_id, idempotency_key, fingerprint, locale), False
     # Held once the binding is claimed: a replay answered above must not hold a number too.
     new_account = await _hold_new_account(uow, repayment, body) if isinstance(body, SwitchRequestIn) else None
 
@@ -559,13 +606,15 @@ async def open_request(
             new_account_last4=new_account.account_number[-4:] if new_account else None,
             reason=request.reason,
             impact_hash=request.impact_hash,
+            lender=repayment.lender_id,
+            account_last4=repayment.account_number[-4:],
             device_id=body.device_id,
             channel=channel,
             acknowledged=accepted_blockers,
             client_ip=client_ip,
         )
     )
-    return await request_out(uow, request), True
+    return await request_out(uow, request, locale), True
 
 
 def _asked(request: UnbindRequest, new_account: RepaymentAccount | None) -> str:
@@ -577,10 +626,12 @@ def _asked(request: UnbindRequest, new_account: RepaymentAccount | None) -> str:
     return "unbind"
 
 
-async def _check_pause(uow: UnitOfWork, binding: Binding) -> None:
+async def _check_pause(uow: UnitOfWork, binding: Binding, locale: str) -> None:
     """A pause needs an auto-debit that runs: not one already paused, nor none at all."""
     if paused := await repository.suspended_mandates(uow.session, binding.id):
-        raise conflict("auto-debit-paused", "The auto-debit of this binding is already paused.", resumes_at=paused[0].resumes_at)
+        resumes_at = paused[0].resumes_at
+        resumes_on = texts.day(resumes_at.astimezone(SHANGHAI).date(), locale) if resumes_at else ""
+        raise conflict("auto-debit-paused", "The auto-debit of this binding is already paused.", resumes_at=resumes_at, words={"resumes_on": resumes_on})
     if not await repository.active_mandates(uow.session, binding.id):
         raise conflict("no-auto-debit", "This binding has no auto-debit running: there is nothing to pause.")
 
@@ -588,29 +639,31 @@ async def _check_pause(uow: UnitOfWork, binding: Binding) -> None:
 async def _hold_new_account(uow: UnitOfWork, current: RepaymentAccount, body: SwitchRequestIn) -> RepaymentAccount:
     """The account a switch moves to, holding its number while the request is open (as a bind
     request does): not the current one (422), nor one bound already, by anyone (409)."""
+    lender = _lender_of(body)
     if body.account_number == current.account_number:
         raise Problem(422, "same-account", "Same account", "This is the account the binding already uses: name another one to switch to.")
     if await repository.account_number_held(uow.session, body.account_number):
         raise _already_bound()
-    return await _hold_account(uow, current.user_id, body, monthly_instalment=body.monthly_instalment or current.monthly_instalment, due_day=body.due_day or current.due_day)
+    instalment, due_day = body.monthly_instalment or current.monthly_instalment, body.due_day or current.due_day
+    return await _hold_account(uow, current.user_id, lender, body, monthly_instalment=instalment, due_day=due_day)
 
 
-async def _in_progress(uow: UnitOfWork, principal: Principal, binding_id: str, key: str, fingerprint: str) -> UnbindRequestOut:
+async def _in_progress(uow: UnitOfWork, principal: Principal, binding_id: str, key: str, fingerprint: str, locale: str) -> UnbindRequestOut:
     """The binding has an open request: if a concurrent call with this same key opened it, answer
     as its replay; otherwise refuse with 409."""
-    if (existing := await _replay(uow, principal, key, fingerprint)) is not None:
+    if (existing := await _replay(uow, principal, key, fingerprint, locale)) is not None:
         return existing
     open_request = await repository.open_request_for_binding(uow.session, binding_id)
     raise conflict("unbind-in-progress", "A request on this binding (an unbind, a pause or a switch) is already open.", request_id=open_request.id if open_request else None)
 
 
-async def _replay(uow: UnitOfWork, principal: Principal, key: str, fingerprint: str) -> UnbindRequestOut | None:
+async def _replay(uow: UnitOfWork, principal: Principal, key: str, fingerprint: str, locale: str) -> UnbindRequestOut | None:
     existing = await repository.get_request_by_idempotency_key(uow.session, principal.subject, key)
     if existing is None:
         return None
     if existing.request_fingerprint != fingerprint:
         raise _key_reused()
-    return await request_out(uow, existing)
+    return await request_out(uow, existing, locale)
 
 
 async def _visible_request(uow: UnitOfWork, principal: Principal, request_id: str, *, for_update: bool = False) -> UnbindRequest:
@@ -627,11 +680,13 @@ async def _own_request(uow: UnitOfWork, principal: Principal, request_id: str) -
     return request
 
 
-async def get_request(uow: UnitOfWork, principal: Principal, request_id: str) -> UnbindRequestOut:
-    return await request_out(uow, await _visible_request(uow, principal, request_id))
+async def get_request(uow: UnitOfWork, principal: Principal, request_id: str, locale: str) -> UnbindRequestOut:
+    return await request_out(uow, await _visible_request(uow, principal, request_id), locale)
 
 
-async def request_out(uow: UnitOfWork, request: UnbindRequest) -> UnbindRequestOut:
+async def request_out(uow: UnitOfWork, request: UnbindRequest, locale: str) -> UnbindRequestOut:
+    """The request as its owner reads it, in `locale`: what the security check asks (never the score,
+    a signal or a rule), what happened, why it was declined, what to do next."""
     entries = await repository.audit_entries(uow.session, request.id)
     new_account = await uow.session.get(RepaymentAccount, request.new_repayment_account_id) if request.new_repayment_account_id else None
     return UnbindRequestOut(
@@ -640,37 +695,88 @@ async def request_out(uow: UnitOfWork, request: UnbindRequest) -> UnbindRequestO
         kind=request.kind,
         status=request.status,
         pause_months=request.pause_months,
-        new_repayment_account=repayment_account_out(new_account) if new_account else None,
+        new_repayment_account=repayment_account_out(new_account, locale) if new_account else None,
         reason=request.reason,
         note=request.note,
         created_at=request.created_at,
         updated_at=request.updated_at,
         expires_at=request.expires_at,
-        risk=RiskOut(decision=request.risk_decision, reasons=[reason["detail"] for reason in request.risk_reasons or []]) if request.risk_decision else None,
+        risk=RiskOut(summary=texts.text(f"risk.{request.risk_decision}", locale)) if request.risk_decision else None,
         verification=VerificationOut(id=request.verification_id, methods=request.verification_methods or [], expires_at=request.verification_expires_at)
         if request.verification_id
         else None,
-        outcome_reason=request.outcome_reason,
+        outcome_code=request.outcome_reason,
+        outcome_reason=_outcome(request.outcome_reason, locale) if request.outcome_reason else None,
         # Masked like every number in a response: the customer may have typed a phone or account number.
         appeal_message=redact(request.appeal_message) if request.appeal_message else None,
         appealed_at=request.appealed_at,
-        follow_up=request.follow_up or [],
-        timeline=[TimelineEntryOut(status=e.to_status, event_type=e.action, actor=e.actor, detail=e.reason, at=e.at) for e in entries],
+        follow_up=await _follow_up(uow, request, locale),
+        timeline=[TimelineEntryOut(status=e.to_status, event_type=e.action, actor=e.actor, detail=_timeline_detail(e, locale, request.kind), at=e.at) for e in entries],
     )
 
 
-async def audit_trail(uow: UnitOfWork, principal: Principal, request_id: str) -> list[AuditEntryOut]:
+def _outcome(code: str, locale: str) -> str:
+    """Why a request was declined: `verification_failed:expired` in words, or its kind when that part has none."""
+    kind, _, detail = code.partition(":")
+    return texts.text(f"outcome.{kind}.{detail}" if f"outcome.{kind}.{detail}" in texts.TEXTS else f"outcome.{kind}", locale)
+
+
+def _timeline_detail(entry: AuditEntry | AuditEntryOut, locale: str, kind: str) -> str:
+    """What a step of a request of `kind` did, in words (a step's own words for a pause or a switch, where it has them)."""
+    if entry.action == "RiskAssessed":
+        return texts.text(f"timeline.RiskAssessed.{entry.to_status}", locale)
+    if entry.action == "VerificationRequested":
+        methods = (entry.reason or "").removeprefix(METHODS_NOTE).split(", ")
+        return texts.text("timeline.VerificationRequested", locale, methods=join([texts.text(f"method.{method}", locale) for method in methods], locale))
+    if entry.action == "UnbindRejected":
+        return texts.text("timeline.UnbindRejected", locale, outcome=_outcome(entry.reason or "", locale))
+    key = f"timeline.{entry.action}.{kind}"
+    return texts.text(key if key in texts.TEXTS else f"timeline.{entry.action}", locale)
+
+
+async def _follow_up(uow: UnitOfWork, request: UnbindRequest, locale: str) -> list[FollowUpOut]:
+    if not request.follow_up:
+        return []
+    view = await repository.get_binding_view(uow.session, request.binding_id)
+    assert view is not None, "a request always has its binding"
+    repayment = view[1]
+    lender = lender_of(repayment)
+    words = {"lender": lender_name(repayment, locale), "hotline": lender.hotline if lender else ""}
+    action = FollowUpAction(label=texts.text("follow_up.call", locale, **words), href="tel:" + words["hotline"].replace("-", "")) if lender else None
+    items = []
+    for code in request.follow_up:
+        body = f"follow_up.{code}.body" if lender or f"follow_up.{code}.body.no_hotline" not in texts.TEXTS else f"follow_up.{code}.body.no_hotline"
+        items.append(
+            FollowUpOut(
+                code=code,
+                title=texts.text(f"follow_up.{code}.title", locale),
+                body=texts.text(body, locale, **words),
+                action=action if code not in SELF_SERVICE else None,
+            )
+        )
+    return items
+
+
+async def audit_trail(uow: UnitOfWork, principal: Principal, request_id: str, locale: str) -> list[AuditEntryOut]:
+    """Every transition. Ops read what was recorded (scores, codes, who decided); the customer reads
+    each reason in words, and a member of staff as `ops`."""
     request = await _visible_request(uow, principal, request_id)
-    return [AuditEntryOut.model_validate(entry, from_attributes=True) for entry in await repository.audit_entries(uow.session, request.id)]
+    entries = [AuditEntryOut.model_validate(entry, from_attributes=True) for entry in await repository.audit_entries(uow.session, request.id)]
+    if principal.has_role("ops"):
+        return entries
+    return [
+        entry.model_copy(update={"reason": _timeline_detail(entry, locale, request.kind), "actor": ActorType.OPS if entry.actor_type == ActorType.OPS else entry.actor})
+        for entry in entries
+    ]
 
 
-async def cancel(uow: UnitOfWork, principal: Principal, request_id: str) -> UnbindRequestOut:
+async def cancel(uow: UnitOfWork, principal: Principal, request_id: str, locale: str) -> UnbindRequestOut:
     request = await _own_request(uow, principal, request_id)
     if request.status not in OPEN_REQUEST_STATUSES:
         raise conflict("not-open", f"The request is {request.status}; only an open request can be cancelled.", request_status=request.status)
     await _end(uow, request, RequestStatus.CANCELLED, "UnbindCancelled", principal.subject, ActorType.CUSTOMER, "cancelled by the customer")
     uow.emit(UnbindCancelled(**_about(request)))
-    return await request_out(uow, request)
+    return await request_out(uow, request, locale)
 
 
 async def expire_overdue(uow: UnitOfWork, *, limit: int = 100) -> int:
@@ -682,7 +788,7 @@ async def expire_overdue(uow: UnitOfWork, *, limit: int = 100) -> int:
     return len(expired)
 
 
-async def appeal(uow: UnitOfWork, settings: BindingSettings, principal: Principal, request_id: str, message: str) -> UnbindRequestOut:
+async def appeal(uow: UnitOfWork, settings: BindingSettings, principal: Principal, request_id: str, message: str, locale: str) -> UnbindRequestOut:
     request = await _own_request(uow, principal, request_id)
     if request.status != RequestStatus.REJECTED:
         raise conflict("not-rejected", "Only a rejected request can be appealed.", request_status=request.status)
@@ -703,14 +809,17 @@ async def appeal(uow: UnitOfWork, settings: BindingSettings, principal: Principa
     _transition(uow, request, RequestStatus.UNDER_REVIEW, "UnbindAppealed", principal.subject, ActorType.CUSTOMER, "appealed by the customer")
     # The customer's words stay here, for them and ops (`appeal_message`); the event says only that they appealed.
     uow.emit(UnbindAppealed(**_about(request)))
-    return await request_out(uow, request)
+    return await request_out(uow, request, locale)
 
 
-async def search_requests(uow: UnitOfWork, *, status: str | None, user_id: str | None, since: datetime | None, cursor: str | None, limit: int) -> RequestPage:
+async def search_requests(
+    uow: UnitOfWork, *, status: str | None, user_id: str | None, since: datetime | None, cursor: str | None, limit: int, locale: str
+) -> RequestPage:
     after = decode_cursor(cursor) if cursor else None
     rows = await repository.search_requests(uow.session, status=status, user_id=user_id, since=since, after=after, limit=limit + 1)
     page: Sequence[UnbindRequest] = rows[:limit]
-    return RequestPage(items=[await request_out(uow, request) for request in page], next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None)
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    return RequestPage(items=[await request_out(uow, request, locale) for request in page], next_cursor=next_cursor)
 
 
 # --- events --------------------------------------------------------------------------------
@@ -752,7 +861,7 @@ async def record_verification_issued(uow: UnitOfWork, event: VerificationRequest
     request.verification_id = event.verification_id
     request.verification_methods = list(event.methods)
     request.verification_expires_at = event.expires_at
-    _audit(uow, request, request.status, "VerificationRequested", "verification", ActorType.SERVICE, "methods: " + ", ".join(event.methods))
+    _audit(uow, request, request.status, "VerificationRequested", "verification", ActorType.SERVICE, METHODS_NOTE + ", ".join(event.methods))
 
 
 async def complete_request(uow: UnitOfWork, event: Verified) -> None:
@@ -819,6 +928,7 @@ async def _pause(uow: UnitOfWork, request: UnbindRequest, binding: Binding) -> N
     resumes_on = add_months(today(), months)
     for mandate in mandates:
         mandate.status, mandate.resumes_at, mandate.paused_by = MandateStatus.SUSPENDED, datetime.combine(resumes_on, datetime.min.time(), SHANGHAI), request.id
+    request.follow_up = list(FOLLOW_UP_AFTER_PAUSE)
     _transition(uow, request, RequestStatus.COMPLETED, "AutoDebitPaused", "verification", ActorType.SERVICE, f"auto-debit paused until {resumes_on.isoformat()}")
     uow.emit(AutoDebitPaused(**_about(request), mandate_id=mandates[0].id, months=months, resumes_on=resumes_on))
 
@@ -854,6 +964,7 @@ async def _switch(uow: UnitOfWork, request: UnbindRequest, binding: Binding) -> 
     mandate = Mandate(id=_new_id(), binding_id=binding.id, kind="auto_debit", status=MandateStatus.PENDING, request_id=request.id)
     session.add(mandate)
     moved = f"{mask_account_number(old.account_number)} -> {mask_account_number(new.account_number)}"
+    request.follow_up = list(FOLLOW_UP_AFTER_SWITCH)
     _transition(uow, request, RequestStatus.COMPLETED, "RepaymentAccountSwitched", "verification", ActorType.SERVICE, f"{moved}; {cancelled} mandate(s) cancelled")
     assert new.lender_id is not None, "a switch names a lender of the directory"
     uow.emit(
@@ -903,7 +1014,7 @@ async def confirm_binding(uow: UnitOfWork, event: BindingVerified) -> None:
     binding.status = BindingStatus.ACTIVE
     mandates = await repository.open_mandates(uow.session, binding.id)
     last4 = repayment.account_number[-4:]
-    uow.emit(BindingCreated(**_about_binding(binding), account_last4=last4, monthly_instalment=repayment.monthly_instalment, auto_debit=bool(mandates)))
+    uow.emit(BindingCreated(**_about_binding(binding), lender=repayment.lender_id, account_last4=last4, monthly_instalment=repayment.monthly_instalment, auto_debit=bool(mandates)))
     for mandate in mandates:
         uow.emit(MandateRequested(**_about_mandate(binding, repayment, mandate), monthly_instalment=repayment.monthly_instalment, due_day=repayment.due_day))
 
@@ -1086,7 +1197,7 @@ async def seed_customers(uow: UnitOfWork, customers: Sequence[SyntheticCustomer]
             [
                 CreditAccount(id=f"ca-{suffix}", user_id=customer.user_id, credit_limit=30_000),
                 RepaymentAccount(
-                    id=f"ra-{suffix}", user_id=customer.user_id, lender="Example Bank", account_number=customer.account_number,
+                    id=f"ra-{suffix}", user_id=customer.user_id, lender="Example Bank", lender_id="example_bank", account_number=customer.account_number,
                     monthly_instalment=customer.monthly_instalment, due_day=due.day,
                 ),
             ]
@@ -1123,7 +1234,10 @@ async def seed_demo_data(uow: UnitOfWork) -> bool:
         uow.session.add_all(
             [
                 CreditAccount(id=f"ca-{suffix}", user_id=user_id, credit_limit=30_000),
-                RepaymentAccount(id=f"ra-{suffix}", user_id=user_id, lender="Example Bank", account_number=account_number, monthly_instalment=instalment, due_day=due.day),
+                RepaymentAccount(
+                    id=f"ra-{suffix}", user_id=user_id, lender="Example Bank", lender_id="example_bank", account_number=account_number,
+                    monthly_instalment=instalment, due_day=due.day,
+                ),
             ]
         )
         await uow.session.flush()
@@ -1157,4 +1271,6 @@ async def seed_demo_data(uow: UnitOfWork) -> bool:
                 Instalment(id=_new_id(), repayment_account_id=f"ra-{suffix}", period=due.strftime("%Y-%m"), amount=instalment, due_date=due),
             ]
         )
+    # Li Si reads English (as notification's seed has it); Zhang San, the default.
+    uow.session.add(CustomerLocale(user_id="u-lisi", locale="en", updated_at=utcnow()))
     return True

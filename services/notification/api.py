@@ -9,11 +9,12 @@ from fastapi import APIRouter, Depends, Path, Query
 from services.notification import service
 from services.notification.schemas import MessageAccepted, MessageIn, NotificationList, NotificationOut, PreferencesIn, PreferencesOut
 from services.notification.service import NotificationDeps
-from shared.app import RequestUnitOfWork, Runtime
+from shared.app import RequestUnitOfWork, Runtime, request_locale
 from shared.auth import Customer, Principal, require_service
 from shared.problems import problem_responses
 
-router = APIRouter(responses=problem_responses(401, 403, 422))
+# Problems are answered in the caller's language (Accept-Language, else their saved locale).
+router = APIRouter(responses=problem_responses(401, 403, 422), dependencies=[Depends(request_locale)])
 
 
 def _deps(runtime: Runtime) -> NotificationDeps:

@@ -13,8 +13,7 @@ from shared.settings import ServiceSettings
 class NotificationSettings(ServiceSettings):
     service_name = "notification"
     default_port = 8004
-    # Notification emits no event and calls no service: it holds no private key.
-    needs_signing_key: ClassVar[bool] = False
+    # It emits PreferencesChanged (the customer's language, for the services that answer them).
     required_secrets: ClassVar[tuple[str, ...]] = ("institution_webhook_secret",)
 
     database_url: str = Field("", validation_alias="UNBIND_NOTIFICATION_DATABASE_URL")
@@ -25,6 +24,9 @@ class NotificationSettings(ServiceSettings):
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_sender: str = "unbind@localhost"
+    # The sender's signature every SMS begins with, whatever its language, as carriers require: the
+    # brand the customer knows, in 【】.
+    sms_signature: str = Field("【unbind】", min_length=1, max_length=20)
     institution_webhook_url: str | None = None
     # HMAC key of the webhook to the lender, shared with the lender (who checks it).
     institution_webhook_secret: SecretStr | None = None

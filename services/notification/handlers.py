@@ -51,7 +51,7 @@ async def _follow(event: Event, uow: UnitOfWork) -> tuple[str, str | None]:
 
 async def _notify(kind: str, event: Event, uow: UnitOfWork, deps: NotificationDeps, **params: object) -> None:
     event_id, request_kind = await _follow(event, uow)
-    await service.plan(uow, deps.metrics, event_id, kind, event, service.event_params(event) | params, request_kind=request_kind)
+    await service.plan(uow, deps.metrics, event_id, kind, event, await service.facts_of(uow, event) | params, request_kind=request_kind)
 
 
 async def on_binding_requested(event: BindingRequested, uow: UnitOfWork, deps: NotificationDeps) -> None:

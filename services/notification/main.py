@@ -11,11 +11,12 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from services.notification import api, handlers, service
+from services.notification import api, handlers, repository, service
 from services.notification.config import NotificationSettings
 from services.notification.models import InboxEntry, OutboxMessage
-from services.notification.providers import HttpSmsGateway, InstitutionWebhook, JsonLinesProvider, Provider, SmsSinkProvider, SmtpEmail
+from services.notification.providers import HttpSmsGateway, InstitutionWebhook, JsonLinesProvider, Provider, SignedSms, SmsSinkProvider, SmtpEmail
 from services.notification.service import NotificationDeps, NotificationMetrics
+from services.notification.templates import PROBLEM_TEXTS
 from shared.app import ServiceRuntime, build_service_app
 from shared.bus import EventBus
 
@@ -61,7 +62,9 @@ def create_app(settings: NotificationSettings | None = None, *, bus: EventBus | 
     @asynccontextmanager
     async def resources(runtime: ServiceRuntime) -> AsyncIterator[NotificationDeps]:
         async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0)) as client:
-            yield NotificationDeps(settings=settings, providers=default_providers(settings, client) | (providers or {}), metrics=metrics)
+            channels = default_providers(settings, client) | (providers or {})
+            channels["sms"] = SignedSms(channels["sms"], settings.sms_signature)
+            yield NotificationDeps(settings=settings, providers=channels, metrics=metrics)
 
     return build_service_app(
         settings,
@@ -75,4 +78,6 @@ def create_app(settings: NotificationSettings | None = None, *, bus: EventBus | 
         workers=[dispatcher],
         bus=bus,
         registry=registry,
+        texts=PROBLEM_TEXTS,
+        saved_locale=repository.saved_locale,
     )

@@ -54,6 +54,10 @@ class KnownRequest(Base):
     # None for the requests already open when this table was created (their binding was not recorded).
     binding_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     user_id: Mapped[str] = mapped_column(String(64))
+    # The account, as every notice about the request names it: a lender code of shared.lenders and
+    # the last four digits (None for requests recorded before the events carried them).
+    lender: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    account_last4: Mapped[str | None] = mapped_column(String(4), nullable=True)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The latest event that moved the request on (its stage): a queued message about an earlier
     # stage is stale. None for the requests known before stages were recorded.
@@ -61,6 +65,18 @@ class KnownRequest(Base):
     # What the request asks: `unbind`, `pause` or `switch` (UnbindRequested `kind`), or `bind` (a bind
     # request): its messages say so (templates.Kind.variants).
     kind: Mapped[str] = mapped_column(String(16), default="unbind", server_default="unbind")
+
+
+class DeviceName(Base):
+    """The name a customer gave a device key, told by verification with the device's enrolment code
+    (a name is the customer's free text: it never travels on the event stream). Device notices name it."""
+
+    __tablename__ = "device_names"
+
+    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Notification(Base):

@@ -8,7 +8,7 @@ import asyncio
 import hashlib
 import hmac
 import smtplib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
@@ -61,6 +61,17 @@ class SmsSinkProvider:
     async def send(self, message: Outgoing) -> None:
         line = orjson.dumps({"to": message.recipient, "text": message.body, "at": utcnow().isoformat()}) + b"\n"
         await asyncio.to_thread(_append, self.path, line)
+
+
+@dataclass(frozen=True)
+class SignedSms:
+    """Every SMS, whatever sends it, begins with the sender's signature."""
+
+    gateway: Provider
+    signature: str
+
+    async def send(self, message: Outgoing) -> None:
+        await self.gateway.send(replace(message, body=self.signature + message.body))
 
 
 def _append(path: Path, line: bytes) -> None:

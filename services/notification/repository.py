@@ -15,6 +15,10 @@ async def get_contact(session: AsyncSession, user_id: str) -> Contact | None:
     return await session.get(Contact, user_id)
 
 
+async def saved_locale(session: AsyncSession, user_id: str) -> str | None:
+    return await session.scalar(select(Contact.locale).where(Contact.user_id == user_id))
+
+
 async def delivery_exists(session: AsyncSession, event_id: str, channel: str, recipient: str) -> bool:
     query = select(Delivery.id).where(Delivery.event_id == event_id, Delivery.channel == channel, Delivery.recipient == recipient)
     return await session.scalar(query) is not None

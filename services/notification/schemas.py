@@ -12,6 +12,17 @@ from services.notification.templates import CHANNELS, KINDS, LOCALES
 from shared.fields import FreeText
 
 
+class DeviceRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")
+    name: FreeText = Field(min_length=1, max_length=128, description="The name the customer gave it; kept, and used by every notice about the device")
+
+
+# The codes that are for a request (the others are for a device).
+REQUEST_CODES = frozenset({"otp_code", "binding_code"})
+
+
 class MessageIn(BaseModel):
     """A message another service asks to send. Only templates the caller may use are accepted."""
 
@@ -20,14 +31,20 @@ class MessageIn(BaseModel):
     message_id: str = Field(pattern=r"^[A-Za-z0-9:._-]{1,128}$", description="Idempotency key: a repeated id sends nothing new")
     user_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
     template: Literal["otp_code", "device_enrolment_code", "binding_code"]
-    # The unbind request an `otp_code` is for (and only then): its risk prompt is sent before the code.
-    request_id: str | None = Field(None, pattern=r"^[A-Za-z0-9-]{1,36}$")
     params: dict[str, FreeText] = Field(default_factory=dict, max_length=10)
+    request_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9-]{1,36}$",
+        description="The unbind or bind request a code is for: the SMS names its account, and an unbind request's risk prompt goes first",
+    )
+    device: DeviceRef | None = Field(None, description="The device a code enrols: the SMS names it")
 
     @model_validator(mode="after")
-    def _request_of_a_code(self) -> MessageIn:
-        if (self.template == "otp_code") != (self.request_id is not None):
-            raise ValueError("request_id names the unbind request of an otp_code, and only of one")
+    def _what_a_code_is_for(self) -> MessageIn:
+        if (self.template in REQUEST_CODES) != (self.request_id is not None):
+            raise ValueError("request_id names the request of an otp_code or binding_code, and only of one")
+        if self.device is not None and self.template != "device_enrolment_code":
+            raise ValueError("device names the device a device_enrolment_code enrols, and only that")
         return self
 
 

@@ -24,21 +24,24 @@ from prometheus_client import CollectorRegistry, Counter
 
 from services.notification import repository
 from services.notification.config import NotificationSettings
-from services.notification.models import Contact, Delivery, DeliveryStatus, KnownRequest, Notification
+from services.notification.models import Contact, Delivery, DeliveryStatus, DeviceName, KnownRequest, Notification
 from services.notification.providers import DeliveryError, Outgoing, Provider
 from services.notification.schemas import MessageAccepted, MessageIn, NotificationList, NotificationOut, PreferencesIn, PreferencesOut, QuietHours
-from services.notification.templates import DEFAULT_LOCALE, KINDS, SECURITY_KINDS, STAGE_KINDS, render
+from services.notification.templates import DEFAULT_LOCALE, KINDS, SECURITY_KINDS, STAGE_KINDS, AccountRef, render
 from shared.auth import Principal
 from shared.cloudevents import EventRejected
 from shared.db import utcnow
 from shared.events import (
     AutoDebitPaused,
     AutoDebitResumed,
+    BindingCreated,
     BindingEvent,
     BindingRequested,
     BiometricCounterRegressed,
     Event,
+    MandateEvent,
     MandateRequested,
+    PreferencesChanged,
     RepaymentAccountSwitched,
     UnbindCompleted,
     UnbindRequested,
@@ -50,6 +53,8 @@ from shared.population import SyntheticCustomer
 from shared.problems import Problem, not_found
 from shared.uow import UnitOfWork
 
+# Zhang San's demo phone, as verification seeds it.
+DEMO_PHONE_NAME = "张三的 iPhone"
 # A failed attempt that will be tried again (the delivery stays queued).
 RETRYING = "retrying"
 # The risk prompt: what a customer must read before the code of the request (`send_message`).
@@ -117,17 +122,17 @@ async def plan(
     event_id: str,
     kind: str,
     event: Event,
-    params: dict[str, Any],
+    facts: dict[str, Any],
     *,
     request_kind: str | None = None,
     not_before: datetime | None = None,
 ) -> int:
-    """Write the deliveries of one message (its text for a request of `request_kind`); returns how
-    many were new (a replay writes none)."""
+    """Write the deliveries of one message, in the customer's language (its words for a request of
+    `request_kind`); returns how many were new (a replay writes none)."""
     session = uow.session
     contact = await repository.get_contact(session, event.user_id)
-    locale = contact.locale if contact else DEFAULT_LOCALE
-    title, body = render(kind, locale, params, request_kind)
+    locale, timezone = (contact.locale, contact.timezone) if contact else (DEFAULT_LOCALE, "Asia/Shanghai")
+    title, body = render(kind, locale, facts, timezone, request_kind=request_kind)
     now = utcnow()
     due = not_before or now
     held = send_time(kind, contact, due)
@@ -169,8 +174,17 @@ def _to_inbox(uow: UnitOfWork, delivery: Delivery, now: datetime) -> None:
 
 async def remember_request(uow: UnitOfWork, event_id: str, event: UnbindRequested | BindingRequested) -> None:
     if await uow.session.get(KnownRequest, event.request_id) is None:
-        kind = str(event.kind) if isinstance(event, UnbindRequested) else "bind"
-        uow.session.add(KnownRequest(request_id=event.request_id, binding_id=event.binding_id, user_id=event.user_id, stage_event_id=event_id, kind=kind))
+        uow.session.add(
+            KnownRequest(
+                request_id=event.request_id,
+                binding_id=event.binding_id,
+                user_id=event.user_id,
+                stage_event_id=event_id,
+                lender=event.lender,
+                account_last4=event.account_last4,
+                kind=str(event.kind) if isinstance(event, UnbindRequested) else "bind",
+            )
+        )
 
 
 async def follow_request(uow: UnitOfWork, event_id: str, event: BindingEvent) -> KnownRequest:
@@ -231,11 +245,33 @@ async def notify_lender(uow: UnitOfWork, event_id: str, kind: str, event: Bindin
 
 async def schedule_reminder(uow: UnitOfWork, deps: NotificationDeps, event_id: str, event: UnbindCompleted) -> None:
     when = utcnow() + timedelta(seconds=deps.settings.reminder_delay_seconds)
-    await plan(uow, deps.metrics, f"{event_id}:reminder", "follow_up_reminder", event, {}, not_before=when)
+    await plan(uow, deps.metrics, f"{event_id}:reminder", "follow_up_reminder", event, await facts_of(uow, event), not_before=when)
 
 
-def event_params(event: Event) -> dict[str, Any]:
-    return event.model_dump(mode="json")
+async def facts_of(uow: UnitOfWork, event: Event) -> dict[str, Any]:
+    """What a message about `event` may say: the event's fields, the account it is about (lender and
+    last four digits: the event's own, or from the event that opened the request; a switch's new
+    account, and the one it left) and the name of the device it names."""
+    facts = event.model_dump(mode="json")
+    if isinstance(event, BindingCreated | MandateEvent | RepaymentAccountSwitched):
+        facts["account"] = AccountRef(event.lender, event.account_last4)
+    if isinstance(event, RepaymentAccountSwitched):
+        facts["previous_account"] = await _account_of(uow, event.request_id)
+    elif isinstance(event, BindingEvent) and "account" not in facts:
+        facts["account"] = await _account_of(uow, event.request_id)
+    if device_id := facts.get("device_id"):
+        facts["device"] = await _device_name(uow, device_id)
+    return facts
+
+
+async def _account_of(uow: UnitOfWork, request_id: str) -> AccountRef | None:
+    known = await uow.session.get(KnownRequest, request_id)
+    return AccountRef(known.lender, known.account_last4) if known else None
+
+
+async def _device_name(uow: UnitOfWork, device_id: str) -> str | None:
+    device = await uow.session.get(DeviceName, device_id)
+    return device.name if device else None
 
 
 # --- dispatching ---------------------------------------------------------------------------
@@ -336,10 +372,16 @@ async def send_message(uow: UnitOfWork, deps: NotificationDeps, message: Message
     masked = mask_phone(contact.phone)
     if await repository.delivery_exists(uow.session, message.message_id, "sms", contact.phone):
         return MessageAccepted(message_id=message.message_id, status="sent", channel="sms", to=masked)
-    # A request's code says what the request asks (an unbind, a pause, a switch).
+    # A request's code says what the request asks (an unbind, a pause, a switch) and names its account
+    # (known once notification has seen the request's UnbindRequested); the device is named by the
+    # message itself.
     known = await _known_request(uow, message.request_id, message.user_id) if message.request_id is not None else None
+    facts: dict[str, Any] = {**message.params, "account": AccountRef(known.lender, known.account_last4) if known else None, "device": None}
+    if message.device is not None:
+        await _remember_device(uow, message.user_id, message.device.id, message.device.name)
+        facts["device"] = message.device.name
     try:
-        title, text = render(message.template, contact.locale, dict(message.params), known.kind if known else None)
+        title, text = render(message.template, contact.locale, facts, contact.timezone, request_kind=known.kind if known else None)
     except KeyError as exc:
         raise Problem(422, "template-parameters", "Template parameters missing", str(exc)) from exc
     if known is not None:
@@ -408,6 +450,12 @@ async def _prompt_first(uow: UnitOfWork, deps: NotificationDeps, known: KnownReq
 
 def _sms_unavailable(detail: str) -> Problem:
     return Problem(503, "sms-unavailable", "SMS gateway unavailable", detail, headers={"Retry-After": "2"})
+async def _remember_device(uow: UnitOfWork, user_id: str, device_id: str, name: str) -> None:
+    device = await uow.session.get(DeviceName, device_id)
+    if device is None:
+        uow.session.add(DeviceName(device_id=device_id, user_id=user_id, name=name, updated_at=utcnow()))
+    elif device.user_id == user_id:
+        device.name, device.updated_at = name, utcnow()
 
 
 # --- customer API --------------------------------------------------------------------------
@@ -451,8 +499,10 @@ async def update_preferences(uow: UnitOfWork, principal: Principal, body: Prefer
         raise Problem(422, "security-message", "Security messages cannot be turned off", "These messages protect your account and are always sent.", kinds=security)
     contact = await _own_contact(uow, principal)
     given = body.model_fields_set  # the schema refuses null for all but quiet_hours, and an empty body
-    if "locale" in given:
+    if "locale" in given and body.locale != contact.locale:
         contact.locale = body.locale
+        # The services that answer the customer keep a copy of their language.
+        uow.emit(PreferencesChanged(user_id=contact.user_id, locale=body.locale))
     if "timezone" in given:
         contact.timezone = body.timezone
     if "quiet_hours" in given:
@@ -468,13 +518,15 @@ async def seed_customers(uow: UnitOfWork, customers: Sequence[SyntheticCustomer]
 
 
 async def seed_demo_data(uow: UnitOfWork) -> bool:
-    """Contact details of Zhang San and Li Si; only into an empty database."""
+    """Contact details of Zhang San and Li Si, and the name of Zhang San's enrolled phone (seeded
+    active in verification, so never enrolled through a code); only into an empty database."""
     if await repository.count_contacts(uow.session):
         return False
     uow.session.add_all(
         [
             Contact(user_id="u-zhangsan", phone="+8613812345678", email="zhangsan@example.com", locale="zh-CN"),
             Contact(user_id="u-lisi", phone="+8613987654321", locale="en"),
+            DeviceName(device_id="d-zhangsan-phone", user_id="u-zhangsan", name=DEMO_PHONE_NAME, updated_at=utcnow()),
         ]
     )
     return True

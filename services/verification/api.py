@@ -10,11 +10,12 @@ from services.verification import service
 from services.verification.config import VerificationSettings
 from services.verification.schemas import BiometricIn, ChallengeOut, DeviceDetail, DeviceEnrolment, DeviceIn, DeviceList, OtpIn, VerificationOut
 from services.verification.service import AttemptOutcome, VerificationDeps
-from shared.app import RequestUnitOfWork, Runtime
+from shared.app import RequestUnitOfWork, Runtime, request_locale
 from shared.auth import Customer
 from shared.problems import problem_response, problem_responses
 
-router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 422))
+# Problems are answered in the caller's language (Accept-Language, else their saved locale).
+router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 422), dependencies=[Depends(request_locale)])
 
 VerificationId = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$")]
 DeviceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]

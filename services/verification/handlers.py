@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from services.verification import service
+from services.verification.models import CustomerLocale
 from services.verification.service import VerificationDeps
 from shared.consumer import Subscriptions, current_envelope
-from shared.events import BindingRequested, ReviewDecided, ReviewOutcome, RiskAssessed, RiskDecision, UnbindCancelled, UnbindExpired, UnbindRequested
+from shared.events import BindingRequested, PreferencesChanged, ReviewDecided, ReviewOutcome, RiskAssessed, RiskDecision, UnbindCancelled, UnbindExpired, UnbindRequested
+from shared.i18n import remember_locales
 from shared.uow import UnitOfWork
 
 
@@ -43,4 +45,5 @@ SUBSCRIPTIONS: Subscriptions = {
     ReviewDecided: on_review_decided,
     UnbindCancelled: on_unbind_cancelled,
     UnbindExpired: on_unbind_expired,
+    PreferencesChanged: remember_locales(CustomerLocale),
 }

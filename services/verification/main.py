@@ -11,13 +11,14 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from services.verification import api, handlers, service
+from services.verification import api, handlers, service, texts
 from services.verification.config import VerificationSettings
-from services.verification.models import InboxEntry, OutboxMessage
+from services.verification.models import CustomerLocale, InboxEntry, OutboxMessage
 from services.verification.service import VerificationDeps, VerificationMetrics
 from shared.app import ServiceRuntime, build_service_app
 from shared.bus import EventBus
 from shared.http import service_client
+from shared.i18n import saved_locales
 
 log = logging.getLogger(__name__)
 
@@ -63,4 +64,6 @@ def create_app(
         workers=[sweep],
         bus=bus,
         registry=registry,
+        texts=texts.TEXTS,
+        saved_locale=saved_locales(CustomerLocale),
     )

@@ -10,6 +10,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.consumer import InboxMixin
 from shared.db import UTCDateTime, utcnow
+from shared.i18n import CustomerLocaleMixin
 from shared.outbox import OutboxMixin
 
 
@@ -22,6 +23,10 @@ class OutboxMessage(OutboxMixin, Base):
 
 
 class InboxEntry(InboxMixin, Base):
+    pass
+
+
+class CustomerLocale(CustomerLocaleMixin, Base):
     pass
 
 

@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter
@@ -48,6 +49,7 @@ from services.verification.config import VerificationSettings
 from services.verification.device_simulator import DeviceSimulator
 from services.verification.models import (
     Challenge,
+    CustomerLocale,
     DeliveryStatus,
     Device,
     DeviceAudit,
@@ -187,7 +189,7 @@ async def issue(uow: UnitOfWork, deps: VerificationDeps, event: BindingEvent, me
     )
     uow.session.add(verification)
     if VerificationMethod.OTP in methods:
-        _new_code(uow, deps, verification)
+        await _new_code(uow, deps, verification)
     uow.emit(
         VerificationRequested(
             request_id=event.request_id,
@@ -221,11 +223,15 @@ async def issue_for_binding(uow: UnitOfWork, deps: VerificationDeps, event: Bind
         updated_at=now,
     )
     uow.session.add(verification)
-    _new_code(uow, deps, verification)
+    await _new_code(uow, deps, verification)
 
 
-def _new_code(uow: UnitOfWork, deps: VerificationDeps, verification: Verification) -> None:
-    """Replace the current code with a fresh one, sent once the transaction has committed."""
+async def _new_code(uow: UnitOfWork, deps: VerificationDeps, verification: Verification, device: Device | None = None) -> None:
+    """Replace the current code with a fresh one, sent once the transaction has committed. The SMS
+    names what the code is for: the request's account (notification knows it by the request id) or
+    the device being enrolled, by the name the customer gave it (which no event carries)."""
+    if verification.purpose == Purpose.DEVICE_ENROLMENT and device is None:
+        device = await repository.get_device(uow.session, verification.device_id or "")
     code = f"{secrets.randbelow(1_000_000):06d}"
     now = utcnow()
     verification.otp_hash = _code_digest(deps.settings, verification.id, code)
@@ -234,28 +240,23 @@ def _new_code(uow: UnitOfWork, deps: VerificationDeps, verification: Verificatio
     verification.otp_last_sent_at = now
     verification.otp_delivery = DeliveryStatus.SENDING
     verification.next_delivery_at = None
-    send_number = verification.otp_sends
-    purpose = Purpose(verification.purpose)
-    # Only an unbind request has a risk prompt that must go before its code; a binding's request id is not one.
-    request_id = verification.request_id if purpose is Purpose.UNBIND else None
-    verification_id, user_id, template = verification.id, verification.user_id, CODE_TEMPLATES[purpose]
+    message = {
+        "message_id": f"{verification.id}:otp:{verification.otp_sends}",
+        "user_id": verification.user_id,
+        "template": CODE_TEMPLATES[Purpose(verification.purpose)],
+        "params": {"code": code, "ttl_minutes": str(max(1, deps.settings.otp_ttl_seconds // 60))},
+        **({"request_id": verification.request_id} if verification.request_id else {}),
+        **({"device": {"id": device.id, "name": device.name}} if device is not None else {}),
+    }
+    send_number, verification_id = verification.otp_sends, verification.id
 
     async def send() -> None:
-        await _send_code(deps, verification_id=verification_id, user_id=user_id, request_id=request_id, template=template, send_number=send_number, code=code)
+        await _send_code(deps, verification_id=verification_id, send_number=send_number, message=message)
 
     uow.after_commit(send)
 
 
-async def _send_code(deps: VerificationDeps, *, verification_id: str, user_id: str, request_id: str | None, template: str, send_number: int, code: str) -> None:
-    message = {
-        "message_id": f"{verification_id}:otp:{send_number}",
-        "user_id": user_id,
-        "template": template,
-        "params": {"code": code, "ttl_minutes": str(max(1, deps.settings.otp_ttl_seconds // 60))},
-    }
-    if request_id is not None:
-        # Notification sends the request's risk prompt first; until it has seen the request, it answers 409.
-        message["request_id"] = request_id
+async def _send_code(deps: VerificationDeps, *, verification_id: str, send_number: int, message: dict[str, Any]) -> None:
     # Counted here, outside any transaction: the call happened whatever becomes of the row below.
     try:
         response = await post_with_retries(deps.notifier, "/internal/v1/messages", json=message, retry_status=CODE_RETRY_STATUS)
@@ -287,7 +288,7 @@ async def retry_deliveries(uow: UnitOfWork, deps: VerificationDeps) -> int:
     due = await repository.failed_deliveries_due(uow.session, utcnow(), deps.settings.otp_delivery_retries)
     for verification in due:
         verification.delivery_retries += 1
-        _new_code(uow, deps, verification)
+        await _new_code(uow, deps, verification)
     return len(due)
 
 
@@ -317,7 +318,7 @@ async def resend(uow: UnitOfWork, deps: VerificationDeps, principal: Principal, 
         raise _too_many("Wait before asking for another code.", wait)
     await _count_send(uow, settings, verification, now)
     # The attempt count stays: `otp_max_attempts` checks per verification however many codes are sent.
-    _new_code(uow, deps, verification)
+    await _new_code(uow, deps, verification)
     return verification_out(settings, verification)
 
 
@@ -394,7 +395,7 @@ async def enrol_device(uow: UnitOfWork, deps: VerificationDeps, principal: Princ
         await uow.session.flush()
     except IntegrityError as exc:
         raise conflict("device-enrolled", "This device id is already enrolled.") from exc
-    _new_code(uow, deps, verification)
+    await _new_code(uow, deps, verification, device)
     return DeviceEnrolment(device=device_out(device), verification=verification_out(settings, verification))
 
 
@@ -624,13 +625,14 @@ async def seed_demo_data(uow: UnitOfWork) -> bool:
     phone = Device(
         id=demo.device_id,
         user_id="u-zhangsan",
-        name="Zhang San's phone",
+        name="张三的 iPhone",
         public_key_pem=demo.public_key_pem,
         status=DeviceStatus.ACTIVE,
         counter=0,
         created_at=now,
         activated_at=now,
     )
-    uow.session.add(phone)
+    # Li Si reads English (as notification's seed has it); Zhang San, the default.
+    uow.session.add_all([phone, CustomerLocale(user_id="u-lisi", locale="en", updated_at=now)])
     return True
 

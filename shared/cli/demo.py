@@ -621,9 +621,10 @@ async def show_result(story: Story, feed: EventFeed, request_id: str) -> None:
     binding = await story.api.json("binding", "GET", f"/v1/bindings/{story.binding_id}")
     term.line(f"binding {binding['id']} ({binding['repayment_account']['account_number']}): {binding['status']}, auto-debit {'on' if binding['auto_debit'] else 'off'}")
     if request["follow_up"]:
-        term.line("follow-up checklist:")
+        term.line("follow-up, as Zhang San reads it in the app:")
         for item in request["follow_up"]:
-            term.line(f"  [ ] {item}")
+            action = f" [{item['action']['label']}]" if item["action"] else ""
+            term.line(f"  [ ] {item['title']}：{item['body']}{action}")
 
 
 async def show_alternatives(story: Story) -> None:
@@ -754,7 +755,7 @@ async def report_ending(story: Story, feed: EventFeed, request_id: str, seen: Se
         # The binding turns that into UnbindRejected; show it for the whole story.
         await feed.wait_for("UnbindRejected", "UnbindExpired", timeout=5.0, endings=False)
     request = await story.api.json("binding", "GET", f"/v1/unbind-requests/{request_id}")
-    why = request.get("outcome_reason") or seen.type
+    why = request.get("outcome_code") or seen.type
     story.term.step("Result")
     story.term.line(f"request {request_id}: {request['status']} ({why}); binding {story.binding_id} stays bound", "red")
     return 1

@@ -81,19 +81,19 @@ async def test_the_impact_offers_a_pause_and_a_switch_with_what_each_keeps_and_l
     assert (switch["kind"], switch["available"]) == ("switch", True) and switch["request_path"].endswith("/switch-requests")
     # Both keep the binding, its benefits and the limit the unbind would lower.
     for alternative in (pause, switch):
-        assert "信用额度提升 9700 元" in alternative["keeps"] and "信用额度保持 30000 元" in alternative["keeps"]
+        assert "信用额度提升 9,700 元" in alternative["keeps"] and "信用额度保持 30,000 元" in alternative["keeps"]
     assert body["credit_limit_after"] == 30000 - 9700
-    assert any("自己按时还款" in line for line in pause["loses"])
+    assert any("自己按时还" in line for line in pause["loses"])
     assert any(customer.account_number[-4:] in line for line in switch["loses"]), "the switch names the account whose auto-debit stops"
 
     english = await impact(stack, customer, "en")
-    assert english["alternatives"][0]["title"] == "Pause auto-debit" and "Your credit limit stays at 30000 CNY" in english["alternatives"][1]["keeps"]
+    assert english["alternatives"][0]["title"] == "Pause auto-debit" and "Your credit limit stays at CNY 30,000" in english["alternatives"][1]["keeps"]
     assert english["impact_hash"] == body["impact_hash"], "the alternatives are advice, not part of the impact a request is held to"
 
     # Without auto-debit there is nothing to pause; switching is still offered.
     quiet = await customer_with_binding(stack, auto_debit=False)
     pause, switch = (await impact(stack, quiet))["alternatives"]
-    assert (pause["available"], switch["available"]) == (False, True) and "没有生效中的自动扣款" in pause["unavailable_reason"]
+    assert (pause["available"], switch["available"]) == (False, True) and "没有开通自动扣款" in pause["unavailable_reason"]
 
 
 async def test_an_open_request_makes_every_alternative_unavailable(stack: Stack) -> None:
@@ -164,7 +164,7 @@ async def test_a_switch_request_holds_the_new_number_until_it_ends(stack: Stack)
         ("pause", {}, 422, "validation-error"),
         ("pause", pause_body(2, reason="fund_planning"), 422, "validation-error"),
         ("switch", {"lender": "Harbour Bank"}, 422, "validation-error"),
-        ("switch", switch_body(lender="Nobody Bank"), 422, "validation-error"),
+        ("switch", switch_body(lender="Nobody Bank"), 422, "unknown-lender"),
         ("switch", switch_body("6222 0000 0000 0001"), 422, "validation-error"),  # fails the Luhn check
         ("switch", switch_body(due_day=31), 422, "validation-error"),
         ("switch", switch_body(months=2), 422, "validation-error"),
@@ -267,12 +267,12 @@ async def test_a_paused_auto_debit_stops_keeps_the_binding_and_resumes_by_itself
         assert (paused.months, paused.resumes_on) == (2, resumes_on)
         # Every message says it is a pause, the prompt before the code; the lender hears of it too.
         texts = [sms["text"] for sms in stack.sms_messages() if sms["to"] == customer.phone]
-        prompt = next(index for index, text in enumerate(texts) if "您已申请暂停房贷自动扣款 2 个月" in text)
-        code = next(index for index, text in enumerate(texts) if "您正在申请暂停房贷自动扣款，验证码为" in text)
+        prompt = next(index for index, text in enumerate(texts) if "的自动扣款暂停 2 个月" in text)
+        code = next(index for index, text in enumerate(texts) if "的自动扣款，验证码为" in text and "您正在申请暂停" in text)
         assert prompt < code and not [text for text in texts if "解绑" in text], texts
         notices = await told(stack, customer.user_id, "unbind_requested", "verified", "auto_debit_paused")
-        assert notices["unbind_requested"]["title"] == "暂停自动扣款申请已提交" and notices["verified"]["body"].endswith("正在为您暂停自动扣款。")
-        assert resumes_on.isoformat() in notices["auto_debit_paused"]["body"]
+        assert notices["unbind_requested"]["title"] == "暂停自动扣款申请已提交" and "正在为您暂停" in notices["verified"]["body"]
+        assert f"{resumes_on.year} 年 {resumes_on.month} 月 {resumes_on.day} 日" in notices["auto_debit_paused"]["body"]
         await eventually(lambda: [r for r in lender_requests(stack) if r["type"] == "AutoDebitPaused" and r["resumes_on"] == resumes_on.isoformat()], 15, "no lender notice")
 
         # The pause runs out (its deadline is moved to the past): the sweep starts the auto-debit again.
@@ -318,7 +318,7 @@ async def test_a_switch_moves_the_binding_and_its_benefits_and_the_lender_confir
         # The customer is told, in words of a switch: the move, then the new account's auto-debit.
         notices = await told(stack, customer.user_id, "unbind_requested", "repayment_account_switched", "mandate_requested", "mandate_confirmed")
         assert notices["unbind_requested"]["title"] == "更换还款账户申请已提交" and number[-4:] in notices["unbind_requested"]["body"]
-        assert f"尾号 {customer.account_number[-4:]} 的账户换到尾号 {number[-4:]}" in notices["repayment_account_switched"]["body"]
+        assert f"尾号 {customer.account_number[-4:]} 的房贷还款账户换到海港银行 尾号 {number[-4:]}" in notices["repayment_account_switched"]["body"]
         assert notices["mandate_confirmed"]["title"] == "新账户自动扣款已开通"
 
         # The old number is free for anyone; the new one is held.
@@ -346,4 +346,4 @@ async def test_a_switch_the_new_lender_refuses_leaves_the_binding_without_auto_d
         [refused] = [event.data for event in await kafka_topics.request_events(request_id) if event.type == "MandateRefused"]
         assert (refused.credit_limit_before, refused.credit_limit_after) == (customer.credit_limit, customer.credit_limit - customer.contribution)
         notice = (await told(stack, customer.user_id, "mandate_refused"))["mandate_refused"]
-        assert notice["title"] == "新账户自动扣款未开通" and f"{customer.credit_limit - customer.contribution} 元" in notice["body"]
+        assert notice["title"] == "新账户自动扣款未开通" and f"{customer.credit_limit - customer.contribution:,} 元" in notice["body"]

@@ -275,7 +275,7 @@ async def test_a_binding_whose_code_is_never_confirmed_binds_nothing_and_frees_i
         # The number is free again, and the customer was told at once, by SMS too (a security message).
         assert (await stack.client("binding").post("/v1/bindings", json=new_binding(number), headers=auth(other.user_id))).status_code == 202
         await eventually(lambda: _inbox_has(stack, customer.user_id, {"binding_verification_failed"}), 15, "the customer was not told")
-        await eventually(lambda: any("绑定未成功" in sms["text"] for sms in stack.sms_messages() if sms["to"] == customer.phone), 15, "no SMS told the customer")
+        await eventually(lambda: any("未能绑定" in sms["text"] for sms in stack.sms_messages() if sms["to"] == customer.phone), 15, "no SMS told the customer")
 
 
 async def test_unbinding_before_the_lender_answers_cancels_the_mandate_and_the_late_answer_changes_nothing(

@@ -47,7 +47,7 @@ async def test_impact_of_a_quiet_binding(stack: Stack) -> None:
     assert body["auto_debit"] is True
     assert (body["credit_limit_before"], body["credit_limit_after"]) == (30000, 30000 - 9700)
     assert body["current_instalment"]["status"] == "unpaid"
-    assert body["benefits_lost"] == [{"code": "limit_uplift", "description": "信用额度提升 9700 元"}]
+    assert body["benefits_lost"] == [{"code": "limit_uplift", "description": "信用额度提升 9,700 元"}]
     assert "征信" in body["credit_record_effect"]
     assert len(body["impact_hash"]) == 64
 
@@ -57,14 +57,17 @@ async def test_instalment_due_soon_must_be_acknowledged_or_repaid(stack: Stack) 
     body = await impact(stack, customer, "en")
     [blocker] = body["blockers"]
     assert blocker["code"] == "INSTALMENT_DUE_SOON" and blocker["acknowledgeable"] is True
-    assert "6500 CNY" in blocker["message"]
+    assert "CNY 6,500" in blocker["message"]
 
     refused = assert_problem(await post_unbind(stack, customer), 422, "blockers-not-acknowledged")
     assert refused["missing"] == ["INSTALMENT_DUE_SOON"]
     assert await counts(stack) == (0, 0)
     accepted = await post_unbind(stack, customer, body=unbind_body(acknowledged=["INSTALMENT_DUE_SOON"]))
     assert accepted.status_code == 202
-    assert "acknowledged INSTALMENT_DUE_SOON" in accepted.json()["timeline"][0]["detail"]
+    # The audit records what was acknowledged, for ops; the customer's timeline says it in words.
+    audit = (await stack.client("binding").get(f"/v1/unbind-requests/{accepted.json()['id']}/audit", headers=auth("ops-1", "ops"))).json()
+    assert "acknowledged INSTALMENT_DUE_SOON" in audit[0]["reason"]
+    assert accepted.json()["timeline"][0]["detail"] == "您提交了解绑申请"
 
 
 async def test_repaying_clears_the_due_soon_blocker(stack: Stack) -> None:
@@ -175,15 +178,17 @@ async def test_a_hundred_concurrent_requests_with_one_key_all_get_the_same_answe
         {"monthly_instalment": 0},
         {"lender": ""},
         {"lender": "bank\x00"},
-        {"lender": "Some Bank"},  # not a lender of the directory: no one could confirm its mandate
+        ({"lender": "Some Bank"}, "unknown-lender"),  # not a lender of the directory: no one could confirm its mandate
     ],
 )
-async def test_invalid_bindings_are_422(stack: Stack, change: dict) -> None:
+async def test_invalid_bindings_are_422(stack: Stack, change: dict | tuple[dict, str]) -> None:
+    change, problem = change if isinstance(change, tuple) else (change, "validation-error")
     existing = await customer_with_binding(stack)
     body = {"lender": "Example Bank", "account_number": "6222029988751234", "monthly_instalment": 8000, "due_day": 10}
     assert (await stack.client("binding").post("/v1/bindings", json=body, headers=auth(existing.user_id))).status_code == 202, "the body itself is valid"
     body |= {"account_number": "6222029988755672"} | change
-    assert_problem(await stack.client("binding").post("/v1/bindings", json=body, headers=auth(existing.user_id)), 422, "validation-error")
+    assert_problem(await stack.client("binding").post("/v1/bindings", json=body, headers=auth(existing.user_id)), 422, problem)
+    assert len((await stack.client("binding").get("/v1/bindings", headers=auth(existing.user_id))).json()["items"]) == 2, "nothing was bound"
 
 
 def test_credit_limit_rule() -> None:
@@ -251,4 +256,5 @@ async def test_ops_search_and_audit(stack: Stack) -> None:
             (None, "pending_risk", "customer"),
             ("pending_risk", "cancelled", "customer"),
         ]
-        assert trail[1]["actor"] == customers[0].user_id and trail[1]["reason"] == "cancelled by the customer"
+        # Ops read the reason recorded; the customer, in words.
+        assert trail[1]["actor"] == customers[0].user_id and trail[1]["reason"] == ("cancelled by the customer" if headers is ops else "您取消了申请")

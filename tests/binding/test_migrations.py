@@ -1,5 +1,6 @@
 """Binding's data migrations, on rows written as the previous revision left them: account numbers
-normalised, a number bound twice held by its oldest binding; repayments made before fingerprints."""
+normalised, a number bound twice held by its oldest binding; repayments made before fingerprints;
+lenders named by their directory code, and the follow-up of completed requests in words."""
 
 from __future__ import annotations
 
@@ -115,3 +116,34 @@ async def test_accounts_bound_before_lenders_had_ids_are_matched_by_name_and_sta
         assert lenders == {"ra-1": "example_bank", "ra-2": "example_bank", "ra-3": "harbour_bank", "ra-4": None}
         view = (await stack.client("binding").get("/v1/bindings/b-ra-4", headers=auth("u-ra-4"))).json()
         assert (view["status"], view["credit_limit_contribution"], view["repayment_account"]["lender_id"]) == ("active", 9700, None)
+
+
+REQUESTS = sa.table(
+    "unbind_requests",
+    *(sa.column(name, sa.String) for name in ("id", "binding_id", "user_id", "status", "reason", "channel", "impact_hash", "idempotency_key", "request_fingerprint")),
+    sa.column("follow_up", sa.JSON),
+    *(sa.column(name, UTCDateTime()) for name in ("expires_at", "created_at", "updated_at")),
+)
+
+
+async def test_old_follow_ups_read_as_words_and_lenders_by_their_name_in_the_customers_language(database_urls: dict[str, str], tmp_path: Path) -> None:
+    at = datetime(2026, 11, 10, tzinfo=UTC)
+    known = bound("ra-1", "u-1", with_check_digit("622202998875777"), "unbound", at)
+    known[1] = known[1].values(lender="example bank")
+    typed = bound("ra-2", "u-2", with_check_digit("622202998875666"), "active", at)  # lender "Bank": no directory entry
+    old_codes = ["check_repayment_status_at_lender", "ask_lender_to_adjust_repayment_plan_if_needed", "appeal_from_the_request_page_if_you_disagree"]
+    completed = REQUESTS.insert().values(
+        id="r-1", binding_id="b-ra-1", user_id="u-1", status="completed", reason="fund_planning", channel="app", impact_hash="0" * 64,
+        idempotency_key="idem-00000001", request_fingerprint="f" * 64, follow_up=old_codes, expires_at=at, created_at=at, updated_at=at,
+    )  # fmt: skip
+    await at_revision(database_urls["binding"], "0005", [*known, *typed, completed])
+
+    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), BINDING_ONLY) as stack:
+        client = stack.client("binding")
+        account = (await client.get("/v1/bindings/b-ra-1", headers={**auth("u-1"), "Accept-Language": "en"})).json()["repayment_account"]
+        assert (account["lender"], account["lender_id"]) == ("Example Bank", "example_bank")
+        account = (await client.get("/v1/bindings/b-ra-2", headers=auth("u-2"))).json()["repayment_account"]
+        assert (account["lender"], account["lender_id"]) == ("Bank", None), "a name the directory does not know stays as typed"
+        request = (await client.get("/v1/unbind-requests/r-1", headers=auth("u-1"))).json()
+        assert [item["code"] for item in request["follow_up"]] == ["check_repayment", "repay_on_time", "adjust_plan"]
+        assert "示例银行" in request["follow_up"][0]["body"] and "appeal" not in str(request["follow_up"])

@@ -66,7 +66,9 @@ def make_report(locale: str = "zh-CN", *, empty: bool = False) -> AccountReport:
             auto_debit=True,
             credit_limit_contribution=10000,
             credit_account=CreditAccountOut(id="ca-5f3a9c21", credit_limit=30000),
-            repayment_account=RepaymentAccountOut(id="ra-5f3a9c21", lender="招商银行 China Merchants Bank", account_number=MASKED, monthly_instalment=6500, due_day=3),
+            repayment_account=RepaymentAccountOut(
+                id="ra-5f3a9c21", lender="示例银行" if locale == "zh-CN" else "Example Bank", lender_id="example_bank", account_number=MASKED, monthly_instalment=6500, due_day=3
+            ),
             created_at=datetime(2024, 1, 15, 2, 0, tzinfo=UTC),
         ),
         mandates=[] if empty else mandates,
@@ -118,7 +120,7 @@ def test_the_report_is_a_pdf_with_the_chinese_title_and_the_masked_account_numbe
     assert "当期账单将于 3 天内到期" in text
     assert "生效中" in text and "已逾期" in text
     assert "¥30,000.00 → ¥20,000.00" in text
-    assert f"impact_hash: {HASH[:16]}" in text
+    assert f"报告校验码：{HASH[:16]}" in text
     assert HASH[16:32] not in text
     assert "第 1 / " in text
 
@@ -126,7 +128,7 @@ def test_the_report_is_a_pdf_with_the_chinese_title_and_the_masked_account_numbe
 def test_times_are_shown_in_shanghai_time_with_the_zone() -> None:
     text = text_of(render_pdf(make_report()))
 
-    assert "2025-06-01 18:30:15 Asia/Shanghai (UTC+08:00)" in text  # generated_at 10:30:15 UTC
+    assert "2025-06-01 18:30:15（北京时间）" in text  # generated_at 10:30:15 UTC
     assert "2025-05-03 09:05" in text  # paid_at 01:05 UTC
 
 
@@ -134,7 +136,7 @@ def test_naive_times_are_taken_as_utc() -> None:
     report = make_report()
     report.generated_at = GENERATED.replace(tzinfo=None)
 
-    assert "2025-06-01 18:30:15 Asia/Shanghai" in text_of(render_pdf(report))
+    assert "2025-06-01 18:30:15（北京时间）" in text_of(render_pdf(report))
 
 
 def test_the_cjk_font_is_embedded_as_a_subset_with_every_glyph(caplog: pytest.LogCaptureFixture) -> None:
@@ -162,7 +164,7 @@ def test_the_english_report_has_english_labels() -> None:
     assert "Page 1 of " in text
     assert "CNY 30,000.00 → CNY 20,000.00" in text
     assert "The current instalment is due within 3 days" in text
-    assert "招商银行" in text  # data strings are printed as given
+    assert "Example Bank" in text and "示例银行" not in text  # the lender in the report's language
 
 
 @pytest.mark.parametrize(("locale", "paused", "changing"), [("zh-CN", "已暂停", "变更中"), ("en", "Paused", "Changing")])
@@ -220,7 +222,7 @@ def test_long_text_wraps_and_long_tables_continue_on_new_pages() -> None:
     assert all(char in remaining for char in long_message)
     # Every page keeps inside A4 and has its footer.
     assert all(round(float(page.mediabox.width)) == 595 and round(float(page.mediabox.height)) == 842 for page in reader.pages)
-    assert all(f"impact_hash: {HASH[:16]}" in page.extract_text() for page in reader.pages)
+    assert all(f"报告校验码：{HASH[:16]}" in page.extract_text() for page in reader.pages)
 
 
 def test_no_font_is_a_runtime_error_naming_the_package(tmp_path: Path) -> None:

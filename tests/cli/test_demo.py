@@ -58,7 +58,7 @@ def test_demo_plays_allow_then_step_up_then_review_then_a_pause_on_one_stack(kaf
         report = up.var_dir / "demo" / "report-b-zhangsan-mortgage.pdf"
         assert report.read_bytes().startswith(b"%PDF"), "the account report is saved as a PDF"
         assert "code from SMS to 138****5678: ••••" in allow.stdout
-        assert "check_repayment_status_at_lender" in allow.stdout and "done: request -> completed in" in allow.stdout
+        assert "确认本期还款" in allow.stdout and "done: request -> completed in" in allow.stdout
 
         night = night_in_shanghai()
         step_up = demo(up, "--step-up", *(["--approve"] if night else []))

@@ -105,7 +105,7 @@ def test_keys_generate_for_compose_opens_the_files_the_services_read_and_nothing
     files a service reads are 0644 in the 0700 folder; the issuer's and the customer system's keys, and
     secrets.env, stay 0600. The mode follows the option of the last run."""
     out = tmp_path / "keys"
-    mounted = {"jwks.json", "binding.jwk", "verification.jwk", "risk.jwk", "otp_hmac_key.secret", "institution_webhook_secret.secret"}
+    mounted = {"jwks.json", "binding.jwk", "verification.jwk", "risk.jwk", "notification.jwk", "otp_hmac_key.secret", "institution_webhook_secret.secret"}
     mounted |= {"lender_secret_example_bank.secret", "lender_secret_harbour_bank.secret"}
     assert run_unbind("keys", "generate", "--out", str(out), "--compose").returncode == 0
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in out.iterdir()}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from services.binding import texts
 from tests.contracts import assert_records_follow_contract
 from tests.factories import customer_with_binding, idempotency_key, unbind_body
 from tests.stack import BusTopics, auth, eventually, running_stack
@@ -28,7 +29,7 @@ async def test_unbind_completes_through_all_four_services(any_bus: BusTopics, da
         issued = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["verification"] is not None)
         assert issued["status"] == "pending_verification"
         assert issued["verification"]["methods"] == ["otp"]
-        assert issued["risk"]["decision"] == "allow"
+        assert issued["risk"]["summary"] == texts.text("risk.allow", "zh-CN")
         verification_id = issued["verification"]["id"]
 
         code = await eventually(lambda: _code_when_sent(stack, customer.phone), 10, "no SMS code was sent")

@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from services.notification.models import Contact, Delivery
 from services.notification.providers import DeliveryError, Outgoing
-from services.notification.service import event_params, quiet_until
-from services.notification.templates import KINDS, LOCALES, SECURITY_KINDS, render
+from services.notification.service import quiet_until
+from services.notification.templates import KINDS, SECURITY_KINDS
 from shared.cloudevents import Envelope
 from shared.events import UnbindCancelled, UnbindCompleted, UnbindRequested
 from tests.binding.test_api import assert_problem
@@ -35,63 +35,14 @@ ONLY_NOTIFICATION = ("notification",)
 FROM_EVENT = {"unbind_under_review": "RiskAssessed"}
 
 
-def sample_params(kind: str) -> dict:
-    by_kind = {
-        "otp_code": {"code": "123456", "ttl_minutes": "5"},
-        "device_enrolment_code": {"code": "123456", "ttl_minutes": "5"},
-        "binding_code": {"code": "123456", "ttl_minutes": "5"},
-        "follow_up_reminder": {},
-    }
-    if kind in by_kind:
-        return by_kind[kind]
-    event_type = FROM_EVENT.get(kind) or "".join(part.capitalize() for part in kind.split("_"))
-    [event] = [sample for sample in SAMPLES if type(sample).__name__ == event_type]
-    return event_params(event) | {"expected_hours": 24}
-
-
-@pytest.mark.parametrize("locale", LOCALES)
-@pytest.mark.parametrize("kind", sorted(KINDS))
-def test_every_kind_renders_in_both_locales(kind: str, locale: str) -> None:
-    title, body = render(kind, locale, sample_params(kind))
-    assert title and body and "{" not in body and "}" not in body
-    assert any("\u4e00" <= char <= "\u9fff" for char in body) if locale == "zh-CN" else body.isascii()
-
-
-VARIANTS = [(kind, request_kind) for kind, spec in sorted(KINDS.items()) for request_kind in sorted(spec.variants)]
-
-
-@pytest.mark.parametrize("locale", LOCALES)
-@pytest.mark.parametrize(("kind", "request_kind"), VARIANTS)
-def test_a_message_about_a_pause_or_a_switch_says_so_and_never_unbind(kind: str, request_kind: str, locale: str) -> None:
-    params = sample_params(kind) | {"pause_months": 2, "new_account_last4": "7733", "credit_limit_after": 20300}
-    title, body = render(kind, locale, params, request_kind)
-    assert (title, body) != render(kind, locale, params)
-    assert "{" not in body and (any("\u4e00" <= char <= "\u9fff" for char in body) if locale == "zh-CN" else body.isascii())
-    text = (title + body).replace("【unbind】", "").replace("[unbind]", "")  # the sender's name is not the verb
-    assert "解绑" not in text and "unbind" not in text.lower()
-    asks = {("pause", "zh-CN"): ("暂停",), ("pause", "en"): ("pause", "pausing"), ("switch", "zh-CN"): ("更换", "新账户"), ("switch", "en"): ("switch", "new account")}
-    assert any(word in text.lower() for word in asks[(request_kind, locale)]), text
-
-
-def test_the_stage_messages_and_the_code_have_a_variant_for_each_alternative() -> None:
-    told = {"otp_code", "unbind_requested", "verification_requested", "verified", "verification_failed", "unbind_rejected", "unbind_cancelled", "unbind_expired"}
-    told |= {"unbind_under_review", "unbind_appealed", "review_decided"}
-    assert {kind for kind, request_kind in VARIANTS if request_kind == "pause"} == told
-    assert {kind for kind, request_kind in VARIANTS if request_kind == "switch"} == told | {"mandate_requested", "mandate_confirmed", "mandate_refused"}
-
-
 def test_every_customer_facing_event_has_a_kind() -> None:
-    # A bind request's notice is its code SMS, and its code passing is told by BindingCreated.
-    internal = {"BindingRequested", "BindingVerified"}
+    # A bind request's notice is its code SMS, and its code passing is told by BindingCreated; a
+    # customer's own language change is told to no one.
+    internal = {"BindingRequested", "BindingVerified", "PreferencesChanged"}
     kinds = {kind.replace("_", "") for kind in KINDS} | set(FROM_EVENT.values())
     for sample in SAMPLES:
         name = type(sample).__name__
         assert name in internal or name in kinds or name.lower() in kinds, f"{name} has no message"
-
-
-def test_a_missing_variable_is_an_error_not_a_blank() -> None:
-    with pytest.raises(KeyError, match="code"):
-        render("otp_code", "en", {"ttl_minutes": "5"})
 
 
 @pytest.mark.parametrize(

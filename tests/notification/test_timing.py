@@ -13,6 +13,7 @@ import orjson
 from sqlalchemy import select
 
 from services.notification import service
+from services.notification.config import NotificationSettings
 from services.notification.models import Delivery
 from services.notification.providers import Outgoing
 from services.notification.templates import CODE_IN_SMS, KINDS, STAGE_KINDS
@@ -25,6 +26,8 @@ from tests.risk.test_flows import NOON, OPS, third_request_under_review
 from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack
 
 VERIFICATION = auth("verification", "service")
+# Every SMS begins with the sender's signature (the default of UNBIND_SMS_SIGNATURE), added as it is sent.
+SIGNATURE = NotificationSettings.model_fields["sms_signature"].default
 
 
 def code_for(request_id: str, number: int = 1) -> dict:
@@ -81,7 +84,7 @@ async def test_a_code_for_a_request_not_announced_yet_waits_then_goes_after_its_
         texts = [message["text"] for message in stack.sms_messages()]
         assert len(texts) == 2 and not CODE_IN_SMS.search(texts[0]) and CODE_IN_SMS.search(texts[1]), texts
         prompt = [row for row in await deliveries(stack) if row.kind == "unbind_requested" and row.channel == "sms"]
-        assert [(row.status, row.attempts, row.body) for row in prompt] == [("sent", 1, texts[0])]
+        assert [(row.status, row.attempts, SIGNATURE + row.body) for row in prompt] == [("sent", 1, texts[0])]
 
         # A resend finds the prompt sent: the code alone goes.
         assert (await client.post("/internal/v1/messages", json=code_for("r-1", 2), headers=VERIFICATION)).status_code == 202
@@ -108,7 +111,7 @@ async def test_every_customer_reads_the_prompt_before_the_code(kafka_topics: Bus
             prompts = {row.recipient: row.body for row in await session.scalars(select(Delivery).where(Delivery.kind == "unbind_requested", Delivery.channel == "sms"))}
         for customer in customers:
             texts = [message["text"] for message in stack.sms_messages() if message["to"] == customer.phone]
-            assert texts[0] == prompts[customer.phone] and CODE_IN_SMS.search(texts[1]), texts
+            assert texts[0] == SIGNATURE + prompts[customer.phone] and CODE_IN_SMS.search(texts[1]), texts
 
 
 def verification_requested(request_id: str) -> Envelope:

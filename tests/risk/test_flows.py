@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
+from services.binding import texts
 from services.verification.models import InboxEntry, Verification
 from shared.cloudevents import Envelope
 from shared.events import ReviewDecided
@@ -24,6 +25,11 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOON = datetime(2026, 11, 27, 12, 0, tzinfo=SHANGHAI)
 TWO_AM = datetime(2026, 11, 27, 2, 0, tzinfo=SHANGHAI)
 OPS = auth("ops-3", "ops")
+
+
+def told(decision: str) -> str:
+    """What the request view tells the customer of a risk decision (zh-CN, the default)."""
+    return texts.text(f"risk.{decision}", "zh-CN")
 
 
 def stack_at(moment: datetime) -> Callable[..., AsyncIterator[Stack]]:
@@ -50,7 +56,8 @@ async def request(stack: Stack, customer: Customer, **body: object) -> dict:
 async def test_a_normal_request_is_allowed(at_noon: Stack) -> None:
     customer = await customer_with_binding(at_noon)
     body = await request(at_noon, customer)
-    assert body["risk"] == {"decision": "allow", "reasons": []}
+    # The customer reads what the check asks of them, never the score or the signals.
+    assert body["risk"] == {"summary": told("allow")}
     body = await at_noon.wait_for_request(body["id"], customer.user_id, lambda body: body["verification"] is not None)
     assert body["verification"]["methods"] == ["otp"]
 
@@ -58,7 +65,7 @@ async def test_a_normal_request_is_allowed(at_noon: Stack) -> None:
 async def test_a_new_device_at_night_steps_up(at_night: Stack) -> None:
     customer = await customer_with_binding(at_night)
     body = await request(at_night, customer, device_id="d-unknown")
-    assert body["risk"]["decision"] == "step_up"
+    assert body["risk"]["summary"] == told("step_up")
     assessment = (await at_night.client("risk").get(f"/v1/assessments/{body['id']}", headers=OPS)).json()
     assert (assessment["score"], assessment["level"]) == (50, "elevated")
     assert {reason["code"]: reason["weight"] for reason in assessment["reasons"]} == {"device_unknown": 40, "night_request": 10}
@@ -72,7 +79,7 @@ async def third_request_under_review(stack: Stack, first: Customer | None = None
     for customer in (first, others[0]):
         assert (await request(stack, customer))["status"] != "under_review"
     third = await request(stack, others[1])
-    assert third["risk"]["decision"] == "review" and third["status"] == "under_review"
+    assert third["risk"]["summary"] == told("review") and third["status"] == "under_review"
 
     async def review() -> dict | None:
         queue = (await stack.client("risk").get("/v1/reviews?status=pending", headers=OPS)).json()["items"]
@@ -102,7 +109,7 @@ async def test_a_third_request_in_a_day_reviewed_and_denied_is_rejected(at_noon:
     customer, third, review = await third_request_under_review(at_noon)
     await at_noon.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny", "note": "unusual pattern"}, headers=OPS)
     body = await at_noon.wait_for_request(third["id"], customer.user_id, lambda body: body["status"] == "rejected")
-    assert body["outcome_reason"] == "review_denied" and "unusual pattern" not in str(body), "the ops note stays in risk"
+    assert body["outcome_code"] == "review_denied" and "unusual pattern" not in str(body), "the ops note stays in risk"
     again = await at_noon.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve"}, headers=OPS)
     assert again.status_code == 409
     # One decision counted; the refused second one is not.

@@ -86,6 +86,7 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ("risk", "GET /v1/flags"): OPS_ONLY,
     ("risk", "POST /v1/flags/{user_id}/clear"): OPS_ONLY,
     ("risk", "PUT /internal/v1/profiles/{user_id}"): (401, 403, 403, 403, 204),
+    ("binding", "GET /v1/lenders"): CUSTOMER,
     ("binding", "GET /v1/bindings"): CUSTOMER,
     ("binding", "POST /v1/bindings"): (401, 202, 202, 403, 403),  # pending until its SMS code, then the lender's confirmation
     # A lender's callback carries no token: it is authenticated by the lender's HMAC signature alone

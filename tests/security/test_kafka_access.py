@@ -73,13 +73,13 @@ async def test_only_the_services_that_emit_write_the_topic_and_only_consumers_wr
         "binding": (None, None),
         "verification": (None, None),
         "risk": (None, None),
-        # Notification emits no event: it may dead-letter, not publish.
-        "notification": ("TopicAuthorizationFailedError", None),
+        # Notification emits PreferencesChanged.
+        "notification": (None, None),
         # The dashboard only reads: not even an idempotent producer is allowed to start.
         "dashboard": ("ClusterAuthorizationFailedError", "ClusterAuthorizationFailedError"),
     }
-    # Only the three allowed writes reached the topic, and each service's DLQ write its DLQ.
-    assert len(await kafka_topics.records()) == 3
+    # Only the four allowed writes reached the topic, and each service's DLQ write its DLQ.
+    assert len(await kafka_topics.records()) == 4
     assert len(await kafka_topics.records(kafka_topics.dlq_topic)) == 4
 
 

@@ -25,6 +25,7 @@ from shared.events import (
     MandateConfirmed,
     MandateRefused,
     MandateRequested,
+    PreferencesChanged,
     RepaymentAccountSwitched,
     ReviewDecided,
     RiskAssessed,
@@ -47,15 +48,16 @@ SAMPLES = [
     BindingRequested(**COMMON, verification_id="v-1", lender="example_bank", account_last4="4821", monthly_instalment=6500, auto_debit=True),
     BindingVerified(**COMMON, verification_id="v-1"),
     BindingVerificationFailed(**COMMON, verification_id="v-1", reason="expired"),
-    BindingCreated(**COMMON, account_last4="4821", monthly_instalment=6500, auto_debit=True),
+    BindingCreated(**COMMON, lender="example_bank", account_last4="4821", monthly_instalment=6500, auto_debit=True),
     MandateRequested(**COMMON, **MANDATE, monthly_instalment=6500, due_day=15),
     MandateConfirmed(**COMMON, **MANDATE, credit_limit_before=20300, credit_limit_after=30000),
     MandateRefused(**COMMON, **MANDATE, reason="account_not_found"),
     UnbindAppealed(**COMMON),
+    PreferencesChanged(user_id="u-zhangsan", locale="en"),
     BiometricCounterRegressed(**COMMON, verification_id="v-1", device_id="d-1", counter=3, last_counter=7),
     DeviceEnrolled(**DEVICE),
     DeviceRevoked(**DEVICE),
-    UnbindRequested(**COMMON, reason="fund_planning", impact_hash="ab" * 32, device_id="d-1", channel="app"),
+    UnbindRequested(**COMMON, reason="fund_planning", impact_hash="ab" * 32, lender="example_bank", account_last4="4821", device_id="d-1", channel="app"),
     RiskAssessed(
         **COMMON,
         score=45,
@@ -85,7 +87,7 @@ def test_every_event_type_has_a_sample_and_a_docstring() -> None:
 
 
 # Event types this project added to the contract of design.md (see the issue notes).
-ADDED_TO_THE_CONTRACT = {"BindingCreated", "UnbindAppealed", "BiometricCounterRegressed", "DeviceEnrolled", "DeviceRevoked"}
+ADDED_TO_THE_CONTRACT = {"BindingCreated", "UnbindAppealed", "BiometricCounterRegressed", "DeviceEnrolled", "DeviceRevoked", "PreferencesChanged"}
 # Binding takes a code and the lender's confirmation (issue 16).
 ADDED_TO_THE_CONTRACT |= {"BindingRequested", "BindingVerified", "BindingVerificationFailed", "MandateRequested", "MandateConfirmed", "MandateRefused"}
 # The gentler alternatives to an unbind: a pause of the auto-debit, a switch of the account (issue 16).

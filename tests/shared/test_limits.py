@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from starlette.types import Message, Receive, Scope, Send
 
 from services.binding.models import Binding, UnbindRequest
+from shared.problems import PROBLEM_TEXTS
 from tests.binding.test_api import assert_problem
 from tests.factories import Customer, customer_with_binding, idempotency_key
 from tests.stack import Stack, auth, make_bus_topics, running_stack, served
@@ -68,7 +69,9 @@ async def test_an_announced_body_over_the_limit_is_413_before_it_is_read(stack: 
     before = await written(stack)
     for response in await post_both(stack.client("binding"), customer, oversized_binding()):
         problem = assert_problem(response, 413, "payload-too-large")
-        assert str(LIMIT) in problem["detail"] and response.headers["x-request-id"]
+        # Binding answers customers: the detail is in their words (zh-CN by default), the limit a field.
+        assert problem["detail"] == PROBLEM_TEXTS.render("problem.payload-too-large", "zh-CN") and problem["max_bytes"] == LIMIT
+        assert response.headers["x-request-id"]
     assert await written(stack) == before
 
 

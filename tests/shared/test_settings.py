@@ -158,7 +158,11 @@ def test_a_password_gives_the_service_its_principal_over_tls(monkeypatch: pytest
 def test_a_service_process_without_its_kafka_password_exits_with_one_line(tmp_path: Path) -> None:
     """As `unbind up`, compose and Kubernetes start it: uvicorn's app factory, no traceback."""
     env = {name: value for name, value in os.environ.items() if not name.startswith(("KAFKA_", "UNBIND_"))}
-    keys = {"UNBIND_JWKS_FILE": str(KEYS.jwks_file), "UNBIND_INSTITUTION_WEBHOOK_SECRET": KEYS.secret("institution_webhook_secret")}
+    keys = {
+        "UNBIND_JWKS_FILE": str(KEYS.jwks_file),
+        "UNBIND_SIGNING_KEY_FILE": str(KEYS.service_key_file("notification")),
+        "UNBIND_INSTITUTION_WEBHOOK_SECRET": KEYS.secret("institution_webhook_secret"),
+    }
     result = subprocess.run(
         [sys.executable, "-m", "uvicorn", "--factory", "services.notification.main:create_app", "--port", "0"],
         cwd=ROOT,

@@ -79,7 +79,7 @@ async def test_five_wrong_codes_lock_the_verification_and_reject_the_request(sta
     assert_problem(await stack.client("verification").post(url, json={"code": code}, headers=auth(customer.user_id)), 409, "verification-failed")
 
     rejected = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "rejected")
-    assert rejected["outcome_reason"] == "verification_failed:too_many_attempts"
+    assert rejected["outcome_code"] == "verification_failed:too_many_attempts"
     binding = await stack.client("binding").get(f"/v1/bindings/{customer.binding_id}", headers=auth(customer.user_id))
     assert binding.json()["status"] == "active", "a rejected request gives the binding back"
 

@@ -157,7 +157,7 @@ async def test_five_failed_signatures_lock_the_verification(stack: Stack) -> Non
         last = await submit(stack, customer, verification_id, bad)
     assert_problem(last, 422, "verification-locked")
     rejected = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "rejected")
-    assert rejected["outcome_reason"] == "verification_failed:too_many_attempts"
+    assert rejected["outcome_code"] == "verification_failed:too_many_attempts"
 
 
 async def test_device_enrolment_rules(stack: Stack) -> None:
@@ -189,6 +189,6 @@ async def test_expiry_fails_the_verification_even_across_a_restart(kafka_topics:
 
     async with running_stack(kafka_topics, database_urls, tmp_path, overrides=overrides) as restarted:
         rejected = await restarted.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "rejected", timeout=30)
-        assert rejected["outcome_reason"] == "verification_failed:expired"
+        assert rejected["outcome_code"] == "verification_failed:expired"
         failures = [event for event in await kafka_topics.request_events(request_id) if event.type == "VerificationFailed"]
         assert [event.data.reason for event in failures] == ["expired"]

@@ -117,7 +117,7 @@ async def test_wrong_codes_lock_the_enrolment_and_no_unbind_event_is_emitted(sta
     url = f"/v1/verifications/{enrolment['id']}/otp"
     bad = {"code": wrong(stack.latest_code(customer.phone))}
     answers = [await stack.client("verification").post(url, json=bad, headers=auth(customer.user_id)) for _ in range(5)]
-    assert assert_problem(answers[-1], 422, "verification-locked")["detail"].startswith("The verification is locked; the device will not be added")
+    assert assert_problem(answers[-1], 422, "verification-locked")["detail"].startswith("错误次数过多，本次验证已锁定")
     right = {"code": stack.latest_code(customer.phone)}
     assert_problem(await stack.client("verification").post(url, json=right, headers=auth(customer.user_id)), 409, "verification-failed")
 

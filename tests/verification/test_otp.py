@@ -139,7 +139,7 @@ async def test_resends_keep_the_attempt_count_five_checks_in_total(database_urls
         assert_problem(await otp(stack, customer.user_id, verification_id, second), 409, "verification-failed")
         assert_problem(await resend(stack, customer.user_id, verification_id), 409, "verification-failed")
         rejected = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "rejected")
-        assert rejected["outcome_reason"] == "verification_failed:too_many_attempts"
+        assert rejected["outcome_code"] == "verification_failed:too_many_attempts"
 
 
 async def test_a_bind_request_gets_its_own_code_under_the_id_binding_named_and_never_emits_verified(
@@ -158,7 +158,7 @@ async def test_a_bind_request_gets_its_own_code_under_the_id_binding_named_and_n
         await eventually(lambda: codes_sent(stack, customer.phone), 15, "no binding code was sent")
         state = (await stack.client("verification").get(f"/v1/verifications/{asked.verification_id}", headers=auth(customer.user_id))).json()
         assert (state["purpose"], state["request_id"], state["methods"], state["status"]) == ("binding", asked.request_id, ["otp"], "pending")
-        assert "绑定到信用账户" in next(sms["text"] for sms in stack.sms_messages() if sms["to"] == customer.phone)
+        assert "您正在绑定示例银行 尾号 1234 的房贷还款账户" in next(sms["text"] for sms in stack.sms_messages() if sms["to"] == customer.phone)
         assert (await resend(stack, customer.user_id, asked.verification_id)).status_code == 200
         await eventually(lambda: len(codes_sent(stack, customer.phone)) == 2, 10, "no second code")
         assert (await otp(stack, customer.user_id, asked.verification_id, stack.latest_code(customer.phone))).json()["status"] == "verified"

@@ -45,7 +45,8 @@ done
 # No ACL, no access (allow.everyone.if.no.acl.found=false). Adding an ACL twice is harmless.
 acl() { kafka kafka-acls.sh --add --force "$@" >/dev/null; }
 # The services that emit events write the topic.
-acl --allow-principal User:binding --allow-principal User:verification --allow-principal User:risk --operation Write --topic "$UNBIND_TOPIC"
+acl --allow-principal User:binding --allow-principal User:verification --allow-principal User:risk --allow-principal User:notification \
+  --operation Write --topic "$UNBIND_TOPIC"
 # Every service with an inbox reads it, and dead-letters what it cannot handle; the dashboard reads both.
 acl --allow-principal User:binding --allow-principal User:verification --allow-principal User:risk --allow-principal User:notification \
   --allow-principal User:dashboard --operation Read --topic "$UNBIND_TOPIC"
