@@ -215,8 +215,12 @@ async def ask_for(stack: Stack, customer: Customer, kind: str, body: dict[str, A
 @pytest.mark.parametrize("locale", LOCALES)
 async def test_a_customer_reads_a_pause_and_a_switch_in_their_language(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path, locale: str) -> None:
     async with running_stack(kafka_topics, database_urls, tmp_path) as stack:
-        customer, other = await customer_with_binding(stack, locale=locale), await customer_with_binding(stack)
-        headers = {**auth(customer.user_id), "Accept-Language": locale}
+        customer, other = await customer_with_binding(stack), await customer_with_binding(stack)
+        if locale == "en":
+            saved = await stack.client("notification").put("/v1/preferences", json={"locale": "en"}, headers=auth(customer.user_id))
+            assert saved.status_code == 200, saved.text
+            await eventually(lambda: _answers_in_english(stack, customer), 30, "binding never learnt the saved locale")
+        headers = auth(customer.user_id)
         impact = (await stack.client("binding").get(f"/v1/bindings/{customer.binding_id}/impact", headers=headers)).json()
         for alternative in impact["alternatives"]:
             for text in (alternative["title"], alternative["summary"], *alternative["keeps"], *alternative["loses"]):
@@ -237,7 +241,7 @@ async def test_a_customer_reads_a_pause_and_a_switch_in_their_language(kafka_top
         new_number = card_number()
         switched = await ask_for(stack, customer, "switch", {"lender": "Harbour Bank", "account_number": new_number})
         quiet = await customer_with_binding(stack, auto_debit=False, locale=locale)
-        keyed = {**auth(quiet.user_id), "Idempotency-Key": idempotency_key()}
+        keyed = {**auth(quiet.user_id), "Accept-Language": locale, "Idempotency-Key": idempotency_key()}
         unpaused = await stack.client("binding").post(f"/v1/bindings/{quiet.binding_id}/pause-requests", json={"months": 1}, headers=keyed)
         answers.append(assert_problem(unpaused, 409, "no-auto-debit"))
         for problem in answers:
