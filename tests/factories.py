@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from services.binding.agreements import CURRENT as CURRENT_AGREEMENT
 from services.binding.models import Benefit, Binding, BindingStatus, CreditAccount, Instalment, Mandate, RepaymentAccount
 from services.binding.service import today
 from services.notification import handlers as notification_handlers
@@ -68,6 +69,7 @@ async def customer_with_binding(
                 repayment_account_id=f"ra-{suffix}",
                 status=BindingStatus.ACTIVE,
                 credit_limit_contribution=contribution,
+                agreement_version=CURRENT_AGREEMENT,
             )
         )
         await uow.session.flush()

@@ -6,10 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
-from services.binding import service, texts
+from services.binding import agreements, service, texts
 from services.binding.config import BindingSettings
 from services.binding.models import RequestStatus
 from services.binding.schemas import (
+    AgreementOut,
     AppealIn,
     AuditEntryOut,
     BindingIn,
@@ -49,6 +50,14 @@ def _settings(runtime: Runtime) -> BindingSettings:
 
 
 Settings = Annotated[BindingSettings, Depends(_settings)]
+
+
+@router.get("/agreements/{version}", tags=["agreements"], responses=problem_responses(404))
+async def get_agreement(version: Annotated[str, Path(pattern=agreements.VERSION_PATTERN)], locale: Locale, response: Response) -> AgreementOut:
+    """The text of a version of the binding agreement, in zh-CN or en (Accept-Language). Public: it is
+    read before binding, and holds nothing about anyone."""
+    response.headers["Content-Language"] = locale
+    return service.get_agreement(version, locale)
 
 
 @router.get("/bindings", tags=["bindings"])

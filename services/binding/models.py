@@ -92,6 +92,8 @@ class Binding(Base):
     status: Mapped[str] = mapped_column(String(16), default=BindingStatus.ACTIVE)
     # The part of the credit limit granted because of this binding; withdrawn on unbind.
     credit_limit_contribution: Mapped[int] = mapped_column(Integer, default=0)
+    # The version of the agreement the customer accepted (services/binding/agreements).
+    agreement_version: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.binding.agreements import VERSION_PATTERN
 from shared.account_numbers import normalise_account_number
 from shared.events import UnbindReason, VerificationMethod
 from shared.fields import FreeText
@@ -33,6 +34,7 @@ class BindingOut(BaseModel):
     credit_limit_contribution: int = Field(description="Part of the credit limit granted because of this binding, CNY")
     credit_account: CreditAccountOut
     repayment_account: RepaymentAccountOut
+    agreement_version: str = Field(description="The version of the agreement the customer accepted (`GET /v1/agreements/{version}`)")
     created_at: datetime
 
 
@@ -121,6 +123,7 @@ class BindingIn(BaseModel):
     monthly_instalment: int = Field(gt=0, le=1_000_000, description="CNY")
     due_day: int = Field(ge=1, le=28)
     auto_debit: bool = True
+    agreement_version: str = Field(pattern=VERSION_PATTERN, description="The agreement version the customer accepted; only the current one is (422 otherwise)")
 
     @field_validator("account_number")
     @classmethod
@@ -169,6 +172,22 @@ class BlockerOut(BaseModel):
     acknowledgeable: bool = Field(description="True when acknowledging it in the unbind request lets the request through")
 
 
+class AgreementRefOut(BaseModel):
+    version: str
+    title: str = Field(description="In the response's locale")
+    href: str = Field(description="Where its text is, e.g. `/v1/agreements/2026-12`")
+
+
+class AgreementOut(BaseModel):
+    version: str
+    locale: str
+    title: str
+    text: str = Field(description="Markdown")
+    in_force_from: date
+    current: bool = Field(description="False for a superseded version: new bindings accept `current_version`")
+    current_version: str
+
+
 class ImpactOut(BaseModel):
     binding_id: str
     locale: str
@@ -180,6 +199,7 @@ class ImpactOut(BaseModel):
     credit_limit_before: int
     credit_limit_after: int
     blockers: list[BlockerOut]
+    agreement: AgreementRefOut = Field(description="The agreement the binding was made under")
     impact_hash: str = Field(description="SHA-256 of this snapshot; recorded with the unbind request")
 
 

@@ -28,7 +28,7 @@ import orjson
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 
-from services.binding import repository, texts
+from services.binding import agreements, repository, texts
 from services.binding.config import BindingSettings
 from services.binding.models import (
     OPEN_REQUEST_STATUSES,
@@ -47,6 +47,8 @@ from services.binding.models import (
 )
 from services.binding.schemas import (
     AccountReport,
+    AgreementOut,
+    AgreementRefOut,
     AuditEntryOut,
     BenefitOut,
     BindingIn,
@@ -130,6 +132,7 @@ def binding_out(binding: Binding, repayment: RepaymentAccount, credit: CreditAcc
         auto_debit=auto_debit,
         credit_limit_contribution=binding.credit_limit_contribution,
         credit_account=CreditAccountOut(id=credit.id, credit_limit=credit.credit_limit),
+        agreement_version=binding.agreement_version,
         repayment_account=RepaymentAccountOut(
             id=repayment.id,
             lender=repayment.lender,
@@ -181,6 +184,7 @@ async def create_binding(uow: UnitOfWork, settings: BindingSettings, principal: 
     credit = await repository.credit_account_of(session, principal.subject, for_update=True)
     if credit is None:
         raise Problem(422, "no-credit-account", "No credit account", "Open a credit account before binding a repayment account.")
+    agreements.require_current(body.agreement_version)
     if await repository.account_number_held(session, body.account_number):
         raise _already_bound()
     left = max(0, settings.max_total_limit_uplift - await repository.limit_uplift_held(session, principal.subject))
@@ -197,6 +201,7 @@ async def create_binding(uow: UnitOfWork, settings: BindingSettings, principal: 
         repayment_account_id=repayment.id,
         status=BindingStatus.ACTIVE,
         credit_limit_contribution=contribution,
+        agreement_version=body.agreement_version,
     )
     due = next_due_date(body.due_day, today())
     session.add(repayment)
@@ -311,6 +316,7 @@ async def assess_impact(uow: UnitOfWork, binding: Binding, repayment: RepaymentA
         "credit_limit_before": credit.credit_limit,
         "credit_limit_after": limit_after,
         "blockers": [code for code, _ in blockers],
+        "agreement_version": binding.agreement_version,
     }
     return ImpactOut(
         binding_id=binding.id,
@@ -323,7 +329,29 @@ async def assess_impact(uow: UnitOfWork, binding: Binding, repayment: RepaymentA
         credit_limit_before=credit.credit_limit,
         credit_limit_after=limit_after,
         blockers=[BlockerOut(code=code, message=texts.text(f"blocker.{code}", locale, **values), acknowledgeable=code in ACKNOWLEDGEABLE) for code, values in blockers],
+        agreement=agreement_ref(binding.agreement_version, locale),
         impact_hash=hashlib.sha256(orjson.dumps(facts, option=orjson.OPT_SORT_KEYS)).hexdigest(),
+    )
+
+
+def agreement_ref(version: str, locale: str) -> AgreementRefOut:
+    agreement = agreements.agreement(version, locale)
+    assert agreement is not None, "a binding records a published version"
+    return AgreementRefOut(version=version, title=agreement.title, href=f"/v1/agreements/{version}")
+
+
+def get_agreement(version: str, locale: str) -> AgreementOut:
+    agreement = agreements.agreement(version, locale)
+    if agreement is None:
+        raise Problem(404, "not-found", "Not found", f"There is no version {version} of the agreement; the current one is {agreements.CURRENT}.")
+    return AgreementOut(
+        version=version,
+        locale=locale,
+        title=agreement.title,
+        text=agreement.text,
+        in_force_from=agreements.VERSIONS[version],
+        current=version == agreements.CURRENT,
+        current_version=agreements.CURRENT,
     )
 
 
@@ -694,7 +722,7 @@ async def seed_customers(uow: UnitOfWork, customers: Sequence[SyntheticCustomer]
         uow.session.add(
             Binding(
                 id=customer.binding_id, user_id=customer.user_id, credit_account_id=f"ca-{suffix}", repayment_account_id=f"ra-{suffix}",
-                status=BindingStatus.ACTIVE, credit_limit_contribution=contribution,
+                status=BindingStatus.ACTIVE, credit_limit_contribution=contribution, agreement_version=agreements.CURRENT,
             )
         )  # fmt: skip
         await uow.session.flush()
@@ -735,6 +763,7 @@ async def seed_demo_data(uow: UnitOfWork) -> bool:
                 repayment_account_id=f"ra-{suffix}",
                 status=BindingStatus.ACTIVE,
                 credit_limit_contribution=contribution,
+                agreement_version=agreements.CURRENT,
             )
         )
         await uow.session.flush()

@@ -32,6 +32,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from services.binding.agreements import CURRENT as CURRENT_AGREEMENT
 from services.notification.templates import CODE_IN_SMS
 from services.verification.device_simulator import DeviceSimulator
 from shared.account_numbers import with_check_digit
@@ -345,7 +346,7 @@ def _due_day_not_soon(today: date) -> int:
 
 async def bind_fresh_account(story: Story) -> str:
     number = with_check_digit("62220299" + "".join(random.choices("0123456789", k=7)))
-    body = {"lender": "Example Bank", "account_number": number, "monthly_instalment": 8000, "due_day": _due_day_not_soon(date.today())}
+    body = {"lender": "Example Bank", "account_number": number, "monthly_instalment": 8000, "due_day": _due_day_not_soon(date.today()), "agreement_version": CURRENT_AGREEMENT}
     created = await story.api.json("binding", "POST", "/v1/bindings", json=body, expect=(201,))
     limit_before = created["credit_account"]["credit_limit"] - created["credit_limit_contribution"]
     story.term.line(

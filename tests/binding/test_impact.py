@@ -15,7 +15,7 @@ from sqlalchemy import select
 from services.binding.models import Instalment, OutboxMessage
 from services.binding.service import credit_limit_contribution, today
 from tests.binding.test_api import assert_problem, counts, post_unbind
-from tests.factories import Customer, customer_with_binding, idempotency_key, unbind_body
+from tests.factories import CURRENT_AGREEMENT, Customer, customer_with_binding, idempotency_key, unbind_body
 from tests.stack import Stack, auth, make_bus_topics, running_stack
 
 
@@ -169,7 +169,7 @@ async def test_a_hundred_concurrent_requests_with_one_key_all_get_the_same_answe
 
 async def test_binding_a_repayment_account_grants_the_limit_by_the_rule(stack: Stack) -> None:
     existing = await customer_with_binding(stack, credit_limit=20000)
-    body = {"lender": "示例银行", "account_number": "6222 0299 8875 1234", "monthly_instalment": 8000, "due_day": 10}
+    body = {"lender": "示例银行", "account_number": "6222 0299 8875 1234", "monthly_instalment": 8000, "due_day": 10, "agreement_version": CURRENT_AGREEMENT}
     created = await stack.client("binding").post("/v1/bindings", json=body, headers=auth(existing.user_id))
     assert created.status_code == 201, created.text
     binding = created.json()
@@ -190,7 +190,7 @@ async def test_binding_a_repayment_account_grants_the_limit_by_the_rule(stack: S
 )
 async def test_invalid_bindings_are_422(stack: Stack, change: dict) -> None:
     existing = await customer_with_binding(stack)
-    body = {"lender": "Bank", "account_number": "6222029988751234", "monthly_instalment": 8000, "due_day": 10} | change
+    body = {"lender": "Bank", "account_number": "6222029988751234", "monthly_instalment": 8000, "due_day": 10, "agreement_version": CURRENT_AGREEMENT} | change
     assert_problem(await stack.client("binding").post("/v1/bindings", json=body, headers=auth(existing.user_id)), 422, "validation-error")
 
 

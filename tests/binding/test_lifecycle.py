@@ -10,7 +10,7 @@ from services.binding.service import credit_limit_contribution
 from shared.cloudevents import Envelope
 from shared.events import Verified
 from tests.binding.test_api import assert_problem
-from tests.factories import Customer, customer_with_binding, enrolled_device, idempotency_key, pass_verification, unbind_body
+from tests.factories import CURRENT_AGREEMENT, Customer, customer_with_binding, enrolled_device, idempotency_key, pass_verification, unbind_body
 from tests.stack import BusTopics, Stack, auth, eventually, running_stack
 from tests.verification.test_api import issued_verification, wrong
 
@@ -68,7 +68,7 @@ async def _types_are(topics: BusTopics, request_id: str, expected: list[str]) ->
 async def test_completion_cancels_the_mandate_and_withdraws_the_limit_by_the_rule(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
     async with running_stack(kafka_topics, database_urls, tmp_path) as stack:
         holder = await customer_with_binding(stack, credit_limit=20000)
-        body = {"lender": "示例银行", "account_number": "6222029988795678", "monthly_instalment": 7000, "due_day": 10}
+        body = {"lender": "示例银行", "account_number": "6222029988795678", "monthly_instalment": 7000, "due_day": 10, "agreement_version": CURRENT_AGREEMENT}
         created = (await stack.client("binding").post("/v1/bindings", json=body, headers=auth(holder.user_id))).json()
         limit, contribution = created["credit_account"]["credit_limit"], created["credit_limit_contribution"]
         customer = Customer(holder.user_id, holder.phone, body["account_number"], created["id"], limit, contribution)

@@ -33,7 +33,7 @@ from shared.cli.keys import signing_services
 from shared.keys import SigningKey, new_kid
 from shared.login_links import write_login_link
 from tests.dashboard.conftest import dashboard_settings
-from tests.factories import card_number, idempotency_key, unbind_body
+from tests.factories import CURRENT_AGREEMENT, card_number, idempotency_key, unbind_body
 from tests.keys import ISSUER, service_key, token
 from tests.security.conftest import REVIEW_EVERYTHING, World, populated_world
 from tests.stack import auth, make_bus_topics, served, service_settings
@@ -86,6 +86,8 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ("risk", "GET /v1/flags"): OPS_ONLY,
     ("risk", "POST /v1/flags/{user_id}/clear"): OPS_ONLY,
     ("risk", "PUT /internal/v1/profiles/{user_id}"): (401, 403, 403, 403, 204),
+    # The agreement is read before binding, by anyone: it holds nothing about anyone.
+    ("binding", "GET /v1/agreements/{version}"): PUBLIC,
     ("binding", "GET /v1/bindings"): CUSTOMER,
     ("binding", "POST /v1/bindings"): (401, 201, 201, 403, 403),
     ("binding", "GET /v1/bindings/{binding_id}"): OWN_OR_OPS,
@@ -125,7 +127,9 @@ REQUESTS: dict[str, Request] = {
     "POST /v1/reviews/{review_id}/decision": lambda *_: {"json": {"decision": "deny", "note": "authorization matrix"}},
     "PUT /v1/rules": lambda *_: {"json": REVIEW_EVERYTHING},
     "PUT /internal/v1/profiles/{user_id}": lambda *_: {"json": {"account_opened_at": "2020-01-01T00:00:00+08:00"}},
-    "POST /v1/bindings": lambda *_: {"json": {"lender": "Example Bank", "account_number": card_number(), "monthly_instalment": 5000, "due_day": 10}},
+    "POST /v1/bindings": lambda *_: {
+        "json": {"lender": "Example Bank", "account_number": card_number(), "monthly_instalment": 5000, "due_day": 10, "agreement_version": CURRENT_AGREEMENT}
+    },
     "POST /v1/bindings/{binding_id}/repayments": lambda *_: {"json": {"amount": 6500}, "headers": {"Idempotency-Key": idempotency_key()}},
     "POST /v1/bindings/{binding_id}/unbind-requests": lambda *_: {"json": unbind_body(), "headers": {"Idempotency-Key": idempotency_key()}},
     "POST /v1/unbind-requests/{request_id}/appeal": lambda *_: {"json": {"message": "Please look again."}},
