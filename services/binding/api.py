@@ -16,6 +16,7 @@ from services.binding.schemas import (
     BindingIn,
     BindingList,
     BindingOut,
+    DisputeIn,
     ImpactOut,
     InstalmentOut,
     RepaymentIn,
@@ -162,6 +163,16 @@ async def cancel_unbind_request(request_id: RequestId, principal: Customer, uow:
 async def appeal_unbind_request(request_id: RequestId, body: AppealIn, principal: Customer, uow: RequestUnitOfWork, settings: Settings) -> UnbindRequestOut:
     """Appeal a rejected request, once: it goes back under review by ops."""
     return await service.appeal(uow, settings, principal, request_id, body.message)
+
+
+@router.post(
+    "/unbind-requests/{request_id}/dispute",
+    tags=["unbind requests"],
+    responses=problem_responses(400, 404, (409, "Not completed, already disputed, or past the 7 days")),
+)
+async def dispute_unbind_request(request_id: RequestId, body: DisputeIn, principal: Customer, uow: RequestUnitOfWork) -> UnbindRequestOut:
+    """Dispute a completed unbind, once, within 7 days of its completion: an ops case opens."""
+    return await service.dispute(uow, principal, request_id, body.reason, body.message)
 
 
 @router.get("/unbind-requests/{request_id}/audit", tags=["unbind requests"], responses=problem_responses(404))

@@ -127,6 +127,12 @@ class UnbindRequest(Base):
     appeal_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     appealed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     follow_up: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A dispute of the completed unbind (once): its reason code, and the customer's words, which
+    # stay here (the event says only that they disputed, and why by code).
+    disputed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    dispute_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    dispute_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Open requests are expired by a background sweep once this passes (durable: it is a column).
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

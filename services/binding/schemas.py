@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.binding.agreements import VERSION_PATTERN
 from shared.account_numbers import normalise_account_number
-from shared.events import UnbindReason, VerificationMethod
+from shared.events import DisputeReason, UnbindReason, VerificationMethod
 from shared.fields import FreeText
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
@@ -71,6 +71,12 @@ class TimelineEntryOut(BaseModel):
     at: datetime
 
 
+class DisputeOut(BaseModel):
+    reason: DisputeReason
+    message: str | None = Field(description="The customer's words, numbers masked (the owner and ops only; never on the event stream)")
+    disputed_at: datetime
+
+
 class UnbindRequestOut(BaseModel):
     id: str
     binding_id: str
@@ -85,6 +91,8 @@ class UnbindRequestOut(BaseModel):
     outcome_reason: str | None
     appeal_message: str | None = Field(description="The customer's appeal, numbers masked (the owner and ops only; never on the event stream)")
     appealed_at: datetime | None
+    dispute_until: datetime | None = Field(description="A completed unbind can be disputed, once, until then")
+    dispute: DisputeOut | None
     follow_up: list[str]
     timeline: list[TimelineEntryOut]
 
@@ -109,6 +117,13 @@ class AppealIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     message: FreeText = Field(min_length=1, max_length=1000, description="Why the rejection is wrong")
+
+
+class DisputeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: DisputeReason
+    message: FreeText | None = Field(None, min_length=1, max_length=1000, description="What went wrong, in the customer's words (stays in binding)")
 
 
 class BindingIn(BaseModel):

@@ -56,6 +56,7 @@ from services.binding.schemas import (
     BindingOut,
     BlockerOut,
     CreditAccountOut,
+    DisputeOut,
     ImpactOut,
     InstalmentOut,
     MandateOut,
@@ -74,6 +75,7 @@ from shared.db import utcnow
 from shared.events import (
     BindingCreated,
     BindingEvent,
+    DisputeReason,
     ReviewDecided,
     ReviewOutcome,
     RiskAssessed,
@@ -81,6 +83,7 @@ from shared.events import (
     UnbindAppealed,
     UnbindCancelled,
     UnbindCompleted,
+    UnbindDisputed,
     UnbindExpired,
     UnbindRejected,
     UnbindRequested,
@@ -103,8 +106,10 @@ LIMIT_UPLIFT_CAP = 20_000
 FOLLOW_UP_AFTER_UNBIND = [
     "check_repayment_status_at_lender",
     "ask_lender_to_adjust_repayment_plan_if_needed",
-    "appeal_from_the_request_page_if_you_disagree",
+    "dispute_from_the_request_page_within_7_days",
 ]
+# A completed unbind can be disputed, once, for this long (the completion notice says 7 days).
+DISPUTE_WINDOW = timedelta(days=7)
 # Blockers the customer may accept by naming them in `acknowledged`; the others always refuse.
 ACKNOWLEDGEABLE = frozenset({"INSTALMENT_DUE_SOON"})
 
@@ -509,6 +514,10 @@ async def request_out(uow: UnitOfWork, request: UnbindRequest) -> UnbindRequestO
         # Masked like every number in a response: the customer may have typed a phone or account number.
         appeal_message=redact(request.appeal_message) if request.appeal_message else None,
         appealed_at=request.appealed_at,
+        dispute_until=request.completed_at + DISPUTE_WINDOW if request.completed_at else None,
+        dispute=DisputeOut(reason=request.dispute_reason, message=redact(request.dispute_message) if request.dispute_message else None, disputed_at=request.disputed_at)
+        if request.disputed_at
+        else None,
         follow_up=request.follow_up or [],
         timeline=[TimelineEntryOut(status=e.to_status, event_type=e.action, actor=e.actor, detail=e.reason, at=e.at) for e in entries],
     )
@@ -555,6 +564,24 @@ async def appeal(uow: UnitOfWork, settings: BindingSettings, principal: Principa
     return await request_out(uow, request)
 
 
+async def dispute(uow: UnitOfWork, principal: Principal, request_id: str, reason: DisputeReason, message: str | None) -> UnbindRequestOut:
+    """Dispute a completed unbind, once, within DISPUTE_WINDOW: an ops case opens (at risk, through
+    `UnbindDisputed`); the customer's message stays here."""
+    request = await _own_request(uow, principal, request_id)
+    if request.status != RequestStatus.COMPLETED or request.completed_at is None:
+        raise conflict("not-completed", "Only a completed unbind can be disputed.", request_status=request.status)
+    if request.disputed_at is not None:
+        raise conflict("already-disputed", "This unbind has already been disputed once; our team is looking into it.")
+    if utcnow() > request.completed_at + DISPUTE_WINDOW:
+        raise conflict("dispute-window-closed", f"An unbind can be disputed within {DISPUTE_WINDOW.days} days of its completion; contact support instead.")
+    request.disputed_at = utcnow()
+    request.dispute_reason = reason
+    request.dispute_message = message
+    _audit(uow, request, request.status, "UnbindDisputed", principal.subject, ActorType.CUSTOMER, f"disputed: {reason}")
+    uow.emit(UnbindDisputed(**_about(request), reason=reason))
+    return await request_out(uow, request)
+
+
 async def search_requests(uow: UnitOfWork, *, status: str | None, user_id: str | None, since: datetime | None, cursor: str | None, limit: int) -> RequestPage:
     after = decode_cursor(cursor) if cursor else None
     rows = await repository.search_requests(uow.session, status=status, user_id=user_id, since=since, after=after, limit=limit + 1)
@@ -572,9 +599,9 @@ async def apply_risk_assessment(uow: UnitOfWork, settings: BindingSettings, even
     request.risk_decision = event.decision
     request.risk_score = event.score
     request.risk_reasons = [reason.model_dump() for reason in event.reasons]
-    if event.decision == RiskDecision.DENY:
-        await _reject(uow, request, "risk_denied", "risk", ActorType.SERVICE)
-    elif event.decision == RiskDecision.REVIEW:
+    # No machine says a final no: risk sends what it would deny to a person (a `deny` from a risk
+    # of an earlier version is held for review too, never a rejection).
+    if event.decision in (RiskDecision.REVIEW, RiskDecision.DENY):
         request.expires_at = utcnow() + timedelta(seconds=settings.review_ttl_seconds)
         _transition(uow, request, RequestStatus.UNDER_REVIEW, "RiskAssessed", "risk", ActorType.SERVICE, f"score {event.score}: manual review")
     else:
@@ -586,7 +613,8 @@ async def apply_review_decision(uow: UnitOfWork, settings: BindingSettings, even
     if request is None:
         return
     if event.decision == ReviewOutcome.DENY:
-        await _reject(uow, request, "review_denied", event.reviewer, ActorType.OPS)
+        # The reviewer's reason, a code from the fixed list, is what the customer is told.
+        await _reject(uow, request, f"review_denied:{event.reason}" if event.reason else "review_denied", event.reviewer, ActorType.OPS)
     else:
         request.expires_at = utcnow() + timedelta(seconds=settings.unbind_request_ttl_seconds)
         # A fresh verification follows: forget the one an earlier round may have had.
@@ -634,6 +662,7 @@ async def complete_unbind(uow: UnitOfWork, event: Verified) -> None:
     binding.status = BindingStatus.UNBOUND
     await repository.release_account_number(uow.session, binding.repayment_account_id, now)
     request.follow_up = list(FOLLOW_UP_AFTER_UNBIND)
+    request.completed_at = now
     _transition(uow, request, RequestStatus.COMPLETED, "UnbindCompleted", "verification", ActorType.SERVICE, f"{cancelled} mandate(s) cancelled")
     uow.emit(
         UnbindCompleted(

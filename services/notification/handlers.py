@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from services.notification import service
 from services.notification.service import NotificationDeps
 from shared.consumer import Subscriptions, current_envelope
@@ -16,6 +18,7 @@ from shared.events import (
     UnbindAppealed,
     UnbindCancelled,
     UnbindCompleted,
+    UnbindDisputed,
     UnbindExpired,
     UnbindRejected,
     UnbindRequested,
@@ -26,12 +29,12 @@ from shared.events import (
 from shared.uow import UnitOfWork
 
 
-async def _notify(kind: str, event: Event, uow: UnitOfWork, deps: NotificationDeps) -> None:
+async def _notify(kind: str, event: Event, uow: UnitOfWork, deps: NotificationDeps, params: dict[str, Any] | None = None) -> None:
     # Only BindingCreated and UnbindRequested bring new request ids; every other event about a request
     # must be about one they opened (a device event is about the customer alone).
     if isinstance(event, BindingEvent) and not isinstance(event, BindingCreated | UnbindRequested):
         await service.require_known_request(uow, event)
-    await service.plan(uow, deps.metrics, current_envelope.get().id, kind, event, service.event_params(event))
+    await service.plan(uow, deps.metrics, current_envelope.get().id, kind, event, service.event_params(event) if params is None else params)
 
 
 async def on_binding_created(event: BindingCreated, uow: UnitOfWork, deps: NotificationDeps) -> None:
@@ -75,6 +78,10 @@ async def on_unbind_completed(event: UnbindCompleted, uow: UnitOfWork, deps: Not
 
 
 async def on_unbind_rejected(event: UnbindRejected, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    if event.reason.startswith("review_denied"):
+        # The reviewer's decision told the customer already, with its reason and their message.
+        await service.require_known_request(uow, event)
+        return
     await _notify("unbind_rejected", event, uow, deps)
 
 
@@ -91,7 +98,12 @@ async def on_unbind_appealed(event: UnbindAppealed, uow: UnitOfWork, deps: Notif
 
 
 async def on_review_decided(event: ReviewDecided, uow: UnitOfWork, deps: NotificationDeps) -> None:
-    await _notify("review_decided", event, uow, deps)
+    kind, params = await service.review_notice(uow, event)
+    await _notify(kind, event, uow, deps, params)
+
+
+async def on_unbind_disputed(event: UnbindDisputed, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("dispute_received", event, uow, deps)
 
 
 SUBSCRIPTIONS: Subscriptions = {
@@ -107,6 +119,7 @@ SUBSCRIPTIONS: Subscriptions = {
     UnbindExpired: on_unbind_expired,
     UnbindAppealed: on_unbind_appealed,
     ReviewDecided: on_review_decided,
+    UnbindDisputed: on_unbind_disputed,
     DeviceEnrolled: on_device_enrolled,
     DeviceRevoked: on_device_revoked,
 }

@@ -11,6 +11,7 @@ jitter up to `delivery_max_attempts`, then marked failed; a failed push falls ba
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import uuid
 from collections.abc import Sequence
@@ -23,20 +24,22 @@ from prometheus_client import CollectorRegistry, Counter
 
 from services.notification import repository
 from services.notification.config import NotificationSettings
-from services.notification.models import Contact, Delivery, DeliveryStatus, KnownRequest, Notification
+from services.notification.models import Contact, Delivery, DeliveryStatus, KnownRequest, Notification, ReviewMessage
 from services.notification.providers import DeliveryError, Outgoing, Provider
-from services.notification.schemas import MessageAccepted, MessageIn, NotificationList, NotificationOut, PreferencesIn, PreferencesOut, QuietHours
+from services.notification.schemas import MessageAccepted, MessageIn, NotificationList, NotificationOut, PreferencesIn, PreferencesOut, QuietHours, ReviewMessageIn
 from services.notification.templates import DEFAULT_LOCALE, KINDS, SECURITY_KINDS, render
 from shared.auth import Principal
 from shared.cloudevents import EventRejected
 from shared.db import utcnow
-from shared.events import BindingEvent, Event, UnbindCompleted, UnbindRequested
+from shared.events import BindingEvent, Event, ReviewDecided, ReviewOrigin, ReviewOutcome, UnbindCompleted, UnbindRequested
 from shared.logging import redact
 from shared.masking import mask_phone
 from shared.pagination import decode_cursor, encode_cursor
 from shared.population import SyntheticCustomer
 from shared.problems import Problem, not_found
 from shared.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
 
 # A failed attempt that will be tried again (the delivery stays queued).
 RETRYING = "retrying"
@@ -177,6 +180,40 @@ async def schedule_reminder(uow: UnitOfWork, deps: NotificationDeps, event_id: s
 
 def event_params(event: Event) -> dict[str, Any]:
     return event.model_dump(mode="json")
+
+
+# --- review outcomes -----------------------------------------------------------------------
+
+
+async def keep_review_message(uow: UnitOfWork, review_id: str, body: ReviewMessageIn) -> None:
+    """Keep what a reviewer wrote to a customer until its `ReviewDecided` arrives. A decision tried
+    again (risk's first attempt did not commit) replaces the message."""
+    message = await uow.session.get(ReviewMessage, review_id)
+    if message is None:
+        message = ReviewMessage(review_id=review_id)
+        uow.session.add(message)
+    # Masked like every number a person typed: the customer's phone or account may be in it.
+    message.user_id, message.request_id, message.message, message.received_at = body.user_id, body.request_id, redact(body.message), utcnow()
+
+
+async def review_notice(uow: UnitOfWork, event: ReviewDecided) -> tuple[str, dict[str, Any]]:
+    """The kind and parameters of the message telling the customer what ops decided, with the
+    reviewer's message to them, if they wrote one."""
+    if event.origin == ReviewOrigin.DISPUTE:
+        kind, params = "dispute_closed", {"dispute_outcome": event.decision}
+    elif event.decision == ReviewOutcome.APPROVE:
+        kind, params = "review_approved", {}
+    else:
+        kind, params = "appeal_denied" if event.origin == ReviewOrigin.APPEAL else "review_denied", {"denial_reason": event.reason or "other"}
+    if event.customer_message:
+        message = await uow.session.get(ReviewMessage, event.review_id) if event.review_id else None
+        if message is not None and message.request_id == event.request_id and message.user_id == event.user_id:
+            params["reviewer_message"] = message.message
+        else:
+            # Risk hands the message over before it commits the decision, so this is not expected;
+            # the customer still learns the outcome.
+            log.warning("the reviewer's message to the customer is missing", extra={"request_id": event.request_id, "review_id": event.review_id})
+    return kind, params
 
 
 # --- dispatching ---------------------------------------------------------------------------

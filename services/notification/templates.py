@@ -1,8 +1,8 @@
 """Message kinds, their channels, and their texts in zh-CN (default) and en.
 
 Security messages (codes, and what could mean someone else is unbinding: requested, completed,
-rejected, a failed or suspicious verification; or holds a second factor: a device key added or
-revoked) go by SMS and to the inbox (some on more channels), ignore quiet hours and cannot be turned
+rejected or denied by a reviewer, a failed or suspicious verification; or holds a second factor: a
+device key added or revoked) go by SMS and to the inbox (some on more channels), ignore quiet hours and cannot be turned
 off. The others go by push (SMS when push fails) and to the inbox, wait for the end of quiet hours,
 and can be turned off per channel.
 """
@@ -130,12 +130,13 @@ KINDS: dict[str, Kind] = {
             "zh-CN": (
                 "解绑完成",
                 "房贷还款账户已解绑，已取消 {mandates_cancelled} 项自动扣款，信用额度由 {credit_limit_before} 元调整为 {credit_limit_after} 元。"
-                "接下来请：1. 立即到贷款机构查看还款状态；2. 如有需要，请贷款机构调整还款计划；3. 如有异议，可在申请详情中申诉。",
+                "接下来请：1. 立即到贷款机构查看还款状态；2. 如有需要，请贷款机构调整还款计划；3. 如解绑并非本人操作或结果有误，可在 7 天内于申请详情中提出异议。",
             ),
             "en": (
                 "Unbinding complete",
                 "Your mortgage repayment account is unbound: {mandates_cancelled} auto-debit(s) cancelled, credit limit {credit_limit_before} -> {credit_limit_after} CNY. "
-                "Next: 1. check the repayment status at your lender now; 2. if needed, ask your lender to adjust the repayment plan; 3. if you disagree, appeal from the request.",
+                "Next: 1. check the repayment status at your lender now; 2. if needed, ask your lender to adjust the repayment plan; "
+                "3. if you did not ask for this or something is wrong, dispute it from the request page within 7 days.",
             ),
         },
         extra_channels=("email",),
@@ -168,11 +169,51 @@ KINDS: dict[str, Kind] = {
             "en": ("Appeal received", "We received your appeal; a reviewer will look at it soon."),
         },
     ),
-    "review_decided": Kind(
+    "review_approved": Kind(
         False,
         {
-            "zh-CN": ("人工复核完成", "您的解绑申请已复核，结果：{decision}。"),
-            "en": ("Review finished", "Your unbind request was reviewed: {decision}."),
+            "zh-CN": ("解绑申请已通过审核", "您的解绑申请已通过人工审核。为保障账户安全，请在申请详情中完成短信验证码和设备验证，验证通过后即为您解绑。"),
+            "en": (
+                "Unbind request approved",
+                "Your unbind request passed our review. To keep your account safe, complete the SMS code and the check on your device from the request page; "
+                "once both pass, we unbind the account.",
+            ),
+        },
+    ),
+    "review_denied": Kind(
+        True,
+        {
+            "zh-CN": ("解绑申请未通过审核", "很抱歉，您的解绑申请经人工审核未通过，原因：{denial_reason}。绑定和自动扣款保持不变。如有异议，可在申请详情中申诉一次。"),
+            "en": (
+                "Unbind request declined",
+                "Sorry, after review we could not approve your unbind request: {denial_reason}. The binding and its auto-debit stay as they are. "
+                "If you disagree, you can appeal once from the request page.",
+            ),
+        },
+    ),
+    "appeal_denied": Kind(
+        True,
+        {
+            "zh-CN": ("申诉未通过", "您的申诉已由工作人员重新审核，解绑申请仍未能通过，原因：{denial_reason}。绑定和自动扣款保持不变。如需帮助，请联系客服。"),
+            "en": (
+                "Appeal declined",
+                "Our staff looked at your unbind request again and still could not approve it: {denial_reason}. "
+                "The binding and its auto-debit stay as they are. Contact support if you need help.",
+            ),
+        },
+    ),
+    "dispute_received": Kind(
+        False,
+        {
+            "zh-CN": ("已收到您的异议", "我们已收到您对这次解绑提出的异议，会安排专人尽快核实，并通过站内信或电话与您联系。"),
+            "en": ("Dispute received", "We have your dispute of this unbinding. A member of our staff will look into it soon and contact you in the app or by phone."),
+        },
+    ),
+    "dispute_closed": Kind(
+        False,
+        {
+            "zh-CN": ("异议处理结果", "您对这次解绑提出的异议已处理完毕：{dispute_outcome}"),
+            "en": ("Your dispute has been handled", "We have looked into your dispute of the unbinding: {dispute_outcome}"),
         },
     ),
     "follow_up_reminder": Kind(
@@ -190,6 +231,35 @@ KINDS: dict[str, Kind] = {
 
 SECURITY_KINDS = frozenset(kind for kind, spec in KINDS.items() if spec.security)
 
+# Parameters that are codes, rendered as the words of the message's locale: parameter -> code -> locale -> words.
+LABELS: dict[str, dict[str, dict[str, str]]] = {
+    # Why a reviewer denied an unbind request (shared.events.DenialReason).
+    "denial_reason": {
+        "identity_not_confirmed": {"zh-CN": "未能确认是您本人申请", "en": "we could not confirm that the request came from you"},
+        "customer_unreachable": {"zh-CN": "我们未能联系上您核实情况", "en": "we could not reach you to confirm it"},
+        "account_security_risk": {
+            "zh-CN": "您的账户存在安全风险，为保护资金安全，暂时不能解绑",
+            "en": "your account shows a security risk, so to protect your money it cannot be unbound for now",
+        },
+        "outstanding_repayment": {"zh-CN": "该账户还有待处理的还款事项，请先处理", "en": "there is a repayment on this account to settle first"},
+        "lender_requirement": {"zh-CN": "贷款机构要求暂时保留自动扣款", "en": "your lender requires the auto-debit to stay for now"},
+        "other": {"zh-CN": "详见文末审核人员留言", "en": "our reviewer explains why in the note at the end"},
+    },
+    # What came of a customer's dispute of a completed unbind (the reviewer approved or denied it).
+    "dispute_outcome": {
+        "approve": {
+            "zh-CN": "情况属实，工作人员会尽快联系您，协助处理后续事宜。",
+            "en": "you were right, and a member of our staff will contact you soon to put things right.",
+        },
+        "deny": {
+            "zh-CN": "经核实，本次解绑办理无误，结果维持不变。如需帮助，请联系客服。",
+            "en": "we found the unbinding was carried out correctly, so it stands. Contact support if you need help.",
+        },
+    },
+}
+# Appended to a message when the reviewer wrote the customer one (`reviewer_message`).
+REVIEWER_MESSAGE = {"zh-CN": "审核人员留言：{reviewer_message}", "en": " A note from your reviewer: {reviewer_message}"}
+
 
 def render(kind: str, locale: str, params: dict[str, object]) -> tuple[str, str]:
     """Render strictly: an unknown kind or a missing parameter is an error, never a blank."""
@@ -197,8 +267,17 @@ def render(kind: str, locale: str, params: dict[str, object]) -> tuple[str, str]
     if spec is None:
         raise KeyError(f"no template {kind!r}")
     title, body = spec.texts.get(locale) or spec.texts[DEFAULT_LOCALE]
+    if params.get("reviewer_message"):
+        body += REVIEWER_MESSAGE.get(locale) or REVIEWER_MESSAGE[DEFAULT_LOCALE]
     needed = {name for _, name, _, _ in Formatter().parse(body) if name}
     if missing := needed - params.keys():
         raise KeyError(f"template {kind!r} lacks parameters {sorted(missing)}")
-    values = {name: ", ".join(map(str, value)) if isinstance(value, list) else value for name, value in params.items() if name in needed}
+    values = {name: _value(name, value, locale) for name, value in params.items() if name in needed}
     return title, body.format_map(values)
+
+
+def _value(name: str, value: object, locale: str) -> object:
+    if name in LABELS:
+        words = LABELS[name][str(value)]
+        return words.get(locale) or words[DEFAULT_LOCALE]
+    return ", ".join(map(str, value)) if isinstance(value, list) else value

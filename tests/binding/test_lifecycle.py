@@ -78,7 +78,7 @@ async def test_completion_cancels_the_mandate_and_withdraws_the_limit_by_the_rul
         code = stack.latest_code(customer.phone)
         assert (await stack.client("verification").post(f"/v1/verifications/{verification_id}/otp", json={"code": code}, headers=auth(customer.user_id))).status_code == 200
         done = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "completed")
-        assert done["follow_up"] == ["check_repayment_status_at_lender", "ask_lender_to_adjust_repayment_plan_if_needed", "appeal_from_the_request_page_if_you_disagree"]
+        assert done["follow_up"] == ["check_repayment_status_at_lender", "ask_lender_to_adjust_repayment_plan_if_needed", "dispute_from_the_request_page_within_7_days"]
 
         report = (await stack.client("binding").get(f"/v1/bindings/{customer.binding_id}/report", headers=auth(customer.user_id))).json()
         assert [mandate["status"] for mandate in report["mandates"]] == ["cancelled"]
@@ -162,10 +162,11 @@ async def test_appeal_denied_closes_it_only_once(kafka_topics: BusTopics, databa
         assert_problem(empty, 422, "validation-error")
         await stack.client("binding").post(f"/v1/unbind-requests/{request_id}/appeal", json={"message": "it was me"}, headers=auth(customer.user_id))
         review = await pending_review_for(stack, request_id)
-        denial = {"decision": "deny", "note": "five wrong codes from a new device"}
+        denial = {"decision": "deny", "reason": "identity_not_confirmed", "note": "five wrong codes from a new device"}
         await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json=denial, headers=auth("ops-9", "ops"))
 
-        closed = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "rejected" and body["outcome_reason"] == "review_denied")
+        denied = "review_denied:identity_not_confirmed"
+        closed = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "rejected" and body["outcome_reason"] == denied)
         assert "five wrong codes" not in str(closed), "the ops note stays in risk"
         assert await binding_status(stack, customer) == "active"
         again = await stack.client("binding").post(f"/v1/unbind-requests/{request_id}/appeal", json={"message": "again"}, headers=auth(customer.user_id))

@@ -37,6 +37,12 @@ def sample_params(kind: str) -> dict:
         "otp_code": {"code": "123456", "ttl_minutes": "5"},
         "device_enrolment_code": {"code": "123456", "ttl_minutes": "5"},
         "follow_up_reminder": {},
+        # A review's outcome, with a reviewer's message to the customer (services/notification/service.py review_notice).
+        "review_approved": {"reviewer_message": "Please complete the check today."},
+        "review_denied": {"denial_reason": "identity_not_confirmed", "reviewer_message": "Call us back."},
+        "appeal_denied": {"denial_reason": "other", "reviewer_message": "Your lender holds the mandate until March."},
+        "dispute_received": {},
+        "dispute_closed": {"dispute_outcome": "deny"},
     }
     if kind in by_kind:
         return by_kind[kind]
@@ -55,10 +61,34 @@ def test_every_kind_renders_in_both_locales(kind: str, locale: str) -> None:
 
 def test_every_customer_facing_event_has_a_kind() -> None:
     internal = {"RiskAssessed"}  # scores are for ops, not customers
+    # The kind says what the event means for the customer.
+    named_otherwise = {"ReviewDecided": "reviewapproved", "UnbindDisputed": "disputereceived"}
     kinds = {kind.replace("_", "") for kind in KINDS}
     for sample in SAMPLES:
         name = type(sample).__name__
-        assert name in internal or name.lower() in kinds, f"{name} has no message"
+        assert name in internal or named_otherwise.get(name, name.lower()) in kinds, f"{name} has no message"
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "locale", "expected"),
+    [
+        ("review_denied", {"denial_reason": "customer_unreachable"}, "zh-CN", "很抱歉，您的解绑申请经人工审核未通过，原因：我们未能联系上您核实情况。"),
+        ("review_denied", {"denial_reason": "customer_unreachable"}, "en", "Sorry, after review we could not approve your unbind request: we could not reach you to confirm it."),
+        ("appeal_denied", {"denial_reason": "other", "reviewer_message": "请先结清三月账单"}, "zh-CN", "原因：详见文末审核人员留言。"),
+        ("dispute_closed", {"dispute_outcome": "approve"}, "en", "We have looked into your dispute of the unbinding: you were right"),
+    ],
+)
+def test_codes_are_told_in_the_customers_words(kind: str, params: dict, locale: str, expected: str) -> None:
+    _, body = render(kind, locale, params)
+    assert expected in body
+    assert "_" not in body, "no machine code reaches the customer"
+
+
+def test_a_reviewer_message_ends_the_outcome_in_either_locale() -> None:
+    _, zh = render("review_approved", "zh-CN", {"reviewer_message": "请今天内完成验证"})
+    _, en = render("review_approved", "en", {"reviewer_message": "Please verify today"})
+    assert zh.endswith("。审核人员留言：请今天内完成验证") and en.endswith(". A note from your reviewer: Please verify today")
+    assert "审核人员留言" not in render("review_approved", "zh-CN", {})[1], "no empty note when the reviewer wrote none"
 
 
 def test_a_missing_variable_is_an_error_not_a_blank() -> None:
