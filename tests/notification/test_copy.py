@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from services.notification.templates import KINDS, LOCALES, PHRASES, AccountRef, render
+from shared.events import DenialReason
 from shared.i18n import variables
 from shared.lenders import LENDERS
 from tests.copy import assert_customer_copy
@@ -21,14 +22,18 @@ SAMPLES: dict[str, list[Any]] = {
     "account": [*(AccountRef(lender_id, "4821") for lender_id in LENDERS), AccountRef(None, "4821"), None],
     "methods": [["otp"], ["otp", "biometric"]],
     "reason": [key.removeprefix("reason.") for key in PHRASES.keys() if key.startswith("reason.")] + ["verification_failed:too_many_attempts"],
-    "decision": [key.removeprefix("decision.") for key in PHRASES.keys() if key.startswith("decision.")],
     "code": ["123456"],
     "ttl_minutes": ["5"],
     "credit_limit_before": [30000],
     "credit_limit_after": [20300],
     "expires_at": ["2026-12-01T06:15:00+00:00"],
     "expected_hours": [24],
+    "denial_reason": [str(reason) for reason in DenialReason],
+    "dispute_outcome": ["approve", "deny"],
 }
+# What a reviewer may add to the outcome of a review, in the customer's language (quoted as written).
+REVIEWER_MESSAGES = {"zh-CN": "如有疑问，请致电客服。", "en": "Call us if you have any questions."}
+REVIEW_OUTCOMES = {"review_approved", "review_denied", "appeal_denied", "dispute_closed"}
 
 
 def variations(kind: str, locale: str) -> list[dict[str, Any]]:
@@ -42,7 +47,8 @@ def variations(kind: str, locale: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_every_kind_reads_as_words_for_every_fact(kind: str, locale: str) -> None:
-    for facts in variations(kind, locale):
+    notes = [{}, {"reviewer_message": REVIEWER_MESSAGES[locale]}] if kind in REVIEW_OUTCOMES else [{}]
+    for facts in (facts | note for facts in variations(kind, locale) for note in notes):
         title, body = render(kind, locale, facts)
         for text in (title, body):
             assert_customer_copy(text, locale, allowed=(DEVICE_NAMES[locale],), where=f"{kind} with {facts}")
