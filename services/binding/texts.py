@@ -39,7 +39,7 @@ TEXTS = Catalogue(
         "benefit.interest_free_days": {"zh-CN": "免息期延长 {value} 天", "en": "{value} extra interest-free days"},
         "benefit.limit_uplift": {"zh-CN": "信用额度提升 {amount}", "en": "Credit limit raised by {amount}"},
         # --- the request: its risk step (never the score, a signal or a rule) -------------------
-        "risk.allow": {"zh-CN": "安全检查已完成，请完成短信验证。", "en": "Our security check is done. Confirm it is you with an SMS code."},
+        "risk.allow": {"zh-CN": "安全检查已通过，请输入短信验证码完成验证。", "en": "Our security check is done. Confirm it is you with an SMS code."},
         "risk.step_up": {
             "zh-CN": "为保障账户安全，本次解绑需要短信验证码和手机指纹或面容验证。",
             "en": "To keep your account safe, this unbinding needs an SMS code and a fingerprint or face check on your phone.",

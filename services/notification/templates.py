@@ -61,7 +61,7 @@ KINDS: dict[str, Kind] = {
     "otp_code": Kind(
         True,
         {
-            "zh-CN": ("解绑验证码", "您正在解绑{account}，验证码为 {code}，{ttl_minutes} 分钟内有效。请勿告诉他人，工作人员不会向您索要验证码。"),
+            "zh-CN": ("解绑验证码", "您正在解绑{account}，验证码为 {code}，{ttl_minutes} 分钟内有效。请勿泄露给他人，工作人员不会向您索取验证码。"),
             "en": (
                 "Your unbind code",
                 "To unbind {account}, your verification code is {code}. It expires in {ttl_minutes} minutes. Never share it: we will never ask you for it.",
