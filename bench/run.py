@@ -3,8 +3,8 @@ that `unbind up` runs.
 
 1. Seeds N synthetic customers, each with one active mortgage binding (a fresh run id each time).
 2. Drives N workflows: at `--rate` new workflows per second, or as fast as `--concurrency` in
-   flight allows; a `--step-up` fraction request from a newly enrolled device and pass the
-   biometric too. A progress bar runs on stderr.
+   flight allows; a `--step-up` fraction enrol a device key first, request from a tablet risk
+   has never seen, and pass the biometric with that key too. A progress bar runs on stderr.
 3. Times each request from the topic: the events' own times give request -> UnbindCompleted and
    each stage.
 4. Measures, on the same broker and database, the raw ceilings (bench/ceilings.py), each

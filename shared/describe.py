@@ -30,6 +30,7 @@ from shared.events import (
     UnbindAppealed,
     UnbindCancelled,
     UnbindCompleted,
+    UnbindDisputed,
     UnbindExpired,
     UnbindRejected,
     UnbindRequested,
@@ -56,12 +57,15 @@ def describe_event(data: Event, emphasize: Emphasis = _plain) -> str:
         asks = {"pause": f"pause auto-debit {data.pause_months} month(s)", "switch": f"switch to account ···· {data.new_account_last4}"}.get(data.kind, "unbind")
         return f"{asks} · {data.reason} · {device} · acknowledged {', '.join(data.acknowledged) or 'nothing'} · channel {data.channel}"
     if isinstance(data, RiskAssessed):
-        needs = {"review": "needs an ops review", "deny": "refused"}.get(data.decision, f"needs {methods_text(data.required_methods)}")
+        needs = "needs an ops review" if data.decision in ("review", "deny") else f"needs {methods_text(data.required_methods)}"
         reasons = " ".join(f"{reason.code}(+{reason.weight})" for reason in data.reasons) or "no signals"
         return f"score {data.score} · {emphasize(data.decision, 'decision')} · {needs} · {reasons}"
     if isinstance(data, ReviewDecided):
         needs = f" · needs {methods_text(data.required_methods)}" if data.required_methods else ""
-        return f"{emphasize(data.decision, 'decision')} by {data.reviewer}{needs}"
+        case = f" · {data.origin} case" if data.origin != "risk" else ""
+        reason = f" · {data.reason}" if data.reason else ""
+        message = " · wrote to the customer" if data.customer_message else ""
+        return f"{emphasize(data.decision, 'decision')} by {data.reviewer}{case}{reason}{needs}{message}"
     if isinstance(data, VerificationRequested):
         return f"verification {data.verification_id} · {methods_text(data.methods)} · expires {data.expires_at:%H:%M:%S} UTC"
     if isinstance(data, Verified):
@@ -89,6 +93,8 @@ def describe_event(data: Event, emphasize: Emphasis = _plain) -> str:
         return emphasize(data.reason, "failure")
     if isinstance(data, MandateRefused):
         return f"mandate {data.mandate_id} refused by {data.lender} · {emphasize(data.reason, 'failure')}"
+    if isinstance(data, UnbindDisputed):
+        return f"completed unbind disputed by the customer ({data.reason}): an ops case opens"
     if isinstance(data, BindingCreated):
         return f"account ···· {data.account_last4} bound · auto-debit {'awaits the lender' if data.auto_debit else 'not asked'}"
     if isinstance(data, MandateRequested):

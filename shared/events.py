@@ -62,6 +62,36 @@ class ReviewOutcome(StrEnum):
     DENY = "deny"
 
 
+class ReviewOrigin(StrEnum):
+    """Why a case is in ops' queue: risk asked for a human, the customer appealed a rejection, or the
+    customer disputes a completed unbind."""
+
+    RISK = "risk"
+    APPEAL = "appeal"
+    DISPUTE = "dispute"
+
+
+class DenialReason(StrEnum):
+    """The fixed list a reviewer chooses from to deny an unbind request (no machine denies one)."""
+
+    IDENTITY_NOT_CONFIRMED = "identity_not_confirmed"
+    CUSTOMER_UNREACHABLE = "customer_unreachable"
+    ACCOUNT_SECURITY_RISK = "account_security_risk"
+    OUTSTANDING_REPAYMENT = "outstanding_repayment"
+    LENDER_REQUIREMENT = "lender_requirement"
+    # Said in the reviewer's message to the customer, which is then required.
+    OTHER = "other"
+
+
+class DisputeReason(StrEnum):
+    """Why a customer disputes a completed unbind."""
+
+    NOT_REQUESTED_BY_ME = "not_requested_by_me"
+    UNBOUND_BY_MISTAKE = "unbound_by_mistake"
+    REPAYMENT_PROBLEM = "repayment_problem"
+    OTHER = "other"
+
+
 class VerificationMethod(StrEnum):
     OTP = "otp"
     BIOMETRIC = "biometric"
@@ -232,12 +262,20 @@ class RiskAssessed(BindingEvent):
 
 
 class ReviewDecided(BindingEvent):
-    """Emitted by risk when ops have closed a manual review of an unbind request."""
+    """Emitted by risk when ops have closed a case: a manual review or an appeal of an unbind
+    request (an approval names the methods to verify), or a dispute of a completed one."""
 
     emitted_by = "risk"
     decision: ReviewOutcome
     reviewer: str
     required_methods: list[VerificationMethod] = Field(default_factory=list)
+    review_id: str | None = None
+    origin: ReviewOrigin = ReviewOrigin.RISK
+    # The reviewer's reason for a denial of an unbind request.
+    reason: DenialReason | None = None
+    # Whether the reviewer wrote the customer a message: risk gave its text to notification's
+    # internal API before committing the decision; only this flag travels.
+    customer_message: bool = False
 
 
 class VerificationRequested(BindingEvent):
@@ -331,6 +369,14 @@ class UnbindAppealed(BindingEvent):
     emitted_by = "binding"
 
 
+class UnbindDisputed(BindingEvent):
+    """Emitted by binding when a customer disputes a completed unbind (within its window, once); the
+    customer's message stays in binding."""
+
+    emitted_by = "binding"
+    reason: DisputeReason
+
+
 class UnbindExpired(BindingEvent):
     """Emitted by binding when an open unbind request was not verified in time."""
 
@@ -381,6 +427,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         UnbindCancelled,
         UnbindAppealed,
         UnbindExpired,
+        UnbindDisputed,
         DeviceEnrolled,
         DeviceRevoked,
         PreferencesChanged,

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from services.binding import service as binding_service
+from services.binding.agreements import CURRENT as CURRENT_AGREEMENT
 from services.binding.models import Benefit, Binding, BindingStatus, CreditAccount, Instalment, Mandate, RepaymentAccount
 from services.binding.service import today
 from services.notification import handlers as notification_handlers
@@ -47,10 +48,12 @@ async def customer_with_binding(
     due_in_days: int = 20,
     locale: str = "zh-CN",
     email: str | None = None,
+    awake: bool = False,
 ) -> Customer:
     """A customer with a credit account, a mortgage repayment account and an active binding with
     its auto-debit mandate and current instalment, due in `due_in_days` (negative: overdue), in
-    binding's database; and contact details in notification's, when it runs."""
+    binding's database; and contact details in notification's, when it runs (`awake`: without
+    quiet hours, so a test reads a message that may wait at any time of day)."""
     suffix = uuid.uuid4().hex[:8]
     user_id = user_id or f"u-{suffix}"
     phone = f"+86138{int(suffix, 16) % 10**8:08d}"
@@ -76,6 +79,7 @@ async def customer_with_binding(
                 repayment_account_id=f"ra-{suffix}",
                 status=BindingStatus.ACTIVE,
                 credit_limit_contribution=contribution,
+                agreement_version=CURRENT_AGREEMENT,
             )
         )
         await uow.session.flush()
@@ -93,7 +97,8 @@ async def customer_with_binding(
             if (existing := await uow.session.get(Contact, user_id)) is not None:
                 phone = existing.phone
             else:
-                uow.session.add(Contact(user_id=user_id, phone=phone, email=email, locale=locale))
+                quiet = {"quiet_start": "00:00", "quiet_end": "00:00"} if awake else {}
+                uow.session.add(Contact(user_id=user_id, phone=phone, email=email, locale=locale, **quiet))
     return Customer(user_id, phone, account_number, binding_id, credit_limit, contribution)
 
 

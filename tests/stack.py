@@ -180,6 +180,20 @@ class Stack:
         assert response.status_code == 200, response.text
         return response.json()
 
+    async def notices(self, user_id: str, request_id: str) -> dict[str, str]:
+        """The customer's inbox messages about one request: kind -> body."""
+        items = (await self.client("notification").get("/v1/notifications", headers=auth(user_id))).json()["items"]
+        return {item["kind"]: item["body"] for item in items if item["request_id"] == request_id}
+
+    async def wait_for_notice(self, user_id: str, request_id: str, kind: str, timeout: float = 15) -> dict[str, str]:
+        """The inbox messages about a request once one of `kind` is among them."""
+
+        async def check() -> dict[str, str] | None:
+            found = await self.notices(user_id, request_id)
+            return found if kind in found else None
+
+        return await eventually(check, timeout, f"no {kind} message about request {request_id} reached the inbox")
+
     async def wait_for_request(self, request_id: str, user_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30) -> dict[str, Any]:
         async def check() -> dict[str, Any] | None:
             body = await self.request_status(request_id, user_id)
@@ -218,22 +232,22 @@ async def running_stack(
     app_options: dict[str, dict[str, Any]] | None = None,
 ) -> AsyncIterator[Stack]:
     """Migrate, build and start the given services (settings `overrides` per service); stop them
-    on exit. `notification_link` may wrap verification's line to notification (to cut it)."""
+    on exit. `notification_link` may wrap verification's and risk's lines to notification (to cut them)."""
     await migrate({service: database_urls[service] for service in services})
     stack = Stack(topics, var_dir)
     async with AsyncExitStack() as exits:
-        factories = {"binding": create_binding_app, "risk": create_risk_app, "notification": create_notification_app}
-        # Notification first: verification's HTTP calls are wired to its app.
+        factories = {"binding": create_binding_app, "verification": create_verification_app, "risk": create_risk_app, "notification": create_notification_app}
+        # Notification first: the HTTP calls of verification (codes) and risk (reviewers' messages) are wired to its app.
         for service in sorted(services, key=lambda name: name != "notification"):
             settings = service_settings(service, database_urls[service], topics, var_dir, **(overrides or {}).get(service, {}))
-            if service == "verification":
+            options = dict((app_options or {}).get(service, {}))
+            if service in ("verification", "risk"):
                 notification_app = stack.apps.get("notification")
                 transport = httpx.ASGITransport(app=notification_app) if notification_app else None
                 if transport is not None and notification_link is not None:
                     transport = notification_link(transport)
-                app = create_verification_app(settings, bus=topics.app_bus, notification_transport=transport)
-            else:
-                app = factories[service](settings, bus=topics.app_bus, **(app_options or {}).get(service, {}))
+                options.setdefault("notification_transport", transport)
+            app = factories[service](settings, bus=topics.app_bus, **options)
             stack.apps[service] = app
             await exits.enter_async_context(app.router.lifespan_context(app))
             stack.clients[service] = await exits.enter_async_context(httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{service}"))

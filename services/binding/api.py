@@ -10,15 +10,17 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from services.binding import service
+from services.binding import agreements, service
 from services.binding.config import BindingSettings
 from services.binding.models import RequestStatus
 from services.binding.schemas import (
+    AgreementOut,
     AppealIn,
     AuditEntryOut,
     BindingIn,
     BindingList,
     BindingOut,
+    DisputeIn,
     ImpactOut,
     InstalmentOut,
     LenderCallbackIn,
@@ -34,13 +36,15 @@ from services.binding.schemas import (
 from shared.app import RequestLocale, RequestUnitOfWork, Runtime, request_locale
 from shared.auth import Customer, Ops, Principal, require_role
 from shared.fields import Instant
+from shared.i18n import resolve
 from shared.lenders import LENDER_HEADER, SIGNATURE_HEADER
 from shared.problems import Problem, problem_responses
 
 # Every route answers in the caller's language (problems included): Accept-Language, else their saved locale.
 router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 422), dependencies=[Depends(request_locale)])
-# Lenders call in signed by their own secret, with no token: no customer, no customer's language.
-lender_router = APIRouter(prefix="/v1", responses=problem_responses(422))
+# Routes without a token: the agreement's text (read before binding) and the lenders' callbacks
+# (signed by each lender's own secret); no customer, so no saved language.
+public_router = APIRouter(prefix="/v1", responses=problem_responses(422))
 
 ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9._:-]{8,128}$"
@@ -57,10 +61,25 @@ def _settings(runtime: Runtime) -> BindingSettings:
 Settings = Annotated[BindingSettings, Depends(_settings)]
 
 
+def _header_locale(accept_language: Annotated[str | None, Header(alias="Accept-Language", max_length=200)] = None) -> str:
+    return resolve(accept_language, None)
+
+
+HeaderLocale = Annotated[str, Depends(_header_locale)]
+
+
 @router.get("/lenders", tags=["bindings"])
 async def list_lenders(principal: Customer, locale: RequestLocale) -> LenderList:
     """The lenders whose mortgage repayment accounts can be bound, with their service hotlines."""
     return service.list_lenders(locale)
+
+
+@public_router.get("/agreements/{version}", tags=["agreements"], responses=problem_responses(404))
+async def get_agreement(version: Annotated[str, Path(pattern=agreements.VERSION_PATTERN)], locale: HeaderLocale, response: Response) -> AgreementOut:
+    """The text of a version of the binding agreement, in zh-CN or en (Accept-Language). Public: it is
+    read before binding, and holds nothing about anyone."""
+    response.headers["Content-Language"] = locale
+    return service.get_agreement(version, locale)
 
 
 @router.get("/bindings", tags=["bindings"])
@@ -83,7 +102,7 @@ async def create_binding(body: BindingIn, principal: Customer, uow: RequestUnitO
     return await service.create_binding(uow, principal, body, locale)
 
 
-@lender_router.post(
+@public_router.post(
     "/lenders/callbacks",
     tags=["lenders"],
     responses=problem_responses(400, (401, "Not signed by a lender of the directory, or signed too long ago"), 404, (409, "The mandate is no longer pending")),
@@ -265,6 +284,16 @@ async def cancel_unbind_request(request_id: RequestId, principal: Customer, uow:
 async def appeal_unbind_request(request_id: RequestId, body: AppealIn, principal: Customer, uow: RequestUnitOfWork, settings: Settings, locale: RequestLocale) -> UnbindRequestOut:
     """Appeal a rejected request, once: it goes back under review by ops."""
     return await service.appeal(uow, settings, principal, request_id, body.message, locale)
+
+
+@router.post(
+    "/unbind-requests/{request_id}/dispute",
+    tags=["unbind requests"],
+    responses=problem_responses(400, 404, (409, "Not completed, already disputed, or past the 7 days")),
+)
+async def dispute_unbind_request(request_id: RequestId, body: DisputeIn, principal: Customer, uow: RequestUnitOfWork, locale: RequestLocale) -> UnbindRequestOut:
+    """Dispute a completed unbind, once, within 7 days of its completion: an ops case opens."""
+    return await service.dispute(uow, principal, request_id, body.reason, body.message, locale)
 
 
 @router.get("/unbind-requests/{request_id}/audit", tags=["unbind requests"], responses=problem_responses(404))

@@ -41,7 +41,7 @@ def create_app(settings: BindingSettings | None = None, *, bus: EventBus | None 
         settings or BindingSettings(),
         title="unbind · binding",
         description="Bindings between mortgage repayment accounts and credit accounts, and the requests to unbind them.",
-        routers=[api.router, api.lender_router],
+        routers=[api.router, api.public_router],
         outbox_model=OutboxMessage,
         inbox_model=InboxEntry,
         subscriptions=handlers.SUBSCRIPTIONS,

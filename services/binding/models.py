@@ -109,6 +109,8 @@ class Binding(Base):
     # verification of its SMS code; neither for bindings that predate them.
     bind_request_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     verification_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # The version of the agreement the customer accepted (services/binding/agreements).
+    agreement_version: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -147,6 +149,12 @@ class UnbindRequest(Base):
     appeal_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     appealed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     follow_up: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A dispute of the completed unbind (once): its reason code, and the customer's words, which
+    # stay here (the event says only that they disputed, and why by code).
+    disputed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    dispute_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    dispute_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Open requests are expired by a background sweep once this passes (durable: it is a column).
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

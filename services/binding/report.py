@@ -69,6 +69,8 @@ LABELS: dict[str, dict[str, str]] = {
         "created": "绑定时间",
         "auto_debit": "自动扣款",
         "contribution": "绑定带来的额度",
+        "agreement": "服务协议",
+        "agreement_value": "《{title}》{version} 版",
         "credit_account": "信用账户",
         "credit_account_id": "信用账户编号",
         "credit_limit": "当前信用额度",
@@ -117,6 +119,8 @@ LABELS: dict[str, dict[str, str]] = {
         "created": "Created",
         "auto_debit": "Auto-debit",
         "contribution": "Limit from binding",
+        "agreement": "Agreement",
+        "agreement_value": "{title}, version {version}",
         "credit_account": "Credit account",
         "credit_account_id": "Account ID",
         "credit_limit": "Credit limit",
@@ -438,6 +442,7 @@ def render_pdf(report: AccountReport) -> bytes:
             [(text["binding_id"], text.text(binding.id)), (text["status"], text.value(binding.status))],
             [(text["created"], text.when(binding.created_at)), (text["auto_debit"], text.on_off(binding.auto_debit))],
             [(text["contribution"], text.money(binding.credit_limit_contribution))],
+            [(text["agreement"], text["agreement_value"].format(title=text.text(impact.agreement.title), version=text.text(impact.agreement.version)))],
         ],
     )
 

@@ -7,8 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.binding.agreements import VERSION_PATTERN
 from shared.account_numbers import normalise_account_number
-from shared.events import Code, RequestKind, UnbindReason, VerificationMethod
+from shared.events import Code, DisputeReason, RequestKind, UnbindReason, VerificationMethod
 from shared.fields import FreeText
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
@@ -46,6 +47,7 @@ class BindingOut(BaseModel):
     credit_limit_contribution: int = Field(description="Part of the credit limit granted because of this binding, CNY")
     credit_account: CreditAccountOut
     repayment_account: RepaymentAccountOut
+    agreement_version: str = Field(description="The version of the agreement the customer accepted (`GET /v1/agreements/{version}`)")
     created_at: datetime
 
 
@@ -101,6 +103,10 @@ class FollowUpOut(BaseModel):
     title: str
     body: str
     action: FollowUpAction | None
+class DisputeOut(BaseModel):
+    reason: DisputeReason
+    message: str | None = Field(description="The customer's words, numbers masked (the owner and ops only; never on the event stream)")
+    disputed_at: datetime
 
 
 class UnbindRequestOut(BaseModel):
@@ -121,6 +127,8 @@ class UnbindRequestOut(BaseModel):
     outcome_reason: str | None = Field(description="The same in the customer's language")
     appeal_message: str | None = Field(description="The customer's appeal, numbers masked (the owner and ops only; never on the event stream)")
     appealed_at: datetime | None
+    dispute_until: datetime | None = Field(description="A completed unbind can be disputed, once, until then")
+    dispute: DisputeOut | None
     follow_up: list[FollowUpOut] = Field(description="What to do after unbinding, naming the lender and its hotline")
     timeline: list[TimelineEntryOut]
 
@@ -157,6 +165,13 @@ class LenderList(BaseModel):
     items: list[LenderOut]
 
 
+class DisputeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: DisputeReason
+    message: FreeText | None = Field(None, min_length=1, max_length=1000, description="What went wrong, in the customer's words (stays in binding)")
+
+
 class RepaymentAccountIn(BaseModel):
     """A repayment account to bind, or to switch a binding to."""
 
@@ -179,6 +194,7 @@ class BindingIn(RepaymentAccountIn):
     monthly_instalment: int = Field(gt=0, le=1_000_000, description="CNY")
     due_day: int = Field(ge=1, le=28)
     auto_debit: bool = True
+    agreement_version: str = Field(pattern=VERSION_PATTERN, description="The agreement version the customer accepted; only the current one is (422 otherwise)")
 
 
 class SwitchRequestIn(RequestIn, RepaymentAccountIn):
@@ -254,6 +270,22 @@ class AlternativeOut(BaseModel):
     request_path: str = Field(description="Where to ask for it (POST, with an Idempotency-Key, like an unbind request)")
 
 
+class AgreementRefOut(BaseModel):
+    version: str
+    title: str = Field(description="In the response's locale")
+    href: str = Field(description="Where its text is, e.g. `/v1/agreements/2026-12`")
+
+
+class AgreementOut(BaseModel):
+    version: str
+    locale: str
+    title: str
+    text: str = Field(description="Markdown")
+    in_force_from: date
+    current: bool = Field(description="False for a superseded version: new bindings accept `current_version`")
+    current_version: str
+
+
 class ImpactOut(BaseModel):
     binding_id: str
     locale: str
@@ -268,6 +300,7 @@ class ImpactOut(BaseModel):
     alternatives: list[AlternativeOut] = Field(
         default_factory=list, description="What the customer may do instead of unbinding (none once unbound); the blockers apply to them too"
     )
+    agreement: AgreementRefOut = Field(description="The agreement the binding was made under")
     impact_hash: str = Field(description="SHA-256 of this snapshot; recorded with the unbind request")
 
 

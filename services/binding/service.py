@@ -37,7 +37,7 @@ import orjson
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 
-from services.binding import repository, texts
+from services.binding import agreements, repository, texts
 from services.binding.config import BindingSettings
 from services.binding.models import (
     OPEN_REQUEST_STATUSES,
@@ -58,6 +58,8 @@ from services.binding.models import (
 )
 from services.binding.schemas import (
     AccountReport,
+    AgreementOut,
+    AgreementRefOut,
     AlternativeOut,
     AuditEntryOut,
     BenefitOut,
@@ -66,6 +68,7 @@ from services.binding.schemas import (
     BindingOut,
     BlockerOut,
     CreditAccountOut,
+    DisputeOut,
     FollowUpAction,
     FollowUpOut,
     ImpactOut,
@@ -90,6 +93,7 @@ from services.binding.schemas import (
 from shared.auth import Principal
 from shared.cloudevents import EventRejected
 from shared.db import utcnow
+from shared.denials import denial_reason
 from shared.events import (
     AutoDebitPaused,
     AutoDebitResumed,
@@ -98,6 +102,7 @@ from shared.events import (
     BindingRequested,
     BindingVerificationFailed,
     BindingVerified,
+    DisputeReason,
     MandateConfirmed,
     MandateRefused,
     MandateRequested,
@@ -110,6 +115,7 @@ from shared.events import (
     UnbindAppealed,
     UnbindCancelled,
     UnbindCompleted,
+    UnbindDisputed,
     UnbindExpired,
     UnbindReason,
     UnbindRejected,
@@ -136,13 +142,15 @@ LIMIT_UPLIFT_CAP = 20_000
 MAX_PENDING_BINDINGS = 3
 # What to do after unbinding, pausing the auto-debit or switching the account (texts `follow_up.<code>.*`,
 # naming the lender and its hotline).
-FOLLOW_UP_AFTER_UNBIND = ["check_repayment", "repay_on_time", "adjust_plan"]
+FOLLOW_UP_AFTER_UNBIND = ["check_repayment", "repay_on_time", "adjust_plan", "dispute"]
 FOLLOW_UP_AFTER_PAUSE = ["repay_during_pause"]
 FOLLOW_UP_AFTER_SWITCH = ["until_new_auto_debit"]
-# Follow-ups the customer does alone: no call to the lender offered.
-SELF_SERVICE = frozenset({"repay_on_time", "repay_during_pause"})
+# The items whose action is a call to the lender's hotline.
+CALL_THE_LENDER = frozenset({"check_repayment", "adjust_plan", "until_new_auto_debit"})
 # The audit reason of VerificationRequested names the methods after this (the timeline words them).
 METHODS_NOTE = "methods: "
+# A completed unbind can be disputed, once, for this long (the completion notice says 7 days).
+DISPUTE_WINDOW = timedelta(days=7)
 # Blockers the customer may accept by naming them in `acknowledged`; the others always refuse.
 ACKNOWLEDGEABLE = frozenset({"INSTALMENT_DUE_SOON"})
 # The blockers of a binding with an open request (an unbind; a pause or a switch).
@@ -194,6 +202,7 @@ def binding_out(
         verification_id=binding.verification_id if binding.status == BindingStatus.PENDING else None,
         credit_limit_contribution=binding.credit_limit_contribution,
         credit_account=CreditAccountOut(id=credit.id, credit_limit=credit.credit_limit),
+        agreement_version=binding.agreement_version,
         repayment_account=repayment_account_out(repayment, locale),
         created_at=binding.created_at,
     )
@@ -268,6 +277,7 @@ async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn,
     credit = await repository.credit_account_of(session, principal.subject, for_update=True)
     if credit is None:
         raise Problem(422, "no-credit-account", "No credit account", "Open a credit account before binding a repayment account.")
+    agreements.require_current(body.agreement_version)
     if await repository.account_number_held(session, body.account_number):
         raise _already_bound()
     # Each asks for an SMS code: a stolen token must not turn into a stream of them.
@@ -281,6 +291,7 @@ async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn,
         repayment_account_id=repayment.id,
         status=BindingStatus.PENDING,
         credit_limit_contribution=0,
+        agreement_version=body.agreement_version,
         bind_request_id=_new_id(),
         verification_id=_new_id(),
     )
@@ -435,6 +446,7 @@ async def assess_impact(uow: UnitOfWork, binding: Binding, repayment: RepaymentA
         "credit_limit_before": credit.credit_limit,
         "credit_limit_after": limit_after,
         "blockers": [code for code, _ in blockers],
+        "agreement_version": binding.agreement_version,
     }
     return ImpactOut(
         binding_id=binding.id,
@@ -448,6 +460,7 @@ async def assess_impact(uow: UnitOfWork, binding: Binding, repayment: RepaymentA
         credit_limit_after=limit_after,
         blockers=[BlockerOut(code=code, message=texts.text(f"blocker.{code}", locale, **values), acknowledgeable=code in ACKNOWLEDGEABLE) for code, values in blockers],
         alternatives=await _alternatives(uow, binding, repayment, credit, lost, busy=busy, auto_debit=auto_debit, locale=locale),
+        agreement=agreement_ref(binding.agreement_version, locale),
         impact_hash=hashlib.sha256(orjson.dumps(facts, option=orjson.OPT_SORT_KEYS)).hexdigest(),
     )
 
@@ -496,6 +509,27 @@ async def _alternatives(
         )
         for kind in (RequestKind.PAUSE, RequestKind.SWITCH)
     ]
+
+
+def agreement_ref(version: str, locale: str) -> AgreementRefOut:
+    agreement = agreements.agreement(version, locale)
+    assert agreement is not None, "a binding records a published version"
+    return AgreementRefOut(version=version, title=agreement.title, href=f"/v1/agreements/{version}")
+
+
+def get_agreement(version: str, locale: str) -> AgreementOut:
+    agreement = agreements.agreement(version, locale)
+    if agreement is None:
+        raise Problem(404, "not-found", "Not found", f"There is no version {version} of the agreement; the current one is {agreements.CURRENT}.")
+    return AgreementOut(
+        version=version,
+        locale=locale,
+        title=agreement.title,
+        text=agreement.text,
+        in_force_from=agreements.VERSIONS[version],
+        current=version == agreements.CURRENT,
+        current_version=agreements.CURRENT,
+    )
 
 
 async def get_impact(uow: UnitOfWork, principal: Principal, binding_id: str, locale: str) -> ImpactOut:
@@ -710,14 +744,21 @@ async def request_out(uow: UnitOfWork, request: UnbindRequest, locale: str) -> U
         # Masked like every number in a response: the customer may have typed a phone or account number.
         appeal_message=redact(request.appeal_message) if request.appeal_message else None,
         appealed_at=request.appealed_at,
+        dispute_until=request.completed_at + DISPUTE_WINDOW if request.completed_at else None,
+        dispute=DisputeOut(reason=request.dispute_reason, message=redact(request.dispute_message) if request.dispute_message else None, disputed_at=request.disputed_at)
+        if request.disputed_at
+        else None,
         follow_up=await _follow_up(uow, request, locale),
         timeline=[TimelineEntryOut(status=e.to_status, event_type=e.action, actor=e.actor, detail=_timeline_detail(e, locale, request.kind), at=e.at) for e in entries],
     )
 
 
 def _outcome(code: str, locale: str) -> str:
-    """Why a request was declined: `verification_failed:expired` in words, or its kind when that part has none."""
+    """Why a request was declined: `verification_failed:expired` or a reviewer's `review_denied:<reason>`
+    in words, or its kind when that part has none."""
     kind, _, detail = code.partition(":")
+    if kind == "review_denied" and detail:
+        return texts.text("outcome.review_denied.because", locale, reason=denial_reason(detail, locale))
     return texts.text(f"outcome.{kind}.{detail}" if f"outcome.{kind}.{detail}" in texts.TEXTS else f"outcome.{kind}", locale)
 
 
@@ -751,7 +792,7 @@ async def _follow_up(uow: UnitOfWork, request: UnbindRequest, locale: str) -> li
                 code=code,
                 title=texts.text(f"follow_up.{code}.title", locale),
                 body=texts.text(body, locale, **words),
-                action=action if code not in SELF_SERVICE else None,
+                action=action if code in CALL_THE_LENDER else None,
             )
         )
     return items
@@ -812,6 +853,24 @@ async def appeal(uow: UnitOfWork, settings: BindingSettings, principal: Principa
     return await request_out(uow, request, locale)
 
 
+async def dispute(uow: UnitOfWork, principal: Principal, request_id: str, reason: DisputeReason, message: str | None, locale: str) -> UnbindRequestOut:
+    """Dispute a completed unbind, once, within DISPUTE_WINDOW: an ops case opens (at risk, through
+    `UnbindDisputed`); the customer's message stays here."""
+    request = await _own_request(uow, principal, request_id)
+    if request.status != RequestStatus.COMPLETED or request.completed_at is None:
+        raise conflict("not-completed", "Only a completed unbind can be disputed.", request_status=request.status)
+    if request.disputed_at is not None:
+        raise conflict("already-disputed", "This unbind has already been disputed once; our team is looking into it.")
+    if utcnow() > request.completed_at + DISPUTE_WINDOW:
+        raise conflict("dispute-window-closed", f"An unbind can be disputed within {DISPUTE_WINDOW.days} days of its completion; contact support instead.")
+    request.disputed_at = utcnow()
+    request.dispute_reason = reason
+    request.dispute_message = message
+    _audit(uow, request, request.status, "UnbindDisputed", principal.subject, ActorType.CUSTOMER, f"disputed: {reason}")
+    uow.emit(UnbindDisputed(**_about(request), reason=reason))
+    return await request_out(uow, request, locale)
+
+
 async def search_requests(
     uow: UnitOfWork, *, status: str | None, user_id: str | None, since: datetime | None, cursor: str | None, limit: int, locale: str
 ) -> RequestPage:
@@ -832,9 +891,9 @@ async def apply_risk_assessment(uow: UnitOfWork, settings: BindingSettings, even
     request.risk_decision = event.decision
     request.risk_score = event.score
     request.risk_reasons = [reason.model_dump() for reason in event.reasons]
-    if event.decision == RiskDecision.DENY:
-        await _reject(uow, request, "risk_denied", "risk", ActorType.SERVICE)
-    elif event.decision == RiskDecision.REVIEW:
+    # No machine says a final no: risk sends what it would deny to a person (a `deny` from a risk
+    # of an earlier version is held for review too, never a rejection).
+    if event.decision in (RiskDecision.REVIEW, RiskDecision.DENY):
         request.expires_at = utcnow() + timedelta(seconds=settings.review_ttl_seconds)
         _transition(uow, request, RequestStatus.UNDER_REVIEW, "RiskAssessed", "risk", ActorType.SERVICE, f"score {event.score}: manual review")
     else:
@@ -846,7 +905,8 @@ async def apply_review_decision(uow: UnitOfWork, settings: BindingSettings, even
     if request is None:
         return
     if event.decision == ReviewOutcome.DENY:
-        await _reject(uow, request, "review_denied", event.reviewer, ActorType.OPS)
+        # The reviewer's reason, a code from the fixed list, is what the customer is told.
+        await _reject(uow, request, f"review_denied:{event.reason}" if event.reason else "review_denied", event.reviewer, ActorType.OPS)
     else:
         request.expires_at = utcnow() + timedelta(seconds=settings.unbind_request_ttl_seconds)
         # A fresh verification follows: forget the one an earlier round may have had.
@@ -897,6 +957,7 @@ async def _unbind(uow: UnitOfWork, request: UnbindRequest, binding: Binding) -> 
     binding.status = BindingStatus.UNBOUND
     await repository.release_account_number(uow.session, binding.repayment_account_id, now)
     request.follow_up = list(FOLLOW_UP_AFTER_UNBIND)
+    request.completed_at = now
     _transition(uow, request, RequestStatus.COMPLETED, "UnbindCompleted", "verification", ActorType.SERVICE, f"{cancelled} mandate(s) cancelled")
     uow.emit(
         UnbindCompleted(
@@ -1206,7 +1267,7 @@ async def seed_customers(uow: UnitOfWork, customers: Sequence[SyntheticCustomer]
         uow.session.add(
             Binding(
                 id=customer.binding_id, user_id=customer.user_id, credit_account_id=f"ca-{suffix}", repayment_account_id=f"ra-{suffix}",
-                status=BindingStatus.ACTIVE, credit_limit_contribution=contribution,
+                status=BindingStatus.ACTIVE, credit_limit_contribution=contribution, agreement_version=agreements.CURRENT,
             )
         )  # fmt: skip
         await uow.session.flush()
@@ -1250,6 +1311,7 @@ async def seed_demo_data(uow: UnitOfWork) -> bool:
                 repayment_account_id=f"ra-{suffix}",
                 status=BindingStatus.ACTIVE,
                 credit_limit_contribution=contribution,
+                agreement_version=agreements.CURRENT,
             )
         )
         await uow.session.flush()

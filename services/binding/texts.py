@@ -82,7 +82,7 @@ TEXTS = Catalogue(
             "en": "This account already has a request in progress; wait until it is done.",
         },
         # --- the request: its risk step (never the score, a signal or a rule) -------------------
-        "risk.allow": {"zh-CN": "安全检查已完成，请完成短信验证。", "en": "Our security check is done. Confirm it is you with an SMS code."},
+        "risk.allow": {"zh-CN": "安全检查已通过，请输入短信验证码完成验证。", "en": "Our security check is done. Confirm it is you with an SMS code."},
         "risk.step_up": {
             "zh-CN": "为保障账户安全，本次申请需要短信验证码和手机指纹或面容验证。",
             "en": "To keep your account safe, this request needs an SMS code and a fingerprint or face check on your phone.",
@@ -108,11 +108,13 @@ TEXTS = Catalogue(
         "timeline.UnbindCancelled": {"zh-CN": "您取消了申请", "en": "You cancelled the request"},
         "timeline.UnbindExpired": {"zh-CN": "申请未在规定时间内完成，已自动关闭", "en": "Not completed in time; closed"},
         "timeline.UnbindAppealed": {"zh-CN": "您提交了申诉，等待人工复核", "en": "You appealed; waiting for a review"},
+        "timeline.UnbindDisputed": {"zh-CN": "您对解绑提出了异议，工作人员正在核实", "en": "You disputed the unbind; our team is looking into it"},
         "method.otp": {"zh-CN": "短信验证码", "en": "an SMS code"},
         "method.biometric": {"zh-CN": "手机指纹或面容验证", "en": "a fingerprint or face check on your phone"},
         # --- why a request was declined -------------------------------------------------------
         "outcome.risk_denied": {"zh-CN": "未通过安全校验", "en": "it did not pass our security checks"},
         "outcome.review_denied": {"zh-CN": "人工审核未通过", "en": "it did not pass our review"},
+        "outcome.review_denied.because": {"zh-CN": "人工审核未通过：{reason}", "en": "it did not pass our review: {reason}"},
         "outcome.verification_failed": {"zh-CN": "身份验证未通过", "en": "the identity check failed"},
         "outcome.verification_failed.too_many_attempts": {"zh-CN": "验证错误次数过多", "en": "too many wrong attempts to confirm it was you"},
         "outcome.no_auto_debit": {"zh-CN": "该账户已没有可暂停的自动扣款", "en": "there was no auto-debit left to pause"},
@@ -147,12 +149,31 @@ TEXTS = Catalogue(
             "zh-CN": "新账户的自动扣款要等{lender}确认后才开始，开通后我们会通知您。在此之前请每期按时自行还款。",
             "en": "Auto-debit on your new account starts once {lender} confirms it; we will tell you when. Until then, repay each instalment on time yourself.",
         },
+        "follow_up.dispute.title": {"zh-CN": "如对解绑有异议", "en": "If something about this unbind is wrong"},
+        "follow_up.dispute.body": {
+            "zh-CN": "解绑完成后 7 天内，您可以在申请详情中提出异议，我们的工作人员会跟进处理。",
+            "en": "Within 7 days of the unbind, you can raise a dispute from the request details, and our team will look into it.",
+        },
         "follow_up.call": {"zh-CN": "致电{lender} {hotline}", "en": "Call {lender} on {hotline}"},
         # --- problems (the `detail` of what this service answers a customer) -----------------
         "problem.already-bound": {"zh-CN": "该还款账户已被绑定，请勿重复绑定。", "en": "This repayment account is already bound."},
         "problem.too-many-pending-bindings": {
             "zh-CN": "您有多笔绑定正在等待短信验证，请先完成验证，或待其失效后再试。",
             "en": "Several bindings are still waiting for their SMS code. Confirm one, or wait until they lapse, then try again.",
+        },
+        "problem.agreement-superseded": {
+            "zh-CN": "服务协议已更新，请阅读并同意最新版本后再绑定。",
+            "en": "The agreement has been updated. Read and accept the current version, then bind again.",
+        },
+        "problem.agreement-unknown": {
+            "zh-CN": "未找到该版本的服务协议，请阅读并同意最新版本后再绑定。",
+            "en": "We have no agreement of that version. Read and accept the current one, then bind again.",
+        },
+        "problem.not-completed": {"zh-CN": "只有已完成的解绑才能提出异议。", "en": "Only a completed unbind can be disputed."},
+        "problem.already-disputed": {"zh-CN": "您已对这次解绑提出过异议，工作人员正在处理。", "en": "You have already disputed this unbind; our team is looking into it."},
+        "problem.dispute-window-closed": {
+            "zh-CN": "已超过 7 天的异议期限，如需帮助，请联系客服。",
+            "en": "The 7 days to dispute this unbind have passed. Contact us if you need help.",
         },
         "problem.binding-not-bound": {"zh-CN": "该账户尚未绑定成功，暂时无法办理。", "en": "This account was never bound, so there is nothing to change."},
         "problem.unknown-lender": {

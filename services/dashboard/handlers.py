@@ -23,12 +23,14 @@ from shared.events import (
     MandateRequested,
     RepaymentAccountSwitched,
     ReviewDecided,
+    ReviewOrigin,
     ReviewOutcome,
     RiskAssessed,
     RiskDecision,
     UnbindAppealed,
     UnbindCancelled,
     UnbindCompleted,
+    UnbindDisputed,
     UnbindExpired,
     UnbindRejected,
     UnbindRequested,
@@ -55,14 +57,17 @@ def on_unbind_requested(view: Projection, envelope: Envelope) -> None:
 
 def on_risk_assessed(view: Projection, envelope: Envelope) -> None:
     event: RiskAssessed = envelope.data
-    # A denial stays pending_risk until binding rejects the request (UnbindRejected).
-    state = {RiskDecision.REVIEW: "under_review", RiskDecision.DENY: None}.get(event.decision, "pending_verification")
+    # A deny goes to a person, as a review does (binding holds the request for review).
+    state = "under_review" if event.decision in (RiskDecision.REVIEW, RiskDecision.DENY) else "pending_verification"
     request = view.transition(envelope, stage="assessed", state=state)
     request.decision, request.score = str(event.decision), event.score
 
 
 def on_review_decided(view: Projection, envelope: Envelope) -> None:
     event: ReviewDecided = envelope.data
+    if event.origin == ReviewOrigin.DISPUTE:  # the request stays completed, whatever ops found
+        view.transition(envelope)
+        return
     request = view.transition(envelope, state="pending_verification" if event.decision == ReviewOutcome.APPROVE else None)
     request.reviewed = True
     request.reached.setdefault("review_decided", envelope.time)
@@ -116,6 +121,11 @@ def on_unbind_appealed(view: Projection, envelope: Envelope) -> None:
     view.transition(envelope, state="under_review")
 
 
+def on_unbind_disputed(view: Projection, envelope: Envelope) -> None:
+    """A completed unbind disputed: an ops case opens, the request stays completed."""
+    view.transition(envelope)
+
+
 SUBSCRIPTIONS: dict[type[Event], Handler] = {
     **dict.fromkeys((BindingRequested, BindingVerified, BindingVerificationFailed, BindingCreated, MandateRequested, MandateConfirmed, MandateRefused), on_binding_flow),
     UnbindRequested: on_unbind_requested,
@@ -133,6 +143,7 @@ SUBSCRIPTIONS: dict[type[Event], Handler] = {
     UnbindCancelled: on_unbind_cancelled,
     UnbindExpired: on_unbind_expired,
     UnbindAppealed: on_unbind_appealed,
+    UnbindDisputed: on_unbind_disputed,
     DeviceEnrolled: on_device_changed,
     DeviceRevoked: on_device_changed,
 }

@@ -59,7 +59,7 @@ async def pending_reviews(deps: DashboardDeps, session: OpsSession) -> dict[str,
 
 
 async def decide_review(deps: DashboardDeps, session: OpsSession, review_id: str, body: ReviewDecisionIn) -> dict[str, Any]:
-    return await _call_risk(deps, session, "POST", f"/v1/reviews/{review_id}/decision", json=body.model_dump())
+    return await _call_risk(deps, session, "POST", f"/v1/reviews/{review_id}/decision", json=body.model_dump(mode="json", exclude_none=True))
 
 
 async def _call_risk(deps: DashboardDeps, session: OpsSession, method: str, path: str, **kwargs: Any) -> dict[str, Any]:

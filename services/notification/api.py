@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from services.notification import service
-from services.notification.schemas import MessageAccepted, MessageIn, NotificationList, NotificationOut, PreferencesIn, PreferencesOut
+from services.notification.schemas import MessageAccepted, MessageIn, NotificationList, NotificationOut, PreferencesIn, PreferencesOut, ReviewMessageIn
 from services.notification.service import NotificationDeps
 from shared.app import RequestUnitOfWork, Runtime, request_locale
 from shared.auth import Customer, Principal, require_service
@@ -24,6 +24,8 @@ def _deps(runtime: Runtime) -> NotificationDeps:
 Deps = Annotated[NotificationDeps, Depends(_deps)]
 # The one caller of the internal send endpoint: verification, with the one-time codes.
 Verification = Annotated[Principal, Depends(require_service("verification"))]
+# ...and of the review messages: risk, with what a reviewer wrote to a customer.
+Risk = Annotated[Principal, Depends(require_service("risk"))]
 
 
 @router.get("/v1/notifications", tags=["inbox"])
@@ -59,3 +61,13 @@ async def send_message(message: MessageIn, principal: Verification, uow: Request
     """Send a code SMS on another service's behalf (service role only). Idempotent per message_id.
     The code of an unbind request goes after that request's risk prompt, never before it."""
     return await service.send_message(uow, deps, message)
+
+
+@router.put("/internal/v1/review-messages/{review_id}", status_code=204, tags=["internal"], responses=problem_responses(400))
+async def keep_review_message(
+    review_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,36}$")], body: ReviewMessageIn, principal: Risk, uow: RequestUnitOfWork
+) -> Response:
+    """A reviewer's message to a customer (risk only), kept until the review's `ReviewDecided`
+    arrives and then sent with its outcome: free text never travels on the topic."""
+    await service.keep_review_message(uow, review_id, body)
+    return Response(status_code=204)

@@ -26,6 +26,7 @@ from shared.events import (
     UnbindAppealed,
     UnbindCancelled,
     UnbindCompleted,
+    UnbindDisputed,
     UnbindExpired,
     UnbindRejected,
     UnbindRequested,
@@ -140,6 +141,10 @@ async def on_unbind_completed(event: UnbindCompleted, uow: UnitOfWork, deps: Not
 
 
 async def on_unbind_rejected(event: UnbindRejected, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    if event.reason.startswith("review_denied"):
+        # The reviewer's decision told the customer already, with its reason and their message.
+        await _follow(event, uow)
+        return
     await _notify("unbind_rejected", event, uow, deps)
 
 
@@ -156,7 +161,12 @@ async def on_unbind_appealed(event: UnbindAppealed, uow: UnitOfWork, deps: Notif
 
 
 async def on_review_decided(event: ReviewDecided, uow: UnitOfWork, deps: NotificationDeps) -> None:
-    await _notify("review_decided", event, uow, deps)
+    kind, params = await service.review_notice(uow, event)
+    await _notify(kind, event, uow, deps, **params)
+
+
+async def on_unbind_disputed(event: UnbindDisputed, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("dispute_received", event, uow, deps)
 
 
 SUBSCRIPTIONS: Subscriptions = {
@@ -181,6 +191,7 @@ SUBSCRIPTIONS: Subscriptions = {
     UnbindExpired: on_unbind_expired,
     UnbindAppealed: on_unbind_appealed,
     ReviewDecided: on_review_decided,
+    UnbindDisputed: on_unbind_disputed,
     DeviceEnrolled: on_device_enrolled,
     DeviceRevoked: on_device_revoked,
 }

@@ -79,6 +79,20 @@ class DeviceName(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class ReviewMessage(Base):
+    """What a reviewer wrote to the customer when deciding a case, handed over by risk before the
+    decision commits (free text never travels on the topic); sent with the outcome once
+    `ReviewDecided` arrives. Numbers in it are masked on the way in."""
+
+    __tablename__ = "review_messages"
+
+    review_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(36))
+    message: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Notification(Base):
     """A message in the customer's in-app inbox."""
 

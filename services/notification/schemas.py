@@ -48,6 +48,16 @@ class MessageIn(BaseModel):
         return self
 
 
+class ReviewMessageIn(BaseModel):
+    """What a reviewer wrote to a customer, handed over by risk: sent with the review's outcome."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    request_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,36}$")
+    message: FreeText = Field(min_length=1, max_length=500)
+
+
 class MessageAccepted(BaseModel):
     message_id: str
     status: str

@@ -12,6 +12,7 @@ due message about a request's stage the request has moved on from is not sent bu
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import uuid
 from collections.abc import Sequence
@@ -24,9 +25,9 @@ from prometheus_client import CollectorRegistry, Counter
 
 from services.notification import repository
 from services.notification.config import NotificationSettings
-from services.notification.models import Contact, Delivery, DeliveryStatus, DeviceName, KnownRequest, Notification
+from services.notification.models import Contact, Delivery, DeliveryStatus, DeviceName, KnownRequest, Notification, ReviewMessage
 from services.notification.providers import DeliveryError, Outgoing, Provider
-from services.notification.schemas import MessageAccepted, MessageIn, NotificationList, NotificationOut, PreferencesIn, PreferencesOut, QuietHours
+from services.notification.schemas import MessageAccepted, MessageIn, NotificationList, NotificationOut, PreferencesIn, PreferencesOut, QuietHours, ReviewMessageIn
 from services.notification.templates import DEFAULT_LOCALE, KINDS, SECURITY_KINDS, STAGE_KINDS, AccountRef, render
 from shared.auth import Principal
 from shared.cloudevents import EventRejected
@@ -43,6 +44,9 @@ from shared.events import (
     MandateRequested,
     PreferencesChanged,
     RepaymentAccountSwitched,
+    ReviewDecided,
+    ReviewOrigin,
+    ReviewOutcome,
     UnbindCompleted,
     UnbindRequested,
 )
@@ -55,6 +59,8 @@ from shared.uow import UnitOfWork
 
 # Zhang San's demo phone, as verification seeds it.
 DEMO_PHONE_NAME = "张三的 iPhone"
+log = logging.getLogger(__name__)
+
 # A failed attempt that will be tried again (the delivery stays queued).
 RETRYING = "retrying"
 # The risk prompt: what a customer must read before the code of the request (`send_message`).
@@ -272,6 +278,40 @@ async def _account_of(uow: UnitOfWork, request_id: str) -> AccountRef | None:
 async def _device_name(uow: UnitOfWork, device_id: str) -> str | None:
     device = await uow.session.get(DeviceName, device_id)
     return device.name if device else None
+
+
+# --- review outcomes -----------------------------------------------------------------------
+
+
+async def keep_review_message(uow: UnitOfWork, review_id: str, body: ReviewMessageIn) -> None:
+    """Keep what a reviewer wrote to a customer until its `ReviewDecided` arrives. A decision tried
+    again (risk's first attempt did not commit) replaces the message."""
+    message = await uow.session.get(ReviewMessage, review_id)
+    if message is None:
+        message = ReviewMessage(review_id=review_id)
+        uow.session.add(message)
+    # Masked like every number a person typed: the customer's phone or account may be in it.
+    message.user_id, message.request_id, message.message, message.received_at = body.user_id, body.request_id, redact(body.message), utcnow()
+
+
+async def review_notice(uow: UnitOfWork, event: ReviewDecided) -> tuple[str, dict[str, Any]]:
+    """The kind and parameters of the message telling the customer what ops decided, with the
+    reviewer's message to them, if they wrote one."""
+    if event.origin == ReviewOrigin.DISPUTE:
+        kind, params = "dispute_closed", {"dispute_outcome": event.decision}
+    elif event.decision == ReviewOutcome.APPROVE:
+        kind, params = "review_approved", {}
+    else:
+        kind, params = "appeal_denied" if event.origin == ReviewOrigin.APPEAL else "review_denied", {"denial_reason": event.reason or "other"}
+    if event.customer_message:
+        message = await uow.session.get(ReviewMessage, event.review_id) if event.review_id else None
+        if message is not None and message.request_id == event.request_id and message.user_id == event.user_id:
+            params["reviewer_message"] = message.message
+        else:
+            # Risk hands the message over before it commits the decision, so this is not expected;
+            # the customer still learns the outcome.
+            log.warning("the reviewer's message to the customer is missing", extra={"request_id": event.request_id, "review_id": event.review_id})
+    return kind, params
 
 
 # --- dispatching ---------------------------------------------------------------------------

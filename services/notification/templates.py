@@ -1,10 +1,10 @@
 """Message kinds, their channels, and their texts in zh-CN (default) and en.
 
 Security messages (codes, and what could mean someone else is unbinding, pausing the auto-debit or
-switching the account: requested, done, rejected, a failed or suspicious verification; or holds a
-second factor: a device key added or revoked; or tried to bind an account and failed its code) go
-by SMS and to the inbox (some on more channels) and cannot be turned off. The others go by push (SMS when push fails) and to the inbox, and
-can be turned off per channel.
+switching the account: requested, done, rejected or denied by a reviewer, a failed or suspicious
+verification; or holds a second factor: a device key added or revoked; or tried to bind an account
+and failed its code) go by SMS and to the inbox (some on more channels) and cannot be turned off. The others go by push (SMS when push fails)
+and to the inbox, and can be turned off per channel.
 
 When: the inbox copy is written at once, always. Quiet hours hold only the kinds that can wait
 (`can_wait`): neither security nor about a request still open (a binding made, a request cancelled
@@ -14,7 +14,8 @@ request moves on: a queued one is then never sent (status `superseded`); see `se
 
 A text names what it is about as the customer knows it: `{account}` ("示例银行 尾号 4821 的房贷还款账户")
 and `{device}` (the name the customer gave it). Its variables are facts (codes, amounts, times), put
-into words here (`render`): a reason code becomes a phrase of `PHRASES`, an amount "9,700 元".
+into words here (`render`): a reason code becomes a phrase of `PHRASES`, an amount "9,700 元". What a
+reviewer wrote to the customer (`reviewer_message`) follows the text, marked as theirs.
 Every SMS begins with the sender's signature (a setting), added when it is sent.
 
 A message about a request that pauses the auto-debit or switches the account (not an unbind) is the
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from shared.denials import denial_reason
 from shared.i18n import DEFAULT_LOCALE, LOCALES, Catalogue, join, money
 from shared.lenders import LENDERS
 
@@ -65,7 +67,7 @@ KINDS: dict[str, Kind] = {
     "otp_code": Kind(
         True,
         {
-            "zh-CN": ("解绑验证码", "您正在解绑{account}，验证码为 {code}，{ttl_minutes} 分钟内有效。请勿告诉他人，工作人员不会向您索要验证码。"),
+            "zh-CN": ("解绑验证码", "您正在解绑{account}，验证码为 {code}，{ttl_minutes} 分钟内有效。请勿泄露给他人，工作人员不会向您索取验证码。"),
             "en": (
                 "Your unbind code",
                 "To unbind {account}, your verification code is {code}. It expires in {ttl_minutes} minutes. Never share it: we will never ask you for it.",
@@ -73,14 +75,14 @@ KINDS: dict[str, Kind] = {
         },
         variants={
             "pause": {
-                "zh-CN": ("暂停扣款验证码", "您正在申请暂停{account}的自动扣款，验证码为 {code}，{ttl_minutes} 分钟内有效。请勿告诉他人，工作人员不会向您索要验证码。"),
+                "zh-CN": ("暂停扣款验证码", "您正在申请暂停{account}的自动扣款，验证码为 {code}，{ttl_minutes} 分钟内有效。请勿泄露给他人，工作人员不会向您索取验证码。"),
                 "en": (
                     "Your code to pause auto-debit",
                     "To pause the auto-debit of {account}, your verification code is {code}. It expires in {ttl_minutes} minutes. Never share it: we will never ask you for it.",
                 ),
             },
             "switch": {
-                "zh-CN": ("更换账户验证码", "您正在申请将绑定从{account}换到新账户，验证码为 {code}，{ttl_minutes} 分钟内有效。请勿告诉他人，工作人员不会向您索要验证码。"),
+                "zh-CN": ("更换账户验证码", "您正在申请将绑定从{account}换到新账户，验证码为 {code}，{ttl_minutes} 分钟内有效。请勿泄露给他人，工作人员不会向您索取验证码。"),
                 "en": (
                     "Your code to switch accounts",
                     "To move your binding from {account} to a new account, your verification code is {code}. It expires in {ttl_minutes} minutes. "
@@ -336,12 +338,13 @@ KINDS: dict[str, Kind] = {
             "zh-CN": (
                 "解绑完成",
                 "{account}已解绑，自动扣款已取消，信用额度由 {credit_limit_before}调整为 {credit_limit_after}。"
-                "请尽快向贷款机构确认本期房贷的还款安排，之后每期请按时自行还款，以免逾期。",
+                "请尽快向贷款机构确认本期房贷的还款安排，之后每期请按时自行还款，以免逾期。如解绑并非本人操作或结果有误，可在 7 天内于申请详情中提出异议。",
             ),
             "en": (
                 "Unbinding complete",
                 "We unbound {account}: its auto-debit is cancelled and your credit limit is now {credit_limit_after} (it was {credit_limit_before}). "
-                "Check this month's repayment with your lender soon, and repay each instalment on time yourself from now on.",
+                "Check this month's repayment with your lender soon, and repay each instalment on time yourself from now on. "
+                "If you did not ask for this or something is wrong, dispute it from the request details within 7 days.",
             ),
         },
         extra_channels=("email",),
@@ -481,21 +484,120 @@ KINDS: dict[str, Kind] = {
             },
         },
     ),
-    "review_decided": Kind(
+    "review_approved": Kind(
         False,
         {
-            "zh-CN": ("审核结果", "您解绑{account}的申请{decision}。"),
-            "en": ("Review result", "Your request to unbind {account} {decision}."),
+            "zh-CN": ("解绑申请已通过审核", "您解绑{account}的申请已通过人工审核。为保障账户安全，请在申请详情中完成短信验证码和设备验证，验证通过后即为您解绑。"),
+            "en": (
+                "Unbind request approved",
+                "Your request to unbind {account} passed our review. To keep your account safe, complete the SMS code and the check on your device "
+                "from the request details; once both pass, we unbind the account.",
+            ),
         },
         variants={
             "pause": {
-                "zh-CN": ("审核结果", "您暂停{account}自动扣款的申请{decision}。"),
-                "en": ("Review result", "Your request to pause the auto-debit of {account} {decision}."),
+                "zh-CN": ("暂停申请已通过审核", "您暂停{account}自动扣款的申请已通过人工审核。为保障账户安全，请在申请详情中完成短信验证码和设备验证，验证通过后即为您暂停。"),
+                "en": (
+                    "Pause request approved",
+                    "Your request to pause the auto-debit of {account} passed our review. To keep your account safe, complete the SMS code and the check on your device "
+                    "from the request details; once both pass, we pause it.",
+                ),
             },
             "switch": {
-                "zh-CN": ("审核结果", "您更换还款账户的申请{decision}。"),
-                "en": ("Review result", "Your request to switch your repayment account {decision}."),
+                "zh-CN": (
+                    "更换申请已通过审核",
+                    "您更换还款账户的申请已通过人工审核。为保障账户安全，请在申请详情中完成短信验证码和设备验证，验证通过后即为您将绑定从{account}换到新账户。",
+                ),
+                "en": (
+                    "Switch request approved",
+                    "Your request to move your binding from {account} to a new account passed our review. To keep your account safe, complete the SMS code and "
+                    "the check on your device from the request details; once both pass, we switch it.",
+                ),
             },
+        },
+    ),
+    "review_denied": Kind(
+        True,
+        {
+            "zh-CN": ("解绑申请未通过审核", "很抱歉，您解绑{account}的申请经人工审核未通过，原因：{denial_reason}。绑定和自动扣款保持不变。如有异议，可在申请详情中申诉一次。"),
+            "en": (
+                "Unbind request declined",
+                "Sorry, after review we could not approve your request to unbind {account}: {denial_reason}. The binding and its auto-debit stay as they are. "
+                "If you disagree, you can appeal once from the request details.",
+            ),
+        },
+        variants={
+            "pause": {
+                "zh-CN": (
+                    "暂停申请未通过审核",
+                    "很抱歉，您暂停{account}自动扣款的申请经人工审核未通过，原因：{denial_reason}。自动扣款照常进行。如有异议，可在申请详情中申诉一次。",
+                ),
+                "en": (
+                    "Pause request declined",
+                    "Sorry, after review we could not approve your request to pause the auto-debit of {account}: {denial_reason}. The auto-debit goes on. "
+                    "If you disagree, you can appeal once from the request details.",
+                ),
+            },
+            "switch": {
+                "zh-CN": (
+                    "更换申请未通过审核",
+                    "很抱歉，您更换还款账户的申请经人工审核未通过，原因：{denial_reason}。{account}的绑定和自动扣款保持不变。如有异议，可在申请详情中申诉一次。",
+                ),
+                "en": (
+                    "Switch request declined",
+                    "Sorry, after review we could not approve your request to move your binding from {account} to a new account: {denial_reason}. Nothing changed. "
+                    "If you disagree, you can appeal once from the request details.",
+                ),
+            },
+        },
+    ),
+    "appeal_denied": Kind(
+        True,
+        {
+            "zh-CN": ("申诉未通过", "工作人员已重新审核您的申诉，解绑{account}的申请仍未能通过，原因：{denial_reason}。绑定和自动扣款保持不变。如需帮助，请联系客服。"),
+            "en": (
+                "Appeal declined",
+                "Our staff looked at your request to unbind {account} again and still could not approve it: {denial_reason}. "
+                "The binding and its auto-debit stay as they are. Contact us if you need help.",
+            ),
+        },
+        variants={
+            "pause": {
+                "zh-CN": ("申诉未通过", "工作人员已重新审核您的申诉，暂停{account}自动扣款的申请仍未能通过，原因：{denial_reason}。自动扣款照常进行。如需帮助，请联系客服。"),
+                "en": (
+                    "Appeal declined",
+                    "Our staff looked at your request to pause the auto-debit of {account} again and still could not approve it: {denial_reason}. "
+                    "The auto-debit goes on. Contact us if you need help.",
+                ),
+            },
+            "switch": {
+                "zh-CN": (
+                    "申诉未通过",
+                    "工作人员已重新审核您的申诉，更换还款账户的申请仍未能通过，原因：{denial_reason}。{account}的绑定和自动扣款保持不变。如需帮助，请联系客服。",
+                ),
+                "en": (
+                    "Appeal declined",
+                    "Our staff looked again at your request to switch from {account} to a new account and still could not approve it: {denial_reason}. "
+                    "Nothing changed. Contact us if you need help.",
+                ),
+            },
+        },
+    ),
+    "dispute_received": Kind(
+        False,
+        {
+            "zh-CN": ("已收到您的异议", "我们已收到您对解绑{account}提出的异议，会安排专人尽快核实，并通过站内信或电话与您联系。"),
+            "en": (
+                "Dispute received",
+                "We have your dispute about unbinding {account}. A member of our staff will look into it soon and contact you in the app or by phone.",
+            ),
+        },
+    ),
+    "dispute_closed": Kind(
+        False,
+        {
+            "zh-CN": ("异议处理结果", "您对解绑{account}提出的异议已处理完毕：{dispute_outcome}"),
+            "en": ("Your dispute has been handled", "We have looked into your dispute about unbinding {account}: {dispute_outcome}"),
         },
     ),
     "auto_debit_paused": Kind(
@@ -576,12 +678,21 @@ PHRASES = Catalogue(
         "reason.risk_denied": {"zh-CN": "未通过安全校验", "en": "it did not pass our security checks"},
         "reason.review_denied": {"zh-CN": "人工审核未通过", "en": "it did not pass our review"},
         "reason.verification_failed": {"zh-CN": "身份验证未通过", "en": "the identity check failed"},
-        "decision.approve": {"zh-CN": "已通过审核，请按提示完成身份验证", "en": "was approved: confirm it is you to go on"},
-        "decision.deny": {"zh-CN": "未通过审核", "en": "was declined after review"},
+        # What came of a customer's dispute of a completed unbind (the reviewer approved or denied it).
+        "dispute.approve": {
+            "zh-CN": "情况属实，工作人员会尽快联系您，协助处理后续事宜。",
+            "en": "you were right, and a member of our staff will contact you soon to put things right.",
+        },
+        "dispute.deny": {
+            "zh-CN": "经核实，本次解绑办理无误，结果维持不变。如需帮助，请联系客服。",
+            "en": "we found the unbinding was carried out correctly, so it stands. Contact us if you need help.",
+        },
         "months.1": {"zh-CN": "1 个月", "en": "1 month"},
         "months.n": {"zh-CN": "{n} 个月", "en": "{n} months"},
         # `month`: its number in zh-CN, its name in en.
         "date": {"zh-CN": "{year} 年 {month} 月 {day} 日", "en": "{day} {month} {year}"},
+        # Follows the text when the reviewer wrote the customer a message.
+        "reviewer_message": {"zh-CN": "审核人员留言：{message}", "en": " A note from your reviewer: {message}"},
     }
 )
 # The problems notification answers a customer (`problem.<code>`; see shared.problems).
@@ -598,7 +709,6 @@ PROBLEM_TEXTS = Catalogue(
 )
 # Variables that are amounts in yuan.
 AMOUNTS = frozenset({"credit_limit_before", "credit_limit_after", "monthly_instalment", "amount"})
-
 
 @dataclass(frozen=True)
 class AccountRef:
@@ -632,8 +742,10 @@ def _words(name: str, value: object, locale: str, timezone: str) -> str:
         return join([PHRASES.render(f"method.{method}", locale) for method in value], locale)  # type: ignore[attr-defined]
     if name == "reason":
         return PHRASES.render(f"reason.{str(value).rpartition(':')[2]}", locale)
-    if name == "decision":
-        return PHRASES.render(f"decision.{value}", locale)
+    if name == "denial_reason":
+        return denial_reason(str(value), locale)
+    if name == "dispute_outcome":
+        return PHRASES.render(f"dispute.{value}", locale)
     if name in AMOUNTS:
         return money(int(value), locale)  # type: ignore[call-overload]
     if name == "expires_at":
@@ -652,4 +764,7 @@ def render(kind: str, locale: str, facts: Mapping[str, object], timezone: str = 
     if missing := needed - facts.keys():
         raise KeyError(f"template {kind!r} lacks {sorted(missing)}")
     words = {name: _words(name, facts[name], locale, timezone) for name in needed}
-    return _TEXTS.render(f"{key}.title", locale, **words), _TEXTS.render(f"{key}.body", locale, **words)
+    body = _TEXTS.render(f"{key}.body", locale, **words)
+    if facts.get("reviewer_message"):
+        body += PHRASES.render("reviewer_message", locale, message=facts["reviewer_message"])
+    return _TEXTS.render(f"{key}.title", locale, **words), body

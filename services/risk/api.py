@@ -51,14 +51,22 @@ async def list_reviews(principal: Ops, uow: RequestUnitOfWork, status: ReviewSta
     return await service.list_reviews(uow, status, limit)
 
 
-@router.post("/v1/reviews/{review_id}/decision", tags=["reviews"], responses=problem_responses(400, 404, (409, "Already decided, or withdrawn")))
+@router.post(
+    "/v1/reviews/{review_id}/decision",
+    tags=["reviews"],
+    responses=problem_responses(
+        400, 404, (409, "Already decided, or withdrawn"), (422, "Invalid, or a denial without its reason"), (503, "Notification did not take the message to the customer")
+    ),
+)
 async def decide_review(review_id: Id, body: ReviewDecisionIn, principal: Ops, uow: RequestUnitOfWork, deps: Deps) -> ReviewOut:
-    return await service.decide_review(uow, deps, principal, review_id, body.decision, body.note)
+    """Approve or deny a case: an internal note (ops only) and, optionally, a message to the customer,
+    sent with the outcome. Denying an unbind request takes a reason from the fixed list."""
+    return await service.decide_review(uow, deps, principal, review_id, body)
 
 
 @router.get("/v1/flags", tags=["flags"])
 async def list_flags(principal: Ops, uow: RequestUnitOfWork, active: bool = True) -> FlagList:
-    """Account anomaly flags (customers whose request reached review or deny)."""
+    """Account anomaly flags (customers whose request reached review), and how each was cleared."""
     return await service.list_flags(uow, active)
 
 

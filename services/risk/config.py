@@ -12,7 +12,9 @@ class RiskSettings(ServiceSettings):
     default_port = 8003
 
     database_url: str = Field("", validation_alias="UNBIND_RISK_DATABASE_URL")
-    # Score thresholds: below step_up -> allow; then step_up, review, deny.
+    # Where notification's internal API is: a reviewer's message to a customer goes there.
+    notification_url: str = "http://127.0.0.1:8004"
+    # Score thresholds: below step_up -> allow; then step_up, review, deny (which goes to review too).
     threshold_step_up: int = Field(40, ge=1, le=100)
     threshold_review: int = Field(65, ge=1, le=100)
     threshold_deny: int = Field(85, ge=1, le=100)

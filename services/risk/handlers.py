@@ -1,14 +1,14 @@
 """Event handlers of the risk service and its subscriptions: every event about a binding is
-behaviour; an UnbindRequested is scored, an UnbindAppealed opens a review, and a cancelled or
-expired request withdraws its pending review. (Events about a customer's device keys are not read:
-risk's known devices are those a customer has unbound from, whatever keys are enrolled.)"""
+behaviour; an UnbindRequested is scored, an UnbindAppealed or UnbindDisputed opens a case, and a
+cancelled or expired request withdraws its pending review. A customer's device keys, enrolled or
+revoked, are its known devices."""
 
 from __future__ import annotations
 
 from services.risk import service
 from services.risk.service import RiskDeps
 from shared.consumer import Handler, Subscriptions
-from shared.events import EVENT_TYPES, BindingEvent, Event, UnbindAppealed, UnbindCancelled, UnbindExpired, UnbindRequested
+from shared.events import EVENT_TYPES, BindingEvent, DeviceEnrolled, DeviceRevoked, Event, UnbindAppealed, UnbindCancelled, UnbindDisputed, UnbindExpired, UnbindRequested
 from shared.uow import UnitOfWork
 
 
@@ -18,6 +18,18 @@ async def on_unbind_requested(event: UnbindRequested, uow: UnitOfWork, deps: Ris
 
 async def on_unbind_appealed(event: UnbindAppealed, uow: UnitOfWork, deps: RiskDeps) -> None:
     await service.open_appeal_review(uow, event)
+
+
+async def on_unbind_disputed(event: UnbindDisputed, uow: UnitOfWork, deps: RiskDeps) -> None:
+    await service.open_dispute_review(uow, event)
+
+
+async def on_device_enrolled(event: DeviceEnrolled, uow: UnitOfWork, deps: RiskDeps) -> None:
+    await service.learn_device(uow, event, deps.clock())
+
+
+async def on_device_revoked(event: DeviceRevoked, uow: UnitOfWork, deps: RiskDeps) -> None:
+    await service.forget_device(uow, event, deps.clock())
 
 
 async def on_request_closed(event: UnbindCancelled | UnbindExpired, uow: UnitOfWork, deps: RiskDeps) -> None:
@@ -32,9 +44,12 @@ async def on_any_other_event(event: BindingEvent, uow: UnitOfWork, deps: RiskDep
 _SPECIFIC: dict[type[Event], Handler] = {
     UnbindRequested: on_unbind_requested,
     UnbindAppealed: on_unbind_appealed,
+    UnbindDisputed: on_unbind_disputed,
     UnbindCancelled: on_request_closed,
     UnbindExpired: on_request_closed,
 }
 SUBSCRIPTIONS: Subscriptions = {
-    event_type: _SPECIFIC.get(event_type, on_any_other_event) for event_type in EVENT_TYPES.values() if issubclass(event_type, BindingEvent)
+    **{event_type: _SPECIFIC.get(event_type, on_any_other_event) for event_type in EVENT_TYPES.values() if issubclass(event_type, BindingEvent)},
+    DeviceEnrolled: on_device_enrolled,
+    DeviceRevoked: on_device_revoked,
 }

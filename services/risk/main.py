@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 
+import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
@@ -16,9 +17,16 @@ from services.risk.service import RiskDeps, RiskMetrics
 from shared.app import ServiceRuntime, build_service_app
 from shared.bus import EventBus
 from shared.db import utcnow
+from shared.http import service_client
 
 
-def create_app(settings: RiskSettings | None = None, *, bus: EventBus | None = None, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+def create_app(
+    settings: RiskSettings | None = None,
+    *,
+    bus: EventBus | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    notification_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
     """`clock` is the time signals are read at (tests pass a fixed one)."""
     settings = settings or RiskSettings()
     registry = CollectorRegistry()
@@ -26,7 +34,9 @@ def create_app(settings: RiskSettings | None = None, *, bus: EventBus | None = N
 
     @asynccontextmanager
     async def resources(runtime: ServiceRuntime) -> AsyncIterator[RiskDeps]:
-        yield RiskDeps(settings=settings, clock=clock, metrics=metrics)
+        assert runtime.keys.signing is not None, "risk cannot start without its signing key"
+        async with service_client(settings, runtime.keys.signing, "notification", settings.notification_url, transport=notification_transport) as notifier:
+            yield RiskDeps(settings=settings, clock=clock, metrics=metrics, notifier=notifier)
 
     return build_service_app(
         settings,

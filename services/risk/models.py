@@ -40,13 +40,17 @@ class ObservedEvent(Base):
 
 
 class KnownDevice(Base):
-    """A device a customer has unbound from before: a request from any other is a new device."""
+    """A device of a customer's: one of their enrolled device keys (`DeviceEnrolled`), or one they
+    asked to unbind from before. A request from any other, or from a revoked key, is a new device."""
 
     __tablename__ = "known_devices"
 
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    enrolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A revoked key is no longer the customer's: it stays unknown until enrolled again.
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class ReviewStatus(StrEnum):
@@ -58,7 +62,8 @@ class ReviewStatus(StrEnum):
 
 
 class Review(Base):
-    """A case for ops: a request risk sent to review, or a customer's appeal of a rejection."""
+    """A case for ops: a request risk sent to review, a customer's appeal of a rejection, or their
+    dispute of a completed unbind."""
 
     __tablename__ = "reviews"
     __table_args__ = (Index("ix_reviews_status_created", "status", "created_at"),)
@@ -67,10 +72,15 @@ class Review(Base):
     request_id: Mapped[str] = mapped_column(String(36), index=True)
     binding_id: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[str] = mapped_column(String(64))
-    origin: Mapped[str] = mapped_column(String(16))  # risk | appeal
+    origin: Mapped[str] = mapped_column(String(16))  # shared.events.ReviewOrigin
     status: Mapped[str] = mapped_column(String(16), default=ReviewStatus.PENDING)
     reviewer: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # For ops only; never on the event stream.
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # A denial's reason, from the fixed list (shared.events.DenialReason).
+    reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # What the reviewer wrote to the customer (also held by notification, which delivered it).
+    customer_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
@@ -115,7 +125,8 @@ class CustomerProfile(Base):
 
 
 class AccountFlag(Base):
-    """An account anomaly flag: set when a request reached review or deny, cleared by ops."""
+    """An account anomaly flag: set when a request reached review (or a deny score), cleared by ops,
+    or closed when ops approve the review of the request that raised it."""
 
     __tablename__ = "account_flags"
 
@@ -126,3 +137,5 @@ class AccountFlag(Base):
     flagged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     cleared_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Why it was cleared: by hand, or the approval of which review.
+    cleared_reason: Mapped[str | None] = mapped_column(String(100), nullable=True)

@@ -58,8 +58,12 @@ async def active_flag(session: AsyncSession, user_id: str) -> AccountFlag | None
     return await session.scalar(select(AccountFlag).where(AccountFlag.user_id == user_id, AccountFlag.cleared_at.is_(None)).limit(1))
 
 
-async def active_flags(session: AsyncSession, user_id: str) -> Sequence[AccountFlag]:
-    return (await session.scalars(select(AccountFlag).where(AccountFlag.user_id == user_id, AccountFlag.cleared_at.is_(None)).with_for_update())).all()
+async def active_flags(session: AsyncSession, user_id: str, *, request_id: str | None = None) -> Sequence[AccountFlag]:
+    """A customer's active flags (only those raised by `request_id`, when given), locked."""
+    query = select(AccountFlag).where(AccountFlag.user_id == user_id, AccountFlag.cleared_at.is_(None))
+    if request_id is not None:
+        query = query.where(AccountFlag.request_id == request_id)
+    return (await session.scalars(query.with_for_update())).all()
 
 
 async def list_flags(session: AsyncSession, active_only: bool) -> Sequence[AccountFlag]:

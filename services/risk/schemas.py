@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.events import ReviewOutcome, RiskReason
+from shared.events import DenialReason, ReviewOutcome, RiskReason
 from shared.fields import FreeText, Instant
 
 
@@ -31,10 +31,12 @@ class ReviewOut(BaseModel):
     request_id: str
     binding_id: str
     user_id: str
-    origin: str = Field(description="risk (the score asked for a human) or appeal (the customer disputes a rejection)")
+    origin: str = Field(description="risk (the score asked for a human), appeal (of a rejection) or dispute (of a completed unbind)")
     status: str
     reviewer: str | None
     note: str | None = Field(description="The reviewer's note: for ops only, never on the event stream")
+    reason: DenialReason | None = Field(None, description="A denial's reason, from the fixed list")
+    customer_message: str | None = Field(None, description="What the reviewer wrote to the customer (delivered by notification, never on the event stream)")
     created_at: datetime
     decided_at: datetime | None
     waiting_seconds: int = Field(0, description="How long it waited (until decided, or until now)")
@@ -48,7 +50,11 @@ class ReviewDecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: ReviewOutcome
-    note: FreeText = Field("", max_length=1000)
+    reason: DenialReason | None = Field(None, description="Required to deny an unbind request (a risk or appeal case); none for an approval or a dispute")
+    note: FreeText = Field("", max_length=1000, description="Internal: for ops only")
+    customer_message: FreeText | None = Field(
+        None, min_length=1, max_length=500, description="Optional, sent to the customer with the outcome (required with the reason `other`)"
+    )
 
 
 class RuleSetOut(BaseModel):
@@ -74,6 +80,7 @@ class FlagOut(BaseModel):
     flagged_at: datetime
     cleared_at: datetime | None
     cleared_by: str | None
+    cleared_reason: str | None = Field(None, description="`cleared by hand`, or `review <id> approved`: closed by that approval; null while active")
 
 
 class FlagList(BaseModel):

@@ -5,12 +5,18 @@ Every event on the topic is kept as behaviour (`observe`); `UnbindRequested` is 
 score = the sum of the weights of the signals present (table `SIGNALS`), capped at 100. Rules
 (`rules.py`) decide first; without a matching rule the thresholds decide: below step_up -> allow
 [otp]; below review -> step_up [otp, biometric]; below deny -> review; else deny. The level
-follows the score: below step_up normal, below review elevated, else highest. A request that
-reaches review or deny flags the account; an open flag is itself a signal.
+follows the score: below step_up normal, below review elevated, else highest.
+
+No machine says a final no: a deny (score or rule) goes to review like a review does, and only a
+person denies, choosing a reason from a fixed list; an approval asks for both methods. A request
+that reaches review flags the account; an open flag is itself a signal, and it closes when ops
+approve the review of the request that raised it. A customer's enrolled device keys
+(`DeviceEnrolled`, `DeviceRevoked`) are known devices.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,18 +24,37 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 from prometheus_client import CollectorRegistry, Counter
 
 from services.risk import repository
 from services.risk.config import RiskSettings
 from services.risk.models import AccountFlag, Assessment, CustomerProfile, KnownDevice, ObservedEvent, Review, ReviewStatus, RuleSet
 from services.risk.rules import DEFAULT_RULES, InvalidRule, Rule, first_match, parse_rules
-from services.risk.schemas import AssessmentOut, FlagList, FlagOut, ProfileIn, ReviewList, ReviewOut, RuleSetOut
+from services.risk.schemas import AssessmentOut, FlagList, FlagOut, ProfileIn, ReviewDecisionIn, ReviewList, ReviewOut, RuleSetOut
 from shared.auth import Principal
 from shared.db import utcnow
-from shared.events import BindingEvent, ReviewDecided, ReviewOutcome, RiskAssessed, RiskDecision, RiskLevel, RiskReason, UnbindAppealed, UnbindRequested, VerificationMethod
+from shared.events import (
+    BindingEvent,
+    DenialReason,
+    DeviceEnrolled,
+    DeviceRevoked,
+    ReviewDecided,
+    ReviewOrigin,
+    ReviewOutcome,
+    RiskAssessed,
+    RiskDecision,
+    RiskLevel,
+    RiskReason,
+    UnbindAppealed,
+    UnbindDisputed,
+    UnbindRequested,
+    VerificationMethod,
+)
 from shared.problems import Problem, conflict, not_found
 from shared.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 REQUIRED_METHODS = {
@@ -79,6 +104,8 @@ class RiskDeps:
     settings: RiskSettings
     clock: Callable[[], datetime]
     metrics: RiskMetrics
+    # Notification's internal API, which takes the reviewers' messages to customers.
+    notifier: httpx.AsyncClient
 
 
 def observe(uow: UnitOfWork, event: BindingEvent, at: datetime | None = None) -> None:
@@ -89,6 +116,8 @@ def observe(uow: UnitOfWork, event: BindingEvent, at: datetime | None = None) ->
 async def collect_signals(uow: UnitOfWork, event: UnbindRequested, now: datetime) -> dict[str, int]:
     session = uow.session
     device = await session.get(KnownDevice, (event.user_id, event.device_id)) if event.device_id else None
+    if device is not None and device.revoked_at is not None:
+        device = None
     profile = await session.get(CustomerProfile, event.user_id)
     day, month = now - timedelta(hours=24), now - timedelta(days=30)
     windows = {"UnbindRequested": day, "VerificationFailed": day, "BiometricCounterRegressed": day, "UnbindRejected": month, "UnbindAppealed": month}
@@ -161,11 +190,13 @@ async def assess(uow: UnitOfWork, deps: RiskDeps, event: UnbindRequested) -> Non
     total, reasons = score(signals)
     version, rules = await current_rules(uow)
     decision, level, rule = decide(deps.settings, total, signals, rules)
-    if decision in (RiskDecision.REVIEW, RiskDecision.DENY):
-        why = f"rule '{rule.name}'" if rule else f"score {total}"
-        session.add(AccountFlag(user_id=event.user_id, reason=f"{decision} by {why}", request_id=event.request_id, flagged_at=now))
+    why = f"rule '{rule.name}'" if rule else f"score {total}"
+    if decision == RiskDecision.DENY:
+        # No machine says a final no: a person decides, and an approval asks for both methods.
+        decision, why = RiskDecision.REVIEW, f"deny by {why}"
     if decision == RiskDecision.REVIEW:
-        open_review(uow, event, "risk", at=now)
+        session.add(AccountFlag(user_id=event.user_id, reason=f"review by {why}", request_id=event.request_id, flagged_at=now))
+        open_review(uow, event, ReviewOrigin.RISK, at=now)
     methods = REQUIRED_METHODS[decision]
     # Counted once the assessment is durable: a rolled-back (then retried) one would count twice.
     uow.after_commit(deps.metrics.decisions.labels(decision.value).inc)
@@ -200,7 +231,8 @@ async def assess(uow: UnitOfWork, deps: RiskDeps, event: UnbindRequested) -> Non
 
 
 async def _remember_context(uow: UnitOfWork, event: UnbindRequested, now: datetime, *, new_device: bool) -> None:
-    if new_device and event.device_id:
+    # A revoked key is not learned back from a request: only enrolling it again makes it known.
+    if new_device and event.device_id and await uow.session.get(KnownDevice, (event.user_id, event.device_id)) is None:
         uow.session.add(KnownDevice(user_id=event.user_id, device_id=event.device_id, first_seen_at=now))
     if event.client_ip:
         profile = await uow.session.get(CustomerProfile, event.user_id)
@@ -208,6 +240,23 @@ async def _remember_context(uow: UnitOfWork, event: UnbindRequested, now: dateti
             uow.session.add(CustomerProfile(user_id=event.user_id, last_ip=event.client_ip))
         else:
             profile.last_ip = event.client_ip
+
+
+async def learn_device(uow: UnitOfWork, event: DeviceEnrolled, now: datetime) -> None:
+    """An enrolled (active) device key is the customer's own: a request from it is not from a new device."""
+    device = await uow.session.get(KnownDevice, (event.user_id, event.device_id))
+    if device is None:
+        uow.session.add(KnownDevice(user_id=event.user_id, device_id=event.device_id, first_seen_at=now, enrolled_at=now))
+    else:
+        device.enrolled_at, device.revoked_at = now, None
+
+
+async def forget_device(uow: UnitOfWork, event: DeviceRevoked, now: datetime) -> None:
+    device = await uow.session.get(KnownDevice, (event.user_id, event.device_id))
+    if device is None:
+        uow.session.add(KnownDevice(user_id=event.user_id, device_id=event.device_id, first_seen_at=now, revoked_at=now))
+    else:
+        device.revoked_at = now
 
 
 async def get_assessment(uow: UnitOfWork, request_id: str) -> AssessmentOut:
@@ -242,7 +291,7 @@ async def replace_rules(uow: UnitOfWork, principal: Principal, raw: list[dict[st
 # --- reviews and flags ---------------------------------------------------------------------
 
 
-def open_review(uow: UnitOfWork, event: BindingEvent, origin: str, at: datetime | None = None) -> None:
+def open_review(uow: UnitOfWork, event: BindingEvent, origin: ReviewOrigin, at: datetime | None = None) -> None:
     uow.session.add(
         Review(
             id=str(uuid.uuid4()),
@@ -259,7 +308,13 @@ def open_review(uow: UnitOfWork, event: BindingEvent, origin: str, at: datetime 
 async def open_appeal_review(uow: UnitOfWork, event: UnbindAppealed) -> None:
     observe(uow, event)
     # The appeal's text stays in binding (`appeal_message` of the request, for ops and its owner).
-    open_review(uow, event, "appeal")
+    open_review(uow, event, ReviewOrigin.APPEAL)
+
+
+async def open_dispute_review(uow: UnitOfWork, event: UnbindDisputed) -> None:
+    observe(uow, event)
+    # Likewise the customer's message about the dispute (`dispute` of the request, at binding).
+    open_review(uow, event, ReviewOrigin.DISPUTE)
 
 
 def review_out(review: Review, now: datetime) -> ReviewOut:
@@ -272,29 +327,79 @@ async def list_reviews(uow: UnitOfWork, status: str | None, limit: int) -> Revie
     return ReviewList(items=[review_out(review, now) for review in await repository.list_reviews(uow.session, status, limit)])
 
 
-async def decide_review(uow: UnitOfWork, deps: RiskDeps, principal: Principal, review_id: str, decision: ReviewOutcome, note: str) -> ReviewOut:
-    """Close a pending review, once; an approval goes on to verification with both methods."""
+def _check_decision(review: Review, body: ReviewDecisionIn) -> None:
+    """A person denies an unbind request only with a reason from the fixed list; `other` says why in
+    the message to the customer. An approval, or the closing of a dispute, takes no reason."""
+    denies_request = body.decision == ReviewOutcome.DENY and review.origin != ReviewOrigin.DISPUTE
+    if denies_request and body.reason is None:
+        raise Problem(422, "denial-reason-required", "Reason required", "Choose the reason for the denial from the list (`reason`).", reasons=list(DenialReason))
+    if not denies_request and body.reason is not None:
+        raise Problem(422, "no-denial-reason", "No reason expected", "A reason is chosen only to deny an unbind request; leave `reason` out.")
+    if body.reason == DenialReason.OTHER and not body.customer_message:
+        raise Problem(422, "customer-message-required", "Message required", "With the reason `other`, tell the customer why in `customer_message`.")
+
+
+async def _hand_message_to_notification(deps: RiskDeps, review: Review, message: str) -> None:
+    """Give notification the reviewer's message before the decision commits: it goes out with the
+    outcome once `ReviewDecided` arrives, and never travels on the topic. If notification does not
+    take it, nothing is decided (503): ops try again."""
+    body = {"user_id": review.user_id, "request_id": review.request_id, "message": message}
+    try:
+        response = await deps.notifier.put(f"/internal/v1/review-messages/{review.id}", json=body)
+    except httpx.HTTPError as exc:
+        log.warning("notification unreachable; the decision is not recorded", extra={"review_id": review.id, "error": type(exc).__name__})
+        response = None
+    if response is None or not response.is_success:
+        if response is not None:
+            log.warning("notification refused the customer message", extra={"review_id": review.id, "status": response.status_code})
+        detail = "The message to the customer could not be handed over; nothing was decided. Try again."
+        raise Problem(503, "notification-unavailable", "Message not delivered", detail, headers={"Retry-After": "2"})
+
+
+async def decide_review(uow: UnitOfWork, deps: RiskDeps, principal: Principal, review_id: str, body: ReviewDecisionIn) -> ReviewOut:
+    """Close a pending case, once. An approval of a risk or appeal case goes on to verification with
+    both methods and closes the account flag its request raised."""
     review = await repository.get_review(uow.session, review_id, for_update=True)
     if review is None:
         raise not_found("The review")
     if review.status != ReviewStatus.PENDING:
         raise conflict("review-closed", f"This review is already {review.status}.", review_status=review.status)
-    review.status = ReviewStatus.APPROVED if decision == ReviewOutcome.APPROVE else ReviewStatus.DENIED
+    _check_decision(review, body)
+    if body.customer_message:
+        await _hand_message_to_notification(deps, review, body.customer_message)
+    approved, origin = body.decision == ReviewOutcome.APPROVE, ReviewOrigin(review.origin)
+    review.status = ReviewStatus.APPROVED if approved else ReviewStatus.DENIED
     review.reviewer = principal.subject
-    review.note = note or None
+    review.note = body.note or None
+    review.reason = body.reason
+    review.customer_message = body.customer_message
     review.decided_at = utcnow()
+    clears_request = approved and origin != ReviewOrigin.DISPUTE
+    if clears_request:
+        await close_flags_of_request(uow, review)
     uow.emit(
         ReviewDecided(
             request_id=review.request_id,
             binding_id=review.binding_id,
             user_id=review.user_id,
-            decision=decision,
+            decision=body.decision,
             reviewer=principal.subject,
-            required_methods=APPROVED_AFTER_REVIEW if decision == ReviewOutcome.APPROVE else [],
+            required_methods=APPROVED_AFTER_REVIEW if clears_request else [],
+            review_id=review.id,
+            origin=origin,
+            reason=body.reason,
+            customer_message=bool(body.customer_message),
         )
     )
-    uow.after_commit(deps.metrics.reviews.labels(decision.value).inc)
+    uow.after_commit(deps.metrics.reviews.labels(body.decision.value).inc)
     return review_out(review, review.decided_at)
+
+
+async def close_flags_of_request(uow: UnitOfWork, review: Review) -> None:
+    """Ops approved the request: the flag its assessment raised no longer counts against the
+    customer. The flag keeps who closed it, when, and by which review."""
+    for flag in await repository.active_flags(uow.session, review.user_id, request_id=review.request_id):
+        flag.cleared_at, flag.cleared_by, flag.cleared_reason = review.decided_at, review.reviewer, f"review {review.id} approved"
 
 
 async def withdraw_reviews(uow: UnitOfWork, event: BindingEvent) -> None:
@@ -317,6 +422,7 @@ async def clear_flags(uow: UnitOfWork, principal: Principal, user_id: str) -> Fl
     for flag in flags:
         flag.cleared_at = utcnow()
         flag.cleared_by = principal.subject
+        flag.cleared_reason = "cleared by hand"
     return FlagList(items=[FlagOut.model_validate(flag, from_attributes=True) for flag in flags])
 
 
@@ -331,13 +437,16 @@ async def update_profile(uow: UnitOfWork, user_id: str, body: ProfileIn) -> None
 
 
 async def seed_demo_data(uow: UnitOfWork) -> bool:
-    """Profiles of Zhang San (a customer since 2019) and Li Si; only into an empty database."""
+    """Profiles of Zhang San (a customer since 2019) and Li Si, and Zhang San's phone, whose key
+    verification seeds active (seeded, it announced no DeviceEnrolled); only into an empty database."""
     if await repository.count_profiles(uow.session):
         return False
+    now = utcnow()
     uow.session.add_all(
         [
             CustomerProfile(user_id="u-zhangsan", account_opened_at=datetime(2019, 3, 1, tzinfo=SHANGHAI)),
             CustomerProfile(user_id="u-lisi", account_opened_at=datetime(2023, 9, 12, tzinfo=SHANGHAI)),
+            KnownDevice(user_id="u-zhangsan", device_id="d-zhangsan-phone", first_seen_at=now, enrolled_at=now),
         ]
     )
     return True

@@ -22,7 +22,8 @@ async def on_risk_assessed(event: RiskAssessed, uow: UnitOfWork, deps: Verificat
 
 
 async def on_review_decided(event: ReviewDecided, uow: UnitOfWork, deps: VerificationDeps) -> None:
-    if event.decision == ReviewOutcome.APPROVE:
+    # An approval that clears a request names its methods; the closing of a dispute names none.
+    if event.decision == ReviewOutcome.APPROVE and event.required_methods:
         await service.issue(uow, deps, event, event.required_methods)
 
 

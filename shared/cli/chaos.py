@@ -307,7 +307,9 @@ class Driver:
             await self.call("PUT", "risk", profile, expect={204}, deadline=deadline, json={"phone_changed_at": changed}, headers=self.auth("customer-system", "service"))
         body: dict[str, Any] = {"reason": "fund_planning"}
         if device is not None:
-            body["device_id"] = device.device_id
+            # Asked from a tablet risk has never seen (+40: step_up; with the phone change, review) and
+            # confirmed with the key enrolled before: from the enrolled phone itself it would be a known device.
+            body["device_id"] = f"{device.device_id}-tablet"
         key = f"chaos-{customer.user_id}"
         accepted = await self.call(
             "POST", "binding", f"/v1/bindings/{customer.binding_id}/unbind-requests", expect={202}, deadline=deadline, json=body, headers={**headers, "Idempotency-Key": key}
@@ -346,7 +348,9 @@ class Driver:
             queue = (await self.call("GET", "risk", "/v1/reviews?status=pending&limit=200", expect={200}, deadline=deadline, headers=ops)).json()["items"]
             review = next((item for item in queue if item["request_id"] == request_id), None)
             if review is not None:
-                await self.call("POST", "risk", f"/v1/reviews/{review['id']}/decision", expect={200, 409}, deadline=deadline, json={"decision": decision}, headers=ops)
+                # Only a person denies, with a reason from the list.
+                decided = {"decision": decision, **({"reason": "identity_not_confirmed"} if decision == "deny" else {})}
+                await self.call("POST", "risk", f"/v1/reviews/{review['id']}/decision", expect={200, 409}, deadline=deadline, json=decided, headers=ops)
                 return
             if time.monotonic() > deadline:
                 raise FlowError(f"no review was opened for {request_id}")

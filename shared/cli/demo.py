@@ -4,10 +4,11 @@ It does over HTTP what the README walk-through does with curl — impact, blocke
 report, the unbind request, the code from the SMS sink, the biometric with the device simulator,
 an ops decision when risk asks for one — and meanwhile prints each event of this request as it
 arrives on the topic, with the time since the request. Which path risk takes is steered only by
-honest inputs (a newly enrolled phone, a phone number that changed, the customer's own history),
-never by touching the rules, and the demo follows whatever risk actually decides. With `--pause` a
-second act follows: he binds another account and, offered the impact's alternatives, pauses its
-auto-debit for two months instead of unbinding it (scored and verified the same way).
+honest inputs (a new phone whose key he adds only when asked for it, a phone number that changed,
+the customer's own history), never by touching the rules, and the demo follows whatever risk
+actually decides. With `--pause` a second act follows: he binds another account and, offered the
+impact's alternatives, pauses its auto-debit for two months instead of unbinding it (scored and
+verified the same way).
 
 The stack is found from the var dir's `unbind-up.pid` (service URLs, Kafka bootstrap), else on the
 ports `--port-offset` names. Development only: it mints tokens with the development JWT secret and
@@ -34,6 +35,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from services.binding.agreements import CURRENT as CURRENT_AGREEMENT
 from services.notification.templates import CODE_IN_SMS
 from services.verification.device_simulator import DeviceSimulator
 from shared.account_numbers import with_check_digit
@@ -83,7 +85,7 @@ class DemoOptions:
 
     @property
     def new_phone(self) -> bool:
-        # The review path also comes from a phone risk has not seen him unbind from.
+        # The review path also comes from a phone risk has not seen.
         return self.step_up or self.review
 
 
@@ -324,7 +326,8 @@ class Story:
     term: Terminal
     stack: RunningStack
     binding_id: str = DEMO_BINDING
-    device: DeviceSimulator | None = None  # the new phone key, with --step-up or --review
+    device: DeviceSimulator | None = None  # the new phone, with --step-up or --review
+    device_enrolled: bool = False
     impact: dict[str, Any] = field(default_factory=dict)
     acknowledged: list[str] = field(default_factory=list)
 
@@ -359,7 +362,7 @@ async def bind_fresh_account(story: Story) -> str:
     """Bind as the app does: the request, the code of its own SMS, then the lender's confirmation of
     the auto-debit mandate, which is what raises the credit limit."""
     number = _fresh_account_number()
-    body = {"lender": "Example Bank", "account_number": number, "monthly_instalment": 8000, "due_day": _due_day_not_soon(date.today())}
+    body = {"lender": "Example Bank", "account_number": number, "monthly_instalment": 8000, "due_day": _due_day_not_soon(date.today()), "agreement_version": CURRENT_AGREEMENT}
     since = datetime.now(UTC)
     created = await story.api.json("binding", "POST", "/v1/bindings", json=body, expect=(202,))
     story.term.line(
@@ -388,16 +391,24 @@ async def mandate_decided(story: Story, binding_id: str) -> dict[str, Any]:
     return binding
 
 
-async def enrol_new_phone(story: Story) -> None:
-    """A phone key risk has never seen him unbind from (device_unknown, +40). It is pending until
-    he confirms the code of its own SMS; then he is told on every channel that a device was added."""
-    device = DeviceSimulator.generate(f"d-zhangsan-phone-{uuid.uuid4().hex[:6]}")
+def take_new_phone(story: Story) -> None:
+    """A new phone whose key is not on his account yet: risk has never seen it (device_unknown, +40;
+    an enrolled key would be one of his own devices)."""
+    story.device = DeviceSimulator.generate(f"d-zhangsan-phone-{uuid.uuid4().hex[:6]}")
+    story.term.line(f"his new phone {story.device.device_id} (EC P-256 key held by the device simulator), not on his account yet; the request will come from it")
+
+
+async def enrol_phone(story: Story) -> None:
+    """The biometric needs the phone's key on his account: pending until he confirms the code of its
+    own SMS; then he is told on every channel that a device was added. A key added after the request
+    may sign for it only because it is the device the request came from."""
+    assert story.device is not None
     since = datetime.now(UTC)
-    enrolment = await story.api.json("verification", "POST", "/v1/devices", json=device.enrolment("Zhang San's new phone"), expect=(202,))
-    story.term.line(f"enrolling a new phone key {device.device_id} (EC P-256, held by the device simulator): {enrolment['device']['status']} until its SMS code is confirmed")
+    enrolment = await story.api.json("verification", "POST", "/v1/devices", json=story.device.enrolment("Zhang San's new phone"), expect=(202,))
+    story.term.line(f"adding the key of {story.device.device_id} to his account: {enrolment['device']['status']} until its SMS code is confirmed")
     await pass_otp(story, enrolment["verification"]["id"], since)
-    story.device = device
-    story.term.line(f"{device.device_id} is active (notified on every channel); the request will come from it")
+    story.device_enrolled = True
+    story.term.line(f"{story.device.device_id} is active (notified on every channel)")
 
 
 async def report_phone_change(story: Story) -> None:
@@ -507,8 +518,7 @@ async def follow(story: Story, feed: EventFeed, request_id: str, sent_at: dateti
     assessed = seen.envelope.data
     assert isinstance(assessed, RiskAssessed)
     await explain_decision(story, request_id, assessed)
-    if assessed.decision == "deny":
-        raise RequestEnded(await feed.wait_for("UnbindRejected", timeout=STEP_TIMEOUT) or seen)
+    # Risk sends what it would deny to a person too: no machine ends the request.
     if assessed.decision == "review":
         await review(story, feed, request_id)
     issued = (await feed.expect("VerificationRequested", "verification", options.var_dir)).envelope.data
@@ -516,6 +526,8 @@ async def follow(story: Story, feed: EventFeed, request_id: str, sent_at: dateti
     if "otp" in issued.methods:
         await pass_otp(story, issued.verification_id, sent_at)
     if "biometric" in issued.methods:
+        if story.device is not None and not story.device_enrolled:
+            await enrol_phone(story)
         await pass_biometric(story, issued.verification_id)
     await feed.expect("Verified", "verification", options.var_dir)
     await feed.expect(completion, "binding", options.var_dir)
@@ -698,7 +710,7 @@ async def _play(options: DemoOptions, term: Terminal) -> int:
         term.step("His binding" + (" and his phone" if options.new_phone else ""))
         await choose_binding(story)
         if options.new_phone:
-            await enrol_new_phone(story)
+            take_new_phone(story)
         if options.review:
             await report_phone_change(story)
         term.step(f"Impact of unbinding {story.binding_id}")

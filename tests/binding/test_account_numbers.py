@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from services.binding.models import Binding, CreditAccount, RepaymentAccount
 from shared.account_numbers import with_check_digit
 from tests.binding.test_api import assert_problem
-from tests.factories import Customer, code_confirmed, customer_with_binding, lender_callback, mandate_of, pass_verification
+from tests.factories import CURRENT_AGREEMENT, Customer, code_confirmed, customer_with_binding, lender_callback, mandate_of, pass_verification
 from tests.stack import Stack, auth, make_bus_topics, running_stack
 from tests.verification.test_api import issued_verification
 
@@ -27,7 +27,7 @@ def spellings(number: str) -> list[str]:
 
 
 def new_binding(number: str, instalment: int = 8000) -> dict:
-    return {"lender": "Example Bank", "account_number": number, "monthly_instalment": instalment, "due_day": 10}
+    return {"lender": "Example Bank", "account_number": number, "monthly_instalment": instalment, "due_day": 10, "agreement_version": CURRENT_AGREEMENT}
 
 
 async def bind(stack: Stack, user_id: str, number: str, instalment: int = 8000):

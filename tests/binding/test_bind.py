@@ -28,6 +28,7 @@ from shared.events import BindingEvent
 from tests.binding.test_api import assert_problem
 from tests.contracts import assert_records_follow_contract
 from tests.factories import (
+    CURRENT_AGREEMENT,
     Customer,
     bind_account,
     card_number,
@@ -55,7 +56,7 @@ async def stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[
 
 
 def new_binding(number: str = "6222 0299 8875 1234", lender: str = "示例银行", instalment: int = 8000) -> dict[str, Any]:
-    return {"lender": lender, "account_number": number, "monthly_instalment": instalment, "due_day": 10}
+    return {"lender": lender, "account_number": number, "monthly_instalment": instalment, "due_day": 10, "agreement_version": CURRENT_AGREEMENT}
 
 
 async def staged(stack: Stack) -> list[tuple[str, bytes]]:

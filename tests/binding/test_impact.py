@@ -14,7 +14,7 @@ from pypdf import PdfReader
 from services.binding.models import Instalment
 from services.binding.service import credit_limit_contribution, today
 from tests.binding.test_api import assert_problem, counts, post_unbind
-from tests.factories import Customer, customer_with_binding, idempotency_key, unbind_body
+from tests.factories import CURRENT_AGREEMENT, Customer, customer_with_binding, idempotency_key, unbind_body
 from tests.stack import Stack, auth, make_bus_topics, running_stack
 
 
@@ -184,7 +184,7 @@ async def test_a_hundred_concurrent_requests_with_one_key_all_get_the_same_answe
 async def test_invalid_bindings_are_422(stack: Stack, change: dict | tuple[dict, str]) -> None:
     change, problem = change if isinstance(change, tuple) else (change, "validation-error")
     existing = await customer_with_binding(stack)
-    body = {"lender": "Example Bank", "account_number": "6222029988751234", "monthly_instalment": 8000, "due_day": 10}
+    body = {"lender": "Example Bank", "account_number": "6222029988751234", "monthly_instalment": 8000, "due_day": 10, "agreement_version": CURRENT_AGREEMENT}
     assert (await stack.client("binding").post("/v1/bindings", json=body, headers=auth(existing.user_id))).status_code == 202, "the body itself is valid"
     body |= {"account_number": "6222029988755672"} | change
     assert_problem(await stack.client("binding").post("/v1/bindings", json=body, headers=auth(existing.user_id)), 422, problem)

@@ -10,7 +10,7 @@ from services.binding.service import credit_limit_contribution
 from shared.cloudevents import Envelope
 from shared.events import Verified
 from tests.binding.test_api import assert_problem
-from tests.factories import Customer, bind_account, customer_with_binding, enrolled_device, idempotency_key, pass_verification, unbind_body
+from tests.factories import CURRENT_AGREEMENT, Customer, bind_account, customer_with_binding, enrolled_device, idempotency_key, pass_verification, unbind_body
 from tests.stack import BusTopics, Stack, auth, eventually, running_stack
 from tests.verification.test_api import issued_verification, wrong
 
@@ -68,7 +68,7 @@ async def _types_are(topics: BusTopics, request_id: str, expected: list[str]) ->
 async def test_completion_cancels_the_mandate_and_withdraws_the_limit_by_the_rule(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
     async with running_stack(kafka_topics, database_urls, tmp_path) as stack:
         holder = await customer_with_binding(stack, credit_limit=20000)
-        body = {"lender": "示例银行", "account_number": "6222029988795678", "monthly_instalment": 7000, "due_day": 10}
+        body = {"lender": "示例银行", "account_number": "6222029988795678", "monthly_instalment": 7000, "due_day": 10, "agreement_version": CURRENT_AGREEMENT}
         created = await bind_account(stack, holder.user_id, holder.phone, body)
         limit, contribution = created["credit_account"]["credit_limit"], created["credit_limit_contribution"]
         customer = Customer(holder.user_id, holder.phone, body["account_number"], created["id"], limit, contribution)
@@ -78,7 +78,7 @@ async def test_completion_cancels_the_mandate_and_withdraws_the_limit_by_the_rul
         code = stack.latest_code(customer.phone)
         assert (await stack.client("verification").post(f"/v1/verifications/{verification_id}/otp", json={"code": code}, headers=auth(customer.user_id))).status_code == 200
         done = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "completed")
-        assert [item["code"] for item in done["follow_up"]] == ["check_repayment", "repay_on_time", "adjust_plan"]
+        assert [item["code"] for item in done["follow_up"]] == ["check_repayment", "repay_on_time", "adjust_plan", "dispute"]
         assert "示例银行" in done["follow_up"][0]["body"] and done["follow_up"][0]["action"]["href"] == "tel:4000009555"
 
         report = (await stack.client("binding").get(f"/v1/bindings/{customer.binding_id}/report", headers=auth(customer.user_id))).json()
@@ -163,10 +163,11 @@ async def test_appeal_denied_closes_it_only_once(kafka_topics: BusTopics, databa
         assert_problem(empty, 422, "validation-error")
         await stack.client("binding").post(f"/v1/unbind-requests/{request_id}/appeal", json={"message": "it was me"}, headers=auth(customer.user_id))
         review = await pending_review_for(stack, request_id)
-        denial = {"decision": "deny", "note": "five wrong codes from a new device"}
+        denial = {"decision": "deny", "reason": "identity_not_confirmed", "note": "five wrong codes from a new device"}
         await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json=denial, headers=auth("ops-9", "ops"))
 
-        closed = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "rejected" and body["outcome_reason"] == "人工审核未通过")
+        denied = "人工审核未通过：未能确认是您本人申请"
+        closed = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "rejected" and body["outcome_reason"] == denied)
         assert "five wrong codes" not in str(closed), "the ops note stays in risk"
         assert await binding_status(stack, customer) == "active"
         again = await stack.client("binding").post(f"/v1/unbind-requests/{request_id}/appeal", json={"message": "again"}, headers=auth(customer.user_id))

@@ -1,11 +1,12 @@
 """Binding's data migrations, on rows written as the previous revision left them: account numbers
 normalised, a number bound twice held by its oldest binding; repayments made before fingerprints;
-lenders named by their directory code, and the follow-up of completed requests in words."""
+lenders named by their directory id, the follow-up of completed requests in words, bindings made before
+agreement versions, requests completed before their completion time."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.binding.models import RepaymentAccount
+from services.binding.models import Binding, RepaymentAccount, UnbindRequest
 from shared.account_numbers import with_check_digit
 from shared.db import UTCDateTime
 from shared.migrations import upgrade_async
@@ -145,5 +146,32 @@ async def test_old_follow_ups_read_as_words_and_lenders_by_their_name_in_the_cus
         account = (await client.get("/v1/bindings/b-ra-2", headers=auth("u-2"))).json()["repayment_account"]
         assert (account["lender"], account["lender_id"]) == ("Bank", None), "a name the directory does not know stays as typed"
         request = (await client.get("/v1/unbind-requests/r-1", headers=auth("u-1"))).json()
-        assert [item["code"] for item in request["follow_up"]] == ["check_repayment", "repay_on_time", "adjust_plan"]
+        assert [item["code"] for item in request["follow_up"]] == ["check_repayment", "repay_on_time", "adjust_plan", "dispute"]
         assert "示例银行" in request["follow_up"][0]["body"] and "appeal" not in str(request["follow_up"])
+
+
+async def test_bindings_made_before_agreement_versions_record_the_version_in_force_and_completed_requests_their_time(
+    database_urls: dict[str, str], tmp_path: Path
+) -> None:
+    at = datetime(2026, 11, 20, 8, 30, tzinfo=UTC)
+    requests = sa.table(
+        "unbind_requests",
+        *(sa.column(name, sa.String) for name in ("id", "binding_id", "user_id", "status", "reason", "channel", "impact_hash", "idempotency_key", "request_fingerprint")),
+        *(sa.column(name, UTCDateTime()) for name in ("expires_at", "created_at", "updated_at")),
+    )
+    done = {"binding_id": "b-ra-1", "user_id": "u-1", "reason": "other", "channel": "app", "impact_hash": "h" * 64, "request_fingerprint": "f" * 64}
+    statements = [
+        *bound("ra-1", "u-1", with_check_digit("622202998875777"), "unbound", at),
+        requests.insert().values(id="r-done", status="completed", idempotency_key="k-1", expires_at=at, created_at=at, updated_at=at + timedelta(minutes=3), **done),
+        requests.insert().values(id="r-gone", status="cancelled", idempotency_key="k-2", expires_at=at, created_at=at, updated_at=at, **done),
+    ]
+    await at_revision(database_urls["binding"], "0005", statements)
+
+    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), BINDING_ONLY) as stack:
+        async with stack.runtime("binding").session_factory() as session:
+            assert (await session.get(Binding, "b-ra-1")).agreement_version == "2026-12"
+            assert (await session.get(UnbindRequest, "r-done")).completed_at == at + timedelta(minutes=3)
+            assert (await session.get(UnbindRequest, "r-gone")).completed_at is None
+        # Completed on its last update, long ago: past the window to dispute it.
+        late = await stack.client("binding").post("/v1/unbind-requests/r-done/dispute", json={"reason": "other"}, headers=auth("u-1"))
+        assert_problem(late, 409, "dispute-window-closed")

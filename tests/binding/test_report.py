@@ -14,6 +14,7 @@ import pytest
 from services.binding.report import find_cjk_font, render_pdf
 from services.binding.schemas import (
     AccountReport,
+    AgreementRefOut,
     BenefitOut,
     BindingOut,
     BlockerOut,
@@ -33,11 +34,13 @@ TEXT = {
         "effect": "解绑不会影响您的征信记录；解绑后如未按时还款，逾期将如实报送至中国人民银行征信中心，请务必在每月还款日前自行还款。",
         "benefits": [("rate_discount", "房贷自动还款利率优惠 0.05%（每年约节省 ¥1,200.00）"), ("limit_boost", "因绑定获得的信用额度 ¥10,000.00 将被收回")],
         "blockers": [("instalment_due_soon", "当期账单将于 3 天内到期", True), ("instalment_overdue", "存在逾期未还的分期，请先结清后再申请解绑", False)],
+        "agreement": "房贷还款账户绑定及自动扣款服务协议",
     },
     "en": {
         "effect": "Unbinding does not affect your credit record; instalments missed after unbinding are reported to the credit bureau.",
         "benefits": [("rate_discount", "Auto-repayment rate discount of 0.05% (about CNY 1,200.00 a year)"), ("limit_boost", "The CNY 10,000.00 limit granted for the binding")],
         "blockers": [("instalment_due_soon", "The current instalment is due within 3 days", True), ("instalment_overdue", "An instalment is overdue: settle it first", False)],
+        "agreement": "Mortgage Repayment Account Binding and Auto-debit Agreement",
     },
 }
 
@@ -69,6 +72,7 @@ def make_report(locale: str = "zh-CN", *, empty: bool = False) -> AccountReport:
             repayment_account=RepaymentAccountOut(
                 id="ra-5f3a9c21", lender="示例银行" if locale == "zh-CN" else "Example Bank", lender_id="example_bank", account_number=MASKED, monthly_instalment=6500, due_day=3
             ),
+            agreement_version="2025-06",
             created_at=datetime(2024, 1, 15, 2, 0, tzinfo=UTC),
         ),
         mandates=[] if empty else mandates,
@@ -84,6 +88,7 @@ def make_report(locale: str = "zh-CN", *, empty: bool = False) -> AccountReport:
             credit_limit_before=30000,
             credit_limit_after=20000,
             blockers=[] if empty else [BlockerOut(code=c, message=m, acknowledgeable=a) for c, m, a in text["blockers"]],
+            agreement=AgreementRefOut(version="2025-06", title=text["agreement"], href="/v1/agreements/2025-06"),
             impact_hash=HASH,
         ),
     )
@@ -123,6 +128,7 @@ def test_the_report_is_a_pdf_with_the_chinese_title_and_the_masked_account_numbe
     assert f"报告校验码：{HASH[:16]}" in text
     assert HASH[16:32] not in text
     assert "第 1 / " in text
+    assert "《房贷还款账户绑定及自动扣款服务协议》2025-06 版" in text, "the report cites the agreement the customer accepted"
 
 
 def test_times_are_shown_in_shanghai_time_with_the_zone() -> None:
@@ -165,6 +171,7 @@ def test_the_english_report_has_english_labels() -> None:
     assert "CNY 30,000.00 → CNY 20,000.00" in text
     assert "The current instalment is due within 3 days" in text
     assert "Example Bank" in text and "示例银行" not in text  # the lender in the report's language
+    assert "Mortgage Repayment Account Binding and Auto-debit Agreement, version 2025-06" in text
 
 
 @pytest.mark.parametrize(("locale", "paused", "changing"), [("zh-CN", "已暂停", "变更中"), ("en", "Paused", "Changing")])

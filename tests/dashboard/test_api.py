@@ -18,6 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.dashboard.api import STATIC
+from shared.events import DenialReason
 from shared.keys import SigningKey, new_kid
 from shared.login_links import write_login_link
 from shared.problems import PROBLEM_JSON
@@ -35,7 +36,7 @@ def sqlite_urls(tmp_path: Path) -> dict[str, str]:
 
 
 async def request_unbind(stack: Stack) -> tuple[Any, str]:
-    customer = await customer_with_binding(stack)
+    customer = await customer_with_binding(stack, awake=True)
     response = await stack.client("binding").post(
         f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(), headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
     )
@@ -96,9 +97,15 @@ async def test_reviews_are_listed_with_their_score_and_decided_through_risk(any_
 
         review = await eventually(listed, 20, "the review never reached the dashboard's queue")
         assert review["kind"] == "unbind", "the reviewer sees what the request asks"
-        decided = await dashboard.post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve", "note": "called the customer"}, headers=OPS)
+        # Risk's refusal passes through as it is: a denial needs its reason; nothing is decided.
+        refused = await dashboard.post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny", "note": "no reason given"}, headers=OPS)
+        assert refused.status_code == 422 and refused.json()["type"].endswith("/denial-reason-required"), refused.text
+        approval = {"decision": "approve", "note": "called the customer", "customer_message": "Thanks for your patience."}
+        decided = await dashboard.post(f"/v1/reviews/{review['id']}/decision", json=approval, headers=OPS)
         assert decided.status_code == 200, decided.text
-        assert (decided.json()["status"], decided.json()["reviewer"]) == ("approved", "ops-7")
+        assert (decided.json()["status"], decided.json()["reviewer"], decided.json()["customer_message"]) == ("approved", "ops-7", "Thanks for your patience.")
+        notices = await stack.wait_for_notice(customer.user_id, request_id, "review_approved")
+        assert notices["review_approved"].endswith("审核人员留言：Thanks for your patience.")
 
         body = await stack.wait_for_request(request_id, customer.user_id, lambda body: body.get("verification") is not None)
         assert sorted(body["verification"]["methods"]) == ["biometric", "otp"]
@@ -266,6 +273,12 @@ async def test_the_page_loads_nothing_from_elsewhere(tmp_path: Path) -> None:
     for path in STATIC.iterdir():
         urls = set(re.findall(r"https?://[^\s\"'`)]+", path.read_text())) - {"http://www.w3.org/2000/svg"}
         assert not urls, (path.name, urls)
+
+
+def test_the_page_offers_every_denial_reason() -> None:
+    script = (STATIC / "app.js").read_text()
+    offered = re.search(r"const DENIAL_REASONS = \[(.*?)\];", script, re.DOTALL)
+    assert offered and re.findall(r'\["(\w+)", "', offered.group(1)) == list(DenialReason)
 
 
 def closed_port() -> int:

@@ -73,7 +73,7 @@ async def test_the_ops_page_follows_an_unbind_live_and_decides_its_review(browse
 
         # Every request goes to a human, so the page has a case to decide.
         assert (await stack.client("risk").put("/v1/rules", json=REVIEW_EVERYTHING, headers=OPS)).status_code == 200
-        customer = await customer_with_binding(stack)
+        customer = await customer_with_binding(stack, awake=True)
         device = await enrolled_device(stack, customer)
         response = await stack.client("binding").post(
             f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(), headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
@@ -91,8 +91,13 @@ async def test_the_ops_page_follows_an_unbind_live_and_decides_its_review(browse
         await expect(review_row).to_have_count(1, timeout=10_000)
         await expect(review_row.locator("td").nth(3)).to_have_text("unbind")
         await expect(page.locator("#review-count")).to_have_text("1")
-        await review_row.locator("input").fill("called the customer back")
+        await review_row.locator("input.note").fill("called the customer back")
+        await review_row.locator("input.customer-message").fill("谢谢您的耐心，请完成验证。")
         await page.screenshot(path=str(tmp_path / "before-approval.png"), full_page=True)
+        # Only a person denies, and only with a reason from the list: the page asks for one first.
+        await review_row.locator("button.deny").click()
+        await expect(page.locator("#reviews-error")).to_contain_text("Choose the reason")
+        await expect(review_row).to_have_count(1)
         await review_row.locator("button.approve").click()
 
         await expect(page.locator(f'#feed-list li[data-request-id="{request_id}"][data-type="ReviewDecided"]')).to_have_count(1, timeout=5_000)
@@ -103,6 +108,8 @@ async def test_the_ops_page_follows_an_unbind_live_and_decides_its_review(browse
         assert body["status"] == "pending_verification" and sorted(body["verification"]["methods"]) == ["biometric", "otp"]
         audit = (await stack.client("binding").get(f"/v1/unbind-requests/{request_id}/audit", headers=OPS)).json()
         assert "ops-dev" in [entry["actor"] for entry in audit], audit  # the reviewer is the one signed in on the page
+        notices = await stack.wait_for_notice(customer.user_id, request_id, "review_approved")
+        assert notices["review_approved"].endswith("审核人员留言：谢谢您的耐心，请完成验证。"), "the reviewer's message goes with the outcome"
 
         # The customer passes both factors: the page shows the completion and its stage latencies.
         await pass_verification(stack, customer, request_id, body["verification"]["id"], device)

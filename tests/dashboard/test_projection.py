@@ -26,6 +26,7 @@ from shared.events import (
     RiskReason,
     UnbindAppealed,
     UnbindCompleted,
+    UnbindDisputed,
     UnbindRejected,
     UnbindRequested,
     VerificationRequested,
@@ -196,6 +197,24 @@ async def test_a_request_without_transition_is_stuck_and_a_rejected_one_reopens_
     assert (now["rejected"], now["under_review"]) == (0, 1)
     line = reader.projection.recent_feed(request_id=rejected.ids["request_id"], limit=1)[0]
     assert (line["type"], line["summary"]) == ("UnbindAppealed", "appealed by the customer: under review again")
+
+
+async def test_a_deny_score_waits_for_a_person_and_a_dispute_leaves_the_unbind_completed() -> None:
+    reader, hub = make_reader()
+    flow = Flow(reader)
+    await flow.requested(0)
+    await flow.assessed(1, decision="deny", score=90)
+    assert hub.overview()["funnel"]["now"]["under_review"] == 1, "no machine says a final no"
+    await flow.emit(ReviewDecided, 2, decision="approve", reviewer="ops-1", required_methods=["otp", "biometric"])
+    await flow.issued(3)
+    await flow.verified(4)
+    await flow.completed(5)
+    await flow.emit(UnbindDisputed, 6, reason="not_requested_by_me")
+    await flow.emit(ReviewDecided, 7, decision="approve", reviewer="ops-2", origin="dispute")
+    now = hub.overview()["funnel"]["now"]
+    assert (now["completed"], now["pending_verification"], now["under_review"]) == (1, 0, 0)
+    lines = [item["summary"] for item in reader.projection.recent_feed(request_id=flow.ids["request_id"], limit=2)]
+    assert lines == ["approve by ops-2 · dispute case", "completed unbind disputed by the customer (not_requested_by_me): an ops case opens"]
 
 
 async def test_a_record_offered_twice_is_applied_once() -> None:

@@ -11,6 +11,7 @@ built from its environment with its mounts, must load the keys it needs: no more
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import importlib
 import os
 import re
@@ -430,6 +431,14 @@ def test_the_migrations_are_in_the_package() -> None:
     finder = find_namespace_packages if find.get("namespaces", True) else find_packages
     packages = set(finder(where=str(ROOT), include=find["include"]))
     assert {f"services.{app}.migrations.versions" for app in DATABASE_SERVICES} <= packages
+
+
+def test_the_agreement_texts_are_in_the_package() -> None:
+    """Bindings cite the agreement their customer accepted, and binding serves its text: the image
+    must hold every version's files."""
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["services.binding.agreements"]
+    texts = sorted((ROOT / "services" / "binding" / "agreements").glob("*.md"))
+    assert len(texts) >= 4 and all(any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns) for path in texts)
 
 
 # --------------------------------------------------------------------------- health and order

@@ -25,19 +25,22 @@ from services.notification.templates import PROBLEM_TEXTS as NOTIFICATION_TEXTS
 from services.verification import texts as verification_texts
 from services.verification.device_simulator import DeviceSimulator
 from services.verification.models import VerificationStatus
+from shared.denials import DENIAL_REASONS, denial_reason
 from shared.i18n import LOCALES, Catalogue, money
 from shared.lenders import LENDERS
 from shared.problems import _HTTP_CODES, PROBLEM_TEXTS
 from tests.binding.test_api import assert_problem
 from tests.binding.test_lifecycle import pending_review_for
 from tests.copy import assert_customer_copy
-from tests.factories import Customer, card_number, customer_with_binding, enrolled_device, idempotency_key, pass_verification, unbind_body
+from tests.factories import CURRENT_AGREEMENT, Customer, card_number, customer_with_binding, enrolled_device, idempotency_key, pass_verification, unbind_body
 from tests.stack import BusTopics, Stack, auth, eventually, running_stack
 from tests.verification.test_api import wrong
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGNATURE = "【unbind】"
 DEVICE_NAMES = {"zh-CN": "张三的手机", "en": "Zhang's phone"}
+# What a reviewer writes to the customer, in the customer's language.
+REVIEWER_MESSAGES = {"zh-CN": "如有疑问，请致电客服。", "en": "Call us if you have any questions."}
 ACCOUNT = {"zh-CN": "示例银行 尾号 {last4}", "en": "Example Bank mortgage account ending {last4}"}
 
 
@@ -45,7 +48,7 @@ async def bind(stack: Stack, customer: Customer, lender: str) -> Customer:
     """A binding made through the API at `lender`, its SMS code confirmed (so notification hears
     BindingRequested and BindingCreated; no lender answers its mandate here)."""
     number = card_number()
-    body = {"lender": lender, "account_number": number, "monthly_instalment": 6500, "due_day": 28}
+    body = {"lender": lender, "account_number": number, "monthly_instalment": 6500, "due_day": 28, "agreement_version": CURRENT_AGREEMENT}
     sent_before = len(stack.codes(customer.phone))
     response = await stack.client("binding").post("/v1/bindings", json=body, headers=auth(customer.user_id))
     assert response.status_code == 202, response.text
@@ -94,7 +97,9 @@ async def walk_every_path(stack: Stack, customer: Customer, locale: str) -> list
     appeal = await client.post(f"/v1/unbind-requests/{declined['id']}/appeal", json={"message": "it was me"}, headers=headers)
     assert appeal.status_code == 200, appeal.text
     review = await pending_review_for(stack, declined["id"])
-    await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny", "note": "score 90, flagged"}, headers=auth("ops-1", "ops"))
+    denial = {"decision": "deny", "reason": "identity_not_confirmed", "note": "score 90, flagged", "customer_message": REVIEWER_MESSAGES[locale]}
+    denied = await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json=denial, headers=auth("ops-1", "ops"))
+    assert denied.status_code == 200, denied.text
     await stack.wait_for_request(declined["id"], customer.user_id, lambda view: view["status"] == "rejected" and view["appealed_at"] is not None)
 
     # Completed, from the enrolled phone: a third request in a day goes to review; approved, then a
@@ -108,6 +113,8 @@ async def walk_every_path(stack: Stack, customer: Customer, locale: str) -> list
         await eventually(lambda: len(stack.codes(customer.phone)) > sent_before, 15, "no code after the approval")
     await pass_verification(stack, customer, done["id"], done["verification"]["id"], device)
     await stack.wait_for_request(done["id"], customer.user_id, lambda view: view["status"] == "completed")
+    disputed = await client.post(f"/v1/unbind-requests/{done['id']}/dispute", json={"reason": "repayment_problem"}, headers=headers)
+    assert disputed.status_code == 200, disputed.text
 
     # The phone is removed.
     assert (await stack.client("verification").delete(f"/v1/devices/{device.device_id}", headers=headers)).status_code == 204
@@ -120,7 +127,7 @@ async def problems_answered(stack: Stack, customer: Customer, stranger: Customer
     binding, verification, notification = stack.client("binding"), stack.client("verification"), stack.client("notification")
     unbind = f"/v1/bindings/{customer.binding_id}/unbind-requests"
     keyed = {**headers, "Idempotency-Key": idempotency_key()}
-    nowhere = {"lender": "Nowhere Bank", "account_number": card_number(), "monthly_instalment": 1, "due_day": 1}
+    nowhere = {"lender": "Nowhere Bank", "account_number": card_number(), "monthly_instalment": 1, "due_day": 1, "agreement_version": CURRENT_AGREEMENT}
     answers = [
         assert_problem(await binding.get(f"/v1/bindings/{stranger.binding_id}", headers=headers), 404, "not-found"),
         assert_problem(await binding.post("/v1/bindings", json=nowhere, headers=headers), 422, "unknown-lender"),
@@ -173,7 +180,8 @@ async def test_a_customer_reads_every_path_in_their_language(kafka_topics: BusTo
                 assert entry["actor"] != "ops-1", "staff are `ops` to the customer"
         completed = await stack.request_status(request_ids[-1], customer.user_id)
         assert [item["code"] for item in completed["follow_up"]] == FOLLOW_UP_AFTER_UNBIND
-        assert "400-000-9555" in completed["follow_up"][-1]["body"], "the follow-up names the lender's hotline"
+        adjust_plan = next(item for item in completed["follow_up"] if item["code"] == "adjust_plan")
+        assert "400-000-9555" in adjust_plan["body"], "the follow-up names the lender's hotline"
 
         for problem in await problems_answered(stack, customer, stranger):
             assert_customer_copy(problem["detail"], locale, where=f"problem {problem['type']}")
@@ -183,7 +191,9 @@ async def test_a_customer_reads_every_path_in_their_language(kafka_topics: BusTo
         inbox = await eventually(lambda: _inbox_with(stack, customer, "device_revoked"), 30, "the device notice never reached the inbox")
         kinds = {message["kind"] for message in inbox}
         assert kinds >= {"binding_created", "unbind_requested", "unbind_cancelled", "verification_failed", "unbind_rejected", "unbind_appealed"}
-        assert kinds >= {"review_decided", "verification_requested", "verified", "unbind_completed", "device_enrolled", "device_revoked"}
+        assert kinds >= {"appeal_denied", "review_approved", "verification_requested", "verified", "unbind_completed", "dispute_received"}
+        assert kinds >= {"device_enrolled", "device_revoked"}
+        assert any(REVIEWER_MESSAGES[locale] in message["body"] for message in inbox if message["kind"] == "appeal_denied"), "the reviewer's message reached the customer"
         account = ACCOUNT[locale].format(last4=last4)
         for message in inbox:
             for text in (message["title"], message["body"]):
@@ -367,13 +377,16 @@ def test_every_step_of_a_request_has_words_in_its_timeline() -> None:
 def sample_values(locale: str) -> dict[str, object]:
     amount = money(6500, locale)
     day = binding_texts.day(date(2026, 12, 3), locale)
-    return {"attempts_remaining": 3, "retry_after": 30, "amount_due": amount, "amount": amount, "due_date": day, "resumes_on": day, "last4": "4821", "value": 10}
+    return {
+        **{"attempts_remaining": 3, "retry_after": 30, "amount_due": amount, "amount": amount, "due_date": day, "value": 10, "reason": denial_reason("other", locale)},
+        **{"resumes_on": day, "last4": "4821"},
+    }
 
 
 @pytest.mark.parametrize("locale", LOCALES)
 def test_every_text_of_every_catalogue_reads_as_words(locale: str) -> None:
     """Every key, filled with sample values, including the ones no flow above reaches (expiry, every lender)."""
-    catalogues: dict[str, Catalogue] = {**CUSTOMER_SERVICES, "shared": PROBLEM_TEXTS}
+    catalogues: dict[str, Catalogue] = {**CUSTOMER_SERVICES, "shared": PROBLEM_TEXTS, "denials": DENIAL_REASONS}
     for name, catalogue in catalogues.items():
         for key in catalogue.keys():
             for lender in LENDERS.values():

@@ -1,6 +1,6 @@
-"""No free text on the stream, over the real broker on both databases: a customer's appeal and an
-ops note reach neither the topic nor the dashboard, and stay readable at the service that took
-them, by those allowed to read them."""
+"""No free text on the stream, over the real broker on both databases: a customer's appeal, an
+ops note and a reviewer's message to the customer reach neither the topic nor the dashboard, and
+stay readable at the service that took them, by those allowed to read them."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ PHONE = "+8613987654321"
 # The same phone twice, as people type it: dotted, and in full-width digits.
 APPEAL = "Please call me back on 139.8765.4321 or １３９８７６５４３２１, it was me"
 NOTE = "Rang 139 8765 4321: the customer confirmed the request"
-# What would show that either text got out, whatever became of its digits.
-WORDS = ("call me back", "it was me", "the customer confirmed")
+TO_THE_CUSTOMER = "We rang 139 8765 4321 twice; please ring our hotline back"
+# What would show that any of the texts got out, whatever became of its digits.
+WORDS = ("call me back", "it was me", "the customer confirmed", "ring our hotline")
 
 
 def leaks(text: str) -> list[str]:
@@ -43,7 +44,8 @@ async def test_an_appeal_and_an_ops_note_stay_with_their_service(kafka_topics: B
         queue = await dashboard.get("/v1/reviews", headers=OPS)
         assert queue.status_code == 200 and review["id"] in queue.text
         assert leaks(queue.text) == [], "the dashboard's review queue shows the appeal's text"
-        decided = await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny", "note": NOTE}, headers=OPS)
+        denial = {"decision": "deny", "reason": "customer_unreachable", "note": NOTE, "customer_message": TO_THE_CUSTOMER}
+        decided = await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json=denial, headers=OPS)
         assert decided.status_code == 200, decided.text
 
         async def closed() -> bool:
@@ -76,3 +78,8 @@ async def test_an_appeal_and_an_ops_note_stay_with_their_service(kafka_topics: B
         assert [item["note"] for item in denied if item["id"] == review["id"]] == [NOTE]
         for customer_token in (auth(customer.user_id), auth(stranger.user_id)):
             assert (await stack.client("risk").get("/v1/reviews", params={"status": "denied"}, headers=customer_token)).status_code == 403
+
+        # The message to the customer: in their inbox only, numbers masked; ops read it at risk.
+        notices = await stack.wait_for_notice(customer.user_id, request_id, "appeal_denied")
+        assert notices["appeal_denied"].endswith("审核人员留言：We rang ***4321 twice; please ring our hotline back")
+        assert [item["customer_message"] for item in denied if item["id"] == review["id"]] == [TO_THE_CUSTOMER]

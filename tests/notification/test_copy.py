@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from services.notification.templates import KINDS, LOCALES, PHRASES, AccountRef, render
+from shared.events import DenialReason
 from shared.i18n import variables
 from shared.lenders import LENDERS
 from tests.copy import assert_customer_copy
@@ -21,18 +22,22 @@ SAMPLES: dict[str, list[Any]] = {
     "account": [*(AccountRef(lender_id, "4821") for lender_id in LENDERS), AccountRef(None, "4821"), None],
     "methods": [["otp"], ["otp", "biometric"]],
     "reason": [key.removeprefix("reason.") for key in PHRASES.keys() if key.startswith("reason.")] + ["verification_failed:too_many_attempts"],
-    "decision": [key.removeprefix("decision.") for key in PHRASES.keys() if key.startswith("decision.")],
     "code": ["123456"],
     "ttl_minutes": ["5"],
     "credit_limit_before": [30000],
     "credit_limit_after": [20300],
     "expires_at": ["2026-12-01T06:15:00+00:00"],
     "expected_hours": [24],
+    "denial_reason": [str(reason) for reason in DenialReason],
+    "dispute_outcome": ["approve", "deny"],
     "pause_months": [1, 3],
     "new_account_last4": ["7733"],
     "resumes_on": ["2027-01-28"],
     "previous_account": [AccountRef("example_bank", "4821"), None],
 }
+# What a reviewer may add to the outcome of a review, in the customer's language (quoted as written).
+REVIEWER_MESSAGES = {"zh-CN": "如有疑问，请致电客服。", "en": "Call us if you have any questions."}
+REVIEW_OUTCOMES = {"review_approved", "review_denied", "appeal_denied", "dispute_closed"}
 # Each kind's texts about a request of another kind than an unbind (a pause, a switch).
 VARIANTS = [(kind, request_kind) for kind, spec in sorted(KINDS.items()) for request_kind in sorted(spec.variants)]
 
@@ -49,7 +54,8 @@ def variations(kind: str, locale: str, request_kind: str | None = None) -> list[
 @pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_every_kind_reads_as_words_for_every_fact(kind: str, locale: str) -> None:
-    for facts in variations(kind, locale):
+    notes = [{}, {"reviewer_message": REVIEWER_MESSAGES[locale]}] if kind in REVIEW_OUTCOMES else [{}]
+    for facts in (facts | note for facts in variations(kind, locale) for note in notes):
         title, body = render(kind, locale, facts)
         for text in (title, body):
             assert_customer_copy(text, locale, allowed=(DEVICE_NAMES[locale],), where=f"{kind} with {facts}")
@@ -69,7 +75,7 @@ def test_a_message_about_a_pause_or_a_switch_says_so_in_words_and_never_unbind(k
 
 def test_the_stage_messages_and_the_code_have_words_for_each_alternative() -> None:
     told = {"otp_code", "unbind_requested", "verification_requested", "verified", "verification_failed", "unbind_rejected", "unbind_cancelled", "unbind_expired"}
-    told |= {"unbind_under_review", "unbind_appealed", "review_decided"}
+    told |= {"unbind_under_review", "unbind_appealed", "review_approved", "review_denied", "appeal_denied"}
     assert {kind for kind, request_kind in VARIANTS if request_kind == "pause"} == told
     assert {kind for kind, request_kind in VARIANTS if request_kind == "switch"} == told | {"mandate_requested", "mandate_confirmed", "mandate_refused"}
 

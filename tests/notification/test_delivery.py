@@ -19,7 +19,7 @@ from sqlalchemy import select
 from services.notification.models import Contact, Delivery
 from services.notification.providers import DeliveryError, Outgoing
 from services.notification.service import quiet_until
-from services.notification.templates import KINDS, SECURITY_KINDS
+from services.notification.templates import KINDS, SECURITY_KINDS, render
 from shared.cloudevents import Envelope
 from shared.events import UnbindCancelled, UnbindCompleted, UnbindRequested
 from tests.binding.test_api import assert_problem
@@ -32,7 +32,7 @@ ONLY_NOTIFICATION = ("notification",)
 
 
 # The kinds not named after their event, and the event they come from.
-FROM_EVENT = {"unbind_under_review": "RiskAssessed"}
+FROM_EVENT = {"unbind_under_review": "RiskAssessed", "review_approved": "ReviewDecided", "dispute_received": "UnbindDisputed"}
 
 
 def test_every_customer_facing_event_has_a_kind() -> None:
@@ -43,6 +43,28 @@ def test_every_customer_facing_event_has_a_kind() -> None:
     for sample in SAMPLES:
         name = type(sample).__name__
         assert name in internal or name in kinds or name.lower() in kinds, f"{name} has no message"
+
+
+@pytest.mark.parametrize(
+    ("kind", "facts", "locale", "expected"),
+    [
+        ("review_denied", {"denial_reason": "customer_unreachable"}, "zh-CN", "经人工审核未通过，原因：我们未能联系上您核实情况。"),
+        ("review_denied", {"denial_reason": "customer_unreachable"}, "en", "we could not approve your request to unbind your mortgage repayment account: we could not reach you"),
+        ("appeal_denied", {"denial_reason": "other", "reviewer_message": "请先结清三月账单"}, "zh-CN", "原因：详见审核人员给您的留言。"),
+        ("dispute_closed", {"dispute_outcome": "approve"}, "en", "We have looked into your dispute about unbinding your mortgage repayment account: you were right"),
+    ],
+)
+def test_codes_are_told_in_the_customers_words(kind: str, facts: dict, locale: str, expected: str) -> None:
+    _, body = render(kind, locale, {"account": None, **facts})
+    assert expected in body
+    assert "_" not in body, "no machine code reaches the customer"
+
+
+def test_a_reviewer_message_ends_the_outcome_in_either_locale() -> None:
+    _, zh = render("review_approved", "zh-CN", {"account": None, "reviewer_message": "请今天内完成验证"})
+    _, en = render("review_approved", "en", {"account": None, "reviewer_message": "Please verify today"})
+    assert zh.endswith("。审核人员留言：请今天内完成验证") and en.endswith(". A note from your reviewer: Please verify today")
+    assert "审核人员留言" not in render("review_approved", "zh-CN", {"account": None})[1], "no empty note when the reviewer wrote none"
 
 
 @pytest.mark.parametrize(

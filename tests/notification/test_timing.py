@@ -139,7 +139,8 @@ def test_what_can_wait_is_neither_security_nor_about_an_open_request() -> None:
     # A paused auto-debit resuming comes months after its request ended.
     can_wait = {"binding_created", "mandate_confirmed", "unbind_cancelled", "unbind_expired", "follow_up_reminder", "auto_debit_resumed"}
     assert {kind for kind, spec in KINDS.items() if spec.can_wait} == can_wait
-    stages = {"verification_requested", "verified", "review_decided", "unbind_appealed", "unbind_under_review", "mandate_requested", "mandate_refused"}
+    stages = {"verification_requested", "verified", "review_approved", "unbind_appealed", "unbind_under_review", "mandate_requested", "mandate_refused"}
+    stages |= {"dispute_received", "dispute_closed"}
     assert STAGE_KINDS == stages
 
 
@@ -236,7 +237,8 @@ async def test_a_request_sent_to_review_and_an_appeal_tell_the_customer_when_to_
 
         assert await eventually(pushed, 15, "no push of the review") == [notice["body"]]
 
-        denied = await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny", "note": "unusual pattern"}, headers=OPS)
+        denial = {"decision": "deny", "reason": "customer_unreachable", "note": "unusual pattern"}
+        denied = await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json=denial, headers=OPS)
         assert denied.status_code == 200, denied.text
         await stack.wait_for_request(third["id"], customer.user_id, lambda body: body["status"] == "rejected")
         client, headers = stack.client("notification"), auth(customer.user_id)

@@ -1,25 +1,32 @@
 """Risk decisions through the whole system on the real broker, with a deterministic clock:
 normal -> allow; a new device at night -> step_up; a third request in a day -> review, then
-approve -> both methods -> completed, or deny -> rejected."""
+approve -> both methods -> completed, or deny -> rejected. A deny score goes to a person, who alone
+denies, with a reason from the list and a message to the customer; an approval closes the flag its
+request raised; the customer's enrolled device is a known one."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from services.binding import texts
+from services.risk.models import KnownDevice
 from services.verification.models import InboxEntry, Verification
 from shared.cloudevents import Envelope
 from shared.events import ReviewDecided
+from tests.binding.test_api import assert_problem
+from tests.binding.test_lifecycle import pending_review_for
 from tests.factories import Customer, customer_with_binding, enrolled_device, idempotency_key, pass_verification, unbind_body
-from tests.stack import BusTopics, Stack, auth, eventually, running_stack
+from tests.stack import BusTopics, Stack, Switchable, auth, eventually, running_stack
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOON = datetime(2026, 11, 27, 12, 0, tzinfo=SHANGHAI)
@@ -107,9 +114,9 @@ async def test_a_third_request_in_a_day_is_reviewed_then_approved_with_both_meth
 
 async def test_a_third_request_in_a_day_reviewed_and_denied_is_rejected(at_noon: Stack) -> None:
     customer, third, review = await third_request_under_review(at_noon)
-    await at_noon.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny", "note": "unusual pattern"}, headers=OPS)
+    await at_noon.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny", "reason": "account_security_risk", "note": "unusual pattern"}, headers=OPS)
     body = await at_noon.wait_for_request(third["id"], customer.user_id, lambda body: body["status"] == "rejected")
-    assert body["outcome_code"] == "review_denied" and "unusual pattern" not in str(body), "the ops note stays in risk"
+    assert body["outcome_code"] == "review_denied:account_security_risk" and "unusual pattern" not in str(body), "the ops note stays in risk"
     again = await at_noon.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve"}, headers=OPS)
     assert again.status_code == 409
     # One decision counted; the refused second one is not.
@@ -151,3 +158,150 @@ async def test_a_cancelled_request_withdraws_its_review_and_no_late_approval_sen
     await asyncio.sleep(0.5)
     assert at_noon.codes(customer.phone) == codes_before
     assert (await at_noon.request_status(third["id"], customer.user_id))["status"] == "cancelled"
+
+
+class MovableClock:
+    """Risk's clock in a test: fixed, and moved on by hand."""
+
+    def __init__(self, at: datetime):
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+@dataclass
+class Movable:
+    stack: Stack
+    clock: MovableClock
+    # The lines of verification and risk to notification, which a test may cut.
+    lines: list[Switchable]
+
+
+@pytest.fixture
+async def movable(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Movable]:
+    clock, lines = MovableClock(NOON), []
+
+    def line(transport: httpx.AsyncBaseTransport) -> Switchable:
+        lines.append(Switchable(transport))
+        return lines[-1]
+
+    async with running_stack(kafka_topics, database_urls, tmp_path, app_options={"risk": {"clock": clock}}, notification_link=line) as running:
+        yield Movable(running, clock, lines)
+
+
+async def new_customer_on_a_new_phone(stack: Stack, customer: Customer) -> None:
+    """What the customer system tells risk of someone who opened their account 30 days ago and changed
+    their phone number 3 days ago: with a device risk never saw, 20 + 25 + 40 = 85, a deny score."""
+    profile = {"account_opened_at": (NOON - timedelta(days=30)).isoformat(), "phone_changed_at": (NOON - timedelta(days=3)).isoformat()}
+    response = await stack.client("risk").put(f"/internal/v1/profiles/{customer.user_id}", json=profile, headers=auth("customer-system", "service"))
+    assert response.status_code == 204, response.text
+
+
+async def assessment_of(stack: Stack, request_id: str) -> dict:
+    return (await stack.client("risk").get(f"/v1/assessments/{request_id}", headers=OPS)).json()
+
+
+# What the reviewer writes: a phone number in it is masked before it reaches the customer.
+TO_THE_CUSTOMER = "我们两次致电 138 1234 5678 都未接通，请回电 95555 转人工"
+
+
+async def test_a_deny_score_goes_to_a_person_who_alone_denies_with_a_reason_and_a_message(movable: Movable) -> None:
+    stack = movable.stack
+    customer = await customer_with_binding(stack)
+    await new_customer_on_a_new_phone(stack, customer)
+    body = await request(stack, customer, device_id="d-new-phone")
+    assert (body["status"], body["risk"]["summary"]) == ("under_review", told("review")), "no machine says a final no"
+    assessment = await assessment_of(stack, body["id"])
+    assert (assessment["score"], assessment["level"], assessment["decision"]) == (85, "highest", "review")
+    review = await pending_review_for(stack, body["id"])
+    flags = (await stack.client("risk").get("/v1/flags", headers=OPS)).json()["items"]
+    assert [flag["reason"] for flag in flags if flag["user_id"] == customer.user_id] == ["review by deny by score 85"]
+
+    async def decide(decision: dict) -> httpx.Response:
+        return await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json=decision, headers=OPS)
+
+    # Only with a reason from the list; `other` says why to the customer; an approval takes none.
+    assert_problem(await decide({"decision": "deny"}), 422, "denial-reason-required")
+    assert_problem(await decide({"decision": "deny", "reason": "other", "note": "odd"}), 422, "customer-message-required")
+    assert_problem(await decide({"decision": "approve", "reason": "other"}), 422, "no-denial-reason")
+    assert_problem(await decide({"decision": "deny", "reason": "because"}), 422, "validation-error")
+    denial = {"decision": "deny", "reason": "customer_unreachable", "note": "two calls, no answer; voice sounded scripted", "customer_message": TO_THE_CUSTOMER}
+    for line in movable.lines:
+        line.down = True
+    assert_problem(await decide(denial), 503, "notification-unavailable")
+    for line in movable.lines:
+        line.down = False
+    assert [item["id"] for item in (await stack.client("risk").get("/v1/reviews?status=pending", headers=OPS)).json()["items"]] == [review["id"]], "nothing was decided"
+    assert (await stack.request_status(body["id"], customer.user_id))["status"] == "under_review"
+
+    decided = await decide(denial)
+    assert decided.status_code == 200, decided.text
+    assert (decided.json()["reason"], decided.json()["customer_message"]) == ("customer_unreachable", TO_THE_CUSTOMER)
+    rejected = await stack.wait_for_request(body["id"], customer.user_id, lambda body: body["status"] == "rejected")
+    assert rejected["outcome_code"] == "review_denied:customer_unreachable"
+
+    # One notice: the reviewer's decision in the customer's words, with the message; no second "rejected".
+    notices = await stack.wait_for_notice(customer.user_id, body["id"], "review_denied")
+    assert "原因：我们未能联系上您核实情况。" in notices["review_denied"]
+    assert notices["review_denied"].endswith("审核人员留言：我们两次致电 ***5678 都未接通，请回电 95555 转人工")
+    assert "unbind_rejected" not in notices and "scripted" not in str(notices), "the internal note stays in risk"
+
+    # The stream says who decided and why, by code; the words stay with the services that hold them.
+    decision = next(event.data for event in await stack.topics.request_events(body["id"]) if event.type == "ReviewDecided")
+    assert (decision.reason, decision.customer_message, decision.review_id, decision.origin) == ("customer_unreachable", True, review["id"], "risk")
+    raw = b"".join(record.value for record in await stack.topics.records())
+    assert "未接通".encode() not in raw and b"scripted" not in raw
+
+    # The customer can appeal, once.
+    appealed = await stack.client("binding").post(f"/v1/unbind-requests/{body['id']}/appeal", json={"message": "请再看看"}, headers=auth(customer.user_id))
+    assert appealed.status_code == 200 and appealed.json()["status"] == "under_review"
+    assert (await pending_review_for(stack, body["id"]))["origin"] == "appeal"
+
+
+async def test_a_customer_approved_once_is_not_sent_to_review_forever(movable: Movable) -> None:
+    stack = movable.stack
+    customer = await customer_with_binding(stack)
+    second = await customer_with_binding(stack, user_id=customer.user_id)
+    await new_customer_on_a_new_phone(stack, customer)
+    first = await request(stack, customer, device_id="d-new-phone")
+    assert first["status"] == "under_review"
+    review = await pending_review_for(stack, first["id"])
+    approved = await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve", "note": "called back: it was her"}, headers=OPS)
+    assert approved.status_code == 200, approved.text
+
+    # The flag the request raised closed with the approval, saying by whom and by which review.
+    flags = [flag for flag in (await stack.client("risk").get("/v1/flags?active=false", headers=OPS)).json()["items"] if flag["user_id"] == customer.user_id]
+    assert [(flag["cleared_by"], flag["cleared_reason"]) for flag in flags] == [("ops-3", f"review {review['id']} approved")]
+    assert flags[0]["cleared_at"] is not None
+    assert all(flag["user_id"] != customer.user_id for flag in (await stack.client("risk").get("/v1/flags", headers=OPS)).json()["items"])
+
+    # A day later, from the same phone: 15 (a device seen this week) + 25 + 20, not 30 more for a flag ops cleared.
+    movable.clock.at = NOON + timedelta(hours=25)
+    again = await request(stack, second, device_id="d-new-phone")
+    assessment = await assessment_of(stack, again["id"])
+    assert (again["risk"]["summary"], assessment["decision"], assessment["score"]) == (told("step_up"), "step_up", 60), assessment
+    assert "account_flagged" not in {reason["code"] for reason in assessment["reasons"]}
+
+
+async def test_a_request_from_an_enrolled_device_is_from_a_known_one_and_from_a_revoked_one_is_not(at_noon: Stack) -> None:
+    customer = await customer_with_binding(at_noon)
+    second = await customer_with_binding(at_noon, user_id=customer.user_id)
+    device = await enrolled_device(at_noon, customer)
+
+    async def known(revoked: bool) -> bool:
+        async with at_noon.runtime("risk").session_factory() as session:
+            row = await session.get(KnownDevice, (customer.user_id, device.device_id))
+            return row is not None and (row.revoked_at is not None) == revoked
+
+    await eventually(lambda: known(revoked=False), 15, "risk never learned of the enrolled device")
+    body = await request(at_noon, customer, device_id=device.device_id)
+    reasons = {reason["code"] for reason in (await assessment_of(at_noon, body["id"]))["reasons"]}
+    assert "device_unknown" not in reasons and "device_recent" in reasons, reasons
+    assert body["risk"]["summary"] == told("allow")
+
+    revoked = await at_noon.client("verification").delete(f"/v1/devices/{device.device_id}", headers=auth(customer.user_id))
+    assert revoked.status_code == 204, revoked.text
+    await eventually(lambda: known(revoked=True), 15, "risk never learned of the revocation")
+    again = await request(at_noon, second, device_id=device.device_id)
+    assert "device_unknown" in {reason["code"] for reason in (await assessment_of(at_noon, again["id"]))["reasons"]}, "a revoked key is no longer the customer's"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from services.binding.agreements import CURRENT as CURRENT_AGREEMENT
 from tests.dashboard.conftest import running_dashboard
 from tests.factories import Customer, customer_with_binding, enrolled_device, idempotency_key, unbind_body
 from tests.stack import Stack, auth, eventually, make_bus_topics, running_stack
@@ -78,5 +79,6 @@ async def populated_world(database_urls: dict[str, str], var_dir: Path) -> Async
             "review_id": review_id,
             "user_id": other.user_id,
             "device_id": device.device_id,
+            "version": CURRENT_AGREEMENT,
         }
         yield World(stack, dashboard, owner, other, ids)

@@ -33,14 +33,18 @@ from shared.cli.keys import signing_services
 from shared.keys import SigningKey, new_kid
 from shared.login_links import write_login_link
 from tests.dashboard.conftest import dashboard_settings
-from tests.factories import card_number, idempotency_key, unbind_body
+from tests.factories import CURRENT_AGREEMENT, card_number, idempotency_key, unbind_body
 from tests.keys import ISSUER, service_key, token
 from tests.security.conftest import REVIEW_EVERYTHING, World, populated_world
 from tests.stack import auth, make_bus_topics, served, service_settings
 
 PRINCIPALS = ("anonymous", "other", "owner", "ops", "service")
 # The "service" principal is the one caller an internal route admits, else binding's service token.
-INTERNAL_CALLERS = {("notification", "POST /internal/v1/messages"): "verification", ("risk", "PUT /internal/v1/profiles/{user_id}"): "customer-system"}
+INTERNAL_CALLERS = {
+    ("notification", "POST /internal/v1/messages"): "verification",
+    ("notification", "PUT /internal/v1/review-messages/{review_id}"): "risk",
+    ("risk", "PUT /internal/v1/profiles/{user_id}"): "customer-system",
+}
 PUBLIC = (200, 200, 200, 200, 200)
 OPS_ONLY = (401, 403, 403, 200, 403)
 OWN = (401, 404, 200, 403, 403)  # a customer's own thing: another customer is told it does not exist
@@ -67,6 +71,7 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ("notification", "GET /v1/preferences"): CUSTOMER,
     ("notification", "PUT /v1/preferences"): CUSTOMER,
     ("notification", "POST /internal/v1/messages"): (401, 403, 403, 403, 202),
+    ("notification", "PUT /internal/v1/review-messages/{review_id}"): (401, 403, 403, 403, 204),
     # The page, and the session that signs in (with the token in the body: each principal's own).
     ("dashboard", "GET /"): PUBLIC,
     ("dashboard", "GET /v1/session"): PUBLIC,
@@ -87,6 +92,8 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ("risk", "POST /v1/flags/{user_id}/clear"): OPS_ONLY,
     ("risk", "PUT /internal/v1/profiles/{user_id}"): (401, 403, 403, 403, 204),
     ("binding", "GET /v1/lenders"): CUSTOMER,
+    # The agreement is read before binding, by anyone: it holds nothing about anyone.
+    ("binding", "GET /v1/agreements/{version}"): PUBLIC,
     ("binding", "GET /v1/bindings"): CUSTOMER,
     ("binding", "POST /v1/bindings"): (401, 202, 202, 403, 403),  # pending until its SMS code, then the lender's confirmation
     # A lender's callback carries no token: it is authenticated by the lender's HMAC signature alone
@@ -102,6 +109,7 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ("binding", "GET /v1/unbind-requests/{request_id}"): OWN_OR_OPS,
     ("binding", "POST /v1/unbind-requests/{request_id}/cancel"): OWN,
     ("binding", "POST /v1/unbind-requests/{request_id}/appeal"): (401, 404, 409, 403, 403),  # cancelled, not rejected
+    ("binding", "POST /v1/unbind-requests/{request_id}/dispute"): (401, 404, 409, 403, 403),  # cancelled, not completed
     ("binding", "GET /v1/unbind-requests/{request_id}/audit"): OWN_OR_OPS,
     ("binding", "GET /v1/ops/unbind-requests"): OPS_ONLY,
 }
@@ -134,10 +142,12 @@ REQUESTS: dict[str, Request] = {
     },
     "POST /v1/session": lambda _, headers: {"json": {"token": own_token(headers)}},
     "GET /login": lambda world, _: {"params": {"code": write_login_link(world.dashboard.state.settings.login_link_dir, token("ops-matrix", "ops"), 60)}},
-    "POST /v1/reviews/{review_id}/decision": lambda *_: {"json": {"decision": "deny", "note": "authorization matrix"}},
+    "POST /v1/reviews/{review_id}/decision": lambda *_: {"json": {"decision": "deny", "reason": "identity_not_confirmed", "note": "authorization matrix"}},
     "PUT /v1/rules": lambda *_: {"json": REVIEW_EVERYTHING},
     "PUT /internal/v1/profiles/{user_id}": lambda *_: {"json": {"account_opened_at": "2020-01-01T00:00:00+08:00"}},
-    "POST /v1/bindings": lambda *_: {"json": {"lender": "Example Bank", "account_number": card_number(), "monthly_instalment": 5000, "due_day": 10}},
+    "POST /v1/bindings": lambda *_: {
+        "json": {"lender": "Example Bank", "account_number": card_number(), "monthly_instalment": 5000, "due_day": 10, "agreement_version": CURRENT_AGREEMENT}
+    },
     # A well-formed callback, so that only the missing signature refuses it.
     "POST /v1/lenders/callbacks": lambda *_: {"json": {"callback_id": f"cb-{uuid.uuid4()}", "mandate_id": "m-1", "decision": "confirmed"}},
     "POST /v1/bindings/{binding_id}/repayments": lambda *_: {"json": {"amount": 6500}, "headers": {"Idempotency-Key": idempotency_key()}},
@@ -148,6 +158,10 @@ REQUESTS: dict[str, Request] = {
         "headers": {"Idempotency-Key": idempotency_key()},
     },
     "POST /v1/unbind-requests/{request_id}/appeal": lambda *_: {"json": {"message": "Please look again."}},
+    "POST /v1/unbind-requests/{request_id}/dispute": lambda *_: {"json": {"reason": "not_requested_by_me"}},
+    "PUT /internal/v1/review-messages/{review_id}": lambda world, _: {
+        "json": {"user_id": world.other.user_id, "request_id": str(uuid.uuid4()), "message": "We will call you back today."}
+    },
 }
 
 

@@ -96,10 +96,14 @@ def problem_json(ctx: Any, response: Any, case: Any) -> None:
 CHECKS = [no_server_error, problem_json, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
+# The one caller each internal route admits.
+INTERNAL_CALLERS = {"/internal/v1/messages": "verification", "/internal/v1/review-messages/{review_id}": "risk", "/internal/v1/profiles/{user_id}": "customer-system"}
+
+
 def headers_for(world: World, service: str, path: str) -> dict[str, str]:
     """A token of the role the operation is for (the authorization matrix tries the others)."""
     if path.startswith("/internal/"):
-        return auth("verification" if service == "notification" else "customer-system", "service")
+        return auth(INTERNAL_CALLERS[path], "service")
     if service in ("risk", "dashboard") or path.startswith("/v1/ops/"):
         return auth("ops-fuzz", "ops")
     return auth(world.owner.user_id)

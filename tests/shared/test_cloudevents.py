@@ -33,6 +33,7 @@ from shared.events import (
     UnbindAppealed,
     UnbindCancelled,
     UnbindCompleted,
+    UnbindDisputed,
     UnbindExpired,
     UnbindRejected,
     UnbindRequested,
@@ -67,6 +68,7 @@ SAMPLES = [
         required_methods=["otp", "biometric"],
     ),
     ReviewDecided(**COMMON, decision="approve", reviewer="ops-1", required_methods=["otp"]),
+    ReviewDecided(**COMMON, decision="deny", reviewer="ops-1", review_id="rv-1", origin="appeal", reason="identity_not_confirmed", customer_message=True),
     VerificationRequested(**COMMON, verification_id="v-1", methods=["otp"], expires_at=datetime(2026, 11, 28, 12, tzinfo=UTC)),
     Verified(**COMMON, verification_id="v-1", methods=["otp"]),
     VerificationFailed(**COMMON, verification_id="v-1", reason="too_many_attempts"),
@@ -76,6 +78,7 @@ SAMPLES = [
     RepaymentAccountSwitched(**COMMON, previous_account_last4="4821", account_last4="7733", lender="harbour_bank", mandates_cancelled=1),
     UnbindRejected(**COMMON, reason="risk_denied"),
     UnbindCancelled(**COMMON),
+    UnbindDisputed(**COMMON, reason="not_requested_by_me"),
     UnbindExpired(**COMMON),
 ]
 
@@ -87,7 +90,7 @@ def test_every_event_type_has_a_sample_and_a_docstring() -> None:
 
 
 # Event types this project added to the contract of design.md (see the issue notes).
-ADDED_TO_THE_CONTRACT = {"BindingCreated", "UnbindAppealed", "BiometricCounterRegressed", "DeviceEnrolled", "DeviceRevoked", "PreferencesChanged"}
+ADDED_TO_THE_CONTRACT = {"BindingCreated", "UnbindAppealed", "BiometricCounterRegressed", "DeviceEnrolled", "DeviceRevoked", "PreferencesChanged", "UnbindDisputed"}
 # Binding takes a code and the lender's confirmation (issue 16).
 ADDED_TO_THE_CONTRACT |= {"BindingRequested", "BindingVerified", "BindingVerificationFailed", "MandateRequested", "MandateConfirmed", "MandateRefused"}
 # The gentler alternatives to an unbind: a pause of the auto-debit, a switch of the account (issue 16).

@@ -10,7 +10,7 @@ from shared.events import EVENT_TYPES
 
 # Strings that are identifiers (minted by a service, or a hash or address) rather than text, and
 # RiskReason.detail: risk renders it from a fixed template per code and a count (see shared/events.py).
-IDENTIFIERS = {"request_id", "binding_id", "user_id", "verification_id", "device_id", "mandate_id", "reviewer", "impact_hash", "client_ip", "account_last4", "detail"}
+IDENTIFIERS = {"request_id", "binding_id", "user_id", "verification_id", "device_id", "mandate_id", "review_id", "reviewer", "impact_hash", "client_ip", "account_last4", "detail"}
 
 
 def free_text_fields(schema: dict[str, Any], defs: dict[str, Any], path: str) -> list[str]:

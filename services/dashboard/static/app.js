@@ -273,27 +273,66 @@ async function loadReviews() {
   }
 }
 
+// The reasons a reviewer may deny an unbind request for (shared.events.DenialReason); no machine denies one.
+const DENIAL_REASONS = [
+  ["identity_not_confirmed", "identity not confirmed"],
+  ["customer_unreachable", "customer unreachable"],
+  ["account_security_risk", "account security risk"],
+  ["outstanding_repayment", "outstanding repayment"],
+  ["lender_requirement", "lender requirement"],
+  ["other", "other (say why in the message)"],
+];
+
+function textInput(className, placeholder, maxLength) {
+  const input = document.createElement("input");
+  input.type = "text";
+  input.className = className;
+  input.placeholder = placeholder;
+  input.maxLength = maxLength;
+  return input;
+}
+
+function button(className, label) {
+  const element = document.createElement("button");
+  element.type = "button";
+  element.className = className;
+  element.textContent = label;
+  return element;
+}
+
+function reasonSelect() {
+  const select = document.createElement("select");
+  select.className = "reason";
+  select.setAttribute("aria-label", "reason to deny");
+  const placeholder = new Option("reason to deny…", "");
+  select.append(placeholder, ...DENIAL_REASONS.map(([code, label]) => new Option(label, code)));
+  return select;
+}
+
 function renderReviews(items) {
   $("#review-count").textContent = items.length;
   $("#reviews-empty").hidden = items.length > 0;
   $("#reviews tbody").replaceChildren(
     ...items.map((review) => {
-      const note = document.createElement("input");
-      note.type = "text";
-      note.placeholder = "note";
-      note.maxLength = 500;
-      const approve = document.createElement("button");
-      approve.type = "button";
-      approve.className = "approve";
-      approve.textContent = "Approve";
-      const deny = document.createElement("button");
-      deny.type = "button";
-      deny.className = "deny";
-      deny.textContent = "Deny";
+      const note = textInput("note", "internal note (ops only)", 500);
+      const message = textInput("customer-message", "message to the customer (optional)", 500);
+      // A dispute of a completed unbind is upheld or not: no reason from the list.
+      const reason = review.origin === "dispute" ? null : reasonSelect();
+      const approve = button("approve", review.origin === "dispute" ? "Uphold" : "Approve");
+      const deny = button("deny", review.origin === "dispute" ? "Reject" : "Deny");
       const decide = (decision) => async () => {
+        const body = { decision, note: note.value };
+        if (message.value.trim()) body.customer_message = message.value.trim();
+        if (decision === "deny" && reason) {
+          if (!reason.value) {
+            $("#reviews-error").textContent = "Choose the reason to deny: the customer is told it.";
+            return;
+          }
+          body.reason = reason.value;
+        }
         approve.disabled = deny.disabled = true;
         try {
-          await call(`/v1/reviews/${encodeURIComponent(review.id)}/decision`, { method: "POST", body: JSON.stringify({ decision, note: note.value }) });
+          await call(`/v1/reviews/${encodeURIComponent(review.id)}/decision`, { method: "POST", body: JSON.stringify(body) });
           $("#reviews-error").textContent = "";
         } catch (error) {
           $("#reviews-error").textContent = `Decision not recorded: ${error.message}`;
@@ -303,9 +342,10 @@ function renderReviews(items) {
       approve.addEventListener("click", decide("approve"));
       deny.addEventListener("click", decide("deny"));
       const noteCell = document.createElement("td");
-      noteCell.append(note);
+      noteCell.className = "notes";
+      noteCell.append(note, message);
       const actions = document.createElement("td");
-      actions.append(approve, document.createTextNode(" "), deny);
+      actions.append(...(reason ? [reason, document.createTextNode(" ")] : []), approve, document.createTextNode(" "), deny);
       const tr = row(
         cell(duration(review.waiting_seconds), "num"),
         cell(review.request_id, "mono"),

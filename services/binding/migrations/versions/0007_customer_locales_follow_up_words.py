@@ -21,7 +21,7 @@ down_revision: Union[str, Sequence[str], None] = '0006'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
-FOLLOW_UP = ["check_repayment", "repay_on_time", "adjust_plan"]
+FOLLOW_UP = ["check_repayment", "repay_on_time", "adjust_plan", "dispute"]
 
 
 def upgrade() -> None:

@@ -1,7 +1,7 @@
 """pause and switch requests
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-10 10:00:00
 
 The gentler alternatives to an unbind go through the same requests (`unbind_requests.kind`: unbind,
@@ -19,8 +19,8 @@ import shared.db
 
 
 # revision identifiers, used by Alembic.
-revision: str = '0008'
-down_revision: Union[str, Sequence[str], None] = '0007'
+revision: str = '0010'
+down_revision: Union[str, Sequence[str], None] = '0009'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
