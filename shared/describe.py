@@ -54,7 +54,8 @@ def methods_text(methods: list[Any]) -> str:
 def describe_event(data: Event, emphasize: Emphasis = _plain) -> str:
     if isinstance(data, UnbindRequested):
         device = f"from {data.device_id}" if data.device_id else "no device named"
-        asks = {"pause": f"pause auto-debit {data.pause_months} month(s)", "switch": f"switch to account ···· {data.new_account_last4}"}.get(data.kind, "unbind")
+        switch = f"switch to account ···· {data.new_account_last4} at {data.new_lender}"
+        asks = {"pause": f"pause auto-debit {data.pause_months} month(s)", "switch": switch}.get(data.kind, "unbind")
         return f"{asks} · {data.reason} · {device} · acknowledged {', '.join(data.acknowledged) or 'nothing'} · channel {data.channel}"
     if isinstance(data, RiskAssessed):
         needs = "needs an ops review" if data.decision in ("review", "deny") else f"needs {methods_text(data.required_methods)}"

@@ -235,8 +235,9 @@ class UnbindRequested(BindingEvent):
     emitted_by = "binding"
     # Every kind goes through the same risk scoring and verification; only completion differs.
     kind: RequestKind = RequestKind.UNBIND
-    # A pause: for how many months. A switch: the last four digits of the account it moves to.
+    # A pause: for how many months. A switch: the account it moves to (its lender's code, its last four digits).
     pause_months: int | None = Field(None, ge=1, le=3)
+    new_lender: Code | None = None
     new_account_last4: Last4 | None = None
     reason: UnbindReason
     impact_hash: str

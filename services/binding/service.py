@@ -637,6 +637,7 @@ async def open_request(
             **_about(request),
             kind=kind,
             pause_months=request.pause_months,
+            new_lender=new_account.lender_id if new_account else None,
             new_account_last4=new_account.account_number[-4:] if new_account else None,
             reason=request.reason,
             impact_hash=request.impact_hash,

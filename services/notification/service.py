@@ -265,6 +265,8 @@ async def facts_of(uow: UnitOfWork, event: Event) -> dict[str, Any]:
         facts["previous_account"] = await _account_of(uow, event.request_id)
     elif isinstance(event, BindingEvent) and "account" not in facts:
         facts["account"] = await _account_of(uow, event.request_id)
+    if isinstance(event, UnbindRequested) and event.new_account_last4:
+        facts["new_account"] = AccountRef(event.new_lender, event.new_account_last4)
     if device_id := facts.get("device_id"):
         facts["device"] = await _device_name(uow, device_id)
     return facts

@@ -253,12 +253,12 @@ KINDS: dict[str, Kind] = {
             "switch": {
                 "zh-CN": (
                     "更换还款账户申请已提交",
-                    "您已申请将绑定从{account}换到{new_account_last4}。换好后原账户的自动扣款随即取消，新账户待贷款机构确认后开通自动扣款，绑定权益保持不变。"
+                    "您已申请将绑定从{account}换到{new_account}。换好后原账户的自动扣款随即取消，新账户待贷款机构确认后开通自动扣款，绑定权益保持不变。"
                     "如非本人操作，请立即取消申请并联系客服。",
                 ),
                 "en": (
                     "Account switch requested",
-                    "You asked to move your binding from {account} to {new_account_last4}. Once switched, auto-debit on the current account stops, and on the new one "
+                    "You asked to move your binding from {account} to {new_account}. Once switched, auto-debit on the current account stops, and on the new one "
                     "it starts when its lender confirms; your benefits stay. If this was not you, cancel the request now and contact us.",
                 ),
             },
@@ -727,10 +727,8 @@ def _account(value: AccountRef | None, locale: str) -> str:
 
 
 def _words(name: str, value: object, locale: str, timezone: str) -> str:
-    if name in ("account", "previous_account"):
+    if name in ("account", "previous_account", "new_account"):
         return _account(value, locale)  # type: ignore[arg-type]
-    if name == "new_account_last4":
-        return PHRASES.render("account.last4", locale, last4=value)
     if name == "pause_months":
         return PHRASES.render("months.1", locale) if value == 1 else PHRASES.render("months.n", locale, n=value)
     if name == "resumes_on":

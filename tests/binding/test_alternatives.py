@@ -143,7 +143,7 @@ async def test_a_switch_request_holds_the_new_number_until_it_ends(stack: Stack)
     assert (new["lender_id"], new["account_number"], new["monthly_instalment"], new["due_day"]) == ("harbour_bank", f"{number[:4]} **** **** {number[-4:]}", 7000, 15)
     async with stack.runtime("binding").session_factory() as session:
         value = await session.scalar(select(OutboxMessage.value))
-    assert value is not None and f'"new_account_last4":"{number[-4:]}"'.encode() in value and number.encode() not in value
+    assert value is not None and f'"new_lender":"harbour_bank","new_account_last4":"{number[-4:]}"'.encode() in value and number.encode() not in value
 
     # While the switch is open, nobody can bind its new number; cancelled, it is free again.
     assert_problem(await stack.client("binding").post("/v1/bindings", json=new_binding(number), headers=auth(stranger.user_id)), 409, "already-bound")
@@ -317,7 +317,7 @@ async def test_a_switch_moves_the_binding_and_its_benefits_and_the_lender_confir
 
         # The customer is told, in words of a switch: the move, then the new account's auto-debit.
         notices = await told(stack, customer.user_id, "unbind_requested", "repayment_account_switched", "mandate_requested", "mandate_confirmed")
-        assert notices["unbind_requested"]["title"] == "更换还款账户申请已提交" and number[-4:] in notices["unbind_requested"]["body"]
+        assert notices["unbind_requested"]["title"] == "更换还款账户申请已提交" and f"换到海港银行 尾号 {number[-4:]}" in notices["unbind_requested"]["body"]
         assert f"尾号 {customer.account_number[-4:]} 的房贷还款账户换到海港银行 尾号 {number[-4:]}" in notices["repayment_account_switched"]["body"]
         assert notices["mandate_confirmed"]["title"] == "新账户自动扣款已开通"
 

@@ -115,7 +115,7 @@ async def test_a_pause_and_a_switch_pass_the_same_stages_and_are_counted_by_kind
     reader, hub = make_reader()
     pause, switch, unbind = Flow(reader), Flow(reader), Flow(reader)
     await pause.emit(UnbindRequested, 0, kind="pause", pause_months=2, reason="fund_planning", impact_hash="h")
-    await switch.emit(UnbindRequested, 0, kind="switch", new_account_last4="4821", reason="lender_change", impact_hash="h")
+    await switch.emit(UnbindRequested, 0, kind="switch", new_lender="harbour_bank", new_account_last4="4821", reason="lender_change", impact_hash="h")
     await unbind.requested(0)
     for flow in (pause, switch):
         await flow.assessed(0.2)

@@ -31,7 +31,7 @@ SAMPLES: dict[str, list[Any]] = {
     "denial_reason": [str(reason) for reason in DenialReason],
     "dispute_outcome": ["approve", "deny"],
     "pause_months": [1, 3],
-    "new_account_last4": ["7733"],
+    "new_account": [AccountRef("harbour_bank", "5674"), AccountRef(None, "5674")],
     "resumes_on": ["2027-01-28"],
     "previous_account": [AccountRef("example_bank", "4821"), None],
 }
