@@ -50,7 +50,7 @@ TEXTS = Catalogue(
             "en": "Keep the binding and stop only the auto-debit, for 1 to 3 months; it starts again by itself. Handy when you need room in your budget for a while.",
         },
         "alternative.pause.loses": {
-            "zh-CN": "暂停期间不自动扣款，每期房贷需要您自己按时还",
+            "zh-CN": "暂停期间不自动扣款，每期房贷需要您自己按时还款",
             "en": "While it is paused nothing is collected automatically: pay each instalment yourself, on time",
         },
         "alternative.switch.title": {"zh-CN": "更换还款账户", "en": "Switch the repayment account"},
@@ -141,7 +141,7 @@ TEXTS = Catalogue(
         },
         "follow_up.repay_during_pause.title": {"zh-CN": "暂停期间按时还款", "en": "Repay on time while paused"},
         "follow_up.repay_during_pause.body": {
-            "zh-CN": "暂停期间不会自动扣款，请每期按时向{lender}还款，避免逾期。暂停期满后自动扣款会自动恢复。",
+            "zh-CN": "暂停期间不会自动扣款，请每期按时向{lender}还款，避免逾期。暂停期满后会恢复自动扣款。",
             "en": "While the auto-debit is paused, repay each instalment to {lender} on time so that nothing falls overdue. It starts again by itself when the pause ends.",
         },
         "follow_up.until_new_auto_debit.title": {"zh-CN": "新账户扣款开通前按时还款", "en": "Repay on time until the new auto-debit starts"},
