@@ -11,6 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from shared.events import (
+    AutoDebitPaused,
+    AutoDebitResumed,
     BindingCreated,
     BindingRequested,
     BindingVerificationFailed,
@@ -22,6 +24,7 @@ from shared.events import (
     MandateConfirmed,
     MandateRefused,
     MandateRequested,
+    RepaymentAccountSwitched,
     ReviewDecided,
     RiskAssessed,
     UnbindAppealed,
@@ -51,7 +54,9 @@ def methods_text(methods: list[Any]) -> str:
 def describe_event(data: Event, emphasize: Emphasis = _plain) -> str:
     if isinstance(data, UnbindRequested):
         device = f"from {data.device_id}" if data.device_id else "no device named"
-        return f"{data.reason} · {device} · acknowledged {', '.join(data.acknowledged) or 'nothing'} · channel {data.channel}"
+        switch = f"switch to account ···· {data.new_account_last4} at {data.new_lender}"
+        asks = {"pause": f"pause auto-debit {data.pause_months} month(s)", "switch": switch}.get(data.kind, "unbind")
+        return f"{asks} · {data.reason} · {device} · acknowledged {', '.join(data.acknowledged) or 'nothing'} · channel {data.channel}"
     if isinstance(data, RiskAssessed):
         needs = "needs an ops review" if data.decision in ("review", "deny") else f"needs {methods_text(data.required_methods)}"
         reasons = " ".join(f"{reason.code}(+{reason.weight})" for reason in data.reasons) or "no signals"
@@ -72,6 +77,13 @@ def describe_event(data: Event, emphasize: Emphasis = _plain) -> str:
         return f"device {data.device_id} signed with counter {data.counter}, not above {data.last_counter}"
     if isinstance(data, UnbindCompleted):
         return f"{data.mandates_cancelled} mandate(s) cancelled · credit limit {data.credit_limit_before} -> {data.credit_limit_after} CNY"
+    if isinstance(data, AutoDebitPaused):
+        return f"mandate {data.mandate_id} paused for {data.months} month(s) · resumes {data.resumes_on.isoformat()}"
+    if isinstance(data, AutoDebitResumed):
+        return f"mandate {data.mandate_id} active again: the pause ran out"
+    if isinstance(data, RepaymentAccountSwitched):
+        moved = f"account ···· {data.previous_account_last4} -> ···· {data.account_last4} at {data.lender}"
+        return f"{moved} · {data.mandates_cancelled} mandate(s) cancelled · the new one awaits the lender"
     if isinstance(data, UnbindAppealed):
         return "appealed by the customer: under review again"
     if isinstance(data, BindingRequested):

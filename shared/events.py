@@ -14,7 +14,7 @@ and the binding, keyed by the binding), the others about one of the customer's d
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, ClassVar
 
@@ -25,6 +25,8 @@ from shared.i18n import Locale
 # A machine code from a fixed vocabulary (`too_many_attempts`, `INSTALMENT_DUE_SOON`): no spaces and
 # no punctuation, so neither a sentence nor a number written the way people write one fits in it.
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_:]{0,63}$")]
+# The last four digits of an account number: all of it an event may carry.
+Last4 = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")]
 
 
 class UnbindReason(StrEnum):
@@ -32,6 +34,14 @@ class UnbindReason(StrEnum):
     FUND_PLANNING = "fund_planning"
     LENDER_CHANGE = "lender_change"
     OTHER = "other"
+
+
+class RequestKind(StrEnum):
+    """What a request asks of a binding: end it, or one of the gentler alternatives the impact offers."""
+
+    UNBIND = "unbind"
+    PAUSE = "pause"  # stop the auto-debit for 1 to 3 months; the binding and its benefits stay
+    SWITCH = "switch"  # keep the binding and its benefits on another repayment account
 
 
 class RiskDecision(StrEnum):
@@ -191,8 +201,8 @@ class MandateEvent(BindingEvent):
 
 
 class MandateRequested(MandateEvent):
-    """Emitted by binding when a new binding's auto-debit mandate awaits its lender's confirmation
-    (notification sends the lender the request)."""
+    """Emitted by binding when the auto-debit mandate of a new binding, or of a switched one's new
+    account, awaits its lender's confirmation (notification sends the lender the request)."""
 
     emitted_by = "binding"
     monthly_instalment: int
@@ -210,16 +220,25 @@ class MandateConfirmed(MandateEvent):
 
 class MandateRefused(MandateEvent):
     """Emitted by binding when the lender has refused a mandate: the binding stays, without
-    auto-debit and without a higher credit limit."""
+    auto-debit and without a higher credit limit (a switched binding's uplift is withdrawn)."""
 
     emitted_by = "binding"
     reason: Code
+    # None in events from before the limit was carried.
+    credit_limit_before: int | None = None
+    credit_limit_after: int | None = None
 
 
 class UnbindRequested(BindingEvent):
-    """Emitted by binding when a customer asks to unbind a binding."""
+    """Emitted by binding when a customer asks to unbind a binding, or (`kind`) to pause its auto-debit or switch its repayment account."""
 
     emitted_by = "binding"
+    # Every kind goes through the same risk scoring and verification; only completion differs.
+    kind: RequestKind = RequestKind.UNBIND
+    # A pause: for how many months. A switch: the account it moves to (its lender's code, its last four digits).
+    pause_months: int | None = Field(None, ge=1, le=3)
+    new_lender: Code | None = None
+    new_account_last4: Last4 | None = None
     reason: UnbindReason
     impact_hash: str
     # Which account, for every notice about the request: the lender's code and the last four digits.
@@ -306,6 +325,32 @@ class UnbindCompleted(BindingEvent):
     follow_up: list[Code] = Field(default_factory=list)
 
 
+class AutoDebitPaused(BindingEvent):
+    """Emitted by binding when a verified pause request has suspended a binding's auto-debit mandate until `resumes_on`."""
+
+    emitted_by = "binding"
+    mandate_id: str
+    months: int = Field(ge=1, le=3)
+    resumes_on: date
+
+
+class AutoDebitResumed(BindingEvent):
+    """Emitted by binding when a paused auto-debit mandate is active again (`request_id` is the pause request's)."""
+
+    emitted_by = "binding"
+    mandate_id: str
+
+
+class RepaymentAccountSwitched(BindingEvent):
+    """Emitted by binding when a verified switch request has moved a binding and its benefits to another account (its mandate: MandateRequested)."""
+
+    emitted_by = "binding"
+    previous_account_last4: Last4
+    account_last4: Last4
+    lender: Code
+    mandates_cancelled: int
+
+
 class UnbindRejected(BindingEvent):
     """Emitted by binding when risk, a reviewer or a failed verification has stopped the request."""
 
@@ -376,6 +421,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         VerificationFailed,
         BiometricCounterRegressed,
         UnbindCompleted,
+        AutoDebitPaused,
+        AutoDebitResumed,
+        RepaymentAccountSwitched,
         UnbindRejected,
         UnbindCancelled,
         UnbindAppealed,

@@ -164,7 +164,9 @@ class Stack:
     def sms_messages(self) -> list[dict[str, str]]:
         if not self.sms_sink.exists():
             return []
-        return [orjson.loads(line) for line in self.sms_sink.read_bytes().splitlines() if line.strip()]
+        # Complete lines only: the gateway may be writing the last one while it is read.
+        lines = self.sms_sink.read_bytes().split(b"\n")[:-1]
+        return [orjson.loads(line) for line in lines if line.strip()]
 
     def codes(self, phone: str) -> list[str]:
         """The one-time codes sent to `phone`, oldest first (other SMS, like the risk prompt, skipped)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -25,8 +26,10 @@ from services.binding.schemas import (
     LenderCallbackIn,
     LenderCallbackOut,
     LenderList,
+    PauseRequestIn,
     RepaymentIn,
     RequestPage,
+    SwitchRequestIn,
     UnbindRequestIn,
     UnbindRequestOut,
 )
@@ -180,15 +183,33 @@ async def get_report(binding_id: BindingId, principal: CustomerOrOps, uow: Reque
     return Response(pdf, media_type="application/pdf", headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-@router.post(
-    "/bindings/{binding_id}/unbind-requests",
-    status_code=202,
-    tags=["unbind requests"],
-    responses=problem_responses(400, 404, (409, "Unbound, overdue, impact changed, or a request is already open")),
-)
-async def request_unbind(
-    binding_id: BindingId,
-    body: UnbindRequestIn,
+Channel = Annotated[str, Header(alias="X-Client-Channel", pattern=r"^[a-z_]{1,32}$")]
+
+
+@dataclass(frozen=True)
+class Opening:
+    """What opening a request on a binding (an unbind, a pause, a switch) takes besides its body: who
+    asks, from where, under which Idempotency-Key, in which language."""
+
+    principal: Principal
+    uow: RequestUnitOfWork
+    settings: BindingSettings
+    response: Response
+    idempotency_key: str
+    channel: str
+    client_ip: str | None
+    locale: str
+
+    async def open(self, binding_id: str, body: service.AnyRequestIn) -> UnbindRequestOut:
+        request, created = await service.open_request(
+            self.uow, self.settings, self.principal, binding_id, body, self.idempotency_key, self.channel, self.client_ip, self.locale
+        )
+        if not created:
+            self.response.headers["Idempotent-Replayed"] = "true"
+        return request
+
+
+def opening(
     principal: Customer,
     uow: RequestUnitOfWork,
     settings: Settings,
@@ -196,16 +217,55 @@ async def request_unbind(
     http_request: Request,
     idempotency_key: IdempotencyKey,
     locale: RequestLocale,
-    channel: Annotated[str, Header(alias="X-Client-Channel", pattern=r"^[a-z_]{1,32}$")] = "app",
-) -> UnbindRequestOut:
+    channel: Channel = "app",
+) -> Opening:
+    client_ip = http_request.client.host if http_request.client else None
+    return Opening(principal, uow, settings, response, idempotency_key, channel, client_ip, locale)
+
+
+RequestOpening = Annotated[Opening, Depends(opening)]
+
+
+@router.post(
+    "/bindings/{binding_id}/unbind-requests",
+    status_code=202,
+    tags=["unbind requests"],
+    responses=problem_responses(400, 404, (409, "Unbound, overdue, impact changed, or a request is already open")),
+)
+async def request_unbind(binding_id: BindingId, body: UnbindRequestIn, opening: RequestOpening) -> UnbindRequestOut:
     """Ask to unbind. Accepted (202) once durably recorded; risk, verification and completion follow
     as events. Every acknowledgeable blocker of the impact must be named in `acknowledged`.
     Repeating the call with the same Idempotency-Key returns the same request."""
-    client_ip = http_request.client.host if http_request.client else None
-    request, created = await service.request_unbind(uow, settings, principal, binding_id, body, idempotency_key, channel, client_ip, locale)
-    if not created:
-        response.headers["Idempotent-Replayed"] = "true"
-    return request
+    return await opening.open(binding_id, body)
+
+
+@router.post(
+    "/bindings/{binding_id}/pause-requests",
+    status_code=202,
+    tags=["unbind requests"],
+    responses=problem_responses(400, 404, (409, "Unbound, overdue, impact changed, no auto-debit or already paused, or a request is already open")),
+)
+async def request_pause(binding_id: BindingId, body: PauseRequestIn, opening: RequestOpening) -> UnbindRequestOut:
+    """Ask to pause the auto-debit for 1 to 3 months instead of unbinding: the binding and its
+    benefits stay, and the auto-debit resumes by itself. Scored, verified and followed like an
+    unbind request (`kind` pause), under the same rules (blockers, Idempotency-Key, one open request
+    per binding); completed, it emits AutoDebitPaused, and AutoDebitResumed when the pause runs out."""
+    return await opening.open(binding_id, body)
+
+
+@router.post(
+    "/bindings/{binding_id}/switch-requests",
+    status_code=202,
+    tags=["unbind requests"],
+    responses=problem_responses(400, 404, (409, "Unbound, overdue, impact changed, the new account already bound, or a request is already open")),
+)
+async def request_switch(binding_id: BindingId, body: SwitchRequestIn, opening: RequestOpening) -> UnbindRequestOut:
+    """Ask to move the binding, with its benefits, to another repayment account instead of
+    unbinding (not the current one: 422; not one bound already: 409). Scored, verified and followed
+    like an unbind request (`kind` switch); completed, the old account's mandate is cancelled and the
+    new one's waits for its lender (RepaymentAccountSwitched, MandateRequested), whose confirmation
+    turns the auto-debit on again."""
+    return await opening.open(binding_id, body)
 
 
 @router.get("/unbind-requests/{request_id}", tags=["unbind requests"], responses=problem_responses(404))

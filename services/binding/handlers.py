@@ -24,7 +24,7 @@ async def on_verification_requested(event: VerificationRequested, uow: UnitOfWor
 
 
 async def on_verified(event: Verified, uow: UnitOfWork, settings: BindingSettings) -> None:
-    await service.complete_unbind(uow, event)
+    await service.complete_request(uow, event)
 
 
 async def on_verification_failed(event: VerificationFailed, uow: UnitOfWork, settings: BindingSettings) -> None:

@@ -18,15 +18,18 @@ log = logging.getLogger(__name__)
 
 
 async def expiry_sweep(runtime: ServiceRuntime) -> None:
-    """Expire open requests past their deadline. The deadline is a column, so expiry survives
-    restarts: a request that expired while the service was down is expired on the next sweep."""
+    """Expire open requests past their deadline, and resume paused auto-debits whose pause ran out.
+    Both deadlines are columns, so they survive restarts: what fell due while the service was down
+    is done on the next sweep."""
     settings: BindingSettings = runtime.settings  # type: ignore[assignment]
     while True:
         try:
             async with runtime.unit_of_work() as uow:
                 expired = await service.expire_overdue(uow)
-            if expired:
-                log.info("expired open unbind requests", extra={"count": expired})
+            async with runtime.unit_of_work() as uow:
+                resumed = await service.resume_paused(uow)
+            if expired or resumed:
+                log.info("expired open requests, resumed paused auto-debits", extra={"count": expired, "resumed": resumed})
                 continue
         except Exception:
             log.exception("expiry sweep failed; retrying")

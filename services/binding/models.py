@@ -11,6 +11,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.consumer import InboxMixin
 from shared.db import UTCDateTime, utcnow
+from shared.events import RequestKind
 from shared.i18n import CustomerLocaleMixin
 from shared.outbox import OutboxMixin
 
@@ -36,6 +37,7 @@ class BindingStatus(StrEnum):
     FAILED = "failed"  # its code was never confirmed (locked out or expired): nothing was bound
     ACTIVE = "active"
     UNBINDING = "unbinding"
+    CHANGING = "changing"  # a request to pause its auto-debit or switch its account is open
     UNBOUND = "unbound"
 
 
@@ -124,6 +126,11 @@ class UnbindRequest(Base):
     binding_id: Mapped[str] = mapped_column(ForeignKey("bindings.id"))
     user_id: Mapped[str] = mapped_column(String(64), index=True)
     status: Mapped[str] = mapped_column(String(32), default=RequestStatus.PENDING_RISK, index=True)
+    # unbind, or an alternative (shared.events.RequestKind): pause (for `pause_months`) or switch (to
+    # `new_repayment_account_id`, whose number the request holds while it is open).
+    kind: Mapped[str] = mapped_column(String(16), default=RequestKind.UNBIND, server_default=RequestKind.UNBIND.value)
+    pause_months: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    new_repayment_account_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     reason: Mapped[str] = mapped_column(String(32))
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
     device_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
@@ -180,12 +187,13 @@ class AuditEntry(Base):
 class MandateStatus(StrEnum):
     PENDING = "pending"  # waiting for the lender's confirmation
     ACTIVE = "active"
+    SUSPENDED = "suspended"  # paused by the customer until `resumes_at`
     REFUSED = "refused"  # by the lender
     CANCELLED = "cancelled"
 
 
-# Mandates an unbind (or a binding that never came to be) cancels.
-OPEN_MANDATE_STATUSES = (MandateStatus.PENDING, MandateStatus.ACTIVE)
+# Mandates an unbind, a switch (or a binding that never came to be) cancels.
+OPEN_MANDATE_STATUSES = (MandateStatus.PENDING, MandateStatus.ACTIVE, MandateStatus.SUSPENDED)
 
 
 class Mandate(Base):
@@ -202,6 +210,12 @@ class Mandate(Base):
     # When the lender confirmed or refused it, and the lender's code for a refusal (kept for ops).
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     refusal_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The request whose id its events carry when it is not the binding's bind request: a switch's.
+    request_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # While suspended: when the resume sweep makes it active again (a column, so a restart loses no
+    # pause), and the pause request that suspended it.
+    resumes_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    paused_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
 
 class LenderCallback(Base):

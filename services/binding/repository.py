@@ -70,18 +70,22 @@ async def release_account_number(session: AsyncSession, repayment_account_id: st
     await session.execute(update(RepaymentAccount).where(RepaymentAccount.id == repayment_account_id).values(released_at=at))
 
 
+async def hold_account_number(session: AsyncSession, repayment_account_id: str) -> None:
+    """Hold a released number again; the unique index refuses it (IntegrityError) if it was bound since."""
+    await session.execute(update(RepaymentAccount).where(RepaymentAccount.id == repayment_account_id).values(released_at=None))
+
+
 async def limit_uplift_held(session: AsyncSession, user_id: str) -> int:
     """The credit limit a customer's bindings that are not unbound have granted, CNY."""
     query = select(func.coalesce(func.sum(Binding.credit_limit_contribution), 0)).where(Binding.user_id == user_id, Binding.status != BindingStatus.UNBOUND)
     return int(await session.scalar(query) or 0)
 
 
-async def claim_binding_for_unbind(session: AsyncSession, binding_id: str) -> bool:
-    """Atomically move an active binding to `unbinding`; False if it was not active (at most one
-    open request per binding, even under concurrent requests)."""
-    result = await session.execute(
-        update(Binding).where(Binding.id == binding_id, Binding.status == BindingStatus.ACTIVE).values(status=BindingStatus.UNBINDING)
-    )
+async def claim_binding(session: AsyncSession, binding_id: str, status: BindingStatus) -> bool:
+    """Atomically move an active binding to `status` (`unbinding`, or `changing` for a pause or a
+    switch); False if it was not active (at most one open request per binding, even under
+    concurrent requests)."""
+    result = await session.execute(update(Binding).where(Binding.id == binding_id, Binding.status == BindingStatus.ACTIVE).values(status=status))
     return result.rowcount == 1
 
 
@@ -91,6 +95,28 @@ async def set_binding_status(session: AsyncSession, binding_id: str, status: Bin
 
 async def active_mandates(session: AsyncSession, binding_id: str) -> Sequence[Mandate]:
     return (await session.scalars(select(Mandate).where(Mandate.binding_id == binding_id, Mandate.status == MandateStatus.ACTIVE))).all()
+
+
+async def suspended_mandates(session: AsyncSession, binding_id: str) -> Sequence[Mandate]:
+    return (await session.scalars(select(Mandate).where(Mandate.binding_id == binding_id, Mandate.status == MandateStatus.SUSPENDED))).all()
+
+
+async def paused_until(session: AsyncSession, binding_ids: Sequence[str]) -> dict[str, datetime]:
+    """When the paused auto-debit of each of these bindings resumes, for those paused."""
+    rows = await session.execute(select(Mandate.binding_id, Mandate.resumes_at).where(Mandate.binding_id.in_(binding_ids), Mandate.status == MandateStatus.SUSPENDED))
+    return {binding_id: resumes_at for binding_id, resumes_at in rows.all() if resumes_at is not None}
+
+
+async def pauses_due(session: AsyncSession, now: datetime, limit: int) -> Sequence[Mandate]:
+    """Suspended mandates whose pause has run out, locked; SKIP LOCKED lets several instances sweep at once."""
+    query = (
+        select(Mandate)
+        .where(Mandate.status == MandateStatus.SUSPENDED, Mandate.resumes_at <= now)
+        .order_by(Mandate.resumes_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.scalars(query)).all()
 
 
 async def open_mandates(session: AsyncSession, binding_id: str) -> Sequence[Mandate]:
@@ -130,6 +156,10 @@ async def auto_debit_on(session: AsyncSession, binding_ids: Sequence[str]) -> se
     """Which of these bindings have an active auto-debit mandate."""
     rows = await session.scalars(select(Mandate.binding_id).where(Mandate.binding_id.in_(binding_ids), Mandate.status == MandateStatus.ACTIVE))
     return set(rows.all())
+
+
+async def limit_uplift_benefit(session: AsyncSession, binding_id: str) -> Benefit | None:
+    return await session.scalar(select(Benefit).where(Benefit.binding_id == binding_id, Benefit.code == "limit_uplift").order_by(Benefit.id).limit(1))
 
 
 async def benefits(session: AsyncSession, binding_id: str) -> Sequence[Benefit]:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.binding.agreements import VERSION_PATTERN
 from shared.account_numbers import normalise_account_number
-from shared.events import Code, DisputeReason, UnbindReason, VerificationMethod
+from shared.events import Code, DisputeReason, RequestKind, UnbindReason, VerificationMethod
 from shared.fields import FreeText
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
@@ -31,16 +31,19 @@ class RepaymentAccountOut(BaseModel):
 
 class BindingOut(BaseModel):
     id: str
-    status: str = Field(description="pending (waiting for the SMS code), failed (the code was never confirmed), active, unbinding or unbound")
+    status: str = Field(
+        description="pending (waiting for the SMS code), failed (the code was never confirmed), active, unbinding, changing (a pause or switch request is open) or unbound"
+    )
     auto_debit: bool = Field(description="True while an auto-debit mandate is active (confirmed by the lender)")
     mandate_status: str | None = Field(
         None,
-        description="The binding's latest auto-debit mandate: pending (waiting for the lender), active, refused (by the lender) or cancelled; null without one"
+        description="The binding's latest auto-debit mandate: pending (waiting for the lender), active, suspended (paused), refused (by the lender) or cancelled; null without one"
     )
     verification_id: str | None = Field(
         None,
         description="While pending: the verification whose SMS code binds the account (`POST /v1/verifications/{id}/otp` at the verification service)"
     )
+    auto_debit_resumes_on: date | None = Field(None, description="While the customer has paused the auto-debit: the day (Asia/Shanghai) it resumes by itself")
     credit_limit_contribution: int = Field(description="Part of the credit limit granted because of this binding, CNY")
     credit_account: CreditAccountOut
     repayment_account: RepaymentAccountOut
@@ -52,14 +55,24 @@ class BindingList(BaseModel):
     items: list[BindingOut]
 
 
-class UnbindRequestIn(BaseModel):
+class RequestIn(BaseModel):
+    """What every request on a binding (an unbind, a pause, a switch) carries: the impact's blockers
+    the customer accepts, the device it comes from and the impact the customer saw."""
+
     model_config = ConfigDict(extra="forbid")
 
-    reason: UnbindReason
-    note: FreeText | None = Field(None, max_length=500)
     acknowledged: list[str] = Field(default_factory=list, max_length=20, description="Codes of the impact blockers the customer accepts")
     device_id: str | None = Field(None, pattern=DEVICE_ID_PATTERN)
     impact_hash: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="The impact the customer saw; refused (409) if it has changed since")
+
+
+class UnbindRequestIn(RequestIn):
+    reason: UnbindReason
+    note: FreeText | None = Field(None, max_length=500)
+
+
+class PauseRequestIn(RequestIn):
+    months: int = Field(ge=1, le=3, description="How long the auto-debit stops: 1 to 3 months; it resumes by itself")
 
 
 class RiskOut(BaseModel):
@@ -99,7 +112,10 @@ class DisputeOut(BaseModel):
 class UnbindRequestOut(BaseModel):
     id: str
     binding_id: str
+    kind: RequestKind = Field(description="unbind, pause (the auto-debit, for `pause_months`) or switch (to `new_repayment_account`)")
     status: str
+    pause_months: int | None = None
+    new_repayment_account: RepaymentAccountOut | None = None
     reason: UnbindReason
     note: str | None
     created_at: datetime
@@ -147,6 +163,8 @@ class LenderOut(BaseModel):
 
 class LenderList(BaseModel):
     items: list[LenderOut]
+
+
 class DisputeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -154,7 +172,9 @@ class DisputeIn(BaseModel):
     message: FreeText | None = Field(None, min_length=1, max_length=1000, description="What went wrong, in the customer's words (stays in binding)")
 
 
-class BindingIn(BaseModel):
+class RepaymentAccountIn(BaseModel):
+    """A repayment account to bind, or to switch a binding to."""
+
     model_config = ConfigDict(extra="forbid")
 
     lender: FreeText = Field(min_length=1, max_length=128, description="A lender of `GET /v1/lenders`: its id, or its name in either language")
@@ -163,15 +183,25 @@ class BindingIn(BaseModel):
         max_length=40,
         description="12 to 19 digits; spaces, dashes and dots allowed, full-width digits read as digits; 16 to 19 digits is a card number and must pass the Luhn check",
     )
-    monthly_instalment: int = Field(gt=0, le=1_000_000, description="CNY")
-    due_day: int = Field(ge=1, le=28)
-    auto_debit: bool = True
-    agreement_version: str = Field(pattern=VERSION_PATTERN, description="The agreement version the customer accepted; only the current one is (422 otherwise)")
 
     @field_validator("account_number")
     @classmethod
     def _normalised(cls, value: str) -> str:
         return normalise_account_number(value)
+
+
+class BindingIn(RepaymentAccountIn):
+    monthly_instalment: int = Field(gt=0, le=1_000_000, description="CNY")
+    due_day: int = Field(ge=1, le=28)
+    auto_debit: bool = True
+    agreement_version: str = Field(pattern=VERSION_PATTERN, description="The agreement version the customer accepted; only the current one is (422 otherwise)")
+
+
+class SwitchRequestIn(RequestIn, RepaymentAccountIn):
+    """Move the binding, its benefits and its auto-debit to another repayment account of the customer's."""
+
+    monthly_instalment: int | None = Field(None, gt=0, le=1_000_000, description="CNY; the current account's when not given")
+    due_day: int | None = Field(None, ge=1, le=28, description="The current account's when not given")
 
 
 class RepaymentIn(BaseModel):
@@ -183,9 +213,10 @@ class RepaymentIn(BaseModel):
 class MandateOut(BaseModel):
     id: str
     kind: str = Field(description="auto_debit: the platform collects each instalment")
-    status: str = Field(description="pending (waiting for the lender), active, refused (by the lender) or cancelled")
+    status: str = Field(description="pending (waiting for the lender), active, suspended (paused), refused (by the lender) or cancelled")
     created_at: datetime
     cancelled_at: datetime | None
+    resumes_at: datetime | None = Field(None, description="While suspended: when it resumes by itself")
     decided_at: datetime | None = Field(None, description="When the lender confirmed or refused it")
 
 
@@ -226,6 +257,19 @@ class BlockerOut(BaseModel):
     acknowledgeable: bool = Field(description="True when acknowledging it in the unbind request lets the request through")
 
 
+class AlternativeOut(BaseModel):
+    """A gentler way than unbinding, with what it keeps and what it gives up."""
+
+    kind: RequestKind = Field(description="pause or switch")
+    title: str
+    summary: str
+    keeps: list[str]
+    loses: list[str]
+    available: bool
+    unavailable_reason: str | None = Field(description="Why it cannot be asked for now, when it cannot")
+    request_path: str = Field(description="Where to ask for it (POST, with an Idempotency-Key, like an unbind request)")
+
+
 class AgreementRefOut(BaseModel):
     version: str
     title: str = Field(description="In the response's locale")
@@ -253,6 +297,9 @@ class ImpactOut(BaseModel):
     credit_limit_before: int
     credit_limit_after: int
     blockers: list[BlockerOut]
+    alternatives: list[AlternativeOut] = Field(
+        default_factory=list, description="What the customer may do instead of unbinding (none once unbound); the blockers apply to them too"
+    )
     agreement: AgreementRefOut = Field(description="The agreement the binding was made under")
     impact_hash: str = Field(description="SHA-256 of this snapshot; recorded with the unbind request")
 

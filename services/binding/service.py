@@ -24,6 +24,7 @@ binding is unbound (or its code was never confirmed).
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import logging
 import time
@@ -59,6 +60,7 @@ from services.binding.schemas import (
     AccountReport,
     AgreementOut,
     AgreementRefOut,
+    AlternativeOut,
     AuditEntryOut,
     BenefitOut,
     BindingIn,
@@ -76,10 +78,13 @@ from services.binding.schemas import (
     LenderList,
     LenderOut,
     MandateOut,
+    PauseRequestIn,
+    RepaymentAccountIn,
     RepaymentAccountOut,
     RepaymentIn,
     RequestPage,
     RiskOut,
+    SwitchRequestIn,
     TimelineEntryOut,
     UnbindRequestIn,
     UnbindRequestOut,
@@ -90,6 +95,8 @@ from shared.cloudevents import EventRejected
 from shared.db import utcnow
 from shared.denials import denial_reason
 from shared.events import (
+    AutoDebitPaused,
+    AutoDebitResumed,
     BindingCreated,
     BindingEvent,
     BindingRequested,
@@ -99,6 +106,8 @@ from shared.events import (
     MandateConfirmed,
     MandateRefused,
     MandateRequested,
+    RepaymentAccountSwitched,
+    RequestKind,
     ReviewDecided,
     ReviewOutcome,
     RiskAssessed,
@@ -108,6 +117,7 @@ from shared.events import (
     UnbindCompleted,
     UnbindDisputed,
     UnbindExpired,
+    UnbindReason,
     UnbindRejected,
     UnbindRequested,
     VerificationFailed,
@@ -130,16 +140,24 @@ DUE_SOON_DAYS = 3
 LIMIT_UPLIFT_CAP = 20_000
 # Bindings a customer may have waiting for their SMS code at once.
 MAX_PENDING_BINDINGS = 3
-# What to do after unbinding (texts `follow_up.<code>.*`, naming the lender and its hotline).
+# What to do after unbinding, pausing the auto-debit or switching the account (texts `follow_up.<code>.*`,
+# naming the lender and its hotline).
 FOLLOW_UP_AFTER_UNBIND = ["check_repayment", "repay_on_time", "adjust_plan", "dispute"]
+FOLLOW_UP_AFTER_PAUSE = ["repay_during_pause"]
+FOLLOW_UP_AFTER_SWITCH = ["until_new_auto_debit"]
 # The items whose action is a call to the lender's hotline.
-CALL_THE_LENDER = frozenset({"check_repayment", "adjust_plan"})
+CALL_THE_LENDER = frozenset({"check_repayment", "adjust_plan", "until_new_auto_debit"})
 # The audit reason of VerificationRequested names the methods after this (the timeline words them).
 METHODS_NOTE = "methods: "
 # A completed unbind can be disputed, once, for this long (the completion notice says 7 days).
 DISPUTE_WINDOW = timedelta(days=7)
 # Blockers the customer may accept by naming them in `acknowledged`; the others always refuse.
 ACKNOWLEDGEABLE = frozenset({"INSTALMENT_DUE_SOON"})
+# The blockers of a binding with an open request (an unbind; a pause or a switch).
+IN_PROGRESS = frozenset({"UNBIND_IN_PROGRESS", "CHANGE_IN_PROGRESS"})
+REQUEST_KINDS: dict[type[BaseModel], RequestKind] = {UnbindRequestIn: RequestKind.UNBIND, PauseRequestIn: RequestKind.PAUSE, SwitchRequestIn: RequestKind.SWITCH}
+# The reason an alternative records: the seed's reason each one answers.
+KIND_REASONS = {RequestKind.PAUSE: UnbindReason.FUND_PLANNING, RequestKind.SWITCH: UnbindReason.LENDER_CHANGE}
 
 
 def credit_limit_contribution(monthly_instalment: int) -> int:
@@ -172,25 +190,32 @@ def list_lenders(locale: str) -> LenderList:
     return LenderList(items=[LenderOut(id=lender.id, name=lender.name(locale), hotline=lender.hotline) for lender in LENDERS.values()])
 
 
-def binding_out(binding: Binding, repayment: RepaymentAccount, credit: CreditAccount, *, auto_debit: bool, mandate_status: str | None, locale: str) -> BindingOut:
+def binding_out(
+    binding: Binding, repayment: RepaymentAccount, credit: CreditAccount, *, auto_debit: bool, mandate_status: str | None, locale: str, resumes_at: datetime | None = None
+) -> BindingOut:
     return BindingOut(
         id=binding.id,
         status=binding.status,
         auto_debit=auto_debit,
         mandate_status=mandate_status,
+        auto_debit_resumes_on=resumes_at.astimezone(SHANGHAI).date() if resumes_at else None,
         verification_id=binding.verification_id if binding.status == BindingStatus.PENDING else None,
         credit_limit_contribution=binding.credit_limit_contribution,
         credit_account=CreditAccountOut(id=credit.id, credit_limit=credit.credit_limit),
         agreement_version=binding.agreement_version,
-        repayment_account=RepaymentAccountOut(
-            id=repayment.id,
-            lender=lender_name(repayment, locale),
-            lender_id=repayment.lender_id,
-            account_number=mask_account_number(repayment.account_number),
-            monthly_instalment=repayment.monthly_instalment,
-            due_day=repayment.due_day,
-        ),
+        repayment_account=repayment_account_out(repayment, locale),
         created_at=binding.created_at,
+    )
+
+
+def repayment_account_out(repayment: RepaymentAccount, locale: str) -> RepaymentAccountOut:
+    return RepaymentAccountOut(
+        id=repayment.id,
+        lender=lender_name(repayment, locale),
+        lender_id=repayment.lender_id,
+        account_number=mask_account_number(repayment.account_number),
+        monthly_instalment=repayment.monthly_instalment,
+        due_day=repayment.due_day,
     )
 
 
@@ -199,7 +224,13 @@ async def list_bindings(uow: UnitOfWork, principal: Principal, locale: str) -> B
     ids = [view[0].id for view in views]
     with_auto_debit = await repository.auto_debit_on(uow.session, ids)
     mandates = await repository.latest_mandate_status(uow.session, ids)
-    return BindingList(items=[binding_out(*view, auto_debit=view[0].id in with_auto_debit, mandate_status=mandates.get(view[0].id), locale=locale) for view in views])
+    paused = await repository.paused_until(uow.session, ids)
+    return BindingList(
+        items=[
+            binding_out(*view, auto_debit=view[0].id in with_auto_debit, mandate_status=mandates.get(view[0].id), locale=locale, resumes_at=paused.get(view[0].id))
+            for view in views
+        ]
+    )
 
 
 async def _owned_view(uow: UnitOfWork, principal: Principal, binding_id: str) -> repository.BindingView:
@@ -215,9 +246,11 @@ async def get_binding(uow: UnitOfWork, principal: Principal, binding_id: str, lo
 
 
 async def _binding_out(uow: UnitOfWork, binding: Binding, repayment: RepaymentAccount, credit: CreditAccount, *, locale: str) -> BindingOut:
-    auto_debit = bool(await repository.active_mandates(uow.session, binding.id))
-    mandate_status = (await repository.latest_mandate_status(uow.session, [binding.id])).get(binding.id)
-    return binding_out(binding, repayment, credit, auto_debit=auto_debit, mandate_status=mandate_status, locale=locale)
+    session = uow.session
+    auto_debit = bool(await repository.active_mandates(session, binding.id))
+    mandate_status = (await repository.latest_mandate_status(session, [binding.id])).get(binding.id)
+    resumes_at = (await repository.paused_until(session, [binding.id])).get(binding.id)
+    return binding_out(binding, repayment, credit, auto_debit=auto_debit, mandate_status=mandate_status, locale=locale, resumes_at=resumes_at)
 
 
 def next_due_date(due_day: int, on: date) -> date:
@@ -239,9 +272,7 @@ async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn,
     for it; its auto-debit mandate waits for the lender after that. Nothing about the credit limit
     changes yet. Emits BindingRequested."""
     session = uow.session
-    lender = find_lender(body.lender)
-    if lender is None:
-        raise Problem(422, "unknown-lender", "Unknown lender", "`lender` must be an id or a name of `GET /v1/lenders`.", lenders=list(LENDERS))
+    lender = _lender_of(body)
     # Locked: a customer's bindings are created one at a time, so the pending count below holds under races.
     credit = await repository.credit_account_of(session, principal.subject, for_update=True)
     if credit is None:
@@ -252,15 +283,7 @@ async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn,
     # Each asks for an SMS code: a stolen token must not turn into a stream of them.
     if await repository.count_pending_bindings(session, principal.subject) >= MAX_PENDING_BINDINGS:
         raise conflict("too-many-pending-bindings", f"{MAX_PENDING_BINDINGS} bindings already wait for their SMS code: confirm one, or wait until they lapse.")
-    repayment = RepaymentAccount(
-        id=_new_id(),
-        user_id=principal.subject,
-        lender=lender.names["en"],
-        lender_id=lender.id,
-        account_number=body.account_number,
-        monthly_instalment=body.monthly_instalment,
-        due_day=body.due_day,
-    )
+    repayment = await _hold_account(uow, principal.subject, lender, body, monthly_instalment=body.monthly_instalment, due_day=body.due_day)
     binding = Binding(
         id=f"b-{uuid.uuid4().hex[:12]}",
         user_id=principal.subject,
@@ -272,15 +295,9 @@ async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn,
         bind_request_id=_new_id(),
         verification_id=_new_id(),
     )
-    due = next_due_date(body.due_day, today())
-    session.add(repayment)
-    try:
-        await session.flush()
-    except IntegrityError as exc:  # another customer bound the same number since the check above
-        raise _already_bound() from exc
     session.add(binding)
     await session.flush()
-    session.add(Instalment(id=_new_id(), repayment_account_id=repayment.id, period=due.strftime("%Y-%m"), amount=body.monthly_instalment, due_date=due))
+    _first_instalment(uow, repayment)
     if body.auto_debit:
         session.add(Mandate(id=_new_id(), binding_id=binding.id, kind="auto_debit", status=MandateStatus.PENDING))
     uow.emit(
@@ -294,6 +311,40 @@ async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn,
         )
     )
     return binding_out(binding, repayment, credit, auto_debit=False, mandate_status=MandateStatus.PENDING if body.auto_debit else None, locale=locale)
+
+
+async def _hold_account(uow: UnitOfWork, user_id: str, lender: Lender, body: RepaymentAccountIn, *, monthly_instalment: int, due_day: int) -> RepaymentAccount:
+    """A new repayment account at `lender`, holding its number (a bind request's, or a switch's): 409
+    if it was bound by someone since the caller checked (the unique index on held numbers decides)."""
+    repayment = RepaymentAccount(
+        id=_new_id(),
+        user_id=user_id,
+        lender=lender.names["en"],
+        lender_id=lender.id,
+        account_number=body.account_number,
+        monthly_instalment=monthly_instalment,
+        due_day=due_day,
+    )
+    uow.session.add(repayment)
+    try:
+        await uow.session.flush()
+    except IntegrityError as exc:
+        raise _already_bound() from exc
+    return repayment
+
+
+def _lender_of(body: RepaymentAccountIn) -> Lender:
+    """The lender of the directory the body names, or 422."""
+    lender = find_lender(body.lender)
+    if lender is None:
+        raise Problem(422, "unknown-lender", "Unknown lender", "`lender` must be an id or a name of `GET /v1/lenders`.", lenders=list(LENDERS))
+    return lender
+
+
+def _first_instalment(uow: UnitOfWork, repayment: RepaymentAccount) -> None:
+    """A newly bound account's first instalment: the next one due."""
+    due = next_due_date(repayment.due_day, today())
+    uow.session.add(Instalment(id=_new_id(), repayment_account_id=repayment.id, period=due.strftime("%Y-%m"), amount=repayment.monthly_instalment, due_date=due))
 
 
 def _about_binding(binding: Binding) -> dict[str, str]:
@@ -377,8 +428,11 @@ async def assess_impact(uow: UnitOfWork, binding: Binding, repayment: RepaymentA
         blockers.append(("OVERDUE", {"amount": money(overdue[0].amount, locale), "due_date": texts.day(overdue[0].due_date, locale)}))
     if auto_debit and current is not None and current.paid_at is None and on <= current.due_date <= on + timedelta(days=DUE_SOON_DAYS):
         blockers.append(("INSTALMENT_DUE_SOON", {"amount": money(current.amount, locale), "due_date": texts.day(current.due_date, locale)}))
-    if binding.status == BindingStatus.UNBINDING or await repository.open_request_for_binding(session, binding.id):
-        blockers.append(("UNBIND_IN_PROGRESS", {}))
+    open_request = await repository.open_request_for_binding(session, binding.id)
+    busy = open_request is not None or binding.status in (BindingStatus.UNBINDING, BindingStatus.CHANGING)
+    if busy:
+        changing = binding.status == BindingStatus.CHANGING or (open_request is not None and open_request.kind != RequestKind.UNBIND)
+        blockers.append(("CHANGE_IN_PROGRESS" if changing else "UNBIND_IN_PROGRESS", {}))
 
     lost = [] if binding.status == BindingStatus.UNBOUND else await repository.benefits(session, binding.id)
     limit_after = credit.credit_limit - (0 if binding.status == BindingStatus.UNBOUND else binding.credit_limit_contribution)
@@ -401,13 +455,60 @@ async def assess_impact(uow: UnitOfWork, binding: Binding, repayment: RepaymentA
         credit_record_effect=effect,
         current_instalment=instalment_out(current, on) if current else None,
         auto_debit=auto_debit,
-        benefits_lost=[BenefitOut(code=b.code, description=texts.text(f"benefit.{b.code}", locale, value=b.value, amount=money(b.value, locale))) for b in lost],
+        benefits_lost=[BenefitOut(code=b.code, description=_benefit(b, locale)) for b in lost],
         credit_limit_before=credit.credit_limit,
         credit_limit_after=limit_after,
         blockers=[BlockerOut(code=code, message=texts.text(f"blocker.{code}", locale, **values), acknowledgeable=code in ACKNOWLEDGEABLE) for code, values in blockers],
+        alternatives=await _alternatives(uow, binding, repayment, credit, lost, busy=busy, auto_debit=auto_debit, locale=locale),
         agreement=agreement_ref(binding.agreement_version, locale),
         impact_hash=hashlib.sha256(orjson.dumps(facts, option=orjson.OPT_SORT_KEYS)).hexdigest(),
     )
+
+
+def _benefit(benefit: Benefit, locale: str) -> str:
+    return texts.text(f"benefit.{benefit.code}", locale, value=benefit.value, amount=money(benefit.value, locale))
+
+
+async def _alternatives(
+    uow: UnitOfWork, binding: Binding, repayment: RepaymentAccount, credit: CreditAccount, kept: Sequence[Benefit], *, busy: bool, auto_debit: bool, locale: str
+) -> list[AlternativeOut]:
+    """The gentler ways than unbinding a bound account has: pausing its auto-debit, and switching it
+    to another account; each with what it keeps and gives up, and why it cannot be asked for now."""
+    if binding.status not in (BindingStatus.ACTIVE, BindingStatus.UNBINDING, BindingStatus.CHANGING):
+        return []
+    keeps = [
+        texts.text("alternative.keeps.binding", locale),
+        *(_benefit(benefit, locale) for benefit in kept),
+        texts.text("alternative.keeps.limit", locale, amount=money(credit.credit_limit, locale)),
+    ]
+    paused = (await repository.paused_until(uow.session, [binding.id])).get(binding.id)
+    unavailable: dict[RequestKind, str | None] = {RequestKind.PAUSE: None, RequestKind.SWITCH: None}
+    if busy:
+        unavailable = dict.fromkeys(unavailable, texts.text("alternative.unavailable.in_progress", locale))
+    elif paused is not None:
+        unavailable[RequestKind.PAUSE] = texts.text("alternative.unavailable.paused", locale, resumes_on=texts.day(paused.astimezone(SHANGHAI).date(), locale))
+    elif not auto_debit:
+        unavailable[RequestKind.PAUSE] = texts.text("alternative.unavailable.no_auto_debit", locale)
+    loses = {
+        RequestKind.PAUSE: [texts.text("alternative.pause.loses", locale)],
+        RequestKind.SWITCH: [
+            texts.text("alternative.switch.loses.old_mandate", locale, last4=repayment.account_number[-4:]),
+            texts.text("alternative.switch.loses.lender", locale),
+        ],
+    }
+    return [
+        AlternativeOut(
+            kind=kind,
+            title=texts.text(f"alternative.{kind}.title", locale),
+            summary=texts.text(f"alternative.{kind}.summary", locale),
+            keeps=keeps,
+            loses=loses[kind],
+            available=unavailable[kind] is None,
+            unavailable_reason=unavailable[kind],
+            request_path=f"/v1/bindings/{binding.id}/{kind}-requests",
+        )
+        for kind in (RequestKind.PAUSE, RequestKind.SWITCH)
+    ]
 
 
 def agreement_ref(version: str, locale: str) -> AgreementRefOut:
@@ -453,19 +554,25 @@ async def account_report(uow: UnitOfWork, principal: Principal, binding_id: str,
 # --- unbind requests -----------------------------------------------------------------------
 
 
-async def request_unbind(
+AnyRequestIn = UnbindRequestIn | PauseRequestIn | SwitchRequestIn
+
+
+async def open_request(
     uow: UnitOfWork,
     settings: BindingSettings,
     principal: Principal,
     binding_id: str,
-    body: UnbindRequestIn,
+    body: AnyRequestIn,
     idempotency_key: str,
     channel: str,
     client_ip: str | None,
     locale: str,
 ) -> tuple[UnbindRequestOut, bool]:
-    """Open an unbind request; returns (request, created). A repeated Idempotency-Key with the
-    same body returns the original request; with another body it is refused."""
+    """Open a request on a binding: an unbind, or one of its gentler alternatives (a pause of the
+    auto-debit, a switch of the repayment account), whose kind the body says. Each goes through
+    the same risk scoring and verification; only what completes it differs. Returns (request,
+    created): a repeated Idempotency-Key with the same body returns the original request; with
+    another body it is refused."""
     session = uow.session
     fingerprint = _fingerprint(binding_id, body)
     if (existing := await _replay(uow, principal, idempotency_key, fingerprint, locale)) is not None:
@@ -481,16 +588,21 @@ async def request_unbind(
         raise conflict("binding-not-bound", "This account was never bound: its SMS code was not confirmed.", binding_status=binding.status)
     impact = await assess_impact(uow, binding, repayment, credit, DEFAULT_LOCALE)
     codes = {blocker.code for blocker in impact.blockers}
-    if "UNBIND_IN_PROGRESS" in codes:
+    if codes & IN_PROGRESS:
         return await _in_progress(uow, principal, binding_id, idempotency_key, fingerprint, locale), False
     if "OVERDUE" in codes:
-        raise conflict("overdue", "An instalment is overdue: settle it before unbinding.", blockers=["OVERDUE"])
+        raise conflict("overdue", "An instalment is overdue: settle it before unbinding, pausing the auto-debit or switching the account.", blockers=["OVERDUE"])
     if missing := sorted(codes & ACKNOWLEDGEABLE - set(body.acknowledged)):
         raise Problem(422, "blockers-not-acknowledged", "Blockers not acknowledged", "Acknowledge each blocker by its code in `acknowledged`.", missing=missing)
     if body.impact_hash and body.impact_hash != impact.impact_hash:
         raise conflict("impact-changed", "The impact changed since it was shown; review it again.", impact_hash=impact.impact_hash)
-    if not await repository.claim_binding_for_unbind(session, binding_id):
+    kind = REQUEST_KINDS[type(body)]
+    if isinstance(body, PauseRequestIn):
+        await _check_pause(uow, binding, locale)
+    if not await repository.claim_binding(session, binding_id, BindingStatus.UNBINDING if kind == RequestKind.UNBIND else BindingStatus.CHANGING):
         return await _in_progress(uow, principal, binding_id, idempotency_key, fingerprint, locale), False
+    # Held once the binding is claimed: a replay answered above must not hold a number too.
+    new_account = await _hold_new_account(uow, repayment, body) if isinstance(body, SwitchRequestIn) else None
 
     now = utcnow()
     request = UnbindRequest(
@@ -498,8 +610,11 @@ async def request_unbind(
         binding_id=binding_id,
         user_id=principal.subject,
         status=RequestStatus.PENDING_RISK,
-        reason=body.reason,
-        note=body.note,
+        kind=kind,
+        pause_months=body.months if isinstance(body, PauseRequestIn) else None,
+        new_repayment_account_id=new_account.id if new_account else None,
+        reason=body.reason if isinstance(body, UnbindRequestIn) else KIND_REASONS[kind],
+        note=body.note if isinstance(body, UnbindRequestIn) else None,
         device_id=body.device_id,
         channel=channel,
         impact_hash=impact.impact_hash,
@@ -516,13 +631,15 @@ async def request_unbind(
         raise conflict("concurrent-request", "Another request with this Idempotency-Key is being processed; retry it.") from exc
     accepted_blockers = sorted(codes & set(body.acknowledged))
     acknowledged = f"; acknowledged {', '.join(accepted_blockers)}" if accepted_blockers else ""
-    _audit(uow, request, None, "UnbindRequested", principal.subject, ActorType.CUSTOMER, f"reason {body.reason}{acknowledged}")
+    _audit(uow, request, None, "UnbindRequested", principal.subject, ActorType.CUSTOMER, f"{_asked(request, new_account)}, reason {request.reason}{acknowledged}")
     uow.emit(
         UnbindRequested(
-            request_id=request.id,
-            binding_id=binding_id,
-            user_id=principal.subject,
-            reason=body.reason,
+            **_about(request),
+            kind=kind,
+            pause_months=request.pause_months,
+            new_lender=new_account.lender_id if new_account else None,
+            new_account_last4=new_account.account_number[-4:] if new_account else None,
+            reason=request.reason,
             impact_hash=request.impact_hash,
             lender=repayment.lender_id,
             account_last4=repayment.account_number[-4:],
@@ -535,13 +652,44 @@ async def request_unbind(
     return await request_out(uow, request, locale), True
 
 
+def _asked(request: UnbindRequest, new_account: RepaymentAccount | None) -> str:
+    """What the request asks, for its audit trail (the new account masked)."""
+    if request.kind == RequestKind.PAUSE:
+        return f"pause auto-debit for {request.pause_months} month(s)"
+    if new_account is not None:
+        return f"switch to {mask_account_number(new_account.account_number)} at {new_account.lender_id}"
+    return "unbind"
+
+
+async def _check_pause(uow: UnitOfWork, binding: Binding, locale: str) -> None:
+    """A pause needs an auto-debit that runs: not one already paused, nor none at all."""
+    if paused := await repository.suspended_mandates(uow.session, binding.id):
+        resumes_at = paused[0].resumes_at
+        resumes_on = texts.day(resumes_at.astimezone(SHANGHAI).date(), locale) if resumes_at else ""
+        raise conflict("auto-debit-paused", "The auto-debit of this binding is already paused.", resumes_at=resumes_at, words={"resumes_on": resumes_on})
+    if not await repository.active_mandates(uow.session, binding.id):
+        raise conflict("no-auto-debit", "This binding has no auto-debit running: there is nothing to pause.")
+
+
+async def _hold_new_account(uow: UnitOfWork, current: RepaymentAccount, body: SwitchRequestIn) -> RepaymentAccount:
+    """The account a switch moves to, holding its number while the request is open (as a bind
+    request does): not the current one (422), nor one bound already, by anyone (409)."""
+    lender = _lender_of(body)
+    if body.account_number == current.account_number:
+        raise Problem(422, "same-account", "Same account", "This is the account the binding already uses: name another one to switch to.")
+    if await repository.account_number_held(uow.session, body.account_number):
+        raise _already_bound()
+    instalment, due_day = body.monthly_instalment or current.monthly_instalment, body.due_day or current.due_day
+    return await _hold_account(uow, current.user_id, lender, body, monthly_instalment=instalment, due_day=due_day)
+
+
 async def _in_progress(uow: UnitOfWork, principal: Principal, binding_id: str, key: str, fingerprint: str, locale: str) -> UnbindRequestOut:
     """The binding has an open request: if a concurrent call with this same key opened it, answer
     as its replay; otherwise refuse with 409."""
     if (existing := await _replay(uow, principal, key, fingerprint, locale)) is not None:
         return existing
     open_request = await repository.open_request_for_binding(uow.session, binding_id)
-    raise conflict("unbind-in-progress", "An unbind request for this binding is already open.", request_id=open_request.id if open_request else None)
+    raise conflict("unbind-in-progress", "A request on this binding (an unbind, a pause or a switch) is already open.", request_id=open_request.id if open_request else None)
 
 
 async def _replay(uow: UnitOfWork, principal: Principal, key: str, fingerprint: str, locale: str) -> UnbindRequestOut | None:
@@ -575,10 +723,14 @@ async def request_out(uow: UnitOfWork, request: UnbindRequest, locale: str) -> U
     """The request as its owner reads it, in `locale`: what the security check asks (never the score,
     a signal or a rule), what happened, why it was declined, what to do next."""
     entries = await repository.audit_entries(uow.session, request.id)
+    new_account = await uow.session.get(RepaymentAccount, request.new_repayment_account_id) if request.new_repayment_account_id else None
     return UnbindRequestOut(
         id=request.id,
         binding_id=request.binding_id,
+        kind=request.kind,
         status=request.status,
+        pause_months=request.pause_months,
+        new_repayment_account=repayment_account_out(new_account, locale) if new_account else None,
         reason=request.reason,
         note=request.note,
         created_at=request.created_at,
@@ -598,7 +750,7 @@ async def request_out(uow: UnitOfWork, request: UnbindRequest, locale: str) -> U
         if request.disputed_at
         else None,
         follow_up=await _follow_up(uow, request, locale),
-        timeline=[TimelineEntryOut(status=e.to_status, event_type=e.action, actor=e.actor, detail=_timeline_detail(e, locale), at=e.at) for e in entries],
+        timeline=[TimelineEntryOut(status=e.to_status, event_type=e.action, actor=e.actor, detail=_timeline_detail(e, locale, request.kind), at=e.at) for e in entries],
     )
 
 
@@ -611,7 +763,8 @@ def _outcome(code: str, locale: str) -> str:
     return texts.text(f"outcome.{kind}.{detail}" if f"outcome.{kind}.{detail}" in texts.TEXTS else f"outcome.{kind}", locale)
 
 
-def _timeline_detail(entry: AuditEntry | AuditEntryOut, locale: str) -> str:
+def _timeline_detail(entry: AuditEntry | AuditEntryOut, locale: str, kind: str) -> str:
+    """What a step of a request of `kind` did, in words (a step's own words for a pause or a switch, where it has them)."""
     if entry.action == "RiskAssessed":
         return texts.text(f"timeline.RiskAssessed.{entry.to_status}", locale)
     if entry.action == "VerificationRequested":
@@ -619,7 +772,8 @@ def _timeline_detail(entry: AuditEntry | AuditEntryOut, locale: str) -> str:
         return texts.text("timeline.VerificationRequested", locale, methods=join([texts.text(f"method.{method}", locale) for method in methods], locale))
     if entry.action == "UnbindRejected":
         return texts.text("timeline.UnbindRejected", locale, outcome=_outcome(entry.reason or "", locale))
-    return texts.text(f"timeline.{entry.action}", locale)
+    key = f"timeline.{entry.action}.{kind}"
+    return texts.text(key if key in texts.TEXTS else f"timeline.{entry.action}", locale)
 
 
 async def _follow_up(uow: UnitOfWork, request: UnbindRequest, locale: str) -> list[FollowUpOut]:
@@ -653,7 +807,7 @@ async def audit_trail(uow: UnitOfWork, principal: Principal, request_id: str, lo
     if principal.has_role("ops"):
         return entries
     return [
-        entry.model_copy(update={"reason": _timeline_detail(entry, locale), "actor": ActorType.OPS if entry.actor_type == ActorType.OPS else entry.actor})
+        entry.model_copy(update={"reason": _timeline_detail(entry, locale, request.kind), "actor": ActorType.OPS if entry.actor_type == ActorType.OPS else entry.actor})
         for entry in entries
     ]
 
@@ -682,8 +836,14 @@ async def appeal(uow: UnitOfWork, settings: BindingSettings, principal: Principa
         raise conflict("not-rejected", "Only a rejected request can be appealed.", request_status=request.status)
     if request.appealed_at is not None:
         raise conflict("already-appealed", "This request has already been appealed once.")
-    if not await repository.claim_binding_for_unbind(uow.session, request.binding_id):
+    if not await repository.claim_binding(uow.session, request.binding_id, BindingStatus.UNBINDING if request.kind == RequestKind.UNBIND else BindingStatus.CHANGING):
         raise conflict("binding-busy", "The binding has another open request or is no longer bound.")
+    if request.new_repayment_account_id:
+        # The switch holds its new number again, unless someone bound it since the rejection.
+        try:
+            await repository.hold_account_number(uow.session, request.new_repayment_account_id)
+        except IntegrityError as exc:
+            raise _already_bound() from exc
     request.appeal_message = message
     request.appealed_at = utcnow()
     request.outcome_reason = None
@@ -765,10 +925,11 @@ async def record_verification_issued(uow: UnitOfWork, event: VerificationRequest
     _audit(uow, request, request.status, "VerificationRequested", "verification", ActorType.SERVICE, METHODS_NOTE + ", ".join(event.methods))
 
 
-async def complete_unbind(uow: UnitOfWork, event: Verified) -> None:
-    """Complete the request once the very verification it waits for has passed every method it asked
-    for. A Verified for anything else is refused (dead-lettered, nothing changes), except a late one
-    for the request's own verification after the request ended (a cancellation or expiry crossing it)."""
+async def complete_request(uow: UnitOfWork, event: Verified) -> None:
+    """Complete the request (an unbind, a pause or a switch, by its kind) once the very verification
+    it waits for has passed every method it asked for. A Verified for anything else is refused
+    (dead-lettered, nothing changes), except a late one for the request's own verification after
+    the request ended (a cancellation or expiry crossing it)."""
     request = await _request_of(uow, event)
     own = request.verification_id == event.verification_id
     if request.status != RequestStatus.PENDING_VERIFICATION:
@@ -782,15 +943,16 @@ async def complete_unbind(uow: UnitOfWork, event: Verified) -> None:
         raise EventRejected("state", "Verified does not cover every method the request's verification asked for")
     binding = await repository.get_binding(uow.session, request.binding_id, for_update=True)
     assert binding is not None, "a request always has its binding"
+    await _COMPLETIONS[RequestKind(request.kind)](uow, request, binding)
+
+
+async def _unbind(uow: UnitOfWork, request: UnbindRequest, binding: Binding) -> None:
+    """The binding is unbound: its mandates cancelled, the credit it granted withdrawn, its number free."""
     credit = await repository.get_credit_account(uow.session, binding.credit_account_id, for_update=True)
     assert credit is not None, "a binding always has its credit account"
     now = utcnow()
-    cancelled = 0
     # A mandate still waiting for its lender goes too: the lender's answer then finds it cancelled.
-    for mandate in await repository.open_mandates(uow.session, binding.id):
-        mandate.status = MandateStatus.CANCELLED
-        mandate.cancelled_at = now
-        cancelled += 1
+    cancelled = await _cancel_mandates(uow, binding, now)
     limit_before = credit.credit_limit
     credit.credit_limit = max(0, limit_before - binding.credit_limit_contribution)
     binding.status = BindingStatus.UNBOUND
@@ -800,15 +962,94 @@ async def complete_unbind(uow: UnitOfWork, event: Verified) -> None:
     _transition(uow, request, RequestStatus.COMPLETED, "UnbindCompleted", "verification", ActorType.SERVICE, f"{cancelled} mandate(s) cancelled")
     uow.emit(
         UnbindCompleted(
-            request_id=request.id,
-            binding_id=binding.id,
-            user_id=request.user_id,
+            **_about(request),
             mandates_cancelled=cancelled,
             credit_limit_before=limit_before,
             credit_limit_after=credit.credit_limit,
             follow_up=request.follow_up,
         )
     )
+
+
+def add_months(day: date, months: int) -> date:
+    """The same day `months` later (the month's last day where it is shorter)."""
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    return day.replace(year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1]))
+
+
+async def _pause(uow: UnitOfWork, request: UnbindRequest, binding: Binding) -> None:
+    """The auto-debit stops until the same day `pause_months` later (Shanghai), when the resume
+    sweep starts it again; the binding, its benefits and its credit limit stay as they are."""
+    mandates = await repository.active_mandates(uow.session, binding.id)
+    binding.status = BindingStatus.ACTIVE
+    if not mandates:  # none runs any more (the request checked one did): there is nothing to pause
+        await _reject(uow, request, "no_auto_debit", "binding", ActorType.SYSTEM)
+        return
+    months = request.pause_months or 1
+    resumes_on = add_months(today(), months)
+    for mandate in mandates:
+        mandate.status, mandate.resumes_at, mandate.paused_by = MandateStatus.SUSPENDED, datetime.combine(resumes_on, datetime.min.time(), SHANGHAI), request.id
+    request.follow_up = list(FOLLOW_UP_AFTER_PAUSE)
+    _transition(uow, request, RequestStatus.COMPLETED, "AutoDebitPaused", "verification", ActorType.SERVICE, f"auto-debit paused until {resumes_on.isoformat()}")
+    uow.emit(AutoDebitPaused(**_about(request), mandate_id=mandates[0].id, months=months, resumes_on=resumes_on))
+
+
+async def resume_paused(uow: UnitOfWork, *, limit: int = 100) -> int:
+    """Start again the auto-debits whose pause has run out; returns how many. Run by the sweep
+    worker: the deadline is a column, so a pause that ran out while the service was down resumes
+    on the next sweep."""
+    due = await repository.pauses_due(uow.session, utcnow(), limit)
+    for mandate in due:
+        binding = await repository.get_binding(uow.session, mandate.binding_id)
+        request = await repository.get_request(uow.session, mandate.paused_by or "")
+        assert binding is not None and request is not None, "a paused mandate has its binding and its pause request"
+        mandate.status, mandate.resumes_at = MandateStatus.ACTIVE, None
+        _audit(uow, request, request.status, "AutoDebitResumed", "binding", ActorType.SYSTEM, "the pause ran out: auto-debit is on again")
+        uow.emit(AutoDebitResumed(**_about(request), mandate_id=mandate.id))
+    return len(due)
+
+
+async def _switch(uow: UnitOfWork, request: UnbindRequest, binding: Binding) -> None:
+    """The binding moves, with its benefits and credit, to the account the request holds: the old
+    account's mandates are cancelled and its number freed; the new account's mandate goes to its
+    lender (MandateRequested), and its confirmation turns auto-debit on again."""
+    session = uow.session
+    old = await session.get(RepaymentAccount, binding.repayment_account_id)
+    new = await session.get(RepaymentAccount, request.new_repayment_account_id or "")
+    assert old is not None and new is not None, "a switch request holds its new account"
+    now = utcnow()
+    cancelled = await _cancel_mandates(uow, binding, now)
+    await repository.release_account_number(session, old.id, now)
+    binding.repayment_account_id, binding.status = new.id, BindingStatus.ACTIVE
+    _first_instalment(uow, new)
+    mandate = Mandate(id=_new_id(), binding_id=binding.id, kind="auto_debit", status=MandateStatus.PENDING, request_id=request.id)
+    session.add(mandate)
+    moved = f"{mask_account_number(old.account_number)} -> {mask_account_number(new.account_number)}"
+    request.follow_up = list(FOLLOW_UP_AFTER_SWITCH)
+    _transition(uow, request, RequestStatus.COMPLETED, "RepaymentAccountSwitched", "verification", ActorType.SERVICE, f"{moved}; {cancelled} mandate(s) cancelled")
+    assert new.lender_id is not None, "a switch names a lender of the directory"
+    uow.emit(
+        RepaymentAccountSwitched(
+            **_about(request),
+            previous_account_last4=old.account_number[-4:],
+            account_last4=new.account_number[-4:],
+            lender=new.lender_id,
+            mandates_cancelled=cancelled,
+        )
+    )
+    uow.emit(MandateRequested(**_about_mandate(binding, new, mandate), monthly_instalment=new.monthly_instalment, due_day=new.due_day))
+
+
+_COMPLETIONS = {RequestKind.UNBIND: _unbind, RequestKind.PAUSE: _pause, RequestKind.SWITCH: _switch}
+
+
+async def _cancel_mandates(uow: UnitOfWork, binding: Binding, now: datetime) -> int:
+    """Cancel the binding's open mandates (active, paused or waiting for their lender); returns how many."""
+    mandates = await repository.open_mandates(uow.session, binding.id)
+    for mandate in mandates:
+        mandate.status, mandate.cancelled_at, mandate.resumes_at = MandateStatus.CANCELLED, now, None
+    return len(mandates)
 
 
 # --- a binding's code and mandate ----------------------------------------------------------
@@ -848,14 +1089,15 @@ async def abandon_binding(uow: UnitOfWork, event: BindingVerificationFailed) -> 
         return
     now = utcnow()
     binding.status = BindingStatus.FAILED
-    for mandate in await repository.open_mandates(uow.session, binding.id):
-        mandate.status, mandate.cancelled_at = MandateStatus.CANCELLED, now
+    await _cancel_mandates(uow, binding, now)
     await repository.release_account_number(uow.session, binding.repayment_account_id, now)
 
 
 def _about_mandate(binding: Binding, repayment: RepaymentAccount, mandate: Mandate) -> dict[str, str]:
+    """The fields of an event about a mandate: the request that asked for it (the bind request, or a switch)."""
     assert repayment.lender_id is not None, "a binding made through the API names its lender"
-    return {**_about_binding(binding), "mandate_id": mandate.id, "lender": repayment.lender_id, "account_last4": repayment.account_number[-4:]}
+    about = {"request_id": mandate.request_id, "binding_id": binding.id, "user_id": binding.user_id} if mandate.request_id else _about_binding(binding)
+    return {**about, "mandate_id": mandate.id, "lender": repayment.lender_id, "account_last4": repayment.account_number[-4:]}
 
 
 def authenticate_lender(settings: BindingSettings, lender_id: str | None, signature: str | None, body: bytes) -> str:
@@ -904,7 +1146,8 @@ async def apply_lender_callback(uow: UnitOfWork, settings: BindingSettings, lend
     else:
         mandate.status = MandateStatus.REFUSED
         mandate.refusal_reason = callback.reason or "not_given"
-        uow.emit(MandateRefused(**_about_mandate(binding, repayment, mandate), reason=mandate.refusal_reason))
+        limit_before, limit_after = await _withdraw_uplift(uow, binding)
+        uow.emit(MandateRefused(**_about_mandate(binding, repayment, mandate), reason=mandate.refusal_reason, credit_limit_before=limit_before, credit_limit_after=limit_after))
     return _callback_out(mandate), True
 
 
@@ -914,15 +1157,34 @@ async def _grant_uplift(uow: UnitOfWork, settings: BindingSettings, binding: Bin
     session = uow.session
     credit = await repository.get_credit_account(session, binding.credit_account_id, for_update=True)
     assert credit is not None, "a binding always has its credit account"
-    left = max(0, settings.max_total_limit_uplift - await repository.limit_uplift_held(session, binding.user_id))
-    contribution = min(credit_limit_contribution(repayment.monthly_instalment), left)
+    # A binding keeps what it was granted (a switched one keeps its uplift): its mandate raises the
+    # uplift to the rule's amount for its instalment at most, within what the cap leaves.
+    held = await repository.limit_uplift_held(session, binding.user_id)
+    target = min(credit_limit_contribution(repayment.monthly_instalment), settings.max_total_limit_uplift - held + binding.credit_limit_contribution)
+    contribution = max(0, target - binding.credit_limit_contribution)
     limit_before = credit.credit_limit
     credit.credit_limit = limit_before + contribution
     binding.credit_limit_contribution += contribution
-    if contribution:
+    if contribution and (benefit := await repository.limit_uplift_benefit(session, binding.id)) is not None:
+        benefit.value += contribution
+    elif contribution:
         session.add(Benefit(id=_new_id(), binding_id=binding.id, code="limit_uplift", value=contribution))
     mandate.status = MandateStatus.ACTIVE
     uow.emit(MandateConfirmed(**_about_mandate(binding, repayment, mandate), credit_limit_before=limit_before, credit_limit_after=credit.credit_limit))
+
+
+async def _withdraw_uplift(uow: UnitOfWork, binding: Binding) -> tuple[int, int]:
+    """The lender refused the mandate: a binding without auto-debit grants nothing, so what it was
+    granted before (a switched binding's uplift) is withdrawn. Returns the limit before and after."""
+    credit = await repository.get_credit_account(uow.session, binding.credit_account_id, for_update=True)
+    assert credit is not None, "a binding always has its credit account"
+    limit_before = credit.credit_limit
+    if binding.credit_limit_contribution:
+        credit.credit_limit = max(0, limit_before - binding.credit_limit_contribution)
+        binding.credit_limit_contribution = 0
+        if (benefit := await repository.limit_uplift_benefit(uow.session, binding.id)) is not None:
+            await uow.session.delete(benefit)
+    return limit_before, credit.credit_limit
 
 
 def _callback_out(mandate: Mandate) -> LenderCallbackOut:
@@ -957,9 +1219,12 @@ async def _reject(uow: UnitOfWork, request: UnbindRequest, reason: str, actor: s
 
 
 async def _end(uow: UnitOfWork, request: UnbindRequest, status: RequestStatus, action: str, actor: str, actor_type: ActorType, reason: str) -> None:
-    """End an open request without completing it: the binding is active again."""
+    """End an open request without completing it: the binding is active again, and the number a
+    switch held is free."""
     _transition(uow, request, status, action, actor, actor_type, reason)
     await repository.set_binding_status(uow.session, request.binding_id, BindingStatus.ACTIVE)
+    if request.new_repayment_account_id:
+        await repository.release_account_number(uow.session, request.new_repayment_account_id, utcnow())
 
 
 def _about(request: UnbindRequest) -> dict[str, str]:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from services.dashboard.projection import Projection
 from shared.cloudevents import Envelope
 from shared.events import (
+    AutoDebitPaused,
+    AutoDebitResumed,
     BindingCreated,
     BindingRequested,
     BindingVerificationFailed,
@@ -19,6 +21,7 @@ from shared.events import (
     MandateConfirmed,
     MandateRefused,
     MandateRequested,
+    RepaymentAccountSwitched,
     ReviewDecided,
     ReviewOrigin,
     ReviewOutcome,
@@ -48,7 +51,8 @@ def on_device_changed(view: Projection, envelope: Envelope) -> None:
 
 
 def on_unbind_requested(view: Projection, envelope: Envelope) -> None:
-    view.transition(envelope, stage="requested", state="pending_risk")
+    event: UnbindRequested = envelope.data
+    view.set_kind(view.transition(envelope, stage="requested", state="pending_risk"), str(event.kind))
 
 
 def on_risk_assessed(view: Projection, envelope: Envelope) -> None:
@@ -90,6 +94,17 @@ def on_unbind_completed(view: Projection, envelope: Envelope) -> None:
     view.transition(envelope, stage="completed", state="completed")
 
 
+def on_alternative_completed(view: Projection, envelope: Envelope) -> None:
+    """A pause or a switch completes its request as an unbind does; the hour counts it by kind too."""
+    view.transition(envelope, stage="completed", state="completed")
+    view.count_stage(envelope, {AutoDebitPaused: "paused", RepaymentAccountSwitched: "switched"}[type(envelope.data)])
+
+
+def on_auto_debit_resumed(view: Projection, envelope: Envelope) -> None:
+    # Months after its pause request completed: counted, moving no request.
+    view.count_stage(envelope, "resumed")
+
+
 def on_unbind_rejected(view: Projection, envelope: Envelope) -> None:
     view.transition(envelope, state="rejected")
 
@@ -121,6 +136,9 @@ SUBSCRIPTIONS: dict[type[Event], Handler] = {
     VerificationFailed: on_verification_failed,
     BiometricCounterRegressed: on_biometric_counter_regressed,
     UnbindCompleted: on_unbind_completed,
+    AutoDebitPaused: on_alternative_completed,
+    RepaymentAccountSwitched: on_alternative_completed,
+    AutoDebitResumed: on_auto_debit_resumed,
     UnbindRejected: on_unbind_rejected,
     UnbindCancelled: on_unbind_cancelled,
     UnbindExpired: on_unbind_expired,

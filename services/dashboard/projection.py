@@ -34,8 +34,12 @@ from shared.logging import redact
 OPEN_STATES = ("pending_risk", "under_review", "pending_verification")
 OUTCOMES = ("completed", "rejected", "cancelled", "expired")
 STATES = OPEN_STATES + OUTCOMES
+# What a request asks (UnbindRequested `kind`): every kind passes the same stages.
+KINDS = ("unbind", "pause", "switch")
 # The stages a request passes, in order; latency is measured between consecutive ones.
 STAGES = ("requested", "assessed", "verification_issued", "verified", "completed")
+# How each kind's completion is counted per hour besides `completed`, and a pause's later resumption.
+KIND_STAGES = ("paused", "switched", "resumed")
 LATENCY_STAGES = {
     "requested→assessed": ("requested", "assessed"),
     "assessed→verification_issued": ("assessed", "verification_issued"),
@@ -79,6 +83,7 @@ class RequestView:
     request_id: str
     binding_id: str
     user_id: str
+    kind: str = "unbind"
     state: str = "pending_risk"
     reached: dict[str, datetime] = field(default_factory=dict)
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -138,6 +143,8 @@ class Projection:
         self.finished: OrderedDict[str, RequestView] = OrderedDict()
         self.finished_kept = finished_kept
         self.state_counts: Counter[str] = Counter()
+        # The same, per kind: (kind, state) -> requests.
+        self.kind_counts: Counter[tuple[str, str]] = Counter()
         self.buckets: dict[int, Bucket] = {}
         self.hours: dict[int, Counter[str]] = {}
         self.feed: deque[FeedItem] = deque(maxlen=feed_size)
@@ -195,7 +202,21 @@ class Projection:
             view = RequestView(event.request_id, event.binding_id, event.user_id, updated_at=envelope.time)
             self.open[view.request_id] = view
             self.state_counts[view.state] += 1
+            self.kind_counts[(view.kind, view.state)] += 1
         return view
+
+    def set_kind(self, view: RequestView, kind: str) -> None:
+        if kind != view.kind:
+            self.kind_counts[(view.kind, view.state)] -= 1
+            self.kind_counts[(kind, view.state)] += 1
+            view.kind = kind
+
+    def count_stage(self, envelope: Envelope, stage: str) -> None:
+        """Count a stage of the hour that moves no request (a paused auto-debit resuming after its
+        request completed: a request forgotten meanwhile is not brought back)."""
+        self._hour(envelope.time)[stage] += 1
+        if (view := self.finished.get(envelope.data.request_id)) is not None:
+            view.reached.setdefault(stage, envelope.time)
 
     def transition(self, envelope: Envelope, *, stage: str | None = None, state: str | None = None) -> RequestView:
         """Record that the envelope's request reached `stage` and/or moved to `state`."""
@@ -213,9 +234,12 @@ class Projection:
     def _move(self, view: RequestView, state: str, at: datetime) -> None:
         if self.state_counts[view.state] > 0:
             self.state_counts[view.state] -= 1
+        if self.kind_counts[(view.kind, view.state)] > 0:
+            self.kind_counts[(view.kind, view.state)] -= 1
         was_open = view.state in OPEN_STATES
         view.state = state
         self.state_counts[state] += 1
+        self.kind_counts[(view.kind, state)] += 1
         if state in OUTCOMES:
             self._bucket(at).counts[state] += 1
             if state not in STAGES:  # `completed` is counted as the stage reached
@@ -312,6 +336,7 @@ class Projection:
             "events_total": self.events_total,
             "funnel": {
                 "now": {state: self.state_counts.get(state, 0) for state in STATES},
+                "by_kind": {kind: {state: self.kind_counts.get((kind, state), 0) for state in STATES} for kind in KINDS},
                 "per_hour": self._per_hour(now),
             },
             "latency": {
@@ -342,7 +367,8 @@ class Projection:
         for key in range(current - KEEP_HOURS + 1, current + 1):
             hour = self.hours.get(key)
             if hour:
-                rows.append({"hour": datetime.fromtimestamp(key * 3600, UTC).isoformat(), **{name: hour.get(name, 0) for name in (*STAGES, *OUTCOMES[1:])}})
+                names = (*STAGES, *OUTCOMES[1:], *KIND_STAGES)
+                rows.append({"hour": datetime.fromtimestamp(key * 3600, UTC).isoformat(), **{name: hour.get(name, 0) for name in names}})
         return rows
 
     def _latency(self, current: int, buckets: int) -> dict[str, dict[str, Any]]:

@@ -47,12 +47,14 @@ def login_link_token(settings: DashboardSettings, code: str) -> str:
 
 
 async def pending_reviews(deps: DashboardDeps, session: OpsSession) -> dict[str, Any]:
-    """Risk's pending queue, each case with the score the stream showed for its request."""
+    """Risk's pending queue, each case with the score the stream showed for its request and what the
+    request asks (`kind`: an unbind, a pause of the auto-debit or a switch of the account)."""
     queue = await _call_risk(deps, session, "GET", "/v1/reviews", params={"status": "pending", "limit": 200})
     projection = deps.reader.projection
     for review in queue.get("items", []):
         view = projection.open.get(review.get("request_id", ""))
         review["score"] = view.score if view else None
+        review["kind"] = view.kind if view else None
     return queue
 
 

@@ -6,6 +6,8 @@ from services.notification import service
 from services.notification.service import NotificationDeps
 from shared.consumer import Subscriptions, current_envelope
 from shared.events import (
+    AutoDebitPaused,
+    AutoDebitResumed,
     BindingCreated,
     BindingEvent,
     BindingRequested,
@@ -17,6 +19,7 @@ from shared.events import (
     MandateConfirmed,
     MandateRefused,
     MandateRequested,
+    RepaymentAccountSwitched,
     ReviewDecided,
     RiskAssessed,
     RiskDecision,
@@ -34,19 +37,22 @@ from shared.events import (
 from shared.uow import UnitOfWork
 
 
-async def _follow(event: Event, uow: UnitOfWork) -> str:
-    """The id of the handled event, once checked against the requests notification knows."""
+async def _follow(event: Event, uow: UnitOfWork) -> tuple[str, str | None]:
+    """The id of the handled event, once checked against the requests notification knows, and the
+    kind of its request (an unbind, a pause, a switch, a bind request; None for a device event)."""
     event_id = current_envelope.get().id
     # Only BindingRequested and UnbindRequested bring new request ids; every other event about a request
     # must be about one they opened (a device event is about the customer alone).
-    if isinstance(event, BindingEvent) and not isinstance(event, UnbindRequested):
-        await service.follow_request(uow, event_id, event)
-    return event_id
+    if isinstance(event, UnbindRequested):
+        return event_id, str(event.kind)
+    if isinstance(event, BindingEvent):
+        return event_id, (await service.follow_request(uow, event_id, event)).kind
+    return event_id, None
 
 
 async def _notify(kind: str, event: Event, uow: UnitOfWork, deps: NotificationDeps, **params: object) -> None:
-    event_id = await _follow(event, uow)
-    await service.plan(uow, deps.metrics, event_id, kind, event, await service.facts_of(uow, event) | params)
+    event_id, request_kind = await _follow(event, uow)
+    await service.plan(uow, deps.metrics, event_id, kind, event, await service.facts_of(uow, event) | params, request_kind=request_kind)
 
 
 async def on_binding_requested(event: BindingRequested, uow: UnitOfWork, deps: NotificationDeps) -> None:
@@ -112,6 +118,21 @@ async def on_device_revoked(event: DeviceRevoked, uow: UnitOfWork, deps: Notific
     await _notify("device_revoked", event, uow, deps)
 
 
+async def on_auto_debit_paused(event: AutoDebitPaused, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("auto_debit_paused", event, uow, deps)
+    await service.notify_lender(uow, current_envelope.get().id, "auto_debit_paused", event)
+
+
+async def on_auto_debit_resumed(event: AutoDebitResumed, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("auto_debit_resumed", event, uow, deps)
+    await service.notify_lender(uow, current_envelope.get().id, "auto_debit_resumed", event)
+
+
+async def on_repayment_account_switched(event: RepaymentAccountSwitched, uow: UnitOfWork, deps: NotificationDeps) -> None:
+    await _notify("repayment_account_switched", event, uow, deps)
+    await service.notify_lender(uow, current_envelope.get().id, "repayment_account_switched", event)
+
+
 async def on_unbind_completed(event: UnbindCompleted, uow: UnitOfWork, deps: NotificationDeps) -> None:
     await _notify("unbind_completed", event, uow, deps)
     event_id = current_envelope.get().id
@@ -162,6 +183,9 @@ SUBSCRIPTIONS: Subscriptions = {
     VerificationFailed: on_verification_failed,
     BiometricCounterRegressed: on_biometric_counter_regressed,
     UnbindCompleted: on_unbind_completed,
+    AutoDebitPaused: on_auto_debit_paused,
+    AutoDebitResumed: on_auto_debit_resumed,
+    RepaymentAccountSwitched: on_repayment_account_switched,
     UnbindRejected: on_unbind_rejected,
     UnbindCancelled: on_unbind_cancelled,
     UnbindExpired: on_unbind_expired,

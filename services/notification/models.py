@@ -44,8 +44,9 @@ class Contact(Base):
 
 
 class KnownRequest(Base):
-    """An unbind request binding opened (from its UnbindRequested): every later event about a request
-    must name one of these, with its binding and customer, or it is refused."""
+    """A request binding opened (from its UnbindRequested, or the BindingRequested of a bind request):
+    every later event about a request must name one of these, with its binding and customer, or it is
+    refused."""
 
     __tablename__ = "known_requests"
 
@@ -61,6 +62,9 @@ class KnownRequest(Base):
     # The latest event that moved the request on (its stage): a queued message about an earlier
     # stage is stale. None for the requests known before stages were recorded.
     stage_event_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # What the request asks: `unbind`, `pause` or `switch` (UnbindRequested `kind`), or `bind` (a bind
+    # request): its messages say so (templates.Kind.variants).
+    kind: Mapped[str] = mapped_column(String(16), default="unbind", server_default="unbind")
 
 
 class DeviceName(Base):

@@ -33,13 +33,17 @@ from shared.auth import Principal
 from shared.cloudevents import EventRejected
 from shared.db import utcnow
 from shared.events import (
+    AutoDebitPaused,
+    AutoDebitResumed,
     BindingCreated,
     BindingEvent,
     BindingRequested,
     BiometricCounterRegressed,
     Event,
+    MandateEvent,
     MandateRequested,
     PreferencesChanged,
+    RepaymentAccountSwitched,
     ReviewDecided,
     ReviewOrigin,
     ReviewOutcome,
@@ -119,13 +123,22 @@ def send_time(kind: str, contact: Contact | None, at: datetime) -> datetime:
 
 
 async def plan(
-    uow: UnitOfWork, metrics: NotificationMetrics, event_id: str, kind: str, event: Event, facts: dict[str, Any], *, not_before: datetime | None = None
+    uow: UnitOfWork,
+    metrics: NotificationMetrics,
+    event_id: str,
+    kind: str,
+    event: Event,
+    facts: dict[str, Any],
+    *,
+    request_kind: str | None = None,
+    not_before: datetime | None = None,
 ) -> int:
-    """Write the deliveries of one message, in the customer's language; returns how many were new
-    (a replay writes none)."""
+    """Write the deliveries of one message, in the customer's language (its words for a request of
+    `request_kind`); returns how many were new (a replay writes none)."""
     session = uow.session
     contact = await repository.get_contact(session, event.user_id)
-    title, body = render(kind, contact.locale if contact else DEFAULT_LOCALE, facts, contact.timezone if contact else "Asia/Shanghai")
+    locale, timezone = (contact.locale, contact.timezone) if contact else (DEFAULT_LOCALE, "Asia/Shanghai")
+    title, body = render(kind, locale, facts, timezone, request_kind=request_kind)
     now = utcnow()
     due = not_before or now
     held = send_time(kind, contact, due)
@@ -175,11 +188,12 @@ async def remember_request(uow: UnitOfWork, event_id: str, event: UnbindRequeste
                 stage_event_id=event_id,
                 lender=event.lender,
                 account_last4=event.account_last4,
+                kind=str(event.kind) if isinstance(event, UnbindRequested) else "bind",
             )
         )
 
 
-async def follow_request(uow: UnitOfWork, event_id: str, event: BindingEvent) -> None:
+async def follow_request(uow: UnitOfWork, event_id: str, event: BindingEvent) -> KnownRequest:
     """EventRejected unless the event is about a request binding opened (an unbind or a bind request),
     for that binding and customer: no message, no inbox row and no lender webhook for a binding or
     customer nobody asked about.
@@ -191,20 +205,29 @@ async def follow_request(uow: UnitOfWork, event_id: str, event: BindingEvent) ->
         raise EventRejected("state", f"{type(event).__name__} is about a request no UnbindRequested or BindingRequested opened for this binding and customer")
     if not isinstance(event, BiometricCounterRegressed):
         known.stage_event_id = event_id
+    return known
 
 
-def lender_payload(event: UnbindCompleted | MandateRequested) -> dict[str, Any]:
-    """What the lender is told, field by field: a mandate to set up (its id, to confirm or refuse on
-    binding's `POST /v1/lenders/callbacks`), or the mandates an unbind cancelled."""
-    if isinstance(event, MandateRequested):
-        fields = ("mandate_id", "lender", "account_last4", "monthly_instalment", "due_day")
-    else:
-        fields = ("mandates_cancelled",)
-    return {name: getattr(event, name) for name in fields}
+# What the lender is told of each event, field by field: a mandate to set up (its id, to confirm or
+# refuse on binding's `POST /v1/lenders/callbacks`), the mandates an unbind or a switch cancelled, a
+# mandate paused (until when) or resumed.
+LENDER_FIELDS: dict[type[BindingEvent], tuple[str, ...]] = {
+    MandateRequested: ("mandate_id", "lender", "account_last4", "monthly_instalment", "due_day"),
+    UnbindCompleted: ("mandates_cancelled",),
+    RepaymentAccountSwitched: ("previous_account_last4", "mandates_cancelled"),
+    AutoDebitPaused: ("mandate_id", "resumes_on"),
+    AutoDebitResumed: ("mandate_id",),
+}
 
 
-async def notify_lender(uow: UnitOfWork, event_id: str, kind: str, event: UnbindCompleted | MandateRequested) -> None:
-    """The lender learns of a mandate to set up, or that its mandates are gone, through its signed webhook."""
+def lender_payload(event: BindingEvent) -> dict[str, Any]:
+    facts = event.model_dump(mode="json")
+    return {name: facts[name] for name in LENDER_FIELDS[type(event)]}
+
+
+async def notify_lender(uow: UnitOfWork, event_id: str, kind: str, event: BindingEvent) -> None:
+    """The lender learns of a mandate to set up, paused or resumed, or that its mandates are gone,
+    through its signed webhook."""
     if await repository.delivery_exists(uow.session, event_id, "institution", "lender"):
         return
     event_type = type(event).__name__
@@ -233,12 +256,17 @@ async def schedule_reminder(uow: UnitOfWork, deps: NotificationDeps, event_id: s
 
 async def facts_of(uow: UnitOfWork, event: Event) -> dict[str, Any]:
     """What a message about `event` may say: the event's fields, the account it is about (lender and
-    last four digits: from the event that opened the request) and the name of the device it names."""
+    last four digits: the event's own, or from the event that opened the request; a switch's new
+    account, and the one it left) and the name of the device it names."""
     facts = event.model_dump(mode="json")
-    if isinstance(event, BindingCreated):
+    if isinstance(event, BindingCreated | MandateEvent | RepaymentAccountSwitched):
         facts["account"] = AccountRef(event.lender, event.account_last4)
-    elif isinstance(event, BindingEvent):
+    if isinstance(event, RepaymentAccountSwitched):
+        facts["previous_account"] = await _account_of(uow, event.request_id)
+    elif isinstance(event, BindingEvent) and "account" not in facts:
         facts["account"] = await _account_of(uow, event.request_id)
+    if isinstance(event, UnbindRequested) and event.new_account_last4:
+        facts["new_account"] = AccountRef(event.new_lender, event.new_account_last4)
     if device_id := facts.get("device_id"):
         facts["device"] = await _device_name(uow, device_id)
     return facts
@@ -386,18 +414,20 @@ async def send_message(uow: UnitOfWork, deps: NotificationDeps, message: Message
     masked = mask_phone(contact.phone)
     if await repository.delivery_exists(uow.session, message.message_id, "sms", contact.phone):
         return MessageAccepted(message_id=message.message_id, status="sent", channel="sms", to=masked)
-    # The account is known once notification has seen the request's UnbindRequested (the SMS names it
-    # then, and "your mortgage repayment account" before); the device is named by the message itself.
-    facts: dict[str, Any] = {**message.params, "account": await _account_of(uow, message.request_id) if message.request_id else None, "device": None}
+    # A request's code says what the request asks (an unbind, a pause, a switch) and names its account
+    # (known once notification has seen the request's UnbindRequested); the device is named by the
+    # message itself.
+    known = await _known_request(uow, message.request_id, message.user_id) if message.request_id is not None else None
+    facts: dict[str, Any] = {**message.params, "account": AccountRef(known.lender, known.account_last4) if known else None, "device": None}
     if message.device is not None:
         await _remember_device(uow, message.user_id, message.device.id, message.device.name)
         facts["device"] = message.device.name
     try:
-        title, text = render(message.template, contact.locale, facts, contact.timezone)
+        title, text = render(message.template, contact.locale, facts, contact.timezone, request_kind=known.kind if known else None)
     except KeyError as exc:
         raise Problem(422, "template-parameters", "Template parameters missing", str(exc)) from exc
-    if message.request_id is not None:
-        await _prompt_first(uow, deps, message.request_id, message.user_id)
+    if known is not None:
+        await _prompt_first(uow, deps, known)
     try:
         # Gateway first, then the record: a crash in between may send twice, never zero times.
         await deps.providers["sms"].send(Outgoing(contact.phone, title, text))
@@ -426,11 +456,10 @@ async def send_message(uow: UnitOfWork, deps: NotificationDeps, message: Message
     return MessageAccepted(message_id=message.message_id, status="sent", channel="sms", to=masked)
 
 
-async def _prompt_first(uow: UnitOfWork, deps: NotificationDeps, request_id: str, user_id: str) -> None:
-    """The request's risk prompt reaches the customer before its code, by construction: a code for a
-    request whose UnbindRequested was not handled yet is refused (409, verification retries), and a
-    prompt still queued is sent here, first. Its rows stay locked until the code is recorded, so the
-    dispatcher cannot send it a second time meanwhile. A prompt that failed for good holds no code back."""
+async def _known_request(uow: UnitOfWork, request_id: str, user_id: str) -> KnownRequest:
+    """The request a code is for. Its risk prompt reaches the customer before its code, by
+    construction: a code for a request whose UnbindRequested was not handled yet is refused (409,
+    verification retries)."""
     known = await uow.session.get(KnownRequest, request_id)
     if known is None:
         raise Problem(
@@ -442,8 +471,15 @@ async def _prompt_first(uow: UnitOfWork, deps: NotificationDeps, request_id: str
         )
     if known.user_id != user_id:
         raise Problem(422, "unknown-request", "Not this customer's request", "The code names an unbind request of another customer.")
+    return known
+
+
+async def _prompt_first(uow: UnitOfWork, deps: NotificationDeps, known: KnownRequest) -> None:
+    """A prompt still queued is sent here, before the code. Its rows stay locked until the code is
+    recorded, so the dispatcher cannot send it a second time meanwhile. A prompt that failed for good
+    holds no code back."""
     now = utcnow()
-    for prompt in await repository.request_sms(uow.session, request_id, PROMPT_KIND):
+    for prompt in await repository.request_sms(uow.session, known.request_id, PROMPT_KIND):
         if prompt.status != DeliveryStatus.QUEUED:
             continue
         if error := await _send(deps, prompt):

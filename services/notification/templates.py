@@ -1,9 +1,9 @@
 """Message kinds, their channels, and their texts in zh-CN (default) and en.
 
-Security messages (codes, and what could mean someone else is unbinding: requested, completed,
-rejected or denied by a reviewer, a failed or suspicious verification; or holds a second factor: a
-device key added or revoked; or tried to bind an account and failed its code) go by SMS and to the
-inbox (some on more channels) and cannot be turned off. The others go by push (SMS when push fails)
+Security messages (codes, and what could mean someone else is unbinding, pausing the auto-debit or
+switching the account: requested, done, rejected or denied by a reviewer, a failed or suspicious
+verification; or holds a second factor: a device key added or revoked; or tried to bind an account
+and failed its code) go by SMS and to the inbox (some on more channels) and cannot be turned off. The others go by push (SMS when push fails)
 and to the inbox, and can be turned off per channel.
 
 When: the inbox copy is written at once, always. Quiet hours hold only the kinds that can wait
@@ -17,14 +17,17 @@ and `{device}` (the name the customer gave it). Its variables are facts (codes, 
 into words here (`render`): a reason code becomes a phrase of `PHRASES`, an amount "9,700 元". What a
 reviewer wrote to the customer (`reviewer_message`) follows the text, marked as theirs.
 Every SMS begins with the sender's signature (a setting), added when it is sent.
+
+A message about a request that pauses the auto-debit or switches the account (not an unbind) is the
+same kind, in that request's own words: the kind's `variants`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from shared.denials import denial_reason
@@ -47,6 +50,9 @@ class Kind:
     extra_channels: tuple[str, ...] = ()
     # Held until the end of the customer's quiet hours: nothing in it is urgent or about an open request.
     can_wait: bool = False
+    # Its texts about a request of another kind than an unbind (`pause`, `switch`: shared.events.RequestKind),
+    # saying what that request asks.
+    variants: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.security and self.can_wait:
@@ -66,6 +72,23 @@ KINDS: dict[str, Kind] = {
                 "Your unbind code",
                 "To unbind {account}, your verification code is {code}. It expires in {ttl_minutes} minutes. Never share it: we will never ask you for it.",
             ),
+        },
+        variants={
+            "pause": {
+                "zh-CN": ("暂停扣款验证码", "您正在申请暂停{account}的自动扣款，验证码为 {code}，{ttl_minutes} 分钟内有效。请勿泄露给他人，工作人员不会向您索取验证码。"),
+                "en": (
+                    "Your code to pause auto-debit",
+                    "To pause the auto-debit of {account}, your verification code is {code}. It expires in {ttl_minutes} minutes. Never share it: we will never ask you for it.",
+                ),
+            },
+            "switch": {
+                "zh-CN": ("更换账户验证码", "您正在申请将绑定从{account}换到新账户，验证码为 {code}，{ttl_minutes} 分钟内有效。请勿泄露给他人，工作人员不会向您索取验证码。"),
+                "en": (
+                    "Your code to switch accounts",
+                    "To move your binding from {account} to a new account, your verification code is {code}. It expires in {ttl_minutes} minutes. "
+                    "Never share it: we will never ask you for it.",
+                ),
+            },
         },
     ),
     "device_enrolment_code": Kind(
@@ -139,6 +162,16 @@ KINDS: dict[str, Kind] = {
                 "We have asked your lender to set up auto-debit for {account}. We will let you know once they confirm; your credit limit rises then.",
             ),
         },
+        variants={
+            "switch": {
+                "zh-CN": ("新账户自动扣款待开通", "我们已向贷款机构申请为{account}开通自动扣款，对方确认后会通知您。开通前不会自动扣款，请按时自行还款。"),
+                "en": (
+                    "Auto-debit on your new account awaits its lender",
+                    "We have asked your lender to set up auto-debit for the account you switched to, {account}. We will let you know once they confirm; "
+                    "until then nothing is collected, so repay on time yourself.",
+                ),
+            },
+        },
     ),
     "mandate_confirmed": Kind(
         False,
@@ -152,6 +185,16 @@ KINDS: dict[str, Kind] = {
         },
         # The binding request is over: good news can wait for the end of quiet hours.
         can_wait=True,
+        variants={
+            "switch": {
+                "zh-CN": ("新账户自动扣款已开通", "贷款机构已为{account}开通自动扣款，此后每期房贷将按时自动扣款。您的信用额度为 {credit_limit_after}。"),
+                "en": (
+                    "Auto-debit is on for your new account",
+                    "Your lender set up auto-debit for the account you switched to, {account}: each instalment is paid automatically again. "
+                    "Your credit limit is {credit_limit_after}.",
+                ),
+            },
+        },
     ),
     "mandate_refused": Kind(
         False,
@@ -165,6 +208,20 @@ KINDS: dict[str, Kind] = {
                 "Your lender declined auto-debit for {account}. The account stays bound, but your credit limit does not rise. "
                 "Remember to repay each instalment yourself; your lender can tell you more.",
             ),
+        },
+        variants={
+            "switch": {
+                "zh-CN": (
+                    "新账户自动扣款未开通",
+                    "贷款机构未同意为{account}开通自动扣款。账户仍保持绑定，但绑定带来的额度提升已收回，信用额度调整为 {credit_limit_after}。"
+                    "请记得每期按时自行还款，如有疑问可咨询贷款机构。",
+                ),
+                "en": (
+                    "No auto-debit on your new account",
+                    "Your lender declined auto-debit for the account you switched to, {account}. It stays bound, but the credit limit increase from the binding is withdrawn: "
+                    "your limit is now {credit_limit_after}. Remember to repay each instalment yourself; your lender can tell you more.",
+                ),
+            },
         },
     ),
     "unbind_requested": Kind(
@@ -180,6 +237,32 @@ KINDS: dict[str, Kind] = {
                 "The credit limit and benefits the binding gave you will end. If this was not you, cancel the request now and contact us.",
             ),
         },
+        variants={
+            "pause": {
+                "zh-CN": (
+                    "暂停自动扣款申请已提交",
+                    "您已申请将{account}的自动扣款暂停 {pause_months}。暂停期间不会自动扣款，请每期按时自行还款；绑定、权益和信用额度都保持不变。"
+                    "如非本人操作，请立即取消申请并联系客服。",
+                ),
+                "en": (
+                    "Auto-debit pause requested",
+                    "You asked to pause the auto-debit of {account} for {pause_months}. While it is paused nothing is collected, so repay each instalment on time "
+                    "yourself; the binding, its benefits and your credit limit stay. If this was not you, cancel the request now and contact us.",
+                ),
+            },
+            "switch": {
+                "zh-CN": (
+                    "更换还款账户申请已提交",
+                    "您已申请将绑定从{account}换到{new_account}。换好后原账户的自动扣款随即取消，新账户待贷款机构确认后开通自动扣款，绑定权益保持不变。"
+                    "如非本人操作，请立即取消申请并联系客服。",
+                ),
+                "en": (
+                    "Account switch requested",
+                    "You asked to move your binding from {account} to {new_account}. Once switched, auto-debit on the current account stops, and on the new one "
+                    "it starts when its lender confirms; your benefits stay. If this was not you, cancel the request now and contact us.",
+                ),
+            },
+        },
     ),
     "verification_requested": Kind(
         False,
@@ -187,12 +270,32 @@ KINDS: dict[str, Kind] = {
             "zh-CN": ("请完成身份验证", "为保障账户安全，请在 {expires_at} 前通过{methods}确认是您本人，以继续解绑{account}。"),
             "en": ("Confirm it is you", "To go on unbinding {account}, confirm it is you with {methods} before {expires_at}."),
         },
+        variants={
+            "pause": {
+                "zh-CN": ("请完成身份验证", "为保障账户安全，请在 {expires_at} 前通过{methods}确认是您本人，以继续暂停{account}的自动扣款。"),
+                "en": ("Confirm it is you", "To go on pausing the auto-debit of {account}, confirm it is you with {methods} before {expires_at}."),
+            },
+            "switch": {
+                "zh-CN": ("请完成身份验证", "为保障账户安全，请在 {expires_at} 前通过{methods}确认是您本人，以继续将绑定从{account}换到新账户。"),
+                "en": ("Confirm it is you", "To go on moving your binding from {account} to the new account, confirm it is you with {methods} before {expires_at}."),
+            },
+        },
     ),
     "verified": Kind(
         False,
         {
             "zh-CN": ("身份验证通过", "身份验证已通过，正在为您解绑{account}。"),
             "en": ("Identity confirmed", "Thank you, it is you. We are now unbinding {account}."),
+        },
+        variants={
+            "pause": {
+                "zh-CN": ("身份验证通过", "身份验证已通过，正在为您暂停{account}的自动扣款。"),
+                "en": ("Identity confirmed", "Thank you, it is you. We are now pausing the auto-debit of {account}."),
+            },
+            "switch": {
+                "zh-CN": ("身份验证通过", "身份验证已通过，正在为您将绑定从{account}换到新账户。"),
+                "en": ("Identity confirmed", "Thank you, it is you. We are now moving your binding from {account} to the new account."),
+            },
         },
     ),
     "verification_failed": Kind(
@@ -203,6 +306,23 @@ KINDS: dict[str, Kind] = {
                 "Identity check failed",
                 "We stopped your request to unbind {account}: {reason}. If this was not you, change your password and contact us.",
             ),
+        },
+        variants={
+            "pause": {
+                "zh-CN": ("身份验证未通过", "由于{reason}，暂停{account}自动扣款的申请已终止，自动扣款照常进行。如非本人操作，请尽快修改登录密码并联系客服。"),
+                "en": (
+                    "Identity check failed",
+                    "We stopped your request to pause the auto-debit of {account}: {reason}. The auto-debit goes on. If this was not you, change your password and contact us.",
+                ),
+            },
+            "switch": {
+                "zh-CN": ("身份验证未通过", "由于{reason}，更换还款账户的申请已终止，{account}的绑定和自动扣款保持不变。如非本人操作，请尽快修改登录密码并联系客服。"),
+                "en": (
+                    "Identity check failed",
+                    "We stopped your request to move your binding from {account} to a new account: {reason}. Nothing changed. "
+                    "If this was not you, change your password and contact us.",
+                ),
+            },
         },
     ),
     "biometric_counter_regressed": Kind(
@@ -235,6 +355,27 @@ KINDS: dict[str, Kind] = {
             "zh-CN": ("解绑申请未通过", "很抱歉，您解绑{account}的申请未获通过，原因：{reason}。如有疑问，可在申请详情中提交申诉（仅限一次）。"),
             "en": ("Unbind request declined", "Your request to unbind {account} was declined: {reason}. If you disagree, you can appeal once from the request details."),
         },
+        variants={
+            "pause": {
+                "zh-CN": ("暂停申请未通过", "很抱歉，您暂停{account}自动扣款的申请未获通过，原因：{reason}。自动扣款照常进行。如有疑问，可在申请详情中提交申诉（仅限一次）。"),
+                "en": (
+                    "Pause request declined",
+                    "Your request to pause the auto-debit of {account} was declined: {reason}. The auto-debit goes on. "
+                    "If you disagree, you can appeal once from the request details.",
+                ),
+            },
+            "switch": {
+                "zh-CN": (
+                    "更换申请未通过",
+                    "很抱歉，您更换还款账户的申请未获通过，原因：{reason}。{account}的绑定和自动扣款保持不变。如有疑问，可在申请详情中提交申诉（仅限一次）。",
+                ),
+                "en": (
+                    "Switch request declined",
+                    "Your request to move your binding from {account} to a new account was declined: {reason}. Nothing changed. "
+                    "If you disagree, you can appeal once from the request details.",
+                ),
+            },
+        },
     ),
     "unbind_cancelled": Kind(
         False,
@@ -243,6 +384,16 @@ KINDS: dict[str, Kind] = {
             "en": ("Unbinding cancelled", "You cancelled unbinding {account}. The binding and its auto-debit stay as they were."),
         },
         can_wait=True,
+        variants={
+            "pause": {
+                "zh-CN": ("暂停申请已取消", "您已取消暂停{account}的自动扣款，自动扣款照常进行。"),
+                "en": ("Pause cancelled", "You cancelled pausing the auto-debit of {account}. It goes on as before."),
+            },
+            "switch": {
+                "zh-CN": ("更换申请已取消", "您已取消更换还款账户，{account}的绑定和自动扣款保持不变。"),
+                "en": ("Switch cancelled", "You cancelled moving your binding from {account}. The binding and its auto-debit stay as they were."),
+            },
+        },
     ),
     "unbind_expired": Kind(
         False,
@@ -254,6 +405,22 @@ KINDS: dict[str, Kind] = {
             ),
         },
         can_wait=True,
+        variants={
+            "pause": {
+                "zh-CN": ("暂停申请已关闭", "您暂停{account}自动扣款的申请未在规定时间内完成，已自动关闭，自动扣款照常进行。如仍需暂停，请重新申请。"),
+                "en": (
+                    "Pause request closed",
+                    "Your request to pause the auto-debit of {account} was not completed in time and is closed; the auto-debit goes on. Ask again if you still want to pause it.",
+                ),
+            },
+            "switch": {
+                "zh-CN": ("更换申请已关闭", "您更换还款账户的申请未在规定时间内完成，已自动关闭，{account}的绑定保持不变。如仍需更换，请重新申请。"),
+                "en": (
+                    "Switch request closed",
+                    "Your request to move your binding from {account} was not completed in time and is closed; nothing changed. Ask again if you still want to switch.",
+                ),
+            },
+        },
     ),
     "unbind_under_review": Kind(
         False,
@@ -268,6 +435,27 @@ KINDS: dict[str, Kind] = {
                 "Until then the binding and its auto-debit stay as they are, so keep repaying on time.",
             ),
         },
+        variants={
+            "pause": {
+                "zh-CN": ("暂停申请审核中", "为保障您的资金安全，您暂停{account}自动扣款的申请需要人工审核，预计 {expected_hours} 小时内给您答复。审核期间自动扣款照常进行。"),
+                "en": (
+                    "Pause request under review",
+                    "To keep your money safe, a member of our team will review your request to pause the auto-debit of {account}. "
+                    "Expect an answer within {expected_hours} hours; until then the auto-debit goes on.",
+                ),
+            },
+            "switch": {
+                "zh-CN": (
+                    "更换申请审核中",
+                    "为保障您的资金安全，您更换还款账户的申请需要人工审核，预计 {expected_hours} 小时内给您答复。审核期间，{account}的绑定和自动扣款保持不变。",
+                ),
+                "en": (
+                    "Switch request under review",
+                    "To keep your money safe, a member of our team will review your request to move your binding from {account}. "
+                    "Expect an answer within {expected_hours} hours; until then nothing changes.",
+                ),
+            },
+        },
     ),
     "unbind_appealed": Kind(
         False,
@@ -277,6 +465,23 @@ KINDS: dict[str, Kind] = {
                 "Appeal received",
                 "We received your appeal about unbinding {account}. A member of our team will look at it again; expect an answer within {expected_hours} hours.",
             ),
+        },
+        variants={
+            "pause": {
+                "zh-CN": ("申诉已受理", "我们已收到您关于暂停{account}自动扣款的申诉，工作人员将重新审核，预计 {expected_hours} 小时内给您答复。"),
+                "en": (
+                    "Appeal received",
+                    "We received your appeal about pausing the auto-debit of {account}. A member of our team will look at it again; "
+                    "expect an answer within {expected_hours} hours.",
+                ),
+            },
+            "switch": {
+                "zh-CN": ("申诉已受理", "我们已收到您关于更换还款账户的申诉，工作人员将重新审核，预计 {expected_hours} 小时内给您答复。"),
+                "en": (
+                    "Appeal received",
+                    "We received your appeal about switching your repayment account. A member of our team will look at it again; expect an answer within {expected_hours} hours.",
+                ),
+            },
         },
     ),
     "review_approved": Kind(
@@ -289,6 +494,27 @@ KINDS: dict[str, Kind] = {
                 "from the request details; once both pass, we unbind the account.",
             ),
         },
+        variants={
+            "pause": {
+                "zh-CN": ("暂停申请已通过审核", "您暂停{account}自动扣款的申请已通过人工审核。为保障账户安全，请在申请详情中完成短信验证码和设备验证，验证通过后即为您暂停。"),
+                "en": (
+                    "Pause request approved",
+                    "Your request to pause the auto-debit of {account} passed our review. To keep your account safe, complete the SMS code and the check on your device "
+                    "from the request details; once both pass, we pause it.",
+                ),
+            },
+            "switch": {
+                "zh-CN": (
+                    "更换申请已通过审核",
+                    "您更换还款账户的申请已通过人工审核。为保障账户安全，请在申请详情中完成短信验证码和设备验证，验证通过后即为您将绑定从{account}换到新账户。",
+                ),
+                "en": (
+                    "Switch request approved",
+                    "Your request to move your binding from {account} to a new account passed our review. To keep your account safe, complete the SMS code and "
+                    "the check on your device from the request details; once both pass, we switch it.",
+                ),
+            },
+        },
     ),
     "review_denied": Kind(
         True,
@@ -300,6 +526,30 @@ KINDS: dict[str, Kind] = {
                 "If you disagree, you can appeal once from the request details.",
             ),
         },
+        variants={
+            "pause": {
+                "zh-CN": (
+                    "暂停申请未通过审核",
+                    "很抱歉，您暂停{account}自动扣款的申请经人工审核未通过，原因：{denial_reason}。自动扣款照常进行。如有异议，可在申请详情中申诉一次。",
+                ),
+                "en": (
+                    "Pause request declined",
+                    "Sorry, after review we could not approve your request to pause the auto-debit of {account}: {denial_reason}. The auto-debit goes on. "
+                    "If you disagree, you can appeal once from the request details.",
+                ),
+            },
+            "switch": {
+                "zh-CN": (
+                    "更换申请未通过审核",
+                    "很抱歉，您更换还款账户的申请经人工审核未通过，原因：{denial_reason}。{account}的绑定和自动扣款保持不变。如有异议，可在申请详情中申诉一次。",
+                ),
+                "en": (
+                    "Switch request declined",
+                    "Sorry, after review we could not approve your request to move your binding from {account} to a new account: {denial_reason}. Nothing changed. "
+                    "If you disagree, you can appeal once from the request details.",
+                ),
+            },
+        },
     ),
     "appeal_denied": Kind(
         True,
@@ -310,6 +560,27 @@ KINDS: dict[str, Kind] = {
                 "Our staff looked at your request to unbind {account} again and still could not approve it: {denial_reason}. "
                 "The binding and its auto-debit stay as they are. Contact us if you need help.",
             ),
+        },
+        variants={
+            "pause": {
+                "zh-CN": ("申诉未通过", "工作人员已重新审核您的申诉，暂停{account}自动扣款的申请仍未能通过，原因：{denial_reason}。自动扣款照常进行。如需帮助，请联系客服。"),
+                "en": (
+                    "Appeal declined",
+                    "Our staff looked at your request to pause the auto-debit of {account} again and still could not approve it: {denial_reason}. "
+                    "The auto-debit goes on. Contact us if you need help.",
+                ),
+            },
+            "switch": {
+                "zh-CN": (
+                    "申诉未通过",
+                    "工作人员已重新审核您的申诉，更换还款账户的申请仍未能通过，原因：{denial_reason}。{account}的绑定和自动扣款保持不变。如需帮助，请联系客服。",
+                ),
+                "en": (
+                    "Appeal declined",
+                    "Our staff looked again at your request to switch from {account} to a new account and still could not approve it: {denial_reason}. "
+                    "Nothing changed. Contact us if you need help.",
+                ),
+            },
         },
     ),
     "dispute_received": Kind(
@@ -329,6 +600,45 @@ KINDS: dict[str, Kind] = {
             "en": ("Your dispute has been handled", "We have looked into your dispute about unbinding {account}: {dispute_outcome}"),
         },
     ),
+    "auto_debit_paused": Kind(
+        True,
+        {
+            "zh-CN": (
+                "自动扣款已暂停",
+                "{account}的自动扣款已暂停，将于 {resumes_on}自动恢复。暂停期间请每期按时自行还款；绑定、权益和信用额度保持不变。如非本人操作，请立即联系客服。",
+            ),
+            "en": (
+                "Auto-debit paused",
+                "The auto-debit of {account} is paused and starts again by itself on {resumes_on}. Until then, repay each instalment on time yourself; "
+                "the binding, its benefits and your credit limit stay as they are. If this was not you, contact us at once.",
+            ),
+        },
+    ),
+    "auto_debit_resumed": Kind(
+        False,
+        {
+            "zh-CN": ("自动扣款已恢复", "暂停期已结束，{account}的自动扣款已恢复，此后每期房贷将按时自动扣款。"),
+            "en": ("Auto-debit is back on", "The pause is over: the auto-debit of {account} is on again, and each instalment is paid automatically from now on."),
+        },
+        # The pause request ended months ago: this can wait for the end of quiet hours.
+        can_wait=True,
+    ),
+    "repayment_account_switched": Kind(
+        True,
+        {
+            "zh-CN": (
+                "还款账户已更换",
+                "您的绑定已从{previous_account}换到{account}，权益保持不变。原账户的自动扣款已取消，新账户待贷款机构确认后开通自动扣款，在此之前请按时自行还款。"
+                "如非本人操作，请立即联系客服。",
+            ),
+            "en": (
+                "Repayment account switched",
+                "Your binding moved from {previous_account} to {account}, with its benefits. Auto-debit on the old account is cancelled; on the new one it starts "
+                "once its lender confirms, so repay on time yourself until then. If this was not you, contact us at once.",
+            ),
+        },
+        extra_channels=("email",),
+    ),
     "follow_up_reminder": Kind(
         False,
         {
@@ -342,9 +652,14 @@ KINDS: dict[str, Kind] = {
 SECURITY_KINDS = frozenset(kind for kind, spec in KINDS.items() if spec.security)
 # What the request is at now (to verify, verified, under review...): stale once it has moved on.
 STAGE_KINDS = frozenset(kind for kind, spec in KINDS.items() if not spec.security and not spec.can_wait)
-# Checked at import: every kind in both locales, with the same variables in each.
+# Checked at import: every kind (and each of its variants) in both locales, with the same variables in each.
 _TEXTS = Catalogue(
-    {f"{kind}.{part}": {locale: texts[index] for locale, texts in spec.texts.items()} for kind, spec in KINDS.items() for index, part in enumerate(("title", "body"))}
+    {
+        f"{key}.{part}": {locale: texts[index] for locale, texts in by_locale.items()}
+        for kind, spec in KINDS.items()
+        for key, by_locale in ((kind, spec.texts), *((f"{kind}.{request_kind}", variant) for request_kind, variant in spec.variants.items()))
+        for index, part in enumerate(("title", "body"))
+    }
 )
 
 # The words for the facts a text names. Reasons cover both why a verification failed and why a
@@ -372,6 +687,10 @@ PHRASES = Catalogue(
             "zh-CN": "经核实，本次解绑办理无误，结果维持不变。如需帮助，请联系客服。",
             "en": "we found the unbinding was carried out correctly, so it stands. Contact us if you need help.",
         },
+        "months.1": {"zh-CN": "1 个月", "en": "1 month"},
+        "months.n": {"zh-CN": "{n} 个月", "en": "{n} months"},
+        # `month`: its number in zh-CN, its name in en.
+        "date": {"zh-CN": "{year} 年 {month} 月 {day} 日", "en": "{day} {month} {year}"},
         # Follows the text when the reviewer wrote the customer a message.
         "reviewer_message": {"zh-CN": "审核人员留言：{message}", "en": " A note from your reviewer: {message}"},
     }
@@ -408,8 +727,13 @@ def _account(value: AccountRef | None, locale: str) -> str:
 
 
 def _words(name: str, value: object, locale: str, timezone: str) -> str:
-    if name == "account":
+    if name in ("account", "previous_account", "new_account"):
         return _account(value, locale)  # type: ignore[arg-type]
+    if name == "pause_months":
+        return PHRASES.render("months.1", locale) if value == 1 else PHRASES.render("months.n", locale, n=value)
+    if name == "resumes_on":
+        day = date.fromisoformat(str(value))
+        return PHRASES.render("date", locale, year=day.year, month=day.month if locale == DEFAULT_LOCALE else f"{day:%B}", day=day.day)
     if name == "device":
         return PHRASES.render("device.named", locale, name=value) if value else PHRASES.render("device.unnamed", locale)
     if name == "methods":
@@ -427,16 +751,18 @@ def _words(name: str, value: object, locale: str, timezone: str) -> str:
     return str(value)
 
 
-def render(kind: str, locale: str, facts: Mapping[str, object], timezone: str = "Asia/Shanghai") -> tuple[str, str]:
-    """The title and body of a message, its facts put into words in `locale`. Strict: an unknown kind,
-    a missing fact or a code without a phrase is an error (KeyError), never a blank or a raw code."""
+def render(kind: str, locale: str, facts: Mapping[str, object], timezone: str = "Asia/Shanghai", *, request_kind: str | None = None) -> tuple[str, str]:
+    """The title and body of a message, its facts put into words in `locale` (in the words of a
+    request of `request_kind`, where the kind has them). Strict: an unknown kind, a missing fact or
+    a code without a phrase is an error (KeyError), never a blank or a raw code."""
     if kind not in KINDS:
         raise KeyError(f"no template {kind!r}")
-    needed = _TEXTS.variables(f"{kind}.title") | _TEXTS.variables(f"{kind}.body")
+    key = f"{kind}.{request_kind}" if f"{kind}.{request_kind}.title" in _TEXTS else kind
+    needed = _TEXTS.variables(f"{key}.title") | _TEXTS.variables(f"{key}.body")
     if missing := needed - facts.keys():
         raise KeyError(f"template {kind!r} lacks {sorted(missing)}")
     words = {name: _words(name, facts[name], locale, timezone) for name in needed}
-    body = _TEXTS.render(f"{kind}.body", locale, **words)
+    body = _TEXTS.render(f"{key}.body", locale, **words)
     if facts.get("reviewer_message"):
         body += PHRASES.render("reviewer_message", locale, message=facts["reviewer_message"])
-    return _TEXTS.render(f"{kind}.title", locale, **words), body
+    return _TEXTS.render(f"{key}.title", locale, **words), body

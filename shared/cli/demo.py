@@ -5,8 +5,10 @@ report, the unbind request, the code from the SMS sink, the biometric with the d
 an ops decision when risk asks for one — and meanwhile prints each event of this request as it
 arrives on the topic, with the time since the request. Which path risk takes is steered only by
 honest inputs (a new phone whose key he adds only when asked for it, a phone number that changed,
-the customer's own history),
-never by touching the rules, and the demo follows whatever risk actually decides.
+the customer's own history), never by touching the rules, and the demo follows whatever risk
+actually decides. With `--pause` a second act follows: he binds another account and, offered the
+impact's alternatives, pauses its auto-debit for two months instead of unbinding it (scored and
+verified the same way).
 
 The stack is found from the var dir's `unbind-up.pid` (service URLs, Kafka bootstrap), else on the
 ports `--port-offset` names. Development only: it mints tokens with the development JWT secret and
@@ -74,6 +76,8 @@ class DemoOptions:
     repay: bool = False
     timeout: float = 600.0
     port_offset: int | None = None
+    # After the unbind, the gentler way: a fresh account whose auto-debit he pauses for two months.
+    pause: bool = False
 
     @property
     def expected_decision(self) -> str:
@@ -489,23 +493,26 @@ def _size(count: int) -> str:
     return f"{count / 1024:.1f} KiB" if count >= 1024 else f"{count} bytes"
 
 
-async def request_unbind(story: Story, feed: EventFeed) -> tuple[str, datetime]:
-    body: dict[str, Any] = {"reason": "fund_planning", "note": "unbind demo", "acknowledged": story.acknowledged, "impact_hash": story.impact["impact_hash"]}
+async def open_request(story: Story, feed: EventFeed, kind: str, body: dict[str, Any]) -> tuple[str, datetime]:
+    """Ask for an unbind (or, by `kind`, a pause): with the blockers accepted, the impact seen and
+    the phone it comes from."""
+    body = {**body, "acknowledged": story.acknowledged, "impact_hash": story.impact["impact_hash"]}
     if story.device is not None:
         body["device_id"] = story.device.device_id
     sent_at = datetime.now(UTC)
     feed.request_made()
     request = await story.api.json(
-        "binding", "POST", f"/v1/bindings/{story.binding_id}/unbind-requests", json=body, headers={"Idempotency-Key": f"demo-{uuid.uuid4().hex}"}, expect=(202,)
+        "binding", "POST", f"/v1/bindings/{story.binding_id}/{kind}-requests", json=body, headers={"Idempotency-Key": f"demo-{uuid.uuid4().hex}"}, expect=(202,)
     )
     feed.track(request["id"])
     device = f"from {story.device.device_id}" if story.device else "from the app, no device named"
-    story.term.line(f"request {request['id']} accepted (202, {request['status']}), {device}; expires {_clock(datetime.fromisoformat(request['expires_at']))}")
+    story.term.line(f"{kind} request {request['id']} accepted (202, {request['status']}), {device}; expires {_clock(datetime.fromisoformat(request['expires_at']))}")
     return request["id"], sent_at
 
 
-async def follow(story: Story, feed: EventFeed, request_id: str, sent_at: datetime) -> None:
-    """From the risk decision to completion, whichever path risk takes."""
+async def follow(story: Story, feed: EventFeed, request_id: str, sent_at: datetime, completion: str = "UnbindCompleted") -> None:
+    """From the risk decision to completion (`completion`: the event of the request's kind), whichever
+    path risk takes: a pause is scored and verified as an unbind is."""
     options = story.options
     seen = await feed.expect("RiskAssessed", "risk", options.var_dir)
     assessed = seen.envelope.data
@@ -523,7 +530,7 @@ async def follow(story: Story, feed: EventFeed, request_id: str, sent_at: dateti
             await enrol_phone(story)
         await pass_biometric(story, issued.verification_id)
     await feed.expect("Verified", "verification", options.var_dir)
-    await feed.expect("UnbindCompleted", "binding", options.var_dir)
+    await feed.expect(completion, "binding", options.var_dir)
 
 
 async def explain_decision(story: Story, request_id: str, assessed: RiskAssessed) -> None:
@@ -632,8 +639,51 @@ async def show_result(story: Story, feed: EventFeed, request_id: str) -> None:
             term.line(f"  [ ] {item['title']}：{item['body']}{action}")
 
 
-def timings(feed: EventFeed) -> str:
-    marks = [("risk", "RiskAssessed"), ("review", "ReviewDecided"), ("challenge", "VerificationRequested"), ("verified", "Verified"), ("completed", "UnbindCompleted")]
+async def show_alternatives(story: Story) -> None:
+    """What the impact offers instead of unbinding, with what each keeps and gives up."""
+    story.impact = await story.api.json("binding", "GET", f"/v1/bindings/{story.binding_id}/impact", headers={"Accept-Language": "en"})
+    for alternative in story.impact["alternatives"]:
+        available = "available" if alternative["available"] else f"not now: {alternative['unavailable_reason']}"
+        story.term.line(f"{alternative['title']} ({available}): {alternative['summary']}")
+        story.term.line(f"  keeps: {'; '.join(alternative['keeps'])}", "green")
+        story.term.line(f"  loses: {'; '.join(alternative['loses'])}", "yellow")
+    story.acknowledged = [blocker["code"] for blocker in story.impact["blockers"] if blocker["acknowledgeable"]]
+
+
+async def play_pause(story: Story) -> tuple[EventFeed, int]:
+    """Act two: he binds another account, and instead of unbinding it pauses its auto-debit for two
+    months; the binding, its benefits and the credit limit stay. Returns the pause's events, and the
+    exit status (1 if the pause stopped short)."""
+    term = story.term
+    term.step("Another account, bound as the app does")
+    story.binding_id = await bind_fresh_account(story)
+    term.step(f"Instead of unbinding {story.binding_id}: the alternatives the impact offers")
+    await show_alternatives(story)
+    feed = EventFeed(story.stack.cluster, story.stack.topic, story.binding_id, term)
+    await feed.start()
+    try:
+        term.step("Pause the auto-debit for 2 months (events live from the topic)")
+        request_id, sent_at = await open_request(story, feed, "pause", {"months": 2})
+        try:
+            await follow(story, feed, request_id, sent_at, completion="AutoDebitPaused")
+        except RequestEnded as ended:
+            return feed, await report_ending(story, feed, request_id, ended.seen)
+        except (InfraError, asyncio.CancelledError):
+            await withdraw(story, request_id)
+            raise
+        binding = await story.api.json("binding", "GET", f"/v1/bindings/{story.binding_id}")
+        term.line(
+            f"binding {binding['id']}: {binding['status']}, auto-debit paused until {binding['auto_debit_resumes_on']} (it resumes by itself); "
+            f"credit limit still {binding['credit_account']['credit_limit']} CNY",
+            "green",
+        )
+    finally:
+        await feed.stop()
+    return feed, 0
+
+
+def timings(feed: EventFeed, completion: str = "UnbindCompleted") -> str:
+    marks = [("risk", "RiskAssessed"), ("review", "ReviewDecided"), ("challenge", "VerificationRequested"), ("verified", "Verified"), ("completed", completion)]
     parts = [f"{label} +{seen.elapsed:.3f}s" for label, event_type in marks if (seen := feed.first(event_type))]
     return " · ".join(parts)
 
@@ -674,7 +724,7 @@ async def _play(options: DemoOptions, term: Terminal) -> int:
         await feed.start()
         try:
             term.step("Unbind request")
-            request_id, sent_at = await request_unbind(story, feed)
+            request_id, sent_at = await open_request(story, feed, "unbind", {"reason": "fund_planning", "note": "unbind demo"})
             term.step("Risk, verification, completion (events live from the topic)")
             try:
                 await follow(story, feed, request_id, sent_at)
@@ -687,9 +737,14 @@ async def _play(options: DemoOptions, term: Terminal) -> int:
             await show_result(story, feed, request_id)
         finally:
             await feed.stop()
+        paused = await play_pause(story) if options.pause else None
+    if paused is not None and paused[1]:
+        return paused[1]
     completed = feed.first("UnbindCompleted")
     term.say()
     term.say(term.paint(f"done: request -> completed in {completed.elapsed:.3f} s" if completed else "done", "bold") + (f"  ({timings(feed)})" if completed else ""))
+    if paused is not None and (seen := paused[0].first("AutoDebitPaused")):
+        term.say(term.paint(f"      pause -> completed in {seen.elapsed:.3f} s", "bold") + f"  ({timings(paused[0], 'AutoDebitPaused')})")
     return 0
 
 

@@ -6,7 +6,7 @@
     unbind token --user ID [--role customer|ops|service] [--ttl S]  a development JWT
     unbind login-link                                               a one-time sign-in link to the dashboard
     unbind keys generate --out DIR [--compose]                      a deployment's own keys and secrets
-    unbind demo [--step-up|--review] [--approve] [--repay]          Zhang San's unbind, live, on a running `up`
+    unbind demo [--step-up|--review] [--approve] [--repay] [--pause] Zhang San's unbind (then a pause), live, on a running `up`
     unbind dlq list [--json] | dlq replay --id ID|--all [--force]   dead letters: see them, publish them again
     unbind kafka up|down|status|secrets · unbind postgres up|down|status   one piece of infrastructure
     unbind docs [--out DIR] [--check]                               the AsyncAPI document and event JSON Schemas
@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--review", action="store_true", help="a new phone, and his phone number changed 3 days ago: risk sends the request to ops review")
     demo.add_argument("--approve", action="store_true", help="if risk asks for a review, decide it as ops (approve) instead of waiting for someone to")
     demo.add_argument("--repay", action="store_true", help="repay the due instalment by hand instead of acknowledging the blocker")
+    demo.add_argument("--pause", action="store_true", help="after the unbind, bind another account and pause its auto-debit for 2 months instead of unbinding it")
     demo.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for an ops review decision (default 600)")
     demo.add_argument("--port-offset", type=int, default=None, help="the stack's port offset when no `up` of this var dir says (default: $UNBIND_PORT_OFFSET or 0)")
 
@@ -224,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "demo":
         from shared.cli import demo
 
-        options = demo.DemoOptions(var_dir, args.step_up, args.review, args.approve, args.repay, args.timeout, args.port_offset)
+        options = demo.DemoOptions(var_dir, args.step_up, args.review, args.approve, args.repay, args.timeout, args.port_offset, args.pause)
         return demo.run(options)
     elif args.command == "dlq":
         from shared.cli import dlq

@@ -174,6 +174,15 @@ def test_the_english_report_has_english_labels() -> None:
     assert "Mortgage Repayment Account Binding and Auto-debit Agreement, version 2025-06" in text
 
 
+@pytest.mark.parametrize(("locale", "paused", "changing"), [("zh-CN", "已暂停", "变更中"), ("en", "Paused", "Changing")])
+def test_a_paused_mandate_and_a_binding_being_changed_read_as_words(locale: str, paused: str, changing: str) -> None:
+    report = make_report(locale)
+    report.mandates[0].status = "suspended"
+    report.binding.status = "changing"
+    text = text_of(render_pdf(report))
+    assert paused in text and changing in text and "suspended" not in text and "changing" not in text
+
+
 def test_an_unknown_locale_falls_back_to_chinese() -> None:
     report = make_report()
     report.locale = "fr"

@@ -1,5 +1,6 @@
 """`unbind demo` end to end: the real command, as subprocesses, against one real `unbind up` on the
-test broker, playing the three paths in the order a presenter would: allow, step-up, review.
+test broker, playing the three paths in the order a presenter would: allow, step-up, review; then
+the pause that `--pause` plays after an unbind.
 
 The runs share the stack on purpose: each later one finds the seeded binding already unbound and
 binds a fresh account, and risk remembers the earlier requests (requests_24h), which is part of
@@ -47,7 +48,7 @@ def night_in_shanghai() -> bool:
 
 
 @pytest.mark.kafka
-def test_demo_plays_allow_then_step_up_then_review_on_one_stack(kafka_cluster: Cluster, tmp_path) -> None:
+def test_demo_plays_allow_then_step_up_then_review_then_a_pause_on_one_stack(kafka_cluster: Cluster, tmp_path) -> None:
     with unbind_up(kafka_cluster, tmp_path) as up:
         allow = demo(up)
         assert [kind for kind, _ in events(allow.stdout)] == COMPLETED_FLOW, allow.stdout
@@ -87,7 +88,19 @@ def test_demo_plays_allow_then_step_up_then_review_on_one_stack(kafka_cluster: C
         assert described(review.stdout, "Verified") == "otp + biometric passed"
         assert re.search(r"binding b-[0-9a-f]{12} \(6222 \*\*\*\* \*\*\*\* \d{4}\): unbound, auto-debit off", review.stdout)
 
-        printed = "\n".join(run.stdout + run.stderr for run in (allow, step_up, review))
+        # The gentler way after the unbind: another account, whose auto-debit he pauses instead. The
+        # fourth and fifth requests within 24 h go to review (the default rule); --approve decides both.
+        paused = demo(up, "--pause", "--approve")
+        printed_events = events(paused.stdout)
+        assert [kind for kind, _ in printed_events].count("UnbindRequested") == 2 and printed_events[-1][0] == "AutoDebitPaused", paused.stdout
+        asked = [text for kind, text in printed_events if kind == "UnbindRequested"]
+        assert asked[0].startswith("unbind · fund_planning") and asked[1].startswith("pause auto-debit 2 month(s) · fund_planning"), asked
+        assert re.match(r"mandate [0-9a-f-]{36} paused for 2 month\(s\) · resumes \d{4}-\d{2}-\d{2}$", printed_events[-1][1])
+        assert "Pause auto-debit (available):" in paused.stdout and "Switch the repayment account (available):" in paused.stdout
+        assert re.search(r"auto-debit paused until \d{4}-\d{2}-\d{2} \(it resumes by itself\); credit limit still \d+ CNY", paused.stdout), paused.stdout
+        assert "pause -> completed in" in paused.stdout
+
+        printed = "\n".join(run.stdout + run.stderr for run in (allow, step_up, review, paused))
         sms = [json.loads(line) for line in (up.var_dir / "sms.jsonl").read_text().splitlines()]
         codes = [match.group(1) for message in sms if (match := CODE_IN_SMS.search(message["text"]))]
         assert len(codes) >= 3

@@ -96,6 +96,7 @@ async def test_reviews_are_listed_with_their_score_and_decided_through_risk(any_
             return next((review for review in queue if review["request_id"] == request_id and review["score"] is not None), None)
 
         review = await eventually(listed, 20, "the review never reached the dashboard's queue")
+        assert review["kind"] == "unbind", "the reviewer sees what the request asks"
         # Risk's refusal passes through as it is: a denial needs its reason; nothing is decided.
         refused = await dashboard.post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny", "note": "no reason given"}, headers=OPS)
         assert refused.status_code == 422 and refused.json()["type"].endswith("/denial-reason-required"), refused.text

@@ -89,6 +89,7 @@ async def test_the_ops_page_follows_an_unbind_live_and_decides_its_review(browse
         await expect(page.locator('#funnel-bars g[data-state="under_review"] .count')).to_have_text(str(under_review_before + 1), timeout=5_000)
         review_row = page.locator(f'#reviews tr[data-request-id="{request_id}"]')
         await expect(review_row).to_have_count(1, timeout=10_000)
+        await expect(review_row.locator("td").nth(3)).to_have_text("unbind")
         await expect(page.locator("#review-count")).to_have_text("1")
         await review_row.locator("input.note").fill("called the customer back")
         await review_row.locator("input.customer-message").fill("谢谢您的耐心，请完成验证。")
@@ -114,6 +115,7 @@ async def test_the_ops_page_follows_an_unbind_live_and_decides_its_review(browse
         await pass_verification(stack, customer, request_id, body["verification"]["id"], device)
         await expect(page.locator(f'#feed-list li[data-request-id="{request_id}"][data-type="UnbindCompleted"]')).to_have_count(1, timeout=10_000)
         await expect(page.locator('#funnel-bars g[data-state="completed"] .count')).to_have_text("1", timeout=5_000)
+        await expect(page.locator('#by-kind tr[data-kind="unbind"] td').nth(2)).to_have_text("1")  # asks to unbind: completed
         await expect(page.locator("#latency-table tbody tr").last).not_to_contain_text("–", timeout=5_000)
 
         ARTIFACTS.mkdir(parents=True, exist_ok=True)

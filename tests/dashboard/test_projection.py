@@ -4,7 +4,7 @@ buckets, stuck requests, dead letters, idempotent replays and masked feed lines.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -15,8 +15,11 @@ from services.dashboard.stream import LiveHub, StreamReader
 from shared.bus import InMemoryBus
 from shared.cloudevents import Envelope
 from shared.events import (
+    AutoDebitPaused,
+    AutoDebitResumed,
     DeviceEnrolled,
     DeviceRevoked,
+    RepaymentAccountSwitched,
     ReviewDecided,
     RiskAssessed,
     RiskLevel,
@@ -98,10 +101,45 @@ async def test_a_completed_flow_moves_the_funnel_and_times_each_stage() -> None:
         assert seconds <= latency[stage]["p50"] <= seconds * 1.16, (stage, latency[stage])
         assert latency[stage]["p50"] == latency[stage]["p99"]
     assert overview["funnel"]["per_hour"] == [
-        {"hour": "2026-11-28T09:00:00+00:00", "requested": 1, "assessed": 1, "verification_issued": 1, "verified": 1, "completed": 1, "rejected": 0, "cancelled": 0, "expired": 0}
+        {
+            "hour": "2026-11-28T09:00:00+00:00",
+            **{"requested": 1, "assessed": 1, "verification_issued": 1, "verified": 1, "completed": 1, "rejected": 0, "cancelled": 0, "expired": 0},
+            **{"paused": 0, "switched": 0, "resumed": 0},
+        }
     ]
     assert sum(overview["series"]["events"]) == 5 and sum(overview["series"]["completed"]) == 1 and sum(overview["series"]["requested"]) == 1
     assert overview["stuck"]["count"] == 0
+
+
+async def test_a_pause_and_a_switch_pass_the_same_stages_and_are_counted_by_kind() -> None:
+    reader, hub = make_reader()
+    pause, switch, unbind = Flow(reader), Flow(reader), Flow(reader)
+    await pause.emit(UnbindRequested, 0, kind="pause", pause_months=2, reason="fund_planning", impact_hash="h")
+    await switch.emit(UnbindRequested, 0, kind="switch", new_lender="harbour_bank", new_account_last4="4821", reason="lender_change", impact_hash="h")
+    await unbind.requested(0)
+    for flow in (pause, switch):
+        await flow.assessed(0.2)
+        await flow.issued(0.3)
+        await flow.verified(5)
+    await pause.emit(AutoDebitPaused, 5.1, mandate_id="m-1", months=2, resumes_on=date(2027, 1, 28))
+    await switch.emit(RepaymentAccountSwitched, 5.2, previous_account_last4="1234", account_last4="4821", lender="harbour_bank", mandates_cancelled=1)
+
+    overview = hub.overview()
+    by_kind = {kind: {state: count for state, count in states.items() if count} for kind, states in overview["funnel"]["by_kind"].items()}
+    assert by_kind == {"unbind": {"pending_risk": 1}, "pause": {"completed": 1}, "switch": {"completed": 1}}
+    assert overview["funnel"]["now"]["completed"] == 2 and overview["latency"]["windows"]["5m"]["verified→completed"]["count"] == 2
+    [hour] = overview["funnel"]["per_hour"]
+    assert (hour["completed"], hour["paused"], hour["switched"], hour["resumed"]) == (2, 1, 1, 0)
+    assert reader.projection.recent_feed(limit=1)[0]["summary"] == "account ···· 1234 -> ···· 4821 at harbour_bank · 1 mandate(s) cancelled · the new one awaits the lender"
+
+    # Months later the pause runs out: counted, and the request stays completed.
+    await pause.emit(AutoDebitResumed, 3600 * 0.5, mandate_id="m-1")
+    overview = hub.overview()
+    assert overview["funnel"]["per_hour"][0]["resumed"] == 1 and overview["funnel"]["by_kind"]["pause"]["completed"] == 1
+    assert sum(overview["funnel"]["now"].values()) == 3 and overview["stuck"]["count"] == 0
+    # One whose request the dashboard never saw (the stream starts later) brings no request to life.
+    await Flow(reader).emit(AutoDebitResumed, 3600 * 0.6, mandate_id="m-2")
+    assert sum(hub.overview()["funnel"]["now"].values()) == 3 and hub.overview()["funnel"]["per_hour"][0]["resumed"] == 2
 
 
 async def test_percentiles_over_many_requests_and_the_five_minute_window() -> None:

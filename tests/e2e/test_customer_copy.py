@@ -20,7 +20,7 @@ import pytest
 from pypdf import PdfReader
 
 from services.binding import texts as binding_texts
-from services.binding.service import FOLLOW_UP_AFTER_UNBIND
+from services.binding.service import FOLLOW_UP_AFTER_PAUSE, FOLLOW_UP_AFTER_SWITCH, FOLLOW_UP_AFTER_UNBIND
 from services.notification.templates import PROBLEM_TEXTS as NOTIFICATION_TEXTS
 from services.verification import texts as verification_texts
 from services.verification.device_simulator import DeviceSimulator
@@ -209,6 +209,78 @@ async def test_a_customer_reads_every_path_in_their_language(kafka_topics: BusTo
         assert any(DEVICE_NAMES[locale] in text and ("验证码为" in text or "verification code is" in text) for text in sms), "the enrolment code names the device"
 
 
+async def ask_for(stack: Stack, customer: Customer, kind: str, body: dict[str, Any]) -> str:
+    """A pause or a switch request, through its code to completion; returns its id."""
+    sent_before = len(stack.codes(customer.phone))
+    headers = {**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
+    response = await stack.client("binding").post(f"/v1/bindings/{customer.binding_id}/{kind}-requests", json=body, headers=headers)
+    assert response.status_code == 202, response.text
+    view = await stack.wait_for_request(response.json()["id"], customer.user_id, lambda view: view["verification"] is not None)
+    await eventually(lambda: len(stack.codes(customer.phone)) > sent_before, 15, "no code was sent")
+    await pass_verification(stack, customer, view["id"], view["verification"]["id"])
+    await stack.wait_for_request(view["id"], customer.user_id, lambda view: view["status"] == "completed")
+    return view["id"]
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+async def test_a_customer_reads_a_pause_and_a_switch_in_their_language(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path, locale: str) -> None:
+    async with running_stack(kafka_topics, database_urls, tmp_path) as stack:
+        customer, other = await customer_with_binding(stack), await customer_with_binding(stack)
+        if locale == "en":
+            saved = await stack.client("notification").put("/v1/preferences", json={"locale": "en"}, headers=auth(customer.user_id))
+            assert saved.status_code == 200, saved.text
+            await eventually(lambda: _answers_in_english(stack, customer), 30, "binding never learnt the saved locale")
+        headers = auth(customer.user_id)
+        impact = (await stack.client("binding").get(f"/v1/bindings/{customer.binding_id}/impact", headers=headers)).json()
+        for alternative in impact["alternatives"]:
+            for text in (alternative["title"], alternative["summary"], *alternative["keeps"], *alternative["loses"]):
+                assert_customer_copy(text, locale, where=f"alternative {alternative['kind']}")
+
+        paused = await ask_for(stack, customer, "pause", {"months": 2})
+        pause_url, switch_url = (f"/v1/bindings/{customer.binding_id}/{kind}-requests" for kind in ("pause", "switch"))
+        same = {"lender": "Example Bank", "account_number": customer.account_number}
+
+        async def refused(url: str, body: dict[str, Any], status: int, code: str) -> dict[str, Any]:
+            return assert_problem(await stack.client("binding").post(url, json=body, headers={**headers, "Idempotency-Key": idempotency_key()}), status, code)
+
+        answers = [
+            await refused(pause_url, {"months": 1}, 409, "auto-debit-paused"),
+            await refused(switch_url, same, 422, "same-account"),
+            await refused(switch_url, {**same, "account_number": other.account_number}, 409, "already-bound"),
+        ]
+        new_number = card_number()
+        switched = await ask_for(stack, customer, "switch", {"lender": "Harbour Bank", "account_number": new_number})
+        quiet = await customer_with_binding(stack, auto_debit=False, locale=locale)
+        keyed = {**auth(quiet.user_id), "Accept-Language": locale, "Idempotency-Key": idempotency_key()}
+        unpaused = await stack.client("binding").post(f"/v1/bindings/{quiet.binding_id}/pause-requests", json={"months": 1}, headers=keyed)
+        answers.append(assert_problem(unpaused, 409, "no-auto-debit"))
+        for problem in answers:
+            assert_customer_copy(problem["detail"], locale, where=f"problem {problem['type']}")
+
+        for request_id, follow_up in ((paused, ["repay_during_pause"]), (switched, ["until_new_auto_debit"])):
+            view = await stack.request_status(request_id, customer.user_id)
+            check_request_view(view, locale)
+            assert [item["code"] for item in view["follow_up"]] == follow_up
+            for entry in (await stack.client("binding").get(f"/v1/unbind-requests/{request_id}/audit", headers=auth(customer.user_id))).json():
+                assert_customer_copy(entry["reason"], locale, where=f"audit {entry['action']}")
+
+        inbox = await eventually(lambda: _inbox_with(stack, customer, "mandate_requested"), 30, "the new mandate's notice never reached the inbox")
+        assert {message["kind"] for message in inbox} >= {"unbind_requested", "verification_requested", "verified", "auto_debit_paused", "repayment_account_switched"}
+        old = ACCOUNT[locale].format(last4=customer.account_number[-4:])
+        new = ACCOUNT[locale].replace("示例银行", "海港银行").replace("Example Bank", "Harbour Bank").format(last4=new_number[-4:])
+        for message in inbox:
+            for text in (message["title"], message["body"]):
+                assert_customer_copy(text, locale, where=f"inbox {message['kind']}")
+                assert "解绑" not in text and "unbind" not in text.lower(), f"{message['kind']} speaks of unbinding: {text}"
+            named = new if message["kind"] == "mandate_requested" else old
+            assert named in message["body"], f"{message['kind']} does not name {named!r}: {message['body']}"
+        sms = [message["text"] for message in stack.sms_messages() if message["to"] == customer.phone]
+        for text in sms:
+            assert text.startswith(SIGNATURE), f"unsigned SMS: {text}"
+            assert_customer_copy(text.removeprefix(SIGNATURE), locale, where="SMS")
+            assert "解绑" not in text and "unbind" not in text.lower().removeprefix(SIGNATURE.lower()), text
+
+
 async def check_report(stack: Stack, customer: Customer, locale: str) -> None:
     """The account report as a PDF, in the customer's language; its reference numbers aside."""
     url, headers = f"/v1/bindings/{customer.binding_id}/report", auth(customer.user_id)
@@ -298,13 +370,17 @@ def test_every_step_of_a_request_has_words_in_its_timeline() -> None:
     assert {"UnbindRequested", "UnbindCompleted", "UnbindExpired"} <= actions
     keys = {f"timeline.{action}" for action in actions - {"RiskAssessed"}} | {"timeline.RiskAssessed.pending_verification", "timeline.RiskAssessed.under_review"}
     assert not sorted(keys - set(binding_texts.TEXTS.keys()))
-    assert {f"follow_up.{code}.title" for code in FOLLOW_UP_AFTER_UNBIND} <= set(binding_texts.TEXTS.keys())
+    follow_ups = FOLLOW_UP_AFTER_UNBIND + FOLLOW_UP_AFTER_PAUSE + FOLLOW_UP_AFTER_SWITCH
+    assert {f"follow_up.{code}.title" for code in follow_ups} <= set(binding_texts.TEXTS.keys())
 
 
 def sample_values(locale: str) -> dict[str, object]:
     amount = money(6500, locale)
-    due_date = binding_texts.day(date(2026, 12, 3), locale)
-    return {"attempts_remaining": 3, "retry_after": 30, "amount_due": amount, "amount": amount, "due_date": due_date, "value": 10, "reason": denial_reason("other", locale)}
+    day = binding_texts.day(date(2026, 12, 3), locale)
+    return {
+        **{"attempts_remaining": 3, "retry_after": 30, "amount_due": amount, "amount": amount, "due_date": day, "value": 10, "reason": denial_reason("other", locale)},
+        **{"resumes_on": day, "last4": "4821"},
+    }
 
 
 @pytest.mark.parametrize("locale", LOCALES)

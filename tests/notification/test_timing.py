@@ -136,7 +136,9 @@ async def handled(stack: Stack, count: int) -> None:
 
 
 def test_what_can_wait_is_neither_security_nor_about_an_open_request() -> None:
-    assert {kind for kind, spec in KINDS.items() if spec.can_wait} == {"binding_created", "mandate_confirmed", "unbind_cancelled", "unbind_expired", "follow_up_reminder"}
+    # A paused auto-debit resuming comes months after its request ended.
+    can_wait = {"binding_created", "mandate_confirmed", "unbind_cancelled", "unbind_expired", "follow_up_reminder", "auto_debit_resumed"}
+    assert {kind for kind, spec in KINDS.items() if spec.can_wait} == can_wait
     stages = {"verification_requested", "verified", "review_approved", "unbind_appealed", "unbind_under_review", "mandate_requested", "mandate_refused"}
     stages |= {"dispute_received", "dispute_closed"}
     assert STAGE_KINDS == stages

@@ -104,6 +104,8 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ("binding", "GET /v1/bindings/{binding_id}/impact"): OWN_OR_OPS,
     ("binding", "GET /v1/bindings/{binding_id}/report"): OWN_OR_OPS,
     ("binding", "POST /v1/bindings/{binding_id}/unbind-requests"): (401, 404, 409, 403, 403),  # one is open already
+    ("binding", "POST /v1/bindings/{binding_id}/pause-requests"): (401, 404, 409, 403, 403),  # the same open one stops them
+    ("binding", "POST /v1/bindings/{binding_id}/switch-requests"): (401, 404, 409, 403, 403),
     ("binding", "GET /v1/unbind-requests/{request_id}"): OWN_OR_OPS,
     ("binding", "POST /v1/unbind-requests/{request_id}/cancel"): OWN,
     ("binding", "POST /v1/unbind-requests/{request_id}/appeal"): (401, 404, 409, 403, 403),  # cancelled, not rejected
@@ -150,6 +152,11 @@ REQUESTS: dict[str, Request] = {
     "POST /v1/lenders/callbacks": lambda *_: {"json": {"callback_id": f"cb-{uuid.uuid4()}", "mandate_id": "m-1", "decision": "confirmed"}},
     "POST /v1/bindings/{binding_id}/repayments": lambda *_: {"json": {"amount": 6500}, "headers": {"Idempotency-Key": idempotency_key()}},
     "POST /v1/bindings/{binding_id}/unbind-requests": lambda *_: {"json": unbind_body(), "headers": {"Idempotency-Key": idempotency_key()}},
+    "POST /v1/bindings/{binding_id}/pause-requests": lambda *_: {"json": {"months": 2}, "headers": {"Idempotency-Key": idempotency_key()}},
+    "POST /v1/bindings/{binding_id}/switch-requests": lambda *_: {
+        "json": {"lender": "Harbour Bank", "account_number": card_number()},
+        "headers": {"Idempotency-Key": idempotency_key()},
+    },
     "POST /v1/unbind-requests/{request_id}/appeal": lambda *_: {"json": {"message": "Please look again."}},
     "POST /v1/unbind-requests/{request_id}/dispute": lambda *_: {"json": {"reason": "not_requested_by_me"}},
     "PUT /internal/v1/review-messages/{review_id}": lambda world, _: {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
@@ -12,6 +12,8 @@ import pytest
 from shared.cloudevents import Envelope, MalformedEvent, header_map
 from shared.events import (
     EVENT_TYPES,
+    AutoDebitPaused,
+    AutoDebitResumed,
     BindingCreated,
     BindingEvent,
     BindingRequested,
@@ -24,6 +26,7 @@ from shared.events import (
     MandateRefused,
     MandateRequested,
     PreferencesChanged,
+    RepaymentAccountSwitched,
     ReviewDecided,
     RiskAssessed,
     RiskReason,
@@ -70,6 +73,9 @@ SAMPLES = [
     Verified(**COMMON, verification_id="v-1", methods=["otp"]),
     VerificationFailed(**COMMON, verification_id="v-1", reason="too_many_attempts"),
     UnbindCompleted(**COMMON, mandates_cancelled=1, credit_limit_before=30000, credit_limit_after=20000, follow_up=["check_mortgage_repayment_status"]),
+    AutoDebitPaused(**COMMON, mandate_id="m-1", months=2, resumes_on=date(2027, 1, 28)),
+    AutoDebitResumed(**COMMON, mandate_id="m-1"),
+    RepaymentAccountSwitched(**COMMON, previous_account_last4="4821", account_last4="7733", lender="harbour_bank", mandates_cancelled=1),
     UnbindRejected(**COMMON, reason="risk_denied"),
     UnbindCancelled(**COMMON),
     UnbindDisputed(**COMMON, reason="not_requested_by_me"),
@@ -87,6 +93,8 @@ def test_every_event_type_has_a_sample_and_a_docstring() -> None:
 ADDED_TO_THE_CONTRACT = {"BindingCreated", "UnbindAppealed", "BiometricCounterRegressed", "DeviceEnrolled", "DeviceRevoked", "PreferencesChanged", "UnbindDisputed"}
 # Binding takes a code and the lender's confirmation (issue 16).
 ADDED_TO_THE_CONTRACT |= {"BindingRequested", "BindingVerified", "BindingVerificationFailed", "MandateRequested", "MandateConfirmed", "MandateRefused"}
+# The gentler alternatives to an unbind: a pause of the auto-debit, a switch of the account (issue 16).
+ADDED_TO_THE_CONTRACT |= {"AutoDebitPaused", "AutoDebitResumed", "RepaymentAccountSwitched"}
 
 
 def test_the_design_contract_and_the_models_agree() -> None:

@@ -18,12 +18,14 @@ async def stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[
         yield running
 
 
-async def issued_verification(stack: Stack, customer: Customer) -> tuple[str, str]:
-    """Request an unbind and wait for its verification and code; returns (request id, verification id)."""
+async def issued_verification(stack: Stack, customer: Customer, kind: str = "unbind", body: dict | None = None) -> tuple[str, str]:
+    """Request an unbind (or, by `kind`, a pause or a switch, with `body`) and wait for its verification
+    and code; returns (request id, verification id)."""
     sent_before = len(stack.codes(customer.phone))
     accepted = await stack.client("binding").post(
-        f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(), headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
+        f"/v1/bindings/{customer.binding_id}/{kind}-requests", json=body or unbind_body(), headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
     )
+    assert accepted.status_code == 202, accepted.text
     request_id = accepted.json()["id"]
     issued = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["verification"] is not None)
     await eventually(lambda: len(stack.codes(customer.phone)) > sent_before, 10, "no code sent")

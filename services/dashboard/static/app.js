@@ -12,6 +12,10 @@ const STATE_ROWS = [
   ["expired", "expired", "s3"],
 ];
 const STAGE_CLASSES = ["s1", "s5", "s6", "s3", "s2"];
+// What a request asks, and how a row of the per-kind table adds up its states.
+const KIND_LABELS = { unbind: "unbind", pause: "pause auto-debit", switch: "switch account" };
+const OPEN_STATES = ["pending_risk", "under_review", "pending_verification"];
+const PER_HOUR_COLUMNS = ["requested", "assessed", "verification_issued", "verified", "completed", "rejected", "cancelled", "expired", "paused", "switched", "resumed"];
 const FEED_LIMIT = 300;
 
 const $ = (selector) => document.querySelector(selector);
@@ -200,13 +204,24 @@ function renderOverview(overview) {
   }
   const now = overview.funnel.now;
   charts.drawBars($("#funnel-bars"), STATE_ROWS.map(([key, label, cls]) => ({ key, label, cls, value: now[key] || 0 })));
+  $("#by-kind tbody").replaceChildren(
+    ...Object.entries(overview.funnel.by_kind).map(([kind, states]) => {
+      const tr = row(
+        cell(KIND_LABELS[kind] || kind),
+        cell(OPEN_STATES.reduce((sum, state) => sum + (states[state] || 0), 0), "num"),
+        ...["completed", "rejected", "cancelled", "expired"].map((state) => cell(states[state], "num")),
+      );
+      tr.dataset.kind = kind;
+      return tr;
+    }),
+  );
 
   const perHour = $("#per-hour tbody");
   perHour.replaceChildren(
     ...overview.funnel.per_hour
       .slice()
       .reverse()
-      .map((h) => row(cell(new Date(h.hour).toISOString().slice(0, 13).replace("T", " ") + ":00"), ...["requested", "assessed", "verification_issued", "verified", "completed", "rejected", "cancelled", "expired"].map((k) => cell(h[k], "num")))),
+      .map((h) => row(cell(new Date(h.hour).toISOString().slice(0, 13).replace("T", " ") + ":00"), ...PER_HOUR_COLUMNS.map((k) => cell(h[k], "num")))),
   );
 
   const windows = overview.latency.windows;
@@ -335,6 +350,7 @@ function renderReviews(items) {
         cell(duration(review.waiting_seconds), "num"),
         cell(review.request_id, "mono"),
         cell(review.user_id),
+        cell(KIND_LABELS[review.kind] || review.kind),
         cell(review.origin),
         cell(review.score, "num"),
         noteCell,
