@@ -1,4 +1,8 @@
-"""Bearer JWT authentication with roles (`customer`, `ops`, `service`).
+"""Bearer JWT authentication with roles (`customer`, `ops`, `reviewer`, `rules_admin`, `service`).
+
+Staff roles add up, as in Stripe's dashboard: `ops` reads every case and helps customers,
+`reviewer` decides reviews, `rules_admin` changes the risk rules. A reviewer or rules admin who
+reads the cases holds `ops` too.
 
 Tokens are asymmetric JWTs (EdDSA, or ES256 from an identity provider), checked against the JWKS
 the service trusts (`shared.keys`): the key is chosen by the token's `kid` and used only with its
@@ -25,7 +29,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from shared.keys import KeySet, KeySetUnavailable, SigningKey
 from shared.problems import Problem
 
-ROLES = frozenset({"customer", "ops", "service"})
+ROLES = frozenset({"customer", "ops", "reviewer", "rules_admin", "service"})
 MAX_SUBJECT_LENGTH = 64
 _bearer = HTTPBearer(auto_error=False, description="JWT (EdDSA or ES256) with claims sub, roles, iss, aud, exp")
 
@@ -142,3 +146,5 @@ def require_service(*services: str) -> Callable[..., Principal]:
 
 Customer = Annotated[Principal, Depends(require_role("customer"))]
 Ops = Annotated[Principal, Depends(require_role("ops"))]
+Reviewer = Annotated[Principal, Depends(require_role("reviewer"))]
+RulesAdmin = Annotated[Principal, Depends(require_role("rules_admin"))]

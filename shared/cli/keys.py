@@ -44,6 +44,8 @@ LOGIN_SESSION_TTL_SECONDS = 8 * 3600
 EXTERNAL_CALLERS = ("customer-system",)
 # Default subject of an ops token, so `unbind token --role ops` needs no --user.
 OPS_SUBJECT = "ops-admin"
+# The development operator holds every staff role (shared.auth).
+STAFF_ROLES = ("ops", "reviewer", "rules_admin")
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -168,9 +170,9 @@ def login_links_dir(var_dir: Path) -> Path:
 
 
 def new_login_link(var_dir: Path, dashboard_url: str, *, subject: str) -> str:
-    """A one-time dashboard sign-in link (shared.login_links) opening an ops session."""
-    audience = [audience_of("dashboard"), audience_of("risk")]
-    token = TokenMinter(var_dir).token(subject, ["ops"], ttl_seconds=LOGIN_SESSION_TTL_SECONDS, audience=audience)
+    """A one-time dashboard sign-in link (shared.login_links) opening a staff session: the development
+    operator reads, decides reviews and changes rules; the dashboard forwards the token to each service."""
+    token = TokenMinter(var_dir).token(subject, list(STAFF_ROLES), ttl_seconds=LOGIN_SESSION_TTL_SECONDS, audience=all_audiences())
     code = write_login_link(login_links_dir(var_dir), token, LOGIN_LINK_TTL_SECONDS)
     return f"{dashboard_url.rstrip('/')}/login?code={code}"
 
@@ -201,7 +203,7 @@ class TokenMinter:
 
 def token(var_dir: Path, user: str | None, roles: list[str], ttl_seconds: int | None, audience: list[str] | None = None) -> str:
     """`unbind token`: a development token (see TokenMinter)."""
-    subject = user or (OPS_SUBJECT if "ops" in roles else None)
+    subject = user or (OPS_SUBJECT if set(roles) & set(STAFF_ROLES) else None)
     if not subject:
         raise InfraError("Give --user ID (e.g. --user u-zhangsan); only an ops token has a default subject (ops-admin).")
     if len(subject) > MAX_SUBJECT_LENGTH or not subject.isprintable():

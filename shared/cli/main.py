@@ -3,7 +3,7 @@
     unbind up [--database-url URL] [--no-kafka] [--port-offset N]   start and supervise everything
     unbind down | status                                            stop / inspect it
     unbind migrate [--database-url URL] | seed                      databases only
-    unbind token --user ID [--role customer|ops|service] [--ttl S]  a development JWT
+    unbind token --user ID [--role customer|ops|reviewer|rules_admin|service] [--ttl S]  a development JWT
     unbind login-link                                               a one-time sign-in link to the dashboard
     unbind keys generate --out DIR [--compose]                      a deployment's own keys and secrets
     unbind demo [--step-up|--review] [--approve] [--repay] [--pause] Zhang San's unbind (then a pause), live, on a running `up`
