@@ -23,7 +23,7 @@ from shared.keys import SigningKey, new_kid
 from shared.login_links import write_login_link
 from shared.problems import PROBLEM_JSON
 from tests.dashboard.conftest import running_dashboard
-from tests.factories import customer_with_binding, idempotency_key, unbind_body
+from tests.factories import customer_with_binding, idempotency_key, save_rules, unbind_body
 from tests.keys import token
 from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack, served
 
@@ -88,7 +88,7 @@ async def test_a_flow_reaches_the_feed_and_moves_the_funnel(any_bus: BusTopics, 
 
 async def test_reviews_are_listed_with_their_score_and_decided_through_risk(any_bus: BusTopics, tmp_path: Path) -> None:
     async with running_stack(any_bus, sqlite_urls(tmp_path), tmp_path) as stack, running_dashboard(any_bus, tmp_path, risk_app=stack.apps["risk"]) as (_, dashboard):
-        assert (await stack.client("risk").put("/v1/rules", json=REVIEW_EVERYTHING, headers=OPS)).status_code == 200
+        await save_rules(stack.client("risk"), REVIEW_EVERYTHING["rules"])
         customer, request_id = await request_unbind(stack)
 
         async def listed() -> dict | None:
