@@ -215,8 +215,9 @@ class _Parser:
         return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
 
     def unary(self) -> Condition:
-        if self.keyword("not"):
+        if self.token.kind == "name" and self.token.text == "not":
             self.nest()
+            self.advance()
             condition = Negation(self.unary())
             self.depth -= 1
             return condition
@@ -224,8 +225,8 @@ class _Parser:
 
     def atom(self) -> Condition:
         if self.token.kind == "lparen":
-            self.advance()
             self.nest()
+            self.advance()
             condition = self.expr()
             self.expect("rparen", "`)`")
             self.depth -= 1
