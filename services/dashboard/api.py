@@ -188,7 +188,7 @@ async def rule_versions(session: Ops, deps: Deps) -> dict[str, Any]:
     return (await service.forward_rules(deps, session, "GET", "/v1/rules/versions"))[0]
 
 
-@router.get("/v1/rules/versions/{version}", tags=["rules"], responses={**OPS_ONLY, **problem_responses(404, RISK_DOWN)})
+@router.get("/v1/rules/versions/{version}", tags=["rules"], responses={**OPS_ONLY, **problem_responses(404, 422, RISK_DOWN)})
 async def rule_version(version: RuleVersion, session: Ops, deps: Deps) -> dict[str, Any]:
     return (await service.forward_rules(deps, session, "GET", f"/v1/rules/versions/{version}"))[0]
 
