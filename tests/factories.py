@@ -179,6 +179,20 @@ async def mandate_of(stack: Stack, user_id: str, binding_id: str) -> dict[str, A
     return report.json()["mandates"][-1]
 
 
+# Who changes the risk rules in tests: a rules admin (who reads the cases too).
+RULES_ADMIN = auth("rules-admin-1", "ops", "rules_admin")
+
+
+async def save_rules(risk: Any, rules: list[dict[str, Any]], *, comment: str | None = None) -> dict[str, Any]:
+    """Save a rule set through risk's (or the dashboard's) client `risk`, as a rules admin, on top of
+    the version in force (its ETag as If-Match); returns the version in force after."""
+    etag = (await risk.get("/v1/rules", headers=RULES_ADMIN)).headers["ETag"]
+    body: dict[str, Any] = {"rules": rules} | ({"comment": comment} if comment else {})
+    response = await risk.put("/v1/rules", json=body, headers={**RULES_ADMIN, "If-Match": etag})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def card_number() -> str:
     """A fresh, valid (Luhn) 16-digit card number."""
     return with_check_digit(f"62220{uuid.uuid4().int % 10**10:010d}")

@@ -9,7 +9,7 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 
 from services.dashboard import service
@@ -154,3 +154,55 @@ async def reviews(session: Ops, deps: Deps) -> dict[str, Any]:
 async def decide(review_id: ReviewId, body: ReviewDecisionIn, session: Ops, deps: Deps) -> dict[str, Any]:
     """Approve or deny a review, as the signed-in ops user, through the risk service."""
     return await service.decide_review(deps, session, review_id, body)
+
+
+# --- rules: forwarded to risk as the signed-in user, who needs rules_admin there to change them ---
+
+RuleVersion = Annotated[int, Path(ge=0, le=2**31 - 1, description="0: the built-in defaults")]
+IfMatch = Annotated[str | None, Header(description="The ETag of the rules in force the change was made from")]
+JsonObject = Annotated[dict[str, Any], Body()]
+RULES_CHANGE = {**OPS_ONLY, **problem_responses(400, (412, "The rules changed since they were read"), 422, (428, "No `If-Match`"), RISK_DOWN)}
+
+
+def _with_etag(response: Response, forwarded: tuple[dict[str, Any], str | None]) -> dict[str, Any]:
+    body, etag = forwarded
+    if etag:
+        response.headers["ETag"] = etag
+    return body
+
+
+@router.get("/v1/rules", tags=["rules"], responses={**OPS_ONLY, **problem_responses(RISK_DOWN)})
+async def rules(session: Ops, deps: Deps, response: Response) -> dict[str, Any]:
+    """The rules in force (risk's answer and ETag)."""
+    return _with_etag(response, await service.forward_rules(deps, session, "GET", "/v1/rules"))
+
+
+@router.put("/v1/rules", tags=["rules"], responses=RULES_CHANGE)
+async def save_rules(body: JsonObject, session: Ops, deps: Deps, response: Response, if_match: IfMatch = None) -> dict[str, Any]:
+    """Save a rule set through risk (`If-Match` required there)."""
+    return _with_etag(response, await service.forward_rules(deps, session, "PUT", "/v1/rules", if_match=if_match, json=body))
+
+
+@router.get("/v1/rules/versions", tags=["rules"], responses={**OPS_ONLY, **problem_responses(RISK_DOWN)})
+async def rule_versions(session: Ops, deps: Deps) -> dict[str, Any]:
+    return (await service.forward_rules(deps, session, "GET", "/v1/rules/versions"))[0]
+
+
+@router.get("/v1/rules/versions/{version}", tags=["rules"], responses={**OPS_ONLY, **problem_responses(404, 422, RISK_DOWN)})
+async def rule_version(version: RuleVersion, session: Ops, deps: Deps) -> dict[str, Any]:
+    return (await service.forward_rules(deps, session, "GET", f"/v1/rules/versions/{version}"))[0]
+
+
+@router.post("/v1/rules/versions/{version}/restore", tags=["rules"], responses={**RULES_CHANGE, **problem_responses(404)})
+async def restore_rules(
+    version: RuleVersion, session: Ops, deps: Deps, response: Response, if_match: IfMatch = None, body: Annotated[dict[str, Any] | None, Body()] = None
+) -> dict[str, Any]:
+    """Roll back to a version through risk (a new version holding its rules)."""
+    path = f"/v1/rules/versions/{version}/restore"
+    return _with_etag(response, await service.forward_rules(deps, session, "POST", path, if_match=if_match, json=body))
+
+
+@router.post("/v1/rules/simulate", tags=["rules"], responses={**OPS_ONLY, **problem_responses(400, 422, RISK_DOWN)})
+async def simulate_rules(body: JsonObject, session: Ops, deps: Deps) -> dict[str, Any]:
+    """Dry run of a candidate rule set over recent assessments, by risk."""
+    return (await service.forward_rules(deps, session, "POST", "/v1/rules/simulate", json=body))[0]

@@ -20,6 +20,8 @@ from shared.login_links import claim_login_link
 from shared.problems import Problem
 
 log = logging.getLogger(__name__)
+# A problem's own members (and Problem's parameters); any other field of risk's problem is passed on.
+_PROBLEM_FIELDS = frozenset({"type", "title", "status", "detail", "instance", "code", "headers", "words"})
 
 
 @dataclass
@@ -62,8 +64,20 @@ async def decide_review(deps: DashboardDeps, session: OpsSession, review_id: str
     return await _call_risk(deps, session, "POST", f"/v1/reviews/{review_id}/decision", json=body.model_dump(mode="json", exclude_none=True))
 
 
+async def forward_rules(
+    deps: DashboardDeps, session: OpsSession, method: str, path: str, *, if_match: str | None = None, json: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], str | None]:
+    """A rules call of risk's, as the signed-in user: `If-Match` passed on, risk's answer and its `ETag` back."""
+    response = await _risk_response(deps, session, method, path, headers={"If-Match": if_match} if if_match is not None else {}, json=json)
+    return response.json(), response.headers.get("ETag")
+
+
 async def _call_risk(deps: DashboardDeps, session: OpsSession, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {session.token}"}
+    return (await _risk_response(deps, session, method, path, **kwargs)).json()
+
+
+async def _risk_response(deps: DashboardDeps, session: OpsSession, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+    headers = {**(headers or {}), "Authorization": f"Bearer {session.token}"}
     if cid := correlation_id.get():
         headers["X-Request-ID"] = cid
     try:
@@ -76,8 +90,12 @@ async def _call_risk(deps: DashboardDeps, session: OpsSession, method: str, path
     if response.status_code >= 400:
         # Risk's own problem (404 unknown review, 409 already decided...), passed on as it is.
         body = _json_or_empty(response)
-        raise Problem(response.status_code, str(body.get("type", "")).rsplit("/", 1)[-1] or "risk-refused", body.get("title", "Refused by the risk service"), body.get("detail"))
-    return response.json()
+        # Its fields too (the version in force of a 412, the invalid fields of a 422...).
+        extra = {key: value for key, value in body.items() if key not in _PROBLEM_FIELDS}
+        code = str(body.get("type", "")).rsplit("/", 1)[-1] or "risk-refused"
+        headers = {"ETag": etag} if (etag := response.headers.get("ETag")) else None
+        raise Problem(response.status_code, code, body.get("title", "Refused by the risk service"), body.get("detail"), headers=headers, **extra)
+    return response
 
 
 def _json_or_empty(response: httpx.Response) -> dict[str, Any]:

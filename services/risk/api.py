@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
 
 from services.risk import service
 from services.risk.models import ReviewStatus
-from services.risk.schemas import AssessmentOut, FlagList, ProfileIn, ReviewDecisionIn, ReviewList, ReviewOut, RuleSetOut, RulesIn
+from services.risk.schemas import (
+    AssessmentOut,
+    FlagList,
+    ProfileIn,
+    RestoreIn,
+    ReviewDecisionIn,
+    ReviewList,
+    ReviewOut,
+    RuleSetOut,
+    RulesIn,
+    RuleVersionList,
+    SimulationIn,
+    SimulationOut,
+)
 from services.risk.service import RiskDeps
 from shared.app import RequestUnitOfWork, Runtime
 from shared.auth import Ops, Principal, Reviewer, RulesAdmin, require_service
@@ -34,15 +47,59 @@ async def get_assessment(request_id: Id, principal: Ops, uow: RequestUnitOfWork)
     return await service.get_assessment(uow, request_id)
 
 
+Version = Annotated[int, Path(ge=0, le=2**31 - 1, description="0: the built-in defaults")]
+IfMatch = Annotated[str | None, Header(description='The ETag of the rules in force the change was made from (`"rules-v<version>"`)')]
+PRECONDITIONS = problem_responses((412, "The rules changed since they were read (`If-Match` is not the current ETag)"), (428, "No `If-Match`"))
+
+
 @router.get("/v1/rules", tags=["rules"])
-async def get_rules(principal: Ops, uow: RequestUnitOfWork) -> RuleSetOut:
-    return await service.get_rules(uow)
+async def get_rules(principal: Ops, uow: RequestUnitOfWork, response: Response) -> RuleSetOut:
+    """The rules in force, with their version as the `ETag` a change sends back as `If-Match`."""
+    rules = await service.get_rules(uow)
+    response.headers["ETag"] = service.rules_etag(rules.version)
+    return rules
 
 
-@router.put("/v1/rules", tags=["rules"], responses=problem_responses(400, (422, "A bad rule: the whole set is refused, the old one stays")))
-async def put_rules(body: RulesIn, principal: RulesAdmin, uow: RequestUnitOfWork) -> RuleSetOut:
-    """Replace the rule set with a new version, in force at once, without a deploy."""
-    return await service.replace_rules(uow, principal, body.rules)
+@router.put(
+    "/v1/rules",
+    tags=["rules"],
+    responses={**PRECONDITIONS, **problem_responses(400, (422, "A bad rule: the whole set is refused, the old one stays"))},
+)
+async def put_rules(body: RulesIn, principal: RulesAdmin, uow: RequestUnitOfWork, response: Response, if_match: IfMatch = None) -> RuleSetOut:
+    """Replace the rule set with a new version, in force at once, without a deploy. The same set as
+    the one in force adds no version."""
+    rules = await service.replace_rules(uow, principal, body.rules, if_match=if_match, comment=body.comment)
+    response.headers["ETag"] = service.rules_etag(rules.version)
+    return rules
+
+
+@router.get("/v1/rules/versions", tags=["rules"])
+async def list_rule_versions(principal: Ops, uow: RequestUnitOfWork) -> RuleVersionList:
+    """Every saved version, newest first: who saved it, when, why, and what it restored."""
+    return await service.list_rule_versions(uow)
+
+
+@router.get("/v1/rules/versions/{version}", tags=["rules"], responses=problem_responses(404))
+async def get_rule_version(version: Version, principal: Ops, uow: RequestUnitOfWork) -> RuleSetOut:
+    return await service.get_rule_version(uow, version)
+
+
+@router.post("/v1/rules/versions/{version}/restore", tags=["rules"], responses={**PRECONDITIONS, **problem_responses(400, 404)})
+async def restore_rule_version(
+    version: Version, principal: RulesAdmin, uow: RequestUnitOfWork, response: Response, if_match: IfMatch = None, body: Annotated[RestoreIn | None, Body()] = None
+) -> RuleSetOut:
+    """Roll back to a version: its rules become a new version (nothing is rewritten). Restoring the
+    set in force adds no version."""
+    rules = await service.restore_rules(uow, principal, version, if_match=if_match, comment=body.comment if body else None)
+    response.headers["ETag"] = service.rules_etag(rules.version)
+    return rules
+
+
+@router.post("/v1/rules/simulate", tags=["rules"], responses=problem_responses(400, (422, "A bad rule, or a window longer than the setting allows")))
+async def simulate_rules(body: SimulationIn, principal: Ops, uow: RequestUnitOfWork, deps: Deps) -> SimulationOut:
+    """Dry run: what a candidate set would have decided over the last `days` days of assessments,
+    against what was decided. Nothing is saved."""
+    return await service.simulate_rules(uow, deps, body)
 
 
 @router.get("/v1/reviews", tags=["reviews"])

@@ -18,6 +18,8 @@ class RiskSettings(ServiceSettings):
     threshold_step_up: int = Field(40, ge=1, le=100)
     threshold_review: int = Field(65, ge=1, le=100)
     threshold_deny: int = Field(85, ge=1, le=100)
+    # The longest window a dry run of a rule set replays (`POST /v1/rules/simulate`).
+    rules_simulation_max_days: int = Field(30, ge=1, le=366)
 
     @model_validator(mode="after")
     def _ordered_thresholds(self) -> RiskSettings:

@@ -87,6 +87,8 @@ class Review(Base):
 
 class Assessment(Base):
     __tablename__ = "assessments"
+    # The dry run of a rule set replays the assessments of the last days.
+    __table_args__ = (Index("ix_assessments_created_at", "created_at"),)
 
     request_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     binding_id: Mapped[str] = mapped_column(String(64))
@@ -95,10 +97,15 @@ class Assessment(Base):
     score: Mapped[int] = mapped_column(Integer)
     level: Mapped[str] = mapped_column(String(16))
     decision: Mapped[str] = mapped_column(String(16))
+    # What the rules or thresholds decided, before a deny is sent to review: what a dry run compares with.
+    machine_decision: Mapped[str] = mapped_column(String(16))
     reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     required_methods: Mapped[list[str]] = mapped_column(JSON)
     rules_version: Mapped[int] = mapped_column(Integer, default=0)
     matched_rule: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # Facts of the request that rules may name besides the signals (NULL: none, or assessed before 0007).
+    device_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    client_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -111,6 +118,9 @@ class RuleSet(Base):
     rules: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Why it was saved (the author's words), and the version it restores, if a rollback.
+    comment: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    restored_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class CustomerProfile(Base):

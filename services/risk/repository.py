@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, Row, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.risk.models import AccountFlag, Assessment, CustomerProfile, ObservedEvent, Review, ReviewStatus, RuleSet
@@ -52,6 +52,26 @@ async def list_reviews(session: AsyncSession, status: str | None, limit: int) ->
 
 async def latest_rule_set(session: AsyncSession) -> RuleSet | None:
     return await session.scalar(select(RuleSet).order_by(RuleSet.version.desc()).limit(1))
+
+
+async def get_rule_set(session: AsyncSession, version: int) -> RuleSet | None:
+    return await session.get(RuleSet, version)
+
+
+async def list_rule_sets(session: AsyncSession, limit: int) -> Sequence[RuleSet]:
+    return (await session.scalars(select(RuleSet).order_by(RuleSet.version.desc()).limit(limit))).all()
+
+
+async def assessments_since(session: AsyncSession, since: datetime) -> AsyncIterator[Row]:
+    """What a dry run replays of each assessment made since `since`, newest first, streamed."""
+    query = (
+        select(Assessment.request_id, Assessment.user_id, Assessment.score, Assessment.signals, Assessment.device_id, Assessment.client_ip, Assessment.machine_decision)
+        .where(Assessment.created_at >= since)
+        .order_by(Assessment.created_at.desc(), Assessment.request_id.desc())
+        .execution_options(yield_per=500)
+    )
+    async for row in await session.stream(query):
+        yield row
 
 
 async def active_flag(session: AsyncSession, user_id: str) -> AccountFlag | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -19,10 +19,13 @@ class AssessmentOut(BaseModel):
     score: int
     level: str
     decision: str
+    machine_decision: str = Field(description="What the rules or thresholds decided, before a deny was sent to review")
     reasons: list[RiskReason]
     required_methods: list[str]
     rules_version: int
     matched_rule: str | None
+    device_id: str | None
+    client_ip: str | None
     created_at: datetime
 
 
@@ -62,14 +65,78 @@ class RuleSetOut(BaseModel):
     rules: list[dict[str, Any]]
     created_by: str
     created_at: datetime | None
+    comment: str | None = Field(None, description="Why it was saved, in its author's words")
+    restored_from: int | None = Field(None, description="The version a rollback restored")
+
+
+RuleList = Annotated[
+    list[dict[str, Any]],
+    Field(
+        max_length=100,
+        description='Each {"name"?, "action": step_up|allow|deny|review, "if": "<condition>"} (README "Risk rules": and, or, not, (), in lists)',
+    ),
+]
 
 
 class RulesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    rules: list[dict[str, Any]] = Field(
-        max_length=100, description='Each {"name"?, "action": step_up|allow|deny|review, "if": "<signal> <op> <value> [and ...]"}'
-    )
+    rules: RuleList
+    comment: FreeText | None = Field(None, max_length=200, description="Why: kept with the version")
+
+
+class RestoreIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: FreeText | None = Field(None, max_length=200)
+
+
+class RuleVersionOut(BaseModel):
+    version: int
+    created_by: str
+    created_at: datetime | None
+    comment: str | None
+    restored_from: int | None
+    rule_count: int
+
+
+class RuleVersionList(BaseModel):
+    items: list[RuleVersionOut] = Field(description="Newest first; version 0 (the built-in defaults) last")
+
+
+class SimulationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rules: RuleList
+    days: int = Field(ge=1, description="Replay the assessments of the last `days` days (at most UNBIND_RULES_SIMULATION_MAX_DAYS)")
+
+
+class Transition(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: str = Field(alias="from")
+    to: str
+    count: int
+
+
+class SimulatedChange(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    request_id: str
+    user_id: str
+    score: int
+    from_: str = Field(alias="from", description="The decision the machine made (a deny sent to review counts as deny)")
+    to: str = Field(description="The decision the candidate set makes")
+    rule: str | None = Field(description="The candidate rule that decided; null: the thresholds")
+
+
+class SimulationOut(BaseModel):
+    days: int
+    assessments: int = Field(description="Assessments replayed")
+    changed: int = Field(description="How many the candidate set decides otherwise")
+    transitions: list[Transition] = Field(description="Changed decisions by (from, to), most frequent first")
+    examples: list[SimulatedChange] = Field(description="Up to 20 changed assessments, newest first")
+    rules_version: int = Field(description="The version in force, the candidate is compared with")
 
 
 class FlagOut(BaseModel):

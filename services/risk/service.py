@@ -3,9 +3,11 @@ the review queue and account anomaly flags.
 
 Every event on the topic is kept as behaviour (`observe`); `UnbindRequested` is scored:
 score = the sum of the weights of the signals present (table `SIGNALS`), capped at 100. Rules
-(`rules.py`) decide first; without a matching rule the thresholds decide: below step_up -> allow
-[otp]; below review -> step_up [otp, biometric]; below deny -> review; else deny. The level
-follows the score: below step_up normal, below review elevated, else highest.
+(`rules.py`) decide first, over the signals, the score and the request's device id and client IP;
+without a matching rule the thresholds decide: below step_up -> allow [otp]; below review -> step_up
+[otp, biometric]; below deny -> review; else deny. The level follows the score: below step_up
+normal, below review elevated, else highest. Rule sets are versions (a save or a rollback adds
+one); a candidate set can be replayed over recent assessments first (a dry run).
 
 No machine says a final no: a deny (score or rule) goes to review like a review does, and only a
 person denies, choosing a reason from a fixed list; an approval asks for both methods. A request
@@ -18,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections import Counter as Tally
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,12 +29,28 @@ from zoneinfo import ZoneInfo
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy.exc import IntegrityError
 
 from services.risk import repository
 from services.risk.config import RiskSettings
 from services.risk.models import AccountFlag, Assessment, CustomerProfile, KnownDevice, ObservedEvent, Review, ReviewStatus, RuleSet
-from services.risk.rules import DEFAULT_RULES, InvalidRule, Rule, first_match, parse_rules
-from services.risk.schemas import AssessmentOut, FlagList, FlagOut, ProfileIn, ReviewDecisionIn, ReviewList, ReviewOut, RuleSetOut
+from services.risk.rules import DEFAULT_RULES, Facts, InvalidRule, Rule, first_match, parse_rules
+from services.risk.schemas import (
+    AssessmentOut,
+    FlagList,
+    FlagOut,
+    ProfileIn,
+    ReviewDecisionIn,
+    ReviewList,
+    ReviewOut,
+    RuleSetOut,
+    RuleVersionList,
+    RuleVersionOut,
+    SimulatedChange,
+    SimulationIn,
+    SimulationOut,
+    Transition,
+)
 from shared.auth import Principal
 from shared.db import utcnow
 from shared.events import (
@@ -157,9 +176,14 @@ def level_of(settings: RiskSettings, total: int) -> RiskLevel:
     return RiskLevel.NORMAL
 
 
-def decide(settings: RiskSettings, total: int, signals: dict[str, int] | None = None, rules: list[Rule] = ()) -> tuple[RiskDecision, RiskLevel, Rule | None]:
-    """Rules first (first match in Radar's order), then the thresholds."""
-    rule = first_match(list(rules), signals or {})
+def rule_facts(signals: Mapping[str, int], device_id: str | None, client_ip: str | None) -> dict[str, int | str]:
+    """What rules may name of an assessment besides its score ("" for a fact the request lacked)."""
+    return {**signals, "device_id": device_id or "", "client_ip": client_ip or ""}
+
+
+def decide(settings: RiskSettings, total: int, facts: Facts | None = None, rules: list[Rule] = ()) -> tuple[RiskDecision, RiskLevel, Rule | None]:
+    """Rules first (first match in Radar's order, over the facts and the score), then the thresholds."""
+    rule = first_match(list(rules), {**(facts or {}), "score": total})
     if rule is not None:
         return RiskDecision(rule.action), level_of(settings, total), rule
     if total >= settings.threshold_deny:
@@ -176,7 +200,7 @@ def decide(settings: RiskSettings, total: int, signals: dict[str, int] | None = 
 async def current_rules(uow: UnitOfWork) -> tuple[int, list[Rule]]:
     latest = await repository.latest_rule_set(uow.session)
     raw = latest.rules if latest else DEFAULT_RULES
-    return (latest.version if latest else 0), parse_rules(raw, set(SIGNALS))
+    return (latest.version if latest else 0), parse_rules(raw, SIGNALS)
 
 
 async def assess(uow: UnitOfWork, deps: RiskDeps, event: UnbindRequested) -> None:
@@ -189,7 +213,8 @@ async def assess(uow: UnitOfWork, deps: RiskDeps, event: UnbindRequested) -> Non
     await _remember_context(uow, event, now, new_device=bool(signals["device_unknown"]))
     total, reasons = score(signals)
     version, rules = await current_rules(uow)
-    decision, level, rule = decide(deps.settings, total, signals, rules)
+    decision, level, rule = decide(deps.settings, total, rule_facts(signals, event.device_id, event.client_ip), rules)
+    machine_decision = decision
     why = f"rule '{rule.name}'" if rule else f"score {total}"
     if decision == RiskDecision.DENY:
         # No machine says a final no: a person decides, and an approval asks for both methods.
@@ -209,10 +234,13 @@ async def assess(uow: UnitOfWork, deps: RiskDeps, event: UnbindRequested) -> Non
             score=total,
             level=level,
             decision=decision,
+            machine_decision=machine_decision,
             reasons=[reason.model_dump() for reason in reasons],
             required_methods=list(methods),
             rules_version=version,
             matched_rule=rule.name if rule else None,
+            device_id=event.device_id,
+            client_ip=event.client_ip,
             created_at=now,
         )
     )
@@ -269,23 +297,132 @@ async def get_assessment(uow: UnitOfWork, request_id: str) -> AssessmentOut:
 # --- rules ---------------------------------------------------------------------------------
 
 
+DEFAULTS_BY = "default"
+# How many versions the history lists (newest first); older ones stay readable one by one.
+VERSIONS_LISTED = 500
+SIMULATION_EXAMPLES = 20
+
+
+def rules_etag(version: int) -> str:
+    return f'"rules-v{version}"'
+
+
+def _defaults() -> RuleSetOut:
+    return RuleSetOut(version=0, rules=DEFAULT_RULES, created_by=DEFAULTS_BY, created_at=None)
+
+
 async def get_rules(uow: UnitOfWork) -> RuleSetOut:
+    """The set in force: the newest version, or the built-in defaults before any was saved."""
     latest = await repository.latest_rule_set(uow.session)
-    if latest is None:
-        return RuleSetOut(version=0, rules=DEFAULT_RULES, created_by="default", created_at=None)
-    return RuleSetOut.model_validate(latest, from_attributes=True)
+    return RuleSetOut.model_validate(latest, from_attributes=True) if latest else _defaults()
 
 
-async def replace_rules(uow: UnitOfWork, principal: Principal, raw: list[dict[str, Any]]) -> RuleSetOut:
-    """Validate the whole set; on success it becomes the next version, in force at once."""
+async def get_rule_version(uow: UnitOfWork, version: int) -> RuleSetOut:
+    if version == 0:
+        return _defaults()
+    rule_set = await repository.get_rule_set(uow.session, version)
+    if rule_set is None:
+        raise not_found(f"Rules version {version}")
+    return RuleSetOut.model_validate(rule_set, from_attributes=True)
+
+
+async def list_rule_versions(uow: UnitOfWork) -> RuleVersionList:
+    versions = [*await repository.list_rule_sets(uow.session, VERSIONS_LISTED), _defaults()]
+    return RuleVersionList(
+        items=[
+            RuleVersionOut(
+                version=item.version,
+                created_by=item.created_by,
+                created_at=item.created_at,
+                comment=item.comment,
+                restored_from=item.restored_from,
+                rule_count=len(item.rules),
+            )
+            for item in versions
+        ]
+    )
+
+
+def _valid(raw: list[dict[str, Any]]) -> list[Rule]:
     try:
-        parse_rules(raw, set(SIGNALS))
+        return parse_rules(raw, SIGNALS)
     except InvalidRule as exc:
         raise Problem(422, "invalid-rules", "Invalid rule set", f"{exc}. The rules in force are unchanged.") from exc
-    latest = await repository.latest_rule_set(uow.session)
-    rule_set = RuleSet(version=(latest.version if latest else 0) + 1, rules=raw, created_by=principal.subject, created_at=utcnow())
+
+
+async def _in_force_for_change(uow: UnitOfWork, if_match: str | None) -> RuleSetOut:
+    """The set in force, which a change must name (`If-Match`), so that no one overwrites a change
+    they never saw."""
+    current = await get_rules(uow)
+    if if_match is None:
+        detail = "Send `If-Match` with the ETag of the rules you changed (GET /v1/rules), so a change made meanwhile is not overwritten."
+        raise Problem(428, "precondition-required", "Precondition required", detail)
+    if rules_etag(current.version) not in (tag.strip() for tag in if_match.split(",")):
+        detail = f"The rules changed since you read them: version {current.version} is in force. Read them again and redo your change on top."
+        raise Problem(412, "rules-changed", "Rules changed", detail, headers={"ETag": rules_etag(current.version)}, current_version=current.version)
+    return current
+
+
+async def _save(
+    uow: UnitOfWork, principal: Principal, current: RuleSetOut, raw: list[dict[str, Any]], *, comment: str | None, restored_from: int | None = None
+) -> RuleSetOut:
+    """The next version after `current`, in force at once; `current` itself when `raw` is its set."""
+    _valid(raw)
+    if raw == current.rules:
+        return current
+    rule_set = RuleSet(version=current.version + 1, rules=raw, created_by=principal.subject, created_at=utcnow(), comment=comment, restored_from=restored_from)
     uow.session.add(rule_set)
+    try:
+        await uow.session.flush()
+    except IntegrityError as exc:  # another change took this version number first
+        detail = "The rules changed while you saved: read them again and redo your change on top."
+        raise Problem(412, "rules-changed", "Rules changed", detail) from exc
     return RuleSetOut.model_validate(rule_set, from_attributes=True)
+
+
+async def replace_rules(uow: UnitOfWork, principal: Principal, raw: list[dict[str, Any]], *, if_match: str | None, comment: str | None = None) -> RuleSetOut:
+    """Validate the whole set; on success it becomes the next version, in force at once."""
+    current = await _in_force_for_change(uow, if_match)
+    return await _save(uow, principal, current, raw, comment=comment)
+
+
+async def restore_rules(uow: UnitOfWork, principal: Principal, version: int, *, if_match: str | None, comment: str | None = None) -> RuleSetOut:
+    """Roll back: a new version holding the rules of `version` (history is never rewritten)."""
+    current = await _in_force_for_change(uow, if_match)
+    source = await get_rule_version(uow, version)
+    return await _save(uow, principal, current, source.rules, comment=comment, restored_from=version)
+
+
+async def simulate_rules(uow: UnitOfWork, deps: RiskDeps, body: SimulationIn) -> SimulationOut:
+    """Replay a candidate set over the assessments of the last days (their stored facts and score,
+    today's thresholds) and compare with what the machine decided then; nothing is written."""
+    longest = deps.settings.rules_simulation_max_days
+    if body.days > longest:
+        raise Problem(422, "window-too-long", "Window too long", f"A dry run replays at most {longest} days.", max_days=longest)
+    candidate = _valid(body.rules)
+    transitions: Tally[tuple[str, str]] = Tally()
+    examples: list[SimulatedChange] = []
+    replayed = 0
+    async for row in repository.assessments_since(uow.session, deps.clock() - timedelta(days=body.days)):
+        replayed += 1
+        decision, _, rule = decide(deps.settings, row.score, rule_facts(row.signals, row.device_id, row.client_ip), candidate)
+        if decision == row.machine_decision:
+            continue
+        transitions[(row.machine_decision, decision.value)] += 1
+        if len(examples) < SIMULATION_EXAMPLES:
+            examples.append(
+                SimulatedChange(
+                    request_id=row.request_id, user_id=row.user_id, score=row.score, from_=row.machine_decision, to=decision.value, rule=rule.name if rule else None
+                )
+            )
+    return SimulationOut(
+        days=body.days,
+        assessments=replayed,
+        changed=transitions.total(),
+        transitions=[Transition(from_=before, to=after, count=count) for (before, after), count in sorted(transitions.items(), key=lambda item: (-item[1], item[0]))],
+        examples=examples,
+        rules_version=(await get_rules(uow)).version,
+    )
 
 
 # --- reviews and flags ---------------------------------------------------------------------

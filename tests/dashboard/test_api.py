@@ -22,8 +22,9 @@ from shared.events import DenialReason
 from shared.keys import SigningKey, new_kid
 from shared.login_links import write_login_link
 from shared.problems import PROBLEM_JSON
+from tests.binding.test_api import assert_problem
 from tests.dashboard.conftest import running_dashboard
-from tests.factories import customer_with_binding, idempotency_key, unbind_body
+from tests.factories import RULES_ADMIN, customer_with_binding, idempotency_key, save_rules, unbind_body
 from tests.keys import token
 from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack, served
 
@@ -88,7 +89,7 @@ async def test_a_flow_reaches_the_feed_and_moves_the_funnel(any_bus: BusTopics, 
 
 async def test_reviews_are_listed_with_their_score_and_decided_through_risk(any_bus: BusTopics, tmp_path: Path) -> None:
     async with running_stack(any_bus, sqlite_urls(tmp_path), tmp_path) as stack, running_dashboard(any_bus, tmp_path, risk_app=stack.apps["risk"]) as (_, dashboard):
-        assert (await stack.client("risk").put("/v1/rules", json=REVIEW_EVERYTHING, headers=OPS)).status_code == 200
+        await save_rules(stack.client("risk"), REVIEW_EVERYTHING["rules"])
         customer, request_id = await request_unbind(stack)
 
         async def listed() -> dict | None:
@@ -111,6 +112,46 @@ async def test_reviews_are_listed_with_their_score_and_decided_through_risk(any_
         assert sorted(body["verification"]["methods"]) == ["biometric", "otp"]
         again = await dashboard.post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny"}, headers=OPS)
         assert again.status_code == 409 and again.headers["content-type"] == PROBLEM_JSON
+
+
+async def test_rules_go_to_risk_as_the_signed_in_user_with_their_etag(tmp_path: Path) -> None:
+    topics = make_bus_topics("memory", None)
+    async with (
+        running_stack(topics, sqlite_urls(tmp_path), tmp_path, services=("risk",)) as stack,
+        running_dashboard(topics, tmp_path, risk_app=stack.apps["risk"]) as (_, dashboard),
+    ):
+        read = await dashboard.get("/v1/rules", headers=OPS)
+        assert (read.status_code, read.json()["version"], read.headers["ETag"]) == (200, 1, '"rules-v1"')
+        strict = {"rules": [{"name": "any repeat", "action": "review", "if": "requests_24h >= 1 or score >= 50"}], "comment": "from the dashboard"}
+
+        async def put(body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+            return await dashboard.put("/v1/rules", json=body, headers=headers)
+
+        # Risk's answers pass through with their status: who may change, the precondition, the rules.
+        assert_problem(await put(strict, {**OPS, "If-Match": '"rules-v1"'}), 403, "forbidden")
+        assert_problem(await put(strict, RULES_ADMIN), 428, "precondition-required")
+        stale = await put(strict, {**RULES_ADMIN, "If-Match": '"rules-v7"'})
+        assert (assert_problem(stale, 412, "rules-changed")["current_version"], stale.headers["ETag"]) == (1, '"rules-v1"')
+        assert_problem(await put({"rules": [{"action": "review", "if": "score >="}]}, {**RULES_ADMIN, "If-Match": '"rules-v1"'}), 422, "invalid-rules")
+        assert (await stack.client("risk").get("/v1/rules", headers=OPS)).json()["version"] == 1, "nothing changed"
+
+        saved = await put(strict, {**RULES_ADMIN, "If-Match": '"rules-v1"'})
+        assert (saved.status_code, saved.json()["created_by"], saved.json()["comment"], saved.headers["ETag"]) == (200, "rules-admin-1", "from the dashboard", '"rules-v2"')
+        history = (await dashboard.get("/v1/rules/versions", headers=OPS)).json()["items"]
+        assert [item["version"] for item in history] == [2, 1, 0]
+        assert (await dashboard.get("/v1/rules/versions/2", headers=OPS)).json()["rules"] == strict["rules"]
+        assert_problem(await dashboard.get("/v1/rules/versions/99", headers=OPS), 404, "not-found")
+        assert_problem(await dashboard.get("/v1/rules/versions/-1", headers=OPS), 422, "validation-error")
+
+        restored = await dashboard.post("/v1/rules/versions/1/restore", json={"comment": "back"}, headers={**RULES_ADMIN, "If-Match": '"rules-v2"'})
+        assert (restored.status_code, restored.json()["version"], restored.json()["restored_from"], restored.headers["ETag"]) == (200, 3, 1, '"rules-v3"')
+        assert_problem(await dashboard.post("/v1/rules/versions/1/restore", headers=RULES_ADMIN), 428, "precondition-required")
+
+        dry = await dashboard.post("/v1/rules/simulate", json={"rules": strict["rules"], "days": 7}, headers=OPS)
+        assert (dry.status_code, dry.json()["assessments"], dry.json()["rules_version"]) == (200, 0, 3)
+        too_long = await dashboard.post("/v1/rules/simulate", json={"rules": strict["rules"], "days": 31}, headers=OPS)
+        assert assert_problem(too_long, 422, "window-too-long")["max_days"] == 30
+        assert_problem(await dashboard.post("/v1/rules/simulate", json=["not", "an", "object"], headers=OPS), 422, "validation-error")
 
 
 async def test_the_stream_pushes_the_overview_then_each_matching_event(any_bus: BusTopics, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from shared.login_links import write_login_link
 from tests.conftest import TEST_VAR
 from tests.dashboard.conftest import running_dashboard
 from tests.dashboard.test_api import OPS, REVIEW_EVERYTHING, sqlite_urls
-from tests.factories import customer_with_binding, enrolled_device, idempotency_key, pass_verification, unbind_body
+from tests.factories import customer_with_binding, enrolled_device, idempotency_key, pass_verification, save_rules, unbind_body
 from tests.keys import token
 from tests.stack import BusTopics, auth, running_stack, served
 
@@ -72,7 +72,7 @@ async def test_the_ops_page_follows_an_unbind_live_and_decides_its_review(browse
         under_review_before = await funnel_count(page, "under_review")
 
         # Every request goes to a human, so the page has a case to decide.
-        assert (await stack.client("risk").put("/v1/rules", json=REVIEW_EVERYTHING, headers=OPS)).status_code == 200
+        await save_rules(stack.client("risk"), REVIEW_EVERYTHING["rules"])
         customer = await customer_with_binding(stack, awake=True)
         device = await enrolled_device(stack, customer)
         response = await stack.client("binding").post(

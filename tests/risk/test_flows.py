@@ -25,7 +25,7 @@ from shared.cloudevents import Envelope
 from shared.events import ReviewDecided
 from tests.binding.test_api import assert_problem
 from tests.binding.test_lifecycle import pending_review_for
-from tests.factories import Customer, customer_with_binding, enrolled_device, idempotency_key, pass_verification, unbind_body
+from tests.factories import Customer, customer_with_binding, enrolled_device, idempotency_key, pass_verification, save_rules, unbind_body
 from tests.stack import BusTopics, Stack, Switchable, auth, eventually, running_stack
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -305,3 +305,23 @@ async def test_a_request_from_an_enrolled_device_is_from_a_known_one_and_from_a_
     await eventually(lambda: known(revoked=True), 15, "risk never learned of the revocation")
     again = await request(at_noon, second, device_id=device.device_id)
     assert "device_unknown" in {reason["code"] for reason in (await assessment_of(at_noon, again["id"]))["reasons"]}, "a revoked key is no longer the customer's"
+
+
+@pytest.mark.kafka
+async def test_a_saved_rule_with_or_and_in_changes_a_live_decision(at_noon: Stack) -> None:
+    """A lost phone's device id or a listed network: the same request, steps up before the rule and
+    goes to a person after it is saved."""
+    stack = at_noon
+    before, after, elsewhere = [await customer_with_binding(stack) for _ in range(3)]
+    assert (await request(stack, before, device_id="d-lost-phone"))["risk"]["summary"] == told("step_up")
+
+    lost = [{"name": "lost phones and listed networks", "action": "review", "if": 'device_id in ("d-lost-phone", "d-other") or client_ip in ("192.0.2.0/24")'}]
+    assert (await save_rules(stack.client("risk"), lost))["version"] == 2
+    body = await request(stack, after, device_id="d-lost-phone")
+    assert (body["status"], body["risk"]["summary"]) == ("under_review", told("review"))
+    assessment = await assessment_of(stack, body["id"])
+    assert (assessment["matched_rule"], assessment["rules_version"], assessment["machine_decision"], assessment["device_id"]) == (
+        "lost phones and listed networks", 2, "review", "d-lost-phone"
+    )  # fmt: skip
+    # Neither listed: the thresholds decide, as before.
+    assert (await request(stack, elsewhere, device_id="d-new"))["risk"]["summary"] == told("step_up")

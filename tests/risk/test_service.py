@@ -11,7 +11,7 @@ from services.risk.config import RiskSettings
 from services.risk.rules import parse_rules
 from services.risk.service import SIGNALS, decide, score
 from tests.binding.test_api import assert_problem
-from tests.factories import Customer, customer_with_binding, idempotency_key, unbind_body
+from tests.factories import RULES_ADMIN, Customer, customer_with_binding, idempotency_key, save_rules, unbind_body
 from tests.stack import Stack, auth, eventually, make_bus_topics, running_stack
 
 QUIET = {name: 0 for name in SIGNALS} | {"account_age_days": 2000}
@@ -108,11 +108,11 @@ async def test_a_bad_rule_set_is_refused_and_the_old_one_stays(stack: Stack) -> 
         [{"action": "review"}],
         [{"action": "review", "if": "requests_24h >= 1; DROP TABLE rule_sets"}],
     ):
-        refused = await client.put("/v1/rules", json={"rules": bad}, headers=OPS)
+        refused = await client.put("/v1/rules", json={"rules": bad}, headers={**RULES_ADMIN, "If-Match": '"rules-v1"'})
         assert_problem(refused, 422, "invalid-rules")
         assert (await client.get("/v1/rules", headers=OPS)).json() == original
-    saved = await client.put("/v1/rules", json={"rules": [{"name": "strict", "action": "review", "if": "requests_24h >= 1"}]}, headers=OPS)
-    assert saved.status_code == 200 and saved.json()["version"] == 2 and saved.json()["created_by"] == "ops-1"
+    saved = await save_rules(client, [{"name": "strict", "action": "review", "if": "requests_24h >= 1"}])
+    assert saved["version"] == 2 and saved["created_by"] == "rules-admin-1"
 
     customer = await customer_with_binding(stack)
     second = await customer_with_binding(stack, user_id=customer.user_id)
@@ -126,7 +126,7 @@ async def test_a_bad_rule_set_is_refused_and_the_old_one_stays(stack: Stack) -> 
 
 
 async def test_review_or_deny_flags_the_account_and_ops_can_clear_it(stack: Stack) -> None:
-    await stack.client("risk").put("/v1/rules", json={"rules": [{"action": "review", "if": "requests_24h >= 1"}]}, headers=OPS)
+    await save_rules(stack.client("risk"), [{"action": "review", "if": "requests_24h >= 1"}])
     customer = await customer_with_binding(stack)
     second, third = await customer_with_binding(stack, user_id=customer.user_id), await customer_with_binding(stack, user_id=customer.user_id)
     first = await unbind(stack, customer)
@@ -177,7 +177,7 @@ async def test_non_ops_callers_get_403_on_every_ops_endpoint(stack: Stack) -> No
 
 
 async def test_reviews_list_oldest_first_with_waiting_time(stack: Stack) -> None:
-    await stack.client("risk").put("/v1/rules", json={"rules": [{"action": "review", "if": "requests_24h >= 0"}]}, headers=OPS)
+    await save_rules(stack.client("risk"), [{"action": "review", "if": "requests_24h >= 0"}])
     first, second = await customer_with_binding(stack), await customer_with_binding(stack)
     ids = [await unbind(stack, first)]
     # Events of different bindings may be handled in any order: the first review must open first.

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from services.binding.agreements import CURRENT as CURRENT_AGREEMENT
 from tests.dashboard.conftest import running_dashboard
-from tests.factories import Customer, customer_with_binding, enrolled_device, idempotency_key, unbind_body
+from tests.factories import Customer, customer_with_binding, enrolled_device, idempotency_key, save_rules, unbind_body
 from tests.stack import Stack, auth, eventually, make_bus_topics, running_stack
 
 OPS = auth("ops-security", "ops")
@@ -69,7 +69,7 @@ async def populated_world(database_urls: dict[str, str], var_dir: Path) -> Async
         request_id = await _request_unbind(stack, owner)
         verification = (await stack.wait_for_request(request_id, owner.user_id, lambda body: body["verification"] is not None))["verification"]
         # The other customer's request goes to review: the queue then holds a real case.
-        assert (await stack.client("risk").put("/v1/rules", json=REVIEW_EVERYTHING, headers=auth("rules-security", "ops", "rules_admin"))).status_code == 200
+        rules_version = (await save_rules(stack.client("risk"), REVIEW_EVERYTHING["rules"]))["version"]
         review_id = await _pending_review(stack, await _request_unbind(stack, other))
         ids = {
             "binding_id": owner.binding_id,
@@ -80,5 +80,6 @@ async def populated_world(database_urls: dict[str, str], var_dir: Path) -> Async
             "user_id": other.user_id,
             "device_id": device.device_id,
             "version": CURRENT_AGREEMENT,
+            "rules_version": rules_version,
         }
         yield World(stack, dashboard, owner, other, ids)

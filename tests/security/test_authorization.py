@@ -98,9 +98,20 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ("dashboard", "GET /v1/stream"): OPS_ONLY,
     ("dashboard", "GET /v1/reviews"): OPS_ONLY,
     ("dashboard", "POST /v1/reviews/{review_id}/decision"): REVIEWER_ONLY,
+    # The dashboard forwards the rules as the signed-in user: risk decides who may change them.
+    ("dashboard", "GET /v1/rules"): OPS_ONLY,
+    ("dashboard", "PUT /v1/rules"): RULES_ADMIN_ONLY,
+    ("dashboard", "GET /v1/rules/versions"): OPS_ONLY,
+    ("dashboard", "GET /v1/rules/versions/{version}"): OPS_ONLY,
+    ("dashboard", "POST /v1/rules/versions/{version}/restore"): RULES_ADMIN_ONLY,
+    ("dashboard", "POST /v1/rules/simulate"): OPS_ONLY,
     ("risk", "GET /v1/assessments/{request_id}"): OPS_ONLY,
     ("risk", "GET /v1/rules"): OPS_ONLY,
     ("risk", "PUT /v1/rules"): RULES_ADMIN_ONLY,
+    ("risk", "GET /v1/rules/versions"): OPS_ONLY,
+    ("risk", "GET /v1/rules/versions/{version}"): OPS_ONLY,
+    ("risk", "POST /v1/rules/versions/{version}/restore"): RULES_ADMIN_ONLY,
+    ("risk", "POST /v1/rules/simulate"): OPS_ONLY,
     ("risk", "GET /v1/reviews"): OPS_ONLY,
     ("risk", "POST /v1/reviews/{review_id}/decision"): (401, 403, 403, 403, 409, 403, 403),  # decided through the dashboard above
     ("risk", "GET /v1/flags"): OPS_ONLY,
@@ -158,7 +169,14 @@ REQUESTS: dict[str, Request] = {
     "POST /v1/session": lambda _, headers: {"json": {"token": own_token(headers)}},
     "GET /login": lambda world, _: {"params": {"code": write_login_link(world.dashboard.state.settings.login_link_dir, token("ops-matrix", "ops"), 60)}},
     "POST /v1/reviews/{review_id}/decision": lambda *_: {"json": {"decision": "deny", "reason": "identity_not_confirmed", "note": "authorization matrix"}},
-    "PUT /v1/rules": lambda *_: {"json": REVIEW_EVERYTHING},
+    # Saving or restoring the world's set in force again adds no version, so its tag stays good.
+    "PUT /v1/rules": lambda world, _: {"json": REVIEW_EVERYTHING, "headers": {"If-Match": f'"rules-v{world.ids["rules_version"]}"'}},
+    "GET /v1/rules/versions/{version}": lambda world, _: {"path": {"version": world.ids["rules_version"]}},  # {version} is the agreement's elsewhere
+    "POST /v1/rules/versions/{version}/restore": lambda world, _: {
+        "headers": {"If-Match": f'"rules-v{world.ids["rules_version"]}"'},
+        "path": {"version": world.ids["rules_version"]},
+    },
+    "POST /v1/rules/simulate": lambda *_: {"json": {**REVIEW_EVERYTHING, "days": 7}},
     "PUT /internal/v1/profiles/{user_id}": lambda *_: {"json": {"account_opened_at": "2020-01-01T00:00:00+08:00"}},
     "POST /v1/bindings": lambda *_: {
         "json": {"lender": "Example Bank", "account_number": card_number(), "monthly_instalment": 5000, "due_day": 10, "agreement_version": CURRENT_AGREEMENT}
@@ -211,8 +229,9 @@ async def call(client: httpx.AsyncClient, world: World, route: str, headers: dic
     method, template = route.split(" ", 1)
     options = REQUESTS.get(route, lambda *_: {})(world, headers)
     headers = {**headers, **options.pop("headers", {})}
+    ids = {**world.ids, **options.pop("path", {})}
     # Streamed: the status of the endless event stream is read without waiting for its end.
-    async with client.stream(method, template.format(**world.ids), headers=headers, **options) as response:
+    async with client.stream(method, template.format(**ids), headers=headers, **options) as response:
         event_stream = response.headers.get("content-type", "").startswith("text/event-stream")
         return response.status_code, b"" if event_stream else await response.aread()
 

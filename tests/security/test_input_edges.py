@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from services.verification.device_simulator import DeviceSimulator
-from tests.factories import customer_with_binding, idempotency_key, unbind_body
+from tests.factories import RULES_ADMIN, customer_with_binding, idempotency_key, unbind_body
 from tests.security.conftest import OPS, World, populated_world
 from tests.stack import auth
 
@@ -39,6 +39,8 @@ async def edge_requests(world: World) -> list[tuple[str, str, str, dict[str, Any
     # A binding with nothing open: a request for it is written, not refused as one too many.
     idle = await customer_with_binding(world.stack)
     device = DeviceSimulator.generate("d-edge").enrolment()
+    rules_change = {**RULES_ADMIN, "If-Match": (await world.stack.client("risk").get("/v1/rules", headers=OPS)).headers["ETag"]}
+    night = [{"name": "night", "action": "review", "if": "night_request == true"}]
     return [
         *[("binding", "GET", "/v1/ops/unbind-requests", {"params": {"since": since}, "headers": OPS}) for since in (EARLIEST, LATEST)],
         *[("binding", "GET", "/v1/ops/unbind-requests", {"params": {"cursor": forged}, "headers": OPS}) for forged in FORGED_CURSORS],
@@ -58,7 +60,9 @@ async def edge_requests(world: World) -> list[tuple[str, str, str, dict[str, Any
         ("risk", "POST", f"/v1/reviews/{ids['review_id']}/decision", {"json": {"decision": "deny", "note": "\x00"}, "headers": OPS}),
         ("dashboard", "POST", f"/v1/reviews/{ids['review_id']}/decision", {"json": {"decision": "deny", "note": "\x00"}, "headers": OPS}),
         # Accepted, a NUL in a rule's name broke every assessment it matched (PostgreSQL, in the consumer).
-        ("risk", "PUT", "/v1/rules", {"json": {"rules": [{"name": "night\x00", "action": "review", "if": "night_request == true"}]}, "headers": OPS}),
+        ("risk", "PUT", "/v1/rules", {"json": {"rules": [{"name": "night\x00", "action": "review", "if": "night_request == true"}]}, "headers": rules_change}),
+        ("risk", "PUT", "/v1/rules", {"json": {"rules": night, "comment": "why\x00"}, "headers": rules_change}),
+        ("dashboard", "PUT", "/v1/rules", {"json": {"rules": night, "comment": "why\x00"}, "headers": rules_change}),
     ]
 
 
