@@ -23,6 +23,7 @@ from shared.keys import SigningKey, new_kid
 from shared.login_links import write_login_link
 from shared.problems import PROBLEM_JSON
 from tests.binding.test_api import assert_problem
+from tests.binding.test_lifecycle import pending_review_for
 from tests.dashboard.conftest import running_dashboard
 from tests.factories import customer_with_binding, idempotency_key, reviewer_auth, unbind_body
 from tests.keys import token
@@ -125,6 +126,21 @@ async def test_reviews_are_listed_with_their_score_and_decided_through_risk(any_
         assert sorted(body["verification"]["methods"]) == ["biometric", "otp"]
         again = await dashboard.post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny"}, headers=REVIEWER)
         assert again.status_code == 409 and again.headers["content-type"] == PROBLEM_JSON
+
+
+async def test_a_first_deny_passes_through_as_202_and_four_eyes_as_409(tmp_path: Path) -> None:
+    topics, overrides = make_bus_topics("memory", None), {"risk": {"review_second_reviewer_score": 0}}
+    async with (
+        running_stack(topics, sqlite_urls(tmp_path), tmp_path, overrides=overrides) as stack,
+        running_dashboard(topics, tmp_path, risk_app=stack.apps["risk"]) as (_, dashboard),
+    ):
+        assert (await stack.client("risk").put("/v1/rules", json=REVIEW_EVERYTHING, headers=auth("ops-7", "ops", "rules_admin"))).status_code == 200
+        _, request_id = await request_unbind(stack)
+        review = await pending_review_for(stack, request_id)
+        assert (await dashboard.post(f"/v1/reviews/{review['id']}/claim", headers=REVIEWER)).status_code == 200
+        first = await dashboard.post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny", "reason": "identity_not_confirmed"}, headers=REVIEWER)
+        assert first.status_code == 202 and first.json()["first_decision"]["reviewer"] == "ops-7", first.text
+        assert_problem(await dashboard.post(f"/v1/reviews/{review['id']}/claim", headers=REVIEWER), 409, "four-eyes")
 
 
 async def test_the_stream_pushes_the_overview_then_each_matching_event(any_bus: BusTopics, tmp_path: Path) -> None:
