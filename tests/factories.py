@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import orjson
 
 from services.binding import service as binding_service
@@ -279,3 +280,22 @@ async def notification_knows(stack: Stack, *envelopes: Envelope) -> None:
     async with stack.runtime("notification").unit_of_work() as uow:
         for data in {(e.data.request_id, e.data.binding_id, e.data.user_id) for e in envelopes}:
             uow.session.add(KnownRequest(request_id=data[0], binding_id=data[1], user_id=data[2]))
+
+
+# A reason that fits each decision of an unbind request (a dispute's decisions take a DisputeFinding).
+DEFAULT_REASONS = {"approve": "identity_confirmed_by_call", "deny": "identity_not_confirmed"}
+
+
+def reviewer_auth(subject: str = "rev-1") -> dict[str, str]:
+    """The headers of a reviewer (staff roles add up: a reviewer reads as ops too)."""
+    return auth(subject, "ops", "reviewer")
+
+
+async def decide_review(client: httpx.AsyncClient, review_id: str, decision: str, *, reason: str | None = None, reviewer: str = "rev-1", **body: Any) -> httpx.Response:
+    """Claim a review as `reviewer`, then decide it (`body`: note, customer_message). The
+    claim's refusal (a closed case, another's claim, four eyes) is answered as it is."""
+    headers = reviewer_auth(reviewer)
+    claimed = await client.post(f"/v1/reviews/{review_id}/claim", headers=headers)
+    if claimed.status_code != 200:
+        return claimed
+    return await client.post(f"/v1/reviews/{review_id}/decision", json={"decision": decision, "reason": reason or DEFAULT_REASONS[decision], **body}, headers=headers)

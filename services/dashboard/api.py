@@ -145,15 +145,43 @@ async def reviews(session: Ops, deps: Deps) -> dict[str, Any]:
     return await service.pending_reviews(deps, session)
 
 
+@router.get("/v1/reviews/reasons", tags=["reviews"], responses={**OPS_ONLY, **problem_responses(RISK_DOWN)})
+async def review_reasons(session: Ops, deps: Deps) -> dict[str, Any]:
+    """The fixed lists a decision's reason comes from, from the risk service."""
+    return await service.review_reasons(deps, session)
+
+
+# Risk's own refusals are passed on as they are (a reviewer's role is risk's to check).
+CLAIM_REFUSALS = {**OPS_ONLY, **problem_responses(400, 404, (409, "Closed, held by another reviewer, or four eyes"), 422, RISK_DOWN)}
+
+
+@router.post("/v1/reviews/{review_id}/claim", tags=["reviews"], responses=CLAIM_REFUSALS)
+async def claim(review_id: ReviewId, session: Ops, deps: Deps) -> dict[str, Any]:
+    """Claim a review (or renew your claim), as the signed-in reviewer, through the risk service."""
+    return await service.claim_review(deps, session, review_id)
+
+
+@router.delete("/v1/reviews/{review_id}/claim", tags=["reviews"], responses=CLAIM_REFUSALS)
+async def release(review_id: ReviewId, session: Ops, deps: Deps) -> dict[str, Any]:
+    """Give a review you hold back to the queue, through the risk service."""
+    return await service.release_review(deps, session, review_id)
+
+
 @router.post(
     "/v1/reviews/{review_id}/decision",
     tags=["reviews"],
-    # Risk's own refusals are passed on as they are.
-    responses={**OPS_ONLY, **problem_responses(400, 404, (409, "Already decided, or withdrawn"), 422, RISK_DOWN)},
+    responses={
+        202: {"description": "A first deny recorded: the case waits for a second reviewer"},
+        **OPS_ONLY,
+        **problem_responses(400, 404, (409, "Already decided or withdrawn, not under your claim, or four eyes"), 422, RISK_DOWN),
+    },
 )
-async def decide(review_id: ReviewId, body: ReviewDecisionIn, session: Ops, deps: Deps) -> dict[str, Any]:
-    """Approve or deny a review, as the signed-in ops user, through the risk service."""
-    return await service.decide_review(deps, session, review_id, body)
+async def decide(review_id: ReviewId, body: ReviewDecisionIn, session: Ops, deps: Deps, response: Response) -> dict[str, Any]:
+    """Approve or deny a review you hold, as the signed-in reviewer, through the risk service."""
+    decided = await service.decide_review(deps, session, review_id, body)
+    if decided.get("awaiting_second_reviewer"):
+        response.status_code = 202
+    return decided
 
 
 # --- rules: forwarded to risk as the signed-in user, who needs rules_admin there to change them ---

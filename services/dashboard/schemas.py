@@ -7,7 +7,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events import DenialReason
 from shared.fields import FreeText
 
 
@@ -27,6 +26,6 @@ class ReviewDecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: Literal["approve", "deny"]
-    reason: DenialReason | None = Field(None, description="Required to deny an unbind request; none for an approval or a dispute")
+    reason: str | None = Field(None, max_length=64, description="Required: a code from the list that fits the decision (GET /v1/reviews/reasons)")
     note: FreeText = Field("", max_length=500, description="Internal: for ops only")
     customer_message: FreeText | None = Field(None, min_length=1, max_length=500, description="Optional, sent to the customer with the outcome")

@@ -49,15 +49,26 @@ def login_link_token(settings: DashboardSettings, code: str) -> str:
 
 
 async def pending_reviews(deps: DashboardDeps, session: OpsSession) -> dict[str, Any]:
-    """Risk's pending queue, each case with the score the stream showed for its request and what the
-    request asks (`kind`: an unbind, a pause of the auto-debit or a switch of the account)."""
+    """Risk's pending queue as risk gives it (holder, SLA, score...), each case with what its request
+    asks (`kind`: an unbind, a pause of the auto-debit or a switch of the account), from the stream."""
     queue = await _call_risk(deps, session, "GET", "/v1/reviews", params={"status": "pending", "limit": 200})
     projection = deps.reader.projection
     for review in queue.get("items", []):
         view = projection.open.get(review.get("request_id", ""))
-        review["score"] = view.score if view else None
         review["kind"] = view.kind if view else None
     return queue
+
+
+async def review_reasons(deps: DashboardDeps, session: OpsSession) -> dict[str, Any]:
+    return await _call_risk(deps, session, "GET", "/v1/reviews/reasons")
+
+
+async def claim_review(deps: DashboardDeps, session: OpsSession, review_id: str) -> dict[str, Any]:
+    return await _call_risk(deps, session, "POST", f"/v1/reviews/{review_id}/claim")
+
+
+async def release_review(deps: DashboardDeps, session: OpsSession, review_id: str) -> dict[str, Any]:
+    return await _call_risk(deps, session, "DELETE", f"/v1/reviews/{review_id}/claim")
 
 
 async def decide_review(deps: DashboardDeps, session: OpsSession, review_id: str, body: ReviewDecisionIn) -> dict[str, Any]:
@@ -88,7 +99,7 @@ async def _risk_response(deps: DashboardDeps, session: OpsSession, method: str, 
     if response.status_code >= 500:
         raise Problem(503, "risk-unavailable", "Risk service unavailable", f"The risk service answered {response.status_code}; try again shortly.", headers={"Retry-After": "2"})
     if response.status_code >= 400:
-        # Risk's own problem (404 unknown review, 409 already decided...), passed on as it is.
+        # Risk's own problem (404 unknown review, 409 held by another...), passed on as it is, with its fields (`claimed_by`...).
         body = _json_or_empty(response)
         # Its fields too (the version in force of a 412, the invalid fields of a 422...).
         extra = {key: value for key, value in body.items() if key not in _PROBLEM_FIELDS}

@@ -1,4 +1,4 @@
-"""Routes of the risk service: assessments, rules, the review queue and flags (ops), profiles (service)."""
+"""Routes of the risk service: assessments, rules, the review queue, flags and a customer's risk (ops), profiles (service)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from services.risk import service
 from services.risk.models import ReviewStatus
 from services.risk.schemas import (
     AssessmentOut,
+    CustomerRiskOut,
     FlagList,
     ProfileIn,
     RestoreIn,
     ReviewDecisionIn,
     ReviewList,
     ReviewOut,
+    ReviewReasons,
     RuleSetOut,
     RulesIn,
     RuleVersionList,
@@ -30,6 +32,7 @@ from shared.problems import problem_responses
 router = APIRouter(responses=problem_responses(401, 403, 422))
 
 Id = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+IdFilter = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 
 def _deps(runtime: Runtime) -> RiskDeps:
@@ -103,22 +106,66 @@ async def simulate_rules(body: SimulationIn, principal: Ops, uow: RequestUnitOfW
 
 
 @router.get("/v1/reviews", tags=["reviews"])
-async def list_reviews(principal: Ops, uow: RequestUnitOfWork, status: ReviewStatus | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 50) -> ReviewList:
-    """The review queue, oldest first, with how long each case has waited."""
-    return await service.list_reviews(uow, status, limit)
+async def list_reviews(
+    principal: Ops,
+    uow: RequestUnitOfWork,
+    deps: Deps,
+    status: ReviewStatus | None = None,
+    request_id: IdFilter = None,
+    user_id: IdFilter = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> ReviewList:
+    """The review queue, oldest first: how long each case has waited against the SLA, who holds it, its score."""
+    return await service.list_reviews(uow, deps, status=status, request_id=request_id, user_id=user_id, limit=limit)
+
+
+@router.get("/v1/reviews/reasons", tags=["reviews"])
+async def review_reasons(principal: Ops) -> ReviewReasons:
+    """The fixed lists a decision's reason comes from: approving or denying a request, closing a dispute."""
+    return service.REVIEW_REASONS
+
+
+@router.get("/v1/reviews/{review_id}", tags=["reviews"], responses=problem_responses(404))
+async def get_review(review_id: Id, principal: Ops, uow: RequestUnitOfWork, deps: Deps) -> ReviewOut:
+    return await service.get_review(uow, deps, review_id)
+
+
+CLAIM_CONFLICTS = (409, "Closed, held by another reviewer (`claimed_by`), or you denied this request (`four-eyes`)")
+
+
+@router.post("/v1/reviews/{review_id}/claim", tags=["reviews"], responses=problem_responses(404, CLAIM_CONFLICTS))
+async def claim_review(review_id: Id, principal: Reviewer, uow: RequestUnitOfWork, deps: Deps) -> ReviewOut:
+    """Take a case, or renew your own claim: others see who holds it; it lapses after UNBIND_REVIEW_CLAIM_MINUTES."""
+    return await service.claim_review(uow, deps, principal, review_id)
+
+
+@router.delete("/v1/reviews/{review_id}/claim", tags=["reviews"], responses=problem_responses(404, (409, "Closed, not claimed, or held by another reviewer")))
+async def release_review(review_id: Id, principal: Reviewer, uow: RequestUnitOfWork, deps: Deps) -> ReviewOut:
+    """Give a case back to the queue (its holder only)."""
+    return await service.release_review(uow, deps, principal, review_id)
 
 
 @router.post(
     "/v1/reviews/{review_id}/decision",
     tags=["reviews"],
-    responses=problem_responses(
-        400, 404, (409, "Already decided, or withdrawn"), (422, "Invalid, or a denial without its reason"), (503, "Notification did not take the message to the customer")
-    ),
+    responses={
+        202: {"description": "A deny of a high score, recorded: the case waits for a second, different reviewer", "model": ReviewOut},
+        **problem_responses(
+            400,
+            404,
+            (409, "Already decided or withdrawn, not under your claim (`claim-required`), or you denied this request (`four-eyes`)"),
+            (422, "Invalid, or a reason not from the list that fits the decision (`invalid-reason`)"),
+            (503, "Notification did not take the message to the customer"),
+        ),
+    },
 )
-async def decide_review(review_id: Id, body: ReviewDecisionIn, principal: Reviewer, uow: RequestUnitOfWork, deps: Deps) -> ReviewOut:
-    """Approve or deny a case: an internal note (ops only) and, optionally, a message to the customer,
-    sent with the outcome. Denying an unbind request takes a reason from the fixed list."""
-    return await service.decide_review(uow, deps, principal, review_id, body)
+async def decide_review(review_id: Id, body: ReviewDecisionIn, principal: Reviewer, uow: RequestUnitOfWork, deps: Deps, response: Response) -> ReviewOut:
+    """Approve or deny a case you hold, with a reason from the list, an internal note (ops only) and,
+    optionally, a message to the customer, sent with the final outcome."""
+    decided = await service.decide_review(uow, deps, principal, review_id, body)
+    if decided.awaiting_second_reviewer:
+        response.status_code = 202
+    return decided
 
 
 @router.get("/v1/flags", tags=["flags"])
@@ -130,6 +177,12 @@ async def list_flags(principal: Ops, uow: RequestUnitOfWork, active: bool = True
 @router.post("/v1/flags/{user_id}/clear", tags=["flags"], responses=problem_responses((404, "No active flag for this customer")))
 async def clear_flags(user_id: Id, principal: Reviewer, uow: RequestUnitOfWork) -> FlagList:
     return await service.clear_flags(uow, principal, user_id)
+
+
+@router.get("/v1/customers/{user_id}/risk", tags=["flags"])
+async def customer_risk(user_id: Id, principal: Ops, uow: RequestUnitOfWork, deps: Deps) -> CustomerRiskOut:
+    """What risk knows of a customer, for the case view: profile facts, flags, devices and reviews."""
+    return await service.customer_risk(uow, deps, user_id)
 
 
 @router.put("/internal/v1/profiles/{user_id}", status_code=204, tags=["internal"], responses=problem_responses(400))

@@ -17,11 +17,11 @@ async def on_unbind_requested(event: UnbindRequested, uow: UnitOfWork, deps: Ris
 
 
 async def on_unbind_appealed(event: UnbindAppealed, uow: UnitOfWork, deps: RiskDeps) -> None:
-    await service.open_appeal_review(uow, event)
+    await service.open_appeal_review(uow, event, deps.clock())
 
 
 async def on_unbind_disputed(event: UnbindDisputed, uow: UnitOfWork, deps: RiskDeps) -> None:
-    await service.open_dispute_review(uow, event)
+    await service.open_dispute_review(uow, event, deps.clock())
 
 
 async def on_device_enrolled(event: DeviceEnrolled, uow: UnitOfWork, deps: RiskDeps) -> None:
@@ -33,8 +33,9 @@ async def on_device_revoked(event: DeviceRevoked, uow: UnitOfWork, deps: RiskDep
 
 
 async def on_request_closed(event: UnbindCancelled | UnbindExpired, uow: UnitOfWork, deps: RiskDeps) -> None:
-    service.observe(uow, event, deps.clock())
-    await service.withdraw_reviews(uow, event)
+    now = deps.clock()
+    service.observe(uow, event, now)
+    await service.withdraw_reviews(uow, event, now)
 
 
 async def on_any_other_event(event: BindingEvent, uow: UnitOfWork, deps: RiskDeps) -> None:

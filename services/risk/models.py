@@ -61,12 +61,32 @@ class ReviewStatus(StrEnum):
     WITHDRAWN = "withdrawn"
 
 
+class ApprovalReason(StrEnum):
+    """Why a reviewer approves an unbind request (internal: the customer is told the outcome only)."""
+
+    IDENTITY_CONFIRMED_BY_CALL = "identity_confirmed_by_call"
+    DOCUMENTS_CHECKED = "documents_checked"
+    BEHAVIOUR_EXPLAINED = "behaviour_explained"
+    FALSE_POSITIVE = "false_positive"
+
+
+class DisputeFinding(StrEnum):
+    """What a reviewer found in a customer's dispute of a completed unbind, upheld or not (internal)."""
+
+    UNAUTHORISED_UNBIND = "unauthorised_unbind"
+    BANK_ERROR = "bank_error"
+    REPAYMENT_PROBLEM_RESOLVED = "repayment_problem_resolved"
+    REQUESTED_BY_CUSTOMER = "requested_by_customer"
+    NO_ERROR_FOUND = "no_error_found"
+    REFERRED_TO_LENDER = "referred_to_lender"
+
+
 class Review(Base):
     """A case for ops: a request risk sent to review, a customer's appeal of a rejection, or their
     dispute of a completed unbind."""
 
     __tablename__ = "reviews"
-    __table_args__ = (Index("ix_reviews_status_created", "status", "created_at"),)
+    __table_args__ = (Index("ix_reviews_status_created", "status", "created_at"), Index("ix_reviews_user_id", "user_id"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     request_id: Mapped[str] = mapped_column(String(36), index=True)
@@ -77,12 +97,23 @@ class Review(Base):
     reviewer: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # For ops only; never on the event stream.
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # A denial's reason, from the fixed list (shared.events.DenialReason).
+    # The decision's reason, from the list that fits it: ApprovalReason, DenialReason or DisputeFinding.
     reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     # What the reviewer wrote to the customer (also held by notification, which delivered it).
     customer_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Who works the case: a claim lapses at `claim_expires_at` unless its holder renews it.
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    claim_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A deny of a high score waits for a second reviewer: the first reviewer's deny, kept here.
+    first_reviewer: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    first_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    first_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Not sent: it goes to the customer only if the second reviewer confirms without a message of their own.
+    first_customer_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    first_decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Assessment(Base):

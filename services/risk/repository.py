@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Row, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.risk.models import AccountFlag, Assessment, CustomerProfile, ObservedEvent, Review, ReviewStatus, RuleSet
+from services.risk.models import AccountFlag, Assessment, CustomerProfile, KnownDevice, ObservedEvent, Review, ReviewStatus, RuleSet
 
 
 async def count_recent_events(session: AsyncSession, user_id: str, windows: Mapping[str, datetime], *, excluding: tuple[str, str]) -> dict[str, int]:
@@ -43,11 +43,32 @@ async def pending_reviews_of(session: AsyncSession, request_id: str) -> Sequence
     return (await session.scalars(query)).all()
 
 
-async def list_reviews(session: AsyncSession, status: str | None, limit: int) -> Sequence[Review]:
-    query = select(Review).order_by(Review.created_at, Review.id).limit(limit)
-    if status:
-        query = query.where(Review.status == status)
-    return (await session.scalars(query)).all()
+async def list_reviews(
+    session: AsyncSession, *, status: str | None = None, request_id: str | None = None, user_id: str | None = None, limit: int
+) -> Sequence[tuple[Review, int | None]]:
+    """Reviews oldest first, each with its request's assessment score (None without one)."""
+    query = select(Review, Assessment.score).outerjoin(Assessment, Assessment.request_id == Review.request_id).order_by(Review.created_at, Review.id).limit(limit)
+    for column, value in ((Review.status, status), (Review.request_id, request_id), (Review.user_id, user_id)):
+        if value:
+            query = query.where(column == value)
+    return (await session.execute(query)).tuples().all()
+
+
+async def score_of(session: AsyncSession, request_id: str) -> int | None:
+    return await session.scalar(select(Assessment.score).where(Assessment.request_id == request_id))
+
+
+async def deniers_of(session: AsyncSession, request_id: str) -> set[str]:
+    """Everyone who denied the request in one of its reviews: the reviewer of a deny, and a first
+    reviewer whose deny waited for (or was settled by) a second one."""
+    query = select(Review.reviewer, Review.status, Review.first_reviewer).where(Review.request_id == request_id)
+    deniers = set()
+    for reviewer, status, first_reviewer in (await session.execute(query)).tuples():
+        if status == ReviewStatus.DENIED and reviewer:
+            deniers.add(reviewer)
+        if first_reviewer:
+            deniers.add(first_reviewer)
+    return deniers
 
 
 async def latest_rule_set(session: AsyncSession) -> RuleSet | None:
@@ -91,6 +112,15 @@ async def list_flags(session: AsyncSession, active_only: bool) -> Sequence[Accou
     if active_only:
         query = query.where(AccountFlag.cleared_at.is_(None))
     return (await session.scalars(query)).all()
+
+
+async def flags_of(session: AsyncSession, user_id: str) -> Sequence[AccountFlag]:
+    query = select(AccountFlag).where(AccountFlag.user_id == user_id).order_by(AccountFlag.flagged_at.desc(), AccountFlag.id.desc()).limit(500)
+    return (await session.scalars(query)).all()
+
+
+async def known_devices_of(session: AsyncSession, user_id: str) -> Sequence[KnownDevice]:
+    return (await session.scalars(select(KnownDevice).where(KnownDevice.user_id == user_id).order_by(KnownDevice.first_seen_at, KnownDevice.device_id))).all()
 
 
 async def count_profiles(session: AsyncSession) -> int:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.risk.models import ApprovalReason, DisputeFinding
 from shared.events import DenialReason, ReviewOutcome, RiskReason
 from shared.fields import FreeText, Instant
 
@@ -29,6 +30,17 @@ class AssessmentOut(BaseModel):
     created_at: datetime
 
 
+class FirstDecisionOut(BaseModel):
+    """The first reviewer's deny of a case that takes a second reviewer."""
+
+    reviewer: str
+    decision: ReviewOutcome
+    reason: str
+    note: str | None
+    customer_message: str | None = Field(None, description="Sent only if the second reviewer confirms the deny without a message of their own")
+    decided_at: datetime
+
+
 class ReviewOut(BaseModel):
     id: str
     request_id: str
@@ -38,25 +50,43 @@ class ReviewOut(BaseModel):
     status: str
     reviewer: str | None
     note: str | None = Field(description="The reviewer's note: for ops only, never on the event stream")
-    reason: DenialReason | None = Field(None, description="A denial's reason, from the fixed list")
+    reason: str | None = Field(None, description="The decision's reason, from the list that fits it (GET /v1/reviews/reasons)")
     customer_message: str | None = Field(None, description="What the reviewer wrote to the customer (delivered by notification, never on the event stream)")
     created_at: datetime
     decided_at: datetime | None
     waiting_seconds: int = Field(0, description="How long it waited (until decided, or until now)")
+    claimed_by: str | None = Field(None, description="Who holds the case; null when unclaimed or the claim lapsed")
+    claimed_at: datetime | None = None
+    claim_expires_at: datetime | None = None
+    sla_seconds: int = Field(0, description="How long a case may wait (UNBIND_REVIEW_SLA_MINUTES)")
+    late: bool = Field(False, description="Still pending and waiting longer than the SLA")
+    score: int | None = Field(None, description="The score of the request's assessment; null if none")
+    first_decision: FirstDecisionOut | None = Field(None, description="A first deny awaiting a second, different reviewer")
+    awaiting_second_reviewer: bool = False
 
 
 class ReviewList(BaseModel):
     items: list[ReviewOut]
 
 
+class ReviewReasons(BaseModel):
+    """The fixed lists a decision's reason comes from."""
+
+    approve: list[ApprovalReason] = Field(description="To approve an unbind request (a risk or appeal case)")
+    deny: list[DenialReason] = Field(description="To deny an unbind request; the customer is told this one")
+    close_dispute: list[DisputeFinding] = Field(description="To close a dispute, upheld (approve) or not (deny)")
+
+
 class ReviewDecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: ReviewOutcome
-    reason: DenialReason | None = Field(None, description="Required to deny an unbind request (a risk or appeal case); none for an approval or a dispute")
+    reason: str | None = Field(
+        None, max_length=64, description="Required: a code from the list that fits the decision (GET /v1/reviews/reasons); another is refused with 422 `invalid-reason`"
+    )
     note: FreeText = Field("", max_length=1000, description="Internal: for ops only")
     customer_message: FreeText | None = Field(
-        None, min_length=1, max_length=500, description="Optional, sent to the customer with the outcome (required with the reason `other`)"
+        None, min_length=1, max_length=500, description="Optional, sent to the customer with the final outcome (required with the reason `other`)"
     )
 
 
@@ -152,6 +182,28 @@ class FlagOut(BaseModel):
 
 class FlagList(BaseModel):
     items: list[FlagOut]
+
+
+class ProfileOut(BaseModel):
+    account_opened_at: datetime | None
+    phone_changed_at: datetime | None
+
+
+class KnownDeviceOut(BaseModel):
+    device_id: str
+    first_seen_at: datetime
+    enrolled_at: datetime | None
+    revoked_at: datetime | None
+
+
+class CustomerRiskOut(BaseModel):
+    """What risk knows of a customer, for the case view: profile, flags, devices and reviews (newest first)."""
+
+    user_id: str
+    profile: ProfileOut | None
+    flags: list[FlagOut]
+    known_devices: list[KnownDeviceOut]
+    reviews: list[ReviewOut]
 
 
 class ProfileIn(BaseModel):

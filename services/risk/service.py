@@ -23,7 +23,7 @@ import uuid
 from collections import Counter as Tally
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,16 +33,21 @@ from sqlalchemy.exc import IntegrityError
 
 from services.risk import repository
 from services.risk.config import RiskSettings
-from services.risk.models import AccountFlag, Assessment, CustomerProfile, KnownDevice, ObservedEvent, Review, ReviewStatus, RuleSet
+from services.risk.models import AccountFlag, ApprovalReason, Assessment, CustomerProfile, DisputeFinding, KnownDevice, ObservedEvent, Review, ReviewStatus, RuleSet
 from services.risk.rules import DEFAULT_RULES, Facts, InvalidRule, Rule, first_match, parse_rules
 from services.risk.schemas import (
     AssessmentOut,
+    CustomerRiskOut,
+    FirstDecisionOut,
     FlagList,
     FlagOut,
+    KnownDeviceOut,
     ProfileIn,
+    ProfileOut,
     ReviewDecisionIn,
     ReviewList,
     ReviewOut,
+    ReviewReasons,
     RuleSetOut,
     RuleVersionList,
     RuleVersionOut,
@@ -427,8 +432,11 @@ async def simulate_rules(uow: UnitOfWork, deps: RiskDeps, body: SimulationIn) ->
 
 # --- reviews and flags ---------------------------------------------------------------------
 
+# The fixed lists a decision's reason comes from: the customer is told only a denial's.
+REVIEW_REASONS = ReviewReasons(approve=list(ApprovalReason), deny=list(DenialReason), close_dispute=list(DisputeFinding))
 
-def open_review(uow: UnitOfWork, event: BindingEvent, origin: ReviewOrigin, at: datetime | None = None) -> None:
+
+def open_review(uow: UnitOfWork, event: BindingEvent, origin: ReviewOrigin, at: datetime) -> None:
     uow.session.add(
         Review(
             id=str(uuid.uuid4()),
@@ -437,42 +445,136 @@ def open_review(uow: UnitOfWork, event: BindingEvent, origin: ReviewOrigin, at: 
             user_id=event.user_id,
             origin=origin,
             status=ReviewStatus.PENDING,
-            created_at=at or utcnow(),
+            created_at=at,
         )
     )
 
 
-async def open_appeal_review(uow: UnitOfWork, event: UnbindAppealed) -> None:
-    observe(uow, event)
+async def open_appeal_review(uow: UnitOfWork, event: UnbindAppealed, now: datetime) -> None:
+    observe(uow, event, now)
     # The appeal's text stays in binding (`appeal_message` of the request, for ops and its owner).
-    open_review(uow, event, ReviewOrigin.APPEAL)
+    open_review(uow, event, ReviewOrigin.APPEAL, at=now)
 
 
-async def open_dispute_review(uow: UnitOfWork, event: UnbindDisputed) -> None:
-    observe(uow, event)
+async def open_dispute_review(uow: UnitOfWork, event: UnbindDisputed, now: datetime) -> None:
+    observe(uow, event, now)
     # Likewise the customer's message about the dispute (`dispute` of the request, at binding).
-    open_review(uow, event, ReviewOrigin.DISPUTE)
+    open_review(uow, event, ReviewOrigin.DISPUTE, at=now)
 
 
-def review_out(review: Review, now: datetime) -> ReviewOut:
-    waited = (review.decided_at or now) - review.created_at
-    return ReviewOut.model_validate(review, from_attributes=True).model_copy(update={"waiting_seconds": int(waited.total_seconds())})
+def _holder(review: Review, now: datetime) -> str | None:
+    """Who holds a pending case now: nobody once the claim lapsed."""
+    live = review.status == ReviewStatus.PENDING and review.claim_expires_at is not None and review.claim_expires_at > now
+    return review.claimed_by if live else None
 
 
-async def list_reviews(uow: UnitOfWork, status: str | None, limit: int) -> ReviewList:
-    now = utcnow()
-    return ReviewList(items=[review_out(review, now) for review in await repository.list_reviews(uow.session, status, limit)])
+def _release(review: Review) -> None:
+    review.claimed_by = review.claimed_at = review.claim_expires_at = None
 
 
-def _check_decision(review: Review, body: ReviewDecisionIn) -> None:
-    """A person denies an unbind request only with a reason from the fixed list; `other` says why in
-    the message to the customer. An approval, or the closing of a dispute, takes no reason."""
-    denies_request = body.decision == ReviewOutcome.DENY and review.origin != ReviewOrigin.DISPUTE
-    if denies_request and body.reason is None:
-        raise Problem(422, "denial-reason-required", "Reason required", "Choose the reason for the denial from the list (`reason`).", reasons=list(DenialReason))
-    if not denies_request and body.reason is not None:
-        raise Problem(422, "no-denial-reason", "No reason expected", "A reason is chosen only to deny an unbind request; leave `reason` out.")
-    if body.reason == DenialReason.OTHER and not body.customer_message:
+def review_out(review: Review, *, score: int | None, settings: RiskSettings, now: datetime) -> ReviewOut:
+    waited = int(((review.decided_at or now) - review.created_at).total_seconds())
+    sla = settings.review_sla_minutes * 60
+    pending = review.status == ReviewStatus.PENDING
+    held = _holder(review, now) is not None
+    first = None
+    if review.first_reviewer and review.first_reason and review.first_decided_at:
+        first = FirstDecisionOut(
+            reviewer=review.first_reviewer,
+            decision=ReviewOutcome.DENY,
+            reason=review.first_reason,
+            note=review.first_note,
+            customer_message=review.first_customer_message,
+            decided_at=review.first_decided_at,
+        )
+    return ReviewOut.model_validate(review, from_attributes=True).model_copy(
+        update={
+            "waiting_seconds": waited,
+            "claimed_by": review.claimed_by if held else None,
+            "claimed_at": review.claimed_at if held else None,
+            "claim_expires_at": review.claim_expires_at if held else None,
+            "sla_seconds": sla,
+            "late": pending and waited > sla,
+            "score": score,
+            "first_decision": first,
+            "awaiting_second_reviewer": pending and first is not None,
+        }
+    )
+
+
+def _now(deps: RiskDeps) -> datetime:
+    return deps.clock().astimezone(UTC)
+
+
+async def _review_out(uow: UnitOfWork, deps: RiskDeps, review: Review, now: datetime) -> ReviewOut:
+    return review_out(review, score=await repository.score_of(uow.session, review.request_id), settings=deps.settings, now=now)
+
+
+async def list_reviews(uow: UnitOfWork, deps: RiskDeps, *, status: str | None, request_id: str | None, user_id: str | None, limit: int) -> ReviewList:
+    now = _now(deps)
+    rows = await repository.list_reviews(uow.session, status=status, request_id=request_id, user_id=user_id, limit=limit)
+    return ReviewList(items=[review_out(review, score=score, settings=deps.settings, now=now) for review, score in rows])
+
+
+async def get_review(uow: UnitOfWork, deps: RiskDeps, review_id: str) -> ReviewOut:
+    review = await repository.get_review(uow.session, review_id)
+    if review is None:
+        raise not_found("The review")
+    return await _review_out(uow, deps, review, _now(deps))
+
+
+async def _pending_review(uow: UnitOfWork, review_id: str) -> Review:
+    review = await repository.get_review(uow.session, review_id, for_update=True)
+    if review is None:
+        raise not_found("The review")
+    if review.status != ReviewStatus.PENDING:
+        raise conflict("review-closed", f"This review is already {review.status}.", review_status=review.status)
+    return review
+
+
+async def _check_four_eyes(uow: UnitOfWork, review: Review, principal: Principal) -> None:
+    """Whoever denied a request (first of two, or alone) decides neither its second review nor its appeal."""
+    if review.origin != ReviewOrigin.DISPUTE and principal.subject in await repository.deniers_of(uow.session, review.request_id):
+        raise conflict("four-eyes", "You denied this request: another reviewer decides this case.")
+
+
+def _claimed_by_other(review: Review) -> Problem:
+    return conflict("review-claimed", f"{review.claimed_by} holds this review.", claimed_by=review.claimed_by, claim_expires_at=review.claim_expires_at)
+
+
+async def claim_review(uow: UnitOfWork, deps: RiskDeps, principal: Principal, review_id: str) -> ReviewOut:
+    """Take a case (or renew one's own claim) for UNBIND_REVIEW_CLAIM_MINUTES."""
+    now = _now(deps)
+    review = await _pending_review(uow, review_id)
+    await _check_four_eyes(uow, review, principal)
+    holder = _holder(review, now)
+    if holder not in (None, principal.subject):
+        raise _claimed_by_other(review)
+    if holder is None:
+        review.claimed_by, review.claimed_at = principal.subject, now
+    review.claim_expires_at = now + timedelta(minutes=deps.settings.review_claim_minutes)
+    return await _review_out(uow, deps, review, now)
+
+
+async def release_review(uow: UnitOfWork, deps: RiskDeps, principal: Principal, review_id: str) -> ReviewOut:
+    now = _now(deps)
+    review = await _pending_review(uow, review_id)
+    holder = _holder(review, now)
+    if holder is None:
+        raise conflict("not-claimed", "Nobody holds this review.")
+    if holder != principal.subject:
+        raise _claimed_by_other(review)
+    _release(review)
+    return await _review_out(uow, deps, review, now)
+
+
+def _check_decision(origin: ReviewOrigin, body: ReviewDecisionIn, message: str | None) -> None:
+    """Every decision takes a reason from the list that fits it; `other` says why in the message to the customer."""
+    allowed = REVIEW_REASONS.close_dispute if origin == ReviewOrigin.DISPUTE else getattr(REVIEW_REASONS, body.decision.value)
+    if body.reason not in allowed:
+        what = "closing a dispute" if origin == ReviewOrigin.DISPUTE else f"the decision {body.decision.value}"
+        raise Problem(422, "invalid-reason", "Reason required", f"Choose the reason for {what} from the list (`reason`).", allowed=[str(code) for code in allowed])
+    if body.reason == DenialReason.OTHER and not message:
         raise Problem(422, "customer-message-required", "Message required", "With the reason `other`, tell the customer why in `customer_message`.")
 
 
@@ -494,23 +596,36 @@ async def _hand_message_to_notification(deps: RiskDeps, review: Review, message:
 
 
 async def decide_review(uow: UnitOfWork, deps: RiskDeps, principal: Principal, review_id: str, body: ReviewDecisionIn) -> ReviewOut:
-    """Close a pending case, once. An approval of a risk or appeal case goes on to verification with
-    both methods and closes the account flag its request raised."""
-    review = await repository.get_review(uow.session, review_id, for_update=True)
-    if review is None:
-        raise not_found("The review")
-    if review.status != ReviewStatus.PENDING:
-        raise conflict("review-closed", f"This review is already {review.status}.", review_status=review.status)
-    _check_decision(review, body)
-    if body.customer_message:
-        await _hand_message_to_notification(deps, review, body.customer_message)
-    approved, origin = body.decision == ReviewOutcome.APPROVE, ReviewOrigin(review.origin)
+    """Close a pending case, once, under the caller's claim. A deny of a request that scored at
+    least UNBIND_REVIEW_SECOND_REVIEWER_SCORE is first only recorded (the case stays pending, nothing
+    is emitted) until a second, different reviewer confirms or overrides it. An approval of a risk
+    or appeal case goes on to verification with both methods and closes the account flag its request raised."""
+    now = _now(deps)
+    review = await _pending_review(uow, review_id)
+    await _check_four_eyes(uow, review, principal)
+    if _holder(review, now) != principal.subject:
+        raise conflict("claim-required", "Claim the review before deciding it.", claimed_by=_holder(review, now))
+    origin = ReviewOrigin(review.origin)
+    denies_request = body.decision == ReviewOutcome.DENY and origin != ReviewOrigin.DISPUTE
+    # A confirming deny without a message of its own sends the first reviewer's.
+    message = body.customer_message or (review.first_customer_message if denies_request else None)
+    _check_decision(origin, body, message)
+    score = await repository.score_of(uow.session, review.request_id)
+    if denies_request and review.first_reviewer is None and score is not None and score >= deps.settings.review_second_reviewer_score:
+        review.first_reviewer, review.first_reason, review.first_note = principal.subject, body.reason, body.note or None
+        review.first_customer_message, review.first_decided_at = body.customer_message, now
+        _release(review)
+        return review_out(review, score=score, settings=deps.settings, now=now)
+    if message:
+        await _hand_message_to_notification(deps, review, message)
+    approved = body.decision == ReviewOutcome.APPROVE
     review.status = ReviewStatus.APPROVED if approved else ReviewStatus.DENIED
     review.reviewer = principal.subject
     review.note = body.note or None
     review.reason = body.reason
-    review.customer_message = body.customer_message
-    review.decided_at = utcnow()
+    review.customer_message = message
+    review.decided_at = now
+    _release(review)
     clears_request = approved and origin != ReviewOrigin.DISPUTE
     if clears_request:
         await close_flags_of_request(uow, review)
@@ -524,12 +639,13 @@ async def decide_review(uow: UnitOfWork, deps: RiskDeps, principal: Principal, r
             required_methods=APPROVED_AFTER_REVIEW if clears_request else [],
             review_id=review.id,
             origin=origin,
-            reason=body.reason,
-            customer_message=bool(body.customer_message),
+            # Only a denial's reason is the customer's to know; the others stay in risk.
+            reason=DenialReason(body.reason) if denies_request else None,
+            customer_message=bool(message),
         )
     )
     uow.after_commit(deps.metrics.reviews.labels(body.decision.value).inc)
-    return review_out(review, review.decided_at)
+    return review_out(review, score=score, settings=deps.settings, now=now)
 
 
 async def close_flags_of_request(uow: UnitOfWork, review: Review) -> None:
@@ -539,13 +655,28 @@ async def close_flags_of_request(uow: UnitOfWork, review: Review) -> None:
         flag.cleared_at, flag.cleared_by, flag.cleared_reason = review.decided_at, review.reviewer, f"review {review.id} approved"
 
 
-async def withdraw_reviews(uow: UnitOfWork, event: BindingEvent) -> None:
+async def withdraw_reviews(uow: UnitOfWork, event: BindingEvent, now: datetime) -> None:
     """A request that ended (cancelled, expired) leaves nothing to decide: its pending review is
     withdrawn, so the queue no longer shows it and an approval can no longer be given."""
     for review in await repository.pending_reviews_of(uow.session, event.request_id):
         review.status = ReviewStatus.WITHDRAWN
-        review.decided_at = utcnow()
+        review.decided_at = now
         review.note = f"withdrawn: {type(event).__name__}"
+        _release(review)
+
+
+async def customer_risk(uow: UnitOfWork, deps: RiskDeps, user_id: str) -> CustomerRiskOut:
+    """What risk knows of a customer, for the ops case view."""
+    session = uow.session
+    profile = await session.get(CustomerProfile, user_id)
+    devices = await repository.known_devices_of(session, user_id)
+    return CustomerRiskOut(
+        user_id=user_id,
+        profile=ProfileOut.model_validate(profile, from_attributes=True) if profile else None,
+        flags=[FlagOut.model_validate(flag, from_attributes=True) for flag in await repository.flags_of(session, user_id)],
+        known_devices=[KnownDeviceOut.model_validate(device, from_attributes=True) for device in devices],
+        reviews=(await list_reviews(uow, deps, status=None, request_id=None, user_id=user_id, limit=200)).items,
+    )
 
 
 async def list_flags(uow: UnitOfWork, active_only: bool) -> FlagList:

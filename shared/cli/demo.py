@@ -554,11 +554,16 @@ async def review(story: Story, feed: EventFeed, request_id: str) -> None:
     term.line(f"waiting in the ops review queue: review {item['id']}, {mine + 1} of {len(queue)} pending, waited {item['waiting_seconds']} s", "magenta")
     if story.options.approve:
         note = "approved by `unbind demo --approve`"
-        await story.api.call("risk", "POST", f"/v1/reviews/{item['id']}/decision", role="ops", json={"decision": "approve", "note": note})
-        term.line("decided as ops (ops-admin): approve")
+        # A reviewer claims the case, then decides it with a reason from the list.
+        await story.api.call("risk", "POST", f"/v1/reviews/{item['id']}/claim", role="reviewer")
+        approval = {"decision": "approve", "reason": "identity_confirmed_by_call", "note": note}
+        await story.api.call("risk", "POST", f"/v1/reviews/{item['id']}/decision", role="reviewer", json=approval)
+        term.line("decided as a reviewer (ops-admin): approve, identity confirmed by call")
         decided = await feed.expect("ReviewDecided", "risk", story.options.var_dir)
     else:
-        term.line(f'decide it as ops: POST {story.stack.urls["risk"]}/v1/reviews/{item["id"]}/decision {{"decision": "approve"}} (or rerun with --approve)')
+        url = f'{story.stack.urls["risk"]}/v1/reviews/{item["id"]}'
+        approval = '{"decision": "approve", "reason": "identity_confirmed_by_call"}'
+        term.line(f"decide it as a reviewer: POST {url}/claim, then POST {url}/decision {approval} (or rerun with --approve)")
         decided = await wait_for_decision(story, feed, item["id"])
     assert isinstance(decided.envelope.data, ReviewDecided)
     if decided.envelope.data.decision != "approve":
@@ -698,6 +703,7 @@ async def _play(options: DemoOptions, term: Terminal) -> int:
         tokens = {
             "customer": token(options.var_dir, CUSTOMER, ["customer"], ttl),
             "ops": token(options.var_dir, None, ["ops"], ttl),
+            "reviewer": token(options.var_dir, None, ["ops", "reviewer"], ttl),
             "service": token(options.var_dir, "customer-system", ["service"], 300),
         }
         story = Story(options, Api(client, stack, tokens), term, stack)

@@ -13,7 +13,7 @@ from services.binding.models import UnbindRequest
 from shared.db import utcnow
 from tests.binding.test_api import assert_problem
 from tests.binding.test_lifecycle import event_types, pending_review_for
-from tests.factories import Customer, customer_with_binding, pass_verification
+from tests.factories import Customer, customer_with_binding, decide_review, pass_verification, reviewer_auth
 from tests.stack import BusTopics, Stack, auth, running_stack
 from tests.verification.test_api import issued_verification
 
@@ -69,11 +69,11 @@ async def test_a_completed_unbind_is_disputed_once_within_7_days_and_opens_an_op
         assert len((await client.get(f"/v1/unbind-requests/{request_id}/audit", headers=headers)).json()) == audit_before
         assert (await stack.request_status(request_id, customer.user_id))["dispute"]["reason"] == "not_requested_by_me"
 
-        # Ops close the case: upheld; no reason from the denial list; the request stays completed, no new verification.
-        decision_url = f"/v1/reviews/{case['id']}/decision"
+        # Ops close the case: upheld, with a finding from the dispute's list (not the denial list); the request stays completed, no new verification.
+        assert (await stack.client("risk").post(f"/v1/reviews/{case['id']}/claim", headers=reviewer_auth())).status_code == 200
         denial = {"decision": "deny", "reason": "other", "customer_message": "x"}
-        assert_problem(await stack.client("risk").post(decision_url, json=denial, headers=OPS), 422, "no-denial-reason")
-        closed = await stack.client("risk").post(decision_url, json={"decision": "approve", "note": "lost phone confirmed"}, headers=OPS)
+        assert_problem(await stack.client("risk").post(f"/v1/reviews/{case['id']}/decision", json=denial, headers=reviewer_auth()), 422, "invalid-reason")
+        closed = await decide_review(stack.client("risk"), case["id"], "approve", reason="unauthorised_unbind", note="lost phone confirmed")
         assert closed.status_code == 200, closed.text
         notices = await stack.wait_for_notice(customer.user_id, request_id, "dispute_closed")
         assert "情况属实" in notices["dispute_closed"]

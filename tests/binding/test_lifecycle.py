@@ -10,7 +10,7 @@ from services.binding.service import credit_limit_contribution
 from shared.cloudevents import Envelope
 from shared.events import Verified
 from tests.binding.test_api import assert_problem
-from tests.factories import CURRENT_AGREEMENT, Customer, bind_account, customer_with_binding, enrolled_device, idempotency_key, pass_verification, unbind_body
+from tests.factories import CURRENT_AGREEMENT, Customer, bind_account, customer_with_binding, decide_review, enrolled_device, idempotency_key, pass_verification, unbind_body
 from tests.stack import BusTopics, Stack, auth, eventually, running_stack
 from tests.verification.test_api import issued_verification, wrong
 
@@ -139,11 +139,9 @@ async def test_appeal_approved_goes_on_to_verification_and_completes(kafka_topic
         assert appeal.json()["appeal_message"] == "My card ***4821 was lost"
         # Counted before the approval: the new code may be out before the next line runs.
         sent_before = len(stack.codes(customer.phone))
-        decided = await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve", "note": "verified by phone"}, headers=auth("ops-9", "ops"))
+        decided = await decide_review(stack.client("risk"), review["id"], "approve", note="verified by phone")
         assert decided.status_code == 200 and decided.json()["status"] == "approved"
-        assert_problem(
-            await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny"}, headers=auth("ops-9", "ops")), 409, "review-closed"
-        )
+        assert_problem(await decide_review(stack.client("risk"), review["id"], "deny"), 409, "review-closed")
 
         reissued = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "pending_verification" and body["verification"] is not None)
         assert reissued["verification"]["methods"] == ["otp", "biometric"], "after a review, both factors"
@@ -163,8 +161,7 @@ async def test_appeal_denied_closes_it_only_once(kafka_topics: BusTopics, databa
         assert_problem(empty, 422, "validation-error")
         await stack.client("binding").post(f"/v1/unbind-requests/{request_id}/appeal", json={"message": "it was me"}, headers=auth(customer.user_id))
         review = await pending_review_for(stack, request_id)
-        denial = {"decision": "deny", "reason": "identity_not_confirmed", "note": "five wrong codes from a new device"}
-        await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json=denial, headers=auth("ops-9", "ops"))
+        await decide_review(stack.client("risk"), review["id"], "deny", reason="identity_not_confirmed", note="five wrong codes from a new device")
 
         denied = "人工审核未通过：未能确认是您本人申请"
         closed = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "rejected" and body["outcome_reason"] == denied)

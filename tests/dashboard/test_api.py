@@ -23,12 +23,14 @@ from shared.keys import SigningKey, new_kid
 from shared.login_links import write_login_link
 from shared.problems import PROBLEM_JSON
 from tests.binding.test_api import assert_problem
+from tests.binding.test_lifecycle import pending_review_for
 from tests.dashboard.conftest import running_dashboard
-from tests.factories import RULES_ADMIN, customer_with_binding, idempotency_key, save_rules, unbind_body
+from tests.factories import RULES_ADMIN, customer_with_binding, idempotency_key, reviewer_auth, save_rules, unbind_body
 from tests.keys import token
 from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack, served
 
 OPS = auth("ops-7", "ops")
+REVIEWER = reviewer_auth("ops-7")
 REVIEW_EVERYTHING = {"rules": [{"name": "look at every request", "action": "review", "if": "requests_24h >= 0"}]}
 
 
@@ -98,11 +100,23 @@ async def test_reviews_are_listed_with_their_score_and_decided_through_risk(any_
 
         review = await eventually(listed, 20, "the review never reached the dashboard's queue")
         assert review["kind"] == "unbind", "the reviewer sees what the request asks"
-        # Risk's refusal passes through as it is: a denial needs its reason; nothing is decided.
-        refused = await dashboard.post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny", "note": "no reason given"}, headers=OPS)
-        assert refused.status_code == 422 and refused.json()["type"].endswith("/denial-reason-required"), refused.text
-        approval = {"decision": "approve", "note": "called the customer", "customer_message": "Thanks for your patience."}
-        decided = await dashboard.post(f"/v1/reviews/{review['id']}/decision", json=approval, headers=OPS)
+        assert (review["claimed_by"], review["late"], review["sla_seconds"]) == (None, False, 7200), "risk's fields as they are"
+        reasons = (await dashboard.get("/v1/reviews/reasons", headers=OPS)).json()
+        assert "identity_confirmed_by_call" in reasons["approve"] and "identity_not_confirmed" in reasons["deny"] and reasons["close_dispute"]
+
+        # Claimed through the dashboard as the signed-in user; risk's refusals pass through with their fields.
+        claim = f"/v1/reviews/{review['id']}/claim"
+        assert_problem(await dashboard.post(claim, headers=OPS), 403, "forbidden")
+        assert (await dashboard.post(claim, headers=REVIEWER)).json()["claimed_by"] == "ops-7"
+        assert assert_problem(await dashboard.post(claim, headers=reviewer_auth("rev-2")), 409, "review-claimed")["claimed_by"] == "ops-7"
+        assert (await dashboard.delete(claim, headers=REVIEWER)).json()["claimed_by"] is None
+        assert_problem(await dashboard.delete(claim, headers=REVIEWER), 409, "not-claimed")
+        assert (await dashboard.post(claim, headers=REVIEWER)).status_code == 200
+        # A decision needs its reason from the list; nothing is decided without one.
+        refused = await dashboard.post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny", "note": "no reason given"}, headers=REVIEWER)
+        assert assert_problem(refused, 422, "invalid-reason")["allowed"] == list(DenialReason)
+        approval = {"decision": "approve", "reason": "identity_confirmed_by_call", "note": "called the customer", "customer_message": "Thanks for your patience."}
+        decided = await dashboard.post(f"/v1/reviews/{review['id']}/decision", json=approval, headers=REVIEWER)
         assert decided.status_code == 200, decided.text
         assert (decided.json()["status"], decided.json()["reviewer"], decided.json()["customer_message"]) == ("approved", "ops-7", "Thanks for your patience.")
         notices = await stack.wait_for_notice(customer.user_id, request_id, "review_approved")
@@ -110,7 +124,7 @@ async def test_reviews_are_listed_with_their_score_and_decided_through_risk(any_
 
         body = await stack.wait_for_request(request_id, customer.user_id, lambda body: body.get("verification") is not None)
         assert sorted(body["verification"]["methods"]) == ["biometric", "otp"]
-        again = await dashboard.post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny"}, headers=OPS)
+        again = await dashboard.post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny"}, headers=REVIEWER)
         assert again.status_code == 409 and again.headers["content-type"] == PROBLEM_JSON
 
 
@@ -152,6 +166,19 @@ async def test_rules_go_to_risk_as_the_signed_in_user_with_their_etag(tmp_path: 
         too_long = await dashboard.post("/v1/rules/simulate", json={"rules": strict["rules"], "days": 31}, headers=OPS)
         assert assert_problem(too_long, 422, "window-too-long")["max_days"] == 30
         assert_problem(await dashboard.post("/v1/rules/simulate", json=["not", "an", "object"], headers=OPS), 422, "validation-error")
+async def test_a_first_deny_passes_through_as_202_and_four_eyes_as_409(tmp_path: Path) -> None:
+    topics, overrides = make_bus_topics("memory", None), {"risk": {"review_second_reviewer_score": 0}}
+    async with (
+        running_stack(topics, sqlite_urls(tmp_path), tmp_path, overrides=overrides) as stack,
+        running_dashboard(topics, tmp_path, risk_app=stack.apps["risk"]) as (_, dashboard),
+    ):
+        await save_rules(stack.client("risk"), REVIEW_EVERYTHING["rules"])
+        _, request_id = await request_unbind(stack)
+        review = await pending_review_for(stack, request_id)
+        assert (await dashboard.post(f"/v1/reviews/{review['id']}/claim", headers=REVIEWER)).status_code == 200
+        first = await dashboard.post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny", "reason": "identity_not_confirmed"}, headers=REVIEWER)
+        assert first.status_code == 202 and first.json()["first_decision"]["reviewer"] == "ops-7", first.text
+        assert_problem(await dashboard.post(f"/v1/reviews/{review['id']}/claim", headers=REVIEWER), 409, "four-eyes")
 
 
 async def test_the_stream_pushes_the_overview_then_each_matching_event(any_bus: BusTopics, tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ async def test_the_ops_page_follows_an_unbind_live_and_decides_its_review(browse
         await page.goto(url)
         await expect(page.locator("#sign-in")).to_be_visible()
         # The one-time link `unbind up` prints: it signs in, then the address bar no longer holds it.
-        code = write_login_link(app.state.settings.login_link_dir, token("ops-dev", "ops"), 60)
+        code = write_login_link(app.state.settings.login_link_dir, token("ops-dev", "ops", "reviewer"), 60)
         await page.goto(f"{url}/login?code={code}")
         await expect(page.locator("#live")).to_have_text("live", timeout=10_000)
         await expect(page.locator("#who")).to_have_text("ops-dev")

@@ -32,7 +32,7 @@ from shared.problems import _HTTP_CODES, PROBLEM_TEXTS
 from tests.binding.test_api import assert_problem
 from tests.binding.test_lifecycle import pending_review_for
 from tests.copy import assert_customer_copy
-from tests.factories import CURRENT_AGREEMENT, Customer, card_number, customer_with_binding, enrolled_device, idempotency_key, pass_verification, unbind_body
+from tests.factories import CURRENT_AGREEMENT, Customer, card_number, customer_with_binding, decide_review, enrolled_device, idempotency_key, pass_verification, unbind_body
 from tests.stack import BusTopics, Stack, auth, eventually, running_stack
 from tests.verification.test_api import wrong
 
@@ -97,8 +97,7 @@ async def walk_every_path(stack: Stack, customer: Customer, locale: str) -> list
     appeal = await client.post(f"/v1/unbind-requests/{declined['id']}/appeal", json={"message": "it was me"}, headers=headers)
     assert appeal.status_code == 200, appeal.text
     review = await pending_review_for(stack, declined["id"])
-    denial = {"decision": "deny", "reason": "identity_not_confirmed", "note": "score 90, flagged", "customer_message": REVIEWER_MESSAGES[locale]}
-    denied = await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json=denial, headers=auth("ops-1", "ops"))
+    denied = await decide_review(stack.client("risk"), review["id"], "deny", reason="identity_not_confirmed", note="score 90, flagged", customer_message=REVIEWER_MESSAGES[locale])
     assert denied.status_code == 200, denied.text
     await stack.wait_for_request(declined["id"], customer.user_id, lambda view: view["status"] == "rejected" and view["appealed_at"] is not None)
 
@@ -108,7 +107,7 @@ async def walk_every_path(stack: Stack, customer: Customer, locale: str) -> list
     if done["status"] == "under_review":
         sent_before = len(stack.codes(customer.phone))
         review = await pending_review_for(stack, done["id"])
-        await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve"}, headers=auth("ops-1", "ops"))
+        await decide_review(stack.client("risk"), review["id"], "approve")
         done = await stack.wait_for_request(done["id"], customer.user_id, lambda view: view["verification"] is not None)
         await eventually(lambda: len(stack.codes(customer.phone)) > sent_before, 15, "no code after the approval")
     await pass_verification(stack, customer, done["id"], done["verification"]["id"], device)

@@ -10,7 +10,7 @@ from shared.cli.pii import Secrets, record_lines, scan
 from tests.binding.test_lifecycle import event_types, pending_review_for, reject_by_wrong_codes
 from tests.contracts import assert_records_follow_contract
 from tests.dashboard.conftest import running_dashboard
-from tests.factories import customer_with_binding
+from tests.factories import customer_with_binding, decide_review
 from tests.stack import BusTopics, auth, eventually, running_stack
 
 OPS = auth("ops-5", "ops")
@@ -44,8 +44,7 @@ async def test_an_appeal_and_an_ops_note_stay_with_their_service(kafka_topics: B
         queue = await dashboard.get("/v1/reviews", headers=OPS)
         assert queue.status_code == 200 and review["id"] in queue.text
         assert leaks(queue.text) == [], "the dashboard's review queue shows the appeal's text"
-        denial = {"decision": "deny", "reason": "customer_unreachable", "note": NOTE, "customer_message": TO_THE_CUSTOMER}
-        decided = await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json=denial, headers=OPS)
+        decided = await decide_review(stack.client("risk"), review["id"], "deny", reason="customer_unreachable", note=NOTE, customer_message=TO_THE_CUSTOMER)
         assert decided.status_code == 200, decided.text
 
         async def closed() -> bool:

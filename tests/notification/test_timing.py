@@ -20,9 +20,9 @@ from services.notification.templates import CODE_IN_SMS, KINDS, STAGE_KINDS
 from shared.cloudevents import Envelope
 from shared.events import BiometricCounterRegressed, UnbindCancelled, UnbindExpired, VerificationRequested
 from tests.binding.test_api import assert_problem
-from tests.factories import customer_with_binding, idempotency_key, pass_verification, unbind_body
+from tests.factories import customer_with_binding, decide_review, idempotency_key, pass_verification, unbind_body
 from tests.notification.test_delivery import ONLY_NOTIFICATION, deliveries, requested, with_contact
-from tests.risk.test_flows import NOON, OPS, third_request_under_review
+from tests.risk.test_flows import NOON, third_request_under_review
 from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack
 
 VERIFICATION = auth("verification", "service")
@@ -237,8 +237,7 @@ async def test_a_request_sent_to_review_and_an_appeal_tell_the_customer_when_to_
 
         assert await eventually(pushed, 15, "no push of the review") == [notice["body"]]
 
-        denial = {"decision": "deny", "reason": "customer_unreachable", "note": "unusual pattern"}
-        denied = await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json=denial, headers=OPS)
+        denied = await decide_review(stack.client("risk"), review["id"], "deny", reason="customer_unreachable", note="unusual pattern")
         assert denied.status_code == 200, denied.text
         await stack.wait_for_request(third["id"], customer.user_id, lambda body: body["status"] == "rejected")
         client, headers = stack.client("notification"), auth(customer.user_id)

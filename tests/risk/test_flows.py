@@ -25,7 +25,7 @@ from shared.cloudevents import Envelope
 from shared.events import ReviewDecided
 from tests.binding.test_api import assert_problem
 from tests.binding.test_lifecycle import pending_review_for
-from tests.factories import Customer, customer_with_binding, enrolled_device, idempotency_key, pass_verification, save_rules, unbind_body
+from tests.factories import Customer, customer_with_binding, decide_review, enrolled_device, idempotency_key, pass_verification, reviewer_auth, save_rules, unbind_body
 from tests.stack import BusTopics, Stack, Switchable, auth, eventually, running_stack
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -102,7 +102,7 @@ async def test_a_third_request_in_a_day_is_reviewed_then_approved_with_both_meth
     device = await enrolled_device(stack, first)
     customer, third, review = await third_request_under_review(stack, first)
     sent_before = len(stack.codes(customer.phone))
-    decided = await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve", "note": "customer called in"}, headers=OPS)
+    decided = await decide_review(stack.client("risk"), review["id"], "approve", note="customer called in", reviewer="ops-3")
     assert decided.status_code == 200 and decided.json()["reviewer"] == "ops-3"
 
     body = await stack.wait_for_request(third["id"], customer.user_id, lambda body: body["verification"] is not None)
@@ -114,10 +114,10 @@ async def test_a_third_request_in_a_day_is_reviewed_then_approved_with_both_meth
 
 async def test_a_third_request_in_a_day_reviewed_and_denied_is_rejected(at_noon: Stack) -> None:
     customer, third, review = await third_request_under_review(at_noon)
-    await at_noon.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "deny", "reason": "account_security_risk", "note": "unusual pattern"}, headers=OPS)
+    await decide_review(at_noon.client("risk"), review["id"], "deny", reason="account_security_risk", note="unusual pattern")
     body = await at_noon.wait_for_request(third["id"], customer.user_id, lambda body: body["status"] == "rejected")
     assert body["outcome_code"] == "review_denied:account_security_risk" and "unusual pattern" not in str(body), "the ops note stays in risk"
-    again = await at_noon.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve"}, headers=OPS)
+    again = await decide_review(at_noon.client("risk"), review["id"], "approve", reviewer="rev-2")
     assert again.status_code == 409
     # One decision counted; the refused second one is not.
     metrics = (await at_noon.client("risk").get("/metrics")).text
@@ -137,7 +137,7 @@ async def test_a_cancelled_request_withdraws_its_review_and_no_late_approval_sen
 
     assert (await eventually(withdrawn, 15, "the review was not withdrawn"))["note"] == "withdrawn: UnbindCancelled"
     assert all(item["id"] != review["id"] for item in (await at_noon.client("risk").get("/v1/reviews?status=pending", headers=OPS)).json()["items"])
-    late = await at_noon.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve"}, headers=OPS)
+    late = await decide_review(at_noon.client("risk"), review["id"], "approve")
     assert late.status_code == 409
 
     # An approval that crossed the cancellation on the topic issues no verification and sends no code.
@@ -218,24 +218,28 @@ async def test_a_deny_score_goes_to_a_person_who_alone_denies_with_a_reason_and_
     flags = (await stack.client("risk").get("/v1/flags", headers=OPS)).json()["items"]
     assert [flag["reason"] for flag in flags if flag["user_id"] == customer.user_id] == ["review by deny by score 85"]
 
-    async def decide(decision: dict) -> httpx.Response:
-        return await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json=decision, headers=OPS)
+    async def decide(decision: dict, by: str = "rev-1") -> httpx.Response:
+        assert (await stack.client("risk").post(f"/v1/reviews/{review['id']}/claim", headers=reviewer_auth(by))).status_code == 200
+        return await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json=decision, headers=reviewer_auth(by))
 
-    # Only with a reason from the list; `other` says why to the customer; an approval takes none.
-    assert_problem(await decide({"decision": "deny"}), 422, "denial-reason-required")
+    # Only with a reason from the list that fits; `other` says why to the customer.
+    assert_problem(await decide({"decision": "deny"}), 422, "invalid-reason")
     assert_problem(await decide({"decision": "deny", "reason": "other", "note": "odd"}), 422, "customer-message-required")
-    assert_problem(await decide({"decision": "approve", "reason": "other"}), 422, "no-denial-reason")
-    assert_problem(await decide({"decision": "deny", "reason": "because"}), 422, "validation-error")
+    assert_problem(await decide({"decision": "approve", "reason": "other"}), 422, "invalid-reason")
+    assert_problem(await decide({"decision": "deny", "reason": "because"}), 422, "invalid-reason")
+    # A deny of a score of 85 takes two reviewers: the first one's is recorded, nothing more.
+    first = await decide({"decision": "deny", "reason": "customer_unreachable", "note": "no answer"})
+    assert first.status_code == 202 and first.json()["awaiting_second_reviewer"], first.text
     denial = {"decision": "deny", "reason": "customer_unreachable", "note": "two calls, no answer; voice sounded scripted", "customer_message": TO_THE_CUSTOMER}
     for line in movable.lines:
         line.down = True
-    assert_problem(await decide(denial), 503, "notification-unavailable")
+    assert_problem(await decide(denial, by="rev-2"), 503, "notification-unavailable")
     for line in movable.lines:
         line.down = False
     assert [item["id"] for item in (await stack.client("risk").get("/v1/reviews?status=pending", headers=OPS)).json()["items"]] == [review["id"]], "nothing was decided"
     assert (await stack.request_status(body["id"], customer.user_id))["status"] == "under_review"
 
-    decided = await decide(denial)
+    decided = await decide(denial, by="rev-2")
     assert decided.status_code == 200, decided.text
     assert (decided.json()["reason"], decided.json()["customer_message"]) == ("customer_unreachable", TO_THE_CUSTOMER)
     rejected = await stack.wait_for_request(body["id"], customer.user_id, lambda body: body["status"] == "rejected")
@@ -267,7 +271,7 @@ async def test_a_customer_approved_once_is_not_sent_to_review_forever(movable: M
     first = await request(stack, customer, device_id="d-new-phone")
     assert first["status"] == "under_review"
     review = await pending_review_for(stack, first["id"])
-    approved = await stack.client("risk").post(f"/v1/reviews/{review['id']}/decision", json={"decision": "approve", "note": "called back: it was her"}, headers=OPS)
+    approved = await decide_review(stack.client("risk"), review["id"], "approve", note="called back: it was her", reviewer="ops-3")
     assert approved.status_code == 200, approved.text
 
     # The flag the request raised closed with the approval, saying by whom and by which review.

@@ -53,6 +53,7 @@ OWN_OR_OPS = (401, 404, 200, 200, 200, 200, 403)
 CUSTOMER = (401, 200, 200, 403, 403, 403, 403)  # the caller's own list or settings
 REVIEWER_ONLY = (401, 403, 403, 403, 200, 403, 403)
 RULES_ADMIN_ONLY = (401, 403, 403, 403, 403, 200, 403)
+UNCLAIMED_DECISION = (401, 403, 403, 403, 409, 403, 403)  # the reviewer released the case above: claim-required
 
 
 def customer_only(wrong: int, owner: int) -> tuple[int, ...]:
@@ -97,7 +98,11 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ("dashboard", "GET /v1/events"): OPS_ONLY,
     ("dashboard", "GET /v1/stream"): OPS_ONLY,
     ("dashboard", "GET /v1/reviews"): OPS_ONLY,
-    ("dashboard", "POST /v1/reviews/{review_id}/decision"): REVIEWER_ONLY,
+    ("dashboard", "GET /v1/reviews/reasons"): OPS_ONLY,
+    # A reviewer claims and releases the case; deciding then needs a claim (409 claim-required).
+    ("dashboard", "POST /v1/reviews/{review_id}/claim"): REVIEWER_ONLY,
+    ("dashboard", "DELETE /v1/reviews/{review_id}/claim"): REVIEWER_ONLY,
+    ("dashboard", "POST /v1/reviews/{review_id}/decision"): UNCLAIMED_DECISION,
     # The dashboard forwards the rules as the signed-in user: risk decides who may change them.
     ("dashboard", "GET /v1/rules"): OPS_ONLY,
     ("dashboard", "PUT /v1/rules"): RULES_ADMIN_ONLY,
@@ -113,7 +118,12 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ("risk", "POST /v1/rules/versions/{version}/restore"): RULES_ADMIN_ONLY,
     ("risk", "POST /v1/rules/simulate"): OPS_ONLY,
     ("risk", "GET /v1/reviews"): OPS_ONLY,
-    ("risk", "POST /v1/reviews/{review_id}/decision"): (401, 403, 403, 403, 409, 403, 403),  # decided through the dashboard above
+    ("risk", "GET /v1/reviews/{review_id}"): OPS_ONLY,
+    ("risk", "GET /v1/reviews/reasons"): OPS_ONLY,
+    ("risk", "POST /v1/reviews/{review_id}/claim"): REVIEWER_ONLY,
+    ("risk", "DELETE /v1/reviews/{review_id}/claim"): REVIEWER_ONLY,
+    ("risk", "POST /v1/reviews/{review_id}/decision"): UNCLAIMED_DECISION,
+    ("risk", "GET /v1/customers/{user_id}/risk"): OPS_ONLY,
     ("risk", "GET /v1/flags"): OPS_ONLY,
     ("risk", "POST /v1/flags/{user_id}/clear"): REVIEWER_ONLY,  # clearing a flag is a reviewer's decision
     ("risk", "PUT /internal/v1/profiles/{user_id}"): internal(204),

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from services.verification.device_simulator import DeviceSimulator
-from tests.factories import RULES_ADMIN, customer_with_binding, idempotency_key, unbind_body
+from tests.factories import RULES_ADMIN, customer_with_binding, idempotency_key, reviewer_auth, unbind_body
 from tests.security.conftest import OPS, World, populated_world
 from tests.stack import auth
 
@@ -57,8 +57,8 @@ async def edge_requests(world: World) -> list[tuple[str, str, str, dict[str, Any
         ("verification", "POST", "/v1/devices", {"json": {**device, "name": "phone\x00"}, "headers": owner}),
         # The SMS went out before the record failed: the caller's retry sent it again.
         ("notification", "POST", "/internal/v1/messages", {"json": {**code_sms(ids["user_id"]), "params": {"code": "12\x003456", "ttl_minutes": "5"}}, "headers": VERIFICATION}),
-        ("risk", "POST", f"/v1/reviews/{ids['review_id']}/decision", {"json": {"decision": "deny", "note": "\x00"}, "headers": OPS}),
-        ("dashboard", "POST", f"/v1/reviews/{ids['review_id']}/decision", {"json": {"decision": "deny", "note": "\x00"}, "headers": OPS}),
+        ("risk", "POST", f"/v1/reviews/{ids['review_id']}/decision", {"json": {"decision": "deny", "note": "\x00"}, "headers": reviewer_auth()}),
+        ("dashboard", "POST", f"/v1/reviews/{ids['review_id']}/decision", {"json": {"decision": "deny", "note": "\x00"}, "headers": reviewer_auth()}),
         # Accepted, a NUL in a rule's name broke every assessment it matched (PostgreSQL, in the consumer).
         ("risk", "PUT", "/v1/rules", {"json": {"rules": [{"name": "night\x00", "action": "review", "if": "night_request == true"}]}, "headers": rules_change}),
         ("risk", "PUT", "/v1/rules", {"json": {"rules": night, "comment": "why\x00"}, "headers": rules_change}),

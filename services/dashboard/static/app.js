@@ -283,6 +283,14 @@ const DENIAL_REASONS = [
   ["other", "other (say why in the message)"],
 ];
 
+// Every decision takes a reason from risk's lists (GET /v1/reviews/reasons); the page chooses the
+// denial's, and these for the rest.
+const DEFAULT_REASONS = {
+  approve: "identity_confirmed_by_call",
+  "dispute.approve": "unauthorised_unbind",
+  "dispute.deny": "no_error_found",
+};
+
 function textInput(className, placeholder, maxLength) {
   const input = document.createElement("input");
   input.type = "text";
@@ -323,6 +331,7 @@ function renderReviews(items) {
       const decide = (decision) => async () => {
         const body = { decision, note: note.value };
         if (message.value.trim()) body.customer_message = message.value.trim();
+        body.reason = DEFAULT_REASONS[review.origin === "dispute" ? `dispute.${decision}` : decision];
         if (decision === "deny" && reason) {
           if (!reason.value) {
             $("#reviews-error").textContent = "Choose the reason to deny: the customer is told it.";
@@ -332,7 +341,10 @@ function renderReviews(items) {
         }
         approve.disabled = deny.disabled = true;
         try {
-          await call(`/v1/reviews/${encodeURIComponent(review.id)}/decision`, { method: "POST", body: JSON.stringify(body) });
+          // A decision needs the reviewer's claim on the case: take it (or renew it) first.
+          const path = `/v1/reviews/${encodeURIComponent(review.id)}`;
+          await call(`${path}/claim`, { method: "POST" });
+          await call(`${path}/decision`, { method: "POST", body: JSON.stringify(body) });
           $("#reviews-error").textContent = "";
         } catch (error) {
           $("#reviews-error").textContent = `Decision not recorded: ${error.message}`;
