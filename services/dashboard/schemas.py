@@ -30,3 +30,9 @@ class ReviewDecisionIn(BaseModel):
     reason: DenialReason | None = Field(None, description="Required to deny an unbind request; none for an approval or a dispute")
     note: FreeText = Field("", max_length=500, description="Internal: for ops only")
     customer_message: FreeText | None = Field(None, min_length=1, max_length=500, description="Optional, sent to the customer with the outcome")
+
+
+class ResendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: FreeText = Field(min_length=1, max_length=200, description="Why it is resent: kept on the message and listed")

@@ -28,6 +28,8 @@ class DashboardDeps:
     hub: LiveHub
     reader: StreamReader
     risk: httpx.AsyncClient
+    # Every service the dashboard calls as the signed-in staff user, by name (risk included).
+    clients: dict[str, httpx.AsyncClient]
 
 
 def session_out(settings: DashboardSettings, principal: Principal | None) -> SessionOut:
@@ -63,20 +65,29 @@ async def decide_review(deps: DashboardDeps, session: OpsSession, review_id: str
 
 
 async def _call_risk(deps: DashboardDeps, session: OpsSession, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    return await call_service(deps, session, "risk", method, path, **kwargs)
+
+
+async def call_service(deps: DashboardDeps, session: OpsSession, service: str, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    """Call a service as the signed-in staff user (so it checks their roles and records who acted).
+    A service that does not answer, or fails, is a 503 `<service>-unavailable`; its own problems (404,
+    409...) are passed on as they are."""
     headers = {"Authorization": f"Bearer {session.token}"}
     if cid := correlation_id.get():
         headers["X-Request-ID"] = cid
+    unavailable = f"{service}-unavailable", f"{service.capitalize()} service unavailable"
     try:
-        response = await deps.risk.request(method, path, headers=headers, **kwargs)
+        response = await deps.clients[service].request(method, path, headers=headers, **kwargs)
     except httpx.HTTPError as exc:
-        log.warning("risk service unreachable", extra={"path": path, "error": type(exc).__name__})
-        raise Problem(503, "risk-unavailable", "Risk service unavailable", "The risk service did not answer; try again shortly.", headers={"Retry-After": "2"}) from None
+        log.warning("service unreachable", extra={"service": service, "path": path, "error": type(exc).__name__})
+        raise Problem(503, *unavailable, f"The {service} service did not answer; try again shortly.", headers={"Retry-After": "2"}) from None
     if response.status_code >= 500:
-        raise Problem(503, "risk-unavailable", "Risk service unavailable", f"The risk service answered {response.status_code}; try again shortly.", headers={"Retry-After": "2"})
+        raise Problem(503, *unavailable, f"The {service} service answered {response.status_code}; try again shortly.", headers={"Retry-After": "2"})
     if response.status_code >= 400:
-        # Risk's own problem (404 unknown review, 409 already decided...), passed on as it is.
+        # The service's own problem (404 unknown review, 409 already decided...), passed on as it is.
         body = _json_or_empty(response)
-        raise Problem(response.status_code, str(body.get("type", "")).rsplit("/", 1)[-1] or "risk-refused", body.get("title", "Refused by the risk service"), body.get("detail"))
+        slug = str(body.get("type", "")).rsplit("/", 1)[-1] or f"{service}-refused"
+        raise Problem(response.status_code, slug, body.get("title", f"Refused by the {service} service"), body.get("detail"))
     return response.json()
 
 
