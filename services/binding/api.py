@@ -26,6 +26,8 @@ from services.binding.schemas import (
     LenderCallbackIn,
     LenderCallbackOut,
     LenderList,
+    OpsCustomerOut,
+    OpsUnbindRequestOut,
     PauseRequestIn,
     RepaymentIn,
     RequestPage,
@@ -50,6 +52,7 @@ ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9._:-]{8,128}$"
 BindingId = Annotated[str, Path(pattern=ID_PATTERN)]
 RequestId = Annotated[str, Path(pattern=ID_PATTERN)]
+UserId = Annotated[str, Path(pattern=ID_PATTERN)]
 IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY_PATTERN)]
 CustomerOrOps = Annotated[Principal, Depends(require_role("customer", "ops"))]
 
@@ -315,3 +318,17 @@ async def search_unbind_requests(
     if since is not None and since.tzinfo is None:
         raise Problem(422, "naive-datetime", "Time zone required", "`since` needs a time zone, e.g. 2026-11-28T00:00:00+08:00.")
     return await service.search_requests(uow, status=status, user_id=user_id, since=since, cursor=cursor, limit=limit, locale=locale)
+
+
+@router.get("/ops/unbind-requests/{request_id}", tags=["ops"], responses=problem_responses(404))
+async def get_ops_unbind_request(request_id: RequestId, principal: Ops, uow: RequestUnitOfWork, locale: RequestLocale) -> OpsUnbindRequestOut:
+    """A request as ops read it in a case: the customer's view, plus the impact they saw when asking
+    (kept with the request; null for older ones), the blockers they accepted, risk's decision and
+    score, the device and channel it came from, and their own words (numbers masked)."""
+    return await service.ops_request(uow, request_id, locale)
+
+
+@router.get("/ops/customers/{user_id}", tags=["ops"], responses=problem_responses(404))
+async def get_ops_customer(user_id: UserId, principal: Ops, uow: RequestUnitOfWork, locale: RequestLocale) -> OpsCustomerOut:
+    """A customer's bindings and requests (newest first), for ops helping them; accounts masked."""
+    return await service.ops_customer(uow, user_id, locale)

@@ -136,6 +136,10 @@ class UnbindRequest(Base):
     device_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     channel: Mapped[str] = mapped_column(String(32), default="app")
     impact_hash: Mapped[str] = mapped_column(String(64))
+    # The impact the customer saw when asking (ImpactOut, in their language), and the blockers they
+    # accepted: what ops read in the case. None for the requests made before they were kept.
+    impact_snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    acknowledged: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     idempotency_key: Mapped[str] = mapped_column(String(128))
     # Fingerprint of the request body, so a reused key with a different body is refused.
     request_fingerprint: Mapped[str] = mapped_column(String(64))

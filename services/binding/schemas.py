@@ -314,3 +314,24 @@ class AccountReport(BaseModel):
     mandates: list[MandateOut]
     instalments: list[InstalmentOut] = Field(description="Most recent first")
     impact: ImpactOut
+
+
+class OpsUnbindRequestOut(UnbindRequestOut):
+    """A request as ops read it: the customer's view, plus what the customer saw and what risk said."""
+
+    user_id: str
+    impact: ImpactOut | None = Field(description="The impact the customer saw when asking, in their language; null for requests made before it was kept")
+    risk_decision: str | None = Field(description="allow, step_up, review or deny; null until risk has scored the request")
+    risk_score: int | None
+    acknowledged: list[str] | None = Field(description="The blockers the customer accepted; null for requests made before it was kept")
+    device_id: str | None = Field(description="The device the request came from, as the app named it")
+    channel: str
+    dispute_message: str | None = Field(description="The customer's words when disputing, numbers masked")
+
+
+class OpsCustomerOut(BaseModel):
+    """What binding knows of a customer, for the ops on the phone with them."""
+
+    user_id: str
+    bindings: list[BindingOut]
+    requests: list[UnbindRequestOut] = Field(description="Newest first (at most 100)")

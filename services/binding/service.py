@@ -78,6 +78,8 @@ from services.binding.schemas import (
     LenderList,
     LenderOut,
     MandateOut,
+    OpsCustomerOut,
+    OpsUnbindRequestOut,
     PauseRequestIn,
     RepaymentAccountIn,
     RepaymentAccountOut,
@@ -124,7 +126,7 @@ from shared.events import (
     VerificationRequested,
     Verified,
 )
-from shared.i18n import DEFAULT_LOCALE, join, money
+from shared.i18n import join, money
 from shared.lenders import LENDER_HEADER, LENDERS, SIGNATURE_HEADER, Lender, callback_signature_valid, find_lender
 from shared.logging import redact
 from shared.masking import mask_account_number
@@ -149,6 +151,8 @@ FOLLOW_UP_AFTER_SWITCH = ["until_new_auto_debit"]
 CALL_THE_LENDER = frozenset({"check_repayment", "adjust_plan", "until_new_auto_debit"})
 # The audit reason of VerificationRequested names the methods after this (the timeline words them).
 METHODS_NOTE = "methods: "
+# The requests of a customer ops see at once (newest first).
+OPS_REQUESTS_SHOWN = 100
 # A completed unbind can be disputed, once, for this long (the completion notice says 7 days).
 DISPUTE_WINDOW = timedelta(days=7)
 # Blockers the customer may accept by naming them in `acknowledged`; the others always refuse.
@@ -220,7 +224,10 @@ def repayment_account_out(repayment: RepaymentAccount, locale: str) -> Repayment
 
 
 async def list_bindings(uow: UnitOfWork, principal: Principal, locale: str) -> BindingList:
-    views = await repository.list_bindings(uow.session, principal.subject)
+    return await _binding_list(uow, await repository.list_bindings(uow.session, principal.subject), locale)
+
+
+async def _binding_list(uow: UnitOfWork, views: Sequence[repository.BindingView], locale: str) -> BindingList:
     ids = [view[0].id for view in views]
     with_auto_debit = await repository.auto_debit_on(uow.session, ids)
     mandates = await repository.latest_mandate_status(uow.session, ids)
@@ -586,7 +593,8 @@ async def open_request(
         raise conflict("binding-unbound", "This binding is already unbound.")
     if binding.status in (BindingStatus.PENDING, BindingStatus.FAILED):
         raise conflict("binding-not-bound", "This account was never bound: its SMS code was not confirmed.", binding_status=binding.status)
-    impact = await assess_impact(uow, binding, repayment, credit, DEFAULT_LOCALE)
+    # In the customer's language: it is kept with the request as the impact they saw.
+    impact = await assess_impact(uow, binding, repayment, credit, locale)
     codes = {blocker.code for blocker in impact.blockers}
     if codes & IN_PROGRESS:
         return await _in_progress(uow, principal, binding_id, idempotency_key, fingerprint, locale), False
@@ -605,6 +613,7 @@ async def open_request(
     new_account = await _hold_new_account(uow, repayment, body) if isinstance(body, SwitchRequestIn) else None
 
     now = utcnow()
+    accepted_blockers = sorted(codes & set(body.acknowledged))
     request = UnbindRequest(
         id=_new_id(),
         binding_id=binding_id,
@@ -618,6 +627,8 @@ async def open_request(
         device_id=body.device_id,
         channel=channel,
         impact_hash=impact.impact_hash,
+        impact_snapshot=impact.model_dump(mode="json"),
+        acknowledged=accepted_blockers,
         idempotency_key=idempotency_key,
         request_fingerprint=fingerprint,
         expires_at=now + timedelta(seconds=settings.unbind_request_ttl_seconds),
@@ -629,7 +640,6 @@ async def open_request(
         await session.flush()
     except IntegrityError as exc:
         raise conflict("concurrent-request", "Another request with this Idempotency-Key is being processed; retry it.") from exc
-    accepted_blockers = sorted(codes & set(body.acknowledged))
     acknowledged = f"; acknowledged {', '.join(accepted_blockers)}" if accepted_blockers else ""
     _audit(uow, request, None, "UnbindRequested", principal.subject, ActorType.CUSTOMER, f"{_asked(request, new_account)}, reason {request.reason}{acknowledged}")
     uow.emit(
@@ -880,6 +890,44 @@ async def search_requests(
     page: Sequence[UnbindRequest] = rows[:limit]
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
     return RequestPage(items=[await request_out(uow, request, locale) for request in page], next_cursor=next_cursor)
+
+
+# --- ops: a customer on the phone, a case ---------------------------------------------------
+
+
+async def ops_customer(uow: UnitOfWork, user_id: str, locale: str) -> OpsCustomerOut:
+    """A customer's bindings and requests (newest first), as ops see them; 404 for a customer binding never saw."""
+    session = uow.session
+    views = await repository.list_bindings(session, user_id)
+    requests = await repository.search_requests(session, status=None, user_id=user_id, since=None, after=None, limit=OPS_REQUESTS_SHOWN)
+    if not views and not requests and await repository.credit_account_of(session, user_id) is None:
+        raise not_found("The customer")
+    bindings = await _binding_list(uow, views, locale)
+    return OpsCustomerOut(user_id=user_id, bindings=bindings.items, requests=[_masked_note(await request_out(uow, request, locale)) for request in requests])
+
+
+async def ops_request(uow: UnitOfWork, request_id: str, locale: str) -> OpsUnbindRequestOut:
+    """A request with what the customer saw when asking (the impact kept with it) and what risk said."""
+    request = await repository.get_request(uow.session, request_id)
+    if request is None:
+        raise not_found("The unbind request")
+    seen = _masked_note(await request_out(uow, request, locale))
+    return OpsUnbindRequestOut(
+        **seen.model_dump(),
+        user_id=request.user_id,
+        impact=ImpactOut.model_validate(request.impact_snapshot) if request.impact_snapshot else None,
+        risk_decision=request.risk_decision,
+        risk_score=request.risk_score,
+        acknowledged=request.acknowledged,
+        device_id=request.device_id,
+        channel=request.channel,
+        dispute_message=redact(request.dispute_message) if request.dispute_message else None,
+    )
+
+
+def _masked_note(request: UnbindRequestOut) -> UnbindRequestOut:
+    """The customer's note with its numbers masked: staff views show no full phone or account number."""
+    return request.model_copy(update={"note": redact(request.note)}) if request.note else request
 
 
 # --- events --------------------------------------------------------------------------------

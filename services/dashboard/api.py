@@ -12,12 +12,13 @@ import orjson
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 
-from services.dashboard import service
-from services.dashboard.schemas import ReviewDecisionIn, SessionOut, SignIn
+from services.dashboard import cases, service
+from services.dashboard.schemas import ResendIn, ReviewDecisionIn, SessionOut, SignIn
 from services.dashboard.service import DashboardDeps
 from services.dashboard.session import COOKIE, Ops, clear_session_cookie, keys_of, read_token, set_session_cookie, settings_of
 from shared.auth import Principal
 from shared.events import EVENT_TYPES
+from shared.masking import MASKED_PHONE_PATTERN
 from shared.problems import Problem, problem_responses
 
 STATIC = FilePath(__file__).resolve().parent / "static"
@@ -234,3 +235,50 @@ async def restore_rules(
 async def simulate_rules(body: JsonObject, session: Ops, deps: Deps) -> dict[str, Any]:
     """Dry run of a candidate rule set over recent assessments, by risk."""
     return (await service.forward_rules(deps, session, "POST", "/v1/rules/simulate", json=body))[0]
+
+
+CaseId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+UserId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+SERVICE_DOWN = (503, "A service the answer needs did not answer")
+
+
+@router.get("/v1/cases/{request_id}", tags=["cases"], responses={**OPS_ONLY, **problem_responses(404, 422, SERVICE_DOWN)})
+async def get_case(request_id: CaseId, session: Ops, deps: Deps) -> dict[str, Any]:
+    """One request's case, read from every service at once as the signed-in staff user: `request`
+    (with the impact the customer saw), `assessment`, `verifications` (every attempt), `messages`
+    (masked, never a code), `audit`, `reviews`, and the `customer`'s bindings, requests, devices and
+    risk. A service down leaves its parts null and is named in `unavailable`."""
+    return await cases.case(deps, session, request_id)
+
+
+@router.get("/v1/customers", tags=["customers"], responses={**OPS_ONLY, **problem_responses(422, SERVICE_DOWN)})
+async def find_customers(
+    session: Ops,
+    deps: Deps,
+    phone: Annotated[str | None, Query(pattern=MASKED_PHONE_PATTERN, description="The masked phone the customer reads out, e.g. 138****5678")] = None,
+    user_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = None,
+) -> dict[str, Any]:
+    """Find a customer on the phone: `{"items": [{user_id, phone, email, locale}]}` (masked), by
+    masked phone (several may share one) or by user id; one of the two."""
+    if (phone is None) == (user_id is None):
+        raise Problem(422, "one-filter", "One filter", "Look a customer up by `phone` (masked, e.g. 138****5678) or by `user_id`, not both.")
+    return await cases.find_customers(deps, session, phone=phone, user_id=user_id)
+
+
+@router.get("/v1/customers/{user_id}", tags=["customers"], responses={**OPS_ONLY, **problem_responses(404, 422, SERVICE_DOWN)})
+async def get_customer(user_id: UserId, session: Ops, deps: Deps) -> dict[str, Any]:
+    """A customer for the ops on the phone with them: `contact`, `bindings`, `requests`, `devices`,
+    `messages` and `risk`, masked; a service down leaves its parts null and is named in `unavailable`."""
+    return await cases.customer(deps, session, user_id)
+
+
+@router.post(
+    "/v1/notifications/{message_id}/resend",
+    status_code=202,
+    tags=["customers"],
+    responses={**OPS_ONLY, **problem_responses(400, 404, (409, "A one-time code, or a message still queued"), 422, SERVICE_DOWN)},
+)
+async def resend_notification(message_id: Annotated[int, Path(ge=1, lt=2**31)], body: ResendIn, session: Ops, deps: Deps) -> dict[str, Any]:
+    """Resend a message the customer lost, through notification, as the signed-in staff user (who,
+    when and why are kept on the new message). A one-time code is never resent (409)."""
+    return await cases.resend(deps, session, message_id, body.reason)

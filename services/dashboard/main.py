@@ -7,8 +7,8 @@ from the beginning of the retained stream on every start (see projection.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from datetime import datetime
 from typing import Any
 
@@ -45,10 +45,10 @@ def create_app(
     *,
     bus: EventBus | None = None,
     clock: Callable[[], datetime] = utcnow,
-    risk_transport: httpx.AsyncBaseTransport | None = None,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
 ) -> FastAPI:
-    """`clock` is "now" for the time windows (tests pass their own); `risk_transport` lets tests
-    wire the risk service in-process."""
+    """`clock` is "now" for the time windows (tests pass their own); `transports` (by service name)
+    let tests wire the services in-process."""
     settings = settings or DashboardSettings()
     configure_logging(settings.service_name, settings.log_level)
     keys = settings.load_keys()
@@ -60,9 +60,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        transport = risk_transport or httpx.AsyncHTTPTransport(retries=1)
-        async with httpx.AsyncClient(base_url=settings.risk_url, transport=transport, timeout=httpx.Timeout(5.0, connect=2.0)) as risk:
-            app.state.deps = DashboardDeps(settings, hub, reader, risk)
+        wired = transports or {}
+        async with AsyncExitStack() as clients:
+            services = {
+                service: await clients.enter_async_context(
+                    httpx.AsyncClient(base_url=url, transport=wired.get(service) or httpx.AsyncHTTPTransport(retries=1), timeout=httpx.Timeout(5.0, connect=2.0))
+                )
+                for service, url in settings.service_urls().items()
+            }
+            app.state.deps = DashboardDeps(settings, hub, reader, services)
             tasks = []
             if settings.run_workers:
                 tasks = [asyncio.create_task(reader.run(), name="dashboard-reader"), asyncio.create_task(hub.push_overviews(), name="dashboard-push")]

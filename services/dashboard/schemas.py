@@ -29,3 +29,9 @@ class ReviewDecisionIn(BaseModel):
     reason: str | None = Field(None, max_length=64, description="Required: a code from the list that fits the decision (GET /v1/reviews/reasons)")
     note: FreeText = Field("", max_length=500, description="Internal: for ops only")
     customer_message: FreeText | None = Field(None, min_length=1, max_length=500, description="Optional, sent to the customer with the outcome")
+
+
+class ResendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: FreeText = Field(min_length=1, max_length=200, description="Why it is resent: kept on the message and listed")

@@ -20,7 +20,7 @@ from shared.login_links import claim_login_link
 from shared.problems import Problem
 
 log = logging.getLogger(__name__)
-# A problem's own members (and Problem's parameters); any other field of risk's problem is passed on.
+# A problem's own members (and Problem's parameters); any other field of a service's problem is passed on.
 _PROBLEM_FIELDS = frozenset({"type", "title", "status", "detail", "instance", "code", "headers", "words"})
 
 
@@ -29,7 +29,8 @@ class DashboardDeps:
     settings: DashboardSettings
     hub: LiveHub
     reader: StreamReader
-    risk: httpx.AsyncClient
+    # Every service the dashboard calls as the signed-in staff user, by name (risk included).
+    clients: dict[str, httpx.AsyncClient]
 
 
 def session_out(settings: DashboardSettings, principal: Principal | None) -> SessionOut:
@@ -84,28 +85,42 @@ async def forward_rules(
 
 
 async def _call_risk(deps: DashboardDeps, session: OpsSession, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-    return (await _risk_response(deps, session, method, path, **kwargs)).json()
+    return await call_service(deps, session, "risk", method, path, **kwargs)
 
 
-async def _risk_response(deps: DashboardDeps, session: OpsSession, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+async def call_service(deps: DashboardDeps, session: OpsSession, service: str, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    """Call a service as the signed-in staff user (so it checks their roles and records who acted)."""
+    return (await _service_response(deps, session, service, method, path, **kwargs)).json()
+
+
+async def _risk_response(deps: DashboardDeps, session: OpsSession, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    return await _service_response(deps, session, "risk", method, path, **kwargs)
+
+
+async def _service_response(
+    deps: DashboardDeps, session: OpsSession, service: str, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+) -> httpx.Response:
+    """A service that does not answer, or fails, is a 503 `<service>-unavailable`; its own problems
+    (404, 409, 412...) are passed on as they are, with their fields and ETag."""
     headers = {**(headers or {}), "Authorization": f"Bearer {session.token}"}
     if cid := correlation_id.get():
         headers["X-Request-ID"] = cid
+    unavailable = f"{service}-unavailable", f"{service.capitalize()} service unavailable"
     try:
-        response = await deps.risk.request(method, path, headers=headers, **kwargs)
+        response = await deps.clients[service].request(method, path, headers=headers, **kwargs)
     except httpx.HTTPError as exc:
-        log.warning("risk service unreachable", extra={"path": path, "error": type(exc).__name__})
-        raise Problem(503, "risk-unavailable", "Risk service unavailable", "The risk service did not answer; try again shortly.", headers={"Retry-After": "2"}) from None
+        log.warning("service unreachable", extra={"service": service, "path": path, "error": type(exc).__name__})
+        raise Problem(503, *unavailable, f"The {service} service did not answer; try again shortly.", headers={"Retry-After": "2"}) from None
     if response.status_code >= 500:
-        raise Problem(503, "risk-unavailable", "Risk service unavailable", f"The risk service answered {response.status_code}; try again shortly.", headers={"Retry-After": "2"})
+        raise Problem(503, *unavailable, f"The {service} service answered {response.status_code}; try again shortly.", headers={"Retry-After": "2"})
     if response.status_code >= 400:
-        # Risk's own problem (404 unknown review, 409 held by another...), passed on as it is, with its fields (`claimed_by`...).
+        # The service's own problem (404 unknown review, 409 held by another...), passed on as it is,
+        # with its fields too (`claimed_by`, the version in force of a 412, the invalid fields of a 422...).
         body = _json_or_empty(response)
-        # Its fields too (the version in force of a 412, the invalid fields of a 422...).
         extra = {key: value for key, value in body.items() if key not in _PROBLEM_FIELDS}
-        code = str(body.get("type", "")).rsplit("/", 1)[-1] or "risk-refused"
+        slug = str(body.get("type", "")).rsplit("/", 1)[-1] or f"{service}-refused"
         headers = {"ETag": etag} if (etag := response.headers.get("ETag")) else None
-        raise Problem(response.status_code, code, body.get("title", "Refused by the risk service"), body.get("detail"), headers=headers, **extra)
+        raise Problem(response.status_code, slug, body.get("title", f"Refused by the {service} service"), body.get("detail"), headers=headers, **extra)
     return response
 
 

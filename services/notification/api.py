@@ -7,10 +7,23 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from services.notification import service
-from services.notification.schemas import MessageAccepted, MessageIn, NotificationList, NotificationOut, PreferencesIn, PreferencesOut, ReviewMessageIn
+from services.notification.schemas import (
+    MessageAccepted,
+    MessageIn,
+    NotificationList,
+    NotificationOut,
+    OpsContactList,
+    OpsMessageList,
+    OpsMessageOut,
+    PreferencesIn,
+    PreferencesOut,
+    ResendIn,
+    ReviewMessageIn,
+)
 from services.notification.service import NotificationDeps
 from shared.app import RequestUnitOfWork, Runtime, request_locale
-from shared.auth import Customer, Principal, require_service
+from shared.auth import Customer, Ops, Principal, require_service
+from shared.masking import MASKED_PHONE_PATTERN
 from shared.problems import problem_responses
 
 # Problems are answered in the caller's language (Accept-Language, else their saved locale).
@@ -71,3 +84,37 @@ async def keep_review_message(
     arrives and then sent with its outcome: free text never travels on the topic."""
     await service.keep_review_message(uow, review_id, body)
     return Response(status_code=204)
+
+
+IdFilter = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+
+
+@router.get("/v1/ops/notifications", tags=["ops"])
+async def ops_notifications(principal: Ops, uow: RequestUnitOfWork, user_id: IdFilter = None, request_id: IdFilter = None) -> OpsMessageList:
+    """A customer's or a request's messages on every channel (one filter at least), newest first:
+    kind, channel, status and masked destination, never the text (no code ever shows here)."""
+    return await service.ops_messages(uow, user_id=user_id, request_id=request_id)
+
+
+@router.get("/v1/ops/customers", tags=["ops"])
+async def ops_customers(
+    principal: Ops,
+    uow: RequestUnitOfWork,
+    phone: Annotated[str | None, Query(pattern=MASKED_PHONE_PATTERN, description="The masked phone, e.g. 138****5678")] = None,
+    user_id: IdFilter = None,
+) -> OpsContactList:
+    """Find a customer on the phone by the masked number they can read out (first 3 and last 4
+    digits: an index, not a scan; several may share it) or by user id. Contacts masked."""
+    return await service.ops_customers(uow, phone=phone, user_id=user_id)
+
+
+@router.post(
+    "/v1/ops/notifications/{delivery_id}/resend",
+    status_code=202,
+    tags=["ops"],
+    responses=problem_responses(400, 404, (409, "A one-time code (the customer asks for a new one), a message still queued, or no contact on that channel")),
+)
+async def resend_notification(delivery_id: Annotated[int, Path(ge=1, lt=2**31)], body: ResendIn, principal: Ops, uow: RequestUnitOfWork) -> OpsMessageOut:
+    """Send a message the customer lost again, on its channel, to their contact as it is now: a new
+    message, queued at once, that names who resent it, when and why (audited, logged without its text)."""
+    return await service.resend(uow, principal, delivery_id, body.reason)

@@ -7,10 +7,11 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 from shared.consumer import InboxMixin
 from shared.db import UTCDateTime, utcnow
+from shared.masking import phone_key
 from shared.outbox import OutboxMixin
 
 
@@ -33,6 +34,9 @@ class Contact(Base):
 
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     phone: Mapped[str] = mapped_column(String(32))
+    # The digits the masked phone shows (first 3, last 4: `1385678`), indexed: ops find a customer by
+    # `138****5678` without reading every number. Kept with the phone (`_keyed`).
+    phone_key: Mapped[str] = mapped_column(String(8), index=True)
     email: Mapped[str | None] = mapped_column(String(254), nullable=True)
     locale: Mapped[str] = mapped_column(String(8), default="zh-CN")
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
@@ -41,6 +45,11 @@ class Contact(Base):
     quiet_end: Mapped[str | None] = mapped_column(String(5), nullable=True, default="08:00")
     # {message kind: [channels]} the customer turned off (never a security kind).
     opt_out: Mapped[dict[str, list[str]]] = mapped_column(JSON, default=dict)
+
+    @validates("phone")
+    def _keyed(self, _: str, phone: str) -> str:
+        self.phone_key = phone_key(phone)
+        return phone
 
 
 class KnownRequest(Base):
@@ -134,7 +143,8 @@ class Delivery(Base):
     recipient: Mapped[str] = mapped_column(String(254))
     user_id: Mapped[str] = mapped_column(String(64), index=True)
     kind: Mapped[str] = mapped_column(String(64))
-    request_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # Indexed: the ops case lists a request's messages.
+    request_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     title: Mapped[str] = mapped_column(String(200))
     # The rendered text; for a code SMS only its redacted form is kept.
     body: Mapped[str] = mapped_column(Text)
@@ -145,3 +155,9 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A resend by ops (the customer lost the message): the delivery it repeats, who asked, when and why
+    # (their words, numbers masked). Its own `event_id` is new, so the unique key lets it be.
+    resend_of: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    resent_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    resent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    resend_reason: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -64,3 +64,22 @@ async def list_notifications(session: AsyncSession, user_id: str, limit: int, af
 
 async def count_contacts(session: AsyncSession) -> int:
     return await session.scalar(select(func.count()).select_from(Contact)) or 0
+
+
+async def deliveries_of(session: AsyncSession, *, user_id: str | None, request_id: str | None, limit: int) -> Sequence[Delivery]:
+    """A customer's or a request's deliveries, newest first."""
+    query = select(Delivery)
+    if user_id:
+        query = query.where(Delivery.user_id == user_id)
+    if request_id:
+        query = query.where(Delivery.request_id == request_id)
+    return (await session.scalars(query.order_by(Delivery.created_at.desc(), Delivery.id.desc()).limit(limit))).all()
+
+
+async def contacts_by_phone_key(session: AsyncSession, key: str) -> Sequence[Contact]:
+    return (await session.scalars(select(Contact).where(Contact.phone_key == key).order_by(Contact.user_id).limit(50))).all()
+
+
+async def event_ids_of(session: AsyncSession, delivery_ids: set[int]) -> dict[int, str]:
+    rows = await session.execute(select(Delivery.id, Delivery.event_id).where(Delivery.id.in_(delivery_ids)))
+    return dict(rows.tuples().all())

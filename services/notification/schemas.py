@@ -139,3 +139,43 @@ class PreferencesIn(BaseModel):
         if self.quiet_hours is not None and self.quiet_hours.start == self.quiet_hours.end:
             raise ValueError("quiet hours that start when they end are none: send quiet_hours null to turn them off")
         return self
+
+
+class OpsMessageOut(BaseModel):
+    """A message as ops see it: where and how it went, never its text (a code's least of all)."""
+
+    id: int = Field(description="The delivery's id (what `POST /v1/ops/notifications/{id}/resend` takes)")
+    kind: str
+    channel: str = Field(description="inapp, push, sms, email, or institution (the lender's webhook)")
+    status: str = Field(description="queued, sent, failed, suppressed (the customer turned it off) or superseded (stale before it could go)")
+    destination: str = Field(description="Masked: `138****5678`, `z***@example.com`, `inbox`, `app` or `lender`")
+    title: str
+    attempts: int
+    created_at: datetime
+    sent_at: datetime | None
+    request_id: str | None
+    resend_of: int | None = Field(description="The message this one repeats, when ops resent it")
+    resent_by: str | None
+    resent_at: datetime | None
+    resend_reason: str | None = Field(description="Why ops resent it, in their words (numbers masked)")
+
+
+class OpsMessageList(BaseModel):
+    items: list[OpsMessageOut] = Field(description="Newest first (at most 200)")
+
+
+class OpsContactOut(BaseModel):
+    user_id: str
+    phone: str = Field(description="Masked, e.g. `138****5678`")
+    email: str | None = Field(description="Masked, e.g. `z***@example.com`")
+    locale: str
+
+
+class OpsContactList(BaseModel):
+    items: list[OpsContactOut]
+
+
+class ResendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: FreeText = Field(min_length=1, max_length=200, description="Why it is resent (kept on the message, and listed)")

@@ -27,7 +27,20 @@ from services.notification import repository
 from services.notification.config import NotificationSettings
 from services.notification.models import Contact, Delivery, DeliveryStatus, DeviceName, KnownRequest, Notification, ReviewMessage
 from services.notification.providers import DeliveryError, Outgoing, Provider
-from services.notification.schemas import MessageAccepted, MessageIn, NotificationList, NotificationOut, PreferencesIn, PreferencesOut, QuietHours, ReviewMessageIn
+from services.notification.schemas import (
+    MessageAccepted,
+    MessageIn,
+    NotificationList,
+    NotificationOut,
+    OpsContactList,
+    OpsContactOut,
+    OpsMessageList,
+    OpsMessageOut,
+    PreferencesIn,
+    PreferencesOut,
+    QuietHours,
+    ReviewMessageIn,
+)
 from services.notification.templates import DEFAULT_LOCALE, KINDS, SECURITY_KINDS, STAGE_KINDS, AccountRef, render
 from shared.auth import Principal
 from shared.cloudevents import EventRejected
@@ -51,10 +64,10 @@ from shared.events import (
     UnbindRequested,
 )
 from shared.logging import redact
-from shared.masking import mask_phone
+from shared.masking import mask_email, mask_phone, phone_key
 from shared.pagination import decode_cursor, encode_cursor
 from shared.population import SyntheticCustomer
-from shared.problems import Problem, not_found
+from shared.problems import Problem, conflict, not_found
 from shared.uow import UnitOfWork
 
 # Zhang San's demo phone, as verification seeds it.
@@ -366,7 +379,14 @@ async def _stale(uow: UnitOfWork, deliveries: Sequence[Delivery]) -> list[Delive
     if not about_stage:
         return []
     stages = await repository.request_stages(uow.session, {delivery.request_id for delivery in about_stage if delivery.request_id})
-    return [delivery for delivery in about_stage if (stage := stages.get(delivery.request_id)) is not None and stage != delivery.event_id]
+    # A resend is about the stage of the message it repeats.
+    resent = {delivery.resend_of for delivery in about_stage if delivery.resend_of is not None}
+    repeated = await repository.event_ids_of(uow.session, resent) if resent else {}
+    return [
+        delivery
+        for delivery in about_stage
+        if (stage := stages.get(delivery.request_id)) is not None and stage != (repeated.get(delivery.resend_of) if delivery.resend_of else delivery.event_id)
+    ]
 
 
 async def _send(deps: NotificationDeps, delivery: Delivery) -> DeliveryError | None:
@@ -552,6 +572,103 @@ async def update_preferences(uow: UnitOfWork, principal: Principal, body: Prefer
     if "opt_out" in given:
         contact.opt_out = {kind: sorted(set(channels)) for kind, channels in body.opt_out.items() if channels}
     return preferences_out(contact)
+
+
+# --- ops: a customer on the phone ---------------------------------------------------------
+
+
+# Messages that hold a one-time code: never resent (the customer asks for a new code in the app).
+CODE_KINDS = frozenset({"otp_code", "device_enrolment_code", "binding_code"})
+# What the destination of a channel without a number or an address is called.
+DESTINATIONS = {"inapp": "inbox", "push": "app", "institution": "lender"}
+OPS_MESSAGES_SHOWN = 200
+
+
+def _destination(delivery: Delivery) -> str:
+    if delivery.channel == "sms":
+        return mask_phone(delivery.recipient)
+    if delivery.channel == "email":
+        return mask_email(delivery.recipient)
+    return DESTINATIONS.get(delivery.channel, delivery.channel)
+
+
+def ops_message_out(delivery: Delivery) -> OpsMessageOut:
+    return OpsMessageOut(
+        id=delivery.id,
+        kind=delivery.kind,
+        channel=delivery.channel,
+        status=delivery.status,
+        destination=_destination(delivery),
+        title=delivery.title,
+        attempts=delivery.attempts,
+        created_at=delivery.created_at,
+        sent_at=delivery.sent_at,
+        request_id=delivery.request_id,
+        resend_of=delivery.resend_of,
+        resent_by=delivery.resent_by,
+        resent_at=delivery.resent_at,
+        resend_reason=delivery.resend_reason,
+    )
+
+
+async def ops_messages(uow: UnitOfWork, *, user_id: str | None, request_id: str | None) -> OpsMessageList:
+    """A customer's or a request's messages on every channel, newest first, masked and without their text."""
+    if not user_id and not request_id:
+        raise Problem(422, "filter-required", "Filter required", "Name a customer (`user_id`) or a request (`request_id`).")
+    rows = await repository.deliveries_of(uow.session, user_id=user_id, request_id=request_id, limit=OPS_MESSAGES_SHOWN)
+    return OpsMessageList(items=[ops_message_out(row) for row in rows])
+
+
+async def ops_customers(uow: UnitOfWork, *, phone: str | None, user_id: str | None) -> OpsContactList:
+    """Customers found by their masked phone (`138****5678`: several may share it) or their exact user id."""
+    if (phone is None) == (user_id is None):
+        raise Problem(422, "one-filter", "One filter", "Look a customer up by `phone` (masked, e.g. 138****5678) or by `user_id`, not both.")
+    if phone is not None:
+        contacts = await repository.contacts_by_phone_key(uow.session, phone_key(phone))
+    else:
+        contact = await repository.get_contact(uow.session, user_id or "")
+        contacts = [contact] if contact else []
+    return OpsContactList(
+        items=[OpsContactOut(user_id=c.user_id, phone=mask_phone(c.phone), email=mask_email(c.email) if c.email else None, locale=c.locale) for c in contacts]
+    )
+
+
+def _not_resendable(detail: str) -> Problem:
+    return conflict("not-resendable", detail)
+
+
+async def resend(uow: UnitOfWork, principal: Principal, delivery_id: int, reason: str) -> OpsMessageOut:
+    """Send a message the customer lost again, on its channel, to their contact as it is now: a new
+    delivery, due at once, naming who resent it, when and why. A one-time code is never resent; nor
+    is a message still on its way, or the lender's webhook (retried by the dispatcher)."""
+    original = await uow.session.get(Delivery, delivery_id)
+    if original is None:
+        raise not_found("The message")
+    if original.kind in CODE_KINDS:
+        raise _not_resendable("A one-time code is never resent: the customer asks for a new code in the app.")
+    if original.channel == "institution":
+        raise _not_resendable("The lender's webhook is retried by the service itself.")
+    if original.status == DeliveryStatus.QUEUED:
+        raise _not_resendable("This message has not gone yet: it is still queued.")
+    contact = await repository.get_contact(uow.session, original.user_id)
+    recipient = {"inapp": original.user_id, "push": original.user_id, "sms": contact.phone if contact else None, "email": contact.email if contact else None}
+    to = recipient.get(original.channel)
+    if to is None:
+        raise _not_resendable(f"No {original.channel} contact is on file for this customer.")
+    now = utcnow()
+    copy = Delivery(
+        event_id=f"resend:{uuid.uuid4()}", channel=original.channel, recipient=to, user_id=original.user_id, kind=original.kind,
+        request_id=original.request_id, title=original.title, body=original.body, status=DeliveryStatus.QUEUED, next_attempt_at=now, created_at=now,
+        resend_of=original.id, resent_by=principal.subject, resent_at=now, resend_reason=redact(reason),
+    )  # fmt: skip
+    uow.session.add(copy)
+    await uow.session.flush()
+    # Who, which message and why, never its text.
+    log.info(
+        "message resent by ops",
+        extra={"delivery_id": copy.id, "resend_of": original.id, "kind": original.kind, "channel": original.channel, "resent_by": principal.subject},
+    )
+    return ops_message_out(copy)
 
 
 async def seed_customers(uow: UnitOfWork, customers: Sequence[SyntheticCustomer]) -> None:

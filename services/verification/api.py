@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from services.verification import service
 from services.verification.config import VerificationSettings
-from services.verification.schemas import BiometricIn, ChallengeOut, DeviceDetail, DeviceEnrolment, DeviceIn, DeviceList, OtpIn, VerificationOut
+from services.verification.schemas import (
+    BiometricIn,
+    ChallengeOut,
+    DeviceDetail,
+    DeviceEnrolment,
+    DeviceIn,
+    DeviceList,
+    OpsDeviceList,
+    OpsVerificationList,
+    OtpIn,
+    VerificationOut,
+)
 from services.verification.service import AttemptOutcome, VerificationDeps
 from shared.app import RequestUnitOfWork, Runtime, request_locale
-from shared.auth import Customer
+from shared.auth import Customer, Ops
 from shared.problems import problem_response, problem_responses
 
 # Problems are answered in the caller's language (Accept-Language, else their saved locale).
@@ -19,6 +30,7 @@ router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 422), dep
 
 VerificationId = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$")]
 DeviceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
+UserId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 NOT_PENDING = (409, "Not pending, or not expecting this method")
 REFUSED = problem_responses(400, 404, NOT_PENDING, (422, "Refused (with the attempts left), or not valid"))
 
@@ -112,3 +124,18 @@ async def biometric_challenge(verification_id: VerificationId, principal: Custom
 async def check_biometric(verification_id: VerificationId, body: BiometricIn, principal: Customer, uow: RequestUnitOfWork, settings: Settings, request: Request) -> Any:
     outcome = await service.check_biometric(uow, settings, principal, verification_id, body)
     return outcome.verification if outcome.accepted else _refusal(request, outcome, outcome.verification.biometric_attempts_remaining)
+
+
+@router.get("/ops/verifications", tags=["ops"])
+async def ops_verifications(
+    principal: Ops, uow: RequestUnitOfWork, request_id: Annotated[str, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="The unbind or bind request")]
+) -> OpsVerificationList:
+    """Every verification of a request, oldest first, each with every attempt made on it (method,
+    result, time, device), for the ops case view; never a code. None for an unknown request."""
+    return await service.ops_verifications(uow, request_id)
+
+
+@router.get("/ops/customers/{user_id}/devices", tags=["ops"])
+async def ops_devices(user_id: UserId, principal: Ops, uow: RequestUnitOfWork) -> OpsDeviceList:
+    """A customer's device keys in every status, with their history, for ops helping them."""
+    return await service.ops_devices(uow, user_id)

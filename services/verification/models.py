@@ -165,3 +165,34 @@ class Challenge(Base):
     challenge: Mapped[str] = mapped_column(String(64), unique=True)  # base64url, no padding
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AttemptResult(StrEnum):
+    """What became of one code or signature a customer tried (kept for ops; never the code itself)."""
+
+    PASSED = "passed"
+    WRONG_CODE = "wrong_code"
+    LOCKED = "locked"  # refused, and the last attempt allowed: the verification failed
+    CHALLENGE_INVALID = "challenge_invalid"
+    DEVICE_UNKNOWN = "device_unknown"
+    DEVICE_NOT_ACTIVE = "device_not_active"
+    DEVICE_NEWER_THAN_REQUEST = "device_newer_than_request"
+    BAD_SIGNATURE = "bad_signature"
+    COUNTER_REGRESSED = "counter_regressed"
+
+
+class VerificationAttempt(Base):
+    """One code or device signature checked against a verification, with its result: the ops case
+    lists every attempt. Append-only."""
+
+    __tablename__ = "verification_attempts"
+    __table_args__ = (Index("ix_verification_attempts_verification_at", "verification_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    verification_id: Mapped[str] = mapped_column(String(36))
+    user_id: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(16))  # otp | biometric
+    result: Mapped[str] = mapped_column(String(32))
+    # The device that signed (a biometric); None for an SMS code.
+    device_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

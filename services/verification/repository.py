@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.verification.models import Challenge, DeliveryStatus, Device, DeviceAudit, OtpSend, Purpose, Verification, VerificationStatus
+from services.verification.models import Challenge, DeliveryStatus, Device, DeviceAudit, OtpSend, Purpose, Verification, VerificationAttempt, VerificationStatus
 
 
 async def get(session: AsyncSession, verification_id: str, *, for_update: bool = False) -> Verification | None:
@@ -76,3 +76,17 @@ async def pending_enrolment(session: AsyncSession, device_id: str) -> Verificati
 
 async def count_devices(session: AsyncSession) -> int:
     return await session.scalar(select(func.count()).select_from(Device)) or 0
+
+
+async def of_request(session: AsyncSession, request_id: str) -> Sequence[Verification]:
+    """Every verification of a request (an appealed request approved again has several), oldest first."""
+    return (await session.scalars(select(Verification).where(Verification.request_id == request_id).order_by(Verification.created_at, Verification.id))).all()
+
+
+async def attempts_of(session: AsyncSession, verification_ids: Sequence[str]) -> Sequence[VerificationAttempt]:
+    query = select(VerificationAttempt).where(VerificationAttempt.verification_id.in_(verification_ids)).order_by(VerificationAttempt.at, VerificationAttempt.id)
+    return (await session.scalars(query)).all()
+
+
+async def device_histories(session: AsyncSession, device_ids: Sequence[str]) -> Sequence[DeviceAudit]:
+    return (await session.scalars(select(DeviceAudit).where(DeviceAudit.device_id.in_(device_ids)).order_by(DeviceAudit.at, DeviceAudit.id))).all()

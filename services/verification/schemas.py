@@ -84,3 +84,37 @@ class BiometricIn(BaseModel):
     challenge: str = Field(pattern=r"^[A-Za-z0-9_-]{43}=?$")
     signature: str = Field(pattern=r"^[A-Za-z0-9_-]{8,200}={0,2}$", description="DER ECDSA-SHA256 signature, base64url")
     counter: int = Field(ge=0, lt=2**63)
+
+
+class AttemptOut(BaseModel):
+    at: datetime
+    method: VerificationMethod
+    result: str = Field(
+        description="passed, wrong_code, locked (refused, and the verification failed with it), challenge_invalid, device_unknown, "
+        "device_not_active, device_newer_than_request, bad_signature or counter_regressed"
+    )
+    device_id: str | None = Field(description="The device that signed (a biometric); null for an SMS code")
+
+
+class OpsVerificationOut(BaseModel):
+    """A verification as ops read it in a case: never a code, nor its hash."""
+
+    verification_id: str
+    purpose: str
+    status: str
+    methods: list[VerificationMethod]
+    passed_methods: list[VerificationMethod]
+    failure_reason: str | None
+    otp_sends: int = Field(description="How many codes were sent for it")
+    otp_delivery: str | None
+    created_at: datetime
+    expires_at: datetime
+    attempts: list[AttemptOut] = Field(description="Every code and signature tried, oldest first (those made before attempts were kept are not listed)")
+
+
+class OpsVerificationList(BaseModel):
+    items: list[OpsVerificationOut]
+
+
+class OpsDeviceList(BaseModel):
+    items: list[DeviceDetail]

@@ -48,6 +48,7 @@ from services.verification.biometric import CHALLENGE_BYTES, load_p256_public_ke
 from services.verification.config import VerificationSettings
 from services.verification.device_simulator import DeviceSimulator
 from services.verification.models import (
+    AttemptResult,
     Challenge,
     CustomerLocale,
     DeliveryStatus,
@@ -58,9 +59,24 @@ from services.verification.models import (
     Purpose,
     UnbindContext,
     Verification,
+    VerificationAttempt,
     VerificationStatus,
 )
-from services.verification.schemas import BiometricIn, ChallengeOut, DeviceAuditOut, DeviceDetail, DeviceEnrolment, DeviceIn, DeviceList, DeviceOut, VerificationOut
+from services.verification.schemas import (
+    AttemptOut,
+    BiometricIn,
+    ChallengeOut,
+    DeviceAuditOut,
+    DeviceDetail,
+    DeviceEnrolment,
+    DeviceIn,
+    DeviceList,
+    DeviceOut,
+    OpsDeviceList,
+    OpsVerificationList,
+    OpsVerificationOut,
+    VerificationOut,
+)
 from shared.auth import Principal
 from shared.cloudevents import EventRejected
 from shared.db import utcnow
@@ -80,6 +96,7 @@ from shared.events import (
     Verified,
 )
 from shared.http import RETRYABLE_STATUS, post_with_retries
+from shared.logging import redact
 from shared.problems import Problem, conflict, not_found
 from shared.uow import UnitOfWork
 
@@ -351,11 +368,13 @@ async def check_otp(uow: UnitOfWork, deps: VerificationDeps, principal: Principa
         uow.after_commit(deps.metrics.checks.labels("wrong_code").inc)
         if verification.otp_attempts >= settings.otp_max_attempts:
             await _fail(uow, verification, "too_many_attempts")
+        _attempt(uow, verification, VerificationMethod.OTP, AttemptResult.WRONG_CODE)
         return AttemptOutcome(verification_out(settings, verification), accepted=False, reason="wrong-code")
 
     uow.after_commit(deps.metrics.checks.labels("accepted").inc)
     verification.otp_hash = None  # single use
     verification.passed_methods = [*verification.passed_methods, VerificationMethod.OTP]
+    _attempt(uow, verification, VerificationMethod.OTP, AttemptResult.PASSED)
     await _complete_if_done(uow, verification)
     return AttemptOutcome(verification_out(settings, verification), accepted=True)
 
@@ -492,10 +511,30 @@ async def check_biometric(uow: UnitOfWork, settings: VerificationSettings, princ
         if verification.biometric_failures >= settings.biometric_max_failures:
             await _fail(uow, verification, "too_many_attempts")
         log.warning("biometric refused", extra={"verification_id": verification.id, "reason": reason})
+        _attempt(uow, verification, VerificationMethod.BIOMETRIC, BIOMETRIC_RESULTS[reason], body.device_id)
         return AttemptOutcome(verification_out(settings, verification), accepted=False, reason=reason)
     verification.passed_methods = [*verification.passed_methods, VerificationMethod.BIOMETRIC]
+    _attempt(uow, verification, VerificationMethod.BIOMETRIC, AttemptResult.PASSED, body.device_id)
     await _complete_if_done(uow, verification)
     return AttemptOutcome(verification_out(settings, verification), accepted=True)
+
+
+# The result an attempt records for each refusal of a device signature.
+BIOMETRIC_RESULTS = {
+    "challenge-invalid": AttemptResult.CHALLENGE_INVALID,
+    "device-unknown": AttemptResult.DEVICE_UNKNOWN,
+    "device-not-active": AttemptResult.DEVICE_NOT_ACTIVE,
+    "device-newer-than-request": AttemptResult.DEVICE_NEWER_THAN_REQUEST,
+    "signature-invalid": AttemptResult.BAD_SIGNATURE,
+    "counter-not-increased": AttemptResult.COUNTER_REGRESSED,
+}
+
+
+def _attempt(uow: UnitOfWork, verification: Verification, method: VerificationMethod, result: AttemptResult, device_id: str | None = None) -> None:
+    """Keep an attempt for the ops case: a refusal that ended the verification is `locked`."""
+    if result != AttemptResult.PASSED and verification.status == VerificationStatus.FAILED:
+        result = AttemptResult.LOCKED
+    uow.session.add(VerificationAttempt(verification_id=verification.id, user_id=verification.user_id, method=method, result=result, device_id=device_id, at=utcnow()))
 
 
 async def _biometric_refusal(uow: UnitOfWork, verification: Verification, principal: Principal, body: BiometricIn) -> str | None:
@@ -614,6 +653,45 @@ async def _owned(uow: UnitOfWork, principal: Principal, verification_id: str, *,
     if verification is None or verification.user_id != principal.subject:
         raise not_found("The verification")
     return verification
+
+
+# --- ops -------------------------------------------------------------------------------------
+
+
+async def ops_verifications(uow: UnitOfWork, request_id: str) -> OpsVerificationList:
+    """Every verification of a request with every attempt made on it, for the ops case view."""
+    verifications = await repository.of_request(uow.session, request_id)
+    attempts: dict[str, list[AttemptOut]] = {verification.id: [] for verification in verifications}
+    for attempt in await repository.attempts_of(uow.session, list(attempts)):
+        attempts[attempt.verification_id].append(AttemptOut.model_validate(attempt, from_attributes=True))
+    return OpsVerificationList(
+        items=[
+            OpsVerificationOut(
+                verification_id=verification.id,
+                purpose=verification.purpose,
+                status=verification.status,
+                methods=verification.methods,
+                passed_methods=verification.passed_methods,
+                failure_reason=verification.failure_reason,
+                otp_sends=verification.otp_sends,
+                otp_delivery=verification.otp_delivery,
+                created_at=verification.created_at,
+                expires_at=verification.expires_at,
+                attempts=attempts[verification.id],
+            )
+            for verification in verifications
+        ]
+    )
+
+
+async def ops_devices(uow: UnitOfWork, user_id: str) -> OpsDeviceList:
+    """A customer's device keys in every status, each with its history, oldest first; their names
+    (the customer's words) with numbers masked."""
+    devices = await repository.devices_of(uow.session, user_id)
+    history: dict[str, list[DeviceAuditOut]] = {device.id: [] for device in devices}
+    for row in await repository.device_histories(uow.session, list(history)):
+        history[row.device_id].append(DeviceAuditOut.model_validate(row, from_attributes=True))
+    return OpsDeviceList(items=[DeviceDetail(**device_out(device).model_dump(), history=history[device.id]).model_copy(update={"name": redact(device.name)}) for device in devices])
 
 
 async def seed_demo_data(uow: UnitOfWork) -> bool:

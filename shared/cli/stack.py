@@ -433,8 +433,11 @@ def _service_env(stack: _Stack, ports: dict[str, int], server_url: str | None, s
             "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
             # Verification's one synchronous call goes to this stack's notification service.
             "UNBIND_NOTIFICATION_URL": f"http://127.0.0.1:{ports['notification']}",
-            # The dashboard's review queue and decisions go to this stack's risk service.
+            # The dashboard's review queue and decisions go to this stack's risk service, its case and
+            # support views to binding, verification and notification too.
             "UNBIND_RISK_URL": f"http://127.0.0.1:{ports['risk']}",
+            "UNBIND_BINDING_URL": f"http://127.0.0.1:{ports['binding']}",
+            "UNBIND_VERIFICATION_URL": f"http://127.0.0.1:{ports['verification']}",
             # The lender webhook (mandates to confirm, unbinds) goes to the development lender, unless one is named.
             "UNBIND_INSTITUTION_WEBHOOK_URL": os.environ.get("UNBIND_INSTITUTION_WEBHOOK_URL") or f"http://127.0.0.1:{ports[dev_lender.NAME]}/webhook",
             # Log lines reach the log file as they are written, not when a buffer fills.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -35,11 +35,19 @@ def dashboard_settings(topics: BusTopics, var_dir: Path, **overrides: Any) -> Da
 
 @asynccontextmanager
 async def running_dashboard(
-    topics: BusTopics, var_dir: Path, *, risk_app: FastAPI | None = None, clock: Callable[[], datetime] = utcnow, **overrides: Any
+    topics: BusTopics,
+    var_dir: Path,
+    *,
+    risk_app: FastAPI | None = None,
+    service_apps: Mapping[str, FastAPI] | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    **overrides: Any,
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    """The dashboard app, started, with an in-process client; its risk calls go to `risk_app`."""
-    transport = httpx.ASGITransport(app=risk_app) if risk_app is not None else None
-    app = create_app(dashboard_settings(topics, var_dir, **overrides), bus=topics.app_bus, clock=clock, risk_transport=transport)
+    """The dashboard app, started, with an in-process client; its risk calls go to `risk_app`, and
+    its calls to each service of `service_apps` (a stack's apps) to that app."""
+    apps = {**({"risk": risk_app} if risk_app is not None else {}), **(service_apps or {})}
+    transports = {service: httpx.ASGITransport(app=app) for service, app in apps.items()}
+    app = create_app(dashboard_settings(topics, var_dir, **overrides), bus=topics.app_bus, clock=clock, transports=transports)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dashboard") as client:
             yield app, client

@@ -12,6 +12,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.binding.agreements import CURRENT as CURRENT_AGREEMENT
+from services.notification.service import CODE_KINDS
 from tests.dashboard.conftest import running_dashboard
 from tests.factories import Customer, customer_with_binding, enrolled_device, idempotency_key, save_rules, unbind_body
 from tests.stack import Stack, auth, eventually, make_bus_topics, running_stack
@@ -50,6 +51,16 @@ async def _inbox_item(stack: Stack, customer: Customer) -> str:
     return await eventually(first, 20, "nothing reached the owner's inbox")
 
 
+async def _sent_message(stack: Stack, customer: Customer) -> int:
+    """A message to the owner that went out and may be resent (not a code)."""
+
+    async def first() -> int | None:
+        items = (await stack.client("notification").get("/v1/ops/notifications", params={"user_id": customer.user_id}, headers=OPS)).json()["items"]
+        return next((item["id"] for item in items if item["status"] == "sent" and item["channel"] != "institution" and item["kind"] not in CODE_KINDS), None)
+
+    return await eventually(first, 20, "no message to the owner went out")
+
+
 async def _pending_review(stack: Stack, request_id: str) -> str:
     async def listed() -> str | None:
         items = (await stack.client("risk").get("/v1/reviews", params={"status": "pending"}, headers=OPS)).json()["items"]
@@ -63,7 +74,7 @@ async def populated_world(database_urls: dict[str, str], var_dir: Path) -> Async
     topics = make_bus_topics("memory", None)
     # No pause between code sends: a resend is then answered by its rules, not by the clock.
     overrides = {"verification": {"otp_resend_interval_seconds": 0}}
-    async with running_stack(topics, database_urls, var_dir, overrides=overrides) as stack, running_dashboard(topics, var_dir, risk_app=stack.apps["risk"]) as (dashboard, _):
+    async with running_stack(topics, database_urls, var_dir, overrides=overrides) as stack, running_dashboard(topics, var_dir, service_apps=stack.apps) as (dashboard, _):
         owner, other = await customer_with_binding(stack), await customer_with_binding(stack)
         device = await enrolled_device(stack, owner)
         request_id = await _request_unbind(stack, owner)
@@ -81,5 +92,6 @@ async def populated_world(database_urls: dict[str, str], var_dir: Path) -> Async
             "device_id": device.device_id,
             "version": CURRENT_AGREEMENT,
             "rules_version": rules_version,
+            "delivery_id": await _sent_message(stack, owner),
         }
         yield World(stack, dashboard, owner, other, ids)

@@ -148,6 +148,18 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ("binding", "POST /v1/unbind-requests/{request_id}/dispute"): customer_only(404, 409),  # cancelled, not completed
     ("binding", "GET /v1/unbind-requests/{request_id}/audit"): OWN_OR_OPS,
     ("binding", "GET /v1/ops/unbind-requests"): OPS_ONLY,
+    ("binding", "GET /v1/ops/unbind-requests/{request_id}"): OPS_ONLY,
+    ("binding", "GET /v1/ops/customers/{user_id}"): OPS_ONLY,
+    ("verification", "GET /v1/ops/verifications"): OPS_ONLY,
+    ("verification", "GET /v1/ops/customers/{user_id}/devices"): OPS_ONLY,
+    ("notification", "GET /v1/ops/notifications"): OPS_ONLY,
+    ("notification", "GET /v1/ops/customers"): OPS_ONLY,
+    # Support resends a message the customer lost (each staff principal once: a new delivery each).
+    ("notification", "POST /v1/ops/notifications/{delivery_id}/resend"): (401, 403, 403, 202, 202, 202, 403),
+    ("dashboard", "GET /v1/cases/{request_id}"): OPS_ONLY,
+    ("dashboard", "GET /v1/customers"): OPS_ONLY,
+    ("dashboard", "GET /v1/customers/{user_id}"): OPS_ONLY,
+    ("dashboard", "POST /v1/notifications/{message_id}/resend"): (401, 403, 403, 202, 202, 202, 403),
 }
 SCHEMA_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 Request = Callable[[World, dict[str, str]], dict[str, Any]]
@@ -187,6 +199,12 @@ REQUESTS: dict[str, Request] = {
         "path": {"version": world.ids["rules_version"]},
     },
     "POST /v1/rules/simulate": lambda *_: {"json": {**REVIEW_EVERYTHING, "days": 7}},
+    "GET /v1/ops/verifications": lambda world, _: {"params": {"request_id": world.ids["request_id"]}},
+    "GET /v1/ops/notifications": lambda world, _: {"params": {"user_id": world.owner.user_id}},
+    "GET /v1/ops/customers": lambda world, _: {"params": {"user_id": world.owner.user_id}},
+    "GET /v1/customers": lambda world, _: {"params": {"user_id": world.owner.user_id}},
+    "POST /v1/ops/notifications/{delivery_id}/resend": lambda *_: {"json": {"reason": "lost on the way (authorization matrix)"}},
+    "POST /v1/notifications/{message_id}/resend": lambda world, _: {"json": {"reason": "lost (matrix)"}, "path": {"message_id": world.ids["delivery_id"]}},
     "PUT /internal/v1/profiles/{user_id}": lambda *_: {"json": {"account_opened_at": "2020-01-01T00:00:00+08:00"}},
     "POST /v1/bindings": lambda *_: {
         "json": {"lender": "Example Bank", "account_number": card_number(), "monthly_instalment": 5000, "due_day": 10, "agreement_version": CURRENT_AGREEMENT}
