@@ -11,7 +11,7 @@ from services.risk.models import ReviewStatus
 from services.risk.schemas import AssessmentOut, FlagList, ProfileIn, ReviewDecisionIn, ReviewList, ReviewOut, RuleSetOut, RulesIn
 from services.risk.service import RiskDeps
 from shared.app import RequestUnitOfWork, Runtime
-from shared.auth import Ops, Principal, require_service
+from shared.auth import Ops, Principal, Reviewer, RulesAdmin, require_service
 from shared.problems import problem_responses
 
 router = APIRouter(responses=problem_responses(401, 403, 422))
@@ -40,7 +40,7 @@ async def get_rules(principal: Ops, uow: RequestUnitOfWork) -> RuleSetOut:
 
 
 @router.put("/v1/rules", tags=["rules"], responses=problem_responses(400, (422, "A bad rule: the whole set is refused, the old one stays")))
-async def put_rules(body: RulesIn, principal: Ops, uow: RequestUnitOfWork) -> RuleSetOut:
+async def put_rules(body: RulesIn, principal: RulesAdmin, uow: RequestUnitOfWork) -> RuleSetOut:
     """Replace the rule set with a new version, in force at once, without a deploy."""
     return await service.replace_rules(uow, principal, body.rules)
 
@@ -58,7 +58,7 @@ async def list_reviews(principal: Ops, uow: RequestUnitOfWork, status: ReviewSta
         400, 404, (409, "Already decided, or withdrawn"), (422, "Invalid, or a denial without its reason"), (503, "Notification did not take the message to the customer")
     ),
 )
-async def decide_review(review_id: Id, body: ReviewDecisionIn, principal: Ops, uow: RequestUnitOfWork, deps: Deps) -> ReviewOut:
+async def decide_review(review_id: Id, body: ReviewDecisionIn, principal: Reviewer, uow: RequestUnitOfWork, deps: Deps) -> ReviewOut:
     """Approve or deny a case: an internal note (ops only) and, optionally, a message to the customer,
     sent with the outcome. Denying an unbind request takes a reason from the fixed list."""
     return await service.decide_review(uow, deps, principal, review_id, body)
@@ -71,7 +71,7 @@ async def list_flags(principal: Ops, uow: RequestUnitOfWork, active: bool = True
 
 
 @router.post("/v1/flags/{user_id}/clear", tags=["flags"], responses=problem_responses((404, "No active flag for this customer")))
-async def clear_flags(user_id: Id, principal: Ops, uow: RequestUnitOfWork) -> FlagList:
+async def clear_flags(user_id: Id, principal: Reviewer, uow: RequestUnitOfWork) -> FlagList:
     return await service.clear_flags(uow, principal, user_id)
 
 

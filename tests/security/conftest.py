@@ -69,7 +69,7 @@ async def populated_world(database_urls: dict[str, str], var_dir: Path) -> Async
         request_id = await _request_unbind(stack, owner)
         verification = (await stack.wait_for_request(request_id, owner.user_id, lambda body: body["verification"] is not None))["verification"]
         # The other customer's request goes to review: the queue then holds a real case.
-        assert (await stack.client("risk").put("/v1/rules", json=REVIEW_EVERYTHING, headers=OPS)).status_code == 200
+        assert (await stack.client("risk").put("/v1/rules", json=REVIEW_EVERYTHING, headers=auth("rules-security", "ops", "rules_admin"))).status_code == 200
         review_id = await _pending_review(stack, await _request_unbind(stack, other))
         ids = {
             "binding_id": owner.binding_id,

@@ -38,78 +38,93 @@ from tests.keys import ISSUER, service_key, token
 from tests.security.conftest import REVIEW_EVERYTHING, World, populated_world
 from tests.stack import auth, make_bus_topics, served, service_settings
 
-PRINCIPALS = ("anonymous", "other", "owner", "ops", "service")
+PRINCIPALS = ("anonymous", "other", "owner", "ops", "reviewer", "rules_admin", "service")
 # The "service" principal is the one caller an internal route admits, else binding's service token.
 INTERNAL_CALLERS = {
     ("notification", "POST /internal/v1/messages"): "verification",
     ("notification", "PUT /internal/v1/review-messages/{review_id}"): "risk",
     ("risk", "PUT /internal/v1/profiles/{user_id}"): "customer-system",
 }
-PUBLIC = (200, 200, 200, 200, 200)
-OPS_ONLY = (401, 403, 403, 200, 403)
-OWN = (401, 404, 200, 403, 403)  # a customer's own thing: another customer is told it does not exist
-OWN_OR_OPS = (401, 404, 200, 200, 403)
-CUSTOMER = (401, 200, 200, 403, 403)  # the caller's own list or settings
+PUBLIC = (200,) * 7
+# Staff roles add up: the reviewer and the rules admin of the matrix hold `ops` too, so they read what ops read.
+OPS_ONLY = (401, 403, 403, 200, 200, 200, 403)
+OWN = (401, 404, 200, 403, 403, 403, 403)  # a customer's own thing: another customer is told it does not exist
+OWN_OR_OPS = (401, 404, 200, 200, 200, 200, 403)
+CUSTOMER = (401, 200, 200, 403, 403, 403, 403)  # the caller's own list or settings
+REVIEWER_ONLY = (401, 403, 403, 403, 200, 403, 403)
+RULES_ADMIN_ONLY = (401, 403, 403, 403, 403, 200, 403)
 
-# (service, "METHOD path") -> statuses for (anonymous, another customer, the owner, ops, service).
+
+def customer_only(wrong: int, owner: int) -> tuple[int, ...]:
+    """A customer's action on their own thing: another customer gets `wrong`, staff and services 403."""
+    return (401, wrong, owner, 403, 403, 403, 403)
+
+
+def internal(status: int) -> tuple[int, ...]:
+    """An internal route: only its one caller (the service principal) gets past authorization."""
+    return (401, 403, 403, 403, 403, 403, status)
+
+
+# (service, "METHOD path") -> statuses for (anonymous, another customer, the owner, ops, a reviewer,
+# a rules admin, a service).
 # Rows run in this order, each route's refusals before its successes; a 409 or 422 for an allowed
 # caller means the request got past authorization and met the state of the owner's request.
 MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     # Probes and Prometheus carry no token: health and metrics are public by design.
     **{(service, f"GET {path}"): PUBLIC for service in ("verification", "notification", "dashboard", "risk", "binding") for path in ("/healthz", "/readyz", "/metrics")},
     ("verification", "GET /v1/verifications/{verification_id}"): OWN,
-    ("verification", "POST /v1/verifications/{verification_id}/otp"): (401, 404, 422, 403, 403),  # a wrong code
+    ("verification", "POST /v1/verifications/{verification_id}/otp"): customer_only(404, 422),  # a wrong code
     ("verification", "POST /v1/verifications/{verification_id}/otp/resend"): OWN,
-    ("verification", "POST /v1/verifications/{verification_id}/biometric/challenge"): (401, 404, 409, 403, 403),  # SMS code only
-    ("verification", "POST /v1/verifications/{verification_id}/biometric"): (401, 404, 409, 403, 403),
-    ("verification", "POST /v1/devices"): (401, 202, 202, 403, 403),  # pending until its own SMS code
+    ("verification", "POST /v1/verifications/{verification_id}/biometric/challenge"): customer_only(404, 409),  # SMS code only
+    ("verification", "POST /v1/verifications/{verification_id}/biometric"): customer_only(404, 409),
+    ("verification", "POST /v1/devices"): customer_only(202, 202),  # pending until its own SMS code
     ("verification", "GET /v1/devices"): CUSTOMER,
     ("verification", "GET /v1/devices/{device_id}"): OWN,
-    ("verification", "DELETE /v1/devices/{device_id}"): (401, 404, 204, 403, 403),
+    ("verification", "DELETE /v1/devices/{device_id}"): customer_only(404, 204),
     ("notification", "GET /v1/notifications"): CUSTOMER,
     ("notification", "POST /v1/notifications/{notification_id}/read"): OWN,
     ("notification", "GET /v1/preferences"): CUSTOMER,
     ("notification", "PUT /v1/preferences"): CUSTOMER,
-    ("notification", "POST /internal/v1/messages"): (401, 403, 403, 403, 202),
-    ("notification", "PUT /internal/v1/review-messages/{review_id}"): (401, 403, 403, 403, 204),
+    ("notification", "POST /internal/v1/messages"): internal(202),
+    ("notification", "PUT /internal/v1/review-messages/{review_id}"): internal(204),
     # The page, and the session that signs in (with the token in the body: each principal's own).
     ("dashboard", "GET /"): PUBLIC,
     ("dashboard", "GET /v1/session"): PUBLIC,
-    ("dashboard", "POST /v1/session"): (401, 403, 403, 200, 403),
-    ("dashboard", "GET /login"): (303, 303, 303, 303, 303),  # a fresh one-time link each (the headers play no part)
-    ("dashboard", "DELETE /v1/session"): (204, 204, 204, 204, 204),
+    ("dashboard", "POST /v1/session"): (401, 403, 403, 200, 200, 200, 403),
+    ("dashboard", "GET /login"): (303,) * 7,  # a fresh one-time link each (the headers play no part)
+    ("dashboard", "DELETE /v1/session"): (204,) * 7,
     ("dashboard", "GET /v1/overview"): OPS_ONLY,
     ("dashboard", "GET /v1/events"): OPS_ONLY,
     ("dashboard", "GET /v1/stream"): OPS_ONLY,
     ("dashboard", "GET /v1/reviews"): OPS_ONLY,
-    ("dashboard", "POST /v1/reviews/{review_id}/decision"): OPS_ONLY,
+    ("dashboard", "POST /v1/reviews/{review_id}/decision"): REVIEWER_ONLY,
     ("risk", "GET /v1/assessments/{request_id}"): OPS_ONLY,
     ("risk", "GET /v1/rules"): OPS_ONLY,
-    ("risk", "PUT /v1/rules"): OPS_ONLY,
+    ("risk", "PUT /v1/rules"): RULES_ADMIN_ONLY,
     ("risk", "GET /v1/reviews"): OPS_ONLY,
-    ("risk", "POST /v1/reviews/{review_id}/decision"): (401, 403, 403, 409, 403),  # decided through the dashboard above
+    ("risk", "POST /v1/reviews/{review_id}/decision"): (401, 403, 403, 403, 409, 403, 403),  # decided through the dashboard above
     ("risk", "GET /v1/flags"): OPS_ONLY,
-    ("risk", "POST /v1/flags/{user_id}/clear"): OPS_ONLY,
-    ("risk", "PUT /internal/v1/profiles/{user_id}"): (401, 403, 403, 403, 204),
+    ("risk", "POST /v1/flags/{user_id}/clear"): REVIEWER_ONLY,  # clearing a flag is a reviewer's decision
+    ("risk", "PUT /internal/v1/profiles/{user_id}"): internal(204),
     ("binding", "GET /v1/lenders"): CUSTOMER,
     # The agreement is read before binding, by anyone: it holds nothing about anyone.
     ("binding", "GET /v1/agreements/{version}"): PUBLIC,
     ("binding", "GET /v1/bindings"): CUSTOMER,
-    ("binding", "POST /v1/bindings"): (401, 202, 202, 403, 403),  # pending until its SMS code, then the lender's confirmation
+    ("binding", "POST /v1/bindings"): customer_only(202, 202),  # pending until its SMS code, then the lender's confirmation
     # A lender's callback carries no token: it is authenticated by the lender's HMAC signature alone
     # (tests/binding/test_bind.py), so every bearer, however good, is refused without one.
-    ("binding", "POST /v1/lenders/callbacks"): (401, 401, 401, 401, 401),
+    ("binding", "POST /v1/lenders/callbacks"): (401,) * 7,
     ("binding", "GET /v1/bindings/{binding_id}"): OWN_OR_OPS,
-    ("binding", "POST /v1/bindings/{binding_id}/repayments"): (401, 404, 201, 403, 403),
+    ("binding", "POST /v1/bindings/{binding_id}/repayments"): customer_only(404, 201),
     ("binding", "GET /v1/bindings/{binding_id}/impact"): OWN_OR_OPS,
     ("binding", "GET /v1/bindings/{binding_id}/report"): OWN_OR_OPS,
-    ("binding", "POST /v1/bindings/{binding_id}/unbind-requests"): (401, 404, 409, 403, 403),  # one is open already
-    ("binding", "POST /v1/bindings/{binding_id}/pause-requests"): (401, 404, 409, 403, 403),  # the same open one stops them
-    ("binding", "POST /v1/bindings/{binding_id}/switch-requests"): (401, 404, 409, 403, 403),
+    ("binding", "POST /v1/bindings/{binding_id}/unbind-requests"): customer_only(404, 409),  # one is open already
+    ("binding", "POST /v1/bindings/{binding_id}/pause-requests"): customer_only(404, 409),  # the same open one stops them
+    ("binding", "POST /v1/bindings/{binding_id}/switch-requests"): customer_only(404, 409),
     ("binding", "GET /v1/unbind-requests/{request_id}"): OWN_OR_OPS,
     ("binding", "POST /v1/unbind-requests/{request_id}/cancel"): OWN,
-    ("binding", "POST /v1/unbind-requests/{request_id}/appeal"): (401, 404, 409, 403, 403),  # cancelled, not rejected
-    ("binding", "POST /v1/unbind-requests/{request_id}/dispute"): (401, 404, 409, 403, 403),  # cancelled, not completed
+    ("binding", "POST /v1/unbind-requests/{request_id}/appeal"): customer_only(404, 409),  # cancelled, not rejected
+    ("binding", "POST /v1/unbind-requests/{request_id}/dispute"): customer_only(404, 409),  # cancelled, not completed
     ("binding", "GET /v1/unbind-requests/{request_id}/audit"): OWN_OR_OPS,
     ("binding", "GET /v1/ops/unbind-requests"): OPS_ONLY,
 }
@@ -186,6 +201,8 @@ def principal_headers(world: World, service: str = "", route: str = "") -> dict[
         "other": auth(world.other.user_id),
         "owner": auth(world.owner.user_id),
         "ops": auth("ops-matrix", "ops"),
+        "reviewer": auth("reviewer-matrix", "ops", "reviewer"),
+        "rules_admin": auth("rules-matrix", "ops", "rules_admin"),
         "service": auth(INTERNAL_CALLERS.get((service, route), "binding"), "service"),
     }
 
