@@ -18,7 +18,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.dashboard.api import STATIC
-from shared.events import DenialReason
 from shared.keys import SigningKey, new_kid
 from shared.login_links import write_login_link
 from shared.problems import PROBLEM_JSON
@@ -273,12 +272,6 @@ async def test_the_page_loads_nothing_from_elsewhere(tmp_path: Path) -> None:
     for path in STATIC.iterdir():
         urls = set(re.findall(r"https?://[^\s\"'`)]+", path.read_text())) - {"http://www.w3.org/2000/svg"}
         assert not urls, (path.name, urls)
-
-
-def test_the_page_offers_every_denial_reason() -> None:
-    script = (STATIC / "app.js").read_text()
-    offered = re.search(r"const DENIAL_REASONS = \[(.*?)\];", script, re.DOTALL)
-    assert offered and re.findall(r'\["(\w+)", "', offered.group(1)) == list(DenialReason)
 
 
 def closed_port() -> int:

@@ -789,13 +789,13 @@ function requestsTable(requests) {
 
 function devicesTable(devices) {
   return table(
-    ["case.device", "col.state", "case.enrolled_at", "case.last_used", "case.revoked_at"],
+    ["case.device", "case.device_name", "col.state", "case.enrolled_at", "case.revoked_at"],
     devices.map((d) =>
       row(
-        cell(d.device_id, "mono"),
+        cell(d.device_id || d.id, "mono"),
+        cell(d.name),
         cell(d.status ? label("device_status", d.status) : null),
-        cell(when(d.enrolled_at || d.created_at)),
-        cell(when(d.last_used_at)),
+        cell(when(d.activated_at || d.enrolled_at || d.created_at)),
         cell(d.revoked_at ? when(d.revoked_at) : t("case.not_revoked")),
       ),
     ),
@@ -860,12 +860,13 @@ function messagesTable(messages, resend) {
         cell(m.destination, "mono"),
         cell(when(m.created_at)),
         cell(when(m.sent_at)),
-        cell(m.resent_at ? t("case.resent_by", { who: shown(m.resent_by), at: when(m.resent_at) }) : t("common.no")),
+        cell(m.resent_at ? t("case.resent_by", { who: shown(m.resent_by), at: when(m.resent_at), why: shown(m.resend_reason) }) : t("common.no")),
       ];
       if (resend) cells.push(el("td", { class: "actions" }, button(t("customer.resend"), (event) => askResend(event.target.parentElement, m), "secondary resend")));
       const tr = row(...cells);
       tr.dataset.messageId = m.id;
       tr.dataset.kind = m.kind;
+      tr.dataset.status = m.status;
       return tr;
     }),
     "messages",
@@ -930,7 +931,7 @@ async function loadCustomer(userId) {
     $("#customer-unavailable").textContent = t("common.unavailable_list", { services: unavailable.map((name) => label("service", name)).join(t("common.list_sep")) });
   }
   const contact = c.contact || {};
-  fill("#customer-contact", facts([["col.phone", c.contact ? contact.phone : null], ["col.locale", contact.locale ? label("locale", contact.locale) : null]]));
+  fill("#customer-contact", facts([["col.phone", contact.phone], ["col.email", contact.email], ["col.locale", contact.locale ? label("locale", contact.locale) : null]]));
   const bindings = listOf(c.bindings);
   const requests = listOf(c.requests);
   const devices = listOf(c.devices);
