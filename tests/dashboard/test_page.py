@@ -252,8 +252,10 @@ async def test_an_analyst_dry_runs_saves_and_restores_rules_on_the_page(browser:
         await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "pending_verification")
         await ops.sign_in("ana-1", "ops", "rules_admin")
         await page.click('#nav a[data-route="rules"]')
-        await expect(page.locator("#rules-current")).to_have_attribute("data-version", "0")
-        await expect(page.locator('#rules-history tr[data-version="0"]')).to_have_count(1)
+        first = (await stack.client("risk").get("/v1/rules", headers=auth("ops-1", "ops"))).json()["version"]
+        theirs, ours, restored = first + 1, first + 2, first + 3
+        await expect(page.locator("#rules-current")).to_have_attribute("data-version", str(first))
+        await expect(page.locator('#rules-history tr[data-version="0"]')).to_have_count(1)  # the built-in defaults
 
         candidate = "[\n  " + ",\n  ".join(f'{{"name": "{rule["name"]}", "action": "{rule["action"]}", "if": "{rule["if"]}"}}' for rule in REVIEW_EVERYTHING["rules"]) + "\n]"
         await page.fill("#candidate", candidate)
@@ -278,30 +280,30 @@ async def test_an_analyst_dry_runs_saves_and_restores_rules_on_the_page(browser:
         await save_rules(stack.client("risk"), [{"name": "someone else", "action": "review", "if": "score >= 90"}], comment="theirs")
         await page.fill("#rules-comment", "review everything for a week")
         await page.click("#save-rules")
-        await expect(page.locator("#rules-editor-error")).to_contain_text("Someone else saved the rules first (now version 1)")
-        await expect(page.locator("#rules-current")).to_have_attribute("data-version", "1")
+        await expect(page.locator("#rules-editor-error")).to_contain_text(f"Someone else saved the rules first (now version {theirs})")
+        await expect(page.locator("#rules-current")).to_have_attribute("data-version", str(theirs))
         # Having read theirs, the analyst saves on top of it.
         await page.fill("#rules-comment", "review everything for a week")
         await page.click("#save-rules")
-        await expect(page.locator("#flash")).to_have_text("Saved as version 2.")
-        await expect(page.locator("#rules-current")).to_have_attribute("data-version", "2")
+        await expect(page.locator("#flash")).to_have_text(f"Saved as version {ours}.")
+        await expect(page.locator("#rules-current")).to_have_attribute("data-version", str(ours))
         await expect(page.locator("#rules-current")).to_contain_text("look at every request")
-        await expect(page.locator('#rules-history tr[data-version="2"]')).to_contain_text("review everything for a week")
+        await expect(page.locator(f'#rules-history tr[data-version="{ours}"]')).to_contain_text("review everything for a week")
 
         # The diff between two versions, computed in the page.
-        await page.select_option("#diff-from", "1")
-        await page.select_option("#diff-to", "2")
+        await page.select_option("#diff-from", str(theirs))
+        await page.select_option("#diff-to", str(ours))
         await page.click("#diff-form button")
         await expect(page.locator("#diff li.del")).to_contain_text("someone else")
         await expect(page.locator("#diff li.add")).to_contain_text("look at every request")
 
-        # Roll back to version 1: saved as version 3, restored from 1.
-        await page.locator('#rules-history tr[data-version="1"] button.restore').click()
-        await expect(page.locator("#flash")).to_have_text("Version 1 restored as version 3.")
-        await expect(page.locator("#rules-current")).to_have_attribute("data-version", "3")
-        await expect(page.locator('#rules-history tr[data-version="3"]')).to_contain_text("version 1")
+        # Roll back to theirs: saved as a new version, restored from theirs.
+        await page.locator(f'#rules-history tr[data-version="{theirs}"] button.restore').click()
+        await expect(page.locator("#flash")).to_have_text(f"Version {theirs} restored as version {restored}.")
+        await expect(page.locator("#rules-current")).to_have_attribute("data-version", str(restored))
+        await expect(page.locator(f'#rules-history tr[data-version="{restored}"]')).to_contain_text(f"version {theirs}")
         current = (await stack.client("risk").get("/v1/rules", headers=auth("ops-1", "ops"))).json()
-        assert current["version"] == 3 and current["rules"][0]["name"] == "someone else"
+        assert current["version"] == restored and current["rules"][0]["name"] == "someone else"
         await assert_nothing_blank(page, "rules")
         await ops.screenshot("rules")
     assert not ops.problems, ops.problems

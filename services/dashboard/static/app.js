@@ -1143,8 +1143,8 @@ function lineDiff(before, after) {
   let j = 0;
   while (i < n || j < m) {
     if (i < n && j < m && before[i] === after[j]) out.push([" ", before[i++], j++]);
-    else if (j < m && (i === n || lcs[i][j + 1] >= lcs[i + 1][j])) out.push(["+", after[j++]]);
-    else out.push(["-", before[i++]]);
+    else if (i < n && (j === m || lcs[i + 1][j] >= lcs[i][j + 1])) out.push(["-", before[i++]]);
+    else out.push(["+", after[j++]]);
   }
   return out;
 }
