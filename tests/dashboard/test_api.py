@@ -335,18 +335,15 @@ async def test_the_page_loads_nothing_from_elsewhere(tmp_path: Path) -> None:
     async with running_dashboard(make_bus_topics("memory", None), tmp_path) as (_, dashboard):
         page = await dashboard.get("/")
         assert page.status_code == 200 and "default-src 'self'" in page.headers["content-security-policy"]
-        for asset in re.findall(r'(?:src|href)="([^"]+)"', page.text):
+        # Links within the page (`#/reviews`) load nothing; every asset is the dashboard's own.
+        for asset in re.findall(r'(?:src|href)="([^"#][^"]*)"', page.text):
             assert asset.startswith("/static/"), asset
             assert (await dashboard.get(asset)).status_code == 200
     for path in STATIC.iterdir():
+        # No inline script or style: the CSP would block it.
+        assert path.suffix != ".html" or not re.search(r"<script(?![^>]*\bsrc=)|<style|\sstyle=|\son[a-z]+=", path.read_text()), path.name
         urls = set(re.findall(r"https?://[^\s\"'`)]+", path.read_text())) - {"http://www.w3.org/2000/svg"}
         assert not urls, (path.name, urls)
-
-
-def test_the_page_offers_every_denial_reason() -> None:
-    script = (STATIC / "app.js").read_text()
-    offered = re.search(r"const DENIAL_REASONS = \[(.*?)\];", script, re.DOTALL)
-    assert offered and re.findall(r'\["(\w+)", "', offered.group(1)) == list(DenialReason)
 
 
 def closed_port() -> int:
