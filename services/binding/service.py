@@ -760,7 +760,10 @@ async def request_out(uow: UnitOfWork, request: UnbindRequest, locale: str) -> U
         if request.disputed_at
         else None,
         follow_up=await _follow_up(uow, request, locale),
-        timeline=[TimelineEntryOut(status=e.to_status, event_type=e.action, actor=e.actor, detail=_timeline_detail(e, locale, request.kind), at=e.at) for e in entries],
+        timeline=[
+            TimelineEntryOut(status=e.to_status, event_type=e.action, actor=_actor_for_customer(e), detail=_timeline_detail(e, locale, request.kind), at=e.at)
+            for e in entries
+        ],
     )
 
 
@@ -771,6 +774,12 @@ def _outcome(code: str, locale: str) -> str:
     if kind == "review_denied" and detail:
         return texts.text("outcome.review_denied.because", locale, reason=denial_reason(detail, locale))
     return texts.text(f"outcome.{kind}.{detail}" if f"outcome.{kind}.{detail}" in texts.TEXTS else f"outcome.{kind}", locale)
+
+
+def _actor_for_customer(entry: AuditEntry | AuditEntryOut) -> str:
+    """Who acted, as a customer reads it: a member of staff is `ops`, never their login (which a
+    customer could use to ask for them by name)."""
+    return ActorType.OPS if entry.actor_type == ActorType.OPS else entry.actor
 
 
 def _timeline_detail(entry: AuditEntry | AuditEntryOut, locale: str, kind: str) -> str:
@@ -817,7 +826,7 @@ async def audit_trail(uow: UnitOfWork, principal: Principal, request_id: str, lo
     if principal.has_role("ops"):
         return entries
     return [
-        entry.model_copy(update={"reason": _timeline_detail(entry, locale, request.kind), "actor": ActorType.OPS if entry.actor_type == ActorType.OPS else entry.actor})
+        entry.model_copy(update={"reason": _timeline_detail(entry, locale, request.kind), "actor": _actor_for_customer(entry)})
         for entry in entries
     ]
 

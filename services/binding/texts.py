@@ -104,7 +104,7 @@ TEXTS = Catalogue(
         "timeline.ReviewDecided": {"zh-CN": "人工审核已通过", "en": "Approved after review"},
         "timeline.VerificationRequested": {"zh-CN": "请完成身份验证：{methods}", "en": "Confirm it is you with {methods}"},
         "timeline.UnbindCompleted": {"zh-CN": "解绑完成，自动扣款已取消", "en": "Unbound; auto-debit cancelled"},
-        "timeline.UnbindRejected": {"zh-CN": "申请未通过：{outcome}", "en": "Declined: {outcome}"},
+        "timeline.UnbindRejected": {"zh-CN": "{outcome}", "en": "Declined: {outcome}"},
         "timeline.UnbindCancelled": {"zh-CN": "您取消了申请", "en": "You cancelled the request"},
         "timeline.UnbindExpired": {"zh-CN": "申请未在规定时间内完成，已自动关闭", "en": "Not completed in time; closed"},
         "timeline.UnbindAppealed": {"zh-CN": "您提交了申诉，等待人工复核", "en": "You appealed; waiting for a review"},

@@ -138,12 +138,18 @@ async def problems_answered(stack: Stack, customer: Customer, stranger: Customer
     return answers
 
 
-def check_request_view(view: dict[str, Any], locale: str) -> None:
+# Who a customer may read as having acted: themselves, a service, the system, or staff as `ops`
+# (never a reviewer's login).
+ACTORS_A_CUSTOMER_SEES = {"ops", "system", "binding", "verification", "risk", "notification"}
+
+
+def check_request_view(view: dict[str, Any], locale: str, user_id: str) -> None:
     where = f"request {view['id']} ({view['status']})"
     if view["risk"] is not None:
         assert_customer_copy(view["risk"]["summary"], locale, where=f"{where} risk")
     for entry in view["timeline"]:
         assert_customer_copy(entry["detail"], locale, where=f"{where} timeline {entry['event_type']}")
+        assert entry["actor"] in ACTORS_A_CUSTOMER_SEES | {user_id}, f"{where} timeline names {entry['actor']}"
     if view["status"] == "rejected":
         assert_customer_copy(view["outcome_reason"], locale, where=f"{where} outcome_reason")
     for item in view["follow_up"]:
@@ -172,11 +178,11 @@ async def test_a_customer_reads_every_path_in_their_language(kafka_topics: BusTo
         # No Accept-Language: the saved locale (en), or zh-CN.
         for request_id in request_ids:
             view = await stack.request_status(request_id, customer.user_id)
-            check_request_view(view, locale)
+            check_request_view(view, locale, customer.user_id)
             audit = (await stack.client("binding").get(f"/v1/unbind-requests/{request_id}/audit", headers=auth(customer.user_id))).json()
             for entry in audit:
                 assert_customer_copy(entry["reason"], locale, where=f"audit {entry['action']}")
-                assert entry["actor"] != "ops-1", "staff are `ops` to the customer"
+                assert entry["actor"] in ACTORS_A_CUSTOMER_SEES | {customer.user_id}, f"audit names {entry['actor']}"
         completed = await stack.request_status(request_ids[-1], customer.user_id)
         assert [item["code"] for item in completed["follow_up"]] == FOLLOW_UP_AFTER_UNBIND
         adjust_plan = next(item for item in completed["follow_up"] if item["code"] == "adjust_plan")
@@ -258,7 +264,7 @@ async def test_a_customer_reads_a_pause_and_a_switch_in_their_language(kafka_top
 
         for request_id, follow_up in ((paused, ["repay_during_pause"]), (switched, ["until_new_auto_debit"])):
             view = await stack.request_status(request_id, customer.user_id)
-            check_request_view(view, locale)
+            check_request_view(view, locale, customer.user_id)
             assert [item["code"] for item in view["follow_up"]] == follow_up
             for entry in (await stack.client("binding").get(f"/v1/unbind-requests/{request_id}/audit", headers=auth(customer.user_id))).json():
                 assert_customer_copy(entry["reason"], locale, where=f"audit {entry['action']}")
@@ -322,6 +328,7 @@ CUSTOMER_SERVICES = {"binding": binding_texts.TEXTS, "verification": verificatio
 # Problems only ops, a service or a lender ever get (the customer never calls these).
 NOT_FOR_CUSTOMERS = {"naive-datetime", "not-ready", "request-notice-pending", "unknown-request"}
 NOT_FOR_CUSTOMERS |= {"invalid-signature", "callback-id-reused", "callback-in-flight", "mandate-decided", "mandate-not-requested"}
+NOT_FOR_CUSTOMERS |= {"filter-required", "one-filter", "not-resendable"}  # support's lookups and resends (staff only)
 
 
 def problem_codes(paths: list[Path]) -> set[str]:

@@ -11,7 +11,7 @@ from services.risk.config import RiskSettings
 from services.risk.rules import parse_rules
 from services.risk.service import SIGNALS, decide, score
 from tests.binding.test_api import assert_problem
-from tests.factories import RULES_ADMIN, Customer, customer_with_binding, idempotency_key, save_rules, unbind_body
+from tests.factories import RULES_ADMIN, Customer, customer_with_binding, idempotency_key, reviewer_auth, save_rules, unbind_body
 from tests.stack import Stack, auth, eventually, make_bus_topics, running_stack
 
 QUIET = {name: 0 for name in SIGNALS} | {"account_age_days": 2000}
@@ -142,10 +142,12 @@ async def test_review_or_deny_flags_the_account_and_ops_can_clear_it(stack: Stac
     signals = (await stack.client("risk").get(f"/v1/assessments/{flagged}", headers=OPS)).json()["signals"]
     assert signals["account_flagged"] == 1
 
-    cleared = await stack.client("risk").post(f"/v1/flags/{customer.user_id}/clear", headers=OPS)
-    assert cleared.status_code == 200 and all(flag["cleared_by"] == "ops-1" for flag in cleared.json()["items"])
+    # Clearing a flag is a reviewer's decision: ops who only read may not.
+    assert_problem(await stack.client("risk").post(f"/v1/flags/{customer.user_id}/clear", headers=OPS), 403, "forbidden")
+    cleared = await stack.client("risk").post(f"/v1/flags/{customer.user_id}/clear", headers=reviewer_auth())
+    assert cleared.status_code == 200 and all(flag["cleared_by"] == "rev-1" for flag in cleared.json()["items"])
     assert (await stack.client("risk").get("/v1/flags", headers=OPS)).json()["items"] == []
-    assert_problem(await stack.client("risk").post(f"/v1/flags/{customer.user_id}/clear", headers=OPS), 404, "not-found")
+    assert_problem(await stack.client("risk").post(f"/v1/flags/{customer.user_id}/clear", headers=reviewer_auth()), 404, "not-found")
 
 
 async def test_profile_signals_come_from_the_customer_system(stack: Stack) -> None:
