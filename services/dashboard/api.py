@@ -16,6 +16,7 @@ from services.dashboard import cases, service
 from services.dashboard.schemas import ResendIn, ReviewDecisionIn, SessionOut, SignIn
 from services.dashboard.service import DashboardDeps
 from services.dashboard.session import COOKIE, Ops, clear_session_cookie, keys_of, read_token, set_session_cookie, settings_of
+from shared import labels
 from shared.auth import Principal
 from shared.events import EVENT_TYPES
 from shared.masking import MASKED_PHONE_PATTERN
@@ -52,6 +53,16 @@ def _types(types: list[str] | None) -> set[str] | None:
 @router.get("/", include_in_schema=False)
 async def page() -> FileResponse:
     return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+# The words for the event stream's codes (shared.labels), for the page's catalogues: built once, as
+# a script (the CSP admits no inline data), under /static like every asset of the page.
+LABELS_SCRIPT = b"window.UNBIND_LABELS = " + orjson.dumps(labels.by_locale()) + b";\n"
+
+
+@router.get("/static/labels.js", include_in_schema=False)
+async def code_labels() -> Response:
+    return Response(LABELS_SCRIPT, media_type="text/javascript", headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/v1/session", tags=["session"])

@@ -22,13 +22,14 @@ import bisect
 import hashlib
 import math
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.cloudevents import Envelope, header_map
 from shared.events import BindingEvent
+from shared.i18n import Locale
 from shared.logging import redact
 
 OPEN_STATES = ("pending_risk", "under_review", "pending_verification")
@@ -111,7 +112,12 @@ class FeedItem:
     request_id: str | None
     binding_id: str | None
     user_id: str
-    summary: str
+    # The line in every locale (shared.describe); `summary` is the English one, as the API always had.
+    summaries: dict[str, str]
+
+    @property
+    def summary(self) -> str:
+        return self.summaries[Locale.EN]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -125,6 +131,7 @@ class FeedItem:
             "binding_id": self.binding_id,
             "user_id": self.user_id,
             "summary": self.summary,
+            "summaries": dict(self.summaries),
         }
 
 
@@ -266,9 +273,9 @@ class Projection:
 
     # ------------------------------------------------------------------ events
 
-    def record(self, envelope: Envelope, summary: str, received_at: datetime) -> FeedItem:
-        """Count the event and add it to the feed (after its handler has run). The line is
-        redacted once more: an appeal's text is the customer's own."""
+    def record(self, envelope: Envelope, summaries: Mapping[str, str], received_at: datetime) -> FeedItem:
+        """Count the event and add it to the feed (after its handler has run) with its line in
+        every locale. Each is redacted once more, whatever it holds: a line is for a screen."""
         self.events_total += 1
         self._bucket(envelope.time).counts["events"] += 1
         if envelope.type == "UnbindRequested":
@@ -278,7 +285,7 @@ class Projection:
         request_id, binding_id = (event.request_id, event.binding_id) if isinstance(event, BindingEvent) else (None, None)
         item = FeedItem(
             self._seq, envelope.id, envelope.type, envelope.time, received_at, envelope.source,
-            request_id, binding_id, event.user_id, redact(summary),
+            request_id, binding_id, event.user_id, {locale: redact(line) for locale, line in summaries.items()},
         )  # fmt: skip
         self.feed.append(item)
         self.version += 1

@@ -23,7 +23,7 @@ from services.dashboard.projection import FeedItem, Projection, matches
 from shared.bus import Consumer, EventBus, partition_lag, stop_quietly
 from shared.cloudevents import Envelope, EventRejected, MalformedEvent, verify_signature
 from shared.consumer import is_replay_marker
-from shared.describe import describe_event
+from shared.describe import describe_in_every_locale
 from shared.keys import KeySet, KeySetUnavailable
 from shared.logging import redact
 
@@ -191,4 +191,4 @@ class StreamReader:
         if not self.projection.first_sighting(envelope.id):
             return
         handler(self.projection, envelope)
-        self._hub.publish(self.projection.record(envelope, describe_event(envelope.data), self._clock()))
+        self._hub.publish(self.projection.record(envelope, describe_in_every_locale(envelope.data), self._clock()))

@@ -70,6 +70,11 @@ async def test_a_flow_reaches_the_feed_and_moves_the_funnel(any_bus: BusTopics, 
         only = await dashboard.get("/v1/events", params={"request_id": request_id, "type": "RiskAssessed"}, headers=OPS)
         (assessed,) = only.json()["items"]
         assert assessed["user_id"] == customer.user_id and assessed["summary"].startswith("score ")
+        # The line in each language of the page: the English one is `summary`, the Chinese words every code.
+        assert assessed["summaries"]["en"] == assessed["summary"]
+        assert re.fullmatch(r"风险评分 \d+ · (放行|加强验证) · 需验证：短信验证码.*", assessed["summaries"]["zh-CN"]), assessed["summaries"]
+        (requested,) = (await dashboard.get("/v1/events", params={"request_id": request_id, "type": "UnbindRequested"}, headers=OPS)).json()["items"]
+        assert requested["summaries"]["zh-CN"].startswith("解绑请求 · 原因：资金规划 · "), requested["summaries"]
         # Masked data only: nothing long enough to be the phone or account number.
         text = (await dashboard.get("/v1/events", headers=OPS)).text
         assert customer.phone[-8:] not in text and customer.account_number not in text

@@ -1,5 +1,6 @@
-"""The page's words (static/i18n.js): both catalogues hold the same keys, every key the page uses
-is in them, no text of the HTML escapes them, and the codes the page shows have a label."""
+"""The page's words (static/i18n.js, and the codes' words it loads from shared/labels.py): both
+catalogues hold the same keys, every key the page uses is in them, no text of the HTML escapes them,
+and the codes the page shows have a label."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from html.parser import HTMLParser
 
 import pytest
 
+from services.binding.texts import TEXTS as BINDING_TEXTS
 from services.dashboard.api import STATIC
 from services.dashboard.projection import KIND_STAGES, KINDS, STAGES, STATES
+from services.risk.models import ApprovalReason, DisputeFinding, ReviewStatus
 from services.risk.service import SIGNALS
-from shared.events import DenialReason, ReviewOrigin, RiskDecision, VerificationMethod
+from shared import labels
+from shared.events import DenialReason, DisputeReason, ReviewOrigin, RiskDecision, UnbindReason, VerificationMethod
 
 LOCALES = ("en", "zh-CN")
 # Same in both languages on purpose: the placeholder of a value not known yet.
@@ -22,10 +26,24 @@ VOID = {"meta", "link", "input", "br", "img", "hr"}
 
 
 def catalogues() -> dict[str, dict[str, str]]:
+    """The page's words as it holds them: i18n.js's, with the codes' words of labels.js merged in."""
     source = (STATIC / "i18n.js").read_text()
     found = re.search(r"const CATALOGUES = (\{.*?\});\n// end of catalogues", source, re.DOTALL)
     assert found, "i18n.js must hold `const CATALOGUES = {...};` followed by `// end of catalogues`"
-    return json.loads(found.group(1))
+    books = json.loads(found.group(1))
+    for locale, words in labels.by_locale().items():
+        assert not set(words) & set(books[locale]), f"worded twice: {sorted(set(words) & set(books[locale]))}"
+        books[locale] |= words
+    return books
+
+
+def binding_codes(group: str) -> list[str]:
+    """The codes binding words for customers under `group.` (each needs staff words too)."""
+    return sorted({key.removeprefix(f"{group}.") for key in BINDING_TEXTS.keys() if key.startswith(f"{group}.")} - {"review_denied.because"})
+
+
+# How binding records a request's outcome: `verification_failed.expired` is worded as `verification_failed:expired`.
+OUTCOMES = [code.replace(".", ":") for code in binding_codes("outcome")] + [f"review_denied:{reason}" for reason in DenialReason]
 
 
 class _Texts(HTMLParser):
@@ -107,6 +125,13 @@ def test_no_text_of_the_page_escapes_the_catalogues() -> None:
         ("origin", list(ReviewOrigin)),
         ("decision", list(RiskDecision)),
         ("reason", list(DenialReason)),
+        ("reason", list(ApprovalReason)),
+        ("reason", list(DisputeFinding)),
+        ("review_status", list(ReviewStatus)),
+        ("outcome", OUTCOMES),
+        ("blocker", binding_codes("blocker")),
+        ("unbind_reason", list(UnbindReason)),
+        ("dispute_reason", list(DisputeReason)),
         ("signal", list(SIGNALS)),
         ("method", list(VerificationMethod)),
     ],

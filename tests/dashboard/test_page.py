@@ -371,6 +371,10 @@ async def test_the_page_in_chinese_has_no_blank_value_and_no_untranslated_word(b
 
         await ops.sign_in("rev-1", "ops", "reviewer")
         await expect(page.locator(f'#reviews tr[data-request-id="{request_id}"]')).to_have_count(1, timeout=10_000)
+        # The live feed in Chinese too: the server words each line in both languages.
+        assessed = page.locator(f'#feed-list li[data-type="RiskAssessed"][data-request-id="{request_id}"] .line')
+        await expect(assessed).to_contain_text(re.compile(r"风险评分 \d+ · 人工审核 · 需人工审核"))
+        await expect(page.locator(f'#feed-list li[data-type="UnbindRequested"][data-request-id="{request_id}"] .line')).to_contain_text("解绑请求 · 原因：资金规划")
         routes = [*ROUTES, f"#/case/{request_id}", f"#/customer/{customer.user_id}"]
         for route in routes:
             await ops.go(route)
@@ -389,6 +393,8 @@ async def test_the_page_in_chinese_has_no_blank_value_and_no_untranslated_word(b
         await page.select_option("#lang", "en")
         assert await page.locator("html").get_attribute("lang") == "en"
         await expect(page.locator('#nav a[data-route="reviews"]')).to_have_text("Reviews")
+        await ops.go("#/")
+        await expect(assessed).to_contain_text(re.compile(r"score \d+ · review · needs an ops review"))
         await page.reload()
         await expect(page.locator('#nav a[data-route="reviews"]')).to_have_text("Reviews")
         assert await page.locator("html").get_attribute("lang") == "en"

@@ -309,7 +309,9 @@ function addFeedItem(item, fresh) {
   const type = el("span", { class: `type ${item.type}`, text: item.type, translate: "no" });
   // An event about a customer's device belongs to no request: no case to open.
   const request = item.request_id ? requestLink(item.request_id, true) : el("span", { class: "request mono", text: DASH, title: t("feed.no_request") });
-  const li = el("li", { dataset: { requestId: item.request_id || "", type: item.type, seq: item.seq } }, time, type, request, el("span", { text: `${item.user_id} · ${item.summary}` }));
+  // The line in the page's language (the server words it in each); a language switch reloads the feed.
+  const line = (item.summaries && item.summaries[i18n.locale()]) || item.summary;
+  const li = el("li", { dataset: { requestId: item.request_id || "", type: item.type, seq: item.seq } }, time, type, request, el("span", { class: "line", text: `${item.user_id} · ${line}` }));
   if (fresh) {
     li.classList.add("fresh");
     setTimeout(() => li.classList.remove("fresh"), 2000);
@@ -651,10 +653,10 @@ function requestFacts(r, userId) {
     ["case.customer_note", r.note],
     ["case.channel", label("channel", r.channel)],
     ["case.device", r.device_id],
-    ["case.acknowledged", r.acknowledged ? r.acknowledged.join(t("common.list_sep")) || t("common.none") : null],
+    ["case.acknowledged", r.acknowledged ? r.acknowledged.map((code) => label("blocker", code)).join(t("common.list_sep")) || t("common.none") : null],
     ["case.risk_decision", r.risk_decision ? label("decision", r.risk_decision) : null],
     ["col.score", r.risk_score],
-    ["case.outcome", r.outcome_code],
+    ["case.outcome", r.outcome_code ? label("outcome", r.outcome_code) : null],
     ["col.created", when(r.created_at)],
     ["col.updated", when(r.updated_at)],
     ["col.expires", when(r.expires_at)],
@@ -780,7 +782,7 @@ function requestsTable(requests) {
   return table(
     ["col.request", "col.kind", "col.state", "case.outcome", "col.created", "col.updated"],
     requests.map((r) => {
-      const tr = row(cell(requestLink(r.id)), cell(label("kind", r.kind)), cell(label("state", r.status)), cell(r.outcome_code), cell(when(r.created_at)), cell(when(r.updated_at)));
+      const tr = row(cell(requestLink(r.id)), cell(label("kind", r.kind)), cell(label("state", r.status)), cell(r.outcome_code ? label("outcome", r.outcome_code) : null), cell(when(r.created_at)), cell(when(r.updated_at)));
       tr.dataset.requestId = r.id;
       return tr;
     }),

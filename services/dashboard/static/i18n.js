@@ -1,7 +1,9 @@
 // The page's words in English and Simplified Chinese, and how the language is chosen: the one saved
 // by the switch (localStorage), else the browser's (navigator.languages), else English.
-// The catalogues are written as JSON (quoted keys, no trailing commas): tests/dashboard/test_page.py
-// reads them to check both hold the same keys and every key the page uses.
+// The catalogues are written as JSON (quoted keys, no trailing commas): tests/dashboard/test_i18n.py
+// reads them to check both hold the same keys and every key the page uses. The words for the codes
+// events carry (decisions, reasons, methods, signals...) are not here: the feed's lines use them
+// too, so they come from the server's one table (shared/labels.py, loaded before as labels.js).
 "use strict";
 
 const CATALOGUES = {
@@ -132,14 +134,6 @@ const CATALOGUES = {
     "decide.awaits_second": "Your deny is recorded; a second reviewer must confirm it before anything happens.",
     "decide.first_decision": "{reviewer} chose to {decision} ({reason}; note: {note}). You are the second reviewer: deny confirms it, approve overrides it.",
 
-    "decision.approve": "approve",
-    "decision.deny": "deny",
-    "decision.dispute_approve": "uphold the dispute",
-    "decision.dispute_deny": "reject the dispute",
-    "decision.allow": "allow",
-    "decision.step_up": "step up",
-    "decision.review": "review",
-
     "state.pending_risk": "pending risk",
     "state.under_review": "under review",
     "state.pending_verification": "pending verification",
@@ -155,51 +149,13 @@ const CATALOGUES = {
     "stage.paused": "paused",
     "stage.switched": "switched",
     "stage.resumed": "resumed",
-    "kind.unbind": "unbind",
-    "kind.pause": "pause auto-debit",
-    "kind.switch": "switch account",
-    "origin.risk": "risk score",
-    "origin.appeal": "appeal",
-    "origin.dispute": "dispute",
     "review_status.pending": "pending",
     "review_status.approved": "approved",
     "review_status.denied": "denied",
+    "review_status.withdrawn": "withdrawn",
     "level.normal": "normal",
     "level.elevated": "elevated",
     "level.highest": "highest",
-    "method.otp": "SMS code",
-    "method.biometric": "fingerprint",
-    "unbind_reason.risk_control": "risk control",
-    "unbind_reason.fund_planning": "fund planning",
-    "unbind_reason.lender_change": "changing lender",
-    "unbind_reason.other": "other",
-
-    "reason.identity_not_confirmed": "identity not confirmed",
-    "reason.customer_unreachable": "customer unreachable",
-    "reason.account_security_risk": "account security risk",
-    "reason.outstanding_repayment": "outstanding repayment",
-    "reason.lender_requirement": "lender requirement",
-    "reason.other": "other (say why in the message)",
-    "reason.identity_confirmed_by_call": "identity confirmed by a call",
-    "reason.documents_checked": "documents checked",
-    "reason.behaviour_explained": "behaviour explained",
-    "reason.false_positive": "false positive",
-
-    "signal.device_unknown": "device not seen before",
-    "signal.device_recent": "device first seen under 7 days ago",
-    "signal.phone_changed_recently": "phone number changed in the last 30 days",
-    "signal.requests_24h": "other unbind requests, last 24 h",
-    "signal.failed_verifications_24h": "failed verifications, last 24 h",
-    "signal.counter_regressions_24h": "device counter regressions, last 24 h",
-    "signal.night_request": "requested between 00:00 and 06:00",
-    "signal.instalment_due_soon": "instalment due within 3 days",
-    "signal.account_age_days": "account age (days)",
-    "signal.ip_changed": "IP address changed",
-    "signal.rejections_30d": "rejected requests, last 30 days",
-    "signal.appeals_30d": "appeals, last 30 days",
-    "signal.account_flagged": "account flagged",
-    "signal.device_id": "device id",
-    "signal.client_ip": "client IP",
 
     "purpose.unbind": "unbind",
     "purpose.device_enrolment": "device enrolment",
@@ -234,13 +190,6 @@ const CATALOGUES = {
     "actor.service": "service",
     "actor.ops": "staff",
     "actor.system": "system",
-    "channel.sms": "SMS",
-    "channel.push": "push",
-    "channel.inapp": "in-app",
-    "channel.email": "email",
-    "channel.app": "app",
-    "channel.institution": "lender webhook",
-    "channel.web": "web",
     "message_status.queued": "queued",
     "message_status.sent": "sent",
     "message_status.failed": "failed",
@@ -554,14 +503,6 @@ const CATALOGUES = {
     "decide.awaits_second": "您的拒绝已记录，需另一名审核员复核确认后才会生效。",
     "decide.first_decision": "{reviewer} 的决定为{decision}（{reason}；备注：{note}）。您是复核人：拒绝即确认该决定，批准则推翻该决定。",
 
-    "decision.approve": "批准",
-    "decision.deny": "拒绝",
-    "decision.dispute_approve": "支持争议",
-    "decision.dispute_deny": "驳回争议",
-    "decision.allow": "放行",
-    "decision.step_up": "加强验证",
-    "decision.review": "人工审核",
-
     "state.pending_risk": "待风险评估",
     "state.under_review": "审核中",
     "state.pending_verification": "待验证",
@@ -577,51 +518,13 @@ const CATALOGUES = {
     "stage.paused": "已暂停",
     "stage.switched": "已更换",
     "stage.resumed": "已恢复",
-    "kind.unbind": "解绑",
-    "kind.pause": "暂停自动扣款",
-    "kind.switch": "更换还款账户",
-    "origin.risk": "风险评分",
-    "origin.appeal": "申诉",
-    "origin.dispute": "争议",
     "review_status.pending": "待审核",
     "review_status.approved": "已批准",
     "review_status.denied": "已拒绝",
+    "review_status.withdrawn": "已撤销",
     "level.normal": "正常",
     "level.elevated": "较高",
     "level.highest": "最高",
-    "method.otp": "短信验证码",
-    "method.biometric": "指纹",
-    "unbind_reason.risk_control": "风险控制",
-    "unbind_reason.fund_planning": "资金规划",
-    "unbind_reason.lender_change": "更换贷款机构",
-    "unbind_reason.other": "其他",
-
-    "reason.identity_not_confirmed": "身份未能确认",
-    "reason.customer_unreachable": "无法联系到客户",
-    "reason.account_security_risk": "账户存在安全风险",
-    "reason.outstanding_repayment": "存在未结清的还款",
-    "reason.lender_requirement": "贷款机构要求",
-    "reason.other": "其他（请在留言中说明）",
-    "reason.identity_confirmed_by_call": "已电话核实身份",
-    "reason.documents_checked": "已核验材料",
-    "reason.behaviour_explained": "客户已说明异常情况",
-    "reason.false_positive": "误报",
-
-    "signal.device_unknown": "未识别的设备",
-    "signal.device_recent": "设备首次出现不足 7 天",
-    "signal.phone_changed_recently": "近 30 天更换过手机号",
-    "signal.requests_24h": "24 小时内的其他解绑请求",
-    "signal.failed_verifications_24h": "24 小时内验证失败次数",
-    "signal.counter_regressions_24h": "24 小时内设备计数器回退次数",
-    "signal.night_request": "在 00:00 至 06:00 之间发起",
-    "signal.instalment_due_soon": "3 天内有还款到期",
-    "signal.account_age_days": "开户天数",
-    "signal.ip_changed": "IP 地址变化",
-    "signal.rejections_30d": "30 天内被拒绝的请求",
-    "signal.appeals_30d": "30 天内的申诉",
-    "signal.account_flagged": "账户带有异常标记",
-    "signal.device_id": "设备 ID",
-    "signal.client_ip": "客户端 IP",
 
     "purpose.unbind": "解绑",
     "purpose.device_enrolment": "设备注册",
@@ -656,13 +559,6 @@ const CATALOGUES = {
     "actor.service": "系统服务",
     "actor.ops": "员工",
     "actor.system": "系统",
-    "channel.sms": "短信",
-    "channel.push": "推送",
-    "channel.inapp": "站内信",
-    "channel.email": "电子邮件",
-    "channel.app": "手机 App",
-    "channel.institution": "贷款机构回调",
-    "channel.web": "网页",
     "message_status.queued": "排队中",
     "message_status.sent": "已发送",
     "message_status.failed": "发送失败",
@@ -851,6 +747,7 @@ const CATALOGUES = {
   }
 };
 // end of catalogues
+for (const [locale, words] of Object.entries(window.UNBIND_LABELS || {})) Object.assign(CATALOGUES[locale], words);
 
 const LOCALE_KEY = "unbind.dashboard.locale";
 
