@@ -90,6 +90,7 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ("notification", "PUT /internal/v1/review-messages/{review_id}"): internal(204),
     # The page, and the session that signs in (with the token in the body: each principal's own).
     ("dashboard", "GET /"): PUBLIC,
+    ("dashboard", "GET /static/labels.js"): PUBLIC,  # the page's labels of codes: words, nobody's data
     ("dashboard", "GET /v1/session"): PUBLIC,
     ("dashboard", "POST /v1/session"): (401, 403, 403, 200, 200, 200, 403),
     ("dashboard", "GET /login"): (303,) * 7,  # a fresh one-time link each (the headers play no part)
