@@ -207,6 +207,15 @@ def idempotency_key() -> str:
     return f"idem-{uuid.uuid4()}"
 
 
+async def request_unbind(stack: Stack, customer: Customer, **body: object) -> str:
+    """The customer asks to unbind their binding (202); the request's id."""
+    response = await stack.client("binding").post(
+        f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(**body), headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
+    )
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
 async def pass_verification(stack: Stack, customer: Customer, request_id: str, verification_id: str, device: DeviceSimulator | None = None) -> dict:
     """Pass every method the verification asks for: the latest SMS code, then the device's signature."""
     client, headers = stack.client("verification"), auth(customer.user_id)

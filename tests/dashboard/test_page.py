@@ -25,7 +25,7 @@ from tests.conftest import TEST_VAR
 from tests.dashboard.conftest import running_dashboard
 from tests.dashboard.test_api import REVIEW_EVERYTHING, sqlite_urls
 from tests.dashboard.test_i18n import catalogues
-from tests.factories import Customer, customer_with_binding, enrolled_device, idempotency_key, pass_verification, save_rules, unbind_body
+from tests.factories import customer_with_binding, enrolled_device, pass_verification, request_unbind, save_rules
 from tests.keys import token
 from tests.stack import BusTopics, Stack, auth, running_stack, served
 
@@ -100,14 +100,6 @@ async def ops_page(browser: Browser, topics: BusTopics, tmp_path: Path, *, local
             yield ops
         finally:
             await context.close()
-
-
-async def request_unbind(stack: Stack, customer: Customer) -> str:
-    response = await stack.client("binding").post(
-        f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(), headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
-    )
-    assert response.status_code == 202, response.text
-    return response.json()["id"]
 
 
 async def funnel_count(page: Page, state: str) -> int:

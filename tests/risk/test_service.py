@@ -11,7 +11,7 @@ from services.risk.config import RiskSettings
 from services.risk.rules import parse_rules
 from services.risk.service import SIGNALS, decide, score
 from tests.binding.test_api import assert_problem
-from tests.factories import RULES_ADMIN, Customer, customer_with_binding, idempotency_key, reviewer_auth, save_rules, unbind_body
+from tests.factories import RULES_ADMIN, customer_with_binding, request_unbind, reviewer_auth, save_rules
 from tests.stack import Stack, auth, eventually, make_bus_topics, running_stack
 
 QUIET = {name: 0 for name in SIGNALS} | {"account_age_days": 2000}
@@ -86,14 +86,6 @@ async def stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[
         yield running
 
 
-async def unbind(stack: Stack, customer: Customer, **body: object) -> str:
-    response = await stack.client("binding").post(
-        f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(**body), headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
-    )
-    assert response.status_code == 202, response.text
-    return response.json()["id"]
-
-
 OPS = auth("ops-1", "ops")
 
 
@@ -116,9 +108,9 @@ async def test_a_bad_rule_set_is_refused_and_the_old_one_stays(stack: Stack) -> 
 
     customer = await customer_with_binding(stack)
     second = await customer_with_binding(stack, user_id=customer.user_id)
-    first = await unbind(stack, customer)
+    first = await request_unbind(stack, customer)
     await stack.wait_for_request(first, customer.user_id, lambda body: body["risk"] is not None)
-    request_id = await unbind(stack, second)
+    request_id = await request_unbind(stack, second)
     body = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["risk"] is not None)
     assert body["status"] == "under_review"
     assessment = (await client.get(f"/v1/assessments/{request_id}", headers=OPS)).json()
@@ -129,15 +121,15 @@ async def test_review_or_deny_flags_the_account_and_ops_can_clear_it(stack: Stac
     await save_rules(stack.client("risk"), [{"action": "review", "if": "requests_24h >= 1"}])
     customer = await customer_with_binding(stack)
     second, third = await customer_with_binding(stack, user_id=customer.user_id), await customer_with_binding(stack, user_id=customer.user_id)
-    first = await unbind(stack, customer)
+    first = await request_unbind(stack, customer)
     # Events of different bindings may be handled in any order: let risk see the first one first.
     await stack.wait_for_request(first, customer.user_id, lambda body: body["risk"] is not None)
-    reviewed = await unbind(stack, second)
+    reviewed = await request_unbind(stack, second)
     await stack.wait_for_request(reviewed, customer.user_id, lambda body: body["status"] == "under_review")
     flags = (await stack.client("risk").get("/v1/flags", headers=OPS)).json()["items"]
     assert [(flag["user_id"], flag["request_id"]) for flag in flags] == [(customer.user_id, reviewed)]
 
-    flagged = await unbind(stack, third)
+    flagged = await request_unbind(stack, third)
     await stack.wait_for_request(flagged, customer.user_id, lambda body: body["risk"] is not None)
     signals = (await stack.client("risk").get(f"/v1/assessments/{flagged}", headers=OPS)).json()["signals"]
     assert signals["account_flagged"] == 1
@@ -155,7 +147,7 @@ async def test_profile_signals_come_from_the_customer_system(stack: Stack) -> No
     profile = {"account_opened_at": "2026-11-01T00:00:00+08:00", "phone_changed_at": "2026-11-20T00:00:00+08:00"}
     assert_problem(await stack.client("risk").put(f"/internal/v1/profiles/{customer.user_id}", json=profile, headers=OPS), 403, "forbidden")
     assert (await stack.client("risk").put(f"/internal/v1/profiles/{customer.user_id}", json=profile, headers=auth("customer-system", "service"))).status_code == 204
-    request_id = await unbind(stack, customer)
+    request_id = await request_unbind(stack, customer)
     await stack.wait_for_request(request_id, customer.user_id, lambda body: body["risk"] is not None)
     assessment = (await stack.client("risk").get(f"/v1/assessments/{request_id}", headers=OPS)).json()
     assert assessment["signals"]["phone_changed_recently"] == 1 and 0 <= assessment["signals"]["account_age_days"] < 90
@@ -181,10 +173,10 @@ async def test_non_ops_callers_get_403_on_every_ops_endpoint(stack: Stack) -> No
 async def test_reviews_list_oldest_first_with_waiting_time(stack: Stack) -> None:
     await save_rules(stack.client("risk"), [{"action": "review", "if": "requests_24h >= 0"}])
     first, second = await customer_with_binding(stack), await customer_with_binding(stack)
-    ids = [await unbind(stack, first)]
+    ids = [await request_unbind(stack, first)]
     # Events of different bindings may be handled in any order: the first review must open first.
     await stack.wait_for_request(ids[0], first.user_id, lambda body: body["risk"] is not None)
-    ids.append(await unbind(stack, second))
+    ids.append(await request_unbind(stack, second))
 
     async def queue() -> list | None:
         items = (await stack.client("risk").get("/v1/reviews?status=pending", headers=OPS)).json()["items"]

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from services.binding.agreements import CURRENT as CURRENT_AGREEMENT
 from services.notification.service import CODE_KINDS
 from tests.dashboard.conftest import running_dashboard
-from tests.factories import Customer, customer_with_binding, enrolled_device, idempotency_key, save_rules, unbind_body
+from tests.factories import Customer, customer_with_binding, enrolled_device, request_unbind, save_rules
 from tests.stack import Stack, auth, eventually, make_bus_topics, running_stack
 
 OPS = auth("ops-security", "ops")
@@ -33,14 +33,6 @@ class World:
 
     def app(self, service: str) -> FastAPI:
         return self.dashboard if service == "dashboard" else self.stack.apps[service]
-
-
-async def _request_unbind(stack: Stack, customer: Customer) -> str:
-    response = await stack.client("binding").post(
-        f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(), headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
-    )
-    assert response.status_code == 202, response.text
-    return response.json()["id"]
 
 
 async def _inbox_item(stack: Stack, customer: Customer) -> str:
@@ -77,11 +69,11 @@ async def populated_world(database_urls: dict[str, str], var_dir: Path) -> Async
     async with running_stack(topics, database_urls, var_dir, overrides=overrides) as stack, running_dashboard(topics, var_dir, service_apps=stack.apps) as (dashboard, _):
         owner, other = await customer_with_binding(stack), await customer_with_binding(stack)
         device = await enrolled_device(stack, owner)
-        request_id = await _request_unbind(stack, owner)
+        request_id = await request_unbind(stack, owner)
         verification = (await stack.wait_for_request(request_id, owner.user_id, lambda body: body["verification"] is not None))["verification"]
         # The other customer's request goes to review: the queue then holds a real case.
         rules_version = (await save_rules(stack.client("risk"), REVIEW_EVERYTHING["rules"]))["version"]
-        review_id = await _pending_review(stack, await _request_unbind(stack, other))
+        review_id = await _pending_review(stack, await request_unbind(stack, other))
         ids = {
             "binding_id": owner.binding_id,
             "request_id": request_id,
