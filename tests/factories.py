@@ -221,6 +221,8 @@ async def pass_verification(stack: Stack, customer: Customer, request_id: str, v
     client, headers = stack.client("verification"), auth(customer.user_id)
     state = (await client.get(f"/v1/verifications/{verification_id}", headers=headers)).json()
     if "otp" in state["methods"]:
+        # The verification exists before its SMS leaves; until then the latest code is an older one.
+        state = await eventually(lambda: code_sent(client, verification_id, headers), 10, f"the code of verification {verification_id} was not sent")
         response = await client.post(f"/v1/verifications/{verification_id}/otp", json={"code": stack.latest_code(customer.phone)}, headers=headers)
         assert response.status_code == 200, response.text
         state = response.json()
@@ -233,6 +235,11 @@ async def pass_verification(stack: Stack, customer: Customer, request_id: str, v
         state = response.json()
     assert state["status"] == "verified"
     return state
+
+
+async def code_sent(client: httpx.AsyncClient, verification_id: str, headers: dict[str, str]) -> dict | None:
+    state = (await client.get(f"/v1/verifications/{verification_id}", headers=headers)).json()
+    return state if state["otp_delivery"] == "sent" else None
 
 
 async def pending_device(stack: Stack, customer: Customer, device: DeviceSimulator | None = None, name: str = "Phone") -> tuple[DeviceSimulator, dict[str, Any]]:
