@@ -1,6 +1,6 @@
 # One image for every unbind process: the four services, the dashboard and the `unbind` command.
 #
-# The command chooses the process, the same way `unbind up` starts them (shared/cli/stack.py):
+# The command chooses the process, the same way `unbind up` starts them (tools/stack.py):
 #   uvicorn --factory services.<service>.main:create_app --host 0.0.0.0 --port <port>
 #       service: binding 8001, verification 8002, risk 8003, notification 8004, dashboard 8005
 #   unbind migrate     create (on a PostgreSQL server) and migrate each service's database
@@ -20,7 +20,7 @@ RUN python -m venv /opt/venv
 COPY pyproject.toml ./
 COPY shared ./shared
 COPY services ./services
-COPY bench ./bench
+COPY tools ./tools
 # A wheel, not the source tree: the image gets exactly what the package declares (the Alembic
 # histories and the dashboard's static files included) and no test or bench extras.
 RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \

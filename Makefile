@@ -49,7 +49,7 @@ status: $(STAMP)
 	$(BIN)/unbind status
 
 lint: $(STAMP)
-	$(BIN)/ruff check shared services tests bench
+	$(BIN)/ruff check shared services tests tools
 
 # pytest exits 5 when it collected no test; make treats that, like any failure, as an error.
 test: lint

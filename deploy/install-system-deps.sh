@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the local infrastructure needs on Debian 12, as root.
 # Idempotent: installs only what is missing, and runs `apt-get update` only then.
-#   - postgresql: server binaries for the private dev/test cluster (shared/cli/postgres.py)
+#   - postgresql: server binaries for the private dev/test cluster (tools/postgres.py)
 #   - procps:     ps/free/top, to inspect the broker and server processes by hand
 #   - util-linux: runuser, to run PostgreSQL as the `postgres` user when we are root
 #   - make:       the project's entry point (`make test`)

@@ -2,7 +2,7 @@
 
 Every aiokafka client of the project (services, dashboard, the `unbind` tools, the bench) is built
 with `KafkaSecurity.client_options()`, so none can talk to the broker unauthenticated; the broker's
-ACLs then decide what each principal may do (see shared/cli/kafka.py for the local broker's).
+ACLs then decide what each principal may do (see tools/kafka.py for the local broker's).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 binding and a phone the development SMS gateway writes to. Every number is fictional.
 
 Each service writes its own part (`seed_customers` in its service.py, like `seed_demo_data`);
-`unbind chaos` and `unbind bench` create them through `shared.cli.services.seed_population`.
+`unbind chaos` and `unbind bench` create them through `tools.services.seed_population`.
 """
 
 from __future__ import annotations

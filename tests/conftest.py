@@ -14,11 +14,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from shared.cli.kafka import Cluster, drop_topics, kafka_down, kafka_up, kafka_up_async, prepare_topics
-from shared.cli.kafka_access import CREDENTIALS_ENV
-from shared.cli.postgres import ensure_database, postgres_up
 from shared.migrations import SERVICES
 from tests.stack import BusTopics, make_bus_topics
+from tools.kafka import Cluster, drop_topics, kafka_down, kafka_up, kafka_up_async, prepare_topics
+from tools.kafka_access import CREDENTIALS_ENV
+from tools.postgres import ensure_database, postgres_up
 
 ROOT = Path(__file__).resolve().parent.parent
 # The test broker and server run on ports of their own, beside any `unbind up` of the developer.

@@ -14,8 +14,8 @@ import jsonschema_rs
 import orjson
 
 from shared import events
-from shared.cli import docs
 from shared.cloudevents import header_map
+from tools import docs
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 ASYNCAPI_URI = docs.ID_BASE + docs.ASYNCAPI_FILE

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from shared.auth import issue_token
-from shared.cli.keys import InstallationKeys, all_audiences, service_secrets
 from shared.keys import SigningKey
+from tools.keys import InstallationKeys, all_audiences, service_secrets
 
 KEYS = InstallationKeys(Path(tempfile.mkdtemp(prefix="unbind-test-keys-")))
 KEYS.generate_missing()

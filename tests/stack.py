@@ -31,13 +31,13 @@ from services.verification.config import VerificationSettings
 from services.verification.main import create_app as create_verification_app
 from shared.app import ServiceRuntime
 from shared.bus import EventBus, InMemoryBus, KafkaBus
-from shared.cli.kafka import ADMIN, Cluster, EventTopics, read_topic
-from shared.cli.keys import signing_services
 from shared.cloudevents import Envelope
 from shared.events import BindingEvent
 from shared.keys import SigningKey
 from shared.migrations import SERVICES, upgrade_async
 from tests.keys import key_settings, service_key, token
+from tools.kafka import ADMIN, Cluster, EventTopics, read_topic
+from tools.keys import signing_services
 
 SETTINGS = {"binding": BindingSettings, "verification": VerificationSettings, "risk": RiskSettings, "notification": NotificationSettings}
 

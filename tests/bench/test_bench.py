@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli.kafka import Cluster
 from tests.cli.conftest import run_unbind, unbind_up
+from tools.kafka import Cluster
 
 WORKFLOWS = 150
 

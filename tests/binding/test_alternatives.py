@@ -19,7 +19,6 @@ from sqlalchemy import select, update
 
 from services.binding.models import Binding, Mandate, OutboxMessage, RepaymentAccount, UnbindRequest
 from services.binding.service import add_months, today
-from shared.cli import dev_lender
 from shared.db import utcnow
 from tests.binding.test_api import assert_problem
 from tests.binding.test_bind import new_binding, stack_with_lender
@@ -27,6 +26,7 @@ from tests.contracts import assert_records_follow_contract
 from tests.factories import Customer, card_number, customer_with_binding, idempotency_key, lender_requests, pass_verification, unbind_body
 from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack
 from tests.verification.test_api import issued_verification
+from tools import dev_lender
 
 BINDING_ONLY = {"binding": {"run_workers": False}}
 

@@ -23,7 +23,6 @@ from sqlalchemy import func, select
 from services.binding.models import CreditAccount, LenderCallback, OutboxMessage
 from services.binding.service import MAX_PENDING_BINDINGS, credit_limit_contribution
 from services.notification.providers import InstitutionWebhook
-from shared.cli import dev_lender
 from shared.events import BindingEvent
 from tests.binding.test_api import assert_problem
 from tests.contracts import assert_records_follow_contract
@@ -45,6 +44,7 @@ from tests.factories import (
 from tests.keys import KEYS
 from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack
 from tests.verification.test_api import issued_verification, wrong
+from tools import dev_lender
 
 BINDING_ONLY = {"binding": {"run_workers": False}}
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli.services import APPS
 from tests.cli.conftest import UNBIND, cli_env
+from tools.services import APPS
 
 FLOWS = 300
 

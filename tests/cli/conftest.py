@@ -21,11 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.cli.errors import port_in_use, process_cmdline
-from shared.cli.kafka import Cluster, EventTopics, prepare_topics
-from shared.cli.kafka_access import CREDENTIALS_ENV
-from shared.cli.stack import factory_path, pid_alive, stack_ports
 from tests.conftest import KAFKA_CREDENTIALS
+from tools.errors import port_in_use, process_cmdline
+from tools.kafka import Cluster, EventTopics, prepare_topics
+from tools.kafka_access import CREDENTIALS_ENV
+from tools.stack import factory_path, pid_alive, stack_ports
 
 # The console script pyproject declares, installed beside the interpreter running the tests.
 UNBIND = Path(sys.executable).with_name("unbind")

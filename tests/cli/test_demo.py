@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.notification.templates import CODE_IN_SMS
-from shared.cli.kafka import Cluster
 from tests.cli.conftest import ZHANGSAN_PHONE, RunningUp, cli_env, free_port_offset, run_unbind, unbind_up
+from tools.kafka import Cluster
 
 EVENT_LINE = re.compile(r"^\s+\+\d+\.\d{3}s  (\w+)  (.*)$", re.MULTILINE)
 COMPLETED_FLOW = ["UnbindRequested", "RiskAssessed", "VerificationRequested", "Verified", "UnbindCompleted"]

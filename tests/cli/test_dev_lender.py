@@ -13,11 +13,11 @@ import orjson
 from fastapi import FastAPI, Request
 
 from services.notification.providers import SIGNATURE_HEADER, sign
-from shared.cli import dev_lender
 from shared.lenders import LENDER_HEADER, LENDERS, callback_signature_valid
 from shared.lenders import SIGNATURE_HEADER as CALLBACK_SIGNATURE_HEADER
 from tests.keys import KEYS
 from tests.stack import eventually
+from tools import dev_lender
 
 
 def fake_binding(received: list[dict[str, Any]]) -> FastAPI:

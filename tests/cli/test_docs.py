@@ -14,13 +14,13 @@ import pytest
 from pydantic import create_model
 
 from shared.bus import MemoryRecord
-from shared.cli import docs
-from shared.cli.main import main
 from shared.cloudevents import Envelope
 from shared.events import EVENT_TYPES, DeviceEnrolled, RiskAssessed, Verified
 from shared.settings import ServiceSettings
 from tests.contracts import DOCS, Contract
 from tests.keys import service_key
+from tools import docs
+from tools.main import main
 
 ROOT = DOCS.parent
 

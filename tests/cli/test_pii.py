@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from shared.cli.pii import Secrets, scan
+from tools.pii import Secrets, scan
 
 
 def secrets(tmp_path: Path) -> Secrets:

@@ -16,12 +16,12 @@ from sqlalchemy import select
 from services.binding.models import Binding
 from services.notification.models import Contact
 from shared.auth import audience_of, decode_token
-from shared.cli.keys import installation_keys
-from shared.cli.main import main
 from shared.db import create_engine, create_session_factory
 from shared.keys import KeySet
 from shared.problems import Problem
 from tests.cli.conftest import cli_env, run_unbind
+from tools.keys import installation_keys
+from tools.main import main
 
 DEMO_BINDINGS = {("b-zhangsan-mortgage", "u-zhangsan", "active"), ("b-lisi-mortgage", "u-lisi", "active")}
 DEMO_CONTACTS = {("u-zhangsan", "+8613812345678"), ("u-lisi", "+8613987654321")}

@@ -21,11 +21,11 @@ import httpx
 import pytest
 
 from services.notification.templates import CODE_IN_SMS
-from shared.cli import pii
-from shared.cli.errors import process_cmdline
-from shared.cli.kafka import Cluster, read_topic
-from shared.cli.stack import pid_alive, restart_delay, service_ports
 from tests.cli.conftest import ZHANGSAN_PHONE, cli_env, eventually, free_port_offset, run_unbind, unbind_up
+from tools import pii
+from tools.errors import process_cmdline
+from tools.kafka import Cluster, read_topic
+from tools.stack import pid_alive, restart_delay, service_ports
 
 
 def _environ(pid: int) -> dict[str, str]:

@@ -30,17 +30,17 @@ from pydantic import AliasChoices, TypeAdapter
 from setuptools import find_namespace_packages, find_packages
 
 from shared.auth import audience_of, decode_token
-from shared.cli import kafka
-from shared.cli.kafka_access import Cluster
-from shared.cli.kafka_secrets import DEFAULT_OUT, write_compose_secrets
-from shared.cli.keys import KEYS_DIR, InstallationKeys, generate_for_deployment
-from shared.cli.main import main
-from shared.cli.services import APPS, settings_class
 from shared.kafka_security import KafkaSecurity
 from shared.keys import SigningKey, service_of_kid
 from shared.migrations import SERVICES as DATABASE_SERVICES
 from shared.settings import RefusedToStart, ServiceSettings
 from tests.deploy.keys import key_settings
+from tools import kafka
+from tools.kafka_access import Cluster
+from tools.kafka_secrets import DEFAULT_OUT, write_compose_secrets
+from tools.keys import KEYS_DIR, InstallationKeys, generate_for_deployment
+from tools.main import main
+from tools.services import APPS, settings_class
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -414,7 +414,7 @@ def test_the_command_starts_the_app(services: dict[str, Any], app: str) -> None:
 
 def test_the_jobs_run_what_they_should(services: dict[str, Any]) -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert pyproject["project"]["scripts"]["unbind"] == "shared.cli.main:main"
+    assert pyproject["project"]["scripts"]["unbind"] == "tools.main:main"
     migrate = " ".join(services["migrate"]["command"])
     assert "unbind migrate" in migrate and "unbind seed" in migrate
     setup = services["kafka-setup"]

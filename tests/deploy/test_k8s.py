@@ -28,12 +28,12 @@ import yaml
 from pydantic import AliasChoices, SecretStr
 from sqlalchemy.engine import make_url
 
-from shared.cli.keys import InstallationKeys, generate_for_deployment
-from shared.cli.services import APPS, settings_class
 from shared.keys import SigningKey, service_of_kid
 from shared.migrations import SERVICES as CONSUMERS
 from shared.settings import RefusedToStart, ServiceSettings
 from tests.deploy.keys import key_settings
+from tools.keys import InstallationKeys, generate_for_deployment
+from tools.services import APPS, settings_class
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"

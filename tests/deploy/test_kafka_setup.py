@@ -1,6 +1,6 @@
 """deploy/k8s/setup/kafka-setup.sh, the script Kubernetes' setup Job and compose's kafka-setup run:
 executed here with Kafka's command-line tools replaced by stubs that record their arguments, and
-held against shared/cli/kafka_access.py, which grants the local broker's ACLs. Both deployments
+held against tools/kafka_access.py, which grants the local broker's ACLs. Both deployments
 then give each service exactly the access `unbind up` gives it, and nothing more."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli.kafka_access import EventTopics, service_acls, service_principals
+from tools.kafka_access import EventTopics, service_acls, service_principals
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "k8s" / "setup" / "kafka-setup.sh"

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.cli.pii import Secrets, record_lines, scan
 from tests.binding.test_lifecycle import event_types, pending_review_for, reject_by_wrong_codes
 from tests.contracts import assert_records_follow_contract
 from tests.dashboard.conftest import running_dashboard
 from tests.factories import customer_with_binding, decide_review
 from tests.stack import BusTopics, auth, eventually, running_stack
+from tools.pii import Secrets, record_lines, scan
 
 OPS = auth("ops-5", "ops")
 PHONE = "+8613987654321"

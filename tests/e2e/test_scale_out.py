@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli.kafka import DEFAULT_PARTITIONS
 from tests.contracts import assert_records_follow_contract
 from tests.factories import customer_with_binding, idempotency_key, unbind_body
 from tests.stack import BusTopics, Stack, auth, eventually, running_stack
+from tools.kafka import DEFAULT_PARTITIONS
 
 CONSUMING = ("binding", "verification", "risk", "notification")
 FLOW = ["UnbindRequested", "RiskAssessed", "VerificationRequested", "Verified", "UnbindCompleted"]

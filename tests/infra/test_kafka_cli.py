@@ -1,4 +1,4 @@
-"""Tests of shared.cli.kafka against a real broker.
+"""Tests of tools.kafka against a real broker.
 
 The broker under test runs from a temporary var dir on free ports (never 9092/9093),
 so the shared development broker is never disturbed. It is started once per module.
@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.cli import kafka
-from shared.cli.errors import InfraError
-from shared.cli.kafka_access import ADMIN, CREDENTIALS_ENV, create_credentials, principals, read_credentials, service_principals
+from tools import kafka
+from tools.errors import InfraError
+from tools.kafka_access import ADMIN, CREDENTIALS_ENV, create_credentials, principals, read_credentials, service_principals
 
 
 def _free_port() -> int:

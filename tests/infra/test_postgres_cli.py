@@ -1,4 +1,4 @@
-"""Tests of shared.cli.postgres against a real PostgreSQL server.
+"""Tests of tools.postgres against a real PostgreSQL server.
 
 The cluster under test uses a temporary var dir and a free port, never the shared
 development cluster on 55432. It is started once per module.
@@ -16,8 +16,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from shared.cli import postgres
-from shared.cli.errors import InfraError
+from tools import postgres
+from tools.errors import InfraError
 
 
 def _free_port() -> int:

@@ -29,7 +29,6 @@ from services.risk.main import create_app as create_risk_app
 from services.verification.device_simulator import DeviceSimulator
 from services.verification.main import create_app as create_verification_app
 from shared.auth import audience_of, issue_token
-from shared.cli.keys import signing_services
 from shared.keys import SigningKey, new_kid
 from shared.login_links import write_login_link
 from tests.dashboard.conftest import dashboard_settings
@@ -37,6 +36,7 @@ from tests.factories import CURRENT_AGREEMENT, card_number, idempotency_key, unb
 from tests.keys import ISSUER, service_key, token
 from tests.security.conftest import REVIEW_EVERYTHING, World, populated_world
 from tests.stack import auth, make_bus_topics, served, service_settings
+from tools.keys import signing_services
 
 PRINCIPALS = ("anonymous", "other", "owner", "ops", "reviewer", "rules_admin", "service")
 # The "service" principal is the one caller an internal route admits, else binding's service token.

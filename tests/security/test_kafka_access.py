@@ -18,12 +18,12 @@ from aiokafka.conn import create_conn
 from aiokafka.errors import GroupAuthorizationFailedError, KafkaConnectionError, KafkaError, SaslAuthenticationFailed
 
 from shared.bus import KafkaBus, stop_quietly
-from shared.cli.kafka import Cluster, create_topics, delete_topics
-from shared.cli.kafka_access import service_principals
 from shared.cloudevents import Envelope
 from shared.events import UnbindCompleted
 from shared.migrations import SERVICES
 from tests.stack import BusTopics, running_stack
+from tools.kafka import Cluster, create_topics, delete_topics
+from tools.kafka_access import service_principals
 
 pytestmark = pytest.mark.kafka
 

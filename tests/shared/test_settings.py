@@ -25,12 +25,12 @@ from services.risk.main import create_app as create_risk_app
 from services.verification.config import VerificationSettings
 from services.verification.main import create_app as create_verification_app
 from shared.bus import InMemoryBus
-from shared.cli.services import APPS as ALL_APPS
-from shared.cli.services import settings_class
 from shared.kafka_security import KafkaSecurity
 from shared.keys import SigningKey, new_kid
 from shared.settings import RefusedToStart
 from tests.keys import KEYS, key_settings
+from tools.services import APPS as ALL_APPS
+from tools.services import settings_class
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS: dict[str, tuple[Any, Any]] = {

@@ -3,7 +3,7 @@
 # dead-letter topic, one SCRAM-SHA-512 user per service, and the services' ACLs. Idempotent: run it
 # on every release; re-run it after changing a password (that is how one is rotated).
 # Run by the Kubernetes Job unbind-kafka-setup and by the compose service kafka-setup, in the
-# apache/kafka image. tests/deploy checks its ACLs against shared/cli/kafka_access.py.
+# apache/kafka image. tests/deploy checks its ACLs against tools/kafka_access.py.
 #
 # Environment: KAFKA_BOOTSTRAP_SERVERS; KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD (the admin);
 # KAFKA_SSL_CAFILE (the CA of the brokers' certificates); UNBIND_TOPIC, UNBIND_DLQ_TOPIC;

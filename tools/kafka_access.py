@@ -37,8 +37,8 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from shared.cli.errors import InfraError
 from shared.kafka_security import KafkaSecurity
+from tools.errors import InfraError
 
 ADMIN = "admin"
 CONTROLLER = "controller"

@@ -40,11 +40,11 @@ from typing import Any
 import httpx
 from sqlalchemy.engine import make_url
 
-from shared.cli import dev_lender, kafka, postgres
-from shared.cli.errors import InfraError, port_in_use, port_taken_message, process_cmdline, tail
-from shared.cli.keys import OPS_SUBJECT, InstallationKeys, installation_keys, login_links_dir, new_login_link
-from shared.cli.services import APPS, database_server_url, display_url, load_settings, migrate, seed, settings_class
 from shared.migrations import SERVICES
+from tools import dev_lender, kafka, postgres
+from tools.errors import InfraError, port_in_use, port_taken_message, process_cmdline, tail
+from tools.keys import OPS_SUBJECT, InstallationKeys, installation_keys, login_links_dir, new_login_link
+from tools.services import APPS, database_server_url, display_url, load_settings, migrate, seed, settings_class
 
 PID_FILE = "unbind-up.pid"
 READY_TIMEOUT = 60.0

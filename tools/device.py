@@ -9,7 +9,7 @@ import time
 import httpx
 
 from services.verification.device_simulator import DeviceSimulator
-from shared.cli.errors import InfraError
+from tools.errors import InfraError
 
 
 def sign(verification_url: str, token: str, verification_id: str) -> dict:

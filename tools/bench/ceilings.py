@@ -12,8 +12,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 
 from shared.bus import KafkaBus
-from shared.cli.kafka import Cluster, create_topics, delete_topics
 from shared.db import create_engine, is_sqlite
+from tools.kafka import Cluster, create_topics, delete_topics
 
 
 async def kafka_ceiling(cluster: Cluster, message_size: int, count: int = 50_000) -> dict[str, float]:

@@ -39,12 +39,6 @@ from services.binding.agreements import CURRENT as CURRENT_AGREEMENT
 from services.notification.templates import CODE_IN_SMS
 from services.verification.device_simulator import DeviceSimulator
 from shared.account_numbers import with_check_digit
-from shared.cli.dev_lender import REFUSED_LAST4
-from shared.cli.errors import InfraError
-from shared.cli.kafka import Cluster, partitions_of
-from shared.cli.keys import new_login_link, token
-from shared.cli.running import RunningStack, check_running, find_running_stack
-from shared.cli.stack import live_supervisor, read_pid_file
 from shared.cloudevents import Envelope, MalformedEvent
 from shared.describe import describe_event, methods_text
 from shared.events import (
@@ -54,6 +48,12 @@ from shared.events import (
     VerificationRequested,
 )
 from shared.masking import mask_account_number, mask_phone
+from tools.dev_lender import REFUSED_LAST4
+from tools.errors import InfraError
+from tools.kafka import Cluster, partitions_of
+from tools.keys import new_login_link, token
+from tools.running import RunningStack, check_running, find_running_stack
+from tools.stack import live_supervisor, read_pid_file
 
 CUSTOMER = "u-zhangsan"
 DEMO_BINDING = "b-zhangsan-mortgage"

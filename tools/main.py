@@ -24,8 +24,8 @@ import sys
 from pathlib import Path
 
 from shared.auth import ROLES
-from shared.cli import kafka, postgres
-from shared.cli.errors import InfraError
+from tools import kafka, postgres
+from tools.errors import InfraError
 
 
 def _default_var_dir() -> str:
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rate", type=float, default=None, help="new workflows per second (default: as fast as --concurrency allows)")
     bench.add_argument("--concurrency", type=int, default=200, help="workflows in flight at most (default 200)")
     bench.add_argument("--step-up", type=float, default=0.0, help="fraction of workflows on the step-up path (code and biometric), 0..1 (default 0)")
-    bench.add_argument("--json", type=Path, default=None, help="where to write the report (default bench/results/<time>.json, with a PNG chart beside it)")
+    bench.add_argument("--json", type=Path, default=None, help="where to write the report (default tools/bench/results/<time>.json, with a PNG chart beside it)")
     bench.add_argument("--port-offset", type=int, default=None, help="the stack's port offset when no `up` of this var dir says")
     bench.add_argument("--no-ceilings", action="store_true", help="skip the raw Kafka and database measurements")
 
@@ -160,12 +160,12 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "postgres":
         return postgres.cli(args.args, var_dir)
     if args.command == "docs":
-        from shared.cli import docs
+        from tools import docs
 
         return docs.cli(args.out, args.check)
 
     # Imported here: they load the services' settings, which `kafka`/`postgres` do not need.
-    from shared.cli import services, stack
+    from tools import services, stack
 
     if args.command == "migrate":
         server_url = services.database_server_url(args.database_url)
@@ -176,13 +176,13 @@ def run(args: argparse.Namespace) -> int:
         for service, seeded in services.seed(var_dir, services.database_server_url(args.database_url)).items():
             print(f"seed: {service}: " + ("demo data added" if seeded else "has data already, left as is"))
     elif args.command == "token":
-        from shared.cli import keys
+        from tools import keys
 
         print(keys.token(var_dir, args.user, args.role or ["customer"], args.ttl, args.audience))
     elif args.command == "login-link":
         return stack.print_login_link(var_dir, args.user, args.port_offset)
     elif args.command == "keys":
-        from shared.cli import keys
+        from tools import keys
 
         return keys.generate_for_deployment(args.out, compose=args.compose)
     elif args.command == "up":
@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "down":
         return stack.down(var_dir)
     elif args.command == "device":
-        from shared.cli import device
+        from tools import device
 
         url = args.url or f"http://127.0.0.1:{8002 + int(os.environ.get('UNBIND_PORT_OFFSET') or 0)}"
         verification = device.sign(url, services.token(var_dir, args.user, ["customer"], None), args.verification)
@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "status":
         return stack.status(var_dir, args.port_offset)
     elif args.command == "chaos":
-        from shared.cli import chaos
+        from tools import chaos
 
         if args.flows < 1 or args.concurrency < 1:
             raise InfraError("--flows and --concurrency must be at least 1.")
@@ -214,8 +214,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return chaos.run(options)
     elif args.command == "bench":
-        from bench.run import BenchOptions
-        from bench.run import run as run_bench
+        from tools.bench.run import BenchOptions
+        from tools.bench.run import run as run_bench
 
         if args.workflows < 1 or args.concurrency < 1 or not 0 <= args.step_up <= 1 or (args.rate is not None and args.rate <= 0):
             raise InfraError("--workflows and --concurrency must be at least 1, --rate positive, --step-up between 0 and 1.")
@@ -223,12 +223,12 @@ def run(args: argparse.Namespace) -> int:
             BenchOptions(var_dir, args.workflows, args.rate, args.concurrency, args.step_up, args.json, args.port_offset, ceilings=not args.no_ceilings)
         )
     elif args.command == "demo":
-        from shared.cli import demo
+        from tools import demo
 
         options = demo.DemoOptions(var_dir, args.step_up, args.review, args.approve, args.repay, args.timeout, args.port_offset, args.pause)
         return demo.run(options)
     elif args.command == "dlq":
-        from shared.cli import dlq
+        from tools import dlq
 
         if args.dlq_command == "list":
             return dlq.list_letters(var_dir, args.limit, args.group, args.json)

@@ -35,14 +35,14 @@ import orjson
 from aiokafka.errors import KafkaError
 
 from shared.bus import KafkaBus, Producer, stop_quietly
-from shared.cli.errors import InfraError
-from shared.cli.kafka import Cluster, admin_cluster, read_topic
-from shared.cli.services import load_settings
-from shared.cli.stack import running_kafka_bootstrap
 from shared.cloudevents import Envelope, Headers, MalformedEvent, header_map
 from shared.consumer import REPLAY_MARKER_HEADER, is_replay_marker
 from shared.db import utcnow
 from shared.logging import redact
+from tools.errors import InfraError
+from tools.kafka import Cluster, admin_cluster, read_topic
+from tools.services import load_settings
+from tools.stack import running_kafka_bootstrap
 
 CLIENT_ID = "unbind-dlq"
 REPLAYED_AT_HEADER = "x-dlq-replayed-at"

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from shared.cli.errors import InfraError, port_in_use, port_taken_message, tail
+from tools.errors import InfraError, port_in_use, port_taken_message, tail
 
 DEFAULT_PORT = 55432
 PG_USER = "postgres"  # both the OS user servers run as and the database superuser
@@ -185,7 +185,7 @@ def _write_server_file(path: Path, text: str) -> None:
 
 
 _HBA = """\
-# Written by shared/cli/postgres.py: a development cluster that trusts local
+# Written by tools/postgres.py: a development cluster that trusts local
 # connections. TCP only from 127.0.0.1 (the server listens nowhere else).
 # TYPE  DATABASE  USER  ADDRESS        METHOD
 local   all       all                  trust
@@ -197,7 +197,7 @@ def _configure(paths: _Paths, port: int) -> None:
     """(Re)write our settings; an include at the end of postgresql.conf makes them win."""
     socket_dir = paths.data if len(str(paths.data)) <= _MAX_SOCKET_DIR_LEN else Path("/tmp")
     settings = f"""\
-# Written by shared/cli/postgres.py on every `postgres up`; edit that file instead.
+# Written by tools/postgres.py on every `postgres up`; edit that file instead.
 listen_addresses = '127.0.0.1'
 port = {port}
 unix_socket_directories = '{socket_dir}'
@@ -388,5 +388,5 @@ def cli(argv: list[str], var_dir: Path) -> int:
     return 0
 
 
-if __name__ == "__main__":  # handy without the unbind entry point: python -m shared.cli.postgres up
+if __name__ == "__main__":  # handy without the unbind entry point: python -m tools.postgres up
     sys.exit(cli(sys.argv[1:], Path(os.environ.get("UNBIND_VAR_DIR", "var"))))

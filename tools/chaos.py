@@ -42,17 +42,17 @@ import httpx
 from sqlalchemy import func, select
 
 from services.verification.device_simulator import DeviceSimulator
-from shared.cli import kafka, pii
-from shared.cli.errors import InfraError
-from shared.cli.keys import TokenMinter
-from shared.cli.postgres import ensure_database
-from shared.cli.services import APPS, load_settings, seed_population
-from shared.cli.sms import SmsSink
-from shared.cli.stack import read_pid_file, service_ports, stack_ports
 from shared.cloudevents import Envelope, MalformedEvent
 from shared.db import create_engine, create_session_factory
 from shared.migrations import SERVICES
 from shared.population import SyntheticCustomer, synthetic_customers
+from tools import kafka, pii
+from tools.errors import InfraError
+from tools.keys import TokenMinter
+from tools.postgres import ensure_database
+from tools.services import APPS, load_settings, seed_population
+from tools.sms import SmsSink
+from tools.stack import read_pid_file, service_ports, stack_ports
 
 UNBIND = Path(sys.executable).with_name("unbind")
 # Path mix: (kind, weight). The outcome each kind must end in is EXPECTED[kind].

@@ -18,7 +18,7 @@ Everything a broker owns lives under ``<var>/kafka``::
 
 The broker authenticates every client (SASL/SCRAM-SHA-512 on its loopback listener) and
 authorizes with ACLs: the storage is formatted with every principal's SCRAM credentials, and
-``kafka_up`` grants the services their ACLs on the topics (shared/cli/kafka_access.py).
+``kafka_up`` grants the services their ACLs on the topics (tools/kafka_access.py).
 
 If ``KAFKA_BOOTSTRAP_SERVERS`` is set, no broker is started: ``kafka_up`` only
 waits for that cluster and creates the topics on it (its users and ACLs are its operators').
@@ -52,8 +52,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shared.cli.errors import InfraError, port_in_use, port_taken_message, tail
-from shared.cli.kafka_access import (
+from tools.errors import InfraError, port_in_use, port_taken_message, tail
+from tools.kafka_access import (
     ADMIN,
     CONTROLLER,
     Cluster,
@@ -943,7 +943,7 @@ def cli(argv: list[str], var_dir: Path) -> int:
     paths = _Paths.of(var_dir)
     try:
         if args.command == "secrets":
-            from shared.cli import kafka_secrets
+            from tools import kafka_secrets
 
             if args.k8s:
                 written = kafka_secrets.write_k8s_secrets(args.out or kafka_secrets.DEFAULT_K8S_FILE)
@@ -988,5 +988,5 @@ def cli(argv: list[str], var_dir: Path) -> int:
     return 0
 
 
-if __name__ == "__main__":  # handy without the unbind entry point: python -m shared.cli.kafka up
+if __name__ == "__main__":  # handy without the unbind entry point: python -m tools.kafka up
     sys.exit(cli(sys.argv[1:], Path(os.environ.get("UNBIND_VAR_DIR", "var"))))

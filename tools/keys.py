@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.auth import MAX_SUBJECT_LENGTH, audience_of, issue_token
-from shared.cli.errors import InfraError
-from shared.cli.kafka_secrets import MOUNTED_MODE
-from shared.cli.services import APPS, load_settings, settings_class
 from shared.keys import SigningKey, UnusableKey, jwks_document, new_kid
 from shared.login_links import write_login_link
+from tools.errors import InfraError
+from tools.kafka_secrets import MOUNTED_MODE
+from tools.services import APPS, load_settings, settings_class
 
 KEYS_DIR = "keys"
 LOGIN_LINKS_DIR = "login-links"

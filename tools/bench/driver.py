@@ -16,13 +16,13 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.verification.device_simulator import DeviceSimulator
-from shared.cli.kafka import Cluster, partitions_of
-from shared.cli.keys import TokenMinter
-from shared.cli.running import RunningStack
-from shared.cli.sms import SmsSink
 from shared.cloudevents import Envelope, MalformedEvent
 from shared.events import BindingEvent
 from shared.population import SyntheticCustomer
+from tools.kafka import Cluster, partitions_of
+from tools.keys import TokenMinter
+from tools.running import RunningStack
+from tools.sms import SmsSink
 
 TRANSPORT_RETRIES = 3
 

@@ -38,10 +38,10 @@ from fastapi.responses import JSONResponse
 
 from services.notification.providers import SIGNATURE_HEADER as WEBHOOK_SIGNATURE_HEADER
 from services.notification.providers import sign as sign_webhook
-from shared.cli.keys import InstallationKeys
 from shared.lenders import LENDER_HEADER, LENDERS, SIGNATURE_HEADER, sign_callback
 from shared.logging import configure_logging
 from shared.settings import RefusedToStart
+from tools.keys import InstallationKeys
 
 log = logging.getLogger(__name__)
 

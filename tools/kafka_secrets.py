@@ -24,8 +24,8 @@ import ipaddress
 import os
 from pathlib import Path
 
-from shared.cli.errors import InfraError
-from shared.cli.kafka_access import ADMIN, CONTROLLER, principals, service_principals
+from tools.errors import InfraError
+from tools.kafka_access import ADMIN, CONTROLLER, principals, service_principals
 
 # The names the broker is reached by in compose (and from the host, through the published port).
 BROKER_HOSTS = ("kafka", "localhost", "127.0.0.1")

@@ -7,11 +7,11 @@ that `unbind up` runs.
    has never seen, and pass the biometric with that key too. A progress bar runs on stderr.
 3. Times each request from the topic: the events' own times give request -> UnbindCompleted and
    each stage.
-4. Measures, on the same broker and database, the raw ceilings (bench/ceilings.py), each
+4. Measures, on the same broker and database, the raw ceilings (tools/bench/ceilings.py), each
    service's peak RSS (VmHWM), and where the CPU went while the workflows ran: CPU ms per
    workflow for each service, the bench itself and the whole machine (Kafka, PostgreSQL and the
    kernel are the rest), which shows what bounds the throughput.
-5. Prints the figures and writes bench/results/<timestamp>.json and a PNG chart beside it.
+5. Prints the figures and writes tools/bench/results/<timestamp>.json and a PNG chart beside it.
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ from typing import Any
 
 import httpx
 
-from bench.ceilings import commit_ceiling, committed_transactions, kafka_ceiling
-from bench.driver import Customers, Timeline, TopicWatcher, WorkflowFailed
-from shared.cli.errors import InfraError
-from shared.cli.keys import TokenMinter
-from shared.cli.running import RunningStack, check_running, find_running_stack
-from shared.cli.services import load_settings, seed_population
 from shared.population import synthetic_customers
+from tools.bench.ceilings import commit_ceiling, committed_transactions, kafka_ceiling
+from tools.bench.driver import Customers, Timeline, TopicWatcher, WorkflowFailed
+from tools.errors import InfraError
+from tools.keys import TokenMinter
+from tools.running import RunningStack, check_running, find_running_stack
+from tools.services import load_settings, seed_population
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STAGES = {

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from shared import cloudevents, events
-from shared.cli.services import APPS
 from shared.migrations import SERVICES
 from shared.settings import ServiceSettings
+from tools.services import APPS
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 # A name, not a location (.example is reserved, RFC 2606). The documents sit under it as they sit

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import httpx
 
-from shared.cli.errors import InfraError
-from shared.cli.kafka import Cluster, admin_cluster
-from shared.cli.services import load_settings
-from shared.cli.stack import live_supervisor, port_offset, read_pid_file, service_ports
+from tools.errors import InfraError
+from tools.kafka import Cluster, admin_cluster
+from tools.services import load_settings
+from tools.stack import live_supervisor, port_offset, read_pid_file, service_ports
 
 # The services a customer's app and ops talk to (the dashboard is only looked at).
 CUSTOMER_FACING = ("binding", "verification", "risk", "notification")

@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
-from shared.cli.errors import InfraError
-from shared.cli.postgres import ensure_database
 from shared.migrations import SERVICES, upgrade
 from shared.population import SyntheticCustomer
 from shared.settings import ServiceSettings
+from tools.errors import InfraError
+from tools.postgres import ensure_database
 
 _T = TypeVar("_T")
 # Every process `unbind up` runs: the services that own a database, then the dashboard (which

@@ -1,0 +1,64 @@
+"""Imports point one way: the tools (command line, local infrastructure, demo, chaos, bench) may
+import anything; a service imports the library and itself; the library imports neither a service
+nor the tools. Every import is read, including those inside functions (a dynamic `import_module`
+with a constant name counts too)."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = sorted(path.name for path in (ROOT / "services").iterdir() if (path / "__init__.py").exists())
+
+
+def imported_modules(path: Path) -> set[str]:
+    modules: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules.add(node.module)
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module":
+            if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+                modules.add(node.args[0].value)
+    return modules
+
+
+def violations(folder: str, forbidden: Callable[[Path, str], str | None]) -> list[str]:
+    found = []
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        for module in sorted(imported_modules(path)):
+            if reason := forbidden(path, module):
+                found.append(f"{path.relative_to(ROOT)} imports {module}: {reason}")
+    return found
+
+
+def test_the_library_imports_no_service_and_no_tool() -> None:
+    def forbidden(_: Path, module: str) -> str | None:
+        top = module.split(".")[0]
+        return "the library serves the services, it does not know them" if top in ("services", "tools", "tests") else None
+
+    assert violations("shared", forbidden) == []
+
+
+def test_a_service_imports_the_library_and_itself_only() -> None:
+    def forbidden(path: Path, module: str) -> str | None:
+        parts = module.split(".")
+        if parts[0] in ("tools", "tests"):
+            return "production code imports no tool, fake or simulator"
+        own = path.relative_to(ROOT / "services").parts[0]
+        if parts[0] == "services" and len(parts) > 1 and parts[1] != own:
+            return "a service never imports another"
+        return None
+
+    assert violations("services", forbidden) == []
+
+
+def test_the_check_reads_static_dynamic_and_nested_imports(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text("import a.b\nfrom c import d\ndef f():\n    from e.f import g\n    importlib.import_module('h.i')\nfrom . import j\n")
+    assert imported_modules(sample) == {"a.b", "c", "e.f", "h.i"}
