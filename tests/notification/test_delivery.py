@@ -99,10 +99,14 @@ class FlakyChannel:
 
 async def with_contact(stack: Stack, user_id: str = "u-zhangsan", **fields: object) -> Contact:
     async with stack.runtime("notification").unit_of_work() as uow:
-        contact = Contact(user_id=user_id, phone="+8613812345678", email=None, locale="zh-CN", timezone="Asia/Shanghai", quiet_start=None, quiet_end=None, opt_out={})
+        contact = Contact(user_id=user_id, phone="+8613812345678", email=None, locale="zh-CN", timezone="Asia/Shanghai", opt_out={})
+        uow.session.add(contact)
+        # Set after the insert: the ORM inserts a None as the column's default (22:00 to 08:00), which
+        # held the messages these tests expect sent whenever they ran in Shanghai's night.
+        await uow.session.flush()
+        contact.quiet_start = contact.quiet_end = None
         for name, value in fields.items():
             setattr(contact, name, value)
-        uow.session.add(contact)
     return contact
 
 
