@@ -1,6 +1,9 @@
 # Entry points for people and CI. Everything runs from the project virtualenv in .venv, which is
 # (re)installed only when pyproject.toml changes. `make test` needs no running infrastructure:
 # the test fixtures start their own Kafka broker (port 19092) and PostgreSQL (port 55433).
+# `make up` and `make test` first check the system packages they need (Java, Maven, and for the
+# tests PostgreSQL, Chromium, a CJK font): deploy/install-system-deps.sh installs what is missing
+# when run as root on Debian, or stops with the one command to run.
 
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +15,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install up down status test lint clean distclean
+.PHONY: help venv install system-deps-up system-deps-test up down status test lint clean distclean
 
 help:
 	@echo "make install   create .venv (Python >= 3.11) and install the project with its test tools"
@@ -22,6 +25,7 @@ help:
 	@echo "make test      ruff, then the whole test suite (starts its own Kafka and PostgreSQL)"
 	@echo "make lint      ruff only"
 	@echo "make clean     stop everything and remove var/ (the Kafka jar cache in ~/.cache/unbind stays)"
+	@echo "'make up' and 'make test' first install the system packages they need (as root, on Debian) or name the command that does"
 
 # The interpreter is checked before the venv exists, so an old python3 fails with a clear message.
 $(BIN)/python:
@@ -39,7 +43,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 venv install: $(STAMP)
 
-up: $(STAMP)
+# Before the venv is made (it needs Python's venv module); make builds prerequisites left to right.
+system-deps-up system-deps-test:
+	@PYTHON=$(PYTHON) VENV=$(VENV) bash deploy/install-system-deps.sh --ensure $(@:system-deps-%=%)
+
+up: system-deps-up $(STAMP)
 	$(BIN)/unbind up $(ARGS)
 
 down: $(STAMP)
@@ -52,7 +60,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check shared services tests tools
 
 # pytest exits 5 when it collected no test; make treats that, like any failure, as an error.
-test: lint
+test: system-deps-test lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Stops the dev stack and the test infrastructure first: deleting a live broker's or
