@@ -1,9 +1,10 @@
 """deploy/k8s, checked against the Kubernetes schemas and against the code.
 
 No cluster and no `kubectl` are needed: each phase's kustomization (`setup`, then `apps`) is rendered
-here by a small loader that implements exactly the Kustomize fields the manifests use (and refuses
-any other, so it cannot silently drift), every document is validated offline with
-kubernetes-validate (strict: unknown fields fail), and the manifests are held against the services'
+here by a small loader that implements exactly the Kustomize fields the manifests use (resources,
+components, generators, patches, labels, namespace, images; it refuses any other, so it cannot
+silently drift), every document is validated offline with kubernetes-validate (strict: unknown
+fields fail), and the manifests are held against the services'
 settings classes: ports, probes, every environment key, the keys and secrets each service requires
 (mounted from the Secret `unbind-keys`, made afresh by `unbind keys generate`, and loaded here as the
 pod would), and the partitions that bound each autoscaler. Where `kubectl` is installed, the loader is
@@ -13,6 +14,7 @@ also compared with `kubectl kustomize`.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import re
@@ -55,8 +57,24 @@ MEASURED_PEAK_MIB_DEFAULT = 110
 
 # --------------------------------------------------------------------------- the loader
 
-_SUPPORTED = {"apiVersion", "kind", "namespace", "resources", "components", "secretGenerator", "configMapGenerator", "generatorOptions", "images"}
+_SUPPORTED = {"apiVersion", "kind", "namespace", "resources", "components", "secretGenerator", "configMapGenerator", "generatorOptions", "patches", "labels", "images"}
 _CLUSTER_SCOPED = {"Namespace"}
+# How a strategic merge patch merges a list that both the object and the patch have, for the lists the
+# manifests patch: item by item, matched on Kubernetes' patchMergeKey; or (None) the patch's list
+# replaces the object's, as for every list Kubernetes gives no merge key.
+_LIST_MERGE_KEYS = {"containers": "name", "env": "name", "volumes": "name", "envFrom": None, "items": None}
+# Where `labels` with includeSelectors also writes, for the kinds the manifests label (Kustomize's
+# commonLabels field specs), and whether it adds the field when it is missing; `[]`: each item of a list.
+_SELECTORS = {
+    "Deployment": (
+        ("spec.selector.matchLabels", True),
+        ("spec.template.metadata.labels", True),
+        ("spec.template.spec.topologySpreadConstraints.[].labelSelector.matchLabels", False),
+    ),
+    "Service": (("spec.selector", True),),
+    "PodDisruptionBudget": (("spec.selector.matchLabels", False),),
+    "HorizontalPodAutoscaler": (),
+}
 
 
 def _committed(path: Path) -> Path:
@@ -109,29 +127,127 @@ def _generated(kustomization: dict[str, Any], directory: Path, keys: Path) -> li
     return docs
 
 
-def _build(directory: Path, keys: Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """The documents of one kustomization or component, and the image rules it brings."""
+def _build(directory: Path, keys: Path, including: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The documents of a kustomization. A Component works, as in Kustomize, on what the kustomization
+    that includes it has gathered so far (`including`): it adds its own, then transforms them all."""
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
     unknown = set(kustomization) - _SUPPORTED
     assert not unknown, f"{directory}/kustomization.yaml uses {sorted(unknown)}, which the test's loader does not implement"
-    docs: list[dict[str, Any]] = []
-    images = list(kustomization.get("images", []))
+    component = kustomization.get("kind") == "Component"
+    assert component == (including is not None), f"{directory}: a Component is included by `components`, a Kustomization by `resources`"
+    docs = list(including or [])
     for entry in kustomization.get("resources", []):
         path = directory / entry
-        docs += render(path, keys) if path.is_dir() else [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+        docs += _build(path, keys) if path.is_dir() else [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
     for entry in kustomization.get("components", []):
-        component_docs, component_images = _build(directory / entry, keys)
-        docs += component_docs
-        images += component_images
+        docs = _build(directory / entry, keys, docs)
     docs += _generated(kustomization, directory, keys)
-    if kustomization.get("kind") == "Component":
-        return docs, images  # its rules apply to the including kustomization's documents
+    # Kustomize's order: patches, then the namespace, the labels and the images.
+    for entry in kustomization.get("patches", []):
+        _patch(docs, entry, directory)
     for doc in docs:
-        for container in _containers(doc):
-            _set_image(container, images)
         if "namespace" in kustomization and doc["kind"] not in _CLUSTER_SCOPED:
             doc["metadata"]["namespace"] = kustomization["namespace"]
-    return docs, []
+        for rule in kustomization.get("labels", []):
+            _label(doc, rule)
+        for container in _containers(doc):
+            _set_image(container, kustomization.get("images", []))
+    return docs
+
+
+def _patch(docs: list[dict[str, Any]], entry: dict[str, Any], directory: Path) -> None:
+    """One entry of `patches`: strategic merge patches, each applied to the object of its kind and name
+    or to every object of the entry's target; or a JSON patch (RFC 6902), applied to every target.
+    allowNameChange: the patch's name becomes the object's."""
+    options, target = entry.get("options", {}), entry.get("target")
+    fields_known = set(entry) <= {"path", "patch", "target", "options"} and set(options) <= {"allowNameChange"}
+    assert fields_known and set(target or {}) <= {"kind", "name"}, f"{directory}: the test's loader does not implement {entry}"
+    text = (directory / entry["path"]).read_text() if "path" in entry else entry["patch"]
+    bodies = [body for body in yaml.safe_load_all(text) if body]
+    if isinstance(bodies[0], list):
+        assert target is not None, f"{directory}: a JSON patch needs a target"
+        for doc in _targets(docs, target):
+            for operation in bodies[0]:
+                _replace(doc, operation)
+        return
+    for body in bodies:
+        body = copy.deepcopy(body)
+        kind, name = body.pop("kind"), body["metadata"].pop("name")
+        body.pop("apiVersion", None)
+        for doc in _targets(docs, target or {"kind": kind, "name": name}):
+            if options.get("allowNameChange"):
+                doc["metadata"]["name"] = name
+            _merge(doc, body, f"{directory}: {doc['kind']} {doc['metadata']['name']}")
+
+
+def _targets(docs: list[dict[str, Any]], target: dict[str, str]) -> list[dict[str, Any]]:
+    found = [doc for doc in docs if target.get("kind", doc["kind"]) == doc["kind"] and target.get("name", doc["metadata"]["name"]) == doc["metadata"]["name"]]
+    assert found, f"no object for the patch target {target}"
+    return found
+
+
+def _merge(obj: dict[str, Any], patch: dict[str, Any], where: str) -> None:
+    """A strategic merge patch as Kustomize applies it: maps merge key by key; a list merged item by item
+    (_LIST_MERGE_KEYS) gets the patch's items first, in its order, then the object's other items."""
+    for field, value in patch.items():
+        assert not field.startswith("$") and value is not None, f"{where}: the test's loader implements no patch directive ({field}: {value})"
+        old = obj.get(field)
+        if isinstance(old, dict) and isinstance(value, dict):
+            _merge(old, value, f"{where}.{field}")
+        elif isinstance(old, list) and isinstance(value, list):
+            assert field in _LIST_MERGE_KEYS, f"{where}.{field}: the test's loader does not know how Kustomize merges this list"
+            key = _LIST_MERGE_KEYS[field]
+            if key is None:
+                obj[field] = copy.deepcopy(value)
+                continue
+            olds = {item[key]: item for item in old}
+            merged = []
+            for item in value:
+                if item[key] in olds:
+                    _merge(olds[item[key]], item, f"{where}.{field}[{item[key]}]")
+                    merged.append(olds.pop(item[key]))
+                else:
+                    merged.append(copy.deepcopy(item))
+            obj[field] = merged + [item for item in old if item[key] in olds]
+        else:
+            obj[field] = copy.deepcopy(value)
+
+
+def _replace(doc: dict[str, Any], operation: dict[str, Any]) -> None:
+    """A JSON patch operation; the manifests use `replace` only."""
+    assert operation.get("op") == "replace" and set(operation) == {"op", "path", "value"}, f"the test's loader implements no {operation}"
+    *parents, last = [part.replace("~1", "/").replace("~0", "~") for part in operation["path"].split("/")[1:]]
+    node = doc
+    for part in parents:
+        node = node[int(part) if isinstance(node, list) else part]
+    key = int(last) if isinstance(node, list) else last
+    assert key in (range(len(node)) if isinstance(node, list) else node), f"{operation['path']}: replace needs a value there"
+    node[key] = operation["value"]
+
+
+def _label(doc: dict[str, Any], rule: dict[str, Any]) -> None:
+    """One entry of `labels`: on the object, and with includeSelectors on its selectors and pod template."""
+    assert set(rule) <= {"pairs", "includeSelectors"}, f"the test's loader does not implement {rule}"
+    doc["metadata"].setdefault("labels", {}).update(rule["pairs"])
+    if rule.get("includeSelectors"):
+        assert doc["kind"] in _SELECTORS, f"the test's loader does not know where Kustomize labels a {doc['kind']}'s selectors"
+        for path, create in _SELECTORS[doc["kind"]]:
+            for selector in _fields(doc, path.split("."), create=create):
+                selector.update(rule["pairs"])
+
+
+def _fields(node: Any, path: list[str], *, create: bool) -> list[dict[str, Any]]:
+    """The maps at `path` under node (`[]`: in each item of a list), made where missing if `create`."""
+    if not path:
+        return [node]
+    head, *rest = path
+    if head == "[]":
+        return [found for item in node for found in _fields(item, rest, create=create)]
+    if head not in node:
+        if not create:
+            return []
+        node[head] = {}
+    return _fields(node[head], rest, create=create)
 
 
 def _set_image(container: dict[str, Any], images: list[dict[str, str]]) -> None:
@@ -142,7 +258,7 @@ def _set_image(container: dict[str, Any], images: list[dict[str, str]]) -> None:
 
 
 def render(directory: Path, keys: Path) -> list[dict[str, Any]]:
-    return _build(directory, keys)[0]
+    return _build(directory, keys)
 
 
 def _pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
