@@ -365,10 +365,10 @@ def test_the_stack_s_tokens_are_minted_from_its_keys_folder(
     kafka_secrets: Path,
     keys: InstallationKeys,
 ) -> None:
-    """`unbind --var-dir deploy/secrets token` (the README's way) signs with deploy/secrets/keys/issuer.jwk,
+    """`unbind --var-dir deploy/secrets token` (docs/deployment.md's way) signs with deploy/secrets/keys/issuer.jwk,
     and the services of the stack accept what it prints."""
     assert KEYS_OUT.name == KEYS_DIR, "`--var-dir deploy/secrets` reads <var>/keys"
-    assert f"--var-dir {KEYS_OUT.parent} token" in (ROOT / "README.md").read_text()
+    assert f"--var-dir {KEYS_OUT.parent} token" in (ROOT / "docs" / "deployment.md").read_text()
     var_dir = keys.dir.parent
     monkeypatch.delenv("UNBIND_VAR_DIR", raising=False)
     for role, app in (("customer", "binding"), ("ops", "dashboard")):
