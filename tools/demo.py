@@ -1,7 +1,7 @@
 """`unbind demo`: Zhang San's story, played live against a stack started by `unbind up`.
 
-It does over HTTP what the README walk-through does with curl — impact, blockers, the account
-report, the unbind request, the code from the SMS sink, the biometric with the device simulator,
+It does over HTTP what the walk-through (README.md, docs/demo.md) does with curl — impact, blockers,
+the account report, the unbind request, the code from the SMS sink, the biometric with the device simulator,
 an ops decision when risk asks for one — and meanwhile prints each event of this request as it
 arrives on the topic, with the time since the request. Which path risk takes is steered only by
 honest inputs (a new phone whose key he adds only when asked for it, a phone number that changed,

@@ -1,12 +1,14 @@
-"""`unbind docs [--out DIR] [--check]`: the event contract for outside tools, from the event models.
+"""`unbind docs [--out DIR] [--check]`: the contracts for outside tools, from the event models and the apps.
 
     <out>/events/<EventType>.schema.json   the JSON Schema (draft 2020-12) of each event's data
     <out>/asyncapi.json                    an AsyncAPI 3.0 document of the topic and its DLQ
+    <out>/openapi/<app>.json               each app's OpenAPI document, as it serves it on /openapi.json
 
 No list of event types or services is kept here: the schemas come from `shared.events`, who sends
 a type from its `emitted_by`, who receives it from each app's `SUBSCRIPTIONS` (services/<app>/
 handlers.py), the topics and the broker from the settings defaults. The header schemas are written
 here; tests/cli/test_docs.py holds their names to what shared.cloudevents and shared.consumer write.
+The OpenAPI documents are FastAPI's, from each app built (never started) with keys made for the run.
 The output is byte-stable (same models, same bytes), so the committed documents can be compared with
 a fresh run: `--check` does that and exits 1 naming the files that differ.
 
@@ -19,6 +21,7 @@ import importlib
 import json
 import re
 import sys
+import tempfile
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,8 @@ from typing import Any
 from shared import cloudevents, events
 from shared.migrations import SERVICES
 from shared.settings import ServiceSettings
-from tools.services import APPS
+from tools.keys import InstallationKeys
+from tools.services import APPS, settings_class
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 # A name, not a location (.example is reserved, RFC 2606). The documents sit under it as they sit
@@ -34,6 +38,7 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 ID_BASE = "https://unbind.example/docs/"
 ASYNCAPI_FILE = "asyncapi.json"
 EVENTS_DIR = "events"
+OPENAPI_DIR = "openapi"
 KAFKA_BINDING_VERSION = "0.5.0"
 EVENTS_CHANNEL = "events"
 DLQ_CHANNEL = "deadLetters"
@@ -43,6 +48,10 @@ DLQ_READER = "dashboard"
 
 def schema_path(event_type: str) -> str:
     return f"{EVENTS_DIR}/{event_type}.schema.json"
+
+
+def openapi_path(app: str) -> str:
+    return f"{OPENAPI_DIR}/{app}.json"
 
 
 def _one_line(text: str | None) -> str:
@@ -261,6 +270,23 @@ def asyncapi_document() -> dict[str, Any]:
     }
 
 
+def openapi_documents() -> dict[str, dict[str, Any]]:
+    """Each app's OpenAPI document, by app. An app refuses to be built without its keys and secrets, so
+    it gets a set generated for this run alone; none of them shows in a document."""
+    documents = {}
+    with tempfile.TemporaryDirectory(prefix="unbind-docs-") as folder:
+        keys = InstallationKeys(Path(folder) / "keys")
+        keys.generate_missing()
+        for app in APPS:
+            settings = settings_class(app)
+            secrets = {name: keys.secret(name) for name in settings.required_secrets}
+            signing = {"signing_key_file": keys.service_key_file(app)} if settings.needs_signing_key else {}
+            # Explicit where the environment could differ between two runs; the rest are the defaults.
+            built = settings(env="production", var_dir=Path(folder), jwks_file=keys.jwks_file, kafka_sasl_password="unused", **signing, **secrets)
+            documents[app] = importlib.import_module(f"services.{app}.main").create_app(built).openapi()
+    return documents
+
+
 def _dump(document: dict[str, Any]) -> bytes:
     return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
 
@@ -269,19 +295,20 @@ def render() -> dict[str, bytes]:
     """Every document, by its path relative to the docs folder."""
     files = {schema_path(name): _dump(event_schema(model)) for name, model in events.EVENT_TYPES.items()}
     files[ASYNCAPI_FILE] = _dump(asyncapi_document())
+    files |= {openapi_path(app): _dump(document) for app, document in openapi_documents().items()}
     return files
 
 
 def _generated(out: Path) -> set[str]:
     """The files of `out` this command owns (other docs, like images, are left alone)."""
-    found = {path.relative_to(out).as_posix() for path in out.glob(schema_path("*"))}
+    found = {path.relative_to(out).as_posix() for pattern in (schema_path("*"), openapi_path("*")) for path in out.glob(pattern)}
     return found | ({ASYNCAPI_FILE} if (out / ASYNCAPI_FILE).exists() else set())
 
 
 def differences(out: Path, files: dict[str, bytes]) -> list[str]:
     """What writing `files` would change in `out`: '<path> (differs|missing|stale)', sorted."""
     changed = [f"{path} ({'differs' if (out / path).exists() else 'missing'})" for path, content in files.items() if not _same(out / path, content)]
-    stale = [f"{path} (stale: no such event type)" for path in _generated(out) - files.keys()]
+    stale = [f"{path} (stale: no such {'app' if path.startswith(OPENAPI_DIR) else 'event type'})" for path in _generated(out) - files.keys()]
     return sorted(changed + stale)
 
 
@@ -290,7 +317,7 @@ def _same(path: Path, content: bytes) -> bool:
 
 
 def write(out: Path) -> list[str]:
-    """Write every document into `out` and remove schemas of event types that are gone; returns what changed."""
+    """Write every document into `out` and remove those of event types and apps that are gone; returns what changed."""
     files = render()
     changed = differences(out, files)
     for path in _generated(out) - files.keys():
@@ -307,12 +334,16 @@ def cli(out: Path, check: bool) -> int:
     if check:
         changed = differences(out, render())
         if changed:
-            print(f"unbind docs --check: {out} does not match the event models; run `unbind docs` and commit:", file=sys.stderr)
+            print(f"unbind docs --check: {out} does not match the event models and the apps; run `unbind docs` and commit:", file=sys.stderr)
             for line in changed:
                 print(f"  {line}", file=sys.stderr)
             return 1
-        print(f"docs: {out} matches the event models ({len(events.EVENT_TYPES)} event schemas and {ASYNCAPI_FILE})")
+        print(f"docs: {out} matches the event models and the apps ({_contents()})")
         return 0
     changed = write(out)
-    print(f"docs: {len(events.EVENT_TYPES)} event schemas and {ASYNCAPI_FILE} in {out}; " + (f"{len(changed)} changed: {', '.join(changed)}" if changed else "nothing changed"))
+    print(f"docs: {_contents()} in {out}; " + (f"{len(changed)} changed: {', '.join(changed)}" if changed else "nothing changed"))
     return 0
+
+
+def _contents() -> str:
+    return f"{len(events.EVENT_TYPES)} event schemas, {ASYNCAPI_FILE} and {len(APPS)} OpenAPI documents"

@@ -14,7 +14,7 @@ other users, so they are 0644 inside the private folder::
 
 With ``--k8s`` it writes ``deploy/k8s/common/kafka.env`` instead: every principal's password, for
 the Secret ``unbind-kafka`` (the cluster's CA, ``kafka-ca.pem`` beside it, is its operator's).
-An existing file is never overwritten: delete the folder to make new ones (see the README on rotation).
+An existing file is never overwritten: delete the folder to make new ones (see docs/security.md on rotation).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
     unbind demo [--step-up|--review] [--approve] [--repay] [--pause] Zhang San's unbind (then a pause), live, on a running `up`
     unbind dlq list [--json] | dlq replay --id ID|--all [--force]   dead letters: see them, publish them again
     unbind kafka up|down|status|secrets · unbind postgres up|down|status   one piece of infrastructure
-    unbind docs [--out DIR] [--check]                               the AsyncAPI document and event JSON Schemas
+    unbind docs [--out DIR] [--check]                               the AsyncAPI, event JSON Schema and OpenAPI documents
 
 Every command works on one var dir (`--var-dir`, default `$UNBIND_VAR_DIR` or `./var`), where
 the SQLite databases, logs, SMS sink, broker and pid files live; two var dirs are two independent
@@ -118,10 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--port-offset", type=int, default=None, help="the stack's port offset when no `up` of this var dir says")
     bench.add_argument("--no-ceilings", action="store_true", help="skip the raw Kafka and database measurements")
 
-    docs_help = "write the AsyncAPI document of the topic and a JSON Schema per event type, from the event models"
+    docs_help = "write the AsyncAPI document of the topic, a JSON Schema per event type and each app's OpenAPI document, from the code"
     docs = commands.add_parser("docs", help=docs_help, description=docs_help)
     docs.add_argument("--out", type=Path, default=Path("docs"), metavar="DIR", help="folder to write to (default ./docs: run from the repository root)")
-    docs.add_argument("--check", action="store_true", help="write nothing; exit 1 naming the files that differ from the models (for CI)")
+    docs.add_argument("--check", action="store_true", help="write nothing; exit 1 naming the files that differ from the code (for CI)")
 
     status = commands.add_parser("status", parents=[var_dir], help="show what runs")
     status.add_argument("--port-offset", type=int, default=None, help="ports to probe when no `up` runs (default: $UNBIND_PORT_OFFSET or 0)")

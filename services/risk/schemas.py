@@ -103,7 +103,7 @@ RuleList = Annotated[
     list[dict[str, Any]],
     Field(
         max_length=100,
-        description='Each {"name"?, "action": step_up|allow|deny|review, "if": "<condition>"} (README "Risk rules": and, or, not, (), in lists)',
+        description='Each {"name"?, "action": step_up|allow|deny|review, "if": "<condition>"} (docs/api.md, "Risk": and, or, not, (), in lists)',
     ),
 ]
 

@@ -97,7 +97,7 @@ class Signal:
     detail: Callable[[int], str]
 
 
-# The documented weights (README "Risk signals"). Values are integers; booleans are 0 or 1.
+# The documented weights (docs/api.md, "Risk"). Values are integers; booleans are 0 or 1.
 SIGNALS: dict[str, Signal] = {
     "device_unknown": Signal(lambda v: 40 * bool(v), lambda v: "requested from a device not seen before for this customer"),
     "device_recent": Signal(lambda v: 15 * bool(v), lambda v: "requested from a device first seen less than 7 days ago"),

@@ -74,7 +74,7 @@ class ChallengeOut(BaseModel):
     expires_at: datetime
     verification_id: str
     request_id: str
-    impact_hash: str = Field(description="Signed together with the challenge (see the signed bytes in the README)")
+    impact_hash: str = Field(description="Signed together with the challenge (see the signed bytes in docs/api.md)")
 
 
 class BiometricIn(BaseModel):

@@ -1,5 +1,5 @@
-"""`unbind docs`: the committed AsyncAPI document and event JSON Schemas are what the models give,
-a changed model is reported, and the documents are well-formed and hold together."""
+"""`unbind docs`: the committed AsyncAPI document, event JSON Schemas and OpenAPI documents are what
+the code gives, a changed model is reported, and the documents are well-formed and hold together."""
 
 from __future__ import annotations
 
@@ -21,12 +21,13 @@ from tests.contracts import DOCS, Contract
 from tests.keys import service_key
 from tools import docs
 from tools.main import main
+from tools.services import APPS
 
 ROOT = DOCS.parent
 
 
 def owned_files(folder: Path) -> dict[str, bytes]:
-    paths = [folder / docs.ASYNCAPI_FILE, *folder.glob(docs.schema_path("*"))]
+    paths = [folder / docs.ASYNCAPI_FILE, *folder.glob(docs.schema_path("*")), *folder.glob(docs.openapi_path("*"))]
     return {path.relative_to(folder).as_posix(): path.read_bytes() for path in paths if path.exists()}
 
 
@@ -45,7 +46,7 @@ def test_committed_documents_are_what_the_models_give(fresh_docs: Path, capsys: 
     committed, generated = owned_files(DOCS), owned_files(fresh_docs)
     assert committed.keys() == generated.keys(), "run `unbind docs` and commit docs/"
     for path, content in generated.items():
-        assert committed[path] == content, f"docs/{path} differs from the event models: run `unbind docs` and commit it"
+        assert committed[path] == content, f"docs/{path} differs from the code: run `unbind docs` and commit it"
     assert main(["docs", "--check", "--out", str(DOCS)]) == 0
     # Regenerating is byte-identical: a second run changes nothing.
     assert main(["docs", "--out", str(fresh_docs)]) == 0
@@ -90,6 +91,16 @@ def test_each_event_schema_is_valid_draft_2020_12() -> None:
         assert schema["$id"] == docs.ID_BASE + docs.schema_path(model.__name__)
         assert schema["description"] == " ".join(model.__doc__.split())
         assert path.read_bytes().endswith(b"}\n")
+
+
+def test_each_app_has_its_openapi_document() -> None:
+    files = sorted(DOCS.glob(docs.openapi_path("*")))
+    assert [path.stem for path in files] == sorted(APPS)
+    for path in files:
+        document = json.loads(path.read_bytes())
+        assert document["openapi"].startswith("3.")
+        assert document["info"]["title"] == f"unbind · {path.stem}"
+        assert {"/healthz", "/readyz", "/metrics"} <= document["paths"].keys()
 
 
 def _resolve(document: dict[str, Any], pointer: str) -> Any:

@@ -46,8 +46,8 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
-# The contract lives beside the repository; the ports are also checked without it.
-DESIGN = ROOT.parent / "shared" / "docs" / "design.md"
+# The design contract (a copy in the repository of the one the project grew from).
+DESIGN = ROOT / "docs" / "design.md"
 
 INFRASTRUCTURE = ("kafka", "postgres")
 JOBS = ("migrate", "kafka-setup")
@@ -365,10 +365,10 @@ def test_the_stack_s_tokens_are_minted_from_its_keys_folder(
     kafka_secrets: Path,
     keys: InstallationKeys,
 ) -> None:
-    """`unbind --var-dir deploy/secrets token` (the README's way) signs with deploy/secrets/keys/issuer.jwk,
+    """`unbind --var-dir deploy/secrets token` (docs/deployment.md's way) signs with deploy/secrets/keys/issuer.jwk,
     and the services of the stack accept what it prints."""
     assert KEYS_OUT.name == KEYS_DIR, "`--var-dir deploy/secrets` reads <var>/keys"
-    assert f"--var-dir {KEYS_OUT.parent} token" in (ROOT / "README.md").read_text()
+    assert f"--var-dir {KEYS_OUT.parent} token" in (ROOT / "docs" / "deployment.md").read_text()
     var_dir = keys.dir.parent
     monkeypatch.delenv("UNBIND_VAR_DIR", raising=False)
     for role, app in (("customer", "binding"), ("ops", "dashboard")):
@@ -394,8 +394,7 @@ def design_ports() -> dict[str, int]:
 @pytest.mark.parametrize("app", APPS)
 def test_ports(services: dict[str, Any], app: str) -> None:
     port = settings_class(app).default_port
-    if DESIGN.exists():
-        assert design_ports().get(app) == port, f"{app}: design.md and {settings_class(app).__name__}.default_port differ"
+    assert design_ports().get(app) == port, f"{app}: design.md and {settings_class(app).__name__}.default_port differ"
     service = services[app]
     assert service["ports"] == [f"127.0.0.1:{port}:{port}"]
     command = service["command"]
