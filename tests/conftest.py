@@ -22,10 +22,13 @@ from tools.postgres import ensure_database, postgres_up
 
 ROOT = Path(__file__).resolve().parent.parent
 # The test broker and server run on ports of their own, beside any `unbind up` of the developer.
-TEST_VAR = ROOT / "var" / "test"
-TEST_KAFKA_PORT = int(os.environ.get("UNBIND_TEST_KAFKA_PORT", "19092"))
+# Under pytest-xdist each worker (gw0, gw1...) has a broker and a server of its own: tests stop and
+# restart the broker, which must not pull it from under another worker's test.
+WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+TEST_VAR = ROOT / "var" / "test" / (f"gw{WORKER}" if WORKER else "")
+TEST_KAFKA_PORT = int(os.environ.get("UNBIND_TEST_KAFKA_PORT", "19092")) + 10 * WORKER
 TEST_KAFKA_CONTROLLER_PORT = TEST_KAFKA_PORT + 1
-TEST_POSTGRES_PORT = int(os.environ.get("UNBIND_TEST_POSTGRES_PORT", "55433"))
+TEST_POSTGRES_PORT = int(os.environ.get("UNBIND_TEST_POSTGRES_PORT", "55433")) + WORKER
 # Every principal's password on the test broker, for the `unbind` processes the tests start (read
 # at import: some tests clear UNBIND_* from their environment). An external test cluster
 # (KAFKA_BOOTSTRAP_SERVERS) needs one too, as `unbind kafka up` writes it.

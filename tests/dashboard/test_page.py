@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
 from shared.login_links import write_login_link
-from tests.conftest import TEST_VAR
+from tests.conftest import ROOT
 from tests.dashboard.conftest import running_dashboard
 from tests.dashboard.test_api import REVIEW_EVERYTHING, sqlite_urls
 from tests.dashboard.test_i18n import catalogues
@@ -30,7 +30,7 @@ from tests.keys import token
 from tests.stack import BusTopics, Stack, auth, running_stack, served
 
 CHROMIUM = os.environ.get("UNBIND_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = TEST_VAR / "artifacts"
+ARTIFACTS = ROOT / "var" / "test" / "artifacts"
 VIEWPORT = {"width": 1400, "height": 1000}
 ROUTES = ("#/", "#/reviews", "#/rules", "#/customers")
 
