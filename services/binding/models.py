@@ -9,23 +9,17 @@ from typing import Any
 from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.consumer import InboxMixin
 from shared.db import UTCDateTime, utcnow
 from shared.events import RequestKind
 from shared.i18n import CustomerLocaleMixin
-from shared.outbox import OutboxMixin
+from shared.tables import messaging_tables
 
 
 class Base(DeclarativeBase):
     pass
 
 
-class OutboxMessage(OutboxMixin, Base):
-    pass
-
-
-class InboxEntry(InboxMixin, Base):
-    pass
+OutboxMessage, InboxEntry = messaging_tables(Base)
 
 
 class CustomerLocale(CustomerLocaleMixin, Base):

@@ -9,22 +9,16 @@ from typing import Any
 from sqlalchemy import JSON, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
-from shared.consumer import InboxMixin
 from shared.db import UTCDateTime, utcnow
 from shared.masking import phone_key
-from shared.outbox import OutboxMixin
+from shared.tables import messaging_tables
 
 
 class Base(DeclarativeBase):
     pass
 
 
-class OutboxMessage(OutboxMixin, Base):
-    pass
-
-
-class InboxEntry(InboxMixin, Base):
-    pass
+OutboxMessage, InboxEntry = messaging_tables(Base)
 
 
 class Contact(Base):

@@ -9,21 +9,15 @@ from typing import Any
 from sqlalchemy import JSON, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.consumer import InboxMixin
 from shared.db import UTCDateTime, utcnow
-from shared.outbox import OutboxMixin
+from shared.tables import messaging_tables
 
 
 class Base(DeclarativeBase):
     pass
 
 
-class OutboxMessage(OutboxMixin, Base):
-    pass
-
-
-class InboxEntry(InboxMixin, Base):
-    pass
+OutboxMessage, InboxEntry = messaging_tables(Base)
 
 
 class ObservedEvent(Base):

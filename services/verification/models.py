@@ -8,22 +8,16 @@ from enum import StrEnum
 from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.consumer import InboxMixin
 from shared.db import UTCDateTime, utcnow
 from shared.i18n import CustomerLocaleMixin
-from shared.outbox import OutboxMixin
+from shared.tables import messaging_tables
 
 
 class Base(DeclarativeBase):
     pass
 
 
-class OutboxMessage(OutboxMixin, Base):
-    pass
-
-
-class InboxEntry(InboxMixin, Base):
-    pass
+OutboxMessage, InboxEntry = messaging_tables(Base)
 
 
 class CustomerLocale(CustomerLocaleMixin, Base):
