@@ -1,13 +1,16 @@
 """Imports point one way: the tools (command line, local infrastructure, demo, chaos, bench) may
 import anything; a service imports the library and itself; the library imports neither a service
 nor the tools. Every import is read, including those inside functions (a dynamic `import_module`
-with a constant name counts too)."""
+with a constant name counts too). And a service declares what it consumes in one place."""
 
 from __future__ import annotations
 
 import ast
+import importlib
 from collections.abc import Callable
 from pathlib import Path
+
+from shared.events import Event
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = sorted(path.name for path in (ROOT / "services").iterdir() if (path / "__init__.py").exists())
@@ -62,3 +65,19 @@ def test_the_check_reads_static_dynamic_and_nested_imports(tmp_path: Path) -> No
     sample = tmp_path / "sample.py"
     sample.write_text("import a.b\nfrom c import d\ndef f():\n    from e.f import g\n    importlib.import_module('h.i')\nfrom . import j\n")
     assert imported_modules(sample) == {"a.b", "c", "e.f", "h.i"}
+
+
+def test_a_service_subscribes_in_one_table_of_its_own_service_functions() -> None:
+    """`main.SUBSCRIPTIONS` maps each event type a service consumes to the function that handles it:
+    a function of the service's service.py (or of the library), with no layer of wrappers between."""
+    assert [name for name in SERVICES if (ROOT / "services" / name / "handlers.py").exists()] == []
+    found = []
+    for name in SERVICES:
+        subscriptions = importlib.import_module(f"services.{name}.main").SUBSCRIPTIONS
+        assert subscriptions, f"services/{name}/main.py subscribes to nothing"
+        for event_type, handler in subscriptions.items():
+            if not (isinstance(event_type, type) and issubclass(event_type, Event)):
+                found.append(f"{name}: {event_type!r} is no event type")
+            elif not callable(handler) or handler.__module__ not in (f"services.{name}.service", "shared") and not handler.__module__.startswith("shared."):
+                found.append(f"{name}: {event_type.__name__} is handled by {handler!r}, not by a function of its service.py or the library")
+    assert found == []

@@ -939,7 +939,7 @@ def _masked_note(request: UnbindRequestOut) -> UnbindRequestOut:
     return request.model_copy(update={"note": redact(request.note)}) if request.note else request
 
 
-# --- events --------------------------------------------------------------------------------
+# --- events (each handler is called as (uow, settings, event), from main.SUBSCRIPTIONS) -------
 
 
 async def apply_risk_assessment(uow: UnitOfWork, settings: BindingSettings, event: RiskAssessed) -> None:
@@ -972,7 +972,7 @@ async def apply_review_decision(uow: UnitOfWork, settings: BindingSettings, even
         _transition(uow, request, RequestStatus.PENDING_VERIFICATION, "ReviewDecided", event.reviewer, ActorType.OPS, "approved after review")
 
 
-async def record_verification_issued(uow: UnitOfWork, event: VerificationRequested) -> None:
+async def record_verification_issued(uow: UnitOfWork, settings: BindingSettings, event: VerificationRequested) -> None:
     request = await _request_in(uow, event, RequestStatus.PENDING_VERIFICATION)
     if request is None:
         return
@@ -982,7 +982,7 @@ async def record_verification_issued(uow: UnitOfWork, event: VerificationRequest
     _audit(uow, request, request.status, "VerificationRequested", "verification", ActorType.SERVICE, METHODS_NOTE + ", ".join(event.methods))
 
 
-async def complete_request(uow: UnitOfWork, event: Verified) -> None:
+async def complete_request(uow: UnitOfWork, settings: BindingSettings, event: Verified) -> None:
     """Complete the request (an unbind, a pause or a switch, by its kind) once the very verification
     it waits for has passed every method it asked for. A Verified for anything else is refused
     (dead-lettered, nothing changes), except a late one for the request's own verification after
@@ -1122,7 +1122,7 @@ async def _pending_binding(uow: UnitOfWork, event: BindingVerified | BindingVeri
     return binding if binding.status == BindingStatus.PENDING else None
 
 
-async def confirm_binding(uow: UnitOfWork, event: BindingVerified) -> None:
+async def confirm_binding(uow: UnitOfWork, settings: BindingSettings, event: BindingVerified) -> None:
     """The customer confirmed the code: the account is bound (BindingCreated), and its mandate goes
     to the lender (MandateRequested); the credit limit waits for the lender's confirmation."""
     binding = await _pending_binding(uow, event)
@@ -1138,7 +1138,7 @@ async def confirm_binding(uow: UnitOfWork, event: BindingVerified) -> None:
         uow.emit(MandateRequested(**_about_mandate(binding, repayment, mandate), monthly_instalment=repayment.monthly_instalment, due_day=repayment.due_day))
 
 
-async def abandon_binding(uow: UnitOfWork, event: BindingVerificationFailed) -> None:
+async def abandon_binding(uow: UnitOfWork, settings: BindingSettings, event: BindingVerificationFailed) -> None:
     """The code was never confirmed: nothing was bound. The binding fails, its mandate is cancelled
     and the account number is free again (verification's event tells the customer)."""
     binding = await _pending_binding(uow, event)
@@ -1248,7 +1248,7 @@ def _callback_out(mandate: Mandate) -> LenderCallbackOut:
     return LenderCallbackOut(mandate_id=mandate.id, status=mandate.status, decided_at=mandate.decided_at)
 
 
-async def fail_verification(uow: UnitOfWork, event: VerificationFailed) -> None:
+async def fail_verification(uow: UnitOfWork, settings: BindingSettings, event: VerificationFailed) -> None:
     request = await _request_in(uow, event, RequestStatus.PENDING_VERIFICATION)
     if request is not None:
         await _reject(uow, request, f"verification_failed:{event.reason}", "verification", ActorType.SERVICE)

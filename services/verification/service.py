@@ -79,6 +79,7 @@ from services.verification.schemas import (
 )
 from shared.auth import Principal
 from shared.cloudevents import EventRejected
+from shared.consumer import current_envelope
 from shared.db import utcnow
 from shared.encoding import b64url, b64url_decode
 from shared.events import (
@@ -89,6 +90,12 @@ from shared.events import (
     BiometricCounterRegressed,
     DeviceEnrolled,
     DeviceRevoked,
+    ReviewDecided,
+    ReviewOutcome,
+    RiskAssessed,
+    RiskDecision,
+    UnbindCancelled,
+    UnbindExpired,
     UnbindRequested,
     VerificationFailed,
     VerificationMethod,
@@ -170,13 +177,26 @@ def verification_out(settings: VerificationSettings, verification: Verification)
 # --- issuing -------------------------------------------------------------------------------
 
 
-async def remember_request(uow: UnitOfWork, event: UnbindRequested, requested_at: datetime) -> None:
+async def remember_request(uow: UnitOfWork, deps: VerificationDeps, event: UnbindRequested) -> None:
     if await uow.session.get(UnbindContext, event.request_id) is None:
+        # The CloudEvent time is when binding accepted the request: keys activated later cannot sign for it.
+        requested_at = current_envelope.get().time
         context = UnbindContext(request_id=event.request_id, user_id=event.user_id, impact_hash=event.impact_hash, device_id=event.device_id, requested_at=requested_at)
         uow.session.add(context)
 
 
-async def issue(uow: UnitOfWork, deps: VerificationDeps, event: BindingEvent, methods: list[VerificationMethod]) -> None:
+async def issue_after_assessment(uow: UnitOfWork, deps: VerificationDeps, event: RiskAssessed) -> None:
+    if event.decision in (RiskDecision.ALLOW, RiskDecision.STEP_UP):
+        await _issue(uow, deps, event, event.required_methods)
+
+
+async def issue_after_review(uow: UnitOfWork, deps: VerificationDeps, event: ReviewDecided) -> None:
+    # An approval that clears a request names its methods; the closing of a dispute names none.
+    if event.decision == ReviewOutcome.APPROVE and event.required_methods:
+        await _issue(uow, deps, event, event.required_methods)
+
+
+async def _issue(uow: UnitOfWork, deps: VerificationDeps, event: BindingEvent, methods: list[VerificationMethod]) -> None:
     """Create the verification of a cleared request and send its first code, unless one is
     already pending or passed (an approval after an appeal gets a fresh one)."""
     if await repository.live_for_request(uow.session, event.request_id) is not None:
@@ -583,7 +603,7 @@ async def _may_sign_for(uow: UnitOfWork, verification: Verification, device: Dev
     return device.activated_at is not None and device.activated_at <= requested_at
 
 
-async def close_request(uow: UnitOfWork, event: BindingEvent) -> None:
+async def close_request(uow: UnitOfWork, deps: VerificationDeps, event: UnbindCancelled | UnbindExpired) -> None:
     """The request was cancelled or expired: its verification is voided (later attempts are
     refused) and none is issued for it again."""
     verification = await repository.live_for_request(uow.session, event.request_id, for_update=True)
