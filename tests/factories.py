@@ -18,7 +18,6 @@ from services.binding.models import Benefit, Binding, BindingStatus, CreditAccou
 from services.binding.service import today
 from services.notification.main import SUBSCRIPTIONS as NOTIFICATION_SUBSCRIPTIONS
 from services.notification.models import Contact, InboxEntry, KnownRequest
-from services.verification.device_simulator import DeviceSimulator
 from shared.account_numbers import with_check_digit
 from shared.cloudevents import Envelope
 from shared.consumer import EventConsumer, Subscriptions
@@ -27,6 +26,7 @@ from shared.lenders import LENDER_HEADER, LENDERS, SIGNATURE_HEADER, sign_callba
 from shared.uow import UnitOfWork
 from tests.keys import KEYS
 from tests.stack import BusTopics, Stack, auth, eventually
+from tools.device_simulator import DeviceSimulator
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Imports point one way: the tools (command line, local infrastructure, demo, chaos, bench) may
 import anything; a service imports the library and itself; the library imports neither a service
 nor the tools. Every import is read, including those inside functions (a dynamic `import_module`
-with a constant name counts too). And a service declares what it consumes in one place."""
+with a constant name counts too). Fakes and demo data stay out of production code, the library holds
+only what the services run on, and a service declares what it consumes in one place."""
 
 from __future__ import annotations
 
@@ -59,6 +60,41 @@ def test_a_service_imports_the_library_and_itself_only() -> None:
         return None
 
     assert violations("services", forbidden) == []
+
+
+def production_modules(folder: str) -> list[Path]:
+    return [path for path in sorted((ROOT / folder).rglob("*.py")) if "migrations" not in path.relative_to(ROOT).parts[2:]]
+
+
+def test_production_code_holds_no_fake_and_no_seed() -> None:
+    """The device simulator, the demo data and the synthetic customers live with the tools
+    (tools/device_simulator.py, tools/seeds.py, tools/population.py)."""
+    found = []
+    for path in production_modules("services") + production_modules("shared"):
+        where = path.relative_to(ROOT)
+        if "simulator" in path.stem:
+            found.append(f"{where} is a simulator")
+        found += [f"{where} imports {module}" for module in sorted(imported_modules(path)) if module.split(".")[0] == "tools" or "simulator" in module]
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("seed_"):
+                found.append(f"{where} defines {node.name}")
+    assert found == []
+
+
+def test_every_module_of_the_library_is_run_by_a_service() -> None:
+    """A module of shared/ that no service (nor the library itself) imports is a tool's, not the library's."""
+    imported: set[str] = set()
+    for path in production_modules("services") + production_modules("shared"):
+        for module in imported_modules(path):
+            imported.add(module)
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module == "shared":
+                imported.update(f"shared.{alias.name}" for alias in node.names)
+    library = {".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__") for path in (ROOT / "shared").rglob("*.py")}
+    # Alembic runs env.py from the directory shared.migrations names as its script location.
+    library -= {"shared", "shared.migrations.env"}
+    unused = {module for module in library if not any(name == module or name.startswith(f"{module}.") for name in imported)}
+    assert sorted(unused) == []
 
 
 def test_the_check_reads_static_dynamic_and_nested_imports(tmp_path: Path) -> None:

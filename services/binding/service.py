@@ -47,7 +47,6 @@ from services.binding.models import (
     Binding,
     BindingStatus,
     CreditAccount,
-    CustomerLocale,
     Instalment,
     LenderCallback,
     Mandate,
@@ -131,7 +130,6 @@ from shared.lenders import LENDER_HEADER, LENDERS, SIGNATURE_HEADER, Lender, cal
 from shared.logging import redact
 from shared.masking import mask_account_number
 from shared.pagination import decode_cursor, encode_cursor
-from shared.population import SyntheticCustomer
 from shared.problems import Problem, conflict, not_found
 from shared.uow import UnitOfWork
 
@@ -1300,97 +1298,3 @@ def _audit(uow: UnitOfWork, request: UnbindRequest, from_status: str | None, act
     uow.session.add(
         AuditEntry(request_id=request.id, action=action, from_status=from_status, to_status=request.status, actor=actor, actor_type=actor_type, reason=reason, at=utcnow())
     )
-
-
-# --- demo data -----------------------------------------------------------------------------
-
-
-async def seed_customers(uow: UnitOfWork, customers: Sequence[SyntheticCustomer]) -> None:
-    """Synthetic customers (load and chaos runs): a credit account and one active mortgage binding
-    each, with auto-debit and an instalment due in 20 days, so no blocker needs acknowledging."""
-    due = today() + timedelta(days=20)
-    for customer in customers:
-        contribution = credit_limit_contribution(customer.monthly_instalment)
-        suffix = customer.binding_id.removeprefix("b-")
-        uow.session.add_all(
-            [
-                CreditAccount(id=f"ca-{suffix}", user_id=customer.user_id, credit_limit=30_000),
-                RepaymentAccount(
-                    id=f"ra-{suffix}", user_id=customer.user_id, lender="Example Bank", lender_id="example_bank", account_number=customer.account_number,
-                    monthly_instalment=customer.monthly_instalment, due_day=due.day,
-                ),
-            ]
-        )  # fmt: skip
-        await uow.session.flush()
-        uow.session.add(
-            Binding(
-                id=customer.binding_id, user_id=customer.user_id, credit_account_id=f"ca-{suffix}", repayment_account_id=f"ra-{suffix}",
-                status=BindingStatus.ACTIVE, credit_limit_contribution=contribution, agreement_version=agreements.CURRENT,
-            )
-        )  # fmt: skip
-        await uow.session.flush()
-        uow.session.add_all(
-            [
-                Mandate(id=_new_id(), binding_id=customer.binding_id, kind="auto_debit", status=MandateStatus.ACTIVE),
-                Benefit(id=_new_id(), binding_id=customer.binding_id, code="limit_uplift", value=contribution),
-                Instalment(id=_new_id(), repayment_account_id=f"ra-{suffix}", period=due.strftime("%Y-%m"), amount=customer.monthly_instalment, due_date=due),
-            ]
-        )
-
-
-async def seed_demo_data(uow: UnitOfWork) -> bool:
-    """Zhang San (instalment due in 2 days under auto-debit: the INSTALMENT_DUE_SOON blocker) and
-    Li Si (an overdue instalment: the OVERDUE blocker), each with one active mortgage binding;
-    only into an empty database."""
-    if await repository.count_bindings(uow.session):
-        return False
-    on = today()
-    for user_id, suffix, account_number, instalment, due in (
-        ("u-zhangsan", "zhangsan", "6222021234514821", 6500, on + timedelta(days=2)),
-        ("u-lisi", "lisi", "6217001234507733", 4200, on - timedelta(days=5)),
-    ):
-        contribution = credit_limit_contribution(instalment)
-        uow.session.add_all(
-            [
-                CreditAccount(id=f"ca-{suffix}", user_id=user_id, credit_limit=30_000),
-                RepaymentAccount(
-                    id=f"ra-{suffix}", user_id=user_id, lender="Example Bank", lender_id="example_bank", account_number=account_number,
-                    monthly_instalment=instalment, due_day=due.day,
-                ),
-            ]
-        )
-        await uow.session.flush()
-        binding_id = f"b-{suffix}-mortgage"
-        uow.session.add(
-            Binding(
-                id=binding_id,
-                user_id=user_id,
-                credit_account_id=f"ca-{suffix}",
-                repayment_account_id=f"ra-{suffix}",
-                status=BindingStatus.ACTIVE,
-                credit_limit_contribution=contribution,
-                agreement_version=agreements.CURRENT,
-            )
-        )
-        await uow.session.flush()
-        previous = (due.replace(day=1) - timedelta(days=1)).replace(day=min(due.day, 28))
-        uow.session.add_all(
-            [
-                Mandate(id=_new_id(), binding_id=binding_id, kind="auto_debit", status=MandateStatus.ACTIVE),
-                Benefit(id=_new_id(), binding_id=binding_id, code="limit_uplift", value=contribution),
-                Benefit(id=_new_id(), binding_id=binding_id, code="interest_free_days", value=10),
-                Instalment(
-                    id=_new_id(),
-                    repayment_account_id=f"ra-{suffix}",
-                    period=previous.strftime("%Y-%m"),
-                    amount=instalment,
-                    due_date=previous,
-                    paid_at=datetime.combine(previous, datetime.min.time(), SHANGHAI),
-                    paid_by="auto_debit",
-                ),
-                Instalment(id=_new_id(), repayment_account_id=f"ra-{suffix}", period=due.strftime("%Y-%m"), amount=instalment, due_date=due),
-            ]
-        )
-    # Li Si reads English (as notification's seed has it); Zhang San, the default.
-    uow.session.add(CustomerLocale(user_id="u-lisi", locale="en", updated_at=utcnow()))
-    return True

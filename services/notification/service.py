@@ -82,12 +82,9 @@ from shared.events import (
 from shared.logging import redact
 from shared.masking import mask_email, mask_phone, phone_key
 from shared.pagination import decode_cursor, encode_cursor
-from shared.population import SyntheticCustomer
 from shared.problems import Problem, conflict, not_found
 from shared.uow import UnitOfWork
 
-# Zhang San's demo phone, as verification seeds it.
-DEMO_PHONE_NAME = "张三的 iPhone"
 log = logging.getLogger(__name__)
 
 # A failed attempt that will be tried again (the delivery stays queued).
@@ -778,23 +775,3 @@ async def resend(uow: UnitOfWork, principal: Principal, delivery_id: int, reason
         extra={"delivery_id": copy.id, "resend_of": original.id, "kind": original.kind, "channel": original.channel, "resent_by": principal.subject},
     )
     return ops_message_out(copy)
-
-
-async def seed_customers(uow: UnitOfWork, customers: Sequence[SyntheticCustomer]) -> None:
-    """Contact details of synthetic customers (load and chaos runs)."""
-    uow.session.add_all([Contact(user_id=customer.user_id, phone=customer.phone, locale="zh-CN") for customer in customers])
-
-
-async def seed_demo_data(uow: UnitOfWork) -> bool:
-    """Contact details of Zhang San and Li Si, and the name of Zhang San's enrolled phone (seeded
-    active in verification, so never enrolled through a code); only into an empty database."""
-    if await repository.count_contacts(uow.session):
-        return False
-    uow.session.add_all(
-        [
-            Contact(user_id="u-zhangsan", phone="+8613812345678", email="zhangsan@example.com", locale="zh-CN"),
-            Contact(user_id="u-lisi", phone="+8613987654321", locale="en"),
-            DeviceName(device_id="d-zhangsan-phone", user_id="u-zhangsan", name=DEMO_PHONE_NAME, updated_at=utcnow()),
-        ]
-    )
-    return True

@@ -716,19 +716,3 @@ async def update_profile(uow: UnitOfWork, user_id: str, body: ProfileIn) -> None
         uow.session.add(profile)
     for field in body.model_fields_set:
         setattr(profile, field, getattr(body, field))
-
-
-async def seed_demo_data(uow: UnitOfWork) -> bool:
-    """Profiles of Zhang San (a customer since 2019) and Li Si, and Zhang San's phone, whose key
-    verification seeds active (seeded, it announced no DeviceEnrolled); only into an empty database."""
-    if await repository.count_profiles(uow.session):
-        return False
-    now = utcnow()
-    uow.session.add_all(
-        [
-            CustomerProfile(user_id="u-zhangsan", account_opened_at=datetime(2019, 3, 1, tzinfo=SHANGHAI)),
-            CustomerProfile(user_id="u-lisi", account_opened_at=datetime(2023, 9, 12, tzinfo=SHANGHAI)),
-            KnownDevice(user_id="u-zhangsan", device_id="d-zhangsan-phone", first_seen_at=now, enrolled_at=now),
-        ]
-    )
-    return True

@@ -46,11 +46,9 @@ from sqlalchemy.exc import IntegrityError
 from services.verification import repository
 from services.verification.biometric import CHALLENGE_BYTES, load_p256_public_key, signature_valid, signed_message
 from services.verification.config import VerificationSettings
-from services.verification.device_simulator import DeviceSimulator
 from services.verification.models import (
     AttemptResult,
     Challenge,
-    CustomerLocale,
     DeliveryStatus,
     Device,
     DeviceAudit,
@@ -712,25 +710,3 @@ async def ops_devices(uow: UnitOfWork, user_id: str) -> OpsDeviceList:
     for row in await repository.device_histories(uow.session, list(history)):
         history[row.device_id].append(DeviceAuditOut.model_validate(row, from_attributes=True))
     return OpsDeviceList(items=[DeviceDetail(**device_out(device).model_dump(), history=history[device.id]).model_copy(update={"name": redact(device.name)}) for device in devices])
-
-
-async def seed_demo_data(uow: UnitOfWork) -> bool:
-    """Zhang San's enrolled phone (the demo device key, see device_simulator), active; only into an empty database."""
-    if await repository.count_devices(uow.session):
-        return False
-    demo = DeviceSimulator.demo()
-    now = utcnow()
-    phone = Device(
-        id=demo.device_id,
-        user_id="u-zhangsan",
-        name="张三的 iPhone",
-        public_key_pem=demo.public_key_pem,
-        status=DeviceStatus.ACTIVE,
-        counter=0,
-        created_at=now,
-        activated_at=now,
-    )
-    # Li Si reads English (as notification's seed has it); Zhang San, the default.
-    uow.session.add_all([phone, CustomerLocale(user_id="u-lisi", locale="en", updated_at=now)])
-    return True
-
