@@ -41,7 +41,8 @@ from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Any, UnitOfWork, Any], Awaitable[None]]
+# A service function called as `handler(uow, deps, event)`: deps is what the app's `resources` built.
+Handler = Callable[[UnitOfWork, Any, Any], Awaitable[None]]
 # The CloudEvent being handled, for handlers that key their own records by the event id.
 current_envelope: ContextVar[Envelope] = ContextVar("current_envelope")
 Subscriptions = Mapping[type[Event], Handler]
@@ -206,7 +207,7 @@ class EventConsumer:
                 uow.session.add(self._inbox(event_id=envelope.id, event_type=envelope.type))
                 cid, current = correlation_id.set(envelope.data.correlation_id), current_envelope.set(envelope)
                 try:
-                    await handler(envelope.data, uow, self.deps)
+                    await handler(uow, self.deps, envelope.data)
                 finally:
                     current_envelope.reset(current)
                     correlation_id.reset(cid)
@@ -287,7 +288,7 @@ class EventConsumer:
                 return
             uow.after_commit(lambda: self._count_committed([envelope.type], []))
             uow.session.add(self._inbox(event_id=envelope.id, event_type=envelope.type))
-            await handler(envelope.data, uow, self.deps)
+            await handler(uow, self.deps, envelope.data)
 
     async def _reject(self, record: Any, rejection: EventRejected, event_type: str) -> None:
         self.metrics.rejected.labels(event_type, rejection.reason).inc()

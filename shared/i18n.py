@@ -140,7 +140,7 @@ def saved_locales(model: type[CustomerLocaleMixin]) -> Callable[[AsyncSession, s
 def remember_locales(model: type[CustomerLocaleMixin]) -> Callable[..., Awaitable[None]]:
     """The handler of `PreferencesChanged` for a service that keeps a copy of the saved locales."""
 
-    async def on_preferences_changed(event: PreferencesChanged, uow: UnitOfWork, deps: object) -> None:
+    async def on_preferences_changed(uow: UnitOfWork, deps: object, event: PreferencesChanged) -> None:
         row = await uow.session.get(model, event.user_id)
         if row is None:
             uow.session.add(model(user_id=event.user_id, locale=event.locale, updated_at=utcnow()))

@@ -16,9 +16,8 @@ from services.binding import service as binding_service
 from services.binding.agreements import CURRENT as CURRENT_AGREEMENT
 from services.binding.models import Benefit, Binding, BindingStatus, CreditAccount, Instalment, Mandate, RepaymentAccount
 from services.binding.service import today
-from services.notification import handlers as notification_handlers
+from services.notification.main import SUBSCRIPTIONS as NOTIFICATION_SUBSCRIPTIONS
 from services.notification.models import Contact, InboxEntry, KnownRequest
-from services.verification.device_simulator import DeviceSimulator
 from shared.account_numbers import with_check_digit
 from shared.cloudevents import Envelope
 from shared.consumer import EventConsumer, Subscriptions
@@ -27,6 +26,7 @@ from shared.lenders import LENDER_HEADER, LENDERS, SIGNATURE_HEADER, sign_callba
 from shared.uow import UnitOfWork
 from tests.keys import KEYS
 from tests.stack import BusTopics, Stack, auth, eventually
+from tools.device_simulator import DeviceSimulator
 
 
 @dataclass(frozen=True)
@@ -166,11 +166,12 @@ async def wait_for_binding(stack: Stack, user_id: str, binding_id: str, predicat
 async def code_confirmed(stack: Stack, binding_id: str) -> None:
     """Binding handles the BindingVerified verification would send once the customer confirmed the code
     (for tests of binding alone, with no verification service and no workers)."""
-    async with stack.runtime("binding").unit_of_work() as uow:
+    runtime = stack.runtime("binding")
+    async with runtime.unit_of_work() as uow:
         binding = await uow.session.get(Binding, binding_id)
         assert binding is not None and binding.bind_request_id and binding.verification_id
         verified = BindingVerified(request_id=binding.bind_request_id, binding_id=binding.id, user_id=binding.user_id, verification_id=binding.verification_id)
-        await binding_service.confirm_binding(uow, verified)
+        await binding_service.confirm_binding(uow, runtime.settings, verified)
 
 
 async def mandate_of(stack: Stack, user_id: str, binding_id: str) -> dict[str, Any]:
@@ -283,7 +284,7 @@ def notification_consumer(
         dlq_topic=topics.dlq_topic,
         unit_of_work=unit_of_work or runtime.unit_of_work,
         inbox_model=InboxEntry,
-        subscriptions=subscriptions or notification_handlers.SUBSCRIPTIONS,
+        subscriptions=subscriptions or NOTIFICATION_SUBSCRIPTIONS,
         keys=runtime.keys.trusted,
         deps=runtime.deps,
         **options,

@@ -41,14 +41,14 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from services.verification.device_simulator import DeviceSimulator
 from shared.cloudevents import Envelope, MalformedEvent
 from shared.db import create_engine, create_session_factory
 from shared.migrations import SERVICES
-from shared.population import SyntheticCustomer, synthetic_customers
 from tools import kafka, pii
+from tools.device_simulator import DeviceSimulator
 from tools.errors import InfraError
 from tools.keys import TokenMinter
+from tools.population import SyntheticCustomer, synthetic_customers
 from tools.postgres import ensure_database
 from tools.services import APPS, load_settings, seed_population
 from tools.sms import SmsSink

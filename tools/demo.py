@@ -37,7 +37,6 @@ from aiokafka.errors import KafkaError
 
 from services.binding.agreements import CURRENT as CURRENT_AGREEMENT
 from services.notification.templates import CODE_IN_SMS
-from services.verification.device_simulator import DeviceSimulator
 from shared.account_numbers import with_check_digit
 from shared.cloudevents import Envelope, MalformedEvent
 from shared.describe import describe_event, methods_text
@@ -49,6 +48,7 @@ from shared.events import (
 )
 from shared.masking import mask_account_number, mask_phone
 from tools.dev_lender import REFUSED_LAST4
+from tools.device_simulator import DeviceSimulator
 from tools.errors import InfraError
 from tools.kafka import Cluster, partitions_of
 from tools.keys import new_login_link, token

@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from services.verification.device_simulator import DeviceSimulator
+from tools.device_simulator import DeviceSimulator
 from tools.errors import InfraError
 
 

@@ -6,7 +6,7 @@
 
 No list of event types or services is kept here: the schemas come from `shared.events`, who sends
 a type from its `emitted_by`, who receives it from each app's `SUBSCRIPTIONS` (services/<app>/
-handlers.py), the topics and the broker from the settings defaults. The header schemas are written
+main.py), the topics and the broker from the settings defaults. The header schemas are written
 here; tests/cli/test_docs.py holds their names to what shared.cloudevents and shared.consumer write.
 The OpenAPI documents are FastAPI's, from each app built (never started) with keys made for the run.
 The output is byte-stable (same models, same bytes), so the committed documents can be compared with
@@ -195,7 +195,7 @@ def _operation(action: str, channel: str, summary: str, messages: list[str], gro
 def _operations(types: list[str]) -> dict[str, Any]:
     operations: dict[str, Any] = {}
     for app in APPS:
-        subscribed = {model.__name__ for model in importlib.import_module(f"services.{app}.handlers").SUBSCRIPTIONS}
+        subscribed = {model.__name__ for model in importlib.import_module(f"services.{app}.main").SUBSCRIPTIONS}
         received = [name for name in types if name in subscribed]
         sent = [name for name in types if events.EVENT_TYPES[name].emitted_by == app]
         # The default consumer group of every instance of the app (shared.settings).

@@ -19,9 +19,9 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from shared.migrations import SERVICES, upgrade
-from shared.population import SyntheticCustomer
 from shared.settings import ServiceSettings
 from tools.errors import InfraError
+from tools.population import SyntheticCustomer
 from tools.postgres import ensure_database
 
 _T = TypeVar("_T")
@@ -117,11 +117,6 @@ def migrate(var_dir: Path, server_url: str | None, services: Iterable[str] = SER
     return results
 
 
-def seedable_services() -> list[str]:
-    """The services whose `service.py` defines `seed_demo_data(uow)`."""
-    return [service for service in SERVICES if hasattr(importlib.import_module(f"services.{service}.service"), "seed_demo_data")]
-
-
 async def _in_service(service: str, settings: ServiceSettings, write: Callable[[Any], Awaitable[_T]]) -> _T:
     """Run `write(uow)` in one unit of work on the service's database, the one the service uses
     (seeding emits no event: the CLI holds no service's key)."""
@@ -139,16 +134,17 @@ async def _in_service(service: str, settings: ServiceSettings, write: Callable[[
 
 
 def seed(var_dir: Path, server_url: str | None) -> dict[str, bool]:
-    """Seed the demo data into every empty service database; {service: seeded now}."""
+    """Seed the demo data (tools/seeds.py) into every empty service database; {service: seeded now}."""
+    from tools.seeds import DEMO  # imports every service: only the commands that seed pay for it
+
     outcome: dict[str, bool] = {}
-    for service in seedable_services():
+    for service in (service for service in SERVICES if service in DEMO):
         settings = load_settings(service, var_dir, server_url)
         if settings.env != "development":
             # The demo device's key comes from a public seed: in production it would be a way in.
             raise InfraError("`unbind seed` adds demo customers and a demo device with a public key; it runs in development only (UNBIND_ENV=development).")
-        seed_demo_data = importlib.import_module(f"services.{service}.service").seed_demo_data
         try:
-            outcome[service] = asyncio.run(_in_service(service, settings, seed_demo_data))
+            outcome[service] = asyncio.run(_in_service(service, settings, DEMO[service]))
         except Exception as exc:  # noqa: BLE001 - a missing table means "run unbind migrate first"
             raise InfraError(
                 f"Seeding the {service} database ({display_url(settings.database_url)}) failed: {type(exc).__name__}: {exc}\n"
@@ -158,13 +154,11 @@ def seed(var_dir: Path, server_url: str | None) -> dict[str, bool]:
 
 
 async def seed_population(var_dir: Path, server_url: str | None, customers: Sequence[SyntheticCustomer], chunk: int = 1000) -> None:
-    """Write synthetic customers into every service that keeps something of them (`seed_customers`)."""
-    for service in SERVICES:
-        module = importlib.import_module(f"services.{service}.service")
-        if not hasattr(module, "seed_customers"):
-            continue
+    """Write synthetic customers into every service that keeps something of them (tools/seeds.py)."""
+    from tools.seeds import POPULATION
+
+    for service, populate in POPULATION.items():
         settings = load_settings(service, var_dir, server_url)
-        seed_customers = module.seed_customers
         for start in range(0, len(customers), chunk):
             part = customers[start : start + chunk]
-            await _in_service(service, settings, lambda uow, write=seed_customers, part=part: write(uow, part))
+            await _in_service(service, settings, lambda uow, write=populate, part=part: write(uow, part))

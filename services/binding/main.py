@@ -7,14 +7,27 @@ import logging
 
 from fastapi import FastAPI
 
-from services.binding import api, handlers, service, texts
+from services.binding import api, service, texts
 from services.binding.config import BindingSettings
 from services.binding.models import CustomerLocale, InboxEntry, OutboxMessage
 from shared.app import ServiceRuntime, build_service_app
 from shared.bus import EventBus
-from shared.i18n import saved_locales
+from shared.consumer import Subscriptions
+from shared.events import BindingVerificationFailed, BindingVerified, PreferencesChanged, ReviewDecided, RiskAssessed, VerificationFailed, VerificationRequested, Verified
+from shared.i18n import remember_locales, saved_locales
 
 log = logging.getLogger(__name__)
+
+SUBSCRIPTIONS: Subscriptions = {
+    BindingVerified: service.confirm_binding,
+    BindingVerificationFailed: service.abandon_binding,
+    RiskAssessed: service.apply_risk_assessment,
+    ReviewDecided: service.apply_review_decision,
+    VerificationRequested: service.record_verification_issued,
+    Verified: service.complete_request,
+    VerificationFailed: service.fail_verification,
+    PreferencesChanged: remember_locales(CustomerLocale),
+}
 
 
 async def expiry_sweep(runtime: ServiceRuntime) -> None:
@@ -44,7 +57,7 @@ def create_app(settings: BindingSettings | None = None, *, bus: EventBus | None 
         routers=[api.router, api.public_router],
         outbox_model=OutboxMessage,
         inbox_model=InboxEntry,
-        subscriptions=handlers.SUBSCRIPTIONS,
+        subscriptions=SUBSCRIPTIONS,
         workers=[expiry_sweep],
         bus=bus,
         texts=texts.TEXTS,

@@ -47,7 +47,6 @@ from services.binding.models import (
     Binding,
     BindingStatus,
     CreditAccount,
-    CustomerLocale,
     Instalment,
     LenderCallback,
     Mandate,
@@ -131,7 +130,6 @@ from shared.lenders import LENDER_HEADER, LENDERS, SIGNATURE_HEADER, Lender, cal
 from shared.logging import redact
 from shared.masking import mask_account_number
 from shared.pagination import decode_cursor, encode_cursor
-from shared.population import SyntheticCustomer
 from shared.problems import Problem, conflict, not_found
 from shared.uow import UnitOfWork
 
@@ -939,7 +937,7 @@ def _masked_note(request: UnbindRequestOut) -> UnbindRequestOut:
     return request.model_copy(update={"note": redact(request.note)}) if request.note else request
 
 
-# --- events --------------------------------------------------------------------------------
+# --- events (each handler is called as (uow, settings, event), from main.SUBSCRIPTIONS) -------
 
 
 async def apply_risk_assessment(uow: UnitOfWork, settings: BindingSettings, event: RiskAssessed) -> None:
@@ -972,7 +970,7 @@ async def apply_review_decision(uow: UnitOfWork, settings: BindingSettings, even
         _transition(uow, request, RequestStatus.PENDING_VERIFICATION, "ReviewDecided", event.reviewer, ActorType.OPS, "approved after review")
 
 
-async def record_verification_issued(uow: UnitOfWork, event: VerificationRequested) -> None:
+async def record_verification_issued(uow: UnitOfWork, settings: BindingSettings, event: VerificationRequested) -> None:
     request = await _request_in(uow, event, RequestStatus.PENDING_VERIFICATION)
     if request is None:
         return
@@ -982,7 +980,7 @@ async def record_verification_issued(uow: UnitOfWork, event: VerificationRequest
     _audit(uow, request, request.status, "VerificationRequested", "verification", ActorType.SERVICE, METHODS_NOTE + ", ".join(event.methods))
 
 
-async def complete_request(uow: UnitOfWork, event: Verified) -> None:
+async def complete_request(uow: UnitOfWork, settings: BindingSettings, event: Verified) -> None:
     """Complete the request (an unbind, a pause or a switch, by its kind) once the very verification
     it waits for has passed every method it asked for. A Verified for anything else is refused
     (dead-lettered, nothing changes), except a late one for the request's own verification after
@@ -1122,7 +1120,7 @@ async def _pending_binding(uow: UnitOfWork, event: BindingVerified | BindingVeri
     return binding if binding.status == BindingStatus.PENDING else None
 
 
-async def confirm_binding(uow: UnitOfWork, event: BindingVerified) -> None:
+async def confirm_binding(uow: UnitOfWork, settings: BindingSettings, event: BindingVerified) -> None:
     """The customer confirmed the code: the account is bound (BindingCreated), and its mandate goes
     to the lender (MandateRequested); the credit limit waits for the lender's confirmation."""
     binding = await _pending_binding(uow, event)
@@ -1138,7 +1136,7 @@ async def confirm_binding(uow: UnitOfWork, event: BindingVerified) -> None:
         uow.emit(MandateRequested(**_about_mandate(binding, repayment, mandate), monthly_instalment=repayment.monthly_instalment, due_day=repayment.due_day))
 
 
-async def abandon_binding(uow: UnitOfWork, event: BindingVerificationFailed) -> None:
+async def abandon_binding(uow: UnitOfWork, settings: BindingSettings, event: BindingVerificationFailed) -> None:
     """The code was never confirmed: nothing was bound. The binding fails, its mandate is cancelled
     and the account number is free again (verification's event tells the customer)."""
     binding = await _pending_binding(uow, event)
@@ -1248,7 +1246,7 @@ def _callback_out(mandate: Mandate) -> LenderCallbackOut:
     return LenderCallbackOut(mandate_id=mandate.id, status=mandate.status, decided_at=mandate.decided_at)
 
 
-async def fail_verification(uow: UnitOfWork, event: VerificationFailed) -> None:
+async def fail_verification(uow: UnitOfWork, settings: BindingSettings, event: VerificationFailed) -> None:
     request = await _request_in(uow, event, RequestStatus.PENDING_VERIFICATION)
     if request is not None:
         await _reject(uow, request, f"verification_failed:{event.reason}", "verification", ActorType.SERVICE)
@@ -1300,97 +1298,3 @@ def _audit(uow: UnitOfWork, request: UnbindRequest, from_status: str | None, act
     uow.session.add(
         AuditEntry(request_id=request.id, action=action, from_status=from_status, to_status=request.status, actor=actor, actor_type=actor_type, reason=reason, at=utcnow())
     )
-
-
-# --- demo data -----------------------------------------------------------------------------
-
-
-async def seed_customers(uow: UnitOfWork, customers: Sequence[SyntheticCustomer]) -> None:
-    """Synthetic customers (load and chaos runs): a credit account and one active mortgage binding
-    each, with auto-debit and an instalment due in 20 days, so no blocker needs acknowledging."""
-    due = today() + timedelta(days=20)
-    for customer in customers:
-        contribution = credit_limit_contribution(customer.monthly_instalment)
-        suffix = customer.binding_id.removeprefix("b-")
-        uow.session.add_all(
-            [
-                CreditAccount(id=f"ca-{suffix}", user_id=customer.user_id, credit_limit=30_000),
-                RepaymentAccount(
-                    id=f"ra-{suffix}", user_id=customer.user_id, lender="Example Bank", lender_id="example_bank", account_number=customer.account_number,
-                    monthly_instalment=customer.monthly_instalment, due_day=due.day,
-                ),
-            ]
-        )  # fmt: skip
-        await uow.session.flush()
-        uow.session.add(
-            Binding(
-                id=customer.binding_id, user_id=customer.user_id, credit_account_id=f"ca-{suffix}", repayment_account_id=f"ra-{suffix}",
-                status=BindingStatus.ACTIVE, credit_limit_contribution=contribution, agreement_version=agreements.CURRENT,
-            )
-        )  # fmt: skip
-        await uow.session.flush()
-        uow.session.add_all(
-            [
-                Mandate(id=_new_id(), binding_id=customer.binding_id, kind="auto_debit", status=MandateStatus.ACTIVE),
-                Benefit(id=_new_id(), binding_id=customer.binding_id, code="limit_uplift", value=contribution),
-                Instalment(id=_new_id(), repayment_account_id=f"ra-{suffix}", period=due.strftime("%Y-%m"), amount=customer.monthly_instalment, due_date=due),
-            ]
-        )
-
-
-async def seed_demo_data(uow: UnitOfWork) -> bool:
-    """Zhang San (instalment due in 2 days under auto-debit: the INSTALMENT_DUE_SOON blocker) and
-    Li Si (an overdue instalment: the OVERDUE blocker), each with one active mortgage binding;
-    only into an empty database."""
-    if await repository.count_bindings(uow.session):
-        return False
-    on = today()
-    for user_id, suffix, account_number, instalment, due in (
-        ("u-zhangsan", "zhangsan", "6222021234514821", 6500, on + timedelta(days=2)),
-        ("u-lisi", "lisi", "6217001234507733", 4200, on - timedelta(days=5)),
-    ):
-        contribution = credit_limit_contribution(instalment)
-        uow.session.add_all(
-            [
-                CreditAccount(id=f"ca-{suffix}", user_id=user_id, credit_limit=30_000),
-                RepaymentAccount(
-                    id=f"ra-{suffix}", user_id=user_id, lender="Example Bank", lender_id="example_bank", account_number=account_number,
-                    monthly_instalment=instalment, due_day=due.day,
-                ),
-            ]
-        )
-        await uow.session.flush()
-        binding_id = f"b-{suffix}-mortgage"
-        uow.session.add(
-            Binding(
-                id=binding_id,
-                user_id=user_id,
-                credit_account_id=f"ca-{suffix}",
-                repayment_account_id=f"ra-{suffix}",
-                status=BindingStatus.ACTIVE,
-                credit_limit_contribution=contribution,
-                agreement_version=agreements.CURRENT,
-            )
-        )
-        await uow.session.flush()
-        previous = (due.replace(day=1) - timedelta(days=1)).replace(day=min(due.day, 28))
-        uow.session.add_all(
-            [
-                Mandate(id=_new_id(), binding_id=binding_id, kind="auto_debit", status=MandateStatus.ACTIVE),
-                Benefit(id=_new_id(), binding_id=binding_id, code="limit_uplift", value=contribution),
-                Benefit(id=_new_id(), binding_id=binding_id, code="interest_free_days", value=10),
-                Instalment(
-                    id=_new_id(),
-                    repayment_account_id=f"ra-{suffix}",
-                    period=previous.strftime("%Y-%m"),
-                    amount=instalment,
-                    due_date=previous,
-                    paid_at=datetime.combine(previous, datetime.min.time(), SHANGHAI),
-                    paid_by="auto_debit",
-                ),
-                Instalment(id=_new_id(), repayment_account_id=f"ra-{suffix}", period=due.strftime("%Y-%m"), amount=instalment, due_date=due),
-            ]
-        )
-    # Li Si reads English (as notification's seed has it); Zhang San, the default.
-    uow.session.add(CustomerLocale(user_id="u-lisi", locale="en", updated_at=utcnow()))
-    return True

@@ -18,14 +18,42 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Gauge
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.dashboard import api
+from services.dashboard import api, service
 from services.dashboard.config import DashboardSettings
 from services.dashboard.projection import Projection
 from services.dashboard.service import DashboardDeps
-from services.dashboard.stream import LiveHub, StreamReader
+from services.dashboard.stream import LiveHub, Projector, StreamReader
 from shared.app import build_http_app, consumer_lag_gauge, refresh_consumer_lag
 from shared.bus import EventBus, KafkaBus
 from shared.db import utcnow
+from shared.events import (
+    AutoDebitPaused,
+    AutoDebitResumed,
+    BindingCreated,
+    BindingRequested,
+    BindingVerificationFailed,
+    BindingVerified,
+    BiometricCounterRegressed,
+    DeviceEnrolled,
+    DeviceRevoked,
+    Event,
+    MandateConfirmed,
+    MandateRefused,
+    MandateRequested,
+    RepaymentAccountSwitched,
+    ReviewDecided,
+    RiskAssessed,
+    UnbindAppealed,
+    UnbindCancelled,
+    UnbindCompleted,
+    UnbindDisputed,
+    UnbindExpired,
+    UnbindRejected,
+    UnbindRequested,
+    VerificationFailed,
+    VerificationRequested,
+    Verified,
+)
 from shared.logging import configure_logging
 
 # Everything the page loads comes from this service: no CDN, no inline script or style.
@@ -38,6 +66,28 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
 ]
+
+SUBSCRIPTIONS: dict[type[Event], Projector] = {
+    **dict.fromkeys((BindingRequested, BindingVerified, BindingVerificationFailed, BindingCreated, MandateRequested, MandateConfirmed, MandateRefused), service.on_binding_flow),
+    UnbindRequested: service.on_unbind_requested,
+    RiskAssessed: service.on_risk_assessed,
+    ReviewDecided: service.on_review_decided,
+    VerificationRequested: service.on_verification_requested,
+    Verified: service.on_verified,
+    VerificationFailed: service.on_verification_failed,
+    BiometricCounterRegressed: service.on_biometric_counter_regressed,
+    UnbindCompleted: service.on_unbind_completed,
+    AutoDebitPaused: service.on_alternative_completed,
+    RepaymentAccountSwitched: service.on_alternative_completed,
+    AutoDebitResumed: service.on_auto_debit_resumed,
+    UnbindRejected: service.on_unbind_rejected,
+    UnbindCancelled: service.on_unbind_cancelled,
+    UnbindExpired: service.on_unbind_expired,
+    UnbindAppealed: service.on_unbind_appealed,
+    UnbindDisputed: service.on_unbind_disputed,
+    DeviceEnrolled: service.on_device_changed,
+    DeviceRevoked: service.on_device_changed,
+}
 
 
 def create_app(
@@ -54,8 +104,8 @@ def create_app(
     keys = settings.load_keys()
     bus = bus or KafkaBus(settings.kafka_bootstrap_servers, settings.kafka_security(), client_id="unbind-dashboard")
     projection = Projection(feed_size=settings.feed_size, finished_kept=settings.finished_requests_kept)
-    hub = LiveHub(projection, settings, clock)
-    reader = StreamReader(bus, settings, keys.trusted, projection, hub, clock)
+    hub = LiveHub(projection, settings, clock, subscriptions=SUBSCRIPTIONS)
+    reader = StreamReader(bus, settings, keys.trusted, projection, hub, clock, subscriptions=SUBSCRIPTIONS)
     registry = CollectorRegistry()
 
     @asynccontextmanager

@@ -1,7 +1,7 @@
 """The dashboard's view of the unbinding business, projected from the event stream.
 
 The dashboard owns no tables: its state is this projection, rebuilt on every start by reading
-`unbind.events` (and the DLQ) from the beginning of what the broker retains. `handlers.py` says what
+`unbind.events` (and the DLQ) from the beginning of what the broker retains. service.py says what
 each event type means for a request; this module keeps the books:
 
 - each request's state and the time it reached each stage, from the events' own `time`, so a

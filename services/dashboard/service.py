@@ -1,5 +1,7 @@
-"""What the dashboard does beyond showing the projection: sign-in and the review decisions, which
-it forwards to the risk service as the signed-in ops user (so risk records the real reviewer)."""
+"""What each event means for the dashboard's view (main.SUBSCRIPTIONS), moving the request through
+its states and stages (its feed line is `shared.describe.describe_event`); and what the dashboard
+does beyond showing the view: sign-in and the review decisions, which it forwards to the risk
+service as the signed-in ops user (so risk records the real reviewer)."""
 
 from __future__ import annotations
 
@@ -11,10 +13,22 @@ from typing import Any
 import httpx
 
 from services.dashboard.config import DashboardSettings
+from services.dashboard.projection import Projection
 from services.dashboard.schemas import ReviewDecisionIn, SessionOut
 from services.dashboard.session import OpsSession
 from services.dashboard.stream import LiveHub, StreamReader
 from shared.auth import Principal
+from shared.cloudevents import Envelope
+from shared.events import (
+    AutoDebitPaused,
+    RepaymentAccountSwitched,
+    ReviewDecided,
+    ReviewOrigin,
+    ReviewOutcome,
+    RiskAssessed,
+    RiskDecision,
+    UnbindRequested,
+)
 from shared.logging import correlation_id
 from shared.login_links import claim_login_link
 from shared.problems import Problem
@@ -31,6 +45,96 @@ class DashboardDeps:
     reader: StreamReader
     # Every service the dashboard calls as the signed-in staff user, by name (risk included).
     clients: dict[str, httpx.AsyncClient]
+
+
+# --- the view: what each event means for it -------------------------------------------------
+
+
+def on_binding_flow(view: Projection, envelope: Envelope) -> None:
+    """About binding an account or its mandate, not an unbind request: the feed shows it, no request moves."""
+
+
+def on_device_changed(view: Projection, envelope: Envelope) -> None:
+    """About a customer's device key, not an unbind request: the feed shows it, no request moves."""
+
+
+def on_unbind_requested(view: Projection, envelope: Envelope) -> None:
+    event: UnbindRequested = envelope.data
+    view.set_kind(view.transition(envelope, stage="requested", state="pending_risk"), str(event.kind))
+
+
+def on_risk_assessed(view: Projection, envelope: Envelope) -> None:
+    event: RiskAssessed = envelope.data
+    # A deny goes to a person, as a review does (binding holds the request for review).
+    state = "under_review" if event.decision in (RiskDecision.REVIEW, RiskDecision.DENY) else "pending_verification"
+    request = view.transition(envelope, stage="assessed", state=state)
+    request.decision, request.score = str(event.decision), event.score
+
+
+def on_review_decided(view: Projection, envelope: Envelope) -> None:
+    event: ReviewDecided = envelope.data
+    if event.origin == ReviewOrigin.DISPUTE:  # the request stays completed, whatever ops found
+        view.transition(envelope)
+        return
+    request = view.transition(envelope, state="pending_verification" if event.decision == ReviewOutcome.APPROVE else None)
+    request.reviewed = True
+    request.reached.setdefault("review_decided", envelope.time)
+
+
+def on_verification_requested(view: Projection, envelope: Envelope) -> None:
+    view.transition(envelope, stage="verification_issued", state="pending_verification")
+
+
+def on_verified(view: Projection, envelope: Envelope) -> None:
+    view.transition(envelope, stage="verified")
+
+
+def on_verification_failed(view: Projection, envelope: Envelope) -> None:
+    # Binding rejects the request next (UnbindRejected); until then it only counts as activity.
+    view.transition(envelope)
+
+
+def on_biometric_counter_regressed(view: Projection, envelope: Envelope) -> None:
+    view.transition(envelope)
+
+
+def on_unbind_completed(view: Projection, envelope: Envelope) -> None:
+    view.transition(envelope, stage="completed", state="completed")
+
+
+def on_alternative_completed(view: Projection, envelope: Envelope) -> None:
+    """A pause or a switch completes its request as an unbind does; the hour counts it by kind too."""
+    view.transition(envelope, stage="completed", state="completed")
+    view.count_stage(envelope, {AutoDebitPaused: "paused", RepaymentAccountSwitched: "switched"}[type(envelope.data)])
+
+
+def on_auto_debit_resumed(view: Projection, envelope: Envelope) -> None:
+    # Months after its pause request completed: counted, moving no request.
+    view.count_stage(envelope, "resumed")
+
+
+def on_unbind_rejected(view: Projection, envelope: Envelope) -> None:
+    view.transition(envelope, state="rejected")
+
+
+def on_unbind_cancelled(view: Projection, envelope: Envelope) -> None:
+    view.transition(envelope, state="cancelled")
+
+
+def on_unbind_expired(view: Projection, envelope: Envelope) -> None:
+    view.transition(envelope, state="expired")
+
+
+def on_unbind_appealed(view: Projection, envelope: Envelope) -> None:
+    view.transition(envelope, state="under_review")
+
+
+def on_unbind_disputed(view: Projection, envelope: Envelope) -> None:
+    """A completed unbind disputed: an ops case opens, the request stays completed."""
+    view.transition(envelope)
+
+
+# --- sign-in and the calls ops make through the dashboard -----------------------------------
 
 
 def session_out(settings: DashboardSettings, principal: Principal | None) -> SessionOut:

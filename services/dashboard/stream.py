@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,16 +18,18 @@ from typing import Any
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from services.dashboard.config import DashboardSettings
-from services.dashboard.handlers import SUBSCRIPTIONS
 from services.dashboard.projection import FeedItem, Projection, matches
 from shared.bus import Consumer, EventBus, partition_lag, stop_quietly
 from shared.cloudevents import Envelope, EventRejected, MalformedEvent, verify_signature
 from shared.consumer import is_replay_marker
 from shared.describe import describe_in_every_locale
+from shared.events import Event
 from shared.keys import KeySet, KeySetUnavailable
 from shared.logging import redact
 
 log = logging.getLogger(__name__)
+# What an event means for the view (the dashboard's subscriptions, main.SUBSCRIPTIONS).
+Projector = Callable[[Projection, Envelope], None]
 
 
 @dataclass(eq=False)
@@ -43,8 +45,9 @@ class LiveHub:
     """Fans feed items and overviews out to the open pages. A page too slow to keep up is dropped
     (its browser reconnects and starts from a fresh overview) rather than slowing everyone."""
 
-    def __init__(self, projection: Projection, settings: DashboardSettings, clock: Callable[[], datetime]):
+    def __init__(self, projection: Projection, settings: DashboardSettings, clock: Callable[[], datetime], *, subscriptions: Mapping[type[Event], Projector]):
         self._projection = projection
+        self._subscriptions = subscriptions
         self._settings = settings
         self._clock = clock
         self.subscribers: set[Subscriber] = set()
@@ -52,7 +55,7 @@ class LiveHub:
 
     def overview(self) -> dict[str, Any]:
         overview = self._projection.overview(self._clock(), stuck_after=timedelta(seconds=self._settings.stuck_after_seconds))
-        overview["event_types"] = sorted(event_type.__name__ for event_type in SUBSCRIPTIONS)
+        overview["event_types"] = sorted(event_type.__name__ for event_type in self._subscriptions)
         return overview
 
     def subscribe(self, types: set[str] | None, request_id: str | None) -> Subscriber:
@@ -119,8 +122,19 @@ class _StartWhereTheViewStands(ConsumerRebalanceListener):
 class StreamReader:
     """Reads the event topic and the DLQ into the projection until cancelled."""
 
-    def __init__(self, bus: EventBus, settings: DashboardSettings, keys: KeySet, projection: Projection, hub: LiveHub, clock: Callable[[], datetime]):
+    def __init__(
+        self,
+        bus: EventBus,
+        settings: DashboardSettings,
+        keys: KeySet,
+        projection: Projection,
+        hub: LiveHub,
+        clock: Callable[[], datetime],
+        *,
+        subscriptions: Mapping[type[Event], Projector],
+    ):
         self._bus = bus
+        self._subscriptions = subscriptions
         self._keys = keys
         self._settings = settings
         self.projection = projection
@@ -174,7 +188,7 @@ class StreamReader:
             # The services dead-letter it; here it is only counted.
             self.projection.record_malformed()
             return
-        handler = SUBSCRIPTIONS.get(type(envelope.data))
+        handler = self._subscriptions.get(type(envelope.data))
         if handler is None:
             return
         try:

@@ -11,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from services.notification import api, handlers, repository, service
+from services.notification import api, repository, service
 from services.notification.config import NotificationSettings
 from services.notification.models import InboxEntry, OutboxMessage
 from services.notification.providers import HttpSmsGateway, InstitutionWebhook, JsonLinesProvider, Provider, SignedSms, SmsSinkProvider, SmtpEmail
@@ -19,8 +19,39 @@ from services.notification.service import NotificationDeps, NotificationMetrics
 from services.notification.templates import PROBLEM_TEXTS
 from shared.app import ServiceRuntime, build_service_app
 from shared.bus import EventBus
+from shared.consumer import Subscriptions
+from shared.events import (
+    AutoDebitPaused,
+    AutoDebitResumed,
+    BindingRequested,
+    MandateRequested,
+    RepaymentAccountSwitched,
+    ReviewDecided,
+    RiskAssessed,
+    UnbindAppealed,
+    UnbindCompleted,
+    UnbindRejected,
+    UnbindRequested,
+)
 
 log = logging.getLogger(__name__)
+
+SUBSCRIPTIONS: Subscriptions = {
+    # The customer's message of the event's kind, and nothing more ...
+    **dict.fromkeys(service.NOTICES, service.notify),
+    # ... except for these, which replace it with their own.
+    BindingRequested: service.remember_request,  # no message: the code SMS verification sends is the customer's notice
+    UnbindRequested: service.open_request,
+    MandateRequested: service.notify_with_lender,
+    AutoDebitPaused: service.notify_with_lender,
+    AutoDebitResumed: service.notify_with_lender,
+    RepaymentAccountSwitched: service.notify_with_lender,
+    UnbindCompleted: service.complete_request,
+    RiskAssessed: service.notify_assessment,
+    UnbindRejected: service.notify_rejection,
+    UnbindAppealed: service.notify_appeal,
+    ReviewDecided: service.notify_review_decision,
+}
 
 
 def default_providers(settings: NotificationSettings, client: httpx.AsyncClient) -> dict[str, Provider]:
@@ -73,7 +104,7 @@ def create_app(settings: NotificationSettings | None = None, *, bus: EventBus | 
         routers=[api.router],
         outbox_model=OutboxMessage,
         inbox_model=InboxEntry,
-        subscriptions=handlers.SUBSCRIPTIONS,
+        subscriptions=SUBSCRIPTIONS,
         resources=resources,
         workers=[dispatcher],
         bus=bus,

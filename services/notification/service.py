@@ -44,6 +44,7 @@ from services.notification.schemas import (
 from services.notification.templates import DEFAULT_LOCALE, KINDS, SECURITY_KINDS, STAGE_KINDS, AccountRef, render
 from shared.auth import Principal
 from shared.cloudevents import EventRejected
+from shared.consumer import current_envelope
 from shared.db import utcnow
 from shared.events import (
     AutoDebitPaused,
@@ -51,27 +52,39 @@ from shared.events import (
     BindingCreated,
     BindingEvent,
     BindingRequested,
+    BindingVerificationFailed,
     BiometricCounterRegressed,
+    DeviceEnrolled,
+    DeviceRevoked,
     Event,
+    MandateConfirmed,
     MandateEvent,
+    MandateRefused,
     MandateRequested,
     PreferencesChanged,
     RepaymentAccountSwitched,
     ReviewDecided,
     ReviewOrigin,
     ReviewOutcome,
+    RiskAssessed,
+    RiskDecision,
+    UnbindAppealed,
+    UnbindCancelled,
     UnbindCompleted,
+    UnbindDisputed,
+    UnbindExpired,
+    UnbindRejected,
     UnbindRequested,
+    VerificationFailed,
+    VerificationRequested,
+    Verified,
 )
 from shared.logging import redact
 from shared.masking import mask_email, mask_phone, phone_key
 from shared.pagination import decode_cursor, encode_cursor
-from shared.population import SyntheticCustomer
 from shared.problems import Problem, conflict, not_found
 from shared.uow import UnitOfWork
 
-# Zhang San's demo phone, as verification seeds it.
-DEMO_PHONE_NAME = "张三的 iPhone"
 log = logging.getLogger(__name__)
 
 # A failed attempt that will be tried again (the delivery stays queued).
@@ -191,7 +204,8 @@ def _to_inbox(uow: UnitOfWork, delivery: Delivery, now: datetime) -> None:
     delivery.status, delivery.sent_at, delivery.attempts = DeliveryStatus.SENT, now, 1
 
 
-async def remember_request(uow: UnitOfWork, event_id: str, event: UnbindRequested | BindingRequested) -> None:
+async def remember_request(uow: UnitOfWork, deps: NotificationDeps, event: UnbindRequested | BindingRequested) -> None:
+    event_id = current_envelope.get().id
     if await uow.session.get(KnownRequest, event.request_id) is None:
         uow.session.add(
             KnownRequest(
@@ -327,6 +341,98 @@ async def review_notice(uow: UnitOfWork, event: ReviewDecided) -> tuple[str, dic
             # the customer still learns the outcome.
             log.warning("the reviewer's message to the customer is missing", extra={"request_id": event.request_id, "review_id": event.review_id})
     return kind, params
+
+
+# --- the events it hears of (each handler is called as (uow, deps, event), from main.SUBSCRIPTIONS)
+
+# The message each event sends its customer, where the event alone says which (`notify`).
+NOTICES: dict[type[Event], str] = {
+    BindingVerificationFailed: "binding_verification_failed",
+    BindingCreated: "binding_created",
+    MandateRequested: "mandate_requested",
+    MandateConfirmed: "mandate_confirmed",
+    MandateRefused: "mandate_refused",
+    UnbindRequested: PROMPT_KIND,
+    VerificationRequested: "verification_requested",
+    Verified: "verified",
+    VerificationFailed: "verification_failed",
+    BiometricCounterRegressed: "biometric_counter_regressed",
+    DeviceEnrolled: "device_enrolled",
+    DeviceRevoked: "device_revoked",
+    AutoDebitPaused: "auto_debit_paused",
+    AutoDebitResumed: "auto_debit_resumed",
+    RepaymentAccountSwitched: "repayment_account_switched",
+    UnbindCompleted: "unbind_completed",
+    UnbindRejected: "unbind_rejected",
+    UnbindCancelled: "unbind_cancelled",
+    UnbindExpired: "unbind_expired",
+    UnbindAppealed: "unbind_appealed",
+    UnbindDisputed: "dispute_received",
+}
+
+
+async def _follow(uow: UnitOfWork, event: Event) -> tuple[str, str | None]:
+    """The id of the handled event, once checked against the requests notification knows, and the
+    kind of its request (an unbind, a pause, a switch, a bind request; None for a device event)."""
+    event_id = current_envelope.get().id
+    # Only BindingRequested and UnbindRequested bring new request ids; every other event about a request
+    # must be about one they opened (a device event is about the customer alone).
+    if isinstance(event, UnbindRequested):
+        return event_id, str(event.kind)
+    if isinstance(event, BindingEvent):
+        return event_id, (await follow_request(uow, event_id, event)).kind
+    return event_id, None
+
+
+async def _notify(uow: UnitOfWork, deps: NotificationDeps, kind: str, event: Event, **params: object) -> None:
+    event_id, request_kind = await _follow(uow, event)
+    await plan(uow, deps.metrics, event_id, kind, event, await facts_of(uow, event) | params, request_kind=request_kind)
+
+
+async def notify(uow: UnitOfWork, deps: NotificationDeps, event: Event, **params: object) -> None:
+    """The customer's message about `event`, of the kind NOTICES names."""
+    await _notify(uow, deps, NOTICES[type(event)], event, **params)
+
+
+async def notify_with_lender(uow: UnitOfWork, deps: NotificationDeps, event: BindingEvent) -> None:
+    """The customer's message, and the lender's webhook of the same kind (LENDER_FIELDS)."""
+    await notify(uow, deps, event)
+    await notify_lender(uow, current_envelope.get().id, NOTICES[type(event)], event)
+
+
+async def open_request(uow: UnitOfWork, deps: NotificationDeps, event: UnbindRequested) -> None:
+    await remember_request(uow, deps, event)
+    await notify(uow, deps, event)
+
+
+async def complete_request(uow: UnitOfWork, deps: NotificationDeps, event: UnbindCompleted) -> None:
+    await notify_with_lender(uow, deps, event)
+    await schedule_reminder(uow, deps, current_envelope.get().id, event)
+
+
+async def notify_assessment(uow: UnitOfWork, deps: NotificationDeps, event: RiskAssessed) -> None:
+    # The customer hears of a review (with when to expect an answer); of a score, never.
+    if event.decision == RiskDecision.REVIEW:
+        await _notify(uow, deps, "unbind_under_review", event, expected_hours=deps.settings.review_expected_hours)
+    else:
+        await _follow(uow, event)
+
+
+async def notify_rejection(uow: UnitOfWork, deps: NotificationDeps, event: UnbindRejected) -> None:
+    if event.reason.startswith("review_denied"):
+        # The reviewer's decision told the customer already, with its reason and their message.
+        await _follow(uow, event)
+        return
+    await notify(uow, deps, event)
+
+
+async def notify_appeal(uow: UnitOfWork, deps: NotificationDeps, event: UnbindAppealed) -> None:
+    await notify(uow, deps, event, expected_hours=deps.settings.review_expected_hours)
+
+
+async def notify_review_decision(uow: UnitOfWork, deps: NotificationDeps, event: ReviewDecided) -> None:
+    kind, params = await review_notice(uow, event)
+    await _notify(uow, deps, kind, event, **params)
 
 
 # --- dispatching ---------------------------------------------------------------------------
@@ -669,23 +775,3 @@ async def resend(uow: UnitOfWork, principal: Principal, delivery_id: int, reason
         extra={"delivery_id": copy.id, "resend_of": original.id, "kind": original.kind, "channel": original.channel, "resent_by": principal.subject},
     )
     return ops_message_out(copy)
-
-
-async def seed_customers(uow: UnitOfWork, customers: Sequence[SyntheticCustomer]) -> None:
-    """Contact details of synthetic customers (load and chaos runs)."""
-    uow.session.add_all([Contact(user_id=customer.user_id, phone=customer.phone, locale="zh-CN") for customer in customers])
-
-
-async def seed_demo_data(uow: UnitOfWork) -> bool:
-    """Contact details of Zhang San and Li Si, and the name of Zhang San's enrolled phone (seeded
-    active in verification, so never enrolled through a code); only into an empty database."""
-    if await repository.count_contacts(uow.session):
-        return False
-    uow.session.add_all(
-        [
-            Contact(user_id="u-zhangsan", phone="+8613812345678", email="zhangsan@example.com", locale="zh-CN"),
-            Contact(user_id="u-lisi", phone="+8613987654321", locale="en"),
-            DeviceName(device_id="d-zhangsan-phone", user_id="u-zhangsan", name=DEMO_PHONE_NAME, updated_at=utcnow()),
-        ]
-    )
-    return True

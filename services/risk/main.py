@@ -10,14 +10,30 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from services.risk import api, handlers
+from services.risk import api, service
 from services.risk.config import RiskSettings
 from services.risk.models import InboxEntry, OutboxMessage
 from services.risk.service import RiskDeps, RiskMetrics
 from shared.app import ServiceRuntime, build_service_app
 from shared.bus import EventBus
+from shared.consumer import Subscriptions
 from shared.db import utcnow
+from shared.events import EVENT_TYPES, BindingEvent, DeviceEnrolled, DeviceRevoked, UnbindAppealed, UnbindCancelled, UnbindDisputed, UnbindExpired, UnbindRequested
 from shared.http import service_client
+
+# Every event about a binding is behaviour; an UnbindRequested is scored, an UnbindAppealed or
+# UnbindDisputed opens a case, and a cancelled or expired request withdraws its pending review. A
+# customer's device keys, enrolled or revoked, are its known devices.
+SUBSCRIPTIONS: Subscriptions = {
+    **dict.fromkeys((event_type for event_type in EVENT_TYPES.values() if issubclass(event_type, BindingEvent)), service.record_behaviour),
+    UnbindRequested: service.assess,
+    UnbindAppealed: service.open_appeal_review,
+    UnbindDisputed: service.open_dispute_review,
+    UnbindCancelled: service.withdraw_reviews,
+    UnbindExpired: service.withdraw_reviews,
+    DeviceEnrolled: service.learn_device,
+    DeviceRevoked: service.forget_device,
+}
 
 
 def create_app(
@@ -45,7 +61,7 @@ def create_app(
         routers=[api.router],
         outbox_model=OutboxMessage,
         inbox_model=InboxEntry,
-        subscriptions=handlers.SUBSCRIPTIONS,
+        subscriptions=SUBSCRIPTIONS,
         resources=resources,
         bus=bus,
         registry=registry,

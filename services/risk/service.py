@@ -71,7 +71,9 @@ from shared.events import (
     RiskLevel,
     RiskReason,
     UnbindAppealed,
+    UnbindCancelled,
     UnbindDisputed,
+    UnbindExpired,
     UnbindRequested,
     VerificationMethod,
 )
@@ -135,6 +137,11 @@ class RiskDeps:
 def observe(uow: UnitOfWork, event: BindingEvent, at: datetime | None = None) -> None:
     """Keep an event about a customer as behaviour."""
     uow.session.add(ObservedEvent(user_id=event.user_id, event_type=type(event).__name__, request_id=event.request_id, occurred_at=at or utcnow()))
+
+
+async def record_behaviour(uow: UnitOfWork, deps: RiskDeps, event: BindingEvent) -> None:
+    """An event about a binding that asks nothing more of risk."""
+    observe(uow, event, deps.clock())
 
 
 async def collect_signals(uow: UnitOfWork, event: UnbindRequested, now: datetime) -> dict[str, int]:
@@ -275,8 +282,9 @@ async def _remember_context(uow: UnitOfWork, event: UnbindRequested, now: dateti
             profile.last_ip = event.client_ip
 
 
-async def learn_device(uow: UnitOfWork, event: DeviceEnrolled, now: datetime) -> None:
+async def learn_device(uow: UnitOfWork, deps: RiskDeps, event: DeviceEnrolled) -> None:
     """An enrolled (active) device key is the customer's own: a request from it is not from a new device."""
+    now = deps.clock()
     device = await uow.session.get(KnownDevice, (event.user_id, event.device_id))
     if device is None:
         uow.session.add(KnownDevice(user_id=event.user_id, device_id=event.device_id, first_seen_at=now, enrolled_at=now))
@@ -284,7 +292,8 @@ async def learn_device(uow: UnitOfWork, event: DeviceEnrolled, now: datetime) ->
         device.enrolled_at, device.revoked_at = now, None
 
 
-async def forget_device(uow: UnitOfWork, event: DeviceRevoked, now: datetime) -> None:
+async def forget_device(uow: UnitOfWork, deps: RiskDeps, event: DeviceRevoked) -> None:
+    now = deps.clock()
     device = await uow.session.get(KnownDevice, (event.user_id, event.device_id))
     if device is None:
         uow.session.add(KnownDevice(user_id=event.user_id, device_id=event.device_id, first_seen_at=now, revoked_at=now))
@@ -450,13 +459,15 @@ def open_review(uow: UnitOfWork, event: BindingEvent, origin: ReviewOrigin, at: 
     )
 
 
-async def open_appeal_review(uow: UnitOfWork, event: UnbindAppealed, now: datetime) -> None:
+async def open_appeal_review(uow: UnitOfWork, deps: RiskDeps, event: UnbindAppealed) -> None:
+    now = deps.clock()
     observe(uow, event, now)
     # The appeal's text stays in binding (`appeal_message` of the request, for ops and its owner).
     open_review(uow, event, ReviewOrigin.APPEAL, at=now)
 
 
-async def open_dispute_review(uow: UnitOfWork, event: UnbindDisputed, now: datetime) -> None:
+async def open_dispute_review(uow: UnitOfWork, deps: RiskDeps, event: UnbindDisputed) -> None:
+    now = deps.clock()
     observe(uow, event, now)
     # Likewise the customer's message about the dispute (`dispute` of the request, at binding).
     open_review(uow, event, ReviewOrigin.DISPUTE, at=now)
@@ -655,9 +666,12 @@ async def close_flags_of_request(uow: UnitOfWork, review: Review) -> None:
         flag.cleared_at, flag.cleared_by, flag.cleared_reason = review.decided_at, review.reviewer, f"review {review.id} approved"
 
 
-async def withdraw_reviews(uow: UnitOfWork, event: BindingEvent, now: datetime) -> None:
+async def withdraw_reviews(uow: UnitOfWork, deps: RiskDeps, event: UnbindCancelled | UnbindExpired) -> None:
     """A request that ended (cancelled, expired) leaves nothing to decide: its pending review is
-    withdrawn, so the queue no longer shows it and an approval can no longer be given."""
+    withdrawn, so the queue no longer shows it and an approval can no longer be given. The event
+    is behaviour too."""
+    now = deps.clock()
+    observe(uow, event, now)
     for review in await repository.pending_reviews_of(uow.session, event.request_id):
         review.status = ReviewStatus.WITHDRAWN
         review.decided_at = now
@@ -702,19 +716,3 @@ async def update_profile(uow: UnitOfWork, user_id: str, body: ProfileIn) -> None
         uow.session.add(profile)
     for field in body.model_fields_set:
         setattr(profile, field, getattr(body, field))
-
-
-async def seed_demo_data(uow: UnitOfWork) -> bool:
-    """Profiles of Zhang San (a customer since 2019) and Li Si, and Zhang San's phone, whose key
-    verification seeds active (seeded, it announced no DeviceEnrolled); only into an empty database."""
-    if await repository.count_profiles(uow.session):
-        return False
-    now = utcnow()
-    uow.session.add_all(
-        [
-            CustomerProfile(user_id="u-zhangsan", account_opened_at=datetime(2019, 3, 1, tzinfo=SHANGHAI)),
-            CustomerProfile(user_id="u-lisi", account_opened_at=datetime(2023, 9, 12, tzinfo=SHANGHAI)),
-            KnownDevice(user_id="u-zhangsan", device_id="d-zhangsan-phone", first_seen_at=now, enrolled_at=now),
-        ]
-    )
-    return True

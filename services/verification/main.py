@@ -11,16 +11,28 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from services.verification import api, handlers, service, texts
+from services.verification import api, service, texts
 from services.verification.config import VerificationSettings
 from services.verification.models import CustomerLocale, InboxEntry, OutboxMessage
 from services.verification.service import VerificationDeps, VerificationMetrics
 from shared.app import ServiceRuntime, build_service_app
 from shared.bus import EventBus
+from shared.consumer import Subscriptions
+from shared.events import BindingRequested, PreferencesChanged, ReviewDecided, RiskAssessed, UnbindCancelled, UnbindExpired, UnbindRequested
 from shared.http import service_client
-from shared.i18n import saved_locales
+from shared.i18n import remember_locales, saved_locales
 
 log = logging.getLogger(__name__)
+
+SUBSCRIPTIONS: Subscriptions = {
+    BindingRequested: service.issue_for_binding,
+    UnbindRequested: service.remember_request,
+    RiskAssessed: service.issue_after_assessment,
+    ReviewDecided: service.issue_after_review,
+    UnbindCancelled: service.close_request,
+    UnbindExpired: service.close_request,
+    PreferencesChanged: remember_locales(CustomerLocale),
+}
 
 
 async def sweep(runtime: ServiceRuntime) -> None:
@@ -59,7 +71,7 @@ def create_app(
         routers=[api.router],
         outbox_model=OutboxMessage,
         inbox_model=InboxEntry,
-        subscriptions=handlers.SUBSCRIPTIONS,
+        subscriptions=SUBSCRIPTIONS,
         resources=resources,
         workers=[sweep],
         bus=bus,

@@ -46,11 +46,9 @@ from sqlalchemy.exc import IntegrityError
 from services.verification import repository
 from services.verification.biometric import CHALLENGE_BYTES, load_p256_public_key, signature_valid, signed_message
 from services.verification.config import VerificationSettings
-from services.verification.device_simulator import DeviceSimulator
 from services.verification.models import (
     AttemptResult,
     Challenge,
-    CustomerLocale,
     DeliveryStatus,
     Device,
     DeviceAudit,
@@ -79,6 +77,7 @@ from services.verification.schemas import (
 )
 from shared.auth import Principal
 from shared.cloudevents import EventRejected
+from shared.consumer import current_envelope
 from shared.db import utcnow
 from shared.encoding import b64url, b64url_decode
 from shared.events import (
@@ -89,6 +88,12 @@ from shared.events import (
     BiometricCounterRegressed,
     DeviceEnrolled,
     DeviceRevoked,
+    ReviewDecided,
+    ReviewOutcome,
+    RiskAssessed,
+    RiskDecision,
+    UnbindCancelled,
+    UnbindExpired,
     UnbindRequested,
     VerificationFailed,
     VerificationMethod,
@@ -170,13 +175,26 @@ def verification_out(settings: VerificationSettings, verification: Verification)
 # --- issuing -------------------------------------------------------------------------------
 
 
-async def remember_request(uow: UnitOfWork, event: UnbindRequested, requested_at: datetime) -> None:
+async def remember_request(uow: UnitOfWork, deps: VerificationDeps, event: UnbindRequested) -> None:
     if await uow.session.get(UnbindContext, event.request_id) is None:
+        # The CloudEvent time is when binding accepted the request: keys activated later cannot sign for it.
+        requested_at = current_envelope.get().time
         context = UnbindContext(request_id=event.request_id, user_id=event.user_id, impact_hash=event.impact_hash, device_id=event.device_id, requested_at=requested_at)
         uow.session.add(context)
 
 
-async def issue(uow: UnitOfWork, deps: VerificationDeps, event: BindingEvent, methods: list[VerificationMethod]) -> None:
+async def issue_after_assessment(uow: UnitOfWork, deps: VerificationDeps, event: RiskAssessed) -> None:
+    if event.decision in (RiskDecision.ALLOW, RiskDecision.STEP_UP):
+        await _issue(uow, deps, event, event.required_methods)
+
+
+async def issue_after_review(uow: UnitOfWork, deps: VerificationDeps, event: ReviewDecided) -> None:
+    # An approval that clears a request names its methods; the closing of a dispute names none.
+    if event.decision == ReviewOutcome.APPROVE and event.required_methods:
+        await _issue(uow, deps, event, event.required_methods)
+
+
+async def _issue(uow: UnitOfWork, deps: VerificationDeps, event: BindingEvent, methods: list[VerificationMethod]) -> None:
     """Create the verification of a cleared request and send its first code, unless one is
     already pending or passed (an approval after an appeal gets a fresh one)."""
     if await repository.live_for_request(uow.session, event.request_id) is not None:
@@ -583,7 +601,7 @@ async def _may_sign_for(uow: UnitOfWork, verification: Verification, device: Dev
     return device.activated_at is not None and device.activated_at <= requested_at
 
 
-async def close_request(uow: UnitOfWork, event: BindingEvent) -> None:
+async def close_request(uow: UnitOfWork, deps: VerificationDeps, event: UnbindCancelled | UnbindExpired) -> None:
     """The request was cancelled or expired: its verification is voided (later attempts are
     refused) and none is issued for it again."""
     verification = await repository.live_for_request(uow.session, event.request_id, for_update=True)
@@ -692,25 +710,3 @@ async def ops_devices(uow: UnitOfWork, user_id: str) -> OpsDeviceList:
     for row in await repository.device_histories(uow.session, list(history)):
         history[row.device_id].append(DeviceAuditOut.model_validate(row, from_attributes=True))
     return OpsDeviceList(items=[DeviceDetail(**device_out(device).model_dump(), history=history[device.id]).model_copy(update={"name": redact(device.name)}) for device in devices])
-
-
-async def seed_demo_data(uow: UnitOfWork) -> bool:
-    """Zhang San's enrolled phone (the demo device key, see device_simulator), active; only into an empty database."""
-    if await repository.count_devices(uow.session):
-        return False
-    demo = DeviceSimulator.demo()
-    now = utcnow()
-    phone = Device(
-        id=demo.device_id,
-        user_id="u-zhangsan",
-        name="张三的 iPhone",
-        public_key_pem=demo.public_key_pem,
-        status=DeviceStatus.ACTIVE,
-        counter=0,
-        created_at=now,
-        activated_at=now,
-    )
-    # Li Si reads English (as notification's seed has it); Zhang San, the default.
-    uow.session.add_all([phone, CustomerLocale(user_id="u-lisi", locale="en", updated_at=now)])
-    return True
-

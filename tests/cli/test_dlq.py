@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from services.notification import handlers as notification_handlers
+from services.notification import service as notification_service
 from services.notification.models import InboxEntry, Notification
 from shared.cloudevents import Envelope, header_map
 from shared.consumer import EventConsumer
@@ -105,11 +105,11 @@ async def test_a_dead_letter_is_listed_then_replayed_once_its_cause_is_fixed(kaf
         lender_up = False
         calls: list[str] = []
 
-        async def notify_unless_lender_down(event: UnbindCompleted, uow: UnitOfWork, deps: Any) -> None:
+        async def notify_unless_lender_down(uow: UnitOfWork, deps: Any, event: UnbindCompleted) -> None:
             calls.append(event.request_id)
             if not lender_up:
                 raise RuntimeError(f"lender system unavailable for account {ACCOUNT}")
-            await notification_handlers.on_unbind_completed(event, uow, deps)
+            await notification_service.complete_request(uow, deps, event)
 
         consumer = notification_consumer(stack, kafka_topics, subscriptions={UnbindCompleted: notify_unless_lender_down}, max_attempts=2, retry_backoff=0.01)
         dlq = Dlq(kafka_topics, tmp_path / "var")

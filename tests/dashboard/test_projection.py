@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from services.dashboard.config import DashboardSettings
+from services.dashboard.main import SUBSCRIPTIONS
 from services.dashboard.projection import Projection
 from services.dashboard.stream import LiveHub, StreamReader
 from shared.bus import InMemoryBus
@@ -74,10 +75,10 @@ class Flow:
 def make_reader(now: datetime = T0 + timedelta(minutes=1), **settings: object) -> tuple[StreamReader, LiveHub]:
     config = DashboardSettings(**settings)
     projection = Projection(feed_size=config.feed_size, finished_kept=config.finished_requests_kept)
-    hub = LiveHub(projection, config, lambda: now)
+    hub = LiveHub(projection, config, lambda: now, subscriptions=SUBSCRIPTIONS)
     keys = KeySet(file=KEYS.jwks_file)
     keys.load_now()
-    return StreamReader(InMemoryBus(), config, keys, projection, hub, lambda: now), hub
+    return StreamReader(InMemoryBus(), config, keys, projection, hub, lambda: now, subscriptions=SUBSCRIPTIONS), hub
 
 
 async def test_a_completed_flow_moves_the_funnel_and_times_each_stage() -> None:

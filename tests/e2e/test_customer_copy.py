@@ -23,7 +23,6 @@ from services.binding import texts as binding_texts
 from services.binding.service import FOLLOW_UP_AFTER_PAUSE, FOLLOW_UP_AFTER_SWITCH, FOLLOW_UP_AFTER_UNBIND
 from services.notification.templates import PROBLEM_TEXTS as NOTIFICATION_TEXTS
 from services.verification import texts as verification_texts
-from services.verification.device_simulator import DeviceSimulator
 from services.verification.models import VerificationStatus
 from shared.denials import DENIAL_REASONS, denial_reason
 from shared.i18n import LOCALES, Catalogue, money
@@ -35,6 +34,7 @@ from tests.copy import assert_customer_copy
 from tests.factories import CURRENT_AGREEMENT, Customer, card_number, customer_with_binding, decide_review, enrolled_device, idempotency_key, pass_verification, unbind_body
 from tests.stack import BusTopics, Stack, auth, eventually, running_stack
 from tests.verification.test_api import wrong
+from tools.device_simulator import DeviceSimulator
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGNATURE = "【unbind】"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.binding.handlers import SUBSCRIPTIONS as BINDING
-from services.notification.handlers import SUBSCRIPTIONS as NOTIFICATION
+from services.binding.main import SUBSCRIPTIONS as BINDING
+from services.notification.main import SUBSCRIPTIONS as NOTIFICATION
 from services.notification.models import Contact
-from services.risk.handlers import SUBSCRIPTIONS as RISK
-from services.verification.handlers import SUBSCRIPTIONS as VERIFICATION
+from services.risk.main import SUBSCRIPTIONS as RISK
+from services.verification.main import SUBSCRIPTIONS as VERIFICATION
 from shared.consumer import Subscriptions
 from tests.factories import customer_with_binding, idempotency_key, unbind_body
 from tests.stack import BusTopics, Stack, auth, eventually, running_stack

@@ -26,7 +26,6 @@ from services.binding.main import create_app as create_binding_app
 from services.dashboard.main import create_app as create_dashboard_app
 from services.notification.main import create_app as create_notification_app
 from services.risk.main import create_app as create_risk_app
-from services.verification.device_simulator import DeviceSimulator
 from services.verification.main import create_app as create_verification_app
 from shared.auth import audience_of, issue_token
 from shared.keys import SigningKey, new_kid
@@ -36,6 +35,7 @@ from tests.factories import CURRENT_AGREEMENT, card_number, idempotency_key, unb
 from tests.keys import ISSUER, service_key, token
 from tests.security.conftest import REVIEW_EVERYTHING, World, populated_world
 from tests.stack import auth, make_bus_topics, served, service_settings
+from tools.device_simulator import DeviceSimulator
 from tools.keys import signing_services
 
 PRINCIPALS = ("anonymous", "other", "owner", "ops", "reviewer", "rules_admin", "service")

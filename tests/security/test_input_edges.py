@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 
-from services.verification.device_simulator import DeviceSimulator
 from tests.factories import RULES_ADMIN, customer_with_binding, idempotency_key, reviewer_auth, unbind_body
 from tests.security.conftest import OPS, World, populated_world
 from tests.stack import auth
+from tools.device_simulator import DeviceSimulator
 
 CUSTOMER_SYSTEM = auth("customer-system", "service")
 VERIFICATION = auth("verification", "service")

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from services.notification import handlers as notification_handlers
+from services.notification import service as notification_service
 from services.notification.models import InboxEntry, Notification
 from shared.cloudevents import Envelope, header_map
 from shared.consumer import EventConsumer
@@ -121,11 +121,11 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(any_bu
         runtime = stack.runtime("notification")
         calls: list[str] = []
 
-        async def flaky(event: UnbindCompleted, uow: UnitOfWork, deps: object) -> None:
+        async def flaky(uow: UnitOfWork, deps: object, event: UnbindCompleted) -> None:
             calls.append(event.request_id)
             if event.request_id == "r-bad":
                 raise RuntimeError("lender system rejected account 6222021234564821")
-            await notification_handlers.on_unbind_completed(event, uow, deps)
+            await notification_service.complete_request(uow, deps, event)
 
         consumer = notification_consumer(stack, any_bus, subscriptions={UnbindCompleted: flaky}, max_attempts=3, retry_backoff=0.01)
         await notification_knows(stack, completed_event(request_id="r-bad"), completed_event(request_id="r-good"))

@@ -9,7 +9,7 @@ from pathlib import Path
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry, generate_latest
 
-from services.notification import handlers as notification_handlers
+from services.notification import service as notification_service
 from shared.bus import InMemoryBus, partition_lag
 from shared.events import UnbindCompleted
 from shared.metrics import ConsumerMetrics
@@ -24,10 +24,10 @@ async def test_consumer_counts_by_type_once_committed_and_each_failed_attempt(tm
     topics = make_bus_topics("memory", None)
     urls = {"notification": f"sqlite+aiosqlite:///{tmp_path / 'notification.db'}"}
     async with running_stack(topics, urls, tmp_path, ("notification",), {"notification": {"run_workers": False}}) as stack:
-        async def flaky(event: UnbindCompleted, uow: UnitOfWork, deps: object) -> None:
+        async def flaky(uow: UnitOfWork, deps: object, event: UnbindCompleted) -> None:
             if event.request_id == "r-bad":
                 raise RuntimeError("the lender system is confused")
-            await notification_handlers.on_unbind_completed(event, uow, deps)
+            await notification_service.complete_request(uow, deps, event)
 
         registry = CollectorRegistry()
         consumer = notification_consumer(

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from services.verification.device_simulator import DeviceSimulator
 from shared.cloudevents import Envelope
 from shared.encoding import b64url
 from shared.events import RiskAssessed
 from tests.binding.test_api import assert_problem
 from tests.factories import Customer, customer_with_binding, enrolled_device, idempotency_key, unbind_body
 from tests.stack import BusTopics, Stack, auth, eventually, running_stack
+from tools.device_simulator import DeviceSimulator
 
 # Risk is played by the test: it decides step_up, so verification asks for both methods.
 WITHOUT_RISK = ("binding", "verification", "notification")

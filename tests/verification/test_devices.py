@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy import select
 
 from services.notification.models import Delivery
-from services.verification.device_simulator import DeviceSimulator
 from services.verification.models import OutboxMessage
 from shared.cloudevents import Envelope
 from tests.binding.test_api import assert_problem
@@ -22,6 +21,7 @@ from tests.factories import Customer, customer_with_binding, enrolled_device, pe
 from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack
 from tests.verification.test_api import wrong
 from tests.verification.test_biometric import WITHOUT_RISK, challenge, step_up, submit
+from tools.device_simulator import DeviceSimulator
 
 EVERY_CHANNEL = {"sms": "sent", "push": "sent", "inapp": "sent", "email": "sent"}
 

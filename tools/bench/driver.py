@@ -15,12 +15,12 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.verification.device_simulator import DeviceSimulator
 from shared.cloudevents import Envelope, MalformedEvent
 from shared.events import BindingEvent
-from shared.population import SyntheticCustomer
+from tools.device_simulator import DeviceSimulator
 from tools.kafka import Cluster, partitions_of
 from tools.keys import TokenMinter
+from tools.population import SyntheticCustomer
 from tools.running import RunningStack
 from tools.sms import SmsSink
 

@@ -32,11 +32,11 @@ from typing import Any
 
 import httpx
 
-from shared.population import synthetic_customers
 from tools.bench.ceilings import commit_ceiling, committed_transactions, kafka_ceiling
 from tools.bench.driver import Customers, Timeline, TopicWatcher, WorkflowFailed
 from tools.errors import InfraError
 from tools.keys import TokenMinter
+from tools.population import synthetic_customers
 from tools.running import RunningStack, check_running, find_running_stack
 from tools.services import load_settings, seed_population
 

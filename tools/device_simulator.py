@@ -1,5 +1,6 @@
-"""A software stand-in for the phone's secure element, used by the tests and the demo: it holds a
-P-256 private key and signs challenges exactly as the app would (see `biometric.py`)."""
+"""A software stand-in for the phone's secure element, used by the tests, the demo, chaos and the
+bench: it holds a P-256 private key and signs challenges exactly as the app would (see
+services/verification/biometric.py)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Synthetic customers for load and chaos runs: many of them, each with one active mortgage
 binding and a phone the development SMS gateway writes to. Every number is fictional.
 
-Each service writes its own part (`seed_customers` in its service.py, like `seed_demo_data`);
-`unbind chaos` and `unbind bench` create them through `tools.services.seed_population`.
+`unbind chaos` and `unbind bench` create them through `tools.services.seed_population`, which
+writes each service's part (tools/seeds.py, `POPULATION`).
 """
 
 from __future__ import annotations
