@@ -26,7 +26,7 @@ help:
 	@echo "make down      stop what 'make up' started (from another terminal)"
 	@echo "make status    show what runs"
 	@echo "make test      ruff, then the whole test suite (starts its own Kafka and PostgreSQL)"
-	@echo "make lint      ruff only"
+	@echo "make lint      ruff check and ruff format --check"
 	@echo "make clean     stop everything and remove var/ (the Kafka jar cache in ~/.cache/unbind stays)"
 	@echo "'make up' and 'make test' first install the system packages they need (as root, on Debian) or name the command that does"
 
@@ -61,6 +61,7 @@ status: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check shared services tests tools
+	$(BIN)/ruff format --check shared services tests tools
 
 # pytest exits 5 when it collected no test; make treats that, like any failure, as an error.
 test: system-deps-test lint

@@ -21,7 +21,9 @@ _SEPARATORS = frozenset(" .-")
 def normalise_account_number(value: str) -> str:
     """The canonical digits of an account number; ValueError (a message for the customer) if it is not one."""
     folded = unicodedata.normalize("NFKC", value)
-    digits = "".join(ch for ch in folded if not (ch in _SEPARATORS or ch.isspace() or unicodedata.category(ch) == "Pd"))
+    digits = "".join(
+        ch for ch in folded if not (ch in _SEPARATORS or ch.isspace() or unicodedata.category(ch) == "Pd")
+    )
     # str.isdigit() accepts other scripts' digits (Arabic-Indic, Devanagari...): only 0-9 count.
     if not digits.isascii() or not digits.isdigit():
         raise ValueError("must be digits, optionally separated by spaces, dashes or dots")

@@ -20,7 +20,14 @@ from typing import Annotated, Any, Protocol
 from aiokafka import TopicPartition
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select, text
@@ -85,7 +92,9 @@ RequestUnitOfWork = Annotated[UnitOfWork, Depends(request_unit_of_work, scope="f
 Runtime = Annotated[ServiceRuntime, Depends(runtime_of)]
 
 
-async def request_locale(request: Request, principal: Annotated[Principal, Depends(authenticate)], uow: RequestUnitOfWork) -> str:
+async def request_locale(
+    request: Request, principal: Annotated[Principal, Depends(authenticate)], uow: RequestUnitOfWork
+) -> str:
     """The language to answer the caller in: Accept-Language, else the locale they saved (read in the
     request's own unit of work), else zh-CN. Kept on the request, so the problems it may raise later
     are in the same language."""
@@ -125,13 +134,21 @@ def build_service_app(
     how it finds a customer's saved locale (`saved_locale`)."""
     configure_logging(settings.service_name, settings.log_level)
     keys = settings.load_keys()
-    bus = bus or KafkaBus(settings.kafka_bootstrap_servers, settings.kafka_security(), client_id=f"unbind-{settings.service_name}")
+    bus = bus or KafkaBus(
+        settings.kafka_bootstrap_servers,
+        settings.kafka_security(),
+        client_id=f"unbind-{settings.service_name}",
+    )
     engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     session_factory = create_session_factory(engine)
     registry = registry or CollectorRegistry()
-    relay = OutboxRelay(session_factory=session_factory, model=outbox_model, bus=bus, batch_size=settings.relay_batch_size)
+    relay = OutboxRelay(
+        session_factory=session_factory, model=outbox_model, bus=bus, batch_size=settings.relay_batch_size
+    )
     outbox = Outbox(outbox_model, settings.topic, keys.signing)
-    runtime = ServiceRuntime(settings, keys, engine, session_factory, outbox, relay, None, registry, saved_locale=saved_locale)
+    runtime = ServiceRuntime(
+        settings, keys, engine, session_factory, outbox, relay, None, registry, saved_locale=saved_locale
+    )
     if subscriptions:
         assert inbox_model is not None, "a consuming service needs an inbox table"
         runtime.consumer = EventConsumer(
@@ -156,9 +173,17 @@ def build_service_app(
             if settings.run_workers:
                 runtime.tasks.append(asyncio.create_task(relay.run(), name=f"{settings.service_name}-relay"))
                 if runtime.consumer is not None:
-                    runtime.tasks.append(asyncio.create_task(runtime.consumer.run(), name=f"{settings.service_name}-consumer"))
+                    runtime.tasks.append(
+                        asyncio.create_task(runtime.consumer.run(), name=f"{settings.service_name}-consumer")
+                    )
                 runtime.tasks.extend(asyncio.create_task(worker(runtime)) for worker in workers)
-            log.info("service started", extra={"database": engine.url.render_as_string(hide_password=True), "kafka": settings.kafka_bootstrap_servers})
+            log.info(
+                "service started",
+                extra={
+                    "database": engine.url.render_as_string(hide_password=True),
+                    "kafka": settings.kafka_bootstrap_servers,
+                },
+            )
             try:
                 yield
             finally:
@@ -166,7 +191,10 @@ def build_service_app(
                     task.cancel()
                 _, stuck = await asyncio.wait(runtime.tasks, timeout=10) if runtime.tasks else (set(), set())
                 for task in stuck:
-                    log.error("background task did not stop", extra={"task": task.get_name(), "stack": repr(task.get_stack(limit=5))})
+                    log.error(
+                        "background task did not stop",
+                        extra={"task": task.get_name(), "stack": repr(task.get_stack(limit=5))},
+                    )
                 runtime.tasks.clear()
         await engine.dispose()
 
@@ -177,7 +205,11 @@ def build_service_app(
         except Exception as exc:
             raise NotReady(f"database unreachable: {type(exc).__name__}") from exc
         consumer = runtime.consumer
-        return {"database": "ok", "relay_connected": runtime.relay.connected, "consumer_connected": consumer.connected if consumer else None}
+        return {
+            "database": "ok",
+            "relay_connected": runtime.relay.connected,
+            "consumer_connected": consumer.connected if consumer else None,
+        }
 
     app = build_http_app(
         settings,
@@ -198,8 +230,17 @@ def build_service_app(
         if not is_transient(exc):
             return unexpected_error(request, exc)
         # The unit of work rolled back and nothing changed, so the client may simply retry.
-        log.warning("database unavailable", extra={"path": request.url.path, "error": type(exc.orig).__name__})
-        return problem_response(request, 503, "service-unavailable", "Service unavailable", "The database did not answer; retry shortly.", {"Retry-After": "1"})
+        log.warning(
+            "database unavailable", extra={"path": request.url.path, "error": type(exc.orig).__name__}
+        )
+        return problem_response(
+            request,
+            503,
+            "service-unavailable",
+            "Service unavailable",
+            detail="The database did not answer; retry shortly.",
+            headers={"Retry-After": "1"},
+        )
 
     return app
 
@@ -246,15 +287,25 @@ def build_http_app(
 def _runtime_metrics(runtime: ServiceRuntime) -> Callable[[], Awaitable[None]]:
     """Gauges read from the relay, the consumer and the outbox when `/metrics` is scraped: the
     cost is one query and a look at the consumer client per scrape, nothing per event."""
-    outbox_pending = Gauge("unbind_outbox_pending", "Outbox rows not yet published", registry=runtime.registry)
-    oldest_unsent = Gauge("unbind_outbox_oldest_unsent_age_seconds", "Age of the oldest outbox row not yet published (0 when none)", registry=runtime.registry)
+    outbox_pending = Gauge(
+        "unbind_outbox_pending", "Outbox rows not yet published", registry=runtime.registry
+    )
+    oldest_unsent = Gauge(
+        "unbind_outbox_oldest_unsent_age_seconds",
+        "Age of the oldest outbox row not yet published (0 when none)",
+        registry=runtime.registry,
+    )
     runtime.registry.register(_PublishedCounter(runtime.relay))
     lag = consumer_lag_gauge(runtime.registry)
     model = runtime.outbox.model
 
     async def refresh() -> None:
         async with runtime.session_factory() as session:
-            pending, oldest = (await session.execute(select(func.count(), func.min(model.created_at)).where(model.published_at.is_(None)))).one()
+            pending, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(model.created_at)).where(model.published_at.is_(None))
+                )
+            ).one()
         outbox_pending.set(pending)
         oldest_unsent.set(max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0)
         if runtime.consumer is not None:
@@ -270,7 +321,11 @@ class _PublishedCounter(Collector):
         self._relay = relay
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        yield CounterMetricFamily("unbind_events_published", "Outbox rows this instance published since start", value=self._relay.published_total)
+        yield CounterMetricFamily(
+            "unbind_events_published",
+            "Outbox rows this instance published since start",
+            value=self._relay.published_total,
+        )
 
 
 class LagSource(Protocol):
@@ -280,7 +335,8 @@ class LagSource(Protocol):
 def consumer_lag_gauge(registry: CollectorRegistry) -> Gauge:
     return Gauge(
         "unbind_consumer_lag",
-        "Records on the partition not yet processed by this instance (highwater as of the last fetch minus the committed offset or, for the dashboard, its view's position)",
+        "Records on the partition not yet processed by this instance (highwater as of the last fetch minus "
+        "the committed offset or, for the dashboard, its view's position)",
         ["topic", "partition"],
         registry=registry,
     )
@@ -292,7 +348,9 @@ async def refresh_consumer_lag(gauge: Gauge, source: LagSource) -> None:
     try:
         async with asyncio.timeout(2):
             lags = await source.lag()
-    except Exception as exc:  # a rebalance under way, a position not known yet: the scrape answers without lag
+    except (
+        Exception
+    ) as exc:  # a rebalance under way, a position not known yet: the scrape answers without lag
         log.debug("consumer lag unavailable", extra={"error": redact(repr(exc))})
         lags = {}
     gauge.clear()
@@ -300,19 +358,25 @@ async def refresh_consumer_lag(gauge: Gauge, source: LagSource) -> None:
         gauge.labels(tp.topic, str(tp.partition)).set(behind)
 
 
-def _operations_router(registry: CollectorRegistry, readiness: Readiness, refresh_metrics: Callable[[], Awaitable[None]] | None) -> APIRouter:
+def _operations_router(
+    registry: CollectorRegistry, readiness: Readiness, refresh_metrics: Callable[[], Awaitable[None]] | None
+) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Readiness: the service's dependencies answer; Kafka connectivity is reported", responses=problem_responses((503, "Not ready")))
+    @router.get(
+        "/readyz",
+        summary="Readiness: the service's dependencies answer; Kafka connectivity is reported",
+        responses=problem_responses((503, "Not ready")),
+    )
     async def readyz(request: Request) -> Any:
         try:
             details = await readiness()
         except NotReady as exc:
-            return problem_response(request, 503, "not-ready", "Not ready", str(exc))
+            return problem_response(request, 503, "not-ready", "Not ready", detail=str(exc))
         return {"status": "ready", **details}
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
@@ -329,15 +393,23 @@ class _ObservabilityMiddleware:
 
     def __init__(self, app: ASGIApp, registry: CollectorRegistry):
         self.app = app
-        self.requests = Counter("unbind_http_requests", "HTTP requests", ["method", "route", "status"], registry=registry)
-        self.latency = Histogram("unbind_http_request_seconds", "HTTP request latency", ["method", "route"], registry=registry)
+        self.requests = Counter(
+            "unbind_http_requests", "HTTP requests", ["method", "route", "status"], registry=registry
+        )
+        self.latency = Histogram(
+            "unbind_http_request_seconds", "HTTP request latency", ["method", "route"], registry=registry
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         incoming = dict(scope.get("headers") or ()).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if incoming and len(incoming) <= 64 and incoming.replace("-", "").isalnum() else str(uuid.uuid4())
+        request_id = (
+            incoming
+            if incoming and len(incoming) <= 64 and incoming.replace("-", "").isalnum()
+            else str(uuid.uuid4())
+        )
         token = correlation_id.set(request_id)
         status = 500
         started = time.perf_counter()

@@ -31,7 +31,9 @@ from shared.problems import Problem
 
 ROLES = frozenset({"customer", "ops", "reviewer", "rules_admin", "service"})
 MAX_SUBJECT_LENGTH = 64
-_bearer = HTTPBearer(auto_error=False, description="JWT (EdDSA or ES256) with claims sub, roles, iss, aud, exp")
+_bearer = HTTPBearer(
+    auto_error=False, description="JWT (EdDSA or ES256) with claims sub, roles, iss, aud, exp"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +53,13 @@ def audience_of(service: str) -> str:
 
 
 def issue_token(
-    key: SigningKey, subject: str, roles: Iterable[str], *, audience: str | Iterable[str], ttl_seconds: int = 900, issuer: str = "unbind"
+    key: SigningKey,
+    subject: str,
+    roles: Iterable[str],
+    *,
+    audience: str | Iterable[str],
+    ttl_seconds: int = 900,
+    issuer: str = "unbind",
 ) -> str:
     roles = sorted(set(roles))
     if unknown := set(roles) - ROLES:
@@ -70,7 +78,9 @@ def issue_token(
 
 
 def _unauthorized(detail: str) -> Problem:
-    return Problem(401, "unauthorized", "Authentication required", detail, headers={"WWW-Authenticate": "Bearer"})
+    return Problem(
+        401, "unauthorized", "Authentication required", detail, headers={"WWW-Authenticate": "Bearer"}
+    )
 
 
 async def decode_token(keys: KeySet, token: str, *, audience: str, issuer: str = "unbind") -> Principal:
@@ -84,12 +94,23 @@ async def decode_token(keys: KeySet, token: str, *, audience: str, issuer: str =
     try:
         trusted = await keys.get(kid)
     except KeySetUnavailable as exc:
-        raise Problem(503, "keys-unavailable", "Service unavailable", "The signing keys could not be loaded; retry shortly.", headers={"Retry-After": "5"}) from exc
+        raise Problem(
+            503,
+            "keys-unavailable",
+            "Service unavailable",
+            "The signing keys could not be loaded; retry shortly.",
+            headers={"Retry-After": "5"},
+        ) from exc
     if trusted is None:
         raise _unauthorized("The token is signed by an unknown key.")
     try:
         claims = jwt.decode(
-            token, trusted.key, algorithms=[trusted.algorithm], audience=audience, issuer=issuer, options={"require": ["sub", "exp", "iss", "aud"]}
+            token,
+            trusted.key,
+            algorithms=[trusted.algorithm],
+            audience=audience,
+            issuer=issuer,
+            options={"require": ["sub", "exp", "iss", "aud"]},
         )
     except jwt.ExpiredSignatureError as exc:
         raise _unauthorized("The token has expired.") from exc
@@ -99,11 +120,18 @@ async def decode_token(keys: KeySet, token: str, *, audience: str, issuer: str =
         raise _unauthorized("The token is not valid.") from exc
     roles = claims.get("roles")
     subject = claims.get("sub")
-    if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles) or not isinstance(subject, str) or not subject:
+    if (
+        not isinstance(roles, list)
+        or not all(isinstance(role, str) for role in roles)
+        or not isinstance(subject, str)
+        or not subject
+    ):
         raise _unauthorized("The token lacks a subject or roles.")
     # The subject is recorded as a user id, reviewer or author (columns of 64 characters).
     if len(subject) > MAX_SUBJECT_LENGTH or not subject.isprintable():
-        raise _unauthorized(f"The token's subject must be printable and at most {MAX_SUBJECT_LENGTH} characters.")
+        raise _unauthorized(
+            f"The token's subject must be printable and at most {MAX_SUBJECT_LENGTH} characters."
+        )
     granted = frozenset(roles) & ROLES
     if trusted.service is not None:
         # A service's key vouches for that service and nothing more: never a customer or an ops user.
@@ -114,11 +142,18 @@ async def decode_token(keys: KeySet, token: str, *, audience: str, issuer: str =
     return Principal(subject=subject, roles=granted, expires_at=int(claims["exp"]))
 
 
-async def authenticate(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+async def authenticate(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise _unauthorized("Send `Authorization: Bearer <token>`.")
     settings = request.app.state.settings
-    return await decode_token(request.app.state.keys, credentials.credentials, audience=settings.jwt_audience, issuer=settings.jwt_issuer)
+    return await decode_token(
+        request.app.state.keys,
+        credentials.credentials,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+    )
 
 
 def require_role(*roles: str) -> Callable[..., Principal]:
@@ -126,7 +161,9 @@ def require_role(*roles: str) -> Callable[..., Principal]:
 
     async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if not principal.roles & set(roles):
-            raise Problem(403, "forbidden", "Forbidden", f"This endpoint needs the role {' or '.join(roles)}.")
+            raise Problem(
+                403, "forbidden", "Forbidden", f"This endpoint needs the role {' or '.join(roles)}."
+            )
         return principal
 
     return dependency
@@ -138,7 +175,9 @@ def require_service(*services: str) -> Callable[..., Principal]:
 
     async def dependency(principal: Annotated[Principal, Depends(require_role("service"))]) -> Principal:
         if principal.subject not in services:
-            raise Problem(403, "forbidden", "Forbidden", f"Only {' or '.join(services)} may call this endpoint.")
+            raise Problem(
+                403, "forbidden", "Forbidden", f"Only {' or '.join(services)} may call this endpoint."
+            )
         return principal
 
     return dependency

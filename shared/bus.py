@@ -25,14 +25,20 @@ log = logging.getLogger(__name__)
 class Producer(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
-    async def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None) -> asyncio.Future: ...
-    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None) -> Any: ...
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None
+    ) -> asyncio.Future: ...
+    async def send_and_wait(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None
+    ) -> Any: ...
 
 
 class Consumer(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
-    async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None) -> dict[TopicPartition, list[Any]]: ...
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[Any]]: ...
     async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None: ...
     def assignment(self) -> set[TopicPartition]: ...
     def highwater(self, partition: TopicPartition) -> int | None: ...
@@ -41,7 +47,9 @@ class Consumer(Protocol):
 
 class EventBus(Protocol):
     def producer(self) -> Producer: ...
-    def consumer(self, group_id: str, topics: list[str], *, listener: ConsumerRebalanceListener | None = None) -> Consumer: ...
+    def consumer(
+        self, group_id: str, topics: list[str], *, listener: ConsumerRebalanceListener | None = None
+    ) -> Consumer: ...
 
 
 async def stop_quietly(client: Producer | Consumer, timeout: float = 5) -> None:
@@ -53,7 +61,9 @@ async def stop_quietly(client: Producer | Consumer, timeout: float = 5) -> None:
         log.debug("client stop failed", extra={"error": repr(exc)})
 
 
-async def partition_lag(consumer: Consumer, committed: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+async def partition_lag(
+    consumer: Consumer, committed: Mapping[TopicPartition, int]
+) -> dict[TopicPartition, int]:
     """Records behind on each assigned partition: the highwater (offset of the next record to be
     written, as of the last fetch) minus the offset committed by this consumer, or, before its
     first commit there, its position. Both are local to the client, so no request goes to the
@@ -89,7 +99,9 @@ class KafkaBus:
             retry_backoff_ms=200,
         )
 
-    def consumer(self, group_id: str, topics: list[str], *, listener: ConsumerRebalanceListener | None = None) -> AIOKafkaConsumer:
+    def consumer(
+        self, group_id: str, topics: list[str], *, listener: ConsumerRebalanceListener | None = None
+    ) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
             client_id=self.client_id,
@@ -150,7 +162,9 @@ class InMemoryBus:
     def producer(self) -> _MemoryProducer:
         return _MemoryProducer(self)
 
-    def consumer(self, group_id: str, topics: list[str], *, listener: ConsumerRebalanceListener | None = None) -> _MemoryConsumer:
+    def consumer(
+        self, group_id: str, topics: list[str], *, listener: ConsumerRebalanceListener | None = None
+    ) -> _MemoryConsumer:
         # No rebalances here: one consumer gets every partition, from the committed offsets
         # (the beginning for a group that never commits, such as the dashboard's).
         return _MemoryConsumer(self, group_id, topics)
@@ -166,12 +180,16 @@ class _MemoryProducer:
     async def stop(self) -> None:
         return None
 
-    async def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None) -> asyncio.Future:
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None
+    ) -> asyncio.Future:
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         future.set_result(self.bus.append(topic, value, key, headers))
         return future
 
-    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None) -> MemoryRecord:
+    async def send_and_wait(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None
+    ) -> MemoryRecord:
         return await (await self.send(topic, value, key, headers))
 
 
@@ -191,7 +209,9 @@ class _MemoryConsumer:
     async def stop(self) -> None:
         return None
 
-    async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None) -> dict[TopicPartition, list[MemoryRecord]]:
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[MemoryRecord]]:
         batch = self._take(max_records)
         deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
         while not batch and asyncio.get_running_loop().time() < deadline:

@@ -110,7 +110,10 @@ class Envelope:
             time = datetime.fromisoformat(attributes["ce_time"])
         except ValidationError as exc:
             # Field paths and messages only: the input may hold a customer's free text.
-            problems = "; ".join(f"{'.'.join(map(str, error['loc'])) or 'data'}: {error['msg']}" for error in exc.errors(include_input=False, include_url=False))
+            problems = "; ".join(
+                f"{'.'.join(map(str, error['loc'])) or 'data'}: {error['msg']}"
+                for error in exc.errors(include_input=False, include_url=False)
+            )
             raise MalformedEvent(f"invalid {event_type.__name__} data: {problems}") from exc
         except (orjson.JSONDecodeError, ValueError) as exc:
             raise MalformedEvent(f"invalid {event_type.__name__} data: {exc}") from exc
@@ -124,21 +127,31 @@ def signing_input(attributes: dict[str, str], value: bytes) -> bytes:
     return b"".join(len(part).to_bytes(4, "big") + part for part in parts)
 
 
-async def verify_signature(keys: KeySet, envelope: Envelope, value: bytes | None, headers: Headers | tuple) -> None:
+async def verify_signature(
+    keys: KeySet, envelope: Envelope, value: bytes | None, headers: Headers | tuple
+) -> None:
     """Raise EventRejected unless the event was signed by the one service that emits its type.
     Raises KeySetUnavailable when the keys cannot be loaded (not the event's fault)."""
     attributes = header_map(headers)
     emitter = type(envelope.data).emitted_by
     if envelope.source != f"/services/{emitter}":
-        raise EventRejected("wrong-source", f"{envelope.type} is emitted by {emitter} only, not by {envelope.source[:100]!r}")
+        raise EventRejected(
+            "wrong-source", f"{envelope.type} is emitted by {emitter} only, not by {envelope.source[:100]!r}"
+        )
     kid, signature = attributes.get(KEY_ID_HEADER), attributes.get(SIGNATURE_HEADER)
     if not kid or not signature:
         raise EventRejected("unsigned", f"{envelope.type} carries no signature")
     key = await keys.get(kid)
     if key is None:
-        raise EventRejected("unknown-key", f"{envelope.type} is signed with a key the JWKS does not hold ({kid[:100]!r})")
+        raise EventRejected(
+            "unknown-key", f"{envelope.type} is signed with a key the JWKS does not hold ({kid[:100]!r})"
+        )
     if key.service != emitter:
-        raise EventRejected("wrong-key", f"{envelope.type} is signed with a key of {key.service or 'an identity provider'}, not of {emitter}")
+        raise EventRejected(
+            "wrong-key",
+            f"{envelope.type} is signed with a key of {key.service or 'an identity provider'}, not of "
+            f"{emitter}",
+        )
     try:
         raw = b64url_decode(signature)
     except ValueError:

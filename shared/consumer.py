@@ -3,12 +3,12 @@
 For each record: parse the CloudEvent; skip types the service does not subscribe to; otherwise, in
 ONE transaction, record the event id in the inbox and run the handler. The records fetched
 together are handled in one transaction (falling back to one transaction each when a handler
-fails), which is what keeps a consumer's commits per second far below its events per second. A redelivered event finds
-its id in the inbox and changes nothing. Offsets are committed only after the handlers' transactions
-have committed, so a crash in between means redelivery, never loss. A handler that keeps failing is
-retried a bounded number of times, then the record goes to the dead-letter topic with the error in
-its headers and consumption goes on. An unreachable database is not the event's fault: the consumer
-then backs off and reads the event again, without spending its retries or dead-lettering it.
+fails), which is what keeps a consumer's commits per second far below its events per second. A redelivered
+event finds its id in the inbox and changes nothing. Offsets are committed only after the handlers'
+transactions have committed, so a crash in between means redelivery, never loss. A handler that keeps failing
+is retried a bounded number of times, then the record goes to the dead-letter topic with the error in its
+headers and consumption goes on. An unreachable database is not the event's fault: the consumer then backs off
+and reads the event again, without spending its retries or dead-lettering it.
 
 Before any handler runs, an event of a subscribed type must carry the signature of the one service
 that emits that type (`shared.cloudevents.verify_signature`); a handler may refuse an event that is
@@ -117,7 +117,9 @@ class EventConsumer:
         """Consume forever; a lost broker or a failed commit restarts the consumer, never skips."""
         backoff = 0.2
         while True:
-            consumer = self._bus.consumer(self.group_id, [self._topic], listener=_ForgetRevoked(self._committed))
+            consumer = self._bus.consumer(
+                self.group_id, [self._topic], listener=_ForgetRevoked(self._committed)
+            )
             try:
                 await consumer.start()
                 self.connected = True
@@ -127,7 +129,10 @@ class EventConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("consumer stopped; restarting", extra={"group": self.group_id, "error": redact(repr(exc)), "backoff_s": backoff})
+                log.warning(
+                    "consumer stopped; restarting",
+                    extra={"group": self.group_id, "error": redact(repr(exc)), "backoff_s": backoff},
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
@@ -152,7 +157,11 @@ class EventConsumer:
     def assigned_partitions(self) -> set[int]:
         """The partitions of the topic this instance holds now (empty while it is not connected)."""
         client = self._client
-        return {tp.partition for tp in client.assignment() if tp.topic == self._topic} if client is not None else set()
+        return (
+            {tp.partition for tp in client.assignment() if tp.topic == self._topic}
+            if client is not None
+            else set()
+        )
 
     async def lag(self) -> dict[TopicPartition, int]:
         """Records not yet committed on each partition this instance holds (empty while it is not
@@ -186,8 +195,13 @@ class EventConsumer:
                 return
             except Exception as exc:
                 if is_transient(exc):
-                    raise InfrastructureUnavailable(f"{type(exc).__name__} while handling a batch of {len(todo)}") from exc
-                log.info("batch failed; handling its records one by one", extra={"records": len(records), "error": redact(repr(exc))})
+                    raise InfrastructureUnavailable(
+                        f"{type(exc).__name__} while handling a batch of {len(todo)}"
+                    ) from exc
+                log.info(
+                    "batch failed; handling its records one by one",
+                    extra={"records": len(records), "error": redact(repr(exc))},
+                )
         for record in records:
             await self.handle(record)
 
@@ -198,14 +212,19 @@ class EventConsumer:
             # Registered first, so it runs as soon as the commit is durable, whatever follows.
             uow.after_commit(lambda: self._count_committed(handled, duplicates))
             ids = [envelope.id for envelope, _ in todo]
-            seen = set(await uow.session.scalars(select(self._inbox.event_id).where(self._inbox.event_id.in_(ids))))
+            seen = set(
+                await uow.session.scalars(select(self._inbox.event_id).where(self._inbox.event_id.in_(ids)))
+            )
             for envelope, handler in todo:
                 if envelope.id in seen:
                     duplicates.append(envelope.type)
                     continue
                 seen.add(envelope.id)
                 uow.session.add(self._inbox(event_id=envelope.id, event_type=envelope.type))
-                cid, current = correlation_id.set(envelope.data.correlation_id), current_envelope.set(envelope)
+                cid, current = (
+                    correlation_id.set(envelope.data.correlation_id),
+                    current_envelope.set(envelope),
+                )
                 try:
                     await handler(uow, self.deps, envelope.data)
                 finally:
@@ -259,12 +278,19 @@ class EventConsumer:
                     return
                 except Exception as exc:
                     if is_transient(exc):
-                        raise InfrastructureUnavailable(f"{type(exc).__name__} while handling {envelope.type}") from exc
+                        raise InfrastructureUnavailable(
+                            f"{type(exc).__name__} while handling {envelope.type}"
+                        ) from exc
                     error = exc
                     self.metrics.failed.labels(envelope.type).inc()
                     log.warning(
                         "handler failed",
-                        extra={"event_type": envelope.type, "event_id": envelope.id, "attempt": attempt, "error": redact(repr(exc))},
+                        extra={
+                            "event_type": envelope.type,
+                            "event_id": envelope.id,
+                            "attempt": attempt,
+                            "error": redact(repr(exc)),
+                        },
                     )
                     if attempt < self._max_attempts:
                         await asyncio.sleep(self._retry_backoff * 2 ** (attempt - 1))
@@ -282,9 +308,13 @@ class EventConsumer:
 
     async def _handle_in_transaction(self, envelope: Envelope, handler: Handler) -> None:
         async with self._unit_of_work() as uow:
-            if await uow.session.scalar(select(self._inbox.event_id).where(self._inbox.event_id == envelope.id)):
+            if await uow.session.scalar(
+                select(self._inbox.event_id).where(self._inbox.event_id == envelope.id)
+            ):
                 uow.after_commit(lambda: self._count_committed([], [envelope.type]))
-                log.info("duplicate event ignored", extra={"event_type": envelope.type, "event_id": envelope.id})
+                log.info(
+                    "duplicate event ignored", extra={"event_type": envelope.type, "event_id": envelope.id}
+                )
                 return
             uow.after_commit(lambda: self._count_committed([envelope.type], []))
             uow.session.add(self._inbox(event_id=envelope.id, event_type=envelope.type))
@@ -292,10 +322,21 @@ class EventConsumer:
 
     async def _reject(self, record: Any, rejection: EventRejected, event_type: str) -> None:
         self.metrics.rejected.labels(event_type, rejection.reason).inc()
-        log.warning("event rejected", extra={"event_type": event_type, "reason": rejection.reason, "error": redact(str(rejection))})
+        log.warning(
+            "event rejected",
+            extra={"event_type": event_type, "reason": rejection.reason, "error": redact(str(rejection))},
+        )
         await self._dead_letter(record, rejection, attempts=0, event_type=event_type, reason=rejection.reason)
 
-    async def _dead_letter(self, record: Any, error: BaseException, *, attempts: int, event_type: str = MALFORMED, reason: str = "") -> None:
+    async def _dead_letter(
+        self,
+        record: Any,
+        error: BaseException,
+        *,
+        attempts: int,
+        event_type: str = MALFORMED,
+        reason: str = "",
+    ) -> None:
         headers = [(name, value) for name, value in (record.headers or ()) if not name.startswith("x-dlq-")]
         if reason:
             headers.append(("x-dlq-reason", reason.encode()))
@@ -313,14 +354,21 @@ class EventConsumer:
             self._dlq_producer = self._bus.producer()
             await self._dlq_producer.start()
         # Waiting for the acknowledgement keeps the offset uncommitted until the letter is safe.
-        await self._dlq_producer.send_and_wait(self._dlq_topic, record.value or b"", key=record.key, headers=headers)
+        await self._dlq_producer.send_and_wait(
+            self._dlq_topic, record.value or b"", key=record.key, headers=headers
+        )
         self.dead_lettered_total += 1
         self.metrics.dead_lettered.labels(event_type).inc()
         log.error(
             "event dead-lettered",
-            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset, "attempts": attempts, "error": redact(str(error))},
+            extra={
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "attempts": attempts,
+                "error": redact(str(error)),
+            },
         )
-
 
 
 def header_type(record: Any) -> str:

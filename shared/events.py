@@ -230,12 +230,14 @@ class MandateRefused(MandateEvent):
 
 
 class UnbindRequested(BindingEvent):
-    """Emitted by binding when a customer asks to unbind a binding, or (`kind`) to pause its auto-debit or switch its repayment account."""
+    """Emitted by binding when a customer asks to unbind a binding, or (`kind`) to pause its auto-debit or
+    switch its repayment account."""
 
     emitted_by = "binding"
     # Every kind goes through the same risk scoring and verification; only completion differs.
     kind: RequestKind = RequestKind.UNBIND
-    # A pause: for how many months. A switch: the account it moves to (its lender's code, its last four digits).
+    # A pause: for how many months. A switch: the account it moves to (its lender's code, its last four
+    # digits).
     pause_months: int | None = Field(None, ge=1, le=3)
     new_lender: Code | None = None
     new_account_last4: Last4 | None = None
@@ -326,7 +328,8 @@ class UnbindCompleted(BindingEvent):
 
 
 class AutoDebitPaused(BindingEvent):
-    """Emitted by binding when a verified pause request has suspended a binding's auto-debit mandate until `resumes_on`."""
+    """Emitted by binding when a verified pause request has suspended a binding's auto-debit mandate until
+    `resumes_on`."""
 
     emitted_by = "binding"
     mandate_id: str
@@ -335,14 +338,16 @@ class AutoDebitPaused(BindingEvent):
 
 
 class AutoDebitResumed(BindingEvent):
-    """Emitted by binding when a paused auto-debit mandate is active again (`request_id` is the pause request's)."""
+    """Emitted by binding when a paused auto-debit mandate is active again (`request_id` is the pause
+    request's)."""
 
     emitted_by = "binding"
     mandate_id: str
 
 
 class RepaymentAccountSwitched(BindingEvent):
-    """Emitted by binding when a verified switch request has moved a binding and its benefits to another account (its mandate: MandateRequested)."""
+    """Emitted by binding when a verified switch request has moved a binding and its benefits to another
+    account (its mandate: MandateRequested)."""
 
     emitted_by = "binding"
     previous_account_last4: Last4

@@ -39,7 +39,12 @@ class ServiceTokenAuth(httpx.Auth):
         if time.monotonic() >= self._renew_at:
             settings = self._settings
             self._token = issue_token(
-                self._key, settings.service_name, ["service"], audience=self._audience, ttl_seconds=self.TTL_SECONDS, issuer=settings.jwt_issuer
+                self._key,
+                settings.service_name,
+                ["service"],
+                audience=self._audience,
+                ttl_seconds=self.TTL_SECONDS,
+                issuer=settings.jwt_issuer,
             )
             self._renew_at = time.monotonic() + self.REUSE_SECONDS
         return self._token
@@ -52,7 +57,12 @@ class ServiceTokenAuth(httpx.Auth):
 
 
 def service_client(
-    settings: ServiceSettings, key: SigningKey, callee: str, base_url: str, *, transport: httpx.AsyncBaseTransport | None = None
+    settings: ServiceSettings,
+    key: SigningKey,
+    callee: str,
+    base_url: str,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
     """One client per app (created in the lifespan), reusing connections, to the service `callee`."""
     return httpx.AsyncClient(
@@ -82,7 +92,9 @@ async def post_with_retries(
             response = await client.post(url, json=json, headers=headers)
             if response.status_code not in retry_status:
                 return response
-            log.warning("retrying call", extra={"url": url, "status": response.status_code, "attempt": attempt})
+            log.warning(
+                "retrying call", extra={"url": url, "status": response.status_code, "attempt": attempt}
+            )
         except httpx.TransportError as exc:
             log.warning("retrying call", extra={"url": url, "error": repr(exc), "attempt": attempt})
         await asyncio.sleep(backoff * 2 ** (attempt - 1))

@@ -51,7 +51,9 @@ class Catalogue:
     def __init__(self, texts: Mapping[str, Mapping[str, str]]):
         for key, variants in texts.items():
             if set(variants) != set(LOCALES):
-                raise ValueError(f"text {key!r} must exist in exactly {', '.join(LOCALES)}, has {sorted(variants)}")
+                raise ValueError(
+                    f"text {key!r} must exist in exactly {', '.join(LOCALES)}, has {sorted(variants)}"
+                )
             if len({frozenset(variables(text)) for text in variants.values()}) != 1:
                 raise ValueError(f"text {key!r} names different variables in its locales")
         self._texts = {key: dict(variants) for key, variants in texts.items()}

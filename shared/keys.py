@@ -66,7 +66,8 @@ def new_kid(owner: str | None = None) -> str:
 
 @dataclass(frozen=True)
 class SigningKey:
-    """A private Ed25519 key with its kid: a service's (events, service tokens) or an issuer's (customer and ops tokens)."""
+    """A private Ed25519 key with its kid: a service's (events, service tokens) or an issuer's (customer and
+    ops tokens)."""
 
     kid: str
     private_key: Ed25519PrivateKey
@@ -77,8 +78,15 @@ class SigningKey:
 
     @classmethod
     def from_jwk(cls, jwk: dict[str, Any]) -> SigningKey:
-        if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or not isinstance(jwk.get("d"), str) or not isinstance(jwk.get("kid"), str):
-            raise UnusableKey("a signing key is a private Ed25519 JWK (kty OKP, crv Ed25519) with a kid and d")
+        if (
+            jwk.get("kty") != "OKP"
+            or jwk.get("crv") != "Ed25519"
+            or not isinstance(jwk.get("d"), str)
+            or not isinstance(jwk.get("kid"), str)
+        ):
+            raise UnusableKey(
+                "a signing key is a private Ed25519 JWK (kty OKP, crv Ed25519) with a kid and d"
+            )
         try:
             return cls(jwk["kid"], Ed25519PrivateKey.from_private_bytes(b64url_decode(jwk["d"])))
         except ValueError as exc:
@@ -96,7 +104,14 @@ class SigningKey:
 
     def public_jwk(self) -> dict[str, str]:
         raw = self.private_key.public_key().public_bytes_raw()
-        return {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw), "kid": self.kid, "alg": "EdDSA", "use": "sig"}
+        return {
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": b64url(raw),
+            "kid": self.kid,
+            "alg": "EdDSA",
+            "use": "sig",
+        }
 
     def private_jwk(self) -> dict[str, str]:
         return {**self.public_jwk(), "d": b64url(self.private_key.private_bytes_raw())}
@@ -129,7 +144,12 @@ def parse_jwks(document: Any) -> dict[str, TrustedKey]:
         raise UnusableKey('a JWKS is a JSON object with a "keys" list')
     keys: dict[str, TrustedKey] = {}
     for jwk in document["keys"]:
-        if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str) or jwk.get("use", "sig") != "sig" or "d" in jwk:
+        if (
+            not isinstance(jwk, dict)
+            or not isinstance(jwk.get("kid"), str)
+            or jwk.get("use", "sig") != "sig"
+            or "d" in jwk
+        ):
             continue  # not a public signing key of ours (a private key has no place in a JWKS)
         try:
             parsed = jwt.PyJWK(jwk)
@@ -148,9 +168,18 @@ def jwks_document(keys: list[SigningKey]) -> dict[str, Any]:
 
 
 class KeySet:
-    """The trusted public keys by kid, from a JWKS file and/or URL, reloaded on an unknown kid and with age."""
+    """The trusted public keys by kid, from a JWKS file and/or URL, reloaded on an unknown kid and with
+    age."""
 
-    def __init__(self, *, url: str | None = None, file: Path | None = None, max_age: float = 300.0, min_refresh: float = 5.0, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        file: Path | None = None,
+        max_age: float = 300.0,
+        min_refresh: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
         if not url and not file:
             raise ValueError("a key set reads a JWKS file, a JWKS URL or both")
         # An empty setting (compose hands one through when no identity provider is set) is no URL.
@@ -202,11 +231,17 @@ class KeySet:
                     loaded = True
             except (KeySetUnavailable, UnusableKey) as exc:
                 # The keys held stay in use: a JWKS that blinks must not lock everyone out.
-                log.warning("JWKS file not reloaded", extra={"source": str(self._file), "error": str(exc)[:300]})
+                log.warning(
+                    "JWKS file not reloaded", extra={"source": str(self._file), "error": str(exc)[:300]}
+                )
             try:
                 if self._url is not None:
                     # An identity provider vouches for customers and ops, never for a service.
-                    self._from_url = {kid: key for kid, key in parse_jwks(await self._fetch()).items() if key.service is None}
+                    self._from_url = {
+                        kid: key
+                        for kid, key in parse_jwks(await self._fetch()).items()
+                        if key.service is None
+                    }
                     loaded = True
             except (KeySetUnavailable, UnusableKey) as exc:
                 log.warning("JWKS URL not reloaded", extra={"source": self._url, "error": str(exc)[:300]})
@@ -229,7 +264,9 @@ class KeySet:
     async def _fetch(self) -> Any:
         assert self._url is not None
         try:
-            async with httpx.AsyncClient(transport=self._transport, timeout=httpx.Timeout(5.0, connect=2.0)) as client:
+            async with httpx.AsyncClient(
+                transport=self._transport, timeout=httpx.Timeout(5.0, connect=2.0)
+            ) as client:
                 response = await client.get(self._url, headers={"Accept": "application/json"})
         except httpx.HTTPError as exc:
             raise KeySetUnavailable(f"{self._url}: {type(exc).__name__}") from exc

@@ -40,7 +40,10 @@ def _detailed(outcome: str, details: dict[str, dict[str, str]]) -> dict[str, dic
     """`outcome.<outcome>:<detail>` (how binding records a request's outcome), worded from both parts."""
     shapes = {"en": "{outcome}: {detail}", "zh-CN": "{outcome}（{detail}）"}
     return {
-        f"outcome.{outcome}:{detail}": {locale: shapes[locale].format(outcome=_OUTCOMES[outcome][locale], detail=variants[locale]) for locale in LOCALES}
+        f"outcome.{outcome}:{detail}": {
+            locale: shapes[locale].format(outcome=_OUTCOMES[outcome][locale], detail=variants[locale])
+            for locale in LOCALES
+        }
         for detail, variants in details.items()
     }
 
@@ -73,11 +76,17 @@ LABELS = Catalogue(
         "dispute_reason.other": {"en": "other", "zh-CN": "其他"},
         # A reviewer's reason: to deny an unbind request, to approve one, or what a dispute turned out to be.
         **_grouped("reason", _DENIAL_REASONS),
-        "reason.identity_confirmed_by_call": {"en": "identity confirmed by a call", "zh-CN": "已电话核实身份"},
+        "reason.identity_confirmed_by_call": {
+            "en": "identity confirmed by a call",
+            "zh-CN": "已电话核实身份",
+        },
         "reason.documents_checked": {"en": "documents checked", "zh-CN": "已核验材料"},
         "reason.behaviour_explained": {"en": "behaviour explained", "zh-CN": "客户已说明异常情况"},
         "reason.false_positive": {"en": "false positive", "zh-CN": "误报"},
-        "reason.unauthorised_unbind": {"en": "unbind not authorised by the customer", "zh-CN": "非客户本人授权的解绑"},
+        "reason.unauthorised_unbind": {
+            "en": "unbind not authorised by the customer",
+            "zh-CN": "非客户本人授权的解绑",
+        },
         "reason.bank_error": {"en": "bank error", "zh-CN": "银行操作失误"},
         "reason.repayment_problem_resolved": {"en": "repayment problem resolved", "zh-CN": "还款问题已解决"},
         "reason.requested_by_customer": {"en": "requested by the customer", "zh-CN": "确为客户本人申请"},
@@ -85,12 +94,27 @@ LABELS = Catalogue(
         "reason.referred_to_lender": {"en": "referred to the lender", "zh-CN": "已转交贷款机构处理"},
         # Risk's signals (services/risk/service.py SIGNALS, and the request context risk keeps).
         "signal.device_unknown": {"en": "device not seen before", "zh-CN": "未识别的设备"},
-        "signal.device_recent": {"en": "device first seen under 7 days ago", "zh-CN": "设备首次出现不足 7 天"},
-        "signal.phone_changed_recently": {"en": "phone number changed in the last 30 days", "zh-CN": "近 30 天更换过手机号"},
+        "signal.device_recent": {
+            "en": "device first seen under 7 days ago",
+            "zh-CN": "设备首次出现不足 7 天",
+        },
+        "signal.phone_changed_recently": {
+            "en": "phone number changed in the last 30 days",
+            "zh-CN": "近 30 天更换过手机号",
+        },
         "signal.requests_24h": {"en": "other unbind requests, last 24 h", "zh-CN": "24 小时内的其他解绑请求"},
-        "signal.failed_verifications_24h": {"en": "failed verifications, last 24 h", "zh-CN": "24 小时内验证失败次数"},
-        "signal.counter_regressions_24h": {"en": "device counter regressions, last 24 h", "zh-CN": "24 小时内设备计数器回退次数"},
-        "signal.night_request": {"en": "requested between 00:00 and 06:00", "zh-CN": "在 00:00 至 06:00 之间发起"},
+        "signal.failed_verifications_24h": {
+            "en": "failed verifications, last 24 h",
+            "zh-CN": "24 小时内验证失败次数",
+        },
+        "signal.counter_regressions_24h": {
+            "en": "device counter regressions, last 24 h",
+            "zh-CN": "24 小时内设备计数器回退次数",
+        },
+        "signal.night_request": {
+            "en": "requested between 00:00 and 06:00",
+            "zh-CN": "在 00:00 至 06:00 之间发起",
+        },
         "signal.instalment_due_soon": {"en": "instalment due within 3 days", "zh-CN": "3 天内有还款到期"},
         "signal.account_age_days": {"en": "account age (days)", "zh-CN": "开户天数"},
         "signal.ip_changed": {"en": "IP address changed", "zh-CN": "IP 地址变化"},
@@ -102,8 +126,14 @@ LABELS = Catalogue(
         # The impact's blockers (services/binding/texts.py `blocker.*`), as a customer acknowledges them.
         "blocker.INSTALMENT_DUE_SOON": {"en": "instalment due soon", "zh-CN": "近期有还款到期"},
         "blocker.OVERDUE": {"en": "overdue instalment", "zh-CN": "有逾期未还的还款"},
-        "blocker.UNBIND_IN_PROGRESS": {"en": "an unbind already in progress", "zh-CN": "已有进行中的解绑申请"},
-        "blocker.CHANGE_IN_PROGRESS": {"en": "a pause or switch already in progress", "zh-CN": "已有进行中的暂停扣款或更换账户申请"},
+        "blocker.UNBIND_IN_PROGRESS": {
+            "en": "an unbind already in progress",
+            "zh-CN": "已有进行中的解绑申请",
+        },
+        "blocker.CHANGE_IN_PROGRESS": {
+            "en": "a pause or switch already in progress",
+            "zh-CN": "已有进行中的暂停扣款或更换账户申请",
+        },
         # Where a request came from (the app's X-Client-Channel) or a message went.
         "channel.app": {"en": "app", "zh-CN": "手机 App"},
         "channel.web": {"en": "web", "zh-CN": "网页"},

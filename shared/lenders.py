@@ -55,7 +55,14 @@ LENDERS: dict[str, Lender] = {
 def find_lender(name: str) -> Lender | None:
     """The lender an id or one of its names (any case, outer spaces ignored) stands for."""
     wanted = name.strip().casefold()
-    return next((lender for lender in LENDERS.values() if wanted in {lender.id, *(value.casefold() for value in lender.names.values())}), None)
+    return next(
+        (
+            lender
+            for lender in LENDERS.values()
+            if wanted in {lender.id, *(value.casefold() for value in lender.names.values())}
+        ),
+        None,
+    )
 
 
 def sign_callback(secret: str, timestamp: int, body: bytes) -> str:
@@ -64,7 +71,9 @@ def sign_callback(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-def callback_signature_valid(secret: str, header: str, body: bytes, now: float, tolerance_seconds: float) -> bool:
+def callback_signature_valid(
+    secret: str, header: str, body: bytes, now: float, *, tolerance_seconds: float
+) -> bool:
     """Whether `header` signs `body` under `secret` at a time within `tolerance_seconds` of `now`."""
     fields = dict(part.strip().partition("=")[::2] for part in header.split(",") if "=" in part)
     try:
@@ -73,4 +82,6 @@ def callback_signature_valid(secret: str, header: str, body: bytes, now: float, 
         return False
     if abs(now - timestamp) > tolerance_seconds:
         return False
-    return hmac.compare_digest(sign_callback(secret, timestamp, body), f"t={timestamp},v1={fields.get('v1', '')}")
+    return hmac.compare_digest(
+        sign_callback(secret, timestamp, body), f"t={timestamp},v1={fields.get('v1', '')}"
+    )

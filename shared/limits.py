@@ -39,16 +39,35 @@ class SizeLimitMiddleware:
         headers = scope.get("headers") or []
         if sum(len(name) + len(value) + 4 for name, value in headers) > self.max_header_bytes:
             detail = f"The request headers are larger than {self.max_header_bytes} bytes in total."
-            await problem_response(Request(scope), 431, "request-header-fields-too-large", "Request header fields too large", detail)(scope, receive, send)
+            await problem_response(
+                Request(scope),
+                431,
+                "request-header-fields-too-large",
+                "Request header fields too large",
+                detail=detail,
+            )(scope, receive, send)
             return
         lengths = [value for name, value in headers if name == b"content-length"]
         if lengths:
             if len(lengths) > 1 or not lengths[0].isdigit():
-                await problem_response(Request(scope), 400, "bad-request", "Bad request", "Content-Length must be one decimal number.")(scope, receive, send)
+                await problem_response(
+                    Request(scope),
+                    400,
+                    "bad-request",
+                    "Bad request",
+                    detail="Content-Length must be one decimal number.",
+                )(scope, receive, send)
                 return
             if int(lengths[0]) > self.max_body_bytes:
                 too_big = too_large(self.max_body_bytes)
-                await problem_response(Request(scope), 413, "payload-too-large", "Payload too large", too_big, max_bytes=self.max_body_bytes)(scope, receive, send)
+                await problem_response(
+                    Request(scope),
+                    413,
+                    "payload-too-large",
+                    "Payload too large",
+                    detail=too_big,
+                    max_bytes=self.max_body_bytes,
+                )(scope, receive, send)
                 return
         await self.app(scope, self._counted(receive), send)
 

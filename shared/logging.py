@@ -21,7 +21,10 @@ import orjson
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
 # ISO dates and times are kept as they are: "2026-11-28" is eight digits, but not a number to hide.
-ISO_DATE_TIME = re.compile(r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])(?:[T ]\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?")
+ISO_DATE_TIME = re.compile(
+    r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])(?:[T ]\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?"
+    r"(?:Z|[+-]\d\d:?\d\d)?)?"
+)
 # So are IPv4 addresses (the access log's clients): four octets of 0-255, nothing more.
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = rf"(?<![\d.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\d.])"
@@ -29,9 +32,16 @@ _IPV4 = rf"(?<![\d.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\d.])"
 # three separators, ASCII or full-width: space, dot, dash, slash, brackets, `(139) 8765-4321`.
 _SEPARATOR = r"[ .\-/()\u00a0\u2010-\u2015\u3000\uff08\uff09\uff0d\uff0e\uff0f]"
 NUMBER = re.compile(rf"[+\uff0b]?[(\uff08]?\d(?:{_SEPARATOR}{{0,3}}\d)*")
-_NUMBER_IN_TEXT = re.compile(rf"(?P<keep>{ISO_DATE_TIME.pattern}|{_IPV4})|(?<![\dA-Za-z]){NUMBER.pattern}(?![\dA-Za-z])")
+_NUMBER_IN_TEXT = re.compile(
+    rf"(?P<keep>{ISO_DATE_TIME.pattern}|{_IPV4})|(?<![\dA-Za-z]){NUMBER.pattern}(?![\dA-Za-z])"
+)
 # uvicorn adds `color_message`, the same text with ANSI colours: noise in a JSON line.
-_RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName", "color_message"}
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 def digits_of(text: str) -> str:

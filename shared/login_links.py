@@ -51,6 +51,10 @@ def claim_login_link(folder: Path, code: str) -> str | None:
         return None
     finally:
         claimed.unlink(missing_ok=True)
-    if not isinstance(link, dict) or not isinstance(link.get("token"), str) or not isinstance(link.get("expires_at"), int | float):
+    if (
+        not isinstance(link, dict)
+        or not isinstance(link.get("token"), str)
+        or not isinstance(link.get("expires_at"), int | float)
+    ):
         return None
     return link["token"] if link["expires_at"] > time.time() else None

@@ -22,10 +22,18 @@ class ConsumerMetrics:
 
     def __init__(self, registry: CollectorRegistry):
         self.handled = Counter(
-            "unbind_events_handled", "Events handled, by CloudEvent type: counted once, when the transaction that handled the event committed", ["type"], registry=registry
+            "unbind_events_handled",
+            "Events handled, by CloudEvent type: counted once, when the transaction that handled the event "
+            "committed",
+            ["type"],
+            registry=registry,
         )
         self.duplicates = Counter(
-            "unbind_events_duplicates", "Redelivered events found in the inbox and ignored, by type (counted when that transaction committed)", ["type"], registry=registry
+            "unbind_events_duplicates",
+            "Redelivered events found in the inbox and ignored, by type (counted when that transaction "
+            "committed)",
+            ["type"],
+            registry=registry,
         )
         self.failed = Counter(
             "unbind_events_failed",
@@ -37,11 +45,15 @@ class ConsumerMetrics:
         )
         self.rejected = Counter(
             "unbind_events_rejected",
-            "Events refused and dead-lettered at once, by type and reason: not signed by the type's one source "
-            "(unsigned, wrong-source, unknown-key, wrong-key, bad-signature) or at odds with the service's state (state)",
+            "Events refused and dead-lettered at once, by type and reason: not signed by the type's one "
+            "source (unsigned, wrong-source, unknown-key, wrong-key, bad-signature) or at odds with the "
+            "service's state (state)",
             ["type", "reason"],
             registry=registry,
         )
         self.dead_lettered = Counter(
-            "unbind_events_dead_lettered", f"Records copied to the dead-letter topic, by type ({MALFORMED!r}: not a valid CloudEvent)", ["type"], registry=registry
+            "unbind_events_dead_lettered",
+            f"Records copied to the dead-letter topic, by type ({MALFORMED!r}: not a valid CloudEvent)",
+            ["type"],
+            registry=registry,
         )

@@ -37,7 +37,9 @@ class OutboxMixin:
 
     __tablename__ = "outbox"
 
-    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     event_id: Mapped[str] = mapped_column(String(36), unique=True)
     event_type: Mapped[str] = mapped_column(String(64))
     topic: Mapped[str] = mapped_column(String(255))
@@ -138,7 +140,10 @@ class OutboxRelay:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    log.warning("outbox relay round failed; retrying", extra={"error": redact(str(exc)), "backoff_s": backoff})
+                    log.warning(
+                        "outbox relay round failed; retrying",
+                        extra={"error": redact(str(exc)), "backoff_s": backoff},
+                    )
                     self.connected = False
                     if producer is not None:
                         await stop_quietly(producer)
@@ -169,7 +174,12 @@ class OutboxRelay:
                 if not await _take_the_turn(session, model):
                     raise RelayBusy
                 rows: Sequence[OutboxMixin] = (
-                    await session.scalars(select(model).where(model.published_at.is_(None)).order_by(model.seq).limit(self._batch_size))
+                    await session.scalars(
+                        select(model)
+                        .where(model.published_at.is_(None))
+                        .order_by(model.seq)
+                        .limit(self._batch_size)
+                    )
                 ).all()
                 if not rows:
                     return 0
@@ -177,19 +187,30 @@ class OutboxRelay:
                 published, failed = await self._record_outcomes(session, rows, results)
         self.published_total += len(published)
         if failed:
-            raise PublishFailed(f"{len(failed)} of {len(rows)} outbox rows not acknowledged: {failed[0][1]!r}")
+            raise PublishFailed(
+                f"{len(failed)} of {len(rows)} outbox rows not acknowledged: {failed[0][1]!r}"
+            )
         return len(rows)
 
-
-    async def _record_outcomes(self, session: AsyncSession, rows: Sequence[OutboxMixin], results: list[BaseException | None]) -> tuple[list[int], list[tuple[int, BaseException]]]:
+    async def _record_outcomes(
+        self, session: AsyncSession, rows: Sequence[OutboxMixin], results: list[BaseException | None]
+    ) -> tuple[list[int], list[tuple[int, BaseException]]]:
         """Mark the acknowledged rows published and count an attempt on the others."""
         model = self._model
         published = [row.seq for row, error in zip(rows, results, strict=True) if error is None]
         failed = [(row.seq, error) for row, error in zip(rows, results, strict=True) if error is not None]
         if published:
-            await session.execute(update(model).where(model.seq.in_(published)).values(published_at=utcnow(), attempts=model.attempts + 1))
+            await session.execute(
+                update(model)
+                .where(model.seq.in_(published))
+                .values(published_at=utcnow(), attempts=model.attempts + 1)
+            )
         for seq, error in failed:
-            await session.execute(update(model).where(model.seq == seq).values(attempts=model.attempts + 1, last_error=redact(repr(error))[:2000]))
+            await session.execute(
+                update(model)
+                .where(model.seq == seq)
+                .values(attempts=model.attempts + 1, last_error=redact(repr(error))[:2000])
+            )
         return published, failed
 
 
@@ -199,12 +220,16 @@ async def _take_the_turn(session: AsyncSession, model: type[OutboxMixin]) -> boo
     the single-instance embedded default and needs no turn."""
     if session.get_bind().dialect.name != "postgresql":
         return True
-    return bool(await session.scalar(select(func.pg_try_advisory_xact_lock(_relay_lock_key(model.__tablename__)))))
+    return bool(
+        await session.scalar(select(func.pg_try_advisory_xact_lock(_relay_lock_key(model.__tablename__))))
+    )
 
 
 def _relay_lock_key(table: str) -> int:
     """A stable signed 64-bit advisory lock key for the relay of `table`."""
-    return int.from_bytes(hashlib.blake2b(f"unbind-outbox-relay:{table}".encode(), digest_size=8).digest(), "big", signed=True)
+    return int.from_bytes(
+        hashlib.blake2b(f"unbind-outbox-relay:{table}".encode(), digest_size=8).digest(), "big", signed=True
+    )
 
 
 async def _send_all(producer: Producer, rows: Sequence[OutboxMixin]) -> list[BaseException | None]:
@@ -225,4 +250,3 @@ async def _send_all(producer: Producer, rows: Sequence[OutboxMixin]) -> list[Bas
     # Rows never handed to the producer fail with the error that stopped the loop.
     results.extend([send_error] * (len(rows) - len(results)))
     return results
-

@@ -23,7 +23,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         created_at = datetime.fromisoformat(text)
         if created_at.tzinfo is None or not _ROW_ID.fullmatch(row_id):
             raise ValueError("not a cursor of ours")
-        # Compared in UTC: an instant that leaves years 1-9999 there fails here (OverflowError), not in the query.
+        # Compared in UTC: an instant that leaves years 1-9999 there fails here (OverflowError), not in the
+        # query.
         return created_at.astimezone(UTC), row_id
     except (ValueError, UnicodeDecodeError, OverflowError) as exc:
-        raise Problem(422, "invalid-cursor", "Invalid cursor", "Pass `next_cursor` from the previous page unchanged.") from exc
+        raise Problem(
+            422, "invalid-cursor", "Invalid cursor", "Pass `next_cursor` from the previous page unchanged."
+        ) from exc

@@ -58,10 +58,18 @@ class KafkaClientSettings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers")
     )
-    kafka_security_protocol: SecurityProtocol = Field("SASL_SSL", validation_alias=AliasChoices("KAFKA_SECURITY_PROTOCOL", "kafka_security_protocol"))
-    kafka_sasl_mechanism: SaslMechanism = Field("SCRAM-SHA-512", validation_alias=AliasChoices("KAFKA_SASL_MECHANISM", "kafka_sasl_mechanism"))
-    kafka_sasl_username: str = Field("", validation_alias=AliasChoices("KAFKA_SASL_USERNAME", "kafka_sasl_username"))
-    kafka_sasl_password: SecretStr = Field(SecretStr(""), validation_alias=AliasChoices("KAFKA_SASL_PASSWORD", "kafka_sasl_password"))
+    kafka_security_protocol: SecurityProtocol = Field(
+        "SASL_SSL", validation_alias=AliasChoices("KAFKA_SECURITY_PROTOCOL", "kafka_security_protocol")
+    )
+    kafka_sasl_mechanism: SaslMechanism = Field(
+        "SCRAM-SHA-512", validation_alias=AliasChoices("KAFKA_SASL_MECHANISM", "kafka_sasl_mechanism")
+    )
+    kafka_sasl_username: str = Field(
+        "", validation_alias=AliasChoices("KAFKA_SASL_USERNAME", "kafka_sasl_username")
+    )
+    kafka_sasl_password: SecretStr = Field(
+        SecretStr(""), validation_alias=AliasChoices("KAFKA_SASL_PASSWORD", "kafka_sasl_password")
+    )
     # The CA of the brokers' certificates (SASL_SSL); empty: the system's trust store.
     kafka_ssl_cafile: str = Field("", validation_alias=AliasChoices("KAFKA_SSL_CAFILE", "kafka_ssl_cafile"))
 
@@ -72,12 +80,23 @@ class KafkaClientSettings(BaseSettings):
     def kafka_security(self) -> KafkaSecurity:
         """The client's Kafka credentials; without them it refuses to start, in every mode."""
         password = self.kafka_sasl_password.get_secret_value()
-        for name, value in (("KAFKA_SASL_USERNAME", self.kafka_sasl_username), ("KAFKA_SASL_PASSWORD", password)):
+        for name, value in (
+            ("KAFKA_SASL_USERNAME", self.kafka_sasl_username),
+            ("KAFKA_SASL_PASSWORD", password),
+        ):
             if not value:
                 raise RefusedToStart(
-                    self.kafka_client(), f"{name} is not set: no authenticating to Kafka without it (`unbind up` sets it; compose and Kubernetes read it from a secret)"
+                    self.kafka_client(),
+                    f"{name} is not set: no authenticating to Kafka without it (`unbind up` sets it; compose "
+                    f"and Kubernetes read it from a secret)",
                 )
-        return KafkaSecurity(self.kafka_sasl_username, password, self.kafka_security_protocol, self.kafka_sasl_mechanism, self.kafka_ssl_cafile or None)
+        return KafkaSecurity(
+            self.kafka_sasl_username,
+            password,
+            self.kafka_security_protocol,
+            self.kafka_sasl_mechanism,
+            self.kafka_ssl_cafile or None,
+        )
 
 
 class ServiceSettings(KafkaClientSettings):
@@ -129,7 +148,11 @@ class ServiceSettings(KafkaClientSettings):
         self.kafka_sasl_username = self.kafka_sasl_username or self.service_name
         if not self.database_url:
             if self.database_server_url:
-                self.database_url = str(make_url(self.database_server_url).set(database=f"unbind_{self.service_name}").render_as_string(hide_password=False))
+                self.database_url = str(
+                    make_url(self.database_server_url)
+                    .set(database=f"unbind_{self.service_name}")
+                    .render_as_string(hide_password=False)
+                )
             else:
                 self.database_url = f"sqlite+aiosqlite:///{self.var_dir / f'{self.service_name}.db'}"
         return self
@@ -137,7 +160,9 @@ class ServiceSettings(KafkaClientSettings):
     def refuse_without_keys(self) -> None:
         """Raise RefusedToStart, naming the setting, unless every key and secret the service needs is set."""
         if not self.jwks_url and not self.jwks_file:
-            self._refuse("UNBIND_JWKS_URL or UNBIND_JWKS_FILE is not set (the public keys this service trusts)")
+            self._refuse(
+                "UNBIND_JWKS_URL or UNBIND_JWKS_FILE is not set (the public keys this service trusts)"
+            )
         if self.needs_signing_key and not self.signing_key_file:
             self._refuse("UNBIND_SIGNING_KEY_FILE is not set (this service's private signing key)")
         for name in self.required_secrets:
@@ -150,12 +175,21 @@ class ServiceSettings(KafkaClientSettings):
                     self._refuse(f"UNBIND_{name.upper()}_FILE cannot be read: {exc.strerror or exc}")
                 setattr(self, name, value)
             if value is None or len(value.get_secret_value()) < MIN_SECRET_LENGTH:
-                self._refuse(f"UNBIND_{name.upper()} (or UNBIND_{name.upper()}_FILE) is not set or shorter than {MIN_SECRET_LENGTH} characters")
+                self._refuse(
+                    f"UNBIND_{name.upper()} (or UNBIND_{name.upper()}_FILE) is not set or shorter than "
+                    f"{MIN_SECRET_LENGTH} characters"
+                )
 
     def load_keys(self) -> ServiceKeys:
-        """The service's keys, read at start; RefusedToStart, naming the setting, if one is missing or unusable."""
+        """The service's keys, read at start; RefusedToStart, naming the setting, if one is missing or
+        unusable."""
         self.refuse_without_keys()
-        trusted = KeySet(url=self.jwks_url, file=self.jwks_file, max_age=self.jwks_max_age_seconds, min_refresh=self.jwks_min_refresh_seconds)
+        trusted = KeySet(
+            url=self.jwks_url,
+            file=self.jwks_file,
+            max_age=self.jwks_max_age_seconds,
+            min_refresh=self.jwks_min_refresh_seconds,
+        )
         if self.jwks_file:
             try:
                 trusted.load_now()
@@ -168,7 +202,10 @@ class ServiceSettings(KafkaClientSettings):
             except UnusableKey as exc:
                 self._refuse(f"UNBIND_SIGNING_KEY_FILE cannot be used: {exc}")
             if service_of_kid(signing.kid) != self.service_name:
-                self._refuse(f"UNBIND_SIGNING_KEY_FILE holds the key {signing.kid!r}, not one of this service (svc.{self.service_name}.*)")
+                self._refuse(
+                    f"UNBIND_SIGNING_KEY_FILE holds the key {signing.kid!r}, not one of this service "
+                    f"(svc.{self.service_name}.*)"
+                )
         return ServiceKeys(trusted, signing)
 
     def _refuse(self, reason: str) -> None:

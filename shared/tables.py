@@ -12,4 +12,6 @@ from shared.outbox import OutboxMixin
 def messaging_tables(base: type[DeclarativeBase]) -> tuple[type[OutboxMixin], type[InboxMixin]]:
     """The outbox and inbox tables in the service's own metadata (`base`), for its migrations."""
     namespace = {"__module__": base.__module__}
-    return type("OutboxMessage", (OutboxMixin, base), namespace), type("InboxEntry", (InboxMixin, base), namespace)
+    return type("OutboxMessage", (OutboxMixin, base), namespace), type(
+        "InboxEntry", (InboxMixin, base), namespace
+    )

@@ -26,7 +26,12 @@ class UnitOfWork:
     an SMS whose code hash was just stored) is registered with `after_commit`.
     """
 
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession], outbox: Outbox, on_commit: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        outbox: Outbox,
+        on_commit: Callable[[], None] | None = None,
+    ):
         self._session_factory = session_factory
         self._outbox = outbox
         self._on_commit = on_commit
@@ -44,7 +49,9 @@ class UnitOfWork:
         self.session = self._session_factory()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
             if exc_type is None:
                 await self.session.commit()

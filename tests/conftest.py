@@ -47,7 +47,9 @@ def postgres_server() -> str:
 
 
 async def _drop_databases(server_url: str, names: list[str]) -> None:
-    connection = await asyncpg.connect(server_url.replace("postgresql+asyncpg://", "postgresql://").rstrip("/") + "/postgres")
+    connection = await asyncpg.connect(
+        server_url.replace("postgresql+asyncpg://", "postgresql://").rstrip("/") + "/postgres"
+    )
     try:
         for name in names:
             await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -112,7 +114,9 @@ class Broker:
         assert await asyncio.to_thread(kafka_down, TEST_VAR), "the test broker was not running"
 
     async def start(self) -> None:
-        await kafka_up_async(TEST_VAR, port=TEST_KAFKA_PORT, controller_port=TEST_KAFKA_CONTROLLER_PORT, topics=None)
+        await kafka_up_async(
+            TEST_VAR, port=TEST_KAFKA_PORT, controller_port=TEST_KAFKA_CONTROLLER_PORT, topics=None
+        )
 
 
 @pytest.fixture

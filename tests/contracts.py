@@ -35,13 +35,20 @@ class Contract:
         schemas = [json.loads(path.read_bytes()) for path in folder.glob(docs.schema_path("*"))]
         # The AsyncAPI document sits under the same base as the schemas, so its relative payload
         # references resolve to their $id, as they resolve to the files beside it.
-        return cls(asyncapi, jsonschema_rs.Registry([(ASYNCAPI_URI, asyncapi), *((schema["$id"], schema) for schema in schemas)]))
+        return cls(
+            asyncapi,
+            jsonschema_rs.Registry(
+                [(ASYNCAPI_URI, asyncapi), *((schema["$id"], schema) for schema in schemas)]
+            ),
+        )
 
     def validator(self, pointer: str) -> Any:
         """A draft 2020-12 validator (formats checked) of the schema at `pointer` in the AsyncAPI document."""
         if pointer not in self._validators:
             schema = {"$schema": docs.SCHEMA_DIALECT, "$ref": f"{ASYNCAPI_URI}#{pointer}"}
-            self._validators[pointer] = jsonschema_rs.validator_for(schema, registry=self.registry, validate_formats=True)
+            self._validators[pointer] = jsonschema_rs.validator_for(
+                schema, registry=self.registry, validate_formats=True
+            )
         return self._validators[pointer]
 
     def problems(self, record: Any, channel: str = docs.EVENTS_CHANNEL) -> list[str]:
@@ -69,9 +76,16 @@ class Contract:
 
 
 def assert_records_follow_contract(records: Iterable[Any], contract: Contract | None = None) -> None:
-    """Every record is a message the AsyncAPI document lists, its headers and value valid against their schemas."""
+    """Every record is a message the AsyncAPI document lists, its headers and value valid against their
+    schemas."""
     contract = contract or Contract.load()
     records = list(records)
     assert records, "no record to check against the contract"
-    failures = [f"{record.topic}[{record.partition}]@{record.offset}: {problem}" for record in records for problem in contract.problems(record)]
-    assert not failures, "records on the topic break the contract in docs/ (`unbind docs`):\n" + "\n".join(failures)
+    failures = [
+        f"{record.topic}[{record.partition}]@{record.offset}: {problem}"
+        for record in records
+        for problem in contract.problems(record)
+    ]
+    assert not failures, "records on the topic break the contract in docs/ (`unbind docs`):\n" + "\n".join(
+        failures
+    )

@@ -24,7 +24,12 @@ def copy_problems(text: str, locale: str, *, allowed: tuple[str, ...] = ()) -> l
     found = []
     if "{" in text or "}" in text:
         found.append("a template brace")
-    for pattern, what in ((SNAKE, "a snake_case word"), (CODE_WITH_COLON, "a machine code"), (UPPER_CODE, "a machine code"), (INTERNAL, "an internal word")):
+    for pattern, what in (
+        (SNAKE, "a snake_case word"),
+        (CODE_WITH_COLON, "a machine code"),
+        (UPPER_CODE, "a machine code"),
+        (INTERNAL, "an internal word"),
+    ):
         found += [f"{what}: {match!r}" for match in pattern.findall(text)]
     if locale == "zh-CN":
         found += [f"an English word in zh-CN: {word!r}" for word in ENGLISH_WORD.findall(text)]
@@ -35,7 +40,9 @@ def copy_problems(text: str, locale: str, *, allowed: tuple[str, ...] = ()) -> l
     return found
 
 
-def assert_customer_copy(text: str | None, locale: str, *, allowed: tuple[str, ...] = (), where: str = "") -> None:
+def assert_customer_copy(
+    text: str | None, locale: str, *, allowed: tuple[str, ...] = (), where: str = ""
+) -> None:
     assert text, f"{where}: empty"
     problems = copy_problems(text, locale, allowed=allowed)
     assert not problems, f"{where} ({locale}): {problems} in {text!r}"

@@ -14,7 +14,15 @@ import orjson
 
 from services.binding import service as binding_service
 from services.binding.agreements import CURRENT as CURRENT_AGREEMENT
-from services.binding.models import Benefit, Binding, BindingStatus, CreditAccount, Instalment, Mandate, RepaymentAccount
+from services.binding.models import (
+    Benefit,
+    Binding,
+    BindingStatus,
+    CreditAccount,
+    Instalment,
+    Mandate,
+    RepaymentAccount,
+)
 from services.binding.service import today
 from services.notification.main import SUBSCRIPTIONS as NOTIFICATION_SUBSCRIPTIONS
 from services.notification.models import Contact, InboxEntry, KnownRequest
@@ -66,8 +74,13 @@ async def customer_with_binding(
         uow.session.add_all(
             [
                 RepaymentAccount(
-                    id=f"ra-{suffix}", user_id=user_id, lender="Example Bank", lender_id="example_bank", account_number=account_number,
-                    monthly_instalment=6500, due_day=15,
+                    id=f"ra-{suffix}",
+                    user_id=user_id,
+                    lender="Example Bank",
+                    lender_id="example_bank",
+                    account_number=account_number,
+                    monthly_instalment=6500,
+                    due_day=15,
                 ),
             ]
         )
@@ -88,7 +101,13 @@ async def customer_with_binding(
         uow.session.add_all(
             [
                 Benefit(id=f"bn-{suffix}", binding_id=binding_id, code="limit_uplift", value=contribution),
-                Instalment(id=f"i-{suffix}", repayment_account_id=f"ra-{suffix}", period=due.strftime("%Y-%m"), amount=6500, due_date=due),
+                Instalment(
+                    id=f"i-{suffix}",
+                    repayment_account_id=f"ra-{suffix}",
+                    period=due.strftime("%Y-%m"),
+                    amount=6500,
+                    due_date=due,
+                ),
             ]
         )
         if auto_debit:
@@ -115,27 +134,52 @@ def lender_callback(
 ) -> dict[str, Any]:
     """The keyword arguments of a lender's signed `POST /v1/lenders/callbacks` (under the lender's own
     secret, unless `secret` says otherwise; signed now, unless `signed_at`)."""
-    body = orjson.dumps({"callback_id": callback_id or f"cb-{uuid.uuid4()}", "mandate_id": mandate_id, "decision": decision, "reason": reason})
-    signature = sign_callback(secret or KEYS.secret(LENDERS[lender].secret_name), int(signed_at or time.time()), body)
-    return {"content": body, "headers": {"Content-Type": "application/json", LENDER_HEADER: lender, SIGNATURE_HEADER: signature}}
+    body = orjson.dumps(
+        {
+            "callback_id": callback_id or f"cb-{uuid.uuid4()}",
+            "mandate_id": mandate_id,
+            "decision": decision,
+            "reason": reason,
+        }
+    )
+    signature = sign_callback(
+        secret or KEYS.secret(LENDERS[lender].secret_name), int(signed_at or time.time()), body
+    )
+    return {
+        "content": body,
+        "headers": {"Content-Type": "application/json", LENDER_HEADER: lender, SIGNATURE_HEADER: signature},
+    }
 
 
 def lender_requests(stack: Stack) -> list[dict[str, Any]]:
     """What notification's lender webhook delivered (the development sink of an in-process stack)."""
     sink = stack.var_dir / "institution.jsonl"
-    return [orjson.loads(orjson.loads(line)["body"]) for line in sink.read_bytes().splitlines()] if sink.exists() else []
+    return (
+        [orjson.loads(orjson.loads(line)["body"]) for line in sink.read_bytes().splitlines()]
+        if sink.exists()
+        else []
+    )
 
 
 async def mandate_request(stack: Stack, binding_id: str) -> dict[str, Any]:
     """The lender's copy of a binding's mandate request, once notification delivered it."""
 
     def find() -> dict[str, Any] | None:
-        return next((r for r in lender_requests(stack) if r["type"] == "MandateRequested" and r["binding_id"] == binding_id), None)
+        return next(
+            (
+                r
+                for r in lender_requests(stack)
+                if r["type"] == "MandateRequested" and r["binding_id"] == binding_id
+            ),
+            None,
+        )
 
     return await eventually(find, 30, f"no mandate request reached the lender for {binding_id}")
 
 
-async def bind_account(stack: Stack, user_id: str, phone: str, body: dict[str, Any], *, decision: str | None = "confirmed") -> dict[str, Any]:
+async def bind_account(
+    stack: Stack, user_id: str, phone: str, body: dict[str, Any], *, decision: str | None = "confirmed"
+) -> dict[str, Any]:
     """Bind as the app and the lender do: the request, its SMS code, then the lender's signed answer
     to the mandate notification sent it (`decision` None: leave the mandate pending). Returns the
     binding as the customer then sees it."""
@@ -145,17 +189,32 @@ async def bind_account(stack: Stack, user_id: str, phone: str, body: dict[str, A
     assert asked.status_code == 202 and asked.json()["status"] == "pending", asked.text
     binding = asked.json()
     await eventually(lambda: len(stack.codes(phone)) > sent_before, 15, "no binding code was sent")
-    checked = await stack.client("verification").post(f"/v1/verifications/{binding['verification_id']}/otp", json={"code": stack.latest_code(phone)}, headers=headers)
+    checked = await stack.client("verification").post(
+        f"/v1/verifications/{binding['verification_id']}/otp",
+        json={"code": stack.latest_code(phone)},
+        headers=headers,
+    )
     assert checked.status_code == 200 and checked.json()["status"] == "verified", checked.text
     if decision is None or not body.get("auto_debit", True):
         return await wait_for_binding(stack, user_id, binding["id"], lambda view: view["status"] == "active")
     request = await mandate_request(stack, binding["id"])
-    answered = await client.post("/v1/lenders/callbacks", **lender_callback(request["mandate_id"], decision, lender=request["lender"]))
+    answered = await client.post(
+        "/v1/lenders/callbacks", **lender_callback(request["mandate_id"], decision, lender=request["lender"])
+    )
     assert answered.status_code == 200, answered.text
-    return await wait_for_binding(stack, user_id, binding["id"], lambda view: view["mandate_status"] != "pending")
+    return await wait_for_binding(
+        stack, user_id, binding["id"], lambda view: view["mandate_status"] != "pending"
+    )
 
 
-async def wait_for_binding(stack: Stack, user_id: str, binding_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30) -> dict[str, Any]:
+async def wait_for_binding(
+    stack: Stack,
+    user_id: str,
+    binding_id: str,
+    predicate: Callable[[dict[str, Any]], bool],
+    *,
+    timeout: float = 30,
+) -> dict[str, Any]:
     async def check() -> dict[str, Any] | None:
         view = (await stack.client("binding").get(f"/v1/bindings/{binding_id}", headers=auth(user_id))).json()
         return view if predicate(view) else None
@@ -170,7 +229,12 @@ async def code_confirmed(stack: Stack, binding_id: str) -> None:
     async with runtime.unit_of_work() as uow:
         binding = await uow.session.get(Binding, binding_id)
         assert binding is not None and binding.bind_request_id and binding.verification_id
-        verified = BindingVerified(request_id=binding.bind_request_id, binding_id=binding.id, user_id=binding.user_id, verification_id=binding.verification_id)
+        verified = BindingVerified(
+            request_id=binding.bind_request_id,
+            binding_id=binding.id,
+            user_id=binding.user_id,
+            verification_id=binding.verification_id,
+        )
         await binding_service.confirm_binding(uow, runtime.settings, verified)
 
 
@@ -211,27 +275,48 @@ def idempotency_key() -> str:
 async def request_unbind(stack: Stack, customer: Customer, **body: object) -> str:
     """The customer asks to unbind their binding (202); the request's id."""
     response = await stack.client("binding").post(
-        f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(**body), headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
+        f"/v1/bindings/{customer.binding_id}/unbind-requests",
+        json=unbind_body(**body),
+        headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()},
     )
     assert response.status_code == 202, response.text
     return response.json()["id"]
 
 
-async def pass_verification(stack: Stack, customer: Customer, request_id: str, verification_id: str, device: DeviceSimulator | None = None) -> dict:
+async def pass_verification(
+    stack: Stack,
+    customer: Customer,
+    request_id: str,
+    verification_id: str,
+    *,
+    device: DeviceSimulator | None = None,
+) -> dict:
     """Pass every method the verification asks for: the latest SMS code, then the device's signature."""
     client, headers = stack.client("verification"), auth(customer.user_id)
     state = (await client.get(f"/v1/verifications/{verification_id}", headers=headers)).json()
     if "otp" in state["methods"]:
         # The verification exists before its SMS leaves; until then the latest code is an older one.
-        state = await eventually(lambda: code_sent(client, verification_id, headers), 10, f"the code of verification {verification_id} was not sent")
-        response = await client.post(f"/v1/verifications/{verification_id}/otp", json={"code": stack.latest_code(customer.phone)}, headers=headers)
+        state = await eventually(
+            lambda: code_sent(client, verification_id, headers),
+            10,
+            f"the code of verification {verification_id} was not sent",
+        )
+        response = await client.post(
+            f"/v1/verifications/{verification_id}/otp",
+            json={"code": stack.latest_code(customer.phone)},
+            headers=headers,
+        )
         assert response.status_code == 200, response.text
         state = response.json()
     if "biometric" in state["methods"]:
         assert device is not None, "a step-up verification needs the customer's device"
-        challenge = (await client.post(f"/v1/verifications/{verification_id}/biometric/challenge", headers=headers)).json()
+        challenge = (
+            await client.post(f"/v1/verifications/{verification_id}/biometric/challenge", headers=headers)
+        ).json()
         signed = device.sign(challenge["challenge"], verification_id, request_id, challenge["impact_hash"])
-        response = await client.post(f"/v1/verifications/{verification_id}/biometric", json=signed, headers=headers)
+        response = await client.post(
+            f"/v1/verifications/{verification_id}/biometric", json=signed, headers=headers
+        )
         assert response.status_code == 200, response.text
         state = response.json()
     assert state["status"] == "verified"
@@ -243,24 +328,34 @@ async def code_sent(client: httpx.AsyncClient, verification_id: str, headers: di
     return state if state["otp_delivery"] == "sent" else None
 
 
-async def pending_device(stack: Stack, customer: Customer, device: DeviceSimulator | None = None, name: str = "Phone") -> tuple[DeviceSimulator, dict[str, Any]]:
+async def pending_device(
+    stack: Stack, customer: Customer, device: DeviceSimulator | None = None, name: str = "Phone"
+) -> tuple[DeviceSimulator, dict[str, Any]]:
     """A device key enrolled with the customer's token alone: pending, its code sent by SMS.
     Returns the device and the enrolment's verification."""
     device = device or DeviceSimulator.generate(f"d-{uuid.uuid4().hex[:8]}")
     sent_before = len(stack.codes(customer.phone))
-    response = await stack.client("verification").post("/v1/devices", json=device.enrolment(name), headers=auth(customer.user_id))
+    response = await stack.client("verification").post(
+        "/v1/devices", json=device.enrolment(name), headers=auth(customer.user_id)
+    )
     assert response.status_code == 202, response.text
     body = response.json()
-    assert (body["device"]["status"], body["verification"]["purpose"]) == ("pending", "device_enrolment"), body
+    assert (body["device"]["status"], body["verification"]["purpose"]) == ("pending", "device_enrolment"), (
+        body
+    )
     await eventually(lambda: len(stack.codes(customer.phone)) > sent_before, 10, "no enrolment code was sent")
     return device, body["verification"]
 
 
-async def enrolled_device(stack: Stack, customer: Customer, device: DeviceSimulator | None = None, name: str = "Phone") -> DeviceSimulator:
+async def enrolled_device(
+    stack: Stack, customer: Customer, device: DeviceSimulator | None = None, name: str = "Phone"
+) -> DeviceSimulator:
     """An active device key: enrolled, then its SMS code confirmed."""
     device, verification = await pending_device(stack, customer, device, name)
     code = {"code": stack.latest_code(customer.phone)}
-    response = await stack.client("verification").post(f"/v1/verifications/{verification['id']}/otp", json=code, headers=auth(customer.user_id))
+    response = await stack.client("verification").post(
+        f"/v1/verifications/{verification['id']}/otp", json=code, headers=auth(customer.user_id)
+    )
     assert response.status_code == 200 and response.json()["status"] == "verified", response.text
     return device
 
@@ -308,11 +403,23 @@ def reviewer_auth(subject: str = "rev-1") -> dict[str, str]:
     return auth(subject, "ops", "reviewer")
 
 
-async def decide_review(client: httpx.AsyncClient, review_id: str, decision: str, *, reason: str | None = None, reviewer: str = "rev-1", **body: Any) -> httpx.Response:
+async def decide_review(
+    client: httpx.AsyncClient,
+    review_id: str,
+    decision: str,
+    *,
+    reason: str | None = None,
+    reviewer: str = "rev-1",
+    **body: Any,
+) -> httpx.Response:
     """Claim a review as `reviewer`, then decide it (`body`: note, customer_message). The
     claim's refusal (a closed case, another's claim, four eyes) is answered as it is."""
     headers = reviewer_auth(reviewer)
     claimed = await client.post(f"/v1/reviews/{review_id}/claim", headers=headers)
     if claimed.status_code != 200:
         return claimed
-    return await client.post(f"/v1/reviews/{review_id}/decision", json={"decision": decision, "reason": reason or DEFAULT_REASONS[decision], **body}, headers=headers)
+    return await client.post(
+        f"/v1/reviews/{review_id}/decision",
+        json={"decision": decision, "reason": reason or DEFAULT_REASONS[decision], **body},
+        headers=headers,
+    )

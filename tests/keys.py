@@ -31,7 +31,13 @@ def key_settings(service: str, settings_class: Any) -> dict[str, Any]:
     return settings
 
 
-def token(subject: str, *roles: str, ttl_seconds: int = 24 * 3600, audience: list[str] | None = None, key: SigningKey | None = None) -> str:
+def token(
+    subject: str,
+    *roles: str,
+    ttl_seconds: int = 24 * 3600,
+    audience: list[str] | None = None,
+    key: SigningKey | None = None,
+) -> str:
     """A customer's or ops user's token from the test issuer; a service token (`token("verification",
     "service")`) from that service's own key. A day, not 15 minutes: modules mint tokens at import."""
     roles = roles or ("customer",)

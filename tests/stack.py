@@ -39,7 +39,12 @@ from tests.keys import key_settings, service_key, token
 from tools.kafka import ADMIN, Cluster, EventTopics, read_topic
 from tools.keys import signing_services
 
-SETTINGS = {"binding": BindingSettings, "verification": VerificationSettings, "risk": RiskSettings, "notification": NotificationSettings}
+SETTINGS = {
+    "binding": BindingSettings,
+    "verification": VerificationSettings,
+    "risk": RiskSettings,
+    "notification": NotificationSettings,
+}
 
 
 def auth(subject: str, *roles: str) -> dict[str, str]:
@@ -83,7 +88,11 @@ class BusTopics:
         """The bus as one principal (the in-memory twin knows none)."""
         if self.cluster is None:
             return self.bus
-        return KafkaBus(self.cluster.bootstrap, self.cluster.as_principal(principal).security, client_id=f"unbind-{principal}")
+        return KafkaBus(
+            self.cluster.bootstrap,
+            self.cluster.as_principal(principal).security,
+            client_id=f"unbind-{principal}",
+        )
 
     async def records(self, topic: str | None = None) -> list[Any]:
         """Every record on a topic, from the beginning to the current end."""
@@ -93,7 +102,9 @@ class BusTopics:
         assert self.cluster
         return await read_topic(self.cluster, topic)
 
-    async def publish(self, value: bytes, *, key: bytes | None, headers: list[tuple[str, bytes]], principal: str = ADMIN) -> None:
+    async def publish(
+        self, value: bytes, *, key: bytes | None, headers: list[tuple[str, bytes]], principal: str = ADMIN
+    ) -> None:
         """Put a record on the topic as `principal` (the admin, by default: any bytes at all)."""
         producer = self.bus_of(principal).producer()
         await producer.start()
@@ -102,7 +113,14 @@ class BusTopics:
         finally:
             await producer.stop()
 
-    async def publish_event(self, envelope: Envelope, *, times: int = 1, signer: SigningKey | None | str = "source", principal: str | None = None) -> None:
+    async def publish_event(
+        self,
+        envelope: Envelope,
+        *,
+        times: int = 1,
+        signer: SigningKey | None | str = "source",
+        principal: str | None = None,
+    ) -> None:
         """Put an event on the topic as a relay would: signed by the key of its source service (or
         `signer`; None: unsigned), as the principal of the service that emits its type (or
         `principal`); `times` > 1 simulates redelivery."""
@@ -112,7 +130,9 @@ class BusTopics:
         assert not isinstance(signer, str)
         key, value, headers = envelope.to_record(signer)
         for _ in range(times):
-            await self.publish(value, key=key, headers=headers, principal=principal or envelope.data.emitted_by)
+            await self.publish(
+                value, key=key, headers=headers, principal=principal or envelope.data.emitted_by
+            )
 
     async def events(self) -> list[Envelope]:
         return [Envelope.from_record(record.value, record.headers) for record in await self.records()]
@@ -120,7 +140,11 @@ class BusTopics:
     async def request_events(self, request_id: str) -> list[Envelope]:
         """The events of one request, in order (they share a binding, so a partition); events about
         no request (a customer's device keys) are left out."""
-        return [event for event in await self.events() if isinstance(event.data, BindingEvent) and event.data.request_id == request_id]
+        return [
+            event
+            for event in await self.events()
+            if isinstance(event.data, BindingEvent) and event.data.request_id == request_id
+        ]
 
 
 def make_bus_topics(kind: str, cluster: Cluster | None) -> BusTopics:
@@ -128,10 +152,17 @@ def make_bus_topics(kind: str, cluster: Cluster | None) -> BusTopics:
     if kind == "memory":
         return BusTopics(InMemoryBus(), f"t.{suffix}.events", f"t.{suffix}.dlq")
     assert cluster
-    return BusTopics(KafkaBus(cluster.bootstrap, cluster.security, client_id="unbind-tests"), f"t.{suffix}.events", f"t.{suffix}.dlq", cluster)
+    return BusTopics(
+        KafkaBus(cluster.bootstrap, cluster.security, client_id="unbind-tests"),
+        f"t.{suffix}.events",
+        f"t.{suffix}.dlq",
+        cluster,
+    )
 
 
-def service_settings(service: str, database_url: str, topics: BusTopics, var_dir: Path, **overrides: Any) -> Any:
+def service_settings(
+    service: str, database_url: str, topics: BusTopics, var_dir: Path, **overrides: Any
+) -> Any:
     settings: dict[str, Any] = {
         f"UNBIND_{service.upper()}_DATABASE_URL": database_url,
         **key_settings(service, SETTINGS[service]),
@@ -170,7 +201,11 @@ class Stack:
 
     def codes(self, phone: str) -> list[str]:
         """The one-time codes sent to `phone`, oldest first (other SMS, like the risk prompt, skipped)."""
-        return [match.group(1) for message in self.sms_messages() if message["to"] == phone and (match := CODE_IN_SMS.search(message["text"]))]
+        return [
+            match.group(1)
+            for message in self.sms_messages()
+            if message["to"] == phone and (match := CODE_IN_SMS.search(message["text"]))
+        ]
 
     def latest_code(self, phone: str) -> str:
         codes = self.codes(phone)
@@ -178,25 +213,35 @@ class Stack:
         return codes[-1]
 
     async def request_status(self, request_id: str, user_id: str) -> dict[str, Any]:
-        response = await self.client("binding").get(f"/v1/unbind-requests/{request_id}", headers=auth(user_id))
+        response = await self.client("binding").get(
+            f"/v1/unbind-requests/{request_id}", headers=auth(user_id)
+        )
         assert response.status_code == 200, response.text
         return response.json()
 
     async def notices(self, user_id: str, request_id: str) -> dict[str, str]:
         """The customer's inbox messages about one request: kind -> body."""
-        items = (await self.client("notification").get("/v1/notifications", headers=auth(user_id))).json()["items"]
+        items = (await self.client("notification").get("/v1/notifications", headers=auth(user_id))).json()[
+            "items"
+        ]
         return {item["kind"]: item["body"] for item in items if item["request_id"] == request_id}
 
-    async def wait_for_notice(self, user_id: str, request_id: str, kind: str, timeout: float = 15) -> dict[str, str]:
+    async def wait_for_notice(
+        self, user_id: str, request_id: str, kind: str, timeout: float = 15
+    ) -> dict[str, str]:
         """The inbox messages about a request once one of `kind` is among them."""
 
         async def check() -> dict[str, str] | None:
             found = await self.notices(user_id, request_id)
             return found if kind in found else None
 
-        return await eventually(check, timeout, f"no {kind} message about request {request_id} reached the inbox")
+        return await eventually(
+            check, timeout, f"no {kind} message about request {request_id} reached the inbox"
+        )
 
-    async def wait_for_request(self, request_id: str, user_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30) -> dict[str, Any]:
+    async def wait_for_request(
+        self, request_id: str, user_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30
+    ) -> dict[str, Any]:
         async def check() -> dict[str, Any] | None:
             body = await self.request_status(request_id, user_id)
             return body if predicate(body) else None
@@ -204,7 +249,9 @@ class Stack:
         return await eventually(check, timeout, f"request {request_id} never reached the expected state")
 
 
-async def eventually(check: Callable[[], Awaitable[Any] | Any], timeout: float = 30, message: str = "condition not met") -> Any:
+async def eventually(
+    check: Callable[[], Awaitable[Any] | Any], timeout: float = 30, message: str = "condition not met"
+) -> Any:
     """Poll `check` (sync or async) until it returns something truthy; fail after `timeout` seconds."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -229,6 +276,7 @@ async def running_stack(
     database_urls: dict[str, str],
     var_dir: Path,
     services: tuple[str, ...] = SERVICES,
+    *,
     overrides: dict[str, dict[str, Any]] | None = None,
     notification_link: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
     app_options: dict[str, dict[str, Any]] | None = None,
@@ -238,10 +286,18 @@ async def running_stack(
     await migrate({service: database_urls[service] for service in services})
     stack = Stack(topics, var_dir)
     async with AsyncExitStack() as exits:
-        factories = {"binding": create_binding_app, "verification": create_verification_app, "risk": create_risk_app, "notification": create_notification_app}
-        # Notification first: the HTTP calls of verification (codes) and risk (reviewers' messages) are wired to its app.
+        factories = {
+            "binding": create_binding_app,
+            "verification": create_verification_app,
+            "risk": create_risk_app,
+            "notification": create_notification_app,
+        }
+        # Notification first: the HTTP calls of verification (codes) and risk (reviewers' messages) are wired
+        # to its app.
         for service in sorted(services, key=lambda name: name != "notification"):
-            settings = service_settings(service, database_urls[service], topics, var_dir, **(overrides or {}).get(service, {}))
+            settings = service_settings(
+                service, database_urls[service], topics, var_dir, **(overrides or {}).get(service, {})
+            )
             options = dict((app_options or {}).get(service, {}))
             if service in ("verification", "risk"):
                 notification_app = stack.apps.get("notification")
@@ -252,7 +308,9 @@ async def running_stack(
             app = factories[service](settings, bus=topics.app_bus, **options)
             stack.apps[service] = app
             await exits.enter_async_context(app.router.lifespan_context(app))
-            stack.clients[service] = await exits.enter_async_context(httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{service}"))
+            stack.clients[service] = await exits.enter_async_context(
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{service}")
+            )
         yield stack
 
 
@@ -260,7 +318,11 @@ async def running_stack(
 async def served(app: FastAPI) -> AsyncIterator[str]:
     """Serve an app over real HTTP on a free 127.0.0.1 port (for a browser, or a streamed response,
     which the in-process ASGI transport would buffer to its end); yields the base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", timeout_graceful_shutdown=1))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
+        )
+    )
     task = asyncio.create_task(server.serve())
     try:
         await eventually(lambda: server.started or task.done(), 10, "the test server did not start")

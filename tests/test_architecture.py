@@ -24,7 +24,10 @@ def imported_modules(path: Path) -> set[str]:
             modules.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             modules.add(node.module)
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module":
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
+        ):
             if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
                 modules.add(node.args[0].value)
     return modules
@@ -44,7 +47,11 @@ def violations(folder: str, forbidden: Callable[[Path, str], str | None]) -> lis
 def test_the_library_imports_no_service_and_no_tool() -> None:
     def forbidden(_: Path, module: str) -> str | None:
         top = module.split(".")[0]
-        return "the library serves the services, it does not know them" if top in ("services", "tools", "tests") else None
+        return (
+            "the library serves the services, it does not know them"
+            if top in ("services", "tools", "tests")
+            else None
+        )
 
     assert violations("shared", forbidden) == []
 
@@ -63,7 +70,11 @@ def test_a_service_imports_the_library_and_itself_only() -> None:
 
 
 def production_modules(folder: str) -> list[Path]:
-    return [path for path in sorted((ROOT / folder).rglob("*.py")) if "migrations" not in path.relative_to(ROOT).parts[2:]]
+    return [
+        path
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if "migrations" not in path.relative_to(ROOT).parts[2:]
+    ]
 
 
 def test_production_code_holds_no_fake_and_no_seed() -> None:
@@ -74,7 +85,11 @@ def test_production_code_holds_no_fake_and_no_seed() -> None:
         where = path.relative_to(ROOT)
         if "simulator" in path.stem:
             found.append(f"{where} is a simulator")
-        found += [f"{where} imports {module}" for module in sorted(imported_modules(path)) if module.split(".")[0] == "tools" or "simulator" in module]
+        found += [
+            f"{where} imports {module}"
+            for module in sorted(imported_modules(path))
+            if module.split(".")[0] == "tools" or "simulator" in module
+        ]
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("seed_"):
                 found.append(f"{where} defines {node.name}")
@@ -90,16 +105,26 @@ def test_every_module_of_the_library_is_run_by_a_service() -> None:
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if isinstance(node, ast.ImportFrom) and node.module == "shared":
                 imported.update(f"shared.{alias.name}" for alias in node.names)
-    library = {".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__") for path in (ROOT / "shared").rglob("*.py")}
+    library = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for path in (ROOT / "shared").rglob("*.py")
+    }
     # Alembic runs env.py from the directory shared.migrations names as its script location.
     library -= {"shared", "shared.migrations.env"}
-    unused = {module for module in library if not any(name == module or name.startswith(f"{module}.") for name in imported)}
+    unused = {
+        module
+        for module in library
+        if not any(name == module or name.startswith(f"{module}.") for name in imported)
+    }
     assert sorted(unused) == []
 
 
 def test_the_check_reads_static_dynamic_and_nested_imports(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
-    sample.write_text("import a.b\nfrom c import d\ndef f():\n    from e.f import g\n    importlib.import_module('h.i')\nfrom . import j\n")
+    sample.write_text(
+        "import a.b\nfrom c import d\ndef f():\n    from e.f import g\n    "
+        "importlib.import_module('h.i')\nfrom . import j\n"
+    )
     assert imported_modules(sample) == {"a.b", "c", "e.f", "h.i"}
 
 
@@ -114,6 +139,13 @@ def test_a_service_subscribes_in_one_table_of_its_own_service_functions() -> Non
         for event_type, handler in subscriptions.items():
             if not (isinstance(event_type, type) and issubclass(event_type, Event)):
                 found.append(f"{name}: {event_type!r} is no event type")
-            elif not callable(handler) or handler.__module__ not in (f"services.{name}.service", "shared") and not handler.__module__.startswith("shared."):
-                found.append(f"{name}: {event_type.__name__} is handled by {handler!r}, not by a function of its service.py or the library")
+            elif (
+                not callable(handler)
+                or handler.__module__ not in (f"services.{name}.service", "shared")
+                and not handler.__module__.startswith("shared.")
+            ):
+                found.append(
+                    f"{name}: {event_type.__name__} is handled by {handler!r}, not by a function of its "
+                    f"service.py or the library"
+                )
     assert found == []

@@ -64,7 +64,9 @@ def links(page: Path) -> list[str]:
 
 def test_the_readme_is_a_front_door() -> None:
     size = (ROOT / "README.md").stat().st_size
-    assert size <= README_MAX_BYTES, f"README.md is {size:,} bytes, over {README_MAX_BYTES:,}: move the detail into docs/"
+    assert size <= README_MAX_BYTES, (
+        f"README.md is {size:,} bytes, over {README_MAX_BYTES:,}: move the detail into docs/"
+    )
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.relative_to(ROOT).as_posix())
@@ -88,6 +90,12 @@ def test_every_link_resolves_inside_the_repository(page: Path) -> None:
 def test_the_anchor_rules_are_githubs() -> None:
     assert slug("Demo: `unbind demo`") == "demo-unbind-demo"
     assert slug("Contracts: AsyncAPI and JSON Schemas") == "contracts-asyncapi-and-json-schemas"
-    assert slug("Instead of unbinding: pause the auto-debit, or switch the account") == "instead-of-unbinding-pause-the-auto-debit-or-switch-the-account"
-    assert slug("Walk-through: Zhang San unbinds his mortgage account") == "walk-through-zhang-san-unbinds-his-mortgage-account"
+    assert (
+        slug("Instead of unbinding: pause the auto-debit, or switch the account")
+        == "instead-of-unbinding-pause-the-auto-debit-or-switch-the-account"
+    )
+    assert (
+        slug("Walk-through: Zhang San unbinds his mortgage account")
+        == "walk-through-zhang-san-unbinds-his-mortgage-account"
+    )
     assert slug("The 设计 contract (v2)") == "the-设计-contract-v2"

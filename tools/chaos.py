@@ -57,7 +57,13 @@ from tools.stack import read_pid_file, service_ports, stack_ports
 UNBIND = Path(sys.executable).with_name("unbind")
 # Path mix: (kind, weight). The outcome each kind must end in is EXPECTED[kind].
 MIX = (("allow", 40), ("step_up", 20), ("review_approve", 10), ("review_deny", 10), ("cancel", 20))
-EXPECTED = {"allow": "completed", "step_up": "completed", "review_approve": "completed", "review_deny": "rejected", "cancel": "cancelled"}
+EXPECTED = {
+    "allow": "completed",
+    "step_up": "completed",
+    "review_approve": "completed",
+    "review_deny": "rejected",
+    "cancel": "cancelled",
+}
 TERMINAL = frozenset({"completed", "rejected", "cancelled", "expired"})
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 
@@ -170,16 +176,30 @@ class ChaosStack:
         self.kafka_port = _free_port_pair()
         self.ports = service_ports(self.offset)
         self.proc: subprocess.Popen[bytes] | None = None
-        env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS" and not k.startswith("UNBIND_")}
-        self.env = {**env, "KAFKA_PORT": str(self.kafka_port), "KAFKA_CONTROLLER_PORT": str(self.kafka_port + 1), "UNBIND_ENV": "development"}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k != "KAFKA_BOOTSTRAP_SERVERS" and not k.startswith("UNBIND_")
+        }
+        self.env = {
+            **env,
+            "KAFKA_PORT": str(self.kafka_port),
+            "KAFKA_CONTROLLER_PORT": str(self.kafka_port + 1),
+            "UNBIND_ENV": "development",
+        }
         if database_url:
             # Databases of this run's own on the server: the checks must see only its requests,
             # never those of an `unbind up` or an earlier run on the same server.
             run_tag = var_dir.name.replace("-", "_").lower()
-            self.database_urls = {service: asyncio.run(ensure_database(database_url, f"chaos_{run_tag}_{service}")) for service in SERVICES}
+            self.database_urls = {
+                service: asyncio.run(ensure_database(database_url, f"chaos_{run_tag}_{service}"))
+                for service in SERVICES
+            }
             for service, url in self.database_urls.items():
                 # The services read it from their environment, this process's checks from its own.
-                self.env[f"UNBIND_{service.upper()}_DATABASE_URL"] = os.environ[f"UNBIND_{service.upper()}_DATABASE_URL"] = url
+                self.env[f"UNBIND_{service.upper()}_DATABASE_URL"] = os.environ[
+                    f"UNBIND_{service.upper()}_DATABASE_URL"
+                ] = url
         self.bootstrap = f"127.0.0.1:{self.kafka_port}"
 
     def url(self, service: str) -> str:
@@ -222,7 +242,9 @@ class ChaosStack:
     async def restart_broker(self) -> str:
         started = time.monotonic()
         await asyncio.to_thread(kafka.kafka_down, self.var_dir)
-        await kafka.kafka_up_async(self.var_dir, port=self.kafka_port, controller_port=self.kafka_port + 1, topics=None)
+        await kafka.kafka_up_async(
+            self.var_dir, port=self.kafka_port, controller_port=self.kafka_port + 1, topics=None
+        )
         return f"stopped and started again in {time.monotonic() - started:.1f} s"
 
     def stop(self) -> None:
@@ -232,7 +254,13 @@ class ChaosStack:
                 self.proc.wait(60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-        subprocess.run([str(UNBIND), "--var-dir", str(self.var_dir), "down"], env=self.env, capture_output=True, check=False, timeout=120)
+        subprocess.run(
+            [str(UNBIND), "--var-dir", str(self.var_dir), "down"],
+            env=self.env,
+            capture_output=True,
+            check=False,
+            timeout=120,
+        )
 
 
 # --------------------------------------------------------------------------- the driver
@@ -257,7 +285,9 @@ class Driver:
     def auth(self, subject: str, role: str = "customer") -> dict[str, str]:
         return self._tokens.headers(subject, role)
 
-    async def call(self, method: str, service: str, path: str, *, expect: set[int], deadline: float, **kwargs: Any) -> httpx.Response:
+    async def call(
+        self, method: str, service: str, path: str, *, expect: set[int], deadline: float, **kwargs: Any
+    ) -> httpx.Response:
         delay = 0.1
         while True:
             try:
@@ -276,7 +306,9 @@ class Driver:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
-    async def newest_code(self, phone: str, tried: set[str], deadline: float, verification_id: str, headers: dict[str, str]) -> str:
+    async def newest_code(
+        self, phone: str, tried: set[str], deadline: float, verification_id: str, *, headers: dict[str, str]
+    ) -> str:
         waited = time.monotonic()
         while True:
             self.sms.refresh()
@@ -287,7 +319,14 @@ class Driver:
                 raise FlowError("no one-time code arrived")
             if time.monotonic() - waited > 20:
                 # Verification re-sends by itself when notification was down; ask as a customer would.
-                await self.call("POST", "verification", f"/v1/verifications/{verification_id}/otp/resend", expect={200, 202, 409, 429}, deadline=deadline, headers=headers)
+                await self.call(
+                    "POST",
+                    "verification",
+                    f"/v1/verifications/{verification_id}/otp/resend",
+                    expect={200, 202, 409, 429},
+                    deadline=deadline,
+                    headers=headers,
+                )
                 waited = time.monotonic()
             await asyncio.sleep(0.1)
 
@@ -304,37 +343,94 @@ class Driver:
         if flow.kind.startswith("review"):
             changed = (datetime.now(UTC) - timedelta(days=3)).isoformat()
             profile = f"/internal/v1/profiles/{customer.user_id}"
-            await self.call("PUT", "risk", profile, expect={204}, deadline=deadline, json={"phone_changed_at": changed}, headers=self.auth("customer-system", "service"))
+            await self.call(
+                "PUT",
+                "risk",
+                profile,
+                expect={204},
+                deadline=deadline,
+                json={"phone_changed_at": changed},
+                headers=self.auth("customer-system", "service"),
+            )
         body: dict[str, Any] = {"reason": "fund_planning"}
         if device is not None:
             # Asked from a tablet risk has never seen (+40: step_up; with the phone change, review) and
-            # confirmed with the key enrolled before: from the enrolled phone itself it would be a known device.
+            # confirmed with the key enrolled before: from the enrolled phone itself it would be a known
+            # device.
             body["device_id"] = f"{device.device_id}-tablet"
         key = f"chaos-{customer.user_id}"
         accepted = await self.call(
-            "POST", "binding", f"/v1/bindings/{customer.binding_id}/unbind-requests", expect={202}, deadline=deadline, json=body, headers={**headers, "Idempotency-Key": key}
+            "POST",
+            "binding",
+            f"/v1/bindings/{customer.binding_id}/unbind-requests",
+            expect={202},
+            deadline=deadline,
+            json=body,
+            headers={**headers, "Idempotency-Key": key},
         )
         flow.request_id = request_id = accepted.json()["id"]
         if flow.kind == "cancel":
             if random.random() < 0.5:
-                await self.wait_for(request_id, headers, deadline, lambda body: body.get("verification") is not None or body["status"] in TERMINAL)
-            await self.call("POST", "binding", f"/v1/unbind-requests/{request_id}/cancel", expect={200, 409}, deadline=deadline, headers=headers)
+                await self.wait_for(
+                    request_id,
+                    headers,
+                    deadline,
+                    lambda body: body.get("verification") is not None or body["status"] in TERMINAL,
+                )
+            await self.call(
+                "POST",
+                "binding",
+                f"/v1/unbind-requests/{request_id}/cancel",
+                expect={200, 409},
+                deadline=deadline,
+                headers=headers,
+            )
         else:
             if flow.kind.startswith("review"):
-                await self.decide_review(request_id, "approve" if flow.kind == "review_approve" else "deny", deadline)
+                await self.decide_review(
+                    request_id, "approve" if flow.kind == "review_approve" else "deny", deadline
+                )
             if flow.kind != "review_deny":
-                state = await self.wait_for(request_id, headers, deadline, lambda body: body.get("verification") is not None or body["status"] in TERMINAL)
+                state = await self.wait_for(
+                    request_id,
+                    headers,
+                    deadline,
+                    lambda body: body.get("verification") is not None or body["status"] in TERMINAL,
+                )
                 if state["status"] not in TERMINAL:
-                    await self.verify(customer, state["verification"]["id"], headers, tried, deadline, request_id=request_id, device=device)
+                    await self.verify(
+                        customer,
+                        state["verification"]["id"],
+                        headers,
+                        tried,
+                        deadline=deadline,
+                        request_id=request_id,
+                        device=device,
+                    )
         await self.wait_for(request_id, headers, deadline, lambda body: body["status"] in TERMINAL)
         flow.seconds = time.monotonic() - started
         self.completed_flows += 1
 
-    async def wait_for(self, request_id: str, headers: dict[str, str], deadline: float, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    async def wait_for(
+        self,
+        request_id: str,
+        headers: dict[str, str],
+        deadline: float,
+        done: Callable[[dict[str, Any]], bool],
+    ) -> dict[str, Any]:
         # Polling backs off to 1 s: thousands of flows polling fast would be most of the load.
         pause = 0.1
         while True:
-            body = (await self.call("GET", "binding", f"/v1/unbind-requests/{request_id}", expect={200}, deadline=deadline, headers=headers)).json()
+            body = (
+                await self.call(
+                    "GET",
+                    "binding",
+                    f"/v1/unbind-requests/{request_id}",
+                    expect={200},
+                    deadline=deadline,
+                    headers=headers,
+                )
+            ).json()
             if done(body):
                 return body
             if time.monotonic() > deadline:
@@ -345,7 +441,16 @@ class Driver:
     async def decide_review(self, request_id: str, decision: str, deadline: float) -> None:
         ops = self.auth("ops-chaos", "ops")
         while True:
-            queue = (await self.call("GET", "risk", "/v1/reviews?status=pending&limit=200", expect={200}, deadline=deadline, headers=ops)).json()["items"]
+            queue = (
+                await self.call(
+                    "GET",
+                    "risk",
+                    "/v1/reviews?status=pending&limit=200",
+                    expect={200},
+                    deadline=deadline,
+                    headers=ops,
+                )
+            ).json()["items"]
             review = next((item for item in queue if item["request_id"] == request_id), None)
             if review is not None:
                 await self.claim_and_decide(review["id"], decision, deadline)
@@ -358,22 +463,51 @@ class Driver:
         """A reviewer claims the case and decides it with a reason from the list; a deny of a high score
         is only recorded (202) until a second reviewer confirms it. A retry after a lost answer meets
         four eyes (the first already recorded its deny: on to the second) or a closed case (done)."""
-        decided = {"decision": decision, "reason": "identity_not_confirmed" if decision == "deny" else "false_positive"}
+        decided = {
+            "decision": decision,
+            "reason": "identity_not_confirmed" if decision == "deny" else "false_positive",
+        }
         for reviewer in ("rev-chaos-1", "rev-chaos-2"):
             headers, url = self.auth(reviewer, "reviewer"), f"/v1/reviews/{review_id}"
-            answer = await self.call("POST", "risk", f"{url}/claim", expect={200, 409}, deadline=deadline, headers=headers)
+            answer = await self.call(
+                "POST", "risk", f"{url}/claim", expect={200, 409}, deadline=deadline, headers=headers
+            )
             if answer.status_code == 200:
-                answer = await self.call("POST", "risk", f"{url}/decision", expect={200, 202, 409}, deadline=deadline, json=decided, headers=headers)
-            if answer.status_code == 200 or (answer.status_code == 409 and not answer.json()["type"].endswith("/four-eyes")):
+                answer = await self.call(
+                    "POST",
+                    "risk",
+                    f"{url}/decision",
+                    expect={200, 202, 409},
+                    deadline=deadline,
+                    json=decided,
+                    headers=headers,
+                )
+            if answer.status_code == 200 or (
+                answer.status_code == 409 and not answer.json()["type"].endswith("/four-eyes")
+            ):
                 return
         raise FlowError(f"review {review_id} was still not decided by two reviewers")
 
-    async def enrol(self, customer: SyntheticCustomer, headers: dict[str, str], tried: set[str], deadline: float) -> DeviceSimulator:
+    async def enrol(
+        self, customer: SyntheticCustomer, headers: dict[str, str], tried: set[str], deadline: float
+    ) -> DeviceSimulator:
         """A device key, active once the code of its own SMS is confirmed. A retried enrolment (the
         same key) answers with the same verification, so a lost answer costs nothing."""
         device = DeviceSimulator.generate(f"d-{customer.user_id}")
-        enrolment = (await self.call("POST", "verification", "/v1/devices", expect={202}, deadline=deadline, json=device.enrolment(), headers=headers)).json()
-        state = await self.verify(customer, enrolment["verification"]["id"], headers, tried, deadline)
+        enrolment = (
+            await self.call(
+                "POST",
+                "verification",
+                "/v1/devices",
+                expect={202},
+                deadline=deadline,
+                json=device.enrolment(),
+                headers=headers,
+            )
+        ).json()
+        state = await self.verify(
+            customer, enrolment["verification"]["id"], headers, tried, deadline=deadline
+        )
         if state["status"] != "verified":
             raise FlowError(f"the enrolment of {device.device_id} ended {state['status']}")
         return device
@@ -384,27 +518,58 @@ class Driver:
         verification_id: str,
         headers: dict[str, str],
         tried: set[str],
-        deadline: float,
         *,
+        deadline: float,
         request_id: str = "",
         device: DeviceSimulator | None = None,
     ) -> dict[str, Any]:
         """Pass a verification (an unbind request's, or a device enrolment's); returns its final state."""
         path = f"/v1/verifications/{verification_id}"
         while True:
-            state = (await self.call("GET", "verification", path, expect={200}, deadline=deadline, headers=headers)).json()
+            state = (
+                await self.call("GET", "verification", path, expect={200}, deadline=deadline, headers=headers)
+            ).json()
             if state["status"] != "pending":
                 return state
             if "otp" in state["methods"] and "otp" not in state["passed_methods"]:
-                code = await self.newest_code(customer.phone, tried, deadline, verification_id, headers)
+                code = await self.newest_code(
+                    customer.phone, tried, deadline, verification_id, headers=headers
+                )
                 tried.add(code)
                 # 422: a newer code replaced this one (a re-send); the loop takes the newest.
-                await self.call("POST", "verification", f"{path}/otp", expect={200, 409, 422}, deadline=deadline, json={"code": code}, headers=headers)
+                await self.call(
+                    "POST",
+                    "verification",
+                    f"{path}/otp",
+                    expect={200, 409, 422},
+                    deadline=deadline,
+                    json={"code": code},
+                    headers=headers,
+                )
             elif "biometric" in state["methods"] and "biometric" not in state["passed_methods"]:
                 assert device is not None, "a biometric step needs the flow's device"
-                challenge = (await self.call("POST", "verification", f"{path}/biometric/challenge", expect={200, 201}, deadline=deadline, headers=headers)).json()
-                signed = device.sign(challenge["challenge"], verification_id, request_id, challenge["impact_hash"])
-                await self.call("POST", "verification", f"{path}/biometric", expect={200, 409, 422}, deadline=deadline, json=signed, headers=headers)
+                challenge = (
+                    await self.call(
+                        "POST",
+                        "verification",
+                        f"{path}/biometric/challenge",
+                        expect={200, 201},
+                        deadline=deadline,
+                        headers=headers,
+                    )
+                ).json()
+                signed = device.sign(
+                    challenge["challenge"], verification_id, request_id, challenge["impact_hash"]
+                )
+                await self.call(
+                    "POST",
+                    "verification",
+                    f"{path}/biometric",
+                    expect={200, 409, 422},
+                    deadline=deadline,
+                    json=signed,
+                    headers=headers,
+                )
             else:
                 await asyncio.sleep(0.1)
 
@@ -424,13 +589,18 @@ def plan_faults(kills_per_service: int, broker_restarts: int, rng: random.Random
     return sorted(faults, key=lambda fault: fault.at_fraction)
 
 
-async def inject(faults: list[Fault], stack: ChaosStack, driver: Driver, total: int, started: float) -> None:
+async def inject(
+    faults: list[Fault], stack: ChaosStack, driver: Driver, total: int, *, started: float
+) -> None:
     for fault in faults:
         while driver.completed_flows < fault.at_fraction * total:  # noqa: ASYNC110 - polling a counter the flows bump
             await asyncio.sleep(0.05)
         fault.happened_at = time.monotonic() - started
         fault.detail = await (stack.restart_broker() if fault.target == "kafka" else stack.kill(fault.target))
-        say(f"fault at {fault.happened_at:6.1f} s ({driver.completed_flows}/{total} flows done): {fault.target}: {fault.detail}")
+        say(
+            f"fault at {fault.happened_at:6.1f} s ({driver.completed_flows}/{total} flows done): "
+            f"{fault.target}: {fault.detail}"
+        )
 
 
 # --------------------------------------------------------------------------- checks
@@ -449,11 +619,19 @@ async def outbox_backlog(settings: dict[str, Any]) -> dict[str, int]:
     backlog = {}
     for service in SERVICES:
         model = importlib.import_module(f"services.{service}.models").OutboxMessage
-        backlog[service] = (await _query(service, settings[service], select(func.count()).select_from(model).where(model.published_at.is_(None))))[0][0]
+        backlog[service] = (
+            await _query(
+                service,
+                settings[service],
+                select(func.count()).select_from(model).where(model.published_at.is_(None)),
+            )
+        )[0][0]
     return backlog
 
 
-async def wait_for_quiet(flows: list[Flow], settings: dict[str, Any], stack: ChaosStack, timeout: float) -> float:
+async def wait_for_quiet(
+    flows: list[Flow], settings: dict[str, Any], stack: ChaosStack, timeout: float
+) -> float:
     """Seconds until every request is terminal, every outbox empty and every group at the end."""
     from services.binding.models import UnbindRequest
 
@@ -461,7 +639,13 @@ async def wait_for_quiet(flows: list[Flow], settings: dict[str, Any], stack: Cha
     ids = [flow.request_id for flow in flows if flow.request_id]
     groups = [settings[service].consumer_group for service in SERVICES]
     while True:
-        rows = await _query("binding", settings["binding"], select(UnbindRequest.status, func.count()).where(UnbindRequest.id.in_(ids)).group_by(UnbindRequest.status))
+        rows = await _query(
+            "binding",
+            settings["binding"],
+            select(UnbindRequest.status, func.count())
+            .where(UnbindRequest.id.in_(ids))
+            .group_by(UnbindRequest.status),
+        )
         open_requests = sum(count for status, count in rows if status not in TERMINAL)
         backlog = sum((await outbox_backlog(settings)).values())
         try:
@@ -471,24 +655,51 @@ async def wait_for_quiet(flows: list[Flow], settings: dict[str, Any], stack: Cha
         if open_requests == 0 and backlog == 0 and lag == 0:
             return time.monotonic() - started
         if time.monotonic() - started > timeout:
-            say(f"not quiet after {timeout:.0f} s: {open_requests} open requests, {backlog} unsent outbox rows, lag {lag}")
+            say(
+                f"not quiet after {timeout:.0f} s: {open_requests} open requests, {backlog} unsent outbox "
+                f"rows, lag {lag}"
+            )
             return time.monotonic() - started
         await asyncio.sleep(0.5)
 
 
-async def run_checks(flows: list[Flow], settings: dict[str, Any], stack: ChaosStack) -> tuple[list[Check], Counter[str]]:
+async def run_checks(
+    flows: list[Flow], settings: dict[str, Any], stack: ChaosStack
+) -> tuple[list[Check], Counter[str]]:
     from services.binding.models import Binding, UnbindRequest
     from services.notification.models import Delivery
 
     checks: list[Check] = []
     by_request = {flow.request_id: flow for flow in flows if flow.request_id}
-    statuses = dict(await _query("binding", settings["binding"], select(UnbindRequest.id, UnbindRequest.status).where(UnbindRequest.id.in_(list(by_request)))))
+    statuses = dict(
+        await _query(
+            "binding",
+            settings["binding"],
+            select(UnbindRequest.id, UnbindRequest.status).where(UnbindRequest.id.in_(list(by_request))),
+        )
+    )
     outcomes = Counter(statuses.values())
     not_terminal = [rid for rid, status in statuses.items() if status not in TERMINAL]
     unrequested = [flow for flow in flows if not flow.request_id]
-    checks.append(Check("every request is in a terminal state", not not_terminal and not unrequested, f"{len(not_terminal)} open, {len(unrequested)} flows never got a request"))
-    wrong = [(flow.kind, statuses.get(flow.request_id)) for flow in by_request.values() if statuses.get(flow.request_id) != EXPECTED[flow.kind]]
-    checks.append(Check("every request ended as its path leads", not wrong, f"{len(wrong)} unexpected: {Counter(wrong).most_common(5)}"))
+    checks.append(
+        Check(
+            "every request is in a terminal state",
+            not not_terminal and not unrequested,
+            f"{len(not_terminal)} open, {len(unrequested)} flows never got a request",
+        )
+    )
+    wrong = [
+        (flow.kind, statuses.get(flow.request_id))
+        for flow in by_request.values()
+        if statuses.get(flow.request_id) != EXPECTED[flow.kind]
+    ]
+    checks.append(
+        Check(
+            "every request ended as its path leads",
+            not wrong,
+            f"{len(wrong)} unexpected: {Counter(wrong).most_common(5)}",
+        )
+    )
 
     records = await kafka.read_topic(stack.cluster, settings["binding"].topic)
     completions: dict[str, set[str]] = {}
@@ -513,36 +724,80 @@ async def run_checks(flows: list[Flow], settings: dict[str, Any], stack: ChaosSt
         )
     )
 
-    bindings = dict(await _query("binding", settings["binding"], select(Binding.id, Binding.status).where(Binding.id.in_([flow.customer.binding_id for flow in flows]))))
-    expected_binding = {flow.customer.binding_id: "unbound" if statuses.get(flow.request_id) == "completed" else "active" for flow in by_request.values()}
-    disagree = [binding_id for binding_id, status in expected_binding.items() if bindings.get(binding_id) != status]
-    checks.append(Check("every binding agrees with its request", not disagree, f"{len(disagree)} disagree: {disagree[:5]}"))
+    bindings = dict(
+        await _query(
+            "binding",
+            settings["binding"],
+            select(Binding.id, Binding.status).where(
+                Binding.id.in_([flow.customer.binding_id for flow in flows])
+            ),
+        )
+    )
+    expected_binding = {
+        flow.customer.binding_id: "unbound" if statuses.get(flow.request_id) == "completed" else "active"
+        for flow in by_request.values()
+    }
+    disagree = [
+        binding_id for binding_id, status in expected_binding.items() if bindings.get(binding_id) != status
+    ]
+    checks.append(
+        Check(
+            "every binding agrees with its request", not disagree, f"{len(disagree)} disagree: {disagree[:5]}"
+        )
+    )
 
     key = (Delivery.event_id, Delivery.channel, Delivery.recipient)
-    doubled = await _query("notification", settings["notification"], select(*key).group_by(*key).having(func.count() > 1))
-    deliveries = (await _query("notification", settings["notification"], select(func.count()).select_from(Delivery)))[0][0]
-    checks.append(Check("one delivery per (event, channel, recipient)", not doubled, f"{deliveries} deliveries, {len(doubled)} doubled"))
+    doubled = await _query(
+        "notification", settings["notification"], select(*key).group_by(*key).having(func.count() > 1)
+    )
+    deliveries = (
+        await _query("notification", settings["notification"], select(func.count()).select_from(Delivery))
+    )[0][0]
+    checks.append(
+        Check(
+            "one delivery per (event, channel, recipient)",
+            not doubled,
+            f"{deliveries} deliveries, {len(doubled)} doubled",
+        )
+    )
 
     backlog = await outbox_backlog(settings)
-    checks.append(Check("no outbox row left unsent", not any(backlog.values()), ", ".join(f"{service} {count}" for service, count in backlog.items())))
+    checks.append(
+        Check(
+            "no outbox row left unsent",
+            not any(backlog.values()),
+            ", ".join(f"{service} {count}" for service, count in backlog.items()),
+        )
+    )
 
     groups = [settings[service].consumer_group for service in SERVICES]
     lag = await kafka.consumer_lag(stack.cluster, settings["binding"].topic, groups)
     dead = await kafka.read_topic(stack.cluster, settings["binding"].dlq_topic)
-    checks.append(Check("no event stuck outside the DLQ", not any(lag.values()), f"lag per group {lag}; {len(dead)} dead letters; {malformed} malformed records on the topic"))
+    checks.append(
+        Check(
+            "no event stuck outside the DLQ",
+            not any(lag.values()),
+            f"lag per group {lag}; {len(dead)} dead letters; {malformed} malformed records on the topic",
+        )
+    )
 
     secrets = pii.Secrets()
     for flow in flows:
         secrets.add_phone(flow.customer.phone)
         secrets.add_account_number(flow.customer.account_number)
     secrets.add_codes_from_sms_sink(stack.var_dir / "sms.jsonl")
-    lines = [*pii.record_lines(settings["binding"].topic, records), *pii.record_lines(settings["binding"].dlq_topic, dead), *pii.log_lines(stack.var_dir / "logs")]
+    lines = [
+        *pii.record_lines(settings["binding"].topic, records),
+        *pii.record_lines(settings["binding"].dlq_topic, dead),
+        *pii.log_lines(stack.var_dir / "logs"),
+    ]
     findings = pii.scan(lines, secrets)
     checks.append(
         Check(
             "no code, phone or account number in events or logs",
             not findings,
-            f"{len(lines)} lines scanned for {len(secrets.codes)} codes, {len(secrets.phones)} phones, {len(secrets.account_numbers)} account numbers; "
+            f"{len(lines)} lines scanned for {len(secrets.codes)} codes, {len(secrets.phones)} phones, "
+            f"{len(secrets.account_numbers)} account numbers; "
             + (f"{len(findings)} findings, e.g. {findings[0]}" if findings else "none found"),
         )
     )
@@ -559,10 +814,19 @@ async def _drive(options: ChaosOptions, stack: ChaosStack, rng: random.Random) -
     await seed_population(stack.var_dir, stack.database_url, customers)
     kinds = [kind for kind, weight in MIX for _ in range(weight)]
     flows = [Flow(rng.choice(kinds), customer) for customer in customers]
-    say(f"{len(flows)} flows: " + ", ".join(f"{kind} {count}" for kind, count in Counter(flow.kind for flow in flows).most_common()))
+    say(
+        f"{len(flows)} flows: "
+        + ", ".join(f"{kind} {count}" for kind, count in Counter(flow.kind for flow in flows).most_common())
+    )
     faults = plan_faults(options.kills_per_service, options.broker_restarts, rng)
-    limits = httpx.Limits(max_connections=options.concurrency * 2, max_keepalive_connections=options.concurrency, keepalive_expiry=2.0)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0), limits=limits, trust_env=False) as client:
+    limits = httpx.Limits(
+        max_connections=options.concurrency * 2,
+        max_keepalive_connections=options.concurrency,
+        keepalive_expiry=2.0,
+    )
+    async with httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0, connect=2.0), limits=limits, trust_env=False
+    ) as client:
         driver = Driver(stack, client, TokenMinter(stack.var_dir))
         gate = asyncio.Semaphore(options.concurrency)
 
@@ -575,20 +839,32 @@ async def _drive(options: ChaosOptions, stack: ChaosStack, rng: random.Random) -
                     driver.completed_flows += 1
 
         started = time.monotonic()
-        injector = asyncio.create_task(inject(faults, stack, driver, len(flows), started))
+        injector = asyncio.create_task(inject(faults, stack, driver, len(flows), started=started))
         await asyncio.gather(*(one(flow) for flow in flows))
         drive_seconds = time.monotonic() - started
         with contextlib.suppress(asyncio.CancelledError):
             injector.cancel()
             await injector
     failed = [flow for flow in flows if flow.error]
-    say(f"drive done in {drive_seconds:.1f} s; {len(failed)} flows reported an error" + (f", e.g. {failed[0].kind}: {failed[0].error}" if failed else ""))
+    say(
+        f"drive done in {drive_seconds:.1f} s; {len(failed)} flows reported an error"
+        + (f", e.g. {failed[0].kind}: {failed[0].error}" if failed else "")
+    )
     last_fault = max((fault.happened_at or 0.0 for fault in faults), default=0.0)
     quiet = await wait_for_quiet(flows, settings, stack, options.quiet_timeout)
-    quiet_after_fault = drive_seconds - last_fault + quiet if any(fault.happened_at for fault in faults) else None
+    quiet_after_fault = (
+        drive_seconds - last_fault + quiet if any(fault.happened_at for fault in faults) else None
+    )
     checks, outcomes = await run_checks(flows, settings, stack)
     if failed:
-        checks.insert(0, Check("every flow ran to its end", False, f"{len(failed)} flows failed, e.g. {failed[0].kind}: {failed[0].error}"))
+        checks.insert(
+            0,
+            Check(
+                "every flow ran to its end",
+                False,
+                f"{len(failed)} flows failed, e.g. {failed[0].kind}: {failed[0].error}",
+            ),
+        )
     return Report(
         flows=len(flows),
         kinds=dict(Counter(flow.kind for flow in flows)),
@@ -599,23 +875,42 @@ async def _drive(options: ChaosOptions, stack: ChaosStack, rng: random.Random) -
         flows_per_second=round(len(flows) / drive_seconds, 1),
         http_retries=driver.retries,
         server_errors_seen=driver.server_errors,
-        flow_seconds_p50_p95={kind: _p50_p95([flow.seconds for flow in flows if flow.kind == kind and not flow.error]) for kind, _ in MIX},
+        flow_seconds_p50_p95={
+            kind: _p50_p95([flow.seconds for flow in flows if flow.kind == kind and not flow.error])
+            for kind, _ in MIX
+        },
         checks=checks,
     )
 
 
 def _p50_p95(values: list[float]) -> list[float]:
     ordered = sorted(values) or [0.0]
-    return [round(ordered[len(ordered) // 2], 2), round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))], 2)]
+    return [
+        round(ordered[len(ordered) // 2], 2),
+        round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))], 2),
+    ]
 
 
 def print_report(report: Report) -> None:
     print()
-    print(f"chaos run: {report.flows} flows in {report.drive_seconds:.1f} s ({report.flows_per_second} flows/s), paths {report.kinds}")
+    print(
+        f"chaos run: {report.flows} flows in {report.drive_seconds:.1f} s ({report.flows_per_second} "
+        f"flows/s), paths {report.kinds}"
+    )
     print(f"  outcomes        {report.outcomes}")
-    print(f"  faults          {len(report.faults)}: " + ", ".join(f"{fault['target']}@{fault['happened_at']:.1f}s" for fault in report.faults if fault["happened_at"] is not None))
+    print(
+        f"  faults          {len(report.faults)}: "
+        + ", ".join(
+            f"{fault['target']}@{fault['happened_at']:.1f}s"
+            for fault in report.faults
+            if fault["happened_at"] is not None
+        )
+    )
     print(f"  quiet           {report.quiet_after_last_fault_seconds} s after the last fault")
-    print("  flow seconds    " + ", ".join(f"{kind} p50 {p50} p95 {p95}" for kind, (p50, p95) in report.flow_seconds_p50_p95.items()))
+    print(
+        "  flow seconds    "
+        + ", ".join(f"{kind} p50 {p50} p95 {p95}" for kind, (p50, p95) in report.flow_seconds_p50_p95.items())
+    )
     print(f"  HTTP retries    {report.http_retries} (of which 5xx answers: {report.server_errors_seen})")
     for check in report.checks:
         print(f"  {'PASS' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
@@ -637,4 +932,3 @@ def run(options: ChaosOptions) -> int:
         options.json_path.parent.mkdir(parents=True, exist_ok=True)
         options.json_path.write_text(json.dumps(asdict(report) | {"ok": report.ok}, indent=2, default=str))
     return 0 if report.ok else 1
-

@@ -104,8 +104,22 @@ class Terminal:
     """The demo's live view: steps as header lines, what happens indented under them; colour
     only on a terminal (and never with NO_COLOR), so piped output stays plain text."""
 
-    STYLES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "magenta": "35", "cyan": "36"}
-    DECISION_STYLE = {"allow": "green", "step_up": "yellow", "review": "magenta", "deny": "red", "approve": "green"}
+    STYLES = {
+        "bold": "1",
+        "dim": "2",
+        "red": "31",
+        "green": "32",
+        "yellow": "33",
+        "magenta": "35",
+        "cyan": "36",
+    }
+    DECISION_STYLE = {
+        "allow": "green",
+        "step_up": "yellow",
+        "review": "magenta",
+        "deny": "red",
+        "approve": "green",
+    }
 
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stdout
@@ -127,7 +141,10 @@ class Terminal:
         self.say("   " + (self.paint(text, style) if style else text))
 
     def event(self, seen: Seen) -> None:
-        self.say(f"   {self.paint(f'+{seen.elapsed:.3f}s', 'dim')}  {self.paint(seen.type, 'cyan')}  {describe_event(seen.envelope.data, self.emphasize)}")
+        self.say(
+            f"   {self.paint(f'+{seen.elapsed:.3f}s', 'dim')}  {self.paint(seen.type, 'cyan')}  "
+            f"{describe_event(seen.envelope.data, self.emphasize)}"
+        )
 
     def decision(self, decision: str) -> str:
         return self.paint(decision, self.DECISION_STYLE.get(decision, "bold"))
@@ -149,7 +166,10 @@ def _development_only(var_dir: Path) -> None:
     # This shell's setting, and the one the running `unbind up` of the var dir recorded.
     running = (read_pid_file(var_dir) or {}).get("env") if live_supervisor(var_dir) is not None else None
     if os.environ.get("UNBIND_ENV", "").strip().lower() == "production" or running == "production":
-        raise InfraError("`unbind demo` is for development only (it mints tokens and reads one-time codes from the SMS sink); UNBIND_ENV is production.")
+        raise InfraError(
+            "`unbind demo` is for development only (it mints tokens and reads one-time codes from the SMS "
+            "sink); UNBIND_ENV is production."
+        )
 
 
 class Api:
@@ -160,15 +180,30 @@ class Api:
         self.stack = stack
         self.tokens = tokens
 
-    async def call(self, service: str, method: str, path: str, *, role: str = "customer", expect: tuple[int, ...] = (200,), **kwargs: Any) -> httpx.Response:
+    async def call(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        *,
+        role: str = "customer",
+        expect: tuple[int, ...] = (200,),
+        **kwargs: Any,
+    ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.tokens[role]}", **kwargs.pop("headers", {})}
         url = self.stack.urls[service] + path
         try:
             response = await self.client.request(method, url, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
-            raise InfraError(f"The {service} service at {self.stack.urls[service]} did not answer {method} {path} ({type(exc).__name__}); is `unbind up` still running?") from None
+            raise InfraError(
+                f"The {service} service at {self.stack.urls[service]} did not answer {method} {path} "
+                f"({type(exc).__name__}); is `unbind up` still running?"
+            ) from None
         if response.status_code not in expect:
-            raise InfraError(f"{method} {url} answered {response.status_code} (expected {' or '.join(map(str, expect))}): {_problem(response)}")
+            raise InfraError(
+                f"{method} {url} answered {response.status_code} (expected {' or '.join(map(str, expect))}): "
+                f"{_problem(response)}"
+            )
         return response
 
     async def json(self, service: str, method: str, path: str, **kwargs: Any) -> Any:
@@ -223,19 +258,27 @@ class EventFeed:
     _task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(**self.cluster.client_options(), group_id=None, enable_auto_commit=False, client_id="unbind-demo")
+        consumer = AIOKafkaConsumer(
+            **self.cluster.client_options(), group_id=None, enable_auto_commit=False, client_id="unbind-demo"
+        )
         try:
             await asyncio.wait_for(consumer.start(), STEP_TIMEOUT)
             numbers = await partitions_of(consumer, self.topic)
             if not numbers:
-                raise InfraError(f"The topic {self.topic} does not exist on {self.cluster.bootstrap}; is this the stack's broker (and UNBIND_TOPIC the stack's)?")
+                raise InfraError(
+                    f"The topic {self.topic} does not exist on {self.cluster.bootstrap}; is this the stack's "
+                    f"broker (and UNBIND_TOPIC the stack's)?"
+                )
             partitions = [TopicPartition(self.topic, number) for number in sorted(numbers)]
             consumer.assign(partitions)
             for partition, offset in (await consumer.end_offsets(partitions)).items():
                 consumer.seek(partition, offset)
         except (KafkaError, OSError, TimeoutError) as exc:
             await consumer.stop()
-            raise InfraError(f"Kafka at {self.cluster.bootstrap} is not reachable ({type(exc).__name__}: {exc}); is the stack's broker running?") from None
+            raise InfraError(
+                f"Kafka at {self.cluster.bootstrap} is not reachable ({type(exc).__name__}: {exc}); is the "
+                f"stack's broker running?"
+            ) from None
         except InfraError:
             await consumer.stop()
             raise
@@ -299,7 +342,10 @@ class EventFeed:
                 raise RequestEnded(ended)
             if self._task is not None and self._task.done():
                 error = self._task.exception() if not self._task.cancelled() else None
-                raise InfraError(f"Reading {self.topic} on {self.cluster.bootstrap} stopped: " + (f"{type(error).__name__}: {error}" if error else "cancelled"))
+                raise InfraError(
+                    f"Reading {self.topic} on {self.cluster.bootstrap} stopped: "
+                    + (f"{type(error).__name__}: {error}" if error else "cancelled")
+                )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -312,7 +358,10 @@ class EventFeed:
         """An event an automatic step must produce within STEP_TIMEOUT, else a clear error."""
         seen = await self.wait_for(event_type, timeout=STEP_TIMEOUT)
         if seen is None:
-            raise InfraError(f"No {event_type} for request {self.request_id} within {STEP_TIMEOUT:.0f} s: is the {who} service working? See {var_dir / 'logs' / f'{who}.log'}.")
+            raise InfraError(
+                f"No {event_type} for request {self.request_id} within {STEP_TIMEOUT:.0f} s: is the {who} "
+                f"service working? See {var_dir / 'logs' / f'{who}.log'}."
+            )
         return seen
 
 
@@ -338,9 +387,16 @@ async def choose_binding(story: Story) -> None:
     status = response.json()["status"] if response.status_code == 200 else "missing"
     if status == "active":
         account = response.json()["repayment_account"]
-        story.term.line(f"{DEMO_BINDING}: {account['lender']} {account['account_number']}, {account['monthly_instalment']} CNY a month, active")
+        story.term.line(
+            f"{DEMO_BINDING}: {account['lender']} {account['account_number']}, "
+            f"{account['monthly_instalment']} CNY a month, active"
+        )
         return
-    why = {"unbound": "already unbound (an earlier demo)", "unbinding": "busy with an open unbind request", "missing": "not in the data"}.get(status, status)
+    why = {
+        "unbound": "already unbound (an earlier demo)",
+        "unbinding": "busy with an open unbind request",
+        "missing": "not in the data",
+    }.get(status, status)
     story.term.line(f"{DEMO_BINDING} is {why}: binding a fresh repayment account for him first", "yellow")
     story.binding_id = await bind_fresh_account(story)
 
@@ -353,7 +409,9 @@ def _due_day_not_soon(today: date) -> int:
 
 def _fresh_account_number() -> str:
     """A valid card number the development lender confirms (it refuses those ending 0000)."""
-    while (number := with_check_digit("62220299" + "".join(random.choices("0123456789", k=7)))).endswith(REFUSED_LAST4):
+    while (number := with_check_digit("62220299" + "".join(random.choices("0123456789", k=7)))).endswith(
+        REFUSED_LAST4
+    ):
         pass
     return number
 
@@ -362,20 +420,29 @@ async def bind_fresh_account(story: Story) -> str:
     """Bind as the app does: the request, the code of its own SMS, then the lender's confirmation of
     the auto-debit mandate, which is what raises the credit limit."""
     number = _fresh_account_number()
-    body = {"lender": "Example Bank", "account_number": number, "monthly_instalment": 8000, "due_day": _due_day_not_soon(date.today()), "agreement_version": CURRENT_AGREEMENT}
+    body = {
+        "lender": "Example Bank",
+        "account_number": number,
+        "monthly_instalment": 8000,
+        "due_day": _due_day_not_soon(date.today()),
+        "agreement_version": CURRENT_AGREEMENT,
+    }
     since = datetime.now(UTC)
     created = await story.api.json("binding", "POST", "/v1/bindings", json=body, expect=(202,))
     story.term.line(
-        f"asked to bind {created['id']}: Example Bank {mask_account_number(number)}, 8000 CNY a month due on day {body['due_day']}; "
-        f"{created['status']} until its SMS code is confirmed"
+        f"asked to bind {created['id']}: Example Bank {mask_account_number(number)}, 8000 CNY a month due on "
+        f"day {body['due_day']}; {created['status']} until its SMS code is confirmed"
     )
     await pass_otp(story, created["verification_id"], since)
     binding = await mandate_decided(story, created["id"])
     if binding["mandate_status"] != "active":
-        raise InfraError(f"The lender did not confirm the mandate of {created['id']} (it is {binding['mandate_status']}); see {story.options.var_dir / 'logs'}.")
+        raise InfraError(
+            f"The lender did not confirm the mandate of {created['id']} (it is {binding['mandate_status']}); "
+            f"see {story.options.var_dir / 'logs'}."
+        )
     story.term.line(
-        f"the lender confirmed the auto-debit mandate: {binding['id']} is {binding['status']}; "
-        f"credit limit {created['credit_account']['credit_limit']} -> {binding['credit_account']['credit_limit']} CNY",
+        f"the lender confirmed the auto-debit mandate: {binding['id']} is {binding['status']}; credit limit "
+        f"{created['credit_account']['credit_limit']} -> {binding['credit_account']['credit_limit']} CNY",
         "green",
     )
     return created["id"]
@@ -384,9 +451,14 @@ async def bind_fresh_account(story: Story) -> str:
 async def mandate_decided(story: Story, binding_id: str) -> dict[str, Any]:
     """The binding once its lender answered the mandate (the development lender waits a moment first)."""
     deadline = time.monotonic() + STEP_TIMEOUT
-    while (binding := await story.api.json("binding", "GET", f"/v1/bindings/{binding_id}"))["mandate_status"] == "pending":
+    while (binding := await story.api.json("binding", "GET", f"/v1/bindings/{binding_id}"))[
+        "mandate_status"
+    ] == "pending":
         if time.monotonic() > deadline:
-            raise InfraError(f"No answer from the lender on the mandate of {binding_id} within {STEP_TIMEOUT:.0f} s: is the development lender running? See `unbind status`.")
+            raise InfraError(
+                f"No answer from the lender on the mandate of {binding_id} within {STEP_TIMEOUT:.0f} s: is "
+                f"the development lender running? See `unbind status`."
+            )
         await asyncio.sleep(0.2)
     return binding
 
@@ -395,7 +467,10 @@ def take_new_phone(story: Story) -> None:
     """A new phone whose key is not on his account yet: risk has never seen it (device_unknown, +40;
     an enrolled key would be one of his own devices)."""
     story.device = DeviceSimulator.generate(f"d-zhangsan-phone-{uuid.uuid4().hex[:6]}")
-    story.term.line(f"his new phone {story.device.device_id} (EC P-256 key held by the device simulator), not on his account yet; the request will come from it")
+    story.term.line(
+        f"his new phone {story.device.device_id} (EC P-256 key held by the device simulator), not on his "
+        f"account yet; the request will come from it"
+    )
 
 
 async def enrol_phone(story: Story) -> None:
@@ -404,8 +479,17 @@ async def enrol_phone(story: Story) -> None:
     may sign for it only because it is the device the request came from."""
     assert story.device is not None
     since = datetime.now(UTC)
-    enrolment = await story.api.json("verification", "POST", "/v1/devices", json=story.device.enrolment("Zhang San's new phone"), expect=(202,))
-    story.term.line(f"adding the key of {story.device.device_id} to his account: {enrolment['device']['status']} until its SMS code is confirmed")
+    enrolment = await story.api.json(
+        "verification",
+        "POST",
+        "/v1/devices",
+        json=story.device.enrolment("Zhang San's new phone"),
+        expect=(202,),
+    )
+    story.term.line(
+        f"adding the key of {story.device.device_id} to his account: {enrolment['device']['status']} until "
+        f"its SMS code is confirmed"
+    )
     await pass_otp(story, enrolment["verification"]["id"], since)
     story.device_enrolled = True
     story.term.line(f"{story.device.device_id} is active (notified on every channel)")
@@ -414,18 +498,33 @@ async def enrol_phone(story: Story) -> None:
 async def report_phone_change(story: Story) -> None:
     """The customer system tells risk his number changed 3 days ago (phone_changed_recently, +25)."""
     changed = datetime.now(UTC) - timedelta(days=3)
-    await story.api.call("risk", "PUT", f"/internal/v1/profiles/{CUSTOMER}", role="service", json={"phone_changed_at": changed.isoformat()}, expect=(204,))
-    story.term.line(f"customer system -> risk: his phone number changed on {changed.astimezone():%Y-%m-%d} (3 days ago); it stays in his profile for 30 days")
+    await story.api.call(
+        "risk",
+        "PUT",
+        f"/internal/v1/profiles/{CUSTOMER}",
+        role="service",
+        json={"phone_changed_at": changed.isoformat()},
+        expect=(204,),
+    )
+    story.term.line(
+        f"customer system -> risk: his phone number changed on {changed.astimezone():%Y-%m-%d} (3 days ago); "
+        f"it stays in his profile for 30 days"
+    )
 
 
 async def show_impact(story: Story) -> None:
-    impact = await story.api.json("binding", "GET", f"/v1/bindings/{story.binding_id}/impact", headers={"Accept-Language": "en"})
+    impact = await story.api.json(
+        "binding", "GET", f"/v1/bindings/{story.binding_id}/impact", headers={"Accept-Language": "en"}
+    )
     story.impact = impact
     term = story.term
     term.line(f"credit limit {impact['credit_limit_before']} -> {impact['credit_limit_after']} CNY")
     if current := impact.get("current_instalment"):
         debit = ", by auto-debit" if impact["auto_debit"] else ""
-        term.line(f"instalment {current['period']}: {current['amount']} CNY due {current['due_date']} ({current['status']}{debit})")
+        term.line(
+            f"instalment {current['period']}: {current['amount']} CNY due {current['due_date']} "
+            f"({current['status']}{debit})"
+        )
     for benefit in impact["benefits_lost"]:
         term.line(f"benefit lost: {benefit['description']}")
     for blocker in impact["blockers"]:
@@ -451,8 +550,13 @@ async def clear_blockers(story: Story) -> None:
             headers={"Idempotency-Key": f"demo-repay-{uuid.uuid4().hex}"},
             expect=(200, 201),
         )
-        story.term.line(f"repaid {paid['amount']} CNY for {paid['period']} by hand ({paid['status']}, {paid['paid_by']})", "green")
-        story.impact = await story.api.json("binding", "GET", f"/v1/bindings/{story.binding_id}/impact", headers={"Accept-Language": "en"})
+        story.term.line(
+            f"repaid {paid['amount']} CNY for {paid['period']} by hand ({paid['status']}, {paid['paid_by']})",
+            "green",
+        )
+        story.impact = await story.api.json(
+            "binding", "GET", f"/v1/bindings/{story.binding_id}/impact", headers={"Accept-Language": "en"}
+        )
         blockers = story.impact["blockers"]
         story.term.line("blockers now: " + (", ".join(blocker["code"] for blocker in blockers) or "none"))
     if refusing := [blocker["code"] for blocker in blockers if not blocker["acknowledgeable"]]:
@@ -465,11 +569,20 @@ async def clear_blockers(story: Story) -> None:
 
 async def download_report(story: Story) -> None:
     """The account report to keep, as the PDF (or JSON where the host has no CJK font: 503)."""
-    response = await story.api.call("binding", "GET", f"/v1/bindings/{story.binding_id}/report", headers={"Accept": "application/pdf"}, expect=(200, 503))
+    response = await story.api.call(
+        "binding",
+        "GET",
+        f"/v1/bindings/{story.binding_id}/report",
+        headers={"Accept": "application/pdf"},
+        expect=(200, 503),
+    )
     folder = story.options.var_dir / "demo"
     if response.status_code == 200:
         path = _save(folder / f"report-{story.binding_id}.pdf", response.content)
-        story.term.line(f"saved {_shown(path)} ({_size(len(response.content))}, {response.headers.get('content-type', '?')})")
+        story.term.line(
+            f"saved {_shown(path)} ({_size(len(response.content))}, "
+            f"{response.headers.get('content-type', '?')})"
+        )
         return
     story.term.line(f"no PDF on this host: {_problem(response)}", "yellow")
     report = await story.api.call("binding", "GET", f"/v1/bindings/{story.binding_id}/report")
@@ -493,7 +606,9 @@ def _size(count: int) -> str:
     return f"{count / 1024:.1f} KiB" if count >= 1024 else f"{count} bytes"
 
 
-async def open_request(story: Story, feed: EventFeed, kind: str, body: dict[str, Any]) -> tuple[str, datetime]:
+async def open_request(
+    story: Story, feed: EventFeed, kind: str, body: dict[str, Any]
+) -> tuple[str, datetime]:
     """Ask for an unbind (or, by `kind`, a pause): with the blockers accepted, the impact seen and
     the phone it comes from."""
     body = {**body, "acknowledged": story.acknowledged, "impact_hash": story.impact["impact_hash"]}
@@ -502,15 +617,25 @@ async def open_request(story: Story, feed: EventFeed, kind: str, body: dict[str,
     sent_at = datetime.now(UTC)
     feed.request_made()
     request = await story.api.json(
-        "binding", "POST", f"/v1/bindings/{story.binding_id}/{kind}-requests", json=body, headers={"Idempotency-Key": f"demo-{uuid.uuid4().hex}"}, expect=(202,)
+        "binding",
+        "POST",
+        f"/v1/bindings/{story.binding_id}/{kind}-requests",
+        json=body,
+        headers={"Idempotency-Key": f"demo-{uuid.uuid4().hex}"},
+        expect=(202,),
     )
     feed.track(request["id"])
     device = f"from {story.device.device_id}" if story.device else "from the app, no device named"
-    story.term.line(f"{kind} request {request['id']} accepted (202, {request['status']}), {device}; expires {_clock(datetime.fromisoformat(request['expires_at']))}")
+    story.term.line(
+        f"{kind} request {request['id']} accepted (202, {request['status']}), {device}; expires "
+        f"{_clock(datetime.fromisoformat(request['expires_at']))}"
+    )
     return request["id"], sent_at
 
 
-async def follow(story: Story, feed: EventFeed, request_id: str, sent_at: datetime, completion: str = "UnbindCompleted") -> None:
+async def follow(
+    story: Story, feed: EventFeed, request_id: str, sent_at: datetime, *, completion: str = "UnbindCompleted"
+) -> None:
     """From the risk decision to completion (`completion`: the event of the request's kind), whichever
     path risk takes: a pause is scored and verified as an unbind is."""
     options = story.options
@@ -537,10 +662,18 @@ async def explain_decision(story: Story, request_id: str, assessed: RiskAssessed
     """Which rule (or the thresholds) decided, from the ops view of the assessment; and say so
     when that is not the path asked for (history changes scores, and rules come first)."""
     assessment = await story.api.json("risk", "GET", f"/v1/assessments/{request_id}", role="ops")
-    by = f"rule '{assessment['matched_rule']}'" if assessment["matched_rule"] else f"the thresholds (score {assessment['score']})"
+    by = (
+        f"rule '{assessment['matched_rule']}'"
+        if assessment["matched_rule"]
+        else f"the thresholds (score {assessment['score']})"
+    )
     story.term.line(f"decided by {by}, rules version {assessment['rules_version']}")
     if assessed.decision != story.options.expected_decision:
-        story.term.line(f"you asked for the {story.options.expected_decision} path; risk decided {assessed.decision}: following risk", "yellow")
+        story.term.line(
+            f"you asked for the {story.options.expected_decision} path; risk decided {assessed.decision}: "
+            f"following risk",
+            "yellow",
+        )
 
 
 async def review(story: Story, feed: EventFeed, request_id: str) -> None:
@@ -549,21 +682,33 @@ async def review(story: Story, feed: EventFeed, request_id: str) -> None:
     queue = (await story.api.json("risk", "GET", "/v1/reviews?status=pending", role="ops"))["items"]
     mine = next((index for index, item in enumerate(queue) if item["request_id"] == request_id), None)
     if mine is None:
-        raise InfraError(f"Risk decided review, but request {request_id} is not in {story.stack.urls['risk']}/v1/reviews?status=pending.")
+        raise InfraError(
+            f"Risk decided review, but request {request_id} is not in "
+            f"{story.stack.urls['risk']}/v1/reviews?status=pending."
+        )
     item = queue[mine]
-    term.line(f"waiting in the ops review queue: review {item['id']}, {mine + 1} of {len(queue)} pending, waited {item['waiting_seconds']} s", "magenta")
+    term.line(
+        f"waiting in the ops review queue: review {item['id']}, {mine + 1} of {len(queue)} pending, waited "
+        f"{item['waiting_seconds']} s",
+        "magenta",
+    )
     if story.options.approve:
         note = "approved by `unbind demo --approve`"
         # A reviewer claims the case, then decides it with a reason from the list.
         await story.api.call("risk", "POST", f"/v1/reviews/{item['id']}/claim", role="reviewer")
         approval = {"decision": "approve", "reason": "identity_confirmed_by_call", "note": note}
-        await story.api.call("risk", "POST", f"/v1/reviews/{item['id']}/decision", role="reviewer", json=approval)
+        await story.api.call(
+            "risk", "POST", f"/v1/reviews/{item['id']}/decision", role="reviewer", json=approval
+        )
         term.line("decided as a reviewer (ops-admin): approve, identity confirmed by call")
         decided = await feed.expect("ReviewDecided", "risk", story.options.var_dir)
     else:
-        url = f'{story.stack.urls["risk"]}/v1/reviews/{item["id"]}'
+        url = f"{story.stack.urls['risk']}/v1/reviews/{item['id']}"
         approval = '{"decision": "approve", "reason": "identity_confirmed_by_call"}'
-        term.line(f"decide it as a reviewer: POST {url}/claim, then POST {url}/decision {approval} (or rerun with --approve)")
+        term.line(
+            f"decide it as a reviewer: POST {url}/claim, then POST {url}/decision {approval} (or rerun with "
+            f"--approve)"
+        )
         decided = await wait_for_decision(story, feed, item["id"])
     assert isinstance(decided.envelope.data, ReviewDecided)
     if decided.envelope.data.decision != "approve":
@@ -579,8 +724,15 @@ async def wait_for_decision(story: Story, feed: EventFeed, review_id: str) -> Se
         if decided := await feed.wait_for("ReviewDecided", timeout=min(HEARTBEAT, remaining)):
             return decided
         if deadline > time.monotonic():
-            story.term.line(f"still waiting for an ops decision ({time.monotonic() - started:.0f} s of {story.options.timeout:.0f} s)", "dim")
-    raise InfraError(f"No ops decision on review {review_id} within {story.options.timeout:.0f} s (rerun with --approve to decide it as ops, or give a longer --timeout).")
+            story.term.line(
+                f"still waiting for an ops decision ({time.monotonic() - started:.0f} s of "
+                f"{story.options.timeout:.0f} s)",
+                "dim",
+            )
+    raise InfraError(
+        f"No ops decision on review {review_id} within {story.options.timeout:.0f} s (rerun with --approve "
+        f"to decide it as ops, or give a longer --timeout)."
+    )
 
 
 def latest_code(sms_sink: Path, phone: str, since: datetime) -> str | None:
@@ -596,7 +748,11 @@ def latest_code(sms_sink: Path, phone: str, since: datetime) -> str | None:
             at = datetime.fromisoformat(message["at"])
         except (ValueError, KeyError, TypeError):
             continue
-        if message.get("to") == phone and at >= since and (match := CODE_IN_SMS.search(str(message.get("text", "")))):
+        if (
+            message.get("to") == phone
+            and at >= since
+            and (match := CODE_IN_SMS.search(str(message.get("text", ""))))
+        ):
             return match.group(1)
     return None
 
@@ -610,33 +766,59 @@ async def pass_otp(story: Story, verification_id: str, since: datetime) -> None:
     deadline = time.monotonic() + STEP_TIMEOUT
     while (code := latest_code(story.stack.sms_sink, CUSTOMER_PHONE, since)) is None:
         if time.monotonic() > deadline:
-            raise InfraError(f"No code SMS to {mask_phone(CUSTOMER_PHONE)} in {story.stack.sms_sink} within {STEP_TIMEOUT:.0f} s: see the notification and verification logs.")
+            raise InfraError(
+                f"No code SMS to {mask_phone(CUSTOMER_PHONE)} in {story.stack.sms_sink} within "
+                f"{STEP_TIMEOUT:.0f} s: see the notification and verification logs."
+            )
         await asyncio.sleep(0.1)
     story.term.line(f"code from SMS to {mask_phone(CUSTOMER_PHONE)}: {mask_code(code)}")
-    result = await story.api.json("verification", "POST", f"/v1/verifications/{verification_id}/otp", json={"code": code})
-    story.term.line(f"code accepted: verification {result['status']}, passed {methods_text(result['passed_methods'])}", "green")
+    result = await story.api.json(
+        "verification", "POST", f"/v1/verifications/{verification_id}/otp", json={"code": code}
+    )
+    story.term.line(
+        f"code accepted: verification {result['status']}, passed {methods_text(result['passed_methods'])}",
+        "green",
+    )
 
 
 async def pass_biometric(story: Story, verification_id: str) -> None:
-    """Challenge, fingerprint, signature with the phone key the request came from (else the seeded demo phone)."""
+    """Challenge, fingerprint, signature with the phone key the request came from (else the seeded demo
+    phone)."""
     # The demo phone's counter is the wall clock, like `unbind device sign`, so it keeps going up across runs.
     device = story.device or DeviceSimulator.demo(counter=int(time.time()))
-    issued = await story.api.json("verification", "POST", f"/v1/verifications/{verification_id}/biometric/challenge", expect=(201,))
+    issued = await story.api.json(
+        "verification", "POST", f"/v1/verifications/{verification_id}/biometric/challenge", expect=(201,)
+    )
     body = device.sign(issued["challenge"], verification_id, issued["request_id"], issued["impact_hash"])
-    result = await story.api.json("verification", "POST", f"/v1/verifications/{verification_id}/biometric", json=body)
-    story.term.line(f"fingerprint on {device.device_id}: challenge signed (counter {body['counter']}); verification {result['status']}", "green")
+    result = await story.api.json(
+        "verification", "POST", f"/v1/verifications/{verification_id}/biometric", json=body
+    )
+    story.term.line(
+        f"fingerprint on {device.device_id}: challenge signed (counter {body['counter']}); verification "
+        f"{result['status']}",
+        "green",
+    )
 
 
 async def show_result(story: Story, feed: EventFeed, request_id: str) -> None:
     term = story.term
     request = await story.api.json("binding", "GET", f"/v1/unbind-requests/{request_id}")
-    term.line(f"request {request_id}: {term.paint(request['status'], 'green' if request['status'] == 'completed' else 'red')}")
+    term.line(
+        f"request {request_id}: "
+        f"{term.paint(request['status'], 'green' if request['status'] == 'completed' else 'red')}"
+    )
     completed = feed.first("UnbindCompleted")
     if completed is not None and isinstance(completed.envelope.data, UnbindCompleted):
         data = completed.envelope.data
-        term.line(f"credit limit {data.credit_limit_before} -> {data.credit_limit_after} CNY; mandates cancelled: {data.mandates_cancelled}")
+        term.line(
+            f"credit limit {data.credit_limit_before} -> {data.credit_limit_after} CNY; mandates cancelled: "
+            f"{data.mandates_cancelled}"
+        )
     binding = await story.api.json("binding", "GET", f"/v1/bindings/{story.binding_id}")
-    term.line(f"binding {binding['id']} ({binding['repayment_account']['account_number']}): {binding['status']}, auto-debit {'on' if binding['auto_debit'] else 'off'}")
+    term.line(
+        f"binding {binding['id']} ({binding['repayment_account']['account_number']}): {binding['status']}, "
+        f"auto-debit {'on' if binding['auto_debit'] else 'off'}"
+    )
     if request["follow_up"]:
         term.line("follow-up, as Zhang San reads it in the app:")
         for item in request["follow_up"]:
@@ -646,13 +828,19 @@ async def show_result(story: Story, feed: EventFeed, request_id: str) -> None:
 
 async def show_alternatives(story: Story) -> None:
     """What the impact offers instead of unbinding, with what each keeps and gives up."""
-    story.impact = await story.api.json("binding", "GET", f"/v1/bindings/{story.binding_id}/impact", headers={"Accept-Language": "en"})
+    story.impact = await story.api.json(
+        "binding", "GET", f"/v1/bindings/{story.binding_id}/impact", headers={"Accept-Language": "en"}
+    )
     for alternative in story.impact["alternatives"]:
-        available = "available" if alternative["available"] else f"not now: {alternative['unavailable_reason']}"
+        available = (
+            "available" if alternative["available"] else f"not now: {alternative['unavailable_reason']}"
+        )
         story.term.line(f"{alternative['title']} ({available}): {alternative['summary']}")
         story.term.line(f"  keeps: {'; '.join(alternative['keeps'])}", "green")
         story.term.line(f"  loses: {'; '.join(alternative['loses'])}", "yellow")
-    story.acknowledged = [blocker["code"] for blocker in story.impact["blockers"] if blocker["acknowledgeable"]]
+    story.acknowledged = [
+        blocker["code"] for blocker in story.impact["blockers"] if blocker["acknowledgeable"]
+    ]
 
 
 async def play_pause(story: Story) -> tuple[EventFeed, int]:
@@ -678,8 +866,9 @@ async def play_pause(story: Story) -> tuple[EventFeed, int]:
             raise
         binding = await story.api.json("binding", "GET", f"/v1/bindings/{story.binding_id}")
         term.line(
-            f"binding {binding['id']}: {binding['status']}, auto-debit paused until {binding['auto_debit_resumes_on']} (it resumes by itself); "
-            f"credit limit still {binding['credit_account']['credit_limit']} CNY",
+            f"binding {binding['id']}: {binding['status']}, auto-debit paused until "
+            f"{binding['auto_debit_resumes_on']} (it resumes by itself); credit limit still "
+            f"{binding['credit_account']['credit_limit']} CNY",
             "green",
         )
     finally:
@@ -688,8 +877,16 @@ async def play_pause(story: Story) -> tuple[EventFeed, int]:
 
 
 def timings(feed: EventFeed, completion: str = "UnbindCompleted") -> str:
-    marks = [("risk", "RiskAssessed"), ("review", "ReviewDecided"), ("challenge", "VerificationRequested"), ("verified", "Verified"), ("completed", completion)]
-    parts = [f"{label} +{seen.elapsed:.3f}s" for label, event_type in marks if (seen := feed.first(event_type))]
+    marks = [
+        ("risk", "RiskAssessed"),
+        ("review", "ReviewDecided"),
+        ("challenge", "VerificationRequested"),
+        ("verified", "Verified"),
+        ("completed", completion),
+    ]
+    parts = [
+        f"{label} +{seen.elapsed:.3f}s" for label, event_type in marks if (seen := feed.first(event_type))
+    ]
     return " · ".join(parts)
 
 
@@ -707,11 +904,24 @@ async def _play(options: DemoOptions, term: Terminal) -> int:
             "service": token(options.var_dir, "customer-system", ["service"], 300),
         }
         story = Story(options, Api(client, stack, tokens), term, stack)
-        term.say(term.paint(f"unbind demo: Zhang San ({CUSTOMER}) unbinds his mortgage repayment account — the {options.expected_decision} path", "bold"))
-        term.line(f"stack   binding {stack.urls['binding']} · verification {stack.urls['verification']} · risk {stack.urls['risk']}")
+        term.say(
+            term.paint(
+                f"unbind demo: Zhang San ({CUSTOMER}) unbinds his mortgage repayment account — the "
+                f"{options.expected_decision} path",
+                "bold",
+            )
+        )
+        term.line(
+            f"stack   binding {stack.urls['binding']} · verification {stack.urls['verification']} · risk "
+            f"{stack.urls['risk']}"
+        )
         term.line(f"events  topic {stack.topic} on {stack.bootstrap}, live")
         if stack.dashboard_url:
-            term.line(f"watch   the ops dashboard: {new_login_link(options.var_dir, stack.dashboard_url, subject='ops-demo')} (one-time sign-in link)")
+            term.line(
+                f"watch   the ops dashboard: "
+                f"{new_login_link(options.var_dir, stack.dashboard_url, subject='ops-demo')} (one-time "
+                f"sign-in link)"
+            )
 
         term.step("His binding" + (" and his phone" if options.new_phone else ""))
         await choose_binding(story)
@@ -730,7 +940,9 @@ async def _play(options: DemoOptions, term: Terminal) -> int:
         await feed.start()
         try:
             term.step("Unbind request")
-            request_id, sent_at = await open_request(story, feed, "unbind", {"reason": "fund_planning", "note": "unbind demo"})
+            request_id, sent_at = await open_request(
+                story, feed, "unbind", {"reason": "fund_planning", "note": "unbind demo"}
+            )
             term.step("Risk, verification, completion (events live from the topic)")
             try:
                 await follow(story, feed, request_id, sent_at)
@@ -748,9 +960,17 @@ async def _play(options: DemoOptions, term: Terminal) -> int:
         return paused[1]
     completed = feed.first("UnbindCompleted")
     term.say()
-    term.say(term.paint(f"done: request -> completed in {completed.elapsed:.3f} s" if completed else "done", "bold") + (f"  ({timings(feed)})" if completed else ""))
+    term.say(
+        term.paint(
+            f"done: request -> completed in {completed.elapsed:.3f} s" if completed else "done", "bold"
+        )
+        + (f"  ({timings(feed)})" if completed else "")
+    )
     if paused is not None and (seen := paused[0].first("AutoDebitPaused")):
-        term.say(term.paint(f"      pause -> completed in {seen.elapsed:.3f} s", "bold") + f"  ({timings(paused[0], 'AutoDebitPaused')})")
+        term.say(
+            term.paint(f"      pause -> completed in {seen.elapsed:.3f} s", "bold")
+            + f"  ({timings(paused[0], 'AutoDebitPaused')})"
+        )
     return 0
 
 
@@ -759,12 +979,17 @@ async def withdraw(story: Story, request_id: str) -> None:
     effort, so the binding is free for the next run instead of waiting out the expiry."""
     try:
         response = await story.api.client.post(
-            f"{story.stack.urls['binding']}/v1/unbind-requests/{request_id}/cancel", headers={"Authorization": f"Bearer {story.api.tokens['customer']}"}, timeout=5.0
+            f"{story.stack.urls['binding']}/v1/unbind-requests/{request_id}/cancel",
+            headers={"Authorization": f"Bearer {story.api.tokens['customer']}"},
+            timeout=5.0,
         )
     except httpx.HTTPError:
         return
     if response.status_code == 200:
-        story.term.line(f"the demo stopped early: cancelled request {request_id}, so {story.binding_id} is active again", "yellow")
+        story.term.line(
+            f"the demo stopped early: cancelled request {request_id}, so {story.binding_id} is active again",
+            "yellow",
+        )
 
 
 async def report_ending(story: Story, feed: EventFeed, request_id: str, seen: Seen) -> int:
@@ -775,7 +1000,9 @@ async def report_ending(story: Story, feed: EventFeed, request_id: str, seen: Se
     request = await story.api.json("binding", "GET", f"/v1/unbind-requests/{request_id}")
     why = request.get("outcome_code") or seen.type
     story.term.step("Result")
-    story.term.line(f"request {request_id}: {request['status']} ({why}); binding {story.binding_id} stays bound", "red")
+    story.term.line(
+        f"request {request_id}: {request['status']} ({why}); binding {story.binding_id} stays bound", "red"
+    )
     return 1
 
 

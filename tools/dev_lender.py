@@ -77,13 +77,17 @@ class DevLenderConfig:
 
         def required(name: str) -> str:
             if not (value := env.get(name, "").strip()):
-                raise RefusedToStart(NAME, f"{name} is not set (`unbind up` passes it from the installation's keys)")
+                raise RefusedToStart(
+                    NAME, f"{name} is not set (`unbind up` passes it from the installation's keys)"
+                )
             return value
 
         return cls(
             binding_url=env.get("UNBIND_DEV_LENDER_BINDING_URL", "http://127.0.0.1:8001").rstrip("/"),
             webhook_secret=required(f"UNBIND_{WEBHOOK_KEY_SETTING.upper()}"),
-            lender_secrets={lender.id: required(f"UNBIND_{lender.secret_name.upper()}") for lender in LENDERS.values()},
+            lender_secrets={
+                lender.id: required(f"UNBIND_{lender.secret_name.upper()}") for lender in LENDERS.values()
+            },
             delay_seconds=float(env.get("UNBIND_DEV_LENDER_DELAY_SECONDS", DEFAULT_DELAY_SECONDS)),
             journal=Path(env.get("UNBIND_VAR_DIR", "var")) / JOURNAL,
         )
@@ -144,27 +148,52 @@ class DevLender:
     async def _answer(self, mandate: dict[str, Any]) -> None:
         await asyncio.sleep(self.config.delay_seconds)
         body = orjson.dumps(
-            {"callback_id": f"dev-{mandate['mandate_id']}", "mandate_id": mandate["mandate_id"], "decision": mandate["decision"], "reason": mandate["reason"]}
+            {
+                "callback_id": f"dev-{mandate['mandate_id']}",
+                "mandate_id": mandate["mandate_id"],
+                "decision": mandate["decision"],
+                "reason": mandate["reason"],
+            }
         )
         secret = self.config.lender_secrets[mandate["lender"]]
         backoff = 0.5
         while True:
-            headers = {"Content-Type": "application/json", LENDER_HEADER: mandate["lender"], SIGNATURE_HEADER: sign_callback(secret, int(time.time()), body)}
+            headers = {
+                "Content-Type": "application/json",
+                LENDER_HEADER: mandate["lender"],
+                SIGNATURE_HEADER: sign_callback(secret, int(time.time()), body),
+            }
             try:
-                response = await self.client.post(f"{self.config.binding_url}/v1/lenders/callbacks", content=body, headers=headers)
+                response = await self.client.post(
+                    f"{self.config.binding_url}/v1/lenders/callbacks", content=body, headers=headers
+                )
                 if response.status_code < 500:
                     break
                 outcome = f"answered {response.status_code}"
             except httpx.HTTPError as exc:
                 outcome = type(exc).__name__
-            log.warning("callback not taken; sending it again", extra={"mandate_id": mandate["mandate_id"], "outcome": outcome, "in_seconds": backoff})
+            log.warning(
+                "callback not taken; sending it again",
+                extra={"mandate_id": mandate["mandate_id"], "outcome": outcome, "in_seconds": backoff},
+            )
             await asyncio.sleep(backoff)
             backoff = min(RETRY_MAX_SECONDS, backoff * 2)
         # A 4xx is binding's last word (the mandate was cancelled meanwhile, say): noted, not retried.
-        answer = {"mandate_id": mandate["mandate_id"], "answered": time.time(), "binding_status": response.status_code}
+        answer = {
+            "mandate_id": mandate["mandate_id"],
+            "answered": time.time(),
+            "binding_status": response.status_code,
+        }
         mandate.update(answer)
         self._note(answer)
-        log.info("mandate answered", extra={"mandate_id": mandate["mandate_id"], "decision": mandate["decision"], "binding_status": response.status_code})
+        log.info(
+            "mandate answered",
+            extra={
+                "mandate_id": mandate["mandate_id"],
+                "decision": mandate["decision"],
+                "binding_status": response.status_code,
+            },
+        )
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -172,7 +201,9 @@ class DevLender:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def create_app(config: DevLenderConfig | None = None, *, transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+def create_app(
+    config: DevLenderConfig | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
     """The development lender's app (`transport` reaches binding in-process, for the tests)."""
     if config is None:
         configure_logging(NAME, os.environ.get("UNBIND_LOG_LEVEL", "INFO"))
@@ -181,7 +212,9 @@ def create_app(config: DevLenderConfig | None = None, *, transport: httpx.AsyncB
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0), transport=transport, trust_env=False) as client:
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(5.0, connect=2.0), transport=transport, trust_env=False
+        ) as client:
             lender = DevLender(resolved, client)
             lender.load()
             app.state.lender = lender
@@ -192,7 +225,10 @@ def create_app(config: DevLenderConfig | None = None, *, transport: httpx.AsyncB
 
     app = FastAPI(
         title="unbind · development lender",
-        description="Plays the lenders for `unbind up`: confirms each mandate after a delay, refuses accounts ending 0000. Development only.",
+        description=(
+            "Plays the lenders for `unbind up`: confirms each mandate after a delay, refuses accounts ending "
+            "0000. Development only."
+        ),
         lifespan=lifespan,
     )
 
@@ -211,12 +247,19 @@ def create_app(config: DevLenderConfig | None = None, *, transport: httpx.AsyncB
         except orjson.JSONDecodeError:
             return JSONResponse({"error": "not JSON"}, status_code=400)
         if message.get("type") != "MandateRequested":
-            log.info("lender webhook taken", extra={"type": message.get("type"), "binding_id": message.get("binding_id")})
+            log.info(
+                "lender webhook taken",
+                extra={"type": message.get("type"), "binding_id": message.get("binding_id")},
+            )
             return {"taken": message.get("type")}
         if message.get("lender") not in resolved.lender_secrets or not message.get("mandate_id"):
             return JSONResponse({"error": "not a mandate of a lender played here"}, status_code=422)
         mandate = request.app.state.lender.receive(message)
-        return {"mandate_id": mandate["mandate_id"], "decision": mandate["decision"], "in_seconds": resolved.delay_seconds}
+        return {
+            "mandate_id": mandate["mandate_id"],
+            "decision": mandate["decision"],
+            "in_seconds": resolved.delay_seconds,
+        }
 
     @app.get("/mandates")
     async def mandates(request: Request) -> list[dict[str, Any]]:

@@ -37,18 +37,37 @@ class DeviceSimulator:
 
     @property
     def public_key_pem(self) -> str:
-        return self.private_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        return (
+            self.private_key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
 
     def enrolment(self, name: str = "Phone") -> dict[str, str]:
         """The body of `POST /v1/devices`."""
         return {"device_id": self.device_id, "public_key": self.public_key_pem, "name": name}
 
-    def sign(self, challenge: str, verification_id: str, request_id: str, impact_hash: str, *, counter: int | None = None) -> dict[str, object]:
+    def sign(
+        self,
+        challenge: str,
+        verification_id: str,
+        request_id: str,
+        impact_hash: str,
+        *,
+        counter: int | None = None,
+    ) -> dict[str, object]:
         """The body of `POST /v1/verifications/{id}/biometric`: the fingerprint unlocked the key,
         which signs the challenge bound to this verification, request and impact."""
         if counter is None:
             self.counter += 1
             counter = self.counter
-        message = signed_message(b64url_decode(challenge), verification_id, request_id, impact_hash, counter)
+        message = signed_message(
+            b64url_decode(challenge), verification_id, request_id, impact_hash, counter=counter
+        )
         signature = self.private_key.sign(message, ec.ECDSA(hashes.SHA256()))
-        return {"device_id": self.device_id, "challenge": challenge, "signature": b64url(signature), "counter": counter}
+        return {
+            "device_id": self.device_id,
+            "challenge": challenge,
+            "signature": b64url(signature),
+            "counter": counter,
+        }

@@ -67,8 +67,10 @@ class Target:
 
 
 def find_target(var_dir: Path) -> Target:
-    """The DLQ topic from the settings; the cluster of this var dir's running `unbind up`, else the settings'."""
-    # Every service reads the same KAFKA_BOOTSTRAP_SERVERS and UNBIND_DLQ_TOPIC, so any one's settings will do.
+    """The DLQ topic from the settings; the cluster of this var dir's running `unbind up`, else the
+    settings'."""
+    # Every service reads the same KAFKA_BOOTSTRAP_SERVERS and UNBIND_DLQ_TOPIC, so any one's settings will
+    # do.
     settings = load_settings("binding", var_dir)
     bootstrap = running_kafka_bootstrap(var_dir) or settings.kafka_bootstrap_servers
     return Target(admin_cluster(var_dir, bootstrap), settings.dlq_topic)
@@ -85,7 +87,8 @@ def _safe(value: str | None, limit: int = 120) -> str | None:
 
 
 def _identifier(value: Any) -> str | None:
-    """An id to print: a UUID as it is (the masking could hit one of its digit runs), anything else made safe."""
+    """An id to print: a UUID as it is (the masking could hit one of its digit runs), anything else made
+    safe."""
     if not isinstance(value, str):
         return None
     return value if UUID.match(value) else _safe(value, 64)
@@ -152,7 +155,8 @@ class DeadLetter:
             return exc
 
     def ids(self) -> dict[str, str | None]:
-        """request_id and binding_id from the value, if it parses (a malformed one may still be a JSON object)."""
+        """request_id and binding_id from the value, if it parses (a malformed one may still be a JSON
+        object)."""
         if isinstance(self.parsed, Envelope):
             data: Any = self.parsed.data.model_dump()
         else:
@@ -169,7 +173,10 @@ class DeadLetter:
             return "it names no original topic (no x-dlq-original-topic header)"
         if isinstance(self.parsed, MalformedEvent):
             reason = _safe(str(self.parsed).splitlines()[0] if str(self.parsed) else "malformed")
-            return f"it is not a valid CloudEvent ({reason}): no consumer can handle it, so a replay would only dead-letter it again"
+            return (
+                f"it is not a valid CloudEvent ({reason}): no consumer can handle it, so a replay would only "
+                f"dead-letter it again"
+            )
         return None
 
 
@@ -181,7 +188,9 @@ async def read_letters(target: Target) -> list[DeadLetter]:
         headers = list(record.headers or ())
         if is_replay_marker(headers):
             marker = header_map(headers)
-            replays.setdefault(marker.get(REPLAY_MARKER_HEADER, ""), []).append(marker.get(REPLAYED_AT_HEADER, ""))
+            replays.setdefault(marker.get(REPLAY_MARKER_HEADER, ""), []).append(
+                marker.get(REPLAYED_AT_HEADER, "")
+            )
         else:
             letters.append(DeadLetter(record.partition, record.offset, record.key, record.value, headers))
     for letter in letters:
@@ -257,12 +266,17 @@ TABLE = (
 def _table(rows: list[dict[str, Any]]) -> list[str]:
     cells = [[title for title, _ in TABLE]] + [[cell(row) for _, cell in TABLE] for row in rows]
     widths = [max(len(line[column]) for line in cells) for column in range(len(TABLE) - 1)]
-    return ["  ".join([*(text.ljust(width) for text, width in zip(line, widths, strict=False)), line[-1]]) for line in cells]
+    return [
+        "  ".join([*(text.ljust(width) for text, width in zip(line, widths, strict=False)), line[-1]])
+        for line in cells
+    ]
 
 
 async def _list(var_dir: Path, limit: int | None, group: str | None, as_json: bool) -> int:
     target = find_target(var_dir)
-    letters = [letter for letter in await read_letters(target) if group is None or letter.consumer_group == group]
+    letters = [
+        letter for letter in await read_letters(target) if group is None or letter.consumer_group == group
+    ]
     shown = letters[-limit:] if limit else letters
     rows = [summary(letter) for letter in shown]
     if as_json:
@@ -275,15 +289,23 @@ async def _list(var_dir: Path, limit: int | None, group: str | None, as_json: bo
         return 0
     replayed = sum(1 for letter in letters if letter.replayed_at)
     newest = f"; the newest {len(shown)} shown" if len(shown) < len(letters) else ""
-    print(f"dlq: {len(letters)} dead letter(s){of_group} on {target.dlq_topic} at {target.bootstrap}, {replayed} replayed{newest}")
+    print(
+        f"dlq: {len(letters)} dead letter(s){of_group} on {target.dlq_topic} at {target.bootstrap}, "
+        f"{replayed} replayed{newest}"
+    )
     for line in _table(rows):
         print(line)
     if replayed < len(letters):
-        print("dlq: once the cause is fixed: unbind dlq replay --id ID (safe: a consumer that handled the event skips it by its id)")
+        print(
+            "dlq: once the cause is fixed: unbind dlq replay --id ID (safe: a consumer that handled the "
+            "event skips it by its id)"
+        )
     return 0
 
 
-def list_letters(var_dir: Path, limit: int | None = None, group: str | None = None, as_json: bool = False) -> int:
+def list_letters(
+    var_dir: Path, limit: int | None = None, group: str | None = None, as_json: bool = False
+) -> int:
     return _run(_list(var_dir, limit, group, as_json))
 
 
@@ -303,14 +325,22 @@ def choose(letters: list[DeadLetter], options: ReplayOptions, target: Target) ->
     """The letters named (all of them, or those of --group with --all), in the order they failed.
     An id that names no letter fails the whole command before anything is published."""
     if options.every:
-        return [letter for letter in letters if options.group is None or letter.consumer_group == options.group]
+        return [
+            letter for letter in letters if options.group is None or letter.consumer_group == options.group
+        ]
     by_id = {letter.id: letter for letter in letters}
     for wanted in options.ids:
         letter = by_id.get(wanted)
         if letter is None:
-            raise InfraError(f"No dead letter {wanted} on {target.dlq_topic} at {target.bootstrap}; `unbind dlq list` shows the ids.")
+            raise InfraError(
+                f"No dead letter {wanted} on {target.dlq_topic} at {target.bootstrap}; `unbind dlq list` "
+                f"shows the ids."
+            )
         if options.group is not None and letter.consumer_group != options.group:
-            raise InfraError(f"Dead letter {wanted} failed in {_safe(letter.consumer_group) or 'no group'}, not in {_safe(options.group)}; nothing replayed.")
+            raise InfraError(
+                f"Dead letter {wanted} failed in {_safe(letter.consumer_group) or 'no group'}, not in "
+                f"{_safe(options.group)}; nothing replayed."
+            )
     return [letter for letter in letters if letter.id in options.ids]
 
 
@@ -318,7 +348,10 @@ def check_ids(ids: tuple[str, ...]) -> None:
     """Before anything is read or published: every id must at least look like one."""
     for wanted in ids:
         if not LETTER_ID.match(wanted):
-            raise InfraError(f"{_safe(wanted, 40)!r} is not a dead-letter id: ids are <partition>:<offset>, as `unbind dlq list` shows them.")
+            raise InfraError(
+                f"{_safe(wanted, 40)!r} is not a dead-letter id: ids are <partition>:<offset>, as `unbind "
+                f"dlq list` shows them."
+            )
 
 
 def refusal(letter: DeadLetter, force: bool) -> str | None:
@@ -326,7 +359,10 @@ def refusal(letter: DeadLetter, force: bool) -> str | None:
     if problem := letter.replay_problem():
         return problem
     if letter.replayed_at and not force:
-        return f"replayed already ({_when(letter.replayed_at[-1])} UTC); --force replays it again (harmless where it was handled: the inbox skips it by its event id)"
+        return (
+            f"replayed already ({_when(letter.replayed_at[-1])} UTC); --force replays it again (harmless "
+            f"where it was handled: the inbox skips it by its event id)"
+        )
     return None
 
 
@@ -339,7 +375,9 @@ def _operator() -> str:
 
 async def replay_one(producer: Producer, target: Target, letter: DeadLetter, forced: bool) -> Any:
     """Publish the letter's event again, then its marker (in this order: see the module docstring)."""
-    sent = await producer.send_and_wait(letter.original_topic, letter.value or b"", key=letter.key, headers=letter.original_headers)
+    sent = await producer.send_and_wait(
+        letter.original_topic, letter.value or b"", key=letter.key, headers=letter.original_headers
+    )
     marker: Headers = [
         (REPLAY_MARKER_HEADER, letter.id.encode()),
         (REPLAYED_AT_HEADER, utcnow().isoformat().encode()),
@@ -363,11 +401,15 @@ async def _publish(target: Target, letters: list[DeadLetter], forced: bool) -> N
             done += 1
             row = summary(letter)
             print(
-                f"dlq: replayed {letter.id} ({row['event_type']} {row['event_id']}, failed in {row['consumer_group']}) "
-                f"to {row['original_topic']} partition {sent.partition} offset {sent.offset}"
+                f"dlq: replayed {letter.id} ({row['event_type']} {row['event_id']}, failed in "
+                f"{row['consumer_group']}) to {row['original_topic']} partition {sent.partition} offset "
+                f"{sent.offset}"
             )
     except (KafkaError, TimeoutError) as exc:
-        raise InfraError(f"Publishing to Kafka at {target.bootstrap} failed after {done} of {len(letters)} replay(s): {type(exc).__name__}: {exc}") from None
+        raise InfraError(
+            f"Publishing to Kafka at {target.bootstrap} failed after {done} of {len(letters)} replay(s): "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
     finally:
         await stop_quietly(producer)
 
@@ -382,19 +424,30 @@ async def _replay(options: ReplayOptions) -> int:
         _report_skipped(chosen, refused)
     if ready:
         await _publish(target, ready, options.force)
-        print("dlq: every consumer group reads a replayed event again; those that handled it already skip it by its event id (their inbox)")
+        print(
+            "dlq: every consumer group reads a replayed event again; those that handled it already skip it "
+            "by its event id (their inbox)"
+        )
     elif options.every:
         print("dlq: nothing to replay")
     if refused and not options.every:
-        raise InfraError("; ".join(f"dead letter {letter_id} not replayed: {reason}" for letter_id, reason in refused.items()))
+        raise InfraError(
+            "; ".join(
+                f"dead letter {letter_id} not replayed: {reason}" for letter_id, reason in refused.items()
+            )
+        )
     return 0
 
 
 def _report_skipped(chosen: list[DeadLetter], refused: dict[str, str]) -> None:
-    """With --all, letters replayed before are one line (they are the normal case), the others one line each."""
+    """With --all, letters replayed before are one line (they are the normal case), the others one line
+    each."""
     before = [letter.id for letter in chosen if letter.id in refused and letter.replay_problem() is None]
     if before:
-        print(f"dlq: {len(before)} dead letter(s) replayed before, skipped (--force replays them again): {', '.join(before)}")
+        print(
+            f"dlq: {len(before)} dead letter(s) replayed before, skipped (--force replays them again): "
+            f"{', '.join(before)}"
+        )
     for letter in chosen:
         if letter.id in refused and letter.id not in before:
             print(f"dlq: {letter.id} skipped: {refused[letter.id]}")

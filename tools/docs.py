@@ -59,9 +59,15 @@ def _one_line(text: str | None) -> str:
 
 
 def event_schema(model: type[events.Event]) -> dict[str, Any]:
-    """The JSON Schema of one event type's data: pydantic's, with an id, a dialect and one-line description."""
+    """The JSON Schema of one event type's data: pydantic's, with an id, a dialect and one-line
+    description."""
     generated = model.model_json_schema()
-    head = {"$schema": SCHEMA_DIALECT, "$id": ID_BASE + schema_path(model.__name__), "title": model.__name__, "description": _one_line(model.__doc__)}
+    head = {
+        "$schema": SCHEMA_DIALECT,
+        "$id": ID_BASE + schema_path(model.__name__),
+        "title": model.__name__,
+        "description": _one_line(model.__doc__),
+    }
     # $defs last: a reader meets the event's own fields first.
     rest = sorted((key for key in generated if key not in head), key=lambda key: key == "$defs")
     return head | {key: generated[key] for key in rest}
@@ -75,27 +81,60 @@ def _cloudevent_headers() -> dict[str, Any]:
     # As Envelope.to_record writes them; tests/cli/test_docs.py holds the two to the same names.
     properties = {
         "ce_specversion": {"const": cloudevents.SPEC_VERSION, "description": "CloudEvents spec version."},
-        "ce_id": {"type": "string", "format": "uuid", "description": "Unique per event; consumers skip an id they have handled (inbox), so a redelivery changes nothing."},
-        "ce_source": {"type": "string", "pattern": "^/services/[a-z]+$", "description": "The emitting service, `/services/<name>`."},
-        "ce_type": {"type": "string", "description": "The event type: the message name, and the name of its payload schema."},
-        "ce_time": {"type": "string", "format": "date-time", "description": "When the event happened (RFC 3339, UTC)."},
-        "ce_subject": {"type": "string", "description": "What the event is about, as in the record key: the binding id, or the user id for an event about a customer's device."},
+        "ce_id": {
+            "type": "string",
+            "format": "uuid",
+            "description": (
+                "Unique per event; consumers skip an id they have handled (inbox), so a redelivery changes "
+                "nothing."
+            ),
+        },
+        "ce_source": {
+            "type": "string",
+            "pattern": "^/services/[a-z]+$",
+            "description": "The emitting service, `/services/<name>`.",
+        },
+        "ce_type": {
+            "type": "string",
+            "description": "The event type: the message name, and the name of its payload schema.",
+        },
+        "ce_time": {
+            "type": "string",
+            "format": "date-time",
+            "description": "When the event happened (RFC 3339, UTC).",
+        },
+        "ce_subject": {
+            "type": "string",
+            "description": (
+                "What the event is about, as in the record key: the binding id, or the user id for an event "
+                "about a customer's device."
+            ),
+        },
         "content-type": {"const": cloudevents.CONTENT_TYPE, "description": "Media type of the record value."},
         cloudevents.KEY_ID_HEADER: {
             "type": "string",
             "pattern": "^svc\\.[a-z-]+\\..+$",
-            "description": "Extension attribute `keyid`: the kid, in the JWKS, of the emitting service's key (`svc.<service>.<suffix>`).",
+            "description": (
+                "Extension attribute `keyid`: the kid, in the JWKS, of the emitting service's key "
+                "(`svc.<service>.<suffix>`)."
+            ),
         },
         cloudevents.SIGNATURE_HEADER: {
             "type": "string",
             "pattern": "^[A-Za-z0-9_-]{86}$",
-            "description": "Extension attribute `signature`: Ed25519 (base64url) over the id, type, source, time, subject and the record value; "
-            "a consumer accepts a type only from its one source, signed with that source's key.",
+            "description": (
+                "Extension attribute `signature`: Ed25519 (base64url) over the id, type, source, time, "
+                "subject and the record value; a consumer accepts a type only from its one source, signed "
+                "with that source's key."
+            ),
         },
     }
     return {
         "type": "object",
-        "description": "CloudEvents 1.0 context attributes in binary content mode: Kafka record headers, UTF-8 text values.",
+        "description": (
+            "CloudEvents 1.0 context attributes in binary content mode: Kafka record headers, UTF-8 text "
+            "values."
+        ),
         "properties": properties,
         "required": list(properties),
     }
@@ -107,23 +146,39 @@ def _dead_letter_headers() -> dict[str, Any]:
         "x-dlq-reason": {
             "type": "string",
             "enum": ["unsigned", "wrong-source", "unknown-key", "wrong-key", "bad-signature", "state"],
-            "description": "Only on a refused event: why it was refused (not signed by its type's one source, or at odds with the consumer's state).",
+            "description": (
+                "Only on a refused event: why it was refused (not signed by its type's one source, or at "
+                "odds with the consumer's state)."
+            ),
         },
         "x-dlq-error": {"type": "string", "description": "The error, redacted, at most 2,000 characters."},
         "x-dlq-error-type": {"type": "string", "description": "The exception class name."},
         "x-dlq-original-topic": {"type": "string"},
         "x-dlq-original-partition": {"type": "string", "pattern": "^[0-9]+$"},
         "x-dlq-original-offset": {"type": "string", "pattern": "^[0-9]+$"},
-        "x-dlq-consumer-group": {"type": "string", "description": "The consumer group that gave up on the record."},
+        "x-dlq-consumer-group": {
+            "type": "string",
+            "description": "The consumer group that gave up on the record.",
+        },
         "x-dlq-attempts": {"type": "string", "pattern": "^[0-9]+$"},
         "x-dlq-failed-at": {"type": "string", "format": "date-time"},
     }
     required = [name for name in properties if name != "x-dlq-reason"]
-    return {"type": "object", "description": "Added by the consumer that dead-lettered the record.", "properties": properties, "required": required}
+    return {
+        "type": "object",
+        "description": "Added by the consumer that dead-lettered the record.",
+        "properties": properties,
+        "required": required,
+    }
 
 
 # What each field that can be a subject or a correlation id names, for the documents' descriptions.
-_FIELD_MEANING = {"binding_id": "binding", "user_id": "customer", "request_id": "request", "device_id": "device key"}
+_FIELD_MEANING = {
+    "binding_id": "binding",
+    "user_id": "customer",
+    "request_id": "request",
+    "device_id": "device key",
+}
 
 
 def _key_binding(model: type[events.Event]) -> dict[str, Any]:
@@ -132,7 +187,10 @@ def _key_binding(model: type[events.Event]) -> dict[str, Any]:
         "kafka": {
             "key": {
                 "type": "string",
-                "description": f"`{model.subject_field}` of the data (`ce_subject`): every event of one {meaning} lands on one partition, in order.",
+                "description": (
+                    f"`{model.subject_field}` of the data (`ce_subject`): every event of one {meaning} lands "
+                    f"on one partition, in order."
+                ),
             },
             "bindingVersion": KAFKA_BINDING_VERSION,
         }
@@ -142,7 +200,11 @@ def _key_binding(model: type[events.Event]) -> dict[str, Any]:
 def _correlation_ids() -> dict[str, Any]:
     fields = sorted({model.correlation_field for model in events.EVENT_TYPES.values()})
     return {
-        field: {"description": f"The {_FIELD_MEANING[field]} every event of one flow is about.", "location": f"$message.payload#/{field}"} for field in fields
+        field: {
+            "description": f"The {_FIELD_MEANING[field]} every event of one flow is about.",
+            "location": f"$message.payload#/{field}",
+        }
+        for field in fields
     }
 
 
@@ -159,7 +221,12 @@ def _messages(model: type[events.Event]) -> dict[str, dict[str, Any]]:
         "allOf": [
             _ref("#/components/schemas/CloudEventHeaders"),
             # The source as Envelope.emit sets it.
-            {"properties": {"ce_type": {"const": name}, "ce_source": {"const": f"/services/{model.emitted_by}"}}},
+            {
+                "properties": {
+                    "ce_type": {"const": name},
+                    "ce_source": {"const": f"/services/{model.emitted_by}"},
+                }
+            },
         ],
     }
     common = {
@@ -174,13 +241,21 @@ def _messages(model: type[events.Event]) -> dict[str, dict[str, Any]]:
             "name": f"{name}DeadLetter",
             "title": f"{_title(name)} (dead letter)",
             "summary": f"A {name} that a consumer could not handle. {summary}",
-            "headers": {"type": "object", "allOf": [_ref(f"#/components/messages/{name}/headers"), _ref("#/components/schemas/DeadLetterHeaders")]},
+            "headers": {
+                "type": "object",
+                "allOf": [
+                    _ref(f"#/components/messages/{name}/headers"),
+                    _ref("#/components/schemas/DeadLetterHeaders"),
+                ],
+            },
             **common,
         },
     }
 
 
-def _operation(action: str, channel: str, summary: str, messages: list[str], group: str | None = None) -> dict[str, Any]:
+def _operation(
+    action: str, channel: str, summary: str, messages: list[str], *, group: str | None = None
+) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "action": action,
         "channel": _ref(f"#/channels/{channel}"),
@@ -188,29 +263,52 @@ def _operation(action: str, channel: str, summary: str, messages: list[str], gro
         "messages": [_ref(f"#/channels/{channel}/messages/{message}") for message in messages],
     }
     if group:
-        operation["bindings"] = {"kafka": {"groupId": {"type": "string", "const": group}, "bindingVersion": KAFKA_BINDING_VERSION}}
+        operation["bindings"] = {
+            "kafka": {"groupId": {"type": "string", "const": group}, "bindingVersion": KAFKA_BINDING_VERSION}
+        }
     return operation
 
 
 def _operations(types: list[str]) -> dict[str, Any]:
     operations: dict[str, Any] = {}
     for app in APPS:
-        subscribed = {model.__name__ for model in importlib.import_module(f"services.{app}.main").SUBSCRIPTIONS}
+        subscribed = {
+            model.__name__ for model in importlib.import_module(f"services.{app}.main").SUBSCRIPTIONS
+        }
         received = [name for name in types if name in subscribed]
         sent = [name for name in types if events.EVENT_TYPES[name].emitted_by == app]
         # The default consumer group of every instance of the app (shared.settings).
         group = f"unbind-{app}"
         if sent:
-            operations[f"{app}Sends"] = _operation("send", EVENTS_CHANNEL, f"{app} publishes its events through its transactional outbox.", sent)
+            operations[f"{app}Sends"] = _operation(
+                "send", EVENTS_CHANNEL, f"{app} publishes its events through its transactional outbox.", sent
+            )
         if received:
-            operations[f"{app}Receives"] = _operation("receive", EVENTS_CHANNEL, f"{app} handles these events (consumer group {group}).", received, group)
+            operations[f"{app}Receives"] = _operation(
+                "receive",
+                EVENTS_CHANNEL,
+                f"{app} handles these events (consumer group {group}).",
+                received,
+                group=group,
+            )
         if app in SERVICES and received:
             # The services consume through shared.consumer, which dead-letters what a handler cannot take.
             letters = [f"{name}DeadLetter" for name in received]
-            operations[f"{app}DeadLetters"] = _operation("send", DLQ_CHANNEL, f"{app} dead-letters an event it could not handle after its retries.", letters)
+            operations[f"{app}DeadLetters"] = _operation(
+                "send",
+                DLQ_CHANNEL,
+                f"{app} dead-letters an event it could not handle after its retries.",
+                letters,
+            )
         if app == DLQ_READER:
             letters = [f"{name}DeadLetter" for name in types]
-            operations[f"{app}ReceivesDeadLetters"] = _operation("receive", DLQ_CHANNEL, f"{app} shows the dead letters (consumer group {group}).", letters, group)
+            operations[f"{app}ReceivesDeadLetters"] = _operation(
+                "receive",
+                DLQ_CHANNEL,
+                f"{app} shows the dead letters (consumer group {group}).",
+                letters,
+                group=group,
+            )
     return operations
 
 
@@ -219,7 +317,9 @@ def asyncapi_document() -> dict[str, Any]:
     defaults = ServiceSettings.model_fields
     topic, dlq_topic = defaults["topic"].default, defaults["dlq_topic"].default
     types = list(events.EVENT_TYPES)
-    messages = {name: message for model in events.EVENT_TYPES.values() for name, message in _messages(model).items()}
+    messages = {
+        name: message for model in events.EVENT_TYPES.values() for name, message in _messages(model).items()
+    }
 
     def channel(address: str, description: str, names: list[str]) -> dict[str, Any]:
         return {
@@ -239,7 +339,10 @@ def asyncapi_document() -> dict[str, Any]:
                 for text in (
                     events.__doc__ or "",
                     cloudevents.__doc__ or "",
-                    f"Payloads are JSON Schema draft 2020-12 documents, one per event type, in `{EVENTS_DIR}/` beside this file; written by `unbind docs`.",
+                    (
+                        f"Payloads are JSON Schema draft 2020-12 documents, one per event type, in "
+                        f"`{EVENTS_DIR}/` beside this file; written by `unbind docs`."
+                    ),
                 )
             ),
         },
@@ -248,22 +351,33 @@ def asyncapi_document() -> dict[str, Any]:
             "development": {
                 "host": defaults["kafka_bootstrap_servers"].default,
                 "protocol": "kafka",
-                "description": "The broker of `unbind up`; elsewhere the services use $KAFKA_BOOTSTRAP_SERVERS.",
+                "description": (
+                    "The broker of `unbind up`; elsewhere the services use $KAFKA_BOOTSTRAP_SERVERS."
+                ),
             }
         },
         "channels": {
-            EVENTS_CHANNEL: channel(topic, "Every event of the system, keyed by its subject: the binding id, or the user id for device events ($UNBIND_TOPIC).", types),
+            EVENTS_CHANNEL: channel(
+                topic,
+                "Every event of the system, keyed by its subject: the binding id, or the user id for device "
+                "events ($UNBIND_TOPIC).",
+                types,
+            ),
             DLQ_CHANNEL: channel(
                 dlq_topic,
-                "Dead letters ($UNBIND_DLQ_TOPIC): a record a consumer could not handle, with its key, value and headers plus `x-dlq-*` headers."
-                " A record that was no valid CloudEvent lands here too, as it came. `unbind dlq replay` publishes letters again to their topic"
-                " and records each replay here as a marker: header `x-dlq-replay-of` and no value.",
+                "Dead letters ($UNBIND_DLQ_TOPIC): a record a consumer could not handle, with its key, value "
+                "and headers plus `x-dlq-*` headers. A record that was no valid CloudEvent lands here too, "
+                "as it came. `unbind dlq replay` publishes letters again to their topic and records each "
+                "replay here as a marker: header `x-dlq-replay-of` and no value.",
                 [f"{name}DeadLetter" for name in types],
             ),
         },
         "operations": _operations(types),
         "components": {
-            "schemas": {"CloudEventHeaders": _cloudevent_headers(), "DeadLetterHeaders": _dead_letter_headers()},
+            "schemas": {
+                "CloudEventHeaders": _cloudevent_headers(),
+                "DeadLetterHeaders": _dead_letter_headers(),
+            },
             "messages": messages,
             "correlationIds": _correlation_ids(),
         },
@@ -282,7 +396,14 @@ def openapi_documents() -> dict[str, dict[str, Any]]:
             secrets = {name: keys.secret(name) for name in settings.required_secrets}
             signing = {"signing_key_file": keys.service_key_file(app)} if settings.needs_signing_key else {}
             # Explicit where the environment could differ between two runs; the rest are the defaults.
-            built = settings(env="production", var_dir=Path(folder), jwks_file=keys.jwks_file, kafka_sasl_password="unused", **signing, **secrets)
+            built = settings(
+                env="production",
+                var_dir=Path(folder),
+                jwks_file=keys.jwks_file,
+                kafka_sasl_password="unused",
+                **signing,
+                **secrets,
+            )
             documents[app] = importlib.import_module(f"services.{app}.main").create_app(built).openapi()
     return documents
 
@@ -301,14 +422,25 @@ def render() -> dict[str, bytes]:
 
 def _generated(out: Path) -> set[str]:
     """The files of `out` this command owns (other docs, like images, are left alone)."""
-    found = {path.relative_to(out).as_posix() for pattern in (schema_path("*"), openapi_path("*")) for path in out.glob(pattern)}
+    found = {
+        path.relative_to(out).as_posix()
+        for pattern in (schema_path("*"), openapi_path("*"))
+        for path in out.glob(pattern)
+    }
     return found | ({ASYNCAPI_FILE} if (out / ASYNCAPI_FILE).exists() else set())
 
 
 def differences(out: Path, files: dict[str, bytes]) -> list[str]:
     """What writing `files` would change in `out`: '<path> (differs|missing|stale)', sorted."""
-    changed = [f"{path} ({'differs' if (out / path).exists() else 'missing'})" for path, content in files.items() if not _same(out / path, content)]
-    stale = [f"{path} (stale: no such {'app' if path.startswith(OPENAPI_DIR) else 'event type'})" for path in _generated(out) - files.keys()]
+    changed = [
+        f"{path} ({'differs' if (out / path).exists() else 'missing'})"
+        for path, content in files.items()
+        if not _same(out / path, content)
+    ]
+    stale = [
+        f"{path} (stale: no such {'app' if path.startswith(OPENAPI_DIR) else 'event type'})"
+        for path in _generated(out) - files.keys()
+    ]
     return sorted(changed + stale)
 
 
@@ -317,7 +449,8 @@ def _same(path: Path, content: bytes) -> bool:
 
 
 def write(out: Path) -> list[str]:
-    """Write every document into `out` and remove those of event types and apps that are gone; returns what changed."""
+    """Write every document into `out` and remove those of event types and apps that are gone; returns what
+    changed."""
     files = render()
     changed = differences(out, files)
     for path in _generated(out) - files.keys():
@@ -334,14 +467,21 @@ def cli(out: Path, check: bool) -> int:
     if check:
         changed = differences(out, render())
         if changed:
-            print(f"unbind docs --check: {out} does not match the event models and the apps; run `unbind docs` and commit:", file=sys.stderr)
+            print(
+                f"unbind docs --check: {out} does not match the event models and the apps; run `unbind docs` "
+                f"and commit:",
+                file=sys.stderr,
+            )
             for line in changed:
                 print(f"  {line}", file=sys.stderr)
             return 1
         print(f"docs: {out} matches the event models and the apps ({_contents()})")
         return 0
     changed = write(out)
-    print(f"docs: {_contents()} in {out}; " + (f"{len(changed)} changed: {', '.join(changed)}" if changed else "nothing changed"))
+    print(
+        f"docs: {_contents()} in {out}; "
+        + (f"{len(changed)} changed: {', '.join(changed)}" if changed else "nothing changed")
+    )
     return 0
 
 

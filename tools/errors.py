@@ -89,7 +89,10 @@ def port_taken_message(port: int, what: str, hint: str) -> str:
     """Message for a port that is already taken: who holds it and how to proceed."""
     owner = port_owner(port)
     held_by = f" by {owner}" if owner else ""
-    return f"127.0.0.1:{port} (the {what} port) is already in use{held_by}. Stop that process (e.g. `kill <pid>`) or {hint}"
+    return (
+        f"127.0.0.1:{port} (the {what} port) is already in use{held_by}. Stop that process (e.g. `kill "
+        f"<pid>`) or {hint}"
+    )
 
 
 def tail(path: Path, lines: int = 30) -> str:

@@ -154,7 +154,10 @@ def deploy_dir() -> Path:
     for cand in candidates:
         if (cand / "pom.xml").is_file():
             return cand
-    raise InfraError("Cannot find deploy/kafka/pom.xml (the Kafka runtime definition). Run from the repository checkout, or set UNBIND_DEPLOY_DIR=<repo>/deploy/kafka.")
+    raise InfraError(
+        "Cannot find deploy/kafka/pom.xml (the Kafka runtime definition). Run from the repository checkout, "
+        "or set UNBIND_DEPLOY_DIR=<repo>/deploy/kafka."
+    )
 
 
 @contextlib.contextmanager
@@ -187,20 +190,28 @@ def java_major_version(java: str) -> int:
     text = out.stderr + out.stdout
     match = re.search(r'version "(\d+)(?:\.(\d+))?', text)
     if out.returncode != 0 or not match:
-        raise InfraError(f"`{java} -version` did not report a version (exit {out.returncode}): {text.strip()[-500:]}")
+        raise InfraError(
+            f"`{java} -version` did not report a version (exit {out.returncode}): {text.strip()[-500:]}"
+        )
     major = int(match.group(1))
     return int(match.group(2) or 0) if major == 1 else major
 
 
 def find_java() -> str:
     """Path of a Java >= 17 binary: ``$JAVA_HOME/bin/java`` if JAVA_HOME is set, else PATH."""
-    how_to_fix = f"Kafka {KAFKA_VERSION} needs Java {MIN_JAVA} or newer. Install one (Debian: `apt-get install -y openjdk-17-jre-headless`) or point JAVA_HOME at it."
+    how_to_fix = (
+        f"Kafka {KAFKA_VERSION} needs Java {MIN_JAVA} or newer. Install one (Debian: `apt-get install -y "
+        f"openjdk-17-jre-headless`) or point JAVA_HOME at it."
+    )
     java_home = os.environ.get("JAVA_HOME")
     if java_home:
         java = str(Path(java_home) / "bin" / "java")
         # A broken JAVA_HOME also breaks Maven, so say so rather than silently using PATH.
         if not os.access(java, os.X_OK):
-            raise InfraError(f"JAVA_HOME={java_home} has no executable bin/java. {how_to_fix} Or unset JAVA_HOME to use `java` from PATH.{_jvm_suggestions()}")
+            raise InfraError(
+                f"JAVA_HOME={java_home} has no executable bin/java. {how_to_fix} Or unset JAVA_HOME to use "
+                f"`java` from PATH.{_jvm_suggestions()}"
+            )
     else:
         found = shutil.which("java")
         if not found:
@@ -280,9 +291,15 @@ def ensure_jars(cache_dir: Path | None = None) -> Path:
                 r"Network is unreachable|offline",
                 output,
             )
-            reason = "Maven could not reach Maven Central (no network or a blocking proxy/mirror in ~/.m2/settings.xml)" if offline else "Maven failed"
+            reason = (
+                "Maven could not reach Maven Central (no network or a blocking proxy/mirror in "
+                "~/.m2/settings.xml)"
+                if offline
+                else "Maven failed"
+            )
             raise InfraError(
-                f"{reason} while fetching Kafka {KAFKA_VERSION} jars (exit {code}). Command: {shlex.join(cmd)}\nFull log: {maven_log}\nLast lines of Maven output:\n{output}"
+                f"{reason} while fetching Kafka {KAFKA_VERSION} jars (exit {code}). Command: "
+                f"{shlex.join(cmd)}\nFull log: {maven_log}\nLast lines of Maven output:\n{output}"
             )
         (partial / ".complete").write_text(f"kafka {KAFKA_VERSION}\n")
         shutil.rmtree(libs, ignore_errors=True)
@@ -312,7 +329,12 @@ def _is_our_broker(pid: int, paths: _Paths) -> bool:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
         return False
-    return bool(args) and os.path.basename(args[0]).startswith("java") and "kafka.Kafka" in args and str(paths.props) in args
+    return (
+        bool(args)
+        and os.path.basename(args[0]).startswith("java")
+        and "kafka.Kafka" in args
+        and str(paths.props) in args
+    )
 
 
 def _read_pid(paths: _Paths) -> int | None:
@@ -362,7 +384,11 @@ def _new_cluster_id() -> str:
 def _render_config(paths: _Paths, port: int, controller_port: int, passwords: dict[str, str]) -> None:
     template = (deploy_dir() / "server.properties.template").read_text()
     rendered = string.Template(template).substitute(
-        port=port, controller_port=controller_port, data_dir=paths.data, admin_password=passwords[ADMIN], controller_password=passwords[CONTROLLER]
+        port=port,
+        controller_port=controller_port,
+        data_dir=paths.data,
+        admin_password=passwords[ADMIN],
+        controller_password=passwords[CONTROLLER],
     )
     # Only the owner reads it: it holds two passwords. Rewritten in place, the mode is set anew.
     with os.fdopen(os.open(paths.props, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
@@ -379,7 +405,11 @@ def _credentials(paths: _Paths) -> dict[str, str]:
     if passwords.keys() >= set(principals()):
         return passwords
     if paths.data.is_dir():
-        print(f"kafka: {paths.data} was formatted without SASL users for every principal; recreating it (it held development data only)", file=sys.stderr)
+        print(
+            f"kafka: {paths.data} was formatted without SASL users for every principal; recreating it (it "
+            f"held development data only)",
+            file=sys.stderr,
+        )
         shutil.rmtree(paths.data)
     return create_credentials(paths.credentials)
 
@@ -414,9 +444,16 @@ def _format_storage(java: str, libs: Path, paths: _Paths, passwords: dict[str, s
         "-c",
         str(paths.props),
     ]
-    # KIP-900 takes them on the command line only: visible in /proc for the seconds the format runs, once per var dir.
-    scram = [arg for name in (ADMIN, *service_principals()) for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={passwords[name]}]")]
-    out = subprocess.run(cmd + scram, capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL)
+    # KIP-900 takes them on the command line only: visible in /proc for the seconds the format runs, once per
+    # var dir.
+    scram = [
+        arg
+        for name in (ADMIN, *service_principals())
+        for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={passwords[name]}]")
+    ]
+    out = subprocess.run(
+        cmd + scram, capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL
+    )
     if out.returncode != 0:
         # The command without its --add-scram arguments: they hold the passwords.
         raise InfraError(
@@ -504,14 +541,26 @@ def _start_or_reuse(var_dir: Path, port: int, controller_port: int) -> _Started:
         if port_in_use(port):
             raise InfraError(port_taken_message(port, "Kafka", f"choose another KAFKA_PORT, or {hint}"))
         if port_in_use(controller_port):
-            raise InfraError(port_taken_message(controller_port, "Kafka controller", "choose another controller port."))
+            raise InfraError(
+                port_taken_message(controller_port, "Kafka controller", "choose another controller port.")
+            )
         libs = ensure_jars()
         passwords = _credentials(paths)
         _render_config(paths, port, controller_port, passwords)
         _format_storage(java, libs, paths, passwords)
         pid = _spawn_broker(java, libs, paths)
         paths.pid_file.write_text(f"{pid}\n")
-        paths.state_file.write_text(json.dumps({"pid": pid, "port": port, "controller_port": controller_port, "version": KAFKA_VERSION, "started_at": time.time()}))
+        paths.state_file.write_text(
+            json.dumps(
+                {
+                    "pid": pid,
+                    "port": port,
+                    "controller_port": controller_port,
+                    "version": KAFKA_VERSION,
+                    "started_at": time.time(),
+                }
+            )
+        )
         return _Started(pid, Cluster.local(f"127.0.0.1:{port}", passwords))
 
 
@@ -521,7 +570,9 @@ def _start_or_reuse(var_dir: Path, port: int, controller_port: int) -> _Started:
 def _admin(cluster: Cluster, request_timeout_ms: int = 10000):  # -> AIOKafkaAdminClient
     from aiokafka.admin import AIOKafkaAdminClient  # imported lazily: `status` needs no aiokafka
 
-    return AIOKafkaAdminClient(**cluster.client_options(), client_id="unbind-infra", request_timeout_ms=request_timeout_ms)
+    return AIOKafkaAdminClient(
+        **cluster.client_options(), client_id="unbind-infra", request_timeout_ms=request_timeout_ms
+    )
 
 
 async def _refusal(cluster: Cluster) -> str | None:
@@ -537,7 +588,9 @@ async def _refusal(cluster: Cluster) -> str | None:
     options = cluster.client_options()
     options.pop("bootstrap_servers")
     try:
-        conn = await create_conn(host.strip("[]") or "127.0.0.1", int(port), request_timeout_ms=5000, **options)
+        conn = await create_conn(
+            host.strip("[]") or "127.0.0.1", int(port), request_timeout_ms=5000, **options
+        )
     except (AuthenticationFailedError, SaslAuthenticationFailed) as exc:
         return str(exc)
     except (OSError, KafkaError, TimeoutError, ValueError):
@@ -559,7 +612,9 @@ async def _wait_for_metadata(
     deadline = loop.time() + timeout
     last_error: BaseException | None = None
     # Without a process of ours (external cluster), point at the setting that chose it.
-    explain: Callable[[], str] = on_death or (lambda: f"Check KAFKA_BOOTSTRAP_SERVERS={bootstrap}, or unset it to run a local broker.")
+    explain: Callable[[], str] = on_death or (
+        lambda: f"Check KAFKA_BOOTSTRAP_SERVERS={bootstrap}, or unset it to run a local broker."
+    )
     while True:
         if alive is not None and not alive():
             raise InfraError(f"The Kafka broker exited during startup.\n{explain()}")
@@ -568,7 +623,9 @@ async def _wait_for_metadata(
         if not await asyncio.to_thread(_tcp_reachable, bootstrap, 1.0):
             last_error = ConnectionRefusedError(f"nothing accepts connections at {bootstrap}")
             if loop.time() >= deadline:
-                raise InfraError(f"Kafka at {bootstrap} did not accept connections within {timeout:.0f} s.\n{explain()}")
+                raise InfraError(
+                    f"Kafka at {bootstrap} did not accept connections within {timeout:.0f} s.\n{explain()}"
+                )
             await asyncio.sleep(0.2)
             continue
         admin = _admin(cluster, request_timeout_ms=5000)
@@ -580,17 +637,25 @@ async def _wait_for_metadata(
             return
         except Exception as exc:  # noqa: BLE001 - any other failure here just means "not ready yet"
             if refusal := await _refusal(cluster):
-                raise InfraError(f"Kafka at {bootstrap} refused the credentials of {cluster.principal!r}: {refusal}\n{explain()}") from None
+                raise InfraError(
+                    f"Kafka at {bootstrap} refused the credentials of {cluster.principal!r}: "
+                    f"{refusal}\n{explain()}"
+                ) from None
             last_error = exc
         finally:
             with contextlib.suppress(Exception):
                 await admin.close()
         if loop.time() >= deadline:
-            raise InfraError(f"Kafka at {bootstrap} did not answer a metadata request within {timeout:.0f} s (last error: {last_error!r}).\n{explain()}")
+            raise InfraError(
+                f"Kafka at {bootstrap} did not answer a metadata request within {timeout:.0f} s (last error: "
+                f"{last_error!r}).\n{explain()}"
+            )
         await asyncio.sleep(0.3)
 
 
-async def create_topics(cluster: Cluster, topics: Iterable[str], partitions: int = DEFAULT_PARTITIONS) -> None:
+async def create_topics(
+    cluster: Cluster, topics: Iterable[str], partitions: int = DEFAULT_PARTITIONS
+) -> None:
     """Create the missing ``topics`` (replication factor 1) and wait until they have leaders.
 
     Idempotent: existing topics are left as they are, whatever their partition count.
@@ -612,7 +677,9 @@ async def create_topics(cluster: Cluster, topics: Iterable[str], partitions: int
             missing = [n for n in names if n not in existing]
             if not missing:
                 break
-            response = await admin.create_topics([NewTopic(n, partitions, 1) for n in missing], timeout_ms=30000)
+            response = await admin.create_topics(
+                [NewTopic(n, partitions, 1) for n in missing], timeout_ms=30000
+            )
             retry = False
             for entry in response.topic_errors:
                 name, code = entry[0], entry[1]
@@ -631,7 +698,10 @@ async def create_topics(cluster: Cluster, topics: Iterable[str], partitions: int
         # every partition has a leader, so wait for that here, once.
         while True:
             meta = await admin.describe_topics(names)
-            ready = len(meta) == len(names) and all(t["error_code"] == 0 and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"]) for t in meta)
+            ready = len(meta) == len(names) and all(
+                t["error_code"] == 0 and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
+                for t in meta
+            )
             if ready:
                 return
             if loop.time() >= deadline:
@@ -684,7 +754,9 @@ async def delete_topics(cluster: Cluster, topics: Iterable[str]) -> None:
         await admin.close()
 
 
-async def read_topic(cluster: Cluster, topic: str, *, client_id: str = "unbind-infra", timeout: float = 30) -> list[Any]:
+async def read_topic(
+    cluster: Cluster, topic: str, *, client_id: str = "unbind-infra", timeout: float = 30
+) -> list[Any]:
     """Every record of ``topic``, partition by partition, from the beginning to the end offsets
     taken when reading starts (records arriving meanwhile are left out: one consistent snapshot).
 
@@ -697,8 +769,13 @@ async def read_topic(cluster: Cluster, topic: str, *, client_id: str = "unbind-i
     bootstrap = cluster.bootstrap
     # Probe TCP first: a broker that is not there is one clear line, not aiokafka's retry log.
     if not await asyncio.to_thread(_tcp_reachable, bootstrap, 2.0):
-        raise InfraError(f"Kafka at {bootstrap} is not reachable (nothing accepts connections). Start it (`unbind kafka up` or `unbind up`) or set KAFKA_BOOTSTRAP_SERVERS.")
-    consumer = AIOKafkaConsumer(**cluster.client_options(), client_id=client_id, group_id=None, enable_auto_commit=False)
+        raise InfraError(
+            f"Kafka at {bootstrap} is not reachable (nothing accepts connections). Start it (`unbind kafka "
+            f"up` or `unbind up`) or set KAFKA_BOOTSTRAP_SERVERS."
+        )
+    consumer = AIOKafkaConsumer(
+        **cluster.client_options(), client_id=client_id, group_id=None, enable_auto_commit=False
+    )
     try:
         async with asyncio.timeout(timeout):
             await consumer.start()
@@ -711,7 +788,9 @@ async def read_topic(cluster: Cluster, topic: str, *, client_id: str = "unbind-i
             end = await consumer.end_offsets(partitions)
         return await _read_to(consumer, end, timeout)
     except TimeoutError:
-        raise InfraError(f"Reading {topic} on {bootstrap} made no progress for {timeout:.0f} s; is the broker healthy?") from None
+        raise InfraError(
+            f"Reading {topic} on {bootstrap} made no progress for {timeout:.0f} s; is the broker healthy?"
+        ) from None
     except KafkaError as exc:
         raise InfraError(f"Reading {topic} on {bootstrap} failed: {type(exc).__name__}: {exc}") from None
     finally:
@@ -733,16 +812,26 @@ async def consumer_lag(cluster: Cluster, topic: str, groups: Iterable[str]) -> d
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     admin = _admin(cluster)
-    consumer = AIOKafkaConsumer(**cluster.client_options(), enable_auto_commit=False, client_id="unbind-infra")
+    consumer = AIOKafkaConsumer(
+        **cluster.client_options(), enable_auto_commit=False, client_id="unbind-infra"
+    )
     await admin.start()
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, number) for number in sorted(await partitions_of(consumer, topic))]
+        partitions = [
+            TopicPartition(topic, number) for number in sorted(await partitions_of(consumer, topic))
+        ]
         end = await consumer.end_offsets(partitions) if partitions else {}
         lag = {}
         for group in groups:
             committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-            lag[group] = sum(max(0, end[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0)) for tp in partitions)
+            lag[group] = sum(
+                max(
+                    0,
+                    end[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0),
+                )
+                for tp in partitions
+            )
         return lag
     finally:
         await consumer.stop()
@@ -887,11 +976,23 @@ def kafka_status(var_dir: Path) -> dict:
     """
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     if external:
-        return {"running": _tcp_reachable(external), "pid": None, "bootstrap": external, "external": True, "version": KAFKA_VERSION}
+        return {
+            "running": _tcp_reachable(external),
+            "pid": None,
+            "bootstrap": external,
+            "external": True,
+            "version": KAFKA_VERSION,
+        }
     paths = _Paths.of(var_dir)
     pid = _our_live_pid(paths) if paths.root.is_dir() else None
     port = _read_state(paths).get("port", DEFAULT_PORT)
-    return {"running": pid is not None, "pid": pid, "bootstrap": f"127.0.0.1:{port}", "external": False, "version": KAFKA_VERSION}
+    return {
+        "running": pid is not None,
+        "pid": pid,
+        "bootstrap": f"127.0.0.1:{port}",
+        "external": False,
+        "version": KAFKA_VERSION,
+    }
 
 
 def local_cluster(var_dir: Path, bootstrap: str) -> Cluster | None:
@@ -932,10 +1033,31 @@ def cli(argv: list[str], var_dir: Path) -> int:
     up.add_argument("--timeout", type=float, default=90.0)
     sub.add_parser("down", help="stop the broker started from this var dir")
     sub.add_parser("status", help="show whether the broker runs")
-    made = sub.add_parser("secrets", help="make the Kafka passwords, CA and broker certificate of a compose (or, --k8s, Kubernetes) installation")
-    made.add_argument("--out", type=Path, default=None, help="folder (compose; default deploy/secrets/kafka) or env file (--k8s; default deploy/k8s/common/kafka.env)")
-    made.add_argument("--host", action="append", default=[], help="another name the broker is reached by (its certificate names kafka, localhost, 127.0.0.1)")
-    made.add_argument("--k8s", action="store_true", help="only the passwords, for the Secret unbind-kafka of deploy/k8s")
+    made = sub.add_parser(
+        "secrets",
+        help=(
+            "make the Kafka passwords, CA and broker certificate of a compose (or, --k8s, Kubernetes) "
+            "installation"
+        ),
+    )
+    made.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=(
+            "folder (compose; default deploy/secrets/kafka) or env file (--k8s; default "
+            "deploy/k8s/common/kafka.env)"
+        ),
+    )
+    made.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        help="another name the broker is reached by (its certificate names kafka, localhost, 127.0.0.1)",
+    )
+    made.add_argument(
+        "--k8s", action="store_true", help="only the passwords, for the Secret unbind-kafka of deploy/k8s"
+    )
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on -h / bad usage; a CLI handler must return
@@ -948,11 +1070,17 @@ def cli(argv: list[str], var_dir: Path) -> int:
             if args.k8s:
                 written = kafka_secrets.write_k8s_secrets(args.out or kafka_secrets.DEFAULT_K8S_FILE)
             else:
-                written = kafka_secrets.write_compose_secrets(args.out or kafka_secrets.DEFAULT_OUT, tuple(args.host))
+                written = kafka_secrets.write_compose_secrets(
+                    args.out or kafka_secrets.DEFAULT_OUT, tuple(args.host)
+                )
             print(f"kafka: wrote {', '.join(str(path) for path in written)} (passwords not shown)")
         elif args.command == "up":
             port = args.port if args.port is not None else _env_port("KAFKA_PORT", DEFAULT_PORT)
-            cport = args.controller_port if args.controller_port is not None else _env_port("KAFKA_CONTROLLER_PORT", DEFAULT_CONTROLLER_PORT)
+            cport = (
+                args.controller_port
+                if args.controller_port is not None
+                else _env_port("KAFKA_CONTROLLER_PORT", DEFAULT_CONTROLLER_PORT)
+            )
             before = kafka_status(var_dir)
             t0 = time.monotonic()
             bootstrap = kafka_up(var_dir, port=port, controller_port=cport, timeout=args.timeout).bootstrap
@@ -962,10 +1090,19 @@ def cli(argv: list[str], var_dir: Path) -> int:
             elif before["running"] and before["pid"] == after["pid"]:
                 print(f"kafka: already running at {bootstrap} (pid {after['pid']})")
             else:
-                print(f"kafka: started Kafka {KAFKA_VERSION} at {bootstrap} (pid {after['pid']}) in {time.monotonic() - t0:.1f} s")
-            print(f"kafka: topics ready: {', '.join(DEFAULT_TOPICS.names)} ({DEFAULT_PARTITIONS} partitions each)")
+                print(
+                    f"kafka: started Kafka {KAFKA_VERSION} at {bootstrap} (pid {after['pid']}) in "
+                    f"{time.monotonic() - t0:.1f} s"
+                )
+            print(
+                f"kafka: topics ready: {', '.join(DEFAULT_TOPICS.names)} ({DEFAULT_PARTITIONS} partitions "
+                f"each)"
+            )
             if not after["external"]:
-                print(f"kafka: SASL/SCRAM users and ACLs: one principal per service, passwords in {paths.credentials}")
+                print(
+                    f"kafka: SASL/SCRAM users and ACLs: one principal per service, passwords in "
+                    f"{paths.credentials}"
+                )
                 print(f"kafka: logs in {paths.logs}")
         elif args.command == "down":
             pid = kafka_status(var_dir)["pid"]
@@ -979,7 +1116,10 @@ def cli(argv: list[str], var_dir: Path) -> int:
                 state = "reachable" if st["running"] else "NOT reachable"
                 print(f"kafka: external cluster {st['bootstrap']} is {state}")
             elif st["running"]:
-                print(f"kafka: running at {st['bootstrap']} (pid {st['pid']}, Kafka {st['version']}); logs in {paths.logs}")
+                print(
+                    f"kafka: running at {st['bootstrap']} (pid {st['pid']}, Kafka {st['version']}); logs in "
+                    f"{paths.logs}"
+                )
             else:
                 print("kafka: not running")
     except InfraError as exc:

@@ -82,7 +82,10 @@ def read_credentials(path: Path) -> dict[str, str]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise InfraError(f"Cannot read the Kafka credentials in {path}: {exc}. Delete it (and the broker's data beside it) to start afresh.") from None
+        raise InfraError(
+            f"Cannot read the Kafka credentials in {path}: {exc}. Delete it (and the broker's data beside "
+            f"it) to start afresh."
+        ) from None
     if not isinstance(data, dict) or not all(isinstance(value, str) and value for value in data.values()):
         raise InfraError(f"{path} is not a Kafka credentials file ({{principal: password}}).")
     return data
@@ -128,7 +131,10 @@ class Cluster:
     def as_principal(self, principal: str) -> Cluster:
         """The same cluster, reached as another principal of this installation."""
         if principal not in self.passwords:
-            raise InfraError(f"No password for the Kafka principal {principal!r} is known here (the credentials of {self.bootstrap} name {sorted(self.passwords)}).")
+            raise InfraError(
+                f"No password for the Kafka principal {principal!r} is known here (the credentials of "
+                f"{self.bootstrap} name {sorted(self.passwords)})."
+            )
         return replace(self, security=self.security.as_principal(principal, self.passwords[principal]))
 
     def client_options(self) -> dict[str, Any]:
@@ -156,7 +162,10 @@ def external_cluster(bootstrap: str) -> Cluster:
     """A cluster this project did not start: its principals from the file UNBIND_KAFKA_CREDENTIALS
     names (reached over loopback SASL_PLAINTEXT, as that file's broker is), else the admin from the
     environment's KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_* and KAFKA_SSL_CAFILE."""
-    from shared.settings import KafkaClientSettings, RefusedToStart  # lazily: pydantic is not needed for `status`
+    from shared.settings import (
+        KafkaClientSettings,
+        RefusedToStart,
+    )  # lazily: pydantic is not needed for `status`
 
     named = os.environ.get(CREDENTIALS_ENV, "").strip()
     if named:
@@ -167,7 +176,9 @@ def external_cluster(bootstrap: str) -> Cluster:
     try:
         security = KafkaClientSettings().kafka_security()
     except RefusedToStart as exc:
-        raise InfraError(f"{exc.reason} (or set {CREDENTIALS_ENV} to a credentials file of that cluster)") from None
+        raise InfraError(
+            f"{exc.reason} (or set {CREDENTIALS_ENV} to a credentials file of that cluster)"
+        ) from None
     return Cluster(bootstrap, security)
 
 
@@ -252,7 +263,12 @@ def _requests() -> tuple[type, type]:
             self._acls = acls
 
         def build(self, request_struct_class: type[CreateAclsRequest_v1]) -> CreateAclsRequest_v1:
-            return request_struct_class([(acl.resource, acl.name, acl.pattern, f"User:{acl.principal}", "*", acl.operation, _ALLOW) for acl in self._acls])
+            return request_struct_class(
+                [
+                    (acl.resource, acl.name, acl.pattern, f"User:{acl.principal}", "*", acl.operation, _ALLOW)
+                    for acl in self._acls
+                ]
+            )
 
     class DeleteAcls(Request[DeleteAclsRequest_v1]):
         API_KEY = 31
@@ -262,7 +278,12 @@ def _requests() -> tuple[type, type]:
 
         def build(self, request_struct_class: type[DeleteAclsRequest_v1]) -> DeleteAclsRequest_v1:
             # Any principal, host, operation and permission on exactly these topic names.
-            return request_struct_class([(_Resource.TOPIC, name, _Pattern.LITERAL, None, None, _Operation.ANY, _ANY_PERMISSION) for name in self._topics])
+            return request_struct_class(
+                [
+                    (_Resource.TOPIC, name, _Pattern.LITERAL, None, None, _Operation.ANY, _ANY_PERMISSION)
+                    for name in self._topics
+                ]
+            )
 
     return CreateAcls, DeleteAcls
 
@@ -280,7 +301,11 @@ async def grant_service_acls(admin: Any, topics: EventTopics) -> None:
     create, _ = _requests()
     acls = service_acls(topics)
     response = await _send(admin, create(acls))
-    failed = [f"{acl.describe()}: {message or code}" for acl, (code, message) in zip(acls, response.creation_responses, strict=True) if code]
+    failed = [
+        f"{acl.describe()}: {message or code}"
+        for acl, (code, message) in zip(acls, response.creation_responses, strict=True)
+        if code
+    ]
     if failed:
         raise InfraError("Creating Kafka ACLs failed: " + "; ".join(failed))
 

@@ -65,7 +65,9 @@ def _certificates(hosts: tuple[str, ...]) -> tuple[str, str]:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=CERTIFICATE_DAYS))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
         .sign(ca_key, hashes.SHA256())
     )
     names: list[x509.GeneralName] = []
@@ -85,7 +87,10 @@ def _certificates(hosts: tuple[str, ...]) -> tuple[str, str]:
         .not_valid_after(now + datetime.timedelta(days=CERTIFICATE_DAYS))
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
         .sign(ca_key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM
@@ -99,7 +104,10 @@ def write_compose_secrets(out: Path, extra_hosts: tuple[str, ...] = ()) -> list[
     import secrets
 
     if out.exists() and any(out.iterdir()):
-        raise InfraError(f"{out} already holds secrets; nothing was overwritten. Delete it first to make new ones (every service then needs a restart).")
+        raise InfraError(
+            f"{out} already holds secrets; nothing was overwritten. Delete it first to make new ones (every "
+            f"service then needs a restart)."
+        )
     out.mkdir(parents=True, exist_ok=True)
     out.chmod(0o700)
     passwords = {name: secrets.token_urlsafe(32) for name in principals()}
@@ -107,10 +115,17 @@ def write_compose_secrets(out: Path, extra_hosts: tuple[str, ...] = ()) -> list[
     files = {
         "ca.pem": ca_pem,
         "broker.pem": broker_pem,
-        "broker.env": _env({"KAFKA_ADMIN_PASSWORD": passwords[ADMIN], "KAFKA_CONTROLLER_PASSWORD": passwords[CONTROLLER]}),
+        "broker.env": _env(
+            {"KAFKA_ADMIN_PASSWORD": passwords[ADMIN], "KAFKA_CONTROLLER_PASSWORD": passwords[CONTROLLER]}
+        ),
         "admin.env": _env({"KAFKA_SASL_USERNAME": ADMIN, "KAFKA_SASL_PASSWORD": passwords[ADMIN]}),
-        "users.env": _env({f"KAFKA_PASSWORD_{service.upper()}": passwords[service] for service in service_principals()}),
-        **{f"{service}.env": _env({"KAFKA_SASL_PASSWORD": passwords[service]}) for service in service_principals()},
+        "users.env": _env(
+            {f"KAFKA_PASSWORD_{service.upper()}": passwords[service] for service in service_principals()}
+        ),
+        **{
+            f"{service}.env": _env({"KAFKA_SASL_PASSWORD": passwords[service]})
+            for service in service_principals()
+        },
     }
     for name, text in files.items():
         _write(out / name, text, MOUNTED_MODE if name.endswith(".pem") else 0o600)

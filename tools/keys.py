@@ -102,7 +102,10 @@ class InstallationKeys:
         _private_dir(self.dir)
         created: list[str] = []
         keys: list[SigningKey] = []
-        for owner, path in [(None, self.issuer_key_file), *((service, self.service_key_file(service)) for service in signing_services())]:
+        for owner, path in [
+            (None, self.issuer_key_file),
+            *((service, self.service_key_file(service)) for service in signing_services()),
+        ]:
             if not path.exists():
                 _write_private(path, json.dumps(SigningKey.generate(new_kid(owner)).private_jwk()))
                 created.append(path.name)
@@ -123,7 +126,9 @@ class InstallationKeys:
     def service_files(self) -> list[Path]:
         """What the services read: the JWKS, the signing services' own keys and their secrets; never the
         issuer's key or an external caller's, which stay with whoever mints their tokens."""
-        signing = (self.service_key_file(service) for service in APPS if settings_class(service).needs_signing_key)
+        signing = (
+            self.service_key_file(service) for service in APPS if settings_class(service).needs_signing_key
+        )
         return [self.jwks_file, *signing, *(self.secret_file(name) for name in all_secrets())]
 
     def service_env(self, service: str) -> dict[str, str]:
@@ -138,7 +143,10 @@ class InstallationKeys:
     def service_key(self, service: str) -> SigningKey:
         path = self.service_key_file(service)
         if not path.exists():
-            raise InfraError(f"No key of {service!r} in {self.dir}; the holders of service keys are {', '.join(signing_services())}.")
+            raise InfraError(
+                f"No key of {service!r} in {self.dir}; the holders of service keys are "
+                f"{', '.join(signing_services())}."
+            )
         return _load(path)
 
     def issuer(self) -> SigningKey:
@@ -158,7 +166,9 @@ def _load(path: Path) -> SigningKey:
     try:
         return SigningKey.load(path)
     except UnusableKey as exc:
-        raise InfraError(f"{exc}. Delete it to have a new one generated (tokens and events it signed stop being trusted).") from None
+        raise InfraError(
+            f"{exc}. Delete it to have a new one generated (tokens and events it signed stop being trusted)."
+        ) from None
 
 
 def all_audiences() -> list[str]:
@@ -172,7 +182,9 @@ def login_links_dir(var_dir: Path) -> Path:
 def new_login_link(var_dir: Path, dashboard_url: str, *, subject: str) -> str:
     """A one-time dashboard sign-in link (shared.login_links) opening a staff session: the development
     operator reads, decides reviews and changes rules; the dashboard forwards the token to each service."""
-    token = TokenMinter(var_dir).token(subject, list(STAFF_ROLES), ttl_seconds=LOGIN_SESSION_TTL_SECONDS, audience=all_audiences())
+    token = TokenMinter(var_dir).token(
+        subject, list(STAFF_ROLES), ttl_seconds=LOGIN_SESSION_TTL_SECONDS, audience=all_audiences()
+    )
     code = write_login_link(login_links_dir(var_dir), token, LOGIN_LINK_TTL_SECONDS)
     return f"{dashboard_url.rstrip('/')}/login?code={code}"
 
@@ -192,22 +204,43 @@ class TokenMinter:
             self._signers[name] = self._keys.service_key(subject) if name else self._keys.issuer()
         return self._signers[name]
 
-    def token(self, subject: str, roles: list[str], *, ttl_seconds: int = 3600, audience: list[str] | None = None) -> str:
+    def token(
+        self, subject: str, roles: list[str], *, ttl_seconds: int = 3600, audience: list[str] | None = None
+    ) -> str:
         if "service" in roles and set(roles) != {"service"}:
             raise InfraError("A service token carries the service role alone.")
-        return issue_token(self._signer(subject, roles), subject, roles, audience=audience or all_audiences(), ttl_seconds=ttl_seconds, issuer=self._issuer)
+        return issue_token(
+            self._signer(subject, roles),
+            subject,
+            roles,
+            audience=audience or all_audiences(),
+            ttl_seconds=ttl_seconds,
+            issuer=self._issuer,
+        )
 
     def headers(self, subject: str, role: str = "customer") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(subject, [role])}"}
 
 
-def token(var_dir: Path, user: str | None, roles: list[str], ttl_seconds: int | None, audience: list[str] | None = None) -> str:
+def token(
+    var_dir: Path,
+    user: str | None,
+    roles: list[str],
+    ttl_seconds: int | None,
+    *,
+    audience: list[str] | None = None,
+) -> str:
     """`unbind token`: a development token (see TokenMinter)."""
     subject = user or (OPS_SUBJECT if set(roles) & set(STAFF_ROLES) else None)
     if not subject:
-        raise InfraError("Give --user ID (e.g. --user u-zhangsan); only an ops token has a default subject (ops-admin).")
+        raise InfraError(
+            "Give --user ID (e.g. --user u-zhangsan); only an ops token has a default subject (ops-admin)."
+        )
     if len(subject) > MAX_SUBJECT_LENGTH or not subject.isprintable():
-        raise InfraError(f"--user must be printable and at most {MAX_SUBJECT_LENGTH} characters: the services refuse any other subject.")
+        raise InfraError(
+            f"--user must be printable and at most {MAX_SUBJECT_LENGTH} characters: the services refuse any "
+            f"other subject."
+        )
     ttl = ttl_seconds if ttl_seconds is not None else 900
     if ttl <= 0:
         raise InfraError(f"--ttl must be positive, not {ttl}.")
@@ -228,8 +261,18 @@ def generate_for_deployment(out: Path, *, compose: bool = False) -> int:
     # Set on every run, so the option of the last run holds for keys made earlier too.
     for path in keys.service_files():
         path.chmod(MOUNTED_MODE if compose else 0o600)
-    print(f"keys: {keys.dir}: " + (f"generated {', '.join(created)}" if created else "every key was there already") + "; secrets.env written")
+    print(
+        f"keys: {keys.dir}: "
+        + (f"generated {', '.join(created)}" if created else "every key was there already")
+        + "; secrets.env written"
+    )
     if compose:
-        print(f"keys: {', '.join(path.name for path in keys.service_files())} are 0644, for compose's mounts; the folder stays 0700.")
-    print("keys: the *.jwk and *.secret files and secrets.env are secret: never commit them (the .gitignore of deploy/ keeps them out).")
+        print(
+            f"keys: {', '.join(path.name for path in keys.service_files())} are 0644, for compose's mounts; "
+            f"the folder stays 0700."
+        )
+    print(
+        "keys: the *.jwk and *.secret files and secrets.env are secret: never commit them (the .gitignore of "
+        "deploy/ keeps them out)."
+    )
     return 0

@@ -48,7 +48,10 @@ class Finding:
 def scan(lines: Iterable[tuple[str, str]], secrets: Secrets) -> list[Finding]:
     """Findings in `(source, text)` lines: a code as a whole number, a phone or account number
     anywhere inside a longer one."""
-    long_secrets = {length: {s for s in secrets.phones | secrets.account_numbers if len(s) == length} for length in {len(s) for s in secrets.phones | secrets.account_numbers}}
+    long_secrets = {
+        length: {s for s in secrets.phones | secrets.account_numbers if len(s) == length}
+        for length in {len(s) for s in secrets.phones | secrets.account_numbers}
+    }
     findings = []
     for source, text in lines:
         bare = ISO_DATE_TIME.sub(" ", text)

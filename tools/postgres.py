@@ -49,7 +49,10 @@ _T = TypeVar("_T")
 
 
 def _install_hint() -> str:
-    return "Run `bash deploy/install-system-deps.sh` (as root), or `apt-get update && apt-get install -y postgresql`."
+    return (
+        "Run `bash deploy/install-system-deps.sh` (as root), or `apt-get update && apt-get install -y "
+        "postgresql`."
+    )
 
 
 def find_pg_bin() -> Path:
@@ -165,7 +168,10 @@ def _prepare_root(paths: _Paths) -> None:
     """Create the server-owned folder (0700, as PostgreSQL insists) and the DATA_DIR note."""
     paths.var_postgres.mkdir(parents=True, exist_ok=True)
     if paths.root != paths.var_postgres:
-        (paths.var_postgres / "DATA_DIR").write_text(f"{paths.data}\n# The postgres OS user cannot reach {paths.var_postgres.parent}, so the cluster lives in /tmp.\n")
+        (paths.var_postgres / "DATA_DIR").write_text(
+            f"{paths.data}\n# The postgres OS user cannot reach {paths.var_postgres.parent}, so the cluster "
+            f"lives in /tmp.\n"
+        )
     paths.root.mkdir(parents=True, exist_ok=True)
     if _is_root():
         account = _pg_account()
@@ -218,11 +224,23 @@ def _initdb(bin_dir: Path, paths: _Paths) -> None:
     if (paths.data / "PG_VERSION").is_file():
         return
     out = _run(
-        [str(bin_dir / "initdb"), "-D", str(paths.data), "-U", PG_USER, "--auth=trust", "--encoding=UTF8", "--no-locale"],
+        [
+            str(bin_dir / "initdb"),
+            "-D",
+            str(paths.data),
+            "-U",
+            PG_USER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+        ],
         timeout=180,
     )
     if out.returncode != 0:
-        raise InfraError(f"initdb into {paths.data} failed (exit {out.returncode}):\n{(out.stdout + out.stderr).strip()[-3000:]}")
+        raise InfraError(
+            f"initdb into {paths.data} failed (exit "
+            f"{out.returncode}):\n{(out.stdout + out.stderr).strip()[-3000:]}"
+        )
 
 
 def _postmaster_info(paths: _Paths) -> tuple[int, int] | None:
@@ -260,7 +278,10 @@ def postgres_up(var_dir: Path, *, port: int = DEFAULT_PORT, timeout: float = 60)
     if running is not None:
         pid, running_port = running
         if running_port != port:
-            raise InfraError(f"The PostgreSQL cluster of {var_dir} (pid {pid}) already runs on port {running_port}, not {port}. Use that port, or `unbind postgres down` first.")
+            raise InfraError(
+                f"The PostgreSQL cluster of {var_dir} (pid {pid}) already runs on port {running_port}, not "
+                f"{port}. Use that port, or `unbind postgres down` first."
+            )
         return _url(port)
     if port_in_use(port):
         raise InfraError(port_taken_message(port, "PostgreSQL", "choose another port (POSTGRES_PORT)."))
@@ -268,7 +289,17 @@ def postgres_up(var_dir: Path, *, port: int = DEFAULT_PORT, timeout: float = 60)
     _initdb(bin_dir, paths)
     _configure(paths, port)
     out = _run(
-        [str(bin_dir / "pg_ctl"), "-D", str(paths.data), "-l", str(paths.log), "-w", "-t", str(max(1, int(timeout))), "start"],
+        [
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(paths.data),
+            "-l",
+            str(paths.log),
+            "-w",
+            "-t",
+            str(max(1, int(timeout))),
+            "start",
+        ],
         timeout=timeout + 30,
     )
     if out.returncode != 0 or _postmaster_info(paths) is None:
@@ -286,9 +317,14 @@ def postgres_down(var_dir: Path) -> bool:
     if _postmaster_info(paths) is None:
         return False
     bin_dir = find_pg_bin()
-    out = _run([str(bin_dir / "pg_ctl"), "-D", str(paths.data), "-m", "fast", "-w", "-t", "60", "stop"], timeout=90)
+    out = _run(
+        [str(bin_dir / "pg_ctl"), "-D", str(paths.data), "-m", "fast", "-w", "-t", "60", "stop"], timeout=90
+    )
     if out.returncode != 0:
-        raise InfraError(f"pg_ctl stop for {paths.data} failed (exit {out.returncode}): {(out.stdout + out.stderr).strip()[-1000:]}")
+        raise InfraError(
+            f"pg_ctl stop for {paths.data} failed (exit {out.returncode}): "
+            f"{(out.stdout + out.stderr).strip()[-1000:]}"
+        )
     return True
 
 
@@ -297,7 +333,14 @@ def postgres_status(var_dir: Path) -> dict:
     paths = _Paths.of(var_dir)
     info = _postmaster_info(paths)
     pid, port = info if info else (None, None)
-    return {"running": info is not None, "pid": pid, "port": port, "url": _url(port) if port else None, "data_dir": str(paths.data), "log": str(paths.log)}
+    return {
+        "running": info is not None,
+        "pid": pid,
+        "port": port,
+        "url": _url(port) if port else None,
+        "data_dir": str(paths.data),
+        "log": str(paths.log),
+    }
 
 
 def _asyncpg_dsn(base_url: str, database: str) -> str:
@@ -379,7 +422,10 @@ def cli(argv: list[str], var_dir: Path) -> int:
         else:
             st = postgres_status(var_dir)
             if st["running"]:
-                print(f"postgres: running at {st['url']} (pid {st['pid']}); data {st['data_dir']}, log {st['log']}")
+                print(
+                    f"postgres: running at {st['url']} (pid {st['pid']}); data {st['data_dir']}, log "
+                    f"{st['log']}"
+                )
             else:
                 print(f"postgres: not running (data {st['data_dir']})")
     except InfraError as exc:

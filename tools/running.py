@@ -37,7 +37,6 @@ class RunningStack:
         return admin_cluster(self.var_dir, self.bootstrap)
 
 
-
 def find_running_stack(var_dir: Path, explicit_offset: int | None = None) -> RunningStack:
     """Where the stack runs: the pid file of this var dir's `unbind up`, else the ports of the offset."""
     binding = load_settings("binding", var_dir)
@@ -47,23 +46,48 @@ def find_running_stack(var_dir: Path, explicit_offset: int | None = None) -> Run
         offset = port_offset(explicit_offset)
         ports = service_ports(offset)
         urls = {name: f"http://127.0.0.1:{ports[name]}" for name in CUSTOMER_FACING}
-        return RunningStack(urls, binding.kafka_bootstrap_servers, binding.topic, sms_sink, offset, f"http://127.0.0.1:{ports['dashboard']}", var_dir=var_dir)
+        return RunningStack(
+            urls,
+            binding.kafka_bootstrap_servers,
+            binding.topic,
+            sms_sink,
+            offset,
+            f"http://127.0.0.1:{ports['dashboard']}",
+            var_dir=var_dir,
+        )
     recorded = state.get("services") or {}
     urls = {name: (recorded.get(name) or {}).get("url") for name in CUSTOMER_FACING}
     if not all(urls.values()):
-        raise InfraError(f"{var_dir / 'unbind-up.pid'} names no URL for {', '.join(name for name, url in urls.items() if not url)}; restart `unbind up`.")
+        raise InfraError(
+            f"{var_dir / 'unbind-up.pid'} names no URL for "
+            f"{', '.join(name for name, url in urls.items() if not url)}; restart `unbind up`."
+        )
     if explicit_offset is not None:
         wanted = service_ports(explicit_offset)
         running = {name: (recorded.get(name) or {}).get("port") for name in CUSTOMER_FACING}
         if any(running[name] != wanted[name] for name in CUSTOMER_FACING):
             raise InfraError(
-                f"The `unbind up` of {var_dir} runs on ports {running}, not on those of --port-offset {explicit_offset}; drop --port-offset or give the one `up` used."
+                f"The `unbind up` of {var_dir} runs on ports {running}, not on those of --port-offset "
+                f"{explicit_offset}; drop --port-offset or give the one `up` used."
             )
     dashboard = (recorded.get("dashboard") or {}).get("url")
-    pids = {name: info["pid"] for name, info in recorded.items() if isinstance(info, dict) and isinstance(info.get("pid"), int)}
+    pids = {
+        name: info["pid"]
+        for name, info in recorded.items()
+        if isinstance(info, dict) and isinstance(info.get("pid"), int)
+    }
     bootstrap = state.get("kafka_bootstrap") or binding.kafka_bootstrap_servers
     server_url = state.get("database_server_url")
-    return RunningStack(urls, bootstrap, binding.topic, sms_sink, dashboard_url=dashboard, pids=pids, database_server_url=server_url, var_dir=var_dir)  # type: ignore[arg-type]
+    return RunningStack(
+        urls,
+        bootstrap,
+        binding.topic,
+        sms_sink,
+        dashboard_url=dashboard,
+        pids=pids,
+        database_server_url=server_url,
+        var_dir=var_dir,
+    )  # type: ignore[arg-type]
 
 
 async def check_running(client: httpx.AsyncClient, stack: RunningStack, var_dir: Path) -> None:
@@ -80,5 +104,10 @@ async def check_running(client: httpx.AsyncClient, stack: RunningStack, var_dir:
         return
     if live_supervisor(var_dir) is None:
         shift = f" --port-offset {stack.offset}" if stack.offset else ""
-        raise InfraError(f"No `unbind up` runs for {var_dir} and nothing is ready at {', '.join(down)}. Start the stack first: `unbind --var-dir {var_dir} up{shift}`.")
-    raise InfraError(f"Not ready: {', '.join(down)}. See `unbind --var-dir {var_dir} status` and {var_dir / 'logs'}.")
+        raise InfraError(
+            f"No `unbind up` runs for {var_dir} and nothing is ready at {', '.join(down)}. Start the stack "
+            f"first: `unbind --var-dir {var_dir} up{shift}`."
+        )
+    raise InfraError(
+        f"Not ready: {', '.join(down)}. See `unbind --var-dir {var_dir} status` and {var_dir / 'logs'}."
+    )

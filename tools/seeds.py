@@ -16,7 +16,16 @@ from datetime import datetime, timedelta
 
 from services.binding import agreements
 from services.binding import repository as binding_repository
-from services.binding.models import Benefit, Binding, BindingStatus, CreditAccount, Instalment, Mandate, MandateStatus, RepaymentAccount
+from services.binding.models import (
+    Benefit,
+    Binding,
+    BindingStatus,
+    CreditAccount,
+    Instalment,
+    Mandate,
+    MandateStatus,
+    RepaymentAccount,
+)
 from services.binding.models import CustomerLocale as BindingCustomerLocale
 from services.binding.service import SHANGHAI, credit_limit_contribution, today
 from services.notification import repository as notification_repository
@@ -63,7 +72,10 @@ CONTACTS = (
     {"user_id": "u-lisi", "phone": "+8613987654321", "locale": "en"},
 )
 # risk: when each became a customer, and Zhang San's phone (seeded, it announced no DeviceEnrolled).
-PROFILES = (("u-zhangsan", datetime(2019, 3, 1, tzinfo=SHANGHAI)), ("u-lisi", datetime(2023, 9, 12, tzinfo=SHANGHAI)))
+PROFILES = (
+    ("u-zhangsan", datetime(2019, 3, 1, tzinfo=SHANGHAI)),
+    ("u-lisi", datetime(2023, 9, 12, tzinfo=SHANGHAI)),
+)
 KNOWN_DEVICES = (("u-zhangsan", DEMO_DEVICE_ID),)
 
 
@@ -79,7 +91,8 @@ async def seed_binding(uow: UnitOfWork) -> bool:
             [
                 CreditAccount(id=f"ca-{demo.suffix}", user_id=demo.user_id, credit_limit=30_000),
                 RepaymentAccount(
-                    id=f"ra-{demo.suffix}", user_id=demo.user_id, lender="Example Bank", lender_id="example_bank", account_number=demo.account_number,
+                    id=f"ra-{demo.suffix}", user_id=demo.user_id, lender="Example Bank",
+                    lender_id="example_bank", account_number=demo.account_number,
                     monthly_instalment=demo.monthly_instalment, due_day=due.day,
                 ),
             ]
@@ -113,10 +126,21 @@ async def seed_binding(uow: UnitOfWork) -> bool:
                     paid_at=datetime.combine(previous, datetime.min.time(), SHANGHAI),
                     paid_by="auto_debit",
                 ),
-                Instalment(id=_new_id(), repayment_account_id=f"ra-{demo.suffix}", period=due.strftime("%Y-%m"), amount=demo.monthly_instalment, due_date=due),
+                Instalment(
+                    id=_new_id(),
+                    repayment_account_id=f"ra-{demo.suffix}",
+                    period=due.strftime("%Y-%m"),
+                    amount=demo.monthly_instalment,
+                    due_date=due,
+                ),
             ]
         )
-    uow.session.add_all([BindingCustomerLocale(user_id=user_id, locale=locale, updated_at=utcnow()) for user_id, locale in SAVED_LOCALES.items()])
+    uow.session.add_all(
+        [
+            BindingCustomerLocale(user_id=user_id, locale=locale, updated_at=utcnow())
+            for user_id, locale in SAVED_LOCALES.items()
+        ]
+    )
     return True
 
 
@@ -139,7 +163,12 @@ async def seed_verification(uow: UnitOfWork) -> bool:
             for device, user_id, name in DEVICES
         ]
     )
-    uow.session.add_all([VerificationCustomerLocale(user_id=user_id, locale=locale, updated_at=now) for user_id, locale in SAVED_LOCALES.items()])
+    uow.session.add_all(
+        [
+            VerificationCustomerLocale(user_id=user_id, locale=locale, updated_at=now)
+            for user_id, locale in SAVED_LOCALES.items()
+        ]
+    )
     return True
 
 
@@ -147,8 +176,15 @@ async def seed_risk(uow: UnitOfWork) -> bool:
     if await risk_repository.count_profiles(uow.session):
         return False
     now = utcnow()
-    uow.session.add_all([CustomerProfile(user_id=user_id, account_opened_at=opened) for user_id, opened in PROFILES])
-    uow.session.add_all([KnownDevice(user_id=user_id, device_id=device_id, first_seen_at=now, enrolled_at=now) for user_id, device_id in KNOWN_DEVICES])
+    uow.session.add_all(
+        [CustomerProfile(user_id=user_id, account_opened_at=opened) for user_id, opened in PROFILES]
+    )
+    uow.session.add_all(
+        [
+            KnownDevice(user_id=user_id, device_id=device_id, first_seen_at=now, enrolled_at=now)
+            for user_id, device_id in KNOWN_DEVICES
+        ]
+    )
     return True
 
 
@@ -156,7 +192,12 @@ async def seed_notification(uow: UnitOfWork) -> bool:
     if await notification_repository.count_contacts(uow.session):
         return False
     uow.session.add_all([Contact(**contact) for contact in CONTACTS])
-    uow.session.add_all([DeviceName(device_id=device.device_id, user_id=user_id, name=name, updated_at=utcnow()) for device, user_id, name in DEVICES])
+    uow.session.add_all(
+        [
+            DeviceName(device_id=device.device_id, user_id=user_id, name=name, updated_at=utcnow())
+            for device, user_id, name in DEVICES
+        ]
+    )
     return True
 
 
@@ -183,7 +224,8 @@ async def populate_binding(uow: UnitOfWork, customers: Sequence[SyntheticCustome
             [
                 CreditAccount(id=f"ca-{suffix}", user_id=customer.user_id, credit_limit=30_000),
                 RepaymentAccount(
-                    id=f"ra-{suffix}", user_id=customer.user_id, lender="Example Bank", lender_id="example_bank", account_number=customer.account_number,
+                    id=f"ra-{suffix}", user_id=customer.user_id, lender="Example Bank",
+                    lender_id="example_bank", account_number=customer.account_number,
                     monthly_instalment=customer.monthly_instalment, due_day=due.day,
                 ),
             ]
@@ -191,23 +233,40 @@ async def populate_binding(uow: UnitOfWork, customers: Sequence[SyntheticCustome
         await uow.session.flush()
         uow.session.add(
             Binding(
-                id=customer.binding_id, user_id=customer.user_id, credit_account_id=f"ca-{suffix}", repayment_account_id=f"ra-{suffix}",
-                status=BindingStatus.ACTIVE, credit_limit_contribution=contribution, agreement_version=agreements.CURRENT,
+                id=customer.binding_id, user_id=customer.user_id, credit_account_id=f"ca-{suffix}",
+                repayment_account_id=f"ra-{suffix}",
+                status=BindingStatus.ACTIVE, credit_limit_contribution=contribution,
+                agreement_version=agreements.CURRENT,
             )
         )  # fmt: skip
         await uow.session.flush()
         uow.session.add_all(
             [
-                Mandate(id=_new_id(), binding_id=customer.binding_id, kind="auto_debit", status=MandateStatus.ACTIVE),
-                Benefit(id=_new_id(), binding_id=customer.binding_id, code="limit_uplift", value=contribution),
-                Instalment(id=_new_id(), repayment_account_id=f"ra-{suffix}", period=due.strftime("%Y-%m"), amount=customer.monthly_instalment, due_date=due),
+                Mandate(
+                    id=_new_id(),
+                    binding_id=customer.binding_id,
+                    kind="auto_debit",
+                    status=MandateStatus.ACTIVE,
+                ),
+                Benefit(
+                    id=_new_id(), binding_id=customer.binding_id, code="limit_uplift", value=contribution
+                ),
+                Instalment(
+                    id=_new_id(),
+                    repayment_account_id=f"ra-{suffix}",
+                    period=due.strftime("%Y-%m"),
+                    amount=customer.monthly_instalment,
+                    due_date=due,
+                ),
             ]
         )
 
 
 async def populate_notification(uow: UnitOfWork, customers: Sequence[SyntheticCustomer]) -> None:
     """Contact details: the phone the development SMS gateway writes their codes to."""
-    uow.session.add_all([Contact(user_id=customer.user_id, phone=customer.phone, locale="zh-CN") for customer in customers])
+    uow.session.add_all(
+        [Contact(user_id=customer.user_id, phone=customer.phone, locale="zh-CN") for customer in customers]
+    )
 
 
 # The services that keep something of a synthetic customer before it acts.

@@ -40,9 +40,15 @@ def settings_class(service: str) -> type[ServiceSettings]:
         raise InfraError(f"Unknown service {service!r}; the services are {', '.join(APPS)}.")
     module = importlib.import_module(f"services.{service}.config")
     for value in vars(module).values():
-        if isinstance(value, type) and issubclass(value, ServiceSettings) and getattr(value, "service_name", None) == service:
+        if (
+            isinstance(value, type)
+            and issubclass(value, ServiceSettings)
+            and getattr(value, "service_name", None) == service
+        ):
             return value
-    raise InfraError(f"services/{service}/config.py declares no ServiceSettings subclass with service_name = {service!r}.")
+    raise InfraError(
+        f"services/{service}/config.py declares no ServiceSettings subclass with service_name = {service!r}."
+    )
 
 
 def load_settings(service: str, var_dir: Path, database_server_url: str | None = None) -> ServiceSettings:
@@ -58,7 +64,9 @@ def load_settings(service: str, var_dir: Path, database_server_url: str | None =
         return settings_class(service)(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         # Only the messages: pydantic's own rendering repeats the input, secrets included.
-        problems = "\n".join(f"  {'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}" for error in exc.errors())
+        problems = "\n".join(
+            f"  {'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}" for error in exc.errors()
+        )
         raise InfraError(f"The settings of the {service} service are refused:\n{problems}") from None
 
 
@@ -70,13 +78,19 @@ def database_server_url(explicit: str | None) -> str | None:
     try:
         parsed = make_url(url)
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises ArgumentError and ValueError here
-        raise InfraError(f"{url!r} is not a database URL ({exc}). Expected e.g. postgresql+asyncpg://postgres@127.0.0.1:55432") from None
+        raise InfraError(
+            f"{url!r} is not a database URL ({exc}). Expected e.g. postgresql+asyncpg://postgres@127.0.0.1:55432"
+        ) from None
     if parsed.get_backend_name() != "postgresql":
-        raise InfraError(f"The database server URL must be a PostgreSQL URL (postgresql+asyncpg://user@host:port), not {parsed.render_as_string(hide_password=True)}.")
+        raise InfraError(
+            f"The database server URL must be a PostgreSQL URL (postgresql+asyncpg://user@host:port), not "
+            f"{parsed.render_as_string(hide_password=True)}."
+        )
     if parsed.database:
         raise InfraError(
             f"The database server URL names a database ({parsed.database!r}); give the server only "
-            f"(postgresql+asyncpg://user@host:port): each service then gets its own database unbind_<service>."
+            f"(postgresql+asyncpg://user@host:port): each service then gets its own database "
+            f"unbind_<service>."
         )
     return url
 
@@ -93,7 +107,9 @@ class MigrationResult:
     created_database: bool
 
 
-def migrate(var_dir: Path, server_url: str | None, services: Iterable[str] = SERVICES) -> list[MigrationResult]:
+def migrate(
+    var_dir: Path, server_url: str | None, services: Iterable[str] = SERVICES
+) -> list[MigrationResult]:
     """Bring every service's database to the newest schema.
 
     With a server URL, each service's `unbind_<service>` database is created first (unless that
@@ -107,12 +123,18 @@ def migrate(var_dir: Path, server_url: str | None, services: Iterable[str] = SER
             try:
                 asyncio.run(ensure_database(server_url, f"unbind_{service}"))
             except Exception as exc:  # noqa: BLE001 - asyncpg and OSError subclasses alike: name the database
-                raise InfraError(f"Could not create database unbind_{service} on {display_url(server_url)}: {type(exc).__name__}: {exc}") from None
+                raise InfraError(
+                    f"Could not create database unbind_{service} on {display_url(server_url)}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
             created = True
         try:
             upgrade(service, settings.database_url)
         except Exception as exc:  # noqa: BLE001 - Alembic/driver errors: say which database failed
-            raise InfraError(f"Migrating the {service} database ({display_url(settings.database_url)}) failed: {type(exc).__name__}: {exc}") from None
+            raise InfraError(
+                f"Migrating the {service} database ({display_url(settings.database_url)}) failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
         results.append(MigrationResult(service, settings.database_url, created))
     return results
 
@@ -127,7 +149,9 @@ async def _in_service(service: str, settings: ServiceSettings, write: Callable[[
     models = importlib.import_module(f"services.{service}.models")
     engine = create_engine(settings.database_url, pool_size=1)
     try:
-        async with UnitOfWork(create_session_factory(engine), Outbox(models.OutboxMessage, settings.topic, None)) as uow:
+        async with UnitOfWork(
+            create_session_factory(engine), Outbox(models.OutboxMessage, settings.topic, None)
+        ) as uow:
             return await write(uow)
     finally:
         await engine.dispose()
@@ -142,18 +166,24 @@ def seed(var_dir: Path, server_url: str | None) -> dict[str, bool]:
         settings = load_settings(service, var_dir, server_url)
         if settings.env != "development":
             # The demo device's key comes from a public seed: in production it would be a way in.
-            raise InfraError("`unbind seed` adds demo customers and a demo device with a public key; it runs in development only (UNBIND_ENV=development).")
+            raise InfraError(
+                "`unbind seed` adds demo customers and a demo device with a public key; it runs in "
+                "development only (UNBIND_ENV=development)."
+            )
         try:
             outcome[service] = asyncio.run(_in_service(service, settings, DEMO[service]))
         except Exception as exc:  # noqa: BLE001 - a missing table means "run unbind migrate first"
             raise InfraError(
-                f"Seeding the {service} database ({display_url(settings.database_url)}) failed: {type(exc).__name__}: {exc}\n"
+                f"Seeding the {service} database ({display_url(settings.database_url)}) failed: "
+                f"{type(exc).__name__}: {exc}\n"
                 "Run `unbind migrate` first if its tables do not exist yet."
             ) from None
     return outcome
 
 
-async def seed_population(var_dir: Path, server_url: str | None, customers: Sequence[SyntheticCustomer], chunk: int = 1000) -> None:
+async def seed_population(
+    var_dir: Path, server_url: str | None, customers: Sequence[SyntheticCustomer], chunk: int = 1000
+) -> None:
     """Write synthetic customers into every service that keeps something of them (tools/seeds.py)."""
     from tools.seeds import POPULATION
 

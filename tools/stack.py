@@ -44,7 +44,15 @@ from shared.migrations import SERVICES
 from tools import dev_lender, kafka, postgres
 from tools.errors import InfraError, port_in_use, port_taken_message, process_cmdline, tail
 from tools.keys import OPS_SUBJECT, InstallationKeys, installation_keys, login_links_dir, new_login_link
-from tools.services import APPS, database_server_url, display_url, load_settings, migrate, seed, settings_class
+from tools.services import (
+    APPS,
+    database_server_url,
+    display_url,
+    load_settings,
+    migrate,
+    seed,
+    settings_class,
+)
 
 PID_FILE = "unbind-up.pid"
 READY_TIMEOUT = 60.0
@@ -82,7 +90,11 @@ def say(message: str) -> None:
 def factory_path(service: str) -> str:
     """The uvicorn app factory of a service (or of the development lender); also how `down`
     recognises a process of the stack."""
-    return f"{dev_lender.__name__}:create_app" if service == dev_lender.NAME else f"services.{service}.main:create_app"
+    return (
+        f"{dev_lender.__name__}:create_app"
+        if service == dev_lender.NAME
+        else f"services.{service}.main:create_app"
+    )
 
 
 def pid_alive(pid: int) -> bool:
@@ -307,7 +319,10 @@ class _Stack:
             "kafka_bootstrap": self.kafka_bootstrap,
             "database_server_url": self.database_server_url,
             "env": os.environ.get("UNBIND_ENV", ""),
-            "services": {s.name: {"pid": s.proc.pid if s.proc else None, "port": s.port, "url": s.url} for s in self.services},
+            "services": {
+                s.name: {"pid": s.proc.pid if s.proc else None, "port": s.port, "url": s.url}
+                for s in self.services
+            },
         }
 
     def save(self) -> None:
@@ -332,10 +347,14 @@ def up(options: UpOptions) -> int:
     """Start the stack and supervise it until SIGINT/SIGTERM; returns the exit code."""
     t0 = time.monotonic()
     var_dir = options.var_dir
-    # The stack on a laptop is a development installation (demo data, file sinks) unless the caller says otherwise.
+    # The stack on a laptop is a development installation (demo data, file sinks) unless the caller says
+    # otherwise.
     os.environ.setdefault("UNBIND_ENV", "development")
     if (running := live_supervisor(var_dir)) is not None:
-        raise InfraError(f"`unbind up` already runs for {var_dir} (pid {running}). See `unbind status`, or stop it with `unbind down`.")
+        raise InfraError(
+            f"`unbind up` already runs for {var_dir} (pid {running}). See `unbind status`, or stop it with "
+            f"`unbind down`."
+        )
     ports = stack_ports(port_offset(options.port_offset))
     for service, port in ports.items():
         if port_in_use(port):
@@ -343,7 +362,8 @@ def up(options: UpOptions) -> int:
                 port_taken_message(
                     port,
                     "development lender" if service == dev_lender.NAME else f"{service} service",
-                    "run `unbind down` if it is an earlier `unbind up`, or shift every service port with `unbind up --port-offset N` (or UNBIND_PORT_OFFSET=N).",
+                    "run `unbind down` if it is an earlier `unbind up`, or shift every service port with "
+                    "`unbind up --port-offset N` (or UNBIND_PORT_OFFSET=N).",
                 )
             )
     server_url = database_server_url(options.database_url)
@@ -353,8 +373,8 @@ def up(options: UpOptions) -> int:
     _set_signal_handlers(_raise_shutdown)
     try:
         stack.save()
-        timings = _start(stack, options, ports, settings, server_url, t0)
-        _print_summary(stack, settings, server_url, first.topic, first.dlq_topic, timings)
+        timings = _start(stack, options, ports, settings, server_url=server_url, t0=t0)
+        _print_summary(stack, settings, server_url, first.topic, dlq_topic=first.dlq_topic, timings=timings)
         _supervise(stack)
     except Shutdown as stop:
         say(f"{stop} received: stopping")
@@ -366,7 +386,15 @@ def up(options: UpOptions) -> int:
     return 0
 
 
-def _start(stack: _Stack, options: UpOptions, ports: dict[str, int], settings: dict[str, Any], server_url: str | None, t0: float) -> dict[str, float]:
+def _start(
+    stack: _Stack,
+    options: UpOptions,
+    ports: dict[str, int],
+    settings: dict[str, Any],
+    *,
+    server_url: str | None,
+    t0: float,
+) -> dict[str, float]:
     """Kafka, databases, migrations, seed, services, readiness; returns the phase durations."""
     first = settings[SERVICES[0]]
     timings: dict[str, float] = {}
@@ -377,7 +405,11 @@ def _start(stack: _Stack, options: UpOptions, ports: dict[str, int], settings: d
         say(f"kafka: not started (--no-kafka); services will use {stack.kafka_bootstrap}")
     else:
         before = kafka.kafka_status(stack.var_dir)
-        say("kafka: starting the broker" if not before["running"] and not before["external"] else f"kafka: using {before['bootstrap']}")
+        say(
+            "kafka: starting the broker"
+            if not before["running"] and not before["external"]
+            else f"kafka: using {before['bootstrap']}"
+        )
         stack.kafka_cluster = kafka.kafka_up(
             stack.var_dir,
             port=_env_port("KAFKA_PORT", kafka.DEFAULT_PORT),
@@ -386,7 +418,13 @@ def _start(stack: _Stack, options: UpOptions, ports: dict[str, int], settings: d
         )
         stack.kafka_bootstrap = stack.kafka_cluster.bootstrap
         stack.kafka_started = not before["external"] and not before["running"]
-        stack.kafka_origin = KAFKA_EXTERNAL if before["external"] else KAFKA_STARTED if stack.kafka_started else KAFKA_ALREADY_RUNNING
+        stack.kafka_origin = (
+            KAFKA_EXTERNAL
+            if before["external"]
+            else KAFKA_STARTED
+            if stack.kafka_started
+            else KAFKA_ALREADY_RUNNING
+        )
         stack.save()
     timings["kafka"] = time.monotonic() - t0
 
@@ -401,7 +439,10 @@ def _start(stack: _Stack, options: UpOptions, ports: dict[str, int], settings: d
     phase = time.monotonic()
     keys = installation_keys(stack.var_dir)
     if created := keys.generate_missing():
-        say(f"keys: generated {', '.join(created)} in {_relative(keys.dir)} (this installation's own; mode 0600)")
+        say(
+            f"keys: generated {', '.join(created)} in {_relative(keys.dir)} (this installation's own; mode "
+            f"0600)"
+        )
     logs = stack.var_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     for service in (*APPS, dev_lender.NAME):
@@ -411,19 +452,28 @@ def _start(stack: _Stack, options: UpOptions, ports: dict[str, int], settings: d
     for service in APPS:
         log_path = logs / f"{service}.log"
         service_env = {**_service_env(stack, ports, server_url, service), **_key_env(stack, keys, service)}
-        stack.services.append(ServiceProcess(service, ports[service], service_env, log_path, settings[service].log_level.lower()))
+        stack.services.append(
+            ServiceProcess(
+                service, ports[service], service_env, log_path, settings[service].log_level.lower()
+            )
+        )
     stack.services.append(_lender_process(stack, ports, keys, first.log_level.lower()))
     for proc in stack.services:
         proc.spawn()
     stack.save()
-    say("services: starting " + ", ".join(f"{s.name} (pid {s.proc.pid if s.proc else '?'})" for s in stack.services))
+    say(
+        "services: starting "
+        + ", ".join(f"{s.name} (pid {s.proc.pid if s.proc else '?'})" for s in stack.services)
+    )
     _wait_ready(stack.services, options.timeout)
     timings["services"] = time.monotonic() - phase
     timings["total"] = time.monotonic() - t0
     return timings
 
 
-def _service_env(stack: _Stack, ports: dict[str, int], server_url: str | None, service: str) -> dict[str, str]:
+def _service_env(
+    stack: _Stack, ports: dict[str, int], server_url: str | None, service: str
+) -> dict[str, str]:
     """The environment of one service process: the caller's, plus where the stack lives and the
     service's own Kafka principal (when the stack's broker is one whose passwords it knows)."""
     env = dict(os.environ)
@@ -438,8 +488,10 @@ def _service_env(stack: _Stack, ports: dict[str, int], server_url: str | None, s
             "UNBIND_RISK_URL": f"http://127.0.0.1:{ports['risk']}",
             "UNBIND_BINDING_URL": f"http://127.0.0.1:{ports['binding']}",
             "UNBIND_VERIFICATION_URL": f"http://127.0.0.1:{ports['verification']}",
-            # The lender webhook (mandates to confirm, unbinds) goes to the development lender, unless one is named.
-            "UNBIND_INSTITUTION_WEBHOOK_URL": os.environ.get("UNBIND_INSTITUTION_WEBHOOK_URL") or f"http://127.0.0.1:{ports[dev_lender.NAME]}/webhook",
+            # The lender webhook (mandates to confirm, unbinds) goes to the development lender, unless one is
+            # named.
+            "UNBIND_INSTITUTION_WEBHOOK_URL": os.environ.get("UNBIND_INSTITUTION_WEBHOOK_URL")
+            or f"http://127.0.0.1:{ports[dev_lender.NAME]}/webhook",
             # Log lines reach the log file as they are written, not when a buffer fills.
             "PYTHONUNBUFFERED": "1",
         }
@@ -459,7 +511,9 @@ def _key_env(stack: _Stack, keys: InstallationKeys, service: str) -> dict[str, s
     return env
 
 
-def _lender_process(stack: _Stack, ports: dict[str, int], keys: InstallationKeys, log_level: str) -> ServiceProcess:
+def _lender_process(
+    stack: _Stack, ports: dict[str, int], keys: InstallationKeys, log_level: str
+) -> ServiceProcess:
     """The development lender: notification's lender webhook goes to it, its callbacks to binding."""
     env = {
         **os.environ,
@@ -468,7 +522,13 @@ def _lender_process(stack: _Stack, ports: dict[str, int], keys: InstallationKeys
         "PYTHONUNBUFFERED": "1",
         **dev_lender.secrets_env(keys),
     }
-    return ServiceProcess(dev_lender.NAME, ports[dev_lender.NAME], env, stack.var_dir / "logs" / f"{dev_lender.NAME}.log", log_level)
+    return ServiceProcess(
+        dev_lender.NAME,
+        ports[dev_lender.NAME],
+        env,
+        stack.var_dir / "logs" / f"{dev_lender.NAME}.log",
+        log_level,
+    )
 
 
 def _wait_ready(services: list[ServiceProcess], timeout: float) -> None:
@@ -479,7 +539,10 @@ def _wait_ready(services: list[ServiceProcess], timeout: float) -> None:
         while pending:
             for service in list(pending):
                 if service.proc is not None and service.proc.poll() is not None:
-                    raise InfraError(f"The {service.name} service exited during startup ({_describe_exit(service.proc.returncode)}).\n{service.log_tail()}")
+                    raise InfraError(
+                        f"The {service.name} service exited during startup "
+                        f"({_describe_exit(service.proc.returncode)}).\n{service.log_tail()}"
+                    )
                 if _ready(client, service):
                     pending.remove(service)
             if not pending:
@@ -513,7 +576,15 @@ def _database_label(url: str) -> str:
     return display_url(url)
 
 
-def _print_summary(stack: _Stack, settings: dict[str, Any], server_url: str | None, topic: str, dlq_topic: str, timings: dict[str, float]) -> None:
+def _print_summary(
+    stack: _Stack,
+    settings: dict[str, Any],
+    server_url: str | None,
+    topic: str,
+    *,
+    dlq_topic: str,
+    timings: dict[str, float],
+) -> None:
     me = _self_command()
     default_var = Path(os.environ.get("UNBIND_VAR_DIR") or "var").resolve()
     # Tokens, links and the stop are this var dir's: name it unless it is the default.
@@ -521,28 +592,60 @@ def _print_summary(stack: _Stack, settings: dict[str, Any], server_url: str | No
     stop_command = f"{me} down"
     width = max(len(s.name) for s in stack.services)
     services = [s for s in stack.services if s.name != dev_lender.NAME]
-    lines = ["", f"unbind is up: all {len(services)} services and the development lender ready in {timings['total']:.1f} s", ""]
+    lines = [
+        "",
+        (
+            f"unbind is up: all {len(services)} services and the development lender ready in "
+            f"{timings['total']:.1f} s"
+        ),
+        "",
+    ]
     for s in stack.services:
-        lines.append(f"  {s.name:<{width}}  {s.url:<22}  docs {s.url}/docs   pid {s.proc.pid if s.proc else '-'}   log {_relative(s.log_path)}")
+        lines.append(
+            f"  {s.name:<{width}}  {s.url:<22}  docs {s.url}/docs   pid {s.proc.pid if s.proc else '-'}   "
+            f"log {_relative(s.log_path)}"
+        )
     lines += ["", f"  kafka      {stack.kafka_bootstrap} ({stack.kafka_origin}); topics {topic}, {dlq_topic}"]
-    lines.append("  databases  " + ("PostgreSQL " + display_url(server_url) + ", one database per service:" if server_url else "SQLite, one file per service:"))
+    lines.append(
+        "  databases  "
+        + (
+            "PostgreSQL " + display_url(server_url) + ", one database per service:"
+            if server_url
+            else "SQLite, one file per service:"
+        )
+    )
     for service in SERVICES:
         lines.append(f"               {service:<{width}}  {_database_label(settings[service].database_url)}")
     dashboard = next(s.url for s in stack.services if s.name == "dashboard")
     lender_delay = os.environ.get("UNBIND_DEV_LENDER_DELAY_SECONDS") or dev_lender.DEFAULT_DELAY_SECONDS
     link = new_login_link(stack.var_dir, dashboard, subject=OPS_SUBJECT)
     lines += [
-        f"  SMS sink   {_relative(settings['notification'].sms_sink.resolve())} (one JSON line per SMS: the one-time codes)",
-        f"  lender     the development lender confirms each mandate after {lender_delay} s (UNBIND_DEV_LENDER_DELAY_SECONDS),",
-        f"             refuses accounts ending {dev_lender.REFUSED_LAST4}; what it got and answered: {_relative(stack.var_dir / dev_lender.JOURNAL)}",
+        (
+            f"  SMS sink   {_relative(settings['notification'].sms_sink.resolve())} (one JSON line per SMS: "
+            f"the one-time codes)"
+        ),
+        (
+            f"  lender     the development lender confirms each mandate after {lender_delay} s "
+            f"(UNBIND_DEV_LENDER_DELAY_SECONDS),"
+        ),
+        (
+            f"             refuses accounts ending {dev_lender.REFUSED_LAST4}; what it got and answered: "
+            f"{_relative(stack.var_dir / dev_lender.JOURNAL)}"
+        ),
         f"  dashboard  {link}",
         f"             (sign-in link: works once, within 10 minutes; another: {me} login-link)",
-        f"  keys       {_relative(installation_keys(stack.var_dir).dir)} (generated for this installation; tokens are signed with them)",
+        (
+            f"  keys       {_relative(installation_keys(stack.var_dir).dir)} (generated for this "
+            f"installation; tokens are signed with them)"
+        ),
         f"  tokens     {me} token --user u-zhangsan    (customer; also u-lisi)",
         f"             {me} token --role ops           (subject ops-admin)",
         f"  stop       Ctrl-C here, or `{stop_command}` from another terminal",
         "",
-        f"  timings    kafka {timings['kafka']:.1f} s, migrate+seed {timings['databases']:.1f} s, services {timings['services']:.1f} s",
+        (
+            f"  timings    kafka {timings['kafka']:.1f} s, migrate+seed {timings['databases']:.1f} s, "
+            f"services {timings['services']:.1f} s"
+        ),
         "",
     ]
     print("\n".join(lines), flush=True)
@@ -566,19 +669,30 @@ def _supervise(stack: _Stack) -> None:
                     ran = now - service.started_at
                     service.quick_failures = 0 if ran >= STABLE_AFTER else service.quick_failures + 1
                     delay = restart_delay(service.quick_failures)
-                    say(f"{service.name} (pid {service.proc.pid}) exited with {_describe_exit(service.proc.returncode)} after {ran:.1f} s; restarting in {delay:.1f} s")
+                    say(
+                        f"{service.name} (pid {service.proc.pid}) exited with "
+                        f"{_describe_exit(service.proc.returncode)} after {ran:.1f} s; restarting in "
+                        f"{delay:.1f} s"
+                    )
                     service.proc = None
                     service.restart_at = now + delay
                 if service.proc is None and service.restart_at is not None and now >= service.restart_at:
                     if port_in_use(service.port):
-                        say(port_taken_message(service.port, f"{service.name} service", "the restart is retried in 5 s."))
+                        say(
+                            port_taken_message(
+                                service.port, f"{service.name} service", "the restart is retried in 5 s."
+                            )
+                        )
                         service.restart_at = now + 5.0
                         continue
                     service.spawn()
                     service.restarts += 1
                     service.awaiting_ready = True
                     stack.save()
-                    say(f"{service.name} restarted (pid {service.proc.pid if service.proc else '?'}, restart #{service.restarts}); log {_relative(service.log_path)}")
+                    say(
+                        f"{service.name} restarted (pid {service.proc.pid if service.proc else '?'}, restart "
+                        f"#{service.restarts}); log {_relative(service.log_path)}"
+                    )
                 if service.awaiting_ready and service.alive() and _ready(client, service):
                     service.awaiting_ready = False
                     say(f"{service.name} is ready again at {service.url}")
@@ -617,7 +731,10 @@ def _stop(stack: _Stack) -> None:
         except InfraError as exc:
             say(f"kafka: could not stop the broker: {exc}")
     elif stack.kafka_origin == KAFKA_ALREADY_RUNNING:
-        say(f"kafka: left running at {stack.kafka_bootstrap}: it ran before this `unbind up` (`unbind down` stops it)")
+        say(
+            f"kafka: left running at {stack.kafka_bootstrap}: it ran before this `unbind up` (`unbind down` "
+            f"stops it)"
+        )
     elif stack.kafka_origin == KAFKA_EXTERNAL:
         say(f"kafka: the external cluster {stack.kafka_bootstrap} is left alone")
     with contextlib.suppress(FileNotFoundError):
@@ -652,10 +769,16 @@ def down(var_dir: Path) -> int:
     leftovers = {
         name: info["pid"]
         for name, info in (state.get("services") or {}).items()
-        if isinstance(info.get("pid"), int) and pid_alive(info["pid"]) and factory_path(name) in process_cmdline(info["pid"])
+        if isinstance(info.get("pid"), int)
+        and pid_alive(info["pid"])
+        and factory_path(name) in process_cmdline(info["pid"])
     }
     if leftovers:
-        print("up: stopping leftover services " + ", ".join(f"{name} (pid {pid})" for name, pid in leftovers.items()), flush=True)
+        print(
+            "up: stopping leftover services "
+            + ", ".join(f"{name} (pid {pid})" for name, pid in leftovers.items()),
+            flush=True,
+        )
         _terminate(leftovers)
     with contextlib.suppress(FileNotFoundError):
         pid_file(var_dir).unlink()
@@ -675,19 +798,31 @@ def status(var_dir: Path, offset: int | None) -> int:
     else:
         print("up: not running" + (" (stale pid file)" if state else ""))
     recorded = state.get("services") or {}
-    ports = {name: info["port"] for name, info in recorded.items()} if supervisor is not None and recorded else stack_ports(port_offset(offset))
+    ports = (
+        {name: info["port"] for name, info in recorded.items()}
+        if supervisor is not None and recorded
+        else stack_ports(port_offset(offset))
+    )
     width = max(len(name) for name in ports)
     with httpx.Client(trust_env=False) as client:
         for name, port in ports.items():
             url = f"http://127.0.0.1:{port}"
             try:
                 response = client.get(f"{url}/readyz", timeout=2.0)
-                body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+                body = (
+                    response.json()
+                    if response.headers.get("content-type", "").startswith("application/json")
+                    else {}
+                )
                 if response.status_code == 200 and name == dev_lender.NAME:
                     verdict = "ready"
                 elif response.status_code == 200:
                     # The services report their relay; the dashboard, which publishes nothing, its reader.
-                    kafka_state = "connected" if body.get("relay_connected") or body.get("consumer_connected") else "not connected yet"
+                    kafka_state = (
+                        "connected"
+                        if body.get("relay_connected") or body.get("consumer_connected")
+                        else "not connected yet"
+                    )
                     verdict = f"ready (kafka {kafka_state})"
                 else:
                     verdict = f"NOT ready ({response.status_code}: {body.get('detail', response.text[:100])})"
@@ -698,7 +833,10 @@ def status(var_dir: Path, offset: int | None) -> int:
     used = state.get("kafka_bootstrap") if supervisor is not None else None
     if used and used != kafka.kafka_status(var_dir)["bootstrap"]:
         # The stack runs on a cluster this shell may not name (KAFKA_BOOTSTRAP_SERVERS of `up`).
-        print(f"kafka: the services use {used}, which is " + ("reachable" if _reachable(used) else "NOT reachable"))
+        print(
+            f"kafka: the services use {used}, which is "
+            + ("reachable" if _reachable(used) else "NOT reachable")
+        )
     else:
         kafka.cli(["status"], var_dir)
     postgres.cli(["status"], var_dir)

@@ -24,11 +24,14 @@ class BindingSettings(ServiceSettings):
     review_ttl_seconds: int = Field(72 * 3600, ge=1)
     # How often the expiry sweep looks for requests past their deadline.
     expiry_sweep_seconds: float = Field(5.0, gt=0, le=300)
-    # What a customer's bindings together may add to the credit limit, CNY; a binding past it grants what is left.
+    # What a customer's bindings together may add to the credit limit, CNY; a binding past it grants what is
+    # left.
     max_total_limit_uplift: int = Field(40_000, ge=0)
-    # A lender's callback signed further than this from now (either way) is refused: a captured one cannot be replayed later.
+    # A lender's callback signed further than this from now (either way) is refused: a captured one cannot be
+    # replayed later.
     lender_callback_tolerance_seconds: int = Field(300, ge=1, le=3600)
-    # The callback secret of each lender of shared.lenders (one pair per lender; `required_secrets` names them all).
+    # The callback secret of each lender of shared.lenders (one pair per lender; `required_secrets` names them
+    # all).
     lender_secret_example_bank: SecretStr | None = None
     lender_secret_example_bank_file: Path | None = None
     lender_secret_harbour_bank: SecretStr | None = None

@@ -13,7 +13,16 @@ from services.binding.models import CustomerLocale, InboxEntry, OutboxMessage
 from shared.app import ServiceRuntime, build_service_app
 from shared.bus import EventBus
 from shared.consumer import Subscriptions
-from shared.events import BindingVerificationFailed, BindingVerified, PreferencesChanged, ReviewDecided, RiskAssessed, VerificationFailed, VerificationRequested, Verified
+from shared.events import (
+    BindingVerificationFailed,
+    BindingVerified,
+    PreferencesChanged,
+    ReviewDecided,
+    RiskAssessed,
+    VerificationFailed,
+    VerificationRequested,
+    Verified,
+)
 from shared.i18n import remember_locales, saved_locales
 
 log = logging.getLogger(__name__)
@@ -42,7 +51,10 @@ async def expiry_sweep(runtime: ServiceRuntime) -> None:
             async with runtime.unit_of_work() as uow:
                 resumed = await service.resume_paused(uow)
             if expired or resumed:
-                log.info("expired open requests, resumed paused auto-debits", extra={"count": expired, "resumed": resumed})
+                log.info(
+                    "expired open requests, resumed paused auto-debits",
+                    extra={"count": expired, "resumed": resumed},
+                )
                 continue
         except Exception:
             log.exception("expiry sweep failed; retrying")
@@ -53,7 +65,10 @@ def create_app(settings: BindingSettings | None = None, *, bus: EventBus | None 
     return build_service_app(
         settings or BindingSettings(),
         title="unbind · binding",
-        description="Bindings between mortgage repayment accounts and credit accounts, and the requests to unbind them.",
+        description=(
+            "Bindings between mortgage repayment accounts and credit accounts, and the requests to unbind "
+            "them."
+        ),
         routers=[api.router, api.public_router],
         outbox_model=OutboxMessage,
         inbox_model=InboxEntry,

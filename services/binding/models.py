@@ -45,7 +45,11 @@ class RequestStatus(StrEnum):
     EXPIRED = "expired"
 
 
-OPEN_REQUEST_STATUSES = (RequestStatus.PENDING_RISK, RequestStatus.UNDER_REVIEW, RequestStatus.PENDING_VERIFICATION)
+OPEN_REQUEST_STATUSES = (
+    RequestStatus.PENDING_RISK,
+    RequestStatus.UNDER_REVIEW,
+    RequestStatus.PENDING_VERIFICATION,
+)
 
 
 class CreditAccount(Base):
@@ -68,7 +72,15 @@ class RepaymentAccount(Base):
     __tablename__ = "repayment_accounts"
     # One account, one binding, across all customers: the database refuses a second binding of a
     # number still held, so two concurrent requests cannot both bind it.
-    __table_args__ = (Index("uq_repayment_accounts_held_number", "account_number", unique=True, sqlite_where=_HELD, postgresql_where=_HELD),)
+    __table_args__ = (
+        Index(
+            "uq_repayment_accounts_held_number",
+            "account_number",
+            unique=True,
+            sqlite_where=_HELD,
+            postgresql_where=_HELD,
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -122,7 +134,9 @@ class UnbindRequest(Base):
     status: Mapped[str] = mapped_column(String(32), default=RequestStatus.PENDING_RISK, index=True)
     # unbind, or an alternative (shared.events.RequestKind): pause (for `pause_months`) or switch (to
     # `new_repayment_account_id`, whose number the request holds while it is open).
-    kind: Mapped[str] = mapped_column(String(16), default=RequestKind.UNBIND, server_default=RequestKind.UNBIND.value)
+    kind: Mapped[str] = mapped_column(
+        String(16), default=RequestKind.UNBIND, server_default=RequestKind.UNBIND.value
+    )
     pause_months: Mapped[int | None] = mapped_column(Integer, nullable=True)
     new_repayment_account_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     reason: Mapped[str] = mapped_column(String(32))

@@ -55,7 +55,10 @@ def find_cjk_font(candidates: tuple[tuple[str, int], ...] = CJK_FONT_CANDIDATES)
         if Path(path).is_file():
             return Path(path), index
     tried = ", ".join(path for path, _ in candidates)
-    raise RuntimeError(f"no CJK font for the account report PDF: install the Debian package {CJK_FONT_PACKAGE} (deploy/install-system-deps.sh does), looked for {tried}")
+    raise RuntimeError(
+        f"no CJK font for the account report PDF: install the Debian package {CJK_FONT_PACKAGE} "
+        f"(deploy/install-system-deps.sh does), looked for {tried}"
+    )
 
 
 LABELS: dict[str, dict[str, str]] = {
@@ -153,7 +156,10 @@ LABELS: dict[str, dict[str, str]] = {
         "none": "None",
         "on": "On",
         "off": "Off",
-        "times_note": "All times are China Standard Time (UTC+08:00). This report was generated automatically; please keep it for your records.",
+        "times_note": (
+            "All times are China Standard Time (UTC+08:00). This report was generated automatically; please "
+            "keep it for your records."
+        ),
         "zone": " China Standard Time ({offset})",
         "page": "Page {page} of {pages}",
         "check": "Report check: {hash}",
@@ -229,7 +235,12 @@ class _Text:
 
     def status(self, raw: str | None) -> tuple[str, tuple[int, int, int]]:
         """A status and the colour to print it in."""
-        return self.value(raw), WARN if raw == "overdue" else MUTED if raw in ("cancelled", "unbound", "failed", "refused") else INK
+        return self.value(raw), WARN if raw == "overdue" else MUTED if raw in (
+            "cancelled",
+            "unbound",
+            "failed",
+            "refused",
+        ) else INK
 
     def money(self, amount: int | None) -> str:
         return DASH if amount is None else self.labels["money"].format(amount=f"{amount:,.2f}")
@@ -287,12 +298,20 @@ class _ReportPDF(FPDF):
         self.set_y(-12)
         with self.local_context(font_size_pt=8, text_color=MUTED):
             self.cell(self.epw / 2, 5, self._text["check"].format(hash=self._hash), align=Align.L)
-            self.cell(self.epw / 2, 5, self._text["page"].format(page=self.page_no(), pages="{nb}"), align=Align.R)
+            self.cell(
+                self.epw / 2, 5, self._text["page"].format(page=self.page_no(), pages="{nb}"), align=Align.R
+            )
 
 
 def _bold(pdf: FPDF, text: str, *, size: float, color: tuple[int, int, int], h: float) -> None:
     """One line of heading text; the font has no bold face, so the glyphs are also stroked."""
-    with pdf.local_context(font_size_pt=size, text_color=color, draw_color=color, line_width=size * 0.012, text_mode=TextMode.FILL_STROKE):
+    with pdf.local_context(
+        font_size_pt=size,
+        text_color=color,
+        draw_color=color,
+        line_width=size * 0.012,
+        text_mode=TextMode.FILL_STROKE,
+    ):
         pdf.multi_cell(pdf.epw, h, text, align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
@@ -305,7 +324,9 @@ def _section(pdf: FPDF, title: str) -> None:
     with pdf.local_context(fill_color=NAVY):
         pdf.rect(MARGIN, y + 0.8, 1.2, 4.6, style="F")
     pdf.set_x(MARGIN + 3)
-    with pdf.local_context(font_size_pt=11.5, text_color=NAVY, draw_color=NAVY, line_width=0.14, text_mode=TextMode.FILL_STROKE):
+    with pdf.local_context(
+        font_size_pt=11.5, text_color=NAVY, draw_color=NAVY, line_width=0.14, text_mode=TextMode.FILL_STROKE
+    ):
         pdf.cell(pdf.epw - 3, 6.2, title, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     with pdf.local_context(draw_color=RULE, line_width=0.2):
         pdf.line(MARGIN, pdf.get_y() + 0.6, pdf.w - MARGIN, pdf.get_y() + 0.6)
@@ -336,7 +357,15 @@ def _fields(pdf: FPDF, rows: Sequence[Sequence[tuple[str, str]]]) -> None:
 Cell = str | tuple[str, tuple[int, int, int]]
 
 
-def _grid(pdf: FPDF, text: _Text, headings: Sequence[str], rows: Sequence[Sequence[Cell]], widths: Sequence[float], aligns: Sequence[Align]) -> None:
+def _grid(
+    pdf: FPDF,
+    text: _Text,
+    headings: Sequence[str],
+    rows: Sequence[Sequence[Cell]],
+    *,
+    widths: Sequence[float],
+    aligns: Sequence[Align],
+) -> None:
     """A table with a heading row (repeated on a new page); a muted "none" when there are no rows.
     A cell is its text, or (text, colour)."""
     if not rows:
@@ -370,7 +399,8 @@ def _empty(pdf: FPDF, text: _Text) -> None:
 
 
 def _items(pdf: FPDF, text: _Text, items: Sequence[tuple[str, str, tuple[int, int, int] | None]]) -> None:
-    """A list of entries: a bullet, the (wrapped) text, and a small note line (what to do about it), if any."""
+    """A list of entries: a bullet, the (wrapped) text, and a small note line (what to do about it), if
+    any."""
     if not items:
         _empty(pdf, text)
         return
@@ -426,10 +456,21 @@ def render_pdf(report: AccountReport) -> bytes:
     _bold(pdf, text["title"], size=20, color=NAVY, h=10)
     pdf.ln(1)
     with pdf.local_context(font_size_pt=9, text_color=MUTED):
-        meta = f"{text['generated']}：{text.generated(report.generated_at)}" if text.locale == "zh-CN" else f"{text['generated']}: {text.generated(report.generated_at)}"
+        meta = (
+            f"{text['generated']}：{text.generated(report.generated_at)}"
+            if text.locale == "zh-CN"
+            else f"{text['generated']}: {text.generated(report.generated_at)}"
+        )
         pdf.multi_cell(pdf.epw, 4.8, meta, align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         sep = "：" if text.locale == "zh-CN" else ": "
-        pdf.multi_cell(pdf.epw, 4.8, f"{text['customer']}{sep}{text.text(report.user_id)}", align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.multi_cell(
+            pdf.epw,
+            4.8,
+            f"{text['customer']}{sep}{text.text(report.user_id)}",
+            align=Align.L,
+            new_x=XPos.LMARGIN,
+            new_y=YPos.NEXT,
+        )
     pdf.ln(1.5)
     with pdf.local_context(draw_color=NAVY, line_width=0.5):
         pdf.line(MARGIN, pdf.get_y(), pdf.w - MARGIN, pdf.get_y())
@@ -440,15 +481,33 @@ def render_pdf(report: AccountReport) -> bytes:
         pdf,
         [
             [(text["binding_id"], text.text(binding.id)), (text["status"], text.value(binding.status))],
-            [(text["created"], text.when(binding.created_at)), (text["auto_debit"], text.on_off(binding.auto_debit))],
+            [
+                (text["created"], text.when(binding.created_at)),
+                (text["auto_debit"], text.on_off(binding.auto_debit)),
+            ],
             [(text["contribution"], text.money(binding.credit_limit_contribution))],
-            [(text["agreement"], text["agreement_value"].format(title=text.text(impact.agreement.title), version=text.text(impact.agreement.version)))],
+            [
+                (
+                    text["agreement"],
+                    text["agreement_value"].format(
+                        title=text.text(impact.agreement.title), version=text.text(impact.agreement.version)
+                    ),
+                )
+            ],
         ],
     )
 
     credit = binding.credit_account
     _section(pdf, text["credit_account"])
-    _fields(pdf, [[(text["credit_account_id"], text.text(credit.id)), (text["credit_limit"], text.money(credit.credit_limit))]])
+    _fields(
+        pdf,
+        [
+            [
+                (text["credit_account_id"], text.text(credit.id)),
+                (text["credit_limit"], text.money(credit.credit_limit)),
+            ]
+        ],
+    )
 
     repayment = binding.repayment_account
     _section(pdf, text["repayment_account"])
@@ -456,10 +515,16 @@ def render_pdf(report: AccountReport) -> bytes:
         pdf,
         [
             # The account number is masked upstream: it is printed exactly as given.
-            [(text["lender"], text.text(repayment.lender)), (text["account_number"], text.text(repayment.account_number))],
+            [
+                (text["lender"], text.text(repayment.lender)),
+                (text["account_number"], text.text(repayment.account_number)),
+            ],
             [
                 (text["monthly_instalment"], text.money(repayment.monthly_instalment)),
-                (text["due_day"], text["due_day_value"].format(day=repayment.due_day) if repayment.due_day else DASH),
+                (
+                    text["due_day"],
+                    text["due_day_value"].format(day=repayment.due_day) if repayment.due_day else DASH,
+                ),
             ],
         ],
     )
@@ -469,7 +534,10 @@ def render_pdf(report: AccountReport) -> bytes:
         pdf,
         text,
         [text["kind"], text["status"], text["since"], text["cancelled"]],
-        [[text.value(m.kind), text.status(m.status), text.when(m.created_at), text.when(m.cancelled_at)] for m in report.mandates],
+        [
+            [text.value(m.kind), text.status(m.status), text.when(m.created_at), text.when(m.cancelled_at)]
+            for m in report.mandates
+        ],
         widths=(28, 20, 26, 26),
         aligns=(Align.L, Align.L, Align.L, Align.L),
     )
@@ -479,7 +547,16 @@ def render_pdf(report: AccountReport) -> bytes:
         pdf,
         text,
         [text["period"], text["amount"], text["due_date"], text["status"], text["paid"]],
-        [[text.text(i.period), text.money(i.amount), text.day(i.due_date), text.status(i.status), text.paid(i)] for i in report.instalments],
+        [
+            [
+                text.text(i.period),
+                text.money(i.amount),
+                text.day(i.due_date),
+                text.status(i.status),
+                text.paid(i),
+            ]
+            for i in report.instalments
+        ],
         widths=(14, 20, 18, 14, 34),
         aligns=(Align.L, Align.R, Align.L, Align.L, Align.L),
     )
@@ -488,7 +565,10 @@ def render_pdf(report: AccountReport) -> bytes:
     current = impact.current_instalment
     current_text = (
         text["current_instalment_value"].format(
-            period=text.text(current.period), amount=text.money(current.amount), due=text.day(current.due_date), status=text.value(current.status)
+            period=text.text(current.period),
+            amount=text.money(current.amount),
+            due=text.day(current.due_date),
+            status=text.value(current.status),
         )
         if current is not None
         else DASH
@@ -496,15 +576,30 @@ def render_pdf(report: AccountReport) -> bytes:
     _fields(
         pdf,
         [
-            [(text["assessed"], text.when(impact.assessed_at)), (text["auto_debit_now"], text.on_off(impact.auto_debit))],
-            [(text["limit_change"], f"{text.money(impact.credit_limit_before)} → {text.money(impact.credit_limit_after)}")],
+            [
+                (text["assessed"], text.when(impact.assessed_at)),
+                (text["auto_debit_now"], text.on_off(impact.auto_debit)),
+            ],
+            [
+                (
+                    text["limit_change"],
+                    f"{text.money(impact.credit_limit_before)} → {text.money(impact.credit_limit_after)}",
+                )
+            ],
             [(text["current_instalment"], current_text)],
         ],
     )
     _subheading(pdf, text["credit_record_effect"])
     with pdf.local_context(font_size_pt=9.5, text_color=INK):
         pdf.set_x(MARGIN + 2.2)
-        pdf.multi_cell(pdf.epw - 2.2, 5, text.text(impact.credit_record_effect), align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.multi_cell(
+            pdf.epw - 2.2,
+            5,
+            text.text(impact.credit_record_effect),
+            align=Align.L,
+            new_x=XPos.LMARGIN,
+            new_y=YPos.NEXT,
+        )
 
     _subheading(pdf, text["benefits_lost"])
     _items(pdf, text, [(text.text(b.description), "", None) for b in impact.benefits_lost])
@@ -513,7 +608,14 @@ def render_pdf(report: AccountReport) -> bytes:
     _items(
         pdf,
         text,
-        [(text.text(b.message), text["acknowledgeable"] if b.acknowledgeable else text["blocking"], OK if b.acknowledgeable else WARN) for b in impact.blockers],
+        [
+            (
+                text.text(b.message),
+                text["acknowledgeable"] if b.acknowledgeable else text["blocking"],
+                OK if b.acknowledgeable else WARN,
+            )
+            for b in impact.blockers
+        ],
     )
 
     pdf.ln(5)

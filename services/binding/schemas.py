@@ -23,7 +23,12 @@ class CreditAccountOut(BaseModel):
 class RepaymentAccountOut(BaseModel):
     id: str
     lender: str = Field(description="The lender's name, in the answer's language")
-    lender_id: str | None = Field(description="The lender's id in the directory (`GET /v1/lenders`); null for an account bound before lenders had ids")
+    lender_id: str | None = Field(
+        description=(
+            "The lender's id in the directory (`GET /v1/lenders`); null for an account bound before lenders "
+            "had ids"
+        )
+    )
     account_number: str = Field(description="Masked, e.g. `6222 **** **** 4821`")
     monthly_instalment: int = Field(description="CNY")
     due_day: int
@@ -32,22 +37,42 @@ class RepaymentAccountOut(BaseModel):
 class BindingOut(BaseModel):
     id: str
     status: str = Field(
-        description="pending (waiting for the SMS code), failed (the code was never confirmed), active, unbinding, changing (a pause or switch request is open) or unbound"
+        description=(
+            "pending (waiting for the SMS code), failed (the code was never confirmed), active, unbinding, "
+            "changing (a pause or switch request is open) or unbound"
+        )
     )
-    auto_debit: bool = Field(description="True while an auto-debit mandate is active (confirmed by the lender)")
+    auto_debit: bool = Field(
+        description="True while an auto-debit mandate is active (confirmed by the lender)"
+    )
     mandate_status: str | None = Field(
         None,
-        description="The binding's latest auto-debit mandate: pending (waiting for the lender), active, suspended (paused), refused (by the lender) or cancelled; null without one"
+        description=(
+            "The binding's latest auto-debit mandate: pending (waiting for the lender), active, suspended "
+            "(paused), refused (by the lender) or cancelled; null without one"
+        ),
     )
     verification_id: str | None = Field(
         None,
-        description="While pending: the verification whose SMS code binds the account (`POST /v1/verifications/{id}/otp` at the verification service)"
+        description=(
+            "While pending: the verification whose SMS code binds the account (`POST "
+            "/v1/verifications/{id}/otp` at the verification service)"
+        ),
     )
-    auto_debit_resumes_on: date | None = Field(None, description="While the customer has paused the auto-debit: the day (Asia/Shanghai) it resumes by itself")
-    credit_limit_contribution: int = Field(description="Part of the credit limit granted because of this binding, CNY")
+    auto_debit_resumes_on: date | None = Field(
+        None,
+        description=(
+            "While the customer has paused the auto-debit: the day (Asia/Shanghai) it resumes by itself"
+        ),
+    )
+    credit_limit_contribution: int = Field(
+        description="Part of the credit limit granted because of this binding, CNY"
+    )
     credit_account: CreditAccountOut
     repayment_account: RepaymentAccountOut
-    agreement_version: str = Field(description="The version of the agreement the customer accepted (`GET /v1/agreements/{version}`)")
+    agreement_version: str = Field(
+        description="The version of the agreement the customer accepted (`GET /v1/agreements/{version}`)"
+    )
     created_at: datetime
 
 
@@ -61,9 +86,15 @@ class RequestIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    acknowledged: list[str] = Field(default_factory=list, max_length=20, description="Codes of the impact blockers the customer accepts")
+    acknowledged: list[str] = Field(
+        default_factory=list, max_length=20, description="Codes of the impact blockers the customer accepts"
+    )
     device_id: str | None = Field(None, pattern=DEVICE_ID_PATTERN)
-    impact_hash: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="The impact the customer saw; refused (409) if it has changed since")
+    impact_hash: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="The impact the customer saw; refused (409) if it has changed since",
+    )
 
 
 class UnbindRequestIn(RequestIn):
@@ -72,11 +103,18 @@ class UnbindRequestIn(RequestIn):
 
 
 class PauseRequestIn(RequestIn):
-    months: int = Field(ge=1, le=3, description="How long the auto-debit stops: 1 to 3 months; it resumes by itself")
+    months: int = Field(
+        ge=1, le=3, description="How long the auto-debit stops: 1 to 3 months; it resumes by itself"
+    )
 
 
 class RiskOut(BaseModel):
-    summary: str = Field(description="What the security check asks of the customer, in their language (never a score, a signal or a rule)")
+    summary: str = Field(
+        description=(
+            "What the security check asks of the customer, in their language (never a score, a signal or a "
+            "rule)"
+        )
+    )
 
 
 class VerificationOut(BaseModel):
@@ -103,16 +141,24 @@ class FollowUpOut(BaseModel):
     title: str
     body: str
     action: FollowUpAction | None
+
+
 class DisputeOut(BaseModel):
     reason: DisputeReason
-    message: str | None = Field(description="The customer's words, numbers masked (the owner and ops only; never on the event stream)")
+    message: str | None = Field(
+        description="The customer's words, numbers masked (the owner and ops only; never on the event stream)"
+    )
     disputed_at: datetime
 
 
 class UnbindRequestOut(BaseModel):
     id: str
     binding_id: str
-    kind: RequestKind = Field(description="unbind, pause (the auto-debit, for `pause_months`) or switch (to `new_repayment_account`)")
+    kind: RequestKind = Field(
+        description=(
+            "unbind, pause (the auto-debit, for `pause_months`) or switch (to `new_repayment_account`)"
+        )
+    )
     status: str
     pause_months: int | None = None
     new_repayment_account: RepaymentAccountOut | None = None
@@ -123,13 +169,24 @@ class UnbindRequestOut(BaseModel):
     expires_at: datetime
     risk: RiskOut | None
     verification: VerificationOut | None
-    outcome_code: str | None = Field(description="Why the request was declined, as a code for the app: `risk_denied`, `review_denied`, `verification_failed:<why>`")
+    outcome_code: str | None = Field(
+        description=(
+            "Why the request was declined, as a code for the app: `risk_denied`, `review_denied`, "
+            "`verification_failed:<why>`"
+        )
+    )
     outcome_reason: str | None = Field(description="The same in the customer's language")
-    appeal_message: str | None = Field(description="The customer's appeal, numbers masked (the owner and ops only; never on the event stream)")
+    appeal_message: str | None = Field(
+        description=(
+            "The customer's appeal, numbers masked (the owner and ops only; never on the event stream)"
+        )
+    )
     appealed_at: datetime | None
     dispute_until: datetime | None = Field(description="A completed unbind can be disputed, once, until then")
     dispute: DisputeOut | None
-    follow_up: list[FollowUpOut] = Field(description="What to do after unbinding, naming the lender and its hotline")
+    follow_up: list[FollowUpOut] = Field(
+        description="What to do after unbinding, naming the lender and its hotline"
+    )
     timeline: list[TimelineEntryOut]
 
 
@@ -169,7 +226,12 @@ class DisputeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: DisputeReason
-    message: FreeText | None = Field(None, min_length=1, max_length=1000, description="What went wrong, in the customer's words (stays in binding)")
+    message: FreeText | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description="What went wrong, in the customer's words (stays in binding)",
+    )
 
 
 class RepaymentAccountIn(BaseModel):
@@ -177,11 +239,18 @@ class RepaymentAccountIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    lender: FreeText = Field(min_length=1, max_length=128, description="A lender of `GET /v1/lenders`: its id, or its name in either language")
+    lender: FreeText = Field(
+        min_length=1,
+        max_length=128,
+        description="A lender of `GET /v1/lenders`: its id, or its name in either language",
+    )
     account_number: str = Field(
         min_length=12,
         max_length=40,
-        description="12 to 19 digits; spaces, dashes and dots allowed, full-width digits read as digits; 16 to 19 digits is a card number and must pass the Luhn check",
+        description=(
+            "12 to 19 digits; spaces, dashes and dots allowed, full-width digits read as digits; 16 to 19 "
+            "digits is a card number and must pass the Luhn check"
+        ),
     )
 
     @field_validator("account_number")
@@ -194,13 +263,18 @@ class BindingIn(RepaymentAccountIn):
     monthly_instalment: int = Field(gt=0, le=1_000_000, description="CNY")
     due_day: int = Field(ge=1, le=28)
     auto_debit: bool = True
-    agreement_version: str = Field(pattern=VERSION_PATTERN, description="The agreement version the customer accepted; only the current one is (422 otherwise)")
+    agreement_version: str = Field(
+        pattern=VERSION_PATTERN,
+        description="The agreement version the customer accepted; only the current one is (422 otherwise)",
+    )
 
 
 class SwitchRequestIn(RequestIn, RepaymentAccountIn):
     """Move the binding, its benefits and its auto-debit to another repayment account of the customer's."""
 
-    monthly_instalment: int | None = Field(None, gt=0, le=1_000_000, description="CNY; the current account's when not given")
+    monthly_instalment: int | None = Field(
+        None, gt=0, le=1_000_000, description="CNY; the current account's when not given"
+    )
     due_day: int | None = Field(None, ge=1, le=28, description="The current account's when not given")
 
 
@@ -213,7 +287,12 @@ class RepaymentIn(BaseModel):
 class MandateOut(BaseModel):
     id: str
     kind: str = Field(description="auto_debit: the platform collects each instalment")
-    status: str = Field(description="pending (waiting for the lender), active, suspended (paused), refused (by the lender) or cancelled")
+    status: str = Field(
+        description=(
+            "pending (waiting for the lender), active, suspended (paused), refused (by the lender) or "
+            "cancelled"
+        )
+    )
     created_at: datetime
     cancelled_at: datetime | None
     resumes_at: datetime | None = Field(None, description="While suspended: when it resumes by itself")
@@ -225,15 +304,25 @@ class LenderCallbackIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    callback_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{8,64}$", description="The lender's id of this callback: the same one again changes nothing")
+    callback_id: str = Field(
+        pattern=r"^[A-Za-z0-9._:-]{8,64}$",
+        description="The lender's id of this callback: the same one again changes nothing",
+    )
     mandate_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
     decision: Literal["confirmed", "refused"]
-    reason: Code | None = Field(None, description="The lender's code for a refusal (e.g. account_closed); kept for ops, never shown to the customer")
+    reason: Code | None = Field(
+        None,
+        description=(
+            "The lender's code for a refusal (e.g. account_closed); kept for ops, never shown to the customer"
+        ),
+    )
 
 
 class LenderCallbackOut(BaseModel):
     mandate_id: str
-    status: str = Field(description="The mandate's status now: active (confirmed), refused, or what it was when a replay came")
+    status: str = Field(
+        description="The mandate's status now: active (confirmed), refused, or what it was when a replay came"
+    )
     decided_at: datetime | None
 
 
@@ -254,7 +343,9 @@ class BenefitOut(BaseModel):
 class BlockerOut(BaseModel):
     code: str
     message: str
-    acknowledgeable: bool = Field(description="True when acknowledging it in the unbind request lets the request through")
+    acknowledgeable: bool = Field(
+        description="True when acknowledging it in the unbind request lets the request through"
+    )
 
 
 class AlternativeOut(BaseModel):
@@ -267,7 +358,9 @@ class AlternativeOut(BaseModel):
     loses: list[str]
     available: bool
     unavailable_reason: str | None = Field(description="Why it cannot be asked for now, when it cannot")
-    request_path: str = Field(description="Where to ask for it (POST, with an Idempotency-Key, like an unbind request)")
+    request_path: str = Field(
+        description="Where to ask for it (POST, with an Idempotency-Key, like an unbind request)"
+    )
 
 
 class AgreementRefOut(BaseModel):
@@ -298,7 +391,11 @@ class ImpactOut(BaseModel):
     credit_limit_after: int
     blockers: list[BlockerOut]
     alternatives: list[AlternativeOut] = Field(
-        default_factory=list, description="What the customer may do instead of unbinding (none once unbound); the blockers apply to them too"
+        default_factory=list,
+        description=(
+            "What the customer may do instead of unbinding (none once unbound); the blockers apply to them "
+            "too"
+        ),
     )
     agreement: AgreementRefOut = Field(description="The agreement the binding was made under")
     impact_hash: str = Field(description="SHA-256 of this snapshot; recorded with the unbind request")
@@ -320,10 +417,19 @@ class OpsUnbindRequestOut(UnbindRequestOut):
     """A request as ops read it: the customer's view, plus what the customer saw and what risk said."""
 
     user_id: str
-    impact: ImpactOut | None = Field(description="The impact the customer saw when asking, in their language; null for requests made before it was kept")
-    risk_decision: str | None = Field(description="allow, step_up, review or deny; null until risk has scored the request")
+    impact: ImpactOut | None = Field(
+        description=(
+            "The impact the customer saw when asking, in their language; null for requests made before it "
+            "was kept"
+        )
+    )
+    risk_decision: str | None = Field(
+        description="allow, step_up, review or deny; null until risk has scored the request"
+    )
     risk_score: int | None
-    acknowledged: list[str] | None = Field(description="The blockers the customer accepted; null for requests made before it was kept")
+    acknowledged: list[str] | None = Field(
+        description="The blockers the customer accepted; null for requests made before it was kept"
+    )
     device_id: str | None = Field(description="The device the request came from, as the app named it")
     channel: str
     dispute_message: str | None = Field(description="The customer's words when disputing, numbers masked")

@@ -126,7 +126,14 @@ from shared.events import (
     Verified,
 )
 from shared.i18n import join, money
-from shared.lenders import LENDER_HEADER, LENDERS, SIGNATURE_HEADER, Lender, callback_signature_valid, find_lender
+from shared.lenders import (
+    LENDER_HEADER,
+    LENDERS,
+    SIGNATURE_HEADER,
+    Lender,
+    callback_signature_valid,
+    find_lender,
+)
 from shared.logging import redact
 from shared.masking import mask_account_number
 from shared.pagination import decode_cursor, encode_cursor
@@ -157,7 +164,11 @@ DISPUTE_WINDOW = timedelta(days=7)
 ACKNOWLEDGEABLE = frozenset({"INSTALMENT_DUE_SOON"})
 # The blockers of a binding with an open request (an unbind; a pause or a switch).
 IN_PROGRESS = frozenset({"UNBIND_IN_PROGRESS", "CHANGE_IN_PROGRESS"})
-REQUEST_KINDS: dict[type[BaseModel], RequestKind] = {UnbindRequestIn: RequestKind.UNBIND, PauseRequestIn: RequestKind.PAUSE, SwitchRequestIn: RequestKind.SWITCH}
+REQUEST_KINDS: dict[type[BaseModel], RequestKind] = {
+    UnbindRequestIn: RequestKind.UNBIND,
+    PauseRequestIn: RequestKind.PAUSE,
+    SwitchRequestIn: RequestKind.SWITCH,
+}
 # The reason an alternative records: the seed's reason each one answers.
 KIND_REASONS = {RequestKind.PAUSE: UnbindReason.FUND_PLANNING, RequestKind.SWITCH: UnbindReason.LENDER_CHANGE}
 
@@ -189,11 +200,23 @@ def lender_name(repayment: RepaymentAccount, locale: str) -> str:
 
 
 def list_lenders(locale: str) -> LenderList:
-    return LenderList(items=[LenderOut(id=lender.id, name=lender.name(locale), hotline=lender.hotline) for lender in LENDERS.values()])
+    return LenderList(
+        items=[
+            LenderOut(id=lender.id, name=lender.name(locale), hotline=lender.hotline)
+            for lender in LENDERS.values()
+        ]
+    )
 
 
 def binding_out(
-    binding: Binding, repayment: RepaymentAccount, credit: CreditAccount, *, auto_debit: bool, mandate_status: str | None, locale: str, resumes_at: datetime | None = None
+    binding: Binding,
+    repayment: RepaymentAccount,
+    credit: CreditAccount,
+    *,
+    auto_debit: bool,
+    mandate_status: str | None,
+    locale: str,
+    resumes_at: datetime | None = None,
 ) -> BindingOut:
     return BindingOut(
         id=binding.id,
@@ -232,7 +255,13 @@ async def _binding_list(uow: UnitOfWork, views: Sequence[repository.BindingView]
     paused = await repository.paused_until(uow.session, ids)
     return BindingList(
         items=[
-            binding_out(*view, auto_debit=view[0].id in with_auto_debit, mandate_status=mandates.get(view[0].id), locale=locale, resumes_at=paused.get(view[0].id))
+            binding_out(
+                *view,
+                auto_debit=view[0].id in with_auto_debit,
+                mandate_status=mandates.get(view[0].id),
+                locale=locale,
+                resumes_at=paused.get(view[0].id),
+            )
             for view in views
         ]
     )
@@ -250,12 +279,22 @@ async def get_binding(uow: UnitOfWork, principal: Principal, binding_id: str, lo
     return await _binding_out(uow, *(await _owned_view(uow, principal, binding_id)), locale=locale)
 
 
-async def _binding_out(uow: UnitOfWork, binding: Binding, repayment: RepaymentAccount, credit: CreditAccount, *, locale: str) -> BindingOut:
+async def _binding_out(
+    uow: UnitOfWork, binding: Binding, repayment: RepaymentAccount, credit: CreditAccount, *, locale: str
+) -> BindingOut:
     session = uow.session
     auto_debit = bool(await repository.active_mandates(session, binding.id))
     mandate_status = (await repository.latest_mandate_status(session, [binding.id])).get(binding.id)
     resumes_at = (await repository.paused_until(session, [binding.id])).get(binding.id)
-    return binding_out(binding, repayment, credit, auto_debit=auto_debit, mandate_status=mandate_status, locale=locale, resumes_at=resumes_at)
+    return binding_out(
+        binding,
+        repayment,
+        credit,
+        auto_debit=auto_debit,
+        mandate_status=mandate_status,
+        locale=locale,
+        resumes_at=resumes_at,
+    )
 
 
 def next_due_date(due_day: int, on: date) -> date:
@@ -281,14 +320,25 @@ async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn,
     # Locked: a customer's bindings are created one at a time, so the pending count below holds under races.
     credit = await repository.credit_account_of(session, principal.subject, for_update=True)
     if credit is None:
-        raise Problem(422, "no-credit-account", "No credit account", "Open a credit account before binding a repayment account.")
+        raise Problem(
+            422,
+            "no-credit-account",
+            "No credit account",
+            "Open a credit account before binding a repayment account.",
+        )
     agreements.require_current(body.agreement_version)
     if await repository.account_number_held(session, body.account_number):
         raise _already_bound()
     # Each asks for an SMS code: a stolen token must not turn into a stream of them.
     if await repository.count_pending_bindings(session, principal.subject) >= MAX_PENDING_BINDINGS:
-        raise conflict("too-many-pending-bindings", f"{MAX_PENDING_BINDINGS} bindings already wait for their SMS code: confirm one, or wait until they lapse.")
-    repayment = await _hold_account(uow, principal.subject, lender, body, monthly_instalment=body.monthly_instalment, due_day=body.due_day)
+        raise conflict(
+            "too-many-pending-bindings",
+            f"{MAX_PENDING_BINDINGS} bindings already wait for their SMS code: confirm one, or wait until "
+            f"they lapse.",
+        )
+    repayment = await _hold_account(
+        uow, principal.subject, lender, body, monthly_instalment=body.monthly_instalment, due_day=body.due_day
+    )
     binding = Binding(
         id=f"b-{uuid.uuid4().hex[:12]}",
         user_id=principal.subject,
@@ -304,7 +354,9 @@ async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn,
     await session.flush()
     _first_instalment(uow, repayment)
     if body.auto_debit:
-        session.add(Mandate(id=_new_id(), binding_id=binding.id, kind="auto_debit", status=MandateStatus.PENDING))
+        session.add(
+            Mandate(id=_new_id(), binding_id=binding.id, kind="auto_debit", status=MandateStatus.PENDING)
+        )
     uow.emit(
         BindingRequested(
             **_about_binding(binding),
@@ -315,10 +367,25 @@ async def create_binding(uow: UnitOfWork, principal: Principal, body: BindingIn,
             auto_debit=body.auto_debit,
         )
     )
-    return binding_out(binding, repayment, credit, auto_debit=False, mandate_status=MandateStatus.PENDING if body.auto_debit else None, locale=locale)
+    return binding_out(
+        binding,
+        repayment,
+        credit,
+        auto_debit=False,
+        mandate_status=MandateStatus.PENDING if body.auto_debit else None,
+        locale=locale,
+    )
 
 
-async def _hold_account(uow: UnitOfWork, user_id: str, lender: Lender, body: RepaymentAccountIn, *, monthly_instalment: int, due_day: int) -> RepaymentAccount:
+async def _hold_account(
+    uow: UnitOfWork,
+    user_id: str,
+    lender: Lender,
+    body: RepaymentAccountIn,
+    *,
+    monthly_instalment: int,
+    due_day: int,
+) -> RepaymentAccount:
     """A new repayment account at `lender`, holding its number (a bind request's, or a switch's): 409
     if it was bound by someone since the caller checked (the unique index on held numbers decides)."""
     repayment = RepaymentAccount(
@@ -342,14 +409,28 @@ def _lender_of(body: RepaymentAccountIn) -> Lender:
     """The lender of the directory the body names, or 422."""
     lender = find_lender(body.lender)
     if lender is None:
-        raise Problem(422, "unknown-lender", "Unknown lender", "`lender` must be an id or a name of `GET /v1/lenders`.", lenders=list(LENDERS))
+        raise Problem(
+            422,
+            "unknown-lender",
+            "Unknown lender",
+            "`lender` must be an id or a name of `GET /v1/lenders`.",
+            lenders=list(LENDERS),
+        )
     return lender
 
 
 def _first_instalment(uow: UnitOfWork, repayment: RepaymentAccount) -> None:
     """A newly bound account's first instalment: the next one due."""
     due = next_due_date(repayment.due_day, today())
-    uow.session.add(Instalment(id=_new_id(), repayment_account_id=repayment.id, period=due.strftime("%Y-%m"), amount=repayment.monthly_instalment, due_date=due))
+    uow.session.add(
+        Instalment(
+            id=_new_id(),
+            repayment_account_id=repayment.id,
+            period=due.strftime("%Y-%m"),
+            amount=repayment.monthly_instalment,
+            due_date=due,
+        )
+    )
 
 
 def _about_binding(binding: Binding) -> dict[str, str]:
@@ -360,15 +441,28 @@ def _about_binding(binding: Binding) -> dict[str, str]:
 
 def _fingerprint(binding_id: str, body: BaseModel) -> str:
     """What an Idempotency-Key stands for: the binding and the request body."""
-    return hashlib.sha256(orjson.dumps({"binding_id": binding_id, **body.model_dump(mode="json")}, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return hashlib.sha256(
+        orjson.dumps({"binding_id": binding_id, **body.model_dump(mode="json")}, option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
 
 
 def _key_reused() -> Problem:
-    return Problem(422, "idempotency-key-reused", "Idempotency-Key reused", "This Idempotency-Key was used for a different request.")
+    return Problem(
+        422,
+        "idempotency-key-reused",
+        "Idempotency-Key reused",
+        "This Idempotency-Key was used for a different request.",
+    )
 
 
 async def repay_current_instalment(
-    uow: UnitOfWork, principal: Principal, binding_id: str, body: RepaymentIn, idempotency_key: str, locale: str
+    uow: UnitOfWork,
+    principal: Principal,
+    binding_id: str,
+    body: RepaymentIn,
+    *,
+    idempotency_key: str,
+    locale: str,
 ) -> tuple[InstalmentOut, bool]:
     """Repay the oldest unpaid instalment by hand; returns (instalment, paid now). The same
     Idempotency-Key with the same request returns the instalment it paid instead of paying another;
@@ -380,7 +474,9 @@ async def repay_current_instalment(
     # Locked before the key is looked up: a concurrent payment with this key has then committed,
     # and is replayed, instead of paying the next instalment too.
     unpaid = await repository.unpaid_instalments(uow.session, repayment.id, for_update=True)
-    if (paid := await repository.instalment_paid_with_key(uow.session, principal.subject, idempotency_key)) is not None:
+    if (
+        paid := await repository.instalment_paid_with_key(uow.session, principal.subject, idempotency_key)
+    ) is not None:
         if paid.payment_fingerprint != fingerprint:
             raise _key_reused()
         return instalment_out(paid), False
@@ -389,7 +485,8 @@ async def repay_current_instalment(
     instalment = unpaid[0]
     if body.amount != instalment.amount:
         raise Problem(
-            422, "amount-mismatch", "Amount does not match", f"The instalment for {instalment.period} is {instalment.amount} CNY.",
+            422, "amount-mismatch", "Amount does not match",
+            f"The instalment for {instalment.period} is {instalment.amount} CNY.",
             amount_due=instalment.amount, words={"amount_due": money(instalment.amount, locale)},
         )  # fmt: skip
     instalment.paid_at = utcnow()
@@ -419,7 +516,9 @@ def instalment_out(instalment: Instalment, on: date | None = None) -> Instalment
 # --- impact and report ---------------------------------------------------------------------
 
 
-async def assess_impact(uow: UnitOfWork, binding: Binding, repayment: RepaymentAccount, credit: CreditAccount, locale: str) -> ImpactOut:
+async def assess_impact(
+    uow: UnitOfWork, binding: Binding, repayment: RepaymentAccount, credit: CreditAccount, *, locale: str
+) -> ImpactOut:
     session = uow.session
     on = today()
     auto_debit = bool(await repository.active_mandates(session, binding.id))
@@ -430,23 +529,54 @@ async def assess_impact(uow: UnitOfWork, binding: Binding, repayment: RepaymentA
 
     blockers: list[tuple[str, dict[str, object]]] = []
     if overdue:
-        blockers.append(("OVERDUE", {"amount": money(overdue[0].amount, locale), "due_date": texts.day(overdue[0].due_date, locale)}))
-    if auto_debit and current is not None and current.paid_at is None and on <= current.due_date <= on + timedelta(days=DUE_SOON_DAYS):
-        blockers.append(("INSTALMENT_DUE_SOON", {"amount": money(current.amount, locale), "due_date": texts.day(current.due_date, locale)}))
+        blockers.append(
+            (
+                "OVERDUE",
+                {
+                    "amount": money(overdue[0].amount, locale),
+                    "due_date": texts.day(overdue[0].due_date, locale),
+                },
+            )
+        )
+    if (
+        auto_debit
+        and current is not None
+        and current.paid_at is None
+        and on <= current.due_date <= on + timedelta(days=DUE_SOON_DAYS)
+    ):
+        blockers.append(
+            (
+                "INSTALMENT_DUE_SOON",
+                {"amount": money(current.amount, locale), "due_date": texts.day(current.due_date, locale)},
+            )
+        )
     open_request = await repository.open_request_for_binding(session, binding.id)
     busy = open_request is not None or binding.status in (BindingStatus.UNBINDING, BindingStatus.CHANGING)
     if busy:
-        changing = binding.status == BindingStatus.CHANGING or (open_request is not None and open_request.kind != RequestKind.UNBIND)
+        changing = binding.status == BindingStatus.CHANGING or (
+            open_request is not None and open_request.kind != RequestKind.UNBIND
+        )
         blockers.append(("CHANGE_IN_PROGRESS" if changing else "UNBIND_IN_PROGRESS", {}))
 
     lost = [] if binding.status == BindingStatus.UNBOUND else await repository.benefits(session, binding.id)
-    limit_after = credit.credit_limit - (0 if binding.status == BindingStatus.UNBOUND else binding.credit_limit_contribution)
-    effect = texts.text("credit.effect", locale) + (" " + texts.text("credit.effect.overdue", locale) if overdue else "")
+    limit_after = credit.credit_limit - (
+        0 if binding.status == BindingStatus.UNBOUND else binding.credit_limit_contribution
+    )
+    effect = texts.text("credit.effect", locale) + (
+        " " + texts.text("credit.effect.overdue", locale) if overdue else ""
+    )
     facts = {
         "binding_id": binding.id,
         "status": binding.status,
         "auto_debit": auto_debit,
-        "current_instalment": [current.period, current.amount, current.due_date.isoformat(), instalment_status(current, on)] if current else None,
+        "current_instalment": [
+            current.period,
+            current.amount,
+            current.due_date.isoformat(),
+            instalment_status(current, on),
+        ]
+        if current
+        else None,
         "benefits": [[benefit.code, benefit.value] for benefit in lost],
         "credit_limit_before": credit.credit_limit,
         "credit_limit_after": limit_after,
@@ -463,19 +593,38 @@ async def assess_impact(uow: UnitOfWork, binding: Binding, repayment: RepaymentA
         benefits_lost=[BenefitOut(code=b.code, description=_benefit(b, locale)) for b in lost],
         credit_limit_before=credit.credit_limit,
         credit_limit_after=limit_after,
-        blockers=[BlockerOut(code=code, message=texts.text(f"blocker.{code}", locale, **values), acknowledgeable=code in ACKNOWLEDGEABLE) for code, values in blockers],
-        alternatives=await _alternatives(uow, binding, repayment, credit, lost, busy=busy, auto_debit=auto_debit, locale=locale),
+        blockers=[
+            BlockerOut(
+                code=code,
+                message=texts.text(f"blocker.{code}", locale, **values),
+                acknowledgeable=code in ACKNOWLEDGEABLE,
+            )
+            for code, values in blockers
+        ],
+        alternatives=await _alternatives(
+            uow, binding, repayment, credit, kept=lost, busy=busy, auto_debit=auto_debit, locale=locale
+        ),
         agreement=agreement_ref(binding.agreement_version, locale),
         impact_hash=hashlib.sha256(orjson.dumps(facts, option=orjson.OPT_SORT_KEYS)).hexdigest(),
     )
 
 
 def _benefit(benefit: Benefit, locale: str) -> str:
-    return texts.text(f"benefit.{benefit.code}", locale, value=benefit.value, amount=money(benefit.value, locale))
+    return texts.text(
+        f"benefit.{benefit.code}", locale, value=benefit.value, amount=money(benefit.value, locale)
+    )
 
 
 async def _alternatives(
-    uow: UnitOfWork, binding: Binding, repayment: RepaymentAccount, credit: CreditAccount, kept: Sequence[Benefit], *, busy: bool, auto_debit: bool, locale: str
+    uow: UnitOfWork,
+    binding: Binding,
+    repayment: RepaymentAccount,
+    credit: CreditAccount,
+    *,
+    kept: Sequence[Benefit],
+    busy: bool,
+    auto_debit: bool,
+    locale: str,
 ) -> list[AlternativeOut]:
     """The gentler ways than unbinding a bound account has: pausing its auto-debit, and switching it
     to another account; each with what it keeps and gives up, and why it cannot be asked for now."""
@@ -491,7 +640,11 @@ async def _alternatives(
     if busy:
         unavailable = dict.fromkeys(unavailable, texts.text("alternative.unavailable.in_progress", locale))
     elif paused is not None:
-        unavailable[RequestKind.PAUSE] = texts.text("alternative.unavailable.paused", locale, resumes_on=texts.day(paused.astimezone(SHANGHAI).date(), locale))
+        unavailable[RequestKind.PAUSE] = texts.text(
+            "alternative.unavailable.paused",
+            locale,
+            resumes_on=texts.day(paused.astimezone(SHANGHAI).date(), locale),
+        )
     elif not auto_debit:
         unavailable[RequestKind.PAUSE] = texts.text("alternative.unavailable.no_auto_debit", locale)
     loses = {
@@ -525,7 +678,12 @@ def agreement_ref(version: str, locale: str) -> AgreementRefOut:
 def get_agreement(version: str, locale: str) -> AgreementOut:
     agreement = agreements.agreement(version, locale)
     if agreement is None:
-        raise Problem(404, "not-found", "Not found", f"There is no version {version} of the agreement; the current one is {agreements.CURRENT}.")
+        raise Problem(
+            404,
+            "not-found",
+            "Not found",
+            f"There is no version {version} of the agreement; the current one is {agreements.CURRENT}.",
+        )
     return AgreementOut(
         version=version,
         locale=locale,
@@ -538,20 +696,28 @@ def get_agreement(version: str, locale: str) -> AgreementOut:
 
 
 async def get_impact(uow: UnitOfWork, principal: Principal, binding_id: str, locale: str) -> ImpactOut:
-    return await assess_impact(uow, *(await _owned_view(uow, principal, binding_id)), locale)
+    return await assess_impact(uow, *(await _owned_view(uow, principal, binding_id)), locale=locale)
 
 
-async def account_report(uow: UnitOfWork, principal: Principal, binding_id: str, locale: str) -> AccountReport:
+async def account_report(
+    uow: UnitOfWork, principal: Principal, binding_id: str, locale: str
+) -> AccountReport:
     binding, repayment, credit = await _owned_view(uow, principal, binding_id)
-    impact = await assess_impact(uow, binding, repayment, credit, locale)
+    impact = await assess_impact(uow, binding, repayment, credit, locale=locale)
     on = today()
     return AccountReport(
         generated_at=utcnow(),
         locale=locale,
         user_id=binding.user_id,
         binding=await _binding_out(uow, binding, repayment, credit, locale=locale),
-        mandates=[MandateOut.model_validate(mandate, from_attributes=True) for mandate in await repository.mandates(uow.session, binding.id)],
-        instalments=[instalment_out(instalment, on) for instalment in await repository.instalments(uow.session, repayment.id)],
+        mandates=[
+            MandateOut.model_validate(mandate, from_attributes=True)
+            for mandate in await repository.mandates(uow.session, binding.id)
+        ],
+        instalments=[
+            instalment_out(instalment, on)
+            for instalment in await repository.instalments(uow.session, repayment.id)
+        ],
         impact=impact,
     )
 
@@ -567,6 +733,7 @@ async def open_request(
     settings: BindingSettings,
     principal: Principal,
     binding_id: str,
+    *,
     body: AnyRequestIn,
     idempotency_key: str,
     channel: str,
@@ -580,7 +747,7 @@ async def open_request(
     another body it is refused."""
     session = uow.session
     fingerprint = _fingerprint(binding_id, body)
-    if (existing := await _replay(uow, principal, idempotency_key, fingerprint, locale)) is not None:
+    if (existing := await _replay(uow, principal, idempotency_key, fingerprint, locale=locale)) is not None:
         return existing, False
 
     view = await repository.get_binding_view(session, binding_id)
@@ -590,23 +757,48 @@ async def open_request(
     if binding.status == BindingStatus.UNBOUND:
         raise conflict("binding-unbound", "This binding is already unbound.")
     if binding.status in (BindingStatus.PENDING, BindingStatus.FAILED):
-        raise conflict("binding-not-bound", "This account was never bound: its SMS code was not confirmed.", binding_status=binding.status)
+        raise conflict(
+            "binding-not-bound",
+            "This account was never bound: its SMS code was not confirmed.",
+            binding_status=binding.status,
+        )
     # In the customer's language: it is kept with the request as the impact they saw.
-    impact = await assess_impact(uow, binding, repayment, credit, locale)
+    impact = await assess_impact(uow, binding, repayment, credit, locale=locale)
     codes = {blocker.code for blocker in impact.blockers}
     if codes & IN_PROGRESS:
-        return await _in_progress(uow, principal, binding_id, idempotency_key, fingerprint, locale), False
+        return await _in_progress(
+            uow, principal, binding_id, idempotency_key, fingerprint=fingerprint, locale=locale
+        ), False
     if "OVERDUE" in codes:
-        raise conflict("overdue", "An instalment is overdue: settle it before unbinding, pausing the auto-debit or switching the account.", blockers=["OVERDUE"])
+        raise conflict(
+            "overdue",
+            "An instalment is overdue: settle it before unbinding, pausing the auto-debit or switching the "
+            "account.",
+            blockers=["OVERDUE"],
+        )
     if missing := sorted(codes & ACKNOWLEDGEABLE - set(body.acknowledged)):
-        raise Problem(422, "blockers-not-acknowledged", "Blockers not acknowledged", "Acknowledge each blocker by its code in `acknowledged`.", missing=missing)
+        raise Problem(
+            422,
+            "blockers-not-acknowledged",
+            "Blockers not acknowledged",
+            "Acknowledge each blocker by its code in `acknowledged`.",
+            missing=missing,
+        )
     if body.impact_hash and body.impact_hash != impact.impact_hash:
-        raise conflict("impact-changed", "The impact changed since it was shown; review it again.", impact_hash=impact.impact_hash)
+        raise conflict(
+            "impact-changed",
+            "The impact changed since it was shown; review it again.",
+            impact_hash=impact.impact_hash,
+        )
     kind = REQUEST_KINDS[type(body)]
     if isinstance(body, PauseRequestIn):
         await _check_pause(uow, binding, locale)
-    if not await repository.claim_binding(session, binding_id, BindingStatus.UNBINDING if kind == RequestKind.UNBIND else BindingStatus.CHANGING):
-        return await _in_progress(uow, principal, binding_id, idempotency_key, fingerprint, locale), False
+    if not await repository.claim_binding(
+        session, binding_id, BindingStatus.UNBINDING if kind == RequestKind.UNBIND else BindingStatus.CHANGING
+    ):
+        return await _in_progress(
+            uow, principal, binding_id, idempotency_key, fingerprint=fingerprint, locale=locale
+        ), False
     # Held once the binding is claimed: a replay answered above must not hold a number too.
     new_account = await _hold_new_account(uow, repayment, body) if isinstance(body, SwitchRequestIn) else None
 
@@ -637,9 +829,19 @@ async def open_request(
     try:
         await session.flush()
     except IntegrityError as exc:
-        raise conflict("concurrent-request", "Another request with this Idempotency-Key is being processed; retry it.") from exc
+        raise conflict(
+            "concurrent-request", "Another request with this Idempotency-Key is being processed; retry it."
+        ) from exc
     acknowledged = f"; acknowledged {', '.join(accepted_blockers)}" if accepted_blockers else ""
-    _audit(uow, request, None, "UnbindRequested", principal.subject, ActorType.CUSTOMER, f"{_asked(request, new_account)}, reason {request.reason}{acknowledged}")
+    _audit(
+        uow,
+        request,
+        None,
+        "UnbindRequested",
+        actor=principal.subject,
+        actor_type=ActorType.CUSTOMER,
+        reason=f"{_asked(request, new_account)}, reason {request.reason}{acknowledged}",
+    )
     uow.emit(
         UnbindRequested(
             **_about(request),
@@ -674,33 +876,58 @@ async def _check_pause(uow: UnitOfWork, binding: Binding, locale: str) -> None:
     if paused := await repository.suspended_mandates(uow.session, binding.id):
         resumes_at = paused[0].resumes_at
         resumes_on = texts.day(resumes_at.astimezone(SHANGHAI).date(), locale) if resumes_at else ""
-        raise conflict("auto-debit-paused", "The auto-debit of this binding is already paused.", resumes_at=resumes_at, words={"resumes_on": resumes_on})
+        raise conflict(
+            "auto-debit-paused",
+            "The auto-debit of this binding is already paused.",
+            resumes_at=resumes_at,
+            words={"resumes_on": resumes_on},
+        )
     if not await repository.active_mandates(uow.session, binding.id):
         raise conflict("no-auto-debit", "This binding has no auto-debit running: there is nothing to pause.")
 
 
-async def _hold_new_account(uow: UnitOfWork, current: RepaymentAccount, body: SwitchRequestIn) -> RepaymentAccount:
+async def _hold_new_account(
+    uow: UnitOfWork, current: RepaymentAccount, body: SwitchRequestIn
+) -> RepaymentAccount:
     """The account a switch moves to, holding its number while the request is open (as a bind
     request does): not the current one (422), nor one bound already, by anyone (409)."""
     lender = _lender_of(body)
     if body.account_number == current.account_number:
-        raise Problem(422, "same-account", "Same account", "This is the account the binding already uses: name another one to switch to.")
+        raise Problem(
+            422,
+            "same-account",
+            "Same account",
+            "This is the account the binding already uses: name another one to switch to.",
+        )
     if await repository.account_number_held(uow.session, body.account_number):
         raise _already_bound()
-    instalment, due_day = body.monthly_instalment or current.monthly_instalment, body.due_day or current.due_day
-    return await _hold_account(uow, current.user_id, lender, body, monthly_instalment=instalment, due_day=due_day)
+    instalment, due_day = (
+        body.monthly_instalment or current.monthly_instalment,
+        body.due_day or current.due_day,
+    )
+    return await _hold_account(
+        uow, current.user_id, lender, body, monthly_instalment=instalment, due_day=due_day
+    )
 
 
-async def _in_progress(uow: UnitOfWork, principal: Principal, binding_id: str, key: str, fingerprint: str, locale: str) -> UnbindRequestOut:
+async def _in_progress(
+    uow: UnitOfWork, principal: Principal, binding_id: str, key: str, *, fingerprint: str, locale: str
+) -> UnbindRequestOut:
     """The binding has an open request: if a concurrent call with this same key opened it, answer
     as its replay; otherwise refuse with 409."""
-    if (existing := await _replay(uow, principal, key, fingerprint, locale)) is not None:
+    if (existing := await _replay(uow, principal, key, fingerprint, locale=locale)) is not None:
         return existing
     open_request = await repository.open_request_for_binding(uow.session, binding_id)
-    raise conflict("unbind-in-progress", "A request on this binding (an unbind, a pause or a switch) is already open.", request_id=open_request.id if open_request else None)
+    raise conflict(
+        "unbind-in-progress",
+        "A request on this binding (an unbind, a pause or a switch) is already open.",
+        request_id=open_request.id if open_request else None,
+    )
 
 
-async def _replay(uow: UnitOfWork, principal: Principal, key: str, fingerprint: str, locale: str) -> UnbindRequestOut | None:
+async def _replay(
+    uow: UnitOfWork, principal: Principal, key: str, fingerprint: str, *, locale: str
+) -> UnbindRequestOut | None:
     existing = await repository.get_request_by_idempotency_key(uow.session, principal.subject, key)
     if existing is None:
         return None
@@ -709,7 +936,9 @@ async def _replay(uow: UnitOfWork, principal: Principal, key: str, fingerprint: 
     return await request_out(uow, existing, locale)
 
 
-async def _visible_request(uow: UnitOfWork, principal: Principal, request_id: str, *, for_update: bool = False) -> UnbindRequest:
+async def _visible_request(
+    uow: UnitOfWork, principal: Principal, request_id: str, *, for_update: bool = False
+) -> UnbindRequest:
     request = await repository.get_request(uow.session, request_id, for_update=for_update)
     if request is None or (request.user_id != principal.subject and not principal.has_role("ops")):
         raise not_found("The unbind request")
@@ -723,7 +952,9 @@ async def _own_request(uow: UnitOfWork, principal: Principal, request_id: str) -
     return request
 
 
-async def get_request(uow: UnitOfWork, principal: Principal, request_id: str, locale: str) -> UnbindRequestOut:
+async def get_request(
+    uow: UnitOfWork, principal: Principal, request_id: str, locale: str
+) -> UnbindRequestOut:
     return await request_out(uow, await _visible_request(uow, principal, request_id), locale)
 
 
@@ -731,7 +962,11 @@ async def request_out(uow: UnitOfWork, request: UnbindRequest, locale: str) -> U
     """The request as its owner reads it, in `locale`: what the security check asks (never the score,
     a signal or a rule), what happened, why it was declined, what to do next."""
     entries = await repository.audit_entries(uow.session, request.id)
-    new_account = await uow.session.get(RepaymentAccount, request.new_repayment_account_id) if request.new_repayment_account_id else None
+    new_account = (
+        await uow.session.get(RepaymentAccount, request.new_repayment_account_id)
+        if request.new_repayment_account_id
+        else None
+    )
     return UnbindRequestOut(
         id=request.id,
         binding_id=request.binding_id,
@@ -744,8 +979,14 @@ async def request_out(uow: UnitOfWork, request: UnbindRequest, locale: str) -> U
         created_at=request.created_at,
         updated_at=request.updated_at,
         expires_at=request.expires_at,
-        risk=RiskOut(summary=texts.text(f"risk.{request.risk_decision}", locale)) if request.risk_decision else None,
-        verification=VerificationOut(id=request.verification_id, methods=request.verification_methods or [], expires_at=request.verification_expires_at)
+        risk=RiskOut(summary=texts.text(f"risk.{request.risk_decision}", locale))
+        if request.risk_decision
+        else None,
+        verification=VerificationOut(
+            id=request.verification_id,
+            methods=request.verification_methods or [],
+            expires_at=request.verification_expires_at,
+        )
         if request.verification_id
         else None,
         outcome_code=request.outcome_reason,
@@ -754,12 +995,22 @@ async def request_out(uow: UnitOfWork, request: UnbindRequest, locale: str) -> U
         appeal_message=redact(request.appeal_message) if request.appeal_message else None,
         appealed_at=request.appealed_at,
         dispute_until=request.completed_at + DISPUTE_WINDOW if request.completed_at else None,
-        dispute=DisputeOut(reason=request.dispute_reason, message=redact(request.dispute_message) if request.dispute_message else None, disputed_at=request.disputed_at)
+        dispute=DisputeOut(
+            reason=request.dispute_reason,
+            message=redact(request.dispute_message) if request.dispute_message else None,
+            disputed_at=request.disputed_at,
+        )
         if request.disputed_at
         else None,
         follow_up=await _follow_up(uow, request, locale),
         timeline=[
-            TimelineEntryOut(status=e.to_status, event_type=e.action, actor=_actor_for_customer(e), detail=_timeline_detail(e, locale, request.kind), at=e.at)
+            TimelineEntryOut(
+                status=e.to_status,
+                event_type=e.action,
+                actor=_actor_for_customer(e),
+                detail=_timeline_detail(e, locale, request.kind),
+                at=e.at,
+            )
             for e in entries
         ],
     )
@@ -771,7 +1022,9 @@ def _outcome(code: str, locale: str) -> str:
     kind, _, detail = code.partition(":")
     if kind == "review_denied" and detail:
         return texts.text("outcome.review_denied.because", locale, reason=denial_reason(detail, locale))
-    return texts.text(f"outcome.{kind}.{detail}" if f"outcome.{kind}.{detail}" in texts.TEXTS else f"outcome.{kind}", locale)
+    return texts.text(
+        f"outcome.{kind}.{detail}" if f"outcome.{kind}.{detail}" in texts.TEXTS else f"outcome.{kind}", locale
+    )
 
 
 def _actor_for_customer(entry: AuditEntry | AuditEntryOut) -> str:
@@ -781,12 +1034,17 @@ def _actor_for_customer(entry: AuditEntry | AuditEntryOut) -> str:
 
 
 def _timeline_detail(entry: AuditEntry | AuditEntryOut, locale: str, kind: str) -> str:
-    """What a step of a request of `kind` did, in words (a step's own words for a pause or a switch, where it has them)."""
+    """What a step of a request of `kind` did, in words (a step's own words for a pause or a switch, where it
+    has them)."""
     if entry.action == "RiskAssessed":
         return texts.text(f"timeline.RiskAssessed.{entry.to_status}", locale)
     if entry.action == "VerificationRequested":
         methods = (entry.reason or "").removeprefix(METHODS_NOTE).split(", ")
-        return texts.text("timeline.VerificationRequested", locale, methods=join([texts.text(f"method.{method}", locale) for method in methods], locale))
+        return texts.text(
+            "timeline.VerificationRequested",
+            locale,
+            methods=join([texts.text(f"method.{method}", locale) for method in methods], locale),
+        )
     if entry.action == "UnbindRejected":
         return texts.text("timeline.UnbindRejected", locale, outcome=_outcome(entry.reason or "", locale))
     key = f"timeline.{entry.action}.{kind}"
@@ -801,10 +1059,21 @@ async def _follow_up(uow: UnitOfWork, request: UnbindRequest, locale: str) -> li
     repayment = view[1]
     lender = lender_of(repayment)
     words = {"lender": lender_name(repayment, locale), "hotline": lender.hotline if lender else ""}
-    action = FollowUpAction(label=texts.text("follow_up.call", locale, **words), href="tel:" + words["hotline"].replace("-", "")) if lender else None
+    action = (
+        FollowUpAction(
+            label=texts.text("follow_up.call", locale, **words),
+            href="tel:" + words["hotline"].replace("-", ""),
+        )
+        if lender
+        else None
+    )
     items = []
     for code in request.follow_up:
-        body = f"follow_up.{code}.body" if lender or f"follow_up.{code}.body.no_hotline" not in texts.TEXTS else f"follow_up.{code}.body.no_hotline"
+        body = (
+            f"follow_up.{code}.body"
+            if lender or f"follow_up.{code}.body.no_hotline" not in texts.TEXTS
+            else f"follow_up.{code}.body.no_hotline"
+        )
         items.append(
             FollowUpOut(
                 code=code,
@@ -816,15 +1085,25 @@ async def _follow_up(uow: UnitOfWork, request: UnbindRequest, locale: str) -> li
     return items
 
 
-async def audit_trail(uow: UnitOfWork, principal: Principal, request_id: str, locale: str) -> list[AuditEntryOut]:
+async def audit_trail(
+    uow: UnitOfWork, principal: Principal, request_id: str, locale: str
+) -> list[AuditEntryOut]:
     """Every transition. Ops read what was recorded (scores, codes, who decided); the customer reads
     each reason in words, and a member of staff as `ops`."""
     request = await _visible_request(uow, principal, request_id)
-    entries = [AuditEntryOut.model_validate(entry, from_attributes=True) for entry in await repository.audit_entries(uow.session, request.id)]
+    entries = [
+        AuditEntryOut.model_validate(entry, from_attributes=True)
+        for entry in await repository.audit_entries(uow.session, request.id)
+    ]
     if principal.has_role("ops"):
         return entries
     return [
-        entry.model_copy(update={"reason": _timeline_detail(entry, locale, request.kind), "actor": _actor_for_customer(entry)})
+        entry.model_copy(
+            update={
+                "reason": _timeline_detail(entry, locale, request.kind),
+                "actor": _actor_for_customer(entry),
+            }
+        )
         for entry in entries
     ]
 
@@ -832,8 +1111,20 @@ async def audit_trail(uow: UnitOfWork, principal: Principal, request_id: str, lo
 async def cancel(uow: UnitOfWork, principal: Principal, request_id: str, locale: str) -> UnbindRequestOut:
     request = await _own_request(uow, principal, request_id)
     if request.status not in OPEN_REQUEST_STATUSES:
-        raise conflict("not-open", f"The request is {request.status}; only an open request can be cancelled.", request_status=request.status)
-    await _end(uow, request, RequestStatus.CANCELLED, "UnbindCancelled", principal.subject, ActorType.CUSTOMER, "cancelled by the customer")
+        raise conflict(
+            "not-open",
+            f"The request is {request.status}; only an open request can be cancelled.",
+            request_status=request.status,
+        )
+    await _end(
+        uow,
+        request,
+        RequestStatus.CANCELLED,
+        "UnbindCancelled",
+        actor=principal.subject,
+        actor_type=ActorType.CUSTOMER,
+        reason="cancelled by the customer",
+    )
     uow.emit(UnbindCancelled(**_about(request)))
     return await request_out(uow, request, locale)
 
@@ -842,18 +1133,40 @@ async def expire_overdue(uow: UnitOfWork, *, limit: int = 100) -> int:
     """End open requests past their deadline; returns how many. Run by the sweep worker."""
     expired = await repository.overdue_open_requests(uow.session, utcnow(), limit)
     for request in expired:
-        await _end(uow, request, RequestStatus.EXPIRED, "UnbindExpired", "binding", ActorType.SYSTEM, f"not completed by {request.expires_at.isoformat()}")
+        await _end(
+            uow,
+            request,
+            RequestStatus.EXPIRED,
+            "UnbindExpired",
+            actor="binding",
+            actor_type=ActorType.SYSTEM,
+            reason=f"not completed by {request.expires_at.isoformat()}",
+        )
         uow.emit(UnbindExpired(**_about(request)))
     return len(expired)
 
 
-async def appeal(uow: UnitOfWork, settings: BindingSettings, principal: Principal, request_id: str, message: str, locale: str) -> UnbindRequestOut:
+async def appeal(
+    uow: UnitOfWork,
+    settings: BindingSettings,
+    principal: Principal,
+    request_id: str,
+    *,
+    message: str,
+    locale: str,
+) -> UnbindRequestOut:
     request = await _own_request(uow, principal, request_id)
     if request.status != RequestStatus.REJECTED:
-        raise conflict("not-rejected", "Only a rejected request can be appealed.", request_status=request.status)
+        raise conflict(
+            "not-rejected", "Only a rejected request can be appealed.", request_status=request.status
+        )
     if request.appealed_at is not None:
         raise conflict("already-appealed", "This request has already been appealed once.")
-    if not await repository.claim_binding(uow.session, request.binding_id, BindingStatus.UNBINDING if request.kind == RequestKind.UNBIND else BindingStatus.CHANGING):
+    if not await repository.claim_binding(
+        uow.session,
+        request.binding_id,
+        BindingStatus.UNBINDING if request.kind == RequestKind.UNBIND else BindingStatus.CHANGING,
+    ):
         raise conflict("binding-busy", "The binding has another open request or is no longer bound.")
     if request.new_repayment_account_id:
         # The switch holds its new number again, unless someone bound it since the rejection.
@@ -865,52 +1178,103 @@ async def appeal(uow: UnitOfWork, settings: BindingSettings, principal: Principa
     request.appealed_at = utcnow()
     request.outcome_reason = None
     request.expires_at = utcnow() + timedelta(seconds=settings.review_ttl_seconds)
-    _transition(uow, request, RequestStatus.UNDER_REVIEW, "UnbindAppealed", principal.subject, ActorType.CUSTOMER, "appealed by the customer")
-    # The customer's words stay here, for them and ops (`appeal_message`); the event says only that they appealed.
+    _transition(
+        uow,
+        request,
+        RequestStatus.UNDER_REVIEW,
+        "UnbindAppealed",
+        actor=principal.subject,
+        actor_type=ActorType.CUSTOMER,
+        reason="appealed by the customer",
+    )
+    # The customer's words stay here, for them and ops (`appeal_message`); the event says only that they
+    # appealed.
     uow.emit(UnbindAppealed(**_about(request)))
     return await request_out(uow, request, locale)
 
 
-async def dispute(uow: UnitOfWork, principal: Principal, request_id: str, reason: DisputeReason, message: str | None, locale: str) -> UnbindRequestOut:
+async def dispute(
+    uow: UnitOfWork,
+    principal: Principal,
+    request_id: str,
+    reason: DisputeReason,
+    *,
+    message: str | None,
+    locale: str,
+) -> UnbindRequestOut:
     """Dispute a completed unbind, once, within DISPUTE_WINDOW: an ops case opens (at risk, through
     `UnbindDisputed`); the customer's message stays here."""
     request = await _own_request(uow, principal, request_id)
     if request.status != RequestStatus.COMPLETED or request.completed_at is None:
-        raise conflict("not-completed", "Only a completed unbind can be disputed.", request_status=request.status)
+        raise conflict(
+            "not-completed", "Only a completed unbind can be disputed.", request_status=request.status
+        )
     if request.disputed_at is not None:
-        raise conflict("already-disputed", "This unbind has already been disputed once; our team is looking into it.")
+        raise conflict(
+            "already-disputed", "This unbind has already been disputed once; our team is looking into it."
+        )
     if utcnow() > request.completed_at + DISPUTE_WINDOW:
-        raise conflict("dispute-window-closed", f"An unbind can be disputed within {DISPUTE_WINDOW.days} days of its completion; contact support instead.")
+        raise conflict(
+            "dispute-window-closed",
+            f"An unbind can be disputed within {DISPUTE_WINDOW.days} days of its completion; contact support "
+            f"instead.",
+        )
     request.disputed_at = utcnow()
     request.dispute_reason = reason
     request.dispute_message = message
-    _audit(uow, request, request.status, "UnbindDisputed", principal.subject, ActorType.CUSTOMER, f"disputed: {reason}")
+    _audit(
+        uow,
+        request,
+        request.status,
+        "UnbindDisputed",
+        actor=principal.subject,
+        actor_type=ActorType.CUSTOMER,
+        reason=f"disputed: {reason}",
+    )
     uow.emit(UnbindDisputed(**_about(request), reason=reason))
     return await request_out(uow, request, locale)
 
 
 async def search_requests(
-    uow: UnitOfWork, *, status: str | None, user_id: str | None, since: datetime | None, cursor: str | None, limit: int, locale: str
+    uow: UnitOfWork,
+    *,
+    status: str | None,
+    user_id: str | None,
+    since: datetime | None,
+    cursor: str | None,
+    limit: int,
+    locale: str,
 ) -> RequestPage:
     after = decode_cursor(cursor) if cursor else None
-    rows = await repository.search_requests(uow.session, status=status, user_id=user_id, since=since, after=after, limit=limit + 1)
+    rows = await repository.search_requests(
+        uow.session, status=status, user_id=user_id, since=since, after=after, limit=limit + 1
+    )
     page: Sequence[UnbindRequest] = rows[:limit]
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
-    return RequestPage(items=[await request_out(uow, request, locale) for request in page], next_cursor=next_cursor)
+    return RequestPage(
+        items=[await request_out(uow, request, locale) for request in page], next_cursor=next_cursor
+    )
 
 
 # --- ops: a customer on the phone, a case ---------------------------------------------------
 
 
 async def ops_customer(uow: UnitOfWork, user_id: str, locale: str) -> OpsCustomerOut:
-    """A customer's bindings and requests (newest first), as ops see them; 404 for a customer binding never saw."""
+    """A customer's bindings and requests (newest first), as ops see them; 404 for a customer binding never
+    saw."""
     session = uow.session
     views = await repository.list_bindings(session, user_id)
-    requests = await repository.search_requests(session, status=None, user_id=user_id, since=None, after=None, limit=OPS_REQUESTS_SHOWN)
+    requests = await repository.search_requests(
+        session, status=None, user_id=user_id, since=None, after=None, limit=OPS_REQUESTS_SHOWN
+    )
     if not views and not requests and await repository.credit_account_of(session, user_id) is None:
         raise not_found("The customer")
     bindings = await _binding_list(uow, views, locale)
-    return OpsCustomerOut(user_id=user_id, bindings=bindings.items, requests=[_masked_note(await request_out(uow, request, locale)) for request in requests])
+    return OpsCustomerOut(
+        user_id=user_id,
+        bindings=bindings.items,
+        requests=[_masked_note(await request_out(uow, request, locale)) for request in requests],
+    )
 
 
 async def ops_request(uow: UnitOfWork, request_id: str, locale: str) -> OpsUnbindRequestOut:
@@ -951,9 +1315,25 @@ async def apply_risk_assessment(uow: UnitOfWork, settings: BindingSettings, even
     # of an earlier version is held for review too, never a rejection).
     if event.decision in (RiskDecision.REVIEW, RiskDecision.DENY):
         request.expires_at = utcnow() + timedelta(seconds=settings.review_ttl_seconds)
-        _transition(uow, request, RequestStatus.UNDER_REVIEW, "RiskAssessed", "risk", ActorType.SERVICE, f"score {event.score}: manual review")
+        _transition(
+            uow,
+            request,
+            RequestStatus.UNDER_REVIEW,
+            "RiskAssessed",
+            actor="risk",
+            actor_type=ActorType.SERVICE,
+            reason=f"score {event.score}: manual review",
+        )
     else:
-        _transition(uow, request, RequestStatus.PENDING_VERIFICATION, "RiskAssessed", "risk", ActorType.SERVICE, f"score {event.score}: {event.decision}")
+        _transition(
+            uow,
+            request,
+            RequestStatus.PENDING_VERIFICATION,
+            "RiskAssessed",
+            actor="risk",
+            actor_type=ActorType.SERVICE,
+            reason=f"score {event.score}: {event.decision}",
+        )
 
 
 async def apply_review_decision(uow: UnitOfWork, settings: BindingSettings, event: ReviewDecided) -> None:
@@ -962,22 +1342,46 @@ async def apply_review_decision(uow: UnitOfWork, settings: BindingSettings, even
         return
     if event.decision == ReviewOutcome.DENY:
         # The reviewer's reason, a code from the fixed list, is what the customer is told.
-        await _reject(uow, request, f"review_denied:{event.reason}" if event.reason else "review_denied", event.reviewer, ActorType.OPS)
+        await _reject(
+            uow,
+            request,
+            f"review_denied:{event.reason}" if event.reason else "review_denied",
+            event.reviewer,
+            actor_type=ActorType.OPS,
+        )
     else:
         request.expires_at = utcnow() + timedelta(seconds=settings.unbind_request_ttl_seconds)
         # A fresh verification follows: forget the one an earlier round may have had.
         request.verification_id = request.verification_methods = request.verification_expires_at = None
-        _transition(uow, request, RequestStatus.PENDING_VERIFICATION, "ReviewDecided", event.reviewer, ActorType.OPS, "approved after review")
+        _transition(
+            uow,
+            request,
+            RequestStatus.PENDING_VERIFICATION,
+            "ReviewDecided",
+            actor=event.reviewer,
+            actor_type=ActorType.OPS,
+            reason="approved after review",
+        )
 
 
-async def record_verification_issued(uow: UnitOfWork, settings: BindingSettings, event: VerificationRequested) -> None:
+async def record_verification_issued(
+    uow: UnitOfWork, settings: BindingSettings, event: VerificationRequested
+) -> None:
     request = await _request_in(uow, event, RequestStatus.PENDING_VERIFICATION)
     if request is None:
         return
     request.verification_id = event.verification_id
     request.verification_methods = list(event.methods)
     request.verification_expires_at = event.expires_at
-    _audit(uow, request, request.status, "VerificationRequested", "verification", ActorType.SERVICE, METHODS_NOTE + ", ".join(event.methods))
+    _audit(
+        uow,
+        request,
+        request.status,
+        "VerificationRequested",
+        actor="verification",
+        actor_type=ActorType.SERVICE,
+        reason=METHODS_NOTE + ", ".join(event.methods),
+    )
 
 
 async def complete_request(uow: UnitOfWork, settings: BindingSettings, event: Verified) -> None:
@@ -989,13 +1393,20 @@ async def complete_request(uow: UnitOfWork, settings: BindingSettings, event: Ve
     own = request.verification_id == event.verification_id
     if request.status != RequestStatus.PENDING_VERIFICATION:
         if own and request.status in (RequestStatus.CANCELLED, RequestStatus.EXPIRED):
-            log.info("Verified after the request ended; nothing changes", extra={"request_id": request.id, "status": request.status})
+            log.info(
+                "Verified after the request ended; nothing changes",
+                extra={"request_id": request.id, "status": request.status},
+            )
             return
-        raise EventRejected("state", f"Verified for a request that is {request.status}, not waiting for a verification")
+        raise EventRejected(
+            "state", f"Verified for a request that is {request.status}, not waiting for a verification"
+        )
     if not own:
         raise EventRejected("state", "Verified names another verification than the one the request waits for")
     if not set(request.verification_methods or ()) <= set(event.methods):
-        raise EventRejected("state", "Verified does not cover every method the request's verification asked for")
+        raise EventRejected(
+            "state", "Verified does not cover every method the request's verification asked for"
+        )
     binding = await repository.get_binding(uow.session, request.binding_id, for_update=True)
     assert binding is not None, "a request always has its binding"
     await _COMPLETIONS[RequestKind(request.kind)](uow, request, binding)
@@ -1014,7 +1425,15 @@ async def _unbind(uow: UnitOfWork, request: UnbindRequest, binding: Binding) -> 
     await repository.release_account_number(uow.session, binding.repayment_account_id, now)
     request.follow_up = list(FOLLOW_UP_AFTER_UNBIND)
     request.completed_at = now
-    _transition(uow, request, RequestStatus.COMPLETED, "UnbindCompleted", "verification", ActorType.SERVICE, f"{cancelled} mandate(s) cancelled")
+    _transition(
+        uow,
+        request,
+        RequestStatus.COMPLETED,
+        "UnbindCompleted",
+        actor="verification",
+        actor_type=ActorType.SERVICE,
+        reason=f"{cancelled} mandate(s) cancelled",
+    )
     uow.emit(
         UnbindCompleted(
             **_about(request),
@@ -1039,15 +1458,29 @@ async def _pause(uow: UnitOfWork, request: UnbindRequest, binding: Binding) -> N
     mandates = await repository.active_mandates(uow.session, binding.id)
     binding.status = BindingStatus.ACTIVE
     if not mandates:  # none runs any more (the request checked one did): there is nothing to pause
-        await _reject(uow, request, "no_auto_debit", "binding", ActorType.SYSTEM)
+        await _reject(uow, request, "no_auto_debit", "binding", actor_type=ActorType.SYSTEM)
         return
     months = request.pause_months or 1
     resumes_on = add_months(today(), months)
     for mandate in mandates:
-        mandate.status, mandate.resumes_at, mandate.paused_by = MandateStatus.SUSPENDED, datetime.combine(resumes_on, datetime.min.time(), SHANGHAI), request.id
+        mandate.status, mandate.resumes_at, mandate.paused_by = (
+            MandateStatus.SUSPENDED,
+            datetime.combine(resumes_on, datetime.min.time(), SHANGHAI),
+            request.id,
+        )
     request.follow_up = list(FOLLOW_UP_AFTER_PAUSE)
-    _transition(uow, request, RequestStatus.COMPLETED, "AutoDebitPaused", "verification", ActorType.SERVICE, f"auto-debit paused until {resumes_on.isoformat()}")
-    uow.emit(AutoDebitPaused(**_about(request), mandate_id=mandates[0].id, months=months, resumes_on=resumes_on))
+    _transition(
+        uow,
+        request,
+        RequestStatus.COMPLETED,
+        "AutoDebitPaused",
+        actor="verification",
+        actor_type=ActorType.SERVICE,
+        reason=f"auto-debit paused until {resumes_on.isoformat()}",
+    )
+    uow.emit(
+        AutoDebitPaused(**_about(request), mandate_id=mandates[0].id, months=months, resumes_on=resumes_on)
+    )
 
 
 async def resume_paused(uow: UnitOfWork, *, limit: int = 100) -> int:
@@ -1058,9 +1491,19 @@ async def resume_paused(uow: UnitOfWork, *, limit: int = 100) -> int:
     for mandate in due:
         binding = await repository.get_binding(uow.session, mandate.binding_id)
         request = await repository.get_request(uow.session, mandate.paused_by or "")
-        assert binding is not None and request is not None, "a paused mandate has its binding and its pause request"
+        assert binding is not None and request is not None, (
+            "a paused mandate has its binding and its pause request"
+        )
         mandate.status, mandate.resumes_at = MandateStatus.ACTIVE, None
-        _audit(uow, request, request.status, "AutoDebitResumed", "binding", ActorType.SYSTEM, "the pause ran out: auto-debit is on again")
+        _audit(
+            uow,
+            request,
+            request.status,
+            "AutoDebitResumed",
+            actor="binding",
+            actor_type=ActorType.SYSTEM,
+            reason="the pause ran out: auto-debit is on again",
+        )
         uow.emit(AutoDebitResumed(**_about(request), mandate_id=mandate.id))
     return len(due)
 
@@ -1078,11 +1521,25 @@ async def _switch(uow: UnitOfWork, request: UnbindRequest, binding: Binding) -> 
     await repository.release_account_number(session, old.id, now)
     binding.repayment_account_id, binding.status = new.id, BindingStatus.ACTIVE
     _first_instalment(uow, new)
-    mandate = Mandate(id=_new_id(), binding_id=binding.id, kind="auto_debit", status=MandateStatus.PENDING, request_id=request.id)
+    mandate = Mandate(
+        id=_new_id(),
+        binding_id=binding.id,
+        kind="auto_debit",
+        status=MandateStatus.PENDING,
+        request_id=request.id,
+    )
     session.add(mandate)
     moved = f"{mask_account_number(old.account_number)} -> {mask_account_number(new.account_number)}"
     request.follow_up = list(FOLLOW_UP_AFTER_SWITCH)
-    _transition(uow, request, RequestStatus.COMPLETED, "RepaymentAccountSwitched", "verification", ActorType.SERVICE, f"{moved}; {cancelled} mandate(s) cancelled")
+    _transition(
+        uow,
+        request,
+        RequestStatus.COMPLETED,
+        "RepaymentAccountSwitched",
+        actor="verification",
+        actor_type=ActorType.SERVICE,
+        reason=f"{moved}; {cancelled} mandate(s) cancelled",
+    )
     assert new.lender_id is not None, "a switch names a lender of the directory"
     uow.emit(
         RepaymentAccountSwitched(
@@ -1093,7 +1550,13 @@ async def _switch(uow: UnitOfWork, request: UnbindRequest, binding: Binding) -> 
             mandates_cancelled=cancelled,
         )
     )
-    uow.emit(MandateRequested(**_about_mandate(binding, new, mandate), monthly_instalment=new.monthly_instalment, due_day=new.due_day))
+    uow.emit(
+        MandateRequested(
+            **_about_mandate(binding, new, mandate),
+            monthly_instalment=new.monthly_instalment,
+            due_day=new.due_day,
+        )
+    )
 
 
 _COMPLETIONS = {RequestKind.UNBIND: _unbind, RequestKind.PAUSE: _pause, RequestKind.SWITCH: _switch}
@@ -1110,13 +1573,22 @@ async def _cancel_mandates(uow: UnitOfWork, binding: Binding, now: datetime) -> 
 # --- a binding's code and mandate ----------------------------------------------------------
 
 
-async def _pending_binding(uow: UnitOfWork, event: BindingVerified | BindingVerificationFailed) -> Binding | None:
+async def _pending_binding(
+    uow: UnitOfWork, event: BindingVerified | BindingVerificationFailed
+) -> Binding | None:
     """The binding whose bind request's verification the event is about, locked, if it still waits
     for its code (None for a late or repeated event). EventRejected if this service never asked
     for that verification."""
     binding = await repository.get_binding(uow.session, event.binding_id, for_update=True)
-    if binding is None or (binding.user_id, binding.bind_request_id, binding.verification_id) != (event.user_id, event.request_id, event.verification_id):
-        raise EventRejected("state", f"{type(event).__name__} is about a verification no bind request of this binding asked for")
+    if binding is None or (binding.user_id, binding.bind_request_id, binding.verification_id) != (
+        event.user_id,
+        event.request_id,
+        event.verification_id,
+    ):
+        raise EventRejected(
+            "state",
+            f"{type(event).__name__} is about a verification no bind request of this binding asked for",
+        )
     return binding if binding.status == BindingStatus.PENDING else None
 
 
@@ -1131,12 +1603,28 @@ async def confirm_binding(uow: UnitOfWork, settings: BindingSettings, event: Bin
     binding.status = BindingStatus.ACTIVE
     mandates = await repository.open_mandates(uow.session, binding.id)
     last4 = repayment.account_number[-4:]
-    uow.emit(BindingCreated(**_about_binding(binding), lender=repayment.lender_id, account_last4=last4, monthly_instalment=repayment.monthly_instalment, auto_debit=bool(mandates)))
+    uow.emit(
+        BindingCreated(
+            **_about_binding(binding),
+            lender=repayment.lender_id,
+            account_last4=last4,
+            monthly_instalment=repayment.monthly_instalment,
+            auto_debit=bool(mandates),
+        )
+    )
     for mandate in mandates:
-        uow.emit(MandateRequested(**_about_mandate(binding, repayment, mandate), monthly_instalment=repayment.monthly_instalment, due_day=repayment.due_day))
+        uow.emit(
+            MandateRequested(
+                **_about_mandate(binding, repayment, mandate),
+                monthly_instalment=repayment.monthly_instalment,
+                due_day=repayment.due_day,
+            )
+        )
 
 
-async def abandon_binding(uow: UnitOfWork, settings: BindingSettings, event: BindingVerificationFailed) -> None:
+async def abandon_binding(
+    uow: UnitOfWork, settings: BindingSettings, event: BindingVerificationFailed
+) -> None:
     """The code was never confirmed: nothing was bound. The binding fails, its mandate is cancelled
     and the account number is free again (verification's event tells the customer)."""
     binding = await _pending_binding(uow, event)
@@ -1149,24 +1637,52 @@ async def abandon_binding(uow: UnitOfWork, settings: BindingSettings, event: Bin
 
 
 def _about_mandate(binding: Binding, repayment: RepaymentAccount, mandate: Mandate) -> dict[str, str]:
-    """The fields of an event about a mandate: the request that asked for it (the bind request, or a switch)."""
+    """The fields of an event about a mandate: the request that asked for it (the bind request, or a
+    switch)."""
     assert repayment.lender_id is not None, "a binding made through the API names its lender"
-    about = {"request_id": mandate.request_id, "binding_id": binding.id, "user_id": binding.user_id} if mandate.request_id else _about_binding(binding)
-    return {**about, "mandate_id": mandate.id, "lender": repayment.lender_id, "account_last4": repayment.account_number[-4:]}
+    about = (
+        {"request_id": mandate.request_id, "binding_id": binding.id, "user_id": binding.user_id}
+        if mandate.request_id
+        else _about_binding(binding)
+    )
+    return {
+        **about,
+        "mandate_id": mandate.id,
+        "lender": repayment.lender_id,
+        "account_last4": repayment.account_number[-4:],
+    }
 
 
-def authenticate_lender(settings: BindingSettings, lender_id: str | None, signature: str | None, body: bytes) -> str:
+def authenticate_lender(
+    settings: BindingSettings, lender_id: str | None, signature: str | None, body: bytes
+) -> str:
     """The lender that signed this callback body, or 401: an unknown lender, a wrong signature and a
     timestamp out of tolerance are refused alike, so a caller learns nothing from which it was."""
     secret = settings.lender_secret(lender_id) if lender_id else None
-    if secret is None or not signature or not callback_signature_valid(secret, signature, body, time.time(), settings.lender_callback_tolerance_seconds):
-        detail = f"A lender callback must be signed by a lender of the directory ({LENDER_HEADER}, {SIGNATURE_HEADER}), within the allowed time."
+    if (
+        secret is None
+        or not signature
+        or not callback_signature_valid(
+            secret, signature, body, time.time(), tolerance_seconds=settings.lender_callback_tolerance_seconds
+        )
+    ):
+        detail = (
+            f"A lender callback must be signed by a lender of the directory ({LENDER_HEADER}, "
+            f"{SIGNATURE_HEADER}), within the allowed time."
+        )
         raise Problem(401, "invalid-signature", "Invalid signature", detail)
     assert lender_id is not None
     return lender_id
 
 
-async def apply_lender_callback(uow: UnitOfWork, settings: BindingSettings, lender_id: str, callback: LenderCallbackIn, fingerprint: str) -> tuple[LenderCallbackOut, bool]:
+async def apply_lender_callback(
+    uow: UnitOfWork,
+    settings: BindingSettings,
+    lender_id: str,
+    callback: LenderCallbackIn,
+    *,
+    fingerprint: str,
+) -> tuple[LenderCallbackOut, bool]:
     """A lender confirms or refuses a pending mandate of its own; returns (the mandate now, whether
     this callback changed it). The same callback again changes nothing and gets the same kind of
     answer; the same id with another body, a mandate that is not the lender's (404) or is no longer
@@ -1184,29 +1700,63 @@ async def apply_lender_callback(uow: UnitOfWork, settings: BindingSettings, lend
     binding, repayment, _ = view
     if (seen := await repository.get_lender_callback(session, lender_id, callback.callback_id)) is not None:
         if seen.fingerprint != fingerprint:
-            raise Problem(422, "callback-id-reused", "Callback id reused", "This callback id was used for another callback.")
+            raise Problem(
+                422,
+                "callback-id-reused",
+                "Callback id reused",
+                "This callback id was used for another callback.",
+            )
         return _callback_out(mandate), False
     if binding.status == BindingStatus.PENDING:
-        raise conflict("mandate-not-requested", "This mandate was not sent to the lender: the customer has not confirmed the binding's code yet.")
+        raise conflict(
+            "mandate-not-requested",
+            "This mandate was not sent to the lender: the customer has not confirmed the binding's code yet.",
+        )
     if mandate.status != MandateStatus.PENDING:
-        raise conflict("mandate-decided", f"The mandate is {mandate.status}: only a pending mandate can be confirmed or refused.", mandate_status=mandate.status)
-    session.add(LenderCallback(lender_id=lender_id, callback_id=callback.callback_id, mandate_id=mandate.id, fingerprint=fingerprint, received_at=utcnow()))
+        raise conflict(
+            "mandate-decided",
+            f"The mandate is {mandate.status}: only a pending mandate can be confirmed or refused.",
+            mandate_status=mandate.status,
+        )
+    session.add(
+        LenderCallback(
+            lender_id=lender_id,
+            callback_id=callback.callback_id,
+            mandate_id=mandate.id,
+            fingerprint=fingerprint,
+            received_at=utcnow(),
+        )
+    )
     try:
         await session.flush()
     except IntegrityError as exc:  # the same callback id, for another mandate, at the same moment
         raise conflict("callback-in-flight", "A callback with this id is being processed; retry it.") from exc
     mandate.decided_at = utcnow()
     if callback.decision == "confirmed":
-        await _grant_uplift(uow, settings, binding, repayment, mandate)
+        await _grant_uplift(uow, settings, binding, repayment, mandate=mandate)
     else:
         mandate.status = MandateStatus.REFUSED
         mandate.refusal_reason = callback.reason or "not_given"
         limit_before, limit_after = await _withdraw_uplift(uow, binding)
-        uow.emit(MandateRefused(**_about_mandate(binding, repayment, mandate), reason=mandate.refusal_reason, credit_limit_before=limit_before, credit_limit_after=limit_after))
+        uow.emit(
+            MandateRefused(
+                **_about_mandate(binding, repayment, mandate),
+                reason=mandate.refusal_reason,
+                credit_limit_before=limit_before,
+                credit_limit_after=limit_after,
+            )
+        )
     return _callback_out(mandate), True
 
 
-async def _grant_uplift(uow: UnitOfWork, settings: BindingSettings, binding: Binding, repayment: RepaymentAccount, mandate: Mandate) -> None:
+async def _grant_uplift(
+    uow: UnitOfWork,
+    settings: BindingSettings,
+    binding: Binding,
+    repayment: RepaymentAccount,
+    *,
+    mandate: Mandate,
+) -> None:
     """The lender confirmed: auto-debit is on, and the credit limit rises by the rule, within the
     customer's cap (past it the binding grants what is left, possibly nothing)."""
     session = uow.session
@@ -1215,7 +1765,10 @@ async def _grant_uplift(uow: UnitOfWork, settings: BindingSettings, binding: Bin
     # A binding keeps what it was granted (a switched one keeps its uplift): its mandate raises the
     # uplift to the rule's amount for its instalment at most, within what the cap leaves.
     held = await repository.limit_uplift_held(session, binding.user_id)
-    target = min(credit_limit_contribution(repayment.monthly_instalment), settings.max_total_limit_uplift - held + binding.credit_limit_contribution)
+    target = min(
+        credit_limit_contribution(repayment.monthly_instalment),
+        settings.max_total_limit_uplift - held + binding.credit_limit_contribution,
+    )
     contribution = max(0, target - binding.credit_limit_contribution)
     limit_before = credit.credit_limit
     credit.credit_limit = limit_before + contribution
@@ -1225,7 +1778,13 @@ async def _grant_uplift(uow: UnitOfWork, settings: BindingSettings, binding: Bin
     elif contribution:
         session.add(Benefit(id=_new_id(), binding_id=binding.id, code="limit_uplift", value=contribution))
     mandate.status = MandateStatus.ACTIVE
-    uow.emit(MandateConfirmed(**_about_mandate(binding, repayment, mandate), credit_limit_before=limit_before, credit_limit_after=credit.credit_limit))
+    uow.emit(
+        MandateConfirmed(
+            **_about_mandate(binding, repayment, mandate),
+            credit_limit_before=limit_before,
+            credit_limit_after=credit.credit_limit,
+        )
+    )
 
 
 async def _withdraw_uplift(uow: UnitOfWork, binding: Binding) -> tuple[int, int]:
@@ -1249,7 +1808,9 @@ def _callback_out(mandate: Mandate) -> LenderCallbackOut:
 async def fail_verification(uow: UnitOfWork, settings: BindingSettings, event: VerificationFailed) -> None:
     request = await _request_in(uow, event, RequestStatus.PENDING_VERIFICATION)
     if request is not None:
-        await _reject(uow, request, f"verification_failed:{event.reason}", "verification", ActorType.SERVICE)
+        await _reject(
+            uow, request, f"verification_failed:{event.reason}", "verification", actor_type=ActorType.SERVICE
+        )
 
 
 async def _request_of(uow: UnitOfWork, event: BindingEvent) -> UnbindRequest:
@@ -1267,16 +1828,35 @@ async def _request_in(uow: UnitOfWork, event: BindingEvent, status: RequestStatu
     return request if request.status == status else None
 
 
-async def _reject(uow: UnitOfWork, request: UnbindRequest, reason: str, actor: str, actor_type: ActorType) -> None:
+async def _reject(
+    uow: UnitOfWork, request: UnbindRequest, reason: str, actor: str, *, actor_type: ActorType
+) -> None:
     request.outcome_reason = reason
-    await _end(uow, request, RequestStatus.REJECTED, "UnbindRejected", actor, actor_type, reason)
+    await _end(
+        uow,
+        request,
+        RequestStatus.REJECTED,
+        "UnbindRejected",
+        actor=actor,
+        actor_type=actor_type,
+        reason=reason,
+    )
     uow.emit(UnbindRejected(**_about(request), reason=reason))
 
 
-async def _end(uow: UnitOfWork, request: UnbindRequest, status: RequestStatus, action: str, actor: str, actor_type: ActorType, reason: str) -> None:
+async def _end(
+    uow: UnitOfWork,
+    request: UnbindRequest,
+    status: RequestStatus,
+    action: str,
+    *,
+    actor: str,
+    actor_type: ActorType,
+    reason: str,
+) -> None:
     """End an open request without completing it: the binding is active again, and the number a
     switch held is free."""
-    _transition(uow, request, status, action, actor, actor_type, reason)
+    _transition(uow, request, status, action, actor=actor, actor_type=actor_type, reason=reason)
     await repository.set_binding_status(uow.session, request.binding_id, BindingStatus.ACTIVE)
     if request.new_repayment_account_id:
         await repository.release_account_number(uow.session, request.new_repayment_account_id, utcnow())
@@ -1287,14 +1867,41 @@ def _about(request: UnbindRequest) -> dict[str, str]:
     return {"request_id": request.id, "binding_id": request.binding_id, "user_id": request.user_id}
 
 
-def _transition(uow: UnitOfWork, request: UnbindRequest, status: RequestStatus, action: str, actor: str, actor_type: ActorType, reason: str | None = None) -> None:
+def _transition(
+    uow: UnitOfWork,
+    request: UnbindRequest,
+    status: RequestStatus,
+    action: str,
+    *,
+    actor: str,
+    actor_type: ActorType,
+    reason: str | None = None,
+) -> None:
     previous = request.status
     request.status = status
     request.updated_at = utcnow()
-    _audit(uow, request, previous, action, actor, actor_type, reason)
+    _audit(uow, request, previous, action, actor=actor, actor_type=actor_type, reason=reason)
 
 
-def _audit(uow: UnitOfWork, request: UnbindRequest, from_status: str | None, action: str, actor: str, actor_type: ActorType, reason: str | None) -> None:
+def _audit(
+    uow: UnitOfWork,
+    request: UnbindRequest,
+    from_status: str | None,
+    action: str,
+    *,
+    actor: str,
+    actor_type: ActorType,
+    reason: str | None,
+) -> None:
     uow.session.add(
-        AuditEntry(request_id=request.id, action=action, from_status=from_status, to_status=request.status, actor=actor, actor_type=actor_type, reason=reason, at=utcnow())
+        AuditEntry(
+            request_id=request.id,
+            action=action,
+            from_status=from_status,
+            to_status=request.status,
+            actor=actor,
+            actor_type=actor_type,
+            reason=reason,
+            at=utcnow(),
+        )
     )

@@ -27,12 +27,22 @@ class _Parts:
         self.deps, self.session = deps, session
         self.unavailable: set[str] = set()
 
-    async def get(self, service: str, path: str, *, missing: tuple[int, ...] = (), absent: tuple[int, ...] = (), **params: Any) -> Any:
+    async def get(
+        self,
+        service: str,
+        path: str,
+        *,
+        missing: tuple[int, ...] = (),
+        absent: tuple[int, ...] = (),
+        **params: Any,
+    ) -> Any:
         """The service's answer; None when it answers a status of `absent` (nothing there); UNAVAILABLE
         when it fails or answers a status of `missing` (an endpoint it does not have yet). Other
         problems (404 of the case's own request) are raised."""
         try:
-            return await call_service(self.deps, self.session, service, "GET", path, params=params or None)
+            return await call_service(
+                self.deps, self.session, service, "GET", path=path, params=params or None
+            )
         except Problem as problem:
             if problem.status in absent:
                 return None
@@ -87,7 +97,9 @@ async def case(deps: DashboardDeps, session: OpsSession, request_id: str) -> dic
         "messages": _items(first["messages"]),
         "audit": _value(first["audit"]),
         # An older risk ignores the filter: only this request's reviews.
-        "reviews": [review for review in reviews if review.get("request_id") == request_id] if reviews is not None else None,
+        "reviews": [review for review in reviews if review.get("request_id") == request_id]
+        if reviews is not None
+        else None,
         "customer": {key: customer.get(key) for key in ("bindings", "requests", "devices", "risk")},
         "unavailable": parts.names(),
     }
@@ -134,12 +146,21 @@ async def customer(deps: DashboardDeps, session: OpsSession, user_id: str) -> di
     }
 
 
-async def find_customers(deps: DashboardDeps, session: OpsSession, *, phone: str | None, user_id: str | None) -> dict[str, Any]:
+async def find_customers(
+    deps: DashboardDeps, session: OpsSession, *, phone: str | None, user_id: str | None
+) -> dict[str, Any]:
     """Customers by masked phone (several may share one) or user id, through notification."""
     params = {"phone": phone} if phone is not None else {"user_id": user_id}
-    return await call_service(deps, session, "notification", "GET", "/v1/ops/customers", params=params)
+    return await call_service(deps, session, "notification", "GET", path="/v1/ops/customers", params=params)
 
 
 async def resend(deps: DashboardDeps, session: OpsSession, message_id: int, reason: str) -> dict[str, Any]:
     """Resend a message the customer lost, as the signed-in staff user (recorded as who resent it)."""
-    return await call_service(deps, session, "notification", "POST", f"/v1/ops/notifications/{message_id}/resend", json={"reason": reason})
+    return await call_service(
+        deps,
+        session,
+        "notification",
+        "POST",
+        path=f"/v1/ops/notifications/{message_id}/resend",
+        json={"reason": reason},
+    )

@@ -36,4 +36,9 @@ class DashboardSettings(ServiceSettings):
 
     def service_urls(self) -> dict[str, str]:
         """Where each service the dashboard calls lives."""
-        return {"risk": self.risk_url, "binding": self.binding_url, "verification": self.verification_url, "notification": self.notification_url}
+        return {
+            "risk": self.risk_url,
+            "binding": self.binding_url,
+            "verification": self.verification_url,
+            "notification": self.notification_url,
+        }

@@ -60,7 +60,8 @@ from shared.logging import configure_logging
 SECURITY_HEADERS = [
     (
         b"content-security-policy",
-        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     ),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -68,7 +69,18 @@ SECURITY_HEADERS = [
 ]
 
 SUBSCRIPTIONS: dict[type[Event], Projector] = {
-    **dict.fromkeys((BindingRequested, BindingVerified, BindingVerificationFailed, BindingCreated, MandateRequested, MandateConfirmed, MandateRefused), service.on_binding_flow),
+    **dict.fromkeys(
+        (
+            BindingRequested,
+            BindingVerified,
+            BindingVerificationFailed,
+            BindingCreated,
+            MandateRequested,
+            MandateConfirmed,
+            MandateRefused,
+        ),
+        service.on_binding_flow,
+    ),
     UnbindRequested: service.on_unbind_requested,
     RiskAssessed: service.on_risk_assessed,
     ReviewDecided: service.on_review_decided,
@@ -102,10 +114,14 @@ def create_app(
     settings = settings or DashboardSettings()
     configure_logging(settings.service_name, settings.log_level)
     keys = settings.load_keys()
-    bus = bus or KafkaBus(settings.kafka_bootstrap_servers, settings.kafka_security(), client_id="unbind-dashboard")
+    bus = bus or KafkaBus(
+        settings.kafka_bootstrap_servers, settings.kafka_security(), client_id="unbind-dashboard"
+    )
     projection = Projection(feed_size=settings.feed_size, finished_kept=settings.finished_requests_kept)
     hub = LiveHub(projection, settings, clock, subscriptions=SUBSCRIPTIONS)
-    reader = StreamReader(bus, settings, keys.trusted, projection, hub, clock, subscriptions=SUBSCRIPTIONS)
+    reader = StreamReader(
+        bus, settings, keys.trusted, projection, hub=hub, clock=clock, subscriptions=SUBSCRIPTIONS
+    )
     registry = CollectorRegistry()
 
     @asynccontextmanager
@@ -114,14 +130,21 @@ def create_app(
         async with AsyncExitStack() as clients:
             services = {
                 service: await clients.enter_async_context(
-                    httpx.AsyncClient(base_url=url, transport=wired.get(service) or httpx.AsyncHTTPTransport(retries=1), timeout=httpx.Timeout(5.0, connect=2.0))
+                    httpx.AsyncClient(
+                        base_url=url,
+                        transport=wired.get(service) or httpx.AsyncHTTPTransport(retries=1),
+                        timeout=httpx.Timeout(5.0, connect=2.0),
+                    )
                 )
                 for service, url in settings.service_urls().items()
             }
             app.state.deps = DashboardDeps(settings, hub, reader, services)
             tasks = []
             if settings.run_workers:
-                tasks = [asyncio.create_task(reader.run(), name="dashboard-reader"), asyncio.create_task(hub.push_overviews(), name="dashboard-push")]
+                tasks = [
+                    asyncio.create_task(reader.run(), name="dashboard-reader"),
+                    asyncio.create_task(hub.push_overviews(), name="dashboard-push"),
+                ]
             try:
                 yield
             finally:
@@ -138,7 +161,10 @@ def create_app(
     app = build_http_app(
         settings,
         title="unbind · dashboard",
-        description="The ops dashboard on the event stream: live feed, funnel, stage latency, throughput, outcomes, review queue, stuck requests and dead letters.",
+        description=(
+            "The ops dashboard on the event stream: live feed, funnel, stage latency, throughput, outcomes, "
+            "review queue, stuck requests and dead letters."
+        ),
         routers=[api.router],
         lifespan=lifespan,
         keys=keys.trusted,
@@ -151,10 +177,18 @@ def create_app(
     return app
 
 
-def _metrics(registry: CollectorRegistry, projection: Projection, hub: LiveHub, reader: StreamReader) -> Callable[[], Any]:
-    events = Gauge("unbind_dashboard_events_applied", "Events applied to the view since start", registry=registry)
-    open_requests = Gauge("unbind_dashboard_open_requests", "Unbind requests not yet finished", registry=registry)
-    dead_letters = Gauge("unbind_dashboard_dead_letters", "Records seen on the dead-letter topic", registry=registry)
+def _metrics(
+    registry: CollectorRegistry, projection: Projection, hub: LiveHub, reader: StreamReader
+) -> Callable[[], Any]:
+    events = Gauge(
+        "unbind_dashboard_events_applied", "Events applied to the view since start", registry=registry
+    )
+    open_requests = Gauge(
+        "unbind_dashboard_open_requests", "Unbind requests not yet finished", registry=registry
+    )
+    dead_letters = Gauge(
+        "unbind_dashboard_dead_letters", "Records seen on the dead-letter topic", registry=registry
+    )
     pages = Gauge("unbind_dashboard_live_pages", "Pages connected to the live stream", registry=registry)
     lag = consumer_lag_gauge(registry)
 

@@ -225,7 +225,9 @@ class Projection:
         if (view := self.finished.get(envelope.data.request_id)) is not None:
             view.reached.setdefault(stage, envelope.time)
 
-    def transition(self, envelope: Envelope, *, stage: str | None = None, state: str | None = None) -> RequestView:
+    def transition(
+        self, envelope: Envelope, *, stage: str | None = None, state: str | None = None
+    ) -> RequestView:
         """Record that the envelope's request reached `stage` and/or moved to `state`."""
         view = self.request(envelope)
         view.updated_at = max(view.updated_at, envelope.time)
@@ -282,10 +284,13 @@ class Projection:
             self._bucket(envelope.time).counts["requested"] += 1
         self._seq += 1
         event = envelope.data
-        request_id, binding_id = (event.request_id, event.binding_id) if isinstance(event, BindingEvent) else (None, None)
+        request_id, binding_id = (
+            (event.request_id, event.binding_id) if isinstance(event, BindingEvent) else (None, None)
+        )
         item = FeedItem(
             self._seq, envelope.id, envelope.type, envelope.time, received_at, envelope.source,
-            request_id, binding_id, event.user_id, {locale: redact(line) for locale, line in summaries.items()},
+            request_id, binding_id, event.user_id,
+            {locale: redact(line) for locale, line in summaries.items()},
         )  # fmt: skip
         self.feed.append(item)
         self.version += 1
@@ -343,11 +348,17 @@ class Projection:
             "events_total": self.events_total,
             "funnel": {
                 "now": {state: self.state_counts.get(state, 0) for state in STATES},
-                "by_kind": {kind: {state: self.kind_counts.get((kind, state), 0) for state in STATES} for kind in KINDS},
+                "by_kind": {
+                    kind: {state: self.kind_counts.get((kind, state), 0) for state in STATES}
+                    for kind in KINDS
+                },
                 "per_hour": self._per_hour(now),
             },
             "latency": {
-                "windows": {"5m": self._latency(current, 5 * MINUTE_BUCKETS), "60m": self._latency(current, KEEP_BUCKETS)},
+                "windows": {
+                    "5m": self._latency(current, 5 * MINUTE_BUCKETS),
+                    "60m": self._latency(current, KEEP_BUCKETS),
+                },
                 "per_minute_p95": self._latency_per_minute(current),
             },
             "series": {
@@ -375,7 +386,12 @@ class Projection:
             hour = self.hours.get(key)
             if hour:
                 names = (*STAGES, *OUTCOMES[1:], *KIND_STAGES)
-                rows.append({"hour": datetime.fromtimestamp(key * 3600, UTC).isoformat(), **{name: hour.get(name, 0) for name in names}})
+                rows.append(
+                    {
+                        "hour": datetime.fromtimestamp(key * 3600, UTC).isoformat(),
+                        **{name: hour.get(name, 0) for name in names},
+                    }
+                )
         return rows
 
     def _latency(self, current: int, buckets: int) -> dict[str, dict[str, Any]]:
@@ -386,7 +402,11 @@ class Projection:
                 for name, histogram in bucket.latency.items():
                     merged[name].update(histogram)
         return {
-            name: {"count": sum(histogram.values()), **{f"p{q}": _round(percentile(histogram, q)) for q in PERCENTILES}} for name, histogram in merged.items()
+            name: {
+                "count": sum(histogram.values()),
+                **{f"p{q}": _round(percentile(histogram, q)) for q in PERCENTILES},
+            }
+            for name, histogram in merged.items()
         }
 
     def _latency_per_minute(self, current: int) -> dict[str, Any]:
@@ -408,7 +428,10 @@ class Projection:
 
     def _stuck(self, now: datetime, stuck_after: timedelta) -> dict[str, Any]:
         cutoff = now - stuck_after
-        stuck = sorted((view for view in self.open.values() if view.updated_at < cutoff), key=lambda view: view.updated_at)
+        stuck = sorted(
+            (view for view in self.open.values() if view.updated_at < cutoff),
+            key=lambda view: view.updated_at,
+        )
         return {
             "count": len(stuck),
             "oldest": [
@@ -425,7 +448,9 @@ class Projection:
             ],
         }
 
-    def recent_feed(self, *, types: set[str] | None = None, request_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def recent_feed(
+        self, *, types: set[str] | None = None, request_id: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
         """The newest feed items first, filtered like the live stream."""
         items = [item for item in reversed(self.feed) if matches(item, types, request_id)]
         return [item.as_json() for item in items[:limit]]

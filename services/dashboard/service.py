@@ -66,7 +66,11 @@ def on_unbind_requested(view: Projection, envelope: Envelope) -> None:
 def on_risk_assessed(view: Projection, envelope: Envelope) -> None:
     event: RiskAssessed = envelope.data
     # A deny goes to a person, as a review does (binding holds the request for review).
-    state = "under_review" if event.decision in (RiskDecision.REVIEW, RiskDecision.DENY) else "pending_verification"
+    state = (
+        "under_review"
+        if event.decision in (RiskDecision.REVIEW, RiskDecision.DENY)
+        else "pending_verification"
+    )
     request = view.transition(envelope, stage="assessed", state=state)
     request.decision, request.score = str(event.decision), event.score
 
@@ -76,7 +80,9 @@ def on_review_decided(view: Projection, envelope: Envelope) -> None:
     if event.origin == ReviewOrigin.DISPUTE:  # the request stays completed, whatever ops found
         view.transition(envelope)
         return
-    request = view.transition(envelope, state="pending_verification" if event.decision == ReviewOutcome.APPROVE else None)
+    request = view.transition(
+        envelope, state="pending_verification" if event.decision == ReviewOutcome.APPROVE else None
+    )
     request.reviewed = True
     request.reached.setdefault("review_decided", envelope.time)
 
@@ -105,7 +111,9 @@ def on_unbind_completed(view: Projection, envelope: Envelope) -> None:
 def on_alternative_completed(view: Projection, envelope: Envelope) -> None:
     """A pause or a switch completes its request as an unbind does; the hour counts it by kind too."""
     view.transition(envelope, stage="completed", state="completed")
-    view.count_stage(envelope, {AutoDebitPaused: "paused", RepaymentAccountSwitched: "switched"}[type(envelope.data)])
+    view.count_stage(
+        envelope, {AutoDebitPaused: "paused", RepaymentAccountSwitched: "switched"}[type(envelope.data)]
+    )
 
 
 def on_auto_debit_resumed(view: Projection, envelope: Envelope) -> None:
@@ -141,15 +149,23 @@ def session_out(settings: DashboardSettings, principal: Principal | None) -> Ses
     return SessionOut(
         signed_in=principal is not None,
         subject=principal.subject if principal else None,
-        expires_at=datetime.fromtimestamp(principal.expires_at, UTC) if principal and principal.expires_at else None,
+        expires_at=datetime.fromtimestamp(principal.expires_at, UTC)
+        if principal and principal.expires_at
+        else None,
     )
 
 
 def login_link_token(settings: DashboardSettings, code: str) -> str:
-    """The ops token behind a one-time sign-in link, which is used up; 401 for a link unknown, used or expired."""
+    """The ops token behind a one-time sign-in link, which is used up; 401 for a link unknown, used or
+    expired."""
     token = claim_login_link(settings.login_link_dir, code) if settings.login_link_dir else None
     if token is None:
-        raise Problem(401, "login-link-invalid", "Sign-in link not valid", "This sign-in link is unknown, used or expired; ask for a new one (`unbind login-link`).")
+        raise Problem(
+            401,
+            "login-link-invalid",
+            "Sign-in link not valid",
+            "This sign-in link is unknown, used or expired; ask for a new one (`unbind login-link`).",
+        )
     return token
 
 
@@ -176,33 +192,63 @@ async def release_review(deps: DashboardDeps, session: OpsSession, review_id: st
     return await _call_risk(deps, session, "DELETE", f"/v1/reviews/{review_id}/claim")
 
 
-async def decide_review(deps: DashboardDeps, session: OpsSession, review_id: str, body: ReviewDecisionIn) -> dict[str, Any]:
-    return await _call_risk(deps, session, "POST", f"/v1/reviews/{review_id}/decision", json=body.model_dump(mode="json", exclude_none=True))
+async def decide_review(
+    deps: DashboardDeps, session: OpsSession, review_id: str, body: ReviewDecisionIn
+) -> dict[str, Any]:
+    return await _call_risk(
+        deps,
+        session,
+        "POST",
+        f"/v1/reviews/{review_id}/decision",
+        json=body.model_dump(mode="json", exclude_none=True),
+    )
 
 
 async def forward_rules(
-    deps: DashboardDeps, session: OpsSession, method: str, path: str, *, if_match: str | None = None, json: dict[str, Any] | None = None
+    deps: DashboardDeps,
+    session: OpsSession,
+    method: str,
+    path: str,
+    *,
+    if_match: str | None = None,
+    json: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], str | None]:
-    """A rules call of risk's, as the signed-in user: `If-Match` passed on, risk's answer and its `ETag` back."""
-    response = await _risk_response(deps, session, method, path, headers={"If-Match": if_match} if if_match is not None else {}, json=json)
+    """A rules call of risk's, as the signed-in user: `If-Match` passed on, risk's answer and its `ETag`
+    back."""
+    response = await _risk_response(
+        deps, session, method, path, headers={"If-Match": if_match} if if_match is not None else {}, json=json
+    )
     return response.json(), response.headers.get("ETag")
 
 
-async def _call_risk(deps: DashboardDeps, session: OpsSession, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-    return await call_service(deps, session, "risk", method, path, **kwargs)
+async def _call_risk(
+    deps: DashboardDeps, session: OpsSession, method: str, path: str, **kwargs: Any
+) -> dict[str, Any]:
+    return await call_service(deps, session, "risk", method, path=path, **kwargs)
 
 
-async def call_service(deps: DashboardDeps, session: OpsSession, service: str, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+async def call_service(
+    deps: DashboardDeps, session: OpsSession, service: str, method: str, *, path: str, **kwargs: Any
+) -> dict[str, Any]:
     """Call a service as the signed-in staff user (so it checks their roles and records who acted)."""
-    return (await _service_response(deps, session, service, method, path, **kwargs)).json()
+    return (await _service_response(deps, session, service, method, path=path, **kwargs)).json()
 
 
-async def _risk_response(deps: DashboardDeps, session: OpsSession, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    return await _service_response(deps, session, "risk", method, path, **kwargs)
+async def _risk_response(
+    deps: DashboardDeps, session: OpsSession, method: str, path: str, **kwargs: Any
+) -> httpx.Response:
+    return await _service_response(deps, session, "risk", method, path=path, **kwargs)
 
 
 async def _service_response(
-    deps: DashboardDeps, session: OpsSession, service: str, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    deps: DashboardDeps,
+    session: OpsSession,
+    service: str,
+    method: str,
+    *,
+    path: str,
+    headers: dict[str, str] | None = None,
+    **kwargs: Any,
 ) -> httpx.Response:
     """A service that does not answer, or fails, is a 503 `<service>-unavailable`; its own problems
     (404, 409, 412...) are passed on as they are, with their fields and ETag."""
@@ -213,10 +259,22 @@ async def _service_response(
     try:
         response = await deps.clients[service].request(method, path, headers=headers, **kwargs)
     except httpx.HTTPError as exc:
-        log.warning("service unreachable", extra={"service": service, "path": path, "error": type(exc).__name__})
-        raise Problem(503, *unavailable, f"The {service} service did not answer; try again shortly.", headers={"Retry-After": "2"}) from None
+        log.warning(
+            "service unreachable", extra={"service": service, "path": path, "error": type(exc).__name__}
+        )
+        raise Problem(
+            503,
+            *unavailable,
+            f"The {service} service did not answer; try again shortly.",
+            headers={"Retry-After": "2"},
+        ) from None
     if response.status_code >= 500:
-        raise Problem(503, *unavailable, f"The {service} service answered {response.status_code}; try again shortly.", headers={"Retry-After": "2"})
+        raise Problem(
+            503,
+            *unavailable,
+            f"The {service} service answered {response.status_code}; try again shortly.",
+            headers={"Retry-After": "2"},
+        )
     if response.status_code >= 400:
         # The service's own problem (404 unknown review, 409 held by another...), passed on as it is,
         # with its fields too (`claimed_by`, the version in force of a 412, the invalid fields of a 422...).
@@ -224,7 +282,14 @@ async def _service_response(
         extra = {key: value for key, value in body.items() if key not in _PROBLEM_FIELDS}
         slug = str(body.get("type", "")).rsplit("/", 1)[-1] or f"{service}-refused"
         headers = {"ETag": etag} if (etag := response.headers.get("ETag")) else None
-        raise Problem(response.status_code, slug, body.get("title", f"Refused by the {service} service"), body.get("detail"), headers=headers, **extra)
+        raise Problem(
+            response.status_code,
+            slug,
+            body.get("title", f"Refused by the {service} service"),
+            body.get("detail"),
+            headers=headers,
+            **extra,
+        )
     return response
 
 

@@ -42,7 +42,9 @@ async def read_token(settings: DashboardSettings, keys: KeySet, token: str) -> P
     """The principal of an ops token; 401 for a bad token, 403 for one without the ops role."""
     principal = await decode_token(keys, token, audience=settings.jwt_audience, issuer=settings.jwt_issuer)
     if not principal.has_role("ops"):
-        raise Problem(403, "forbidden", "Forbidden", "The dashboard is for ops: this token lacks the ops role.")
+        raise Problem(
+            403, "forbidden", "Forbidden", "The dashboard is for ops: this token lacks the ops role."
+        )
     return principal
 
 
@@ -50,21 +52,36 @@ async def ops_session(request: Request) -> OpsSession:
     settings = settings_of(request)
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
-        return OpsSession(await read_token(settings, keys_of(request), header[7:].strip()), header[7:].strip())
+        return OpsSession(
+            await read_token(settings, keys_of(request), header[7:].strip()), header[7:].strip()
+        )
     token = request.cookies.get(COOKIE)
     if not token:
-        raise Problem(401, "unauthorized", "Authentication required", "Sign in with an ops token.", headers={"WWW-Authenticate": "Bearer"})
+        raise Problem(
+            401,
+            "unauthorized",
+            "Authentication required",
+            "Sign in with an ops token.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if request.method not in SAFE_METHODS:
         origin = request.headers.get("origin")
         if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
-            raise Problem(403, "cross-origin", "Forbidden", "A cookie-authenticated change must come from the dashboard's own page.")
+            raise Problem(
+                403,
+                "cross-origin",
+                "Forbidden",
+                "A cookie-authenticated change must come from the dashboard's own page.",
+            )
     return OpsSession(await read_token(settings, keys_of(request), token), token)
 
 
 Ops = Annotated[OpsSession, Depends(ops_session)]
 
 
-def set_session_cookie(response: Response, settings: DashboardSettings, token: str, principal: Principal) -> None:
+def set_session_cookie(
+    response: Response, settings: DashboardSettings, token: str, principal: Principal
+) -> None:
     max_age = max(0, (principal.expires_at or 0) - int(time.time()))
     response.set_cookie(
         COOKIE,
@@ -79,4 +96,6 @@ def set_session_cookie(response: Response, settings: DashboardSettings, token: s
 
 
 def clear_session_cookie(response: Response, settings: DashboardSettings) -> None:
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=settings.env != "development")
+    response.delete_cookie(
+        COOKIE, path="/", httponly=True, samesite="strict", secure=settings.env != "development"
+    )

@@ -38,14 +38,23 @@ class Subscriber:
 
     types: set[str] | None
     request_id: str | None
-    queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = field(default_factory=lambda: asyncio.Queue(maxsize=2000))
+    queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=2000)
+    )
 
 
 class LiveHub:
     """Fans feed items and overviews out to the open pages. A page too slow to keep up is dropped
     (its browser reconnects and starts from a fresh overview) rather than slowing everyone."""
 
-    def __init__(self, projection: Projection, settings: DashboardSettings, clock: Callable[[], datetime], *, subscriptions: Mapping[type[Event], Projector]):
+    def __init__(
+        self,
+        projection: Projection,
+        settings: DashboardSettings,
+        clock: Callable[[], datetime],
+        *,
+        subscriptions: Mapping[type[Event], Projector],
+    ):
         self._projection = projection
         self._subscriptions = subscriptions
         self._settings = settings
@@ -54,7 +63,9 @@ class LiveHub:
         self._pushed_version = -1
 
     def overview(self) -> dict[str, Any]:
-        overview = self._projection.overview(self._clock(), stuck_after=timedelta(seconds=self._settings.stuck_after_seconds))
+        overview = self._projection.overview(
+            self._clock(), stuck_after=timedelta(seconds=self._settings.stuck_after_seconds)
+        )
         overview["event_types"] = sorted(event_type.__name__ for event_type in self._subscriptions)
         return overview
 
@@ -128,9 +139,9 @@ class StreamReader:
         settings: DashboardSettings,
         keys: KeySet,
         projection: Projection,
+        *,
         hub: LiveHub,
         clock: Callable[[], datetime],
-        *,
         subscriptions: Mapping[type[Event], Projector],
     ):
         self._bus = bus
@@ -146,7 +157,11 @@ class StreamReader:
     async def run(self) -> None:
         backoff = 0.2
         while True:
-            self.consumer = self._bus.consumer(self._settings.consumer_group, [self._settings.topic, self._settings.dlq_topic], listener=_StartWhereTheViewStands(self))
+            self.consumer = self._bus.consumer(
+                self._settings.consumer_group,
+                [self._settings.topic, self._settings.dlq_topic],
+                listener=_StartWhereTheViewStands(self),
+            )
             try:
                 await self.consumer.start()
                 self.connected = True
@@ -159,7 +174,10 @@ class StreamReader:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("stream reader stopped; restarting", extra={"error": redact(repr(exc)), "backoff_s": backoff})
+                log.warning(
+                    "stream reader stopped; restarting",
+                    extra={"error": redact(repr(exc)), "backoff_s": backoff},
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
@@ -171,7 +189,11 @@ class StreamReader:
         """Records on each assigned partition that the view has not applied yet."""
         if not self.connected or self.consumer is None:
             return {}
-        applied = {tp: position for tp in self.consumer.assignment() if (position := self.projection.position(tp.topic, tp.partition)) is not None}
+        applied = {
+            tp: position
+            for tp in self.consumer.assignment()
+            if (position := self.projection.position(tp.topic, tp.partition)) is not None
+        }
         return await partition_lag(self.consumer, applied)
 
     async def apply(self, topic: str, partition: int, record: Any) -> None:
@@ -205,4 +227,6 @@ class StreamReader:
         if not self.projection.first_sighting(envelope.id):
             return
         handler(self.projection, envelope)
-        self._hub.publish(self.projection.record(envelope, describe_in_every_locale(envelope.data), self._clock()))
+        self._hub.publish(
+            self.projection.record(envelope, describe_in_every_locale(envelope.data), self._clock())
+        )

@@ -37,7 +37,8 @@ class NotificationSettings(ServiceSettings):
     delivery_backoff_seconds: float = Field(15.0, gt=0)
     # The reminder to check the repayment status, this long after UnbindCompleted.
     reminder_delay_seconds: int = Field(86_400, ge=1)
-    # What a customer whose request goes to a person (review, appeal) is told to expect: an answer within this many hours.
+    # What a customer whose request goes to a person (review, appeal) is told to expect: an answer within this
+    # many hours.
     review_expected_hours: int = Field(24, ge=1, le=720)
     dispatch_interval_seconds: float = Field(0.5, gt=0, le=60)
 

@@ -14,7 +14,15 @@ from prometheus_client import CollectorRegistry
 from services.notification import api, repository, service
 from services.notification.config import NotificationSettings
 from services.notification.models import InboxEntry, OutboxMessage
-from services.notification.providers import HttpSmsGateway, InstitutionWebhook, JsonLinesProvider, Provider, SignedSms, SmsSinkProvider, SmtpEmail
+from services.notification.providers import (
+    HttpSmsGateway,
+    InstitutionWebhook,
+    JsonLinesProvider,
+    Provider,
+    SignedSms,
+    SmsSinkProvider,
+    SmtpEmail,
+)
 from services.notification.service import NotificationDeps, NotificationMetrics
 from services.notification.templates import PROBLEM_TEXTS
 from shared.app import ServiceRuntime, build_service_app
@@ -40,7 +48,8 @@ SUBSCRIPTIONS: Subscriptions = {
     # The customer's message of the event's kind, and nothing more ...
     **dict.fromkeys(service.NOTICES, service.notify),
     # ... except for these, which replace it with their own.
-    BindingRequested: service.remember_request,  # no message: the code SMS verification sends is the customer's notice
+    # no message: the code SMS verification sends is the customer's notice
+    BindingRequested: service.remember_request,
     UnbindRequested: service.open_request,
     MandateRequested: service.notify_with_lender,
     AutoDebitPaused: service.notify_with_lender,
@@ -59,9 +68,13 @@ def default_providers(settings: NotificationSettings, client: httpx.AsyncClient)
     var = settings.var_dir
     secret = settings.institution_webhook_secret.get_secret_value()
     return {
-        "sms": HttpSmsGateway(client, settings.sms_gateway_url) if settings.sms_gateway_url else SmsSinkProvider(settings.sms_sink),
+        "sms": HttpSmsGateway(client, settings.sms_gateway_url)
+        if settings.sms_gateway_url
+        else SmsSinkProvider(settings.sms_sink),
         "push": JsonLinesProvider(var / "push.jsonl"),
-        "email": SmtpEmail(settings.smtp_host, settings.smtp_port, settings.smtp_sender) if settings.smtp_host else JsonLinesProvider(var / "email.jsonl"),
+        "email": SmtpEmail(settings.smtp_host, settings.smtp_port, settings.smtp_sender)
+        if settings.smtp_host
+        else JsonLinesProvider(var / "email.jsonl"),
         "institution": (
             InstitutionWebhook(secret, settings.institution_webhook_url, client)
             if settings.institution_webhook_url
@@ -84,7 +97,12 @@ async def dispatcher(runtime: ServiceRuntime) -> None:
         await asyncio.sleep(deps.settings.dispatch_interval_seconds)
 
 
-def create_app(settings: NotificationSettings | None = None, *, bus: EventBus | None = None, providers: dict[str, Provider] | None = None) -> FastAPI:
+def create_app(
+    settings: NotificationSettings | None = None,
+    *,
+    bus: EventBus | None = None,
+    providers: dict[str, Provider] | None = None,
+) -> FastAPI:
     """`providers` replaces channels (tests pass failing ones)."""
     settings = settings or NotificationSettings()
     registry = CollectorRegistry()
@@ -100,7 +118,10 @@ def create_app(settings: NotificationSettings | None = None, *, bus: EventBus | 
     return build_service_app(
         settings,
         title="unbind · notification",
-        description="Messages to customers and lenders: templates, channels with fallback, preferences and quiet hours, the inbox.",
+        description=(
+            "Messages to customers and lenders: templates, channels with fallback, preferences and quiet "
+            "hours, the inbox."
+        ),
         routers=[api.router],
         outbox_model=OutboxMessage,
         inbox_model=InboxEntry,

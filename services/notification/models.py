@@ -22,7 +22,8 @@ OutboxMessage, InboxEntry = messaging_tables(Base)
 
 
 class Contact(Base):
-    """How to reach a customer. The phone number never leaves this service unmasked, except to the SMS gateway."""
+    """How to reach a customer. The phone number never leaves this service unmasked, except to the SMS
+    gateway."""
 
     __tablename__ = "contacts"
 

@@ -48,7 +48,17 @@ class JsonLinesProvider:
     path: Path
 
     async def send(self, message: Outgoing) -> None:
-        line = orjson.dumps({"to": message.recipient, "title": message.title, "text": message.body, "at": utcnow().isoformat()}) + b"\n"
+        line = (
+            orjson.dumps(
+                {
+                    "to": message.recipient,
+                    "title": message.title,
+                    "text": message.body,
+                    "at": utcnow().isoformat(),
+                }
+            )
+            + b"\n"
+        )
         await asyncio.to_thread(_append, self.path, line)
 
 
@@ -59,7 +69,9 @@ class SmsSinkProvider:
     path: Path
 
     async def send(self, message: Outgoing) -> None:
-        line = orjson.dumps({"to": message.recipient, "text": message.body, "at": utcnow().isoformat()}) + b"\n"
+        line = (
+            orjson.dumps({"to": message.recipient, "text": message.body, "at": utcnow().isoformat()}) + b"\n"
+        )
         await asyncio.to_thread(_append, self.path, line)
 
 
@@ -128,12 +140,26 @@ class InstitutionWebhook:
         signature = sign(self.secret, body)
         if self.url and self.client:
             try:
-                response = await self.client.post(self.url, content=body, headers={"Content-Type": "application/json", SIGNATURE_HEADER: signature})
+                response = await self.client.post(
+                    self.url,
+                    content=body,
+                    headers={"Content-Type": "application/json", SIGNATURE_HEADER: signature},
+                )
             except httpx.HTTPError as exc:
                 raise DeliveryError(f"lender webhook unreachable: {type(exc).__name__}") from exc
             if not response.is_success:
                 raise DeliveryError(f"lender webhook answered {response.status_code}")
             return
         assert self.sink is not None, "a development webhook needs a sink"
-        line = orjson.dumps({"to": message.recipient, "body": body.decode(), "signature": signature, "at": utcnow().isoformat()}) + b"\n"
+        line = (
+            orjson.dumps(
+                {
+                    "to": message.recipient,
+                    "body": body.decode(),
+                    "signature": signature,
+                    "at": utcnow().isoformat(),
+                }
+            )
+            + b"\n"
+        )
         await asyncio.to_thread(_append, self.sink, line)

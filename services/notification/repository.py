@@ -20,19 +20,27 @@ async def saved_locale(session: AsyncSession, user_id: str) -> str | None:
 
 
 async def delivery_exists(session: AsyncSession, event_id: str, channel: str, recipient: str) -> bool:
-    query = select(Delivery.id).where(Delivery.event_id == event_id, Delivery.channel == channel, Delivery.recipient == recipient)
+    query = select(Delivery.id).where(
+        Delivery.event_id == event_id, Delivery.channel == channel, Delivery.recipient == recipient
+    )
     return await session.scalar(query) is not None
 
 
 async def delivered_to(session: AsyncSession, event_id: str) -> set[tuple[str, str]]:
     """The (channel, recipient) pairs that already have a delivery of this event."""
-    rows = await session.execute(select(Delivery.channel, Delivery.recipient).where(Delivery.event_id == event_id))
+    rows = await session.execute(
+        select(Delivery.channel, Delivery.recipient).where(Delivery.event_id == event_id)
+    )
     return {(channel, recipient) for channel, recipient in rows}
 
 
 async def request_sms(session: AsyncSession, request_id: str, kind: str) -> Sequence[Delivery]:
     """The SMS deliveries of one kind about a request, locked: the dispatcher skips them meanwhile."""
-    query = select(Delivery).where(Delivery.request_id == request_id, Delivery.kind == kind, Delivery.channel == "sms").with_for_update()
+    query = (
+        select(Delivery)
+        .where(Delivery.request_id == request_id, Delivery.kind == kind, Delivery.channel == "sms")
+        .with_for_update()
+    )
     return (await session.scalars(query)).all()
 
 
@@ -49,35 +57,58 @@ async def due_deliveries(session: AsyncSession, now: datetime, limit: int) -> Se
 
 async def request_stages(session: AsyncSession, request_ids: set[str]) -> dict[str, str | None]:
     """The current stage (the id of the event that last moved it on) of each of these requests."""
-    rows = await session.execute(select(KnownRequest.request_id, KnownRequest.stage_event_id).where(KnownRequest.request_id.in_(request_ids)))
+    rows = await session.execute(
+        select(KnownRequest.request_id, KnownRequest.stage_event_id).where(
+            KnownRequest.request_id.in_(request_ids)
+        )
+    )
     return dict(rows.tuples().all())
 
 
-async def list_notifications(session: AsyncSession, user_id: str, limit: int, after: tuple[datetime, str] | None) -> Sequence[Notification]:
+async def list_notifications(
+    session: AsyncSession, user_id: str, limit: int, after: tuple[datetime, str] | None
+) -> Sequence[Notification]:
     """Newest first, keyset-paginated on (created_at, id)."""
     query = select(Notification).where(Notification.user_id == user_id)
     if after:
         created_at, notification_id = after
-        query = query.where(or_(Notification.created_at < created_at, (Notification.created_at == created_at) & (Notification.id < notification_id)))
-    return (await session.scalars(query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit))).all()
+        query = query.where(
+            or_(
+                Notification.created_at < created_at,
+                (Notification.created_at == created_at) & (Notification.id < notification_id),
+            )
+        )
+    return (
+        await session.scalars(
+            query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit)
+        )
+    ).all()
 
 
 async def count_contacts(session: AsyncSession) -> int:
     return await session.scalar(select(func.count()).select_from(Contact)) or 0
 
 
-async def deliveries_of(session: AsyncSession, *, user_id: str | None, request_id: str | None, limit: int) -> Sequence[Delivery]:
+async def deliveries_of(
+    session: AsyncSession, *, user_id: str | None, request_id: str | None, limit: int
+) -> Sequence[Delivery]:
     """A customer's or a request's deliveries, newest first."""
     query = select(Delivery)
     if user_id:
         query = query.where(Delivery.user_id == user_id)
     if request_id:
         query = query.where(Delivery.request_id == request_id)
-    return (await session.scalars(query.order_by(Delivery.created_at.desc(), Delivery.id.desc()).limit(limit))).all()
+    return (
+        await session.scalars(query.order_by(Delivery.created_at.desc(), Delivery.id.desc()).limit(limit))
+    ).all()
 
 
 async def contacts_by_phone_key(session: AsyncSession, key: str) -> Sequence[Contact]:
-    return (await session.scalars(select(Contact).where(Contact.phone_key == key).order_by(Contact.user_id).limit(50))).all()
+    return (
+        await session.scalars(
+            select(Contact).where(Contact.phone_key == key).order_by(Contact.user_id).limit(50)
+        )
+    ).all()
 
 
 async def event_ids_of(session: AsyncSession, delivery_ids: set[int]) -> dict[int, str]:

@@ -16,7 +16,11 @@ class DeviceRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")
-    name: FreeText = Field(min_length=1, max_length=128, description="The name the customer gave it; kept, and used by every notice about the device")
+    name: FreeText = Field(
+        min_length=1,
+        max_length=128,
+        description="The name the customer gave it; kept, and used by every notice about the device",
+    )
 
 
 # The codes that are for a request (the others are for a device).
@@ -28,14 +32,19 @@ class MessageIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    message_id: str = Field(pattern=r"^[A-Za-z0-9:._-]{1,128}$", description="Idempotency key: a repeated id sends nothing new")
+    message_id: str = Field(
+        pattern=r"^[A-Za-z0-9:._-]{1,128}$", description="Idempotency key: a repeated id sends nothing new"
+    )
     user_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
     template: Literal["otp_code", "device_enrolment_code", "binding_code"]
     params: dict[str, FreeText] = Field(default_factory=dict, max_length=10)
     request_id: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9-]{1,36}$",
-        description="The unbind or bind request a code is for: the SMS names its account, and an unbind request's risk prompt goes first",
+        description=(
+            "The unbind or bind request a code is for: the SMS names its account, and an unbind request's "
+            "risk prompt goes first"
+        ),
     )
     device: DeviceRef | None = Field(None, description="The device a code enrols: the SMS names it")
 
@@ -90,12 +99,15 @@ class QuietHours(BaseModel):
 class PreferencesOut(BaseModel):
     locale: str
     timezone: str
-    quiet_hours: QuietHours | None = Field(description="Local times between which messages that can wait are held; null: off")
+    quiet_hours: QuietHours | None = Field(
+        description="Local times between which messages that can wait are held; null: off"
+    )
     opt_out: dict[str, list[str]] = Field(description="Message kind -> channels turned off")
 
 
 def opt_out_channels(kind: str) -> tuple[str, ...]:
-    """The channels of a kind a customer can turn off: those it goes by, and SMS where SMS stands in for a failed push."""
+    """The channels of a kind a customer can turn off: those it goes by, and SMS where SMS stands in for a
+    failed push."""
     channels = KINDS[kind].channels
     return channels + ("sms",) if "push" in channels and "sms" not in channels else channels
 
@@ -128,7 +140,11 @@ class PreferencesIn(BaseModel):
     def _kinds(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
         if unknown := sorted(set(value) - set(KINDS)):
             raise ValueError(f"unknown message kinds: {', '.join(unknown)}")
-        if unused := sorted(f"{kind} by {channel}" for kind, channels in value.items() for channel in set(channels) - set(opt_out_channels(kind))):
+        if unused := sorted(
+            f"{kind} by {channel}"
+            for kind, channels in value.items()
+            for channel in set(channels) - set(opt_out_channels(kind))
+        ):
             raise ValueError(f"never sent, so it cannot be turned off: {', '.join(unused)}")
         return value
 
@@ -137,7 +153,9 @@ class PreferencesIn(BaseModel):
         if not self.model_fields_set:
             raise ValueError("nothing to change: give locale, timezone, quiet_hours or opt_out")
         if self.quiet_hours is not None and self.quiet_hours.start == self.quiet_hours.end:
-            raise ValueError("quiet hours that start when they end are none: send quiet_hours null to turn them off")
+            raise ValueError(
+                "quiet hours that start when they end are none: send quiet_hours null to turn them off"
+            )
         return self
 
 
@@ -147,8 +165,15 @@ class OpsMessageOut(BaseModel):
     id: int = Field(description="The delivery's id (what `POST /v1/ops/notifications/{id}/resend` takes)")
     kind: str
     channel: str = Field(description="inapp, push, sms, email, or institution (the lender's webhook)")
-    status: str = Field(description="queued, sent, failed, suppressed (the customer turned it off) or superseded (stale before it could go)")
-    destination: str = Field(description="Masked: `138****5678`, `z***@example.com`, `inbox`, `app` or `lender`")
+    status: str = Field(
+        description=(
+            "queued, sent, failed, suppressed (the customer turned it off) or superseded (stale before it "
+            "could go)"
+        )
+    )
+    destination: str = Field(
+        description="Masked: `138****5678`, `z***@example.com`, `inbox`, `app` or `lender`"
+    )
     title: str
     attempts: int
     created_at: datetime
@@ -178,4 +203,6 @@ class OpsContactList(BaseModel):
 class ResendIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: FreeText = Field(min_length=1, max_length=200, description="Why it is resent (kept on the message, and listed)")
+    reason: FreeText = Field(
+        min_length=1, max_length=200, description="Why it is resent (kept on the message, and listed)"
+    )

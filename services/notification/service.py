@@ -25,7 +25,15 @@ from prometheus_client import CollectorRegistry, Counter
 
 from services.notification import repository
 from services.notification.config import NotificationSettings
-from services.notification.models import Contact, Delivery, DeliveryStatus, DeviceName, KnownRequest, Notification, ReviewMessage
+from services.notification.models import (
+    Contact,
+    Delivery,
+    DeliveryStatus,
+    DeviceName,
+    KnownRequest,
+    Notification,
+    ReviewMessage,
+)
 from services.notification.providers import DeliveryError, Outgoing, Provider
 from services.notification.schemas import (
     MessageAccepted,
@@ -41,7 +49,14 @@ from services.notification.schemas import (
     QuietHours,
     ReviewMessageIn,
 )
-from services.notification.templates import DEFAULT_LOCALE, KINDS, SECURITY_KINDS, STAGE_KINDS, AccountRef, render
+from services.notification.templates import (
+    DEFAULT_LOCALE,
+    KINDS,
+    SECURITY_KINDS,
+    STAGE_KINDS,
+    AccountRef,
+    render,
+)
 from shared.auth import Principal
 from shared.cloudevents import EventRejected
 from shared.consumer import current_envelope
@@ -99,8 +114,10 @@ class NotificationMetrics:
     def __init__(self, registry: CollectorRegistry):
         self.deliveries = Counter(
             "unbind_notification_deliveries",
-            "Deliveries by channel and outcome, counted once committed: sent, suppressed (opted out), superseded (stale before it could go), "
-            f"failed (for good: attempts spent, a push that fell back to SMS, a code SMS the gateway refused), {RETRYING} (a failed attempt, tried again later)",
+            "Deliveries by channel and outcome, counted once committed: sent, suppressed (opted out), "
+            "superseded (stale before it could go), "
+            f"failed (for good: attempts spent, a push that fell back to SMS, a code SMS the gateway "
+            f"refused), {RETRYING} (a failed attempt, tried again later)",
             ["channel", "status"],
             registry=registry,
         )
@@ -131,7 +148,11 @@ def quiet_until(contact: Contact | None, now: datetime) -> datetime | None:
     if contact is not None and (contact.quiet_start is None or contact.quiet_end is None):
         return None
     zone = ZoneInfo(contact.timezone if contact else "Asia/Shanghai")
-    start, end = (time.fromisoformat(contact.quiet_start), time.fromisoformat(contact.quiet_end)) if contact else (time(22), time(8))
+    start, end = (
+        (time.fromisoformat(contact.quiet_start), time.fromisoformat(contact.quiet_end))
+        if contact
+        else (time(22), time(8))
+    )
     local = now.astimezone(zone)
     clock = local.time()
     inside = (start <= clock or clock < end) if start > end else (start <= clock < end)
@@ -153,9 +174,9 @@ async def plan(
     metrics: NotificationMetrics,
     event_id: str,
     kind: str,
+    *,
     event: Event,
     facts: dict[str, Any],
-    *,
     request_kind: str | None = None,
     not_before: datetime | None = None,
 ) -> int:
@@ -169,7 +190,12 @@ async def plan(
     due = not_before or now
     held = send_time(kind, contact, due)
     opted_out = set((contact.opt_out or {}).get(kind, [])) if contact else set()
-    recipients = {"inapp": event.user_id, "push": event.user_id, "sms": contact.phone if contact else None, "email": contact.email if contact else None}
+    recipients = {
+        "inapp": event.user_id,
+        "push": event.user_id,
+        "sms": contact.phone if contact else None,
+        "email": contact.email if contact else None,
+    }
     # One query for the whole message, not one per channel: a replay finds every pair already there.
     existing = await repository.delivered_to(session, event_id)
     # An event about a customer's device belongs to no request.
@@ -181,7 +207,15 @@ async def plan(
         if recipient is None or (channel, recipient) in existing:
             continue
         delivery = Delivery(
-            event_id=event_id, channel=channel, recipient=recipient, user_id=event.user_id, kind=kind, request_id=request_id, title=title, body=body, created_at=now
+            event_id=event_id,
+            channel=channel,
+            recipient=recipient,
+            user_id=event.user_id,
+            kind=kind,
+            request_id=request_id,
+            title=title,
+            body=body,
+            created_at=now,
         )
         if channel in opted_out and kind not in SECURITY_KINDS:
             delivery.status = DeliveryStatus.SUPPRESSED
@@ -190,7 +224,10 @@ async def plan(
             _to_inbox(uow, delivery, now)
             outcomes.append((channel, DeliveryStatus.SENT))
         else:
-            delivery.status, delivery.next_attempt_at = DeliveryStatus.QUEUED, due if channel == "inapp" else held
+            delivery.status, delivery.next_attempt_at = (
+                DeliveryStatus.QUEUED,
+                due if channel == "inapp" else held,
+            )
         session.add(delivery)
         created += 1
     metrics.count_after_commit(uow, outcomes)
@@ -199,12 +236,22 @@ async def plan(
 
 def _to_inbox(uow: UnitOfWork, delivery: Delivery, now: datetime) -> None:
     uow.session.add(
-        Notification(id=str(uuid.uuid4()), user_id=delivery.user_id, kind=delivery.kind, request_id=delivery.request_id, title=delivery.title, body=delivery.body, created_at=now)
+        Notification(
+            id=str(uuid.uuid4()),
+            user_id=delivery.user_id,
+            kind=delivery.kind,
+            request_id=delivery.request_id,
+            title=delivery.title,
+            body=delivery.body,
+            created_at=now,
+        )
     )
     delivery.status, delivery.sent_at, delivery.attempts = DeliveryStatus.SENT, now, 1
 
 
-async def remember_request(uow: UnitOfWork, deps: NotificationDeps, event: UnbindRequested | BindingRequested) -> None:
+async def remember_request(
+    uow: UnitOfWork, deps: NotificationDeps, event: UnbindRequested | BindingRequested
+) -> None:
     event_id = current_envelope.get().id
     if await uow.session.get(KnownRequest, event.request_id) is None:
         uow.session.add(
@@ -228,8 +275,16 @@ async def follow_request(uow: UnitOfWork, event_id: str, event: BindingEvent) ->
     refused device signature): what was queued about an earlier stage is stale. The events of a
     request share a partition, so they come here in order."""
     known = await uow.session.get(KnownRequest, event.request_id)
-    if known is None or known.user_id != event.user_id or (known.binding_id is not None and known.binding_id != event.binding_id):
-        raise EventRejected("state", f"{type(event).__name__} is about a request no UnbindRequested or BindingRequested opened for this binding and customer")
+    if (
+        known is None
+        or known.user_id != event.user_id
+        or (known.binding_id is not None and known.binding_id != event.binding_id)
+    ):
+        raise EventRejected(
+            "state",
+            f"{type(event).__name__} is about a request no UnbindRequested or BindingRequested opened for "
+            f"this binding and customer",
+        )
     if not isinstance(event, BiometricCounterRegressed):
         known.stage_event_id = event_id
     return known
@@ -258,7 +313,13 @@ async def notify_lender(uow: UnitOfWork, event_id: str, kind: str, event: Bindin
     if await repository.delivery_exists(uow.session, event_id, "institution", "lender"):
         return
     event_type = type(event).__name__
-    payload = {"type": event_type, "event_id": event_id, "binding_id": event.binding_id, **lender_payload(event), "at": utcnow().isoformat()}
+    payload = {
+        "type": event_type,
+        "event_id": event_id,
+        "binding_id": event.binding_id,
+        **lender_payload(event),
+        "at": utcnow().isoformat(),
+    }
     uow.session.add(
         Delivery(
             event_id=event_id,
@@ -276,9 +337,19 @@ async def notify_lender(uow: UnitOfWork, event_id: str, kind: str, event: Bindin
     )
 
 
-async def schedule_reminder(uow: UnitOfWork, deps: NotificationDeps, event_id: str, event: UnbindCompleted) -> None:
+async def schedule_reminder(
+    uow: UnitOfWork, deps: NotificationDeps, event_id: str, event: UnbindCompleted
+) -> None:
     when = utcnow() + timedelta(seconds=deps.settings.reminder_delay_seconds)
-    await plan(uow, deps.metrics, f"{event_id}:reminder", "follow_up_reminder", event, await facts_of(uow, event), not_before=when)
+    await plan(
+        uow,
+        deps.metrics,
+        f"{event_id}:reminder",
+        "follow_up_reminder",
+        event=event,
+        facts=await facts_of(uow, event),
+        not_before=when,
+    )
 
 
 async def facts_of(uow: UnitOfWork, event: Event) -> dict[str, Any]:
@@ -320,7 +391,12 @@ async def keep_review_message(uow: UnitOfWork, review_id: str, body: ReviewMessa
         message = ReviewMessage(review_id=review_id)
         uow.session.add(message)
     # Masked like every number a person typed: the customer's phone or account may be in it.
-    message.user_id, message.request_id, message.message, message.received_at = body.user_id, body.request_id, redact(body.message), utcnow()
+    message.user_id, message.request_id, message.message, message.received_at = (
+        body.user_id,
+        body.request_id,
+        redact(body.message),
+        utcnow(),
+    )
 
 
 async def review_notice(uow: UnitOfWork, event: ReviewDecided) -> tuple[str, dict[str, Any]]:
@@ -331,15 +407,25 @@ async def review_notice(uow: UnitOfWork, event: ReviewDecided) -> tuple[str, dic
     elif event.decision == ReviewOutcome.APPROVE:
         kind, params = "review_approved", {}
     else:
-        kind, params = "appeal_denied" if event.origin == ReviewOrigin.APPEAL else "review_denied", {"denial_reason": event.reason or "other"}
+        kind, params = (
+            "appeal_denied" if event.origin == ReviewOrigin.APPEAL else "review_denied",
+            {"denial_reason": event.reason or "other"},
+        )
     if event.customer_message:
         message = await uow.session.get(ReviewMessage, event.review_id) if event.review_id else None
-        if message is not None and message.request_id == event.request_id and message.user_id == event.user_id:
+        if (
+            message is not None
+            and message.request_id == event.request_id
+            and message.user_id == event.user_id
+        ):
             params["reviewer_message"] = message.message
         else:
             # Risk hands the message over before it commits the decision, so this is not expected;
             # the customer still learns the outcome.
-            log.warning("the reviewer's message to the customer is missing", extra={"request_id": event.request_id, "review_id": event.review_id})
+            log.warning(
+                "the reviewer's message to the customer is missing",
+                extra={"request_id": event.request_id, "review_id": event.review_id},
+            )
     return kind, params
 
 
@@ -386,7 +472,15 @@ async def _follow(uow: UnitOfWork, event: Event) -> tuple[str, str | None]:
 
 async def _notify(uow: UnitOfWork, deps: NotificationDeps, kind: str, event: Event, **params: object) -> None:
     event_id, request_kind = await _follow(uow, event)
-    await plan(uow, deps.metrics, event_id, kind, event, await facts_of(uow, event) | params, request_kind=request_kind)
+    await plan(
+        uow,
+        deps.metrics,
+        event_id,
+        kind,
+        event=event,
+        facts=await facts_of(uow, event) | params,
+        request_kind=request_kind,
+    )
 
 
 async def notify(uow: UnitOfWork, deps: NotificationDeps, event: Event, **params: object) -> None:
@@ -413,7 +507,9 @@ async def complete_request(uow: UnitOfWork, deps: NotificationDeps, event: Unbin
 async def notify_assessment(uow: UnitOfWork, deps: NotificationDeps, event: RiskAssessed) -> None:
     # The customer hears of a review (with when to expect an answer); of a score, never.
     if event.decision == RiskDecision.REVIEW:
-        await _notify(uow, deps, "unbind_under_review", event, expected_hours=deps.settings.review_expected_hours)
+        await _notify(
+            uow, deps, "unbind_under_review", event, expected_hours=deps.settings.review_expected_hours
+        )
     else:
         await _follow(uow, event)
 
@@ -440,7 +536,9 @@ async def notify_review_decision(uow: UnitOfWork, deps: NotificationDeps, event:
 
 def backoff(settings: NotificationSettings, attempts: int) -> timedelta:
     """Exponential from the base, with +-20 % jitter so retries of many messages spread out."""
-    return timedelta(seconds=settings.delivery_backoff_seconds * 2 ** (attempts - 1) * random.uniform(0.8, 1.2))
+    return timedelta(
+        seconds=settings.delivery_backoff_seconds * 2 ** (attempts - 1) * random.uniform(0.8, 1.2)
+    )
 
 
 async def dispatch_due(uow: UnitOfWork, deps: NotificationDeps, *, limit: int = 200) -> int:
@@ -472,7 +570,10 @@ async def dispatch_due(uow: UnitOfWork, deps: NotificationDeps, *, limit: int = 
             delivery.status = DeliveryStatus.FAILED
         else:
             delivery.next_attempt_at = now + backoff(deps.settings, delivery.attempts)
-    outcomes = [(delivery.channel, delivery.status if delivery.status != DeliveryStatus.QUEUED else RETRYING) for delivery in claimed]
+    outcomes = [
+        (delivery.channel, delivery.status if delivery.status != DeliveryStatus.QUEUED else RETRYING)
+        for delivery in claimed
+    ]
     deps.metrics.count_after_commit(uow, outcomes + suppressed)
     return len(claimed)
 
@@ -481,23 +582,32 @@ async def _stale(uow: UnitOfWork, deliveries: Sequence[Delivery]) -> list[Delive
     """The deliveries about a request's stage (STAGE_KINDS) from an event that is no longer the
     request's stage: "verify it is you" after the request completed, expired, was cancelled or
     rejected, or was verified. Security messages are never stale: they go whatever happened since."""
-    about_stage = [delivery for delivery in deliveries if delivery.kind in STAGE_KINDS and delivery.request_id is not None]
+    about_stage = [
+        delivery
+        for delivery in deliveries
+        if delivery.kind in STAGE_KINDS and delivery.request_id is not None
+    ]
     if not about_stage:
         return []
-    stages = await repository.request_stages(uow.session, {delivery.request_id for delivery in about_stage if delivery.request_id})
+    stages = await repository.request_stages(
+        uow.session, {delivery.request_id for delivery in about_stage if delivery.request_id}
+    )
     # A resend is about the stage of the message it repeats.
     resent = {delivery.resend_of for delivery in about_stage if delivery.resend_of is not None}
     repeated = await repository.event_ids_of(uow.session, resent) if resent else {}
     return [
         delivery
         for delivery in about_stage
-        if (stage := stages.get(delivery.request_id)) is not None and stage != (repeated.get(delivery.resend_of) if delivery.resend_of else delivery.event_id)
+        if (stage := stages.get(delivery.request_id)) is not None
+        and stage != (repeated.get(delivery.resend_of) if delivery.resend_of else delivery.event_id)
     ]
 
 
 async def _send(deps: NotificationDeps, delivery: Delivery) -> DeliveryError | None:
     try:
-        await deps.providers[delivery.channel].send(Outgoing(delivery.recipient, delivery.title, delivery.body, delivery.payload))
+        await deps.providers[delivery.channel].send(
+            Outgoing(delivery.recipient, delivery.title, delivery.body, delivery.payload)
+        )
     except DeliveryError as exc:
         return exc
     return None
@@ -536,20 +646,36 @@ async def send_message(uow: UnitOfWork, deps: NotificationDeps, message: Message
     """Send a service's code SMS, once per message id; only its redacted text is kept."""
     contact = await repository.get_contact(uow.session, message.user_id)
     if contact is None:
-        raise Problem(422, "unknown-recipient", "Unknown recipient", "No contact details are on file for this user.")
+        raise Problem(
+            422, "unknown-recipient", "Unknown recipient", "No contact details are on file for this user."
+        )
     masked = mask_phone(contact.phone)
     if await repository.delivery_exists(uow.session, message.message_id, "sms", contact.phone):
         return MessageAccepted(message_id=message.message_id, status="sent", channel="sms", to=masked)
     # A request's code says what the request asks (an unbind, a pause, a switch) and names its account
     # (known once notification has seen the request's UnbindRequested); the device is named by the
     # message itself.
-    known = await _known_request(uow, message.request_id, message.user_id) if message.request_id is not None else None
-    facts: dict[str, Any] = {**message.params, "account": AccountRef(known.lender, known.account_last4) if known else None, "device": None}
+    known = (
+        await _known_request(uow, message.request_id, message.user_id)
+        if message.request_id is not None
+        else None
+    )
+    facts: dict[str, Any] = {
+        **message.params,
+        "account": AccountRef(known.lender, known.account_last4) if known else None,
+        "device": None,
+    }
     if message.device is not None:
         await _remember_device(uow, message.user_id, message.device.id, message.device.name)
         facts["device"] = message.device.name
     try:
-        title, text = render(message.template, contact.locale, facts, contact.timezone, request_kind=known.kind if known else None)
+        title, text = render(
+            message.template,
+            contact.locale,
+            facts,
+            contact.timezone,
+            request_kind=known.kind if known else None,
+        )
     except KeyError as exc:
         raise Problem(422, "template-parameters", "Template parameters missing", str(exc)) from exc
     if known is not None:
@@ -596,7 +722,12 @@ async def _known_request(uow: UnitOfWork, request_id: str, user_id: str) -> Know
             headers={"Retry-After": "1"},
         )
     if known.user_id != user_id:
-        raise Problem(422, "unknown-request", "Not this customer's request", "The code names an unbind request of another customer.")
+        raise Problem(
+            422,
+            "unknown-request",
+            "Not this customer's request",
+            "The code names an unbind request of another customer.",
+        )
     return known
 
 
@@ -618,6 +749,8 @@ async def _prompt_first(uow: UnitOfWork, deps: NotificationDeps, known: KnownReq
 
 def _sms_unavailable(detail: str) -> Problem:
     return Problem(503, "sms-unavailable", "SMS gateway unavailable", detail, headers={"Retry-After": "2"})
+
+
 async def _remember_device(uow: UnitOfWork, user_id: str, device_id: str, name: str) -> None:
     device = await uow.session.get(DeviceName, device_id)
     if device is None:
@@ -629,11 +762,20 @@ async def _remember_device(uow: UnitOfWork, user_id: str, device_id: str, name: 
 # --- customer API --------------------------------------------------------------------------
 
 
-async def list_notifications(uow: UnitOfWork, principal: Principal, limit: int, cursor: str | None) -> NotificationList:
-    rows = await repository.list_notifications(uow.session, principal.subject, limit + 1, decode_cursor(cursor) if cursor else None)
+async def list_notifications(
+    uow: UnitOfWork, principal: Principal, limit: int, cursor: str | None
+) -> NotificationList:
+    rows = await repository.list_notifications(
+        uow.session, principal.subject, limit + 1, decode_cursor(cursor) if cursor else None
+    )
     page = rows[:limit]
     return NotificationList(
-        items=[NotificationOut.model_validate(row, from_attributes=True).model_copy(update={"read": row.read_at is not None}) for row in page],
+        items=[
+            NotificationOut.model_validate(row, from_attributes=True).model_copy(
+                update={"read": row.read_at is not None}
+            )
+            for row in page
+        ],
         next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None,
     )
 
@@ -643,12 +785,20 @@ async def mark_read(uow: UnitOfWork, principal: Principal, notification_id: str)
     if notification is None or notification.user_id != principal.subject:
         raise not_found("The notification")
     notification.read_at = notification.read_at or utcnow()
-    return NotificationOut.model_validate(notification, from_attributes=True).model_copy(update={"read": True})
+    return NotificationOut.model_validate(notification, from_attributes=True).model_copy(
+        update={"read": True}
+    )
 
 
 def preferences_out(contact: Contact) -> PreferencesOut:
-    quiet = QuietHours(start=contact.quiet_start, end=contact.quiet_end) if contact.quiet_start is not None and contact.quiet_end is not None else None
-    return PreferencesOut(locale=contact.locale, timezone=contact.timezone, quiet_hours=quiet, opt_out=contact.opt_out or {})
+    quiet = (
+        QuietHours(start=contact.quiet_start, end=contact.quiet_end)
+        if contact.quiet_start is not None and contact.quiet_end is not None
+        else None
+    )
+    return PreferencesOut(
+        locale=contact.locale, timezone=contact.timezone, quiet_hours=quiet, opt_out=contact.opt_out or {}
+    )
 
 
 async def _own_contact(uow: UnitOfWork, principal: Principal) -> Contact:
@@ -663,8 +813,16 @@ async def get_preferences(uow: UnitOfWork, principal: Principal) -> PreferencesO
 
 
 async def update_preferences(uow: UnitOfWork, principal: Principal, body: PreferencesIn) -> PreferencesOut:
-    if security := sorted(kind for kind, channels in (body.opt_out or {}).items() if channels and kind in SECURITY_KINDS):
-        raise Problem(422, "security-message", "Security messages cannot be turned off", "These messages protect your account and are always sent.", kinds=security)
+    if security := sorted(
+        kind for kind, channels in (body.opt_out or {}).items() if channels and kind in SECURITY_KINDS
+    ):
+        raise Problem(
+            422,
+            "security-message",
+            "Security messages cannot be turned off",
+            "These messages protect your account and are always sent.",
+            kinds=security,
+        )
     contact = await _own_contact(uow, principal)
     given = body.model_fields_set  # the schema refuses null for all but quiet_hours, and an empty body
     if "locale" in given and body.locale != contact.locale:
@@ -674,7 +832,9 @@ async def update_preferences(uow: UnitOfWork, principal: Principal, body: Prefer
     if "timezone" in given:
         contact.timezone = body.timezone
     if "quiet_hours" in given:
-        contact.quiet_start, contact.quiet_end = (body.quiet_hours.start, body.quiet_hours.end) if body.quiet_hours else (None, None)
+        contact.quiet_start, contact.quiet_end = (
+            (body.quiet_hours.start, body.quiet_hours.end) if body.quiet_hours else (None, None)
+        )
     if "opt_out" in given:
         contact.opt_out = {kind: sorted(set(channels)) for kind, channels in body.opt_out.items() if channels}
     return preferences_out(contact)
@@ -720,22 +880,42 @@ def ops_message_out(delivery: Delivery) -> OpsMessageOut:
 async def ops_messages(uow: UnitOfWork, *, user_id: str | None, request_id: str | None) -> OpsMessageList:
     """A customer's or a request's messages on every channel, newest first, masked and without their text."""
     if not user_id and not request_id:
-        raise Problem(422, "filter-required", "Filter required", "Name a customer (`user_id`) or a request (`request_id`).")
-    rows = await repository.deliveries_of(uow.session, user_id=user_id, request_id=request_id, limit=OPS_MESSAGES_SHOWN)
+        raise Problem(
+            422,
+            "filter-required",
+            "Filter required",
+            "Name a customer (`user_id`) or a request (`request_id`).",
+        )
+    rows = await repository.deliveries_of(
+        uow.session, user_id=user_id, request_id=request_id, limit=OPS_MESSAGES_SHOWN
+    )
     return OpsMessageList(items=[ops_message_out(row) for row in rows])
 
 
 async def ops_customers(uow: UnitOfWork, *, phone: str | None, user_id: str | None) -> OpsContactList:
     """Customers found by their masked phone (`138****5678`: several may share it) or their exact user id."""
     if (phone is None) == (user_id is None):
-        raise Problem(422, "one-filter", "One filter", "Look a customer up by `phone` (masked, e.g. 138****5678) or by `user_id`, not both.")
+        raise Problem(
+            422,
+            "one-filter",
+            "One filter",
+            "Look a customer up by `phone` (masked, e.g. 138****5678) or by `user_id`, not both.",
+        )
     if phone is not None:
         contacts = await repository.contacts_by_phone_key(uow.session, phone_key(phone))
     else:
         contact = await repository.get_contact(uow.session, user_id or "")
         contacts = [contact] if contact else []
     return OpsContactList(
-        items=[OpsContactOut(user_id=c.user_id, phone=mask_phone(c.phone), email=mask_email(c.email) if c.email else None, locale=c.locale) for c in contacts]
+        items=[
+            OpsContactOut(
+                user_id=c.user_id,
+                phone=mask_phone(c.phone),
+                email=mask_email(c.email) if c.email else None,
+                locale=c.locale,
+            )
+            for c in contacts
+        ]
     )
 
 
@@ -757,14 +937,21 @@ async def resend(uow: UnitOfWork, principal: Principal, delivery_id: int, reason
     if original.status == DeliveryStatus.QUEUED:
         raise _not_resendable("This message has not gone yet: it is still queued.")
     contact = await repository.get_contact(uow.session, original.user_id)
-    recipient = {"inapp": original.user_id, "push": original.user_id, "sms": contact.phone if contact else None, "email": contact.email if contact else None}
+    recipient = {
+        "inapp": original.user_id,
+        "push": original.user_id,
+        "sms": contact.phone if contact else None,
+        "email": contact.email if contact else None,
+    }
     to = recipient.get(original.channel)
     if to is None:
         raise _not_resendable(f"No {original.channel} contact is on file for this customer.")
     now = utcnow()
     copy = Delivery(
-        event_id=f"resend:{uuid.uuid4()}", channel=original.channel, recipient=to, user_id=original.user_id, kind=original.kind,
-        request_id=original.request_id, title=original.title, body=original.body, status=DeliveryStatus.QUEUED, next_attempt_at=now, created_at=now,
+        event_id=f"resend:{uuid.uuid4()}", channel=original.channel, recipient=to, user_id=original.user_id,
+        kind=original.kind,
+        request_id=original.request_id, title=original.title, body=original.body,
+        status=DeliveryStatus.QUEUED, next_attempt_at=now, created_at=now,
         resend_of=original.id, resent_by=principal.subject, resent_at=now, resend_reason=redact(reason),
     )  # fmt: skip
     uow.session.add(copy)
@@ -772,6 +959,12 @@ async def resend(uow: UnitOfWork, principal: Principal, delivery_id: int, reason
     # Who, which message and why, never its text.
     log.info(
         "message resent by ops",
-        extra={"delivery_id": copy.id, "resend_of": original.id, "kind": original.kind, "channel": original.channel, "resent_by": principal.subject},
+        extra={
+            "delivery_id": copy.id,
+            "resend_of": original.id,
+            "kind": original.kind,
+            "channel": original.channel,
+            "resent_by": principal.subject,
+        },
     )
     return ops_message_out(copy)

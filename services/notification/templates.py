@@ -34,7 +34,19 @@ from shared.denials import denial_reason
 from shared.i18n import DEFAULT_LOCALE, LOCALES, Catalogue, join, money
 from shared.lenders import LENDERS
 
-__all__ = ["CHANNELS", "CODE_IN_SMS", "DEFAULT_LOCALE", "KINDS", "LOCALES", "PROBLEM_TEXTS", "SECURITY_KINDS", "STAGE_KINDS", "AccountRef", "Kind", "render"]
+__all__ = [
+    "CHANNELS",
+    "CODE_IN_SMS",
+    "DEFAULT_LOCALE",
+    "KINDS",
+    "LOCALES",
+    "PROBLEM_TEXTS",
+    "SECURITY_KINDS",
+    "STAGE_KINDS",
+    "AccountRef",
+    "Kind",
+    "render",
+]
 
 CHANNELS = ("sms", "push", "email", "inapp")
 # The code in an `otp_code`, `device_enrolment_code` or `binding_code` SMS (either locale), for the development tools
@@ -67,7 +79,10 @@ KINDS: dict[str, Kind] = {
     "otp_code": Kind(
         True,
         {
-            "zh-CN": ("解绑验证码", "您正在解绑{account}，验证码为 {code}，{ttl_minutes} 分钟内有效。请勿泄露给他人，工作人员不会向您索取验证码。"),
+            "zh-CN": (
+                "解绑验证码",
+                "您正在解绑{account}，验证码为 {code}，{ttl_minutes} 分钟内有效。请勿泄露给他人，工作人员不会向您索取验证码。",
+            ),
             "en": (
                 "Your unbind code",
                 "To unbind {account}, your verification code is {code}. It expires in {ttl_minutes} minutes. Never share it: we will never ask you for it.",
@@ -75,14 +90,20 @@ KINDS: dict[str, Kind] = {
         },
         variants={
             "pause": {
-                "zh-CN": ("暂停扣款验证码", "您正在申请暂停{account}的自动扣款，验证码为 {code}，{ttl_minutes} 分钟内有效。请勿泄露给他人，工作人员不会向您索取验证码。"),
+                "zh-CN": (
+                    "暂停扣款验证码",
+                    "您正在申请暂停{account}的自动扣款，验证码为 {code}，{ttl_minutes} 分钟内有效。请勿泄露给他人，工作人员不会向您索取验证码。",
+                ),
                 "en": (
                     "Your code to pause auto-debit",
                     "To pause the auto-debit of {account}, your verification code is {code}. It expires in {ttl_minutes} minutes. Never share it: we will never ask you for it.",
                 ),
             },
             "switch": {
-                "zh-CN": ("更换账户验证码", "您正在申请将绑定从{account}换到新账户，验证码为 {code}，{ttl_minutes} 分钟内有效。请勿泄露给他人，工作人员不会向您索取验证码。"),
+                "zh-CN": (
+                    "更换账户验证码",
+                    "您正在申请将绑定从{account}换到新账户，验证码为 {code}，{ttl_minutes} 分钟内有效。请勿泄露给他人，工作人员不会向您索取验证码。",
+                ),
                 "en": (
                     "Your code to switch accounts",
                     "To move your binding from {account} to a new account, your verification code is {code}. It expires in {ttl_minutes} minutes. "
@@ -94,7 +115,10 @@ KINDS: dict[str, Kind] = {
     "device_enrolment_code": Kind(
         True,
         {
-            "zh-CN": ("添加设备验证码", "您正在添加新设备{device}，验证码为 {code}，{ttl_minutes} 分钟内有效。如非本人操作，请勿提供验证码，并立即联系客服。"),
+            "zh-CN": (
+                "添加设备验证码",
+                "您正在添加新设备{device}，验证码为 {code}，{ttl_minutes} 分钟内有效。如非本人操作，请勿提供验证码，并立即联系客服。",
+            ),
             "en": (
                 "Your code to add a device",
                 "To add the new device {device}, your verification code is {code}. It expires in {ttl_minutes} minutes. "
@@ -105,7 +129,10 @@ KINDS: dict[str, Kind] = {
     "binding_code": Kind(
         True,
         {
-            "zh-CN": ("绑定验证码", "您正在绑定{account}，验证码为 {code}，{ttl_minutes} 分钟内有效。如非本人操作，请勿提供验证码，并立即联系客服。"),
+            "zh-CN": (
+                "绑定验证码",
+                "您正在绑定{account}，验证码为 {code}，{ttl_minutes} 分钟内有效。如非本人操作，请勿提供验证码，并立即联系客服。",
+            ),
             "en": (
                 "Your code to bind an account",
                 "To bind {account}, your verification code is {code}. It expires in {ttl_minutes} minutes. If this was not you, do not share it and contact us at once.",
@@ -115,7 +142,10 @@ KINDS: dict[str, Kind] = {
     "device_enrolled": Kind(
         True,
         {
-            "zh-CN": ("已添加新设备", "您的账户已添加新设备{device}，可用于身份验证。如非本人操作，请立即在“我的设备”中移除该设备并联系客服。"),
+            "zh-CN": (
+                "已添加新设备",
+                "您的账户已添加新设备{device}，可用于身份验证。如非本人操作，请立即在“我的设备”中移除该设备并联系客服。",
+            ),
             "en": (
                 "New device added",
                 "The device {device} was added to your account and can now confirm it is you. If this was not you, remove it under My devices and contact us at once.",
@@ -126,8 +156,14 @@ KINDS: dict[str, Kind] = {
     "device_revoked": Kind(
         True,
         {
-            "zh-CN": ("设备已移除", "设备{device}已从您的账户中移除，不能再用于身份验证。如非本人操作，请立即联系客服。"),
-            "en": ("Device removed", "The device {device} was removed from your account and can no longer confirm it is you. If this was not you, contact us at once."),
+            "zh-CN": (
+                "设备已移除",
+                "设备{device}已从您的账户中移除，不能再用于身份验证。如非本人操作，请立即联系客服。",
+            ),
+            "en": (
+                "Device removed",
+                "The device {device} was removed from your account and can no longer confirm it is you. If this was not you, contact us at once.",
+            ),
         },
         extra_channels=("push", "email"),
     ),
@@ -156,7 +192,10 @@ KINDS: dict[str, Kind] = {
     "mandate_requested": Kind(
         False,
         {
-            "zh-CN": ("自动扣款待开通", "我们已向贷款机构申请为{account}开通自动扣款，对方确认后会通知您，届时信用额度将相应提升。"),
+            "zh-CN": (
+                "自动扣款待开通",
+                "我们已向贷款机构申请为{account}开通自动扣款，对方确认后会通知您，届时信用额度将相应提升。",
+            ),
             "en": (
                 "Auto-debit awaiting your lender",
                 "We have asked your lender to set up auto-debit for {account}. We will let you know once they confirm; your credit limit rises then.",
@@ -164,7 +203,10 @@ KINDS: dict[str, Kind] = {
         },
         variants={
             "switch": {
-                "zh-CN": ("新账户自动扣款待开通", "我们已向贷款机构申请为{account}开通自动扣款，对方确认后会通知您。开通前不会自动扣款，请按时自行还款。"),
+                "zh-CN": (
+                    "新账户自动扣款待开通",
+                    "我们已向贷款机构申请为{account}开通自动扣款，对方确认后会通知您。开通前不会自动扣款，请按时自行还款。",
+                ),
                 "en": (
                     "Auto-debit on your new account awaits its lender",
                     "We have asked your lender to set up auto-debit for the account you switched to, {account}. We will let you know once they confirm; "
@@ -176,7 +218,10 @@ KINDS: dict[str, Kind] = {
     "mandate_confirmed": Kind(
         False,
         {
-            "zh-CN": ("自动扣款已开通", "贷款机构已为{account}开通自动扣款，此后每期房贷将按时自动扣款。您的信用额度已由 {credit_limit_before}提升至 {credit_limit_after}。"),
+            "zh-CN": (
+                "自动扣款已开通",
+                "贷款机构已为{account}开通自动扣款，此后每期房贷将按时自动扣款。您的信用额度已由 {credit_limit_before}提升至 {credit_limit_after}。",
+            ),
             "en": (
                 "Auto-debit is on",
                 "Your lender set up auto-debit for {account}: each instalment is now paid automatically. "
@@ -187,7 +232,10 @@ KINDS: dict[str, Kind] = {
         can_wait=True,
         variants={
             "switch": {
-                "zh-CN": ("新账户自动扣款已开通", "贷款机构已为{account}开通自动扣款，此后每期房贷将按时自动扣款。您的信用额度为 {credit_limit_after}。"),
+                "zh-CN": (
+                    "新账户自动扣款已开通",
+                    "贷款机构已为{account}开通自动扣款，此后每期房贷将按时自动扣款。您的信用额度为 {credit_limit_after}。",
+                ),
                 "en": (
                     "Auto-debit is on for your new account",
                     "Your lender set up auto-debit for the account you switched to, {account}: each instalment is paid automatically again. "
@@ -267,17 +315,35 @@ KINDS: dict[str, Kind] = {
     "verification_requested": Kind(
         False,
         {
-            "zh-CN": ("请完成身份验证", "为保障账户安全，请在 {expires_at} 前通过{methods}确认是您本人，以继续解绑{account}。"),
-            "en": ("Confirm it is you", "To go on unbinding {account}, confirm it is you with {methods} before {expires_at}."),
+            "zh-CN": (
+                "请完成身份验证",
+                "为保障账户安全，请在 {expires_at} 前通过{methods}确认是您本人，以继续解绑{account}。",
+            ),
+            "en": (
+                "Confirm it is you",
+                "To go on unbinding {account}, confirm it is you with {methods} before {expires_at}.",
+            ),
         },
         variants={
             "pause": {
-                "zh-CN": ("请完成身份验证", "为保障账户安全，请在 {expires_at} 前通过{methods}确认是您本人，以继续暂停{account}的自动扣款。"),
-                "en": ("Confirm it is you", "To go on pausing the auto-debit of {account}, confirm it is you with {methods} before {expires_at}."),
+                "zh-CN": (
+                    "请完成身份验证",
+                    "为保障账户安全，请在 {expires_at} 前通过{methods}确认是您本人，以继续暂停{account}的自动扣款。",
+                ),
+                "en": (
+                    "Confirm it is you",
+                    "To go on pausing the auto-debit of {account}, confirm it is you with {methods} before {expires_at}.",
+                ),
             },
             "switch": {
-                "zh-CN": ("请完成身份验证", "为保障账户安全，请在 {expires_at} 前通过{methods}确认是您本人，以继续将绑定从{account}换到新账户。"),
-                "en": ("Confirm it is you", "To go on moving your binding from {account} to the new account, confirm it is you with {methods} before {expires_at}."),
+                "zh-CN": (
+                    "请完成身份验证",
+                    "为保障账户安全，请在 {expires_at} 前通过{methods}确认是您本人，以继续将绑定从{account}换到新账户。",
+                ),
+                "en": (
+                    "Confirm it is you",
+                    "To go on moving your binding from {account} to the new account, confirm it is you with {methods} before {expires_at}.",
+                ),
             },
         },
     ),
@@ -290,18 +356,27 @@ KINDS: dict[str, Kind] = {
         variants={
             "pause": {
                 "zh-CN": ("身份验证通过", "身份验证已通过，正在为您暂停{account}的自动扣款。"),
-                "en": ("Identity confirmed", "Thank you, it is you. We are now pausing the auto-debit of {account}."),
+                "en": (
+                    "Identity confirmed",
+                    "Thank you, it is you. We are now pausing the auto-debit of {account}.",
+                ),
             },
             "switch": {
                 "zh-CN": ("身份验证通过", "身份验证已通过，正在为您将绑定从{account}换到新账户。"),
-                "en": ("Identity confirmed", "Thank you, it is you. We are now moving your binding from {account} to the new account."),
+                "en": (
+                    "Identity confirmed",
+                    "Thank you, it is you. We are now moving your binding from {account} to the new account.",
+                ),
             },
         },
     ),
     "verification_failed": Kind(
         True,
         {
-            "zh-CN": ("身份验证未通过", "由于{reason}，解绑{account}的申请已终止。如非本人操作，请尽快修改登录密码并联系客服。"),
+            "zh-CN": (
+                "身份验证未通过",
+                "由于{reason}，解绑{account}的申请已终止。如非本人操作，请尽快修改登录密码并联系客服。",
+            ),
             "en": (
                 "Identity check failed",
                 "We stopped your request to unbind {account}: {reason}. If this was not you, change your password and contact us.",
@@ -309,14 +384,20 @@ KINDS: dict[str, Kind] = {
         },
         variants={
             "pause": {
-                "zh-CN": ("身份验证未通过", "由于{reason}，暂停{account}自动扣款的申请已终止，自动扣款照常进行。如非本人操作，请尽快修改登录密码并联系客服。"),
+                "zh-CN": (
+                    "身份验证未通过",
+                    "由于{reason}，暂停{account}自动扣款的申请已终止，自动扣款照常进行。如非本人操作，请尽快修改登录密码并联系客服。",
+                ),
                 "en": (
                     "Identity check failed",
                     "We stopped your request to pause the auto-debit of {account}: {reason}. The auto-debit goes on. If this was not you, change your password and contact us.",
                 ),
             },
             "switch": {
-                "zh-CN": ("身份验证未通过", "由于{reason}，更换还款账户的申请已终止，{account}的绑定和自动扣款保持不变。如非本人操作，请尽快修改登录密码并联系客服。"),
+                "zh-CN": (
+                    "身份验证未通过",
+                    "由于{reason}，更换还款账户的申请已终止，{account}的绑定和自动扣款保持不变。如非本人操作，请尽快修改登录密码并联系客服。",
+                ),
                 "en": (
                     "Identity check failed",
                     "We stopped your request to move your binding from {account} to a new account: {reason}. Nothing changed. "
@@ -328,8 +409,14 @@ KINDS: dict[str, Kind] = {
     "biometric_counter_regressed": Kind(
         True,
         {
-            "zh-CN": ("设备安全提醒", "我们拦截了来自设备{device}的一次异常验证。如非本人操作，请立即联系客服。"),
-            "en": ("Device security alert", "We blocked an unusual verification from your device {device}. If this was not you, contact us at once."),
+            "zh-CN": (
+                "设备安全提醒",
+                "我们拦截了来自设备{device}的一次异常验证。如非本人操作，请立即联系客服。",
+            ),
+            "en": (
+                "Device security alert",
+                "We blocked an unusual verification from your device {device}. If this was not you, contact us at once.",
+            ),
         },
     ),
     "unbind_completed": Kind(
@@ -352,12 +439,21 @@ KINDS: dict[str, Kind] = {
     "unbind_rejected": Kind(
         True,
         {
-            "zh-CN": ("解绑申请未通过", "很抱歉，您解绑{account}的申请未获通过，原因：{reason}。如有疑问，可在申请详情中提交申诉（仅限一次）。"),
-            "en": ("Unbind request declined", "Your request to unbind {account} was declined: {reason}. If you disagree, you can appeal once from the request details."),
+            "zh-CN": (
+                "解绑申请未通过",
+                "很抱歉，您解绑{account}的申请未获通过，原因：{reason}。如有疑问，可在申请详情中提交申诉（仅限一次）。",
+            ),
+            "en": (
+                "Unbind request declined",
+                "Your request to unbind {account} was declined: {reason}. If you disagree, you can appeal once from the request details.",
+            ),
         },
         variants={
             "pause": {
-                "zh-CN": ("暂停申请未通过", "很抱歉，您暂停{account}自动扣款的申请未获通过，原因：{reason}。自动扣款照常进行。如有疑问，可在申请详情中提交申诉（仅限一次）。"),
+                "zh-CN": (
+                    "暂停申请未通过",
+                    "很抱歉，您暂停{account}自动扣款的申请未获通过，原因：{reason}。自动扣款照常进行。如有疑问，可在申请详情中提交申诉（仅限一次）。",
+                ),
                 "en": (
                     "Pause request declined",
                     "Your request to pause the auto-debit of {account} was declined: {reason}. The auto-debit goes on. "
@@ -381,24 +477,36 @@ KINDS: dict[str, Kind] = {
         False,
         {
             "zh-CN": ("解绑已取消", "您已取消解绑{account}，绑定和自动扣款保持不变。"),
-            "en": ("Unbinding cancelled", "You cancelled unbinding {account}. The binding and its auto-debit stay as they were."),
+            "en": (
+                "Unbinding cancelled",
+                "You cancelled unbinding {account}. The binding and its auto-debit stay as they were.",
+            ),
         },
         can_wait=True,
         variants={
             "pause": {
                 "zh-CN": ("暂停申请已取消", "您已取消暂停{account}的自动扣款，自动扣款照常进行。"),
-                "en": ("Pause cancelled", "You cancelled pausing the auto-debit of {account}. It goes on as before."),
+                "en": (
+                    "Pause cancelled",
+                    "You cancelled pausing the auto-debit of {account}. It goes on as before.",
+                ),
             },
             "switch": {
                 "zh-CN": ("更换申请已取消", "您已取消更换还款账户，{account}的绑定和自动扣款保持不变。"),
-                "en": ("Switch cancelled", "You cancelled moving your binding from {account}. The binding and its auto-debit stay as they were."),
+                "en": (
+                    "Switch cancelled",
+                    "You cancelled moving your binding from {account}. The binding and its auto-debit stay as they were.",
+                ),
             },
         },
     ),
     "unbind_expired": Kind(
         False,
         {
-            "zh-CN": ("解绑申请已关闭", "您解绑{account}的申请未在规定时间内完成，已自动关闭，绑定保持不变。如仍需解绑，请重新申请。"),
+            "zh-CN": (
+                "解绑申请已关闭",
+                "您解绑{account}的申请未在规定时间内完成，已自动关闭，绑定保持不变。如仍需解绑，请重新申请。",
+            ),
             "en": (
                 "Unbind request closed",
                 "Your request to unbind {account} was not completed in time and is closed; the binding is unchanged. Ask again if you still want to unbind.",
@@ -407,14 +515,20 @@ KINDS: dict[str, Kind] = {
         can_wait=True,
         variants={
             "pause": {
-                "zh-CN": ("暂停申请已关闭", "您暂停{account}自动扣款的申请未在规定时间内完成，已自动关闭，自动扣款照常进行。如仍需暂停，请重新申请。"),
+                "zh-CN": (
+                    "暂停申请已关闭",
+                    "您暂停{account}自动扣款的申请未在规定时间内完成，已自动关闭，自动扣款照常进行。如仍需暂停，请重新申请。",
+                ),
                 "en": (
                     "Pause request closed",
                     "Your request to pause the auto-debit of {account} was not completed in time and is closed; the auto-debit goes on. Ask again if you still want to pause it.",
                 ),
             },
             "switch": {
-                "zh-CN": ("更换申请已关闭", "您更换还款账户的申请未在规定时间内完成，已自动关闭，{account}的绑定保持不变。如仍需更换，请重新申请。"),
+                "zh-CN": (
+                    "更换申请已关闭",
+                    "您更换还款账户的申请未在规定时间内完成，已自动关闭，{account}的绑定保持不变。如仍需更换，请重新申请。",
+                ),
                 "en": (
                     "Switch request closed",
                     "Your request to move your binding from {account} was not completed in time and is closed; nothing changed. Ask again if you still want to switch.",
@@ -437,7 +551,10 @@ KINDS: dict[str, Kind] = {
         },
         variants={
             "pause": {
-                "zh-CN": ("暂停申请审核中", "为保障您的资金安全，您暂停{account}自动扣款的申请需要人工审核，预计 {expected_hours} 小时内给您答复。审核期间自动扣款照常进行。"),
+                "zh-CN": (
+                    "暂停申请审核中",
+                    "为保障您的资金安全，您暂停{account}自动扣款的申请需要人工审核，预计 {expected_hours} 小时内给您答复。审核期间自动扣款照常进行。",
+                ),
                 "en": (
                     "Pause request under review",
                     "To keep your money safe, a member of our team will review your request to pause the auto-debit of {account}. "
@@ -460,7 +577,10 @@ KINDS: dict[str, Kind] = {
     "unbind_appealed": Kind(
         False,
         {
-            "zh-CN": ("申诉已受理", "我们已收到您关于解绑{account}的申诉，工作人员将重新审核，预计 {expected_hours} 小时内给您答复。"),
+            "zh-CN": (
+                "申诉已受理",
+                "我们已收到您关于解绑{account}的申诉，工作人员将重新审核，预计 {expected_hours} 小时内给您答复。",
+            ),
             "en": (
                 "Appeal received",
                 "We received your appeal about unbinding {account}. A member of our team will look at it again; expect an answer within {expected_hours} hours.",
@@ -468,7 +588,10 @@ KINDS: dict[str, Kind] = {
         },
         variants={
             "pause": {
-                "zh-CN": ("申诉已受理", "我们已收到您关于暂停{account}自动扣款的申诉，工作人员将重新审核，预计 {expected_hours} 小时内给您答复。"),
+                "zh-CN": (
+                    "申诉已受理",
+                    "我们已收到您关于暂停{account}自动扣款的申诉，工作人员将重新审核，预计 {expected_hours} 小时内给您答复。",
+                ),
                 "en": (
                     "Appeal received",
                     "We received your appeal about pausing the auto-debit of {account}. A member of our team will look at it again; "
@@ -476,7 +599,10 @@ KINDS: dict[str, Kind] = {
                 ),
             },
             "switch": {
-                "zh-CN": ("申诉已受理", "我们已收到您关于更换还款账户的申诉，工作人员将重新审核，预计 {expected_hours} 小时内给您答复。"),
+                "zh-CN": (
+                    "申诉已受理",
+                    "我们已收到您关于更换还款账户的申诉，工作人员将重新审核，预计 {expected_hours} 小时内给您答复。",
+                ),
                 "en": (
                     "Appeal received",
                     "We received your appeal about switching your repayment account. A member of our team will look at it again; expect an answer within {expected_hours} hours.",
@@ -487,7 +613,10 @@ KINDS: dict[str, Kind] = {
     "review_approved": Kind(
         False,
         {
-            "zh-CN": ("解绑申请已通过审核", "您解绑{account}的申请已通过人工审核。为保障账户安全，请在申请详情中完成短信验证码和设备验证，验证通过后即为您解绑。"),
+            "zh-CN": (
+                "解绑申请已通过审核",
+                "您解绑{account}的申请已通过人工审核。为保障账户安全，请在申请详情中完成短信验证码和设备验证，验证通过后即为您解绑。",
+            ),
             "en": (
                 "Unbind request approved",
                 "Your request to unbind {account} passed our review. To keep your account safe, complete the SMS code and the check on your device "
@@ -496,7 +625,10 @@ KINDS: dict[str, Kind] = {
         },
         variants={
             "pause": {
-                "zh-CN": ("暂停申请已通过审核", "您暂停{account}自动扣款的申请已通过人工审核。为保障账户安全，请在申请详情中完成短信验证码和设备验证，验证通过后即为您暂停。"),
+                "zh-CN": (
+                    "暂停申请已通过审核",
+                    "您暂停{account}自动扣款的申请已通过人工审核。为保障账户安全，请在申请详情中完成短信验证码和设备验证，验证通过后即为您暂停。",
+                ),
                 "en": (
                     "Pause request approved",
                     "Your request to pause the auto-debit of {account} passed our review. To keep your account safe, complete the SMS code and the check on your device "
@@ -519,7 +651,10 @@ KINDS: dict[str, Kind] = {
     "review_denied": Kind(
         True,
         {
-            "zh-CN": ("解绑申请未通过审核", "很抱歉，您解绑{account}的申请经人工审核未通过，原因：{denial_reason}。绑定和自动扣款保持不变。如有异议，可在申请详情中申诉一次。"),
+            "zh-CN": (
+                "解绑申请未通过审核",
+                "很抱歉，您解绑{account}的申请经人工审核未通过，原因：{denial_reason}。绑定和自动扣款保持不变。如有异议，可在申请详情中申诉一次。",
+            ),
             "en": (
                 "Unbind request declined",
                 "Sorry, after review we could not approve your request to unbind {account}: {denial_reason}. The binding and its auto-debit stay as they are. "
@@ -554,7 +689,10 @@ KINDS: dict[str, Kind] = {
     "appeal_denied": Kind(
         True,
         {
-            "zh-CN": ("申诉未通过", "工作人员已重新审核您的申诉，解绑{account}的申请仍未能通过，原因：{denial_reason}。绑定和自动扣款保持不变。如需帮助，请联系客服。"),
+            "zh-CN": (
+                "申诉未通过",
+                "工作人员已重新审核您的申诉，解绑{account}的申请仍未能通过，原因：{denial_reason}。绑定和自动扣款保持不变。如需帮助，请联系客服。",
+            ),
             "en": (
                 "Appeal declined",
                 "Our staff looked at your request to unbind {account} again and still could not approve it: {denial_reason}. "
@@ -563,7 +701,10 @@ KINDS: dict[str, Kind] = {
         },
         variants={
             "pause": {
-                "zh-CN": ("申诉未通过", "工作人员已重新审核您的申诉，暂停{account}自动扣款的申请仍未能通过，原因：{denial_reason}。自动扣款照常进行。如需帮助，请联系客服。"),
+                "zh-CN": (
+                    "申诉未通过",
+                    "工作人员已重新审核您的申诉，暂停{account}自动扣款的申请仍未能通过，原因：{denial_reason}。自动扣款照常进行。如需帮助，请联系客服。",
+                ),
                 "en": (
                     "Appeal declined",
                     "Our staff looked at your request to pause the auto-debit of {account} again and still could not approve it: {denial_reason}. "
@@ -586,7 +727,10 @@ KINDS: dict[str, Kind] = {
     "dispute_received": Kind(
         False,
         {
-            "zh-CN": ("已收到您的异议", "我们已收到您对解绑{account}提出的异议，会安排专人尽快核实，并通过站内信或电话与您联系。"),
+            "zh-CN": (
+                "已收到您的异议",
+                "我们已收到您对解绑{account}提出的异议，会安排专人尽快核实，并通过站内信或电话与您联系。",
+            ),
             "en": (
                 "Dispute received",
                 "We have your dispute about unbinding {account}. A member of our staff will look into it soon and contact you in the app or by phone.",
@@ -597,7 +741,10 @@ KINDS: dict[str, Kind] = {
         False,
         {
             "zh-CN": ("异议处理结果", "您对解绑{account}提出的异议已处理完毕：{dispute_outcome}"),
-            "en": ("Your dispute has been handled", "We have looked into your dispute about unbinding {account}: {dispute_outcome}"),
+            "en": (
+                "Your dispute has been handled",
+                "We have looked into your dispute about unbinding {account}: {dispute_outcome}",
+            ),
         },
     ),
     "auto_debit_paused": Kind(
@@ -617,8 +764,14 @@ KINDS: dict[str, Kind] = {
     "auto_debit_resumed": Kind(
         False,
         {
-            "zh-CN": ("自动扣款已恢复", "暂停期已结束，{account}的自动扣款已恢复，此后每期房贷将按时自动扣款。"),
-            "en": ("Auto-debit is back on", "The pause is over: the auto-debit of {account} is on again, and each instalment is paid automatically from now on."),
+            "zh-CN": (
+                "自动扣款已恢复",
+                "暂停期已结束，{account}的自动扣款已恢复，此后每期房贷将按时自动扣款。",
+            ),
+            "en": (
+                "Auto-debit is back on",
+                "The pause is over: the auto-debit of {account} is on again, and each instalment is paid automatically from now on.",
+            ),
         },
         # The pause request ended months ago: this can wait for the end of quiet hours.
         can_wait=True,
@@ -643,7 +796,10 @@ KINDS: dict[str, Kind] = {
         False,
         {
             "zh-CN": ("还款提醒", "{account}已解绑一天。请向贷款机构确认本期房贷的还款安排，避免逾期。"),
-            "en": ("Repayment reminder", "It has been a day since you unbound {account}. Check this month's repayment with your lender so that nothing falls overdue."),
+            "en": (
+                "Repayment reminder",
+                "It has been a day since you unbound {account}. Check this month's repayment with your lender so that nothing falls overdue.",
+            ),
         },
         can_wait=True,
     ),
@@ -657,7 +813,10 @@ _TEXTS = Catalogue(
     {
         f"{key}.{part}": {locale: texts[index] for locale, texts in by_locale.items()}
         for kind, spec in KINDS.items()
-        for key, by_locale in ((kind, spec.texts), *((f"{kind}.{request_kind}", variant) for request_kind, variant in spec.variants.items()))
+        for key, by_locale in (
+            (kind, spec.texts),
+            *((f"{kind}.{request_kind}", variant) for request_kind, variant in spec.variants.items()),
+        )
         for index, part in enumerate(("title", "body"))
     }
 )
@@ -666,13 +825,22 @@ _TEXTS = Catalogue(
 # request was rejected (`verification_failed:too_many_attempts` reads as its last part).
 PHRASES = Catalogue(
     {
-        "account.full": {"zh-CN": "{lender} 尾号 {last4} 的房贷还款账户", "en": "your {lender} mortgage account ending {last4}"},
-        "account.last4": {"zh-CN": "尾号 {last4} 的房贷还款账户", "en": "your mortgage account ending {last4}"},
+        "account.full": {
+            "zh-CN": "{lender} 尾号 {last4} 的房贷还款账户",
+            "en": "your {lender} mortgage account ending {last4}",
+        },
+        "account.last4": {
+            "zh-CN": "尾号 {last4} 的房贷还款账户",
+            "en": "your mortgage account ending {last4}",
+        },
         "account.unknown": {"zh-CN": "房贷还款账户", "en": "your mortgage repayment account"},
         "device.named": {"zh-CN": "“{name}”", "en": "“{name}”"},
         "device.unnamed": {"zh-CN": "“未命名设备”", "en": "“Unnamed device”"},
         "method.otp": {"zh-CN": "短信验证码", "en": "an SMS code"},
-        "method.biometric": {"zh-CN": "手机指纹或面容验证", "en": "a fingerprint or face check on your phone"},
+        "method.biometric": {
+            "zh-CN": "手机指纹或面容验证",
+            "en": "a fingerprint or face check on your phone",
+        },
         "reason.too_many_attempts": {"zh-CN": "验证错误次数过多", "en": "too many wrong attempts"},
         "reason.expired": {"zh-CN": "验证超时", "en": "the time to confirm ran out"},
         "reason.risk_denied": {"zh-CN": "未通过安全校验", "en": "it did not pass our security checks"},
@@ -692,7 +860,10 @@ PHRASES = Catalogue(
         # `month`: its number in zh-CN, its name in en.
         "date": {"zh-CN": "{year} 年 {month} 月 {day} 日", "en": "{day} {month} {year}"},
         # Follows the text when the reviewer wrote the customer a message.
-        "reviewer_message": {"zh-CN": "审核人员留言：{message}", "en": " A note from your reviewer: {message}"},
+        "reviewer_message": {
+            "zh-CN": "审核人员留言：{message}",
+            "en": " A note from your reviewer: {message}",
+        },
     }
 )
 # The problems notification answers a customer (`problem.<code>`; see shared.problems).
@@ -702,13 +873,23 @@ PROBLEM_TEXTS = Catalogue(
             "zh-CN": "安全类消息用于保护您的账户，无法关闭。",
             "en": "Security messages protect your account and cannot be turned off.",
         },
-        "problem.unknown-recipient": {"zh-CN": "未找到您的联系方式。", "en": "We have no contact details for you."},
-        "problem.template-parameters": {"zh-CN": "消息内容不完整，未发送。", "en": "The message is incomplete and was not sent."},
-        "problem.sms-unavailable": {"zh-CN": "短信暂时无法发送，请稍后重试。", "en": "We cannot send text messages right now. Please try again shortly."},
+        "problem.unknown-recipient": {
+            "zh-CN": "未找到您的联系方式。",
+            "en": "We have no contact details for you.",
+        },
+        "problem.template-parameters": {
+            "zh-CN": "消息内容不完整，未发送。",
+            "en": "The message is incomplete and was not sent.",
+        },
+        "problem.sms-unavailable": {
+            "zh-CN": "短信暂时无法发送，请稍后重试。",
+            "en": "We cannot send text messages right now. Please try again shortly.",
+        },
     }
 )
 # Variables that are amounts in yuan.
 AMOUNTS = frozenset({"credit_limit_before", "credit_limit_after", "monthly_instalment", "amount"})
+
 
 @dataclass(frozen=True)
 class AccountRef:
@@ -723,19 +904,33 @@ def _account(value: AccountRef | None, locale: str) -> str:
         return PHRASES.render("account.unknown", locale)
     if value.lender is None:
         return PHRASES.render("account.last4", locale, last4=value.last4)
-    return PHRASES.render("account.full", locale, lender=LENDERS[value.lender].name(locale), last4=value.last4)
+    return PHRASES.render(
+        "account.full", locale, lender=LENDERS[value.lender].name(locale), last4=value.last4
+    )
 
 
 def _words(name: str, value: object, locale: str, timezone: str) -> str:
     if name in ("account", "previous_account", "new_account"):
         return _account(value, locale)  # type: ignore[arg-type]
     if name == "pause_months":
-        return PHRASES.render("months.1", locale) if value == 1 else PHRASES.render("months.n", locale, n=value)
+        return (
+            PHRASES.render("months.1", locale) if value == 1 else PHRASES.render("months.n", locale, n=value)
+        )
     if name == "resumes_on":
         day = date.fromisoformat(str(value))
-        return PHRASES.render("date", locale, year=day.year, month=day.month if locale == DEFAULT_LOCALE else f"{day:%B}", day=day.day)
+        return PHRASES.render(
+            "date",
+            locale,
+            year=day.year,
+            month=day.month if locale == DEFAULT_LOCALE else f"{day:%B}",
+            day=day.day,
+        )
     if name == "device":
-        return PHRASES.render("device.named", locale, name=value) if value else PHRASES.render("device.unnamed", locale)
+        return (
+            PHRASES.render("device.named", locale, name=value)
+            if value
+            else PHRASES.render("device.unnamed", locale)
+        )
     if name == "methods":
         return join([PHRASES.render(f"method.{method}", locale) for method in value], locale)  # type: ignore[attr-defined]
     if name == "reason":
@@ -751,7 +946,14 @@ def _words(name: str, value: object, locale: str, timezone: str) -> str:
     return str(value)
 
 
-def render(kind: str, locale: str, facts: Mapping[str, object], timezone: str = "Asia/Shanghai", *, request_kind: str | None = None) -> tuple[str, str]:
+def render(
+    kind: str,
+    locale: str,
+    facts: Mapping[str, object],
+    timezone: str = "Asia/Shanghai",
+    *,
+    request_kind: str | None = None,
+) -> tuple[str, str]:
     """The title and body of a message, its facts put into words in `locale` (in the words of a
     request of `request_kind`, where the kind has them). Strict: an unknown kind, a missing fact or
     a code without a phrase is an error (KeyError), never a blank or a raw code."""

@@ -20,7 +20,8 @@ class RiskSettings(ServiceSettings):
     threshold_deny: int = Field(85, ge=1, le=100)
     # The longest window a dry run of a rule set replays (`POST /v1/rules/simulate`).
     rules_simulation_max_days: int = Field(30, ge=1, le=366)
-    # A reviewer's claim on a case lapses after this, unless renewed; a case waiting longer than the SLA is late.
+    # A reviewer's claim on a case lapses after this, unless renewed; a case waiting longer than the SLA is
+    # late.
     review_claim_minutes: int = Field(15, ge=1, le=24 * 60)
     review_sla_minutes: int = Field(120, ge=1)
     # Four eyes: denying a request whose assessment scored at least this takes a second, different reviewer.

@@ -18,14 +18,27 @@ from shared.app import ServiceRuntime, build_service_app
 from shared.bus import EventBus
 from shared.consumer import Subscriptions
 from shared.db import utcnow
-from shared.events import EVENT_TYPES, BindingEvent, DeviceEnrolled, DeviceRevoked, UnbindAppealed, UnbindCancelled, UnbindDisputed, UnbindExpired, UnbindRequested
+from shared.events import (
+    EVENT_TYPES,
+    BindingEvent,
+    DeviceEnrolled,
+    DeviceRevoked,
+    UnbindAppealed,
+    UnbindCancelled,
+    UnbindDisputed,
+    UnbindExpired,
+    UnbindRequested,
+)
 from shared.http import service_client
 
 # Every event about a binding is behaviour; an UnbindRequested is scored, an UnbindAppealed or
 # UnbindDisputed opens a case, and a cancelled or expired request withdraws its pending review. A
 # customer's device keys, enrolled or revoked, are its known devices.
 SUBSCRIPTIONS: Subscriptions = {
-    **dict.fromkeys((event_type for event_type in EVENT_TYPES.values() if issubclass(event_type, BindingEvent)), service.record_behaviour),
+    **dict.fromkeys(
+        (event_type for event_type in EVENT_TYPES.values() if issubclass(event_type, BindingEvent)),
+        service.record_behaviour,
+    ),
     UnbindRequested: service.assess,
     UnbindAppealed: service.open_appeal_review,
     UnbindDisputed: service.open_dispute_review,
@@ -51,13 +64,22 @@ def create_app(
     @asynccontextmanager
     async def resources(runtime: ServiceRuntime) -> AsyncIterator[RiskDeps]:
         assert runtime.keys.signing is not None, "risk cannot start without its signing key"
-        async with service_client(settings, runtime.keys.signing, "notification", settings.notification_url, transport=notification_transport) as notifier:
+        async with service_client(
+            settings,
+            runtime.keys.signing,
+            "notification",
+            settings.notification_url,
+            transport=notification_transport,
+        ) as notifier:
             yield RiskDeps(settings=settings, clock=clock, metrics=metrics, notifier=notifier)
 
     return build_service_app(
         settings,
         title="unbind · risk",
-        description="Real-time risk scoring of unbind requests, editable rules, the ops review queue and account flags.",
+        description=(
+            "Real-time risk scoring of unbind requests, editable rules, the ops review queue and account "
+            "flags."
+        ),
         routers=[api.router],
         outbox_model=OutboxMessage,
         inbox_model=InboxEntry,

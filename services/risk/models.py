@@ -80,7 +80,10 @@ class Review(Base):
     dispute of a completed unbind."""
 
     __tablename__ = "reviews"
-    __table_args__ = (Index("ix_reviews_status_created", "status", "created_at"), Index("ix_reviews_user_id", "user_id"))
+    __table_args__ = (
+        Index("ix_reviews_status_created", "status", "created_at"),
+        Index("ix_reviews_user_id", "user_id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     request_id: Mapped[str] = mapped_column(String(36), index=True)

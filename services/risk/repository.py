@@ -8,21 +8,39 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Row, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.risk.models import AccountFlag, Assessment, CustomerProfile, KnownDevice, ObservedEvent, Review, ReviewStatus, RuleSet
+from services.risk.models import (
+    AccountFlag,
+    Assessment,
+    CustomerProfile,
+    KnownDevice,
+    ObservedEvent,
+    Review,
+    ReviewStatus,
+    RuleSet,
+)
 
 
-async def count_recent_events(session: AsyncSession, user_id: str, windows: Mapping[str, datetime], *, excluding: tuple[str, str]) -> dict[str, int]:
+async def count_recent_events(
+    session: AsyncSession, user_id: str, windows: Mapping[str, datetime], *, excluding: tuple[str, str]
+) -> dict[str, int]:
     """How many events of each type in `windows` the customer had since that type's instant, in one
     query; `excluding` = (event type, request id) leaves out the event being assessed."""
     excluded_type, excluded_request = excluding
 
     def in_window(event_type: str, since: datetime) -> ColumnElement[bool]:
         condition = and_(ObservedEvent.event_type == event_type, ObservedEvent.occurred_at >= since)
-        return and_(condition, ObservedEvent.request_id != excluded_request) if event_type == excluded_type else condition
+        return (
+            and_(condition, ObservedEvent.request_id != excluded_request)
+            if event_type == excluded_type
+            else condition
+        )
 
     query = (
         select(ObservedEvent.event_type, func.count())
-        .where(ObservedEvent.user_id == user_id, or_(*(in_window(event_type, since) for event_type, since in windows.items())))
+        .where(
+            ObservedEvent.user_id == user_id,
+            or_(*(in_window(event_type, since) for event_type, since in windows.items())),
+        )
         .group_by(ObservedEvent.event_type)
     )
     counts = dict((await session.execute(query)).tuples().all())
@@ -39,16 +57,34 @@ async def get_review(session: AsyncSession, review_id: str, *, for_update: bool 
 
 
 async def pending_reviews_of(session: AsyncSession, request_id: str) -> Sequence[Review]:
-    query = select(Review).where(Review.request_id == request_id, Review.status == ReviewStatus.PENDING).with_for_update()
+    query = (
+        select(Review)
+        .where(Review.request_id == request_id, Review.status == ReviewStatus.PENDING)
+        .with_for_update()
+    )
     return (await session.scalars(query)).all()
 
 
 async def list_reviews(
-    session: AsyncSession, *, status: str | None = None, request_id: str | None = None, user_id: str | None = None, limit: int
+    session: AsyncSession,
+    *,
+    status: str | None = None,
+    request_id: str | None = None,
+    user_id: str | None = None,
+    limit: int,
 ) -> Sequence[tuple[Review, int | None]]:
     """Reviews oldest first, each with its request's assessment score (None without one)."""
-    query = select(Review, Assessment.score).outerjoin(Assessment, Assessment.request_id == Review.request_id).order_by(Review.created_at, Review.id).limit(limit)
-    for column, value in ((Review.status, status), (Review.request_id, request_id), (Review.user_id, user_id)):
+    query = (
+        select(Review, Assessment.score)
+        .outerjoin(Assessment, Assessment.request_id == Review.request_id)
+        .order_by(Review.created_at, Review.id)
+        .limit(limit)
+    )
+    for column, value in (
+        (Review.status, status),
+        (Review.request_id, request_id),
+        (Review.user_id, user_id),
+    ):
         if value:
             query = query.where(column == value)
     return (await session.execute(query)).tuples().all()
@@ -61,7 +97,9 @@ async def score_of(session: AsyncSession, request_id: str) -> int | None:
 async def deniers_of(session: AsyncSession, request_id: str) -> set[str]:
     """Everyone who denied the request in one of its reviews: the reviewer of a deny, and a first
     reviewer whose deny waited for (or was settled by) a second one."""
-    query = select(Review.reviewer, Review.status, Review.first_reviewer).where(Review.request_id == request_id)
+    query = select(Review.reviewer, Review.status, Review.first_reviewer).where(
+        Review.request_id == request_id
+    )
     deniers = set()
     for reviewer, status, first_reviewer in (await session.execute(query)).tuples():
         if status == ReviewStatus.DENIED and reviewer:
@@ -86,7 +124,15 @@ async def list_rule_sets(session: AsyncSession, limit: int) -> Sequence[RuleSet]
 async def assessments_since(session: AsyncSession, since: datetime) -> AsyncIterator[Row]:
     """What a dry run replays of each assessment made since `since`, newest first, streamed."""
     query = (
-        select(Assessment.request_id, Assessment.user_id, Assessment.score, Assessment.signals, Assessment.device_id, Assessment.client_ip, Assessment.machine_decision)
+        select(
+            Assessment.request_id,
+            Assessment.user_id,
+            Assessment.score,
+            Assessment.signals,
+            Assessment.device_id,
+            Assessment.client_ip,
+            Assessment.machine_decision,
+        )
         .where(Assessment.created_at >= since)
         .order_by(Assessment.created_at.desc(), Assessment.request_id.desc())
         .execution_options(yield_per=500)
@@ -96,10 +142,14 @@ async def assessments_since(session: AsyncSession, since: datetime) -> AsyncIter
 
 
 async def active_flag(session: AsyncSession, user_id: str) -> AccountFlag | None:
-    return await session.scalar(select(AccountFlag).where(AccountFlag.user_id == user_id, AccountFlag.cleared_at.is_(None)).limit(1))
+    return await session.scalar(
+        select(AccountFlag).where(AccountFlag.user_id == user_id, AccountFlag.cleared_at.is_(None)).limit(1)
+    )
 
 
-async def active_flags(session: AsyncSession, user_id: str, *, request_id: str | None = None) -> Sequence[AccountFlag]:
+async def active_flags(
+    session: AsyncSession, user_id: str, *, request_id: str | None = None
+) -> Sequence[AccountFlag]:
     """A customer's active flags (only those raised by `request_id`, when given), locked."""
     query = select(AccountFlag).where(AccountFlag.user_id == user_id, AccountFlag.cleared_at.is_(None))
     if request_id is not None:
@@ -115,12 +165,23 @@ async def list_flags(session: AsyncSession, active_only: bool) -> Sequence[Accou
 
 
 async def flags_of(session: AsyncSession, user_id: str) -> Sequence[AccountFlag]:
-    query = select(AccountFlag).where(AccountFlag.user_id == user_id).order_by(AccountFlag.flagged_at.desc(), AccountFlag.id.desc()).limit(500)
+    query = (
+        select(AccountFlag)
+        .where(AccountFlag.user_id == user_id)
+        .order_by(AccountFlag.flagged_at.desc(), AccountFlag.id.desc())
+        .limit(500)
+    )
     return (await session.scalars(query)).all()
 
 
 async def known_devices_of(session: AsyncSession, user_id: str) -> Sequence[KnownDevice]:
-    return (await session.scalars(select(KnownDevice).where(KnownDevice.user_id == user_id).order_by(KnownDevice.first_seen_at, KnownDevice.device_id))).all()
+    return (
+        await session.scalars(
+            select(KnownDevice)
+            .where(KnownDevice.user_id == user_id)
+            .order_by(KnownDevice.first_seen_at, KnownDevice.device_id)
+        )
+    ).all()
 
 
 async def count_profiles(session: AsyncSession) -> int:

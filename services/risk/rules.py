@@ -34,7 +34,14 @@ MAX_LIST_ITEMS = 100
 # Parentheses and `not`s nested deeper than this are refused: no person writes them, and the
 # parser's recursion stays bounded whatever the text.
 MAX_DEPTH = 16
-_OPS: dict[str, Callable[[object, object], bool]] = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq, "!=": operator.ne}
+_OPS: dict[str, Callable[[object, object], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 _KEYWORDS = frozenset({"and", "or", "not", "in", "true", "false"})
 _TOKEN = re.compile(
     r"""(?P<op>>=|<=|==|!=|>|<)|(?P<lparen>\()|(?P<rparen>\))|(?P<comma>,)|(?P<int>-?\d+(?!\w))
@@ -152,8 +159,14 @@ def _tokens(text: str) -> list[_Token]:
         match = _TOKEN.match(text, position)
         if match is None:
             found = text[position]
-            hint = 'a string ends with " and escapes only \\" and \\\\' if found == '"' else "not part of the rule language"
-            raise InvalidRule(f"at character {position + 1}: cannot read {text[position:position + 12]!r} ({hint})")
+            hint = (
+                'a string ends with " and escapes only \\" and \\\\'
+                if found == '"'
+                else "not part of the rule language"
+            )
+            raise InvalidRule(
+                f"at character {position + 1}: cannot read {text[position : position + 12]!r} ({hint})"
+            )
         kind = match.lastgroup or ""
         tokens.append(_Token(kind, match.group(), position + 1))
         position = match.end()
@@ -235,7 +248,9 @@ class _Parser:
         if name.kind != "name" or name.text in _KEYWORDS:
             raise self.fail(f"expected a name or `(`, found {name.shown()}")
         if name.text not in self.numbers and name.text not in STRING_NAMES:
-            raise self.fail(f"unknown name {name.text!r}; known: {', '.join(sorted(self.numbers | STRING_NAMES))}")
+            raise self.fail(
+                f"unknown name {name.text!r}; known: {', '.join(sorted(self.numbers | STRING_NAMES))}"
+            )
         self.advance()
         negated = self.keyword("not")
         if negated or self.keyword("in"):
@@ -265,9 +280,15 @@ class _Parser:
                 return int(token.text)
             if token.kind == "name" and token.text in ("true", "false"):
                 return int(token.text == "true")
-            raise self.fail(f"{name} is a number: expected an integer (at most 15 digits), true or false, found {token.shown()}", token)
+            raise self.fail(
+                f"{name} is a number: expected an integer (at most 15 digits), true or false, found "
+                f"{token.shown()}",
+                token,
+            )
         if token.kind != "string":
-            raise self.fail(f'{name} is text: expected a double-quoted string ("..."), found {token.shown()}', token)
+            raise self.fail(
+                f'{name} is text: expected a double-quoted string ("..."), found {token.shown()}', token
+            )
         if op not in ("==", "!=", "in"):
             raise self.fail(f"{name} is text: compare it with ==, != or in, not {op}", token)
         value = re.sub(r"\\([\"\\])", r"\1", token.text[1:-1])
@@ -313,7 +334,11 @@ def parse_rules(raw: list[dict], signals: Iterable[str]) -> list[Rule]:
     rules = []
     for index, item in enumerate(raw):
         where = f"rule {index + 1}"
-        if not isinstance(item, dict) or set(item) - {"name", "action", "if"} or not {"action", "if"} <= set(item):
+        if (
+            not isinstance(item, dict)
+            or set(item) - {"name", "action", "if"}
+            or not {"action", "if"} <= set(item)
+        ):
             raise InvalidRule(f"{where}: needs `action` and `if` (and may have `name`), nothing else")
         action, text, name = item["action"], item["if"], item.get("name") or f"rule {index + 1}"
         # The name is stored with each assessment the rule decides (a column of 100 characters).
@@ -323,7 +348,9 @@ def parse_rules(raw: list[dict], signals: Iterable[str]) -> list[Rule]:
         if action not in ACTIONS:
             raise InvalidRule(f"{where}: action must be one of {', '.join(ACTIONS)}")
         if not isinstance(text, str) or not text.strip() or len(text) > MAX_CONDITION_LENGTH:
-            raise InvalidRule(f"{where}: `if` must be a condition of at most {MAX_CONDITION_LENGTH} characters")
+            raise InvalidRule(
+                f"{where}: `if` must be a condition of at most {MAX_CONDITION_LENGTH} characters"
+            )
         try:
             condition = parse_condition(text, numbers)
         except InvalidRule as exc:

@@ -20,7 +20,9 @@ class AssessmentOut(BaseModel):
     score: int
     level: str
     decision: str
-    machine_decision: str = Field(description="What the rules or thresholds decided, before a deny was sent to review")
+    machine_decision: str = Field(
+        description="What the rules or thresholds decided, before a deny was sent to review"
+    )
     reasons: list[RiskReason]
     required_methods: list[str]
     rules_version: int
@@ -37,7 +39,9 @@ class FirstDecisionOut(BaseModel):
     decision: ReviewOutcome
     reason: str
     note: str | None
-    customer_message: str | None = Field(None, description="Sent only if the second reviewer confirms the deny without a message of their own")
+    customer_message: str | None = Field(
+        None, description="Sent only if the second reviewer confirms the deny without a message of their own"
+    )
     decided_at: datetime
 
 
@@ -46,22 +50,37 @@ class ReviewOut(BaseModel):
     request_id: str
     binding_id: str
     user_id: str
-    origin: str = Field(description="risk (the score asked for a human), appeal (of a rejection) or dispute (of a completed unbind)")
+    origin: str = Field(
+        description=(
+            "risk (the score asked for a human), appeal (of a rejection) or dispute (of a completed unbind)"
+        )
+    )
     status: str
     reviewer: str | None
     note: str | None = Field(description="The reviewer's note: for ops only, never on the event stream")
-    reason: str | None = Field(None, description="The decision's reason, from the list that fits it (GET /v1/reviews/reasons)")
-    customer_message: str | None = Field(None, description="What the reviewer wrote to the customer (delivered by notification, never on the event stream)")
+    reason: str | None = Field(
+        None, description="The decision's reason, from the list that fits it (GET /v1/reviews/reasons)"
+    )
+    customer_message: str | None = Field(
+        None,
+        description=(
+            "What the reviewer wrote to the customer (delivered by notification, never on the event stream)"
+        ),
+    )
     created_at: datetime
     decided_at: datetime | None
     waiting_seconds: int = Field(0, description="How long it waited (until decided, or until now)")
-    claimed_by: str | None = Field(None, description="Who holds the case; null when unclaimed or the claim lapsed")
+    claimed_by: str | None = Field(
+        None, description="Who holds the case; null when unclaimed or the claim lapsed"
+    )
     claimed_at: datetime | None = None
     claim_expires_at: datetime | None = None
     sla_seconds: int = Field(0, description="How long a case may wait (UNBIND_REVIEW_SLA_MINUTES)")
     late: bool = Field(False, description="Still pending and waiting longer than the SLA")
     score: int | None = Field(None, description="The score of the request's assessment; null if none")
-    first_decision: FirstDecisionOut | None = Field(None, description="A first deny awaiting a second, different reviewer")
+    first_decision: FirstDecisionOut | None = Field(
+        None, description="A first deny awaiting a second, different reviewer"
+    )
     awaiting_second_reviewer: bool = False
 
 
@@ -74,7 +93,9 @@ class ReviewReasons(BaseModel):
 
     approve: list[ApprovalReason] = Field(description="To approve an unbind request (a risk or appeal case)")
     deny: list[DenialReason] = Field(description="To deny an unbind request; the customer is told this one")
-    close_dispute: list[DisputeFinding] = Field(description="To close a dispute, upheld (approve) or not (deny)")
+    close_dispute: list[DisputeFinding] = Field(
+        description="To close a dispute, upheld (approve) or not (deny)"
+    )
 
 
 class ReviewDecisionIn(BaseModel):
@@ -82,11 +103,21 @@ class ReviewDecisionIn(BaseModel):
 
     decision: ReviewOutcome
     reason: str | None = Field(
-        None, max_length=64, description="Required: a code from the list that fits the decision (GET /v1/reviews/reasons); another is refused with 422 `invalid-reason`"
+        None,
+        max_length=64,
+        description=(
+            "Required: a code from the list that fits the decision (GET /v1/reviews/reasons); another is "
+            "refused with 422 `invalid-reason`"
+        ),
     )
     note: FreeText = Field("", max_length=1000, description="Internal: for ops only")
     customer_message: FreeText | None = Field(
-        None, min_length=1, max_length=500, description="Optional, sent to the customer with the final outcome (required with the reason `other`)"
+        None,
+        min_length=1,
+        max_length=500,
+        description=(
+            "Optional, sent to the customer with the final outcome (required with the reason `other`)"
+        ),
     )
 
 
@@ -103,7 +134,10 @@ RuleList = Annotated[
     list[dict[str, Any]],
     Field(
         max_length=100,
-        description='Each {"name"?, "action": step_up|allow|deny|review, "if": "<condition>"} (docs/api.md, "Risk": and, or, not, (), in lists)',
+        description=(
+            'Each {"name"?, "action": step_up|allow|deny|review, "if": "<condition>"} (docs/api.md, "Risk": '
+            "and, or, not, (), in lists)"
+        ),
     ),
 ]
 
@@ -138,7 +172,12 @@ class SimulationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rules: RuleList
-    days: int = Field(ge=1, description="Replay the assessments of the last `days` days (at most UNBIND_RULES_SIMULATION_MAX_DAYS)")
+    days: int = Field(
+        ge=1,
+        description=(
+            "Replay the assessments of the last `days` days (at most UNBIND_RULES_SIMULATION_MAX_DAYS)"
+        ),
+    )
 
 
 class Transition(BaseModel):
@@ -155,7 +194,9 @@ class SimulatedChange(BaseModel):
     request_id: str
     user_id: str
     score: int
-    from_: str = Field(alias="from", description="The decision the machine made (a deny sent to review counts as deny)")
+    from_: str = Field(
+        alias="from", description="The decision the machine made (a deny sent to review counts as deny)"
+    )
     to: str = Field(description="The decision the candidate set makes")
     rule: str | None = Field(description="The candidate rule that decided; null: the thresholds")
 
@@ -177,7 +218,12 @@ class FlagOut(BaseModel):
     flagged_at: datetime
     cleared_at: datetime | None
     cleared_by: str | None
-    cleared_reason: str | None = Field(None, description="`cleared by hand`, or `review <id> approved`: closed by that approval; null while active")
+    cleared_reason: str | None = Field(
+        None,
+        description=(
+            "`cleared by hand`, or `review <id> approved`: closed by that approval; null while active"
+        ),
+    )
 
 
 class FlagList(BaseModel):
@@ -197,7 +243,7 @@ class KnownDeviceOut(BaseModel):
 
 
 class CustomerRiskOut(BaseModel):
-    """What risk knows of a customer, for the case view: profile, flags, devices and reviews (newest first)."""
+    """What risk knows of a customer, for the case view: profile, flags, devices, reviews (newest first)."""
 
     user_id: str
     profile: ProfileOut | None

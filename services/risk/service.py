@@ -33,7 +33,18 @@ from sqlalchemy.exc import IntegrityError
 
 from services.risk import repository
 from services.risk.config import RiskSettings
-from services.risk.models import AccountFlag, ApprovalReason, Assessment, CustomerProfile, DisputeFinding, KnownDevice, ObservedEvent, Review, ReviewStatus, RuleSet
+from services.risk.models import (
+    AccountFlag,
+    ApprovalReason,
+    Assessment,
+    CustomerProfile,
+    DisputeFinding,
+    KnownDevice,
+    ObservedEvent,
+    Review,
+    ReviewStatus,
+    RuleSet,
+)
 from services.risk.rules import DEFAULT_RULES, Facts, InvalidRule, Rule, first_match, parse_rules
 from services.risk.schemas import (
     AssessmentOut,
@@ -101,17 +112,37 @@ class Signal:
 
 # The documented weights (docs/api.md, "Risk"). Values are integers; booleans are 0 or 1.
 SIGNALS: dict[str, Signal] = {
-    "device_unknown": Signal(lambda v: 40 * bool(v), lambda v: "requested from a device not seen before for this customer"),
-    "device_recent": Signal(lambda v: 15 * bool(v), lambda v: "requested from a device first seen less than 7 days ago"),
-    "phone_changed_recently": Signal(lambda v: 25 * bool(v), lambda v: "the phone number changed in the last 30 days"),
-    "requests_24h": Signal(lambda v: min(60, 20 * v), lambda v: f"{v} earlier unbind request(s) in the last 24 hours"),
-    "failed_verifications_24h": Signal(lambda v: min(45, 15 * v), lambda v: f"{v} failed verification(s) in the last 24 hours"),
-    "counter_regressions_24h": Signal(lambda v: min(60, 30 * v), lambda v: f"{v} device counter regression(s) in the last 24 hours"),
-    "night_request": Signal(lambda v: 10 * bool(v), lambda v: "requested between 00:00 and 06:00 (Asia/Shanghai)"),
+    "device_unknown": Signal(
+        lambda v: 40 * bool(v), lambda v: "requested from a device not seen before for this customer"
+    ),
+    "device_recent": Signal(
+        lambda v: 15 * bool(v), lambda v: "requested from a device first seen less than 7 days ago"
+    ),
+    "phone_changed_recently": Signal(
+        lambda v: 25 * bool(v), lambda v: "the phone number changed in the last 30 days"
+    ),
+    "requests_24h": Signal(
+        lambda v: min(60, 20 * v), lambda v: f"{v} earlier unbind request(s) in the last 24 hours"
+    ),
+    "failed_verifications_24h": Signal(
+        lambda v: min(45, 15 * v), lambda v: f"{v} failed verification(s) in the last 24 hours"
+    ),
+    "counter_regressions_24h": Signal(
+        lambda v: min(60, 30 * v), lambda v: f"{v} device counter regression(s) in the last 24 hours"
+    ),
+    "night_request": Signal(
+        lambda v: 10 * bool(v), lambda v: "requested between 00:00 and 06:00 (Asia/Shanghai)"
+    ),
     "instalment_due_soon": Signal(lambda v: 10 * bool(v), lambda v: "an instalment is due within 3 days"),
-    "account_age_days": Signal(lambda v: 20 if 0 <= v < 90 else 0, lambda v: f"the account is {v} day(s) old"),
-    "ip_changed": Signal(lambda v: 10 * bool(v), lambda v: "the request came from another IP address than the last one"),
-    "rejections_30d": Signal(lambda v: min(30, 10 * v), lambda v: f"{v} rejected request(s) in the last 30 days"),
+    "account_age_days": Signal(
+        lambda v: 20 if 0 <= v < 90 else 0, lambda v: f"the account is {v} day(s) old"
+    ),
+    "ip_changed": Signal(
+        lambda v: 10 * bool(v), lambda v: "the request came from another IP address than the last one"
+    ),
+    "rejections_30d": Signal(
+        lambda v: min(30, 10 * v), lambda v: f"{v} rejected request(s) in the last 30 days"
+    ),
     "appeals_30d": Signal(lambda v: 15 * bool(v), lambda v: f"{v} appeal(s) in the last 30 days"),
     "account_flagged": Signal(lambda v: 30 * bool(v), lambda v: "the account carries an anomaly flag"),
 }
@@ -121,8 +152,18 @@ class RiskMetrics:
     """Collectors of one risk app, on its registry."""
 
     def __init__(self, registry: CollectorRegistry):
-        self.decisions = Counter("unbind_risk_decisions", "Risk assessments committed, by decision (allow, step_up, review, deny)", ["decision"], registry=registry)
-        self.reviews = Counter("unbind_risk_reviews", "Reviews decided by ops, committed, by outcome (approve, deny)", ["outcome"], registry=registry)
+        self.decisions = Counter(
+            "unbind_risk_decisions",
+            "Risk assessments committed, by decision (allow, step_up, review, deny)",
+            ["decision"],
+            registry=registry,
+        )
+        self.reviews = Counter(
+            "unbind_risk_reviews",
+            "Reviews decided by ops, committed, by outcome (approve, deny)",
+            ["outcome"],
+            registry=registry,
+        )
 
 
 @dataclass(frozen=True)
@@ -136,7 +177,14 @@ class RiskDeps:
 
 def observe(uow: UnitOfWork, event: BindingEvent, at: datetime | None = None) -> None:
     """Keep an event about a customer as behaviour."""
-    uow.session.add(ObservedEvent(user_id=event.user_id, event_type=type(event).__name__, request_id=event.request_id, occurred_at=at or utcnow()))
+    uow.session.add(
+        ObservedEvent(
+            user_id=event.user_id,
+            event_type=type(event).__name__,
+            request_id=event.request_id,
+            occurred_at=at or utcnow(),
+        )
+    )
 
 
 async def record_behaviour(uow: UnitOfWork, deps: RiskDeps, event: BindingEvent) -> None:
@@ -151,19 +199,33 @@ async def collect_signals(uow: UnitOfWork, event: UnbindRequested, now: datetime
         device = None
     profile = await session.get(CustomerProfile, event.user_id)
     day, month = now - timedelta(hours=24), now - timedelta(days=30)
-    windows = {"UnbindRequested": day, "VerificationFailed": day, "BiometricCounterRegressed": day, "UnbindRejected": month, "UnbindAppealed": month}
-    counts = await repository.count_recent_events(session, event.user_id, windows, excluding=("UnbindRequested", event.request_id))
+    windows = {
+        "UnbindRequested": day,
+        "VerificationFailed": day,
+        "BiometricCounterRegressed": day,
+        "UnbindRejected": month,
+        "UnbindAppealed": month,
+    }
+    counts = await repository.count_recent_events(
+        session, event.user_id, windows, excluding=("UnbindRequested", event.request_id)
+    )
     return {
         "device_unknown": int(bool(event.device_id) and device is None),
         "device_recent": int(device is not None and now - device.first_seen_at < timedelta(days=7)),
-        "phone_changed_recently": int(bool(profile and profile.phone_changed_at and now - profile.phone_changed_at < timedelta(days=30))),
+        "phone_changed_recently": int(
+            bool(profile and profile.phone_changed_at and now - profile.phone_changed_at < timedelta(days=30))
+        ),
         "requests_24h": counts["UnbindRequested"],
         "failed_verifications_24h": counts["VerificationFailed"],
         "counter_regressions_24h": counts["BiometricCounterRegressed"],
         "night_request": int(now.astimezone(SHANGHAI).hour < 6),
         "instalment_due_soon": int("INSTALMENT_DUE_SOON" in event.acknowledged),
-        "account_age_days": (now - profile.account_opened_at).days if profile and profile.account_opened_at else -1,
-        "ip_changed": int(bool(profile and profile.last_ip and event.client_ip and profile.last_ip != event.client_ip)),
+        "account_age_days": (now - profile.account_opened_at).days
+        if profile and profile.account_opened_at
+        else -1,
+        "ip_changed": int(
+            bool(profile and profile.last_ip and event.client_ip and profile.last_ip != event.client_ip)
+        ),
         "rejections_30d": counts["UnbindRejected"],
         "appeals_30d": counts["UnbindAppealed"],
         "account_flagged": int(await repository.active_flag(session, event.user_id) is not None),
@@ -188,12 +250,16 @@ def level_of(settings: RiskSettings, total: int) -> RiskLevel:
     return RiskLevel.NORMAL
 
 
-def rule_facts(signals: Mapping[str, int], device_id: str | None, client_ip: str | None) -> dict[str, int | str]:
+def rule_facts(
+    signals: Mapping[str, int], device_id: str | None, client_ip: str | None
+) -> dict[str, int | str]:
     """What rules may name of an assessment besides its score ("" for a fact the request lacked)."""
     return {**signals, "device_id": device_id or "", "client_ip": client_ip or ""}
 
 
-def decide(settings: RiskSettings, total: int, facts: Facts | None = None, rules: list[Rule] = ()) -> tuple[RiskDecision, RiskLevel, Rule | None]:
+def decide(
+    settings: RiskSettings, total: int, facts: Facts | None = None, rules: list[Rule] = ()
+) -> tuple[RiskDecision, RiskLevel, Rule | None]:
     """Rules first (first match in Radar's order, over the facts and the score), then the thresholds."""
     rule = first_match(list(rules), {**(facts or {}), "score": total})
     if rule is not None:
@@ -225,14 +291,20 @@ async def assess(uow: UnitOfWork, deps: RiskDeps, event: UnbindRequested) -> Non
     await _remember_context(uow, event, now, new_device=bool(signals["device_unknown"]))
     total, reasons = score(signals)
     version, rules = await current_rules(uow)
-    decision, level, rule = decide(deps.settings, total, rule_facts(signals, event.device_id, event.client_ip), rules)
+    decision, level, rule = decide(
+        deps.settings, total, rule_facts(signals, event.device_id, event.client_ip), rules
+    )
     machine_decision = decision
     why = f"rule '{rule.name}'" if rule else f"score {total}"
     if decision == RiskDecision.DENY:
         # No machine says a final no: a person decides, and an approval asks for both methods.
         decision, why = RiskDecision.REVIEW, f"deny by {why}"
     if decision == RiskDecision.REVIEW:
-        session.add(AccountFlag(user_id=event.user_id, reason=f"review by {why}", request_id=event.request_id, flagged_at=now))
+        session.add(
+            AccountFlag(
+                user_id=event.user_id, reason=f"review by {why}", request_id=event.request_id, flagged_at=now
+            )
+        )
         open_review(uow, event, ReviewOrigin.RISK, at=now)
     methods = REQUIRED_METHODS[decision]
     # Counted once the assessment is durable: a rolled-back (then retried) one would count twice.
@@ -270,9 +342,15 @@ async def assess(uow: UnitOfWork, deps: RiskDeps, event: UnbindRequested) -> Non
     )
 
 
-async def _remember_context(uow: UnitOfWork, event: UnbindRequested, now: datetime, *, new_device: bool) -> None:
+async def _remember_context(
+    uow: UnitOfWork, event: UnbindRequested, now: datetime, *, new_device: bool
+) -> None:
     # A revoked key is not learned back from a request: only enrolling it again makes it known.
-    if new_device and event.device_id and await uow.session.get(KnownDevice, (event.user_id, event.device_id)) is None:
+    if (
+        new_device
+        and event.device_id
+        and await uow.session.get(KnownDevice, (event.user_id, event.device_id)) is None
+    ):
         uow.session.add(KnownDevice(user_id=event.user_id, device_id=event.device_id, first_seen_at=now))
     if event.client_ip:
         profile = await uow.session.get(CustomerProfile, event.user_id)
@@ -287,7 +365,9 @@ async def learn_device(uow: UnitOfWork, deps: RiskDeps, event: DeviceEnrolled) -
     now = deps.clock()
     device = await uow.session.get(KnownDevice, (event.user_id, event.device_id))
     if device is None:
-        uow.session.add(KnownDevice(user_id=event.user_id, device_id=event.device_id, first_seen_at=now, enrolled_at=now))
+        uow.session.add(
+            KnownDevice(user_id=event.user_id, device_id=event.device_id, first_seen_at=now, enrolled_at=now)
+        )
     else:
         device.enrolled_at, device.revoked_at = now, None
 
@@ -296,7 +376,9 @@ async def forget_device(uow: UnitOfWork, deps: RiskDeps, event: DeviceRevoked) -
     now = deps.clock()
     device = await uow.session.get(KnownDevice, (event.user_id, event.device_id))
     if device is None:
-        uow.session.add(KnownDevice(user_id=event.user_id, device_id=event.device_id, first_seen_at=now, revoked_at=now))
+        uow.session.add(
+            KnownDevice(user_id=event.user_id, device_id=event.device_id, first_seen_at=now, revoked_at=now)
+        )
     else:
         device.revoked_at = now
 
@@ -361,7 +443,9 @@ def _valid(raw: list[dict[str, Any]]) -> list[Rule]:
     try:
         return parse_rules(raw, SIGNALS)
     except InvalidRule as exc:
-        raise Problem(422, "invalid-rules", "Invalid rule set", f"{exc}. The rules in force are unchanged.") from exc
+        raise Problem(
+            422, "invalid-rules", "Invalid rule set", f"{exc}. The rules in force are unchanged."
+        ) from exc
 
 
 async def _in_force_for_change(uow: UnitOfWork, if_match: str | None) -> RuleSetOut:
@@ -369,22 +453,48 @@ async def _in_force_for_change(uow: UnitOfWork, if_match: str | None) -> RuleSet
     they never saw."""
     current = await get_rules(uow)
     if if_match is None:
-        detail = "Send `If-Match` with the ETag of the rules you changed (GET /v1/rules), so a change made meanwhile is not overwritten."
+        detail = (
+            "Send `If-Match` with the ETag of the rules you changed (GET /v1/rules), so a change made "
+            "meanwhile is not overwritten."
+        )
         raise Problem(428, "precondition-required", "Precondition required", detail)
     if rules_etag(current.version) not in (tag.strip() for tag in if_match.split(",")):
-        detail = f"The rules changed since you read them: version {current.version} is in force. Read them again and redo your change on top."
-        raise Problem(412, "rules-changed", "Rules changed", detail, headers={"ETag": rules_etag(current.version)}, current_version=current.version)
+        detail = (
+            f"The rules changed since you read them: version {current.version} is in force. Read them again "
+            f"and redo your change on top."
+        )
+        raise Problem(
+            412,
+            "rules-changed",
+            "Rules changed",
+            detail,
+            headers={"ETag": rules_etag(current.version)},
+            current_version=current.version,
+        )
     return current
 
 
 async def _save(
-    uow: UnitOfWork, principal: Principal, current: RuleSetOut, raw: list[dict[str, Any]], *, comment: str | None, restored_from: int | None = None
+    uow: UnitOfWork,
+    principal: Principal,
+    current: RuleSetOut,
+    raw: list[dict[str, Any]],
+    *,
+    comment: str | None,
+    restored_from: int | None = None,
 ) -> RuleSetOut:
     """The next version after `current`, in force at once; `current` itself when `raw` is its set."""
     _valid(raw)
     if raw == current.rules:
         return current
-    rule_set = RuleSet(version=current.version + 1, rules=raw, created_by=principal.subject, created_at=utcnow(), comment=comment, restored_from=restored_from)
+    rule_set = RuleSet(
+        version=current.version + 1,
+        rules=raw,
+        created_by=principal.subject,
+        created_at=utcnow(),
+        comment=comment,
+        restored_from=restored_from,
+    )
     uow.session.add(rule_set)
     try:
         await uow.session.flush()
@@ -394,13 +504,22 @@ async def _save(
     return RuleSetOut.model_validate(rule_set, from_attributes=True)
 
 
-async def replace_rules(uow: UnitOfWork, principal: Principal, raw: list[dict[str, Any]], *, if_match: str | None, comment: str | None = None) -> RuleSetOut:
+async def replace_rules(
+    uow: UnitOfWork,
+    principal: Principal,
+    raw: list[dict[str, Any]],
+    *,
+    if_match: str | None,
+    comment: str | None = None,
+) -> RuleSetOut:
     """Validate the whole set; on success it becomes the next version, in force at once."""
     current = await _in_force_for_change(uow, if_match)
     return await _save(uow, principal, current, raw, comment=comment)
 
 
-async def restore_rules(uow: UnitOfWork, principal: Principal, version: int, *, if_match: str | None, comment: str | None = None) -> RuleSetOut:
+async def restore_rules(
+    uow: UnitOfWork, principal: Principal, version: int, *, if_match: str | None, comment: str | None = None
+) -> RuleSetOut:
     """Roll back: a new version holding the rules of `version` (history is never rewritten)."""
     current = await _in_force_for_change(uow, if_match)
     source = await get_rule_version(uow, version)
@@ -412,28 +531,44 @@ async def simulate_rules(uow: UnitOfWork, deps: RiskDeps, body: SimulationIn) ->
     today's thresholds) and compare with what the machine decided then; nothing is written."""
     longest = deps.settings.rules_simulation_max_days
     if body.days > longest:
-        raise Problem(422, "window-too-long", "Window too long", f"A dry run replays at most {longest} days.", max_days=longest)
+        raise Problem(
+            422,
+            "window-too-long",
+            "Window too long",
+            f"A dry run replays at most {longest} days.",
+            max_days=longest,
+        )
     candidate = _valid(body.rules)
     transitions: Tally[tuple[str, str]] = Tally()
     examples: list[SimulatedChange] = []
     replayed = 0
     async for row in repository.assessments_since(uow.session, deps.clock() - timedelta(days=body.days)):
         replayed += 1
-        decision, _, rule = decide(deps.settings, row.score, rule_facts(row.signals, row.device_id, row.client_ip), candidate)
+        decision, _, rule = decide(
+            deps.settings, row.score, rule_facts(row.signals, row.device_id, row.client_ip), candidate
+        )
         if decision == row.machine_decision:
             continue
         transitions[(row.machine_decision, decision.value)] += 1
         if len(examples) < SIMULATION_EXAMPLES:
             examples.append(
                 SimulatedChange(
-                    request_id=row.request_id, user_id=row.user_id, score=row.score, from_=row.machine_decision, to=decision.value, rule=rule.name if rule else None
+                    request_id=row.request_id,
+                    user_id=row.user_id,
+                    score=row.score,
+                    from_=row.machine_decision,
+                    to=decision.value,
+                    rule=rule.name if rule else None,
                 )
             )
     return SimulationOut(
         days=body.days,
         assessments=replayed,
         changed=transitions.total(),
-        transitions=[Transition(from_=before, to=after, count=count) for (before, after), count in sorted(transitions.items(), key=lambda item: (-item[1], item[0]))],
+        transitions=[
+            Transition(from_=before, to=after, count=count)
+            for (before, after), count in sorted(transitions.items(), key=lambda item: (-item[1], item[0]))
+        ],
         examples=examples,
         rules_version=(await get_rules(uow)).version,
     )
@@ -442,7 +577,9 @@ async def simulate_rules(uow: UnitOfWork, deps: RiskDeps, body: SimulationIn) ->
 # --- reviews and flags ---------------------------------------------------------------------
 
 # The fixed lists a decision's reason comes from: the customer is told only a denial's.
-REVIEW_REASONS = ReviewReasons(approve=list(ApprovalReason), deny=list(DenialReason), close_dispute=list(DisputeFinding))
+REVIEW_REASONS = ReviewReasons(
+    approve=list(ApprovalReason), deny=list(DenialReason), close_dispute=list(DisputeFinding)
+)
 
 
 def open_review(uow: UnitOfWork, event: BindingEvent, origin: ReviewOrigin, at: datetime) -> None:
@@ -475,7 +612,11 @@ async def open_dispute_review(uow: UnitOfWork, deps: RiskDeps, event: UnbindDisp
 
 def _holder(review: Review, now: datetime) -> str | None:
     """Who holds a pending case now: nobody once the claim lapsed."""
-    live = review.status == ReviewStatus.PENDING and review.claim_expires_at is not None and review.claim_expires_at > now
+    live = (
+        review.status == ReviewStatus.PENDING
+        and review.claim_expires_at is not None
+        and review.claim_expires_at > now
+    )
     return review.claimed_by if live else None
 
 
@@ -518,13 +659,30 @@ def _now(deps: RiskDeps) -> datetime:
 
 
 async def _review_out(uow: UnitOfWork, deps: RiskDeps, review: Review, now: datetime) -> ReviewOut:
-    return review_out(review, score=await repository.score_of(uow.session, review.request_id), settings=deps.settings, now=now)
+    return review_out(
+        review,
+        score=await repository.score_of(uow.session, review.request_id),
+        settings=deps.settings,
+        now=now,
+    )
 
 
-async def list_reviews(uow: UnitOfWork, deps: RiskDeps, *, status: str | None, request_id: str | None, user_id: str | None, limit: int) -> ReviewList:
+async def list_reviews(
+    uow: UnitOfWork,
+    deps: RiskDeps,
+    *,
+    status: str | None,
+    request_id: str | None,
+    user_id: str | None,
+    limit: int,
+) -> ReviewList:
     now = _now(deps)
-    rows = await repository.list_reviews(uow.session, status=status, request_id=request_id, user_id=user_id, limit=limit)
-    return ReviewList(items=[review_out(review, score=score, settings=deps.settings, now=now) for review, score in rows])
+    rows = await repository.list_reviews(
+        uow.session, status=status, request_id=request_id, user_id=user_id, limit=limit
+    )
+    return ReviewList(
+        items=[review_out(review, score=score, settings=deps.settings, now=now) for review, score in rows]
+    )
 
 
 async def get_review(uow: UnitOfWork, deps: RiskDeps, review_id: str) -> ReviewOut:
@@ -539,18 +697,27 @@ async def _pending_review(uow: UnitOfWork, review_id: str) -> Review:
     if review is None:
         raise not_found("The review")
     if review.status != ReviewStatus.PENDING:
-        raise conflict("review-closed", f"This review is already {review.status}.", review_status=review.status)
+        raise conflict(
+            "review-closed", f"This review is already {review.status}.", review_status=review.status
+        )
     return review
 
 
 async def _check_four_eyes(uow: UnitOfWork, review: Review, principal: Principal) -> None:
     """Whoever denied a request (first of two, or alone) decides neither its second review nor its appeal."""
-    if review.origin != ReviewOrigin.DISPUTE and principal.subject in await repository.deniers_of(uow.session, review.request_id):
+    if review.origin != ReviewOrigin.DISPUTE and principal.subject in await repository.deniers_of(
+        uow.session, review.request_id
+    ):
         raise conflict("four-eyes", "You denied this request: another reviewer decides this case.")
 
 
 def _claimed_by_other(review: Review) -> Problem:
-    return conflict("review-claimed", f"{review.claimed_by} holds this review.", claimed_by=review.claimed_by, claim_expires_at=review.claim_expires_at)
+    return conflict(
+        "review-claimed",
+        f"{review.claimed_by} holds this review.",
+        claimed_by=review.claimed_by,
+        claim_expires_at=review.claim_expires_at,
+    )
 
 
 async def claim_review(uow: UnitOfWork, deps: RiskDeps, principal: Principal, review_id: str) -> ReviewOut:
@@ -580,13 +747,31 @@ async def release_review(uow: UnitOfWork, deps: RiskDeps, principal: Principal, 
 
 
 def _check_decision(origin: ReviewOrigin, body: ReviewDecisionIn, message: str | None) -> None:
-    """Every decision takes a reason from the list that fits it; `other` says why in the message to the customer."""
-    allowed = REVIEW_REASONS.close_dispute if origin == ReviewOrigin.DISPUTE else getattr(REVIEW_REASONS, body.decision.value)
+    """Every decision takes a reason from the list that fits it; `other` says why in the message to the
+    customer."""
+    allowed = (
+        REVIEW_REASONS.close_dispute
+        if origin == ReviewOrigin.DISPUTE
+        else getattr(REVIEW_REASONS, body.decision.value)
+    )
     if body.reason not in allowed:
-        what = "closing a dispute" if origin == ReviewOrigin.DISPUTE else f"the decision {body.decision.value}"
-        raise Problem(422, "invalid-reason", "Reason required", f"Choose the reason for {what} from the list (`reason`).", allowed=[str(code) for code in allowed])
+        what = (
+            "closing a dispute" if origin == ReviewOrigin.DISPUTE else f"the decision {body.decision.value}"
+        )
+        raise Problem(
+            422,
+            "invalid-reason",
+            "Reason required",
+            f"Choose the reason for {what} from the list (`reason`).",
+            allowed=[str(code) for code in allowed],
+        )
     if body.reason == DenialReason.OTHER and not message:
-        raise Problem(422, "customer-message-required", "Message required", "With the reason `other`, tell the customer why in `customer_message`.")
+        raise Problem(
+            422,
+            "customer-message-required",
+            "Message required",
+            "With the reason `other`, tell the customer why in `customer_message`.",
+        )
 
 
 async def _hand_message_to_notification(deps: RiskDeps, review: Review, message: str) -> None:
@@ -597,33 +782,55 @@ async def _hand_message_to_notification(deps: RiskDeps, review: Review, message:
     try:
         response = await deps.notifier.put(f"/internal/v1/review-messages/{review.id}", json=body)
     except httpx.HTTPError as exc:
-        log.warning("notification unreachable; the decision is not recorded", extra={"review_id": review.id, "error": type(exc).__name__})
+        log.warning(
+            "notification unreachable; the decision is not recorded",
+            extra={"review_id": review.id, "error": type(exc).__name__},
+        )
         response = None
     if response is None or not response.is_success:
         if response is not None:
-            log.warning("notification refused the customer message", extra={"review_id": review.id, "status": response.status_code})
+            log.warning(
+                "notification refused the customer message",
+                extra={"review_id": review.id, "status": response.status_code},
+            )
         detail = "The message to the customer could not be handed over; nothing was decided. Try again."
-        raise Problem(503, "notification-unavailable", "Message not delivered", detail, headers={"Retry-After": "2"})
+        raise Problem(
+            503, "notification-unavailable", "Message not delivered", detail, headers={"Retry-After": "2"}
+        )
 
 
-async def decide_review(uow: UnitOfWork, deps: RiskDeps, principal: Principal, review_id: str, body: ReviewDecisionIn) -> ReviewOut:
+async def decide_review(
+    uow: UnitOfWork, deps: RiskDeps, principal: Principal, review_id: str, *, body: ReviewDecisionIn
+) -> ReviewOut:
     """Close a pending case, once, under the caller's claim. A deny of a request that scored at
     least UNBIND_REVIEW_SECOND_REVIEWER_SCORE is first only recorded (the case stays pending, nothing
     is emitted) until a second, different reviewer confirms or overrides it. An approval of a risk
-    or appeal case goes on to verification with both methods and closes the account flag its request raised."""
+    or appeal case goes on to verification with both methods and closes the account flag its request
+    raised."""
     now = _now(deps)
     review = await _pending_review(uow, review_id)
     await _check_four_eyes(uow, review, principal)
     if _holder(review, now) != principal.subject:
-        raise conflict("claim-required", "Claim the review before deciding it.", claimed_by=_holder(review, now))
+        raise conflict(
+            "claim-required", "Claim the review before deciding it.", claimed_by=_holder(review, now)
+        )
     origin = ReviewOrigin(review.origin)
     denies_request = body.decision == ReviewOutcome.DENY and origin != ReviewOrigin.DISPUTE
     # A confirming deny without a message of its own sends the first reviewer's.
     message = body.customer_message or (review.first_customer_message if denies_request else None)
     _check_decision(origin, body, message)
     score = await repository.score_of(uow.session, review.request_id)
-    if denies_request and review.first_reviewer is None and score is not None and score >= deps.settings.review_second_reviewer_score:
-        review.first_reviewer, review.first_reason, review.first_note = principal.subject, body.reason, body.note or None
+    if (
+        denies_request
+        and review.first_reviewer is None
+        and score is not None
+        and score >= deps.settings.review_second_reviewer_score
+    ):
+        review.first_reviewer, review.first_reason, review.first_note = (
+            principal.subject,
+            body.reason,
+            body.note or None,
+        )
         review.first_customer_message, review.first_decided_at = body.customer_message, now
         _release(review)
         return review_out(review, score=score, settings=deps.settings, now=now)
@@ -663,7 +870,11 @@ async def close_flags_of_request(uow: UnitOfWork, review: Review) -> None:
     """Ops approved the request: the flag its assessment raised no longer counts against the
     customer. The flag keeps who closed it, when, and by which review."""
     for flag in await repository.active_flags(uow.session, review.user_id, request_id=review.request_id):
-        flag.cleared_at, flag.cleared_by, flag.cleared_reason = review.decided_at, review.reviewer, f"review {review.id} approved"
+        flag.cleared_at, flag.cleared_by, flag.cleared_reason = (
+            review.decided_at,
+            review.reviewer,
+            f"review {review.id} approved",
+        )
 
 
 async def withdraw_reviews(uow: UnitOfWork, deps: RiskDeps, event: UnbindCancelled | UnbindExpired) -> None:
@@ -687,14 +898,24 @@ async def customer_risk(uow: UnitOfWork, deps: RiskDeps, user_id: str) -> Custom
     return CustomerRiskOut(
         user_id=user_id,
         profile=ProfileOut.model_validate(profile, from_attributes=True) if profile else None,
-        flags=[FlagOut.model_validate(flag, from_attributes=True) for flag in await repository.flags_of(session, user_id)],
+        flags=[
+            FlagOut.model_validate(flag, from_attributes=True)
+            for flag in await repository.flags_of(session, user_id)
+        ],
         known_devices=[KnownDeviceOut.model_validate(device, from_attributes=True) for device in devices],
-        reviews=(await list_reviews(uow, deps, status=None, request_id=None, user_id=user_id, limit=200)).items,
+        reviews=(
+            await list_reviews(uow, deps, status=None, request_id=None, user_id=user_id, limit=200)
+        ).items,
     )
 
 
 async def list_flags(uow: UnitOfWork, active_only: bool) -> FlagList:
-    return FlagList(items=[FlagOut.model_validate(flag, from_attributes=True) for flag in await repository.list_flags(uow.session, active_only)])
+    return FlagList(
+        items=[
+            FlagOut.model_validate(flag, from_attributes=True)
+            for flag in await repository.list_flags(uow.session, active_only)
+        ]
+    )
 
 
 async def clear_flags(uow: UnitOfWork, principal: Principal, user_id: str) -> FlagList:

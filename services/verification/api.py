@@ -26,7 +26,9 @@ from shared.auth import Customer, Ops
 from shared.problems import problem_response, problem_responses
 
 # Problems are answered in the caller's language (Accept-Language, else their saved locale).
-router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 422), dependencies=[Depends(request_locale)])
+router = APIRouter(
+    prefix="/v1", responses=problem_responses(401, 403, 422), dependencies=[Depends(request_locale)]
+)
 
 VerificationId = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$")]
 DeviceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
@@ -53,43 +55,92 @@ def _refusal(request: Request, outcome: AttemptOutcome, attempts_left: int) -> A
     if verification.status != "pending":
         detail = {
             "unbind": "The verification is locked; the unbind request will be rejected.",
-            "device_enrolment": "The verification is locked; the device will not be added (enrol it again under a new device id).",
+            "device_enrolment": (
+                "The verification is locked; the device will not be added (enrol it again under a new device "
+                "id)."
+            ),
             "binding": "The verification is locked; the account will not be bound (ask to bind it again).",
         }[verification.purpose]
-        return problem_response(request, 422, "verification-locked", "Too many failed attempts", detail, attempts_remaining=0)
+        return problem_response(
+            request,
+            422,
+            "verification-locked",
+            "Too many failed attempts",
+            detail=detail,
+            attempts_remaining=0,
+        )
     titles = {
         "wrong-code": "The code does not match.",
         "challenge-invalid": "The challenge is unknown, used or expired; ask for a new one.",
         "device-unknown": "This device is not enrolled for you.",
-        "device-not-active": "This device is not active: its enrolment code was not confirmed, or it was revoked.",
-        "device-newer-than-request": "This device was added after the unbind request was made; use a device you had before, or the one you asked from.",
+        "device-not-active": (
+            "This device is not active: its enrolment code was not confirmed, or it was revoked."
+        ),
+        "device-newer-than-request": (
+            "This device was added after the unbind request was made; use a device you had before, or the "
+            "one you asked from."
+        ),
         "signature-invalid": "The signature does not match this challenge, verification, request and impact.",
         "counter-not-increased": "The device counter did not go up: the signature is refused.",
     }
-    return problem_response(request, 422, outcome.reason, "Verification refused", titles.get(outcome.reason), attempts_remaining=attempts_left)
+    return problem_response(
+        request,
+        422,
+        outcome.reason,
+        "Verification refused",
+        detail=titles.get(outcome.reason),
+        attempts_remaining=attempts_left,
+    )
 
 
 @router.get("/verifications/{verification_id}", tags=["verifications"], responses=problem_responses(404))
-async def get_verification(verification_id: VerificationId, principal: Customer, uow: RequestUnitOfWork, settings: Settings) -> VerificationOut:
+async def get_verification(
+    verification_id: VerificationId, principal: Customer, uow: RequestUnitOfWork, settings: Settings
+) -> VerificationOut:
     return await service.get(uow, settings, principal, verification_id)
 
 
 @router.post("/verifications/{verification_id}/otp", tags=["verifications"], responses=REFUSED)
-async def check_otp(verification_id: VerificationId, body: OtpIn, principal: Customer, uow: RequestUnitOfWork, deps: Deps, request: Request) -> Any:
-    outcome = await service.check_otp(uow, deps, principal, verification_id, body.code)
-    return outcome.verification if outcome.accepted else _refusal(request, outcome, outcome.verification.otp_attempts_remaining)
+async def check_otp(
+    verification_id: VerificationId,
+    body: OtpIn,
+    principal: Customer,
+    uow: RequestUnitOfWork,
+    *,
+    deps: Deps,
+    request: Request,
+) -> Any:
+    outcome = await service.check_otp(uow, deps, principal, verification_id, code=body.code)
+    return (
+        outcome.verification
+        if outcome.accepted
+        else _refusal(request, outcome, outcome.verification.otp_attempts_remaining)
+    )
 
 
-@router.post("/verifications/{verification_id}/otp/resend", tags=["verifications"], responses=problem_responses(404, NOT_PENDING, (429, "Too soon or too many: see Retry-After")))
-async def resend_otp(verification_id: VerificationId, principal: Customer, uow: RequestUnitOfWork, deps: Deps) -> VerificationOut:
+@router.post(
+    "/verifications/{verification_id}/otp/resend",
+    tags=["verifications"],
+    responses=problem_responses(404, NOT_PENDING, (429, "Too soon or too many: see Retry-After")),
+)
+async def resend_otp(
+    verification_id: VerificationId, principal: Customer, uow: RequestUnitOfWork, deps: Deps
+) -> VerificationOut:
     """A new code replaces the old one (which stops working)."""
     return await service.resend(uow, deps, principal, verification_id)
 
 
 @router.post(
-    "/devices", status_code=202, tags=["devices"], responses=problem_responses(400, (409, "This device id is already enrolled"), (429, "Too many codes: see Retry-After"))
+    "/devices",
+    status_code=202,
+    tags=["devices"],
+    responses=problem_responses(
+        400, (409, "This device id is already enrolled"), (429, "Too many codes: see Retry-After")
+    ),
 )
-async def enrol_device(body: DeviceIn, principal: Customer, uow: RequestUnitOfWork, deps: Deps) -> DeviceEnrolment:
+async def enrol_device(
+    body: DeviceIn, principal: Customer, uow: RequestUnitOfWork, deps: Deps
+) -> DeviceEnrolment:
     """Enrol a device key (EC P-256 public key, PEM) for the calling customer: it stays pending, and
     cannot pass a biometric, until the code sent by SMS is confirmed on the verification returned
     (`POST /v1/verifications/{id}/otp`). The same request again, before that, returns the same."""
@@ -115,20 +166,43 @@ async def revoke_device(device_id: DeviceId, principal: Customer, uow: RequestUn
     return Response(status_code=204)
 
 
-@router.post("/verifications/{verification_id}/biometric/challenge", status_code=201, tags=["verifications"], responses=problem_responses(404, NOT_PENDING))
-async def biometric_challenge(verification_id: VerificationId, principal: Customer, uow: RequestUnitOfWork, settings: Settings) -> ChallengeOut:
+@router.post(
+    "/verifications/{verification_id}/biometric/challenge",
+    status_code=201,
+    tags=["verifications"],
+    responses=problem_responses(404, NOT_PENDING),
+)
+async def biometric_challenge(
+    verification_id: VerificationId, principal: Customer, uow: RequestUnitOfWork, settings: Settings
+) -> ChallengeOut:
     return await service.issue_challenge(uow, settings, principal, verification_id)
 
 
 @router.post("/verifications/{verification_id}/biometric", tags=["verifications"], responses=REFUSED)
-async def check_biometric(verification_id: VerificationId, body: BiometricIn, principal: Customer, uow: RequestUnitOfWork, settings: Settings, request: Request) -> Any:
-    outcome = await service.check_biometric(uow, settings, principal, verification_id, body)
-    return outcome.verification if outcome.accepted else _refusal(request, outcome, outcome.verification.biometric_attempts_remaining)
+async def check_biometric(
+    verification_id: VerificationId,
+    body: BiometricIn,
+    principal: Customer,
+    uow: RequestUnitOfWork,
+    *,
+    settings: Settings,
+    request: Request,
+) -> Any:
+    outcome = await service.check_biometric(uow, settings, principal, verification_id, body=body)
+    return (
+        outcome.verification
+        if outcome.accepted
+        else _refusal(request, outcome, outcome.verification.biometric_attempts_remaining)
+    )
 
 
 @router.get("/ops/verifications", tags=["ops"])
 async def ops_verifications(
-    principal: Ops, uow: RequestUnitOfWork, request_id: Annotated[str, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="The unbind or bind request")]
+    principal: Ops,
+    uow: RequestUnitOfWork,
+    request_id: Annotated[
+        str, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="The unbind or bind request")
+    ],
 ) -> OpsVerificationList:
     """Every verification of a request, oldest first, each with every attempt made on it (method,
     result, time, device), for the ops case view; never a code. None for an unknown request."""

@@ -25,7 +25,9 @@ DOMAIN = b"UNBIND-BIOMETRIC-V1"
 CHALLENGE_BYTES = 32
 
 
-def signed_message(challenge: bytes, verification_id: str, request_id: str, impact_hash: str, counter: int) -> bytes:
+def signed_message(
+    challenge: bytes, verification_id: str, request_id: str, impact_hash: str, *, counter: int
+) -> bytes:
     if len(challenge) != CHALLENGE_BYTES:
         raise ValueError("a challenge is 32 bytes")
     return b"".join(

@@ -18,7 +18,15 @@ from services.verification.service import VerificationDeps, VerificationMetrics
 from shared.app import ServiceRuntime, build_service_app
 from shared.bus import EventBus
 from shared.consumer import Subscriptions
-from shared.events import BindingRequested, PreferencesChanged, ReviewDecided, RiskAssessed, UnbindCancelled, UnbindExpired, UnbindRequested
+from shared.events import (
+    BindingRequested,
+    PreferencesChanged,
+    ReviewDecided,
+    RiskAssessed,
+    UnbindCancelled,
+    UnbindExpired,
+    UnbindRequested,
+)
 from shared.http import service_client
 from shared.i18n import remember_locales, saved_locales
 
@@ -52,7 +60,10 @@ async def sweep(runtime: ServiceRuntime) -> None:
 
 
 def create_app(
-    settings: VerificationSettings | None = None, *, bus: EventBus | None = None, notification_transport: httpx.AsyncBaseTransport | None = None
+    settings: VerificationSettings | None = None,
+    *,
+    bus: EventBus | None = None,
+    notification_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     settings = settings or VerificationSettings()
     registry = CollectorRegistry()
@@ -61,8 +72,16 @@ def create_app(
     @asynccontextmanager
     async def resources(runtime: ServiceRuntime) -> AsyncIterator[VerificationDeps]:
         assert runtime.keys.signing is not None, "verification cannot start without its signing key"
-        async with service_client(settings, runtime.keys.signing, "notification", settings.notification_url, transport=notification_transport) as notifier:
-            yield VerificationDeps(settings=settings, notifier=notifier, unit_of_work=runtime.unit_of_work, metrics=metrics)
+        async with service_client(
+            settings,
+            runtime.keys.signing,
+            "notification",
+            settings.notification_url,
+            transport=notification_transport,
+        ) as notifier:
+            yield VerificationDeps(
+                settings=settings, notifier=notifier, unit_of_work=runtime.unit_of_work, metrics=metrics
+            )
 
     return build_service_app(
         settings,

@@ -12,7 +12,12 @@ from shared.fields import FreeText
 
 class VerificationOut(BaseModel):
     id: str
-    purpose: str = Field(description="unbind (of `request_id`), device_enrolment (of `device_id`) or binding (the bind request `request_id` of the binding)")
+    purpose: str = Field(
+        description=(
+            "unbind (of `request_id`), device_enrolment (of `device_id`) or binding (the bind request "
+            "`request_id` of the binding)"
+        )
+    )
     request_id: str | None
     device_id: str | None
     status: str
@@ -20,7 +25,9 @@ class VerificationOut(BaseModel):
     passed_methods: list[VerificationMethod]
     expires_at: datetime
     otp_expires_at: datetime | None = Field(description="When the current code stops working")
-    otp_delivery: str | None = Field(description="sending, sent or failed: whether the SMS reached the gateway")
+    otp_delivery: str | None = Field(
+        description="sending, sent or failed: whether the SMS reached the gateway"
+    )
     otp_attempts_remaining: int
     biometric_attempts_remaining: int
     failure_reason: str | None
@@ -36,7 +43,9 @@ class DeviceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     device_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")
-    public_key: str = Field(min_length=50, max_length=4000, description="PEM SubjectPublicKeyInfo of an EC P-256 key")
+    public_key: str = Field(
+        min_length=50, max_length=4000, description="PEM SubjectPublicKeyInfo of an EC P-256 key"
+    )
     name: FreeText = Field(min_length=1, max_length=128)
 
 
@@ -66,7 +75,9 @@ class DeviceDetail(DeviceOut):
 
 class DeviceEnrolment(BaseModel):
     device: DeviceOut
-    verification: VerificationOut = Field(description="Confirm the SMS code with POST /v1/verifications/{id}/otp to activate the device")
+    verification: VerificationOut = Field(
+        description="Confirm the SMS code with POST /v1/verifications/{id}/otp to activate the device"
+    )
 
 
 class ChallengeOut(BaseModel):
@@ -74,7 +85,9 @@ class ChallengeOut(BaseModel):
     expires_at: datetime
     verification_id: str
     request_id: str
-    impact_hash: str = Field(description="Signed together with the challenge (see the signed bytes in docs/api.md)")
+    impact_hash: str = Field(
+        description="Signed together with the challenge (see the signed bytes in docs/api.md)"
+    )
 
 
 class BiometricIn(BaseModel):
@@ -82,7 +95,9 @@ class BiometricIn(BaseModel):
 
     device_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")
     challenge: str = Field(pattern=r"^[A-Za-z0-9_-]{43}=?$")
-    signature: str = Field(pattern=r"^[A-Za-z0-9_-]{8,200}={0,2}$", description="DER ECDSA-SHA256 signature, base64url")
+    signature: str = Field(
+        pattern=r"^[A-Za-z0-9_-]{8,200}={0,2}$", description="DER ECDSA-SHA256 signature, base64url"
+    )
     counter: int = Field(ge=0, lt=2**63)
 
 
@@ -90,8 +105,10 @@ class AttemptOut(BaseModel):
     at: datetime
     method: VerificationMethod
     result: str = Field(
-        description="passed, wrong_code, locked (refused, and the verification failed with it), challenge_invalid, device_unknown, "
-        "device_not_active, device_newer_than_request, bad_signature or counter_regressed"
+        description=(
+            "passed, wrong_code, locked (refused, and the verification failed with it), challenge_invalid, "
+            "device_unknown, device_not_active, device_newer_than_request, bad_signature or counter_regressed"
+        )
     )
     device_id: str | None = Field(description="The device that signed (a biometric); null for an SMS code")
 
@@ -109,7 +126,12 @@ class OpsVerificationOut(BaseModel):
     otp_delivery: str | None
     created_at: datetime
     expires_at: datetime
-    attempts: list[AttemptOut] = Field(description="Every code and signature tried, oldest first (those made before attempts were kept are not listed)")
+    attempts: list[AttemptOut] = Field(
+        description=(
+            "Every code and signature tried, oldest first (those made before attempts were kept are not "
+            "listed)"
+        )
+    )
 
 
 class OpsVerificationList(BaseModel):

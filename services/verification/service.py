@@ -44,7 +44,12 @@ from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy.exc import IntegrityError
 
 from services.verification import repository
-from services.verification.biometric import CHALLENGE_BYTES, load_p256_public_key, signature_valid, signed_message
+from services.verification.biometric import (
+    CHALLENGE_BYTES,
+    load_p256_public_key,
+    signature_valid,
+    signed_message,
+)
 from services.verification.config import VerificationSettings
 from services.verification.models import (
     AttemptResult,
@@ -107,7 +112,11 @@ from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 # The notification template of each purpose's code SMS.
-CODE_TEMPLATES = {Purpose.UNBIND: "otp_code", Purpose.DEVICE_ENROLMENT: "device_enrolment_code", Purpose.BINDING: "binding_code"}
+CODE_TEMPLATES = {
+    Purpose.UNBIND: "otp_code",
+    Purpose.DEVICE_ENROLMENT: "device_enrolment_code",
+    Purpose.BINDING: "binding_code",
+}
 # A code call notification answers with 409 is tried again soon: the request's risk prompt, which
 # goes first, is not out yet (notification has not handled its UnbindRequested).
 CODE_RETRY_STATUS = RETRYABLE_STATUS | {409}
@@ -119,14 +128,24 @@ class VerificationMetrics:
     """Collectors of one verification app, on its registry."""
 
     def __init__(self, registry: CollectorRegistry):
-        self.codes_sent = Counter("unbind_otp_codes_sent", "One-time codes notification accepted for sending by SMS", registry=registry)
+        self.codes_sent = Counter(
+            "unbind_otp_codes_sent",
+            "One-time codes notification accepted for sending by SMS",
+            registry=registry,
+        )
         self.codes_failed = Counter(
             "unbind_otp_codes_failed",
-            "One-time codes notification did not take, by reason (rejected: it answered an error; unreachable: no answer); the code is replaced and sent again",
+            "One-time codes notification did not take, by reason (rejected: it answered an error; "
+            "unreachable: no answer); the code is replaced and sent again",
             ["reason"],
             registry=registry,
         )
-        self.checks = Counter("unbind_otp_checks", "Codes checked and committed, by result (accepted, wrong_code)", ["result"], registry=registry)
+        self.checks = Counter(
+            "unbind_otp_checks",
+            "Codes checked and committed, by result (accepted, wrong_code)",
+            ["result"],
+            registry=registry,
+        )
 
 
 @dataclass(frozen=True)
@@ -167,7 +186,9 @@ def verification_out(settings: VerificationSettings, verification: Verification)
         otp_expires_at=verification.otp_expires_at,
         otp_delivery=verification.otp_delivery,
         otp_attempts_remaining=max(0, settings.otp_max_attempts - verification.otp_attempts),
-        biometric_attempts_remaining=max(0, settings.biometric_max_failures - verification.biometric_failures),
+        biometric_attempts_remaining=max(
+            0, settings.biometric_max_failures - verification.biometric_failures
+        ),
         failure_reason=verification.failure_reason,
     )
 
@@ -179,7 +200,13 @@ async def remember_request(uow: UnitOfWork, deps: VerificationDeps, event: Unbin
     if await uow.session.get(UnbindContext, event.request_id) is None:
         # The CloudEvent time is when binding accepted the request: keys activated later cannot sign for it.
         requested_at = current_envelope.get().time
-        context = UnbindContext(request_id=event.request_id, user_id=event.user_id, impact_hash=event.impact_hash, device_id=event.device_id, requested_at=requested_at)
+        context = UnbindContext(
+            request_id=event.request_id,
+            user_id=event.user_id,
+            impact_hash=event.impact_hash,
+            device_id=event.device_id,
+            requested_at=requested_at,
+        )
         uow.session.add(context)
 
 
@@ -194,7 +221,9 @@ async def issue_after_review(uow: UnitOfWork, deps: VerificationDeps, event: Rev
         await _issue(uow, deps, event, event.required_methods)
 
 
-async def _issue(uow: UnitOfWork, deps: VerificationDeps, event: BindingEvent, methods: list[VerificationMethod]) -> None:
+async def _issue(
+    uow: UnitOfWork, deps: VerificationDeps, event: BindingEvent, methods: list[VerificationMethod]
+) -> None:
     """Create the verification of a cleared request and send its first code, unless one is
     already pending or passed (an approval after an appeal gets a fresh one)."""
     if await repository.live_for_request(uow.session, event.request_id) is not None:
@@ -203,9 +232,14 @@ async def _issue(uow: UnitOfWork, deps: VerificationDeps, event: BindingEvent, m
     if context is None or context.user_id != event.user_id:
         # A code goes to the customer of a request binding opened, never to one an event names
         # alone (and the device must sign the impact that customer saw).
-        raise EventRejected("state", f"{type(event).__name__} clears a request no UnbindRequested opened for this customer")
+        raise EventRejected(
+            "state", f"{type(event).__name__} clears a request no UnbindRequested opened for this customer"
+        )
     if context.closed_at is not None:
-        log.info("no verification for a closed request", extra={"request_id": event.request_id, "after": type(event).__name__})
+        log.info(
+            "no verification for a closed request",
+            extra={"request_id": event.request_id, "after": type(event).__name__},
+        )
         return
     now = utcnow()
     verification = Verification(
@@ -261,7 +295,9 @@ async def issue_for_binding(uow: UnitOfWork, deps: VerificationDeps, event: Bind
     await _new_code(uow, deps, verification)
 
 
-async def _new_code(uow: UnitOfWork, deps: VerificationDeps, verification: Verification, device: Device | None = None) -> None:
+async def _new_code(
+    uow: UnitOfWork, deps: VerificationDeps, verification: Verification, device: Device | None = None
+) -> None:
     """Replace the current code with a fresh one, sent once the transaction has committed. The SMS
     names what the code is for: the request's account (notification knows it by the request id) or
     the device being enrolled, by the name the customer gave it (which no event carries)."""
@@ -291,19 +327,29 @@ async def _new_code(uow: UnitOfWork, deps: VerificationDeps, verification: Verif
     uow.after_commit(send)
 
 
-async def _send_code(deps: VerificationDeps, *, verification_id: str, send_number: int, message: dict[str, Any]) -> None:
+async def _send_code(
+    deps: VerificationDeps, *, verification_id: str, send_number: int, message: dict[str, Any]
+) -> None:
     # Counted here, outside any transaction: the call happened whatever becomes of the row below.
     try:
-        response = await post_with_retries(deps.notifier, "/internal/v1/messages", json=message, retry_status=CODE_RETRY_STATUS)
+        response = await post_with_retries(
+            deps.notifier, "/internal/v1/messages", json=message, retry_status=CODE_RETRY_STATUS
+        )
         delivered = response.is_success
         if delivered:
             deps.metrics.codes_sent.inc()
         else:
             deps.metrics.codes_failed.labels("rejected").inc()
-            log.warning("code not accepted by notification", extra={"verification_id": verification_id, "status": response.status_code})
+            log.warning(
+                "code not accepted by notification",
+                extra={"verification_id": verification_id, "status": response.status_code},
+            )
     except httpx.HTTPError as exc:
         deps.metrics.codes_failed.labels("unreachable").inc()
-        log.warning("notification unreachable; the code will be sent again", extra={"verification_id": verification_id, "error": type(exc).__name__})
+        log.warning(
+            "notification unreachable; the code will be sent again",
+            extra={"verification_id": verification_id, "error": type(exc).__name__},
+        )
         delivered = False
     async with deps.unit_of_work() as uow:
         verification = await repository.get(uow.session, verification_id, for_update=True)
@@ -338,18 +384,32 @@ async def expire_overdue(uow: UnitOfWork) -> int:
 # --- customer actions ----------------------------------------------------------------------
 
 
-async def get(uow: UnitOfWork, settings: VerificationSettings, principal: Principal, verification_id: str) -> VerificationOut:
+async def get(
+    uow: UnitOfWork, settings: VerificationSettings, principal: Principal, verification_id: str
+) -> VerificationOut:
     return verification_out(settings, await _owned(uow, principal, verification_id))
 
 
-async def resend(uow: UnitOfWork, deps: VerificationDeps, principal: Principal, verification_id: str) -> VerificationOut:
+async def resend(
+    uow: UnitOfWork, deps: VerificationDeps, principal: Principal, verification_id: str
+) -> VerificationOut:
     settings = deps.settings
     verification = await _owned(uow, principal, verification_id, for_update=True)
     _require_open(verification)
-    if VerificationMethod.OTP not in verification.methods or VerificationMethod.OTP in verification.passed_methods:
+    if (
+        VerificationMethod.OTP not in verification.methods
+        or VerificationMethod.OTP in verification.passed_methods
+    ):
         raise conflict("otp-not-expected", "This verification does not expect an SMS code now.")
     now = utcnow()
-    if verification.otp_last_sent_at and (wait := settings.otp_resend_interval_seconds - (now - verification.otp_last_sent_at).total_seconds()) > 0:
+    if (
+        verification.otp_last_sent_at
+        and (
+            wait := settings.otp_resend_interval_seconds
+            - (now - verification.otp_last_sent_at).total_seconds()
+        )
+        > 0
+    ):
         raise _too_many("Wait before asking for another code.", wait)
     await _count_send(uow, settings, verification, now)
     # The attempt count stays: `otp_max_attempts` checks per verification however many codes are sent.
@@ -357,28 +417,48 @@ async def resend(uow: UnitOfWork, deps: VerificationDeps, principal: Principal, 
     return verification_out(settings, verification)
 
 
-async def _count_send(uow: UnitOfWork, settings: VerificationSettings, verification: Verification, now: datetime) -> None:
+async def _count_send(
+    uow: UnitOfWork, settings: VerificationSettings, verification: Verification, now: datetime
+) -> None:
     """Count a code the customer asked for against their cap per window: 429 beyond it."""
     window_start = now - timedelta(seconds=settings.otp_send_window_seconds)
     recent = await repository.sends_since(uow.session, verification.user_id, window_start)
     if len(recent) >= settings.otp_sends_per_window:
-        raise _too_many("Too many codes asked for; try again later.", (recent[0] - window_start).total_seconds())
+        raise _too_many(
+            "Too many codes asked for; try again later.", (recent[0] - window_start).total_seconds()
+        )
     uow.session.add(OtpSend(user_id=verification.user_id, verification_id=verification.id, sent_at=now))
 
 
 def _too_many(detail: str, retry_after: float) -> Problem:
     seconds = max(1, int(retry_after + 0.999))
-    return Problem(429, "too-many-codes", "Too many codes", detail, headers={"Retry-After": str(seconds)}, retry_after=seconds)
+    return Problem(
+        429,
+        "too-many-codes",
+        "Too many codes",
+        detail,
+        headers={"Retry-After": str(seconds)},
+        retry_after=seconds,
+    )
 
 
-async def check_otp(uow: UnitOfWork, deps: VerificationDeps, principal: Principal, verification_id: str, code: str) -> AttemptOutcome:
+async def check_otp(
+    uow: UnitOfWork, deps: VerificationDeps, principal: Principal, verification_id: str, *, code: str
+) -> AttemptOutcome:
     """Check a code. A wrong code is recorded (the caller commits it) and reported, not raised."""
     settings = deps.settings
     verification = await _owned(uow, principal, verification_id, for_update=True)
     _require_open(verification)
-    if VerificationMethod.OTP not in verification.methods or VerificationMethod.OTP in verification.passed_methods:
+    if (
+        VerificationMethod.OTP not in verification.methods
+        or VerificationMethod.OTP in verification.passed_methods
+    ):
         raise conflict("otp-not-expected", "This verification does not expect an SMS code now.")
-    if verification.otp_hash is None or verification.otp_expires_at is None or verification.otp_expires_at <= utcnow():
+    if (
+        verification.otp_hash is None
+        or verification.otp_expires_at is None
+        or verification.otp_expires_at <= utcnow()
+    ):
         raise Problem(422, "code-expired", "Code expired", "The code has expired; ask for a new one.")
 
     verification.otp_attempts += 1
@@ -400,18 +480,30 @@ async def check_otp(uow: UnitOfWork, deps: VerificationDeps, principal: Principa
 # --- devices -------------------------------------------------------------------------------
 
 
-async def enrol_device(uow: UnitOfWork, deps: VerificationDeps, principal: Principal, body: DeviceIn) -> DeviceEnrolment:
+async def enrol_device(
+    uow: UnitOfWork, deps: VerificationDeps, principal: Principal, body: DeviceIn
+) -> DeviceEnrolment:
     """A new device key, pending until the customer confirms the SMS code sent to them now."""
     settings = deps.settings
     try:
         load_p256_public_key(body.public_key)
     except ValueError as exc:
-        raise Problem(422, "invalid-public-key", "Invalid public key", "public_key must be a PEM EC P-256 public key.") from exc
+        raise Problem(
+            422, "invalid-public-key", "Invalid public key", "public_key must be a PEM EC P-256 public key."
+        ) from exc
     existing = await repository.get_device(uow.session, body.device_id, for_update=True)
     if existing is not None:
-        return await _enrolment_again(uow, settings, principal, existing, body)
+        return await _enrolment_again(uow, settings, principal, existing, body=body)
     now = utcnow()
-    device = Device(id=body.device_id, user_id=principal.subject, name=body.name, public_key_pem=body.public_key, status=DeviceStatus.PENDING, counter=0, created_at=now)
+    device = Device(
+        id=body.device_id,
+        user_id=principal.subject,
+        name=body.name,
+        public_key_pem=body.public_key,
+        status=DeviceStatus.PENDING,
+        counter=0,
+        created_at=now,
+    )
     verification = Verification(
         id=str(uuid.uuid4()),
         purpose=Purpose.DEVICE_ENROLMENT,
@@ -427,7 +519,7 @@ async def enrol_device(uow: UnitOfWork, deps: VerificationDeps, principal: Princ
     # Each enrolment sends an SMS: it counts against the customer's cap, like a resend.
     await _count_send(uow, settings, verification, now)
     uow.session.add_all([device, verification])
-    _audit(uow, device.id, "enrolment_requested", principal.subject, now)
+    _audit(uow, device.id, "enrolment_requested", principal.subject, at=now)
     try:
         await uow.session.flush()
     except IntegrityError as exc:
@@ -436,10 +528,16 @@ async def enrol_device(uow: UnitOfWork, deps: VerificationDeps, principal: Princ
     return DeviceEnrolment(device=device_out(device), verification=verification_out(settings, verification))
 
 
-async def _enrolment_again(uow: UnitOfWork, settings: VerificationSettings, principal: Principal, device: Device, body: DeviceIn) -> DeviceEnrolment:
+async def _enrolment_again(
+    uow: UnitOfWork, settings: VerificationSettings, principal: Principal, device: Device, *, body: DeviceIn
+) -> DeviceEnrolment:
     """A retried enrolment (the same customer and key, its code not confirmed yet) gets the same
     answer and no new SMS; any other use of a known device id is refused."""
-    same = device.user_id == principal.subject and device.public_key_pem == body.public_key and device.status == DeviceStatus.PENDING
+    same = (
+        device.user_id == principal.subject
+        and device.public_key_pem == body.public_key
+        and device.status == DeviceStatus.PENDING
+    )
     verification = await repository.pending_enrolment(uow.session, device.id) if same else None
     if verification is None:
         raise conflict("device-enrolled", "This device id is already enrolled.")
@@ -451,12 +549,17 @@ def device_out(device: Device) -> DeviceOut:
 
 
 async def list_devices(uow: UnitOfWork, principal: Principal) -> DeviceList:
-    return DeviceList(items=[device_out(device) for device in await repository.devices_of(uow.session, principal.subject)])
+    return DeviceList(
+        items=[device_out(device) for device in await repository.devices_of(uow.session, principal.subject)]
+    )
 
 
 async def get_device(uow: UnitOfWork, principal: Principal, device_id: str) -> DeviceDetail:
     device = await _own_device(uow, principal, device_id)
-    history = [DeviceAuditOut.model_validate(row, from_attributes=True) for row in await repository.device_history(uow.session, device.id)]
+    history = [
+        DeviceAuditOut.model_validate(row, from_attributes=True)
+        for row in await repository.device_history(uow.session, device.id)
+    ]
     return DeviceDetail(**device_out(device).model_dump(), history=history)
 
 
@@ -465,22 +568,27 @@ async def revoke_device(uow: UnitOfWork, principal: Principal, device_id: str) -
     device = await _own_device(uow, principal, device_id, for_update=True)
     if device.status == DeviceStatus.REVOKED:
         return
-    if device.status == DeviceStatus.PENDING and (enrolment := await repository.pending_enrolment(uow.session, device.id)) is not None:
+    if (
+        device.status == DeviceStatus.PENDING
+        and (enrolment := await repository.pending_enrolment(uow.session, device.id)) is not None
+    ):
         _close(enrolment, VerificationStatus.VOIDED)
     now = utcnow()
     device.status, device.revoked_at = DeviceStatus.REVOKED, now
-    _audit(uow, device.id, "revoked", principal.subject, now)
+    _audit(uow, device.id, "revoked", principal.subject, at=now)
     uow.emit(DeviceRevoked(user_id=device.user_id, device_id=device.id))
 
 
-async def _own_device(uow: UnitOfWork, principal: Principal, device_id: str, *, for_update: bool = False) -> Device:
+async def _own_device(
+    uow: UnitOfWork, principal: Principal, device_id: str, *, for_update: bool = False
+) -> Device:
     device = await repository.get_device(uow.session, device_id, for_update=for_update)
     if device is None or device.user_id != principal.subject:
         raise not_found("The device")
     return device
 
 
-def _audit(uow: UnitOfWork, device_id: str, action: str, actor: str, at: datetime) -> None:
+def _audit(uow: UnitOfWork, device_id: str, action: str, actor: str, *, at: datetime) -> None:
     uow.session.add(DeviceAudit(device_id=device_id, action=action, actor=actor, at=at))
 
 
@@ -492,20 +600,33 @@ async def _end_enrolment(uow: UnitOfWork, verification: Verification) -> None:
     now = utcnow()
     if verification.status == VerificationStatus.VERIFIED:
         device.status, device.activated_at = DeviceStatus.ACTIVE, now
-        _audit(uow, device.id, "activated", verification.user_id, now)
+        _audit(uow, device.id, "activated", verification.user_id, at=now)
         uow.emit(DeviceEnrolled(user_id=device.user_id, device_id=device.id))
     else:
         device.status, device.revoked_at = DeviceStatus.REVOKED, now
-        _audit(uow, device.id, "enrolment_failed", SYSTEM if verification.failure_reason == "expired" else verification.user_id, now)
+        _audit(
+            uow,
+            device.id,
+            "enrolment_failed",
+            SYSTEM if verification.failure_reason == "expired" else verification.user_id,
+            at=now,
+        )
 
 
-async def issue_challenge(uow: UnitOfWork, settings: VerificationSettings, principal: Principal, verification_id: str) -> ChallengeOut:
+async def issue_challenge(
+    uow: UnitOfWork, settings: VerificationSettings, principal: Principal, verification_id: str
+) -> ChallengeOut:
     verification = await _owned(uow, principal, verification_id, for_update=True)
     _require_open(verification)
-    if VerificationMethod.BIOMETRIC not in verification.methods or VerificationMethod.BIOMETRIC in verification.passed_methods:
+    if (
+        VerificationMethod.BIOMETRIC not in verification.methods
+        or VerificationMethod.BIOMETRIC in verification.passed_methods
+    ):
         raise conflict("biometric-not-expected", "This verification does not expect a biometric now.")
     challenge = Challenge(
-        verification_id=verification.id, challenge=b64url(secrets.token_bytes(CHALLENGE_BYTES)), expires_at=utcnow() + timedelta(seconds=settings.challenge_ttl_seconds)
+        verification_id=verification.id,
+        challenge=b64url(secrets.token_bytes(CHALLENGE_BYTES)),
+        expires_at=utcnow() + timedelta(seconds=settings.challenge_ttl_seconds),
     )
     uow.session.add(challenge)
     return ChallengeOut(
@@ -517,11 +638,21 @@ async def issue_challenge(uow: UnitOfWork, settings: VerificationSettings, princ
     )
 
 
-async def check_biometric(uow: UnitOfWork, settings: VerificationSettings, principal: Principal, verification_id: str, body: BiometricIn) -> AttemptOutcome:
+async def check_biometric(
+    uow: UnitOfWork,
+    settings: VerificationSettings,
+    principal: Principal,
+    verification_id: str,
+    *,
+    body: BiometricIn,
+) -> AttemptOutcome:
     """Check a device signature; a refusal is recorded (and counts) and reported, not raised."""
     verification = await _owned(uow, principal, verification_id, for_update=True)
     _require_open(verification)
-    if VerificationMethod.BIOMETRIC not in verification.methods or VerificationMethod.BIOMETRIC in verification.passed_methods:
+    if (
+        VerificationMethod.BIOMETRIC not in verification.methods
+        or VerificationMethod.BIOMETRIC in verification.passed_methods
+    ):
         raise conflict("biometric-not-expected", "This verification does not expect a biometric now.")
     reason = await _biometric_refusal(uow, verification, principal, body)
     if reason:
@@ -529,10 +660,16 @@ async def check_biometric(uow: UnitOfWork, settings: VerificationSettings, princ
         if verification.biometric_failures >= settings.biometric_max_failures:
             await _fail(uow, verification, "too_many_attempts")
         log.warning("biometric refused", extra={"verification_id": verification.id, "reason": reason})
-        _attempt(uow, verification, VerificationMethod.BIOMETRIC, BIOMETRIC_RESULTS[reason], body.device_id)
+        _attempt(
+            uow,
+            verification,
+            VerificationMethod.BIOMETRIC,
+            BIOMETRIC_RESULTS[reason],
+            device_id=body.device_id,
+        )
         return AttemptOutcome(verification_out(settings, verification), accepted=False, reason=reason)
     verification.passed_methods = [*verification.passed_methods, VerificationMethod.BIOMETRIC]
-    _attempt(uow, verification, VerificationMethod.BIOMETRIC, AttemptResult.PASSED, body.device_id)
+    _attempt(uow, verification, VerificationMethod.BIOMETRIC, AttemptResult.PASSED, device_id=body.device_id)
     await _complete_if_done(uow, verification)
     return AttemptOutcome(verification_out(settings, verification), accepted=True)
 
@@ -548,14 +685,32 @@ BIOMETRIC_RESULTS = {
 }
 
 
-def _attempt(uow: UnitOfWork, verification: Verification, method: VerificationMethod, result: AttemptResult, device_id: str | None = None) -> None:
+def _attempt(
+    uow: UnitOfWork,
+    verification: Verification,
+    method: VerificationMethod,
+    result: AttemptResult,
+    *,
+    device_id: str | None = None,
+) -> None:
     """Keep an attempt for the ops case: a refusal that ended the verification is `locked`."""
     if result != AttemptResult.PASSED and verification.status == VerificationStatus.FAILED:
         result = AttemptResult.LOCKED
-    uow.session.add(VerificationAttempt(verification_id=verification.id, user_id=verification.user_id, method=method, result=result, device_id=device_id, at=utcnow()))
+    uow.session.add(
+        VerificationAttempt(
+            verification_id=verification.id,
+            user_id=verification.user_id,
+            method=method,
+            result=result,
+            device_id=device_id,
+            at=utcnow(),
+        )
+    )
 
 
-async def _biometric_refusal(uow: UnitOfWork, verification: Verification, principal: Principal, body: BiometricIn) -> str | None:
+async def _biometric_refusal(
+    uow: UnitOfWork, verification: Verification, principal: Principal, body: BiometricIn
+) -> str | None:
     """Why the signature is refused, or None. Consumes the challenge either way."""
     now = utcnow()
     challenge = await repository.challenge_for(uow.session, verification.id, body.challenge)
@@ -569,7 +724,13 @@ async def _biometric_refusal(uow: UnitOfWork, verification: Verification, princi
         return "device-not-active"
     if not await _may_sign_for(uow, verification, device):
         return "device-newer-than-request"
-    message = signed_message(b64url_decode(body.challenge), verification.id, verification.request_id, verification.impact_hash, body.counter)
+    message = signed_message(
+        b64url_decode(body.challenge),
+        verification.id,
+        verification.request_id,
+        verification.impact_hash,
+        counter=body.counter,
+    )
     try:
         signature = b64url_decode(body.signature)
     except ValueError:
@@ -597,11 +758,17 @@ async def _may_sign_for(uow: UnitOfWork, verification: Verification, device: Dev
     if context is not None and context.device_id == device.id:
         return True
     # A context recorded before requests carried their time: the verification came after the request.
-    requested_at = context.requested_at if context is not None and context.requested_at is not None else verification.created_at
+    requested_at = (
+        context.requested_at
+        if context is not None and context.requested_at is not None
+        else verification.created_at
+    )
     return device.activated_at is not None and device.activated_at <= requested_at
 
 
-async def close_request(uow: UnitOfWork, deps: VerificationDeps, event: UnbindCancelled | UnbindExpired) -> None:
+async def close_request(
+    uow: UnitOfWork, deps: VerificationDeps, event: UnbindCancelled | UnbindExpired
+) -> None:
     """The request was cancelled or expired: its verification is voided (later attempts are
     refused) and none is issued for it again."""
     verification = await repository.live_for_request(uow.session, event.request_id, for_update=True)
@@ -656,17 +823,28 @@ async def _fail(uow: UnitOfWork, verification: Verification, reason: str) -> Non
 
 def _about(verification: Verification) -> dict[str, str]:
     """The fields every verification event carries."""
-    return {"request_id": verification.request_id, "binding_id": verification.binding_id, "user_id": verification.user_id, "verification_id": verification.id}
+    return {
+        "request_id": verification.request_id,
+        "binding_id": verification.binding_id,
+        "user_id": verification.user_id,
+        "verification_id": verification.id,
+    }
 
 
 def _require_open(verification: Verification) -> None:
     if verification.status != VerificationStatus.PENDING:
-        raise conflict(f"verification-{verification.status}", f"This verification is {verification.status}.", verification_status=verification.status)
+        raise conflict(
+            f"verification-{verification.status}",
+            f"This verification is {verification.status}.",
+            verification_status=verification.status,
+        )
     if verification.expires_at <= utcnow():
         raise conflict("verification-expired", "This verification has expired.")
 
 
-async def _owned(uow: UnitOfWork, principal: Principal, verification_id: str, *, for_update: bool = False) -> Verification:
+async def _owned(
+    uow: UnitOfWork, principal: Principal, verification_id: str, *, for_update: bool = False
+) -> Verification:
     verification = await repository.get(uow.session, verification_id, for_update=for_update)
     if verification is None or verification.user_id != principal.subject:
         raise not_found("The verification")
@@ -709,4 +887,11 @@ async def ops_devices(uow: UnitOfWork, user_id: str) -> OpsDeviceList:
     history: dict[str, list[DeviceAuditOut]] = {device.id: [] for device in devices}
     for row in await repository.device_histories(uow.session, list(history)):
         history[row.device_id].append(DeviceAuditOut.model_validate(row, from_attributes=True))
-    return OpsDeviceList(items=[DeviceDetail(**device_out(device).model_dump(), history=history[device.id]).model_copy(update={"name": redact(device.name)}) for device in devices])
+    return OpsDeviceList(
+        items=[
+            DeviceDetail(**device_out(device).model_dump(), history=history[device.id]).model_copy(
+                update={"name": redact(device.name)}
+            )
+            for device in devices
+        ]
+    )

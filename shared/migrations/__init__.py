@@ -60,7 +60,9 @@ def run_environment(context: Any) -> None:
     url = config.attributes["database_url"]
 
     def migrate(connection: Any) -> None:
-        context.configure(connection=connection, target_metadata=metadata, render_as_batch=is_sqlite(url), compare_type=True)
+        context.configure(
+            connection=connection, target_metadata=metadata, render_as_batch=is_sqlite(url), compare_type=True
+        )
         with context.begin_transaction():
             context.run_migrations()
 

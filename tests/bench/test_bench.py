@@ -19,16 +19,37 @@ def test_bench_drives_every_workflow_and_writes_its_report(kafka_cluster: Cluste
     with unbind_up(kafka_cluster, tmp_path) as up:
         offset = up.ports["binding"] - 8001
         report_path = tmp_path / "bench.json"
-        args = ("--var-dir", str(up.var_dir), "bench", "--workflows", str(WORKFLOWS), "--step-up", "0.2", "--port-offset", str(offset), "--json", str(report_path))
+        args = (
+            "--var-dir",
+            str(up.var_dir),
+            "bench",
+            "--workflows",
+            str(WORKFLOWS),
+            "--step-up",
+            "0.2",
+            "--port-offset",
+            str(offset),
+            "--json",
+            str(report_path),
+        )
         result = run_unbind(*args, env=up.env, timeout=600)
         print(result.stdout)
         assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(report_path.read_text())
     assert (report["completed"], report["failed"]) == (WORKFLOWS, 0)
     assert report["completed_per_second"] > 0 and report["events_per_workflow"] >= 5
-    assert set(report["latency_ms"]) == {"requested→assessed", "assessed→verification_issued", "verification_issued→verified", "verified→completed", "requested→completed"}
+    assert set(report["latency_ms"]) == {
+        "requested→assessed",
+        "assessed→verification_issued",
+        "verification_issued→verified",
+        "verified→completed",
+        "requested→completed",
+    }
     assert all(values["p50"] is not None for values in report["latency_ms"].values())
-    assert report["ceilings"]["kafka"]["produce_and_consume_per_second"] > 0 and report["ceilings"]["database"]["single_connection_per_second"] > 0
+    assert (
+        report["ceilings"]["kafka"]["produce_and_consume_per_second"] > 0
+        and report["ceilings"]["database"]["single_connection_per_second"] > 0
+    )
     assert set(report["peak_rss_mb"]) == {"binding", "verification", "risk", "notification", "dashboard"}
     assert sum(report["series"]["completed"]) == WORKFLOWS
     cpu = report["cpu"]["ms_per_workflow"]

@@ -18,7 +18,13 @@ from tests.stack import Stack, auth, make_bus_topics, running_stack
 @pytest.fixture
 async def stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
     # Binding alone, workers off: these tests look at what one request leaves behind.
-    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), {"binding": {"run_workers": False}}) as running:
+    async with running_stack(
+        make_bus_topics("memory", None),
+        database_urls,
+        tmp_path,
+        ("binding",),
+        overrides={"binding": {"run_workers": False}},
+    ) as running:
         yield running
 
 
@@ -29,7 +35,9 @@ async def counts(stack: Stack) -> tuple[int, int]:
     return requests or 0, outbox or 0
 
 
-async def post_unbind(stack: Stack, customer: Customer, body: object = None, key: str | None = None, **headers: str):
+async def post_unbind(
+    stack: Stack, customer: Customer, body: object = None, key: str | None = None, **headers: str
+):
     return await stack.client("binding").post(
         f"/v1/bindings/{customer.binding_id}/unbind-requests",
         json=unbind_body() if body is None else body,
@@ -59,7 +67,9 @@ async def test_lists_only_own_bindings_with_masked_numbers(stack: Stack) -> None
 
 async def test_another_customers_binding_is_not_found(stack: Stack) -> None:
     owner, other = await customer_with_binding(stack), await customer_with_binding(stack)
-    response = await stack.client("binding").get(f"/v1/bindings/{owner.binding_id}", headers=auth(other.user_id))
+    response = await stack.client("binding").get(
+        f"/v1/bindings/{owner.binding_id}", headers=auth(other.user_id)
+    )
     assert_problem(response, 404, "not-found")
     response = await post_unbind(stack, owner, **auth(other.user_id))
     assert_problem(response, 404, "not-found")
@@ -71,8 +81,14 @@ async def test_authentication_and_roles(stack: Stack) -> None:
     response = await stack.client("binding").get("/v1/bindings")
     assert_problem(response, 401, "unauthorized")
     assert response.headers["www-authenticate"] == "Bearer"
-    assert_problem(await stack.client("binding").get("/v1/bindings", headers={"Authorization": "Bearer nope"}), 401, "unauthorized")
-    assert_problem(await stack.client("binding").get("/v1/bindings", headers=auth("ops-1", "ops")), 403, "forbidden")
+    assert_problem(
+        await stack.client("binding").get("/v1/bindings", headers={"Authorization": "Bearer nope"}),
+        401,
+        "unauthorized",
+    )
+    assert_problem(
+        await stack.client("binding").get("/v1/bindings", headers=auth("ops-1", "ops")), 403, "forbidden"
+    )
     assert_problem(await post_unbind(stack, customer, **auth("verification", "service")), 403, "forbidden")
 
 
@@ -90,7 +106,9 @@ async def test_authentication_and_roles(stack: Stack) -> None:
         ({"reason": "other"}, {"X-Client-Channel": "DROP TABLE"}),
     ],
 )
-async def test_invalid_requests_are_422_and_change_nothing(stack: Stack, body: object, headers: dict[str, str]) -> None:
+async def test_invalid_requests_are_422_and_change_nothing(
+    stack: Stack, body: object, headers: dict[str, str]
+) -> None:
     customer = await customer_with_binding(stack)
     response = await post_unbind(stack, customer, body=body, **headers)
     problem = assert_problem(response, 422, "validation-error")
@@ -101,7 +119,11 @@ async def test_invalid_requests_are_422_and_change_nothing(stack: Stack, body: o
 async def test_malformed_json_and_missing_key_are_422(stack: Stack) -> None:
     customer = await customer_with_binding(stack)
     url = f"/v1/bindings/{customer.binding_id}/unbind-requests"
-    headers = {**auth(customer.user_id), "Idempotency-Key": idempotency_key(), "Content-Type": "application/json"}
+    headers = {
+        **auth(customer.user_id),
+        "Idempotency-Key": idempotency_key(),
+        "Content-Type": "application/json",
+    }
     response = await stack.client("binding").post(url, content=b'{"reason": ', headers=headers)
     assert_problem(response, 422, "validation-error")
     response = await stack.client("binding").post(url, json=unbind_body(), headers=auth(customer.user_id))
@@ -135,7 +157,9 @@ async def test_one_open_request_per_binding(stack: Stack) -> None:
     second = await post_unbind(stack, customer)
     problem = assert_problem(second, 409, "unbind-in-progress")
     assert problem["request_id"] == first.json()["id"]
-    binding = await stack.client("binding").get(f"/v1/bindings/{customer.binding_id}", headers=auth(customer.user_id))
+    binding = await stack.client("binding").get(
+        f"/v1/bindings/{customer.binding_id}", headers=auth(customer.user_id)
+    )
     assert binding.json()["status"] == "unbinding"
 
 
@@ -151,7 +175,9 @@ async def test_request_visibility(stack: Stack) -> None:
     owner, other = await customer_with_binding(stack), await customer_with_binding(stack)
     request_id = (await post_unbind(stack, owner)).json()["id"]
     client = stack.client("binding")
-    assert_problem(await client.get(f"/v1/unbind-requests/{request_id}", headers=auth(other.user_id)), 404, "not-found")
+    assert_problem(
+        await client.get(f"/v1/unbind-requests/{request_id}", headers=auth(other.user_id)), 404, "not-found"
+    )
     mine = await client.get(f"/v1/unbind-requests/{request_id}", headers=auth(owner.user_id))
     assert mine.status_code == 200
     assert mine.json()["timeline"][0]["event_type"] == "UnbindRequested"

@@ -20,12 +20,21 @@ from tests.stack import Stack, auth, make_bus_topics, running_stack
 
 @pytest.fixture
 async def stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), {"binding": {"run_workers": False}}) as running:
+    async with running_stack(
+        make_bus_topics("memory", None),
+        database_urls,
+        tmp_path,
+        ("binding",),
+        overrides={"binding": {"run_workers": False}},
+    ) as running:
         yield running
 
 
 async def impact(stack: Stack, customer: Customer, language: str = "zh-CN") -> dict:
-    response = await stack.client("binding").get(f"/v1/bindings/{customer.binding_id}/impact", headers={**auth(customer.user_id), "Accept-Language": language})
+    response = await stack.client("binding").get(
+        f"/v1/bindings/{customer.binding_id}/impact",
+        headers={**auth(customer.user_id), "Accept-Language": language},
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -36,7 +45,9 @@ def codes(body: dict) -> list[str]:
 
 async def repay(stack: Stack, customer: Customer, amount: int = 6500, key: str | None = None):
     return await stack.client("binding").post(
-        f"/v1/bindings/{customer.binding_id}/repayments", json={"amount": amount}, headers={**auth(customer.user_id), "Idempotency-Key": key or idempotency_key()}
+        f"/v1/bindings/{customer.binding_id}/repayments",
+        json={"amount": amount},
+        headers={**auth(customer.user_id), "Idempotency-Key": key or idempotency_key()},
     )
 
 
@@ -65,7 +76,11 @@ async def test_instalment_due_soon_must_be_acknowledged_or_repaid(stack: Stack) 
     accepted = await post_unbind(stack, customer, body=unbind_body(acknowledged=["INSTALMENT_DUE_SOON"]))
     assert accepted.status_code == 202
     # The audit records what was acknowledged, for ops; the customer's timeline says it in words.
-    audit = (await stack.client("binding").get(f"/v1/unbind-requests/{accepted.json()['id']}/audit", headers=auth("ops-1", "ops"))).json()
+    audit = (
+        await stack.client("binding").get(
+            f"/v1/unbind-requests/{accepted.json()['id']}/audit", headers=auth("ops-1", "ops")
+        )
+    ).json()
     assert "acknowledged INSTALMENT_DUE_SOON" in audit[0]["reason"]
     assert accepted.json()["timeline"][0]["detail"] == "您提交了解绑申请"
 
@@ -102,16 +117,28 @@ async def test_concurrent_repayments_with_one_key_pay_one_instalment(stack: Stac
     due = today() + timedelta(days=10)
     account_id = f"ra-{customer.binding_id.removeprefix('b-')}"
     async with stack.runtime("binding").unit_of_work() as uow:
-        uow.session.add(Instalment(id=f"i-next-{account_id}", repayment_account_id=account_id, period=due.strftime("%Y-%m"), amount=6500, due_date=due))
+        uow.session.add(
+            Instalment(
+                id=f"i-next-{account_id}",
+                repayment_account_id=account_id,
+                period=due.strftime("%Y-%m"),
+                amount=6500,
+                due_date=due,
+            )
+        )
     key = idempotency_key()
     responses = await asyncio.gather(*(repay(stack, customer, key=key) for _ in range(10)))
-    assert sorted(response.status_code for response in responses) == [200] * 9 + [201], [response.text for response in responses]
+    assert sorted(response.status_code for response in responses) == [200] * 9 + [201], [
+        response.text for response in responses
+    ]
     assert len({response.content for response in responses}) == 1
     assert [instalment["status"] for instalment in await instalments(stack, customer)] == ["unpaid", "paid"]
 
 
 async def instalments(stack: Stack, customer: Customer) -> list[dict]:
-    report = await stack.client("binding").get(f"/v1/bindings/{customer.binding_id}/report", headers=auth(customer.user_id))
+    report = await stack.client("binding").get(
+        f"/v1/bindings/{customer.binding_id}/report", headers=auth(customer.user_id)
+    )
     return report.json()["instalments"]
 
 
@@ -125,7 +152,9 @@ async def test_overdue_refuses_even_when_acknowledged_until_settled(stack: Stack
     body = await impact(stack, customer)
     assert codes(body) == ["OVERDUE"] and body["blockers"][0]["acknowledgeable"] is False
     assert "逾期" in body["credit_record_effect"]
-    assert_problem(await post_unbind(stack, customer, body=unbind_body(acknowledged=["OVERDUE"])), 409, "overdue")
+    assert_problem(
+        await post_unbind(stack, customer, body=unbind_body(acknowledged=["OVERDUE"])), 409, "overdue"
+    )
     assert await counts(stack) == (0, 0)
     assert (await repay(stack, customer)).status_code == 201
     assert codes(await impact(stack, customer)) == []
@@ -136,7 +165,9 @@ async def test_unbind_in_progress_blocker(stack: Stack) -> None:
     customer = await customer_with_binding(stack)
     request_id = (await post_unbind(stack, customer)).json()["id"]
     assert codes(await impact(stack, customer)) == ["UNBIND_IN_PROGRESS"]
-    cancelled = await stack.client("binding").post(f"/v1/unbind-requests/{request_id}/cancel", headers=auth(customer.user_id))
+    cancelled = await stack.client("binding").post(
+        f"/v1/unbind-requests/{request_id}/cancel", headers=auth(customer.user_id)
+    )
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     assert codes(await impact(stack, customer)) == []
 
@@ -145,7 +176,9 @@ async def test_a_changed_impact_is_refused(stack: Stack) -> None:
     customer = await customer_with_binding(stack, due_in_days=10)
     seen = (await impact(stack, customer))["impact_hash"]
     assert (await repay(stack, customer)).status_code == 201
-    problem = assert_problem(await post_unbind(stack, customer, body=unbind_body(impact_hash=seen)), 409, "impact-changed")
+    problem = assert_problem(
+        await post_unbind(stack, customer, body=unbind_body(impact_hash=seen)), 409, "impact-changed"
+    )
     current = problem["impact_hash"]
     accepted = await post_unbind(stack, customer, body=unbind_body(impact_hash=current))
     assert accepted.status_code == 202
@@ -178,21 +211,49 @@ async def test_a_hundred_concurrent_requests_with_one_key_all_get_the_same_answe
         {"monthly_instalment": 0},
         {"lender": ""},
         {"lender": "bank\x00"},
-        ({"lender": "Some Bank"}, "unknown-lender"),  # not a lender of the directory: no one could confirm its mandate
+        (
+            {"lender": "Some Bank"},
+            "unknown-lender",
+        ),  # not a lender of the directory: no one could confirm its mandate
     ],
 )
 async def test_invalid_bindings_are_422(stack: Stack, change: dict | tuple[dict, str]) -> None:
     change, problem = change if isinstance(change, tuple) else (change, "validation-error")
     existing = await customer_with_binding(stack)
-    body = {"lender": "Example Bank", "account_number": "6222029988751234", "monthly_instalment": 8000, "due_day": 10, "agreement_version": CURRENT_AGREEMENT}
-    assert (await stack.client("binding").post("/v1/bindings", json=body, headers=auth(existing.user_id))).status_code == 202, "the body itself is valid"
+    body = {
+        "lender": "Example Bank",
+        "account_number": "6222029988751234",
+        "monthly_instalment": 8000,
+        "due_day": 10,
+        "agreement_version": CURRENT_AGREEMENT,
+    }
+    assert (
+        await stack.client("binding").post("/v1/bindings", json=body, headers=auth(existing.user_id))
+    ).status_code == 202, "the body itself is valid"
     body |= {"account_number": "6222029988755672"} | change
-    assert_problem(await stack.client("binding").post("/v1/bindings", json=body, headers=auth(existing.user_id)), 422, problem)
-    assert len((await stack.client("binding").get("/v1/bindings", headers=auth(existing.user_id))).json()["items"]) == 2, "nothing was bound"
+    assert_problem(
+        await stack.client("binding").post("/v1/bindings", json=body, headers=auth(existing.user_id)),
+        422,
+        problem,
+    )
+    assert (
+        len(
+            (await stack.client("binding").get("/v1/bindings", headers=auth(existing.user_id))).json()[
+                "items"
+            ]
+        )
+        == 2
+    ), "nothing was bound"
 
 
 def test_credit_limit_rule() -> None:
-    assert [credit_limit_contribution(amount) for amount in (99, 6500, 6533, 13_333, 20_000)] == [100, 9700, 9700, 19_900, 20_000]
+    assert [credit_limit_contribution(amount) for amount in (99, 6500, 6533, 13_333, 20_000)] == [
+        100,
+        9700,
+        9700,
+        19_900,
+        20_000,
+    ]
 
 
 async def test_report_as_json_and_as_pdf(stack: Stack) -> None:
@@ -201,10 +262,18 @@ async def test_report_as_json_and_as_pdf(stack: Stack) -> None:
     report = await stack.client("binding").get(url, headers=auth(customer.user_id))
     assert report.status_code == 200 and report.headers["content-type"] == "application/json"
     body = report.json()
-    assert body["binding"]["repayment_account"]["account_number"] == f"6222 **** **** {customer.account_number[-4:]}"
-    assert body["mandates"][0]["status"] == "active" and body["impact"]["blockers"][0]["code"] == "INSTALMENT_DUE_SOON"
+    assert (
+        body["binding"]["repayment_account"]["account_number"]
+        == f"6222 **** **** {customer.account_number[-4:]}"
+    )
+    assert (
+        body["mandates"][0]["status"] == "active"
+        and body["impact"]["blockers"][0]["code"] == "INSTALMENT_DUE_SOON"
+    )
 
-    pdf = await stack.client("binding").get(url, headers={**auth(customer.user_id), "Accept": "application/pdf"})
+    pdf = await stack.client("binding").get(
+        url, headers={**auth(customer.user_id), "Accept": "application/pdf"}
+    )
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
     assert f"6222 **** **** {customer.account_number[-4:]}" in text
@@ -220,8 +289,16 @@ async def test_strangers_get_404_everywhere(stack: Stack) -> None:
         client.get(f"/v1/bindings/{owner.binding_id}", headers=headers),
         client.get(f"/v1/bindings/{owner.binding_id}/impact", headers=headers),
         client.get(f"/v1/bindings/{owner.binding_id}/report", headers=headers),
-        client.post(f"/v1/bindings/{owner.binding_id}/repayments", json={"amount": 6500}, headers={**headers, "Idempotency-Key": idempotency_key()}),
-        client.post(f"/v1/bindings/{owner.binding_id}/unbind-requests", json=unbind_body(), headers={**headers, "Idempotency-Key": idempotency_key()}),
+        client.post(
+            f"/v1/bindings/{owner.binding_id}/repayments",
+            json={"amount": 6500},
+            headers={**headers, "Idempotency-Key": idempotency_key()},
+        ),
+        client.post(
+            f"/v1/bindings/{owner.binding_id}/unbind-requests",
+            json=unbind_body(),
+            headers={**headers, "Idempotency-Key": idempotency_key()},
+        ),
         client.get(f"/v1/unbind-requests/{request_id}", headers=headers),
         client.post(f"/v1/unbind-requests/{request_id}/cancel", headers=headers),
         client.post(f"/v1/unbind-requests/{request_id}/appeal", json={"message": "please"}, headers=headers),
@@ -235,20 +312,36 @@ async def test_strangers_get_404_everywhere(stack: Stack) -> None:
 async def test_ops_search_and_audit(stack: Stack) -> None:
     customers = [await customer_with_binding(stack) for _ in range(3)]
     ids = [(await post_unbind(stack, customer)).json()["id"] for customer in customers]
-    await stack.client("binding").post(f"/v1/unbind-requests/{ids[0]}/cancel", headers=auth(customers[0].user_id))
+    await stack.client("binding").post(
+        f"/v1/unbind-requests/{ids[0]}/cancel", headers=auth(customers[0].user_id)
+    )
     client, ops = stack.client("binding"), auth("ops-7", "ops")
 
-    assert_problem(await client.get("/v1/ops/unbind-requests", headers=auth(customers[0].user_id)), 403, "forbidden")
+    assert_problem(
+        await client.get("/v1/ops/unbind-requests", headers=auth(customers[0].user_id)), 403, "forbidden"
+    )
     first = (await client.get("/v1/ops/unbind-requests?limit=2", headers=ops)).json()
-    second = (await client.get(f"/v1/ops/unbind-requests?limit=2&cursor={first['next_cursor']}", headers=ops)).json()
-    assert [item["id"] for item in first["items"] + second["items"]] == ids[::-1] and second["next_cursor"] is None
+    second = (
+        await client.get(f"/v1/ops/unbind-requests?limit=2&cursor={first['next_cursor']}", headers=ops)
+    ).json()
+    assert [item["id"] for item in first["items"] + second["items"]] == ids[::-1] and second[
+        "next_cursor"
+    ] is None
     pending = (await client.get("/v1/ops/unbind-requests?status=pending_risk", headers=ops)).json()
     assert sorted(item["id"] for item in pending["items"]) == sorted(ids[1:])
     mine = (await client.get(f"/v1/ops/unbind-requests?user_id={customers[2].user_id}", headers=ops)).json()
     assert [item["id"] for item in mine["items"]] == [ids[2]]
-    assert_problem(await client.get("/v1/ops/unbind-requests?cursor=bm9wZQ", headers=ops), 422, "invalid-cursor")
-    assert_problem(await client.get("/v1/ops/unbind-requests?since=2026-01-01T00:00:00", headers=ops), 422, "naive-datetime")
-    assert_problem(await client.get("/v1/ops/unbind-requests?status=lost", headers=ops), 422, "validation-error")
+    assert_problem(
+        await client.get("/v1/ops/unbind-requests?cursor=bm9wZQ", headers=ops), 422, "invalid-cursor"
+    )
+    assert_problem(
+        await client.get("/v1/ops/unbind-requests?since=2026-01-01T00:00:00", headers=ops),
+        422,
+        "naive-datetime",
+    )
+    assert_problem(
+        await client.get("/v1/ops/unbind-requests?status=lost", headers=ops), 422, "validation-error"
+    )
 
     for headers in (auth(customers[0].user_id), ops):
         trail = (await client.get(f"/v1/unbind-requests/{ids[0]}/audit", headers=headers)).json()
@@ -257,4 +350,6 @@ async def test_ops_search_and_audit(stack: Stack) -> None:
             ("pending_risk", "cancelled", "customer"),
         ]
         # Ops read the reason recorded; the customer, in words.
-        assert trail[1]["actor"] == customers[0].user_id and trail[1]["reason"] == ("cancelled by the customer" if headers is ops else "您取消了申请")
+        assert trail[1]["actor"] == customers[0].user_id and trail[1]["reason"] == (
+            "cancelled by the customer" if headers is ops else "您取消了申请"
+        )

@@ -31,15 +31,33 @@ GENERATED = datetime(2025, 6, 1, 10, 30, 15, tzinfo=UTC)
 
 TEXT = {
     "zh-CN": {
-        "effect": "解绑不会影响您的征信记录；解绑后如未按时还款，逾期将如实报送至中国人民银行征信中心，请务必在每月还款日前自行还款。",
-        "benefits": [("rate_discount", "房贷自动还款利率优惠 0.05%（每年约节省 ¥1,200.00）"), ("limit_boost", "因绑定获得的信用额度 ¥10,000.00 将被收回")],
-        "blockers": [("instalment_due_soon", "当期账单将于 3 天内到期", True), ("instalment_overdue", "存在逾期未还的分期，请先结清后再申请解绑", False)],
+        "effect": (
+            "解绑不会影响您的征信记录；解绑后如未按时还款，逾期将如实报送至中国人民银行征信中心，"
+            "请务必在每月还款日前自行还款。"
+        ),
+        "benefits": [
+            ("rate_discount", "房贷自动还款利率优惠 0.05%（每年约节省 ¥1,200.00）"),
+            ("limit_boost", "因绑定获得的信用额度 ¥10,000.00 将被收回"),
+        ],
+        "blockers": [
+            ("instalment_due_soon", "当期账单将于 3 天内到期", True),
+            ("instalment_overdue", "存在逾期未还的分期，请先结清后再申请解绑", False),
+        ],
         "agreement": "房贷还款账户绑定及自动扣款服务协议",
     },
     "en": {
-        "effect": "Unbinding does not affect your credit record; instalments missed after unbinding are reported to the credit bureau.",
-        "benefits": [("rate_discount", "Auto-repayment rate discount of 0.05% (about CNY 1,200.00 a year)"), ("limit_boost", "The CNY 10,000.00 limit granted for the binding")],
-        "blockers": [("instalment_due_soon", "The current instalment is due within 3 days", True), ("instalment_overdue", "An instalment is overdue: settle it first", False)],
+        "effect": (
+            "Unbinding does not affect your credit record; instalments missed after unbinding are reported "
+            "to the credit bureau."
+        ),
+        "benefits": [
+            ("rate_discount", "Auto-repayment rate discount of 0.05% (about CNY 1,200.00 a year)"),
+            ("limit_boost", "The CNY 10,000.00 limit granted for the binding"),
+        ],
+        "blockers": [
+            ("instalment_due_soon", "The current instalment is due within 3 days", True),
+            ("instalment_overdue", "An instalment is overdue: settle it first", False),
+        ],
         "agreement": "Mortgage Repayment Account Binding and Auto-debit Agreement",
     },
 }
@@ -51,13 +69,39 @@ def make_report(locale: str = "zh-CN", *, empty: bool = False) -> AccountReport:
     current = InstalmentOut(period="2025-06", amount=6500, due_date=date(2025, 6, 3), status="unpaid")
     instalments = [
         current,
-        InstalmentOut(period="2025-05", amount=6500, due_date=date(2025, 5, 3), status="paid", paid_at=datetime(2025, 5, 3, 1, 5, tzinfo=UTC), paid_by="auto_debit"),
-        InstalmentOut(period="2025-04", amount=6500, due_date=date(2025, 4, 3), status="paid", paid_at=datetime(2025, 4, 2, 12, 40, tzinfo=UTC), paid_by="manual"),
+        InstalmentOut(
+            period="2025-05",
+            amount=6500,
+            due_date=date(2025, 5, 3),
+            status="paid",
+            paid_at=datetime(2025, 5, 3, 1, 5, tzinfo=UTC),
+            paid_by="auto_debit",
+        ),
+        InstalmentOut(
+            period="2025-04",
+            amount=6500,
+            due_date=date(2025, 4, 3),
+            status="paid",
+            paid_at=datetime(2025, 4, 2, 12, 40, tzinfo=UTC),
+            paid_by="manual",
+        ),
         InstalmentOut(period="2025-03", amount=6500, due_date=date(2025, 3, 3), status="overdue"),
     ]
     mandates = [
-        MandateOut(id="m-1", kind="auto_debit", status="active", created_at=datetime(2024, 1, 15, 2, 0, tzinfo=UTC), cancelled_at=None),
-        MandateOut(id="m-0", kind="auto_debit", status="cancelled", created_at=datetime(2023, 3, 1, 2, 0, tzinfo=UTC), cancelled_at=datetime(2024, 1, 15, 1, 59, tzinfo=UTC)),
+        MandateOut(
+            id="m-1",
+            kind="auto_debit",
+            status="active",
+            created_at=datetime(2024, 1, 15, 2, 0, tzinfo=UTC),
+            cancelled_at=None,
+        ),
+        MandateOut(
+            id="m-0",
+            kind="auto_debit",
+            status="cancelled",
+            created_at=datetime(2023, 3, 1, 2, 0, tzinfo=UTC),
+            cancelled_at=datetime(2024, 1, 15, 1, 59, tzinfo=UTC),
+        ),
     ]
     return AccountReport(
         generated_at=GENERATED,
@@ -70,7 +114,12 @@ def make_report(locale: str = "zh-CN", *, empty: bool = False) -> AccountReport:
             credit_limit_contribution=10000,
             credit_account=CreditAccountOut(id="ca-5f3a9c21", credit_limit=30000),
             repayment_account=RepaymentAccountOut(
-                id="ra-5f3a9c21", lender="示例银行" if locale == "zh-CN" else "Example Bank", lender_id="example_bank", account_number=MASKED, monthly_instalment=6500, due_day=3
+                id="ra-5f3a9c21",
+                lender="示例银行" if locale == "zh-CN" else "Example Bank",
+                lender_id="example_bank",
+                account_number=MASKED,
+                monthly_instalment=6500,
+                due_day=3,
             ),
             agreement_version="2025-06",
             created_at=datetime(2024, 1, 15, 2, 0, tzinfo=UTC),
@@ -87,8 +136,12 @@ def make_report(locale: str = "zh-CN", *, empty: bool = False) -> AccountReport:
             benefits_lost=[] if empty else [BenefitOut(code=c, description=d) for c, d in text["benefits"]],
             credit_limit_before=30000,
             credit_limit_after=20000,
-            blockers=[] if empty else [BlockerOut(code=c, message=m, acknowledgeable=a) for c, m, a in text["blockers"]],
-            agreement=AgreementRefOut(version="2025-06", title=text["agreement"], href="/v1/agreements/2025-06"),
+            blockers=[]
+            if empty
+            else [BlockerOut(code=c, message=m, acknowledgeable=a) for c, m, a in text["blockers"]],
+            agreement=AgreementRefOut(
+                version="2025-06", title=text["agreement"], href="/v1/agreements/2025-06"
+            ),
             impact_hash=HASH,
         ),
     )
@@ -128,7 +181,9 @@ def test_the_report_is_a_pdf_with_the_chinese_title_and_the_masked_account_numbe
     assert f"报告校验码：{HASH[:16]}" in text
     assert HASH[16:32] not in text
     assert "第 1 / " in text
-    assert "《房贷还款账户绑定及自动扣款服务协议》2025-06 版" in text, "the report cites the agreement the customer accepted"
+    assert "《房贷还款账户绑定及自动扣款服务协议》2025-06 版" in text, (
+        "the report cites the agreement the customer accepted"
+    )
 
 
 def test_times_are_shown_in_shanghai_time_with_the_zone() -> None:
@@ -174,8 +229,12 @@ def test_the_english_report_has_english_labels() -> None:
     assert "Mortgage Repayment Account Binding and Auto-debit Agreement, version 2025-06" in text
 
 
-@pytest.mark.parametrize(("locale", "paused", "changing"), [("zh-CN", "已暂停", "变更中"), ("en", "Paused", "Changing")])
-def test_a_paused_mandate_and_a_binding_being_changed_read_as_words(locale: str, paused: str, changing: str) -> None:
+@pytest.mark.parametrize(
+    ("locale", "paused", "changing"), [("zh-CN", "已暂停", "变更中"), ("en", "Paused", "Changing")]
+)
+def test_a_paused_mandate_and_a_binding_being_changed_read_as_words(
+    locale: str, paused: str, changing: str
+) -> None:
     report = make_report(locale)
     report.mandates[0].status = "suspended"
     report.binding.status = "changing"
@@ -228,7 +287,10 @@ def test_long_text_wraps_and_long_tables_continue_on_new_pages() -> None:
     remaining = iter(text)
     assert all(char in remaining for char in long_message)
     # Every page keeps inside A4 and has its footer.
-    assert all(round(float(page.mediabox.width)) == 595 and round(float(page.mediabox.height)) == 842 for page in reader.pages)
+    assert all(
+        round(float(page.mediabox.width)) == 595 and round(float(page.mediabox.height)) == 842
+        for page in reader.pages
+    )
     assert all(f"报告校验码：{HASH[:16]}" in page.extract_text() for page in reader.pages)
 
 

@@ -20,7 +20,8 @@ FLOWS = 300
 def test_no_unbind_is_lost_or_doubled_while_processes_die(tmp_path: Path) -> None:
     report_path = tmp_path / "chaos.json"
     result = subprocess.run(
-        [str(UNBIND), "chaos", "--flows", str(FLOWS), "--seed", "7", "--chaos-dir", str(tmp_path / "run"), "--json", str(report_path)],
+        [str(UNBIND), "chaos", "--flows", str(FLOWS), "--seed", "7", "--chaos-dir", str(tmp_path / "run"),
+            "--json", str(report_path)],
         capture_output=True, text=True, env=cli_env(), timeout=900, check=False,
     )  # fmt: skip
     print(result.stdout[-4000:])

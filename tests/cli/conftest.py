@@ -35,7 +35,11 @@ UNBIND = Path(sys.executable).with_name("unbind")
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's shell may set UNBIND_* or KAFKA_BOOTSTRAP_SERVERS; these tests set their own."""
     for name in list(os.environ):
-        if name.startswith("UNBIND_") or name in ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_PORT", "KAFKA_CONTROLLER_PORT"):
+        if name.startswith("UNBIND_") or name in (
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "KAFKA_PORT",
+            "KAFKA_CONTROLLER_PORT",
+        ):
             monkeypatch.delenv(name)
 
 
@@ -44,9 +48,18 @@ def cli_env(**extra: str) -> dict[str, str]:
     return {**os.environ, **extra}
 
 
-def run_unbind(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_unbind(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     assert UNBIND.is_file(), f"{UNBIND} is missing: install the project (`make install`)"
-    return subprocess.run([str(UNBIND), *args], capture_output=True, text=True, env=env or cli_env(), timeout=timeout, check=False)
+    return subprocess.run(
+        [str(UNBIND), *args],
+        capture_output=True,
+        text=True,
+        env=env or cli_env(),
+        timeout=timeout,
+        check=False,
+    )
 
 
 def free_port_offset() -> int:
@@ -106,7 +119,9 @@ class RunningUp:
 def broker_env(cluster: Cluster, **extra: str) -> dict[str, str]:
     """The environment of an `unbind` process on the test broker: as an external cluster whose
     principals' passwords are in the test broker's credentials file."""
-    return cli_env(KAFKA_BOOTSTRAP_SERVERS=cluster.bootstrap, **{CREDENTIALS_ENV: str(KAFKA_CREDENTIALS)}, **extra)
+    return cli_env(
+        KAFKA_BOOTSTRAP_SERVERS=cluster.bootstrap, **{CREDENTIALS_ENV: str(KAFKA_CREDENTIALS)}, **extra
+    )
 
 
 @contextmanager
@@ -121,11 +136,20 @@ def unbind_up(cluster: Cluster, tmp_path: Path) -> Iterator[RunningUp]:
     env = broker_env(cluster, UNBIND_TOPIC=topic, UNBIND_DLQ_TOPIC=dlq_topic)
     output_path = tmp_path / "up.out"
     with open(output_path, "wb") as output:
-        proc = subprocess.Popen([str(UNBIND), "--var-dir", str(var_dir), "up", "--port-offset", str(offset)], stdout=output, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            [str(UNBIND), "--var-dir", str(var_dir), "up", "--port-offset", str(offset)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     running = RunningUp(proc, var_dir, output_path, stack_ports(offset), env)
     seen: set[int] = set()
     try:
-        eventually(lambda: "unbind is up" in running.output() or proc.poll() is not None, 60, "unbind up never reported ready")
+        eventually(
+            lambda: "unbind is up" in running.output() or proc.poll() is not None,
+            60,
+            "unbind up never reported ready",
+        )
         assert proc.poll() is None, running.output()
         seen.update(running.service_pids().values())
         yield running
@@ -139,5 +163,7 @@ def unbind_up(cluster: Cluster, tmp_path: Path) -> Iterator[RunningUp]:
             except subprocess.TimeoutExpired:
                 proc.kill()
         for pid in seen:
-            if pid_alive(pid) and ("services." in process_cmdline(pid) or factory_path("lender") in process_cmdline(pid)):
+            if pid_alive(pid) and (
+                "services." in process_cmdline(pid) or factory_path("lender") in process_cmdline(pid)
+            ):
                 os.kill(pid, signal.SIGKILL)

@@ -27,7 +27,9 @@ COMPLETED_FLOW = ["UnbindRequested", "RiskAssessed", "VerificationRequested", "V
 
 def demo(up: RunningUp, *args: str) -> subprocess.CompletedProcess[str]:
     offset = up.ports["binding"] - 8001
-    result = run_unbind("--var-dir", str(up.var_dir), "demo", "--port-offset", str(offset), *args, env=up.env, timeout=90)
+    result = run_unbind(
+        "--var-dir", str(up.var_dir), "demo", "--port-offset", str(offset), *args, env=up.env, timeout=90
+    )
     assert result.returncode == 0, f"unbind demo {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
 
@@ -48,12 +50,20 @@ def night_in_shanghai() -> bool:
 
 
 @pytest.mark.kafka
-def test_demo_plays_allow_then_step_up_then_review_then_a_pause_on_one_stack(kafka_cluster: Cluster, tmp_path) -> None:
+def test_demo_plays_allow_then_step_up_then_review_then_a_pause_on_one_stack(
+    kafka_cluster: Cluster, tmp_path
+) -> None:
     with unbind_up(kafka_cluster, tmp_path) as up:
         allow = demo(up)
         assert [kind for kind, _ in events(allow.stdout)] == COMPLETED_FLOW, allow.stdout
-        assert re.match(r"score \d+ · allow · needs otp · .*instalment_due_soon\(\+10\)", described(allow.stdout, "RiskAssessed"))
-        assert "blocker INSTALMENT_DUE_SOON (to acknowledge)" in allow.stdout and "acknowledged INSTALMENT_DUE_SOON" in allow.stdout
+        assert re.match(
+            r"score \d+ · allow · needs otp · .*instalment_due_soon\(\+10\)",
+            described(allow.stdout, "RiskAssessed"),
+        )
+        assert (
+            "blocker INSTALMENT_DUE_SOON (to acknowledge)" in allow.stdout
+            and "acknowledged INSTALMENT_DUE_SOON" in allow.stdout
+        )
         assert "credit limit 30000 -> 20300 CNY" in allow.stdout
         report = up.var_dir / "demo" / "report-b-zhangsan-mortgage.pdf"
         assert report.read_bytes().startswith(b"%PDF"), "the account report is saved as a PDF"
@@ -62,10 +72,20 @@ def test_demo_plays_allow_then_step_up_then_review_then_a_pause_on_one_stack(kaf
 
         night = night_in_shanghai()
         step_up = demo(up, "--step-up", *(["--approve"] if night else []))
-        assert "b-zhangsan-mortgage is already unbound (an earlier demo): binding a fresh repayment account" in step_up.stdout
+        assert (
+            "b-zhangsan-mortgage is already unbound (an earlier demo): binding a fresh repayment account"
+            in step_up.stdout
+        )
         # Binding as the app does: pending, its own SMS code, then the lender's confirmation raises the limit.
-        assert re.search(r"asked to bind b-[0-9a-f]{12}: Example Bank 6222 \*{4} \*{4} \d{4}, .*; pending until its SMS code is confirmed", step_up.stdout)
-        assert "the lender confirmed the auto-debit mandate" in step_up.stdout and "credit limit 20300 -> 32300 CNY" in step_up.stdout, step_up.stdout
+        assert re.search(
+            r"asked to bind b-[0-9a-f]{12}: Example Bank 6222 \*{4} \*{4} \d{4}, .*; pending until its SMS "
+            r"code is confirmed",
+            step_up.stdout,
+        )
+        assert (
+            "the lender confirmed the auto-debit mandate" in step_up.stdout
+            and "credit limit 20300 -> 32300 CNY" in step_up.stdout
+        ), step_up.stdout
         kinds = [kind for kind, _ in events(step_up.stdout)]
         risk = described(step_up.stdout, "RiskAssessed")
         if night:
@@ -73,31 +93,60 @@ def test_demo_plays_allow_then_step_up_then_review_then_a_pause_on_one_stack(kaf
             assert "you asked for the step_up path; risk decided review: following risk" in step_up.stdout
         else:
             assert kinds == COMPLETED_FLOW, step_up.stdout
-            assert re.match(r"score 60 · step_up · needs otp \+ biometric · device_unknown\(\+40\) requests_24h\(\+20\)$", risk), risk
+            assert re.match(
+                r"score 60 · step_up · needs otp \+ biometric · device_unknown\(\+40\) requests_24h\(\+20\)$",
+                risk,
+            ), risk
         assert re.search(r"fingerprint on d-zhangsan-phone-[0-9a-f]{6}: challenge signed", step_up.stdout)
         assert described(step_up.stdout, "Verified") == "otp + biometric passed"
 
         review = demo(up, "--review", "--approve")
-        assert [kind for kind, _ in events(review.stdout)] == ["UnbindRequested", "RiskAssessed", "ReviewDecided", "VerificationRequested", "Verified", "UnbindCompleted"]
+        assert [kind for kind, _ in events(review.stdout)] == [
+            "UnbindRequested",
+            "RiskAssessed",
+            "ReviewDecided",
+            "VerificationRequested",
+            "Verified",
+            "UnbindCompleted",
+        ]
         risk = described(review.stdout, "RiskAssessed")
-        assert "· review · needs an ops review ·" in risk and "device_unknown(+40)" in risk and "phone_changed_recently(+25)" in risk, risk
+        assert (
+            "· review · needs an ops review ·" in risk
+            and "device_unknown(+40)" in risk
+            and "phone_changed_recently(+25)" in risk
+        ), risk
         # The third request within 24 h: the default rule decides before the score does.
         assert "decided by rule 'third request in a day'" in review.stdout
         assert "waiting in the ops review queue: review " in review.stdout
         assert described(review.stdout, "ReviewDecided").startswith("approve by ops-admin")
         assert described(review.stdout, "Verified") == "otp + biometric passed"
-        assert re.search(r"binding b-[0-9a-f]{12} \(6222 \*\*\*\* \*\*\*\* \d{4}\): unbound, auto-debit off", review.stdout)
+        assert re.search(
+            r"binding b-[0-9a-f]{12} \(6222 \*\*\*\* \*\*\*\* \d{4}\): unbound, auto-debit off", review.stdout
+        )
 
         # The gentler way after the unbind: another account, whose auto-debit he pauses instead. The
         # fourth and fifth requests within 24 h go to review (the default rule); --approve decides both.
         paused = demo(up, "--pause", "--approve")
         printed_events = events(paused.stdout)
-        assert [kind for kind, _ in printed_events].count("UnbindRequested") == 2 and printed_events[-1][0] == "AutoDebitPaused", paused.stdout
+        assert [kind for kind, _ in printed_events].count("UnbindRequested") == 2 and printed_events[-1][
+            0
+        ] == "AutoDebitPaused", paused.stdout
         asked = [text for kind, text in printed_events if kind == "UnbindRequested"]
-        assert asked[0].startswith("unbind · fund_planning") and asked[1].startswith("pause auto-debit 2 month(s) · fund_planning"), asked
-        assert re.match(r"mandate [0-9a-f-]{36} paused for 2 month\(s\) · resumes \d{4}-\d{2}-\d{2}$", printed_events[-1][1])
-        assert "Pause auto-debit (available):" in paused.stdout and "Switch the repayment account (available):" in paused.stdout
-        assert re.search(r"auto-debit paused until \d{4}-\d{2}-\d{2} \(it resumes by itself\); credit limit still \d+ CNY", paused.stdout), paused.stdout
+        assert asked[0].startswith("unbind · fund_planning") and asked[1].startswith(
+            "pause auto-debit 2 month(s) · fund_planning"
+        ), asked
+        assert re.match(
+            r"mandate [0-9a-f-]{36} paused for 2 month\(s\) · resumes \d{4}-\d{2}-\d{2}$",
+            printed_events[-1][1],
+        )
+        assert (
+            "Pause auto-debit (available):" in paused.stdout
+            and "Switch the repayment account (available):" in paused.stdout
+        )
+        assert re.search(
+            r"auto-debit paused until \d{4}-\d{2}-\d{2} \(it resumes by itself\); credit limit still \d+ CNY",
+            paused.stdout,
+        ), paused.stdout
         assert "pause -> completed in" in paused.stdout
 
         printed = "\n".join(run.stdout + run.stderr for run in (allow, step_up, review, paused))
@@ -106,7 +155,9 @@ def test_demo_plays_allow_then_step_up_then_review_then_a_pause_on_one_stack(kaf
         assert len(codes) >= 3
         assert not [code for code in codes if code in printed], "a one-time code was printed"
         assert ZHANGSAN_PHONE not in printed and ZHANGSAN_PHONE.removeprefix("+86") not in printed
-        assert "6222021234514821" not in printed and not re.search(r"62220299\d{8}", printed), "a full account number was printed"
+        assert "6222021234514821" not in printed and not re.search(r"62220299\d{8}", printed), (
+            "a full account number was printed"
+        )
         assert "\033[" not in printed, "no colour when stdout is not a terminal"
 
 

@@ -10,7 +10,13 @@ from tools.pii import Secrets, scan
 
 def secrets(tmp_path: Path) -> Secrets:
     sink = tmp_path / "sms.jsonl"
-    sink.write_text(json.dumps({"to": "+8613812345678", "text": "【unbind】您的解绑验证码为 482913，5 分钟内有效。"}, ensure_ascii=False) + "\n")
+    sink.write_text(
+        json.dumps(
+            {"to": "+8613812345678", "text": "【unbind】您的解绑验证码为 482913，5 分钟内有效。"},
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
     found = Secrets()
     found.add_phone("+8613812345678")
     found.add_account_number("6222 0212 3456 4821")
@@ -27,24 +33,45 @@ def test_codes_phones_and_account_numbers_are_found_in_any_spelling(tmp_path: Pa
         ("e", "iban CN0062220212345648219"),
     ]
     assert [(finding.source, finding.kind) for finding in scan(lines, secrets(tmp_path))] == [
-        ("a", "one-time code"), ("b", "phone number"), ("c", "phone number"), ("d", "account number"), ("e", "account number"),
+        ("a", "one-time code"), ("b", "phone number"), ("c", "phone number"), ("d", "account number"),
+        ("e", "account number"),
     ]  # fmt: skip
-    assert all("482913" not in finding.excerpt and "13812345678" not in finding.excerpt for finding in scan(lines, secrets(tmp_path)))
+    assert all(
+        "482913" not in finding.excerpt and "13812345678" not in finding.excerpt
+        for finding in scan(lines, secrets(tmp_path))
+    )
 
 
 def test_punctuated_and_full_width_spellings_are_found(tmp_path: Path) -> None:
     found = secrets(tmp_path)
     found.add_phone("+86 139 8765 4321")
-    phones = ["139.8765.4321", "139-8765-4321", "139 8765 4321", "(139) 8765-4321", "139/8765/4321", "１３９８７６５４３２１", "（１３９）８７６５－４３２１"]
-    accounts = ["6222.0212.3456.4821", "6222/0212/3456/4821", "６２２２　０２１２　３４５６　４８２１", "６２２２０２１２３４５６４８２１"]
+    phones = [
+        "139.8765.4321",
+        "139-8765-4321",
+        "139 8765 4321",
+        "(139) 8765-4321",
+        "139/8765/4321",
+        "１３９８７６５４３２１",
+        "（１３９）８７６５－４３２１",
+    ]
+    accounts = [
+        "6222.0212.3456.4821",
+        "6222/0212/3456/4821",
+        "６２２２　０２１２　３４５６　４８２１",
+        "６２２２０２１２３４５６４８２１",
+    ]
     lines = [(spelled, f'{{"message": "my phone is {spelled}"}}') for spelled in phones]
     lines += [(spelled, f"appeal: account {spelled} was debited") for spelled in accounts]
     lines += [("code", "【unbind】验证码 ４８２９１３。")]
     findings = scan(lines, found)
     assert [(finding.source, finding.kind) for finding in findings] == [
-        *((spelled, "phone number") for spelled in phones), *((spelled, "account number") for spelled in accounts), ("code", "one-time code"),
+        *((spelled, "phone number") for spelled in phones),
+        *((spelled, "account number") for spelled in accounts), ("code", "one-time code"),
     ]  # fmt: skip
-    assert all("8765" not in finding.excerpt and "0212" not in finding.excerpt and "２１２" not in finding.excerpt for finding in findings)
+    assert all(
+        "8765" not in finding.excerpt and "0212" not in finding.excerpt and "２１２" not in finding.excerpt
+        for finding in findings
+    )
 
 
 def test_a_secret_given_in_full_width_digits_is_found_in_ascii(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""`unbind up` end to end: a real supervisor process, four uvicorn services and the dashboard, the test broker.
+"""`unbind up` end to end: a real supervisor process, four uvicorn services and the dashboard, the test
+broker.
 
 Each test runs the stack from its own var dir, on unique topics and on service ports shifted by a
 free offset, so it never meets a developer's `unbind up` or another test's events.
@@ -37,34 +38,66 @@ def _latest_code(sms_sink: Path) -> str | None:
     if not sms_sink.exists():
         return None
     # The newest code message: other SMS (the unbind notice) may come after it.
-    texts = [message["text"] for message in map(json.loads, sms_sink.read_text().splitlines()) if message["to"] == ZHANGSAN_PHONE]
+    texts = [
+        message["text"]
+        for message in map(json.loads, sms_sink.read_text().splitlines())
+        if message["to"] == ZHANGSAN_PHONE
+    ]
     codes = [match.group(1) for text in texts if (match := CODE_IN_SMS.search(text))]
     return codes[-1] if codes else None
 
 
 @pytest.mark.kafka
-def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm(kafka_cluster: Cluster, tmp_path: Path) -> None:
+def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm(
+    kafka_cluster: Cluster, tmp_path: Path
+) -> None:
     with unbind_up(kafka_cluster, tmp_path) as up:
         output = up.output()
         for service, port in up.ports.items():
             assert f"http://127.0.0.1:{port}" in output, f"{service}'s URL is not in the summary"
         assert re.search(r"all 5 services and the development lender ready in \d+\.\d s", output)
-        assert (up.var_dir / "logs" / "binding.log").read_text().startswith("{"), "service logs are JSON lines in var/logs"
+        assert (up.var_dir / "logs" / "binding.log").read_text().startswith("{"), (
+            "service logs are JSON lines in var/logs"
+        )
 
-        # This installation's own keys, generated on its first start: private, and each service holds only its own.
+        # This installation's own keys, generated on its first start: private, and each service holds only its
+        # own.
         keys = up.var_dir / "keys"
         assert stat.S_IMODE(keys.stat().st_mode) == 0o700
-        assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in keys.iterdir()), "every key and secret is mode 0600"
-        assert {"jwks.json", "issuer.jwk", "binding.jwk", "verification.jwk", "risk.jwk", "otp_hmac_key.secret"} <= {path.name for path in keys.iterdir()}
+        assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in keys.iterdir()), (
+            "every key and secret is mode 0600"
+        )
+        assert {
+            "jwks.json",
+            "issuer.jwk",
+            "binding.jwk",
+            "verification.jwk",
+            "risk.jwk",
+            "otp_hmac_key.secret",
+        } <= {path.name for path in keys.iterdir()}
         environments = {name: _environ(pid) for name, pid in up.service_pids().items()}
         assert environments["binding"]["UNBIND_SIGNING_KEY_FILE"].endswith("/keys/binding.jwk")
-        assert "UNBIND_OTP_HMAC_KEY" in environments["verification"] and "UNBIND_OTP_HMAC_KEY" not in environments["binding"]
-        assert "UNBIND_SIGNING_KEY_FILE" not in environments["dashboard"] and environments["notification"]["UNBIND_SIGNING_KEY_FILE"].endswith("/keys/notification.jwk")
-        assert not any("issuer.jwk" in value for env in environments.values() for value in env.values()), "no service holds the issuer's key"
-        # Binding checks every lender's callbacks; the development lender signs them, and takes notification's webhook.
+        assert (
+            "UNBIND_OTP_HMAC_KEY" in environments["verification"]
+            and "UNBIND_OTP_HMAC_KEY" not in environments["binding"]
+        )
+        assert "UNBIND_SIGNING_KEY_FILE" not in environments["dashboard"] and environments["notification"][
+            "UNBIND_SIGNING_KEY_FILE"
+        ].endswith("/keys/notification.jwk")
+        assert not any("issuer.jwk" in value for env in environments.values() for value in env.values()), (
+            "no service holds the issuer's key"
+        )
+        # Binding checks every lender's callbacks; the development lender signs them, and takes notification's
+        # webhook.
         lender_secrets = {"UNBIND_LENDER_SECRET_EXAMPLE_BANK", "UNBIND_LENDER_SECRET_HARBOUR_BANK"}
-        assert lender_secrets <= environments["binding"].keys() and lender_secrets <= environments["lender"].keys()
-        assert not lender_secrets & environments["notification"].keys() and "UNBIND_SIGNING_KEY_FILE" not in environments["lender"]
+        assert (
+            lender_secrets <= environments["binding"].keys()
+            and lender_secrets <= environments["lender"].keys()
+        )
+        assert (
+            not lender_secrets & environments["notification"].keys()
+            and "UNBIND_SIGNING_KEY_FILE" not in environments["lender"]
+        )
         assert environments["notification"]["UNBIND_INSTITUTION_WEBHOOK_URL"] == f"{up.url('lender')}/webhook"
 
         # The one-time sign-in link the summary prints opens an ops session once.
@@ -75,7 +108,9 @@ def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm
             assert signed.status_code == 303 and "unbind_ops_session" in signed.headers["set-cookie"]
             assert browser.get(link.group(1)).status_code == 401, "a link works once"
 
-        token = run_unbind("--var-dir", str(up.var_dir), "token", "--user", "u-zhangsan", env=up.env).stdout.strip()
+        token = run_unbind(
+            "--var-dir", str(up.var_dir), "token", "--user", "u-zhangsan", env=up.env
+        ).stdout.strip()
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(headers=headers, timeout=10, trust_env=False) as client:
             bindings = client.get(f"{up.url('binding')}/v1/bindings").json()["items"]
@@ -92,23 +127,45 @@ def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm
             assert accepted.status_code == 202, accepted.text
             request_url = f"{up.url('binding')}/v1/unbind-requests/{accepted.json()['id']}"
 
-            issued = eventually(lambda: client.get(request_url).json()["verification"], 30, "no verification was issued")
-            code = eventually(lambda: _latest_code(up.var_dir / "sms.jsonl"), 10, "no SMS code in var/sms.jsonl")
-            verified = client.post(f"{up.url('verification')}/v1/verifications/{issued['id']}/otp", json={"code": code})
+            issued = eventually(
+                lambda: client.get(request_url).json()["verification"], 30, "no verification was issued"
+            )
+            code = eventually(
+                lambda: _latest_code(up.var_dir / "sms.jsonl"), 10, "no SMS code in var/sms.jsonl"
+            )
+            verified = client.post(
+                f"{up.url('verification')}/v1/verifications/{issued['id']}/otp", json={"code": code}
+            )
             assert verified.status_code == 200, verified.text
 
-            eventually(lambda: client.get(request_url).json()["status"] == "completed", 30, "the request never completed")
             eventually(
-                lambda: [n for n in client.get(f"{up.url('notification')}/v1/notifications").json()["items"] if n["kind"] == "unbind_completed"],
+                lambda: client.get(request_url).json()["status"] == "completed",
+                30,
+                "the request never completed",
+            )
+            eventually(
+                lambda: [
+                    n
+                    for n in client.get(f"{up.url('notification')}/v1/notifications").json()["items"]
+                    if n["kind"] == "unbind_completed"
+                ],
                 15,
                 "no completion notice in the inbox",
             )
 
         # The dashboard process follows the same topic: the whole flow is in its feed.
-        ops = {"Authorization": f"Bearer {run_unbind('--var-dir', str(up.var_dir), 'token', '--role', 'ops', env=up.env).stdout.strip()}"}
+        ops_token = run_unbind(
+            "--var-dir", str(up.var_dir), "token", "--role", "ops", env=up.env
+        ).stdout.strip()
+        ops = {"Authorization": f"Bearer {ops_token}"}
         feed_url = f"{up.url('dashboard')}/v1/events?request_id={accepted.json()['id']}"
         eventually(
-            lambda: "UnbindCompleted" in [item["type"] for item in httpx.get(feed_url, headers=ops, trust_env=False).json()["items"]],
+            lambda: (
+                "UnbindCompleted"
+                in [
+                    item["type"] for item in httpx.get(feed_url, headers=ops, trust_env=False).json()["items"]
+                ]
+            ),
             10,
             "the completion never reached the dashboard",
         )
@@ -122,7 +179,9 @@ def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm
         assert secrets.codes, "the scan knows the codes that were sent"
         records = asyncio.run(read_topic(kafka_cluster, up.env["UNBIND_TOPIC"]))
         lines = [*pii.record_lines(up.env["UNBIND_TOPIC"], records), *pii.log_lines(up.var_dir / "logs")]
-        assert len(records) >= 5 and len(lines) > len(records), "the scan saw the flow's events and the services' logs"
+        assert len(records) >= 5 and len(lines) > len(records), (
+            "the scan saw the flow's events and the services' logs"
+        )
         assert not pii.scan(lines, secrets)
 
         # Supervision: a killed service comes back on its port within 2 s.
@@ -133,7 +192,11 @@ def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm
         assert time.monotonic() - killed_at < 2.0, "a dead service is restarted within 2 s"
         eventually(lambda: up.ready("risk"), 15, "the restarted risk service never became ready")
         assert f"risk (pid {killed}) exited with signal SIGKILL" in up.output()
-        eventually(lambda: "risk is ready again" in up.output(), 5, "the supervisor did not notice the restarted risk was ready")
+        eventually(
+            lambda: "risk is ready again" in up.output(),
+            5,
+            "the supervisor did not notice the restarted risk was ready",
+        )
 
         children = list(up.service_pids().values())
         up.proc.send_signal(signal.SIGTERM)
@@ -168,7 +231,10 @@ def test_a_taken_service_port_is_named_with_the_way_out(tmp_path: Path) -> None:
         squatter.listen()
         result = run_unbind("--var-dir", str(tmp_path), "up", "--no-kafka", "--port-offset", str(offset))
     assert result.returncode == 1
-    assert f"127.0.0.1:{port} (the verification service port) is already in use by pid {os.getpid()}" in result.stderr
+    assert (
+        f"127.0.0.1:{port} (the verification service port) is already in use by pid {os.getpid()}"
+        in result.stderr
+    )
     assert "--port-offset" in result.stderr
     assert not list(tmp_path.iterdir()), "nothing is started or written when a port is taken"
 
@@ -176,12 +242,24 @@ def test_a_taken_service_port_is_named_with_the_way_out(tmp_path: Path) -> None:
 def test_a_service_that_dies_at_startup_is_reported_with_its_log(tmp_path: Path) -> None:
     offset = free_port_offset()
     # An invalid log level passes the CLI's settings but makes uvicorn exit at once.
-    result = run_unbind("--var-dir", str(tmp_path), "up", "--no-kafka", "--port-offset", str(offset), env=cli_env(UNBIND_LOG_LEVEL="bogus"))
+    result = run_unbind(
+        "--var-dir",
+        str(tmp_path),
+        "up",
+        "--no-kafka",
+        "--port-offset",
+        str(offset),
+        env=cli_env(UNBIND_LOG_LEVEL="bogus"),
+    )
     assert result.returncode == 1
     assert re.search(r"The \w+ service exited during startup \(exit code 2\)", result.stderr), result.stderr
     assert "--- last lines of" in result.stderr and "bogus" in result.stderr
     assert not (tmp_path / "unbind-up.pid").exists()
-    assert not any(f"--port {port}" in process_cmdline(pid) for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) for port in service_ports(offset).values())
+    assert not any(
+        f"--port {port}" in process_cmdline(pid)
+        for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+        for port in service_ports(offset).values()
+    )
 
 
 def test_a_service_without_kafka_credentials_is_reported_with_its_one_line(tmp_path: Path) -> None:
@@ -192,7 +270,11 @@ def test_a_service_without_kafka_credentials_is_reported_with_its_one_line(tmp_p
     result = run_unbind("--var-dir", str(tmp_path), "up", "--no-kafka", "--port-offset", str(offset), env=env)
     assert result.returncode == 1
     assert re.search(r"The \w+ service exited during startup \(exit code 1\)", result.stderr), result.stderr
-    assert re.search(r"unbind \w+: refusing to start: KAFKA_SASL_PASSWORD is not set: no authenticating to Kafka without it", result.stderr)
+    assert re.search(
+        r"unbind \w+: refusing to start: KAFKA_SASL_PASSWORD is not set: no authenticating to Kafka without "
+        r"it",
+        result.stderr,
+    )
     assert "Traceback" not in result.stderr
 
 

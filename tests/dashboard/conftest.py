@@ -47,7 +47,14 @@ async def running_dashboard(
     its calls to each service of `service_apps` (a stack's apps) to that app."""
     apps = {**({"risk": risk_app} if risk_app is not None else {}), **(service_apps or {})}
     transports = {service: httpx.ASGITransport(app=app) for service, app in apps.items()}
-    app = create_app(dashboard_settings(topics, var_dir, **overrides), bus=topics.app_bus, clock=clock, transports=transports)
+    app = create_app(
+        dashboard_settings(topics, var_dir, **overrides),
+        bus=topics.app_bus,
+        clock=clock,
+        transports=transports,
+    )
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dashboard") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://dashboard"
+        ) as client:
             yield app, client

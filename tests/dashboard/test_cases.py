@@ -19,7 +19,9 @@ OPS = auth("ops-7", "ops")
 
 async def _request(stack: Stack, customer: Customer) -> str:
     response = await stack.client("binding").post(
-        f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(), headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
+        f"/v1/bindings/{customer.binding_id}/unbind-requests",
+        json=unbind_body(),
+        headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()},
     )
     assert response.status_code == 202, response.text
     return response.json()["id"]
@@ -27,13 +29,21 @@ async def _request(stack: Stack, customer: Customer) -> str:
 
 async def _completed_with_a_wrong_code_first(stack: Stack, customer: Customer, request_id: str) -> list[str]:
     """The customer types a wrong code, then the right one; returns the codes sent."""
-    issued = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["verification"] is not None)
+    issued = await stack.wait_for_request(
+        request_id, customer.user_id, lambda body: body["verification"] is not None
+    )
     verification_id = issued["verification"]["id"]
     await eventually(lambda: stack.codes(customer.phone), 15, "no code sent")
     code = stack.latest_code(customer.phone)
     client, headers = stack.client("verification"), auth(customer.user_id)
-    assert (await client.post(f"/v1/verifications/{verification_id}/otp", json={"code": wrong(code)}, headers=headers)).status_code == 422
-    assert (await client.post(f"/v1/verifications/{verification_id}/otp", json={"code": code}, headers=headers)).status_code == 200
+    assert (
+        await client.post(
+            f"/v1/verifications/{verification_id}/otp", json={"code": wrong(code)}, headers=headers
+        )
+    ).status_code == 422
+    assert (
+        await client.post(f"/v1/verifications/{verification_id}/otp", json={"code": code}, headers=headers)
+    ).status_code == 200
     await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "completed")
     return [code, wrong(code)]
 
@@ -45,7 +55,9 @@ def _assert_nothing_secret(text: str, customer: Customer, codes: list[str]) -> N
         assert code not in text, "a one-time code"
 
 
-async def test_the_case_of_a_real_request_and_the_customer_on_the_phone(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+async def test_the_case_of_a_real_request_and_the_customer_on_the_phone(
+    kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> None:
     async with (
         running_stack(kafka_topics, database_urls, tmp_path) as stack,
         running_dashboard(kafka_topics, tmp_path, service_apps=stack.apps) as (_, dashboard),
@@ -54,7 +66,11 @@ async def test_the_case_of_a_real_request_and_the_customer_on_the_phone(kafka_to
         # An earlier request, cancelled: one of the customer's other requests.
         earlier = await _request(stack, customer)
         await stack.wait_for_request(earlier, customer.user_id, lambda body: body["status"] != "pending_risk")
-        assert (await stack.client("binding").post(f"/v1/unbind-requests/{earlier}/cancel", headers=auth(customer.user_id))).status_code == 200
+        assert (
+            await stack.client("binding").post(
+                f"/v1/unbind-requests/{earlier}/cancel", headers=auth(customer.user_id)
+            )
+        ).status_code == 200
         request_id = await _request(stack, customer)
         codes = await _completed_with_a_wrong_code_first(stack, customer, request_id)
 
@@ -62,20 +78,41 @@ async def test_the_case_of_a_real_request_and_the_customer_on_the_phone(kafka_to
             response = await dashboard.get(f"/v1/cases/{request_id}", headers=OPS)
             assert response.status_code == 200, response.text
             case = response.json()
-            return case if case["messages"] and any(message["kind"] == "unbind_completed" for message in case["messages"]) else None
+            return (
+                case
+                if case["messages"]
+                and any(message["kind"] == "unbind_completed" for message in case["messages"])
+                else None
+            )
 
         case = await eventually(complete_case, 20, "the case never showed the completion notice")
-        assert set(case) == {"request", "assessment", "verifications", "messages", "audit", "reviews", "customer", "unavailable"}
+        assert set(case) == {
+            "request",
+            "assessment",
+            "verifications",
+            "messages",
+            "audit",
+            "reviews",
+            "customer",
+            "unavailable",
+        }
         assert case["unavailable"] == [], case["unavailable"]
         assert case["request"]["id"] == request_id and case["request"]["status"] == "completed"
         assert case["request"]["impact"]["binding_id"] == customer.binding_id, "the impact the customer saw"
         assert case["assessment"]["request_id"] == request_id and isinstance(case["assessment"]["score"], int)
         [verification] = case["verifications"]
-        assert [(attempt["method"], attempt["result"]) for attempt in verification["attempts"]] == [("otp", "wrong_code"), ("otp", "passed")]
+        assert [(attempt["method"], attempt["result"]) for attempt in verification["attempts"]] == [
+            ("otp", "wrong_code"),
+            ("otp", "passed"),
+        ]
         kinds = {(message["kind"], message["channel"]) for message in case["messages"]}
         assert ("otp_code", "sms") in kinds and ("unbind_completed", "inapp") in kinds
         assert all("body" not in message for message in case["messages"])
-        assert all(message["destination"].startswith("138****") for message in case["messages"] if message["channel"] == "sms")
+        assert all(
+            message["destination"].startswith("138****")
+            for message in case["messages"]
+            if message["channel"] == "sms"
+        )
         assert [entry["action"] for entry in case["audit"]][:2] == ["UnbindRequested", "RiskAssessed"]
         assert case["reviews"] == []
         assert case["customer"]["risk"]["user_id"] == customer.user_id
@@ -90,7 +127,10 @@ async def test_the_case_of_a_real_request_and_the_customer_on_the_phone(kafka_to
         found = await dashboard.get("/v1/customers", params={"phone": masked}, headers=OPS)
         assert found.status_code == 200, found.text
         assert customer.user_id in [item["user_id"] for item in found.json()["items"]]
-        assert other.user_id not in [item["user_id"] for item in found.json()["items"]] or other.phone[-4:] == customer.phone[-4:]
+        assert (
+            other.user_id not in [item["user_id"] for item in found.json()["items"]]
+            or other.phone[-4:] == customer.phone[-4:]
+        )
         view = await dashboard.get(f"/v1/customers/{customer.user_id}", headers=OPS)
         assert view.status_code == 200, view.text
         support = view.json()
@@ -100,12 +140,28 @@ async def test_the_case_of_a_real_request_and_the_customer_on_the_phone(kafka_to
         _assert_nothing_secret(view.text + found.text, customer, codes)
 
         # A lost notice is resent, as the signed-in staff user; a code is not.
-        notice = next(message for message in support["messages"] if (message["kind"], message["channel"]) == ("unbind_completed", "inapp"))
+        notice = next(
+            message
+            for message in support["messages"]
+            if (message["kind"], message["channel"]) == ("unbind_completed", "inapp")
+        )
         code_sms = next(message for message in support["messages"] if message["kind"] == "otp_code")
-        assert_problem(await dashboard.post(f"/v1/notifications/{code_sms['id']}/resend", json={"reason": "lost"}, headers=OPS), 409, "not-resendable")
-        resent = await dashboard.post(f"/v1/notifications/{notice['id']}/resend", json={"reason": "deleted by mistake"}, headers=OPS)
+        assert_problem(
+            await dashboard.post(
+                f"/v1/notifications/{code_sms['id']}/resend", json={"reason": "lost"}, headers=OPS
+            ),
+            409,
+            "not-resendable",
+        )
+        resent = await dashboard.post(
+            f"/v1/notifications/{notice['id']}/resend", json={"reason": "deleted by mistake"}, headers=OPS
+        )
         assert resent.status_code == 202, resent.text
-        assert (resent.json()["resent_by"], resent.json()["resend_reason"], resent.json()["resend_of"]) == ("ops-7", "deleted by mistake", notice["id"])
+        assert (resent.json()["resent_by"], resent.json()["resend_reason"], resent.json()["resend_of"]) == (
+            "ops-7",
+            "deleted by mistake",
+            notice["id"],
+        )
         after = (await dashboard.get(f"/v1/customers/{customer.user_id}", headers=OPS)).json()["messages"]
         assert len(after) == len(support["messages"]) + 1, "one new message, none for the refused code"
 
@@ -113,11 +169,15 @@ async def test_the_case_of_a_real_request_and_the_customer_on_the_phone(kafka_to
         assert_problem(await dashboard.get("/v1/customers/u-nobody", headers=OPS), 404, "not-found")
         for params in ({"phone": "13812345678"}, {"phone": "138*5678"}, {}):
             response = await dashboard.get("/v1/customers", params=params, headers=OPS)
-            assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json", response.text
+            assert (
+                response.status_code == 422 and response.headers["content-type"] == "application/problem+json"
+            ), response.text
 
         # A service down: its parts are null and named; the rest of the case is still there.
         down = {service: app for service, app in stack.apps.items() if service != "verification"}
-        async with running_dashboard(kafka_topics, tmp_path, service_apps=down, verification_url=f"http://127.0.0.1:{closed_port()}") as (_, partial):
+        async with running_dashboard(
+            kafka_topics, tmp_path, service_apps=down, verification_url=f"http://127.0.0.1:{closed_port()}"
+        ) as (_, partial):
             response = await partial.get(f"/v1/cases/{request_id}", headers=OPS)
             assert response.status_code == 200, response.text
             degraded = response.json()
@@ -128,13 +188,21 @@ async def test_the_case_of_a_real_request_and_the_customer_on_the_phone(kafka_to
 
 async def test_a_customer_token_gets_403_on_every_case_and_support_route(tmp_path: Path) -> None:
     customer = auth("u-1", "customer")
-    async with running_dashboard(make_bus_topics("memory", None), tmp_path, risk_url=f"http://127.0.0.1:{closed_port()}") as (_, dashboard):
+    async with running_dashboard(
+        make_bus_topics("memory", None), tmp_path, risk_url=f"http://127.0.0.1:{closed_port()}"
+    ) as (_, dashboard):
         for method, path, options in (
             ("GET", "/v1/cases/r-1", {}),
             ("GET", "/v1/customers", {"params": {"user_id": "u-1"}}),
             ("GET", "/v1/customers/u-1", {}),
             ("POST", "/v1/notifications/1/resend", {"json": {"reason": "lost"}}),
         ):
-            assert_problem(await dashboard.request(method, path, headers=customer, **options), 403, "forbidden")
-            assert_problem(await dashboard.request(method, path, headers=auth("binding", "service"), **options), 403, "forbidden")
+            assert_problem(
+                await dashboard.request(method, path, headers=customer, **options), 403, "forbidden"
+            )
+            assert_problem(
+                await dashboard.request(method, path, headers=auth("binding", "service"), **options),
+                403,
+                "forbidden",
+            )
             assert (await dashboard.request(method, path, **options)).status_code == 401

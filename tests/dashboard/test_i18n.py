@@ -16,7 +16,14 @@ from services.dashboard.projection import KIND_STAGES, KINDS, STAGES, STATES
 from services.risk.models import ApprovalReason, DisputeFinding, ReviewStatus
 from services.risk.service import SIGNALS
 from shared import labels
-from shared.events import DenialReason, DisputeReason, ReviewOrigin, RiskDecision, UnbindReason, VerificationMethod
+from shared.events import (
+    DenialReason,
+    DisputeReason,
+    ReviewOrigin,
+    RiskDecision,
+    UnbindReason,
+    VerificationMethod,
+)
 
 LOCALES = ("en", "zh-CN")
 # Same in both languages on purpose: the placeholder of a value not known yet.
@@ -39,11 +46,17 @@ def catalogues() -> dict[str, dict[str, str]]:
 
 def binding_codes(group: str) -> list[str]:
     """The codes binding words for customers under `group.` (each needs staff words too)."""
-    return sorted({key.removeprefix(f"{group}.") for key in BINDING_TEXTS.keys() if key.startswith(f"{group}.")} - {"review_denied.because"})
+    return sorted(
+        {key.removeprefix(f"{group}.") for key in BINDING_TEXTS.keys() if key.startswith(f"{group}.")}
+        - {"review_denied.because"}
+    )
 
 
-# How binding records a request's outcome: `verification_failed.expired` is worded as `verification_failed:expired`.
-OUTCOMES = [code.replace(".", ":") for code in binding_codes("outcome")] + [f"review_denied:{reason}" for reason in DenialReason]
+# How binding records a request's outcome: `verification_failed.expired` is worded as
+# `verification_failed:expired`.
+OUTCOMES = [code.replace(".", ":") for code in binding_codes("outcome")] + [
+    f"review_denied:{reason}" for reason in DenialReason
+]
 
 
 class _Texts(HTMLParser):
@@ -57,9 +70,15 @@ class _Texts(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
-        self.keys.update(value for name, value in attributes.items() if name.startswith("data-i18n") and value)
+        self.keys.update(
+            value for name, value in attributes.items() if name.startswith("data-i18n") and value
+        )
         for name in TRANSLATED_ATTRIBUTES:
-            if attributes.get(name) and f"data-i18n-{name}" not in attributes and attributes.get("translate") != "no":
+            if (
+                attributes.get(name)
+                and f"data-i18n-{name}" not in attributes
+                and attributes.get("translate") != "no"
+            ):
                 self.untranslated.append(f"<{tag} {name}={attributes[name]!r}>")
         if tag not in VOID:
             self.stack.append(attributes)
@@ -73,7 +92,9 @@ class _Texts(HTMLParser):
         if not text or not self.stack:
             return
         parent = self.stack[-1]
-        covered = "data-i18n" in parent or any(attributes.get("translate") == "no" for attributes in self.stack)
+        covered = "data-i18n" in parent or any(
+            attributes.get("translate") == "no" for attributes in self.stack
+        )
         # Script and style never hold text here (CSP), and a lone "–" is the not-known-yet value.
         if not covered and text != "–":
             self.untranslated.append(text)
@@ -89,7 +110,9 @@ def keys_used_by_the_script() -> set[str]:
     script = (STATIC / "app.js").read_text()
     called = re.findall(r"""\bt\(\s*"([\w.-]+)"(?=[,)])""", script)
     # Keys handed to a helper (a table's columns, a fact's label), named by their prefix.
-    named = re.findall(r'"#?((?:col|case|rules|decide|reviews|customer|customers|common|problem)\.[\w.-]+)"', script)
+    named = re.findall(
+        r'"#?((?:col|case|rules|decide|reviews|customer|customers|common|problem)\.[\w.-]+)"', script
+    )
     return set(called) | set(named)
 
 

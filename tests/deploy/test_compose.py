@@ -58,8 +58,14 @@ MOUNT_DIR = "/run/secrets/"
 # Settings a container leaves to the code, and why; every other field must be passed.
 NOT_PASSED = {
     "consumer_group": "every instance of a service shares its default group unbind-<service>",
-    "jwt_audience": "each service's own default, unbind-<service>: one value for all would have each accept tokens meant for another",
-    "login_link_dir": "the one-time links are a development aid of `unbind up`; ops paste a token of their identity provider",
+    "jwt_audience": (
+        "each service's own default, unbind-<service>: one value for all would have each accept tokens meant "
+        "for another"
+    ),
+    "login_link_dir": (
+        "the one-time links are a development aid of `unbind up`; ops paste a token of their identity "
+        "provider"
+    ),
 }
 NO_DATABASE = {"database_server_url", "database_url", "database_pool_size"}
 # `${NAME}`, `${NAME:-default}`, `${NAME-default}`, `${NAME:?error}`; `$$` is a literal dollar.
@@ -94,13 +100,17 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> InstallationKeys:
     return InstallationKeys(out)
 
 
-def mounts(compose: dict[str, Any], service: str, kafka_secrets: Path, keys: InstallationKeys) -> dict[str, Path]:
+def mounts(
+    compose: dict[str, Any], service: str, kafka_secrets: Path, keys: InstallationKeys
+) -> dict[str, Path]:
     """{path in the container: the generated file} of each secret a service lists."""
     found = {}
     for name in compose["services"][service].get("secrets", []):
         path = Path(compose["secrets"][name]["file"])
         folder = {DEFAULT_OUT: kafka_secrets, KEYS_OUT: keys.dir}.get(path.parent)
-        assert folder is not None, f"the secret {name} ({path}) is made by neither `unbind kafka secrets` nor `unbind keys generate`"
+        assert folder is not None, (
+            f"the secret {name} ({path}) is made by neither `unbind kafka secrets` nor `unbind keys generate`"
+        )
         found[f"{MOUNT_DIR}{name}"] = folder / path.name
     return found
 
@@ -167,6 +177,7 @@ def settings_from(
     cls: type[ServiceSettings],
     monkeypatch: pytest.MonkeyPatch,
     mounted: dict[str, Path] | None = None,
+    *,
     example: dict[str, str] | None = None,
 ) -> ServiceSettings:
     """The settings object a container with this environment builds, and nothing else; a path of a
@@ -189,10 +200,15 @@ def test_every_service_is_there(services: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("app", APPS)
-def test_environment_keys_are_settings_of_the_service(services: dict[str, Any], app: str, kafka_secrets: Path) -> None:
+def test_environment_keys_are_settings_of_the_service(
+    services: dict[str, Any], app: str, kafka_secrets: Path
+) -> None:
     known = env_names(settings_class(app))
     unknown = sorted(set(environment(services[app], kafka_secrets)) - set(known))
-    assert not unknown, f"{app}: {unknown} are not settings of {settings_class(app).__name__} (typo? the service would ignore them)"
+    assert not unknown, (
+        f"{app}: {unknown} are not settings of {settings_class(app).__name__} (typo? the service would "
+        f"ignore them)"
+    )
 
 
 @pytest.mark.parametrize("app", APPS)
@@ -204,7 +220,10 @@ def test_every_setting_is_passed(services: dict[str, Any], app: str, kafka_secre
     # A secret comes as a mounted file (<name>_file), never as a value; only a service that signs has a key.
     left_to_the_code |= set(cls.required_secrets) | (set() if cls.needs_signing_key else {"signing_key_file"})
     missing = sorted(set(cls.model_fields) - passed - left_to_the_code)
-    assert not missing, f"{app}: settings {missing} are not passed through the environment (add them, or to NOT_PASSED with the reason)"
+    assert not missing, (
+        f"{app}: settings {missing} are not passed through the environment (add them, or to NOT_PASSED with "
+        f"the reason)"
+    )
 
 
 @pytest.mark.parametrize("app", APPS)
@@ -221,26 +240,50 @@ def test_a_default_in_compose_is_the_code_default(services: dict[str, Any], app:
         if match["arg"] == "" and field.default in (None, ""):
             continue
         default = TypeAdapter(field.annotation).validate_python(match["arg"])
-        assert default == field.default, f"{app}: {key} defaults to {match['arg']!r} in compose, the code says {field.default!r}"
+        assert default == field.default, (
+            f"{app}: {key} defaults to {match['arg']!r} in compose, the code says {field.default!r}"
+        )
 
 
 @pytest.mark.parametrize("app", APPS)
 def test_the_environment_builds_the_settings(
-    compose: dict[str, Any], services: dict[str, Any], app: str, monkeypatch: pytest.MonkeyPatch, kafka_secrets: Path, keys: InstallationKeys
+    compose: dict[str, Any],
+    services: dict[str, Any],
+    app: str,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    kafka_secrets: Path,
+    keys: InstallationKeys,
 ) -> None:
     mounted = mounts(compose, app, kafka_secrets, keys)
-    settings = settings_from(environment(services[app], kafka_secrets), settings_class(app), monkeypatch, mounted)
+    settings = settings_from(
+        environment(services[app], kafka_secrets), settings_class(app), monkeypatch, mounted
+    )
     assert settings.kafka_bootstrap_servers == "kafka:19092"
     # .env.example asks for the demo data; the compose default is the code's, production.
     assert settings.env == env_example()["UNBIND_ENV"] == "development"
-    assert settings_from(environment(services[app], kafka_secrets), settings_class(app), monkeypatch, mounted, example={"POSTGRES_PASSWORD": "p"}).env == "production"
+    assert (
+        settings_from(
+            environment(services[app], kafka_secrets),
+            settings_class(app),
+            monkeypatch,
+            mounted,
+            example={"POSTGRES_PASSWORD": "p"},
+        ).env
+        == "production"
+    )
     # Its own principal, over TLS, checking the broker against the CA it is given.
     security = settings.kafka_security()
     assert (security.username, security.protocol, security.mechanism) == (app, "SASL_SSL", "SCRAM-SHA-512")
     assert security.password == (kafka_secrets / f"{app}.env").read_text().strip().split("=", 1)[1]
-    assert services[app]["environment"]["KAFKA_SSL_CAFILE"] == "/run/secrets/kafka-ca" and security.cafile == str(kafka_secrets / "ca.pem")
+    assert services[app]["environment"][
+        "KAFKA_SSL_CAFILE"
+    ] == "/run/secrets/kafka-ca" and security.cafile == str(kafka_secrets / "ca.pem")
     if app in DATABASE_SERVICES:
-        assert settings.database_url == f"postgresql+asyncpg://unbind:{env_example()['POSTGRES_PASSWORD']}@postgres:5432/unbind_{app}"
+        assert (
+            settings.database_url
+            == f"postgresql+asyncpg://unbind:{env_example()['POSTGRES_PASSWORD']}@postgres:5432/unbind_{app}"
+        )
     # It starts: the JWKS, its own key if it signs and its secrets are all there, from its mounts.
     loaded = settings.load_keys()
     assert settings.jwks_url in (None, "") and loaded.trusted.source == str(keys.jwks_file)
@@ -253,45 +296,79 @@ def test_the_environment_builds_the_settings(
 
 @pytest.mark.parametrize("app", APPS)
 def test_each_service_is_given_its_own_keys_and_secrets_and_no_other(
-    compose: dict[str, Any], services: dict[str, Any], app: str, kafka_secrets: Path, keys: InstallationKeys
+    compose: dict[str, Any],
+    services: dict[str, Any],
+    app: str,
+    kafka_secrets: Path,
+    *,
+    keys: InstallationKeys,
 ) -> None:
     """Every key and secret the settings class requires comes from a secret compose mounts, as a file;
     the service mounts nothing else: no other service's key, no secret it does not read."""
     cls = settings_class(app)
     mounted = mounts(compose, app, kafka_secrets, keys)
     env = services[app]["environment"]
-    wanted = {keys.jwks_file, kafka_secrets / "ca.pem", *(keys.secret_file(name) for name in cls.required_secrets)}
+    wanted = {
+        keys.jwks_file,
+        kafka_secrets / "ca.pem",
+        *(keys.secret_file(name) for name in cls.required_secrets),
+    }
     wanted |= {keys.service_key_file(app)} if cls.needs_signing_key else set()
     assert set(mounted.values()) == wanted, f"{app} mounts {sorted(p.name for p in mounted.values())}"
     for variable in key_settings(cls):
         assert env.get(variable) in mounted, f"{app}: {variable} is not the path of a secret it mounts"
     for name in cls.required_secrets:
-        assert f"UNBIND_{name.upper()}" not in env, f"{app}: {name} is given as a value, not as a mounted file"
+        assert f"UNBIND_{name.upper()}" not in env, (
+            f"{app}: {name} is given as a value, not as a mounted file"
+        )
     # Every mounted secret is read by a setting; no other key setting is there.
     read = {value for value in env.values() if str(value).startswith(MOUNT_DIR)}
-    assert read == set(mounted), f"{app}: mounts {sorted(set(mounted) - read)} that nothing reads, or reads {sorted(read - set(mounted))} it does not mount"
+    assert read == set(mounted), (
+        f"{app}: mounts {sorted(set(mounted) - read)} that nothing reads, or reads "
+        f"{sorted(read - set(mounted))} it does not mount"
+    )
     assert ("UNBIND_SIGNING_KEY_FILE" in env) == cls.needs_signing_key
     for path in mounted.values():
         if path.suffix == ".jwk":
-            assert service_of_kid(SigningKey.load(path).kid) == app, f"{app} mounts another's key: {path.name}"
+            assert service_of_kid(SigningKey.load(path).kid) == app, (
+                f"{app} mounts another's key: {path.name}"
+            )
 
 
-def test_no_container_gets_the_issuer_s_or_the_customer_system_s_key(compose: dict[str, Any], kafka_secrets: Path, keys: InstallationKeys) -> None:
+def test_no_container_gets_the_issuer_s_or_the_customer_system_s_key(
+    compose: dict[str, Any], kafka_secrets: Path, keys: InstallationKeys
+) -> None:
     """The private keys compose mounts are exactly the signing services' own; the issuer's (customer and
     ops tokens) and the bank's customer system's stay on the host, as does secrets.env."""
-    read = {path for name in compose["services"] for path in mounts(compose, name, kafka_secrets, keys).values() if path.parent == keys.dir}
+    read = {
+        path
+        for name in compose["services"]
+        for path in mounts(compose, name, kafka_secrets, keys).values()
+        if path.parent == keys.dir
+    }
     signing = {keys.service_key_file(app) for app in APPS if settings_class(app).needs_signing_key}
     secrets = {keys.secret_file(name) for app in APPS for name in settings_class(app).required_secrets}
     assert read == {keys.jwks_file, *signing, *secrets}
-    assert {path.name for path in keys.dir.iterdir()} - {path.name for path in read} == {"issuer.jwk", "customer-system.jwk", "secrets.env"}
-    assert {SigningKey.load(keys.issuer_key_file).kid, SigningKey.load(keys.service_key_file("customer-system")).kid}.isdisjoint(
-        SigningKey.load(path).kid for path in read if path.suffix == ".jwk"
-    )
+    assert {path.name for path in keys.dir.iterdir()} - {path.name for path in read} == {
+        "issuer.jwk",
+        "customer-system.jwk",
+        "secrets.env",
+    }
+    assert {
+        SigningKey.load(keys.issuer_key_file).kid,
+        SigningKey.load(keys.service_key_file("customer-system")).kid,
+    }.isdisjoint(SigningKey.load(path).kid for path in read if path.suffix == ".jwk")
 
 
 @pytest.mark.parametrize("app", APPS)
 def test_production_without_its_keys_refuses_to_start(
-    compose: dict[str, Any], services: dict[str, Any], app: str, monkeypatch: pytest.MonkeyPatch, kafka_secrets: Path, keys: InstallationKeys
+    compose: dict[str, Any],
+    services: dict[str, Any],
+    app: str,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    kafka_secrets: Path,
+    keys: InstallationKeys,
 ) -> None:
     """No fallback anywhere: without the mounted files, or without any one key setting, the service
     refuses to start in production, naming the setting."""
@@ -307,7 +384,9 @@ def test_production_without_its_keys_refuses_to_start(
 
 
 @pytest.mark.parametrize("app", APPS)
-def test_each_service_reads_its_own_kafka_password_and_no_other(services: dict[str, Any], app: str, kafka_secrets: Path) -> None:
+def test_each_service_reads_its_own_kafka_password_and_no_other(
+    services: dict[str, Any], app: str, kafka_secrets: Path
+) -> None:
     assert services[app]["env_file"] == [str(DEFAULT_OUT / f"{app}.env")]
     assert set(env_files(services[app], kafka_secrets)) == {"KAFKA_SASL_PASSWORD"}
     assert services[app]["environment"]["KAFKA_SASL_USERNAME"] == app
@@ -324,18 +403,32 @@ def test_no_secret_has_a_committed_default(compose: dict[str, Any]) -> None:
         cls = settings_class(app)
         for variable, value in compose["services"][app]["environment"].items():
             if variable.startswith("UNBIND_") and SECRET_NAME.search(variable):
-                assert variable in key_settings(cls) and str(value).startswith(MOUNT_DIR), f"{app}: {variable}={value!r}"
-    shared = {name: block for name, block in compose.items() if name.startswith("x-") and isinstance(block, dict)}
-    assert not [(name, key) for name, block in shared.items() for key in block if SECRET_NAME.search(key)], "a shared block holds a key or secret"
+                assert variable in key_settings(cls) and str(value).startswith(MOUNT_DIR), (
+                    f"{app}: {variable}={value!r}"
+                )
+    shared = {
+        name: block for name, block in compose.items() if name.startswith("x-") and isinstance(block, dict)
+    }
+    assert not [(name, key) for name, block in shared.items() for key in block if SECRET_NAME.search(key)], (
+        "a shared block holds a key or secret"
+    )
 
 
 def test_every_required_variable_is_in_env_example() -> None:
-    required = {match["name"] for match in INTERPOLATION.finditer(COMPOSE.read_text()) if match["op"] in (":?", "?", None)}
+    required = {
+        match["name"]
+        for match in INTERPOLATION.finditer(COMPOSE.read_text())
+        if match["op"] in (":?", "?", None)
+    }
     missing = sorted(required - set(env_example()))
-    assert not missing, f"`cp .env.example .env && docker compose up` would fail: .env.example does not set {missing}"
+    assert not missing, (
+        f"`cp .env.example .env && docker compose up` would fail: .env.example does not set {missing}"
+    )
 
 
-def test_migrate_sees_the_services_databases_and_no_key(services: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_migrate_sees_the_services_databases_and_no_key(
+    services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`unbind migrate` loads every service's settings: it needs the same mode and database as the
     services, or it migrates another database. It needs no key or secret, and gets none."""
     migrate = services["migrate"]["environment"]
@@ -346,11 +439,19 @@ def test_migrate_sees_the_services_databases_and_no_key(services: dict[str, Any]
         names = env_names(cls)
         known |= set(names)
         for field in ("env", "database_server_url", "database_url"):
-            key = next(name for name, known_field in names.items() if known_field == field and name.startswith("UNBIND_"))
+            key = next(
+                name
+                for name, known_field in names.items()
+                if known_field == field and name.startswith("UNBIND_")
+            )
             assert key in migrate, f"migrate lacks {key} ({app})"
             assert migrate[key] == services[app]["environment"][key], f"migrate and {app} disagree on {key}"
-        settings = settings_from(migrate, cls, monkeypatch, example={**env_example(), "UNBIND_ENV": "production"})
-        assert settings.env == "production" and settings.jwks_file is None and settings.signing_key_file is None
+        settings = settings_from(
+            migrate, cls, monkeypatch, example={**env_example(), "UNBIND_ENV": "production"}
+        )
+        assert (
+            settings.env == "production" and settings.jwks_file is None and settings.signing_key_file is None
+        )
     unknown = sorted(set(migrate) - known)
     assert not unknown, f"migrate: {unknown} are not settings of any service"
     given = sorted(name for name in migrate if SECRET_NAME.search(name) or "JWKS" in name)
@@ -362,11 +463,12 @@ def test_the_stack_s_tokens_are_minted_from_its_keys_folder(
     services: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    *,
     kafka_secrets: Path,
     keys: InstallationKeys,
 ) -> None:
-    """`unbind --var-dir deploy/secrets token` (docs/deployment.md's way) signs with deploy/secrets/keys/issuer.jwk,
-    and the services of the stack accept what it prints."""
+    """`unbind --var-dir deploy/secrets token` (docs/deployment.md's way) signs with
+    deploy/secrets/keys/issuer.jwk, and the services of the stack accept what it prints."""
     assert KEYS_OUT.name == KEYS_DIR, "`--var-dir deploy/secrets` reads <var>/keys"
     assert f"--var-dir {KEYS_OUT.parent} token" in (ROOT / "docs" / "deployment.md").read_text()
     var_dir = keys.dir.parent
@@ -374,7 +476,12 @@ def test_the_stack_s_tokens_are_minted_from_its_keys_folder(
     for role, app in (("customer", "binding"), ("ops", "dashboard")):
         assert main(["--var-dir", str(var_dir), "token", "--user", "u-zhangsan", "--role", role]) == 0
         token = capsys.readouterr().out.strip()
-        settings = settings_from(environment(services[app], kafka_secrets), settings_class(app), monkeypatch, mounts(compose, app, kafka_secrets, keys))
+        settings = settings_from(
+            environment(services[app], kafka_secrets),
+            settings_class(app),
+            monkeypatch,
+            mounts(compose, app, kafka_secrets, keys),
+        )
         principal = asyncio.run(decode_token(settings.load_keys().trusted, token, audience=audience_of(app)))
         assert (principal.subject, principal.roles) == ("u-zhangsan", frozenset({role}))
 
@@ -387,14 +494,18 @@ def design_ports() -> dict[str, int]:
     ports: dict[str, set[int]] = {}
     for name, port in re.findall(r"\b([a-z]+) :(\d{4,5})\b", DESIGN.read_text()):
         ports.setdefault(name, set()).add(int(port))
-    assert all(len(found) == 1 for found in ports.values()), f"the design gives one service several ports: {ports}"
+    assert all(len(found) == 1 for found in ports.values()), (
+        f"the design gives one service several ports: {ports}"
+    )
     return {name: found.pop() for name, found in ports.items()}
 
 
 @pytest.mark.parametrize("app", APPS)
 def test_ports(services: dict[str, Any], app: str) -> None:
     port = settings_class(app).default_port
-    assert design_ports().get(app) == port, f"{app}: design.md and {settings_class(app).__name__}.default_port differ"
+    assert design_ports().get(app) == port, (
+        f"{app}: design.md and {settings_class(app).__name__}.default_port differ"
+    )
     service = services[app]
     assert service["ports"] == [f"127.0.0.1:{port}:{port}"]
     command = service["command"]
@@ -418,9 +529,14 @@ def test_the_jobs_run_what_they_should(services: dict[str, Any]) -> None:
     assert "unbind migrate" in migrate and "unbind seed" in migrate
     setup = services["kafka-setup"]
     assert setup["entrypoint"] == ["/bin/bash", "/etc/unbind/kafka-setup.sh"]
-    assert "./deploy/k8s/setup/kafka-setup.sh:/etc/unbind/kafka-setup.sh:ro" in setup["volumes"], "the script Kubernetes' setup Job runs"
+    assert "./deploy/k8s/setup/kafka-setup.sh:/etc/unbind/kafka-setup.sh:ro" in setup["volumes"], (
+        "the script Kubernetes' setup Job runs"
+    )
     for field in ("topic", "dlq_topic"):
-        assert resolve(setup["environment"][f"UNBIND_{field.upper()}"]) == ServiceSettings.model_fields[field].default
+        assert (
+            resolve(setup["environment"][f"UNBIND_{field.upper()}"])
+            == ServiceSettings.model_fields[field].default
+        )
 
 
 def test_the_migrations_are_in_the_package() -> None:
@@ -435,9 +551,13 @@ def test_the_migrations_are_in_the_package() -> None:
 def test_the_agreement_texts_are_in_the_package() -> None:
     """Bindings cite the agreement their customer accepted, and binding serves its text: the image
     must hold every version's files."""
-    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["services.binding.agreements"]
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "services.binding.agreements"
+    ]
     texts = sorted((ROOT / "services" / "binding" / "agreements").glob("*.md"))
-    assert len(texts) >= 4 and all(any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns) for path in texts)
+    assert len(texts) >= 4 and all(
+        any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns) for path in texts
+    )
 
 
 # --------------------------------------------------------------------------- health and order
@@ -459,11 +579,17 @@ def test_depends_on_waits_for_health_or_completion(services: dict[str, Any]) -> 
                 assert rule["condition"] == "service_completed_successfully", f"{name} -> {target}"
             else:
                 assert rule["condition"] == "service_healthy", f"{name} -> {target}"
-                assert "healthcheck" in services[target], f"{name} waits for {target} to be healthy, which has no healthcheck"
+                assert "healthcheck" in services[target], (
+                    f"{name} waits for {target} to be healthy, which has no healthcheck"
+                )
     for app in APPS:
-        assert "kafka-setup" in services[app]["depends_on"], f"{app} may start before its topics, user and ACLs exist"
+        assert "kafka-setup" in services[app]["depends_on"], (
+            f"{app} may start before its topics, user and ACLs exist"
+        )
         if app in DATABASE_SERVICES:
-            assert "migrate" in services[app]["depends_on"], f"{app} may start before its database is migrated"
+            assert "migrate" in services[app]["depends_on"], (
+                f"{app} may start before its database is migrated"
+            )
     assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     assert services["kafka-setup"]["depends_on"] == {"kafka": {"condition": "service_healthy"}}
 
@@ -475,7 +601,11 @@ def dockerfile_stages() -> list[list[tuple[str, str]]]:
     """The Dockerfile's stages, each a list of (instruction, arguments); continuations joined,
     global ARG defaults substituted in FROM."""
     text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
-    instructions = [line.strip().split(None, 1) for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    instructions = [
+        line.strip().split(None, 1)
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     arguments: dict[str, str] = {}
     stages: list[list[tuple[str, str]]] = []
     for keyword, rest in ((parts[0].upper(), parts[1] if len(parts) > 1 else "") for parts in instructions):
@@ -502,7 +632,13 @@ def test_dockerfile_builds_in_stages_and_runs_as_non_root() -> None:
     exposed = {int(port) for keyword, rest in final if keyword == "EXPOSE" for port in rest.split()}
     assert {settings_class(app).default_port for app in APPS} <= exposed
     # No setting, and so no secret, is baked in beyond where the var dir is.
-    baked = {word.split("=")[0] for keyword, rest in final if keyword == "ENV" for word in rest.split() if "=" in word}
+    baked = {
+        word.split("=")[0]
+        for keyword, rest in final
+        if keyword == "ENV"
+        for word in rest.split()
+        if "=" in word
+    }
     assert not {name for name in baked if name.startswith("UNBIND_")} - {"UNBIND_VAR_DIR"}
 
 
@@ -516,34 +652,51 @@ def broker_config() -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
-def test_the_broker_authorizes_with_acls_and_has_no_unauthenticated_listener(services: dict[str, Any]) -> None:
+def test_the_broker_authorizes_with_acls_and_has_no_unauthenticated_listener(
+    services: dict[str, Any],
+) -> None:
     kafka = services["kafka"]
-    assert f"./{BROKER_PROPERTIES.relative_to(ROOT)}:/etc/unbind/kafka/server.properties:ro" in kafka["volumes"]
+    assert (
+        f"./{BROKER_PROPERTIES.relative_to(ROOT)}:/etc/unbind/kafka/server.properties:ro" in kafka["volumes"]
+    )
     assert "kafka-storage.sh format" in kafka["command"][0] and "kafka-server-start.sh" in kafka["command"][0]
     config = broker_config()
     assert config["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
     assert config["allow.everyone.if.no.acl.found"] == "false"
     assert config["super.users"] == "User:admin;User:controller"
     protocols = dict(entry.split(":") for entry in config["listener.security.protocol.map"].split(","))
-    listeners = dict(re.fullmatch(r"(\w+)://(.*)", entry).groups() for entry in config["listeners"].split(","))  # type: ignore[union-attr]
+    listeners = dict(
+        re.fullmatch(r"(\w+)://(.*)", entry).groups() for entry in config["listeners"].split(",")
+    )  # type: ignore[union-attr]
     for name, address in listeners.items():
         assert protocols[name].startswith("SASL_"), f"{name} lets clients in without authenticating"
         if not address.startswith("localhost:"):
-            assert protocols[name] == "SASL_SSL", f"{name} ({address}) is reachable from other hosts without TLS"
+            assert protocols[name] == "SASL_SSL", (
+                f"{name} ({address}) is reachable from other hosts without TLS"
+            )
     # The secrets the config reads are the ones compose mounts, made by `unbind kafka secrets`.
     mounted = {f"/run/secrets/{name}" for name in kafka["secrets"]}
     assert {config["ssl.keystore.location"], config["ssl.truststore.location"]} <= mounted
-    assert set(re.findall(r"\$\{env:(\w+)\}", BROKER_PROPERTIES.read_text())) == {"KAFKA_ADMIN_PASSWORD", "KAFKA_CONTROLLER_PASSWORD"}
+    assert set(re.findall(r"\$\{env:(\w+)\}", BROKER_PROPERTIES.read_text())) == {
+        "KAFKA_ADMIN_PASSWORD",
+        "KAFKA_CONTROLLER_PASSWORD",
+    }
 
 
-def test_every_secret_compose_reads_is_made_per_installation_and_git_ignored(compose: dict[str, Any], kafka_secrets: Path, keys: InstallationKeys) -> None:
+def test_every_secret_compose_reads_is_made_per_installation_and_git_ignored(
+    compose: dict[str, Any], kafka_secrets: Path, keys: InstallationKeys
+) -> None:
     read = {Path(name) for service in compose["services"].values() for name in service.get("env_file", [])}
     read |= {Path(secret["file"]) for secret in compose["secrets"].values()}
     assert {path.parent for path in read} == {DEFAULT_OUT, KEYS_OUT}
     kafka_read = {path.name for path in read if path.parent == DEFAULT_OUT}
-    assert kafka_read == {path.name for path in kafka_secrets.iterdir()}, "a file compose reads that `unbind kafka secrets` does not write, or the reverse"
+    assert kafka_read == {path.name for path in kafka_secrets.iterdir()}, (
+        "a file compose reads that `unbind kafka secrets` does not write, or the reverse"
+    )
     keys_read = {path.name for path in read if path.parent == KEYS_OUT}
-    assert keys_read <= {path.name for path in keys.dir.iterdir()}, "a file compose reads that `unbind keys generate` does not write"
+    assert keys_read <= {path.name for path in keys.dir.iterdir()}, (
+        "a file compose reads that `unbind keys generate` does not write"
+    )
     assert "deploy/secrets/" in (ROOT / ".gitignore").read_text().splitlines()
     for path in kafka_secrets.iterdir():
         mode = path.stat().st_mode & 0o777
@@ -556,8 +709,15 @@ def test_every_secret_compose_reads_is_made_per_installation_and_git_ignored(com
     for folder in (kafka_secrets, keys.dir):
         assert folder.stat().st_mode & 0o777 == 0o700
     # The passwords of one installation are all different.
-    passwords = [line.split("=", 1)[1] for path in kafka_secrets.glob("*.env") for line in path.read_text().splitlines() if "PASSWORD" in line]
-    assert len(set(passwords)) == 7, "admin, controller and five services, each its own (the admin's twice: broker.env and admin.env)"
+    passwords = [
+        line.split("=", 1)[1]
+        for path in kafka_secrets.glob("*.env")
+        for line in path.read_text().splitlines()
+        if "PASSWORD" in line
+    ]
+    assert len(set(passwords)) == 7, (
+        "admin, controller and five services, each its own (the admin's twice: broker.env and admin.env)"
+    )
 
 
 def _free_port() -> int:
@@ -590,13 +750,31 @@ def test_the_compose_broker_lets_in_only_scram_clients_over_tls(kafka_secrets: P
     broker_env = dict(line.split("=", 1) for line in (kafka_secrets / "broker.env").read_text().splitlines())
     env = {**os.environ, **broker_env}
     java, libs = kafka.find_java(), kafka.ensure_jars()
-    run = [java, f"-Dlog4j2.configurationFile={kafka.deploy_dir() / 'log4j2.properties'}", f"-Dkafka.logs.dir={tmp_path}", "-cp", f"{libs}/*"]
+    run = [
+        java,
+        f"-Dlog4j2.configurationFile={kafka.deploy_dir() / 'log4j2.properties'}",
+        f"-Dkafka.logs.dir={tmp_path}",
+        "-cp",
+        f"{libs}/*",
+    ]
     scram = f"SCRAM-SHA-512=[name=admin,password={broker_env['KAFKA_ADMIN_PASSWORD']}]"
-    format_storage = [*run, "kafka.tools.StorageTool", "format", "-t", "5L6g3nShT-eMCtK--X86sw", "-c", str(config), "--add-scram", scram]
+    format_storage = [
+        *run,
+        "kafka.tools.StorageTool",
+        "format",
+        "-t",
+        "5L6g3nShT-eMCtK--X86sw",
+        "-c",
+        str(config),
+        "--add-scram",
+        scram,
+    ]
     formatted = subprocess.run(format_storage, env=env, capture_output=True, timeout=120, check=False)
     assert formatted.returncode == 0, formatted.stderr.decode()[-2000:]
     with open(tmp_path / "broker.out", "wb") as out:
-        broker = subprocess.Popen([*run, "-Xmx512m", "kafka.Kafka", str(config)], env=env, stdout=out, stderr=subprocess.STDOUT)
+        broker = subprocess.Popen(
+            [*run, "-Xmx512m", "kafka.Kafka", str(config)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         asyncio.run(_connect_as_the_services_do(internal, kafka_secrets, broker, tmp_path / "broker.out"))
     finally:
@@ -608,16 +786,25 @@ def test_the_compose_broker_lets_in_only_scram_clients_over_tls(kafka_secrets: P
             broker.wait()
 
 
-async def _connect_as_the_services_do(port: int, kafka_secrets: Path, broker: subprocess.Popen[bytes], log: Path) -> None:
-    password = dict(line.split("=", 1) for line in (kafka_secrets / "admin.env").read_text().splitlines())["KAFKA_SASL_PASSWORD"]
+async def _connect_as_the_services_do(
+    port: int, kafka_secrets: Path, broker: subprocess.Popen[bytes], log: Path
+) -> None:
+    password = dict(line.split("=", 1) for line in (kafka_secrets / "admin.env").read_text().splitlines())[
+        "KAFKA_SASL_PASSWORD"
+    ]
     admin = KafkaSecurity("admin", password, "SASL_SSL", cafile=str(kafka_secrets / "ca.pem"))
     cluster = Cluster(f"127.0.0.1:{port}", admin)
-    await kafka._wait_for_metadata(cluster, 120, alive=lambda: broker.poll() is None, on_death=lambda: log.read_text()[-3000:])
+    await kafka._wait_for_metadata(
+        cluster, 120, alive=lambda: broker.poll() is None, on_death=lambda: log.read_text()[-3000:]
+    )
     await kafka.create_topics(cluster, ["unbind.events"])
     # Other ways in are refused: no TLS, no SASL, the wrong password, a CA that did not sign the broker.
     refused = {
         "SASL without TLS": {**admin.client_options(), "security_protocol": "SASL_PLAINTEXT"},
-        "TLS without SASL": {"security_protocol": "SSL", "ssl_context": admin.client_options()["ssl_context"]},
+        "TLS without SASL": {
+            "security_protocol": "SSL",
+            "ssl_context": admin.client_options()["ssl_context"],
+        },
         "wrong password": replace(admin, password="a-guess").client_options(),
         "another CA": replace(admin, cafile=None).client_options(),
     }

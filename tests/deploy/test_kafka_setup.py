@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "k8s" / "setup" / "kafka-setup.sh"
 STUB = """#!/bin/bash
 python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$(basename "$0")" "$@" >>"{log}"
-if [ "$(basename "$0")" = kafka-topics.sh ] && [[ " $* " == *" --describe "* ]]; then echo "Topic: x PartitionCount: 6 ReplicationFactor: 1"; fi
+if [ "$(basename "$0")" = kafka-topics.sh ] && [[ " $* " == *" --describe "* ]]; then
+  echo "Topic: x PartitionCount: 6 ReplicationFactor: 1"
+fi
 """
 
 
@@ -32,7 +34,11 @@ def calls(tmp_path_factory: pytest.TempPathFactory) -> list[list[str]]:
         (bin_dir / tool).write_text(STUB.format(log=log))
         (bin_dir / tool).chmod(0o755)
     script = tmp / "kafka-setup.sh"
-    script.write_text(SCRIPT.read_text().replace("/opt/kafka/bin", str(bin_dir)).replace("/tmp/admin.properties", str(tmp / "admin.properties")))
+    script.write_text(
+        SCRIPT.read_text()
+        .replace("/opt/kafka/bin", str(bin_dir))
+        .replace("/tmp/admin.properties", str(tmp / "admin.properties"))
+    )
     env = {
         "PATH": os.environ["PATH"],
         "KAFKA_BOOTSTRAP_SERVERS": "kafka:19092",
@@ -46,13 +52,20 @@ def calls(tmp_path_factory: pytest.TempPathFactory) -> list[list[str]]:
         "MIN_INSYNC_REPLICAS": "1",
         **{f"KAFKA_PASSWORD_{service.upper()}": f"{service}-password" for service in service_principals()},
     }
-    result = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        ["bash", str(script)], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert "password" not in result.stdout + result.stderr, "the script printed a password"
     admin = (tmp / "admin.properties").read_text()
-    assert "security.protocol=SASL_SSL" in admin and f'username="admin" password="{env["KAFKA_SASL_PASSWORD"]}"' in admin
+    assert (
+        "security.protocol=SASL_SSL" in admin
+        and f'username="admin" password="{env["KAFKA_SASL_PASSWORD"]}"' in admin
+    )
     assert "ssl.truststore.location=/run/secrets/kafka-ca" in admin
-    assert (tmp / "admin.properties").stat().st_mode & 0o077 == 0, "the admin's password is readable by others"
+    assert (tmp / "admin.properties").stat().st_mode & 0o077 == 0, (
+        "the admin's password is readable by others"
+    )
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
@@ -63,7 +76,10 @@ def _option(args: list[str], name: str) -> list[str]:
 def test_every_call_is_made_as_the_admin_to_the_cluster(calls: list[list[str]]) -> None:
     assert calls
     for call in calls:
-        assert _option(call, "--bootstrap-server") == ["kafka:19092"] and len(_option(call, "--command-config")) == 1, call
+        assert (
+            _option(call, "--bootstrap-server") == ["kafka:19092"]
+            and len(_option(call, "--command-config")) == 1
+        ), call
 
 
 def test_the_topics_are_created_with_the_partitions(calls: list[list[str]]) -> None:
@@ -73,8 +89,15 @@ def test_the_topics_are_created_with_the_partitions(calls: list[list[str]]) -> N
 
 
 def test_each_service_gets_its_own_scram_user_with_its_password(calls: list[list[str]]) -> None:
-    users = {_option(call, "--entity-name")[0]: _option(call, "--add-config")[0] for call in calls if call[0] == "kafka-configs.sh"}
-    assert users == {service: f"SCRAM-SHA-512=[iterations=8192,password={service}-password]" for service in service_principals()}
+    users = {
+        _option(call, "--entity-name")[0]: _option(call, "--add-config")[0]
+        for call in calls
+        if call[0] == "kafka-configs.sh"
+    }
+    assert users == {
+        service: f"SCRAM-SHA-512=[iterations=8192,password={service}-password]"
+        for service in service_principals()
+    }
 
 
 def test_the_acls_are_exactly_those_the_local_broker_grants(calls: list[list[str]]) -> None:
@@ -83,8 +106,16 @@ def test_the_acls_are_exactly_those_the_local_broker_grants(calls: list[list[str
         assert "--add" in call and "--deny-principal" not in call
         (operation,) = _option(call, "--operation")
         pattern = "PREFIXED" if _option(call, "--resource-pattern-type") == ["prefixed"] else "LITERAL"
-        resources = [("TOPIC", name) for name in _option(call, "--topic")] + [("GROUP", name) for name in _option(call, "--group")]
+        resources = [("TOPIC", name) for name in _option(call, "--topic")] + [
+            ("GROUP", name) for name in _option(call, "--group")
+        ]
         for principal in _option(call, "--allow-principal"):
-            granted |= {(principal.removeprefix("User:"), operation.upper(), kind, name, pattern) for kind, name in resources}
-    expected = {(acl.principal, acl.operation.name, acl.resource.name, acl.name, acl.pattern.name) for acl in service_acls(EventTopics())}
+            granted |= {
+                (principal.removeprefix("User:"), operation.upper(), kind, name, pattern)
+                for kind, name in resources
+            }
+    expected = {
+        (acl.principal, acl.operation.name, acl.resource.name, acl.name, acl.pattern.name)
+        for acl in service_acls(EventTopics())
+    }
     assert granted == expected

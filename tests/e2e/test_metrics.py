@@ -18,7 +18,12 @@ from tests.factories import customer_with_binding, idempotency_key, unbind_body
 from tests.stack import BusTopics, Stack, auth, eventually, running_stack
 
 FLOW = ["UnbindRequested", "RiskAssessed", "VerificationRequested", "Verified", "UnbindCompleted"]
-SUBSCRIBED: dict[str, Subscriptions] = {"binding": BINDING, "verification": VERIFICATION, "risk": RISK, "notification": NOTIFICATION}
+SUBSCRIBED: dict[str, Subscriptions] = {
+    "binding": BINDING,
+    "verification": VERIFICATION,
+    "risk": RISK,
+    "notification": NOTIFICATION,
+}
 # The customer turned push off for verification_requested; quiet hours are off, so nothing waits.
 # unbind_requested and unbind_completed are security messages (sms + inapp), the other two push + inapp;
 # plus the code SMS and the lender's webhook. The reminder is a day away: queued, not counted.
@@ -57,7 +62,9 @@ async def scrape(stack: Stack, service: str) -> str:
     return response.text
 
 
-async def test_metrics_count_what_one_unbind_caused(any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+async def test_metrics_count_what_one_unbind_caused(
+    any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> None:
     async with running_stack(any_bus, database_urls, tmp_path) as stack:
         customer = await customer_with_binding(stack)
         async with stack.runtime("notification").unit_of_work() as uow:
@@ -67,19 +74,27 @@ async def test_metrics_count_what_one_unbind_caused(any_bus: BusTopics, database
         headers = auth(customer.user_id)
 
         accepted = await stack.client("binding").post(
-            f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(), headers={**headers, "Idempotency-Key": idempotency_key()}
+            f"/v1/bindings/{customer.binding_id}/unbind-requests",
+            json=unbind_body(),
+            headers={**headers, "Idempotency-Key": idempotency_key()},
         )
         assert accepted.status_code == 202, accepted.text
         request_id = accepted.json()["id"]
-        issued = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["verification"] is not None)
+        issued = await stack.wait_for_request(
+            request_id, customer.user_id, lambda body: body["verification"] is not None
+        )
         code = (await eventually(lambda: stack.codes(customer.phone), 10, "no SMS code was sent"))[-1]
         otp_url = f"/v1/verifications/{issued['verification']['id']}/otp"
-        refused = await stack.client("verification").post(otp_url, json={"code": "000000" if code != "000000" else "111111"}, headers=headers)
+        refused = await stack.client("verification").post(
+            otp_url, json={"code": "000000" if code != "000000" else "111111"}, headers=headers
+        )
         assert refused.status_code == 422
         verified = await stack.client("verification").post(otp_url, json={"code": code}, headers=headers)
         assert verified.status_code == 200, verified.text
         await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "completed")
-        assert [event.type for event in await any_bus.events()] == FLOW, "nothing else on the topic: the counts below are the flow's"
+        assert [event.type for event in await any_bus.events()] == FLOW, (
+            "nothing else on the topic: the counts below are the flow's"
+        )
 
         # An unknown path and a made-up method: no new label values beyond the closed sets.
         await stack.client("binding").get(f"/nope/{request_id}")
@@ -89,18 +104,27 @@ async def test_metrics_count_what_one_unbind_caused(any_bus: BusTopics, database
             texts = {service: await scrape(stack, service) for service in SUBSCRIBED}
             quiet = all(
                 samples(text, "unbind_outbox_pending") == {(): 0.0}
-                and sum(samples(text, "unbind_events_handled_total").values()) == len(expected_handled(service))
+                and sum(samples(text, "unbind_events_handled_total").values())
+                == len(expected_handled(service))
                 and set(samples(text, "unbind_consumer_lag").values()) == {0.0}
                 for service, text in texts.items()
             )
-            done = samples(texts["notification"], "unbind_notification_deliveries_total") in [DELIVERIES | push for push in VERIFIED_PUSH]
+            done = samples(texts["notification"], "unbind_notification_deliveries_total") in [
+                DELIVERIES | push for push in VERIFIED_PUSH
+            ]
             return texts if quiet and done else None
 
         texts = await eventually(settled, 30, "the services never settled")
 
     for service, text in texts.items():
-        assert samples(text, "unbind_events_handled_total") == {(event_type,): 1.0 for event_type in expected_handled(service)}, service
-        for name in ("unbind_events_failed_total", "unbind_events_dead_lettered_total", "unbind_events_duplicates_total"):
+        assert samples(text, "unbind_events_handled_total") == {
+            (event_type,): 1.0 for event_type in expected_handled(service)
+        }, service
+        for name in (
+            "unbind_events_failed_total",
+            "unbind_events_dead_lettered_total",
+            "unbind_events_duplicates_total",
+        ):
             assert samples(text, name) == {}, (service, name)
         assert samples(text, "unbind_outbox_oldest_unsent_age_seconds") == {(): 0.0}, service
         lag = samples(text, "unbind_consumer_lag")
@@ -114,7 +138,10 @@ async def test_metrics_count_what_one_unbind_caused(any_bus: BusTopics, database
     assert samples(texts["risk"], "unbind_risk_decisions_total") == {("allow",): 1.0}
     assert samples(texts["verification"], "unbind_otp_codes_sent_total") == {(): 1.0}
     assert samples(texts["verification"], "unbind_otp_codes_failed_total") == {}
-    assert samples(texts["verification"], "unbind_otp_checks_total") == {("accepted",): 1.0, ("wrong_code",): 1.0}
+    assert samples(texts["verification"], "unbind_otp_checks_total") == {
+        ("accepted",): 1.0,
+        ("wrong_code",): 1.0,
+    }
 
     requests = samples(texts["verification"], "unbind_http_requests_total")
     assert requests[("POST", "/v1/verifications/{verification_id}/otp", "200")] == 1.0
@@ -124,4 +151,6 @@ async def test_metrics_count_what_one_unbind_caused(any_bus: BusTopics, database
     binding = samples(texts["binding"], "unbind_http_requests_total")
     assert binding[("GET", "unmatched", "404")] == 1.0
     assert ("other", "/v1/unbind-requests/{request_id}", "405") in binding
-    assert not any(request_id in route or customer.user_id in route for _, route, _ in binding), "no id in a label"
+    assert not any(request_id in route or customer.user_id in route for _, route, _ in binding), (
+        "no id in a label"
+    )

@@ -23,7 +23,14 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from tools import kafka
 from tools.errors import InfraError
-from tools.kafka_access import ADMIN, CREDENTIALS_ENV, create_credentials, principals, read_credentials, service_principals
+from tools.kafka_access import (
+    ADMIN,
+    CREDENTIALS_ENV,
+    create_credentials,
+    principals,
+    read_credentials,
+    service_principals,
+)
 
 
 def _free_port() -> int:
@@ -121,7 +128,9 @@ async def test_async_variant_and_create_topics_idempotent(broker: Broker) -> Non
     await kafka.create_topics(broker.cluster, ["unbind.test.async"], partitions=3)
     assert await _partitions(broker.cluster, ["unbind.test.async"]) == {"unbind.test.async": 3}
     # The sync API also works from inside a running event loop (runs in a worker thread).
-    assert kafka.kafka_up(broker.var, port=broker.port, controller_port=broker.controller_port) == broker.cluster
+    assert (
+        kafka.kafka_up(broker.var, port=broker.port, controller_port=broker.controller_port) == broker.cluster
+    )
 
 
 def test_every_principal_has_its_own_password_kept_private_to_the_var_dir(broker: Broker) -> None:
@@ -133,11 +142,20 @@ def test_every_principal_has_its_own_password_kept_private_to_the_var_dir(broker
     for path in (credentials, props):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, f"{path.name} is readable by others"
     # The broker's own config holds the admin's and the controller's passwords, no service's.
-    assert not [name for name, password in passwords.items() if password in props.read_text() and name not in (ADMIN, "controller")]
-    assert "PLAINTEXT://" not in props.read_text() and "allow.everyone.if.no.acl.found=false" in props.read_text()
+    assert not [
+        name
+        for name, password in passwords.items()
+        if password in props.read_text() and name not in (ADMIN, "controller")
+    ]
+    assert (
+        "PLAINTEXT://" not in props.read_text()
+        and "allow.everyone.if.no.acl.found=false" in props.read_text()
+    )
 
 
-def test_an_external_cluster_needs_credentials_and_refuses_wrong_ones(broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_external_cluster_needs_credentials_and_refuses_wrong_ones(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap)
     for name in ("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", CREDENTIALS_ENV):
         monkeypatch.delenv(name, raising=False)
@@ -146,18 +164,27 @@ def test_an_external_cluster_needs_credentials_and_refuses_wrong_ones(broker: Br
     monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
     monkeypatch.setenv("KAFKA_SASL_USERNAME", ADMIN)
     monkeypatch.setenv("KAFKA_SASL_PASSWORD", "a-guess")
-    with pytest.raises(InfraError, match=f"Kafka at {broker.bootstrap} refused the credentials of 'admin': .*invalid credentials"):
+    with pytest.raises(
+        InfraError,
+        match=f"Kafka at {broker.bootstrap} refused the credentials of 'admin': .*invalid credentials",
+    ):
         kafka.kafka_up(tmp_path, topics=None, timeout=30)
-    monkeypatch.setenv("KAFKA_SASL_PASSWORD", read_credentials(broker.var / "kafka" / "credentials.json")[ADMIN])
+    monkeypatch.setenv(
+        "KAFKA_SASL_PASSWORD", read_credentials(broker.var / "kafka" / "credentials.json")[ADMIN]
+    )
     assert kafka.kafka_up(tmp_path, topics=None) == broker.cluster
 
 
-def test_storage_formatted_before_authentication_is_recreated(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_storage_formatted_before_authentication_is_recreated(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     """A var dir of an older checkout: formatted storage, no credentials. Its users cannot be
     added afterwards, so it is formatted again (development data only), with one line."""
     data = tmp_path / "kafka" / "data"
     data.mkdir(parents=True)
-    (data / "meta.properties").write_text("version=1\nnode.id=1\ncluster.id=AAAAAAAAAAAAAAAAAAAAAA\ndirectory.id=AAAAAAAAAAAAAAAAAAAAAQ\n")
+    (data / "meta.properties").write_text(
+        "version=1\nnode.id=1\ncluster.id=AAAAAAAAAAAAAAAAAAAAAA\ndirectory.id=AAAAAAAAAAAAAAAAAAAAAQ\n"
+    )
     port, controller = _free_ports()
     try:
         cluster = kafka.kafka_up(tmp_path, port=port, controller_port=controller, topics=None)
@@ -175,7 +202,9 @@ def test_up_with_other_ports_on_running_var_dir_is_refused(broker: Broker) -> No
         kafka.kafka_up(broker.var, port=other, controller_port=other_controller)
 
 
-def test_external_cluster_starts_nothing(broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_external_cluster_starts_nothing(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap)
     monkeypatch.setenv(CREDENTIALS_ENV, str(broker.var / "kafka" / "credentials.json"))
     topics = kafka.EventTopics("unbind.test.external", "unbind.test.external.dlq")
@@ -233,7 +262,9 @@ def test_broker_dying_at_startup_shows_its_log(tmp_path: Path) -> None:
     data = tmp_path / "kafka" / "data"
     data.mkdir(parents=True)
     create_credentials(tmp_path / "kafka" / "credentials.json")  # else the storage is recreated
-    (data / "meta.properties").write_text("version=1\nnode.id=42\ncluster.id=AAAAAAAAAAAAAAAAAAAAAA\ndirectory.id=AAAAAAAAAAAAAAAAAAAAAQ\n")
+    (data / "meta.properties").write_text(
+        "version=1\nnode.id=42\ncluster.id=AAAAAAAAAAAAAAAAAAAAAA\ndirectory.id=AAAAAAAAAAAAAAAAAAAAAQ\n"
+    )
     port, controller = _free_ports()
     try:
         with pytest.raises(InfraError) as info:
@@ -270,11 +301,17 @@ def test_cli_status_up_and_usage(broker: Broker, capsys: pytest.CaptureFixture[s
     assert kafka.cli(argv, broker.var) == 0
     out = capsys.readouterr().out
     assert "already running" in out and "one principal per service" in out
-    assert not [password for password in read_credentials(broker.var / "kafka" / "credentials.json").values() if password in out]
+    assert not [
+        password
+        for password in read_credentials(broker.var / "kafka" / "credentials.json").values()
+        if password in out
+    ]
     assert kafka.cli(["frobnicate"], broker.var) == 2
 
 
-def test_cli_reports_errors_on_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_reports_errors_on_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("JAVA_HOME", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
     port, controller = _free_ports()
@@ -306,7 +343,9 @@ def _fake_mvn(bin_dir: Path, script: str) -> None:
     mvn.chmod(0o755)
 
 
-def test_ensure_jars_reuses_complete_cache_without_maven(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ensure_jars_reuses_complete_cache_without_maven(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     libs = tmp_path / "cache" / f"kafka-{kafka.KAFKA_VERSION}" / "libs"
     libs.mkdir(parents=True)
     (libs / ".complete").write_text("done\n")
@@ -315,7 +354,9 @@ def test_ensure_jars_reuses_complete_cache_without_maven(tmp_path: Path, monkeyp
     assert kafka.ensure_jars(tmp_path / "cache") == libs
 
 
-def test_ensure_jars_reports_unreachable_maven_central(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ensure_jars_reports_unreachable_maven_central(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _fake_mvn(
         tmp_path / "bin",
         "echo '[ERROR] Failed to execute goal on project unbind-kafka-runtime: Could not "
@@ -337,16 +378,29 @@ def test_ensure_jars_reports_missing_maven(tmp_path: Path, monkeypatch: pytest.M
         kafka.ensure_jars(tmp_path / "cache")
 
 
-def test_cli_secrets_writes_once_and_prints_no_password(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_secrets_writes_once_and_prints_no_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out, k8s = tmp_path / "kafka", tmp_path / "kafka.env"
     assert kafka.cli(["secrets", "--out", str(out), "--host", "kafka.example.internal"], tmp_path) == 0
     assert kafka.cli(["secrets", "--k8s", "--out", str(k8s)], tmp_path) == 0
     printed = capsys.readouterr().out
-    written = [value for path in [*out.glob("*.env"), k8s] for key, value in (line.split("=", 1) for line in path.read_text().splitlines()) if key != "KAFKA_SASL_USERNAME"]
+    written = [
+        value
+        for path in [*out.glob("*.env"), k8s]
+        for key, value in (line.split("=", 1) for line in path.read_text().splitlines())
+        if key != "KAFKA_SASL_USERNAME"
+    ]
     assert written and not [value for value in written if value in printed]
     assert {line.split("=", 1)[0] for line in k8s.read_text().splitlines()} == {ADMIN, *service_principals()}
     certificate = (out / "broker.pem").read_text().split("-----END PRIVATE KEY-----\n")[1]
-    names = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName"], input=certificate, capture_output=True, text=True, check=True).stdout
+    names = subprocess.run(
+        ["openssl", "x509", "-noout", "-ext", "subjectAltName"],
+        input=certificate,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "DNS:kafka.example.internal" in names and "DNS:kafka" in names and "IP Address:127.0.0.1" in names
     before = {path: path.read_bytes() for path in out.iterdir()}
     assert kafka.cli(["secrets", "--out", str(out)], tmp_path) == 1

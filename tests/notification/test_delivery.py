@@ -32,7 +32,11 @@ ONLY_NOTIFICATION = ("notification",)
 
 
 # The kinds not named after their event, and the event they come from.
-FROM_EVENT = {"unbind_under_review": "RiskAssessed", "review_approved": "ReviewDecided", "dispute_received": "UnbindDisputed"}
+FROM_EVENT = {
+    "unbind_under_review": "RiskAssessed",
+    "review_approved": "ReviewDecided",
+    "dispute_received": "UnbindDisputed",
+}
 
 
 def test_every_customer_facing_event_has_a_kind() -> None:
@@ -48,10 +52,36 @@ def test_every_customer_facing_event_has_a_kind() -> None:
 @pytest.mark.parametrize(
     ("kind", "facts", "locale", "expected"),
     [
-        ("review_denied", {"denial_reason": "customer_unreachable"}, "zh-CN", "经人工审核未通过，原因：我们未能联系上您核实情况。"),
-        ("review_denied", {"denial_reason": "customer_unreachable"}, "en", "we could not approve your request to unbind your mortgage repayment account: we could not reach you"),
-        ("appeal_denied", {"denial_reason": "other", "reviewer_message": "请先结清三月账单"}, "zh-CN", "原因：详见审核人员给您的留言。"),
-        ("dispute_closed", {"dispute_outcome": "approve"}, "en", "We have looked into your dispute about unbinding your mortgage repayment account: you were right"),
+        (
+            "review_denied",
+            {"denial_reason": "customer_unreachable"},
+            "zh-CN",
+            "经人工审核未通过，原因：我们未能联系上您核实情况。",
+        ),
+        (
+            "review_denied",
+            {"denial_reason": "customer_unreachable"},
+            "en",
+            (
+                "we could not approve your request to unbind your mortgage repayment account: we could not "
+                "reach you"
+            ),
+        ),
+        (
+            "appeal_denied",
+            {"denial_reason": "other", "reviewer_message": "请先结清三月账单"},
+            "zh-CN",
+            "原因：详见审核人员给您的留言。",
+        ),
+        (
+            "dispute_closed",
+            {"dispute_outcome": "approve"},
+            "en",
+            (
+                "We have looked into your dispute about unbinding your mortgage repayment account: you were "
+                "right"
+            ),
+        ),
     ],
 )
 def test_codes_are_told_in_the_customers_words(kind: str, facts: dict, locale: str, expected: str) -> None:
@@ -63,8 +93,12 @@ def test_codes_are_told_in_the_customers_words(kind: str, facts: dict, locale: s
 def test_a_reviewer_message_ends_the_outcome_in_either_locale() -> None:
     _, zh = render("review_approved", "zh-CN", {"account": None, "reviewer_message": "请今天内完成验证"})
     _, en = render("review_approved", "en", {"account": None, "reviewer_message": "Please verify today"})
-    assert zh.endswith("。审核人员留言：请今天内完成验证") and en.endswith(". A note from your reviewer: Please verify today")
-    assert "审核人员留言" not in render("review_approved", "zh-CN", {"account": None})[1], "no empty note when the reviewer wrote none"
+    assert zh.endswith("。审核人员留言：请今天内完成验证") and en.endswith(
+        ". A note from your reviewer: Please verify today"
+    )
+    assert "审核人员留言" not in render("review_approved", "zh-CN", {"account": None})[1], (
+        "no empty note when the reviewer wrote none"
+    )
 
 
 @pytest.mark.parametrize(
@@ -78,9 +112,17 @@ def test_a_reviewer_message_ends_the_outcome_in_either_locale() -> None:
     ],
 )
 def test_quiet_hours_window(now: str, quiet: tuple[str | None, str | None], expected: str | None) -> None:
-    contact = Contact(user_id="u", phone="+8613800000000", timezone="Asia/Shanghai", quiet_start=quiet[0], quiet_end=quiet[1])
+    contact = Contact(
+        user_id="u",
+        phone="+8613800000000",
+        timezone="Asia/Shanghai",
+        quiet_start=quiet[0],
+        quiet_end=quiet[1],
+    )
     until = quiet_until(contact, datetime.fromisoformat(now))
-    assert (until.isoformat() if until else None) == (datetime.fromisoformat(expected).isoformat() if expected else None)
+    assert (until.isoformat() if until else None) == (
+        datetime.fromisoformat(expected).isoformat() if expected else None
+    )
 
 
 class FlakyChannel:
@@ -99,7 +141,14 @@ class FlakyChannel:
 
 async def with_contact(stack: Stack, user_id: str = "u-zhangsan", **fields: object) -> Contact:
     async with stack.runtime("notification").unit_of_work() as uow:
-        contact = Contact(user_id=user_id, phone="+8613812345678", email=None, locale="zh-CN", timezone="Asia/Shanghai", opt_out={})
+        contact = Contact(
+            user_id=user_id,
+            phone="+8613812345678",
+            email=None,
+            locale="zh-CN",
+            timezone="Asia/Shanghai",
+            opt_out={},
+        )
         uow.session.add(contact)
         # Set after the insert: the ORM inserts a None as the column's default (22:00 to 08:00), which
         # held the messages these tests expect sent whenever they ran in Shanghai's night.
@@ -112,22 +161,40 @@ async def with_contact(stack: Stack, user_id: str = "u-zhangsan", **fields: obje
 
 async def deliveries(stack: Stack, user_id: str = "u-zhangsan") -> list[Delivery]:
     async with stack.runtime("notification").session_factory() as session:
-        return list((await session.scalars(select(Delivery).where(Delivery.user_id == user_id).order_by(Delivery.id))).all())
+        return list(
+            (
+                await session.scalars(
+                    select(Delivery).where(Delivery.user_id == user_id).order_by(Delivery.id)
+                )
+            ).all()
+        )
 
 
 def requested(request_id: str = "r-1") -> Envelope:
-    return Envelope.emit(UnbindRequested(request_id=request_id, binding_id="b-1", user_id="u-zhangsan", reason="other", impact_hash="a" * 64))
+    return Envelope.emit(
+        UnbindRequested(
+            request_id=request_id,
+            binding_id="b-1",
+            user_id="u-zhangsan",
+            reason="other",
+            impact_hash="a" * 64,
+        )
+    )
 
 
 @pytest.fixture
 async def memory_stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, ONLY_NOTIFICATION) as running:
+    async with running_stack(
+        make_bus_topics("memory", None), database_urls, tmp_path, ONLY_NOTIFICATION
+    ) as running:
         yield running
 
 
 async def test_security_messages_go_by_sms_and_inbox_and_ignore_opt_out(memory_stack: Stack) -> None:
     await with_contact(memory_stack, opt_out={"unbind_cancelled": ["push"]})
-    refused = await memory_stack.client("notification").put("/v1/preferences", json={"opt_out": {"unbind_requested": ["sms"]}}, headers=auth("u-zhangsan"))
+    refused = await memory_stack.client("notification").put(
+        "/v1/preferences", json={"opt_out": {"unbind_requested": ["sms"]}}, headers=auth("u-zhangsan")
+    )
     assert assert_problem(refused, 422, "security-message")["kinds"] == ["unbind_requested"]
 
     await memory_stack.topics.publish_event(requested())
@@ -154,7 +221,9 @@ async def test_quiet_hours_hold_what_can_wait_then_deliver(memory_stack: Stack) 
     window = {"quiet_start": f"{local_hour:02d}:00", "quiet_end": f"{(local_hour + 2) % 24:02d}:00"}
     await with_contact(memory_stack, **window)
     await memory_stack.topics.publish_event(requested())
-    await memory_stack.topics.publish_event(Envelope.emit(UnbindCancelled(request_id="r-1", binding_id="b-1", user_id="u-zhangsan")))
+    await memory_stack.topics.publish_event(
+        Envelope.emit(UnbindCancelled(request_id="r-1", binding_id="b-1", user_id="u-zhangsan"))
+    )
 
     async def planned() -> list[Delivery] | None:
         rows = await deliveries(memory_stack)
@@ -162,81 +231,159 @@ async def test_quiet_hours_hold_what_can_wait_then_deliver(memory_stack: Stack) 
 
     rows = {(row.kind, row.channel): row for row in await eventually(planned, 15, "nothing planned")}
     held = rows[("unbind_cancelled", "push")]
-    assert held.status == "queued" and held.next_attempt_at > now, "a message that can wait waits for the end of the quiet hours"
+    assert held.status == "queued" and held.next_attempt_at > now, (
+        "a message that can wait waits for the end of the quiet hours"
+    )
     assert rows[("unbind_cancelled", "inapp")].status == "sent", "the inbox never waits"
-    await eventually(lambda: _status(memory_stack, "unbind_requested", "sms", "sent"), 15, "a security message is not held")
+    await eventually(
+        lambda: _status(memory_stack, "unbind_requested", "sms", "sent"), 15, "a security message is not held"
+    )
 
     async with memory_stack.runtime("notification").unit_of_work() as uow:  # the quiet hours end
-        for row in (await uow.session.scalars(select(Delivery).where(Delivery.kind == "unbind_cancelled"))).all():
+        for row in (
+            await uow.session.scalars(select(Delivery).where(Delivery.kind == "unbind_cancelled"))
+        ).all():
             row.next_attempt_at = datetime.now(UTC)
-    await eventually(lambda: _status(memory_stack, "unbind_cancelled", "push", "sent"), 15, "the held message was not delivered")
-    inbox = (await memory_stack.client("notification").get("/v1/notifications", headers=auth("u-zhangsan"))).json()["items"]
+    await eventually(
+        lambda: _status(memory_stack, "unbind_cancelled", "push", "sent"),
+        15,
+        "the held message was not delivered",
+    )
+    inbox = (
+        await memory_stack.client("notification").get("/v1/notifications", headers=auth("u-zhangsan"))
+    ).json()["items"]
     assert sorted(item["kind"] for item in inbox) == ["unbind_cancelled", "unbind_requested"]
 
 
 async def _status(stack: Stack, kind: str, channel: str, status: str) -> bool:
-    return any(row.kind == kind and row.channel == channel and row.status == status for row in await deliveries(stack))
+    return any(
+        row.kind == kind and row.channel == channel and row.status == status
+        for row in await deliveries(stack)
+    )
 
 
 @pytest.mark.parametrize(("failures", "status", "attempts"), [(2, "sent", 3), (10, "failed", 3)])
-async def test_a_failing_provider_is_retried_then_succeeds_or_fails(database_urls: dict[str, str], tmp_path: Path, failures: int, status: str, attempts: int) -> None:
+async def test_a_failing_provider_is_retried_then_succeeds_or_fails(
+    database_urls: dict[str, str], tmp_path: Path, failures: int, status: str, *, attempts: int
+) -> None:
     sms = FlakyChannel(failures)
-    overrides = {"notification": {"delivery_max_attempts": 3, "delivery_backoff_seconds": 0.05, "dispatch_interval_seconds": 0.05}}
+    overrides = {
+        "notification": {
+            "delivery_max_attempts": 3,
+            "delivery_backoff_seconds": 0.05,
+            "dispatch_interval_seconds": 0.05,
+        }
+    }
     options = {"notification": {"providers": {"sms": sms}}}
-    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, ONLY_NOTIFICATION, overrides, app_options=options) as stack:
+    async with running_stack(
+        make_bus_topics("memory", None),
+        database_urls,
+        tmp_path,
+        ONLY_NOTIFICATION,
+        overrides=overrides,
+        app_options=options,
+    ) as stack:
         await with_contact(stack)
         await stack.topics.publish_event(requested())
-        await eventually(lambda: _status(stack, "unbind_requested", "sms", status), 15, f"the SMS did not end {status}")
+        await eventually(
+            lambda: _status(stack, "unbind_requested", "sms", status), 15, f"the SMS did not end {status}"
+        )
         [row] = [row for row in await deliveries(stack) if row.channel == "sms"]
-        assert row.attempts == attempts and (row.last_error == "gateway timeout") == (status == "failed" or failures > 0)
+        assert row.attempts == attempts and (row.last_error == "gateway timeout") == (
+            status == "failed" or failures > 0
+        )
         assert len(sms.sent) == (1 if status == "sent" else 0)
 
 
 async def test_a_failed_push_falls_back_to_sms(database_urls: dict[str, str], tmp_path: Path) -> None:
     push = FlakyChannel(1)
-    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, ONLY_NOTIFICATION, app_options={"notification": {"providers": {"push": push}}}) as stack:
+    async with running_stack(
+        make_bus_topics("memory", None),
+        database_urls,
+        tmp_path,
+        ONLY_NOTIFICATION,
+        app_options={"notification": {"providers": {"push": push}}},
+    ) as stack:
         await with_contact(stack)
         await notification_knows(stack, requested())
-        await stack.topics.publish_event(Envelope.emit(UnbindCancelled(request_id="r-1", binding_id="b-1", user_id="u-zhangsan")))
+        await stack.topics.publish_event(
+            Envelope.emit(UnbindCancelled(request_id="r-1", binding_id="b-1", user_id="u-zhangsan"))
+        )
         await eventually(lambda: _status(stack, "unbind_cancelled", "sms", "sent"), 15, "no SMS fallback")
         assert await _status(stack, "unbind_cancelled", "push", "failed")
         assert "取消" in stack.sms_messages()[-1]["text"]
 
 
-async def test_the_same_event_three_times_gives_one_message_per_channel(any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+async def test_the_same_event_three_times_gives_one_message_per_channel(
+    any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> None:
     async with running_stack(any_bus, database_urls, tmp_path, ONLY_NOTIFICATION) as stack:
         await with_contact(stack)
         event = requested()
         await any_bus.publish_event(event, times=3)
         consumer = stack.runtime("notification").consumer
-        await eventually(lambda: consumer.handled_total + consumer.duplicates_total == 3, 30, "not every copy was consumed")
+        await eventually(
+            lambda: consumer.handled_total + consumer.duplicates_total == 3, 30, "not every copy was consumed"
+        )
         await eventually(lambda: _status(stack, "unbind_requested", "sms", "sent"), 15, "no SMS")
         rows = await deliveries(stack)
-        assert sorted(row.channel for row in rows) == ["inapp", "sms"] and {row.event_id for row in rows} == {event.id}
+        assert sorted(row.channel for row in rows) == ["inapp", "sms"] and {row.event_id for row in rows} == {
+            event.id
+        }
         assert len(stack.sms_messages()) == 1
 
 
-async def test_the_lender_webhook_is_signed_and_the_reminder_survives_a_restart(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+async def test_the_lender_webhook_is_signed_and_the_reminder_survives_a_restart(
+    kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> None:
     overrides = {"notification": {"reminder_delay_seconds": 2, "dispatch_interval_seconds": 0.1}}
-    completed = Envelope.emit(UnbindCompleted(request_id="r-9", binding_id="b-9", user_id="u-zhangsan", mandates_cancelled=1, credit_limit_before=30000, credit_limit_after=20300))
-    async with running_stack(kafka_topics, database_urls, tmp_path, ONLY_NOTIFICATION, overrides) as stack:
+    completed = Envelope.emit(
+        UnbindCompleted(
+            request_id="r-9",
+            binding_id="b-9",
+            user_id="u-zhangsan",
+            mandates_cancelled=1,
+            credit_limit_before=30000,
+            credit_limit_after=20300,
+        )
+    )
+    async with running_stack(
+        kafka_topics, database_urls, tmp_path, ONLY_NOTIFICATION, overrides=overrides
+    ) as stack:
         await with_contact(stack, email="zhangsan@example.com")
         await notification_knows(stack, completed)
         await kafka_topics.publish_event(completed)
         await eventually(lambda: (tmp_path / "institution.jsonl").exists(), 15, "the lender was not told")
         await eventually(lambda: (tmp_path / "email.jsonl").exists(), 15, "no email")
     hook = orjson.loads((tmp_path / "institution.jsonl").read_bytes().splitlines()[0])
-    expected = "sha256=" + hmac.new(KEYS.secret("institution_webhook_secret").encode(), hook["body"].encode(), hashlib.sha256).hexdigest()
+    expected = (
+        "sha256="
+        + hmac.new(
+            KEYS.secret("institution_webhook_secret").encode(), hook["body"].encode(), hashlib.sha256
+        ).hexdigest()
+    )
     assert hmac.compare_digest(hook["signature"], expected)
-    assert orjson.loads(hook["body"]) | {"at": None} == {"type": "UnbindCompleted", "event_id": completed.id, "binding_id": "b-9", "mandates_cancelled": 1, "at": None}
+    assert orjson.loads(hook["body"]) | {"at": None} == {
+        "type": "UnbindCompleted",
+        "event_id": completed.id,
+        "binding_id": "b-9",
+        "mandates_cancelled": 1,
+        "at": None,
+    }
     assert not (tmp_path / "push.jsonl").exists(), "the reminder is not due yet"
 
     await asyncio.sleep(2.2)  # the reminder falls due while the service is down
-    async with running_stack(kafka_topics, database_urls, tmp_path, ONLY_NOTIFICATION, overrides) as restarted:
-        await eventually(lambda: (tmp_path / "push.jsonl").exists(), 15, "the reminder did not arrive after the restart")
+    async with running_stack(
+        kafka_topics, database_urls, tmp_path, ONLY_NOTIFICATION, overrides=overrides
+    ) as restarted:
+        await eventually(
+            lambda: (tmp_path / "push.jsonl").exists(), 15, "the reminder did not arrive after the restart"
+        )
         [push] = [orjson.loads(line) for line in (tmp_path / "push.jsonl").read_bytes().splitlines()]
         assert push["title"] == "还款提醒" and push["to"] == "u-zhangsan"
-        inbox = (await restarted.client("notification").get("/v1/notifications", headers=auth("u-zhangsan"))).json()["items"]
+        inbox = (
+            await restarted.client("notification").get("/v1/notifications", headers=auth("u-zhangsan"))
+        ).json()["items"]
         assert sorted(item["kind"] for item in inbox) == ["follow_up_reminder", "unbind_completed"]
 
 
@@ -252,11 +399,21 @@ async def test_the_inbox_is_paginated_and_private(memory_stack: Stack) -> None:
         return body if body["next_cursor"] else None
 
     first = await eventually(inbox_full, 15, "the inbox did not fill")
-    second = (await client.get(f"/v1/notifications?limit=2&cursor={first['next_cursor']}", headers=auth("u-zhangsan"))).json()
+    second = (
+        await client.get(
+            f"/v1/notifications?limit=2&cursor={first['next_cursor']}", headers=auth("u-zhangsan")
+        )
+    ).json()
     ids = [item["id"] for item in first["items"] + second["items"]]
-    assert len(set(ids)) == 3 and second["next_cursor"] is None and not any(item["read"] for item in first["items"])
+    assert (
+        len(set(ids)) == 3
+        and second["next_cursor"] is None
+        and not any(item["read"] for item in first["items"])
+    )
 
-    assert_problem(await client.post(f"/v1/notifications/{ids[0]}/read", headers=auth("u-lisi")), 404, "not-found")
+    assert_problem(
+        await client.post(f"/v1/notifications/{ids[0]}/read", headers=auth("u-lisi")), 404, "not-found"
+    )
     assert (await client.get("/v1/notifications", headers=auth("u-lisi"))).json()["items"] == []
     marked = await client.post(f"/v1/notifications/{ids[0]}/read", headers=auth("u-zhangsan"))
     assert marked.status_code == 200 and marked.json()["read"] is True
@@ -267,7 +424,14 @@ async def test_preferences_round_trip_and_validation(memory_stack: Stack) -> Non
     await with_contact(memory_stack)
     client, headers = memory_stack.client("notification"), auth("u-zhangsan")
     saved = await client.put(
-        "/v1/preferences", json={"locale": "en", "timezone": "Europe/Berlin", "quiet_hours": {"start": "23:00", "end": "07:00"}, "opt_out": {"verified": ["push"]}}, headers=headers
+        "/v1/preferences",
+        json={
+            "locale": "en",
+            "timezone": "Europe/Berlin",
+            "quiet_hours": {"start": "23:00", "end": "07:00"},
+            "opt_out": {"verified": ["push"]},
+        },
+        headers=headers,
     )
     assert saved.status_code == 200
     assert (await client.get("/v1/preferences", headers=headers)).json() == {
@@ -284,7 +448,9 @@ async def test_preferences_round_trip_and_validation(memory_stack: Stack) -> Non
         {"opt_out": {"nope": ["sms"]}},
     ]
     for bad in bad_bodies:
-        assert_problem(await client.put("/v1/preferences", json=bad, headers=headers), 422, "validation-error")
+        assert_problem(
+            await client.put("/v1/preferences", json=bad, headers=headers), 422, "validation-error"
+        )
     assert_problem(await client.get("/v1/preferences", headers=auth("u-nobody")), 404, "not-found")
 
 
@@ -302,7 +468,9 @@ NOT_APPLIED = [
 
 
 @pytest.mark.parametrize("body", NOT_APPLIED, ids=lambda body: orjson.dumps(body).decode())
-async def test_an_update_the_service_would_not_apply_is_422_and_changes_nothing(memory_stack: Stack, body: dict) -> None:
+async def test_an_update_the_service_would_not_apply_is_422_and_changes_nothing(
+    memory_stack: Stack, body: dict
+) -> None:
     await with_contact(memory_stack, opt_out={"verified": ["push"]})
     client, headers = memory_stack.client("notification"), auth("u-zhangsan")
     before = (await client.get("/v1/preferences", headers=headers)).json()
@@ -310,29 +478,51 @@ async def test_an_update_the_service_would_not_apply_is_422_and_changes_nothing(
     assert (await client.get("/v1/preferences", headers=headers)).json() == before
 
 
-async def test_quiet_hours_null_turns_them_off(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+async def test_quiet_hours_null_turns_them_off(
+    kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> None:
     async with running_stack(kafka_topics, database_urls, tmp_path, ONLY_NOTIFICATION) as stack:
         await with_contact(stack)
         client, headers = stack.client("notification"), auth("u-zhangsan")
         local_hour = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).hour
         now_quiet = {"start": f"{local_hour:02d}:00", "end": f"{(local_hour + 2) % 24:02d}:00"}
-        assert (await client.put("/v1/preferences", json={"quiet_hours": now_quiet}, headers=headers)).json()["quiet_hours"] == now_quiet
+        assert (await client.put("/v1/preferences", json={"quiet_hours": now_quiet}, headers=headers)).json()[
+            "quiet_hours"
+        ] == now_quiet
         off = await client.put("/v1/preferences", json={"quiet_hours": None}, headers=headers)
         assert off.status_code == 200 and off.json()["quiet_hours"] is None
         assert (await client.get("/v1/preferences", headers=headers)).json()["quiet_hours"] is None
 
         await kafka_topics.publish_event(requested())
-        await kafka_topics.publish_event(Envelope.emit(UnbindCancelled(request_id="r-1", binding_id="b-1", user_id="u-zhangsan")))
-        await eventually(lambda: _status(stack, "unbind_cancelled", "push", "sent"), 15, "a message that can wait waited, with quiet hours off")
+        await kafka_topics.publish_event(
+            Envelope.emit(UnbindCancelled(request_id="r-1", binding_id="b-1", user_id="u-zhangsan"))
+        )
+        await eventually(
+            lambda: _status(stack, "unbind_cancelled", "push", "sent"),
+            15,
+            "a message that can wait waited, with quiet hours off",
+        )
 
 
-async def test_sms_turned_off_holds_back_the_sms_that_stands_in_for_a_failed_push(database_urls: dict[str, str], tmp_path: Path) -> None:
+async def test_sms_turned_off_holds_back_the_sms_that_stands_in_for_a_failed_push(
+    database_urls: dict[str, str], tmp_path: Path
+) -> None:
     options = {"notification": {"providers": {"push": FlakyChannel(1)}}}
-    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, ONLY_NOTIFICATION, app_options=options) as stack:
+    async with running_stack(
+        make_bus_topics("memory", None), database_urls, tmp_path, ONLY_NOTIFICATION, app_options=options
+    ) as stack:
         await with_contact(stack)
-        turned_off = await stack.client("notification").put("/v1/preferences", json={"opt_out": {"unbind_cancelled": ["sms"]}}, headers=auth("u-zhangsan"))
+        turned_off = await stack.client("notification").put(
+            "/v1/preferences", json={"opt_out": {"unbind_cancelled": ["sms"]}}, headers=auth("u-zhangsan")
+        )
         assert turned_off.status_code == 200, turned_off.text
         await notification_knows(stack, requested())
-        await stack.topics.publish_event(Envelope.emit(UnbindCancelled(request_id="r-1", binding_id="b-1", user_id="u-zhangsan")))
-        await eventually(lambda: _status(stack, "unbind_cancelled", "sms", "suppressed"), 15, "the stand-in SMS was not held back")
+        await stack.topics.publish_event(
+            Envelope.emit(UnbindCancelled(request_id="r-1", binding_id="b-1", user_id="u-zhangsan"))
+        )
+        await eventually(
+            lambda: _status(stack, "unbind_cancelled", "sms", "suppressed"),
+            15,
+            "the stand-in SMS was not held back",
+        )
         assert await _status(stack, "unbind_cancelled", "push", "failed") and stack.sms_messages() == []

@@ -35,7 +35,9 @@ async def _messages(stack: Stack, **params: str) -> list[dict]:
 
 
 async def _inbox(stack: Stack, customer: Customer, request_id: str, kind: str) -> list[dict]:
-    items = (await stack.client("notification").get("/v1/notifications", headers=auth(customer.user_id))).json()["items"]
+    items = (
+        await stack.client("notification").get("/v1/notifications", headers=auth(customer.user_id))
+    ).json()["items"]
     return [item for item in items if item["request_id"] == request_id and item["kind"] == kind]
 
 
@@ -43,60 +45,114 @@ async def test_ops_find_a_customer_by_masked_phone_and_not_another(stack: Stack)
     await _contact(stack, "u-wang", "+8613812345678")
     await _contact(stack, "u-zhao", "+8613912345678")  # the same last four, another prefix
     await _contact(stack, "u-qian", "+8613812340000")  # the same prefix, other last four
-    response = await stack.client("notification").get("/v1/ops/customers", params={"phone": "138****5678"}, headers=OPS)
+    response = await stack.client("notification").get(
+        "/v1/ops/customers", params={"phone": "138****5678"}, headers=OPS
+    )
     assert response.status_code == 200, response.text
-    assert response.json()["items"] == [{"user_id": "u-wang", "phone": "138****5678", "email": "u***@example.com", "locale": "zh-CN"}]
-    by_id = await stack.client("notification").get("/v1/ops/customers", params={"user_id": "u-zhao"}, headers=OPS)
+    assert response.json()["items"] == [
+        {"user_id": "u-wang", "phone": "138****5678", "email": "u***@example.com", "locale": "zh-CN"}
+    ]
+    by_id = await stack.client("notification").get(
+        "/v1/ops/customers", params={"user_id": "u-zhao"}, headers=OPS
+    )
     assert [item["phone"] for item in by_id.json()["items"]] == ["139****5678"]
-    assert (await stack.client("notification").get("/v1/ops/customers", params={"user_id": "u-nobody"}, headers=OPS)).json()["items"] == []
+    assert (
+        await stack.client("notification").get(
+            "/v1/ops/customers", params={"user_id": "u-nobody"}, headers=OPS
+        )
+    ).json()["items"] == []
     assert "13812345678" not in response.text + by_id.text
 
 
-@pytest.mark.parametrize("params", [{"phone": "13812345678"}, {"phone": "138***5678"}, {"phone": "1381234****"}, {"phone": "138****5678", "user_id": "u-wang"}, {}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"phone": "13812345678"},
+        {"phone": "138***5678"},
+        {"phone": "1381234****"},
+        {"phone": "138****5678", "user_id": "u-wang"},
+        {},
+    ],
+)
 async def test_a_malformed_lookup_is_422(stack: Stack, params: dict) -> None:
     response = await stack.client("notification").get("/v1/ops/customers", params=params, headers=OPS)
-    assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json", response.text
+    assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json", (
+        response.text
+    )
 
 
 async def test_messages_are_listed_masked_and_a_code_has_no_text(stack: Stack) -> None:
     customer = await customer_with_binding(stack, awake=True)
     request_id, _ = await issued_verification(stack, customer)
     code = stack.latest_code(customer.phone)
-    await eventually(lambda: _inbox(stack, customer, request_id, "unbind_requested"), 10, "no notice in the inbox")
+    await eventually(
+        lambda: _inbox(stack, customer, request_id, "unbind_requested"), 10, "no notice in the inbox"
+    )
 
     messages = await _messages(stack, request_id=request_id)
-    assert {(message["kind"], message["channel"]) for message in messages} >= {("unbind_requested", "inapp"), ("unbind_requested", "sms"), ("otp_code", "sms")}
+    assert {(message["kind"], message["channel"]) for message in messages} >= {
+        ("unbind_requested", "inapp"),
+        ("unbind_requested", "sms"),
+        ("otp_code", "sms"),
+    }
     sms = next(message for message in messages if message["kind"] == "otp_code")
     assert sms["destination"] == f"138****{customer.phone[-4:]}" and sms["status"] == "sent"
     assert all("body" not in message and "text" not in message for message in messages)
     listed = str(messages)
     assert code not in listed and customer.phone.removeprefix("+86") not in listed
-    assert {message["id"] for message in await _messages(stack, user_id=customer.user_id)} >= {message["id"] for message in messages}
-    assert_problem(await stack.client("notification").get("/v1/ops/notifications", headers=OPS), 422, "filter-required")
+    assert {message["id"] for message in await _messages(stack, user_id=customer.user_id)} >= {
+        message["id"] for message in messages
+    }
+    assert_problem(
+        await stack.client("notification").get("/v1/ops/notifications", headers=OPS), 422, "filter-required"
+    )
 
 
-async def test_a_lost_message_is_resent_audited_and_a_code_never(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_lost_message_is_resent_audited_and_a_code_never(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
     customer = await customer_with_binding(stack, awake=True)
     request_id, _ = await issued_verification(stack, customer)
-    await eventually(lambda: _inbox(stack, customer, request_id, "unbind_requested"), 10, "no notice in the inbox")
+    await eventually(
+        lambda: _inbox(stack, customer, request_id, "unbind_requested"), 10, "no notice in the inbox"
+    )
     messages = await _messages(stack, request_id=request_id)
-    notice = next(message for message in messages if (message["kind"], message["channel"]) == ("unbind_requested", "inapp"))
+    notice = next(
+        message
+        for message in messages
+        if (message["kind"], message["channel"]) == ("unbind_requested", "inapp")
+    )
     code_sms = next(message for message in messages if message["kind"] == "otp_code")
 
     refused = assert_problem(
-        await stack.client("notification").post(f"/v1/ops/notifications/{code_sms['id']}/resend", json={"reason": "lost it"}, headers=OPS), 409, "not-resendable"
+        await stack.client("notification").post(
+            f"/v1/ops/notifications/{code_sms['id']}/resend", json={"reason": "lost it"}, headers=OPS
+        ),
+        409,
+        "not-resendable",
     )
     assert "new code" in refused["detail"]
-    assert len(await _messages(stack, request_id=request_id)) == len(messages), "a refused resend changes nothing"
+    assert len(await _messages(stack, request_id=request_id)) == len(messages), (
+        "a refused resend changes nothing"
+    )
     sms_before = len(stack.sms_messages())
 
     reason = "customer called from 13812345678, deleted it"
-    response = await stack.client("notification").post(f"/v1/ops/notifications/{notice['id']}/resend", json={"reason": reason}, headers=OPS)
+    response = await stack.client("notification").post(
+        f"/v1/ops/notifications/{notice['id']}/resend", json={"reason": reason}, headers=OPS
+    )
     assert response.status_code == 202, response.text
     resent = response.json()
-    assert (resent["resend_of"], resent["resent_by"], resent["kind"], resent["channel"]) == (notice["id"], "ops-1", "unbind_requested", "inapp")
+    assert (resent["resend_of"], resent["resent_by"], resent["kind"], resent["channel"]) == (
+        notice["id"],
+        "ops-1",
+        "unbind_requested",
+        "inapp",
+    )
     assert resent["resend_reason"] == "customer called from ***5678, deleted it" and resent["resent_at"]
-    await eventually(lambda: _count(stack, customer, request_id, 2), 10, "the resent notice never reached the inbox")
+    await eventually(
+        lambda: _count(stack, customer, request_id, 2), 10, "the resent notice never reached the inbox"
+    )
     listed = {message["id"]: message for message in await _messages(stack, request_id=request_id)}
     assert listed[resent["id"]]["resent_by"] == "ops-1" and listed[resent["id"]]["status"] == "sent"
     assert len(stack.sms_messages()) == sms_before, "only the inbox copy went again"
@@ -120,7 +176,19 @@ async def test_only_ops_call_them_and_unknown_ids_are_404(stack: Stack) -> None:
         ("POST", "/v1/ops/notifications/1/resend", {"json": {"reason": "lost"}}),
     ]
     for method, path, options in calls:
-        assert_problem(await client.request(method, path, headers=auth(customer.user_id), **options), 403, "forbidden")
-        assert_problem(await client.request(method, path, headers=auth("verification", "service"), **options), 403, "forbidden")
-    assert_problem(await client.post("/v1/ops/notifications/999999/resend", json={"reason": "lost"}, headers=OPS), 404, "not-found")
-    assert (await client.post("/v1/ops/notifications/1/resend", json={"reason": ""}, headers=OPS)).status_code == 422
+        assert_problem(
+            await client.request(method, path, headers=auth(customer.user_id), **options), 403, "forbidden"
+        )
+        assert_problem(
+            await client.request(method, path, headers=auth("verification", "service"), **options),
+            403,
+            "forbidden",
+        )
+    assert_problem(
+        await client.post("/v1/ops/notifications/999999/resend", json={"reason": "lost"}, headers=OPS),
+        404,
+        "not-found",
+    )
+    assert (
+        await client.post("/v1/ops/notifications/1/resend", json={"reason": ""}, headers=OPS)
+    ).status_code == 422

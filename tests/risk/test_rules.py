@@ -33,9 +33,13 @@ def test_and_binds_tighter_than_or(requests: int, night: int, unknown: int, expe
 
 def test_parentheses_group_and_not_negates() -> None:
     grouped = "(requests_24h >= 1 or night_request == true) and device_unknown == 1"
-    assert not holds(grouped, requests_24h=1, night_request=0, device_unknown=0), "the group must hold together with device_unknown"
+    assert not holds(grouped, requests_24h=1, night_request=0, device_unknown=0), (
+        "the group must hold together with device_unknown"
+    )
     assert holds(grouped, requests_24h=0, night_request=1, device_unknown=1)
-    assert holds("not requests_24h >= 1", requests_24h=0) and not holds("not requests_24h >= 1", requests_24h=2)
+    assert holds("not requests_24h >= 1", requests_24h=0) and not holds(
+        "not requests_24h >= 1", requests_24h=2
+    )
     # `not` applies to the atom after it, before `and`: not (a) and b.
     assert holds("not night_request == true and score >= 50", night_request=0, score=60)
     assert not holds("not (night_request == true and score >= 50)", night_request=1, score=60)
@@ -51,10 +55,16 @@ def test_score_and_every_signal_are_numbers_and_absent_signals_count_as_zero() -
 
 
 def test_in_lists_of_numbers_and_device_ids() -> None:
-    assert holds("requests_24h in (2, 3)", requests_24h=3) and not holds("requests_24h in (2, 3)", requests_24h=1)
+    assert holds("requests_24h in (2, 3)", requests_24h=3) and not holds(
+        "requests_24h in (2, 3)", requests_24h=1
+    )
     assert holds("requests_24h not in (2, 3)", requests_24h=1)
     devices = 'device_id in ("d-lost", "d-\\"quoted\\"", "d-back\\\\slash")'
-    assert holds(devices, device_id="d-lost") and holds(devices, device_id='d-"quoted"') and holds(devices, device_id="d-back\\slash")
+    assert (
+        holds(devices, device_id="d-lost")
+        and holds(devices, device_id='d-"quoted"')
+        and holds(devices, device_id="d-back\\slash")
+    )
     assert not holds(devices, device_id="d-LOST"), "device ids match exactly"
     assert not holds(devices), "no device: not in any list"
     assert holds('device_id not in ("d-lost")', device_id="")
@@ -88,8 +98,14 @@ def test_client_ip_compares_as_an_address() -> None:
 
 def test_todays_rule_texts_keep_their_meaning() -> None:
     rules = parse_rules(DEFAULT_RULES, NAMES)
-    assert [rule.matches({"requests_24h": count}) for rule in rules[:1] for count in (1, 2, 3)] == [False, True, True]
-    assert rules[1].matches({"counter_regressions_24h": 2}) and not rules[1].matches({"counter_regressions_24h": 1})
+    assert [rule.matches({"requests_24h": count}) for rule in rules[:1] for count in (1, 2, 3)] == [
+        False,
+        True,
+        True,
+    ]
+    assert rules[1].matches({"counter_regressions_24h": 2}) and not rules[1].matches(
+        {"counter_regressions_24h": 1}
+    )
     assert holds("requests_24h >= 2 and night_request == true", requests_24h=2, night_request=1)
     assert not holds("requests_24h >= 2 and night_request == true", requests_24h=2, night_request=0)
     assert holds("requests_24h>=2   and   account_age_days<90", requests_24h=2, account_age_days=10)
@@ -114,17 +130,32 @@ def test_todays_rule_texts_keep_their_meaning() -> None:
         ('client_ip == "10.0.0.0/8"', "at character 14: client_ip takes an IP address"),
         ('client_ip in ("10.0.0.1/8")', "at character 15: client_ip takes IP addresses or CIDR networks"),
         ('client_ip in ("localhost")', "at character 15: client_ip takes IP addresses or CIDR networks"),
-        ("requests_24h in (1, ", "at character 21: requests_24h is a number: expected an integer (at most 15 digits), true or false, found the end"),
+        (
+            "requests_24h in (1, ",
+            (
+                "at character 21: requests_24h is a number: expected an integer (at most 15 digits), true or "
+                "false, found the end"
+            ),
+        ),
         ("requests_24h in ()", "at character 18: requests_24h is a number"),
         ("requests_24h in 1", "at character 17: expected `(` opening the list"),
         ("requests_24h not >= 1", "at character 18: expected `in` after `not`"),
         ("requests_24h >= 1 and", "at character 22: expected a name or `(`, found the end of the condition"),
-        ("requests_24h >= 1 night_request == 1", "at character 19: expected `and`, `or` or the end of the condition, found 'night_request'"),
+        (
+            "requests_24h >= 1 night_request == 1",
+            "at character 19: expected `and`, `or` or the end of the condition, found 'night_request'",
+        ),
         ("(requests_24h >= 1", "at character 19: expected `)`"),
-        ("requests_24h >= 1)", "at character 18: expected `and`, `or` or the end of the condition, found ')'"),
+        (
+            "requests_24h >= 1)",
+            "at character 18: expected `and`, `or` or the end of the condition, found ')'",
+        ),
         ("requests_24h", "at character 13: expected a comparison"),
         ("and >= 1", "at character 1: expected a name or `(`, found 'and'"),
-        ("requests_24h >= 1234567890123456", "at character 17: requests_24h is a number: expected an integer (at most 15 digits)"),
+        (
+            "requests_24h >= 1234567890123456",
+            "at character 17: requests_24h is a number: expected an integer (at most 15 digits)",
+        ),
     ],
 )
 def test_bad_conditions_are_refused_with_the_position(text: str, message: str) -> None:
@@ -135,7 +166,10 @@ def test_nesting_is_bounded() -> None:
     assert holds("(" * MAX_DEPTH + "score > 1" + ")" * MAX_DEPTH, score=2)
     assert holds("not " * MAX_DEPTH + "score > 1", score=2)
     too_deep = "(" * (MAX_DEPTH + 1) + "score > 1" + ")" * (MAX_DEPTH + 1)
-    assert refusal(too_deep) == f"at character {MAX_DEPTH + 1}: parentheses and `not` nest deeper than {MAX_DEPTH} levels"
+    assert (
+        refusal(too_deep)
+        == f"at character {MAX_DEPTH + 1}: parentheses and `not` nest deeper than {MAX_DEPTH} levels"
+    )
     # Far beyond: refused at the limit, never a RecursionError (500 characters of parentheses).
     assert "nest deeper" in refusal("(" * 250 + ")" * 250)
     assert "nest deeper" in refusal("not " * 125)
@@ -150,7 +184,10 @@ def test_lists_and_conditions_are_bounded() -> None:
 
 
 def test_a_bad_rule_is_named_by_its_number_and_name() -> None:
-    rules = [{"name": "fine", "action": "review", "if": "score >= 90"}, {"name": "typo", "action": "deny", "if": "score >> 1"}]
+    rules = [
+        {"name": "fine", "action": "review", "if": "score >= 90"},
+        {"name": "typo", "action": "deny", "if": "score >> 1"},
+    ]
     with pytest.raises(InvalidRule) as refused:
         parse_rules(rules, NAMES)
     assert str(refused.value).startswith("rule 2 ('typo'): at character 8: score is a number")

@@ -56,7 +56,14 @@ def test_no_signal_scores_zero_and_the_sum_is_capped() -> None:
 
 @pytest.mark.parametrize(
     ("total", "decision", "level"),
-    [(39, "allow", "normal"), (40, "step_up", "elevated"), (64, "step_up", "elevated"), (65, "review", "highest"), (84, "review", "highest"), (85, "deny", "highest")],
+    [
+        (39, "allow", "normal"),
+        (40, "step_up", "elevated"),
+        (64, "step_up", "elevated"),
+        (65, "review", "highest"),
+        (84, "review", "highest"),
+        (85, "deny", "highest"),
+    ],
 )
 def test_default_thresholds(total: int, decision: str, level: str) -> None:
     assert decide(RiskSettings(), total)[:2] == (decision, level)
@@ -74,10 +81,17 @@ def test_rules_decide_first_in_radar_order() -> None:
     )
     signals = QUIET | {"requests_24h": 1, "night_request": 1}
     assert decide(RiskSettings(), 30, signals, rules)[0::2] == ("deny", rules[1])
-    assert decide(RiskSettings(), 30, signals | {"account_age_days": 4000}, rules)[2].name == "r-allow", "allow rules come before deny"
-    assert decide(RiskSettings(), 30, signals | {"account_age_days": 4000, "device_unknown": 1}, rules)[2].name == "r-step", "step_up rules come first"
+    assert decide(RiskSettings(), 30, signals | {"account_age_days": 4000}, rules)[2].name == "r-allow", (
+        "allow rules come before deny"
+    )
+    assert (
+        decide(RiskSettings(), 30, signals | {"account_age_days": 4000, "device_unknown": 1}, rules)[2].name
+        == "r-step"
+    ), "step_up rules come first"
     assert decide(RiskSettings(), 30, QUIET | {"requests_24h": 1}, rules)[0::2] == ("review", rules[0])
-    assert decide(RiskSettings(), 90, QUIET, rules) == ("deny", "highest", None), "no rule: the thresholds decide"
+    assert decide(RiskSettings(), 90, QUIET, rules) == ("deny", "highest", None), (
+        "no rule: the thresholds decide"
+    )
 
 
 @pytest.fixture
@@ -100,7 +114,9 @@ async def test_a_bad_rule_set_is_refused_and_the_old_one_stays(stack: Stack) -> 
         [{"action": "review"}],
         [{"action": "review", "if": "requests_24h >= 1; DROP TABLE rule_sets"}],
     ):
-        refused = await client.put("/v1/rules", json={"rules": bad}, headers={**RULES_ADMIN, "If-Match": '"rules-v1"'})
+        refused = await client.put(
+            "/v1/rules", json={"rules": bad}, headers={**RULES_ADMIN, "If-Match": '"rules-v1"'}
+        )
         assert_problem(refused, 422, "invalid-rules")
         assert (await client.get("/v1/rules", headers=OPS)).json() == original
     saved = await save_rules(client, [{"name": "strict", "action": "review", "if": "requests_24h >= 1"}])
@@ -120,7 +136,10 @@ async def test_a_bad_rule_set_is_refused_and_the_old_one_stays(stack: Stack) -> 
 async def test_review_or_deny_flags_the_account_and_ops_can_clear_it(stack: Stack) -> None:
     await save_rules(stack.client("risk"), [{"action": "review", "if": "requests_24h >= 1"}])
     customer = await customer_with_binding(stack)
-    second, third = await customer_with_binding(stack, user_id=customer.user_id), await customer_with_binding(stack, user_id=customer.user_id)
+    second, third = (
+        await customer_with_binding(stack, user_id=customer.user_id),
+        await customer_with_binding(stack, user_id=customer.user_id),
+    )
     first = await request_unbind(stack, customer)
     # Events of different bindings may be handled in any order: let risk see the first one first.
     await stack.wait_for_request(first, customer.user_id, lambda body: body["risk"] is not None)
@@ -135,23 +154,51 @@ async def test_review_or_deny_flags_the_account_and_ops_can_clear_it(stack: Stac
     assert signals["account_flagged"] == 1
 
     # Clearing a flag is a reviewer's decision: ops who only read may not.
-    assert_problem(await stack.client("risk").post(f"/v1/flags/{customer.user_id}/clear", headers=OPS), 403, "forbidden")
+    assert_problem(
+        await stack.client("risk").post(f"/v1/flags/{customer.user_id}/clear", headers=OPS), 403, "forbidden"
+    )
     cleared = await stack.client("risk").post(f"/v1/flags/{customer.user_id}/clear", headers=reviewer_auth())
-    assert cleared.status_code == 200 and all(flag["cleared_by"] == "rev-1" for flag in cleared.json()["items"])
+    assert cleared.status_code == 200 and all(
+        flag["cleared_by"] == "rev-1" for flag in cleared.json()["items"]
+    )
     assert (await stack.client("risk").get("/v1/flags", headers=OPS)).json()["items"] == []
-    assert_problem(await stack.client("risk").post(f"/v1/flags/{customer.user_id}/clear", headers=reviewer_auth()), 404, "not-found")
+    assert_problem(
+        await stack.client("risk").post(f"/v1/flags/{customer.user_id}/clear", headers=reviewer_auth()),
+        404,
+        "not-found",
+    )
 
 
 async def test_profile_signals_come_from_the_customer_system(stack: Stack) -> None:
     customer = await customer_with_binding(stack)
-    profile = {"account_opened_at": "2026-11-01T00:00:00+08:00", "phone_changed_at": "2026-11-20T00:00:00+08:00"}
-    assert_problem(await stack.client("risk").put(f"/internal/v1/profiles/{customer.user_id}", json=profile, headers=OPS), 403, "forbidden")
-    assert (await stack.client("risk").put(f"/internal/v1/profiles/{customer.user_id}", json=profile, headers=auth("customer-system", "service"))).status_code == 204
+    profile = {
+        "account_opened_at": "2026-11-01T00:00:00+08:00",
+        "phone_changed_at": "2026-11-20T00:00:00+08:00",
+    }
+    assert_problem(
+        await stack.client("risk").put(
+            f"/internal/v1/profiles/{customer.user_id}", json=profile, headers=OPS
+        ),
+        403,
+        "forbidden",
+    )
+    assert (
+        await stack.client("risk").put(
+            f"/internal/v1/profiles/{customer.user_id}",
+            json=profile,
+            headers=auth("customer-system", "service"),
+        )
+    ).status_code == 204
     request_id = await request_unbind(stack, customer)
     await stack.wait_for_request(request_id, customer.user_id, lambda body: body["risk"] is not None)
     assessment = (await stack.client("risk").get(f"/v1/assessments/{request_id}", headers=OPS)).json()
-    assert assessment["signals"]["phone_changed_recently"] == 1 and 0 <= assessment["signals"]["account_age_days"] < 90
-    assert {"phone_changed_recently", "account_age_days"} <= {reason["code"] for reason in assessment["reasons"]}
+    assert (
+        assessment["signals"]["phone_changed_recently"] == 1
+        and 0 <= assessment["signals"]["account_age_days"] < 90
+    )
+    assert {"phone_changed_recently", "account_age_days"} <= {
+        reason["code"] for reason in assessment["reasons"]
+    }
 
 
 async def test_non_ops_callers_get_403_on_every_ops_endpoint(stack: Stack) -> None:

@@ -1,6 +1,6 @@
 """All five services in this process on the in-memory bus, with data that gives each path
-parameter a real value: an owner with an active device key whose request waits for verification, another customer whose
-request waits for an ops review (and whose account is flagged for it)."""
+parameter a real value: an owner with an active device key whose request waits for verification, another
+customer whose request waits for an ops review (and whose account is flagged for it)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from tests.factories import Customer, customer_with_binding, enrolled_device, re
 from tests.stack import Stack, auth, eventually, make_bus_topics, running_stack
 
 OPS = auth("ops-security", "ops")
-REVIEW_EVERYTHING = {"rules": [{"name": "look at every request", "action": "review", "if": "requests_24h >= 0"}]}
+REVIEW_EVERYTHING = {
+    "rules": [{"name": "look at every request", "action": "review", "if": "requests_24h >= 0"}]
+}
 
 
 @dataclass
@@ -27,8 +29,8 @@ class World:
     dashboard: FastAPI
     owner: Customer
     other: Customer
-    # Path parameter name -> a real value: the owner's (`device_id`: an active key), but `review_id` and `user_id` (the other's
-    # review, and the other's account, flagged by it).
+    # Path parameter name -> a real value: the owner's (`device_id`: an active key), but `review_id` and
+    # `user_id` (the other's review, and the other's account, flagged by it).
     ids: dict[str, str]
 
     def app(self, service: str) -> FastAPI:
@@ -37,7 +39,9 @@ class World:
 
 async def _inbox_item(stack: Stack, customer: Customer) -> str:
     async def first() -> str | None:
-        items = (await stack.client("notification").get("/v1/notifications", headers=auth(customer.user_id))).json()["items"]
+        items = (
+            await stack.client("notification").get("/v1/notifications", headers=auth(customer.user_id))
+        ).json()["items"]
         return items[0]["id"] if items else None
 
     return await eventually(first, 20, "nothing reached the owner's inbox")
@@ -47,15 +51,30 @@ async def _sent_message(stack: Stack, customer: Customer) -> int:
     """A message to the owner that went out and may be resent (not a code)."""
 
     async def first() -> int | None:
-        items = (await stack.client("notification").get("/v1/ops/notifications", params={"user_id": customer.user_id}, headers=OPS)).json()["items"]
-        return next((item["id"] for item in items if item["status"] == "sent" and item["channel"] != "institution" and item["kind"] not in CODE_KINDS), None)
+        items = (
+            await stack.client("notification").get(
+                "/v1/ops/notifications", params={"user_id": customer.user_id}, headers=OPS
+            )
+        ).json()["items"]
+        return next(
+            (
+                item["id"]
+                for item in items
+                if item["status"] == "sent"
+                and item["channel"] != "institution"
+                and item["kind"] not in CODE_KINDS
+            ),
+            None,
+        )
 
     return await eventually(first, 20, "no message to the owner went out")
 
 
 async def _pending_review(stack: Stack, request_id: str) -> str:
     async def listed() -> str | None:
-        items = (await stack.client("risk").get("/v1/reviews", params={"status": "pending"}, headers=OPS)).json()["items"]
+        items = (
+            await stack.client("risk").get("/v1/reviews", params={"status": "pending"}, headers=OPS)
+        ).json()["items"]
         return next((review["id"] for review in items if review["request_id"] == request_id), None)
 
     return await eventually(listed, 20, "the review never opened")
@@ -66,11 +85,18 @@ async def populated_world(database_urls: dict[str, str], var_dir: Path) -> Async
     topics = make_bus_topics("memory", None)
     # No pause between code sends: a resend is then answered by its rules, not by the clock.
     overrides = {"verification": {"otp_resend_interval_seconds": 0}}
-    async with running_stack(topics, database_urls, var_dir, overrides=overrides) as stack, running_dashboard(topics, var_dir, service_apps=stack.apps) as (dashboard, _):
+    async with (
+        running_stack(topics, database_urls, var_dir, overrides=overrides) as stack,
+        running_dashboard(topics, var_dir, service_apps=stack.apps) as (dashboard, _),
+    ):
         owner, other = await customer_with_binding(stack), await customer_with_binding(stack)
         device = await enrolled_device(stack, owner)
         request_id = await request_unbind(stack, owner)
-        verification = (await stack.wait_for_request(request_id, owner.user_id, lambda body: body["verification"] is not None))["verification"]
+        verification = (
+            await stack.wait_for_request(
+                request_id, owner.user_id, lambda body: body["verification"] is not None
+            )
+        )["verification"]
         # The other customer's request goes to review: the queue then holds a real case.
         rules_version = (await save_rules(stack.client("risk"), REVIEW_EVERYTHING["rules"]))["version"]
         review_id = await _pending_review(stack, await request_unbind(stack, other))

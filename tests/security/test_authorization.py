@@ -46,14 +46,31 @@ INTERNAL_CALLERS = {
     ("risk", "PUT /internal/v1/profiles/{user_id}"): "customer-system",
 }
 PUBLIC = (200,) * 7
-# Staff roles add up: the reviewer and the rules admin of the matrix hold `ops` too, so they read what ops read.
+# Staff roles add up: the reviewer and the rules admin of the matrix hold `ops` too, so they read what ops
+# read.
 OPS_ONLY = (401, 403, 403, 200, 200, 200, 403)
-OWN = (401, 404, 200, 403, 403, 403, 403)  # a customer's own thing: another customer is told it does not exist
+OWN = (
+    401,
+    404,
+    200,
+    403,
+    403,
+    403,
+    403,
+)  # a customer's own thing: another customer is told it does not exist
 OWN_OR_OPS = (401, 404, 200, 200, 200, 200, 403)
 CUSTOMER = (401, 200, 200, 403, 403, 403, 403)  # the caller's own list or settings
 REVIEWER_ONLY = (401, 403, 403, 403, 200, 403, 403)
 RULES_ADMIN_ONLY = (401, 403, 403, 403, 403, 200, 403)
-UNCLAIMED_DECISION = (401, 403, 403, 403, 409, 403, 403)  # the reviewer released the case above: claim-required
+UNCLAIMED_DECISION = (
+    401,
+    403,
+    403,
+    403,
+    409,
+    403,
+    403,
+)  # the reviewer released the case above: claim-required
 
 
 def customer_only(wrong: int, owner: int) -> tuple[int, ...]:
@@ -72,11 +89,17 @@ def internal(status: int) -> tuple[int, ...]:
 # caller means the request got past authorization and met the state of the owner's request.
 MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     # Probes and Prometheus carry no token: health and metrics are public by design.
-    **{(service, f"GET {path}"): PUBLIC for service in ("verification", "notification", "dashboard", "risk", "binding") for path in ("/healthz", "/readyz", "/metrics")},
+    **{
+        (service, f"GET {path}"): PUBLIC
+        for service in ("verification", "notification", "dashboard", "risk", "binding")
+        for path in ("/healthz", "/readyz", "/metrics")
+    },
     ("verification", "GET /v1/verifications/{verification_id}"): OWN,
     ("verification", "POST /v1/verifications/{verification_id}/otp"): customer_only(404, 422),  # a wrong code
     ("verification", "POST /v1/verifications/{verification_id}/otp/resend"): OWN,
-    ("verification", "POST /v1/verifications/{verification_id}/biometric/challenge"): customer_only(404, 409),  # SMS code only
+    ("verification", "POST /v1/verifications/{verification_id}/biometric/challenge"): customer_only(
+        404, 409
+    ),  # SMS code only
     ("verification", "POST /v1/verifications/{verification_id}/biometric"): customer_only(404, 409),
     ("verification", "POST /v1/devices"): customer_only(202, 202),  # pending until its own SMS code
     ("verification", "GET /v1/devices"): CUSTOMER,
@@ -132,7 +155,9 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     # The agreement is read before binding, by anyone: it holds nothing about anyone.
     ("binding", "GET /v1/agreements/{version}"): PUBLIC,
     ("binding", "GET /v1/bindings"): CUSTOMER,
-    ("binding", "POST /v1/bindings"): customer_only(202, 202),  # pending until its SMS code, then the lender's confirmation
+    ("binding", "POST /v1/bindings"): customer_only(
+        202, 202
+    ),  # pending until its SMS code, then the lender's confirmation
     # A lender's callback carries no token: it is authenticated by the lender's HMAC signature alone
     # (tests/binding/test_bind.py), so every bearer, however good, is refused without one.
     ("binding", "POST /v1/lenders/callbacks"): (401,) * 7,
@@ -140,13 +165,21 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ("binding", "POST /v1/bindings/{binding_id}/repayments"): customer_only(404, 201),
     ("binding", "GET /v1/bindings/{binding_id}/impact"): OWN_OR_OPS,
     ("binding", "GET /v1/bindings/{binding_id}/report"): OWN_OR_OPS,
-    ("binding", "POST /v1/bindings/{binding_id}/unbind-requests"): customer_only(404, 409),  # one is open already
-    ("binding", "POST /v1/bindings/{binding_id}/pause-requests"): customer_only(404, 409),  # the same open one stops them
+    ("binding", "POST /v1/bindings/{binding_id}/unbind-requests"): customer_only(
+        404, 409
+    ),  # one is open already
+    ("binding", "POST /v1/bindings/{binding_id}/pause-requests"): customer_only(
+        404, 409
+    ),  # the same open one stops them
     ("binding", "POST /v1/bindings/{binding_id}/switch-requests"): customer_only(404, 409),
     ("binding", "GET /v1/unbind-requests/{request_id}"): OWN_OR_OPS,
     ("binding", "POST /v1/unbind-requests/{request_id}/cancel"): OWN,
-    ("binding", "POST /v1/unbind-requests/{request_id}/appeal"): customer_only(404, 409),  # cancelled, not rejected
-    ("binding", "POST /v1/unbind-requests/{request_id}/dispute"): customer_only(404, 409),  # cancelled, not completed
+    ("binding", "POST /v1/unbind-requests/{request_id}/appeal"): customer_only(
+        404, 409
+    ),  # cancelled, not rejected
+    ("binding", "POST /v1/unbind-requests/{request_id}/dispute"): customer_only(
+        404, 409
+    ),  # cancelled, not completed
     ("binding", "GET /v1/unbind-requests/{request_id}/audit"): OWN_OR_OPS,
     ("binding", "GET /v1/ops/unbind-requests"): OPS_ONLY,
     ("binding", "GET /v1/ops/unbind-requests/{request_id}"): OPS_ONLY,
@@ -177,8 +210,12 @@ def own_token(headers: dict[str, str]) -> str:
 # Each a valid request, so that an allowed caller gets past validation; by default none is needed.
 REQUESTS: dict[str, Request] = {
     "POST /v1/verifications/{verification_id}/otp": lambda world, _: {"json": {"code": wrong_code(world)}},
-    "POST /v1/devices": lambda *_: {"json": DeviceSimulator.generate(f"d-{uuid.uuid4().hex[:8]}").enrolment()},
-    "POST /v1/verifications/{verification_id}/biometric": lambda *_: {"json": {"device_id": "d-1", "challenge": "A" * 43, "signature": "A" * 64, "counter": 1}},
+    "POST /v1/devices": lambda *_: {
+        "json": DeviceSimulator.generate(f"d-{uuid.uuid4().hex[:8]}").enrolment()
+    },
+    "POST /v1/verifications/{verification_id}/biometric": lambda *_: {
+        "json": {"device_id": "d-1", "challenge": "A" * 43, "signature": "A" * 64, "counter": 1}
+    },
     "PUT /v1/preferences": lambda *_: {"json": {"locale": "en"}},
     "POST /internal/v1/messages": lambda world, _: {
         "json": {
@@ -190,11 +227,24 @@ REQUESTS: dict[str, Request] = {
         }
     },
     "POST /v1/session": lambda _, headers: {"json": {"token": own_token(headers)}},
-    "GET /login": lambda world, _: {"params": {"code": write_login_link(world.dashboard.state.settings.login_link_dir, token("ops-matrix", "ops"), 60)}},
-    "POST /v1/reviews/{review_id}/decision": lambda *_: {"json": {"decision": "deny", "reason": "identity_not_confirmed", "note": "authorization matrix"}},
+    "GET /login": lambda world, _: {
+        "params": {
+            "code": write_login_link(
+                world.dashboard.state.settings.login_link_dir, token("ops-matrix", "ops"), 60
+            )
+        }
+    },
+    "POST /v1/reviews/{review_id}/decision": lambda *_: {
+        "json": {"decision": "deny", "reason": "identity_not_confirmed", "note": "authorization matrix"}
+    },
     # Saving or restoring the world's set in force again adds no version, so its tag stays good.
-    "PUT /v1/rules": lambda world, _: {"json": REVIEW_EVERYTHING, "headers": {"If-Match": f'"rules-v{world.ids["rules_version"]}"'}},
-    "GET /v1/rules/versions/{version}": lambda world, _: {"path": {"version": world.ids["rules_version"]}},  # {version} is the agreement's elsewhere
+    "PUT /v1/rules": lambda world, _: {
+        "json": REVIEW_EVERYTHING,
+        "headers": {"If-Match": f'"rules-v{world.ids["rules_version"]}"'},
+    },
+    "GET /v1/rules/versions/{version}": lambda world, _: {
+        "path": {"version": world.ids["rules_version"]}
+    },  # {version} is the agreement's elsewhere
     "POST /v1/rules/versions/{version}/restore": lambda world, _: {
         "headers": {"If-Match": f'"rules-v{world.ids["rules_version"]}"'},
         "path": {"version": world.ids["rules_version"]},
@@ -204,17 +254,41 @@ REQUESTS: dict[str, Request] = {
     "GET /v1/ops/notifications": lambda world, _: {"params": {"user_id": world.owner.user_id}},
     "GET /v1/ops/customers": lambda world, _: {"params": {"user_id": world.owner.user_id}},
     "GET /v1/customers": lambda world, _: {"params": {"user_id": world.owner.user_id}},
-    "POST /v1/ops/notifications/{delivery_id}/resend": lambda *_: {"json": {"reason": "lost on the way (authorization matrix)"}},
-    "POST /v1/notifications/{message_id}/resend": lambda world, _: {"json": {"reason": "lost (matrix)"}, "path": {"message_id": world.ids["delivery_id"]}},
-    "PUT /internal/v1/profiles/{user_id}": lambda *_: {"json": {"account_opened_at": "2020-01-01T00:00:00+08:00"}},
+    "POST /v1/ops/notifications/{delivery_id}/resend": lambda *_: {
+        "json": {"reason": "lost on the way (authorization matrix)"}
+    },
+    "POST /v1/notifications/{message_id}/resend": lambda world, _: {
+        "json": {"reason": "lost (matrix)"},
+        "path": {"message_id": world.ids["delivery_id"]},
+    },
+    "PUT /internal/v1/profiles/{user_id}": lambda *_: {
+        "json": {"account_opened_at": "2020-01-01T00:00:00+08:00"}
+    },
     "POST /v1/bindings": lambda *_: {
-        "json": {"lender": "Example Bank", "account_number": card_number(), "monthly_instalment": 5000, "due_day": 10, "agreement_version": CURRENT_AGREEMENT}
+        "json": {
+            "lender": "Example Bank",
+            "account_number": card_number(),
+            "monthly_instalment": 5000,
+            "due_day": 10,
+            "agreement_version": CURRENT_AGREEMENT,
+        }
     },
     # A well-formed callback, so that only the missing signature refuses it.
-    "POST /v1/lenders/callbacks": lambda *_: {"json": {"callback_id": f"cb-{uuid.uuid4()}", "mandate_id": "m-1", "decision": "confirmed"}},
-    "POST /v1/bindings/{binding_id}/repayments": lambda *_: {"json": {"amount": 6500}, "headers": {"Idempotency-Key": idempotency_key()}},
-    "POST /v1/bindings/{binding_id}/unbind-requests": lambda *_: {"json": unbind_body(), "headers": {"Idempotency-Key": idempotency_key()}},
-    "POST /v1/bindings/{binding_id}/pause-requests": lambda *_: {"json": {"months": 2}, "headers": {"Idempotency-Key": idempotency_key()}},
+    "POST /v1/lenders/callbacks": lambda *_: {
+        "json": {"callback_id": f"cb-{uuid.uuid4()}", "mandate_id": "m-1", "decision": "confirmed"}
+    },
+    "POST /v1/bindings/{binding_id}/repayments": lambda *_: {
+        "json": {"amount": 6500},
+        "headers": {"Idempotency-Key": idempotency_key()},
+    },
+    "POST /v1/bindings/{binding_id}/unbind-requests": lambda *_: {
+        "json": unbind_body(),
+        "headers": {"Idempotency-Key": idempotency_key()},
+    },
+    "POST /v1/bindings/{binding_id}/pause-requests": lambda *_: {
+        "json": {"months": 2},
+        "headers": {"Idempotency-Key": idempotency_key()},
+    },
     "POST /v1/bindings/{binding_id}/switch-requests": lambda *_: {
         "json": {"lender": "Harbour Bank", "account_number": card_number()},
         "headers": {"Idempotency-Key": idempotency_key()},
@@ -222,24 +296,47 @@ REQUESTS: dict[str, Request] = {
     "POST /v1/unbind-requests/{request_id}/appeal": lambda *_: {"json": {"message": "Please look again."}},
     "POST /v1/unbind-requests/{request_id}/dispute": lambda *_: {"json": {"reason": "not_requested_by_me"}},
     "PUT /internal/v1/review-messages/{review_id}": lambda world, _: {
-        "json": {"user_id": world.other.user_id, "request_id": str(uuid.uuid4()), "message": "We will call you back today."}
+        "json": {
+            "user_id": world.other.user_id,
+            "request_id": str(uuid.uuid4()),
+            "message": "We will call you back today.",
+        }
     },
 }
 
 
 def routes_of(app: FastAPI) -> set[str]:
     contexts = iter_route_contexts(app.routes)
-    return {f"{method} {route.path}" for route in contexts if not isinstance(route.original_route, Mount) and route.path not in SCHEMA_ROUTES for method in route.methods or ()}
+    return {
+        f"{method} {route.path}"
+        for route in contexts
+        if not isinstance(route.original_route, Mount) and route.path not in SCHEMA_ROUTES
+        for method in route.methods or ()
+    }
 
 
 def test_the_matrix_has_a_row_for_every_route_and_no_other(tmp_path: Path) -> None:
     topics = make_bus_topics("memory", None)
-    factories = {"binding": create_binding_app, "verification": create_verification_app, "risk": create_risk_app, "notification": create_notification_app}
+    factories = {
+        "binding": create_binding_app,
+        "verification": create_verification_app,
+        "risk": create_risk_app,
+        "notification": create_notification_app,
+    }
     # Built, not started: the route table is all that is read.
-    apps = {service: factory(service_settings(service, f"sqlite+aiosqlite:///{tmp_path}/{service}.db", topics, tmp_path), bus=topics.bus) for service, factory in factories.items()}
+    apps = {
+        service: factory(
+            service_settings(service, f"sqlite+aiosqlite:///{tmp_path}/{service}.db", topics, tmp_path),
+            bus=topics.bus,
+        )
+        for service, factory in factories.items()
+    }
     apps["dashboard"] = create_dashboard_app(dashboard_settings(topics, tmp_path), bus=topics.bus)
     routes = {(service, route) for service, app in apps.items() for route in routes_of(app)}
-    assert {"missing from the matrix": sorted(routes - set(MATRIX)), "not a route": sorted(set(MATRIX) - routes)} == {"missing from the matrix": [], "not a route": []}
+    assert {
+        "missing from the matrix": sorted(routes - set(MATRIX)),
+        "not a route": sorted(set(MATRIX) - routes),
+    } == {"missing from the matrix": [], "not a route": []}
 
 
 def principal_headers(world: World, service: str = "", route: str = "") -> dict[str, dict[str, str]]:
@@ -254,7 +351,9 @@ def principal_headers(world: World, service: str = "", route: str = "") -> dict[
     }
 
 
-async def call(client: httpx.AsyncClient, world: World, route: str, headers: dict[str, str]) -> tuple[int, bytes]:
+async def call(
+    client: httpx.AsyncClient, world: World, route: str, headers: dict[str, str]
+) -> tuple[int, bytes]:
     method, template = route.split(" ", 1)
     options = REQUESTS.get(route, lambda *_: {})(world, headers)
     headers = {**headers, **options.pop("headers", {})}
@@ -265,16 +364,28 @@ async def call(client: httpx.AsyncClient, world: World, route: str, headers: dic
         return response.status_code, b"" if event_stream else await response.aread()
 
 
-@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)  # who may call what does not depend on the backend
-async def test_each_principal_gets_the_status_of_the_matrix_on_every_route(database_urls: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "database_urls", ["sqlite"], indirect=True
+)  # who may call what does not depend on the backend
+async def test_each_principal_gets_the_status_of_the_matrix_on_every_route(
+    database_urls: dict[str, str], tmp_path: Path
+) -> None:
     async with populated_world(database_urls, tmp_path) as world, served(world.dashboard) as dashboard_url:
         clients = {**world.stack.clients, "dashboard": httpx.AsyncClient(base_url=dashboard_url)}
-        owners = [world.owner.binding_id, world.owner.account_number, *(world.ids[name] for name in ("request_id", "verification_id", "notification_id", "device_id"))]
+        owners = [
+            world.owner.binding_id,
+            world.owner.account_number,
+            *(world.ids[name] for name in ("request_id", "verification_id", "notification_id", "device_id")),
+        ]
         mismatches, leaks = [], []
         for (service, route), expected in MATRIX.items():
             # Refusals first: a caller who may act (cancel, decide...) changes what the next one meets.
-            for principal, status in sorted(zip(PRINCIPALS, expected, strict=True), key=lambda pair: pair[1] < 400):
-                got, body = await call(clients[service], world, route, principal_headers(world, service, route)[principal])
+            for principal, status in sorted(
+                zip(PRINCIPALS, expected, strict=True), key=lambda pair: pair[1] < 400
+            ):
+                got, body = await call(
+                    clients[service], world, route, principal_headers(world, service, route)[principal]
+                )
                 if got != status:
                     mismatches.append((service, route, principal, status, got, body[:200]))
                 if principal == "other" and got < 400:
@@ -298,9 +409,19 @@ def unsigned(claims: dict[str, Any]) -> str:
 
 def bad_tokens() -> dict[str, str]:
     now = int(time.time())
-    audiences = [audience_of(service) for service in ("binding", "verification", "risk", "notification", "dashboard")]
-    # Every role but service (which the issuer's key cannot sign), so that the token itself is the only reason to refuse it.
-    good = {"sub": "u-intruder", "roles": ["customer", "ops"], "iss": "unbind", "aud": audiences, "iat": now, "exp": now + 600}
+    audiences = [
+        audience_of(service) for service in ("binding", "verification", "risk", "notification", "dashboard")
+    ]
+    # Every role but service (which the issuer's key cannot sign), so that the token itself is the only reason
+    # to refuse it.
+    good = {
+        "sub": "u-intruder",
+        "roles": ["customer", "ops"],
+        "iss": "unbind",
+        "aud": audiences,
+        "iat": now,
+        "exp": now + 600,
+    }
 
     def without(claim: str) -> dict[str, Any]:
         return {name: value for name, value in good.items() if name != claim}
@@ -311,20 +432,28 @@ def bad_tokens() -> dict[str, str]:
         "a customer token signed by a service's key": forged(good, key=service_key("binding")),
         "alg none": unsigned(good),
         # What an attacker tried first: HS256 with the development secret this repository once published.
-        "hs256 with the once-published secret": jwt.encode(good, "development-only-jwt-secret-never-use-in-production", algorithm="HS256", headers={"kid": ISSUER.kid}),
+        "hs256 with the once-published secret": jwt.encode(
+            good,
+            "development-only-jwt-secret-never-use-in-production",
+            algorithm="HS256",
+            headers={"kid": ISSUER.kid},
+        ),
         "no sub": forged(without("sub")),
         "no exp": forged(without("exp")),
         "no aud": forged(without("aud")),
         "meant for another deployment (aud)": forged({**good, "aud": ["unbind-elsewhere"]}),
         "no roles": forged(without("roles")),
         "wrong issuer": forged({**good, "iss": "someone-else"}),
-        # Subjects are ids of at most 64 characters; a longer one was a 500 on PostgreSQL where it is recorded.
+        # Subjects are ids of at most 64 characters; a longer one was a 500 on PostgreSQL where it is
+        # recorded.
         "subject over 64 characters": forged({**good, "sub": "u-" + "x" * 63}),
     }
 
 
 @pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
-async def test_a_bad_token_gets_401_on_every_authenticated_route(database_urls: dict[str, str], tmp_path: Path) -> None:
+async def test_a_bad_token_gets_401_on_every_authenticated_route(
+    database_urls: dict[str, str], tmp_path: Path
+) -> None:
     authenticated = [key for key, expected in MATRIX.items() if expected[0] == 401]
     async with populated_world(database_urls, tmp_path) as world, served(world.dashboard) as dashboard_url:
         clients = {**world.stack.clients, "dashboard": httpx.AsyncClient(base_url=dashboard_url)}
@@ -339,12 +468,19 @@ async def test_a_bad_token_gets_401_on_every_authenticated_route(database_urls: 
 
 
 @pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
-async def test_an_internal_route_admits_its_one_caller_and_no_other_service(database_urls: dict[str, str], tmp_path: Path) -> None:
+async def test_an_internal_route_admits_its_one_caller_and_no_other_service(
+    database_urls: dict[str, str], tmp_path: Path
+) -> None:
     async with populated_world(database_urls, tmp_path) as world:
         refused = {}
         for (service, route), caller in INTERNAL_CALLERS.items():
             for other in signing_services():
                 if other != caller:
-                    status, _ = await call(world.stack.clients[service], world, route, {"Authorization": f"Bearer {token(other, 'service')}"})
+                    status, _ = await call(
+                        world.stack.clients[service],
+                        world,
+                        route,
+                        {"Authorization": f"Bearer {token(other, 'service')}"},
+                    )
                     refused[(service, route, other)] = status
     assert refused and set(refused.values()) == {403}, refused

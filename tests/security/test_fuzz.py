@@ -18,7 +18,11 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis.generation import GenerationMode
-from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance, status_code_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from shared.problems import PROBLEM_JSON
 from tests.security.conftest import World, populated_world
@@ -52,7 +56,9 @@ class OnTestLoop:
         while more:
             message = await receive()
             body, more = body + message.get("body", b""), message.get("more_body", False)
-        for message in await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._on_loop(scope, body), self.loop)):
+        for message in await asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(self._on_loop(scope, body), self.loop)
+        ):
             await send(message)
 
     async def _on_loop(self, scope: dict[str, Any], body: bytes) -> list[dict[str, Any]]:
@@ -90,14 +96,28 @@ def problem_json(ctx: Any, response: Any, case: Any) -> None:
     content_type = response.headers.get("content-type", [""])[0]
     assert content_type == PROBLEM_JSON, f"a {response.status_code} answered as {content_type!r}"
     body = response.json()
-    assert isinstance(body.get("type"), str) and isinstance(body.get("title"), str) and body.get("status") == response.status_code, body
+    assert (
+        isinstance(body.get("type"), str)
+        and isinstance(body.get("title"), str)
+        and body.get("status") == response.status_code
+    ), body
 
 
-CHECKS = [no_server_error, problem_json, status_code_conformance, content_type_conformance, response_schema_conformance]
+CHECKS = [
+    no_server_error,
+    problem_json,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 
 
 # The one caller each internal route admits.
-INTERNAL_CALLERS = {"/internal/v1/messages": "verification", "/internal/v1/review-messages/{review_id}": "risk", "/internal/v1/profiles/{user_id}": "customer-system"}
+INTERNAL_CALLERS = {
+    "/internal/v1/messages": "verification",
+    "/internal/v1/review-messages/{review_id}": "risk",
+    "/internal/v1/profiles/{user_id}": "customer-system",
+}
 
 
 def headers_for(world: World, service: str, path: str) -> dict[str, str]:
@@ -112,12 +132,17 @@ def headers_for(world: World, service: str, path: str) -> dict[str, str]:
 def strings_in(value: Any) -> list[tuple[Any, Any]]:
     """(container, key) of every string in a JSON value."""
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    return [found for key, item in items for found in ([(value, key)] if isinstance(item, str) else strings_in(item))]
+    return [
+        found
+        for key, item in items
+        for found in ([(value, key)] if isinstance(item, str) else strings_in(item))
+    ]
 
 
 def at_the_edge(case: Any, choice: int) -> Any:
     """The case with one of its strings at the edge of what a database column holds (generated data
-    rarely is): a NUL added (PostgreSQL's text refuses it) or, for an instant, one that does not exist in UTC."""
+    rarely is): a NUL added (PostgreSQL's text refuses it) or, for an instant, one that does not exist in
+    UTC."""
     strings = strings_in(case.body) + strings_in(case.query)
     if strings:
         container, key = strings[choice % len(strings)]
@@ -132,12 +157,23 @@ def at_the_edge(case: Any, choice: int) -> Any:
 def fuzz_operation(operation: Any, headers: dict[str, str], ids: dict[str, str]) -> None:
     # Valid requests go to the world's real resources (a random id only meets a 404); invalid ones
     # keep their generated path.
-    real = {parameter.name: ids[parameter.name] for parameter in operation.path_parameters if parameter.name in ids}
+    real = {
+        parameter.name: ids[parameter.name]
+        for parameter in operation.path_parameters
+        if parameter.name in ids
+    }
     valid = operation.as_strategy(generation_mode=GenerationMode.POSITIVE, path_parameters=real or None)
     invalid = operation.as_strategy(generation_mode=GenerationMode.NEGATIVE)
     edge = valid.flatmap(lambda case: st.integers(0, 63).map(lambda choice: at_the_edge(case, choice)))
 
-    @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=st.one_of(edge, valid, invalid))
     def run(case: Any) -> None:
         case.validate_response(case.call(headers=headers), checks=CHECKS)

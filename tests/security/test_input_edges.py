@@ -30,7 +30,11 @@ def cursor(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode()
 
 
-FORGED_CURSORS = [cursor("2026-01-01T00:00:00|x"), cursor("0001-01-01T00:00:00+05:00|x"), cursor("2026-01-01T00:00:00+00:00|\x00")]
+FORGED_CURSORS = [
+    cursor("2026-01-01T00:00:00|x"),
+    cursor("0001-01-01T00:00:00+05:00|x"),
+    cursor("2026-01-01T00:00:00+00:00|\x00"),
+]
 
 
 async def edge_requests(world: World) -> list[tuple[str, str, str, dict[str, Any]]]:
@@ -39,34 +43,102 @@ async def edge_requests(world: World) -> list[tuple[str, str, str, dict[str, Any
     # A binding with nothing open: a request for it is written, not refused as one too many.
     idle = await customer_with_binding(world.stack)
     device = DeviceSimulator.generate("d-edge").enrolment()
-    rules_change = {**RULES_ADMIN, "If-Match": (await world.stack.client("risk").get("/v1/rules", headers=OPS)).headers["ETag"]}
+    rules_change = {
+        **RULES_ADMIN,
+        "If-Match": (await world.stack.client("risk").get("/v1/rules", headers=OPS)).headers["ETag"],
+    }
     night = [{"name": "night", "action": "review", "if": "night_request == true"}]
     return [
-        *[("binding", "GET", "/v1/ops/unbind-requests", {"params": {"since": since}, "headers": OPS}) for since in (EARLIEST, LATEST)],
-        *[("binding", "GET", "/v1/ops/unbind-requests", {"params": {"cursor": forged}, "headers": OPS}) for forged in FORGED_CURSORS],
-        *[("notification", "GET", "/v1/notifications", {"params": {"cursor": forged}, "headers": owner}) for forged in FORGED_CURSORS],
-        ("risk", "PUT", f"/internal/v1/profiles/{ids['user_id']}", {"json": {"account_opened_at": EARLIEST}, "headers": CUSTOMER_SYSTEM}),
-        ("risk", "PUT", f"/internal/v1/profiles/{ids['user_id']}", {"json": {"phone_changed_at": LATEST}, "headers": CUSTOMER_SYSTEM}),
+        *[
+            ("binding", "GET", "/v1/ops/unbind-requests", {"params": {"since": since}, "headers": OPS})
+            for since in (EARLIEST, LATEST)
+        ],
+        *[
+            ("binding", "GET", "/v1/ops/unbind-requests", {"params": {"cursor": forged}, "headers": OPS})
+            for forged in FORGED_CURSORS
+        ],
+        *[
+            ("notification", "GET", "/v1/notifications", {"params": {"cursor": forged}, "headers": owner})
+            for forged in FORGED_CURSORS
+        ],
+        (
+            "risk",
+            "PUT",
+            f"/internal/v1/profiles/{ids['user_id']}",
+            {"json": {"account_opened_at": EARLIEST}, "headers": CUSTOMER_SYSTEM},
+        ),
+        (
+            "risk",
+            "PUT",
+            f"/internal/v1/profiles/{ids['user_id']}",
+            {"json": {"phone_changed_at": LATEST}, "headers": CUSTOMER_SYSTEM},
+        ),
         (
             "binding",
             "POST",
             f"/v1/bindings/{idle.binding_id}/unbind-requests",
-            {"json": unbind_body(note="moving\x00banks"), "headers": {**auth(idle.user_id), "Idempotency-Key": idempotency_key()}},
+            {
+                "json": unbind_body(note="moving\x00banks"),
+                "headers": {**auth(idle.user_id), "Idempotency-Key": idempotency_key()},
+            },
         ),
-        ("binding", "POST", f"/v1/unbind-requests/{ids['request_id']}/appeal", {"json": {"message": "\x00"}, "headers": owner}),
+        (
+            "binding",
+            "POST",
+            f"/v1/unbind-requests/{ids['request_id']}/appeal",
+            {"json": {"message": "\x00"}, "headers": owner},
+        ),
         ("verification", "POST", "/v1/devices", {"json": {**device, "name": "phone\x00"}, "headers": owner}),
         # The SMS went out before the record failed: the caller's retry sent it again.
-        ("notification", "POST", "/internal/v1/messages", {"json": {**code_sms(ids["user_id"]), "params": {"code": "12\x003456", "ttl_minutes": "5"}}, "headers": VERIFICATION}),
-        ("risk", "POST", f"/v1/reviews/{ids['review_id']}/decision", {"json": {"decision": "deny", "note": "\x00"}, "headers": reviewer_auth()}),
-        ("dashboard", "POST", f"/v1/reviews/{ids['review_id']}/decision", {"json": {"decision": "deny", "note": "\x00"}, "headers": reviewer_auth()}),
+        (
+            "notification",
+            "POST",
+            "/internal/v1/messages",
+            {
+                "json": {**code_sms(ids["user_id"]), "params": {"code": "12\x003456", "ttl_minutes": "5"}},
+                "headers": VERIFICATION,
+            },
+        ),
+        (
+            "risk",
+            "POST",
+            f"/v1/reviews/{ids['review_id']}/decision",
+            {"json": {"decision": "deny", "note": "\x00"}, "headers": reviewer_auth()},
+        ),
+        (
+            "dashboard",
+            "POST",
+            f"/v1/reviews/{ids['review_id']}/decision",
+            {"json": {"decision": "deny", "note": "\x00"}, "headers": reviewer_auth()},
+        ),
         # Accepted, a NUL in a rule's name broke every assessment it matched (PostgreSQL, in the consumer).
-        ("risk", "PUT", "/v1/rules", {"json": {"rules": [{"name": "night\x00", "action": "review", "if": "night_request == true"}]}, "headers": rules_change}),
-        ("risk", "PUT", "/v1/rules", {"json": {"rules": night, "comment": "why\x00"}, "headers": rules_change}),
-        ("dashboard", "PUT", "/v1/rules", {"json": {"rules": night, "comment": "why\x00"}, "headers": rules_change}),
+        (
+            "risk",
+            "PUT",
+            "/v1/rules",
+            {
+                "json": {"rules": [{"name": "night\x00", "action": "review", "if": "night_request == true"}]},
+                "headers": rules_change,
+            },
+        ),
+        (
+            "risk",
+            "PUT",
+            "/v1/rules",
+            {"json": {"rules": night, "comment": "why\x00"}, "headers": rules_change},
+        ),
+        (
+            "dashboard",
+            "PUT",
+            "/v1/rules",
+            {"json": {"rules": night, "comment": "why\x00"}, "headers": rules_change},
+        ),
     ]
 
 
-async def test_inputs_no_column_can_hold_are_refused_up_front(database_urls: dict[str, str], tmp_path: Path) -> None:
+async def test_inputs_no_column_can_hold_are_refused_up_front(
+    database_urls: dict[str, str], tmp_path: Path
+) -> None:
     async with populated_world(database_urls, tmp_path) as world:
         risk = world.stack.client("risk")
         rules_before = (await risk.get("/v1/rules", headers=OPS)).json()

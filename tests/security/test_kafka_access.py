@@ -15,7 +15,12 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.conn import create_conn
-from aiokafka.errors import GroupAuthorizationFailedError, KafkaConnectionError, KafkaError, SaslAuthenticationFailed
+from aiokafka.errors import (
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+)
 
 from shared.bus import KafkaBus, stop_quietly
 from shared.cloudevents import Envelope
@@ -60,13 +65,20 @@ async def test_a_wrong_password_is_refused(kafka_cluster: Cluster) -> None:
     with pytest.raises(SaslAuthenticationFailed, match="invalid credentials"):
         await create_conn(host, int(port), request_timeout_ms=5000, **options)
     # The right one is let in, so it is the password that was refused.
-    connection = await create_conn(host, int(port), request_timeout_ms=5000, **binding.security.client_options())
+    connection = await create_conn(
+        host, int(port), request_timeout_ms=5000, **binding.security.client_options()
+    )
     connection.close()
 
 
-async def test_only_the_services_that_emit_write_the_topic_and_only_consumers_write_the_dlq(kafka_topics: BusTopics) -> None:
+async def test_only_the_services_that_emit_write_the_topic_and_only_consumers_write_the_dlq(
+    kafka_topics: BusTopics,
+) -> None:
     writes = {
-        principal: (await refusal(kafka_topics.bus_of(principal), kafka_topics.topic), await refusal(kafka_topics.bus_of(principal), kafka_topics.dlq_topic))  # type: ignore[arg-type]
+        principal: (
+            await refusal(kafka_topics.bus_of(principal), kafka_topics.topic),
+            await refusal(kafka_topics.bus_of(principal), kafka_topics.dlq_topic),
+        )  # type: ignore[arg-type]
         for principal in service_principals()
     }
     assert writes == {
@@ -83,7 +95,9 @@ async def test_only_the_services_that_emit_write_the_topic_and_only_consumers_wr
     assert len(await kafka_topics.records(kafka_topics.dlq_topic)) == 4
 
 
-async def test_a_service_writes_no_topic_it_was_not_granted(kafka_topics: BusTopics, kafka_cluster: Cluster) -> None:
+async def test_a_service_writes_no_topic_it_was_not_granted(
+    kafka_topics: BusTopics, kafka_cluster: Cluster
+) -> None:
     other = f"t.{uuid.uuid4().hex[:10]}.events"
     await create_topics(kafka_cluster, [other])
     try:
@@ -94,7 +108,16 @@ async def test_a_service_writes_no_topic_it_was_not_granted(kafka_topics: BusTop
 
 async def test_a_service_reads_only_with_its_own_consumer_groups(kafka_topics: BusTopics) -> None:
     await kafka_topics.publish_event(
-        Envelope.emit(UnbindCompleted(request_id="r-1", binding_id="b-1", user_id="u-1", mandates_cancelled=1, credit_limit_before=30000, credit_limit_after=20300))
+        Envelope.emit(
+            UnbindCompleted(
+                request_id="r-1",
+                binding_id="b-1",
+                user_id="u-1",
+                mandates_cancelled=1,
+                credit_limit_before=30000,
+                credit_limit_after=20300,
+            )
+        )
     )
 
     async def read_as(principal: str, group: str) -> int:
@@ -116,10 +139,17 @@ async def test_a_service_reads_only_with_its_own_consumer_groups(kafka_topics: B
         await read_as("risk", f"unbind-binding-{kafka_topics.topic}")
 
 
-async def test_the_in_process_services_connect_as_their_own_principals(kafka_topics: BusTopics, kafka_cluster: Cluster, tmp_path: Path) -> None:
+async def test_the_in_process_services_connect_as_their_own_principals(
+    kafka_topics: BusTopics, kafka_cluster: Cluster, tmp_path: Path
+) -> None:
     """The tests' services are handed no bus: each builds its KafkaBus from its own credentials."""
     assert kafka_topics.app_bus is None
     urls = {service: f"sqlite+aiosqlite:///{tmp_path / f'{service}.db'}" for service in SERVICES}
-    async with running_stack(kafka_topics, urls, tmp_path, overrides={service: {"run_workers": False} for service in SERVICES}) as stack:
+    async with running_stack(
+        kafka_topics, urls, tmp_path, overrides={service: {"run_workers": False} for service in SERVICES}
+    ) as stack:
         for service in SERVICES:
-            assert stack.runtime(service).settings.kafka_security() == kafka_cluster.as_principal(service).security
+            assert (
+                stack.runtime(service).settings.kafka_security()
+                == kafka_cluster.as_principal(service).security
+            )

@@ -51,4 +51,7 @@ def test_bank_account_numbers_of_12_to_15_digits_carry_no_check_digit() -> None:
 
 def test_check_digit() -> None:
     assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
-    assert [with_check_digit(body) for body in ("411111111111111", "622202123451482")] == ["4111111111111111", CARD]
+    assert [with_check_digit(body) for body in ("411111111111111", "622202123451482")] == [
+        "4111111111111111",
+        CARD,
+    ]

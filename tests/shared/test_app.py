@@ -39,7 +39,9 @@ async def test_metrics_are_prometheus_text(stack: Stack) -> None:
 
 async def test_request_id_is_echoed_or_generated(stack: Stack) -> None:
     client = stack.client("binding")
-    assert (await client.get("/healthz", headers={"X-Request-ID": "mobile-123"})).headers["x-request-id"] == "mobile-123"
+    assert (await client.get("/healthz", headers={"X-Request-ID": "mobile-123"})).headers[
+        "x-request-id"
+    ] == "mobile-123"
     generated = (await client.get("/healthz", headers={"X-Request-ID": "<script>"})).headers["x-request-id"]
     assert generated != "<script>" and len(generated) == 36
 
@@ -54,7 +56,9 @@ async def test_an_unexpected_error_is_an_opaque_500_problem(stack: Stack) -> Non
     app = stack.apps["binding"]
     app.include_router(router)
     # As under uvicorn: the 500 is sent, and the exception is not re-raised into the client.
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://binding") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://binding"
+    ) as client:
         response = await client.get("/boom")
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
@@ -74,10 +78,14 @@ async def test_a_database_that_does_not_answer_is_a_503_to_retry(stack: Stack) -
 
     app = stack.apps["binding"]
     app.include_router(router)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://binding") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://binding"
+    ) as client:
         gone = await client.get("/db-gone")
         bug = await client.get("/db-bug")
     assert gone.status_code == 503 and gone.headers["retry-after"] == "1"
-    assert gone.headers["content-type"] == "application/problem+json" and gone.json()["type"].endswith("/service-unavailable")
+    assert gone.headers["content-type"] == "application/problem+json" and gone.json()["type"].endswith(
+        "/service-unavailable"
+    )
     # A broken query is our fault, not an outage: no invitation to retry.
     assert bug.status_code == 500 and "retry-after" not in bug.headers

@@ -33,20 +33,42 @@ def key_set(tmp_path: Path, *keys: SigningKey, min_refresh: float = 0.0) -> KeyS
 
 
 def customer(key: SigningKey = ISSUER, **overrides: object) -> str:
-    claims = {"sub": "u-zhangsan", "roles": ["customer"], "iss": "unbind", "aud": [AUD], "exp": int(time.time()) + 600} | overrides
-    return jwt.encode({k: v for k, v in claims.items() if v is not None}, key.private_key, algorithm="EdDSA", headers={"kid": key.kid})
+    claims = {
+        "sub": "u-zhangsan",
+        "roles": ["customer"],
+        "iss": "unbind",
+        "aud": [AUD],
+        "exp": int(time.time()) + 600,
+    } | overrides
+    return jwt.encode(
+        {k: v for k, v in claims.items() if v is not None},
+        key.private_key,
+        algorithm="EdDSA",
+        headers={"kid": key.kid},
+    )
 
 
 async def test_round_trip(tmp_path: Path) -> None:
-    principal = await decode_token(key_set(tmp_path), issue_token(ISSUER, "u-zhangsan", ["customer"], audience=[AUD, audience_of("risk")]), audience=AUD)
+    principal = await decode_token(
+        key_set(tmp_path),
+        issue_token(ISSUER, "u-zhangsan", ["customer"], audience=[AUD, audience_of("risk")]),
+        audience=AUD,
+    )
     assert principal.subject == "u-zhangsan" and principal.roles == {"customer"}
 
 
 def _hs256_with_the_public_key() -> str:
     # Algorithm confusion: an HMAC "signed" with the public key, which anyone can read from the JWKS.
-    public = ISSUER.private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    public = ISSUER.private_key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
     header = {"kid": ISSUER.kid, "alg": "HS256"}
-    return jwt.api_jws.PyJWS().encode(json.dumps({"sub": "u-1", "roles": ["ops"], "iss": "unbind", "aud": AUD, "exp": 4102444800}).encode(), public, "HS256", header)
+    return jwt.api_jws.PyJWS().encode(
+        json.dumps({"sub": "u-1", "roles": ["ops"], "iss": "unbind", "aud": AUD, "exp": 4102444800}).encode(),
+        public,
+        "HS256",
+        header,
+    )
 
 
 @pytest.mark.parametrize(
@@ -59,12 +81,33 @@ def _hs256_with_the_public_key() -> str:
         customer(aud=None),
         customer(exp=None),
         customer(roles="ops"),
-        jwt.encode({"sub": "u-1", "roles": ["ops"], "iss": "unbind", "aud": AUD, "exp": 4102444800}, ISSUER.private_key, algorithm="EdDSA"),
+        jwt.encode(
+            {"sub": "u-1", "roles": ["ops"], "iss": "unbind", "aud": AUD, "exp": 4102444800},
+            ISSUER.private_key,
+            algorithm="EdDSA",
+        ),
         _hs256_with_the_public_key(),
-        jwt.encode({"sub": "u-1", "roles": ["ops"], "iss": "unbind", "aud": AUD, "exp": 4102444800}, None, algorithm="none", headers={"kid": ISSUER.kid}),
+        jwt.encode(
+            {"sub": "u-1", "roles": ["ops"], "iss": "unbind", "aud": AUD, "exp": 4102444800},
+            None,
+            algorithm="none",
+            headers={"kid": ISSUER.kid},
+        ),
         "not.a.token",
     ],
-    ids=["unknown-key", "expired", "wrong-issuer", "meant-for-another-service", "no-aud", "no-exp", "roles-not-a-list", "no-kid", "hs256-with-public-key", "alg-none", "garbage"],
+    ids=[
+        "unknown-key",
+        "expired",
+        "wrong-issuer",
+        "meant-for-another-service",
+        "no-aud",
+        "no-exp",
+        "roles-not-a-list",
+        "no-kid",
+        "hs256-with-public-key",
+        "alg-none",
+        "garbage",
+    ],
 )
 async def test_invalid_tokens_are_401(tmp_path: Path, token: str) -> None:
     with pytest.raises(Problem) as raised:
@@ -82,9 +125,17 @@ async def test_invalid_tokens_are_401(tmp_path: Path, token: str) -> None:
         (BINDING, "verification", ["service"]),
         (ISSUER, "verification", ["service"]),
     ],
-    ids=["service-key-signs-a-customer", "service-key-signs-ops", "service-key-adds-ops", "service-key-poses-as-another", "issuer-signs-a-service"],
+    ids=[
+        "service-key-signs-a-customer",
+        "service-key-signs-ops",
+        "service-key-adds-ops",
+        "service-key-poses-as-another",
+        "issuer-signs-a-service",
+    ],
 )
-async def test_a_key_signs_only_what_it_vouches_for(tmp_path: Path, key: SigningKey, subject: str, roles: list[str]) -> None:
+async def test_a_key_signs_only_what_it_vouches_for(
+    tmp_path: Path, key: SigningKey, subject: str, roles: list[str]
+) -> None:
     with pytest.raises(Problem) as raised:
         await decode_token(key_set(tmp_path), customer(key, sub=subject, roles=roles), audience=AUD)
     assert raised.value.status == 401
@@ -102,7 +153,9 @@ def test_unknown_roles_cannot_be_issued() -> None:
 
 
 async def test_unknown_roles_are_dropped(tmp_path: Path) -> None:
-    assert (await decode_token(key_set(tmp_path), customer(roles=["customer", "admin"]), audience=AUD)).roles == {"customer"}
+    assert (
+        await decode_token(key_set(tmp_path), customer(roles=["customer", "admin"]), audience=AUD)
+    ).roles == {"customer"}
 
 
 async def test_a_new_key_in_the_jwks_file_is_picked_up_without_a_restart(tmp_path: Path) -> None:
@@ -160,17 +213,28 @@ async def test_an_unreachable_jwks_url_is_503_not_401() -> None:
 
 
 async def test_an_identity_provider_s_jwks_never_vouches_for_a_service(tmp_path: Path) -> None:
-    impostor = SigningKey.generate(new_kid("verification"))  # a service-shaped kid, served by the identity provider
+    impostor = SigningKey.generate(
+        new_kid("verification")
+    )  # a service-shaped kid, served by the identity provider
     transport, _ = _jwks_server([jwks_document([ISSUER, impostor])])
     (tmp_path / "services.json").write_text(json.dumps(jwks_document([VERIFICATION])))
-    keys = KeySet(url="http://idp/.well-known/jwks.json", file=tmp_path / "services.json", transport=transport, min_refresh=0.0)
+    keys = KeySet(
+        url="http://idp/.well-known/jwks.json",
+        file=tmp_path / "services.json",
+        transport=transport,
+        min_refresh=0.0,
+    )
     keys.load_now()
     audience = audience_of("notification")
-    assert (await decode_token(keys, customer(aud=[audience]), audience=audience)).subject == "u-zhangsan", "customers from the identity provider"
+    assert (await decode_token(keys, customer(aud=[audience]), audience=audience)).subject == "u-zhangsan", (
+        "customers from the identity provider"
+    )
     real = issue_token(VERIFICATION, "verification", ["service"], audience=audience)
     assert (await decode_token(keys, real, audience=audience)).roles == {"service"}, "services from the file"
     with pytest.raises(Problem):
-        await decode_token(keys, issue_token(impostor, "verification", ["service"], audience=audience), audience=audience)
+        await decode_token(
+            keys, issue_token(impostor, "verification", ["service"], audience=audience), audience=audience
+        )
     assert await keys.get(impostor.kid) is None
 
 

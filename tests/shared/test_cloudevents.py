@@ -46,10 +46,19 @@ COMMON = {"request_id": "r-1", "binding_id": "b-zhangsan-mortgage", "user_id": "
 DEVICE = {"user_id": "u-zhangsan", "device_id": "d-zhangsan-phone"}
 MANDATE = {"mandate_id": "m-1", "lender": "example_bank", "account_last4": "4821"}
 SAMPLES = [
-    BindingRequested(**COMMON, verification_id="v-1", lender="example_bank", account_last4="4821", monthly_instalment=6500, auto_debit=True),
+    BindingRequested(
+        **COMMON,
+        verification_id="v-1",
+        lender="example_bank",
+        account_last4="4821",
+        monthly_instalment=6500,
+        auto_debit=True,
+    ),
     BindingVerified(**COMMON, verification_id="v-1"),
     BindingVerificationFailed(**COMMON, verification_id="v-1", reason="expired"),
-    BindingCreated(**COMMON, lender="example_bank", account_last4="4821", monthly_instalment=6500, auto_debit=True),
+    BindingCreated(
+        **COMMON, lender="example_bank", account_last4="4821", monthly_instalment=6500, auto_debit=True
+    ),
     MandateRequested(**COMMON, **MANDATE, monthly_instalment=6500, due_day=15),
     MandateConfirmed(**COMMON, **MANDATE, credit_limit_before=20300, credit_limit_after=30000),
     MandateRefused(**COMMON, **MANDATE, reason="account_not_found"),
@@ -58,7 +67,15 @@ SAMPLES = [
     BiometricCounterRegressed(**COMMON, verification_id="v-1", device_id="d-1", counter=3, last_counter=7),
     DeviceEnrolled(**DEVICE),
     DeviceRevoked(**DEVICE),
-    UnbindRequested(**COMMON, reason="fund_planning", impact_hash="ab" * 32, lender="example_bank", account_last4="4821", device_id="d-1", channel="app"),
+    UnbindRequested(
+        **COMMON,
+        reason="fund_planning",
+        impact_hash="ab" * 32,
+        lender="example_bank",
+        account_last4="4821",
+        device_id="d-1",
+        channel="app",
+    ),
     RiskAssessed(
         **COMMON,
         score=45,
@@ -68,14 +85,36 @@ SAMPLES = [
         required_methods=["otp", "biometric"],
     ),
     ReviewDecided(**COMMON, decision="approve", reviewer="ops-1", required_methods=["otp"]),
-    ReviewDecided(**COMMON, decision="deny", reviewer="ops-1", review_id="rv-1", origin="appeal", reason="identity_not_confirmed", customer_message=True),
-    VerificationRequested(**COMMON, verification_id="v-1", methods=["otp"], expires_at=datetime(2026, 11, 28, 12, tzinfo=UTC)),
+    ReviewDecided(
+        **COMMON,
+        decision="deny",
+        reviewer="ops-1",
+        review_id="rv-1",
+        origin="appeal",
+        reason="identity_not_confirmed",
+        customer_message=True,
+    ),
+    VerificationRequested(
+        **COMMON, verification_id="v-1", methods=["otp"], expires_at=datetime(2026, 11, 28, 12, tzinfo=UTC)
+    ),
     Verified(**COMMON, verification_id="v-1", methods=["otp"]),
     VerificationFailed(**COMMON, verification_id="v-1", reason="too_many_attempts"),
-    UnbindCompleted(**COMMON, mandates_cancelled=1, credit_limit_before=30000, credit_limit_after=20000, follow_up=["check_mortgage_repayment_status"]),
+    UnbindCompleted(
+        **COMMON,
+        mandates_cancelled=1,
+        credit_limit_before=30000,
+        credit_limit_after=20000,
+        follow_up=["check_mortgage_repayment_status"],
+    ),
     AutoDebitPaused(**COMMON, mandate_id="m-1", months=2, resumes_on=date(2027, 1, 28)),
     AutoDebitResumed(**COMMON, mandate_id="m-1"),
-    RepaymentAccountSwitched(**COMMON, previous_account_last4="4821", account_last4="7733", lender="harbour_bank", mandates_cancelled=1),
+    RepaymentAccountSwitched(
+        **COMMON,
+        previous_account_last4="4821",
+        account_last4="7733",
+        lender="harbour_bank",
+        mandates_cancelled=1,
+    ),
     UnbindRejected(**COMMON, reason="risk_denied"),
     UnbindCancelled(**COMMON),
     UnbindDisputed(**COMMON, reason="not_requested_by_me"),
@@ -90,9 +129,24 @@ def test_every_event_type_has_a_sample_and_a_docstring() -> None:
 
 
 # Event types this project added to the contract of design.md (see the issue notes).
-ADDED_TO_THE_CONTRACT = {"BindingCreated", "UnbindAppealed", "BiometricCounterRegressed", "DeviceEnrolled", "DeviceRevoked", "PreferencesChanged", "UnbindDisputed"}
+ADDED_TO_THE_CONTRACT = {
+    "BindingCreated",
+    "UnbindAppealed",
+    "BiometricCounterRegressed",
+    "DeviceEnrolled",
+    "DeviceRevoked",
+    "PreferencesChanged",
+    "UnbindDisputed",
+}
 # Binding takes a code and the lender's confirmation (issue 16).
-ADDED_TO_THE_CONTRACT |= {"BindingRequested", "BindingVerified", "BindingVerificationFailed", "MandateRequested", "MandateConfirmed", "MandateRefused"}
+ADDED_TO_THE_CONTRACT |= {
+    "BindingRequested",
+    "BindingVerified",
+    "BindingVerificationFailed",
+    "MandateRequested",
+    "MandateConfirmed",
+    "MandateRefused",
+}
 # The gentler alternatives to an unbind: a pause of the auto-debit, a switch of the account (issue 16).
 ADDED_TO_THE_CONTRACT |= {"AutoDebitPaused", "AutoDebitResumed", "RepaymentAccountSwitched"}
 
@@ -150,8 +204,14 @@ def test_anything_else_is_a_malformed_event(value, headers, message) -> None:
 def test_a_malformed_event_is_described_without_its_data() -> None:
     # The error goes to the DLQ headers and the logs: a customer's free text must not.
     with pytest.raises(MalformedEvent) as raised:
-        Envelope.from_record(b'{"request_id": "r-1", "binding_id": "b-1", "note": "call me, Zhang San"}', _headers())
-    assert "user_id" in str(raised.value) and "Zhang San" not in str(raised.value) and "call me" not in str(raised.value)
+        Envelope.from_record(
+            b'{"request_id": "r-1", "binding_id": "b-1", "note": "call me, Zhang San"}', _headers()
+        )
+    assert (
+        "user_id" in str(raised.value)
+        and "Zhang San" not in str(raised.value)
+        and "call me" not in str(raised.value)
+    )
 
 
 def test_unknown_data_fields_are_ignored_for_forward_compatibility() -> None:

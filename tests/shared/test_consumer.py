@@ -46,25 +46,40 @@ def completed_event(user_id: str = "u-zhangsan", request_id: str = "r-1") -> Env
 
 async def notifications_for(stack: Stack, user_id: str) -> int:
     async with stack.runtime("notification").session_factory() as session:
-        return await session.scalar(select(func.count()).select_from(Notification).where(Notification.user_id == user_id)) or 0
+        return (
+            await session.scalar(
+                select(func.count()).select_from(Notification).where(Notification.user_id == user_id)
+            )
+            or 0
+        )
 
 
-async def test_redelivered_event_changes_nothing(any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+async def test_redelivered_event_changes_nothing(
+    any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> None:
     async with running_stack(any_bus, database_urls, tmp_path, NOTIFICATION_ONLY) as stack:
         consumer = stack.runtime("notification").consumer
         await notification_knows(stack, completed_event(), completed_event(request_id="r-2"))
         await any_bus.publish_event(completed_event(), times=3)
         await any_bus.publish_event(completed_event(request_id="r-2"))
 
-        await eventually(lambda: consumer.handled_total + consumer.duplicates_total == 4, 30, "not all deliveries were consumed")
+        await eventually(
+            lambda: consumer.handled_total + consumer.duplicates_total == 4,
+            30,
+            "not all deliveries were consumed",
+        )
         assert consumer.handled_total == 2
         assert consumer.duplicates_total == 2
         assert await notifications_for(stack, "u-zhangsan") == 2
 
 
-async def test_consumer_killed_after_handling_but_before_committing(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+async def test_consumer_killed_after_handling_but_before_committing(
+    kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> None:
     overrides = {"notification": {"run_workers": False}}
-    async with running_stack(kafka_topics, database_urls, tmp_path, NOTIFICATION_ONLY, overrides) as stack:
+    async with running_stack(
+        kafka_topics, database_urls, tmp_path, NOTIFICATION_ONLY, overrides=overrides
+    ) as stack:
         runtime = stack.runtime("notification")
 
         def consumer(unit_of_work) -> EventConsumer:
@@ -88,7 +103,9 @@ async def test_consumer_killed_after_handling_but_before_committing(kafka_topics
         restarted = consumer(runtime.unit_of_work)
         task = asyncio.create_task(restarted.run())
         try:
-            await eventually(lambda: restarted.duplicates_total == 1, 30, "the uncommitted event was not delivered again")
+            await eventually(
+                lambda: restarted.duplicates_total == 1, 30, "the uncommitted event was not delivered again"
+            )
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -96,15 +113,25 @@ async def test_consumer_killed_after_handling_but_before_committing(kafka_topics
         assert await notifications_for(stack, "u-zhangsan") == 1
 
 
-async def test_poison_event_goes_to_the_dlq_and_the_next_event_is_handled(any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+async def test_poison_event_goes_to_the_dlq_and_the_next_event_is_handled(
+    any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> None:
     async with running_stack(any_bus, database_urls, tmp_path, NOTIFICATION_ONLY) as stack:
         good = completed_event()
         await notification_knows(stack, good)
         key, _, headers = good.to_record()
-        await any_bus.publish(b'{"request_id": "r-1", "binding_id": ', key=key, headers=[(n, v) for n, v in headers if n != "ce_id"] + [("ce_id", b"poison-1")])
+        await any_bus.publish(
+            b'{"request_id": "r-1", "binding_id": ',
+            key=key,
+            headers=[(n, v) for n, v in headers if n != "ce_id"] + [("ce_id", b"poison-1")],
+        )
         await any_bus.publish_event(good)
 
-        await eventually(lambda: notifications_for(stack, "u-zhangsan"), 30, "the event after the poison one was not handled")
+        await eventually(
+            lambda: notifications_for(stack, "u-zhangsan"),
+            30,
+            "the event after the poison one was not handled",
+        )
         letters = await eventually(lambda: any_bus.records(any_bus.dlq_topic), 30, "nothing reached the DLQ")
         assert len(letters) == 1
         attributes = header_map(letters[0].headers)
@@ -115,9 +142,13 @@ async def test_poison_event_goes_to_the_dlq_and_the_next_event_is_handled(any_bu
         assert stack.runtime("notification").consumer.dead_lettered_total == 1
 
 
-async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(
+    any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> None:
     overrides = {"notification": {"run_workers": False}}
-    async with running_stack(any_bus, database_urls, tmp_path, NOTIFICATION_ONLY, overrides) as stack:
+    async with running_stack(
+        any_bus, database_urls, tmp_path, NOTIFICATION_ONLY, overrides=overrides
+    ) as stack:
         runtime = stack.runtime("notification")
         calls: list[str] = []
 
@@ -127,20 +158,29 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(any_bu
                 raise RuntimeError("lender system rejected account 6222021234564821")
             await notification_service.complete_request(uow, deps, event)
 
-        consumer = notification_consumer(stack, any_bus, subscriptions={UnbindCompleted: flaky}, max_attempts=3, retry_backoff=0.01)
-        await notification_knows(stack, completed_event(request_id="r-bad"), completed_event(request_id="r-good"))
+        consumer = notification_consumer(
+            stack, any_bus, subscriptions={UnbindCompleted: flaky}, max_attempts=3, retry_backoff=0.01
+        )
+        await notification_knows(
+            stack, completed_event(request_id="r-bad"), completed_event(request_id="r-good")
+        )
         await any_bus.publish_event(completed_event(request_id="r-bad"))
         await any_bus.publish_event(completed_event(request_id="r-good"))
         task = asyncio.create_task(consumer.run())
         try:
-            await eventually(lambda: notifications_for(stack, "u-zhangsan"), 30, "the good event was not handled")
+            await eventually(
+                lambda: notifications_for(stack, "u-zhangsan"), 30, "the good event was not handled"
+            )
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
         # Fetched together, the two are first tried in one transaction (r-bad fails it), then
         # one by one: r-bad its 3 attempts, r-good once. Fetched apart, there is no batch try.
-        assert calls in (["r-bad", "r-bad", "r-bad", "r-bad", "r-good"], ["r-bad", "r-bad", "r-bad", "r-good"]), calls
+        assert calls in (
+            ["r-bad", "r-bad", "r-bad", "r-bad", "r-good"],
+            ["r-bad", "r-bad", "r-bad", "r-good"],
+        ), calls
         letters = await any_bus.records(any_bus.dlq_topic)
         assert len(letters) == 1
         attributes = header_map(letters[0].headers)
@@ -148,12 +188,18 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(any_bu
         assert "RuntimeError" in attributes["x-dlq-error"]
         assert "6222021234564821" not in attributes["x-dlq-error"], "the error header is redacted"
         async with runtime.session_factory() as session:
-            assert await session.scalar(select(func.count()).select_from(InboxEntry)) == 1, "a failed handling leaves no inbox entry"
+            assert await session.scalar(select(func.count()).select_from(InboxEntry)) == 1, (
+                "a failed handling leaves no inbox entry"
+            )
 
 
-async def test_an_unreachable_database_is_waited_out_not_dead_lettered(any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+async def test_an_unreachable_database_is_waited_out_not_dead_lettered(
+    any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> None:
     overrides = {"notification": {"run_workers": False}}
-    async with running_stack(any_bus, database_urls, tmp_path, NOTIFICATION_ONLY, overrides) as stack:
+    async with running_stack(
+        any_bus, database_urls, tmp_path, NOTIFICATION_ONLY, overrides=overrides
+    ) as stack:
         runtime = stack.runtime("notification")
         outages = iter(range(5))  # more failures in a row than the retry budget of 3
 
@@ -167,7 +213,9 @@ async def test_an_unreachable_database_is_waited_out_not_dead_lettered(any_bus: 
         await any_bus.publish_event(completed_event())
         task = asyncio.create_task(consumer.run())
         try:
-            await eventually(lambda: notifications_for(stack, "u-zhangsan"), 60, "the event was lost to the outage")
+            await eventually(
+                lambda: notifications_for(stack, "u-zhangsan"), 60, "the event was lost to the outage"
+            )
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

@@ -61,31 +61,106 @@ MANDATE = {**ABOUT, "mandate_id": "man-9", "lender": "example_bank", "account_la
 def examples() -> list[Event]:
     """Each event type the feed describes, in every variant its line has, with every code it words."""
     return [
-        *(UnbindRequested(**ABOUT, reason=reason, impact_hash="h", device_id="dev-a1", acknowledged=binding_codes("blocker")) for reason in UnbindReason),
-        UnbindRequested(**ABOUT, kind="pause", pause_months=2, reason="fund_planning", impact_hash="h", channel="web"),
-        UnbindRequested(**ABOUT, kind="switch", new_lender="harbour_bank", new_account_last4="9931", reason="lender_change", impact_hash="h"),
-        *(RiskAssessed(**ABOUT, score=35, level="elevated", decision=decision, reasons=EVERY_SIGNAL, required_methods=["otp", "biometric"]) for decision in RiskDecision),
+        *(
+            UnbindRequested(
+                **ABOUT,
+                reason=reason,
+                impact_hash="h",
+                device_id="dev-a1",
+                acknowledged=binding_codes("blocker"),
+            )
+            for reason in UnbindReason
+        ),
+        UnbindRequested(
+            **ABOUT, kind="pause", pause_months=2, reason="fund_planning", impact_hash="h", channel="web"
+        ),
+        UnbindRequested(
+            **ABOUT,
+            kind="switch",
+            new_lender="harbour_bank",
+            new_account_last4="9931",
+            reason="lender_change",
+            impact_hash="h",
+        ),
+        *(
+            RiskAssessed(
+                **ABOUT,
+                score=35,
+                level="elevated",
+                decision=decision,
+                reasons=EVERY_SIGNAL,
+                required_methods=["otp", "biometric"],
+            )
+            for decision in RiskDecision
+        ),
         RiskAssessed(**ABOUT, score=0, level="normal", decision="allow", required_methods=["otp"]),
         ReviewDecided(**ABOUT, decision="approve", reviewer="rev-1", required_methods=["otp", "biometric"]),
-        *(ReviewDecided(**ABOUT, decision="deny", reviewer="rev-1", origin="appeal", reason=reason, customer_message=True) for reason in DenialReason),
+        *(
+            ReviewDecided(
+                **ABOUT,
+                decision="deny",
+                reviewer="rev-1",
+                origin="appeal",
+                reason=reason,
+                customer_message=True,
+            )
+            for reason in DenialReason
+        ),
         ReviewDecided(**ABOUT, decision="approve", reviewer="rev-1", origin="dispute"),
         VerificationRequested(**ABOUT, verification_id="ver-77", methods=["otp"], expires_at=EXPIRES),
         Verified(**ABOUT, verification_id="ver-77", methods=["otp", "biometric"]),
-        *(VerificationFailed(**ABOUT, verification_id="ver-77", reason=reason) for reason in ("expired", "too_many_attempts")),
-        *(BindingVerificationFailed(**ABOUT, verification_id="ver-77", reason=reason) for reason in ("expired", "too_many_attempts")),
+        *(
+            VerificationFailed(**ABOUT, verification_id="ver-77", reason=reason)
+            for reason in ("expired", "too_many_attempts")
+        ),
+        *(
+            BindingVerificationFailed(**ABOUT, verification_id="ver-77", reason=reason)
+            for reason in ("expired", "too_many_attempts")
+        ),
         *(UnbindRejected(**ABOUT, reason=outcome) for outcome in OUTCOMES),
         # A counter as long as a phone number: the feed masks it like any long number.
-        BiometricCounterRegressed(**ABOUT, verification_id="ver-77", device_id="dev-a1", counter=13812345678, last_counter=13812345679),
+        BiometricCounterRegressed(
+            **ABOUT,
+            verification_id="ver-77",
+            device_id="dev-a1",
+            counter=13812345678,
+            last_counter=13812345679,
+        ),
         UnbindCompleted(**ABOUT, mandates_cancelled=1, credit_limit_before=30000, credit_limit_after=27000),
         AutoDebitPaused(**ABOUT, mandate_id="man-9", months=2, resumes_on=date(2025, 5, 1)),
         AutoDebitResumed(**ABOUT, mandate_id="man-9"),
-        RepaymentAccountSwitched(**ABOUT, previous_account_last4="1234", account_last4="4821", lender="harbour_bank", mandates_cancelled=1),
+        RepaymentAccountSwitched(
+            **ABOUT,
+            previous_account_last4="1234",
+            account_last4="4821",
+            lender="harbour_bank",
+            mandates_cancelled=1,
+        ),
         UnbindAppealed(**ABOUT),
-        *(BindingRequested(**ABOUT, verification_id="ver-77", lender="example_bank", account_last4="4821", monthly_instalment=3000, auto_debit=asked) for asked in (True, False)),
+        *(
+            BindingRequested(
+                **ABOUT,
+                verification_id="ver-77",
+                lender="example_bank",
+                account_last4="4821",
+                monthly_instalment=3000,
+                auto_debit=asked,
+            )
+            for asked in (True, False)
+        ),
         BindingVerified(**ABOUT, verification_id="ver-77"),
         MandateRefused(**MANDATE, reason="not_given"),
         *(UnbindDisputed(**ABOUT, reason=reason) for reason in DisputeReason),
-        *(BindingCreated(**ABOUT, lender="example_bank", account_last4="4821", monthly_instalment=3000, auto_debit=asked) for asked in (True, False)),
+        *(
+            BindingCreated(
+                **ABOUT,
+                lender="example_bank",
+                account_last4="4821",
+                monthly_instalment=3000,
+                auto_debit=asked,
+            )
+            for asked in (True, False)
+        ),
         MandateRequested(**MANDATE, monthly_instalment=3000, due_day=15),
         MandateConfirmed(**MANDATE, credit_limit_before=30000, credit_limit_after=34500),
         UnbindCancelled(**ABOUT),
@@ -116,10 +191,22 @@ def test_the_chinese_line_words_every_code_and_neither_line_shows_a_long_number(
 
 
 def test_the_english_line_is_the_one_the_feed_and_the_demo_always_showed() -> None:
-    assessed = RiskAssessed(**ABOUT, score=35, level="elevated", decision="review", reasons=[RiskReason(code="device_unknown", weight=40, detail="x")])
+    assessed = RiskAssessed(
+        **ABOUT,
+        score=35,
+        level="elevated",
+        decision="review",
+        reasons=[RiskReason(code="device_unknown", weight=40, detail="x")],
+    )
     assert describe_event(assessed) == "score 35 · review · needs an ops review · device_unknown(+40)"
-    assert describe_event(Verified(**ABOUT, verification_id="ver-77", methods=["otp", "biometric"])) == "otp + biometric passed"
-    assert describe_event(UnbindRejected(**ABOUT, reason="verification_failed:expired")) == "verification_failed:expired"
+    assert (
+        describe_event(Verified(**ABOUT, verification_id="ver-77", methods=["otp", "biometric"]))
+        == "otp + biometric passed"
+    )
+    assert (
+        describe_event(UnbindRejected(**ABOUT, reason="verification_failed:expired"))
+        == "verification_failed:expired"
+    )
     assert methods_text([]) == "nothing"
     # The demo colours decisions and failures; the words coloured are the line's own.
     marked = describe_event(assessed, lambda text, kind: f"<{kind}:{text}>")
@@ -127,16 +214,46 @@ def test_the_english_line_is_the_one_the_feed_and_the_demo_always_showed() -> No
 
 
 def test_the_chinese_line_reads_as_staff_write_it() -> None:
-    assessed = RiskAssessed(**ABOUT, score=35, level="elevated", decision="review", reasons=[RiskReason(code="device_unknown", weight=40, detail="x")])
-    assert describe_event(assessed, locale="zh-CN") == "风险评分 35 · 人工审核 · 需人工审核 · 未识别的设备(+40)"
-    requested = UnbindRequested(**ABOUT, reason="fund_planning", impact_hash="h", device_id="dev-a1", acknowledged=["INSTALMENT_DUE_SOON"])
-    assert describe_event(requested, locale="zh-CN") == "解绑请求 · 原因：资金规划 · 设备 dev-a1 · 已确认提示：近期有还款到期 · 渠道：手机 App"
-    denied = ReviewDecided(**ABOUT, decision="deny", reviewer="rev-1", origin="appeal", reason="identity_not_confirmed", customer_message=True)
-    assert describe_event(denied, locale="zh-CN") == "拒绝 · 审核员 rev-1 · 申诉案件 · 原因：身份未能确认 · 已给客户留言"
+    assessed = RiskAssessed(
+        **ABOUT,
+        score=35,
+        level="elevated",
+        decision="review",
+        reasons=[RiskReason(code="device_unknown", weight=40, detail="x")],
+    )
+    assert (
+        describe_event(assessed, locale="zh-CN") == "风险评分 35 · 人工审核 · 需人工审核 · 未识别的设备(+40)"
+    )
+    requested = UnbindRequested(
+        **ABOUT,
+        reason="fund_planning",
+        impact_hash="h",
+        device_id="dev-a1",
+        acknowledged=["INSTALMENT_DUE_SOON"],
+    )
+    assert (
+        describe_event(requested, locale="zh-CN")
+        == "解绑请求 · 原因：资金规划 · 设备 dev-a1 · 已确认提示：近期有还款到期 · 渠道：手机 App"
+    )
+    denied = ReviewDecided(
+        **ABOUT,
+        decision="deny",
+        reviewer="rev-1",
+        origin="appeal",
+        reason="identity_not_confirmed",
+        customer_message=True,
+    )
+    assert (
+        describe_event(denied, locale="zh-CN")
+        == "拒绝 · 审核员 rev-1 · 申诉案件 · 原因：身份未能确认 · 已给客户留言"
+    )
     # Times in Beijing time; lenders by their Chinese names.
     issued = VerificationRequested(**ABOUT, verification_id="ver-77", methods=["otp"], expires_at=EXPIRES)
     assert describe_event(issued, locale="zh-CN") == "验证 ver-77 · 短信验证码 · 北京时间 10:30:05 到期"
     confirmed = MandateConfirmed(**MANDATE, credit_limit_before=30000, credit_limit_after=34500)
-    assert describe_event(confirmed, locale="zh-CN") == "示例银行已确认自动扣款授权 man-9 · 信用额度 30000 → 34500 元"
+    assert (
+        describe_event(confirmed, locale="zh-CN")
+        == "示例银行已确认自动扣款授权 man-9 · 信用额度 30000 → 34500 元"
+    )
     rejected = UnbindRejected(**ABOUT, reason="review_denied:customer_unreachable")
     assert describe_event(rejected, locale="zh-CN") == "请求被拒绝：人工审核拒绝（无法联系到客户）"

@@ -10,7 +10,20 @@ from shared.events import EVENT_TYPES
 
 # Strings that are identifiers (minted by a service, or a hash or address) rather than text, and
 # RiskReason.detail: risk renders it from a fixed template per code and a count (see shared/events.py).
-IDENTIFIERS = {"request_id", "binding_id", "user_id", "verification_id", "device_id", "mandate_id", "review_id", "reviewer", "impact_hash", "client_ip", "account_last4", "detail"}
+IDENTIFIERS = {
+    "request_id",
+    "binding_id",
+    "user_id",
+    "verification_id",
+    "device_id",
+    "mandate_id",
+    "review_id",
+    "reviewer",
+    "impact_hash",
+    "client_ip",
+    "account_last4",
+    "detail",
+}
 
 
 def free_text_fields(schema: dict[str, Any], defs: dict[str, Any], path: str) -> list[str]:
@@ -26,10 +39,18 @@ def free_text_fields(schema: dict[str, Any], defs: dict[str, Any], path: str) ->
 def _free_text(name: str, spec: dict[str, Any], defs: dict[str, Any], path: str) -> list[str]:
     if "$ref" in spec:
         target = defs[spec["$ref"].rsplit("/", 1)[-1]]
-        return free_text_fields(target, defs, path) if "properties" in target else _free_text(name, target, defs, path)
+        return (
+            free_text_fields(target, defs, path)
+            if "properties" in target
+            else _free_text(name, target, defs, path)
+        )
     if spec.get("type") == "array":
         return _free_text(name, spec.get("items", {}), defs, f"{path}[]")
-    if spec.get("type") != "string" or name in IDENTIFIERS or {"enum", "const", "pattern", "format"} & spec.keys():
+    if (
+        spec.get("type") != "string"
+        or name in IDENTIFIERS
+        or {"enum", "const", "pattern", "format"} & spec.keys()
+    ):
         return []
     return [path]
 

@@ -18,7 +18,11 @@ def test_a_missing_variable_or_key_is_an_error_never_a_blank() -> None:
 
 @pytest.mark.parametrize(
     "variants",
-    [{"zh-CN": "您好"}, {"zh-CN": "您好", "en": "Hello", "fr": "Bonjour"}, {"zh-CN": "{name}，您好", "en": "Hello"}],
+    [
+        {"zh-CN": "您好"},
+        {"zh-CN": "您好", "en": "Hello", "fr": "Bonjour"},
+        {"zh-CN": "{name}，您好", "en": "Hello"},
+    ],
     ids=["a locale missing", "a locale too many", "different variables"],
 )
 def test_a_catalogue_is_checked_when_it_is_built(variants: dict[str, str]) -> None:

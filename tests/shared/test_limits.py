@@ -25,13 +25,23 @@ CHUNK = 16 * 1024
 
 @pytest.fixture
 async def stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), {"binding": {"run_workers": False}}) as running:
+    async with running_stack(
+        make_bus_topics("memory", None),
+        database_urls,
+        tmp_path,
+        ("binding",),
+        overrides={"binding": {"run_workers": False}},
+    ) as running:
         yield running
 
 
 def oversized_binding() -> bytes:
     """Valid JSON for POST /v1/bindings, well over 64 KiB: were it parsed, it would be a 422."""
-    return b'{"lender": "' + b"x" * (10 * 1024 * 1024) + b'", "account_number": "6222021234514821", "monthly_instalment": 6500, "due_day": 10}'
+    return (
+        b'{"lender": "'
+        + b"x" * (10 * 1024 * 1024)
+        + b'", "account_number": "6222021234514821", "monthly_instalment": 6500, "due_day": 10}'
+    )
 
 
 class Chunks:
@@ -57,9 +67,13 @@ async def written(stack: Stack) -> tuple[int, int]:
 async def post_both(client: httpx.AsyncClient, customer: Customer, content: object) -> list[httpx.Response]:
     headers = {**auth(customer.user_id), "Content-Type": "application/json"}
     return [
-        await client.post("/v1/bindings", content=content() if callable(content) else content, headers=headers),
         await client.post(
-            f"/v1/bindings/{customer.binding_id}/unbind-requests", content=content() if callable(content) else content, headers={**headers, "Idempotency-Key": idempotency_key()}
+            "/v1/bindings", content=content() if callable(content) else content, headers=headers
+        ),
+        await client.post(
+            f"/v1/bindings/{customer.binding_id}/unbind-requests",
+            content=content() if callable(content) else content,
+            headers={**headers, "Idempotency-Key": idempotency_key()},
         ),
     ]
 
@@ -70,7 +84,10 @@ async def test_an_announced_body_over_the_limit_is_413_before_it_is_read(stack: 
     for response in await post_both(stack.client("binding"), customer, oversized_binding()):
         problem = assert_problem(response, 413, "payload-too-large")
         # Binding answers customers: the detail is in their words (zh-CN by default), the limit a field.
-        assert problem["detail"] == PROBLEM_TEXTS.render("problem.payload-too-large", "zh-CN") and problem["max_bytes"] == LIMIT
+        assert (
+            problem["detail"] == PROBLEM_TEXTS.render("problem.payload-too-large", "zh-CN")
+            and problem["max_bytes"] == LIMIT
+        )
         assert response.headers["x-request-id"]
     assert await written(stack) == before
 
@@ -93,17 +110,31 @@ async def test_a_chunked_body_is_counted_and_refused_at_the_limit(stack: Stack) 
 
 async def test_a_body_within_the_limit_is_read(stack: Stack) -> None:
     customer = await customer_with_binding(stack)
-    almost = b'{"lender": "' + b"x" * (LIMIT - 200) + b'", "account_number": "6222021234514821", "monthly_instalment": 6500, "due_day": 10}'
-    response = await stack.client("binding").post("/v1/bindings", content=almost, headers={**auth(customer.user_id), "Content-Type": "application/json"})
+    almost = (
+        b'{"lender": "'
+        + b"x" * (LIMIT - 200)
+        + b'", "account_number": "6222021234514821", "monthly_instalment": 6500, "due_day": 10}'
+    )
+    response = await stack.client("binding").post(
+        "/v1/bindings", content=almost, headers={**auth(customer.user_id), "Content-Type": "application/json"}
+    )
     assert_problem(response, 422, "validation-error")  # read and parsed: the lender is too long
 
 
 async def test_the_body_limit_is_a_setting(database_urls: dict[str, str], tmp_path: Path) -> None:
-    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), {"binding": {"run_workers": False, "max_body_bytes": 1024}}) as stack:
+    async with running_stack(
+        make_bus_topics("memory", None),
+        database_urls,
+        tmp_path,
+        ("binding",),
+        overrides={"binding": {"run_workers": False, "max_body_bytes": 1024}},
+    ) as stack:
         customer = await customer_with_binding(stack)
         body = b'{"reason": "other", "note": "' + b"n" * 1100 + b'"}'
         response = await stack.client("binding").post(
-            f"/v1/bindings/{customer.binding_id}/unbind-requests", content=body, headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
+            f"/v1/bindings/{customer.binding_id}/unbind-requests",
+            content=body,
+            headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()},
         )
         assert_problem(response, 413, "payload-too-large")
         assert await written(stack) == (1, 0)
@@ -113,10 +144,20 @@ async def test_headers_over_16_kib_are_431(stack: Stack) -> None:
     customer = await customer_with_binding(stack)
     client = stack.client("binding")
     many = {f"X-Padding-{index}": "p" * 1000 for index in range(17)}
-    assert_problem(await client.get("/v1/bindings", headers={**auth(customer.user_id), **many}), 431, "request-header-fields-too-large")
+    assert_problem(
+        await client.get("/v1/bindings", headers={**auth(customer.user_id), **many}),
+        431,
+        "request-header-fields-too-large",
+    )
     one = {"X-Padding": "p" * 16 * 1024}
-    assert_problem(await client.get("/v1/bindings", headers={**auth(customer.user_id), **one}), 431, "request-header-fields-too-large")
-    assert (await client.get("/v1/bindings", headers={**auth(customer.user_id), "X-Padding": "p" * 8 * 1024})).status_code == 200
+    assert_problem(
+        await client.get("/v1/bindings", headers={**auth(customer.user_id), **one}),
+        431,
+        "request-header-fields-too-large",
+    )
+    assert (
+        await client.get("/v1/bindings", headers={**auth(customer.user_id), "X-Padding": "p" * 8 * 1024})
+    ).status_code == 200
 
 
 async def test_a_malformed_content_length_is_400(stack: Stack) -> None:
@@ -147,11 +188,16 @@ async def test_over_real_http_both_bodies_are_refused_without_being_read(stack: 
     customer = await customer_with_binding(stack)
     before = await written(stack)
     received = Received(stack.apps["binding"])
-    async with served(received) as base, httpx.AsyncClient(base_url=base, trust_env=False, timeout=30) as client:  # type: ignore[arg-type]
+    async with (
+        served(received) as base,
+        httpx.AsyncClient(base_url=base, trust_env=False, timeout=30) as client,
+    ):  # type: ignore[arg-type]
         announced = await post_both(client, customer, oversized_binding())
         assert received.body_bytes == 0, "an announced oversized body is refused before any of it is read"
         chunked = await post_both(client, customer, lambda: Chunks(1024))
-        headers = await client.get("/v1/bindings", headers={**auth(customer.user_id), "X-Padding": "p" * 17 * 1024})
+        headers = await client.get(
+            "/v1/bindings", headers={**auth(customer.user_id), "X-Padding": "p" * 17 * 1024}
+        )
     for response in [*announced, *chunked]:
         assert_problem(response, 413, "payload-too-large")
     assert_problem(headers, 431, "request-header-fields-too-large")

@@ -20,7 +20,10 @@ from shared.logging import JsonFormatter, correlation_id, redact
         ("port 8001, 3 attempts, year 2026", "port 8001, 3 attempts, year 2026"),
         ("request 2f6c2b7e-1d2a-4c1b-9f0e-123456789012", "request 2f6c2b7e-1d2a-4c1b-9f0e-***9012"),
         # Dates and times are not numbers to hide; what follows them still is.
-        ("at 2026-11-28T13:37:08.123456+00:00 code 482913", "at 2026-11-28T13:37:08.123456+00:00 code ******"),
+        (
+            "at 2026-11-28T13:37:08.123456+00:00 code 482913",
+            "at 2026-11-28T13:37:08.123456+00:00 code ******",
+        ),
         ("due 2026-12-10, 2026-12-10 08:00", "due 2026-12-10, 2026-12-10 08:00"),
         ("not a date 2026-13-45 6789", "not a date ***6789"),
         # An IPv4 address (the access log's client) is no number to hide; five groups are.
@@ -35,14 +38,30 @@ def test_redact(text: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "spelled",
-    ["139.8765.4321", "139-8765-4321", "139 8765 4321", "(139) 8765-4321", "139/8765/4321", "１３９８７６５４３２１", "（１３９）８７６５－４３２１", "+86 139 8765 4321"],
+    [
+        "139.8765.4321",
+        "139-8765-4321",
+        "139 8765 4321",
+        "(139) 8765-4321",
+        "139/8765/4321",
+        "１３９８７６５４３２１",
+        "（１３９）８７６５－４３２１",
+        "+86 139 8765 4321",
+    ],
 )
 def test_redact_masks_a_phone_however_it_is_spelled(spelled: str) -> None:
     assert redact(f"call me on {spelled}, thanks") == "call me on ***4321, thanks"
 
 
 @pytest.mark.parametrize(
-    "spelled", ["6222.0212.3456.4821", "6222/0212/3456/4821", "６２２２　０２１２　３４５６　４８２１", "６２２２０２１２３４５６４８２１", "(6222) 0212-3456-4821"]
+    "spelled",
+    [
+        "6222.0212.3456.4821",
+        "6222/0212/3456/4821",
+        "６２２２　０２１２　３４５６　４８２１",
+        "６２２２０２１２３４５６４８２１",
+        "(6222) 0212-3456-4821",
+    ],
 )
 def test_redact_masks_an_account_number_however_it_is_spelled(spelled: str) -> None:
     assert redact(f"account {spelled} was debited") == "account ***4821 was debited"

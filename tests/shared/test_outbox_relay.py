@@ -32,7 +32,9 @@ async def request_unbinds(stack: Stack, count: int) -> list[str]:
     for _ in range(count):
         customer = await customer_with_binding(stack)
         response = await stack.client("binding").post(
-            f"/v1/bindings/{customer.binding_id}/unbind-requests", json=unbind_body(), headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()}
+            f"/v1/bindings/{customer.binding_id}/unbind-requests",
+            json=unbind_body(),
+            headers={**auth(customer.user_id), "Idempotency-Key": idempotency_key()},
         )
         assert response.status_code == 202, response.text
         request_ids.append(response.json()["id"])
@@ -41,7 +43,12 @@ async def request_unbinds(stack: Stack, count: int) -> list[str]:
 
 async def unpublished(stack: Stack) -> int:
     async with stack.runtime("binding").session_factory() as session:
-        return await session.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.published_at.is_(None))) or 0
+        return (
+            await session.scalar(
+                select(func.count()).select_from(OutboxMessage).where(OutboxMessage.published_at.is_(None))
+            )
+            or 0
+        )
 
 
 def assert_each_key_in_order(records: list, keys: int) -> None:
@@ -49,7 +56,13 @@ def assert_each_key_in_order(records: list, keys: int) -> None:
     ascending order) come out in offset order."""
     by_key: dict[bytes, list[tuple[int, int, str]]] = {}
     for record in records:
-        by_key.setdefault(record.key, []).append((record.partition, record.offset, Envelope.from_record(record.value, record.headers).data.request_id))
+        by_key.setdefault(record.key, []).append(
+            (
+                record.partition,
+                record.offset,
+                Envelope.from_record(record.value, record.headers).data.request_id,
+            )
+        )
     assert len(by_key) == keys
     for key, entries in by_key.items():
         assert len({partition for partition, _, _ in entries}) == 1, "one binding, one partition"
@@ -57,15 +70,21 @@ def assert_each_key_in_order(records: list, keys: int) -> None:
         assert in_offset_order == sorted(in_offset_order), f"events of {key!r} out of order"
 
 
-async def test_relay_restarted_mid_batch_has_no_second_effect(any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+async def test_relay_restarted_mid_batch_has_no_second_effect(
+    any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> None:
     # Binding's own relay stays off so the test drives it; risk consumes normally.
     overrides = {"binding": {"run_workers": False}}
-    async with running_stack(any_bus, database_urls, tmp_path, BINDING_AND_RISK, overrides) as stack:
+    async with running_stack(
+        any_bus, database_urls, tmp_path, BINDING_AND_RISK, overrides=overrides
+    ) as stack:
         runtime = stack.runtime("binding")
         request_ids = await request_unbinds(stack, 12)
         assert await unpublished(stack) == 12
 
-        crashing = CrashBeforeMarking(session_factory=runtime.session_factory, model=OutboxMessage, bus=any_bus.bus, batch_size=5)
+        crashing = CrashBeforeMarking(
+            session_factory=runtime.session_factory, model=OutboxMessage, bus=any_bus.bus, batch_size=5
+        )
         producer = any_bus.bus.producer()
         await producer.start()
         try:
@@ -75,12 +94,18 @@ async def test_relay_restarted_mid_batch_has_no_second_effect(any_bus: BusTopics
                 pass
         finally:
             await producer.stop()
-        assert await unpublished(stack) == 12, "nothing was marked: the first 5 rows were published but not recorded"
+        assert await unpublished(stack) == 12, (
+            "nothing was marked: the first 5 rows were published but not recorded"
+        )
 
-        restarted = OutboxRelay(session_factory=runtime.session_factory, model=OutboxMessage, bus=any_bus.bus, batch_size=5)
+        restarted = OutboxRelay(
+            session_factory=runtime.session_factory, model=OutboxMessage, bus=any_bus.bus, batch_size=5
+        )
         task = asyncio.create_task(restarted.run())
         try:
-            await eventually(lambda: _no_unpublished(stack), 30, "the restarted relay did not drain the outbox")
+            await eventually(
+                lambda: _no_unpublished(stack), 30, "the restarted relay did not drain the outbox"
+            )
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -97,7 +122,9 @@ async def test_relay_restarted_mid_batch_has_no_second_effect(any_bus: BusTopics
         risk_events = await eventually(assessed, 30, "risk did not assess every request")
         await asyncio.sleep(0.5)  # room for a wrong second assessment to show up
         risk_events = [event for event in await any_bus.events() if event.type == "RiskAssessed"]
-        assert sorted(event.data.request_id for event in risk_events) == sorted(request_ids), "each request is assessed exactly once"
+        assert sorted(event.data.request_id for event in risk_events) == sorted(request_ids), (
+            "each request is assessed exactly once"
+        )
         assert stack.runtime("risk").consumer.duplicates_total == 5
         async with stack.runtime("risk").session_factory() as session:
             assert await session.scalar(select(func.count()).select_from(Assessment)) == 12
@@ -107,14 +134,20 @@ async def _no_unpublished(stack: Stack) -> bool:
     return await unpublished(stack) == 0
 
 
-async def test_events_of_one_binding_keep_their_order(any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+async def test_events_of_one_binding_keep_their_order(
+    any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> None:
     overrides = {"binding": {"run_workers": False}}
-    async with running_stack(any_bus, database_urls, tmp_path, ("binding",), overrides) as stack:
+    async with running_stack(any_bus, database_urls, tmp_path, ("binding",), overrides=overrides) as stack:
         runtime = stack.runtime("binding")
         async with runtime.unit_of_work() as uow:
             for index in range(30):
-                uow.emit(UnbindCancelled(request_id=f"r-{index:02d}", binding_id=f"b-{index % 3}", user_id="u-1"))
-        relay = OutboxRelay(session_factory=runtime.session_factory, model=OutboxMessage, bus=any_bus.bus, batch_size=7)
+                uow.emit(
+                    UnbindCancelled(request_id=f"r-{index:02d}", binding_id=f"b-{index % 3}", user_id="u-1")
+                )
+        relay = OutboxRelay(
+            session_factory=runtime.session_factory, model=OutboxMessage, bus=any_bus.bus, batch_size=7
+        )
         producer = any_bus.bus.producer()
         await producer.start()
         try:
@@ -127,14 +160,28 @@ async def test_events_of_one_binding_keep_their_order(any_bus: BusTopics, databa
 
 
 @pytest.mark.parametrize("database_urls", ["postgresql"], indirect=True)
-async def test_two_relays_of_one_service_take_turns_and_publish_each_row_once(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+async def test_two_relays_of_one_service_take_turns_and_publish_each_row_once(
+    kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> None:
     overrides = {"binding": {"run_workers": False}}
-    async with running_stack(kafka_topics, database_urls, tmp_path, ("binding",), overrides) as stack:
+    async with running_stack(
+        kafka_topics, database_urls, tmp_path, ("binding",), overrides=overrides
+    ) as stack:
         runtime = stack.runtime("binding")
         async with runtime.unit_of_work() as uow:
             for index in range(200):
-                uow.emit(UnbindCancelled(request_id=f"r-{index:03d}", binding_id=f"b-{index % 4}", user_id="u-1"))
-        relays = [OutboxRelay(session_factory=runtime.session_factory, model=OutboxMessage, bus=kafka_topics.bus, batch_size=20) for _ in range(2)]
+                uow.emit(
+                    UnbindCancelled(request_id=f"r-{index:03d}", binding_id=f"b-{index % 4}", user_id="u-1")
+                )
+        relays = [
+            OutboxRelay(
+                session_factory=runtime.session_factory,
+                model=OutboxMessage,
+                bus=kafka_topics.bus,
+                batch_size=20,
+            )
+            for _ in range(2)
+        ]
 
         # While one instance holds the turn, the other publishes nothing.
         async with runtime.session_factory() as holder, holder.begin():
@@ -157,7 +204,11 @@ async def test_two_relays_of_one_service_take_turns_and_publish_each_row_once(ka
             await asyncio.gather(*tasks, return_exceptions=True)
 
         records = await kafka_topics.records()
-        request_ids = [Envelope.from_record(record.value, record.headers).data.request_id for record in records]
-        assert sorted(request_ids) == [f"r-{index:03d}" for index in range(200)], "every row published exactly once"
+        request_ids = [
+            Envelope.from_record(record.value, record.headers).data.request_id for record in records
+        ]
+        assert sorted(request_ids) == [f"r-{index:03d}" for index in range(200)], (
+            "every row published exactly once"
+        )
         assert sum(relay.published_total for relay in relays) == 200
         assert_each_key_in_order(records, keys=4)

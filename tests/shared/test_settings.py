@@ -58,32 +58,49 @@ def test_production_is_the_default_mode() -> None:
 
 
 @pytest.mark.parametrize("env", ["development", "production"])
-@pytest.mark.parametrize(("service", "missing", "setting"), REQUIRED, ids=[f"{s}-{m}" for s, m, _ in REQUIRED])
-def test_a_service_without_a_key_refuses_to_start_naming_the_setting(tmp_path: Path, env: str, service: str, missing: str, setting: str) -> None:
+@pytest.mark.parametrize(
+    ("service", "missing", "setting"), REQUIRED, ids=[f"{s}-{m}" for s, m, _ in REQUIRED]
+)
+def test_a_service_without_a_key_refuses_to_start_naming_the_setting(
+    tmp_path: Path, env: str, service: str, missing: str, *, setting: str
+) -> None:
     settings_class, create_app = APPS[service]
     values = {k: v for k, v in key_settings(service, settings_class).items() if k != missing}
     settings = settings_class(env=env, var_dir=tmp_path, **values)
     with pytest.raises(RefusedToStart) as refused:
         create_app(settings, bus=InMemoryBus())
-    assert setting in str(refused.value) and str(refused.value).startswith(f"unbind {service}: refusing to start:")
+    assert setting in str(refused.value) and str(refused.value).startswith(
+        f"unbind {service}: refusing to start:"
+    )
     assert "\n" not in str(refused.value)
 
 
 def test_a_short_secret_is_refused(tmp_path: Path) -> None:
-    settings = VerificationSettings(var_dir=tmp_path, **key_settings("verification", VerificationSettings) | {"otp_hmac_key": "short"})
-    with pytest.raises(RefusedToStart, match=r"UNBIND_OTP_HMAC_KEY \(or UNBIND_OTP_HMAC_KEY_FILE\) is not set or shorter than 32"):
+    settings = VerificationSettings(
+        var_dir=tmp_path, **key_settings("verification", VerificationSettings) | {"otp_hmac_key": "short"}
+    )
+    with pytest.raises(
+        RefusedToStart,
+        match=r"UNBIND_OTP_HMAC_KEY \(or UNBIND_OTP_HMAC_KEY_FILE\) is not set or shorter than 32",
+    ):
         create_verification_app(settings, bus=InMemoryBus())
 
 
 def test_a_service_refuses_another_service_s_key(tmp_path: Path) -> None:
-    settings = BindingSettings(var_dir=tmp_path, **key_settings("binding", BindingSettings) | {"signing_key_file": KEYS.service_key_file("verification")})
+    settings = BindingSettings(
+        var_dir=tmp_path,
+        **key_settings("binding", BindingSettings)
+        | {"signing_key_file": KEYS.service_key_file("verification")},
+    )
     with pytest.raises(RefusedToStart, match=r"not one of this service \(svc\.binding\.\*\)"):
         create_binding_app(settings, bus=InMemoryBus())
 
 
 def test_a_broken_jwks_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "jwks.json").write_text("{not json")
-    settings = RiskSettings(var_dir=tmp_path, **key_settings("risk", RiskSettings) | {"jwks_file": tmp_path / "jwks.json"})
+    settings = RiskSettings(
+        var_dir=tmp_path, **key_settings("risk", RiskSettings) | {"jwks_file": tmp_path / "jwks.json"}
+    )
     with pytest.raises(RefusedToStart, match="UNBIND_JWKS_FILE cannot be used"):
         create_risk_app(settings, bus=InMemoryBus())
 
@@ -91,11 +108,31 @@ def test_a_broken_jwks_file_is_refused(tmp_path: Path) -> None:
 def test_the_process_ends_with_that_one_line_and_exit_code_1(tmp_path: Path) -> None:
     key = SigningKey.generate(new_kid("binding"))
     (tmp_path / "binding.jwk").write_text(json.dumps(key.private_jwk()))
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "UNBIND_VAR_DIR": str(tmp_path), "UNBIND_SIGNING_KEY_FILE": str(tmp_path / "binding.jwk")}
-    command = [sys.executable, "-m", "uvicorn", "--factory", "services.binding.main:create_app", "--port", "1"]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "UNBIND_VAR_DIR": str(tmp_path),
+        "UNBIND_SIGNING_KEY_FILE": str(tmp_path / "binding.jwk"),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "services.binding.main:create_app",
+        "--port",
+        "1",
+    ]
+    result = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == ["unbind binding: refusing to start: UNBIND_JWKS_URL or UNBIND_JWKS_FILE is not set (the public keys this service trusts)"]
+    assert result.stderr.strip().splitlines() == [
+        (
+            "unbind binding: refusing to start: UNBIND_JWKS_URL or UNBIND_JWKS_FILE is not set (the public "
+            "keys this service trusts)"
+        )
+    ]
 
 
 def test_server_url_gives_each_service_its_own_database(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,7 +140,9 @@ def test_server_url_gives_each_service_its_own_database(monkeypatch: pytest.Monk
     assert BindingSettings().database_url == "postgresql+asyncpg://app:pw@db.internal:5432/unbind_binding"
     assert RiskSettings().database_url == "postgresql+asyncpg://app:pw@db.internal:5432/unbind_risk"
     monkeypatch.setenv("UNBIND_RISK_DATABASE_URL", "postgresql+asyncpg://risk@other:5432/risk")
-    assert RiskSettings().database_url == "postgresql+asyncpg://risk@other:5432/risk", "a service's own URL wins"
+    assert RiskSettings().database_url == "postgresql+asyncpg://risk@other:5432/risk", (
+        "a service's own URL wins"
+    )
 
 
 def test_risk_thresholds_must_be_ordered() -> None:
@@ -113,7 +152,9 @@ def test_risk_thresholds_must_be_ordered() -> None:
 
 def test_a_secret_is_read_from_its_file_as_mounted_secrets_are(tmp_path: Path) -> None:
     (tmp_path / "otp").write_text("k" * 48 + "\n")
-    values = {k: v for k, v in key_settings("verification", VerificationSettings).items() if k != "otp_hmac_key"}
+    values = {
+        k: v for k, v in key_settings("verification", VerificationSettings).items() if k != "otp_hmac_key"
+    }
     settings = VerificationSettings(var_dir=tmp_path, otp_hmac_key_file=tmp_path / "otp", **values)
     create_verification_app(settings, bus=InMemoryBus())
     assert settings.otp_hmac_key is not None and settings.otp_hmac_key.get_secret_value() == "k" * 48
@@ -133,16 +174,25 @@ def kafka_clean(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("mode", ["development", "production"])
 @pytest.mark.parametrize("service", ALL_APPS)
-def test_an_app_without_its_kafka_password_refuses_to_start_in_every_mode(service: str, mode: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_an_app_without_its_kafka_password_refuses_to_start_in_every_mode(
+    service: str, mode: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     kafka_clean(monkeypatch)
     cls = settings_class(service)
     settings = cls(env=mode, var_dir=tmp_path, **key_settings(service, cls))
     # The secure defaults: SCRAM over TLS, as the service's own principal; no fallback to PLAINTEXT.
-    assert (settings.kafka_security_protocol, settings.kafka_sasl_mechanism, settings.kafka_sasl_username) == ("SASL_SSL", "SCRAM-SHA-512", service)
+    assert (
+        settings.kafka_security_protocol,
+        settings.kafka_sasl_mechanism,
+        settings.kafka_sasl_username,
+    ) == ("SASL_SSL", "SCRAM-SHA-512", service)
     with pytest.raises(RefusedToStart) as refused:
         importlib.import_module(f"services.{service}.main").create_app(settings)
     message = str(refused.value)
-    assert message.startswith(f"unbind {service}: refusing to start: KAFKA_SASL_PASSWORD is not set") and "\n" not in message
+    assert (
+        message.startswith(f"unbind {service}: refusing to start: KAFKA_SASL_PASSWORD is not set")
+        and "\n" not in message
+    )
     assert refused.value.code == message, "as a SystemExit, the process exits 1 with this line"
 
 
@@ -150,7 +200,9 @@ def test_a_password_gives_the_service_its_principal_over_tls(monkeypatch: pytest
     kafka_clean(monkeypatch)
     monkeypatch.setenv("KAFKA_SASL_PASSWORD", "p" * 43)
     monkeypatch.setenv("KAFKA_SSL_CAFILE", "/etc/unbind/kafka-ca.pem")
-    assert RiskSettings().kafka_security() == KafkaSecurity("risk", "p" * 43, "SASL_SSL", "SCRAM-SHA-512", "/etc/unbind/kafka-ca.pem")
+    assert RiskSettings().kafka_security() == KafkaSecurity(
+        "risk", "p" * 43, "SASL_SSL", "SCRAM-SHA-512", "/etc/unbind/kafka-ca.pem"
+    )
     with pytest.raises(ValidationError, match="kafka_security_protocol"):
         RiskSettings(kafka_security_protocol="PLAINTEXT")
 
@@ -164,7 +216,15 @@ def test_a_service_process_without_its_kafka_password_exits_with_one_line(tmp_pa
         "UNBIND_INSTITUTION_WEBHOOK_SECRET": KEYS.secret("institution_webhook_secret"),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "uvicorn", "--factory", "services.notification.main:create_app", "--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "services.notification.main:create_app",
+            "--port",
+            "0",
+        ],
         cwd=ROOT,
         env={**env, **keys, "UNBIND_VAR_DIR": str(tmp_path)},
         capture_output=True,
@@ -174,6 +234,8 @@ def test_a_service_process_without_its_kafka_password_exits_with_one_line(tmp_pa
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "unbind notification: refusing to start: KAFKA_SASL_PASSWORD is not set: no authenticating to Kafka without it "
-        "(`unbind up` sets it; compose and Kubernetes read it from a secret)"
+        (
+            "unbind notification: refusing to start: KAFKA_SASL_PASSWORD is not set: no authenticating to "
+            "Kafka without it (`unbind up` sets it; compose and Kubernetes read it from a secret)"
+        )
     ]

@@ -27,7 +27,9 @@ EVERY_CHANNEL = {"sms": "sent", "push": "sent", "inapp": "sent", "email": "sent"
 
 
 @pytest.fixture
-async def stack(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(
+    kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> AsyncIterator[Stack]:
     async with running_stack(kafka_topics, database_urls, tmp_path, WITHOUT_RISK) as running:
         yield running
 
@@ -52,38 +54,65 @@ async def events_of(stack: Stack, event_type: str, count: int) -> list[Envelope]
     return await eventually(found, 15, f"fewer than {count} {event_type} on the topic")
 
 
-async def deliveries_settled(stack: Stack, user_id: str, kind: str, expected: dict[str, str]) -> list[Delivery]:
+async def deliveries_settled(
+    stack: Stack, user_id: str, kind: str, expected: dict[str, str]
+) -> list[Delivery]:
     """The deliveries of one message kind to the customer, once none is queued and each channel's
     status is as expected."""
 
     async def settled() -> list[Delivery] | None:
         async with stack.runtime("notification").session_factory() as session:
-            rows = list((await session.scalars(select(Delivery).where(Delivery.user_id == user_id, Delivery.kind == kind))).all())
+            rows = list(
+                (
+                    await session.scalars(
+                        select(Delivery).where(Delivery.user_id == user_id, Delivery.kind == kind)
+                    )
+                ).all()
+            )
         done = all(row.status != "queued" for row in rows)
         return rows if done and {(row.channel, row.status) for row in rows} == set(expected.items()) else None
 
     return await eventually(settled, 20, f"the {kind} deliveries did not reach {expected}")
 
 
-async def sign_for(stack: Stack, customer: Customer, key: DeviceSimulator, request_id: str, verification_id: str):
+async def sign_for(
+    stack: Stack, customer: Customer, key: DeviceSimulator, request_id: str, *, verification_id: str
+):
     issued = await challenge(stack, customer, verification_id)
-    return await submit(stack, customer, verification_id, key.sign(issued["challenge"], verification_id, request_id, issued["impact_hash"]))
+    return await submit(
+        stack,
+        customer,
+        verification_id,
+        key.sign(issued["challenge"], verification_id, request_id, issued["impact_hash"]),
+    )
 
 
-async def test_a_key_enrolled_with_a_customer_token_alone_is_pending_and_passes_no_biometric(stack: Stack) -> None:
+async def test_a_key_enrolled_with_a_customer_token_alone_is_pending_and_passes_no_biometric(
+    stack: Stack,
+) -> None:
     customer = await customer_with_binding(stack)
     key, enrolment = await pending_device(stack, customer)
-    assert (enrolment["request_id"], enrolment["device_id"], enrolment["methods"]) == (None, key.device_id, ["otp"])
+    assert (enrolment["request_id"], enrolment["device_id"], enrolment["methods"]) == (
+        None,
+        key.device_id,
+        ["otp"],
+    )
     text = stack.sms_messages()[-1]["text"]
     assert "添加新设备" in text and "如非本人操作" in text, "the code SMS says what the code is for"
-    assert [(item["id"], item["status"], item["activated_at"]) for item in await devices(stack, customer.user_id)] == [(key.device_id, "pending", None)]
+    assert [
+        (item["id"], item["status"], item["activated_at"]) for item in await devices(stack, customer.user_id)
+    ] == [(key.device_id, "pending", None)]
     # The enrolment's verification takes the SMS code only.
     challenge_url = f"/v1/verifications/{enrolment['id']}/biometric/challenge"
-    assert_problem(await stack.client("verification").post(challenge_url, headers=auth(customer.user_id)), 409, "biometric-not-expected")
+    assert_problem(
+        await stack.client("verification").post(challenge_url, headers=auth(customer.user_id)),
+        409,
+        "biometric-not-expected",
+    )
 
     # Even a request made from that device cannot be signed for with the pending key.
     request_id, verification_id = await step_up(stack, customer, key.device_id)
-    refused = await sign_for(stack, customer, key, request_id, verification_id)
+    refused = await sign_for(stack, customer, key, request_id, verification_id=verification_id)
     assert assert_problem(refused, 422, "device-not-active")["attempts_remaining"] == 4
 
 
@@ -94,20 +123,38 @@ async def test_the_code_activates_the_key_and_the_customer_is_told_on_every_chan
     assert listed["status"] == "active" and listed["activated_at"] is not None and "public_key" not in listed
 
     [enrolled] = await events_of(stack, "DeviceEnrolled", 1)
-    assert enrolled.data.model_dump() == {"user_id": customer.user_id, "device_id": key.device_id}, "ids only: no name, no key"
+    assert enrolled.data.model_dump() == {"user_id": customer.user_id, "device_id": key.device_id}, (
+        "ids only: no name, no key"
+    )
     records = await stack.topics.records()
-    assert [record.key for record in records if (record.headers and dict(record.headers).get("ce_type") == b"DeviceEnrolled")] == [customer.user_id.encode()]
-    assert not [record for record in records if b"Phone" in record.value], "the device's name stays in verification"
+    assert [
+        record.key
+        for record in records
+        if (record.headers and dict(record.headers).get("ce_type") == b"DeviceEnrolled")
+    ] == [customer.user_id.encode()]
+    assert not [record for record in records if b"Phone" in record.value], (
+        "the device's name stays in verification"
+    )
     assert_records_follow_contract(records)
-    assert not [event.type for event in await stack.topics.events() if event.type in ("Verified", "VerificationFailed")], "an enrolment is no unbind verification"
+    assert not [
+        event.type
+        for event in await stack.topics.events()
+        if event.type in ("Verified", "VerificationFailed")
+    ], "an enrolment is no unbind verification"
 
     await deliveries_settled(stack, customer.user_id, "device_enrolled", EVERY_CHANNEL)
-    inbox = (await stack.client("notification").get("/v1/notifications", headers=auth(customer.user_id))).json()["items"]
-    assert [(item["kind"], item["title"], item["request_id"]) for item in inbox] == [("device_enrolled", "已添加新设备", None)]
+    inbox = (
+        await stack.client("notification").get("/v1/notifications", headers=auth(customer.user_id))
+    ).json()["items"]
+    assert [(item["kind"], item["title"], item["request_id"]) for item in inbox] == [
+        ("device_enrolled", "已添加新设备", None)
+    ]
     assert "如非本人操作" in inbox[0]["body"]
     assert (stack.var_dir / "email.jsonl").read_text().count("customer@example.com") == 1
     # A security message: the customer cannot turn it off.
-    refused = await stack.client("notification").put("/v1/preferences", json={"opt_out": {"device_enrolled": ["push"]}}, headers=auth(customer.user_id))
+    refused = await stack.client("notification").put(
+        "/v1/preferences", json={"opt_out": {"device_enrolled": ["push"]}}, headers=auth(customer.user_id)
+    )
     assert_problem(refused, 422, "security-message")
 
 
@@ -116,15 +163,29 @@ async def test_wrong_codes_lock_the_enrolment_and_no_unbind_event_is_emitted(sta
     key, enrolment = await pending_device(stack, customer)
     url = f"/v1/verifications/{enrolment['id']}/otp"
     bad = {"code": wrong(stack.latest_code(customer.phone))}
-    answers = [await stack.client("verification").post(url, json=bad, headers=auth(customer.user_id)) for _ in range(5)]
-    assert assert_problem(answers[-1], 422, "verification-locked")["detail"].startswith("错误次数过多，本次验证已锁定")
+    answers = [
+        await stack.client("verification").post(url, json=bad, headers=auth(customer.user_id))
+        for _ in range(5)
+    ]
+    assert assert_problem(answers[-1], 422, "verification-locked")["detail"].startswith(
+        "错误次数过多，本次验证已锁定"
+    )
     right = {"code": stack.latest_code(customer.phone)}
-    assert_problem(await stack.client("verification").post(url, json=right, headers=auth(customer.user_id)), 409, "verification-failed")
+    assert_problem(
+        await stack.client("verification").post(url, json=right, headers=auth(customer.user_id)),
+        409,
+        "verification-failed",
+    )
 
     viewed = await device(stack, customer.user_id, key.device_id)
     assert viewed["status"] == "revoked"
-    assert [(row["action"], row["actor"]) for row in viewed["history"]] == [("enrolment_requested", customer.user_id), ("enrolment_failed", customer.user_id)]
-    again = await stack.client("verification").post("/v1/devices", json=key.enrolment(), headers=auth(customer.user_id))
+    assert [(row["action"], row["actor"]) for row in viewed["history"]] == [
+        ("enrolment_requested", customer.user_id),
+        ("enrolment_failed", customer.user_id),
+    ]
+    again = await stack.client("verification").post(
+        "/v1/devices", json=key.enrolment(), headers=auth(customer.user_id)
+    )
     assert_problem(again, 409, "device-enrolled")
 
     # Another key enrolled properly: once its DeviceEnrolled is out, whatever the failed one emitted is too.
@@ -134,22 +195,24 @@ async def test_wrong_codes_lock_the_enrolment_and_no_unbind_event_is_emitted(sta
     assert [event.type for event in await stack.topics.events()] == ["DeviceEnrolled"]
 
 
-async def test_a_key_activated_after_the_request_cannot_sign_for_it_but_can_for_the_next(stack: Stack) -> None:
+async def test_a_key_activated_after_the_request_cannot_sign_for_it_but_can_for_the_next(
+    stack: Stack,
+) -> None:
     customer = await customer_with_binding(stack)
     request_id, verification_id = await step_up(stack, customer, "d-requesting-phone")
     # A stolen token and the SMS of the moment: a key added mid-step-up, code confirmed and all.
     late = await enrolled_device(stack, customer)
-    refused = await sign_for(stack, customer, late, request_id, verification_id)
+    refused = await sign_for(stack, customer, late, request_id, verification_id=verification_id)
     assert assert_problem(refused, 422, "device-newer-than-request")["attempts_remaining"] == 4
     # The device the request came from may still be added during it.
     requesting = await enrolled_device(stack, customer, DeviceSimulator.generate("d-requesting-phone"))
-    passed = await sign_for(stack, customer, requesting, request_id, verification_id)
+    passed = await sign_for(stack, customer, requesting, request_id, verification_id=verification_id)
     assert passed.status_code == 200 and passed.json()["passed_methods"] == ["biometric"], passed.text
 
     # The next request was made after the key was active: it signs.
     second = await customer_with_binding(stack, user_id=customer.user_id)
     next_request, next_verification = await step_up(stack, second)
-    signed = await sign_for(stack, customer, late, next_request, next_verification)
+    signed = await sign_for(stack, customer, late, next_request, verification_id=next_verification)
     assert signed.status_code == 200, signed.text
 
 
@@ -158,7 +221,10 @@ async def test_the_customer_lists_and_revokes_keys_and_a_revoked_key_never_passe
     key = await enrolled_device(stack, customer)
     spare, spare_enrolment = await pending_device(stack, customer)
     listed = await devices(stack, customer.user_id)
-    assert [(item["id"], item["status"]) for item in listed] == [(key.device_id, "active"), (spare.device_id, "pending")]
+    assert [(item["id"], item["status"]) for item in listed] == [
+        (key.device_id, "active"),
+        (spare.device_id, "pending"),
+    ]
     assert await devices(stack, other.user_id) == []
 
     client, owner, intruder = stack.client("verification"), auth(customer.user_id), auth(other.user_id)
@@ -167,7 +233,9 @@ async def test_the_customer_lists_and_revokes_keys_and_a_revoked_key_never_passe
     assert (await device(stack, customer.user_id, key.device_id))["status"] == "active"
 
     assert (await client.delete(f"/v1/devices/{key.device_id}", headers=owner)).status_code == 204
-    assert (await client.delete(f"/v1/devices/{key.device_id}", headers=owner)).status_code == 204, "revoking again changes nothing"
+    assert (await client.delete(f"/v1/devices/{key.device_id}", headers=owner)).status_code == 204, (
+        "revoking again changes nothing"
+    )
     assert (await client.delete(f"/v1/devices/{spare.device_id}", headers=owner)).status_code == 204
     revoked = await device(stack, customer.user_id, key.device_id)
     assert revoked["status"] == "revoked" and revoked["revoked_at"] is not None
@@ -178,24 +246,34 @@ async def test_the_customer_lists_and_revokes_keys_and_a_revoked_key_never_passe
     ]
     # The pending key's enrolment ended with it: its code no longer works.
     code = {"code": stack.latest_code(customer.phone)}
-    assert_problem(await client.post(f"/v1/verifications/{spare_enrolment['id']}/otp", json=code, headers=owner), 409, "verification-voided")
+    assert_problem(
+        await client.post(f"/v1/verifications/{spare_enrolment['id']}/otp", json=code, headers=owner),
+        409,
+        "verification-voided",
+    )
 
     revocations = await events_of(stack, "DeviceRevoked", 2)
     assert [event.data.model_dump() for event in revocations] == [
         {"user_id": customer.user_id, "device_id": key.device_id},
         {"user_id": customer.user_id, "device_id": spare.device_id},
     ]
-    rows = await deliveries_settled(stack, customer.user_id, "device_revoked", {"sms": "sent", "push": "sent", "inapp": "sent"})
+    rows = await deliveries_settled(
+        stack, customer.user_id, "device_revoked", {"sms": "sent", "push": "sent", "inapp": "sent"}
+    )
     assert len(rows) == 6, "one message per revocation and channel (no email on file)"
 
     request_id, verification_id = await step_up(stack, customer, key.device_id)
-    refused = await sign_for(stack, customer, key, request_id, verification_id)
+    refused = await sign_for(stack, customer, key, request_id, verification_id=verification_id)
     assert_problem(refused, 422, "device-not-active")
 
 
-async def test_an_enrolment_not_confirmed_in_time_revokes_the_key(database_urls: dict[str, str], tmp_path: Path) -> None:
+async def test_an_enrolment_not_confirmed_in_time_revokes_the_key(
+    database_urls: dict[str, str], tmp_path: Path
+) -> None:
     overrides = {"verification": {"verification_ttl_seconds": 1, "sweep_seconds": 0.2}}
-    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, WITHOUT_RISK, overrides=overrides) as stack:
+    async with running_stack(
+        make_bus_topics("memory", None), database_urls, tmp_path, WITHOUT_RISK, overrides=overrides
+    ) as stack:
         customer = await customer_with_binding(stack)
         key, _ = await pending_device(stack, customer)
 
@@ -204,7 +282,10 @@ async def test_an_enrolment_not_confirmed_in_time_revokes_the_key(database_urls:
             return viewed if viewed["status"] == "revoked" else None
 
         viewed = await eventually(revoked, 10, "the expired enrolment left the key pending")
-        assert [(row["action"], row["actor"]) for row in viewed["history"]] == [("enrolment_requested", customer.user_id), ("enrolment_failed", "system")]
+        assert [(row["action"], row["actor"]) for row in viewed["history"]] == [
+            ("enrolment_requested", customer.user_id),
+            ("enrolment_failed", "system"),
+        ]
         async with stack.runtime("verification").session_factory() as session:
             emitted = (await session.scalars(select(OutboxMessage.event_type))).all()
         assert emitted == [], "no VerificationFailed: an enrolment is no unbind verification"

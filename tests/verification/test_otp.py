@@ -23,15 +23,24 @@ def codes_sent(stack: Stack, phone: str) -> list[str]:
 
 
 async def otp(stack: Stack, user_id: str, verification_id: str, code: str):
-    return await stack.client("verification").post(f"/v1/verifications/{verification_id}/otp", json={"code": code}, headers=auth(user_id))
+    return await stack.client("verification").post(
+        f"/v1/verifications/{verification_id}/otp", json={"code": code}, headers=auth(user_id)
+    )
 
 
 async def resend(stack: Stack, user_id: str, verification_id: str):
-    return await stack.client("verification").post(f"/v1/verifications/{verification_id}/otp/resend", headers=auth(user_id))
+    return await stack.client("verification").post(
+        f"/v1/verifications/{verification_id}/otp/resend", headers=auth(user_id)
+    )
 
 
 async def test_an_expired_code_is_refused(database_urls: dict[str, str], tmp_path: Path) -> None:
-    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, overrides={"verification": {"otp_ttl_seconds": 1}}) as stack:
+    async with running_stack(
+        make_bus_topics("memory", None),
+        database_urls,
+        tmp_path,
+        overrides={"verification": {"otp_ttl_seconds": 1}},
+    ) as stack:
         customer = await customer_with_binding(stack)
         _, verification_id = await issued_verification(stack, customer)
         code = stack.latest_code(customer.phone)
@@ -39,8 +48,15 @@ async def test_an_expired_code_is_refused(database_urls: dict[str, str], tmp_pat
         assert_problem(await otp(stack, customer.user_id, verification_id, code), 422, "code-expired")
 
 
-async def test_resend_replaces_the_code_and_the_old_one_dies(database_urls: dict[str, str], tmp_path: Path) -> None:
-    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, overrides={"verification": {"otp_resend_interval_seconds": 0}}) as stack:
+async def test_resend_replaces_the_code_and_the_old_one_dies(
+    database_urls: dict[str, str], tmp_path: Path
+) -> None:
+    async with running_stack(
+        make_bus_topics("memory", None),
+        database_urls,
+        tmp_path,
+        overrides={"verification": {"otp_resend_interval_seconds": 0}},
+    ) as stack:
         customer = await customer_with_binding(stack)
         _, verification_id = await issued_verification(stack, customer)
         old = stack.latest_code(customer.phone)
@@ -59,10 +75,14 @@ async def test_send_flooding_gets_429_with_retry_after(database_urls: dict[str, 
         _, verification_id = await issued_verification(stack, customer)
         too_soon = await resend(stack, customer.user_id, verification_id)
         problem = assert_problem(too_soon, 429, "too-many-codes")
-        assert 1 <= int(too_soon.headers["retry-after"]) <= 30 and problem["retry_after"] == int(too_soon.headers["retry-after"])
+        assert 1 <= int(too_soon.headers["retry-after"]) <= 30 and problem["retry_after"] == int(
+            too_soon.headers["retry-after"]
+        )
 
     overrides = {"verification": {"otp_resend_interval_seconds": 0, "otp_sends_per_window": 5}}
-    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path / "window", overrides=overrides) as stack:
+    async with running_stack(
+        make_bus_topics("memory", None), database_urls, tmp_path / "window", overrides=overrides
+    ) as stack:
         customer = await customer_with_binding(stack)
         _, verification_id = await issued_verification(stack, customer)
         for _ in range(5):
@@ -70,10 +90,14 @@ async def test_send_flooding_gets_429_with_retry_after(database_urls: dict[str, 
         flood = await resend(stack, customer.user_id, verification_id)
         assert_problem(flood, 429, "too-many-codes")
         assert 590 <= int(flood.headers["retry-after"]) <= 600
-        await eventually(lambda: len(codes_sent(stack, customer.phone)) == 6, 10, "the allowed codes were not all sent")
+        await eventually(
+            lambda: len(codes_sent(stack, customer.phone)) == 6, 10, "the allowed codes were not all sent"
+        )
 
 
-async def test_notification_down_then_up_the_code_arrives_after_the_retry(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path) -> None:
+async def test_notification_down_then_up_the_code_arrives_after_the_retry(
+    kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> None:
     links: list[Switchable] = []
 
     def cut(transport):
@@ -81,39 +105,61 @@ async def test_notification_down_then_up_the_code_arrives_after_the_retry(kafka_
         return links[-1]
 
     overrides = {"verification": {"otp_delivery_backoff_seconds": 0.5, "sweep_seconds": 0.2}}
-    async with running_stack(kafka_topics, database_urls, tmp_path, overrides=overrides, notification_link=cut) as stack:
+    async with running_stack(
+        kafka_topics, database_urls, tmp_path, overrides=overrides, notification_link=cut
+    ) as stack:
         links[0].down = True
         customer = await customer_with_binding(stack)
         accepted = await stack.client("binding").post(
-            f"/v1/bindings/{customer.binding_id}/unbind-requests", json={"reason": "other"}, headers={**auth(customer.user_id), "Idempotency-Key": "outage-0001"}
+            f"/v1/bindings/{customer.binding_id}/unbind-requests",
+            json={"reason": "other"},
+            headers={**auth(customer.user_id), "Idempotency-Key": "outage-0001"},
         )
-        issued = await stack.wait_for_request(accepted.json()["id"], customer.user_id, lambda body: body["verification"] is not None)
+        issued = await stack.wait_for_request(
+            accepted.json()["id"], customer.user_id, lambda body: body["verification"] is not None
+        )
         verification_id = issued["verification"]["id"]
 
         async def delivery() -> str | None:
-            body = (await stack.client("verification").get(f"/v1/verifications/{verification_id}", headers=auth(customer.user_id))).json()
+            body = (
+                await stack.client("verification").get(
+                    f"/v1/verifications/{verification_id}", headers=auth(customer.user_id)
+                )
+            ).json()
             return body["otp_delivery"] if body["otp_delivery"] == "failed" else None
 
         assert await eventually(delivery, 30, "the customer never saw the failed delivery") == "failed"
         assert stack.codes(customer.phone) == []
 
         links[0].down = False
-        await eventually(lambda: codes_sent(stack, customer.phone), 30, "no code arrived after notification came back")
+        await eventually(
+            lambda: codes_sent(stack, customer.phone), 30, "no code arrived after notification came back"
+        )
         accepted = await otp(stack, customer.user_id, verification_id, stack.latest_code(customer.phone))
         assert accepted.status_code == 200, accepted.text
 
 
-async def test_no_code_on_the_topic_or_in_the_logs(kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+async def test_no_code_on_the_topic_or_in_the_logs(
+    kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     overrides = {"verification": {"otp_resend_interval_seconds": 0}}
     async with running_stack(kafka_topics, database_urls, tmp_path, overrides=overrides) as stack:
         customer = await customer_with_binding(stack)
         request_id, verification_id = await issued_verification(stack, customer)
         await resend(stack, customer.user_id, verification_id)
         await eventually(lambda: len(codes_sent(stack, customer.phone)) == 2, 10, "no second SMS")
-        await otp(stack, customer.user_id, verification_id, "000000" if stack.latest_code(customer.phone) != "000000" else "111111")
+        await otp(
+            stack,
+            customer.user_id,
+            verification_id,
+            "000000" if stack.latest_code(customer.phone) != "000000" else "111111",
+        )
         await otp(stack, customer.user_id, verification_id, stack.latest_code(customer.phone))
         await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "completed")
-        raw = b"".join(record.value + b"".join(value for _, value in record.headers) for record in await kafka_topics.records())
+        raw = b"".join(
+            record.value + b"".join(value for _, value in record.headers)
+            for record in await kafka_topics.records()
+        )
 
     logs = "".join(capfd.readouterr())
     assert "service started" in logs
@@ -122,23 +168,49 @@ async def test_no_code_on_the_topic_or_in_the_logs(kafka_topics: BusTopics, data
         assert code not in logs, "a code reached a log line"
 
 
-async def test_resends_keep_the_attempt_count_five_checks_in_total(database_urls: dict[str, str], tmp_path: Path) -> None:
+async def test_resends_keep_the_attempt_count_five_checks_in_total(
+    database_urls: dict[str, str], tmp_path: Path
+) -> None:
     # As Twilio Verify does: a resend replaces the code, not the budget of guesses.
-    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path, overrides={"verification": {"otp_resend_interval_seconds": 0}}) as stack:
+    async with running_stack(
+        make_bus_topics("memory", None),
+        database_urls,
+        tmp_path,
+        overrides={"verification": {"otp_resend_interval_seconds": 0}},
+    ) as stack:
         customer = await customer_with_binding(stack)
         request_id, verification_id = await issued_verification(stack, customer)
         first = stack.latest_code(customer.phone)
         for remaining in (4, 3, 2):
-            assert assert_problem(await otp(stack, customer.user_id, verification_id, wrong(first)), 422, "wrong-code")["attempts_remaining"] == remaining
+            assert (
+                assert_problem(
+                    await otp(stack, customer.user_id, verification_id, wrong(first)), 422, "wrong-code"
+                )["attempts_remaining"]
+                == remaining
+            )
         resent = await resend(stack, customer.user_id, verification_id)
         assert resent.status_code == 200 and resent.json()["otp_attempts_remaining"] == 2
         await eventually(lambda: len(codes_sent(stack, customer.phone)) == 2, 10, "no second SMS")
         second = stack.latest_code(customer.phone)
-        assert assert_problem(await otp(stack, customer.user_id, verification_id, wrong(second)), 422, "wrong-code")["attempts_remaining"] == 1
-        assert assert_problem(await otp(stack, customer.user_id, verification_id, wrong(second)), 422, "verification-locked")["attempts_remaining"] == 0
-        assert_problem(await otp(stack, customer.user_id, verification_id, second), 409, "verification-failed")
+        assert (
+            assert_problem(
+                await otp(stack, customer.user_id, verification_id, wrong(second)), 422, "wrong-code"
+            )["attempts_remaining"]
+            == 1
+        )
+        assert (
+            assert_problem(
+                await otp(stack, customer.user_id, verification_id, wrong(second)), 422, "verification-locked"
+            )["attempts_remaining"]
+            == 0
+        )
+        assert_problem(
+            await otp(stack, customer.user_id, verification_id, second), 409, "verification-failed"
+        )
         assert_problem(await resend(stack, customer.user_id, verification_id), 409, "verification-failed")
-        rejected = await stack.wait_for_request(request_id, customer.user_id, lambda body: body["status"] == "rejected")
+        rejected = await stack.wait_for_request(
+            request_id, customer.user_id, lambda body: body["status"] == "rejected"
+        )
         assert rejected["outcome_code"] == "verification_failed:too_many_attempts"
 
 
@@ -146,23 +218,47 @@ async def test_a_bind_request_gets_its_own_code_under_the_id_binding_named_and_n
     kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path
 ) -> None:
     overrides = {"verification": {"otp_resend_interval_seconds": 0}}
-    async with running_stack(kafka_topics, database_urls, tmp_path, ("verification", "notification"), overrides) as stack:
+    async with running_stack(
+        kafka_topics, database_urls, tmp_path, ("verification", "notification"), overrides=overrides
+    ) as stack:
         customer = Customer(f"u-{uuid.uuid4().hex[:8]}", "+8613800001234", "", "b-new", 0, 0)
         async with stack.runtime("notification").unit_of_work() as uow:
             uow.session.add(Contact(user_id=customer.user_id, phone=customer.phone, locale="zh-CN"))
         asked = BindingRequested(
-            request_id=str(uuid.uuid4()), binding_id="b-new", user_id=customer.user_id, verification_id=str(uuid.uuid4()),
+            request_id=str(uuid.uuid4()), binding_id="b-new", user_id=customer.user_id,
+            verification_id=str(uuid.uuid4()),
             lender="example_bank", account_last4="1234", monthly_instalment=8000, auto_debit=True,
         )  # fmt: skip
-        await kafka_topics.publish_event(Envelope.emit(asked), times=2)  # redelivered: one verification, one code
+        await kafka_topics.publish_event(
+            Envelope.emit(asked), times=2
+        )  # redelivered: one verification, one code
         await eventually(lambda: codes_sent(stack, customer.phone), 15, "no binding code was sent")
-        state = (await stack.client("verification").get(f"/v1/verifications/{asked.verification_id}", headers=auth(customer.user_id))).json()
-        assert (state["purpose"], state["request_id"], state["methods"], state["status"]) == ("binding", asked.request_id, ["otp"], "pending")
-        assert "您正在绑定示例银行 尾号 1234 的房贷还款账户" in next(sms["text"] for sms in stack.sms_messages() if sms["to"] == customer.phone)
+        state = (
+            await stack.client("verification").get(
+                f"/v1/verifications/{asked.verification_id}", headers=auth(customer.user_id)
+            )
+        ).json()
+        assert (state["purpose"], state["request_id"], state["methods"], state["status"]) == (
+            "binding",
+            asked.request_id,
+            ["otp"],
+            "pending",
+        )
+        assert "您正在绑定示例银行 尾号 1234 的房贷还款账户" in next(
+            sms["text"] for sms in stack.sms_messages() if sms["to"] == customer.phone
+        )
         assert (await resend(stack, customer.user_id, asked.verification_id)).status_code == 200
         await eventually(lambda: len(codes_sent(stack, customer.phone)) == 2, 10, "no second code")
-        assert (await otp(stack, customer.user_id, asked.verification_id, stack.latest_code(customer.phone))).json()["status"] == "verified"
-        await eventually(lambda: _types(kafka_topics, asked.request_id, ["BindingRequested", "BindingRequested", "BindingVerified"]), 15, "no BindingVerified")
+        assert (
+            await otp(stack, customer.user_id, asked.verification_id, stack.latest_code(customer.phone))
+        ).json()["status"] == "verified"
+        await eventually(
+            lambda: _types(
+                kafka_topics, asked.request_id, ["BindingRequested", "BindingRequested", "BindingVerified"]
+            ),
+            15,
+            "no BindingVerified",
+        )
 
 
 async def _types(topics: BusTopics, request_id: str, expected: list[str]) -> bool:

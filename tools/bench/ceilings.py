@@ -26,12 +26,20 @@ async def kafka_ceiling(cluster: Cluster, message_size: int, count: int = 50_000
     await producer.start()
     try:
         started = time.perf_counter()
-        futures = [await producer.send(topic, payload, key=str(index % 1000).encode()) for index in range(count)]
+        futures = [
+            await producer.send(topic, payload, key=str(index % 1000).encode()) for index in range(count)
+        ]
         await asyncio.gather(*futures)
         produce_seconds = time.perf_counter() - started
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(**cluster.client_options(), enable_auto_commit=False, client_id="unbind-bench", max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
+    consumer = AIOKafkaConsumer(
+        **cluster.client_options(),
+        enable_auto_commit=False,
+        client_id="unbind-bench",
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=64 << 20,
+    )
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, number) for number in range(6)]
@@ -63,17 +71,27 @@ async def commit_ceiling(database_url: str, seconds: float = 3.0, connections: i
     engine = create_engine(database_url, pool_size=connections)
     try:
         async with engine.begin() as connection:
-            await connection.execute(text(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, payload VARCHAR(64))"))
-        single = await _commits(engine, table, seconds, 1, 0)
-        parallel = single if is_sqlite(database_url) else await _commits(engine, table, seconds, connections, 10_000_000)
+            await connection.execute(
+                text(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, payload VARCHAR(64))")
+            )
+        single = await _commits(engine, table, seconds, 1, first_id=0)
+        parallel = (
+            single
+            if is_sqlite(database_url)
+            else await _commits(engine, table, seconds, connections, first_id=10_000_000)
+        )
         async with engine.begin() as connection:
             await connection.execute(text(f"DROP TABLE {table}"))
     finally:
         await engine.dispose()
-    return {"single_connection_per_second": round(single), f"{connections}_connections_per_second": round(parallel), "database": engine.url.get_backend_name()}
+    return {
+        "single_connection_per_second": round(single),
+        f"{connections}_connections_per_second": round(parallel),
+        "database": engine.url.get_backend_name(),
+    }
 
 
-async def _commits(engine, table: str, seconds: float, workers: int, first_id: int) -> float:  # noqa: ANN001 - an AsyncEngine
+async def _commits(engine, table: str, seconds: float, workers: int, *, first_id: int) -> float:  # noqa: ANN001 - an AsyncEngine
     deadline = time.perf_counter() + seconds
     counts = [0] * workers
 
@@ -82,7 +100,9 @@ async def _commits(engine, table: str, seconds: float, workers: int, first_id: i
         async with engine.connect() as connection:
             while time.perf_counter() < deadline:
                 async with connection.begin():
-                    await connection.execute(text(f"INSERT INTO {table} (id, payload) VALUES (:id, 'bench')"), {"id": next_id})
+                    await connection.execute(
+                        text(f"INSERT INTO {table} (id, payload) VALUES (:id, 'bench')"), {"id": next_id}
+                    )
                 next_id += 1
                 counts[worker] += 1
 

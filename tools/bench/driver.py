@@ -56,9 +56,14 @@ class TopicWatcher:
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(**self._cluster.client_options(), enable_auto_commit=False, client_id="unbind-bench")
+        consumer = AIOKafkaConsumer(
+            **self._cluster.client_options(), enable_auto_commit=False, client_id="unbind-bench"
+        )
         await consumer.start()
-        partitions = [TopicPartition(self._topic, number) for number in sorted(await partitions_of(consumer, self._topic))]
+        partitions = [
+            TopicPartition(self._topic, number)
+            for number in sorted(await partitions_of(consumer, self._topic))
+        ]
         consumer.assign(partitions)
         await consumer.seek_to_end(*partitions)
         for tp in partitions:  # resolve the end offsets now, before any workflow starts
@@ -85,7 +90,10 @@ class TopicWatcher:
         timeline.events += 1
         timeline.times.setdefault(envelope.type, envelope.time)
         if envelope.type == "VerificationRequested":
-            timeline.verification = (envelope.data.verification_id, [str(method) for method in envelope.data.methods])
+            timeline.verification = (
+                envelope.data.verification_id,
+                [str(method) for method in envelope.data.methods],
+            )
             timeline.issued.set()
         if envelope.type in self.ENDINGS:
             timeline.ended.set()
@@ -98,7 +106,15 @@ class TopicWatcher:
 class Customers:
     """Plays the customers' side of each workflow."""
 
-    def __init__(self, stack: RunningStack, client: httpx.AsyncClient, watcher: TopicWatcher, tokens: TokenMinter, timeout: float):
+    def __init__(
+        self,
+        stack: RunningStack,
+        client: httpx.AsyncClient,
+        watcher: TopicWatcher,
+        tokens: TokenMinter,
+        *,
+        timeout: float,
+    ):
         self.stack = stack
         self.client = client
         self.watcher = watcher
@@ -110,7 +126,9 @@ class Customers:
     def _auth(self, user_id: str) -> dict[str, str]:
         return self._tokens.headers(user_id)
 
-    async def _post(self, service: str, path: str, expect: int, *, idempotent: bool = False, **kwargs: Any) -> dict[str, Any]:
+    async def _post(
+        self, service: str, path: str, expect: int, *, idempotent: bool = False, **kwargs: Any
+    ) -> dict[str, Any]:
         for _ in range(TRANSPORT_RETRIES):
             try:
                 response = await self.client.post(self.stack.urls[service] + path, **kwargs)
@@ -131,9 +149,17 @@ class Customers:
         device = DeviceSimulator.generate(f"d-{customer.user_id}")
         headers = self._auth(customer.user_id)
         sent = self._codes_sent(customer.phone)
-        enrolment = await self._post("verification", "/v1/devices", 202, json=device.enrolment(), headers=headers)
+        enrolment = await self._post(
+            "verification", "/v1/devices", 202, json=device.enrolment(), headers=headers
+        )
         code = await self._code(customer.phone, after=sent)
-        await self._post("verification", f"/v1/verifications/{enrolment['verification']['id']}/otp", 200, json={"code": code}, headers=headers)
+        await self._post(
+            "verification",
+            f"/v1/verifications/{enrolment['verification']['id']}/otp",
+            200,
+            json={"code": code},
+            headers=headers,
+        )
         return device
 
     async def unbind(self, customer: SyntheticCustomer, device: DeviceSimulator | None) -> str:
@@ -146,7 +172,12 @@ class Customers:
             body["device_id"] = f"{device.device_id}-tablet"
         sent = self._codes_sent(customer.phone)
         request = await self._post(
-            "binding", f"/v1/bindings/{customer.binding_id}/unbind-requests", 202, json=body, headers={**headers, "Idempotency-Key": f"bench-{customer.user_id}"}, idempotent=True
+            "binding",
+            f"/v1/bindings/{customer.binding_id}/unbind-requests",
+            202,
+            json=body,
+            headers={**headers, "Idempotency-Key": f"bench-{customer.user_id}"},
+            idempotent=True,
         )
         timeline = self.watcher.timelines[request["id"]]
         async with asyncio.timeout(self.timeout):
@@ -155,12 +186,22 @@ class Customers:
             verification_id, methods = timeline.verification
             path = f"/v1/verifications/{verification_id}"
             if "otp" in methods:
-                await self._post("verification", f"{path}/otp", 200, json={"code": await self._code(customer.phone, after=sent)}, headers=headers)
+                await self._post(
+                    "verification",
+                    f"{path}/otp",
+                    200,
+                    json={"code": await self._code(customer.phone, after=sent)},
+                    headers=headers,
+                )
             if "biometric" in methods:
                 if device is None:
                     raise WorkflowFailed(f"risk asked {customer.user_id} for a biometric without a device")
-                challenge = await self._post("verification", f"{path}/biometric/challenge", 201, headers=headers)
-                signed = device.sign(challenge["challenge"], verification_id, request["id"], challenge["impact_hash"])
+                challenge = await self._post(
+                    "verification", f"{path}/biometric/challenge", 201, headers=headers
+                )
+                signed = device.sign(
+                    challenge["challenge"], verification_id, request["id"], challenge["impact_hash"]
+                )
                 await self._post("verification", f"{path}/biometric", 200, json=signed, headers=headers)
             await timeline.ended.wait()
         if "UnbindCompleted" not in timeline.times:
@@ -178,4 +219,3 @@ class Customers:
             if len(codes := self.sms.codes(phone)) > after:
                 return codes[-1]
             await asyncio.sleep(0.01)
-

@@ -67,7 +67,10 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     ordered = sorted(values)
     if not ordered:
         return {"p50": None, "p95": None, "p99": None}
-    return {f"p{q}": round(ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))] * 1000, 1) for q in (50, 95, 99)}
+    return {
+        f"p{q}": round(ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))] * 1000, 1)
+        for q in (50, 95, 99)
+    }
 
 
 class Progress:
@@ -88,8 +91,16 @@ class Progress:
             width = 30
             filled = int(width * self.done / self.total)
             rate = self.done / max(now - self.started, 1e-9)
-            line = f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} workflows, {rate:.0f}/s, {self.failed} failed"
-            print(("\r" + line) if self._tty else line, end="" if self._tty and self.done < self.total else "\n", file=sys.stderr, flush=True)
+            line = (
+                f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} workflows, {rate:.0f}/s, "
+                f"{self.failed} failed"
+            )
+            print(
+                ("\r" + line) if self._tty else line,
+                end="" if self._tty and self.done < self.total else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 # Processes `unbind up` runs in place of another party (the development lender): measured, reported
@@ -103,7 +114,9 @@ def peak_rss_mb(pids: dict[str, int]) -> dict[str, float | None]:
     for service, pid in sorted(pids.items()):
         try:
             status = Path(f"/proc/{pid}/status").read_text()
-            kilobytes = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+            kilobytes = next(
+                int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")
+            )
             result[service] = round(kilobytes / 1024, 1)
         except (OSError, StopIteration, ValueError):
             result[service] = None
@@ -141,7 +154,11 @@ def cpu_budget(before: CpuSnapshot, after: CpuSnapshot, workflows: int) -> dict[
     """CPU ms per workflow of each part, and how busy the machine's cores were between the snapshots."""
     if not workflows:
         return {}
-    per_workflow = {service: round((after.services[service] - before.services[service]) * 1000 / workflows, 1) for service in after.services if service in before.services}
+    per_workflow = {
+        service: round((after.services[service] - before.services[service]) * 1000 / workflows, 1)
+        for service in after.services
+        if service in before.services
+    }
     services_total = sum(value for service, value in per_workflow.items() if service not in STAND_INS)
     stand_ins_total = sum(value for service, value in per_workflow.items() if service in STAND_INS)
     bench = round((after.bench - before.bench) * 1000 / workflows, 1)
@@ -155,7 +172,11 @@ def cpu_budget(before: CpuSnapshot, after: CpuSnapshot, workflows: int) -> dict[
             "machine": machine,
         },
         "cores": os.cpu_count(),
-        "machine_busy": round((after.machine_busy - before.machine_busy) / max(after.machine_total - before.machine_total, 1e-9), 3),
+        "machine_busy": round(
+            (after.machine_busy - before.machine_busy)
+            / max(after.machine_total - before.machine_total, 1e-9),
+            3,
+        ),
     }
 
 
@@ -166,20 +187,31 @@ async def drive(options: BenchOptions, stack: RunningStack) -> dict[str, Any]:
     customers = synthetic_customers(options.workflows, f"bench{run_id}")
     seeded = time.perf_counter()
     await seed_population(options.var_dir, server_url, customers)
-    print(f"bench: seeded {len(customers)} customers in {time.perf_counter() - seeded:.1f} s", file=sys.stderr)
+    print(
+        f"bench: seeded {len(customers)} customers in {time.perf_counter() - seeded:.1f} s", file=sys.stderr
+    )
     watcher = TopicWatcher(stack.cluster, stack.topic)
     await watcher.start()
     watching = asyncio.create_task(watcher.run())
     # keepalive_expiry below uvicorn's 5 s: never reuse a connection the server is closing.
-    limits = httpx.Limits(max_connections=options.concurrency, max_keepalive_connections=options.concurrency, keepalive_expiry=2.0)
+    limits = httpx.Limits(
+        max_connections=options.concurrency,
+        max_keepalive_connections=options.concurrency,
+        keepalive_expiry=2.0,
+    )
     failures: Counter[str] = Counter()
     request_ids: list[str] = []
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0), limits=limits, trust_env=False) as client:
-        players = Customers(stack, client, watcher, TokenMinter(options.var_dir), options.timeout)
+        players = Customers(stack, client, watcher, TokenMinter(options.var_dir), timeout=options.timeout)
         rng = random.Random(run_id)
         step_up = {customer.user_id for customer in customers if rng.random() < options.step_up}
         enrolling = [customer for customer in customers if customer.user_id in step_up]
-        devices = {customer.user_id: device for customer, device in zip(enrolling, await asyncio.gather(*map(players.enrol, enrolling)), strict=True)}
+        devices = {
+            customer.user_id: device
+            for customer, device in zip(
+                enrolling, await asyncio.gather(*map(players.enrol, enrolling)), strict=True
+            )
+        }
         progress = Progress(len(customers))
         gate = asyncio.Semaphore(options.concurrency)
 
@@ -212,24 +244,35 @@ async def drive(options: BenchOptions, stack: RunningStack) -> dict[str, Any]:
     # PostgreSQL publishes a backend's counts within a second of its last commit.
     await asyncio.sleep(1.5)
     commits_after = await committed_transactions(settings.database_url)
-    commits = commits_after - commits_before if commits_before is not None and commits_after is not None else None
+    commits = (
+        commits_after - commits_before if commits_before is not None and commits_after is not None else None
+    )
     return {
         "elapsed": elapsed,
         "timelines": timelines,
         "failures": failures,
         "transport_retries": players.transport_retries,
         "cpu": cpu_budget(cpu_before, cpu_after, len(request_ids)),
-        "commits_per_workflow": round(commits / len(request_ids), 1) if commits is not None and request_ids else None,
+        "commits_per_workflow": round(commits / len(request_ids), 1)
+        if commits is not None and request_ids
+        else None,
         "watcher": watcher,
         "run_id": run_id,
     }
 
 
-def summarize(options: BenchOptions, stack: RunningStack, driven: dict[str, Any], ceilings: dict[str, Any]) -> dict[str, Any]:
+def summarize(
+    options: BenchOptions, stack: RunningStack, driven: dict[str, Any], ceilings: dict[str, Any]
+) -> dict[str, Any]:
     timelines: list[Timeline] = driven["timelines"]
     completed = [timeline for timeline in timelines if "UnbindCompleted" in timeline.times]
     stage_seconds = {
-        name: [(t.times[end] - t.times[start]).total_seconds() for t in completed if start in t.times and end in t.times] for name, (start, end) in STAGES.items()
+        name: [
+            (t.times[end] - t.times[start]).total_seconds()
+            for t in completed
+            if start in t.times and end in t.times
+        ]
+        for name, (start, end) in STAGES.items()
     }
     # Throughput measured on the events' clock: first request to last completion.
     first = min((t.times["UnbindRequested"] for t in completed), default=None)
@@ -241,8 +284,15 @@ def summarize(options: BenchOptions, stack: RunningStack, driven: dict[str, Any]
     return {
         "run_id": driven["run_id"],
         "at": datetime.now().isoformat(timespec="seconds"),
-        "options": {"workflows": options.workflows, "rate": options.rate, "concurrency": options.concurrency, "step_up": options.step_up},
-        "database": load_settings("binding", options.var_dir, stack.database_server_url).database_url.split(":", 1)[0],
+        "options": {
+            "workflows": options.workflows,
+            "rate": options.rate,
+            "concurrency": options.concurrency,
+            "step_up": options.step_up,
+        },
+        "database": load_settings("binding", options.var_dir, stack.database_server_url).database_url.split(
+            ":", 1
+        )[0],
         "completed": len(completed),
         "failed": sum(driven["failures"].values()),
         "failures": dict(driven["failures"].most_common(5)),
@@ -254,7 +304,9 @@ def summarize(options: BenchOptions, stack: RunningStack, driven: dict[str, Any]
         "event_rate_per_second": round(event_rate, 1),
         "event_bytes_average": round(driven["watcher"].bytes_seen / max(driven["watcher"].records_seen, 1)),
         "ceilings": ceilings,
-        "event_rate_vs_kafka_ceiling": round(event_rate / kafka["produce_and_consume_per_second"], 3) if kafka.get("produce_and_consume_per_second") else None,
+        "event_rate_vs_kafka_ceiling": round(event_rate / kafka["produce_and_consume_per_second"], 3)
+        if kafka.get("produce_and_consume_per_second")
+        else None,
         "peak_rss_mb": peak_rss_mb({name: pid for name, pid in stack.pids.items() if name not in STAND_INS}),
         "cpu": driven["cpu"],
         "commits_per_workflow": driven["commits_per_workflow"],
@@ -270,7 +322,9 @@ def _series(completed: list[Timeline]) -> dict[str, list[float]]:
     by_second: dict[int, list[float]] = {}
     for t in completed:
         second = int((t.times["UnbindCompleted"] - origin).total_seconds())
-        by_second.setdefault(second, []).append((t.times["UnbindCompleted"] - t.times["UnbindRequested"]).total_seconds())
+        by_second.setdefault(second, []).append(
+            (t.times["UnbindCompleted"] - t.times["UnbindRequested"]).total_seconds()
+        )
     seconds = list(range(max(by_second) + 1))
     return {
         "second": seconds,
@@ -302,14 +356,23 @@ def chart(report: dict[str, Any], path: Path) -> None:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    print(f"\nunbind bench: {report['completed']} workflows completed, {report['failed']} failed, in {report['seconds']} s ({report['database']})")
+    print(
+        f"\nunbind bench: {report['completed']} workflows completed, {report['failed']} failed, in "
+        f"{report['seconds']} s ({report['database']})"
+    )
     print(f"  throughput        {report['completed_per_second']} completed workflows/s")
     for name, values in report["latency_ms"].items():
         print(f"  {name:<30} p50 {values['p50']} ms · p95 {values['p95']} ms · p99 {values['p99']} ms")
-    print(f"  events            {report['events_per_workflow']} per workflow, {report['event_rate_per_second']}/s, {report['event_bytes_average']} bytes on average")
+    print(
+        f"  events            {report['events_per_workflow']} per workflow, "
+        f"{report['event_rate_per_second']}/s, {report['event_bytes_average']} bytes on average"
+    )
     kafka, database = report["ceilings"].get("kafka"), report["ceilings"].get("database")
     if kafka:
-        print(f"  kafka ceiling     {kafka['produce_and_consume_per_second']} msg/s produce+consume ({kafka['produce_per_second']} produce, {kafka['consume_per_second']} consume)")
+        print(
+            f"  kafka ceiling     {kafka['produce_and_consume_per_second']} msg/s produce+consume "
+            f"({kafka['produce_per_second']} produce, {kafka['consume_per_second']} consume)"
+        )
         print(f"  event rate / kafka ceiling  {report['event_rate_vs_kafka_ceiling']}")
     if database:
         print(f"  commit ceiling    {database}")
@@ -318,7 +381,9 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"  DB commits        {report['commits_per_workflow']} per workflow (all services)")
     if cpu := report["cpu"]:
         print(f"  CPU ms/workflow   {cpu['ms_per_workflow']}")
-        print(f"  machine busy      {cpu['machine_busy']:.0%} of {cpu['cores']} cores while the workflows ran")
+        print(
+            f"  machine busy      {cpu['machine_busy']:.0%} of {cpu['cores']} cores while the workflows ran"
+        )
     if report["transport_retries"]:
         print(f"  retried           {report['transport_retries']} requests whose connection dropped")
     if report["failures"]:
@@ -337,7 +402,9 @@ def run(options: BenchOptions) -> int:
             print("bench: measuring the raw ceilings", file=sys.stderr)
             size = max(64, driven["watcher"].bytes_seen // max(driven["watcher"].records_seen, 1))
             ceilings["kafka"] = await kafka_ceiling(stack.cluster, size)
-            ceilings["database"] = await commit_ceiling(load_settings("binding", options.var_dir, stack.database_server_url).database_url)
+            ceilings["database"] = await commit_ceiling(
+                load_settings("binding", options.var_dir, stack.database_server_url).database_url
+            )
         return summarize(options, stack, driven, ceilings)
 
     try:

@@ -37,7 +37,9 @@ def agreement(version: str, locale: str) -> Agreement | None:
         return None
     content = (DIRECTORY / f"{version}.{locale}.md").read_text(encoding="utf-8")
     title, _, body = content.partition("\n")
-    return Agreement(version=version, locale=locale, title=title.removeprefix("# ").strip(), text=body.strip())
+    return Agreement(
+        version=version, locale=locale, title=title.removeprefix("# ").strip(), text=body.strip()
+    )
 
 
 def require_current(version: str) -> None:
@@ -46,6 +48,16 @@ def require_current(version: str) -> None:
         return
     if version in VERSIONS:
         raise Problem(
-            422, "agreement-superseded", "Agreement superseded", f"Version {version} of the agreement is superseded; show the customer version {CURRENT}.", current_version=CURRENT
+            422,
+            "agreement-superseded",
+            "Agreement superseded",
+            f"Version {version} of the agreement is superseded; show the customer version {CURRENT}.",
+            current_version=CURRENT,
         )
-    raise Problem(422, "agreement-unknown", "Unknown agreement", f"There is no version {version} of the agreement; the current one is {CURRENT}.", current_version=CURRENT)
+    raise Problem(
+        422,
+        "agreement-unknown",
+        "Unknown agreement",
+        f"There is no version {version} of the agreement; the current one is {CURRENT}.",
+        current_version=CURRENT,
+    )
