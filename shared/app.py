@@ -17,6 +17,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcon
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
+import httpx
 from aiokafka import TopicPartition
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -39,6 +40,7 @@ from shared.auth import Principal, authenticate
 from shared.bus import EventBus, KafkaBus
 from shared.consumer import EventConsumer, InboxMixin, Subscriptions
 from shared.db import create_engine, create_session_factory, is_transient, utcnow
+from shared.http import service_client
 from shared.i18n import Catalogue, negotiate, resolve
 from shared.keys import KeySet
 from shared.limits import SizeLimitMiddleware
@@ -76,6 +78,14 @@ class ServiceRuntime:
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.session_factory, self.outbox, on_commit=self.relay.wake)
+
+    def client(
+        self, callee: str, base_url: str, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> httpx.AsyncClient:
+        """A client to the service `callee` that signs as this service (open it in the lifespan)."""
+        if self.keys.signing is None:
+            raise RuntimeError(f"{self.settings.service_name} cannot call {callee} without its signing key")
+        return service_client(self.settings, self.keys.signing, callee, base_url, transport=transport)
 
 
 def runtime_of(request: Request) -> ServiceRuntime:

@@ -29,7 +29,6 @@ from shared.events import (
     UnbindExpired,
     UnbindRequested,
 )
-from shared.http import service_client
 
 # Every event about a binding is behaviour; an UnbindRequested is scored, an UnbindAppealed or
 # UnbindDisputed opens a case, and a cancelled or expired request withdraws its pending review. A
@@ -63,14 +62,8 @@ def create_app(
 
     @asynccontextmanager
     async def resources(runtime: ServiceRuntime) -> AsyncIterator[RiskDeps]:
-        assert runtime.keys.signing is not None, "risk cannot start without its signing key"
-        async with service_client(
-            settings,
-            runtime.keys.signing,
-            "notification",
-            settings.notification_url,
-            transport=notification_transport,
-        ) as notifier:
+        client = runtime.client("notification", settings.notification_url, transport=notification_transport)
+        async with client as notifier:
             yield RiskDeps(settings=settings, clock=clock, metrics=metrics, notifier=notifier)
 
     return build_service_app(

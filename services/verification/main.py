@@ -27,7 +27,6 @@ from shared.events import (
     UnbindExpired,
     UnbindRequested,
 )
-from shared.http import service_client
 from shared.i18n import remember_locales, saved_locales
 
 log = logging.getLogger(__name__)
@@ -71,14 +70,8 @@ def create_app(
 
     @asynccontextmanager
     async def resources(runtime: ServiceRuntime) -> AsyncIterator[VerificationDeps]:
-        assert runtime.keys.signing is not None, "verification cannot start without its signing key"
-        async with service_client(
-            settings,
-            runtime.keys.signing,
-            "notification",
-            settings.notification_url,
-            transport=notification_transport,
-        ) as notifier:
+        client = runtime.client("notification", settings.notification_url, transport=notification_transport)
+        async with client as notifier:
             yield VerificationDeps(
                 settings=settings, notifier=notifier, unit_of_work=runtime.unit_of_work, metrics=metrics
             )

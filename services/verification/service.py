@@ -390,10 +390,8 @@ async def get(
     return verification_out(settings, await _owned(uow, principal, verification_id))
 
 
-async def resend(
-    uow: UnitOfWork, deps: VerificationDeps, principal: Principal, verification_id: str
-) -> VerificationOut:
-    settings = deps.settings
+async def _expecting_code(uow: UnitOfWork, principal: Principal, verification_id: str) -> Verification:
+    """The customer's open verification, locked, if it still waits for an SMS code (else 409)."""
     verification = await _owned(uow, principal, verification_id, for_update=True)
     _require_open(verification)
     if (
@@ -401,6 +399,14 @@ async def resend(
         or VerificationMethod.OTP in verification.passed_methods
     ):
         raise conflict("otp-not-expected", "This verification does not expect an SMS code now.")
+    return verification
+
+
+async def resend(
+    uow: UnitOfWork, deps: VerificationDeps, principal: Principal, verification_id: str
+) -> VerificationOut:
+    settings = deps.settings
+    verification = await _expecting_code(uow, principal, verification_id)
     now = utcnow()
     if (
         verification.otp_last_sent_at
@@ -447,13 +453,7 @@ async def check_otp(
 ) -> AttemptOutcome:
     """Check a code. A wrong code is recorded (the caller commits it) and reported, not raised."""
     settings = deps.settings
-    verification = await _owned(uow, principal, verification_id, for_update=True)
-    _require_open(verification)
-    if (
-        VerificationMethod.OTP not in verification.methods
-        or VerificationMethod.OTP in verification.passed_methods
-    ):
-        raise conflict("otp-not-expected", "This verification does not expect an SMS code now.")
+    verification = await _expecting_code(uow, principal, verification_id)
     if (
         verification.otp_hash is None
         or verification.otp_expires_at is None
