@@ -10,7 +10,7 @@ import asyncio
 import inspect
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -312,6 +312,13 @@ async def running_stack(
                 httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{service}")
             )
         yield stack
+
+
+def on_memory_bus(
+    database_urls: dict[str, str], var_dir: Path, services: tuple[str, ...] = SERVICES, **options: Any
+) -> AbstractAsyncContextManager[Stack]:
+    """`running_stack` on the in-memory bus."""
+    return running_stack(make_bus_topics("memory", None), database_urls, var_dir, services, **options)
 
 
 @asynccontextmanager

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from services.binding.models import Binding, CreditAccount, RepaymentAccount
 from shared.account_numbers import with_check_digit
+from tests.binding.conftest import binding_alone
 from tests.binding.test_api import assert_problem
 from tests.factories import (
     CURRENT_AGREEMENT,
@@ -22,10 +23,8 @@ from tests.factories import (
     mandate_of,
     pass_verification,
 )
-from tests.stack import Stack, auth, make_bus_topics, running_stack
+from tests.stack import Stack, auth, on_memory_bus
 from tests.verification.test_api import issued_verification
-
-BINDING_ONLY = {"binding": {"run_workers": False}}
 
 
 def spellings(number: str) -> list[str]:
@@ -71,9 +70,7 @@ async def state(stack: Stack) -> tuple[int, int, dict[str, int]]:
 async def test_copies_of_a_bound_number_are_refused_for_the_owner_and_for_anyone_else(
     database_urls: dict[str, str], tmp_path: Path
 ) -> None:
-    async with running_stack(
-        make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), overrides=BINDING_ONLY
-    ) as stack:
+    async with binding_alone(database_urls, tmp_path) as stack:
         owner, other = await customer_with_binding(stack), await customer_with_binding(stack)
         before = await state(stack)
         for spelling in spellings(owner.account_number):
@@ -84,9 +81,7 @@ async def test_copies_of_a_bound_number_are_refused_for_the_owner_and_for_anyone
 
 
 async def test_a_number_is_stored_normalised(database_urls: dict[str, str], tmp_path: Path) -> None:
-    async with running_stack(
-        make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), overrides=BINDING_ONLY
-    ) as stack:
+    async with binding_alone(database_urls, tmp_path) as stack:
         customer = await customer_with_binding(stack)
         number = with_check_digit("622202998875123")
         created = await bind(stack, customer.user_id, spellings(number)[3])
@@ -112,9 +107,7 @@ async def test_a_number_is_stored_normalised(database_urls: dict[str, str], tmp_
     ],
 )
 async def test_an_invalid_number_is_422(database_urls: dict[str, str], tmp_path: Path, number: str) -> None:
-    async with running_stack(
-        make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), overrides=BINDING_ONLY
-    ) as stack:
+    async with binding_alone(database_urls, tmp_path) as stack:
         customer = await customer_with_binding(stack)
         before = await state(stack)
         assert_problem(await bind(stack, customer.user_id, number), 422, "validation-error")
@@ -125,9 +118,7 @@ async def test_concurrent_bindings_of_one_number_bind_it_once(
     database_urls: dict[str, str], tmp_path: Path
 ) -> None:
     # Different customers lock different credit accounts: only the unique index stands between them.
-    async with running_stack(
-        make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), overrides=BINDING_ONLY
-    ) as stack:
+    async with binding_alone(database_urls, tmp_path) as stack:
         customers = [await customer_with_binding(stack) for _ in range(6)]
         number = with_check_digit("621700123450773")
         forms = spellings(number)
@@ -155,9 +146,7 @@ async def test_the_total_uplift_is_capped_and_a_binding_past_the_cap_grants_what
     database_urls: dict[str, str], tmp_path: Path
 ) -> None:
     overrides = {"binding": {"run_workers": False, "max_total_limit_uplift": 25_000}}
-    async with running_stack(
-        make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), overrides=overrides
-    ) as stack:
+    async with on_memory_bus(database_urls, tmp_path, ("binding",), overrides=overrides) as stack:
         customer = await customer_with_binding(stack, credit_limit=30_000, contribution=9700)
         granted = []
         for body, instalment in (
@@ -201,8 +190,7 @@ async def _last_binding(stack: Stack, customer: Customer) -> str:
 async def test_an_unbound_number_can_be_bound_again_by_anyone(
     database_urls: dict[str, str], tmp_path: Path
 ) -> None:
-    async with running_stack(
-        make_bus_topics("memory", None),
+    async with on_memory_bus(
         database_urls,
         tmp_path,
         overrides={"verification": {"otp_resend_interval_seconds": 0}},

@@ -8,7 +8,6 @@ the development lender answering the new account's mandate, as `unbind up` wires
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,19 +31,9 @@ from tests.factories import (
     pass_verification,
     unbind_body,
 )
-from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack
+from tests.stack import BusTopics, Stack, auth, eventually, running_stack
 from tests.verification.test_api import issued_verification
 from tools import dev_lender
-
-BINDING_ONLY = {"binding": {"run_workers": False}}
-
-
-@pytest.fixture
-async def stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack(
-        make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), overrides=BINDING_ONLY
-    ) as running:
-        yield running
 
 
 def pause_body(months: object = 2, **extra: object) -> dict[str, object]:

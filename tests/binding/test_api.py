@@ -4,28 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from services.binding.models import OutboxMessage, UnbindRequest
 from tests.factories import Customer, customer_with_binding, idempotency_key, unbind_body
-from tests.stack import Stack, auth, make_bus_topics, running_stack
-
-
-@pytest.fixture
-async def stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
-    # Binding alone, workers off: these tests look at what one request leaves behind.
-    async with running_stack(
-        make_bus_topics("memory", None),
-        database_urls,
-        tmp_path,
-        ("binding",),
-        overrides={"binding": {"run_workers": False}},
-    ) as running:
-        yield running
+from tests.stack import Stack, auth
 
 
 async def counts(stack: Stack) -> tuple[int, int]:

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import orjson
-import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
@@ -42,19 +41,9 @@ from tests.factories import (
     wait_for_binding,
 )
 from tests.keys import KEYS
-from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack
+from tests.stack import BusTopics, Stack, auth, eventually, running_stack
 from tests.verification.test_api import issued_verification, wrong
 from tools import dev_lender
-
-BINDING_ONLY = {"binding": {"run_workers": False}}
-
-
-@pytest.fixture
-async def stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack(
-        make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), overrides=BINDING_ONLY
-    ) as running:
-        yield running
 
 
 def new_binding(

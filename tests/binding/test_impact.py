@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
@@ -15,19 +13,7 @@ from services.binding.models import Instalment
 from services.binding.service import credit_limit_contribution, today
 from tests.binding.test_api import assert_problem, counts, post_unbind
 from tests.factories import CURRENT_AGREEMENT, Customer, customer_with_binding, idempotency_key, unbind_body
-from tests.stack import Stack, auth, make_bus_topics, running_stack
-
-
-@pytest.fixture
-async def stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack(
-        make_bus_topics("memory", None),
-        database_urls,
-        tmp_path,
-        ("binding",),
-        overrides={"binding": {"run_workers": False}},
-    ) as running:
-        yield running
+from tests.stack import Stack, auth
 
 
 async def impact(stack: Stack, customer: Customer, language: str = "zh-CN") -> dict:

@@ -18,9 +18,10 @@ from services.binding.models import Binding, RepaymentAccount, UnbindRequest
 from shared.account_numbers import with_check_digit
 from shared.db import UTCDateTime
 from shared.migrations import upgrade_async
+from tests.binding.conftest import binding_alone
 from tests.binding.test_account_numbers import bind, spellings
 from tests.binding.test_api import assert_problem
-from tests.stack import auth, make_bus_topics, running_stack
+from tests.stack import auth
 
 CREDIT = sa.table(
     "credit_accounts",
@@ -56,7 +57,6 @@ INSTALMENTS = sa.table(
     sa.column("due_date", sa.Date()),
     sa.column("paid_at", UTCDateTime()),
 )
-BINDING_ONLY = {"binding": {"run_workers": False}}
 
 
 async def at_revision(url: str, revision: str, statements: Sequence[Any]) -> None:
@@ -105,9 +105,7 @@ async def test_stored_numbers_are_normalised_and_the_oldest_binding_keeps_a_numb
     ]
     await at_revision(database_urls["binding"], "0002", statements)
 
-    async with running_stack(
-        make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), overrides=BINDING_ONLY
-    ) as stack:
+    async with binding_alone(database_urls, tmp_path) as stack:
         async with stack.runtime("binding").session_factory() as session:
             accounts = {
                 account.id: account for account in (await session.scalars(select(RepaymentAccount))).all()
@@ -139,9 +137,7 @@ async def test_a_repayment_made_before_fingerprints_replays_and_refuses_another_
         [*bound("ra-1", "u-1", with_check_digit("622202998875888"), "active", at=paid_at), paid],
     )
 
-    async with running_stack(
-        make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), overrides=BINDING_ONLY
-    ) as stack:
+    async with binding_alone(database_urls, tmp_path) as stack:
 
         async def repay(amount: int):
             headers = {**auth("u-1"), "Idempotency-Key": "pay-before-0001"}
@@ -176,9 +172,7 @@ async def test_accounts_bound_before_lenders_had_ids_are_matched_by_name_and_sta
     ]
     await at_revision(database_urls["binding"], "0005", statements)
 
-    async with running_stack(
-        make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), overrides=BINDING_ONLY
-    ) as stack:
+    async with binding_alone(database_urls, tmp_path) as stack:
         async with stack.runtime("binding").session_factory() as session:
             lenders = dict(
                 (await session.execute(select(RepaymentAccount.id, RepaymentAccount.lender_id))).all()
@@ -197,22 +191,13 @@ async def test_accounts_bound_before_lenders_had_ids_are_matched_by_name_and_sta
         ) == ("active", 9700, None)
 
 
+# The text columns of unbind_requests since its first revision.
+REQUEST_TEXT_COLUMNS = (
+    "id binding_id user_id status reason channel impact_hash idempotency_key request_fingerprint".split()
+)
 REQUESTS = sa.table(
     "unbind_requests",
-    *(
-        sa.column(name, sa.String)
-        for name in (
-            "id",
-            "binding_id",
-            "user_id",
-            "status",
-            "reason",
-            "channel",
-            "impact_hash",
-            "idempotency_key",
-            "request_fingerprint",
-        )
-    ),
+    *(sa.column(name, sa.String) for name in REQUEST_TEXT_COLUMNS),
     sa.column("follow_up", sa.JSON),
     *(sa.column(name, UTCDateTime()) for name in ("expires_at", "created_at", "updated_at")),
 )
@@ -240,9 +225,7 @@ async def test_old_follow_ups_read_as_words_and_lenders_by_their_name_in_the_cus
     )  # fmt: skip
     await at_revision(database_urls["binding"], "0005", [*known, *typed, completed])
 
-    async with running_stack(
-        make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), overrides=BINDING_ONLY
-    ) as stack:
+    async with binding_alone(database_urls, tmp_path) as stack:
         client = stack.client("binding")
         account = (
             await client.get("/v1/bindings/b-ra-1", headers={**auth("u-1"), "Accept-Language": "en"})
@@ -268,20 +251,7 @@ async def test_bindings_before_agreement_versions_record_the_version_in_force_an
     at = datetime(2026, 11, 20, 8, 30, tzinfo=UTC)
     requests = sa.table(
         "unbind_requests",
-        *(
-            sa.column(name, sa.String)
-            for name in (
-                "id",
-                "binding_id",
-                "user_id",
-                "status",
-                "reason",
-                "channel",
-                "impact_hash",
-                "idempotency_key",
-                "request_fingerprint",
-            )
-        ),
+        *(sa.column(name, sa.String) for name in REQUEST_TEXT_COLUMNS),
         *(sa.column(name, UTCDateTime()) for name in ("expires_at", "created_at", "updated_at")),
     )
     done = {
@@ -315,9 +285,7 @@ async def test_bindings_before_agreement_versions_record_the_version_in_force_an
     ]
     await at_revision(database_urls["binding"], "0005", statements)
 
-    async with running_stack(
-        make_bus_topics("memory", None), database_urls, tmp_path, ("binding",), overrides=BINDING_ONLY
-    ) as stack:
+    async with binding_alone(database_urls, tmp_path) as stack:
         async with stack.runtime("binding").session_factory() as session:
             assert (await session.get(Binding, "b-ra-1")).agreement_version == "2026-12"
             assert (await session.get(UnbindRequest, "r-done")).completed_at == at + timedelta(minutes=3)

@@ -10,16 +10,14 @@ import pytest
 
 from tests.binding.test_api import assert_problem
 from tests.factories import customer_with_binding, idempotency_key, unbind_body
-from tests.stack import Stack, auth, make_bus_topics, running_stack
+from tests.stack import Stack, auth, on_memory_bus
 
 OPS = auth("ops-1", "ops")
 
 
 @pytest.fixture
 async def stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack(
-        make_bus_topics("memory", None), database_urls, tmp_path, ("binding", "risk")
-    ) as running:
+    async with on_memory_bus(database_urls, tmp_path, ("binding", "risk")) as running:
         yield running
 
 

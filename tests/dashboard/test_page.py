@@ -26,6 +26,7 @@ from tests.dashboard.conftest import running_dashboard
 from tests.dashboard.test_api import REVIEW_EVERYTHING, sqlite_urls
 from tests.dashboard.test_i18n import catalogues
 from tests.factories import (
+    Customer,
     customer_with_binding,
     enrolled_device,
     pass_verification,
@@ -309,17 +310,23 @@ async def test_the_ops_page_follows_an_unbind_live_and_a_reviewer_claims_and_dec
     assert not ops.problems, ops.problems
 
 
+async def request_to_verify(stack: Stack) -> tuple[Customer, str]:
+    """A customer whose unbind the default rules let through, waiting for their code."""
+    customer = await customer_with_binding(stack, awake=True)
+    request_id = await request_unbind(stack, customer)
+    await stack.wait_for_request(
+        request_id, customer.user_id, lambda body: body["status"] == "pending_verification"
+    )
+    return customer, request_id
+
+
 async def test_an_analyst_dry_runs_saves_and_restores_rules_on_the_page(
     browser: Browser, kafka_topics: BusTopics, tmp_path: Path
 ) -> None:
     async with ops_page(browser, kafka_topics, tmp_path) as ops:
         page, stack = ops.page, ops.stack
         # A request the default rules let through: the dry run replays its assessment.
-        customer = await customer_with_binding(stack, awake=True)
-        request_id = await request_unbind(stack, customer)
-        await stack.wait_for_request(
-            request_id, customer.user_id, lambda body: body["status"] == "pending_verification"
-        )
+        customer, request_id = await request_to_verify(stack)
         await ops.sign_in("ana-1", "ops", "rules_admin")
         await page.click('#nav a[data-route="rules"]')
         first = (await stack.client("risk").get("/v1/rules", headers=auth("ops-1", "ops"))).json()["version"]
@@ -403,11 +410,7 @@ async def test_support_finds_a_customer_by_masked_phone_and_resends_a_message(
 ) -> None:
     async with ops_page(browser, kafka_topics, tmp_path) as ops:
         page, stack = ops.page, ops.stack
-        customer = await customer_with_binding(stack, awake=True)
-        request_id = await request_unbind(stack, customer)
-        await stack.wait_for_request(
-            request_id, customer.user_id, lambda body: body["status"] == "pending_verification"
-        )
+        customer, request_id = await request_to_verify(stack)
         await ops.sign_in("ops-1", "ops")
         await page.click('#nav a[data-route="customers"]')
         national = customer.phone.removeprefix("+86")

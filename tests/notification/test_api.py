@@ -13,14 +13,12 @@ from shared.cloudevents import Envelope
 from shared.events import UnbindRequested
 from tests.binding.test_api import assert_problem
 from tests.factories import Customer, customer_with_binding, notification_knows
-from tests.stack import Stack, auth, make_bus_topics, running_stack
+from tests.stack import Stack, auth, on_memory_bus
 
 
 @pytest.fixture
 async def stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack(
-        make_bus_topics("memory", None), database_urls, tmp_path, ("binding", "notification")
-    ) as running:
+    async with on_memory_bus(database_urls, tmp_path, ("binding", "notification")) as running:
         yield running
 
 

@@ -26,7 +26,7 @@ from tests.binding.test_api import assert_problem
 from tests.factories import notification_knows
 from tests.keys import KEYS
 from tests.shared.test_cloudevents import SAMPLES
-from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack
+from tests.stack import BusTopics, Stack, auth, eventually, on_memory_bus, running_stack
 
 ONLY_NOTIFICATION = ("notification",)
 
@@ -184,9 +184,7 @@ def requested(request_id: str = "r-1") -> Envelope:
 
 @pytest.fixture
 async def memory_stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack(
-        make_bus_topics("memory", None), database_urls, tmp_path, ONLY_NOTIFICATION
-    ) as running:
+    async with on_memory_bus(database_urls, tmp_path, ONLY_NOTIFICATION) as running:
         yield running
 
 
@@ -275,8 +273,7 @@ async def test_a_failing_provider_is_retried_then_succeeds_or_fails(
         }
     }
     options = {"notification": {"providers": {"sms": sms}}}
-    async with running_stack(
-        make_bus_topics("memory", None),
+    async with on_memory_bus(
         database_urls,
         tmp_path,
         ONLY_NOTIFICATION,
@@ -297,8 +294,7 @@ async def test_a_failing_provider_is_retried_then_succeeds_or_fails(
 
 async def test_a_failed_push_falls_back_to_sms(database_urls: dict[str, str], tmp_path: Path) -> None:
     push = FlakyChannel(1)
-    async with running_stack(
-        make_bus_topics("memory", None),
+    async with on_memory_bus(
         database_urls,
         tmp_path,
         ONLY_NOTIFICATION,
@@ -508,9 +504,7 @@ async def test_sms_turned_off_holds_back_the_sms_that_stands_in_for_a_failed_pus
     database_urls: dict[str, str], tmp_path: Path
 ) -> None:
     options = {"notification": {"providers": {"push": FlakyChannel(1)}}}
-    async with running_stack(
-        make_bus_topics("memory", None), database_urls, tmp_path, ONLY_NOTIFICATION, app_options=options
-    ) as stack:
+    async with on_memory_bus(database_urls, tmp_path, ONLY_NOTIFICATION, app_options=options) as stack:
         await with_contact(stack)
         turned_off = await stack.client("notification").put(
             "/v1/preferences", json={"opt_out": {"unbind_cancelled": ["sms"]}}, headers=auth("u-zhangsan")

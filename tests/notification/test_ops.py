@@ -11,7 +11,7 @@ import pytest
 from services.notification.models import Contact
 from tests.binding.test_api import assert_problem
 from tests.factories import Customer, customer_with_binding
-from tests.stack import Stack, auth, eventually, make_bus_topics, running_stack
+from tests.stack import Stack, auth, eventually, on_memory_bus
 from tests.verification.test_api import issued_verification
 
 OPS = auth("ops-1", "ops")
@@ -19,7 +19,7 @@ OPS = auth("ops-1", "ops")
 
 @pytest.fixture
 async def stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path) as running:
+    async with on_memory_bus(database_urls, tmp_path) as running:
         yield running
 
 

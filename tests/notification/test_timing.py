@@ -29,7 +29,7 @@ from tests.factories import (
 )
 from tests.notification.test_delivery import ONLY_NOTIFICATION, deliveries, requested, with_contact
 from tests.risk.test_flows import NOON, third_request_under_review
-from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack
+from tests.stack import BusTopics, Stack, auth, eventually, on_memory_bus, running_stack
 
 VERIFICATION = auth("verification", "service")
 # Every SMS begins with the sender's signature (the default of UNBIND_SMS_SIGNATURE), added as it is sent.
@@ -69,8 +69,7 @@ async def test_a_code_waits_for_the_prompt_the_dispatcher_is_sending(
     sms = GatedSms()
     overrides = {"notification": {"dispatch_interval_seconds": 0.05}}
     options = {"notification": {"providers": {"sms": sms}}}
-    async with running_stack(
-        make_bus_topics("memory", None),
+    async with on_memory_bus(
         database_urls,
         tmp_path,
         ONLY_NOTIFICATION,
@@ -102,9 +101,7 @@ async def test_a_code_for_a_request_not_announced_yet_waits_then_goes_after_its_
 ) -> None:
     # A dispatcher that sleeps through the test: the prompt is still queued when the code comes.
     overrides = {"notification": {"dispatch_interval_seconds": 60}}
-    async with running_stack(
-        make_bus_topics("memory", None), database_urls, tmp_path, ONLY_NOTIFICATION, overrides=overrides
-    ) as stack:
+    async with on_memory_bus(database_urls, tmp_path, ONLY_NOTIFICATION, overrides=overrides) as stack:
         await with_contact(stack)
         client = stack.client("notification")
         early = await client.post("/internal/v1/messages", json=code_for("r-1"), headers=VERIFICATION)
@@ -264,8 +261,7 @@ async def test_in_quiet_hours_only_what_can_wait_waits_and_never_the_inbox(
 async def test_a_message_about_a_stage_the_request_has_left_is_superseded_not_sent(
     database_urls: dict[str, str], tmp_path: Path
 ) -> None:
-    async with running_stack(
-        make_bus_topics("memory", None),
+    async with on_memory_bus(
         database_urls,
         tmp_path,
         ONLY_NOTIFICATION,

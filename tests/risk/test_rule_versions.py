@@ -19,7 +19,7 @@ from shared.events import UnbindRequested
 from tests.binding.test_api import assert_problem
 from tests.factories import RULES_ADMIN, save_rules
 from tests.risk.test_flows import MovableClock
-from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack
+from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, on_memory_bus, running_stack
 
 OPS = auth("ops-5", "ops")
 REVIEWER = auth("rev-5", "ops", "reviewer")
@@ -31,8 +31,7 @@ STRICT = [{"name": "strict", "action": "review", "if": "requests_24h >= 1 or nig
 async def risk(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[tuple[Stack, MovableClock]]:
     """Risk alone on the in-memory bus, reading its events at a clock the test moves."""
     clock = MovableClock(NOON)
-    async with running_stack(
-        make_bus_topics("memory", None),
+    async with on_memory_bus(
         database_urls,
         tmp_path,
         services=("risk",),

@@ -12,7 +12,7 @@ from services.risk.rules import parse_rules
 from services.risk.service import SIGNALS, decide, score
 from tests.binding.test_api import assert_problem
 from tests.factories import RULES_ADMIN, customer_with_binding, request_unbind, reviewer_auth, save_rules
-from tests.stack import Stack, auth, eventually, make_bus_topics, running_stack
+from tests.stack import Stack, auth, eventually, on_memory_bus
 
 QUIET = {name: 0 for name in SIGNALS} | {"account_age_days": 2000}
 
@@ -96,7 +96,7 @@ def test_rules_decide_first_in_radar_order() -> None:
 
 @pytest.fixture
 async def stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path) as running:
+    async with on_memory_bus(database_urls, tmp_path) as running:
         yield running
 
 

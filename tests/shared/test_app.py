@@ -11,13 +11,13 @@ import pytest
 from fastapi import APIRouter
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from tests.stack import Stack, make_bus_topics, running_stack
+from tests.stack import Stack, on_memory_bus
 
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     urls = {"binding": f"sqlite+aiosqlite:///{tmp_path / 'binding.db'}"}
-    async with running_stack(make_bus_topics("memory", None), urls, tmp_path, ("binding",)) as running:
+    async with on_memory_bus(urls, tmp_path, ("binding",)) as running:
         yield running
 
 

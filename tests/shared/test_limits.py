@@ -17,7 +17,7 @@ from services.binding.models import Binding, UnbindRequest
 from shared.problems import PROBLEM_TEXTS
 from tests.binding.test_api import assert_problem
 from tests.factories import Customer, customer_with_binding, idempotency_key
-from tests.stack import Stack, auth, make_bus_topics, running_stack, served
+from tests.stack import Stack, auth, on_memory_bus, served
 
 LIMIT = 64 * 1024
 CHUNK = 16 * 1024
@@ -25,8 +25,7 @@ CHUNK = 16 * 1024
 
 @pytest.fixture
 async def stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack(
-        make_bus_topics("memory", None),
+    async with on_memory_bus(
         database_urls,
         tmp_path,
         ("binding",),
@@ -122,8 +121,7 @@ async def test_a_body_within_the_limit_is_read(stack: Stack) -> None:
 
 
 async def test_the_body_limit_is_a_setting(database_urls: dict[str, str], tmp_path: Path) -> None:
-    async with running_stack(
-        make_bus_topics("memory", None),
+    async with on_memory_bus(
         database_urls,
         tmp_path,
         ("binding",),

@@ -9,12 +9,12 @@ import pytest
 
 from tests.binding.test_api import assert_problem
 from tests.factories import Customer, customer_with_binding, idempotency_key, unbind_body
-from tests.stack import Stack, auth, eventually, make_bus_topics, running_stack
+from tests.stack import Stack, auth, eventually, on_memory_bus
 
 
 @pytest.fixture
 async def stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path) as running:
+    async with on_memory_bus(database_urls, tmp_path) as running:
         yield running
 
 

@@ -18,7 +18,7 @@ from shared.cloudevents import Envelope
 from tests.binding.test_api import assert_problem
 from tests.contracts import assert_records_follow_contract
 from tests.factories import Customer, customer_with_binding, enrolled_device, pending_device
-from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack
+from tests.stack import BusTopics, Stack, auth, eventually, on_memory_bus, running_stack
 from tests.verification.test_api import wrong
 from tests.verification.test_biometric import WITHOUT_RISK, challenge, step_up, submit
 from tools.device_simulator import DeviceSimulator
@@ -271,9 +271,7 @@ async def test_an_enrolment_not_confirmed_in_time_revokes_the_key(
     database_urls: dict[str, str], tmp_path: Path
 ) -> None:
     overrides = {"verification": {"verification_ttl_seconds": 1, "sweep_seconds": 0.2}}
-    async with running_stack(
-        make_bus_topics("memory", None), database_urls, tmp_path, WITHOUT_RISK, overrides=overrides
-    ) as stack:
+    async with on_memory_bus(database_urls, tmp_path, WITHOUT_RISK, overrides=overrides) as stack:
         customer = await customer_with_binding(stack)
         key, _ = await pending_device(stack, customer)
 

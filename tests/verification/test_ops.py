@@ -10,7 +10,7 @@ import pytest
 
 from tests.binding.test_api import assert_problem
 from tests.factories import customer_with_binding, enrolled_device
-from tests.stack import Stack, auth, make_bus_topics, running_stack
+from tests.stack import Stack, auth, on_memory_bus
 from tests.verification.test_api import issued_verification, wrong
 from tests.verification.test_otp import otp
 
@@ -19,8 +19,7 @@ OPS = auth("ops-1", "ops")
 
 @pytest.fixture
 async def stack(database_urls: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack(
-        make_bus_topics("memory", None),
+    async with on_memory_bus(
         database_urls,
         tmp_path,
         overrides={"verification": {"otp_max_attempts": 3}},

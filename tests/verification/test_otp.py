@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,16 @@ from shared.cloudevents import Envelope
 from shared.events import BindingRequested
 from tests.binding.test_api import assert_problem
 from tests.factories import Customer, customer_with_binding
-from tests.stack import BusTopics, Stack, Switchable, auth, eventually, make_bus_topics, running_stack
+from tests.stack import (
+    BusTopics,
+    Stack,
+    Switchable,
+    auth,
+    eventually,
+    make_bus_topics,
+    on_memory_bus,
+    running_stack,
+)
 from tests.verification.test_api import issued_verification, wrong
 
 
@@ -35,8 +45,7 @@ async def resend(stack: Stack, user_id: str, verification_id: str):
 
 
 async def test_an_expired_code_is_refused(database_urls: dict[str, str], tmp_path: Path) -> None:
-    async with running_stack(
-        make_bus_topics("memory", None),
+    async with on_memory_bus(
         database_urls,
         tmp_path,
         overrides={"verification": {"otp_ttl_seconds": 1}},
@@ -48,15 +57,20 @@ async def test_an_expired_code_is_refused(database_urls: dict[str, str], tmp_pat
         assert_problem(await otp(stack, customer.user_id, verification_id, code), 422, "code-expired")
 
 
+def resends_at_once(
+    database_urls: dict[str, str], tmp_path: Path, topics: BusTopics | None = None
+) -> AbstractAsyncContextManager[Stack]:
+    """The stack (on the in-memory bus unless `topics`) with no wait between two codes."""
+    overrides = {"verification": {"otp_resend_interval_seconds": 0}}
+    return running_stack(
+        topics or make_bus_topics("memory", None), database_urls, tmp_path, overrides=overrides
+    )
+
+
 async def test_resend_replaces_the_code_and_the_old_one_dies(
     database_urls: dict[str, str], tmp_path: Path
 ) -> None:
-    async with running_stack(
-        make_bus_topics("memory", None),
-        database_urls,
-        tmp_path,
-        overrides={"verification": {"otp_resend_interval_seconds": 0}},
-    ) as stack:
+    async with resends_at_once(database_urls, tmp_path) as stack:
         customer = await customer_with_binding(stack)
         _, verification_id = await issued_verification(stack, customer)
         old = stack.latest_code(customer.phone)
@@ -70,7 +84,7 @@ async def test_resend_replaces_the_code_and_the_old_one_dies(
 
 
 async def test_send_flooding_gets_429_with_retry_after(database_urls: dict[str, str], tmp_path: Path) -> None:
-    async with running_stack(make_bus_topics("memory", None), database_urls, tmp_path) as stack:
+    async with on_memory_bus(database_urls, tmp_path) as stack:
         customer = await customer_with_binding(stack)
         _, verification_id = await issued_verification(stack, customer)
         too_soon = await resend(stack, customer.user_id, verification_id)
@@ -80,9 +94,7 @@ async def test_send_flooding_gets_429_with_retry_after(database_urls: dict[str, 
         )
 
     overrides = {"verification": {"otp_resend_interval_seconds": 0, "otp_sends_per_window": 5}}
-    async with running_stack(
-        make_bus_topics("memory", None), database_urls, tmp_path / "window", overrides=overrides
-    ) as stack:
+    async with on_memory_bus(database_urls, tmp_path / "window", overrides=overrides) as stack:
         customer = await customer_with_binding(stack)
         _, verification_id = await issued_verification(stack, customer)
         for _ in range(5):
@@ -142,8 +154,7 @@ async def test_notification_down_then_up_the_code_arrives_after_the_retry(
 async def test_no_code_on_the_topic_or_in_the_logs(
     kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    overrides = {"verification": {"otp_resend_interval_seconds": 0}}
-    async with running_stack(kafka_topics, database_urls, tmp_path, overrides=overrides) as stack:
+    async with resends_at_once(database_urls, tmp_path, kafka_topics) as stack:
         customer = await customer_with_binding(stack)
         request_id, verification_id = await issued_verification(stack, customer)
         await resend(stack, customer.user_id, verification_id)
@@ -172,12 +183,7 @@ async def test_resends_keep_the_attempt_count_five_checks_in_total(
     database_urls: dict[str, str], tmp_path: Path
 ) -> None:
     # As Twilio Verify does: a resend replaces the code, not the budget of guesses.
-    async with running_stack(
-        make_bus_topics("memory", None),
-        database_urls,
-        tmp_path,
-        overrides={"verification": {"otp_resend_interval_seconds": 0}},
-    ) as stack:
+    async with resends_at_once(database_urls, tmp_path) as stack:
         customer = await customer_with_binding(stack)
         request_id, verification_id = await issued_verification(stack, customer)
         first = stack.latest_code(customer.phone)
