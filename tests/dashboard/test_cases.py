@@ -10,7 +10,7 @@ import orjson
 from tests.binding.test_api import assert_problem
 from tests.dashboard.conftest import running_dashboard
 from tests.dashboard.test_api import closed_port
-from tests.factories import Customer, customer_with_binding, idempotency_key, unbind_body
+from tests.factories import Customer, code_sent, customer_with_binding, idempotency_key, unbind_body
 from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack
 from tests.verification.test_api import wrong
 
@@ -33,9 +33,10 @@ async def _completed_with_a_wrong_code_first(stack: Stack, customer: Customer, r
         request_id, customer.user_id, lambda body: body["verification"] is not None
     )
     verification_id = issued["verification"]["id"]
-    await eventually(lambda: stack.codes(customer.phone), 15, "no code sent")
-    code = stack.latest_code(customer.phone)
     client, headers = stack.client("verification"), auth(customer.user_id)
+    # The customer's cancelled request had a code too: wait for this verification's own.
+    await eventually(lambda: code_sent(client, verification_id, headers), 15, "no code sent")
+    code = stack.latest_code(customer.phone)
     assert (
         await client.post(
             f"/v1/verifications/{verification_id}/otp", json={"code": wrong(code)}, headers=headers
