@@ -23,37 +23,10 @@ from services.dashboard.config import DashboardSettings
 from services.dashboard.projection import Projection
 from services.dashboard.service import DashboardDeps
 from services.dashboard.stream import LiveHub, Projector, StreamReader
+from shared import events
 from shared.app import build_http_app, consumer_lag_gauge, refresh_consumer_lag
 from shared.bus import EventBus, KafkaBus
 from shared.db import utcnow
-from shared.events import (
-    AutoDebitPaused,
-    AutoDebitResumed,
-    BindingCreated,
-    BindingRequested,
-    BindingVerificationFailed,
-    BindingVerified,
-    BiometricCounterRegressed,
-    DeviceEnrolled,
-    DeviceRevoked,
-    Event,
-    MandateConfirmed,
-    MandateRefused,
-    MandateRequested,
-    RepaymentAccountSwitched,
-    ReviewDecided,
-    RiskAssessed,
-    UnbindAppealed,
-    UnbindCancelled,
-    UnbindCompleted,
-    UnbindDisputed,
-    UnbindExpired,
-    UnbindRejected,
-    UnbindRequested,
-    VerificationFailed,
-    VerificationRequested,
-    Verified,
-)
 from shared.logging import configure_logging
 
 # Everything the page loads comes from this service: no CDN, no inline script or style.
@@ -68,37 +41,37 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
 ]
 
-SUBSCRIPTIONS: dict[type[Event], Projector] = {
+SUBSCRIPTIONS: dict[type[events.Event], Projector] = {
     **dict.fromkeys(
         (
-            BindingRequested,
-            BindingVerified,
-            BindingVerificationFailed,
-            BindingCreated,
-            MandateRequested,
-            MandateConfirmed,
-            MandateRefused,
+            events.BindingRequested,
+            events.BindingVerified,
+            events.BindingVerificationFailed,
+            events.BindingCreated,
+            events.MandateRequested,
+            events.MandateConfirmed,
+            events.MandateRefused,
         ),
         service.on_binding_flow,
     ),
-    UnbindRequested: service.on_unbind_requested,
-    RiskAssessed: service.on_risk_assessed,
-    ReviewDecided: service.on_review_decided,
-    VerificationRequested: service.on_verification_requested,
-    Verified: service.on_verified,
-    VerificationFailed: service.on_verification_failed,
-    BiometricCounterRegressed: service.on_biometric_counter_regressed,
-    UnbindCompleted: service.on_unbind_completed,
-    AutoDebitPaused: service.on_alternative_completed,
-    RepaymentAccountSwitched: service.on_alternative_completed,
-    AutoDebitResumed: service.on_auto_debit_resumed,
-    UnbindRejected: service.on_unbind_rejected,
-    UnbindCancelled: service.on_unbind_cancelled,
-    UnbindExpired: service.on_unbind_expired,
-    UnbindAppealed: service.on_unbind_appealed,
-    UnbindDisputed: service.on_unbind_disputed,
-    DeviceEnrolled: service.on_device_changed,
-    DeviceRevoked: service.on_device_changed,
+    events.UnbindRequested: service.on_unbind_requested,
+    events.RiskAssessed: service.on_risk_assessed,
+    events.ReviewDecided: service.on_review_decided,
+    events.VerificationRequested: service.on_verification_requested,
+    events.Verified: service.on_verified,
+    events.VerificationFailed: service.on_verification_failed,
+    events.BiometricCounterRegressed: service.on_biometric_counter_regressed,
+    events.UnbindCompleted: service.on_unbind_completed,
+    events.AutoDebitPaused: service.on_alternative_completed,
+    events.RepaymentAccountSwitched: service.on_alternative_completed,
+    events.AutoDebitResumed: service.on_auto_debit_resumed,
+    events.UnbindRejected: service.on_unbind_rejected,
+    events.UnbindCancelled: service.on_unbind_cancelled,
+    events.UnbindExpired: service.on_unbind_expired,
+    events.UnbindAppealed: service.on_unbind_appealed,
+    events.UnbindDisputed: service.on_unbind_disputed,
+    events.DeviceEnrolled: service.on_device_changed,
+    events.DeviceRevoked: service.on_device_changed,
 }
 
 
@@ -180,7 +153,7 @@ def create_app(
 def _metrics(
     registry: CollectorRegistry, projection: Projection, hub: LiveHub, reader: StreamReader
 ) -> Callable[[], Any]:
-    events = Gauge(
+    applied = Gauge(
         "unbind_dashboard_events_applied", "Events applied to the view since start", registry=registry
     )
     open_requests = Gauge(
@@ -193,7 +166,7 @@ def _metrics(
     lag = consumer_lag_gauge(registry)
 
     async def refresh() -> None:
-        events.set(projection.events_total)
+        applied.set(projection.events_total)
         open_requests.set(len(projection.open))
         dead_letters.set(projection.dead_letter_total)
         pages.set(len(hub.subscribers))
