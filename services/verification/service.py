@@ -390,15 +390,24 @@ async def get(
     return verification_out(settings, await _owned(uow, principal, verification_id))
 
 
-async def _expecting_code(uow: UnitOfWork, principal: Principal, verification_id: str) -> Verification:
-    """The customer's open verification, locked, if it still waits for an SMS code (else 409)."""
+# What a verification that does not wait for a method answers (409).
+NOT_EXPECTED = {
+    VerificationMethod.OTP: ("otp-not-expected", "This verification does not expect an SMS code now."),
+    VerificationMethod.BIOMETRIC: (
+        "biometric-not-expected",
+        "This verification does not expect a biometric now.",
+    ),
+}
+
+
+async def _expecting(
+    uow: UnitOfWork, principal: Principal, verification_id: str, method: VerificationMethod
+) -> Verification:
+    """The customer's open verification, locked, if it still waits for `method` (else 409)."""
     verification = await _owned(uow, principal, verification_id, for_update=True)
     _require_open(verification)
-    if (
-        VerificationMethod.OTP not in verification.methods
-        or VerificationMethod.OTP in verification.passed_methods
-    ):
-        raise conflict("otp-not-expected", "This verification does not expect an SMS code now.")
+    if method not in verification.methods or method in verification.passed_methods:
+        raise conflict(*NOT_EXPECTED[method])
     return verification
 
 
@@ -406,7 +415,7 @@ async def resend(
     uow: UnitOfWork, deps: VerificationDeps, principal: Principal, verification_id: str
 ) -> VerificationOut:
     settings = deps.settings
-    verification = await _expecting_code(uow, principal, verification_id)
+    verification = await _expecting(uow, principal, verification_id, VerificationMethod.OTP)
     now = utcnow()
     if (
         verification.otp_last_sent_at
@@ -453,7 +462,7 @@ async def check_otp(
 ) -> AttemptOutcome:
     """Check a code. A wrong code is recorded (the caller commits it) and reported, not raised."""
     settings = deps.settings
-    verification = await _expecting_code(uow, principal, verification_id)
+    verification = await _expecting(uow, principal, verification_id, VerificationMethod.OTP)
     if (
         verification.otp_hash is None
         or verification.otp_expires_at is None
@@ -616,13 +625,7 @@ async def _end_enrolment(uow: UnitOfWork, verification: Verification) -> None:
 async def issue_challenge(
     uow: UnitOfWork, settings: VerificationSettings, principal: Principal, verification_id: str
 ) -> ChallengeOut:
-    verification = await _owned(uow, principal, verification_id, for_update=True)
-    _require_open(verification)
-    if (
-        VerificationMethod.BIOMETRIC not in verification.methods
-        or VerificationMethod.BIOMETRIC in verification.passed_methods
-    ):
-        raise conflict("biometric-not-expected", "This verification does not expect a biometric now.")
+    verification = await _expecting(uow, principal, verification_id, VerificationMethod.BIOMETRIC)
     challenge = Challenge(
         verification_id=verification.id,
         challenge=b64url(secrets.token_bytes(CHALLENGE_BYTES)),
@@ -647,13 +650,7 @@ async def check_biometric(
     body: BiometricIn,
 ) -> AttemptOutcome:
     """Check a device signature; a refusal is recorded (and counts) and reported, not raised."""
-    verification = await _owned(uow, principal, verification_id, for_update=True)
-    _require_open(verification)
-    if (
-        VerificationMethod.BIOMETRIC not in verification.methods
-        or VerificationMethod.BIOMETRIC in verification.passed_methods
-    ):
-        raise conflict("biometric-not-expected", "This verification does not expect a biometric now.")
+    verification = await _expecting(uow, principal, verification_id, VerificationMethod.BIOMETRIC)
     reason = await _biometric_refusal(uow, verification, principal, body)
     if reason:
         verification.biometric_failures += 1
