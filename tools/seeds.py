@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from services.binding import agreements
 from services.binding import repository as binding_repository
@@ -86,36 +86,15 @@ async def seed_binding(uow: UnitOfWork) -> bool:
     on = today()
     for demo in BINDINGS:
         due = on + timedelta(days=demo.due_in_days)
-        contribution = credit_limit_contribution(demo.monthly_instalment)
-        uow.session.add_all(
-            [
-                CreditAccount(id=f"ca-{demo.suffix}", user_id=demo.user_id, credit_limit=30_000),
-                RepaymentAccount(
-                    id=f"ra-{demo.suffix}", user_id=demo.user_id, lender="Example Bank",
-                    lender_id="example_bank", account_number=demo.account_number,
-                    monthly_instalment=demo.monthly_instalment, due_day=due.day,
-                ),
-            ]
-        )  # fmt: skip
-        await uow.session.flush()
         binding_id = f"b-{demo.suffix}-mortgage"
-        uow.session.add(
-            Binding(
-                id=binding_id,
-                user_id=demo.user_id,
-                credit_account_id=f"ca-{demo.suffix}",
-                repayment_account_id=f"ra-{demo.suffix}",
-                status=BindingStatus.ACTIVE,
-                credit_limit_contribution=contribution,
-                agreement_version=agreements.CURRENT,
-            )
-        )
-        await uow.session.flush()
+        await _active_binding(
+            uow, demo.user_id, binding_id, demo.suffix,
+            account_number=demo.account_number, monthly_instalment=demo.monthly_instalment, due=due,
+        )  # fmt: skip
+        # The demo's history: last month's instalment, paid by the auto-debit, and a second benefit.
         previous = (due.replace(day=1) - timedelta(days=1)).replace(day=min(due.day, 28))
         uow.session.add_all(
             [
-                Mandate(id=_new_id(), binding_id=binding_id, kind="auto_debit", status=MandateStatus.ACTIVE),
-                Benefit(id=_new_id(), binding_id=binding_id, code="limit_uplift", value=contribution),
                 Benefit(id=_new_id(), binding_id=binding_id, code="interest_free_days", value=10),
                 Instalment(
                     id=_new_id(),
@@ -125,13 +104,6 @@ async def seed_binding(uow: UnitOfWork) -> bool:
                     due_date=previous,
                     paid_at=datetime.combine(previous, datetime.min.time(), SHANGHAI),
                     paid_by="auto_debit",
-                ),
-                Instalment(
-                    id=_new_id(),
-                    repayment_account_id=f"ra-{demo.suffix}",
-                    period=due.strftime("%Y-%m"),
-                    amount=demo.monthly_instalment,
-                    due_date=due,
                 ),
             ]
         )
@@ -218,48 +190,57 @@ async def populate_binding(uow: UnitOfWork, customers: Sequence[SyntheticCustome
     in 20 days, so no blocker needs acknowledging."""
     due = today() + timedelta(days=20)
     for customer in customers:
-        contribution = credit_limit_contribution(customer.monthly_instalment)
         suffix = customer.binding_id.removeprefix("b-")
-        uow.session.add_all(
-            [
-                CreditAccount(id=f"ca-{suffix}", user_id=customer.user_id, credit_limit=30_000),
-                RepaymentAccount(
-                    id=f"ra-{suffix}", user_id=customer.user_id, lender="Example Bank",
-                    lender_id="example_bank", account_number=customer.account_number,
-                    monthly_instalment=customer.monthly_instalment, due_day=due.day,
-                ),
-            ]
+        await _active_binding(
+            uow, customer.user_id, customer.binding_id, suffix,
+            account_number=customer.account_number, monthly_instalment=customer.monthly_instalment, due=due,
         )  # fmt: skip
-        await uow.session.flush()
-        uow.session.add(
-            Binding(
-                id=customer.binding_id, user_id=customer.user_id, credit_account_id=f"ca-{suffix}",
-                repayment_account_id=f"ra-{suffix}",
-                status=BindingStatus.ACTIVE, credit_limit_contribution=contribution,
-                agreement_version=agreements.CURRENT,
-            )
-        )  # fmt: skip
-        await uow.session.flush()
-        uow.session.add_all(
-            [
-                Mandate(
-                    id=_new_id(),
-                    binding_id=customer.binding_id,
-                    kind="auto_debit",
-                    status=MandateStatus.ACTIVE,
-                ),
-                Benefit(
-                    id=_new_id(), binding_id=customer.binding_id, code="limit_uplift", value=contribution
-                ),
-                Instalment(
-                    id=_new_id(),
-                    repayment_account_id=f"ra-{suffix}",
-                    period=due.strftime("%Y-%m"),
-                    amount=customer.monthly_instalment,
-                    due_date=due,
-                ),
-            ]
+
+
+async def _active_binding(
+    uow: UnitOfWork,
+    user_id: str,
+    binding_id: str,
+    suffix: str,
+    *,
+    account_number: str,
+    monthly_instalment: int,
+    due: date,
+) -> None:
+    """A credit account, a repayment account and their active binding, with its auto-debit, its
+    credit-limit benefit and the instalment due on `due`."""
+    contribution = credit_limit_contribution(monthly_instalment)
+    uow.session.add_all(
+        [
+            CreditAccount(id=f"ca-{suffix}", user_id=user_id, credit_limit=30_000),
+            RepaymentAccount(
+                id=f"ra-{suffix}", user_id=user_id, lender="Example Bank", lender_id="example_bank",
+                account_number=account_number, monthly_instalment=monthly_instalment, due_day=due.day,
+            ),
+        ]
+    )  # fmt: skip
+    await uow.session.flush()
+    uow.session.add(
+        Binding(
+            id=binding_id, user_id=user_id, credit_account_id=f"ca-{suffix}",
+            repayment_account_id=f"ra-{suffix}", status=BindingStatus.ACTIVE,
+            credit_limit_contribution=contribution, agreement_version=agreements.CURRENT,
         )
+    )  # fmt: skip
+    await uow.session.flush()
+    uow.session.add_all(
+        [
+            Mandate(id=_new_id(), binding_id=binding_id, kind="auto_debit", status=MandateStatus.ACTIVE),
+            Benefit(id=_new_id(), binding_id=binding_id, code="limit_uplift", value=contribution),
+            Instalment(
+                id=_new_id(),
+                repayment_account_id=f"ra-{suffix}",
+                period=due.strftime("%Y-%m"),
+                amount=monthly_instalment,
+                due_date=due,
+            ),
+        ]
+    )
 
 
 async def populate_notification(uow: UnitOfWork, customers: Sequence[SyntheticCustomer]) -> None:
