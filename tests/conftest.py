@@ -5,10 +5,12 @@ run one test body on each bus and each database."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import uuid
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -33,6 +35,29 @@ TEST_POSTGRES_PORT = int(os.environ.get("UNBIND_TEST_POSTGRES_PORT", "55433")) +
 # at import: some tests clear UNBIND_* from their environment). An external test cluster
 # (KAFKA_BOOTSTRAP_SERVERS) needs one too, as `unbind kafka up` writes it.
 KAFKA_CREDENTIALS = Path(os.environ.get(CREDENTIALS_ENV) or TEST_VAR / "kafka" / "credentials.json")
+
+
+@contextlib.contextmanager
+def machine_share(*, alone: bool) -> Iterator[None]:
+    """A readers-writer lock across the xdist workers (flock on files under var/test): a test `alone`
+    waits until no other test runs and keeps new ones out; the turnstile, which it holds while it
+    waits, stops the others from starving it."""
+    locks = ROOT / "var" / "test"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / "turnstile.lock", "a") as turnstile, open(locks / "machine.lock", "a") as machine:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        if not alone:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        fcntl.flock(machine, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        yield  # closing the files releases both locks
+
+
+@pytest.fixture(autouse=True)
+def _alone_when_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    # The bench loads both cores on purpose: beside it, other tests miss their deadlines, and its
+    # figures would count their work too.
+    with machine_share(alone=request.node.get_closest_marker("alone") is not None):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ WORKFLOWS = 150
 
 
 @pytest.mark.kafka
+@pytest.mark.alone
 def test_bench_drives_every_workflow_and_writes_its_report(kafka_cluster: Cluster, tmp_path: Path) -> None:
     with unbind_up(kafka_cluster, tmp_path) as up:
         offset = up.ports["binding"] - 8001

@@ -25,6 +25,9 @@ from tools.running import RunningStack
 from tools.sms import SmsSink
 
 TRANSPORT_RETRIES = 3
+# How long a customer whose code was refused waits for the SMS that replaced it: verification sends
+# a new code when notification did not confirm the last one (after a 2 s backoff, doubling).
+REPLACED_CODE_WAIT = 20.0
 
 
 class WorkflowFailed(Exception):
@@ -122,6 +125,7 @@ class Customers:
         self._tokens = tokens
         self.timeout = timeout
         self.transport_retries = 0
+        self.codes_replaced = 0
 
     def _auth(self, user_id: str) -> dict[str, str]:
         return self._tokens.headers(user_id)
@@ -152,12 +156,10 @@ class Customers:
         enrolment = await self._post(
             "verification", "/v1/devices", 202, json=device.enrolment(), headers=headers
         )
-        code = await self._code(customer.phone, after=sent)
-        await self._post(
-            "verification",
+        await self._type_code(
             f"/v1/verifications/{enrolment['verification']['id']}/otp",
-            200,
-            json={"code": code},
+            customer.phone,
+            after=sent,
             headers=headers,
         )
         return device
@@ -186,13 +188,7 @@ class Customers:
             verification_id, methods = timeline.verification
             path = f"/v1/verifications/{verification_id}"
             if "otp" in methods:
-                await self._post(
-                    "verification",
-                    f"{path}/otp",
-                    200,
-                    json={"code": await self._code(customer.phone, after=sent)},
-                    headers=headers,
-                )
+                await self._type_code(f"{path}/otp", customer.phone, after=sent, headers=headers)
             if "biometric" in methods:
                 if device is None:
                     raise WorkflowFailed(f"risk asked {customer.user_id} for a biometric without a device")
@@ -207,6 +203,32 @@ class Customers:
         if "UnbindCompleted" not in timeline.times:
             raise WorkflowFailed(f"request {request['id']} ended with {sorted(timeline.times)}")
         return request["id"]
+
+    async def _type_code(self, path: str, phone: str, *, after: int, headers: dict[str, str]) -> None:
+        """Submit the newest code. When notification's answer was lost, verification sends a new code
+        that replaces one the customer may already hold: like a customer reading the second SMS, a
+        refused code is typed again from the newer SMS, if one comes."""
+        while True:
+            code = await self._code(phone, after=after)
+            typed = len(self.sms.codes(phone))
+            response = await self.client.post(
+                self.stack.urls["verification"] + path, json={"code": code}, headers=headers
+            )
+            if response.status_code == 200:
+                return
+            if response.status_code != 422 or not await self._replaced(phone, typed):
+                raise WorkflowFailed(f"POST verification{path}: {response.status_code} {response.text[:200]}")
+            self.codes_replaced += 1
+            after = typed
+
+    async def _replaced(self, phone: str, typed: int) -> bool:
+        """Whether a code newer than the first `typed` reaches the phone in time."""
+        try:
+            async with asyncio.timeout(REPLACED_CODE_WAIT):
+                await self._code(phone, after=typed)
+        except TimeoutError:
+            return False
+        return True
 
     def _codes_sent(self, phone: str) -> int:
         self.sms.refresh()

@@ -252,6 +252,7 @@ async def drive(options: BenchOptions, stack: RunningStack) -> dict[str, Any]:
         "timelines": timelines,
         "failures": failures,
         "transport_retries": players.transport_retries,
+        "codes_replaced": players.codes_replaced,
         "cpu": cpu_budget(cpu_before, cpu_after, len(request_ids)),
         "commits_per_workflow": round(commits / len(request_ids), 1)
         if commits is not None and request_ids
@@ -297,6 +298,7 @@ def summarize(
         "failed": sum(driven["failures"].values()),
         "failures": dict(driven["failures"].most_common(5)),
         "transport_retries": driven["transport_retries"],
+        "codes_replaced": driven["codes_replaced"],
         "seconds": round(span, 2),
         "completed_per_second": round(len(completed) / span, 1) if span else None,
         "latency_ms": {name: percentiles(values) for name, values in stage_seconds.items()},
@@ -386,6 +388,8 @@ def print_report(report: dict[str, Any]) -> None:
         )
     if report["transport_retries"]:
         print(f"  retried           {report['transport_retries']} requests whose connection dropped")
+    if report["codes_replaced"]:
+        print(f"  codes replaced    {report['codes_replaced']} typed again from the SMS that replaced them")
     if report["failures"]:
         print(f"  failures          {report['failures']}")
 
