@@ -1,6 +1,7 @@
 """The consumer runner: one consumer group per service on `unbind.events`.
 
-For each record: parse the CloudEvent; skip types the service does not subscribe to; otherwise, in
+For each record: skip, from its `ce_type` header and before decoding anything, a known type the
+service does not subscribe to; otherwise parse the CloudEvent and, in
 ONE transaction, record the event id in the inbox and run the handler. The records fetched
 together are handled in one transaction (falling back to one transaction each when a handler
 fails), which is what keeps a consumer's commits per second far below its events per second. A redelivered
@@ -33,7 +34,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from shared.bus import Consumer, EventBus, Producer, partition_lag, stop_quietly
 from shared.cloudevents import Envelope, EventRejected, MalformedEvent, header_map, verify_signature
 from shared.db import UTCDateTime, is_transient, utcnow
-from shared.events import Event
+from shared.events import EVENT_TYPES, Event
 from shared.keys import KeySet, KeySetUnavailable
 from shared.logging import correlation_id, redact
 from shared.metrics import MALFORMED, ConsumerMetrics
@@ -97,6 +98,8 @@ class EventConsumer:
         self._unit_of_work = unit_of_work
         self._inbox = inbox_model
         self._subscriptions = subscriptions
+        # Known types nobody here handles: most of the topic, for most services.
+        self._ignored = frozenset(EVENT_TYPES) - {event_type.__name__ for event_type in subscriptions}
         self._keys = keys
         self.deps = deps
         self._max_attempts = max_attempts
@@ -243,6 +246,8 @@ class EventConsumer:
     async def _admit(self, record: Any) -> tuple[Envelope, Handler] | None:
         """The event and its handler, or None for a type the service does not subscribe to.
         Raises MalformedEvent, or EventRejected for an event its one legitimate source did not sign."""
+        if _ce_type(record.headers) in self._ignored:
+            return None
         envelope = Envelope.from_record(record.value, record.headers)
         handler = self._subscriptions.get(type(envelope.data))
         if handler is None:
@@ -369,6 +374,13 @@ class EventConsumer:
                 "error": redact(str(error)),
             },
         )
+
+
+def _ce_type(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
+    for name, value in headers or ():
+        if name == "ce_type":
+            return value.decode(errors="replace") if isinstance(value, bytes) else value
+    return None
 
 
 def header_type(record: Any) -> str:

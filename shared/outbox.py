@@ -7,6 +7,12 @@ its partition; a row is marked published only after the broker acknowledged it, 
 dies mid-batch publishes the unmarked rows again on restart, and the consumers' inbox makes that
 second copy a no-op. Several instances of a service share its outbox: on PostgreSQL they take
 turns (an advisory lock held for one round), so only one publishes at a time and `seq` order holds.
+
+The relay does not poll for work. A unit of work that staged events wakes its own instance's relay
+when it commits; on PostgreSQL a trigger NOTIFYs every instance's relay at the commit of a
+transaction that added rows (so rows an instance committed just before it died go out at once).
+A slow safety round (`idle_interval`) catches anything else, and a round that finds nothing ends
+with a rollback: an idle service commits nothing.
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Text, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from sqlalchemy.types import JSON
 
@@ -30,6 +37,34 @@ from shared.keys import SigningKey
 from shared.logging import redact
 
 log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "unbind_outbox"
+# Statement-level: one NOTIFY per insert statement, and PostgreSQL folds the identical ones of a
+# transaction into one, delivered at commit.
+_NOTIFY_TRIGGER = (
+    f"""CREATE OR REPLACE FUNCTION unbind_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN PERFORM pg_notify('{NOTIFY_CHANNEL}', ''); RETURN NULL; END $$""",
+    "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox"
+    " FOR EACH STATEMENT EXECUTE FUNCTION unbind_outbox_notify()",
+)
+_DROP_NOTIFY_TRIGGER = (
+    "DROP TRIGGER IF EXISTS outbox_notify ON outbox",
+    "DROP FUNCTION IF EXISTS unbind_outbox_notify()",
+)
+
+
+def add_notify_trigger(op: Any) -> None:
+    """For a service's migration (alembic's `op`): the trigger the relays LISTEN to, on PostgreSQL.
+    SQLite runs one instance, whose commits wake its own relay."""
+    if op.get_bind().dialect.name == "postgresql":
+        for statement in _NOTIFY_TRIGGER:
+            op.execute(statement)
+
+
+def drop_notify_trigger(op: Any) -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        for statement in _DROP_NOTIFY_TRIGGER:
+            op.execute(statement)
 
 
 class OutboxMixin:
@@ -101,7 +136,7 @@ class OutboxRelay:
         model: type[OutboxMixin],
         bus: EventBus,
         batch_size: int = 500,
-        idle_interval: float = 1.0,
+        idle_interval: float = 30.0,
         max_backoff: float = 5.0,
         busy_retry: float = 0.05,
     ):
@@ -123,6 +158,12 @@ class OutboxRelay:
     async def run(self) -> None:
         producer: Producer | None = None
         backoff = 0.2
+        engine = self._session_factory.kw.get("bind")
+        listener = (
+            asyncio.create_task(self._listen(engine), name="outbox-listener")
+            if isinstance(engine, AsyncEngine) and engine.dialect.name == "postgresql"
+            else None
+        )
         try:
             while True:
                 try:
@@ -152,8 +193,35 @@ class OutboxRelay:
                     backoff = min(backoff * 2, self._max_backoff)
         finally:
             self.connected = False
+            if listener is not None:
+                listener.cancel()
+                await asyncio.gather(listener, return_exceptions=True)
             if producer is not None:
                 await stop_quietly(producer)
+
+    async def _listen(self, engine: AsyncEngine) -> None:
+        """LISTEN on a connection of its own for the trigger's NOTIFY, reconnecting when it drops;
+        each (re)connection wakes the relay once for what was committed while nobody listened."""
+        backoff = 0.2
+        while True:
+            lost = asyncio.Event()
+            try:
+                async with engine.connect() as connection:
+                    raw = (await connection.get_raw_connection()).driver_connection
+                    await raw.add_listener(NOTIFY_CHANNEL, lambda *_: self.wake())
+                    raw.add_termination_listener(lambda _, lost=lost: lost.set())
+                    self.wake()
+                    backoff = 0.2
+                    await lost.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "outbox listener lost its connection; reconnecting",
+                    extra={"error": redact(repr(exc)), "backoff_s": backoff},
+                )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self._max_backoff)
 
     async def _idle(self) -> None:
         # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that arrives
@@ -169,22 +237,23 @@ class OutboxRelay:
         """Publish one batch of unsent rows; returns how many rows were attempted. Raises
         RelayBusy when another instance of the service is publishing."""
         model = self._model
+        # No `session.begin()` block: a round that finds nothing closes the session, which rolls back.
         async with self._session_factory() as session:
-            async with session.begin():
-                if not await _take_the_turn(session, model):
-                    raise RelayBusy
-                rows: Sequence[OutboxMixin] = (
-                    await session.scalars(
-                        select(model)
-                        .where(model.published_at.is_(None))
-                        .order_by(model.seq)
-                        .limit(self._batch_size)
-                    )
-                ).all()
-                if not rows:
-                    return 0
-                results = await _send_all(producer, rows)
-                published, failed = await self._record_outcomes(session, rows, results)
+            if not await _take_the_turn(session, model):
+                raise RelayBusy
+            rows: Sequence[OutboxMixin] = (
+                await session.scalars(
+                    select(model)
+                    .where(model.published_at.is_(None))
+                    .order_by(model.seq)
+                    .limit(self._batch_size)
+                )
+            ).all()
+            if not rows:
+                return 0
+            results = await _send_all(producer, rows)
+            published, failed = await self._record_outcomes(session, rows, results)
+            await session.commit()
         self.published_total += len(published)
         if failed:
             raise PublishFailed(

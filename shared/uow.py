@@ -36,10 +36,12 @@ class UnitOfWork:
         self._outbox = outbox
         self._on_commit = on_commit
         self._after_commit: list[AfterCommit] = []
+        self.emitted = 0
         self.session: AsyncSession
 
     def emit(self, event: Event) -> Envelope:
         """Stage an event in this transaction; it is published only if the transaction commits."""
+        self.emitted += 1
         return self._outbox.add(self.session, event)
 
     def after_commit(self, callback: AfterCommit) -> None:
@@ -60,7 +62,8 @@ class UnitOfWork:
         finally:
             await self.session.close()
         if exc_type is None:
-            if self._on_commit:
+            # Only a transaction that staged events has anything for the relay.
+            if self._on_commit and self.emitted:
                 self._on_commit()
             # Independent follow-ups (a batch of handled events may send many codes) run together.
             pending = [result for callback in self._after_commit if asyncio.iscoroutine(result := callback())]

@@ -299,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--no-ceilings", action="store_true", help="skip the raw Kafka and database measurements"
     )
+    bench.add_argument(
+        "--profile",
+        action="store_true",
+        help="also write a py-spy flame graph (SVG) of each service, beside the JSON report",
+    )
 
     docs_help = (
         "write the AsyncAPI document of the topic, a JSON Schema per event type and each app's OpenAPI "
@@ -475,6 +480,7 @@ def run(args: argparse.Namespace) -> int:
                 args.json,
                 args.port_offset,
                 ceilings=not args.no_ceilings,
+                profile=args.profile,
             )
         )
     elif args.command == "demo":

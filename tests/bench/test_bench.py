@@ -1,5 +1,6 @@
 """A smoke run of `unbind bench` against a real `unbind up`: it drives every workflow to the end
-and writes its report and chart. It asserts no speed: benchmarks measure, they are not timed tests."""
+and writes its report, chart and flame graphs. It asserts no speed: benchmarks measure, they are
+not timed tests."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def test_bench_drives_every_workflow_and_writes_its_report(kafka_cluster: Cluste
             str(offset),
             "--json",
             str(report_path),
+            "--profile",
         )
         result = run_unbind(*args, env=up.env, timeout=600)
         print(result.stdout)
@@ -59,3 +61,7 @@ def test_bench_drives_every_workflow_and_writes_its_report(kafka_cluster: Cluste
     assert cpu["machine"] >= cpu["services"] + cpu["bench"] - 1 and 0 < report["cpu"]["machine_busy"] <= 1
     assert report["commits_per_workflow"] is None  # SQLite: no server-wide commit counter
     assert report_path.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+    # --profile: one py-spy flame graph per service, of samples taken while the workflows ran.
+    assert set(report["flame_graphs"]) == set(report["peak_rss_mb"]) and report["profiled"]
+    for svg in report["flame_graphs"].values():
+        assert Path(svg).parent == tmp_path and "<svg" in Path(svg).read_text()[:2000]

@@ -142,6 +142,25 @@ async def test_poison_event_goes_to_the_dlq_and_the_next_event_is_handled(
         assert stack.runtime("notification").consumer.dead_lettered_total == 1
 
 
+async def test_a_type_the_service_does_not_subscribe_to_is_skipped_before_its_data_is_read(
+    any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> None:
+    # Notification does not handle BindingVerified: its group skips the record from the ce_type
+    # header alone, so even data that would not parse costs it nothing and reaches no DLQ of its.
+    async with running_stack(any_bus, database_urls, tmp_path, NOTIFICATION_ONLY) as stack:
+        good = completed_event()
+        await notification_knows(stack, good)
+        key, _, headers = good.to_record()
+        unread = [(n, v) for n, v in headers if n != "ce_type"] + [("ce_type", b"BindingVerified")]
+        await any_bus.publish(b"not json at all", key=key, headers=unread)
+        await any_bus.publish_event(good)
+
+        await eventually(lambda: notifications_for(stack, "u-zhangsan"), 30, "the next event was not handled")
+        consumer = stack.runtime("notification").consumer
+        assert consumer.dead_lettered_total == 0 and consumer.handled_total == 1
+        assert not await any_bus.records(any_bus.dlq_topic)
+
+
 async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(
     any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path
 ) -> None:

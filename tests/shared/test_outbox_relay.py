@@ -7,13 +7,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from services.binding.models import OutboxMessage
 from services.risk.models import Assessment
 from shared.cloudevents import Envelope
 from shared.events import UnbindCancelled
 from shared.outbox import OutboxRelay, RelayBusy, _take_the_turn
+from shared.uow import UnitOfWork
 from tests.factories import customer_with_binding, idempotency_key, unbind_body
 from tests.stack import BusTopics, Stack, auth, eventually, running_stack
 
@@ -212,3 +213,43 @@ async def test_two_relays_of_one_service_take_turns_and_publish_each_row_once(
         )
         assert sum(relay.published_total for relay in relays) == 200
         assert_each_key_in_order(records, keys=4)
+
+
+async def test_a_relay_is_woken_by_any_instances_commit_and_commits_nothing_while_idle(
+    kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> None:
+    overrides = {"binding": {"run_workers": False}}
+    async with running_stack(
+        kafka_topics, database_urls, tmp_path, ("binding",), overrides=overrides
+    ) as stack:
+        runtime = stack.runtime("binding")
+        commits = Counter[str]()
+        event.listen(runtime.engine.sync_engine, "commit", lambda _: commits.update(["commit"]))
+        # A safety round an hour away: whatever goes out below was woken, not polled.
+        relay = OutboxRelay(
+            session_factory=runtime.session_factory,
+            model=OutboxMessage,
+            bus=kafka_topics.bus,
+            idle_interval=3600,
+        )
+        task = asyncio.create_task(relay.run())
+        try:
+            await eventually(lambda: relay.connected, 30, "the relay did not start")
+            await asyncio.sleep(2)
+            assert commits["commit"] == 0, "an idle relay committed"
+
+            if runtime.engine.dialect.name == "postgresql":
+                # Another instance's commit (a unit of work that wakes no relay of this process):
+                # the trigger's NOTIFY wakes this one.
+                async with UnitOfWork(runtime.session_factory, runtime.outbox) as uow:
+                    uow.emit(UnbindCancelled(request_id="r-other", binding_id="b-1", user_id="u-1"))
+                await eventually(lambda: _no_unpublished(stack), 10, "the NOTIFY did not wake the relay")
+
+            async with UnitOfWork(runtime.session_factory, runtime.outbox, on_commit=relay.wake) as uow:
+                uow.emit(UnbindCancelled(request_id="r-own", binding_id="b-1", user_id="u-1"))
+            await eventually(
+                lambda: _no_unpublished(stack), 10, "this instance's commit did not wake its relay"
+            )
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

@@ -11,7 +11,8 @@ that `unbind up` runs.
    service's peak RSS (VmHWM), and where the CPU went while the workflows ran: CPU ms per
    workflow for each service, the bench itself and the whole machine (Kafka, PostgreSQL and the
    kernel are the rest), which shows what bounds the throughput.
-5. Prints the figures and writes tools/bench/results/<timestamp>.json and a PNG chart beside it.
+5. Prints the figures and writes tools/bench/results/<timestamp>.json and a PNG chart beside it;
+   with `--profile`, a py-spy flame graph (SVG) of each service while the workflows ran, too.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import json
 import os
 import random
 import resource
+import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -61,6 +64,7 @@ class BenchOptions:
     port_offset: int | None = None
     timeout: float = 120.0
     ceilings: bool = True
+    profile: bool = False
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -180,7 +184,51 @@ def cpu_budget(before: CpuSnapshot, after: CpuSnapshot, workflows: int) -> dict[
     }
 
 
-async def drive(options: BenchOptions, stack: RunningStack) -> dict[str, Any]:
+class Profilers:
+    """py-spy sampling each service while the workflows run; stopping writes one flame graph (SVG)
+    per service. Sampling costs the services a little CPU, which the report's figures include."""
+
+    def __init__(self, pids: dict[str, int], prefix: Path):
+        self._pids = {service: pid for service, pid in pids.items() if service not in STAND_INS}
+        self._prefix = prefix
+        self._running: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+
+    def start(self) -> None:
+        py_spy = Path(sys.executable).with_name("py-spy")
+        if not py_spy.exists():
+            raise InfraError("--profile needs py-spy, which `make install` installs (the bench extra).")
+        self._prefix.parent.mkdir(parents=True, exist_ok=True)
+        for service, pid in self._pids.items():
+            svg = self._prefix.with_name(f"{self._prefix.name}.{service}.svg")
+            command = [str(py_spy), "record", "--pid", str(pid), "--format", "flamegraph"]
+            command += ["--output", str(svg), "--nonblocking", "--rate", "100"]
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            self._running[service] = (process, svg)
+
+    def stop(self) -> dict[str, str]:
+        """Stop every recorder (SIGINT: py-spy then writes its SVG); the graphs written, by service."""
+        for process, _ in self._running.values():
+            process.send_signal(signal.SIGINT)
+        written = {}
+        for service, (process, svg) in self._running.items():
+            try:
+                _, errors = process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                errors = b"timed out"
+            if svg.exists():
+                written[service] = str(svg)
+            else:
+                print(
+                    f"bench: no flame graph of {service}: {errors.decode(errors='replace')[-300:]}",
+                    file=sys.stderr,
+                )
+        return written
+
+
+async def drive(
+    options: BenchOptions, stack: RunningStack, profilers: Profilers | None = None
+) -> dict[str, Any]:
     server_url = stack.database_server_url
     settings = load_settings("binding", options.var_dir, server_url)
     run_id = uuid.uuid4().hex[:8]
@@ -226,6 +274,8 @@ async def drive(options: BenchOptions, stack: RunningStack) -> dict[str, Any]:
                 gate.release()
 
         commits_before = await committed_transactions(settings.database_url)
+        if profilers is not None:
+            profilers.start()
         cpu_before = CpuSnapshot.take(stack.pids)
         started = time.perf_counter()
         tasks = []
@@ -237,6 +287,7 @@ async def drive(options: BenchOptions, stack: RunningStack) -> dict[str, Any]:
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
         cpu_after = CpuSnapshot.take(stack.pids)
+        flame_graphs = await asyncio.to_thread(profilers.stop) if profilers is not None else {}
     watching.cancel()
     await asyncio.gather(watching, return_exceptions=True)
     await watcher.stop()
@@ -259,6 +310,7 @@ async def drive(options: BenchOptions, stack: RunningStack) -> dict[str, Any]:
         else None,
         "watcher": watcher,
         "run_id": run_id,
+        "flame_graphs": flame_graphs,
     }
 
 
@@ -311,6 +363,8 @@ def summarize(
         else None,
         "peak_rss_mb": peak_rss_mb({name: pid for name, pid in stack.pids.items() if name not in STAND_INS}),
         "cpu": driven["cpu"],
+        "profiled": bool(driven["flame_graphs"]),
+        "flame_graphs": driven["flame_graphs"],
         "commits_per_workflow": driven["commits_per_workflow"],
         "series": _series(completed),
     }
@@ -388,6 +442,8 @@ def print_report(report: dict[str, Any]) -> None:
         )
     if report["transport_retries"]:
         print(f"  retried           {report['transport_retries']} requests whose connection dropped")
+    if report["flame_graphs"]:
+        print(f"  flame graphs      {', '.join(sorted(report['flame_graphs']))} (py-spy, while driving)")
     if report["codes_replaced"]:
         print(f"  codes replaced    {report['codes_replaced']} typed again from the SMS that replaced them")
     if report["failures"]:
@@ -396,11 +452,14 @@ def print_report(report: dict[str, Any]) -> None:
 
 def run(options: BenchOptions) -> int:
     stack = find_running_stack(options.var_dir, options.port_offset)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    json_path = options.json_path or RESULTS / f"{stamp}.json"
+    profilers = Profilers(stack.pids, json_path.with_suffix("")) if options.profile else None
 
     async def main() -> dict[str, Any]:
         async with httpx.AsyncClient(trust_env=False) as client:
             await check_running(client, stack, options.var_dir)
-        driven = await drive(options, stack)
+        driven = await drive(options, stack, profilers)
         ceilings: dict[str, Any] = {}
         if options.ceilings:
             print("bench: measuring the raw ceilings", file=sys.stderr)
@@ -415,8 +474,6 @@ def run(options: BenchOptions) -> int:
         report = asyncio.run(main())
     except OSError as exc:
         raise InfraError(f"The bench could not reach the stack: {exc}") from None
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    json_path = options.json_path or RESULTS / f"{stamp}.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2))
     chart(report, json_path.with_suffix(".png"))
