@@ -14,6 +14,7 @@ from sqlalchemy import DateTime, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.types import TypeDecorator
 
 
@@ -84,5 +85,28 @@ def _serialise_sqlite_writers(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class TrackedSession(Session):
+    """A session that knows whether its transaction wrote anything (`wrote`), so a unit of work that
+    only read can end with a rollback: an idle service's timers then commit nothing."""
+
+    @property
+    def wrote(self) -> bool:
+        return bool(self.info.get("wrote") or self.new or self.dirty or self.deleted)
+
+
+@event.listens_for(TrackedSession, "after_flush")
+def _flushed(session: Session, _context: Any) -> None:
+    session.info["wrote"] = True
+
+
+@event.listens_for(TrackedSession, "do_orm_execute")
+def _executed(state: ORMExecuteState) -> None:
+    # Anything but a SELECT (Core or ORM DML, text()) counts as a write.
+    if not state.is_select:
+        state.session.info["wrote"] = True
+
+
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+    return async_sessionmaker(
+        engine, expire_on_commit=False, autoflush=True, sync_session_class=TrackedSession
+    )

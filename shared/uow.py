@@ -44,6 +44,10 @@ class UnitOfWork:
         self.emitted += 1
         return self._outbox.add(self.session, event)
 
+    @property
+    def wrote(self) -> bool:
+        return self.emitted > 0 or getattr(self.session.sync_session, "wrote", True)
+
     def after_commit(self, callback: AfterCommit) -> None:
         self._after_commit.append(callback)
 
@@ -55,9 +59,10 @@ class UnitOfWork:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         try:
-            if exc_type is None:
+            if exc_type is None and self.wrote:
                 await self.session.commit()
             else:
+                # An error, or a transaction that only read: nothing to make durable.
                 await self.session.rollback()
         finally:
             await self.session.close()
