@@ -94,7 +94,9 @@ class KafkaBus:
             **self.security.client_options(),
             enable_idempotence=True,
             acks="all",
-            linger_ms=5,
+            # No linger: the relay hands a whole batch of rows over before it waits, so records batch
+            # anyway, and each hop of a workflow would otherwise wait 5 ms for nothing.
+            linger_ms=0,
             request_timeout_ms=self.request_timeout_ms,
             retry_backoff_ms=200,
         )
