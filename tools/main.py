@@ -304,6 +304,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write a py-spy flame graph (SVG) of each service, beside the JSON report",
     )
+    bench.add_argument(
+        "--no-skeleton",
+        action="store_true",
+        help="skip the skeleton: the same shape without business logic, the framework's own ceiling",
+    )
+    bench.add_argument(
+        "--skeleton-workflows",
+        type=int,
+        default=None,
+        help="workflows to drive through the skeleton (default: --workflows)",
+    )
 
     docs_help = (
         "write the AsyncAPI document of the topic, a JSON Schema per event type and each app's OpenAPI "
@@ -465,10 +476,11 @@ def run(args: argparse.Namespace) -> int:
             or args.concurrency < 1
             or not 0 <= args.step_up <= 1
             or (args.rate is not None and args.rate <= 0)
+            or (args.skeleton_workflows is not None and args.skeleton_workflows < 1)
         ):
             raise InfraError(
-                "--workflows and --concurrency must be at least 1, --rate positive, --step-up between 0 and "
-                "1."
+                "--workflows, --skeleton-workflows and --concurrency must be at least 1, --rate positive, "
+                "--step-up between 0 and 1."
             )
         return run_bench(
             BenchOptions(
@@ -481,6 +493,8 @@ def run(args: argparse.Namespace) -> int:
                 args.port_offset,
                 ceilings=not args.no_ceilings,
                 profile=args.profile,
+                skeleton=not args.no_skeleton,
+                skeleton_workflows=args.skeleton_workflows,
             )
         )
     elif args.command == "demo":

@@ -367,6 +367,19 @@ async def ensure_database(base_url: str, name: str) -> str:
     return base_url.rstrip("/") + "/" + name
 
 
+async def drop_database(base_url: str, name: str) -> None:
+    """Drop database ``name`` if it exists, closing the connections still open to it (a scratch
+    database such as the bench's skeleton's)."""
+    import asyncpg  # lazily: the up/down/status commands do not need it
+
+    conn = await asyncpg.connect(_asyncpg_dsn(base_url, "postgres"), timeout=15)
+    try:
+        quoted = '"' + name.replace('"', '""') + '"'
+        await conn.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
 def _run_coroutine(factory: Callable[[], Awaitable[_T]]) -> _T:
     """``asyncio.run`` that also works when called from inside a running loop."""
     try:

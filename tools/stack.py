@@ -179,6 +179,8 @@ class ServiceProcess:
     quick_failures: int = 0
     restart_at: float | None = None
     awaiting_ready: bool = False
+    # Another app factory than the service's own (the bench's skeleton of the service).
+    factory: str | None = None
 
     @property
     def url(self) -> str:
@@ -190,7 +192,7 @@ class ServiceProcess:
             "-m",
             "uvicorn",
             "--factory",
-            factory_path(self.name),
+            self.factory or factory_path(self.name),
             "--host",
             "127.0.0.1",
             "--port",
@@ -451,11 +453,17 @@ def _start(
             log_path.replace(log_path.with_name(f"{service}.log.1"))
     for service in APPS:
         log_path = logs / f"{service}.log"
-        service_env = {**_service_env(stack, ports, server_url, service), **_key_env(stack, keys, service)}
+        env = service_env(
+            stack.var_dir,
+            ports,
+            service,
+            kafka_bootstrap=stack.kafka_bootstrap,
+            kafka_cluster=stack.kafka_cluster,
+            server_url=server_url,
+            keys=keys,
+        )
         stack.services.append(
-            ServiceProcess(
-                service, ports[service], service_env, log_path, settings[service].log_level.lower()
-            )
+            ServiceProcess(service, ports[service], env, log_path, settings[service].log_level.lower())
         )
     stack.services.append(_lender_process(stack, ports, keys, first.log_level.lower()))
     for proc in stack.services:
@@ -465,22 +473,30 @@ def _start(
         "services: starting "
         + ", ".join(f"{s.name} (pid {s.proc.pid if s.proc else '?'})" for s in stack.services)
     )
-    _wait_ready(stack.services, options.timeout)
+    wait_ready(stack.services, options.timeout)
     timings["services"] = time.monotonic() - phase
     timings["total"] = time.monotonic() - t0
     return timings
 
 
-def _service_env(
-    stack: _Stack, ports: dict[str, int], server_url: str | None, service: str
+def service_env(
+    var_dir: Path,
+    ports: dict[str, int],
+    service: str,
+    *,
+    kafka_bootstrap: str,
+    kafka_cluster: kafka.Cluster | None,
+    server_url: str | None,
+    keys: InstallationKeys,
 ) -> dict[str, str]:
-    """The environment of one service process: the caller's, plus where the stack lives and the
-    service's own Kafka principal (when the stack's broker is one whose passwords it knows)."""
+    """The environment of one service process of the stack on `ports`: the caller's, plus where the
+    stack lives, the service's own Kafka principal (when the stack's broker is one whose passwords
+    it knows), and its own keys and secrets, no other's."""
     env = dict(os.environ)
     env.update(
         {
-            "UNBIND_VAR_DIR": str(stack.var_dir),
-            "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
+            "UNBIND_VAR_DIR": str(var_dir),
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
             # Verification's one synchronous call goes to this stack's notification service.
             "UNBIND_NOTIFICATION_URL": f"http://127.0.0.1:{ports['notification']}",
             # The dashboard's review queue and decisions go to this stack's risk service, its case and
@@ -498,16 +514,11 @@ def _service_env(
     )
     if server_url:
         env["UNBIND_DATABASE_SERVER_URL"] = server_url
-    if stack.kafka_cluster is not None:
-        env.update(stack.kafka_cluster.service_env(service))
-    return env
-
-
-def _key_env(stack: _Stack, keys: InstallationKeys, service: str) -> dict[str, str]:
-    """A service's own keys and secrets, and no other's."""
-    env = keys.service_env(service)
+    if kafka_cluster is not None:
+        env.update(kafka_cluster.service_env(service))
+    env.update(keys.service_env(service))
     if service == "dashboard":
-        env["UNBIND_LOGIN_LINK_DIR"] = str(login_links_dir(stack.var_dir))
+        env["UNBIND_LOGIN_LINK_DIR"] = str(login_links_dir(var_dir))
     return env
 
 
@@ -531,7 +542,7 @@ def _lender_process(
     )
 
 
-def _wait_ready(services: list[ServiceProcess], timeout: float) -> None:
+def wait_ready(services: list[ServiceProcess], timeout: float) -> None:
     """Block until every service answers GET /readyz with 200; fail fast if one exits."""
     deadline = time.monotonic() + timeout
     pending = list(services)
@@ -699,7 +710,7 @@ def _supervise(stack: _Stack) -> None:
             time.sleep(POLL_INTERVAL)
 
 
-def _terminate(pids: dict[str, int], grace: float = STOP_GRACE) -> None:
+def terminate(pids: dict[str, int], grace: float = STOP_GRACE) -> None:
     """SIGTERM each pid, wait up to `grace` seconds, then SIGKILL what is left."""
     for pid in pids.values():
         with contextlib.suppress(ProcessLookupError):
@@ -719,7 +730,7 @@ def _stop(stack: _Stack) -> None:
     running = {s.name: s.proc.pid for s in stack.services if s.proc is not None and s.alive()}
     if running:
         say("stopping " + ", ".join(f"{name} (pid {pid})" for name, pid in running.items()))
-        _terminate(running)
+        terminate(running)
         for service in stack.services:
             if service.proc is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -779,7 +790,7 @@ def down(var_dir: Path) -> int:
             + ", ".join(f"{name} (pid {pid})" for name, pid in leftovers.items()),
             flush=True,
         )
-        _terminate(leftovers)
+        terminate(leftovers)
     with contextlib.suppress(FileNotFoundError):
         pid_file(var_dir).unlink()
     code = 0

@@ -7,7 +7,11 @@ bench adds two or three HTTP calls per workflow and nothing else.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.cloudevents import Envelope, MalformedEvent
 from shared.events import BindingEvent
+from tools.bench.cpu import CpuSnapshot, cpu_budget
 from tools.device_simulator import DeviceSimulator
 from tools.kafka import Cluster, partitions_of
 from tools.keys import TokenMinter
@@ -104,6 +109,121 @@ class TopicWatcher:
     async def stop(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()
+
+
+@asynccontextmanager
+async def watching(cluster: Cluster, topic: str) -> AsyncIterator[TopicWatcher]:
+    """A TopicWatcher reading `topic` from its end while the block runs."""
+    watcher = TopicWatcher(cluster, topic)
+    await watcher.start()
+    reading = asyncio.create_task(watcher.run())
+    try:
+        yield watcher
+    finally:
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+        await watcher.stop()
+
+
+def completed_within(timelines: list[Timeline], elapsed: float) -> tuple[list[Timeline], float]:
+    """The timelines that reached UnbindCompleted, and the seconds from the first request to the last
+    completion on the events' own clock (`elapsed`, the driver's, when none completed)."""
+    completed = [timeline for timeline in timelines if "UnbindCompleted" in timeline.times]
+    if not completed:
+        return completed, elapsed
+    first = min(timeline.times["UnbindRequested"] for timeline in completed)
+    last = max(timeline.times["UnbindCompleted"] for timeline in completed)
+    return completed, (last - first).total_seconds()
+
+
+def customer_client(concurrency: int) -> httpx.AsyncClient:
+    """The HTTP client of `concurrency` customers at once."""
+    # keepalive_expiry below uvicorn's 5 s: never reuse a connection the server is closing.
+    limits = httpx.Limits(
+        max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=2.0
+    )
+    return httpx.AsyncClient(timeout=httpx.Timeout(30.0), limits=limits, trust_env=False)
+
+
+class Progress:
+    def __init__(self, total: int):
+        self.total = total
+        self.done = 0
+        self.failed = 0
+        self.started = time.perf_counter()
+        self._tty = sys.stderr.isatty()
+        self._last = 0.0
+
+    def tick(self, failed: bool = False) -> None:
+        self.done += 1
+        self.failed += failed
+        now = time.perf_counter()
+        if now - self._last >= (0.2 if self._tty else 5.0) or self.done == self.total:
+            self._last = now
+            width = 30
+            filled = int(width * self.done / self.total)
+            rate = self.done / max(now - self.started, 1e-9)
+            line = (
+                f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} workflows, {rate:.0f}/s, "
+                f"{self.failed} failed"
+            )
+            print(
+                ("\r" + line) if self._tty else line,
+                end="" if self._tty and self.done < self.total else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+@dataclass
+class Played:
+    """What driving the workflows gave: the request ids of those that completed, why the others
+    failed, how long it took and the CPU the measured processes used meanwhile (cpu_budget)."""
+
+    request_ids: list[str]
+    failures: Counter[str]
+    elapsed: float
+    cpu: dict[str, Any]
+
+
+async def play_all(
+    customers: list[SyntheticCustomer],
+    play: Callable[[SyntheticCustomer], Awaitable[str]],
+    pids: dict[str, int],
+    *,
+    concurrency: int,
+    rate: float | None,
+) -> Played:
+    """One workflow per customer (`play` returns its request id), `rate` new ones a second or as
+    fast as `concurrency` in flight allows, with a progress bar; the CPU of the processes `pids`
+    is measured from the first workflow's start to the last one's end."""
+    progress = Progress(len(customers))
+    gate = asyncio.Semaphore(concurrency)
+    failures: Counter[str] = Counter()
+    request_ids: list[str] = []
+
+    async def workflow(customer: SyntheticCustomer) -> None:
+        try:
+            request_ids.append(await play(customer))
+            progress.tick()
+        except (WorkflowFailed, TimeoutError, httpx.HTTPError) as exc:
+            failures[type(exc).__name__ + ": " + str(exc)[:120]] += 1
+            progress.tick(failed=True)
+        finally:
+            gate.release()
+
+    cpu_before = CpuSnapshot.take(pids)
+    started = time.perf_counter()
+    tasks = []
+    for index, customer in enumerate(customers):
+        if rate:
+            await asyncio.sleep(max(0.0, started + index / rate - time.perf_counter()))
+        await gate.acquire()
+        tasks.append(asyncio.create_task(workflow(customer)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - started
+    cpu_after = CpuSnapshot.take(pids)
+    return Played(request_ids, failures, elapsed, cpu_budget(cpu_before, cpu_after, len(request_ids)))
 
 
 class Customers:

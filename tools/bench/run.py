@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import resource
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,8 +32,10 @@ from typing import Any
 
 import httpx
 
+from tools.bench import skeleton
 from tools.bench.ceilings import commit_ceiling, committed_transactions, kafka_ceiling
-from tools.bench.driver import Customers, Timeline, TopicWatcher, WorkflowFailed
+from tools.bench.cpu import STAND_INS
+from tools.bench.driver import Customers, Timeline, completed_within, customer_client, play_all, watching
 from tools.errors import InfraError
 from tools.keys import TokenMinter
 from tools.population import synthetic_customers
@@ -65,6 +64,9 @@ class BenchOptions:
     timeout: float = 120.0
     ceilings: bool = True
     profile: bool = False
+    skeleton: bool = True
+    # Workflows through the skeleton (default: as many as through the stack).
+    skeleton_workflows: int | None = None
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -75,41 +77,6 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
         f"p{q}": round(ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))] * 1000, 1)
         for q in (50, 95, 99)
     }
-
-
-class Progress:
-    def __init__(self, total: int):
-        self.total = total
-        self.done = 0
-        self.failed = 0
-        self.started = time.perf_counter()
-        self._tty = sys.stderr.isatty()
-        self._last = 0.0
-
-    def tick(self, failed: bool = False) -> None:
-        self.done += 1
-        self.failed += failed
-        now = time.perf_counter()
-        if now - self._last >= (0.2 if self._tty else 5.0) or self.done == self.total:
-            self._last = now
-            width = 30
-            filled = int(width * self.done / self.total)
-            rate = self.done / max(now - self.started, 1e-9)
-            line = (
-                f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} workflows, {rate:.0f}/s, "
-                f"{self.failed} failed"
-            )
-            print(
-                ("\r" + line) if self._tty else line,
-                end="" if self._tty and self.done < self.total else "\n",
-                file=sys.stderr,
-                flush=True,
-            )
-
-
-# Processes `unbind up` runs in place of another party (the development lender): measured, reported
-# apart, and counted in no total of the project's services.
-STAND_INS = frozenset({"lender"})
 
 
 def peak_rss_mb(pids: dict[str, int]) -> dict[str, float | None]:
@@ -125,63 +92,6 @@ def peak_rss_mb(pids: dict[str, int]) -> dict[str, float | None]:
         except (OSError, StopIteration, ValueError):
             result[service] = None
     return result
-
-
-@dataclass(frozen=True)
-class CpuSnapshot:
-    """CPU seconds used so far by each service process, by this process and by the whole machine."""
-
-    services: dict[str, float]
-    bench: float
-    machine_busy: float
-    machine_total: float
-    at: float
-
-    @classmethod
-    def take(cls, pids: dict[str, int]) -> CpuSnapshot:
-        ticks = os.sysconf("SC_CLK_TCK")
-        services = {}
-        for service, pid in pids.items():
-            try:
-                # utime and stime are fields 14 and 15; the command name before them may hold spaces.
-                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-                services[service] = (int(fields[11]) + int(fields[12])) / ticks
-            except (OSError, IndexError, ValueError):
-                continue
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = [int(value) / ticks for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        idle = cpu[3] + cpu[4]  # idle and iowait
-        return cls(services, usage.ru_utime + usage.ru_stime, sum(cpu) - idle, sum(cpu), time.monotonic())
-
-
-def cpu_budget(before: CpuSnapshot, after: CpuSnapshot, workflows: int) -> dict[str, Any]:
-    """CPU ms per workflow of each part, and how busy the machine's cores were between the snapshots."""
-    if not workflows:
-        return {}
-    per_workflow = {
-        service: round((after.services[service] - before.services[service]) * 1000 / workflows, 1)
-        for service in after.services
-        if service in before.services
-    }
-    services_total = sum(value for service, value in per_workflow.items() if service not in STAND_INS)
-    stand_ins_total = sum(value for service, value in per_workflow.items() if service in STAND_INS)
-    bench = round((after.bench - before.bench) * 1000 / workflows, 1)
-    machine = round((after.machine_busy - before.machine_busy) * 1000 / workflows, 1)
-    return {
-        "ms_per_workflow": {
-            **per_workflow,
-            "services": round(services_total, 1),
-            "bench": bench,
-            "kafka_postgres_kernel": round(machine - services_total - stand_ins_total - bench, 1),
-            "machine": machine,
-        },
-        "cores": os.cpu_count(),
-        "machine_busy": round(
-            (after.machine_busy - before.machine_busy)
-            / max(after.machine_total - before.machine_total, 1e-9),
-            3,
-        ),
-    }
 
 
 class Profilers:
@@ -238,18 +148,10 @@ async def drive(
     print(
         f"bench: seeded {len(customers)} customers in {time.perf_counter() - seeded:.1f} s", file=sys.stderr
     )
-    watcher = TopicWatcher(stack.cluster, stack.topic)
-    await watcher.start()
-    watching = asyncio.create_task(watcher.run())
-    # keepalive_expiry below uvicorn's 5 s: never reuse a connection the server is closing.
-    limits = httpx.Limits(
-        max_connections=options.concurrency,
-        max_keepalive_connections=options.concurrency,
-        keepalive_expiry=2.0,
-    )
-    failures: Counter[str] = Counter()
-    request_ids: list[str] = []
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0), limits=limits, trust_env=False) as client:
+    async with (
+        watching(stack.cluster, stack.topic) as watcher,
+        customer_client(options.concurrency) as client,
+    ):
         players = Customers(stack, client, watcher, TokenMinter(options.var_dir), timeout=options.timeout)
         rng = random.Random(run_id)
         step_up = {customer.user_id for customer in customers if rng.random() < options.step_up}
@@ -260,38 +162,18 @@ async def drive(
                 enrolling, await asyncio.gather(*map(players.enrol, enrolling)), strict=True
             )
         }
-        progress = Progress(len(customers))
-        gate = asyncio.Semaphore(options.concurrency)
-
-        async def workflow(customer: Any) -> None:
-            try:
-                request_ids.append(await players.unbind(customer, devices.get(customer.user_id)))
-                progress.tick()
-            except (WorkflowFailed, TimeoutError, httpx.HTTPError) as exc:
-                failures[type(exc).__name__ + ": " + str(exc)[:120]] += 1
-                progress.tick(failed=True)
-            finally:
-                gate.release()
-
         commits_before = await committed_transactions(settings.database_url)
         if profilers is not None:
             profilers.start()
-        cpu_before = CpuSnapshot.take(stack.pids)
-        started = time.perf_counter()
-        tasks = []
-        for index, customer in enumerate(customers):
-            if options.rate:
-                await asyncio.sleep(max(0.0, started + index / options.rate - time.perf_counter()))
-            await gate.acquire()
-            tasks.append(asyncio.create_task(workflow(customer)))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - started
-        cpu_after = CpuSnapshot.take(stack.pids)
+        played = await play_all(
+            customers,
+            lambda customer: players.unbind(customer, devices.get(customer.user_id)),
+            stack.pids,
+            concurrency=options.concurrency,
+            rate=options.rate,
+        )
         flame_graphs = await asyncio.to_thread(profilers.stop) if profilers is not None else {}
-    watching.cancel()
-    await asyncio.gather(watching, return_exceptions=True)
-    await watcher.stop()
-    timelines = [watcher.timelines[request_id] for request_id in request_ids]
+    timelines = [watcher.timelines[request_id] for request_id in played.request_ids]
     # PostgreSQL publishes a backend's counts within a second of its last commit.
     await asyncio.sleep(1.5)
     commits_after = await committed_transactions(settings.database_url)
@@ -299,14 +181,14 @@ async def drive(
         commits_after - commits_before if commits_before is not None and commits_after is not None else None
     )
     return {
-        "elapsed": elapsed,
+        "elapsed": played.elapsed,
         "timelines": timelines,
-        "failures": failures,
+        "failures": played.failures,
         "transport_retries": players.transport_retries,
         "codes_replaced": players.codes_replaced,
-        "cpu": cpu_budget(cpu_before, cpu_after, len(request_ids)),
-        "commits_per_workflow": round(commits / len(request_ids), 1)
-        if commits is not None and request_ids
+        "cpu": played.cpu,
+        "commits_per_workflow": round(commits / len(played.request_ids), 1)
+        if commits is not None and played.request_ids
         else None,
         "watcher": watcher,
         "run_id": run_id,
@@ -315,10 +197,15 @@ async def drive(
 
 
 def summarize(
-    options: BenchOptions, stack: RunningStack, driven: dict[str, Any], ceilings: dict[str, Any]
+    options: BenchOptions,
+    stack: RunningStack,
+    driven: dict[str, Any],
+    ceilings: dict[str, Any],
+    *,
+    skeleton_figures: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     timelines: list[Timeline] = driven["timelines"]
-    completed = [timeline for timeline in timelines if "UnbindCompleted" in timeline.times]
+    completed, span = completed_within(timelines, driven["elapsed"])
     stage_seconds = {
         name: [
             (t.times[end] - t.times[start]).total_seconds()
@@ -327,10 +214,6 @@ def summarize(
         ]
         for name, (start, end) in STAGES.items()
     }
-    # Throughput measured on the events' clock: first request to last completion.
-    first = min((t.times["UnbindRequested"] for t in completed), default=None)
-    last = max((t.times["UnbindCompleted"] for t in completed), default=None)
-    span = (last - first).total_seconds() if first and last else driven["elapsed"]
     events = sum(t.events for t in timelines)
     event_rate = events / span if span else 0.0
     kafka = ceilings.get("kafka") or {}
@@ -367,6 +250,11 @@ def summarize(
         "flame_graphs": driven["flame_graphs"],
         "commits_per_workflow": driven["commits_per_workflow"],
         "series": _series(completed),
+        "skeleton": skeleton_figures,
+        # The real stack's throughput as a share of the skeleton's in the same run.
+        "share_of_skeleton": round(len(completed) / span / skeleton_figures["completed_per_second"], 3)
+        if skeleton_figures and skeleton_figures["completed_per_second"] and span
+        else None,
     }
 
 
@@ -440,6 +328,14 @@ def print_report(report: dict[str, Any]) -> None:
         print(
             f"  machine busy      {cpu['machine_busy']:.0%} of {cpu['cores']} cores while the workflows ran"
         )
+    if figures := report["skeleton"]:
+        share = report["share_of_skeleton"]
+        print(
+            f"  skeleton          {figures['completed_per_second']} completed workflows/s "
+            f"({figures['completed']} of {figures['workflows']}, {figures['failed']} failed)"
+            + (f": this stack does {share:.0%} of it" if share is not None else "")
+        )
+        print(f"  skeleton CPU ms/workflow  {figures['cpu_ms_per_workflow']}")
     if report["transport_retries"]:
         print(f"  retried           {report['transport_retries']} requests whose connection dropped")
     if report["flame_graphs"]:
@@ -460,6 +356,18 @@ def run(options: BenchOptions) -> int:
         async with httpx.AsyncClient(trust_env=False) as client:
             await check_running(client, stack, options.var_dir)
         driven = await drive(options, stack, profilers)
+        skeleton_figures = (
+            await skeleton.measure(
+                stack,
+                driven["run_id"],
+                workflows=options.skeleton_workflows or options.workflows,
+                concurrency=options.concurrency,
+                rate=options.rate,
+                timeout=options.timeout,
+            )
+            if options.skeleton
+            else None
+        )
         ceilings: dict[str, Any] = {}
         if options.ceilings:
             print("bench: measuring the raw ceilings", file=sys.stderr)
@@ -468,7 +376,7 @@ def run(options: BenchOptions) -> int:
             ceilings["database"] = await commit_ceiling(
                 load_settings("binding", options.var_dir, stack.database_server_url).database_url
             )
-        return summarize(options, stack, driven, ceilings)
+        return summarize(options, stack, driven, ceilings, skeleton_figures=skeleton_figures)
 
     try:
         report = asyncio.run(main())
