@@ -60,6 +60,18 @@ def test_bench_drives_every_workflow_and_writes_its_report(kafka_cluster: Cluste
     assert all(cpu[service] > 0 for service in ("binding", "verification", "risk", "notification"))
     assert cpu["machine"] >= cpu["services"] + cpu["bench"] - 1 and 0 < report["cpu"]["machine_busy"] <= 1
     assert report["commits_per_workflow"] is None  # SQLite: no server-wide commit counter
+    # The skeleton ran as many workflows to their end, measured as the stack is.
+    skeleton = report["skeleton"]
+    assert (skeleton["workflows"], skeleton["completed"], skeleton["failed"]) == (WORKFLOWS, WORKFLOWS, 0)
+    assert skeleton["completed_per_second"] > 0
+    skeleton_cpu = skeleton["cpu_ms_per_workflow"]
+    assert all(
+        skeleton_cpu[process] > 0
+        for process in ("binding", "verification", "risk", "notification", "services")
+    )
+    assert report["share_of_skeleton"] == pytest.approx(
+        report["completed"] / report["seconds"] / skeleton["completed_per_second"], rel=0.01
+    )
     assert report_path.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
     # --profile: one py-spy flame graph per service, of samples taken while the workflows ran.
     assert set(report["flame_graphs"]) == set(report["peak_rss_mb"]) and report["profiled"]

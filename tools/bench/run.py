@@ -11,7 +11,9 @@ that `unbind up` runs.
    service's peak RSS (VmHWM), and where the CPU went while the workflows ran: CPU ms per
    workflow for each service, the bench itself and the whole machine (Kafka, PostgreSQL and the
    kernel are the rest), which shows what bounds the throughput.
-5. Prints the figures and writes tools/bench/results/<timestamp>.json and a PNG chart beside it;
+5. Runs as many workflows through a skeleton of the same shape without business logic
+   (tools/bench/skeleton.py) and reports its throughput, its CPU and the stack's share of it.
+6. Prints the figures and writes tools/bench/results/<timestamp>.json and a PNG chart beside it;
    with `--profile`, a py-spy flame graph (SVG) of each service while the workflows ran, too.
 """
 
