@@ -56,6 +56,7 @@ from shared.cloudevents import Envelope, EventRejected, verify_signature
 from shared.consumer import Subscriptions
 from shared.db import UTCDateTime, create_engine, utcnow
 from shared.events import (
+    BindingEvent,
     Event,
     RiskAssessed,
     RiskDecision,
@@ -128,7 +129,7 @@ class Step(SkeletonBase):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
-def _step(kind: str, event: UnbindRequested | RiskAssessed | Verified, step_id: str | None = None) -> Step:
+def _step(kind: str, event: BindingEvent, step_id: str | None = None) -> Step:
     return Step(
         id=step_id or str(uuid.uuid4()),
         kind=kind,
