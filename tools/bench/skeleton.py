@@ -42,10 +42,10 @@ from typing import Annotated, Any
 import httpx
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Header
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field
-from sqlalchemy import Boolean, String, update
+from sqlalchemy import Boolean, String, select, update
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -125,6 +125,8 @@ class Step(SkeletonBase):
     binding_id: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[str] = mapped_column(String(64))
     delivered: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A request's, so that the customer's retry of a request whose answer was lost opens no second one.
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -262,8 +264,16 @@ notification_routes = APIRouter()
 
 @binding_routes.post("/v1/bindings/{binding_id}/unbind-requests", status_code=202)
 async def request_unbind(
-    binding_id: str, body: UnbindIn, customer: Customer, uow: RequestUnitOfWork
+    binding_id: str,
+    body: UnbindIn,
+    customer: Customer,
+    uow: RequestUnitOfWork,
+    *,
+    idempotency_key: Annotated[str, Header(alias="Idempotency-Key", max_length=128)],
 ) -> dict[str, str]:
+    opened = await uow.session.scalar(select(Step.id).where(Step.idempotency_key == idempotency_key))
+    if opened is not None:
+        return {"id": opened, "status": "pending_risk"}
     request_id = str(uuid.uuid4())
     event = UnbindRequested(
         request_id=request_id,
@@ -275,7 +285,9 @@ async def request_unbind(
         account_last4="1234",
         client_ip="127.0.0.1",
     )
-    uow.session.add(_step("requested", event, request_id))
+    request = _step("requested", event, request_id)
+    request.idempotency_key = idempotency_key
+    uow.session.add(request)
     uow.emit(event)
     return {"id": request_id, "status": "pending_risk"}
 
@@ -289,6 +301,9 @@ async def check_code(
         raise Problem(404, "not-found", "Not found", "No such verification.")
     if body.code != CODE:
         raise Problem(422, "wrong-code", "Wrong code", "The code is not the one sent.")
+    if verification.kind == "verified":
+        # The customer sent the code again because the first answer was lost: the same answer.
+        return {"id": verification_id, "status": "passed"}
     verification.kind = "verified"
     uow.emit(
         Verified(
@@ -578,6 +593,7 @@ class SkeletonCustomers(Customers):
                 200,
                 json={"code": CODE},
                 headers=headers,
+                idempotent=True,
             )
             await timeline.ended.wait()
         return request["id"]
