@@ -111,7 +111,8 @@ async def request_locale(
     runtime = runtime_of(request)
     header = request.headers.get("accept-language")
     saved = None
-    if negotiate(header) is None and runtime.saved_locale is not None:
+    # Only a customer has a saved locale; a service's or an ops user's lookup would find nothing.
+    if negotiate(header) is None and runtime.saved_locale is not None and principal.has_role("customer"):
         saved = await runtime.saved_locale(uow.session, principal.subject)
     request.state.locale = resolve(header, saved)
     return request.state.locale

@@ -48,6 +48,13 @@ class UnitOfWork:
     def wrote(self) -> bool:
         return self.emitted > 0 or getattr(self.session.sync_session, "wrote", True)
 
+    async def release(self) -> None:
+        """Give the connection back while the work waits on something else (what was read is
+        gone with it; the next query starts a new transaction). Only before anything was written."""
+        if self.wrote:
+            raise RuntimeError("a unit of work that wrote cannot let its transaction go")
+        await self.session.close()
+
     def after_commit(self, callback: AfterCommit) -> None:
         self._after_commit.append(callback)
 

@@ -41,6 +41,9 @@ class NotificationSettings(ServiceSettings):
     # many hours.
     review_expected_hours: int = Field(24, ge=1, le=720)
     dispatch_interval_seconds: float = Field(0.5, gt=0, le=60)
+    # How long a code message waits for its request's UnbindRequested to be handled before a 409; below
+    # the 5 s read timeout of verification's client.
+    code_wait_seconds: float = Field(3.0, ge=0, le=4.5)
 
     @property
     def sms_sink(self) -> Path:

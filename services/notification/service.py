@@ -16,7 +16,7 @@ import logging
 import random
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -132,11 +132,37 @@ class NotificationMetrics:
             self.deliveries.labels(channel, status).inc()
 
 
+# How often a waiting code message re-reads whether another instance learned its request.
+CODE_WAIT_RECHECK_SECONDS = 1.0
+
+
+class RequestsLearned:
+    """Wakes, in this instance, the code messages that wait for notification to learn their request
+    (its UnbindRequested or BindingRequested handled)."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, asyncio.Event] = {}
+
+    def learned(self, request_id: str) -> None:
+        if (event := self._waiting.pop(request_id, None)) is not None:
+            event.set()
+
+    async def wait(self, request_id: str, timeout: float) -> None:
+        event = self._waiting.setdefault(request_id, asyncio.Event())
+        try:
+            async with asyncio.timeout(timeout):
+                await event.wait()
+        except TimeoutError:
+            if self._waiting.get(request_id) is event and not event.is_set():
+                del self._waiting[request_id]
+
+
 @dataclass(frozen=True)
 class NotificationDeps:
     settings: NotificationSettings
     providers: dict[str, Provider]
     metrics: NotificationMetrics
+    requests_learned: RequestsLearned = field(default_factory=RequestsLearned)
 
 
 # --- planning ------------------------------------------------------------------------------
@@ -265,6 +291,7 @@ async def remember_request(
                 kind=str(event.kind) if isinstance(event, UnbindRequested) else "bind",
             )
         )
+        uow.after_commit(lambda: deps.requests_learned.learned(event.request_id))
 
 
 async def follow_request(uow: UnitOfWork, event_id: str, event: BindingEvent) -> KnownRequest:
@@ -654,9 +681,9 @@ async def send_message(uow: UnitOfWork, deps: NotificationDeps, message: Message
         return MessageAccepted(message_id=message.message_id, status="sent", channel="sms", to=masked)
     # A request's code says what the request asks (an unbind, a pause, a switch) and names its account
     # (known once notification has seen the request's UnbindRequested); the device is named by the
-    # message itself.
+    # message itself. (Should it wait for that, `contact` is read on, detached: its columns are loaded.)
     known = (
-        await _known_request(uow, message.request_id, message.user_id)
+        await _known_request(uow, deps, message.request_id, message.user_id)
         if message.request_id is not None
         else None
     )
@@ -708,11 +735,21 @@ async def send_message(uow: UnitOfWork, deps: NotificationDeps, message: Message
     return MessageAccepted(message_id=message.message_id, status="sent", channel="sms", to=masked)
 
 
-async def _known_request(uow: UnitOfWork, request_id: str, user_id: str) -> KnownRequest:
+async def _known_request(
+    uow: UnitOfWork, deps: NotificationDeps, request_id: str, user_id: str
+) -> KnownRequest:
     """The request a code is for. Its risk prompt reaches the customer before its code, by
-    construction: a code for a request whose UnbindRequested was not handled yet is refused (409,
-    verification retries)."""
+    construction: a code for a request whose UnbindRequested was not handled yet waits for it, up to
+    `code_wait_seconds`, holding no database connection (this instance's consumer wakes it; another
+    instance's work is seen at each re-read), then is refused (409, verification retries). Waiting
+    here, not answering at once, keeps a lagging consumer from drawing a storm of retries."""
     known = await uow.session.get(KnownRequest, request_id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deps.settings.code_wait_seconds
+    while known is None and (left := deadline - loop.time()) > 0:
+        await uow.release()
+        await deps.requests_learned.wait(request_id, min(left, CODE_WAIT_RECHECK_SECONDS))
+        known = await uow.session.get(KnownRequest, request_id)
     if known is None:
         raise Problem(
             409,

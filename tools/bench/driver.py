@@ -248,7 +248,8 @@ class Customers:
         self.codes_replaced = 0
 
     def _auth(self, user_id: str) -> dict[str, str]:
-        return self._tokens.headers(user_id)
+        # The app names the phone's language on every call.
+        return {**self._tokens.headers(user_id), "Accept-Language": "zh-CN"}
 
     async def _post(
         self, service: str, path: str, expect: int, *, idempotent: bool = False, **kwargs: Any
