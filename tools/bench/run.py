@@ -98,7 +98,8 @@ def peak_rss_mb(pids: dict[str, int]) -> dict[str, float | None]:
 
 class Profilers:
     """py-spy sampling each service while the workflows run; stopping writes one flame graph (SVG)
-    per service. Sampling costs the services a little CPU, which the report's figures include."""
+    per service. 25 samples a second: at py-spy's default 100, the five samplers took most of a core
+    from the box they measure (the report's figures include what sampling still costs)."""
 
     def __init__(self, pids: dict[str, int], prefix: Path):
         self._pids = {service: pid for service, pid in pids.items() if service not in STAND_INS}
@@ -113,7 +114,7 @@ class Profilers:
         for service, pid in self._pids.items():
             svg = self._prefix.with_name(f"{self._prefix.name}.{service}.svg")
             command = [str(py_spy), "record", "--pid", str(pid), "--format", "flamegraph"]
-            command += ["--output", str(svg), "--nonblocking", "--rate", "100"]
+            command += ["--output", str(svg), "--nonblocking", "--rate", "25"]
             process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             self._running[service] = (process, svg)
 
