@@ -39,14 +39,14 @@ async def live_for_request(
     return await session.scalar(query.with_for_update() if for_update else query)
 
 
-async def failed_deliveries_due(
+async def codes_to_send_again(
     session: AsyncSession, now: datetime, max_retries: int
 ) -> Sequence[Verification]:
     query = (
         select(Verification)
         .where(
             Verification.status == VerificationStatus.PENDING,
-            Verification.otp_delivery == DeliveryStatus.FAILED,
+            Verification.otp_delivery.in_((DeliveryStatus.FAILED, DeliveryStatus.SENDING)),
             Verification.next_delivery_at <= now,
             Verification.delivery_retries < max_retries,
         )

@@ -29,13 +29,14 @@ and revokes keys (`DeviceRevoked`); every change of a key is in its audit trail.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import secrets
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -120,6 +121,9 @@ CODE_TEMPLATES = {
 # A code call notification answers with 409 is tried again soon: the request's risk prompt, which
 # goes first, is not out yet (notification has not handled its UnbindRequested).
 CODE_RETRY_STATUS = RETRYABLE_STATUS | {409}
+# A code still "sending" this long after it was made was cut short (the process stopped mid-call):
+# the sweep sends a new one. Past the client's timeouts and retries to notification.
+SEND_DEADLINE = timedelta(seconds=60)
 # The actor of what the service does by itself (an enrolment that expired), in a device's audit trail.
 SYSTEM = "system"
 
@@ -156,6 +160,8 @@ class VerificationDeps:
     notifier: httpx.AsyncClient
     unit_of_work: Callable[[], UnitOfWork]
     metrics: VerificationMetrics
+    # Codes on their way that no one awaits (see `_new_code`); the app cancels them when it stops.
+    sends: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -258,7 +264,7 @@ async def _issue(
     )
     uow.session.add(verification)
     if VerificationMethod.OTP in methods:
-        await _new_code(uow, deps, verification)
+        await _new_code(uow, deps, verification, in_background=True)
     uow.emit(
         VerificationRequested(
             request_id=event.request_id,
@@ -292,15 +298,23 @@ async def issue_for_binding(uow: UnitOfWork, deps: VerificationDeps, event: Bind
         updated_at=now,
     )
     uow.session.add(verification)
-    await _new_code(uow, deps, verification)
+    await _new_code(uow, deps, verification, in_background=True)
 
 
 async def _new_code(
-    uow: UnitOfWork, deps: VerificationDeps, verification: Verification, device: Device | None = None
+    uow: UnitOfWork,
+    deps: VerificationDeps,
+    verification: Verification,
+    device: Device | None = None,
+    *,
+    in_background: bool = False,
 ) -> None:
     """Replace the current code with a fresh one, sent once the transaction has committed. The SMS
     names what the code is for: the request's account (notification knows it by the request id) or
-    the device being enrolled, by the name the customer gave it (which no event carries)."""
+    the device being enrolled, by the name the customer gave it (which no event carries).
+    `in_background`: the caller (a consumer, a sweep) goes on without waiting for notification, which
+    may hold the call until it has seen the request; a customer's own call waits, to say how it went.
+    A send cut short (the process stopped) is due again after `SEND_DEADLINE`, like a failed one."""
     if verification.purpose == Purpose.DEVICE_ENROLMENT and device is None:
         device = await repository.get_device(uow.session, verification.device_id or "")
     code = f"{secrets.randbelow(1_000_000):06d}"
@@ -310,7 +324,7 @@ async def _new_code(
     verification.otp_sends = (verification.otp_sends or 0) + 1
     verification.otp_last_sent_at = now
     verification.otp_delivery = DeliveryStatus.SENDING
-    verification.next_delivery_at = None
+    verification.next_delivery_at = now + SEND_DEADLINE
     message = {
         "message_id": f"{verification.id}:otp:{verification.otp_sends}",
         "user_id": verification.user_id,
@@ -324,7 +338,16 @@ async def _new_code(
     async def send() -> None:
         await _send_code(deps, verification_id=verification_id, send_number=send_number, message=message)
 
-    uow.after_commit(send)
+    if in_background:
+        uow.after_commit(lambda: _start(deps, send()))
+    else:
+        uow.after_commit(send)
+
+
+def _start(deps: VerificationDeps, sending: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.create_task(sending)
+    deps.sends.add(task)
+    task.add_done_callback(deps.sends.discard)
 
 
 async def _send_code(
@@ -357,7 +380,7 @@ async def _send_code(
         if verification is None or verification.otp_sends != send_number:
             return
         if delivered:
-            verification.otp_delivery = DeliveryStatus.SENT
+            verification.otp_delivery, verification.next_delivery_at = DeliveryStatus.SENT, None
         else:
             verification.otp_delivery = DeliveryStatus.FAILED
             backoff = deps.settings.otp_delivery_backoff_seconds * 2**verification.delivery_retries
@@ -366,10 +389,10 @@ async def _send_code(
 
 async def retry_deliveries(uow: UnitOfWork, deps: VerificationDeps) -> int:
     """Send a new code for each pending verification whose last code notification did not take."""
-    due = await repository.failed_deliveries_due(uow.session, utcnow(), deps.settings.otp_delivery_retries)
+    due = await repository.codes_to_send_again(uow.session, utcnow(), deps.settings.otp_delivery_retries)
     for verification in due:
         verification.delivery_retries += 1
-        await _new_code(uow, deps, verification)
+        await _new_code(uow, deps, verification, in_background=True)
     return len(due)
 
 

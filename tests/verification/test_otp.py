@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from contextlib import AbstractAsyncContextManager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from services.notification.models import Contact
+from services.verification.models import DeliveryStatus, Verification
 from shared.cloudevents import Envelope
+from shared.db import utcnow
 from shared.events import BindingRequested
 from tests.binding.test_api import assert_problem
 from tests.factories import Customer, customer_with_binding
@@ -146,6 +149,27 @@ async def test_notification_down_then_up_the_code_arrives_after_the_retry(
         links[0].down = False
         await eventually(
             lambda: codes_sent(stack, customer.phone), 30, "no code arrived after notification came back"
+        )
+        accepted = await otp(stack, customer.user_id, verification_id, stack.latest_code(customer.phone))
+        assert accepted.status_code == 200, accepted.text
+
+
+async def test_a_code_whose_send_was_cut_short_is_sent_again_by_the_sweep(
+    kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> None:
+    # The process stopped while a code was on its way to notification: the row says "sending" for good
+    # unless the sweep takes it, once past its deadline, like a failed send.
+    overrides = {"verification": {"sweep_seconds": 0.2}}
+    async with running_stack(kafka_topics, database_urls, tmp_path, overrides=overrides) as stack:
+        customer = await customer_with_binding(stack)
+        _, verification_id = await issued_verification(stack, customer)
+        async with stack.runtime("verification").unit_of_work() as uow:
+            verification = await uow.session.get(Verification, verification_id)
+            assert verification is not None and verification.otp_delivery == DeliveryStatus.SENT
+            verification.otp_delivery = DeliveryStatus.SENDING
+            verification.next_delivery_at = utcnow() - timedelta(seconds=1)
+        await eventually(
+            lambda: len(codes_sent(stack, customer.phone)) == 2, 15, "the cut-short code was not sent again"
         )
         accepted = await otp(stack, customer.user_id, verification_id, stack.latest_code(customer.phone))
         assert accepted.status_code == 200, accepted.text
