@@ -72,16 +72,9 @@ def create_app(
     async def resources(runtime: ServiceRuntime) -> AsyncIterator[VerificationDeps]:
         client = runtime.client("notification", settings.notification_url, transport=notification_transport)
         async with client as notifier:
-            deps = VerificationDeps(
+            yield VerificationDeps(
                 settings=settings, notifier=notifier, unit_of_work=runtime.unit_of_work, metrics=metrics
             )
-            try:
-                yield deps
-            finally:
-                # A send cut short here is due again after SEND_DEADLINE (the sweep sends a new code).
-                for sending in deps.sends:
-                    sending.cancel()
-                await asyncio.gather(*deps.sends, return_exceptions=True)
 
     return build_service_app(
         settings,

@@ -29,14 +29,13 @@ and revokes keys (`DeviceRevoked`); every change of a key is in its audit trail.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
 import secrets
 import uuid
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -160,8 +159,6 @@ class VerificationDeps:
     notifier: httpx.AsyncClient
     unit_of_work: Callable[[], UnitOfWork]
     metrics: VerificationMetrics
-    # Codes on their way that no one awaits (see `_new_code`); the app cancels them when it stops.
-    sends: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -264,7 +261,7 @@ async def _issue(
     )
     uow.session.add(verification)
     if VerificationMethod.OTP in methods:
-        await _new_code(uow, deps, verification, in_background=True)
+        await _new_code(uow, deps, verification)
     uow.emit(
         VerificationRequested(
             request_id=event.request_id,
@@ -298,7 +295,7 @@ async def issue_for_binding(uow: UnitOfWork, deps: VerificationDeps, event: Bind
         updated_at=now,
     )
     uow.session.add(verification)
-    await _new_code(uow, deps, verification, in_background=True)
+    await _new_code(uow, deps, verification)
 
 
 async def _new_code(
@@ -306,15 +303,13 @@ async def _new_code(
     deps: VerificationDeps,
     verification: Verification,
     device: Device | None = None,
-    *,
-    in_background: bool = False,
 ) -> None:
     """Replace the current code with a fresh one, sent once the transaction has committed. The SMS
     names what the code is for: the request's account (notification knows it by the request id) or
-    the device being enrolled, by the name the customer gave it (which no event carries).
-    `in_background`: the caller (a consumer, a sweep) goes on without waiting for notification, which
-    may hold the call until it has seen the request; a customer's own call waits, to say how it went.
-    A send cut short (the process stopped) is due again after `SEND_DEADLINE`, like a failed one."""
+    the device being enrolled, by the name the customer gave it (which no event carries). The caller
+    waits for the send, a consumer too: while notification lags behind (it holds a code until it has
+    seen the request), that holds verification back instead of piling codes up in front of it. A send
+    cut short (the process stopped) is due again after `SEND_DEADLINE`, like a failed one."""
     if verification.purpose == Purpose.DEVICE_ENROLMENT and device is None:
         device = await repository.get_device(uow.session, verification.device_id or "")
     code = f"{secrets.randbelow(1_000_000):06d}"
@@ -338,16 +333,7 @@ async def _new_code(
     async def send() -> None:
         await _send_code(deps, verification_id=verification_id, send_number=send_number, message=message)
 
-    if in_background:
-        uow.after_commit(lambda: _start(deps, send()))
-    else:
-        uow.after_commit(send)
-
-
-def _start(deps: VerificationDeps, sending: Coroutine[Any, Any, None]) -> None:
-    task = asyncio.create_task(sending)
-    deps.sends.add(task)
-    task.add_done_callback(deps.sends.discard)
+    uow.after_commit(send)
 
 
 async def _send_code(
@@ -392,7 +378,7 @@ async def retry_deliveries(uow: UnitOfWork, deps: VerificationDeps) -> int:
     due = await repository.codes_to_send_again(uow.session, utcnow(), deps.settings.otp_delivery_retries)
     for verification in due:
         verification.delivery_retries += 1
-        await _new_code(uow, deps, verification, in_background=True)
+        await _new_code(uow, deps, verification)
     return len(due)
 
 
