@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.bus import Consumer, EventBus, Producer, partition_lag, stop_quietly
+from shared.bus import IDLE_WAIT_MS, Consumer, EventBus, Producer, partition_lag, stop_quietly
 from shared.cloudevents import Envelope, EventRejected, MalformedEvent, header_map, verify_signature
 from shared.db import UTCDateTime, is_transient, utcnow
 from shared.events import EVENT_TYPES, Event
@@ -149,7 +149,7 @@ class EventConsumer:
 
     async def _consume(self, consumer: Consumer) -> None:
         while True:
-            batches = await consumer.getmany(timeout_ms=500, max_records=self._batch_size)
+            batches = await consumer.getmany(timeout_ms=IDLE_WAIT_MS, max_records=self._batch_size)
             if not batches:
                 continue
             await self.handle_batch([record for records in batches.values() for record in records])

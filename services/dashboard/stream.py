@@ -19,7 +19,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from services.dashboard.config import DashboardSettings
 from services.dashboard.projection import FeedItem, Projection, matches
-from shared.bus import Consumer, EventBus, partition_lag, stop_quietly
+from shared.bus import IDLE_WAIT_MS, Consumer, EventBus, partition_lag, stop_quietly
 from shared.cloudevents import Envelope, EventRejected, MalformedEvent, verify_signature
 from shared.consumer import is_replay_marker
 from shared.describe import describe_in_every_locale
@@ -167,7 +167,7 @@ class StreamReader:
                 self.connected = True
                 backoff = 0.2
                 while True:
-                    batches = await self.consumer.getmany(timeout_ms=200, max_records=2000)
+                    batches = await self.consumer.getmany(timeout_ms=IDLE_WAIT_MS, max_records=2000)
                     for tp, records in batches.items():
                         for record in records:
                             await self.apply(tp.topic, tp.partition, record)
