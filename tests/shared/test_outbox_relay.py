@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,15 @@ class CrashBeforeMarking(OutboxRelay):
 
     async def _record_outcomes(self, session, rows, results):  # noqa: ANN001, ANN202 - the overridden signature
         raise SystemExit("relay process killed")
+
+
+def binding_relay_off(
+    bus: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> AbstractAsyncContextManager[Stack]:
+    """Binding alone, its own relay off: the test drives relays itself."""
+    return running_stack(
+        bus, database_urls, tmp_path, ("binding",), overrides={"binding": {"run_workers": False}}
+    )
 
 
 async def request_unbinds(stack: Stack, count: int) -> list[str]:
@@ -138,8 +148,7 @@ async def _no_unpublished(stack: Stack) -> bool:
 async def test_events_of_one_binding_keep_their_order(
     any_bus: BusTopics, database_urls: dict[str, str], tmp_path: Path
 ) -> None:
-    overrides = {"binding": {"run_workers": False}}
-    async with running_stack(any_bus, database_urls, tmp_path, ("binding",), overrides=overrides) as stack:
+    async with binding_relay_off(any_bus, database_urls, tmp_path) as stack:
         runtime = stack.runtime("binding")
         async with runtime.unit_of_work() as uow:
             for index in range(30):
@@ -164,10 +173,7 @@ async def test_events_of_one_binding_keep_their_order(
 async def test_two_relays_of_one_service_take_turns_and_publish_each_row_once(
     kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path
 ) -> None:
-    overrides = {"binding": {"run_workers": False}}
-    async with running_stack(
-        kafka_topics, database_urls, tmp_path, ("binding",), overrides=overrides
-    ) as stack:
+    async with binding_relay_off(kafka_topics, database_urls, tmp_path) as stack:
         runtime = stack.runtime("binding")
         async with runtime.unit_of_work() as uow:
             for index in range(200):
@@ -218,10 +224,7 @@ async def test_two_relays_of_one_service_take_turns_and_publish_each_row_once(
 async def test_a_relay_is_woken_by_any_instances_commit_and_commits_nothing_while_idle(
     kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path
 ) -> None:
-    overrides = {"binding": {"run_workers": False}}
-    async with running_stack(
-        kafka_topics, database_urls, tmp_path, ("binding",), overrides=overrides
-    ) as stack:
+    async with binding_relay_off(kafka_topics, database_urls, tmp_path) as stack:
         runtime = stack.runtime("binding")
         commits = Counter[str]()
         event.listen(runtime.engine.sync_engine, "commit", lambda _: commits.update(["commit"]))
