@@ -6,7 +6,8 @@ Guarantees: an event is published if and only if its transaction committed; rows
 its partition; a row is marked published only after the broker acknowledged it, so a relay that
 dies mid-batch publishes the unmarked rows again on restart, and the consumers' inbox makes that
 second copy a no-op. Several instances of a service share its outbox: on PostgreSQL they take
-turns (an advisory lock held for one round), so only one publishes at a time and `seq` order holds.
+turns (an advisory lock held for one round, waited for in the database, not polled), so only one
+publishes at a time and `seq` order holds.
 
 The relay does not poll for work. A unit of work that staged events wakes its own instance's relay
 when it commits; on PostgreSQL a trigger NOTIFYs every instance's relay at the commit of a
@@ -122,10 +123,6 @@ class PublishFailed(Exception):
     """Some rows of a batch were not acknowledged by the broker; they stay unpublished."""
 
 
-class RelayBusy(Exception):
-    """Another instance of the service holds the relay's turn; this one tries again shortly."""
-
-
 class OutboxRelay:
     """Publishes unsent outbox rows in order, many per round, waiting on the batch."""
 
@@ -138,7 +135,6 @@ class OutboxRelay:
         batch_size: int = 500,
         idle_interval: float = 30.0,
         max_backoff: float = 5.0,
-        busy_retry: float = 0.05,
     ):
         self._session_factory = session_factory
         self._model = model
@@ -146,7 +142,6 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._idle_interval = idle_interval
         self._max_backoff = max_backoff
-        self._busy_retry = busy_retry
         self._wakeup = asyncio.Event()
         self.connected = False
         self.published_total = 0
@@ -175,9 +170,6 @@ class OutboxRelay:
                     backoff = 0.2
                     if published < self._batch_size:
                         await self._idle()
-                except RelayBusy:
-                    # Not idle: the rows this instance just committed wait for whoever publishes.
-                    await asyncio.sleep(self._busy_retry)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -234,13 +226,12 @@ class OutboxRelay:
         self._wakeup.clear()
 
     async def publish_batch(self, producer: Producer) -> int:
-        """Publish one batch of unsent rows; returns how many rows were attempted. Raises
-        RelayBusy when another instance of the service is publishing."""
+        """Publish one batch of unsent rows; returns how many rows were attempted. Waits while
+        another instance of the service is publishing."""
         model = self._model
         # No `session.begin()` block: a round that finds nothing closes the session, which rolls back.
         async with self._session_factory() as session:
-            if not await _take_the_turn(session, model):
-                raise RelayBusy
+            await _take_the_turn(session, model)
             rows: Sequence[OutboxMixin] = (
                 await session.scalars(
                     select(model)
@@ -283,15 +274,14 @@ class OutboxRelay:
         return published, failed
 
 
-async def _take_the_turn(session: AsyncSession, model: type[OutboxMixin]) -> bool:
+async def _take_the_turn(session: AsyncSession, model: type[OutboxMixin]) -> None:
     """One relay per database publishes at a time, for as long as its transaction lasts: two
-    instances publishing side by side would put rows of one binding out of `seq` order. SQLite is
-    the single-instance embedded default and needs no turn."""
-    if session.get_bind().dialect.name != "postgresql":
-        return True
-    return bool(
-        await session.scalar(select(func.pg_try_advisory_xact_lock(_relay_lock_key(model.__tablename__))))
-    )
+    instances publishing side by side would put rows of one binding out of `seq` order. The others
+    wait in the database, costing nothing, and take their turn as soon as it ends (retrying every
+    50 ms instead cost each waiting relay a transaction per retry while the turn was taken). SQLite
+    is the single-instance embedded default and needs no turn."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(_relay_lock_key(model.__tablename__))))
 
 
 def _relay_lock_key(table: str) -> int:

@@ -14,7 +14,7 @@ from services.binding.models import OutboxMessage
 from services.risk.models import Assessment
 from shared.cloudevents import Envelope
 from shared.events import UnbindCancelled
-from shared.outbox import OutboxRelay, RelayBusy, _take_the_turn
+from shared.outbox import OutboxRelay, _take_the_turn
 from shared.uow import UnitOfWork
 from tests.factories import customer_with_binding, idempotency_key, unbind_body
 from tests.stack import BusTopics, Stack, auth, eventually, running_stack
@@ -190,17 +190,20 @@ async def test_two_relays_of_one_service_take_turns_and_publish_each_row_once(
             for _ in range(2)
         ]
 
-        # While one instance holds the turn, the other publishes nothing.
-        async with runtime.session_factory() as holder, holder.begin():
-            assert await _take_the_turn(holder, OutboxMessage)
-            producer = kafka_topics.bus.producer()
-            await producer.start()
-            try:
-                with pytest.raises(RelayBusy):
-                    await relays[1].publish_batch(producer)
-            finally:
-                await producer.stop()
-        assert await unpublished(stack) == 200
+        # While one instance holds the turn, the other waits for it, and publishes once it ends.
+        producer = kafka_topics.bus.producer()
+        await producer.start()
+        try:
+            async with runtime.session_factory() as holder, holder.begin():
+                await _take_the_turn(holder, OutboxMessage)
+                waiting = asyncio.create_task(relays[1].publish_batch(producer))
+                await asyncio.sleep(1.0)
+                assert not waiting.done(), "published while another instance held the turn"
+                assert await unpublished(stack) == 200
+            assert await asyncio.wait_for(waiting, 30) == 20
+        finally:
+            await producer.stop()
+        assert await unpublished(stack) == 180
 
         tasks = [asyncio.create_task(relay.run()) for relay in relays]
         try:
