@@ -152,6 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="seconds to wait for every service to be ready (default 60)",
     )
+    up.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help=(
+            "processes per service for the four services, sharing each service's port (default 1; the "
+            "dashboard runs once)"
+        ),
+    )
 
     commands.add_parser(
         "down", parents=[var_dir], help="stop what `up` started, and this var dir's broker and PostgreSQL"
@@ -434,6 +443,7 @@ def run(args: argparse.Namespace) -> int:
                 no_kafka=args.no_kafka,
                 port_offset=args.port_offset,
                 timeout=args.timeout,
+                instances=args.instances,
             )
         )
     elif args.command == "down":

@@ -8,11 +8,17 @@ dying at once. A service that dies is restarted (0.5 s after a crash that follow
 doubling for a crash loop, capped at 30 s), and a service process also gets SIGTERM from the kernel
 if the supervisor itself is killed (PR_SET_PDEATHSIG), so no uvicorn outlives its supervisor.
 
+With `--instances N`, each of the four services runs as N such processes (`binding`, `binding#2`,
+...), supervised one by one, sharing one listening socket that the supervisor opens and hands down
+(`tools/serve.py`): the kernel gives each connection to whichever instance accepts it first, as a
+Kubernetes Service spreads them over pods, and the socket outlives any one instance's restart. The
+dashboard and the development lender run once.
+
 Files under the var dir:
 
     unbind-up.pid        JSON: the supervisor's pid and command line, each service's pid and port
     logs/<service>.log   the service's JSON log lines (stdout and stderr); the previous run's log
-                         is kept as logs/<service>.log.1
+                         is kept as logs/<service>.log.1 (a second instance logs to <service>.2.log)
 
 The Kafka broker outlives `unbind up` unless this very invocation started it: a broker that was
 already running (from `unbind kafka up`, or an earlier `up` killed hard) is left running on exit.
@@ -63,6 +69,9 @@ STABLE_AFTER = 10.0
 RESTART_FIRST_DELAY = 0.5
 RESTART_MAX_DELAY = 30.0
 LOG_TAIL_LINES = 30
+# The services `--instances` multiplies; the dashboard keeps its view of the whole stream in one process.
+SCALED = frozenset(SERVICES)
+MAX_INSTANCES = kafka.DEFAULT_PARTITIONS  # more instances than partitions would sit idle in the group
 _PR_SET_PDEATHSIG = 1
 # Where the stack's broker came from; decides whether stopping the stack stops the broker.
 KAFKA_STARTED = "started by this command"
@@ -89,7 +98,8 @@ def say(message: str) -> None:
 
 def factory_path(service: str) -> str:
     """The uvicorn app factory of a service (or of the development lender); also how `down`
-    recognises a process of the stack."""
+    recognises a process of the stack. `service` may name an instance (`binding#2`)."""
+    service = service.partition("#")[0]
     return (
         f"{dev_lender.__name__}:create_app"
         if service == dev_lender.NAME
@@ -181,12 +191,42 @@ class ServiceProcess:
     awaiting_ready: bool = False
     # Another app factory than the service's own (the bench's skeleton of the service).
     factory: str | None = None
+    # Which of the service's instances this is, and, when `--instances` runs more than one, the
+    # supervisor's listening sockets it inherits: the one all instances share, then its own probe
+    # socket, where readiness is asked of this instance and not of whichever accepts first.
+    instance: int = 1
+    listen_fds: tuple[int, int] | None = None
+    probe_port: int | None = None
+
+    @property
+    def key(self) -> str:
+        """The instance's name in the pid file, the bench's report and the supervisor's output."""
+        return self.name if self.instance == 1 else f"{self.name}#{self.instance}"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def probe_url(self) -> str:
+        """Where this very process answers (its own socket when instances share the port)."""
+        return f"http://127.0.0.1:{self.probe_port or self.port}"
+
     def command(self) -> list[str]:
+        if self.listen_fds is not None:
+            shared, probe = self.listen_fds
+            return [
+                sys.executable,
+                "-m",
+                "tools.serve",
+                "--fd",
+                str(shared),
+                "--fd",
+                str(probe),
+                "--log-level",
+                self.log_level,
+                self.factory or factory_path(self.name),
+            ]
         return [
             sys.executable,
             "-m",
@@ -216,6 +256,7 @@ class ServiceProcess:
                 env=self.env,
                 process_group=0,
                 preexec_fn=_die_with_parent(),
+                pass_fds=self.listen_fds or (),
             )
         self.started_at = time.monotonic()
         self.restart_at = None
@@ -229,7 +270,7 @@ class ServiceProcess:
 
 def _ready(client: httpx.Client, service: ServiceProcess) -> bool:
     try:
-        return client.get(f"{service.url}/readyz", timeout=1.0).status_code == 200
+        return client.get(f"{service.probe_url}/readyz", timeout=1.0).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -295,6 +336,8 @@ class UpOptions:
     no_kafka: bool = False
     port_offset: int | None = None
     timeout: float = READY_TIMEOUT
+    # Processes per service (the four services; the dashboard and the lender run once).
+    instances: int = 1
 
 
 @dataclass
@@ -311,6 +354,8 @@ class _Stack:
     # The PostgreSQL server the services use (None: SQLite files), for the tools that seed data.
     database_server_url: str | None = None
     started_at: float = field(default_factory=time.time)
+    # The listening sockets the instances of a service share (--instances > 1), held for restarts.
+    listeners: list[socket.socket] = field(default_factory=list)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -322,7 +367,12 @@ class _Stack:
             "database_server_url": self.database_server_url,
             "env": os.environ.get("UNBIND_ENV", ""),
             "services": {
-                s.name: {"pid": s.proc.pid if s.proc else None, "port": s.port, "url": s.url}
+                s.key: {
+                    "pid": s.proc.pid if s.proc else None,
+                    "port": s.port,
+                    "url": s.url,
+                    "probe_url": s.probe_url,
+                }
                 for s in self.services
             },
         }
@@ -349,6 +399,11 @@ def up(options: UpOptions) -> int:
     """Start the stack and supervise it until SIGINT/SIGTERM; returns the exit code."""
     t0 = time.monotonic()
     var_dir = options.var_dir
+    if not 1 <= options.instances <= MAX_INSTANCES:
+        raise InfraError(
+            f"--instances {options.instances}: give 1 to {MAX_INSTANCES} (a consumer group uses at most "
+            f"one instance per partition, and the topic has {MAX_INSTANCES})."
+        )
     # The stack on a laptop is a development installation (demo data, file sinks) unless the caller says
     # otherwise.
     os.environ.setdefault("UNBIND_ENV", "development")
@@ -448,11 +503,10 @@ def _start(
     logs = stack.var_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     for service in (*APPS, dev_lender.NAME):
-        log_path = logs / f"{service}.log"
-        if log_path.exists():
-            log_path.replace(log_path.with_name(f"{service}.log.1"))
+        for log_path in (logs / f"{service}.log", *logs.glob(f"{service}.[0-9]*.log")):
+            if log_path.exists():
+                log_path.replace(log_path.with_name(f"{log_path.name}.1"))
     for service in APPS:
-        log_path = logs / f"{service}.log"
         env = service_env(
             stack.var_dir,
             ports,
@@ -462,21 +516,46 @@ def _start(
             server_url=server_url,
             keys=keys,
         )
-        stack.services.append(
-            ServiceProcess(service, ports[service], env, log_path, settings[service].log_level.lower())
-        )
+        instances = options.instances if service in SCALED else 1
+        if instances > 1 and "UNBIND_DATABASE_POOL_SIZE" not in os.environ:
+            # The instances together keep as many connections as one instance would.
+            env["UNBIND_DATABASE_POOL_SIZE"] = str(max(4, settings[service].database_pool_size // instances))
+        shared = _listener(stack, ports[service]) if instances > 1 else None
+        for instance in range(1, instances + 1):
+            log_name = service if instance == 1 else f"{service}.{instance}"
+            process = ServiceProcess(
+                service, ports[service], env, logs / f"{log_name}.log", settings[service].log_level.lower()
+            )
+            if shared is not None:
+                probe = _listener(stack, 0)
+                process.instance = instance
+                process.listen_fds = (shared.fileno(), probe.fileno())
+                process.probe_port = probe.getsockname()[1]
+            stack.services.append(process)
     stack.services.append(_lender_process(stack, ports, keys, first.log_level.lower()))
     for proc in stack.services:
         proc.spawn()
     stack.save()
     say(
         "services: starting "
-        + ", ".join(f"{s.name} (pid {s.proc.pid if s.proc else '?'})" for s in stack.services)
+        + ", ".join(f"{s.key} (pid {s.proc.pid if s.proc else '?'})" for s in stack.services)
     )
     wait_ready(stack.services, options.timeout)
     timings["services"] = time.monotonic() - phase
     timings["total"] = time.monotonic() - t0
     return timings
+
+
+def _listener(stack: _Stack, port: int) -> socket.socket:
+    """A listening socket on `port` (0: any free one) that the instances inherit and the supervisor
+    keeps open across their restarts."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(2048)
+    listener.set_inheritable(True)
+    stack.listeners.append(listener)
+    return listener
 
 
 def service_env(
@@ -551,7 +630,7 @@ def wait_ready(services: list[ServiceProcess], timeout: float) -> None:
             for service in list(pending):
                 if service.proc is not None and service.proc.poll() is not None:
                     raise InfraError(
-                        f"The {service.name} service exited during startup "
+                        f"The {service.key} service exited during startup "
                         f"({_describe_exit(service.proc.returncode)}).\n{service.log_tail()}"
                     )
                 if _ready(client, service):
@@ -560,7 +639,7 @@ def wait_ready(services: list[ServiceProcess], timeout: float) -> None:
                 return
             if time.monotonic() >= deadline:
                 tails = "\n".join(service.log_tail() for service in pending)
-                names = ", ".join(f"{s.name} ({s.url}/readyz)" for s in pending)
+                names = ", ".join(f"{s.key} ({s.url}/readyz)" for s in pending)
                 raise InfraError(f"Not ready within {timeout:.0f} s: {names}.\n{tails}")
             time.sleep(0.1)
 
@@ -601,19 +680,21 @@ def _print_summary(
     # Tokens, links and the stop are this var dir's: name it unless it is the default.
     me = me if stack.var_dir == default_var else f"{me} --var-dir {_relative(stack.var_dir)}"
     stop_command = f"{me} down"
-    width = max(len(s.name) for s in stack.services)
-    services = [s for s in stack.services if s.name != dev_lender.NAME]
+    width = max(len(s.key) for s in stack.services)
+    services = {s.name for s in stack.services if s.name != dev_lender.NAME}
+    instances = len([s for s in stack.services if s.name == SERVICES[0]])
     lines = [
         "",
         (
-            f"unbind is up: all {len(services)} services and the development lender ready in "
-            f"{timings['total']:.1f} s"
+            f"unbind is up: all {len(services)} services"
+            + (f" ({instances} instances of each of the four)" if instances > 1 else "")
+            + f" and the development lender ready in {timings['total']:.1f} s"
         ),
         "",
     ]
     for s in stack.services:
         lines.append(
-            f"  {s.name:<{width}}  {s.url:<22}  docs {s.url}/docs   pid {s.proc.pid if s.proc else '-'}   "
+            f"  {s.key:<{width}}  {s.url:<22}  docs {s.url}/docs   pid {s.proc.pid if s.proc else '-'}   "
             f"log {_relative(s.log_path)}"
         )
     lines += ["", f"  kafka      {stack.kafka_bootstrap} ({stack.kafka_origin}); topics {topic}, {dlq_topic}"]
@@ -681,14 +762,15 @@ def _supervise(stack: _Stack) -> None:
                     service.quick_failures = 0 if ran >= STABLE_AFTER else service.quick_failures + 1
                     delay = restart_delay(service.quick_failures)
                     say(
-                        f"{service.name} (pid {service.proc.pid}) exited with "
+                        f"{service.key} (pid {service.proc.pid}) exited with "
                         f"{_describe_exit(service.proc.returncode)} after {ran:.1f} s; restarting in "
                         f"{delay:.1f} s"
                     )
                     service.proc = None
                     service.restart_at = now + delay
                 if service.proc is None and service.restart_at is not None and now >= service.restart_at:
-                    if port_in_use(service.port):
+                    # A shared socket is the supervisor's own: the port is in use by design.
+                    if service.listen_fds is None and port_in_use(service.port):
                         say(
                             port_taken_message(
                                 service.port, f"{service.name} service", "the restart is retried in 5 s."
@@ -701,12 +783,12 @@ def _supervise(stack: _Stack) -> None:
                     service.awaiting_ready = True
                     stack.save()
                     say(
-                        f"{service.name} restarted (pid {service.proc.pid if service.proc else '?'}, restart "
+                        f"{service.key} restarted (pid {service.proc.pid if service.proc else '?'}, restart "
                         f"#{service.restarts}); log {_relative(service.log_path)}"
                     )
                 if service.awaiting_ready and service.alive() and _ready(client, service):
                     service.awaiting_ready = False
-                    say(f"{service.name} is ready again at {service.url}")
+                    say(f"{service.key} is ready again at {service.url}")
             time.sleep(POLL_INTERVAL)
 
 
@@ -727,7 +809,7 @@ def terminate(pids: dict[str, int], grace: float = STOP_GRACE) -> None:
 
 def _stop(stack: _Stack) -> None:
     """Stop the services (and the broker if this `up` started it); remove the pid file."""
-    running = {s.name: s.proc.pid for s in stack.services if s.proc is not None and s.alive()}
+    running = {s.key: s.proc.pid for s in stack.services if s.proc is not None and s.alive()}
     if running:
         say("stopping " + ", ".join(f"{name} (pid {pid})" for name, pid in running.items()))
         terminate(running)
@@ -735,6 +817,8 @@ def _stop(stack: _Stack) -> None:
             if service.proc is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     service.proc.wait(timeout=5)
+    for listener in stack.listeners:
+        listener.close()
     if stack.kafka_started:
         say("kafka: stopping the broker this `unbind up` started")
         try:
@@ -809,17 +893,18 @@ def status(var_dir: Path, offset: int | None) -> int:
     else:
         print("up: not running" + (" (stale pid file)" if state else ""))
     recorded = state.get("services") or {}
-    ports = (
-        {name: info["port"] for name, info in recorded.items()}
-        if supervisor is not None and recorded
-        else stack_ports(port_offset(offset))
-    )
-    width = max(len(name) for name in ports)
+    # Each instance is asked through its own probe URL; the URL shown is the one clients use.
+    if supervisor is not None and recorded:
+        urls = {name: (info["url"], info.get("probe_url") or info["url"]) for name, info in recorded.items()}
+    else:
+        urls = {
+            name: (f"http://127.0.0.1:{port}",) * 2 for name, port in stack_ports(port_offset(offset)).items()
+        }
+    width = max(len(name) for name in urls)
     with httpx.Client(trust_env=False) as client:
-        for name, port in ports.items():
-            url = f"http://127.0.0.1:{port}"
+        for name, (url, probe_url) in urls.items():
             try:
-                response = client.get(f"{url}/readyz", timeout=2.0)
+                response = client.get(f"{probe_url}/readyz", timeout=2.0)
                 body = (
                     response.json()
                     if response.headers.get("content-type", "").startswith("application/json")

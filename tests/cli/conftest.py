@@ -125,9 +125,9 @@ def broker_env(cluster: Cluster, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def unbind_up(cluster: Cluster, tmp_path: Path) -> Iterator[RunningUp]:
-    """Start `unbind up` on fresh topics (with the services' ACLs); on exit make sure nothing it
-    started survives."""
+def unbind_up(cluster: Cluster, tmp_path: Path, *up_args: str) -> Iterator[RunningUp]:
+    """Start `unbind up [up_args]` on fresh topics (with the services' ACLs); on exit make sure
+    nothing it started survives."""
     suffix = uuid.uuid4().hex[:10]
     topic, dlq_topic = f"cli.{suffix}.events", f"cli.{suffix}.dlq"
     asyncio.run(prepare_topics(cluster, EventTopics(topic, dlq_topic)))
@@ -137,7 +137,7 @@ def unbind_up(cluster: Cluster, tmp_path: Path) -> Iterator[RunningUp]:
     output_path = tmp_path / "up.out"
     with open(output_path, "wb") as output:
         proc = subprocess.Popen(
-            [str(UNBIND), "--var-dir", str(var_dir), "up", "--port-offset", str(offset)],
+            [str(UNBIND), "--var-dir", str(var_dir), "up", "--port-offset", str(offset), *up_args],
             stdout=output,
             stderr=subprocess.STDOUT,
             env=env,

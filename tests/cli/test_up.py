@@ -22,7 +22,15 @@ import httpx
 import pytest
 
 from services.notification.templates import CODE_IN_SMS
-from tests.cli.conftest import ZHANGSAN_PHONE, cli_env, eventually, free_port_offset, run_unbind, unbind_up
+from tests.cli.conftest import (
+    ZHANGSAN_PHONE,
+    RunningUp,
+    cli_env,
+    eventually,
+    free_port_offset,
+    run_unbind,
+    unbind_up,
+)
 from tools import pii
 from tools.errors import process_cmdline
 from tools.kafka import Cluster, read_topic
@@ -45,6 +53,55 @@ def _latest_code(sms_sink: Path) -> str | None:
     ]
     codes = [match.group(1) for text in texts if (match := CODE_IN_SMS.search(text))]
     return codes[-1] if codes else None
+
+
+def _unbind_zhangsan(up: RunningUp) -> str:
+    """Zhang San's unbind through the running stack, from the request to the completion notice in
+    his inbox; returns the request's id."""
+    token = run_unbind(
+        "--var-dir", str(up.var_dir), "token", "--user", "u-zhangsan", env=up.env
+    ).stdout.strip()
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(headers=headers, timeout=10, trust_env=False) as client:
+        bindings = client.get(f"{up.url('binding')}/v1/bindings").json()["items"]
+        assert [(b["id"], b["status"]) for b in bindings] == [("b-zhangsan-mortgage", "active")]
+
+        # The demo instalment is due in two days under auto-debit: a blocker to acknowledge.
+        impact = client.get(f"{up.url('binding')}/v1/bindings/b-zhangsan-mortgage/impact").json()
+        assert [blocker["code"] for blocker in impact["blockers"]] == ["INSTALMENT_DUE_SOON"]
+        accepted = client.post(
+            f"{up.url('binding')}/v1/bindings/b-zhangsan-mortgage/unbind-requests",
+            json={"reason": "fund_planning", "acknowledged": ["INSTALMENT_DUE_SOON"]},
+            headers={"Idempotency-Key": f"cli-test-{uuid.uuid4()}"},
+        )
+        assert accepted.status_code == 202, accepted.text
+        request_url = f"{up.url('binding')}/v1/unbind-requests/{accepted.json()['id']}"
+
+        issued = eventually(
+            lambda: client.get(request_url).json()["verification"], 30, "no verification was issued"
+        )
+        code = eventually(lambda: _latest_code(up.var_dir / "sms.jsonl"), 10, "no SMS code in var/sms.jsonl")
+        verified = client.post(
+            f"{up.url('verification')}/v1/verifications/{issued['id']}/otp", json={"code": code}
+        )
+        assert verified.status_code == 200, verified.text
+
+        eventually(
+            lambda: client.get(request_url).json()["status"] == "completed",
+            30,
+            "the request never completed",
+        )
+        eventually(
+            lambda: [
+                n
+                for n in client.get(f"{up.url('notification')}/v1/notifications").json()["items"]
+                if n["kind"] == "unbind_completed"
+            ],
+            15,
+            "no completion notice in the inbox",
+        )
+
+    return accepted.json()["id"]
 
 
 @pytest.mark.kafka
@@ -108,57 +165,14 @@ def test_up_serves_the_happy_path_restarts_a_killed_service_and_stops_on_sigterm
             assert signed.status_code == 303 and "unbind_ops_session" in signed.headers["set-cookie"]
             assert browser.get(link.group(1)).status_code == 401, "a link works once"
 
-        token = run_unbind(
-            "--var-dir", str(up.var_dir), "token", "--user", "u-zhangsan", env=up.env
-        ).stdout.strip()
-        headers = {"Authorization": f"Bearer {token}"}
-        with httpx.Client(headers=headers, timeout=10, trust_env=False) as client:
-            bindings = client.get(f"{up.url('binding')}/v1/bindings").json()["items"]
-            assert [(b["id"], b["status"]) for b in bindings] == [("b-zhangsan-mortgage", "active")]
-
-            # The demo instalment is due in two days under auto-debit: a blocker to acknowledge.
-            impact = client.get(f"{up.url('binding')}/v1/bindings/b-zhangsan-mortgage/impact").json()
-            assert [blocker["code"] for blocker in impact["blockers"]] == ["INSTALMENT_DUE_SOON"]
-            accepted = client.post(
-                f"{up.url('binding')}/v1/bindings/b-zhangsan-mortgage/unbind-requests",
-                json={"reason": "fund_planning", "acknowledged": ["INSTALMENT_DUE_SOON"]},
-                headers={"Idempotency-Key": f"cli-test-{uuid.uuid4()}"},
-            )
-            assert accepted.status_code == 202, accepted.text
-            request_url = f"{up.url('binding')}/v1/unbind-requests/{accepted.json()['id']}"
-
-            issued = eventually(
-                lambda: client.get(request_url).json()["verification"], 30, "no verification was issued"
-            )
-            code = eventually(
-                lambda: _latest_code(up.var_dir / "sms.jsonl"), 10, "no SMS code in var/sms.jsonl"
-            )
-            verified = client.post(
-                f"{up.url('verification')}/v1/verifications/{issued['id']}/otp", json={"code": code}
-            )
-            assert verified.status_code == 200, verified.text
-
-            eventually(
-                lambda: client.get(request_url).json()["status"] == "completed",
-                30,
-                "the request never completed",
-            )
-            eventually(
-                lambda: [
-                    n
-                    for n in client.get(f"{up.url('notification')}/v1/notifications").json()["items"]
-                    if n["kind"] == "unbind_completed"
-                ],
-                15,
-                "no completion notice in the inbox",
-            )
+        request_id = _unbind_zhangsan(up)
 
         # The dashboard process follows the same topic: the whole flow is in its feed.
         ops_token = run_unbind(
             "--var-dir", str(up.var_dir), "token", "--role", "ops", env=up.env
         ).stdout.strip()
         ops = {"Authorization": f"Bearer {ops_token}"}
-        feed_url = f"{up.url('dashboard')}/v1/events?request_id={accepted.json()['id']}"
+        feed_url = f"{up.url('dashboard')}/v1/events?request_id={request_id}"
         eventually(
             lambda: (
                 "UnbindCompleted"
@@ -221,6 +235,46 @@ def test_status_and_down_from_another_terminal(kafka_cluster: Cluster, tmp_path:
         assert up.proc.wait(5) == 0
         assert not [pid for pid in children if pid_alive(pid)]
         assert "up: not running" in run_unbind("--var-dir", str(up.var_dir), "status", env=up.env).stdout
+
+
+@pytest.mark.kafka
+def test_instances_share_each_service_port_and_are_supervised_one_by_one(
+    kafka_cluster: Cluster, tmp_path: Path
+) -> None:
+    with unbind_up(kafka_cluster, tmp_path, "--instances", "2") as up:
+        assert "all 5 services (2 instances of each of the four)" in up.output()
+        state = up.state()["services"]
+        for service in ("binding", "verification", "risk", "notification"):
+            first, second = state[service], state[f"{service}#2"]
+            assert first["pid"] != second["pid"] and first["url"] == second["url"] == up.url(service)
+            assert first["probe_url"] != second["probe_url"], "each instance answers its own probe"
+        assert "dashboard#2" not in state, "the dashboard runs once"
+        status = run_unbind("--var-dir", str(up.var_dir), "status", env=up.env)
+        assert status.stdout.count("ready (kafka connected)") == 9, status.stdout
+
+        _unbind_zhangsan(up)
+
+        # One instance dead: the other serves the port meanwhile, and the dead one is restarted
+        # and asked whether it is ready on its own probe socket, not the shared port.
+        killed = up.service_pids()["binding"]
+        os.kill(killed, signal.SIGKILL)
+        eventually(lambda: f"binding (pid {killed}) exited" in up.output(), 5, "the kill went unnoticed")
+        for _ in range(20):
+            assert up.ready("binding"), "the surviving instance did not serve the port"
+        eventually(lambda: "binding is ready again" in up.output(), 20, "binding was not restarted")
+        assert up.service_pids()["binding#2"] == state["binding#2"]["pid"], "the other instance kept running"
+
+        children = list(up.service_pids().values())
+        up.proc.send_signal(signal.SIGTERM)
+        assert up.proc.wait(30) == 0, up.output()
+        assert not [pid for pid in children if pid_alive(pid)], "an instance outlived its supervisor"
+
+
+def test_instances_beyond_the_partitions_are_refused(tmp_path: Path) -> None:
+    refused = run_unbind("--var-dir", str(tmp_path / "var"), "up", "--instances", "7", "--no-kafka")
+    assert refused.returncode != 0
+    assert "--instances 7: give 1 to 6" in refused.stderr
+    assert not (tmp_path / "var" / "unbind-up.pid").exists()
 
 
 def test_a_taken_service_port_is_named_with_the_way_out(tmp_path: Path) -> None:
