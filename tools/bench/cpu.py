@@ -52,6 +52,11 @@ def cpu_budget(before: CpuSnapshot, after: CpuSnapshot, workflows: int) -> dict[
         for service in after.services
         if service in before.services
     }
+    # With `unbind up --instances N`, each instance is measured (`binding`, `binding#2`, ...).
+    per_service: dict[str, float] = {}
+    for instance, value in per_workflow.items():
+        service = instance.partition("#")[0]
+        per_service[service] = round(per_service.get(service, 0.0) + value, 1)
     services_total = sum(value for service, value in per_workflow.items() if service not in STAND_INS)
     stand_ins_total = sum(value for service, value in per_workflow.items() if service in STAND_INS)
     bench = round((after.bench - before.bench) * 1000 / workflows, 1)
@@ -64,6 +69,8 @@ def cpu_budget(before: CpuSnapshot, after: CpuSnapshot, workflows: int) -> dict[
             "kafka_postgres_kernel": round(machine - services_total - stand_ins_total - bench, 1),
             "machine": machine,
         },
+        # Each service's instances together, when it ran more than one.
+        "ms_per_workflow_by_service": per_service if per_service.keys() != per_workflow.keys() else None,
         "cores": os.cpu_count(),
         "machine_busy": round(
             (after.machine_busy - before.machine_busy)

@@ -41,7 +41,7 @@ from tools.bench.driver import Customers, Timeline, completed_within, customer_c
 from tools.errors import InfraError
 from tools.keys import TokenMinter
 from tools.population import synthetic_customers
-from tools.running import RunningStack, check_running, find_running_stack
+from tools.running import CUSTOMER_FACING, RunningStack, check_running, find_running_stack
 from tools.services import load_settings, seed_population
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -229,6 +229,10 @@ def summarize(
             "concurrency": options.concurrency,
             "step_up": options.step_up,
         },
+        # Processes per service (`unbind up --instances`).
+        "instances": max(
+            sum(1 for name in stack.pids if name.partition("#")[0] == service) for service in CUSTOMER_FACING
+        ),
         "database": load_settings("binding", options.var_dir, stack.database_server_url).database_url.split(
             ":", 1
         )[0],
@@ -307,7 +311,10 @@ def print_report(report: dict[str, Any]) -> None:
         f"\nunbind bench: {report['completed']} workflows completed, {report['failed']} failed, in "
         f"{report['seconds']} s ({report['database']})"
     )
-    print(f"  throughput        {report['completed_per_second']} completed workflows/s")
+    print(
+        f"  throughput        {report['completed_per_second']} completed workflows/s"
+        + (f" ({report['instances']} instances of each service)" if report["instances"] > 1 else "")
+    )
     for name, values in report["latency_ms"].items():
         print(f"  {name:<30} p50 {values['p50']} ms · p95 {values['p95']} ms · p99 {values['p99']} ms")
     print(
@@ -328,6 +335,8 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"  DB commits        {report['commits_per_workflow']} per workflow (all services)")
     if cpu := report["cpu"]:
         print(f"  CPU ms/workflow   {cpu['ms_per_workflow']}")
+        if by_service := cpu.get("ms_per_workflow_by_service"):
+            print(f"    by service      {by_service} (instances together)")
         print(
             f"  machine busy      {cpu['machine_busy']:.0%} of {cpu['cores']} cores while the workflows ran"
         )
