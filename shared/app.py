@@ -187,7 +187,10 @@ def build_service_app(
                     runtime.tasks.append(
                         asyncio.create_task(runtime.consumer.run(), name=f"{settings.service_name}-consumer")
                     )
-                runtime.tasks.extend(asyncio.create_task(worker(runtime)) for worker in workers)
+                runtime.tasks.extend(
+                    asyncio.create_task(worker(runtime), name=f"{settings.service_name}-{worker.__name__}")
+                    for worker in workers
+                )
             log.info(
                 "service started",
                 extra={

@@ -36,6 +36,7 @@ from shared.db import UTCDateTime, utcnow
 from shared.events import Event
 from shared.keys import SigningKey
 from shared.logging import redact
+from shared.wakeup import wait_for_work
 
 log = logging.getLogger(__name__)
 
@@ -216,14 +217,7 @@ class OutboxRelay:
             backoff = min(backoff * 2, self._max_backoff)
 
     async def _idle(self) -> None:
-        # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that arrives
-        # as the wake-up fires, and the relay would never stop.
-        try:
-            async with asyncio.timeout(self._idle_interval):
-                await self._wakeup.wait()
-        except TimeoutError:
-            pass
-        self._wakeup.clear()
+        await wait_for_work(self._wakeup, None, self._idle_interval)
 
     async def publish_batch(self, producer: Producer) -> int:
         """Publish one batch of unsent rows; returns how many rows were attempted. Waits while

@@ -159,8 +159,13 @@ async def ops_customers(
     ),
 )
 async def resend_notification(
-    delivery_id: Annotated[int, Path(ge=1, lt=2**31)], body: ResendIn, principal: Ops, uow: RequestUnitOfWork
+    delivery_id: Annotated[int, Path(ge=1, lt=2**31)],
+    body: ResendIn,
+    *,
+    principal: Ops,
+    uow: RequestUnitOfWork,
+    deps: Deps,
 ) -> OpsMessageOut:
     """Send a message the customer lost again, on its channel, to their contact as it is now: a new
     message, queued at once, that names who resent it, when and why (audited, logged without its text)."""
-    return await service.resend(uow, principal, delivery_id, body.reason)
+    return await service.resend(uow, deps, principal, delivery_id, reason=body.reason)

@@ -40,7 +40,9 @@ class NotificationSettings(ServiceSettings):
     # What a customer whose request goes to a person (review, appeal) is told to expect: an answer within this
     # many hours.
     review_expected_hours: int = Field(24, ge=1, le=720)
-    dispatch_interval_seconds: float = Field(0.5, gt=0, le=60)
+    # The dispatcher sleeps until the next queued delivery is due, and a delivery this instance
+    # queues wakes it at once; this is the longest it sleeps, for what another instance queued.
+    dispatch_interval_seconds: float = Field(5.0, gt=0, le=60)
     # How long a code message waits for its request's UnbindRequested to be handled before a 409; below
     # the 5 s read timeout of verification's client.
     code_wait_seconds: float = Field(3.0, ge=0, le=4.5)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -41,6 +40,7 @@ from shared.events import (
     UnbindRejected,
     UnbindRequested,
 )
+from shared.wakeup import wait_for_work
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +84,20 @@ def default_providers(settings: NotificationSettings, client: httpx.AsyncClient)
 
 
 async def dispatcher(runtime: ServiceRuntime) -> None:
-    """Send what is due. Deliveries are rows, so a restart loses nothing (reminders included)."""
+    """Send what is due. Deliveries are rows, so a restart loses nothing (reminders included). It
+    does not poll: between rounds it sleeps until the next queued delivery is due, or until this
+    instance queues one, and at most `dispatch_interval_seconds` (for another instance's)."""
     deps: NotificationDeps = runtime.deps
     while True:
+        next_due = None
         try:
             async with runtime.unit_of_work() as uow:
-                handled = await service.dispatch_due(uow, deps)
-            if handled:
-                continue
+                if await service.dispatch_due(uow, deps):
+                    continue
+                next_due = await repository.next_delivery_due(uow.session)
         except Exception:
             log.exception("dispatch round failed; retrying")
-        await asyncio.sleep(deps.settings.dispatch_interval_seconds)
+        await wait_for_work(deps.deliveries_queued, next_due, deps.settings.dispatch_interval_seconds)
 
 
 def create_app(

@@ -55,6 +55,13 @@ async def due_deliveries(session: AsyncSession, now: datetime, limit: int) -> Se
     return (await session.scalars(query)).all()
 
 
+async def next_delivery_due(session: AsyncSession) -> datetime | None:
+    """When the soonest queued delivery falls due (None: nothing is queued)."""
+    return await session.scalar(
+        select(func.min(Delivery.next_attempt_at)).where(Delivery.status == DeliveryStatus.QUEUED)
+    )
+
+
 async def request_stages(session: AsyncSession, request_ids: set[str]) -> dict[str, str | None]:
     """The current stage (the id of the event that last moved it on) of each of these requests."""
     rows = await session.execute(

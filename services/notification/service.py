@@ -163,6 +163,11 @@ class NotificationDeps:
     providers: dict[str, Provider]
     metrics: NotificationMetrics
     requests_learned: RequestsLearned = field(default_factory=RequestsLearned)
+    # Set once a unit of work that queued a delivery has committed: the dispatcher wakes for it.
+    deliveries_queued: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def dispatch_after_commit(self, uow: UnitOfWork) -> None:
+        uow.after_commit(self.deliveries_queued.set)
 
 
 # --- planning ------------------------------------------------------------------------------
@@ -197,7 +202,7 @@ def send_time(kind: str, contact: Contact | None, at: datetime) -> datetime:
 
 async def plan(
     uow: UnitOfWork,
-    metrics: NotificationMetrics,
+    deps: NotificationDeps,
     event_id: str,
     kind: str,
     *,
@@ -226,7 +231,7 @@ async def plan(
     existing = await repository.delivered_to(session, event_id)
     # An event about a customer's device belongs to no request.
     request_id = event.request_id if isinstance(event, BindingEvent) else None
-    created = 0
+    created = queued = 0
     outcomes: list[tuple[str, str]] = []
     for channel in KINDS[kind].channels:
         recipient = recipients[channel]
@@ -254,9 +259,12 @@ async def plan(
                 DeliveryStatus.QUEUED,
                 due if channel == "inapp" else held,
             )
+            queued += 1
         session.add(delivery)
         created += 1
-    metrics.count_after_commit(uow, outcomes)
+    deps.metrics.count_after_commit(uow, outcomes)
+    if queued:
+        deps.dispatch_after_commit(uow)
     return created
 
 
@@ -334,7 +342,9 @@ def lender_payload(event: BindingEvent) -> dict[str, Any]:
     return {name: facts[name] for name in LENDER_FIELDS[type(event)]}
 
 
-async def notify_lender(uow: UnitOfWork, event_id: str, kind: str, event: BindingEvent) -> None:
+async def notify_lender(
+    uow: UnitOfWork, deps: NotificationDeps, event: BindingEvent, *, event_id: str, kind: str
+) -> None:
     """The lender learns of a mandate to set up, paused or resumed, or that its mandates are gone,
     through its signed webhook."""
     if await repository.delivery_exists(uow.session, event_id, "institution", "lender"):
@@ -362,6 +372,7 @@ async def notify_lender(uow: UnitOfWork, event_id: str, kind: str, event: Bindin
             next_attempt_at=utcnow(),
         )
     )
+    deps.dispatch_after_commit(uow)
 
 
 async def schedule_reminder(
@@ -370,7 +381,7 @@ async def schedule_reminder(
     when = utcnow() + timedelta(seconds=deps.settings.reminder_delay_seconds)
     await plan(
         uow,
-        deps.metrics,
+        deps,
         f"{event_id}:reminder",
         "follow_up_reminder",
         event=event,
@@ -501,7 +512,7 @@ async def _notify(uow: UnitOfWork, deps: NotificationDeps, kind: str, event: Eve
     event_id, request_kind = await _follow(uow, event)
     await plan(
         uow,
-        deps.metrics,
+        deps,
         event_id,
         kind,
         event=event,
@@ -518,7 +529,7 @@ async def notify(uow: UnitOfWork, deps: NotificationDeps, event: Event, **params
 async def notify_with_lender(uow: UnitOfWork, deps: NotificationDeps, event: BindingEvent) -> None:
     """The customer's message, and the lender's webhook of the same kind (LENDER_FIELDS)."""
     await notify(uow, deps, event)
-    await notify_lender(uow, current_envelope.get().id, NOTICES[type(event)], event)
+    await notify_lender(uow, deps, event, event_id=current_envelope.get().id, kind=NOTICES[type(event)])
 
 
 async def open_request(uow: UnitOfWork, deps: NotificationDeps, event: UnbindRequested) -> None:
@@ -960,7 +971,9 @@ def _not_resendable(detail: str) -> Problem:
     return conflict("not-resendable", detail)
 
 
-async def resend(uow: UnitOfWork, principal: Principal, delivery_id: int, reason: str) -> OpsMessageOut:
+async def resend(
+    uow: UnitOfWork, deps: NotificationDeps, principal: Principal, delivery_id: int, *, reason: str
+) -> OpsMessageOut:
     """Send a message the customer lost again, on its channel, to their contact as it is now: a new
     delivery, due at once, naming who resent it, when and why. A one-time code is never resent; nor
     is a message still on its way, or the lender's webhook (retried by the dispatcher)."""
@@ -993,6 +1006,7 @@ async def resend(uow: UnitOfWork, principal: Principal, delivery_id: int, reason
     )  # fmt: skip
     uow.session.add(copy)
     await uow.session.flush()
+    deps.dispatch_after_commit(uow)
     # Who, which message and why, never its text.
     log.info(
         "message resent by ops",

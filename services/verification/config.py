@@ -32,5 +32,6 @@ class VerificationSettings(ServiceSettings):
     challenge_ttl_seconds: int = Field(120, ge=1, le=600)
     biometric_max_failures: int = Field(5, ge=1, le=10)
     verification_ttl_seconds: int = Field(900, ge=1)
-    # How often expired verifications and failed deliveries are looked for.
-    sweep_seconds: float = Field(1.0, gt=0, le=60)
+    # The sweep sleeps until the next verification deadline or code re-send is due, and a failed
+    # send in this instance wakes it; this is the longest it sleeps, for what another instance did.
+    sweep_seconds: float = Field(5.0, gt=0, le=60)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +27,7 @@ from shared.events import (
     UnbindRequested,
 )
 from shared.i18n import remember_locales, saved_locales
+from shared.wakeup import wait_for_work
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +44,24 @@ SUBSCRIPTIONS: Subscriptions = {
 
 async def sweep(runtime: ServiceRuntime) -> None:
     """Fail verifications past their deadline and re-send codes notification did not take. Both
-    are driven by columns, so they survive restarts."""
+    are driven by columns, so they survive restarts. It does not poll: between rounds it sleeps
+    until the next deadline or re-send is due, or until a send fails here, and at most
+    `sweep_seconds` (for what another instance did)."""
     deps: VerificationDeps = runtime.deps
     while True:
+        next_due = None
         try:
             async with runtime.unit_of_work() as uow:
                 expired = await service.expire_overdue(uow)
                 resent = await service.retry_deliveries(uow, deps)
+                if not (expired or resent):
+                    next_due = await service.next_sweep_due(uow, deps.settings)
             if expired or resent:
                 log.info("verification sweep", extra={"expired": expired, "codes_resent": resent})
+                continue
         except Exception:
             log.exception("verification sweep failed; retrying")
-        await asyncio.sleep(deps.settings.sweep_seconds)
+        await wait_for_work(deps.sweep_due, next_due, deps.settings.sweep_seconds)
 
 
 def create_app(

@@ -56,6 +56,26 @@ async def codes_to_send_again(
     return (await session.scalars(query)).all()
 
 
+async def next_sweep_due(session: AsyncSession, max_retries: int) -> datetime | None:
+    """The soonest of the pending verifications' deadlines and of their codes' re-sends."""
+    pending = Verification.status == VerificationStatus.PENDING
+    deadline, resend = (
+        await session.execute(
+            select(
+                select(func.min(Verification.expires_at)).where(pending).scalar_subquery(),
+                select(func.min(Verification.next_delivery_at))
+                .where(
+                    pending,
+                    Verification.otp_delivery.in_((DeliveryStatus.FAILED, DeliveryStatus.SENDING)),
+                    Verification.delivery_retries < max_retries,
+                )
+                .scalar_subquery(),
+            )
+        )
+    ).one()
+    return min((due for due in (deadline, resend) if due is not None), default=None)
+
+
 async def pending_past_deadline(session: AsyncSession, now: datetime) -> Sequence[Verification]:
     query = (
         select(Verification)

@@ -29,13 +29,14 @@ and revokes keys (`DeviceRevoked`); every change of a key is in its audit trail.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import secrets
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -159,6 +160,8 @@ class VerificationDeps:
     notifier: httpx.AsyncClient
     unit_of_work: Callable[[], UnitOfWork]
     metrics: VerificationMetrics
+    # Set once a failed code send is recorded: the sweep wakes to learn when to send it again.
+    sweep_due: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(frozen=True)
@@ -371,6 +374,7 @@ async def _send_code(
             verification.otp_delivery = DeliveryStatus.FAILED
             backoff = deps.settings.otp_delivery_backoff_seconds * 2**verification.delivery_retries
             verification.next_delivery_at = utcnow() + timedelta(seconds=backoff)
+            uow.after_commit(deps.sweep_due.set)
 
 
 async def retry_deliveries(uow: UnitOfWork, deps: VerificationDeps) -> int:
@@ -380,6 +384,12 @@ async def retry_deliveries(uow: UnitOfWork, deps: VerificationDeps) -> int:
         verification.delivery_retries += 1
         await _new_code(uow, deps, verification)
     return len(due)
+
+
+async def next_sweep_due(uow: UnitOfWork, settings: VerificationSettings) -> datetime | None:
+    """When the sweep next has something to do: a pending verification's deadline, or a code to
+    send again (None: nothing pending)."""
+    return await repository.next_sweep_due(uow.session, settings.otp_delivery_retries)
 
 
 async def expire_overdue(uow: UnitOfWork) -> int:

@@ -383,6 +383,36 @@ async def test_the_lender_webhook_is_signed_and_the_reminder_survives_a_restart(
         assert sorted(item["kind"] for item in inbox) == ["follow_up_reminder", "unbind_completed"]
 
 
+async def test_the_dispatcher_wakes_for_what_is_queued_and_when_it_falls_due_not_on_a_timer(
+    kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> None:
+    # A dispatcher that would sleep a minute on its own.
+    overrides = {"notification": {"reminder_delay_seconds": 2, "dispatch_interval_seconds": 60}}
+    completed = Envelope.emit(
+        UnbindCompleted(
+            request_id="r-8",
+            binding_id="b-8",
+            user_id="u-zhangsan",
+            mandates_cancelled=1,
+            credit_limit_before=30000,
+            credit_limit_after=20300,
+        )
+    )
+    async with running_stack(
+        kafka_topics, database_urls, tmp_path, ONLY_NOTIFICATION, overrides=overrides
+    ) as stack:
+        await with_contact(stack)
+        await notification_knows(stack, completed)
+        await asyncio.sleep(0.5)  # the dispatcher's first round has found nothing and sleeps
+        await kafka_topics.publish_event(completed)
+        # Queued by the consumer's commit: sent at once, the lender's webhook too.
+        await eventually(lambda: len(stack.sms_messages()) == 1, 10, "the completion SMS did not wake it")
+        await eventually(lambda: (tmp_path / "institution.jsonl").exists(), 5, "the lender was not told")
+        assert not (tmp_path / "push.jsonl").exists(), "the reminder is not due yet"
+        # Queued for 2 s later: the dispatcher sleeps until then, not for its minute.
+        await eventually(lambda: (tmp_path / "push.jsonl").exists(), 10, "the reminder did not go when due")
+
+
 async def test_the_inbox_is_paginated_and_private(memory_stack: Stack) -> None:
     await with_contact(memory_stack)
     await with_contact(memory_stack, user_id="u-lisi")

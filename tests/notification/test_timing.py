@@ -99,9 +99,10 @@ async def test_a_code_waits_for_the_prompt_the_dispatcher_is_sending(
 async def test_a_code_for_a_request_not_announced_yet_waits_then_goes_after_its_prompt(
     database_urls: dict[str, str], tmp_path: Path
 ) -> None:
-    # A dispatcher that sleeps through the test: the prompt is still queued when the code comes.
-    overrides = {"notification": {"dispatch_interval_seconds": 60, "code_wait_seconds": 0.5}}
+    # The dispatcher stopped: the prompt is still queued when the code comes.
+    overrides = {"notification": {"code_wait_seconds": 0.5}}
     async with on_memory_bus(database_urls, tmp_path, ONLY_NOTIFICATION, overrides=overrides) as stack:
+        await stop_dispatcher(stack)
         await with_contact(stack)
         client = stack.client("notification")
         early = await client.post("/internal/v1/messages", json=code_for("r-1"), headers=VERIFICATION)
@@ -133,8 +134,9 @@ async def test_a_code_that_comes_just_before_its_request_waits_for_it_instead_of
 ) -> None:
     # Notification's consumer lags behind risk and verification: the code's call is held until the
     # request is learned, and the prompt still goes first.
-    overrides = {"notification": {"dispatch_interval_seconds": 60, "code_wait_seconds": 4}}
+    overrides = {"notification": {"code_wait_seconds": 4}}
     async with on_memory_bus(database_urls, tmp_path, ONLY_NOTIFICATION, overrides=overrides) as stack:
+        await stop_dispatcher(stack)
         await with_contact(stack)
         code = asyncio.create_task(
             stack.client("notification").post(
@@ -203,8 +205,18 @@ def about(request_id: str) -> dict[str, str]:
     return {"request_id": request_id, "binding_id": "b-1", "user_id": "u-zhangsan"}
 
 
+async def stop_dispatcher(stack: Stack) -> None:
+    """The service's own dispatcher stopped (it would wake for each delivery queued): what is queued
+    waits for `dispatch`."""
+    (task,) = [
+        task for task in stack.runtime("notification").tasks if task.get_name() == "notification-dispatcher"
+    ]
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 async def dispatch(stack: Stack) -> None:
-    """One round of the dispatcher, now (the service's own sleeps through these tests)."""
+    """One round of the dispatcher, now (the service's own is stopped in these tests)."""
     runtime = stack.runtime("notification")
     async with runtime.unit_of_work() as uow:
         await service.dispatch_due(uow, runtime.deps)
@@ -247,8 +259,8 @@ async def test_in_quiet_hours_only_what_can_wait_waits_and_never_the_inbox(
         database_urls,
         tmp_path,
         ONLY_NOTIFICATION,
-        overrides={"notification": {"dispatch_interval_seconds": 60}},
     ) as stack:
+        await stop_dispatcher(stack)
         now = datetime.now(UTC)
         local_hour = now.astimezone(ZoneInfo("Asia/Shanghai")).hour
         await with_contact(
@@ -287,8 +299,8 @@ async def test_a_message_about_a_stage_the_request_has_left_is_superseded_not_se
         database_urls,
         tmp_path,
         ONLY_NOTIFICATION,
-        overrides={"notification": {"dispatch_interval_seconds": 60}},
     ) as stack:
+        await stop_dispatcher(stack)
         await with_contact(stack)
         regressed = BiometricCounterRegressed(
             **about("r-1"), verification_id="v-r-1", device_id="d-1", counter=3, last_counter=7
@@ -331,11 +343,10 @@ async def test_a_message_about_a_stage_the_request_has_left_is_superseded_not_se
 async def test_a_push_still_queued_when_the_unbind_completes_is_never_sent(
     kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path
 ) -> None:
-    # The dispatcher sleeps while the customer verifies and the unbind completes (held, retried or
+    # The dispatcher is stopped while the customer verifies and the unbind completes (held, retried or
     # slow: the same); its next round finds "verify it is you" and "verified" stale.
-    async with running_stack(
-        kafka_topics, database_urls, tmp_path, overrides={"notification": {"dispatch_interval_seconds": 60}}
-    ) as stack:
+    async with running_stack(kafka_topics, database_urls, tmp_path) as stack:
+        await stop_dispatcher(stack)
         customer = await customer_with_binding(stack)
         response = await stack.client("binding").post(
             f"/v1/bindings/{customer.binding_id}/unbind-requests",

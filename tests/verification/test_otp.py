@@ -119,7 +119,9 @@ async def test_notification_down_then_up_the_code_arrives_after_the_retry(
         links.append(Switchable(transport))
         return links[-1]
 
-    overrides = {"verification": {"otp_delivery_backoff_seconds": 0.5, "sweep_seconds": 0.2}}
+    # A sweep that would sleep a minute on its own: a failed send wakes it, and it sleeps only
+    # until the re-send falls due.
+    overrides = {"verification": {"otp_delivery_backoff_seconds": 0.5, "sweep_seconds": 60}}
     async with running_stack(
         kafka_topics, database_urls, tmp_path, overrides=overrides, notification_link=cut
     ) as stack:
