@@ -329,20 +329,25 @@ async def test_the_same_event_three_times_gives_one_message_per_channel(
         assert len(stack.sms_messages()) == 1
 
 
-async def test_the_lender_webhook_is_signed_and_the_reminder_survives_a_restart(
-    kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path
-) -> None:
-    overrides = {"notification": {"reminder_delay_seconds": 2, "dispatch_interval_seconds": 0.1}}
-    completed = Envelope.emit(
+def unbind_completed(request_id: str, binding_id: str) -> Envelope:
+    """Zhang San's unbind completed, a mandate cancelled: an SMS, the lender's webhook, a reminder."""
+    return Envelope.emit(
         UnbindCompleted(
-            request_id="r-9",
-            binding_id="b-9",
+            request_id=request_id,
+            binding_id=binding_id,
             user_id="u-zhangsan",
             mandates_cancelled=1,
             credit_limit_before=30000,
             credit_limit_after=20300,
         )
     )
+
+
+async def test_the_lender_webhook_is_signed_and_the_reminder_survives_a_restart(
+    kafka_topics: BusTopics, database_urls: dict[str, str], tmp_path: Path
+) -> None:
+    overrides = {"notification": {"reminder_delay_seconds": 2, "dispatch_interval_seconds": 0.1}}
+    completed = unbind_completed("r-9", "b-9")
     async with running_stack(
         kafka_topics, database_urls, tmp_path, ONLY_NOTIFICATION, overrides=overrides
     ) as stack:
@@ -388,16 +393,7 @@ async def test_the_dispatcher_wakes_for_what_is_queued_and_when_it_falls_due_not
 ) -> None:
     # A dispatcher that would sleep a minute on its own.
     overrides = {"notification": {"reminder_delay_seconds": 2, "dispatch_interval_seconds": 60}}
-    completed = Envelope.emit(
-        UnbindCompleted(
-            request_id="r-8",
-            binding_id="b-8",
-            user_id="u-zhangsan",
-            mandates_cancelled=1,
-            credit_limit_before=30000,
-            credit_limit_after=20300,
-        )
-    )
+    completed = unbind_completed("r-8", "b-8")
     async with running_stack(
         kafka_topics, database_urls, tmp_path, ONLY_NOTIFICATION, overrides=overrides
     ) as stack:
