@@ -63,7 +63,7 @@ def test_bench_drives_every_workflow_and_writes_its_report(kafka_cluster: Cluste
     # The skeleton ran as many workflows to their end, measured as the stack is.
     skeleton = report["skeleton"]
     assert (skeleton["workflows"], skeleton["completed"], skeleton["failed"]) == (WORKFLOWS, WORKFLOWS, 0)
-    assert skeleton["completed_per_second"] > 0
+    assert skeleton["completed_per_second"] > 0 and skeleton["latency_ms"]["requested→completed"]["p50"] > 0
     skeleton_cpu = skeleton["cpu_ms_per_workflow"]
     assert all(
         skeleton_cpu[process] > 0

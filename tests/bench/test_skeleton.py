@@ -68,3 +68,5 @@ def test_the_report_counts_completions_over_the_events_own_span() -> None:
     assert (report["workflows"], report["completed"], report["failed"]) == (3, 2, 1)
     # First request to last completion, not the driver's 9 s.
     assert report["seconds"] == 4.0 and report["completed_per_second"] == 0.5
+    # Each workflow timed from its request to its completion, on the events' clock.
+    assert report["latency_ms"]["requested→completed"] == {"p50": 3500.0, "p95": 3500.0, "p99": 3500.0}

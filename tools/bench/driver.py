@@ -125,6 +125,39 @@ async def watching(cluster: Cluster, topic: str) -> AsyncIterator[TopicWatcher]:
         await watcher.stop()
 
 
+STAGES = {
+    "requested→assessed": ("UnbindRequested", "RiskAssessed"),
+    "assessed→verification_issued": ("RiskAssessed", "VerificationRequested"),
+    "verification_issued→verified": ("VerificationRequested", "Verified"),
+    "verified→completed": ("Verified", "UnbindCompleted"),
+    "requested→completed": ("UnbindRequested", "UnbindCompleted"),
+}
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    ordered = sorted(values)
+    if not ordered:
+        return {"p50": None, "p95": None, "p99": None}
+    return {
+        f"p{q}": round(ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))] * 1000, 1)
+        for q in (50, 95, 99)
+    }
+
+
+def stage_latencies(completed: list[Timeline]) -> dict[str, dict[str, float | None]]:
+    """p50, p95 and p99 in ms of each stage (STAGES) of the completed workflows, on the events' clock."""
+    return {
+        name: percentiles(
+            [
+                (t.times[end] - t.times[start]).total_seconds()
+                for t in completed
+                if start in t.times and end in t.times
+            ]
+        )
+        for name, (start, end) in STAGES.items()
+    }
+
+
 def completed_within(timelines: list[Timeline], elapsed: float) -> tuple[list[Timeline], float]:
     """The timelines that reached UnbindCompleted, and the seconds from the first request to the last
     completion on the events' own clock (`elapsed`, the driver's, when none completed)."""

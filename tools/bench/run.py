@@ -37,7 +37,16 @@ import httpx
 from tools.bench import skeleton
 from tools.bench.ceilings import commit_ceiling, committed_transactions, kafka_ceiling
 from tools.bench.cpu import STAND_INS
-from tools.bench.driver import Customers, Timeline, completed_within, customer_client, play_all, watching
+from tools.bench.driver import (
+    Customers,
+    Timeline,
+    completed_within,
+    customer_client,
+    percentiles,
+    play_all,
+    stage_latencies,
+    watching,
+)
 from tools.errors import InfraError
 from tools.keys import TokenMinter
 from tools.population import synthetic_customers
@@ -45,13 +54,6 @@ from tools.running import CUSTOMER_FACING, RunningStack, check_running, find_run
 from tools.services import load_settings, seed_population
 
 RESULTS = Path(__file__).resolve().parent / "results"
-STAGES = {
-    "requested→assessed": ("UnbindRequested", "RiskAssessed"),
-    "assessed→verification_issued": ("RiskAssessed", "VerificationRequested"),
-    "verification_issued→verified": ("VerificationRequested", "Verified"),
-    "verified→completed": ("Verified", "UnbindCompleted"),
-    "requested→completed": ("UnbindRequested", "UnbindCompleted"),
-}
 
 
 @dataclass
@@ -69,16 +71,6 @@ class BenchOptions:
     skeleton: bool = True
     # Workflows through the skeleton (default: as many as through the stack).
     skeleton_workflows: int | None = None
-
-
-def percentiles(values: list[float]) -> dict[str, float | None]:
-    ordered = sorted(values)
-    if not ordered:
-        return {"p50": None, "p95": None, "p99": None}
-    return {
-        f"p{q}": round(ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))] * 1000, 1)
-        for q in (50, 95, 99)
-    }
 
 
 def peak_rss_mb(pids: dict[str, int]) -> dict[str, float | None]:
@@ -209,14 +201,6 @@ def summarize(
 ) -> dict[str, Any]:
     timelines: list[Timeline] = driven["timelines"]
     completed, span = completed_within(timelines, driven["elapsed"])
-    stage_seconds = {
-        name: [
-            (t.times[end] - t.times[start]).total_seconds()
-            for t in completed
-            if start in t.times and end in t.times
-        ]
-        for name, (start, end) in STAGES.items()
-    }
     events = sum(t.events for t in timelines)
     event_rate = events / span if span else 0.0
     kafka = ceilings.get("kafka") or {}
@@ -243,7 +227,7 @@ def summarize(
         "codes_replaced": driven["codes_replaced"],
         "seconds": round(span, 2),
         "completed_per_second": round(len(completed) / span, 1) if span else None,
-        "latency_ms": {name: percentiles(values) for name, values in stage_seconds.items()},
+        "latency_ms": stage_latencies(completed),
         "events_per_workflow": round(events / len(timelines), 2) if timelines else None,
         "event_rate_per_second": round(event_rate, 1),
         "event_bytes_average": round(driven["watcher"].bytes_seen / max(driven["watcher"].records_seen, 1)),
@@ -346,6 +330,11 @@ def print_report(report: dict[str, Any]) -> None:
             f"  skeleton          {figures['completed_per_second']} completed workflows/s "
             f"({figures['completed']} of {figures['workflows']}, {figures['failed']} failed)"
             + (f": this stack does {share:.0%} of it" if share is not None else "")
+        )
+        end_to_end = figures["latency_ms"]["requested→completed"]
+        print(
+            f"  skeleton requested→completed p50 {end_to_end['p50']} ms · p95 {end_to_end['p95']} ms · "
+            f"p99 {end_to_end['p99']} ms"
         )
         print(f"  skeleton CPU ms/workflow  {figures['cpu_ms_per_workflow']}")
     if report["transport_retries"]:

@@ -85,6 +85,7 @@ from tools.bench.driver import (
     completed_within,
     customer_client,
     play_all,
+    stage_latencies,
     watching,
 )
 from tools.errors import InfraError, port_in_use, port_taken_message
@@ -633,6 +634,7 @@ def skeleton_report(played: Played, timelines: list[Timeline]) -> dict[str, Any]
         "failures": dict(played.failures.most_common(5)),
         "seconds": round(span, 2),
         "completed_per_second": round(len(completed) / span, 1) if span else None,
+        "latency_ms": stage_latencies(completed),
         "cpu_ms_per_workflow": played.cpu.get("ms_per_workflow", {}),
         "machine_busy": played.cpu.get("machine_busy"),
     }
