@@ -251,6 +251,8 @@ class UnbindRequested(BindingEvent):
     # Request context for risk: the impact blockers the customer accepted, and where they called from.
     acknowledged: list[Code] = Field(default_factory=list)
     client_ip: str | None = None
+    # The bound repayment account's monthly instalment, in yuan: an input of risk's anomaly model.
+    monthly_instalment: int | None = Field(None, ge=0)
 
 
 class RiskAssessed(BindingEvent):

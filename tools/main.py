@@ -10,6 +10,7 @@
     unbind dlq list [--json] | dlq replay --id ID|--all [--force]   dead letters: see them, publish them again
     unbind kafka up|down|status|secrets · unbind postgres up|down|status   one piece of infrastructure
     unbind docs [--out DIR] [--check]                               AsyncAPI, event schemas, OpenAPI
+    unbind risk evaluate [--population N] [--seed S] [--pattern P]...   rules and anomaly model, measured
 
 Every command works on one var dir (`--var-dir`, default `$UNBIND_VAR_DIR` or `./var`), where
 the SQLite databases, logs, SMS sink, broker and pid files live; two var dirs are two independent
@@ -343,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="write nothing; exit 1 naming the files that differ from the code (for CI)",
     )
 
+    add_risk_parser(commands)
+
     status = commands.add_parser("status", parents=[var_dir], help="show what runs")
     status.add_argument(
         "--port-offset",
@@ -358,6 +361,41 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
     return value
+
+
+def add_risk_parser(commands: argparse._SubParsersAction) -> None:
+    from services.risk.evaluation import Pattern
+
+    risk = commands.add_parser("risk", help="risk's anomaly model")
+    actions = risk.add_subparsers(dest="risk_command", required=True, metavar="ACTION")
+    evaluate_help = (
+        "precision and recall of the rules, of the anomaly model at its promoted threshold and of both, "
+        "on a synthetic population with injected account-takeover patterns (in this process)"
+    )
+    evaluate = actions.add_parser("evaluate", help=evaluate_help, description=evaluate_help)
+    evaluate.add_argument("--population", type=int, default=None, help="requests to replay (default 2000)")
+    evaluate.add_argument("--seed", type=int, default=None, help="the population's seed (default 1)")
+    evaluate.add_argument("--attack-share", type=float, default=None, help="share of attacks (default 0.05)")
+    evaluate.add_argument(
+        "--pattern",
+        dest="patterns",
+        action="append",
+        choices=[pattern.value for pattern in Pattern],
+        default=None,
+        help="an attack pattern to inject; repeatable (default: all)",
+    )
+    evaluate.add_argument("--threshold", type=float, default=None, help="the model's threshold (default 0.8)")
+    evaluate.add_argument(
+        "--window", type=int, default=None, help="the model's window (default: UNBIND_MODEL_WINDOW, 250)"
+    )
+    evaluate.add_argument(
+        "--rules",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a rule set (JSON list) instead of the defaults",
+    )
+    evaluate.add_argument("--json", action="store_true", help="the result as JSON")
 
 
 def add_dlq_parser(commands: argparse._SubParsersAction, var_dir: argparse.ArgumentParser) -> None:
@@ -409,6 +447,14 @@ def run(args: argparse.Namespace) -> int:
         from tools import docs
 
         return docs.cli(args.out, args.check)
+    if args.command == "risk":
+        from tools import risk
+
+        options = {
+            name: getattr(args, name)
+            for name in ("population", "seed", "attack_share", "patterns", "threshold", "window")
+        }
+        return risk.evaluate(options, args.rules, args.json)
 
     # Imported here: they load the services' settings, which `kafka`/`postgres` do not need.
     from tools import services, stack

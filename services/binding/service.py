@@ -857,6 +857,7 @@ async def open_request(
             channel=channel,
             acknowledged=accepted_blockers,
             client_ip=client_ip,
+            monthly_instalment=repayment.monthly_instalment,
         )
     )
     return await request_out(uow, request, locale), True

@@ -12,7 +12,10 @@ from services.risk.models import ReviewStatus
 from services.risk.schemas import (
     AssessmentOut,
     CustomerRiskOut,
+    EvaluationIn,
+    EvaluationOut,
     FlagList,
+    ModelOut,
     ProfileIn,
     RestoreIn,
     ReviewDecisionIn,
@@ -233,6 +236,22 @@ async def decide_review(
     if decided.awaiting_second_reviewer:
         response.status_code = 202
     return decided
+
+
+@router.get("/v1/model", tags=["model"])
+async def get_model(principal: Ops, uow: RequestUnitOfWork, deps: Deps) -> ModelOut:
+    """The anomaly model: its version, what it has learned, its features, drift, and the rules that
+    promote it (none: it is in shadow, scoring and explaining without deciding)."""
+    return await service.model_status(uow, deps)
+
+
+@router.post("/v1/model/evaluations", tags=["model"])
+async def evaluate_model(
+    body: EvaluationIn, principal: RulesAdmin, uow: RequestUnitOfWork, deps: Deps
+) -> EvaluationOut:
+    """Precision and recall of the rules in force, of the model at its promoted threshold, and of
+    both, on a synthetic population with injected account-takeover patterns. Nothing is written."""
+    return await service.evaluate_model(uow, deps, body)
 
 
 @router.get("/v1/flags", tags=["flags"])

@@ -26,6 +26,23 @@ class RiskSettings(ServiceSettings):
     review_sla_minutes: int = Field(120, ge=1)
     # Four eyes: denying a request whose assessment scored at least this takes a second, different reviewer.
     review_second_reviewer_score: int = Field(80, ge=0, le=100)
+    # The anomaly model (services/risk/model.py), in shadow until a rule names `model_score`. Its shape:
+    # a change of any of these four starts learning over (the checkpoint no longer fits).
+    model_trees: int = Field(25, ge=1, le=100)
+    model_height: int = Field(8, ge=2, le=12)
+    # Requests per window: the model scores from its first completed window, and a new window is a new
+    # version.
+    model_window: int = Field(250, ge=8, le=1_000_000)
+    model_seed: int = Field(2026, ge=0)
+    # Learning runs in batches at most this often; an instance takes up a version another one
+    # trained within model_sync_seconds.
+    model_train_seconds: float = Field(5.0, gt=0, le=3600)
+    model_sync_seconds: float = Field(5.0, gt=0, le=3600)
+    # The population stability index of a window's scores against the baseline's above which the
+    # score distribution has shifted (logged; the alert rule reads the same gauge).
+    model_drift_threshold: float = Field(0.25, gt=0)
+    # The largest synthetic population one evaluation replays (`POST /v1/model/evaluations`).
+    evaluation_max_population: int = Field(20_000, ge=100)
 
     @model_validator(mode="after")
     def _ordered_thresholds(self) -> RiskSettings:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -13,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from services.risk import api, service
 from services.risk.config import RiskSettings
 from services.risk.models import InboxEntry, OutboxMessage
-from services.risk.service import RiskDeps, RiskMetrics
+from services.risk.service import LEARNING_BATCH, ModelKeeper, RiskDeps, RiskMetrics
 from shared.app import ServiceRuntime, build_service_app
 from shared.bus import EventBus
 from shared.consumer import Subscriptions
@@ -29,6 +31,7 @@ from shared.events import (
     UnbindExpired,
     UnbindRequested,
 )
+from shared.wakeup import wait_for_work
 
 # Every event about a binding is behaviour; an UnbindRequested is scored, an UnbindAppealed or
 # UnbindDisputed opens a case, and a cancelled or expired request withdraws its pending review. A
@@ -48,6 +51,28 @@ SUBSCRIPTIONS: Subscriptions = {
 }
 
 
+log = logging.getLogger(__name__)
+# Each instance learns what it queued itself; this long a wait picks up what a stopped one left.
+LEARNING_IDLE_SECONDS = 300
+
+
+async def learn(runtime: ServiceRuntime) -> None:
+    """Train the anomaly model on the queued requests in batches, at most every model_train_seconds,
+    and sleep while nothing is queued."""
+    deps: RiskDeps = runtime.deps
+    while True:
+        await wait_for_work(deps.model.queued, None, LEARNING_IDLE_SECONDS)
+        learned = 0
+        try:
+            async with runtime.unit_of_work() as uow:
+                learned = await deps.model.learn(uow)
+        except Exception:
+            log.exception("learning failed; retrying")
+        if learned == LEARNING_BATCH:
+            deps.model.queued.set()
+        await asyncio.sleep(deps.settings.model_train_seconds)
+
+
 def create_app(
     settings: RiskSettings | None = None,
     *,
@@ -64,7 +89,13 @@ def create_app(
     async def resources(runtime: ServiceRuntime) -> AsyncIterator[RiskDeps]:
         client = runtime.client("notification", settings.notification_url, transport=notification_transport)
         async with client as notifier:
-            yield RiskDeps(settings=settings, clock=clock, metrics=metrics, notifier=notifier)
+            yield RiskDeps(
+                settings=settings,
+                clock=clock,
+                metrics=metrics,
+                notifier=notifier,
+                model=ModelKeeper(settings, metrics),
+            )
 
     return build_service_app(
         settings,
@@ -78,6 +109,7 @@ def create_app(
         inbox_model=InboxEntry,
         subscriptions=SUBSCRIPTIONS,
         resources=resources,
+        workers=[learn],
         bus=bus,
         registry=registry,
     )

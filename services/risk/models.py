@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, String, Text
+from sqlalchemy import JSON, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UTCDateTime, utcnow
@@ -135,6 +135,12 @@ class Assessment(Base):
     device_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     client_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The anomaly model in shadow: its inputs, its score and version, and the features that pushed the
+    # score up (for ops only). NULL: assessed before 0010, or while the model was warming up.
+    features: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
+    model_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    model_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    model_explanation: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
 
 class RuleSet(Base):
@@ -159,7 +165,11 @@ class CustomerProfile(Base):
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     account_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     phone_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # An IANA zone from the customer system; NULL reads as Asia/Shanghai.
+    time_zone: Mapped[str | None] = mapped_column(String(64), nullable=True)
     last_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The client IPs of the customer's requests in the last 24 hours, each with when it was last seen.
+    recent_ips: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
 
 
 class AccountFlag(Base):
@@ -177,3 +187,29 @@ class AccountFlag(Base):
     cleared_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # Why it was cleared: by hand, or the approval of which review.
     cleared_reason: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+
+class ModelState(Base):
+    """The anomaly model's checkpoint (services.risk.model): every instance scores with the version
+    stored here, and learning continues from it after a restart."""
+
+    __tablename__ = "model_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    learned: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LearningQueue(Base):
+    """Assessed requests the model has yet to learn, with the score each was given: written in the
+    assessment's transaction, deleted in the one that learns it, so none is learned twice or lost."""
+
+    __tablename__ = "model_learning_queue"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    features: Mapped[dict[str, float]] = mapped_column(JSON)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Row, and_, func, or_, select
+from sqlalchemy import ColumnElement, Row, and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.risk.models import (
@@ -13,6 +13,8 @@ from services.risk.models import (
     Assessment,
     CustomerProfile,
     KnownDevice,
+    LearningQueue,
+    ModelState,
     ObservedEvent,
     Review,
     ReviewStatus,
@@ -131,6 +133,7 @@ async def assessments_since(session: AsyncSession, since: datetime) -> AsyncIter
             Assessment.signals,
             Assessment.device_id,
             Assessment.client_ip,
+            Assessment.model_score,
             Assessment.machine_decision,
         )
         .where(Assessment.created_at >= since)
@@ -186,3 +189,27 @@ async def known_devices_of(session: AsyncSession, user_id: str) -> Sequence[Know
 
 async def count_profiles(session: AsyncSession) -> int:
     return await session.scalar(select(func.count()).select_from(CustomerProfile)) or 0
+
+
+async def model_state(session: AsyncSession, name: str, *, for_update: bool = False) -> ModelState | None:
+    """The checkpoint; `for_update` makes learners of several instances take turns."""
+    return await session.get(ModelState, name, with_for_update=for_update)
+
+
+async def model_version(session: AsyncSession, name: str) -> Row | None:
+    """The checkpoint's shape and version, without its masses."""
+    query = select(ModelState.fingerprint, ModelState.version).where(ModelState.name == name)
+    return (await session.execute(query)).first()
+
+
+async def queued_for_learning(session: AsyncSession, limit: int) -> Sequence[LearningQueue]:
+    query = select(LearningQueue).order_by(LearningQueue.id).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+async def delete_learned(session: AsyncSession, ids: Sequence[int]) -> None:
+    await session.execute(delete(LearningQueue).where(LearningQueue.id.in_(ids)))
+
+
+async def count_queued_for_learning(session: AsyncSession) -> int:
+    return await session.scalar(select(func.count()).select_from(LearningQueue)) or 0

@@ -10,7 +10,9 @@ The condition is read by a tokenizer and a recursive-descent parser (never eval'
 
 OP is >=, >, <=, <, ==, !=; a literal is an integer, true, false (1 and 0) or a double-quoted string
 (escapes: \\" and \\\\ only). Names are the number signals, `score`, and the string facts `device_id`
-and `client_ip` ("" when the request had none). Numbers compare with number names only, strings
+and `client_ip` ("" when the request had none). `model_score` is the anomaly model's score, a decimal
+from 0 to 1 compared with >=, >, <= or < only; while the model warms up an assessment has none, and no
+comparison with it holds (so `not` of one does). Numbers compare with number names only, strings
 with string names only (and with == and != only); `client_ip` takes IP addresses and, in lists, CIDR
 networks, checked when the rule is saved. Rules are evaluated in Stripe Radar's order — every
 step_up rule, then allow, then deny, then review — and the first that matches decides. A rule set is
@@ -28,6 +30,7 @@ from typing import Protocol
 
 ACTIONS = ("step_up", "allow", "deny", "review")  # evaluation order
 STRING_NAMES = frozenset({"device_id", "client_ip"})
+MODEL_SCORE = "model_score"
 MAX_RULES = 100
 MAX_CONDITION_LENGTH = 500
 MAX_LIST_ITEMS = 100
@@ -44,7 +47,8 @@ _OPS: dict[str, Callable[[object, object], bool]] = {
 }
 _KEYWORDS = frozenset({"and", "or", "not", "in", "true", "false"})
 _TOKEN = re.compile(
-    r"""(?P<op>>=|<=|==|!=|>|<)|(?P<lparen>\()|(?P<rparen>\))|(?P<comma>,)|(?P<int>-?\d+(?!\w))
+    r"""(?P<op>>=|<=|==|!=|>|<)|(?P<lparen>\()|(?P<rparen>\))|(?P<comma>,)
+    |(?P<decimal>-?\d+\.\d+(?![\w.]))|(?P<int>-?\d+(?!\w))
     |(?P<string>"(?:[^"\\]|\\["\\])*")|(?P<name>[A-Za-z_]\w*)""",
     re.VERBOSE,
 )
@@ -54,7 +58,7 @@ DEFAULT_RULES = [
     {"name": "cloned device key", "action": "deny", "if": "counter_regressions_24h >= 2"},
 ]
 
-Facts = Mapping[str, int | str]
+Facts = Mapping[str, int | str | float | None]
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -109,9 +113,12 @@ class Comparison:
 
     name: str
     op: str
-    value: int | str
+    value: int | float | str
 
     def holds(self, facts: Facts) -> bool:
+        if self.name == MODEL_SCORE:
+            actual = facts.get(MODEL_SCORE)
+            return actual is not None and _OPS[self.op](float(actual), self.value)
         if self.name not in STRING_NAMES:
             return _OPS[self.op](int(facts.get(self.name, 0)), self.value)
         actual: object = _text(facts, self.name)
@@ -252,6 +259,8 @@ class _Parser:
                 f"unknown name {name.text!r}; known: {', '.join(sorted(self.numbers | STRING_NAMES))}"
             )
         self.advance()
+        if name.text == MODEL_SCORE:
+            return self.model_score()
         negated = self.keyword("not")
         if negated or self.keyword("in"):
             if negated and not self.keyword("in"):
@@ -259,6 +268,21 @@ class _Parser:
             return self.membership(name.text, negated)
         op = self.expect("op", "a comparison (>=, >, <=, <, ==, !=) or `in`")
         return Comparison(name.text, op.text, self.literal(name.text, op.text))
+
+    def model_score(self) -> Comparison:
+        op = self.token
+        if op.kind != "op" or op.text in ("==", "!="):
+            raise self.fail(
+                f"model_score is a decimal score: compare it with >=, >, <= or <, not {op.shown()}"
+            )
+        self.advance()
+        token = self.advance()
+        if token.kind not in ("int", "decimal") or len(token.text) > 15:
+            raise self.fail(f"model_score takes a decimal from 0 to 1, found {token.shown()}", token)
+        value = float(token.text)
+        if not 0 <= value <= 1:
+            raise self.fail(f"model_score is a score from 0 to 1, not {token.text}", token)
+        return Comparison(MODEL_SCORE, op.text, value)
 
     def membership(self, name: str, negated: bool) -> Membership:
         self.expect("lparen", "`(` opening the list")
@@ -310,8 +334,9 @@ class _Parser:
 
 
 def parse_condition(text: str, numbers: Iterable[str]) -> Condition:
-    """The condition of `text` over the number names `numbers` (plus `score`) and the string facts."""
-    return _Parser(text, frozenset(numbers) | {"score"}).parse()
+    """The condition of `text` over the number names `numbers` (plus `score` and `model_score`) and the
+    string facts."""
+    return _Parser(text, frozenset(numbers) | {"score", MODEL_SCORE}).parse()
 
 
 @dataclass(frozen=True)
@@ -365,3 +390,17 @@ def first_match(rules: list[Rule], facts: Facts) -> Rule | None:
             if rule.action == action and rule.matches(facts):
                 return rule
     return None
+
+
+def names_model_score(rule: Rule) -> bool:
+    """Whether the rule reads the anomaly model's score: a rule that does promotes the model."""
+    return any(token.kind == "name" and token.text == MODEL_SCORE for token in _tokens(rule.text))
+
+
+def model_thresholds(condition: Condition) -> list[float]:
+    """The thresholds `model_score >= x` (or `> x`) of a condition, outside any `not`."""
+    if isinstance(condition, AnyOf | AllOf):
+        return [value for part in condition.parts for value in model_thresholds(part)]
+    if isinstance(condition, Comparison) and condition.name == MODEL_SCORE and condition.op in (">=", ">"):
+        return [float(condition.value)]
+    return []

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any
+from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.risk.evaluation import Pattern
 from services.risk.models import ApprovalReason, DisputeFinding
 from shared.events import DenialReason, ReviewOutcome, RiskReason
 from shared.fields import FreeText, Instant
@@ -30,6 +32,24 @@ class AssessmentOut(BaseModel):
     device_id: str | None
     client_ip: str | None
     created_at: datetime
+    features: dict[str, float] | None = Field(
+        None, description="The anomaly model's inputs (raw values; see GET /v1/model for each one's meaning)"
+    )
+    model_score: float | None = Field(
+        None, description="The anomaly model's score, 0 to 1 (None: assessed while the model warmed up)"
+    )
+    model_version: int | None = Field(None, description="The model version that scored (windows learned)")
+    model_explanation: list[ContributionOut] | None = Field(
+        None, description="The features that pushed the model's score up the most, largest first (ops only)"
+    )
+
+
+class ContributionOut(BaseModel):
+    """One feature's push on a score: the score minus the score with the feature at its baseline."""
+
+    feature: str
+    value: float
+    contribution: float
 
 
 class FirstDecisionOut(BaseModel):
@@ -233,6 +253,7 @@ class FlagList(BaseModel):
 class ProfileOut(BaseModel):
     account_opened_at: datetime | None
     phone_changed_at: datetime | None
+    time_zone: str | None = None
 
 
 class KnownDeviceOut(BaseModel):
@@ -257,6 +278,7 @@ class ProfileIn(BaseModel):
 
     account_opened_at: Instant | None = None
     phone_changed_at: Instant | None = None
+    time_zone: str | None = Field(None, max_length=64, description="An IANA time zone, e.g. Asia/Shanghai")
 
     @field_validator("account_opened_at", "phone_changed_at")
     @classmethod
@@ -264,3 +286,84 @@ class ProfileIn(BaseModel):
         if value is not None and value.tzinfo is None:
             raise ValueError("needs a time zone")
         return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None and value not in available_timezones():
+            raise ValueError("not an IANA time zone (e.g. Asia/Shanghai)")
+        return value
+
+
+class FeatureOut(BaseModel):
+    name: str
+    description: str
+    baseline: float = Field(
+        description="The value of an unremarkable request, which explanations compare with"
+    )
+
+
+class ModelOut(BaseModel):
+    """The anomaly model: in shadow until a rule names `model_score`."""
+
+    name: str
+    version: int = Field(description="Windows learned; 0: warming up, nothing is scored yet")
+    learned: int = Field(description="Requests learned in all")
+    queued: int = Field(description="Requests assessed and not yet learned")
+    window: int
+    trees: int
+    height: int
+    drift: float | None = Field(
+        description="Population stability index of the last window's scores against the baseline window's"
+    )
+    drift_threshold: float
+    promoted_by: list[str] = Field(description="The rules in force that name model_score")
+    features: list[FeatureOut]
+    updated_at: datetime | None
+
+
+class EvaluationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    population: int = Field(2000, ge=100, description="Requests (at most UNBIND_EVALUATION_MAX_POPULATION)")
+    attack_share: float = Field(0.05, ge=0.01, le=0.5, description="The share of requests that are attacks")
+    patterns: list[Pattern] = Field(default_factory=lambda: list(Pattern), min_length=1)
+    seed: int = Field(1, ge=0, le=2**31 - 1)
+    threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description=(
+            "The model's promoted threshold (default: the lowest `model_score >=` of the rules in force, "
+            "else 0.8)"
+        ),
+    )
+    window: int | None = Field(
+        None,
+        ge=8,
+        description="The model's window (default: the service's; the population holds at least four)",
+    )
+
+
+class MeasureOut(BaseModel):
+    name: str
+    flagged: int = Field(description="Requests sent to a person (review or deny)")
+    true_positives: int
+    false_positives: int
+    precision: float
+    recall: float
+    false_positive_rate: float = Field(description="The share of normal requests sent to a person")
+    recall_by_pattern: dict[str, float]
+
+
+class EvaluationOut(BaseModel):
+    population: int
+    attacks: int = Field(description="Attacks among the measured requests")
+    warmup: int = Field(description="Requests of the model's first window: not scored, not measured")
+    attacks_by_pattern: dict[str, int]
+    seed: int
+    threshold: float
+    window: int
+    rules_version: int
+    measures: list[MeasureOut] = Field(description="The rules alone, the model alone at the threshold, both")
+    curve: list[MeasureOut] = Field(description="The model alone at other thresholds")

@@ -18,21 +18,27 @@ approve the review of the request that raised it. A customer's enrolled device k
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
+import time
 import uuid
 from collections import Counter as Tally
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy.exc import IntegrityError
 
-from services.risk import repository
+from services.risk import evaluation, repository
 from services.risk.config import RiskSettings
+from services.risk.features import DEFAULT_TIME_ZONE, FEATURES, Behaviour, features_of, signals_of
+from services.risk.model import NAME as MODEL_NAME
+from services.risk.model import AnomalyModel, CheckpointMismatch, ModelParameters
 from services.risk.models import (
     AccountFlag,
     ApprovalReason,
@@ -40,19 +46,32 @@ from services.risk.models import (
     CustomerProfile,
     DisputeFinding,
     KnownDevice,
+    LearningQueue,
+    ModelState,
     ObservedEvent,
     Review,
     ReviewStatus,
     RuleSet,
 )
-from services.risk.rules import DEFAULT_RULES, Facts, InvalidRule, Rule, first_match, parse_rules
+from services.risk.rules import (
+    DEFAULT_RULES,
+    InvalidRule,
+    Rule,
+    model_thresholds,
+    names_model_score,
+    parse_rules,
+)
 from services.risk.schemas import (
     AssessmentOut,
     CustomerRiskOut,
+    EvaluationIn,
+    EvaluationOut,
+    FeatureOut,
     FirstDecisionOut,
     FlagList,
     FlagOut,
     KnownDeviceOut,
+    ModelOut,
     ProfileIn,
     ProfileOut,
     ReviewDecisionIn,
@@ -67,6 +86,7 @@ from services.risk.schemas import (
     SimulationOut,
     Transition,
 )
+from services.risk.scoring import SIGNALS, decide, rule_facts, score
 from shared.auth import Principal
 from shared.db import utcnow
 from shared.events import (
@@ -79,8 +99,6 @@ from shared.events import (
     ReviewOutcome,
     RiskAssessed,
     RiskDecision,
-    RiskLevel,
-    RiskReason,
     UnbindAppealed,
     UnbindCancelled,
     UnbindDisputed,
@@ -93,7 +111,6 @@ from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 REQUIRED_METHODS = {
     RiskDecision.ALLOW: [VerificationMethod.OTP],
     RiskDecision.STEP_UP: [VerificationMethod.OTP, VerificationMethod.BIOMETRIC],
@@ -102,50 +119,6 @@ REQUIRED_METHODS = {
 }
 # A request a human has looked at still proves both factors before anything is unbound.
 APPROVED_AFTER_REVIEW = [VerificationMethod.OTP, VerificationMethod.BIOMETRIC]
-
-
-@dataclass(frozen=True)
-class Signal:
-    weight: Callable[[int], int]
-    detail: Callable[[int], str]
-
-
-# The documented weights (docs/api.md, "Risk"). Values are integers; booleans are 0 or 1.
-SIGNALS: dict[str, Signal] = {
-    "device_unknown": Signal(
-        lambda v: 40 * bool(v), lambda v: "requested from a device not seen before for this customer"
-    ),
-    "device_recent": Signal(
-        lambda v: 15 * bool(v), lambda v: "requested from a device first seen less than 7 days ago"
-    ),
-    "phone_changed_recently": Signal(
-        lambda v: 25 * bool(v), lambda v: "the phone number changed in the last 30 days"
-    ),
-    "requests_24h": Signal(
-        lambda v: min(60, 20 * v), lambda v: f"{v} earlier unbind request(s) in the last 24 hours"
-    ),
-    "failed_verifications_24h": Signal(
-        lambda v: min(45, 15 * v), lambda v: f"{v} failed verification(s) in the last 24 hours"
-    ),
-    "counter_regressions_24h": Signal(
-        lambda v: min(60, 30 * v), lambda v: f"{v} device counter regression(s) in the last 24 hours"
-    ),
-    "night_request": Signal(
-        lambda v: 10 * bool(v), lambda v: "requested between 00:00 and 06:00 (Asia/Shanghai)"
-    ),
-    "instalment_due_soon": Signal(lambda v: 10 * bool(v), lambda v: "an instalment is due within 3 days"),
-    "account_age_days": Signal(
-        lambda v: 20 if 0 <= v < 90 else 0, lambda v: f"the account is {v} day(s) old"
-    ),
-    "ip_changed": Signal(
-        lambda v: 10 * bool(v), lambda v: "the request came from another IP address than the last one"
-    ),
-    "rejections_30d": Signal(
-        lambda v: min(30, 10 * v), lambda v: f"{v} rejected request(s) in the last 30 days"
-    ),
-    "appeals_30d": Signal(lambda v: 15 * bool(v), lambda v: f"{v} appeal(s) in the last 30 days"),
-    "account_flagged": Signal(lambda v: 30 * bool(v), lambda v: "the account carries an anomaly flag"),
-}
 
 
 class RiskMetrics:
@@ -164,6 +137,165 @@ class RiskMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.model_scores = Histogram(
+            "unbind_risk_model_score",
+            "Anomaly model scores of committed assessments (0: like most requests, 1: like none)",
+            buckets=[round(0.1 * step, 1) for step in range(1, 11)],
+            registry=registry,
+        )
+        self.model_cpu = Counter(
+            "unbind_risk_model_cpu_seconds",
+            "CPU time spent building features, scoring and explaining committed assessments",
+            registry=registry,
+        )
+        self.model_version = Gauge(
+            "unbind_risk_model_version",
+            "The anomaly model version this instance scores with",
+            registry=registry,
+        )
+        self.model_drift = Gauge(
+            "unbind_risk_model_score_psi",
+            "Population stability index of the last window's scores against the baseline window's",
+            registry=registry,
+        )
+
+
+# The model's inputs want to know "many IPs in a day", not every one of them.
+RECENT_IPS_KEPT = 20
+# Learning takes at most this many queued requests per transaction.
+LEARNING_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class ShadowScore:
+    """What the anomaly model said of one request (score, version and explanation None while it
+    warms up)."""
+
+    features: dict[str, float]
+    score: float | None = None
+    version: int | None = None
+    explanation: list[dict[str, Any]] | None = None
+
+
+class ModelKeeper:
+    """The anomaly model this instance scores with, at the version stored in risk's database, and the
+    learner that trains the next versions from the learning queue. Scoring never sees a learned
+    request before the transaction that learned it committed."""
+
+    def __init__(self, settings: RiskSettings, metrics: RiskMetrics):
+        self.parameters = ModelParameters(
+            trees=settings.model_trees,
+            height=settings.model_height,
+            window=settings.model_window,
+            seed=settings.model_seed,
+        )
+        self.settings = settings
+        self.metrics = metrics
+        self.scorer = AnomalyModel(self.parameters)
+        self.learner = AnomalyModel(self.parameters)
+        self.synced_at = -math.inf
+        # Set when this instance queued a request to learn: the learner wakes for it.
+        self.queued = asyncio.Event()
+        self.queued.set()
+
+    async def assess(self, uow: UnitOfWork, behaviour: Behaviour) -> ShadowScore:
+        """Score and explain a request with the current version, and queue it to be learned in the
+        caller's transaction."""
+        await self._sync(uow)
+        started = time.process_time()
+        features = features_of(behaviour)
+        model = self.scorer
+        score = model.score(features)
+        shadow = ShadowScore(features=features)
+        if score is not None:
+            explanation = [asdict(item) for item in model.explain(features, score)]
+            shadow = ShadowScore(features, score, model.version, explanation)
+        uow.session.add(LearningQueue(features=features, score=score, queued_at=utcnow()))
+        spent = time.process_time() - started
+
+        def committed() -> None:
+            self.queued.set()
+            self.metrics.model_cpu.inc(spent)
+            if score is not None:
+                self.metrics.model_scores.observe(score)
+
+        uow.after_commit(committed)
+        return shadow
+
+    async def _sync(self, uow: UnitOfWork) -> None:
+        """Take up the stored version if another instance trained a newer one (checked at most every
+        model_sync_seconds)."""
+        if time.monotonic() - self.synced_at < self.settings.model_sync_seconds:
+            return
+        self.synced_at = time.monotonic()
+        stored = await repository.model_version(uow.session, MODEL_NAME)
+        if stored is None or stored.fingerprint != self.parameters.fingerprint():
+            return
+        if stored.version != self.scorer.version:
+            row = await repository.model_state(uow.session, MODEL_NAME)
+            if row is not None:
+                self._load(self.scorer, row.state)
+
+    def _load(self, model: AnomalyModel, state: dict) -> bool:
+        try:
+            model.load(state)
+        except CheckpointMismatch as exc:
+            log.error("the anomaly model's checkpoint was not loaded", extra={"error": str(exc)})
+            return False
+        self._publish(model)
+        return True
+
+    def _publish(self, model: AnomalyModel) -> None:
+        self.metrics.model_version.set(model.version)
+        if model.drift is not None:
+            self.metrics.model_drift.set(model.drift)
+
+    async def learn(self, uow: UnitOfWork) -> int:
+        """Learn the queued requests, oldest first, and checkpoint: one transaction, taken in turns by
+        the instances (the checkpoint row is locked). Returns how many were learned."""
+        session = uow.session
+        row = await repository.model_state(session, MODEL_NAME, for_update=True)
+        queued = await repository.queued_for_learning(session, LEARNING_BATCH)
+        if not queued:
+            return 0
+        # Only the learning itself, not the awaited queries (process time counts every task's CPU).
+        started = time.process_time()
+        learner = self.learner
+        if row is None:
+            row = ModelState(name=MODEL_NAME)
+            session.add(row)
+            if learner.learned:  # what it learned was never committed
+                learner = self.learner = AnomalyModel(self.parameters)
+        elif row.fingerprint != self.parameters.fingerprint():
+            log.warning("the anomaly model's shape changed: learning starts over")
+            learner = self.learner = AnomalyModel(self.parameters)
+        elif row.learned != learner.learned and not self._load(learner, row.state):
+            learner = self.learner = AnomalyModel(self.parameters)
+        was = learner.version
+        for request in queued:
+            learner.learn(request.features, request.score)
+        checkpoint = learner.checkpoint()
+        uow.after_commit(partial(self.metrics.model_cpu.inc, time.process_time() - started))
+        await repository.delete_learned(session, [request.id for request in queued])
+        row.fingerprint, row.version, row.learned = (
+            checkpoint["fingerprint"],
+            learner.version,
+            learner.learned,
+        )
+        row.state, row.updated_at = checkpoint, utcnow()
+        if learner.version != was:
+            uow.after_commit(lambda: self._took_new_version(checkpoint))
+        return len(queued)
+
+    def _took_new_version(self, checkpoint: dict) -> None:
+        self._load(self.scorer, checkpoint)
+        drift = self.scorer.drift
+        log.info("anomaly model version", extra={"version": self.scorer.version, "drift": drift})
+        if drift is not None and drift > self.settings.model_drift_threshold:
+            log.warning(
+                "the anomaly model's score distribution shifted",
+                extra={"psi": drift, "threshold": self.settings.model_drift_threshold},
+            )
 
 
 @dataclass(frozen=True)
@@ -173,6 +305,7 @@ class RiskDeps:
     metrics: RiskMetrics
     # Notification's internal API, which takes the reviewers' messages to customers.
     notifier: httpx.AsyncClient
+    model: ModelKeeper
 
 
 def observe(uow: UnitOfWork, event: BindingEvent, at: datetime | None = None) -> None:
@@ -192,11 +325,14 @@ async def record_behaviour(uow: UnitOfWork, deps: RiskDeps, event: BindingEvent)
     observe(uow, event, deps.clock())
 
 
-async def collect_signals(uow: UnitOfWork, event: UnbindRequested, now: datetime) -> dict[str, int]:
+async def collect_behaviour(uow: UnitOfWork, event: UnbindRequested, now: datetime) -> Behaviour:
+    """What risk knows of the customer as the request arrives (before it is itself remembered)."""
     session = uow.session
-    device = await session.get(KnownDevice, (event.user_id, event.device_id)) if event.device_id else None
-    if device is not None and device.revoked_at is not None:
-        device = None
+    devices = await repository.known_devices_of(session, event.user_id)
+    device = next(
+        (d for d in devices if d.device_id == event.device_id and d.revoked_at is None and event.device_id),
+        None,
+    )
     profile = await session.get(CustomerProfile, event.user_id)
     day, month = now - timedelta(hours=24), now - timedelta(days=30)
     windows = {
@@ -209,70 +345,34 @@ async def collect_signals(uow: UnitOfWork, event: UnbindRequested, now: datetime
     counts = await repository.count_recent_events(
         session, event.user_id, windows, excluding=("UnbindRequested", event.request_id)
     )
-    return {
-        "device_unknown": int(bool(event.device_id) and device is None),
-        "device_recent": int(device is not None and now - device.first_seen_at < timedelta(days=7)),
-        "phone_changed_recently": int(
-            bool(profile and profile.phone_changed_at and now - profile.phone_changed_at < timedelta(days=30))
+    ips = set(_recent_ips(profile, since=day)) | ({event.client_ip} if event.client_ip else set())
+    return Behaviour(
+        at=now,
+        time_zone=(profile and profile.time_zone) or DEFAULT_TIME_ZONE,
+        device_given=bool(event.device_id),
+        device_first_seen_at=device.first_seen_at if device else None,
+        devices_30d=sum(1 for d in devices if d.device_id != event.device_id and d.first_seen_at >= month),
+        account_opened_at=profile.account_opened_at if profile else None,
+        phone_changed_at=profile.phone_changed_at if profile else None,
+        ip_changed=bool(
+            profile and profile.last_ip and event.client_ip and profile.last_ip != event.client_ip
         ),
-        "requests_24h": counts["UnbindRequested"],
-        "failed_verifications_24h": counts["VerificationFailed"],
-        "counter_regressions_24h": counts["BiometricCounterRegressed"],
-        "night_request": int(now.astimezone(SHANGHAI).hour < 6),
-        "instalment_due_soon": int("INSTALMENT_DUE_SOON" in event.acknowledged),
-        "account_age_days": (now - profile.account_opened_at).days
-        if profile and profile.account_opened_at
-        else -1,
-        "ip_changed": int(
-            bool(profile and profile.last_ip and event.client_ip and profile.last_ip != event.client_ip)
-        ),
-        "rejections_30d": counts["UnbindRejected"],
-        "appeals_30d": counts["UnbindAppealed"],
-        "account_flagged": int(await repository.active_flag(session, event.user_id) is not None),
-    }
+        ips_24h=max(1, len(ips)),
+        requests_24h=counts["UnbindRequested"],
+        failed_verifications_24h=counts["VerificationFailed"],
+        counter_regressions_24h=counts["BiometricCounterRegressed"],
+        rejections_30d=counts["UnbindRejected"],
+        appeals_30d=counts["UnbindAppealed"],
+        instalment_due_soon="INSTALMENT_DUE_SOON" in event.acknowledged,
+        account_flagged=await repository.active_flag(session, event.user_id) is not None,
+        monthly_instalment=event.monthly_instalment,
+    )
 
 
-def score(signals: dict[str, int]) -> tuple[int, list[RiskReason]]:
-    """The capped weighted sum, with a reason for every signal that contributed."""
-    reasons = []
-    for name, signal in SIGNALS.items():
-        value = int(signals.get(name, 0))
-        if weight := signal.weight(value):
-            reasons.append(RiskReason(code=name, weight=weight, detail=signal.detail(value)))
-    return min(100, sum(reason.weight for reason in reasons)), reasons
-
-
-def level_of(settings: RiskSettings, total: int) -> RiskLevel:
-    if total >= settings.threshold_review:
-        return RiskLevel.HIGHEST
-    if total >= settings.threshold_step_up:
-        return RiskLevel.ELEVATED
-    return RiskLevel.NORMAL
-
-
-def rule_facts(
-    signals: Mapping[str, int], device_id: str | None, client_ip: str | None
-) -> dict[str, int | str]:
-    """What rules may name of an assessment besides its score ("" for a fact the request lacked)."""
-    return {**signals, "device_id": device_id or "", "client_ip": client_ip or ""}
-
-
-def decide(
-    settings: RiskSettings, total: int, facts: Facts | None = None, rules: list[Rule] = ()
-) -> tuple[RiskDecision, RiskLevel, Rule | None]:
-    """Rules first (first match in Radar's order, over the facts and the score), then the thresholds."""
-    rule = first_match(list(rules), {**(facts or {}), "score": total})
-    if rule is not None:
-        return RiskDecision(rule.action), level_of(settings, total), rule
-    if total >= settings.threshold_deny:
-        decision = RiskDecision.DENY
-    elif total >= settings.threshold_review:
-        decision = RiskDecision.REVIEW
-    elif total >= settings.threshold_step_up:
-        decision = RiskDecision.STEP_UP
-    else:
-        decision = RiskDecision.ALLOW
-    return decision, level_of(settings, total), None
+def _recent_ips(profile: CustomerProfile | None, since: datetime) -> dict[str, str]:
+    """The client IPs of the customer's requests seen since `since` (ISO instants)."""
+    seen = (profile.recent_ips if profile else None) or {}
+    return {ip: at for ip, at in seen.items() if datetime.fromisoformat(at) >= since}
 
 
 async def current_rules(uow: UnitOfWork) -> tuple[int, list[Rule]]:
@@ -286,13 +386,15 @@ async def assess(uow: UnitOfWork, deps: RiskDeps, event: UnbindRequested) -> Non
     if await repository.get_assessment(session, event.request_id) is not None:
         return
     now = deps.clock()
-    signals = await collect_signals(uow, event, now)
+    behaviour = await collect_behaviour(uow, event, now)
+    signals = signals_of(behaviour)
+    shadow = await deps.model.assess(uow, behaviour)
     observe(uow, event, now)
     await _remember_context(uow, event, now, new_device=bool(signals["device_unknown"]))
     total, reasons = score(signals)
     version, rules = await current_rules(uow)
     decision, level, rule = decide(
-        deps.settings, total, rule_facts(signals, event.device_id, event.client_ip), rules
+        deps.settings, total, rule_facts(signals, event.device_id, event.client_ip, shadow.score), rules
     )
     machine_decision = decision
     why = f"rule '{rule.name}'" if rule else f"score {total}"
@@ -326,6 +428,10 @@ async def assess(uow: UnitOfWork, deps: RiskDeps, event: UnbindRequested) -> Non
             device_id=event.device_id,
             client_ip=event.client_ip,
             created_at=now,
+            features=shadow.features,
+            model_score=shadow.score,
+            model_version=shadow.version,
+            model_explanation=shadow.explanation,
         )
     )
     uow.emit(
@@ -355,9 +461,12 @@ async def _remember_context(
     if event.client_ip:
         profile = await uow.session.get(CustomerProfile, event.user_id)
         if profile is None:
-            uow.session.add(CustomerProfile(user_id=event.user_id, last_ip=event.client_ip))
-        else:
-            profile.last_ip = event.client_ip
+            profile = CustomerProfile(user_id=event.user_id)
+            uow.session.add(profile)
+        profile.last_ip = event.client_ip
+        # A new dict, so the JSON column sees the change.
+        seen = {**_recent_ips(profile, since=now - timedelta(hours=24)), event.client_ip: now.isoformat()}
+        profile.recent_ips = dict(sorted(seen.items(), key=lambda item: item[1])[-RECENT_IPS_KEPT:])
 
 
 async def learn_device(uow: UnitOfWork, deps: RiskDeps, event: DeviceEnrolled) -> None:
@@ -545,7 +654,10 @@ async def simulate_rules(uow: UnitOfWork, deps: RiskDeps, body: SimulationIn) ->
     async for row in repository.assessments_since(uow.session, deps.clock() - timedelta(days=body.days)):
         replayed += 1
         decision, _, rule = decide(
-            deps.settings, row.score, rule_facts(row.signals, row.device_id, row.client_ip), candidate
+            deps.settings,
+            row.score,
+            rule_facts(row.signals, row.device_id, row.client_ip, row.model_score),
+            candidate,
         )
         if decision == row.machine_decision:
             continue
@@ -571,6 +683,94 @@ async def simulate_rules(uow: UnitOfWork, deps: RiskDeps, body: SimulationIn) ->
         ],
         examples=examples,
         rules_version=(await get_rules(uow)).version,
+    )
+
+
+# --- the anomaly model ---------------------------------------------------------------------
+
+# The model's threshold an evaluation measures when no rule in force names one.
+DEFAULT_MODEL_THRESHOLD = 0.8
+
+
+async def model_status(uow: UnitOfWork, deps: RiskDeps) -> ModelOut:
+    keeper, settings = deps.model, deps.settings
+    row = await repository.model_state(uow.session, MODEL_NAME)
+    stored = AnomalyModel(keeper.parameters) if row is None else keeper.scorer
+    if (
+        row is not None
+        and row.fingerprint == keeper.parameters.fingerprint()
+        and row.version != stored.version
+    ):
+        stored = AnomalyModel.restore(keeper.parameters, row.state)
+    _, rules = await current_rules(uow)
+    return ModelOut(
+        name=MODEL_NAME,
+        version=row.version if row else 0,
+        learned=row.learned if row else 0,
+        queued=await repository.count_queued_for_learning(uow.session),
+        window=settings.model_window,
+        trees=settings.model_trees,
+        height=settings.model_height,
+        drift=stored.drift,
+        drift_threshold=settings.model_drift_threshold,
+        promoted_by=[rule.name for rule in rules if names_model_score(rule)],
+        features=[
+            FeatureOut(name=name, description=feature.description, baseline=feature.baseline)
+            for name, feature in FEATURES.items()
+        ],
+        updated_at=row.updated_at if row else None,
+    )
+
+
+def evaluation_window(settings: RiskSettings, body: EvaluationIn) -> int:
+    """The model window the evaluation replays with, once the population is known to fit it."""
+    largest = settings.evaluation_max_population
+    if body.population > largest:
+        raise Problem(
+            422,
+            "population-too-large",
+            "Population too large",
+            f"An evaluation replays at most {largest} requests.",
+            max_population=largest,
+        )
+    window = body.window or settings.model_window
+    if body.population < 4 * window:
+        raise Problem(
+            422,
+            "population-too-small",
+            "Population too small",
+            f"The model learns in windows of {window} requests: replay at least {4 * window}, or choose a "
+            f"smaller window.",
+            min_population=4 * window,
+        )
+    return window
+
+
+def run_evaluation(
+    settings: RiskSettings, body: EvaluationIn, *, rules: list[Rule], rules_version: int
+) -> EvaluationOut:
+    """Measure `rules`, the model at its promoted threshold, and both, on a synthetic population
+    (services/risk/evaluation.py): CPU only, nothing read or written."""
+    window = evaluation_window(settings, body)
+    threshold = body.threshold
+    if threshold is None:
+        promoted = [value for rule in rules for value in model_thresholds(rule.condition)]
+        threshold = min(promoted, default=DEFAULT_MODEL_THRESHOLD)
+    requests = evaluation.population(
+        body.population, attack_share=body.attack_share, patterns=body.patterns, seed=body.seed
+    )
+    result = evaluation.evaluate(requests, settings=settings, rules=rules, threshold=threshold, window=window)
+    return EvaluationOut(
+        **asdict(result), seed=body.seed, threshold=threshold, window=window, rules_version=rules_version
+    )
+
+
+async def evaluate_model(uow: UnitOfWork, deps: RiskDeps, body: EvaluationIn) -> EvaluationOut:
+    """The evaluation of the rules in force, off the event loop."""
+    evaluation_window(deps.settings, body)
+    version, rules = await current_rules(uow)
+    return await asyncio.to_thread(
+        partial(run_evaluation, deps.settings, body, rules=rules, rules_version=version)
     )
 
 

@@ -14,7 +14,7 @@ from services.binding.texts import TEXTS as BINDING_TEXTS
 from services.dashboard.api import STATIC
 from services.dashboard.projection import KIND_STAGES, KINDS, STAGES, STATES
 from services.risk.models import ApprovalReason, DisputeFinding, ReviewStatus
-from services.risk.service import SIGNALS
+from services.risk.scoring import SIGNALS
 from shared import labels
 from shared.events import (
     DenialReason,

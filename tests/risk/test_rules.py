@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from services.risk.rules import DEFAULT_RULES, MAX_DEPTH, InvalidRule, parse_condition, parse_rules
-from services.risk.service import SIGNALS
+from services.risk.scoring import SIGNALS
 
 NAMES = set(SIGNALS)
 

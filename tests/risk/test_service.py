@@ -9,7 +9,7 @@ import pytest
 
 from services.risk.config import RiskSettings
 from services.risk.rules import parse_rules
-from services.risk.service import SIGNALS, decide, score
+from services.risk.scoring import SIGNALS, decide, score
 from tests.binding.test_api import assert_problem
 from tests.factories import RULES_ADMIN, customer_with_binding, request_unbind, reviewer_auth, save_rules
 from tests.stack import Stack, auth, eventually, on_memory_bus

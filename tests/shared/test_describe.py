@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from services.dashboard.main import SUBSCRIPTIONS
-from services.risk.service import SIGNALS
+from services.risk.scoring import SIGNALS
 from shared.describe import DESCRIBED, describe_event, describe_in_every_locale, methods_text
 from shared.events import (
     AutoDebitPaused,
