@@ -26,7 +26,10 @@ from river.anomaly import HalfSpaceTrees
 from services.risk.features import FEATURES, scaled
 
 NAME = "half-space-trees"
-# Scores are binned in tenths for the drift measure (the population stability index).
+# The drift measure (the population stability index, as credit-risk model monitoring uses) compares
+# the scores of blocks of this many windows, binned in tenths. One window is too few: each version
+# rescales the scores a little, and a stationary population read window by window seemed to shift.
+DRIFT_WINDOWS = 4
 BINS = 10
 # A bin with no score counts as this share, so that the index stays finite.
 EMPTY_BIN_SHARE = 1e-4
@@ -97,8 +100,11 @@ class AnomalyModel:
             node.l_mass = 0
         self.version = 0
         self.learned = 0
-        self.window_scores = [0] * BINS
-        self.baseline_scores: list[int] | None = None
+        # The scores of the current block, in tenths, and how many of its windows are complete.
+        self.block_scores = [0] * BINS
+        self.block_windows = 0
+        # The first scored block's: what drift is measured against (None: not taken yet).
+        self.baseline: list[int] | None = None
         self.drift: float | None = None
 
     def _nodes(self) -> list:
@@ -133,7 +139,7 @@ class AnomalyModel:
     def learn(self, features: dict[str, float], score: float | None) -> None:
         """Learn one request; `score` is what it was given when assessed (None: while warming up)."""
         if score is not None:
-            self.window_scores[min(BINS - 1, int(score * BINS))] += 1
+            self.block_scores[min(BINS - 1, int(score * BINS))] += 1
         self._trees.learn_one(scaled(features))
         self.learned += 1
         if self._trees.counter == 0:  # a window completed: its masses now score
@@ -141,16 +147,16 @@ class AnomalyModel:
             self._close_window()
 
     def _close_window(self) -> None:
-        if sum(self.window_scores):
-            if self.baseline_scores is None:
-                self.baseline_scores = self.window_scores
+        self.block_windows += 1
+        if self.block_windows < DRIFT_WINDOWS:
+            return
+        # A block that is mostly warm-up (unscored) says nothing of the distribution.
+        if sum(self.block_scores) >= DRIFT_WINDOWS * self.parameters.window // 2:
+            if self.baseline is None:
+                self.baseline = self.block_scores
             else:
-                self.drift = round(population_stability(self.baseline_scores, self.window_scores), 4)
-        self.window_scores = [0] * BINS
-
-    def rebaseline(self) -> None:
-        """Take the next scored window as the distribution drift is measured against."""
-        self.baseline_scores, self.drift = None, None
+                self.drift = round(population_stability(self.baseline, self.block_scores), 4)
+        self.block_scores, self.block_windows = [0] * BINS, 0
 
     def checkpoint(self) -> dict:
         nodes = self._nodes()
@@ -160,8 +166,9 @@ class AnomalyModel:
             "version": self.version,
             "learned": self.learned,
             "counter": self._trees.counter,
-            "window_scores": self.window_scores,
-            "baseline_scores": self.baseline_scores,
+            "block_scores": self.block_scores,
+            "block_windows": self.block_windows,
+            "baseline": self.baseline,
             "drift": self.drift,
             "masses": base64.b64encode(zlib.compress(masses.tobytes())).decode(),
         }
@@ -182,15 +189,17 @@ class AnomalyModel:
             masses = array("I")
             masses.frombytes(zlib.decompress(base64.b64decode(state["masses"])))
             counter, version, learned = int(state["counter"]), int(state["version"]), int(state["learned"])
-            window_scores = [int(count) for count in state["window_scores"]]
-            baseline = state["baseline_scores"]
+            block_scores = [int(count) for count in state["block_scores"]]
+            block_windows = int(state["block_windows"])
+            baseline = state["baseline"]
             baseline = None if baseline is None else [int(count) for count in baseline]
             drift = None if state["drift"] is None else float(state["drift"])
         except (KeyError, TypeError, ValueError, zlib.error) as exc:
             raise CheckpointMismatch(f"the checkpoint is damaged: {exc}") from None
         if (
             len(masses) != 2 * len(nodes)
-            or len(window_scores) != BINS
+            or len(block_scores) != BINS
+            or not 0 <= block_windows < DRIFT_WINDOWS
             or (baseline is not None and len(baseline) != BINS)
             or not 0 <= counter < self.parameters.window
         ):
@@ -199,5 +208,6 @@ class AnomalyModel:
             node.l_mass, node.r_mass = masses[index], masses[len(nodes) + index]
         self._trees.counter = counter
         self._trees._first_window = version == 0
-        self.version, self.learned, self.window_scores = version, learned, window_scores
-        self.baseline_scores, self.drift = baseline, drift
+        self.version, self.learned = version, learned
+        self.block_scores, self.block_windows = block_scores, block_windows
+        self.baseline, self.drift = baseline, drift

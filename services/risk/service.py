@@ -193,6 +193,8 @@ class ModelKeeper:
         self.metrics = metrics
         self.scorer = AnomalyModel(self.parameters)
         self.learner = AnomalyModel(self.parameters)
+        # How many requests the learner had learned at its last commit or load.
+        self.committed = 0
         self.synced_at = -math.inf
         # Set when this instance queued a request to learn: the learner wakes for it.
         self.queued = asyncio.Event()
@@ -242,7 +244,10 @@ class ModelKeeper:
         except CheckpointMismatch as exc:
             log.error("the anomaly model's checkpoint was not loaded", extra={"error": str(exc)})
             return False
-        self._publish(model)
+        if model is self.learner:
+            self.committed = model.learned
+        else:
+            self._publish(model)
         return True
 
     def _publish(self, model: AnomalyModel) -> None:
@@ -261,15 +266,14 @@ class ModelKeeper:
         # Only the learning itself, not the awaited queries (process time counts every task's CPU).
         started = time.process_time()
         learner = self.learner
-        if row is None:
-            row = ModelState(name=MODEL_NAME)
-            session.add(row)
-            if learner.learned:  # what it learned was never committed
+        if row is None or row.fingerprint != self.parameters.fingerprint():
+            if row is not None:
+                log.warning("the anomaly model's shape changed: learning starts over")
+            if learner.learned:
                 learner = self.learner = AnomalyModel(self.parameters)
-        elif row.fingerprint != self.parameters.fingerprint():
-            log.warning("the anomaly model's shape changed: learning starts over")
-            learner = self.learner = AnomalyModel(self.parameters)
-        elif row.learned != learner.learned and not self._load(learner, row.state):
+        # The learner goes on from the checkpoint only if it is that checkpoint: not if another instance
+        # learned since, nor if a round of its own learned and then rolled back.
+        elif not row.learned == learner.learned == self.committed and not self._load(learner, row.state):
             learner = self.learner = AnomalyModel(self.parameters)
         was = learner.version
         for request in queued:
@@ -277,12 +281,16 @@ class ModelKeeper:
         checkpoint = learner.checkpoint()
         uow.after_commit(partial(self.metrics.model_cpu.inc, time.process_time() - started))
         await repository.delete_learned(session, [request.id for request in queued])
+        if row is None:
+            row = ModelState(name=MODEL_NAME)
+            session.add(row)
         row.fingerprint, row.version, row.learned = (
             checkpoint["fingerprint"],
             learner.version,
             learner.learned,
         )
         row.state, row.updated_at = checkpoint, utcnow()
+        uow.after_commit(partial(setattr, self, "committed", learner.learned))
         if learner.version != was:
             uow.after_commit(lambda: self._took_new_version(checkpoint))
         return len(queued)

@@ -195,3 +195,60 @@ def test_a_bad_rule_is_named_by_its_number_and_name() -> None:
         parse_rules([{"action": "deny", "if": "x == 1"}], NAMES)
     with pytest.raises(InvalidRule, match=r"^rule 1 \('n'\): action must be one of"):
         parse_rules([{"name": "n", "action": "block", "if": "score > 1"}], NAMES)
+
+
+@pytest.mark.parametrize(
+    ("text", "score", "expected"),
+    [
+        ("model_score >= 0.8", 0.8, True),
+        ("model_score >= 0.8", 0.79, False),
+        ("model_score > 0.5 and requests_24h >= 1", 0.9, True),
+        ("model_score < 1", 0.9999, True),
+        ("model_score <= 0", 0.0, True),
+    ],
+)
+def test_model_score_compares_as_a_decimal(text: str, score: float, expected: bool) -> None:
+    assert holds(text, model_score=score, requests_24h=1) is expected
+
+
+def test_no_comparison_with_a_missing_model_score_holds() -> None:
+    # An assessment made while the model warmed up has no score: the model promotes nothing there.
+    assert not holds("model_score >= 0", model_score=None)
+    assert not holds("model_score < 1")
+    assert holds("not model_score >= 0.5", model_score=None)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model_score >= 1.5", "model_score is a score from 0 to 1, not 1.5"),
+        ("model_score > -0.1", "model_score is a score from 0 to 1, not -0.1"),
+        ("model_score >= 2", "model_score is a score from 0 to 1, not 2"),
+        ("model_score == 0.5", "compare it with >=, >, <= or <, not '=='"),
+        ("model_score in (1)", "compare it with >=, >, <= or <, not 'in'"),
+        ('model_score >= "0.5"', "model_score takes a decimal from 0 to 1"),
+        ("requests_24h >= 0.5", "requests_24h is a number: expected an integer"),
+        ("score >= 50.5", "score is a number: expected an integer"),
+    ],
+)
+def test_model_score_takes_only_a_decimal_from_0_to_1(text: str, message: str) -> None:
+    assert message in refusal(text)
+
+
+def test_a_rule_set_naming_model_score_promotes_the_model_at_its_lowest_threshold() -> None:
+    from services.risk.rules import model_thresholds, names_model_score
+
+    rules = parse_rules(
+        [
+            {
+                "name": "model",
+                "action": "review",
+                "if": "model_score >= 0.85 or (model_score > 0.7 and ip_changed == 1)",
+            },
+            {"name": "not model", "action": "allow", "if": "not model_score >= 0.2"},
+            {"name": "plain", "action": "review", "if": "requests_24h >= 2"},
+        ],
+        SIGNALS,
+    )
+    assert [names_model_score(rule) for rule in rules] == [True, True, False]
+    assert [model_thresholds(rule.condition) for rule in rules] == [[0.85, 0.7], [], []]
