@@ -27,6 +27,8 @@ class RunningStack:
     dashboard_url: str | None = None
     # Process ids of the services, when `unbind up` of the var dir recorded them.
     pids: dict[str, int] = field(default_factory=dict)
+    # Where each instance (`risk`, `risk#2`, ...) answers by itself (its metrics, its readiness).
+    instance_urls: dict[str, str] = field(default_factory=dict)
     # The PostgreSQL server of the services' databases (None: SQLite files in the var dir).
     database_server_url: str | None = None
     var_dir: Path = Path("var")
@@ -53,6 +55,7 @@ def find_running_stack(var_dir: Path, explicit_offset: int | None = None) -> Run
             sms_sink,
             offset,
             f"http://127.0.0.1:{ports['dashboard']}",
+            instance_urls=urls,
             var_dir=var_dir,
         )
     recorded = state.get("services") or {}
@@ -76,6 +79,11 @@ def find_running_stack(var_dir: Path, explicit_offset: int | None = None) -> Run
         for name, info in recorded.items()
         if isinstance(info, dict) and isinstance(info.get("pid"), int)
     }
+    instance_urls = {
+        name: info.get("probe_url") or info["url"]
+        for name, info in recorded.items()
+        if isinstance(info, dict) and info.get("url")
+    }
     bootstrap = state.get("kafka_bootstrap") or binding.kafka_bootstrap_servers
     server_url = state.get("database_server_url")
     return RunningStack(
@@ -85,6 +93,7 @@ def find_running_stack(var_dir: Path, explicit_offset: int | None = None) -> Run
         sms_sink,
         dashboard_url=dashboard,
         pids=pids,
+        instance_urls=instance_urls,
         database_server_url=server_url,
         var_dir=var_dir,
     )  # type: ignore[arg-type]

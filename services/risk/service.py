@@ -267,7 +267,7 @@ class ModelKeeper:
         started = time.process_time()
         learner = self.learner
         if row is None or row.fingerprint != self.parameters.fingerprint():
-            if row is not None:
+            if row is not None and row.fingerprint:
                 log.warning("the anomaly model's shape changed: learning starts over")
             if learner.learned:
                 learner = self.learner = AnomalyModel(self.parameters)
@@ -703,30 +703,25 @@ DEFAULT_MODEL_THRESHOLD = 0.8
 async def model_status(uow: UnitOfWork, deps: RiskDeps) -> ModelOut:
     keeper, settings = deps.model, deps.settings
     row = await repository.model_state(uow.session, MODEL_NAME)
-    stored = AnomalyModel(keeper.parameters) if row is None else keeper.scorer
-    if (
-        row is not None
-        and row.fingerprint == keeper.parameters.fingerprint()
-        and row.version != stored.version
-    ):
-        stored = AnomalyModel.restore(keeper.parameters, row.state)
+    # A checkpoint of another shape (or none yet) is nothing this code has learned.
+    stored = row if row is not None and row.fingerprint == keeper.parameters.fingerprint() else None
     _, rules = await current_rules(uow)
     return ModelOut(
         name=MODEL_NAME,
-        version=row.version if row else 0,
-        learned=row.learned if row else 0,
+        version=stored.version if stored else 0,
+        learned=stored.learned if stored else 0,
         queued=await repository.count_queued_for_learning(uow.session),
         window=settings.model_window,
         trees=settings.model_trees,
         height=settings.model_height,
-        drift=stored.drift,
+        drift=stored.state.get("drift") if stored else None,
         drift_threshold=settings.model_drift_threshold,
         promoted_by=[rule.name for rule in rules if names_model_score(rule)],
         features=[
             FeatureOut(name=name, description=feature.description, baseline=feature.baseline)
             for name, feature in FEATURES.items()
         ],
-        updated_at=row.updated_at if row else None,
+        updated_at=stored.updated_at if stored else None,
     )
 
 

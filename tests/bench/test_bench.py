@@ -60,6 +60,8 @@ def test_bench_drives_every_workflow_and_writes_its_report(kafka_cluster: Cluste
     assert all(cpu[service] > 0 for service in ("binding", "verification", "risk", "notification"))
     assert cpu["machine"] >= cpu["services"] + cpu["bench"] - 1 and 0 < report["cpu"]["machine_busy"] <= 1
     assert report["commits_per_workflow"] is None  # SQLite: no server-wide commit counter
+    # Risk's anomaly model, read from risk's own metrics: a part of risk's CPU.
+    assert 0 < report["risk_model_cpu_ms_per_request"] < cpu["risk"]
     # The skeleton ran as many workflows to their end, measured as the stack is.
     skeleton = report["skeleton"]
     assert (skeleton["workflows"], skeleton["completed"], skeleton["failed"]) == (WORKFLOWS, WORKFLOWS, 0)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tools.bench import skeleton
 from tools.bench.ceilings import commit_ceiling, committed_transactions, kafka_ceiling
@@ -158,6 +159,7 @@ async def drive(
             )
         }
         commits_before = await committed_transactions(settings.database_url)
+        model_before = await risk_model_cpu_seconds(stack)
         if profilers is not None:
             profilers.start()
         played = await play_all(
@@ -168,6 +170,7 @@ async def drive(
             rate=options.rate,
         )
         flame_graphs = await asyncio.to_thread(profilers.stop) if profilers is not None else {}
+        model_after = await risk_model_cpu_seconds(stack)
     timelines = [watcher.timelines[request_id] for request_id in played.request_ids]
     # PostgreSQL publishes a backend's counts within a second of its last commit.
     await asyncio.sleep(1.5)
@@ -185,10 +188,36 @@ async def drive(
         "commits_per_workflow": round(commits / len(played.request_ids), 1)
         if commits is not None and played.request_ids
         else None,
+        "risk_model_cpu_ms_per_request": round(
+            (model_after - model_before) * 1000 / len(played.request_ids), 3
+        )
+        if model_before is not None and model_after is not None and played.request_ids
+        else None,
         "watcher": watcher,
         "run_id": run_id,
         "flame_graphs": flame_graphs,
     }
+
+
+async def risk_model_cpu_seconds(stack: RunningStack) -> float | None:
+    """The CPU risk's anomaly model has spent so far (features, scoring, explaining, learning), summed
+    over the risk instances, from their own metrics; None when one does not answer."""
+    total = 0.0
+    async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
+        for name, url in stack.instance_urls.items():
+            if name.partition("#")[0] != "risk":
+                continue
+            try:
+                text = (await client.get(f"{url}/metrics")).text
+            except httpx.HTTPError:
+                return None
+            total += sum(
+                sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == "unbind_risk_model_cpu_seconds_total"
+            )
+    return total
 
 
 def summarize(
@@ -240,6 +269,7 @@ def summarize(
         "profiled": bool(driven["flame_graphs"]),
         "flame_graphs": driven["flame_graphs"],
         "commits_per_workflow": driven["commits_per_workflow"],
+        "risk_model_cpu_ms_per_request": driven["risk_model_cpu_ms_per_request"],
         "series": _series(completed),
         "skeleton": skeleton_figures,
         # The real stack's throughput as a share of the skeleton's in the same run.
@@ -317,6 +347,11 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"  peak RSS (MB)     {report['peak_rss_mb']}")
     if report["commits_per_workflow"]:
         print(f"  DB commits        {report['commits_per_workflow']} per workflow (all services)")
+    if report["risk_model_cpu_ms_per_request"] is not None:
+        print(
+            f"  risk model        {report['risk_model_cpu_ms_per_request']} ms CPU per request "
+            f"(features, score, explanation, learning; part of risk's figure)"
+        )
     if cpu := report["cpu"]:
         print(f"  CPU ms/workflow   {cpu['ms_per_workflow']}")
         if by_service := cpu.get("ms_per_workflow_by_service"):

@@ -8,6 +8,7 @@ Assessments keep the model's features, score, version and explanation; the model
 its learning queue get tables of their own; a customer's profile gains a time zone and the client IPs
 of the last day.
 """
+from datetime import datetime, timezone
 from typing import Sequence, Union
 
 from alembic import op
@@ -40,6 +41,18 @@ def upgrade() -> None:
         sa.Column('state', sa.JSON(), nullable=False),
         sa.Column('updated_at', shared.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint('name'),
+    )
+    # The row learners lock to take turns: there from the start, so two first learners cannot both
+    # insert it. An empty fingerprint is "nothing learned yet".
+    op.bulk_insert(
+        sa.table(
+            'model_state',
+            sa.column('name', sa.String), sa.column('fingerprint', sa.String), sa.column('version', sa.Integer),
+            sa.column('learned', sa.Integer), sa.column('state', sa.JSON),
+            sa.column('updated_at', shared.db.UTCDateTime(timezone=True)),
+        ),
+        [{'name': 'half-space-trees', 'fingerprint': '', 'version': 0, 'learned': 0, 'state': {},
+          'updated_at': datetime(2026, 12, 2, tzinfo=timezone.utc)}],
     )
     op.create_table(
         'model_learning_queue',
