@@ -7,6 +7,7 @@ from pathlib import Path
 
 import orjson
 
+from services.risk.features import FEATURES
 from tests.binding.test_api import assert_problem
 from tests.dashboard.conftest import running_dashboard
 from tests.dashboard.test_api import closed_port
@@ -101,6 +102,13 @@ async def test_the_case_of_a_real_request_and_the_customer_on_the_phone(
         assert case["request"]["id"] == request_id and case["request"]["status"] == "completed"
         assert case["request"]["impact"]["binding_id"] == customer.binding_id, "the impact the customer saw"
         assert case["assessment"]["request_id"] == request_id and isinstance(case["assessment"]["score"], int)
+        # The anomaly model's part, as risk gave it: a first window not learned yet, so no score.
+        assert set(case["assessment"]["features"]) == set(FEATURES)
+        assert (
+            case["assessment"]["model_score"],
+            case["assessment"]["model_version"],
+            case["assessment"]["model_explanation"],
+        ) == (None, None, None)
         [verification] = case["verifications"]
         assert [(attempt["method"], attempt["result"]) for attempt in verification["attempts"]] == [
             ("otp", "wrong_code"),

@@ -13,6 +13,7 @@ import pytest
 from services.binding.texts import TEXTS as BINDING_TEXTS
 from services.dashboard.api import STATIC
 from services.dashboard.projection import KIND_STAGES, KINDS, STAGES, STATES
+from services.risk.features import FEATURES
 from services.risk.models import ApprovalReason, DisputeFinding, ReviewStatus
 from services.risk.scoring import SIGNALS
 from shared import labels
@@ -156,6 +157,8 @@ def test_no_text_of_the_page_escapes_the_catalogues() -> None:
         ("unbind_reason", list(UnbindReason)),
         ("dispute_reason", list(DisputeReason)),
         ("signal", list(SIGNALS)),
+        # The anomaly model's inputs, named in a case's explanation of its score.
+        ("feature", list(FEATURES)),
         ("method", list(VerificationMethod)),
     ],
 )

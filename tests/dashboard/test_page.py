@@ -1,9 +1,9 @@
 """The ops page in a real browser (Debian's headless Chromium, driven by Playwright, at a desktop
 viewport) against the four services and the dashboard on the real broker: the live board, a
-reviewer claiming and deciding a review, the case of a real request, the rules' dry run, save and
-restore, a customer found on the phone and a message resent, and the whole page in Chinese with no
-blank value and no untranslated word. Every page loads without a console error; screenshots are
-saved under var/test/artifacts."""
+reviewer claiming and deciding a review, the case of a real request (with the anomaly model's score
+and what pushed it up), the rules' dry run, save and restore, a customer found on the phone and a
+message resent, and the whole page in Chinese with no blank value and no untranslated word. Every
+page loads without a console error; screenshots are saved under var/test/artifacts."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -34,12 +35,14 @@ from tests.factories import (
     save_rules,
 )
 from tests.keys import token
-from tests.stack import BusTopics, Stack, auth, running_stack, served
+from tests.stack import BusTopics, Stack, auth, eventually, running_stack, served
 
 CHROMIUM = os.environ.get("UNBIND_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "var" / "test" / "artifacts"
 VIEWPORT = {"width": 1400, "height": 1000}
 ROUTES = ("#/", "#/reviews", "#/rules", "#/customers")
+# Risk's anomaly model in the smallest windows, learning often: a few requests make it score.
+QUICK_MODEL = {"risk": {"model_window": 8, "model_train_seconds": 0.2}}
 
 pytestmark = [pytest.mark.kafka, pytest.mark.browser]
 
@@ -96,12 +99,18 @@ class OpsPage:
 
 @asynccontextmanager
 async def ops_page(
-    browser: Browser, topics: BusTopics, tmp_path: Path, *, locale: str = "en-GB"
+    browser: Browser,
+    topics: BusTopics,
+    tmp_path: Path,
+    *,
+    locale: str = "en-GB",
+    overrides: dict[str, dict[str, Any]] | None = None,
 ) -> AsyncIterator[OpsPage]:
-    """The stack, the dashboard wired to it, served over HTTP, and a page at a desktop viewport that
-    records every console error or warning, page error and failed request."""
+    """The stack (its services' settings `overrides`), the dashboard wired to it, served over HTTP, and
+    a page at a desktop viewport that records every console error or warning, page error and failed
+    request."""
     async with (
-        running_stack(topics, sqlite_urls(tmp_path), tmp_path) as stack,
+        running_stack(topics, sqlite_urls(tmp_path), tmp_path, overrides=overrides) as stack,
         running_dashboard(topics, tmp_path, service_apps=stack.apps, push_interval_seconds=0.25) as (app, _),
         served(app) as url,
     ):
@@ -167,11 +176,26 @@ async def assert_nothing_blank(page: Page, where: str) -> None:
     assert await page.evaluate(BLANKS_JS) == [], where
 
 
+async def model_scores(stack: Stack, window: int) -> None:
+    """A window of requests (one per customer, let through by the default rules) assessed and learned:
+    risk's anomaly model is at version 1, and scores the next request."""
+    for _ in range(window):
+        await request_unbind(stack, await customer_with_binding(stack))
+
+    async def learned() -> bool:
+        model = (await stack.client("risk").get("/v1/model", headers=auth("ops-1", "ops"))).json()
+        return model["version"] >= 1
+
+    await eventually(learned, 30, "the anomaly model never learned its first window")
+
+
 async def test_the_ops_page_follows_an_unbind_live_and_a_reviewer_claims_and_decides_it(
     browser: Browser, kafka_topics: BusTopics, tmp_path: Path
 ) -> None:
-    async with ops_page(browser, kafka_topics, tmp_path) as ops:
+    async with ops_page(browser, kafka_topics, tmp_path, overrides=QUICK_MODEL) as ops:
         page, stack = ops.page, ops.stack
+        # The model learns a first window before the request of this test, which it then scores.
+        await model_scores(stack, QUICK_MODEL["risk"]["model_window"])
         await page.goto(ops.url)
         await expect(page.locator("#sign-in")).to_be_visible()
         await ops.sign_in("rev-1", "ops", "reviewer")
@@ -183,7 +207,8 @@ async def test_the_ops_page_follows_an_unbind_live_and_a_reviewer_claims_and_dec
         customer = await customer_with_binding(stack, awake=True)
         device = await enrolled_device(stack, customer)
         accepted = time.monotonic()
-        request_id = await request_unbind(stack, customer)
+        # From the device just enrolled: unlike the model's first window, which named no device.
+        request_id = await request_unbind(stack, customer, device_id=device.device_id)
 
         await expect(
             page.locator(f'#feed-list li[data-request-id="{request_id}"][data-type="UnbindRequested"]')
@@ -292,6 +317,24 @@ async def test_the_ops_page_follows_an_unbind_live_and_a_reviewer_claims_and_dec
         risk = page.locator("#case-risk")
         await expect(risk).to_contain_text("look at every request")  # the matched rule
         await expect(risk.locator('tr[data-signal="device_unknown"]')).to_have_count(1)
+        # The anomaly model's part: its score, its version and the features that pushed the score up.
+        assessment = (
+            await stack.client("risk").get(f"/v1/assessments/{request_id}", headers=auth("ops-1", "ops"))
+        ).json()
+        assert assessment["model_version"] >= 1 and assessment["model_explanation"], assessment
+        model = risk.locator(".model")
+        await expect(model.locator("h3")).to_have_text("Anomaly model")
+        await expect(model.locator(".model-score")).to_have_text(f"{assessment['model_score']:.2f}")
+        await expect(model.locator("dd").nth(1)).to_have_text(str(assessment["model_version"]))
+        words = catalogues()["en"]
+        explained = model.locator("table.explanation tbody tr")
+        await expect(explained).to_have_count(len(assessment["model_explanation"]))
+        for index, push in enumerate(assessment["model_explanation"]):
+            cells = explained.nth(index).locator("td")
+            await expect(explained.nth(index)).to_have_attribute("data-feature", push["feature"])
+            await expect(cells.nth(0)).to_have_text(words[f"feature.{push['feature']}"])
+            await expect(cells.nth(2)).to_have_text(f"+{push['contribution']:.2f}")
+        await expect(model.locator(".model-warming")).to_have_count(0)
         attempts = page.locator("#case-verifications table.attempts tbody tr")
         await expect(attempts).not_to_have_count(0)
         await expect(page.locator("#case-verifications")).to_contain_text("wrong code")
@@ -497,6 +540,11 @@ async def test_the_page_in_chinese_has_no_blank_value_and_no_untranslated_word(
             await expect(page.locator("#view-case p.muted", has_text="加载中")).to_have_count(0)
             await expect(page.locator("#view-customer p.muted", has_text="加载中")).to_have_count(0)
             await assert_nothing_blank(page, route)
+            if route.startswith("#/case/"):
+                # The anomaly model had not learned a window yet: no score, and the case says why.
+                await expect(page.locator("#case-risk .model-warming")).to_have_text(
+                    books["zh-CN"]["case.model_warming_up"]
+                )
             texts = await page.evaluate(TEXTS_JS)
             assert not set(texts) & set(books["en"]), (
                 route,

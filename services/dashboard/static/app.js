@@ -713,7 +713,50 @@ function assessmentView(a) {
       }),
       "signals",
     ),
+    modelView(a),
   );
+}
+
+// The anomaly model's part of an assessment: its score (0 to 1), its version and the features that
+// pushed the score up the most. Whether it ran in shadow or a rule promoted it is not kept per
+// assessment, so it is just "the model".
+function modelView(a) {
+  const heading = el("h3", { text: t("case.model") });
+  if (a.model_score === null || a.model_score === undefined) {
+    // No score: the model was warming up; no features either: assessed before risk kept the model's output.
+    const line = a.features ? el("p", { class: "muted model-warming", text: t("case.model_warming_up") }) : el("p", { class: "muted none", text: t("case.model_not_recorded") });
+    return el("div", { class: "model" }, heading, line);
+  }
+  const explanation = a.model_explanation || [];
+  return el(
+    "div",
+    { class: "model" },
+    heading,
+    facts([
+      ["case.model_score", el("span", { class: "model-score", text: a.model_score.toFixed(2) })],
+      ["case.model_version", a.model_version],
+    ]),
+    explanation.length
+      ? table(
+          ["case.feature", "#case.value", "#case.contribution"],
+          explanation.map((c) => {
+            const tr = row(cell(label("feature", c.feature)), cell(featureValue(c.value), "num mono"), cell(signed(c.contribution), "num mono"));
+            tr.dataset.feature = c.feature;
+            return tr;
+          }),
+          "explanation",
+        )
+      : el("p", { class: "muted none", text: t("case.model_no_push") }),
+  );
+}
+
+function featureValue(value) {
+  if (typeof value !== "number") return value;
+  return Number.isInteger(value) ? String(value) : value.toFixed(2);
+}
+
+function signed(value) {
+  return `${value > 0 ? "+" : ""}${value.toFixed(2)}`;
 }
 
 function reviewsTable(reviews) {

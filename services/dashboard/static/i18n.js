@@ -3,7 +3,8 @@
 // The catalogues are written as JSON (quoted keys, no trailing commas): tests/dashboard/test_i18n.py
 // reads them to check both hold the same keys and every key the page uses. The words for the codes
 // events carry (decisions, reasons, methods, signals...) are not here: the feed's lines use them
-// too, so they come from the server's one table (shared/labels.py, loaded before as labels.js).
+// too, so they come from the server's one table (shared/labels.py, loaded before as labels.js). The
+// anomaly model's features (feature.*) are here: only a case's risk panel names them.
 "use strict";
 
 const CATALOGUES = {
@@ -277,6 +278,14 @@ const CATALOGUES = {
     "case.signal": "signal",
     "case.value": "value",
     "case.weight": "weight",
+    "case.model": "Anomaly model",
+    "case.model_score": "model score",
+    "case.model_version": "model version",
+    "case.model_warming_up": "Warming up: no score yet.",
+    "case.model_not_recorded": "Not recorded: assessed before risk kept the model's output.",
+    "case.model_no_push": "No feature pushed the score up.",
+    "case.feature": "feature",
+    "case.contribution": "contribution",
     "case.reviewer": "reviewer",
     "case.to_customer": "message to the customer",
     "case.decided_at": "decided at",
@@ -315,6 +324,21 @@ const CATALOGUES = {
     "case.from_status": "from",
     "case.to_status": "to",
     "case.actor": "by",
+
+    "feature.requests_24h": "other unbind requests, last 24 h",
+    "feature.device_new": "device not known for the customer",
+    "feature.device_age_days": "days since the device was first seen",
+    "feature.devices_30d": "other new devices, last 30 days",
+    "feature.hour_local": "hour of the request (customer's time zone)",
+    "feature.failed_verifications_24h": "failed verifications, last 24 h",
+    "feature.counter_regressions_24h": "device counter regressions, last 24 h",
+    "feature.ip_changed": "IP address changed",
+    "feature.ips_24h": "distinct IP addresses, last 24 h",
+    "feature.account_age_days": "account age (days)",
+    "feature.phone_change_age_days": "days since the phone number changed",
+    "feature.rejections_30d": "rejected requests, last 30 days",
+    "feature.appeals_30d": "appeals, last 30 days",
+    "feature.monthly_instalment": "monthly instalment (CNY)",
 
     "rules.in_force": "Rules in force",
     "rules.candidate": "Candidate rules",
@@ -646,6 +670,14 @@ const CATALOGUES = {
     "case.signal": "风险信号",
     "case.value": "取值",
     "case.weight": "权重",
+    "case.model": "异常检测模型",
+    "case.model_score": "模型评分",
+    "case.model_version": "模型版本",
+    "case.model_warming_up": "模型预热中，暂无评分。",
+    "case.model_not_recorded": "未记录：评估时风控尚未保存模型的输出。",
+    "case.model_no_push": "没有推高评分的特征。",
+    "case.feature": "特征",
+    "case.contribution": "贡献",
     "case.reviewer": "审核员",
     "case.to_customer": "给客户的留言",
     "case.decided_at": "决定时间",
@@ -684,6 +716,21 @@ const CATALOGUES = {
     "case.from_status": "原状态",
     "case.to_status": "新状态",
     "case.actor": "操作人",
+
+    "feature.requests_24h": "24 小时内的其他解绑请求",
+    "feature.device_new": "该客户未识别的设备",
+    "feature.device_age_days": "设备首次出现至今天数",
+    "feature.devices_30d": "30 天内新出现的其他设备",
+    "feature.hour_local": "请求时刻（客户所在时区）",
+    "feature.failed_verifications_24h": "24 小时内验证失败次数",
+    "feature.counter_regressions_24h": "24 小时内设备计数器回退次数",
+    "feature.ip_changed": "IP 地址变化",
+    "feature.ips_24h": "24 小时内的不同 IP 地址数",
+    "feature.account_age_days": "开户天数",
+    "feature.phone_change_age_days": "更换手机号至今天数",
+    "feature.rejections_30d": "30 天内被拒绝的请求",
+    "feature.appeals_30d": "30 天内的申诉",
+    "feature.monthly_instalment": "月供（元）",
 
     "rules.in_force": "现行规则",
     "rules.candidate": "候选规则",
