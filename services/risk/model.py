@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
+import importlib.util
 import json
 import math
+import sys
+import types
 import zlib
 from array import array
 from dataclasses import dataclass
-
-from river.anomaly import HalfSpaceTrees
 
 from services.risk.features import FEATURES, scaled
 
@@ -36,6 +38,25 @@ EMPTY_BIN_SHARE = 1e-4
 EXPLAINED_FEATURES = 3
 # A feature whose baseline moves the score by less than this explains nothing worth showing.
 SMALLEST_CONTRIBUTION = 0.005
+
+
+def _half_space_trees() -> type:
+    """river's HalfSpaceTrees, pure Python, without the rest of `river.utils`, `river.tree` and
+    `river.anomaly`: those packages' own modules import numpy, scipy.stats and every tree learner
+    (95 MB more in each risk process, 0.9 s at start) for nothing HalfSpaceTrees uses. Each package is
+    given as its folder alone, so only the modules HalfSpaceTrees imports load; a process that
+    imported the packages already keeps them. tests/risk/test_model.py exercises what it uses."""
+    for package in ("river.utils", "river.tree", "river.anomaly"):
+        if package not in sys.modules:
+            spec = importlib.util.find_spec(package)
+            assert spec is not None and spec.submodule_search_locations is not None, package
+            folder = types.ModuleType(package)
+            folder.__path__ = list(spec.submodule_search_locations)
+            sys.modules[package] = folder
+    return importlib.import_module("river.anomaly.hst").HalfSpaceTrees
+
+
+HalfSpaceTrees = _half_space_trees()
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,9 @@ async def test_every_metric_a_rule_reads_is_exported(stack: Stack) -> None:
     exported: set[str] = set()
     for service in stack.apps:
         text = (await stack.client(service).get("/metrics")).text
-        exported |= {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
+        exported |= {
+            sample.name for family in text_string_to_metric_families(text) for sample in family.samples
+        }
     recorded = {rule["record"] for rule in rules() if "record" in rule}
     for rule in rules():
         name = rule.get("alert") or rule["record"]
