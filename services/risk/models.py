@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Float, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UTCDateTime, utcnow
@@ -115,8 +115,18 @@ class Review(Base):
 
 class Assessment(Base):
     __tablename__ = "assessments"
-    # The dry run of a rule set replays the assessments of the last days.
-    __table_args__ = (Index("ix_assessments_created_at", "created_at"),)
+    __table_args__ = (
+        # The dry run of a rule set replays the assessments of the last days.
+        Index("ix_assessments_created_at", "created_at"),
+        # The anomaly model's learner reads the assessments it has yet to learn, oldest first.
+        Index(
+            "ix_assessments_to_learn",
+            "created_at",
+            "request_id",
+            postgresql_where=text("to_learn"),
+            sqlite_where=text("to_learn"),
+        ),
+    )
 
     request_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     binding_id: Mapped[str] = mapped_column(String(64))
@@ -141,6 +151,9 @@ class Assessment(Base):
     model_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     model_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     model_explanation: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    # True until the model has learned the request (its features and score), then NULL: the
+    # assessment is its own place in the learning queue, written in the same statement.
+    to_learn: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 
 class RuleSet(Base):
@@ -201,15 +214,3 @@ class ModelState(Base):
     learned: Mapped[int] = mapped_column(Integer, default=0)
     state: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class LearningQueue(Base):
-    """Assessed requests the model has yet to learn, with the score each was given: written in the
-    assessment's transaction, deleted in the one that learns it, so none is learned twice or lost."""
-
-    __tablename__ = "model_learning_queue"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    features: Mapped[dict[str, float]] = mapped_column(JSON)
-    score: Mapped[float | None] = mapped_column(Float, nullable=True)
-    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

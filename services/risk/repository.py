@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Row, and_, delete, func, or_, select
+from sqlalchemy import ColumnElement, Row, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.risk.models import (
@@ -13,7 +13,6 @@ from services.risk.models import (
     Assessment,
     CustomerProfile,
     KnownDevice,
-    LearningQueue,
     ModelState,
     ObservedEvent,
     Review,
@@ -202,14 +201,23 @@ async def model_version(session: AsyncSession, name: str) -> Row | None:
     return (await session.execute(query)).first()
 
 
-async def queued_for_learning(session: AsyncSession, limit: int) -> Sequence[LearningQueue]:
-    query = select(LearningQueue).order_by(LearningQueue.id).limit(limit)
-    return (await session.scalars(query)).all()
+async def to_learn(session: AsyncSession, limit: int) -> Sequence[Row]:
+    """The assessments the model has yet to learn, oldest first."""
+    query = (
+        select(Assessment.request_id, Assessment.features, Assessment.model_score)
+        .where(Assessment.to_learn.is_(True))
+        .order_by(Assessment.created_at, Assessment.request_id)
+        .limit(limit)
+    )
+    return (await session.execute(query)).all()
 
 
-async def delete_learned(session: AsyncSession, ids: Sequence[int]) -> None:
-    await session.execute(delete(LearningQueue).where(LearningQueue.id.in_(ids)))
+async def mark_learned(session: AsyncSession, request_ids: Sequence[str]) -> None:
+    await session.execute(
+        update(Assessment).where(Assessment.request_id.in_(request_ids)).values(to_learn=None)
+    )
 
 
-async def count_queued_for_learning(session: AsyncSession) -> int:
-    return await session.scalar(select(func.count()).select_from(LearningQueue)) or 0
+async def count_to_learn(session: AsyncSession) -> int:
+    query = select(func.count()).select_from(Assessment).where(Assessment.to_learn.is_(True))
+    return await session.scalar(query) or 0

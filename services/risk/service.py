@@ -46,7 +46,6 @@ from services.risk.models import (
     CustomerProfile,
     DisputeFinding,
     KnownDevice,
-    LearningQueue,
     ModelState,
     ObservedEvent,
     Review,
@@ -201,8 +200,8 @@ class ModelKeeper:
         self.queued.set()
 
     async def assess(self, uow: UnitOfWork, behaviour: Behaviour) -> ShadowScore:
-        """Score and explain a request with the current version, and queue it to be learned in the
-        caller's transaction."""
+        """Score and explain a request with the current version; its assessment, once committed, is
+        learned next (`to_learn`)."""
         await self._sync(uow)
         started = time.process_time()
         features = features_of(behaviour)
@@ -212,7 +211,6 @@ class ModelKeeper:
         if score is not None:
             explanation = [asdict(item) for item in model.explain(features, score)]
             shadow = ShadowScore(features, score, model.version, explanation)
-        uow.session.add(LearningQueue(features=features, score=score, queued_at=utcnow()))
         spent = time.process_time() - started
 
         def committed() -> None:
@@ -260,7 +258,7 @@ class ModelKeeper:
         the instances (the checkpoint row is locked). Returns how many were learned."""
         session = uow.session
         row = await repository.model_state(session, MODEL_NAME, for_update=True)
-        queued = await repository.queued_for_learning(session, LEARNING_BATCH)
+        queued = await repository.to_learn(session, LEARNING_BATCH)
         if not queued:
             return 0
         # Only the learning itself, not the awaited queries (process time counts every task's CPU).
@@ -277,10 +275,10 @@ class ModelKeeper:
             learner = self.learner = AnomalyModel(self.parameters)
         was = learner.version
         for request in queued:
-            learner.learn(request.features, request.score)
+            learner.learn(request.features, request.model_score)
         checkpoint = learner.checkpoint()
         uow.after_commit(partial(self.metrics.model_cpu.inc, time.process_time() - started))
-        await repository.delete_learned(session, [request.id for request in queued])
+        await repository.mark_learned(session, [request.request_id for request in queued])
         if row is None:
             row = ModelState(name=MODEL_NAME)
             session.add(row)
@@ -440,6 +438,7 @@ async def assess(uow: UnitOfWork, deps: RiskDeps, event: UnbindRequested) -> Non
             model_score=shadow.score,
             model_version=shadow.version,
             model_explanation=shadow.explanation,
+            to_learn=True,
         )
     )
     uow.emit(
@@ -710,7 +709,7 @@ async def model_status(uow: UnitOfWork, deps: RiskDeps) -> ModelOut:
         name=MODEL_NAME,
         version=stored.version if stored else 0,
         learned=stored.learned if stored else 0,
-        queued=await repository.count_queued_for_learning(uow.session),
+        queued=await repository.count_to_learn(uow.session),
         window=settings.model_window,
         trees=settings.model_trees,
         height=settings.model_height,

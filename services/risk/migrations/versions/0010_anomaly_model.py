@@ -4,9 +4,9 @@ Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-02 15:30:00
 
-Assessments keep the model's features, score, version and explanation; the model's checkpoint and
-its learning queue get tables of their own; a customer's profile gains a time zone and the client IPs
-of the last day.
+Assessments keep the model's features, score, version and explanation, and whether the model has yet
+to learn them; the model's checkpoint gets a table of its own; a customer's profile gains a time zone
+and the client IPs of the last day.
 """
 from datetime import datetime, timezone
 from typing import Sequence, Union
@@ -29,6 +29,11 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('model_score', sa.Float(), nullable=True))
         batch_op.add_column(sa.Column('model_version', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('model_explanation', sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column('to_learn', sa.Boolean(), nullable=True))
+        batch_op.create_index(
+            'ix_assessments_to_learn', ['created_at', 'request_id'], unique=False,
+            postgresql_where=sa.text('to_learn'), sqlite_where=sa.text('to_learn'),
+        )
     with op.batch_alter_table('customer_profiles', schema=None) as batch_op:
         batch_op.add_column(sa.Column('time_zone', sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column('recent_ips', sa.JSON(), nullable=True))
@@ -54,23 +59,17 @@ def upgrade() -> None:
         [{'name': 'half-space-trees', 'fingerprint': '', 'version': 0, 'learned': 0, 'state': {},
           'updated_at': datetime(2026, 12, 2, tzinfo=timezone.utc)}],
     )
-    op.create_table(
-        'model_learning_queue',
-        sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column('features', sa.JSON(), nullable=False),
-        sa.Column('score', sa.Float(), nullable=True),
-        sa.Column('queued_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint('id'),
-    )
+
 
 
 def downgrade() -> None:
-    op.drop_table('model_learning_queue')
     op.drop_table('model_state')
     with op.batch_alter_table('customer_profiles', schema=None) as batch_op:
         batch_op.drop_column('recent_ips')
         batch_op.drop_column('time_zone')
     with op.batch_alter_table('assessments', schema=None) as batch_op:
+        batch_op.drop_index('ix_assessments_to_learn')
+        batch_op.drop_column('to_learn')
         batch_op.drop_column('model_explanation')
         batch_op.drop_column('model_version')
         batch_op.drop_column('model_score')
