@@ -148,6 +148,9 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ("risk", "DELETE /v1/reviews/{review_id}/claim"): REVIEWER_ONLY,
     ("risk", "POST /v1/reviews/{review_id}/decision"): UNCLAIMED_DECISION,
     ("risk", "GET /v1/customers/{user_id}/risk"): OPS_ONLY,
+    ("risk", "GET /v1/model"): OPS_ONLY,
+    # An evaluation replays a synthetic population: it reads the rules in force, so their admin runs it.
+    ("risk", "POST /v1/model/evaluations"): RULES_ADMIN_ONLY,
     ("risk", "GET /v1/flags"): OPS_ONLY,
     ("risk", "POST /v1/flags/{user_id}/clear"): REVIEWER_ONLY,  # clearing a flag is a reviewer's decision
     ("risk", "PUT /internal/v1/profiles/{user_id}"): internal(204),
@@ -250,6 +253,7 @@ REQUESTS: dict[str, Request] = {
         "path": {"version": world.ids["rules_version"]},
     },
     "POST /v1/rules/simulate": lambda *_: {"json": {**REVIEW_EVERYTHING, "days": 7}},
+    "POST /v1/model/evaluations": lambda *_: {"json": {"population": 400, "window": 40}},
     "GET /v1/ops/verifications": lambda world, _: {"params": {"request_id": world.ids["request_id"]}},
     "GET /v1/ops/notifications": lambda world, _: {"params": {"user_id": world.owner.user_id}},
     "GET /v1/ops/customers": lambda world, _: {"params": {"user_id": world.owner.user_id}},
