@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_TIME_ZONE = "Asia/Shanghai"
 # Ages beyond these read as "long ago": an account of twenty years is no safer than one of ten.
@@ -48,7 +48,12 @@ class Behaviour:
     monthly_instalment: int | None = None
 
     def local_hour(self) -> int:
-        return self.at.astimezone(ZoneInfo(self.time_zone)).hour
+        try:
+            zone = ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            # A zone the tz database no longer knows (it was checked when saved): the default one.
+            zone = ZoneInfo(DEFAULT_TIME_ZONE)
+        return self.at.astimezone(zone).hour
 
     def days_since(self, instant: datetime | None) -> int | None:
         return None if instant is None else max(0, (self.at - instant).days)

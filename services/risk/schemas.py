@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Annotated, Any
 from zoneinfo import available_timezones
 
@@ -273,6 +274,12 @@ class CustomerRiskOut(BaseModel):
     reviews: list[ReviewOut]
 
 
+@cache
+def _time_zones() -> frozenset[str]:
+    # Read from the tz database once: listing it takes about 20 ms.
+    return frozenset(available_timezones())
+
+
 class ProfileIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -290,7 +297,7 @@ class ProfileIn(BaseModel):
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str | None) -> str | None:
-        if value is not None and value not in available_timezones():
+        if value is not None and value not in _time_zones():
             raise ValueError("not an IANA time zone (e.g. Asia/Shanghai)")
         return value
 

@@ -20,6 +20,10 @@ def test_the_hour_is_the_customers_own() -> None:
     assert signals_of(in_paris)["night_request"] == 0
 
 
+def test_a_zone_the_tz_database_no_longer_knows_reads_as_the_default() -> None:
+    assert features_of(Behaviour(at=AT, time_zone="Mars/Olympus_Mons"))["hour_local"] == 2
+
+
 def test_a_new_device_is_age_zero_and_a_known_one_has_its_age() -> None:
     new = features_of(Behaviour(at=AT, device_first_seen_at=None))
     assert (new["device_new"], new["device_age_days"]) == (1, 0)

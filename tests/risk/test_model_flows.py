@@ -20,7 +20,7 @@ from tests.binding.test_api import assert_problem
 from tests.factories import RULES_ADMIN, customer_with_binding, save_rules
 from tests.risk.test_flows import MovableClock, request
 from tests.risk.test_rule_versions import assessed
-from tests.stack import BusTopics, Stack, auth, eventually, running_stack
+from tests.stack import BusTopics, Stack, auth, eventually, make_bus_topics, running_stack
 
 OPS = auth("ops-20", "ops")
 NOON = datetime(2026, 11, 27, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
@@ -194,3 +194,30 @@ async def test_ops_see_the_score_and_its_explanation_and_no_customer_view_or_eve
             data = envelope.data.model_dump_json()
             model_only = tuple(name for name in FEATURE_NAMES if name not in SIGNALS)
             assert mentions(data, MODEL_FIELDS + model_only) == [], (envelope.type, data)
+
+
+async def test_the_customers_time_zone_sets_the_hour_of_the_night_signal_and_the_model(
+    database_urls: dict[str, str], tmp_path: Path
+) -> None:
+    clock = MovableClock(NOON.replace(hour=2))  # 02:00 in Shanghai: 19:00 the day before in Paris
+    system = auth("customer-system", "service")
+    async with running_stack(
+        make_bus_topics("memory", None),
+        database_urls,
+        tmp_path,
+        services=("risk",),
+        app_options={"risk": {"clock": clock}},
+    ) as stack:
+        client = stack.client("risk")
+        path = "/internal/v1/profiles/u-r-paris"
+        refused = await client.put(path, json={"time_zone": "Mars/Olympus_Mons"}, headers=system)
+        assert_problem(refused, 422, "validation-error")
+        assert (await client.get("/v1/customers/u-r-paris/risk", headers=OPS)).json()["profile"] is None
+        assert (await client.put(path, json={"time_zone": "Europe/Paris"}, headers=system)).status_code == 204
+        assert (await client.get("/v1/customers/u-r-paris/risk", headers=OPS)).json()["profile"][
+            "time_zone"
+        ] == ("Europe/Paris")
+        in_paris = await assessed(stack, clock, clock.at, "r-paris")
+        in_shanghai = await assessed(stack, clock, clock.at, "r-shanghai")
+        assert (in_paris["signals"]["night_request"], in_paris["features"]["hour_local"]) == (0, 19)
+        assert (in_shanghai["signals"]["night_request"], in_shanghai["features"]["hour_local"]) == (1, 2)
