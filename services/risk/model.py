@@ -142,7 +142,7 @@ class AnomalyModel:
 
     def explain(self, features: dict[str, float], score: float) -> list[Contribution]:
         """The features that pushed the score up the most. Only features away from their baseline
-        are tried, so an unremarkable request costs one score more at most."""
+        are tried: a request with k of them costs k scores more, an unremarkable one none."""
         x = scaled(features)
         contributions = []
         for name, feature in FEATURES.items():
